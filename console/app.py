@@ -1,0 +1,71 @@
+"""The one route table and the application factory.
+
+Each route names its handler and the role it requires (deny by default: see
+``console/handlers.py``). ``/prometheus/api/v1/`` is kept free for a future
+Prometheus-compatible query API.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import tornado.web
+
+from console.handlers import NotFoundHandler
+from console.ingest.handlers import IngestHandler
+from console.live_socket import LiveSocketHandler
+from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
+from console.query.handlers import HostsHandler, MetricNamesHandler, MetricsRangeHandler
+from console.services import Services, cookie_secret
+from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
+
+# (pattern, handler, required role)
+ROUTES = (
+    (r"/healthz", HealthzHandler, "public"),
+    (r"/readyz", ReadyzHandler, "public"),
+    (r"/metrics", MetricsHandler, "public"),
+    (r"/login", LoginHandler, "public"),
+    (r"/logout", LogoutHandler, "viewer"),
+    (r"/", OverviewHandler, "viewer"),
+    (r"/hosts/([^/]+)", HostPageHandler, "viewer"),
+    (r"/api/v1/ingest", IngestHandler, "agent"),
+    (r"/api/v1/hosts", HostsHandler, "viewer"),
+    (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
+    (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
+    (r"/api/v1/live", LiveSocketHandler, "viewer"),
+)
+
+access_log = logging.getLogger("tornado.access")
+
+
+def make_app(services: Services, debug: bool = False) -> tornado.web.Application:
+    """Build the Tornado application around ``services``."""
+    web_dir = Path(services.config.console.web_dir)
+    handlers = [tornado.web.url(pattern, handler, {"services": services, "role": role, "route": pattern})
+                for pattern, handler, role in ROUTES]
+
+    def log_request(handler: tornado.web.RequestHandler) -> None:
+        duration = handler.request.request_time()
+        route = getattr(handler, "route", "static")
+        services.metrics.request_duration.labels(handler.request.method, route, handler.get_status()).observe(duration)
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        access_log.log(level, "%d %s %.1fms", status, handler._request_summary(), 1000.0 * duration)
+
+    return tornado.web.Application(
+        handlers,
+        template_path=str(web_dir / "templates"),
+        static_path=str(web_dir / "static"),
+        cookie_secret=cookie_secret(services.config.data_dir),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict",
+                            "secure": services.config.console.cookie_secure},
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services},
+        log_function=log_request,
+        websocket_ping_interval=30,
+        compress_response=True,
+        debug=debug,
+        started_at=time.time(),
+    )

@@ -1,0 +1,351 @@
+"""The ``fleetdeck`` command (DESIGN.md section 3b).
+
+Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
+configured database directly; client commands (``hosts``) talk to a running console
+over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
+1 the operation failed, 2 bad usage or configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from console import __version__
+from console.client import ApiClient, ClientError
+from console.config import Config, ConfigError, load_config, parse_listen
+
+log = logging.getLogger("fleetdeck")
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {}
+    if getattr(args, "listen", None):
+        parse_listen(args.listen)
+        overrides["listen"] = args.listen
+    return load_config(args.config, overrides=overrides)
+
+
+def _services(config: Config):
+    from console.services import build_services  # server-side imports stay out of client commands
+
+    return build_services(config)
+
+
+def local_host_name() -> str:
+    """This machine's name, reduced to the characters host names may carry."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "localhost"
+    return name[:253]
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading)."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    seconds = max(0, int(time.time() - ts))
+    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago" if seconds < 7200 else f"{seconds // 3600}h ago"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+# -- server ------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    asyncio.run(_serve(config, with_agent=False, config_path=args.config))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    asyncio.run(_serve(config, with_agent=not args.no_agent, config_path=args.config, first_run=True))
+    return 0
+
+
+def ensure_local_agent_token(services, config: Config, host: str) -> str:
+    """The agent token of this host's local agent, kept in ``<data_dir>/agent/token`` (0600);
+    a new one is created when the file is missing or its token no longer works."""
+    path = config.data_dir / "agent" / "token"
+    if path.exists():
+        token = path.read_text().strip()
+        if services.db.run(services.tokens.find_agent_token_host, token) == host:
+            return token
+    token = services.db.run(services.tokens.create_agent_token, host)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+async def _serve(config: Config, with_agent: bool, config_path: str | None, first_run: bool = False) -> None:
+    from console.app import make_app
+    from console.server import start_http
+
+    try:
+        services = _services(config)
+    except Exception as exc:  # the database URL is wrong or unreachable
+        raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
+    backend = services.db.dialect
+    print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend})", flush=True)
+    if first_run:
+        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+        if password:
+            print("First run: created user 'admin' with password:\n\n"
+                  f"    {password}\n\n"
+                  "This password is shown only once. Change it with `fleetdeck user set-password admin`.",
+                  flush=True)
+    app = make_app(services)
+    host, port = config.listen_host_port
+    try:
+        server, bound = start_http(app, services, host, port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {config.console.listen}: {exc.strerror}; "
+                       "choose another with --listen HOST:PORT or FLEETDECK_LISTEN", 2) from None
+    if port == 0:
+        config.console.listen = f"{host}:{bound}"
+    url = config.public_url
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    agent = None
+    if with_agent:
+        agent = LocalAgent(services, config, config_path, url)
+        agent.start()
+    print(f"Dashboard: {url}/", flush=True)
+    try:
+        while not stop.is_set():
+            if agent is not None:
+                agent.check()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        print("Stopping…", flush=True)
+        if agent is not None:
+            agent.stop()
+        server.stop()
+        await server.close_all_connections()
+        services.close()
+
+
+class LocalAgent:
+    """The agent child process that ``fleetdeck run`` keeps alive for this host."""
+
+    def __init__(self, services, config: Config, config_path: str | None, url: str) -> None:
+        self.host = local_host_name()
+        self.token = ensure_local_agent_token(services, config, self.host)
+        self.config_path = config_path
+        self.url = url
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "agents", "--console", self.url, "--host", self.host]
+        if self.config_path:
+            argv += ["--config", self.config_path]
+        env = dict(os.environ, FLEETDECK_AGENT_TOKEN=self.token)
+        self.proc = subprocess.Popen(argv, env=env)
+        self.started_at = time.monotonic()
+        print(f"Local agent for host '{self.host}' started (pid {self.proc.pid}).", flush=True)
+
+    def check(self) -> None:
+        """Restart the agent if it exited, at most every 10 s."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        if time.monotonic() - self.started_at < 10:
+            return
+        print(f"Local agent exited with status {self.proc.returncode}; restarting it.", file=sys.stderr, flush=True)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from console.auth.tokens import TokenError
+
+    if bool(args.agent) == bool(args.name):
+        raise CliError("give either --agent HOST or --name NAME --role ROLE", 2)
+    services = _services(_config(args))
+    try:
+        if args.agent:
+            token = services.db.run(services.tokens.create_agent_token, args.agent)
+        else:
+            if not args.role:
+                raise CliError("--role is required with --name (viewer, deployer or admin)", 2)
+            token = services.db.run(services.tokens.create_api_token, args.name, args.role, args.expires_days)
+    except TokenError as exc:
+        raise CliError(str(exc), 2) from None
+    finally:
+        services.close()
+    print(token)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    env = os.environ.get("FLEETDECK_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise CliError("the passwords differ", 2)
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from console.auth.users import UserError
+
+    services = _services(_config(args))
+    try:
+        password = _read_password(args)
+        if args.user_command == "create":
+            services.db.run(services.users.create, args.username, password, args.role)
+            print(f"created user {args.username!r} with role {args.role}")
+        else:
+            services.db.run(services.users.set_password, args.username, password)
+            print(f"password of {args.username!r} changed")
+    except UserError as exc:
+        raise CliError(str(exc), 2) from None
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    services = _services(_config(args))  # building the services applies the migrations
+    print(f"database at head: {services.config.database_url}")
+    services.close()
+    return 0
+
+
+# -- client ------------------------------------------------------------------------------
+def cmd_hosts(args: argparse.Namespace) -> int:
+    hosts = ApiClient().get("/api/v1/hosts")
+    if args.json:
+        print(json.dumps(hosts, indent=2))
+        return 0
+    rows = [{"host": h["host"], "state": "up" if h["up"] else "DOWN", "cpu": _pct(h["summary"]["cpu_ratio"]),
+             "memory": _pct(h["summary"]["memory_ratio"]), "disk": _pct(h["summary"]["disk_max_ratio"]),
+             "load1": "-" if h["summary"]["load1"] is None else f"{h['summary']['load1']:.2f}",
+             "seen": _ago(h["last_seen"]), "agent": h.get("agent_version") or "-"} for h in hosts]
+    if not rows:
+        print("no hosts yet: start an agent with `fleetdeck-agent --console URL --token TOKEN`")
+        return 0
+    print_table(rows, [("host", "HOST"), ("state", "STATE"), ("cpu", "CPU"), ("memory", "MEM"),
+                       ("disk", "DISK"), ("load1", "LOAD1"), ("seen", "LAST SEEN"), ("agent", "AGENT")])
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetdeck", description="Fleetdeck console and command line.")
+    parser.add_argument("--version", action="version", version=f"fleetdeck {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def server_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="config file (default $FLEETDECK_CONFIG)")
+        return p
+
+    run = server_cmd("run", "first-run setup, then the console plus a local agent; prints the URL")
+    run.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
+    run.add_argument("--no-agent", action="store_true", help="do not start the local agent")
+    run.set_defaults(func=cmd_run)
+    serve = server_cmd("serve", "run the console")
+    serve.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="create tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", help="create an agent token (--agent) or an API token (--name, --role)")
+    create.add_argument("--config")
+    create.add_argument("--agent", metavar="HOST", help="bind a new agent token to HOST")
+    create.add_argument("--name", help="name of a new API token")
+    create.add_argument("--role", choices=("viewer", "deployer", "admin"), help="role cap of the API token")
+    create.add_argument("--expires-days", type=float, help="API token lifetime in days (default: no expiry)")
+    create.set_defaults(func=cmd_token_create)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    ucreate = user.add_parser("create", help="create a user (password from $FLEETDECK_PASSWORD, stdin or prompt)")
+    ucreate.add_argument("username")
+    ucreate.add_argument("--role", choices=("viewer", "deployer", "admin"), required=True)
+    ucreate.add_argument("--config")
+    ucreate.set_defaults(func=cmd_user)
+    upass = user.add_parser("set-password", help="set a user's password")
+    upass.add_argument("username")
+    upass.add_argument("--config")
+    upass.set_defaults(func=cmd_user)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("--config")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    hosts = sub.add_parser("hosts", help="list hosts (FLEETDECK_URL, FLEETDECK_TOKEN)")
+    hosts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    hosts.set_defaults(func=cmd_hosts)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"fleetdeck: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"fleetdeck: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

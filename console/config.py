@@ -1,0 +1,162 @@
+"""Console configuration: defaults, the YAML file, then ``FLEETDECK_*`` environment variables.
+
+Precedence (lowest first): the defaults below (documented in the repository's
+``config.yaml``), the YAML file (``--config`` or ``FLEETDECK_CONFIG``), environment
+variables, then command-line flags. Every key of the ``console:`` section can be set
+from the environment as ``FLEETDECK_<KEY>`` (``FLEETDECK_LISTEN``,
+``FLEETDECK_DATA_DIR``, ``FLEETDECK_DATABASE_URL``, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment variable holds an invalid value."""
+
+
+@dataclass
+class ConsoleConfig:
+    """The ``console:`` section. Units are in the field names' comments."""
+
+    listen: str = "127.0.0.1:8700"  # HOST:PORT
+    data_dir: str = "./var"
+    database_url: str = ""  # empty: sqlite file <data_dir>/fleetdeck.db
+    public_url: str = ""  # empty: derived from listen
+    max_body_bytes: int = 8 * 1024 * 1024  # ingest body cap, compressed and decompressed
+    api_max_body_bytes: int = 1024 * 1024  # body cap of every other route
+    down_after_intervals: float = 3.0  # a host is down after this many missed intervals
+    default_interval: float = 10.0  # seconds, for hosts whose agent did not say
+    session_days: float = 7.0  # browser session lifetime
+    cookie_secure: bool = False  # set true behind HTTPS
+    max_series_per_query: int = 2000
+    max_points_per_query: int = 500_000
+    web_dir: str = str(WEB_DIR)
+
+
+@dataclass
+class Config:
+    """The whole file: the console section plus sections other parts read."""
+
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    agent: dict[str, Any] = field(default_factory=dict)
+    apps: dict[str, Any] = field(default_factory=dict)
+    alerts: list[Any] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.console.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.console.database_url:
+            return self.console.database_url
+        return f"sqlite:///{(self.data_dir / 'fleetdeck.db').resolve()}"
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        return parse_listen(self.console.listen)
+
+    @property
+    def public_url(self) -> str:
+        if self.console.public_url:
+            return self.console.public_url.rstrip("/")
+        host, port = self.listen_host_port
+        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{port}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:8700"`` for IPv6) -> ``(host, port)``; raises ConfigError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    """Convert a YAML or environment value to the field's type, with a clear error."""
+    kind_name = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind_name == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"console.{name}: expected {kind_name}, got {raw!r}") from None
+
+
+def _console_from(values: Mapping[str, Any], env: Mapping[str, str]) -> ConsoleConfig:
+    known = {f.name: f for f in dataclasses.fields(ConsoleConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in console section: {', '.join(unknown)}")
+    merged: dict[str, Any] = {}
+    for name, fld in known.items():
+        if name in values and values[name] is not None:
+            merged[name] = _coerce(name, fld.type, values[name])
+        env_value = env.get(f"FLEETDECK_{name.upper()}")
+        if env_value is not None and env_value != "":
+            merged[name] = _coerce(name, fld.type, env_value)
+    return ConsoleConfig(**merged)
+
+
+def load_config(path: str | os.PathLike | None = None,
+                env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read the configuration.
+
+    ``path`` falls back to ``$FLEETDECK_CONFIG``; with neither, only defaults and the
+    environment apply. ``overrides`` are console keys from command-line flags.
+    Raises ConfigError for a missing file, bad YAML, unknown keys or bad values.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("FLEETDECK_CONFIG") or None
+    document: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                document = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(document, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    unknown = sorted(set(document) - {"console", "agent", "apps", "alerts"})
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) in {path}: {', '.join(unknown)}")
+    console_values = dict(document.get("console") or {})
+    console = _console_from(console_values, env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(console, key, value)
+    parse_listen(console.listen)
+    return Config(
+        console=console,
+        agent=dict(document.get("agent") or {}),
+        apps=dict(document.get("apps") or {}),
+        alerts=list(document.get("alerts") or []),
+    )

@@ -1,0 +1,183 @@
+"""Base request handlers: authentication, the route's required role, JSON errors, body caps.
+
+Every handler is constructed from the route table with ``services``, ``role`` and
+``route``; ``prepare`` authenticates (bearer token or signed session cookie) and
+enforces the role before any handler method runs. Deny by default: a handler without a
+role cannot be constructed.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import tornado.web
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from console.auth.roles import ROUTE_ROLES, Principal
+from console.errors import STATUS_CODES, ApiError
+
+SESSION_COOKIE = "fleetdeck_session"
+log = logging.getLogger(__name__)
+
+
+def json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Shared by pages, API and sockets: who is calling and may they."""
+
+    def initialize(self, services: Any, role: str, route: str) -> None:
+        if role not in ROUTE_ROLES:
+            raise ValueError(f"route {route} declares unknown role {role!r}")
+        self.services = services
+        self.required_role = role
+        self.route = route
+
+    @property
+    def principal(self) -> Principal | None:
+        return self.current_user
+
+    def bearer_token(self) -> str | None:
+        header = self.request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def check_xsrf_cookie(self) -> None:
+        # CSRF abuses ambient credentials (the session cookie). A bearer-token call, or one
+        # with no session cookie at all, has none; it is then authenticated (or refused
+        # with 401) in prepare().
+        if self.bearer_token() is not None or not self.get_cookie(SESSION_COOKIE):
+            return
+        super().check_xsrf_cookie()
+
+    async def authenticate(self) -> Principal | None:
+        token = self.bearer_token()
+        if token is not None:
+            if not token:
+                return None
+            return await self.services.db.on_reader(self.services.tokens.authenticate, token)
+        max_age = self.services.config.console.session_days
+        cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=max_age)
+        if not cookie:
+            return None
+        return await self.services.db.read(self.services.users.principal, cookie.decode("utf-8"))
+
+    async def prepare(self) -> None:
+        self.current_user = await self.authenticate()
+        if self.required_role == "public":
+            return
+        if self.current_user is None:
+            self.deny_unauthenticated()
+        elif not self.current_user.allows(self.required_role):
+            raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
+
+    def deny_unauthenticated(self) -> None:
+        raise ApiError(401, "unauthorized", "credentials are missing or invalid",
+                       headers={"WWW-Authenticate": 'Bearer realm="fleetdeck"'})
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy",
+                        "default-src 'self'; script-src 'self'; style-src 'self'; "
+                        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
+
+    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
+        if isinstance(value, ApiError):
+            return
+        if isinstance(value, SQLAlchemyError):
+            self.services.metrics.storage_errors.labels(self.route).inc()
+        super().log_exception(typ, value, tb)
+
+
+class ApiHandler(BaseHandler):
+    """JSON in, JSON out; every error is a JSON error body, never HTML or a traceback."""
+
+    def prepare_body_cap(self) -> None:
+        cap = self.services.config.console.api_max_body_bytes
+        if len(self.request.body or b"") > cap:
+            raise ApiError(413, "body_too_large", f"body exceeds {cap} bytes", {"limit_bytes": cap})
+
+    async def prepare(self) -> None:
+        if not getattr(self, "_streaming", False):
+            self.prepare_body_cap()
+        await super().prepare()
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object; raises ApiError 400 otherwise."""
+        try:
+            doc = orjson.loads(self.request.body or b"")
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ApiError(400, "invalid_json", "body must be a JSON object")
+        return doc
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json_bytes(value))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            status, code, message, details = exc.status, exc.code, exc.message, exc.details
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif isinstance(exc, OperationalError):
+            status, code, message, details = 503, "storage_unavailable", "the database is unavailable", {}
+        elif isinstance(exc, tornado.web.HTTPError):
+            status = exc.status_code
+            code = STATUS_CODES.get(status, "error")
+            message = exc.log_message or self._reason
+            if status == 403 and "xsrf" in (exc.log_message or "").lower():
+                code, message = "xsrf_invalid", "missing or invalid _xsrf token"
+            details = {}
+        else:
+            status, code, message, details = 500, "internal_error", "internal error", {}
+        self.set_status(status)
+        self.clear_header("Content-Type")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json_bytes({"error": {"code": code, "message": message, "details": details}}))
+
+
+class PageHandler(BaseHandler):
+    """Server-rendered pages: an unauthenticated visitor is sent to the login page."""
+
+    def deny_unauthenticated(self) -> None:
+        target = self.request.uri or "/"
+        self.redirect(f"/login?next={quote(target, safe='')}")
+        raise tornado.web.Finish()
+
+    def get_template_path(self) -> str:
+        return self.settings["template_path"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.message if isinstance(exc, ApiError) else self._reason
+        if isinstance(exc, ApiError):
+            self.set_status(exc.status)
+        self.render("error.html", status=self.get_status(), message=message)
+
+
+class NotFoundHandler(ApiHandler):
+    """Default handler: JSON 404 under /api/, a page elsewhere."""
+
+    def initialize(self, services: Any, role: str = "public", route: str = "*") -> None:
+        super().initialize(services, role, route)
+
+    async def prepare(self) -> None:
+        raise ApiError(404, "not_found", f"no route for {self.request.path}")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if self.request.path.startswith("/api/"):
+            super().write_error(status_code, **kwargs)
+        else:
+            self.set_status(404)
+            self.render("error.html", status=404, message="Page not found")

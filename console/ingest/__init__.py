@@ -1,0 +1,1 @@
+"""Ingest: validate agent batches and store them in one transaction."""

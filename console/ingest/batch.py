@@ -1,0 +1,200 @@
+"""Parsing and validation of ingest bodies (the contract in DESIGN.md section 3).
+
+A body is rejected whole, with the JSON path of the first problem, before anything is
+stored; nothing of a rejected body is kept.
+"""
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus data model
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+METRIC_TYPES = ("gauge", "counter")
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 4096  # characters
+MAX_LOG_LINE = 64 * 1024  # characters
+
+
+class IngestError(Exception):
+    """A rejected body: ``status`` (400/413/...), ``code`` (snake_case), message, details."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+@dataclass
+class MetricIn:
+    name: str
+    type: str
+    labels_json: str  # canonical JSON, sorted keys
+    points: list[tuple[int, float]]  # (Unix ms, value)
+
+
+@dataclass
+class LogIn:
+    ts: int  # Unix ms
+    source: str
+    line: str
+    labels_json: str
+
+
+@dataclass
+class Batch:
+    host: str
+    batch_id: str
+    sent_at: float | None
+    agent_version: str | None
+    interval: float | None
+    labels_json: str
+    metrics: list[MetricIn] = field(default_factory=list)
+    logs: list[LogIn] = field(default_factory=list)
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(m.points) for m in self.metrics)
+
+    @property
+    def last_ts(self) -> int | None:
+        stamps = [p[0] for m in self.metrics for p in m.points] + [r.ts for r in self.logs]
+        return max(stamps) if stamps else None
+
+
+def canonical_labels(labels: dict[str, str]) -> str:
+    """Labels as stored and compared: compact JSON with sorted keys, UTF-8 kept as is."""
+    return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+
+
+def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> Any:
+    """Bytes (optionally gzip) -> JSON value. Raises IngestError 413 when the inflated body
+    exceeds ``max_bytes``, 400 for bad gzip or bad JSON, 415 for other encodings."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, max_bytes + 1)
+        except zlib.error as exc:
+            raise IngestError(400, "invalid_gzip", f"body is not valid gzip: {exc}") from None
+        if len(body) > max_bytes or inflater.unconsumed_tail:
+            raise IngestError(413, "body_too_large",
+                              f"decompressed body exceeds {max_bytes} bytes",
+                              {"limit_bytes": max_bytes})
+        if not inflater.eof:
+            raise IngestError(400, "invalid_gzip", "gzip stream is truncated")
+    elif encoding != "identity":
+        raise IngestError(415, "unsupported_encoding",
+                          f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IngestError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+
+
+def _fail(path: str, message: str) -> IngestError:
+    return IngestError(400, "invalid_batch", f"{path}: {message}", {"path": path})
+
+
+def _labels(value: Any, path: str) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise _fail(path, "labels must be an object of string values")
+    if len(value) > MAX_LABELS:
+        raise _fail(path, f"at most {MAX_LABELS} labels")
+    for key, item in value.items():
+        if not LABEL_NAME_RE.match(key):
+            raise _fail(f"{path}.{key}", "label name must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if not isinstance(item, str):
+            raise _fail(f"{path}.{key}", "label value must be a string")
+        if len(item) > MAX_LABEL_VALUE:
+            raise _fail(f"{path}.{key}", f"label value longer than {MAX_LABEL_VALUE} characters")
+    return canonical_labels(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _points(value: Any, path: str) -> list[tuple[int, float]]:
+    if not isinstance(value, list):
+        raise _fail(path, "points must be a list of [ts_ms, value]")
+    points = []
+    for i, point in enumerate(value):
+        if not (isinstance(point, list) and len(point) == 2):
+            raise _fail(f"{path}[{i}]", "a point is [ts_ms, value]")
+        ts, val = point
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+            raise _fail(f"{path}[{i}]", "timestamp must be a non-negative integer of Unix ms")
+        if not _number(val) or not math.isfinite(val):
+            raise _fail(f"{path}[{i}]", "value must be a finite number")
+        points.append((ts, float(val)))
+    return points
+
+
+def parse_batch(doc: Any) -> Batch:
+    """Validate a decoded ingest body and return a Batch. Raises IngestError (400)."""
+    if not isinstance(doc, dict):
+        raise _fail("$", "body must be a JSON object")
+    host = doc.get("host")
+    if not isinstance(host, str) or not HOST_NAME_RE.match(host):
+        raise _fail("host", "host must be a name of letters, digits, '.', '_' and '-'")
+    batch_id = doc.get("batch_id")
+    if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
+        raise _fail("batch_id", "batch_id must be 1 to 64 characters of [A-Za-z0-9_-]")
+    sent_at = doc.get("sent_at")
+    if sent_at is not None and not _number(sent_at):
+        raise _fail("sent_at", "sent_at must be Unix seconds")
+    agent = doc.get("agent") or {}
+    if not isinstance(agent, dict):
+        raise _fail("agent", "agent must be an object")
+    version = agent.get("version")
+    if version is not None and (not isinstance(version, str) or len(version) > 64):
+        raise _fail("agent.version", "version must be a string of at most 64 characters")
+    interval = agent.get("interval")
+    if interval is not None and (not _number(interval) or not 0 < interval <= 86400):
+        raise _fail("agent.interval", "interval must be seconds in (0, 86400]")
+    batch = Batch(host=host, batch_id=batch_id, sent_at=sent_at, agent_version=version,
+                  interval=float(interval) if interval is not None else None,
+                  labels_json=_labels(doc.get("labels"), "labels"))
+    metrics = doc.get("metrics", [])
+    if not isinstance(metrics, list):
+        raise _fail("metrics", "metrics must be a list")
+    for i, metric in enumerate(metrics):
+        path = f"metrics[{i}]"
+        if not isinstance(metric, dict):
+            raise _fail(path, "a metric is an object")
+        name = metric.get("name")
+        if not isinstance(name, str) or not METRIC_NAME_RE.match(name) or len(name) > 255:
+            raise _fail(f"{path}.name", "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        kind = metric.get("type", "gauge")
+        if kind not in METRIC_TYPES:
+            raise _fail(f"{path}.type", f"type must be one of {', '.join(METRIC_TYPES)}")
+        batch.metrics.append(MetricIn(name, kind, _labels(metric.get("labels"), f"{path}.labels"),
+                                      _points(metric.get("points"), f"{path}.points")))
+    logs = doc.get("logs", [])
+    if not isinstance(logs, list):
+        raise _fail("logs", "logs must be a list")
+    for i, record in enumerate(logs):
+        path = f"logs[{i}]"
+        if not isinstance(record, dict):
+            raise _fail(path, "a log record is an object")
+        ts, source, line = record.get("ts"), record.get("source", ""), record.get("line")
+        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+            raise _fail(f"{path}.ts", "ts must be a non-negative integer of Unix ms")
+        if not isinstance(source, str) or len(source) > 1024:
+            raise _fail(f"{path}.source", "source must be a string of at most 1024 characters")
+        if not isinstance(line, str) or len(line) > MAX_LOG_LINE:
+            raise _fail(f"{path}.line", f"line must be a string of at most {MAX_LOG_LINE} characters")
+        batch.logs.append(LogIn(ts, source, line, _labels(record.get("labels"), f"{path}.labels")))
+    return batch

@@ -1,0 +1,68 @@
+"""``POST /api/v1/ingest``: streamed body with a size cap, then validate, store, publish."""
+from __future__ import annotations
+
+import tornado.web
+
+from console.errors import ApiError
+from console.handlers import ApiHandler
+from console.ingest.batch import IngestError, decode_body, parse_batch
+
+
+@tornado.web.stream_request_body
+class IngestHandler(ApiHandler):
+    _streaming = True
+
+    async def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._cap = self.services.config.console.max_body_bytes
+        self._too_large = False
+        # A body up to 4x the cap is read and discarded so the agent receives a clean JSON 413
+        # (answering mid-upload makes clients see a connection reset instead); beyond that
+        # the answer comes at once.
+        drain_limit = self._cap * 4
+        self.request.connection.set_max_body_size(drain_limit + 1)
+        await super().prepare()
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > drain_limit:
+            self._reject_size()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._cap:
+            self._too_large = True
+            self._chunks = []
+        elif not self._too_large:
+            self._chunks.append(chunk)
+
+    def _reject_size(self) -> None:
+        self.services.metrics.ingest_batches.labels("too_large").inc()
+        raise ApiError(413, "body_too_large", f"body exceeds {self._cap} bytes", {"limit_bytes": self._cap})
+
+    async def post(self) -> None:
+        metrics = self.services.metrics
+        if self._too_large:
+            self._reject_size()
+        try:
+            doc = decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"), self._cap)
+            batch = parse_batch(doc)
+        except IngestError as exc:
+            metrics.ingest_batches.labels("invalid").inc()
+            raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+        if batch.host != self.principal.host:
+            metrics.ingest_batches.labels("forbidden").inc()
+            raise ApiError(403, "host_mismatch",
+                           f"this agent token is bound to host {self.principal.host!r}, not {batch.host!r}")
+        try:
+            result = await self.services.ingest.ingest(batch)
+        except Exception:
+            metrics.ingest_batches.labels("error").inc()
+            raise
+        metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
+        metrics.ingest_samples.inc(result.accepted_samples)
+        metrics.ingest_logs.inc(result.accepted_logs)
+        self.write_json(result.as_json())
+        if not result.duplicate:
+            self.services.bus.publish(f"host:{batch.host}", {
+                "host": batch.host, "last_ts": result.last_ts,
+                "accepted_samples": result.accepted_samples, "accepted_logs": result.accepted_logs})

@@ -1,0 +1,1 @@
+"""Queries over stored metrics: hosts with their summary, metric names, range queries."""

@@ -1,0 +1,111 @@
+"""The database handle: engine, pragmas, migrations, and the executors that keep blocking
+SQL off Tornado's IOLoop.
+
+Writes go through one thread (SQLite has one writer; one writer thread also keeps a
+PostgreSQL console's ingest ordered and cheap), reads through a small pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    SQLite gets WAL journaling, ``synchronous=NORMAL`` (durable across process crashes,
+    the WAL default trade-off), foreign keys and a 10 s busy timeout on every connection.
+    The parent folder of a SQLite file is created.
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API objects
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Apply every Alembic migration up to head. Idempotent; raises on SQL errors."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """Engine, session factory and executors. ``await db.write(fn, *args)`` runs
+    ``fn(session, *args)`` inside one transaction on the writer thread;
+    ``await db.read(fn, *args)`` does the same on a reader thread."""
+
+    def __init__(self, url: str, readers: int = 4) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="db-reader")
+
+    def migrate(self) -> None:
+        upgrade_schema(self.engine)
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(session, *args)`` in one committed transaction, here and now (blocking)."""
+        with self.sessions.begin() as session:
+            return fn(session, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(session, *args)`` in one transaction on the writer thread."""
+        return await self.on_writer(self.run, fn, *args)
+
+    async def on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the plain callable ``fn(*args)`` on the writer thread (it opens its own
+        transactions); for work that must do more than one thing after a commit."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(fn, *args))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(session, *args)`` in one transaction on a reader thread."""
+        return await self.on_reader(self.run, fn, *args)
+
+    async def on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the plain callable ``fn(*args)`` on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(fn, *args))
+
+    def ping(self, session: Session) -> bool:
+        return session.execute(text("SELECT 1")).scalar() == 1
+
+    def insert_ignore(self, table: Any) -> Any:
+        """An INSERT that skips rows whose key already exists (``ON CONFLICT DO NOTHING``)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()

@@ -1,0 +1,107 @@
+"""SQLAlchemy 2.0 models: the tables behind users, tokens, hosts, series, samples and logs.
+
+Time columns named ``*_at``/``first_seen``/``last_seen`` are Unix seconds (float);
+``ts`` columns of samples and log records are Unix milliseconds (int), as in the
+ingest contract. The schema itself is created by the Alembic migrations in
+``migrations/``; a test checks that these models and the migrations agree.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String,
+                        Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | deployer | admin
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Token(Base):
+    """An agent token (bound to one host) or a personal API token (capped at a role)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # agent | api
+    name: Mapped[str] = mapped_column(String(128))
+    host_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    interval_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    labels: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON object
+
+
+class Series(Base):
+    """One metric name plus one label set on one host."""
+
+    __tablename__ = "series"
+    __table_args__ = (
+        UniqueConstraint("host_id", "name", "labels", name="uq_series_identity"),
+        Index("ix_series_name", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[str] = mapped_column(Text)  # canonical JSON: sorted keys, no spaces
+    type: Mapped[str] = mapped_column(String(16))  # gauge | counter
+
+
+class Sample(Base):
+    """A raw sample. Clustered on (series_id, ts): WITHOUT ROWID on SQLite."""
+
+    __tablename__ = "samples"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix ms
+    value: Mapped[float] = mapped_column(Float)
+
+
+class IngestBatch(Base):
+    """A committed ingest batch, remembered so that a replayed batch_id stores nothing twice."""
+
+    __tablename__ = "ingest_batches"
+
+    host_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    samples: Mapped[int] = mapped_column(Integer)
+    logs: Mapped[int] = mapped_column(Integer)
+
+
+class LogRecord(Base):
+    __tablename__ = "log_records"
+    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    ts: Mapped[int] = mapped_column(BigInteger)  # Unix ms
+    source: Mapped[str] = mapped_column(String(1024))
+    line: Mapped[str] = mapped_column(Text)
+    labels: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,1 @@
+"""Dashboard pages (templates in web/templates) and the browser login."""

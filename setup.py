@@ -1,0 +1,34 @@
+"""Packaging for Fleetdeck: the console (``fleetdeck``) and the host agent (``fleetdeck-agent``)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="fleetdeck",
+    version="0.1.0",
+    description="Self-hosted DevOps and monitoring console: metrics, logs and deploys in one place.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["console*", "agents*", "collectors*"]),
+    include_package_data=True,
+    package_data={
+        "console.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+    },
+    data_files=[],
+    install_requires=[
+        "tornado>=6.4,<7",
+        "SQLAlchemy>=2.0,<3",
+        "alembic>=1.13,<2",
+        "psutil>=5.9,<8",
+        "PyYAML>=6.0,<7",
+        "prometheus-client>=0.20,<1",
+        "orjson>=3.9,<4",
+        "argon2-cffi>=23.1,<26",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "playwright>=1.44,<2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "fleetdeck=console.cli:main",
+            "fleetdeck-agent=agents.cli:main",
+        ]
+    },
+)
