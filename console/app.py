@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import tornado.web
 
@@ -41,7 +40,7 @@ access_log = logging.getLogger("tornado.access")
 
 def make_app(services: Services, debug: bool = False) -> tornado.web.Application:
     """Build the Tornado application around ``services``."""
-    web_dir = Path(services.config.console.web_dir)
+    web_dir = services.config.web_dir
     handlers = [tornado.web.url(pattern, handler, {"services": services, "role": role, "route": pattern})
                 for pattern, handler, role in ROUTES]
 

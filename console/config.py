@@ -39,7 +39,7 @@ class ConsoleConfig:
     cookie_secure: bool = False  # set true behind HTTPS
     max_series_per_query: int = 2000
     max_points_per_query: int = 500_000
-    web_dir: str = str(WEB_DIR)
+    web_dir: str = ""  # empty: the web/ folder beside the console package
 
 
 @dataclass
@@ -60,6 +60,10 @@ class Config:
         if self.console.database_url:
             return self.console.database_url
         return f"sqlite:///{(self.data_dir / 'fleetdeck.db').resolve()}"
+
+    @property
+    def web_dir(self) -> Path:
+        return Path(self.console.web_dir) if self.console.web_dir else WEB_DIR
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
