@@ -49,12 +49,13 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Apply every Alembic migration up to head. Idempotent; raises on SQL errors."""
+    """Apply every Alembic migration up to all heads (capabilities add their own branch off
+    ``0001``; a merge revision can join them later). Idempotent; raises on SQL errors."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
 
 class Database:
