@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from console.audit.service import AuditService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
@@ -29,6 +30,7 @@ class Services:
     tokens: TokenService
     ingest: IngestService
     query: QueryService
+    audit: AuditService
     clock: Callable[[], float]
 
     def close(self) -> None:
@@ -43,6 +45,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
                     ingest=IngestService(db, clock=clock), query=QueryService(config.console, clock=clock),
+                    audit=AuditService(clock=clock),
                     clock=clock)
 
 

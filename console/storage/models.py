@@ -105,3 +105,19 @@ class LogRecord(Base):
     source: Mapped[str] = mapped_column(String(1024))
     line: Mapped[str] = mapped_column(Text)
     labels: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AuditEntry(Base):
+    """One audit log entry; ``hash`` chains it to the entry before (see console/audit)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON object
+    source: Mapped[str] = mapped_column(String(255))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
