@@ -195,6 +195,9 @@ class QueryService:
         counting = q.fn in ("rate", "increase")
         # rate/increase need the sample before the window: one step back, or 5 minutes.
         lookback = (step_ms if step_ms else 300_000) if counting else 0
+        if step_ms and not counting:
+            start_ms = start_ms // step_ms * step_ms
+            end_ms = end_ms // step_ms * step_ms + step_ms - 1  # whole buckets, as on rollup tiers
         self._load_points(session, selected, start_ms - lookback, end_ms)
         results = []
         for series in selected.values():
@@ -225,7 +228,8 @@ class QueryService:
         first = start_ms // step_ms * step_ms
         if counting:
             first = -(-start_ms // step_ms) * step_ms - step_ms
-        last_end = end_ms + 1 if not counting else end_ms // step_ms * step_ms
+        # A bucket stamped t always covers all of [t, t+step), even past ``end``.
+        last_end = end_ms // step_ms * step_ms + (0 if counting else step_ms)
         mark = session.get(RollupWatermark, resolution)
         done = min(mark.done_until if mark else first, last_end)
         done = max(done, first)
