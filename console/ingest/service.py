@@ -118,8 +118,11 @@ class IngestService:
         if rows:
             cursor = session.connection().connection.driver_connection.cursor()
             try:
-                cursor.executemany(self._insert_samples, rows)
-                samples = cursor.rowcount
+                if self._db.dialect == "postgresql":
+                    samples = self._copy_samples(cursor, rows)
+                else:
+                    cursor.executemany(self._insert_samples, rows)
+                    samples = cursor.rowcount
             finally:
                 cursor.close()
             # rowcount over executemany may be -1 (unknown); then every row counts.
@@ -132,6 +135,19 @@ class IngestService:
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
+
+    @staticmethod
+    def _copy_samples(cursor, rows: list[tuple[int, int, float]]) -> int:  # noqa: ANN001 - psycopg cursor
+        """PostgreSQL: COPY into a per-connection temporary table, then one INSERT ... SELECT
+        ON CONFLICT DO NOTHING (COPY alone cannot skip duplicates). Returns rows inserted."""
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS samples_in (series_id integer, ts bigint, "
+                       "value double precision) ON COMMIT DELETE ROWS")
+        with cursor.copy("COPY samples_in (series_id, ts, value) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute("INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value "
+                       "FROM samples_in ON CONFLICT DO NOTHING")
+        return cursor.rowcount
 
     def _reopen_rollups(self, session: Session, oldest_ts: int, now: float) -> None:
         """A sample in or before the window a tier is rolling up moves that tier's watermark
