@@ -234,7 +234,8 @@ class QueryService:
         done = min(mark.done_until if mark else first, last_end)
         done = max(done, first)
         self._load_rollups(session, selected, resolution, first, done, step_ms)
-        if done < last_end:
+        tail = done < last_end
+        if tail:
             self._load_points(session, selected, done - 300_000, last_end - 1)
             for series in selected.values():
                 before = [p for p in series.points if p[0] < done]
@@ -245,7 +246,7 @@ class QueryService:
         results = []
         for series in selected.values():
             points = []
-            for b, mn, mx, sm, n, inc in _merge_rows(series.rows):
+            for b, mn, mx, sm, n, inc in (_merge_rows(series.rows) if tail else series.rows):
                 if q.fn in ("raw", "avg"):
                     points.append((b, sm / n))
                 elif q.fn == "min":
@@ -267,9 +268,13 @@ class QueryService:
         loaded = 0
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            sql = (f"SELECT series_id, (ts / {step_ms}) * {step_ms} AS b, MIN(min), MAX(max), SUM(sum), "
-                   f"SUM(count), SUM(increase) FROM {table} WHERE series_id IN :ids AND ts >= :lo AND ts < :hi "
-                   "GROUP BY series_id, b ORDER BY series_id, b")
+            if step_ms == RESOLUTIONS[resolution] * 1000:  # rows are the buckets: no GROUP BY
+                sql = (f"SELECT series_id, ts, min, max, sum, count, increase FROM {table} "
+                       "WHERE series_id IN :ids AND ts >= :lo AND ts < :hi ORDER BY series_id, ts")
+            else:
+                sql = (f"SELECT series_id, (ts / {step_ms}) * {step_ms} AS b, MIN(min), MAX(max), SUM(sum), "
+                       f"SUM(count), SUM(increase) FROM {table} WHERE series_id IN :ids AND ts >= :lo "
+                       "AND ts < :hi GROUP BY series_id, b ORDER BY series_id, b")
             rows = session.execute(text(sql).bindparams(bindparam("ids", expanding=True)),
                                    {"ids": chunk, "lo": lo, "hi": hi}).all()
             loaded += len(rows)
