@@ -17,6 +17,7 @@ from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.query.service import QueryService
 from console.storage.database import Database
+from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
 
@@ -32,6 +33,7 @@ class Services:
     query: QueryService
     audit: AuditService
     clock: Callable[[], float]
+    rollups: RollupService | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -44,9 +46,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
         db.migrate()
     return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
-                    ingest=IngestService(db, clock=clock), query=QueryService(config.console, clock=clock),
+                    ingest=IngestService(db, clock=clock, config=config.console),
+                    query=QueryService(config.console, clock=clock),
                     audit=AuditService(clock=clock),
-                    clock=clock)
+                    clock=clock, rollups=RollupService(db, config.console, clock=clock))
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -16,6 +16,12 @@ def cpu_metrics(ts: int, idle: float, user: float, cpu: str = "0") -> list:
 
 
 @pytest.fixture(scope="module")
+def console(db_console):
+    """These tests run on SQLite and on PostgreSQL."""
+    return db_console
+
+
+@pytest.fixture(scope="module")
 def data(console):
     host = "query-1"
     token = console.agent_token(host)
