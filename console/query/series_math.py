@@ -108,19 +108,21 @@ def extrapolated(points: Points, range_start: int, range_end: int, is_rate: bool
     return result
 
 
-def step_windows(points: Points, start_ms: int, end_ms: int, step_ms: int, is_rate: bool) -> Points:
+def step_windows(points: Points, start_ms: int, end_ms: int, step_ms: int, is_rate: bool,
+                 window_ms: int | None = None) -> Points:
     """``rate``/``increase`` at every multiple ``t`` of ``step_ms`` in ``[start_ms, end_ms]``
-    over the window ``[t - step_ms, t]``, like Prometheus' ``rate(x[step])`` in a range
-    query with that step. ``points`` sorted by time."""
+    over the window ``[t - window_ms, t]`` (default: one step), like Prometheus'
+    ``rate(x[window])`` in a range query with that step. ``points`` sorted by time."""
+    window_ms = window_ms or step_ms
     import bisect
 
     out: Points = []
     stamps = [ts for ts, _ in points]
     t = -(-start_ms // step_ms) * step_ms
     while t <= end_ms:
-        lo = bisect.bisect_left(stamps, t - step_ms)
+        lo = bisect.bisect_left(stamps, t - window_ms)
         hi = bisect.bisect_right(stamps, t)
-        value = extrapolated(points[lo:hi], t - step_ms, t, is_rate)
+        value = extrapolated(points[lo:hi], t - window_ms, t, is_rate)
         if value is not None:
             out.append((t, value))
         t += step_ms

@@ -58,6 +58,7 @@ class RangeQuery:
     matchers: tuple[Matcher, ...] = ()
     group_by: tuple[str, ...] | None = None
     agg: str = "sum"
+    window: float | None = None  # rate/increase window in seconds; None: the step
 
 
 @dataclass
@@ -193,8 +194,10 @@ class QueryService:
     def _raw_tier(self, session: Session, q: RangeQuery, selected: dict[int, "_Series"],
                   start_ms: int, end_ms: int, step_ms: int | None) -> list[tuple[dict, list]]:
         counting = q.fn in ("rate", "increase")
-        # rate/increase need the sample before the window: one step back, or 5 minutes.
-        lookback = (step_ms if step_ms else 300_000) if counting else 0
+        # rate/increase over [t - window, t]: Prometheus' rate(x[window]) evaluated every step.
+        window_ms = int(q.window * 1000) if q.window else step_ms
+        # They need the samples before the first window: one window back, or 5 minutes.
+        lookback = (window_ms if window_ms else 300_000) if counting else 0
         if step_ms and not counting:
             start_ms = start_ms // step_ms * step_ms
             end_ms = end_ms // step_ms * step_ms + step_ms - 1  # whole buckets, as on rollup tiers
@@ -203,7 +206,8 @@ class QueryService:
         for series in selected.values():
             points = series.points
             if counting and step_ms:
-                points = series_math.step_windows(points, start_ms, end_ms, step_ms, q.fn == "rate")
+                points = series_math.step_windows(points, start_ms, end_ms, step_ms, q.fn == "rate",
+                                                   window_ms=window_ms)
             elif counting:
                 points = series_math.rate(points) if q.fn == "rate" else series_math.increases(points)
                 points = [(ts, v) for ts, v in points if ts >= start_ms]

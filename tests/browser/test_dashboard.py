@@ -229,6 +229,12 @@ def test_live_frame_grows_chart_without_reload(console, page):  # noqa: ANN001
     push_ok(console, host, token, host_metrics([int(time.time()) * 1000]))
     after = wait_points_above(page, "chart-load", before)
     assert after == before + 1
+    # Rates are Prometheus' rate(x[window]) evaluated on the step grid, so a rate point
+    # exists once its step boundary has passed: as with a real agent, the next collect
+    # after that boundary brings it.
+    step = 10
+    time.sleep(step - time.time() % step + 0.2)
+    push_ok(console, host, token, host_metrics([int(time.time()) * 1000]))
     wait_points_above(page, "chart-network", net_before)  # rates extend too
     assert page.evaluate("window.__notReloaded") is True
     expect(page.locator("#error")).to_be_hidden()

@@ -161,6 +161,12 @@
     params.start = Math.floor(start);
     params.end = Math.ceil(end);
     params.step = state.step;
+    if (params.fn === "rate" || params.fn === "increase") {
+      // Grafana's $__rate_interval: a window of at least four collect intervals, so every
+      // step's window holds two samples even when collects jitter around the step.
+      var interval = hostInfo && F.isNum(hostInfo.interval) ? hostInfo.interval : 10;
+      params.window = Math.max(state.step + interval, 4 * interval);
+    }
     return F.fetchJSON("/api/v1/metrics/range?" + F.query(params)).then(function (body) {
       if (!body || !Array.isArray(body.series)) throw new Error("malformed response for " + query.params.metric);
       return body.series;
