@@ -11,6 +11,8 @@ import time
 
 import tornado.web
 
+from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
+                                     DeployCancelHandler, DeployEventsHandler, DeployHandler, DeploysHandler)
 from console.handlers import NotFoundHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
@@ -33,6 +35,14 @@ ROUTES = (
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
     (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
     (r"/api/v1/live", LiveSocketHandler, "viewer"),
+    (r"/api/v1/apps", AppsHandler, "viewer"),
+    (r"/api/v1/apps/([^/]+)", AppHandler, "viewer"),
+    (r"/api/v1/apps/([^/]+)/deploys", AppDeploysHandler, "deployer"),
+    (r"/api/v1/apps/([^/]+)/rollback", AppRollbackHandler, "deployer"),
+    (r"/api/v1/deploys", DeploysHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)", DeployHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)/events", DeployEventsHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
 )
 
 access_log = logging.getLogger("tornado.access")
