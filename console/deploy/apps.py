@@ -24,7 +24,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY_RE = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|[0-9.]+):)?(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?"
+PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?"
                      r"(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
 
 DRIVERS = ("docker",)
@@ -36,17 +36,17 @@ RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
 def valid_app_name(name: Any) -> bool:
-    return isinstance(name, str) and bool(APP_NAME_RE.match(name))
+    return isinstance(name, str) and bool(APP_NAME_RE.fullmatch(name))
 
 
 def valid_version(version: Any) -> bool:
-    return isinstance(version, str) and bool(VERSION_RE.match(version))
+    return isinstance(version, str) and bool(VERSION_RE.fullmatch(version))
 
 
 def image_reference(repository: str, version: str) -> str:
     """``repository:version``, or ``repository@sha256:…`` when the version is a digest.
     Raises ValueError when either part is malformed."""
-    if not REPOSITORY_RE.match(repository) or not valid_version(version):
+    if not REPOSITORY_RE.fullmatch(repository) or not valid_version(version):
         raise ValueError(f"invalid image reference {repository!r} {version!r}")
     return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
 
@@ -274,7 +274,7 @@ def _parse_port(path: str, raw: Any) -> PortMapping:
         text = raw
     else:
         raise ConfigError(f"{path}: expected \"[HOST_IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[/tcp|udp]\", got {raw!r}")
-    m = PORT_RE.match(text)
+    m = PORT_RE.fullmatch(text)
     if not m:
         raise ConfigError(f"{path}: expected \"[HOST_IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[/tcp|udp]\", got {raw!r}")
     container = int(m.group("container"))
@@ -316,22 +316,22 @@ def _parse_target(s: _Section, app: str) -> DockerTarget:
     image = s.string("image", "")
     if not image:
         raise ConfigError(f"{s.path}.image: required (the image repository, without a tag)")
-    if not REPOSITORY_RE.match(image):
+    if not REPOSITORY_RE.fullmatch(image):
         raise ConfigError(f"{s.path}.image: {image!r} is not an image repository (no tag or digest; "
                           "the deploy's version is the tag)")
     prefix = s.string("name_prefix", app)
-    if not APP_NAME_RE.match(prefix):
+    if not APP_NAME_RE.fullmatch(prefix):
         raise ConfigError(f"{s.path}.name_prefix: {prefix!r} must match {APP_NAME_RE.pattern}")
     ports = s.get("ports", [])
     if not isinstance(ports, list):
         raise ConfigError(f"{s.path}.ports: expected a list, got {ports!r}")
     env = s.mapping("env")
     for key in env:
-        if not ENV_KEY_RE.match(key):
+        if not ENV_KEY_RE.fullmatch(key):
             raise ConfigError(f"{s.path}.env: {key!r} is not a valid variable name")
     labels = s.mapping("labels")
     for key in labels:
-        if not LABEL_KEY_RE.match(key) or key.startswith("fleetdeck."):
+        if not LABEL_KEY_RE.fullmatch(key) or key.startswith("fleetdeck."):
             raise ConfigError(f"{s.path}.labels: {key!r} is not allowed (fleetdeck.* labels are reserved)")
     volumes = s.strings("volumes")
     for vol in volumes:
