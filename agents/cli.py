@@ -1,0 +1,100 @@
+"""``fleetdeck-agent`` command line (also ``python -m agents``).
+
+Exit status: 0 on success (``--once``: the console accepted the batch;
+otherwise: stopped by SIGTERM/SIGINT), 2 on a configuration error or, with
+``--once``, when the batch was not accepted. Errors are one line on stderr
+starting with ``fleetdeck-agent:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+
+from agents import __version__
+from agents.agent import Agent, install_signal_handlers
+from agents.client import IngestClient, PushError
+from agents.config import ConfigError, load_agent_config
+from collectors import build_collectors
+
+PROG = "fleetdeck-agent"
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Collect host metrics and push them to a Fleetdeck console.",
+        epilog="Environment: FLEETDECK_CONFIG (default --config), FLEETDECK_AGENT_CONSOLE, "
+        "FLEETDECK_AGENT_TOKEN, FLEETDECK_AGENT_HOST, FLEETDECK_AGENT_INTERVAL. "
+        "Command-line options win over the environment, which wins over the file.",
+    )
+    parser.add_argument("--config", metavar="FILE", default=os.environ.get("FLEETDECK_CONFIG") or None,
+                        help="YAML file: agent settings, or a config.yaml with an 'agent:' section")
+    parser.add_argument("--console", metavar="URL", help="console base URL, e.g. http://127.0.0.1:8700")
+    parser.add_argument("--token", metavar="T",
+                        help="agent token (prefer FLEETDECK_AGENT_TOKEN: argv is visible in ps)")
+    parser.add_argument("--host", metavar="NAME", help="host name to report (default: this machine's hostname)")
+    parser.add_argument("--interval", metavar="SECONDS", type=float, help="seconds between collections")
+    parser.add_argument("--once", action="store_true",
+                        help="collect and push one batch, print the console's answer, exit")
+    parser.add_argument("--log-level", metavar="LEVEL", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="DEBUG, INFO (default), WARNING or ERROR")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def describe_push_error(exc: PushError, console_url: str) -> str:
+    """One line for a failed push, e.g. ``console rejected the batch: 401 invalid_token: ...``."""
+    if exc.status is None:
+        return f"cannot reach the console at {console_url}: {exc.message}"
+    return f"console rejected the batch: {exc.status} {exc.code}: {exc.message}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent; return the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {"console_url": args.console, "token": args.token, "host": args.host, "interval": args.interval}
+    try:
+        config = load_agent_config(args.config, overrides)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    try:
+        collectors = build_collectors(config.collectors, config.collector_options)
+    except ValueError as exc:
+        return _fail(f"config error: {exc}")
+    if not config.token:
+        logging.getLogger(__name__).warning("no agent token configured; the console will refuse the batches")
+
+    client = IngestClient(config.console_url, config.token, config.timeout)
+    agent = Agent(config, collectors, client)
+    if args.once:
+        try:
+            answer = agent.run_once()
+        except PushError as exc:
+            return _fail(describe_push_error(exc, config.console_url))
+        print(json.dumps(answer, indent=2, sort_keys=True))
+        return 0
+
+    stop = threading.Event()
+    restore = install_signal_handlers(stop)
+    try:
+        agent.run_forever(stop)
+    finally:
+        restore()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
