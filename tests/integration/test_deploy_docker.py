@@ -280,17 +280,28 @@ def test_cli_deploy_wait_rollback_and_listing(env, docker_client):
 # -- a daemon that dies mid-deploy: on a private dockerd, so others' containers are safe ---
 @pytest.fixture
 def private_dockerd(tmp_path):
-    """A second dockerd on its own socket and data root (no bridge, no iptables), stopped
-    and started by the test; yields (socket path, start, stop)."""
-    dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        from tests.conftest import need
+    """A second dockerd on its own socket, data root and bridge (no iptables), stopped and
+    started by the test; yields (socket path, start, stop).
 
-        need("docker", "no dockerd binary")
+    Its bridge is one it is given, never ``--bridge none``: a daemon started with no bridge
+    deletes the host's default ``docker0`` interface, which the shared dockerd needs."""
+    from tests.conftest import need
+
+    dockerd, ip = shutil.which("dockerd"), shutil.which("ip")
+    if dockerd is None or ip is None:
+        need("docker", "no dockerd or ip binary")
     root = Path(f"/tmp/fd-dockerd-{os.getpid()}")
     sock = root / "docker.sock"
+    bridge = f"fdtest{os.getpid() % 100000}"
+    subnet = f"10.253.{os.getpid() % 250}.1/24"
+    for args in (["link", "add", bridge, "type", "bridge"], ["addr", "add", subnet, "dev", bridge],
+                 ["link", "set", bridge, "up"]):
+        made = subprocess.run([ip, *args], capture_output=True, text=True)
+        if made.returncode != 0:
+            subprocess.run([ip, "link", "delete", bridge], capture_output=True)
+            need("docker", f"cannot create bridge {bridge}: {made.stderr.strip()}")
     argv = [dockerd, "-H", f"unix://{sock}", "--data-root", str(root / "data"), "--exec-root",
-            str(root / "exec"), "--pidfile", str(root / "docker.pid"), "--bridge", "none", "--iptables=false",
+            str(root / "exec"), "--pidfile", str(root / "docker.pid"), "--bridge", bridge, "--iptables=false",
             "--ip-masq=false", "--storage-driver", "vfs"]
     procs: list[subprocess.Popen] = []
 
@@ -317,8 +328,7 @@ def private_dockerd(tmp_path):
     try:
         start()
     except RuntimeError as exc:
-        from tests.conftest import need
-
+        subprocess.run([ip, "link", "delete", bridge], capture_output=True)
         need("docker", str(exc))
     yield sock, start, stop
     if procs[-1].poll() is None:
@@ -328,6 +338,7 @@ def private_dockerd(tmp_path):
         for c in client.containers.list(all=True):
             c.remove(force=True)
         stop()
+    subprocess.run([ip, "link", "delete", bridge], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
