@@ -12,7 +12,8 @@ import time
 import tornado.web
 
 from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
-                                     DeployCancelHandler, DeployEventsHandler, DeployHandler, DeploysHandler)
+                                     DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
+                                     DeploysHandler, DeploysPageHandler)
 from console.handlers import NotFoundHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
@@ -30,6 +31,8 @@ ROUTES = (
     (r"/logout", LogoutHandler, "viewer"),
     (r"/", OverviewHandler, "viewer"),
     (r"/hosts/([^/]+)", HostPageHandler, "viewer"),
+    (r"/deploys", DeploysPageHandler, "viewer"),
+    (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),
     (r"/api/v1/hosts", HostsHandler, "viewer"),
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
