@@ -230,14 +230,14 @@ class DeployService:
     async def cancel(self, deploy_id: int, actor: str, source: str) -> dict:
         """Cancel a queued deploy at once, or ask a running one to stop and roll back.
         404 unknown, 409 already finished. Audited as ``deploy.cancel``."""
-        row = await self.db.write(self._cancel, deploy_id, actor, source)
+        row, event = await self.db.write(self._cancel, deploy_id, actor, source)
         token = self._cancels.get(deploy_id)
         if row["state"] == RUNNING and token is not None:
             token.cancel(CANCELLED, f"cancelled by {actor}")
-        self._publish_latest(deploy_id)
+        self.bus.publish(f"deploy:{deploy_id}", event)
         return row
 
-    def _cancel(self, session: Session, deploy_id: int, actor: str, source: str) -> dict:
+    def _cancel(self, session: Session, deploy_id: int, actor: str, source: str) -> tuple[dict, dict]:
         d = session.get(Deploy, deploy_id)
         if d is None:
             raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
@@ -247,10 +247,11 @@ class DeployService:
                           source)
         if d.state == QUEUED:
             d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
-            self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
+            event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
         else:
-            self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back", level="warning")
-        return self._public(d)
+            event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
+                                    level="warning")
+        return self._public(d), self._event_public(event)
 
     # -- reads -------------------------------------------------------------------------------
     async def get(self, deploy_id: int) -> dict:
@@ -362,7 +363,7 @@ class DeployService:
                     if app in self._wakeups:  # a request arrived while we looked
                         continue
                     return
-                self._publish_latest(claimed["id"])
+                self.bus.publish(f"deploy:{claimed['id']}", claimed.pop("event"))
                 await self._execute(claimed)
         finally:
             if self._runners.get(app) is asyncio.current_task():
@@ -378,8 +379,10 @@ class DeployService:
         current = self._current(session, app)
         d.state, d.started_at = RUNNING, self._clock()
         d.previous_version = current.version if current else None
-        self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)", data={"state": RUNNING})
+        event = self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)",
+                                data={"state": RUNNING})
         out = self._public(d)
+        out["event"] = self._event_public(event)
         out["current_deploy_id"] = current.id if current else None
         return out
 
@@ -416,8 +419,7 @@ class DeployService:
             queue.put_nowait(None)  # after every event the driver emitted (same loop, FIFO)
             await consumer
             self._cancels.pop(d["id"], None)
-        await self.db.write(self._finish, d["id"], outcome)
-        self._publish_latest(d["id"])
+        self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
         while True:
@@ -448,7 +450,7 @@ class DeployService:
                             data=dict(event.data, **({"state": event.state} if event.state else {})))
         return self._event_public(e)
 
-    def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> None:
+    def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> dict:
         d = session.get(Deploy, deploy_id)
         now = self._clock()
         d.state, d.finished_at, d.error = outcome.state, now, outcome.error
@@ -457,23 +459,9 @@ class DeployService:
                         .values(state=FAILED if outcome.state != SUCCEEDED else SUCCEEDED, finished_at=now))
         took = now - (d.started_at or now)
         message = f"{outcome.state} after {took:.1f} s" + (f": {outcome.error}" if outcome.error else "")
-        self._add_event(session, deploy_id, "state", message,
-                        level="info" if outcome.state == SUCCEEDED else "error",
-                        data={"state": outcome.state, "cleanup_pending": outcome.cleanup_pending})
-
-    def _publish_latest(self, deploy_id: int) -> None:
-        """Publish the newest stored event (a state change written outside the consumer)."""
-        async def publish() -> None:
-            latest = await self.db.read(self._events_latest, deploy_id)
-            if latest is not None:
-                self.bus.publish(f"deploy:{deploy_id}", latest)
-
-        asyncio.get_running_loop().create_task(publish())
-
-    def _events_latest(self, session: Session, deploy_id: int) -> dict | None:
-        e = session.execute(select(DeployEvent).where(DeployEvent.deploy_id == deploy_id)
-                            .order_by(DeployEvent.seq.desc()).limit(1)).scalars().first()
-        return self._event_public(e) if e else None
+        return self._event_public(self._add_event(
+            session, deploy_id, "state", message, level="info" if outcome.state == SUCCEEDED else "error",
+            data={"state": outcome.state, "cleanup_pending": outcome.cleanup_pending}))
 
     # -- cleanup of deploys whose engine went away ------------------------------------------
     async def _cleanup_loop(self) -> None:
