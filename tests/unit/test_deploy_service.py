@@ -8,7 +8,7 @@ from console.deploy.apps import parse_apps
 from console.deploy.service import DeployService
 from console.live import LiveBus
 from console.storage import Database
-from console.storage.models import Deploy, DeployEvent, DeployStep
+from console.storage.models import Deploy, DeployStep
 
 APPS = parse_apps({"web": {"target": {"image": "fleetdeck-test/web", "engine": "unix:///nonexistent/docker.sock"}}})
 
