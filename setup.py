@@ -22,6 +22,7 @@ setup(
         "orjson>=3.9,<4",
         "argon2-cffi>=23.1,<26",
         "psycopg[binary]>=3.1,<4",
+        "docker>=7,<8",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2"],

@@ -11,6 +11,9 @@ import time
 
 import tornado.web
 
+from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
+                                     DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
+                                     DeploysHandler, DeploysPageHandler)
 from console.handlers import NotFoundHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
@@ -28,11 +31,21 @@ ROUTES = (
     (r"/logout", LogoutHandler, "viewer"),
     (r"/", OverviewHandler, "viewer"),
     (r"/hosts/([^/]+)", HostPageHandler, "viewer"),
+    (r"/deploys", DeploysPageHandler, "viewer"),
+    (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),
     (r"/api/v1/hosts", HostsHandler, "viewer"),
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
     (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
     (r"/api/v1/live", LiveSocketHandler, "viewer"),
+    (r"/api/v1/apps", AppsHandler, "viewer"),
+    (r"/api/v1/apps/([^/]+)", AppHandler, "viewer"),
+    (r"/api/v1/apps/([^/]+)/deploys", AppDeploysHandler, "deployer"),
+    (r"/api/v1/apps/([^/]+)/rollback", AppRollbackHandler, "deployer"),
+    (r"/api/v1/deploys", DeploysHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)", DeployHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)/events", DeployEventsHandler, "viewer"),
+    (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
 )
 
 access_log = logging.getLogger("tornado.access")

@@ -12,7 +12,7 @@ def start_http(app: tornado.web.Application, services: Services, host: str, port
                ) -> tuple[tornado.httpserver.HTTPServer, int]:
     """Listen on ``host:port`` (port 0 picks a free one); returns the server and the bound port.
     Raises OSError when the address is taken. Must be called with an IOLoop running or
-    about to run on this thread."""
+    about to run on this thread; starts the services' background work (deploy runners)."""
     console = services.config.console
     # The ingest route raises its own cap per request (for a JSON 413); everything else is
     # refused by tornado above the larger of the two caps.
@@ -20,6 +20,5 @@ def start_http(app: tornado.web.Application, services: Services, host: str, port
         app, max_body_size=max(console.max_body_bytes, console.api_max_body_bytes) + 1024, xheaders=False)
     sockets = tornado.netutil.bind_sockets(port, host or None)
     server.add_sockets(sockets)
-    if services.rollups is not None:
-        services.rollups.start()  # rollup + retention jobs live as long as this loop
+    services.start()
     return server, sockets[0].getsockname()[1]

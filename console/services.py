@@ -13,6 +13,8 @@ from console.audit.service import AuditService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
+from console.deploy.apps import parse_apps
+from console.deploy.service import DeployService
 from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.query.service import QueryService
@@ -32,23 +34,35 @@ class Services:
     ingest: IngestService
     query: QueryService
     audit: AuditService
+    deploys: DeployService
     clock: Callable[[], float]
     rollups: RollupService | None = None
 
+    def start(self) -> None:
+        """Start background work (deploy runners, cleanup, rollups and retention). Call on
+        the running IOLoop."""
+        self.deploys.start()
+        if self.rollups is not None:
+            self.rollups.start()
+
     def close(self) -> None:
+        self.deploys.close()
         self.db.close()
 
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
-    """Open the database (applying migrations unless ``migrate`` is False) and wire services."""
+    """Open the database (applying migrations unless ``migrate`` is False) and wire services.
+    Raises ConfigError for an invalid ``apps:`` section before touching the database."""
+    apps = parse_apps(config.apps)
     db = Database(config.database_url)
     if migrate:
         db.migrate()
-    return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
+    bus, audit = LiveBus(), AuditService(clock=clock)
+    return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
                     ingest=IngestService(db, clock=clock, config=config.console),
                     query=QueryService(config.console, clock=clock),
-                    audit=AuditService(clock=clock),
+                    audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock),
                     clock=clock, rollups=RollupService(db, config.console, clock=clock))
 
 

@@ -92,3 +92,31 @@ def db_console(request, tmp_path_factory):
             yield harness
         finally:
             harness.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A docker-py client of the local dockerd; needs("docker") when it cannot be reached."""
+    try:
+        import docker
+    except ImportError as exc:
+        need("docker", f"the docker SDK is not installed ({exc})")
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:  # docker-py raises several kinds for a missing daemon
+        need("docker", f"dockerd unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_images(docker_client):
+    """The test images (tests/docker_images.py) under ``fleetdeck-test/web``."""
+    from tests.docker_images import build_test_images
+
+    try:
+        build_test_images(docker_client)
+    except FileNotFoundError as exc:
+        need("docker", str(exc))
+    return "fleetdeck-test/web"

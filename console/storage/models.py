@@ -176,3 +176,61 @@ class IngestRejection(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     last_at: Mapped[float] = mapped_column(Float)
     last_example: Mapped[str] = mapped_column(Text)
+
+
+class Deploy(Base):
+    """One deploy or rollback of an app to a version (see console/deploy/service.py for the
+    state machine). Times are Unix seconds."""
+
+    __tablename__ = "deploys"
+    __table_args__ = (Index("ix_deploys_app_id", "app", "id"), Index("ix_deploys_state", "state"),
+                      Index("ix_deploys_created_at", "created_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(140))
+    previous_version: Mapped[str | None] = mapped_column(String(140), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # deploy | rollback
+    state: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed | rolled_back | cancelled
+    requested_by: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    timeout_s: Mapped[float] = mapped_column(Float)
+    cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DeployStep(Base):
+    """A named phase of a deploy (connect, image, rolling update, cleanup, rollback)."""
+
+    __tablename__ = "deploy_steps"
+    __table_args__ = (UniqueConstraint("deploy_id", "name", name="uq_deploy_steps_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | skipped
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DeployEvent(Base):
+    """A timestamped line of a deploy's log; ``seq`` counts from 1 within the deploy."""
+
+    __tablename__ = "deploy_events"
+    __table_args__ = (UniqueConstraint("deploy_id", "seq", name="uq_deploy_events_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16))  # state | step | log
+    level: Mapped[str] = mapped_column(String(16))  # info | warning | error
+    step: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text, default="{}")  # JSON object

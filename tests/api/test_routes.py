@@ -43,4 +43,7 @@ def test_route_requires_its_role(console, pattern, handler, role):
     if role == "agent":
         assert viewer.status == 403
     elif role == "viewer" and path != "/api/v1/live":
-        assert viewer.status in (200, 302), (path, viewer.status)
+        # A route with a path argument may answer 404 for the sample value: the role let
+        # the call through to the handler, which is what this test is about.
+        admitted = (200, 302, 404) if "(" in pattern else (200, 302)
+        assert viewer.status in admitted, (path, viewer.status)

@@ -358,6 +358,7 @@
         },
       },
       hooks: {
+        draw: [drawDeployMarks],
         setSelect: [function (u) {
           if (u.select.width < 5) return;
           var min = u.posToVal(u.select.left, "x");
@@ -477,6 +478,47 @@
       chart.pending = false;
       loadChart(chart);
     });
+    loadDeployMarks();
+  }
+
+  // ------------------------------------------------------------ deploy markers
+
+  // Deploys of the apps that list this host (apps.<name>.hosts), drawn as dashed
+  // vertical lines at their start: green succeeded, red failed or rolled back, blue running.
+  var deployMarks = [];
+  var MARK_COLORS = { succeeded: "#73bf69", running: "#5794f2", queued: "#5794f2", cancelled: "#9fa7b3" };
+
+  function loadDeployMarks() {
+    var since = Math.floor(nowSec() - state.range);
+    return F.fetchJSON("/api/v1/deploys?" + F.query({ host: HOST, since: since, limit: 200 })).then(function (body) {
+      deployMarks = body.deploys.map(function (d) {
+        return { ts: d.started_at || d.created_at, state: d.state, label: d.app + " " + d.version };
+      });
+      root.dataset.deployMarkers = String(deployMarks.length);
+      root.title = deployMarks.length ? "Deploys: " + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
+      charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
+      F.clearError("deploy-markers");
+    }).catch(function (err) {
+      F.showError("deploy-markers", "Deploy markers — " + err.message);
+    });
+  }
+
+  function drawDeployMarks(u) {
+    if (!deployMarks.length) return;
+    var ctx = u.ctx;
+    ctx.save();
+    ctx.setLineDash([5, 4]);
+    ctx.lineWidth = 1.5;
+    deployMarks.forEach(function (m) {
+      var x = Math.round(u.valToPos(m.ts, "x", true));
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+      ctx.strokeStyle = MARK_COLORS[m.state] || "#f2495c";
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+    });
+    ctx.restore();
   }
 
   function updateAll() {
@@ -610,6 +652,7 @@
   window.setInterval(renderLastSeen, 1000);
   window.setInterval(loadHeader, HEADER_POLL_MS);
   window.setInterval(updateAll, FALLBACK_POLL_MS);
+  window.setInterval(loadDeployMarks, HEADER_POLL_MS); // new deploys appear without a reload
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) {
       updateAll();

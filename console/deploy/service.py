@@ -1,0 +1,536 @@
+"""The deploy service: the deploy state machine, one active deploy per app, timeouts,
+restart recovery, and the bridge from driver threads to storage and the live bus.
+
+States (DESIGN.md section 3)::
+
+    queued ──▶ running ──▶ succeeded | failed | rolled_back | cancelled
+    queued ──▶ cancelled
+
+``rolled_back``: the new version failed its health check and the old one was put back
+automatically. ``failed``: the deploy could not be carried out (engine unreachable,
+image missing, timeout, console restarted); ``error`` says why. ``cleanup_pending``
+marks a finished deploy whose containers may still exist because the engine could not
+be reached; a background task retries the driver's ``recover`` until it succeeds.
+
+Drivers block, so they run on this service's own thread pool; their events come back to
+the IOLoop with ``call_soon_threadsafe``, are stored in order (one consumer per deploy)
+and then published on the live topic ``deploy:<id>``. Times are Unix seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from console.audit.service import AuditService
+from console.deploy.apps import AppDefinition, image_reference, valid_app_name, valid_version
+from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployDriver, DeployOutcome,
+                                         DeployRequest, DriverEvent, DriverUnavailable)
+from console.errors import ApiError
+from console.live import LiveBus
+from console.storage.database import Database
+from console.storage.models import Deploy, DeployEvent, DeployStep
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
+ACTIVE_STATES = (QUEUED, RUNNING)
+FINAL_STATES = (SUCCEEDED, FAILED, "rolled_back", CANCELLED)
+MAX_REASON = 1000
+MAX_LIST = 500
+
+
+class DeployRejected(ApiError):
+    """A request the service refuses (bad input 422, unknown app 404, conflict 409)."""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def default_driver(app: AppDefinition) -> DeployDriver:
+    if app.driver == "docker":
+        from console.deploy.drivers.docker import DockerDriver  # docker-py only where deploys run
+
+        return DockerDriver(app)
+    raise ValueError(f"no driver {app.driver!r}")
+
+
+class DeployService:
+    """Deploys of the configured ``apps``. Call ``start()`` on the IOLoop before serving;
+    ``close()`` cancels running deploys (their drivers roll back) and stops the workers.
+
+    ``cleanup_interval`` (seconds) paces the retry of pending container cleanups.
+    """
+
+    def __init__(self, db: Database, bus: LiveBus, audit: AuditService, apps: dict[str, AppDefinition],
+                 clock: Callable[[], float] = time.time,
+                 driver_factory: Callable[[AppDefinition], DeployDriver] = default_driver,
+                 workers: int = 8, cleanup_interval: float = 30.0) -> None:
+        self.db = db
+        self.bus = bus
+        self.audit = audit
+        self.apps = apps
+        self._clock = clock
+        self._driver_factory = driver_factory
+        self._drivers: dict[str, DeployDriver] = {}
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="deploy")
+        self._runners: dict[str, asyncio.Task] = {}
+        self._wakeups: set[str] = set()
+        self._cancels: dict[int, CancelToken] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cleanup_task: asyncio.Task | None = None
+        self._cleanup_interval = cleanup_interval
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Mark deploys a previous process left running as failed, resume queued ones and
+        start the cleanup task. Must be called on the running IOLoop's thread."""
+        self._loop = asyncio.get_running_loop()
+        interrupted = self.db.run(self._mark_interrupted)
+        if interrupted:
+            log.warning("marked %d deploy(s) left running by a previous console as failed", interrupted)
+        for app in self.db.run(self._apps_with_queued):
+            self._kick(app)
+        self._cleanup_task = self._loop.create_task(self._cleanup_loop())
+
+    def close(self) -> None:
+        for token in list(self._cancels.values()):
+            token.cancel(CANCELLED, "the console is shutting down")
+        if self._cleanup_task is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cleanup_task.cancel)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _mark_interrupted(self, session: Session) -> int:
+        now = self._clock()
+        rows = session.execute(select(Deploy).where(Deploy.state == RUNNING)).scalars().all()
+        for d in rows:
+            d.state, d.finished_at, d.cleanup_pending = FAILED, now, True
+            d.error = "the console restarted while the deploy was running; its containers are cleaned up"
+            self._add_event(session, d.id, "state", d.error, level="error", data={"state": FAILED})
+            session.execute(update(DeployStep).where(DeployStep.deploy_id == d.id, DeployStep.state == RUNNING)
+                            .values(state=FAILED, finished_at=now))
+        return len(rows)
+
+    def _apps_with_queued(self, session: Session) -> list[str]:
+        return list(session.execute(select(Deploy.app).where(Deploy.state == QUEUED).distinct()).scalars())
+
+    # -- requests ----------------------------------------------------------------------------
+    def app(self, name: Any) -> AppDefinition:
+        """The app called ``name``; DeployRejected 422 when malformed, 404 when unknown."""
+        if not valid_app_name(name):
+            raise DeployRejected(422, "invalid_app", "app names are lower-case letters, digits, - and _ "
+                                                     "(at most 63 characters)", {"app": str(name)[:100]})
+        app = self.apps.get(name)
+        if app is None:
+            raise DeployRejected(404, "unknown_app", f"no app called {name!r}", {"apps": sorted(self.apps)})
+        return app
+
+    def check_version(self, app: AppDefinition, version: Any, field: str = "version") -> str:
+        if not valid_version(version):
+            raise DeployRejected(422, "invalid_version",
+                                 f"{field} must be an image tag (letters, digits, '.', '_', '-'; at most "
+                                 "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
+                                 {field: str(version)[:200]})
+        try:
+            image_reference(app.target.image, version)
+        except ValueError as exc:
+            raise DeployRejected(422, "invalid_image", str(exc)) from None
+        return version
+
+    @staticmethod
+    def check_reason(reason: Any) -> str:
+        if reason is None:
+            return ""
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
+            raise DeployRejected(422, "invalid_reason", f"reason must be a string of at most {MAX_REASON} characters")
+        return reason
+
+    async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "") -> dict:
+        """Request a deploy of ``version``; returns the deploy (state ``queued``).
+        Raises DeployRejected: 422 bad input, 404 unknown app, 409 another deploy active
+        (unless the app's ``on_conflict`` is ``queue``). Audited as ``deploy.create``."""
+        app = self.app(app_name)
+        version = self.check_version(app, version)
+        reason = self.check_reason(reason)
+        row = await self.db.write(self._insert, app, version, "deploy", actor, source, reason)
+        self._kick(app.name)
+        return row
+
+    async def rollback(self, app_name: Any, to: Any, actor: str, source: str, reason: Any = "") -> dict:
+        """Deploy an earlier successful version: ``to``, or else the last successful one that
+        differs from the current release. 409 when there is nothing to go back to, 422 when
+        ``to`` never succeeded. Audited as ``deploy.rollback``."""
+        app = self.app(app_name)
+        if to is not None:
+            self.check_version(app, to, "to")
+        reason = self.check_reason(reason)
+        row = await self.db.write(self._insert, app, to, "rollback", actor, source, reason)
+        self._kick(app.name)
+        return row
+
+    def _insert(self, session: Session, app: AppDefinition, version: str | None, kind: str, actor: str,
+                source: str, reason: str) -> dict:
+        current = self._current(session, app.name)
+        if kind == "rollback":
+            version = self._rollback_target(session, app.name, current, version)
+            reason = reason or f"rollback from {current.version}"
+        active = session.execute(select(Deploy).where(Deploy.app == app.name, Deploy.state.in_(ACTIVE_STATES))
+                                 .order_by(Deploy.id)).scalars().first()
+        if active is not None and app.on_conflict == "reject":
+            raise DeployRejected(409, "deploy_in_progress",
+                                 f"deploy {active.id} of {app.name} ({active.version}) is {active.state}; "
+                                 "wait for it to finish or cancel it",
+                                 {"active_deploy": active.id, "state": active.state})
+        now = self._clock()
+        d = Deploy(app=app.name, version=version, previous_version=current.version if current else None, kind=kind,
+                   state=QUEUED, requested_by=actor, source=source, reason=reason, created_at=now,
+                   timeout_s=app.timeout, cleanup_pending=False)
+        session.add(d)
+        session.flush()
+        self.audit.record(session, actor, f"deploy.{'rollback' if kind == 'rollback' else 'create'}",
+                          f"app:{app.name}", {"deploy_id": d.id, "version": version,
+                                              "previous_version": d.previous_version, "reason": reason},
+                          source)
+        queued_behind = f" behind deploy {active.id}" if active is not None else ""
+        self._add_event(session, d.id, "state", f"{kind} of {app.name} {version} requested by {actor}{queued_behind}",
+                        data={"state": QUEUED})
+        return self._public(d)
+
+    def _current(self, session: Session, app: str) -> Deploy | None:
+        """The last succeeded deploy: the release that serves now."""
+        return session.execute(select(Deploy).where(Deploy.app == app, Deploy.state == SUCCEEDED)
+                               .order_by(Deploy.id.desc()).limit(1)).scalars().first()
+
+    def _rollback_target(self, session: Session, app: str, current: Deploy | None, to: str | None) -> str:
+        if current is None:
+            raise DeployRejected(409, "nothing_to_roll_back", f"{app} has no successful deploy yet")
+        versions = list(dict.fromkeys(session.execute(
+            select(Deploy.version).where(Deploy.app == app, Deploy.state == SUCCEEDED)
+            .order_by(Deploy.id.desc())).scalars()))
+        if to is None:
+            earlier = [v for v in versions if v != current.version]
+            if not earlier:
+                raise DeployRejected(409, "nothing_to_roll_back",
+                                     f"{app} has no successful version other than {current.version}")
+            return earlier[0]
+        if to == current.version:
+            raise DeployRejected(409, "already_current", f"{to} is the current version of {app}")
+        if to not in versions:
+            raise DeployRejected(422, "unknown_version", f"{app} never ran {to} successfully",
+                                 {"versions": versions[:50]})
+        return to
+
+    async def cancel(self, deploy_id: int, actor: str, source: str) -> dict:
+        """Cancel a queued deploy at once, or ask a running one to stop and roll back.
+        404 unknown, 409 already finished. Audited as ``deploy.cancel``."""
+        row, event = await self.db.write(self._cancel, deploy_id, actor, source)
+        token = self._cancels.get(deploy_id)
+        if row["state"] == RUNNING and token is not None:
+            token.cancel(CANCELLED, f"cancelled by {actor}")
+        self.bus.publish(f"deploy:{deploy_id}", event)
+        return row
+
+    def _cancel(self, session: Session, deploy_id: int, actor: str, source: str) -> tuple[dict, dict]:
+        d = session.get(Deploy, deploy_id)
+        if d is None:
+            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+        if d.state not in ACTIVE_STATES:
+            raise DeployRejected(409, "deploy_finished", f"deploy {deploy_id} is already {d.state}")
+        self.audit.record(session, actor, "deploy.cancel", f"app:{d.app}", {"deploy_id": d.id, "state": d.state},
+                          source)
+        if d.state == QUEUED:
+            d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
+            event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
+        else:
+            event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
+                                    level="warning")
+        return self._public(d), self._event_public(event)
+
+    # -- reads -------------------------------------------------------------------------------
+    async def get(self, deploy_id: int) -> dict:
+        """``{"id", "app", "version", ..., "steps": [...]}``; DeployRejected 404."""
+        return await self.db.read(self._get, deploy_id)
+
+    def _get(self, session: Session, deploy_id: int) -> dict:
+        d = session.get(Deploy, deploy_id)
+        if d is None:
+            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+        steps = session.execute(select(DeployStep).where(DeployStep.deploy_id == deploy_id)
+                                .order_by(DeployStep.position)).scalars()
+        out = self._public(d)
+        out["steps"] = [{"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
+                         "finished_at": s.finished_at} for s in steps]
+        return out
+
+    async def events(self, deploy_id: int, after: int = 0, limit: int = 1000) -> dict:
+        """Events with ``seq > after``, oldest first: ``{"deploy_id", "state", "finished",
+        "events": [{"seq", "ts", "kind", "level", "step", "message", "data"}], "last_seq"}``."""
+        return await self.db.read(self._events, deploy_id, after, limit)
+
+    def _events(self, session: Session, deploy_id: int, after: int, limit: int) -> dict:
+        d = session.get(Deploy, deploy_id)
+        if d is None:
+            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+        rows = session.execute(select(DeployEvent).where(DeployEvent.deploy_id == deploy_id, DeployEvent.seq > after)
+                               .order_by(DeployEvent.seq).limit(limit)).scalars().all()
+        events = [self._event_public(e) for e in rows]
+        return {"deploy_id": deploy_id, "state": d.state, "finished": d.state in FINAL_STATES,
+                "events": events, "last_seq": events[-1]["seq"] if events else after}
+
+    async def list(self, app: str | None = None, host: str | None = None, since: float | None = None,
+                   until: float | None = None, limit: int = 50, before: int | None = None) -> dict:
+        """Newest first: ``{"deploys": [...], "next": before-cursor or None}``. ``host``
+        keeps apps that list that host; ``since``/``until`` bound ``created_at``."""
+        apps: list[str] | None = None
+        if app is not None:
+            apps = [self.app(app).name]
+        if host is not None:
+            by_host = [a.name for a in self.apps.values() if host in a.hosts]
+            apps = by_host if apps is None else [a for a in apps if a in by_host]
+        return await self.db.read(self._list, apps, since, until, max(1, min(limit, MAX_LIST)), before)
+
+    def _list(self, session: Session, apps: list[str] | None, since: float | None, until: float | None,
+              limit: int, before: int | None) -> dict:
+        stmt = select(Deploy).order_by(Deploy.id.desc()).limit(limit + 1)
+        if apps is not None:
+            stmt = stmt.where(Deploy.app.in_(apps))
+        if since is not None:
+            stmt = stmt.where(Deploy.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(Deploy.created_at <= until)
+        if before is not None:
+            stmt = stmt.where(Deploy.id < before)
+        rows = session.execute(stmt).scalars().all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"deploys": [self._public(d) for d in rows], "next": rows[-1].id if more else None}
+
+    async def app_summaries(self) -> list[dict]:
+        """Every app's configuration summary plus ``current`` (last succeeded deploy) and
+        ``active`` (queued or running deploy), each ``{"id", "version", "state", ...}`` or None."""
+        return await self.db.read(self._summaries)
+
+    def _summaries(self, session: Session) -> list[dict]:
+        out = []
+        for name in sorted(self.apps):
+            s = self.apps[name].summary()
+            current = self._current(session, name)
+            active = session.execute(select(Deploy).where(Deploy.app == name, Deploy.state.in_(ACTIVE_STATES))
+                                     .order_by(Deploy.id)).scalars().first()
+            s["current"] = self._public(current) if current else None
+            s["active"] = self._public(active) if active else None
+            out.append(s)
+        return out
+
+    async def instances(self, app_name: str) -> dict:
+        """``{"instances": [...]}`` from the engine, or ``{"instances": None, "error": ...}``
+        when it is unreachable."""
+        app = self.app(app_name)
+        driver = self._driver(app)
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(self._executor, driver.instances, app.name)
+            return {"instances": found, "error": None}
+        except DriverUnavailable as exc:
+            return {"instances": None, "error": str(exc)}
+
+    # -- running -----------------------------------------------------------------------------
+    def _driver(self, app: AppDefinition) -> DeployDriver:
+        driver = self._drivers.get(app.name)
+        if driver is None:
+            driver = self._drivers[app.name] = self._driver_factory(app)
+        return driver
+
+    def _kick(self, app: str) -> None:
+        self._wakeups.add(app)
+        task = self._runners.get(app)
+        if task is None or task.done():
+            self._runners[app] = asyncio.get_running_loop().create_task(self._run_app(app))
+
+    async def _run_app(self, app: str) -> None:
+        """Run the app's queued deploys one after another (the per-app lock)."""
+        try:
+            while True:
+                self._wakeups.discard(app)
+                claimed = await self.db.write(self._claim_next, app)
+                if claimed is None:
+                    if app in self._wakeups:  # a request arrived while we looked
+                        continue
+                    return
+                self.bus.publish(f"deploy:{claimed['id']}", claimed.pop("event"))
+                await self._execute(claimed)
+        finally:
+            if self._runners.get(app) is asyncio.current_task():
+                del self._runners[app]
+
+    def _claim_next(self, session: Session, app: str) -> dict | None:
+        if session.execute(select(Deploy.id).where(Deploy.app == app, Deploy.state == RUNNING)).first():
+            return None
+        d = session.execute(select(Deploy).where(Deploy.app == app, Deploy.state == QUEUED)
+                            .order_by(Deploy.id).limit(1)).scalars().first()
+        if d is None:
+            return None
+        current = self._current(session, app)
+        d.state, d.started_at = RUNNING, self._clock()
+        d.previous_version = current.version if current else None
+        event = self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)",
+                                data={"state": RUNNING})
+        out = self._public(d)
+        out["event"] = self._event_public(event)
+        out["current_deploy_id"] = current.id if current else None
+        return out
+
+    async def _execute(self, d: dict) -> None:
+        loop = asyncio.get_running_loop()
+        app = self.apps.get(d["app"])
+        token = CancelToken()
+        self._cancels[d["id"]] = token
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def emit(event: DriverEvent) -> None:  # called on a driver thread
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the loop is closed: the console is stopping
+                log.info("deploy %s: %s (not stored: console stopping)", d["id"], event.message)
+
+        consumer = loop.create_task(self._consume(d["id"], queue))
+        timer = loop.call_later(d["timeout_s"], token.cancel, "timeout",
+                                f"deploy timed out after {d['timeout_s']:g} s")
+        try:
+            if app is None:
+                outcome = DeployOutcome(FAILED, f"app {d['app']} is no longer configured")
+            else:
+                await self._recover_app(app.name)
+                request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
+                                        previous_version=d["previous_version"],
+                                        current_deploy_id=d["current_deploy_id"])
+                outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
+        except Exception as exc:  # a driver bug must never leave the deploy running
+            log.exception("deploy %s crashed", d["id"])
+            outcome = DeployOutcome(FAILED, f"internal error: {type(exc).__name__}: {exc}", cleanup_pending=True)
+        finally:
+            timer.cancel()
+            queue.put_nowait(None)  # after every event the driver emitted (same loop, FIFO)
+            await consumer
+            self._cancels.pop(d["id"], None)
+        self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
+
+    async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
+        while True:
+            event = await queue.get()
+            if event is None:
+                return
+            try:
+                stored = await self.db.write(self._store_driver_event, deploy_id, event)
+            except Exception:  # keep the deploy going; the log line is lost, not the deploy
+                log.exception("cannot store an event of deploy %s", deploy_id)
+                continue
+            self.bus.publish(f"deploy:{deploy_id}", stored)
+
+    def _store_driver_event(self, session: Session, deploy_id: int, event: DriverEvent) -> dict:
+        now = self._clock()
+        if event.kind == "step" and event.step:
+            step = session.execute(select(DeployStep).where(DeployStep.deploy_id == deploy_id,
+                                                            DeployStep.name == event.step)).scalars().first()
+            if step is None:
+                position = session.execute(select(func.count()).select_from(DeployStep)
+                                           .where(DeployStep.deploy_id == deploy_id)).scalar_one()
+                step = DeployStep(deploy_id=deploy_id, position=position, name=event.step, state=event.state,
+                                  message=event.message, started_at=now)
+                session.add(step)
+            step.state, step.message = event.state or step.state, event.message
+            step.finished_at = None if event.state == RUNNING else now
+        e = self._add_event(session, deploy_id, event.kind, event.message, level=event.level, step=event.step,
+                            data=dict(event.data, **({"state": event.state} if event.state else {})))
+        return self._event_public(e)
+
+    def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> dict:
+        d = session.get(Deploy, deploy_id)
+        now = self._clock()
+        d.state, d.finished_at, d.error = outcome.state, now, outcome.error
+        d.cleanup_pending = outcome.cleanup_pending
+        session.execute(update(DeployStep).where(DeployStep.deploy_id == deploy_id, DeployStep.state == RUNNING)
+                        .values(state=FAILED if outcome.state != SUCCEEDED else SUCCEEDED, finished_at=now))
+        took = now - (d.started_at or now)
+        message = f"{outcome.state} after {took:.1f} s" + (f": {outcome.error}" if outcome.error else "")
+        return self._event_public(self._add_event(
+            session, deploy_id, "state", message, level="info" if outcome.state == SUCCEEDED else "error",
+            data={"state": outcome.state, "cleanup_pending": outcome.cleanup_pending}))
+
+    # -- cleanup of deploys whose engine went away ------------------------------------------
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cleanup_interval)
+            try:
+                for app in await self.db.read(self._apps_pending_cleanup):
+                    if app in self.apps and (app not in self._runners or self._runners[app].done()):
+                        await self._recover_app(app)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive a bad round (database briefly down)
+                log.exception("deploy cleanup round failed")
+
+    def _apps_pending_cleanup(self, session: Session) -> list[str]:
+        return list(session.execute(select(Deploy.app).where(Deploy.cleanup_pending.is_(True)).distinct()).scalars())
+
+    async def _recover_app(self, app: str) -> None:
+        """Retry the cleanup of the app's deploys marked ``cleanup_pending``; an engine that
+        is still unreachable leaves them pending."""
+        pending = await self.db.read(self._pending_of, app)
+        driver = self._driver(self.apps[app])
+        loop = asyncio.get_running_loop()
+        for deploy_id, current_id in pending:
+            events: list[DriverEvent] = []
+            try:
+                removed = await loop.run_in_executor(self._executor, driver.recover, app, deploy_id, current_id,
+                                                     events.append)
+            except DriverUnavailable as exc:
+                log.info("cleanup of deploy %s still pending: %s", deploy_id, exc)
+                return
+            events.append(DriverEvent("log", f"cleanup done: removed {removed} container(s) of this deploy"))
+            stored = await self.db.write(self._cleaned, deploy_id, events)
+            for e in stored:
+                self.bus.publish(f"deploy:{deploy_id}", e)
+
+    def _pending_of(self, session: Session, app: str) -> list[tuple[int, int | None]]:
+        current = self._current(session, app)
+        ids = session.execute(select(Deploy.id).where(Deploy.app == app, Deploy.cleanup_pending.is_(True))
+                              .order_by(Deploy.id)).scalars()
+        return [(i, current.id if current else None) for i in ids]
+
+    def _cleaned(self, session: Session, deploy_id: int, events: list[DriverEvent]) -> list[dict]:
+        d = session.get(Deploy, deploy_id)
+        d.cleanup_pending = False
+        return [self._event_public(self._add_event(session, deploy_id, e.kind, e.message, level=e.level,
+                                                   data=e.data)) for e in events]
+
+    # -- rows --------------------------------------------------------------------------------
+    def _add_event(self, session: Session, deploy_id: int, kind: str, message: str, level: str = "info",
+                   step: str | None = None, data: dict | None = None) -> DeployEvent:
+        seq = session.execute(select(func.coalesce(func.max(DeployEvent.seq), 0))
+                              .where(DeployEvent.deploy_id == deploy_id)).scalar_one() + 1
+        e = DeployEvent(deploy_id=deploy_id, seq=seq, ts=self._clock(), kind=kind, level=level, step=step,
+                        message=message[:4000], data=_json(data or {}))
+        session.add(e)
+        session.flush()
+        return e
+
+    @staticmethod
+    def _event_public(e: DeployEvent) -> dict:
+        return {"deploy_id": e.deploy_id, "seq": e.seq, "ts": e.ts, "kind": e.kind, "level": e.level,
+                "step": e.step, "message": e.message, "data": orjson.loads(e.data)}
+
+    @staticmethod
+    def _public(d: Deploy) -> dict:
+        duration = (d.finished_at - d.started_at) if d.finished_at and d.started_at else None
+        return {"id": d.id, "app": d.app, "version": d.version, "previous_version": d.previous_version,
+                "kind": d.kind, "state": d.state, "requested_by": d.requested_by, "reason": d.reason,
+                "error": d.error, "created_at": d.created_at, "started_at": d.started_at,
+                "finished_at": d.finished_at, "duration_s": duration, "timeout_s": d.timeout_s,
+                "cleanup_pending": d.cleanup_pending}

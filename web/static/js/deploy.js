@@ -1,0 +1,122 @@
+/* Deploy detail page: steps and the step log, live over the WebSocket topic deploy:ID.
+ * Events carry a per-deploy seq; anything missed while disconnected is fetched with
+ * /events?after=SEQ, so the log has no gaps and no duplicates.
+ * Server text is data: it is only ever inserted with textContent. */
+(function () {
+  "use strict";
+  var page = document.getElementById("deploy-page");
+  if (!page) return;
+  var id = page.getAttribute("data-deploy-id");
+  var FINAL = { succeeded: 1, failed: 1, rolled_back: 1, cancelled: 1 };
+  var lastSeq = 0;
+  var finished = false;
+  var socket = null;
+
+  function byId(name) { return document.getElementById(name); }
+
+  function showError(message) {
+    var el = byId("error");
+    if (!el) return;
+    el.textContent = message || "";
+    el.hidden = !message;
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (resp) {
+        return resp.json().then(function (body) {
+          if (!resp.ok) {
+            var e = (body && body.error) || {};
+            throw new Error("HTTP " + resp.status + " " + (e.code || "error") + ": " + (e.message || ""));
+          }
+          return body;
+        });
+      });
+  }
+
+  function appendEvent(e) {
+    if (e.seq <= lastSeq) return;
+    lastSeq = e.seq;
+    var li = document.createElement("li");
+    li.className = "deploy-event level-" + e.level;
+    li.setAttribute("data-seq", String(e.seq));
+    var time = document.createElement("time");
+    time.textContent = new Date(e.ts * 1000).toLocaleTimeString();
+    li.appendChild(time);
+    if (e.step) {
+      var step = document.createElement("span");
+      step.className = "deploy-step";
+      step.textContent = "[" + e.step + "]";
+      li.appendChild(step);
+    }
+    var text = document.createElement("span");
+    text.className = "deploy-message";
+    text.textContent = e.message;
+    li.appendChild(text);
+    byId("deploy-log").appendChild(li);
+    if (e.kind === "state" || e.kind === "step") loadDeploy();
+  }
+
+  function renderDeploy(d) {
+    var state = byId("deploy-state");
+    state.textContent = d.state;
+    state.className = "badge state-" + d.state;
+    byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? "running…" : "—") : d.duration_s.toFixed(1) + " s";
+    var err = byId("deploy-error");
+    err.textContent = d.error || "";
+    err.hidden = !d.error;
+    var body = byId("steps-table").querySelector("tbody");
+    body.textContent = "";
+    d.steps.forEach(function (s) {
+      var tr = document.createElement("tr");
+      [s.name, s.state, s.message].forEach(function (text, i) {
+        var td = document.createElement("td");
+        td.textContent = text;
+        if (i === 1) td.className = "state state-" + s.state;
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    if (FINAL[d.state]) {
+      finished = true;
+      byId("live-status").textContent = "finished";
+      if (socket) socket.close();
+    }
+  }
+
+  function loadDeploy() {
+    return getJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); });
+  }
+
+  function catchUp() {
+    return getJSON("/api/v1/deploys/" + id + "/events?after=" + lastSeq).then(function (page) {
+      page.events.forEach(appendEvent);
+      showError("");
+    }, function (err) { showError(err.message); });
+  }
+
+  function connect() {
+    if (finished) return;
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + "/api/v1/live");
+    socket.onopen = function () {
+      byId("live-status").textContent = "live";
+      socket.send(JSON.stringify({ subscribe: ["deploy:" + id] }));
+      catchUp();
+    };
+    socket.onmessage = function (msg) {
+      var frame = JSON.parse(msg.data);
+      if (frame.topic === "deploy:" + id && frame.data) {
+        if (frame.data.seq > lastSeq + 1) catchUp();  // a gap: fetch what was missed
+        else appendEvent(frame.data);
+      }
+    };
+    socket.onclose = function () {
+      if (finished) return;
+      byId("live-status").textContent = "reconnecting…";
+      window.setTimeout(connect, 2000);
+    };
+  }
+
+  loadDeploy().then(catchUp).then(connect);
+})();
