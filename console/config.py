@@ -40,6 +40,9 @@ class ConsoleConfig:
     max_series_per_query: int = 2000
     max_points_per_query: int = 500_000
     web_dir: str = ""  # empty: the web/ folder beside the console package
+    log_retention_days: float = 14.0  # log records older than this are deleted; 0: keep
+    log_retention_bytes: int = 1024 * 1024 * 1024  # cap on stored log bytes (estimate); 0: none
+    log_retention_check_seconds: float = 300.0  # how often retention runs
 
 
 @dataclass

@@ -15,6 +15,7 @@ from console.auth.users import UserService
 from console.config import Config
 from console.ingest.service import IngestService
 from console.live import LiveBus
+from console.logs.service import LogService
 from console.query.service import QueryService
 from console.storage.database import Database
 from console.telemetry import ConsoleMetrics
@@ -32,6 +33,7 @@ class Services:
     query: QueryService
     audit: AuditService
     clock: Callable[[], float]
+    logs: LogService | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -42,11 +44,16 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     db = Database(config.database_url)
     if migrate:
         db.migrate()
-    return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
+    services = Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
                     ingest=IngestService(db, clock=clock), query=QueryService(config.console, clock=clock),
                     audit=AuditService(clock=clock),
                     clock=clock)
+    console = config.console
+    services.logs = LogService(db, retention_days=console.log_retention_days,
+                               retention_bytes=console.log_retention_bytes,
+                               retention_check_seconds=console.log_retention_check_seconds, clock=clock)
+    return services
 
 
 def cookie_secret(data_dir: Path) -> str:
