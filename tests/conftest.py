@@ -41,3 +41,29 @@ def browser():
             need("browser", f"chromium failed to launch: {exc}")
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A SQLAlchemy URL of an empty private schema in the test PostgreSQL database
+    (``FLEETDECK_TEST_POSTGRES_URL``); skips, or fails when ``postgres`` is required."""
+    from tests.pg import base_url, postgres_problem, private_schema
+
+    url = base_url()
+    problem = postgres_problem(url)
+    if problem:
+        need("postgres", problem)
+    with private_schema(url) as schema_url:
+        yield schema_url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def any_console(request, tmp_path_factory):
+    """A running console on SQLite, then on PostgreSQL (the same tests run on both)."""
+    if request.param == "sqlite":
+        harness = ConsoleHarness(tmp_path_factory.mktemp("console-sqlite")).start()
+    else:
+        harness = ConsoleHarness(tmp_path_factory.mktemp("console-pg"),
+                                 database_url=request.getfixturevalue("postgres_url")).start()
+    yield harness
+    harness.close()

@@ -186,7 +186,7 @@ class LogService:
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
         conditions = []
         if query.terms:
-            conditions.append(self._match(lr, query.terms))
+            conditions.append(self._match(query.terms))
         if query.hosts:
             conditions.append(hosts.c.name.in_(query.hosts))
         if query.source:
@@ -212,7 +212,7 @@ class LogService:
         next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
-    def _match(self, lr: Any, terms: tuple[SearchTerm, ...]) -> Any:
+    def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
         # Terms are letters and digits only (parse_terms), so they are safe inside the
         # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
         if self.db.dialect == "postgresql":
@@ -220,8 +220,8 @@ class LogService:
             return text("log_records.line_tsv @@ to_tsquery('simple', :fts_query)").bindparams(
                 bindparam("fts_query", expr))
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-        return lr.c.id.in_(text("SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query")
-                           .bindparams(bindparam("fts_query", expr)).columns())
+        return text("log_records.id IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"
+                    ).bindparams(bindparam("fts_query", expr))
 
     # -- retention ----------------------------------------------------------------------
     def _size_expr(self, lr: Any) -> Any:
