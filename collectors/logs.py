@@ -182,6 +182,7 @@ class _File:
     pending: _Pending | None = None
     rotated: bool = False  # no longer at a watched path: read to its end, then close
     finished: bool = False  # rotated and fully read (pending flushed)
+    continues: bool = False  # a rotated copy whose unread tail precedes the live file's lines
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ class LogCollector(Collector):
             elif pattern in fresh_patterns and not self.options.from_start:
                 offset = st.st_size  # a file there before we ever looked: from its end
             pos = Position(st.st_dev, st.st_ino, fp, fp_len, offset, path, source)
-            self._files[key] = _File(fd, pos, offset)
+            self._files[key] = _File(fd, pos, offset, continues=copy_of is not None and offset > 0)
         self._known_patterns |= set(self.options.paths)
 
     def _copy_of(self, fp: str, fp_len: int) -> _File | None:
@@ -356,7 +357,8 @@ class LogCollector(Collector):
         records: list[dict[str, Any]] = []
         budget = [self.options.max_lines_per_batch, self.options.max_bytes_per_batch]
         self._backlog = False
-        for f in list(self._files.values()):
+        # Old content first: rotated files and copies, then the live files.
+        for f in sorted(self._files.values(), key=lambda f: not (f.rotated or f.continues)):
             if f.finished:
                 continue
             if budget[0] <= 0 or budget[1] <= 0:
@@ -366,6 +368,7 @@ class LogCollector(Collector):
                 self._check_truncation(f)
             try:
                 self._read_file(f, ts, now, records, budget)
+                f.continues = f.continues and self._backlog
             except OSError as exc:
                 self.counters["read_errors"] += 1
                 log.warning("cannot read log file %s: %s", f.pos.path, exc)
