@@ -30,7 +30,13 @@ WORDS = ["GET", "POST", "upstream", "timeout", "user", "session", "cache", "miss
 def fill(console, rows: int) -> None:
     rnd = random.Random(7)
     db = console.services.db
-    host_id = db.run(lambda s: s.merge(Host(name="bench-1", first_seen=time.time(), labels="{}")).id)
+    def add_host(session):
+        host = Host(name="bench-1", first_seen=time.time(), labels="{}")
+        session.add(host)
+        session.flush()
+        return host.id
+
+    host_id = db.run(add_host)
     rare_every = rows // 10
     t0 = int(time.time() * 1000) - rows
     chunk = 20_000
