@@ -25,7 +25,8 @@ setup(
         "docker>=7,<8",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "playwright>=1.44,<2"],
+        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4"],
+        "postgres": ["psycopg[binary]>=3.1,<4"],
     },
     entry_points={
         "console_scripts": [

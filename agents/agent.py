@@ -32,12 +32,26 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_NAME = 255
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096
+MAX_LOG_BATCHES_PER_CYCLE = 50
 
 
 class BatchSender(Protocol):
     """What the agent needs from a client (:class:`agents.client.IngestClient`)."""
 
     def push(self, batch: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class LogSource(Protocol):
+    """What the agent needs from a log tailer (:class:`collectors.logs.LogCollector`):
+    records for a batch with a checkpoint, and word of the batch's fate."""
+
+    has_backlog: bool
+
+    def take(self) -> tuple[list[dict[str, Any]], Any]: ...
+
+    def acknowledge(self, checkpoint: Any) -> None: ...
+
+    def not_delivered(self, checkpoint: Any) -> None: ...
 
 
 def _invalid_reason(sample: object) -> str | None:
@@ -72,8 +86,12 @@ class Agent:
         collectors: Sequence[Collector],
         client: BatchSender,
         clock: Callable[[], float] = time.time,
+        logs: LogSource | None = None,
     ) -> None:
         self.config = config
+        self.logs = logs
+        # batch_id -> log checkpoint, until the batch is handed off (or not)
+        self._log_checkpoints: dict[str, Any] = {}
         self.collectors = list(collectors)
         self.client = client
         self.clock = clock
@@ -148,7 +166,7 @@ class Agent:
                 "name": sample.name, "type": sample.type, "labels": dict(sample.labels),
                 "points": [[ts_ms, sample.value]],
             })
-        return {
+        return self._with_logs({
             "host": self.config.host,
             "batch_id": str(uuid.uuid4()),
             "sent_at": self.clock(),
@@ -156,7 +174,35 @@ class Agent:
             "labels": dict(self.config.labels),
             "metrics": list(series.values()),
             "logs": [],
-        }
+        })
+
+    # -- logs ---------------------------------------------------------------
+
+    def _with_logs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Fill ``batch["logs"]`` from the log source, remembering its checkpoint."""
+        if self.logs is not None:
+            batch["logs"], checkpoint = self.logs.take()
+            self._log_checkpoints[batch["batch_id"]] = checkpoint
+        return batch
+
+    def batch_handed_off(self, batch: dict[str, Any]) -> None:
+        """``batch`` is durably out of the agent's hands (accepted by the console; a
+        disk spool may call this once the batch is written): its log positions are saved."""
+        checkpoint = self._log_checkpoints.pop(batch["batch_id"], None)
+        if checkpoint is not None and self.logs is not None:
+            self.logs.acknowledge(checkpoint)
+
+    def batch_not_handed_off(self, batch: dict[str, Any]) -> None:
+        """``batch`` was dropped: its log lines are read again for a later batch."""
+        checkpoint = self._log_checkpoints.pop(batch["batch_id"], None)
+        if checkpoint is not None and self.logs is not None:
+            self.logs.not_delivered(checkpoint)
+
+    def log_batch(self) -> dict[str, Any]:
+        """A batch of log records only, for lines beyond one batch's bounds."""
+        return self._with_logs({"host": self.config.host, "batch_id": str(uuid.uuid4()), "sent_at": self.clock(),
+                                "agent": {"version": __version__, "interval": float(self.config.interval)},
+                                "labels": dict(self.config.labels), "metrics": [], "logs": []})
 
     # -- deliver ------------------------------------------------------------
 
@@ -165,7 +211,13 @@ class Agent:
 
         Returns the console's answer; raises :class:`agents.client.PushError`.
         """
-        return self.client.push({**batch, "sent_at": self.clock()})
+        try:
+            answer = self.client.push({**batch, "sent_at": self.clock()})
+        except BaseException:
+            self.batch_not_handed_off(batch)
+            raise
+        self.batch_handed_off(batch)
+        return answer
 
     def run_once(self) -> dict[str, Any]:
         """Collect and push one batch; return the console's answer or raise ``PushError``."""
@@ -191,6 +243,16 @@ class Agent:
             log.info("push succeeded again after %d failed cycle(s)", self._failures_in_row)
         self._failure, self._failures_in_row = None, 0
         log.debug("pushed batch %s: %s", batch["batch_id"], answer)
+        # A log backlog (a burst, or lines kept while the console was away) goes out now
+        # in log-only batches, a bounded number per cycle.
+        for _ in range(MAX_LOG_BATCHES_PER_CYCLE):
+            if self.logs is None or not self.logs.has_backlog:
+                break
+            try:
+                self._deliver(self.log_batch())
+            except PushError as exc:
+                log.debug("log batch push failed (%s); retried next cycle", exc)
+                break
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Run a cycle every ``config.interval`` seconds until ``stop_event`` is set.

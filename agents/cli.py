@@ -77,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     if not config.token:
         logging.getLogger(__name__).warning("no agent token configured; the console will refuse the batches")
 
+    log_tail = None
+    if config.logs.paths:
+        from collectors.logs import LogCollector
+
+        log_tail = LogCollector(config.logs, config.state_dir)
+        collectors.append(log_tail)
     client = IngestClient(config.console_url, config.token, config.timeout)
-    agent = Agent(config, collectors, client)
+    agent = Agent(config, collectors, client, logs=log_tail)
     if args.once:
         try:
             answer = agent.run_once()

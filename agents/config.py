@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from collectors.logs import LogOptions, LogOptionsError
+
 ENV_OVERRIDES = {
     "FLEETDECK_AGENT_CONSOLE": "console_url",
     "FLEETDECK_AGENT_TOKEN": "token",
@@ -59,6 +61,7 @@ class AgentConfig:
       ``collector_options``: per-collector keyword arguments.
     - ``state_dir``: directory for the agent's local state.
     - ``labels``: host-level labels sent with every batch.
+    - ``logs``: log files to tail (:class:`collectors.logs.LogOptions`; no paths: none).
     """
 
     console_url: str = "http://127.0.0.1:8700"
@@ -70,6 +73,7 @@ class AgentConfig:
     collector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     state_dir: str = "./var/agent"
     labels: dict[str, str] = field(default_factory=dict)
+    logs: LogOptions = field(default_factory=LogOptions)
 
 
 def field_names() -> list[str]:
@@ -136,6 +140,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return _string(key, value, source)
     if key == "labels":
         return _labels(value, source)
+    if key == "logs":
+        try:
+            return LogOptions.from_mapping(value, source)
+        except LogOptionsError as exc:
+            raise ConfigError(str(exc)) from None
     if key == "collectors":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -17,10 +17,12 @@ from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackH
 from console.handlers import NotFoundHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
+from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
 from console.query.handlers import HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
+from console.logs.pages import LogsPageHandler
 
 # (pattern, handler, required role)
 ROUTES = (
@@ -46,6 +48,8 @@ ROUTES = (
     (r"/api/v1/deploys/([^/]+)", DeployHandler, "viewer"),
     (r"/api/v1/deploys/([^/]+)/events", DeployEventsHandler, "viewer"),
     (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
+    (r"/api/v1/logs", LogsHandler, "viewer"),
+    (r"/logs", LogsPageHandler, "viewer"),
 )
 
 access_log = logging.getLogger("tornado.access")

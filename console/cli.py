@@ -393,6 +393,91 @@ def urllib_quote(value: str) -> str:
     return quote(value, safe="")
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# C0 and C1 control characters, DEL, and Unicode bidirectional overrides/isolates (which
+# can make a terminal show text in another order than it is): shown as escapes.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def parse_since(value: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"``, ``"1w"`` -> seconds; raises CliError (2)."""
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise CliError(f"--since must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
+    return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def visible(text: str) -> str:
+    """``text`` with terminal control characters made visible (``\x1b`` as ``\\x1b``,
+    CR as ``\\r``), so a log line can never move the cursor, recolour or retitle the
+    terminal. Newlines of multiline records stay, indented, and tabs stay."""
+    def escape(match: re.Match) -> str:
+        ch = match.group(0)
+        return "\\r" if ch == "\r" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _UNSAFE.sub(escape, text).replace("\n", "\n    ")
+
+
+def _log_line(record: dict) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["ts"] / 1000)) + f".{record['ts'] % 1000:03d}Z"
+    level = (record.get("level") or "-").upper()
+    return f"{stamp} {visible(record['host'])} {visible(record['source'])} {level:5} {visible(record['line'])}"
+
+
+def _fetch_logs(client: ApiClient, params: dict, limit: int) -> list[dict]:
+    """Up to ``limit`` newest matching records, following cursors; oldest first."""
+    out: list[dict] = []
+    cursor = None
+    while len(out) < limit:
+        page = client.get("/api/v1/logs", **params, limit=min(1000, limit - len(out)), cursor=cursor)
+        out += page["logs"]
+        cursor = page["next"]
+        if not cursor:
+            break
+    return out[::-1]
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client = ApiClient()
+    params = {"host": args.host, "source": args.source, "q": args.grep, "level": args.level}
+    since = parse_since(args.since) if args.since else None
+    if since is not None:
+        params["start"] = f"{time.time() - since:.3f}"
+
+    def show(record: dict) -> None:
+        if args.json:
+            print(json.dumps(record, ensure_ascii=True), flush=True)  # escapes control characters too
+        else:
+            print(_log_line(record), flush=True)
+
+    records = _fetch_logs(client, params, args.limit)
+    for record in records:
+        show(record)
+    if not args.follow:
+        if not records and not args.json:
+            print("no matching log lines", file=sys.stderr)
+        return 0
+    # Follow by polling: look back a window before the newest line seen (agents stamp
+    # lines when read, and batches may arrive late), print what was not printed yet.
+    seen: dict[int, None] = {r["id"]: None for r in records}
+    newest = max((r["ts"] for r in records), default=int(time.time() * 1000))
+    while True:
+        time.sleep(args.poll)
+        params["start"] = f"{max(0, newest - FOLLOW_LOOKBACK_MS) / 1000:.3f}"
+        for record in _fetch_logs(client, params, 10_000):
+            if record["id"] in seen:
+                continue
+            seen[record["id"]] = None
+            newest = max(newest, record["ts"])
+            show(record)
+        while len(seen) > 100_000:  # bounded: forget the oldest ids
+            seen.pop(next(iter(seen)))
+
+
+FOLLOW_LOOKBACK_MS = 120_000
+
+
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleetdeck", description="Fleetdeck console and command line.")
@@ -467,6 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a queued or running deploy (a running one rolls back)")
     cancel.add_argument("deploy_id", type=int)
     cancel.set_defaults(func=cmd_cancel)
+    logs = sub.add_parser("logs", help="search and follow log lines (FLEETDECK_URL, FLEETDECK_TOKEN)")
+    logs.add_argument("--host", help="only this host (comma-separated for several)")
+    logs.add_argument("--source", help="only this source file (a trailing * matches a prefix)")
+    logs.add_argument("--grep", metavar="TEXT", help="only lines containing every word of TEXT")
+    logs.add_argument("--level", help="only these levels, e.g. error or warn,error")
+    logs.add_argument("--since", metavar="DURATION", help="only lines newer than this, e.g. 15m, 1h, 2d")
+    logs.add_argument("--limit", type=int, default=100, help="at most this many lines before following (default 100)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    logs.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    logs.set_defaults(func=cmd_logs)
     return parser
 
 

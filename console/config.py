@@ -48,6 +48,9 @@ class ConsoleConfig:
     max_series_per_host: int = 10000  # cardinality guard; new series over it are rejected
     sample_max_age: float = 518400.0  # seconds; older samples are rejected (6 days)
     sample_max_future: float = 600.0  # seconds; samples further ahead are rejected
+    log_retention_days: float = 14.0  # log records older than this are deleted; 0: keep
+    log_retention_bytes: int = 1024 * 1024 * 1024  # cap on stored log bytes (estimate); 0: none
+    log_retention_check_seconds: float = 300.0  # how often retention runs
 
 
 @dataclass

@@ -17,6 +17,7 @@ from console.deploy.apps import parse_apps
 from console.deploy.service import DeployService
 from console.ingest.service import IngestService
 from console.live import LiveBus
+from console.logs.service import LogService
 from console.query.service import QueryService
 from console.storage.database import Database
 from console.tiers.service import RollupService
@@ -37,6 +38,7 @@ class Services:
     deploys: DeployService
     clock: Callable[[], float]
     rollups: RollupService | None = None
+    logs: LogService | None = None
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
@@ -44,6 +46,8 @@ class Services:
         self.deploys.start()
         if self.rollups is not None:
             self.rollups.start()
+        if self.logs is not None:
+            self.logs.start_retention()
 
     def close(self) -> None:
         self.deploys.close()
@@ -58,12 +62,16 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     if migrate:
         db.migrate()
     bus, audit = LiveBus(), AuditService(clock=clock)
+    console = config.console
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
-                    ingest=IngestService(db, clock=clock, config=config.console),
-                    query=QueryService(config.console, clock=clock),
+                    ingest=IngestService(db, clock=clock, config=console),
+                    query=QueryService(console, clock=clock),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock),
-                    clock=clock, rollups=RollupService(db, config.console, clock=clock))
+                    clock=clock, rollups=RollupService(db, console, clock=clock),
+                    logs=LogService(db, retention_days=console.log_retention_days,
+                                    retention_bytes=console.log_retention_bytes,
+                                    retention_check_seconds=console.log_retention_check_seconds, clock=clock))
 
 
 def cookie_secret(data_dir: Path) -> str:

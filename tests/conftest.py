@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 
 import pytest
 
@@ -47,37 +46,22 @@ def browser():
         browser.close()
 
 
-POSTGRES_URL_ENV = "FLEETDECK_TEST_POSTGRES_URL"
-
-
 @contextlib.contextmanager
 def database_url(kind: str, tmp_path_factory):
-    """A clean, empty database for one test module: a new SQLite file, or a new schema in
-    ``$FLEETDECK_TEST_POSTGRES_URL`` (dropped afterwards). Skips (or fails, when required)
-    without PostgreSQL."""
+    """A clean, empty database for one test module: a new SQLite file, or a private schema
+    in ``$FLEETDECK_TEST_POSTGRES_URL`` (tests/pg.py, dropped afterwards). Skips (or fails,
+    when required) without PostgreSQL."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'fleetdeck.db'}"
         return
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        need("postgres", f"{POSTGRES_URL_ENV} is not set")
-    try:
-        import psycopg
-    except ImportError as exc:
-        need("postgres", f"psycopg is not installed ({exc})")
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        need("postgres", f"cannot connect: {exc}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    from tests.pg import base_url, postgres_problem, private_schema
+
+    url = base_url()
+    problem = postgres_problem(url)
+    if problem:
+        need("postgres", problem)
+    with private_schema(url) as schema_url:
+        yield schema_url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -120,3 +104,10 @@ def docker_images(docker_client):
     except FileNotFoundError as exc:
         need("docker", str(exc))
     return "fleetdeck-test/web"
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory):
+    """A SQLAlchemy URL of an empty private schema in the test PostgreSQL database."""
+    with database_url("postgres", tmp_path_factory) as url:
+        yield url

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from console.logs.levels import normalise_level
+
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus data model
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -52,6 +54,7 @@ class LogIn:
     source: str
     line: str
     labels_json: str
+    level: str | None = None  # normalised from labels["level"] (console/logs/levels.py)
 
 
 @dataclass
@@ -214,5 +217,7 @@ def parse_batch(doc: Any) -> Batch:
             raise _fail(f"{path}.source", "source must be a string of at most 1024 characters")
         if not isinstance(line, str) or len(line) > MAX_LOG_LINE:
             raise _fail(f"{path}.line", f"line must be a string of at most {MAX_LOG_LINE} characters")
-        batch.logs.append(LogIn(ts, source, line, _labels(record.get("labels"), f"{path}.labels")))
+        labels = record.get("labels")
+        level = normalise_level(labels.get("level")) if isinstance(labels, dict) else None
+        batch.logs.append(LogIn(ts, source, line, _labels(labels, f"{path}.labels"), level))
     return batch

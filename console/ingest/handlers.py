@@ -66,3 +66,5 @@ class IngestHandler(ApiHandler):
             self.services.bus.publish(f"host:{batch.host}", {
                 "host": batch.host, "last_ts": result.last_ts,
                 "accepted_samples": result.accepted_samples, "accepted_logs": result.accepted_logs})
+            if batch.logs and self.services.logs is not None:
+                self.services.bus.publish(f"logs:{batch.host}", self.services.logs.live_frame(batch.host, batch.logs))

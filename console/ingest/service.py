@@ -131,7 +131,7 @@ class IngestService:
         if batch.logs:
             session.execute(LogRecord.__table__.insert(), [
                 {"host_id": host.id, "ts": r.ts, "source": r.source, "line": r.line,
-                 "labels": r.labels_json} for r in batch.logs])
+                 "labels": r.labels_json, "level": r.level} for r in batch.logs])
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))

@@ -97,7 +97,7 @@ class IngestBatch(Base):
 
 class LogRecord(Base):
     __tablename__ = "log_records"
-    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"),)
+    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"), Index("ix_log_records_ts", "ts"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
@@ -105,6 +105,8 @@ class LogRecord(Base):
     source: Mapped[str] = mapped_column(String(1024))
     line: Mapped[str] = mapped_column(Text)
     labels: Mapped[str] = mapped_column(Text, default="{}")
+    # Added by migration 0004_logs: normalised level (trace|debug|info|warn|error|fatal).
+    level: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class AuditEntry(Base):
@@ -234,3 +236,13 @@ class DeployEvent(Base):
     step: Mapped[str | None] = mapped_column(String(64), nullable=True)
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+
+
+# Full-text search objects the migrations create with raw SQL (0004_logs): the SQLite FTS5
+# table with its shadow tables, and PostgreSQL's generated tsvector column and its index.
+FULL_TEXT_OBJECTS = ("log_records_fts", "line_tsv", "ix_log_records_line_tsv")
+
+
+def include_in_comparison(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic ``include_name`` hook: leave the full-text objects out of model comparison."""
+    return not (name and any(name == o or name.startswith(o + "_") for o in FULL_TEXT_OBJECTS))

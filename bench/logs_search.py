@@ -1,0 +1,94 @@
+"""Search latency over 1 million stored log lines: p50/p95 of ``GET /api/v1/logs`` for a
+rare word (10 matching lines), compared in the same run with a search without words
+(the newest 100 lines, the baseline cost of the API path), plus a common word.
+
+Lines are inserted directly through SQLAlchemy Core (the FTS triggers still index them)
+to keep the set-up short; the searches go over real HTTP.
+
+    python bench/logs_search.py [--rows 1000000] [--runs 50] [--database-url URL]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from console.storage.models import Host, LogRecord  # noqa: E402
+from tests.harness import ConsoleHarness  # noqa: E402
+
+WORDS = ["GET", "POST", "upstream", "timeout", "user", "session", "cache", "miss", "hit", "worker",
+         "request", "served", "bytes", "INFO", "WARN", "ERROR", "connection", "closed", "retry", "queue"]
+
+
+def fill(console, rows: int) -> None:
+    rnd = random.Random(7)
+    db = console.services.db
+    def add_host(session):
+        host = Host(name="bench-1", first_seen=time.time(), labels="{}")
+        session.add(host)
+        session.flush()
+        return host.id
+
+    host_id = db.run(add_host)
+    rare_every = rows // 10
+    t0 = int(time.time() * 1000) - rows
+    chunk = 20_000
+    for start in range(0, rows, chunk):
+        batch = []
+        for i in range(start, min(rows, start + chunk)):
+            words = " ".join(rnd.choice(WORDS) for _ in range(25))
+            if i % rare_every == 17:
+                words += " zyxwvutsrare"
+            batch.append({"host_id": host_id, "ts": t0 + i, "source": "/var/log/app.log",
+                          "line": f"app[{i % 97}]: {words}"[:199], "labels": "{}", "level": None})
+        db.run(lambda s, b=batch: s.execute(LogRecord.__table__.insert(), b))
+
+
+def timed(console, token, params, runs) -> tuple[float, float, int]:
+    times, n = [], 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        resp = console.request("GET", "/api/v1/logs?" + urllib.parse.urlencode(params), token=token)
+        times.append((time.perf_counter() - t) * 1000)
+        assert resp.status == 200, resp.body
+        n = len(resp.json()["logs"])
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))], n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--database-url", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        console = ConsoleHarness(Path(tmp), database_url=args.database_url).start()
+        try:
+            t = time.perf_counter()
+            fill(console, args.rows)
+            print(f"backend: {console.services.db.dialect}; filled {args.rows:,} lines in {time.perf_counter() - t:.1f} s")
+            if console.services.db.dialect == "postgresql":
+                from sqlalchemy import text
+                console.services.db.run(lambda s: s.execute(text("ANALYZE log_records")))
+            token = console.api_token("viewer")
+            for name, params in (("baseline: newest 100, no words", {}),
+                                 ("rare word (10 matches)", {"q": "zyxwvutsrare"}),
+                                 ("rare word + host + 24h range", {"q": "zyxwvutsrare", "host": "bench-1",
+                                                                   "start": time.time() - 86400}),
+                                 ("common word, newest 100", {"q": "upstream"})):
+                p50, p95, n = timed(console, token, params, args.runs)
+                print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({n} lines returned, {args.runs} runs)")
+        finally:
+            console.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Logs: storage, full-text search, retention and live tail of log records."""

@@ -1,0 +1,316 @@
+"""The log service: full-text search with filters and cursor pagination, retention, and
+the live-tail frames published after ingest.
+
+Search tokenises the query the way the index tokenises lines: runs of letters and digits
+(punctuation and ``_`` separate words, case does not matter). Every word must occur in a
+line (AND); a word ending in ``*`` matches as a prefix. SQLite uses the FTS5 table
+``log_records_fts`` (unicode61 tokenizer, https://sqlite.org/fts5.html); PostgreSQL the
+``line_tsv`` column, ``to_tsvector('simple', <line with non-alphanumerics as spaces>)``
+behind a GIN index (https://www.postgresql.org/docs/15/textsearch-controls.html).
+Both are created by migration 0004_logs.
+
+Results are newest first, ordered by (ts, id) descending; the cursor names the last
+(ts, id) returned, so pages are stable while new lines keep arriving.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import orjson
+from sqlalchemy import LargeBinary, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from console.logs.levels import LEVELS, normalise_level
+from console.storage.database import Database
+from console.storage.models import Host, LogRecord
+
+log = logging.getLogger(__name__)
+
+_TERM = re.compile(r"([^\W_]+)(\*)?")
+_CURSOR = re.compile(r"^(\d{1,16})_(\d{1,19})$")
+MAX_TERMS = 16
+MAX_TERM_CHARS = 64
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+ROW_OVERHEAD_BYTES = 64  # per record, for row header and index entries in the size estimate
+DELETE_CHUNK = 5000  # rows per retention transaction, so ingest is never blocked for long
+
+
+class LogQueryError(ValueError):
+    """An unusable search parameter: ``code`` (snake_case), ``parameter`` and message."""
+
+    def __init__(self, parameter: str, message: str, code: str = "invalid_parameter") -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SearchTerm:
+    word: str  # lower-cased run of letters/digits
+    prefix: bool = False
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """One search. Times are Unix milliseconds (``start_ms`` inclusive, ``end_ms``
+    exclusive); ``source`` matches exactly, or as a prefix when it ends with ``*``."""
+
+    terms: tuple[SearchTerm, ...] = ()
+    hosts: tuple[str, ...] = ()
+    source: str | None = None
+    levels: tuple[str, ...] = ()
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int = DEFAULT_LIMIT
+    cursor: tuple[int, int] | None = None  # (ts, id) of the last record of the previous page
+
+
+@dataclass
+class RetentionResult:
+    deleted_by_age: int = 0
+    deleted_by_size: int = 0
+    bytes_before: int = 0
+
+
+def parse_terms(q: str) -> tuple[SearchTerm, ...]:
+    """``"Connection refused*"`` -> (connection, refused*). Raises LogQueryError when the
+    text has words but too many or too long ones."""
+    terms = []
+    for word, star in _TERM.findall(q or ""):
+        if len(word) > MAX_TERM_CHARS:
+            raise LogQueryError("q", f"a search word is longer than {MAX_TERM_CHARS} characters")
+        term = SearchTerm(word.lower(), bool(star))
+        if term not in terms:
+            terms.append(term)
+    if len(terms) > MAX_TERMS:
+        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
+    return tuple(terms)
+
+
+def encode_cursor(ts: int, record_id: int) -> str:
+    return f"{ts}_{record_id}"
+
+
+def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
+    """Build a :class:`LogQuery` from API parameters (all strings; missing or empty means
+    unset): ``q``, ``host`` (comma-separated names), ``source``, ``level`` (comma-separated,
+    any spelling :func:`normalise_level` knows), ``start``/``end`` (Unix seconds, may be
+    fractional), ``limit`` (1..1000, default 100), ``cursor`` (from a previous ``next``).
+    Raises :class:`LogQueryError`."""
+    def number(name: str) -> float | None:
+        raw = (args.get(name) or "").strip()
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise LogQueryError(name, f"{name} must be Unix seconds") from None
+        if not 0 <= value < 2**53 / 1000:
+            raise LogQueryError(name, f"{name} must be non-negative Unix seconds")
+        return value
+
+    q = args.get("q") or ""
+    if len(q) > 1024:
+        raise LogQueryError("q", "q is longer than 1024 characters")
+    terms = parse_terms(q)
+    if q.strip() and not terms:
+        raise LogQueryError("q", "q has no word to search for (words are letters and digits)")
+    hosts = tuple(h for h in (s.strip() for s in (args.get("host") or "").split(",")) if h)
+    levels = []
+    for raw in (s.strip() for s in (args.get("level") or "").split(",")):
+        if not raw:
+            continue
+        level = normalise_level(raw)
+        if level is None:
+            raise LogQueryError("level", f"level must be one of {', '.join(LEVELS)}")
+        levels.append(level)
+    start, end = number("start"), number("end")
+    if start is not None and end is not None and end < start:
+        raise LogQueryError("end", "end is before start", "invalid_range")
+    limit_raw = (args.get("limit") or "").strip()
+    if limit_raw:
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_LIMIT:
+            raise LogQueryError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        limit = int(limit_raw)
+    else:
+        limit = DEFAULT_LIMIT
+    cursor = None
+    cursor_raw = (args.get("cursor") or "").strip()
+    if cursor_raw:
+        match = _CURSOR.match(cursor_raw)
+        if not match:
+            raise LogQueryError("cursor", "cursor must be a value from a previous answer's next")
+        cursor = (int(match.group(1)), int(match.group(2)))
+    source = (args.get("source") or "").strip() or None
+    if source is not None and len(source) > 1024:
+        raise LogQueryError("source", "source is longer than 1024 characters")
+    return LogQuery(terms=terms, hosts=hosts, source=source, levels=tuple(dict.fromkeys(levels)),
+                    start_ms=None if start is None else int(start * 1000),
+                    end_ms=None if end is None else int(end * 1000), limit=limit, cursor=cursor)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass
+class LogService:
+    """Search, retention and live frames over ``log_records``.
+
+    ``retention_days`` (0: keep forever) and ``retention_bytes`` (0: no cap; the
+    estimate counts UTF-8 bytes of line, source and labels plus
+    :data:`ROW_OVERHEAD_BYTES` per record) are enforced by :meth:`enforce_retention`,
+    which :meth:`start_retention` runs every ``retention_check_seconds``.
+    """
+
+    db: Database
+    retention_days: float = 14.0
+    retention_bytes: int = 0
+    retention_check_seconds: float = 300.0
+    clock: Callable[[], float] = time.time
+    _task: asyncio.Task | None = field(default=None, init=False, repr=False)
+
+    # -- search -------------------------------------------------------------------------
+    def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
+        """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",
+        "level"}], "next": cursor | None, "terms": [words searched]}``; ``ts`` in Unix ms."""
+        lr = LogRecord.__table__
+        hosts = Host.__table__
+        stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
+                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
+        conditions = []
+        if query.terms:
+            conditions.append(self._match(query.terms))
+        if query.hosts:
+            conditions.append(hosts.c.name.in_(query.hosts))
+        if query.source:
+            if query.source.endswith("*"):
+                conditions.append(lr.c.source.like(_escape_like(query.source[:-1]) + "%", escape="\\"))
+            else:
+                conditions.append(lr.c.source == query.source)
+        if query.levels:
+            conditions.append(lr.c.level.in_(query.levels))
+        if query.start_ms is not None:
+            conditions.append(lr.c.ts >= query.start_ms)
+        if query.end_ms is not None:
+            conditions.append(lr.c.ts < query.end_ms)
+        if query.cursor is not None:
+            ts, rid = query.cursor
+            conditions.append(or_(lr.c.ts < ts, and_(lr.c.ts == ts, lr.c.id < rid)))
+        stmt = stmt.where(*conditions).order_by(lr.c.ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
+        rows = session.execute(stmt).all()
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        logs = [{"id": r.id, "ts": r.ts, "host": r.name, "source": r.source, "line": r.line,
+                 "labels": orjson.loads(r.labels or "{}"), "level": r.level} for r in rows]
+        next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
+        return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
+
+    def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
+        # Terms are letters and digits only (parse_terms), so they are safe inside the
+        # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
+        if self.db.dialect == "postgresql":
+            expr = " & ".join(t.word + (":*" if t.prefix else "") for t in terms)
+            return text("log_records.line_tsv @@ to_tsquery('simple', :fts_query)").bindparams(
+                bindparam("fts_query", expr))
+        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
+        return text("log_records.id IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"
+                    ).bindparams(bindparam("fts_query", expr))
+
+    # -- retention ----------------------------------------------------------------------
+    def _size_expr(self, lr: Any) -> Any:
+        if self.db.dialect == "postgresql":
+            size = func.octet_length(lr.c.line) + func.octet_length(lr.c.source) + func.octet_length(lr.c.labels)
+        else:
+            size = (func.length(func.cast(lr.c.line, LargeBinary())) + func.length(func.cast(lr.c.source, LargeBinary()))
+                    + func.length(func.cast(lr.c.labels, LargeBinary())))
+        return size + ROW_OVERHEAD_BYTES
+
+    def stored_bytes(self, session: Session) -> int:
+        """Estimated bytes of all stored log records (see the class docstring)."""
+        lr = LogRecord.__table__
+        return int(session.execute(select(func.coalesce(func.sum(self._size_expr(lr)), 0))).scalar_one())
+
+    def enforce_retention(self) -> RetentionResult:
+        """Delete records older than ``retention_days``, then the oldest records until the
+        estimate is at most 95% of ``retention_bytes`` (hysteresis, so the next check does
+        not delete again at once). Blocking; runs its own short transactions of at most
+        :data:`DELETE_CHUNK` rows. Run it on the writer thread."""
+        lr = LogRecord.__table__
+        result = RetentionResult()
+        if self.retention_days > 0:
+            cutoff = int((self.clock() - self.retention_days * 86400) * 1000)
+            while True:
+                n = self.db.run(self._delete_chunk, select(lr.c.id).where(lr.c.ts < cutoff)
+                                .order_by(lr.c.ts).limit(DELETE_CHUNK))
+                result.deleted_by_age += n
+                if n < DELETE_CHUNK:
+                    break
+        if self.retention_bytes > 0:
+            total = result.bytes_before = self.db.run(self.stored_bytes)
+            excess = total - int(self.retention_bytes * 0.95) if total > self.retention_bytes else 0
+            while excess > 0:
+                ids, freed = self.db.run(self._oldest_until, excess)
+                if not ids:
+                    break
+                result.deleted_by_size += self.db.run(self._delete_ids, ids)
+                excess -= freed
+        if result.deleted_by_age or result.deleted_by_size:
+            log.info("log retention: deleted %d record(s) older than %g days and %d over the %d-byte cap",
+                     result.deleted_by_age, self.retention_days, result.deleted_by_size, self.retention_bytes)
+        return result
+
+    def _delete_chunk(self, session: Session, ids_select: Any) -> int:
+        ids = list(session.execute(ids_select).scalars())
+        return self._delete_ids(session, ids)
+
+    def _delete_ids(self, session: Session, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        lr = LogRecord.__table__
+        session.execute(delete(lr).where(lr.c.id.in_(ids)))
+        return len(ids)
+
+    def _oldest_until(self, session: Session, excess: int) -> tuple[list[int], int]:
+        lr = LogRecord.__table__
+        rows = session.execute(select(lr.c.id, self._size_expr(lr)).order_by(lr.c.ts, lr.c.id)
+                               .limit(DELETE_CHUNK)).all()
+        ids, freed = [], 0
+        for rid, size in rows:
+            if freed >= excess:
+                break
+            ids.append(rid)
+            freed += int(size)
+        return ids, freed
+
+    def start_retention(self) -> None:
+        """Run :meth:`enforce_retention` on the writer thread every
+        ``retention_check_seconds``, starting one period from now, on the running asyncio
+        loop (the task ends with the loop). Does nothing when retention is off."""
+        if self._task is not None or (self.retention_days <= 0 and self.retention_bytes <= 0):
+            return
+        self._task = asyncio.get_running_loop().create_task(self._retention_loop())
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention_check_seconds)
+            try:
+                await self.db.on_writer(self.enforce_retention)
+            except Exception:  # noqa: BLE001 - a failed run is retried next period
+                log.exception("log retention failed; retrying in %gs", self.retention_check_seconds)
+
+    # -- live ---------------------------------------------------------------------------
+    @staticmethod
+    def live_frame(host: str, records: list[Any]) -> dict[str, Any]:
+        """The ``logs:HOST`` frame for committed ingest records (``LogIn`` objects):
+        ``{"host", "logs": [{"ts", "source", "line", "labels", "level"}]}``."""
+        return {"host": host, "logs": [
+            {"ts": r.ts, "source": r.source, "line": r.line, "labels": orjson.loads(r.labels_json),
+             "level": r.level} for r in records]}
+

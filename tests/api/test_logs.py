@@ -1,0 +1,202 @@
+"""Log storage and search (``GET /api/v1/logs``) over real HTTP, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+import uuid
+
+import pytest
+import tornado.websocket
+
+from console.logs.service import LogService
+
+T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, Unix ms
+
+
+def rec(i: int, line: str, source: str = "/var/log/app.log", level: str | None = None, ts: int | None = None):
+    labels = {"level": level} if level else {}
+    return {"ts": T0 + i if ts is None else ts, "source": source, "line": line, "labels": labels}
+
+
+def search(console, token, **params):
+    resp = console.request("GET", "/api/v1/logs?" + urllib.parse.urlencode(params), token=token)
+    assert resp.status == 200, resp.body
+    assert resp.headers["content-type"].startswith("application/json")
+    return resp.json()
+
+
+@pytest.fixture(scope="module")
+def seeded(db_console):
+    """Two hosts with known lines; returns (console, viewer token, host names, unique tag)."""
+    c = db_console
+    tag = "tag" + uuid.uuid4().hex[:8]
+    web, db = f"web-{tag}", f"db-{tag}"
+    web_lines = [rec(i, f"{tag} request {i} served in {i}ms") for i in range(250)]
+    web_lines += [rec(300, f"{tag} ERROR upstream connection refused: 10.0.0.7:5432", level="ERROR"),
+                  rec(301, f"{tag} WARNING disk almost full on /var", level="warning"),
+                  rec(302, f"{tag} <script>alert(1)</script> \x1b[31mred\x1b[0m", source="/var/log/x.log")]
+    status, body = c.push(web, c.agent_token(web), [], web_lines)
+    assert status == 200 and body["accepted_logs"] == 253
+    status, body = c.push(db, c.agent_token(db), [], [
+        rec(400, f"{tag} LOG: checkpoint starting: time", source="/var/log/postgresql/main.log"),
+        rec(401, f"{tag} ERROR: relation \"missing_table\" does not exist", level="ERROR",
+            source="/var/log/postgresql/main.log")])
+    assert status == 200
+    return c, c.api_token("viewer"), (web, db), tag
+
+
+def test_search_finds_words_newest_first(seeded):
+    c, token, (web, db), tag = seeded
+    body = search(c, token, q=f"{tag} connection refused")
+    assert [r["line"] for r in body["logs"]] == [f"{tag} ERROR upstream connection refused: 10.0.0.7:5432"]
+    r = body["logs"][0]
+    assert (r["host"], r["source"], r["level"], r["labels"]) == (web, "/var/log/app.log", "error", {"level": "ERROR"})
+    assert r["ts"] == T0 + 300 and isinstance(r["id"], int)
+    assert body["next"] is None and body["terms"] == [tag, "connection", "refused"]
+    # case-insensitive, punctuation splits words (an IP and a port are searchable words)
+    assert len(search(c, token, q=f"{tag} CONNECTION 5432")["logs"]) == 1
+    # every word must occur
+    assert search(c, token, q=f"{tag} connection accepted")["logs"] == []
+    # prefix search
+    assert {r["line"] for r in search(c, token, q=f"{tag} relat*")["logs"]} == {
+        f'{tag} ERROR: relation "missing_table" does not exist'}
+    all_lines = search(c, token, q=tag, limit=1000)["logs"]
+    assert len(all_lines) == 255
+    keys = [(r["ts"], r["id"]) for r in all_lines]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_filters_host_source_level_time(seeded):
+    c, token, (web, db), tag = seeded
+    assert {r["host"] for r in search(c, token, q=tag, host=db)["logs"]} == {db}
+    assert len(search(c, token, q=tag, host=f"{web},{db}", limit=1000)["logs"]) == 255
+    assert [r["source"] for r in search(c, token, q=tag, source="/var/log/x.log")["logs"]] == ["/var/log/x.log"]
+    assert len(search(c, token, q=tag, source="/var/log/postgresql/*")["logs"]) == 2
+    errors = search(c, token, q=tag, level="error")["logs"]
+    assert sorted(r["host"] for r in errors) == sorted([web, db])
+    assert {r["level"] for r in search(c, token, q=tag, level="ERR,warn")["logs"]} == {"error", "warn"}
+    # start inclusive, end exclusive, Unix seconds
+    body = search(c, token, q=tag, host=web, start=(T0 + 10) / 1000, end=(T0 + 20) / 1000)
+    assert [r["ts"] - T0 for r in body["logs"]] == list(range(19, 9, -1))
+
+
+def test_cursor_pagination_is_complete_and_stable(seeded):
+    c, token, (web, db), tag = seeded
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"q": tag, "host": web, "limit": 40}
+        if cursor:
+            params["cursor"] = cursor
+        body = search(c, token, **params)
+        seen += [r["id"] for r in body["logs"]]
+        pages += 1
+        if pages == 2:  # new lines arriving meanwhile do not shift later pages
+            status, _ = c.push(web, c.agent_token(web), [], [rec(999, f"{tag} late arrival", ts=int(time.time() * 1000))])
+            assert status == 200
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert pages == 7 and len(seen) == 253 and len(set(seen)) == 253
+
+
+def test_search_without_words_lists_recent(seeded):
+    c, token, (web, db), tag = seeded
+    body = search(c, token, host=db, limit=1)
+    assert len(body["logs"]) == 1 and body["next"] is not None and body["terms"] == []
+
+
+@pytest.mark.parametrize("params, status, code", [
+    ({"limit": "0"}, 400, "invalid_parameter"),
+    ({"limit": "abc"}, 400, "invalid_parameter"),
+    ({"limit": "1001"}, 400, "invalid_parameter"),
+    ({"cursor": "nope"}, 400, "invalid_parameter"),
+    ({"start": "yesterday"}, 400, "invalid_parameter"),
+    ({"start": "nan"}, 400, "invalid_parameter"),
+    ({"start": "100", "end": "50"}, 422, "invalid_range"),
+    ({"level": "loud"}, 400, "invalid_parameter"),
+    ({"q": "\"*-:()"}, 400, "invalid_parameter"),
+    ({"q": "x" * 65}, 400, "invalid_parameter"),
+    ({"q": " ".join(f"w{i}" for i in range(17))}, 400, "invalid_parameter"),
+])
+def test_bad_parameters_are_json_errors(seeded, params, status, code):
+    c, token, _, _ = seeded
+    resp = c.request("GET", "/api/v1/logs?" + urllib.parse.urlencode(params), token=token)
+    assert resp.status == status, resp.body
+    assert resp.json()["error"]["code"] == code
+    assert resp.json()["error"]["details"]["parameter"]
+
+
+def test_fts_syntax_in_query_is_data(seeded):
+    c, token, _, tag = seeded
+    # FTS5 / tsquery operators in the text are treated as plain words, never as syntax
+    body = search(c, token, q=f'{tag} NEAR(script OR "alert") & !red')
+    assert body["terms"] == [tag, "near", "script", "or", "alert", "red"] and body["logs"] == []
+    body = search(c, token, q=f'{tag} (script) "alert" & 1 | 0m')
+    assert [r["source"] for r in body["logs"]] == ["/var/log/x.log"]
+
+
+def test_logs_need_viewer_credentials(seeded):
+    c, _, _, _ = seeded
+    assert c.request("GET", "/api/v1/logs").status == 401
+    agent = c.agent_token("somehost-" + uuid.uuid4().hex[:6])
+    assert c.request("GET", "/api/v1/logs", token=agent).status == 403
+
+
+def test_retention_by_age_and_size(db_console):
+    c = db_console
+    svc = c.services.logs
+    host = "ret-" + uuid.uuid4().hex[:8]
+    token = c.agent_token(host)
+    now_ms = int(time.time() * 1000)
+    old = [rec(i, f"old line {i}", ts=now_ms - 20 * 86_400_000 + i) for i in range(30)]
+    new = [rec(i, f"new line {i} " + "x" * 100, ts=now_ms - 1000 + i) for i in range(100)]
+    assert c.push(host, token, [], old + new)[0] == 200
+    before_total = c.count("log_records")
+    age_only = LogService(c.services.db, retention_days=14, retention_bytes=0)
+    result = age_only.enforce_retention()
+    assert result.deleted_by_age >= 30
+    assert search(c, c.api_token("viewer"), host=host, limit=1000)["logs"][-1]["line"].startswith("new line 0 ")
+    remaining = c.count("log_records")
+    assert remaining == before_total - result.deleted_by_age
+    # size cap: keep at most ~half of what is stored; the oldest go first
+    stored = c.services.db.run(svc.stored_bytes)
+    cap = stored // 2
+    by_size = LogService(c.services.db, retention_days=0, retention_bytes=cap).enforce_retention()
+    assert by_size.deleted_by_size > 0 and by_size.bytes_before == stored
+    after = c.services.db.run(svc.stored_bytes)
+    assert after <= cap * 0.95 and after > cap * 0.8
+    # what survived is the newest
+    lines = search(c, c.api_token("viewer"), host=host, limit=1000)["logs"]
+    assert lines and lines[0]["line"].startswith("new line 99 ")
+    # the search index forgot deleted lines too
+    assert search(c, c.api_token("viewer"), q="old", host=host)["logs"] == []
+
+
+def test_live_tail_frames_after_commit(db_console):
+    c = db_console
+    host = "live-" + uuid.uuid4().hex[:8]
+    token = c.agent_token(host)
+    viewer = c.api_token("viewer")
+
+    async def run():
+        ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+            c.url.replace("http", "ws") + "/api/v1/live", headers={"Authorization": f"Bearer {viewer}"}))
+        ws.write_message(json.dumps({"subscribe": [f"logs:{host}"]}))
+        assert json.loads(await ws.read_message()) == {"subscribed": [f"logs:{host}"]}
+        loop = asyncio.get_running_loop()
+        status, _ = await loop.run_in_executor(None, lambda: c.push(host, token, [], [
+            rec(1, "first <b>line</b>"), rec(2, "second line", level="WARN")]))
+        assert status == 200
+        frame = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        ws.close()
+        return frame
+
+    import tornado.httpclient  # noqa: F401 - HTTPRequest above
+
+    frame = asyncio.run(run())
+    assert frame["topic"] == f"logs:{host}"
+    assert [(r["line"], r["level"]) for r in frame["data"]["logs"]] == [("first <b>line</b>", None),
+                                                                         ("second line", "warn")]
+    assert frame["data"]["host"] == host
