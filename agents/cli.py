@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 
@@ -19,6 +20,7 @@ from agents import __version__
 from agents.agent import Agent, install_signal_handlers
 from agents.client import IngestClient, PushError
 from agents.config import ConfigError, load_agent_config
+from agents.spool import Spool
 from collectors import build_collectors
 
 PROG = "fleetdeck-agent"
@@ -77,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     if not config.token:
         logging.getLogger(__name__).warning("no agent token configured; the console will refuse the batches")
 
-    client = IngestClient(config.console_url, config.token, config.timeout)
-    agent = Agent(config, collectors, client)
+    try:
+        client = IngestClient(config.console_url, config.token, config.timeout, config.ca_file,
+                              config.client_cert, config.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        return _fail(f"config error: cannot load the TLS files: {exc}")
     if args.once:
+        agent = Agent(config, collectors, client)
         try:
             answer = agent.run_once()
         except PushError as exc:
@@ -87,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(answer, indent=2, sort_keys=True))
         return 0
 
+    try:
+        spool = Spool(os.path.join(config.state_dir, "spool"), config.spool_max_bytes, config.spool_max_age,
+                      config.spool_fsync)
+    except OSError as exc:
+        return _fail(f"cannot open the spool in {config.state_dir}: {exc}")
+    agent = Agent(config, collectors, client, spool=spool)
     stop = threading.Event()
     restore = install_signal_handlers(stop)
     try:
