@@ -110,6 +110,7 @@ def ensure_local_agent_token(services, config: Config, host: str) -> str:
 
 async def _serve(config: Config, with_agent: bool, config_path: str | None, first_run: bool = False) -> None:
     from console.app import make_app
+    from console.ingest.retention import prune_forever
     from console.server import start_http
 
     try:
@@ -144,6 +145,7 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
         agent = LocalAgent(services, config, config_path, url)
         agent.start()
     print(f"Dashboard: {url}/", flush=True)
+    pruning = asyncio.ensure_future(prune_forever(services))
     try:
         while not stop.is_set():
             if agent is not None:
@@ -154,6 +156,7 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
                 pass
     finally:
         print("Stopping…", flush=True)
+        pruning.cancel()
         if agent is not None:
             agent.stop()
         server.stop()

@@ -40,6 +40,11 @@ class ConsoleConfig:
     max_series_per_query: int = 2000
     max_points_per_query: int = 500_000
     web_dir: str = ""  # empty: the web/ folder beside the console package
+    batch_id_retention_days: float = 4.0  # idempotency window; >= the agents' spool_max_age
+    ingest_rate_per_host: float = 10.0  # batches/s per agent host; 0: unlimited
+    ingest_burst_per_host: int = 30  # batches an agent may send at once above the rate
+    ingest_max_inflight: int = 64  # ingest requests waiting for the database; 0: unbounded
+    storage_retry_after: int = 5  # seconds, Retry-After of a 503 storage_unavailable
 
 
 @dataclass

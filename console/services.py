@@ -13,6 +13,7 @@ from console.audit.service import AuditService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
+from console.ingest.admission import IngestAdmission
 from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.query.service import QueryService
@@ -32,6 +33,7 @@ class Services:
     query: QueryService
     audit: AuditService
     clock: Callable[[], float]
+    admission: IngestAdmission | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -46,7 +48,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
                     ingest=IngestService(db, clock=clock), query=QueryService(config.console, clock=clock),
                     audit=AuditService(clock=clock),
-                    clock=clock)
+                    clock=clock,
+                    admission=IngestAdmission(config.console.ingest_rate_per_host,
+                                              config.console.ingest_burst_per_host,
+                                              config.console.ingest_max_inflight))
 
 
 def cookie_secret(data_dir: Path) -> str:
