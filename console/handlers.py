@@ -93,6 +93,10 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         if isinstance(value, SQLAlchemyError):
             self.services.metrics.storage_errors.labels(self.route).inc()
+        if isinstance(value, OperationalError):
+            # Answered 503: one line, without the statement's parameters (they can be megabytes).
+            log.warning("%s %s: database unavailable: %s", self.request.method, self.route, value.orig)
+            return
         super().log_exception(typ, value, tb)
 
 

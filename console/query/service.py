@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from console.config import ConsoleConfig
 from console.errors import ApiError
 from console.query import series_math
+from console.query.agent_health import agent_health
 from console.storage.models import Host, Sample, Series
 
 FUNCTIONS = ("raw", "rate")
@@ -74,7 +75,8 @@ class QueryService:
     def hosts(self, session: Session) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
-        "disk_max_ratio", "load1"}}``, ratios in 0..1 or None when not reported."""
+        "disk_max_ratio", "load1"}, "agent_health": {...}}``, ratios in 0..1 or None when not
+        reported; ``agent_health`` as in :func:`console.query.agent_health.agent_health`."""
         now = self._clock()
         out = []
         for host in session.execute(select(Host).order_by(Host.name)).scalars():
@@ -83,7 +85,8 @@ class QueryService:
             out.append({"host": host.name, "up": up, "last_seen": host.last_seen,
                         "agent_version": host.agent_version, "interval": interval,
                         "labels": orjson.loads(host.labels or "{}"),
-                        "summary": self._summary(session, host.id)})
+                        "summary": self._summary(session, host.id),
+                        "agent_health": agent_health(session, host.id)})
         return out
 
     def _summary(self, session: Session, host_id: int) -> dict:
