@@ -21,6 +21,7 @@ setup(
         "prometheus-client>=0.20,<1",
         "orjson>=3.9,<4",
         "argon2-cffi>=23.1,<26",
+        "psycopg[binary]>=3.1,<4",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2"],

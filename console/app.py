@@ -49,7 +49,8 @@ def make_app(services: Services, debug: bool = False) -> tornado.web.Application
         route = getattr(handler, "route", "static")
         services.metrics.request_duration.labels(handler.request.method, route, handler.get_status()).observe(duration)
         status = handler.get_status()
-        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        # Successful requests (an ingest every interval from every agent) stay at DEBUG.
+        level = logging.DEBUG if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         access_log.log(level, "%d %s %.1fms", status, handler._request_summary(), 1000.0 * duration)
 
     return tornado.web.Application(

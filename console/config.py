@@ -40,6 +40,14 @@ class ConsoleConfig:
     max_series_per_query: int = 2000
     max_points_per_query: int = 500_000
     web_dir: str = ""  # empty: the web/ folder beside the console package
+    retention_raw_days: float = 7.0  # raw samples kept this many days
+    retention_1m_days: float = 90.0  # 1-minute rollups
+    retention_1h_days: float = 730.0  # 1-hour rollups
+    rollup_interval: float = 60.0  # seconds between rollup/retention runs; 0 turns them off
+    rollup_delay: float = 120.0  # seconds a minute stays open for late samples before its rollup
+    max_series_per_host: int = 10000  # cardinality guard; new series over it are rejected
+    sample_max_age: float = 518400.0  # seconds; older samples are rejected (6 days)
+    sample_max_future: float = 600.0  # seconds; samples further ahead are rejected
     batch_id_retention_days: float = 4.0  # idempotency window; >= the agents' spool_max_age
     ingest_rate_per_host: float = 10.0  # batches/s per agent host; 0: unlimited
     ingest_burst_per_host: int = 30  # batches an agent may send at once above the rate

@@ -20,4 +20,6 @@ def start_http(app: tornado.web.Application, services: Services, host: str, port
         app, max_body_size=max(console.max_body_bytes, console.api_max_body_bytes) + 1024, xheaders=False)
     sockets = tornado.netutil.bind_sockets(port, host or None)
     server.add_sockets(sockets)
+    if services.rollups is not None:
+        services.rollups.start()  # rollup + retention jobs live as long as this loop
     return server, sockets[0].getsockname()[1]

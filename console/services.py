@@ -18,6 +18,7 @@ from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.query.service import QueryService
 from console.storage.database import Database
+from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
 
@@ -33,6 +34,7 @@ class Services:
     query: QueryService
     audit: AuditService
     clock: Callable[[], float]
+    rollups: RollupService | None = None
     admission: IngestAdmission | None = None
 
     def close(self) -> None:
@@ -46,9 +48,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
         db.migrate()
     return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
                     users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
-                    ingest=IngestService(db, clock=clock), query=QueryService(config.console, clock=clock),
+                    ingest=IngestService(db, clock=clock, config=config.console),
+                    query=QueryService(config.console, clock=clock),
                     audit=AuditService(clock=clock),
-                    clock=clock,
+                    clock=clock, rollups=RollupService(db, config.console, clock=clock),
                     admission=IngestAdmission(config.console.ingest_rate_per_host,
                                               config.console.ingest_burst_per_host,
                                               config.console.ingest_max_inflight))

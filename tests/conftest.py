@@ -3,6 +3,10 @@
 service fails the test instead."""
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+
 import pytest
 
 from tests.harness import ConsoleHarness, chromium_path, required_services
@@ -41,3 +45,50 @@ def browser():
             need("browser", f"chromium failed to launch: {exc}")
         yield browser
         browser.close()
+
+
+POSTGRES_URL_ENV = "FLEETDECK_TEST_POSTGRES_URL"
+
+
+@contextlib.contextmanager
+def database_url(kind: str, tmp_path_factory):
+    """A clean, empty database for one test module: a new SQLite file, or a new schema in
+    ``$FLEETDECK_TEST_POSTGRES_URL`` (dropped afterwards). Skips (or fails, when required)
+    without PostgreSQL."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'fleetdeck.db'}"
+        return
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        need("postgres", f"{POSTGRES_URL_ENV} is not set")
+    try:
+        import psycopg
+    except ImportError as exc:
+        need("postgres", f"psycopg is not installed ({exc})")
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(plain, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        need("postgres", f"cannot connect: {exc}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db_console(request, tmp_path_factory):
+    """A console on a fresh database of each kind (SQLite, PostgreSQL), rollup job off so
+    tests drive it; ``request.param`` names the kind."""
+    with database_url(request.param, tmp_path_factory) as url:
+        harness = ConsoleHarness(tmp_path_factory.mktemp("console"), database_url=url,
+                                 rollup_interval=0.0).start()
+        harness.kind = request.param
+        try:
+            yield harness
+        finally:
+            harness.close()

@@ -21,6 +21,9 @@ METRIC_TYPES = ("gauge", "counter")
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096  # characters
 MAX_LOG_LINE = 64 * 1024  # characters
+# JSON has no NaN or Inf; a value sent as one of these strings (Prometheus' JSON spelling)
+# is dropped on its own and counted as ``non_finite``; any other non-number fails the body.
+NON_FINITE_STRINGS = frozenset(("NaN", "Inf", "+Inf", "-Inf"))
 
 
 class IngestError(Exception):
@@ -40,6 +43,7 @@ class MetricIn:
     type: str
     labels_json: str  # canonical JSON, sorted keys
     points: list[tuple[int, float]]  # (Unix ms, value)
+    non_finite: int = 0  # points dropped because their value was "NaN"/"Inf"/"+Inf"/"-Inf"
 
 
 @dataclass
@@ -126,20 +130,33 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _points(value: Any, path: str) -> list[tuple[int, float]]:
-    if not isinstance(value, list):
+def _points(value: Any, path: str) -> tuple[list[tuple[int, float]], int]:
+    """-> (points, count of non-finite values dropped). The hot loop of ingest: exact type
+    checks (bool is not a number here) keep it cheap."""
+    if type(value) is not list:
         raise _fail(path, "points must be a list of [ts_ms, value]")
     points = []
+    append = points.append
+    dropped = 0
     for i, point in enumerate(value):
-        if not (isinstance(point, list) and len(point) == 2):
+        if type(point) is not list or len(point) != 2:
             raise _fail(f"{path}[{i}]", "a point is [ts_ms, value]")
         ts, val = point
-        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
+        if type(ts) is not int or not 0 <= ts < 9007199254740992:  # 2**53
             raise _fail(f"{path}[{i}]", "timestamp must be a non-negative integer of Unix ms")
-        if not _number(val) or not math.isfinite(val):
+        kind = type(val)
+        if kind is float:
+            if not math.isfinite(val):
+                raise _fail(f"{path}[{i}]", "value must be a finite number")
+        elif kind is int:
+            val = float(val)
+        elif kind is str and val in NON_FINITE_STRINGS:
+            dropped += 1
+            continue
+        else:
             raise _fail(f"{path}[{i}]", "value must be a finite number")
-        points.append((ts, float(val)))
-    return points
+        append((ts, val))
+    return points, dropped
 
 
 def parse_batch(doc: Any) -> Batch:
@@ -180,8 +197,9 @@ def parse_batch(doc: Any) -> Batch:
         kind = metric.get("type", "gauge")
         if kind not in METRIC_TYPES:
             raise _fail(f"{path}.type", f"type must be one of {', '.join(METRIC_TYPES)}")
+        points, dropped = _points(metric.get("points"), f"{path}.points")
         batch.metrics.append(MetricIn(name, kind, _labels(metric.get("labels"), f"{path}.labels"),
-                                      _points(metric.get("points"), f"{path}.points")))
+                                      points, dropped))
     logs = doc.get("logs", [])
     if not isinstance(logs, list):
         raise _fail("logs", "logs must be a list")

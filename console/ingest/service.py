@@ -3,37 +3,54 @@
 The batch row (host, batch_id) is inserted first with ON CONFLICT DO NOTHING: when it
 already exists the batch is a replay and nothing else is written, so a batch is stored
 exactly once however often an agent resends it. Series ids are cached per
-(host, name, labels) after commit, so a steady agent costs one bulk INSERT of samples.
+(host, name, labels) after commit, so a steady agent costs one bulk INSERT of samples,
+sent through the driver's own ``executemany`` (SQLAlchemy's per-row parameter handling
+costs more than the INSERT itself on SQLite).
+
+Samples that cannot be stored are rejected one by one, never the whole batch: outside the
+time window (``too_old``, ``too_new``), of a new series over the host's series cap
+(``series_limit``), or sent as "NaN"/"Inf" (``non_finite``). Each is counted per host and
+reason in ``ingest_rejections`` in the same transaction, and reported in the answer.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from console.config import ConsoleConfig
 from console.ingest.batch import Batch
 from console.storage.database import Database
-from console.storage.models import Host, IngestBatch, LogRecord, Sample, Series
+from console.storage.models import Host, IngestBatch, IngestRejection, LogRecord, RollupWatermark, Series
+from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
 SeriesKey = tuple[int, str, str]  # (host_id, name, labels_json)
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What the console answers: counts accepted, and whether the batch was a replay."""
+    """What the console answers: counts accepted, and whether the batch was a replay.
+    ``rejected`` maps a reason to the number of samples not stored for it."""
 
     accepted_samples: int
     accepted_logs: int
     duplicate: bool
     host: str
     last_ts: int | None  # newest sample or log timestamp in the batch, Unix ms
+    rejected: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        return {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
+        body = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
                 "duplicate": self.duplicate}
+        if self.rejected:
+            body["rejected_samples"] = sum(self.rejected.values())
+            body["rejected"] = dict(self.rejected)
+        return body
 
 
 class IngestService:
@@ -42,10 +59,17 @@ class IngestService:
 
     MAX_CACHED_SERIES = 1_000_000
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time,
+                 config: ConsoleConfig | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
+        if db.dialect == "postgresql":
+            self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
+                                    "ON CONFLICT DO NOTHING")
+        else:
+            self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
 
     async def ingest(self, batch: Batch) -> IngestResult:
         return await self._db.on_writer(self.store, batch)
@@ -69,19 +93,96 @@ class IngestService:
         ).rowcount
         if not fresh:
             return IngestResult(0, 0, True, batch.host, batch.last_ts)
-        ids = self._resolve_series(session, host.id, batch, new_ids)
-        rows = [{"series_id": ids[(host.id, m.name, m.labels_json)], "ts": ts, "value": value}
-                for m in batch.metrics for ts, value in m.points]
+        rejected: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
+        lo = int((now - self._config.sample_max_age) * 1000)
+        hi = int((now + self._config.sample_max_future) * 1000)
+        rows: list[tuple[int, int, float]] = []
+        for m in batch.metrics:
+            if m.non_finite:
+                rejected["non_finite"] += m.non_finite
+                examples["non_finite"] = f"{m.name}{m.labels_json}"
+            sid = ids.get((host.id, m.name, m.labels_json))
+            if sid is None:
+                continue  # counted as series_limit by _resolve_series
+            kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
+            if len(kept) != len(m.points):
+                for ts, _ in m.points:
+                    if ts < lo or ts > hi:
+                        reason = "too_old" if ts < lo else "too_new"
+                        rejected[reason] += 1
+                        examples[reason] = f"{m.name}{m.labels_json} @ {ts}"
+            rows.extend(kept)
         samples = 0
         if rows:
-            # Driver rowcount over executemany can be -1 (unknown); then every row counts.
-            samples = session.execute(self._db.insert_ignore(Sample.__table__), rows).rowcount
-            samples = len(rows) if samples < 0 else samples
+            cursor = session.connection().connection.driver_connection.cursor()
+            try:
+                if self._db.dialect == "postgresql":
+                    samples = self._copy_samples(cursor, rows)
+                else:
+                    cursor.executemany(self._insert_samples, rows)
+                    samples = cursor.rowcount
+            finally:
+                cursor.close()
+            # rowcount over executemany may be -1 (unknown); then every row counts.
+            samples = len(rows) if samples is None or samples < 0 else samples
+            self._reopen_rollups(session, min(r[1] for r in rows), now)
         if batch.logs:
             session.execute(LogRecord.__table__.insert(), [
                 {"host_id": host.id, "ts": r.ts, "source": r.source, "line": r.line,
                  "labels": r.labels_json} for r in batch.logs])
-        return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts)
+        if rejected:
+            self._count_rejections(session, host.id, rejected, examples, now)
+        return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
+
+    @staticmethod
+    def _copy_samples(cursor, rows: list[tuple[int, int, float]]) -> int:  # noqa: ANN001 - psycopg cursor
+        """PostgreSQL: COPY into a per-connection temporary table, then one INSERT ... SELECT
+        ON CONFLICT DO NOTHING (COPY alone cannot skip duplicates). Returns rows inserted."""
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS samples_in (series_id integer, ts bigint, "
+                       "value double precision) ON COMMIT DELETE ROWS")
+        with cursor.copy("COPY samples_in (series_id, ts, value) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute("INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value "
+                       "FROM samples_in ON CONFLICT DO NOTHING")
+        return cursor.rowcount
+
+    def _reopen_rollups(self, session: Session, oldest_ts: int, now: float) -> None:
+        """A sample in or before the window a tier is rolling up moves that tier's watermark
+        back to the sample's bucket and bumps its generation, so the rollup job recomputes
+        the bucket (rollups are recomputed from their source, never added to, so this
+        cannot double count). Samples of the still-open minutes change nothing."""
+        table = RollupWatermark.__table__
+        marks = {t: (d, g) for t, d, g in session.execute(
+            select(table.c.tier, table.c.done_until, table.c.generation))}
+        if not marks:
+            return
+        open_from = int((now - self._config.rollup_delay) * 1000)
+        reopen = {}
+        b1 = oldest_ts // MINUTE_MS * MINUTE_MS
+        if "1m" in marks and b1 < min(marks["1m"][0] + MINUTE_MS * TIER_BY_NAME["1m"].window_buckets, open_from):
+            reopen["1m"] = b1
+            bh = oldest_ts // HOUR_MS * HOUR_MS
+            if "1h" in marks and bh < marks["1h"][0] + HOUR_MS * TIER_BY_NAME["1h"].window_buckets:
+                reopen["1h"] = bh
+        for tier, bucket in reopen.items():
+            done, generation = marks[tier]
+            session.execute(update(table).where(table.c.tier == tier)
+                            .values(done_until=min(done, bucket), generation=generation + 1))
+
+    def _count_rejections(self, session: Session, host_id: int, rejected: Counter, examples: dict,
+                          now: float) -> None:
+        table = IngestRejection.__table__
+        insert = (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(table)
+        for reason, count in rejected.items():
+            stmt = insert.values(host_id=host_id, reason=reason, count=count, last_at=now,
+                                 last_example=examples.get(reason, "")[:1024])
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=[table.c.host_id, table.c.reason],
+                set_={"count": table.c.count + stmt.excluded.count, "last_at": stmt.excluded.last_at,
+                      "last_example": stmt.excluded.last_example}))
 
     def _host(self, session: Session, batch: Batch, now: float) -> Host:
         host = session.execute(select(Host).where(Host.name == batch.host)).scalar_one_or_none()
@@ -99,15 +200,17 @@ class IngestService:
         return host
 
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
-                        new_ids: dict[SeriesKey, int]) -> dict[SeriesKey, int]:
-        wanted = {(host_id, m.name, m.labels_json): m.type for m in batch.metrics}
+                        new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
+                        ) -> dict[SeriesKey, int]:
+        wanted: dict[SeriesKey, str] = {}
+        for m in batch.metrics:
+            wanted.setdefault((host_id, m.name, m.labels_json), m.type)
         ids = {k: self._series_ids[k] for k in wanted if k in self._series_ids}
         missing = [k for k in wanted if k not in ids]
         if not missing:
             return ids
         table = Series.__table__
-        session.execute(self._db.insert_ignore(table), [
-            {"host_id": h, "name": n, "labels": lj, "type": wanted[(h, n, lj)]} for h, n, lj in missing])
+        # Which of the missing series exist already (ids not cached yet)?
         names = sorted({n for _, n, _ in missing})
         for start in range(0, len(names), 500):
             rows = session.execute(
@@ -118,4 +221,31 @@ class IngestService:
                 if key in wanted:
                     ids[key] = sid
                     new_ids[key] = sid
+        missing = [k for k in missing if k not in ids]
+        if not missing:
+            return ids
+        existing = session.execute(select(func.count()).select_from(table)
+                                   .where(table.c.host_id == host_id)).scalar_one()
+        room = max(0, self._config.max_series_per_host - existing)
+        over = missing[room:]
+        if over:
+            points: Counter[SeriesKey] = Counter()
+            for m in batch.metrics:
+                points[(host_id, m.name, m.labels_json)] += len(m.points)
+            rejected["series_limit"] += sum(points[k] for k in over)
+            examples["series_limit"] = f"{over[-1][1]}{over[-1][2]}"
+        create = missing[:room]
+        if create:
+            session.execute(self._db.insert_ignore(table), [
+                {"host_id": h, "name": n, "labels": lj, "type": wanted[(h, n, lj)]} for h, n, lj in create])
+            names = sorted({n for _, n, _ in create})
+            for start in range(0, len(names), 500):
+                rows = session.execute(
+                    select(table.c.id, table.c.name, table.c.labels)
+                    .where(table.c.host_id == host_id, table.c.name.in_(names[start:start + 500])))
+                for sid, name, labels in rows:
+                    key = (host_id, name, labels)
+                    if key in wanted:
+                        ids[key] = sid
+                        new_ids[key] = sid
         return ids

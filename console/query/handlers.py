@@ -54,6 +54,10 @@ class MetricsRangeHandler(ApiHandler):
             raise ApiError(422, "invalid_range", "end is before start")
         if step is not None and step <= 0:
             raise ApiError(400, "invalid_parameter", "step must be positive seconds", {"parameter": "step"})
+        window = self._number("window", None)
+        if window is not None and not 0 < window <= 86400 * 31:
+            raise ApiError(400, "invalid_parameter", "window must be seconds in (0, 31 days]",
+                           {"parameter": "window"})
         fn = self.get_argument("fn", "raw")
         if fn not in FUNCTIONS:
             raise ApiError(400, "invalid_parameter", f"fn must be one of {', '.join(FUNCTIONS)}", {"parameter": "fn"})
@@ -86,4 +90,4 @@ class MetricsRangeHandler(ApiHandler):
             matchers.append(Matcher(match.group(1), op, value))
         return RangeQuery(metric=metric, start=start, end=end, step=step, fn=fn,
                           host=self.get_argument("host", None) or None, matchers=tuple(matchers),
-                          group_by=group_by, agg=agg)
+                          group_by=group_by, agg=agg, window=window)

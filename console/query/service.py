@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import orjson
-from sqlalchemy import desc, select
+from sqlalchemy import bindparam, desc, select, text
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.errors import ApiError
 from console.query import series_math
 from console.query.agent_health import agent_health
-from console.storage.models import Host, Sample, Series
+from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
 
-FUNCTIONS = ("raw", "rate")
+FUNCTIONS = ("raw", "rate", "increase", "avg", "min", "max")
+RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, seconds
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
 SUMMARY_METRICS = ("node_cpu_seconds_total", "node_memory_MemTotal_bytes",
                    "node_memory_MemAvailable_bytes", "node_filesystem_size_bytes",
@@ -58,12 +59,15 @@ class RangeQuery:
     matchers: tuple[Matcher, ...] = ()
     group_by: tuple[str, ...] | None = None
     agg: str = "sum"
+    window: float | None = None  # rate/increase window in seconds; None: the step
 
 
 @dataclass
 class _Series:
     labels: dict[str, str]
     points: list = field(default_factory=list)
+    counter: bool = False
+    rows: list = field(default_factory=list)  # rollup rows (bucket, min, max, sum, count, increase)
 
 
 class QueryService:
@@ -86,8 +90,18 @@ class QueryService:
                         "agent_version": host.agent_version, "interval": interval,
                         "labels": orjson.loads(host.labels or "{}"),
                         "summary": self._summary(session, host.id),
+                        "rejected": self._rejected(session, host.id),
                         "agent_health": agent_health(session, host.id)})
         return out
+
+    def _rejected(self, session: Session, host_id: int) -> list[dict]:
+        """Samples of this host not stored, per reason: ``[{"reason", "count", "last_at"
+        (Unix s), "example"}]``; reasons are ``series_limit``, ``too_old``, ``too_new``,
+        ``non_finite``."""
+        rows = session.execute(select(IngestRejection).where(IngestRejection.host_id == host_id)
+                               .order_by(IngestRejection.reason)).scalars()
+        return [{"reason": r.reason, "count": r.count, "last_at": r.last_at, "example": r.last_example}
+                for r in rows]
 
     def _summary(self, session: Session, host_id: int) -> dict:
         rows = session.execute(select(Series.id, Series.name, Series.labels).where(
@@ -125,53 +139,170 @@ class QueryService:
             stmt = stmt.join(Host, Host.id == Series.host_id).where(Host.name == host)
         return list(session.execute(stmt).scalars())
 
+    def choose_resolution(self, start: float, step: float | None) -> str:
+        """The tier a query reads: the coarsest rollup whose bucket divides ``step`` (so
+        buckets combine exactly), else raw; a tier whose retention no longer covers
+        ``start`` is replaced by the next coarser one."""
+        c = self._config
+        now = self._clock()
+        tier = "raw"
+        if step is not None:
+            for name in ("1h", "1m"):
+                width = RESOLUTIONS[name]
+                if step >= width and step % width == 0:
+                    tier = name
+                    break
+        if tier == "raw" and start < now - c.retention_raw_days * 86400:
+            tier = "1m"
+        if tier == "1m" and start < now - c.retention_1m_days * 86400:
+            tier = "1h"
+        return tier
+
     def range(self, session: Session, q: RangeQuery) -> dict:
-        """Run a range query -> ``{"metric", "step", "resolution", "series": [{"labels",
-        "points": [[ts_ms, value], ...]}]}``. Raises ApiError 422 when the query would
-        exceed the configured series or point limits."""
+        """Run a range query -> ``{"metric", "step", "fn", "resolution": "raw"|"1m"|"1h",
+        "series": [{"labels", "points": [[ts_ms, value], ...]}]}``.
+
+        Without a step, fn=raw returns stored samples and rate/increase work between
+        consecutive samples. With a step (seconds), points sit on multiples of it:
+        raw/avg/min/max summarise the bucket ``[t, t+step)`` stamped ``t`` (raw: its last
+        sample on the raw tier, its average on a rollup tier); rate/increase cover
+        ``[t-step, t]`` stamped ``t``, with Prometheus' extrapolation on the raw tier and
+        the exact sum of bucket increases on rollup tiers. Raises ApiError 422 when the
+        query exceeds the step, series or point limits."""
         step = q.step
-        if step is None and q.group_by is not None:
+        if step is None and (q.group_by is not None or q.fn in ("avg", "min", "max")):
             step = auto_step(q.start, q.end)
         if step is not None and (q.end - q.start) / step > MAX_STEPS:
             raise ApiError(422, "too_many_steps",
                            f"range/step asks for more than {MAX_STEPS} points per series; raise step",
                            {"limit": MAX_STEPS})
+        resolution = self.choose_resolution(q.start, step)
+        if resolution != "raw" and step is None:
+            step = float(RESOLUTIONS[resolution])
         selected = self._select_series(session, q)
         step_ms = int(step * 1000) if step else None
         start_ms, end_ms = int(q.start * 1000), int(q.end * 1000)
-        # A rate needs the sample before the window; look back one step (or 5 minutes raw).
-        lookback = (step_ms or 0) + 300_000 if q.fn == "rate" else 0
-        self._load_points(session, selected, start_ms - lookback, end_ms)
-        results = []
-        for series in selected.values():
-            points = series.points
-            if step_ms:
-                points = series_math.align_last(points, step_ms)
-            if q.fn == "rate":
-                points = series_math.rate(points)
-            points = [(ts, v) for ts, v in points if ts >= start_ms]
-            if step_ms:
-                points = series_math.bucket_start(points, step_ms)
-            results.append((series.labels, points))
+        if resolution == "raw":
+            results = self._raw_tier(session, q, selected, start_ms, end_ms, step_ms)
+        else:
+            results = self._rollup_tier(session, q, selected, resolution, start_ms, end_ms, step_ms)
         if q.group_by is not None:
             grouped = series_math.aggregate(
                 ((tuple(labels.get(k, "") for k in q.group_by), points) for labels, points in results), q.agg)
             results = [(dict(zip(q.group_by, key)), points) for key, points in sorted(grouped.items())]
-        return {"metric": q.metric, "step": step, "fn": q.fn, "resolution": "raw",
+        return {"metric": q.metric, "step": step, "fn": q.fn, "resolution": resolution,
                 "series": [{"labels": labels, "points": [[ts, v] for ts, v in points]}
                            for labels, points in results]}
 
+    def _raw_tier(self, session: Session, q: RangeQuery, selected: dict[int, "_Series"],
+                  start_ms: int, end_ms: int, step_ms: int | None) -> list[tuple[dict, list]]:
+        counting = q.fn in ("rate", "increase")
+        # rate/increase over [t - window, t]: Prometheus' rate(x[window]) evaluated every step.
+        window_ms = int(q.window * 1000) if q.window else step_ms
+        # They need the samples before the first window: one window back, or 5 minutes.
+        lookback = (window_ms if window_ms else 300_000) if counting else 0
+        if step_ms and not counting:
+            start_ms = start_ms // step_ms * step_ms
+            end_ms = end_ms // step_ms * step_ms + step_ms - 1  # whole buckets, as on rollup tiers
+        self._load_points(session, selected, start_ms - lookback, end_ms)
+        results = []
+        for series in selected.values():
+            points = series.points
+            if counting and step_ms:
+                points = series_math.step_windows(points, start_ms, end_ms, step_ms, q.fn == "rate",
+                                                   window_ms=window_ms)
+            elif counting:
+                points = series_math.rate(points) if q.fn == "rate" else series_math.increases(points)
+                points = [(ts, v) for ts, v in points if ts >= start_ms]
+            elif step_ms and q.fn == "raw":
+                points = series_math.bucket_start(series_math.align_last(points, step_ms), step_ms)
+            elif step_ms:
+                fn = {"avg": series_math.AGGREGATORS["avg"], "min": min, "max": max}[q.fn]
+                buckets: dict[int, list[float]] = {}
+                for ts, v in points:
+                    buckets.setdefault(ts // step_ms * step_ms, []).append(v)
+                points = [(ts, fn(vs)) for ts, vs in buckets.items()]
+            results.append((series.labels, points))
+        return results
+
+    def _rollup_tier(self, session: Session, q: RangeQuery, selected: dict[int, "_Series"], resolution: str,
+                     start_ms: int, end_ms: int, step_ms: int) -> list[tuple[dict, list]]:
+        """Read rollup rows grouped to the step in SQL; buckets after the tier's watermark
+        (not rolled up yet) are computed from raw samples the same way."""
+        width = RESOLUTIONS[resolution] * 1000
+        counting = q.fn in ("rate", "increase")
+        # Buckets [b, b+step) needed: gauges stamp b, counters stamp b+step.
+        first = start_ms // step_ms * step_ms
+        if counting:
+            first = -(-start_ms // step_ms) * step_ms - step_ms
+        # A bucket stamped t always covers all of [t, t+step), even past ``end``.
+        last_end = end_ms // step_ms * step_ms + (0 if counting else step_ms)
+        mark = session.get(RollupWatermark, resolution)
+        done = min(mark.done_until if mark else first, last_end)
+        done = max(done, first)
+        self._load_rollups(session, selected, resolution, first, done, step_ms)
+        tail = done < last_end
+        if tail:
+            self._load_points(session, selected, done - 300_000, last_end - 1)
+            for series in selected.values():
+                before = [p for p in series.points if p[0] < done]
+                tail = [p for p in series.points if p[0] >= done]
+                prev = before[-1][1] if before else None
+                for b, mn, mx, sm, n, inc in series_math.bucket_stats(tail, step_ms, prev):
+                    series.rows.append((b, mn, mx, sm, n, inc))
+        results = []
+        for series in selected.values():
+            points = []
+            for b, mn, mx, sm, n, inc in (_merge_rows(series.rows) if tail else series.rows):
+                if q.fn in ("raw", "avg"):
+                    points.append((b, sm / n))
+                elif q.fn == "min":
+                    points.append((b, mn))
+                elif q.fn == "max":
+                    points.append((b, mx))
+                elif series.counter and inc is not None:
+                    points.append((b + step_ms, inc * 1000.0 / step_ms if q.fn == "rate" else inc))
+            results.append((series.labels, points))
+        return results
+
+    def _load_rollups(self, session: Session, selected: dict[int, "_Series"], resolution: str,
+                      lo: int, hi: int, step_ms: int) -> None:
+        if hi <= lo:
+            return
+        table = "rollup_1m" if resolution == "1m" else "rollup_1h"
+        limit = self._config.max_points_per_query
+        ids = sorted(selected)
+        loaded = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            if step_ms == RESOLUTIONS[resolution] * 1000:  # rows are the buckets: no GROUP BY
+                sql = (f"SELECT series_id, ts, min, max, sum, count, increase FROM {table} "
+                       "WHERE series_id IN :ids AND ts >= :lo AND ts < :hi ORDER BY series_id, ts")
+            else:
+                sql = (f"SELECT series_id, (ts / {step_ms}) * {step_ms} AS b, MIN(min), MAX(max), SUM(sum), "
+                       f"SUM(count), SUM(increase) FROM {table} WHERE series_id IN :ids AND ts >= :lo "
+                       "AND ts < :hi GROUP BY series_id, b ORDER BY series_id, b")
+            rows = session.execute(text(sql).bindparams(bindparam("ids", expanding=True)),
+                                   {"ids": chunk, "lo": lo, "hi": hi}).all()
+            loaded += len(rows)
+            if loaded > limit:
+                raise ApiError(422, "too_many_points",
+                               f"query returns more than {limit} points; shorten the range, raise step "
+                               "or narrow the series", {"limit": limit})
+            for sid, *row in rows:
+                selected[sid].rows.append(tuple(row))
+
     def _select_series(self, session: Session, q: RangeQuery) -> dict[int, _Series]:
-        stmt = (select(Series.id, Series.labels, Host.name).join(Host, Host.id == Series.host_id)
+        stmt = (select(Series.id, Series.labels, Host.name, Series.type).join(Host, Host.id == Series.host_id)
                 .where(Series.name == q.metric))
         if q.host:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}
-        for sid, labels_json, host_name in session.execute(stmt):
+        for sid, labels_json, host_name, kind in session.execute(stmt):
             labels = orjson.loads(labels_json)
             labels["host"] = host_name
             if all(m.matches(labels) for m in q.matchers):
-                selected[sid] = _Series(labels)
+                selected[sid] = _Series(labels, counter=kind == "counter")
         limit = self._config.max_series_per_query
         if len(selected) > limit:
             raise ApiError(422, "too_many_series",
@@ -196,6 +327,19 @@ class QueryService:
                                    f"query reads more than {limit} samples; shorten the range or "
                                    "narrow the series", {"limit": limit})
                 selected[sid].points.append((ts, value))
+
+
+def _merge_rows(rows: list[tuple]) -> list[tuple]:
+    """Join rows of one step bucket that came partly from a rollup and partly from raw."""
+    merged: dict[int, list] = {}
+    for b, mn, mx, sm, n, inc in rows:
+        row = merged.get(b)
+        if row is None:
+            merged[b] = [b, mn, mx, sm, n, inc]
+        else:
+            row[1], row[2], row[3], row[4] = min(row[1], mn), max(row[2], mx), row[3] + sm, row[4] + n
+            row[5] = None if row[5] is None or inc is None else row[5] + inc
+    return [tuple(merged[b]) for b in sorted(merged)]
 
 
 def auto_step(start: float, end: float) -> float:

@@ -121,3 +121,58 @@ class AuditEntry(Base):
     source: Mapped[str] = mapped_column(String(255))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# -- metrics tiers (migration 0003_tiers) ---------------------------------------------------
+class _RollupColumns:
+    """One rollup bucket of one series. ``ts`` is the bucket start (Unix ms); ``increase`` is
+    the counter increase over the bucket with resets handled (None for gauges)."""
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bucket start, Unix ms
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    sum: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    increase: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Rollup1m(_RollupColumns, Base):
+    """1-minute rollups, computed from raw samples. Clustered like ``samples``."""
+
+    __tablename__ = "rollup_1m"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
+class Rollup1h(_RollupColumns, Base):
+    """1-hour rollups, computed from 1-minute rollups."""
+
+    __tablename__ = "rollup_1h"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+
+class RollupWatermark(Base):
+    """How far a tier is complete: every bucket starting before ``done_until`` (Unix ms,
+    exclusive) is rolled up. Moved in the same transaction as the rows it covers."""
+
+    __tablename__ = "rollup_watermarks"
+
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h
+    done_until: Mapped[int] = mapped_column(BigInteger)
+    # Bumped by ingest when a late sample lands in or before the window being rolled up,
+    # so a rollup pass that spans several transactions starts that window again.
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class IngestRejection(Base):
+    """Samples a host sent that were not stored, counted per reason (``series_limit``,
+    ``too_old``, ``too_new``, ``non_finite``), with the last example seen."""
+
+    __tablename__ = "ingest_rejections"
+
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[float] = mapped_column(Float)
+    last_example: Mapped[str] = mapped_column(Text)

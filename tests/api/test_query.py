@@ -16,6 +16,12 @@ def cpu_metrics(ts: int, idle: float, user: float, cpu: str = "0") -> list:
 
 
 @pytest.fixture(scope="module")
+def console(db_console):
+    """These tests run on SQLite and on PostgreSQL."""
+    return db_console
+
+
+@pytest.fixture(scope="module")
 def data(console):
     host = "query-1"
     token = console.agent_token(host)
@@ -71,6 +77,17 @@ def test_rate_is_per_second_and_handles_a_counter_reset(console, data):
     assert rates["1"] == [[T0 + 10_000, 0.5], [T0 + 20_000, 0.3], [T0 + 30_000, 0.5]]
 
 
+def test_rate_window_wider_than_the_step(console, data):
+    # Samples are 10 s apart: a 5 s step's own window never holds two of them, so without a
+    # window there is no rate at all, as in Prometheus' rate(x[5s]).
+    matchers = {"label.mode": "idle", "label.cpu": "0"}
+    narrow = query(console, data, metric="node_cpu_seconds_total", fn="rate", step=5, **matchers).json()
+    assert narrow["series"][0]["points"] == []
+    # rate(x[20s]) every 5 s: every window holding two samples gives the counter's slope.
+    wide = query(console, data, metric="node_cpu_seconds_total", fn="rate", step=5, window=20, **matchers).json()
+    assert wide["series"][0]["points"] == [[T0 + k * 5_000, pytest.approx(0.9)] for k in range(2, 9)]
+
+
 def test_group_by_and_agg_on_aligned_steps(console, data):
     body = query(console, data, metric="node_cpu_seconds_total", fn="rate", step=10,
                  group_by="mode", agg="avg").json()
@@ -104,6 +121,7 @@ def test_step_alignment_keeps_the_last_sample_of_each_bucket(console, data):
     ({"metric": "bad name"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "fn": "median"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "step": "-1"}, 400, "invalid_parameter"),
+    ({"metric": "node_load1", "window": "0"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "start": "soon"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "label.device~": "("}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "start": 100, "end": 50}, 422, "invalid_range"),

@@ -1,0 +1,324 @@
+/* Fleetdeck dashboard — shared helpers (fetch, formatting, error banner, live socket).
+ *
+ * Loaded as a classic script; exposes one global, `Fleetdeck`.
+ * Rules: text from the server is data — it is only ever set with textContent.
+ */
+(function () {
+  "use strict";
+
+  // ---------------------------------------------------------------- errors
+
+  // One banner (#error) shared by all sources; each source reports under its
+  // own key so that a later success clears only its own message.
+  var errors = new Map();
+
+  function renderErrors() {
+    var el = document.getElementById("error");
+    if (!el) return;
+    el.textContent = "";
+    if (errors.size === 0) {
+      el.hidden = true;
+      return;
+    }
+    errors.forEach(function (message) {
+      var line = document.createElement("div");
+      line.className = "error-line";
+      line.textContent = message;
+      el.appendChild(line);
+    });
+    el.hidden = false;
+  }
+
+  function showError(key, message) {
+    errors.set(key, String(message));
+    renderErrors();
+  }
+
+  function clearError(key) {
+    if (errors.delete(key)) renderErrors();
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  function ApiError(status, code, message) {
+    var err = new Error(message);
+    err.name = "ApiError";
+    err.status = status;
+    err.code = code;
+    return err;
+  }
+
+  // GET a same-origin JSON URL with the session cookie. Rejects with an Error
+  // whose message is readable ("HTTP 400 invalid_param: …").
+  function fetchJSON(url, opts) {
+    opts = opts || {};
+    return fetch(url, {
+      method: "GET",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json" },
+      signal: opts.signal,
+    }).then(function (resp) {
+      var ctype = resp.headers.get("Content-Type") || "";
+      var isJSON = ctype.indexOf("json") !== -1;
+      if (resp.ok) {
+        if (!isJSON) throw ApiError(resp.status, "bad_response", "Expected JSON from " + url + " (got " + (ctype || "nothing") + ")");
+        return resp.json();
+      }
+      var fail = function (code, message) {
+        var text = "HTTP " + resp.status + " " + code + ": " + message;
+        if (resp.status === 401) text += " — your session may have expired; reload the page to log in again.";
+        throw ApiError(resp.status, code, text);
+      };
+      if (!isJSON) return fail("http_error", resp.statusText || "request failed");
+      return resp.json().then(
+        function (body) {
+          var e = (body && body.error) || {};
+          return fail(e.code || "http_error", e.message || resp.statusText || "request failed");
+        },
+        function () { return fail("http_error", resp.statusText || "request failed"); }
+      );
+    });
+  }
+
+  function query(params) {
+    var parts = [];
+    Object.keys(params).forEach(function (k) {
+      var v = params[k];
+      if (v === undefined || v === null) return;
+      parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(v));
+    });
+    return parts.join("&");
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function isNum(v) {
+    return typeof v === "number" && isFinite(v);
+  }
+
+  function trimFixed(v, digits) {
+    // 12.50 -> "12.5", 3.00 -> "3"
+    return Number(v.toFixed(digits)).toString();
+  }
+
+  var IEC = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+  function fmtBytes(v) {
+    if (!isNum(v)) return "—";
+    var neg = v < 0;
+    var a = Math.abs(v);
+    var i = 0;
+    while (a >= 1024 && i < IEC.length - 1) {
+      a /= 1024;
+      i++;
+    }
+    var digits = i === 0 ? 0 : a >= 100 ? 0 : a >= 10 ? 1 : 2;
+    return (neg ? "-" : "") + trimFixed(a, digits) + " " + IEC[i];
+  }
+
+  function fmtBytesRate(v) {
+    return isNum(v) ? fmtBytes(v) + "/s" : "—";
+  }
+
+  // ratio 0..1 -> "42.3 %"
+  function fmtRatio(v) {
+    return isNum(v) ? fmtPercent(v * 100) : "—";
+  }
+
+  // already a percentage -> "42.3 %"
+  function fmtPercent(v) {
+    if (!isNum(v)) return "—";
+    var a = Math.abs(v);
+    var digits = a === 0 ? 0 : a < 1 ? 2 : a < 10 ? 1 : 0;
+    return trimFixed(v, digits) + " %";
+  }
+
+  function fmtNumber(v) {
+    if (!isNum(v)) return "—";
+    var a = Math.abs(v);
+    var digits = a === 0 ? 0 : a < 1 ? 3 : a < 10 ? 2 : a < 100 ? 1 : 0;
+    return trimFixed(v, digits);
+  }
+
+  // seconds ago -> "5 s ago", "3 min ago", "2 h ago", "4 d ago"
+  function fmtAgo(unixSeconds, nowMs) {
+    if (!isNum(unixSeconds)) return "never";
+    var s = Math.max(0, Math.round((nowMs === undefined ? Date.now() : nowMs) / 1000 - unixSeconds));
+    if (s < 120) return s + " s ago";
+    if (s < 7200) return Math.round(s / 60) + " min ago";
+    if (s < 172800) return Math.round(s / 3600) + " h ago";
+    return Math.round(s / 86400) + " d ago";
+  }
+
+  function fmtDateTime(unixSeconds) {
+    if (!isNum(unixSeconds)) return "";
+    return new Date(unixSeconds * 1000).toLocaleString();
+  }
+
+  // ---------------------------------------------------------------- DOM
+
+  // Create an element with a class and (text-only) content.
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setText(id, text) {
+    var node = typeof id === "string" ? document.getElementById(id) : id;
+    if (node && node.textContent !== String(text)) node.textContent = String(text);
+  }
+
+  // Replace a container's children with one chip per label ("key=value").
+  function renderLabels(container, labels) {
+    var keys = labels && typeof labels === "object" ? Object.keys(labels).sort() : [];
+    var sig = JSON.stringify(keys.map(function (k) { return [k, labels[k]]; }));
+    if (container.dataset.sig === sig) return;
+    container.dataset.sig = sig;
+    container.textContent = "";
+    keys.forEach(function (k) {
+      var chip = el("span", "label-chip", k + "=" + labels[k]);
+      chip.title = k + "=" + labels[k];
+      container.appendChild(chip);
+    });
+    container.hidden = keys.length === 0;
+  }
+
+  // ---------------------------------------------------------------- live socket
+
+  // LiveSocket({topics: fn -> [topic], onFrame: fn(frame), onState: fn(state)})
+  // Connects to /api/v1/live on the page's origin, subscribes, reconnects with
+  // exponential backoff (1 s .. 30 s, jittered). body[data-live-state] is
+  // "connecting" | "open" | "closed".
+  function LiveSocket(opts) {
+    this.topicsFn = opts.topics;
+    this.onFrame = opts.onFrame || function () {};
+    this.onState = opts.onState || function () {};
+    this.ws = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.sent = "";
+    this.ackTimer = null;
+    this.stopped = false;
+    this.setState("connecting");
+    this.connect();
+  }
+
+  LiveSocket.prototype.url = function () {
+    var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return proto + "//" + window.location.host + "/api/v1/live";
+  };
+
+  LiveSocket.prototype.setState = function (state) {
+    document.body.dataset.liveState = state;
+    this.onState(state);
+  };
+
+  LiveSocket.prototype.connect = function () {
+    var self = this;
+    self.timer = null;
+    if (self.stopped) return;
+    var ws;
+    try {
+      ws = new WebSocket(self.url());
+    } catch (e) {
+      self.scheduleReconnect();
+      return;
+    }
+    self.ws = ws;
+    self.sent = "";
+    ws.onopen = function () {
+      self.attempt = 0;
+      clearError("live");
+      // "open" means open *and* subscribed: the server acknowledges a
+      // subscribe with {"subscribed": [...]}; without topics, or should no
+      // acknowledgement come, the socket counts as open after a short wait.
+      if (!self.sendSubscribe(true)) self.setState("open");
+      else self.ackTimer = window.setTimeout(function () {
+        if (self.ws === ws) self.setState("open");
+      }, 2000);
+    };
+    ws.onmessage = function (ev) {
+      var frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (frame && Array.isArray(frame.subscribed)) {
+        window.clearTimeout(self.ackTimer);
+        if (document.body.dataset.liveState !== "open") self.setState("open");
+        return;
+      }
+      if (frame && frame.error) {
+        showError("live", "Live updates: " + (frame.error.code || "error") + ": " + (frame.error.message || ""));
+        return;
+      }
+      if (frame && typeof frame.topic === "string") self.onFrame(frame);
+    };
+    ws.onclose = function () {
+      if (self.ws !== ws) return;
+      window.clearTimeout(self.ackTimer);
+      self.ws = null;
+      self.setState("closed");
+      self.scheduleReconnect();
+    };
+    ws.onerror = function () {
+      /* onclose follows and schedules the reconnect */
+    };
+  };
+
+  LiveSocket.prototype.scheduleReconnect = function () {
+    var self = this;
+    if (self.stopped || self.timer) return;
+    var base = Math.min(30000, 1000 * Math.pow(2, self.attempt));
+    self.attempt = Math.min(self.attempt + 1, 10);
+    var delay = base / 2 + Math.random() * (base / 2);
+    if (self.attempt >= 3) {
+      showError("live", "Live updates disconnected — retrying in " + Math.round(delay / 1000) + " s.");
+    }
+    self.timer = window.setTimeout(function () { self.connect(); }, delay);
+  };
+
+  // Send the full topic list (subscribing is idempotent on the server side).
+  // Called on open and whenever the set of topics may have changed. Returns
+  // true when a subscribe frame was sent.
+  LiveSocket.prototype.sendSubscribe = function (force) {
+    var ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    var topics = (this.topicsFn() || []).slice().sort();
+    var key = JSON.stringify(topics);
+    if (!force && key === this.sent) return false;
+    this.sent = key;
+    if (!topics.length) return false;
+    ws.send(JSON.stringify({ subscribe: topics }));
+    return true;
+  };
+
+  LiveSocket.prototype.stop = function () {
+    this.stopped = true;
+    if (this.timer) window.clearTimeout(this.timer);
+    if (this.ws) this.ws.close();
+  };
+
+  window.Fleetdeck = {
+    showError: showError,
+    clearError: clearError,
+    fetchJSON: fetchJSON,
+    query: query,
+    isNum: isNum,
+    fmtBytes: fmtBytes,
+    fmtBytesRate: fmtBytesRate,
+    fmtRatio: fmtRatio,
+    fmtPercent: fmtPercent,
+    fmtNumber: fmtNumber,
+    fmtAgo: fmtAgo,
+    fmtDateTime: fmtDateTime,
+    el: el,
+    setText: setText,
+    renderLabels: renderLabels,
+    LiveSocket: LiveSocket,
+  };
+})();

@@ -1,0 +1,209 @@
+/* Fleetdeck overview: a card per host from GET /api/v1/hosts, refreshed every
+ * 5 s and whenever a live frame for one of the shown hosts arrives. */
+(function () {
+  "use strict";
+  var F = window.Fleetdeck;
+  var REFRESH_MS = 5000;
+  var MIN_GAP_MS = 1000; // coalesce bursts of live frames
+
+  var grid = document.getElementById("hosts");
+  var empty = document.getElementById("hosts-empty");
+  var cards = new Map(); // host name -> {root, refs, data}
+  var inFlight = false;
+  var pending = false;
+  var lastFetch = 0;
+  var pollTimer = null;
+  var live = null;
+
+  F.setText("console-url", window.location.origin);
+
+  function levelClass(ratio) {
+    if (!F.isNum(ratio)) return "lvl-none";
+    if (ratio >= 0.9) return "lvl-crit";
+    if (ratio >= 0.75) return "lvl-warn";
+    return "lvl-ok";
+  }
+
+  function metricRow(label, id) {
+    var row = F.el("div", "metric-row");
+    var name = F.el("span", "metric-label", label);
+    var value = F.el("span", "metric-value", "—");
+    var meter = document.createElement("meter");
+    meter.className = "metric-meter";
+    meter.min = 0;
+    meter.max = 1;
+    meter.low = 0.75;
+    meter.high = 0.9;
+    meter.optimum = 0;
+    meter.value = 0;
+    meter.setAttribute("aria-label", label);
+    row.appendChild(name);
+    row.appendChild(value);
+    row.appendChild(meter);
+    return { row: row, value: value, meter: meter, id: id };
+  }
+
+  function createCard(name) {
+    var root = document.createElement("a");
+    root.className = "host-card";
+    root.dataset.host = name;
+    root.href = "/hosts/" + encodeURIComponent(name);
+
+    var head = F.el("div", "host-card-head");
+    var title = F.el("h2", "host-name", name);
+    title.title = name;
+    var badge = F.el("span", "badge", "…");
+    head.appendChild(title);
+    head.appendChild(badge);
+
+    var metrics = F.el("div", "host-metrics");
+    var cpu = metricRow("CPU", "cpu");
+    var mem = metricRow("Memory", "memory");
+    var disk = metricRow("Disk (worst)", "disk");
+    [cpu, mem, disk].forEach(function (m) { metrics.appendChild(m.row); });
+    var loadRow = F.el("div", "metric-row metric-row-plain");
+    loadRow.appendChild(F.el("span", "metric-label", "Load 1m"));
+    var loadValue = F.el("span", "metric-value", "—");
+    loadRow.appendChild(loadValue);
+    metrics.appendChild(loadRow);
+
+    var labels = F.el("div", "host-labels");
+
+    var foot = F.el("div", "host-card-foot");
+    var seen = F.el("span", "last-seen", "");
+    var version = F.el("span", "agent-version", "");
+    foot.appendChild(seen);
+    foot.appendChild(version);
+
+    root.appendChild(head);
+    root.appendChild(metrics);
+    root.appendChild(labels);
+    root.appendChild(foot);
+    return {
+      root: root,
+      refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels },
+      data: null,
+    };
+  }
+
+  function setMeter(m, ratio, text) {
+    F.setText(m.value, text);
+    m.value.className = "metric-value " + levelClass(ratio);
+    m.meter.value = F.isNum(ratio) ? Math.max(0, Math.min(1, ratio)) : 0;
+  }
+
+  function renderSeen(card) {
+    var h = card.data;
+    var text = h && F.isNum(h.last_seen) ? "last seen " + F.fmtAgo(h.last_seen) : "never seen";
+    F.setText(card.refs.seen, text);
+    card.refs.seen.title = h && F.isNum(h.last_seen) ? F.fmtDateTime(h.last_seen) : "";
+  }
+
+  function updateCard(card, h) {
+    card.data = h;
+    var s = h.summary || {};
+    var up = h.up === true;
+    card.root.classList.toggle("is-down", !up);
+    card.refs.badge.className = "badge " + (up ? "up" : "down");
+    F.setText(card.refs.badge, up ? "UP" : "DOWN");
+    setMeter(card.refs.cpu, s.cpu_ratio, F.fmtRatio(s.cpu_ratio));
+    setMeter(card.refs.mem, s.memory_ratio, F.fmtRatio(s.memory_ratio));
+    setMeter(card.refs.disk, s.disk_max_ratio, F.fmtRatio(s.disk_max_ratio));
+    F.setText(card.refs.load, F.fmtNumber(s.load1));
+    F.setText(card.refs.version, h.agent_version ? "agent " + h.agent_version : "");
+    card.refs.version.title = h.agent_version || "";
+    F.renderLabels(card.refs.labels, h.labels);
+    renderSeen(card);
+  }
+
+  function render(hosts) {
+    if (!Array.isArray(hosts)) throw new Error("GET /api/v1/hosts: expected a JSON list");
+    hosts = hosts.filter(function (h) { return h && typeof h.host === "string"; });
+    hosts.sort(function (a, b) { return a.host < b.host ? -1 : a.host > b.host ? 1 : 0; });
+    var seen = new Set();
+    hosts.forEach(function (h, i) {
+      seen.add(h.host);
+      var card = cards.get(h.host);
+      if (!card) {
+        card = createCard(h.host);
+        cards.set(h.host, card);
+      }
+      updateCard(card, h);
+      // keep DOM order == sorted order, moving only what is out of place
+      if (grid.children[i] !== card.root) grid.insertBefore(card.root, grid.children[i] || null);
+    });
+    cards.forEach(function (card, name) {
+      if (!seen.has(name)) {
+        card.root.remove();
+        cards.delete(name);
+      }
+    });
+    empty.hidden = hosts.length !== 0;
+    grid.hidden = hosts.length === 0;
+    var down = hosts.filter(function (h) { return h.up !== true; }).length;
+    F.setText("hosts-count", hosts.length + (hosts.length === 1 ? " host" : " hosts") + (down ? ", " + down + " down" : ""));
+    F.setText("hosts-updated", "· updated " + new Date().toLocaleTimeString());
+    grid.setAttribute("aria-busy", "false");
+    if (live) live.sendSubscribe(false);
+  }
+
+  function refresh() {
+    if (inFlight) {
+      pending = true;
+      return;
+    }
+    var wait = lastFetch + MIN_GAP_MS - Date.now();
+    if (wait > 0) {
+      pending = true;
+      window.setTimeout(drain, wait);
+      return;
+    }
+    inFlight = true;
+    lastFetch = Date.now();
+    F.fetchJSON("/api/v1/hosts")
+      .then(function (hosts) {
+        render(hosts);
+        F.clearError("hosts");
+      })
+      .catch(function (err) {
+        F.showError("hosts", "Could not load hosts — " + err.message);
+      })
+      .then(function () {
+        inFlight = false;
+        drain();
+      });
+  }
+
+  function drain() {
+    if (pending && !inFlight) {
+      pending = false;
+      refresh();
+    }
+  }
+
+  function schedulePoll() {
+    if (pollTimer) window.clearInterval(pollTimer);
+    pollTimer = window.setInterval(refresh, REFRESH_MS);
+  }
+
+  // "last seen N s ago" ticks every second without refetching
+  window.setInterval(function () {
+    cards.forEach(renderSeen);
+  }, 1000);
+
+  live = new F.LiveSocket({
+    topics: function () {
+      return Array.from(cards.keys()).map(function (h) { return "host:" + h; });
+    },
+    onFrame: function (frame) {
+      if (frame.topic.indexOf("host:") === 0) refresh();
+    },
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) refresh();
+  });
+
+  refresh();
+  schedulePoll();
+})();
