@@ -105,6 +105,7 @@ class Agent:
                 drain_rate=config.drain_rate)
         self._errors: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._dropped_samples: dict[str, int] = {c.name: 0 for c in self.collectors}
+        self._valid_series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._dropped_batches = 0  # batches lost before reaching the spool (write failed)
         self._dropped_batch_samples = 0
         self._dropped_batch_lines = 0
@@ -120,9 +121,21 @@ class Agent:
             log.exception("collector %r failed; skipped for this cycle", collector.name)
             return [], False, time.perf_counter() - started
         samples = []
+        valid = self._valid_series
         for sample in raw:
+            # Series repeat every cycle: names and labels are checked once, values always.
+            try:
+                key = (sample.name, tuple(sample.labels.items()))
+                known = key in valid and math.isfinite(sample.value)
+            except (AttributeError, TypeError):  # not a Sample, or unhashable labels: full check
+                key, known = None, False
+            if known:
+                samples.append(sample)
+                continue
             reason = _invalid_reason(sample)
             if reason is None:
+                if key is not None and len(valid) < 200_000:
+                    valid.add(key)
                 samples.append(sample)
                 continue
             self._dropped_samples[collector.name] = self._dropped_samples.get(collector.name, 0) + 1
