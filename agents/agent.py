@@ -4,13 +4,22 @@ Collector failures are caught in exactly one place, :meth:`Agent.collect_batch`:
 the failing collector is logged with its name and skipped for that cycle, the
 others still report. Each cycle also reports the agent's own health as
 ``fleetdeck_agent_*`` series (collector success and duration, error and drop
-counters), so a silent collector is visible on the dashboard.
+counters, spool and delivery state), so a silent collector or a backlog is
+visible on the dashboard.
+
+Delivery (docs/agent.md): with a :class:`agents.spool.Spool`, :meth:`Agent._deliver`
+writes each batch to the spool and returns; a :class:`agents.delivery.Sender`
+thread sends the spool in order with retries, so collection keeps its cadence
+while the console is away. A batch is *durably accepted* once the spool append
+returned (fsynced under the default policy): then ``on_durable(batch)`` is
+called, the point where a log tailer may commit its file positions.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import signal
 import threading
@@ -22,6 +31,8 @@ from typing import Any, Protocol
 from agents import __version__
 from agents.client import PushError
 from agents.config import AgentConfig
+from agents.delivery import DeadLetterFile, RetryPolicy, Sender
+from agents.spool import Spool
 from collectors.base import Collector, Sample
 
 log = logging.getLogger(__name__)
@@ -39,6 +50,10 @@ class BatchSender(Protocol):
     """What the agent needs from a client (:class:`agents.client.IngestClient`)."""
 
     def push(self, batch: dict[str, Any]) -> dict[str, Any]: ...
+
+    def push_body(self, body: bytes) -> dict[str, Any]: ...
+
+    def encode(self, batch: dict[str, Any]) -> bytes: ...
 
 
 class LogSource(Protocol):
@@ -87,6 +102,8 @@ class Agent:
         client: BatchSender,
         clock: Callable[[], float] = time.time,
         logs: LogSource | None = None,
+        spool: Spool | None = None,
+        on_durable: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
         self.logs = logs
@@ -95,11 +112,21 @@ class Agent:
         self.collectors = list(collectors)
         self.client = client
         self.clock = clock
+        self.spool = spool
+        # Called with each batch once it is durably accepted (spooled), on the collect thread.
+        self.on_durable = on_durable
+        self.sender: Sender | None = None
+        if spool is not None:
+            self.sender = Sender(
+                spool, client, RetryPolicy(config.retry_min_backoff, config.retry_max_backoff),
+                DeadLetterFile(os.path.join(config.state_dir, "dead-letter.jsonl"), clock),
+                drain_rate=config.drain_rate)
         self._errors: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._dropped_samples: dict[str, int] = {c.name: 0 for c in self.collectors}
-        self._dropped_batches = 0
-        self._failure: str | None = None  # last push failure code, to log changes only
-        self._failures_in_row = 0
+        self._valid_series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._dropped_batches = 0  # batches lost before reaching the spool (write failed)
+        self._dropped_batch_samples = 0
+        self._dropped_batch_lines = 0
 
     # -- collect ------------------------------------------------------------
 
@@ -112,9 +139,21 @@ class Agent:
             log.exception("collector %r failed; skipped for this cycle", collector.name)
             return [], False, time.perf_counter() - started
         samples = []
+        valid = self._valid_series
         for sample in raw:
+            # Series repeat every cycle: names and labels are checked once, values always.
+            try:
+                key = (sample.name, tuple(sample.labels.items()))
+                known = key in valid and math.isfinite(sample.value)
+            except (AttributeError, TypeError):  # not a Sample, or unhashable labels: full check
+                key, known = None, False
+            if known:
+                samples.append(sample)
+                continue
             reason = _invalid_reason(sample)
             if reason is None:
+                if key is not None and len(valid) < 200_000:
+                    valid.add(key)
                 samples.append(sample)
                 continue
             self._dropped_samples[collector.name] = self._dropped_samples.get(collector.name, 0) + 1
@@ -122,15 +161,31 @@ class Agent:
         return samples, True, time.perf_counter() - started
 
     def _self_samples(self, results: list[tuple[str, bool, float]]) -> list[Sample]:
+        """The agent's own health (names in docs/agent.md, "Self-metrics")."""
         out = []
         for name, ok, duration in results:
             labels = {"collector": name}
             out.append(Sample("fleetdeck_agent_collector_success", labels, 1.0 if ok else 0.0, "gauge"))
-            out.append(Sample("fleetdeck_agent_collector_duration_seconds", labels, duration, "gauge"))
+            out.append(Sample("fleetdeck_agent_collect_duration_seconds", labels, duration, "gauge"))
             out.append(Sample("fleetdeck_agent_collector_errors_total", labels, self._errors.get(name, 0), "counter"))
-            out.append(Sample("fleetdeck_agent_samples_dropped_total", labels,
+            out.append(Sample("fleetdeck_agent_dropped_samples_total", {"collector": name, "reason": "invalid"},
                               self._dropped_samples.get(name, 0), "counter"))
-        out.append(Sample("fleetdeck_agent_batches_dropped_total", {}, self._dropped_batches, "counter"))
+        dropped = {"write_error": (self._dropped_batches, self._dropped_batch_samples, self._dropped_batch_lines)}
+        if self.spool is not None:
+            stats = self.spool.snapshot()
+            dropped["spool_full"] = (stats.dropped_batches, stats.dropped_samples, stats.dropped_lines)
+            out.append(Sample("fleetdeck_agent_spool_bytes", {}, stats.bytes, "gauge"))
+            out.append(Sample("fleetdeck_agent_batches_queued", {}, stats.queued, "gauge"))
+            out.append(Sample("fleetdeck_agent_spool_torn_records_total", {}, stats.torn_records, "counter"))
+        for reason, (batches, samples, lines) in dropped.items():
+            out.append(Sample("fleetdeck_agent_batches_dropped_total", {"reason": reason}, batches, "counter"))
+            out.append(Sample("fleetdeck_agent_dropped_samples_total", {"reason": reason}, samples, "counter"))
+            out.append(Sample("fleetdeck_agent_dropped_log_lines_total", {"reason": reason}, lines, "counter"))
+        if self.sender is not None:
+            for code, count in sorted(self.sender.error_counts().items()):
+                out.append(Sample("fleetdeck_agent_send_errors_total", {"code": code}, count, "counter"))
+            out.append(Sample("fleetdeck_agent_dead_letter_batches_total", {}, self.sender.dead_letters_total,
+                              "counter"))
         return out
 
     def collect_batch(self) -> dict[str, Any]:
@@ -207,10 +262,38 @@ class Agent:
     # -- deliver ------------------------------------------------------------
 
     def _deliver(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Send one batch; the single path every batch takes to the console.
+        """Hand one batch over; the single path every batch takes to the console.
 
-        Returns the console's answer; raises :class:`agents.client.PushError`.
+        With a spool: write it there and return ``{"spooled": seq}`` (``seq`` is
+        None when the batch alone exceeds the spool cap and was dropped); the
+        sender thread delivers it. ``on_durable(batch)`` is called in both
+        cases, since resending the same data could not do better. Raises
+        ``OSError`` when the spool write failed (nothing was spooled).
+
+        Without a spool: push now and return the console's answer; raises
+        :class:`agents.client.PushError`.
         """
+        if self.spool is None:
+            return self._push_now(batch)
+        samples = sum(len(m["points"]) for m in batch["metrics"])
+        try:
+            seq = self.spool.append(self.client.encode(batch), samples, len(batch["logs"]))
+        except BaseException:
+            self.batch_not_handed_off(batch)
+            raise
+        # Spooled (fsynced) counts as handed off: the log tailer may commit its positions.
+        self.batch_handed_off(batch)
+        if self.on_durable is not None:
+            self.on_durable(batch)
+        return {"spooled": seq}
+
+    def run_once(self) -> dict[str, Any]:
+        """Collect and push one batch now, bypassing the spool; return the console's
+        answer or raise ``PushError``."""
+        return self._push_now(self.collect_batch())
+
+    def _push_now(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Push ``batch`` and settle its log checkpoint either way; raises PushError."""
         try:
             answer = self.client.push({**batch, "sent_at": self.clock()})
         except BaseException:
@@ -219,30 +302,22 @@ class Agent:
         self.batch_handed_off(batch)
         return answer
 
-    def run_once(self) -> dict[str, Any]:
-        """Collect and push one batch; return the console's answer or raise ``PushError``."""
-        return self._deliver(self.collect_batch())
-
     def _cycle(self) -> None:
         batch = self.collect_batch()
         try:
             answer = self._deliver(batch)
-        except PushError as exc:
-            self._dropped_batches += 1
-            self._failures_in_row += 1
-            message = "push to %s failed (%s %s: %s); batch of %d series dropped"
+        except PushError as exc:  # no spool: the batch is lost
+            self._count_lost(batch)
             status = exc.status if exc.status is not None else "no response"
-            args = (self.config.console_url, status, exc.code, exc.message, len(batch["metrics"]))
-            if exc.code != self._failure:
-                log.warning(message, *args)
-            else:
-                log.debug(message, *args)  # same failure as last cycle: already reported
-            self._failure = exc.code
+            log.warning("push to %s failed (%s %s: %s); batch of %d series dropped",
+                        self.config.console_url, status, exc.code, exc.message, len(batch["metrics"]))
             return
-        if self._failure is not None:
-            log.info("push succeeded again after %d failed cycle(s)", self._failures_in_row)
-        self._failure, self._failures_in_row = None, 0
-        log.debug("pushed batch %s: %s", batch["batch_id"], answer)
+        except OSError as exc:
+            self._count_lost(batch)
+            log.error("cannot write to the spool in %s: %s; batch of %d series dropped",
+                      self.spool.directory if self.spool else "?", exc, len(batch["metrics"]))
+            return
+        log.debug("batch %s: %s", batch["batch_id"], answer)
         # A log backlog (a burst, or lines kept while the console was away) goes out now
         # in log-only batches, a bounded number per cycle.
         for _ in range(MAX_LOG_BATCHES_PER_CYCLE):
@@ -250,9 +325,14 @@ class Agent:
                 break
             try:
                 self._deliver(self.log_batch())
-            except PushError as exc:
-                log.debug("log batch push failed (%s); retried next cycle", exc)
+            except (PushError, OSError) as exc:
+                log.debug("log batch not handed off (%s); retried next cycle", exc)
                 break
+
+    def _count_lost(self, batch: dict[str, Any]) -> None:
+        self._dropped_batches += 1
+        self._dropped_batch_samples += sum(len(m["points"]) for m in batch["metrics"])
+        self._dropped_batch_lines += len(batch["logs"])
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Run a cycle every ``config.interval`` seconds until ``stop_event`` is set.
@@ -260,22 +340,35 @@ class Agent:
         The first cycle starts immediately; later ones keep a fixed cadence on
         the monotonic clock (no drift from cycle duration). A cycle that
         overruns skips the slots it missed instead of bursting to catch up.
-        Push failures are logged and never end the loop.
+        With a spool, a sender thread delivers in the background (started and
+        stopped here); push failures are retried there and never end the loop.
         """
         interval = float(self.config.interval)
         log.info("agent %s started: host=%s console=%s interval=%gs collectors=%s",
                  __version__, self.config.host, self.config.console_url, interval,
                  ",".join(c.name for c in self.collectors))
+        sender_thread = None
+        if self.sender is not None:
+            sender_thread = threading.Thread(target=self.sender.run, args=(stop_event,), name="sender", daemon=True)
+            sender_thread.start()
         next_run = time.monotonic()
-        while not stop_event.is_set():
-            self._cycle()
-            next_run += interval
-            now = time.monotonic()
-            if next_run <= now:
-                missed = int((now - next_run) // interval) + 1
-                log.warning("cycle took longer than the %gs interval; skipping %d slot(s)", interval, missed)
-                next_run += missed * interval
-            stop_event.wait(next_run - now)
+        try:
+            while not stop_event.is_set():
+                self._cycle()
+                next_run += interval
+                now = time.monotonic()
+                if next_run <= now:
+                    missed = int((now - next_run) // interval) + 1
+                    log.warning("cycle took longer than the %gs interval; skipping %d slot(s)", interval, missed)
+                    next_run += missed * interval
+                stop_event.wait(next_run - now)
+        finally:
+            stop_event.set()
+            if sender_thread is not None and self.spool is not None:
+                self.spool.wake()
+                # A push in flight may take up to the HTTP timeout; its batch stays spooled.
+                sender_thread.join(self.config.timeout + 2)
+                self.spool.close()
         log.info("agent stopped")
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 
@@ -19,6 +20,7 @@ from agents import __version__
 from agents.agent import Agent, install_signal_handlers
 from agents.client import IngestClient, PushError
 from agents.config import ConfigError, load_agent_config
+from agents.spool import Spool
 from collectors import build_collectors
 
 PROG = "fleetdeck-agent"
@@ -83,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
         log_tail = LogCollector(config.logs, config.state_dir)
         collectors.append(log_tail)
-    client = IngestClient(config.console_url, config.token, config.timeout)
-    agent = Agent(config, collectors, client, logs=log_tail)
+    try:
+        client = IngestClient(config.console_url, config.token, config.timeout, config.ca_file,
+                              config.client_cert, config.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        return _fail(f"config error: cannot load the TLS files: {exc}")
     if args.once:
+        agent = Agent(config, collectors, client, logs=log_tail)
         try:
             answer = agent.run_once()
         except PushError as exc:
@@ -93,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(answer, indent=2, sort_keys=True))
         return 0
 
+    try:
+        spool = Spool(os.path.join(config.state_dir, "spool"), config.spool_max_bytes, config.spool_max_age,
+                      config.spool_fsync)
+    except OSError as exc:
+        return _fail(f"cannot open the spool in {config.state_dir}: {exc}")
+    agent = Agent(config, collectors, client, logs=log_tail, spool=spool)
     stop = threading.Event()
     restore = install_signal_handlers(stop)
     try:

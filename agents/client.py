@@ -12,6 +12,7 @@ import email.utils
 import gzip
 import http.client
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -79,12 +80,30 @@ class IngestClient:
 
     ``console_url``: base URL (``http://host:8700``); ``token``: agent token;
     ``timeout``: seconds for connect and for each socket read.
+
+    TLS (``https://`` URLs): the console's certificate and host name are always
+    verified, against ``ca_file`` (PEM) when given, else the system trust store.
+    ``client_cert``/``client_key`` (PEM files; the key may be inside the
+    certificate file) are presented when the console asks for a client certificate.
+    Raises ``ssl.SSLError``/``OSError`` at construction for unreadable files.
     """
 
-    def __init__(self, console_url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, console_url: str, token: str, timeout: float = 10.0, ca_file: str = "",
+                 client_cert: str = "", client_key: str = "") -> None:
         self.url = console_url.rstrip("/") + INGEST_PATH
         self.token = token
         self.timeout = timeout
+        self.ssl_context: ssl.SSLContext | None = None
+        if self.url.startswith("https:"):
+            self.ssl_context = ssl.create_default_context(cafile=ca_file or None)
+            if client_cert:
+                self.ssl_context.load_cert_chain(client_cert, client_key or None)
+
+    @staticmethod
+    def encode(batch: dict[str, Any]) -> bytes:
+        """The request body for ``batch``: compact JSON, gzip level 6. Raises ``ValueError``
+        if ``batch`` is not JSON-serialisable (NaN included)."""
+        return gzip.compress(json.dumps(batch, separators=(",", ":"), allow_nan=False).encode("utf-8"), 6)
 
     def push(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Send one batch and return the console's decoded JSON answer.
@@ -93,7 +112,10 @@ class IngestClient:
         or timeout, and on a 2xx answer that is not a JSON object. Raises
         ``ValueError`` if ``batch`` is not JSON-serialisable (NaN included).
         """
-        body = gzip.compress(json.dumps(batch, separators=(",", ":"), allow_nan=False).encode("utf-8"), 6)
+        return self.push_body(self.encode(batch))
+
+    def push_body(self, body: bytes) -> dict[str, Any]:
+        """Send an already encoded body (:meth:`encode`); answers and errors as :meth:`push`."""
         headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
@@ -104,7 +126,7 @@ class IngestClient:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             with exc:

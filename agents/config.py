@@ -59,9 +59,19 @@ class AgentConfig:
     - ``interval``: seconds between collect cycles; ``timeout``: seconds per HTTP push.
     - ``collectors``: collector names (see :func:`collectors.available_collectors`);
       ``collector_options``: per-collector keyword arguments.
-    - ``state_dir``: directory for the agent's local state.
+    - ``state_dir``: directory for the agent's local state (the spool in
+      ``<state_dir>/spool/``, dead letters in ``<state_dir>/dead-letter.jsonl``).
     - ``labels``: host-level labels sent with every batch.
     - ``logs``: log files to tail (:class:`collectors.logs.LogOptions`; no paths: none).
+    - ``spool_max_bytes``: cap of the spool on disk, bytes (oldest batches are
+      dropped beyond it); ``spool_max_age``: seconds a batch may wait in the
+      spool (keep it at or below the console's ``batch_id_retention_days``);
+      ``spool_fsync``: fsync every batch before it counts as durable.
+    - ``retry_min_backoff``/``retry_max_backoff``: seconds, exponential backoff
+      bounds of a failed push; ``drain_rate``: at most this many batches per
+      second while a backlog drains.
+    - ``ca_file``: PEM CA bundle to verify an https console with (empty: the
+      system store); ``client_cert``/``client_key``: PEM client certificate and key.
     """
 
     console_url: str = "http://127.0.0.1:8700"
@@ -74,6 +84,15 @@ class AgentConfig:
     state_dir: str = "./var/agent"
     labels: dict[str, str] = field(default_factory=dict)
     logs: LogOptions = field(default_factory=LogOptions)
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_max_age: float = 3 * 86400.0
+    spool_fsync: bool = True
+    retry_min_backoff: float = 0.5
+    retry_max_backoff: float = 30.0
+    drain_rate: float = 5.0
+    ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
 
 
 def field_names() -> list[str]:
@@ -134,10 +153,20 @@ def _labels(value: Any, source: str) -> dict[str, str]:
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
-    if key in ("interval", "timeout"):
+    if key in ("interval", "timeout", "spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
         return _number(key, value, source)
-    if key in ("console_url", "token", "host", "state_dir"):
+    if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key"):
         return _string(key, value, source)
+    if key == "spool_max_bytes":
+        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+            raise ConfigError(f"spool_max_bytes (from {source}) must be a whole number of bytes, got {value!r}")
+        return int(value)
+    if key == "spool_fsync":
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"spool_fsync (from {source}) must be true or false, got {value!r}")
+        return value
     if key == "labels":
         return _labels(value, source)
     if key == "logs":
@@ -181,6 +210,20 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
             f"host{where('host')} must be a name of letters, digits, '.', '_' and '-' "
             f"starting with a letter or digit, got {config.host!r}"
         )
+    if config.spool_max_bytes < 64 * 1024:
+        raise ConfigError(f"spool_max_bytes{where('spool_max_bytes')} must be at least 65536, "
+                          f"got {config.spool_max_bytes}")
+    for key in ("spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
+        if not getattr(config, key) > 0:
+            raise ConfigError(f"{key}{where(key)} must be a positive number, got {getattr(config, key)!r}")
+    if config.retry_min_backoff > config.retry_max_backoff:
+        raise ConfigError(f"retry_min_backoff{where('retry_min_backoff')} must not exceed retry_max_backoff")
+    for key in ("ca_file", "client_cert", "client_key"):
+        path = getattr(config, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{key}{where(key)}: no such file {path!r}")
+    if config.client_key and not config.client_cert:
+        raise ConfigError(f"client_key{where('client_key')} needs client_cert")
     if not config.collectors:
         raise ConfigError(f"collectors{where('collectors')} must name at least one collector")
 

@@ -254,13 +254,15 @@ class HostCollector(Collector):
 
     # -- file access --------------------------------------------------------
 
+    # Binary reads decoded once: a text wrapper per file costs more than the read itself
+    # (hundreds of small sysfs files per cycle; see BENCHMARKS.md, agent footprint).
     def _proc(self, rel: str) -> str:
-        with open(os.path.join(self.proc_root, rel), encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        with open(os.path.join(self.proc_root, rel), "rb") as fh:
+            return fh.read().decode("utf-8", "replace")
 
     def _sys(self, rel: str) -> str:
-        with open(os.path.join(self.sys_root, rel), encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        with open(self.sys_root + "/" + rel, "rb") as fh:
+            return fh.read().decode("utf-8", "replace")
 
     def _sys_optional(self, rel: str) -> str | None:
         """A sysfs attribute, or None when absent or refused (EINVAL on a down link)."""

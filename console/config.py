@@ -51,6 +51,11 @@ class ConsoleConfig:
     log_retention_days: float = 14.0  # log records older than this are deleted; 0: keep
     log_retention_bytes: int = 1024 * 1024 * 1024  # cap on stored log bytes (estimate); 0: none
     log_retention_check_seconds: float = 300.0  # how often retention runs
+    batch_id_retention_days: float = 4.0  # idempotency window; >= the agents' spool_max_age
+    ingest_rate_per_host: float = 10.0  # batches/s per agent host; 0: unlimited
+    ingest_burst_per_host: int = 30  # batches an agent may send at once above the rate
+    ingest_max_inflight: int = 64  # ingest requests waiting for the database; 0: unbounded
+    storage_retry_after: int = 5  # seconds, Retry-After of a 503 storage_unavailable
 
 
 @dataclass

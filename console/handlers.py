@@ -93,6 +93,10 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         if isinstance(value, SQLAlchemyError):
             self.services.metrics.storage_errors.labels(self.route).inc()
+        if isinstance(value, OperationalError):
+            # Answered 503: one line, without the statement's parameters (they can be megabytes).
+            log.warning("%s %s: database unavailable: %s", self.request.method, self.route, value.orig)
+            return
         super().log_exception(typ, value, tb)
 
 
@@ -131,7 +135,9 @@ class ApiHandler(BaseHandler):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, OperationalError):
+            # Disk full, locked, or the server down: transient, so clients are told when to retry.
             status, code, message, details = 503, "storage_unavailable", "the database is unavailable", {}
+            self.set_header("Retry-After", str(self.services.config.console.storage_retry_after))
         elif isinstance(exc, tornado.web.HTTPError):
             status = exc.status_code
             code = STATUS_CODES.get(status, "error")

@@ -2,10 +2,11 @@
 every handler through the route table."""
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +16,8 @@ from console.auth.users import UserService
 from console.config import Config
 from console.deploy.apps import parse_apps
 from console.deploy.service import DeployService
+from console.ingest.admission import IngestAdmission
+from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.logs.service import LogService
@@ -39,6 +42,8 @@ class Services:
     clock: Callable[[], float]
     rollups: RollupService | None = None
     logs: LogService | None = None
+    admission: IngestAdmission | None = None
+    _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
@@ -48,8 +53,11 @@ class Services:
             self.rollups.start()
         if self.logs is not None:
             self.logs.start_retention()
+        self._pruning = asyncio.ensure_future(prune_forever(self))
 
     def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
         self.deploys.close()
         self.db.close()
 
@@ -71,7 +79,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     clock=clock, rollups=RollupService(db, console, clock=clock),
                     logs=LogService(db, retention_days=console.log_retention_days,
                                     retention_bytes=console.log_retention_bytes,
-                                    retention_check_seconds=console.log_retention_check_seconds, clock=clock))
+                                    retention_check_seconds=console.log_retention_check_seconds, clock=clock),
+                    admission=IngestAdmission(console.ingest_rate_per_host, console.ingest_burst_per_host,
+                                              console.ingest_max_inflight))
 
 
 def cookie_secret(data_dir: Path) -> str:

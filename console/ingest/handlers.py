@@ -5,6 +5,7 @@ import tornado.web
 
 from console.errors import ApiError
 from console.handlers import ApiHandler
+from console.ingest.admission import retry_after_header
 from console.ingest.batch import IngestError, decode_body, parse_batch
 
 
@@ -43,6 +44,13 @@ class IngestHandler(ApiHandler):
         metrics = self.services.metrics
         if self._too_large:
             self._reject_size()
+        admission = self.services.admission
+        wait = admission.rate_wait(self.principal.host) if admission else 0.0
+        if wait:
+            metrics.ingest_batches.labels("rate_limited").inc()
+            raise ApiError(429, "rate_limited", f"host {self.principal.host!r} sends faster than "
+                           f"{admission.rate:g} batches/s", {"retry_after_seconds": wait},
+                           headers={"Retry-After": retry_after_header(wait)})
         try:
             doc = decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"), self._cap)
             batch = parse_batch(doc)
@@ -53,11 +61,18 @@ class IngestHandler(ApiHandler):
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
                            f"this agent token is bound to host {self.principal.host!r}, not {batch.host!r}")
+        if admission and not admission.try_enter():
+            metrics.ingest_batches.labels("saturated").inc()
+            raise ApiError(429, "ingest_saturated", f"{admission.max_inflight} batches are already waiting "
+                           "for the database", headers={"Retry-After": retry_after_header(1.0)})
         try:
             result = await self.services.ingest.ingest(batch)
         except Exception:
             metrics.ingest_batches.labels("error").inc()
             raise
+        finally:
+            if admission:
+                admission.leave()
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
         metrics.ingest_logs.inc(result.accepted_logs)

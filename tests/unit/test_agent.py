@@ -23,6 +23,7 @@ from agents.agent import Agent
 from agents.cli import main
 from agents.client import IngestClient, PushError, parse_retry_after
 from agents.config import AgentConfig, ConfigError, load_agent_config
+from agents.spool import Spool
 from collectors.base import Collector, Sample
 from collectors.host import HostCollector
 
@@ -195,26 +196,36 @@ def test_samples_the_console_would_reject_are_dropped_and_counted():
     names = [m["name"] for m in batch["metrics"] if not m["name"].startswith("fleetdeck_agent_")]
     assert names == ["ok_value"]
     assert metric(batch, "ok_value")["points"][0][1] == 1.0
-    assert metric(batch, "fleetdeck_agent_samples_dropped_total", collector="sloppy")["points"][0][1] == 4.0
+    assert metric(batch, "fleetdeck_agent_dropped_samples_total", collector="sloppy",
+                  reason="invalid")["points"][0][1] == 4.0
 
 
-def test_run_forever_keeps_going_after_failed_pushes(fake_console):
+def test_run_forever_retries_failed_pushes_from_the_spool(fake_console, tmp_path):
     fake_console.answers = [(503, b'{"error": {"code": "storage_unavailable", "message": "db down"}}', {})] * 2 + [
         (200, b'{"accepted_samples": 3, "accepted_logs": 0, "duplicate": false}', {})]
-    agent = Agent(config(interval=0.05), [StaticCollector()], IngestClient(fake_console.url, "tok", 5))
+    cfg = config(interval=0.05, retry_min_backoff=0.01, retry_max_backoff=0.05, drain_rate=1000.0,
+                 state_dir=str(tmp_path))
+    agent = Agent(cfg, [StaticCollector()], IngestClient(fake_console.url, "tok", 5),
+                  spool=Spool(str(tmp_path / "spool"), fsync=False))
     stop = threading.Event()
     thread = threading.Thread(target=agent.run_forever, args=(stop,))
     thread.start()
     deadline = time.monotonic() + 10
-    while len(fake_console.requests) < 4 and time.monotonic() < deadline:
+    while len(fake_console.requests) < 6 and time.monotonic() < deadline:
         time.sleep(0.01)
     stop.set()
-    thread.join(5)
+    thread.join(15)
     assert not thread.is_alive()
     batches = fake_console.batches()
-    assert len(batches) >= 4
-    assert metric(batches[3], "fleetdeck_agent_batches_dropped_total")["points"][0][1] == 2.0
-    assert len({b["batch_id"] for b in batches}) == len(batches)
+    assert len(batches) >= 6
+    # The first batch was refused twice with 503 and sent again, the same bytes each time.
+    assert batches[0]["batch_id"] == batches[1]["batch_id"] == batches[2]["batch_id"]
+    assert fake_console.requests[0]["raw"] == fake_console.requests[2]["raw"]
+    assert len({b["batch_id"] for b in batches[2:]}) == len(batches) - 2
+    later = [b for b in batches[3:] if any(m["name"] == "fleetdeck_agent_send_errors_total" for m in b["metrics"])]
+    assert later, "no batch reported the send errors"
+    assert metric(later[-1], "fleetdeck_agent_send_errors_total", code="503")["points"][0][1] == 2.0
+    assert metric(later[-1], "fleetdeck_agent_batches_dropped_total", reason="spool_full")["points"][0][1] == 0.0
 
 
 # -- configuration ------------------------------------------------------------------

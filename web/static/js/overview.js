@@ -67,6 +67,8 @@
     loadRow.appendChild(loadValue);
     metrics.appendChild(loadRow);
 
+    var agentHealth = F.el("div", "agent-health unknown", "");
+
     var labels = F.el("div", "host-labels");
 
     var foot = F.el("div", "host-card-foot");
@@ -77,11 +79,13 @@
 
     root.appendChild(head);
     root.appendChild(metrics);
+    root.appendChild(agentHealth);
     root.appendChild(labels);
     root.appendChild(foot);
     return {
       root: root,
-      refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels },
+      refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels,
+              agentHealth: agentHealth },
       data: null,
     };
   }
@@ -90,6 +94,24 @@
     F.setText(m.value, text);
     m.value.className = "metric-value " + levelClass(ratio);
     m.meter.value = F.isNum(ratio) ? Math.max(0, Math.min(1, ratio)) : 0;
+  }
+
+  // The agent's own health from its self-metrics (spool backlog, drops, send errors).
+  function renderAgentHealth(node, health) {
+    var status = (health && health.status) || "unknown";
+    node.className = "agent-health " + status;
+    var text = status === "ok" ? "Agent healthy" : status === "unknown" ? "Agent health unknown"
+      : "Agent: " + health.problems.join("; ");
+    F.setText(node, text);
+    var details = [];
+    if (health && F.isNum(health.batches_queued)) details.push("queued batches: " + health.batches_queued);
+    if (health && F.isNum(health.spool_bytes)) details.push("spool: " + F.fmtBytes(health.spool_bytes));
+    if (health && health.send_errors) {
+      Object.keys(health.send_errors).forEach(function (code) {
+        details.push("send errors " + code + ": " + health.send_errors[code]);
+      });
+    }
+    node.title = details.join("\n");
   }
 
   function renderSeen(card) {
@@ -113,6 +135,7 @@
     F.setText(card.refs.version, h.agent_version ? "agent " + h.agent_version : "");
     card.refs.version.title = h.agent_version || "";
     F.renderLabels(card.refs.labels, h.labels);
+    renderAgentHealth(card.refs.agentHealth, h.agent_health);
     renderSeen(card);
   }
 

@@ -1,0 +1,150 @@
+"""Ingest backpressure and availability: 429 + Retry-After per host rate and for a saturated
+write queue, 503 storage_unavailable on a full disk that recovers without a restart, the
+idempotency window, and the agent health shown with each host."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from console.ingest.retention import prune_batch_ids
+from tests.harness import ConsoleHarness, batch, http
+
+GAUGE = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000), 0.5]]}]
+
+
+@pytest.fixture
+def limited(tmp_path):
+    harness = ConsoleHarness(tmp_path, ingest_rate_per_host=2.0, ingest_burst_per_host=3,
+                             ingest_max_inflight=1).start()
+    yield harness
+    harness.close()
+
+
+def test_a_host_over_its_rate_gets_429_with_retry_after(limited):
+    token = limited.agent_token("fast-1")
+    other = limited.agent_token("calm-1")
+    statuses = [limited.push("fast-1", token, GAUGE)[0] for _ in range(3)]
+    assert statuses == [200, 200, 200]  # the burst
+    resp = http("POST", limited.url + "/api/v1/ingest",
+                b'{"host": "fast-1", "batch_id": "x1", "metrics": []}',
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert resp.status == 429
+    assert resp.json()["error"]["code"] == "rate_limited"
+    assert int(resp.headers["retry-after"]) >= 1
+    assert limited.push("calm-1", other, GAUGE)[0] == 200  # buckets are per host
+    time.sleep(float(resp.headers["retry-after"]))
+    assert limited.push("fast-1", token, GAUGE)[0] == 200
+
+
+def test_a_saturated_write_queue_gets_429(limited):
+    token = limited.agent_token("queue-1")
+    release = threading.Event()
+    # Occupy the single database writer thread, as a slow disk would.
+    blocker = asyncio.run_coroutine_threadsafe(limited.services.db.on_writer(release.wait, 20), limited.loop)
+    first: list = []
+    waiting = threading.Thread(target=lambda: first.append(limited.push("queue-1", token, GAUGE)))
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while limited.services.admission.inflight < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status, body = limited.push("queue-1", token, GAUGE)
+    release.set()
+    waiting.join(10)
+    blocker.result(10)
+    assert status == 429 and body["error"]["code"] == "ingest_saturated"
+    assert first[0][0] == 200
+    assert limited.services.admission.inflight == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_answers_503_and_recovers_without_restart(small_disk):
+    harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
+    try:
+        token = harness.agent_token("disk-1")
+        assert harness.push("disk-1", token, GAUGE)[0] == 200
+        filler = small_disk / "filler"
+        with open(filler, "wb", buffering=0) as fh:  # fill the disk to the last block
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+            except OSError:
+                pass  # ENOSPC: the disk is full, which is the point
+        logs = [{"ts": 1763700000000 + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
+        batch_id = uuid.uuid4().hex
+        later = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000) + 1, 0.7]]}]
+        body = json.dumps(batch("disk-1", later, logs, batch_id)).encode()
+        resp = http("POST", harness.url + "/api/v1/ingest", body,
+                    {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        assert resp.status == 503, resp.body
+        assert resp.json()["error"]["code"] == "storage_unavailable"
+        assert resp.headers["retry-after"] == "7"
+        before = harness.count("log_records")
+        filler.unlink()
+        status, body = harness.push("disk-1", token, later, logs, batch_id=batch_id)
+        assert status == 200, body
+        assert (body["accepted_samples"], body["accepted_logs"], body["duplicate"]) == (1, 3000, False)
+        assert harness.count("log_records") == before + 3000
+    finally:
+        harness.close()
+
+
+def test_batch_ids_are_remembered_for_the_window_then_pruned(console):
+    token = console.agent_token("idem-1")
+    assert console.push("idem-1", token, GAUGE, batch_id="keep-me")[1]["duplicate"] is False
+    assert console.push("idem-1", token, GAUGE, batch_id="keep-me")[1]["duplicate"] is True
+    db = console.services.db
+    now = time.time()
+    assert db.run(prune_batch_ids, now - 3600) == 0  # younger than the cutoff: kept
+    assert console.push("idem-1", token, GAUGE, batch_id="keep-me")[1]["duplicate"] is True
+    assert db.run(prune_batch_ids, now + 1) >= 1
+    assert console.count("ingest_batches") == 0
+
+
+def test_hosts_carry_agent_health_from_self_metrics(console):
+    token = console.agent_token("health-1")
+    viewer = console.api_token("viewer")
+    ts = int(time.time() * 1000)
+
+    def g(name, value, **labels):
+        return {"name": name, "type": "counter" if name.endswith("_total") else "gauge",
+                "labels": labels, "points": [[ts, value]]}
+
+    metrics = [g("fleetdeck_agent_spool_bytes", 123456), g("fleetdeck_agent_batches_queued", 42),
+               g("fleetdeck_agent_dropped_samples_total", 7, reason="spool_full"),
+               g("fleetdeck_agent_dropped_samples_total", 1, reason="invalid", collector="host"),
+               g("fleetdeck_agent_send_errors_total", 5, code="503"),
+               g("fleetdeck_agent_send_errors_total", 2, code="connection_failed"),
+               g("fleetdeck_agent_collector_success", 1, collector="host"),
+               g("fleetdeck_agent_collector_success", 0, collector="docker"),
+               g("fleetdeck_agent_collect_duration_seconds", 0.012, collector="host")]
+    assert console.push("health-1", token, metrics)[0] == 200
+    console.push("plain-1", console.agent_token("plain-1"), GAUGE)
+    hosts = {h["host"]: h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()}
+    health = hosts["health-1"]["agent_health"]
+    assert health["status"] == "degraded"
+    assert health["spool_bytes"] == 123456 and health["batches_queued"] == 42
+    assert health["dropped_samples"] == 8
+    assert health["send_errors"] == {"503": 5, "connection_failed": 2}
+    assert health["failing_collectors"] == ["docker"]
+    assert health["collect_duration_seconds"] == {"host": 0.012}
+    assert any("42 batches queued" in p for p in health["problems"])
+    assert hosts["plain-1"]["agent_health"]["status"] == "unknown"

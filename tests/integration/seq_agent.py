@@ -1,0 +1,77 @@
+"""A real agent process whose every batch carries a sequence number (test helper).
+
+``python -m tests.integration.seq_agent CONFIG`` runs :class:`agents.agent.Agent` with
+the real spool, sender and HTTP client, configured from the agent settings in CONFIG.
+Each batch holds one sample ``fleetdeck_test_seq`` (value: the sequence number) and one
+log line ``seq=N`` (source ``seq``), so loss and duplication are SQL counts.
+
+In ``<state_dir>``: ``seq_next`` (the next number; reserved before the batch is built,
+so a kill leaves a gap rather than a repeat), ``durable.log`` (``N SAMPLES`` per line,
+written from the agent's on_durable callback), and ``pause`` (while it exists, no batch
+is collected, so a backlog can drain). On start it prints ``spool torn=N queued=M``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from agents.agent import Agent, install_signal_handlers
+from agents.client import IngestClient
+from agents.config import load_agent_config
+from agents.spool import Spool
+
+
+class SeqAgent(Agent):
+    def _path(self, name: str) -> str:
+        return os.path.join(self.config.state_dir, name)
+
+    def _cycle(self) -> None:
+        if os.path.exists(self._path("pause")):
+            return
+        super()._cycle()
+
+    def collect_batch(self) -> dict:
+        try:
+            with open(self._path("seq_next")) as fh:
+                seq = int(fh.read().strip() or 1)
+        except FileNotFoundError:
+            seq = 1
+        # Atomically: a kill -9 must never leave an empty file behind (numbers would repeat).
+        with open(self._path("seq_next.tmp"), "w") as fh:
+            fh.write(str(seq + 1))
+        os.replace(self._path("seq_next.tmp"), self._path("seq_next"))
+        batch = super().collect_batch()
+        ts = batch["metrics"][0]["points"][0][0] if batch["metrics"] else int(self.clock() * 1000)
+        batch["metrics"].append({"name": "fleetdeck_test_seq", "type": "gauge", "labels": {},
+                                 "points": [[ts, float(seq)]]})
+        batch["logs"].append({"ts": ts, "source": "seq", "line": f"seq={seq}", "labels": {}})
+        batch["_seq"] = seq
+        return batch
+
+
+def main(path: str) -> int:
+    config = load_agent_config(path)
+    spool = Spool(os.path.join(config.state_dir, "spool"), config.spool_max_bytes, config.spool_max_age,
+                  config.spool_fsync)
+    stats = spool.snapshot()
+    print(f"spool torn={stats.torn_records} queued={stats.queued}", flush=True)
+    durable = open(os.path.join(config.state_dir, "durable.log"), "a", buffering=1)  # noqa: SIM115
+
+    def on_durable(batch: dict) -> None:
+        samples = sum(len(m["points"]) for m in batch["metrics"])
+        durable.write(f"{batch['_seq']} {samples}\n")
+
+    client = IngestClient(config.console_url, config.token, config.timeout)
+    agent = SeqAgent(config, [], client, spool=spool, on_durable=on_durable)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    agent.run_forever(stop)
+    s = spool.snapshot()
+    print(f"final dropped_batches={s.dropped_batches} dropped_samples={s.dropped_samples} "
+          f"dropped_lines={s.dropped_lines} queued={s.queued}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
