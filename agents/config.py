@@ -72,6 +72,8 @@ class AgentConfig:
       second while a backlog drains.
     - ``ca_file``: PEM CA bundle to verify an https console with (empty: the
       system store); ``client_cert``/``client_key``: PEM client certificate and key.
+    - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
+      read when ``token`` is empty; empty: ``<state_dir>/token``.
     """
 
     console_url: str = "http://127.0.0.1:8700"
@@ -93,6 +95,24 @@ class AgentConfig:
     ca_file: str = ""
     client_cert: str = ""
     client_key: str = ""
+    token_file: str = ""
+
+    @property
+    def token_path(self) -> str:
+        """Where the agent token file is (``token_file`` or ``<state_dir>/token``)."""
+        return self.token_file or os.path.join(self.state_dir, "token")
+
+
+def read_token_file(config: AgentConfig) -> str:
+    """The token from :attr:`AgentConfig.token_path`, or "" when the file does not exist.
+    Raises ConfigError when it exists but cannot be read."""
+    try:
+        with open(config.token_path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"token file {config.token_path}: cannot read: {exc.strerror or exc}") from None
 
 
 def field_names() -> list[str]:
@@ -155,7 +175,7 @@ def _labels(value: Any, source: str) -> dict[str, str]:
 def _coerce(key: str, value: Any, source: str) -> Any:
     if key in ("interval", "timeout", "spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
         return _number(key, value, source)
-    if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key"):
+    if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key", "token_file"):
         return _string(key, value, source)
     if key == "spool_max_bytes":
         if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):

@@ -56,6 +56,10 @@ class ConsoleConfig:
     ingest_burst_per_host: int = 30  # batches an agent may send at once above the rate
     ingest_max_inflight: int = 64  # ingest requests waiting for the database; 0: unbounded
     storage_retry_after: int = 5  # seconds, Retry-After of a 503 storage_unavailable
+    secret_key_file: str = ""  # empty: <data_dir>/secret.key; $FLEETDECK_SECRET_KEY wins over it
+    login_failures_per_user: int = 5  # failed logins per user name within login_window_seconds
+    login_failures_per_ip: int = 20  # failed logins (and enrolments) per client address
+    login_window_seconds: float = 300.0
 
 
 @dataclass
@@ -76,6 +80,10 @@ class Config:
         if self.console.database_url:
             return self.console.database_url
         return f"sqlite:///{(self.data_dir / 'fleetdeck.db').resolve()}"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return Path(self.console.secret_key_file) if self.console.secret_key_file else self.data_dir / "secret.key"
 
     @property
     def web_dir(self) -> Path:

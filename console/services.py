@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from console.audit.service import AuditService
+from console.auth.service import AuthService
+from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
@@ -22,6 +24,7 @@ from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.logs.service import LogService
 from console.query.service import QueryService
+from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
@@ -43,6 +46,8 @@ class Services:
     rollups: RollupService | None = None
     logs: LogService | None = None
     admission: IngestAdmission | None = None
+    auth: AuthService | None = None
+    secrets: SecretService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
@@ -69,19 +74,26 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     db = Database(config.database_url)
     if migrate:
         db.migrate()
-    bus, audit = LiveBus(), AuditService(clock=clock)
-    console = config.console
+    users, tokens, audit = UserService(clock=clock), TokenService(db.sessions, clock=clock), AuditService(clock=clock)
+    c = config.console
+    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
+                       login_failures_per_user=c.login_failures_per_user,
+                       login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
+                       clock=clock)
+    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
+    bus = LiveBus()
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
-                    users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
-                    ingest=IngestService(db, clock=clock, config=console),
-                    query=QueryService(console, clock=clock),
+                    users=users, tokens=tokens,
+                    ingest=IngestService(db, clock=clock, config=c),
+                    query=QueryService(c, clock=clock),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock),
-                    clock=clock, rollups=RollupService(db, console, clock=clock),
-                    logs=LogService(db, retention_days=console.log_retention_days,
-                                    retention_bytes=console.log_retention_bytes,
-                                    retention_check_seconds=console.log_retention_check_seconds, clock=clock),
-                    admission=IngestAdmission(console.ingest_rate_per_host, console.ingest_burst_per_host,
-                                              console.ingest_max_inflight))
+                    clock=clock, rollups=RollupService(db, c, clock=clock),
+                    logs=LogService(db, retention_days=c.log_retention_days,
+                                    retention_bytes=c.log_retention_bytes,
+                                    retention_check_seconds=c.log_retention_check_seconds, clock=clock),
+                    admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
+                                              c.ingest_max_inflight),
+                    auth=auth, secrets=secret_store)
 
 
 def cookie_secret(data_dir: Path) -> str:

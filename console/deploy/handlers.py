@@ -10,8 +10,14 @@ from console.handlers import ApiHandler, PageHandler
 
 def actor_of(handler: ApiHandler | PageHandler) -> str:
     """``api:<token name>`` or ``user:<name>``: who the audit log names."""
-    p = handler.principal
-    return f"{p.kind}:{p.name}"
+    return handler.principal.actor
+
+
+def require_may_deploy(handler: ApiHandler, app: str) -> None:
+    """403 ``app_not_allowed`` unless the caller may deploy ``app`` (a deployer may be
+    limited to named apps; see console/auth/roles.py)."""
+    if not handler.principal.may_deploy(app):
+        raise ApiError(403, "app_not_allowed", f"{handler.principal.actor} may not deploy or roll back {app!r}")
 
 
 def _int_arg(handler: ApiHandler, name: str, default: int | None, minimum: int = 0) -> int | None:
@@ -72,6 +78,7 @@ class AppDeploysHandler(ApiHandler):
         body = self.json_body()
         deploys = self.services.deploys
         deploys.app(app)  # 422/404 before looking at the body
+        require_may_deploy(self, app)
         if "version" not in body:
             raise ApiError(422, "invalid_version", "version is required")
         row = await deploys.create(app, body.get("version"), actor_of(self), self.request.remote_ip,
@@ -85,6 +92,8 @@ class AppRollbackHandler(ApiHandler):
 
     async def post(self, app: str) -> None:
         body = self.json_body()
+        self.services.deploys.app(app)
+        require_may_deploy(self, app)
         row = await self.services.deploys.rollback(app, body.get("to"), actor_of(self), self.request.remote_ip,
                                                    body.get("reason"))
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
@@ -122,7 +131,9 @@ class DeployCancelHandler(ApiHandler):
     ``cancelled``)."""
 
     async def post(self, deploy_id: str) -> None:
-        self.write_json(await self.services.deploys.cancel(_deploy_id(deploy_id), actor_of(self),
+        deploy = await self.services.deploys.get(_deploy_id(deploy_id))
+        require_may_deploy(self, deploy["app"])
+        self.write_json(await self.services.deploys.cancel(deploy["id"], actor_of(self),
                                                            self.request.remote_ip), 202)
 
 
