@@ -16,6 +16,9 @@ from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
 from console.deploy.apps import parse_apps
+from console.deploy.factory import DriverFactory
+from console.deploy.inventory import Inventory, parse_inventory
+from console.deploy.known_hosts import KnownHostsService
 from console.deploy.service import DeployService
 from console.ingest.service import IngestService
 from console.live import LiveBus
@@ -42,6 +45,8 @@ class Services:
     rollups: RollupService | None = None
     auth: AuthService | None = None
     secrets: SecretService | None = None
+    inventory: Inventory | None = None
+    known_hosts: KnownHostsService | None = None
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
@@ -59,6 +64,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
     Raises ConfigError for an invalid ``apps:`` section before touching the database."""
     apps = parse_apps(config.apps)
+    inventory = parse_inventory(config.inventory)
     db = Database(config.database_url)
     if migrate:
         db.migrate()
@@ -70,13 +76,16 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                        clock=clock)
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     bus = LiveBus()
+    known_hosts = KnownHostsService(audit, clock=clock)
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=users, tokens=tokens,
                     ingest=IngestService(db, clock=clock, config=config.console),
                     query=QueryService(config.console, clock=clock),
-                    audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock),
+                    audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
+                                                       driver_factory=DriverFactory(db, inventory, known_hosts,
+                                                                                    secret_store)),
                     clock=clock, rollups=RollupService(db, config.console, clock=clock),
-                    auth=auth, secrets=secret_store)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
 
 
 def cookie_secret(data_dir: Path) -> str:
