@@ -291,7 +291,7 @@ class SshDriver:
                     raise Cancelled(cancel.reason)
                 if time.monotonic() > deadline:
                     raise HostFailed(host.name, "step", f"{host.name}: no exit status within {timeout:g} s")
-                select.select([chan], [], [], 0.2)
+                select.select([chan], [], [], 0.05)
                 got = False
                 while chan.recv_ready():
                     buffers["stdout"] += chan.recv(65536)
