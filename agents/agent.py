@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from agents import __version__
 from agents.client import PushError
-from agents.config import AgentConfig
+from agents.config import AgentConfig, config_hash
 from collectors.base import Collector, Sample
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Agent:
         self._dropped_batches = 0
         self._failure: str | None = None  # last push failure code, to log changes only
         self._failures_in_row = 0
+        self._config_hash = config_hash(config)
 
     # -- collect ------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class Agent:
         """Run every collector once and build an ingest body (DESIGN.md section 3)::
 
             {"host": str, "batch_id": uuid4 str, "sent_at": Unix seconds float,
-             "agent": {"version": str, "interval": seconds float},
+             "agent": {"version": str, "interval": seconds float,
+                       "config_hash": 16 hex chars (agents.config.config_hash)},
              "labels": {host-level labels},
              "metrics": [{"name", "type", "labels", "points": [[ts_ms, value]]}],
              "logs": []}
@@ -152,7 +154,8 @@ class Agent:
             "host": self.config.host,
             "batch_id": str(uuid.uuid4()),
             "sent_at": self.clock(),
-            "agent": {"version": __version__, "interval": float(self.config.interval)},
+            "agent": {"version": __version__, "interval": float(self.config.interval),
+                      "config_hash": self._config_hash},
             "labels": dict(self.config.labels),
             "metrics": list(series.values()),
             "logs": [],

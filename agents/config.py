@@ -21,6 +21,8 @@ and where its value came from.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import socket
@@ -70,6 +72,24 @@ class AgentConfig:
     collector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     state_dir: str = "./var/agent"
     labels: dict[str, str] = field(default_factory=dict)
+
+
+# Fields that identify this host or carry a secret, not how the agent behaves: they differ
+# between hosts of one fleet by design, so they stay out of the drift hash.
+_HASH_EXCLUDED = frozenset({"host", "token"})
+
+
+def config_hash(config: AgentConfig) -> str:
+    """Hash of the effective settings, for drift detection across a fleet.
+
+    sha256 (hex, first 16 characters) of the canonical JSON (sorted keys, no
+    spaces) of every :class:`AgentConfig` field except ``host`` and ``token``.
+    Two agents with the same file, environment and command line report the
+    same hash whatever their host name; any other difference changes it.
+    """
+    values = {f.name: getattr(config, f.name) for f in fields(AgentConfig) if f.name not in _HASH_EXCLUDED}
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def field_names() -> list[str]:

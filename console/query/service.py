@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.errors import ApiError
+from console.fleet.drift import mark_drift
 from console.query import series_math
 from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
 
@@ -77,7 +78,8 @@ class QueryService:
     def hosts(self, session: Session) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
-        "disk_max_ratio", "load1"}}``, ratios in 0..1 or None when not reported."""
+        "disk_max_ratio", "load1"}, "config_hash", "drift": bool, "drift_fields": [...]}``,
+        ratios in 0..1 or None when not reported; drift as in console/fleet/drift.py."""
         now = self._clock()
         out = []
         for host in session.execute(select(Host).order_by(Host.name)).scalars():
@@ -87,7 +89,9 @@ class QueryService:
                         "agent_version": host.agent_version, "interval": interval,
                         "labels": orjson.loads(host.labels or "{}"),
                         "summary": self._summary(session, host.id),
-                        "rejected": self._rejected(session, host.id)})
+                        "rejected": self._rejected(session, host.id),
+                        "config_hash": host.config_hash})
+        mark_drift(out)
         return out
 
     def _rejected(self, session: Session, host_id: int) -> list[dict]:
