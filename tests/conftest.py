@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -92,3 +93,20 @@ def db_console(request, tmp_path_factory):
             yield harness
         finally:
             harness.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on a free loopback port with per-run keys (tests/sshd.py SshServer)."""
+    from tests.sshd import SshServer, sshd_unavailable
+
+    reason = sshd_unavailable()
+    if reason:
+        need("ssh", reason)
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        need("ssh", f"sshd did not start: {exc}")
+    yield server
+    server.stop()
