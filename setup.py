@@ -21,10 +21,11 @@ setup(
         "prometheus-client>=0.20,<1",
         "orjson>=3.9,<4",
         "argon2-cffi>=23.1,<26",
+        "cryptography>=42,<51",
         "psycopg[binary]>=3.1,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "playwright>=1.44,<2"],
+        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "schemathesis>=4,<5"],
     },
     entry_points={
         "console_scripts": [

@@ -18,7 +18,8 @@ import threading
 from agents import __version__
 from agents.agent import Agent, install_signal_handlers
 from agents.client import IngestClient, PushError
-from agents.config import ConfigError, load_agent_config
+from agents.config import ConfigError, load_agent_config, read_token_file
+from agents.enrol import enrol, write_token_file
 from collectors import build_collectors
 
 PROG = "fleetdeck-agent"
@@ -60,8 +61,50 @@ def describe_push_error(exc: PushError, console_url: str) -> str:
     return f"console rejected the batch: {exc.status} {exc.code}: {exc.message}"
 
 
+def build_enrol_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} enrol",
+        description="Exchange a one-time enrolment token (`fleetdeck token create --enrol`) for this "
+                    "host's agent token, written with mode 0600 to the token file the agent reads.")
+    parser.add_argument("--config", metavar="FILE", default=os.environ.get("FLEETDECK_CONFIG") or None)
+    parser.add_argument("--console", metavar="URL", help="console base URL")
+    parser.add_argument("--enrol-token", metavar="T", default=os.environ.get("FLEETDECK_ENROL_TOKEN") or None,
+                        help="one-time enrolment token (or $FLEETDECK_ENROL_TOKEN)")
+    parser.add_argument("--host", metavar="NAME", help="host name to enrol (default: this machine's hostname)")
+    parser.add_argument("--token-file", metavar="PATH", help="where to write the agent token "
+                        "(default: token_file from the config, else <state_dir>/token)")
+    return parser
+
+
+def main_enrol(argv: list[str]) -> int:
+    """``fleetdeck-agent enrol``: 0 when the token file was written, 2 otherwise."""
+    args = build_enrol_parser().parse_args(argv)
+    if not args.enrol_token:
+        return _fail("enrol: --enrol-token (or FLEETDECK_ENROL_TOKEN) is required")
+    try:
+        config = load_agent_config(args.config, {"console_url": args.console, "host": args.host,
+                                                 "token_file": args.token_file})
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    try:
+        token = enrol(config.console_url, args.enrol_token, config.host, config.timeout)
+    except PushError as exc:
+        if exc.status is None:
+            return _fail(f"cannot reach the console at {config.console_url}: {exc.message}")
+        return _fail(f"enrolment refused: {exc.status} {exc.code}: {exc.message}")
+    try:
+        write_token_file(config.token_path, token)
+    except OSError as exc:
+        return _fail(f"cannot write the token file {config.token_path}: {exc.strerror or exc}")
+    print(f"enrolled host {config.host!r}; agent token written to {config.token_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the agent; return the process exit status."""
+    """Run the agent (or, with ``enrol`` first, enrol it); return the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["enrol"]:
+        return main_enrol(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -75,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         return _fail(f"config error: {exc}")
     if not config.token:
-        logging.getLogger(__name__).warning("no agent token configured; the console will refuse the batches")
+        try:
+            config.token = read_token_file(config)
+        except ConfigError as exc:
+            return _fail(f"config error: {exc}")
+    if not config.token:
+        logging.getLogger(__name__).warning(
+            "no agent token configured (token, FLEETDECK_AGENT_TOKEN or %s); run `%s enrol` first",
+            config.token_path, PROG)
 
     client = IngestClient(config.console_url, config.token, config.timeout)
     agent = Agent(config, collectors, client)

@@ -61,6 +61,8 @@ class AgentConfig:
       ``collector_options``: per-collector keyword arguments.
     - ``state_dir``: directory for the agent's local state.
     - ``labels``: host-level labels sent with every batch.
+    - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
+      read when ``token`` is empty; empty: ``<state_dir>/token``.
     """
 
     console_url: str = "http://127.0.0.1:8700"
@@ -72,6 +74,24 @@ class AgentConfig:
     collector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     state_dir: str = "./var/agent"
     labels: dict[str, str] = field(default_factory=dict)
+    token_file: str = ""
+
+    @property
+    def token_path(self) -> str:
+        """Where the agent token file is (``token_file`` or ``<state_dir>/token``)."""
+        return self.token_file or os.path.join(self.state_dir, "token")
+
+
+def read_token_file(config: AgentConfig) -> str:
+    """The token from :attr:`AgentConfig.token_path`, or "" when the file does not exist.
+    Raises ConfigError when it exists but cannot be read."""
+    try:
+        with open(config.token_path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"token file {config.token_path}: cannot read: {exc.strerror or exc}") from None
 
 
 # Fields that identify this host or carry a secret, not how the agent behaves: they differ
@@ -152,7 +172,7 @@ def _labels(value: Any, source: str) -> dict[str, str]:
 def _coerce(key: str, value: Any, source: str) -> Any:
     if key in ("interval", "timeout"):
         return _number(key, value, source)
-    if key in ("console_url", "token", "host", "state_dir"):
+    if key in ("console_url", "token", "host", "state_dir", "token_file"):
         return _string(key, value, source)
     if key == "labels":
         return _labels(value, source)

@@ -11,11 +11,15 @@ import time
 
 import tornado.web
 
-from console.handlers import NotFoundHandler
+from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHandler
+from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
+                                   TokensHandler, UserHandler, UsersHandler)
+from console.handlers import NotFoundHandler, OpenApiHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
 from console.query.handlers import HostsHandler, MetricNamesHandler, MetricsRangeHandler
+from console.openapi import build_document
 from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 
@@ -33,6 +37,18 @@ ROUTES = (
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
     (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
     (r"/api/v1/live", LiveSocketHandler, "viewer"),
+    (r"/audit", AuditPageHandler, "admin"),
+    (r"/api/v1/openapi.json", OpenApiHandler, "public"),
+    (r"/api/v1/me", MeHandler, "viewer"),
+    (r"/api/v1/users", UsersHandler, "admin"),
+    (r"/api/v1/users/([^/]+)", UserHandler, "admin"),
+    (r"/api/v1/tokens", TokensHandler, "admin"),
+    (r"/api/v1/tokens/([^/]+)", TokenHandler, "admin"),
+    (r"/api/v1/enrol", EnrolHandler, "public"),
+    (r"/api/v1/audit", AuditHandler, "admin"),
+    (r"/api/v1/audit/verify", AuditVerifyHandler, "admin"),
+    (r"/api/v1/secrets", SecretsHandler, "admin"),
+    (r"/api/v1/secrets/([^/]+)", SecretHandler, "admin"),
 )
 
 access_log = logging.getLogger("tornado.access")
@@ -68,4 +84,5 @@ def make_app(services: Services, debug: bool = False) -> tornado.web.Application
         compress_response=True,
         debug=debug,
         started_at=time.time(),
+        openapi=build_document(ROUTES),
     )

@@ -48,6 +48,10 @@ class ConsoleConfig:
     max_series_per_host: int = 10000  # cardinality guard; new series over it are rejected
     sample_max_age: float = 518400.0  # seconds; older samples are rejected (6 days)
     sample_max_future: float = 600.0  # seconds; samples further ahead are rejected
+    secret_key_file: str = ""  # empty: <data_dir>/secret.key; $FLEETDECK_SECRET_KEY wins over it
+    login_failures_per_user: int = 5  # failed logins per user name within login_window_seconds
+    login_failures_per_ip: int = 20  # failed logins (and enrolments) per client address
+    login_window_seconds: float = 300.0
 
 
 @dataclass
@@ -68,6 +72,10 @@ class Config:
         if self.console.database_url:
             return self.console.database_url
         return f"sqlite:///{(self.data_dir / 'fleetdeck.db').resolve()}"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return Path(self.console.secret_key_file) if self.console.secret_key_file else self.data_dir / "secret.key"
 
     @property
     def web_dir(self) -> Path:

@@ -61,13 +61,33 @@ class BaseHandler(tornado.web.RequestHandler):
             if not token:
                 return None
             return await self.services.db.on_reader(self.services.tokens.authenticate, token)
+        session_id = self.session_id()
+        if not session_id:
+            return None
+        return await self.services.db.read(self.services.auth.sessions.principal, session_id)
+
+    def session_id(self) -> str | None:
+        """The server-side session id from the signed session cookie, or None."""
         max_age = self.services.config.console.session_days
         cookie = self.get_signed_cookie(SESSION_COOKIE, max_age_days=max_age)
-        if not cookie:
-            return None
-        return await self.services.db.read(self.services.users.principal, cookie.decode("utf-8"))
+        return cookie.decode("utf-8") if cookie else None
+
+    @property
+    def client_ip(self) -> str:
+        return self.request.remote_ip or ""
+
+    # Body cap of this handler in bytes; None: the console's api_max_body_bytes. Handlers
+    # that take only small bodies (login, enrolment) set a smaller one.
+    max_body_bytes: int | None = None
+
+    def prepare_body_cap(self) -> None:
+        cap = self.max_body_bytes or self.services.config.console.api_max_body_bytes
+        if len(self.request.body or b"") > cap:
+            raise ApiError(413, "body_too_large", f"body exceeds {cap} bytes", {"limit_bytes": cap})
 
     async def prepare(self) -> None:
+        if not getattr(self, "_streaming", False):
+            self.prepare_body_cap()
         self.current_user = await self.authenticate()
         if self.required_role == "public":
             return
@@ -98,16 +118,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class ApiHandler(BaseHandler):
     """JSON in, JSON out; every error is a JSON error body, never HTML or a traceback."""
-
-    def prepare_body_cap(self) -> None:
-        cap = self.services.config.console.api_max_body_bytes
-        if len(self.request.body or b"") > cap:
-            raise ApiError(413, "body_too_large", f"body exceeds {cap} bytes", {"limit_bytes": cap})
-
-    async def prepare(self) -> None:
-        if not getattr(self, "_streaming", False):
-            self.prepare_body_cap()
-        await super().prepare()
 
     def json_body(self) -> dict:
         """The request body as a JSON object; raises ApiError 400 otherwise."""
@@ -163,6 +173,8 @@ class PageHandler(BaseHandler):
         message = exc.message if isinstance(exc, ApiError) else self._reason
         if isinstance(exc, ApiError):
             self.set_status(exc.status)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         self.render("error.html", status=self.get_status(), message=message)
 
 
@@ -181,3 +193,10 @@ class NotFoundHandler(ApiHandler):
         else:
             self.set_status(404)
             self.render("error.html", status=404, message="Page not found")
+
+
+class OpenApiHandler(ApiHandler):
+    """``GET /api/v1/openapi.json``: the document built from the route table at startup."""
+
+    def get(self) -> None:
+        self.write_json(self.settings["openapi"])

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import tornado.websocket
 
+from console.errors import ApiError
 from console.handlers import ApiHandler, json_bytes
 from console.live import TOPIC_RE
 
@@ -16,6 +17,12 @@ MAX_TOPICS = 256
 
 
 class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
+    async def get(self, *args: str, **kwargs: str) -> None:
+        # A plain GET gets the API's JSON error, not tornado's text answer.
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(400, "websocket_required", "this route speaks WebSocket only (Upgrade: websocket)")
+        await super().get(*args, **kwargs)
+
     def open(self) -> None:
         self._topics: set[str] = set()
 

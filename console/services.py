@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Callable
 
 from console.audit.service import AuditService
+from console.auth.service import AuthService
+from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
 from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.query.service import QueryService
+from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
@@ -34,6 +37,8 @@ class Services:
     audit: AuditService
     clock: Callable[[], float]
     rollups: RollupService | None = None
+    auth: AuthService | None = None
+    secrets: SecretService | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -44,12 +49,20 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     db = Database(config.database_url)
     if migrate:
         db.migrate()
+    users, tokens, audit = UserService(clock=clock), TokenService(db.sessions, clock=clock), AuditService(clock=clock)
+    c = config.console
+    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
+                       login_failures_per_user=c.login_failures_per_user,
+                       login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
+                       clock=clock)
+    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     return Services(config=config, db=db, bus=LiveBus(), metrics=ConsoleMetrics(),
-                    users=UserService(clock=clock), tokens=TokenService(db.sessions, clock=clock),
+                    users=users, tokens=tokens,
                     ingest=IngestService(db, clock=clock, config=config.console),
                     query=QueryService(config.console, clock=clock),
-                    audit=AuditService(clock=clock),
-                    clock=clock, rollups=RollupService(db, config.console, clock=clock))
+                    audit=audit,
+                    clock=clock, rollups=RollupService(db, config.console, clock=clock),
+                    auth=auth, secrets=secret_store)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -16,12 +16,30 @@ _RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: ``kind`` is ``user`` (browser session), ``api`` (API token) or
-    ``agent`` (agent token, ``host`` set); ``role`` is a user role or ``agent``."""
+    ``agent`` (agent token, ``host`` set); ``role`` is a user role or ``agent``;
+    ``apps`` is a deployer's allow-list of app names (None: every app)."""
 
     kind: str
     name: str
     role: str
     host: str | None = None
+    apps: tuple[str, ...] | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal: ``user:alice``, ``api:ci``, ``agent:web-1``."""
+        if self.kind == "agent":
+            return f"agent:{self.host}"
+        return f"{self.kind}:{self.name}"
+
+    def may_deploy(self, app: str) -> bool:
+        """True when this principal may deploy or roll back ``app``: an admin always; a
+        deployer when it has no allow-list or ``app`` is on it; nobody else."""
+        if self.kind == "agent" or not self.allows("deployer"):
+            return False
+        if self.role == "admin" or self.apps is None:
+            return True
+        return app in self.apps
 
     def allows(self, required: str) -> bool:
         """True when this principal may call a route that requires ``required``."""

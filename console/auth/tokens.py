@@ -18,15 +18,28 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from console.auth.roles import USER_ROLES, Principal
+from console.auth.sessions import apps_tuple
+from console.auth.users import UserError, encode_apps
 from console.storage.models import Token
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 AGENT_PREFIX = "fda_"
 API_PREFIX = "fdp_"
+ENROL_PREFIX = "fde_"
+MAX_ENROL_SECONDS = 30 * 86400
 
 
 class TokenError(ValueError):
     """A token request is invalid (unknown role, bad host name)."""
+
+
+class TokenNotFound(TokenError):
+    """No token with that id."""
+
+
+class EnrolError(ValueError):
+    """An enrolment was refused: the enrolment token is unknown, used, expired, revoked or
+    bound to another host (one message for all, so a caller learns nothing more)."""
 
 
 def digest(token: str) -> str:
@@ -51,30 +64,104 @@ class TokenService:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, _Cached] = {}
 
-    def create_agent_token(self, session: Session, host: str) -> str:
+    def create_agent_token(self, session: Session, host: str, created_by: str | None = None) -> str:
         """A new agent token bound to ``host``; returns the plaintext (shown once)."""
-        if not HOST_NAME_RE.match(host):
+        if not isinstance(host, str) or not HOST_NAME_RE.match(host):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         return self._create(session, kind="agent", name=f"agent:{host}", host=host, role=None,
-                            prefix=AGENT_PREFIX, expires_at=None)
+                            prefix=AGENT_PREFIX, expires_at=None, created_by=created_by)
 
     def create_api_token(self, session: Session, name: str, role: str,
-                         expires_in_days: float | None = None) -> str:
-        """A new API token capped at ``role``; returns the plaintext (shown once)."""
+                         expires_in_days: float | None = None, *, apps: list[str] | None = None,
+                         created_by: str | None = None) -> str:
+        """A new API token capped at ``role`` (a deployer token optionally limited to
+        ``apps``), expiring after ``expires_in_days`` days (None: never); returns the
+        plaintext (shown once). Raises TokenError."""
         if role not in USER_ROLES:
             raise TokenError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
-        if not name or len(name) > 128:
+        if not isinstance(name, str) or not name.strip() or len(name) > 128:
             raise TokenError("a token name of 1 to 128 characters is required")
+        if expires_in_days is not None and not 0 < expires_in_days <= 3650:
+            raise TokenError("expiry must be between 0 and 3650 days")
+        try:
+            encoded_apps = encode_apps(role, apps)
+        except UserError as exc:
+            raise TokenError(str(exc)) from None
         expires_at = self._clock() + expires_in_days * 86400 if expires_in_days else None
-        return self._create(session, kind="api", name=name, host=None, role=role,
-                            prefix=API_PREFIX, expires_at=expires_at)
+        return self._create(session, kind="api", name=name, host=None, role=role, prefix=API_PREFIX,
+                            expires_at=expires_at, created_by=created_by, apps=encoded_apps)
+
+    def create_enrol_token(self, session: Session, expires_in_s: float, host: str | None = None,
+                           created_by: str | None = None) -> tuple[int, str]:
+        """A one-time enrolment token valid for ``expires_in_s`` seconds (at most 30 days),
+        optionally only for ``host``; returns (id, plaintext). Raises TokenError."""
+        if not 0 < expires_in_s <= MAX_ENROL_SECONDS:
+            raise TokenError(f"an enrolment token expires within 1 s to {MAX_ENROL_SECONDS} s")
+        if host is not None and (not isinstance(host, str) or not HOST_NAME_RE.match(host)):
+            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
+        plaintext = self._create(session, kind="enrol", name=f"enrol:{host or '*'}", host=host, role=None,
+                                 prefix=ENROL_PREFIX, expires_at=self._clock() + expires_in_s,
+                                 created_by=created_by)
+        row_id = session.execute(select(Token.id).where(Token.token_hash == digest(plaintext))).scalar_one()
+        return row_id, plaintext
+
+    def enrol(self, session: Session, enrol_token: str, host: str) -> tuple[int, str]:
+        """Spend a one-time enrolment token on a new agent token bound to ``host``; returns
+        (enrolment token id, agent token plaintext). Raises TokenError for a bad host name
+        and EnrolError when the enrolment token cannot be used."""
+        if not isinstance(host, str) or not HOST_NAME_RE.match(host):
+            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
+        now = self._clock()
+        row = session.execute(select(Token).where(Token.token_hash == digest(enrol_token))
+                              .with_for_update()).scalar_one_or_none()
+        if (row is None or row.kind != "enrol" or row.revoked_at is not None
+                or (row.expires_at is not None and row.expires_at <= now)
+                or (row.host_name is not None and row.host_name != host)):
+            raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+        # Spent in the same transaction that creates the agent token: one use only.
+        spent = session.execute(update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
+                                .values(revoked_at=now, last_used_at=now)).rowcount
+        if spent != 1:
+            raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+        return row.id, self.create_agent_token(session, host, created_by=f"enrol:{row.id}")
+
+    def list(self, session: Session, include_revoked: bool = False) -> list[dict]:
+        """Token metadata, newest first, never a secret: ``[{"id", "kind" (api|agent|enrol),
+        "name", "role", "host", "apps", "created_at", "expires_at", "last_used_at",
+        "revoked_at" (Unix s or null), "created_by"}]``."""
+        stmt = select(Token).order_by(Token.id.desc())
+        if not include_revoked:
+            stmt = stmt.where(Token.revoked_at.is_(None))
+        return [self.describe(t) for t in session.execute(stmt).scalars()]
+
+    def revoke(self, session: Session, token_id: int) -> dict:
+        """Revoke a token (idempotent); returns its metadata. Raises TokenNotFound. The
+        lookup cache of this process is dropped; other processes notice within
+        ``cache_seconds``."""
+        row = session.get(Token, token_id)
+        if row is None:
+            raise TokenNotFound(f"no token with id {token_id}")
+        if row.revoked_at is None:
+            row.revoked_at = self._clock()
+        session.flush()
+        self.forget()
+        return self.describe(row)
+
+    @staticmethod
+    def describe(row: Token) -> dict:
+        apps = apps_tuple(row.apps)
+        return {"id": row.id, "kind": row.kind, "name": row.name, "role": row.role, "host": row.host_name,
+                "apps": None if apps is None else list(apps), "created_at": row.created_at,
+                "expires_at": row.expires_at, "last_used_at": row.last_used_at,
+                "revoked_at": row.revoked_at, "created_by": row.created_by}
 
     def _create(self, session: Session, *, kind: str, name: str, host: str | None,
-                role: str | None, prefix: str, expires_at: float | None) -> str:
+                role: str | None, prefix: str, expires_at: float | None,
+                created_by: str | None = None, apps: str | None = None) -> str:
         plaintext = prefix + secrets.token_urlsafe(32)
         session.add(Token(kind=kind, name=name, host_name=host, role=role,
                           token_hash=digest(plaintext), created_at=self._clock(),
-                          expires_at=expires_at))
+                          expires_at=expires_at, created_by=created_by, apps=apps))
         session.flush()
         return plaintext
 
@@ -104,8 +191,10 @@ class TokenService:
                 until = min(until, row.expires_at)
             if row.kind == "agent":
                 principal = Principal("agent", row.name, "agent", host=row.host_name)
-            else:
-                principal = Principal("api", row.name, row.role or "viewer")
+            elif row.kind == "api":
+                principal = Principal("api", row.name, row.role or "viewer", apps=apps_tuple(row.apps))
+            else:  # an enrolment token opens POST /api/v1/enrol only, never a route
+                return _Cached(None, row.id, now + self._cache_seconds)
             return _Cached(principal, row.id, until)
 
     def forget(self) -> None:

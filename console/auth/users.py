@@ -5,19 +5,52 @@ import re
 import time
 from typing import Callable
 
-from sqlalchemy import func, select
+import orjson
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from console.auth.passwords import Passwords, generate_password
 from console.auth.roles import USER_ROLES, Principal
-from console.storage.models import User
+from console.auth.sessions import apps_tuple
+from console.storage.models import User, UserSession
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte password is an attack
+UNCHANGED = object()
+
+
+def encode_apps(role: str, apps: object) -> str | None:
+    """Validate a deployer's app allow-list and encode it for storage (sorted JSON list);
+    None (every app) for None. Raises UserError for a non-list, a bad app name, or a list
+    given for a role other than deployer."""
+    if apps is None:
+        return None
+    if role != "deployer":
+        raise UserError("an app allow-list applies to the deployer role only")
+    if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
+        raise UserError("apps must be a list of up to 1000 app names")
+    bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.match(a)]
+    if bad:
+        raise UserError(f"invalid app name {bad[0]!r}")
+    return orjson.dumps(sorted(set(apps))).decode()
 
 
 class UserError(ValueError):
     """A user request is invalid (bad name, short password, unknown role or user)."""
+
+
+class UserExists(UserError):
+    """The user name is taken."""
+
+
+class UserNotFound(UserError):
+    """No user of that name."""
+
+
+class LastAdmin(UserError):
+    """The change would leave no enabled admin."""
 
 
 class UserService:
@@ -28,29 +61,79 @@ class UserService:
         self._passwords = passwords or Passwords()
         self._clock = clock
 
-    def create(self, session: Session, username: str, password: str, role: str) -> User:
-        if not USERNAME_RE.match(username):
+    def create(self, session: Session, username: str, password: str, role: str,
+               apps: list[str] | None = None) -> User:
+        """A new enabled user; ``apps`` limits a deployer to those apps. Raises UserError
+        (bad name, role or password; the name is taken)."""
+        if not isinstance(username, str) or not USERNAME_RE.match(username):
             raise UserError(f"invalid user name {username!r}")
         if role not in USER_ROLES:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
+        encoded_apps = encode_apps(role, apps)
         self._check_password(password)
         if session.execute(select(User.id).where(User.username == username)).first():
-            raise UserError(f"user {username!r} already exists")
+            raise UserExists(f"user {username!r} already exists")
         user = User(username=username, password_hash=self._passwords.hash(password), role=role,
-                    created_at=self._clock(), disabled=False)
+                    created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
         session.flush()
         return user
 
     def set_password(self, session: Session, username: str, password: str) -> None:
+        """Change a password and end the user's sessions. Raises UserError."""
         self._check_password(password)
         user = self._get(session, username)
         if user is None:
-            raise UserError(f"no user {username!r}")
+            raise UserNotFound(f"no user {username!r}")
         user.password_hash = self._passwords.hash(password)
+        session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+
+    def update(self, session: Session, username: str, role: object = UNCHANGED,
+               apps: object = UNCHANGED, disabled: object = UNCHANGED) -> dict:
+        """Change a user's role, app allow-list (None: every app) or disabled flag; a role
+        change or disabling ends the user's sessions. Returns the user as :meth:`list`
+        shows it. Raises UserError."""
+        user = self._get(session, username)
+        if user is None:
+            raise UserNotFound(f"no user {username!r}")
+        new_role = user.role if role is UNCHANGED else role
+        if new_role not in USER_ROLES:
+            raise UserError(f"unknown role {new_role!r}; choose one of {', '.join(USER_ROLES)}")
+        if apps is UNCHANGED:
+            apps = list(apps_tuple(user.apps)) if user.apps is not None and new_role == "deployer" else None
+        new_apps = encode_apps(new_role, apps)
+        if disabled is not UNCHANGED and not isinstance(disabled, bool):
+            raise UserError("disabled must be true or false")
+        losing_admin = user.role == "admin" and not user.disabled and (new_role != "admin" or disabled is True)
+        if losing_admin and session.execute(select(func.count(User.id)).where(
+                User.role == "admin", User.disabled.is_(False))).scalar_one() <= 1:
+            raise LastAdmin(f"{username!r} is the last enabled admin")
+        end_sessions = new_role != user.role or (disabled is True and not user.disabled)
+        user.role, user.apps = new_role, new_apps
+        if disabled is not UNCHANGED:
+            user.disabled = disabled
+        if end_sessions:
+            session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+        session.flush()
+        return self._describe(user)
+
+    def list(self, session: Session) -> list[dict]:
+        """``[{"username", "role", "apps" (list or null), "disabled", "created_at" (Unix s)}]``."""
+        return [self._describe(u) for u in session.execute(select(User).order_by(User.username)).scalars()]
+
+    def get(self, session: Session, username: str) -> User | None:
+        return self._get(session, username)
+
+    @staticmethod
+    def _describe(user: User) -> dict:
+        apps = apps_tuple(user.apps)
+        return {"username": user.username, "role": user.role, "apps": None if apps is None else list(apps),
+                "disabled": bool(user.disabled), "created_at": user.created_at}
 
     def authenticate(self, session: Session, username: str, password: str) -> Principal | None:
         """The principal for valid credentials, else None. Rehashes an outdated hash."""
+        if len(password) > MAX_PASSWORD_LENGTH or len(username) > 64:
+            return None
         user = self._get(session, username)
         if user is None or user.disabled:
             # Spend the same time as a real check so unknown names are not revealed by timing.
@@ -60,14 +143,14 @@ class UserService:
             return None
         if self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
-        return Principal("user", user.username, user.role)
+        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
 
     def principal(self, session: Session, username: str) -> Principal | None:
-        """The principal of an enabled user (for a session cookie), else None."""
+        """The principal of an enabled user, else None."""
         user = self._get(session, username)
         if user is None or user.disabled:
             return None
-        return Principal("user", user.username, user.role)
+        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
 
     def ensure_admin(self, session: Session, password: str | None = None) -> str | None:
         """On first run (no users at all) create ``admin``. Returns the password when it was
@@ -85,8 +168,8 @@ class UserService:
         return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
     def _check_password(self, password: str) -> None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise UserError(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
 
     def _dummy_hash(self) -> str:
         if not hasattr(self, "_dummy"):

@@ -25,6 +25,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # viewer | deployer | admin
     created_at: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # JSON list of the apps a deployer may deploy; NULL: every app (added by 0008_security).
+    apps: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Token(Base):
@@ -42,6 +44,10 @@ class Token(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Added by 0008_security: the app allow-list of a deployer API token (JSON list; NULL:
+    # every app) and who created the token (``user:alice``, ``cli``).
+    apps: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Host(Base):
@@ -178,3 +184,32 @@ class IngestRejection(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     last_at: Mapped[float] = mapped_column(Float)
     last_example: Mapped[str] = mapped_column(Text)
+
+
+class UserSession(Base):
+    """A browser session. The cookie carries a random id; only its SHA-256 is stored, and
+    logging out deletes the row, so a copied cookie stops working at logout."""
+
+    __tablename__ = "user_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the id
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(255))  # client IP address at login
+
+
+class StoredSecret(Base):
+    """An encrypted secret (SSH key, kubeconfig, registry password, webhook URL). Only the
+    Fernet token is stored; the key lives outside the database (console/secrets.py)."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[str] = mapped_column(Text)  # Fernet token (URL-safe base64)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(255))

@@ -1,7 +1,6 @@
 """Pages: login/logout and the dashboard views. Data reaches pages through the JSON API."""
 from __future__ import annotations
 
-from console.auth.users import UserError
 from console.handlers import SESSION_COOKIE, PageHandler
 
 
@@ -13,6 +12,13 @@ def safe_next(target: str | None) -> str:
 
 
 class LoginHandler(PageHandler):
+    """The login form. Failed logins are counted per user name and per client address
+    (``login_failures_per_user``/``_per_ip`` within ``login_window_seconds``); over either
+    limit the answer is 429 with ``Retry-After``, before the password is even checked.
+    Every attempt is audited (``login.success``/``login.failure``)."""
+
+    max_body_bytes = 16 * 1024
+
     def get(self) -> None:
         if self.current_user is not None:
             self.redirect(safe_next(self.get_argument("next", "/")))
@@ -23,22 +29,39 @@ class LoginHandler(PageHandler):
         username = self.get_argument("username", "", strip=True)
         password = self.get_argument("password", "", strip=False)
         next_url = safe_next(self.get_argument("next", "/"))
-        try:
-            principal = await self.services.db.write(self.services.users.authenticate, username, password)
-        except UserError:
-            principal = None
-        if principal is None:
+        auth = self.services.auth
+        user_key, ip_key = f"user:{username.lower()}", f"ip:{self.client_ip}"
+        wait = max(auth.login_limit_user.retry_after(user_key) or 0, auth.login_limit_ip.retry_after(ip_key) or 0)
+        if wait:
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait))
+            self.render("login.html", error=f"Too many failed logins. Try again in {wait} s.", next_url=next_url)
+            return
+        result = await self.services.db.write(auth.login, username, password, self.client_ip)
+        if result.principal is None:
+            auth.login_limit_user.fail(user_key)
+            auth.login_limit_ip.fail(ip_key)
             self.set_status(401)
             self.render("login.html", error="Wrong user name or password.", next_url=next_url)
             return
+        auth.login_limit_user.reset(user_key)
         console = self.services.config.console
-        self.set_signed_cookie(SESSION_COOKIE, principal.name, expires_days=console.session_days,
-                               httponly=True, samesite="Lax", secure=console.cookie_secure)
+        secure = console.cookie_secure or self.request.protocol == "https"
+        # Lax, not Strict: a link to the dashboard from a chat message should arrive logged in;
+        # state changes are still guarded by the _xsrf token.
+        self.set_signed_cookie(SESSION_COOKIE, result.session_id, expires_days=console.session_days,
+                               httponly=True, samesite="Lax", secure=secure)
         self.redirect(next_url)
 
 
 class LogoutHandler(PageHandler):
-    def post(self) -> None:
+    """Ends the server-side session, so the cookie is worthless even if it was copied."""
+
+    async def post(self) -> None:
+        session_id = self.session_id()
+        if session_id:
+            await self.services.db.write(self.services.auth.logout, session_id, self.principal.actor,
+                                         self.client_ip)
         self.clear_cookie(SESSION_COOKIE)
         self.redirect("/login")
 

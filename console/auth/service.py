@@ -1,0 +1,129 @@
+"""Audited account operations shared by the HTTP API, the pages and the CLI.
+
+Every method takes the caller's ``session`` and writes its audit entry in that same
+transaction (console/audit): when the entry cannot be written, the change is rolled
+back with it. ``actor`` names who acts (``user:alice``, ``api:ci``, ``cli:root``) and
+``source`` where from (a client IP address or ``cli``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.audit.service import AuditService
+from console.auth.limits import FailureLimiter
+from console.auth.roles import Principal
+from console.auth.sessions import SessionService
+from console.auth.tokens import TokenService, digest
+from console.auth.users import UNCHANGED, UserService
+from console.storage.models import Token
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    principal: Principal | None
+    session_id: str | None
+
+
+class AuthService:
+    """Logins, sessions, users and tokens, with the audit entries they owe.
+
+    ``login_limit_user``/``login_limit_ip`` count failed logins per user name and per
+    client address within ``login_window_s`` seconds; ``enrol_limit`` counts failed
+    enrolments per address. The limiters are used on the IOLoop thread only."""
+
+    def __init__(self, users: UserService, tokens: TokenService, sessions: SessionService,
+                 audit: AuditService, *, login_failures_per_user: int = 5, login_failures_per_ip: int = 20,
+                 login_window_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+        self.users = users
+        self.tokens = tokens
+        self.sessions = sessions
+        self.audit = audit
+        self.login_limit_user = FailureLimiter(login_failures_per_user, login_window_s)
+        self.login_limit_ip = FailureLimiter(login_failures_per_ip, login_window_s)
+        self.enrol_limit = FailureLimiter(login_failures_per_ip, login_window_s)
+        self._clock = clock
+
+    # -- sessions -----------------------------------------------------------------------
+    def login(self, session: Session, username: str, password: str, source: str) -> LoginResult:
+        """Check the password; on success open a session. Audits ``login.success`` or
+        ``login.failure`` (the password itself is never recorded)."""
+        principal = self.users.authenticate(session, username, password)
+        if principal is None:
+            self.audit.record(session, f"user:{username[:64]}", "login.failure", f"user:{username[:64]}",
+                              {}, source)
+            return LoginResult(None, None)
+        user = self.users.get(session, username)
+        session_id = self.sessions.create(session, user.id, source)
+        self.audit.record(session, principal.actor, "login.success", f"user:{username}", {}, source)
+        return LoginResult(principal, session_id)
+
+    def logout(self, session: Session, session_id: str, actor: str, source: str) -> None:
+        if self.sessions.destroy(session, session_id):
+            self.audit.record(session, actor, "logout", actor, {}, source)
+
+    # -- users --------------------------------------------------------------------------
+    def create_user(self, session: Session, actor: str, source: str, username: str, password: str,
+                    role: str, apps: list[str] | None = None) -> dict:
+        user = self.users.create(session, username, password, role, apps)
+        described = next(u for u in self.users.list(session) if u["username"] == user.username)
+        self.audit.record(session, actor, "user.create", f"user:{username}",
+                          {"role": role, "apps": described["apps"]}, source)
+        return described
+
+    def update_user(self, session: Session, actor: str, source: str, username: str, *,
+                    role: object = UNCHANGED, apps: object = UNCHANGED, disabled: object = UNCHANGED,
+                    password: str | None = None) -> dict:
+        described = self.users.update(session, username, role=role, apps=apps, disabled=disabled)
+        changed = {k: v for k, v in (("role", role), ("apps", apps), ("disabled", disabled)) if v is not UNCHANGED}
+        if password is not None:
+            self.users.set_password(session, username, password)
+            changed["password"] = "changed"
+        self.audit.record(session, actor, "user.update", f"user:{username}", changed, source)
+        return described
+
+    def set_password(self, session: Session, actor: str, source: str, username: str, password: str) -> None:
+        self.users.set_password(session, username, password)
+        self.audit.record(session, actor, "user.password", f"user:{username}", {}, source)
+
+    # -- tokens -------------------------------------------------------------------------
+    def create_api_token(self, session: Session, actor: str, source: str, name: str, role: str,
+                         expires_in_days: float | None = None, apps: list[str] | None = None) -> dict:
+        """Returns the token's metadata plus ``"token"``: the plaintext, shown this once."""
+        plaintext = self.tokens.create_api_token(session, name, role, expires_in_days, apps=apps, created_by=actor)
+        return self._created(session, actor, source, plaintext)
+
+    def create_agent_token(self, session: Session, actor: str, source: str, host: str) -> dict:
+        plaintext = self.tokens.create_agent_token(session, host, created_by=actor)
+        return self._created(session, actor, source, plaintext)
+
+    def create_enrol_token(self, session: Session, actor: str, source: str, expires_in_s: float,
+                           host: str | None = None) -> dict:
+        _, plaintext = self.tokens.create_enrol_token(session, expires_in_s, host, created_by=actor)
+        return self._created(session, actor, source, plaintext)
+
+    def _created(self, session: Session, actor: str, source: str, plaintext: str) -> dict:
+        row = session.execute(select(Token).where(Token.token_hash == digest(plaintext))).scalar_one()
+        described = self.tokens.describe(row)
+        self.audit.record(session, actor, "token.create", f"token:{row.id}",
+                          {k: described[k] for k in ("kind", "name", "role", "host", "apps", "expires_at")},
+                          source)
+        return {**described, "token": plaintext}
+
+    def revoke_token(self, session: Session, actor: str, source: str, token_id: int) -> dict:
+        described = self.tokens.revoke(session, token_id)
+        self.audit.record(session, actor, "token.revoke", f"token:{token_id}",
+                          {"kind": described["kind"], "name": described["name"]}, source)
+        return described
+
+    def enrol(self, session: Session, enrol_token: str, host: str, source: str) -> str:
+        """Exchange a one-time enrolment token for an agent token bound to ``host``;
+        audits ``agent.enrol``. Raises TokenError / EnrolError (console/auth/tokens.py)."""
+        enrol_id, plaintext = self.tokens.enrol(session, enrol_token, host)
+        self.audit.record(session, f"enrol:{enrol_id}", "agent.enrol", f"host:{host}",
+                          {"enrol_token_id": enrol_id}, source)
+        return plaintext
