@@ -36,6 +36,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
+from tests.harness import http
+from tests.sshd import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "ansible" / "install-agent.yml"
@@ -72,6 +74,8 @@ class Deployment:
         self.suffix = uuid.uuid4().hex[:8]
         self.host_name = f"ansible-{self.suffix}"
         self.user = f"fdagent-{self.suffix}"
+        self.console_user = f"fdconsole-{self.suffix}"
+        self.wheel = wheel
         # Outside pytest's tmp (mode 0700, root's only): the agent user must traverse it.
         self.root = Path(tempfile.mkdtemp(prefix="fleetdeck-ansible-"))
         self.root.chmod(0o755)
@@ -79,7 +83,8 @@ class Deployment:
         self.inventory = workdir / "inventory.ini"
         ssh_args = f"-o UserKnownHostsFile={sshd.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         self.inventory.write_text(
-            "[fleetdeck_agents]\n"
+            "[fleetdeck_agents]\n" f"{INVENTORY_HOST}\n" "[fleetdeck_console]\n" f"{INVENTORY_HOST}\n"
+            "[all]\n"
             f"{INVENTORY_HOST} ansible_host={sshd.host} ansible_port={sshd.port} ansible_user={sshd.user} "
             f"ansible_ssh_private_key_file={sshd.client_key} ansible_ssh_common_args='{ssh_args}' "
             # No sudo in this container; su from root to root needs no password.
@@ -107,10 +112,11 @@ class Deployment:
         # An empty config of our own: no ansible.cfg of the machine or the user applies.
         (workdir / "ansible.cfg").write_text("[defaults]\n")
 
-    def run(self, *args: str, timeout: float = 600) -> tuple[dict[str, int], str]:
-        """Run the playbook; return (recap counts of the host, full output). Asserts rc 0."""
-        proc = subprocess.run([self.binary, "-i", str(self.inventory), "-e", f"@{self.extra_vars}",
-                               str(PLAYBOOK), *args], env=self.env, cwd=self.workdir, capture_output=True,
+    def run(self, *args: str, playbook: Path = PLAYBOOK, extra_vars: Path | None = None,
+            timeout: float = 600) -> tuple[dict[str, int], str]:
+        """Run a playbook; return (recap counts of the host, full output). Asserts rc 0."""
+        proc = subprocess.run([self.binary, "-i", str(self.inventory), "-e", f"@{extra_vars or self.extra_vars}",
+                               str(playbook), *args], env=self.env, cwd=self.workdir, capture_output=True,
                               text=True, timeout=timeout)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output
@@ -132,7 +138,8 @@ class Deployment:
         pid = self.agent_pid()
         if pid is not None:
             subprocess.run(["kill", str(pid)], check=False)
-        for tool in (["userdel", self.user], ["groupdel", self.user]):
+        for tool in (["userdel", self.user], ["groupdel", self.user],
+                     ["userdel", self.console_user], ["groupdel", self.console_user]):
             subprocess.run(tool, check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -219,3 +226,52 @@ def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
         assert not (deployment.root / path).exists(), path
     with pytest.raises(KeyError):
         pwd.getpwnam(deployment.user)
+
+
+def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN001
+    """install-console.yml over SSH, without starting the unit (no systemd here); then the
+    installed console is started as its user from the written config.yaml and answers."""
+    root = deployment.root / "console"
+    port = free_port()
+    extra = deployment.workdir / "console-vars.json"
+    extra.write_text(json.dumps({
+        "fleetdeck_console_package": str(deployment.wheel),
+        "fleetdeck_console_root": str(root),
+        "fleetdeck_console_user": deployment.console_user,
+        "fleetdeck_console_group": deployment.console_user,
+        "fleetdeck_console_python": "/usr/bin/python3",
+        "fleetdeck_console_listen": f"127.0.0.1:{port}",
+        "fleetdeck_console_start": False,
+    }))
+    playbook = REPO / "ansible" / "install-console.yml"
+    recap, output = deployment.run(playbook=playbook, extra_vars=extra)
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    recap, output = deployment.run(playbook=playbook, extra_vars=extra)
+    assert recap["changed"] == 0, output
+
+    config = root / "etc/fleetdeck/config.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    unit = (root / "etc/systemd/system/fleetdeck.service").read_text()
+    assert f"--config {config}" in unit and "Restart=on-failure" in unit and "ProtectSystem=strict" in unit
+    console = subprocess.Popen(["runuser", "-u", deployment.console_user, "--",
+                                str(root / "opt/fleetdeck/venv/bin/fleetdeck"), "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def healthy():
+            if console.poll() is not None:
+                raise AssertionError(f"the console exited: {console.stdout.read()}")
+            try:
+                return http("GET", f"http://127.0.0.1:{port}/login", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 60, "the installed console to serve its login page")
+    finally:
+        console.terminate()
+        console.wait(20)
+    assert (root / "var/lib/fleetdeck/fleetdeck.db").exists()
+
+    recap, output = deployment.run("--tags", "uninstall", playbook=playbook, extra_vars=extra)
+    assert recap["failed"] == 0, output
+    assert not (root / "opt/fleetdeck").exists() and not config.exists()
+    assert (root / "var/lib/fleetdeck/fleetdeck.db").exists()  # data is kept on uninstall
