@@ -1,7 +1,9 @@
-"""Agent footprint: resident memory and CPU of one real agent process pushing this
-machine's host metrics to a real console, the figures docs/install.md quotes.
+"""Agent steady state at the default interval: resident memory and CPU share of one real
+agent process pushing this machine's host metrics to a real console, the figures
+docs/install.md quotes for sizing a host (bench/agent_footprint.py, on the spool branch,
+compares the agent with node_exporter per cycle instead).
 
-    python bench/agent_footprint.py [--interval 10] [--seconds 120]
+    python bench/agent_steady_state.py [--interval 10] [--seconds 120]
 
 The console runs in this process (tests/harness.py ConsoleHarness); the agent is a
 separate ``python -m agents`` process whose RSS (VmRSS, VmHWM from /proc/PID/status) and
