@@ -28,7 +28,7 @@ import re
 import socket
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -107,7 +107,9 @@ def config_hash(config: AgentConfig) -> str:
     Two agents with the same file, environment and command line report the
     same hash whatever their host name; any other difference changes it.
     """
-    values = {f.name: getattr(config, f.name) for f in fields(AgentConfig) if f.name not in _HASH_EXCLUDED}
+    # asdict recurses into nested settings dataclasses, so no object repr (with its memory
+    # address) can reach the hash; default=str covers plain values JSON lacks.
+    values = {k: v for k, v in asdict(config).items() if k not in _HASH_EXCLUDED}
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
