@@ -201,24 +201,86 @@ class LocalAgent:
             self.proc.wait()
 
 
+def _actor() -> str:
+    """How the audit log names a server-side CLI user: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` or plain seconds -> seconds; raises CliError."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise CliError(f"invalid duration {text!r}: use e.g. 90s, 15m, 1h or 7d", 2)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _fmt_time(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from console.auth.tokens import TokenError
 
-    if bool(args.agent) == bool(args.name):
-        raise CliError("give either --agent HOST or --name NAME --role ROLE", 2)
+    modes = [bool(args.agent), bool(args.name), bool(args.enrol)]
+    if sum(modes) != 1:
+        raise CliError("give one of --agent HOST, --name NAME --role ROLE, or --enrol [--host HOST]", 2)
     services = _services(_config(args))
+    auth, actor = services.auth, _actor()
     try:
         if args.agent:
-            token = services.db.run(services.tokens.create_agent_token, args.agent)
+            created = services.db.run(auth.create_agent_token, actor, "cli", args.agent)
+        elif args.enrol:
+            expires = parse_duration(args.expires) if args.expires else 3600.0
+            created = services.db.run(auth.create_enrol_token, actor, "cli", expires, args.host)
         else:
             if not args.role:
                 raise CliError("--role is required with --name (viewer, deployer or admin)", 2)
-            token = services.db.run(services.tokens.create_api_token, args.name, args.role, args.expires_days)
+            days = args.expires_days
+            if args.expires:
+                days = parse_duration(args.expires) / 86400
+            apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
+            created = services.db.run(auth.create_api_token, actor, "cli", args.name, args.role, days, apps)
     except TokenError as exc:
         raise CliError(str(exc), 2) from None
     finally:
         services.close()
-    print(token)
+    print(created["token"])
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    services = _services(_config(args))
+    try:
+        tokens = services.db.run(services.tokens.list, args.all)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(tokens, indent=2))
+        return 0
+    rows = [{**t, "role": t["role"] or "-", "host": t["host"] or "-",
+             "apps": ",".join(t["apps"]) if t["apps"] is not None else "-",
+             "expires": _fmt_time(t["expires_at"]), "used": _ago(t["last_used_at"]),
+             "state": "revoked" if t["revoked_at"] else "expired" if t["expires_at"] and t["expires_at"] <= time.time()
+             else "active"} for t in tokens]
+    print_table(rows, [("id", "ID"), ("kind", "KIND"), ("name", "NAME"), ("role", "ROLE"), ("host", "HOST"),
+                       ("apps", "APPS"), ("expires", "EXPIRES (UTC)"), ("used", "LAST USED"), ("state", "STATE")])
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from console.auth.tokens import TokenNotFound
+
+    services = _services(_config(args))
+    try:
+        revoked = services.db.run(services.auth.revoke_token, _actor(), "cli", args.id)
+    except TokenNotFound as exc:
+        raise CliError(str(exc), 1) from None
+    finally:
+        services.close()
+    print(f"revoked token {revoked['id']} ({revoked['kind']} {revoked['name']})")
     return 0
 
 
@@ -235,19 +297,85 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    from console.auth.users import UserError
+    from console.auth.users import UNCHANGED, UserError
+
+    services = _services(_config(args))
+    auth, actor = services.auth, _actor()
+    try:
+        if args.user_command == "list":
+            users = services.db.run(services.users.list)
+            if args.json:
+                print(json.dumps(users, indent=2))
+            else:
+                print_table([{**u, "apps": ",".join(u["apps"]) if u["apps"] is not None else "-",
+                              "state": "disabled" if u["disabled"] else "enabled"} for u in users],
+                            [("username", "USER"), ("role", "ROLE"), ("apps", "APPS"), ("state", "STATE")])
+        elif args.user_command == "create":
+            apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
+            services.db.run(auth.create_user, actor, "cli", args.username, _read_password(args), args.role, apps)
+            print(f"created user {args.username!r} with role {args.role}")
+        elif args.user_command == "set-password":
+            services.db.run(auth.set_password, actor, "cli", args.username, _read_password(args))
+            print(f"password of {args.username!r} changed; their sessions ended")
+        else:
+            role = args.role if getattr(args, "role", None) else UNCHANGED
+            apps = UNCHANGED
+            if getattr(args, "apps", None) is not None:
+                apps = [a.strip() for a in args.apps.split(",") if a.strip()] or None
+            disabled = {"disable": True, "enable": False}.get(args.user_command, UNCHANGED)
+            user = services.db.run(auth.update_user, actor, "cli", args.username,
+                                   role=role, apps=apps, disabled=disabled)
+            print(f"user {user['username']!r}: role {user['role']}, "
+                  f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
+                  f"{'disabled' if user['disabled'] else 'enabled'}")
+    except UserError as exc:
+        raise CliError(str(exc), 2) from None
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    services = _services(_config(args))
+    try:
+        if getattr(args, "audit_command", None) == "verify":
+            result = services.db.run(services.audit.verify)
+            if result.ok:
+                print(f"audit log intact: {result.entries} entries verified")
+                return 0
+            print(f"audit log TAMPERED: entry {result.first_bad_id}: {result.reason}", file=sys.stderr)
+            return 1
+        entries = services.db.run(services.audit.entries, args.limit)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    print_table([{**e, "time": _fmt_time(e["ts"]),
+                  "details": json.dumps(e["details"], sort_keys=True) if e["details"] else ""} for e in entries],
+                [("id", "ID"), ("time", "TIME (UTC)"), ("actor", "ACTOR"), ("action", "ACTION"),
+                 ("target", "TARGET"), ("source", "SOURCE"), ("details", "DETAILS")])
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from console.secrets import SecretError
 
     services = _services(_config(args))
     try:
-        password = _read_password(args)
-        if args.user_command == "create":
-            services.db.run(services.users.create, args.username, password, args.role)
-            print(f"created user {args.username!r} with role {args.role}")
+        if args.secrets_command == "rotate":
+            count = services.db.run(services.secrets.rotate_all, _actor())
+            print(f"re-encrypted {count} secret(s) under the first key")
         else:
-            services.db.run(services.users.set_password, args.username, password)
-            print(f"password of {args.username!r} changed")
-    except UserError as exc:
-        raise CliError(str(exc), 2) from None
+            secrets_ = services.db.run(services.secrets.list)
+            if args.json:
+                print(json.dumps(secrets_, indent=2))
+            else:
+                print_table([{**s_, "updated": _fmt_time(s_["updated_at"])} for s_ in secrets_],
+                            [("name", "NAME"), ("kind", "KIND"), ("updated", "UPDATED (UTC)"),
+                             ("updated_by", "BY")])
+    except SecretError as exc:
+        raise CliError(str(exc), 1) from None
     finally:
         services.close()
     return 0
@@ -298,25 +426,77 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
     serve.set_defaults(func=cmd_serve)
 
-    token = sub.add_parser("token", help="create tokens").add_subparsers(dest="token_command", required=True)
-    create = token.add_parser("create", help="create an agent token (--agent) or an API token (--name, --role)")
+    token = sub.add_parser("token", help="create, list and revoke tokens").add_subparsers(
+        dest="token_command", required=True)
+    create = token.add_parser("create", help="create an agent token (--agent), an API token (--name, --role) "
+                                            "or a one-time enrolment token (--enrol)")
     create.add_argument("--config")
     create.add_argument("--agent", metavar="HOST", help="bind a new agent token to HOST")
     create.add_argument("--name", help="name of a new API token")
     create.add_argument("--role", choices=("viewer", "deployer", "admin"), help="role cap of the API token")
+    create.add_argument("--apps", metavar="A,B", help="limit a deployer API token to these apps")
+    create.add_argument("--enrol", action="store_true",
+                        help="one-time enrolment token for `fleetdeck-agent enrol` (default lifetime 1h)")
+    create.add_argument("--host", metavar="HOST", help="with --enrol: only this host may enrol with it")
+    create.add_argument("--expires", metavar="DURATION", help="lifetime, e.g. 15m, 1h, 30d")
     create.add_argument("--expires-days", type=float, help="API token lifetime in days (default: no expiry)")
     create.set_defaults(func=cmd_token_create)
+    tlist = token.add_parser("list", help="list tokens (never their secrets)")
+    tlist.add_argument("--config")
+    tlist.add_argument("--all", action="store_true", help="include revoked tokens")
+    tlist.add_argument("--json", action="store_true")
+    tlist.set_defaults(func=cmd_token_list)
+    trevoke = token.add_parser("revoke", help="revoke a token by id")
+    trevoke.add_argument("id", type=int)
+    trevoke.add_argument("--config")
+    trevoke.set_defaults(func=cmd_token_revoke)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    ulist = user.add_parser("list", help="list users")
+    ulist.add_argument("--config")
+    ulist.add_argument("--json", action="store_true")
+    ulist.set_defaults(func=cmd_user)
     ucreate = user.add_parser("create", help="create a user (password from $FLEETDECK_PASSWORD, stdin or prompt)")
     ucreate.add_argument("username")
     ucreate.add_argument("--role", choices=("viewer", "deployer", "admin"), required=True)
+    ucreate.add_argument("--apps", metavar="A,B", help="limit a deployer to these apps")
     ucreate.add_argument("--config")
     ucreate.set_defaults(func=cmd_user)
-    upass = user.add_parser("set-password", help="set a user's password")
+    upass = user.add_parser("set-password", help="set a user's password (ends their sessions)")
     upass.add_argument("username")
     upass.add_argument("--config")
     upass.set_defaults(func=cmd_user)
+    uset = user.add_parser("set", help="change a user's role or app allow-list")
+    uset.add_argument("username")
+    uset.add_argument("--role", choices=("viewer", "deployer", "admin"))
+    uset.add_argument("--apps", metavar="A,B", help="deployer app allow-list; an empty string allows every app")
+    uset.add_argument("--config")
+    uset.set_defaults(func=cmd_user)
+    for name, help_text in (("disable", "disable a user (ends their sessions)"), ("enable", "enable a user")):
+        p = user.add_parser(name, help=help_text)
+        p.add_argument("username")
+        p.add_argument("--config")
+        p.set_defaults(func=cmd_user)
+
+    audit = sub.add_parser("audit", help="read the audit log; `audit verify` checks the hash chain")
+    audit.add_argument("--config")
+    audit.add_argument("--limit", type=int, default=50, help="newest entries to show (default 50)")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
+    audit_sub = audit.add_subparsers(dest="audit_command")
+    verify = audit_sub.add_parser("verify", help="exit 1 naming the first tampered entry, else 0")
+    verify.add_argument("--config", default=argparse.SUPPRESS)
+    verify.set_defaults(func=cmd_audit)
+
+    secrets_p = sub.add_parser("secrets", help="list stored secrets or re-encrypt them after a key rotation"
+                               ).add_subparsers(dest="secrets_command", required=True)
+    slist = secrets_p.add_parser("list", help="names and kinds (never values)")
+    slist.add_argument("--config")
+    slist.add_argument("--json", action="store_true")
+    slist.set_defaults(func=cmd_secrets)
+    srotate = secrets_p.add_parser("rotate", help="re-encrypt every secret under the first key")
+    srotate.add_argument("--config")
+    srotate.set_defaults(func=cmd_secrets)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")

@@ -156,3 +156,58 @@ def chromium_path() -> str | None:
         if candidate and os.path.exists(candidate):
             return candidate
     return None
+
+
+class CookieSession:
+    """A browser-like client of one console: keeps cookies, never follows redirects, and
+    sends the ``_xsrf`` cookie back as ``X-XSRFToken`` on unsafe methods (as the
+    dashboard's JavaScript does) unless ``xsrf=False``."""
+
+    def __init__(self, url: str) -> None:
+        import http.cookiejar
+
+        self.url = url
+        self.jar = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect)
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.jar if c.name == name), None)
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict | None = None,
+                xsrf: bool = True) -> Response:
+        hdrs = dict(headers or {})
+        data = body
+        if body is not None and not isinstance(body, bytes):
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if xsrf and method not in ("GET", "HEAD", "OPTIONS") and self.cookie("_xsrf"):
+            hdrs["X-XSRFToken"] = self.cookie("_xsrf")
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with self._opener.open(req, timeout=30) as resp:
+                return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
+        except urllib.error.HTTPError as exc:
+            return Response(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+
+    def login(self, username: str, password: str) -> Response:
+        """GET the form (for the _xsrf cookie), then POST it; a success answers 302."""
+        import urllib.parse
+
+        self.request("GET", "/login")
+        form = urllib.parse.urlencode({"username": username, "password": password, "next": "/",
+                                       "_xsrf": self.cookie("_xsrf") or ""}).encode()
+        return self.request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded"},
+                            xsrf=False)
+
+
+def logged_in(harness: "ConsoleHarness", role: str) -> CookieSession:
+    """A CookieSession logged in as a fresh user with ``role`` (admin: the harness admin)."""
+    session = CookieSession(harness.url)
+    if role == "admin":
+        username, password = harness.admin_user, harness.admin_password
+    else:
+        username, password = f"{role}-{uuid.uuid4().hex[:8]}", "test-password-" + uuid.uuid4().hex[:8]
+        harness.services.db.run(harness.services.users.create, username, password, role)
+    resp = session.login(username, password)
+    assert resp.status == 302, (resp.status, resp.body[:300])
+    return session

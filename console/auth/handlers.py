@@ -6,6 +6,7 @@ one write transaction.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -94,9 +95,9 @@ class UserHandler(ApiHandler):
     async def _update(self, username: str, password: str | None = None, role: Any = UNCHANGED,
                       apps: Any = UNCHANGED, disabled: Any = UNCHANGED) -> None:
         try:
-            user = await self.services.db.write(self.services.auth.update_user, self.principal.actor,
-                                                self.client_ip, username, role=role, apps=apps,
-                                                disabled=disabled, password=password)
+            update = functools.partial(self.services.auth.update_user, role=role, apps=apps,
+                                       disabled=disabled, password=password)
+            user = await self.services.db.write(update, self.principal.actor, self.client_ip, username)
         except UserError as exc:
             raise _user_error(exc) from None
         self.write_json(user)

@@ -1,46 +1,141 @@
-"""Deny by default: every route in the one route table, with and without credentials."""
+"""Deny by default: every route of the one route table, with every kind of credential.
+
+``PROBES`` is the table of expectations: for each route pattern, the requests to make
+and the status an ALLOWED caller gets (chosen so that it proves the request passed
+authentication and the role check, e.g. 400 for an empty body). A route missing from
+``PROBES`` fails ``test_every_route_declares_its_probes``: a new route must say how it is
+reached. Denied callers must get 401 (API, no credentials), a redirect to /login
+(pages, no credentials) or 403 (wrong role, or an agent token on a user route).
+"""
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
 import pytest
 
 from console.app import ROUTES
-
-SAMPLE_ARGS = {r"([^/]+)": "example-host"}
-SAMPLE_QUERY = {"/api/v1/metrics/range": "?metric=node_load1"}
-
-
-def concrete(pattern: str) -> str:
-    for group, value in SAMPLE_ARGS.items():
-        pattern = pattern.replace(group, value)
-    assert not re.search(r"[()\[\]]", pattern), f"add a sample value for {pattern}"
-    return pattern + SAMPLE_QUERY.get(pattern, "")
+from console.auth.roles import Principal
+from tests.harness import CookieSession, logged_in
 
 
-@pytest.mark.parametrize("pattern, handler, role", ROUTES, ids=[r[0] for r in ROUTES])
-def test_route_requires_its_role(console, pattern, handler, role):
-    path = concrete(pattern)
-    method = "POST" if pattern in ("/api/v1/ingest", "/logout") else "GET"
-    anonymous = console.request(method, path, body=b"{}" if method == "POST" else None)
+@dataclass(frozen=True)
+class Probe:
+    method: str
+    path: str
+    ok: tuple[int, ...]  # statuses an allowed caller may get
+    body: bytes | None = None
+    ends_session: bool = False
+
+
+J = b"{}"
+PROBES: dict[str, list[Probe]] = {
+    r"/healthz": [Probe("GET", "/healthz", (200,))],
+    r"/readyz": [Probe("GET", "/readyz", (200,))],
+    r"/metrics": [Probe("GET", "/metrics", (200,))],
+    r"/login": [Probe("GET", "/login", (200, 302))],
+    r"/logout": [Probe("POST", "/logout", (302,), b"", ends_session=True)],
+    r"/": [Probe("GET", "/", (200,))],
+    r"/hosts/([^/]+)": [Probe("GET", "/hosts/example-host", (200,))],
+    r"/audit": [Probe("GET", "/audit", (200,))],
+    r"/api/v1/ingest": [Probe("POST", "/api/v1/ingest", (400,), J)],
+    r"/api/v1/hosts": [Probe("GET", "/api/v1/hosts", (200,))],
+    r"/api/v1/metrics/names": [Probe("GET", "/api/v1/metrics/names", (200,))],
+    r"/api/v1/metrics/range": [Probe("GET", "/api/v1/metrics/range?metric=node_load1", (200,))],
+    r"/api/v1/live": [Probe("GET", "/api/v1/live", (400,))],  # authenticated, then "use WebSocket"
+    r"/api/v1/openapi.json": [Probe("GET", "/api/v1/openapi.json", (200,))],
+    r"/api/v1/me": [Probe("GET", "/api/v1/me", (200,))],
+    r"/api/v1/users": [Probe("GET", "/api/v1/users", (200,)), Probe("POST", "/api/v1/users", (400,), J)],
+    r"/api/v1/users/([^/]+)": [Probe("PATCH", "/api/v1/users/nobody-here", (404,), J),
+                               Probe("DELETE", "/api/v1/users/nobody-here", (404,))],
+    r"/api/v1/tokens": [Probe("GET", "/api/v1/tokens", (200,)),
+                        Probe("POST", "/api/v1/tokens", (400,), b'{"kind": "nope"}')],
+    r"/api/v1/tokens/([^/]+)": [Probe("DELETE", "/api/v1/tokens/999999", (404,))],
+    r"/api/v1/enrol": [Probe("POST", "/api/v1/enrol", (400,), J)],
+    r"/api/v1/audit": [Probe("GET", "/api/v1/audit", (200,))],
+    r"/api/v1/audit/verify": [Probe("GET", "/api/v1/audit/verify", (200,))],
+    r"/api/v1/secrets": [Probe("GET", "/api/v1/secrets", (200,)), Probe("POST", "/api/v1/secrets", (400,), J)],
+    r"/api/v1/secrets/([^/]+)": [Probe("DELETE", "/api/v1/secrets/no-such-secret", (404,))],
+}
+
+CREDENTIALS = ("anonymous", "agent", "viewer-token", "deployer-token", "admin-token",
+               "viewer-session", "deployer-session", "admin-session")
+ROLE_OF = {"viewer": "viewer", "deployer": "deployer", "admin": "admin"}
+
+
+def test_every_route_declares_its_probes():
+    patterns = [pattern for pattern, _handler, _role in ROUTES]
+    missing = [p for p in patterns if p not in PROBES]
+    assert not missing, f"add these routes to PROBES in tests/api/test_routes.py: {missing}"
+    stale = sorted(set(PROBES) - set(patterns))
+    assert not stale, f"PROBES lists routes that no longer exist: {stale}"
+
+
+def allowed(role: str, credential: str) -> bool:
     if role == "public":
-        assert anonymous.status < 500
-        return
-    if path.startswith("/api/"):
-        # POSTs without credentials or xsrf are refused before any handler code runs.
-        assert anonymous.status in (401, 403), (path, anonymous.status)
-        assert anonymous.headers["content-type"].startswith("application/json")
-    else:
-        assert anonymous.status in (302, 403), (path, anonymous.status)
-    agent_token = console.agent_token("routes-host")
-    as_agent = console.request(method, path, token=agent_token, body=b"{}" if method == "POST" else None)
-    if role == "agent":
-        assert as_agent.status == 400  # authenticated; the empty batch is then rejected
-    else:
-        assert as_agent.status == 403, (path, as_agent.status)
-    viewer = console.request(method, path, token=console.api_token("viewer"),
-                             body=b"{}" if method == "POST" else None)
-    if role == "agent":
-        assert viewer.status == 403
-    elif role == "viewer" and path != "/api/v1/live":
-        assert viewer.status in (200, 302), (path, viewer.status)
+        return True
+    if credential == "anonymous":
+        return False
+    if credential == "agent":
+        return role == "agent"
+    principal = Principal("user", "x", credential.split("-")[0])
+    return principal.allows(role)
+
+
+@pytest.fixture(scope="module")
+def tokens(console):
+    out = {"agent": console.agent_token("routes-host")}
+    for role in ROLE_OF:
+        out[f"{role}-token"] = console.api_token(role, f"routes-{role}")
+    return out
+
+
+def call(console, tokens, credential: str, probe: Probe):
+    if credential.endswith("-session"):
+        session = logged_in(console, credential.split("-")[0])
+        return session.request(probe.method, probe.path, probe.body)
+    return console.request(probe.method, probe.path, probe.body, token=tokens.get(credential))
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@pytest.mark.parametrize("pattern, handler, role", ROUTES, ids=[r[0] for r in ROUTES])
+def test_route_answers_each_credential(console, tokens, pattern, handler, role, credential):
+    probes = PROBES.get(pattern)
+    if probes is None:
+        pytest.fail(f"route {pattern} has no PROBES entry")
+    for probe in probes:
+        resp = call(console, tokens, credential, probe)
+        where = (probe.method, probe.path, credential, resp.status, resp.body[:200])
+        if allowed(role, credential):
+            assert resp.status in probe.ok, where
+        elif credential == "anonymous":
+            if probe.path.startswith("/api/"):
+                assert resp.status == 401, where
+            else:
+                assert resp.status == 302 and resp.headers["location"].startswith("/login"), where
+        else:
+            assert resp.status == 403, where
+        if probe.path.startswith("/api/"):
+            assert resp.headers["content-type"].startswith("application/json"), where
+        assert resp.status < 500, where
+
+
+def test_cookie_authenticated_unsafe_call_needs_xsrf(console):
+    session = logged_in(console, "admin")
+    bare = session.request("POST", "/api/v1/tokens", {"kind": "enrol"}, xsrf=False)
+    assert bare.status == 403 and bare.json()["error"]["code"] == "xsrf_invalid"
+    with_xsrf = session.request("POST", "/api/v1/tokens", {"kind": "enrol"})
+    assert with_xsrf.status == 201, with_xsrf.body
+    # A bearer token carries no ambient authority: no _xsrf needed.
+    by_token = console.request("POST", "/api/v1/tokens", {"kind": "enrol"}, token=console.api_token("admin"))
+    assert by_token.status == 201
+
+
+def test_unknown_api_paths_and_methods_answer_json(console):
+    token = console.api_token("admin")
+    missing = console.request("GET", "/api/v1/nothing-here", token=token)
+    assert missing.status == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong_method = console.request("PUT", "/api/v1/hosts", b"{}", token=token)
+    assert wrong_method.status == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    page = CookieSession(console.url).request("GET", "/no-such-page")
+    assert page.status == 404 and page.headers["content-type"].startswith("text/html")

@@ -1,0 +1,63 @@
+"""Principal.may_deploy, the failure limiter, secret keys and their rotation."""
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from console.audit.service import AuditService
+from console.auth.limits import FailureLimiter
+from console.auth.roles import Principal
+from console.secrets import KeyConfigError, SecretBox, SecretError, SecretService, load_keys
+from console.storage import Database
+
+
+def test_may_deploy_respects_role_and_allow_list():
+    assert Principal("user", "a", "admin", apps=("web",)).may_deploy("db")
+    assert Principal("api", "ci", "deployer").may_deploy("anything")
+    limited = Principal("user", "d", "deployer", apps=("web",))
+    assert limited.may_deploy("web") and not limited.may_deploy("db")
+    assert not Principal("user", "v", "viewer").may_deploy("web")
+    assert not Principal("agent", "agent:h", "agent", host="h").may_deploy("web")
+    assert Principal("user", "old", "viewer") == Principal("user", "old", "viewer", None, None)  # compatible
+
+
+def test_failure_limiter_window():
+    now = [1000.0]
+    limiter = FailureLimiter(2, 60, clock=lambda: now[0])
+    assert limiter.retry_after("k") is None
+    limiter.fail("k")
+    limiter.fail("k")
+    assert limiter.retry_after("k") == 60
+    now[0] += 30
+    assert limiter.retry_after("k") == 30
+    now[0] += 31
+    assert limiter.retry_after("k") is None
+    limiter.fail("k")
+    limiter.reset("k")
+    assert limiter.retry_after("k") is None
+
+
+def test_key_file_created_0600_and_env_wins(tmp_path):
+    path = tmp_path / "d" / "secret.key"
+    keys = load_keys(path, env={})
+    assert path.stat().st_mode & 0o777 == 0o600 and len(keys) == 1
+    assert load_keys(path, env={}) == keys
+    other = Fernet.generate_key()
+    assert load_keys(path, env={"FLEETDECK_SECRET_KEY": other.decode()}) == [other]
+    with pytest.raises(KeyConfigError):
+        load_keys(path, env={"FLEETDECK_SECRET_KEY": "not-a-key"})
+
+
+def test_rotation_re_encrypts_under_the_new_key(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db.migrate()
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    service = SecretService(SecretBox([old]), AuditService())
+    db.run(service.put, "kube", "kubeconfig", "cluster-secret", "cli")
+    rotating = SecretService(SecretBox([new, old]), AuditService())
+    assert db.run(rotating.rotate_all) == 1
+    only_new = SecretService(SecretBox([new]), AuditService())
+    assert db.run(only_new.reveal, "kube") == "cluster-secret"
+    with pytest.raises(SecretError):
+        db.run(service.reveal, "kube")  # the old key alone no longer opens it
+    db.close()
