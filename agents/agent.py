@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from agents import __version__
 from agents.client import PushError
-from agents.config import AgentConfig
+from agents.config import AgentConfig, config_hash
 from agents.delivery import DeadLetterFile, RetryPolicy, Sender
 from agents.spool import Spool
 from collectors.base import Collector, Sample
@@ -127,6 +127,7 @@ class Agent:
         self._dropped_batches = 0  # batches lost before reaching the spool (write failed)
         self._dropped_batch_samples = 0
         self._dropped_batch_lines = 0
+        self._config_hash = config_hash(config)
 
     # -- collect ------------------------------------------------------------
 
@@ -192,7 +193,8 @@ class Agent:
         """Run every collector once and build an ingest body (DESIGN.md section 3)::
 
             {"host": str, "batch_id": uuid4 str, "sent_at": Unix seconds float,
-             "agent": {"version": str, "interval": seconds float},
+             "agent": {"version": str, "interval": seconds float,
+                       "config_hash": 16 hex chars (agents.config.config_hash)},
              "labels": {host-level labels},
              "metrics": [{"name", "type", "labels", "points": [[ts_ms, value]]}],
              "logs": []}
@@ -225,7 +227,8 @@ class Agent:
             "host": self.config.host,
             "batch_id": str(uuid.uuid4()),
             "sent_at": self.clock(),
-            "agent": {"version": __version__, "interval": float(self.config.interval)},
+            "agent": {"version": __version__, "interval": float(self.config.interval),
+                      "config_hash": self._config_hash},
             "labels": dict(self.config.labels),
             "metrics": list(series.values()),
             "logs": [],

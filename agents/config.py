@@ -21,12 +21,14 @@ and where its value came from.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import socket
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -113,6 +115,26 @@ def read_token_file(config: AgentConfig) -> str:
         return ""
     except OSError as exc:
         raise ConfigError(f"token file {config.token_path}: cannot read: {exc.strerror or exc}") from None
+
+
+# Fields that identify this host or carry a secret, not how the agent behaves: they differ
+# between hosts of one fleet by design, so they stay out of the drift hash.
+_HASH_EXCLUDED = frozenset({"host", "token"})
+
+
+def config_hash(config: AgentConfig) -> str:
+    """Hash of the effective settings, for drift detection across a fleet.
+
+    sha256 (hex, first 16 characters) of the canonical JSON (sorted keys, no
+    spaces) of every :class:`AgentConfig` field except ``host`` and ``token``.
+    Two agents with the same file, environment and command line report the
+    same hash whatever their host name; any other difference changes it.
+    """
+    # asdict recurses into nested settings dataclasses, so no object repr (with its memory
+    # address) can reach the hash; default=str covers plain values JSON lacks.
+    values = {k: v for k, v in asdict(config).items() if k not in _HASH_EXCLUDED}
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def field_names() -> list[str]:

@@ -41,7 +41,7 @@ SCHEMAS: dict[str, dict] = {
                                  ["code", "message", "details"])}, ["error"]),
     "IngestBatch": _obj({
         "host": STR, "batch_id": STR, "sent_at": NUM,
-        "agent": _obj({"version": STR, "interval": NUM}),
+        "agent": _obj({"version": STR, "interval": NUM, "config_hash": STR}),
         "labels": LABELS,
         "metrics": {"type": "array", "items": _obj({
             "name": STR, "type": {"type": "string", "enum": ["gauge", "counter"]}, "labels": LABELS,
@@ -57,7 +57,9 @@ SCHEMAS: dict[str, dict] = {
     "Host": _obj({"host": STR, "up": BOOL, "last_seen": NNUM, "agent_version": NSTR, "interval": NNUM,
                   "labels": LABELS,
                   "summary": _obj({"cpu_ratio": NNUM, "memory_ratio": NNUM, "disk_max_ratio": NNUM,
-                                   "load1": NNUM})},
+                                   "load1": NNUM}),
+                  "config_hash": NSTR, "drift": BOOL,
+                  "drift_fields": {"type": "array", "items": {"type": "string", "enum": ["agent_version", "config_hash"]}}},
                  ["host", "up", "last_seen", "labels", "summary"]),
     "RangeResult": _obj({"metric": STR, "step": NNUM, "fn": STR, "resolution": {"type": "string",
                                                                                   "enum": ["raw", "1m", "1h"]},

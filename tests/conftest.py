@@ -1,10 +1,11 @@
 """Shared fixtures. Services a test needs are skipped where missing, unless named in
-``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres), where a missing
+``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, ansible, lint), where a missing
 service fails the test instead."""
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 
 import pytest
 
@@ -111,3 +112,20 @@ def postgres_url(tmp_path_factory):
     """A SQLAlchemy URL of an empty private schema in the test PostgreSQL database."""
     with database_url("postgres", tmp_path_factory) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on a free loopback port with per-run keys (tests/sshd.py SshServer)."""
+    from tests.sshd import SshServer, sshd_unavailable
+
+    reason = sshd_unavailable()
+    if reason:
+        need("ssh", reason)
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        need("ssh", f"sshd did not start: {exc}")
+    yield server
+    server.stop()

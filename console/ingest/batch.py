@@ -67,6 +67,7 @@ class Batch:
     labels_json: str
     metrics: list[MetricIn] = field(default_factory=list)
     logs: list[LogIn] = field(default_factory=list)
+    config_hash: str | None = None  # agent's effective-config hash (drift); None from older agents
 
     @property
     def sample_count(self) -> int:
@@ -184,9 +185,12 @@ def parse_batch(doc: Any) -> Batch:
     interval = agent.get("interval")
     if interval is not None and (not _number(interval) or not 0 < interval <= 86400):
         raise _fail("agent.interval", "interval must be seconds in (0, 86400]")
+    config_hash = agent.get("config_hash")
+    if config_hash is not None and (not isinstance(config_hash, str) or not 0 < len(config_hash) <= 64):
+        raise _fail("agent.config_hash", "config_hash must be a string of 1 to 64 characters")
     batch = Batch(host=host, batch_id=batch_id, sent_at=sent_at, agent_version=version,
                   interval=float(interval) if interval is not None else None,
-                  labels_json=_labels(doc.get("labels"), "labels"))
+                  labels_json=_labels(doc.get("labels"), "labels"), config_hash=config_hash)
     metrics = doc.get("metrics", [])
     if not isinstance(metrics, list):
         raise _fail("metrics", "metrics must be a list")

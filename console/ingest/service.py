@@ -194,6 +194,8 @@ class IngestService:
             host.agent_version = batch.agent_version
         if batch.interval:
             host.interval_s = batch.interval
+        if batch.config_hash:
+            host.config_hash = batch.config_hash
         if batch.labels_json != "{}":
             host.labels = batch.labels_json
         session.flush()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.errors import ApiError
+from console.fleet.drift import mark_drift
 from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
@@ -79,8 +80,9 @@ class QueryService:
     def hosts(self, session: Session) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
-        "disk_max_ratio", "load1"}, "agent_health": {...}}``, ratios in 0..1 or None when not
-        reported; ``agent_health`` as in :func:`console.query.agent_health.agent_health`."""
+        "disk_max_ratio", "load1"}, "agent_health": {...}, "config_hash", "drift": bool,
+        "drift_fields": [...]}``, ratios in 0..1 or None when not reported; ``agent_health`` as
+        in :func:`console.query.agent_health.agent_health`; drift as in console/fleet/drift.py."""
         now = self._clock()
         out = []
         for host in session.execute(select(Host).order_by(Host.name)).scalars():
@@ -91,7 +93,9 @@ class QueryService:
                         "labels": orjson.loads(host.labels or "{}"),
                         "summary": self._summary(session, host.id),
                         "rejected": self._rejected(session, host.id),
-                        "agent_health": agent_health(session, host.id)})
+                         "agent_health": agent_health(session, host.id),
+                         "config_hash": host.config_hash})
+        mark_drift(out)
         return out
 
     def _rejected(self, session: Session, host_id: int) -> list[dict]:

@@ -60,6 +60,8 @@ class Host(Base):
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     interval_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     labels: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON object
+    # Added by migration 0009_fleet: the agent's effective-config hash, for drift.
+    config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Series(Base):

@@ -279,3 +279,29 @@ def test_host_controlled_strings_render_as_text(console, page):  # noqa: ANN001
     expect(page.locator("#error")).to_contain_text("invalid")
     assert page.locator("#error img").count() == 0
     errors.assert_clean()
+
+
+def test_overview_lists_drifting_hosts(console, page):  # noqa: ANN001
+    tag = uuid.uuid4().hex[:6]
+    now_ms = int(time.time()) * 1000
+    # Three hosts on the fleet's common version and config, one odd version, one odd config.
+    layout = [(f"fleet-{tag}-{i}", "0.1.0", "c0ffee00c0ffee00") for i in range(3)] + [
+        (f"odd-version-{tag}", "0.0.1", "c0ffee00c0ffee00"), (f"odd-config-{tag}", "0.1.0", "deadbeefdeadbeef")]
+    for i in range(4):  # outnumber hosts other tests of this module pushed with other versions
+        layout.append((f"fleet-{tag}-x{i}", "0.1.0", "c0ffee00c0ffee00"))
+    for host, version, chash in layout:
+        status, body = raw_ingest(console, console.agent_token(host), {
+            "host": host, "batch_id": uuid.uuid4().hex, "sent_at": time.time(),
+            "agent": {"version": version, "interval": 10, "config_hash": chash},
+            "metrics": host_metrics([now_ms]), "logs": []})
+        assert status == 200, body
+    errors = PageErrors(page)
+    log_in(page, console)
+    panel = page.locator("#drift")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".drift-item", has_text=f"odd-version-{tag}")).to_contain_text("agent version 0.0.1")
+    expect(panel.locator(".drift-item", has_text=f"odd-config-{tag}")).to_contain_text("config deadbeefdeadbeef")
+    assert panel.locator(".drift-item", has_text=f"fleet-{tag}-").count() == 0
+    expect(page.locator(f'.host-card[data-host="odd-version-{tag}"] .drift-badge')).to_be_visible()
+    expect(page.locator(f'.host-card[data-host="fleet-{tag}-0"] .drift-badge')).to_be_hidden()
+    errors.assert_clean()

@@ -22,7 +22,7 @@ import agents
 from agents.agent import Agent
 from agents.cli import main
 from agents.client import IngestClient, PushError, parse_retry_after
-from agents.config import AgentConfig, ConfigError, load_agent_config
+from agents.config import AgentConfig, ConfigError, config_hash, load_agent_config
 from agents.spool import Spool
 from collectors.base import Collector, Sample
 from collectors.host import HostCollector
@@ -176,7 +176,8 @@ def test_batch_matches_the_ingest_contract():
     assert batch["host"] == "web-1"
     assert uuid.UUID(batch["batch_id"]).version == 4
     assert batch["sent_at"] == now and isinstance(batch["sent_at"], float)
-    assert batch["agent"] == {"version": agents.__version__, "interval": 15.0}
+    assert batch["agent"] == {"version": agents.__version__, "interval": 15.0,
+                              "config_hash": config_hash(agent.config)}
     assert batch["labels"] == {"env": "test"}
     assert batch["logs"] == []
     assert len(batch["metrics"]) > 300

@@ -76,6 +76,9 @@
     var version = F.el("span", "agent-version", "");
     foot.appendChild(seen);
     foot.appendChild(version);
+    var drift = F.el("span", "drift-badge", "DRIFT");
+    drift.hidden = true;
+    foot.appendChild(drift);
 
     root.appendChild(head);
     root.appendChild(metrics);
@@ -85,7 +88,7 @@
     return {
       root: root,
       refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels,
-              agentHealth: agentHealth },
+              agentHealth: agentHealth, drift: drift },
       data: null,
     };
   }
@@ -133,6 +136,9 @@
     setMeter(card.refs.disk, s.disk_max_ratio, F.fmtRatio(s.disk_max_ratio));
     F.setText(card.refs.load, F.fmtNumber(s.load1));
     F.setText(card.refs.version, h.agent_version ? "agent " + h.agent_version : "");
+    card.root.classList.toggle("has-drift", h.drift === true);
+    card.refs.drift.hidden = h.drift !== true;
+    card.refs.drift.title = h.drift ? "differs from the fleet: " + (h.drift_fields || []).join(", ") : "";
     card.refs.version.title = h.agent_version || "";
     F.renderLabels(card.refs.labels, h.labels);
     renderAgentHealth(card.refs.agentHealth, h.agent_health);
@@ -161,6 +167,7 @@
         cards.delete(name);
       }
     });
+    renderDrift(hosts);
     empty.hidden = hosts.length !== 0;
     grid.hidden = hosts.length === 0;
     var down = hosts.filter(function (h) { return h.up !== true; }).length;
@@ -168,6 +175,52 @@
     F.setText("hosts-updated", "· updated " + new Date().toLocaleTimeString());
     grid.setAttribute("aria-busy", "false");
     if (live) live.sendSubscribe(false);
+  }
+
+  // Most common non-empty value of a field, or null on a tie (as console/fleet/drift.py).
+  function mostCommon(hosts, field) {
+    var counts = new Map();
+    hosts.forEach(function (h) {
+      if (h[field]) counts.set(h[field], (counts.get(h[field]) || 0) + 1);
+    });
+    var best = null;
+    var bestCount = 0;
+    var tie = false;
+    counts.forEach(function (n, value) {
+      if (n > bestCount) {
+        best = value;
+        bestCount = n;
+        tie = false;
+      } else if (n === bestCount) {
+        tie = true;
+      }
+    });
+    return tie ? null : best;
+  }
+
+  var DRIFT_NAMES = { agent_version: "agent version", config_hash: "config" };
+
+  function renderDrift(hosts) {
+    var panel = document.getElementById("drift");
+    var list = document.getElementById("drift-list");
+    var drifting = hosts.filter(function (h) { return h.drift === true; });
+    panel.hidden = drifting.length === 0;
+    F.setText("drift-count", drifting.length ? "(" + drifting.length + ")" : "");
+    var version = mostCommon(hosts, "agent_version");
+    var hash = mostCommon(hosts, "config_hash");
+    F.setText("drift-baseline", "agent " + (version || "no majority") + ", config " + (hash || "no majority"));
+    list.textContent = "";
+    drifting.forEach(function (h) {
+      var item = F.el("li", "drift-item");
+      var link = F.el("a", "drift-host", h.host);
+      link.href = "/hosts/" + encodeURIComponent(h.host);
+      item.appendChild(link);
+      (h.drift_fields || []).forEach(function (field) {
+        var value = field === "agent_version" ? h.agent_version : h.config_hash;
+        item.appendChild(F.el("span", "drift-field", (DRIFT_NAMES[field] || field) + " " + value));
+      });
+      list.appendChild(item);
+    });
   }
 
   function refresh() {

@@ -1,0 +1,1 @@
+"""Deploy drivers: Docker, SSH hosts and Kubernetes, behind one protocol (base.py)."""

@@ -1,0 +1,277 @@
+"""The agent playbook for real: ansible-playbook over SSH to a real sshd, a real console.
+
+- ansible-core (from PyPI, in its own virtualenv: ``ansible/requirements-ansible.txt``;
+  found through ``$FLEETDECK_ANSIBLE_VENV``, ``.venv-ansible`` or ``$PATH``) runs
+  ``ansible/install-agent.yml`` against an OpenSSH sshd on a loopback port
+  (tests/sshd.py), logging in as root with a per-run key pinned in known_hosts.
+- The package is the wheel built from this checkout (``pip wheel . --no-deps``).
+- Every path of the role is placed under a scratch ``fleetdeck_agent_root`` and the agent
+  user has a per-run name, so the machine outside the scratch directory is left as it was
+  (after the uninstall test).
+- The role enrols the host: it mints an enrolment token from the controller with an admin
+  API token, and the host spends it with ``fleetdeck-agent enrol``.
+- systemd is not PID 1 in this container: the role detects that
+  (``fleetdeck_agent_service_manager: auto``) and runs the agent under start-stop-daemon.
+  The unit file is installed and checked with ``systemd-analyze verify`` when available,
+  but systemd's restart policy and sandboxing are not exercised here.
+
+The run ends with the host's agent reporting to the console; a second run reports
+changed=0; ``--tags uninstall`` removes everything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.harness import http
+from tests.sshd import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "ansible" / "install-agent.yml"
+RECAP = re.compile(r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+                   r"\s+failed=(?P<failed>\d+)", re.M)
+INVENTORY_HOST = "fleet-target"
+
+
+def ansible_playbook() -> str | None:
+    """Path of ansible-playbook: $FLEETDECK_ANSIBLE_VENV, then .venv-ansible, then $PATH."""
+    for venv in (os.environ.get("FLEETDECK_ANSIBLE_VENV"), str(REPO / ".venv-ansible")):
+        if venv and os.access(os.path.join(venv, "bin", "ansible-playbook"), os.X_OK):
+            return os.path.join(venv, "bin", "ansible-playbook")
+    return shutil.which("ansible-playbook")
+
+
+def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Deployment:
+    """One inventory (the sshd host) plus the variables of one install; ``run()`` plays."""
+
+    def __init__(self, binary: str, sshd, console, workdir: Path, wheel: Path) -> None:  # noqa: ANN001
+        self.binary = binary
+        self.console = console
+        self.workdir = workdir
+        self.suffix = uuid.uuid4().hex[:8]
+        self.host_name = f"ansible-{self.suffix}"
+        self.user = f"fdagent-{self.suffix}"
+        self.console_user = f"fdconsole-{self.suffix}"
+        self.wheel = wheel
+        # Outside pytest's tmp (mode 0700, root's only): the agent user must traverse it.
+        self.root = Path(tempfile.mkdtemp(prefix="fleetdeck-ansible-"))
+        self.root.chmod(0o755)
+        self.state_dir = self.root / "var/lib/fleetdeck-agent"
+        self.inventory = workdir / "inventory.ini"
+        ssh_args = f"-o UserKnownHostsFile={sshd.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+        self.inventory.write_text(
+            "[fleetdeck_agents]\n" f"{INVENTORY_HOST}\n" "[fleetdeck_console]\n" f"{INVENTORY_HOST}\n"
+            "[all]\n"
+            f"{INVENTORY_HOST} ansible_host={sshd.host} ansible_port={sshd.port} ansible_user={sshd.user} "
+            f"ansible_ssh_private_key_file={sshd.client_key} ansible_ssh_common_args='{ssh_args}' "
+            # No sudo in this container; su from root to root needs no password.
+            f"ansible_become_method=su ansible_python_interpreter={shutil.which('python3')}\n")
+        self.extra_vars = workdir / "vars.json"
+        self.extra_vars.write_text(json.dumps({
+            "fleetdeck_agent_console_url": console.url,
+            "fleetdeck_agent_admin_token": console.api_token("admin", f"ansible-{self.suffix}"),
+            "fleetdeck_agent_host": self.host_name,
+            "fleetdeck_agent_package": str(wheel),
+            "fleetdeck_agent_root": str(self.root),
+            "fleetdeck_agent_user": self.user,
+            "fleetdeck_agent_group": self.user,
+            "fleetdeck_agent_interval": 2,
+            # The system interpreter: python3 on root's PATH may live under /root (pyenv),
+            # which the agent user cannot reach.
+            "fleetdeck_agent_python": "/usr/bin/python3",
+            "fleetdeck_agent_labels": {"env": "ansible-test"},
+        }))
+        self.env = dict(os.environ, ANSIBLE_HOME=str(workdir / "ansible-home"), ANSIBLE_NOCOLOR="1",
+                        ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="True",
+                        ANSIBLE_REMOTE_TMP=str(workdir / "remote-tmp"),
+                        ANSIBLE_LOCAL_TEMP=str(workdir / "local-tmp"), ANSIBLE_RETRY_FILES_ENABLED="False",
+                        ANSIBLE_CONFIG=str(workdir / "ansible.cfg"))
+        # An empty config of our own: no ansible.cfg of the machine or the user applies.
+        (workdir / "ansible.cfg").write_text("[defaults]\n")
+
+    def run(self, *args: str, playbook: Path = PLAYBOOK, extra_vars: Path | None = None,
+            timeout: float = 600) -> tuple[dict[str, int], str]:
+        """Run a playbook; return (recap counts of the host, full output). Asserts rc 0."""
+        proc = subprocess.run([self.binary, "-i", str(self.inventory), "-e", f"@{extra_vars or self.extra_vars}",
+                               str(playbook), *args], env=self.env, cwd=self.workdir, capture_output=True,
+                              text=True, timeout=timeout)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output
+        recaps = {m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+                  for m in RECAP.finditer(proc.stdout)}
+        assert INVENTORY_HOST in recaps, output
+        return recaps[INVENTORY_HOST], output
+
+    def agent_pid(self) -> int | None:
+        pid_file = self.state_dir / "agent.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
+
+    def cleanup(self) -> None:
+        """Leave nothing behind if a test failed before the uninstall test."""
+        pid = self.agent_pid()
+        if pid is not None:
+            subprocess.run(["kill", str(pid)], check=False)
+        for tool in (["userdel", self.user], ["groupdel", self.user],
+                     ["userdel", self.console_user], ["groupdel", self.console_user]):
+            subprocess.run(tool, check=False, capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployment(console, sshd, tmp_path_factory):  # noqa: ANN001
+    binary = ansible_playbook()
+    if binary is None:
+        need("ansible", "no ansible-playbook (pip install -r ansible/requirements-ansible.txt)")
+    if shutil.which("start-stop-daemon") is None:
+        need("ssh", "no start-stop-daemon to run the agent without systemd")
+    workdir = tmp_path_factory.mktemp("ansible")
+    dist = workdir / "dist"
+    # The documented way to package Fleetdeck for the roles: a wheel of this checkout.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                    "-q", "-w", str(dist)], check=True, capture_output=True, cwd=workdir)
+    wheel = next(dist.glob("fleetdeck-*.whl"))
+    deployment = Deployment(binary, sshd, console, workdir, wheel)
+    yield deployment
+    deployment.cleanup()
+
+
+def test_playbook_installs_enrols_and_the_agent_reports(deployment, console):  # noqa: ANN001
+    recap, output = deployment.run()
+    assert recap["failed"] == 0 and recap["unreachable"] == 0, output
+    assert recap["changed"] > 0, output
+
+    # The agent runs as its own unprivileged user and reports to the console.
+    pid = wait_for(deployment.agent_pid, 30, "the agent's pid file")
+    uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Uid:")))
+    assert pwd.getpwuid(uid).pw_name == deployment.user
+    viewer = console.api_token("viewer")
+
+    def reported():
+        hosts = {h["host"]: h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()}
+        host = hosts.get(deployment.host_name)
+        return host if host and host["up"] and host["config_hash"] else None
+
+    host = wait_for(reported, 60, f"{deployment.host_name} to report; agent log: "
+                    f"{(deployment.state_dir / 'agent.log').read_text(errors='replace') if (deployment.state_dir / 'agent.log').exists() else ''}")
+    assert host["agent_version"] and host["labels"] == {"env": "ansible-test"}
+    assert host["interval"] == 2
+
+    # Enrolment wrote the host's agent token, readable by the agent user only.
+    token_file = deployment.state_dir / "token"
+    info = token_file.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and pwd.getpwuid(info.st_uid).pw_name == deployment.user
+    unit = (deployment.root / "etc/systemd/system/fleetdeck-agent.service").read_text()
+    for directive in ("Restart=on-failure", f"User={deployment.user}", "ProtectSystem=strict",
+                      "NoNewPrivileges=yes", f"ReadWritePaths={deployment.state_dir}"):
+        assert directive in unit
+
+    # Idempotent: a second run changes nothing, enrols nothing and keeps the same agent.
+    before = token_file.read_text()
+    recap, output = deployment.run()
+    assert recap["changed"] == 0 and recap["failed"] == 0, output
+    assert token_file.read_text() == before
+    assert deployment.agent_pid() == pid
+
+
+def test_unit_file_passes_systemd_analyze(deployment):  # noqa: ANN001
+    unit = deployment.root / "etc/systemd/system/fleetdeck-agent.service"
+    if not unit.exists():
+        pytest.skip("the install test did not run")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("no systemd-analyze")
+    # verify checks the unit's syntax and that ExecStart exists; it needs no running systemd.
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if "fleetdeck-agent.service" in line]
+    assert problems == [], proc.stdout + proc.stderr
+
+
+def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
+    pid = deployment.agent_pid()
+    recap, output = deployment.run("--tags", "uninstall")
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    if pid is not None:
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the agent to stop")
+    for path in ("opt/fleetdeck-agent", "etc/fleetdeck-agent", "var/lib/fleetdeck-agent",
+                 "etc/systemd/system/fleetdeck-agent.service"):
+        assert not (deployment.root / path).exists(), path
+    with pytest.raises(KeyError):
+        pwd.getpwnam(deployment.user)
+
+
+def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN001
+    """install-console.yml over SSH, without starting the unit (no systemd here); then the
+    installed console is started as its user from the written config.yaml and answers."""
+    root = deployment.root / "console"
+    port = free_port()
+    extra = deployment.workdir / "console-vars.json"
+    extra.write_text(json.dumps({
+        "fleetdeck_console_package": str(deployment.wheel),
+        "fleetdeck_console_root": str(root),
+        "fleetdeck_console_user": deployment.console_user,
+        "fleetdeck_console_group": deployment.console_user,
+        "fleetdeck_console_python": "/usr/bin/python3",
+        "fleetdeck_console_listen": f"127.0.0.1:{port}",
+        "fleetdeck_console_start": False,
+    }))
+    playbook = REPO / "ansible" / "install-console.yml"
+    recap, output = deployment.run(playbook=playbook, extra_vars=extra)
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    recap, output = deployment.run(playbook=playbook, extra_vars=extra)
+    assert recap["changed"] == 0, output
+
+    config = root / "etc/fleetdeck/config.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    unit = (root / "etc/systemd/system/fleetdeck.service").read_text()
+    assert f"--config {config}" in unit and "Restart=on-failure" in unit and "ProtectSystem=strict" in unit
+    console = subprocess.Popen(["runuser", "-u", deployment.console_user, "--",
+                                str(root / "opt/fleetdeck/venv/bin/fleetdeck"), "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def healthy():
+            if console.poll() is not None:
+                raise AssertionError(f"the console exited: {console.stdout.read()}")
+            try:
+                return http("GET", f"http://127.0.0.1:{port}/login", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 60, "the installed console to serve its login page")
+    finally:
+        console.terminate()
+        console.wait(20)
+    assert (root / "var/lib/fleetdeck/fleetdeck.db").exists()
+
+    recap, output = deployment.run("--tags", "uninstall", playbook=playbook, extra_vars=extra)
+    assert recap["failed"] == 0, output
+    assert not (root / "opt/fleetdeck").exists() and not config.exists()
+    assert (root / "var/lib/fleetdeck/fleetdeck.db").exists()  # data is kept on uninstall
