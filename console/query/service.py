@@ -329,29 +329,10 @@ class QueryService:
         limit = self._config.max_points_per_query
         if not selected:
             return
-        lo, hi = int(start_ms), int(end_ms)
-        loaded = 0
-        cursor = session.connection().connection.cursor()
-        try:
-            if session.get_bind().dialect.name == "sqlite":
-                # One prepared statement per series (sqlite3 caches it): its rows are the
-                # (ts, value) points as they are, ~30 % less CPU than one query re-split here.
-                sql = "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?"
-                for sid, series in selected.items():
-                    cursor.execute(sql, (sid, lo, hi, limit - loaded + 1))
-                    series.points = cursor.fetchall()
-                    loaded += len(series.points)
-                    if loaded > limit:
-                        break
-            else:  # one round trip to the server
-                cursor.execute(f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({_ints(selected)}) "
-                               f"AND ts >= {lo} AND ts <= {hi} ORDER BY series_id, ts LIMIT {limit + 1}")
-                rows = cursor.fetchall()
-                loaded = len(rows)
-                for sid, group in itertools.groupby(rows, _FIRST):
-                    selected[sid].points = [(ts, value) for _, ts, value in group]
-        finally:
-            cursor.close()
+        points, loaded = _series_rows(session, selected, "ts, value", "samples",
+                                      f"ts >= {int(start_ms)} AND ts <= {int(end_ms)}", limit)
+        for sid, rows in points.items():
+            selected[sid].points = rows
         if loaded > limit:
             raise ApiError(422, "too_many_points",
                            f"query reads more than {limit} samples; shorten the range or "
@@ -374,6 +355,39 @@ def _fetch(session: Session, sql: str) -> list[tuple]:
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str, where: str, limit: int,
+                 grouped: bool = False, having: str = "") -> tuple[dict[int, list], int]:
+    """``{series_id: [(a, b), ...]}`` for the two ``columns`` of ``table``, ordered by the
+    first (grouped by it when ``grouped``), and the number of rows read, at most
+    ``limit + 1``. On SQLite one cached prepared statement per series, whose rows are the
+    point tuples as they are (~30 % less CPU than one query re-split in Python); elsewhere
+    one round trip to the server."""
+    group = f" GROUP BY 1 {having}" if grouped else ""
+    out: dict[int, list] = {}
+    loaded = 0
+    cursor = session.connection().connection.cursor()
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            sql = f"SELECT {columns} FROM {table} WHERE series_id = ? AND {where}{group} ORDER BY 1 LIMIT ?"
+            for sid in ids:
+                cursor.execute(sql, (sid, limit - loaded + 1))
+                out[sid] = rows = cursor.fetchall()
+                loaded += len(rows)
+                if loaded > limit:
+                    break
+        else:
+            group = f" GROUP BY 1, 2 {having}" if grouped else ""
+            cursor.execute(f"SELECT series_id, {columns} FROM {table} WHERE series_id IN ({_ints(ids)}) "
+                           f"AND {where}{group} ORDER BY 1, 2 LIMIT {limit + 1}")
+            rows = cursor.fetchall()
+            loaded = len(rows)
+            for sid, part in itertools.groupby(rows, _FIRST):
+                out[sid] = [(a, b) for _, a, b in part]
+    finally:
+        cursor.close()
+    return out, loaded
 
 
 def _too_many_points(limit: int) -> ApiError:
@@ -408,15 +422,11 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     b = ("ts" if whole else f"(ts / {step_ms}) * {step_ms}") + (f" + {step_ms}" if counting else "")
     where = f"ts >= {int(lo)} AND ts < {int(hi)}"
     if q.group_by is None:
-        sql = (f"SELECT series_id, {b} AS b, {value} AS v FROM {table} WHERE series_id IN ({_ints(ids)}) "
-               f"AND {where}" + ("" if whole else f" GROUP BY series_id, {b}") +
-               f" ORDER BY series_id, b LIMIT {limit + 1}")
-        rows = _fetch(session, sql)
-        if len(rows) > limit:
+        nulls = " AND increase IS NOT NULL" if counting and whole else ""
+        having = "HAVING SUM(increase) IS NOT NULL" if counting else ""
+        out, loaded = _series_rows(session, ids, f"{b}, {value}", table, where + nulls, limit, not whole, having)
+        if loaded > limit:
             raise _too_many_points(limit)
-        out: dict[int, list] = {}
-        for sid, group in itertools.groupby(rows, _FIRST):
-            out[sid] = [(ts, v) for _, ts, v in group if v is not None]
         return out
     agg = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX"}[q.agg]
     if len(keys) == 1:  # one group: no series -> group map, and one sort key fewer

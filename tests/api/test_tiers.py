@@ -224,6 +224,20 @@ def test_rollup_tier_group_by_agrees_with_raw(rolled, viewer, step, split):
         set_mark(rolled, mark)
 
 
+@pytest.mark.parametrize("params", [{"step": 60}, {"step": 300, "fn": "max"}, {"step": 60, "group_by": ""},
+                                    {"step": 300, "group_by": "", "agg": "max"}, {}])
+def test_point_limit_is_a_clear_422_on_every_path(rolled, viewer, params):
+    config = rolled.services.query._config
+    config.max_points_per_query, old = 10, config.max_points_per_query
+    try:
+        body = query(rolled, viewer, metric="app_temp_celsius", host="tier-1", start=BASE / 1000,
+                     end=BASE / 1000 + 7200, **params)
+    finally:
+        config.max_points_per_query = old
+    assert body.status == 422, body.json()
+    assert body.json()["error"]["code"] == "too_many_points"
+
+
 def set_mark(console, done_until):
     def write(session):
         session.get(RollupWatermark, "1m").done_until = done_until
