@@ -311,7 +311,7 @@ class QueryService:
         if q.host:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}
-        for sid, labels_json, host_name, kind in session.execute(stmt):
+        for sid, labels_json, host_name, kind in session.connection().execute(stmt):  # Core: no ORM rows
             labels = orjson.loads(labels_json)
             labels["host"] = host_name
             if all(m.matches(labels) for m in q.matchers):
