@@ -24,9 +24,12 @@ setup(
         "cryptography>=42,<51",
         "psycopg[binary]>=3.1,<4",
         "docker>=7,<8",
+        "paramiko>=3.4,<5",
+        "kubernetes>=29,<33",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5"],
+        "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
+                 "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2"],
         "postgres": ["psycopg[binary]>=3.1,<4"],
     },
     entry_points={

@@ -407,6 +407,61 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hosts_trust(args: argparse.Namespace) -> int:
+    """Pin HOST's SSH host key (audited ``hosts.trust``). The key comes from ``--key``
+    (a .pub or known_hosts line checked out of band) or from the host itself, in which case
+    ``--fingerprint`` must match what it presents (or a terminal user confirms it)."""
+    from console.deploy.known_hosts import TrustError, fingerprint, parse_key_line, scan
+
+    services = _services(_config(args))
+    try:
+        if args.host in services.inventory.groups:
+            raise CliError(f"{args.host} is a group; trust its hosts one by one", 2)
+        host = services.inventory.resolve([args.host])[0]
+        try:
+            if args.key:
+                key_type, key_b64 = parse_key_line(args.key)
+                source = "given with --key"
+            else:
+                key_type, key_b64 = scan(host, timeout=args.timeout)
+                source = f"presented by {host.address}:{host.port}"
+            fp = fingerprint(key_b64)
+            print(f"{host.name} ({host.known_hosts_name}): {key_type} {fp} ({source})", file=sys.stderr)
+            if args.fingerprint and args.fingerprint != fp:
+                raise CliError(f"fingerprint mismatch: expected {args.fingerprint}, the key is {fp}; nothing pinned")
+            if not args.key and not args.fingerprint:
+                if not sys.stdin.isatty():
+                    raise CliError("check the fingerprint out of band (ssh-keygen -lf on the host) and pass "
+                                   "--fingerprint SHA256:..., or give the key with --key; nothing pinned", 2)
+                if input("pin this key? type yes: ").strip() != "yes":
+                    raise CliError("not pinned")
+            result = services.db.run(services.known_hosts.trust, host, key_type, key_b64, _actor(), "cli",
+                                     args.replace)
+        except TrustError as exc:
+            raise CliError(f"{exc.code}: {exc}") from None
+        changed = f" (replaces {result['previous_fingerprint']})" if result["previous_fingerprint"] not in (
+            None, result["fingerprint"]) else ""
+        print(f"pinned {result['hostname']} {key_type} {result['fingerprint']}{changed}")
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_hosts_known(args: argparse.Namespace) -> int:
+    services = _services(_config(args))
+    try:
+        pins = services.db.run(services.known_hosts.list)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(pins, indent=2))
+    else:
+        print_table([{**p, "added": _fmt_time(p["added_at"])} for p in pins],
+                    [("host", "HOST"), ("hostname", "KNOWN AS"), ("key_type", "TYPE"), ("fingerprint", "FINGERPRINT"),
+                     ("added", "PINNED (UTC)"), ("added_by", "BY")])
+    return 0
+
+
 def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -706,6 +761,19 @@ def build_parser() -> argparse.ArgumentParser:
     hosts = sub.add_parser("hosts", help="list hosts (FLEETDECK_URL, FLEETDECK_TOKEN)")
     hosts.add_argument("--json", action="store_true", help="print JSON instead of a table")
     hosts.set_defaults(func=cmd_hosts)
+    hosts_sub = hosts.add_subparsers(dest="hosts_command")
+    trust = hosts_sub.add_parser("trust", help="pin HOST's SSH host key for the ssh deploy driver (admin, audited)")
+    trust.add_argument("host", help="an inventory host name")
+    trust.add_argument("--fingerprint", help="SHA256:... the key must have (check it on the host: ssh-keygen -lf)")
+    trust.add_argument("--key", help="the public key itself ('TYPE BASE64' or a known_hosts line) instead of asking the host")
+    trust.add_argument("--replace", action="store_true", help="replace a different key already pinned (a changed host key)")
+    trust.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the host (default 10)")
+    trust.add_argument("--config")
+    trust.set_defaults(func=cmd_hosts_trust)
+    known = hosts_sub.add_parser("known", help="list pinned SSH host keys")
+    known.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    known.add_argument("--config")
+    known.set_defaults(func=cmd_hosts_known)
 
     apps = sub.add_parser("apps", help="list apps and their current versions")
     apps.add_argument("--json", action="store_true", help="print JSON instead of a table")

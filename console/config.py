@@ -70,6 +70,7 @@ class Config:
     agent: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, Any] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)
+    inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
 
     @property
     def data_dir(self) -> Path:
@@ -173,7 +174,7 @@ def load_config(path: str | os.PathLike | None = None,
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(document, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    unknown = sorted(set(document) - {"console", "agent", "apps", "alerts"})
+    unknown = sorted(set(document) - {"console", "agent", "apps", "alerts", "inventory"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s) in {path}: {', '.join(unknown)}")
     console_values = dict(document.get("console") or {})
@@ -187,4 +188,5 @@ def load_config(path: str | os.PathLike | None = None,
         agent=dict(document.get("agent") or {}),
         apps=dict(document.get("apps") or {}),
         alerts=list(document.get("alerts") or []),
+        inventory=dict(document.get("inventory") or {}),
     )

@@ -160,7 +160,11 @@ class ApiHandler(BaseHandler):
         self.set_status(status)
         self.clear_header("Content-Type")
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json_bytes({"error": {"code": code, "message": message, "details": details}}))
+        try:
+            body = json_bytes({"error": {"code": code, "message": message, "details": details}})
+        except TypeError:  # details orjson cannot encode (an int beyond 64 bits): drop them
+            body = json_bytes({"error": {"code": code, "message": message, "details": {}}})
+        self.finish(body)
 
 
 class PageHandler(BaseHandler):

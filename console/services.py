@@ -17,6 +17,9 @@ from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
 from console.deploy.apps import parse_apps
+from console.deploy.factory import DriverFactory
+from console.deploy.inventory import Inventory, parse_inventory
+from console.deploy.known_hosts import KnownHostsService
 from console.deploy.service import DeployService
 from console.ingest.admission import IngestAdmission
 from console.ingest.retention import prune_forever
@@ -48,6 +51,8 @@ class Services:
     admission: IngestAdmission | None = None
     auth: AuthService | None = None
     secrets: SecretService | None = None
+    inventory: Inventory | None = None
+    known_hosts: KnownHostsService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
@@ -71,6 +76,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
     Raises ConfigError for an invalid ``apps:`` section before touching the database."""
     apps = parse_apps(config.apps)
+    inventory = parse_inventory(config.inventory)
     db = Database(config.database_url)
     if migrate:
         db.migrate()
@@ -82,18 +88,21 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                        clock=clock)
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     bus = LiveBus()
+    known_hosts = KnownHostsService(audit, clock=clock)
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=users, tokens=tokens,
                     ingest=IngestService(db, clock=clock, config=c),
                     query=QueryService(c, clock=clock),
-                    audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock),
+                    audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
+                                                       driver_factory=DriverFactory(db, inventory, known_hosts,
+                                                                                    secret_store)),
                     clock=clock, rollups=RollupService(db, c, clock=clock),
                     logs=LogService(db, retention_days=c.log_retention_days,
                                     retention_bytes=c.log_retention_bytes,
                                     retention_check_seconds=c.log_retention_check_seconds, clock=clock),
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
-                    auth=auth, secrets=secret_store)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
 
 
 def cookie_secret(data_dir: Path) -> str:

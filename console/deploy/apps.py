@@ -27,8 +27,8 @@ LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?"
                      r"(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
 
-DRIVERS = ("docker",)
-HEALTH_TYPES = ("docker", "http", "tcp", "none")
+DRIVERS = ("docker", "ssh", "kubernetes")
+HEALTH_TYPES = ("docker", "http", "tcp", "command", "none")
 STRATEGIES = ("rolling", "recreate")
 CONFLICT_POLICIES = ("reject", "queue")
 PULL_POLICIES = ("missing", "always", "never")
@@ -132,6 +132,7 @@ class HealthCheck:
     timeout: float = 2.0
     retries: int = 3
     start_period: float = 10.0
+    command: tuple[str, ...] = ()  # argv run on each host (ssh driver, type command): exit 0 is healthy
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class Strategy:
 class AppDefinition:
     name: str
     driver: str
-    target: DockerTarget
+    target: Any  # DockerTarget | SshTarget | KubernetesTarget (console/deploy/targets.py)
     health_check: HealthCheck = field(default_factory=HealthCheck)
     strategy: Strategy = field(default_factory=Strategy)
     timeout: float = 600.0  # seconds, a whole deploy
@@ -168,6 +169,14 @@ class AppDefinition:
     def summary(self) -> dict:
         """The public view for ``GET /api/v1/apps``: no env values, no credentials."""
         t = self.target
+        if self.driver != "docker":
+            hc = self.health_check
+            return {"name": self.name, "driver": self.driver, "description": self.description,
+                    "hosts": list(self.hosts), "target": t.summary(),
+                    "health_check": {"type": hc.type, "path": hc.path, "port": hc.port, "command": list(hc.command),
+                                     "interval": hc.interval, "timeout": hc.timeout, "retries": hc.retries,
+                                     "start_period": hc.start_period},
+                    "timeout": self.timeout, "on_conflict": self.on_conflict}
         engine = urlparse(t.engine)
         shown_engine = t.engine if not engine.password else t.engine.replace(engine.password, "***")
         unavailable, surge = self.strategy.resolve(t.replicas)
@@ -353,8 +362,17 @@ def _parse_target(s: _Section, app: str) -> DockerTarget:
     )
 
 
-def _parse_health(s: _Section) -> HealthCheck:
-    kind = s.string("type", "docker", HEALTH_TYPES)
+def _parse_health(s: _Section, driver: str = "docker") -> HealthCheck:
+    kind = s.string("type", {"docker": "docker", "ssh": "none", "kubernetes": "none"}[driver], HEALTH_TYPES)
+    allowed = {"docker": ("docker", "http", "tcp", "none"), "ssh": ("http", "tcp", "command", "none"),
+               "kubernetes": ("none",)}[driver]
+    if kind not in allowed:
+        raise ConfigError(f"{s.path}.type: {kind!r} does not apply to the {driver} driver "
+                          + ("(readiness probes of the pods gate a Kubernetes rollout)" if driver == "kubernetes"
+                             else ""))
+    command = s.strings("command")
+    if (kind == "command") != bool(command):
+        raise ConfigError(f"{s.path}.command: an argv list goes with type command, and only with it")
     expect = s.string("expect_status", "200-399")
     m = re.fullmatch(r"(\d{3})(?:-(\d{3}))?", expect)
     if not m:
@@ -370,7 +388,8 @@ def _parse_health(s: _Section) -> HealthCheck:
         raise ConfigError(f"{s.path}.port: required for {kind} health checks (the container port to probe)")
     return HealthCheck(type=kind, path=path, port=port, expect_status=(low, high),
                        interval=s.seconds("interval", 1.0, 0.05), timeout=s.seconds("timeout", 2.0, 0.05),
-                       retries=s.integer("retries", 3, 1, 1000), start_period=s.seconds("start_period", 10.0))
+                       retries=s.integer("retries", 3, 1, 1000), start_period=s.seconds("start_period", 10.0),
+                       command=command)
 
 
 def parse_app(name: Any, raw: Any) -> AppDefinition:
@@ -382,10 +401,19 @@ def parse_app(name: Any, raw: Any) -> AppDefinition:
     if s.raw.get("target") is None:
         raise ConfigError(f"apps.{name}.target: required (where and how the app runs)")
     t_section = s.section("target")
-    target = _parse_target(t_section, name)
+    if driver == "ssh":
+        from console.deploy.targets import parse_ssh_target
+
+        target = parse_ssh_target(t_section)
+    elif driver == "kubernetes":
+        from console.deploy.targets import parse_kubernetes_target
+
+        target = parse_kubernetes_target(t_section, name)
+    else:
+        target = _parse_target(t_section, name)
     t_section.done()
     health_section = s.section("health_check")
-    health = _parse_health(health_section)
+    health = _parse_health(health_section, driver)
     health_section.done()
     st = s.section("strategy")
     strategy = Strategy(type=st.string("type", "rolling", STRATEGIES),
@@ -398,7 +426,10 @@ def parse_app(name: Any, raw: Any) -> AppDefinition:
                         on_conflict=s.string("on_conflict", "reject", CONFLICT_POLICIES),
                         hosts=s.strings("hosts"), description=s.string("description", ""))
     s.done()
-    _check_consistency(app)
+    if driver == "docker":
+        _check_consistency(app)
+    elif driver == "ssh" and health.type in ("http", "tcp") and health.port is None:
+        raise ConfigError(f"apps.{name}.health_check.port: required for {health.type} health checks")
     return app
 
 

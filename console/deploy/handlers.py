@@ -20,7 +20,11 @@ def require_may_deploy(handler: ApiHandler, app: str) -> None:
         raise ApiError(403, "app_not_allowed", f"{handler.principal.actor} may not deploy or roll back {app!r}")
 
 
+MAX_INT_ARG = 2**53  # larger values cannot be ids, counts or JSON-safe numbers
+
+
 def _int_arg(handler: ApiHandler, name: str, default: int | None, minimum: int = 0) -> int | None:
+    """An integer query argument in ``[minimum, 2**53]``; raises ApiError 400 otherwise."""
     raw = handler.get_argument(name, None)
     if raw is None or raw == "":
         return default
@@ -28,8 +32,9 @@ def _int_arg(handler: ApiHandler, name: str, default: int | None, minimum: int =
         value = int(raw)
     except ValueError:
         raise ApiError(400, "invalid_parameter", f"{name} must be an integer", {name: raw[:50]}) from None
-    if value < minimum:
-        raise ApiError(400, "invalid_parameter", f"{name} must be >= {minimum}", {name: value})
+    if not minimum <= value <= MAX_INT_ARG:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {minimum} and {MAX_INT_ARG}",
+                       {name: raw[:50]})
     return value
 
 

@@ -139,7 +139,8 @@ class DeployService:
                                  "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
                                  {field: str(version)[:200]})
         try:
-            image_reference(app.target.image, version)
+            if getattr(app.target, "image", None):  # docker and kubernetes: the version is an image tag
+                image_reference(app.target.image, version)
         except ValueError as exc:
             raise DeployRejected(422, "invalid_image", str(exc)) from None
         return version
@@ -409,7 +410,7 @@ class DeployService:
                 await self._recover_app(app.name)
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
-                                        current_deploy_id=d["current_deploy_id"])
+                                        current_deploy_id=d["current_deploy_id"], kind=d["kind"])
                 outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])

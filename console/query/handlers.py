@@ -10,6 +10,7 @@ from console.ingest.batch import LABEL_NAME_RE, METRIC_NAME_RE
 from console.query.service import FUNCTIONS, Matcher, RangeQuery
 from console.query.series_math import AGGREGATORS
 
+MAX_SECONDS = 2**53 / 1000  # about 285,000 years of Unix time, in seconds
 _LABEL_ARG = re.compile(r"^label\.([a-zA-Z_][a-zA-Z0-9_]*)(!|~|!~)?$")
 _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 
@@ -41,6 +42,11 @@ class MetricsRangeHandler(ApiHandler):
             raise ApiError(400, "invalid_parameter", f"{name} must be a number", {"parameter": name}) from None
         if not math.isfinite(value):
             raise ApiError(400, "invalid_parameter", f"{name} must be finite", {"parameter": name})
+        # Times and durations become Unix ms in SQL; keep them in the range a 64-bit integer
+        # (and a JSON number) holds exactly.
+        if not 0 <= value <= MAX_SECONDS:
+            raise ApiError(400, "invalid_parameter", f"{name} must be between 0 and {MAX_SECONDS:.0f} seconds",
+                           {"parameter": name})
         return value
 
     def parse_query(self) -> RangeQuery:

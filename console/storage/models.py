@@ -280,3 +280,19 @@ class StoredSecret(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class SshKnownHost(Base):
+    """A pinned SSH host key (known_hosts): ``hostname`` as OpenSSH writes it (``addr`` or
+    ``[addr]:port``); one key per hostname. Pinned only by ``fleetdeck hosts trust`` (audited)."""
+
+    __tablename__ = "ssh_known_hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(300), unique=True)
+    host: Mapped[str] = mapped_column(String(255))  # inventory name
+    key_type: Mapped[str] = mapped_column(String(64))  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa...
+    key_base64: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(100))  # SHA256:... as ssh-keygen -l prints it
+    added_by: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[float] = mapped_column(Float)

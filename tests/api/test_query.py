@@ -122,6 +122,8 @@ def test_step_alignment_keeps_the_last_sample_of_each_bucket(console, data):
     ({"metric": "node_load1", "fn": "median"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "step": "-1"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "window": "0"}, 400, "invalid_parameter"),
+    ({"metric": "node_load1", "start": "-1e300", "end": "1e300"}, 400, "invalid_parameter"),
+    ({"metric": "node_load1", "start": 0, "end": 1e20}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "start": "soon"}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "label.device~": "("}, 400, "invalid_parameter"),
     ({"metric": "node_load1", "start": 100, "end": 50}, 422, "invalid_range"),

@@ -66,6 +66,7 @@ class DeployRequest:
     version: str
     previous_version: str | None
     current_deploy_id: int | None  # the deploy whose containers serve now (last succeeded)
+    kind: str = "deploy"  # deploy | rollback (the ssh driver runs rollback steps for the latter)
 
 
 @dataclass(frozen=True)

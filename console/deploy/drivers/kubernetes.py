@@ -1,0 +1,401 @@
+"""The Kubernetes driver: sets a Deployment's container image with the official
+``kubernetes`` client, follows the rollout the way ``kubectl rollout status`` does and
+undoes it the way ``kubectl rollout undo`` does.
+
+- **Connect**: a kubeconfig file (``target.kubeconfig``, else ``$KUBECONFIG`` or
+  ``~/.kube/config``) or a kubeconfig stored as an encrypted secret
+  (``kubeconfig_secret``), with ``context`` and ``namespace``; or the pod's service
+  account (``in_cluster``). Each deploy builds its own ``Configuration`` (no global one).
+- **Set image**: one strategic merge patch (the client's choice for a dict body) of ``spec.template.spec.containers`` (the whole list,
+  with the new image) and the ``kubernetes.io/change-cause`` annotation, carrying the
+  ``metadata.resourceVersion`` just read, so a concurrent writer makes the API answer
+  409 Conflict; the driver re-reads and retries (``conflict_retries``).
+- **Rollout status** (kubectl's ``DeploymentStatusViewer``): done when
+  ``observedGeneration >= generation``, ``updatedReplicas == replicas`` (spec),
+  ``status.replicas == updatedReplicas`` and ``availableReplicas == updatedReplicas``;
+  failed when the ``Progressing`` condition has reason ``ProgressDeadlineExceeded``
+  (``progressDeadlineSeconds``). Every change of the status line and every Kubernetes
+  Event of the Deployment or its ReplicaSets is streamed into the deploy's log.
+- **Undo**: like ``kubectl rollout undo``, the pod template of the ReplicaSet holding
+  the wanted revision (``deployment.kubernetes.io/revision``; the previous one by
+  default) is copied back into the Deployment, without its ``pod-template-hash`` label.
+  A deploy of kind ``rollback`` to a version that an existing ReplicaSet runs is such an
+  undo to that revision.
+
+403 Forbidden and other API refusals fail the deploy with the API's own message.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Any, Callable
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from console.deploy.apps import AppDefinition, image_reference
+from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
+                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+from console.deploy.targets import KubernetesTarget
+
+log = logging.getLogger(__name__)
+
+REVISION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+UNDO_WAIT_MAX_S = 300.0
+UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
+
+
+class RolloutFailed(Exception):
+    """The rollout stopped making progress (ProgressDeadlineExceeded)."""
+
+
+class KubernetesDriverError(Exception):
+    """The API refused an operation (403, 404, 422, conflicts beyond the retries)."""
+
+
+def api_error(exc: ApiException) -> str:
+    """``403 Forbidden: <the API's message>``."""
+    message = ""
+    try:
+        import json
+
+        message = json.loads(exc.body or "{}").get("message", "")
+    except ValueError:
+        message = (exc.body or "")[:200] if isinstance(exc.body, str) else ""
+    return f"{exc.status} {exc.reason}: {message or 'no message'}"
+
+
+def rollout_status(dep: dict) -> tuple[bool, str]:
+    """(done, message) of a Deployment (API JSON, camelCase), as ``kubectl rollout status``
+    words it. Raises RolloutFailed when the progress deadline was exceeded."""
+    meta, spec, status = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
+    name = meta.get("name")
+    if (meta.get("generation") or 0) <= (status.get("observedGeneration") or 0):
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+                raise RolloutFailed(f"deployment {name!r} exceeded its progress deadline: {cond.get('message', '')}")
+        wanted = spec.get("replicas", 1)
+        updated = status.get("updatedReplicas") or 0
+        if updated < wanted:
+            return False, f"waiting for rollout to finish: {updated} out of {wanted} new replicas have been updated"
+        if (status.get("replicas") or 0) > updated:
+            return False, (f"waiting for rollout to finish: {(status.get('replicas') or 0) - updated} old replicas "
+                           "are pending termination")
+        available = status.get("availableReplicas") or 0
+        if available < updated:
+            return False, f"waiting for rollout to finish: {available} of {updated} updated replicas are available"
+        return True, f"deployment {name!r} successfully rolled out"
+    return False, "waiting for deployment spec update to be observed"
+
+
+class _Api:
+    """The clients of one deploy."""
+
+    def __init__(self, api_client: k8s.ApiClient, namespace: str, timeout: float) -> None:
+        self.client = api_client
+        self.apps = k8s.AppsV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.timeout = timeout
+
+    def json(self, obj: Any) -> dict:
+        return self.client.sanitize_for_serialization(obj)
+
+
+class KubernetesDriver:
+    """Deploys one app's Deployment. ``reveal(secret_name)`` returns a stored secret's
+    plaintext (for ``kubeconfig_secret``)."""
+
+    def __init__(self, app: AppDefinition, reveal: Callable[[str], str] | None = None) -> None:
+        self.app = app
+        self.target: KubernetesTarget = app.target
+        self._reveal = reveal
+
+    # -- connection ------------------------------------------------------------------------
+    def api(self) -> _Api:
+        t = self.target
+        configuration = k8s.Configuration()
+        namespace = t.namespace
+        try:
+            if t.in_cluster:
+                loader = k8s_config.incluster_config.InClusterConfigLoader(
+                    token_filename=k8s_config.incluster_config.SERVICE_TOKEN_FILENAME,
+                    cert_filename=k8s_config.incluster_config.SERVICE_CERT_FILENAME)
+                loader.load_and_set(configuration)
+                if not namespace:
+                    try:
+                        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as fh:
+                            namespace = fh.read().strip()
+                    except OSError:
+                        namespace = "default"
+            else:
+                if t.kubeconfig_secret:
+                    if self._reveal is None:
+                        raise DriverUnavailable("no secret store to read kubeconfig_secret from")
+                    document = yaml.safe_load(self._reveal(t.kubeconfig_secret))
+                else:
+                    import os
+
+                    path = t.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or \
+                        os.path.expanduser("~/.kube/config")
+                    with open(path) as fh:
+                        document = yaml.safe_load(fh)
+                k8s_config.load_kube_config_from_dict(document, context=t.context or None,
+                                                      client_configuration=configuration, persist_config=False)
+                if not namespace:
+                    ctx_name = t.context or document.get("current-context")
+                    ctx = next((c.get("context") or {} for c in document.get("contexts") or []
+                                if c.get("name") == ctx_name), {})
+                    namespace = ctx.get("namespace") or "default"
+        except (OSError, ValueError, yaml.YAMLError, k8s_config.ConfigException) as exc:
+            raise DriverUnavailable(f"cannot load the cluster configuration: {exc}") from None
+        return _Api(k8s.ApiClient(configuration), namespace, t.api_timeout)
+
+    # -- deploy ---------------------------------------------------------------------------
+    def deploy(self, request: DeployRequest, emit: Emit, cancel: CancelToken) -> DeployOutcome:
+        t = self.target
+
+        def step(name: str, state: str, message: str, level: str = "info", **data: Any) -> None:
+            emit(DriverEvent("step", message, step=name, state=state, level=level, data=data))
+
+        api = None
+        previous_revision = None
+        changed = False
+        try:
+            api = self.api()
+            where = f"{api.namespace}/{t.deployment}"
+            step("connect", "running", f"reading deployment {where} at {api.client.configuration.host}")
+            dep = self._read(api)
+            previous_revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
+            step("connect", "succeeded", f"deployment {where} at revision {previous_revision or '-'}",
+                 revision=previous_revision)
+            image = image_reference(t.image, request.version)
+            target_rs = self._revision_for_image(api, dep, image) if request.kind == "rollback" else None
+            if target_rs is not None:
+                rev = target_rs["metadata"]["annotations"][REVISION]
+                step("undo", "running", f"rolling back to revision {rev} ({image})", revision=rev)
+                self._undo_to(api, target_rs, emit)
+                step("undo", "succeeded", f"deployment template set to revision {rev}")
+            else:
+                step("set image", "running", f"setting image {image}")
+                self._set_image(api, image, request, emit)
+                step("set image", "succeeded", f"image {image} set")
+            changed = True
+            step("rollout", "running", "following the rollout")
+            self._follow(api, emit, cancel, time.monotonic() + 10 ** 9)
+            step("rollout", "succeeded", "rollout complete")
+            return DeployOutcome(SUCCEEDED)
+        except DriverUnavailable as exc:
+            step("connect", "failed", str(exc), level="error")
+            return DeployOutcome(FAILED, str(exc))
+        except ApiException as exc:
+            message = f"Kubernetes API refused: {api_error(exc)}"
+            emit(DriverEvent("log", message, level="error", data={"status": exc.status}))
+            return self._fail(api, changed, previous_revision, emit, FAILED, message)
+        except KubernetesDriverError as exc:
+            emit(DriverEvent("log", str(exc), level="error"))
+            return self._fail(api, changed, previous_revision, emit, FAILED, str(exc))
+        except RolloutFailed as exc:
+            step("rollout", "failed", str(exc), level="error")
+            return self._fail(api, changed, previous_revision, emit, ROLLED_BACK, str(exc))
+        except Cancelled as exc:
+            step("rollout", "failed", str(exc), level="error")
+            return self._fail(api, changed, previous_revision, emit,
+                              FAILED if cancel.kind == "timeout" else CANCELLED, str(exc))
+        except UNREACHABLE as exc:
+            message = f"Kubernetes API unreachable: {str(exc)[:300]}"
+            return self._fail(api, changed, previous_revision, emit, FAILED, message)
+        finally:
+            if api is not None:
+                api.client.close()
+
+    def _fail(self, api: _Api | None, changed: bool, previous: str | None, emit: Emit, state: str,
+              error: str) -> DeployOutcome:
+        """Undo a changed Deployment to ``previous`` (when configured); the outcome."""
+        if not changed or api is None:
+            return DeployOutcome(FAILED if state == ROLLED_BACK else state, error)
+        if not self.target.undo_on_failure or previous is None:
+            why = "undo_on_failure is false" if previous else "there is no previous revision"
+            emit(DriverEvent("log", f"not rolling back: {why}", level="warning"))
+            return DeployOutcome(FAILED, error)
+        emit(DriverEvent("step", f"rolling back to revision {previous} (kubectl rollout undo)", step="undo",
+                         state="running", data={"revision": previous}))
+        try:
+            dep = self._read(api)
+            rs = next((r for r in self._replica_sets(api, dep)
+                       if (r["metadata"].get("annotations") or {}).get(REVISION) == previous), None)
+            if rs is None:
+                raise KubernetesDriverError(f"no ReplicaSet with revision {previous} is left to roll back to")
+            self._undo_to(api, rs, emit)
+            deadline = time.monotonic() + min(float(dep["spec"].get("progressDeadlineSeconds") or 600),
+                                              UNDO_WAIT_MAX_S)
+            self._follow(api, emit, CancelToken(), deadline)
+        except (ApiException, KubernetesDriverError, RolloutFailed, Cancelled, *UNREACHABLE) as exc:
+            text = api_error(exc) if isinstance(exc, ApiException) else str(exc)
+            emit(DriverEvent("step", f"rollback failed: {text}", step="undo", state="failed", level="error"))
+            return DeployOutcome(FAILED, f"{error}; rollback failed: {text}")
+        emit(DriverEvent("step", f"revision {previous} serves again", step="undo", state="succeeded"))
+        return DeployOutcome(state, error)
+
+    # -- API operations ----------------------------------------------------------------------
+    def _read(self, api: _Api) -> dict:
+        try:
+            return api.json(api.apps.read_namespaced_deployment(self.target.deployment, api.namespace,
+                                                                _request_timeout=api.timeout))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubernetesDriverError(f"deployment {api.namespace}/{self.target.deployment} not found") from None
+            raise
+
+    def _patch(self, api: _Api, build: Callable[[dict], dict], emit: Emit) -> dict:
+        """Read, build a patch carrying the read resourceVersion, send it; on 409
+        Conflict read again and retry up to ``conflict_retries`` times."""
+        for attempt in range(self.target.conflict_retries + 1):
+            dep = self._read(api)
+            body = build(dep)
+            body.setdefault("metadata", {})["resourceVersion"] = dep["metadata"].get("resourceVersion")
+            try:
+                return api.json(api.apps.patch_namespaced_deployment(
+                    self.target.deployment, api.namespace, body, _request_timeout=api.timeout))
+            except ApiException as exc:
+                if exc.status != 409 or attempt == self.target.conflict_retries:
+                    raise
+                emit(DriverEvent("log", f"409 Conflict (the deployment changed since it was read); retrying "
+                                        f"({attempt + 1}/{self.target.conflict_retries})", level="warning",
+                                 data={"status": 409, "attempt": attempt + 1}))
+        raise AssertionError("unreachable")
+
+    def _container_index(self, dep: dict) -> int:
+        containers = dep["spec"]["template"]["spec"].get("containers") or []
+        if self.target.container:
+            for i, c in enumerate(containers):
+                if c.get("name") == self.target.container:
+                    return i
+            raise KubernetesDriverError(f"deployment has no container {self.target.container!r} "
+                                        f"(it has {', '.join(c.get('name', '?') for c in containers)})")
+        if len(containers) != 1:
+            raise KubernetesDriverError("the deployment has several containers: set target.container")
+        return 0
+
+    def _set_image(self, api: _Api, image: str, request: DeployRequest, emit: Emit) -> None:
+        cause = f"fleetdeck deploy #{request.deploy_id}: {self.app.name} {request.version}"
+
+        def build(dep: dict) -> dict:
+            containers = copy.deepcopy(dep["spec"]["template"]["spec"]["containers"])
+            containers[self._container_index(dep)]["image"] = image
+            return {"metadata": {"annotations": {CHANGE_CAUSE: cause}},
+                    "spec": {"template": {"spec": {"containers": containers}}}}
+
+        self._patch(api, build, emit)
+        emit(DriverEvent("log", f"image set, change-cause {cause!r}"))
+
+    def _replica_sets(self, api: _Api, dep: dict) -> list[dict]:
+        """The ReplicaSets the Deployment controls (selector, then controller owner uid)."""
+        labels = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        items = api.json(api.apps.list_namespaced_replica_set(api.namespace, label_selector=selector,
+                                                              _request_timeout=api.timeout)).get("items") or []
+        uid = dep["metadata"].get("uid")
+        return [rs for rs in items
+                if any(o.get("controller") and o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])]
+
+    def _revision_for_image(self, api: _Api, dep: dict, image: str) -> dict | None:
+        """The newest ReplicaSet whose pod template runs ``image`` in our container."""
+        best = None
+        for rs in self._replica_sets(api, dep):
+            containers = rs["spec"]["template"]["spec"].get("containers") or []
+            names = [c.get("image") for c in containers
+                     if not self.target.container or c.get("name") == self.target.container]
+            rev = int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0)
+            if image in names and (best is None or rev > best[0]):
+                best = (rev, rs)
+        return best[1] if best else None
+
+    def _undo_to(self, api: _Api, rs: dict, emit: Emit) -> None:
+        template = copy.deepcopy(rs["spec"]["template"])
+        (template.get("metadata") or {}).get("labels", {}).pop("pod-template-hash", None)
+        cause = (rs["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+
+        def build(dep: dict) -> dict:
+            body: dict = {"spec": {"template": template}}
+            if cause:
+                body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
+            return body
+
+        self._patch(api, build, emit)
+        emit(DriverEvent("log", f"pod template of ReplicaSet {rs['metadata']['name']} (revision "
+                                f"{rs['metadata']['annotations'][REVISION]}) restored"))
+
+    def _follow(self, api: _Api, emit: Emit, cancel: CancelToken, deadline: float) -> None:
+        """Poll until the rollout is done (returns), fails (RolloutFailed), is cancelled
+        (Cancelled) or ``deadline`` (monotonic) passes (RolloutFailed)."""
+        last = None
+        seen_events: set[str] = set()
+        while True:
+            dep = self._read(api)
+            done, message = rollout_status(dep)
+            if message != last:
+                last = message
+                st = dep.get("status") or {}
+                emit(DriverEvent("log", message, data={k: st.get(k) for k in (
+                    "observedGeneration", "replicas", "updatedReplicas", "availableReplicas")}))
+            self._stream_events(api, dep, seen_events, emit)
+            if done:
+                return
+            if time.monotonic() > deadline:
+                raise RolloutFailed(f"rollout not done in time: {message}")
+            if cancel.wait(self.target.poll_interval):
+                raise Cancelled(cancel.reason)
+
+    def _stream_events(self, api: _Api, dep: dict, seen: set[str], emit: Emit) -> None:
+        """Kubernetes Events of the Deployment and its ReplicaSets not seen yet, as log lines."""
+        try:
+            items = api.json(api.core.list_namespaced_event(api.namespace, _request_timeout=api.timeout)).get("items")
+        except (ApiException, *UNREACHABLE) as exc:  # events are a nicety; the rollout goes on
+            log.debug("cannot list events: %s", exc)
+            return
+        name = dep["metadata"]["name"]
+        for ev in items or []:
+            obj = ev.get("involvedObject") or {}
+            key = (ev.get("metadata") or {}).get("uid") or f"{obj.get('name')}/{ev.get('reason')}/{ev.get('message')}"
+            if key in seen:
+                continue
+            if (obj.get("kind") == "Deployment" and obj.get("name") == name) or (
+                    obj.get("kind") == "ReplicaSet" and str(obj.get("name", "")).startswith(name + "-")):
+                seen.add(key)
+                emit(DriverEvent("log", f"event {obj.get('kind')}/{obj.get('name')}: {ev.get('reason')}: "
+                                        f"{ev.get('message')}", level="warning" if ev.get("type") == "Warning"
+                                 else "info", data={"k8s_event": ev.get("reason")}))
+
+    # -- the protocol's other methods ----------------------------------------------------------
+    def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:
+        """Nothing to clean up: the Deployment controller owns the pods."""
+        return 0
+
+    def instances(self, app: str) -> list[dict]:
+        """One entry per ReplicaSet with replicas: ``{"id", "name", "version" (image tag),
+        "deploy" (revision), "state", "health"}``. Raises DriverUnavailable."""
+        api = self.api()
+        try:
+            dep = self._read(api)
+            out = []
+            for rs in self._replica_sets(api, dep):
+                st = rs.get("status") or {}
+                if not (st.get("replicas") or 0):
+                    continue
+                images = [c.get("image", "") for c in rs["spec"]["template"]["spec"].get("containers") or []]
+                out.append({"id": rs["metadata"].get("uid", "")[:12], "name": rs["metadata"]["name"],
+                            "version": images[0].rsplit(":", 1)[-1] if images else None,
+                            "deploy": (rs["metadata"].get("annotations") or {}).get(REVISION),
+                            "state": f"{st.get('readyReplicas') or 0}/{st.get('replicas') or 0} ready",
+                            "health": None})
+            return out
+        except (ApiException, KubernetesDriverError, *UNREACHABLE) as exc:
+            raise DriverUnavailable(api_error(exc) if isinstance(exc, ApiException) else str(exc)) from None
+        finally:
+            api.client.close()

@@ -1,0 +1,633 @@
+"""The SSH driver: releases on plain servers over SSH (paramiko), Capistrano-style.
+
+On each host, under the app's ``deploy_to``::
+
+    releases/<version>/     one directory per version (the artifact, unpacked, plus the steps' output)
+    current -> releases/<version>   the live release, switched atomically
+
+A deploy goes through the hosts in **batches** (serial, fixed size or a percentage);
+within a batch up to ``max_parallel`` hosts work at once, each over one SSH connection
+that is opened once and reused for every command, the SFTP session and any rollback.
+Per host:
+
+1. connect, with the host key checked against the pinned known_hosts (``RejectPolicy``:
+   an unknown or changed key fails the host before authentication; nothing runs there);
+2. upload the artifact over SFTP into ``releases/<version>/`` (and unpack it);
+3. run ``steps`` in the release directory, each with a timeout (the remote ``timeout``
+   command, plus a local deadline) and its stdout/stderr streamed into the deploy's log;
+4. switch ``current``: a new symlink beside it, then ``rename(2)`` over the old one
+   (SFTP ``posix-rename@openssh.com``), which is atomic;
+5. run ``restart``; 6. health check (HTTP or TCP from the console, or a command on the
+   host); 7. once every batch is done, keep the newest ``keep_releases`` releases.
+
+A release that completed its steps gets a ``.fleetdeck-release`` marker; a later deploy
+or rollback to that version only switches the symlink (rollback by symlink). When a
+host fails, the deploy stops after that batch and, unless ``on_failure: stop``, every
+host already switched goes back to its previous release and runs ``rollback_steps`` and
+``restart``.
+
+Commands are argv lists; each element is quoted with ``shlex.quote`` and joined, so a
+parameter holding shell metacharacters reaches the program as one literal argument.
+Private keys and passphrases come from the console's encrypted secrets through
+``reveal`` and are never logged. Every method blocks; the deploy service runs them on
+its worker threads.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import logging
+import posixpath
+import select
+import shlex
+import socket
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import paramiko
+
+from console.deploy.apps import AppDefinition
+from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
+                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+from console.deploy.inventory import HostEntry, Inventory
+from console.deploy.known_hosts import fingerprint
+from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
+
+log = logging.getLogger(__name__)
+
+MARKER = ".fleetdeck-release"
+MAX_LINES_PER_STEP = 2000  # further output lines are counted, not stored
+KILL_GRACE_S = 5  # `timeout -k`: SIGKILL this long after SIGTERM
+
+
+class HostFailed(Exception):
+    """One host failed; ``kind``: connect | hostkey | auth | step | health | upload."""
+
+    def __init__(self, host: str, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.host, self.kind = host, kind
+
+
+def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
+    """A paramiko key from OpenSSH/PEM private key text (ed25519, ECDSA or RSA). Raises
+    ValueError with a message that never contains key material."""
+    last = ""
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text), password=passphrase or None)
+        except paramiko.PasswordRequiredException:
+            raise ValueError("the private key is encrypted and no key_passphrase is configured") from None
+        except (paramiko.SSHException, ValueError, TypeError, IndexError) as exc:
+            last = type(exc).__name__
+    raise ValueError(f"not a usable private key (ed25519, ECDSA or RSA; {last})")
+
+
+@dataclass
+class _HostState:
+    host: HostEntry
+    previous: str | None = None  # release name ``current`` pointed to before this deploy
+    switched: bool = False
+    connect_ms: float | None = None
+
+
+class ConnectionPool:
+    """One SSH connection (and SFTP session) per host, opened on first use and reused
+    until ``close()``. ``known_hosts``: ``[(hostname, key_type, key_base64)]``;
+    ``reveal(secret_name) -> text``."""
+
+    def __init__(self, known_hosts: list[tuple[str, str, str]], reveal: Callable[[str], str],
+                 timeout: float) -> None:
+        self._known = known_hosts
+        self._reveal = reveal
+        self._timeout = timeout
+        self._clients: dict[str, paramiko.SSHClient] = {}
+        self._sftp: dict[str, paramiko.SFTPClient] = {}
+        self._keys: dict[tuple[str, str], paramiko.PKey] = {}
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+
+    def _key(self, host: HostEntry) -> paramiko.PKey:
+        if not host.key:
+            raise HostFailed(host.name, "auth", f"{host.name}: no SSH key configured (inventory key: SECRET_NAME)")
+        with self._lock:
+            cached = self._keys.get((host.key, host.key_passphrase))
+        if cached is not None:
+            return cached
+        try:
+            text = self._reveal(host.key)
+            passphrase = self._reveal(host.key_passphrase) if host.key_passphrase else None
+            key = load_private_key(text, passphrase)
+        except (ValueError, LookupError) as exc:  # SecretError is a ValueError
+            raise HostFailed(host.name, "auth", f"{host.name}: SSH key {host.key!r}: {exc}") from None
+        with self._lock:
+            self._keys[(host.key, host.key_passphrase)] = key
+        return key
+
+    def client(self, host: HostEntry) -> tuple[paramiko.SSHClient, float | None]:
+        """The host's open client and, when it was opened by this call, the setup time
+        (TCP + key exchange + host key check + authentication) in ms. Raises HostFailed."""
+        with self._lock:
+            lock = self._host_locks.setdefault(host.name, threading.Lock())
+        with lock:
+            existing = self._clients.get(host.name)
+            if existing is not None and existing.get_transport() and existing.get_transport().is_active():
+                return existing, None
+            pkey = self._key(host)
+            client = paramiko.SSHClient()
+            keys = client.get_host_keys()
+            for hostname, key_type, key_b64 in self._known:
+                keys.add(hostname, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            started = time.perf_counter()
+            try:
+                client.connect(host.address, port=host.port, username=host.user, pkey=pkey,
+                               timeout=self._timeout, banner_timeout=self._timeout, auth_timeout=self._timeout,
+                               allow_agent=False, look_for_keys=False)
+            except paramiko.BadHostKeyException as exc:
+                client.close()
+                raise HostFailed(host.name, "hostkey", (
+                    f"{host.name}: host key CHANGED for {host.known_hosts_name}: pinned "
+                    f"{fingerprint(exc.expected_key.get_base64())}, offered {fingerprint(exc.key.get_base64())}. "
+                    f"Refused; nothing was run. If the change is expected: fleetdeck hosts trust {host.name} "
+                    "--replace")) from None
+            except paramiko.AuthenticationException as exc:
+                client.close()
+                raise HostFailed(host.name, "auth", f"{host.name}: authentication as {host.user} failed: {exc}") from None
+            except paramiko.SSHException as exc:
+                offered = self._offered(client)
+                client.close()
+                if "known_hosts" in str(exc):
+                    raise HostFailed(host.name, "hostkey", (
+                        f"{host.name}: UNKNOWN host key for {host.known_hosts_name}{offered}. Refused; nothing was "
+                        f"run. Pin it after checking it: fleetdeck hosts trust {host.name}")) from None
+                raise HostFailed(host.name, "connect", f"{host.name}: SSH error: {exc}") from None
+            except (OSError, EOFError) as exc:
+                client.close()
+                raise HostFailed(host.name, "connect", f"{host.name}: cannot connect to "
+                                                       f"{host.address}:{host.port}: {exc}") from None
+            took = (time.perf_counter() - started) * 1000
+            transport = client.get_transport()
+            transport.set_keepalive(15)
+            self._clients[host.name] = client
+            self._sftp.pop(host.name, None)
+            return client, took
+
+    @staticmethod
+    def _offered(client: paramiko.SSHClient) -> str:
+        transport = client.get_transport()
+        try:
+            key = transport.get_remote_server_key() if transport is not None else None
+        except paramiko.SSHException:
+            key = None
+        return f" (offered {key.get_name()} {fingerprint(key.get_base64())})" if key is not None else ""
+
+    def sftp(self, host: HostEntry) -> paramiko.SFTPClient:
+        client, _ = self.client(host)
+        sftp = self._sftp.get(host.name)
+        if sftp is None:
+            sftp = self._sftp[host.name] = client.open_sftp()
+        return sftp
+
+    def close(self) -> None:
+        for sftp in self._sftp.values():
+            sftp.close()
+        for client in self._clients.values():
+            client.close()
+        self._sftp.clear()
+        self._clients.clear()
+
+
+def substitute(text: str, params: dict[str, str]) -> str:
+    """``{name}`` placeholders replaced by ``params`` (validated at config time)."""
+    return PLACEHOLDER_RE.sub(lambda m: params.get(m.group(1), m.group(0)), text)
+
+
+def command_line(argv: list[str], cwd: str, timeout: float) -> str:
+    """The one string SSH sends: ``cd CWD && exec timeout -k 5 SECONDS ARGV...``, every
+    part quoted with ``shlex.quote`` (POSIX sh), so each argv element is one literal word."""
+    limit = ["timeout", "-k", str(KILL_GRACE_S), f"{timeout:g}"]
+    return f"cd {shlex.quote(cwd)} && exec {shlex.join(limit + list(argv))}"
+
+
+class SshDriver:
+    """Deploys one app to the hosts its target names (see the module docstring).
+
+    ``inventory`` resolves host and group names; ``known_hosts()`` returns the pinned
+    keys and ``reveal(secret_name)`` a secret's plaintext (both read the database on the
+    caller's thread; the driver itself never touches it)."""
+
+    def __init__(self, app: AppDefinition, inventory: Inventory,
+                 known_hosts: Callable[[], list[tuple[str, str, str]]], reveal: Callable[[str], str]) -> None:
+        self.app = app
+        self.target: SshTarget = app.target
+        self.inventory = inventory
+        self._known_hosts = known_hosts
+        self._reveal = reveal
+
+    def hosts(self) -> list[HostEntry]:
+        return self.inventory.resolve(self.target.hosts)
+
+    def pool(self) -> ConnectionPool:
+        return ConnectionPool(self._known_hosts(), self._reveal, self.target.connect_timeout)
+
+    # -- paths -------------------------------------------------------------------------------
+    def base(self, host: HostEntry) -> str:
+        """``deploy_to`` for ``host`` (it may hold ``{host}``)."""
+        return substitute(self.target.deploy_to, {"host": host.name})
+
+    def releases_dir(self, host: HostEntry) -> str:
+        return posixpath.join(self.base(host), "releases")
+
+    def current_link(self, host: HostEntry) -> str:
+        return posixpath.join(self.base(host), "current")
+
+    def release_dir(self, host: HostEntry, version: str) -> str:
+        return posixpath.join(self.releases_dir(host), version)
+
+    def params(self, host: HostEntry, version: str, previous: str | None) -> dict[str, str]:
+        out = dict(self.target.vars)
+        out.update(version=version, release_dir=self.release_dir(host, version), deploy_to=self.base(host),
+                   previous_release=self.release_dir(host, previous) if previous else "", host=host.name,
+                   current=self.current_link(host))
+        return out
+
+    # -- remote commands -----------------------------------------------------------------------
+    def run(self, pool: ConnectionPool, host: HostEntry, argv: list[str], cwd: str, timeout: float,
+            emit_line: Callable[[str, str], None], cancel: CancelToken | None = None) -> int:
+        """Run ``argv`` in ``cwd`` on ``host``; stream its output lines to ``emit_line(stream,
+        line)`` (stream ``stdout``/``stderr``); return the exit status (124 on timeout, as
+        ``timeout`` reports it). Raises HostFailed when the connection breaks or the local
+        deadline (``timeout`` + 10 s) passes, Cancelled when cancelled."""
+        client, _ = pool.client(host)
+        try:
+            chan = client.get_transport().open_session(timeout=self.target.connect_timeout)
+            chan.exec_command(command_line(argv, cwd, timeout))
+            chan.shutdown_write()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise HostFailed(host.name, "connect", f"{host.name}: {exc}") from None
+        deadline = time.monotonic() + timeout + KILL_GRACE_S + 5
+        buffers = {"stdout": b"", "stderr": b""}
+        counted = [0]
+
+        def flush(stream: str, final: bool = False) -> None:
+            *lines, rest = buffers[stream].split(b"\n")
+            if final and rest:
+                lines, rest = lines + [rest], b""
+            buffers[stream] = rest
+            for raw in lines:
+                counted[0] += 1
+                if counted[0] <= MAX_LINES_PER_STEP:
+                    emit_line(stream, raw.decode("utf-8", "replace").rstrip("\r")[:2000])
+
+        try:
+            while True:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled(cancel.reason)
+                if time.monotonic() > deadline:
+                    raise HostFailed(host.name, "step", f"{host.name}: no exit status within {timeout:g} s")
+                select.select([chan], [], [], 0.05)
+                got = False
+                while chan.recv_ready():
+                    buffers["stdout"] += chan.recv(65536)
+                    got = True
+                while chan.recv_stderr_ready():
+                    buffers["stderr"] += chan.recv_stderr(65536)
+                    got = True
+                if got:
+                    flush("stdout")
+                    flush("stderr")
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+            flush("stdout", True)
+            flush("stderr", True)
+            if counted[0] > MAX_LINES_PER_STEP:
+                emit_line("stderr", f"({counted[0] - MAX_LINES_PER_STEP} more output lines not stored)")
+            return chan.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostFailed(host.name, "connect", f"{host.name}: connection lost: {exc}") from None
+        finally:
+            chan.close()
+
+    # -- deploy ----------------------------------------------------------------------------------
+    def deploy(self, request: DeployRequest, emit: Emit, cancel: CancelToken) -> DeployOutcome:
+        hosts = self.hosts()
+        batches = self.target.batches.split(hosts)
+        states = {h.name: _HostState(h) for h in hosts}
+        pool = self.pool()
+        failure: HostFailed | None = None
+        cancelled: Cancelled | None = None
+        try:
+            emit(DriverEvent("log", f"{len(hosts)} host(s) in {len(batches)} batch(es) "
+                                    f"({self.target.batches.type}), at most {self.target.max_parallel} at once",
+                             data={"hosts": [h.name for h in hosts], "batches": [[h.name for h in b] for b in batches]}))
+            for index, batch in enumerate(batches, 1):
+                step = f"batch {index}/{len(batches)}"
+                emit(DriverEvent("step", f"{step}: {', '.join(h.name for h in batch)}", step=step, state="running",
+                                 data={"hosts": [h.name for h in batch]}))
+                errors = self._run_batch(batch, lambda h: self._deploy_host(pool, states[h.name], request, emit,
+                                                                            cancel))
+                cancelled = next((e for e in errors if isinstance(e, Cancelled)), None)
+                failures = [e for e in errors if isinstance(e, HostFailed)]
+                if cancelled or failures:
+                    failure = failures[0] if failures else None
+                    message = "; ".join(str(e) for e in failures) or str(cancelled)
+                    emit(DriverEvent("step", f"{step} failed: {message}", step=step, state="failed", level="error"))
+                    break
+                emit(DriverEvent("step", f"{step}: done", step=step, state="succeeded"))
+                if cancel.cancelled:
+                    cancelled = Cancelled(cancel.reason)
+                    break
+            if failure is None and cancelled is None:
+                self._cleanup(pool, hosts, request, emit)
+                return DeployOutcome(SUCCEEDED)
+            return self._finish_failed(pool, states, request, emit, cancel, failure, cancelled)
+        finally:
+            pool.close()
+
+    def _run_batch(self, batch: list[HostEntry], work: Callable[[HostEntry], None]) -> list[BaseException]:
+        """Run ``work`` for every host of the batch, at most ``max_parallel`` at once; the
+        exceptions raised (HostFailed, Cancelled), in host order."""
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max(1, min(self.target.max_parallel, len(batch))),
+                                thread_name_prefix="ssh") as ex:
+            futures = [ex.submit(work, h) for h in batch]
+            for f in futures:
+                exc = f.exception()
+                if exc is not None:
+                    if not isinstance(exc, (HostFailed, Cancelled)):
+                        log.error("ssh deploy: unexpected error", exc_info=exc)
+                        exc = HostFailed("?", "internal", f"internal error: {type(exc).__name__}: {exc}")
+                    errors.append(exc)
+        return errors
+
+    def _log(self, emit: Emit, host: HostEntry, message: str, level: str = "info", **data: Any) -> None:
+        emit(DriverEvent("log", f"[{host.name}] {message}", level=level, data=dict(data, host=host.name)))
+
+    def _connect(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
+        _, took = pool.client(state.host)
+        if took is not None:
+            state.connect_ms = took
+            self._log(emit, state.host, f"connected to {state.host.user}@{state.host.address}:{state.host.port} "
+                                        f"in {took:.0f} ms (host key pinned)", connect_ms=round(took, 1))
+
+    def _current(self, pool: ConnectionPool, host: HostEntry) -> str | None:
+        """The release name ``current`` points to, or None."""
+        try:
+            target = pool.sftp(host).readlink(self.current_link(host))
+        except (OSError, paramiko.SSHException):
+            return None
+        return posixpath.basename(target.rstrip("/")) if target else None
+
+    def _is_complete(self, pool: ConnectionPool, host: HostEntry, version: str) -> bool:
+        try:
+            pool.sftp(host).stat(posixpath.join(self.release_dir(host, version), MARKER))
+            return True
+        except OSError:
+            return False
+
+    def _steps(self, pool: ConnectionPool, host: HostEntry, steps: tuple[Step, ...], params: dict[str, str],
+               cwd: str, emit: Emit, cancel: CancelToken, what: str) -> None:
+        for step in steps:
+            if cancel.cancelled:
+                raise Cancelled(cancel.reason)
+            argv = [substitute(a, params) for a in step.argv]
+            if step.script:
+                argv = ["sh", self._upload_script(pool, host, step.script)] + [substitute(a, params) for a in step.args]
+            self._log(emit, host, f"{what} {step.name}: {shlex.join(argv)}", step=step.name)
+            started = time.monotonic()
+            code = self.run(pool, host, argv, cwd, step.timeout,
+                            lambda stream, line: self._log(emit, host, line, level="info" if stream == "stdout"
+                                                           else "warning", stream=stream, step=step.name),
+                            cancel)
+            took = time.monotonic() - started
+            if code != 0:
+                why = f"timed out after {step.timeout:g} s" if code in (124, 137) else f"exited with {code}"
+                raise HostFailed(host.name, "step", f"{host.name}: {what} {step.name!r} {why}")
+            self._log(emit, host, f"{what} {step.name} ok ({took:.1f} s)", step=step.name)
+
+    def _upload_script(self, pool: ConnectionPool, host: HostEntry, script: str) -> str:
+        remote_dir = posixpath.join(self.base(host), ".fleetdeck", "scripts")
+        self._mkdir(pool, host, remote_dir)
+        remote = posixpath.join(remote_dir, Path(script).name)
+        try:
+            pool.sftp(host).put(script, remote)
+        except OSError as exc:
+            raise HostFailed(host.name, "upload", f"{host.name}: cannot upload script {script}: {exc}") from None
+        return remote
+
+    def _mkdir(self, pool: ConnectionPool, host: HostEntry, path: str) -> None:
+        code = self.run(pool, host, ["mkdir", "-p", "--", path], "/", 30, lambda s, l: None)
+        if code != 0:
+            raise HostFailed(host.name, "upload", f"{host.name}: cannot create {path} (mkdir exited with {code})")
+
+    def _deploy_host(self, pool: ConnectionPool, state: _HostState, request: DeployRequest, emit: Emit,
+                     cancel: CancelToken) -> None:
+        host, version = state.host, request.version
+        if cancel.cancelled:
+            raise Cancelled(cancel.reason)
+        self._connect(pool, state, emit)
+        state.previous = self._current(pool, host)
+        params = self.params(host, version, state.previous)
+        if state.previous == version:
+            self._log(emit, host, f"{version} is already the current release; restarting it")
+        elif self._is_complete(pool, host, version):
+            self._log(emit, host, f"release {version} is on the host already; switching to it")
+        else:
+            self._build_release(pool, state, request, params, emit, cancel)
+        if state.previous != version:
+            self._switch(pool, host, version, emit)
+            state.switched = True
+        if request.kind == "rollback":
+            self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, cancel, "rollback step")
+        self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, cancel, "restart")
+        self._health(pool, host, params, emit, cancel)
+
+    def _build_release(self, pool: ConnectionPool, state: _HostState, request: DeployRequest,
+                       params: dict[str, str], emit: Emit, cancel: CancelToken) -> None:
+        host = state.host
+        release = self.release_dir(host, request.version)
+        # A directory without the marker is what an interrupted deploy left: start over.
+        self.run(pool, host, ["rm", "-rf", "--", release], "/", 60, lambda s, l: None)
+        self._mkdir(pool, host, release)
+        if self.target.artifact:
+            local = Path(substitute(self.target.artifact, {"version": request.version}))
+            if not local.is_file():
+                raise HostFailed(host.name, "upload", f"artifact {local} not found on the console")
+            remote = posixpath.join(release, local.name)
+            started = time.monotonic()
+            try:
+                pool.sftp(host).put(str(local), remote)
+            except (OSError, paramiko.SSHException) as exc:
+                raise HostFailed(host.name, "upload", f"{host.name}: upload of {local.name} failed: {exc}") from None
+            size = local.stat().st_size
+            self._log(emit, host, f"uploaded {local.name} ({size} bytes) to {release}/ in "
+                                  f"{time.monotonic() - started:.2f} s", bytes=size)
+            if self.target.extract:
+                code = self.run(pool, host, ["tar", "-xf", remote, "-C", release], "/", 300,
+                                lambda s, line: self._log(emit, host, line, level="warning", stream=s))
+                if code != 0:
+                    raise HostFailed(host.name, "upload", f"{host.name}: unpacking {local.name} failed ({code})")
+                pool.sftp(host).remove(remote)
+        self._steps(pool, host, self.target.steps, params, release, emit, cancel, "step")
+        with pool.sftp(host).open(posixpath.join(release, MARKER), "w") as fh:
+            fh.write(f"deploy {request.deploy_id} {request.version}\n")
+
+    def _switch(self, pool: ConnectionPool, host: HostEntry, version: str, emit: Emit) -> None:
+        """Point ``current`` at ``releases/<version>`` atomically: symlink beside, rename over."""
+        sftp = pool.sftp(host)
+        tmp = posixpath.join(self.base(host), f".current-{version}-{threading.get_ident()}")
+        try:
+            try:
+                sftp.remove(tmp)
+            except OSError:
+                pass  # the usual case: no leftover
+            sftp.symlink(posixpath.join("releases", version), tmp)
+            sftp.posix_rename(tmp, self.current_link(host))
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostFailed(host.name, "upload", f"{host.name}: switching current to {version} failed: {exc}") from None
+        self._log(emit, host, f"current -> releases/{version}")
+
+    # -- health ----------------------------------------------------------------------------------
+    def _health(self, pool: ConnectionPool, host: HostEntry, params: dict[str, str], emit: Emit,
+                cancel: CancelToken) -> None:
+        hc = self.app.health_check
+        if hc.type == "none":
+            return
+        started = time.monotonic()
+        failures = 0
+        while True:
+            ok, detail = self._probe(pool, host, params)
+            if ok:
+                self._log(emit, host, f"healthy ({detail})")
+                return
+            if time.monotonic() - started >= hc.start_period:
+                failures += 1
+                if failures >= hc.retries:
+                    raise HostFailed(host.name, "health", f"{host.name}: health check failed: {detail}")
+            if cancel.wait(hc.interval):
+                raise Cancelled(cancel.reason)
+
+    def _probe(self, pool: ConnectionPool, host: HostEntry, params: dict[str, str]) -> tuple[bool, str]:
+        hc = self.app.health_check
+        if hc.type == "command":
+            argv = [substitute(a, params) for a in hc.command]
+            lines: list[str] = []
+            code = self.run(pool, host, argv, self.current_link(host), hc.timeout, lambda s, line: lines.append(line))
+            tail = " | ".join(lines[-3:])[:300]
+            return code == 0, f"{shlex.join(argv)} exited with {code}" + (f": {tail}" if tail else "")
+        if hc.type == "tcp":
+            try:
+                with socket.create_connection((host.address, hc.port), timeout=hc.timeout):
+                    return True, f"tcp {host.address}:{hc.port} accepts connections"
+            except OSError as exc:
+                return False, f"tcp {host.address}:{hc.port}: {exc.strerror or exc}"
+        conn = http.client.HTTPConnection(host.address, hc.port, timeout=hc.timeout)
+        try:
+            conn.request("GET", hc.path, headers={"User-Agent": "fleetdeck-health-check"})
+            status = conn.getresponse().status
+        except (OSError, http.client.HTTPException) as exc:
+            return False, f"GET http://{host.address}:{hc.port}{hc.path}: {getattr(exc, 'strerror', None) or exc}"
+        finally:
+            conn.close()
+        low, high = hc.expect_status
+        return low <= status <= high, f"GET http://{host.address}:{hc.port}{hc.path} -> {status}"
+
+    # -- failure, rollback, cleanup --------------------------------------------------------------
+    def _finish_failed(self, pool: ConnectionPool, states: dict[str, _HostState], request: DeployRequest,
+                       emit: Emit, cancel: CancelToken, failure: HostFailed | None,
+                       cancelled: Cancelled | None) -> DeployOutcome:
+        error = str(failure) if failure else str(cancelled)
+        changed = [s for s in states.values() if s.switched]
+        if self.target.batches.on_failure == "stop" and cancelled is None:
+            emit(DriverEvent("log", f"stopping: on_failure is stop, {len(changed)} host(s) left on "
+                                    f"{request.version}: {', '.join(s.host.name for s in changed) or 'none'}",
+                             level="warning"))
+            return DeployOutcome(FAILED, error)
+        emit(DriverEvent("step", f"rolling back {len(changed)} host(s) already switched", step="rollback",
+                         state="running", data={"hosts": [s.host.name for s in changed]}))
+        undo_errors = self._run_batch([s.host for s in changed],
+                                      lambda h: self._rollback_host(pool, states[h.name], request, emit))
+        if undo_errors:
+            message = "; ".join(str(e) for e in undo_errors)
+            emit(DriverEvent("step", f"rollback incomplete: {message}", step="rollback", state="failed", level="error"))
+            return DeployOutcome(FAILED, f"{error}; rollback incomplete: {message}")
+        emit(DriverEvent("step", "previous releases serve again", step="rollback", state="succeeded"))
+        if cancelled is not None:
+            return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, error)
+        if failure is not None and failure.kind in ("step", "health"):
+            return DeployOutcome(ROLLED_BACK, error)
+        return DeployOutcome(FAILED, error)
+
+    def _rollback_host(self, pool: ConnectionPool, state: _HostState, request: DeployRequest, emit: Emit) -> None:
+        host = state.host
+        never = CancelToken()  # a rollback runs to its end even when the deploy was cancelled
+        if state.previous is None:
+            try:
+                pool.sftp(host).remove(self.current_link(host))
+            except OSError as exc:
+                raise HostFailed(host.name, "rollback", f"{host.name}: cannot remove current: {exc}") from None
+            self._log(emit, host, "no previous release: current removed", level="warning")
+            return
+        self._switch(pool, host, state.previous, emit)
+        params = self.params(host, state.previous, request.version)
+        self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, never, "rollback step")
+        self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, never, "restart")
+        self._log(emit, host, f"rolled back to {state.previous}")
+
+    def _cleanup(self, pool: ConnectionPool, hosts: list[HostEntry], request: DeployRequest, emit: Emit) -> None:
+        keep = self.target.keep_releases
+        emit(DriverEvent("step", f"keeping the newest {keep} releases", step="cleanup", state="running"))
+        errors = self._run_batch(hosts, lambda h: self._prune(pool, h, keep, emit))
+        for exc in errors:
+            emit(DriverEvent("log", f"cleanup: {exc}", level="warning"))
+        emit(DriverEvent("step", "old releases removed", step="cleanup", state="succeeded"))
+
+    def _prune(self, pool: ConnectionPool, host: HostEntry, keep: int, emit: Emit) -> None:
+        sftp = pool.sftp(host)
+        entries = [e for e in sftp.listdir_attr(self.releases_dir(host)) if stat.S_ISDIR(e.st_mode or 0)]
+        current = self._current(pool, host)
+        entries.sort(key=lambda e: e.st_mtime or 0, reverse=True)
+        kept = [e.filename for e in entries[:keep]]
+        for e in entries[keep:]:
+            if e.filename == current:
+                continue
+            self.run(pool, host, ["rm", "-rf", "--", posixpath.join(self.releases_dir(host), e.filename)], "/", 120,
+                     lambda s, line: None)
+            self._log(emit, host, f"removed old release {e.filename}")
+        if current and current not in kept:
+            self._log(emit, host, f"kept the current release {current}")
+
+    # -- the protocol's other methods --------------------------------------------------------------
+    def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:
+        """Nothing is left behind for a later cleanup: a failed deploy rolls back in place."""
+        return 0
+
+    def instances(self, app: str) -> list[dict]:
+        """Per host: ``{"id", "name", "version" (current release), "deploy", "state", "health"}``;
+        state ``up`` or ``unreachable: <why>``. Raises DriverUnavailable when no host answers."""
+        hosts = self.hosts()
+        pool = self.pool()
+        out: list[dict] = []
+        try:
+            def look(host: HostEntry) -> dict:
+                try:
+                    version = self._current(pool, host)
+                    return {"id": host.name, "name": host.name, "version": version, "deploy": None,
+                            "state": "up", "health": None}
+                except HostFailed as exc:
+                    return {"id": host.name, "name": host.name, "version": None, "deploy": None,
+                            "state": f"unreachable: {exc}", "health": None}
+
+            with ThreadPoolExecutor(max(1, min(self.target.max_parallel, len(hosts) or 1))) as ex:
+                out = list(ex.map(look, hosts))
+        finally:
+            pool.close()
+        if out and all(i["state"] != "up" for i in out):
+            raise DriverUnavailable("no host reachable: " + "; ".join(i["state"] for i in out)[:500])
+        return out

@@ -1,0 +1,134 @@
+"""The kubernetes driver through the real console, with the official client talking real
+HTTP to a KMock Kubernetes API mock (tests/k8s_mock.py) that holds the Deployment and its
+ReplicaSets; the test advances their status. Verified only against this mock."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from tests.harness import ConsoleHarness
+from tests.k8s_mock import KubeMock
+
+NS, NAME = "prod", "web"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("k8s-deploy")
+    mock = KubeMock().start()
+    try:
+        mock.seed(NS, NAME, "registry.example.com/web:1.0", replicas=2)
+        kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "mock",
+                      "clusters": [{"name": "mock", "cluster": {"server": mock.url}}],
+                      "users": [{"name": "ci", "user": {"token": "test-token"}}],
+                      "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "ci", "namespace": NS}}]}
+        apps = {"web": {"driver": "kubernetes", "timeout": 60, "target": {
+            "image": "registry.example.com/web", "deployment": NAME, "kubeconfig_secret": "kube-mock",
+            "context": "mock", "poll_interval": 0.05}}}
+        harness = ConsoleHarness(root / "console", apps=apps).start()
+        s = harness.services
+        s.db.run(s.secrets.put, "kube-mock", "kubeconfig", yaml.safe_dump(kubeconfig), "test")
+        harness.token = harness.api_token("deployer", "ci")
+        harness.mock = mock
+        yield harness
+        harness.close()
+    finally:
+        mock.stop()
+
+
+def start(env, version: str, path: str = "deploys", body: dict | None = None) -> dict:
+    resp = env.request("POST", f"/api/v1/apps/web/{path}", body or {"version": version}, token=env.token)
+    assert resp.status == 202, resp.body
+    return resp.json()
+
+
+def wait(env, deploy: dict, timeout: float = 60) -> tuple[dict, list[str]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = env.request("GET", f"/api/v1/deploys/{deploy['id']}", token=env.token).json()
+        if d["state"] not in ("queued", "running"):
+            events = env.request("GET", f"/api/v1/deploys/{d['id']}/events", token=env.token).json()["events"]
+            return d, [e["message"] for e in events]
+        time.sleep(0.1)
+    raise AssertionError(f"deploy {deploy['id']} still {d['state']}")
+
+
+def image(dep: dict) -> str:
+    return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_success_sets_image_annotates_and_follows_the_rollout(env):
+    m = env.mock
+    deploy = start(env, "2.0")
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
+    m.progress(NS, NAME, updated=1, available=1, total=3)
+    time.sleep(0.3)
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "succeeded", messages
+    assert "waiting for rollout to finish: 1 out of 2 new replicas have been updated" in messages
+    assert f"deployment {NAME!r} successfully rolled out" in messages
+    dep = m.deployment(NS, NAME)
+    assert dep["metadata"]["annotations"]["kubernetes.io/change-cause"] == f"fleetdeck deploy #{deploy['id']}: web 2.0"
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    # the patch carried the resourceVersion it was built from
+    assert m.patches[-1]["metadata"]["resourceVersion"]
+
+
+def test_progress_deadline_exceeded_is_undone_automatically(env):
+    m = env.mock
+    deploy = start(env, "3.0")
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:3.0")
+    m.deadline_exceeded(NS, NAME)
+    # the driver copies revision 2's template back (kubectl rollout undo); the controller re-labels it
+    dep = m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "rolled_back", messages
+    assert "exceeded its progress deadline" in final["error"]
+    assert "revision 2 serves again" in messages
+    revisions = {rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]:
+                 rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in m.replica_sets(NS, NAME)}
+    assert revisions == {"1": "registry.example.com/web:1.0", "3": "registry.example.com/web:3.0",
+                         "4": "registry.example.com/web:2.0"}
+    assert "pod-template-hash" not in m.deployment(NS, NAME)["spec"]["template"]["metadata"]["labels"]
+
+
+def test_conflict_409_is_retried(env):
+    m = env.mock
+    m.conflicts = 1
+    before = len(m.patches)
+    deploy = start(env, "4.0")
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:4.0")
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "succeeded", messages
+    assert len(m.patches) - before == 2
+    assert any(msg.startswith("409 Conflict") and "retrying (1/5)" in msg for msg in messages)
+
+
+def test_forbidden_403_is_reported(env):
+    m = env.mock
+    m.forbidden = True
+    try:
+        final, messages = wait(env, start(env, "5.0"))
+    finally:
+        m.forbidden = False
+    assert final["state"] == "failed"
+    assert final["error"].startswith("Kubernetes API refused: 403 Forbidden: deployments.apps \"web\" is forbidden")
+    assert image(m.deployment(NS, NAME)) == "registry.example.com/web:4.0"
+    assert not any("rolling back" in msg for msg in messages)
+
+
+def test_manual_rollback_to_a_chosen_revision(env):
+    m = env.mock
+    deploy = start(env, "", "rollback", {"to": "2.0"})
+    dep = m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "succeeded" and final["kind"] == "rollback", messages
+    assert any(msg.startswith("rolling back to revision 4 (registry.example.com/web:2.0)") for msg in messages)
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "6"

@@ -1,0 +1,227 @@
+"""The ssh driver against real OpenSSH sshd instances on loopback ports (tests/sshd.py),
+through the real console over HTTP: releases in batches, a failing step that stops the
+rollout and rolls back, rollback by symlink, unknown and changed host keys refused with
+nothing executed, a parameter with shell metacharacters passed as a literal, and the
+audited `fleetdeck hosts trust`."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from console.cli import main as cli_main
+from console.deploy.known_hosts import fingerprint
+from tests.conftest import need
+from tests.harness import ConsoleHarness
+from tests.sshd import SshServer, sshd_unavailable
+
+HOSTS = ("h1", "h2", "h3", "h4")
+NASTY = "x; touch pwned-$(id -u) `id` && echo $HOME | cat"
+CHECK_SH = """if [ "$(cat fail-on)" = "$1" ]; then echo "refusing on $1" >&2; exit 3; fi
+echo "built $(cat VERSION) on $1"
+"""
+
+
+def artifact(directory: Path, version: str, fail_on: str = "") -> None:
+    with tarfile.open(directory / f"web-{version}.tar", "w") as tar:
+        for name, text in (("VERSION", version + "\n"), ("check.sh", CHECK_SH), ("fail-on", fail_on + "\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    reason = sshd_unavailable()
+    if reason:
+        need("ssh", reason)
+    root = tmp_path_factory.mktemp("ssh-deploy")
+    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6")}
+    try:
+        (root / "artifacts").mkdir()
+        inventory = {
+            "defaults": {"user": servers["h1"].user},
+            "hosts": {name: {"address": "127.0.0.1", "port": srv.port, "key": f"key-{name}",
+                             "labels": {"role": "web"}} for name, srv in servers.items()},
+            "groups": {"web": list(HOSTS)},
+        }
+        common = {"deploy_to": str(root / "srv" / "{host}" / "web")}
+        apps = {
+            "web": {"driver": "ssh", "on_conflict": "queue", "target": {
+                **common, "hosts": ["web"], "artifact": str(root / "artifacts" / "web-{version}.tar"),
+                "extract": True, "vars": {"nasty": NASTY},
+                "steps": [{"name": "check", "run": ["sh", "check.sh", "{host}"], "timeout": 20},
+                          {"name": "literal", "run": ["touch", "{nasty}"]}],
+                "restart": [["touch", "{deploy_to}/restarted-{version}"]],
+                "rollback_steps": [["touch", "{deploy_to}/rolled-back-to-{version}"]],
+                "keep_releases": 2, "batches": {"type": "fixed", "size": 2}, "max_parallel": 2},
+                "health_check": {"type": "command", "command": ["test", "-f", "{current}/VERSION"],
+                                 "interval": 0.1, "start_period": 0, "retries": 2}},
+            "lone": {"driver": "ssh", "target": {**common, "hosts": ["h5"]}},
+            "moved": {"driver": "ssh", "target": {**common, "hosts": ["h6"]}},
+        }
+        harness = ConsoleHarness(root / "console", apps=apps, inventory=inventory).start()
+        s = harness.services
+        for name, srv in servers.items():
+            s.db.run(s.secrets.put, f"key-{name}", "ssh_key", srv.client_key.read_text(), "test")
+        for name in HOSTS:
+            key_type, key_b64 = servers[name].known_hosts_line.split()[1:3]
+            s.db.run(s.known_hosts.trust, s.inventory.hosts[name], key_type, key_b64, "test")
+        # h6 is pinned to h5's key: to the console, h6's key has changed.
+        key_type, key_b64 = servers["h5"].known_hosts_line.split()[1:3]
+        s.db.run(s.known_hosts.trust, s.inventory.hosts["h6"], key_type, key_b64, "test")
+        harness.token = harness.api_token("deployer", "ci")
+        harness.root, harness.servers = root, servers
+        yield harness
+        harness.close()
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+
+def wait(env, deploy: dict, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = env.request("GET", f"/api/v1/deploys/{deploy['id']}", token=env.token).json()
+        if d["state"] not in ("queued", "running"):
+            return d
+        time.sleep(0.2)
+    raise AssertionError(f"deploy {deploy['id']} still {d['state']}")
+
+
+def deploy(env, app: str, version: str) -> tuple[dict, list[dict]]:
+    resp = env.request("POST", f"/api/v1/apps/{app}/deploys", {"version": version, "reason": "test"}, token=env.token)
+    assert resp.status == 202, resp.body
+    final = wait(env, resp.json())
+    events = env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token).json()["events"]
+    return final, events
+
+
+def base(env, host: str) -> Path:
+    return env.root / "srv" / host / "web"
+
+
+def current(env, host: str) -> str:
+    return os.readlink(base(env, host) / "current")
+
+
+def test_release_deployed_to_several_hosts_in_batches(env):
+    artifact(env.root / "artifacts", "1.0")
+    final, events = deploy(env, "web", "1.0")
+    assert final["state"] == "succeeded", (final, [e["message"] for e in events])
+    steps = [s["name"] for s in env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token).json()["steps"]]
+    assert steps == ["batch 1/2", "batch 2/2", "cleanup"]
+    batches = next(e["data"]["batches"] for e in events if "batches" in e["data"])
+    assert batches == [["h1", "h2"], ["h3", "h4"]]
+    for host in HOSTS:
+        assert current(env, host) == "releases/1.0"
+        release = base(env, host) / "releases" / "1.0"
+        assert (release / "VERSION").read_text() == "1.0\n"
+        assert (base(env, host) / "restarted-1.0").exists()
+        # streamed stdout of the step, per host
+        assert any(e["message"] == f"[{host}] built 1.0 on {host}" for e in events)
+        # connection setup measured once per host (the connection is reused for every command)
+        assert sum(1 for e in events if e["data"].get("host") == host and "connect_ms" in e["data"]) == 1
+    # the batch of h1/h2 finished before h3/h4 started
+    seqs = {e["message"]: e["seq"] for e in events}
+    assert seqs["batch 2/2: h3, h4"] > max(seqs[f"[{h}] healthy (test -f {base(env, h)}/current/VERSION exited with 0)"]
+                                           for h in ("h1", "h2"))
+    artifact(env.root / "artifacts", "2.0")
+    final, events = deploy(env, "web", "2.0")
+    assert final["state"] == "succeeded", [e["message"] for e in events]
+    assert all(current(env, h) == "releases/2.0" for h in HOSTS)
+
+
+def test_parameter_with_shell_metacharacters_is_one_literal_argument(env):
+    for host in HOSTS:
+        release = base(env, host) / "releases" / "2.0"
+        assert (release / NASTY).is_file()  # touch got the whole value as one file name
+        assert not list(release.glob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+        assert not (Path.home() / "pwned-0").exists()
+
+
+def test_failing_step_on_one_host_stops_the_rollout_and_rolls_back(env):
+    artifact(env.root / "artifacts", "3.0", fail_on="h1")
+    final, events = deploy(env, "web", "3.0")
+    assert final["state"] == "rolled_back", [e["message"] for e in events]
+    assert "h1: step 'check' exited with 3" in final["error"]
+    messages = [e["message"] for e in events]
+    assert "[h1] refusing on h1" in messages  # stderr streamed
+    assert not any(m.startswith("batch 2/2") for m in messages)  # stopped after the failed batch
+    for host in HOSTS:
+        assert current(env, host) == "releases/2.0"
+    # h2 had switched to 3.0 in the same batch: switched back, rollback steps and restart ran
+    assert (base(env, "h2") / "rolled-back-to-2.0").exists()
+    assert "[h2] rolled back to 2.0" in messages
+    # the second batch was never touched
+    for host in ("h3", "h4"):
+        assert not (base(env, host) / "releases" / "3.0").exists()
+
+
+def test_rollback_by_symlink(env):
+    uploads_before = (env.root / "artifacts" / "web-1.0.tar").stat().st_atime
+    resp = env.request("POST", "/api/v1/apps/web/rollback", {"reason": "back"}, token=env.token)
+    assert resp.status == 202, resp.body
+    final = wait(env, resp.json())
+    events = env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token).json()["events"]
+    messages = [e["message"] for e in events]
+    assert final["state"] == "succeeded" and final["version"] == "1.0" and final["kind"] == "rollback", messages
+    for host in HOSTS:
+        assert current(env, host) == "releases/1.0"
+        assert f"[{host}] release 1.0 is on the host already; switching to it" in messages
+        assert (base(env, host) / "rolled-back-to-1.0").exists()
+    assert not any("uploaded" in m for m in messages)
+    assert (env.root / "artifacts" / "web-1.0.tar").stat().st_atime == uploads_before
+    # keep_releases 2: the current release is never removed
+    assert (base(env, "h3") / "releases" / "1.0").is_dir()
+
+
+def _nothing_ran(env, host: str) -> None:
+    assert not (env.root / "srv" / host).exists()
+    assert "Accepted publickey" not in env.servers[host].log()
+
+
+def test_unknown_host_key_is_refused_and_nothing_runs(env):
+    final, events = deploy(env, "lone", "1.0")
+    assert final["state"] == "failed"
+    assert "UNKNOWN host key" in final["error"] and "fleetdeck hosts trust h5" in final["error"]
+    offered = fingerprint(env.servers["h5"].known_hosts_line.split()[2])
+    assert offered in final["error"]
+    _nothing_ran(env, "h5")
+
+
+def test_changed_host_key_is_refused_and_nothing_runs(env):
+    final, _ = deploy(env, "moved", "1.0")
+    assert final["state"] == "failed"
+    assert "host key CHANGED" in final["error"]
+    assert fingerprint(env.servers["h6"].known_hosts_line.split()[2]) in final["error"]
+    _nothing_ran(env, "h6")
+
+
+def test_hosts_trust_pins_after_a_fingerprint_check_and_is_audited(env, capsys):
+    config = env.root / "cli.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump({"console": {"data_dir": str(env.root / "console")},
+                                      "inventory": env.config.inventory}))
+    right = fingerprint(env.servers["h5"].known_hosts_line.split()[2])
+    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--fingerprint", "SHA256:wrong"]) == 1
+    assert "fingerprint mismatch" in capsys.readouterr().err
+    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--fingerprint", right]) == 0
+    assert f"pinned [127.0.0.1]:{env.servers['h5'].port} ssh-ed25519 {right}" in capsys.readouterr().out
+    # a changed key is not replaced silently
+    other = env.servers["h1"].known_hosts_line.split(maxsplit=1)[1]
+    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--key", other]) == 1
+    assert "already_pinned" in capsys.readouterr().err
+    entries = env.services.db.run(lambda s: s.execute(
+        __import__("sqlalchemy").text("SELECT actor, details FROM audit_log WHERE action = 'hosts.trust' "
+                                      "AND target = 'host:h5'")).all())
+    assert len(entries) == 1 and entries[0][0].startswith("cli:") and right in entries[0][1]
+    final, events = deploy(env, "lone", "1.0")
+    assert final["state"] == "succeeded", [e["message"] for e in events]
+    assert current(env, "h5") == "releases/1.0"
