@@ -9,8 +9,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sqlalchemy import text as text_
-
 from console.storage.models import RollupWatermark
 from console.tiers import service as tiers
 from console.tiers.service import RollupService
@@ -184,15 +182,19 @@ def expected_groups(step_ms, lo_ms, hi_ms, group_of, agg):
     return {g: [[b, agg(vs)] for b, vs in sorted(buckets.items())] for g, buckets in out.items()}
 
 
+@pytest.fixture(scope="module")
+def zoned(rolled):
+    for key, points in ZONE_GAUGES.items():
+        push_series(rolled, "tier-g", "app_zone_temp", "gauge", {"k": key, "zone": ZONES[key]},
+                    [list(p) for p in points])
+    rolled.services.rollups.run_all()
+    return rolled
+
+
 @pytest.mark.parametrize("step", [60, 300])
 @pytest.mark.parametrize("split", [False, True])
-def test_rollup_tier_group_by_agrees_with_raw(rolled, viewer, step, split):
-    if not rolled.services.db.run(lambda s: s.execute(text_("SELECT 1 FROM series WHERE name = 'app_zone_temp'"))
-                                  .first()):
-        for key, points in ZONE_GAUGES.items():
-            push_series(rolled, "tier-g", "app_zone_temp", "gauge", {"k": key, "zone": ZONES[key]},
-                        [list(p) for p in points])
-        rolled.services.rollups.run_all()
+def test_rollup_tier_group_by_agrees_with_raw(zoned, viewer, step, split):
+    rolled = zoned
     start, end = BASE / 1000 + 600, BASE / 1000 + 5400
     lo_ms, hi_ms = int(start * 1000) // (step * 1000) * step * 1000, int(end * 1000)
     mark = rolled.services.db.run(lambda s: s.get(RollupWatermark, "1m").done_until)
