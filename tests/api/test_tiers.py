@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from console.storage.models import RollupWatermark
 from console.tiers import service as tiers
 from console.tiers.service import RollupService
 
@@ -159,6 +160,90 @@ def test_rollup_tier_queries_agree_with_raw(rolled, viewer):
         window = [(ts, x) for ts, x in COUNTER if t - 300_000 - 7_300 <= ts < t]
         exact = sum((b - a if b >= a else b) for (ta, a), (tb, b) in zip(window, window[1:]) if tb >= t - 300_000)
         assert v == pytest.approx(exact), t
+
+
+ZONES = {"g0": "a", "g1": "a", "g2": "b"}  # three gauge series in two zones
+ZONE_GAUGES = {k: [(ts, float((i * (7 + n)) % 53) + n / 4) for i, (ts, _) in enumerate(COUNTER[:900])]
+               for n, k in enumerate(ZONES)}
+
+
+def expected_groups(step_ms, lo_ms, hi_ms, group_of, agg):
+    """Per series the bucket average over [b, b+step), then ``agg`` across the series of a
+    group on equal buckets, straight from the raw samples."""
+    out = {}
+    for key, points in ZONE_GAUGES.items():
+        buckets = {}
+        for ts, v in points:
+            b = ts // step_ms * step_ms
+            if lo_ms <= b <= hi_ms:
+                buckets.setdefault(b, []).append(v)
+        for b, vs in buckets.items():
+            out.setdefault(group_of(key), {}).setdefault(b, []).append(sum(vs) / len(vs))
+    return {g: [[b, agg(vs)] for b, vs in sorted(buckets.items())] for g, buckets in out.items()}
+
+
+@pytest.fixture(scope="module")
+def zoned(rolled):
+    for key, points in ZONE_GAUGES.items():
+        push_series(rolled, "tier-g", "app_zone_temp", "gauge", {"k": key, "zone": ZONES[key]},
+                    [list(p) for p in points])
+    rolled.services.rollups.run_all()
+    return rolled
+
+
+@pytest.mark.parametrize("step", [60, 300])
+@pytest.mark.parametrize("split", [False, True])
+def test_rollup_tier_group_by_agrees_with_raw(zoned, viewer, step, split):
+    rolled = zoned
+    start, end = BASE / 1000 + 600, BASE / 1000 + 5400
+    lo_ms, hi_ms = int(start * 1000) // (step * 1000) * step * 1000, int(end * 1000)
+    mark = rolled.services.db.run(lambda s: s.get(RollupWatermark, "1m").done_until)
+    if split:  # buckets from the watermark on come from raw samples; one step straddles it
+        set_mark(rolled, BASE + 3_600_000 + 180_000)  # whole minutes, as the job keeps it
+    try:
+        common = {"metric": "app_zone_temp", "host": "tier-g", "start": start, "end": end, "step": step}
+        body = query(rolled, viewer, fn="avg", group_by="zone", agg="avg", **common).json()
+        assert body["resolution"] == "1m"
+        want = expected_groups(step * 1000, lo_ms, hi_ms, ZONES.get, lambda vs: sum(vs) / len(vs))
+        assert [s["labels"] for s in body["series"]] == [{"zone": "a"}, {"zone": "b"}]
+        for series in body["series"]:
+            got = series["points"]
+            assert [p[0] for p in got] == [p[0] for p in want[series["labels"]["zone"]]]
+            assert [p[1] for p in got] == [pytest.approx(p[1]) for p in want[series["labels"]["zone"]]]
+        for agg, fn in (("sum", sum), ("max", max), ("min", min)):
+            body = query(rolled, viewer, fn="avg", group_by="", agg=agg, **common).json()
+            want = expected_groups(step * 1000, lo_ms, hi_ms, lambda _: "all", fn)["all"]
+            assert [s["labels"] for s in body["series"]] == [{}]
+            assert body["series"][0]["points"] == [[b, pytest.approx(v)] for b, v in want]
+        # Counters: the grouped sum equals the sum of the per-series increases.
+        common["metric"] = "app_requests_total"
+        common["host"] = "tier-1"
+        per_series = query(rolled, viewer, fn="increase", **common).json()["series"]
+        total = query(rolled, viewer, fn="increase", group_by="", agg="sum", **common).json()["series"]
+        assert len(per_series) == 1 and per_series[0]["points"]
+        assert total == [{"labels": {}, "points": [[t, pytest.approx(v)] for t, v in per_series[0]["points"]]}]
+    finally:
+        set_mark(rolled, mark)
+
+
+@pytest.mark.parametrize("params", [{"step": 60}, {"step": 300, "fn": "max"}, {"step": 60, "group_by": ""},
+                                    {"step": 300, "group_by": "", "agg": "max"}, {}])
+def test_point_limit_is_a_clear_422_on_every_path(rolled, viewer, params):
+    config = rolled.services.query._config
+    config.max_points_per_query, old = 10, config.max_points_per_query
+    try:
+        body = query(rolled, viewer, metric="app_temp_celsius", host="tier-1", start=BASE / 1000,
+                     end=BASE / 1000 + 7200, **params)
+    finally:
+        config.max_points_per_query = old
+    assert body.status == 422, body.json()
+    assert body.json()["error"]["code"] == "too_many_points"
+
+
+def set_mark(console, done_until):
+    def write(session):
+        session.get(RollupWatermark, "1m").done_until = done_until
+    console.services.db.run(write)
 
 
 def test_retention_deletes_exactly_what_is_due(console):
