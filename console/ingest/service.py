@@ -201,6 +201,22 @@ class IngestService:
         session.flush()
         return host
 
+    @staticmethod
+    def _lookup_series(session: Session, host_id: int, names: list[str], wanted: dict,
+                       ids: dict[SeriesKey, int], new_ids: dict[SeriesKey, int]) -> None:
+        """Fill ``ids`` (and ``new_ids``) with the stored ids of the ``wanted`` series of
+        ``host_id`` whose names are in ``names``, 500 names per SELECT."""
+        table = Series.__table__
+        for start in range(0, len(names), 500):
+            rows = session.execute(
+                select(table.c.id, table.c.name, table.c.labels)
+                .where(table.c.host_id == host_id, table.c.name.in_(names[start:start + 500])))
+            for sid, name, labels in rows:
+                key = (host_id, name, labels)
+                if key in wanted:
+                    ids[key] = sid
+                    new_ids[key] = sid
+
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
                         new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
                         ) -> dict[SeriesKey, int]:
@@ -214,15 +230,7 @@ class IngestService:
         table = Series.__table__
         # Which of the missing series exist already (ids not cached yet)?
         names = sorted({n for _, n, _ in missing})
-        for start in range(0, len(names), 500):
-            rows = session.execute(
-                select(table.c.id, table.c.name, table.c.labels)
-                .where(table.c.host_id == host_id, table.c.name.in_(names[start:start + 500])))
-            for sid, name, labels in rows:
-                key = (host_id, name, labels)
-                if key in wanted:
-                    ids[key] = sid
-                    new_ids[key] = sid
+        self._lookup_series(session, host_id, names, wanted, ids, new_ids)
         missing = [k for k in missing if k not in ids]
         if not missing:
             return ids
@@ -241,13 +249,5 @@ class IngestService:
             session.execute(self._db.insert_ignore(table), [
                 {"host_id": h, "name": n, "labels": lj, "type": wanted[(h, n, lj)]} for h, n, lj in create])
             names = sorted({n for _, n, _ in create})
-            for start in range(0, len(names), 500):
-                rows = session.execute(
-                    select(table.c.id, table.c.name, table.c.labels)
-                    .where(table.c.host_id == host_id, table.c.name.in_(names[start:start + 500])))
-                for sid, name, labels in rows:
-                    key = (host_id, name, labels)
-                    if key in wanted:
-                        ids[key] = sid
-                        new_ids[key] = sid
+            self._lookup_series(session, host_id, names, wanted, ids, new_ids)
         return ids

@@ -11,27 +11,13 @@
   var lastSeq = 0;
   var finished = false;
   var socket = null;
+  var F = window.Fleetdeck;
 
   function byId(name) { return document.getElementById(name); }
 
   function showError(message) {
-    var el = byId("error");
-    if (!el) return;
-    el.textContent = message || "";
-    el.hidden = !message;
-  }
-
-  function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (resp) {
-        return resp.json().then(function (body) {
-          if (!resp.ok) {
-            var e = (body && body.error) || {};
-            throw new Error("HTTP " + resp.status + " " + (e.code || "error") + ": " + (e.message || ""));
-          }
-          return body;
-        });
-      });
+    if (message) F.showError("deploy", message);
+    else F.clearError("deploy");
   }
 
   function appendEvent(e) {
@@ -80,16 +66,16 @@
     if (FINAL[d.state]) {
       finished = true;
       byId("live-status").textContent = "finished";
-      if (socket) socket.close();
+      if (socket) socket.stop();
     }
   }
 
   function loadDeploy() {
-    return getJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); });
+    return F.fetchJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); });
   }
 
   function catchUp() {
-    return getJSON("/api/v1/deploys/" + id + "/events?after=" + lastSeq).then(function (page) {
+    return F.fetchJSON("/api/v1/deploys/" + id + "/events?after=" + lastSeq).then(function (page) {
       page.events.forEach(appendEvent);
       showError("");
     }, function (err) { showError(err.message); });
@@ -97,25 +83,20 @@
 
   function connect() {
     if (finished) return;
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + "/api/v1/live");
-    socket.onopen = function () {
-      byId("live-status").textContent = "live";
-      socket.send(JSON.stringify({ subscribe: ["deploy:" + id] }));
-      catchUp();
-    };
-    socket.onmessage = function (msg) {
-      var frame = JSON.parse(msg.data);
-      if (frame.topic === "deploy:" + id && frame.data) {
-        if (frame.data.seq > lastSeq + 1) catchUp();  // a gap: fetch what was missed
-        else appendEvent(frame.data);
-      }
-    };
-    socket.onclose = function () {
-      if (finished) return;
-      byId("live-status").textContent = "reconnecting…";
-      window.setTimeout(connect, 2000);
-    };
+    socket = new F.LiveSocket({
+      topics: function () { return finished ? [] : ["deploy:" + id]; },
+      onState: function (state) {
+        if (finished) return;
+        byId("live-status").textContent = state === "open" ? "live" : "reconnecting…";
+        if (state === "open") catchUp();  // whatever happened while the socket was down
+      },
+      onFrame: function (frame) {
+        if (frame.topic === "deploy:" + id && frame.data) {
+          if (frame.data.seq > lastSeq + 1) catchUp();  // a gap: fetch what was missed
+          else appendEvent(frame.data);
+        }
+      },
+    });
   }
 
   loadDeploy().then(catchUp).then(connect);

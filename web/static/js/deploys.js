@@ -6,25 +6,13 @@
   if (!page) return;
   var app = page.getAttribute("data-app") || "";
 
+  var F = window.Fleetdeck;
+
   function showError(message) {
-    var el = document.getElementById("error");
-    if (!el) return;
-    el.textContent = message || "";
-    el.hidden = !message;
+    if (message) F.showError("deploys", message);
+    else F.clearError("deploys");
   }
 
-  function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (resp) {
-        return resp.json().then(function (body) {
-          if (!resp.ok) {
-            var e = (body && body.error) || {};
-            throw new Error("HTTP " + resp.status + " " + (e.code || "error") + ": " + (e.message || ""));
-          }
-          return body;
-        });
-      });
-  }
 
   function cell(row, text, href) {
     var td = document.createElement("td");
@@ -93,7 +81,7 @@
 
   function refresh() {
     var q = "limit=100" + (app ? "&app=" + encodeURIComponent(app) : "");
-    Promise.all([getJSON("/api/v1/apps"), getJSON("/api/v1/deploys?" + q)]).then(function (res) {
+    Promise.all([F.fetchJSON("/api/v1/apps"), F.fetchJSON("/api/v1/deploys?" + q)]).then(function (res) {
       renderApps(res[0]);
       renderDeploys(res[1]);
       showError("");
