@@ -5,9 +5,11 @@ Search tokenises the query the way the index tokenises lines: runs of letters an
 (punctuation and ``_`` separate words, case does not matter). Every word must occur in a
 line (AND); a word ending in ``*`` matches as a prefix. SQLite uses the FTS5 table
 ``log_records_fts`` (unicode61 tokenizer, https://sqlite.org/fts5.html); PostgreSQL the
-``line_tsv`` column, ``to_tsvector('simple', <line with non-alphanumerics as spaces>)``
-behind a GIN index (https://www.postgresql.org/docs/15/textsearch-controls.html).
-Both are created by migration 0004_logs.
+``line_tsv`` column (the line's distinct lower-cased words, computed by
+console/logs/store.py as rows are written) behind a GIN index
+(https://www.postgresql.org/docs/15/textsearch-controls.html). Both are created by
+migration 0004_logs; 0011_lperf moved the indexing from per-row triggers / a generated
+column into LogStore's batched write.
 
 Results are newest first, ordered by (ts, id) descending; the cursor names the last
 (ts, id) returned, so pages are stable while new lines keep arriving.
@@ -38,7 +40,8 @@ MAX_TERM_CHARS = 64
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 ROW_OVERHEAD_BYTES = 64  # per record, for row header and index entries in the size estimate
-DELETE_CHUNK = 5000  # rows per retention transaction, so ingest is never blocked for long
+DELETE_CHUNK = 5000
+RARE_MATCHES = 2000  # below this many matching lines, a search starts from the full-text index  # rows per retention transaction, so ingest is never blocked for long
 
 
 class LogQueryError(ValueError):
@@ -185,6 +188,14 @@ class LogService:
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
         conditions = []
+        # For a rare word, start from the full-text match: given a host or time filter the
+        # planner would rather walk the (host_id, ts) or ts index and test every row against
+        # the match (369 ms over 1M lines; BENCHMARKS.md "Logs"). "+ 0" hides those indexes.
+        rare = bool(query.terms) and self._rare(session, query.terms)
+        ts = lr.c.ts + 0 if rare else lr.c.ts
+        if rare:
+            stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
+                    .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
         if query.terms:
             conditions.append(self._match(query.terms))
         if query.hosts:
@@ -197,13 +208,13 @@ class LogService:
         if query.levels:
             conditions.append(lr.c.level.in_(query.levels))
         if query.start_ms is not None:
-            conditions.append(lr.c.ts >= query.start_ms)
+            conditions.append(ts >= query.start_ms)
         if query.end_ms is not None:
-            conditions.append(lr.c.ts < query.end_ms)
+            conditions.append(ts < query.end_ms)
         if query.cursor is not None:
-            ts, rid = query.cursor
-            conditions.append(or_(lr.c.ts < ts, and_(lr.c.ts == ts, lr.c.id < rid)))
-        stmt = stmt.where(*conditions).order_by(lr.c.ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
+            cursor_ts, rid = query.cursor
+            conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
+        stmt = stmt.where(*conditions).order_by(ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
         rows = session.execute(stmt).all()
         more = len(rows) > query.limit
         rows = rows[:query.limit]
@@ -212,12 +223,24 @@ class LogService:
         next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
+    def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
+        """True when the words match fewer than :data:`RARE_MATCHES` lines in all (SQLite;
+        PostgreSQL's planner has GIN statistics and chooses well by itself)."""
+        if self.db.dialect != "sqlite":
+            return False
+        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
+        probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
+                     "LIMIT :k)").bindparams(q=expr, k=RARE_MATCHES)
+        return session.execute(probe).scalar_one() < RARE_MATCHES
+
     def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
         # Terms are letters and digits only (parse_terms), so they are safe inside the
         # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
         if self.db.dialect == "postgresql":
-            expr = " & ".join(t.word + (":*" if t.prefix else "") for t in terms)
-            return text("log_records.line_tsv @@ to_tsquery('simple', :fts_query)").bindparams(
+            # Quoted lexemes cast straight to tsquery: the words are already split and
+            # lower-cased exactly as LogStore built line_tsv (console/logs/store.py).
+            expr = " & ".join(f"'{t.word}'" + (":*" if t.prefix else "") for t in terms)
+            return text("log_records.line_tsv @@ CAST(:fts_query AS tsquery)").bindparams(
                 bindparam("fts_query", expr))
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
         return text("log_records.id IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"
