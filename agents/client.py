@@ -103,27 +103,37 @@ class IngestClient:
 
     def __init__(self, console_url: str, token: str, timeout: float = 10.0, ca_file: str = "",
                  client_cert: str = "", client_key: str = "") -> None:
-        self.url = console_url.rstrip("/") + INGEST_PATH
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._reader: Any = None  # buffered binary reader over _sock
         self.token = token
         self.timeout = timeout
         self.ssl_context = None  # ssl.SSLContext for https
-        parts = urllib.parse.urlsplit(self.url)
-        self._tls = parts.scheme == "https"
-        self._host = parts.hostname or "localhost"
-        self._port = parts.port or (443 if self._tls else 80)
-        default_port = self._port == (443 if self._tls else 80)
-        host_header = f"[{self._host}]" if ":" in self._host else self._host
-        self._host_header = host_header if default_port else f"{host_header}:{self._port}"
-        self._path = parts.path or "/"
+        self.url = console_url.rstrip("/") + INGEST_PATH
         if self._tls:
             import ssl
 
             self.ssl_context = ssl.create_default_context(cafile=ca_file or None)
             if client_cert:
                 self.ssl_context.load_cert_chain(client_cert, client_key or None)
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._reader: Any = None  # buffered binary reader over _sock
+
+    @property
+    def url(self) -> str:
+        """The full ingest URL; setting it closes the kept-alive connection."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        parts = urllib.parse.urlsplit(value)
+        tls = parts.scheme == "https"
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if tls else 80)
+        host_header = f"[{host}]" if ":" in host else host
+        with self._lock:
+            self.close()
+            self._url, self._tls, self._host, self._port = value, tls, host, port
+            self._host_header = host_header if port == (443 if tls else 80) else f"{host_header}:{port}"
+            self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     @staticmethod
     def encode(batch: dict[str, Any]) -> bytes:

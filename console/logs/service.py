@@ -40,8 +40,7 @@ MAX_TERM_CHARS = 64
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 ROW_OVERHEAD_BYTES = 64  # per record, for row header and index entries in the size estimate
-DELETE_CHUNK = 5000
-RARE_MATCHES = 2000  # below this many matching lines, a search starts from the full-text index  # rows per retention transaction, so ingest is never blocked for long
+DELETE_CHUNK = 5000  # rows per retention transaction, so ingest is never blocked for long
 
 
 class LogQueryError(ValueError):
@@ -176,6 +175,8 @@ class LogService:
     retention_days: float = 14.0
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
+    # Below this many matching lines a search starts from the full-text index (SQLite).
+    rare_matches: int = 2000
     clock: Callable[[], float] = time.time
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -224,14 +225,14 @@ class LogService:
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
-        """True when the words match fewer than :data:`RARE_MATCHES` lines in all (SQLite;
+        """True when the words match fewer than ``rare_matches`` lines in all (SQLite;
         PostgreSQL's planner has GIN statistics and chooses well by itself)."""
         if self.db.dialect != "sqlite":
             return False
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
         probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
-                     "LIMIT :k)").bindparams(q=expr, k=RARE_MATCHES)
-        return session.execute(probe).scalar_one() < RARE_MATCHES
+                     "LIMIT :k)").bindparams(q=expr, k=self.rare_matches)
+        return session.execute(probe).scalar_one() < self.rare_matches
 
     def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
         # Terms are letters and digits only (parse_terms), so they are safe inside the
