@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -134,6 +135,11 @@ class IngestClient:
             self._url, self._tls, self._host, self._port = value, tls, host, port
             self._host_header = host_header if port == (443 if tls else 80) else f"{host_header}:{port}"
             self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            # A proxy from the environment (http_proxy, https_proxy, all_proxy, upper case too):
+            # hand the request to urllib, which applies it and no_proxy as before.
+            scheme = "https" if tls else "http"
+            self._via_urllib = any(os.environ.get(name) for name in (
+                f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"))
 
     @staticmethod
     def encode(batch: dict[str, Any]) -> bytes:
@@ -156,7 +162,12 @@ class IngestClient:
                 "Content-Type: application/json", "Content-Encoding: gzip", "Accept: application/json",
                 f"User-Agent: fleetdeck-agent/{__version__}", f"Content-Length: {len(body)}"]
         if self.token:
+            if any(c in self.token for c in "\r\n\0"):
+                raise ValueError("the agent token contains a line break or NUL")
             head.append(f"Authorization: Bearer {self.token}")
+        if self._via_urllib:
+            status, headers, raw = self._urllib_exchange(head[2:], body)
+            return self._answer(status, headers, raw)
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         with self._lock:
             try:
@@ -167,6 +178,9 @@ class IngestClient:
             except OSError as exc:
                 self.close()
                 raise PushError(None, "connection_failed", _describe(exc)) from None
+        return self._answer(status, headers, raw)
+
+    def _answer(self, status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
         if not 200 <= status < 300:
             raise _error_from_body(status, raw[:_MAX_ERROR_BODY], parse_retry_after(headers.get("retry-after")))
         try:
@@ -176,6 +190,30 @@ class IngestClient:
         if not isinstance(answer, dict):
             raise PushError(status, "invalid_response", f"expected a JSON object from {self.url}, got {raw[:200]!r}")
         return answer
+
+    def _urllib_exchange(self, head: list[str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One request through urllib (only with a proxy in the environment; it loads
+        ~10 MiB of modules). Returns (status, lower-case headers, body)."""
+        import http.client
+        import urllib.error
+        import urllib.request
+
+        headers = dict(line.split(": ", 1) for line in head if not line.startswith("Content-Length"))
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read(_MAX_ERROR_BODY)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
+            raise PushError(None, "connection_failed", _describe(exc.reason)) from None
+        except TimeoutError:
+            raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise PushError(None, "connection_failed", _describe(exc)) from None
 
     def close(self) -> None:
         """Close the kept-alive connection (the next push opens a new one)."""

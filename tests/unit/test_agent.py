@@ -450,3 +450,23 @@ def test_client_keeps_one_connection_alive_and_reconnects_when_it_was_closed():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_client_sends_through_an_http_proxy_from_the_environment(fake_console, monkeypatch):
+    monkeypatch.setenv("http_proxy", fake_console.url)  # the fake console plays the proxy
+    client = IngestClient("http://console.invalid:8700", "s3cret", 5)
+    assert client.push({"host": "h"}) == {"accepted_samples": 1, "accepted_logs": 0, "duplicate": False}
+    [request] = fake_console.requests
+    assert request["path"] == "http://console.invalid:8700/api/v1/ingest"  # absolute-form, as to a proxy
+    assert request["headers"]["Authorization"] == "Bearer s3cret"
+    assert json.loads(gzip.decompress(request["raw"])) == {"host": "h"}
+    fake_console.answer(429, {"error": {"code": "rate_limited", "message": "slow down"}}, {"Retry-After": "3"})
+    with pytest.raises(PushError) as err:
+        client.push({"host": "h"})
+    assert (err.value.status, err.value.code, err.value.retry_after) == (429, "rate_limited", 3.0)
+
+
+def test_client_refuses_a_token_with_a_line_break(fake_console):
+    with pytest.raises(ValueError):
+        IngestClient(fake_console.url, "t\r\nX-Injected: 1", 5).push({"host": "h"})
+    assert fake_console.requests == []
