@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import orjson
-from sqlalchemy import LargeBinary, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.logs.levels import LEVELS, normalise_level
@@ -192,6 +192,11 @@ class LogService:
         # For a rare word, start from the full-text match: given a host or time filter the
         # planner would rather walk the (host_id, ts) or ts index and test every row against
         # the match (369 ms over 1M lines; BENCHMARKS.md "Logs"). "+ 0" hides those indexes.
+        if query.terms and self.db.dialect == "postgresql":
+            # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic
+            # plan that assumes an average word and walks ts newest first through every
+            # line for a rare one. A custom plan at least sees the words.
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         rare = bool(query.terms) and self._rare(session, query.terms)
         ts = lr.c.ts + 0 if rare else lr.c.ts
         if rare:
@@ -225,13 +230,17 @@ class LogService:
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
-        """True when the words match fewer than ``rare_matches`` lines in all (SQLite;
-        PostgreSQL's planner has GIN statistics and chooses well by itself)."""
-        if self.db.dialect != "sqlite":
-            return False
-        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-        probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
-                     "LIMIT :k)").bindparams(q=expr, k=self.rare_matches)
+        """True when the words match fewer than ``rare_matches`` lines in all, counted
+        from the full-text index alone (FTS5 on SQLite, the GIN index on PostgreSQL, whose
+        planner otherwise guesses a word it has no statistics for at ~0.5 % of lines)."""
+        if self.db.dialect == "sqlite":  # the FTS table alone, not its IN (...) over log_records
+            expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
+            probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
+                         "LIMIT :k)").bindparams(q=expr, k=self.rare_matches)
+            return session.execute(probe).scalar_one() < self.rare_matches
+        probe = select(func.count()).select_from(
+            select(literal_column("1")).select_from(LogRecord.__table__).where(self._match(terms))
+            .limit(self.rare_matches).subquery())
         return session.execute(probe).scalar_one() < self.rare_matches
 
     def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
