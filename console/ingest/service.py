@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from console.config import ConsoleConfig
 from console.ingest.batch import Batch
 from console.logs.store import LogStore
-from console.storage.database import Database
+from console.storage.database import Database, driver_errors
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
@@ -121,11 +121,12 @@ class IngestService:
         if rows:
             cursor = session.connection().connection.driver_connection.cursor()
             try:
-                if self._db.dialect == "postgresql":
-                    samples = self._copy_samples(cursor, rows)
-                else:
-                    cursor.executemany(self._insert_samples, rows)
-                    samples = cursor.rowcount
+                with driver_errors(session, self._insert_samples):
+                    if self._db.dialect == "postgresql":
+                        samples = self._copy_samples(cursor, rows)
+                    else:
+                        cursor.executemany(self._insert_samples, rows)
+                        samples = cursor.rowcount
             finally:
                 cursor.close()
             # rowcount over executemany may be -1 (unknown); then every row counts.

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
+from console.storage.database import driver_errors
+
 # Runs of letters and digits; punctuation and "_" separate words (as FTS5's unicode61 and
 # console.logs.service.parse_terms).
 WORD = re.compile(r"[^\W_]+")
@@ -64,20 +66,22 @@ class LogStore:
 
     def insert(self, session: Session, rows: Sequence[LogRow]) -> int:
         """Insert ``rows`` in the session's transaction and index them; returns how many
-        were stored. Raises what the driver raises (the caller's transaction rolls back)."""
+        were stored. Driver errors are raised as SQLAlchemy's (``OperationalError`` for a
+        full disk...); the caller's transaction rolls back."""
         if not rows:
             return 0
         cursor = session.connection().connection.driver_connection.cursor()
         try:
-            if self.dialect == "postgresql":
-                self._copy(cursor, rows)
-            else:
-                cursor.execute("SELECT coalesce(max(id), 0) FROM log_records")
-                (last_id,) = cursor.fetchone()
-                cursor.executemany("INSERT INTO log_records (host_id, ts, source, line, labels, level) "
-                                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
-                cursor.execute("INSERT INTO log_records_fts (rowid, line) "
-                               "SELECT id, line FROM log_records WHERE id > ?", (last_id,))
+            with driver_errors(session, "insert log_records"):
+                if self.dialect == "postgresql":
+                    self._copy(cursor, rows)
+                else:
+                    cursor.execute("SELECT coalesce(max(id), 0) FROM log_records")
+                    (last_id,) = cursor.fetchone()
+                    cursor.executemany("INSERT INTO log_records (host_id, ts, source, line, labels, level) "
+                                       "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    cursor.execute("INSERT INTO log_records_fts (rowid, line) "
+                                   "SELECT id, line FROM log_records WHERE id > ?", (last_id,))
         finally:
             cursor.close()
         return len(rows)
