@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import ssl
 import sys
 import threading
 
@@ -20,7 +19,6 @@ from agents import __version__
 from agents.agent import Agent, install_signal_handlers
 from agents.client import IngestClient, PushError
 from agents.config import ConfigError, load_agent_config, read_token_file
-from agents.enrol import enrol, write_token_file
 from agents.spool import Spool
 from collectors import build_collectors
 
@@ -80,6 +78,8 @@ def build_enrol_parser() -> argparse.ArgumentParser:
 
 def main_enrol(argv: list[str]) -> int:
     """``fleetdeck-agent enrol``: 0 when the token file was written, 2 otherwise."""
+    from agents.enrol import enrol, write_token_file  # urllib.request: only when enrolling
+
     args = build_enrol_parser().parse_args(argv)
     if not args.enrol_token:
         return _fail("enrol: --enrol-token (or FLEETDECK_ENROL_TOKEN) is required")
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = IngestClient(config.console_url, config.token, config.timeout, config.ca_file,
                               config.client_cert, config.client_key)
-    except (OSError, ssl.SSLError) as exc:
+    except OSError as exc:  # ssl.SSLError is an OSError
         return _fail(f"config error: cannot load the TLS files: {exc}")
     if args.once:
         agent = Agent(config, collectors, client, logs=log_tail)

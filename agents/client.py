@@ -4,21 +4,28 @@ Wire format (DESIGN.md section 3, "Ingest"): ``POST {console_url}/api/v1/ingest`
 with a gzip-compressed JSON body, ``Content-Encoding: gzip``,
 ``Content-Type: application/json`` and ``Authorization: Bearer <agent token>``.
 Errors come back as ``{"error": {"code", "message", "details"}}``.
+
+The client speaks HTTP/1.1 itself over one kept-alive socket (RFC 9112: a status line,
+headers, a body of Content-Length bytes, chunked, or up to the close) instead of using
+urllib/http.client: those load ``ssl`` and ``email`` at import, ~8 MiB of the agent's
+RSS, and open a new connection per batch. ``ssl`` is imported only for https URLs.
 """
 
 from __future__ import annotations
 
-import email.utils
 import gzip
-import http.client
 import json
-import ssl
+import logging
+import os
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any
 
 from agents import __version__
+
+log = logging.getLogger(__name__)
 
 INGEST_PATH = "/api/v1/ingest"
 # Bound how much of an error body is read: it is only there to be reported.
@@ -52,6 +59,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for the rare HTTP-date form; ~3 MiB the steady state does without
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -76,7 +85,8 @@ def _error_from_body(status: int, body: bytes, retry_after: float | None) -> Pus
 
 
 class IngestClient:
-    """Pushes batches to one console.
+    """Pushes batches to one console over one kept-alive connection (thread-safe: pushes
+    are serialised).
 
     ``console_url``: base URL (``http://host:8700``); ``token``: agent token;
     ``timeout``: seconds for connect and for each socket read.
@@ -88,16 +98,48 @@ class IngestClient:
     Raises ``ssl.SSLError``/``OSError`` at construction for unreadable files.
     """
 
+    MAX_HEADER_LINE = 64 * 1024
+    MAX_HEADERS = 100
+    MAX_BODY = 16 * 1024 * 1024  # an answer is a small JSON object; more is not the console
+
     def __init__(self, console_url: str, token: str, timeout: float = 10.0, ca_file: str = "",
                  client_cert: str = "", client_key: str = "") -> None:
-        self.url = console_url.rstrip("/") + INGEST_PATH
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._reader: Any = None  # buffered binary reader over _sock
         self.token = token
         self.timeout = timeout
-        self.ssl_context: ssl.SSLContext | None = None
-        if self.url.startswith("https:"):
+        self.ssl_context = None  # ssl.SSLContext for https
+        self.url = console_url.rstrip("/") + INGEST_PATH
+        if self._tls:
+            import ssl
+
             self.ssl_context = ssl.create_default_context(cafile=ca_file or None)
             if client_cert:
                 self.ssl_context.load_cert_chain(client_cert, client_key or None)
+
+    @property
+    def url(self) -> str:
+        """The full ingest URL; setting it closes the kept-alive connection."""
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        parts = urllib.parse.urlsplit(value)
+        tls = parts.scheme == "https"
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if tls else 80)
+        host_header = f"[{host}]" if ":" in host else host
+        with self._lock:
+            self.close()
+            self._url, self._tls, self._host, self._port = value, tls, host, port
+            self._host_header = host_header if port == (443 if tls else 80) else f"{host_header}:{port}"
+            self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            # A proxy from the environment (http_proxy, https_proxy, all_proxy, upper case too):
+            # hand the request to urllib, which applies it and no_proxy as before.
+            scheme = "https" if tls else "http"
+            self._via_urllib = any(os.environ.get(name) for name in (
+                f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"))
 
     @staticmethod
     def encode(batch: dict[str, Any]) -> bytes:
@@ -116,32 +158,31 @@ class IngestClient:
 
     def push_body(self, body: bytes) -> dict[str, Any]:
         """Send an already encoded body (:meth:`encode`); answers and errors as :meth:`push`."""
-        headers = {
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-            "Accept": "application/json",
-            "User-Agent": f"fleetdeck-agent/{__version__}",
-        }
+        head = [f"POST {self._path} HTTP/1.1", f"Host: {self._host_header}",
+                "Content-Type: application/json", "Content-Encoding: gzip", "Accept: application/json",
+                f"User-Agent: fleetdeck-agent/{__version__}", f"Content-Length: {len(body)}"]
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                raw_error = exc.read(_MAX_ERROR_BODY)
-            raise _error_from_body(exc.code, raw_error, parse_retry_after(exc.headers.get("Retry-After"))) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
+            if any(c in self.token for c in "\r\n\0"):
+                raise ValueError("the agent token contains a line break or NUL")
+            head.append(f"Authorization: Bearer {self.token}")
+        if self._via_urllib:
+            status, headers, raw = self._urllib_exchange(head[2:], body)
+            return self._answer(status, headers, raw)
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        with self._lock:
+            try:
+                status, headers, raw = self._exchange(request)
+            except TimeoutError:
+                self.close()
                 raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
-            raise PushError(None, "connection_failed", _describe(reason)) from None
-        except TimeoutError:
-            raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
-        except (OSError, http.client.HTTPException) as exc:
-            # Reset, closed or garbled mid-response: http.client raises these unwrapped.
-            raise PushError(None, "connection_failed", _describe(exc)) from None
+            except OSError as exc:
+                self.close()
+                raise PushError(None, "connection_failed", _describe(exc)) from None
+        return self._answer(status, headers, raw)
+
+    def _answer(self, status: int, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+        if not 200 <= status < 300:
+            raise _error_from_body(status, raw[:_MAX_ERROR_BODY], parse_retry_after(headers.get("retry-after")))
         try:
             answer = json.loads(raw.decode("utf-8"))
         except ValueError:
@@ -149,3 +190,126 @@ class IngestClient:
         if not isinstance(answer, dict):
             raise PushError(status, "invalid_response", f"expected a JSON object from {self.url}, got {raw[:200]!r}")
         return answer
+
+    def _urllib_exchange(self, head: list[str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One request through urllib (only with a proxy in the environment; it loads
+        ~10 MiB of modules). Returns (status, lower-case headers, body)."""
+        import http.client
+        import urllib.error
+        import urllib.request
+
+        headers = dict(line.split(": ", 1) for line in head if not line.startswith("Content-Length"))
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read(_MAX_ERROR_BODY)
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
+            raise PushError(None, "connection_failed", _describe(exc.reason)) from None
+        except TimeoutError:
+            raise PushError(None, "timeout", f"no answer within {self.timeout:g}s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise PushError(None, "connection_failed", _describe(exc)) from None
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the next push opens a new one)."""
+        sock, self._sock, self._reader = self._sock, None, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError as exc:
+                log.debug("closing the console connection: %s", exc)
+
+    def _exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        reused = self._sock is not None
+        if not reused:
+            self._connect()
+        try:
+            self._sock.sendall(request)
+            status_line = self._reader.readline(self.MAX_HEADER_LINE)
+            if not status_line and reused:
+                raise ConnectionResetError("kept-alive connection closed by the console")
+        except (ConnectionError, BrokenPipeError) as exc:
+            if not reused:
+                raise
+            # The console (or a proxy) closed the idle connection: send again on a new one.
+            # Ingest is idempotent by batch_id, so a batch that did arrive is not stored twice.
+            log.debug("kept-alive connection lost (%s); reconnecting", exc)
+            self.close()
+            self._connect()
+            self._sock.sendall(request)
+            status_line = self._reader.readline(self.MAX_HEADER_LINE)
+        return self._read_response(status_line)
+
+    def _connect(self) -> None:
+        sock = socket.create_connection((self._host, self._port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self._host)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._reader = sock, sock.makefile("rb")
+
+    def _read_response(self, status_line: bytes) -> tuple[int, dict[str, str], bytes]:
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        for _ in range(self.MAX_HEADERS + 1):
+            line = self._reader.readline(self.MAX_HEADER_LINE)
+            if not line:
+                raise ConnectionError("connection closed inside the answer's headers")
+            if line in (b"\r\n", b"\n"):
+                break
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise ConnectionError(f"malformed header line {line[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise ConnectionError(f"more than {self.MAX_HEADERS} header lines")
+        if status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not length.isdigit() or int(length) > self.MAX_BODY:
+                raise ConnectionError(f"unusable Content-Length {length[:40]!r}")
+            body = self._read_exact(int(length))
+        else:  # the body runs to the end of the connection
+            body = self._reader.read(self.MAX_BODY)
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close" or parts[0] == b"HTTP/1.0":
+            self.close()
+        return status, headers, body
+
+    def _read_exact(self, n: int) -> bytes:
+        data = self._reader.read(n)
+        if len(data) != n:
+            raise ConnectionError(f"connection closed after {len(data)} of {n} body bytes")
+        return data
+
+    def _read_chunked(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            size_line = self._reader.readline(self.MAX_HEADER_LINE).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise ConnectionError(f"malformed chunk size {size_line[:40]!r}") from None
+            total += size
+            if size < 0 or total > self.MAX_BODY:
+                raise ConnectionError("chunked answer too large")
+            if size == 0:
+                while self._reader.readline(self.MAX_HEADER_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields are not used
+                return b"".join(chunks)
+            chunks.append(self._read_exact(size))
+            self._read_exact(2)  # CRLF after the chunk

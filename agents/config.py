@@ -31,8 +31,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import yaml
-
 from collectors.logs import LogOptions, LogOptionsError
 
 ENV_OVERRIDES = {
@@ -143,6 +141,8 @@ def field_names() -> list[str]:
 
 
 def _read_file(path: str) -> dict[str, Any]:
+    import yaml  # only with a config file (~3 MiB the agent does without otherwise)
+
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)

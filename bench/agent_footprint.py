@@ -47,6 +47,8 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the console (Tornado) answers
+
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 body = json.loads(gzip.decompress(self.rfile.read(int(self.headers["Content-Length"]))))
                 sink.batches += 1

@@ -2,7 +2,7 @@
 rare word (10 matching lines), compared in the same run with a search without words
 (the newest 100 lines, the baseline cost of the API path), plus a common word.
 
-Lines are inserted directly through SQLAlchemy Core (the FTS triggers still index them)
+Lines are inserted directly through console.logs.store.LogStore (which indexes them)
 to keep the set-up short; the searches go over real HTTP.
 
     python bench/logs_search.py [--rows 1000000] [--runs 50] [--database-url URL]
@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from console.storage.models import Host, LogRecord  # noqa: E402
+from console.logs.store import LogStore  # noqa: E402
+from console.storage.models import Host  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
 
 WORDS = ["GET", "POST", "upstream", "timeout", "user", "session", "cache", "miss", "hit", "worker",
@@ -37,6 +38,7 @@ def fill(console, rows: int) -> None:
         return host.id
 
     host_id = db.run(add_host)
+    store = LogStore(db.dialect)
     rare_every = rows // 10
     t0 = int(time.time() * 1000) - rows
     chunk = 20_000
@@ -46,9 +48,8 @@ def fill(console, rows: int) -> None:
             words = " ".join(rnd.choice(WORDS) for _ in range(25))
             if i % rare_every == 17:
                 words += " zyxwvutsrare"
-            batch.append({"host_id": host_id, "ts": t0 + i, "source": "/var/log/app.log",
-                          "line": f"app[{i % 97}]: {words}"[:199], "labels": "{}", "level": None})
-        db.run(lambda s, b=batch: s.execute(LogRecord.__table__.insert(), b))
+            batch.append((host_id, t0 + i, "/var/log/app.log", f"app[{i % 97}]: {words}"[:199], "{}", None))
+        db.run(store.insert, batch)
 
 
 def timed(console, token, params, runs) -> tuple[float, float, int]:

@@ -10,7 +10,6 @@ Standard library only: the agent's import closure stays small.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -47,12 +46,16 @@ class Position:
 def fingerprint(fd: int, size: int) -> tuple[str, int]:
     """(hex SHA-256, length) of the first ``min(size, FINGERPRINT_BYTES)`` bytes of ``fd``."""
     length = min(size, FINGERPRINT_BYTES)
+    import hashlib  # loads libcrypto (~4 MiB): only in agents that tail logs
+
     return hashlib.sha256(os.pread(fd, length, 0) if length else b"").hexdigest(), length
 
 
 def fingerprint_matches(fd: int, fp: str, fp_len: int) -> bool:
     """Whether the first ``fp_len`` bytes of ``fd`` still hash to ``fp``."""
     head = os.pread(fd, fp_len, 0) if fp_len else b""
+    import hashlib
+
     return len(head) == fp_len and hashlib.sha256(head).hexdigest() == fp
 
 

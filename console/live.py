@@ -52,5 +52,9 @@ class LiveBus:
                 self.unsubscribe(topic, callback)
         return delivered
 
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether ``publish(topic, ...)`` would reach anyone (so a costly frame can be skipped)."""
+        return bool(self._subscribers.get(topic))
+
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

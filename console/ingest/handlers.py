@@ -81,5 +81,7 @@ class IngestHandler(ApiHandler):
             self.services.bus.publish(f"host:{batch.host}", {
                 "host": batch.host, "last_ts": result.last_ts,
                 "accepted_samples": result.accepted_samples, "accepted_logs": result.accepted_logs})
-            if batch.logs and self.services.logs is not None:
-                self.services.bus.publish(f"logs:{batch.host}", self.services.logs.live_frame(batch.host, batch.logs))
+            topic = f"logs:{batch.host}"
+            # The frame costs a dict per line: build it only for someone tailing this host.
+            if batch.logs and self.services.logs is not None and self.services.bus.has_subscribers(topic):
+                self.services.bus.publish(topic, self.services.logs.live_frame(batch.host, batch.logs))

@@ -5,7 +5,8 @@ already exists the batch is a replay and nothing else is written, so a batch is 
 exactly once however often an agent resends it. Series ids are cached per
 (host, name, labels) after commit, so a steady agent costs one bulk INSERT of samples,
 sent through the driver's own ``executemany`` (SQLAlchemy's per-row parameter handling
-costs more than the INSERT itself on SQLite).
+costs more than the INSERT itself on SQLite). Log records go through
+console.logs.store.LogStore, which indexes them for search in the same transaction.
 
 Samples that cannot be stored are rejected one by one, never the whole batch: outside the
 time window (``too_old``, ``too_new``), of a new series over the host's series cap
@@ -25,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.ingest.batch import Batch
-from console.storage.database import Database
-from console.storage.models import Host, IngestBatch, IngestRejection, LogRecord, RollupWatermark, Series
+from console.logs.store import LogStore
+from console.storage.database import Database, driver_errors
+from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
 SeriesKey = tuple[int, str, str]  # (host_id, name, labels_json)
@@ -65,6 +67,7 @@ class IngestService:
         self._clock = clock
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
+        self._logs = LogStore(db.dialect)
         if db.dialect == "postgresql":
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
@@ -118,20 +121,22 @@ class IngestService:
         if rows:
             cursor = session.connection().connection.driver_connection.cursor()
             try:
-                if self._db.dialect == "postgresql":
-                    samples = self._copy_samples(cursor, rows)
-                else:
-                    cursor.executemany(self._insert_samples, rows)
-                    samples = cursor.rowcount
+                with driver_errors(session, self._insert_samples):
+                    if self._db.dialect == "postgresql":
+                        samples = self._copy_samples(cursor, rows)
+                    else:
+                        cursor.executemany(self._insert_samples, rows)
+                        samples = cursor.rowcount
             finally:
                 cursor.close()
             # rowcount over executemany may be -1 (unknown); then every row counts.
             samples = len(rows) if samples is None or samples < 0 else samples
             self._reopen_rollups(session, min(r[1] for r in rows), now)
         if batch.logs:
-            session.execute(LogRecord.__table__.insert(), [
-                {"host_id": host.id, "ts": r.ts, "source": r.source, "line": r.line,
-                 "labels": r.labels_json, "level": r.level} for r in batch.logs])
+            # LogStore indexes the records for search in this same transaction.
+            hid = host.id
+            self._logs.insert(session, [(hid, r.ts, r.source, r.line, r.labels_json, r.level)
+                                        for r in batch.logs])
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))

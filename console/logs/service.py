@@ -5,9 +5,11 @@ Search tokenises the query the way the index tokenises lines: runs of letters an
 (punctuation and ``_`` separate words, case does not matter). Every word must occur in a
 line (AND); a word ending in ``*`` matches as a prefix. SQLite uses the FTS5 table
 ``log_records_fts`` (unicode61 tokenizer, https://sqlite.org/fts5.html); PostgreSQL the
-``line_tsv`` column, ``to_tsvector('simple', <line with non-alphanumerics as spaces>)``
-behind a GIN index (https://www.postgresql.org/docs/15/textsearch-controls.html).
-Both are created by migration 0004_logs.
+``line_tsv`` column (the line's distinct lower-cased words, computed by
+console/logs/store.py as rows are written) behind a GIN index
+(https://www.postgresql.org/docs/15/textsearch-controls.html). Both are created by
+migration 0004_logs; 0011_lperf moved the indexing from per-row triggers / a generated
+column into LogStore's batched write.
 
 Results are newest first, ordered by (ts, id) descending; the cursor names the last
 (ts, id) returned, so pages are stable while new lines keep arriving.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import orjson
-from sqlalchemy import LargeBinary, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.logs.levels import LEVELS, normalise_level
@@ -173,6 +175,8 @@ class LogService:
     retention_days: float = 14.0
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
+    # Below this many matching lines a search starts from the full-text index (SQLite).
+    rare_matches: int = 2000
     clock: Callable[[], float] = time.time
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -185,6 +189,19 @@ class LogService:
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
         conditions = []
+        # For a rare word, start from the full-text match: given a host or time filter the
+        # planner would rather walk the (host_id, ts) or ts index and test every row against
+        # the match (369 ms over 1M lines; BENCHMARKS.md "Logs"). "+ 0" hides those indexes.
+        if query.terms and self.db.dialect == "postgresql":
+            # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic
+            # plan that assumes an average word and walks ts newest first through every
+            # line for a rare one. A custom plan at least sees the words.
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        rare = bool(query.terms) and self._rare(session, query.terms)
+        ts = lr.c.ts + 0 if rare else lr.c.ts
+        if rare:
+            stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
+                    .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
         if query.terms:
             conditions.append(self._match(query.terms))
         if query.hosts:
@@ -197,13 +214,13 @@ class LogService:
         if query.levels:
             conditions.append(lr.c.level.in_(query.levels))
         if query.start_ms is not None:
-            conditions.append(lr.c.ts >= query.start_ms)
+            conditions.append(ts >= query.start_ms)
         if query.end_ms is not None:
-            conditions.append(lr.c.ts < query.end_ms)
+            conditions.append(ts < query.end_ms)
         if query.cursor is not None:
-            ts, rid = query.cursor
-            conditions.append(or_(lr.c.ts < ts, and_(lr.c.ts == ts, lr.c.id < rid)))
-        stmt = stmt.where(*conditions).order_by(lr.c.ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
+            cursor_ts, rid = query.cursor
+            conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
+        stmt = stmt.where(*conditions).order_by(ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
         rows = session.execute(stmt).all()
         more = len(rows) > query.limit
         rows = rows[:query.limit]
@@ -212,12 +229,28 @@ class LogService:
         next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
+    def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
+        """True when the words match fewer than ``rare_matches`` lines in all, counted
+        from the full-text index alone (FTS5 on SQLite, the GIN index on PostgreSQL, whose
+        planner otherwise guesses a word it has no statistics for at ~0.5 % of lines)."""
+        if self.db.dialect == "sqlite":  # the FTS table alone, not its IN (...) over log_records
+            expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
+            probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
+                         "LIMIT :k)").bindparams(q=expr, k=self.rare_matches)
+            return session.execute(probe).scalar_one() < self.rare_matches
+        probe = select(func.count()).select_from(
+            select(literal_column("1")).select_from(LogRecord.__table__).where(self._match(terms))
+            .limit(self.rare_matches).subquery())
+        return session.execute(probe).scalar_one() < self.rare_matches
+
     def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
         # Terms are letters and digits only (parse_terms), so they are safe inside the
         # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
         if self.db.dialect == "postgresql":
-            expr = " & ".join(t.word + (":*" if t.prefix else "") for t in terms)
-            return text("log_records.line_tsv @@ to_tsquery('simple', :fts_query)").bindparams(
+            # Quoted lexemes cast straight to tsquery: the words are already split and
+            # lower-cased exactly as LogStore built line_tsv (console/logs/store.py).
+            expr = " & ".join(f"'{t.word}'" + (":*" if t.prefix else "") for t in terms)
+            return text("log_records.line_tsv @@ CAST(:fts_query AS tsquery)").bindparams(
                 bindparam("fts_query", expr))
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
         return text("log_records.id IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"

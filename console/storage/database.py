@@ -7,14 +7,16 @@ PostgreSQL console's ingest ordered and cheap), reads through a small pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,3 +112,15 @@ class Database:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def driver_errors(session: Session, statement: str) -> Iterator[None]:
+    """Re-raise errors of the raw DB-API cursor (used on hot paths) as SQLAlchemy's own
+    (``OperationalError`` for a full disk or a lost server...), so callers and the HTTP
+    error mapping see the same exceptions as from ``session.execute``."""
+    dbapi = session.get_bind().dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise sa_exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc

@@ -101,6 +101,36 @@ def test_cursor_pagination_is_complete_and_stable(seeded):
     assert pages == 7 and len(seen) == 253 and len(set(seen)) == 253
 
 
+def test_rare_and_common_word_plans_give_the_same_pages(seeded):
+    """SQLite starts a rare word's search from the FTS match and a common word's from the
+    time index (LogService.rare_matches); both must return the same records and cursors."""
+    c, token, (web, db), tag = seeded
+    logs = c.services.logs
+    queries = [{"q": f"{tag} request", "host": web, "limit": 60},
+               {"q": f"{tag} served", "host": f"{web},{db}", "start": (T0 + 100.5) / 1000, "end": (T0 + 302.5) / 1000,
+                "limit": 50},
+               {"q": f"{tag} relat*", "source": "/var/log/postgresql/*"}]
+
+    def pages(params):
+        out, cursor = [], None
+        while True:
+            body = search(c, token, **params, **({"cursor": cursor} if cursor else {}))
+            out.append(([r["id"] for r in body["logs"]], body["next"]))
+            cursor = body["next"]
+            if cursor is None:
+                return out
+
+    default = logs.rare_matches
+    try:
+        rare = [pages(q) for q in queries]
+        logs.rare_matches = 1  # every word with a match counts as common
+        common = [pages(q) for q in queries]
+    finally:
+        logs.rare_matches = default
+    assert rare == common
+    assert [sum(len(ids) for ids, _ in p) for p in rare] == [250, 150, 1]  # lines 0..249 hold "request ... served"
+
+
 def test_search_without_words_lists_recent(seeded):
     c, token, (web, db), tag = seeded
     body = search(c, token, host=db, limit=1)

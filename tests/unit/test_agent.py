@@ -410,3 +410,64 @@ def test_agent_stops_cleanly_on_sigterm(fake_console):
             proc.wait()
     assert proc.returncode == 0, stderr
     assert "received SIGTERM" in stderr and "agent stopped" in stderr
+
+
+def test_client_keeps_one_connection_alive_and_reconnects_when_it_was_closed():
+    """Consecutive pushes share one HTTP/1.1 connection; a connection the server closed
+    while idle (without saying so) is replaced and the batch still arrives."""
+    ports: list[int] = []
+    close_after = {1}  # close silently after the first request
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            ports.append(self.client_address[1])
+            body = b'{"accepted_samples": 0, "accepted_logs": 0, "duplicate": false}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            if len(ports) in close_after:
+                self.close_connection = True
+
+        def log_message(self, *args) -> None:
+            pass  # requests are recorded in ports
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = IngestClient(f"http://127.0.0.1:{server.server_address[1]}", "t", 5)
+        client.push({"host": "h"})
+        time.sleep(0.1)  # the server has closed its end by now
+        for _ in range(3):
+            assert client.push({"host": "h"}) == {"accepted_samples": 0, "accepted_logs": 0, "duplicate": False}
+        assert len(ports) == 4
+        assert ports[0] != ports[1]  # a new connection after the silent close
+        assert ports[1] == ports[2] == ports[3]  # then kept alive
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_client_sends_through_an_http_proxy_from_the_environment(fake_console, monkeypatch):
+    monkeypatch.setenv("http_proxy", fake_console.url)  # the fake console plays the proxy
+    client = IngestClient("http://console.invalid:8700", "s3cret", 5)
+    assert client.push({"host": "h"}) == {"accepted_samples": 1, "accepted_logs": 0, "duplicate": False}
+    [request] = fake_console.requests
+    assert request["path"] == "http://console.invalid:8700/api/v1/ingest"  # absolute-form, as to a proxy
+    assert request["headers"]["Authorization"] == "Bearer s3cret"
+    assert json.loads(gzip.decompress(request["raw"])) == {"host": "h"}
+    fake_console.answer(429, {"error": {"code": "rate_limited", "message": "slow down"}}, {"Retry-After": "3"})
+    with pytest.raises(PushError) as err:
+        client.push({"host": "h"})
+    assert (err.value.status, err.value.code, err.value.retry_after) == (429, "rate_limited", 3.0)
+
+
+def test_client_refuses_a_token_with_a_line_break(fake_console):
+    with pytest.raises(ValueError):
+        IngestClient(fake_console.url, "t\r\nX-Injected: 1", 5).push({"host": "h"})
+    assert fake_console.requests == []
