@@ -200,8 +200,14 @@ class IngestClient:
 
         headers = dict(line.split(": ", 1) for line in head if not line.startswith("Content-Length"))
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        # An opener of our own: urlopen() without a TLS context reuses a process-wide opener
+        # whose ProxyHandler read the environment when it was first built.
+        handlers: list = [urllib.request.ProxyHandler()]
+        if self.ssl_context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self.ssl_context))
+        opener = urllib.request.build_opener(*handlers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl_context) as response:
+            with opener.open(request, timeout=self.timeout) as response:
                 return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
