@@ -57,6 +57,22 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return Response(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
 
 
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", proc=None, interval: float = 0.1):
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout``
+    seconds pass (AssertionError naming ``what``). With ``proc`` (a Popen with piped
+    stdout), fail at once, with its output, if that process exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) while waiting for {what}: "
+                                 f"{proc.stdout.read() if proc.stdout else ''}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
 def batch(host: str, metrics: list, logs: list | None = None, batch_id: str | None = None) -> dict:
     return {"host": host, "batch_id": batch_id or uuid.uuid4().hex, "sent_at": time.time(),
             "agent": {"version": "test", "interval": 10}, "metrics": metrics, "logs": logs or []}

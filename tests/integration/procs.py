@@ -9,13 +9,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 from agents.spool import FRAME, META
-from tests.harness import http
+from tests.harness import http, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,14 +32,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 class ConsoleProcess:

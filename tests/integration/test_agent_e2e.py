@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from console.storage.models import Host, Series
+from tests.harness import wait_for
 
 HOST = "e2e-agent"
 INTERVAL = 2  # seconds
@@ -36,16 +37,6 @@ def agent(console, tmp_path_factory):
     assert proc.returncode == 0, proc.stdout.read()
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the agent exited ({proc.returncode}): {proc.stdout.read()}")
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def series_count(console) -> int:

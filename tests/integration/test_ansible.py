@@ -29,7 +29,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import pytest
 from tests.conftest import need
 from tests.harness import http
 from tests.sshd import free_port
+from tests.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "ansible" / "install-agent.yml"
@@ -54,14 +54,6 @@ def ansible_playbook() -> str | None:
     return shutil.which("ansible-playbook")
 
 
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Deployment:

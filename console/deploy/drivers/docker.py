@@ -16,11 +16,9 @@ Every method here blocks; the deploy service runs them on its worker threads.
 """
 from __future__ import annotations
 
-import http.client
 import itertools
 import logging
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,6 +31,7 @@ import requests.exceptions
 from console.deploy.apps import AppDefinition, image_reference
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+from console.deploy.drivers.probes import probe_http, probe_tcp
 
 log = logging.getLogger(__name__)
 
@@ -397,22 +396,8 @@ class DockerDriver:
         if host is None:
             return False, f"container port {hc.port} has no address reachable from the console"
         if hc.type == "tcp":
-            try:
-                with socket.create_connection((host, port), timeout=hc.timeout):
-                    return True, f"tcp {host}:{port} accepts connections"
-            except OSError as exc:
-                return False, f"tcp {host}:{port}: {exc.strerror or exc}"
-        conn = http.client.HTTPConnection(host, port, timeout=hc.timeout)  # no proxy: probes go direct
-        try:
-            conn.request("GET", hc.path, headers={"User-Agent": "fleetdeck-health-check"})
-            status = conn.getresponse().status
-        except (OSError, http.client.HTTPException) as exc:
-            return False, f"GET http://{host}:{port}{hc.path}: {getattr(exc, 'strerror', None) or exc}"
-        finally:
-            conn.close()
-        low, high = hc.expect_status
-        verdict = low <= status <= high
-        return verdict, f"GET http://{host}:{port}{hc.path} -> {status}"
+            return probe_tcp(host, port, hc.timeout)
+        return probe_http(host, port, hc.path, hc.timeout, hc.expect_status)
 
     def _probe_address(self, container: Any) -> tuple[str | None, int]:
         t, hc = self.app.target, self.app.health_check

@@ -35,13 +35,11 @@ its worker threads.
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import logging
 import posixpath
 import select
 import shlex
-import socket
 import stat
 import threading
 import time
@@ -55,6 +53,7 @@ import paramiko
 from console.deploy.apps import AppDefinition
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.deploy.inventory import HostEntry, Inventory
 from console.deploy.known_hosts import fingerprint
 from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
@@ -522,21 +521,8 @@ class SshDriver:
             tail = " | ".join(lines[-3:])[:300]
             return code == 0, f"{shlex.join(argv)} exited with {code}" + (f": {tail}" if tail else "")
         if hc.type == "tcp":
-            try:
-                with socket.create_connection((host.address, hc.port), timeout=hc.timeout):
-                    return True, f"tcp {host.address}:{hc.port} accepts connections"
-            except OSError as exc:
-                return False, f"tcp {host.address}:{hc.port}: {exc.strerror or exc}"
-        conn = http.client.HTTPConnection(host.address, hc.port, timeout=hc.timeout)
-        try:
-            conn.request("GET", hc.path, headers={"User-Agent": "fleetdeck-health-check"})
-            status = conn.getresponse().status
-        except (OSError, http.client.HTTPException) as exc:
-            return False, f"GET http://{host.address}:{hc.port}{hc.path}: {getattr(exc, 'strerror', None) or exc}"
-        finally:
-            conn.close()
-        low, high = hc.expect_status
-        return low <= status <= high, f"GET http://{host.address}:{hc.port}{hc.path} -> {status}"
+            return probe_tcp(host.address, hc.port, hc.timeout)
+        return probe_http(host.address, hc.port, hc.path, hc.timeout, hc.expect_status)
 
     # -- failure, rollback, cleanup --------------------------------------------------------------
     def _finish_failed(self, pool: ConnectionPool, states: dict[str, _HostState], request: DeployRequest,
