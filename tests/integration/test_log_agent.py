@@ -19,6 +19,7 @@ from agents.client import IngestClient
 from agents.config import load_agent_config
 from collectors.logs import LogCollector
 from tests.conftest import need
+from tests.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,3 +195,78 @@ def test_postgresql_server_log_is_tailed_and_searchable(console, tmp_path, postg
     # the STATEMENT line PostgreSQL writes after the error is its own record
     statements = all_logs(console, console.api_token("viewer"), host=host, q=f"STATEMENT {marker}")
     assert [r["line"].split("STATEMENT:")[1].strip() for r in statements] == [f"SELECT * FROM {marker}"]
+
+
+def lines_since(path: Path, offset: int, word: str) -> list[str]:
+    """The lines a daemon wrote to ``path`` after byte ``offset`` that contain ``word``."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return [x for x in fh.read().decode("utf-8", "replace").splitlines() if word in x]
+
+
+def test_sshd_log_is_tailed_and_searchable(console, tmp_path, sshd):
+    """The suite's real sshd logs a refused login; the agent tails that log from its end
+    and the line is found by the user name tried."""
+    import paramiko
+
+    host = "ssh-" + uuid.uuid4().hex[:8]
+    agent, tail = make_agent(console, tmp_path, host, {"paths": [str(sshd.log_path)]})
+    agent._cycle()  # from the end: earlier lines are not sent
+    before = sshd.log_path.stat().st_size
+    intruder = "nobody" + uuid.uuid4().hex[:10]
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    with pytest.raises(paramiko.AuthenticationException):
+        client.connect(sshd.host, sshd.port, username=intruder, pkey=paramiko.ECDSAKey.generate(),
+                       allow_agent=False, look_for_keys=False, timeout=10)
+    client.close()
+
+    expected = wait_for(lambda: lines_since(sshd.log_path, before, intruder), what="sshd to log the login")
+    agent._cycle()
+    found = all_logs(console, console.api_token("viewer"), host=host, q=intruder)
+    # sshd may log more about the closed connection meanwhile: those come after
+    assert [r["line"] for r in found][:len(expected)] == expected
+    assert any(f"Invalid user {intruder}" in r["line"] for r in found)
+    assert all(r["source"] == str(sshd.log_path) for r in found)
+
+
+def dockerd_log() -> Path | None:
+    """The file the running dockerd writes its log to (its stderr, as .ci/run starts it),
+    found through /proc; None when it logs elsewhere (e.g. to journald)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "comm").read_text().strip() != "dockerd":
+                continue
+            target = Path(os.readlink(proc / "fd" / "2"))
+        except OSError:
+            continue
+        if target.is_file():
+            return target
+    return None
+
+
+def test_dockerd_log_is_tailed_with_its_levels(console, tmp_path, docker_client, docker_images):
+    """dockerd's own logfmt lines about a container that ran and exited are found by the
+    container's id, each with the level its ``level=`` field names."""
+    log = dockerd_log()
+    if log is None:
+        pytest.skip("the running dockerd does not write its log to a file here")
+    host = "dkr-" + uuid.uuid4().hex[:8]
+    agent, tail = make_agent(console, tmp_path, host, {"paths": [str(log)]})
+    agent._cycle()
+    before = log.stat().st_size
+    container = docker_client.containers.run(f"{docker_images}:crash", detach=True,
+                                             name="fd-logtest-" + uuid.uuid4().hex[:8])
+    try:
+        container.wait(timeout=60)
+    finally:
+        container.remove(force=True)
+    expected = wait_for(lambda: lines_since(log, before, container.id), what="dockerd to log the container's end")
+    agent._cycle()
+    found = all_logs(console, console.api_token("viewer"), host=host, q=container.id)
+    # dockerd may still be logging the shim's clean-up meanwhile: those lines come after
+    assert [r["line"] for r in found][:len(expected)] == expected
+    levels = {"info": "info", "warning": "warn", "error": "error", "debug": "debug"}
+    for record in found:
+        field = re.search(r'\blevel=(\w+)', record["line"]).group(1)
+        assert record["labels"].get("level") == levels[field], record["line"]
