@@ -26,6 +26,17 @@ def json_bytes(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def nul_free(value: Any) -> bool:
+    """True when no string in a decoded JSON value (keys included) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(nul_free(k) and nul_free(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(nul_free(v) for v in value)
+    return True
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Shared by pages, API and sockets: who is calling and may they."""
 
@@ -80,6 +91,19 @@ class BaseHandler(tornado.web.RequestHandler):
     # that take only small bodies (login, enrolment) set a smaller one.
     max_body_bytes: int | None = None
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Query, form and path arguments as text. Bytes that are not UTF-8, or a NUL
+        (which PostgreSQL text cannot hold), are the client's error, answered like any
+        other bad parameter (Tornado's own 400 has no code)."""
+        what = name or "the path"
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_parameter", f"{what} is not valid UTF-8", {"parameter": what}) from None
+        if "\x00" in text:
+            raise ApiError(400, "invalid_parameter", f"{what} must not contain NUL", {"parameter": what})
+        return text
+
     def prepare_body_cap(self) -> None:
         cap = self.max_body_bytes or self.services.config.console.api_max_body_bytes
         if len(self.request.body or b"") > cap:
@@ -131,6 +155,8 @@ class ApiHandler(BaseHandler):
             raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise ApiError(400, "invalid_json", "body must be a JSON object")
+        if not nul_free(doc):  # PostgreSQL text cannot hold it; refused on SQLite alike
+            raise ApiError(400, "invalid_json", "strings must not contain NUL (\\u0000)")
         return doc
 
     def write_json(self, value: Any, status: int = 200) -> None:

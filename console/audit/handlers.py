@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
+from console.params import ascii_uint
 
 MAX_LIMIT = 1000
 
 
 def _paging(handler) -> tuple[int, int | None]:  # noqa: ANN001 - any BaseHandler
     raw_limit, raw_before = handler.get_argument("limit", "100"), handler.get_argument("before", "")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    limit = ascii_uint(raw_limit, MAX_LIMIT)
+    if not limit:
         raise ApiError(400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"parameter": "limit"})
-    if raw_before and (not raw_before.isdigit() or len(raw_before) > 18):
+    before = ascii_uint(raw_before) if raw_before else None
+    if raw_before and before is None:
         raise ApiError(400, "invalid_parameter", "before must be an entry id", {"parameter": "before"})
-    return int(raw_limit), int(raw_before) if raw_before else None
+    return limit, before
 
 
 async def _page(handler, limit: int, before: int | None) -> dict:  # noqa: ANN001

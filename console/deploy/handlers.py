@@ -6,6 +6,7 @@ import math
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
+from console.params import ascii_uint
 
 
 def actor_of(handler: ApiHandler | PageHandler) -> str:
@@ -52,9 +53,10 @@ def _time_arg(handler: ApiHandler, name: str) -> float | None:
 
 
 def _deploy_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 12:
+    deploy_id = ascii_uint(raw)
+    if deploy_id is None:
         raise ApiError(404, "unknown_deploy", f"no deploy {raw[:20]!r}")
-    return int(raw)
+    return deploy_id
 
 
 class AppsHandler(ApiHandler):

@@ -180,14 +180,15 @@ def parse_batch(doc: Any) -> Batch:
     if not isinstance(agent, dict):
         raise _fail("agent", "agent must be an object")
     version = agent.get("version")
-    if version is not None and (not isinstance(version, str) or len(version) > 64):
-        raise _fail("agent.version", "version must be a string of at most 64 characters")
+    if version is not None and (not isinstance(version, str) or len(version) > 64 or "\x00" in version):
+        raise _fail("agent.version", "version must be a string of at most 64 characters, without NUL")
     interval = agent.get("interval")
     if interval is not None and (not _number(interval) or not 0 < interval <= 86400):
         raise _fail("agent.interval", "interval must be seconds in (0, 86400]")
     config_hash = agent.get("config_hash")
-    if config_hash is not None and (not isinstance(config_hash, str) or not 0 < len(config_hash) <= 64):
-        raise _fail("agent.config_hash", "config_hash must be a string of 1 to 64 characters")
+    if config_hash is not None and (not isinstance(config_hash, str) or not 0 < len(config_hash) <= 64
+                                    or "\x00" in config_hash):
+        raise _fail("agent.config_hash", "config_hash must be a string of 1 to 64 characters, without NUL")
     batch = Batch(host=host, batch_id=batch_id, sent_at=sent_at, agent_version=version,
                   interval=float(interval) if interval is not None else None,
                   labels_json=_labels(doc.get("labels"), "labels"), config_hash=config_hash)
@@ -221,6 +222,11 @@ def parse_batch(doc: Any) -> Batch:
             raise _fail(f"{path}.source", "source must be a string of at most 1024 characters")
         if not isinstance(line, str) or len(line) > MAX_LOG_LINE:
             raise _fail(f"{path}.line", f"line must be a string of at most {MAX_LOG_LINE} characters")
+        # PostgreSQL text cannot hold NUL; both back-ends store U+FFFD so they answer alike.
+        if "\x00" in line:
+            line = line.replace("\x00", "\ufffd")
+        if "\x00" in source:
+            source = source.replace("\x00", "\ufffd")
         labels = record.get("labels")
         level = normalise_level(labels.get("level")) if isinstance(labels, dict) else None
         batch.logs.append(LogIn(ts, source, line, _labels(labels, f"{path}.labels"), level))

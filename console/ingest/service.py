@@ -12,6 +12,8 @@ Samples that cannot be stored are rejected one by one, never the whole batch: ou
 time window (``too_old``, ``too_new``), of a new series over the host's series cap
 (``series_limit``), or sent as "NaN"/"Inf" (``non_finite``). Each is counted per host and
 reason in ``ingest_rejections`` in the same transaction, and reported in the answer.
+Log records are never rejected for their time: one stamped too far ahead is stored at
+the receive time (:meth:`IngestService._clamp_future_logs`).
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
-from console.ingest.batch import Batch
+from console.ingest.batch import Batch, LogIn, canonical_labels
 from console.logs.store import LogStore
 from console.storage.database import Database, driver_errors
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
@@ -133,6 +136,7 @@ class IngestService:
             samples = len(rows) if samples is None or samples < 0 else samples
             self._reopen_rollups(session, min(r[1] for r in rows), now)
         if batch.logs:
+            self._clamp_future_logs(batch.logs, now)
             # LogStore indexes the records for search in this same transaction.
             hid = host.id
             self._logs.insert(session, [(hid, r.ts, r.source, r.line, r.labels_json, r.level)
@@ -140,6 +144,20 @@ class IngestService:
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
+
+    def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
+        """Log records stamped more than ``sample_max_future`` seconds ahead of the
+        console's clock (an agent with a skewed clock) are stored at the receive time, with
+        the stamp they came with, Unix ms, in the ``original_ts`` label: kept, but not
+        listed above every real line until retention (Splunk's MAX_DAYS_HENCE does the
+        like). Changes ``logs`` in place, so the live frame shows what was stored."""
+        hi = int((now + self._config.sample_max_future) * 1000)
+        received = int(now * 1000)
+        for record in logs:
+            if record.ts > hi:
+                labels = orjson.loads(record.labels_json)
+                labels["original_ts"] = str(record.ts)
+                record.ts, record.labels_json = received, canonical_labels(labels)
 
     @staticmethod
     def _copy_samples(cursor, rows: list[tuple[int, int, float]]) -> int:  # noqa: ANN001 - psycopg cursor

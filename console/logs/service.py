@@ -28,13 +28,14 @@ from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_colum
 from sqlalchemy.orm import Session
 
 from console.logs.levels import LEVELS, normalise_level
+from console.params import ascii_uint
 from console.storage.database import Database
 from console.storage.models import Host, LogRecord
 
 log = logging.getLogger(__name__)
 
 _TERM = re.compile(r"([^\W_]+)(\*)?")
-_CURSOR = re.compile(r"^(\d{1,16})_(\d{1,19})$")
+MAX_TS_MS = 2**53  # timestamps are Unix ms below 2**53 (ingest checks the same)
 MAX_TERMS = 16
 MAX_TERM_CHARS = 64
 MAX_LIMIT = 1000
@@ -113,7 +114,7 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
             value = float(raw)
         except ValueError:
             raise LogQueryError(name, f"{name} must be Unix seconds") from None
-        if not 0 <= value < 2**53 / 1000:
+        if not 0 <= value < MAX_TS_MS / 1000:
             raise LogQueryError(name, f"{name} must be non-negative Unix seconds")
         return value
 
@@ -137,18 +138,18 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
         raise LogQueryError("end", "end is before start", "invalid_range")
     limit_raw = (args.get("limit") or "").strip()
     if limit_raw:
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_LIMIT:
+        limit = ascii_uint(limit_raw, MAX_LIMIT)
+        if not limit:
             raise LogQueryError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
-        limit = int(limit_raw)
     else:
         limit = DEFAULT_LIMIT
     cursor = None
     cursor_raw = (args.get("cursor") or "").strip()
     if cursor_raw:
-        match = _CURSOR.match(cursor_raw)
-        if not match:
+        ts_raw, _, id_raw = cursor_raw.partition("_")
+        cursor = (ascii_uint(ts_raw, MAX_TS_MS), ascii_uint(id_raw))
+        if None in cursor:
             raise LogQueryError("cursor", "cursor must be a value from a previous answer's next")
-        cursor = (int(match.group(1)), int(match.group(2)))
     source = (args.get("source") or "").strip() or None
     if source is not None and len(source) > 1024:
         raise LogQueryError("source", "source is longer than 1024 characters")

@@ -71,12 +71,16 @@ def test_unknown_app_is_404_and_lists_the_known_ones(api):
 def test_bad_bodies_get_json_errors(api):
     assert api.request("POST", "/api/v1/apps/web/deploys", b"{nope", token=api.deployer).status == 400
     assert api.request("POST", "/api/v1/apps/web/deploys", [1], token=api.deployer).status == 400
+    nul = api.request("POST", "/api/v1/apps/web/deploys", {"version": "1.0", "reason": ["x", {"k": "a\x00"}]},
+                      token=api.deployer)
+    assert nul.status == 400 and nul.json()["error"]["code"] == "invalid_json"
     missing = api.request("POST", "/api/v1/apps/web/deploys", {}, token=api.deployer)
     assert missing.status == 422 and "required" in missing.json()["error"]["message"]
     long_reason = api.request("POST", "/api/v1/apps/web/deploys", {"version": "1.0", "reason": "x" * 1001},
                               token=api.deployer)
     assert long_reason.status == 422 and long_reason.json()["error"]["code"] == "invalid_reason"
-    for path in ("/api/v1/deploys/999999", "/api/v1/deploys/abc", "/api/v1/deploys/999999/events"):
+    for path in ("/api/v1/deploys/999999", "/api/v1/deploys/abc", "/api/v1/deploys/999999/events",
+                 "/api/v1/deploys/%C2%B2", "/api/v1/deploys/99999999999999999999"):
         resp = api.request("GET", path, token=api.viewer)
         assert resp.status == 404 and resp.json()["error"]["code"] == "unknown_deploy"
     bad_since = api.request("GET", "/api/v1/deploys?since=yesterday", token=api.viewer)

@@ -141,13 +141,22 @@ def test_search_without_words_lists_recent(seeded):
     ({"limit": "0"}, 400, "invalid_parameter"),
     ({"limit": "abc"}, 400, "invalid_parameter"),
     ({"limit": "1001"}, 400, "invalid_parameter"),
+    ({"limit": "\u00b2"}, 400, "invalid_parameter"),  # str.isdigit() is true, int() refuses it
+    ({"limit": "\u2460"}, 400, "invalid_parameter"),
+    ({"limit": "\uff11"}, 400, "invalid_parameter"),  # fullwidth 1: ASCII digits only
     ({"cursor": "nope"}, 400, "invalid_parameter"),
+    ({"cursor": "1_9223372036854775808"}, 400, "invalid_parameter"),  # id past int64
+    ({"cursor": "9007199254740993_1"}, 400, "invalid_parameter"),  # ts past 2**53
+    ({"cursor": "1_2_3"}, 400, "invalid_parameter"),
     ({"start": "yesterday"}, 400, "invalid_parameter"),
     ({"start": "nan"}, 400, "invalid_parameter"),
     ({"start": "100", "end": "50"}, 422, "invalid_range"),
     ({"level": "loud"}, 400, "invalid_parameter"),
     ({"q": "\"*-:()"}, 400, "invalid_parameter"),
     ({"q": "x" * 65}, 400, "invalid_parameter"),
+    ({"q": b"\xff\xfe"}, 400, "invalid_parameter"),  # not UTF-8
+    ({"host": "web\x00"}, 400, "invalid_parameter"),  # PostgreSQL text cannot hold NUL
+    ({"source": "/var/\x00"}, 400, "invalid_parameter"),
     ({"q": " ".join(f"w{i}" for i in range(17))}, 400, "invalid_parameter"),
 ])
 def test_bad_parameters_are_json_errors(seeded, params, status, code):
@@ -202,6 +211,31 @@ def test_retention_by_age_and_size(db_console):
     assert lines and lines[0]["line"].startswith("new line 99 ")
     # the search index forgot deleted lines too
     assert search(c, c.api_token("viewer"), q="old", host=host)["logs"] == []
+
+
+def test_nul_characters_and_future_stamps_are_stored_not_refused(db_console):
+    """PostgreSQL text cannot hold NUL: a line or source with one is stored with U+FFFD on
+    both back-ends. A line stamped a day ahead (a skewed agent clock) is stored at the
+    receive time, its stamp kept in the ``original_ts`` label."""
+    c = db_console
+    host = "odd-" + uuid.uuid4().hex[:8]
+    now_ms = int(time.time() * 1000)
+    ahead = now_ms + 86_400_000
+    status, body = c.push(host, c.agent_token(host), [], [
+        rec(1, "before\x00after nulword", ts=now_ms - 2000),
+        {"ts": now_ms - 1000, "source": "/var/log/\x00odd.log", "line": "odd source", "labels": {}},
+        rec(3, "from the future", ts=ahead)])
+    assert status == 200 and body["accepted_logs"] == 3, body
+    viewer = c.api_token("viewer")
+    assert [r["line"] for r in search(c, viewer, q="nulword")["logs"]] == ["before\ufffdafter nulword"]
+    stored = search(c, viewer, host=host)["logs"]
+    assert [r["line"] for r in stored] == ["from the future", "odd source", "before\ufffdafter nulword"]
+    assert stored[1]["source"] == "/var/log/\ufffdodd.log"
+    future = stored[0]
+    assert now_ms <= future["ts"] <= int(time.time() * 1000) and future["labels"] == {"original_ts": str(ahead)}
+    # a line sent later with a true stamp is listed above it
+    assert c.push(host, c.agent_token(host), [], [rec(4, "later", ts=int(time.time() * 1000) + 5)])[0] == 200
+    assert search(c, viewer, host=host, limit=1)["logs"][0]["line"] == "later"
 
 
 def test_live_tail_frames_after_commit(db_console):

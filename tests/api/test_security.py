@@ -96,6 +96,8 @@ def test_api_tokens_shown_once_capped_revocable_with_last_use(console):
     assert plaintext.encode() not in listed.body and b'"token"' not in listed.body
     mine = next(t for t in listed.json()["tokens"] if t["id"] == token_id)
     assert mine["last_used_at"] is not None and mine["created_by"].startswith("api:")
+    for other in ("%C2%B2", "99999999999999999999"):  # no 500 for ids int() or the database refuse
+        assert console.request("DELETE", f"/api/v1/tokens/{other}", token=admin).status == 404
     assert console.request("DELETE", f"/api/v1/tokens/{token_id}", token=admin).status == 200
     assert console.request("GET", "/api/v1/hosts", token=plaintext).status == 401
     actions = {e["target"] for e in entries(console, "token.revoke")}
@@ -144,6 +146,9 @@ def test_audit_api_pages_and_verifies(console):
     assert older["entries"][0]["id"] < first["next"]
     assert console.request("GET", "/api/v1/audit/verify", token=admin).json()["ok"] is True
     assert console.request("GET", "/api/v1/audit?limit=0", token=admin).status == 400
+    for bad in ("limit=%C2%B2", "before=%C2%B2", "before=9223372036854775808"):
+        resp = console.request("GET", f"/api/v1/audit?{bad}", token=admin)
+        assert resp.status == 400 and resp.json()["error"]["code"] == "invalid_parameter", (bad, resp.body)
 
 
 def test_body_caps_answer_413_json(console):
