@@ -643,12 +643,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
     # Follow by polling: look back a window before the newest line seen (agents stamp
     # lines when read, and batches may arrive late), print what was not printed yet.
-    seen: dict[int, None] = {r["id"]: None for r in records}
+    # The window ends at this machine's clock at the latest, so one line stamped ahead
+    # cannot move it past every line that follows.
     newest = max((r["ts"] for r in records), default=int(time.time() * 1000))
+
+    def window() -> list[dict]:
+        start = max(0, min(newest, int(time.time() * 1000)) - FOLLOW_LOOKBACK_MS)
+        return _fetch_logs(client, dict(params, start=f"{start / 1000:.3f}"), FOLLOW_WINDOW_LINES)
+
+    # Lines already in the window but left out by --limit are old news, not new lines.
+    seen: dict[int, None] = {r["id"]: None for r in records + window()}
     while True:
         time.sleep(args.poll)
-        params["start"] = f"{max(0, newest - FOLLOW_LOOKBACK_MS) / 1000:.3f}"
-        for record in _fetch_logs(client, params, 10_000):
+        for record in window():
             if record["id"] in seen:
                 continue
             seen[record["id"]] = None
@@ -659,6 +666,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 FOLLOW_LOOKBACK_MS = 120_000
+FOLLOW_WINDOW_LINES = 10_000  # per poll; a busier window prints its newest lines only
+
+
+def positive_int(raw: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -735,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="read the audit log; `audit verify` checks the hash chain")
     audit.add_argument("--config")
-    audit.add_argument("--limit", type=int, default=50, help="newest entries to show (default 50)")
+    audit.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default 50)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
     audit_sub = audit.add_subparsers(dest="audit_command")
@@ -780,7 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     apps.set_defaults(func=cmd_apps)
     deploys = sub.add_parser("deploys", help="deploy history, newest first")
     deploys.add_argument("app", nargs="?", help="only this app")
-    deploys.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    deploys.add_argument("--limit", type=positive_int, default=20, help="how many (default 20)")
     deploys.add_argument("--json", action="store_true", help="print JSON instead of a table")
     deploys.set_defaults(func=cmd_deploys)
     dep = sub.add_parser("deploy", help="deploy VERSION of APP (exit 0 only when it succeeded, with --wait)")
@@ -806,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--grep", metavar="TEXT", help="only lines containing every word of TEXT")
     logs.add_argument("--level", help="only these levels, e.g. error or warn,error")
     logs.add_argument("--since", metavar="DURATION", help="only lines newer than this, e.g. 15m, 1h, 2d")
-    logs.add_argument("--limit", type=int, default=100, help="at most this many lines before following (default 100)")
+    logs.add_argument("--limit", type=positive_int, default=100, help="at most this many lines before following (default 100)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     logs.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     logs.add_argument("--json", action="store_true", help="one JSON object per line instead of text")

@@ -84,6 +84,47 @@ def test_follow_prints_new_lines(seeded):
         proc.wait(10)
 
 
+def test_follow_after_limit_prints_only_new_lines_despite_a_clock_ahead(console):
+    """``--limit 1 --follow`` shows the newest line, then only lines that arrive later:
+    not the older lines --limit left out, and not stuck behind a line stamped minutes
+    ahead (within the console's 600 s grace, so stored as stamped)."""
+    host = "fol-" + uuid.uuid4().hex[:8]
+    token = console.agent_token(host)
+    now = int(time.time() * 1000)
+    assert console.push(host, token, [], [
+        {"ts": now - 5000 + i, "source": "/var/log/app.log", "line": f"older {i}", "labels": {}}
+        for i in range(50)])[0] == 200
+    env = dict(os.environ, FLEETDECK_URL=console.url, FLEETDECK_TOKEN=console.api_token("viewer"),
+               PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "logs", "--host", host, "--follow",
+                             "--limit", "1", "--poll", "0.2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.rstrip("\n").rsplit("   ", 1)[-1].strip()) for x in proc.stdout],
+                     daemon=True).start()
+    try:
+        assert lines.get(timeout=20) == "older 49"
+        ahead = int(time.time() * 1000) + 300_000
+        assert console.push(host, token, [], [{"ts": ahead, "source": "/var/log/app.log", "line": "skewed",
+                                               "labels": {}}])[0] == 200
+        assert lines.get(timeout=20) == "skewed"
+        assert console.push(host, token, [], [{"ts": int(time.time() * 1000), "source": "/var/log/app.log",
+                                               "line": "on time", "labels": {}}])[0] == 200
+        assert lines.get(timeout=20) == "on time"
+        time.sleep(1.0)  # a few more polls: nothing else comes
+        assert lines.empty(), lines.get()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_limit_must_be_positive(seeded):
+    _, host, _, env = seeded
+    for bad in ("0", "-3", "x"):
+        proc = run_cli(env, "--host", host, "--limit", bad)
+        assert proc.returncode == 2 and "--limit" in proc.stderr, (bad, proc.stderr)
+
+
 def test_since_and_visible_helpers():
     assert parse_since("90s") == 90 and parse_since("1.5h") == 5400 and parse_since("2d") == 172800
     with pytest.raises(CliError):
