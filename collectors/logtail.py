@@ -67,11 +67,21 @@ class RawLine:
     cut: bool  # the line was longer than the cap and was cut
 
 
+def utf8_cut(data: bytes, cap: int) -> bytes:
+    """``data[:cap]``, shortened by up to 3 bytes so that the cut does not split a UTF-8
+    character (RFC 3629: continuation bytes are 0x80-0xBF, a character at most 4 bytes)."""
+    end = cap
+    while end > cap - 3 and end < len(data) and 0x80 <= data[end] < 0xC0:
+        end -= 1
+    return data[:end]
+
+
 def read_lines(fd: int, offset: int, discard: bool, cap: int, max_bytes: int,
                final: bool = False) -> Iterator[tuple[RawLine | None, int, bool]]:
     """Yield ``(line or None, new_offset, new_discard)`` for complete lines from ``offset``.
 
-    A line longer than ``cap`` bytes is yielded cut to ``cap`` (``cut=True``) and the rest
+    A line longer than ``cap`` bytes is yielded cut to at most ``cap`` bytes, on a UTF-8
+    character boundary (:func:`utf8_cut`, ``cut=True``), and the rest
     of it, up to its newline, is skipped (``discard``), possibly across calls. A partial
     last line (no newline yet) is left unread, to be read once its newline arrives;
     with ``final`` (the file was rotated away and will not grow) it is yielded as is.
@@ -96,7 +106,7 @@ def read_lines(fd: int, offset: int, discard: bool, cap: int, max_bytes: int,
                 raw = data[pos:nl]
                 cut = len(raw) > cap
                 if cut:
-                    raw = raw[:cap]
+                    raw = utf8_cut(raw, cap)
                 elif raw.endswith(b"\r"):
                     raw = raw[:-1]
                 yield RawLine(raw, offset + pos, offset + nl + 1, cut), offset + nl + 1, False
@@ -109,7 +119,7 @@ def read_lines(fd: int, offset: int, discard: bool, cap: int, max_bytes: int,
             continue
         if rest >= cap and not discard:
             # No newline within the cap: emit the cut line now and skip the rest later.
-            yield RawLine(data[pos:pos + cap], offset + pos, offset + len(data), True), offset + len(data), True
+            yield RawLine(utf8_cut(data[pos:], cap), offset + pos, offset + len(data), True), offset + len(data), True
             offset += len(data)
             discard = True
             continue

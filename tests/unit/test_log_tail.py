@@ -256,6 +256,12 @@ def test_long_lines_are_cut_and_counted(tmp_path):
         fh.write("c" * 1000 + "\nafter\n")  # the rest of the long line is skipped
     assert [r["line"] for r in drain(c)] == ["after"]
     assert c.counters["cut"] == 2
+    # a cut never splits a character: "é" is 2 bytes, "€" 3; the line stays within the cap
+    with open(log, "a") as fh:
+        fh.write("x" + "é" * 80 + "\n" + "xx" + "€" * 50 + "\n" + "€" * 200_000)
+    recs = drain(c)
+    assert [r["line"] for r in recs] == ["x" + "é" * 49, "xx" + "€" * 32, "€" * 33]
+    assert all(len(r["line"].encode()) <= 100 and r["labels"]["cut"] == "true" for r in recs)
 
 
 def test_bytes_that_are_not_utf8_are_replaced(tmp_path):
