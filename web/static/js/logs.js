@@ -112,7 +112,7 @@
       }
       var re = matcher(state.terms);
       body.logs.forEach(function (rec) {
-        state.seen.add(rec.id);
+        state.seen.add(lineKey(rec));
         list.appendChild(lineElement(rec, re, false));
       });
       state.next = body.next;
@@ -139,13 +139,19 @@
     });
   }
 
+  // Live frames carry no record id: a line is known by host, time, source and text.
+  function lineKey(rec) {
+    return [rec.host, rec.ts, rec.source, rec.line].join("\u0000");
+  }
+
   function onFrame(frame) {
     if (!frame.data || !Array.isArray(frame.data.logs)) return;
     var list = $("log-lines");
     var re = matcher(state.terms);
     frame.data.logs.forEach(function (rec) {
       rec.host = frame.data.host;
-      if (!liveMatches(rec)) return;
+      // A line committed just before a search ran can come in both its answer and a frame.
+      if (!liveMatches(rec) || state.seen.delete(lineKey(rec))) return;
       list.insertBefore(lineElement(rec, re, true), list.firstChild);
     });
     while (list.children.length > MAX_LINES) list.removeChild(list.lastChild);
