@@ -57,7 +57,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone takes "²", which float() refuses
         return float(value)
     import email.utils  # only for the rare HTTP-date form; ~3 MiB the steady state does without
 
@@ -286,7 +286,7 @@ class IngestClient:
             body = self._read_chunked()
         elif "content-length" in headers:
             length = headers["content-length"]
-            if not length.isdigit() or int(length) > self.MAX_BODY:
+            if not (length.isascii() and length.isdigit()) or int(length) > self.MAX_BODY:
                 raise ConnectionError(f"unusable Content-Length {length[:40]!r}")
             body = self._read_exact(int(length))
         else:  # the body runs to the end of the connection

@@ -200,7 +200,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key", "token_file"):
         return _string(key, value, source)
     if key == "spool_max_bytes":
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        if not (whole or digits):
             raise ConfigError(f"spool_max_bytes (from {source}) must be a whole number of bytes, got {value!r}")
         return int(value)
     if key == "spool_fsync":

@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--database-url", default=None,
                     help="a PostgreSQL database; the run uses a new schema in it, dropped afterwards")
     args = ap.parse_args()
+    if min(args.lines, args.batch, args.agents) < 1 or args.lines < args.batch * args.agents:
+        ap.error("--lines, --batch and --agents must be positive, and --lines at least --batch x --agents")
     if args.database_url:
         with private_schema(args.database_url) as url:
             run(args, url)

@@ -69,11 +69,17 @@ class RawLine:
 
 def utf8_cut(data: bytes, cap: int) -> bytes:
     """``data[:cap]``, shortened by up to 3 bytes so that the cut does not split a UTF-8
-    character (RFC 3629: continuation bytes are 0x80-0xBF, a character at most 4 bytes)."""
-    end = cap
-    while end > cap - 3 and end < len(data) and 0x80 <= data[end] < 0xC0:
-        end -= 1
-    return data[:end]
+    character. Only the bytes before the cut are looked at (the next may not be read yet):
+    the last lead byte among them says how long its character is (RFC 3629: 0xC0-0xDF
+    starts 2 bytes, 0xE0-0xEF 3, 0xF0-0xF7 4; 0x80-0xBF continue one)."""
+    for i in range(min(cap, len(data)) - 1, max(cap - 5, -1), -1):
+        byte = data[i]
+        if byte < 0x80:
+            break  # ASCII: the character ends here
+        if byte >= 0xC0:
+            size = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data[:i] if i + size > cap else data[:cap]
+    return data[:cap]
 
 
 def read_lines(fd: int, offset: int, discard: bool, cap: int, max_bytes: int,

@@ -634,25 +634,28 @@ def cmd_logs(args: argparse.Namespace) -> int:
         else:
             print(_log_line(record), flush=True)
 
-    records = _fetch_logs(client, params, args.limit)
-    for record in records:
-        show(record)
-    if not args.follow:
-        if not records and not args.json:
-            print("no matching log lines", file=sys.stderr)
-        return 0
     # Follow by polling: look back a window before the newest line seen (agents stamp
     # lines when read, and batches may arrive late), print what was not printed yet.
     # The window ends at this machine's clock at the latest, so one line stamped ahead
     # cannot move it past every line that follows.
-    newest = max((r["ts"] for r in records), default=int(time.time() * 1000))
+    newest = int(time.time() * 1000)
 
     def window() -> list[dict]:
         start = max(0, min(newest, int(time.time() * 1000)) - FOLLOW_LOOKBACK_MS)
         return _fetch_logs(client, dict(params, start=f"{start / 1000:.3f}"), FOLLOW_WINDOW_LINES)
 
-    # Lines already in the window but left out by --limit are old news, not new lines.
-    seen: dict[int, None] = {r["id"]: None for r in records + window()}
+    # Lines already in the window but left out by --limit are old news, not new lines;
+    # read before the first page, so a line stored in between is printed, not skipped.
+    seen: dict[int, None] = {r["id"]: None for r in window()} if args.follow else {}
+    records = _fetch_logs(client, params, args.limit)
+    for record in records:
+        show(record)
+        seen[record["id"]] = None
+    if not args.follow:
+        if not records and not args.json:
+            print("no matching log lines", file=sys.stderr)
+        return 0
+    newest = max((r["ts"] for r in records), default=newest)
     while True:
         time.sleep(args.poll)
         for record in window():

@@ -108,7 +108,7 @@ class Config:
 def parse_listen(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:8700"`` for IPv6) -> ``(host, port)``; raises ConfigError."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"listen must be HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
 

@@ -1,17 +1,19 @@
-"""Parsing of numeric query and path parameters, shared by the API handlers.
+"""Parsing of numeric query, path and header values, shared by the API handlers.
 
 ``str.isdigit`` is true for characters ``int`` refuses (``"²"``, ``"①"``) and for
-non-ASCII decimal digits; a parameter that passed it could still raise a 500. These
-helpers accept ASCII digits only.
+non-ASCII decimal digits; a value that passed it could still raise a 500. And an id the
+database column cannot hold fails in the database (PostgreSQL: "integer out of range"),
+so each caller bounds the value by its column.
 """
 from __future__ import annotations
 
-INT64_MAX = 2**63 - 1  # the largest id a BIGINT (PostgreSQL) or INTEGER (SQLite) column holds
+INT32_MAX = 2**31 - 1  # an Integer column (32-bit on PostgreSQL): users, tokens, deploys, audit...
+INT64_MAX = 2**63 - 1  # a BigInteger column (log_records.id) or a byte count
 
 
-def ascii_uint(raw: str, max_value: int = INT64_MAX) -> int | None:
+def ascii_uint(raw: str, max_value: int) -> int | None:
     """``"42"`` -> 42; None unless ``raw`` is ASCII digits only with a value from 0 to
-    ``max_value`` (a database id by default)."""
+    ``max_value``."""
     if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > len(str(max_value)):
         return None
     value = int(raw)

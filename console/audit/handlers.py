@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
-from console.params import ascii_uint
+from console.params import INT32_MAX, ascii_uint
 
 MAX_LIMIT = 1000
 
@@ -13,7 +13,7 @@ def _paging(handler) -> tuple[int, int | None]:  # noqa: ANN001 - any BaseHandle
     limit = ascii_uint(raw_limit, MAX_LIMIT)
     if not limit:
         raise ApiError(400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"parameter": "limit"})
-    before = ascii_uint(raw_before) if raw_before else None
+    before = ascii_uint(raw_before, INT32_MAX) if raw_before else None
     if raw_before and before is None:
         raise ApiError(400, "invalid_parameter", "before must be an entry id", {"parameter": "before"})
     return limit, before

@@ -14,7 +14,7 @@ from console.auth.tokens import EnrolError, TokenError, TokenNotFound
 from console.auth.users import UNCHANGED, LastAdmin, UserError, UserExists, UserNotFound
 from console.errors import ApiError
 from console.handlers import ApiHandler
-from console.params import ascii_uint
+from console.params import INT32_MAX, ascii_uint
 from console.secrets import SecretError
 
 SMALL_BODY = 64 * 1024  # account requests are small; secrets may be a kubeconfig (64 KiB + JSON)
@@ -143,11 +143,12 @@ class TokensHandler(ApiHandler):
 
 class TokenHandler(ApiHandler):
     async def delete(self, token_id: str) -> None:
-        if ascii_uint(token_id) is None:
+        tid = ascii_uint(token_id, INT32_MAX)
+        if tid is None:
             raise ApiError(404, "token_not_found", f"no token with id {token_id[:20]!r}")
         try:
             revoked = await self.services.db.write(self.services.auth.revoke_token, self.principal.actor,
-                                                   self.client_ip, ascii_uint(token_id))
+                                                   self.client_ip, tid)
         except TokenNotFound as exc:
             raise ApiError(404, "token_not_found", str(exc)) from None
         self.write_json(revoked)

@@ -6,7 +6,7 @@ import math
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
-from console.params import ascii_uint
+from console.params import INT32_MAX, ascii_uint
 
 
 def actor_of(handler: ApiHandler | PageHandler) -> str:
@@ -21,20 +21,15 @@ def require_may_deploy(handler: ApiHandler, app: str) -> None:
         raise ApiError(403, "app_not_allowed", f"{handler.principal.actor} may not deploy or roll back {app!r}")
 
 
-MAX_INT_ARG = 2**53  # larger values cannot be ids, counts or JSON-safe numbers
-
-
 def _int_arg(handler: ApiHandler, name: str, default: int | None, minimum: int = 0) -> int | None:
-    """An integer query argument in ``[minimum, 2**53]``; raises ApiError 400 otherwise."""
+    """An integer query argument in ``[minimum, 2**31 - 1]`` (deploy ids and event
+    sequence numbers are 32-bit columns); raises ApiError 400 otherwise."""
     raw = handler.get_argument(name, None)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer", {name: raw[:50]}) from None
-    if not minimum <= value <= MAX_INT_ARG:
-        raise ApiError(400, "invalid_parameter", f"{name} must be between {minimum} and {MAX_INT_ARG}",
+    value = ascii_uint(raw, INT32_MAX)
+    if value is None or value < minimum:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {minimum} to {INT32_MAX}",
                        {name: raw[:50]})
     return value
 
@@ -53,7 +48,7 @@ def _time_arg(handler: ApiHandler, name: str) -> float | None:
 
 
 def _deploy_id(raw: str) -> int:
-    deploy_id = ascii_uint(raw)
+    deploy_id = ascii_uint(raw, INT32_MAX)
     if deploy_id is None:
         raise ApiError(404, "unknown_deploy", f"no deploy {raw[:20]!r}")
     return deploy_id

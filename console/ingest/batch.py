@@ -114,7 +114,7 @@ def _fail(path: str, message: str) -> IngestError:
 
 
 def _labels(value: Any, path: str) -> str:
-    if not value and (value is None or type(value) is dict):  # most log records carry none
+    if value is None or value == {}:  # most log records carry none
         return "{}"
     if not isinstance(value, dict):
         raise _fail(path, "labels must be an object of string values")

@@ -7,6 +7,7 @@ from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
 from console.ingest.batch import IngestError, decode_body, parse_batch
+from console.params import INT64_MAX, ascii_uint
 
 
 @tornado.web.stream_request_body
@@ -24,8 +25,8 @@ class IngestHandler(ApiHandler):
         drain_limit = self._cap * 4
         self.request.connection.set_max_body_size(drain_limit + 1)
         await super().prepare()
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > drain_limit:
+        length = ascii_uint(self.request.headers.get("Content-Length") or "", INT64_MAX)
+        if length is not None and length > drain_limit:
             self._reject_size()
 
     def data_received(self, chunk: bytes) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_colum
 from sqlalchemy.orm import Session
 
 from console.logs.levels import LEVELS, normalise_level
-from console.params import ascii_uint
+from console.params import INT64_MAX, ascii_uint
 from console.storage.database import Database
 from console.storage.models import Host, LogRecord
 
@@ -147,7 +147,7 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
     cursor_raw = (args.get("cursor") or "").strip()
     if cursor_raw:
         ts_raw, _, id_raw = cursor_raw.partition("_")
-        cursor = (ascii_uint(ts_raw, MAX_TS_MS), ascii_uint(id_raw))
+        cursor = (ascii_uint(ts_raw, MAX_TS_MS - 1), ascii_uint(id_raw, INT64_MAX))
         if None in cursor:
             raise LogQueryError("cursor", "cursor must be a value from a previous answer's next")
     source = (args.get("source") or "").strip() or None

@@ -80,11 +80,16 @@ def test_bad_bodies_get_json_errors(api):
                               token=api.deployer)
     assert long_reason.status == 422 and long_reason.json()["error"]["code"] == "invalid_reason"
     for path in ("/api/v1/deploys/999999", "/api/v1/deploys/abc", "/api/v1/deploys/999999/events",
-                 "/api/v1/deploys/%C2%B2", "/api/v1/deploys/99999999999999999999"):
+                 "/api/v1/deploys/%C2%B2", "/api/v1/deploys/99999999999999999999",
+                 "/api/v1/deploys/2147483648"):  # past a 32-bit column: PostgreSQL would refuse it
         resp = api.request("GET", path, token=api.viewer)
         assert resp.status == 404 and resp.json()["error"]["code"] == "unknown_deploy"
     bad_since = api.request("GET", "/api/v1/deploys?since=yesterday", token=api.viewer)
     assert bad_since.status == 400 and bad_since.json()["error"]["code"] == "invalid_parameter"
+    for query in ("/api/v1/deploys?before=2147483648", "/api/v1/deploys?limit=%C2%B2",
+                  "/api/v1/deploys/1/events?after=2147483648", "/api/v1/deploys?before=-1"):
+        resp = api.request("GET", query, token=api.viewer)
+        assert resp.status == 400 and resp.json()["error"]["code"] == "invalid_parameter", (query, resp.body)
 
 
 def test_a_viewer_cannot_deploy_roll_back_or_cancel(api):

@@ -147,3 +147,23 @@ def test_operations_endpoints(console, agent):
 
 def test_unknown_api_route_is_json_404(console):
     assert_json_error(console.request("GET", "/api/v1/nope"), 404, "not_found")
+
+
+def test_unusable_content_length_is_a_client_error(console, agent):
+    """``Content-Length: ²`` (str.isdigit() is true for it, int() refuses it) is answered
+    4xx, never 500."""
+    import socket
+
+    host, token = agent
+    port = int(console.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: \xb2\r\n\r\n{}")
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1]) if answer else None
+    assert status is not None and 400 <= status < 500, answer[:300]

@@ -97,3 +97,58 @@ def test_live_tail_shows_new_lines_without_reload(console, page):  # noqa: ANN00
     assert lines.all_text_contents()[:3] == [f"{tag} <b>live</b> two", "noise without the word", f"{tag} live one"]
     assert page.locator("#log-lines b").count() == 0
     errors.assert_clean()
+
+
+def test_a_line_both_listed_and_in_a_late_frame_shows_once(console, page):  # noqa: ANN001
+    """A line committed just before a search ran may also reach the page in a live frame
+    published after the live socket subscribed. The page's WebSocket is routed through
+    the test, which holds that frame back and hands it over after the search answered."""
+    import re
+
+    errors = PageErrors(page)
+    tag = "r" + uuid.uuid4().hex[:8]
+    host = f"race-{tag}"
+    token = console.agent_token(host)
+    push_lines(console, host, token, [f"{tag} before"])
+    sockets, held, hold = [], [], {"on": False}
+
+    def route(ws):  # noqa: ANN001 - playwright WebSocketRoute
+        server = ws.connect_to_server()
+
+        def from_server(message):  # noqa: ANN001
+            if hold["on"] and f'"logs:{host}"' in str(message) and '"data"' in str(message):
+                held.append(message)
+            else:
+                ws.send(message)
+
+        server.on_message(from_server)
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r".*/api/v1/live$"), route)
+    log_in(page, console)
+    page.goto(console.url + "/logs?host=" + host)
+    lines = page.locator("#log-lines > li .log-text")
+    expect(lines).to_have_count(1)
+    page.check("#log-live")
+    expect(page.locator("body")).to_have_attribute("data-logs-live-state", "open")
+    hold["on"] = True
+    now = int(time.time() * 1000)
+    # the same text twice in one millisecond: two records, both must stay listed
+    twice = {"ts": now, "source": "/var/log/app.log", "line": f"{tag} raced", "labels": {}}
+    assert console.push(host, token, [], [twice, dict(twice)])[0] == 200
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the live frame was not routed through the test"
+    page.click("#log-submit")  # the search lists both; the page opens a new live socket
+    expect(lines).to_have_count(3)
+    expect(page.locator("body")).to_have_attribute("data-logs-live-state", "open")
+    opened = len(sockets)
+    sockets[-1].send(held[0])  # the late frame, on the socket opened after the search
+    page.wait_for_timeout(500)
+    assert lines.all_text_contents() == [f"{tag} raced", f"{tag} raced", f"{tag} before"]
+    hold["on"] = False
+    push_lines(console, host, token, [f"{tag} after"])  # a new line still arrives live
+    expect(lines).to_have_count(4)
+    assert lines.all_text_contents()[0] == f"{tag} after" and len(sockets) == opened
+    errors.assert_clean()

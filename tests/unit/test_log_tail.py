@@ -264,6 +264,21 @@ def test_long_lines_are_cut_and_counted(tmp_path):
     assert all(len(r["line"].encode()) <= 100 and r["labels"]["cut"] == "true" for r in recs)
 
 
+@pytest.mark.parametrize("data, cap, kept", [
+    (b"x" * 99 + b"\xc3", 100, b"x" * 99),  # a lead byte last: its continuation is not read yet
+    (b"x" * 98 + "é".encode() + b"y", 100, b"x" * 98 + "é".encode()),
+    (b"x" * 98 + "€".encode(), 100, b"x" * 98),
+    (b"x" * 97 + "€".encode(), 100, b"x" * 97 + "€".encode()),
+    (b"x" * 96 + "😀".encode() + b"z", 100, b"x" * 96 + "😀".encode()),
+    (b"x" * 97 + "😀".encode(), 100, b"x" * 97),
+    (b"\x80" * 120, 100, b"\x80" * 100),  # not UTF-8 at all: cut at the cap
+])
+def test_utf8_cut_never_splits_a_character(data, cap, kept):
+    from collectors.logtail import utf8_cut
+
+    assert utf8_cut(data, cap) == kept
+
+
 def test_bytes_that_are_not_utf8_are_replaced(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"")

@@ -12,7 +12,7 @@
   // The server's tokenizer: runs of letters and digits (console/logs/service.py).
   var WORD = /[\p{L}\p{N}]+\*?/gu;
 
-  var state = { params: null, terms: [], next: null, live: null, hosts: [], seen: new Set() };
+  var state = { params: null, terms: [], next: null, live: null, hosts: [], listed: new Map() };
 
   function $(id) { return document.getElementById(id); }
 
@@ -108,11 +108,12 @@
       var list = $("log-lines");
       if (!append) {
         list.textContent = "";
-        state.seen = new Set();
+        state.listed = new Map();
       }
       var re = matcher(state.terms);
       body.logs.forEach(function (rec) {
-        state.seen.add(lineKey(rec));
+        var key = lineKey(rec);
+        state.listed.set(key, (state.listed.get(key) || 0) + 1);
         list.appendChild(lineElement(rec, re, false));
       });
       state.next = body.next;
@@ -139,9 +140,19 @@
     });
   }
 
-  // Live frames carry no record id: a line is known by host, time, source and text.
+  // Live frames carry no record id: a line is known by host, time, source and text,
+  // counted, since one program may write the same line twice in a millisecond.
   function lineKey(rec) {
     return [rec.host, rec.ts, rec.source, rec.line].join("\u0000");
+  }
+
+  // True (once per listing) for a frame's line that the search answer already listed.
+  function alreadyListed(rec) {
+    var key = lineKey(rec), n = state.listed.get(key);
+    if (!n) return false;
+    if (n === 1) state.listed.delete(key);
+    else state.listed.set(key, n - 1);
+    return true;
   }
 
   function onFrame(frame) {
@@ -151,7 +162,7 @@
     frame.data.logs.forEach(function (rec) {
       rec.host = frame.data.host;
       // A line committed just before a search ran can come in both its answer and a frame.
-      if (!liveMatches(rec) || state.seen.delete(lineKey(rec))) return;
+      if (!liveMatches(rec) || alreadyListed(rec)) return;
       list.insertBefore(lineElement(rec, re, true), list.firstChild);
     });
     while (list.children.length > MAX_LINES) list.removeChild(list.lastChild);
