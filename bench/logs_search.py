@@ -1,6 +1,9 @@
 """Search latency over 1 million stored log lines: p50/p95 of ``GET /api/v1/logs`` for a
 rare word (10 matching lines), compared in the same run with a search without words
-(the newest 100 lines, the baseline cost of the API path), plus a common word.
+(the newest 100 lines, the baseline cost of the API path), plus a common word (in ~70 %
+of lines) and words in between: ~3,000 lines spread over all, 2,500 among the oldest
+10 %, 10,000 spread and 10,000 among the oldest 20 % (per million lines), which are the
+worst cases for a plan that walks the time index newest first.
 
 Lines are inserted directly through console.logs.store.LogStore (which indexes them)
 to keep the set-up short; the searches go over real HTTP.
@@ -19,6 +22,8 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text  # noqa: E402
 
 from console.logs.store import LogStore  # noqa: E402
 from console.storage.models import Host  # noqa: E402
@@ -48,6 +53,14 @@ def fill(console, rows: int) -> None:
             words = " ".join(rnd.choice(WORDS) for _ in range(25))
             if i % rare_every == 17:
                 words += " zyxwvutsrare"
+            if i % 333 == 5:
+                words = "zyxmedium " + words
+            if i < rows // 10 and i % 40 == 3:
+                words = "zyxoldmedium " + words
+            if i % 100 == 2:
+                words = "zyxpercent " + words
+            if i < rows // 5 and i % 20 == 7:
+                words = "zyxoldpercent " + words
             batch.append((host_id, t0 + i, "/var/log/app.log", f"app[{i % 97}]: {words}"[:199], "{}", None))
         db.run(store.insert, batch)
 
@@ -77,14 +90,22 @@ def main() -> None:
             fill(console, args.rows)
             print(f"backend: {console.services.db.dialect}; filled {args.rows:,} lines in {time.perf_counter() - t:.1f} s")
             if console.services.db.dialect == "postgresql":
-                from sqlalchemy import text
                 console.services.db.run(lambda s: s.execute(text("ANALYZE log_records")))
             token = console.api_token("viewer")
+            deep = args.rows // 5  # a cursor this many lines back from the newest
+            deep_cursor = console.services.db.run(lambda s: "%d_%d" % tuple(s.execute(text(
+                "SELECT ts, id FROM log_records ORDER BY ts DESC, id DESC LIMIT 1 OFFSET :n"), {"n": deep - 1}).one()))
             for name, params in (("baseline: newest 100, no words", {}),
                                  ("rare word (10 matches)", {"q": "zyxwvutsrare"}),
                                  ("rare word + host + 24h range", {"q": "zyxwvutsrare", "host": "bench-1",
                                                                    "start": time.time() - 86400}),
-                                 ("common word, newest 100", {"q": "upstream"})):
+                                 ("common word, newest 100", {"q": "upstream"}),
+                                 (f"common word, cursor {deep:,} lines back", {"q": "upstream", "cursor": deep_cursor}),
+                                 ("common word + level no line has", {"q": "upstream", "level": "debug"}),
+                                 ("medium word (3,000 spread)", {"q": "zyxmedium"}),
+                                 ("medium word (2,500 oldest 10 %)", {"q": "zyxoldmedium"}),
+                                 ("1 % word (10,000 spread)", {"q": "zyxpercent"}),
+                                 ("1 % word (10,000 oldest 20 %)", {"q": "zyxoldpercent"})):
                 p50, p95, n = timed(console, token, params, args.runs)
                 print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({n} lines returned, {args.runs} runs)")
         finally:

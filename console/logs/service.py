@@ -176,8 +176,10 @@ class LogService:
     retention_days: float = 14.0
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
-    # Below this many matching lines a search starts from the full-text index (SQLite).
+    # Below this many matching lines a search starts from the full-text index; on SQLite
+    # below rare_matches_sqlite (see _match).
     rare_matches: int = 2000
+    rare_matches_sqlite: int = 10_000
     clock: Callable[[], float] = time.time
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -204,7 +206,7 @@ class LogService:
             stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                     .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
         if query.terms:
-            conditions.append(self._match(query.terms))
+            conditions.append(self._match(query.terms, rare))
         if query.hosts:
             conditions.append(hosts.c.name.in_(query.hosts))
         if query.source:
@@ -221,6 +223,8 @@ class LogService:
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
             conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
+            if self.db.dialect == "sqlite" and not rare:  # the ts index walk starts at the cursor,
+                conditions.append(ts <= cursor_ts)  # not at the newest line (SQLite skips the OR)
         stmt = stmt.where(*conditions).order_by(ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
         rows = session.execute(stmt).all()
         more = len(rows) > query.limit
@@ -231,20 +235,21 @@ class LogService:
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
-        """True when the words match fewer than ``rare_matches`` lines in all, counted
-        from the full-text index alone (FTS5 on SQLite, the GIN index on PostgreSQL, whose
-        planner otherwise guesses a word it has no statistics for at ~0.5 % of lines)."""
+        """True when the words match fewer than ``rare_matches`` (SQLite:
+        ``rare_matches_sqlite``) lines in all, counted from the full-text index alone (FTS5
+        on SQLite, the GIN index on PostgreSQL, whose planner otherwise guesses a word it
+        has no statistics for at ~0.5 % of lines)."""
         if self.db.dialect == "sqlite":  # the FTS table alone, not its IN (...) over log_records
             expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
             probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
-                         "LIMIT :k)").bindparams(q=expr, k=self.rare_matches)
-            return session.execute(probe).scalar_one() < self.rare_matches
+                         "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
+            return session.execute(probe).scalar_one() < self.rare_matches_sqlite
         probe = select(func.count()).select_from(
             select(literal_column("1")).select_from(LogRecord.__table__).where(self._match(terms))
             .limit(self.rare_matches).subquery())
         return session.execute(probe).scalar_one() < self.rare_matches
 
-    def _match(self, terms: tuple[SearchTerm, ...]) -> Any:
+    def _match(self, terms: tuple[SearchTerm, ...], rare: bool = True) -> Any:
         # Terms are letters and digits only (parse_terms), so they are safe inside the
         # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
         if self.db.dialect == "postgresql":
@@ -254,7 +259,14 @@ class LogService:
             return text("log_records.line_tsv @@ CAST(:fts_query AS tsquery)").bindparams(
                 bindparam("fts_query", expr))
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-        return text("log_records.id IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"
+        # A common word: SQLite would still start from the match and sort every matching
+        # line with its text (1.5-2 s for 700,000). "+" hides the primary key from the
+        # list, so the ts or (host_id, ts) index is walked newest first and each id probed
+        # in the list: ~0.15 us per match to build it, ~0.15 us per line walked (~120 ms
+        # for 700,000 matches; BENCHMARKS.md "Logs"). A word of a few thousand old lines
+        # would walk the whole table, hence the higher rare_matches_sqlite.
+        column = "log_records.id" if rare else "+log_records.id"
+        return text(f"{column} IN (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :fts_query)"
                     ).bindparams(bindparam("fts_query", expr))
 
     # -- retention ----------------------------------------------------------------------

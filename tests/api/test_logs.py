@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.parse
 import uuid
 
 import pytest
 import tornado.websocket
+from sqlalchemy import text
 
-from console.logs.service import LogService
+from console.logs.service import LogService, parse_terms
 
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, Unix ms
 
@@ -103,7 +105,8 @@ def test_cursor_pagination_is_complete_and_stable(seeded):
 
 def test_rare_and_common_word_plans_give_the_same_pages(seeded):
     """SQLite starts a rare word's search from the FTS match and a common word's from the
-    time index (LogService.rare_matches); both must return the same records and cursors."""
+    time index (LogService.rare_matches, rare_matches_sqlite); both must return the same
+    records and cursors."""
     c, token, (web, db), tag = seeded
     logs = c.services.logs
     queries = [{"q": f"{tag} request", "host": web, "limit": 60},
@@ -120,15 +123,90 @@ def test_rare_and_common_word_plans_give_the_same_pages(seeded):
             if cursor is None:
                 return out
 
-    default = logs.rare_matches
+    default = logs.rare_matches, logs.rare_matches_sqlite
     try:
         rare = [pages(q) for q in queries]
-        logs.rare_matches = 1  # every word with a match counts as common
+        logs.rare_matches = logs.rare_matches_sqlite = 1  # every word with a match counts as common
         common = [pages(q) for q in queries]
     finally:
-        logs.rare_matches = default
+        logs.rare_matches, logs.rare_matches_sqlite = default
     assert rare == common
     assert [sum(len(ids) for ids, _ in p) for p in rare] == [250, 150, 1]  # lines 0..249 hold "request ... served"
+
+
+def test_common_word_pages_equal_brute_force_with_late_arrivals(db_console):
+    """A word in most lines, with filters, paged across several pages, returns exactly the
+    lines a brute-force filter over every stored row gives in (ts, id) descending order,
+    though lines replayed late (an agent's spool after an outage) have higher ids than
+    newer lines and some lines share a ts. Run with the default thresholds (every word
+    here is rare) and with thresholds that make the words common (SQLite then walks the
+    ts index against the list of matches; LogService.rare_matches_sqlite)."""
+    c = db_console
+    tag = "cw" + uuid.uuid4().hex[:8]
+    hosts = (f"a-{tag}", f"b-{tag}")
+    t1 = T0 + 100_000
+
+    def line(i):
+        words = [tag, f"n{i}"] + [f"common{tag}"] * (i % 5 != 0) + [f"mid{tag}"] * (i % 3 == 0)
+        return rec(0, " ".join(words) + " end_of:line", source=f"/var/log/{'ab'[i % 2]}.log",
+                   level=("ERROR", "info", None)[i % 3], ts=t1 + i // 2)  # pairs of lines share a ts
+
+    order = list(range(600, 1200)) + list(range(0, 300)) + list(range(900, 1000)) + list(range(300, 600))
+    for n, start in enumerate(range(0, len(order), 250)):  # newest first, then the replayed spool
+        for h, host in enumerate(hosts):
+            batch = [line(i) for i in order[start:start + 250] if i % 4 in ((0, 1), (2, 3))[h]]
+            status, body = c.push(host, c.agent_token(host), [], batch)
+            assert status == 200 and body["accepted_logs"] == len(batch), body
+    token = c.api_token("viewer")
+
+    rows = [r for r in c.services.db.run(lambda s: s.execute(text(
+        "SELECT log_records.id, log_records.ts, hosts.name, log_records.source, log_records.line, log_records.level "
+        "FROM log_records JOIN hosts ON hosts.id = log_records.host_id")).all()) if r.name in hosts]
+    assert len(rows) == 1300
+    assert [r.id for r in sorted(rows, key=lambda r: (r.ts, r.id))] != sorted(r.id for r in rows)  # late arrivals
+
+    def brute_force(q, host=None, source=None, level=None, start=None, end=None):
+        out = []
+        for r in rows:
+            words = {w.lower() for w in re.findall(r"[^\W_]+", r.line)}
+            if not all(any(w.startswith(t[:-1]) for w in words) if t.endswith("*") else t in words
+                       for t in q.lower().split()):
+                continue
+            if (host and r.name not in host.split(",")) or (source and not r.source.startswith(source.rstrip("*")))\
+                    or (level and r.level not in level.split(",")) or (start and r.ts < int(start * 1000))\
+                    or (end and r.ts >= int(end * 1000)):
+                continue
+            out.append(r)
+        return [r.id for r in sorted(out, key=lambda r: (r.ts, r.id), reverse=True)]
+
+    queries = [{"q": f"common{tag}", "host": ",".join(hosts)},
+               {"q": f"common{tag}", "host": hosts[0]},
+               {"q": f"COMMON{tag} mid{tag}", "level": "error"},
+               {"q": f"common{tag}*", "source": "/var/log/a*", "start": (t1 + 50.5) / 1000, "end": (t1 + 560.5) / 1000},
+               {"q": f"mid{tag} end", "host": hosts[1], "level": "info,error"}]
+    logs = c.services.logs
+    defaults = logs.rare_matches, logs.rare_matches_sqlite
+    try:
+        for thresholds in (defaults, (50, 50)):
+            logs.rare_matches, logs.rare_matches_sqlite = thresholds
+            if thresholds != defaults:
+                assert not c.services.db.run(logs._rare, parse_terms(f"common{tag}"))
+            for params in queries:
+                expected = brute_force(**params)
+                got, cursor, pages = [], None, 0
+                while True:
+                    body = search(c, token, **params, limit=37, **({"cursor": cursor} if cursor else {}))
+                    got += [r["id"] for r in body["logs"]]
+                    pages += 1
+                    cursor = body["next"]
+                    if cursor is None:
+                        break
+                    assert cursor == f"{body['logs'][-1]['ts']}_{body['logs'][-1]['id']}"
+                assert len(expected) > 37 * 2, params  # several pages each
+                assert got == expected, (thresholds, params)
+                assert pages == -(-len(expected) // 37)
+    finally:
+        logs.rare_matches, logs.rare_matches_sqlite = defaults
 
 
 def test_search_without_words_lists_recent(seeded):
