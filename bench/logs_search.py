@@ -28,6 +28,7 @@ from sqlalchemy import text  # noqa: E402
 from console.logs.store import LogStore  # noqa: E402
 from console.storage.models import Host  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
+from tests.pg import private_schema  # noqa: E402
 
 WORDS = ["GET", "POST", "upstream", "timeout", "user", "session", "cache", "miss", "hit", "worker",
          "request", "served", "bytes", "INFO", "WARN", "ERROR", "connection", "closed", "retry", "queue"]
@@ -77,14 +78,9 @@ def timed(console, token, params, runs) -> tuple[float, float, int]:
     return statistics.median(times), times[int(0.95 * (len(times) - 1))], n
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=50)
-    ap.add_argument("--database-url", default=None)
-    args = ap.parse_args()
+def run(args: argparse.Namespace, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        console = ConsoleHarness(Path(tmp), database_url=args.database_url).start()
+        console = ConsoleHarness(Path(tmp), database_url=database_url).start()
         try:
             t = time.perf_counter()
             fill(console, args.rows)
@@ -110,6 +106,20 @@ def main() -> None:
                 print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({n} lines returned, {args.runs} runs)")
         finally:
             console.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--database-url", default=None,
+                    help="a PostgreSQL database; the run uses a new schema in it, dropped afterwards")
+    args = ap.parse_args()
+    if args.database_url:
+        with private_schema(args.database_url) as url:
+            run(args, url)
+    else:
+        run(args, None)
 
 
 if __name__ == "__main__":
