@@ -177,8 +177,10 @@ class LogService:
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
     # Below this many matching lines a search starts from the full-text index; on SQLite
-    # below rare_matches_sqlite (see _match).
-    rare_matches: int = 2000
+    # below rare_matches_sqlite (see _match). Above it the time index is walked, which is
+    # slow for a word whose lines are all old: PostgreSQL took ~260 ms for 2,500 or
+    # 10,000 such lines at 2,000, ~10-36 ms at 20,000 (BENCHMARKS.md "Logs").
+    rare_matches: int = 20_000
     rare_matches_sqlite: int = 10_000
     clock: Callable[[], float] = time.time
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
