@@ -62,7 +62,8 @@ def fill(console, rows: int) -> None:
                 words = "zyxpercent " + words
             if i < rows // 5 and i % 20 == 7:
                 words = "zyxoldpercent " + words
-            batch.append((host_id, t0 + i, "/var/log/app.log", f"app[{i % 97}]: {words}"[:199], "{}", None))
+            level = "error" if i % 100 == 9 else "info" if i % 3 == 0 else None  # 1 % errors
+            batch.append((host_id, t0 + i, "/var/log/app.log", f"app[{i % 97}]: {words}"[:199], "{}", level))
         db.run(store.insert, batch)
 
 
@@ -101,7 +102,10 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
                                  ("medium word (3,000 spread)", {"q": "zyxmedium"}),
                                  ("medium word (2,500 oldest 10 %)", {"q": "zyxoldmedium"}),
                                  ("1 % word (10,000 spread)", {"q": "zyxpercent"}),
-                                 ("1 % word (10,000 oldest 20 %)", {"q": "zyxoldpercent"})):
+                                 ("1 % word (10,000 oldest 20 %)", {"q": "zyxoldpercent"}),
+                                 ("level error only (1 %)", {"level": "error"}),
+                                 ("level fatal only (no line)", {"level": "fatal"}),
+                                 ("rare word + level info", {"q": "zyxwvutsrare", "level": "info"})):
                 p50, p95, n = timed(console, token, params, args.runs)
                 print(f"{name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({n} lines returned, {args.runs} runs)")
         finally:

@@ -194,9 +194,10 @@ class LogService:
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
         conditions = []
-        # For a rare word, start from the full-text match: given a host or time filter the
-        # planner would rather walk the (host_id, ts) or ts index and test every row against
-        # the match (369 ms over 1M lines; BENCHMARKS.md "Logs"). "+ 0" hides those indexes.
+        # For a rare word, start from the full-text match: given a host, level or time filter
+        # the planner would rather walk the (host_id, ts), (level, ts) or ts index and test
+        # every row against the match (369 ms over 1M lines; BENCHMARKS.md "Logs").
+        # "+ 0" and "|| ''" hide those indexes.
         if query.terms and self.db.dialect == "postgresql":
             # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic
             # plan that assumes an average word and walks ts newest first through every
@@ -217,7 +218,8 @@ class LogService:
             else:
                 conditions.append(lr.c.source == query.source)
         if query.levels:
-            conditions.append(lr.c.level.in_(query.levels))
+            level = lr.c.level.concat("") if rare else lr.c.level
+            conditions.append(level.in_(query.levels))
         if query.start_ms is not None:
             conditions.append(ts >= query.start_ms)
         if query.end_ms is not None:

@@ -105,7 +105,8 @@ class IngestBatch(Base):
 
 class LogRecord(Base):
     __tablename__ = "log_records"
-    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"), Index("ix_log_records_ts", "ts"))
+    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"), Index("ix_log_records_ts", "ts"),
+                      Index("ix_log_records_level_ts", "level", "ts"))  # migration 0013
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
