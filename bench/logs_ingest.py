@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness import ConsoleHarness, http  # noqa: E402
-from tests.pg import private_schema  # noqa: E402
+from tests.pg import schema_if_url  # noqa: E402
 
 WORDS = ["GET", "POST", "/api/v1/items", "200", "404", "upstream", "timeout", "user", "session", "cache",
          "miss", "hit", "worker", "request", "served", "bytes", "ms", "INFO", "WARN", "ERROR"]
@@ -102,11 +102,8 @@ def main() -> None:
     args = ap.parse_args()
     if min(args.lines, args.batch, args.agents) < 1 or args.lines < args.batch * args.agents:
         ap.error("--lines, --batch and --agents must be positive, and --lines at least --batch x --agents")
-    if args.database_url:
-        with private_schema(args.database_url) as url:
-            run(args, url)
-    else:
-        run(args, None)
+    with schema_if_url(args.database_url) as url:
+        run(args, url)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from sqlalchemy import text  # noqa: E402
 from console.logs.store import LogStore  # noqa: E402
 from console.storage.models import Host  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
-from tests.pg import private_schema  # noqa: E402
+from tests.pg import schema_if_url  # noqa: E402
 
 WORDS = ["GET", "POST", "upstream", "timeout", "user", "session", "cache", "miss", "hit", "worker",
          "request", "served", "bytes", "INFO", "WARN", "ERROR", "connection", "closed", "retry", "queue"]
@@ -119,11 +119,8 @@ def main() -> None:
     ap.add_argument("--database-url", default=None,
                     help="a PostgreSQL database; the run uses a new schema in it, dropped afterwards")
     args = ap.parse_args()
-    if args.database_url:
-        with private_schema(args.database_url) as url:
-            run(args, url)
-    else:
-        run(args, None)
+    with schema_if_url(args.database_url) as url:
+        run(args, url)
 
 
 if __name__ == "__main__":

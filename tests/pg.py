@@ -34,6 +34,17 @@ def private_schema(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def schema_if_url(base_url: str | None) -> Iterator[str | None]:
+    """:func:`private_schema` of ``base_url``, or None (the caller's own SQLite) without
+    one; for the benchmarks' ``--database-url``."""
+    if base_url is None:
+        yield None
+    else:
+        with private_schema(base_url) as url:
+            yield url
+
+
 def postgres_problem(base_url: str | None) -> str | None:
     """Why PostgreSQL cannot be used for tests, or None when it can."""
     if not base_url:

@@ -218,7 +218,8 @@ def test_sshd_log_is_tailed_and_searchable(console, tmp_path, sshd):
     before = sshd.log_path.stat().st_size
     intruder = "nobody" + uuid.uuid4().hex[:10]
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.load_host_keys(str(sshd.known_hosts))  # the server's pinned key: the login, not the host, is refused
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
     with pytest.raises(paramiko.AuthenticationException):
         client.connect(sshd.host, sshd.port, username=intruder, pkey=paramiko.ECDSAKey.generate(),
                        allow_agent=False, look_for_keys=False, timeout=10)

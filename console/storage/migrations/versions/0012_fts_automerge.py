@@ -12,6 +12,7 @@ survives restarts and needs no rebuild. PostgreSQL: nothing to do.
 Revision ID: 0012_fts_automerge
 Revises: 0011_lperf
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_fts_automerge"
@@ -24,7 +25,8 @@ FTS5_DEFAULT_AUTOMERGE = 4
 
 def _automerge(value: int) -> None:
     if op.get_bind().dialect.name == "sqlite":
-        op.execute(f"INSERT INTO log_records_fts(log_records_fts, rank) VALUES ('automerge', {int(value)})")
+        op.execute(sa.text("INSERT INTO log_records_fts(log_records_fts, rank) VALUES ('automerge', :value)")
+                   .bindparams(value=value))
 
 
 def upgrade() -> None:
