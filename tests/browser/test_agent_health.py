@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.browser.test_dashboard import log_in, page  # noqa: E402,F401 - the page fixture
+from tests.browser.test_dashboard import log_in  # noqa: E402
 
 
-def test_overview_card_shows_agent_backlog_and_healthy_agents(console, page):  # noqa: ANN001, F811
+def test_overview_card_shows_agent_backlog_and_healthy_agents(console, page):  # noqa: ANN001
     ts = int(time.time() * 1000)
 
     def metric(name, value, **labels):

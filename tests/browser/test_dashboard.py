@@ -126,15 +126,6 @@ class PageErrors:
         assert self.dialogs == [], self.dialogs
 
 
-@pytest.fixture
-def page(browser):  # noqa: ANN001
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
 def log_in(page: Page, console) -> None:  # noqa: ANN001
     page.goto(console.url + "/login")
     page.fill("#username", console.admin_user)

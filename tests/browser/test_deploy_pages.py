@@ -30,12 +30,8 @@ def deploy_console(tmp_path_factory, docker_client, docker_images):
 
 
 @pytest.fixture
-def page(browser):  # noqa: ANN001
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
-    pg = context.new_page()
-    yield pg
-    context.close()
+def page_timeout_ms() -> int:
+    return 30_000  # deploys against a real dockerd take longer than a page load
 
 
 def start_deploy(console, version: str, reason: str = "") -> int:

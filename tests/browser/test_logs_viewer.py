@@ -12,17 +12,6 @@ from playwright.sync_api import expect  # noqa: E402
 
 from tests.browser.test_dashboard import PageErrors, log_in  # noqa: E402
 
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def page(browser):  # noqa: ANN001
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    yield pg
-    context.close()
-
 
 def push_lines(console, host, token, lines, level=None, source="/var/log/app.log"):  # noqa: ANN001
     now = int(time.time() * 1000)
