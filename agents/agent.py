@@ -190,7 +190,7 @@ class Agent:
         return out
 
     def collect_batch(self) -> dict[str, Any]:
-        """Run every collector once and build an ingest body (DESIGN.md section 3)::
+        """Run every collector once and build an ingest body (docs/architecture.md, "The write path")::
 
             {"host": str, "batch_id": uuid4 str, "sent_at": Unix seconds float,
              "agent": {"version": str, "interval": seconds float,

@@ -1,6 +1,6 @@
 """HTTP client for the console's ingest endpoint (standard library only).
 
-Wire format (DESIGN.md section 3, "Ingest"): ``POST {console_url}/api/v1/ingest``
+Wire format (docs/architecture.md, "The write path"; the body in the README): ``POST {console_url}/api/v1/ingest``
 with a gzip-compressed JSON body, ``Content-Encoding: gzip``,
 ``Content-Type: application/json`` and ``Authorization: Bearer <agent token>``.
 Errors come back as ``{"error": {"code", "message", "details"}}``.

@@ -1,4 +1,4 @@
-"""The ``fleetdeck`` command (DESIGN.md section 3b).
+"""The ``fleetdeck`` command (the README lists every command).
 
 Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
 configured database directly; client commands (``hosts``, ``apps``, ``deploys``,

@@ -1,4 +1,4 @@
-"""HTTP handlers of deploys (DESIGN.md section 3, "Deploys"): parse, authorise (the route
+"""HTTP handlers of deploys (docs/deploys.md): parse, authorise (the route
 table's role), call ``services.deploys``, render JSON or a page."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The deploy service: the deploy state machine, one active deploy per app, timeouts,
 restart recovery, and the bridge from driver threads to storage and the live bus.
 
-States (DESIGN.md section 3)::
+States (docs/architecture.md, "The deploy state machine")::
 
     queued ──▶ running ──▶ succeeded | failed | rolled_back | cancelled
     queued ──▶ cancelled

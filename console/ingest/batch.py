@@ -1,4 +1,4 @@
-"""Parsing and validation of ingest bodies (the contract in DESIGN.md section 3).
+"""Parsing and validation of ingest bodies (the ingest body in the README).
 
 A body is rejected whole, with the JSON path of the first problem, before anything is
 stored; nothing of a rejected body is kept.

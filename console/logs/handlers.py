@@ -1,4 +1,4 @@
-"""``GET /api/v1/logs``: search stored log records (DESIGN.md section 3, "Logs")."""
+"""``GET /api/v1/logs``: search stored log records (docs/logs.md)."""
 from __future__ import annotations
 
 from console.errors import ApiError

@@ -1,4 +1,4 @@
-"""Thin handlers for hosts and metric queries (DESIGN.md section 3)."""
+"""Thin handlers for hosts and metric queries (docs/metrics.md)."""
 from __future__ import annotations
 
 import math

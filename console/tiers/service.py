@@ -1,4 +1,4 @@
-"""Rollups and retention of metrics tiers (DESIGN.md section 5).
+"""Rollups and retention of metrics tiers (docs/metrics.md).
 
 Tiers: ``raw`` (table ``samples``), ``1m`` (``rollup_1m``, from raw) and ``1h``
 (``rollup_1h``, from 1m). A rollup row holds min, max, sum and count of the samples in its

@@ -1,4 +1,4 @@
-"""Ingest contract (DESIGN.md section 3) against a real console over HTTP."""
+"""Ingest contract (the README's ingest body) against a real console over HTTP."""
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,4 @@
-"""The agent's import closure stays small (DESIGN.md section 1): psutil, PyYAML and
+"""The agent's import closure stays small (docs/architecture.md): psutil, PyYAML and
 the standard library only, checked in a fresh interpreter."""
 
 from __future__ import annotations
