@@ -131,13 +131,11 @@ class ConsoleConfig(BaseModel):
         # A query whose start is older than a tier's retention reads the next coarser tier
         # (console/query/service.py), so each coarser tier must reach at least as far back.
         if self.retention_1m_days < self.retention_raw_days:
-            raise ConfigError(f"retention_1m_days ({self.retention_1m_days:g}) must be at least "
-                              f"retention_raw_days ({self.retention_raw_days:g})",
-                              ("retention_1m_days", "retention_raw_days"))
+            raise ConfigError(f"must be at least retention_raw_days ({self.retention_raw_days:g}), "
+                              f"got {self.retention_1m_days:g}", ("retention_1m_days", "retention_raw_days"))
         if self.retention_1h_days < self.retention_1m_days:
-            raise ConfigError(f"retention_1h_days ({self.retention_1h_days:g}) must be at least "
-                              f"retention_1m_days ({self.retention_1m_days:g})",
-                              ("retention_1h_days", "retention_1m_days"))
+            raise ConfigError(f"must be at least retention_1m_days ({self.retention_1m_days:g}), "
+                              f"got {self.retention_1h_days:g}", ("retention_1h_days", "retention_1m_days"))
         return self
 
 
@@ -214,22 +212,35 @@ def _env_value(name: str, raw: str) -> Any:
     return [part.strip() for part in raw.split(",") if part.strip()] if _is_list(name) else raw
 
 
+def key_path(*parts: Any) -> str:
+    """``("apps", "web", "target", "ports", 0)`` -> ``"apps.web.target.ports[0]"``."""
+    out = ""
+    for part in parts:
+        if part == "[key]":  # pydantic's marker for a mapping key that failed validation
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[str]:
     """One line per pydantic error: ``PREFIX.KEY: problem, got VALUE (from SOURCE)``.
 
-    ``source_of(loc)`` names where the value at ``loc`` (a pydantic location tuple)
-    came from, or returns None. Errors raised as :class:`ConfigError` inside a model
-    validator keep their message and name the sources of the keys they list."""
+    ``source_of(loc)`` names where the value at ``loc`` (a key path tuple below
+    ``prefix``) came from, or returns None. A :class:`ConfigError` raised by a model
+    validator about several keys keeps its message, is shown under its first key, and
+    names the source of each key it lists."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigError) and cause.keys:
-            where = [f"{key} from {src}" for key in cause.keys if (src := source_of(loc + (key,)))]
-            key = ".".join(map(str, (prefix,) + loc)) if prefix or loc else ""
-            lines.append(f"{key + ': ' if key else ''}{cause}" + (f" ({'; '.join(where)})" if where else ""))
+            keys = [loc + (k if isinstance(k, tuple) else (k,)) for k in cause.keys]
+            sources = [(key, source_of(key)) for key in keys]
+            named = [f"{'from' if i == 0 else key_path(*key[len(loc):]) + ' from'} {src}"
+                     for i, (key, src) in enumerate(sources) if src]
+            lines.append(f"{key_path(prefix, *keys[0])}: {cause}" + (f" ({'; '.join(named)})" if named else ""))
             continue
-        message = err["msg"]
+        message = err["msg"].replace("a valid tuple", "a list")  # tuples are read from YAML lists
         for old, new in (("Input should be ", "must be "), ("Value error, ", ""), ("Assertion failed, ", "")):
             if message.startswith(old):
                 message = new + message[len(old):]
@@ -241,9 +252,8 @@ def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[st
             value = err.get("input")
             if not isinstance(value, (Mapping, list)) or len(repr(value)) <= 60:
                 message += f", got {value!r}"
-        key = ".".join(map(str, (prefix,) + loc))
         src = source_of(loc)
-        lines.append(f"{key}: {message}" + (f" (from {src})" if src else ""))
+        lines.append(f"{key_path(prefix, *loc)}: {message}" + (f" (from {src})" if src else ""))
     return lines
 
 
@@ -305,5 +315,5 @@ def load_config(path: str | os.PathLike | None = None,
                   inventory=dict(document.data.get("inventory") or {}), path=str(path) if path else None)
 
 
-__all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "load_config", "parse_listen",
-           "validation_messages"]
+__all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "key_path", "load_config",
+           "parse_listen", "validation_messages"]

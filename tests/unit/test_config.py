@@ -154,11 +154,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_coarser_tiers_must_be_kept_at_least_as_long(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("console:\n  retention_1m_days: 30\n")
-    with pytest.raises(ConfigError, match=r"retention_1h_days \(20\) must be at least retention_1m_days \(30\) "
-                                          r"\(retention_1h_days from environment FLEETDECK_RETENTION_1H_DAYS; "
-                                          r"retention_1m_days from .*c\.yaml line 2\)"):
+    with pytest.raises(ConfigError, match=r"^console\.retention_1h_days: must be at least retention_1m_days \(30\), "
+                                          r"got 20 \(from environment FLEETDECK_RETENTION_1H_DAYS; "
+                                          r"retention_1m_days from .*c\.yaml line 2\)$"):
         load_config(path, env={"FLEETDECK_RETENTION_1H_DAYS": "20"})
-    with pytest.raises(ConfigError, match=r"retention_1m_days \(30\) must be at least retention_raw_days \(60\)"):
+    with pytest.raises(ConfigError, match=r"^console\.retention_1m_days: must be at least retention_raw_days \(60\), "
+                                          r"got 30 \(from .*c\.yaml line 2; retention_raw_days from environment"):
         load_config(path, env={"FLEETDECK_RETENTION_RAW_DAYS": "60"})
 
 
