@@ -35,7 +35,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -60,7 +60,7 @@ class ConfigError(ValueError):
 def _no_bool(value: Any) -> Any:
     # pydantic reads true/false as 1/0 for numbers; a flag where a number belongs is a mistake.
     if isinstance(value, bool):
-        raise ValueError("expected a number, not true or false")
+        raise ValueError(f"expected a number, not true or false, got {value!r}")
     return value
 
 
@@ -116,14 +116,14 @@ class ConsoleConfig(BaseModel):
         try:
             parse_listen(value)
         except ConfigError:
-            raise ValueError("must be HOST:PORT ([ADDRESS]:PORT for IPv6)") from None
+            raise ValueError(f"must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value!r}") from None
         return value
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL (or empty)")
+            raise ValueError(f"must be an http:// or https:// URL (or empty), got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -155,12 +155,22 @@ NOT_IMPLEMENTED = {"alerts": "alert rules are not implemented"}
 class Config:
     """The sections of the file the console reads: ``console`` validated, ``apps`` and
     ``inventory`` as written (validated by :func:`console.services.build_services`).
-    ``path``: the file they came from (None: defaults and environment only)."""
+    ``path``, ``document``: the file they came from and its key lines (None: defaults and
+    environment only)."""
 
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     apps: dict[str, Any] = field(default_factory=dict)
     inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
     path: str | None = None
+    document: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    def source_of(self, section: str) -> Callable[[tuple], str | None] | None:
+        """For the validators of ``section``: key path below it -> ``"FILE line N"``;
+        None when the configuration came from no file."""
+        document = self.document
+        if document is None:
+            return None
+        return lambda loc: document.where((section,) + tuple(loc))
 
     @property
     def data_dir(self) -> Path:
@@ -248,7 +258,7 @@ def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[st
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required"
-        else:
+        elif err["type"] != "value_error":  # our own validators name the value themselves
             value = err.get("input")
             if not isinstance(value, (Mapping, list)) or len(repr(value)) <= 60:
                 message += f", got {value!r}"
@@ -312,7 +322,8 @@ def load_config(path: str | os.PathLike | None = None,
         lines = validation_messages(exc, "console", lambda loc: sources.get(str(loc[0]), "the default") if loc else None)
         raise ConfigError("\n".join(lines)) from None
     return Config(console=console, apps=dict(document.data.get("apps") or {}),
-                  inventory=dict(document.data.get("inventory") or {}), path=str(path) if path else None)
+                  inventory=dict(document.data.get("inventory") or {}), path=str(path) if path else None,
+                  document=document if path else None)
 
 
 __all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "key_path", "load_config",

@@ -58,19 +58,19 @@ def image_reference(repository: str, version: str) -> str:
 
 def _text(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("expected a string, not true or false (quote it)")
+        raise ValueError(f"expected a string, not true or false (quote it), got {value!r}")
     return str(value) if isinstance(value, (int, float)) else value
 
 
 def _seconds(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("expected a number of seconds")
+        raise ValueError(f"expected a number of seconds, got {value!r}")
     return value
 
 
 def _scalar_map(value: Any) -> Any:
     if not isinstance(value, Mapping):
-        raise ValueError("expected a mapping")
+        raise ValueError(f"expected a mapping, got {value!r}")
     out = {}
     for key, item in value.items():
         if isinstance(item, (dict, list)) or item is None:
@@ -90,7 +90,7 @@ ScalarMap = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_scalar_map)]
 class Section(BaseModel):
     """Base of every deploy configuration model (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

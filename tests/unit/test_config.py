@@ -263,7 +263,8 @@ def test_serve_reports_a_bad_apps_section_as_configuration(tmp_path):
     path.write_text(f"console:\n  listen: 127.0.0.1:{free_port()}\napps:\n  web:\n    target: {{image: x, replicas: -1}}\n")
     result = serve(tmp_path, "--config", str(path))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.startswith("fleetdeck: configuration: apps.web.target.replicas")
+    assert result.stderr.strip() == ("fleetdeck: configuration: apps.web.target.replicas: must be greater than or "
+                                     f"equal to 0, got -1 (from {path} line 5)")
     assert "database" not in result.stderr
 
 
