@@ -296,8 +296,11 @@ inventory:
             time.sleep(0.5)
             db = tmp_path / "data" / "fleetdeck.db"
             if db.exists():
-                with sqlite3.connect(db, timeout=30) as conn:
-                    samples = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                try:
+                    with sqlite3.connect(db, timeout=30) as conn:
+                        samples = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                except sqlite3.OperationalError:  # created, not yet migrated
+                    continue
         assert samples, f"the local agent delivered nothing:\n{log.read_text()}"
         time.sleep(3)  # a crashing agent would have exited by now
         output = log.read_text()
