@@ -119,6 +119,15 @@ class ConsoleConfig(BaseModel):
             raise ValueError(f"must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value!r}") from None
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # The dialects the storage layer supports (console/storage/database.py).
+        if value and not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+")):
+            raise ValueError("must be a SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///PATH, "
+                             "postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
@@ -305,8 +314,8 @@ def load_config(path: str | os.PathLike | None = None,
     path = path or env.get("FLEETDECK_CONFIG") or None
     document = _read_file(str(path)) if path else YamlDocument("", {}, {})
     section = document.data.get("console") or {}
-    values: dict[str, Any] = dict(section)
-    sources: dict[str, str] = {str(k): document.where(("console", k)) for k in section}
+    values: dict[str, Any] = {k: v for k, v in section.items() if v is not None}  # `key:` alone: the default
+    sources: dict[str, str] = {str(k): document.where(("console", k)) for k in values}
     for name in ConsoleConfig.model_fields:
         raw = env.get(f"FLEETDECK_{name.upper()}")
         if raw:

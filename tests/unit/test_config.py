@@ -131,6 +131,20 @@ def test_a_refused_file_value_names_key_file_and_line(tmp_path, key, value):
         load_config(path, env={})
 
 
+def test_a_key_without_a_value_takes_its_default(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("console:\n  retention_1h_days:\n  listen: 127.0.0.1:9\n")
+    assert load_config(path, env={}).console.retention_1h_days == 730.0
+
+
+def test_a_refused_database_url_is_not_echoed():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={"FLEETDECK_DATABASE_URL": "mysql://fleetdeck:s3cret@db/fleetdeck"})
+    assert str(caught.value).startswith("console.database_url: must be a SQLAlchemy URL of SQLite or PostgreSQL")
+    assert str(caught.value).endswith("(from environment FLEETDECK_DATABASE_URL)")
+    assert "s3cret" not in str(caught.value)
+
+
 def test_a_refused_flag_names_the_flag():
     with pytest.raises(ConfigError, match=r"^console\.listen: .*got 'here' \(from command-line flag --listen\)$"):
         load_config(None, env={}, overrides={"listen": "here"})
