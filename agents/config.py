@@ -356,7 +356,7 @@ def load_agent_config(
         if unknown:
             raise ConfigError(f"unknown key {unknown[0]!r} in agent settings (from {where(unknown[0])}); "
                               f"known keys: {', '.join(sorted(checks))}")
-        layers.append((where, file_values))
+        layers.append((where, {k: v for k, v in file_values.items() if v is not None}))  # `key:` alone: default
     for env_name, key in ENV_OVERRIDES.items():
         if environ.get(env_name):
             layers.append((lambda key, name=env_name: f"environment {name}", {key: environ[env_name]}))

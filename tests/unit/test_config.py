@@ -208,6 +208,13 @@ def test_the_agent_reads_only_its_section_of_a_shared_file(tmp_path):
         load_agent_config(str(path), {}, environ={})
 
 
+def test_an_agent_key_without_a_value_takes_its_default(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("agent:\n  interval:\n  timeout: 3\n")
+    config = load_agent_config(str(path), {}, environ={})
+    assert (config.interval, config.timeout) == (10.0, 3.0)
+
+
 def test_the_agent_knows_every_console_section():
     assert set(SECTIONS) - {"agent"} <= CONSOLE_SECTIONS
 
