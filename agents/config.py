@@ -132,7 +132,7 @@ def _labels(key: str, value: Any, source: str) -> dict[str, str]:
         raise ConfigError(f"{key} (from {source}) must be a mapping of name to value")
     labels = {}
     for name, label_value in value.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ConfigError(f"{key} (from {source}): invalid label name {name!r} (use [a-zA-Z_][a-zA-Z0-9_]*)")
         if isinstance(label_value, bool) or not isinstance(label_value, (str, int, float)):
             raise ConfigError(f"{key} (from {source}): value of {name!r} must be a string, got {label_value!r}")
@@ -310,7 +310,7 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
         )
     if url.query or url.fragment:
         raise ConfigError(f"console_url{where('console_url')} must not have a query or fragment")
-    if not _HOST_NAME.match(config.host):
+    if not _HOST_NAME.fullmatch(config.host):
         raise ConfigError(
             f"host{where('host')} must be a name of letters, digits, '.', '_' and '-' "
             f"starting with a letter or digit, got {config.host!r}"

@@ -234,6 +234,8 @@ def test_the_agent_knows_every_console_section():
     ("", {}, {"FLEETDECK_AGENT_INTERVAL": "nan"}, r"interval \(from environment FLEETDECK_AGENT_INTERVAL\)"),
     ("", {}, {"FLEETDECK_AGENT_INTERVAL": "inf"}, r"interval \(from environment FLEETDECK_AGENT_INTERVAL\)"),
     ("", {"console_url": "ftp://x"}, {}, r"console_url \(from command-line flag --console\)"),
+    ("", {}, {"FLEETDECK_AGENT_HOST": "web-1\n"}, r"host \(from environment FLEETDECK_AGENT_HOST\) must be a name"),
+    ("agent:\n  labels: {\"rack\\n\": x}\n", {}, {}, r"labels \(from .*line 2\): invalid label name 'rack\\n'"),
 ])
 def test_agent_refused_values_name_key_and_source(tmp_path, text, overrides, env, message):
     path = tmp_path / "agent.yaml"
