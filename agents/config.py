@@ -1,8 +1,9 @@
 """Agent configuration: defaults < YAML file < environment < command line.
 
-The YAML file is either the agent's own settings as a top-level mapping, or
-the project's shared ``config.yaml`` with an ``agent:`` section (the other
-sections, ``console:`` and ``apps:``, are ignored here)::
+The YAML file is either the agent's own settings as a top-level mapping, or the
+project's shared ``config.yaml``. In a shared file (one with an ``agent:`` section or
+any of the console's sections, :data:`CONSOLE_SECTIONS`) the agent reads ``agent:``
+only and ignores the other sections, which the console validates::
 
     agent:
       console_url: https://fleetdeck.example.com
@@ -15,22 +16,33 @@ sections, ``console:`` and ``apps:``, are ignored here)::
 
 Environment: ``FLEETDECK_AGENT_CONSOLE``, ``FLEETDECK_AGENT_TOKEN``,
 ``FLEETDECK_AGENT_HOST``, ``FLEETDECK_AGENT_INTERVAL`` (empty values are
-ignored). Every problem raises :class:`ConfigError` naming the offending key
-and where its value came from.
+ignored). Every problem raises :class:`ConfigError` naming the offending key,
+the value, and where it came from (``FILE line N``, ``environment NAME`` or
+``command-line flag --name``).
+
+Validation is a small table of checks here rather than pydantic: the agent
+distribution depends on psutil and PyYAML only, so it installs in a few MiB on every
+host. Each field of :class:`AgentConfig` carries its check in its metadata (type,
+range, finiteness: NaN and infinity are refused); :func:`validate` holds the checks
+that involve several fields. Adding a setting is one line in :class:`AgentConfig`,
+e.g. ``scrape_timeout: float = setting(5.0, seconds())``; then document it in
+``config.yaml``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from collectors import available_collectors
 from collectors.logs import LogOptions, LogOptionsError
 
 ENV_OVERRIDES = {
@@ -39,14 +51,129 @@ ENV_OVERRIDES = {
     "FLEETDECK_AGENT_HOST": "host",
     "FLEETDECK_AGENT_INTERVAL": "interval",
 }
+# Command-line flags of `fleetdeck-agent` whose name differs from the setting's.
+FLAGS = {"console_url": "--console"}
+# Top-level sections of a shared config.yaml that belong to the console (console/config.py
+# SECTIONS; the agent imports nothing from the console, so the names are repeated here).
+CONSOLE_SECTIONS = frozenset({"console", "apps", "inventory", "alerts", "alerting", "probes"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # What the console accepts as a host name (console/ingest/batch.py).
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 MAX_SECONDS = 86400  # the console's upper bound for an agent interval
+MAX_AGE = 365 * 86400.0  # the longest a batch may wait in the spool
 
 
 class ConfigError(ValueError):
     """The agent configuration is unreadable or invalid; the message says where and why."""
+
+
+Check = Callable[[str, Any, str], Any]  # (key, raw value, source) -> value; raises ConfigError
+
+
+def _fail(key: str, source: str, problem: str, value: Any = MISSING) -> ConfigError:
+    got = "" if value is MISSING else f", got {value!r}"
+    return ConfigError(f"{key} (from {source}) {problem}{got}")
+
+
+def number(lo: float, hi: float, *, lo_open: bool = False, unit: str = "a number") -> Check:
+    """A finite number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); numeric strings accepted
+    (environment variables)."""
+    span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+    def check(key: str, value: Any, source: str) -> float:
+        problem = f"must be {unit} in {span}"
+        if isinstance(value, bool):
+            raise _fail(key, source, problem, value)
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise _fail(key, source, problem, value) from None
+        if not math.isfinite(result) or not (lo < result if lo_open else lo <= result) or result > hi:
+            raise _fail(key, source, problem, value)
+        return result
+
+    return check
+
+
+def seconds(hi: float = MAX_SECONDS) -> Check:
+    """A number of seconds in ``(0, hi]``."""
+    return number(0, hi, lo_open=True, unit="a number of seconds")
+
+
+def whole(lo: int, hi: int, unit: str = "a whole number") -> Check:
+    """An integer in ``[lo, hi]`` (from YAML, or a string of digits)."""
+
+    def check(key: str, value: Any, source: str) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok or (isinstance(value, str) and value.isascii() and value.isdigit())
+        if not ok or not lo <= int(value) <= hi:
+            raise _fail(key, source, f"must be {unit} from {lo} to {hi}", value)
+        return int(value)
+
+    return check
+
+
+def text(key: str, value: Any, source: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(key, source, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def flag(key: str, value: Any, source: str) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise _fail(key, source, "must be true or false", value)
+    return value
+
+
+def _labels(key: str, value: Any, source: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} (from {source}) must be a mapping of name to value")
+    labels = {}
+    for name, label_value in value.items():
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise ConfigError(f"{key} (from {source}): invalid label name {name!r} (use [a-zA-Z_][a-zA-Z0-9_]*)")
+        if isinstance(label_value, bool) or not isinstance(label_value, (str, int, float)):
+            raise ConfigError(f"{key} (from {source}): value of {name!r} must be a string, got {label_value!r}")
+        labels[name] = str(label_value)
+    return labels
+
+
+def _logs(key: str, value: Any, source: str) -> LogOptions:
+    try:
+        return LogOptions.from_mapping(value, source)
+    except LogOptionsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _collectors(key: str, value: Any, source: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _fail(key, source, "must be a list of at least one collector name", value)
+    known = available_collectors()
+    for name in value:
+        if name not in known:
+            raise _fail(key, source, f"names an unknown collector {name!r}; available: {', '.join(known)}")
+        if value.count(name) > 1:
+            raise _fail(key, source, f"lists {name!r} more than once")
+    return list(value)
+
+
+def _collector_options(key: str, value: Any, source: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
+        raise ConfigError(f"{key} (from {source}) must map collector names to mappings")
+    return {str(name): dict(opts or {}) for name, opts in value.items()}
+
+
+def setting(default: Any, check: Check) -> Any:
+    """A field of :class:`AgentConfig` with its check; a list, dict or callable default is a factory."""
+    if callable(default):
+        return field(default_factory=default, metadata={"check": check})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"check": check})
+    return field(default=default, metadata={"check": check})
 
 
 @dataclass
@@ -76,26 +203,26 @@ class AgentConfig:
       read when ``token`` is empty; empty: ``<state_dir>/token``.
     """
 
-    console_url: str = "http://127.0.0.1:8700"
-    token: str = ""
-    host: str = field(default_factory=socket.gethostname)
-    interval: float = 10.0
-    timeout: float = 10.0
-    collectors: list[str] = field(default_factory=lambda: ["host"])
-    collector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    state_dir: str = "./var/agent"
-    labels: dict[str, str] = field(default_factory=dict)
-    logs: LogOptions = field(default_factory=LogOptions)
-    spool_max_bytes: int = 256 * 1024 * 1024
-    spool_max_age: float = 3 * 86400.0
-    spool_fsync: bool = True
-    retry_min_backoff: float = 0.5
-    retry_max_backoff: float = 30.0
-    drain_rate: float = 5.0
-    ca_file: str = ""
-    client_cert: str = ""
-    client_key: str = ""
-    token_file: str = ""
+    console_url: str = setting("http://127.0.0.1:8700", text)
+    token: str = setting("", text)
+    host: str = setting(socket.gethostname, text)
+    interval: float = setting(10.0, seconds())
+    timeout: float = setting(10.0, seconds())
+    collectors: list[str] = setting(["host"], _collectors)
+    collector_options: dict[str, dict[str, Any]] = setting({}, _collector_options)
+    state_dir: str = setting("./var/agent", text)
+    labels: dict[str, str] = setting({}, _labels)
+    logs: LogOptions = setting(LogOptions, _logs)
+    spool_max_bytes: int = setting(256 * 1024 * 1024, whole(64 * 1024, 1 << 50, "a whole number of bytes"))
+    spool_max_age: float = setting(3 * 86400.0, seconds(MAX_AGE))
+    spool_fsync: bool = setting(True, flag)
+    retry_min_backoff: float = setting(0.5, seconds())
+    retry_max_backoff: float = setting(30.0, seconds())
+    drain_rate: float = setting(5.0, number(0, 100000, lo_open=True, unit="a number of batches per second"))
+    ca_file: str = setting("", text)
+    client_cert: str = setting("", text)
+    client_key: str = setting("", text)
+    token_file: str = setting("", text)
 
     @property
     def token_path(self) -> str:
@@ -140,103 +267,41 @@ def field_names() -> list[str]:
     return [f.name for f in fields(AgentConfig)]
 
 
-def _read_file(path: str) -> dict[str, Any]:
-    import yaml  # only with a config file (~3 MiB the agent does without otherwise)
+def _read_file(path: str) -> tuple[dict[str, Any], Callable[[str], str]]:
+    """The agent's settings in ``path`` and a function naming the source of a key."""
+    from agents.yamlfile import YamlFileError, read_yaml  # PyYAML only with a config file
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        document = read_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
+    data = document.data
     if data is None:
-        return {}
+        return {}, lambda key: document.path
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    if "agent" in data:
-        section = data["agent"]
-        if section is None:
-            return {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{path}: 'agent' must be a mapping, got {type(section).__name__}")
-        return section
-    return data
-
-
-def _number(key: str, value: Any, source: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} (from {source}) must be a number of seconds, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} (from {source}) must be a number of seconds, got {value!r}") from None
-
-
-def _string(key: str, value: Any, source: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} (from {source}) must be a string, got {type(value).__name__}")
-    return value
-
-
-def _labels(value: Any, source: str) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"labels (from {source}) must be a mapping of name to value")
-    labels = {}
-    for name, label_value in value.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
-            raise ConfigError(f"labels (from {source}): invalid label name {name!r} (use [a-zA-Z_][a-zA-Z0-9_]*)")
-        if isinstance(label_value, bool) or not isinstance(label_value, (str, int, float)):
-            raise ConfigError(f"labels (from {source}): value of {name!r} must be a string, got {label_value!r}")
-        labels[name] = str(label_value)
-    return labels
-
-
-def _coerce(key: str, value: Any, source: str) -> Any:
-    if key in ("interval", "timeout", "spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
-        return _number(key, value, source)
-    if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key", "token_file"):
-        return _string(key, value, source)
-    if key == "spool_max_bytes":
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        digits = isinstance(value, str) and value.isascii() and value.isdigit()
-        if not (whole or digits):
-            raise ConfigError(f"spool_max_bytes (from {source}) must be a whole number of bytes, got {value!r}")
-        return int(value)
-    if key == "spool_fsync":
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise ConfigError(f"spool_fsync (from {source}) must be true or false, got {value!r}")
-        return value
-    if key == "labels":
-        return _labels(value, source)
-    if key == "logs":
-        try:
-            return LogOptions.from_mapping(value, source)
-        except LogOptionsError as exc:
-            raise ConfigError(str(exc)) from None
-    if key == "collectors":
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"collectors (from {source}) must be a list of collector names")
-        return list(value)
-    if key == "collector_options":
-        if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
-            raise ConfigError(f"collector_options (from {source}) must map collector names to mappings")
-        return {name: dict(opts or {}) for name, opts in value.items()}
-    raise ConfigError(f"unknown key {key!r} (from {source})")  # guarded by the caller; kept for safety
+    if "agent" not in data and not CONSOLE_SECTIONS.intersection(data):
+        return data, lambda key: document.where((key,))  # the agent's own file
+    # A shared file: the agent reads its section only; the console owns the others.
+    stray = [str(k) for k in data if k in set(field_names())]
+    if stray:
+        raise ConfigError(f"{stray[0]} (from {document.where((stray[0],))}): agent settings go under 'agent:' "
+                          "in a file that has other sections")
+    section = data.get("agent")
+    if section is None:
+        return {}, lambda key: document.path
+    if not isinstance(section, dict):
+        raise ConfigError(f"{document.where(('agent',))}: 'agent' must be a mapping, got {type(section).__name__}")
+    return section, lambda key: document.where(("agent", key))
 
 
 def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> None:
-    """Check values that parse but cannot work; raise :class:`ConfigError`."""
+    """Check what involves several settings or the file system; raise :class:`ConfigError`.
+    (Each setting's own type and range are checked as it is read.)"""
     sources = sources or {}
 
     def where(key: str) -> str:
-        return f" (from {sources[key]})" if key in sources else ""
+        return f" (from {sources.get(key, 'the default')})"
 
     url = urllib.parse.urlsplit(config.console_url)
     if url.scheme not in ("http", "https") or not url.netloc:
@@ -245,31 +310,26 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
         )
     if url.query or url.fragment:
         raise ConfigError(f"console_url{where('console_url')} must not have a query or fragment")
-    for key in ("interval", "timeout"):
-        value = getattr(config, key)
-        if not 0 < value <= MAX_SECONDS:
-            raise ConfigError(f"{key}{where(key)} must be a number of seconds in (0, {MAX_SECONDS}], got {value!r}")
-    if not _HOST_NAME.match(config.host):
+    if not _HOST_NAME.fullmatch(config.host):
         raise ConfigError(
             f"host{where('host')} must be a name of letters, digits, '.', '_' and '-' "
             f"starting with a letter or digit, got {config.host!r}"
         )
-    if config.spool_max_bytes < 64 * 1024:
-        raise ConfigError(f"spool_max_bytes{where('spool_max_bytes')} must be at least 65536, "
-                          f"got {config.spool_max_bytes}")
-    for key in ("spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
-        if not getattr(config, key) > 0:
-            raise ConfigError(f"{key}{where(key)} must be a positive number, got {getattr(config, key)!r}")
+    if not config.state_dir:
+        raise ConfigError(f"state_dir{where('state_dir')} must name a directory")
     if config.retry_min_backoff > config.retry_max_backoff:
-        raise ConfigError(f"retry_min_backoff{where('retry_min_backoff')} must not exceed retry_max_backoff")
+        raise ConfigError(f"retry_min_backoff{where('retry_min_backoff')} ({config.retry_min_backoff:g}) must not "
+                          f"exceed retry_max_backoff{where('retry_max_backoff')} ({config.retry_max_backoff:g})")
     for key in ("ca_file", "client_cert", "client_key"):
         path = getattr(config, key)
         if path and not os.path.isfile(path):
             raise ConfigError(f"{key}{where(key)}: no such file {path!r}")
     if config.client_key and not config.client_cert:
         raise ConfigError(f"client_key{where('client_key')} needs client_cert")
-    if not config.collectors:
-        raise ConfigError(f"collectors{where('collectors')} must name at least one collector")
+    stray = sorted(set(config.collector_options) - set(config.collectors))
+    if stray:
+        raise ConfigError(f"collector_options{where('collector_options')}: options for {stray[0]!r}, "
+                          f"which is not in collectors{where('collectors')}")
 
 
 def load_agent_config(
@@ -284,34 +344,34 @@ def load_agent_config(
     to ``os.environ``. Precedence: defaults < file < environment < overrides.
 
     Raises :class:`ConfigError` for an unreadable file, an unknown key, a
-    value of the wrong type, or an invalid value.
+    value of the wrong type, out of range or not finite, or an invalid combination;
+    the message names the key, the value and its source.
     """
     environ = os.environ if environ is None else environ
-    known = set(field_names())
-    layers: list[tuple[str, Mapping[str, Any]]] = []
+    checks = {f.name: f.metadata["check"] for f in fields(AgentConfig)}
+    layers: list[tuple[Callable[[str], str], Mapping[str, Any]]] = []
     if path:
-        file_values = _read_file(path)
-        unknown = sorted(str(k) for k in file_values if k not in known)
+        file_values, where = _read_file(path)
+        unknown = sorted(str(k) for k in file_values if k not in checks)
         if unknown:
-            raise ConfigError(
-                f"{path}: unknown key {unknown[0]!r} in agent settings; known keys: {', '.join(sorted(known))}"
-            )
-        layers.append((path, file_values))
+            raise ConfigError(f"unknown key {unknown[0]!r} in agent settings (from {where(unknown[0])}); "
+                              f"known keys: {', '.join(sorted(checks))}")
+        layers.append((where, {k: v for k, v in file_values.items() if v is not None}))  # `key:` alone: default
     for env_name, key in ENV_OVERRIDES.items():
         if environ.get(env_name):
-            layers.append((env_name, {key: environ[env_name]}))
+            layers.append((lambda key, name=env_name: f"environment {name}", {key: environ[env_name]}))
     cli = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(k for k in cli if k not in known)
+    unknown = sorted(k for k in cli if k not in checks)
     if unknown:
         raise ConfigError(f"unknown override {unknown[0]!r}")
-    layers.append(("command line", cli))
+    layers.append((lambda key: f"command-line flag {FLAGS.get(key, '--' + key.replace('_', '-'))}", cli))
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for source, layer in layers:
+    for where, layer in layers:
         for key, value in layer.items():
-            values[key] = _coerce(key, value, source)
-            sources[key] = source
+            sources[key] = where(key)
+            values[key] = checks[key](key, value, sources[key])
     if "console_url" in values:
         values["console_url"] = values["console_url"].strip().rstrip("/")
     if not values.get("host", "x").strip():

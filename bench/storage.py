@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from console.config import ConsoleConfig  # noqa: E402
+from console.config import SECONDS_MAX, ConsoleConfig  # noqa: E402
 from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
 from console.ingest.service import IngestService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
@@ -33,7 +33,8 @@ def main() -> int:
     db = Database(f"sqlite:///{path}")
     db.migrate()
     now = time.time()
-    service = IngestService(db, clock=lambda: now, config=ConsoleConfig(sample_max_age=1e9, sample_max_future=1e9))
+    window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
+    service = IngestService(db, clock=lambda: now, config=window)
     rnd = random.Random(1)
     labels = [canonical_labels({"cpu": str(i % 64), "mode": f"m{i // 64}"}) for i in range(args.series)]
     per_series = args.samples // args.series

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from console import __version__
 from console.client import ApiClient, ClientError
-from console.config import Config, ConfigError, load_config, parse_listen
+from console.config import Config, ConfigError, load_config
 
 log = logging.getLogger("fleetdeck")
 
@@ -42,8 +42,7 @@ class CliError(Exception):
 def _config(args: argparse.Namespace) -> Config:
     overrides = {}
     if getattr(args, "listen", None):
-        parse_listen(args.listen)
-        overrides["listen"] = args.listen
+        overrides["listen"] = args.listen  # validated with the rest, named as the flag
     return load_config(args.config, overrides=overrides)
 
 
@@ -115,6 +114,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
 
     try:
         services = _services(config)
+    except ConfigError:
+        raise  # an invalid apps: or inventory: section, not a database problem
     except Exception as exc:  # the database URL is wrong or unreachable
         raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
     backend = services.db.dialect

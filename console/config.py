@@ -1,76 +1,185 @@
-"""Console configuration: defaults, the YAML file, then ``FLEETDECK_*`` environment variables.
+"""Console configuration: defaults, the YAML file, ``FLEETDECK_*`` environment variables, flags.
 
 Precedence (lowest first): the defaults below (documented in the repository's
 ``config.yaml``), the YAML file (``--config`` or ``FLEETDECK_CONFIG``), environment
 variables, then command-line flags. Every key of the ``console:`` section can be set
 from the environment as ``FLEETDECK_<KEY>`` (``FLEETDECK_LISTEN``,
-``FLEETDECK_DATA_DIR``, ``FLEETDECK_DATABASE_URL``, ...).
+``FLEETDECK_DATA_DIR``, ``FLEETDECK_DATABASE_URL``, ...); an empty variable is ignored;
+a list-valued key takes a comma-separated list.
+
+Validation is the pydantic v2 model :class:`ConsoleConfig` (unknown keys refused,
+types, ranges, no NaN or infinity, enumerations, cross-field checks). The layers are
+merged here rather than by pydantic-settings because every error must name the source
+of the value it refuses, and pydantic-settings merges its sources before validating:
+each value is remembered with where it came from (``FILE line N``, ``environment
+FLEETDECK_X``, ``command-line flag --x``) and a :class:`ConfigError` names the key,
+the problem, the value and that source, e.g.::
+
+    console.retention_1h_days: must be greater than 0, got '-5' (from environment FLEETDECK_RETENTION_1H_DAYS)
+
+Sections of one shared file are each read by their owner: the console reads
+``console:``, ``apps:`` and ``inventory:`` (:data:`SECTIONS`); ``agent:`` belongs to
+``fleetdeck-agent`` and is not read here. Any other top-level key is refused, so a
+misspelt or not-yet-supported section cannot be accepted and ignored.
+
+Adding a console setting is one line in :class:`ConsoleConfig`: a typed field with its
+default, its range in ``Field(...)`` and a comment giving the unit, e.g.
+``trusted_proxies: list[str] = []  # addresses whose X-Forwarded-For is believed``.
+The environment variable ``FLEETDECK_TRUSTED_PROXIES`` follows from the name; then
+document the key, its default and its variable in ``config.yaml`` (a test checks it).
+Adding a section is one entry in :data:`SECTIONS`.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
-import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DAYS_MAX = 36500  # a century: the largest retention or lifetime in days (datetime arithmetic stays in range)
+SECONDS_MAX = 86400 * 365  # a year, the largest interval or window in seconds
+BYTES_MAX = 1 << 50
 
 
 class ConfigError(ValueError):
-    """The configuration file or an environment variable holds an invalid value."""
+    """The configuration file, an environment variable or a flag holds an invalid value.
+
+    ``keys``: the keys the message is about (used to name their sources)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.keys = keys
 
 
-@dataclass
-class ConsoleConfig:
-    """The ``console:`` section. Units are in the field names' comments."""
+def _no_bool(value: Any) -> Any:
+    # pydantic reads true/false as 1/0 for numbers; a flag where a number belongs is a mistake.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not true or false, got {value!r}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+
+
+class ConsoleConfig(BaseModel):
+    """The ``console:`` section (units in the comments; every key documented in config.yaml).
+
+    Attributes may be reassigned after loading (``fleetdeck run`` records the bound port
+    in ``listen``); assignments are not validated again."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     listen: str = "127.0.0.1:8700"  # HOST:PORT
-    data_dir: str = "./var"
+    data_dir: str = Field("./var", min_length=1)
     database_url: str = ""  # empty: sqlite file <data_dir>/fleetdeck.db
     public_url: str = ""  # empty: derived from listen
-    max_body_bytes: int = 8 * 1024 * 1024  # ingest body cap, compressed and decompressed
-    api_max_body_bytes: int = 1024 * 1024  # body cap of every other route
-    down_after_intervals: float = 3.0  # a host is down after this many missed intervals
-    default_interval: float = 10.0  # seconds, for hosts whose agent did not say
-    session_days: float = 7.0  # browser session lifetime
+    max_body_bytes: Int = Field(8 * 1024 * 1024, ge=1024, le=BYTES_MAX)  # ingest body cap, compressed and inflated
+    api_max_body_bytes: Int = Field(1024 * 1024, ge=1024, le=BYTES_MAX)  # body cap of every other route
+    down_after_intervals: Float = Field(3.0, gt=0, le=10000)  # a host is down after this many missed intervals
+    default_interval: Float = Field(10.0, gt=0, le=86400)  # seconds, for hosts whose agent did not say
+    session_days: Float = Field(7.0, gt=0, le=DAYS_MAX)  # browser session lifetime
     cookie_secure: bool = False  # set true behind HTTPS
-    max_series_per_query: int = 2000
-    max_points_per_query: int = 500_000
+    max_series_per_query: Int = Field(2000, ge=1)
+    max_points_per_query: Int = Field(500_000, ge=1)
     web_dir: str = ""  # empty: the web/ folder beside the console package
-    retention_raw_days: float = 7.0  # raw samples kept this many days
-    retention_1m_days: float = 90.0  # 1-minute rollups
-    retention_1h_days: float = 730.0  # 1-hour rollups
-    rollup_interval: float = 60.0  # seconds between rollup/retention runs; 0 turns them off
-    rollup_delay: float = 120.0  # seconds a minute stays open for late samples before its rollup
-    max_series_per_host: int = 10000  # cardinality guard; new series over it are rejected
-    sample_max_age: float = 518400.0  # seconds; older samples are rejected (6 days)
-    sample_max_future: float = 600.0  # seconds; samples further ahead are rejected
-    log_retention_days: float = 14.0  # log records older than this are deleted; 0: keep
-    log_retention_bytes: int = 1024 * 1024 * 1024  # cap on stored log bytes (estimate); 0: none
-    log_retention_check_seconds: float = 300.0  # how often retention runs
-    batch_id_retention_days: float = 4.0  # idempotency window; >= the agents' spool_max_age
-    ingest_rate_per_host: float = 10.0  # batches/s per agent host; 0: unlimited
-    ingest_burst_per_host: int = 30  # batches an agent may send at once above the rate
-    ingest_max_inflight: int = 64  # ingest requests waiting for the database; 0: unbounded
-    storage_retry_after: int = 5  # seconds, Retry-After of a 503 storage_unavailable
+    retention_raw_days: Float = Field(7.0, gt=0, le=DAYS_MAX)  # raw samples kept this many days
+    retention_1m_days: Float = Field(90.0, gt=0, le=DAYS_MAX)  # 1-minute rollups
+    retention_1h_days: Float = Field(730.0, gt=0, le=DAYS_MAX)  # 1-hour rollups
+    rollup_interval: Float = Field(60.0, ge=0, le=SECONDS_MAX)  # seconds between rollup/retention runs; 0: off
+    rollup_delay: Float = Field(120.0, ge=0, le=SECONDS_MAX)  # seconds a minute stays open for late samples
+    max_series_per_host: Int = Field(10000, ge=1)  # cardinality guard; new series over it are rejected
+    sample_max_age: Float = Field(518400.0, gt=0, le=SECONDS_MAX)  # seconds; older samples are rejected (6 days)
+    sample_max_future: Float = Field(600.0, ge=0, le=SECONDS_MAX)  # seconds; samples further ahead are rejected
+    log_retention_days: Float = Field(14.0, ge=0, le=DAYS_MAX)  # log records older than this are deleted; 0: keep
+    log_retention_bytes: Int = Field(1024 * 1024 * 1024, ge=0, le=BYTES_MAX)  # cap on stored log bytes; 0: none
+    log_retention_check_seconds: Float = Field(300.0, gt=0, le=SECONDS_MAX)  # how often log retention runs
+    batch_id_retention_days: Float = Field(4.0, gt=0, le=DAYS_MAX)  # idempotency window; >= agents' spool_max_age
+    ingest_rate_per_host: Float = Field(10.0, ge=0)  # batches/s per agent host; 0: unlimited
+    ingest_burst_per_host: Int = Field(30, ge=1)  # batches an agent may send at once above the rate
+    ingest_max_inflight: Int = Field(64, ge=0)  # ingest requests waiting for the database; 0: unbounded
+    storage_retry_after: Int = Field(5, ge=1, le=3600)  # seconds, Retry-After of a 503 storage_unavailable
     secret_key_file: str = ""  # empty: <data_dir>/secret.key; $FLEETDECK_SECRET_KEY wins over it
-    login_failures_per_user: int = 5  # failed logins per user name within login_window_seconds
-    login_failures_per_ip: int = 20  # failed logins (and enrolments) per client address
-    login_window_seconds: float = 300.0
+    login_failures_per_user: Int = Field(5, ge=1)  # failed logins per user name within login_window_seconds
+    login_failures_per_ip: Int = Field(20, ge=1)  # failed logins (and enrolments) per client address
+    login_window_seconds: Float = Field(300.0, gt=0, le=SECONDS_MAX)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        try:
+            parse_listen(value)
+        except ConfigError:
+            raise ValueError(f"must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value!r}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # The dialects the storage layer supports (console/storage/database.py).
+        if value and not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+")):
+            raise ValueError("must be a SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///PATH, "
+                             "postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL (or empty), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _tiers_reach_further_back(self) -> "ConsoleConfig":
+        # A query whose start is older than a tier's retention reads the next coarser tier
+        # (console/query/service.py), so each coarser tier must reach at least as far back.
+        if self.retention_1m_days < self.retention_raw_days:
+            raise ConfigError(f"must be at least retention_raw_days ({self.retention_raw_days:g}), "
+                              f"got {self.retention_1m_days:g}", ("retention_1m_days", "retention_raw_days"))
+        if self.retention_1h_days < self.retention_1m_days:
+            raise ConfigError(f"must be at least retention_1m_days ({self.retention_1m_days:g}), "
+                              f"got {self.retention_1h_days:g}", ("retention_1h_days", "retention_1m_days"))
+        return self
+
+
+# Top-level sections of a configuration file, and who reads each. The console validates
+# its own; "agent" is read by fleetdeck-agent alone; a key not listed is refused.
+SECTIONS: dict[str, Literal["console", "agent"]] = {
+    "console": "console",
+    "apps": "console",  # console/deploy/apps.py
+    "inventory": "console",  # console/deploy/inventory.py
+    "agent": "agent",  # agents/config.py
+}
+# Sections that were documented but do nothing yet: refused unless empty.
+NOT_IMPLEMENTED = {"alerts": "alert rules are not implemented"}
 
 
 @dataclass
 class Config:
-    """The whole file: the console section plus sections other parts read."""
+    """The sections of the file the console reads: ``console`` validated, ``apps`` and
+    ``inventory`` as written (validated by :func:`console.services.build_services`).
+    ``path``, ``document``: the file they came from and its key lines (None: defaults and
+    environment only)."""
 
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
-    agent: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, Any] = field(default_factory=dict)
-    alerts: list[Any] = field(default_factory=list)
     inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
+    path: str | None = None
+    document: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    def source_of(self, section: str) -> Callable[[tuple], str | None] | None:
+        """For the validators of ``section``: key path below it -> ``"FILE line N"``;
+        None when the configuration came from no file."""
+        document = self.document
+        if document is None:
+            return None
+        return lambda loc: document.where((section,) + tuple(loc))
 
     @property
     def data_dir(self) -> Path:
@@ -113,43 +222,81 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _coerce(name: str, kind: Any, raw: Any) -> Any:
-    """Convert a YAML or environment value to the field's type, with a clear error."""
-    kind_name = kind if isinstance(kind, str) else kind.__name__
+def _is_list(name: str) -> bool:
+    annotation = ConsoleConfig.model_fields[name].annotation
+    return typing.get_origin(annotation) in (list, tuple, set)
+
+
+def _env_value(name: str, raw: str) -> Any:
+    return [part.strip() for part in raw.split(",") if part.strip()] if _is_list(name) else raw
+
+
+def key_path(*parts: Any) -> str:
+    """``("apps", "web", "target", "ports", 0)`` -> ``"apps.web.target.ports[0]"``."""
+    out = ""
+    for part in parts:
+        if part == "[key]":  # pydantic's marker for a mapping key that failed validation
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[str]:
+    """One line per pydantic error: ``PREFIX.KEY: problem, got VALUE (from SOURCE)``.
+
+    ``source_of(loc)`` names where the value at ``loc`` (a key path tuple below
+    ``prefix``) came from, or returns None. A :class:`ConfigError` raised by a model
+    validator about several keys keeps its message, is shown under its first key, and
+    names the source of each key it lists."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError) and cause.keys:
+            keys = [loc + (k if isinstance(k, tuple) else (k,)) for k in cause.keys]
+            sources = [(key, source_of(key)) for key in keys]
+            named = [f"{'from' if i == 0 else key_path(*key[len(loc):]) + ' from'} {src}"
+                     for i, (key, src) in enumerate(sources) if src]
+            lines.append(f"{key_path(prefix, *keys[0])}: {cause}" + (f" ({'; '.join(named)})" if named else ""))
+            continue
+        message = err["msg"].replace("a valid tuple", "a list")  # tuples are read from YAML lists
+        for old, new in (("Input should be ", "must be "), ("Value error, ", ""), ("Assertion failed, ", "")):
+            if message.startswith(old):
+                message = new + message[len(old):]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required"
+        elif err["type"] != "value_error":  # our own validators name the value themselves
+            value = err.get("input")
+            if not isinstance(value, (Mapping, list)) or len(repr(value)) <= 60:
+                message += f", got {value!r}"
+        src = source_of(loc)
+        lines.append(f"{key_path(prefix, *loc)}: {message}" + (f" (from {src})" if src else ""))
+    return lines
+
+
+def _read_file(path: str) -> YamlDocument:
     try:
-        if kind_name == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind_name == "int":
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return int(raw)
-        if kind_name == "float":
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"console.{name}: expected {kind_name}, got {raw!r}") from None
-
-
-def _console_from(values: Mapping[str, Any], env: Mapping[str, str]) -> ConsoleConfig:
-    known = {f.name: f for f in dataclasses.fields(ConsoleConfig)}
-    unknown = sorted(set(values) - set(known))
+        document = read_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
+    if document.data is None:
+        document.data = {}
+    if not isinstance(document.data, dict):
+        raise ConfigError(f"{path}: must hold a mapping of sections (console, apps, ...) at the top level")
+    unknown = [str(k) for k in document.data if k not in SECTIONS and k not in NOT_IMPLEMENTED]
     if unknown:
-        raise ConfigError(f"unknown key(s) in console section: {', '.join(unknown)}")
-    merged: dict[str, Any] = {}
-    for name, fld in known.items():
-        if name in values and values[name] is not None:
-            merged[name] = _coerce(name, fld.type, values[name])
-        env_value = env.get(f"FLEETDECK_{name.upper()}")
-        if env_value is not None and env_value != "":
-            merged[name] = _coerce(name, fld.type, env_value)
-    return ConsoleConfig(**merged)
+        raise ConfigError(f"{path}: unknown top-level section {unknown[0]!r} (line {document.line((unknown[0],))}); "
+                          f"known: {', '.join(SECTIONS)}")
+    for name, why in NOT_IMPLEMENTED.items():
+        if document.data.get(name):
+            raise ConfigError(f"{name} ({document.where((name,))}): {why}; remove the section")
+    for name, owner in SECTIONS.items():
+        value = document.data.get(name)
+        if owner == "console" and value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{name} ({document.where((name,))}): must be a mapping, got {type(value).__name__}")
+    return document
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -158,35 +305,35 @@ def load_config(path: str | os.PathLike | None = None,
     """Read the configuration.
 
     ``path`` falls back to ``$FLEETDECK_CONFIG``; with neither, only defaults and the
-    environment apply. ``overrides`` are console keys from command-line flags.
-    Raises ConfigError for a missing file, bad YAML, unknown keys or bad values.
+    environment apply. ``overrides`` are console keys from command-line flags (None
+    values are ignored). Raises ConfigError for a missing file, bad YAML, an unknown
+    section or key, a value of the wrong type or out of range; the message names the
+    key, and the file and line, environment variable or flag its value came from.
     """
     env = os.environ if env is None else env
     path = path or env.get("FLEETDECK_CONFIG") or None
-    document: dict[str, Any] = {}
-    if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                document = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(document, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    unknown = sorted(set(document) - {"console", "agent", "apps", "alerts", "inventory"})
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) in {path}: {', '.join(unknown)}")
-    console_values = dict(document.get("console") or {})
-    console = _console_from(console_values, env)
-    for key, value in (overrides or {}).items():
+    document = _read_file(str(path)) if path else YamlDocument("", {}, {})
+    section = document.data.get("console") or {}
+    values: dict[str, Any] = {k: v for k, v in section.items() if v is not None}  # `key:` alone: the default
+    sources: dict[str, str] = {str(k): document.where(("console", k)) for k in values}
+    for name in ConsoleConfig.model_fields:
+        raw = env.get(f"FLEETDECK_{name.upper()}")
+        if raw:
+            values[name] = _env_value(name, raw)
+            sources[name] = f"environment FLEETDECK_{name.upper()}"
+    for name, value in (overrides or {}).items():
         if value is not None:
-            setattr(console, key, value)
-    parse_listen(console.listen)
-    return Config(
-        console=console,
-        agent=dict(document.get("agent") or {}),
-        apps=dict(document.get("apps") or {}),
-        alerts=list(document.get("alerts") or []),
-        inventory=dict(document.get("inventory") or {}),
-    )
+            values[name] = value
+            sources[name] = f"command-line flag --{name.replace('_', '-')}"
+    try:
+        console = ConsoleConfig.model_validate(values)
+    except ValidationError as exc:
+        lines = validation_messages(exc, "console", lambda loc: sources.get(str(loc[0]), "the default") if loc else None)
+        raise ConfigError("\n".join(lines)) from None
+    return Config(console=console, apps=dict(document.data.get("apps") or {}),
+                  inventory=dict(document.data.get("inventory") or {}), path=str(path) if path else None,
+                  document=document if path else None)
+
+
+__all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "key_path", "load_config",
+           "parse_listen", "validation_messages"]

@@ -75,8 +75,8 @@ class Services:
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
     Raises ConfigError for an invalid ``apps:`` section before touching the database."""
-    apps = parse_apps(config.apps)
-    inventory = parse_inventory(config.inventory)
+    apps = parse_apps(config.apps, config.source_of("apps"))
+    inventory = parse_inventory(config.inventory, config.source_of("inventory"))
     db = Database(config.database_url)
     if migrate:
         db.migrate()

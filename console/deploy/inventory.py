@@ -19,10 +19,11 @@ ConfigError naming the key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-from console.config import ConfigError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+
+from console.deploy.schema import Int, Section, SourceOf, Text, parse_section
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[?[0-9A-Fa-f:]+\]?)$")
@@ -31,17 +32,57 @@ SECRET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 HOST_KEYS = ("address", "port", "user", "key", "key_passphrase", "labels")
 
 
-@dataclass(frozen=True)
-class HostEntry:
-    """One SSH target. ``key``/``key_passphrase`` are secret names ('' = none)."""
+def _host_name(name: Any) -> str:
+    if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a host name")
+    return name
 
-    name: str
-    address: str
-    port: int = 22
-    user: str = "root"
-    key: str = ""
-    key_passphrase: str = ""
-    labels: tuple[tuple[str, str], ...] = ()
+
+def _labels(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return value  # already pairs (a HostEntry built from another)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping, got {value!r}")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
+class HostEntry(Section):
+    """One SSH target. ``key``/``key_passphrase`` are secret names ('' = none); in the
+    file, a host's unset fields come from ``inventory.defaults`` and its address is its
+    name."""
+
+    name: str = ""
+    address: Text = ""
+    port: Int = Field(22, ge=1, le=65535)
+    user: Text = "root"
+    key: Text = ""
+    key_passphrase: Text = ""
+    labels: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_labels)] = ()
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        if address and not ADDRESS_RE.fullmatch(address):
+            raise ValueError(f"{address!r} is not a host name or IP address")
+        return address.strip("[]")
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, user: str) -> str:
+        if not USER_RE.fullmatch(user):
+            raise ValueError(f"{user!r} is not a user name")
+        return user
+
+    @field_validator("key", "key_passphrase")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and not SECRET_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a secret name (the key itself is stored with "
+                             "`fleetdeck secrets`, never in this file)")
+        return value
 
     @property
     def known_hosts_name(self) -> str:
@@ -49,11 +90,48 @@ class HostEntry:
         return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
 
 
-@dataclass(frozen=True)
-class Inventory:
-    hosts: dict[str, HostEntry]
-    groups: dict[str, tuple[str, ...]]
-    defaults: HostEntry
+class Inventory(Section):
+    """``hosts`` by name, ``groups`` of host names, and the ``defaults`` every host and
+    every name outside the inventory takes."""
+
+    defaults: HostEntry = HostEntry()
+    hosts: dict[HostName, HostEntry] = {}
+    groups: dict[HostName, tuple[HostName, ...]] = {}
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _inherit(cls, hosts: Any, info: ValidationInfo) -> Any:
+        """Each host's unset fields from the defaults; its name; its address = its name."""
+        if not isinstance(hosts, Mapping):
+            return hosts
+        d = info.data.get("defaults") or HostEntry()
+        base = {"port": d.port, "user": d.user, "key": d.key, "key_passphrase": d.key_passphrase,
+                "labels": dict(d.labels)}
+        out = {}
+        for name, raw in hosts.items():
+            raw = {} if raw is None else raw
+            if isinstance(raw, Mapping):
+                given = {k: v for k, v in raw.items() if v is not None}
+                if "name" in given:
+                    raise ValueError(f"{name}.name: unknown key (a host's name is its key)")
+                raw = {**base, **given, "name": name, "address": given.get("address") or name}
+            out[name] = raw
+        return out
+
+    @field_validator("defaults", mode="before")
+    @classmethod
+    def _nameless(cls, defaults: Any) -> Any:
+        if isinstance(defaults, Mapping) and "name" in defaults:
+            raise ValueError("name: unknown key (defaults apply to every host)")
+        return defaults
+
+    @field_validator("groups")
+    @classmethod
+    def _not_hosts(cls, groups: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        for name in groups:
+            if name in (info.data.get("hosts") or {}):
+                raise ValueError(f"{name!r} is not a group name (or is also a host name)")
+        return groups
 
     def resolve(self, names: tuple[str, ...] | list[str]) -> list[HostEntry]:
         """Hosts for ``names`` (host or group names, in order, without duplicates). A name
@@ -63,7 +141,8 @@ class Inventory:
             for host in self.groups.get(name, (name,)):
                 if host not in out:
                     d = self.defaults
-                    out[host] = self.hosts.get(host) or HostEntry(
+                    # Not validated: any name the agents report is a valid target here.
+                    out[host] = self.hosts.get(host) or HostEntry.model_construct(
                         name=host, address=host, port=d.port, user=d.user, key=d.key,
                         key_passphrase=d.key_passphrase, labels=d.labels)
         return list(out.values())
@@ -76,65 +155,7 @@ class Inventory:
                 for h in sorted(self.hosts.values(), key=lambda h: h.name)]
 
 
-def _host(path: str, name: str, raw: Any, base: HostEntry) -> HostEntry:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of {', '.join(HOST_KEYS)}")
-    unknown = sorted(set(raw) - set(HOST_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
-    address = str(raw.get("address") or (name if name else base.address))
-    if address and not ADDRESS_RE.fullmatch(address):
-        raise ConfigError(f"{path}.address: {address!r} is not a host name or IP address")
-    port = raw.get("port", base.port)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"{path}.port: expected 1-65535, got {port!r}")
-    user = str(raw.get("user", base.user))
-    if not USER_RE.fullmatch(user):
-        raise ConfigError(f"{path}.user: {user!r} is not a user name")
-    secrets = {}
-    for key in ("key", "key_passphrase"):
-        value = str(raw.get(key, getattr(base, key)) or "")
-        if value and not SECRET_RE.fullmatch(value):
-            raise ConfigError(f"{path}.{key}: {value!r} is not a secret name (the key itself is stored with "
-                              "`fleetdeck secrets`, never in this file)")
-        secrets[key] = value
-    labels = raw.get("labels", dict(base.labels))
-    if not isinstance(labels, Mapping):
-        raise ConfigError(f"{path}.labels: expected a mapping")
-    return HostEntry(name=name, address=address.strip("[]"), port=port, user=user, key=secrets["key"],
-                     key_passphrase=secrets["key_passphrase"],
-                     labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())))
-
-
-def parse_inventory(raw: Any) -> Inventory:
-    """The ``inventory:`` section; raises ConfigError."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError("inventory: expected a mapping with hosts, groups and defaults")
-    unknown = sorted(set(raw) - {"hosts", "groups", "defaults"})
-    if unknown:
-        raise ConfigError(f"inventory: unknown key(s) {', '.join(map(str, unknown))}")
-    defaults = _host("inventory.defaults", "", raw.get("defaults"), HostEntry(name="", address=""))
-    hosts_raw = raw.get("hosts") or {}
-    if not isinstance(hosts_raw, Mapping):
-        raise ConfigError("inventory.hosts: expected a mapping of host name to settings")
-    hosts = {}
-    for name, value in hosts_raw.items():
-        if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
-            raise ConfigError(f"inventory.hosts: {name!r} is not a host name")
-        hosts[name] = _host(f"inventory.hosts.{name}", name, value, defaults)
-    groups_raw = raw.get("groups") or {}
-    if not isinstance(groups_raw, Mapping):
-        raise ConfigError("inventory.groups: expected a mapping of group name to a list of host names")
-    groups = {}
-    for name, members in groups_raw.items():
-        if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name) or name in hosts:
-            raise ConfigError(f"inventory.groups: {name!r} is not a group name (or is also a host name)")
-        if not isinstance(members, list) or not all(isinstance(m, str) and HOST_NAME_RE.fullmatch(m)
-                                                    for m in members):
-            raise ConfigError(f"inventory.groups.{name}: expected a list of host names")
-        groups[name] = tuple(members)
-    return Inventory(hosts=hosts, groups=groups, defaults=defaults)
+def parse_inventory(raw: Any, source_of: SourceOf | None = None) -> Inventory:
+    """The ``inventory:`` section; raises ConfigError naming the key path (and, given the
+    loader's ``source_of``, the file and line)."""
+    return parse_section(Inventory, raw, "inventory", source_of=source_of)

@@ -1,4 +1,8 @@
-"""``target:`` sections of the ssh and kubernetes drivers (the docker one lives in apps.py).
+"""``target:`` sections of the three drivers: docker, ssh and kubernetes (pydantic models).
+
+Each model is the schema of its YAML mapping (options and defaults in config.yaml and
+docs/deploys.md) and the frozen object its driver reads. The validation context holds
+the app's name (``{"app": NAME}``) for defaults derived from it.
 
 Steps are argv lists, never shell strings: each element may hold ``{placeholder}``
 parameters (``version``, ``release_dir``, ``deploy_to``, ``previous_release``, ``host``
@@ -11,40 +15,271 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Mapping
+from urllib.parse import urlparse
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from console.config import ConfigError
+from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, Flag, Int, ScalarMap, Seconds, Section, Strings,
+                                   Text)
 
 PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 BUILTIN_PARAMS = ("version", "release_dir", "deploy_to", "previous_release", "host", "current")
 K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?"
+                     r"(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+PORT_FORM = '"[HOST_IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[/tcp|udp]"'
 BATCH_TYPES = ("serial", "fixed", "percent")
 ON_FAILURE = ("rollback", "stop")
+PULL_POLICIES = ("missing", "always", "never")
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
-@dataclass(frozen=True)
-class Step:
-    """One remote command: ``argv`` (a list, run with each element quoted) or a local
-    ``script`` uploaded and run with ``args``. ``timeout`` in seconds."""
+def _template(key: Any, text: str, allowed: set[str]) -> None:
+    """Refuse a ``{parameter}`` of ``text`` outside ``allowed``; the error names ``key``."""
+    for name in PLACEHOLDER_RE.findall(text):
+        if name not in allowed:
+            raise ConfigError(f"unknown parameter {{{name}}} (known: {', '.join(sorted(allowed))})", (key,))
 
-    name: str
-    argv: tuple[str, ...] = ()
-    script: str = ""
-    args: tuple[str, ...] = ()
-    timeout: float = 300.0
+
+# -- docker ------------------------------------------------------------------------------
+def _port_text(raw: Any) -> Any:
+    """A port in either form -> the fields of :class:`PortMapping`."""
+    if isinstance(raw, PortMapping):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if isinstance(raw, Mapping):
+        unknown = sorted(str(k) for k in raw if k not in ("container", "protocol", "host_ip", "host"))
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)} (container, protocol, host_ip, host)")
+        container = raw.get("container")
+        if isinstance(container, bool) or not isinstance(container, int) or not 1 <= container <= 65535:
+            raise ValueError(f"container: expected a port 1-65535, got {container!r}")
+        protocol, host_ip, host = (raw.get(k) or d for k, d in (("protocol", "tcp"), ("host_ip", ""), ("host", "")))
+        if protocol not in ("tcp", "udp"):
+            raise ValueError(f"protocol: expected tcp or udp, got {protocol!r}")
+        text = f"{str(host_ip) + ':' if host_ip else ''}{str(host) + ':' if host else ''}{container}/{protocol}"
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        raise ValueError(f"expected {PORT_FORM}, got {raw!r}")
+    m = PORT_RE.fullmatch(text)
+    if not m:
+        raise ValueError(f"expected {PORT_FORM}, got {raw!r}")
+    container = int(m.group("container"))
+    first = last = None
+    if m.group("host"):
+        first_s, _, last_s = m.group("host").partition("-")
+        first, last = int(first_s), int(last_s or first_s)
+        if not (1 <= first <= last <= 65535):
+            raise ValueError(f"host port range {m.group('host')!r} is not within 1-65535 and ascending")
+    if not 1 <= container <= 65535:
+        raise ValueError(f"container port {container} is not within 1-65535")
+    return {"container": container, "protocol": m.group("proto") or "tcp",
+            "host_ip": (m.group("ip") or "").strip("[]"), "host_first": first, "host_last": last}
+
+
+class PortMapping(Section):
+    """A container port, optionally published on a host port pool ``host_first..host_last``.
+
+    Written ``"[HOST_IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[/tcp|udp]"`` or as a mapping of
+    ``container``, ``protocol``, ``host_ip``, ``host``. Each replica occupies one *slot*;
+    slot ``k`` publishes on ``host_first + k``. A pool of one port allows one container."""
+
+    container: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = ""
+    host_first: int | None = None
+    host_last: int | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.host_first is not None
+
+    @property
+    def pool_size(self) -> int | None:
+        return None if self.host_first is None or self.host_last is None else self.host_last - self.host_first + 1
+
+    def describe(self) -> str:
+        if not self.published:
+            return f"{self.container}/{self.protocol}"
+        host = str(self.host_first) if self.host_first == self.host_last else f"{self.host_first}-{self.host_last}"
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{host}:{self.container}/{self.protocol}"
+
+
+class TlsConfig(Section):
+    """TLS client settings of a ``tcp://`` Docker engine (PEM files)."""
+
+    ca_cert: Text = ""
+    client_cert: Text = ""
+    client_key: Text = ""
+    verify: Flag = True
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsConfig":
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+def _volume(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.count(":") not in (1, 2) or not all(value.split(":")[:2]):
+            raise ValueError(f"{value!r} must be SOURCE:TARGET[:ro|rw]")
+        if value.count(":") == 2 and value.rsplit(":", 1)[1] not in ("ro", "rw"):
+            raise ValueError(f"mode of {value!r} must be ro or rw")
+    return value
+
+
+class DockerTarget(Section):
+    """Where and how the app's containers run (the docker driver's ``target:``)."""
+
+    image: Text = Field("", validate_default=True)  # repository without tag (required)
+    engine: Text = "unix:///var/run/docker.sock"
+    tls: TlsConfig | None = None
+    replicas: Int = Field(1, ge=0, le=100)
+    name_prefix: Text = ""  # default: the app's name
+    ports: tuple[Annotated[PortMapping, BeforeValidator(_port_text)], ...] = ()
+    env: ScalarMap = ()
+    volumes: tuple[Annotated[str, BeforeValidator(_volume)], ...] = ()
+    network: Text = ""
+    network_alias: Text = ""  # default: the app's name on a user-defined network
+    command: Strings = ()
+    labels: ScalarMap = ()
+    restart: Literal[RESTART_POLICIES] = "unless-stopped"  # type: ignore[valid-type]
+    stop_timeout: Int = Field(10, ge=0, le=3600)  # seconds
+    pull: Literal[PULL_POLICIES] = "missing"  # type: ignore[valid-type]
+    api_timeout: Seconds = Field(60.0, ge=1.0)  # seconds, per Docker API call
+    health_host: Text = ""  # address of published ports for http/tcp health checks
+
+    @classmethod
+    def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        app = context.get("app", "")
+        network = data.get("network", "")
+        user_network = isinstance(network, str) and network not in ("", "bridge", "host", "none")
+        return {"name_prefix": app, "network_alias": app if user_network else "", **data}
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, engine: str) -> str:
+        if urlparse(engine).scheme not in ("unix", "tcp", "ssh", "http", "https"):
+            raise ValueError(f"expected unix://PATH, tcp://HOST:PORT or ssh://USER@HOST, got {engine!r}")
+        return engine
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, image: str) -> str:
+        if not image:
+            raise ValueError("required (the image repository, without a tag)")
+        if not REPOSITORY_RE.fullmatch(image):
+            raise ValueError(f"{image!r} is not an image repository (no tag or digest; the deploy's version is the tag)")
+        return image
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if not APP_NAME_RE.fullmatch(prefix):
+            raise ValueError(f"{prefix!r} must match {APP_NAME_RE.pattern}")
+        return prefix
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for key, _ in env:
+            if not ENV_KEY_RE.fullmatch(key):
+                raise ValueError(f"{key!r} is not a valid variable name")
+        return env
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for key, _ in labels:
+            if not LABEL_KEY_RE.fullmatch(key) or key.startswith("fleetdeck."):
+                raise ValueError(f"{key!r} is not allowed (fleetdeck.* labels are reserved)")
+        return labels
+
+    @model_validator(mode="after")
+    def _tls_needs_tcp(self) -> "DockerTarget":
+        if self.tls is not None and urlparse(self.engine).scheme not in ("tcp", "https"):
+            raise ConfigError("TLS applies to tcp:// engines only", ("tls",))
+        return self
+
+    @property
+    def slots(self) -> int | None:
+        """How many containers the published port pools allow at once (None: unlimited)."""
+        sizes = [p.pool_size for p in self.ports if p.pool_size is not None]
+        return min(sizes) if sizes else None
+
+
+# -- ssh ---------------------------------------------------------------------------------
+class Step(Section):
+    """One remote command: ``argv`` (written ``run:``, a list, run with each element
+    quoted) or a local ``script`` uploaded and run with ``args``. ``timeout`` in seconds.
+    A bare argv list is short for ``{run: [...]}``."""
+
+    name: Text = ""  # default: the command's first word (or the script's name) and its position
+    argv: Strings = Field((), alias="run")
+    script: Text = ""
+    args: Strings = ()
+    timeout: Seconds = Field(300.0, ge=0.1)
+
+    @field_validator("name")
+    @classmethod
+    def _short(cls, name: str) -> str:
+        return name[:60]
+
+    @model_validator(mode="after")
+    def _one_command(self) -> "Step":
+        if bool(self.argv) == bool(self.script):
+            raise ValueError("give either run (an argv list) or script (a local file), not both")
+        return self
 
     def describe(self) -> str:
         return " ".join(self.argv) if self.argv else f"script {self.script}"
 
 
-@dataclass(frozen=True)
-class Batches:
+def _steps(value: Any) -> Any:
+    """Bare argv lists -> ``{run: ...}``; a default name from the command and position."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, list):
+            item = {"run": item}
+        if isinstance(item, Mapping) and item.get("name") is None:
+            run, script = item.get("run"), item.get("script")
+            first = run[0] if isinstance(run, list) and run and isinstance(run[0], str) else (
+                posixpath.basename(script) if isinstance(script, str) else "")
+            item = {**item, "name": f"{first} #{i + 1}"}
+        out.append(item)
+    return out
+
+
+Steps = Annotated[tuple[Step, ...], BeforeValidator(_steps)]
+
+
+class Batches(Section):
     """``serial`` (one host at a time), ``fixed`` (``size`` hosts) or ``percent`` (``size``
     percent of the hosts, rounded up, at least one)."""
 
-    type: str = "serial"
-    size: int = 1
-    on_failure: str = "rollback"  # rollback: undo the hosts already changed; stop: leave them
+    type: Literal[BATCH_TYPES] = "serial"  # type: ignore[valid-type]
+    size: Int = Field(1, ge=1, le=10000)  # default 25 for percent
+    on_failure: Literal[ON_FAILURE] = "rollback"  # type: ignore[valid-type]  # rollback: undo changed hosts
+
+    @classmethod
+    def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        return {"size": 25 if data.get("type") == "percent" else 1, **data}
+
+    @model_validator(mode="after")
+    def _percent(self) -> "Batches":
+        if self.type == "percent" and self.size > 100:
+            raise ConfigError(f"must be a percentage from 1 to 100 with type percent, got {self.size}", ("size",))
+        return self
 
     def split(self, hosts: list) -> list[list]:
         if self.type == "serial":
@@ -56,22 +291,56 @@ class Batches:
         return [hosts[i:i + n] for i in range(0, len(hosts), n)]
 
 
-@dataclass(frozen=True)
-class SshTarget:
+class SshTarget(Section):
     """Where and how the app's releases live on plain servers (driver ``ssh``)."""
 
-    hosts: tuple[str, ...]  # inventory host or group names
-    deploy_to: str  # absolute base directory: releases/<version>/ and the current symlink
-    artifact: str = ""  # local file on the console; {version} is substituted; '' = nothing uploaded
-    extract: bool = False  # unpack the artifact (a tar archive) into the release directory
-    vars: tuple[tuple[str, str], ...] = ()
-    steps: tuple[Step, ...] = ()  # before the switch, in the new release directory
-    restart: tuple[Step, ...] = ()  # after the switch
-    rollback_steps: tuple[Step, ...] = ()  # after switching back
-    keep_releases: int = 5
-    batches: Batches = field(default_factory=Batches)
-    max_parallel: int = 10  # connections and hosts at work at once within a batch
-    connect_timeout: float = 10.0  # seconds, TCP + SSH handshake + authentication
+    hosts: Strings = Field((), validate_default=True)  # inventory host or group names (required)
+    deploy_to: Text = Field("", validate_default=True)  # absolute base directory: releases/<version>/, current
+    artifact: Text = ""  # local file on the console; {version} is substituted; '' = nothing uploaded
+    extract: Flag = False  # unpack the artifact (a tar archive) into the release directory
+    vars: ScalarMap = ()
+    steps: Steps = ()  # before the switch, in the new release directory
+    restart: Steps = ()  # after the switch
+    rollback_steps: Steps = ()  # after switching back
+    keep_releases: Int = Field(5, ge=2, le=1000)
+    batches: Batches = Batches()
+    max_parallel: Int = Field(10, ge=1, le=1000)  # connections and hosts at work at once within a batch
+    connect_timeout: Seconds = Field(10.0, ge=0.1)  # seconds, TCP + SSH handshake + authentication
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        if not hosts:
+            raise ValueError("required (inventory host or group names)")
+        return hosts
+
+    @field_validator("deploy_to")
+    @classmethod
+    def _deploy_to(cls, deploy_to: str) -> str:
+        if not deploy_to.startswith("/") or ".." in deploy_to.split("/") or any(c in deploy_to for c in "\n\0"):
+            raise ValueError(f"expected an absolute path without '..', got {deploy_to!r}")
+        return deploy_to.rstrip("/") or "/"
+
+    @field_validator("vars")
+    @classmethod
+    def _vars(cls, variables: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for key, _ in variables:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", key) or key in BUILTIN_PARAMS:
+                raise ValueError(f"{key!r} must be lower_snake_case and not one of {', '.join(BUILTIN_PARAMS)}")
+        return variables
+
+    @model_validator(mode="after")
+    def _parameters(self) -> "SshTarget":
+        _template("deploy_to", self.deploy_to, {"host"})
+        _template("artifact", self.artifact, {"version"})
+        allowed = set(BUILTIN_PARAMS) | {k for k, _ in self.vars}
+        for key in ("steps", "restart", "rollback_steps"):
+            for i, step in enumerate(getattr(self, key)):
+                for part in step.argv:
+                    _template((key, i, "run"), part, allowed)
+                for part in step.args:
+                    _template((key, i, "args"), part, allowed)
+        return self
 
     def summary(self) -> dict:
         return {"hosts": list(self.hosts), "deploy_to": self.deploy_to, "artifact": self.artifact,
@@ -82,22 +351,46 @@ class SshTarget:
                 "max_parallel": self.max_parallel}
 
 
-@dataclass(frozen=True)
-class KubernetesTarget:
+# -- kubernetes --------------------------------------------------------------------------
+class KubernetesTarget(Section):
     """A Deployment whose container image a deploy sets (driver ``kubernetes``)."""
 
-    image: str  # repository without a tag; the deploy's version is the tag
-    deployment: str
-    container: str  # '' = the Deployment's only container
-    namespace: str = ""  # '' = the context's namespace, else "default"
-    kubeconfig: str = ""  # path; '' = $KUBECONFIG or ~/.kube/config
-    kubeconfig_secret: str = ""  # name of a stored secret (kind kubeconfig); wins over kubeconfig
-    context: str = ""
-    in_cluster: bool = False
-    poll_interval: float = 1.0  # seconds between rollout status reads
-    api_timeout: float = 30.0  # seconds per API request
-    conflict_retries: int = 5  # 409 Conflict: re-read and retry this many times
-    undo_on_failure: bool = True
+    image: Text = Field("", validate_default=True)  # repository without a tag (required); version = the tag
+    deployment: Text = ""  # default: the app's name with _ as -
+    container: Text = ""  # '' = the Deployment's only container
+    namespace: Text = ""  # '' = the context's namespace, else "default"
+    kubeconfig: Text = ""  # path; '' = $KUBECONFIG or ~/.kube/config
+    kubeconfig_secret: Text = ""  # name of a stored secret (kind kubeconfig); wins over kubeconfig
+    context: Text = ""
+    in_cluster: Flag = False
+    poll_interval: Seconds = Field(1.0, ge=0.05)  # seconds between rollout status reads
+    api_timeout: Seconds = Field(30.0, ge=1.0)  # seconds per API request
+    conflict_retries: Int = Field(5, ge=0, le=100)  # 409 Conflict: re-read and retry this many times
+    undo_on_failure: Flag = True
+
+    @classmethod
+    def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        return {"deployment": str(context.get("app", "")).replace("_", "-"), **data}
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, image: str) -> str:
+        if not REPOSITORY_RE.fullmatch(image):
+            raise ValueError(f"required, an image repository without a tag, got {image!r}")
+        return image
+
+    @field_validator("deployment", "container", "namespace")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and (not K8S_NAME_RE.fullmatch(value) or len(value) > 253):
+            raise ValueError(f"{value!r} is not a Kubernetes name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KubernetesTarget":
+        if self.in_cluster and (self.kubeconfig or self.kubeconfig_secret or self.context):
+            raise ConfigError("cannot be combined with kubeconfig, kubeconfig_secret or context", ("in_cluster",))
+        return self
 
     def summary(self) -> dict:
         return {"image": self.image, "deployment": self.deployment, "container": self.container,
@@ -105,88 +398,4 @@ class KubernetesTarget:
                 "in_cluster": self.in_cluster, "undo_on_failure": self.undo_on_failure}
 
 
-def check_template(path: str, text: str, allowed: set[str]) -> None:
-    for name in PLACEHOLDER_RE.findall(text):
-        if name not in allowed:
-            raise ConfigError(f"{path}: unknown parameter {{{name}}} (known: {', '.join(sorted(allowed))})")
-
-
-def _steps(s, key: str, allowed: set[str]) -> tuple[Step, ...]:
-    from console.deploy.apps import _Section
-
-    raw = s.get(key, [])
-    if not isinstance(raw, list):
-        raise ConfigError(f"{s.path}.{key}: expected a list of steps")
-    out = []
-    for i, item in enumerate(raw):
-        path = f"{s.path}.{key}[{i}]"
-        if isinstance(item, list):  # shorthand: a bare argv list
-            item = {"run": item}
-        st = _Section(path, item)
-        argv, script = st.strings("run"), st.string("script", "")
-        if bool(argv) == bool(script):
-            raise ConfigError(f"{path}: give either run (an argv list) or script (a local file), not both")
-        args = st.strings("args")
-        for j, part in enumerate(argv + args):
-            check_template(f"{path}.{'run' if j < len(argv) else 'args'}", part, allowed)
-        name = st.string("name", (argv[0] if argv else posixpath.basename(script)) + f" #{i + 1}")
-        step = Step(name=name[:60], argv=argv, script=script, args=args,
-                    timeout=st.seconds("timeout", 300.0, 0.1))
-        st.done()
-        out.append(step)
-    return tuple(out)
-
-
-def parse_ssh_target(s) -> SshTarget:
-    """The ssh driver's target (``s`` is apps._Section); raises ConfigError."""
-    hosts = s.strings("hosts")
-    if not hosts:
-        raise ConfigError(f"{s.path}.hosts: required (inventory host or group names)")
-    deploy_to = s.string("deploy_to", "")
-    if not deploy_to.startswith("/") or ".." in deploy_to.split("/") or any(c in deploy_to for c in "\n\0"):
-        raise ConfigError(f"{s.path}.deploy_to: expected an absolute path without '..', got {deploy_to!r}")
-    check_template(f"{s.path}.deploy_to", deploy_to, {"host"})
-    variables = s.mapping("vars")
-    for key in variables:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key) or key in BUILTIN_PARAMS:
-            raise ConfigError(f"{s.path}.vars: {key!r} must be lower_snake_case and not one of "
-                              f"{', '.join(BUILTIN_PARAMS)}")
-    allowed = set(BUILTIN_PARAMS) | set(variables)
-    artifact = s.string("artifact", "")
-    check_template(f"{s.path}.artifact", artifact, {"version"})
-    b = s.section("batches")
-    btype = b.string("type", "serial", BATCH_TYPES)
-    size_default = 25 if btype == "percent" else 1
-    size = b.integer("size", size_default, 1, 100 if btype == "percent" else 10000)
-    batches = Batches(type=btype, size=size, on_failure=b.string("on_failure", "rollback", ON_FAILURE))
-    b.done()
-    return SshTarget(
-        hosts=hosts, deploy_to=deploy_to.rstrip("/") or "/", artifact=artifact, extract=s.boolean("extract", False),
-        vars=tuple(sorted(variables.items())), steps=_steps(s, "steps", allowed),
-        restart=_steps(s, "restart", allowed), rollback_steps=_steps(s, "rollback_steps", allowed),
-        keep_releases=s.integer("keep_releases", 5, 2, 1000), batches=batches,
-        max_parallel=s.integer("max_parallel", 10, 1, 1000), connect_timeout=s.seconds("connect_timeout", 10.0, 0.1))
-
-
-def parse_kubernetes_target(s, app: str) -> KubernetesTarget:
-    """The kubernetes driver's target (``s`` is apps._Section); raises ConfigError."""
-    from console.deploy.apps import REPOSITORY_RE
-
-    image = s.string("image", "")
-    if not REPOSITORY_RE.fullmatch(image):
-        raise ConfigError(f"{s.path}.image: required, an image repository without a tag, got {image!r}")
-    names = {}
-    for key, default in (("deployment", app.replace("_", "-")), ("container", ""), ("namespace", "")):
-        value = s.string(key, default)
-        if value and (not K8S_NAME_RE.fullmatch(value) or len(value) > 253):
-            raise ConfigError(f"{s.path}.{key}: {value!r} is not a Kubernetes name")
-        names[key] = value
-    target = KubernetesTarget(
-        image=image, deployment=names["deployment"], container=names["container"], namespace=names["namespace"],
-        kubeconfig=s.string("kubeconfig", ""), kubeconfig_secret=s.string("kubeconfig_secret", ""),
-        context=s.string("context", ""), in_cluster=s.boolean("in_cluster", False),
-        poll_interval=s.seconds("poll_interval", 1.0, 0.05), api_timeout=s.seconds("api_timeout", 30.0, 1.0),
-        conflict_retries=s.integer("conflict_retries", 5, 0, 100), undo_on_failure=s.boolean("undo_on_failure", True))
-    if target.in_cluster and (target.kubeconfig or target.kubeconfig_secret or target.context):
-        raise ConfigError(f"{s.path}.in_cluster: cannot be combined with kubeconfig, kubeconfig_secret or context")
-    return target
+TARGETS: dict[str, type[Section]] = {"docker": DockerTarget, "ssh": SshTarget, "kubernetes": KubernetesTarget}

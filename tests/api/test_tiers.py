@@ -248,8 +248,8 @@ def set_mark(console, done_until):
 
 def test_retention_deletes_exactly_what_is_due(console):
     now = time.time()
-    cfg = dataclasses.replace(console.services.config.console, retention_raw_days=2.0,
-                              retention_1m_days=3.0, retention_1h_days=4.0)
+    cfg = console.services.config.console.model_copy(update=dict(retention_raw_days=2.0,
+                                                                 retention_1m_days=3.0, retention_1h_days=4.0))
     day = 86_400_000
     now_ms = int(now * 1000)
     raw_cut = now_ms - 2 * day

@@ -277,9 +277,10 @@ def test_config_defaults_and_plain_mapping_file(tmp_path):
 
 @pytest.mark.parametrize("text, overrides, env, message", [
     ("agent:\n  intervall: 5\n", {}, {}, "unknown key 'intervall'"),
-    ("agent:\n  interval: 0\n", {}, {}, r"interval \(from .*config.yaml\) must be a number of seconds in \(0"),
-    ("", {"interval": -1.0}, {}, r"interval \(from command line\)"),
-    ("", {}, {"FLEETDECK_AGENT_INTERVAL": "soon"}, r"interval \(from FLEETDECK_AGENT_INTERVAL\) must be a number"),
+    ("agent:\n  interval: 0\n", {}, {}, r"interval \(from .*config.yaml line 2\) must be a number of seconds in \(0"),
+    ("", {"interval": -1.0}, {}, r"interval \(from command-line flag --interval\) must be a number of seconds"),
+    ("", {}, {"FLEETDECK_AGENT_INTERVAL": "soon"},
+     r"interval \(from environment FLEETDECK_AGENT_INTERVAL\) must be a number"),
     ("", {"console_url": "ftp://x"}, {}, "must be an http:// or https:// URL"),
     ("", {"console_url": "127.0.0.1:8700"}, {}, "must be an http:// or https:// URL"),
     ("agent:\n  labels: {bad-name: x}\n", {}, {}, "invalid label name 'bad-name'"),
@@ -378,7 +379,8 @@ def test_cli_once_reports_a_rejection_in_one_line(fake_console, capsys):
 def test_cli_config_error_exits_2(capsys, monkeypatch):
     monkeypatch.setenv("FLEETDECK_AGENT_INTERVAL", "-3")
     assert main(["--once"]) == 2
-    assert capsys.readouterr().err.startswith("fleetdeck-agent: config error: interval (from FLEETDECK_AGENT_INTERVAL)")
+    assert capsys.readouterr().err.startswith(
+        "fleetdeck-agent: config error: interval (from environment FLEETDECK_AGENT_INTERVAL)")
 
 
 def agent_env() -> dict[str, str]:
