@@ -74,11 +74,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def authenticate(self) -> Principal | None:
         token = self.bearer_token()
+        session_id = None if token is not None else self.session_id()
+        self.credential = (token, session_id)  # kept, so a long-lived socket can be rechecked
+        return await self.principal_for(token, session_id)
+
+    async def principal_for(self, token: str | None, session_id: str | None) -> Principal | None:
+        """The principal of a bearer token (when not None) or else a session id; None when
+        neither is valid now."""
         if token is not None:
             if not token:
                 return None
             return await self.services.db.on_reader(self.services.tokens.authenticate, token)
-        session_id = self.session_id()
         if not session_id:
             return None
         return await self.services.db.read(self.services.auth.sessions.principal, session_id)

@@ -7,10 +7,11 @@ others. The bus belongs to one console instance; there is no global registry.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 TOPIC_RE = re.compile(r"^(host|logs|deploy):[A-Za-z0-9._-]{1,253}$")
 log = logging.getLogger(__name__)
@@ -58,3 +59,53 @@ class LiveBus:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
+
+
+class Recheckable(Protocol):
+    async def recheck(self) -> None:
+        """Authenticate again with the credential the socket opened with; close if refused."""
+
+
+class SocketRegistry:
+    """The open live sockets of one console. ``watch()`` (started with the services) reads
+    the revocation generation (console/auth/revocation.py) every ``interval_s`` and, when
+    it moved (a token revoked, a user disabled or demoted, a logout, in this process or
+    any other on the same database), drops the cached token lookups and has every socket
+    recheck its principal, so a revoked credential stops streaming within a second.
+    Used on the IOLoop thread only."""
+
+    def __init__(self, db: Any, forget_tokens: Callable[[], None], interval_s: float = 0.5) -> None:
+        self._db = db
+        self._forget_tokens = forget_tokens
+        self._interval_s = interval_s
+        self._sockets: set[Recheckable] = set()
+
+    def add(self, sock: Recheckable) -> None:
+        self._sockets.add(sock)
+
+    def discard(self, sock: Recheckable) -> None:
+        self._sockets.discard(sock)
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    async def watch(self) -> None:
+        from console.auth import revocation  # storage imports stay out of the bus's users
+
+        seen = await self._db.read(revocation.current)
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                generation = await self._db.read(revocation.current)
+            except Exception:  # the database is away: try again next interval
+                log.warning("cannot read the revocation generation; live sockets not rechecked", exc_info=True)
+                continue
+            if generation == seen:
+                continue
+            seen = generation
+            self._forget_tokens()
+            for sock in list(self._sockets):
+                try:
+                    await sock.recheck()
+                except Exception:  # one socket's failure must not spare the others
+                    log.exception("live socket recheck failed")

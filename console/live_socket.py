@@ -1,7 +1,9 @@
 """WebSocket ``/api/v1/live``: clients send ``{"subscribe": [topics]}`` (or
 ``{"unsubscribe": [...]}``) and receive ``{"topic", "data"}`` frames from the live bus.
 Cross-origin upgrades are refused (tornado's ``check_origin``), so a session cookie
-cannot be used from another site."""
+cannot be used from another site. A socket keeps the credential it opened with and
+checks it again whenever credentials are taken away anywhere (``SocketRegistry`` in
+console/live.py): revoked, logged out, disabled or demoted, it closes with code 4401."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,6 +16,7 @@ from console.handlers import ApiHandler, json_bytes
 from console.live import TOPIC_RE
 
 MAX_TOPICS = 256
+CLOSE_REVOKED = 4401  # application close code (RFC 6455 section 7.4.2: 4000-4999 are private)
 
 
 class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
@@ -25,6 +28,13 @@ class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
 
     def open(self) -> None:
         self._topics: set[str] = set()
+        self.services.sockets.add(self)
+
+    async def recheck(self) -> None:
+        """Close when the credential this socket opened with no longer gives the same principal."""
+        if await self.principal_for(*self.credential) != self.current_user:
+            self.services.bus.unsubscribe_all(self._deliver)
+            self.close(CLOSE_REVOKED, "credentials revoked")
 
     def on_message(self, message: str | bytes) -> None:
         try:
@@ -58,4 +68,5 @@ class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         self.write_message(json_bytes({"error": {"code": code, "message": message}}).decode("utf-8"))
 
     def on_close(self) -> None:
+        self.services.sockets.discard(self)
         self.services.bus.unsubscribe_all(self._deliver)

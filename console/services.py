@@ -24,7 +24,7 @@ from console.deploy.service import DeployService
 from console.ingest.admission import IngestAdmission
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
-from console.live import LiveBus
+from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
@@ -53,7 +53,9 @@ class Services:
     secrets: SecretService | None = None
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
+    sockets: SocketRegistry | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
+    _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
@@ -64,10 +66,14 @@ class Services:
         if self.logs is not None:
             self.logs.start_retention()
         self._pruning = asyncio.ensure_future(prune_forever(self))
+        if self.sockets is not None:
+            self._watching = asyncio.ensure_future(self.sockets.watch())
 
     def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
         self.deploys.close()
         self.db.close()
 
@@ -102,7 +108,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                     retention_check_seconds=c.log_retention_check_seconds, clock=clock),
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
-                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
+                    sockets=SocketRegistry(db, tokens.forget))
 
 
 def cookie_secret(data_dir: Path) -> str:

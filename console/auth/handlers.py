@@ -125,14 +125,14 @@ class TokensHandler(ApiHandler):
                 role = _field(doc, "role", str, required=True)
                 days = expires_in / 86400 if expires_in else None
                 created = await self.services.db.write(auth.create_api_token, actor, ip, name, role, days,
-                                                       _field(doc, "apps", list))
+                                                       _field(doc, "apps", list), self.principal.owner)
             elif kind == "agent":
                 host = _field(doc, "host", str, required=True)
                 created = await self.services.db.write(auth.create_agent_token, actor, ip, host)
             elif kind == "enrol":
                 host = _field(doc, "host", str)
                 created = await self.services.db.write(auth.create_enrol_token, actor, ip,
-                                                       expires_in or 3600.0, host)
+                                                       expires_in or 3600.0, host, self.principal.owner)
             else:
                 raise ApiError(400, "invalid_field", "kind must be api, agent or enrol", {"field": "kind"})
         except TokenError as exc:
