@@ -62,23 +62,34 @@ class LiveBus:
 
 
 class Recheckable(Protocol):
+    def hold(self) -> None:
+        """Keep frames back until the next ``recheck``."""
+
     async def recheck(self) -> None:
-        """Authenticate again with the credential the socket opened with; close if refused."""
+        """Authenticate again with the credential the socket opened with; close if refused,
+        else send the frames held back."""
 
 
 class SocketRegistry:
-    """The open live sockets of one console. ``watch()`` (started with the services) reads
-    the revocation generation (console/auth/revocation.py) every ``interval_s`` and, when
-    it moved (a token revoked, a user disabled or demoted, a logout, in this process or
-    any other on the same database), drops the cached token lookups and has every socket
-    recheck its principal, so a revoked credential stops streaming within a second.
-    Used on the IOLoop thread only."""
+    """The open live sockets of one console, rechecked whenever credentials are taken away.
+
+    A change made by this process (a commit that bumped the revocation generation,
+    console/auth/revocation.py) wakes the registry at once: every socket holds its frames
+    back from that moment and is released only after its credential checks out again, so
+    nothing is streamed after a revoke, logout or disable commits. Changes made by other
+    processes on the same database (the CLI, other replicas) are seen by reading the
+    generation every ``interval_s``. Used on the IOLoop thread, except the commit hook."""
 
     def __init__(self, db: Any, forget_tokens: Callable[[], None], interval_s: float = 0.5) -> None:
+        from sqlalchemy import event  # storage imports stay out of the bus's users
+
         self._db = db
         self._forget_tokens = forget_tokens
         self._interval_s = interval_s
         self._sockets: set[Recheckable] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        event.listen(db.sessions, "after_commit", self._after_commit)
 
     def add(self, sock: Recheckable) -> None:
         self._sockets.add(sock)
@@ -89,22 +100,41 @@ class SocketRegistry:
     def __len__(self) -> int:
         return len(self._sockets)
 
-    async def watch(self) -> None:
-        from console.auth import revocation  # storage imports stay out of the bus's users
+    def _after_commit(self, session: Any) -> None:  # on whichever thread committed
+        from console.auth import revocation
 
+        if session.info.pop(revocation.BUMPED, False) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        for sock in self._sockets:
+            sock.hold()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def watch(self) -> None:
+        from console.auth import revocation
+
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         seen = await self._db.read(revocation.current)
         while True:
-            await asyncio.sleep(self._interval_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            except asyncio.TimeoutError:
+                pass
+            woken = self._wake.is_set()
+            self._wake.clear()
             try:
                 generation = await self._db.read(revocation.current)
-            except Exception:  # the database is away: try again next interval
+            except Exception:  # the database is away: held sockets stay held until it answers
                 log.warning("cannot read the revocation generation; live sockets not rechecked", exc_info=True)
                 continue
-            if generation == seen:
+            if generation == seen and not woken:
                 continue
             seen = generation
             self._forget_tokens()
             for sock in list(self._sockets):
+                sock.hold()
                 try:
                     await sock.recheck()
                 except Exception:  # one socket's failure must not spare the others

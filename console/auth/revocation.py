@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session
 from console.storage.models import AuthState
 
 CHECK_INTERVAL_S = 0.25  # how stale a process's view of the generation may be (seconds)
+BUMPED = "revocation_bumped"  # Session.info key: this transaction took credentials away
 
 
 def bump(session: Session) -> None:
-    """Advance the generation in the caller's transaction."""
+    """Advance the generation in the caller's transaction (and mark the session, so this
+    process's live sockets are rechecked as soon as it commits)."""
+    session.info[BUMPED] = True
     session.execute(update(AuthState).where(AuthState.id == 1).values(generation=AuthState.generation + 1))
 
 
