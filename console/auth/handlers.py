@@ -195,6 +195,8 @@ class SecretsHandler(ApiHandler):
             meta = await self.services.db.write(self.services.secrets.put, name, kind, value,
                                                 self.principal.actor, self.client_ip)
         except SecretError as exc:
+            if exc.field is not None:  # well-formed, but content the console refuses to keep
+                raise ApiError(422, f"secret_{exc.code}", str(exc), {"field": exc.field}) from None
             raise ApiError(400, f"secret_{exc.code}", str(exc)) from None
         self.write_json(meta, 201)
 
