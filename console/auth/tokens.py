@@ -28,7 +28,7 @@ from console.auth import revocation
 from console.auth.roles import USER_ROLES, Principal, lower_role
 from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
-from console.storage.models import Token, User
+from console.storage.models import Host, Token, User
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 AGENT_PREFIX = "fda_"
@@ -120,7 +120,8 @@ class TokenService:
     def enrol(self, session: Session, enrol_token: str, host: str) -> tuple[int, str]:
         """Spend a one-time enrolment token on a new agent token bound to ``host``; returns
         (enrolment token id, agent token plaintext). Raises TokenError for a bad host name
-        and EnrolError when the enrolment token cannot be used."""
+        and EnrolError when the enrolment token cannot be used, or is not bound to ``host``
+        while ``host`` is already known (has pushed, or holds a live agent token)."""
         if not isinstance(host, str) or not HOST_NAME_RE.match(host):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         now = self._clock()
@@ -130,12 +131,25 @@ class TokenService:
                 or (row.expires_at is not None and row.expires_at <= now)
                 or (row.host_name is not None and row.host_name != host)):
             raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+        if row.host_name is None and self._host_known(session, host):
+            # Taking over a host's identity (its metrics, logs and agent token) needs an
+            # enrolment token issued for that host by name; it is not spent here.
+            raise EnrolError(f"host {host!r} is already enrolled; enrolling it again needs an enrolment token "
+                             f"bound to it (fleetdeck token create --enrol --host {host})")
         # Spent in the same transaction that creates the agent token: one use only.
         spent = session.execute(update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
                                 .values(revoked_at=now, last_used_at=now)).rowcount
         if spent != 1:
             raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
         return row.id, self.create_agent_token(session, host, created_by=f"enrol:{row.id}")
+
+    @staticmethod
+    def _host_known(session: Session, host: str) -> bool:
+        """Whether ``host`` has pushed data or holds a live agent token."""
+        if session.execute(select(Host.id).where(Host.name == host)).first() is not None:
+            return True
+        return session.execute(select(Token.id).where(Token.kind == "agent", Token.host_name == host,
+                                                      Token.revoked_at.is_(None))).first() is not None
 
     def list(self, session: Session, include_revoked: bool = False) -> list[dict]:
         """Token metadata, newest first, never a secret: ``[{"id", "kind" (api|agent|enrol),

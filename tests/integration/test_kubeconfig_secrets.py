@@ -99,10 +99,10 @@ def test_a_hostile_kubeconfig_stored_earlier_never_runs_on_read_or_deploy(env):
     before = env.mock.requests
 
     resp = env.request("GET", "/api/v1/apps/shop", token=env.viewer)
-    assert resp.status == 200, resp.body
-    assert resp.json()["instances"] is None
     assert not marker.exists(), "a viewer's GET ran the kubeconfig's exec plugin"
     assert env.mock.requests == before, "a read-only GET contacted the cluster"
+    assert resp.status == 200, resp.body
+    assert resp.json()["instances"] is None
 
     resp = env.request("POST", "/api/v1/apps/shop/deploys", {"version": "2.0"}, token=env.deployer)
     assert resp.status == 202, resp.body
