@@ -9,6 +9,7 @@ from the environment as ``FLEETDECK_<KEY>`` (``FLEETDECK_LISTEN``,
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +58,12 @@ class ConsoleConfig:
     ingest_max_inflight: int = 64  # ingest requests waiting for the database; 0: unbounded
     storage_retry_after: int = 5  # seconds, Retry-After of a 503 storage_unavailable
     secret_key_file: str = ""  # empty: <data_dir>/secret.key; $FLEETDECK_SECRET_KEY wins over it
-    login_failures_per_user: int = 5  # failed logins per user name within login_window_seconds
+    login_failures_per_user: int = 5  # failed logins per (user name, client address) in the window
     login_failures_per_ip: int = 20  # failed logins (and enrolments) per client address
     login_window_seconds: float = 300.0
+    # Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For
+    # names the client; empty: the peer address is the client (the header is ignored).
+    trusted_proxies: str = ""
 
 
 @dataclass
@@ -95,6 +99,11 @@ class Config:
         return parse_listen(self.console.listen)
 
     @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``console.trusted_proxies`` parsed (validated by :func:`load_config`)."""
+        return parse_trusted_proxies(self.console.trusted_proxies)
+
+    @property
     def public_url(self) -> str:
         if self.console.public_url:
             return self.console.public_url.rstrip("/")
@@ -111,6 +120,22 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"listen must be HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_trusted_proxies(value: str, source: str = "console.trusted_proxies"
+                          ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.5, 192.168.0.0/16, ::1"`` -> networks (an address is a /32 or /128);
+    raises ConfigError naming ``source`` and the first entry that is not an IP address or
+    network (host names are refused: a proxy is trusted by address, never by DNS)."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"{source}: {entry!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
@@ -183,6 +208,11 @@ def load_config(path: str | os.PathLike | None = None,
         if value is not None:
             setattr(console, key, value)
     parse_listen(console.listen)
+    proxies_from = ("FLEETDECK_TRUSTED_PROXIES" if env.get("FLEETDECK_TRUSTED_PROXIES")
+                    else f"{path}: console.trusted_proxies" if path else "console.trusted_proxies")
+    if isinstance(console_values.get("trusted_proxies"), list):
+        raise ConfigError(f"{proxies_from}: give the proxies as one comma-separated string")
+    parse_trusted_proxies(console.trusted_proxies, proxies_from)
     return Config(
         console=console,
         agent=dict(document.get("agent") or {}),

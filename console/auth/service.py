@@ -32,7 +32,8 @@ class LoginResult:
 class AuthService:
     """Logins, sessions, users and tokens, with the audit entries they owe.
 
-    ``login_limit_user``/``login_limit_ip`` count failed logins per user name and per
+    ``login_limit_user``/``login_limit_ip`` count failed logins per (user name, client
+    address) and per
     client address within ``login_window_s`` seconds; ``enrol_limit`` counts failed
     enrolments per address. The limiters are used on the IOLoop thread only."""
 
