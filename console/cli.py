@@ -60,8 +60,10 @@ def local_host_name() -> str:
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
-    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading)."""
-    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading). Cells are
+    stored text (names, reasons, log excerpts): shown through :func:`visible_cell`."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else visible_cell(str(r.get(k))) for k, _ in columns]
+                                         for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -281,7 +283,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 1) from None
     finally:
         services.close()
-    print(f"revoked token {revoked['id']} ({revoked['kind']} {revoked['name']})")
+    print(f"revoked token {revoked['id']} ({revoked['kind']} {visible(revoked['name'])})")
     return 0
 
 
@@ -326,7 +328,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             disabled = {"disable": True, "enable": False}.get(args.user_command, UNCHANGED)
             user = services.db.run(auth.update_user, actor, "cli", args.username,
                                    role=role, apps=apps, disabled=disabled)
-            print(f"user {user['username']!r}: role {user['role']}, "
+            print(f"user {visible(user['username'])!r}: role {user['role']}, "
                   f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
                   f"{'disabled' if user['disabled'] else 'enabled'}")
     except UserError as exc:
@@ -514,9 +516,9 @@ def follow_deploy(client: ApiClient, deploy_id: int, out=sys.stdout, poll: float
         page = client.get(f"/api/v1/deploys/{deploy_id}/events", after=after)
         for e in page["events"]:
             stamp = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
-            where = f"[{e['step']}] " if e.get("step") else ""
+            where = f"[{visible(e['step'])}] " if e.get("step") else ""
             mark = {"warning": "! ", "error": "x "}.get(e["level"], "  ")
-            print(f"{stamp} {mark}{where}{e['message']}", file=out, flush=True)
+            print(f"{stamp} {mark}{where}{visible(e['message'])}", file=out, flush=True)
         after = page["last_seq"]
         if page["finished"] and not page["events"]:
             return client.get(f"/api/v1/deploys/{deploy_id}")
@@ -530,11 +532,11 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
     if args.json and not args.wait:
         print(json.dumps(deploy, indent=2))
         return 0
-    print(f"{what} #{deploy['id']}: {deploy['app']} {deploy['version']} "
-          f"(from {deploy['previous_version'] or 'nothing'}) {deploy['state']}", flush=True)
+    print(visible(f"{what} #{deploy['id']}: {deploy['app']} {deploy['version']} "
+                  f"(from {deploy['previous_version'] or 'nothing'}) {deploy['state']}"), flush=True)
     if not args.wait:
-        print(f"follow it with: fleetdeck deploys {deploy['app']}  (or the dashboard at "
-              f"{client.url}/deploys/{deploy['id']})")
+        print(visible(f"follow it with: fleetdeck deploys {deploy['app']}  (or the dashboard at "
+                      f"{client.url}/deploys/{deploy['id']})"))
         return 0
     try:
         final = follow_deploy(client, deploy["id"])
@@ -547,7 +549,7 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
     if final["duration_s"] is not None:
         summary += f" in {_duration(final['duration_s'])}"
     if final["state"] == "succeeded":
-        print(summary)
+        print(visible(summary))
         return 0
     raise CliError(summary + (f" ({final['error']})" if final.get("error") else ""), 1)
 
@@ -566,7 +568,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     deploy = ApiClient().request("POST", f"/api/v1/deploys/{args.deploy_id}/cancel", body={})
-    print(f"deploy #{deploy['id']} of {deploy['app']}: cancel requested ({deploy['state']})")
+    print(visible(f"deploy #{deploy['id']} of {deploy['app']}: cancel requested ({deploy['state']})"))
     return 0
 
 
@@ -594,12 +596,20 @@ def parse_since(value: str) -> float:
 def visible(text: str) -> str:
     """``text`` with terminal control characters made visible (``\x1b`` as ``\\x1b``,
     CR as ``\\r``), so a log line can never move the cursor, recolour or retitle the
-    terminal. Newlines of multiline records stay, indented, and tabs stay."""
+    terminal. Newlines of multiline records stay, indented, and tabs stay. Every line
+    the CLI prints from stored text (logs, tables, deploy events, error messages) goes
+    through it; ``--json`` output escapes control characters by itself."""
     def escape(match: re.Match) -> str:
         ch = match.group(0)
         return "\\r" if ch == "\r" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
     return _UNSAFE.sub(escape, text).replace("\n", "\n    ")
+
+
+def visible_cell(text: str) -> str:
+    """:func:`visible`, with newlines and tabs shown as ``\\n``/``\\t`` too (one table row
+    stays one line)."""
+    return visible(text.replace("\t", "\\t").replace("\n", "\\n"))
 
 
 def _log_line(record: dict) -> str:
@@ -843,14 +853,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except CliError as exc:
-        print(f"fleetdeck: {exc}", file=sys.stderr)
+    except CliError as exc:  # may carry stored text (a deploy's error) or the console's message
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
         return exc.code
     except ConfigError as exc:
         print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
-        print(f"fleetdeck: {exc}", file=sys.stderr)
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
