@@ -39,8 +39,11 @@ def env(tmp_path_factory):
 
 
 def cli(env: ConsoleHarness, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], env=env.cli_env,
-                          capture_output=True, text=True, timeout=120)
+    # Bytes decoded by hand: text mode would turn a raw CR into a newline and hide it.
+    proc = subprocess.run([sys.executable, "-m", "console.cli", *args], env=env.cli_env,
+                          capture_output=True, timeout=120)
+    proc.stdout, proc.stderr = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")
+    return proc
 
 
 def assert_escaped(proc: subprocess.CompletedProcess) -> None:
