@@ -344,9 +344,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if getattr(args, "audit_command", None) == "verify":
             result = services.db.run(services.audit.verify)
             if result.ok:
-                print(f"audit log intact: {result.entries} entries verified")
+                anchored = (f"head anchored at entry {result.anchored_id}" if result.anchored_id is not None
+                            else "no head anchored yet")
+                print(f"audit log intact: {result.entries} entries verified ({anchored})")
                 return 0
-            print(f"audit log TAMPERED: entry {result.first_bad_id}: {result.reason}", file=sys.stderr)
+            where = f"entry {result.first_bad_id}: " if result.first_bad_id is not None else ""
+            print(f"audit log TAMPERED: {where}{result.reason}", file=sys.stderr)
             return 1
         entries = services.db.run(services.audit.entries, args.limit)
     finally:

@@ -3,6 +3,7 @@ every handler through the route table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from console.audit.anchor import HeadAnchor
 from console.audit.service import AuditService
 from console.auth.service import AuthService
 from console.auth.sessions import SessionService
@@ -86,7 +88,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     db = Database(config.database_url)
     if migrate:
         db.migrate()
-    users, tokens, audit = UserService(clock=clock), TokenService(db.sessions, clock=clock), AuditService(clock=clock)
+    users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
+    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir))
+    db.run(functools.partial(audit.bind, db.sessions))
     c = config.console
     auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
                        login_failures_per_user=c.login_failures_per_user,
