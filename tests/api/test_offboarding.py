@@ -17,18 +17,22 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
+from tests.conftest import database_url
 from tests.harness import ConsoleHarness, CookieSession
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "offboard-password-1"
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    harness = ConsoleHarness(tmp_path_factory.mktemp("offboarding")).start()
-    harness.admin_token = harness.api_token("admin", "root-admin")
-    yield harness
-    harness.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def console(request, tmp_path_factory):
+    with database_url(request.param, tmp_path_factory) as url:
+        harness = ConsoleHarness(tmp_path_factory.mktemp("offboarding"), database_url=url).start()
+        harness.admin_token = harness.api_token("admin", "root-admin")
+        try:
+            yield harness
+        finally:
+            harness.close()
 
 
 def new_user(c: ConsoleHarness, role: str) -> tuple[str, CookieSession]:
@@ -174,7 +178,8 @@ def test_a_revocation_by_the_cli_process_takes_effect_within_a_second(console):
                         token=c.admin_token).json()
     for _ in range(3):  # looked up, so the console has it cached
         assert me(c, created["token"]) == 200
-    env = dict(os.environ, PYTHONPATH=str(REPO), FLEETDECK_DATA_DIR=str(c.config.data_dir))
+    env = dict(os.environ, PYTHONPATH=str(REPO), FLEETDECK_DATA_DIR=str(c.config.data_dir),
+               FLEETDECK_DATABASE_URL=c.config.database_url)
     env.pop("FLEETDECK_CONFIG", None)
     proc = subprocess.run([sys.executable, "-m", "console.cli", "token", "revoke", str(created["id"])],
                           env=env, capture_output=True, text=True, timeout=60)
