@@ -263,13 +263,14 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tokens, indent=2))
         return 0
-    rows = [{**t, "role": t["role"] or "-", "host": t["host"] or "-",
+    rows = [{**t, "role": t["role"] or "-", "host": t["host"] or "-", "owner": t["owner"] or "-",
              "apps": ",".join(t["apps"]) if t["apps"] is not None else "-",
              "expires": _fmt_time(t["expires_at"]), "used": _ago(t["last_used_at"]),
              "state": "revoked" if t["revoked_at"] else "expired" if t["expires_at"] and t["expires_at"] <= time.time()
              else "active"} for t in tokens]
     print_table(rows, [("id", "ID"), ("kind", "KIND"), ("name", "NAME"), ("role", "ROLE"), ("host", "HOST"),
-                       ("apps", "APPS"), ("expires", "EXPIRES (UTC)"), ("used", "LAST USED"), ("state", "STATE")])
+                       ("apps", "APPS"), ("owner", "OWNER"), ("expires", "EXPIRES (UTC)"), ("used", "LAST USED"),
+                       ("state", "STATE")])
     return 0
 
 

@@ -177,11 +177,13 @@ class KubernetesDriver:
         api = None
         previous_revision = None
         changed = False
+        reachable = False  # the API answered, so listing the ReplicaSets afterwards is worth it
         try:
             api = self.api()
             where = f"{api.namespace}/{t.deployment}"
             step("connect", "running", f"reading deployment {where} at {api.client.configuration.host}")
             dep = self._read(api)
+            reachable = True
             previous_revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
             step("connect", "succeeded", f"deployment {where} at revision {previous_revision or '-'}",
                  revision=previous_revision)
@@ -219,11 +221,13 @@ class KubernetesDriver:
             return self._fail(api, changed, previous_revision, emit,
                               FAILED if cancel.kind == "timeout" else CANCELLED, str(exc))
         except UNREACHABLE as exc:
+            reachable = False
             message = f"Kubernetes API unreachable: {str(exc)[:300]}"
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         finally:
             if api is not None:
-                self._remember_instances(api)
+                if reachable:
+                    self._remember_instances(api)
                 api.client.close()
 
     def _remember_instances(self, api: _Api) -> None:
