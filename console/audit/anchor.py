@@ -86,7 +86,11 @@ class HeadAnchor:
             head, mac = Head(int(doc["id"]), str(doc["hash"])), str(doc["mac"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise AnchorError(f"the anchored head {self.head_path} is malformed") from None
-        if not self.key_path.exists() or not hmac.compare_digest(mac, self._mac(head.id, head.hash)):
+        try:
+            valid = self.key_path.exists() and hmac.compare_digest(mac, self._mac(head.id, head.hash))
+        except (OSError, ValueError):
+            raise AnchorError(f"the head anchor key {self.key_path} is unreadable") from None
+        if not valid:
             raise AnchorError(f"the anchored head {self.head_path} does not carry a valid HMAC")
         return head
 

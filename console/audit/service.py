@@ -10,6 +10,7 @@ is also anchored outside the database, so ``verify`` reports a truncated tail to
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from console.audit.anchor import AnchorError, HeadAnchor
 from console.storage.models import AuditEntry
 
 GENESIS = "0" * 64
+log = logging.getLogger(__name__)
 _PENDING_HEAD = "audit_head"  # Session.info key: (id, hash) of the newest entry of the transaction
 
 
@@ -59,7 +61,10 @@ class AuditService:
     def _after_commit(self, session: Session) -> None:
         pending = session.info.pop(_PENDING_HEAD, None)
         if pending is not None and self._anchor is not None:
-            self._anchor.advance(*pending)
+            try:
+                self._anchor.advance(*pending)
+            except (OSError, ValueError) as exc:  # the action is committed; verify will show the lag
+                log.error("cannot anchor audit entry %s in %s: %s", pending[0], self._anchor.head_path, exc)
 
     def record(self, session: Session, actor: str, action: str, target: str = "",
                details: dict | None = None, source: str = "") -> AuditEntry:
