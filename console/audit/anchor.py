@@ -87,8 +87,9 @@ class HeadAnchor:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise AnchorError(f"the anchored head {self.head_path} is malformed") from None
         try:
-            valid = self.key_path.exists() and hmac.compare_digest(mac, self._mac(head.id, head.hash))
-        except (OSError, ValueError):
+            valid = self.key_path.exists() and hmac.compare_digest(mac.encode("utf-8"),
+                                                                   self._mac(head.id, head.hash).encode("ascii"))
+        except (OSError, ValueError, UnicodeEncodeError):
             raise AnchorError(f"the head anchor key {self.key_path} is unreadable") from None
         if not valid:
             raise AnchorError(f"the anchored head {self.head_path} does not carry a valid HMAC")
