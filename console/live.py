@@ -117,25 +117,27 @@ class SocketRegistry:
 
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         seen = await self._db.read(revocation.current)
+        recheck_due = False
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
             except asyncio.TimeoutError:
                 pass
-            woken = self._wake.is_set()
+            recheck_due = recheck_due or self._wake.is_set()
             self._wake.clear()
             try:
                 generation = await self._db.read(revocation.current)
             except Exception:  # the database is away: held sockets stay held until it answers
                 log.warning("cannot read the revocation generation; live sockets not rechecked", exc_info=True)
                 continue
-            if generation == seen and not woken:
+            if generation == seen and not recheck_due:
                 continue
-            seen = generation
+            seen, recheck_due = generation, False
             self._forget_tokens()
-            for sock in list(self._sockets):
+            sockets = list(self._sockets)
+            for sock in sockets:
                 sock.hold()
-                try:
-                    await sock.recheck()
-                except Exception:  # one socket's failure must not spare the others
-                    log.exception("live socket recheck failed")
+            results = await asyncio.gather(*(sock.recheck() for sock in sockets), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):  # one socket's failure must not spare the others
+                    log.error("live socket recheck failed: %r", result)
