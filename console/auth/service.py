@@ -33,9 +33,8 @@ class AuthService:
     """Logins, sessions, users and tokens, with the audit entries they owe.
 
     ``login_limit_user``/``login_limit_ip`` count failed logins per (user name, client
-    address) and per
-    client address within ``login_window_s`` seconds; ``enrol_limit`` counts failed
-    enrolments per address. The limiters are used on the IOLoop thread only."""
+    address) and per client address within ``login_window_s`` seconds; ``enrol_limit``
+    counts failed enrolments per address. The limiters are used on the IOLoop thread only."""
 
     def __init__(self, users: UserService, tokens: TokenService, sessions: SessionService,
                  audit: AuditService, *, login_failures_per_user: int = 5, login_failures_per_ip: int = 20,
