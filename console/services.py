@@ -78,6 +78,7 @@ class Services:
             self._watching.cancel()
         self.deploys.close()
         self.db.close()
+        self.audit.close()
 
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:

@@ -9,7 +9,8 @@ database). ``verify`` then requires that entry to be in the chain: tail truncati
 including deleting every entry, is reported.
 
 The head only moves forward (writers on one host serialise on ``audit_head.lock``), so a
-commit racing another never rolls it back. Someone who can write the data directory as
+commit racing another never rolls it back, and a head that does not verify is never
+overwritten. Someone who can write the data directory as
 well as the database (and so read the key) can still rewrite both; that, and entries
 appended after the last head write (a crash between commit and write), are not
 detected.
@@ -96,17 +97,16 @@ class HeadAnchor:
         return head
 
     def advance(self, entry_id: int, entry_hash: str) -> None:
-        """Anchor entry ``entry_id`` unless a later one already is (atomic replace, 0600)."""
+        """Anchor entry ``entry_id`` unless a later one already is (atomic replace, 0600).
+        Raises AnchorError, writing nothing, when the current head does not verify: the
+        evidence stays until someone looks at it."""
         self._dir.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(self._dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            if self.head_path.exists():
-                try:
-                    if int(orjson.loads(self.head_path.read_bytes())["id"]) >= entry_id:
-                        return
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    return  # damaged: left as it is, so verify keeps reporting it
+            current = self.read()  # AnchorError for a missing, damaged or forged head: left for verify
+            if current is not None and current.id >= entry_id:
+                return
             doc = {"id": entry_id, "hash": entry_hash, "mac": self._mac(entry_id, entry_hash)}
             tmp = self._dir / f".{HEAD_FILE}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

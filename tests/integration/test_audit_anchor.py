@@ -78,6 +78,7 @@ def test_an_entry_written_in_place_of_a_deleted_newest_one_is_reported(audited):
 
 def test_a_removed_or_forged_head_is_reported(audited):
     h = audited
+    assert verify(h)["ok"] is True
     head = h.config.data_dir / "audit_head"
     assert oct(head.stat().st_mode & 0o777) == "0o600"
     assert oct((h.config.data_dir / "audit_head.key").stat().st_mode & 0o777) == "0o600"
@@ -85,8 +86,12 @@ def test_a_removed_or_forged_head_is_reported(audited):
     head.write_text('{"id": 3, "hash": "00", "mac": "00"}')
     forged = verify(h)
     assert forged["ok"] is False and "does not carry a valid HMAC" in forged["reason"]
+    # A later entry does not overwrite the evidence.
+    assert h.request("POST", "/api/v1/tokens", {"kind": "api", "name": "later", "role": "viewer"},
+                     token=h.admin).status == 201
+    assert "does not carry a valid HMAC" in verify(h)["reason"]
     head.unlink()
     missing = verify(h)
     assert missing["ok"] is False and "is missing" in missing["reason"]
     head.write_bytes(original)
-    assert verify(h)["ok"] is True
+    assert verify(h)["ok"] is True  # the entries after the restored head still chain from it
