@@ -373,6 +373,13 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         if args.secrets_command == "rotate":
             count = services.db.run(services.secrets.rotate_all, _actor())
             print(f"re-encrypted {count} secret(s) under the first key")
+        elif args.secrets_command == "set":
+            try:
+                value = Path(args.file).read_text() if args.file else sys.stdin.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CliError(f"cannot read the value: {exc}", 2) from None
+            meta = services.db.run(services.secrets.put, args.name, args.kind, value, _actor(), "cli")
+            print(f"stored secret {meta['name']!r} ({meta['kind']})")
         else:
             secrets_ = services.db.run(services.secrets.list)
             if args.json:
@@ -381,8 +388,8 @@ def cmd_secrets(args: argparse.Namespace) -> int:
                 print_table([{**s_, "updated": _fmt_time(s_["updated_at"])} for s_ in secrets_],
                             [("name", "NAME"), ("kind", "KIND"), ("updated", "UPDATED (UTC)"),
                              ("updated_by", "BY")])
-    except SecretError as exc:
-        raise CliError(str(exc), 1) from None
+    except SecretError as exc:  # a refused value (e.g. a kubeconfig with an exec plugin) is a usage error
+        raise CliError(str(exc), 2 if exc.field or exc.code.startswith("invalid") else 1) from None
     finally:
         services.close()
     return 0
@@ -788,6 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
     srotate = secrets_p.add_parser("rotate", help="re-encrypt every secret under the first key")
     srotate.add_argument("--config")
     srotate.set_defaults(func=cmd_secrets)
+    sset = secrets_p.add_parser("set", help="store or replace a secret; the value is read from --file or stdin")
+    sset.add_argument("name")
+    sset.add_argument("--kind", required=True, help="ssh_key, kubeconfig, registry_password, webhook_url or generic")
+    sset.add_argument("--file", help="read the value from this file instead of stdin")
+    sset.add_argument("--config")
+    sset.set_defaults(func=cmd_secrets)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")

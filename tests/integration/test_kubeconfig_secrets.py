@@ -5,7 +5,11 @@ kubeconfig's exec plugin would create a marker file; it must never appear."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,6 +21,7 @@ from tests.harness import ConsoleHarness
 from tests.k8s_mock import KubeMock
 
 NS, NAME = "prod", "web"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def kubeconfig(server: str, user: dict, cluster: dict | None = None) -> dict:
@@ -143,3 +148,24 @@ def test_reads_answer_from_the_last_deploy_without_contacting_the_cluster(env):
     shown = env.request("GET", "/api/v1/apps/web", token=env.viewer).json()
     assert [i["version"] for i in shown["instances"]] == ["2.0"]
     assert m.requests == after_deploy, "a read-only GET contacted the cluster"
+
+
+def test_cli_secrets_set_refuses_an_exec_kubeconfig_naming_the_field(env):
+    marker = env.root / "cli.marker"
+    cli_env = dict(os.environ, PYTHONPATH=str(REPO), FLEETDECK_DATA_DIR=str(env.config.data_dir))
+    cli_env.pop("FLEETDECK_CONFIG", None)
+
+    def secrets_set(name: str, value: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "console.cli", "secrets", "set", name, "--kind", "kubeconfig"],
+                              input=value, env=cli_env, capture_output=True, text=True, timeout=60)
+
+    refused = secrets_set("cli-hostile", yaml.safe_dump(kubeconfig(env.mock.url, exec_user(marker))))
+    assert refused.returncode == 2, refused.stdout
+    assert "users[0].user.exec" in refused.stderr and "refused" in refused.stderr
+    names = [s["name"] for s in env.request("GET", "/api/v1/secrets", token=env.admin).json()["secrets"]]
+    assert "cli-hostile" not in names
+    stored = secrets_set("cli-fine", yaml.safe_dump(kubeconfig(env.mock.url, {"token": "abc"})))
+    assert stored.returncode == 0, stored.stderr
+    names = [s["name"] for s in env.request("GET", "/api/v1/secrets", token=env.admin).json()["secrets"]]
+    assert "cli-fine" in names
+    assert not marker.exists()
