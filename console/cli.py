@@ -59,8 +59,10 @@ def local_host_name() -> str:
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
-    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading)."""
-    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns] for r in rows]
+    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading). Cells are
+    stored text (names, reasons, log excerpts): shown through :func:`visible_cell`."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else visible_cell(str(r.get(k))) for k, _ in columns]
+                                         for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -262,13 +264,14 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tokens, indent=2))
         return 0
-    rows = [{**t, "role": t["role"] or "-", "host": t["host"] or "-",
+    rows = [{**t, "role": t["role"] or "-", "host": t["host"] or "-", "owner": t["owner"] or "-",
              "apps": ",".join(t["apps"]) if t["apps"] is not None else "-",
              "expires": _fmt_time(t["expires_at"]), "used": _ago(t["last_used_at"]),
              "state": "revoked" if t["revoked_at"] else "expired" if t["expires_at"] and t["expires_at"] <= time.time()
              else "active"} for t in tokens]
     print_table(rows, [("id", "ID"), ("kind", "KIND"), ("name", "NAME"), ("role", "ROLE"), ("host", "HOST"),
-                       ("apps", "APPS"), ("expires", "EXPIRES (UTC)"), ("used", "LAST USED"), ("state", "STATE")])
+                       ("apps", "APPS"), ("owner", "OWNER"), ("expires", "EXPIRES (UTC)"), ("used", "LAST USED"),
+                       ("state", "STATE")])
     return 0
 
 
@@ -282,7 +285,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 1) from None
     finally:
         services.close()
-    print(f"revoked token {revoked['id']} ({revoked['kind']} {revoked['name']})")
+    print(f"revoked token {revoked['id']} ({revoked['kind']} {visible(revoked['name'])})")
     return 0
 
 
@@ -327,7 +330,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             disabled = {"disable": True, "enable": False}.get(args.user_command, UNCHANGED)
             user = services.db.run(auth.update_user, actor, "cli", args.username,
                                    role=role, apps=apps, disabled=disabled)
-            print(f"user {user['username']!r}: role {user['role']}, "
+            print(f"user {visible(user['username'])!r}: role {user['role']}, "
                   f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
                   f"{'disabled' if user['disabled'] else 'enabled'}")
     except UserError as exc:
@@ -343,9 +346,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if getattr(args, "audit_command", None) == "verify":
             result = services.db.run(services.audit.verify)
             if result.ok:
-                print(f"audit log intact: {result.entries} entries verified")
+                anchored = (f"head anchored at entry {result.anchored_id}" if result.anchored_id is not None
+                            else "no head anchored yet")
+                print(f"audit log intact: {result.entries} entries verified ({anchored})")
                 return 0
-            print(f"audit log TAMPERED: entry {result.first_bad_id}: {result.reason}", file=sys.stderr)
+            where = f"entry {result.first_bad_id}: " if result.first_bad_id is not None else ""
+            print(f"audit log TAMPERED: {where}{result.reason}", file=sys.stderr)
             return 1
         entries = services.db.run(services.audit.entries, args.limit)
     finally:
@@ -368,6 +374,13 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         if args.secrets_command == "rotate":
             count = services.db.run(services.secrets.rotate_all, _actor())
             print(f"re-encrypted {count} secret(s) under the first key")
+        elif args.secrets_command == "set":
+            try:
+                value = Path(args.file).read_text() if args.file else sys.stdin.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CliError(f"cannot read the value: {exc}", 2) from None
+            meta = services.db.run(services.secrets.put, args.name, args.kind, value, _actor(), "cli")
+            print(f"stored secret {meta['name']!r} ({meta['kind']})")
         else:
             secrets_ = services.db.run(services.secrets.list)
             if args.json:
@@ -376,8 +389,8 @@ def cmd_secrets(args: argparse.Namespace) -> int:
                 print_table([{**s_, "updated": _fmt_time(s_["updated_at"])} for s_ in secrets_],
                             [("name", "NAME"), ("kind", "KIND"), ("updated", "UPDATED (UTC)"),
                              ("updated_by", "BY")])
-    except SecretError as exc:
-        raise CliError(str(exc), 1) from None
+    except SecretError as exc:  # a refused value (e.g. a kubeconfig with an exec plugin) is a usage error
+        raise CliError(str(exc), 2 if exc.field or exc.code.startswith("invalid") else 1) from None
     finally:
         services.close()
     return 0
@@ -515,9 +528,9 @@ def follow_deploy(client: ApiClient, deploy_id: int, out=sys.stdout, poll: float
         page = client.get(f"/api/v1/deploys/{deploy_id}/events", after=after)
         for e in page["events"]:
             stamp = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
-            where = f"[{e['step']}] " if e.get("step") else ""
+            where = f"[{visible(e['step'])}] " if e.get("step") else ""
             mark = {"warning": "! ", "error": "x "}.get(e["level"], "  ")
-            print(f"{stamp} {mark}{where}{e['message']}", file=out, flush=True)
+            print(f"{stamp} {mark}{where}{visible(e['message'])}", file=out, flush=True)
         after = page["last_seq"]
         if page["finished"] and not page["events"]:
             return client.get(f"/api/v1/deploys/{deploy_id}")
@@ -531,11 +544,11 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
     if args.json and not args.wait:
         print(json.dumps(deploy, indent=2))
         return 0
-    print(f"{what} #{deploy['id']}: {deploy['app']} {deploy['version']} "
-          f"(from {deploy['previous_version'] or 'nothing'}) {deploy['state']}", flush=True)
+    print(visible(f"{what} #{deploy['id']}: {deploy['app']} {deploy['version']} "
+                  f"(from {deploy['previous_version'] or 'nothing'}) {deploy['state']}"), flush=True)
     if not args.wait:
-        print(f"follow it with: fleetdeck deploys {deploy['app']}  (or the dashboard at "
-              f"{client.url}/deploys/{deploy['id']})")
+        print(visible(f"follow it with: fleetdeck deploys {deploy['app']}  (or the dashboard at "
+                      f"{client.url}/deploys/{deploy['id']})"))
         return 0
     try:
         final = follow_deploy(client, deploy["id"])
@@ -548,7 +561,7 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
     if final["duration_s"] is not None:
         summary += f" in {_duration(final['duration_s'])}"
     if final["state"] == "succeeded":
-        print(summary)
+        print(visible(summary))
         return 0
     raise CliError(summary + (f" ({final['error']})" if final.get("error") else ""), 1)
 
@@ -567,7 +580,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     deploy = ApiClient().request("POST", f"/api/v1/deploys/{args.deploy_id}/cancel", body={})
-    print(f"deploy #{deploy['id']} of {deploy['app']}: cancel requested ({deploy['state']})")
+    print(visible(f"deploy #{deploy['id']} of {deploy['app']}: cancel requested ({deploy['state']})"))
     return 0
 
 
@@ -595,12 +608,20 @@ def parse_since(value: str) -> float:
 def visible(text: str) -> str:
     """``text`` with terminal control characters made visible (``\x1b`` as ``\\x1b``,
     CR as ``\\r``), so a log line can never move the cursor, recolour or retitle the
-    terminal. Newlines of multiline records stay, indented, and tabs stay."""
+    terminal. Newlines of multiline records stay, indented, and tabs stay. Every line
+    the CLI prints from stored text (logs, tables, deploy events, error messages) goes
+    through it; ``--json`` output escapes control characters by itself."""
     def escape(match: re.Match) -> str:
         ch = match.group(0)
         return "\\r" if ch == "\r" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
     return _UNSAFE.sub(escape, text).replace("\n", "\n    ")
+
+
+def visible_cell(text: str) -> str:
+    """:func:`visible`, with newlines and tabs shown as ``\\n``/``\\t`` too (one table row
+    stays one line)."""
+    return visible(text.replace("\t", "\\t").replace("\n", "\\n"))
 
 
 def _log_line(record: dict) -> str:
@@ -775,6 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
     srotate = secrets_p.add_parser("rotate", help="re-encrypt every secret under the first key")
     srotate.add_argument("--config")
     srotate.set_defaults(func=cmd_secrets)
+    sset = secrets_p.add_parser("set", help="store or replace a secret; the value is read from --file or stdin")
+    sset.add_argument("name")
+    sset.add_argument("--kind", required=True, help="ssh_key, kubeconfig, registry_password, webhook_url or generic")
+    sset.add_argument("--file", help="read the value from this file instead of stdin")
+    sset.add_argument("--config")
+    sset.set_defaults(func=cmd_secrets)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")
@@ -844,14 +871,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except CliError as exc:
-        print(f"fleetdeck: {exc}", file=sys.stderr)
+    except CliError as exc:  # may carry stored text (a deploy's error) or the console's message
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
         return exc.code
     except ConfigError as exc:
         print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
-        print(f"fleetdeck: {exc}", file=sys.stderr)
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

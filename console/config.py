@@ -31,6 +31,7 @@ Adding a section is one entry in :data:`SECTIONS`.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import typing
 from dataclasses import dataclass, field
@@ -106,9 +107,12 @@ class ConsoleConfig(BaseModel):
     ingest_max_inflight: Int = Field(64, ge=0)  # ingest requests waiting for the database; 0: unbounded
     storage_retry_after: Int = Field(5, ge=1, le=3600)  # seconds, Retry-After of a 503 storage_unavailable
     secret_key_file: str = ""  # empty: <data_dir>/secret.key; $FLEETDECK_SECRET_KEY wins over it
-    login_failures_per_user: Int = Field(5, ge=1)  # failed logins per user name within login_window_seconds
+    login_failures_per_user: Int = Field(5, ge=1)  # failed logins per (user name, client address) in the window
     login_failures_per_ip: Int = Field(20, ge=1)  # failed logins (and enrolments) per client address
     login_window_seconds: Float = Field(300.0, gt=0, le=SECONDS_MAX)
+    # Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For
+    # names the client; empty: the peer address is the client (the header is ignored).
+    trusted_proxies: str = ""
 
     @field_validator("listen")
     @classmethod
@@ -117,6 +121,15 @@ class ConsoleConfig(BaseModel):
             parse_listen(value)
         except ConfigError:
             raise ValueError(f"must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value!r}") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        try:
+            parse_trusted_proxies(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("database_url")
@@ -204,6 +217,11 @@ class Config:
         return parse_listen(self.console.listen)
 
     @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``console.trusted_proxies`` parsed (validated by :func:`load_config`)."""
+        return parse_trusted_proxies(self.console.trusted_proxies)
+
+    @property
     def public_url(self) -> str:
         if self.console.public_url:
             return self.console.public_url.rstrip("/")
@@ -220,6 +238,21 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"listen must be HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_trusted_proxies(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.5, 192.168.0.0/16, ::1"`` -> networks (an address is a /32 or /128);
+    raises ConfigError naming the first entry that is not an IP address or
+    network (host names are refused: a proxy is trusted by address, never by DNS)."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"{entry!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 def _is_list(name: str) -> bool:

@@ -7,6 +7,7 @@ role cannot be constructed.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,14 @@ from console.errors import STATUS_CODES, ApiError
 
 SESSION_COOKIE = "fleetdeck_session"
 log = logging.getLogger(__name__)
+
+
+def _within(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def json_bytes(value: Any) -> bytes:
@@ -74,11 +83,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def authenticate(self) -> Principal | None:
         token = self.bearer_token()
+        session_id = None if token is not None else self.session_id()
+        self.credential = (token, session_id)  # kept, so a long-lived socket can be rechecked
+        return await self.principal_for(token, session_id)
+
+    async def principal_for(self, token: str | None, session_id: str | None) -> Principal | None:
+        """The principal of a bearer token (when not None) or else a session id; None when
+        neither is valid now."""
         if token is not None:
             if not token:
                 return None
             return await self.services.db.on_reader(self.services.tokens.authenticate, token)
-        session_id = self.session_id()
         if not session_id:
             return None
         return await self.services.db.read(self.services.auth.sessions.principal, session_id)
@@ -91,7 +106,23 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def client_ip(self) -> str:
-        return self.request.remote_ip or ""
+        """The client's address: the peer's, unless the peer is one of
+        ``console.trusted_proxies``; then the right-most ``X-Forwarded-For`` hop that is not
+        a trusted proxy (hops left of it could be written by the client itself)."""
+        peer = self.request.remote_ip or ""
+        networks = self.services.config.trusted_proxy_networks
+        if not networks or not _within(peer, networks):
+            return peer
+        hops = [h.strip() for h in ",".join(self.request.headers.get_list("X-Forwarded-For")).split(",")]
+        client = peer
+        for hop in reversed(hops):
+            try:
+                client = str(ipaddress.ip_address(hop))
+            except ValueError:  # garbage (or empty) from here on: the last good hop answers
+                break
+            if not _within(client, networks):
+                break
+        return client
 
     # Body cap of this handler in bytes; None: the console's api_max_body_bytes. Handlers
     # that take only small bodies (login, enrolment) set a smaller one.

@@ -7,10 +7,11 @@ others. The bus belongs to one console instance; there is no global registry.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 TOPIC_RE = re.compile(r"^(host|logs|deploy):[A-Za-z0-9._-]{1,253}$")
 log = logging.getLogger(__name__)
@@ -58,3 +59,85 @@ class LiveBus:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
+
+
+class Recheckable(Protocol):
+    def hold(self) -> None:
+        """Keep frames back until the next ``recheck``."""
+
+    async def recheck(self) -> None:
+        """Authenticate again with the credential the socket opened with; close if refused,
+        else send the frames held back."""
+
+
+class SocketRegistry:
+    """The open live sockets of one console, rechecked whenever credentials are taken away.
+
+    A change made by this process (a commit that bumped the revocation generation,
+    console/auth/revocation.py) wakes the registry at once: every socket holds its frames
+    back from that moment and is released only after its credential checks out again, so
+    nothing is streamed after a revoke, logout or disable commits. Changes made by other
+    processes on the same database (the CLI, other replicas) are seen by reading the
+    generation every ``interval_s``. Used on the IOLoop thread, except the commit hook."""
+
+    def __init__(self, db: Any, forget_tokens: Callable[[], None], interval_s: float = 0.5) -> None:
+        from sqlalchemy import event  # storage imports stay out of the bus's users
+
+        self._db = db
+        self._forget_tokens = forget_tokens
+        self._interval_s = interval_s
+        self._sockets: set[Recheckable] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        event.listen(db.sessions, "after_commit", self._after_commit)
+
+    def add(self, sock: Recheckable) -> None:
+        self._sockets.add(sock)
+
+    def discard(self, sock: Recheckable) -> None:
+        self._sockets.discard(sock)
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    def _after_commit(self, session: Any) -> None:  # on whichever thread committed
+        from console.auth import revocation
+
+        if session.info.pop(revocation.BUMPED, False) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        for sock in self._sockets:
+            sock.hold()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def watch(self) -> None:
+        from console.auth import revocation
+
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        seen = await self._db.read(revocation.current)
+        recheck_due = False
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            except asyncio.TimeoutError:
+                pass
+            recheck_due = recheck_due or self._wake.is_set()
+            self._wake.clear()
+            try:
+                generation = await self._db.read(revocation.current)
+            except Exception:  # the database is away: held sockets stay held until it answers
+                log.warning("cannot read the revocation generation; live sockets not rechecked", exc_info=True)
+                continue
+            if generation == seen and not recheck_due:
+                continue
+            seen, recheck_due = generation, False
+            self._forget_tokens()
+            sockets = list(self._sockets)
+            for sock in sockets:
+                sock.hold()
+            results = await asyncio.gather(*(sock.recheck() for sock in sockets), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):  # one socket's failure must not spare the others
+                    log.error("live socket recheck failed: %r", result)

@@ -77,7 +77,7 @@ SCHEMAS: dict[str, dict] = {
                        additional=False),
     "Token": _obj({"id": {"type": "integer"}, "kind": {"type": "string", "enum": ["api", "agent", "enrol"]},
                    "name": STR, "role": NSTR, "host": NSTR, "apps": APPS, "created_at": NUM, "expires_at": NNUM,
-                   "last_used_at": NNUM, "revoked_at": NNUM, "created_by": NSTR},
+                   "last_used_at": NNUM, "revoked_at": NNUM, "created_by": NSTR, "owner": NSTR},
                   ["id", "kind", "name", "created_at", "revoked_at"]),
     "NewToken": _obj({"kind": {"type": "string", "enum": ["api", "agent", "enrol"], "default": "api"},
                       "name": STR, "role": ROLE, "apps": APPS, "host": STR,
@@ -245,7 +245,8 @@ API_PATHS: dict[str, tuple[str, list, dict]] = {
         "summary": "Check the whole hash chain",
         "responses": {"200": _json(_obj({"ok": BOOL, "entries": {"type": "integer"},
                                          "first_bad_id": {"type": "integer", "nullable": True},
-                                         "reason": NSTR}, ["ok", "entries", "first_bad_id", "reason"]))}}}),
+                                         "reason": NSTR, "anchored_id": {"type": "integer", "nullable": True}},
+                                        ["ok", "entries", "first_bad_id", "reason", "anchored_id"]))}}}),
     r"/api/v1/secrets": ("/api/v1/secrets", [], {
         "get": {"summary": "Names and kinds of stored secrets (never their values)",
                 "responses": {"200": _json(_obj({"secrets": {"type": "array", "items": _ref("Secret")}},

@@ -27,6 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,14 @@ ENV_KEY = "FLEETDECK_SECRET_KEY"
 
 
 class SecretError(ValueError):
-    """A secret request is invalid (``code``: invalid_name, invalid_kind, too_large, not_found),
-    or a stored secret cannot be decrypted with the configured keys (``undecryptable``)."""
+    """A secret request is invalid (``code``: invalid_name, invalid_kind, too_large, not_found,
+    kubeconfig_refused with ``field``), or a stored secret cannot be decrypted with the
+    configured keys (``undecryptable``)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.field = field
 
 
 class KeyConfigError(RuntimeError):
@@ -117,7 +120,8 @@ class SecretService:
 
     def put(self, session: Session, name: str, kind: str, value: str, actor: str, source: str = "") -> dict:
         """Create or replace secret ``name``; returns its metadata (see :meth:`list`).
-        Raises SecretError for a bad name or kind, or a value over 64 KiB."""
+        Raises SecretError for a bad name or kind, a value over 64 KiB, or a kubeconfig
+        that is not inline credentials only (``kubeconfig_refused``, console/deploy/kubeconfig.py)."""
         if not isinstance(name, str) or not SECRET_NAME_RE.match(name):
             raise SecretError("invalid_name", "a secret name is 1-128 of letters, digits and ._:- "
                                               "starting with a letter or digit")
@@ -126,6 +130,11 @@ class SecretService:
         if not isinstance(value, str) or not value or len(value.encode("utf-8")) > MAX_SECRET_BYTES:
             raise SecretError("too_large" if isinstance(value, str) and value else "invalid_value",
                               f"a secret value is 1 to {MAX_SECRET_BYTES} bytes of text")
+        if kind == "kubeconfig":
+            try:
+                check_kubeconfig(value)
+            except KubeconfigRefused as exc:
+                raise SecretError("kubeconfig_refused", str(exc), exc.field) from None
         now = self._clock()
         row = session.execute(select(StoredSecret).where(StoredSecret.name == name)).scalar_one_or_none()
         action = "secret.update" if row else "secret.create"

@@ -3,6 +3,7 @@ every handler through the route table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from console.audit.anchor import HeadAnchor
 from console.audit.service import AuditService
 from console.auth.service import AuthService
 from console.auth.sessions import SessionService
@@ -24,7 +26,7 @@ from console.deploy.service import DeployService
 from console.ingest.admission import IngestAdmission
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
-from console.live import LiveBus
+from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
@@ -53,7 +55,9 @@ class Services:
     secrets: SecretService | None = None
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
+    sockets: SocketRegistry | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
+    _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
@@ -64,12 +68,17 @@ class Services:
         if self.logs is not None:
             self.logs.start_retention()
         self._pruning = asyncio.ensure_future(prune_forever(self))
+        if self.sockets is not None:
+            self._watching = asyncio.ensure_future(self.sockets.watch())
 
     def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
         self.deploys.close()
         self.db.close()
+        self.audit.close()
 
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
@@ -80,7 +89,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     db = Database(config.database_url)
     if migrate:
         db.migrate()
-    users, tokens, audit = UserService(clock=clock), TokenService(db.sessions, clock=clock), AuditService(clock=clock)
+    users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
+    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir))
+    db.run(functools.partial(audit.bind, db.sessions))
     c = config.console
     auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
                        login_failures_per_user=c.login_failures_per_user,
@@ -102,7 +113,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                     retention_check_seconds=c.log_retention_check_seconds, clock=clock),
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
-                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
+                    sockets=SocketRegistry(db, tokens.forget))
 
 
 def cookie_secret(data_dir: Path) -> str:

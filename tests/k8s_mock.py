@@ -55,6 +55,7 @@ class _Emulator(kmock.KubernetesEmulator):
     mock: "KubeMock"
 
     async def _handle(self, request: Any):  # noqa: ANN201 - KMock's signature
+        self.mock.requests += 1
         if request.method == "PATCH" and request.resource == DEPLOYMENTS and request.name:
             return await self.mock._patch_deployment(self, request, super()._handle)
         return await super()._handle(request)
@@ -68,6 +69,7 @@ class KubeMock:
         self.conflicts = 0
         self.forbidden = False
         self.patches: list[dict] = []  # bodies of the Deployment patches received
+        self.requests = 0  # API requests received, of any kind
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()

@@ -38,7 +38,7 @@ class AuditVerifyHandler(ApiHandler):
     async def get(self) -> None:
         result = await self.services.db.read(self.services.audit.verify)
         self.write_json({"ok": result.ok, "entries": result.entries, "first_bad_id": result.first_bad_id,
-                         "reason": result.reason})
+                         "reason": result.reason, "anchored_id": result.anchored_id})
 
 
 class AuditPageHandler(PageHandler):

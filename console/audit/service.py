@@ -4,22 +4,28 @@ Each entry's ``hash`` is ``sha256(prev_hash + canonical JSON of the entry's fiel
 the first entry chains from 64 zeros. Editing, deleting or reordering any entry breaks
 every later hash, which ``verify`` reports. ``record`` runs inside the caller's
 transaction, so when the audit entry cannot be written the audited action is rolled
-back with it.
+back with it. With a ``HeadAnchor`` (console/audit/anchor.py) the newest committed entry
+is also anchored outside the database, so ``verify`` reports a truncated tail too.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from console.audit.anchor import AnchorError, HeadAnchor
 from console.storage.models import AuditEntry
 
 GENESIS = "0" * 64
+log = logging.getLogger(__name__)
+_PENDING_HEAD = "audit_head"  # Session.info key: (id, hash) of the newest entry of the transaction
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -33,11 +39,52 @@ class VerifyResult:
     entries: int
     first_bad_id: int | None = None
     reason: str | None = None
+    anchored_id: int | None = None  # the entry the external head anchor names (None: none yet)
 
 
 class AuditService:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    """``anchor``: where the head is anchored outside the database (None: nowhere). Head
+    writes (an fsync each, ~10 ms on a disk) run on this service's own thread, in commit
+    order, so an audited action never waits for them; ``verify`` and ``close`` wait for
+    the writes already queued."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, anchor: HeadAnchor | None = None) -> None:
         self._clock = clock
+        self._anchor = anchor
+        self._anchoring = ThreadPoolExecutor(1, thread_name_prefix="audit-anchor") if anchor else None
+
+    def bind(self, sessions: sessionmaker, session: Session) -> None:
+        """Anchor the head after every commit of ``sessions`` that appended entries; on the
+        first start with an anchor, anchor the current tail (``session``: a transaction to
+        read it in)."""
+        if self._anchor is None:
+            return
+        event.listen(sessions, "after_commit", self._after_commit)
+        if not self._anchor.key_path.exists() and not self._anchor.head_path.exists():
+            last = session.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).scalar_one_or_none()
+            if last is not None:
+                self._anchor.advance(last.id, last.hash)
+
+    def _after_commit(self, session: Session) -> None:
+        pending = session.info.pop(_PENDING_HEAD, None)
+        if pending is not None and self._anchoring is not None:
+            self._anchoring.submit(self._advance, *pending)
+
+    def _advance(self, entry_id: int, entry_hash: str) -> None:
+        try:
+            self._anchor.advance(entry_id, entry_hash)
+        except (OSError, ValueError) as exc:  # the action is committed; verify will show the lag
+            log.error("cannot anchor audit entry %s in %s: %s", entry_id, self._anchor.head_path, exc)
+
+    def flush(self) -> None:
+        """Wait until the head writes queued so far are done."""
+        if self._anchoring is not None:
+            self._anchoring.submit(lambda: None).result()
+
+    def close(self) -> None:
+        """Finish the queued head writes and stop the anchoring thread."""
+        if self._anchoring is not None:
+            self._anchoring.shutdown(wait=True)
 
     def record(self, session: Session, actor: str, action: str, target: str = "",
                details: dict | None = None, source: str = "") -> AuditEntry:
@@ -56,6 +103,7 @@ class AuditService:
                            source=source, prev_hash=prev, hash=entry_hash(prev, fields))
         session.add(entry)
         session.flush()
+        session.info[_PENDING_HEAD] = (entry.id, entry.hash)
         return entry
 
     def entries(self, session: Session, limit: int = 100, before_id: int | None = None) -> list[dict]:
@@ -69,16 +117,34 @@ class AuditService:
                 for e in session.execute(stmt).scalars()]
 
     def verify(self, session: Session) -> VerifyResult:
-        """Walk the whole chain from the first entry; report the first entry that breaks it."""
+        """Walk the whole chain from the first entry; report the first entry that breaks it,
+        then check that the anchored head (if any) is in the chain: a missing head means
+        the newest entries were deleted."""
+        self.flush()
+        try:
+            head = self._anchor.read() if self._anchor is not None else None
+        except AnchorError as exc:
+            return VerifyResult(False, 0, None, str(exc))
+        anchored_id = head.id if head else None
         prev = GENESIS
         count = 0
+        found = False
         for e in session.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars():
             count += 1
             fields = {"ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
                       "details": orjson.loads(e.details), "source": e.source}
             if e.prev_hash != prev:
-                return VerifyResult(False, count, e.id, "prev_hash does not match the previous entry")
+                return VerifyResult(False, count, e.id, "prev_hash does not match the previous entry", anchored_id)
             if entry_hash(prev, fields) != e.hash:
-                return VerifyResult(False, count, e.id, "entry content does not match its hash")
+                return VerifyResult(False, count, e.id, "entry content does not match its hash", anchored_id)
+            if head is not None and e.id == head.id:
+                if e.hash != head.hash:
+                    return VerifyResult(False, count, e.id, "entry is not the one the head anchor names "
+                                                            "(entries were deleted and others written since)",
+                                        anchored_id)
+                found = True
             prev = e.hash
-        return VerifyResult(True, count)
+        if head is not None and not found:
+            return VerifyResult(False, count, head.id, f"entry {head.id}, the anchored head, is missing: the newest "
+                                                       f"entries were deleted ({count} remain)", anchored_id)
+        return VerifyResult(True, count, anchored_id=anchored_id)

@@ -125,14 +125,14 @@ class TokensHandler(ApiHandler):
                 role = _field(doc, "role", str, required=True)
                 days = expires_in / 86400 if expires_in else None
                 created = await self.services.db.write(auth.create_api_token, actor, ip, name, role, days,
-                                                       _field(doc, "apps", list))
+                                                       _field(doc, "apps", list), self.principal.owner)
             elif kind == "agent":
                 host = _field(doc, "host", str, required=True)
                 created = await self.services.db.write(auth.create_agent_token, actor, ip, host)
             elif kind == "enrol":
                 host = _field(doc, "host", str)
                 created = await self.services.db.write(auth.create_enrol_token, actor, ip,
-                                                       expires_in or 3600.0, host)
+                                                       expires_in or 3600.0, host, self.principal.owner)
             else:
                 raise ApiError(400, "invalid_field", "kind must be api, agent or enrol", {"field": "kind"})
         except TokenError as exc:
@@ -195,6 +195,8 @@ class SecretsHandler(ApiHandler):
             meta = await self.services.db.write(self.services.secrets.put, name, kind, value,
                                                 self.principal.actor, self.client_ip)
         except SecretError as exc:
+            if exc.field is not None:  # well-formed, but content the console refuses to keep
+                raise ApiError(422, f"secret_{exc.code}", str(exc), {"field": exc.field}) from None
             raise ApiError(400, f"secret_{exc.code}", str(exc)) from None
         self.write_json(meta, 201)
 

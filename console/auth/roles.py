@@ -17,13 +17,16 @@ _RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
 class Principal:
     """Who is calling: ``kind`` is ``user`` (browser session), ``api`` (API token) or
     ``agent`` (agent token, ``host`` set); ``role`` is a user role or ``agent``;
-    ``apps`` is a deployer's allow-list of app names (None: every app)."""
+    ``apps`` is a deployer's allow-list of app names (None: every app); ``owner`` is the
+    user a session or API token acts for (None: a token of the operator or an agent), and
+    the owner of any token this principal mints."""
 
     kind: str
     name: str
     role: str
     host: str | None = None
     apps: tuple[str, ...] | None = None
+    owner: str | None = None
 
     @property
     def actor(self) -> str:
@@ -50,3 +53,8 @@ class Principal:
         if self.kind == "agent":
             return False
         return _RANK.get(self.role, -1) >= _RANK[required]
+
+
+def lower_role(a: str, b: str) -> str:
+    """The lesser of two user roles (an API token never outranks its owner)."""
+    return a if _RANK.get(a, -1) <= _RANK.get(b, -1) else b

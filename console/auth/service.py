@@ -32,9 +32,9 @@ class LoginResult:
 class AuthService:
     """Logins, sessions, users and tokens, with the audit entries they owe.
 
-    ``login_limit_user``/``login_limit_ip`` count failed logins per user name and per
-    client address within ``login_window_s`` seconds; ``enrol_limit`` counts failed
-    enrolments per address. The limiters are used on the IOLoop thread only."""
+    ``login_limit_user``/``login_limit_ip`` count failed logins per (user name, client
+    address) and per client address within ``login_window_s`` seconds; ``enrol_limit``
+    counts failed enrolments per address. The limiters are used on the IOLoop thread only."""
 
     def __init__(self, users: UserService, tokens: TokenService, sessions: SessionService,
                  audit: AuditService, *, login_failures_per_user: int = 5, login_failures_per_ip: int = 20,
@@ -78,8 +78,14 @@ class AuthService:
     def update_user(self, session: Session, actor: str, source: str, username: str, *,
                     role: object = UNCHANGED, apps: object = UNCHANGED, disabled: object = UNCHANGED,
                     password: str | None = None) -> dict:
+        before = self.users.get(session, username)
+        was_disabled = bool(before is not None and before.disabled)
         described = self.users.update(session, username, role=role, apps=apps, disabled=disabled)
         changed = {k: v for k, v in (("role", role), ("apps", apps), ("disabled", disabled)) if v is not UNCHANGED}
+        if disabled is True and not was_disabled:
+            # Off-boarding: the user's API and enrolment tokens go with them (sessions and
+            # open sockets end through the revocation generation).
+            changed["tokens_revoked"] = self.tokens.revoke_owned(session, username)
         if password is not None:
             self.users.set_password(session, username, password)
             changed["password"] = "changed"
@@ -92,9 +98,12 @@ class AuthService:
 
     # -- tokens -------------------------------------------------------------------------
     def create_api_token(self, session: Session, actor: str, source: str, name: str, role: str,
-                         expires_in_days: float | None = None, apps: list[str] | None = None) -> dict:
-        """Returns the token's metadata plus ``"token"``: the plaintext, shown this once."""
-        plaintext = self.tokens.create_api_token(session, name, role, expires_in_days, apps=apps, created_by=actor)
+                         expires_in_days: float | None = None, apps: list[str] | None = None,
+                         owner: str | None = None) -> dict:
+        """Returns the token's metadata plus ``"token"``: the plaintext, shown this once.
+        ``owner``: the user the token acts for (the caller's owner; None from the CLI)."""
+        plaintext = self.tokens.create_api_token(session, name, role, expires_in_days, apps=apps, created_by=actor,
+                                                 owner=owner)
         return self._created(session, actor, source, plaintext)
 
     def create_agent_token(self, session: Session, actor: str, source: str, host: str) -> dict:
@@ -102,8 +111,8 @@ class AuthService:
         return self._created(session, actor, source, plaintext)
 
     def create_enrol_token(self, session: Session, actor: str, source: str, expires_in_s: float,
-                           host: str | None = None) -> dict:
-        _, plaintext = self.tokens.create_enrol_token(session, expires_in_s, host, created_by=actor)
+                           host: str | None = None, owner: str | None = None) -> dict:
+        _, plaintext = self.tokens.create_enrol_token(session, expires_in_s, host, created_by=actor, owner=owner)
         return self._created(session, actor, source, plaintext)
 
     def _created(self, session: Session, actor: str, source: str, plaintext: str) -> dict:

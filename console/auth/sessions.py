@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from console.auth import revocation
 from console.auth.roles import Principal
 from console.storage.models import User, UserSession
 
@@ -58,11 +59,14 @@ class SessionService:
         sess, user = row
         if sess.expires_at <= self._clock() or user.disabled:
             return None
-        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
+        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps), owner=user.username)
 
     def destroy(self, session: Session, session_id: str) -> bool:
-        """End one session (logout); True when it existed."""
-        return session.execute(delete(UserSession).where(UserSession.id_hash == _digest(session_id))).rowcount > 0
+        """End one session (logout); True when it existed. Sockets opened with it close."""
+        ended = session.execute(delete(UserSession).where(UserSession.id_hash == _digest(session_id))).rowcount > 0
+        if ended:
+            revocation.bump(session)
+        return ended
 
     def destroy_user(self, session: Session, user_id: int) -> int:
         """End every session of a user; returns how many."""

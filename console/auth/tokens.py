@@ -3,11 +3,18 @@
 Tokens are 256-bit random strings, so a fast digest is enough to store them (a slow
 password hash protects low-entropy secrets; these have none to protect). Lookups are
 cached per token for ``cache_seconds`` so the ingest hot path does not hit the
-database on every request; a revoked token stops working within that time.
+database on every request. Every lookup first checks the revocation generation
+(console/auth/revocation.py, at most every 0.25 s), so a token revoked by any process on
+the same database (the CLI included) stops working within about a second; ``cache_seconds``
+only bounds how long ``last_used_at`` may lag.
+
+An API or enrolment token belongs to its ``owner`` (a user name): it stops working when
+that user is disabled (and is revoked then), and never outranks the user's current role.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import time
@@ -17,10 +24,11 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from console.auth.roles import USER_ROLES, Principal
+from console.auth import revocation
+from console.auth.roles import USER_ROLES, Principal, lower_role
 from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
-from console.storage.models import Token
+from console.storage.models import Host, Token, User
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 AGENT_PREFIX = "fda_"
@@ -51,6 +59,7 @@ class _Cached:
     principal: Principal | None
     token_id: int | None
     until: float
+    generation: int | None = None  # the revocation generation it was loaded under
 
 
 class TokenService:
@@ -63,6 +72,8 @@ class TokenService:
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._cache: dict[str, _Cached] = {}
+        self._generation: int | None = None  # the revocation generation the cache was filled under
+        self._generation_checked = -math.inf  # time.monotonic() of the last check
 
     def create_agent_token(self, session: Session, host: str, created_by: str | None = None) -> str:
         """A new agent token bound to ``host``; returns the plaintext (shown once)."""
@@ -73,10 +84,11 @@ class TokenService:
 
     def create_api_token(self, session: Session, name: str, role: str,
                          expires_in_days: float | None = None, *, apps: list[str] | None = None,
-                         created_by: str | None = None) -> str:
+                         created_by: str | None = None, owner: str | None = None) -> str:
         """A new API token capped at ``role`` (a deployer token optionally limited to
-        ``apps``), expiring after ``expires_in_days`` days (None: never); returns the
-        plaintext (shown once). Raises TokenError."""
+        ``apps``), expiring after ``expires_in_days`` days (None: never), acting for the
+        user ``owner`` (None: the operator's); returns the plaintext (shown once). Raises
+        TokenError."""
         if role not in USER_ROLES:
             raise TokenError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
         if not isinstance(name, str) or not name.strip() or len(name) > 128:
@@ -89,10 +101,10 @@ class TokenService:
             raise TokenError(str(exc)) from None
         expires_at = self._clock() + expires_in_days * 86400 if expires_in_days else None
         return self._create(session, kind="api", name=name, host=None, role=role, prefix=API_PREFIX,
-                            expires_at=expires_at, created_by=created_by, apps=encoded_apps)
+                            expires_at=expires_at, created_by=created_by, apps=encoded_apps, owner=owner)
 
     def create_enrol_token(self, session: Session, expires_in_s: float, host: str | None = None,
-                           created_by: str | None = None) -> tuple[int, str]:
+                           created_by: str | None = None, owner: str | None = None) -> tuple[int, str]:
         """A one-time enrolment token valid for ``expires_in_s`` seconds (at most 30 days),
         optionally only for ``host``; returns (id, plaintext). Raises TokenError."""
         if not 0 < expires_in_s <= MAX_ENROL_SECONDS:
@@ -101,14 +113,15 @@ class TokenService:
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         plaintext = self._create(session, kind="enrol", name=f"enrol:{host or '*'}", host=host, role=None,
                                  prefix=ENROL_PREFIX, expires_at=self._clock() + expires_in_s,
-                                 created_by=created_by)
+                                 created_by=created_by, owner=owner)
         row_id = session.execute(select(Token.id).where(Token.token_hash == digest(plaintext))).scalar_one()
         return row_id, plaintext
 
     def enrol(self, session: Session, enrol_token: str, host: str) -> tuple[int, str]:
         """Spend a one-time enrolment token on a new agent token bound to ``host``; returns
         (enrolment token id, agent token plaintext). Raises TokenError for a bad host name
-        and EnrolError when the enrolment token cannot be used."""
+        and EnrolError when the enrolment token cannot be used, or is not bound to ``host``
+        while ``host`` is already known (has pushed, or holds a live agent token)."""
         if not isinstance(host, str) or not HOST_NAME_RE.match(host):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         now = self._clock()
@@ -118,12 +131,25 @@ class TokenService:
                 or (row.expires_at is not None and row.expires_at <= now)
                 or (row.host_name is not None and row.host_name != host)):
             raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+        if row.host_name is None and self._host_known(session, host):
+            # Taking over a host's identity (its metrics, logs and agent token) needs an
+            # enrolment token issued for that host by name; it is not spent here.
+            raise EnrolError(f"host {host!r} is already enrolled; enrolling it again needs an enrolment token "
+                             f"bound to it (fleetdeck token create --enrol --host {host})")
         # Spent in the same transaction that creates the agent token: one use only.
         spent = session.execute(update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
                                 .values(revoked_at=now, last_used_at=now)).rowcount
         if spent != 1:
             raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
         return row.id, self.create_agent_token(session, host, created_by=f"enrol:{row.id}")
+
+    @staticmethod
+    def _host_known(session: Session, host: str) -> bool:
+        """Whether ``host`` has pushed data or holds a live agent token."""
+        if session.execute(select(Host.id).where(Host.name == host)).first() is not None:
+            return True
+        return session.execute(select(Token.id).where(Token.kind == "agent", Token.host_name == host,
+                                                      Token.revoked_at.is_(None))).first() is not None
 
     def list(self, session: Session, include_revoked: bool = False) -> list[dict]:
         """Token metadata, newest first, never a secret: ``[{"id", "kind" (api|agent|enrol),
@@ -143,9 +169,21 @@ class TokenService:
             raise TokenNotFound(f"no token with id {token_id}")
         if row.revoked_at is None:
             row.revoked_at = self._clock()
+            revocation.bump(session)
         session.flush()
         self.forget()
         return self.describe(row)
+
+    def revoke_owned(self, session: Session, owner: str) -> list[int]:
+        """Revoke every live token of user ``owner`` (when the user is disabled); returns
+        their ids."""
+        ids = list(session.execute(select(Token.id).where(Token.owner == owner, Token.revoked_at.is_(None))
+                                   .order_by(Token.id)).scalars())
+        if ids:
+            session.execute(update(Token).where(Token.id.in_(ids)).values(revoked_at=self._clock()))
+            revocation.bump(session)
+            self.forget()
+        return ids
 
     @staticmethod
     def describe(row: Token) -> dict:
@@ -153,15 +191,15 @@ class TokenService:
         return {"id": row.id, "kind": row.kind, "name": row.name, "role": row.role, "host": row.host_name,
                 "apps": None if apps is None else list(apps), "created_at": row.created_at,
                 "expires_at": row.expires_at, "last_used_at": row.last_used_at,
-                "revoked_at": row.revoked_at, "created_by": row.created_by}
+                "revoked_at": row.revoked_at, "created_by": row.created_by, "owner": row.owner}
 
     def _create(self, session: Session, *, kind: str, name: str, host: str | None,
                 role: str | None, prefix: str, expires_at: float | None,
-                created_by: str | None = None, apps: str | None = None) -> str:
+                created_by: str | None = None, apps: str | None = None, owner: str | None = None) -> str:
         plaintext = prefix + secrets.token_urlsafe(32)
         session.add(Token(kind=kind, name=name, host_name=host, role=role,
                           token_hash=digest(plaintext), created_at=self._clock(),
-                          expires_at=expires_at, created_by=created_by, apps=apps))
+                          expires_at=expires_at, created_by=created_by, apps=apps, owner=owner))
         session.flush()
         return plaintext
 
@@ -169,20 +207,41 @@ class TokenService:
         """The principal for a presented token, or None when unknown, revoked or expired.
         Blocking (a short indexed SELECT on a cache miss)."""
         key = digest(plaintext)
+        self._check_generation()
         now = self._clock()
         hit = self._cache.get(key)
-        if hit is None or hit.until < now:
+        generation = self._generation
+        if hit is None or hit.until < now or hit.generation != generation:
             hit = self._load(key, now)
+            hit.generation = generation
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key] = hit
         return hit.principal
+
+    def _check_generation(self) -> None:
+        """Drop the cache when the revocation generation moved (read at most every
+        ``revocation.CHECK_INTERVAL_S``; concurrent readers may both read it, harmlessly)."""
+        tick = time.monotonic()
+        if tick - self._generation_checked < revocation.CHECK_INTERVAL_S:
+            return
+        self._generation_checked = tick
+        with self._sessions() as session, session.begin():
+            generation = revocation.current(session)
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
 
     def _load(self, key: str, now: float) -> _Cached:
         with self._sessions() as session, session.begin():
             row = session.execute(select(Token).where(Token.token_hash == key)).scalar_one_or_none()
             if row is None or row.revoked_at is not None:
                 return _Cached(None, None, now + self._cache_seconds)
+            owner = None
+            if row.owner is not None:
+                owner = session.execute(select(User).where(User.username == row.owner)).scalar_one_or_none()
+                if owner is None or owner.disabled:  # the owner left: so did the token
+                    return _Cached(None, row.id, now + self._cache_seconds)
             if row.expires_at is not None and row.expires_at <= now:
                 return _Cached(None, row.id, now + self._cache_seconds)
             session.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
@@ -192,7 +251,13 @@ class TokenService:
             if row.kind == "agent":
                 principal = Principal("agent", row.name, "agent", host=row.host_name)
             elif row.kind == "api":
-                principal = Principal("api", row.name, row.role or "viewer", apps=apps_tuple(row.apps))
+                role, apps = row.role or "viewer", apps_tuple(row.apps)
+                if owner is not None:
+                    role = lower_role(role, owner.role)
+                    owner_apps = apps_tuple(owner.apps) if owner.role == "deployer" else None
+                    if owner_apps is not None:
+                        apps = owner_apps if apps is None else tuple(a for a in apps if a in owner_apps)
+                principal = Principal("api", row.name, role, apps=apps, owner=row.owner)
             else:  # an enrolment token opens POST /api/v1/enrol only, never a route
                 return _Cached(None, row.id, now + self._cache_seconds)
             return _Cached(principal, row.id, until)

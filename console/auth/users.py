@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from console.auth import revocation
 from console.auth.passwords import Passwords, generate_password
 from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
@@ -87,6 +88,7 @@ class UserService:
             raise UserNotFound(f"no user {username!r}")
         user.password_hash = self._passwords.hash(password)
         session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+        revocation.bump(session)
 
     def update(self, session: Session, username: str, role: object = UNCHANGED,
                apps: object = UNCHANGED, disabled: object = UNCHANGED) -> dict:
@@ -109,11 +111,14 @@ class UserService:
                 User.role == "admin", User.disabled.is_(False))).scalar_one() <= 1:
             raise LastAdmin(f"{username!r} is the last enabled admin")
         end_sessions = new_role != user.role or (disabled is True and not user.disabled)
+        apps_changed = new_apps != user.apps
         user.role, user.apps = new_role, new_apps
         if disabled is not UNCHANGED:
             user.disabled = disabled
         if end_sessions:
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+        if end_sessions or apps_changed:
+            revocation.bump(session)  # cached token lookups and open sockets of this user are rechecked
         session.flush()
         return self._describe(user)
 
@@ -143,14 +148,14 @@ class UserService:
             return None
         if self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
-        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
+        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps), owner=user.username)
 
     def principal(self, session: Session, username: str) -> Principal | None:
         """The principal of an enabled user, else None."""
         user = self._get(session, username)
         if user is None or user.disabled:
             return None
-        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
+        return Principal("user", user.username, user.role, apps=apps_tuple(user.apps), owner=user.username)
 
     def ensure_admin(self, session: Session, password: str | None = None) -> str | None:
         """On first run (no users at all) create ``admin``. Returns the password when it was

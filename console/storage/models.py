@@ -48,6 +48,19 @@ class Token(Base):
     # every app) and who created the token (``user:alice``, ``cli``).
     apps: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Added by secb_0001_token_owner: the user this token acts for (NULL: an operator's or
+    # an agent's token); disabling that user revokes it.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+
+class AuthState(Base):
+    """One row (id 1): ``generation`` grows with every revocation, logout, disable, role or
+    password change, so every process drops cached credentials (secb_0001_token_owner)."""
+
+    __tablename__ = "auth_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)
 
 
 class Host(Base):

@@ -12,8 +12,9 @@ def safe_next(target: str | None) -> str:
 
 
 class LoginHandler(PageHandler):
-    """The login form. Failed logins are counted per user name and per client address
-    (``login_failures_per_user``/``_per_ip`` within ``login_window_seconds``); over either
+    """The login form. Failed logins are counted per (user name, client address) and per
+    client address (``login_failures_per_user``/``_per_ip`` within
+    ``login_window_seconds``; the address honours ``trusted_proxies``); over either
     limit the answer is 429 with ``Retry-After``, before the password is even checked.
     Every attempt is audited (``login.success``/``login.failure``)."""
 
@@ -30,7 +31,8 @@ class LoginHandler(PageHandler):
         password = self.get_argument("password", "", strip=False)
         next_url = safe_next(self.get_argument("next", "/"))
         auth = self.services.auth
-        user_key, ip_key = f"user:{username.lower()}", f"ip:{self.client_ip}"
+        # Per (user, address): wrong guesses from one address never lock the user out elsewhere.
+        user_key, ip_key = f"user:{username.lower()}@{self.client_ip}", f"ip:{self.client_ip}"
         wait = max(auth.login_limit_user.retry_after(user_key) or 0, auth.login_limit_ip.retry_after(ip_key) or 0)
         if wait:
             self.set_status(429)

@@ -188,7 +188,8 @@ def test_sql_metacharacters_are_stored_and_returned_byte_for_byte(console):
 def test_secrets_are_never_stored_or_answered_in_plaintext(console):
     admin = console.api_token("admin")
     plaintext = {"deploy-ssh": ("ssh_key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA" + uuid.uuid4().hex),
-                 "prod-kube": ("kubeconfig", "apiVersion: v1\nclusters: []\ntoken: kube-" + uuid.uuid4().hex),
+                 "prod-kube": ("kubeconfig", "apiVersion: v1\nusers:\n- name: ci\n  user:\n    token: kube-"
+                               + uuid.uuid4().hex),
                  "registry": ("registry_password", "reg-pass-" + uuid.uuid4().hex),
                  "slack": ("webhook_url", "https://hooks.example.com/services/" + uuid.uuid4().hex)}
     for name, (kind, value) in plaintext.items():

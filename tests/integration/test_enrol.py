@@ -33,3 +33,28 @@ def test_enrol_writes_token_file_and_agent_uses_it(console, tmp_path):
     assert "enrolled-agent" in [h["host"] for h in hosts]
     again = agent("enrol", "--config", str(config), "--enrol-token", enrol_token, cwd=tmp_path)
     assert again.returncode == 2 and "enrolment_refused" in again.stderr
+
+
+def test_an_unbound_enrolment_token_cannot_take_over_an_existing_host(console):
+    host = "existing-" + os.urandom(4).hex()
+    agent_token = console.agent_token(host)
+    assert console.push(host, agent_token, [], [])[0] == 200
+    tokens = console.services.tokens
+    _, unbound = console.services.db.run(tokens.create_enrol_token, 600.0)
+    resp = console.request("POST", "/api/v1/enrol", {"enrol_token": unbound, "host": host})
+    assert resp.status == 403, resp.body
+    assert resp.json()["error"]["code"] == "enrolment_refused" and "bound to it" in resp.json()["error"]["message"]
+    # Not spent by the refusal: it still enrols a new host.
+    fresh = "fresh-" + os.urandom(4).hex()
+    resp = console.request("POST", "/api/v1/enrol", {"enrol_token": unbound, "host": fresh})
+    assert resp.status == 201, resp.body
+    # A host holding an agent token but that never pushed is existing too.
+    quiet = "quiet-" + os.urandom(4).hex()
+    console.agent_token(quiet)
+    _, unbound = console.services.db.run(tokens.create_enrol_token, 600.0)
+    assert console.request("POST", "/api/v1/enrol", {"enrol_token": unbound, "host": quiet}).status == 403
+    # A token bound to the host re-enrols it.
+    _, bound = console.services.db.run(tokens.create_enrol_token, 600.0, host)
+    resp = console.request("POST", "/api/v1/enrol", {"enrol_token": bound, "host": host})
+    assert resp.status == 201, resp.body
+    assert resp.json()["token"].startswith("fda_")

@@ -53,11 +53,12 @@ def test_rotation_re_encrypts_under_the_new_key(tmp_path):
     db.migrate()
     old, new = Fernet.generate_key(), Fernet.generate_key()
     service = SecretService(SecretBox([old]), AuditService())
-    db.run(service.put, "kube", "kubeconfig", "cluster-secret", "cli")
+    kubeconfig = "users:\n- name: ci\n  user:\n    token: cluster-secret\n"
+    db.run(service.put, "kube", "kubeconfig", kubeconfig, "cli")
     rotating = SecretService(SecretBox([new, old]), AuditService())
     assert db.run(rotating.rotate_all) == 1
     only_new = SecretService(SecretBox([new]), AuditService())
-    assert db.run(only_new.reveal, "kube") == "cluster-secret"
+    assert db.run(only_new.reveal, "kube") == kubeconfig
     with pytest.raises(SecretError):
         db.run(service.reveal, "kube")  # the old key alone no longer opens it
     db.close()

@@ -6,6 +6,11 @@ undoes it the way ``kubectl rollout undo`` does.
   ``~/.kube/config``) or a kubeconfig stored as an encrypted secret
   (``kubeconfig_secret``), with ``context`` and ``namespace``; or the pod's service
   account (``in_cluster``). Each deploy builds its own ``Configuration`` (no global one).
+  A stored kubeconfig is checked again before use (console/deploy/kubeconfig.py): inline
+  token or client certificate only, never an exec/auth-provider plugin or a file path.
+- **Only deploys reach the cluster.** ``instances`` (``GET /api/v1/apps/{app}``, a
+  viewer's read) answers from what the last deploy of this console saw; a read never
+  builds a client, runs a credential plugin or calls the API server.
 - **Set image**: one strategic merge patch (the client's choice for a dict body) of ``spec.template.spec.containers`` (the whole list,
   with the new image) and the ``kubernetes.io/change-cause`` annotation, carrying the
   ``metadata.resourceVersion`` just read, so a concurrent writer makes the API answer
@@ -38,6 +43,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from console.deploy.apps import AppDefinition, image_reference
+from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
 from console.deploy.targets import KubernetesTarget
@@ -115,6 +121,8 @@ class KubernetesDriver:
         self.app = app
         self.target: KubernetesTarget = app.target
         self._reveal = reveal
+        # What the last deploy saw (``instances``); replaced whole, read from other threads.
+        self._seen: list[dict] | None = None
 
     # -- connection ------------------------------------------------------------------------
     def api(self) -> _Api:
@@ -137,7 +145,10 @@ class KubernetesDriver:
                 if t.kubeconfig_secret:
                     if self._reveal is None:
                         raise DriverUnavailable("no secret store to read kubeconfig_secret from")
-                    document = yaml.safe_load(self._reveal(t.kubeconfig_secret))
+                    try:
+                        document = check_kubeconfig(self._reveal(t.kubeconfig_secret))
+                    except KubeconfigRefused as exc:
+                        raise DriverUnavailable(f"stored kubeconfig {t.kubeconfig_secret!r} refused: {exc}") from None
                 else:
                     import os
 
@@ -166,11 +177,13 @@ class KubernetesDriver:
         api = None
         previous_revision = None
         changed = False
+        reachable = False  # the API answered, so listing the ReplicaSets afterwards is worth it
         try:
             api = self.api()
             where = f"{api.namespace}/{t.deployment}"
             step("connect", "running", f"reading deployment {where} at {api.client.configuration.host}")
             dep = self._read(api)
+            reachable = True
             previous_revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
             step("connect", "succeeded", f"deployment {where} at revision {previous_revision or '-'}",
                  revision=previous_revision)
@@ -208,11 +221,20 @@ class KubernetesDriver:
             return self._fail(api, changed, previous_revision, emit,
                               FAILED if cancel.kind == "timeout" else CANCELLED, str(exc))
         except UNREACHABLE as exc:
+            reachable = False
             message = f"Kubernetes API unreachable: {str(exc)[:300]}"
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         finally:
             if api is not None:
+                if reachable:
+                    self._remember_instances(api)
                 api.client.close()
+
+    def _remember_instances(self, api: _Api) -> None:
+        try:
+            self._seen = self._read_instances(api)
+        except (ApiException, KubernetesDriverError, *UNREACHABLE) as exc:
+            log.debug("cannot list the ReplicaSets after the deploy: %s", exc)
 
     def _fail(self, api: _Api | None, changed: bool, previous: str | None, emit: Emit, state: str,
               error: str) -> DeployOutcome:
@@ -378,24 +400,27 @@ class KubernetesDriver:
         return 0
 
     def instances(self, app: str) -> list[dict]:
+        """The ReplicaSets the last deploy of this console saw (see :meth:`_read_instances`).
+        Never contacts the cluster: raises DriverUnavailable until a deploy has run."""
+        seen = self._seen
+        if seen is None:
+            raise DriverUnavailable("the cluster is read by deploys only; no deploy of this app has run "
+                                    "since the console started")
+        return seen
+
+    def _read_instances(self, api: _Api) -> list[dict]:
         """One entry per ReplicaSet with replicas: ``{"id", "name", "version" (image tag),
-        "deploy" (revision), "state", "health"}``. Raises DriverUnavailable."""
-        api = self.api()
-        try:
-            dep = self._read(api)
-            out = []
-            for rs in self._replica_sets(api, dep):
-                st = rs.get("status") or {}
-                if not (st.get("replicas") or 0):
-                    continue
-                images = [c.get("image", "") for c in rs["spec"]["template"]["spec"].get("containers") or []]
-                out.append({"id": rs["metadata"].get("uid", "")[:12], "name": rs["metadata"]["name"],
-                            "version": images[0].rsplit(":", 1)[-1] if images else None,
-                            "deploy": (rs["metadata"].get("annotations") or {}).get(REVISION),
-                            "state": f"{st.get('readyReplicas') or 0}/{st.get('replicas') or 0} ready",
-                            "health": None})
-            return out
-        except (ApiException, KubernetesDriverError, *UNREACHABLE) as exc:
-            raise DriverUnavailable(api_error(exc) if isinstance(exc, ApiException) else str(exc)) from None
-        finally:
-            api.client.close()
+        "deploy" (revision), "state", "health"}``."""
+        dep = self._read(api)
+        out = []
+        for rs in self._replica_sets(api, dep):
+            st = rs.get("status") or {}
+            if not (st.get("replicas") or 0):
+                continue
+            images = [c.get("image", "") for c in rs["spec"]["template"]["spec"].get("containers") or []]
+            out.append({"id": rs["metadata"].get("uid", "")[:12], "name": rs["metadata"]["name"],
+                        "version": images[0].rsplit(":", 1)[-1] if images else None,
+                        "deploy": (rs["metadata"].get("annotations") or {}).get(REVISION),
+                        "state": f"{st.get('readyReplicas') or 0}/{st.get('replicas') or 0} ready",
+                        "health": None})
+        return out

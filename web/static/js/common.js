@@ -258,11 +258,16 @@
       }
       if (frame && typeof frame.topic === "string") self.onFrame(frame);
     };
-    ws.onclose = function () {
+    ws.onclose = function (ev) {
       if (self.ws !== ws) return;
       window.clearTimeout(self.ackTimer);
       self.ws = null;
       self.setState("closed");
+      if (ev && ev.code === 4401) {
+        // The server closed it because the credential changed (logout, revocation,
+        // disable, new role); a reconnect succeeds only if it is still valid.
+        showError("live", "Live updates stopped: your session or token changed. Reload the page or log in again.");
+      }
       self.scheduleReconnect();
     };
     ws.onerror = function () {
