@@ -39,9 +39,9 @@ ENV_OVERRIDES = {
     "FLEETDECK_AGENT_HOST": "host",
     "FLEETDECK_AGENT_INTERVAL": "interval",
 }
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # What the console accepts as a host name (console/ingest/batch.py).
-_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 MAX_SECONDS = 86400  # the console's upper bound for an agent interval
 
 
@@ -186,7 +186,7 @@ def _labels(value: Any, source: str) -> dict[str, str]:
         raise ConfigError(f"labels (from {source}) must be a mapping of name to value")
     labels = {}
     for name, label_value in value.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ConfigError(f"labels (from {source}): invalid label name {name!r} (use [a-zA-Z_][a-zA-Z0-9_]*)")
         if isinstance(label_value, bool) or not isinstance(label_value, (str, int, float)):
             raise ConfigError(f"labels (from {source}): value of {name!r} must be a string, got {label_value!r}")
@@ -249,7 +249,7 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
         value = getattr(config, key)
         if not 0 < value <= MAX_SECONDS:
             raise ConfigError(f"{key}{where(key)} must be a number of seconds in (0, {MAX_SECONDS}], got {value!r}")
-    if not _HOST_NAME.match(config.host):
+    if not _HOST_NAME.fullmatch(config.host):
         raise ConfigError(
             f"host{where('host')} must be a name of letters, digits, '.', '_' and '-' "
             f"starting with a letter or digit, got {config.host!r}"

@@ -28,7 +28,7 @@ from console.live import LiveBus
 from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
-from console.storage.database import Database
+from console.storage.database import Database, private_data_dir
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
@@ -77,6 +77,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     Raises ConfigError for an invalid ``apps:`` section before touching the database."""
     apps = parse_apps(config.apps)
     inventory = parse_inventory(config.inventory)
+    private_data_dir(config.data_dir)
     db = Database(config.database_url)
     if migrate:
         db.migrate()

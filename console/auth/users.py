@@ -14,8 +14,8 @@ from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
 from console.storage.models import User, UserSession
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+APP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte password is an attack
 UNCHANGED = object()
@@ -31,7 +31,7 @@ def encode_apps(role: str, apps: object) -> str | None:
         raise UserError("an app allow-list applies to the deployer role only")
     if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
         raise UserError("apps must be a list of up to 1000 app names")
-    bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.match(a)]
+    bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.fullmatch(a)]
     if bad:
         raise UserError(f"invalid app name {bad[0]!r}")
     return orjson.dumps(sorted(set(apps))).decode()
@@ -65,7 +65,7 @@ class UserService:
                apps: list[str] | None = None) -> User:
         """A new enabled user; ``apps`` limits a deployer to those apps. Raises UserError
         (bad name, role or password; the name is taken)."""
-        if not isinstance(username, str) or not USERNAME_RE.match(username):
+        if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             raise UserError(f"invalid user name {username!r}")
         if role not in USER_ROLES:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")

@@ -1,12 +1,28 @@
 """Pages: login/logout and the dashboard views. Data reaches pages through the JSON API."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import tornado.web
+
 from console.handlers import SESSION_COOKIE, PageHandler
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything else (other hosts, ``//x``) becomes ``/``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A path on this console to go to after login; anything else becomes ``/``.
+
+    Browsers drop tabs and newlines anywhere in a URL, strip leading control characters
+    and read ``\\`` as ``/`` (WHATWG URL Standard, "basic URL parser"), so
+    ``/\\t/evil.example`` is followed as ``//evil.example``, another host. Only printable
+    ASCII without spaces or backslashes is kept, and only when, parsed
+    (``urllib.parse.urlsplit``, RFC 3986), it has no scheme and no host and its path
+    starts with exactly one ``/`` (``///x`` is a host too): the login page's own links (``PageHandler`` sends
+    ``request.uri``, already percent-encoded) always qualify."""
+    if (not target or not target.isascii() or not target.isprintable() or " " in target or "\\" in target
+            or not target.startswith("/") or target.startswith("//")):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return target
 
@@ -18,6 +34,12 @@ class LoginHandler(PageHandler):
     Every attempt is audited (``login.success``/``login.failure``)."""
 
     max_body_bytes = 16 * 1024
+
+    def check_xsrf_cookie(self) -> None:
+        # Login CSRF: a foreign page posting its own credentials here would log the victim
+        # into the attacker's account. There is no session cookie yet, so the base class's
+        # exemption for cookie-less calls must not apply: the form's _xsrf is always needed.
+        tornado.web.RequestHandler.check_xsrf_cookie(self)
 
     def get(self) -> None:
         if self.current_user is not None:

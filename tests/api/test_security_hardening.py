@@ -1,0 +1,206 @@
+"""Hardening against a black-box attack, against a real in-process console over HTTP:
+name checks that a trailing newline cannot pass, user regexes in linear time off the
+IOLoop, request metrics whose labels a client cannot grow, login CSRF, static files,
+the data directory's modes, early errors of the streamed ingest route, and password
+checks that never wait in the database writer's queue."""
+from __future__ import annotations
+
+import asyncio
+import http.client as http_client
+import json
+import os
+import random
+import stat
+import string
+import time
+import urllib.parse
+import uuid
+
+import tornado.httpclient
+import tornado.websocket
+
+from console.config import load_config
+from console.services import build_services
+from tests.harness import ConsoleHarness, CookieSession, batch, http
+
+NEWLINE_NAMES = ("host-a\n", "admin\n")
+
+
+def test_a_trailing_newline_passes_no_name_check(console):
+    admin = console.api_token("admin")
+    agent = console.agent_token("host-a")
+    refused = []
+
+    def expect_refused(what: str, resp) -> None:  # noqa: ANN001
+        if resp.status not in (400, 422) or "error" not in resp.json():
+            refused.append((what, resp.status, resp.body[:200]))
+
+    now_ms = int(time.time() * 1000)
+    gauge = {"name": "node_load1", "type": "gauge", "labels": {}, "points": [[now_ms, 1.0]]}
+    bodies = {
+        "ingest host": batch("host-a\n", [gauge]),
+        "ingest batch_id": batch("host-a", [gauge], batch_id="b1\n"),
+        "ingest metric name": batch("host-a", [{**gauge, "name": "node_load1\n"}]),
+        "ingest label name": batch("host-a", [{**gauge, "labels": {"job\n": "x"}}]),
+        "ingest batch label name": {**batch("host-a", [gauge]), "labels": {"job\n": "x"}},
+        "ingest log label name": batch("host-a", [], [{"ts": now_ms, "line": "x", "labels": {"job\n": "x"}}]),
+    }
+    for what, body in bodies.items():
+        expect_refused(what, console.request("POST", "/api/v1/ingest", body, token=agent))
+    for name in NEWLINE_NAMES:
+        expect_refused(f"user {name!r}", console.request(
+            "POST", "/api/v1/users", {"username": name, "password": "a-long-password", "role": "viewer"}, token=admin))
+        expect_refused(f"user apps {name!r}", console.request(
+            "POST", "/api/v1/users", {"username": "u" + uuid.uuid4().hex[:8], "password": "a-long-password",
+                                      "role": "deployer", "apps": [name]}, token=admin))
+        expect_refused(f"agent token {name!r}", console.request(
+            "POST", "/api/v1/tokens", {"kind": "agent", "host": name}, token=admin))
+        expect_refused(f"enrol token {name!r}", console.request(
+            "POST", "/api/v1/tokens", {"kind": "enrol", "host": name}, token=admin))
+        expect_refused(f"enrol {name!r}", console.request(
+            "POST", "/api/v1/enrol", {"enrol_token": "fde_x", "host": name}))
+        expect_refused(f"secret {name!r}", console.request(
+            "POST", "/api/v1/secrets", {"name": name, "kind": "registry_password", "value": "v"}, token=admin))
+    # (metric= and host= are query arguments Tornado strips of surrounding whitespace first.)
+    expect_refused("query group_by", console.request(
+        "GET", "/api/v1/metrics/range?metric=node_load1&group_by=job%0A,x%0Ay", token=admin))
+    expect_refused("query label matcher", console.request(
+        "GET", "/api/v1/metrics/range?metric=node_load1&label.job%0A=x", token=admin))
+    assert refused == []
+    # Nothing of it was stored: no user, token, secret or host with a newline.
+    users = console.request("GET", "/api/v1/users", token=admin).json()["users"]
+    tokens = console.request("GET", "/api/v1/tokens?include_revoked=true", token=admin).json()["tokens"]
+    secrets = console.request("GET", "/api/v1/secrets", token=admin).json()["secrets"]
+    hosts = console.request("GET", "/api/v1/hosts", token=admin).json()
+    assert not [v for v in [u["username"] for u in users] + [t["host"] for t in tokens]
+                + [s["name"] for s in secrets] + [h["host"] for h in hosts] if v and "\n" in v]
+
+    async def subscribe(topic: str) -> dict:
+        ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+            console.url.replace("http", "ws") + "/api/v1/live", headers={"Authorization": f"Bearer {admin}"}))
+        ws.write_message(json.dumps({"subscribe": [topic]}))
+        try:
+            return json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        finally:
+            ws.close()
+
+    assert asyncio.run(subscribe("host:host-a")) == {"subscribed": ["host:host-a"]}
+    assert asyncio.run(subscribe("host:host-a\n"))["error"]["code"] == "invalid_topic"
+
+
+
+def metric_lines(console) -> list[str]:  # noqa: ANN001
+    return [line for line in http("GET", console.url + "/metrics").body.decode().splitlines()
+            if line.startswith("fleetdeck_http_request")]
+
+
+def test_request_metrics_do_not_grow_with_client_chosen_methods_or_paths(console):
+    paths = ["/healthz", "/api/v1/hosts", "/nowhere-", "/static/missing-", "/api/v1/nowhere-"]
+
+    def send(method: str, path: str) -> None:
+        conn = http_client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+        try:
+            conn.request(method, path)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+
+    # Each route and status once, with a method outside the fixed set and each fixed one.
+    for path in paths:
+        for method in ("GET", "POST", "BREW"):
+            send(method, path + ("x" if path.endswith("-") else ""))
+    metric_lines(console)  # /metrics itself: counted from the second read on
+    before = metric_lines(console)
+    rng = random.Random(13)
+    for _ in range(200):
+        method = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(3, 12)))
+        path = rng.choice(paths)
+        send(method, path + (uuid.uuid4().hex if path.endswith("-") else ""))
+    after = metric_lines(console)
+    assert len(after) == len(before), sorted(set(after) - set(before))[:5]
+    assert 'method="other"' in "\n".join(after)
+    assert not [line for line in after if 'route="/nowhere' in line or 'route="/static/missing' in line]
+
+
+def test_login_form_needs_its_xsrf_token(console):
+    form = urllib.parse.urlencode({"username": console.admin_user, "password": console.admin_password,
+                                   "next": "/"}).encode()
+    forged = http("POST", console.url + "/login", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert forged.status == 403 and "fleetdeck_session" not in forged.headers.get("set-cookie", "")
+    # A cookie the attacker set plus a matching field is what the check demands; a field
+    # without the cookie (a cross-site form cannot read or set ours) is refused too.
+    fielded = http("POST", console.url + "/login", form + b"&_xsrf=2%7Cabc%7Cdef%7C1",
+                   {"Content-Type": "application/x-www-form-urlencoded"})
+    assert fielded.status == 403
+    session = CookieSession(console.url)
+    assert session.login(console.admin_user, console.admin_password).status == 302
+    assert session.request("GET", "/api/v1/me").json()["name"] == console.admin_user
+
+
+def test_static_files_refuse_nul_without_a_500_and_carry_the_security_headers(console):
+    page = http("GET", console.url + "/login")
+    wanted = {name: page.headers[name] for name in ("content-security-policy", "x-frame-options",
+                                                    "x-content-type-options", "referrer-policy")}
+    for path in ("/static/js%00.js", "/static/js/common.js%00", "/static/%00"):
+        resp = http("GET", console.url + path)
+        assert resp.status in (400, 404), (path, resp.status)
+        assert b"Traceback" not in resp.body and b"ValueError" not in resp.body
+        assert {k: resp.headers.get(k) for k in wanted} == wanted, path
+    for path in ("/static/js/common.js", "/static/css/app.css", "/static/missing.js", "/static/../setup.py"):
+        resp = http("GET", console.url + path)
+        assert resp.status in (200, 403, 404)
+        assert {k: resp.headers.get(k) for k in wanted} == wanted, path
+
+
+def test_data_directory_and_database_files_are_owner_only(tmp_path):
+    data = tmp_path / "fresh" / "data"
+    harness = ConsoleHarness(data).start()
+    try:
+        token = harness.agent_token("mode-host")
+        assert harness.push("mode-host", token, [])[0] == 200  # the WAL and its index exist now
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+    finally:
+        harness.close()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {"fleetdeck.db", "fleetdeck.db-wal", "fleetdeck.db-shm"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
+    # An install made before: loose modes are narrowed at the next start.
+    os.chmod(data, 0o755)
+    loose = [p for p in data.iterdir() if p.name.startswith("fleetdeck.db")]
+    for path in loose:
+        os.chmod(path, 0o644)
+    services = build_services(load_config(path=None, env={"FLEETDECK_DATA_DIR": str(data)}))
+    services.close()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in loose} == {p.name: 0o600 for p in loose}
+
+
+def test_early_errors_of_the_streamed_ingest_route_close_the_connection(console):
+    viewer = console.api_token("viewer")
+    agent = console.agent_token("close-host")
+    body = json.dumps(batch("close-host", [])).encode()
+    cases = [("GET", None, {"Authorization": f"Bearer {viewer}"}),  # 403: not an agent
+             ("POST", body, {"Authorization": f"Bearer {viewer}"}),  # 403 before the body is read
+             ("POST", body, {}),  # 401
+             ("GET", None, {"Authorization": f"Bearer {agent}"})]  # 405
+    for method, data, headers in cases:
+        conn = http_client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+        try:
+            conn.request(method, "/api/v1/ingest", data, {"Content-Type": "application/json", **headers})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status in (401, 403, 405), (method, headers, resp.status)
+            assert resp.getheader("Connection") == "close", (method, resp.status, resp.getheaders())
+        finally:
+            conn.close()
+    # An accepted batch keeps the connection for the next one.
+    conn = http_client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("POST", "/api/v1/ingest", json.dumps(batch("close-host", [])).encode(),
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {agent}"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200 and resp.getheader("Connection") != "close"
+    finally:
+        conn.close()
