@@ -88,12 +88,11 @@ class MetricsRangeHandler(ApiHandler):
                 raise ApiError(400, "invalid_parameter", f"bad label matcher {key!r}", {"parameter": key})
             op = _OPS[match.group(2)]
             value = self.get_argument(key, strip=False)
-            if op in ("=~", "!~"):
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise ApiError(400, "invalid_parameter", f"{key}: bad regex: {exc}", {"parameter": key}) from None
-            matchers.append(Matcher(match.group(1), op, value))
+            try:
+                matchers.append(Matcher(match.group(1), op, value))
+            except ValueError as exc:
+                raise ApiError(400, "invalid_parameter", f"{key}: bad regex (RE2 syntax): {exc}",
+                               {"parameter": key}) from None
         return RangeQuery(metric=metric, start=start, end=end, step=step, fn=fn,
                           host=self.get_argument("host", None) or None, matchers=tuple(matchers),
                           group_by=group_by, agg=agg, window=window)

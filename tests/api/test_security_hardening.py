@@ -12,14 +12,18 @@ import os
 import random
 import stat
 import string
+import threading
 import time
 import urllib.parse
 import uuid
 
+import pytest
 import tornado.httpclient
 import tornado.websocket
 
 from console.config import load_config
+from console.errors import ApiError
+from console.query.service import Matcher, QueryService, RangeQuery
 from console.services import build_services
 from tests.harness import ConsoleHarness, CookieSession, batch, http
 
@@ -204,3 +208,75 @@ def test_early_errors_of_the_streamed_ingest_route_close_the_connection(console)
             assert resp.status == 200 and resp.getheader("Connection") != "close"
     finally:
         conn.close()
+
+
+
+def range_query(console, token: str, metric: str, matchers: dict[str, str]):  # noqa: ANN001
+    """GET /api/v1/metrics/range over the last 10 minutes; ``matchers`` as {"v~": "RE"}."""
+    query = urllib.parse.urlencode({"metric": metric, "start": time.time() - 600, "end": time.time() + 60,
+                                    **{f"label.{k}": v for k, v in matchers.items()}})
+    return console.request("GET", f"/api/v1/metrics/range?{query}", token=token)
+
+
+def test_label_regexes_run_in_linear_time_and_never_stall_other_requests(console):
+    viewer = console.api_token("viewer")
+    agent = console.agent_token("redos-host")
+    now_ms = int(time.time() * 1000)
+
+    def push(metric: str, value: str) -> None:
+        status, body = console.push("redos-host", agent, [{"name": metric, "type": "gauge", "labels": {"v": value},
+                                                           "points": [[now_ms, 1.0]]}])
+        assert status == 200, body
+
+    # 27 characters: a backtracking engine needs seconds for this, 4x more per 2 more.
+    push("redos_short", "a" * 27)
+    answer: dict = {}
+
+    def slow_query() -> None:
+        started = time.monotonic()
+        answer["resp"] = range_query(console, viewer, "redos_short", {"v~": "(.+)+#"})
+        answer["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=slow_query)
+    worker.start()
+    health = []
+    polling_until = time.monotonic() + 1.0
+    while worker.is_alive() or time.monotonic() < polling_until:
+        started = time.monotonic()
+        assert http("GET", console.url + "/healthz", timeout=60).status == 200
+        health.append(time.monotonic() - started)
+        time.sleep(0.02)
+    worker.join()
+    assert answer["resp"].status == 200 and answer["resp"].json()["series"] == []
+    assert answer["seconds"] < 2.0, answer["seconds"]
+    assert max(health) < 0.5, max(health)
+
+    # The longest label value ingest takes, against patterns that backtrack without end.
+    push("redos_long", "a" * 4096)
+    for pattern, hits in (("(.+)+#", 0), ("(a|aa)+$#", 0), ("(.*a){20}#", 0), ("(a+)+", 1), ("a.*", 1), ("a", 0)):
+        started = time.monotonic()
+        resp = range_query(console, viewer, "redos_long", {"v~": pattern})
+        assert resp.status == 200 and len(resp.json()["series"]) == hits, (pattern, resp.body[:200])
+        assert time.monotonic() - started < 2.0, pattern
+        negated = range_query(console, viewer, "redos_long", {"v!~": pattern})
+        assert len(negated.json()["series"]) == 1 - hits, pattern
+    # PromQL semantics: fully anchored, '.' matches a newline; RE2 syntax only.
+    push("redos_nl", "a\nb")
+    assert len(range_query(console, viewer, "redos_nl", {"v~": "a.b"}).json()["series"]) == 1
+    assert len(range_query(console, viewer, "redos_nl", {"v~": "b"}).json()["series"]) == 0
+    for pattern in ("(a)\\1", "(?=a)a", "(?<!b)a", "a{1001}", "("):
+        resp = range_query(console, viewer, "redos_long", {"v~": pattern})
+        assert resp.status == 400 and resp.json()["error"]["code"] == "invalid_parameter", (pattern, resp.body)
+
+
+def test_label_matching_gives_up_at_its_deadline(console):
+    """The deadline itself, on the console's database: a query service allowed no time."""
+    agent = console.agent_token("deadline-host")
+    assert console.push("deadline-host", agent, [{"name": "deadline_m", "type": "gauge", "labels": {"v": "x"},
+                                                  "points": [[int(time.time() * 1000), 1.0]]}])[0] == 200
+    query = RangeQuery("deadline_m", time.time() - 600, time.time() + 60, matchers=(Matcher("v", "=~", "x|y"),))
+    assert len(console.services.db.run(console.services.query.range, query)["series"]) == 1
+    hurried = QueryService(console.config.console, match_deadline_s=0.0)
+    with pytest.raises(ApiError) as caught:
+        console.services.db.run(hurried.range, query)
+    assert (caught.value.status, caught.value.code) == (503, "query_timeout")
