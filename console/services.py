@@ -69,6 +69,7 @@ class Services:
         if self._pruning is not None:
             self._pruning.cancel()
         self.deploys.close()
+        self.users.passwords.close()
         self.db.close()
 
 

@@ -58,7 +58,7 @@ class UserService:
 
     def __init__(self, passwords: Passwords | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self._passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords()
         self._clock = clock
 
     def create(self, session: Session, username: str, password: str, role: str,
@@ -73,7 +73,7 @@ class UserService:
         self._check_password(password)
         if session.execute(select(User.id).where(User.username == username)).first():
             raise UserExists(f"user {username!r} already exists")
-        user = User(username=username, password_hash=self._passwords.hash(password), role=role,
+        user = User(username=username, password_hash=self.passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
         session.flush()
@@ -85,7 +85,7 @@ class UserService:
         user = self._get(session, username)
         if user is None:
             raise UserNotFound(f"no user {username!r}")
-        user.password_hash = self._passwords.hash(password)
+        user.password_hash = self.passwords.hash(password)
         session.execute(delete(UserSession).where(UserSession.user_id == user.id))
 
     def update(self, session: Session, username: str, role: object = UNCHANGED,
@@ -130,19 +130,26 @@ class UserService:
         return {"username": user.username, "role": user.role, "apps": None if apps is None else list(apps),
                 "disabled": bool(user.disabled), "created_at": user.created_at}
 
-    def authenticate(self, session: Session, username: str, password: str) -> Principal | None:
-        """The principal for valid credentials, else None. Rehashes an outdated hash."""
-        if len(password) > MAX_PASSWORD_LENGTH or len(username) > 64:
+    def password_hash(self, session: Session, username: str) -> str | None:
+        """The stored password hash of the enabled user ``username``; None for an unknown
+        or disabled user. The password itself is checked off the database threads
+        (:meth:`Passwords.verify_off_thread`), then :meth:`confirm_login` finishes."""
+        if len(username) > 64:
             return None
         user = self._get(session, username)
-        if user is None or user.disabled:
-            # Spend the same time as a real check so unknown names are not revealed by timing.
-            self._passwords.verify(self._dummy_hash(), password)
+        return None if user is None or user.disabled else user.password_hash
+
+    def confirm_login(self, session: Session, username: str, verified_hash: str, new_hash: str | None = None
+                      ) -> Principal | None:
+        """The principal of ``username`` after its password matched ``verified_hash``,
+        when the user is still enabled and that is still its hash (a password change or
+        a disable in between wins); else None. ``new_hash``: the password hashed again
+        under the current parameters, stored in place of the old one."""
+        user = self._get(session, username)
+        if user is None or user.disabled or user.password_hash != verified_hash:
             return None
-        if not self._passwords.verify(user.password_hash, password):
-            return None
-        if self._passwords.needs_rehash(user.password_hash):
-            user.password_hash = self._passwords.hash(password)
+        if new_hash is not None:
+            user.password_hash = new_hash
         return Principal("user", user.username, user.role, apps=apps_tuple(user.apps))
 
     def principal(self, session: Session, username: str) -> Principal | None:
@@ -170,8 +177,3 @@ class UserService:
     def _check_password(self, password: str) -> None:
         if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise UserError(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
-
-    def _dummy_hash(self) -> str:
-        if not hasattr(self, "_dummy"):
-            self._dummy = self._passwords.hash(generate_password())
-        return self._dummy

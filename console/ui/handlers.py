@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
+from console.auth.passwords import PasswordsBusy
 from console.handlers import SESSION_COOKIE, PageHandler
 
 
@@ -59,7 +60,14 @@ class LoginHandler(PageHandler):
             self.set_header("Retry-After", str(wait))
             self.render("login.html", error=f"Too many failed logins. Try again in {wait} s.", next_url=next_url)
             return
-        result = await self.services.db.write(auth.login, username, password, self.client_ip)
+        try:
+            result = await auth.login(self.services.db, username, password, self.client_ip)
+        except PasswordsBusy:
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.render("login.html", error="The console is busy checking other logins. Try again.",
+                        next_url=next_url)
+            return
         if result.principal is None:
             auth.login_limit_user.fail(user_key)
             auth.login_limit_ip.fail(ip_key)

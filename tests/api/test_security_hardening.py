@@ -22,6 +22,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from console.config import load_config
+from console.auth.passwords import Passwords
 from console.errors import ApiError
 from console.query.service import Matcher, QueryService, RangeQuery
 from console.services import build_services
@@ -280,3 +281,64 @@ def test_label_matching_gives_up_at_its_deadline(console):
     with pytest.raises(ApiError) as caught:
         console.services.db.run(hurried.range, query)
     assert (caught.value.status, caught.value.code) == (503, "query_timeout")
+
+
+def test_a_login_flood_does_not_delay_ingest(tmp_path):
+    """Wrong passwords from several clients beside an agent pushing batches: argon2 runs on
+    the password pool, so ingest latency stays near the baseline measured just before.
+    Behind the database writer each batch would wait for every check queued before it."""
+    harness = ConsoleHarness(tmp_path, login_failures_per_user=10**6, login_failures_per_ip=10**6).start()
+    try:
+        agent = harness.agent_token("flood-host")
+
+        def ingest_latencies(count: int, within: float = 60.0) -> list[float]:
+            out = []
+            until = time.monotonic() + within
+            for i in range(count):
+                if time.monotonic() > until:  # behind a queue of checks: enough seen
+                    break
+                points = [{"name": "node_load1", "type": "gauge", "labels": {"cpu": str(c)},
+                           "points": [[int(time.time() * 1000), float(i)]]} for c in range(20)]
+                started = time.monotonic()
+                status, body = harness.push("flood-host", agent, points)
+                out.append(time.monotonic() - started)
+                assert status == 200, body
+                time.sleep(0.05)
+            return out
+
+        def p99(values: list[float]) -> float:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+        ingest_latencies(5)  # warm up
+        baseline = p99(ingest_latencies(40))
+        # One argon2 check on this machine now: what each queued login would cost a batch.
+        check = Passwords()
+        stored = check.hash("a-long-password-0")
+        started = time.monotonic()
+        check.verify(stored, "not-the-password")
+        verify_s = time.monotonic() - started
+        stop = threading.Event()
+        attempts = []
+
+        def flood() -> None:
+            session = CookieSession(harness.url)
+            while not stop.is_set():
+                attempts.append(session.login("admin", "wrong-password-" + uuid.uuid4().hex[:6]).status)
+
+        flooders = [threading.Thread(target=flood) for _ in range(6)]
+        for thread in flooders:
+            thread.start()
+        try:
+            time.sleep(1.0)  # the flood is in full swing
+            during = p99(ingest_latencies(40, within=20.0))
+        finally:
+            stop.set()
+            for thread in flooders:
+                thread.join(60)
+        assert attempts and set(attempts) == {401}, set(attempts)
+        # Generous for a loaded 2-core machine: argon2 competes for the CPU, but no batch
+        # waits for a queue of checks (6 clients: about 6 checks per batch on the writer).
+        assert during < max(3 * baseline, baseline + 2 * verify_s), (baseline, during, verify_s, len(attempts))
+    finally:
+        harness.close()
