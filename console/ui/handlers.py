@@ -15,10 +15,10 @@ def safe_next(target: str | None) -> str:
     Browsers drop tabs and newlines anywhere in a URL, strip leading control characters
     and read ``\\`` as ``/`` (WHATWG URL Standard, "basic URL parser"), so
     ``/\\t/evil.example`` is followed as ``//evil.example``, another host. Only printable
-    ASCII without spaces or backslashes is kept, and only when, parsed
-    (``urllib.parse.urlsplit``, RFC 3986), it has no scheme and no host and its path
-    starts with exactly one ``/`` (``///x`` is a host too): the login page's own links (``PageHandler`` sends
-    ``request.uri``, already percent-encoded) always qualify."""
+    ASCII without spaces or backslashes is kept, and only when it starts with exactly
+    one ``/`` (``//x`` and ``///x`` name a host) and, parsed (``urllib.parse.urlsplit``,
+    RFC 3986), has no scheme and no host. The login page's own links always qualify:
+    ``PageHandler`` sends ``request.uri``, already percent-encoded."""
     if (not target or not target.isascii() or not target.isprintable() or " " in target or "\\" in target
             or not target.startswith("/") or target.startswith("//")):
         return "/"
