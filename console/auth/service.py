@@ -88,8 +88,8 @@ class AuthService:
 
     # -- users --------------------------------------------------------------------------
     def create_user(self, session: Session, actor: str, source: str, username: str, password: str,
-                    role: str, apps: list[str] | None = None) -> dict:
-        user = self.users.create(session, username, password, role, apps)
+                    role: str, apps: list[str] | None = None, password_hash: str | None = None) -> dict:
+        user = self.users.create(session, username, password, role, apps, password_hash)
         described = next(u for u in self.users.list(session) if u["username"] == user.username)
         self.audit.record(session, actor, "user.create", f"user:{username}",
                           {"role": role, "apps": described["apps"]}, source)
@@ -97,11 +97,11 @@ class AuthService:
 
     def update_user(self, session: Session, actor: str, source: str, username: str, *,
                     role: object = UNCHANGED, apps: object = UNCHANGED, disabled: object = UNCHANGED,
-                    password: str | None = None) -> dict:
+                    password: str | None = None, password_hash: str | None = None) -> dict:
         described = self.users.update(session, username, role=role, apps=apps, disabled=disabled)
         changed = {k: v for k, v in (("role", role), ("apps", apps), ("disabled", disabled)) if v is not UNCHANGED}
         if password is not None:
-            self.users.set_password(session, username, password)
+            self.users.set_password(session, username, password, password_hash)
             changed["password"] = "changed"
         self.audit.record(session, actor, "user.update", f"user:{username}", changed, source)
         return described

@@ -62,9 +62,10 @@ class UserService:
         self._clock = clock
 
     def create(self, session: Session, username: str, password: str, role: str,
-               apps: list[str] | None = None) -> User:
-        """A new enabled user; ``apps`` limits a deployer to those apps. Raises UserError
-        (bad name, role or password; the name is taken)."""
+               apps: list[str] | None = None, password_hash: str | None = None) -> User:
+        """A new enabled user; ``apps`` limits a deployer to those apps; ``password_hash``:
+        the password already hashed off the database threads (else hashed here). Raises
+        UserError (bad name, role or password; the name is taken)."""
         if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             raise UserError(f"invalid user name {username!r}")
         if role not in USER_ROLES:
@@ -73,19 +74,20 @@ class UserService:
         self._check_password(password)
         if session.execute(select(User.id).where(User.username == username)).first():
             raise UserExists(f"user {username!r} already exists")
-        user = User(username=username, password_hash=self.passwords.hash(password), role=role,
+        user = User(username=username, password_hash=password_hash or self.passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
         session.flush()
         return user
 
-    def set_password(self, session: Session, username: str, password: str) -> None:
-        """Change a password and end the user's sessions. Raises UserError."""
+    def set_password(self, session: Session, username: str, password: str, password_hash: str | None = None) -> None:
+        """Change a password and end the user's sessions; ``password_hash`` as in
+        :meth:`create`. Raises UserError."""
         self._check_password(password)
         user = self._get(session, username)
         if user is None:
             raise UserNotFound(f"no user {username!r}")
-        user.password_hash = self.passwords.hash(password)
+        user.password_hash = password_hash or self.passwords.hash(password)
         session.execute(delete(UserSession).where(UserSession.user_id == user.id))
 
     def update(self, session: Session, username: str, role: object = UNCHANGED,
@@ -173,6 +175,13 @@ class UserService:
 
     def _get(self, session: Session, username: str) -> User | None:
         return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+    async def hash_off_thread(self, password: str) -> str:
+        """A new password checked (UserError) and hashed on the password pool, to hand to
+        :meth:`create` or :meth:`set_password` on the database writer. Raises
+        PasswordsBusy."""
+        self._check_password(password)
+        return await self.passwords.hash_off_thread(password)
 
     def _check_password(self, password: str) -> None:
         if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
