@@ -60,7 +60,7 @@ class AuthService:
         passwords = self.users.passwords
         stored = None
         if len(password) <= MAX_PASSWORD_LENGTH:
-            stored = await db.read(self.users.password_hash, username)
+            stored = await db.read(self.users.stored_hash, username)
             if not await passwords.verify_off_thread(stored, password):
                 stored = None
         new_hash = None

@@ -132,7 +132,7 @@ class UserService:
         return {"username": user.username, "role": user.role, "apps": None if apps is None else list(apps),
                 "disabled": bool(user.disabled), "created_at": user.created_at}
 
-    def password_hash(self, session: Session, username: str) -> str | None:
+    def stored_hash(self, session: Session, username: str) -> str | None:
         """The stored password hash of the enabled user ``username``; None for an unknown
         or disabled user. The password itself is checked off the database threads
         (:meth:`Passwords.verify_off_thread`), then :meth:`confirm_login` finishes."""

@@ -60,14 +60,14 @@ def test_password_pool_is_bounded_and_a_password_change_mid_login_wins(tmp_path)
     users = UserService()
     try:
         db.run(users.create, "alice", "first-password", "viewer")
-        verified = db.run(users.password_hash, "alice")
+        verified = db.run(users.stored_hash, "alice")
         assert users.passwords.verify(verified, "first-password")
         db.run(users.set_password, "alice", "second-password")  # between the check and the session
         assert db.run(users.confirm_login, "alice", verified) is None
-        fresh = db.run(users.password_hash, "alice")
+        fresh = db.run(users.stored_hash, "alice")
         assert db.run(users.confirm_login, "alice", fresh).name == "alice"
         db.run(lambda s: users.update(s, "alice", disabled=True))
-        assert db.run(users.password_hash, "alice") is None and db.run(users.confirm_login, "alice", fresh) is None
+        assert db.run(users.stored_hash, "alice") is None and db.run(users.confirm_login, "alice", fresh) is None
     finally:
         users.passwords.close()
         db.close()
