@@ -18,9 +18,10 @@ class IngestHandler(ApiHandler):
     _body_read = False  # post() runs once the whole body has arrived
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # An error before the body was read (401/403/404/413 from prepare, 405): Tornado will
-        # close the connection rather than read the rest, so say so (RFC 9112 section 9.6);
-        # a client keeping it alive would send its next request into a reset.
+        # An error from prepare (401/403/413) comes before the body was read: Tornado then
+        # closes the connection rather than read the rest, so say so (RFC 9112 section 9.6),
+        # or a client keeping it alive sends its next request into a reset. Any answer
+        # before post() ran (405 too) closes, the one rule being simpler than the cases.
         if not self._body_read:
             self.set_header("Connection", "close")
         super().write_error(status_code, **kwargs)
