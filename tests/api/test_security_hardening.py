@@ -21,8 +21,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from console.config import load_config
 from console.auth.passwords import Passwords
+from console.config import load_config
 from console.errors import ApiError
 from console.query.service import Matcher, QueryService, RangeQuery
 from console.services import build_services
