@@ -37,8 +37,8 @@ from collectors.base import Collector, Sample
 
 log = logging.getLogger(__name__)
 
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # The console's limits (console/ingest/batch.py): one bad sample would fail the whole batch.
 MAX_NAME = 255
 MAX_LABELS = 64
@@ -73,14 +73,14 @@ def _invalid_reason(sample: object) -> str | None:
     """Why the console would reject this sample, or None if it is fine."""
     if not isinstance(sample, Sample):
         return f"not a Sample: {type(sample).__name__}"
-    if not _METRIC_NAME.match(sample.name):
+    if not _METRIC_NAME.fullmatch(sample.name):
         return f"invalid metric name {sample.name!r}"
     if not math.isfinite(sample.value):
         return f"{sample.name}: non-finite value {sample.value!r}"
     if len(sample.name) > MAX_NAME or len(sample.labels) > MAX_LABELS:
         return f"{sample.name[:MAX_NAME]}: name longer than {MAX_NAME} or more than {MAX_LABELS} labels"
     for key, value in sample.labels.items():
-        if not isinstance(key, str) or not _LABEL_NAME.match(key) or not isinstance(value, str):
+        if not isinstance(key, str) or not _LABEL_NAME.fullmatch(key) or not isinstance(value, str):
             return f"{sample.name}: invalid label {key!r}={value!r}"
         if len(value) > MAX_LABEL_VALUE:
             return f"{sample.name}: label {key!r} longer than {MAX_LABEL_VALUE} characters"

@@ -56,9 +56,9 @@ FLAGS = {"console_url": "--console"}
 # Top-level sections of a shared config.yaml that belong to the console (console/config.py
 # SECTIONS; the agent imports nothing from the console, so the names are repeated here).
 CONSOLE_SECTIONS = frozenset({"console", "apps", "inventory", "alerts", "alerting", "probes"})
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # What the console accepts as a host name (console/ingest/batch.py).
-_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 MAX_SECONDS = 86400  # the console's upper bound for an agent interval
 MAX_AGE = 365 * 86400.0  # the longest a batch may wait in the spool
 

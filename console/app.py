@@ -17,7 +17,7 @@ from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackH
 from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHandler
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
-from console.handlers import NotFoundHandler, OpenApiHandler
+from console.handlers import BaseHandler, NotFoundHandler, OpenApiHandler, StaticFilesHandler
 from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
 from console.logs.handlers import LogsHandler
@@ -69,6 +69,10 @@ ROUTES = (
 )
 
 access_log = logging.getLogger("tornado.access")
+# Request metrics are labelled with these methods (any other: "other") and with the route
+# pattern of the route table ("static" for static files, "*" for no route): never with
+# text a client chose, which would grow /metrics by a series per request.
+METRIC_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 def make_app(services: Services, debug: bool = False) -> tornado.web.Application:
@@ -79,9 +83,10 @@ def make_app(services: Services, debug: bool = False) -> tornado.web.Application
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
         duration = handler.request.request_time()
-        route = getattr(handler, "route", "static")
-        services.metrics.request_duration.labels(handler.request.method, route, handler.get_status()).observe(duration)
+        method = handler.request.method if handler.request.method in METRIC_METHODS else "other"
+        route = handler.route if isinstance(handler, BaseHandler) else "static"
         status = handler.get_status()
+        services.metrics.request_duration.labels(method, route, status).observe(duration)
         # Successful requests (an ingest every interval from every agent) stay at DEBUG.
         level = logging.DEBUG if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         access_log.log(level, "%d %s %.1fms", status, handler._request_summary(), 1000.0 * duration)
@@ -90,6 +95,7 @@ def make_app(services: Services, debug: bool = False) -> tornado.web.Application
         handlers,
         template_path=str(web_dir / "templates"),
         static_path=str(web_dir / "static"),
+        static_handler_class=StaticFilesHandler,
         cookie_secret=cookie_secret(services.config.data_dir),
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict",

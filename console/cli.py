@@ -590,7 +590,7 @@ def urllib_quote(value: str) -> str:
     return quote(value, safe="")
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # C0 and C1 control characters, DEL, and Unicode bidirectional overrides/isolates (which
 # can make a terminal show text in another order than it is): shown as escapes.
@@ -599,7 +599,7 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u206
 
 def parse_since(value: str) -> float:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"``, ``"1w"`` -> seconds; raises CliError (2)."""
-    match = _DURATION.match(value.strip())
+    match = _DURATION.fullmatch(value.strip())
     if not match:
         raise CliError(f"--since must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
     return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from typing import Any, Callable, Protocol
 
-TOPIC_RE = re.compile(r"^(host|logs|deploy):[A-Za-z0-9._-]{1,253}$")
+TOPIC_RE = re.compile(r"(host|logs|deploy):[A-Za-z0-9._-]{1,253}")
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str, Any], None]
@@ -26,7 +26,7 @@ class LiveBus:
     def subscribe(self, topic: str, callback: Callback) -> None:
         """Deliver every later ``publish(topic, data)`` to ``callback(topic, data)``.
         Raises ValueError for a malformed topic."""
-        if not TOPIC_RE.match(topic):
+        if not TOPIC_RE.fullmatch(topic):
             raise ValueError(f"invalid topic {topic!r}")
         self._subscribers[topic].add(callback)
 

@@ -63,7 +63,7 @@ class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
             bus.unsubscribe(topic, self._deliver)
             self._topics.discard(topic)
         wanted = self._topics_in(doc.get("subscribe"))
-        bad = [t for t in wanted if not isinstance(t, str) or not TOPIC_RE.match(t)]
+        bad = [t for t in wanted if not isinstance(t, str) or not TOPIC_RE.fullmatch(t)]
         if bad:
             return self._error("invalid_topic", f"invalid topic {bad[0]!r}; use host:NAME, logs:NAME or deploy:ID")
         if len(self._topics | set(wanted)) > MAX_TOPICS:

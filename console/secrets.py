@@ -31,7 +31,7 @@ from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+SECRET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SECRET_KINDS = ("ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic")
 MAX_SECRET_BYTES = 64 * 1024
 ENV_KEY = "FLEETDECK_SECRET_KEY"
@@ -122,7 +122,7 @@ class SecretService:
         """Create or replace secret ``name``; returns its metadata (see :meth:`list`).
         Raises SecretError for a bad name or kind, a value over 64 KiB, or a kubeconfig
         that is not inline credentials only (``kubeconfig_refused``, console/deploy/kubeconfig.py)."""
-        if not isinstance(name, str) or not SECRET_NAME_RE.match(name):
+        if not isinstance(name, str) or not SECRET_NAME_RE.fullmatch(name):
             raise SecretError("invalid_name", "a secret name is 1-128 of letters, digits and ._:- "
                                               "starting with a letter or digit")
         if kind not in SECRET_KINDS:

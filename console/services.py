@@ -30,7 +30,7 @@ from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
-from console.storage.database import Database
+from console.storage.database import Database, private_data_dir
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
@@ -77,6 +77,7 @@ class Services:
         if self._watching is not None:
             self._watching.cancel()
         self.deploys.close()
+        self.users.passwords.close()
         self.db.close()
         self.audit.close()
 
@@ -86,6 +87,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     Raises ConfigError for an invalid ``apps:`` section before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
     inventory = parse_inventory(config.inventory, config.source_of("inventory"))
+    private_data_dir(config.data_dir)
     db = Database(config.database_url)
     if migrate:
         db.migrate()

@@ -10,6 +10,7 @@ import functools
 import math
 from typing import Any
 
+from console.auth.passwords import PasswordsBusy
 from console.auth.tokens import EnrolError, TokenError, TokenNotFound
 from console.auth.users import UNCHANGED, LastAdmin, UserError, UserExists, UserNotFound
 from console.errors import ApiError
@@ -44,6 +45,15 @@ def _user_error(exc: UserError) -> ApiError:
     return ApiError(400, "invalid_user", str(exc))
 
 
+async def _hash(services: Any, password: str) -> str:
+    """argon2 on the password pool, never on the database writer. Raises UserError for a
+    password outside the length limits, ApiError 503 when the pool is full."""
+    try:
+        return await services.users.hash_off_thread(password)
+    except PasswordsBusy:
+        raise ApiError(503, "busy", "password hashing is busy; retry shortly", headers={"Retry-After": "1"}) from None
+
+
 class MeHandler(ApiHandler):
     def get(self) -> None:
         p = self.principal
@@ -64,8 +74,9 @@ class UsersHandler(ApiHandler):
         role = _field(doc, "role", str, required=True)
         apps = _field(doc, "apps", list)
         try:
+            hashed = await _hash(self.services, password)
             user = await self.services.db.write(self.services.auth.create_user, self.principal.actor,
-                                                self.client_ip, username, password, role, apps)
+                                                self.client_ip, username, password, role, apps, hashed)
         except UserError as exc:
             raise _user_error(exc) from None
         self.write_json(user, 201)
@@ -96,8 +107,9 @@ class UserHandler(ApiHandler):
     async def _update(self, username: str, password: str | None = None, role: Any = UNCHANGED,
                       apps: Any = UNCHANGED, disabled: Any = UNCHANGED) -> None:
         try:
+            hashed = None if password is None else await _hash(self.services, password)
             update = functools.partial(self.services.auth.update_user, role=role, apps=apps,
-                                       disabled=disabled, password=password)
+                                       disabled=disabled, password=password, password_hash=hashed)
             user = await self.services.db.write(update, self.principal.actor, self.client_ip, username)
         except UserError as exc:
             raise _user_error(exc) from None

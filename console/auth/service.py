@@ -19,7 +19,8 @@ from console.auth.limits import FailureLimiter
 from console.auth.roles import Principal
 from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService, digest
-from console.auth.users import UNCHANGED, UserService
+from console.auth.users import MAX_PASSWORD_LENGTH, UNCHANGED, UserService
+from console.storage.database import Database
 from console.storage.models import Token
 
 
@@ -49,10 +50,29 @@ class AuthService:
         self._clock = clock
 
     # -- sessions -----------------------------------------------------------------------
-    def login(self, session: Session, username: str, password: str, source: str) -> LoginResult:
+    async def login(self, db: Database, username: str, password: str, source: str) -> LoginResult:
         """Check the password; on success open a session. Audits ``login.success`` or
-        ``login.failure`` (the password itself is never recorded)."""
-        principal = self.users.authenticate(session, username, password)
+        ``login.failure`` (the password itself is never recorded). The stored hash is read
+        on a database reader, argon2 runs on the password pool, and only the short
+        transaction that opens the session and writes the audit entry runs on the
+        database writer: failed logins cannot queue ahead of ingest. Raises PasswordsBusy
+        (console/auth/passwords.py) when the password pool is full."""
+        passwords = self.users.passwords
+        stored = None
+        if len(password) <= MAX_PASSWORD_LENGTH:
+            stored = await db.read(self.users.stored_hash, username)
+            if not await passwords.verify_off_thread(stored, password):
+                stored = None
+        new_hash = None
+        if stored is not None and passwords.needs_rehash(stored):
+            new_hash = await passwords.hash_off_thread(password)
+        return await db.write(self._finish_login, username, stored, new_hash, source)
+
+    def _finish_login(self, session: Session, username: str, verified_hash: str | None, new_hash: str | None,
+                      source: str) -> LoginResult:
+        principal = None
+        if verified_hash is not None:
+            principal = self.users.confirm_login(session, username, verified_hash, new_hash)
         if principal is None:
             self.audit.record(session, f"user:{username[:64]}", "login.failure", f"user:{username[:64]}",
                               {}, source)
@@ -68,8 +88,8 @@ class AuthService:
 
     # -- users --------------------------------------------------------------------------
     def create_user(self, session: Session, actor: str, source: str, username: str, password: str,
-                    role: str, apps: list[str] | None = None) -> dict:
-        user = self.users.create(session, username, password, role, apps)
+                    role: str, apps: list[str] | None = None, password_hash: str | None = None) -> dict:
+        user = self.users.create(session, username, password, role, apps, password_hash)
         described = next(u for u in self.users.list(session) if u["username"] == user.username)
         self.audit.record(session, actor, "user.create", f"user:{username}",
                           {"role": role, "apps": described["apps"]}, source)
@@ -77,7 +97,7 @@ class AuthService:
 
     def update_user(self, session: Session, actor: str, source: str, username: str, *,
                     role: object = UNCHANGED, apps: object = UNCHANGED, disabled: object = UNCHANGED,
-                    password: str | None = None) -> dict:
+                    password: str | None = None, password_hash: str | None = None) -> dict:
         before = self.users.get(session, username)
         was_disabled = bool(before is not None and before.disabled)
         described = self.users.update(session, username, role=role, apps=apps, disabled=disabled)
@@ -87,7 +107,7 @@ class AuthService:
             # open sockets end through the revocation generation).
             changed["tokens_revoked"] = self.tokens.revoke_owned(session, username)
         if password is not None:
-            self.users.set_password(session, username, password)
+            self.users.set_password(session, username, password, password_hash)
             changed["password"] = "changed"
         self.audit.record(session, actor, "user.update", f"user:{username}", changed, source)
         return described

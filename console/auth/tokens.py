@@ -30,7 +30,7 @@ from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
 from console.storage.models import Host, Token, User
 
-HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 AGENT_PREFIX = "fda_"
 API_PREFIX = "fdp_"
 ENROL_PREFIX = "fde_"
@@ -77,7 +77,7 @@ class TokenService:
 
     def create_agent_token(self, session: Session, host: str, created_by: str | None = None) -> str:
         """A new agent token bound to ``host``; returns the plaintext (shown once)."""
-        if not isinstance(host, str) or not HOST_NAME_RE.match(host):
+        if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         return self._create(session, kind="agent", name=f"agent:{host}", host=host, role=None,
                             prefix=AGENT_PREFIX, expires_at=None, created_by=created_by)
@@ -109,7 +109,7 @@ class TokenService:
         optionally only for ``host``; returns (id, plaintext). Raises TokenError."""
         if not 0 < expires_in_s <= MAX_ENROL_SECONDS:
             raise TokenError(f"an enrolment token expires within 1 s to {MAX_ENROL_SECONDS} s")
-        if host is not None and (not isinstance(host, str) or not HOST_NAME_RE.match(host)):
+        if host is not None and (not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host)):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         plaintext = self._create(session, kind="enrol", name=f"enrol:{host or '*'}", host=host, role=None,
                                  prefix=ENROL_PREFIX, expires_at=self._clock() + expires_in_s,
@@ -122,7 +122,7 @@ class TokenService:
         (enrolment token id, agent token plaintext). Raises TokenError for a bad host name
         and EnrolError when the enrolment token cannot be used, or is not bound to ``host``
         while ``host`` is already known (has pushed, or holds a live agent token)."""
-        if not isinstance(host, str) or not HOST_NAME_RE.match(host):
+        if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
             raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
         now = self._clock()
         row = session.execute(select(Token).where(Token.token_hash == digest(enrol_token))

@@ -15,8 +15,8 @@ from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
 from console.storage.models import User, UserSession
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+APP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but a megabyte password is an attack
 UNCHANGED = object()
@@ -32,7 +32,7 @@ def encode_apps(role: str, apps: object) -> str | None:
         raise UserError("an app allow-list applies to the deployer role only")
     if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
         raise UserError("apps must be a list of up to 1000 app names")
-    bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.match(a)]
+    bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.fullmatch(a)]
     if bad:
         raise UserError(f"invalid app name {bad[0]!r}")
     return orjson.dumps(sorted(set(apps))).decode()
@@ -59,14 +59,15 @@ class UserService:
 
     def __init__(self, passwords: Passwords | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self._passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords()
         self._clock = clock
 
     def create(self, session: Session, username: str, password: str, role: str,
-               apps: list[str] | None = None) -> User:
-        """A new enabled user; ``apps`` limits a deployer to those apps. Raises UserError
-        (bad name, role or password; the name is taken)."""
-        if not isinstance(username, str) or not USERNAME_RE.match(username):
+               apps: list[str] | None = None, password_hash: str | None = None) -> User:
+        """A new enabled user; ``apps`` limits a deployer to those apps; ``password_hash``:
+        the password already hashed off the database threads (else hashed here). Raises
+        UserError (bad name, role or password; the name is taken)."""
+        if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             raise UserError(f"invalid user name {username!r}")
         if role not in USER_ROLES:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
@@ -74,19 +75,20 @@ class UserService:
         self._check_password(password)
         if session.execute(select(User.id).where(User.username == username)).first():
             raise UserExists(f"user {username!r} already exists")
-        user = User(username=username, password_hash=self._passwords.hash(password), role=role,
+        user = User(username=username, password_hash=password_hash or self.passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
         session.flush()
         return user
 
-    def set_password(self, session: Session, username: str, password: str) -> None:
-        """Change a password and end the user's sessions. Raises UserError."""
+    def set_password(self, session: Session, username: str, password: str, password_hash: str | None = None) -> None:
+        """Change a password and end the user's sessions; ``password_hash`` as in
+        :meth:`create`. Raises UserError."""
         self._check_password(password)
         user = self._get(session, username)
         if user is None:
             raise UserNotFound(f"no user {username!r}")
-        user.password_hash = self._passwords.hash(password)
+        user.password_hash = password_hash or self.passwords.hash(password)
         session.execute(delete(UserSession).where(UserSession.user_id == user.id))
         revocation.bump(session)
 
@@ -135,19 +137,26 @@ class UserService:
         return {"username": user.username, "role": user.role, "apps": None if apps is None else list(apps),
                 "disabled": bool(user.disabled), "created_at": user.created_at}
 
-    def authenticate(self, session: Session, username: str, password: str) -> Principal | None:
-        """The principal for valid credentials, else None. Rehashes an outdated hash."""
-        if len(password) > MAX_PASSWORD_LENGTH or len(username) > 64:
+    def stored_hash(self, session: Session, username: str) -> str | None:
+        """The stored password hash of the enabled user ``username``; None for an unknown
+        or disabled user. The password itself is checked off the database threads
+        (:meth:`Passwords.verify_off_thread`), then :meth:`confirm_login` finishes."""
+        if len(username) > 64:
             return None
         user = self._get(session, username)
-        if user is None or user.disabled:
-            # Spend the same time as a real check so unknown names are not revealed by timing.
-            self._passwords.verify(self._dummy_hash(), password)
+        return None if user is None or user.disabled else user.password_hash
+
+    def confirm_login(self, session: Session, username: str, verified_hash: str, new_hash: str | None = None
+                      ) -> Principal | None:
+        """The principal of ``username`` after its password matched ``verified_hash``,
+        when the user is still enabled and that is still its hash (a password change or
+        a disable in between wins); else None. ``new_hash``: the password hashed again
+        under the current parameters, stored in place of the old one."""
+        user = self._get(session, username)
+        if user is None or user.disabled or user.password_hash != verified_hash:
             return None
-        if not self._passwords.verify(user.password_hash, password):
-            return None
-        if self._passwords.needs_rehash(user.password_hash):
-            user.password_hash = self._passwords.hash(password)
+        if new_hash is not None:
+            user.password_hash = new_hash
         return Principal("user", user.username, user.role, apps=apps_tuple(user.apps), owner=user.username)
 
     def principal(self, session: Session, username: str) -> Principal | None:
@@ -172,11 +181,13 @@ class UserService:
     def _get(self, session: Session, username: str) -> User | None:
         return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
+    async def hash_off_thread(self, password: str) -> str:
+        """A new password checked (UserError) and hashed on the password pool, to hand to
+        :meth:`create` or :meth:`set_password` on the database writer. Raises
+        PasswordsBusy."""
+        self._check_password(password)
+        return await self.passwords.hash_off_thread(password)
+
     def _check_password(self, password: str) -> None:
         if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise UserError(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
-
-    def _dummy_hash(self) -> str:
-        if not hasattr(self, "_dummy"):
-            self._dummy = self._passwords.hash(generate_password())
-        return self._dummy

@@ -15,10 +15,10 @@ import orjson
 
 from console.logs.levels import normalise_level
 
-METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus data model
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")  # Prometheus data model
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+BATCH_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 METRIC_TYPES = ("gauge", "counter")
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096  # characters
@@ -121,7 +121,7 @@ def _labels(value: Any, path: str) -> str:
     if len(value) > MAX_LABELS:
         raise _fail(path, f"at most {MAX_LABELS} labels")
     for key, item in value.items():
-        if not LABEL_NAME_RE.match(key):
+        if not LABEL_NAME_RE.fullmatch(key):
             raise _fail(f"{path}.{key}", "label name must match [a-zA-Z_][a-zA-Z0-9_]*")
         if not isinstance(item, str):
             raise _fail(f"{path}.{key}", "label value must be a string")
@@ -168,10 +168,10 @@ def parse_batch(doc: Any) -> Batch:
     if not isinstance(doc, dict):
         raise _fail("$", "body must be a JSON object")
     host = doc.get("host")
-    if not isinstance(host, str) or not HOST_NAME_RE.match(host):
+    if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
         raise _fail("host", "host must be a name of letters, digits, '.', '_' and '-'")
     batch_id = doc.get("batch_id")
-    if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
+    if not isinstance(batch_id, str) or not BATCH_ID_RE.fullmatch(batch_id):
         raise _fail("batch_id", "batch_id must be 1 to 64 characters of [A-Za-z0-9_-]")
     sent_at = doc.get("sent_at")
     if sent_at is not None and not _number(sent_at):
@@ -200,7 +200,7 @@ def parse_batch(doc: Any) -> Batch:
         if not isinstance(metric, dict):
             raise _fail(path, "a metric is an object")
         name = metric.get("name")
-        if not isinstance(name, str) or not METRIC_NAME_RE.match(name) or len(name) > 255:
+        if not isinstance(name, str) or not METRIC_NAME_RE.fullmatch(name) or len(name) > 255:
             raise _fail(f"{path}.name", "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*")
         kind = metric.get("type", "gauge")
         if kind not in METRIC_TYPES:

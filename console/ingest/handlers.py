@@ -1,6 +1,8 @@
 """``POST /api/v1/ingest``: streamed body with a size cap, then validate, store, publish."""
 from __future__ import annotations
 
+from typing import Any
+
 import tornado.web
 
 from console.errors import ApiError
@@ -13,6 +15,16 @@ from console.params import INT64_MAX, ascii_uint
 @tornado.web.stream_request_body
 class IngestHandler(ApiHandler):
     _streaming = True
+    _body_read = False  # post() runs once the whole body has arrived
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # An error from prepare (401/403/413) comes before the body was read: Tornado then
+        # closes the connection rather than read the rest, so say so (RFC 9112 section 9.6),
+        # or a client keeping it alive sends its next request into a reset. Any answer
+        # before post() ran (405 too) closes, the one rule being simpler than the cases.
+        if not self._body_read:
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
 
     async def prepare(self) -> None:
         self._chunks: list[bytes] = []
@@ -42,6 +54,7 @@ class IngestHandler(ApiHandler):
         raise ApiError(413, "body_too_large", f"body exceeds {self._cap} bytes", {"limit_bytes": self._cap})
 
     async def post(self) -> None:
+        self._body_read = True
         metrics = self.services.metrics
         if self._too_large:
             self._reject_size()

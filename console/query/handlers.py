@@ -11,7 +11,7 @@ from console.query.service import FUNCTIONS, Matcher, RangeQuery
 from console.query.series_math import AGGREGATORS
 
 MAX_SECONDS = 2**53 / 1000  # about 285,000 years of Unix time, in seconds
-_LABEL_ARG = re.compile(r"^label\.([a-zA-Z_][a-zA-Z0-9_]*)(!|~|!~)?$")
+_LABEL_ARG = re.compile(r"label\.([a-zA-Z_][a-zA-Z0-9_]*)(!|~|!~)?")
 _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 
 
@@ -51,7 +51,7 @@ class MetricsRangeHandler(ApiHandler):
 
     def parse_query(self) -> RangeQuery:
         metric = self.get_argument("metric", "")
-        if not METRIC_NAME_RE.match(metric):
+        if not METRIC_NAME_RE.fullmatch(metric):
             raise ApiError(400, "invalid_parameter", "metric must be a metric name", {"parameter": "metric"})
         end = self._number("end", self.services.clock())
         start = self._number("start", end - 3600)
@@ -75,7 +75,7 @@ class MetricsRangeHandler(ApiHandler):
         if "group_by" in self.request.arguments or "agg" in self.request.arguments:
             raw = self.get_argument("group_by", "")
             group_by = tuple(part.strip() for part in raw.split(",") if part.strip())
-            bad = [g for g in group_by if not LABEL_NAME_RE.match(g)]
+            bad = [g for g in group_by if not LABEL_NAME_RE.fullmatch(g)]
             if bad:
                 raise ApiError(400, "invalid_parameter", f"group_by has invalid label name {bad[0]!r}",
                                {"parameter": "group_by"})
@@ -83,17 +83,16 @@ class MetricsRangeHandler(ApiHandler):
         for key in self.request.arguments:
             if not key.startswith("label."):
                 continue
-            match = _LABEL_ARG.match(key)
+            match = _LABEL_ARG.fullmatch(key)
             if not match:
                 raise ApiError(400, "invalid_parameter", f"bad label matcher {key!r}", {"parameter": key})
             op = _OPS[match.group(2)]
             value = self.get_argument(key, strip=False)
-            if op in ("=~", "!~"):
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise ApiError(400, "invalid_parameter", f"{key}: bad regex: {exc}", {"parameter": key}) from None
-            matchers.append(Matcher(match.group(1), op, value))
+            try:
+                matchers.append(Matcher(match.group(1), op, value))
+            except ValueError as exc:
+                raise ApiError(400, "invalid_parameter", f"{key}: bad regex (RE2 syntax): {exc}",
+                               {"parameter": key}) from None
         return RangeQuery(metric=metric, start=start, end=end, step=step, fn=fn,
                           host=self.get_argument("host", None) or None, matchers=tuple(matchers),
                           group_by=group_by, agg=agg, window=window)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import itertools
 import operator
-import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
+import re2
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
@@ -25,19 +25,44 @@ from console.storage.models import Host, IngestRejection, RollupWatermark, Sampl
 FUNCTIONS = ("raw", "rate", "increase", "avg", "min", "max")
 RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, seconds
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
+MATCH_DEADLINE_S = 10.0  # label matching of one query gives up after this long (503 query_timeout)
 _FIRST = operator.itemgetter(0)
 SUMMARY_METRICS = ("node_cpu_seconds_total", "node_memory_MemTotal_bytes",
                    "node_memory_MemAvailable_bytes", "node_filesystem_size_bytes",
                    "node_filesystem_avail_bytes", "node_load1")
 
 
+def label_regex(pattern: str) -> "re2._Regexp":
+    """Compile a label matcher's regex with RE2 (google-re2), the engine and syntax of
+    Prometheus' own matchers (Go's regexp is RE2): matching takes time linear in the
+    label's length whatever the pattern, so ``(.+)+#`` cannot backtrack for minutes, and
+    the match runs without the GIL. As in PromQL the match is fully anchored and ``.``
+    also matches a newline (Prometheus 3). Raises ValueError with RE2's message for a
+    pattern RE2 refuses (back-references, look-around, or too large to compile)."""
+    options = re2.Options()
+    options.never_capture = True  # groups are never read: the fast automaton suffices
+    options.dot_nl = True
+    options.log_errors = False  # refused patterns are the client's error, answered as such
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        message = exc.args[0] if exc.args else exc
+        raise ValueError(message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)) from None
+
+
 @dataclass(frozen=True)
 class Matcher:
-    """A label matcher: ``op`` is ``=``, ``!=``, ``=~`` or ``!~`` (regex fully anchored)."""
+    """A label matcher: ``op`` is ``=``, ``!=``, ``=~`` or ``!~`` (regex fully anchored,
+    RE2 syntax: see :func:`label_regex`). Raises ValueError for a regex RE2 refuses."""
 
     label: str
     op: str
     value: str
+    regex: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.op in ("=~", "!~"):
+            object.__setattr__(self, "regex", label_regex(self.value))
 
     def matches(self, labels: dict[str, str]) -> bool:
         actual = labels.get(self.label, "")
@@ -45,7 +70,7 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = re.fullmatch(self.value, actual) is not None
+        hit = self.regex.fullmatch(actual) is not None
         return hit if self.op == "=~" else not hit
 
 
@@ -75,9 +100,14 @@ class _Series:
 
 
 class QueryService:
-    def __init__(self, config: ConsoleConfig, clock: Callable[[], float] = time.time) -> None:
+    """``match_deadline_s``: seconds label matching of one query may take before it is
+    answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop)."""
+
+    def __init__(self, config: ConsoleConfig, clock: Callable[[], float] = time.time,
+                 match_deadline_s: float = MATCH_DEADLINE_S) -> None:
         self._config = config
         self._clock = clock
+        self._match_deadline_s = match_deadline_s
 
     # -- hosts -------------------------------------------------------------------------
     def hosts(self, session: Session) -> list[dict]:
@@ -315,11 +345,16 @@ class QueryService:
         if q.host:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}
+        deadline = time.monotonic() + self._match_deadline_s
         for sid, labels_json, host_name, kind in session.connection().execute(stmt):  # Core: no ORM rows
             labels = orjson.loads(labels_json)
             labels["host"] = host_name
             if all(m.matches(labels) for m in q.matchers):
                 selected[sid] = _Series(labels, counter=kind == "counter")
+            if q.matchers and time.monotonic() > deadline:
+                raise ApiError(503, "query_timeout",
+                               f"matching labels took longer than {self._match_deadline_s:g} s; narrow the "
+                               "query with host= or label.K=V matchers", {"limit_seconds": self._match_deadline_s})
         limit = self._config.max_series_per_query
         if len(selected) > limit:
             raise ApiError(422, "too_many_series",

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -22,6 +25,32 @@ from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # the data directory and the files in it: owner only
+log = logging.getLogger(__name__)
+
+
+def private_data_dir(path: Path) -> None:
+    """Create the data directory with mode 0700, or narrow an existing one (an install made
+    before, or under a loose umask) to 0700: it holds the database, the secret key and the
+    cookie secret. A directory the console may not chmod (not its owner) is logged."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR:
+        try:
+            os.chmod(path, PRIVATE_DIR)
+        except PermissionError as exc:
+            log.warning("cannot make the data directory %s private (mode 0700): %s", path, exc)
+
+
+def private_sqlite_files(path: Path) -> None:
+    """Create the SQLite database file with mode 0600 before SQLite opens it, and narrow an
+    existing one and its ``-wal``/``-shm`` files to 0600. SQLite creates the ``-wal`` and
+    ``-shm`` files with the database file's mode (``findCreateFileMode`` in os_unix.c), so
+    they follow it."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(name.stat().st_mode) != PRIVATE_FILE:
+                os.chmod(name, PRIVATE_FILE)
 
 
 def make_engine(url: str) -> Engine:
@@ -29,12 +58,14 @@ def make_engine(url: str) -> Engine:
 
     SQLite gets WAL journaling, ``synchronous=NORMAL`` (durable across process crashes,
     the WAL default trade-off), foreign keys and a 10 s busy timeout on every connection.
-    The parent folder of a SQLite file is created.
+    The parent folder of a SQLite file is created (0700), the file itself 0600 (see
+    :func:`private_sqlite_files`).
     """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            private_sqlite_files(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
 
         @event.listens_for(engine, "connect")

@@ -1,12 +1,29 @@
 """Pages: login/logout and the dashboard views. Data reaches pages through the JSON API."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+import tornado.web
+
+from console.auth.passwords import PasswordsBusy
 from console.handlers import SESSION_COOKIE, PageHandler
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything else (other hosts, ``//x``) becomes ``/``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A path on this console to go to after login; anything else becomes ``/``.
+
+    Browsers drop tabs and newlines anywhere in a URL, strip leading control characters
+    and read ``\\`` as ``/`` (WHATWG URL Standard, "basic URL parser"), so
+    ``/\\t/evil.example`` is followed as ``//evil.example``, another host. Only printable
+    ASCII without spaces or backslashes is kept, and only when it starts with exactly
+    one ``/`` (``//x`` and ``///x`` name a host) and, parsed (``urllib.parse.urlsplit``,
+    RFC 3986), has no scheme and no host. The login page's own links always qualify:
+    ``PageHandler`` sends ``request.uri``, already percent-encoded."""
+    if (not target or not target.isascii() or not target.isprintable() or " " in target or "\\" in target
+            or not target.startswith("/") or target.startswith("//")):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return target
 
@@ -19,6 +36,12 @@ class LoginHandler(PageHandler):
     Every attempt is audited (``login.success``/``login.failure``)."""
 
     max_body_bytes = 16 * 1024
+
+    def check_xsrf_cookie(self) -> None:
+        # Login CSRF: a foreign page posting its own credentials here would log the victim
+        # into the attacker's account. There is no session cookie yet, so the base class's
+        # exemption for cookie-less calls must not apply: the form's _xsrf is always needed.
+        tornado.web.RequestHandler.check_xsrf_cookie(self)
 
     def get(self) -> None:
         if self.current_user is not None:
@@ -39,7 +62,14 @@ class LoginHandler(PageHandler):
             self.set_header("Retry-After", str(wait))
             self.render("login.html", error=f"Too many failed logins. Try again in {wait} s.", next_url=next_url)
             return
-        result = await self.services.db.write(auth.login, username, password, self.client_ip)
+        try:
+            result = await auth.login(self.services.db, username, password, self.client_ip)
+        except PasswordsBusy:
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.render("login.html", error="The console is busy checking other logins. Try again.",
+                        next_url=next_url)
+            return
         if result.principal is None:
             auth.login_limit_user.fail(user_key)
             auth.login_limit_ip.fail(ip_key)
