@@ -48,6 +48,7 @@ class ConsoleConfig:
     max_series_per_host: int = 10000  # cardinality guard; new series over it are rejected
     sample_max_age: float = 518400.0  # seconds; older samples are rejected (6 days)
     sample_max_future: float = 600.0  # seconds; samples further ahead are rejected
+    clock_skew_max_seconds: float = 60.0  # an agent whose sent_at is further off the console's clock is flagged
     log_retention_days: float = 14.0  # log records older than this are deleted; 0: keep
     log_retention_bytes: int = 1024 * 1024 * 1024  # cap on stored log bytes (estimate); 0: none
     log_retention_check_seconds: float = 300.0  # how often retention runs
@@ -149,7 +150,11 @@ def _console_from(values: Mapping[str, Any], env: Mapping[str, str]) -> ConsoleC
         env_value = env.get(f"FLEETDECK_{name.upper()}")
         if env_value is not None and env_value != "":
             merged[name] = _coerce(name, fld.type, env_value)
-    return ConsoleConfig(**merged)
+    console = ConsoleConfig(**merged)
+    if not 0 < console.clock_skew_max_seconds <= 86400:
+        raise ConfigError(f"console.clock_skew_max_seconds must be in (0, 86400] seconds, "
+                          f"got {console.clock_skew_max_seconds:g}")
+    return console
 
 
 def load_config(path: str | os.PathLike | None = None,

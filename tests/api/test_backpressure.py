@@ -88,7 +88,7 @@ def test_full_disk_answers_503_and_recovers_without_restart(small_disk):
                     fh.write(b"\0" * 65536)
             except OSError:
                 pass  # ENOSPC: the disk is full, which is the point
-        logs = [{"ts": 1763700000000 + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
+        logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
         batch_id = uuid.uuid4().hex
         later = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000) + 1, 0.7]]}]
         body = json.dumps(batch("disk-1", later, logs, batch_id)).encode()
