@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Collect host metrics and push them to a Fleetdeck console.",
         epilog="Environment: FLEETDECK_CONFIG (default --config), FLEETDECK_AGENT_CONSOLE, "
-        "FLEETDECK_AGENT_TOKEN, FLEETDECK_AGENT_HOST, FLEETDECK_AGENT_INTERVAL. "
+        "FLEETDECK_AGENT_TOKEN, FLEETDECK_AGENT_HOST, FLEETDECK_AGENT_INTERVAL, FLEETDECK_AGENT_STATE_DIR. "
         "Command-line options win over the environment, which wins over the file.",
     )
     parser.add_argument("--config", metavar="FILE", default=os.environ.get("FLEETDECK_CONFIG") or None,

@@ -14,7 +14,7 @@ sections, ``console:`` and ``apps:``, are ignored here)::
         host: {proc_root: /host/proc, sys_root: /host/sys, rootfs: /host/root}
 
 Environment: ``FLEETDECK_AGENT_CONSOLE``, ``FLEETDECK_AGENT_TOKEN``,
-``FLEETDECK_AGENT_HOST``, ``FLEETDECK_AGENT_INTERVAL`` (empty values are
+``FLEETDECK_AGENT_HOST``, ``FLEETDECK_AGENT_INTERVAL``, ``FLEETDECK_AGENT_STATE_DIR`` (empty values are
 ignored). Every problem raises :class:`ConfigError` naming the offending key
 and where its value came from.
 """
@@ -38,6 +38,7 @@ ENV_OVERRIDES = {
     "FLEETDECK_AGENT_TOKEN": "token",
     "FLEETDECK_AGENT_HOST": "host",
     "FLEETDECK_AGENT_INTERVAL": "interval",
+    "FLEETDECK_AGENT_STATE_DIR": "state_dir",
 }
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # What the console accepts as a host name (console/ingest/batch.py).
