@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Sequence
 
@@ -528,6 +529,20 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hosts_delete(args: argparse.Namespace) -> int:
+    """Retire HOST through ``DELETE /api/v1/hosts/{host}`` (admin token, audited)."""
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"this deletes every sample and log line of {args.host!r}; add --yes to confirm", 2)
+        if input(f"delete host {args.host!r} with all its samples and log lines? type yes: ").strip() != "yes":
+            raise CliError("nothing deleted")
+    result = ApiClient().request("DELETE", "/api/v1/hosts/" + urllib.parse.quote(args.host, safe=""))
+    print(f"deleted host {result['host']}: {result['series']} series, {result['samples']} samples, "
+          f"{result['rollups']} rollup rows, {result['logs']} log lines; "
+          f"{result['revoked_tokens']} agent token(s) revoked")
+    return 0
+
+
 def cmd_hosts_trust(args: argparse.Namespace) -> int:
     """Pin HOST's SSH host key (audited ``hosts.trust``). The key comes from ``--key``
     (a .pub or known_hosts line checked out of band) or from the host itself, in which case
@@ -926,6 +941,11 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the host (default 10)")
     admin_opts(trust)
     trust.set_defaults(func=cmd_hosts_trust)
+    hdelete = hosts_sub.add_parser("delete", help="retire HOST: delete its series, samples and log lines and "
+                                   "revoke its agent tokens (admin token, audited)")
+    hdelete.add_argument("host")
+    hdelete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    hdelete.set_defaults(func=cmd_hosts_delete)
     known = hosts_sub.add_parser("known", help="list pinned SSH host keys")
     known.add_argument("--json", action="store_true", help="print JSON instead of a table")
     admin_opts(known)

@@ -189,6 +189,14 @@ API_PATHS: dict[str, tuple[str, list, dict]] = {
     r"/api/v1/hosts": ("/api/v1/hosts", [], {"get": {
         "summary": "Every known host with its summary",
         "responses": {"200": _json({"type": "array", "items": _ref("Host")})}}}),
+    r"/api/v1/hosts/([^/]+)": ("/api/v1/hosts/{host}", [_path("host", STR)], {"delete": {
+        "summary": "Retire a host: delete its series, samples, rollups and log records and revoke "
+                   "its agent tokens (audited)",
+        "responses": {"200": _json(_obj({"host": STR, "series": {"type": "integer"}, "samples": {"type": "integer"},
+                                         "rollups": {"type": "integer"}, "logs": {"type": "integer"},
+                                         "revoked_tokens": {"type": "integer"}},
+                                        ["host", "series", "samples", "rollups", "logs", "revoked_tokens"])),
+                      "404": _json(_ref("Error"), "No such host")}}}),
     r"/api/v1/metrics/names": ("/api/v1/metrics/names", [], {"get": {
         "summary": "Metric names, optionally of one host",
         "parameters": [_query("host", STR)],

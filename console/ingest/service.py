@@ -105,6 +105,19 @@ class IngestService:
         self._series_ids.update(new_ids)
         return result
 
+    def retire_host(self, audit, tokens, actor: str, source: str, name: str) -> dict:  # noqa: ANN001
+        """Delete host ``name`` and its data (console/fleet/retire.py), then drop the token
+        lookup cache (``tokens``: TokenService; its agent tokens were revoked) and the host's
+        cached series ids, on the writer thread like ``store``: a batch queued behind it
+        cannot reuse a cached id of a deleted series (SQLite may give a new host the old
+        id). Raises HostNotFound."""
+        from console.fleet.retire import retire_host
+
+        result = self._db.run(retire_host, audit, self._clock(), actor, source, name)
+        tokens.forget()
+        self._series_ids = {k: v for k, v in self._series_ids.items() if k[0] != result["host_id"]}
+        return result
+
     def _store_tx(self, session: Session, batch: Batch, new_ids: dict[SeriesKey, int]) -> IngestResult:
         now = self._clock()
         host = self._host(session, batch, now)

@@ -144,3 +144,17 @@ def test_the_local_agent_keeps_its_state_under_the_data_directory(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert tree(work) == []
+
+
+def test_agent_help_lists_enrol():
+    result = subprocess.run([sys.executable, "-m", "agents", "--help"], cwd=REPO, env=child_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "fleetdeck-agent enrol --console URL --enrol-token T" in result.stdout
+    assert "fleetdeck-agent enrol --help" in result.stdout
+
+
+def test_readme_says_remote_agents_need_the_console_beyond_loopback():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Installing an agent on another host", 1)[1].split("\n## ", 1)[0]
+    assert "FLEETDECK_LISTEN=0.0.0.0:8700" in section and "127.0.0.1" in section
