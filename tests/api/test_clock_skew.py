@@ -109,3 +109,4 @@ def test_a_clock_put_right_clears_the_flag(skew_console):
     assert push_skewed(skew_console, "skew-fixed", token, 0.0)[0] == 200
     row = host_row(skew_console, "skew-fixed")
     assert row["clock_skewed"] is False and abs(row["clock_skew_seconds"]) < 30
+
