@@ -54,3 +54,10 @@ def test_bad_config_is_a_clear_error(tmp_path, text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml", env={})
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "86401", "nan"])
+def test_clock_skew_max_seconds_is_range_checked(raw):
+    with pytest.raises(ConfigError, match=r"clock_skew_max_seconds must be in \(0, 86400\]"):
+        load_config(env={"FLEETDECK_CLOCK_SKEW_MAX_SECONDS": raw})
+    assert load_config(env={"FLEETDECK_CLOCK_SKEW_MAX_SECONDS": "120"}).console.clock_skew_max_seconds == 120.0
