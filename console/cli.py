@@ -495,12 +495,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = _server_config(args)
     where = database_location(config)
     existed = database_exists(config)
-    try:
-        services = _services(config)  # creates the SQLite file and applies the migrations
-    except ConfigError:
-        raise
-    except Exception as exc:  # the database URL is wrong or unreachable
-        raise CliError(f"cannot open the database {where}: {exc}") from None
+    services = _services(config)  # creates the SQLite file and applies the migrations
     try:
         password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
     finally:

@@ -9,7 +9,7 @@ costs more than the INSERT itself on SQLite). Log records go through
 console.logs.store.LogStore, which indexes them for search in the same transaction.
 
 Samples that cannot be stored are rejected one by one, never the whole batch: outside the
-time window (``too_old``, ``too_new``), of a new series over the host's series cap
+time window (``too_old``: older than ``sample_max_age`` or the raw retention; ``too_new``), of a new series over the host's series cap
 (``series_limit``), or sent as "NaN"/"Inf" (``non_finite``). Each is counted per host and
 reason in ``ingest_rejections`` in the same transaction, and reported in the answer.
 Log records older than the log retention (``log_retention_days``) are refused one by one
@@ -131,7 +131,8 @@ class IngestService:
         rejected: Counter[str] = Counter()
         examples: dict[str, str] = {}
         ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
-        lo = int((now - self._config.sample_max_age) * 1000)
+        # Older than the raw retention, a sample would be deleted by the next retention run.
+        lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         rows: list[tuple[int, int, float]] = []
         for m in batch.metrics:

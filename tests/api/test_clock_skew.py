@@ -110,3 +110,18 @@ def test_a_clock_put_right_clears_the_flag(skew_console):
     row = host_row(skew_console, "skew-fixed")
     assert row["clock_skewed"] is False and abs(row["clock_skew_seconds"]) < 30
 
+
+
+def test_samples_older_than_the_raw_retention_are_refused(tmp_path):
+    """With a raw retention shorter than sample_max_age, the retention is the limit: a
+    sample it would delete at its next run is refused, not accepted."""
+    harness = ConsoleHarness(tmp_path / "short", retention_raw_days=1.0).start()
+    try:
+        token = harness.agent_token("short-raw")
+        status, body = push_skewed(harness, "short-raw", token, -2 * DAY, lines=1, sent_skew=0.0)
+        assert status == 200, body
+        assert body["accepted_samples"] == 0 and body["rejected"]["too_old"] == 1
+        # the log line, 2 days old, is within the 14 days of log retention
+        assert body["accepted_logs"] == 1
+    finally:
+        harness.close()
