@@ -525,7 +525,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 
 
 def cmd_hosts_delete(args: argparse.Namespace) -> int:
-    """Retire HOST through ``DELETE /api/v1/hosts/{host}`` (admin token, audited)."""
+    """Retire HOST through the API (``DELETE /api/v1/hosts/HOST``; admin token, audited)."""
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError(f"this deletes every sample and log line of {args.host!r}; add --yes to confirm", 2)

@@ -1,4 +1,4 @@
-"""Retiring a host: ``DELETE /api/v1/hosts/{host}`` and ``fleetdeck hosts delete HOST``.
+"""Retiring a host: ``DELETE /api/v1/hosts/HOST`` and ``fleetdeck hosts delete HOST``.
 
 A decommissioned host would otherwise stay on the overview as DOWN for ever. Retiring it
 deletes, in one transaction, its series with their raw samples and 1m/1h rollups, its

@@ -76,18 +76,23 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def fill(filler) -> None:
+    """Write zeros into ``filler`` until its file system is full to the last block."""
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass  # ENOSPC: the disk is full, which is the point
+
+
 def test_full_disk_answers_503_and_recovers_without_restart(small_disk):
     harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
     try:
         token = harness.agent_token("disk-1")
         assert harness.push("disk-1", token, GAUGE)[0] == 200
         filler = small_disk / "filler"
-        with open(filler, "wb", buffering=0) as fh:  # fill the disk to the last block
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass  # ENOSPC: the disk is full, which is the point
+        fill(filler)
         logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
         batch_id = uuid.uuid4().hex
         later = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000) + 1, 0.7]]}]
@@ -159,12 +164,7 @@ def test_readyz_fails_while_storage_cannot_be_written(small_disk):
         assert harness.push("disk-2", token, GAUGE)[0] == 200
         assert http("GET", harness.url + "/readyz").status == 200
         filler = small_disk / "filler"
-        with open(filler, "wb", buffering=0) as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass  # ENOSPC: the disk is full, which is the point
+        fill(filler)
         logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
         status, body = harness.push("disk-2", token, GAUGE, logs)
         assert status == 503 and body["error"]["code"] == "storage_unavailable", body

@@ -1,4 +1,4 @@
-"""Retiring a host: ``DELETE /api/v1/hosts/{host}`` (admin, audited) and ``fleetdeck hosts
+"""Retiring a host: ``DELETE /api/v1/hosts/HOST`` (admin, audited) and ``fleetdeck hosts
 delete HOST`` remove its series, samples, rollups and log lines, and revoke its agent
 tokens; other hosts keep everything."""
 from __future__ import annotations
