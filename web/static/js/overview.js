@@ -80,7 +80,7 @@
     drift.hidden = true;
     foot.appendChild(drift);
     // The agent's clock is off the console's: its samples and lines are stamped wrong.
-    var skew = F.el("span", "drift-badge skew-badge", "CLOCK");
+    var skew = F.el("span", "skew-badge", "CLOCK");
     skew.hidden = true;
     foot.appendChild(skew);
 
