@@ -11,9 +11,10 @@ run: $(VENV)/.installed  ## console + local agent on SQLite; prints the dashboar
 test: $(VENV)/.installed-test  ## the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ./agent  # the agent's own distribution, which the console's needs
 	$(BIN)/pip install -q -e .
 	touch $@
 
@@ -22,4 +23,4 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info agent/*.egg-info agent/build

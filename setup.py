@@ -1,4 +1,10 @@
-"""Packaging for Fleetdeck: the console (``fleetdeck``) and the host agent (``fleetdeck-agent``)."""
+"""Packaging for the Fleetdeck console (``fleetdeck``).
+
+The host agent is a distribution of its own, ``fleetdeck-agent`` (agent/setup.py: agents/
+and collectors/, needing only psutil and PyYAML), which this one depends on: install it
+first from the same checkout (``pip install ./agent``, or ``-e ./agent``), as the Makefile
+does, or give pip a folder holding its wheel (``--find-links dist/``).
+"""
 from setuptools import find_packages, setup
 
 setup(
@@ -6,17 +12,17 @@ setup(
     version="0.1.0",
     description="Self-hosted DevOps and monitoring console: metrics, logs and deploys in one place.",
     python_requires=">=3.10",
-    packages=find_packages(include=["console*", "agents*", "collectors*"]),
+    packages=find_packages(include=["console*"]),
     include_package_data=True,
     package_data={
         "console.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
     },
     data_files=[],
     install_requires=[
+        "fleetdeck-agent==0.1.0",  # agent/setup.py: `fleetdeck run` starts the local agent
         "tornado>=6.4,<7",
         "SQLAlchemy>=2.0,<3",
         "alembic>=1.13,<2",
-        "psutil>=5.9,<8",
         "PyYAML>=6.0,<7",
         "prometheus-client>=0.20,<1",
         "orjson>=3.9,<4",
@@ -38,7 +44,6 @@ setup(
     entry_points={
         "console_scripts": [
             "fleetdeck=console.cli:main",
-            "fleetdeck-agent=agents.cli:main",
         ]
     },
 )

@@ -29,9 +29,12 @@ EXIT_ERROR = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Collect host metrics and push them to a Fleetdeck console.",
+        usage=f"{PROG} [options] | {PROG} enrol --console URL --enrol-token T [--host NAME]",
+        description="Collect host metrics and push them to a Fleetdeck console. "
+        f"`{PROG} enrol` first exchanges a one-time enrolment token (`fleetdeck token create --enrol`) "
+        f"for this host's agent token; see `{PROG} enrol --help`.",
         epilog="Environment: FLEETDECK_CONFIG (default --config), FLEETDECK_AGENT_CONSOLE, "
-        "FLEETDECK_AGENT_TOKEN, FLEETDECK_AGENT_HOST, FLEETDECK_AGENT_INTERVAL. "
+        "FLEETDECK_AGENT_TOKEN, FLEETDECK_AGENT_HOST, FLEETDECK_AGENT_INTERVAL, FLEETDECK_AGENT_STATE_DIR. "
         "Command-line options win over the environment, which wins over the file.",
     )
     parser.add_argument("--config", metavar="FILE", default=os.environ.get("FLEETDECK_CONFIG") or None,

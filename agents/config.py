@@ -15,7 +15,7 @@ only and ignores the other sections, which the console validates::
         host: {proc_root: /host/proc, sys_root: /host/sys, rootfs: /host/root}
 
 Environment: ``FLEETDECK_AGENT_CONSOLE``, ``FLEETDECK_AGENT_TOKEN``,
-``FLEETDECK_AGENT_HOST``, ``FLEETDECK_AGENT_INTERVAL`` (empty values are
+``FLEETDECK_AGENT_HOST``, ``FLEETDECK_AGENT_INTERVAL``, ``FLEETDECK_AGENT_STATE_DIR`` (empty values are
 ignored). Every problem raises :class:`ConfigError` naming the offending key,
 the value, and where it came from (``FILE line N``, ``environment NAME`` or
 ``command-line flag --name``).
@@ -50,6 +50,7 @@ ENV_OVERRIDES = {
     "FLEETDECK_AGENT_TOKEN": "token",
     "FLEETDECK_AGENT_HOST": "host",
     "FLEETDECK_AGENT_INTERVAL": "interval",
+    "FLEETDECK_AGENT_STATE_DIR": "state_dir",
 }
 # Command-line flags of `fleetdeck-agent` whose name differs from the setting's.
 FLAGS = {"console_url": "--console"}

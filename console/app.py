@@ -22,7 +22,7 @@ from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
 from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
-from console.query.handlers import HostsHandler, MetricNamesHandler, MetricsRangeHandler
+from console.query.handlers import HostHandler, HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.openapi import build_document
 from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
@@ -41,6 +41,7 @@ ROUTES = (
     (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),
     (r"/api/v1/hosts", HostsHandler, "viewer"),
+    (r"/api/v1/hosts/([^/]+)", HostHandler, "admin"),
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),
     (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
     (r"/api/v1/live", LiveSocketHandler, "viewer"),

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +45,91 @@ def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "listen", None):
         overrides["listen"] = args.listen  # validated with the rest, named as the flag
     return load_config(args.config, overrides=overrides)
+
+
+# Where the console role and docs/install.md put the configuration of an installed console.
+SYSTEM_CONFIG = Path("/etc/fleetdeck/config.yaml")
+
+
+def locate_install(args: argparse.Namespace, env: dict | None = None) -> tuple[Config | None, str, list[str]]:
+    """Find the install a command acts on: ``--config``, ``$FLEETDECK_CONFIG``,
+    ``$FLEETDECK_DATA_DIR`` or ``$FLEETDECK_DATABASE_URL``, :data:`SYSTEM_CONFIG`, then
+    ``./var`` only if that directory exists. Returns the configuration (None when nothing
+    was found), how it was found, and the places looked at before. Raises ConfigError."""
+    env = os.environ if env is None else env
+    if getattr(args, "config", None):
+        return _config(args), f"--config {args.config}", []
+    looked = ["--config"]
+    if env.get("FLEETDECK_CONFIG"):
+        return _config(args), f"$FLEETDECK_CONFIG ({env['FLEETDECK_CONFIG']})", looked
+    looked.append("$FLEETDECK_CONFIG")
+    for name in ("FLEETDECK_DATA_DIR", "FLEETDECK_DATABASE_URL"):
+        if env.get(name):
+            return _config(args), f"${name}", looked
+    looked.append("$FLEETDECK_DATA_DIR and $FLEETDECK_DATABASE_URL")
+    if SYSTEM_CONFIG.is_file():
+        args.config = str(SYSTEM_CONFIG)
+        return _config(args), str(SYSTEM_CONFIG), looked
+    looked.append(str(SYSTEM_CONFIG))
+    if Path("var").is_dir():
+        return _config(args), f"./var ({Path('var').resolve()})", looked
+    looked.append(f"./var ({Path('var').resolve()})")
+    return None, "", looked
+
+
+def database_location(config: Config) -> str:
+    """The database as a person reads it: a SQLite file's path, or the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def database_exists(config: Config) -> bool:
+    """Whether the database holds a Fleetdeck schema, without creating anything: a SQLite
+    file that exists, or a server database with Alembic's version table. Raises CliError
+    when the server cannot be reached."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite":
+        return bool(url.database) and Path(url.database).is_file()
+    engine = create_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot open the database {database_location(config)}: {exc.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+
+
+def _admin_services(args: argparse.Namespace):
+    """Services of an existing install (see :func:`locate_install`); never creates a
+    database: raises CliError (2) saying where it looked and that ``fleetdeck init``
+    creates one. With ``-v``, names the database on stderr."""
+    config, found, looked = locate_install(args)
+    if config is None:
+        raise CliError(f"no Fleetdeck install found; looked at {', '.join(looked)}. "
+                       "`fleetdeck init` creates one (here in ./var, or where --config, "
+                       "$FLEETDECK_CONFIG or $FLEETDECK_DATA_DIR say)", 2)
+    where = database_location(config)
+    if not database_exists(config):
+        raise CliError(f"no Fleetdeck database at {where} (found through {found}); "
+                       "`fleetdeck init` creates one", 2)
+    if getattr(args, "verbose", False):
+        print(f"fleetdeck: using the database {where} (found through {found})", file=sys.stderr)
+    return _services(config)
+
+
+def _server_config(args: argparse.Namespace) -> Config:
+    """The install ``run`` and ``serve`` start: found as admin commands find it, else the
+    defaults (``./var``, created on first run)."""
+    config, _, _ = locate_install(args)
+    return config if config is not None else _config(args)
 
 
 def _services(config: Config):
@@ -81,15 +167,22 @@ def _pct(value: float | None) -> str:
 
 # -- server ------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _server_config(args)
     asyncio.run(_serve(config, with_agent=False, config_path=args.config))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = _server_config(args)
     asyncio.run(_serve(config, with_agent=not args.no_agent, config_path=args.config, first_run=True))
     return 0
+
+
+def print_admin_password(password: str) -> None:
+    print("The password of user 'admin':\n\n"
+          f"    {password}\n\n"
+          "This password is shown only once. Change it with `fleetdeck user set-password admin`.",
+          flush=True)
 
 
 def ensure_local_agent_token(services, config: Config, host: str) -> str:
@@ -122,20 +215,21 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
         raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
     backend = services.db.dialect
     print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend})", flush=True)
-    if first_run:
-        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
-        if password:
-            print("First run: created user 'admin' with password:\n\n"
-                  f"    {password}\n\n"
-                  "This password is shown only once. Change it with `fleetdeck user set-password admin`.",
-                  flush=True)
     app = make_app(services)
     host, port = config.listen_host_port
     try:
         server, bound = start_http(app, services, host, port)
     except OSError as exc:
+        services.close()
         raise CliError(f"cannot listen on {config.console.listen}: {exc.strerror}; "
                        "choose another with --listen HOST:PORT or FLEETDECK_LISTEN", 2) from None
+    if first_run:
+        # Only once the socket is bound: a start that fails creates no admin, so the next
+        # one still creates it and prints its password.
+        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+        if password:
+            print("First run: created user 'admin'.", flush=True)
+            print_admin_password(password)
     if port == 0:
         config.console.listen = f"{host}:{bound}"
     url = config.public_url
@@ -171,6 +265,11 @@ class LocalAgent:
     def __init__(self, services, config: Config, config_path: str | None, url: str) -> None:
         self.host = local_host_name()
         self.token = ensure_local_agent_token(services, config, self.host)
+        # The spool and log positions live beside the console's data (where its token is),
+        # not in the directory `fleetdeck run` was started from, unless the agent section
+        # of the config file names a state_dir.
+        agent_section = (config.document.data.get("agent") if config.document is not None else None) or {}
+        self.state_dir = None if agent_section.get("state_dir") else str((config.data_dir / "agent").resolve())
         self.config_path = config_path
         self.url = url
         self.proc: subprocess.Popen | None = None
@@ -181,6 +280,8 @@ class LocalAgent:
         if self.config_path:
             argv += ["--config", self.config_path]
         env = dict(os.environ, FLEETDECK_AGENT_TOKEN=self.token)
+        if self.state_dir is not None:
+            env["FLEETDECK_AGENT_STATE_DIR"] = self.state_dir
         self.proc = subprocess.Popen(argv, env=env)
         self.started_at = time.monotonic()
         print(f"Local agent for host '{self.host}' started (pid {self.proc.pid}).", flush=True)
@@ -231,7 +332,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     modes = [bool(args.agent), bool(args.name), bool(args.enrol)]
     if sum(modes) != 1:
         raise CliError("give one of --agent HOST, --name NAME --role ROLE, or --enrol [--host HOST]", 2)
-    services = _services(_config(args))
+    services = _admin_services(args)
     auth, actor = services.auth, _actor()
     try:
         if args.agent:
@@ -256,7 +357,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         tokens = services.db.run(services.tokens.list, args.all)
     finally:
@@ -278,7 +379,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from console.auth.tokens import TokenNotFound
 
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         revoked = services.db.run(services.auth.revoke_token, _actor(), "cli", args.id)
     except TokenNotFound as exc:
@@ -304,7 +405,7 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_user(args: argparse.Namespace) -> int:
     from console.auth.users import UNCHANGED, UserError
 
-    services = _services(_config(args))
+    services = _admin_services(args)
     auth, actor = services.auth, _actor()
     try:
         if args.user_command == "list":
@@ -341,7 +442,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         if getattr(args, "audit_command", None) == "verify":
             result = services.db.run(services.audit.verify)
@@ -369,7 +470,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_secrets(args: argparse.Namespace) -> int:
     from console.secrets import SecretError
 
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         if args.secrets_command == "rotate":
             count = services.db.run(services.secrets.rotate_all, _actor())
@@ -397,9 +498,26 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    services = _services(_config(args))  # building the services applies the migrations
-    print(f"database at head: {services.config.database_url}")
+    services = _admin_services(args)  # building the services applies the migrations
+    print(f"database at head: {database_location(services.config)}")
     services.close()
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the database (or bring an existing one to the newest schema) and the
+    ``admin`` user, whose one-time password is printed when it is created here."""
+    config = _server_config(args)
+    where = database_location(config)
+    existed = database_exists(config)
+    services = _services(config)  # creates the SQLite file and applies the migrations
+    try:
+        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+    finally:
+        services.close()
+    print(f"{'database already initialised, schema at head' if existed else 'created the database'}: {where}")
+    if password:
+        print_admin_password(password)
     return 0
 
 
@@ -421,13 +539,27 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hosts_delete(args: argparse.Namespace) -> int:
+    """Retire HOST through the API (``DELETE /api/v1/hosts/HOST``; admin token, audited)."""
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"this deletes every sample and log line of {args.host!r}; add --yes to confirm", 2)
+        if input(f"delete host {args.host!r} with all its samples and log lines? type yes: ").strip() != "yes":
+            raise CliError("nothing deleted")
+    result = ApiClient().request("DELETE", "/api/v1/hosts/" + urllib.parse.quote(args.host, safe=""))
+    print(f"deleted host {result['host']}: {result['series']} series, {result['samples']} samples, "
+          f"{result['rollups']} rollup rows, {result['logs']} log lines; "
+          f"{result['revoked_tokens']} agent token(s) revoked")
+    return 0
+
+
 def cmd_hosts_trust(args: argparse.Namespace) -> int:
     """Pin HOST's SSH host key (audited ``hosts.trust``). The key comes from ``--key``
     (a .pub or known_hosts line checked out of band) or from the host itself, in which case
     ``--fingerprint`` must match what it presents (or a terminal user confirms it)."""
     from console.deploy.known_hosts import TrustError, fingerprint, parse_key_line, scan
 
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         if args.host in services.inventory.groups:
             raise CliError(f"{args.host} is a group; trust its hosts one by one", 2)
@@ -462,7 +594,7 @@ def cmd_hosts_trust(args: argparse.Namespace) -> int:
 
 
 def cmd_hosts_known(args: argparse.Namespace) -> int:
-    services = _services(_config(args))
+    services = _admin_services(args)
     try:
         pins = services.db.run(services.known_hosts.list)
     finally:
@@ -712,6 +844,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def admin_opts(p: argparse.ArgumentParser, default: object = None) -> None:
+        # default=SUPPRESS on a nested parser keeps the values given to its parent.
+        p.add_argument("--config", default=default,
+                       help="config file (default: $FLEETDECK_CONFIG, $FLEETDECK_DATA_DIR, "
+                       f"{SYSTEM_CONFIG}, then ./var if it exists)")
+        p.add_argument("-v", "--verbose", action="store_true", default=default if default else False,
+                       help="print which database is used (on stderr)")
+
     def server_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", help="config file (default $FLEETDECK_CONFIG)")
@@ -729,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="token_command", required=True)
     create = token.add_parser("create", help="create an agent token (--agent), an API token (--name, --role) "
                                             "or a one-time enrolment token (--enrol)")
-    create.add_argument("--config")
+    admin_opts(create)
     create.add_argument("--agent", metavar="HOST", help="bind a new agent token to HOST")
     create.add_argument("--name", help="name of a new API token")
     create.add_argument("--role", choices=("viewer", "deployer", "admin"), help="role cap of the API token")
@@ -741,60 +881,60 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires-days", type=float, help="API token lifetime in days (default: no expiry)")
     create.set_defaults(func=cmd_token_create)
     tlist = token.add_parser("list", help="list tokens (never their secrets)")
-    tlist.add_argument("--config")
+    admin_opts(tlist)
     tlist.add_argument("--all", action="store_true", help="include revoked tokens")
     tlist.add_argument("--json", action="store_true")
     tlist.set_defaults(func=cmd_token_list)
     trevoke = token.add_parser("revoke", help="revoke a token by id")
     trevoke.add_argument("id", type=int)
-    trevoke.add_argument("--config")
+    admin_opts(trevoke)
     trevoke.set_defaults(func=cmd_token_revoke)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     ulist = user.add_parser("list", help="list users")
-    ulist.add_argument("--config")
+    admin_opts(ulist)
     ulist.add_argument("--json", action="store_true")
     ulist.set_defaults(func=cmd_user)
     ucreate = user.add_parser("create", help="create a user (password from $FLEETDECK_PASSWORD, stdin or prompt)")
     ucreate.add_argument("username")
     ucreate.add_argument("--role", choices=("viewer", "deployer", "admin"), required=True)
     ucreate.add_argument("--apps", metavar="A,B", help="limit a deployer to these apps")
-    ucreate.add_argument("--config")
+    admin_opts(ucreate)
     ucreate.set_defaults(func=cmd_user)
     upass = user.add_parser("set-password", help="set a user's password (ends their sessions)")
     upass.add_argument("username")
-    upass.add_argument("--config")
+    admin_opts(upass)
     upass.set_defaults(func=cmd_user)
     uset = user.add_parser("set", help="change a user's role or app allow-list")
     uset.add_argument("username")
     uset.add_argument("--role", choices=("viewer", "deployer", "admin"))
     uset.add_argument("--apps", metavar="A,B", help="deployer app allow-list; an empty string allows every app")
-    uset.add_argument("--config")
+    admin_opts(uset)
     uset.set_defaults(func=cmd_user)
     for name, help_text in (("disable", "disable a user (ends their sessions)"), ("enable", "enable a user")):
         p = user.add_parser(name, help=help_text)
         p.add_argument("username")
-        p.add_argument("--config")
+        admin_opts(p)
         p.set_defaults(func=cmd_user)
 
     audit = sub.add_parser("audit", help="read the audit log; `audit verify` checks the hash chain")
-    audit.add_argument("--config")
+    admin_opts(audit)
     audit.add_argument("--limit", type=positive_int, default=50, help="newest entries to show (default 50)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
     audit_sub = audit.add_subparsers(dest="audit_command")
     verify = audit_sub.add_parser("verify", help="exit 1 naming the first tampered entry, else 0")
-    verify.add_argument("--config", default=argparse.SUPPRESS)
+    admin_opts(verify, default=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_audit)
 
     secrets_p = sub.add_parser("secrets", help="list stored secrets or re-encrypt them after a key rotation"
                                ).add_subparsers(dest="secrets_command", required=True)
     slist = secrets_p.add_parser("list", help="names and kinds (never values)")
-    slist.add_argument("--config")
+    admin_opts(slist)
     slist.add_argument("--json", action="store_true")
     slist.set_defaults(func=cmd_secrets)
     srotate = secrets_p.add_parser("rotate", help="re-encrypt every secret under the first key")
-    srotate.add_argument("--config")
+    admin_opts(srotate)
     srotate.set_defaults(func=cmd_secrets)
     sset = secrets_p.add_parser("set", help="store or replace a secret; the value is read from --file or stdin")
     sset.add_argument("name")
@@ -803,9 +943,14 @@ def build_parser() -> argparse.ArgumentParser:
     sset.add_argument("--config")
     sset.set_defaults(func=cmd_secrets)
 
+    init = sub.add_parser("init", help="create the database and the admin user (prints its password once); "
+                          "an existing database is brought to the newest schema")
+    admin_opts(init)
+    init.set_defaults(func=cmd_init)
+
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("--config")
+    admin_opts(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
     hosts = sub.add_parser("hosts", help="list hosts (FLEETDECK_URL, FLEETDECK_TOKEN)")
@@ -818,11 +963,16 @@ def build_parser() -> argparse.ArgumentParser:
     trust.add_argument("--key", help="the public key itself ('TYPE BASE64' or a known_hosts line) instead of asking the host")
     trust.add_argument("--replace", action="store_true", help="replace a different key already pinned (a changed host key)")
     trust.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the host (default 10)")
-    trust.add_argument("--config")
+    admin_opts(trust)
     trust.set_defaults(func=cmd_hosts_trust)
+    hdelete = hosts_sub.add_parser("delete", help="retire HOST: delete its series, samples and log lines and "
+                                   "revoke its agent tokens (admin token, audited)")
+    hdelete.add_argument("host")
+    hdelete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    hdelete.set_defaults(func=cmd_hosts_delete)
     known = hosts_sub.add_parser("known", help="list pinned SSH host keys")
     known.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    known.add_argument("--config")
+    admin_opts(known)
     known.set_defaults(func=cmd_hosts_known)
 
     apps = sub.add_parser("apps", help="list apps and their current versions")

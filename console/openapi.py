@@ -52,13 +52,14 @@ SCHEMAS: dict[str, dict] = {
     }, ["host", "batch_id"]),
     "IngestResult": _obj({"accepted_samples": {"type": "integer"}, "accepted_logs": {"type": "integer"},
                           "duplicate": BOOL, "rejected_samples": {"type": "integer"},
+                          "rejected_logs": {"type": "integer"},
                           "rejected": {"type": "object", "additionalProperties": {"type": "integer"}}},
                          ["accepted_samples", "accepted_logs", "duplicate"]),
     "Host": _obj({"host": STR, "up": BOOL, "last_seen": NNUM, "agent_version": NSTR, "interval": NNUM,
                   "labels": LABELS,
                   "summary": _obj({"cpu_ratio": NNUM, "memory_ratio": NNUM, "disk_max_ratio": NNUM,
                                    "load1": NNUM}),
-                  "config_hash": NSTR, "drift": BOOL,
+                  "config_hash": NSTR, "drift": BOOL, "clock_skew_seconds": NNUM, "clock_skewed": BOOL,
                   "drift_fields": {"type": "array", "items": {"type": "string", "enum": ["agent_version", "config_hash"]}}},
                  ["host", "up", "last_seen", "labels", "summary"]),
     "RangeResult": _obj({"metric": STR, "step": NNUM, "fn": STR, "resolution": {"type": "string",
@@ -188,6 +189,14 @@ API_PATHS: dict[str, tuple[str, list, dict]] = {
     r"/api/v1/hosts": ("/api/v1/hosts", [], {"get": {
         "summary": "Every known host with its summary",
         "responses": {"200": _json({"type": "array", "items": _ref("Host")})}}}),
+    r"/api/v1/hosts/([^/]+)": ("/api/v1/hosts/{host}", [_path("host", STR)], {"delete": {
+        "summary": "Retire a host: delete its series, samples, rollups and log records and revoke "
+                   "its agent tokens (audited)",
+        "responses": {"200": _json(_obj({"host": STR, "series": {"type": "integer"}, "samples": {"type": "integer"},
+                                         "rollups": {"type": "integer"}, "logs": {"type": "integer"},
+                                         "revoked_tokens": {"type": "integer"}},
+                                        ["host", "series", "samples", "rollups", "logs", "revoked_tokens"])),
+                      "404": _json(_ref("Error"), "No such host")}}}),
     r"/api/v1/metrics/names": ("/api/v1/metrics/names", [], {"get": {
         "summary": "Metric names, optionally of one host",
         "parameters": [_query("host", STR)],

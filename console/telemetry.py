@@ -23,5 +23,8 @@ class ConsoleMetrics:
             "fleetdeck_http_request_duration_seconds", "HTTP request latency.",
             ["method", "route", "code"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.host_clock_skew = Gauge(
+            "fleetdeck_host_clock_skew_seconds", "Agent clock minus console clock, from the "
+            "sent_at of the host's batches (negative: behind).", ["host"], registry=self.registry)
         self.live_subscribers = Gauge(
             "fleetdeck_live_subscriptions", "Open live topic subscriptions.", registry=self.registry)

@@ -90,6 +90,8 @@ class IngestHandler(ApiHandler):
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
         metrics.ingest_logs.inc(result.accepted_logs)
+        if result.clock_skew_seconds is not None:
+            metrics.host_clock_skew.labels(batch.host).set(result.clock_skew_seconds)
         self.write_json(result.as_json())
         if not result.duplicate:
             self.services.bus.publish(f"host:{batch.host}", {

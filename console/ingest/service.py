@@ -9,11 +9,17 @@ costs more than the INSERT itself on SQLite). Log records go through
 console.logs.store.LogStore, which indexes them for search in the same transaction.
 
 Samples that cannot be stored are rejected one by one, never the whole batch: outside the
-time window (``too_old``, ``too_new``), of a new series over the host's series cap
+time window (``too_old``: older than ``sample_max_age`` or the raw retention; ``too_new``), of a new series over the host's series cap
 (``series_limit``), or sent as "NaN"/"Inf" (``non_finite``). Each is counted per host and
 reason in ``ingest_rejections`` in the same transaction, and reported in the answer.
-Log records are never rejected for their time: one stamped too far ahead is stored at
-the receive time (:meth:`IngestService._clamp_future_logs`).
+Log records older than the log retention (``log_retention_days``) are refused one by one
+(``log_too_old``), since retention would delete them within minutes of an answer that
+counted them as accepted; one stamped too far ahead is stored at the receive time
+(:meth:`IngestService._clamp_future_logs`).
+
+Each batch's ``sent_at`` is compared with the console's clock; the host keeps the offset
+(``hosts.clock_skew_seconds``), shown by ``/api/v1/hosts`` and ``/metrics`` and flagged
+beyond ``clock_skew_max_seconds``.
 """
 from __future__ import annotations
 
@@ -35,12 +41,18 @@ from console.storage.models import Host, IngestBatch, IngestRejection, RollupWat
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
 SeriesKey = tuple[int, str, str]  # (host_id, name, labels_json)
+# A batch that waited in an agent's spool carries the sent_at of when it was built, so it
+# looks older than its agent's clock is; delay only ever pushes the offset down. The
+# highest offset seen within this many seconds is kept as the host's skew.
+SKEW_HOLD_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
 class IngestResult:
     """What the console answers: counts accepted, and whether the batch was a replay.
-    ``rejected`` maps a reason to the number of samples not stored for it."""
+    ``rejected`` maps a reason to the number of samples (or, for ``log_*`` reasons, log
+    records) not stored for it. ``clock_skew_seconds`` is the host's held clock offset
+    (agent minus console, s; None when no batch carried ``sent_at``); not in the answer."""
 
     accepted_samples: int
     accepted_logs: int
@@ -48,12 +60,16 @@ class IngestResult:
     host: str
     last_ts: int | None  # newest sample or log timestamp in the batch, Unix ms
     rejected: dict[str, int] = field(default_factory=dict)
+    clock_skew_seconds: float | None = None
 
     def as_json(self) -> dict:
         body = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
                 "duplicate": self.duplicate}
         if self.rejected:
-            body["rejected_samples"] = sum(self.rejected.values())
+            logs = sum(n for reason, n in self.rejected.items() if reason.startswith("log_"))
+            body["rejected_samples"] = sum(self.rejected.values()) - logs
+            if logs:
+                body["rejected_logs"] = logs
             body["rejected"] = dict(self.rejected)
         return body
 
@@ -89,6 +105,19 @@ class IngestService:
         self._series_ids.update(new_ids)
         return result
 
+    def retire_host(self, audit, tokens, actor: str, source: str, name: str) -> dict:  # noqa: ANN001
+        """Delete host ``name`` and its data (console/fleet/retire.py), then drop the token
+        lookup cache (``tokens``: TokenService; its agent tokens were revoked) and the host's
+        cached series ids, on the writer thread like ``store``: a batch queued behind it
+        cannot reuse a cached id of a deleted series (SQLite may give a new host the old
+        id). Raises HostNotFound."""
+        from console.fleet.retire import retire_host
+
+        result = self._db.run(retire_host, audit, self._clock(), actor, source, name)
+        tokens.forget()
+        self._series_ids = {k: v for k, v in self._series_ids.items() if k[0] != result["host_id"]}
+        return result
+
     def _store_tx(self, session: Session, batch: Batch, new_ids: dict[SeriesKey, int]) -> IngestResult:
         now = self._clock()
         host = self._host(session, batch, now)
@@ -98,11 +127,12 @@ class IngestService:
              "samples": batch.sample_count, "logs": len(batch.logs)},
         ).rowcount
         if not fresh:
-            return IngestResult(0, 0, True, batch.host, batch.last_ts)
+            return IngestResult(0, 0, True, batch.host, batch.last_ts, clock_skew_seconds=host.clock_skew_seconds)
         rejected: Counter[str] = Counter()
         examples: dict[str, str] = {}
         ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
-        lo = int((now - self._config.sample_max_age) * 1000)
+        # Older than the raw retention, a sample would be deleted by the next retention run.
+        lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         rows: list[tuple[int, int, float]] = []
         for m in batch.metrics:
@@ -135,6 +165,8 @@ class IngestService:
             # rowcount over executemany may be -1 (unknown); then every row counts.
             samples = len(rows) if samples is None or samples < 0 else samples
             self._reopen_rollups(session, min(r[1] for r in rows), now)
+        if batch.logs and self._config.log_retention_days > 0:
+            self._refuse_old_logs(batch.logs, now, rejected, examples)
         if batch.logs:
             self._clamp_future_logs(batch.logs, now)
             # LogStore indexes the records for search in this same transaction.
@@ -143,7 +175,19 @@ class IngestService:
                                         for r in batch.logs])
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
-        return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
+        return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
+                            host.clock_skew_seconds)
+
+    def _refuse_old_logs(self, logs: list[LogIn], now: float, rejected: Counter, examples: dict) -> None:
+        """Remove from ``logs`` (in place, so the live frame shows only what was stored) the
+        records stamped before the log retention cutoff, counted as ``log_too_old``."""
+        cutoff = int((now - self._config.log_retention_days * 86400) * 1000)
+        kept = [r for r in logs if r.ts >= cutoff]
+        if len(kept) != len(logs):
+            oldest = min(logs, key=lambda r: r.ts)
+            rejected["log_too_old"] += len(logs) - len(kept)
+            examples["log_too_old"] = f"{oldest.source} @ {oldest.ts}"
+            logs[:] = kept
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
         """Log records stamped more than ``sample_max_future`` seconds ahead of the
@@ -221,6 +265,11 @@ class IngestService:
             host.config_hash = batch.config_hash
         if batch.labels_json != "{}":
             host.labels = batch.labels_json
+        if batch.sent_at is not None:
+            skew = float(batch.sent_at) - now
+            if (host.clock_skew_at is None or host.clock_skew_seconds is None
+                    or now - host.clock_skew_at > SKEW_HOLD_SECONDS or skew >= host.clock_skew_seconds):
+                host.clock_skew_seconds, host.clock_skew_at = skew, now
         session.flush()
         return host
 

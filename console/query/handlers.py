@@ -1,6 +1,7 @@
 """Thin handlers for hosts and metric queries (docs/metrics.md)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 
@@ -18,6 +19,25 @@ _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 class HostsHandler(ApiHandler):
     async def get(self) -> None:
         self.write_json(await self.services.db.read(self.services.query.hosts))
+
+
+class HostHandler(ApiHandler):
+    async def delete(self, name: str) -> None:
+        """Retire a host (admin, audited): its series, samples, rollups and logs are deleted
+        and its agent tokens revoked (console/fleet/retire.py). 404 for an unknown host."""
+        from console.fleet.retire import HostNotFound
+
+        services = self.services
+        try:
+            result = await services.db.on_writer(services.ingest.retire_host, services.audit, services.tokens,
+                                                 self.principal.actor, self.client_ip, name)
+        except HostNotFound as exc:
+            raise ApiError(404, "host_not_found", str(exc)) from None
+        # KeyError: no batch of this host carried sent_at since this console started.
+        with contextlib.suppress(KeyError):
+            services.metrics.host_clock_skew.remove(name)
+        result.pop("host_id")
+        self.write_json(result)
 
 
 class MetricNamesHandler(ApiHandler):

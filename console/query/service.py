@@ -114,7 +114,8 @@ class QueryService:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
         "disk_max_ratio", "load1"}, "agent_health": {...}, "config_hash", "drift": bool,
-        "drift_fields": [...]}``, ratios in 0..1 or None when not reported; ``agent_health`` as
+        "drift_fields": [...], "clock_skew_seconds" (agent minus console clock, s, or None),
+        "clock_skewed": bool (beyond ``clock_skew_max_seconds``)}``, ratios in 0..1 or None when not reported; ``agent_health`` as
         in :func:`console.query.agent_health.agent_health`; drift as in console/fleet/drift.py."""
         now = self._clock()
         out = []
@@ -127,14 +128,17 @@ class QueryService:
                         "summary": self._summary(session, host.id),
                         "rejected": self._rejected(session, host.id),
                          "agent_health": agent_health(session, host.id),
-                         "config_hash": host.config_hash})
+                         "config_hash": host.config_hash,
+                         "clock_skew_seconds": host.clock_skew_seconds,
+                         "clock_skewed": host.clock_skew_seconds is not None
+                         and abs(host.clock_skew_seconds) > self._config.clock_skew_max_seconds})
         mark_drift(out)
         return out
 
     def _rejected(self, session: Session, host_id: int) -> list[dict]:
         """Samples of this host not stored, per reason: ``[{"reason", "count", "last_at"
         (Unix s), "example"}]``; reasons are ``series_limit``, ``too_old``, ``too_new``,
-        ``non_finite``."""
+        ``non_finite`` and, for log records, ``log_too_old``."""
         rows = session.execute(select(IngestRejection).where(IngestRejection.host_id == host_id)
                                .order_by(IngestRejection.reason)).scalars()
         return [{"reason": r.reason, "count": r.count, "last_at": r.last_at, "example": r.last_example}

@@ -102,6 +102,9 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        # Why the last job on the writer thread failed for storage (disk full, server down),
+        # until one succeeds again; /readyz answers 503 meanwhile.
+        self.write_failure: str | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="db-reader")
 
     def migrate(self) -> None:
@@ -120,7 +123,13 @@ class Database:
         """Run the plain callable ``fn(*args)`` on the writer thread (it opens its own
         transactions); for work that must do more than one thing after a commit."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, functools.partial(fn, *args))
+        try:
+            result = await loop.run_in_executor(self._writer, functools.partial(fn, *args))
+        except sa_exc.OperationalError as exc:
+            self.write_failure = str(exc.orig or exc).splitlines()[0][:200]
+            raise
+        self.write_failure = None
+        return result
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, *args)`` in one transaction on a reader thread."""
@@ -133,6 +142,17 @@ class Database:
 
     def ping(self, session: Session) -> bool:
         return session.execute(text("SELECT 1")).scalar() == 1
+
+    def write_probe(self, session: Session) -> None:
+        """The cheapest write that must reach the disk: SQLite rewrites its header's
+        ``user_version`` (0: the schema versions itself with Alembic), which appends a page
+        to the WAL even when the value is unchanged; PostgreSQL assigns a transaction id,
+        whose commit is written to the WAL. Raises OperationalError when storage cannot
+        be written."""
+        if self.dialect == "sqlite":
+            session.execute(text("PRAGMA user_version = 0"))
+        else:
+            session.execute(text("SELECT pg_current_xact_id()"))
 
     def insert_ignore(self, table: Any) -> Any:
         """An INSERT that skips rows whose key already exists (``ON CONFLICT DO NOTHING``)."""

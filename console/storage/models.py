@@ -75,6 +75,9 @@ class Host(Base):
     labels: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON object
     # Added by migration 0009_fleet: the agent's effective-config hash, for drift.
     config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Added by migration ops_0001_clock_skew: the agent clock's offset from the console's, s.
+    clock_skew_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clock_skew_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Series(Base):

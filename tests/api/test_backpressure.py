@@ -76,19 +76,24 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def fill(filler) -> None:
+    """Write zeros into ``filler`` until its file system is full to the last block."""
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass  # ENOSPC: the disk is full, which is the point
+
+
 def test_full_disk_answers_503_and_recovers_without_restart(small_disk):
     harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
     try:
         token = harness.agent_token("disk-1")
         assert harness.push("disk-1", token, GAUGE)[0] == 200
         filler = small_disk / "filler"
-        with open(filler, "wb", buffering=0) as fh:  # fill the disk to the last block
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass  # ENOSPC: the disk is full, which is the point
-        logs = [{"ts": 1763700000000 + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
+        fill(filler)
+        logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
         batch_id = uuid.uuid4().hex
         later = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000) + 1, 0.7]]}]
         body = json.dumps(batch("disk-1", later, logs, batch_id)).encode()
@@ -148,3 +153,31 @@ def test_hosts_carry_agent_health_from_self_metrics(console):
     assert health["collect_duration_seconds"] == {"host": 0.012}
     assert any("42 batches queued" in p for p in health["problems"])
     assert hosts["plain-1"]["agent_health"]["status"] == "unknown"
+
+
+def test_readyz_fails_while_storage_cannot_be_written(small_disk):
+    """A full disk: /readyz answers 503 after a write failed (and its own write probe
+    fails too), and ready again once the disk has room, without any ingest in between."""
+    harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
+    try:
+        token = harness.agent_token("disk-2")
+        assert harness.push("disk-2", token, GAUGE)[0] == 200
+        assert http("GET", harness.url + "/readyz").status == 200
+        filler = small_disk / "filler"
+        fill(filler)
+        logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
+        status, body = harness.push("disk-2", token, GAUGE, logs)
+        assert status == 503 and body["error"]["code"] == "storage_unavailable", body
+        for _ in range(3):  # each call probes with a write of its own, which fails too
+            resp = http("GET", harness.url + "/readyz")
+            assert resp.status == 503, resp.body
+            assert resp.json()["error"]["code"] == "storage_unavailable"
+            assert resp.headers["retry-after"] == "7"
+        filler.unlink()
+        resp = http("GET", harness.url + "/readyz")
+        assert resp.status == 200, resp.body
+        assert resp.json()["status"] == "ready"
+        status, body = harness.push("disk-2", token, GAUGE, logs)
+        assert status == 200 and body["accepted_logs"] == 3000, body
+    finally:
+        harness.close()

@@ -267,11 +267,13 @@ def test_retention_by_age_and_size(db_console):
     host = "ret-" + uuid.uuid4().hex[:8]
     token = c.agent_token(host)
     now_ms = int(time.time() * 1000)
-    old = [rec(i, f"old line {i}", ts=now_ms - 20 * 86_400_000 + i) for i in range(30)]
+    # 10 days old: within the console's 14-day retention (older lines are refused at
+    # ingest), beyond the 7 days of the retention run below.
+    old = [rec(i, f"old line {i}", ts=now_ms - 10 * 86_400_000 + i) for i in range(30)]
     new = [rec(i, f"new line {i} " + "x" * 100, ts=now_ms - 1000 + i) for i in range(100)]
     assert c.push(host, token, [], old + new)[0] == 200
     before_total = c.count("log_records")
-    age_only = LogService(c.services.db, retention_days=14, retention_bytes=0)
+    age_only = LogService(c.services.db, retention_days=7, retention_bytes=0)
     result = age_only.enforce_retention()
     assert result.deleted_by_age >= 30
     assert search(c, c.api_token("viewer"), host=host, limit=1000)["logs"][-1]["line"].startswith("new line 0 ")

@@ -51,6 +51,7 @@ PROBES: dict[str, list[Probe]] = {
     r"/api/v1/logs": [Probe("GET", "/api/v1/logs", (200,))],
     r"/api/v1/ingest": [Probe("POST", "/api/v1/ingest", (400,), J)],
     r"/api/v1/hosts": [Probe("GET", "/api/v1/hosts", (200,))],
+    r"/api/v1/hosts/([^/]+)": [Probe("DELETE", "/api/v1/hosts/no-such-host", (404,))],
     r"/api/v1/metrics/names": [Probe("GET", "/api/v1/metrics/names", (200,))],
     r"/api/v1/metrics/range": [Probe("GET", "/api/v1/metrics/range?metric=node_load1", (200,))],
     r"/api/v1/live": [Probe("GET", "/api/v1/live", (400,))],  # authenticated, then "use WebSocket"

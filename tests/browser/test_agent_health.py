@@ -31,3 +31,18 @@ def test_overview_card_shows_agent_backlog_and_healthy_agents(console, page):  #
     expect(card).to_have_class("agent-health degraded")
     assert "send errors 503: 3" in card.get_attribute("title")
     expect(page.locator('.host-card[data-host="fine-1"] .agent-health')).to_have_text("Agent healthy")
+
+
+def test_overview_card_flags_an_agent_whose_clock_is_off(console, page):  # noqa: ANN001
+    """A host whose batches' sent_at is a day behind carries a CLOCK badge with the offset;
+    a host with a good clock has none."""
+    from tests.api.test_clock_skew import DAY, push_skewed
+
+    assert push_skewed(console, "card-behind", console.agent_token("card-behind"), -DAY)[0] == 200
+    assert push_skewed(console, "card-fine", console.agent_token("card-fine"), 0.0)[0] == 200
+    log_in(page, console)
+    badge = page.locator('.host-card[data-host="card-behind"] .skew-badge')
+    expect(badge).to_be_visible()
+    expect(badge).to_have_text("CLOCK -1d 0h")
+    assert "off the console's" in badge.get_attribute("title")
+    expect(page.locator('.host-card[data-host="card-fine"] .skew-badge')).to_be_hidden()

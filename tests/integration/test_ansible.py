@@ -4,7 +4,8 @@
   found through ``$FLEETDECK_ANSIBLE_VENV``, ``.venv-ansible`` or ``$PATH``) runs
   ``ansible/install-agent.yml`` against an OpenSSH sshd on a loopback port
   (tests/sshd.py), logging in as root with a per-run key pinned in known_hosts.
-- The package is the wheel built from this checkout (``pip wheel . --no-deps``).
+- The packages are the wheels built from this checkout (``pip wheel --no-deps . ./agent``):
+  the agent role installs the agent's alone, the console role both.
 - Every path of the role is placed under a scratch ``fleetdeck_agent_root`` and the agent
   user has a per-run name, so the machine outside the scratch directory is left as it was
   (after the uninstall test).
@@ -59,7 +60,8 @@ def ansible_playbook() -> str | None:
 class Deployment:
     """One inventory (the sshd host) plus the variables of one install; ``run()`` plays."""
 
-    def __init__(self, binary: str, sshd, console, workdir: Path, wheel: Path) -> None:  # noqa: ANN001
+    def __init__(self, binary: str, sshd, console, workdir: Path, wheel: Path,  # noqa: ANN001
+                 agent_wheel: Path) -> None:
         self.binary = binary
         self.console = console
         self.workdir = workdir
@@ -68,6 +70,7 @@ class Deployment:
         self.user = f"fdagent-{self.suffix}"
         self.console_user = f"fdconsole-{self.suffix}"
         self.wheel = wheel
+        self.agent_wheel = agent_wheel
         # Outside pytest's tmp (mode 0700, root's only): the agent user must traverse it.
         self.root = Path(tempfile.mkdtemp(prefix="fleetdeck-ansible-"))
         self.root.chmod(0o755)
@@ -86,7 +89,7 @@ class Deployment:
             "fleetdeck_agent_console_url": console.url,
             "fleetdeck_agent_admin_token": console.api_token("admin", f"ansible-{self.suffix}"),
             "fleetdeck_agent_host": self.host_name,
-            "fleetdeck_agent_package": str(wheel),
+            "fleetdeck_agent_package": str(agent_wheel),
             "fleetdeck_agent_root": str(self.root),
             "fleetdeck_agent_user": self.user,
             "fleetdeck_agent_group": self.user,
@@ -145,11 +148,12 @@ def deployment(console, sshd, tmp_path_factory):  # noqa: ANN001
         need("ssh", "no start-stop-daemon to run the agent without systemd")
     workdir = tmp_path_factory.mktemp("ansible")
     dist = workdir / "dist"
-    # The documented way to package Fleetdeck for the roles: a wheel of this checkout.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
-                    "-q", "-w", str(dist)], check=True, capture_output=True, cwd=workdir)
+    # The documented way to package Fleetdeck for the roles: wheels of this checkout.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist),
+                    str(REPO), str(REPO / "agent")], check=True, capture_output=True, cwd=workdir)
     wheel = next(dist.glob("fleetdeck-*.whl"))
-    deployment = Deployment(binary, sshd, console, workdir, wheel)
+    agent_wheel = next(dist.glob("fleetdeck_agent-*.whl"))
+    deployment = Deployment(binary, sshd, console, workdir, wheel, agent_wheel)
     yield deployment
     deployment.cleanup()
 
@@ -164,6 +168,12 @@ def test_playbook_installs_enrols_and_the_agent_reports(deployment, console):  #
     uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("Uid:")))
     assert pwd.getpwuid(uid).pw_name == deployment.user
+    # The agent's distribution went in alone: psutil and PyYAML, nothing of the console.
+    listed = subprocess.run([str(deployment.root / "opt/fleetdeck-agent/venv/bin/python"), "-m", "pip", "list",
+                             "--format", "json"], capture_output=True, text=True, check=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert {p["name"].lower() for p in json.loads(listed.stdout)} - {"pip", "setuptools"} == {
+        "fleetdeck-agent", "psutil", "pyyaml"}
     viewer = console.api_token("viewer")
 
     def reported():
@@ -228,6 +238,7 @@ def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN00
     extra = deployment.workdir / "console-vars.json"
     extra.write_text(json.dumps({
         "fleetdeck_console_package": str(deployment.wheel),
+        "fleetdeck_console_agent_package": str(deployment.agent_wheel),
         "fleetdeck_console_root": str(root),
         "fleetdeck_console_user": deployment.console_user,
         "fleetdeck_console_group": deployment.console_user,

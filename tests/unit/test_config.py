@@ -332,3 +332,12 @@ inventory:
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+@pytest.mark.parametrize("raw, problem", [("0", "must be greater than 0"), ("-5", "must be greater than 0"),
+                                          ("86401", "must be less than or equal to 86400"),
+                                          ("nan", "must be a finite number")])
+def test_clock_skew_max_seconds_is_range_checked(raw, problem):
+    with pytest.raises(ConfigError, match=rf"^console\.clock_skew_max_seconds: {problem}"):
+        load_config(env={"FLEETDECK_CLOCK_SKEW_MAX_SECONDS": raw})
+    assert load_config(env={"FLEETDECK_CLOCK_SKEW_MAX_SECONDS": "120"}).console.clock_skew_max_seconds == 120.0

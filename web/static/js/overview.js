@@ -79,6 +79,10 @@
     var drift = F.el("span", "drift-badge", "DRIFT");
     drift.hidden = true;
     foot.appendChild(drift);
+    // The agent's clock is off the console's: its samples and lines are stamped wrong.
+    var skew = F.el("span", "skew-badge", "CLOCK");
+    skew.hidden = true;
+    foot.appendChild(skew);
 
     root.appendChild(head);
     root.appendChild(metrics);
@@ -88,9 +92,20 @@
     return {
       root: root,
       refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels,
-              agentHealth: agentHealth, drift: drift },
+              agentHealth: agentHealth, drift: drift, skew: skew },
       data: null,
     };
+  }
+
+  // Signed clock offset, e.g. "-1d 0h", "+12m", "-45s".
+  function fmtSkew(seconds) {
+    if (!F.isNum(seconds)) return "";
+    var sign = seconds < 0 ? "-" : "+";
+    var a = Math.abs(seconds);
+    if (a >= 86400) return sign + Math.floor(a / 86400) + "d " + Math.floor((a % 86400) / 3600) + "h";
+    if (a >= 3600) return sign + Math.floor(a / 3600) + "h " + Math.floor((a % 3600) / 60) + "m";
+    if (a >= 60) return sign + Math.floor(a / 60) + "m";
+    return sign + Math.round(a) + "s";
   }
 
   function setMeter(m, ratio, text) {
@@ -140,6 +155,10 @@
     card.refs.drift.hidden = h.drift !== true;
     card.refs.drift.title = h.drift ? "differs from the fleet: " + (h.drift_fields || []).join(", ") : "";
     card.refs.version.title = h.agent_version || "";
+    card.refs.skew.hidden = h.clock_skewed !== true;
+    F.setText(card.refs.skew, h.clock_skewed ? "CLOCK " + fmtSkew(h.clock_skew_seconds) : "CLOCK");
+    card.refs.skew.title = h.clock_skewed ? "the agent's clock is " + fmtSkew(h.clock_skew_seconds)
+      + " off the console's (from its batches' sent_at); its samples and lines are stamped that far off" : "";
     F.renderLabels(card.refs.labels, h.labels);
     renderAgentHealth(card.refs.agentHealth, h.agent_health);
     renderSeen(card);

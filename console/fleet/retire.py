@@ -1,0 +1,51 @@
+"""Retiring a host: ``DELETE /api/v1/hosts/HOST`` and ``fleetdeck hosts delete HOST``.
+
+A decommissioned host would otherwise stay on the overview as DOWN for ever. Retiring it
+deletes, in one transaction, its series with their raw samples and 1m/1h rollups, its
+log records (SQLite's delete trigger keeps the search index in step), its rejection
+counters and remembered batch ids, then the host row; its agent tokens are revoked so a
+forgotten agent cannot bring it back silently (its batches answer 401; a new token or
+enrolment brings it back as a new host). Audited as ``hosts.delete`` with the counts.
+"""
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from console.audit.service import AuditService
+from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
+                                    Series, Token)
+
+
+class HostNotFound(LookupError):
+    """No host of that name has ever reported."""
+
+
+def retire_host(session: Session, audit: AuditService, now: float, actor: str, source: str, name: str) -> dict:
+    """Delete host ``name`` and everything stored for it (see the module docstring).
+    Returns ``{"host", "host_id", "series", "samples", "rollups", "logs", "revoked_tokens"}``
+    (row counts). Raises HostNotFound."""
+    host = session.execute(select(Host).where(Host.name == name)).scalar_one_or_none()
+    if host is None:
+        raise HostNotFound(f"no host named {name!r}")
+    series = select(Series.id).where(Series.host_id == host.id).scalar_subquery()
+
+    def gone(stmt) -> int:  # noqa: ANN001 - a DELETE/UPDATE statement
+        return max(session.execute(stmt).rowcount or 0, 0)
+
+    counts = {
+        "samples": gone(delete(Sample).where(Sample.series_id.in_(series))),
+        "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series)))
+        + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
+        "logs": gone(delete(LogRecord).where(LogRecord.host_id == host.id)),
+        "series": gone(delete(Series).where(Series.host_id == host.id)),
+        "revoked_tokens": gone(update(Token).where(Token.kind == "agent", Token.host_name == name,
+                                                   Token.revoked_at.is_(None)).values(revoked_at=now)),
+    }
+    session.execute(delete(IngestRejection).where(IngestRejection.host_id == host.id))
+    session.execute(delete(IngestBatch).where(IngestBatch.host_id == host.id))
+    host_id = host.id
+    session.delete(host)
+    session.flush()
+    audit.record(session, actor, "hosts.delete", f"host:{name}", counts, source)
+    return {"host": name, "host_id": host_id, **counts}
