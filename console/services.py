@@ -25,6 +25,8 @@ from console.ingest.admission import IngestAdmission
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus
+from console.probes.config import parse_probes
+from console.probes.service import ProbeService
 from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
@@ -53,6 +55,7 @@ class Services:
     secrets: SecretService | None = None
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
+    probes: ProbeService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
@@ -63,20 +66,26 @@ class Services:
             self.rollups.start()
         if self.logs is not None:
             self.logs.start_retention()
+        if self.probes is not None:
+            self.probes.start()
         self._pruning = asyncio.ensure_future(prune_forever(self))
 
     def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
+        if self.probes is not None:
+            self.probes.close()
         self.deploys.close()
         self.db.close()
 
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
-    Raises ConfigError for an invalid ``apps:`` section before touching the database."""
+    Raises ConfigError for an invalid ``apps:``, ``inventory:`` or ``probes:`` section
+    before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
     inventory = parse_inventory(config.inventory, config.source_of("inventory"))
+    probes = parse_probes(config.probes, config.source_of("probes"))
     db = Database(config.database_url)
     if migrate:
         db.migrate()
@@ -89,9 +98,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
+    ingest = IngestService(db, clock=clock, config=c)
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=users, tokens=tokens,
-                    ingest=IngestService(db, clock=clock, config=c),
+                    ingest=ingest,
                     query=QueryService(c, clock=clock),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
@@ -102,7 +112,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                     retention_check_seconds=c.log_retention_check_seconds, clock=clock),
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
-                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
+                    probes=ProbeService(probes, ingest, clock=clock))
 
 
 def cookie_secret(data_dir: Path) -> str:
