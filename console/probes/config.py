@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import dns.rcode
 import dns.rdatatype
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.config import SECONDS_MAX, ConfigError, Float, Int, validation_messages
 from console.ingest.batch import HOST_NAME_RE
@@ -36,7 +36,7 @@ def _regex(value: str) -> str:
     return value
 
 
-Regex = Annotated[str, Field(min_length=1)]
+Regex = Annotated[str, Field(min_length=1), AfterValidator(_regex)]  # checked per item, so errors name it
 
 
 class _Strict(BaseModel):
@@ -51,7 +51,13 @@ class TLSConfig(_Strict):
     insecure_skip_verify: bool = False  # accept any certificate (expiry is still reported)
 
 
-class HTTPModule(_Strict):
+class _IPSettings(_Strict):
+    # Address family, as blackbox_exporter: the preferred one, else the other if allowed.
+    preferred_ip_protocol: Literal["ip4", "ip6"] = "ip6"
+    ip_protocol_fallback: bool = True
+
+
+class HTTPModule(_IPSettings):
     valid_status_codes: list[Annotated[Int, Field(ge=100, le=599)]] = []  # empty: any 2xx
     method: Literal[HTTP_METHODS] = "GET"  # type: ignore[valid-type]
     headers: dict[str, str] = {}
@@ -64,11 +70,6 @@ class HTTPModule(_Strict):
     body_size_limit: Int = Field(10 * 1024 * 1024, ge=1, le=1 << 30)  # bytes read; a longer body fails
     tls_config: TLSConfig = TLSConfig()
 
-    @field_validator("fail_if_body_matches_regexp", "fail_if_body_not_matches_regexp")
-    @classmethod
-    def _regexes(cls, value: list[str]) -> list[str]:
-        return [_regex(v) for v in value]
-
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
@@ -78,12 +79,12 @@ class HTTPModule(_Strict):
         return value
 
 
-class TCPModule(_Strict):
+class TCPModule(_IPSettings):
     tls: bool = False  # TLS handshake after connecting (certificate expiry reported)
     tls_config: TLSConfig = TLSConfig()
 
 
-class DNSModule(_Strict):
+class DNSModule(_IPSettings):
     query_name: str = Field(min_length=1)
     query_type: str = "ANY"  # a record type: A, AAAA, MX, SOA, TXT, ...
     transport_protocol: Literal["udp", "tcp"] = "udp"
@@ -110,19 +111,17 @@ class DNSModule(_Strict):
         return [v.upper() for v in value]
 
 
-class SSHModule(_Strict):
-    pass  # connect and read the identification line (RFC 4253 section 4.2); nothing to set
+class SSHModule(_IPSettings):
+    """Connect and read the identification line (RFC 4253 section 4.2)."""
 
 
-class ICMPModule(_Strict):
+class ICMPModule(_IPSettings):
     payload_size: Int = Field(56, ge=0, le=65000)  # bytes of echo data
 
 
 class Module(_Strict):
     prober: Literal[PROBERS]  # type: ignore[valid-type]
     timeout: Float = Field(5.0, gt=0, le=300)  # seconds for the whole probe
-    preferred_ip_protocol: Literal["ip4", "ip6"] = "ip6"  # as blackbox_exporter
-    ip_protocol_fallback: bool = True
     http: HTTPModule | None = None
     tcp: TCPModule | None = None
     dns: DNSModule | None = None

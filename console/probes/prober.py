@@ -92,14 +92,15 @@ def resolve(host: str, module: Module, result: ProbeResult, deadline: Deadline) 
     except socket.gaierror as exc:
         result.add("probe_dns_lookup_time_seconds", time.monotonic() - start)
         raise ProbeFailed(f"resolving {host}: {exc}") from None
-    preferred = socket.AF_INET6 if module.preferred_ip_protocol == "ip6" else socket.AF_INET
+    settings = module.settings()
+    preferred = socket.AF_INET6 if settings.preferred_ip_protocol == "ip6" else socket.AF_INET
     chosen = next((i for i in infos if i[0] == preferred), None)
-    if chosen is None and module.ip_protocol_fallback:
+    if chosen is None and settings.ip_protocol_fallback:
         chosen = next((i for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)), None)
     spent = time.monotonic() - start
     result.add("probe_dns_lookup_time_seconds", spent)
     if chosen is None:
-        raise ProbeFailed(f"{host} has no {module.preferred_ip_protocol} address")
+        raise ProbeFailed(f"{host} has no {settings.preferred_ip_protocol} address")
     result.add("probe_ip_protocol", 6 if chosen[0] == socket.AF_INET6 else 4)
     result.add("probe_ip_addr_hash", ip_hash(chosen[4][0]))
     return chosen[4][0], chosen[0], spent
