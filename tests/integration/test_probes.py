@@ -32,10 +32,11 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from console.config import ConfigError, load_config
+from console.probes.config import parse_probes
 from console.services import build_services
 from tests.conftest import need
 from tests.harness import ConsoleHarness, wait_for
-from tests.integration.procs import free_port
+from tests.integration.procs import REPO, free_port
 
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 PREFIX = f"probes-{uuid.uuid4().hex[:8]}"
@@ -392,3 +393,47 @@ def test_probes_config_errors_name_key_and_line(tmp_path):
     with pytest.raises(ConfigError, match=r"probes\.jobs\[0\]\.module: names no module of probes.modules, "
                                           r"got 'nope' \(from .* line 7\)"):
         build_services(load_config(config, env={}), migrate=False)
+    # The commented example in config.yaml is a valid probes: section.
+    text = (REPO / "config.yaml").read_text()
+    block = text[text.index("\nprobes: {}\n"):].splitlines()[2:]
+    example = yaml.safe_load("\n".join(line[1:] for line in block if line.startswith("#")))
+    parsed = parse_probes(example, None)
+    assert parsed.jobs[0].module == "http_2xx" and set(parsed.modules) >= {"http_2xx", "dns_a", "ping"}
+
+
+def test_probes_repeat_on_their_interval_and_time_out(tmp_path, web):
+    """A target that accepts and never answers fails after the module's timeout; both jobs
+    keep running every interval, each run stored."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the backlog; nothing ever answers
+    host = f"{PREFIX}-sched"
+    probes = {"host": host, "modules": {"slow": {"prober": "http", "timeout": 1.0},
+                                        "tcp": {"prober": "tcp", "timeout": 1.0}},
+              "jobs": [{"name": "silent", "module": "slow", "interval": 1.5,
+                        "targets": [f"http://127.0.0.1:{silent.getsockname()[1]}/"]},
+                       {"name": "open", "module": "tcp", "interval": 1, "targets": [f"127.0.0.1:{web['http_port']}"]}]}
+    harness = ConsoleHarness(tmp_path, probes=probes).start()
+    try:
+        states = {s.job: s for s in harness.services.probes.states.values()}
+        wait_for(lambda: states["silent"].runs >= 2 and states["open"].runs >= 3, timeout=20,
+                 what="repeated probe runs")
+        assert states["silent"].last_success is False and "timed out" in states["silent"].last_error
+        assert states["open"].last_success is True
+        token = harness.api_token("viewer")
+        hosts = {h["host"]: h for h in harness.request("GET", "/api/v1/hosts", token=token).json()}
+        # Listed, up, with the shortest job interval so it is not shown down between runs.
+        assert hosts[host]["up"] is True and hosts[host]["interval"] == 1.0
+        query = urlencode({"metric": "probe_duration_seconds", "host": host, "start": time.time() - 60,
+                           "end": time.time() + 60, "label.job": "silent"})
+        series = harness.request("GET", f"/api/v1/metrics/range?{query}", token=token).json()["series"]
+        assert len(series) == 1 and len(series[0]["points"]) >= 2
+        assert all(0.9 <= value < 1.9 for _, value in series[0]["points"])
+        query = urlencode({"metric": "probe_success", "host": host, "start": time.time() - 60,
+                           "end": time.time() + 60, "label.job": "open"})
+        series = harness.request("GET", f"/api/v1/metrics/range?{query}", token=token).json()["series"]
+        assert series[0]["labels"]["instance"] == f"127.0.0.1:{web['http_port']}"
+        assert len(series[0]["points"]) >= 3 and {v for _, v in series[0]["points"]} == {1.0}
+    finally:
+        harness.close()
+        silent.close()
