@@ -50,14 +50,13 @@ class TargetState:
 class ProbeService:
     """Runs the configured probes; ``start()`` on the running loop, ``close()`` to stop."""
 
-    def __init__(self, config: ProbesConfig, ingest: IngestService, clock: Callable[[], float] = time.time,
-                 runner: Callable[[str, Module], ProbeResult] = run_probe) -> None:
+    def __init__(self, config: ProbesConfig, ingest: IngestService, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._ingest = ingest
         self._clock = clock
-        self._run = runner
         self._pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
+        self._runs: set[asyncio.Task] = set()  # probes in flight, cancelled by close()
         self.states: dict[tuple[str, str], TargetState] = {
             (job.name, target): TargetState(job.name, target) for job in config.jobs for target in job.targets}
         self._interval = min((job.interval for job in config.jobs), default=None)
@@ -78,9 +77,9 @@ class ProbeService:
                 self._tasks.append(loop.create_task(self._every(job, target, offset), name=f"probe {job.name}"))
 
     def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._runs]:
             task.cancel()
-        self._tasks = []
+        self._tasks, self._runs = [], set()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -96,7 +95,9 @@ class ProbeService:
             if running is not None and not running.done():
                 state.skipped += 1
             else:
-                running = asyncio.ensure_future(self.run_once(job, target, module))
+                running = loop.create_task(self.run_once(job, target, module))
+                self._runs.add(running)
+                running.add_done_callback(self._runs.discard)
             await asyncio.sleep(max(0.0, job.interval - (loop.time() - started)))
 
     async def run_once(self, job: Job, target: str, module: Module) -> ProbeResult:
@@ -104,7 +105,7 @@ class ProbeService:
         loop = asyncio.get_running_loop()
         state = self.states[(job.name, target)]
         try:
-            result = await asyncio.wait_for(loop.run_in_executor(self._pool, self._run, target, module),
+            result = await asyncio.wait_for(loop.run_in_executor(self._pool, run_probe, target, module),
                                             module.timeout + GRACE_SECONDS)
         except asyncio.TimeoutError:
             result = ProbeResult(error=f"no answer within {module.timeout:g} s")

@@ -192,6 +192,12 @@ def modules(ca_file: str) -> dict:
         "http_teapot": {"prober": "http", "timeout": "3s",
                         "http": {**ip4, "valid_status_codes": [418], "method": "GET"}},
         "http_untrusted": {"prober": "http", "timeout": "3s", "http": {**ip4}},
+        "http_insecure": {"prober": "http", "timeout": "3s",
+                          "http": {**ip4, "tls_config": {"insecure_skip_verify": True}}},
+        "http_head": {"prober": "http", "timeout": "3s", "http": {**ip4, "method": "HEAD"}},
+        "http_need_tls": {"prober": "http", "timeout": "3s", "http": {**ip4, "fail_if_not_ssl": True}},
+        "tcp_tls_other_name": {"prober": "tcp", "timeout": "3s",
+                               "tcp": {**ip4, "tls": True, "tls_config": {**tls, "server_name": "wrong.example"}}},
         "tcp_connect": {"prober": "tcp", "timeout": "3s", "tcp": {**ip4}},
         "tcp_tls": {"prober": "tcp", "timeout": "3s", "tcp": {**ip4, "tls": True, "tls_config": tls}},
         "dns_a": {"prober": "dns", "timeout": "3s",
@@ -228,7 +234,9 @@ def cases(web, banner, dns_server, sshd):
         ("http_no_redirect", f"{web['http']}/redirect"), ("http_no_redirect", f"{web['https']}/redirect"),
         ("http_forbidden_body", f"{web['https']}/ok"), ("http_forbidden_body", f"{web['http']}/missing"),
         ("http_teapot", f"{web['http']}/teapot"), ("http_teapot", f"{web['http']}/ok"),
-        ("http_untrusted", f"{web['https']}/ok"),
+        ("http_untrusted", f"{web['https']}/ok"), ("http_insecure", f"{web['https']}/ok"),
+        ("http_head", f"{web['http']}/ok"), ("http_need_tls", f"{web['http']}/ok"),
+        ("tcp_tls_other_name", f"127.0.0.1:{web['https_port']}"),
         ("tcp_connect", f"127.0.0.1:{web['http_port']}"), ("tcp_connect", f"127.0.0.1:{closed_port()}"),
         ("tcp_tls", f"127.0.0.1:{web['https_port']}"), ("tcp_tls", f"127.0.0.1:{web['http_port']}"),
         ("dns_a", dns_server), ("dns_missing", dns_server),
@@ -361,6 +369,10 @@ def test_expected_outcomes(console, cases, web):
     assert by_case[("http_forbidden_body", f"{web['https']}/ok")] is False
     assert by_case[("http_teapot", f"{web['http']}/teapot")] is True
     assert by_case[("http_untrusted", f"{web['https']}/ok")] is False
+    assert by_case[("http_insecure", f"{web['https']}/ok")] is True
+    assert by_case[("http_head", f"{web['http']}/ok")] is True
+    assert by_case[("http_need_tls", f"{web['http']}/ok")] is False
+    assert by_case[("tcp_tls_other_name", f"127.0.0.1:{web['https_port']}")] is False
     assert by_case[("tcp_tls", f"127.0.0.1:{web['https_port']}")] is True
     assert by_case[("icmp", "127.0.0.1")] is True
     ssh = [ok for (module, _), ok in by_case.items() if module == "ssh_banner"]
