@@ -405,6 +405,11 @@ def test_probes_config_errors_name_key_and_line(tmp_path):
     with pytest.raises(ConfigError, match=r"probes\.jobs\[0\]\.module: names no module of probes.modules, "
                                           r"got 'nope' \(from .* line 7\)"):
         build_services(load_config(config, env={}), migrate=False)
+    config.write_text("probes:\n  host: edge-probes\n  modules:\n    m: {prober: icmp}\n"
+                      "  jobs:\n    - {name: ping, module: m, targets: [127.0.0.1]}\n")
+    loaded = load_config(config, env={})
+    parsed = parse_probes(loaded.probes, loaded.source_of("probes"))
+    assert parsed.host == "edge-probes" and parsed.jobs[0].targets == ["127.0.0.1"]
     # The commented example in config.yaml is a valid probes: section.
     text = (REPO / "config.yaml").read_text()
     block = text[text.index("\nprobes: {}\n"):].splitlines()[2:]
