@@ -164,6 +164,9 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
     regex_checked = bool(settings.fail_if_body_matches_regexp or settings.fail_if_body_not_matches_regexp)
     try:
         while True:
+            # Values of the response of this hop: a hop that fails has none (Go's client
+            # returns no response then, only the redirect count stays).
+            status, content_length, version, tls_samples = 0, 0, 0.0, []
             parts = urlsplit(url)
             https = parts.scheme == "https"
             port = parts.port or (443 if https else 80)
@@ -181,7 +184,7 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
             sock = _connect(address, family, port, deadline)
             phases["connect"] += time.monotonic() - start
             try:
-                tls_used, tls_samples = https, []
+                tls_used = https
                 if https:
                     start = time.monotonic()
                     server_name = settings.tls_config.server_name or parts.hostname
@@ -243,12 +246,12 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
                 sock.close()
         if status in REDIRECT_CODES and location:  # a redirect not followed is the final response
             result.success = status in settings.valid_status_codes
-        result.samples.extend(tls_samples)
         if tls_used and settings.fail_if_ssl or not tls_used and settings.fail_if_not_ssl:
             result.success = False
     except ProbeFailed as exc:
         result.success, result.error = False, str(exc)
-        tls_used = False if status == 0 else tls_used
+    if status:  # TLS series describe the connection of the final response, when there is one
+        result.samples.extend(tls_samples)
     if not any(s[0] == "probe_failed_due_to_regex" for s in result.samples):  # always, as http.go
         result.add("probe_failed_due_to_regex", 0)
     for phase, seconds in phases.items():

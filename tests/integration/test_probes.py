@@ -68,7 +68,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         routes = {"/ok": (200, BODY, None), "/missing": (404, b"not here\n", None),
                   "/teapot": (418, b"short and stout\n", None),
-                  "/redirect": (302, b"", "/ok"), "/twice": (301, b"", "/redirect")}
+                  "/redirect": (302, b"", "/ok"), "/twice": (301, b"", "/redirect"),
+                  "/away": (302, b"", self.server.away)}  # to a port nothing listens on
         status, body, location = routes.get(self.path, (404, b"", None))
         self._send(status, body, location)
 
@@ -116,6 +117,7 @@ def web(cert):
     context.load_cert_chain(str(cert[0]), str(cert[1]))
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
     for server in (plain, secure):
+        server.away = f"http://127.0.0.1:{closed_port()}/"
         serve(server)
     yield {"http": f"http://127.0.0.1:{plain.server_address[1]}",
            "https": f"https://127.0.0.1:{secure.server_address[1]}",
@@ -230,7 +232,7 @@ def cases(web, banner, dns_server, sshd):
     return [
         ("http_2xx", f"{web['http']}/ok"), ("http_2xx", f"{web['https']}/ok"),
         ("http_2xx", f"{web['http']}/missing"), ("http_2xx", f"{web['https']}/twice"),
-        ("http_2xx", f"http://127.0.0.1:{closed_port()}/"),
+        ("http_2xx", f"http://127.0.0.1:{closed_port()}/"), ("http_2xx", f"{web['https']}/away"),
         ("http_no_redirect", f"{web['http']}/redirect"), ("http_no_redirect", f"{web['https']}/redirect"),
         ("http_forbidden_body", f"{web['https']}/ok"), ("http_forbidden_body", f"{web['http']}/missing"),
         ("http_teapot", f"{web['http']}/teapot"), ("http_teapot", f"{web['http']}/ok"),
