@@ -57,6 +57,14 @@ class _IPSettings(_Strict):
     ip_protocol_fallback: bool = True
 
 
+class HeaderMatch(_Strict):
+    """A response header checked against an RE2 regex (any of its values)."""
+
+    header: str = Field(min_length=1)
+    regexp: Regex
+    allow_missing: bool = False  # false: a missing header fails the probe
+
+
 class HTTPModule(_IPSettings):
     valid_status_codes: list[Annotated[Int, Field(ge=100, le=599)]] = []  # empty: any 2xx
     method: Literal[HTTP_METHODS] = "GET"  # type: ignore[valid-type]
@@ -67,6 +75,8 @@ class HTTPModule(_IPSettings):
     fail_if_not_ssl: bool = False
     fail_if_body_matches_regexp: list[Regex] = []  # RE2
     fail_if_body_not_matches_regexp: list[Regex] = []  # RE2
+    fail_if_header_matches: list[HeaderMatch] = []  # fail if a value of the header matches
+    fail_if_header_not_matches: list[HeaderMatch] = []  # fail unless a value of the header matches
     body_size_limit: Int = Field(10 * 1024 * 1024, ge=1, le=1 << 30)  # bytes read; a longer body fails
     tls_config: TLSConfig = TLSConfig()
 
@@ -260,5 +270,5 @@ def parse_probes(raw: dict[str, Any], source_of: Callable[[tuple], str | None] |
         raise ConfigError("\n".join(lines)) from None
 
 
-__all__ = ["DNSModule", "HTTPModule", "ICMPModule", "Job", "Module", "ProbesConfig", "SSHModule", "TCPModule",
+__all__ = ["DNSModule", "HeaderMatch", "HTTPModule", "ICMPModule", "Job", "Module", "ProbesConfig", "SSHModule", "TCPModule",
            "TLSConfig", "parse_probes", "split_host_port", "target_problem"]

@@ -13,7 +13,8 @@ tcp.go, dns.go, icmp.go, utils.go and tls.go of prometheus/blackbox_exporter):
   (bytes read), ``probe_http_redirects`` (redirects seen; 1 when one is not followed),
   ``probe_http_ssl`` (1 when the final response came over TLS), ``probe_http_version``,
   ``probe_http_duration_seconds{phase}`` (resolve, connect, tls, processing, transfer,
-  summed over redirects), ``probe_failed_due_to_regex`` (only with body regexes).
+  summed over redirects), ``probe_failed_due_to_regex`` (1 when a header or body regex
+  failed the probe).
 * TLS (http over https, tcp with ``tls``): ``probe_ssl_earliest_cert_expiry`` (Unix
   seconds of the earliest ``notAfter`` among the certificates the peer sent) and
   ``probe_tls_version_info{version="TLS 1.3"}`` = 1.
@@ -162,6 +163,7 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
     tls_samples: list[tuple[str, dict[str, str], float]] = []  # of the connection of the last response
     url, method, body = target, settings.method, settings.body.encode() or None
     regex_checked = bool(settings.fail_if_body_matches_regexp or settings.fail_if_body_not_matches_regexp)
+    headers_checked = bool(settings.fail_if_header_matches or settings.fail_if_header_not_matches)
     try:
         while True:
             # Values of the response of this hop: a hop that fails has none (Go's client
@@ -235,6 +237,9 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
                     raise ProbeFailed(f"body longer than body_size_limit ({settings.body_size_limit} bytes)")
                 result.success = (status in settings.valid_status_codes if settings.valid_status_codes
                                   else 200 <= status < 300)
+                if result.success and headers_checked:
+                    result.success = _headers_pass(response.headers, settings)
+                    result.add("probe_failed_due_to_regex", 0 if result.success else 1)
                 if result.success and regex_checked:
                     failed = (any(re2.search(p.encode(), data) for p in settings.fail_if_body_matches_regexp)
                               or not all(re2.search(p.encode(), data)
@@ -263,6 +268,23 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
     result.add("probe_http_ssl", 1 if tls_used and status else 0)
     result.add("probe_http_version", version)
     return result
+
+
+def _headers_pass(headers: Any, settings: Any) -> bool:
+    """http.go's header checks: a missing header fails unless ``allow_missing``; any value
+    matching a fail_if_header_matches regex fails; no value matching a
+    fail_if_header_not_matches regex fails."""
+    for specs, fail_on_match in ((settings.fail_if_header_matches, True),
+                                 (settings.fail_if_header_not_matches, False)):
+        for spec in specs:
+            values = headers.get_all(spec.header) or []
+            if not values:
+                if not spec.allow_missing:
+                    return False
+                continue
+            if any(re2.search(spec.regexp, value) for value in values) == fail_on_match:
+                return False
+    return True
 
 
 def probe_tcp(target: str, module: Module, deadline: Deadline, expect: bytes | None = None,

@@ -191,6 +191,13 @@ def modules(ca_file: str) -> dict:
                              "http": {**ip4, "tls_config": tls, "follow_redirects": False}},
         "http_forbidden_body": {"prober": "http", "timeout": "3s",
                                 "http": {**ip4, "tls_config": tls, "fail_if_body_matches_regexp": ["fleet[d]eck"]}},
+        "http_headers": {"prober": "http", "timeout": "3s",
+                         "http": {**ip4, "fail_if_header_not_matches": [{"header": "content-type", "regexp": "^text/"}],
+                                  "fail_if_header_matches": [{"header": "X-Debug", "regexp": ".", "allow_missing": True}]}},
+        "http_header_missing": {"prober": "http", "timeout": "3s",
+                                "http": {**ip4, "fail_if_header_matches": [{"header": "X-Debug", "regexp": "."}]}},
+        "http_header_bad": {"prober": "http", "timeout": "3s",
+                            "http": {**ip4, "fail_if_header_matches": [{"header": "Content-Type", "regexp": "plain"}]}},
         "http_teapot": {"prober": "http", "timeout": "3s",
                         "http": {**ip4, "valid_status_codes": [418], "method": "GET"}},
         "http_untrusted": {"prober": "http", "timeout": "3s", "http": {**ip4}},
@@ -235,6 +242,8 @@ def cases(web, banner, dns_server, sshd):
         ("http_2xx", f"http://127.0.0.1:{closed_port()}/"), ("http_2xx", f"{web['https']}/away"),
         ("http_no_redirect", f"{web['http']}/redirect"), ("http_no_redirect", f"{web['https']}/redirect"),
         ("http_forbidden_body", f"{web['https']}/ok"), ("http_forbidden_body", f"{web['http']}/missing"),
+        ("http_headers", f"{web['http']}/ok"), ("http_header_missing", f"{web['http']}/ok"),
+        ("http_header_bad", f"{web['http']}/ok"),
         ("http_teapot", f"{web['http']}/teapot"), ("http_teapot", f"{web['http']}/ok"),
         ("http_untrusted", f"{web['https']}/ok"), ("http_insecure", f"{web['https']}/ok"),
         ("http_head", f"{web['http']}/ok"), ("http_need_tls", f"{web['http']}/ok"),
@@ -370,6 +379,9 @@ def test_expected_outcomes(console, cases, web):
     assert by_case[("http_no_redirect", f"{web['http']}/redirect")] is False
     assert by_case[("http_forbidden_body", f"{web['https']}/ok")] is False
     assert by_case[("http_teapot", f"{web['http']}/teapot")] is True
+    assert by_case[("http_headers", f"{web['http']}/ok")] is True
+    assert by_case[("http_header_missing", f"{web['http']}/ok")] is False
+    assert by_case[("http_header_bad", f"{web['http']}/ok")] is False
     assert by_case[("http_untrusted", f"{web['https']}/ok")] is False
     assert by_case[("http_insecure", f"{web['https']}/ok")] is True
     assert by_case[("http_head", f"{web['http']}/ok")] is True
