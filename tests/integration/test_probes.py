@@ -21,6 +21,7 @@ import uuid
 from urllib.parse import urlencode
 
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
@@ -143,15 +144,35 @@ def banner():
     server.server_close()
 
 
+def dns_answer(query: dns.message.Message) -> dns.message.Message:
+    """DNS_NAME A: the two addresses; anything else: NXDOMAIN."""
+    response = dns.message.make_response(query)
+    question = query.question[0]
+    if question.name.to_text() == DNS_NAME and question.rdtype == dns.rdatatype.A:
+        response.answer.append(dns.rrset.from_text(DNS_NAME, 300, "IN", "A", *DNS_ADDRESSES))
+    else:
+        response.set_rcode(dns.rcode.NXDOMAIN)
+    return response
+
+
 @pytest.fixture(scope="module")
 def dns_server():
-    """A UDP DNS server answering DNS_NAME A with two addresses, NXDOMAIN otherwise."""
+    """A DNS server on one port, over UDP and TCP (RFC 1035 section 4.2), answering with
+    :func:`dns_answer`."""
+    class AnswerTCP(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            query, _ = dns.query.receive_tcp(self.request, expiration=time.time() + 5)
+            dns.query.send_tcp(self.request, dns_answer(query))
+
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), AnswerTCP)
+    tcp.daemon_threads = True
+    port = tcp.server_address[1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.settimeout(0.2)
     stop = threading.Event()
 
-    def answer() -> None:
+    def answer_udp() -> None:
         while not stop.is_set():
             try:
                 wire, peer = sock.recvfrom(4096)
@@ -159,21 +180,17 @@ def dns_server():
                 continue
             except OSError:
                 return
-            query = dns.message.from_wire(wire)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            if question.name.to_text() == DNS_NAME and question.rdtype == dns.rdatatype.A:
-                response.answer.append(dns.rrset.from_text(DNS_NAME, 300, "IN", "A", *DNS_ADDRESSES))
-            else:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(response.to_wire(), peer)
+            sock.sendto(dns_answer(dns.message.from_wire(wire)).to_wire(), peer)
 
-    thread = threading.Thread(target=answer, daemon=True)
+    serve(tcp)
+    thread = threading.Thread(target=answer_udp, daemon=True)
     thread.start()
-    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    yield f"127.0.0.1:{port}"
     stop.set()
     thread.join(5)
     sock.close()
+    tcp.shutdown()
+    tcp.server_close()
 
 
 def closed_port() -> int:
@@ -214,6 +231,9 @@ def modules(ca_file: str) -> dict:
         "dns_missing": {"prober": "dns", "timeout": "3s",
                         "dns": {**ip4, "query_name": f"nothing.{DNS_NAME}", "query_type": "A",
                                 "transport_protocol": "udp"}},
+        "dns_tcp": {"prober": "dns", "timeout": "3s",
+                    "dns": {**ip4, "query_name": DNS_NAME, "query_type": "A", "transport_protocol": "tcp"}},
+        "tcp_default_family": {"prober": "tcp", "timeout": "3s"},
         "icmp": {"prober": "icmp", "timeout": "3s", "icmp": {**ip4}},
         "ssh_banner": {"prober": "ssh", "timeout": "3s", "ssh": {**ip4}},
     }
@@ -250,7 +270,8 @@ def cases(web, banner, dns_server, sshd):
         ("tcp_tls_other_name", f"127.0.0.1:{web['https_port']}"),
         ("tcp_connect", f"127.0.0.1:{web['http_port']}"), ("tcp_connect", f"127.0.0.1:{closed_port()}"),
         ("tcp_tls", f"127.0.0.1:{web['https_port']}"), ("tcp_tls", f"127.0.0.1:{web['http_port']}"),
-        ("dns_a", dns_server), ("dns_missing", dns_server),
+        ("dns_a", dns_server), ("dns_missing", dns_server), ("dns_tcp", dns_server),
+        ("tcp_default_family", f"localhost:{web['http_port']}"),
         ("icmp", "127.0.0.1"),
         ("ssh_banner", ssh_target), ("ssh_banner", banner),
     ]
@@ -391,7 +412,7 @@ def test_expected_outcomes(console, cases, web):
     assert by_case[("icmp", "127.0.0.1")] is True
     ssh = [ok for (module, _), ok in by_case.items() if module == "ssh_banner"]
     dns_ok = [ok for (module, _), ok in by_case.items() if module.startswith("dns")]
-    assert ssh == [True, False] and dns_ok == [True, False]
+    assert ssh == [True, False] and dns_ok == [True, False, True]
     token = console.api_token("viewer")
     https_ok = cases.index(("http_2xx", f"{web['https']}/ok"))
     got = console_series(console, f"{PREFIX}-{https_ok}", f"{web['https']}/ok",
