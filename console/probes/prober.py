@@ -130,10 +130,12 @@ def _tls_context(tls_config: Any) -> ssl.SSLContext:
 def _tls_samples(sock: ssl.SSLSocket, result: ProbeResult) -> None:
     """probe_ssl_earliest_cert_expiry over the certificates the peer sent (tls.go's
     getEarliestCertExpiry), and probe_tls_version_info."""
-    chain = []
-    get_chain = getattr(sock._sslobj, "get_unverified_chain", None)  # noqa: SLF001 - public from 3.13
-    if get_chain is not None:
-        chain = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in (get_chain() or [])]  # noqa: SLF001
+    # The chain as sent: SSLSocket.get_unverified_chain() (DER) from Python 3.13, the
+    # C object's method (certificate objects) before; the leaf alone as a last resort.
+    public = getattr(sock, "get_unverified_chain", None)
+    private = getattr(sock._sslobj, "get_unverified_chain", None)  # noqa: SLF001
+    raw = (public or private or (lambda: None))() or []
+    chain = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in raw]  # noqa: SLF001
     if not chain:
         leaf = sock.getpeercert(binary_form=True)
         chain = [leaf] if leaf else []

@@ -45,7 +45,8 @@ PROBE_HOST = f"{PREFIX}-console"
 BODY = b"hello from fleetdeck\n"
 DNS_NAME = f"{PREFIX}.test."
 DNS_ADDRESSES = ("192.0.2.10", "192.0.2.11")
-# The certificate expires on a whole second, so both sides must report exactly this.
+# The test CA expires on a whole second, before the server certificate it signs: both sides
+# must report exactly this as the earliest expiry of the chain.
 NOT_AFTER = datetime.datetime(2031, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
 
 
@@ -89,24 +90,37 @@ def serve(server) -> threading.Thread:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 and localhost, expiring at NOT_AFTER."""
+    """A CA made here (expiring at NOT_AFTER) and a server certificate for 127.0.0.1 and
+    localhost signed by it that expires later. Returns (CA file, server key file, chain
+    file): the server sends both certificates, so the earliest expiry of the chain is the
+    CA's, and a probe that looked at the server's certificate alone would be caught."""
     work = tmp_path_factory.mktemp(PREFIX)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{PREFIX}.local")])
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1))
-                   .not_valid_after(NOT_AFTER)
-                   .add_extension(x509.SubjectAlternativeName([
-                       x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                   .sign(key, hashes.SHA256()))
-    cert_file, key_file = work / "cert.pem", work / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{PREFIX} test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(NOT_AFTER)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{PREFIX}.local")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(NOT_AFTER + datetime.timedelta(days=200))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, key_file, chain_file = work / "ca.pem", work / "key.pem", work / "chain.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    return cert_file, key_file
+    return ca_file, key_file, chain_file
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +129,7 @@ def web(cert):
     plain = Server(("127.0.0.1", 0), Handler)
     secure = Server(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    context.load_cert_chain(str(cert[2]), str(cert[1]))
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
     for server in (plain, secure):
         server.away = f"http://127.0.0.1:{closed_port()}/"
