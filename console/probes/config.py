@@ -199,6 +199,8 @@ class ProbesConfig(_Strict):
                 raise ConfigError(f"module {job.module!r} timeout ({module.timeout:g} s) is longer than the "
                                   f"interval ({job.interval:g} s)", (("jobs", i, "interval"),))
             for k, target in enumerate(job.targets):
+                if target in job.targets[:k]:
+                    raise ConfigError(f"target {target!r} is listed twice in this job", (("jobs", i, "targets", k),))
                 problem = target_problem(module.prober, target)
                 if problem:
                     raise ConfigError(f"{problem}, got {target!r}", (("jobs", i, "targets", k),))

@@ -454,6 +454,11 @@ def test_probes_config_errors_name_key_and_line(tmp_path):
     with pytest.raises(ConfigError, match=r"probes\.jobs\[0\]\.module: names no module of probes.modules, "
                                           r"got 'nope' \(from .* line 7\)"):
         build_services(load_config(config, env={}), migrate=False)
+    config.write_text("probes:\n  modules:\n    m: {prober: icmp}\n  jobs:\n    - name: j\n      module: m\n"
+                      "      targets:\n        - 127.0.0.1\n        - 127.0.0.1\n")
+    with pytest.raises(ConfigError, match=r"probes\.jobs\[0\]\.targets\[1\]: target '127.0.0.1' is listed twice "
+                                          r"in this job \(from .* line 9\)"):
+        build_services(load_config(config, env={}), migrate=False)
     config.write_text("probes:\n  host: edge-probes\n  modules:\n    m: {prober: icmp}\n"
                       "  jobs:\n    - {name: ping, module: m, targets: [127.0.0.1]}\n")
     loaded = load_config(config, env={})
