@@ -25,9 +25,9 @@ from console.ingest.admission import IngestAdmission
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus
+from console.logs.service import LogService
 from console.probes.config import parse_probes
 from console.probes.service import ProbeService
-from console.logs.service import LogService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database
