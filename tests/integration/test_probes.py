@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from console.config import ConfigError, load_config
 from console.probes.config import parse_probes
 from console.services import build_services
-from tests.conftest import need
+from tests.conftest import database_url, need
 from tests.harness import ConsoleHarness, wait_for
 from tests.integration.procs import REPO, free_port
 
@@ -472,9 +472,15 @@ def test_probes_config_errors_name_key_and_line(tmp_path):
     assert parsed.jobs[0].module == "http_2xx" and set(parsed.modules) >= {"http_2xx", "dns_a", "ping"}
 
 
-def test_probes_repeat_on_their_interval_and_time_out(tmp_path, web):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_probes_repeat_on_their_interval_and_time_out(kind, tmp_path, tmp_path_factory, web):
     """A target that accepts and never answers fails after the module's timeout; both jobs
-    keep running every interval, each run stored."""
+    keep running every interval, each run stored (on SQLite and PostgreSQL)."""
+    with database_url(kind, tmp_path_factory) as url:
+        run_schedule(tmp_path, url, web)
+
+
+def run_schedule(tmp_path, url: str, web: dict) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # connections complete in the backlog; nothing ever answers
@@ -484,7 +490,7 @@ def test_probes_repeat_on_their_interval_and_time_out(tmp_path, web):
               "jobs": [{"name": "silent", "module": "slow", "interval": 1.5,
                         "targets": [f"http://127.0.0.1:{silent.getsockname()[1]}/"]},
                        {"name": "open", "module": "tcp", "interval": 1, "targets": [f"127.0.0.1:{web['http_port']}"]}]}
-    harness = ConsoleHarness(tmp_path, probes=probes).start()
+    harness = ConsoleHarness(tmp_path, database_url=url, probes=probes).start()
     try:
         states = {s.job: s for s in harness.services.probes.states.values()}
         wait_for(lambda: states["silent"].runs >= 2 and states["open"].runs >= 3, timeout=20,
