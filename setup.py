@@ -34,6 +34,8 @@ setup(
         "kubernetes>=29,<33",
         "pydantic>=2.7,<3",
         "google-re2>=1.1,<2",
+        "dnspython>=2.6,<3",
+        "icmplib>=3.0,<4",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -210,7 +210,7 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     try:
         services = _services(config)
     except ConfigError:
-        raise  # an invalid apps: or inventory: section, not a database problem
+        raise  # an invalid apps:, inventory: or probes: section, not a database problem
     except Exception as exc:  # the database URL is wrong or unreachable
         raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
     backend = services.db.dialect

@@ -18,7 +18,7 @@ the problem, the value and that source, e.g.::
     console.retention_1h_days: must be greater than 0, got '-5' (from environment FLEETDECK_RETENTION_1H_DAYS)
 
 Sections of one shared file are each read by their owner: the console reads
-``console:``, ``apps:`` and ``inventory:`` (:data:`SECTIONS`); ``agent:`` belongs to
+``console:``, ``apps:``, ``inventory:`` and ``probes:`` (:data:`SECTIONS`); ``agent:`` belongs to
 ``fleetdeck-agent`` and is not read here. Any other top-level key is refused, so a
 misspelt or not-yet-supported section cannot be accepted and ignored.
 
@@ -168,6 +168,7 @@ SECTIONS: dict[str, Literal["console", "agent"]] = {
     "console": "console",
     "apps": "console",  # console/deploy/apps.py
     "inventory": "console",  # console/deploy/inventory.py
+    "probes": "console",  # console/probes/config.py
     "agent": "agent",  # agents/config.py
 }
 # Sections that were documented but do nothing yet: refused unless empty.
@@ -184,6 +185,7 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     apps: dict[str, Any] = field(default_factory=dict)
     inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
+    probes: dict[str, Any] = field(default_factory=dict)  # blackbox probes (console/probes/config.py)
     path: str | None = None
     document: YamlDocument | None = field(default=None, repr=False, compare=False)
 
@@ -365,7 +367,8 @@ def load_config(path: str | os.PathLike | None = None,
         lines = validation_messages(exc, "console", lambda loc: sources.get(str(loc[0]), "the default") if loc else None)
         raise ConfigError("\n".join(lines)) from None
     return Config(console=console, apps=dict(document.data.get("apps") or {}),
-                  inventory=dict(document.data.get("inventory") or {}), path=str(path) if path else None,
+                  inventory=dict(document.data.get("inventory") or {}),
+                  probes=dict(document.data.get("probes") or {}), path=str(path) if path else None,
                   document=document if path else None)
 
 

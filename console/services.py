@@ -28,6 +28,8 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.probes.config import parse_probes
+from console.probes.service import ProbeService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database, private_data_dir
@@ -56,6 +58,7 @@ class Services:
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
     sockets: SocketRegistry | None = None
+    probes: ProbeService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -67,6 +70,8 @@ class Services:
             self.rollups.start()
         if self.logs is not None:
             self.logs.start_retention()
+        if self.probes is not None:
+            self.probes.start()
         self._pruning = asyncio.ensure_future(prune_forever(self))
         if self.sockets is not None:
             self._watching = asyncio.ensure_future(self.sockets.watch())
@@ -76,6 +81,8 @@ class Services:
             self._pruning.cancel()
         if self._watching is not None:
             self._watching.cancel()
+        if self.probes is not None:
+            self.probes.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -84,9 +91,11 @@ class Services:
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
-    Raises ConfigError for an invalid ``apps:`` section before touching the database."""
+    Raises ConfigError for an invalid ``apps:``, ``inventory:`` or ``probes:`` section
+    before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
     inventory = parse_inventory(config.inventory, config.source_of("inventory"))
+    probes = parse_probes(config.probes, config.source_of("probes"))
     private_data_dir(config.data_dir)
     db = Database(config.database_url)
     if migrate:
@@ -102,9 +111,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
+    ingest = IngestService(db, clock=clock, config=c)
     return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
                     users=users, tokens=tokens,
-                    ingest=IngestService(db, clock=clock, config=c),
+                    ingest=ingest,
                     query=QueryService(c, clock=clock),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
@@ -116,7 +126,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
-                    sockets=SocketRegistry(db, tokens.forget))
+                    sockets=SocketRegistry(db, tokens.forget),
+                    probes=ProbeService(probes, ingest, clock=clock))
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -1,0 +1,1 @@
+"""Blackbox probes run by the console (docs/probes.md)."""
