@@ -14,6 +14,13 @@ time window (``too_old``, ``too_new``), of a new series over the host's series c
 reason in ``ingest_rejections`` in the same transaction, and reported in the answer.
 Log records are never rejected for their time: one stamped too far ahead is stored at
 the receive time (:meth:`IngestService._clamp_future_logs`).
+
+A remote write batch (``Batch.all_or_nothing``, console/ingest/remote_write.py) takes the
+same path with two differences: it has no batch id (no replay row; a resent sample is a
+duplicate ``(series_id, ts)`` and ignored), and a sample outside the time window or of a
+new series over the cap fails the whole batch: the transaction is rolled back, the
+rejections are counted in a transaction of their own, and :class:`IngestRejected` raised
+(the sender is told 400, as Prometheus' own receiver answers an out-of-bounds sample).
 """
 from __future__ import annotations
 
@@ -58,6 +65,17 @@ class IngestResult:
         return body
 
 
+class IngestRejected(Exception):
+    """An all-or-nothing batch was not stored: ``rejected`` maps a reason (too_old,
+    too_new, series_limit) to the number of samples refused for it, ``examples`` a reason
+    to one refused series (and timestamp)."""
+
+    def __init__(self, rejected: dict[str, int], examples: dict[str, str]) -> None:
+        super().__init__(", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items())))
+        self.rejected = rejected
+        self.examples = examples
+
+
 class IngestService:
     """Stores batches. ``store`` is blocking and must run on the database writer thread
     (``await service.ingest(batch)`` arranges that)."""
@@ -82,7 +100,12 @@ class IngestService:
 
     def store(self, batch: Batch) -> IngestResult:
         new_ids: dict[SeriesKey, int] = {}
-        result = self._db.run(self._store_tx, batch, new_ids)
+        try:
+            result = self._db.run(self._store_tx, batch, new_ids)
+        except IngestRejected as exc:
+            # Nothing of the batch was stored; the refusal itself is counted for the host.
+            self._db.run(self._count_refusal, batch, exc)
+            raise
         # Only ids of committed series enter the cache.
         if len(self._series_ids) + len(new_ids) > self.MAX_CACHED_SERIES:
             self._series_ids.clear()
@@ -92,13 +115,14 @@ class IngestService:
     def _store_tx(self, session: Session, batch: Batch, new_ids: dict[SeriesKey, int]) -> IngestResult:
         now = self._clock()
         host = self._host(session, batch, now)
-        fresh = session.execute(
-            self._db.insert_ignore(IngestBatch.__table__),
-            {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
-             "samples": batch.sample_count, "logs": len(batch.logs)},
-        ).rowcount
-        if not fresh:
-            return IngestResult(0, 0, True, batch.host, batch.last_ts)
+        if batch.batch_id:
+            fresh = session.execute(
+                self._db.insert_ignore(IngestBatch.__table__),
+                {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
+                 "samples": batch.sample_count, "logs": len(batch.logs)},
+            ).rowcount
+            if not fresh:
+                return IngestResult(0, 0, True, batch.host, batch.last_ts)
         rejected: Counter[str] = Counter()
         examples: dict[str, str] = {}
         ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
@@ -120,6 +144,10 @@ class IngestService:
                         rejected[reason] += 1
                         examples[reason] = f"{m.name}{m.labels_json} @ {ts}"
             rows.extend(kept)
+        if batch.all_or_nothing:
+            refused = {reason: n for reason, n in rejected.items() if reason != "non_finite"}
+            if refused:
+                raise IngestRejected(refused, {reason: examples[reason] for reason in refused})
         samples = 0
         if rows:
             cursor = session.connection().connection.driver_connection.cursor()
@@ -144,6 +172,10 @@ class IngestService:
         if rejected:
             self._count_rejections(session, host.id, rejected, examples, now)
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
+
+    def _count_refusal(self, session: Session, batch: Batch, exc: IngestRejected) -> None:
+        host = self._host(session, batch, self._clock())
+        self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, self._clock())
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
         """Log records stamped more than ``sample_max_future`` seconds ahead of the
