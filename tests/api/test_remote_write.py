@@ -62,6 +62,12 @@ def assert_error(resp, status: int, code: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def console(db_console):
+    """Every test here runs on SQLite and on PostgreSQL (skipped without it)."""
+    return db_console
+
+
+@pytest.fixture(scope="module")
 def prom(console):
     return "prom-1", console.agent_token("prom-1")
 
