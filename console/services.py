@@ -22,6 +22,7 @@ from console.deploy.inventory import Inventory, parse_inventory
 from console.deploy.known_hosts import KnownHostsService
 from console.deploy.service import DeployService
 from console.ingest.admission import IngestAdmission
+from console.ingest.remote_write import RemoteWriteDecoder
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus
@@ -53,6 +54,7 @@ class Services:
     secrets: SecretService | None = None
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
+    remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:

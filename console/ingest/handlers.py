@@ -7,7 +7,6 @@ import tornado.web
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
-from console.ingest import remote_write
 from console.ingest.batch import IngestError, decode_body, parse_batch
 from console.ingest.service import IngestRejected
 from console.params import INT64_MAX, ascii_uint
@@ -106,9 +105,9 @@ class RemoteWriteHandler(IngestHandler):
             self._reject_size()
         host = self.principal.host
         try:
-            request = remote_write.decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
-                                               self.request.headers.get("Content-Type"), self._cap)
-            decoded = remote_write.to_batch(request, host)
+            decoded = self.services.remote_write.decode(
+                b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
+                self.request.headers.get("Content-Type"), self._cap, host)
         except IngestError as exc:
             metrics.ingest_batches.labels("invalid").inc()
             raise ApiError(exc.status, exc.code, exc.message, exc.details) from None

@@ -120,41 +120,70 @@ def _series_key(labels, index: int) -> tuple[str, str]:  # noqa: ANN001 - repeat
     return name, canonical_labels(named)
 
 
-def to_batch(request, host: str) -> RemoteWrite:  # noqa: ANN001 - prompb.WriteRequest
-    """One WriteRequest -> a :class:`Batch` for ``host`` (no batch id: not deduplicated,
-    all or nothing). Series sent twice in one request are merged. Raises IngestError 400
-    for invalid labels, timestamps or a native histogram."""
-    metrics: dict[tuple[str, str], MetricIn] = {}
-    out = RemoteWrite(Batch(host=host, batch_id="", sent_at=None, agent_version=None, interval=None,
-                            labels_json="{}", all_or_nothing=True))
-    isfinite = math.isfinite
-    for index, series in enumerate(request.timeseries):
-        if series.histograms:
-            raise _bad(f"timeseries[{index}]: native histograms are not supported; send classic histograms",
-                       "unsupported_histogram")
-        key = _series_key(series.labels, index)
-        out.exemplars += len(series.exemplars)
-        points = []
-        non_finite = 0
-        for sample in series.samples:
-            ts, value = sample.timestamp, sample.value
-            if 0 <= ts < MAX_TIMESTAMP and isfinite(value):
-                points.append((ts, value))
-            elif not 0 <= ts < MAX_TIMESTAMP:
-                raise _bad(f"timeseries[{index}]: timestamp {ts} is not Unix ms in [0, 2^53)", "invalid_timestamp")
-            elif _UINT64.unpack(_DOUBLE.pack(value))[0] == STALE_NAN_BITS:
-                out.stale_markers += 1
+class RemoteWriteDecoder:
+    """Turns request bodies into batches (:meth:`decode`), remembering the series it has
+    validated: a Prometheus sends the same label sets every scrape interval, and a label
+    set's wire bytes (the ``TimeSeries`` less its samples) are cheaper to look up than its
+    labels are to read, check and serialise again. Used on the IOLoop thread only.
+
+    ``max_cached``: label sets remembered; the memory is dropped whole when full."""
+
+    def __init__(self, max_cached: int = 200_000) -> None:
+        self.max_cached = max_cached
+        self._keys: dict[bytes, tuple[str, str]] = {}
+
+    def decode(self, body: bytes, content_encoding: str | None, content_type: str | None, max_bytes: int,
+               host: str) -> RemoteWrite:
+        """The body of one request -> :class:`RemoteWrite` for ``host``; raises IngestError
+        (see :func:`decode_body` and :meth:`to_batch`)."""
+        return self.to_batch(decode_body(body, content_encoding, content_type, max_bytes), host)
+
+    def to_batch(self, request, host: str) -> RemoteWrite:  # noqa: ANN001 - prompb.WriteRequest
+        """One WriteRequest -> a :class:`Batch` for ``host`` (no batch id: not deduplicated,
+        all or nothing). Series sent twice in one request are merged. Raises IngestError
+        400 for invalid labels, timestamps or a native histogram."""
+        metrics: dict[tuple[str, str], MetricIn] = {}
+        out = RemoteWrite(Batch(host=host, batch_id="", sent_at=None, agent_version=None, interval=None,
+                                labels_json="{}", all_or_nothing=True))
+        keys = self._keys
+        isfinite = math.isfinite
+        for index, series in enumerate(request.timeseries):
+            if series.histograms:
+                raise _bad(f"timeseries[{index}]: native histograms are not supported; send classic histograms",
+                           "unsupported_histogram")
+            if series.exemplars:
+                out.exemplars += len(series.exemplars)
+                series.ClearField("exemplars")
+            points = []
+            non_finite = 0
+            for sample in series.samples:
+                ts, value = sample.timestamp, sample.value
+                if 0 <= ts < MAX_TIMESTAMP and isfinite(value):
+                    points.append((ts, value))
+                elif not 0 <= ts < MAX_TIMESTAMP:
+                    raise _bad(f"timeseries[{index}]: timestamp {ts} is not Unix ms in [0, 2^53)",
+                               "invalid_timestamp")
+                elif _UINT64.unpack(_DOUBLE.pack(value))[0] == STALE_NAN_BITS:
+                    out.stale_markers += 1
+                else:
+                    non_finite += 1
+            series.ClearField("samples")
+            wire = series.SerializeToString()  # the labels alone, as sent
+            key = keys.get(wire)
+            if key is None:
+                key = _series_key(series.labels, index)
+                if len(keys) >= self.max_cached:
+                    keys.clear()
+                keys[wire] = key
+            if not points and not non_finite:
+                continue  # no samples, or stale markers only: nothing to store, no series to create
+            metric = metrics.get(key)
+            if metric is None:
+                kind = "counter" if key[0].endswith(COUNTER_SUFFIXES) else "gauge"
+                metrics[key] = MetricIn(key[0], kind, key[1], points, non_finite)
             else:
-                non_finite += 1
-        if not points and not non_finite:
-            continue  # no samples, or stale markers only: nothing to store, no series to create
-        metric = metrics.get(key)
-        if metric is None:
-            kind = "counter" if key[0].endswith(COUNTER_SUFFIXES) else "gauge"
-            metrics[key] = MetricIn(key[0], kind, key[1], points, non_finite)
-        else:
-            metric.points.extend(points)
-            metric.non_finite += non_finite
-    out.metadata = len(request.metadata)
-    out.batch.metrics = list(metrics.values())
-    return out
+                metric.points.extend(points)
+                metric.non_finite += non_finite
+        out.metadata = len(request.metadata)
+        out.batch.metrics = list(metrics.values())
+        return out
