@@ -27,11 +27,13 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from collectors.logs import LogOptions, LogOptionsError
+from collectors.prometheus import PrometheusOptions, ScrapeOptionsError
+from collectors.textfile import TextfileOptions, TextfileOptionsError
 
 ENV_OVERRIDES = {
     "FLEETDECK_AGENT_CONSOLE": "console_url",
@@ -74,6 +76,10 @@ class AgentConfig:
       system store); ``client_cert``/``client_key``: PEM client certificate and key.
     - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
       read when ``token`` is empty; empty: ``<state_dir>/token``.
+    - ``prometheus``: scrape targets of the ``prometheus`` input
+      (:class:`collectors.prometheus.PrometheusOptions`); ``textfile``: the directory of
+      the ``textfile`` input (:class:`collectors.textfile.TextfileOptions`). Each is set
+      exactly when its input is in ``collectors``.
     """
 
     console_url: str = "http://127.0.0.1:8700"
@@ -96,6 +102,8 @@ class AgentConfig:
     client_cert: str = ""
     client_key: str = ""
     token_file: str = ""
+    prometheus: PrometheusOptions = field(default_factory=PrometheusOptions)
+    textfile: TextfileOptions = field(default_factory=TextfileOptions)
 
     @property
     def token_path(self) -> str:
@@ -218,6 +226,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return LogOptions.from_mapping(value, source)
         except LogOptionsError as exc:
             raise ConfigError(str(exc)) from None
+    if key in ("prometheus", "textfile"):  # the inputs' own sections
+        parse = PrometheusOptions.from_mapping if key == "prometheus" else TextfileOptions.from_mapping
+        try:
+            return parse(value, source)
+        except (ScrapeOptionsError, TextfileOptionsError) as exc:
+            raise ConfigError(str(exc)) from None
     if key == "collectors":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -270,6 +284,30 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
         raise ConfigError(f"client_key{where('client_key')} needs client_cert")
     if not config.collectors:
         raise ConfigError(f"collectors{where('collectors')} must name at least one collector")
+    _validate_inputs(config, where)
+
+
+def _validate_inputs(config: AgentConfig, where: Callable[[str], str]) -> None:
+    """The ``prometheus`` and ``textfile`` sections against ``collectors`` and ``interval``."""
+    for name, configured, what in (("prometheus", bool(config.prometheus.targets), "prometheus.targets"),
+                                   ("textfile", bool(config.textfile.directory), "textfile.directory")):
+        if name in config.collector_options:
+            raise ConfigError(f"collector_options.{name}{where('collector_options')}: set the {name} input "
+                              f"in its own `{name}:` section")
+        if configured and name not in config.collectors:
+            raise ConfigError(f"{what}{where(name)} is set but the {name} input is not in collectors")
+        if name in config.collectors and not configured:
+            raise ConfigError(f"collectors{where('collectors')} names the {name} input but {what} is not set")
+    for i, target in enumerate(config.prometheus.targets):
+        path = f"prometheus.targets[{i}]"
+        interval = target.interval or config.interval
+        cycles = interval / config.interval
+        if abs(cycles - round(cycles)) > 1e-9 or round(cycles) < 1:
+            raise ConfigError(f"{path}.interval{where('prometheus')} must be a whole multiple of the agent's "
+                              f"interval ({config.interval:g} s), got {interval:g}")
+        if target.timeout is not None and target.timeout > interval:
+            raise ConfigError(f"{path}.timeout{where('prometheus')} must not exceed the target's interval "
+                              f"({interval:g} s)")
 
 
 def load_agent_config(

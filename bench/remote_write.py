@@ -1,7 +1,8 @@
 """Remote write benchmark: a real Prometheus scrapes ``--series`` series every second from a
 static exposition file and remote-writes them into a real console process (SQLite by
 default); prints the samples/s the console committed in steady state next to the rate
-Prometheus offered, Prometheus' send lag and failed/dropped counts, and a raw sqlite3
+Prometheus offered, the samples per CPU-second of the console process (what a busy
+machine cannot hide), Prometheus' send lag and failed/dropped counts, and a raw sqlite3
 ``executemany`` of as many rows (one commit per 500, Prometheus' batch size) in the same run.
 
     python bench/remote_write.py [--series 60000] [--seconds 30] [--db sqlite|postgres]
@@ -36,6 +37,12 @@ def scrape_metrics(url: str, prefix: str) -> dict[str, float]:
                 if sample.name.startswith(prefix):
                     out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(url: str, proc: subprocess.Popen, what: str) -> None:
@@ -123,7 +130,9 @@ def main() -> int:
         s0, o0, t0 = (scrape_metrics(stored, "fleetdeck_ingest_samples_total")["fleetdeck_ingest_samples_total"],
                       scrape_metrics(offered, "prometheus_remote_storage_samples_in_total")[
                           "prometheus_remote_storage_samples_in_total"], time.perf_counter())
+        cpu0 = cpu_seconds(console.pid)
         time.sleep(args.seconds)
+        cpu1 = cpu_seconds(console.pid)
         s1 = scrape_metrics(stored, "fleetdeck_ingest_samples_total")["fleetdeck_ingest_samples_total"]
         remote = scrape_metrics(offered, "prometheus_remote_storage_")
         t1 = time.perf_counter()
@@ -146,6 +155,8 @@ def main() -> int:
           f"dropped: {remote['prometheus_remote_storage_samples_dropped_total']:.0f}, "
           f"retried: {remote['prometheus_remote_storage_samples_retried_total']:.0f}; "
           f"shards: {remote.get('prometheus_remote_storage_shards', 0):.0f}")
+    print(f"console CPU: {cpu1 - cpu0:.1f} s for {s1 - s0:,.0f} samples = "
+          f"{(s1 - s0) / max(cpu1 - cpu0, 1e-9):,.0f} samples per CPU-second")
     print(f"raw sqlite3 executemany (500-row commits): {raw:,.0f} samples/s  ratio: {rate / raw:.2f}x")
     print(f"load average: {load}")
     if schema:

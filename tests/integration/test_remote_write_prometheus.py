@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import time
 import urllib.request
 from urllib.parse import urlencode
@@ -18,6 +17,7 @@ from sqlalchemy import text
 
 from tests.conftest import need
 from tests.harness import wait_for
+from tests.integration.exporters import start_node_exporter, start_process, stop_process
 from tests.integration.procs import free_port
 
 HOST = "prom-rw"
@@ -29,43 +29,13 @@ def get(url: str, timeout: float = 30) -> bytes:
         return resp.read()
 
 
-def start(cmd: list[str], log_path, ready_url: str, what: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"))  # noqa: SIM115
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            return urllib.request.urlopen(ready_url, timeout=2).status == 200
-        except OSError:
-            return False
-
-    wait_for(ready, 60, f"{what} to be ready")
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def node_exporter(tmp_path_factory):
-    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-    if not binary:
-        need("prometheus", "prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)")
     work = tmp_path_factory.mktemp("node-exporter")
     (work / "textfile").mkdir()
-    port = free_port()
-    proc = start([binary, f"--web.listen-address=127.0.0.1:{port}",
-                  f"--collector.textfile.directory={work / 'textfile'}"],
-                 work / "log", f"http://127.0.0.1:{port}/metrics", "node_exporter")
-    yield f"127.0.0.1:{port}"
-    stop(proc)
+    address, proc = start_node_exporter(work, work / "textfile")
+    yield address
+    stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +61,11 @@ def prometheus_rw(console, node_exporter, tmp_path_factory):
     }
     (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     url = f"http://127.0.0.1:{port}"
-    proc = start(["prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
-                  f"--web.listen-address=127.0.0.1:{port}"], work / "log", url + "/-/ready", "prometheus")
+    proc = start_process(["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                          f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                         work / "log", url + "/-/ready", "prometheus")
     yield url, time.time()
-    stop(proc)
+    stop_process(proc)
 
 
 def prom_samples(url: str, at: float, window_s: int) -> dict[tuple[str, str], list[tuple[int, float]]]:
