@@ -6,6 +6,7 @@ machine cannot hide), Prometheus' send lag and failed/dropped counts, and a raw 
 ``executemany`` of as many rows (one commit per 500, Prometheus' batch size) in the same run.
 
     python bench/remote_write.py [--series 60000] [--seconds 30] [--db sqlite|postgres]
+                                 [--samples-per-send 500]
 """
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def main() -> int:
     ap.add_argument("--series", type=int, default=60000)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--samples-per-send", type=int, default=500,
+                    help="Prometheus' queue_config.max_samples_per_send (2.42's default: 500)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fd-rw-bench-"))
     (work / "www").mkdir()
@@ -117,7 +120,8 @@ def main() -> int:
         config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
                   "scrape_configs": [{"job_name": "bench", "static_configs": [{"targets": [f"127.0.0.1:{wport}"]}]}],
                   "remote_write": [{"url": f"http://127.0.0.1:{cport}/api/v1/write",
-                                    "authorization": {"credentials": token}}]}
+                                    "authorization": {"credentials": token},
+                                    "queue_config": {"max_samples_per_send": args.samples_per_send}}]}
         (work / "prometheus.yml").write_text(json.dumps(config))
         prom = subprocess.Popen(["prometheus", f"--config.file={work / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}"],
@@ -149,7 +153,7 @@ def main() -> int:
                 proc.kill()
     rate, offer = (s1 - s0) / (t1 - t0), (o1 - o0) / (t1 - t0)
     raw = baseline(int(min(s1 - s0, 2_000_000)) or 100_000, str(work / "baseline.db"))
-    print(f"db={args.db} series={args.series} seconds={t1 - t0:.1f}")
+    print(f"db={args.db} series={args.series} samples_per_send={args.samples_per_send} seconds={t1 - t0:.1f}")
     print(f"offered by Prometheus: {offer:,.0f} samples/s; committed by the console: {rate:,.0f} samples/s")
     print(f"send lag at the end: {lag:.1f} s; failed: {remote['prometheus_remote_storage_samples_failed_total']:.0f}, "
           f"dropped: {remote['prometheus_remote_storage_samples_dropped_total']:.0f}, "

@@ -27,7 +27,6 @@ are dropped by the agent and counted (``fleetdeck_agent_dropped_samples_total``)
 from __future__ import annotations
 
 import logging
-import math
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -336,6 +335,6 @@ class PrometheusCollector(Collector):
     def _health(target: _Target, up: bool, duration: float, scraped: int, kept: int) -> list[Sample]:
         labels = dict(target.labels)
         return [Sample("up", labels, 1.0 if up else 0.0),
-                Sample("scrape_duration_seconds", labels, duration if math.isfinite(duration) else 0.0),
+                Sample("scrape_duration_seconds", labels, duration),
                 Sample("scrape_samples_scraped", labels, float(scraped)),
                 Sample("scrape_samples_post_metric_relabeling", labels, float(kept))]

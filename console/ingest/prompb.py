@@ -63,6 +63,3 @@ TimeSeries = _class("TimeSeries")
 Label = _class("Label")
 Sample = _class("Sample")
 MetricMetadata = _class("MetricMetadata")
-COUNTER = 1  # MetricMetadata.MetricType values used by the receiver
-HISTOGRAM = 3
-SUMMARY = 5

@@ -71,15 +71,15 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
             raise IngestError(415, "unsupported_media_type",
                               f"only remote write 1.0 (prometheus.WriteRequest) is accepted, got {value.strip()!r}")
     try:
-        size = cramjam.snappy.decompress_raw_len(body)
-    except Exception as exc:  # cramjam raises its own DecompressionError (or ValueError)
+        size = cramjam.snappy.decompress_raw_len(body)  # the length the block's header states
+    except cramjam.DecompressionError as exc:
         raise _bad(f"body is not snappy block format: {exc}", "invalid_snappy") from None
     if size > max_bytes:
         raise IngestError(413, "body_too_large", f"decompressed body exceeds {max_bytes} bytes",
                           {"limit_bytes": max_bytes})
     try:
         raw = bytes(cramjam.snappy.decompress_raw(body))
-    except Exception as exc:  # noqa: BLE001 - cramjam.DecompressionError
+    except cramjam.DecompressionError as exc:
         raise _bad(f"body is not snappy block format: {exc}", "invalid_snappy") from None
     try:
         return prompb.WriteRequest.FromString(raw)

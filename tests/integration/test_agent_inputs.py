@@ -113,9 +113,9 @@ def test_unreachable_target_is_up_0_and_the_others_still_report(console):
     dead = f"http://127.0.0.1:{free_port()}/metrics"
     samples = scrape([{"job_name": "dead", "url": dead, "timeout": 2},
                       {"job_name": "fleetdeck", "url": console.url + "/metrics"}])
-    assert health(samples, "dead") == {"up": 0.0, "scrape_duration_seconds": pytest.approx(
-        health(samples, "dead")["scrape_duration_seconds"]), "scrape_samples_scraped": 0.0,
-        "scrape_samples_post_metric_relabeling": 0.0}
+    dead_health = health(samples, "dead")
+    assert 0 < dead_health.pop("scrape_duration_seconds") < 3
+    assert dead_health == {"up": 0.0, "scrape_samples_scraped": 0.0, "scrape_samples_post_metric_relabeling": 0.0}
     assert [s.name for s in samples if s.labels.get("job") == "dead"] == list(HEALTH)
     assert health(samples, "fleetdeck")["up"] == 1.0
 
