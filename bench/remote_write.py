@@ -128,9 +128,15 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=open(work / "prometheus.log", "wb"))
         procs.append(prom)
         wait_ready(f"http://127.0.0.1:{pport}/-/ready", prom, "prometheus")
-        time.sleep(10)  # warm-up: series created, caches filled, shards scaled
         stored = f"http://127.0.0.1:{cport}/metrics"
         offered = f"http://127.0.0.1:{pport}/metrics"
+        # Warm-up: every series created and written a few times (caches filled, shards scaled).
+        deadline = time.monotonic() + 300
+        while (scrape_metrics(stored, "fleetdeck_ingest_samples_total").get("fleetdeck_ingest_samples_total", 0)
+               < 3 * args.series):
+            if time.monotonic() > deadline:
+                raise SystemExit("warm-up did not finish in 300 s")
+            time.sleep(1)
         s0, o0, t0 = (scrape_metrics(stored, "fleetdeck_ingest_samples_total")["fleetdeck_ingest_samples_total"],
                       scrape_metrics(offered, "prometheus_remote_storage_samples_in_total")[
                           "prometheus_remote_storage_samples_in_total"], time.perf_counter())

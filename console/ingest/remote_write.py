@@ -91,13 +91,13 @@ def decode_body(body: bytes, content_encoding: str | None, content_type: str | N
 def _names_problem(name: str, label_names: tuple[str, ...]) -> str | None:
     """Why a series name and its label names are invalid, or None. A pure function of a
     few strings, memoised: a Prometheus sends the same few name sets again and again."""
-    if not METRIC_NAME_RE.match(name) or len(name) > 255:
+    if not METRIC_NAME_RE.fullmatch(name) or len(name) > 255:
         return (f"__name__ {name!r} is missing or not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, "
                 "at most 255 characters)")
     if len(label_names) > MAX_LABELS:
         return f"more than {MAX_LABELS} labels"
     for key in label_names:
-        if not LABEL_NAME_RE.match(key):
+        if not LABEL_NAME_RE.fullmatch(key):
             return f"label name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*"
     return None
 

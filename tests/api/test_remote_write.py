@@ -138,6 +138,8 @@ def test_malformed_body_is_refused_and_stores_nothing(console, prom, body, statu
     ([({"job": "nameless"}, [(0, 1.0)])], "invalid_labels"),
     ([({"__name__": "bad-name"}, [(0, 1.0)])], "invalid_labels"),
     ([({"__name__": "ok", "bad-label": "x"}, [(0, 1.0)])], "invalid_labels"),
+    ([({"__name__": "name_then_newline\n"}, [(0, 1.0)])], "invalid_labels"),
+    ([({"__name__": "ok", "label\n": "x"}, [(0, 1.0)])], "invalid_labels"),
     ([({"__name__": "ok", "v": "x" * 4097}, [(0, 1.0)])], "invalid_labels"),
     ([({"__name__": "ok", "v": "a\x00b"}, [(0, 1.0)])], "invalid_labels"),
     ([({"__name__": "ok"}, [(-5, 1.0)])], "invalid_timestamp"),
