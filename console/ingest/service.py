@@ -175,8 +175,9 @@ class IngestService:
         return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected))
 
     def _count_refusal(self, session: Session, batch: Batch, exc: IngestRejected) -> None:
-        host = self._host(session, batch, self._clock())
-        self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, self._clock())
+        now = self._clock()
+        host = self._host(session, batch, now)
+        self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, now)
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
         """Log records stamped more than ``sample_max_future`` seconds ahead of the
