@@ -298,8 +298,15 @@ class IngestService:
         wanted: dict[SeriesKey, str] = {}
         for m in batch.metrics:
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
-        ids = {k: self._series_ids[k] for k in wanted if k in self._series_ids}
-        missing = [k for k in wanted if k not in ids]
+        ids: dict[SeriesKey, int] = {}
+        missing: list[SeriesKey] = []
+        cached = self._series_ids.get
+        for key in wanted:  # one lookup per series: the hot path of a steady sender
+            sid = cached(key)
+            if sid is None:
+                missing.append(key)
+            else:
+                ids[key] = sid
         if not missing:
             return ids
         table = Series.__table__
