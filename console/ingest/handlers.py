@@ -97,7 +97,7 @@ class RemoteWriteHandler(IngestHandler):
     sender) for a malformed body or a sample outside the time window or over the series
     cap, with nothing stored; 503 + Retry-After (retried) when the database is busy or
     unavailable. The per-host batch rate does not apply: Prometheus sends from several
-    shards at once and, before 2.45 by default, drops what is answered 429."""
+    shards at once and, by default in 2.42, drops what is answered 429 without retrying."""
 
     async def post(self) -> None:
         metrics = self.services.metrics
