@@ -154,19 +154,27 @@ class RemoteWriteDecoder:
             if series.exemplars:
                 out.exemplars += len(series.exemplars)
                 series.ClearField("exemplars")
-            points = []
+            samples = series.samples
             non_finite = 0
-            for sample in series.samples:
+            if len(samples) == 1:  # the usual case: one sample per series and request
+                sample = samples[0]
                 ts, value = sample.timestamp, sample.value
-                if 0 <= ts < MAX_TIMESTAMP and isfinite(value):
-                    points.append((ts, value))
-                elif not 0 <= ts < MAX_TIMESTAMP:
-                    raise _bad(f"timeseries[{index}]: timestamp {ts} is not Unix ms in [0, 2^53)",
-                               "invalid_timestamp")
-                elif _UINT64.unpack(_DOUBLE.pack(value))[0] == STALE_NAN_BITS:
-                    out.stale_markers += 1
-                else:
-                    non_finite += 1
+                points = [(ts, value)] if 0 <= ts < MAX_TIMESTAMP and isfinite(value) else None
+            else:
+                points = None
+            if points is None:
+                points = []
+                for sample in samples:
+                    ts, value = sample.timestamp, sample.value
+                    if 0 <= ts < MAX_TIMESTAMP and isfinite(value):
+                        points.append((ts, value))
+                    elif not 0 <= ts < MAX_TIMESTAMP:
+                        raise _bad(f"timeseries[{index}]: timestamp {ts} is not Unix ms in [0, 2^53)",
+                                   "invalid_timestamp")
+                    elif _UINT64.unpack(_DOUBLE.pack(value))[0] == STALE_NAN_BITS:
+                        out.stale_markers += 1
+                    else:
+                        non_finite += 1
             series.ClearField("samples")
             wire = series.SerializeToString()  # the labels alone, as sent
             key = keys.get(wire)
