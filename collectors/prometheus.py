@@ -99,11 +99,7 @@ class PrometheusOptions:
             return cls()
         if isinstance(value, PrometheusOptions):
             return value
-        if not isinstance(value, Mapping):
-            raise ScrapeOptionsError(f"prometheus (from {source}) must be a mapping")
-        unknown = sorted(str(k) for k in value if k != "targets")
-        if unknown:
-            raise ScrapeOptionsError(f"prometheus.{unknown[0]} (from {source}) is not a known option; known: targets")
+        _check_keys(value, "prometheus", source, ("targets",))
         items = value.get("targets") or []
         if not isinstance(items, list):
             raise ScrapeOptionsError(f"prometheus.targets (from {source}) must be a list of targets")
@@ -144,13 +140,18 @@ def compile_regex(pattern: str, where: str) -> Any:
         raise ScrapeOptionsError(f"{where} is not a valid RE2 regex: {message}") from None
 
 
-def _rule(value: Any, path: str, source: str) -> RelabelRule:
+def _check_keys(value: Any, path: str, source: str, known: tuple[str, ...]) -> None:
+    """``value`` must be a mapping of ``known`` keys only."""
     if not isinstance(value, Mapping):
         raise ScrapeOptionsError(f"{path} (from {source}) must be a mapping")
-    unknown = sorted(str(k) for k in value if k not in _RULE_KEYS)
+    unknown = sorted(str(k) for k in value if k not in known)
     if unknown:
         raise ScrapeOptionsError(f"{path}.{unknown[0]} (from {source}) is not a known option; "
-                                 f"known: {', '.join(_RULE_KEYS)}")
+                                 f"known: {', '.join(known)}")
+
+
+def _rule(value: Any, path: str, source: str) -> RelabelRule:
+    _check_keys(value, path, source, _RULE_KEYS)
     action = value.get("action")
     if action not in RELABEL_ACTIONS:
         raise ScrapeOptionsError(f"{path}.action (from {source}) must be one of {', '.join(RELABEL_ACTIONS)}, "
@@ -170,12 +171,7 @@ def _rule(value: Any, path: str, source: str) -> RelabelRule:
 
 
 def _target(value: Any, path: str, source: str) -> ScrapeTarget:
-    if not isinstance(value, Mapping):
-        raise ScrapeOptionsError(f"{path} (from {source}) must be a mapping")
-    unknown = sorted(str(k) for k in value if k not in _TARGET_KEYS)
-    if unknown:
-        raise ScrapeOptionsError(f"{path}.{unknown[0]} (from {source}) is not a known option; "
-                                 f"known: {', '.join(_TARGET_KEYS)}")
+    _check_keys(value, path, source, _TARGET_KEYS)
     job = value.get("job_name")
     if not isinstance(job, str) or not job.strip() or "\x00" in job or len(job) > 255:
         raise ScrapeOptionsError(f"{path}.job_name (from {source}) must be a non-empty string (at most 255)")

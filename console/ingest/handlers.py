@@ -7,8 +7,8 @@ import tornado.web
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
-from console.ingest.batch import IngestError, decode_body, parse_batch
-from console.ingest.service import IngestRejected
+from console.ingest.batch import Batch, IngestError, decode_body, parse_batch
+from console.ingest.service import IngestRejected, IngestResult
 from console.params import INT64_MAX, ascii_uint
 
 
@@ -39,6 +39,29 @@ class IngestHandler(ApiHandler):
         elif not self._too_large:
             self._chunks.append(chunk)
 
+    async def store_batch(self, batch: Batch, busy_status: int) -> IngestResult:
+        """Store ``batch`` within the bound on in-flight writes. Raises ApiError
+        ``busy_status`` + Retry-After when every slot is taken, 400 ``samples_rejected``
+        when an all-or-nothing batch was refused (nothing stored)."""
+        metrics = self.services.metrics
+        admission = self.services.admission
+        if admission and not admission.try_enter():
+            metrics.ingest_batches.labels("saturated").inc()
+            raise ApiError(busy_status, "ingest_saturated", f"{admission.max_inflight} batches are already "
+                           "waiting for the database", headers={"Retry-After": retry_after_header(1.0)})
+        try:
+            return await self.services.ingest.ingest(batch)
+        except IngestRejected as exc:
+            metrics.ingest_batches.labels("rejected").inc()
+            raise ApiError(400, "samples_rejected", f"nothing stored: samples refused ({exc})",
+                           {"rejected": exc.rejected, "examples": exc.examples}) from None
+        except Exception:
+            metrics.ingest_batches.labels("error").inc()
+            raise
+        finally:
+            if admission:
+                admission.leave()
+
     def _reject_size(self) -> None:
         self.services.metrics.ingest_batches.labels("too_large").inc()
         raise ApiError(413, "body_too_large", f"body exceeds {self._cap} bytes", {"limit_bytes": self._cap})
@@ -64,18 +87,7 @@ class IngestHandler(ApiHandler):
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
                            f"this agent token is bound to host {self.principal.host!r}, not {batch.host!r}")
-        if admission and not admission.try_enter():
-            metrics.ingest_batches.labels("saturated").inc()
-            raise ApiError(429, "ingest_saturated", f"{admission.max_inflight} batches are already waiting "
-                           "for the database", headers={"Retry-After": retry_after_header(1.0)})
-        try:
-            result = await self.services.ingest.ingest(batch)
-        except Exception:
-            metrics.ingest_batches.labels("error").inc()
-            raise
-        finally:
-            if admission:
-                admission.leave()
+        result = await self.store_batch(batch, busy_status=429)
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
         metrics.ingest_logs.inc(result.accepted_logs)
@@ -118,23 +130,8 @@ class RemoteWriteHandler(IngestHandler):
         if not batch.metrics:
             self.set_status(204)
             return
-        admission = self.services.admission
-        if admission and not admission.try_enter():
-            metrics.ingest_batches.labels("saturated").inc()
-            raise ApiError(503, "ingest_saturated", f"{admission.max_inflight} batches are already waiting "
-                           "for the database", headers={"Retry-After": retry_after_header(1.0)})
-        try:
-            result = await self.services.ingest.ingest(batch)
-        except IngestRejected as exc:
-            metrics.ingest_batches.labels("rejected").inc()
-            raise ApiError(400, "samples_rejected", f"nothing stored: samples refused ({exc})",
-                           {"rejected": exc.rejected, "examples": exc.examples}) from None
-        except Exception:
-            metrics.ingest_batches.labels("error").inc()
-            raise
-        finally:
-            if admission:
-                admission.leave()
+        # 503, not 429: Prometheus retries every 5xx, and 429 only when told to.
+        result = await self.store_batch(batch, busy_status=503)
         metrics.ingest_batches.labels("stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
         self.set_status(204)

@@ -3,8 +3,10 @@ stored labels and samples, the spec's status codes, and nothing stored for a bad
 A real Prometheus writing to it is tests/integration/test_remote_write_prometheus.py."""
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
+import threading
 import time
 
 import cramjam
@@ -212,5 +214,32 @@ def test_series_over_the_cap_fail_the_request(tmp_path):
         assert resp.json()["error"]["details"]["rejected"] == {"series_limit": 1}
         assert console.count("samples") == 2 and console.count("series") == 2
         assert rejections(console, "capped") == {"series_limit": 1}
+    finally:
+        console.close()
+
+
+def test_a_saturated_write_queue_answers_503_which_prometheus_retries(tmp_path):
+    console = ConsoleHarness(tmp_path, ingest_max_inflight=1).start()
+    try:
+        token = console.agent_token("busy")
+        release = threading.Event()
+        # Occupy the single database writer thread, as a slow disk would.
+        blocker = asyncio.run_coroutine_threadsafe(console.services.db.on_writer(release.wait, 20), console.loop)
+        first: list = []
+        t = now_ms()
+        waiting = threading.Thread(target=lambda: first.append(
+            post(console, write_request([({"__name__": "a"}, [(t, 1.0)])]), token)))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while console.services.admission.inflight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        resp = post(console, write_request([({"__name__": "b"}, [(t, 2.0)])]), token)
+        release.set()
+        waiting.join(10)
+        blocker.result(10)
+        assert_error(resp, 503, "ingest_saturated")
+        assert int(resp.headers["retry-after"]) >= 1
+        assert first[0].status == 204
+        assert stored(console, "busy") == {("a", "{}"): [(t, 1.0)]}
     finally:
         console.close()
