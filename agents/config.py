@@ -44,6 +44,8 @@ from typing import Any
 
 from collectors import available_collectors
 from collectors.logs import LogOptions, LogOptionsError
+from collectors.prometheus import PrometheusOptions, ScrapeOptionsError
+from collectors.textfile import TextfileOptions, TextfileOptionsError
 
 ENV_OVERRIDES = {
     "FLEETDECK_AGENT_CONSOLE": "console_url",
@@ -148,6 +150,20 @@ def _logs(key: str, value: Any, source: str) -> LogOptions:
         raise ConfigError(str(exc)) from None
 
 
+def _prometheus(key: str, value: Any, source: str) -> PrometheusOptions:
+    try:
+        return PrometheusOptions.from_mapping(value, source)
+    except ScrapeOptionsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _textfile(key: str, value: Any, source: str) -> TextfileOptions:
+    try:
+        return TextfileOptions.from_mapping(value, source)
+    except TextfileOptionsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _collectors(key: str, value: Any, source: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
@@ -202,6 +218,10 @@ class AgentConfig:
       system store); ``client_cert``/``client_key``: PEM client certificate and key.
     - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
       read when ``token`` is empty; empty: ``<state_dir>/token``.
+    - ``prometheus``: scrape targets of the ``prometheus`` input
+      (:class:`collectors.prometheus.PrometheusOptions`); ``textfile``: the directory of
+      the ``textfile`` input (:class:`collectors.textfile.TextfileOptions`). Each is set
+      exactly when its input is in ``collectors``.
     """
 
     console_url: str = setting("http://127.0.0.1:8700", text)
@@ -224,6 +244,8 @@ class AgentConfig:
     client_cert: str = setting("", text)
     client_key: str = setting("", text)
     token_file: str = setting("", text)
+    prometheus: PrometheusOptions = setting(PrometheusOptions, _prometheus)
+    textfile: TextfileOptions = setting(TextfileOptions, _textfile)
 
     @property
     def token_path(self) -> str:
@@ -331,6 +353,30 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
     if stray:
         raise ConfigError(f"collector_options{where('collector_options')}: options for {stray[0]!r}, "
                           f"which is not in collectors{where('collectors')}")
+    _validate_inputs(config, where)
+
+
+def _validate_inputs(config: AgentConfig, where: Callable[[str], str]) -> None:
+    """The ``prometheus`` and ``textfile`` sections against ``collectors`` and ``interval``."""
+    for name, configured, what in (("prometheus", bool(config.prometheus.targets), "prometheus.targets"),
+                                   ("textfile", bool(config.textfile.directory), "textfile.directory")):
+        if name in config.collector_options:
+            raise ConfigError(f"collector_options.{name}{where('collector_options')}: set the {name} input "
+                              f"in its own `{name}:` section")
+        if configured and name not in config.collectors:
+            raise ConfigError(f"{what}{where(name)} is set but the {name} input is not in collectors")
+        if name in config.collectors and not configured:
+            raise ConfigError(f"collectors{where('collectors')} names the {name} input but {what} is not set")
+    for i, target in enumerate(config.prometheus.targets):
+        path = f"prometheus.targets[{i}]"
+        interval = target.interval or config.interval
+        cycles = interval / config.interval
+        if abs(cycles - round(cycles)) > 1e-9 or round(cycles) < 1:
+            raise ConfigError(f"{path}.interval{where('prometheus')} must be a whole multiple of the agent's "
+                              f"interval ({config.interval:g} s), got {interval:g}")
+        if target.timeout is not None and target.timeout > interval:
+            raise ConfigError(f"{path}.timeout{where('prometheus')} must not exceed the target's interval "
+                              f"({interval:g} s)")
 
 
 def load_agent_config(

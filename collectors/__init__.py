@@ -20,6 +20,8 @@ __all__ = ["Collector", "Sample", "build_collectors", "available_collectors"]
 _COLLECTOR_PATHS: Mapping[str, str] = MappingProxyType(
     {
         "host": "collectors.host:HostCollector",
+        "prometheus": "collectors.prometheus:PrometheusCollector",
+        "textfile": "collectors.textfile:TextfileCollector",
     }
 )
 

@@ -1,8 +1,8 @@
 """The one route table and the application factory.
 
 Each route names its handler and the role it requires (deny by default: see
-``console/handlers.py``). ``/prometheus/api/v1/`` is kept free for a future
-Prometheus-compatible query API.
+``console/handlers.py``). ``/prometheus/api/v1/`` holds the Prometheus-compatible routes
+(remote write; a query API may join them).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHa
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
 from console.handlers import BaseHandler, NotFoundHandler, OpenApiHandler, StaticFilesHandler
-from console.ingest.handlers import IngestHandler
+from console.ingest.handlers import IngestHandler, RemoteWriteHandler
 from console.live_socket import LiveSocketHandler
 from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
@@ -40,6 +40,8 @@ ROUTES = (
     (r"/deploys", DeploysPageHandler, "viewer"),
     (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),
+    (r"/api/v1/write", RemoteWriteHandler, "agent"),
+    (r"/prometheus/api/v1/write", RemoteWriteHandler, "agent"),
     (r"/api/v1/hosts", HostsHandler, "viewer"),
     (r"/api/v1/hosts/([^/]+)", HostHandler, "admin"),
     (r"/api/v1/metrics/names", MetricNamesHandler, "viewer"),

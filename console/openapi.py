@@ -186,6 +186,16 @@ API_PATHS: dict[str, tuple[str, list, dict]] = {
         "summary": "Push one batch of samples and log records (agent token; gzip allowed)",
         "requestBody": _body(_ref("IngestBatch")),
         "responses": {"200": _json(_ref("IngestResult"))}}}),
+    r"/api/v1/write": ("/api/v1/write", [], {"post": {
+        "summary": "Prometheus remote write 1.0: a snappy-compressed prometheus.WriteRequest (agent token; "
+                   "also at /prometheus/api/v1/write). Nothing is stored unless 204.",
+        "requestBody": {"required": True, "content": {"application/x-protobuf": {
+            "schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"204": {"description": "Every sample stored"},
+                      "400": _json(_ref("Error"), "Malformed snappy, protobuf or labels, or samples refused "
+                                   "(time window, series cap); nothing stored, not to be retried"),
+                      "415": _json(_ref("Error"), "Not snappy, or not remote write 1.0"),
+                      "503": _json(_ref("Error"), "Database busy or unavailable; retry after Retry-After")}}}),
     r"/api/v1/hosts": ("/api/v1/hosts", [], {"get": {
         "summary": "Every known host with its summary",
         "responses": {"200": _json({"type": "array", "items": _ref("Host")})}}}),

@@ -24,6 +24,7 @@ from console.deploy.inventory import Inventory, parse_inventory
 from console.deploy.known_hosts import KnownHostsService
 from console.deploy.service import DeployService
 from console.ingest.admission import IngestAdmission
+from console.ingest.remote_write import RemoteWriteDecoder
 from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
@@ -59,6 +60,7 @@ class Services:
     known_hosts: KnownHostsService | None = None
     sockets: SocketRegistry | None = None
     probes: ProbeService | None = None
+    remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 

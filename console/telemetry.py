@@ -16,6 +16,9 @@ class ConsoleMetrics:
             "fleetdeck_ingest_samples_total", "Samples committed.", registry=self.registry)
         self.ingest_logs = Counter(
             "fleetdeck_ingest_log_records_total", "Log records committed.", registry=self.registry)
+        self.remote_write_ignored = Counter(
+            "fleetdeck_remote_write_ignored_total", "Remote write items received and not stored, by kind "
+            "(stale_marker, exemplar, metadata).", ["kind"], registry=self.registry)
         self.storage_errors = Counter(
             "fleetdeck_storage_errors_total", "Database operations that raised.", ["operation"],
             registry=self.registry)

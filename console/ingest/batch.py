@@ -68,6 +68,9 @@ class Batch:
     metrics: list[MetricIn] = field(default_factory=list)
     logs: list[LogIn] = field(default_factory=list)
     config_hash: str | None = None  # agent's effective-config hash (drift); None from older agents
+    # Remote write: no batch id (batch_id ""), and a sample outside the time window or of a
+    # series over the cap fails the whole batch (IngestRejected) instead of being skipped.
+    all_or_nothing: bool = False
 
     @property
     def sample_count(self) -> int:

@@ -1,4 +1,5 @@
-"""``POST /api/v1/ingest``: streamed body with a size cap, then validate, store, publish."""
+"""``POST /api/v1/ingest`` and the Prometheus remote write receiver: streamed body with a
+size cap, then validate, store, publish."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,8 @@ import tornado.web
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
-from console.ingest.batch import IngestError, decode_body, parse_batch
+from console.ingest.batch import Batch, IngestError, decode_body, parse_batch
+from console.ingest.service import IngestRejected, IngestResult
 from console.params import INT64_MAX, ascii_uint
 
 
@@ -49,6 +51,29 @@ class IngestHandler(ApiHandler):
         elif not self._too_large:
             self._chunks.append(chunk)
 
+    async def store_batch(self, batch: Batch, busy_status: int) -> IngestResult:
+        """Store ``batch`` within the bound on in-flight writes. Raises ApiError
+        ``busy_status`` + Retry-After when every slot is taken, 400 ``samples_rejected``
+        when an all-or-nothing batch was refused (nothing stored)."""
+        metrics = self.services.metrics
+        admission = self.services.admission
+        if admission and not admission.try_enter():
+            metrics.ingest_batches.labels("saturated").inc()
+            raise ApiError(busy_status, "ingest_saturated", f"{admission.max_inflight} batches are already "
+                           "waiting for the database", headers={"Retry-After": retry_after_header(1.0)})
+        try:
+            return await self.services.ingest.ingest(batch)
+        except IngestRejected as exc:
+            metrics.ingest_batches.labels("rejected").inc()
+            raise ApiError(400, "samples_rejected", f"nothing stored: samples refused ({exc})",
+                           {"rejected": exc.rejected, "examples": exc.examples}) from None
+        except Exception:
+            metrics.ingest_batches.labels("error").inc()
+            raise
+        finally:
+            if admission:
+                admission.leave()
+
     def _reject_size(self) -> None:
         self.services.metrics.ingest_batches.labels("too_large").inc()
         raise ApiError(413, "body_too_large", f"body exceeds {self._cap} bytes", {"limit_bytes": self._cap})
@@ -75,18 +100,7 @@ class IngestHandler(ApiHandler):
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
                            f"this agent token is bound to host {self.principal.host!r}, not {batch.host!r}")
-        if admission and not admission.try_enter():
-            metrics.ingest_batches.labels("saturated").inc()
-            raise ApiError(429, "ingest_saturated", f"{admission.max_inflight} batches are already waiting "
-                           "for the database", headers={"Retry-After": retry_after_header(1.0)})
-        try:
-            result = await self.services.ingest.ingest(batch)
-        except Exception:
-            metrics.ingest_batches.labels("error").inc()
-            raise
-        finally:
-            if admission:
-                admission.leave()
+        result = await self.store_batch(batch, busy_status=429)
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
         metrics.ingest_logs.inc(result.accepted_logs)
@@ -101,3 +115,41 @@ class IngestHandler(ApiHandler):
             # The frame costs a dict per line: build it only for someone tailing this host.
             if batch.logs and self.services.logs is not None and self.services.bus.has_subscribers(topic):
                 self.services.bus.publish(topic, self.services.logs.live_frame(batch.host, batch.logs))
+
+
+class RemoteWriteHandler(IngestHandler):
+    """``POST /api/v1/write`` (and ``/prometheus/api/v1/write``): Prometheus remote write 1.0
+    (console/ingest/remote_write.py), authenticated by an agent token whose host the series
+    are stored under. Answers 204 when every sample was stored; 400 (not retried by the
+    sender) for a malformed body or a sample outside the time window or over the series
+    cap, with nothing stored; 503 + Retry-After (retried) when the database is busy or
+    unavailable. The per-host batch rate does not apply: Prometheus sends from several
+    shards at once and, by default in 2.42, drops what is answered 429 without retrying."""
+
+    async def post(self) -> None:
+        metrics = self.services.metrics
+        if self._too_large:
+            self._reject_size()
+        host = self.principal.host
+        try:
+            decoded = self.services.remote_write.decode(
+                b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
+                self.request.headers.get("Content-Type"), self._cap, host)
+        except IngestError as exc:
+            metrics.ingest_batches.labels("invalid").inc()
+            raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+        metrics.remote_write_ignored.labels("stale_marker").inc(decoded.stale_markers)
+        metrics.remote_write_ignored.labels("exemplar").inc(decoded.exemplars)
+        metrics.remote_write_ignored.labels("metadata").inc(decoded.metadata)
+        batch = decoded.batch
+        if not batch.metrics:
+            self.set_status(204)
+            return
+        # 503, not 429: Prometheus retries every 5xx, and 429 only when told to.
+        result = await self.store_batch(batch, busy_status=503)
+        metrics.ingest_batches.labels("stored").inc()
+        metrics.ingest_samples.inc(result.accepted_samples)
+        self.set_status(204)
+        self.services.bus.publish(f"host:{host}", {
+            "host": host, "last_ts": result.last_ts, "accepted_samples": result.accepted_samples,
+            "accepted_logs": 0})

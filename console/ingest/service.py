@@ -20,6 +20,13 @@ counted them as accepted; one stamped too far ahead is stored at the receive tim
 Each batch's ``sent_at`` is compared with the console's clock; the host keeps the offset
 (``hosts.clock_skew_seconds``), shown by ``/api/v1/hosts`` and ``/metrics`` and flagged
 beyond ``clock_skew_max_seconds``.
+
+A remote write batch (``Batch.all_or_nothing``, console/ingest/remote_write.py) takes the
+same path with two differences: it has no batch id (no replay row; a resent sample is a
+duplicate ``(series_id, ts)`` and ignored), and a sample outside the time window or of a
+new series over the cap fails the whole batch: the transaction is rolled back, the
+rejections are counted in a transaction of their own, and :class:`IngestRejected` raised
+(the sender is told 400, as Prometheus' own receiver answers an out-of-bounds sample).
 """
 from __future__ import annotations
 
@@ -74,6 +81,17 @@ class IngestResult:
         return body
 
 
+class IngestRejected(Exception):
+    """An all-or-nothing batch was not stored: ``rejected`` maps a reason (too_old,
+    too_new, series_limit) to the number of samples refused for it, ``examples`` a reason
+    to one refused series (and timestamp)."""
+
+    def __init__(self, rejected: dict[str, int], examples: dict[str, str]) -> None:
+        super().__init__(", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items())))
+        self.rejected = rejected
+        self.examples = examples
+
+
 class IngestService:
     """Stores batches. ``store`` is blocking and must run on the database writer thread
     (``await service.ingest(batch)`` arranges that)."""
@@ -98,7 +116,12 @@ class IngestService:
 
     def store(self, batch: Batch) -> IngestResult:
         new_ids: dict[SeriesKey, int] = {}
-        result = self._db.run(self._store_tx, batch, new_ids)
+        try:
+            result = self._db.run(self._store_tx, batch, new_ids)
+        except IngestRejected as exc:
+            # Nothing of the batch was stored; the refusal itself is counted for the host.
+            self._db.run(self._count_refusal, batch, exc)
+            raise
         # Only ids of committed series enter the cache.
         if len(self._series_ids) + len(new_ids) > self.MAX_CACHED_SERIES:
             self._series_ids.clear()
@@ -121,13 +144,14 @@ class IngestService:
     def _store_tx(self, session: Session, batch: Batch, new_ids: dict[SeriesKey, int]) -> IngestResult:
         now = self._clock()
         host = self._host(session, batch, now)
-        fresh = session.execute(
-            self._db.insert_ignore(IngestBatch.__table__),
-            {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
-             "samples": batch.sample_count, "logs": len(batch.logs)},
-        ).rowcount
-        if not fresh:
-            return IngestResult(0, 0, True, batch.host, batch.last_ts, clock_skew_seconds=host.clock_skew_seconds)
+        if batch.batch_id:
+            fresh = session.execute(
+                self._db.insert_ignore(IngestBatch.__table__),
+                {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
+                 "samples": batch.sample_count, "logs": len(batch.logs)},
+            ).rowcount
+            if not fresh:
+                return IngestResult(0, 0, True, batch.host, batch.last_ts, clock_skew_seconds=host.clock_skew_seconds)
         rejected: Counter[str] = Counter()
         examples: dict[str, str] = {}
         ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
@@ -135,11 +159,12 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         rows: list[tuple[int, int, float]] = []
+        host_id = host.id  # an ORM attribute: read once, not per series
         for m in batch.metrics:
             if m.non_finite:
                 rejected["non_finite"] += m.non_finite
                 examples["non_finite"] = f"{m.name}{m.labels_json}"
-            sid = ids.get((host.id, m.name, m.labels_json))
+            sid = ids.get((host_id, m.name, m.labels_json))
             if sid is None:
                 continue  # counted as series_limit by _resolve_series
             kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
@@ -150,6 +175,10 @@ class IngestService:
                         rejected[reason] += 1
                         examples[reason] = f"{m.name}{m.labels_json} @ {ts}"
             rows.extend(kept)
+        if batch.all_or_nothing:
+            refused = {reason: n for reason, n in rejected.items() if reason != "non_finite"}
+            if refused:
+                raise IngestRejected(refused, {reason: examples[reason] for reason in refused})
         samples = 0
         if rows:
             cursor = session.connection().connection.driver_connection.cursor()
@@ -188,6 +217,11 @@ class IngestService:
             rejected["log_too_old"] += len(logs) - len(kept)
             examples["log_too_old"] = f"{oldest.source} @ {oldest.ts}"
             logs[:] = kept
+
+    def _count_refusal(self, session: Session, batch: Batch, exc: IngestRejected) -> None:
+        now = self._clock()
+        host = self._host(session, batch, now)
+        self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, now)
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
         """Log records stamped more than ``sample_max_future`` seconds ahead of the
@@ -273,21 +307,39 @@ class IngestService:
         session.flush()
         return host
 
-    @staticmethod
-    def _lookup_series(session: Session, host_id: int, names: list[str], wanted: dict,
+    def _lookup_series(self, session: Session, host_id: int, keys: list[SeriesKey], wanted: dict,
                        ids: dict[SeriesKey, int], new_ids: dict[SeriesKey, int]) -> None:
-        """Fill ``ids`` (and ``new_ids``) with the stored ids of the ``wanted`` series of
-        ``host_id`` whose names are in ``names``, 500 names per SELECT."""
-        table = Series.__table__
-        for start in range(0, len(names), 500):
-            rows = session.execute(
-                select(table.c.id, table.c.name, table.c.labels)
-                .where(table.c.host_id == host_id, table.c.name.in_(names[start:start + 500])))
-            for sid, name, labels in rows:
-                key = (host_id, name, labels)
-                if key in wanted:
-                    ids[key] = sid
-                    new_ids[key] = sid
+        """Fill ``ids`` (and ``new_ids``) with the stored ids of those series ``keys`` of
+        ``host_id`` that exist, found on the series' unique index (host_id, name, labels):
+        SQLite by one point lookup per key (its row-value ``IN`` reads every series of the
+        host), PostgreSQL by a join with the keys as two arrays, 5,000 per statement.
+        Selecting by name alone would read every series of a name: thousands for one
+        histogram or one remote-written metric."""
+        cursor = session.connection().connection.driver_connection.cursor()
+        found: list[tuple[int, str, str]] = []
+        try:
+            if self._db.dialect == "postgresql":
+                sql = ("SELECT s.id, s.name, s.labels FROM series s JOIN unnest(%s::text[], %s::text[]) "
+                       "AS k(name, labels) ON s.name = k.name AND s.labels = k.labels WHERE s.host_id = %s")
+                with driver_errors(session, sql):
+                    for start in range(0, len(keys), 5000):
+                        chunk = keys[start:start + 5000]
+                        cursor.execute(sql, ([k[1] for k in chunk], [k[2] for k in chunk], host_id))
+                        found.extend(cursor.fetchall())
+            else:
+                sql = "SELECT id FROM series WHERE host_id = ? AND name = ? AND labels = ?"
+                with driver_errors(session, sql):
+                    for _, name, labels in keys:
+                        row = cursor.execute(sql, (host_id, name, labels)).fetchone()
+                        if row is not None:
+                            found.append((row[0], name, labels))
+        finally:
+            cursor.close()
+        for sid, name, labels in found:
+            key = (host_id, name, labels)
+            if key in wanted:
+                ids[key] = sid
+                new_ids[key] = sid
 
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
                         new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
@@ -295,14 +347,20 @@ class IngestService:
         wanted: dict[SeriesKey, str] = {}
         for m in batch.metrics:
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
-        ids = {k: self._series_ids[k] for k in wanted if k in self._series_ids}
-        missing = [k for k in wanted if k not in ids]
+        ids: dict[SeriesKey, int] = {}
+        missing: list[SeriesKey] = []
+        cached = self._series_ids.get
+        for key in wanted:  # one lookup per series: the hot path of a steady sender
+            sid = cached(key)
+            if sid is None:
+                missing.append(key)
+            else:
+                ids[key] = sid
         if not missing:
             return ids
         table = Series.__table__
         # Which of the missing series exist already (ids not cached yet)?
-        names = sorted({n for _, n, _ in missing})
-        self._lookup_series(session, host_id, names, wanted, ids, new_ids)
+        self._lookup_series(session, host_id, missing, wanted, ids, new_ids)
         missing = [k for k in missing if k not in ids]
         if not missing:
             return ids
@@ -320,6 +378,5 @@ class IngestService:
         if create:
             session.execute(self._db.insert_ignore(table), [
                 {"host_id": h, "name": n, "labels": lj, "type": wanted[(h, n, lj)]} for h, n, lj in create])
-            names = sorted({n for _, n, _ in create})
-            self._lookup_series(session, host_id, names, wanted, ids, new_ids)
+            self._lookup_series(session, host_id, create, wanted, ids, new_ids)
         return ids

@@ -28,6 +28,7 @@ class Probe:
 
 
 J = b"{}"
+API_PREFIXES = ("/api/", "/prometheus/api/")  # answered in JSON, 401 without credentials
 PROBES: dict[str, list[Probe]] = {
     r"/healthz": [Probe("GET", "/healthz", (200,))],
     r"/readyz": [Probe("GET", "/readyz", (200,))],
@@ -50,6 +51,8 @@ PROBES: dict[str, list[Probe]] = {
     r"/api/v1/deploys/([^/]+)/cancel": [Probe("POST", "/api/v1/deploys/999999/cancel", (404,), J)],
     r"/api/v1/logs": [Probe("GET", "/api/v1/logs", (200,))],
     r"/api/v1/ingest": [Probe("POST", "/api/v1/ingest", (400,), J)],
+    r"/api/v1/write": [Probe("POST", "/api/v1/write", (415,), J)],
+    r"/prometheus/api/v1/write": [Probe("POST", "/prometheus/api/v1/write", (415,), J)],
     r"/api/v1/hosts": [Probe("GET", "/api/v1/hosts", (200,))],
     r"/api/v1/hosts/([^/]+)": [Probe("DELETE", "/api/v1/hosts/no-such-host", (404,))],
     r"/api/v1/metrics/names": [Probe("GET", "/api/v1/metrics/names", (200,))],
@@ -121,13 +124,13 @@ def test_route_answers_each_credential(console, tokens, pattern, handler, role, 
         if allowed(role, credential):
             assert resp.status in probe.ok, where
         elif credential == "anonymous":
-            if probe.path.startswith("/api/"):
+            if probe.path.startswith(API_PREFIXES):
                 assert resp.status == 401, where
             else:
                 assert resp.status == 302 and resp.headers["location"].startswith("/login"), where
         else:
             assert resp.status == 403, where
-        if probe.path.startswith("/api/"):
+        if probe.path.startswith(API_PREFIXES):
             assert resp.headers["content-type"].startswith("application/json"), where
         assert resp.status < 500, where
 
