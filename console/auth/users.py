@@ -28,7 +28,7 @@ def encode_apps(role: str, apps: object) -> str | None:
     if apps is None:
         return None
     if role != "deployer":
-        raise UserError("an app allow-list applies to the deployer role only")
+        raise AppsNeedDeployer("an app allow-list applies to the deployer role only")
     if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
         raise UserError("apps must be a list of up to 1000 app names")
     bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.match(a)]
@@ -39,6 +39,10 @@ def encode_apps(role: str, apps: object) -> str | None:
 
 class UserError(ValueError):
     """A user request is invalid (bad name, short password, unknown role or user)."""
+
+
+class AppsNeedDeployer(UserError):
+    """An app allow-list was given for a user or token whose role is not deployer."""
 
 
 class UserExists(UserError):

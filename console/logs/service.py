@@ -85,14 +85,15 @@ def parse_terms(q: str) -> tuple[SearchTerm, ...]:
     """``"Connection refused*"`` -> (connection, refused*). Raises LogQueryError when the
     text has words but too many or too long ones."""
     terms = []
-    for word, star in _TERM.findall(q or ""):
+    words = _TERM.findall(q or "")
+    if len(words) > MAX_TERMS:  # repeats count: the limit is on the text, as the API schema states it
+        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
+    for word, star in words:
         if len(word) > MAX_TERM_CHARS:
             raise LogQueryError("q", f"a search word is longer than {MAX_TERM_CHARS} characters")
         term = SearchTerm(word.lower(), bool(star))
         if term not in terms:
             terms.append(term)
-    if len(terms) > MAX_TERMS:
-        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
     return tuple(terms)
 
 
