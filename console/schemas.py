@@ -31,11 +31,12 @@ Adding a route's request schema (a small local change):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter,
-                      ValidationError)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter,
+                      ValidationError, WithJsonSchema)
 
 from console.auth.tokens import HOST_NAME_RE, MAX_ENROL_SECONDS
 from console.auth.users import APP_NAME_RE as ALLOWED_APP_RE, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME_RE
@@ -71,7 +72,24 @@ MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_RE.pattern)]
 LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_RE.pattern)]
 # A token name is 1 to 128 characters, the first one visible (not a space or control).
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x20\x7f-\xa0\s][^\x00]*$")]
-Id32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def _decimal_digits(value: Any) -> Any:
+    # Query integers are ASCII decimal digits: pydantic alone would also take " 5", "+5", "1_0".
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,20}", value):
+        raise ValueError("must be an integer in decimal digits")
+    return value
+
+
+def query_int(**bounds: int) -> Any:
+    """An integer query parameter within ``bounds`` (ge, le)."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_decimal_digits)]
+
+
+Id32 = query_int(ge=0, le=INT32_MAX)  # an id or count in a 32-bit column
+Positive32 = query_int(ge=1, le=INT32_MAX)
+AuditLimit = query_int(ge=1, le=1000)
+LogLimit = query_int(ge=1, le=MAX_LOG_LIMIT)
 MAX_SECONDS = 2**53 / 1000  # Unix seconds a 64-bit integer of ms (and a JSON number) holds exactly
 
 
@@ -214,8 +232,8 @@ class NewSecret(Body):
 
 
 class AuditQuery(Query):
-    limit: int = Field(100, ge=1, le=1000)
-    before: int | None = Field(None, ge=1, le=INT32_MAX, description="entry id: older entries only")
+    limit: AuditLimit = 100
+    before: Positive32 | None = Field(None, description="entry id: older entries only")
 
 
 # -- deploys (console/deploy/handlers.py) ---------------------------------------------------
@@ -242,13 +260,13 @@ class DeploysQuery(Query):
     host: Text | None = None
     since: UnixSeconds | None = None
     until: UnixSeconds | None = None
-    limit: int = Field(50, ge=1, le=INT32_MAX)
+    limit: Positive32 = 50
     before: Id32 | None = Field(None, description="cursor: a deploy id")
 
 
 class DeployEventsQuery(Query):
     after: Id32 = Field(0, description="sequence number: later events only")
-    limit: int = Field(1000, ge=1, le=INT32_MAX, description="at most 5000 are answered")
+    limit: Positive32 = Field(1000, description="at most 5000 are answered")
 
 
 # -- metrics, hosts, logs (console/query/handlers.py, console/logs/handlers.py) -------------
@@ -297,15 +315,19 @@ class LogsQuery(Query):
         None, description="Unix s")
     end: Annotated[float, Field(ge=0, lt=MAX_TS_MS / 1000, allow_inf_nan=False)] | None = Field(
         None, description="Unix s")
-    limit: int = Field(100, ge=1, le=MAX_LOG_LIMIT)
+    limit: LogLimit = 100
     cursor: Annotated[str, StringConstraints(pattern=r"^(?:[0-9]{1,15}_[0-9]{1,18})?$")] | None = Field(
         None, description="a previous answer's next")
 
 
 # -- ingest (described only; console/ingest/batch.py validates) ------------------------------
 
+# Every key a label name (pydantic would write patternProperties, which lets other keys through).
 Labels = Annotated[dict[LabelName, Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]],
-                   Field(max_length=MAX_LABELS)]
+                   Field(max_length=MAX_LABELS),
+                   WithJsonSchema({"type": "object", "maxProperties": MAX_LABELS,
+                                   "propertyNames": {"pattern": LABEL_NAME_RE.pattern},
+                                   "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE}})]
 Stamp = Annotated[int, Field(ge=0, lt=2**53, description="Unix ms")]
 
 
@@ -355,8 +377,8 @@ class Request:
     validated_by_handler: bool = False  # the body is checked by its own parser (ingest)
 
 
-DeployId = Annotated[int, Field(ge=0, le=INT32_MAX)]
-TokenId = Annotated[int, Field(ge=1, le=INT32_MAX)]
+DeployId = Id32
+TokenId = Positive32
 
 # (route pattern of console/app.py ROUTES, method) -> Request
 REQUESTS: dict[tuple[str, str], Request] = {
