@@ -71,8 +71,14 @@ class UserHandler(ApiHandler):
         await self._update(username, password=change.password, **changes)
 
     async def delete(self, username: str) -> None:
-        """Disable (users are kept: the audit log names them)."""
-        await self._update(username, disabled=True)
+        """Delete: the user is disabled and gone from the API (404 afterwards); the row is
+        kept, so the name the audit log cites is never given to someone else."""
+        try:
+            user = await self.services.db.write(self.services.auth.delete_user, self.principal.actor,
+                                                self.client_ip, username)
+        except UserError as exc:
+            raise _user_error(exc) from None
+        self.write_json(user)
 
     async def _update(self, username: str, password: str | None = None, role: Any = UNCHANGED,
                       apps: Any = UNCHANGED, disabled: Any = UNCHANGED) -> None:

@@ -86,6 +86,11 @@ class AuthService:
         self.audit.record(session, actor, "user.update", f"user:{username}", changed, source)
         return described
 
+    def delete_user(self, session: Session, actor: str, source: str, username: str) -> dict:
+        described = self.users.delete(session, username)
+        self.audit.record(session, actor, "user.delete", f"user:{username}", {}, source)
+        return described
+
     def set_password(self, session: Session, actor: str, source: str, username: str, password: str) -> None:
         self.users.set_password(session, username, password)
         self.audit.record(session, actor, "user.password", f"user:{username}", {}, source)

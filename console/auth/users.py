@@ -75,8 +75,9 @@ class UserService:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
         encoded_apps = encode_apps(role, apps)
         self._check_password(password)
+        # Deleted users count: the audit log names them, so their names are not reused.
         if session.execute(select(User.id).where(User.username == username)).first():
-            raise UserExists(f"user {username!r} already exists")
+            raise UserExists(f"user name {username!r} is taken (or was, by a deleted user)")
         user = User(username=username, password_hash=self._passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
@@ -121,9 +122,20 @@ class UserService:
         session.flush()
         return self._describe(user)
 
+    def delete(self, session: Session, username: str) -> dict:
+        """Disable ``username``, end its sessions and remove it from every lookup (the row
+        stays, so the name is neither lost from nor reused in the audit log). Returns the
+        user as it was left. Raises UserNotFound, or LastAdmin for the last enabled admin."""
+        described = self.update(session, username, disabled=True)
+        user = self._get(session, username)
+        user.deleted_at = self._clock()
+        session.flush()
+        return described
+
     def list(self, session: Session) -> list[dict]:
         """``[{"username", "role", "apps" (list or null), "disabled", "created_at" (Unix s)}]``."""
-        return [self._describe(u) for u in session.execute(select(User).order_by(User.username)).scalars()]
+        return [self._describe(u) for u in session.execute(
+            select(User).where(User.deleted_at.is_(None)).order_by(User.username)).scalars()]
 
     def get(self, session: Session, username: str) -> User | None:
         return self._get(session, username)
@@ -169,7 +181,8 @@ class UserService:
         return generated
 
     def _get(self, session: Session, username: str) -> User | None:
-        return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        return session.execute(select(User).where(User.username == username, User.deleted_at.is_(None))
+                               ).scalar_one_or_none()
 
     def _check_password(self, password: str) -> None:
         if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:

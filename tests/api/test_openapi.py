@@ -169,3 +169,22 @@ def test_ingest_accepts_batches_generated_from_the_document(console):
 
     post()
     assert len(answers) >= 20
+
+
+def test_a_deleted_user_is_gone_and_its_name_is_not_reused(console):
+    # schemathesis' use-after-free check: DELETE used to disable only, and the user still answered.
+    admin = console.api_token("admin", "delete-user")
+    new = {"username": "leaver", "password": "p" * 12, "role": "viewer"}
+    assert console.request("POST", "/api/v1/users", new, token=admin).status == 201
+    deleted = console.request("DELETE", "/api/v1/users/leaver", token=admin)
+    assert deleted.status == 200 and deleted.json()["disabled"] is True
+    for method, body in (("PATCH", {"disabled": False}), ("DELETE", None)):
+        resp = console.request(method, "/api/v1/users/leaver", body, token=admin)
+        assert resp.status == 404 and resp.json()["error"]["code"] == "user_not_found", (method, resp.body)
+    users = console.request("GET", "/api/v1/users", token=admin).json()["users"]
+    assert "leaver" not in {u["username"] for u in users}
+    again = console.request("POST", "/api/v1/users", new, token=admin)
+    assert again.status == 409 and again.json()["error"]["code"] == "user_exists"
+    actions = [e["action"] for e in console.request("GET", "/api/v1/audit", token=admin).json()["entries"]
+               if e["target"] == "user:leaver"]
+    assert actions[0] == "user.delete"
