@@ -45,7 +45,7 @@ from console.deploy.service import MAX_REASON
 from console.errors import ApiError
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, METRIC_TYPES)
-from console.logs.levels import _ALIASES as LEVEL_SPELLINGS
+from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
 from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS
 from console.params import INT32_MAX
 from console.query.service import FUNCTIONS
@@ -417,13 +417,15 @@ def adapter(kind: Any) -> TypeAdapter:
 _ADAPTERS: dict[int, TypeAdapter] = {}  # filled once per type; the types above never change
 
 
-def validation_error(exc: ValidationError, where: str, model: type | None = None) -> ApiError:
+def validation_error(exc: ValidationError, where: str, model: Any = None) -> ApiError:
     """The first problem of ``exc`` as the API's error: ``where`` is ``"body"`` or
-    ``"query"`` (see the module docstring for the codes)."""
+    ``"query"``; ``model`` is the body's type (see the module docstring for the codes)."""
     problem = exc.errors(include_url=False, include_input=False)[0]
     loc = [str(part) for part in problem["loc"] if not isinstance(part, int)]
-    # Union branches appear in loc by their tag; the field is the last named part.
-    name = next((part for part in loc if part not in _TAGS), loc[0] if loc else "")
+    is_union = not (isinstance(model, type) and issubclass(model, BaseModel))
+    if where == "body" and is_union and loc:
+        loc = loc[1:]  # the union member's tag comes first
+    name = loc[0] if loc else ("kind" if problem["type"] == "invalid_kind" else "")
     message = f"{name}: {problem['msg']}" if name else problem["msg"]
     if where == "query":
         return ApiError(400, "invalid_parameter", message, {"parameter": name})
@@ -438,15 +440,12 @@ def validation_error(exc: ValidationError, where: str, model: type | None = None
     return ApiError(400, "invalid_field", message, {"field": name})
 
 
-_TAGS = {"deployer", "other", "api-deployer", "api", "agent", "enrol"}
-
-
 def parse_body(kind: Any, doc: dict) -> Any:
     """``doc`` (a decoded JSON object) validated as ``kind``; raises ApiError."""
     try:
         return adapter(kind).validate_python(doc, strict=True)
     except ValidationError as exc:
-        raise validation_error(exc, "body", kind if isinstance(kind, type) else None) from None
+        raise validation_error(exc, "body", kind) from None
 
 
 def parse_query(model: type[Query], arguments: dict[str, list[str]]) -> Any:
