@@ -221,6 +221,8 @@ class _Schemas:
     def of(self, kind: object) -> dict:
         """The schema of ``kind`` (a model, or an annotated type such as a union); a model
         becomes a component and is referenced."""
+        if isinstance(kind, dict):  # a JSON Schema as is (a body that is not JSON)
+            return copy.deepcopy(kind)
         schema = adapter(kind).json_schema(ref_template=_REF_TEMPLATE)
         self.components.update(schema.pop("$defs", {}))
         name = getattr(kind, "__name__", None)
@@ -261,7 +263,7 @@ class _Schemas:
         inputs: dict = {"parameters": params} if params else {}
         if request.body is not None:
             inputs["requestBody"] = {"required": True,
-                                     "content": {"application/json": {"schema": self.of(request.body)}}}
+                                     "content": {request.media_type: {"schema": self.of(request.body)}}}
         return inputs
 
 

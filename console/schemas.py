@@ -24,7 +24,10 @@ Adding a route's request schema (a small local change):
    for its query string; constrained types such as :data:`HostName` are at the top).
 2. Add one line to :data:`REQUESTS`: ``(route pattern, method): Request(body=...,
    query=..., path={"name": type})``; the route pattern is the one in console/app.py
-   ROUTES, path parameters are named in order of the pattern's groups.
+   ROUTES, path parameters are named in order of the pattern's groups. For example
+   ``(r"/api/v1/hosts/([^/]+)", "delete"): Request(path={"host": HostName})``. A body that
+   is not JSON and has its own parser: ``Request(body={"type": "string", "format":
+   "binary"}, media_type="application/x-protobuf", validated_by_handler=True)``.
 3. In the handler, ``doc = self.body()`` / ``args = self.query()`` (the models are looked
    up by route and method) and use the validated attributes.
 4. Describe the answers in console/openapi.py ``API_PATHS`` (summary and responses).
@@ -375,6 +378,9 @@ class Request:
     query: type[Query] | None = None
     path: dict[str, Any] = field(default_factory=dict)
     validated_by_handler: bool = False  # the body is checked by its own parser (ingest)
+    # A body that is not JSON: its media type, with ``body`` a JSON Schema dict describing it
+    # (e.g. {"type": "string", "format": "binary"} for application/x-protobuf).
+    media_type: str = "application/json"
 
 
 DeployId = Id32
