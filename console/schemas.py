@@ -103,8 +103,10 @@ def _any_case(word: str) -> str:
 _LEVEL = "[ \t]*(?:" + "|".join(_any_case(w) for w in sorted(LEVEL_SPELLINGS, key=len, reverse=True)) + ")?[ \t]*"
 _LABEL_ITEM = "[ ]*(?:" + LABEL_NAME_RE.pattern.strip("^$") + ")?[ ]*"
 # Search words are runs of letters and digits (console/logs/service.py); Python's \W.
+# Separators: anything else but NUL (which no query may hold).
 _WORD = rf"[^\W_]{{1,{MAX_TERM_CHARS}}}"
-_SEARCH = rf"^(?:\s*|[\W_]*{_WORD}(?:[\W_]+{_WORD}){{0,{MAX_TERMS - 1}}}[\W_]*)$"
+_SEP = r"(?:_|[^\w\x00])"
+_SEARCH = rf"^(?:\s*|{_SEP}*{_WORD}(?:{_SEP}+{_WORD}){{0,{MAX_TERMS - 1}}}{_SEP}*)$"
 
 
 # -- bases ----------------------------------------------------------------------------------
