@@ -38,7 +38,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter,
+import re2
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter,
                       ValidationError, WithJsonSchema)
 
 from console.auth.tokens import HOST_NAME_RE, MAX_ENROL_SECONDS
@@ -49,7 +51,7 @@ from console.errors import ApiError
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, METRIC_TYPES)
 from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
-from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS
+from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS, WORD_CHAR
 from console.params import INT32_MAX
 from console.query.service import FUNCTIONS
 from console.query.series_math import AGGREGATORS
@@ -102,11 +104,36 @@ def _any_case(word: str) -> str:
 
 _LEVEL = "[ \t]*(?:" + "|".join(_any_case(w) for w in sorted(LEVEL_SPELLINGS, key=len, reverse=True)) + ")?[ \t]*"
 _LABEL_ITEM = "[ ]*(?:" + LABEL_NAME_RE.pattern.strip("^$") + ")?[ ]*"
-# Search words are runs of letters and digits (console/logs/service.py); Python's \W.
-# Separators: anything else but NUL (which no query may hold).
-_WORD = rf"[^\W_]{{1,{MAX_TERM_CHARS}}}"
-_SEP = r"(?:_|[^\w\x00])"
-_SEARCH = rf"^(?:\s*|{_SEP}*{_WORD}(?:{_SEP}+{_WORD}){{0,{MAX_TERMS - 1}}}{_SEP}*)$"
+# A log search text (console/logs/service.py parse_terms) is refused for a word longer than
+# MAX_TERM_CHARS, more than MAX_TERMS words, or no word at all in a text that is not blank
+# (str.strip's whitespace, spelled out). Each rule is one unanchored RE2/Rust/ECMA pattern:
+# the document says "not any of these", the model runs the same patterns with RE2.
+_NOT_WORD = r"[^\p{L}\p{N}]"
+_BLANK = "\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SEARCH_REFUSED = {
+    rf"{WORD_CHAR}{{{MAX_TERM_CHARS + 1}}}": f"a search word is longer than {MAX_TERM_CHARS} characters",
+    rf"(?:{WORD_CHAR}+{_NOT_WORD}+){{{MAX_TERMS}}}{WORD_CHAR}": f"at most {MAX_TERMS} search words",
+    rf"^{_NOT_WORD}*[^\p{{L}}\p{{N}}{_BLANK}]{_NOT_WORD}*$": "no word to search for (words are letters and digits)",
+}
+_WORDS = re2.compile(f"{WORD_CHAR}+")
+
+
+def _search_text(value: str) -> str:
+    # The rules of SEARCH_REFUSED, counted rather than matched (RE2 would build a large
+    # automaton for a class repeated 65 times); _BLANK is exactly str.isspace's set.
+    words = _WORDS.findall(value)
+    if any(len(word) > MAX_TERM_CHARS for word in words):
+        raise ValueError(f"a search word is longer than {MAX_TERM_CHARS} characters")
+    if len(words) > MAX_TERMS:
+        raise ValueError(f"at most {MAX_TERMS} search words")
+    if not words and value.strip():
+        raise ValueError("no word to search for (words are letters and digits)")
+    return value
+
+
+SearchText = Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL), AfterValidator(_search_text),
+                       WithJsonSchema({"type": "string", "maxLength": 1024, "pattern": NO_NUL,
+                                       "not": {"anyOf": [{"pattern": p} for p in SEARCH_REFUSED]}})]
 
 
 # -- bases ----------------------------------------------------------------------------------
@@ -307,9 +334,7 @@ class RangeQueryArgs(Query):
 class LogsQuery(Query):
     """422 ``invalid_range`` when end is before start."""
 
-    # q's words are Python's \w (str.isalnum), as console/logs/service.py reads them.
-    model_config = ConfigDict(extra="ignore", regex_engine="python-re")
-    q: Annotated[str, StringConstraints(max_length=1024, pattern=_SEARCH)] | None = Field(
+    q: SearchText | None = Field(
         None, description=f"words (letters and digits; up to {MAX_TERMS} of up to {MAX_TERM_CHARS} characters), "
                           "all must match; a trailing * matches a prefix")
     host: Text | None = Field(None, description="host names, comma-separated")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import re2
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -34,7 +34,11 @@ from console.storage.models import Host, LogRecord
 
 log = logging.getLogger(__name__)
 
-_TERM = re.compile(r"([^\W_]+)(\*)?")
+# A search word: a run of letters and digits (Unicode L and N). Spelled with \p{..} and run
+# by RE2, as the API schema (console/schemas.py) and its validators read it; \w differs
+# between Python, Rust and ECMA regexes.
+WORD_CHAR = r"[\p{L}\p{N}]"
+_TERM = re2.compile(rf"({WORD_CHAR}+)(\*)?")
 MAX_TS_MS = 2**53  # timestamps are Unix ms below 2**53 (ingest checks the same)
 MAX_TERMS = 16
 MAX_TERM_CHARS = 64
