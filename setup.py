@@ -27,6 +27,7 @@ setup(
         "paramiko>=3.4,<5",
         "kubernetes>=29,<33",
         "pydantic>=2,<3",
+        "google-re2>=1.1,<2",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
