@@ -27,7 +27,7 @@ Adding a route's request schema (a small local change):
    ROUTES, path parameters are named in order of the pattern's groups. For example
    ``(r"/api/v1/hosts/([^/]+)", "delete"): Request(path={"host": HostName})``. A body that
    is not JSON and has its own parser: ``Request(body={"type": "string", "format":
-   "binary"}, media_type="application/x-protobuf", validated_by_handler=True)``.
+   "binary"}, media_type="application/x-protobuf")`` (the handler parses it).
 3. In the handler, ``doc = self.body()`` / ``args = self.query()`` (the models are looked
    up by route and method) and use the validated attributes.
 4. Describe the answers in console/openapi.py ``API_PATHS`` (summary and responses).
@@ -404,7 +404,6 @@ class Request:
     body: Any = None
     query: type[Query] | None = None
     path: dict[str, Any] = field(default_factory=dict)
-    validated_by_handler: bool = False  # the body is checked by its own parser (ingest)
     # A body that is not JSON: its media type, with ``body`` a JSON Schema dict describing it
     # (e.g. {"type": "string", "format": "binary"} for application/x-protobuf).
     media_type: str = "application/json"
@@ -415,7 +414,7 @@ TokenId = Positive32
 
 # (route pattern of console/app.py ROUTES, method) -> Request
 REQUESTS: dict[tuple[str, str], Request] = {
-    (r"/api/v1/ingest", "post"): Request(body=IngestBatch, validated_by_handler=True),
+    (r"/api/v1/ingest", "post"): Request(body=IngestBatch),  # described only: batch.py validates
     (r"/api/v1/metrics/names", "get"): Request(query=MetricNamesQuery),
     (r"/api/v1/metrics/range", "get"): Request(query=RangeQueryArgs),
     (r"/api/v1/apps/([^/]+)", "get"): Request(path={"app": AppName}),
