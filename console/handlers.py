@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from console.auth.roles import ROUTE_ROLES, Principal
 from console.errors import STATUS_CODES, ApiError
+from console.schemas import REQUESTS, parse_body, parse_query
 
 SESSION_COOKIE = "fleetdeck_session"
 log = logging.getLogger(__name__)
@@ -175,6 +176,17 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         set_security_headers(self)
 
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this handler implements (its class defines them)."""
+        base = tornado.web.RequestHandler
+        return [m for m in self.SUPPORTED_METHODS
+                if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
+
+    def write_allow(self, status: int) -> None:
+        # RFC 9110 section 15.5.6: a 405 answer lists the methods the resource supports.
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
         if isinstance(value, ApiError):
             return
@@ -202,6 +214,18 @@ class ApiHandler(BaseHandler):
             raise ApiError(400, "invalid_json", "strings must not contain NUL (\\u0000)")
         return doc
 
+    def body(self) -> Any:
+        """The JSON body validated by this route and method's model (console/schemas.py
+        REQUESTS); raises ApiError 400 (or the model's own status for a field)."""
+        return parse_body(REQUESTS[(self.route, self.request.method.lower())].body, self.json_body())
+
+    def query(self) -> Any:
+        """The query string validated by this route and method's model (console/schemas.py
+        REQUESTS); raises ApiError 400 ``invalid_parameter``."""
+        model = REQUESTS[(self.route, self.request.method.lower())].query
+        arguments = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
+        return parse_query(model, arguments)
+
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -227,6 +251,7 @@ class ApiHandler(BaseHandler):
         else:
             status, code, message, details = 500, "internal_error", "internal error", {}
         self.set_status(status)
+        self.write_allow(status)
         self.clear_header("Content-Type")
         self.set_header("Content-Type", "application/json; charset=utf-8")
         try:
@@ -254,6 +279,7 @@ class PageHandler(BaseHandler):
             self.set_status(exc.status)
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        self.write_allow(self.get_status())
         self.render("error.html", status=self.get_status(), message=message)
 
 

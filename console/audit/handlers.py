@@ -1,22 +1,15 @@
 """Audit log API (``GET /api/v1/audit``, ``GET /api/v1/audit/verify``) and page (``/audit``)."""
 from __future__ import annotations
 
-from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
-from console.params import INT32_MAX, ascii_uint
-
-MAX_LIMIT = 1000
+from console.schemas import AuditQuery, parse_query
 
 
 def _paging(handler) -> tuple[int, int | None]:  # noqa: ANN001 - any BaseHandler
-    raw_limit, raw_before = handler.get_argument("limit", "100"), handler.get_argument("before", "")
-    limit = ascii_uint(raw_limit, MAX_LIMIT)
-    if not limit:
-        raise ApiError(400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"parameter": "limit"})
-    before = ascii_uint(raw_before, INT32_MAX) if raw_before else None
-    if raw_before and before is None:
-        raise ApiError(400, "invalid_parameter", "before must be an entry id", {"parameter": "before"})
-    return limit, before
+    """``limit`` and ``before`` of the API's (and the page's) query: console/schemas.py AuditQuery."""
+    arguments = {name: handler.get_query_arguments(name, strip=False) for name in handler.request.query_arguments}
+    args = parse_query(AuditQuery, arguments)
+    return args.limit, args.before
 
 
 async def _page(handler, limit: int, before: int | None) -> dict:  # noqa: ANN001

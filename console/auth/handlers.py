@@ -1,38 +1,24 @@
 """Admin API for users, tokens and secrets; agent enrolment; who-am-I.
 
-Shapes are in the OpenAPI document (console/openapi.py). Handlers parse and check the
-body, then call the audited operations of ``services.auth`` / ``services.secrets`` in
+Request shapes are models in console/schemas.py (the OpenAPI document is built from
+them); handlers validate the body through them, then call the audited operations of ``services.auth`` / ``services.secrets`` in
 one write transaction.
 """
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 from console.auth.passwords import PasswordsBusy
 from console.auth.tokens import EnrolError, TokenError, TokenNotFound
-from console.auth.users import UNCHANGED, LastAdmin, UserError, UserExists, UserNotFound
+from console.auth.users import UNCHANGED, AppsNeedDeployer, LastAdmin, UserError, UserExists, UserNotFound
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.params import INT32_MAX, ascii_uint
+from console.schemas import AgentToken, EnrolToken
 from console.secrets import SecretError
 
 SMALL_BODY = 64 * 1024  # account requests are small; secrets may be a kubeconfig (64 KiB + JSON)
-
-
-def _field(doc: dict, key: str, kinds: type | tuple, required: bool = False, default: Any = None) -> Any:
-    """``doc[key]`` checked against ``kinds``; ApiError 400 when missing (if required) or mistyped."""
-    if key not in doc or doc[key] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"{key} is required", {"field": key})
-        return default
-    value = doc[key]
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise ApiError(400, "invalid_field", f"{key} has the wrong type", {"field": key})
-    if not isinstance(value, kinds):
-        raise ApiError(400, "invalid_field", f"{key} has the wrong type", {"field": key})
-    return value
 
 
 def _user_error(exc: UserError) -> ApiError:
@@ -42,6 +28,8 @@ def _user_error(exc: UserError) -> ApiError:
         return ApiError(404, "user_not_found", str(exc))
     if isinstance(exc, LastAdmin):
         return ApiError(409, "last_admin", str(exc))
+    if isinstance(exc, AppsNeedDeployer):  # the user's role (kept or changed) is not deployer
+        return ApiError(409, "apps_need_deployer", str(exc))
     return ApiError(400, "invalid_user", str(exc))
 
 
@@ -68,15 +56,11 @@ class UsersHandler(ApiHandler):
         self.write_json({"users": await self.services.db.read(self.services.users.list)})
 
     async def post(self) -> None:
-        doc = self.json_body()
-        username = _field(doc, "username", str, required=True)
-        password = _field(doc, "password", str, required=True)
-        role = _field(doc, "role", str, required=True)
-        apps = _field(doc, "apps", list)
+        new = self.body()
         try:
-            hashed = await _hash(self.services, password)
+            hashed = await _hash(self.services, new.password)
             user = await self.services.db.write(self.services.auth.create_user, self.principal.actor,
-                                                self.client_ip, username, password, role, apps, hashed)
+                                                self.client_ip, new.username, new.password, new.role, new.apps, hashed)
         except UserError as exc:
             raise _user_error(exc) from None
         self.write_json(user, 201)
@@ -86,23 +70,26 @@ class UserHandler(ApiHandler):
     max_body_bytes = SMALL_BODY
 
     async def patch(self, username: str) -> None:
-        doc = self.json_body()
-        unknown = sorted(set(doc) - {"role", "apps", "disabled", "password"})
-        if unknown:
-            raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", {"field": unknown[0]})
+        change = self.body()
+        given = change.model_fields_set
         changes: dict[str, Any] = {}
-        if "role" in doc:
-            changes["role"] = _field(doc, "role", str, required=True)
-        if "apps" in doc:
-            changes["apps"] = _field(doc, "apps", list)
-        if "disabled" in doc:
-            changes["disabled"] = _field(doc, "disabled", bool, required=True)
-        password = _field(doc, "password", str)
-        await self._update(username, password=password, **changes)
+        if change.role is not None:
+            changes["role"] = change.role
+        if "apps" in given:
+            changes["apps"] = change.apps
+        if change.disabled is not None:
+            changes["disabled"] = change.disabled
+        await self._update(username, password=change.password, **changes)
 
     async def delete(self, username: str) -> None:
-        """Disable (users are kept: the audit log names them)."""
-        await self._update(username, disabled=True)
+        """Delete: the user is disabled and gone from the API (404 afterwards); the row is
+        kept, so the name the audit log cites is never given to someone else."""
+        try:
+            user = await self.services.db.write(self.services.auth.delete_user, self.principal.actor,
+                                                self.client_ip, username)
+        except UserError as exc:
+            raise _user_error(exc) from None
+        self.write_json(user)
 
     async def _update(self, username: str, password: str | None = None, role: Any = UNCHANGED,
                       apps: Any = UNCHANGED, disabled: Any = UNCHANGED) -> None:
@@ -120,33 +107,22 @@ class TokensHandler(ApiHandler):
     max_body_bytes = SMALL_BODY
 
     async def get(self) -> None:
-        include = self.get_argument("include_revoked", "false").lower() in ("1", "true", "yes")
+        include = self.query().include_revoked
         self.write_json({"tokens": await self.services.db.read(self.services.tokens.list, include)})
 
     async def post(self) -> None:
-        doc = self.json_body()
-        kind = _field(doc, "kind", str, default="api")
-        expires_in = _field(doc, "expires_in", (int, float))
-        if expires_in is not None and (not math.isfinite(expires_in) or expires_in <= 0):
-            raise ApiError(400, "invalid_field", "expires_in must be a positive number of seconds",
-                           {"field": "expires_in"})
+        new = self.body()
         auth, actor, ip = self.services.auth, self.principal.actor, self.client_ip
         try:
-            if kind == "api":
-                name = _field(doc, "name", str, required=True)
-                role = _field(doc, "role", str, required=True)
-                days = expires_in / 86400 if expires_in else None
-                created = await self.services.db.write(auth.create_api_token, actor, ip, name, role, days,
-                                                       _field(doc, "apps", list), self.principal.owner)
-            elif kind == "agent":
-                host = _field(doc, "host", str, required=True)
-                created = await self.services.db.write(auth.create_agent_token, actor, ip, host)
-            elif kind == "enrol":
-                host = _field(doc, "host", str)
+            if isinstance(new, AgentToken):
+                created = await self.services.db.write(auth.create_agent_token, actor, ip, new.host)
+            elif isinstance(new, EnrolToken):
                 created = await self.services.db.write(auth.create_enrol_token, actor, ip,
-                                                       expires_in or 3600.0, host, self.principal.owner)
+                                                       new.expires_in or 3600.0, new.host, self.principal.owner)
             else:
-                raise ApiError(400, "invalid_field", "kind must be api, agent or enrol", {"field": "kind"})
+                days = new.expires_in / 86400 if new.expires_in else None
+                created = await self.services.db.write(auth.create_api_token, actor, ip, new.name, new.role, days,
+                                                       new.apps, self.principal.owner)
         except TokenError as exc:
             raise ApiError(400, "invalid_token_request", str(exc)) from None
         self.set_header("Cache-Control", "no-store")
@@ -178,9 +154,8 @@ class EnrolHandler(ApiHandler):
         if wait:
             raise ApiError(429, "too_many_requests", f"too many failed enrolments; retry in {wait} s",
                            {"retry_after": wait}, headers={"Retry-After": str(wait)})
-        doc = self.json_body()
-        enrol_token = _field(doc, "enrol_token", str, required=True)
-        host = _field(doc, "host", str, required=True)
+        enrolment = self.body()
+        enrol_token, host = enrolment.enrol_token, enrolment.host
         try:
             token = await self.services.db.write(self.services.auth.enrol, enrol_token, host, self.client_ip)
         except TokenError as exc:
@@ -199,12 +174,9 @@ class SecretsHandler(ApiHandler):
         self.write_json({"secrets": await self.services.db.read(self.services.secrets.list)})
 
     async def post(self) -> None:
-        doc = self.json_body()
-        name = _field(doc, "name", str, required=True)
-        kind = _field(doc, "kind", str, required=True)
-        value = _field(doc, "value", str, required=True)
+        new = self.body()
         try:
-            meta = await self.services.db.write(self.services.secrets.put, name, kind, value,
+            meta = await self.services.db.write(self.services.secrets.put, new.name, new.kind, new.value,
                                                 self.principal.actor, self.client_ip)
         except SecretError as exc:
             if exc.field is not None:  # well-formed, but content the console refuses to keep

@@ -112,6 +112,15 @@ class AuthService:
         self.audit.record(session, actor, "user.update", f"user:{username}", changed, source)
         return described
 
+    def delete_user(self, session: Session, actor: str, source: str, username: str) -> dict:
+        """Off-board ``username`` as a disable does (its tokens revoked, sessions and sockets
+        ended), then hide it from the API; audited."""
+        described = self.users.delete(session, username)
+        revoked = self.tokens.revoke_owned(session, username)
+        self.audit.record(session, actor, "user.delete", f"user:{username}",
+                          {"tokens_revoked": revoked} if revoked else {}, source)
+        return described
+
     def set_password(self, session: Session, actor: str, source: str, username: str, password: str) -> None:
         self.users.set_password(session, username, password)
         self.audit.record(session, actor, "user.password", f"user:{username}", {}, source)

@@ -29,7 +29,7 @@ def encode_apps(role: str, apps: object) -> str | None:
     if apps is None:
         return None
     if role != "deployer":
-        raise UserError("an app allow-list applies to the deployer role only")
+        raise AppsNeedDeployer("an app allow-list applies to the deployer role only")
     if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
         raise UserError("apps must be a list of up to 1000 app names")
     bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.fullmatch(a)]
@@ -40,6 +40,10 @@ def encode_apps(role: str, apps: object) -> str | None:
 
 class UserError(ValueError):
     """A user request is invalid (bad name, short password, unknown role or user)."""
+
+
+class AppsNeedDeployer(UserError):
+    """An app allow-list was given for a user or token whose role is not deployer."""
 
 
 class UserExists(UserError):
@@ -73,8 +77,9 @@ class UserService:
             raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
         encoded_apps = encode_apps(role, apps)
         self._check_password(password)
+        # Deleted users count: the audit log names them, so their names are not reused.
         if session.execute(select(User.id).where(User.username == username)).first():
-            raise UserExists(f"user {username!r} already exists")
+            raise UserExists(f"user name {username!r} is taken (or was, by a deleted user)")
         user = User(username=username, password_hash=password_hash or self.passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
@@ -124,9 +129,20 @@ class UserService:
         session.flush()
         return self._describe(user)
 
+    def delete(self, session: Session, username: str) -> dict:
+        """Disable ``username``, end its sessions and remove it from every lookup (the row
+        stays, so the name is neither lost from nor reused in the audit log). Returns the
+        user as it was left. Raises UserNotFound, or LastAdmin for the last enabled admin."""
+        described = self.update(session, username, disabled=True)
+        user = self._get(session, username)
+        user.deleted_at = self._clock()
+        session.flush()
+        return described
+
     def list(self, session: Session) -> list[dict]:
         """``[{"username", "role", "apps" (list or null), "disabled", "created_at" (Unix s)}]``."""
-        return [self._describe(u) for u in session.execute(select(User).order_by(User.username)).scalars()]
+        return [self._describe(u) for u in session.execute(
+            select(User).where(User.deleted_at.is_(None)).order_by(User.username)).scalars()]
 
     def get(self, session: Session, username: str) -> User | None:
         return self._get(session, username)
@@ -179,7 +195,8 @@ class UserService:
         return generated
 
     def _get(self, session: Session, username: str) -> User | None:
-        return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        return session.execute(select(User).where(User.username == username, User.deleted_at.is_(None))
+                               ).scalar_one_or_none()
 
     async def hash_off_thread(self, password: str) -> str:
         """A new password checked (UserError) and hashed on the password pool, to hand to

@@ -2,8 +2,6 @@
 table's role), call ``services.deploys``, render JSON or a page."""
 from __future__ import annotations
 
-import math
-
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
 from console.params import INT32_MAX, ascii_uint
@@ -19,32 +17,6 @@ def require_may_deploy(handler: ApiHandler, app: str) -> None:
     limited to named apps; see console/auth/roles.py)."""
     if not handler.principal.may_deploy(app):
         raise ApiError(403, "app_not_allowed", f"{handler.principal.actor} may not deploy or roll back {app!r}")
-
-
-def _int_arg(handler: ApiHandler, name: str, default: int | None, minimum: int = 0) -> int | None:
-    """An integer query argument in ``[minimum, 2**31 - 1]`` (deploy ids and event
-    sequence numbers are 32-bit columns); raises ApiError 400 otherwise."""
-    raw = handler.get_argument(name, None)
-    if raw is None or raw == "":
-        return default
-    value = ascii_uint(raw, INT32_MAX)
-    if value is None or value < minimum:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer from {minimum} to {INT32_MAX}",
-                       {name: raw[:50]})
-    return value
-
-
-def _time_arg(handler: ApiHandler, name: str) -> float | None:
-    raw = handler.get_argument(name, None)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ApiError(400, "invalid_parameter", f"{name} must be Unix seconds", {name: raw[:50]})
-    return value
 
 
 def _deploy_id(raw: str) -> int:
@@ -77,14 +49,12 @@ class AppDeploysHandler(ApiHandler):
     """``POST /api/v1/apps/{app}/deploys {"version", "reason"}`` → 202 the queued deploy."""
 
     async def post(self, app: str) -> None:
-        body = self.json_body()
+        self.json_body()  # 400 for a body that is not a JSON object, before anything else
         deploys = self.services.deploys
-        deploys.app(app)  # 422/404 before looking at the body
+        deploys.app(app)  # 422/404 before looking at the fields
         require_may_deploy(self, app)
-        if "version" not in body:
-            raise ApiError(422, "invalid_version", "version is required")
-        row = await deploys.create(app, body.get("version"), actor_of(self), self.request.remote_ip,
-                                   body.get("reason"))
+        body = self.body()
+        row = await deploys.create(app, body.version, actor_of(self), self.request.remote_ip, body.reason)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 
@@ -93,11 +63,12 @@ class AppRollbackHandler(ApiHandler):
     """``POST /api/v1/apps/{app}/rollback {"to": VERSION?, "reason"}`` → 202 the queued rollback."""
 
     async def post(self, app: str) -> None:
-        body = self.json_body()
+        self.json_body()
         self.services.deploys.app(app)
         require_may_deploy(self, app)
-        row = await self.services.deploys.rollback(app, body.get("to"), actor_of(self), self.request.remote_ip,
-                                                   body.get("reason"))
+        body = self.body()
+        row = await self.services.deploys.rollback(app, body.to, actor_of(self), self.request.remote_ip,
+                                                   body.reason)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 
@@ -107,10 +78,10 @@ class DeploysHandler(ApiHandler):
     "next"}``, newest first; ``since``/``until`` in Unix seconds (chart markers use these)."""
 
     async def get(self) -> None:
+        args = self.query()
         self.write_json(await self.services.deploys.list(
-            app=self.get_argument("app", None) or None, host=self.get_argument("host", None) or None,
-            since=_time_arg(self, "since"), until=_time_arg(self, "until"),
-            limit=_int_arg(self, "limit", 50, 1), before=_int_arg(self, "before", None)))
+            app=args.app or None, host=args.host or None, since=args.since, until=args.until,
+            limit=args.limit, before=args.before))
 
 
 class DeployHandler(ApiHandler):
@@ -124,8 +95,8 @@ class DeployEventsHandler(ApiHandler):
     """``GET /api/v1/deploys/{id}/events?after=N&limit=`` → events with ``seq > N``."""
 
     async def get(self, deploy_id: str) -> None:
-        limit = min(_int_arg(self, "limit", 1000, 1), 5000)
-        self.write_json(await self.services.deploys.events(_deploy_id(deploy_id), _int_arg(self, "after", 0), limit))
+        args = self.query()
+        self.write_json(await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000)))
 
 
 class DeployCancelHandler(ApiHandler):

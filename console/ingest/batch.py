@@ -149,6 +149,8 @@ def _points(value: Any, path: str) -> tuple[list[tuple[int, float]], int]:
         if type(point) is not list or len(point) != 2:
             raise _fail(f"{path}[{i}]", "a point is [ts_ms, value]")
         ts, val = point
+        if type(ts) is float and ts.is_integer():  # JSON Schema's integer: 5.0 is 5 (rare; ints stay fast)
+            ts = int(ts)
         if type(ts) is not int or not 0 <= ts < 9007199254740992:  # 2**53
             raise _fail(f"{path}[{i}]", "timestamp must be a non-negative integer of Unix ms")
         kind = type(val)
@@ -179,8 +181,10 @@ def parse_batch(doc: Any) -> Batch:
     sent_at = doc.get("sent_at")
     if sent_at is not None and not _number(sent_at):
         raise _fail("sent_at", "sent_at must be Unix seconds")
-    agent = doc.get("agent") or {}
-    if not isinstance(agent, dict):
+    agent = doc.get("agent")
+    if agent is None:
+        agent = {}
+    elif not isinstance(agent, dict):  # false, 0 or "" are not an absent agent
         raise _fail("agent", "agent must be an object")
     version = agent.get("version")
     if version is not None and (not isinstance(version, str) or len(version) > 64 or "\x00" in version):
@@ -219,6 +223,8 @@ def parse_batch(doc: Any) -> Batch:
         if not isinstance(record, dict):
             raise _fail(path, "a log record is an object")
         ts, source, line = record.get("ts"), record.get("source", ""), record.get("line")
+        if type(ts) is float and ts.is_integer():  # JSON Schema's integer: 5.0 is 5
+            ts = int(ts)
         if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 2**53:
             raise _fail(f"{path}.ts", "ts must be a non-negative integer of Unix ms")
         if not isinstance(source, str) or len(source) > 1024:

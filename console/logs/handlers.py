@@ -10,6 +10,7 @@ PARAMETERS = ("q", "host", "source", "level", "start", "end", "limit", "cursor")
 
 class LogsHandler(ApiHandler):
     async def get(self) -> None:
+        self.query()  # the shape (console/schemas.py LogsQuery); parse_query reads the values
         args = {name: self.get_argument(name, "") for name in PARAMETERS}
         try:
             query = parse_query(args, self.services.clock())

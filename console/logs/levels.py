@@ -12,6 +12,8 @@ _ALIASES = {
     "panic": "fatal",
 }
 
+SPELLINGS = tuple(_ALIASES)  # every spelling normalise_level knows, lower-case
+
 
 def normalise_level(value: object) -> str | None:
     """``"WARNING"`` -> ``"warn"``; unknown or empty spellings and non-strings -> None."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import re2
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -34,7 +34,11 @@ from console.storage.models import Host, LogRecord
 
 log = logging.getLogger(__name__)
 
-_TERM = re.compile(r"([^\W_]+)(\*)?")
+# A search word: a run of letters and digits (Unicode L and N). Spelled with \p{..} and run
+# by RE2, as the API schema (console/schemas.py) and its validators read it; \w differs
+# between Python, Rust and ECMA regexes.
+WORD_CHAR = r"[\p{L}\p{N}]"
+_TERM = re2.compile(rf"({WORD_CHAR}+)(\*)?")
 MAX_TS_MS = 2**53  # timestamps are Unix ms below 2**53 (ingest checks the same)
 MAX_TERMS = 16
 MAX_TERM_CHARS = 64
@@ -85,14 +89,15 @@ def parse_terms(q: str) -> tuple[SearchTerm, ...]:
     """``"Connection refused*"`` -> (connection, refused*). Raises LogQueryError when the
     text has words but too many or too long ones."""
     terms = []
-    for word, star in _TERM.findall(q or ""):
+    words = _TERM.findall(q or "")
+    if len(words) > MAX_TERMS:  # repeats count: the limit is on the text, as the API schema states it
+        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
+    for word, star in words:
         if len(word) > MAX_TERM_CHARS:
             raise LogQueryError("q", f"a search word is longer than {MAX_TERM_CHARS} characters")
         term = SearchTerm(word.lower(), bool(star))
         if term not in terms:
             terms.append(term)
-    if len(terms) > MAX_TERMS:
-        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
     return tuple(terms)
 
 

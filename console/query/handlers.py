@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 
 from console.errors import ApiError
 from console.handlers import ApiHandler
-from console.ingest.batch import LABEL_NAME_RE, METRIC_NAME_RE
-from console.query.service import FUNCTIONS, Matcher, RangeQuery
-from console.query.series_math import AGGREGATORS
+from console.query.service import Matcher, RangeQuery
 
-MAX_SECONDS = 2**53 / 1000  # about 285,000 years of Unix time, in seconds
 _LABEL_ARG = re.compile(r"label\.([a-zA-Z_][a-zA-Z0-9_]*)(!|~|!~)?")
 _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 
@@ -42,7 +38,7 @@ class HostHandler(ApiHandler):
 
 class MetricNamesHandler(ApiHandler):
     async def get(self) -> None:
-        host = self.get_argument("host", None) or None
+        host = self.query().host or None
         names = await self.services.db.read(self.services.query.metric_names, host)
         self.write_json({"names": names})
 
@@ -52,53 +48,16 @@ class MetricsRangeHandler(ApiHandler):
         query = self.parse_query()
         self.write_json(await self.services.db.read(self.services.query.range, query))
 
-    def _number(self, name: str, default: float | None) -> float | None:
-        raw = self.get_argument(name, None)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ApiError(400, "invalid_parameter", f"{name} must be a number", {"parameter": name}) from None
-        if not math.isfinite(value):
-            raise ApiError(400, "invalid_parameter", f"{name} must be finite", {"parameter": name})
-        # Times and durations become Unix ms in SQL; keep them in the range a 64-bit integer
-        # (and a JSON number) holds exactly.
-        if not 0 <= value <= MAX_SECONDS:
-            raise ApiError(400, "invalid_parameter", f"{name} must be between 0 and {MAX_SECONDS:.0f} seconds",
-                           {"parameter": name})
-        return value
-
     def parse_query(self) -> RangeQuery:
-        metric = self.get_argument("metric", "")
-        if not METRIC_NAME_RE.fullmatch(metric):
-            raise ApiError(400, "invalid_parameter", "metric must be a metric name", {"parameter": "metric"})
-        end = self._number("end", self.services.clock())
-        start = self._number("start", end - 3600)
-        step = self._number("step", None)
+        """The validated query (console/schemas.py RangeQueryArgs) plus its label matchers."""
+        args = self.query()
+        end = self.services.clock() if args.end is None else args.end
+        start = end - 3600 if args.start is None else args.start
         if end < start:
             raise ApiError(422, "invalid_range", "end is before start")
-        if step is not None and step <= 0:
-            raise ApiError(400, "invalid_parameter", "step must be positive seconds", {"parameter": "step"})
-        window = self._number("window", None)
-        if window is not None and not 0 < window <= 86400 * 31:
-            raise ApiError(400, "invalid_parameter", "window must be seconds in (0, 31 days]",
-                           {"parameter": "window"})
-        fn = self.get_argument("fn", "raw")
-        if fn not in FUNCTIONS:
-            raise ApiError(400, "invalid_parameter", f"fn must be one of {', '.join(FUNCTIONS)}", {"parameter": "fn"})
-        agg = self.get_argument("agg", "sum")
-        if agg not in AGGREGATORS:
-            raise ApiError(400, "invalid_parameter", f"agg must be one of {', '.join(AGGREGATORS)}",
-                           {"parameter": "agg"})
         group_by = None
         if "group_by" in self.request.arguments or "agg" in self.request.arguments:
-            raw = self.get_argument("group_by", "")
-            group_by = tuple(part.strip() for part in raw.split(",") if part.strip())
-            bad = [g for g in group_by if not LABEL_NAME_RE.fullmatch(g)]
-            if bad:
-                raise ApiError(400, "invalid_parameter", f"group_by has invalid label name {bad[0]!r}",
-                               {"parameter": "group_by"})
+            group_by = tuple(part.strip() for part in (args.group_by or "").split(",") if part.strip())
         matchers = []
         for key in self.request.arguments:
             if not key.startswith("label."):
@@ -113,6 +72,6 @@ class MetricsRangeHandler(ApiHandler):
             except ValueError as exc:
                 raise ApiError(400, "invalid_parameter", f"{key}: bad regex (RE2 syntax): {exc}",
                                {"parameter": key}) from None
-        return RangeQuery(metric=metric, start=start, end=end, step=step, fn=fn,
-                          host=self.get_argument("host", None) or None, matchers=tuple(matchers),
-                          group_by=group_by, agg=agg, window=window)
+        return RangeQuery(metric=args.metric, start=start, end=end, step=args.step, fn=args.fn,
+                          host=args.host or None, matchers=tuple(matchers),
+                          group_by=group_by, agg=args.agg, window=args.window)

@@ -27,6 +27,8 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # JSON list of the apps a deployer may deploy; NULL: every app (added by 0008_security).
     apps: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Unix s of DELETE /api/v1/users/{username}: gone from the API, the name kept (audit).
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Token(Base):
