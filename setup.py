@@ -26,6 +26,8 @@ setup(
         "docker>=7,<8",
         "paramiko>=3.4,<5",
         "kubernetes>=29,<33",
+        "promql-parser>=0.5,<1",
+        "google-re2>=1.1,<2",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -26,6 +26,7 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus
 from console.logs.service import LogService
+from console.promql.service import PromQLService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database
@@ -53,6 +54,7 @@ class Services:
     secrets: SecretService | None = None
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
+    promql: PromQLService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
@@ -102,7 +104,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                     retention_check_seconds=c.log_retention_check_seconds, clock=clock),
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
-                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts)
+                    auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
+                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock))
 
 
 def cookie_secret(data_dir: Path) -> str:

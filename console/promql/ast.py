@@ -1,0 +1,232 @@
+"""The expression tree the evaluator walks, converted from ``promql_parser``'s AST.
+
+``promql_parser`` (PyPI, a Rust port of Prometheus' parser) parses; this module turns its
+objects into small frozen dataclasses that hold plain Python values (milliseconds,
+label-name tuples), so the evaluator can key caches on nodes and the conversion is the
+one place where constructs the engine does not evaluate are refused, naming them.
+
+Errors: :class:`ParseError` for text the parser refuses (HTTP 400 ``bad_data``),
+:class:`Unsupported` for a construct the engine does not evaluate (HTTP 422).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import promql_parser as pp
+
+DEFAULT_SUBQUERY_STEP_MS = 60_000  # Prometheus' default global evaluation_interval (1m)
+
+
+class ParseError(ValueError):
+    """The expression does not parse; the message is the parser's."""
+
+
+class Unsupported(ValueError):
+    """A construct this engine does not evaluate (answered 422, never a wrong number)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    pass
+
+
+@dataclass(frozen=True, eq=False)
+class Number(Node):
+    value: float
+
+
+@dataclass(frozen=True, eq=False)
+class String(Node):
+    value: str
+
+
+@dataclass(frozen=True, eq=False)
+class LabelMatcher:
+    name: str
+    op: str  # = != =~ !~
+    value: str
+
+
+@dataclass(frozen=True, eq=False)
+class Selector(Node):
+    """An instant vector selector; ``range_ms`` is set when it is the inside of a range
+    selector (``x[5m]``). ``at`` is None, a Unix ms, or ``"start"``/``"end"``."""
+
+    matchers: tuple[LabelMatcher, ...]
+    offset_ms: int = 0
+    at: int | str | None = None
+    range_ms: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Subquery(Node):
+    expr: Node
+    range_ms: int
+    step_ms: int | None  # None: the default evaluation interval
+    offset_ms: int = 0
+    at: int | str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Call(Node):
+    name: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Aggregate(Node):
+    op: str
+    expr: Node
+    param: Node | None
+    grouping: tuple[str, ...]
+    without: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Binary(Node):
+    op: str
+    lhs: Node
+    rhs: Node
+    card: str = "one-to-one"  # one-to-one | many-to-one | one-to-many | many-to-many
+    on: bool = False
+    matching: tuple[str, ...] = ()  # on(...) / ignoring(...) labels
+    include: tuple[str, ...] = ()  # group_left(...) / group_right(...) labels
+    return_bool: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Negate(Node):
+    expr: Node
+
+
+# Types an expression evaluates to (Prometheus' ValueType names).
+SCALAR, VECTOR, MATRIX, STRING = "scalar", "vector", "matrix", "string"
+
+_CARD = {"OneToOne": "one-to-one", "ManyToOne": "many-to-one", "OneToMany": "one-to-many",
+         "ManyToMany": "many-to-many"}
+_MATCH = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
+
+
+def parse(text: str) -> Node:
+    """PromQL text -> the tree. Raises ParseError or Unsupported."""
+    try:
+        tree = pp.parse(text)
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
+    except BaseException as exc:  # the Rust parser can panic (pyo3 PanicException)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ParseError(f"the expression could not be parsed: {exc}") from None
+    return _convert(tree)
+
+
+def _ms(delta) -> int:  # noqa: ANN001 - datetime.timedelta
+    return 0 if delta is None else round(delta.total_seconds() * 1000)
+
+
+def _at(obj) -> int | str | None:  # noqa: ANN001 - promql_parser node with an ``at``
+    try:
+        at = obj.at
+        if at is None:
+            return None
+        kind = at.type.name
+        if kind == "Start":
+            return "start"
+        if kind == "End":
+            return "end"
+        return round(at.at.timestamp() * 1000)
+    except BaseException as exc:  # a negative @ makes the parser's binding panic
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise Unsupported("@ modifier with a timestamp before 1970") from None
+
+
+def _selector(vs, range_ms: int | None = None) -> Selector:  # noqa: ANN001
+    if vs.matchers.or_matchers:
+        raise Unsupported("'or' inside label matchers")
+    matchers = [LabelMatcher(m.name, _MATCH[m.op.name], m.value) for m in vs.matchers.matchers]
+    if vs.name is not None and not any(m.name == "__name__" for m in matchers):
+        matchers.insert(0, LabelMatcher("__name__", "=", vs.name))
+    return Selector(tuple(matchers), _ms(vs.offset), _at(vs), range_ms)
+
+
+def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
+    if isinstance(e, pp.ParenExpr):
+        return _convert(e.expr)
+    if isinstance(e, pp.NumberLiteral):
+        return Number(float(e.val))
+    if isinstance(e, pp.StringLiteral):
+        return String(e.val)
+    if isinstance(e, pp.VectorSelector):
+        return _selector(e)
+    if isinstance(e, pp.MatrixSelector):
+        return _selector(e.vector_selector, _ms(e.range))
+    if isinstance(e, pp.SubqueryExpr):
+        step = _ms(e.step) if e.step is not None else None
+        if step is not None and step <= 0:
+            raise Unsupported("subquery with a zero step")
+        return Subquery(_convert(e.expr), _ms(e.range), step, _ms(e.offset), _at(e))
+    if isinstance(e, pp.UnaryExpr):
+        return Negate(_convert(e.expr))
+    if isinstance(e, pp.Call):
+        from console.promql.functions import FUNCTIONS
+
+        name = e.func.name
+        if name not in FUNCTIONS:
+            raise Unsupported(f"function {name}()")
+        return Call(name, tuple(_convert(a) for a in e.args))
+    if isinstance(e, pp.AggregateExpr):
+        from console.promql.aggregations import AGGREGATIONS
+
+        op = str(e.op)
+        if op not in AGGREGATIONS:
+            raise Unsupported(f"aggregation {op}()")
+        grouping, without = (), False
+        if e.modifier is not None:
+            grouping = tuple(e.modifier.labels)
+            without = e.modifier.type.name == "Without"
+        param = _convert(e.param) if e.param is not None else None
+        return Aggregate(op, _convert(e.expr), param, grouping, without)
+    if isinstance(e, pp.BinaryExpr):
+        op = str(e.op).strip()
+        m = e.modifier
+        kw = {}
+        if m is not None:
+            fill = m.fill_values
+            if fill is not None and (fill.lhs is not None or fill.rhs is not None):
+                raise Unsupported("fill() modifiers of binary operators")
+            kw["card"] = _CARD[m.card.name]
+            kw["return_bool"] = bool(m.return_bool)
+            if m.matching is not None:
+                kw["on"] = m.matching.type.name == "Include"
+                kw["matching"] = tuple(m.matching.labels)
+            kw["include"] = tuple(m.group_labels or ())
+        if op in ("and", "or", "unless"):
+            kw["card"] = "many-to-many"
+        return Binary(op, _convert(e.lhs), _convert(e.rhs), **kw)
+    raise Unsupported(f"expression {type(e).__name__}")
+
+
+def value_type(node: Node) -> str:
+    """The type ``node`` evaluates to: scalar, vector, matrix or string."""
+    if isinstance(node, Number):
+        return SCALAR
+    if isinstance(node, String):
+        return STRING
+    if isinstance(node, Selector):
+        return MATRIX if node.range_ms is not None else VECTOR
+    if isinstance(node, Subquery):
+        return MATRIX
+    if isinstance(node, Negate):
+        return value_type(node.expr)
+    if isinstance(node, Aggregate):
+        return VECTOR
+    if isinstance(node, Call):
+        from console.promql.functions import FUNCTIONS
+
+        return FUNCTIONS[node.name].returns
+    if isinstance(node, Binary):
+        if value_type(node.lhs) == SCALAR and value_type(node.rhs) == SCALAR:
+            return SCALAR
+        return VECTOR
+    raise Unsupported(type(node).__name__)
