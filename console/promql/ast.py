@@ -120,6 +120,10 @@ def parse(text: str) -> Node:
     return _convert(tree)
 
 
+def _name(member) -> str:  # noqa: ANN001 - the binding's enums: str() is "MatchOp.Re"
+    return str(member).rsplit(".", 1)[-1]
+
+
 def _ms(delta) -> int:  # noqa: ANN001 - datetime.timedelta
     return 0 if delta is None else round(delta.total_seconds() * 1000)
 
@@ -129,7 +133,7 @@ def _at(obj) -> int | str | None:  # noqa: ANN001 - promql_parser node with an `
         at = obj.at
         if at is None:
             return None
-        kind = at.type.name
+        kind = _name(at.type)
         if kind == "Start":
             return "start"
         if kind == "End":
@@ -144,7 +148,7 @@ def _at(obj) -> int | str | None:  # noqa: ANN001 - promql_parser node with an `
 def _selector(vs, range_ms: int | None = None) -> Selector:  # noqa: ANN001
     if vs.matchers.or_matchers:
         raise Unsupported("'or' inside label matchers")
-    matchers = [LabelMatcher(m.name, _MATCH[m.op.name], m.value) for m in vs.matchers.matchers]
+    matchers = [LabelMatcher(m.name, _MATCH[_name(m.op)], m.value) for m in vs.matchers.matchers]
     if vs.name is not None and not any(m.name == "__name__" for m in matchers):
         matchers.insert(0, LabelMatcher("__name__", "=", vs.name))
     return Selector(tuple(matchers), _ms(vs.offset), _at(vs), range_ms)
@@ -184,7 +188,7 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         grouping, without = (), False
         if e.modifier is not None:
             grouping = tuple(e.modifier.labels)
-            without = e.modifier.type.name == "Without"
+            without = _name(e.modifier.type) == "Without"
         param = _convert(e.param) if e.param is not None else None
         return Aggregate(op, _convert(e.expr), param, grouping, without)
     if isinstance(e, pp.BinaryExpr):
@@ -195,10 +199,10 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
             fill = m.fill_values
             if fill is not None and (fill.lhs is not None or fill.rhs is not None):
                 raise Unsupported("fill() modifiers of binary operators")
-            kw["card"] = _CARD[m.card.name]
+            kw["card"] = _CARD[_name(m.card)]
             kw["return_bool"] = bool(m.return_bool)
             if m.matching is not None:
-                kw["on"] = m.matching.type.name == "Include"
+                kw["on"] = _name(m.matching.type) == "Include"
                 kw["matching"] = tuple(m.matching.labels)
             kw["include"] = tuple(m.group_labels or ())
         if op in ("and", "or", "unless"):

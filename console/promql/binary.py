@@ -14,13 +14,14 @@ from console.promql.values import NAME, Sample, drop_name
 NAN = float("nan")
 INF = float("inf")
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
+DROPS_NAME = {"+", "-", "*", "/", "%", "^"}  # Prometheus 2.x shouldDropMetricName: not atan2
 
 
 class MatchingError(Exception):
     pass
 
 
-def _div(a: float, b: float) -> float:
+def go_div(a: float, b: float) -> float:
     if b == 0:
         if a == 0 or math.isnan(a):
             return NAN
@@ -51,7 +52,7 @@ def _mul(a: float, b: float) -> float:
 
 
 ARITHMETIC = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": _mul, "/": _div, "%": _mod, "^": _pow,
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": _mul, "/": go_div, "%": _mod, "^": _pow,
     "atan2": math.atan2,
 }
 COMPARE = {
@@ -102,16 +103,17 @@ def _vector_scalar(node: Binary, vector: list[Sample], scalar: float, swap: bool
             elif keep:
                 out.append(Sample(s.labels, s.value, t))  # the vector's value, on either side
         else:
-            out.append(Sample(drop_name(s.labels), float(ARITHMETIC[op](a, b)), t))
+            labels = drop_name(s.labels) if op in DROPS_NAME else s.labels
+            out.append(Sample(labels, float(ARITHMETIC[op](a, b)), t))
     return out
 
 
 def _result_labels(node: Binary, many: tuple, one: tuple) -> tuple:
-    """Prometheus' ``resultMetric``: the metric name goes for arithmetic and ``bool``; a
+    """Prometheus' ``resultMetric``: the metric name goes for arithmetic (not ``atan2``) and ``bool``; a
     one-to-one ``on`` keeps only the ``on`` labels, ``ignoring`` drops its labels; group
     modifiers copy their listed labels from the "one" side (or drop them there absent)."""
     labels = dict(many)
-    if node.op not in COMPARISONS or node.return_bool:
+    if node.op in DROPS_NAME or node.return_bool:
         labels.pop(NAME, None)
     if node.card == "one-to-one":
         if node.on:
@@ -144,7 +146,7 @@ def _vector_vector(node: Binary, lhs: list[Sample], rhs: list[Sample], t: int) -
                                 "of the operation; many-to-many matching not allowed: matching labels must be "
                                 "unique on one side")
         one_by_sig[key] = s
-    matched: dict[tuple, tuple] = {}
+    matched: dict[tuple, set] = {}  # match signature -> label sets it produced
     out = []
     for s in many:
         key = sig(s.labels)
@@ -167,11 +169,12 @@ def _vector_vector(node: Binary, lhs: list[Sample], rhs: list[Sample], t: int) -
             if key in matched:
                 raise MatchingError("multiple matches for labels: many-to-one matching must be explicit "
                                     "(group_left/group_right)")
-            matched[key] = labels
+            matched[key] = set()
         else:
-            if labels in matched:
+            produced = matched.setdefault(key, set())
+            if labels in produced:
                 raise MatchingError("multiple matches for labels: grouping labels must ensure unique matches")
-            matched[labels] = key
+            produced.add(labels)
         out.append(Sample(labels, value, t))
     return out
 

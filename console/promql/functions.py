@@ -15,6 +15,7 @@ from typing import Callable
 import re2
 
 from console.promql.ast import SCALAR, VECTOR, Call, Selector, Subquery
+from console.promql.binary import go_div
 from console.promql.values import NAME, Sample, drop_name, format_value, get, make_labels
 
 NAN = float("nan")
@@ -167,16 +168,16 @@ def linear_regression(ts: list, vs: list, intercept_ms: int) -> tuple[float, flo
             return NAN, NAN
         return 0.0, vs[0]
     n = float(len(ts))
-    sum_x = sum_y = sum_xy = sum_x2 = 0.0
-    for t, v in zip(ts, vs):
-        x = (t - intercept_ms) / 1000
-        sum_x += x
-        sum_y += v
-        sum_xy += x * v
-        sum_x2 += x * x
+    xs = [(t - intercept_ms) / 1000 for t in ts]
+    if all(math.isfinite(v) for v in vs):  # Prometheus compensates its sums (Kahan); fsum is exact
+        sum_x, sum_y = math.fsum(xs), math.fsum(vs)
+        sum_xy, sum_x2 = math.fsum(x * v for x, v in zip(xs, vs)), math.fsum(x * x for x in xs)
+    else:
+        sum_x, sum_y = sum(xs), sum(vs)
+        sum_xy, sum_x2 = sum(x * v for x, v in zip(xs, vs)), sum(x * x for x in xs)
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
-    slope = cov_xy / var_x if var_x != 0 else NAN
+    slope = go_div(cov_xy, var_x)
     return slope, sum_y / n - slope * sum_x / n
 
 
@@ -315,7 +316,7 @@ def _round(ev, node: Call, t: int) -> list[Sample]:
     inverse = 1 / to_nearest if to_nearest != 0 else math.copysign(INF, to_nearest)
     out = []
     for s in ev.eval(node.args[0], t):
-        out.append(Sample(drop_name(s.labels), _round_half_up(s.value * inverse) / inverse, t))
+        out.append(Sample(drop_name(s.labels), go_div(_round_half_up(s.value * inverse), inverse), t))
     return ev.unique(out, "round")
 
 
@@ -579,9 +580,10 @@ def _histogram_quantile(ev, node: Call, t: int) -> list[Sample]:
             bound = float(le)
         except ValueError:
             continue  # not a bucket: Prometheus ignores it
-        key = tuple(p for p in s.labels if p[0] not in (NAME, "le"))
+        key = tuple(p for p in s.labels if p[0] != "le")  # the metric name too, as Prometheus
         groups.setdefault(key, []).append((bound, s.value))
-    return [Sample(key, bucket_quantile(q, buckets), t) for key, buckets in groups.items()]
+    return ev.unique([Sample(drop_name(key), bucket_quantile(q, buckets), t) for key, buckets in groups.items()],
+                     "histogram_quantile")
 
 
 FUNCTIONS: dict[str, Fn] = {
