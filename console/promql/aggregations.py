@@ -97,8 +97,12 @@ def _top(samples: list[Sample], k: int, bottom: bool) -> list[Sample]:
 def aggregate(ev, node: Aggregate, t: int) -> list[Sample]:
     vector = ev.eval(node.expr, t)
     groups: dict[tuple, list[Sample]] = {}
+    keys = ev.node_cache(node)  # label set -> group key, reused at every step
     for s in vector:
-        groups.setdefault(_group_key(s.labels, node.grouping, node.without), []).append(s)
+        key = keys.get(s.labels)
+        if key is None:
+            key = keys[s.labels] = _group_key(s.labels, node.grouping, node.without)
+        groups.setdefault(key, []).append(s)
     op = node.op
     if op in SIMPLE:
         fn = SIMPLE[op]

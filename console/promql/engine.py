@@ -27,7 +27,7 @@ from console.promql import ast
 from console.promql.ast import (MATRIX, SCALAR, STRING, VECTOR, Aggregate, Binary, Call, Negate, Node, Number,
                                 Selector, String, Subquery)
 from console.promql.storage import Storage, StoredSeries, TooManySamples
-from console.promql.values import Sample, SeriesPoints, drop_name
+from console.promql.values import NAME, Sample, SeriesPoints, drop_name, get
 
 LOOKBACK_MS = 300_000  # Prometheus' default --query.lookback-delta (5m)
 
@@ -66,6 +66,8 @@ class Evaluator:
         self._windows: dict[Node, list[int]] = {}
         self._data: dict[Node, list[StoredSeries]] = {}
         self._subquery_cache: dict[tuple[Node, int], object] = {}
+        self._without_name: dict[tuple, tuple] = {}
+        self._node_caches: dict[Node, dict] = {}
 
     # -- preparation: which samples each selector needs ---------------------------------
     def _at(self, at: int | str | None, default: int) -> int:
@@ -135,7 +137,7 @@ class Evaluator:
             value = self.eval(node.expr, t)
             if isinstance(value, float):
                 return -value
-            return self.unique([Sample(drop_name(s.labels), -s.value, t) for s in value], "unary minus")
+            return self.unique([Sample(self.drop_name(s.labels), -s.value, t) for s in value], "unary minus")
         if isinstance(node, Call):
             from console.promql.functions import call
 
@@ -149,6 +151,28 @@ class Evaluator:
 
             return binary(self, node, t)
         raise ast.Unsupported(type(node).__name__)
+
+    def drop_name(self, labels: tuple) -> tuple:
+        """``labels`` without ``__name__``, memoised over the query (every step asks again)."""
+        out = self._without_name.get(labels)
+        if out is None:
+            out = self._without_name[labels] = drop_name(labels)
+        return out
+
+    def node_cache(self, node: Node) -> dict:
+        """A dict that lives as long as the query, for values one node computes at every step."""
+        cache = self._node_caches.get(node)
+        if cache is None:
+            cache = self._node_caches[node] = {}
+        return cache
+
+    def single_name(self, node: Selector) -> bool:
+        """True when every series ``node`` selected has the same metric name (dropping the
+        name then cannot make two label sets equal)."""
+        cache = self.node_cache(node)
+        if "single_name" not in cache:
+            cache["single_name"] = len({get(s.labels, NAME) for s in self._data[node]}) <= 1
+        return cache["single_name"]
 
     def unique(self, vector: list[Sample], where: str) -> list[Sample]:
         """``vector`` unless two elements share a label set (Prometheus refuses that)."""
@@ -170,15 +194,22 @@ class Evaluator:
                 out.append(Sample(s.labels, s.values[i], s.ts[i]))
         return out
 
-    def range(self, node: Selector, t: int) -> list[SeriesPoints]:
+    def windows(self, node: Selector, t: int) -> list[tuple[StoredSeries, int, int]]:
+        """``(series, lo, hi)``: the samples ``lo:hi`` of each series in the range selector's
+        window at ``t`` (series with none left out), without copying them."""
         ref = self.selector_time(node, t)
+        start = ref - node.range_ms
         out = []
         for s in self._data[node]:
-            lo = bisect_left(s.ts, ref - node.range_ms)
-            hi = bisect_right(s.ts, ref)
+            ts = s.ts
+            lo = bisect_left(ts, start)
+            hi = bisect_right(ts, ref, lo)
             if hi > lo:
-                out.append(SeriesPoints(s.labels, s.ts[lo:hi], s.values[lo:hi]))
+                out.append((s, lo, hi))
         return out
+
+    def range(self, node: Selector, t: int) -> list[SeriesPoints]:
+        return [SeriesPoints(s.labels, s.ts[lo:hi], s.values[lo:hi]) for s, lo, hi in self.windows(node, t)]
 
     def subquery(self, node: Subquery, t: int) -> list[SeriesPoints]:
         ref = self.selector_time(node, t)

@@ -8,6 +8,7 @@ Each entry of FUNCTIONS gives the return type and the implementation
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -83,7 +84,7 @@ def _simple(name: str) -> Callable:
     fn = SIMPLE[name]
 
     def impl(ev, node: Call, t: int) -> list[Sample]:
-        return ev.unique([Sample(drop_name(s.labels), float(fn(s.value)), t) for s in ev.eval(node.args[0], t)],
+        return ev.unique([Sample(ev.drop_name(s.labels), float(fn(s.value)), t) for s in ev.eval(node.args[0], t)],
                          name)
     return impl
 
@@ -101,27 +102,36 @@ def _range_bounds(ev, arg, t: int) -> tuple[int, int]:
     return end - arg.range_ms, end
 
 
-def extrapolated_rate(ts: list, vs: list, range_start: int, range_end: int, is_counter: bool,
-                      is_rate: bool, range_ms: int) -> float | None:
-    """``rate``/``increase``/``delta`` of the samples ``(ts, vs)`` of a window: the
-    difference (counter resets added back), extrapolated to the window's edges where the
-    samples stop short of them by less than 1.1 average intervals (else by half an
-    interval), and not below zero for a counter (Prometheus' ``extrapolatedRate``)."""
-    if len(ts) < 2:
+def extrapolated_rate(ts: list, vs: list, lo: int, hi: int, range_start: int, range_end: int, is_counter: bool,
+                      is_rate: bool, range_ms: int, resets: list[int] | None = None) -> float | None:
+    """``rate``/``increase``/``delta`` of the samples ``lo:hi`` of ``(ts, vs)`` in a window:
+    the difference (counter resets added back: ``resets`` lists the indices where a value
+    drops, or None to scan), extrapolated to the window's edges where the samples stop
+    short of them by less than 1.1 average intervals (else by half an interval), and not
+    below zero for a counter (Prometheus' ``extrapolatedRate``)."""
+    n = hi - lo
+    if n < 2:
         return None
-    result = vs[-1] - vs[0]
+    first, last = vs[lo], vs[hi - 1]
+    result = last - first
     if is_counter:
-        last = 0.0
-        for v in vs:
-            if v < last:
-                result += last
-            last = v
-    to_start = (ts[0] - range_start) / 1000
-    to_end = (range_end - ts[-1]) / 1000
-    sampled = (ts[-1] - ts[0]) / 1000
-    average = sampled / (len(ts) - 1)
-    if is_counter and result > 0 and vs[0] >= 0:
-        to_zero = sampled * (vs[0] / result)
+        if resets is None:
+            prev = 0.0
+            for k in range(lo, hi):
+                v = vs[k]
+                if v < prev:
+                    result += prev
+                prev = v
+        elif resets:
+            for j in resets[bisect_right(resets, lo):bisect_left(resets, hi)]:
+                result += vs[j - 1]
+    t_first, t_last = ts[lo], ts[hi - 1]
+    to_start = (t_first - range_start) / 1000
+    to_end = (range_end - t_last) / 1000
+    sampled = (t_last - t_first) / 1000
+    average = sampled / (n - 1)
+    if is_counter and result > 0 and first >= 0:
+        to_zero = sampled * (first / result)
         if to_zero < to_start:
             to_start = to_zero
     threshold = average * 1.1
@@ -139,10 +149,17 @@ def _rate_fn(is_counter: bool, is_rate: bool) -> Callable:
         arg = node.args[0]
         start, end = _range_bounds(ev, arg, t)
         out = []
+        if isinstance(arg, Selector):  # straight off the stored arrays: no copies per step
+            for s, lo, hi in ev.windows(arg, t):
+                value = extrapolated_rate(s.ts, s.values, lo, hi, start, end, is_counter, is_rate, arg.range_ms,
+                                          s.resets if is_counter else None)
+                if value is not None:
+                    out.append(Sample(ev.drop_name(s.labels), value, t))
+            return out if ev.single_name(arg) else ev.unique(out, node.name)
         for s in ev.eval(arg, t):
-            value = extrapolated_rate(s.ts, s.values, start, end, is_counter, is_rate, arg.range_ms)
+            value = extrapolated_rate(s.ts, s.values, 0, len(s.ts), start, end, is_counter, is_rate, arg.range_ms)
             if value is not None:
-                out.append(Sample(drop_name(s.labels), value, t))
+                out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, node.name)
     return impl
 
@@ -293,7 +310,7 @@ def _over_time(name: str) -> Callable:
         for s in ev.eval(node.args[matrix_at], t):
             value = fn(s.ts, s.values, args)
             if value is not None:
-                out.append(Sample(s.labels if keep_name else drop_name(s.labels), value, t))
+                out.append(Sample(s.labels if keep_name else ev.drop_name(s.labels), value, t))
         return ev.unique(out, name)
     return impl
 
@@ -306,7 +323,7 @@ def _predict_linear(ev, node: Call, t: int) -> list[Sample]:
         if len(s.ts) < 2:
             continue
         slope, intercept = linear_regression(s.ts, s.values, t)
-        out.append(Sample(drop_name(s.labels), slope * duration + intercept, t))
+        out.append(Sample(ev.drop_name(s.labels), slope * duration + intercept, t))
     return ev.unique(out, "predict_linear")
 
 
@@ -316,7 +333,7 @@ def _round(ev, node: Call, t: int) -> list[Sample]:
     inverse = 1 / to_nearest if to_nearest != 0 else math.copysign(INF, to_nearest)
     out = []
     for s in ev.eval(node.args[0], t):
-        out.append(Sample(drop_name(s.labels), go_div(_round_half_up(s.value * inverse), inverse), t))
+        out.append(Sample(ev.drop_name(s.labels), go_div(_round_half_up(s.value * inverse), inverse), t))
     return ev.unique(out, "round")
 
 
@@ -324,7 +341,7 @@ def _clamp(ev, node: Call, t: int) -> list[Sample]:
     lo, hi = ev.eval(node.args[1], t), ev.eval(node.args[2], t)
     if hi < lo:
         return []
-    return ev.unique([Sample(drop_name(s.labels), max(lo, min(hi, s.value)) if not math.isnan(s.value) else NAN, t)
+    return ev.unique([Sample(ev.drop_name(s.labels), max(lo, min(hi, s.value)) if not math.isnan(s.value) else NAN, t)
                       for s in ev.eval(node.args[0], t)], "clamp")
 
 
@@ -337,7 +354,7 @@ def _clamp_one(use_max: bool) -> Callable:
                 value = NAN
             else:
                 value = min(s.value, bound) if use_max else max(s.value, bound)
-            out.append(Sample(drop_name(s.labels), value, t))
+            out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, "clamp_max" if use_max else "clamp_min")
     return impl
 
@@ -365,7 +382,7 @@ def _timestamp(ev, node: Call, t: int) -> list[Sample]:
     arg = node.args[0]
     vector = ev.eval(arg, t)
     plain = isinstance(arg, Selector)
-    return ev.unique([Sample(drop_name(s.labels), (s.ts if plain else t) / 1000, t) for s in vector], "timestamp")
+    return ev.unique([Sample(ev.drop_name(s.labels), (s.ts if plain else t) / 1000, t) for s in vector], "timestamp")
 
 
 def _date_fn(part: Callable[[datetime], float]) -> Callable:
@@ -380,7 +397,7 @@ def _date_fn(part: Callable[[datetime], float]) -> Callable:
                 value = NAN
             else:
                 value = float(part(datetime.fromtimestamp(s.value, tz=timezone.utc)))
-            out.append(Sample(drop_name(s.labels), value, t))
+            out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, "date function")
     return impl
 

@@ -37,10 +37,21 @@ class BadRegex(ValueError):
 
 @dataclass
 class StoredSeries:
+    """One series' labels and its samples, time-ordered: Unix ms in ``ts``, floats in ``values``."""
+
     id: int
     labels: Labels
     ts: list = field(default_factory=list)
     values: list = field(default_factory=list)
+    _resets: list | None = field(default=None, repr=False)
+
+    @property
+    def resets(self) -> list[int]:
+        """Indices ``j`` where ``values[j] < values[j - 1]`` (counter resets), ascending."""
+        if self._resets is None:
+            vs = self.values
+            self._resets = [j for j in range(1, len(vs)) if vs[j] < vs[j - 1]]
+        return self._resets
 
 
 def series_labels(name: str, stored_json: str, host: str) -> Labels:
