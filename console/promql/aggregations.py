@@ -26,7 +26,10 @@ def _group_key(labels: tuple, grouping: tuple[str, ...], without: bool) -> tuple
 
 
 def _sum(values: list[float]) -> float:
-    return sum(values) if any(not math.isfinite(v) for v in values) else math.fsum(values)
+    try:
+        return math.fsum(values)  # exactly rounded; Prometheus adds in order (last digits may differ)
+    except (ValueError, OverflowError):  # +Inf and -Inf together, or an overflow on the way
+        return sum(values)
 
 
 def _avg(values: list[float]) -> float:

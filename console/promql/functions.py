@@ -223,6 +223,13 @@ def quantile_of(q: float, values: list[float]) -> float:
     return ordered[lower] * (1 - weight) + ordered[upper] * weight
 
 
+def _fsum(vs: list) -> float:
+    try:
+        return math.fsum(vs)
+    except (ValueError, OverflowError):  # +Inf and -Inf together, or an overflow on the way
+        return sum(vs)
+
+
 def _avg(ts, vs, args) -> float:
     mean = 0.0
     for i, v in enumerate(vs, 1):
@@ -280,7 +287,7 @@ def _mad(ts, vs, args) -> float:
 
 OVER_TIME: dict[str, Callable] = {
     "avg_over_time": _avg,
-    "sum_over_time": lambda ts, vs, args: math.fsum(vs) if all(math.isfinite(v) for v in vs) else sum(vs),
+    "sum_over_time": lambda ts, vs, args: _fsum(vs),
     "count_over_time": lambda ts, vs, args: float(len(vs)),
     "min_over_time": _min,
     "max_over_time": _max,
