@@ -7,12 +7,14 @@ Errors are :class:`PromError` carrying Prometheus' ``errorType`` and HTTP status
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from console.config import ConfigError
 from console.promql import ast
 from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
@@ -98,6 +100,12 @@ class PromQLService:
 
     def __init__(self, db: Database, timeout_s: float = DEFAULT_TIMEOUT_S,
                  max_samples: int = DEFAULT_MAX_SAMPLES, clock: Callable[[], float] = time.time) -> None:
+        """Raises ConfigError for a timeout that is not a positive number of seconds or a
+        sample limit below 1."""
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ConfigError(f"console.promql_timeout: must be positive seconds, got {timeout_s!r}")
+        if max_samples < 1:
+            raise ConfigError(f"console.promql_max_samples: must be at least 1, got {max_samples!r}")
         self.db = db
         self.timeout_s = timeout_s
         self.max_samples = max_samples
