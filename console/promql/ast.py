@@ -107,6 +107,16 @@ _CARD = {"OneToOne": "one-to-one", "ManyToOne": "many-to-one", "OneToMany": "one
 _MATCH = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
 
 
+def _register_functions() -> None:
+    """Teach the parser Prometheus 2.x's ``holt_winters`` (renamed in Prometheus 3, whose
+    grammar the parser follows). Idempotent."""
+    vt = pp.ValueType
+    pp.register_extra_functions([pp.Function("holt_winters", [vt.Matrix, vt.Scalar, vt.Scalar], vt.Vector)])
+
+
+_register_functions()
+
+
 def parse(text: str) -> Node:
     """PromQL text -> the tree. Raises ParseError or Unsupported."""
     try:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-import re2
-
 from console.promql.ast import SCALAR, VECTOR, Call, Selector, Subquery
 from console.promql.binary import go_div
+from console.promql.storage import BadRegex, compile_regex
 from console.promql.values import NAME, Sample, drop_name, format_value, get, make_labels
 
 NAN = float("nan")
@@ -55,6 +54,24 @@ def _log_domain(x: float) -> float:
 
 def _atanh_domain(x: float) -> float:
     return math.copysign(INF, x) if abs(x) == 1 else NAN
+
+
+def go_max(x: float, y: float) -> float:
+    """Go's ``math.Max``: +Inf wins, then NaN propagates (Python's ``max`` does neither)."""
+    if x == INF or y == INF:
+        return INF
+    if math.isnan(x) or math.isnan(y):
+        return NAN
+    return x if x > y else y
+
+
+def go_min(x: float, y: float) -> float:
+    """Go's ``math.Min``: -Inf wins, then NaN propagates."""
+    if x == -INF or y == -INF:
+        return -INF
+    if math.isnan(x) or math.isnan(y):
+        return NAN
+    return x if x < y else y
 
 
 def _sgn(x: float) -> float:
@@ -280,6 +297,25 @@ def _resets(ts, vs, args) -> float:
     return float(sum(1 for a, b in zip(vs, vs[1:]) if b < a))
 
 
+def _holt_winters(ts, vs, args) -> float | None:
+    """Double exponential smoothing (Prometheus' ``holt_winters``): smoothing factor
+    ``args[0]`` and trend factor ``args[1]``, both in (0, 1)."""
+    sf, tf = args
+    if not 0 < sf < 1:
+        raise FunctionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:f}")
+    if not 0 < tf < 1:
+        raise FunctionError(f"invalid trend factor. Expected: 0 < tf < 1, got: {tf:f}")
+    if len(vs) < 2:
+        return None
+    s0, s1, b = 0.0, vs[0], vs[1] - vs[0]
+    for i in range(1, len(vs)):
+        x = sf * vs[i]
+        if i > 1:  # the trend from the second step on (calcTrendValue)
+            b = tf * (s1 - s0) + (1 - tf) * b
+        s0, s1 = s1, x + (1 - sf) * (s1 + b)
+    return s1
+
+
 def _mad(ts, vs, args) -> float:
     median = quantile_of(0.5, vs)
     return quantile_of(0.5, [abs(v - median) for v in vs])
@@ -297,6 +333,8 @@ OVER_TIME: dict[str, Callable] = {
     "stddev_over_time": lambda ts, vs, args: math.sqrt(_stdvar(ts, vs, args)),
     "quantile_over_time": lambda ts, vs, args: quantile_of(args[0], vs),
     "mad_over_time": _mad,
+    "holt_winters": _holt_winters,
+    "double_exponential_smoothing": _holt_winters,  # Prometheus 3's name for holt_winters
     "irate": _instant_rate(True),
     "idelta": _instant_rate(False),
     "deriv": _deriv,
@@ -348,21 +386,17 @@ def _clamp(ev, node: Call, t: int) -> list[Sample]:
     lo, hi = ev.eval(node.args[1], t), ev.eval(node.args[2], t)
     if hi < lo:
         return []
-    return ev.unique([Sample(ev.drop_name(s.labels), max(lo, min(hi, s.value)) if not math.isnan(s.value) else NAN, t)
+    return ev.unique([Sample(ev.drop_name(s.labels), go_max(lo, go_min(hi, s.value)), t)
                       for s in ev.eval(node.args[0], t)], "clamp")
 
 
 def _clamp_one(use_max: bool) -> Callable:
+    bound_fn = go_min if use_max else go_max
+
     def impl(ev, node: Call, t: int) -> list[Sample]:
         bound = ev.eval(node.args[1], t)
-        out = []
-        for s in ev.eval(node.args[0], t):
-            if math.isnan(s.value) or math.isnan(bound):
-                value = NAN
-            else:
-                value = min(s.value, bound) if use_max else max(s.value, bound)
-            out.append(Sample(ev.drop_name(s.labels), value, t))
-        return ev.unique(out, "clamp_max" if use_max else "clamp_min")
+        return ev.unique([Sample(ev.drop_name(s.labels), bound_fn(s.value, bound), t)
+                          for s in ev.eval(node.args[0], t)], "clamp_max" if use_max else "clamp_min")
     return impl
 
 
@@ -512,9 +546,9 @@ def _label_replace(ev, node: Call, t: int) -> list[Sample]:
     vector = ev.eval(node.args[0], t)
     dst, replacement, src, pattern = (ev.eval(a, t) for a in node.args[1:5])
     try:
-        rx = re2.compile(f"^(?:{pattern})$")
-    except re2.error as exc:
-        raise FunctionError(f"invalid regular expression in label_replace(): {pattern}: {exc}") from None
+        rx = compile_regex(f"^(?:{pattern})$")
+    except BadRegex as exc:
+        raise FunctionError(f"label_replace(): {exc}") from None
     if not _valid_label_name(dst):
         raise FunctionError(f"invalid destination label name in label_replace(): {dst}")
     out = []

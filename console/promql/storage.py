@@ -62,6 +62,20 @@ def series_labels(name: str, stored_json: str, host: str) -> Labels:
     return make_labels(labels)
 
 
+def compile_regex(pattern: str):  # noqa: ANN201 - a re2 pattern object
+    """``pattern`` compiled by RE2 (linear time), errors not logged by the library; raises
+    BadRegex with RE2's message."""
+    options = re2.Options()
+    options.log_errors = False  # the refusal is answered to the client, not written to stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else ""
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise BadRegex(f"invalid regular expression {pattern!r}: {reason}") from None
+
+
 def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:
     """A predicate on a label value (``""`` when the label is absent), as Prometheus'
     ``labels.Matcher``. Raises BadRegex for a pattern RE2 refuses."""
@@ -69,10 +83,7 @@ def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:
         return lambda v, want=m.value: v == want
     if m.op == "!=":
         return lambda v, want=m.value: v != want
-    try:
-        rx = re2.compile(m.value)
-    except re2.error as exc:
-        raise BadRegex(f"invalid regular expression {m.value!r}: {exc}") from None
+    rx = compile_regex(m.value)
     if m.op == "=~":
         return lambda v: rx.fullmatch(v) is not None
     return lambda v: rx.fullmatch(v) is None
