@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 from console.promql.ast import Aggregate
-from console.promql.functions import NAN, quantile_of
+from console.promql.functions import quantile_of
 from console.promql.values import NAME, Sample, format_value, make_labels
 
 
 class AggregationError(Exception):
-    pass
+    """A parameter Prometheus refuses at evaluation time (execution error)."""
 
 
 def _group_key(labels: tuple, grouping: tuple[str, ...], without: bool) -> tuple:
@@ -135,5 +135,3 @@ def aggregate(ev, node: Aggregate, t: int) -> list[Sample]:
             counts[out_key] = counts.get(out_key, 0.0) + 1
     return [Sample(key, n, t) for key, n in counts.items()]
 
-
-__all__ = ["AGGREGATIONS", "aggregate", "NAN"]
