@@ -26,7 +26,7 @@ from console.storage.database import Database
 from console.storage.models import Series
 
 DEFAULT_TIMEOUT_S = 120.0  # Prometheus' --query.timeout default (2m)
-DEFAULT_MAX_SAMPLES = 50_000_000  # Prometheus' --query.max-samples default
+DEFAULT_MAX_SAMPLES = 10_000_000  # a fifth of Prometheus' --query.max-samples: a sample costs ~100 bytes here
 MAX_POINTS = 11_000  # points per series a range query may ask for, as Prometheus
 
 
