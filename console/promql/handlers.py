@@ -17,7 +17,7 @@ import tornado.web
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, json_bytes
-from console.promql.service import PromError, bad_data, parse_matchers
+from console.promql.service import PromError, bad_data, parse_expr, parse_matchers
 
 VERSION = "2.42.0"  # the Prometheus release whose query semantics the engine follows
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -169,6 +169,22 @@ class LabelValuesHandler(PrometheusHandler):
             raise bad_data(f'invalid label name: "{name}"')
         self.success(await self.services.promql.label_values(name, self.selectors(required=False),
                                                              self.time_arg("start"), self.time_arg("end")))
+
+
+class ExemplarsHandler(PrometheusHandler):
+    """``/query_exemplars?query=&start=&end=``: no exemplars are stored, so none match
+    (the query must still parse, as in Prometheus)."""
+
+    async def get(self) -> None:
+        text = self.arg("query")
+        if text is None:
+            raise bad_data('invalid parameter "query": query must not be empty')
+        parse_expr(text)
+        self.time_arg("start")  # validated as Prometheus does, though nothing is read
+        self.time_arg("end")
+        self.success([])
+
+    post = get
 
 
 class MetadataHandler(PrometheusHandler):

@@ -142,6 +142,11 @@ def test_grafana_requests(console, viewer):
     meta = get(console, viewer, "metadata", metric="pq_requests_total").json()
     assert meta == {"status": "success", "data": {"pq_requests_total": [{"type": "counter", "help": "", "unit": ""}]}}
     assert get(console, viewer, "status/runtimeinfo").json()["status"] == "success"
+    # Explore's exemplar request: none are stored; an unknown API path is a JSON 404, not a page.
+    assert get(console, viewer, "query_exemplars", query="pq_temp", start=T0, end=T0 + 60).json() == {
+        "status": "success", "data": []}
+    missing = get(console, viewer, "rules")
+    assert missing.status == 404 and missing.headers["content-type"].startswith("application/json")
 
 
 def test_rfc3339_time(console, viewer):
