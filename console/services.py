@@ -105,7 +105,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
-                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock))
+                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
+                                         raw_retention_s=c.retention_raw_days * 86400))
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -149,6 +149,21 @@ def test_grafana_requests(console, viewer):
     assert missing.status == 404 and missing.headers["content-type"].startswith("application/json")
 
 
+def test_queries_before_the_raw_retention_warn(console, viewer):
+    """PromQL reads raw samples only: an answer that needed older ones says so."""
+    old = T0 - 8 * 86400  # raw samples are kept 7 days by default
+    resp = get(console, viewer, "query", query="pq_temp", time=old)
+    assert resp.status == 200, resp.body
+    assert resp.json()["data"]["result"] == []
+    (warning,) = resp.json()["warnings"]
+    assert "raw retention (7 days)" in warning
+    resp = get(console, viewer, "query_range", query="rate(pq_temp[5m])", start=old, end=T0, step=3600)
+    assert "raw retention" in resp.json()["warnings"][0]
+    recent = get(console, viewer, "query", query="pq_temp", time=T0 + 20).json()
+    assert "warnings" not in recent
+    assert "warnings" not in get(console, viewer, "query", query="1", time=old).json()  # no samples read
+
+
 def test_rfc3339_time(console, viewer):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + 20))
     assert query(console, viewer, "time()", stamp)["result"] == [T0 + 20, str(T0 + 20)]
