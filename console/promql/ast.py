@@ -15,6 +15,12 @@ from dataclasses import dataclass
 import promql_parser as pp
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000  # Prometheus' default global evaluation_interval (1m)
+# Operators plus bracket nesting an expression may hold. The parser recurses natively and
+# crashes the process (stack overflow) on a few thousand chained operators, and the tree is
+# walked recursively here too; real queries hold a few dozen.
+MAX_COMPLEXITY = 250
+_OPERATOR_CHARS = frozenset("+-*/%^<>=!")
+_OPERATOR_WORDS = frozenset(("and", "or", "unless", "atan2"))
 
 
 class ParseError(ValueError):
@@ -117,8 +123,42 @@ def _register_functions() -> None:
 _register_functions()
 
 
+def complexity(text: str) -> int:
+    """An upper bound on the depth of ``text``'s tree: operator characters and words plus
+    the deepest bracket nesting, outside string literals and comments."""
+    ops = depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'`":
+            i += 1
+            while i < n and text[i] != c:
+                i += 2 if text[i] == "\\" and c != "`" else 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+        elif c in _OPERATOR_CHARS:
+            ops += 1
+        elif c.isalpha() or c == "_":
+            j = i
+            while j < n and (text[j].isalnum() or text[j] in "_:"):
+                j += 1
+            ops += text[i:j].lower() in _OPERATOR_WORDS
+            i = j
+            continue
+        i += 1
+    return ops + deepest
+
+
 def parse(text: str) -> Node:
     """PromQL text -> the tree. Raises ParseError or Unsupported."""
+    if complexity(text) > MAX_COMPLEXITY:
+        raise ParseError(f"the expression is too complex: more than {MAX_COMPLEXITY} operators and nested brackets")
     try:
         tree = pp.parse(text)
     except ValueError as exc:
@@ -127,7 +167,10 @@ def parse(text: str) -> Node:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise ParseError(f"the expression could not be parsed: {exc}") from None
-    return _convert(tree)
+    try:
+        return _convert(tree)
+    except RecursionError:  # a backstop: MAX_COMPLEXITY keeps trees far shallower
+        raise ParseError("the expression nests too deeply") from None
 
 
 def _name(member) -> str:  # noqa: ANN001 - the binding's enums: str() is "MatchOp.Re"

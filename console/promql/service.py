@@ -141,6 +141,8 @@ class PromQLService:
             raise bad_data(str(exc)) from None
         except (EvalError, MatchingError, FunctionError, AggregationError) as exc:
             raise PromError("execution", str(exc), 422) from None
+        except RecursionError:  # a backstop: parsing bounds the depth of expressions
+            raise PromError("execution", "the expression nests too deeply to evaluate", 422) from None
 
     def _answer(self, result: Result) -> tuple[dict, list[str]]:
         warnings = []

@@ -203,6 +203,19 @@ def test_bad_range(console, viewer, params, fragment):
     assert resp.json()["errorType"] == "bad_data" and fragment in resp.json()["error"], resp.body
 
 
+@pytest.mark.parametrize("expr", ["-" * 20000 + "pq_temp", "+".join(["pq_temp"] * 5000), "(" * 7000 + "1" + ")" * 7000])
+def test_deep_expressions_are_refused_and_the_console_lives(console, viewer, expr):
+    """The parser recurses natively: thousands of chained operators would overflow its stack
+    and kill the console; they are refused before parsing."""
+    body = urlencode({"query": expr, "time": T0}).encode()
+    resp = console.request("POST", f"{API}/query", body, token=viewer, headers=FORM)
+    assert resp.status == 400, resp.body[:200]
+    assert resp.json()["errorType"] == "bad_data" and "too complex" in resp.json()["error"]
+    assert console.request("GET", "/healthz").status == 200
+    ok = "+".join(["pq_temp"] * 200)  # long but legitimate
+    assert get(console, viewer, "query", query=ok, time=T0 + 20).status == 200
+
+
 def test_range_query_of_a_range_vector_is_refused(console, viewer):
     resp = get(console, viewer, "query_range", query="pq_temp[1m]", start=T0, end=T0 + 60, step=15)
     assert resp.status == 400 and "range vector" in resp.json()["error"], resp.body
