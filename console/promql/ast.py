@@ -169,8 +169,12 @@ def parse(text: str) -> Node:
         raise ParseError(f"the expression could not be parsed: {exc}") from None
     try:
         return _convert(tree)
+    except (ParseError, Unsupported):
+        raise
     except RecursionError:  # a backstop: MAX_COMPLEXITY keeps trees far shallower
         raise ParseError("the expression nests too deeply") from None
+    except (ValueError, OverflowError) as exc:  # the binding refuses a duration it cannot convert
+        raise ParseError(f"a duration or time is out of range: {exc}") from None
 
 
 def _name(member) -> str:  # noqa: ANN001 - the binding's enums: str() is "MatchOp.Re"
@@ -195,7 +199,7 @@ def _at(obj) -> int | str | None:  # noqa: ANN001 - promql_parser node with an `
     except BaseException as exc:  # a negative @ makes the parser's binding panic
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise Unsupported("@ modifier with a timestamp before 1970") from None
+        raise Unsupported("@ modifier with a timestamp before 1970 or out of range") from None
 
 
 def _selector(vs, range_ms: int | None = None) -> Selector:  # noqa: ANN001

@@ -174,6 +174,8 @@ def test_rfc3339_time(console, viewer):
     ({"query": "rate(pq_temp)"}, 400, "bad_data", "expected type matrix"),
     ({"query": ""}, 400, "bad_data", "query"),
     ({"query": "pq_temp", "time": "yesterday"}, 400, "bad_data", 'invalid parameter "time"'),
+    ({"query": "pq_temp offset 300000000y"}, 400, "bad_data", "out of range"),
+    ({"query": "pq_temp @ 1e15"}, 422, "execution", "@ modifier"),
     ({"query": "info(pq_temp)"}, 422, "execution", "info()"),
     ({"query": "limitk(1, pq_temp)"}, 422, "execution", "limitk()"),
     ({"query": "rate({__name__=~\"pq_dup_.*\"}[1m])"}, 422, "execution", "same labelset"),
