@@ -84,8 +84,9 @@ AGGREGATIONS = set(SIMPLE) | {"topk", "bottomk", "quantile", "count_values"}
 
 
 def _k(value: float) -> int:
-    if math.isnan(value) or math.isinf(value):
-        raise AggregationError(f"Parameter value {format_value(value)} is out of range for topk/bottomk")
+    if not -(2.0**63) <= value <= 2.0**63 - 1:  # NaN fails both comparisons
+        shown = "NaN" if math.isnan(value) else format_value(value) if math.isinf(value) else repr(value)
+        raise AggregationError(f"Scalar value {shown} overflows int64")
     return int(value)
 
 

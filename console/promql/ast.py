@@ -107,6 +107,7 @@ class Negate(Node):
 
 # Types an expression evaluates to (Prometheus' ValueType names).
 SCALAR, VECTOR, MATRIX, STRING = "scalar", "vector", "matrix", "string"
+_TYPE_NAMES = {SCALAR: "scalar", VECTOR: "instant vector", MATRIX: "range vector", STRING: "string"}
 
 _CARD = {"OneToOne": "one-to-one", "ManyToOne": "many-to-one", "OneToMany": "one-to-many",
          "ManyToMany": "many-to-many"}
@@ -226,7 +227,10 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         step = _ms(e.step) if e.step is not None else None
         if step is not None and step <= 0:
             raise Unsupported("subquery with a zero step")
-        return Subquery(_convert(e.expr), _ms(e.range), step, _ms(e.offset), _at(e))
+        inner = _convert(e.expr)
+        if value_type(inner) != VECTOR:
+            raise ParseError(f"subquery is only allowed on instant vector, got {_TYPE_NAMES[value_type(inner)]}")
+        return Subquery(inner, _ms(e.range), step, _ms(e.offset), _at(e))
     if isinstance(e, pp.UnaryExpr):
         return Negate(_convert(e.expr))
     if isinstance(e, pp.Call):
@@ -235,7 +239,14 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         name = e.func.name
         if name not in FUNCTIONS:
             raise Unsupported(f"function {name}()")
-        return Call(name, tuple(_convert(a) for a in e.args))
+        args = tuple(_convert(a) for a in e.args)
+        expected = [_name(t).lower() for t in e.func.arg_types]
+        for i, arg in enumerate(args):  # the parser lets some through, e.g. ln(-1)
+            want, got = expected[min(i, len(expected) - 1)], value_type(arg)
+            if got != want:
+                raise ParseError(f"expected type {_TYPE_NAMES[want]} in call to function '{name}', "
+                                 f"got {_TYPE_NAMES[got]}")
+        return Call(name, args)
     if isinstance(e, pp.AggregateExpr):
         from console.promql.aggregations import AGGREGATIONS
 
@@ -247,7 +258,11 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
             grouping = tuple(e.modifier.labels)
             without = _name(e.modifier.type) == "Without"
         param = _convert(e.param) if e.param is not None else None
-        return Aggregate(op, _convert(e.expr), param, grouping, without)
+        inner = _convert(e.expr)
+        if value_type(inner) != VECTOR:
+            raise ParseError(f"expected type instant vector in aggregation expression, got "
+                             f"{_TYPE_NAMES[value_type(inner)]}")
+        return Aggregate(op, inner, param, grouping, without)
     if isinstance(e, pp.BinaryExpr):
         op = str(e.op).strip()
         m = e.modifier

@@ -434,10 +434,10 @@ def _date_fn(part: Callable[[datetime], float]) -> Callable:
             vector = [Sample((), t / 1000, t)]
         out = []
         for s in vector:
-            if not math.isfinite(s.value):
-                value = NAN
-            else:
+            try:
                 value = float(part(datetime.fromtimestamp(s.value, tz=timezone.utc)))
+            except (ValueError, OverflowError, OSError):  # NaN, infinite, or beyond the calendar
+                value = NAN
             out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, "date function")
     return impl
