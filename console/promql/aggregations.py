@@ -64,8 +64,10 @@ def _max(values: list[float]) -> float:
 
 
 def _stdvar(values: list[float]) -> float:
-    count, mean, aux = 0.0, 0.0, 0.0
-    for v in values:
+    # Welford's online variance, seeded with the first value as Prometheus does (so one
+    # infinite value alone has variance 0, not NaN).
+    count, mean, aux = 1.0, values[0], 0.0
+    for v in values[1:]:
         count += 1
         delta = v - mean
         mean += delta / count

@@ -434,8 +434,8 @@ def _date_fn(part: Callable[[datetime], float]) -> Callable:
             vector = [Sample((), t / 1000, t)]
         out = []
         for s in vector:
-            try:
-                value = float(part(datetime.fromtimestamp(s.value, tz=timezone.utc)))
+            try:  # Go's time.Unix(int64(v), 0): whole seconds, truncated towards zero
+                value = float(part(datetime.fromtimestamp(int(s.value), tz=timezone.utc)))
             except (ValueError, OverflowError, OSError):  # NaN, infinite, or beyond the calendar
                 value = NAN
             out.append(Sample(ev.drop_name(s.labels), value, t))
