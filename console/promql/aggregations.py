@@ -26,10 +26,10 @@ def _group_key(labels: tuple, grouping: tuple[str, ...], without: bool) -> tuple
 
 
 def _sum(values: list[float]) -> float:
-    try:
-        return math.fsum(values)  # exactly rounded; Prometheus adds in order (last digits may differ)
-    except (ValueError, OverflowError):  # +Inf and -Inf together, or an overflow on the way
-        return sum(values)
+    total = 0.0
+    for v in values:  # plain addition in order, as Prometheus 2.x (Python 3.12's sum() compensates)
+        total += v
+    return total
 
 
 def _avg(values: list[float]) -> float:

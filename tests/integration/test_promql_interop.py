@@ -246,6 +246,7 @@ QUERIES = [
     "-rate(node_cpu_seconds_total{cpu=\"0\", mode=\"idle\"}[5m]) + 100",
     "deg(node_load1 atan2 node_load5)",
     "stddev(exp(quantile(0.5, node_memory_MemAvailable_bytes)))",
+    "node_memory_MemAvailable_bytes % ignoring(cpu, mode) stdvar_over_time(node_load1[5m])",
     "hour(deriv(node_load1[10m:1m]))",
     EMPTY_SIDE,
     "max_over_time(node_load1[10m:1m] @ end())",
