@@ -180,16 +180,24 @@ def _deriv(ts, vs, args) -> float | None:
     return linear_regression(ts, vs, ts[0])[0]
 
 
-def quantile_of(q: float, values: list[float]) -> float:
-    """Prometheus' ``quantile``: linear interpolation between the closest ranks."""
-    if not values:
-        return NAN
+def _out_of_range_quantile(q: float) -> float | None:
+    """The answer for a φ outside [0, 1] (NaN, -Inf below, +Inf above), else None."""
     if math.isnan(q):
         return NAN
     if q < 0:
         return -INF
     if q > 1:
         return INF
+    return None
+
+
+def quantile_of(q: float, values: list[float]) -> float:
+    """Prometheus' ``quantile``: linear interpolation between the closest ranks."""
+    if not values:
+        return NAN
+    special = _out_of_range_quantile(q)
+    if special is not None:
+        return special
     ordered = sorted(values)
     n = len(ordered)
     rank = q * (n - 1)
@@ -555,12 +563,9 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     """Prometheus' ``bucketQuantile`` over classic ``(upper bound, cumulative count)``
     buckets: NaN without a ``+Inf`` bucket or observations; counts made monotonic;
     linear interpolation inside the bucket holding the rank."""
-    if math.isnan(q):
-        return NAN
-    if q < 0:
-        return -INF
-    if q > 1:
-        return INF
+    special = _out_of_range_quantile(q)
+    if special is not None:
+        return special
     buckets = sorted(buckets, key=lambda b: b[0])
     if not buckets or buckets[-1][0] != INF:
         return NAN
