@@ -275,7 +275,9 @@ def test_timeout_answers_503_and_the_ioloop_keeps_serving(console, viewer):
     assert resp.json() == {"status": "error", "errorType": "timeout",
                            "error": "query timed out in expression evaluation"}
     assert 1.9 < time.monotonic() - started < 10
-    assert len(latencies) >= 5 and max(latencies) < 0.5, latencies
+    # A loop blocked by the evaluation would hold /healthz for the whole 2 s; a busy shared
+    # machine can still delay one answer by a few hundred milliseconds.
+    assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
 
 
 def test_max_samples_answers_422(tmp_path):
