@@ -36,6 +36,7 @@ setup(
         "google-re2>=1.1,<2",
         "dnspython>=2.6,<3",
         "icmplib>=3.0,<4",
+        "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -1,8 +1,8 @@
 """The one route table and the application factory.
 
 Each route names its handler and the role it requires (deny by default: see
-``console/handlers.py``). ``/prometheus/api/v1/`` holds the Prometheus-compatible routes
-(remote write; a query API may join them).
+``console/handlers.py``). ``/prometheus/api/v1/`` holds the Prometheus-compatible routes:
+the query API (console/promql, docs/promql.md) and remote write (docs/prometheus.md).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from console.ingest.handlers import IngestHandler, RemoteWriteHandler
 from console.live_socket import LiveSocketHandler
 from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
+from console.promql.handlers import (BuildInfoHandler, ExemplarsHandler, LabelsHandler, LabelValuesHandler,
+                                     MetadataHandler, QueryHandler, QueryRangeHandler, RuntimeInfoHandler,
+                                     SeriesHandler)
 from console.query.handlers import HostHandler, HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.openapi import build_document
 from console.services import Services, cookie_secret
@@ -69,6 +72,15 @@ ROUTES = (
     (r"/api/v1/audit/verify", AuditVerifyHandler, "admin"),
     (r"/api/v1/secrets", SecretsHandler, "admin"),
     (r"/api/v1/secrets/([^/]+)", SecretHandler, "admin"),
+    (r"/prometheus/api/v1/query", QueryHandler, "viewer"),
+    (r"/prometheus/api/v1/query_range", QueryRangeHandler, "viewer"),
+    (r"/prometheus/api/v1/series", SeriesHandler, "viewer"),
+    (r"/prometheus/api/v1/labels", LabelsHandler, "viewer"),
+    (r"/prometheus/api/v1/label/([^/]+)/values", LabelValuesHandler, "viewer"),
+    (r"/prometheus/api/v1/query_exemplars", ExemplarsHandler, "viewer"),
+    (r"/prometheus/api/v1/metadata", MetadataHandler, "viewer"),
+    (r"/prometheus/api/v1/status/buildinfo", BuildInfoHandler, "viewer"),
+    (r"/prometheus/api/v1/status/runtimeinfo", RuntimeInfoHandler, "viewer"),
 )
 
 access_log = logging.getLogger("tornado.access")

@@ -50,7 +50,10 @@ class ApiClient:
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
-                err = json.loads(raw)["error"]
+                doc = json.loads(raw)
+                err = doc["error"]
+                if isinstance(err, str):  # Prometheus' envelope (/prometheus/api/v1/)
+                    raise ClientError(exc.code, doc.get("errorType", "error"), err) from None
                 raise ClientError(exc.code, err.get("code", "error"), err.get("message", "")) from None
             except (ValueError, KeyError, TypeError):
                 raise ClientError(exc.code, "http_error", raw[:200].decode("utf-8", "replace")) from None

@@ -89,6 +89,8 @@ class ConsoleConfig(BaseModel):
     cookie_secure: bool = False  # set true behind HTTPS
     max_series_per_query: Int = Field(2000, ge=1)
     max_points_per_query: Int = Field(500_000, ge=1)
+    promql_timeout: Float = Field(120.0, gt=0, le=SECONDS_MAX)  # seconds a PromQL query may evaluate (Prometheus' --query.timeout)
+    promql_max_samples: Int = Field(10_000_000, ge=1)  # samples one PromQL query may load and produce (~100 bytes each)
     web_dir: str = ""  # empty: the web/ folder beside the console package
     retention_raw_days: Float = Field(7.0, gt=0, le=DAYS_MAX)  # raw samples kept this many days
     retention_1m_days: Float = Field(90.0, gt=0, le=DAYS_MAX)  # 1-minute rollups

@@ -31,6 +31,7 @@ from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.probes.config import parse_probes
 from console.probes.service import ProbeService
+from console.promql.service import PromQLService
 from console.query.service import QueryService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database, private_data_dir
@@ -61,6 +62,7 @@ class Services:
     sockets: SocketRegistry | None = None
     probes: ProbeService | None = None
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
+    promql: PromQLService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -129,7 +131,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
-                    probes=ProbeService(probes, ingest, clock=clock))
+                    probes=ProbeService(probes, ingest, clock=clock),
+                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
+                                         raw_retention_s=c.retention_raw_days * 86400))
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -71,8 +71,19 @@ PROBES: dict[str, list[Probe]] = {
     r"/api/v1/audit/verify": [Probe("GET", "/api/v1/audit/verify", (200,))],
     r"/api/v1/secrets": [Probe("GET", "/api/v1/secrets", (200,)), Probe("POST", "/api/v1/secrets", (400,), J)],
     r"/api/v1/secrets/([^/]+)": [Probe("DELETE", "/api/v1/secrets/no-such-secret", (404,))],
+    r"/prometheus/api/v1/query": [Probe("GET", "/prometheus/api/v1/query?query=vector(1)", (200,))],
+    r"/prometheus/api/v1/query_range": [Probe("GET", "/prometheus/api/v1/query_range?query=1&start=0&end=60&step=15",
+                                              (200,))],
+    r"/prometheus/api/v1/series": [Probe("GET", "/prometheus/api/v1/series?match[]=up", (200,))],
+    r"/prometheus/api/v1/labels": [Probe("GET", "/prometheus/api/v1/labels", (200,))],
+    r"/prometheus/api/v1/label/([^/]+)/values": [Probe("GET", "/prometheus/api/v1/label/job/values", (200,))],
+    r"/prometheus/api/v1/query_exemplars": [Probe("GET", "/prometheus/api/v1/query_exemplars?query=up", (200,))],
+    r"/prometheus/api/v1/metadata": [Probe("GET", "/prometheus/api/v1/metadata", (200,))],
+    r"/prometheus/api/v1/status/buildinfo": [Probe("GET", "/prometheus/api/v1/status/buildinfo", (200,))],
+    r"/prometheus/api/v1/status/runtimeinfo": [Probe("GET", "/prometheus/api/v1/status/runtimeinfo", (200,))],
 }
 
+API_PREFIXES = ("/api/", "/prometheus/api/")  # JSON answers (401, never a login redirect)
 CREDENTIALS = ("anonymous", "agent", "viewer-token", "deployer-token", "admin-token",
                "viewer-session", "deployer-session", "admin-session")
 ROLE_OF = {"viewer": "viewer", "deployer": "deployer", "admin": "admin"}

@@ -1,0 +1,225 @@
+"""Thin handlers of the Prometheus HTTP API under ``/prometheus/api/v1/`` (the subset
+Grafana's Prometheus data source uses; see docs/promql.md). Answers use Prometheus'
+envelope: ``{"status": "success", "data": ...}`` or ``{"status": "error", "errorType",
+"error"}`` (``web/api/v1/api.go``). Parameters come from the query string or a
+form-encoded POST body, as Prometheus reads them.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import promql_parser
+import tornado.web
+
+from console.errors import ApiError
+from console.handlers import ApiHandler, json_bytes
+from console.promql.service import PromError, bad_data, parse_expr, parse_matchers
+
+VERSION = "2.42.0"  # the Prometheus release whose query semantics the engine follows
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+
+
+def parse_time(name: str, raw: str) -> float:
+    """Unix seconds (``1700000000.5``) or RFC 3339 (``2023-11-14T22:13:20Z``) -> float
+    seconds; PromError 400 otherwise (Prometheus' ``parseTime``)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                raise ValueError("RFC 3339 needs a time zone")
+            value = parsed.timestamp()
+        except (ValueError, OverflowError):
+            raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp') from None
+    if not math.isfinite(value) or abs(value) > 2**53 / 1000:
+        raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
+    return value
+
+
+def parse_duration(name: str, raw: str) -> float:
+    """Seconds (``"15"``, ``"0.5"``) or a Prometheus duration (``"1m30s"``) -> float seconds."""
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            return promql_parser.parse_duration(raw).total_seconds()
+        except (ValueError, OverflowError):
+            raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration') from None
+    if not math.isfinite(value) or value < 0 or value > 2**53 / 1000:
+        raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
+    return value
+
+
+class PrometheusHandler(ApiHandler):
+    """Base: Prometheus' envelope for answers and errors alike."""
+
+    def success(self, data: Any, warnings: list[str] | None = None) -> None:
+        body = {"status": "success", "data": data}
+        if warnings:
+            body["warnings"] = warnings
+        self.set_header("Content-Type", "application/json")
+        self.finish(json_bytes(body))
+
+    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
+        if isinstance(value, PromError):
+            return  # an answer, not a failure
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PromError):
+            status, error_type, message = exc.status, exc.error_type, exc.message
+        elif isinstance(exc, ApiError):
+            status, error_type, message = exc.status, exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        elif isinstance(exc, tornado.web.HTTPError):
+            status, error_type, message = exc.status_code, "bad_data", exc.log_message or self._reason
+        else:
+            status, error_type, message = 500, "internal", "internal error"
+        self.set_status(status)
+        self.clear_header("Content-Type")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json_bytes({"status": "error", "errorType": error_type, "error": message}))
+
+    def arg(self, name: str) -> str | None:
+        value = self.get_argument(name, None)
+        return value if value not in (None, "") else None
+
+    def time_arg(self, name: str) -> float | None:
+        raw = self.arg(name)
+        return parse_time(name, raw) if raw is not None else None
+
+    def timeout_arg(self) -> float | None:
+        raw = self.arg("timeout")
+        return parse_duration("timeout", raw) if raw is not None else None
+
+    def selectors(self, required: bool) -> list | None:
+        texts = self.get_arguments("match[]")
+        if not texts:
+            if required:
+                raise bad_data("no match[] parameter provided")
+            return None
+        return parse_matchers(texts)
+
+
+class QueryHandler(PrometheusHandler):
+    """``/query?query=&time=&timeout=``"""
+
+    async def get(self) -> None:
+        text = self.arg("query")
+        if text is None:
+            raise bad_data('invalid parameter "query": query must not be empty')
+        at = self.time_arg("time")
+        at = self.services.clock() if at is None else at
+        self.success(*await self.services.promql.query(text, at, self.timeout_arg()))
+
+    post = get
+
+
+class QueryRangeHandler(PrometheusHandler):
+    """``/query_range?query=&start=&end=&step=&timeout=``"""
+
+    async def get(self) -> None:
+        text = self.arg("query")
+        if text is None:
+            raise bad_data('invalid parameter "query": query must not be empty')
+        start, end = self.time_arg("start"), self.time_arg("end")
+        if start is None:
+            raise bad_data('invalid parameter "start": cannot parse "" to a valid timestamp')
+        if end is None:
+            raise bad_data('invalid parameter "end": cannot parse "" to a valid timestamp')
+        raw_step = self.arg("step")
+        if raw_step is None:
+            raise bad_data('invalid parameter "step": cannot parse "" to a valid duration')
+        step = parse_duration("step", raw_step)
+        self.success(*await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
+
+    post = get
+
+
+class SeriesHandler(PrometheusHandler):
+    """``/series?match[]=&start=&end=``"""
+
+    async def get(self) -> None:
+        selectors = self.selectors(required=True)
+        self.success(await self.services.promql.series(selectors, self.time_arg("start"), self.time_arg("end")))
+
+    post = get
+
+
+class LabelsHandler(PrometheusHandler):
+    """``/labels?match[]=&start=&end=``"""
+
+    async def get(self) -> None:
+        self.success(await self.services.promql.label_names(self.selectors(required=False), self.time_arg("start"),
+                                                            self.time_arg("end")))
+
+    post = get
+
+
+class LabelValuesHandler(PrometheusHandler):
+    """``/label/<name>/values?match[]=&start=&end=``"""
+
+    async def get(self, name: str) -> None:
+        if not _LABEL_NAME.match(name):
+            raise bad_data(f'invalid label name: "{name}"')
+        self.success(await self.services.promql.label_values(name, self.selectors(required=False),
+                                                             self.time_arg("start"), self.time_arg("end")))
+
+
+class ExemplarsHandler(PrometheusHandler):
+    """``/query_exemplars?query=&start=&end=``: no exemplars are stored, so none match
+    (the query must still parse, as in Prometheus)."""
+
+    async def get(self) -> None:
+        text = self.arg("query")
+        if text is None:
+            raise bad_data('invalid parameter "query": query must not be empty')
+        parse_expr(text)
+        self.time_arg("start")  # validated as Prometheus does, though nothing is read
+        self.time_arg("end")
+        self.success([])
+
+    post = get
+
+
+class MetadataHandler(PrometheusHandler):
+    """``/metadata?metric=&limit=``"""
+
+    async def get(self) -> None:
+        raw = self.arg("limit")
+        limit = None
+        if raw is not None:
+            try:
+                limit = int(raw)
+            except ValueError:
+                raise bad_data('invalid parameter "limit": must be a number') from None
+            limit = None if limit < 0 else limit
+        self.success(await self.services.promql.metadata(self.arg("metric"), limit))
+
+
+class BuildInfoHandler(PrometheusHandler):
+    """``/status/buildinfo``: the Prometheus version whose semantics are served."""
+
+    def get(self) -> None:
+        self.success({"version": VERSION, "revision": "", "branch": "", "buildUser": "", "buildDate": "",
+                      "goVersion": ""})
+
+
+class RuntimeInfoHandler(PrometheusHandler):
+    """``/status/runtimeinfo``"""
+
+    def get(self) -> None:
+        started = datetime.fromtimestamp(self.settings.get("started_at", 0), tz=timezone.utc)
+        self.success({"startTime": started.isoformat().replace("+00:00", "Z"), "CWD": "",
+                      "reloadConfigSuccess": True, "lastConfigTime": started.isoformat().replace("+00:00", "Z"),
+                      "corruptionCount": 0, "goroutineCount": 0, "GOMAXPROCS": os.cpu_count() or 1,
+                      "GOGC": "", "GODEBUG": "",
+                      "storageRetention": f"{self.services.config.console.retention_raw_days:g}d"})

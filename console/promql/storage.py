@@ -1,0 +1,143 @@
+"""Reads the series and raw samples a selector needs from the metric store.
+
+The PromQL label set of a stored series (see docs/promql.md, "Label model") is
+``{"host": <host name>, "instance": <host name>, "job": "node"}`` overlaid with the series'
+stored labels (stored labels win), plus ``__name__`` = the series name. Label matchers
+apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in
+Prometheus.
+
+Raw samples only: rollup buckets cannot give the exact first/last samples of an
+arbitrary window that ``rate`` and the ``*_over_time`` functions need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+import re2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from console.promql.ast import LabelMatcher
+from console.promql.values import NAME, Labels, make_labels
+from console.query.service import _series_rows
+from console.storage.models import Host, Sample, Series
+
+DEFAULT_JOB = "node"  # the job of series the host collector sends
+TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
+
+
+class TooManySamples(Exception):
+    """More samples than the query's budget (Prometheus' ``max_samples``)."""
+
+
+class BadRegex(ValueError):
+    """A pattern RE2 refuses (answered 400 bad_data in a selector)."""
+
+
+@dataclass
+class StoredSeries:
+    """One series' labels and its samples, time-ordered: Unix ms in ``ts``, floats in ``values``."""
+
+    id: int
+    labels: Labels
+    ts: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+    _resets: list | None = field(default=None, repr=False)
+
+    @property
+    def resets(self) -> list[int]:
+        """Indices ``j`` where ``values[j] < values[j - 1]`` (counter resets), ascending."""
+        if self._resets is None:
+            vs = self.values
+            self._resets = [j for j in range(1, len(vs)) if vs[j] < vs[j - 1]]
+        return self._resets
+
+
+def series_labels(name: str, stored_json: str, host: str) -> Labels:
+    """The PromQL label set of one stored series (the label model above)."""
+    labels = {"host": host, "instance": host, "job": DEFAULT_JOB}
+    labels.update(orjson.loads(stored_json))
+    labels[NAME] = name
+    return make_labels(labels)
+
+
+def compile_regex(pattern: str):  # noqa: ANN201 - a re2 pattern object
+    """``pattern`` compiled by RE2 (linear time), errors not logged by the library; raises
+    BadRegex with RE2's message."""
+    options = re2.Options()
+    options.log_errors = False  # the refusal is answered to the client, not written to stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else ""
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise BadRegex(f"invalid regular expression {pattern!r}: {reason}") from None
+
+
+def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:
+    """A predicate on a label value (``""`` when the label is absent), as Prometheus'
+    ``labels.Matcher``. Raises BadRegex for a pattern RE2 refuses."""
+    if m.op == "=":
+        return lambda v, want=m.value: v == want
+    if m.op == "!=":
+        return lambda v, want=m.value: v != want
+    rx = compile_regex(m.value)
+    if m.op == "=~":
+        return lambda v: rx.fullmatch(v) is not None
+    return lambda v: rx.fullmatch(v) is None
+
+
+class Storage:
+    """Series lookups and sample loading inside one read transaction. ``max_samples``
+    caps the samples loaded over the whole query (TooManySamples beyond it)."""
+
+    def __init__(self, session: Session, max_samples: int) -> None:
+        self.session = session
+        self.max_samples = max_samples
+        self.loaded = 0
+        self._series_cache: dict[tuple, list[StoredSeries]] = {}
+
+    def match(self, matchers: tuple[LabelMatcher, ...]) -> list[StoredSeries]:
+        """Series (without samples) whose label set satisfies every matcher, sorted by labels."""
+        key = tuple((m.name, m.op, m.value) for m in matchers)
+        if key in self._series_cache:
+            return self._series_cache[key]
+        stmt = select(Series.id, Series.name, Series.labels, Host.name).join(Host, Host.id == Series.host_id)
+        names = [m.value for m in matchers if m.name == NAME and m.op == "="]
+        if names:
+            stmt = stmt.where(Series.name == names[0])
+        tests = [(m.name, compile_matcher(m)) for m in matchers]
+        out = []
+        for sid, name, stored, host in self.session.connection().execute(stmt):
+            labels = series_labels(name, stored, host)
+            as_dict = dict(labels)
+            if all(test(as_dict.get(label, "")) for label, test in tests):
+                out.append(StoredSeries(sid, labels))
+        out.sort(key=lambda s: s.labels)
+        self._series_cache[key] = out
+        return out
+
+    def load(self, matchers: tuple[LabelMatcher, ...], mint: int, maxt: int) -> list[StoredSeries]:
+        """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms)."""
+        series = [StoredSeries(s.id, s.labels) for s in self.match(matchers)]
+        mint, maxt = max(mint, -TIME_BOUND_MS), min(maxt, TIME_BOUND_MS)  # huge offsets stay 64-bit
+        if not series or maxt < mint:
+            return series
+        budget = self.max_samples - self.loaded
+        rows, loaded = _series_rows(self.session, [s.id for s in series], "ts, value", "samples",
+                                    f"ts >= {int(mint)} AND ts <= {int(maxt)}", max(budget, 0))
+        self.loaded += loaded
+        if self.loaded > self.max_samples:
+            raise TooManySamples()
+        for s in series:
+            points = rows.get(s.id, ())
+            s.ts = [p[0] for p in points]
+            s.values = [p[1] for p in points]
+        return series
+
+    def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
+        return self.session.execute(select(Sample.ts).where(
+            Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None

@@ -1,0 +1,69 @@
+"""Value types of the evaluator and their Prometheus JSON form.
+
+A label set is a ``Labels`` tuple of ``(name, value)`` pairs sorted by name (hashable, so
+it keys dicts); the metric name is the ``__name__`` label. An instant vector is a list of
+``Sample``; a range vector a list of ``SeriesPoints``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+Labels = tuple  # tuple[tuple[str, str], ...], sorted by label name
+NAME = "__name__"
+
+
+def make_labels(mapping: dict[str, str]) -> Labels:
+    """``{"b": "2", "a": "1"}`` -> ``(("a", "1"), ("b", "2"))``; empty values are dropped
+    (in Prometheus a label with an empty value does not exist)."""
+    return tuple(sorted((k, v) for k, v in mapping.items() if v != ""))
+
+
+def drop_name(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != NAME)
+
+
+def get(labels: Labels, name: str) -> str:
+    for k, v in labels:
+        if k == name:
+            return v
+    return ""
+
+
+@dataclass(slots=True)
+class Sample:
+    """One element of an instant vector. ``ts`` (Unix ms) is the sample's own time where
+    it came straight from storage (``timestamp()`` reads it), else the evaluation time."""
+
+    labels: Labels
+    value: float
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class SeriesPoints:
+    """One series of a range vector: parallel lists of Unix ms and values, time-ordered."""
+
+    labels: Labels
+    ts: list
+    values: list
+
+
+def format_value(value: float) -> str:
+    """A float as Prometheus writes it (Go ``strconv.FormatFloat(v, 'f', -1, 64)``):
+    the shortest decimal that reads back exactly, never an exponent; ``+Inf``, ``-Inf``,
+    ``NaN``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = format(Decimal(repr(float(value))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "-0" if text == "-0" else text
+
+
+def format_time(ts_ms: int) -> float | int:
+    """Unix ms -> the JSON number Prometheus writes (seconds, up to ms precision)."""
+    return ts_ms // 1000 if ts_ms % 1000 == 0 else ts_ms / 1000
