@@ -65,13 +65,61 @@ class ConsoleConfig:
 
 
 @dataclass
+class AlertingConfig:
+    """The ``alerting:`` section (docs/alerting.md)."""
+
+    rule_files: list[str] = field(default_factory=list)  # globs; relative to the config file's folder
+    evaluation_interval: float = 60.0  # seconds (or a duration such as "1m"), groups without interval
+    default_rules: bool = True  # load the shipped rules (console/alerting/default_rules.yml)
+
+
+def _alerting_from(values: Any, base_dir: Path | None) -> AlertingConfig:
+    """Raises ConfigError naming the key for an unknown key or a bad value."""
+    if values is None:
+        return AlertingConfig()
+    if not isinstance(values, dict):
+        raise ConfigError("alerting: must be a mapping")
+    known = {f.name for f in dataclasses.fields(AlertingConfig)}
+    unknown = sorted(set(values) - known, key=str)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in alerting section: {', '.join(map(str, unknown))}")
+    out = AlertingConfig()
+    if values.get("rule_files") is not None:
+        files = values["rule_files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+            raise ConfigError("alerting.rule_files: expected a list of file globs")
+        out.rule_files = [f if os.path.isabs(f) or base_dir is None else str(base_dir / f) for f in files]
+    if values.get("evaluation_interval") is not None:
+        raw = values["evaluation_interval"]
+        try:
+            if isinstance(raw, str) and not raw.replace(".", "", 1).isdigit():
+                from console.alerting.rules import parse_duration
+
+                seconds = parse_duration(raw)
+            elif isinstance(raw, bool):
+                raise ValueError(raw)
+            else:
+                seconds = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"alerting.evaluation_interval: expected seconds or a duration, got {raw!r}") from None
+        if not (0 < seconds < float("inf")):
+            raise ConfigError(f"alerting.evaluation_interval: must be positive, got {raw!r}")
+        out.evaluation_interval = seconds
+    if values.get("default_rules") is not None:
+        if not isinstance(values["default_rules"], bool):
+            raise ConfigError(f"alerting.default_rules: expected true or false, got {values['default_rules']!r}")
+        out.default_rules = values["default_rules"]
+    return out
+
+
+@dataclass
 class Config:
     """The whole file: the console section plus sections other parts read."""
 
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     agent: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, Any] = field(default_factory=dict)
-    alerts: list[Any] = field(default_factory=list)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
     inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
 
     @property
@@ -176,7 +224,7 @@ def load_config(path: str | os.PathLike | None = None,
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(document, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    unknown = sorted(set(document) - {"console", "agent", "apps", "alerts", "inventory"})
+    unknown = sorted(set(document) - {"console", "agent", "apps", "alerting", "inventory"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s) in {path}: {', '.join(unknown)}")
     console_values = dict(document.get("console") or {})
@@ -189,6 +237,6 @@ def load_config(path: str | os.PathLike | None = None,
         console=console,
         agent=dict(document.get("agent") or {}),
         apps=dict(document.get("apps") or {}),
-        alerts=list(document.get("alerts") or []),
+        alerting=_alerting_from(document.get("alerting"), Path(path).resolve().parent if path else None),
         inventory=dict(document.get("inventory") or {}),
     )

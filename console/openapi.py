@@ -255,6 +255,15 @@ API_PATHS: dict[str, tuple[str, list, dict]] = {
     r"/api/v1/secrets/([^/]+)": ("/api/v1/secrets/{name}", [_path("name")], {
         "delete": {"summary": "Delete a secret (audited)",
                    "responses": {"200": _json(_obj({"name": STR, "deleted": BOOL}, ["name", "deleted"]))}}}),
+    r"/api/v1/alerts/history": ("/api/v1/alerts/history", [], {"get": {
+        "summary": "Alert state transitions (pending, firing, resolved, inactive), newest first",
+        "parameters": [_query("since", STR, "Unix s or RFC 3339 (default: until - 24 h)"),
+                       _query("until", STR, "Unix s or RFC 3339 (default: now)"), _query("alertname", STR),
+                       _query("instance", STR), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})],
+        "responses": {"200": _json(_obj({"transitions": {"type": "array", "items": _obj({
+            "ts": NUM, "alertname": STR, "state": STR, "labels": {"type": "object"},
+            "annotations": {"type": "object"}, "value": {"type": "number", "nullable": True}, "group": STR},
+            ["ts", "alertname", "state", "labels", "annotations", "value", "group"])}}, ["transitions"]))}}}),
 }
 
 _ERRORS = {"400": "Invalid request", "401": "Credentials missing or invalid", "403": "Not allowed",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
 from console.auth.sessions import SessionService
@@ -55,6 +56,7 @@ class Services:
     inventory: Inventory | None = None
     known_hosts: KnownHostsService | None = None
     promql: PromQLService | None = None
+    alerting: AlertingService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
@@ -66,10 +68,14 @@ class Services:
         if self.logs is not None:
             self.logs.start_retention()
         self._pruning = asyncio.ensure_future(prune_forever(self))
+        if self.alerting is not None:
+            self.alerting.start()
 
     def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
+        if self.alerting is not None:
+            self.alerting.close()
         self.deploys.close()
         self.db.close()
 
@@ -91,7 +97,13 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
-    return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
+    metrics = ConsoleMetrics()
+    promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock)
+    alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,
+                               host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
+                               registry=metrics.registry, clock=clock)
+    promql.virtual = alerting  # up, ALERTS and ALERTS_FOR_STATE for every PromQL query
+    return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=IngestService(db, clock=clock, config=c),
                     query=QueryService(c, clock=clock),
@@ -105,7 +117,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
-                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock))
+                    promql=promql, alerting=alerting)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -85,7 +85,7 @@ class ConsoleHarness:
     admin_password = ADMIN_PASSWORD
 
     def __init__(self, data_dir: Path, database_url: str | None = None, apps: dict | None = None,
-                 inventory: dict | None = None, **console: Any) -> None:
+                 inventory: dict | None = None, alerting: Any = None, clock: Any = None, **console: Any) -> None:
         env = {"FLEETDECK_DATA_DIR": str(data_dir), "FLEETDECK_LISTEN": "127.0.0.1:0"}
         if database_url:
             env["FLEETDECK_DATABASE_URL"] = database_url
@@ -94,8 +94,15 @@ class ConsoleHarness:
         self.config = load_config(path=None, env=env, overrides=console)
         self.config.apps = dict(apps or {})  # the raw `apps:` section, as config.yaml holds it
         self.config.inventory = dict(inventory or {})  # the raw `inventory:` section (SSH hosts)
-        self.services = build_services(self.config)
-        self.services.db.run(self.services.users.create, self.admin_user, self.admin_password, "admin")
+        if alerting is not None:  # an AlertingConfig (the `alerting:` section)
+            self.config.alerting = alerting
+        self.services = build_services(self.config, **({"clock": clock} if clock else {}))
+        from console.auth.users import UserExists
+
+        try:
+            self.services.db.run(self.services.users.create, self.admin_user, self.admin_password, "admin")
+        except UserExists:  # a restart on the same data directory
+            pass
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
         self._error: BaseException | None = None
