@@ -2,7 +2,7 @@
 
 Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
 configured database directly; client commands (``hosts``, ``apps``, ``deploys``,
-``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``) talk to a running console
+``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``, ``alerts``, ``rules``) talk to a running console
 over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
 1 the operation failed, 2 bad usage or configuration.
 """
@@ -910,6 +910,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--time", metavar="TIME", help="evaluation (or range end) time: Unix seconds or RFC 3339")
     query.add_argument("--json", action="store_true", help="print Prometheus' data object as JSON")
     query.set_defaults(func=cmd_query)
+    from console.alerting.cli import add_commands as add_alerting_commands
+
+    add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
     return parser
 
 
