@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Callable
 
 from console.promql.values import format_value
@@ -38,19 +39,21 @@ class TemplateError(ValueError):
 
 
 def go_float(v: float) -> str:
-    """A float64 as Go's ``%v`` prints it (shortest repr, exponent from 1e21)."""
+    """A float64 as Go's ``%v`` prints it (``strconv.FormatFloat(v, 'g', -1, 64)``): the
+    shortest digits that read back exactly, in exponent form when the decimal exponent
+    is below -4 or at least 6 (``1e+06``, ``1.234567e+06``, ``123456.7``, ``1e-05``)."""
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e21:
-        return format_value(v)
-    text = repr(float(v))
-    if "e" in text:
-        mant, exp = text.split("e")
-        sign = "-" if exp.startswith("-") else "+"
-        return f"{mant}e{sign}{exp.lstrip('+-').zfill(2)}"
-    return text
+    if v == 0:
+        return "-0" if math.copysign(1, v) < 0 else "0"
+    mantissa, _, exp_text = "{:e}".format(Decimal(repr(float(v)))).partition("e")
+    exp = int(exp_text)
+    if exp < -4 or exp >= 6:
+        digits = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+        return f"{digits}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    return format_value(v)
 
 
 def _g4(v: float) -> str:
