@@ -16,7 +16,7 @@ import pytest
 
 from console.alerting.handlers import rfc3339
 from console.config import AlertingConfig
-from tests.conftest import need
+from tests.conftest import database_url, need
 from tests.harness import ConsoleHarness
 
 T0 = (int(time.time()) // 60 - 60) * 60  # a whole minute, an hour ago (Unix s)
@@ -57,9 +57,10 @@ class Clock:
         return self.now
 
 
-def start(data_dir: Path, rules: Path, clock: Clock, default_rules: bool = False) -> ConsoleHarness:
+def start(data_dir: Path, rules: Path, clock: Clock, default_rules: bool = False,
+          database_url: str | None = None) -> ConsoleHarness:
     config = AlertingConfig(rule_files=[str(rules)], evaluation_interval=3600.0, default_rules=default_rules)
-    return ConsoleHarness(data_dir, alerting=config, clock=clock).start()
+    return ConsoleHarness(data_dir, database_url=database_url, alerting=config, clock=clock).start()
 
 
 def evaluate(console: ConsoleHarness, clock: Clock, at: float) -> list:
@@ -97,15 +98,18 @@ def rules_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, rules_file):
-    data_dir = tmp_path_factory.mktemp("alerting")
-    clock = Clock(T0)
-    console = start(data_dir, rules_file, clock)
-    agent = console.agent_token("al-1")
-    viewer = console.api_token("viewer")
-    yield console, clock, agent, viewer, data_dir
-    console.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def setup(request, tmp_path_factory, rules_file):
+    with database_url(request.param, tmp_path_factory) as url:
+        data_dir = tmp_path_factory.mktemp("alerting")
+        clock = Clock(T0)
+        console = start(data_dir, rules_file, clock, database_url=url)
+        agent = console.agent_token("al-1")
+        viewer = console.api_token("viewer")
+        try:
+            yield console, clock, agent, viewer, data_dir
+        finally:
+            console.close()
 
 
 def test_for_pending_then_firing_then_resolved_with_history_and_alerts_series(setup):
@@ -193,9 +197,15 @@ def test_for_resolved_stops_a_flapping_series_from_resolving_and_refiring(setup)
     assert [s for _, s, _ in plain] == ["pending", "firing", "resolved", "pending", "firing", "resolved"]
 
 
-def test_restart_mid_for_and_while_firing_resumes_the_stored_state(tmp_path, rules_file):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_restart_mid_for_and_while_firing_resumes_the_stored_state(kind, tmp_path, tmp_path_factory, rules_file):
+    with database_url(kind, tmp_path_factory) as url:
+        restart_mid_for_and_while_firing(tmp_path, rules_file, url)
+
+
+def restart_mid_for_and_while_firing(tmp_path, rules_file, url):
     clock = Clock(T0)
-    console = start(tmp_path, rules_file, clock)
+    console = start(tmp_path, rules_file, clock, database_url=url)
     try:
         agent, viewer = console.agent_token("al-2"), console.api_token("viewer")
         push(console, agent, "al-2", "al_temp", [(t, 60) for t in range(0, 301, 30)])
@@ -205,7 +215,7 @@ def test_restart_mid_for_and_while_firing_resumes_the_stored_state(tmp_path, rul
         assert alerts(console, viewer)["KeepFiring"]["state"] == "firing"
     finally:
         console.close()
-    console = start(tmp_path, rules_file, clock)
+    console = start(tmp_path, rules_file, clock, database_url=url)
     try:
         viewer = console.api_token("viewer")
         restored = alerts(console, viewer)
