@@ -14,7 +14,8 @@ import tornado.web
 from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
                                      DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
                                      DeploysHandler, DeploysPageHandler)
-from console.alerting.handlers import AlertHistoryHandler, PromAlertsHandler, PromRulesHandler, ReloadHandler
+from console.alerting.handlers import (AlertHistoryHandler, AlertsPageHandler, PromAlertsHandler, PromRulesHandler,
+                                      ReloadHandler)
 from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHandler
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
@@ -57,6 +58,7 @@ ROUTES = (
     (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
     (r"/api/v1/logs", LogsHandler, "viewer"),
     (r"/logs", LogsPageHandler, "viewer"),
+    (r"/alerts", AlertsPageHandler, "viewer"),
     (r"/audit", AuditPageHandler, "admin"),
     (r"/api/v1/openapi.json", OpenApiHandler, "public"),
     (r"/api/v1/me", MeHandler, "viewer"),

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
 from console.errors import ApiError
-from console.handlers import ApiHandler
+from console.handlers import ApiHandler, PageHandler
 from console.params import ascii_uint
 from console.promql.handlers import PrometheusHandler, parse_time
 from console.promql.service import PromError, bad_data
@@ -119,3 +119,11 @@ class ReloadHandler(ApiHandler):
             raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
                                                       "rules keep running", {"errors": errors})
         self.write_json({"status": "success"})
+
+
+class AlertsPageHandler(PageHandler):
+    """``/alerts``: firing, pending and recently resolved alerts, rule load errors; its data
+    comes from ``/prometheus/api/v1/rules`` and ``/api/v1/alerts/history``."""
+
+    def get(self) -> None:
+        self.render("alerts.html")
