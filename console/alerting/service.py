@@ -211,9 +211,22 @@ class AlertingService(VirtualSource):
         loop = asyncio.get_running_loop()
         async with self._guard():
             errors = await loop.run_in_executor(self._executor, self.load)
+            # Store the state as loaded: alerts of rules or groups no longer loaded would
+            # otherwise come back at the next start if the rule did.
+            with self._lock:
+                rows = {key: self._rows(runtime) for key, runtime in self.groups.items()}
+            await self.db.write(self._replace_state, rows)
+            for key, group_rows in rows.items():
+                self.groups[key].persisted = group_rows
             if self._started:
                 self._start_loops()
         return errors
+
+    @classmethod
+    def _replace_state(cls, session: Session, rows: dict[str, list]) -> None:
+        session.execute(delete(AlertState))
+        for key, group_rows in rows.items():
+            cls._store(session, key, [], group_rows)
 
     def _guard(self) -> asyncio.Lock:
         if self._eval_lock is None:

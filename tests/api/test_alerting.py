@@ -256,12 +256,27 @@ def test_reload_with_a_bad_file_keeps_the_previous_rules_and_reports_the_error(t
         rules.write_text(rules.read_text().replace("{{ range $labels }}x{{ end }}", "{{ $value }}"))
         resp = console.request("POST", "/-/reload", token=admin)
         assert resp.status == 200, resp.body
+        # the stored state of the rule that is gone goes with it
+        assert console.count("alert_state") == 0
         data = console.request("GET", f"{API}/rules", token=viewer).json()["data"]
         assert [r["name"] for g in data["groups"] for r in g["rules"]] == ["New"]
         assert data["fileErrors"] == []
         assert "fleetdeck_rules_last_reload_successful 1.0" in console.request("GET", "/metrics").body.decode()
     finally:
         console.close()
+
+
+def test_bad_parameters_are_answered_as_errors(setup):
+    console, _, _, viewer, _ = setup
+    for query, status, code in [("since=yesterday", 400, "invalid_parameter"), ("limit=0", 400, "invalid_parameter"),
+                                ("limit=10001", 400, "invalid_parameter"), ("limit=%C2%B2", 400, "invalid_parameter"),
+                                (f"since={T0 + 10}&until={T0}", 422, "invalid_range")]:
+        resp = console.request("GET", f"/api/v1/alerts/history?{query}", token=viewer)
+        assert (resp.status, resp.json()["error"]["code"]) == (status, code), query
+    resp = console.request("GET", f"{API}/rules?type=bogus", token=viewer)
+    assert (resp.status, resp.json()["errorType"]) == (400, "bad_data")
+    assert console.request("GET", f"{API}/rules?type=record", token=viewer).json()["data"]["groups"][0]["rules"] == []
+    assert console.request("GET", "/api/v1/alerts/history").status == 401
 
 
 def test_shipped_rule_files_pass_promtool():
