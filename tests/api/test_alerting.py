@@ -347,3 +347,56 @@ def test_up_is_derived_from_heartbeats_and_host_down_fires(tmp_path):
         assert alerts(console, viewer)["HostDown"]["state"] == "firing"
     finally:
         console.close()
+
+
+def test_absent_limit_duplicates_and_the_evaluation_deadline(tmp_path):
+    rules = tmp_path / "r.yml"
+    rules.write_text("""groups:
+  - name: misc
+    interval: 1h
+    rules:
+      - alert: Missing
+        expr: absent(al_never_sent{job="batch"})
+  - name: limited
+    interval: 1h
+    limit: 1
+    rules:
+      - alert: TooMany
+        expr: al_many > 0
+      - alert: Duplicate
+        expr: al_many * 0 + 1
+        labels: {k: same}
+""")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        agent, viewer = console.agent_token("lim-1"), console.api_token("viewer")
+        push(console, agent, "lim-1", "al_many", [(0, 1)], {"k": "a"})
+        push(console, agent, "lim-1", "al_many", [(0, 1)], {"k": "b"})
+        evaluate(console, clock, T0)
+        firing = alerts(console, viewer)
+        assert firing["Missing"]["labels"] == {"alertname": "Missing", "job": "batch"}
+        groups = {g["name"]: g for g in console.request("GET", f"{API}/rules", token=viewer).json()["data"]["groups"]}
+        too_many, duplicate = groups["limited"]["rules"]
+        assert (too_many["health"], too_many["lastError"]) == ("err", "exceeded limit of 1 with 2 alerts")
+        assert too_many["alerts"] == []
+        assert duplicate["health"] == "err"
+        assert duplicate["lastError"] == "vector contains metrics with the same labelset after applying alert labels"
+        assert "TooMany" not in firing and "Duplicate" not in firing
+        metrics = console.request("GET", "/metrics").body.decode()
+        assert f'fleetdeck_rule_evaluation_failures_total{{rule_group="{rules};limited"}} 2.0' in metrics
+    finally:
+        console.close()
+    # a deadline that has passed: the rule fails with Prometheus' timeout message, alerts unchanged
+    console = ConsoleHarness(tmp_path / "data", alerting=AlertingConfig(rule_files=[str(rules)], default_rules=False),
+                             clock=clock, promql_timeout=1e-9).start()
+    try:
+        viewer = console.api_token("viewer")
+        assert "Missing" in alerts(console, viewer)  # restored
+        evaluate(console, clock, T0 + 60)
+        groups = {g["name"]: g for g in console.request("GET", f"{API}/rules", token=viewer).json()["data"]["groups"]}
+        missing = groups["misc"]["rules"][0]
+        assert (missing["health"], missing["lastError"]) == ("err", "query timed out in expression evaluation")
+        assert alerts(console, viewer)["Missing"]["state"] == "firing"
+    finally:
+        console.close()
