@@ -85,8 +85,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    rows = [{"group": g["name"], "rule": r["name"], "state": r["state"], "health": r["health"],
-             "alerts": len(r["alerts"]), "for": f"{r['duration']:g}s", "error": r.get("lastError", "")}
+    rows = [{"group": g["name"], "rule": r["name"], "state": r.get("state", "recording"), "health": r["health"],
+             "alerts": len(r.get("alerts", ())), "for": f"{r['duration']:g}s" if "duration" in r else "-",
+             "error": r.get("lastError", "")}
             for g in data["groups"] for r in g["rules"]]
     if rows:
         print_table(rows, [("group", "GROUP"), ("rule", "RULE"), ("state", "STATE"), ("health", "HEALTH"),

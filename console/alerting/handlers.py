@@ -36,11 +36,20 @@ def rules_json(services, kind: str | None) -> dict:  # noqa: ANN001 - Services
     groups = []
     for group, rules, last_eval, seconds in services.alerting.snapshot():
         rules_out = []
-        if kind in (None, "alert"):
-            for state, alerts in rules:
+        for state, alerts in rules:
+            rule = state.rule
+            if rule.record:
+                if kind in (None, "record"):
+                    entry = {"name": rule.name, "query": rule.expr.strip(), "labels": rule.labels,
+                             "health": state.health, "evaluationTime": state.evaluation_seconds,
+                             "lastEvaluation": rfc3339(state.last_evaluation), "type": "recording"}
+                    if state.last_error:
+                        entry["lastError"] = state.last_error
+                    rules_out.append(entry)
+                continue
+            if kind in (None, "alert"):
                 active = [a for a in alerts if a.state != INACTIVE]
                 states = {a.state for a in active}
-                rule = state.rule
                 entry = {
                     "state": FIRING if FIRING in states else PENDING if PENDING in states else INACTIVE,
                     "name": rule.name, "query": rule.expr.strip(), "duration": rule.hold_s,

@@ -1,9 +1,9 @@
 """Rule files in Prometheus' format (``rulefmt``), validated at load with file:line errors.
 
 A file holds ``groups: [{name, interval?, limit?, rules: [...]}]``; each rule is
-``{alert, expr, for?, keep_firing_for?, labels?, annotations?}`` (Prometheus 2.42's
-fields). Recording rules (``record:``) are refused: their results would have to be
-stored as series, which this release does not do.
+``{alert, expr, for?, keep_firing_for?, labels?, annotations?}`` or
+``{record, expr, labels?}`` (Prometheus 2.42's fields). Recorded series are kept in
+memory for RECORDED_RETENTION_S (docs/alerting.md, "Recording rules").
 
 Two extensions (docs/alerting.md, "Hysteresis"), each accepted either as a rule key or,
 so that the file still passes ``promtool check rules``, as an annotation with the
@@ -101,6 +101,7 @@ class AlertRule:
     recover_node: ast.Node | None = None
     for_resolved_s: float = 0.0
     line: int = 0
+    record: bool = False  # a recording rule: ``name`` is the series it records
 
 
 @dataclass
@@ -173,8 +174,7 @@ def _rule(path: str, rule: Any, fallback_line: int) -> AlertRule:
     if unknown:
         raise _err(path, rule.key_lines[unknown[0]], f"unknown rule field {unknown[0]!r}")
     if "record" in rule:
-        raise _err(path, rule.key_lines["record"], "recording rules (record:) are not supported; "
-                                                   "only alerting rules (alert:) are evaluated")
+        return _recording_rule(path, rule)
     name = rule.get("alert")
     if not isinstance(name, str) or not name:
         raise _err(path, rule.line, "a rule needs a non-empty 'alert' name")
@@ -210,6 +210,23 @@ def _rule(path: str, rule: Any, fallback_line: int) -> AlertRule:
         else:
             out.for_resolved_s = _duration(path, holder, key)
     return out
+
+
+def _recording_rule(path: str, rule: LineDict) -> AlertRule:
+    name = rule["record"]
+    if "alert" in rule:
+        raise _err(path, rule.key_lines["alert"], "only one of 'record' and 'alert' must be set")
+    if not isinstance(name, str) or not _METRIC_NAME.match(name):
+        raise _err(path, rule.key_lines["record"], f"invalid recording rule name: {name!r}")
+    for key in ("for", "keep_firing_for", "annotations", "recover_expr", "for_resolved"):
+        if key in rule:
+            raise _err(path, rule.key_lines[key], f"invalid field {key!r} in recording rule")
+    if "expr" not in rule:
+        raise _err(path, rule.line, f"recording rule {name!r}: field 'expr' is required")
+    node = _expr(path, rule.key_lines["expr"], "expr", rule["expr"])
+    labels, templates = _string_map(path, rule, "labels")
+    return AlertRule(name=name, expr=rule["expr"], node=node, labels=labels, label_templates=templates,
+                     line=rule.line, record=True)
 
 
 def load_file(path: str) -> list[Group]:

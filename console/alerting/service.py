@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left, bisect_right
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +71,7 @@ class AlertingService(VirtualSource):
     """``start()`` on the IOLoop; ``reload()`` re-reads the rule files; ``evaluate_group``
     runs one group now (at ``at`` Unix seconds, default the clock)."""
 
-    names = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+    BUILTIN_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
     def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
                  host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
@@ -90,6 +91,7 @@ class AlertingService(VirtualSource):
         self._tasks: list[asyncio.Task] = []
         self._eval_lock: asyncio.Lock | None = None
         self._started = False
+        self._names = self.BUILTIN_NAMES
         registry = registry or CollectorRegistry()
         self.m_reload_ok = Gauge("fleetdeck_rules_last_reload_successful",
                                  "1 if every rule file loaded at the last (re)load, else 0.", registry=registry)
@@ -105,6 +107,10 @@ class AlertingService(VirtualSource):
         self.m_alerts.labels(PENDING).set_function(lambda: self._count(PENDING))
         self.m_alerts.labels(FIRING).set_function(lambda: self._count(FIRING))
         self.load()
+
+    @property
+    def names(self) -> frozenset:  # VirtualSource: the computed series' names
+        return self._names
 
     # -- loading ---------------------------------------------------------------------------
     def patterns(self) -> list[str]:
@@ -129,8 +135,10 @@ class AlertingService(VirtualSource):
                     state = RuleState(rule)
                     if previous is not None:
                         for prev in previous.rules:
-                            if prev.rule.name == rule.name and prev.rule.expr == rule.expr and prev.active:
+                            if (prev.rule.name == rule.name and prev.rule.expr == rule.expr
+                                    and prev.rule.record == rule.record and (prev.active or prev.recorded)):
                                 state.active, prev.active = prev.active, {}
+                                state.recorded, prev.recorded = prev.recorded, {}
                                 break
                     states.append(state)
                 runtime = GroupRuntime(group, states)
@@ -141,6 +149,7 @@ class AlertingService(VirtualSource):
             for key, runtime in kept.items():
                 fresh.setdefault(key, runtime)
             self.groups = fresh
+            self._names = self.BUILTIN_NAMES | {s.rule.name for g in fresh.values() for s in g.rules if s.rule.record}
             self.file_errors = dict(errors)
             self.last_reload = self.clock()
         self.m_reload_ok.set(0 if errors else 1)
@@ -266,11 +275,11 @@ class AlertingService(VirtualSource):
                 rule_started = time.monotonic()
                 try:
                     result = self._query(session, state.rule.node, t_ms, deadline)
-                    recovered = None
-                    if state.needs_recovery_check(result, ts):
-                        recovered = self._query(session, state.rule.recover_node, t_ms, deadline)
-                    with self._lock:
-                        transitions.extend(state.eval(result, ts, group.limit, recovered))
+                    if state.rule.record:
+                        with self._lock:
+                            state.record(result, ts)
+                    else:
+                        self._alerting_step(session, state, result, ts, t_ms, deadline, group.limit, transitions)
                     state.health, state.last_error = "ok", ""
                 except _EVAL_ERRORS as exc:
                     message = "query timed out in expression evaluation" if isinstance(exc, QueryTimeout) else str(exc)
@@ -287,6 +296,14 @@ class AlertingService(VirtualSource):
             rows = self._rows(runtime)
         changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
         return transitions, rows if changed else None
+
+    def _alerting_step(self, session: Session, state: RuleState, result: list[Sample], ts: float, t_ms: int,
+                       deadline: float, limit: int, transitions: list[Transition]) -> None:
+        recovered = None
+        if state.needs_recovery_check(result, ts):
+            recovered = self._query(session, state.rule.recover_node, t_ms, deadline)
+        with self._lock:
+            transitions.extend(state.eval(result, ts, limit, recovered))
 
     def _query(self, session: Session, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
         result = evaluate_instant(Storage(session, self.max_samples, self), node, t_ms, deadline, self.max_samples)
@@ -338,8 +355,9 @@ class AlertingService(VirtualSource):
                      g.last_evaluation, g.evaluation_seconds) for g in self.groups.values()]
 
     def series(self, session: Session) -> list[VirtualSeries]:
-        """``up`` per host from its agent's heartbeats, and ``ALERTS``/``ALERTS_FOR_STATE``
-        of active alerts (VirtualSource; docs/alerting.md "Synthesised series")."""
+        """``up`` per host from its agent's heartbeats, the series of recording rules, and
+        ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts (VirtualSource; docs/alerting.md
+        "Synthesised series")."""
         out = []
         now_ms = round(self.clock() * 1000)
         tolerance = self.down_after_intervals
@@ -354,6 +372,14 @@ class AlertingService(VirtualSource):
                 ts = _grid(start, now_ms, step_ms, mint, maxt)
                 return ts, [1.0 if t <= stale_ms else 0.0 for t in ts]
             out.append(VirtualSeries(labels, up))
+        with self._lock:
+            recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
+                        for labels, (ts, values, stale) in st.recorded.items()]
+        for labels, ts_list, values, stale in recorded:
+            def recorded_points(mint: int, maxt: int, ts_list=ts_list, values=values) -> tuple[list, list]:
+                lo, hi = bisect_left(ts_list, mint), bisect_right(ts_list, maxt)
+                return ts_list[lo:hi], values[lo:hi]
+            out.append(VirtualSeries(labels, recorded_points, stale))
         for group, rules, _, _ in self.snapshot():
             step_ms = round(group.interval_s * 1000)
             for _, alerts in rules:

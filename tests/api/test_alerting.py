@@ -400,3 +400,45 @@ def test_absent_limit_duplicates_and_the_evaluation_deadline(tmp_path):
         assert alerts(console, viewer)["Missing"]["state"] == "firing"
     finally:
         console.close()
+
+
+def test_recording_rules_feed_later_rules_and_queries(tmp_path):
+    rules = tmp_path / "r.yml"
+    rules.write_text("""groups:
+  - name: rec
+    interval: 1h
+    rules:
+      - record: instance:al_rec:sum
+        expr: sum by (instance) (al_rec)
+        labels: {source: rule}
+      - alert: RecHigh
+        expr: instance:al_rec:sum > 10
+""")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        agent, viewer = console.agent_token("rec-1"), console.api_token("viewer")
+        push(console, agent, "rec-1", "al_rec", [(0, 4), (60, 8)], {"k": "a"})
+        push(console, agent, "rec-1", "al_rec", [(0, 4), (60, 8)], {"k": "b"})
+        evaluate(console, clock, T0)
+        assert "RecHigh" not in alerts(console, viewer)
+        evaluate(console, clock, T0 + 60)  # the alert reads the series recorded a moment before
+        assert alerts(console, viewer)["RecHigh"]["labels"] == {"alertname": "RecHigh", "instance": "rec-1",
+                                                                "source": "rule"}
+
+        def recorded(at, query="instance:al_rec:sum"):
+            resp = console.request("GET", f"{API}/query?" + urlencode({"query": query, "time": at}), token=viewer)
+            return [(r["metric"], r["value"][1]) for r in resp.json()["data"]["result"]]
+        metric = {"__name__": "instance:al_rec:sum", "instance": "rec-1", "source": "rule"}
+        assert recorded(T0 + 30) == [(metric, "8")]
+        assert recorded(T0 + 90) == [(metric, "16")]
+        assert recorded(T0 + 90, "sum_over_time(instance:al_rec:sum[5m])") == [(
+            {"instance": "rec-1", "source": "rule"}, "24")]
+        rule = console.request("GET", f"{API}/rules?type=record", token=viewer).json()["data"]["groups"][0]["rules"]
+        assert [(r["name"], r["type"], r["health"], r["labels"]) for r in rule] == [
+            ("instance:al_rec:sum", "recording", "ok", {"source": "rule"})]
+        evaluate(console, clock, T0 + 500)  # al_rec is older than the 5 min lookback: the series goes stale
+        assert recorded(T0 + 500) == []
+        assert recorded(T0 + 90) == [(metric, "16")]
+    finally:
+        console.close()

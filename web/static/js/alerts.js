@@ -66,7 +66,7 @@
     var active = [];
     data.groups.forEach(function (g) {
       g.rules.forEach(function (r) {
-        r.alerts.forEach(function (a) { if (shown(a.labels, pairs)) active.push(a); });
+        (r.alerts || []).forEach(function (a) { if (shown(a.labels, pairs)) active.push(a); });
       });
     });
     active.sort(function (a, b) {
@@ -101,7 +101,8 @@
         var tr = F.el("tr");
         td(tr, g.name);
         td(tr, r.name);
-        td(tr, r.state).className = "state state-" + r.state;
+        var kind = r.type === "recording" ? "recording" : r.state;
+        td(tr, kind).className = "state state-" + kind;
         var health = td(tr, r.health + (r.lastError ? ": " + r.lastError : ""));
         health.className = "health-" + r.health;
         td(tr, r.query).className = "mono";
