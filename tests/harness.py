@@ -97,12 +97,14 @@ class ConsoleHarness:
         if alerting is not None:  # an AlertingConfig (the `alerting:` section)
             self.config.alerting = alerting
         self.services = build_services(self.config, **({"clock": clock} if clock else {}))
-        from console.auth.users import UserExists
+        from sqlalchemy import select
 
-        try:
+        from console.storage.models import User
+
+        restarted = self.services.db.run(lambda s: s.execute(  # the same data directory started again
+            select(User.id).where(User.username == self.admin_user)).first() is not None)
+        if not restarted:
             self.services.db.run(self.services.users.create, self.admin_user, self.admin_password, "admin")
-        except UserExists:  # a restart on the same data directory
-            pass
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
         self._error: BaseException | None = None
