@@ -442,3 +442,21 @@ def test_recording_rules_feed_later_rules_and_queries(tmp_path):
         assert recorded(T0 + 90) == [(metric, "16")]
     finally:
         console.close()
+
+
+def test_a_growing_agent_spool_fires_the_default_backlog_rule(tmp_path):
+    empty = tmp_path / "none.yml"
+    empty.write_text("groups: []\n")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", empty, clock, default_rules=True)
+    try:
+        agent, viewer = console.agent_token("spool-1"), console.api_token("viewer")
+        push(console, agent, "spool-1", "fleetdeck_agent_batches_queued", [(t, 10 + t // 10) for t in range(0, 2401, 60)])
+        states = {}
+        for t in range(0, 2401, 60):
+            evaluate(console, clock, T0 + t)
+            states[t] = alerts(console, viewer).get("AgentSpoolBacklog", {}).get("state")
+        # over 50 queued from t=420 (52): pending there, firing 15 min later
+        assert (states[360], states[420], states[1260], states[1320]) == (None, "pending", "pending", "firing")
+    finally:
+        console.close()
