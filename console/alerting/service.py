@@ -85,7 +85,6 @@ class AlertingService(VirtualSource):
         self.clock = clock
         self.groups: dict[str, GroupRuntime] = {}
         self.file_errors: dict[str, str] = {}
-        self.last_reload: float | None = None
         self._lock = Lock()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="alerting")
         self._tasks: list[asyncio.Task] = []
@@ -125,10 +124,7 @@ class AlertingService(VirtualSource):
             old = self.groups
             kept = {k: g for k, g in old.items() if g.group.file in errors}
             fresh: dict[str, GroupRuntime] = {}
-            for group in groups:
-                if group.key in fresh:
-                    errors[group.file] = f"{group.file}:0: group {group.name!r} is loaded twice"
-                    continue
+            for group in groups:  # keys are unique: load_all reads each file once, names are unique per file
                 previous = old.get(group.key)
                 states = []
                 for rule in group.rules:
@@ -151,7 +147,6 @@ class AlertingService(VirtualSource):
             self.groups = fresh
             self._names = self.BUILTIN_NAMES | {s.rule.name for g in fresh.values() for s in g.rules if s.rule.record}
             self.file_errors = dict(errors)
-            self.last_reload = self.clock()
         self.m_reload_ok.set(0 if errors else 1)
         self.m_file_errors.set(len(errors))
         for path, error in errors.items():
@@ -170,7 +165,7 @@ class AlertingService(VirtualSource):
                 if runtime is None:
                     continue
                 for state in runtime.rules:
-                    if state.rule.name == row.alertname and state.rule.expr == row.expr:
+                    if not state.rule.record and state.rule.name == row.alertname and state.rule.expr == row.expr:
                         labels = make_labels(orjson.loads(row.labels))
                         state.active[labels] = Alert(
                             labels, orjson.loads(row.annotations), row.state,

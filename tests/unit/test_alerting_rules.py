@@ -131,3 +131,12 @@ def test_alerting_config_section(tmp_path):
         path.write_text(text)
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             load_config(path, env={})
+
+
+def test_the_shipped_config_documents_the_alerting_defaults():
+    from pathlib import Path
+
+    from console.config import AlertingConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    assert load_config(repo / "config.yaml", env={}).alerting == AlertingConfig()
