@@ -26,7 +26,7 @@ setup(
         "docker>=7,<8",
         "paramiko>=3.4,<5",
         "kubernetes>=29,<33",
-        "promql-parser>=0.5,<1",
+        "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
         "google-re2>=1.1,<2",
     ],
     extras_require={

@@ -24,8 +24,9 @@ from console.ingest.handlers import IngestHandler
 from console.live_socket import LiveSocketHandler
 from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
-from console.promql.handlers import (BuildInfoHandler, LabelsHandler, LabelValuesHandler, MetadataHandler,
-                                     QueryHandler, QueryRangeHandler, RuntimeInfoHandler, SeriesHandler)
+from console.promql.handlers import (BuildInfoHandler, ExemplarsHandler, LabelsHandler, LabelValuesHandler,
+                                     MetadataHandler, QueryHandler, QueryRangeHandler, RuntimeInfoHandler,
+                                     SeriesHandler)
 from console.query.handlers import HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.openapi import build_document
 from console.services import Services, cookie_secret
@@ -76,6 +77,7 @@ ROUTES = (
     (r"/prometheus/api/v1/series", SeriesHandler, "viewer"),
     (r"/prometheus/api/v1/labels", LabelsHandler, "viewer"),
     (r"/prometheus/api/v1/label/([^/]+)/values", LabelValuesHandler, "viewer"),
+    (r"/prometheus/api/v1/query_exemplars", ExemplarsHandler, "viewer"),
     (r"/prometheus/api/v1/metadata", MetadataHandler, "viewer"),
     (r"/prometheus/api/v1/status/buildinfo", BuildInfoHandler, "viewer"),
     (r"/prometheus/api/v1/status/runtimeinfo", RuntimeInfoHandler, "viewer"),

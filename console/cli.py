@@ -716,6 +716,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise CliError("--step needs --range", 2)
         doc = client.get("/prometheus/api/v1/query", query=args.expr, time=f"{at:.3f}")
     data = doc["data"]
+    for warning in doc.get("warnings", ()):
+        print(f"fleetdeck: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0

@@ -40,7 +40,7 @@ class ConsoleConfig:
     max_series_per_query: int = 2000
     max_points_per_query: int = 500_000
     promql_timeout: float = 120.0  # seconds a PromQL query may evaluate (Prometheus' --query.timeout)
-    promql_max_samples: int = 50_000_000  # samples one PromQL query may load (--query.max-samples)
+    promql_max_samples: int = 10_000_000  # samples one PromQL query may load and produce (~100 bytes each)
     web_dir: str = ""  # empty: the web/ folder beside the console package
     retention_raw_days: float = 7.0  # raw samples kept this many days
     retention_1m_days: float = 90.0  # 1-minute rollups

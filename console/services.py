@@ -98,7 +98,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     metrics = ConsoleMetrics()
-    promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock)
+    promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
+                           raw_retention_s=c.retention_raw_days * 86400)
     alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
                                registry=metrics.registry, clock=clock)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 from console.promql.ast import Aggregate
-from console.promql.functions import NAN, quantile_of
+from console.promql.functions import quantile_of
 from console.promql.values import NAME, Sample, format_value, make_labels
 
 
 class AggregationError(Exception):
-    pass
+    """A parameter Prometheus refuses at evaluation time (execution error)."""
 
 
 def _group_key(labels: tuple, grouping: tuple[str, ...], without: bool) -> tuple:
@@ -84,8 +84,9 @@ AGGREGATIONS = set(SIMPLE) | {"topk", "bottomk", "quantile", "count_values"}
 
 
 def _k(value: float) -> int:
-    if math.isnan(value) or math.isinf(value):
-        raise AggregationError(f"Parameter value {format_value(value)} is out of range for topk/bottomk")
+    if not -(2.0**63) <= value <= 2.0**63 - 1:  # NaN fails both comparisons
+        shown = "NaN" if math.isnan(value) else format_value(value) if math.isinf(value) else repr(value)
+        raise AggregationError(f"Scalar value {shown} overflows int64")
     return int(value)
 
 
@@ -135,5 +136,3 @@ def aggregate(ev, node: Aggregate, t: int) -> list[Sample]:
             counts[out_key] = counts.get(out_key, 0.0) + 1
     return [Sample(key, n, t) for key, n in counts.items()]
 
-
-__all__ = ["AGGREGATIONS", "aggregate", "NAN"]

@@ -15,6 +15,12 @@ from dataclasses import dataclass
 import promql_parser as pp
 
 DEFAULT_SUBQUERY_STEP_MS = 60_000  # Prometheus' default global evaluation_interval (1m)
+# Operators plus bracket nesting an expression may hold. The parser recurses natively and
+# crashes the process (stack overflow) on a few thousand chained operators, and the tree is
+# walked recursively here too; real queries hold a few dozen.
+MAX_COMPLEXITY = 250
+_OPERATOR_CHARS = frozenset("+-*/%^<>=!")
+_OPERATOR_WORDS = frozenset(("and", "or", "unless", "atan2"))
 
 
 class ParseError(ValueError):
@@ -101,6 +107,7 @@ class Negate(Node):
 
 # Types an expression evaluates to (Prometheus' ValueType names).
 SCALAR, VECTOR, MATRIX, STRING = "scalar", "vector", "matrix", "string"
+_TYPE_NAMES = {SCALAR: "scalar", VECTOR: "instant vector", MATRIX: "range vector", STRING: "string"}
 
 _CARD = {"OneToOne": "one-to-one", "ManyToOne": "many-to-one", "OneToMany": "one-to-many",
          "ManyToMany": "many-to-many"}
@@ -117,8 +124,42 @@ def _register_functions() -> None:
 _register_functions()
 
 
+def complexity(text: str) -> int:
+    """An upper bound on the depth of ``text``'s tree: operator characters and words plus
+    the deepest bracket nesting, outside string literals and comments."""
+    ops = depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'`":
+            i += 1
+            while i < n and text[i] != c:
+                i += 2 if text[i] == "\\" and c != "`" else 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+        elif c in _OPERATOR_CHARS:
+            ops += 1
+        elif c.isalpha() or c == "_":
+            j = i
+            while j < n and (text[j].isalnum() or text[j] in "_:"):
+                j += 1
+            ops += text[i:j].lower() in _OPERATOR_WORDS
+            i = j
+            continue
+        i += 1
+    return ops + deepest
+
+
 def parse(text: str) -> Node:
     """PromQL text -> the tree. Raises ParseError or Unsupported."""
+    if complexity(text) > MAX_COMPLEXITY:
+        raise ParseError(f"the expression is too complex: more than {MAX_COMPLEXITY} operators and nested brackets")
     try:
         tree = pp.parse(text)
     except ValueError as exc:
@@ -127,7 +168,14 @@ def parse(text: str) -> Node:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise ParseError(f"the expression could not be parsed: {exc}") from None
-    return _convert(tree)
+    try:
+        return _convert(tree)
+    except (ParseError, Unsupported):
+        raise
+    except RecursionError:  # a backstop: MAX_COMPLEXITY keeps trees far shallower
+        raise ParseError("the expression nests too deeply") from None
+    except (ValueError, OverflowError) as exc:  # the binding refuses a duration it cannot convert
+        raise ParseError(f"a duration or time is out of range: {exc}") from None
 
 
 def _name(member) -> str:  # noqa: ANN001 - the binding's enums: str() is "MatchOp.Re"
@@ -152,7 +200,7 @@ def _at(obj) -> int | str | None:  # noqa: ANN001 - promql_parser node with an `
     except BaseException as exc:  # a negative @ makes the parser's binding panic
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise Unsupported("@ modifier with a timestamp before 1970") from None
+        raise Unsupported("@ modifier with a timestamp before 1970 or out of range") from None
 
 
 def _selector(vs, range_ms: int | None = None) -> Selector:  # noqa: ANN001
@@ -179,7 +227,10 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         step = _ms(e.step) if e.step is not None else None
         if step is not None and step <= 0:
             raise Unsupported("subquery with a zero step")
-        return Subquery(_convert(e.expr), _ms(e.range), step, _ms(e.offset), _at(e))
+        inner = _convert(e.expr)
+        if value_type(inner) != VECTOR:
+            raise ParseError(f"subquery is only allowed on instant vector, got {_TYPE_NAMES[value_type(inner)]}")
+        return Subquery(inner, _ms(e.range), step, _ms(e.offset), _at(e))
     if isinstance(e, pp.UnaryExpr):
         return Negate(_convert(e.expr))
     if isinstance(e, pp.Call):
@@ -188,7 +239,14 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         name = e.func.name
         if name not in FUNCTIONS:
             raise Unsupported(f"function {name}()")
-        return Call(name, tuple(_convert(a) for a in e.args))
+        args = tuple(_convert(a) for a in e.args)
+        expected = [_name(t).lower() for t in e.func.arg_types]
+        for i, arg in enumerate(args):  # the parser lets some through, e.g. ln(-1)
+            want, got = expected[min(i, len(expected) - 1)], value_type(arg)
+            if got != want:
+                raise ParseError(f"expected type {_TYPE_NAMES[want]} in call to function '{name}', "
+                                 f"got {_TYPE_NAMES[got]}")
+        return Call(name, args)
     if isinstance(e, pp.AggregateExpr):
         from console.promql.aggregations import AGGREGATIONS
 
@@ -200,7 +258,11 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
             grouping = tuple(e.modifier.labels)
             without = _name(e.modifier.type) == "Without"
         param = _convert(e.param) if e.param is not None else None
-        return Aggregate(op, _convert(e.expr), param, grouping, without)
+        inner = _convert(e.expr)
+        if value_type(inner) != VECTOR:
+            raise ParseError(f"expected type instant vector in aggregation expression, got "
+                             f"{_TYPE_NAMES[value_type(inner)]}")
+        return Aggregate(op, inner, param, grouping, without)
     if isinstance(e, pp.BinaryExpr):
         op = str(e.op).strip()
         m = e.modifier

@@ -18,7 +18,7 @@ DROPS_NAME = {"+", "-", "*", "/", "%", "^"}  # Prometheus 2.x shouldDropMetricNa
 
 
 class MatchingError(Exception):
-    pass
+    """Vector matching Prometheus refuses: many-to-many, or ambiguous group matches."""
 
 
 def go_div(a: float, b: float) -> float:
@@ -47,12 +47,8 @@ def _pow(a: float, b: float) -> float:
         return NAN
 
 
-def _mul(a: float, b: float) -> float:
-    return a * b
-
-
 ARITHMETIC = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": _mul, "/": go_div, "%": _mod, "^": _pow,
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": go_div, "%": _mod, "^": _pow,
     "atan2": math.atan2,
 }
 COMPARE = {

@@ -49,6 +49,7 @@ class Result:
     type: str
     value: object
     ts: int = 0
+    earliest: int | None = None  # Unix ms of the oldest sample any selector asked for
 
 
 class Evaluator:
@@ -103,6 +104,10 @@ class Evaluator:
             self._bounds(node.rhs, lo, hi)
         elif isinstance(node, Negate):
             self._bounds(node.expr, lo, hi)
+
+    def earliest(self) -> int | None:
+        """Unix ms of the oldest sample the prepared selectors read (None: no selector)."""
+        return min((w[0] for w in self._windows.values()), default=None)
 
     def prepare(self, root: Node) -> None:
         """Load, for every selector of ``root``, the samples of every time it is evaluated at."""
@@ -242,16 +247,16 @@ def evaluate_instant(storage: Storage, root: Node, t: int, deadline: float, max_
     ev.prepare(root)
     value = ev.eval(root, t)
     if kind == SCALAR:
-        return Result(SCALAR, value, t)
+        return Result(SCALAR, value, t, ev.earliest())
     if kind == STRING:
-        return Result(STRING, value, t)
+        return Result(STRING, value, t, ev.earliest())
     if kind == MATRIX:
         ev.count(sum(len(s.ts) for s in value))
-        return Result(MATRIX, sorted(value, key=lambda s: s.labels), t)
+        return Result(MATRIX, sorted(value, key=lambda s: s.labels), t, ev.earliest())
     ev.count(len(value))
     for s in value:
         s.ts = t
-    return Result(VECTOR, value, t)
+    return Result(VECTOR, value, t, ev.earliest())
 
 
 def evaluate_range(storage: Storage, root: Node, start: int, end: int, step: int, deadline: float,
@@ -277,4 +282,4 @@ def evaluate_range(storage: Storage, root: Node, start: int, end: int, step: int
             entry.ts.append(t)
             entry.values.append(s.value)
         ev.count(len(value))
-    return Result(MATRIX, sorted(series.values(), key=lambda s: s.labels), end)
+    return Result(MATRIX, sorted(series.values(), key=lambda s: s.labels), end, ev.earliest())

@@ -16,7 +16,7 @@ from typing import Callable
 from console.promql.ast import SCALAR, VECTOR, Call, Selector, Subquery
 from console.promql.binary import go_div
 from console.promql.storage import BadRegex, compile_regex
-from console.promql.values import NAME, Sample, drop_name, format_value, get, make_labels
+from console.promql.values import NAME, Sample, get, make_labels
 
 NAN = float("nan")
 INF = float("inf")
@@ -434,10 +434,10 @@ def _date_fn(part: Callable[[datetime], float]) -> Callable:
             vector = [Sample((), t / 1000, t)]
         out = []
         for s in vector:
-            if not math.isfinite(s.value):
-                value = NAN
-            else:
+            try:
                 value = float(part(datetime.fromtimestamp(s.value, tz=timezone.utc)))
+            except (ValueError, OverflowError, OSError):  # NaN, infinite, or beyond the calendar
+                value = NAN
             out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, "date function")
     return impl
@@ -640,7 +640,7 @@ def _histogram_quantile(ev, node: Call, t: int) -> list[Sample]:
             continue  # not a bucket: Prometheus ignores it
         key = tuple(p for p in s.labels if p[0] != "le")  # the metric name too, as Prometheus
         groups.setdefault(key, []).append((bound, s.value))
-    return ev.unique([Sample(drop_name(key), bucket_quantile(q, buckets), t) for key, buckets in groups.items()],
+    return ev.unique([Sample(ev.drop_name(key), bucket_quantile(q, buckets), t) for key, buckets in groups.items()],
                      "histogram_quantile")
 
 
@@ -681,5 +681,3 @@ FUNCTIONS: dict[str, Fn] = {
 def call(ev, node: Call, t: int):  # noqa: ANN201 - float or list[Sample]
     return FUNCTIONS[node.name].impl(ev, node, t)
 
-
-__all__ = ["FUNCTIONS", "call", "format_value"]

@@ -17,7 +17,7 @@ import tornado.web
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, json_bytes
-from console.promql.service import PromError, bad_data, parse_matchers
+from console.promql.service import PromError, bad_data, parse_expr, parse_matchers
 
 VERSION = "2.42.0"  # the Prometheus release whose query semantics the engine follows
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -59,9 +59,12 @@ def parse_duration(name: str, raw: str) -> float:
 class PrometheusHandler(ApiHandler):
     """Base: Prometheus' envelope for answers and errors alike."""
 
-    def success(self, data: Any) -> None:
+    def success(self, data: Any, warnings: list[str] | None = None) -> None:
+        body = {"status": "success", "data": data}
+        if warnings:
+            body["warnings"] = warnings
         self.set_header("Content-Type", "application/json")
-        self.finish(json_bytes({"status": "success", "data": data}))
+        self.finish(json_bytes(body))
 
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
         if isinstance(value, PromError):
@@ -115,7 +118,7 @@ class QueryHandler(PrometheusHandler):
             raise bad_data('invalid parameter "query": query must not be empty')
         at = self.time_arg("time")
         at = self.services.clock() if at is None else at
-        self.success(await self.services.promql.query(text, at, self.timeout_arg()))
+        self.success(*await self.services.promql.query(text, at, self.timeout_arg()))
 
     post = get
 
@@ -136,7 +139,7 @@ class QueryRangeHandler(PrometheusHandler):
         if raw_step is None:
             raise bad_data('invalid parameter "step": cannot parse "" to a valid duration')
         step = parse_duration("step", raw_step)
-        self.success(await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
+        self.success(*await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
 
     post = get
 
@@ -169,6 +172,22 @@ class LabelValuesHandler(PrometheusHandler):
             raise bad_data(f'invalid label name: "{name}"')
         self.success(await self.services.promql.label_values(name, self.selectors(required=False),
                                                              self.time_arg("start"), self.time_arg("end")))
+
+
+class ExemplarsHandler(PrometheusHandler):
+    """``/query_exemplars?query=&start=&end=``: no exemplars are stored, so none match
+    (the query must still parse, as in Prometheus)."""
+
+    async def get(self) -> None:
+        text = self.arg("query")
+        if text is None:
+            raise bad_data('invalid parameter "query": query must not be empty')
+        parse_expr(text)
+        self.time_arg("start")  # validated as Prometheus does, though nothing is read
+        self.time_arg("end")
+        self.success([])
+
+    post = get
 
 
 class MetadataHandler(PrometheusHandler):

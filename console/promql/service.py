@@ -26,7 +26,7 @@ from console.storage.database import Database
 from console.storage.models import Series
 
 DEFAULT_TIMEOUT_S = 120.0  # Prometheus' --query.timeout default (2m)
-DEFAULT_MAX_SAMPLES = 50_000_000  # Prometheus' --query.max-samples default
+DEFAULT_MAX_SAMPLES = 10_000_000  # a fifth of Prometheus' --query.max-samples: a sample costs ~100 bytes here
 MAX_POINTS = 11_000  # points per series a range query may ask for, as Prometheus
 
 
@@ -99,9 +99,11 @@ class PromQLService:
     ``max_samples`` the samples one query may load and produce."""
 
     def __init__(self, db: Database, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_samples: int = DEFAULT_MAX_SAMPLES, clock: Callable[[], float] = time.time) -> None:
+                 max_samples: int = DEFAULT_MAX_SAMPLES, clock: Callable[[], float] = time.time,
+                 raw_retention_s: float | None = None) -> None:
         """Raises ConfigError for a timeout that is not a positive number of seconds or a
-        sample limit below 1."""
+        sample limit below 1. ``raw_retention_s``: how long raw samples are kept; a query
+        reaching further back is answered with a warning."""
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(f"console.promql_timeout: must be positive seconds, got {timeout_s!r}")
         if max_samples < 1:
@@ -110,6 +112,7 @@ class PromQLService:
         self.timeout_s = timeout_s
         self.max_samples = max_samples
         self.clock = clock
+        self.raw_retention_s = raw_retention_s
         self.virtual = None  # a storage.VirtualSource adding computed series (console/alerting)
 
     async def _run(self, fn: Callable, timeout_s: float | None, *args) -> object:
@@ -139,17 +142,27 @@ class PromQLService:
             raise bad_data(str(exc)) from None
         except (EvalError, MatchingError, FunctionError, AggregationError) as exc:
             raise PromError("execution", str(exc), 422) from None
+        except RecursionError:  # a backstop: parsing bounds the depth of expressions
+            raise PromError("execution", "the expression nests too deeply to evaluate", 422) from None
 
-    async def query(self, text: str, at_s: float, timeout_s: float | None = None) -> dict:
-        """``/query``: ``data`` of ``text`` evaluated at ``at_s`` (Unix seconds)."""
+    def _answer(self, result: Result) -> tuple[dict, list[str]]:
+        warnings = []
+        if (self.raw_retention_s is not None and result.earliest is not None
+                and result.earliest < (self.clock() - self.raw_retention_s) * 1000):
+            warnings.append(f"the query reads samples older than the raw retention ({self.raw_retention_s / 86400:g} "
+                            "days); PromQL is answered from raw samples only, so older data is missing")
+        return result_json(result), warnings
+
+    async def query(self, text: str, at_s: float, timeout_s: float | None = None) -> tuple[dict, list[str]]:
+        """``/query``: ``(data, warnings)`` of ``text`` evaluated at ``at_s`` (Unix seconds)."""
         node = parse_expr(text)
         t = round(at_s * 1000)
-        return await self._run(lambda st, dl: result_json(evaluate_instant(st, node, t, dl, self.max_samples)),
+        return await self._run(lambda st, dl: self._answer(evaluate_instant(st, node, t, dl, self.max_samples)),
                                timeout_s)
 
     async def query_range(self, text: str, start_s: float, end_s: float, step_s: float,
-                          timeout_s: float | None = None) -> dict:
-        """``/query_range``: ``data`` (a matrix) of ``text`` at every step."""
+                          timeout_s: float | None = None) -> tuple[dict, list[str]]:
+        """``/query_range``: ``(data, warnings)``, the data a matrix of ``text`` at every step."""
         if end_s < start_s:
             raise bad_data("end timestamp must not be before start time")
         if step_s <= 0:
@@ -162,7 +175,7 @@ class PromQLService:
         start, end, step = round(start_s * 1000), round(end_s * 1000), round(step_s * 1000)
         if step <= 0:
             raise bad_data("step must be at least 1ms")
-        return await self._run(lambda st, dl: result_json(
+        return await self._run(lambda st, dl: self._answer(
             evaluate_range(st, node, start, end, step, dl, self.max_samples)), timeout_s)
 
     # -- metadata ------------------------------------------------------------------------

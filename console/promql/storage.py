@@ -25,6 +25,7 @@ from console.query.service import _series_rows
 from console.storage.models import Host, Sample, Series
 
 DEFAULT_JOB = "node"  # the job of series the host collector sends
+TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
 
 class TooManySamples(Exception):
@@ -32,7 +33,7 @@ class TooManySamples(Exception):
 
 
 class BadRegex(ValueError):
-    pass
+    """A pattern RE2 refuses (answered 400 bad_data in a selector)."""
 
 
 @dataclass
@@ -161,6 +162,7 @@ class Storage:
     def load(self, matchers: tuple[LabelMatcher, ...], mint: int, maxt: int) -> list[StoredSeries]:
         """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms)."""
         series = [StoredSeries(s.id, s.labels) for s in self.match(matchers)]
+        mint, maxt = max(mint, -TIME_BOUND_MS), min(maxt, TIME_BOUND_MS)  # huge offsets stay 64-bit
         if not series or maxt < mint:
             return series
         budget = self.max_samples - self.loaded

@@ -67,7 +67,3 @@ def format_value(value: float) -> str:
 def format_time(ts_ms: int) -> float | int:
     """Unix ms -> the JSON number Prometheus writes (seconds, up to ms precision)."""
     return ts_ms // 1000 if ts_ms % 1000 == 0 else ts_ms / 1000
-
-
-def labels_json(labels: Labels) -> dict[str, str]:
-    return dict(labels)

@@ -142,6 +142,26 @@ def test_grafana_requests(console, viewer):
     meta = get(console, viewer, "metadata", metric="pq_requests_total").json()
     assert meta == {"status": "success", "data": {"pq_requests_total": [{"type": "counter", "help": "", "unit": ""}]}}
     assert get(console, viewer, "status/runtimeinfo").json()["status"] == "success"
+    # Explore's exemplar request: none are stored; an unknown API path is a JSON 404, not a page.
+    assert get(console, viewer, "query_exemplars", query="pq_temp", start=T0, end=T0 + 60).json() == {
+        "status": "success", "data": []}
+    missing = get(console, viewer, "no_such_endpoint")
+    assert missing.status == 404 and missing.headers["content-type"].startswith("application/json")
+
+
+def test_queries_before_the_raw_retention_warn(console, viewer):
+    """PromQL reads raw samples only: an answer that needed older ones says so."""
+    old = T0 - 8 * 86400  # raw samples are kept 7 days by default
+    resp = get(console, viewer, "query", query="pq_temp", time=old)
+    assert resp.status == 200, resp.body
+    assert resp.json()["data"]["result"] == []
+    (warning,) = resp.json()["warnings"]
+    assert "raw retention (7 days)" in warning
+    resp = get(console, viewer, "query_range", query="rate(pq_temp[5m])", start=old, end=T0, step=3600)
+    assert "raw retention" in resp.json()["warnings"][0]
+    recent = get(console, viewer, "query", query="pq_temp", time=T0 + 20).json()
+    assert "warnings" not in recent
+    assert "warnings" not in get(console, viewer, "query", query="1", time=old).json()  # no samples read
 
 
 def test_rfc3339_time(console, viewer):
@@ -154,6 +174,11 @@ def test_rfc3339_time(console, viewer):
     ({"query": "rate(pq_temp)"}, 400, "bad_data", "expected type matrix"),
     ({"query": ""}, 400, "bad_data", "query"),
     ({"query": "pq_temp", "time": "yesterday"}, 400, "bad_data", 'invalid parameter "time"'),
+    ({"query": "pq_temp offset 300000000y"}, 400, "bad_data", "out of range"),
+    ({"query": "pq_temp @ 1e15"}, 422, "execution", "@ modifier"),
+    ({"query": "ln(-1)"}, 400, "bad_data", "expected type instant vector in call to function 'ln', got scalar"),
+    ({"query": "topk(NaN, pq_temp)"}, 422, "execution", "Scalar value NaN overflows int64"),
+    ({"query": "day_of_week(vector(1e20))"}, 200, None, None),
     ({"query": "info(pq_temp)"}, 422, "execution", "info()"),
     ({"query": "limitk(1, pq_temp)"}, 422, "execution", "limitk()"),
     ({"query": "rate({__name__=~\"pq_dup_.*\"}[1m])"}, 422, "execution", "same labelset"),
@@ -165,6 +190,9 @@ def test_bad_query(console, viewer, params, status, error_type, fragment):
     resp = get(console, viewer, "query", **{"time": T0 + 20, **params})
     assert resp.status == status, resp.body
     body = resp.json()
+    if status == 200:  # beyond the calendar: NaN, not a 500
+        assert body["data"]["result"][0]["value"][1] == "NaN"
+        return
     assert body["status"] == "error" and body["errorType"] == error_type, body
     assert fragment in body["error"], body
 
@@ -181,6 +209,19 @@ def test_bad_range(console, viewer, params, fragment):
     resp = get(console, viewer, "query_range", query="pq_temp", **params)
     assert resp.status == 400, resp.body
     assert resp.json()["errorType"] == "bad_data" and fragment in resp.json()["error"], resp.body
+
+
+@pytest.mark.parametrize("expr", ["-" * 20000 + "pq_temp", "+".join(["pq_temp"] * 5000), "(" * 7000 + "1" + ")" * 7000])
+def test_deep_expressions_are_refused_and_the_console_lives(console, viewer, expr):
+    """The parser recurses natively: thousands of chained operators would overflow its stack
+    and kill the console; they are refused before parsing."""
+    body = urlencode({"query": expr, "time": T0}).encode()
+    resp = console.request("POST", f"{API}/query", body, token=viewer, headers=FORM)
+    assert resp.status == 400, resp.body[:200]
+    assert resp.json()["errorType"] == "bad_data" and "too complex" in resp.json()["error"]
+    assert console.request("GET", "/healthz").status == 200
+    ok = "+".join(["pq_temp"] * 200)  # long but legitimate
+    assert get(console, viewer, "query", query=ok, time=T0 + 20).status == 200
 
 
 def test_range_query_of_a_range_vector_is_refused(console, viewer):

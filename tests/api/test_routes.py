@@ -74,6 +74,7 @@ PROBES: dict[str, list[Probe]] = {
     r"/prometheus/api/v1/series": [Probe("GET", "/prometheus/api/v1/series?match[]=up", (200,))],
     r"/prometheus/api/v1/labels": [Probe("GET", "/prometheus/api/v1/labels", (200,))],
     r"/prometheus/api/v1/label/([^/]+)/values": [Probe("GET", "/prometheus/api/v1/label/job/values", (200,))],
+    r"/prometheus/api/v1/query_exemplars": [Probe("GET", "/prometheus/api/v1/query_exemplars?query=up", (200,))],
     r"/prometheus/api/v1/metadata": [Probe("GET", "/prometheus/api/v1/metadata", (200,))],
     r"/prometheus/api/v1/status/buildinfo": [Probe("GET", "/prometheus/api/v1/status/buildinfo", (200,))],
     r"/prometheus/api/v1/status/runtimeinfo": [Probe("GET", "/prometheus/api/v1/status/runtimeinfo", (200,))],

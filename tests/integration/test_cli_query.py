@@ -80,5 +80,7 @@ def test_errors(seeded):
     assert proc.returncode == 2 and "--range must be a duration" in proc.stderr
     proc = run_cli(env, "up", "--step", "1m")
     assert proc.returncode == 2 and "--step needs --range" in proc.stderr
+    proc = run_cli(env, "up", "--time", str(T0 - 8 * 86400))  # before the raw retention
+    assert proc.returncode == 0 and "warning: the query reads samples older than the raw retention" in proc.stderr
     proc = run_cli(dict(env, FLEETDECK_TOKEN="nope"), "up")
     assert proc.returncode == 1 and "401" in proc.stderr
