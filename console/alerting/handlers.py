@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
+from console.alerting.templates import go_float_e
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
 from console.params import ascii_uint
@@ -26,7 +27,7 @@ def rfc3339(ts: float | None) -> str:
 
 def alert_json(a: Alert) -> dict:
     out = {"labels": dict(a.labels), "annotations": a.annotations, "state": a.state,
-           "activeAt": rfc3339(a.active_at), "value": "%.10e" % a.value}
+           "activeAt": rfc3339(a.active_at), "value": go_float_e(a.value)}
     if a.keep_firing_since is not None:
         out["keepFiringSince"] = rfc3339(a.keep_firing_since)
     return out

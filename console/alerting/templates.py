@@ -38,6 +38,21 @@ class TemplateError(ValueError):
     """A template outside the supported subset; the message names the action."""
 
 
+def go_float_e(v: float) -> str:
+    """``strconv.FormatFloat(v, 'e', -1, 64)``: the shortest exact digits in exponent
+    form (``7e+01``, ``1.2345e+03``), as Prometheus writes an alert's value."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == 0:
+        return "-0e+00" if math.copysign(1, v) < 0 else "0e+00"
+    mantissa, _, exp_text = "{:e}".format(Decimal(repr(float(v)))).partition("e")
+    exp = int(exp_text)
+    digits = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    return f"{digits}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+
+
 def go_float(v: float) -> str:
     """A float64 as Go's ``%v`` prints it (``strconv.FormatFloat(v, 'g', -1, 64)``): the
     shortest digits that read back exactly, in exponent form when the decimal exponent
@@ -48,12 +63,8 @@ def go_float(v: float) -> str:
         return "+Inf" if v > 0 else "-Inf"
     if v == 0:
         return "-0" if math.copysign(1, v) < 0 else "0"
-    mantissa, _, exp_text = "{:e}".format(Decimal(repr(float(v)))).partition("e")
-    exp = int(exp_text)
-    if exp < -4 or exp >= 6:
-        digits = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
-        return f"{digits}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    return format_value(v)
+    exp = int("{:e}".format(Decimal(repr(float(v)))).partition("e")[2])
+    return go_float_e(v) if exp < -4 or exp >= 6 else format_value(v)
 
 
 def _g4(v: float) -> str:

@@ -123,6 +123,7 @@ def test_for_pending_then_firing_then_resolved_with_history_and_alerts_series(se
     assert a["labels"] == {"alertname": "TempHigh", "severity": "page", "host": "al-1", "instance": "al-1",
                            "job": "node"}
     assert a["annotations"] == {"summary": "al-1 is at 60"}
+    assert (a["value"], a["activeAt"]) == ("6e+01", rfc3339(T0 + 30))  # Go's FormatFloat(v, 'e', -1), RFC 3339
     evaluate(console, clock, T0 + 120)  # 90 s of 120 s
     assert alerts(console, viewer)["TempHigh"]["state"] == "pending"
     evaluate(console, clock, T0 + 150)
