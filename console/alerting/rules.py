@@ -154,7 +154,7 @@ def _string_map(path: str, rule: LineDict, key: str) -> tuple[dict[str, str], di
     values, templates = {}, {}
     for name, value in raw.items():
         vline = raw.key_lines.get(name, line) if isinstance(raw, LineDict) else line
-        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or (key == "labels" and name == "__name__"):
             raise _err(path, vline, f"invalid {key[:-1]} name: {name!r}")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _err(path, vline, f"{key[:-1]} {name!r} must be a string")
