@@ -1,6 +1,6 @@
 """The Alerts page in a real headless Chromium against a real console: firing and pending
 alerts with labels, value and runbook, resolved ones, the label filter, refused rule
-files, and alert text rendered as text."""
+files, alert text rendered as text, and firing alerts on the overview's host cards."""
 from __future__ import annotations
 
 import pytest
@@ -59,6 +59,11 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
         expect(rows.first.locator("td").nth(1)).to_have_text("pending")
         expect(page.locator("#rules-table tbody tr")).to_have_count(2)
         expect(page.locator("#rule-errors")).to_be_hidden()
+        # the overview names each host's firing alerts on its card
+        page.goto(console.url + "/")
+        expect(page.locator('.host-card[data-host="page-1"] .host-alerts')).to_have_text("Firing: PageHot")
+        expect(page.locator('.host-card[data-host="page-2"] .host-alerts')).to_be_hidden()
+        page.goto(console.url + "/alerts")
         rules.write_text(RULES.replace("for: 1h", "for: an hour"))
         assert console.request("POST", "/-/reload", token=console.api_token("admin")).status == 422
         page.reload()
