@@ -40,6 +40,13 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
         evaluate(console, clock, T0)
         evaluate(console, clock, T0 + 60)  # page-3 resolves
         log_in(page, console)
+        # host charts mark alert time: page-3's alert fired and resolved, page-2's never fired
+        page.goto(console.url + "/hosts/page-3")
+        expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "0")  # 15 min: before the window
+        page.click('.range-btn[data-range="21600"]')
+        expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "1")
+        page.goto(console.url + "/hosts/page-2")
+        expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "0")
         page.goto(console.url + "/alerts")
         rows = page.locator("#active-table tbody tr.alert-row")
         expect(rows).to_have_count(3)  # PageHot page-1 (firing), PageWarm page-1 and page-2 (pending)
