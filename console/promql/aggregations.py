@@ -26,10 +26,10 @@ def _group_key(labels: tuple, grouping: tuple[str, ...], without: bool) -> tuple
 
 
 def _sum(values: list[float]) -> float:
-    try:
-        return math.fsum(values)  # exactly rounded; Prometheus adds in order (last digits may differ)
-    except (ValueError, OverflowError):  # +Inf and -Inf together, or an overflow on the way
-        return sum(values)
+    total = 0.0
+    for v in values:  # plain addition in order, as Prometheus 2.x (Python 3.12's sum() compensates)
+        total += v
+    return total
 
 
 def _avg(values: list[float]) -> float:
@@ -64,8 +64,10 @@ def _max(values: list[float]) -> float:
 
 
 def _stdvar(values: list[float]) -> float:
-    count, mean, aux = 0.0, 0.0, 0.0
-    for v in values:
+    # Welford's online variance, seeded with the first value as Prometheus does (so one
+    # infinite value alone has variance 0, not NaN).
+    count, mean, aux = 1.0, values[0], 0.0
+    for v in values[1:]:
         count += 1
         delta = v - mean
         mean += delta / count

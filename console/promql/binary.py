@@ -128,6 +128,8 @@ def _result_labels(node: Binary, many: tuple, one: tuple) -> tuple:
 
 
 def _vector_vector(node: Binary, lhs: list[Sample], rhs: list[Sample], t: int) -> list[Sample]:
+    if not lhs or not rhs:
+        return []  # nothing can match, and duplicates on one side are no error then (as Prometheus)
     op = node.op
     sig = _signature(node)
     many, one = lhs, rhs

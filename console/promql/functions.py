@@ -202,13 +202,14 @@ def linear_regression(ts: list, vs: list, intercept_ms: int) -> tuple[float, flo
             return NAN, NAN
         return 0.0, vs[0]
     n = float(len(ts))
-    xs = [(t - intercept_ms) / 1000 for t in ts]
-    if all(math.isfinite(v) for v in vs):  # Prometheus compensates its sums (Kahan); fsum is exact
-        sum_x, sum_y = math.fsum(xs), math.fsum(vs)
-        sum_xy, sum_x2 = math.fsum(x * v for x, v in zip(xs, vs)), math.fsum(x * x for x in xs)
-    else:
-        sum_x, sum_y = sum(xs), sum(vs)
-        sum_xy, sum_x2 = sum(x * v for x, v in zip(xs, vs)), sum(x * x for x in xs)
+    sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = 0.0
+    for t, v in zip(ts, vs):
+        x = (t - intercept_ms) / 1000
+        sum_x, c_x = kahan_inc(x, sum_x, c_x)
+        sum_y, c_y = kahan_inc(v, sum_y, c_y)
+        sum_xy, c_xy = kahan_inc(x * v, sum_xy, c_xy)
+        sum_x2, c_x2 = kahan_inc(x * x, sum_x2, c_x2)
+    sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
     slope = go_div(cov_xy, var_x)
@@ -240,33 +241,44 @@ def quantile_of(q: float, values: list[float]) -> float:
     return ordered[lower] * (1 - weight) + ordered[upper] * weight
 
 
-def _fsum(vs: list) -> float:
-    try:
-        return math.fsum(vs)
-    except (ValueError, OverflowError):  # +Inf and -Inf together, or an overflow on the way
-        return sum(vs)
+def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """One step of Neumaier's compensated sum, as Prometheus' ``kahanSumInc``: the new
+    running total and compensation (add them at the end)."""
+    t = total + inc
+    if abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def _sum_over_time(ts, vs, args) -> float:
+    total = c = 0.0
+    for v in vs:
+        total, c = kahan_inc(v, total, c)
+    return total if math.isinf(total) else total + c
 
 
 def _avg(ts, vs, args) -> float:
-    mean = 0.0
+    mean = c = 0.0
     for i, v in enumerate(vs, 1):
         if math.isinf(mean):
             if math.isinf(v) and (mean > 0) == (v > 0):
                 continue
             if not math.isinf(v) and not math.isnan(v):
                 continue
-        mean += v / i - mean / i
-    return mean
+        mean, c = kahan_inc(v / i - mean / i, mean, c)
+    return mean if math.isinf(mean) else mean + c
 
 
 def _stdvar(ts, vs, args) -> float:
-    count = mean = aux = 0.0
+    count = mean = c_mean = aux = c_aux = 0.0
     for v in vs:
         count += 1
-        delta = v - mean
-        mean += delta / count
-        aux += delta * (v - mean)
-    return aux / count
+        delta = v - (mean + c_mean)
+        mean, c_mean = kahan_inc(delta / count, mean, c_mean)
+        aux, c_aux = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux)
+    return (aux + c_aux) / count
 
 
 def _min(ts, vs, args) -> float:
@@ -323,7 +335,7 @@ def _mad(ts, vs, args) -> float:
 
 OVER_TIME: dict[str, Callable] = {
     "avg_over_time": _avg,
-    "sum_over_time": lambda ts, vs, args: _fsum(vs),
+    "sum_over_time": _sum_over_time,
     "count_over_time": lambda ts, vs, args: float(len(vs)),
     "min_over_time": _min,
     "max_over_time": _max,
@@ -434,8 +446,8 @@ def _date_fn(part: Callable[[datetime], float]) -> Callable:
             vector = [Sample((), t / 1000, t)]
         out = []
         for s in vector:
-            try:
-                value = float(part(datetime.fromtimestamp(s.value, tz=timezone.utc)))
+            try:  # Go's time.Unix(int64(v), 0): whole seconds, truncated towards zero
+                value = float(part(datetime.fromtimestamp(int(s.value), tz=timezone.utc)))
             except (ValueError, OverflowError, OSError):  # NaN, infinite, or beyond the calendar
                 value = NAN
             out.append(Sample(ev.drop_name(s.labels), value, t))
