@@ -153,16 +153,16 @@ class AlertingService(VirtualSource):
             log.error("rule file refused (previous rules of it keep running): %s", error)
         return dict(errors)
 
-    def restore(self, session: Session) -> int:
+    def restore(self, session: Session, only: set[str] | None = None) -> int:
         """Put the stored active alerts back into their rules (same group, name and
-        expression); returns how many were restored. Timers continue as stored: a pending
-        alert whose ``for`` elapsed meanwhile fires at the next evaluation that still
-        finds its series."""
+        expression), for the groups ``only`` names (default all); returns how many were
+        restored. Timers continue as stored: a pending alert whose ``for`` elapsed meanwhile
+        fires at the next evaluation that still finds its series."""
         restored = 0
         with self._lock:
             for row in session.scalars(select(AlertState)):
                 runtime = self.groups.get(row.group_key)
-                if runtime is None:
+                if runtime is None or (only is not None and row.group_key not in only):
                     continue
                 for state in runtime.rules:
                     if not state.rule.record and state.rule.name == row.alertname and state.rule.expr == row.expr:
@@ -173,8 +173,9 @@ class AlertingService(VirtualSource):
                             row.resolved_at, row.keep_firing_since, row.clear_since, row.last_eval)
                         restored += 1
                         break
-            for runtime in self.groups.values():
-                runtime.persisted = self._rows(runtime)
+            for key, runtime in self.groups.items():
+                if only is None or key in only:
+                    runtime.persisted = self._rows(runtime)
         return restored
 
     # -- running ---------------------------------------------------------------------------
@@ -214,7 +215,11 @@ class AlertingService(VirtualSource):
         {file: error} of the files refused."""
         loop = asyncio.get_running_loop()
         async with self._guard():
+            before = set(self.groups)
             errors = await loop.run_in_executor(self._executor, self.load)
+            # A group loaded for the first time (its file was refused at start) resumes its
+            # stored alerts, as it would have at start.
+            await self.db.read(self.restore, set(self.groups) - before)
             # Store the state as loaded: alerts of rules or groups no longer loaded would
             # otherwise come back at the next start if the rule did.
             with self._lock:

@@ -461,3 +461,30 @@ def test_a_growing_agent_spool_fires_the_default_backlog_rule(tmp_path):
         assert (states[360], states[420], states[1260], states[1320]) == (None, "pending", "pending", "firing")
     finally:
         console.close()
+
+
+def test_a_file_refused_at_start_resumes_its_stored_alerts_once_fixed(tmp_path):
+    rules = tmp_path / "r.yml"
+    good = "groups:\n  - name: g\n    interval: 1h\n    rules:\n      - alert: Stored\n        expr: vector(1)\n"
+    rules.write_text(good)
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        evaluate(console, clock, T0)
+        assert alerts(console, console.api_token("viewer"))["Stored"]["state"] == "firing"
+    finally:
+        console.close()
+    rules.write_text(good + "        for: later\n")
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        viewer, admin = console.api_token("viewer"), console.api_token("admin")
+        assert alerts(console, viewer) == {}
+        rules.write_text(good)
+        assert console.request("POST", "/-/reload", token=admin).status == 200
+        stored = alerts(console, viewer)["Stored"]
+        assert (stored["state"], stored["activeAt"]) == ("firing", rfc3339(T0))
+        evaluate(console, clock, T0 + 60)
+        assert history(console, viewer, alertname="Stored", since=T0 - 1, until=T0 + 100) == [
+            ("Stored", "pending", T0), ("Stored", "firing", T0)]  # not fired again
+    finally:
+        console.close()
