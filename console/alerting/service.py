@@ -271,21 +271,28 @@ class AlertingService(VirtualSource):
         t_ms = round(ts * 1000)
         transitions: list[Transition] = []
         with self.db.sessions.begin() as session:
+            # One storage for the round: rules read at the same time in one transaction, so
+            # a selector's series lookup is shared by every rule using it.
+            storage = Storage(session, self.max_samples, self)
             for state in runtime.rules:
                 rule_started = time.monotonic()
                 try:
-                    result = self._query(session, state.rule.node, t_ms, deadline)
+                    result = self._query(storage, state.rule.node, t_ms, deadline)
                     if state.rule.record:
                         with self._lock:
                             state.record(result, ts)
                     else:
-                        self._alerting_step(session, state, result, ts, t_ms, deadline, group.limit, transitions)
+                        self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
                     state.health, state.last_error = "ok", ""
                 except _EVAL_ERRORS as exc:
                     message = "query timed out in expression evaluation" if isinstance(exc, QueryTimeout) else str(exc)
                     state.health, state.last_error = "err", message
                     self.m_failures.labels(group.key).inc()
                     log.warning("rule %s in %s: %s", state.rule.name, group.key, message)
+                if storage.computed_read:
+                    # A later rule must see what this one recorded or changed (ALERTS), as
+                    # Prometheus commits each rule's output before the next rule runs.
+                    storage = Storage(session, self.max_samples, self)
                 state.last_evaluation = ts
                 state.evaluation_seconds = time.monotonic() - rule_started
                 self.m_evals.labels(group.key).inc()
@@ -297,16 +304,17 @@ class AlertingService(VirtualSource):
         changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
         return transitions, rows if changed else None
 
-    def _alerting_step(self, session: Session, state: RuleState, result: list[Sample], ts: float, t_ms: int,
+    def _alerting_step(self, storage: Storage, state: RuleState, result: list[Sample], ts: float, t_ms: int,
                        deadline: float, limit: int, transitions: list[Transition]) -> None:
         recovered = None
         if state.needs_recovery_check(result, ts):
-            recovered = self._query(session, state.rule.recover_node, t_ms, deadline)
+            recovered = self._query(storage, state.rule.recover_node, t_ms, deadline)
         with self._lock:
             transitions.extend(state.eval(result, ts, limit, recovered))
 
-    def _query(self, session: Session, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
-        result = evaluate_instant(Storage(session, self.max_samples, self), node, t_ms, deadline, self.max_samples)
+    def _query(self, storage: Storage, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
+        storage.loaded = 0  # max_samples bounds each query, as in Prometheus
+        result = evaluate_instant(storage, node, t_ms, deadline, self.max_samples)
         if result.type == ast.SCALAR:  # as Prometheus' EngineQueryFunc: one sample, no labels
             return [Sample((), result.value, t_ms)]
         return result.value

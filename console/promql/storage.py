@@ -125,6 +125,12 @@ class Storage:
         self._virtual_source = virtual
         self._virtual: list[VirtualSeries] | None = None
 
+    @property
+    def computed_read(self) -> bool:
+        """Whether this storage has listed its computed series (they are then fixed for
+        its lifetime: a caller that changes them needs a new Storage)."""
+        return self._virtual is not None
+
     def _virtual_matches(self, names: list[str], tests: list) -> list[StoredSeries]:
         source = self._virtual_source
         if source is None or (names and names[0] not in source.names):

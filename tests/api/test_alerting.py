@@ -488,3 +488,31 @@ def test_a_file_refused_at_start_resumes_its_stored_alerts_once_fixed(tmp_path):
             ("Stored", "pending", T0), ("Stored", "firing", T0)]  # not fired again
     finally:
         console.close()
+
+
+def test_a_later_rule_sees_the_alerts_an_earlier_rule_of_its_group_changed(tmp_path):
+    rules = tmp_path / "r.yml"
+    rules.write_text("""groups:
+  - name: chain
+    interval: 1h
+    rules:
+      - alert: Watch
+        expr: absent(ALERTS{alertname="Nothing"})
+      - alert: First
+        expr: al_chain > 0
+      - alert: Second
+        expr: ALERTS{alertname="First", alertstate="firing"} == 1
+""")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        agent, viewer = console.agent_token("chain-1"), console.api_token("viewer")
+        push(console, agent, "chain-1", "al_chain", [(0, 0), (60, 1)])
+        evaluate(console, clock, T0)
+        assert set(alerts(console, viewer)) == {"Watch"}
+        # Watch reads ALERTS before First fires; as in Prometheus, Second still sees First in the same round
+        evaluate(console, clock, T0 + 60)
+        assert {name: a["state"] for name, a in alerts(console, viewer).items()} == {
+            "Watch": "firing", "First": "firing", "Second": "firing"}
+    finally:
+        console.close()
