@@ -7,7 +7,7 @@ for ``--hosts`` hosts x 2 CPUs x 4 modes (idle, user, system, iowait), a sample 
 ``--interval`` seconds. ``--quick`` is a small variant (10 hosts, 2 h) for a fast check.
 ``--prometheus`` also times the same query in a real Prometheus holding the same samples
 (backfilled with ``promtool tsdb create-blocks-from openmetrics``) and prints the ratio.
-PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
+PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a private schema, dropped afterwards).
 
     python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--hours 24] [--interval 10]
                            [--runs 10] [--quick] [--prometheus]
@@ -26,7 +26,6 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import orjson
@@ -38,6 +37,7 @@ from console.promql.engine import evaluate_range  # noqa: E402
 from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from tests.pg import schema_if_url  # noqa: E402
 
 QUERY = 'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
 MODES = (("idle", 9.0), ("user", 0.7), ("system", 0.2), ("iowait", 0.05))
@@ -118,6 +118,36 @@ def nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+def run(db: Database, args: argparse.Namespace) -> None:
+    db.migrate()
+    end_s = int(time.time()) // 60 * 60 - 7200
+    start_s = end_s - int(args.hours * 3600)
+    rows = list(generate(args.hosts, (start_s - 600) * 1000, end_s * 1000, int(args.interval * 1000)))
+    t = time.perf_counter()
+    samples = load(db, rows)
+    print(f"db={args.db} hosts={args.hosts} series={len(rows)} samples={samples:,} "
+          f"(loaded in {time.perf_counter() - t:.0f} s); load average {os.getloadavg()}")
+    node = parse(QUERY)
+    times = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        result = db.run(lambda s: evaluate_range(Storage(s, 10**9), node, start_s * 1000, end_s * 1000, 60_000,
+                                                 time.monotonic() + 600, 10**9))
+        body = orjson.dumps(result_json(result))  # the handler's shaping and encoding
+        times.append(time.perf_counter() - t)
+    times.sort()
+    points = sum(len(s.ts) for s in result.value)
+    p50, p95 = statistics.median(times), nearest_rank(times, 0.95)
+    print(f"{QUERY} over {args.hours:g} h at 1m: {len(result.value)} series, {points:,} points, "
+          f"{len(body):,} bytes; p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms")
+    if args.prometheus:
+        ptimes = prometheus_times(rows, start_s, end_s, args.runs)
+        pp50, pp95 = statistics.median(ptimes), nearest_rank(ptimes, 0.95)
+        print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms; "
+              f"ratio p95 {p95 / pp95:.1f}x")
+    print(f"load average at end: {os.getloadavg()}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -130,53 +160,13 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.hosts, args.hours = 10, 2.0
-    schema = None
-    if args.db == "postgres":
-        import psycopg
-
-        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        db = Database(f"{url}?options=-csearch_path%3D{schema}")
-    else:
-        db = Database(f"sqlite:///{Path(tempfile.mkdtemp(prefix='fd-promql-')) / 'q.db'}")
-    try:
-        db.migrate()
-        end_s = int(time.time()) // 60 * 60 - 7200
-        start_s = end_s - int(args.hours * 3600)
-        rows = list(generate(args.hosts, (start_s - 600) * 1000, end_s * 1000, int(args.interval * 1000)))
-        t = time.perf_counter()
-        samples = load(db, rows)
-        print(f"db={args.db} hosts={args.hosts} series={len(rows)} samples={samples:,} "
-              f"(loaded in {time.perf_counter() - t:.0f} s); load average {os.getloadavg()}")
-        node = parse(QUERY)
-        times = []
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            result = db.run(lambda s: evaluate_range(Storage(s, 10**9), node, start_s * 1000, end_s * 1000, 60_000,
-                                                     time.monotonic() + 600, 10**9))
-            body = orjson.dumps(result_json(result))  # the handler's shaping and encoding
-            times.append(time.perf_counter() - t)
-        times.sort()
-        points = sum(len(s.ts) for s in result.value)
-        p50, p95 = statistics.median(times), nearest_rank(times, 0.95)
-        print(f"{QUERY} over {args.hours:g} h at 1m: {len(result.value)} series, {points:,} points, "
-              f"{len(body):,} bytes; p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms")
-        if args.prometheus:
-            ptimes = prometheus_times(rows, start_s, end_s, args.runs)
-            pp50, pp95 = statistics.median(ptimes), nearest_rank(ptimes, 0.95)
-            print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms; "
-                  f"ratio p95 {p95 / pp95:.1f}x")
-        print(f"load average at end: {os.getloadavg()}")
-    finally:
-        db.close()
-        if schema:
-            import psycopg
-
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+    base_url = os.environ["FLEETDECK_TEST_POSTGRES_URL"] if args.db == "postgres" else None
+    with schema_if_url(base_url) as url:
+        db = Database(url or f"sqlite:///{Path(tempfile.mkdtemp(prefix='fd-promql-')) / 'q.db'}")
+        try:
+            run(db, args)
+        finally:
+            db.close()
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Each route names its handler and the role it requires (deny by default: see
 ``console/handlers.py``). ``/prometheus/api/v1/`` is the Prometheus-compatible query API
-(console/promql, docs/prometheus.md).
+(console/promql, docs/promql.md).
 """
 from __future__ import annotations
 

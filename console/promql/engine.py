@@ -228,16 +228,22 @@ class Evaluator:
             if value is None:
                 value = self.eval(node.expr, inner)
                 self._subquery_cache[key] = value
-            if isinstance(value, float):
-                value = [Sample((), value, inner)]
-            for s in value:
-                entry = series.get(s.labels)
-                if entry is None:
-                    series[s.labels] = entry = SeriesPoints(s.labels, [], [])
-                entry.ts.append(inner)
-                entry.values.append(s.value)
-            self.count(len(value))
+            self.count(append_step(series, value, inner))
         return list(series.values())
+
+
+def append_step(series: dict, value, t: int) -> int:  # noqa: ANN001 - float or list[Sample]
+    """Add the value of one step ``t`` (a scalar, or an instant vector) to ``series``
+    (label set -> SeriesPoints); returns how many points were added."""
+    if isinstance(value, float):
+        value = [Sample((), value, t)]
+    for s in value:
+        entry = series.get(s.labels)
+        if entry is None:
+            series[s.labels] = entry = SeriesPoints(s.labels, [], [])
+        entry.ts.append(t)
+        entry.values.append(s.value)
+    return len(value)
 
 
 def evaluate_instant(storage: Storage, root: Node, t: int, deadline: float, max_samples: int) -> Result:
@@ -272,14 +278,5 @@ def evaluate_range(storage: Storage, root: Node, start: int, end: int, step: int
     series: dict = {}
     for t in range(start, end + 1, step):
         ev.check()
-        value = ev.eval(root, t)
-        if isinstance(value, float):
-            value = [Sample((), value, t)]
-        for s in value:
-            entry = series.get(s.labels)
-            if entry is None:
-                series[s.labels] = entry = SeriesPoints(s.labels, [], [])
-            entry.ts.append(t)
-            entry.values.append(s.value)
-        ev.count(len(value))
+        ev.count(append_step(series, ev.eval(root, t), t))
     return Result(MATRIX, sorted(series.values(), key=lambda s: s.labels), end, ev.earliest())

@@ -8,7 +8,6 @@ Each entry of FUNCTIONS gives the return type and the implementation
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -16,6 +15,7 @@ from typing import Callable
 from console.promql.ast import SCALAR, VECTOR, Call, Selector, Subquery
 from console.promql.binary import go_div
 from console.promql.storage import BadRegex, compile_regex
+from console.query.series_math import extrapolated_rate
 from console.promql.values import NAME, Sample, get, make_labels
 
 NAN = float("nan")
@@ -119,48 +119,6 @@ def _range_bounds(ev, arg, t: int) -> tuple[int, int]:
     return end - arg.range_ms, end
 
 
-def extrapolated_rate(ts: list, vs: list, lo: int, hi: int, range_start: int, range_end: int, is_counter: bool,
-                      is_rate: bool, range_ms: int, resets: list[int] | None = None) -> float | None:
-    """``rate``/``increase``/``delta`` of the samples ``lo:hi`` of ``(ts, vs)`` in a window:
-    the difference (counter resets added back: ``resets`` lists the indices where a value
-    drops, or None to scan), extrapolated to the window's edges where the samples stop
-    short of them by less than 1.1 average intervals (else by half an interval), and not
-    below zero for a counter (Prometheus' ``extrapolatedRate``)."""
-    n = hi - lo
-    if n < 2:
-        return None
-    first, last = vs[lo], vs[hi - 1]
-    result = last - first
-    if is_counter:
-        if resets is None:
-            prev = 0.0
-            for k in range(lo, hi):
-                v = vs[k]
-                if v < prev:
-                    result += prev
-                prev = v
-        elif resets:
-            for j in resets[bisect_right(resets, lo):bisect_left(resets, hi)]:
-                result += vs[j - 1]
-    t_first, t_last = ts[lo], ts[hi - 1]
-    to_start = (t_first - range_start) / 1000
-    to_end = (range_end - t_last) / 1000
-    sampled = (t_last - t_first) / 1000
-    average = sampled / (n - 1)
-    if is_counter and result > 0 and first >= 0:
-        to_zero = sampled * (first / result)
-        if to_zero < to_start:
-            to_start = to_zero
-    threshold = average * 1.1
-    interval = sampled
-    interval += to_start if to_start < threshold else average / 2
-    interval += to_end if to_end < threshold else average / 2
-    result = result * (interval / sampled)
-    if is_rate:
-        result = result / (range_ms / 1000)
-    return result
-
-
 def _rate_fn(is_counter: bool, is_rate: bool) -> Callable:
     def impl(ev, node: Call, t: int) -> list[Sample]:
         arg = node.args[0]
@@ -222,16 +180,24 @@ def _deriv(ts, vs, args) -> float | None:
     return linear_regression(ts, vs, ts[0])[0]
 
 
-def quantile_of(q: float, values: list[float]) -> float:
-    """Prometheus' ``quantile``: linear interpolation between the closest ranks."""
-    if not values:
-        return NAN
+def _out_of_range_quantile(q: float) -> float | None:
+    """The answer for a φ outside [0, 1] (NaN, -Inf below, +Inf above), else None."""
     if math.isnan(q):
         return NAN
     if q < 0:
         return -INF
     if q > 1:
         return INF
+    return None
+
+
+def quantile_of(q: float, values: list[float]) -> float:
+    """Prometheus' ``quantile``: linear interpolation between the closest ranks."""
+    if not values:
+        return NAN
+    special = _out_of_range_quantile(q)
+    if special is not None:
+        return special
     ordered = sorted(values)
     n = len(ordered)
     rank = q * (n - 1)
@@ -597,12 +563,9 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     """Prometheus' ``bucketQuantile`` over classic ``(upper bound, cumulative count)``
     buckets: NaN without a ``+Inf`` bucket or observations; counts made monotonic;
     linear interpolation inside the bucket holding the rank."""
-    if math.isnan(q):
-        return NAN
-    if q < 0:
-        return -INF
-    if q > 1:
-        return INF
+    special = _out_of_range_quantile(q)
+    if special is not None:
+        return special
     buckets = sorted(buckets, key=lambda b: b[0])
     if not buckets or buckets[-1][0] != INF:
         return NAN

@@ -1,5 +1,5 @@
 """Thin handlers of the Prometheus HTTP API under ``/prometheus/api/v1/`` (the subset
-Grafana's Prometheus data source uses; see docs/prometheus.md). Answers use Prometheus'
+Grafana's Prometheus data source uses; see docs/promql.md). Answers use Prometheus'
 envelope: ``{"status": "success", "data": ...}`` or ``{"status": "error", "errorType",
 "error"}`` (``web/api/v1/api.go``). Parameters come from the query string or a
 form-encoded POST body, as Prometheus reads them.

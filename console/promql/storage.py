@@ -1,6 +1,6 @@
 """Reads the series and raw samples a selector needs from the metric store.
 
-The PromQL label set of a stored series (see docs/prometheus.md, "Label model") is
+The PromQL label set of a stored series (see docs/promql.md, "Label model") is
 ``{"host": <host name>, "instance": <host name>, "job": "node"}`` overlaid with the series'
 stored labels (stored labels win), plus ``__name__`` = the series name. Label matchers
 apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in

@@ -7,6 +7,7 @@ restarted from zero, so the increase over that gap is the new value itself.
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -71,41 +72,56 @@ def increases(points: Points) -> Points:
     return [(t1, v1 - v0 if v1 >= v0 else v1) for (t0, v0), (t1, v1) in zip(points, points[1:]) if t1 > t0]
 
 
-def extrapolated(points: Points, range_start: int, range_end: int, is_rate: bool) -> float | None:
-    """Prometheus' ``increase``/``rate`` of one window (promql/functions.go
-    ``extrapolatedRate``, v2.42): ``points`` are the samples in ``[range_start, range_end]``
-    (Unix ms, inclusive as in 2.x). The raw increase (resets corrected) is extrapolated to
-    the window edges when the first/last sample is within 1.1 average intervals of them,
-    else by half an interval, and never below the counter's zero point. None for fewer than
-    two samples. A rate is per second of the window."""
-    if len(points) < 2:
+def extrapolated_rate(ts: list, vs: list, lo: int, hi: int, range_start: int, range_end: int, is_counter: bool,
+                      is_rate: bool, range_ms: int, resets: list[int] | None = None) -> float | None:
+    """``rate``/``increase``/``delta`` of the samples ``lo:hi`` of ``(ts, vs)`` in a window:
+    the difference (counter resets added back: ``resets`` lists the indices where a value
+    drops, or None to scan), extrapolated to the window's edges where the samples stop
+    short of them by less than 1.1 average intervals (else by half an interval), and not
+    below zero for a counter (Prometheus 2.42's ``extrapolatedRate``, promql/functions.go).
+    Times are Unix ms; a rate is per second of ``range_ms``."""
+    n = hi - lo
+    if n < 2:
         return None
-    first_t, first_v = points[0]
-    last_t, last_v = points[-1]
-    result = last_v - first_v
-    prev = first_v
-    for _, v in points[1:]:
-        if v < prev:
-            result += prev
-        prev = v
-    duration_to_start = (first_t - range_start) / 1000.0
-    duration_to_end = (range_end - last_t) / 1000.0
-    sampled = (last_t - first_t) / 1000.0
+    first, last = vs[lo], vs[hi - 1]
+    result = last - first
+    if is_counter:
+        if resets is None:
+            prev = 0.0
+            for k in range(lo, hi):
+                v = vs[k]
+                if v < prev:
+                    result += prev
+                prev = v
+        elif resets:
+            for j in resets[bisect_right(resets, lo):bisect_left(resets, hi)]:
+                result += vs[j - 1]
+    t_first, t_last = ts[lo], ts[hi - 1]
+    to_start = (t_first - range_start) / 1000
+    to_end = (range_end - t_last) / 1000
+    sampled = (t_last - t_first) / 1000
     if sampled <= 0:
         return None
-    average = sampled / (len(points) - 1)
-    if result > 0 and first_v >= 0:
-        duration_to_zero = sampled * (first_v / result)
-        if duration_to_zero < duration_to_start:
-            duration_to_start = duration_to_zero
+    average = sampled / (n - 1)
+    if is_counter and result > 0 and first >= 0:
+        to_zero = sampled * (first / result)
+        if to_zero < to_start:
+            to_start = to_zero
     threshold = average * 1.1
     interval = sampled
-    interval += duration_to_start if duration_to_start < threshold else average / 2
-    interval += duration_to_end if duration_to_end < threshold else average / 2
-    result *= interval / sampled
+    interval += to_start if to_start < threshold else average / 2
+    interval += to_end if to_end < threshold else average / 2
+    result = result * (interval / sampled)
     if is_rate:
-        result /= (range_end - range_start) / 1000.0
+        result = result / (range_ms / 1000)
     return result
+
+
+def extrapolated(points: Points, range_start: int, range_end: int, is_rate: bool) -> float | None:
+    """:func:`extrapolated_rate` of a counter's ``points`` in ``[range_start, range_end]``
+    (Unix ms, inclusive as in Prometheus 2.x); a rate is per second of the window."""
+    return extrapolated_rate([t for t, _ in points], [v for _, v in points], 0, len(points), range_start,
+                             range_end, True, is_rate, range_end - range_start)
 
 
 def step_windows(points: Points, start_ms: int, end_ms: int, step_ms: int, is_rate: bool,
