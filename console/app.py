@@ -14,6 +14,8 @@ import tornado.web
 from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
                                      DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
                                      DeploysHandler, DeploysPageHandler)
+from console.alerting.handlers import (AlertHistoryHandler, AlertsPageHandler, PromAlertsHandler, PromRulesHandler,
+                                      ReloadHandler)
 from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHandler
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
@@ -60,6 +62,7 @@ ROUTES = (
     (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
     (r"/api/v1/logs", LogsHandler, "viewer"),
     (r"/logs", LogsPageHandler, "viewer"),
+    (r"/alerts", AlertsPageHandler, "viewer"),
     (r"/audit", AuditPageHandler, "admin"),
     (r"/api/v1/openapi.json", OpenApiHandler, "public"),
     (r"/api/v1/me", MeHandler, "viewer"),
@@ -81,6 +84,10 @@ ROUTES = (
     (r"/prometheus/api/v1/metadata", MetadataHandler, "viewer"),
     (r"/prometheus/api/v1/status/buildinfo", BuildInfoHandler, "viewer"),
     (r"/prometheus/api/v1/status/runtimeinfo", RuntimeInfoHandler, "viewer"),
+    (r"/prometheus/api/v1/rules", PromRulesHandler, "viewer"),
+    (r"/prometheus/api/v1/alerts", PromAlertsHandler, "viewer"),
+    (r"/api/v1/alerts/history", AlertHistoryHandler, "viewer"),
+    (r"/-/reload", ReloadHandler, "admin"),
 )
 
 access_log = logging.getLogger("tornado.access")

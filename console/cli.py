@@ -2,7 +2,7 @@
 
 Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
 configured database directly; client commands (``hosts``, ``apps``, ``deploys``,
-``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``) talk to a running console
+``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``, ``alerts``, ``rules``) talk to a running console
 over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
 1 the operation failed, 2 bad usage or configuration.
 """
@@ -239,6 +239,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if services.alerting is not None:  # SIGHUP re-reads the rule files, as Prometheus
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.alerting.reload()))
     agent = None
     if with_agent:
         agent = LocalAgent(services, config, config_path, url)
@@ -1088,6 +1090,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--time", metavar="TIME", help="evaluation (or range end) time: Unix seconds or RFC 3339")
     query.add_argument("--json", action="store_true", help="print Prometheus' data object as JSON")
     query.set_defaults(func=cmd_query)
+    from console.alerting.cli import add_commands as add_alerting_commands
+
+    add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
     return parser
 
 

@@ -171,10 +171,56 @@ SECTIONS: dict[str, Literal["console", "agent"]] = {
     "apps": "console",  # console/deploy/apps.py
     "inventory": "console",  # console/deploy/inventory.py
     "probes": "console",  # console/probes/config.py
+    "alerting": "console",  # console/alerting/ (AlertingConfig below)
     "agent": "agent",  # agents/config.py
 }
-# Sections that were documented but do nothing yet: refused unless empty.
-NOT_IMPLEMENTED = {"alerts": "alert rules are not implemented"}
+# Sections of earlier releases, refused with what replaced them.
+REPLACED = {"alerts": "replaced by the alerting: section (rule_files in Prometheus' rule format; docs/alerting.md)"}
+
+
+class AlertingConfig(BaseModel):
+    """The ``alerting:`` section (docs/alerting.md)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    rule_files: list[Annotated[str, Field(min_length=1)]] = []  # globs; relative to the config file's folder
+    # Seconds, or a duration such as "1m", for groups without their own interval.
+    evaluation_interval: Float = Field(60.0, gt=0, le=SECONDS_MAX)
+    default_rules: bool = True  # load the shipped rules (console/alerting/default_rules.yml)
+
+    @field_validator("evaluation_interval", mode="before")
+    @classmethod
+    def _duration(cls, raw: Any) -> Any:
+        # Prometheus writes intervals as durations ("30s", "1m"); a plain number is seconds.
+        if isinstance(raw, str) and not raw.replace(".", "", 1).isdigit():
+            from console.alerting.rules import parse_duration
+
+            try:
+                return parse_duration(raw)
+            except ValueError:
+                raise ValueError(f"must be seconds or a duration such as 30s or 1m, got {raw!r}") from None
+        return raw
+
+    @field_validator("default_rules", mode="before")
+    @classmethod
+    def _strict_bool(cls, raw: Any) -> Any:
+        if not isinstance(raw, bool):
+            raise ValueError(f"must be true or false, got {raw!r}")
+        return raw
+
+
+def _alerting_from(document: YamlDocument, base_dir: Path | None) -> AlertingConfig:
+    """The ``alerting:`` section validated, rule file globs made absolute against the
+    config file's folder. Raises ConfigError naming each bad key and its line."""
+    values = {k: v for k, v in (document.data.get("alerting") or {}).items() if v is not None}
+    try:
+        config = AlertingConfig.model_validate(values)
+    except ValidationError as exc:
+        where = (lambda loc: document.where(("alerting",) + tuple(loc))) if base_dir is not None else (lambda loc: None)
+        raise ConfigError("\n".join(validation_messages(exc, "alerting", where))) from None
+    if base_dir is not None:
+        config.rule_files = [f if os.path.isabs(f) else str(base_dir / f) for f in config.rule_files]
+    return config
 
 
 @dataclass
@@ -186,6 +232,7 @@ class Config:
 
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     apps: dict[str, Any] = field(default_factory=dict)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
     inventory: dict[str, Any] = field(default_factory=dict)  # SSH hosts and groups (console/deploy/inventory.py)
     probes: dict[str, Any] = field(default_factory=dict)  # blackbox probes (console/probes/config.py)
     path: str | None = None
@@ -323,13 +370,13 @@ def _read_file(path: str) -> YamlDocument:
         document.data = {}
     if not isinstance(document.data, dict):
         raise ConfigError(f"{path}: must hold a mapping of sections (console, apps, ...) at the top level")
-    unknown = [str(k) for k in document.data if k not in SECTIONS and k not in NOT_IMPLEMENTED]
+    for name, why in REPLACED.items():
+        if name in document.data:
+            raise ConfigError(f"{name} ({document.where((name,))}): {why}")
+    unknown = [str(k) for k in document.data if k not in SECTIONS]
     if unknown:
         raise ConfigError(f"{path}: unknown top-level section {unknown[0]!r} (line {document.line((unknown[0],))}); "
                           f"known: {', '.join(SECTIONS)}")
-    for name, why in NOT_IMPLEMENTED.items():
-        if document.data.get(name):
-            raise ConfigError(f"{name} ({document.where((name,))}): {why}; remove the section")
     for name, owner in SECTIONS.items():
         value = document.data.get(name)
         if owner == "console" and value is not None and not isinstance(value, dict):
@@ -370,6 +417,7 @@ def load_config(path: str | os.PathLike | None = None,
         raise ConfigError("\n".join(lines)) from None
     return Config(console=console, apps=dict(document.data.get("apps") or {}),
                   inventory=dict(document.data.get("inventory") or {}),
+                  alerting=_alerting_from(document, Path(path).resolve().parent if path else None),
                   probes=dict(document.data.get("probes") or {}), path=str(path) if path else None,
                   document=document if path else None)
 

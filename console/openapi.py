@@ -217,6 +217,12 @@ API_PATHS: dict[str, dict[str, dict]] = {
     r"/api/v1/secrets/([^/]+)": {
         "delete": {"summary": "Delete a secret (audited)",
                    "responses": {"200": _json(_obj({"name": STR, "deleted": BOOL}, ["name", "deleted"]))}}},
+    r"/api/v1/alerts/history": {"get": {
+        "summary": "Alert state transitions (pending, firing, resolved, inactive), newest first",
+        "responses": {"200": _json(_obj({"transitions": {"type": "array", "items": _obj({
+            "ts": NUM, "alertname": STR, "state": STR, "labels": {"type": "object"},
+            "annotations": {"type": "object"}, "value": NNUM, "group": STR},
+            ["ts", "alertname", "state", "labels", "annotations", "value", "group"])}}, ["transitions"]))}}},
 }
 
 _ERRORS = {"400": "Invalid request", "401": "Credentials missing or invalid", "403": "Not allowed",

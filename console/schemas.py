@@ -336,6 +336,34 @@ class RangeQueryArgs(Query):
     agg: Literal[tuple(AGGREGATORS)] = "sum"  # type: ignore[valid-type]
 
 
+def _unix_or_rfc3339(raw: Any) -> Any:
+    # Prometheus' time parameters: Unix seconds or RFC 3339 (console/promql/handlers.py).
+    if isinstance(raw, str):
+        from console.promql.handlers import parse_time
+        from console.promql.service import PromError
+
+        try:
+            return parse_time("time", raw)
+        except PromError:
+            raise ValueError("must be Unix seconds or an RFC 3339 time with a zone") from None
+    return raw
+
+
+Timestamp = Annotated[float, BeforeValidator(_unix_or_rfc3339),
+                      WithJsonSchema({"anyOf": [{"type": "number", "minimum": -MAX_SECONDS, "maximum": MAX_SECONDS},
+                                                {"type": "string", "format": "date-time"}]})]
+
+
+class AlertHistoryQuery(Query):
+    """422 ``invalid_range`` when since is after until."""
+
+    since: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: until - 24 h)")
+    until: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: now)")
+    alertname: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+    instance: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
+    limit: query_int(ge=1, le=10000) = 1000  # type: ignore[valid-type]
+
+
 class LogsQuery(Query):
     """422 ``invalid_range`` when end is before start."""
 
@@ -433,6 +461,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     (r"/api/v1/deploys/([^/]+)/events", "get"): Request(query=DeployEventsQuery, path={"deploy_id": DeployId}),
     (r"/api/v1/deploys/([^/]+)/cancel", "post"): Request(path={"deploy_id": DeployId}),
     (r"/api/v1/logs", "get"): Request(query=LogsQuery),
+    (r"/api/v1/alerts/history", "get"): Request(query=AlertHistoryQuery),
     (r"/api/v1/users", "post"): Request(body=NewUser),
     (r"/api/v1/users/([^/]+)", "patch"): Request(body=UserChange, path={"username": UserName}),
     (r"/api/v1/users/([^/]+)", "delete"): Request(path={"username": UserName}),

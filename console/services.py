@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from console.audit.anchor import HeadAnchor
+from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
 from console.auth.sessions import SessionService
@@ -63,6 +64,7 @@ class Services:
     probes: ProbeService | None = None
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
     promql: PromQLService | None = None
+    alerting: AlertingService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -79,6 +81,8 @@ class Services:
         self._pruning = asyncio.ensure_future(prune_forever(self))
         if self.sockets is not None:
             self._watching = asyncio.ensure_future(self.sockets.watch())
+        if self.alerting is not None:
+            self.alerting.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -87,6 +91,8 @@ class Services:
             self._watching.cancel()
         if self.probes is not None:
             self.probes.close()
+        if self.alerting is not None:
+            self.alerting.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -116,7 +122,14 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
-    return Services(config=config, db=db, bus=bus, metrics=ConsoleMetrics(),
+    metrics = ConsoleMetrics()
+    promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
+                           raw_retention_s=c.retention_raw_days * 86400)
+    alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,
+                               host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
+                               registry=metrics.registry, clock=clock)
+    promql.virtual = alerting  # up, ALERTS and ALERTS_FOR_STATE for every PromQL query
+    return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
                     query=QueryService(c, clock=clock),
@@ -132,8 +145,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
-                                         raw_retention_s=c.retention_raw_days * 86400))
+                    promql=promql, alerting=alerting)
 
 
 def cookie_secret(data_dir: Path) -> str:

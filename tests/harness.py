@@ -85,7 +85,8 @@ class ConsoleHarness:
     admin_password = ADMIN_PASSWORD
 
     def __init__(self, data_dir: Path, database_url: str | None = None, apps: dict | None = None,
-                 inventory: dict | None = None, probes: dict | None = None, **console: Any) -> None:
+                 inventory: dict | None = None, probes: dict | None = None, alerting: Any = None,
+                 clock: Any = None, **console: Any) -> None:
         env = {"FLEETDECK_DATA_DIR": str(data_dir), "FLEETDECK_LISTEN": "127.0.0.1:0"}
         if database_url:
             env["FLEETDECK_DATABASE_URL"] = database_url
@@ -95,8 +96,17 @@ class ConsoleHarness:
         self.config.apps = dict(apps or {})  # the raw `apps:` section, as config.yaml holds it
         self.config.inventory = dict(inventory or {})  # the raw `inventory:` section (SSH hosts)
         self.config.probes = dict(probes or {})  # the raw `probes:` section (blackbox probes)
-        self.services = build_services(self.config)
-        self.services.db.run(self.services.users.create, self.admin_user, self.admin_password, "admin")
+        if alerting is not None:  # an AlertingConfig (the `alerting:` section)
+            self.config.alerting = alerting
+        self.services = build_services(self.config, **({"clock": clock} if clock else {}))
+        from sqlalchemy import select
+
+        from console.storage.models import User
+
+        restarted = self.services.db.run(lambda s: s.execute(  # the same data directory started again
+            select(User.id).where(User.username == self.admin_user)).first() is not None)
+        if not restarted:
+            self.services.db.run(self.services.users.create, self.admin_user, self.admin_password, "admin")
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
         self._error: BaseException | None = None

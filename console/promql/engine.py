@@ -195,7 +195,7 @@ class Evaluator:
         out = []
         for s in self._data[node]:
             i = bisect_right(s.ts, ref) - 1
-            if i >= 0 and s.ts[i] >= floor:
+            if i >= 0 and s.ts[i] >= floor and (s.stale_from is None or ref < s.stale_from):
                 out.append(Sample(s.labels, s.values[i], s.ts[i]))
         return out
 

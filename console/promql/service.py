@@ -113,6 +113,7 @@ class PromQLService:
         self.max_samples = max_samples
         self.clock = clock
         self.raw_retention_s = raw_retention_s
+        self.virtual = None  # a storage.VirtualSource adding computed series (console/alerting)
 
     async def _run(self, fn: Callable, timeout_s: float | None, *args) -> object:
         timeout = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
@@ -125,7 +126,7 @@ class PromQLService:
             raise PromError("timeout", "query timed out in expression evaluation", 503) from None
 
     def _guarded(self, session: Session, fn: Callable, deadline: float, *args) -> object:
-        storage = Storage(session, self.max_samples)
+        storage = Storage(session, self.max_samples, self.virtual)
         try:
             return fn(storage, deadline, *args)
         except QueryTimeout:

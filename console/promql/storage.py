@@ -45,6 +45,7 @@ class StoredSeries:
     ts: list = field(default_factory=list)
     values: list = field(default_factory=list)
     _resets: list | None = field(default=None, repr=False)
+    stale_from: int | None = None  # Unix ms from which instant lookups see no sample (a computed series that ended)
 
     @property
     def resets(self) -> list[int]:
@@ -90,15 +91,58 @@ def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:
     return lambda v: rx.fullmatch(v) is None
 
 
+@dataclass
+class VirtualSeries:
+    """A series computed rather than stored (``up``, ``ALERTS``: console/alerting).
+    ``samples(mint, maxt)`` -> (Unix ms list, value list) inside ``[mint, maxt]``."""
+
+    labels: Labels
+    samples: Callable[[int, int], tuple[list, list]]
+    stale_from: int | None = None  # as Prometheus' staleness marker: the series ended here (Unix ms)
+
+
+class VirtualSource:
+    """Hook for computed series: ``names`` are the metric names it can produce;
+    ``series(session)`` lists them (called at most once per query, and only when a
+    selector may match one of ``names``)."""
+
+    names: frozenset = frozenset()
+
+    def series(self, session: Session) -> list[VirtualSeries]:
+        return []
+
+
 class Storage:
     """Series lookups and sample loading inside one read transaction. ``max_samples``
-    caps the samples loaded over the whole query (TooManySamples beyond it)."""
+    caps the samples loaded over the whole query (TooManySamples beyond it). ``virtual``
+    adds computed series (ids below 0) to what selectors match."""
 
-    def __init__(self, session: Session, max_samples: int) -> None:
+    def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None) -> None:
         self.session = session
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
+        self._virtual_source = virtual
+        self._virtual: list[VirtualSeries] | None = None
+
+    @property
+    def computed_read(self) -> bool:
+        """Whether this storage has listed its computed series (they are then fixed for
+        its lifetime: a caller that changes them needs a new Storage)."""
+        return self._virtual is not None
+
+    def _virtual_matches(self, names: list[str], tests: list) -> list[StoredSeries]:
+        source = self._virtual_source
+        if source is None or (names and names[0] not in source.names):
+            return []
+        if self._virtual is None:
+            self._virtual = source.series(self.session)
+        out = []
+        for i, v in enumerate(self._virtual):
+            as_dict = dict(v.labels)
+            if all(test(as_dict.get(label, "")) for label, test in tests):
+                out.append(StoredSeries(-(i + 1), v.labels))
+        return out
 
     def match(self, matchers: tuple[LabelMatcher, ...]) -> list[StoredSeries]:
         """Series (without samples) whose label set satisfies every matcher, sorted by labels."""
@@ -116,6 +160,7 @@ class Storage:
             as_dict = dict(labels)
             if all(test(as_dict.get(label, "")) for label, test in tests):
                 out.append(StoredSeries(sid, labels))
+        out.extend(self._virtual_matches(names, tests))
         out.sort(key=lambda s: s.labels)
         self._series_cache[key] = out
         return out
@@ -127,17 +172,28 @@ class Storage:
         if not series or maxt < mint:
             return series
         budget = self.max_samples - self.loaded
-        rows, loaded = _series_rows(self.session, [s.id for s in series], "ts, value", "samples",
-                                    f"ts >= {int(mint)} AND ts <= {int(maxt)}", max(budget, 0))
+        stored = [s.id for s in series if s.id >= 0]
+        rows, loaded = _series_rows(self.session, stored, "ts, value", "samples",
+                                    f"ts >= {int(mint)} AND ts <= {int(maxt)}", max(budget, 0)) if stored else ({}, 0)
         self.loaded += loaded
         if self.loaded > self.max_samples:
             raise TooManySamples()
         for s in series:
+            if s.id < 0:
+                virtual = self._virtual[-s.id - 1]
+                s.ts, s.values = virtual.samples(int(mint), int(maxt))
+                s.stale_from = virtual.stale_from
+                self.loaded += len(s.ts)
+                continue
             points = rows.get(s.id, ())
             s.ts = [p[0] for p in points]
             s.values = [p[1] for p in points]
+        if self.loaded > self.max_samples:
+            raise TooManySamples()
         return series
 
     def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
+        if series_id < 0:
+            return bool(self._virtual[-series_id - 1].samples(mint, maxt)[0])
         return self.session.execute(select(Sample.ts).where(
             Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None

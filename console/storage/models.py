@@ -317,3 +317,45 @@ class SshKnownHost(Base):
     fingerprint: Mapped[str] = mapped_column(String(100))  # SHA256:... as ssh-keygen -l prints it
     added_by: Mapped[str] = mapped_column(String(255))
     added_at: Mapped[float] = mapped_column(Float)
+
+
+class AlertHistory(Base):
+    """One alert state transition (console/alerting): ``state`` is pending, firing,
+    resolved (was firing) or inactive (was pending); ``labels`` and ``annotations`` are
+    canonical JSON objects; ``value`` the expression's sample value."""
+
+    __tablename__ = "alert_history"
+    __table_args__ = (Index("ix_alert_history_ts", "ts"), Index("ix_alert_history_alertname_ts", "alertname", "ts"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    group_key: Mapped[str] = mapped_column(Text)  # FILE;GROUP
+    alertname: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    annotations: Mapped[str] = mapped_column(Text)
+
+
+class AlertState(Base):
+    """An active alert (pending, firing, or resolved within the retention) as of the last
+    evaluation of its group, so a restart resumes ``for`` timers and firing alerts.
+    Times are Unix seconds; a group's rows are replaced together."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = (Index("ix_alert_state_group_key", "group_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    alertname: Mapped[str] = mapped_column(String(255))
+    expr: Mapped[str] = mapped_column(Text)
+    labels: Mapped[str] = mapped_column(Text)
+    annotations: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    active_at: Mapped[float] = mapped_column(Float)
+    fired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    keep_firing_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clear_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_eval: Mapped[float | None] = mapped_column(Float, nullable=True)

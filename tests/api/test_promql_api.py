@@ -145,7 +145,7 @@ def test_grafana_requests(console, viewer):
     # Explore's exemplar request: none are stored; an unknown API path is a JSON 404, not a page.
     assert get(console, viewer, "query_exemplars", query="pq_temp", start=T0, end=T0 + 60).json() == {
         "status": "success", "data": []}
-    missing = get(console, viewer, "rules")
+    missing = get(console, viewer, "no_such_endpoint")
     assert missing.status == 404 and missing.headers["content-type"].startswith("application/json")
 
 

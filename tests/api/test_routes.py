@@ -41,6 +41,7 @@ PROBES: dict[str, list[Probe]] = {
     r"/deploys": [Probe("GET", "/deploys", (200,))],
     r"/deploys/([^/]+)": [Probe("GET", "/deploys/999999", (200, 404))],
     r"/logs": [Probe("GET", "/logs", (200,))],
+    r"/alerts": [Probe("GET", "/alerts", (200,))],
     r"/api/v1/apps": [Probe("GET", "/api/v1/apps", (200,))],
     r"/api/v1/apps/([^/]+)": [Probe("GET", "/api/v1/apps/no-such-app", (404,))],
     r"/api/v1/apps/([^/]+)/deploys": [Probe("POST", "/api/v1/apps/no-such-app/deploys", (404,), J)],
@@ -81,9 +82,13 @@ PROBES: dict[str, list[Probe]] = {
     r"/prometheus/api/v1/metadata": [Probe("GET", "/prometheus/api/v1/metadata", (200,))],
     r"/prometheus/api/v1/status/buildinfo": [Probe("GET", "/prometheus/api/v1/status/buildinfo", (200,))],
     r"/prometheus/api/v1/status/runtimeinfo": [Probe("GET", "/prometheus/api/v1/status/runtimeinfo", (200,))],
+    r"/prometheus/api/v1/rules": [Probe("GET", "/prometheus/api/v1/rules", (200,))],
+    r"/prometheus/api/v1/alerts": [Probe("GET", "/prometheus/api/v1/alerts", (200,))],
+    r"/api/v1/alerts/history": [Probe("GET", "/api/v1/alerts/history", (200,))],
+    r"/-/reload": [Probe("POST", "/-/reload", (200,), b"")],
 }
 
-API_PREFIXES = ("/api/", "/prometheus/api/")  # JSON answers (401, never a login redirect)
+API_PREFIXES = ("/api/", "/prometheus/api/", "/-/")  # JSON answers (401, never a login redirect)
 CREDENTIALS = ("anonymous", "agent", "viewer-token", "deployer-token", "admin-token",
                "viewer-session", "deployer-session", "admin-session")
 ROLE_OF = {"viewer": "viewer", "deployer": "deployer", "admin": "admin"}

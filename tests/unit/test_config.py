@@ -178,14 +178,12 @@ def test_coarser_tiers_must_be_kept_at_least_as_long(tmp_path):
 
 
 # -- sections: each read by its owner -----------------------------------------------------
-def test_alerts_section_is_refused_unless_empty(tmp_path):
+def test_the_old_alerts_section_is_refused_naming_its_replacement(tmp_path):
     path = tmp_path / "c.yaml"
-    for empty in ("alerts: []\n", "alerts:\n", ""):
-        path.write_text("console: {}\n" + empty)
-        load_config(path, env={})
-    path.write_text("console: {}\nalerts:\n  - {name: disk full}\n")
-    with pytest.raises(ConfigError, match=r"alerts \(.*c\.yaml line 2\): alert rules are not implemented"):
-        load_config(path, env={})
+    for text in ("alerts: []\n", "alerts:\n", "alerts:\n  - {name: disk full}\n"):
+        path.write_text("console: {}\n" + text)
+        with pytest.raises(ConfigError, match=r"alerts \(.*c\.yaml line 2\): replaced by the alerting: section"):
+            load_config(path, env={})
 
 
 def test_the_console_ignores_the_agent_section_and_keeps_apps_and_inventory(tmp_path):
@@ -266,12 +264,15 @@ def test_serve_refuses_bad_file_values_and_sections_naming_file_and_line(tmp_pat
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"console.rollup_interval: must be a finite number, got nan (from {path} line 3)" in result.stderr
     assert f"console.colour: unknown key (from {path} line 4)" in result.stderr
+    path.write_text("console: {}\nrouting:\n  rules: []\n")
+    result = serve(tmp_path, "--config", str(path))
+    assert result.returncode == 2 and f"{path}: unknown top-level section 'routing' (line 2)" in result.stderr
     path.write_text("console: {}\nalerting:\n  rules: []\n")
     result = serve(tmp_path, "--config", str(path))
-    assert result.returncode == 2 and f"{path}: unknown top-level section 'alerting' (line 2)" in result.stderr
+    assert result.returncode == 2 and f"alerting.rules: unknown key (from {path} line 3)" in result.stderr
     path.write_text("console: {}\nalerts: [{name: x}]\n")
     result = serve(tmp_path, "--config", str(path))
-    assert result.returncode == 2 and "alert rules are not implemented" in result.stderr
+    assert result.returncode == 2 and "replaced by the alerting: section" in result.stderr
 
 
 def test_serve_names_a_bad_listen_flag(tmp_path):

@@ -358,7 +358,7 @@
         },
       },
       hooks: {
-        draw: [drawDeployMarks],
+        draw: [drawDeployMarks, drawAlertSpans],
         setSelect: [function (u) {
           if (u.select.width < 5) return;
           var min = u.posToVal(u.select.left, "x");
@@ -479,6 +479,7 @@
       loadChart(chart);
     });
     loadDeployMarks();
+    loadAlertSpans();
   }
 
   // ------------------------------------------------------------ deploy markers
@@ -517,6 +518,52 @@
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
+    });
+    ctx.restore();
+  }
+
+  // ------------------------------------------------------------ alert spans
+
+  // This host's alerts (history where instance = HOST) drawn as translucent red bands from
+  // firing to resolved (or to now while still firing).
+  var alertSpans = [];
+
+  function loadAlertSpans() {
+    var since = Math.floor(nowSec() - state.range);
+    var until = Math.ceil(nowSec());
+    return F.fetchJSON("/api/v1/alerts/history?" + F.query({ instance: HOST, since: since, until: until, limit: 10000 })).then(function (body) {
+      var open = new Map();
+      alertSpans = [];
+      body.transitions.slice().reverse().forEach(function (t) {  // oldest first
+        var key = JSON.stringify(t.labels);
+        if (t.state === "firing") open.set(key, { from: t.ts, to: null, label: t.alertname });
+        else if (t.state === "resolved") {  // one that fired before the window starts at its edge
+          var span = open.get(key) || { from: since, label: t.alertname };
+          span.to = t.ts;
+          alertSpans.push(span);
+          open.delete(key);
+        }
+      });
+      open.forEach(function (span) { alertSpans.push(span); });
+      root.dataset.alertSpans = String(alertSpans.length);
+      charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
+      F.clearError("alert-spans");
+    }).catch(function (err) {
+      F.showError("alert-spans", "Alert markers — " + err.message);
+    });
+  }
+
+  function drawAlertSpans(u) {
+    if (!alertSpans.length) return;
+    var ctx = u.ctx;
+    var left = u.bbox.left, right = u.bbox.left + u.bbox.width;
+    ctx.save();
+    ctx.fillStyle = "rgba(242, 73, 92, 0.15)";
+    alertSpans.forEach(function (span) {
+      var x0 = Math.max(left, Math.round(u.valToPos(span.from, "x", true)));
+      var x1 = Math.min(right, Math.round(u.valToPos(span.to === null ? nowSec() : span.to, "x", true)));
+      if (x1 <= x0) return;
+      ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
     });
     ctx.restore();
   }
@@ -653,6 +700,7 @@
   window.setInterval(loadHeader, HEADER_POLL_MS);
   window.setInterval(updateAll, FALLBACK_POLL_MS);
   window.setInterval(loadDeployMarks, HEADER_POLL_MS); // new deploys appear without a reload
+  window.setInterval(loadAlertSpans, HEADER_POLL_MS);
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) {
       updateAll();

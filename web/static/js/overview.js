@@ -70,6 +70,8 @@
     var agentHealth = F.el("div", "agent-health unknown", "");
 
     var labels = F.el("div", "host-labels");
+    var alerts = F.el("div", "host-alerts");  // firing alerts of this host (renderAlerts)
+    alerts.hidden = true;
 
     var foot = F.el("div", "host-card-foot");
     var seen = F.el("span", "last-seen", "");
@@ -88,11 +90,12 @@
     root.appendChild(metrics);
     root.appendChild(agentHealth);
     root.appendChild(labels);
+    root.appendChild(alerts);
     root.appendChild(foot);
     return {
       root: root,
       refs: { badge: badge, cpu: cpu, mem: mem, disk: disk, load: loadValue, seen: seen, version: version, labels: labels,
-              agentHealth: agentHealth, drift: drift, skew: skew },
+              agentHealth: agentHealth, drift: drift, skew: skew, alerts: alerts },
       data: null,
     };
   }
@@ -242,6 +245,24 @@
     });
   }
 
+  // Firing alerts (GET /prometheus/api/v1/alerts) listed on the card of the host their
+  // `host` or `instance` label names.
+  function renderAlerts(data) {
+    var byHost = new Map();
+    (data.alerts || []).forEach(function (a) {
+      if (a.state !== "firing") return;
+      var host = a.labels.host || a.labels.instance;
+      if (!byHost.has(host)) byHost.set(host, []);
+      byHost.get(host).push(a.labels.alertname);
+    });
+    cards.forEach(function (card, name) {
+      var names = (byHost.get(name) || []).sort();
+      F.setText(card.refs.alerts, names.length ? "Firing: " + names.join(", ") : "");
+      card.refs.alerts.hidden = names.length === 0;
+      card.root.classList.toggle("has-alerts", names.length > 0);
+    });
+  }
+
   function refresh() {
     if (inFlight) {
       pending = true;
@@ -259,6 +280,10 @@
       .then(function (hosts) {
         render(hosts);
         F.clearError("hosts");
+        return F.fetchJSON("/prometheus/api/v1/alerts").then(function (doc) {
+          renderAlerts(doc.data);
+          F.clearError("alerts");
+        }, function (err) { F.showError("alerts", "Could not load alerts — " + err.message); });
       })
       .catch(function (err) {
         F.showError("hosts", "Could not load hosts — " + err.message);

@@ -1,0 +1,1 @@
+"""Alerting: Prometheus rule files, their evaluation and alert state (docs/alerting.md)."""

@@ -1,0 +1,129 @@
+"""Alerting endpoints. Prometheus' shapes (``web/api/v1/api.go``) for
+``/prometheus/api/v1/rules`` and ``/prometheus/api/v1/alerts`` (so Grafana lists them);
+Fleetdeck's JSON for the history and reload (docs/alerting.md, "API")."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
+from console.alerting.templates import go_float_e
+from console.errors import ApiError
+from console.handlers import ApiHandler, PageHandler
+from console.promql.handlers import PrometheusHandler
+from console.promql.service import bad_data
+
+
+
+def rfc3339(ts: float | None) -> str:
+    """Unix seconds -> RFC 3339 in UTC as Go's time.Time marshals (``0001-01-01T00:00:00Z``
+    for no time)."""
+    if ts is None:
+        return "0001-01-01T00:00:00Z"
+    text = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "")
+    return text.rstrip("0").rstrip(".") + "Z"
+
+
+def alert_json(a: Alert) -> dict:
+    out = {"labels": dict(a.labels), "annotations": a.annotations, "state": a.state,
+           "activeAt": rfc3339(a.active_at), "value": go_float_e(a.value)}
+    if a.keep_firing_since is not None:
+        out["keepFiringSince"] = rfc3339(a.keep_firing_since)
+    return out
+
+
+def rules_json(services, kind: str | None) -> dict:  # noqa: ANN001 - Services
+    groups = []
+    for group, rules, last_eval, seconds in services.alerting.snapshot():
+        rules_out = []
+        for state, alerts in rules:
+            rule = state.rule
+            if rule.record:
+                if kind in (None, "record"):
+                    entry = {"name": rule.name, "query": rule.expr.strip(), "labels": rule.labels,
+                             "health": state.health, "evaluationTime": state.evaluation_seconds,
+                             "lastEvaluation": rfc3339(state.last_evaluation), "type": "recording"}
+                    if state.last_error:
+                        entry["lastError"] = state.last_error
+                    rules_out.append(entry)
+                continue
+            if kind in (None, "alert"):
+                active = [a for a in alerts if a.state != INACTIVE]
+                states = {a.state for a in active}
+                entry = {
+                    "state": FIRING if FIRING in states else PENDING if PENDING in states else INACTIVE,
+                    "name": rule.name, "query": rule.expr.strip(), "duration": rule.hold_s,
+                    "keepFiringFor": rule.keep_firing_for_s, "labels": rule.labels,
+                    "annotations": rule.annotations,
+                    "alerts": [alert_json(a) for a in sorted(active, key=lambda a: a.labels)],
+                    "health": state.health, "evaluationTime": state.evaluation_seconds,
+                    "lastEvaluation": rfc3339(state.last_evaluation), "type": "alerting",
+                }
+                if state.last_error:
+                    entry["lastError"] = state.last_error
+                if rule.recover_expr is not None:
+                    entry["recoverQuery"] = rule.recover_expr.strip()
+                if rule.for_resolved_s:
+                    entry["forResolved"] = rule.for_resolved_s
+                rules_out.append(entry)
+        groups.append({"name": group.name, "file": group.file, "rules": rules_out, "interval": group.interval_s,
+                       "limit": group.limit, "evaluationTime": seconds, "lastEvaluation": rfc3339(last_eval)})
+    errors = [{"file": f, "error": e} for f, e in sorted(services.alerting.file_errors.items())]
+    return {"groups": groups, "fileErrors": errors}
+
+
+class PromRulesHandler(PrometheusHandler):
+    """``/prometheus/api/v1/rules?type=alert|record``: ``{"groups": [...]}`` as Prometheus,
+    plus ``fileErrors``: ``[{"file", "error"}]`` of rule files refused at the last load."""
+
+    async def get(self) -> None:
+        kind = self.arg("type")
+        if kind not in (None, "alert", "record"):
+            raise bad_data(f'invalid parameter "type": unknown rule type {kind!r}')
+        self.success(rules_json(self.services, kind))
+
+
+class PromAlertsHandler(PrometheusHandler):
+    """``/prometheus/api/v1/alerts``: ``{"alerts": [...]}`` (pending and firing)."""
+
+    async def get(self) -> None:
+        alerts = [a for _, rules, _, _ in self.services.alerting.snapshot() for _, alerts in rules
+                  for a in alerts if a.state != INACTIVE]
+        self.success({"alerts": [alert_json(a) for a in sorted(alerts, key=lambda a: a.labels)]})
+
+
+class AlertHistoryHandler(ApiHandler):
+    """``GET /api/v1/alerts/history?since&until&alertname&instance&limit``: transitions,
+    newest first: ``{"transitions": [{"ts", "alertname", "state", "labels",
+    "annotations", "value", "group"}]}``. ``since``/``until`` are Unix seconds or RFC 3339
+    (default: the last 24 hours); ``limit`` at most 10,000 (default 1,000)."""
+
+    async def get(self) -> None:
+        args = self.query()  # console/schemas.py AlertHistoryQuery
+        until = self.services.clock() if args.until is None else args.until
+        since = until - 86400 if args.since is None else args.since
+        if since > until:
+            raise ApiError(422, "invalid_range", "since must not be after until", {"parameter": "since"})
+        rows = await self.services.db.read(self.services.alerting.history, since, until,
+                                           args.alertname or None, args.instance or None, args.limit)
+        self.write_json({"transitions": rows})
+
+
+class ReloadHandler(ApiHandler):
+    """``POST /-/reload``: re-read the rule files. 200 ``{"status": "success"}``; 422
+    ``rule_files_refused`` with ``details.errors`` ``{file: "FILE:LINE: message"}`` when any
+    file was refused (those files' previous rules keep running; the others are applied)."""
+
+    async def post(self) -> None:
+        errors = await self.services.alerting.reload()
+        if errors:
+            raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
+                                                      "rules keep running", {"errors": errors})
+        self.write_json({"status": "success"})
+
+
+class AlertsPageHandler(PageHandler):
+    """``/alerts``: firing, pending and recently resolved alerts, rule load errors; its data
+    comes from ``/prometheus/api/v1/rules`` and ``/api/v1/alerts/history``."""
+
+    def get(self) -> None:
+        self.render("alerts.html")

@@ -1,0 +1,440 @@
+"""The alerting service: loads rule files, evaluates each group on its interval on the
+service's own thread with a deadline, keeps alert state (stored, so a restart resumes
+it), writes every transition to the history, and serves the computed series ``up``,
+``ALERTS`` and ``ALERTS_FOR_STATE`` to PromQL (docs/alerting.md).
+
+Threading: rule evaluation and every change to alert state run on one thread owned by
+this service (``alerting`` executor); storing state and history goes through the
+database writer; readers (the API, PromQL's computed series) copy state under a lock.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from bisect import bisect_left, bisect_right
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from typing import Callable
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from console.alerting.rules import Group, load_all
+from console.alerting.state import FIRING, INACTIVE, PENDING, Alert, RuleEvalError, RuleState, Transition
+from console.config import AlertingConfig
+from console.promql import ast
+from console.promql.aggregations import AggregationError
+from console.promql.binary import MatchingError
+from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
+from console.promql.functions import FunctionError
+from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
+from console.promql.values import NAME, Labels, Sample, make_labels
+from console.storage.database import Database
+from console.storage.models import AlertHistory, AlertState, Host
+
+log = logging.getLogger("fleetdeck.alerting")
+
+DEFAULT_RULES = Path(__file__).resolve().parent / "default_rules.yml"
+_EVAL_ERRORS = (QueryTimeout, TooManySamples, EvalError, MatchingError, FunctionError, AggregationError,
+                BadRegex, ast.ParseError, ast.Unsupported, RuleEvalError)
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass
+class GroupRuntime:
+    group: Group
+    rules: list[RuleState]
+    last_evaluation: float | None = None
+    evaluation_seconds: float = 0.0
+    persisted: list = field(default_factory=list)  # the state rows last stored
+
+
+def _grid(start_ms: int, end_ms: int, step_ms: int, mint: int, maxt: int) -> list[int]:
+    """Points ``start + k*step`` inside ``[max(start, mint), min(end, maxt)]``."""
+    lo, hi = max(start_ms, mint), min(end_ms, maxt)
+    if hi < lo or step_ms <= 0:
+        return []
+    first = start_ms + -(-(lo - start_ms) // step_ms) * step_ms
+    return list(range(first, hi + 1, step_ms))
+
+
+class AlertingService(VirtualSource):
+    """``start()`` on the IOLoop; ``reload()`` re-reads the rule files; ``evaluate_group``
+    runs one group now (at ``at`` Unix seconds, default the clock)."""
+
+    BUILTIN_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+
+    def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
+                 host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.config = config
+        self.max_samples = max_samples
+        self.query_timeout_s = query_timeout_s
+        self.host_interval_s = host_interval_s
+        self.down_after_intervals = down_after_intervals
+        self.clock = clock
+        self.groups: dict[str, GroupRuntime] = {}
+        self.file_errors: dict[str, str] = {}
+        self._lock = Lock()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="alerting")
+        self._tasks: list[asyncio.Task] = []
+        self._eval_lock: asyncio.Lock | None = None
+        self._started = False
+        self._names = self.BUILTIN_NAMES
+        registry = registry or CollectorRegistry()
+        self.m_reload_ok = Gauge("fleetdeck_rules_last_reload_successful",
+                                 "1 if every rule file loaded at the last (re)load, else 0.", registry=registry)
+        self.m_file_errors = Gauge("fleetdeck_rule_file_errors",
+                                   "Rule files refused at the last (re)load.", registry=registry)
+        self.m_evals = Counter("fleetdeck_rule_evaluations_total", "Rule evaluations.", ["rule_group"],
+                               registry=registry)
+        self.m_failures = Counter("fleetdeck_rule_evaluation_failures_total", "Rule evaluations that failed.",
+                                  ["rule_group"], registry=registry)
+        self.m_duration = Gauge("fleetdeck_rule_group_last_duration_seconds",
+                                "Wall time of the group's last evaluation.", ["rule_group"], registry=registry)
+        self.m_alerts = Gauge("fleetdeck_alerts", "Active alerts by state.", ["state"], registry=registry)
+        self.m_alerts.labels(PENDING).set_function(lambda: self._count(PENDING))
+        self.m_alerts.labels(FIRING).set_function(lambda: self._count(FIRING))
+        self.load()
+
+    @property
+    def names(self) -> frozenset:  # VirtualSource: the computed series' names
+        return self._names
+
+    # -- loading ---------------------------------------------------------------------------
+    def patterns(self) -> list[str]:
+        return ([str(DEFAULT_RULES)] if self.config.default_rules else []) + list(self.config.rule_files)
+
+    def load(self) -> dict[str, str]:
+        """(Re)read every rule file. A file with an error is refused whole: its previously
+        loaded groups keep running. Alert state carries over to rules with the same group,
+        name and expression. Returns {file: error} (also kept in ``file_errors``)."""
+        groups, errors = load_all(self.patterns(), self.config.evaluation_interval)
+        with self._lock:
+            old = self.groups
+            kept = {k: g for k, g in old.items() if g.group.file in errors}
+            fresh: dict[str, GroupRuntime] = {}
+            for group in groups:  # keys are unique: load_all reads each file once, names are unique per file
+                previous = old.get(group.key)
+                states = []
+                for rule in group.rules:
+                    state = RuleState(rule)
+                    if previous is not None:
+                        for prev in previous.rules:
+                            if (prev.rule.name == rule.name and prev.rule.expr == rule.expr
+                                    and prev.rule.record == rule.record and (prev.active or prev.recorded)):
+                                state.active, prev.active = prev.active, {}
+                                state.recorded, prev.recorded = prev.recorded, {}
+                                break
+                    states.append(state)
+                runtime = GroupRuntime(group, states)
+                if previous is not None:
+                    runtime.persisted = previous.persisted
+                    runtime.last_evaluation = previous.last_evaluation
+                fresh[group.key] = runtime
+            for key, runtime in kept.items():
+                fresh.setdefault(key, runtime)
+            self.groups = fresh
+            self._names = self.BUILTIN_NAMES | {s.rule.name for g in fresh.values() for s in g.rules if s.rule.record}
+            self.file_errors = dict(errors)
+        self.m_reload_ok.set(0 if errors else 1)
+        self.m_file_errors.set(len(errors))
+        for path, error in errors.items():
+            log.error("rule file refused (previous rules of it keep running): %s", error)
+        return dict(errors)
+
+    def restore(self, session: Session, only: set[str] | None = None) -> int:
+        """Put the stored active alerts back into their rules (same group, name and
+        expression), for the groups ``only`` names (default all); returns how many were
+        restored. Timers continue as stored: a pending alert whose ``for`` elapsed meanwhile
+        fires at the next evaluation that still finds its series."""
+        restored = 0
+        with self._lock:
+            for row in session.scalars(select(AlertState)):
+                runtime = self.groups.get(row.group_key)
+                if runtime is None or (only is not None and row.group_key not in only):
+                    continue
+                for state in runtime.rules:
+                    if not state.rule.record and state.rule.name == row.alertname and state.rule.expr == row.expr:
+                        labels = make_labels(orjson.loads(row.labels))
+                        state.active[labels] = Alert(
+                            labels, orjson.loads(row.annotations), row.state,
+                            row.value if row.value is not None else math.nan, row.active_at, row.fired_at,
+                            row.resolved_at, row.keep_firing_since, row.clear_since, row.last_eval)
+                        restored += 1
+                        break
+            for key, runtime in self.groups.items():
+                if only is None or key in only:
+                    runtime.persisted = self._rows(runtime)
+        return restored
+
+    # -- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Restore stored state and start one evaluation loop per group (on the running loop)."""
+        self._eval_lock = asyncio.Lock()
+        self._started = True
+        self.db.run(self.restore)
+        self._start_loops()
+
+    def _start_loops(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = [asyncio.ensure_future(self._loop(key)) for key in list(self.groups)]
+
+    async def _loop(self, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            runtime = self.groups.get(key)
+            if runtime is None:
+                return
+            interval = runtime.group.interval_s
+            # One interval after (re)load, then every interval; ticks missed by a slow
+            # evaluation are skipped, as Prometheus counts missed iterations.
+            next_at += interval
+            if next_at < loop.time():
+                next_at += (loop.time() - next_at) // interval * interval + interval
+            await asyncio.sleep(next_at - loop.time())
+            try:
+                await self.evaluate_group(key)
+            except Exception:  # a database outage: logged, the next tick retries
+                log.exception("rule group %s: evaluation failed", key)
+
+    async def reload(self) -> dict[str, str]:
+        """Re-read the rule files off the IOLoop and restart the group loops; returns
+        {file: error} of the files refused."""
+        loop = asyncio.get_running_loop()
+        async with self._guard():
+            before = set(self.groups)
+            errors = await loop.run_in_executor(self._executor, self.load)
+            # A group loaded for the first time (its file was refused at start) resumes its
+            # stored alerts, as it would have at start.
+            await self.db.read(self.restore, set(self.groups) - before)
+            # Store the state as loaded: alerts of rules or groups no longer loaded would
+            # otherwise come back at the next start if the rule did.
+            with self._lock:
+                rows = {key: self._rows(runtime) for key, runtime in self.groups.items()}
+            await self.db.write(self._replace_state, rows)
+            for key, group_rows in rows.items():
+                self.groups[key].persisted = group_rows
+            if self._started:
+                self._start_loops()
+        return errors
+
+    @classmethod
+    def _replace_state(cls, session: Session, rows: dict[str, list]) -> None:
+        session.execute(delete(AlertState))
+        for key, group_rows in rows.items():
+            cls._store(session, key, [], group_rows)
+
+    def _guard(self) -> asyncio.Lock:
+        if self._eval_lock is None:
+            self._eval_lock = asyncio.Lock()
+        return self._eval_lock
+
+    async def evaluate_group(self, key: str, at: float | None = None) -> list[Transition]:
+        """Evaluate one group now (at ``at``, Unix seconds, default the clock) and store
+        what changed. Returns the transitions."""
+        loop = asyncio.get_running_loop()
+        async with self._guard():
+            runtime = self.groups.get(key)
+            if runtime is None:
+                return []
+            ts = self.clock() if at is None else at
+            transitions, rows = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
+            if transitions or rows is not None:
+                await self.db.write(self._store, runtime.group.key, transitions, rows)
+                if rows is not None:
+                    runtime.persisted = rows
+            return transitions
+
+    async def evaluate_all(self, at: float | None = None) -> list[Transition]:
+        out: list[Transition] = []
+        for key in list(self.groups):
+            out.extend(await self.evaluate_group(key, at))
+        return out
+
+    def _evaluate(self, runtime: GroupRuntime, ts: float) -> tuple[list[Transition], list | None]:
+        group = runtime.group
+        started = time.monotonic()
+        deadline = started + min(group.interval_s, self.query_timeout_s)
+        t_ms = round(ts * 1000)
+        transitions: list[Transition] = []
+        with self.db.sessions.begin() as session:
+            # One storage for the round: rules read at the same time in one transaction, so
+            # a selector's series lookup is shared by every rule using it.
+            storage = Storage(session, self.max_samples, self)
+            for state in runtime.rules:
+                rule_started = time.monotonic()
+                try:
+                    result = self._query(storage, state.rule.node, t_ms, deadline)
+                    if state.rule.record:
+                        with self._lock:
+                            state.record(result, ts)
+                    else:
+                        self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
+                    state.health, state.last_error = "ok", ""
+                except _EVAL_ERRORS as exc:
+                    message = "query timed out in expression evaluation" if isinstance(exc, QueryTimeout) else str(exc)
+                    state.health, state.last_error = "err", message
+                    self.m_failures.labels(group.key).inc()
+                    log.warning("rule %s in %s: %s", state.rule.name, group.key, message)
+                if storage.computed_read:
+                    # A later rule must see what this one recorded or changed (ALERTS), as
+                    # Prometheus commits each rule's output before the next rule runs.
+                    storage = Storage(session, self.max_samples, self)
+                state.last_evaluation = ts
+                state.evaluation_seconds = time.monotonic() - rule_started
+                self.m_evals.labels(group.key).inc()
+        runtime.last_evaluation = ts
+        runtime.evaluation_seconds = time.monotonic() - started
+        self.m_duration.labels(group.key).set(runtime.evaluation_seconds)
+        with self._lock:
+            rows = self._rows(runtime)
+        changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
+        return transitions, rows if changed else None
+
+    def _alerting_step(self, storage: Storage, state: RuleState, result: list[Sample], ts: float, t_ms: int,
+                       deadline: float, limit: int, transitions: list[Transition]) -> None:
+        recovered = None
+        if state.needs_recovery_check(result, ts):
+            recovered = self._query(storage, state.rule.recover_node, t_ms, deadline)
+        with self._lock:
+            transitions.extend(state.eval(result, ts, limit, recovered))
+
+    def _query(self, storage: Storage, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
+        storage.loaded = 0  # max_samples bounds each query, as in Prometheus
+        result = evaluate_instant(storage, node, t_ms, deadline, self.max_samples)
+        if result.type == ast.SCALAR:  # as Prometheus' EngineQueryFunc: one sample, no labels
+            return [Sample((), result.value, t_ms)]
+        return result.value
+
+    @staticmethod
+    def _rows(runtime: GroupRuntime) -> list[tuple]:
+        """The group's active alerts as sortable tuples; value and last_eval last (they
+        change every evaluation and alone do not warrant a write)."""
+        rows = []
+        for state in runtime.rules:
+            for a in state.active.values():
+                rows.append((state.rule.name, state.rule.expr, _json(dict(a.labels)), _json(a.annotations), a.state,
+                             a.active_at, a.fired_at, a.resolved_at, a.keep_firing_since, a.clear_since,
+                             None if math.isnan(a.value) else a.value, a.last_eval))
+        return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
+
+    @staticmethod
+    def _store(session: Session, group_key: str, transitions: list[Transition], rows: list | None) -> None:
+        for t in transitions:
+            session.add(AlertHistory(ts=t.ts, group_key=group_key, alertname=dict(t.labels).get("alertname", ""),
+                                     labels=_json(dict(t.labels)), state=t.state,
+                                     value=None if math.isnan(t.value) else t.value,
+                                     annotations=_json(t.annotations)))
+        if rows is not None:
+            session.execute(delete(AlertState).where(AlertState.group_key == group_key))
+            for r in rows:
+                session.add(AlertState(group_key=group_key, alertname=r[0], expr=r[1], labels=r[2], annotations=r[3],
+                                       state=r[4], active_at=r[5], fired_at=r[6], resolved_at=r[7],
+                                       keep_firing_since=r[8], clear_since=r[9], value=r[10], last_eval=r[11]))
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._executor.shutdown(wait=True)
+
+    # -- reading -----------------------------------------------------------------------------
+    def _count(self, wanted: str) -> int:
+        with self._lock:
+            return sum(1 for g in self.groups.values() for s in g.rules for a in s.active.values()
+                       if a.state == wanted)
+
+    def snapshot(self) -> list[tuple[Group, list[tuple[RuleState, list[Alert]]], float | None, float]]:
+        """A consistent copy: per group, its rules with copies of their active alerts."""
+        with self._lock:
+            return [(g.group, [(s, [Alert(**vars(a)) for a in s.active.values()]) for s in g.rules],
+                     g.last_evaluation, g.evaluation_seconds) for g in self.groups.values()]
+
+    def series(self, session: Session) -> list[VirtualSeries]:
+        """``up`` per host from its agent's heartbeats, the series of recording rules, and
+        ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts (VirtualSource; docs/alerting.md
+        "Synthesised series")."""
+        out = []
+        now_ms = round(self.clock() * 1000)
+        tolerance = self.down_after_intervals
+        for name, first_seen, last_seen, interval in session.execute(
+                select(Host.name, Host.first_seen, Host.last_seen, Host.interval_s)):
+            step = (interval or self.host_interval_s)
+            stale_ms = round(((last_seen or first_seen) + step * tolerance) * 1000)
+            labels = make_labels({NAME: "up", "host": name, "instance": name, "job": DEFAULT_JOB})
+
+            def up(mint: int, maxt: int, start=round(first_seen * 1000), step_ms=round(step * 1000),
+                   stale_ms=stale_ms) -> tuple[list, list]:
+                ts = _grid(start, now_ms, step_ms, mint, maxt)
+                return ts, [1.0 if t <= stale_ms else 0.0 for t in ts]
+            out.append(VirtualSeries(labels, up))
+        with self._lock:
+            recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
+                        for labels, (ts, values, stale) in st.recorded.items()]
+        for labels, ts_list, values, stale in recorded:
+            def recorded_points(mint: int, maxt: int, ts_list=ts_list, values=values) -> tuple[list, list]:
+                lo, hi = bisect_left(ts_list, mint), bisect_right(ts_list, maxt)
+                return ts_list[lo:hi], values[lo:hi]
+            out.append(VirtualSeries(labels, recorded_points, stale))
+        for group, rules, _, _ in self.snapshot():
+            step_ms = round(group.interval_s * 1000)
+            for _, alerts in rules:
+                for a in alerts:
+                    if a.last_eval is None:
+                        continue
+                    base = dict(a.labels)
+                    active_ms, last_ms = round(a.active_at * 1000), round(a.last_eval * 1000)
+                    fired_ms = round(a.fired_at * 1000) if a.fired_at is not None else None
+                    resolved_ms = round(a.resolved_at * 1000) if a.state == INACTIVE and a.resolved_at else None
+                    # Each series ends (is stale) where Prometheus would write its staleness marker.
+                    spans = [(PENDING, active_ms, (fired_ms - 1) if fired_ms is not None else last_ms,
+                              fired_ms if fired_ms is not None else resolved_ms)]
+                    if fired_ms is not None:
+                        spans.append((FIRING, fired_ms, last_ms, resolved_ms))
+                    for state, lo, hi, stale in spans:
+                        def points(mint: int, maxt: int, lo=lo, hi=hi) -> tuple[list, list]:
+                            ts = _grid(lo, hi, step_ms, mint, maxt)
+                            if mint <= hi <= maxt and (not ts or ts[-1] != hi):
+                                ts.append(hi)
+                            return ts, [1.0] * len(ts)
+                        out.append(VirtualSeries(make_labels({**base, NAME: "ALERTS", "alertstate": state}), points,
+                                                 stale))
+
+                    def for_state(mint: int, maxt: int, lo=active_ms, hi=last_ms, v=a.active_at) -> tuple[list, list]:
+                        ts = _grid(lo, hi, step_ms, mint, maxt)
+                        if mint <= hi <= maxt and (not ts or ts[-1] != hi):
+                            ts.append(hi)
+                        return ts, [float(int(v))] * len(ts)
+                    out.append(VirtualSeries(make_labels({**base, NAME: "ALERTS_FOR_STATE"}), for_state, resolved_ms))
+        return out
+
+    def history(self, session: Session, since: float, until: float, alertname: str | None,
+                instance: str | None, limit: int) -> list[dict]:
+        """Transitions in ``[since, until]`` (Unix seconds), newest first."""
+        stmt = select(AlertHistory).where(AlertHistory.ts >= since, AlertHistory.ts <= until)
+        if alertname:
+            stmt = stmt.where(AlertHistory.alertname == alertname)
+        stmt = stmt.order_by(AlertHistory.ts.desc(), AlertHistory.id.desc())
+        out = []
+        for row in session.scalars(stmt).yield_per(500):
+            labels = orjson.loads(row.labels)
+            if instance and labels.get("instance") != instance:
+                continue
+            out.append({"ts": row.ts, "alertname": row.alertname, "state": row.state, "labels": labels,
+                        "annotations": orjson.loads(row.annotations), "value": row.value,
+                        "group": row.group_key})
+            if len(out) >= limit:
+                break
+        return out

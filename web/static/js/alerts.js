@@ -1,0 +1,135 @@
+/* Alerts page: active alerts (from /prometheus/api/v1/rules, which also carries rule
+ * health and refused rule files), alerts resolved in the last 24 h (from
+ * /api/v1/alerts/history), and the rules; refreshed every 10 s.
+ * Server text is data: it is only ever inserted with textContent. */
+(function () {
+  "use strict";
+  var page = document.getElementById("alerts-page");
+  if (!page) return;
+  var F = window.Fleetdeck;
+  var match = document.getElementById("alert-match");
+
+  // "k=v k2=v2" -> [[k, v], ...]; an alert shows when every pair equals one of its labels.
+  function wanted() {
+    return match.value.trim().split(/\s+/).filter(Boolean).map(function (pair) {
+      var i = pair.indexOf("=");
+      return i < 0 ? ["alertname", pair] : [pair.slice(0, i), pair.slice(i + 1)];
+    });
+  }
+
+  function shown(labels, pairs) {
+    return pairs.every(function (p) { return labels[p[0]] === p[1]; });
+  }
+
+  function td(row, text) {
+    var cell = F.el("td", "", text);
+    row.appendChild(cell);
+    return cell;
+  }
+
+  function labelsCell(row, labels) {
+    var cell = F.el("td");
+    var rest = {};
+    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
+    F.renderLabels(cell, rest);
+    cell.hidden = false;
+    row.appendChild(cell);
+  }
+
+  function fill(table, rows, empty) {
+    var body = table.querySelector("tbody");
+    body.textContent = "";
+    if (!rows.length) {
+      var tr = document.createElement("tr");
+      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
+      body.appendChild(tr);
+    }
+    rows.forEach(function (tr) { body.appendChild(tr); });
+  }
+
+  function runbook(row, url) {
+    var cell = F.el("td");
+    // A link only for http(s) URLs; anything else (a path into docs/) is shown as text.
+    if (url && /^https?:\/\//.test(url)) {
+      var a = F.el("a", "", "runbook");
+      a.href = url;
+      a.rel = "noopener noreferrer";
+      cell.appendChild(a);
+    } else if (url) {
+      cell.appendChild(F.el("code", "", url));
+    }
+    row.appendChild(cell);
+  }
+
+  function render(data, history) {
+    var pairs = wanted();
+    var active = [];
+    data.groups.forEach(function (g) {
+      g.rules.forEach(function (r) {
+        (r.alerts || []).forEach(function (a) { if (shown(a.labels, pairs)) active.push(a); });
+      });
+    });
+    active.sort(function (a, b) {
+      return (a.state === b.state ? 0 : a.state === "firing" ? -1 : 1) || (a.activeAt < b.activeAt ? -1 : 1);
+    });
+    fill(document.getElementById("active-table"), active.map(function (a) {
+      var tr = F.el("tr", "alert-row alert-" + a.state);
+      td(tr, a.labels.alertname);
+      td(tr, a.state).className = "state state-" + a.state;
+      labelsCell(tr, a.labels);
+      td(tr, F.fmtNumber(Number(a.value))).className = "num";
+      var since = Date.parse(a.activeAt) / 1000;
+      td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
+      td(tr, a.annotations.summary || "");
+      runbook(tr, a.annotations.runbook_url);
+      return tr;
+    }), "No firing or pending alerts.");
+    var resolved = history.transitions.filter(function (t) {
+      return t.state === "resolved" && shown(t.labels, pairs);
+    });
+    fill(document.getElementById("resolved-table"), resolved.map(function (t) {
+      var tr = F.el("tr", "alert-row alert-resolved");
+      td(tr, t.alertname);
+      labelsCell(tr, t.labels);
+      td(tr, t.value === null ? "—" : F.fmtNumber(t.value)).className = "num";
+      td(tr, F.fmtAgo(t.ts)).title = F.fmtDateTime(t.ts);
+      return tr;
+    }), "Nothing resolved in the last 24 hours.");
+    var rules = [];
+    data.groups.forEach(function (g) {
+      g.rules.forEach(function (r) {
+        var tr = F.el("tr");
+        td(tr, g.name);
+        td(tr, r.name);
+        var kind = r.type === "recording" ? "recording" : r.state;
+        td(tr, kind).className = "state state-" + kind;
+        var health = td(tr, r.health + (r.lastError ? ": " + r.lastError : ""));
+        health.className = "health-" + r.health;
+        td(tr, r.query).className = "mono";
+        td(tr, r.duration ? r.duration + " s" : "—").className = "num";
+        rules.push(tr);
+      });
+    });
+    fill(document.getElementById("rules-table"), rules, "No rules loaded.");
+    var errors = document.getElementById("rule-errors");
+    errors.textContent = "";
+    (data.fileErrors || []).forEach(function (e) {
+      errors.appendChild(F.el("div", "error-line", "Rule file refused (its previous rules keep running): " + e.error));
+    });
+    errors.hidden = !(data.fileErrors || []).length;
+  }
+
+  function refresh() {
+    var since = Date.now() / 1000 - 86400;
+    Promise.all([F.fetchJSON("/prometheus/api/v1/rules"),
+                 F.fetchJSON("/api/v1/alerts/history?limit=1000&since=" + since.toFixed(0))]).then(function (res) {
+      render(res[0].data, res[1]);
+      F.clearError("alerts");
+    }, function (err) { F.showError("alerts", err.message); });
+  }
+
+  match.addEventListener("input", refresh);
+  document.getElementById("alert-filter").addEventListener("submit", function (e) { e.preventDefault(); refresh(); });
+  refresh();
+  window.setInterval(refresh, 10000);
+})();
