@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from agents.spool import FRAME, META
+from agents.spool import FRAME, META2
 from tests.harness import http, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,7 +176,7 @@ class AgentProcess:
         """Cut ``cut`` bytes off the spool's newest record, as a power loss mid-write would;
         returns the test sequence number of its batch (None when the spool is empty)."""
         spool = self.state_dir / "spool"
-        segments = sorted(p for p in spool.iterdir() if p.suffix == ".seg")
+        segments = sorted(p for p in spool.iterdir() if p.suffix == ".seg2")
         for path in reversed(segments):
             data = path.read_bytes()
             offset, last = 0, None
@@ -187,10 +187,11 @@ class AgentProcess:
                 last = (offset, FRAME.size + length)
                 offset += FRAME.size + length
             if last is not None:
-                payload = data[last[0] + FRAME.size + META.size:last[0] + last[1]]
+                ext_len = META2.unpack_from(data, last[0] + FRAME.size)[4]
+                payload = data[last[0] + FRAME.size + META2.size + ext_len:last[0] + last[1]]
                 os.truncate(path, last[0] + last[1] - cut)
                 return json.loads(gzip.decompress(payload))["_seq"]
         return None
 
 
-__all__ = ["AgentProcess", "ConsoleProcess", "META", "free_port", "wait_for"]
+__all__ = ["AgentProcess", "ConsoleProcess", "META2", "free_port", "wait_for"]

@@ -9,7 +9,7 @@ import pytest
 
 from agents.client import PushError
 from agents.delivery import RetryPolicy, error_label, is_recoverable
-from agents.spool import FRAME, META, Spool
+from agents.spool import FRAME, META2, Spool
 
 
 class Clock:
@@ -29,7 +29,7 @@ def drain(spool: Spool) -> list[bytes]:
 
 
 def segments(directory) -> list[str]:
-    return sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
+    return sorted(n for n in os.listdir(directory) if n.endswith(".seg2"))
 
 
 def test_replays_in_order_after_reopening_and_skips_acknowledged(tmp_path):
@@ -58,8 +58,8 @@ def test_a_torn_tail_is_cut_off_counted_and_appends_continue(tmp_path):
     reopened = Spool(str(tmp_path), fsync=False)
     stats = reopened.snapshot()
     assert stats.torn_records == 1
-    assert stats.torn_bytes == FRAME.size + META.size + 101 - 7
-    assert path.stat().st_size == size - (FRAME.size + META.size + 101)
+    assert stats.torn_bytes == FRAME.size + META2.size + 101 - 7
+    assert path.stat().st_size == size - (FRAME.size + META2.size + 101)
     assert reopened.append(b"after", 1, 0) == 3  # seq 3 never became durable: reused
     assert drain(reopened) == [b"x" * 100 + b"\x00", b"x" * 100 + b"\x01", b"after"]
     reopened.close()
@@ -96,7 +96,7 @@ def test_size_cap_drops_oldest_batches_with_exact_counts(tmp_path):
     cap = 64 * 1024
     spool = Spool(str(tmp_path), max_bytes=cap, fsync=False)
     payload = os.urandom(1000)
-    frame = FRAME.size + META.size + len(payload)
+    frame = FRAME.size + META2.size + len(payload)
     for i in range(200):
         spool.append(payload, samples=7, lines=2)
         assert spool.snapshot().bytes <= cap
