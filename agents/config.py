@@ -70,6 +70,10 @@ class AgentConfig:
     - ``retry_min_backoff``/``retry_max_backoff``: seconds, exponential backoff
       bounds of a failed push; ``drain_rate``: at most this many batches per
       second while a backlog drains.
+    - ``auth_retry_min_backoff``/``auth_retry_max_backoff``: seconds, backoff bounds
+      while the console refuses the token (401/403); the spool keeps every batch.
+    - ``spool_full_hold_batches``: batches whose samples wait in memory while the
+      spool cannot be written (disk full); beyond it the oldest are dropped, counted.
     - ``ca_file``: PEM CA bundle to verify an https console with (empty: the
       system store); ``client_cert``/``client_key``: PEM client certificate and key.
     - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
@@ -92,6 +96,9 @@ class AgentConfig:
     retry_min_backoff: float = 0.5
     retry_max_backoff: float = 30.0
     drain_rate: float = 5.0
+    auth_retry_min_backoff: float = 30.0
+    auth_retry_max_backoff: float = 600.0
+    spool_full_hold_batches: int = 360
     ca_file: str = ""
     client_cert: str = ""
     client_key: str = ""
@@ -195,10 +202,16 @@ def _labels(value: Any, source: str) -> dict[str, str]:
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
-    if key in ("interval", "timeout", "spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate"):
+    if key in ("interval", "timeout", "spool_max_age", "retry_min_backoff", "retry_max_backoff", "drain_rate",
+               "auth_retry_min_backoff", "auth_retry_max_backoff"):
         return _number(key, value, source)
     if key in ("console_url", "token", "host", "state_dir", "ca_file", "client_cert", "client_key", "token_file"):
         return _string(key, value, source)
+    if key == "spool_full_hold_batches":
+        if isinstance(value, bool) or not isinstance(value, int) and not (
+                isinstance(value, str) and value.isascii() and value.isdigit()):
+            raise ConfigError(f"spool_full_hold_batches (from {source}) must be a whole number, got {value!r}")
+        return int(value)
     if key == "spool_max_bytes":
         whole = isinstance(value, int) and not isinstance(value, bool)
         digits = isinstance(value, str) and value.isascii() and value.isdigit()
@@ -262,6 +275,16 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
             raise ConfigError(f"{key}{where(key)} must be a positive number, got {getattr(config, key)!r}")
     if config.retry_min_backoff > config.retry_max_backoff:
         raise ConfigError(f"retry_min_backoff{where('retry_min_backoff')} must not exceed retry_max_backoff")
+    for key in ("auth_retry_min_backoff", "auth_retry_max_backoff"):
+        if not 0 < getattr(config, key) <= MAX_SECONDS:
+            raise ConfigError(f"{key}{where(key)} must be a number of seconds in (0, {MAX_SECONDS}], "
+                              f"got {getattr(config, key)!r}")
+    if config.auth_retry_min_backoff > config.auth_retry_max_backoff:
+        raise ConfigError(f"auth_retry_min_backoff{where('auth_retry_min_backoff')} must not exceed "
+                          "auth_retry_max_backoff")
+    if not 0 <= config.spool_full_hold_batches <= 100_000:
+        raise ConfigError(f"spool_full_hold_batches{where('spool_full_hold_batches')} must be from 0 to 100000, "
+                          f"got {config.spool_full_hold_batches}")
     for key in ("ca_file", "client_cert", "client_key"):
         path = getattr(config, key)
         if path and not os.path.isfile(path):

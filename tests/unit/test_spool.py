@@ -158,8 +158,11 @@ def test_backoff_is_exponential_with_full_jitter_capped_and_honours_retry_after(
     (503, "storage_unavailable", True, "503"),
     (429, "rate_limited", True, "429"),
     (400, "invalid_batch", False, "400"),
-    (401, "unauthorized", False, "401"),
+    (408, "request_timeout", True, "408"),
+    (401, "unauthorized", True, "401"),  # the token, not the batch: kept and retried
+    (403, "forbidden", True, "403"),
     (413, "body_too_large", False, "413"),
+    (422, "invalid_range", False, "422"),
 ])
 def test_which_failures_are_retried(status, code, recoverable, label):
     exc = PushError(status, code, "m")
