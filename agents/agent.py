@@ -57,6 +57,7 @@ MAX_NAME = 255
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096
 MAX_LOG_BATCHES_PER_CYCLE = 50
+SPOOL_WARNING_INTERVAL = 60.0  # seconds between warnings while the spool refuses writes
 
 
 class WorkerDied(RuntimeError):
@@ -153,6 +154,7 @@ class Agent:
         self._dropped_batch_samples = 0
         # Encoded metric-only batches waiting for the spool to take writes again: (body, samples).
         self._held: deque[tuple[bytes, int]] = deque()
+        self._spool_warned = -SPOOL_WARNING_INTERVAL  # monotonic time of the last spool-full warning
         self._config_hash = config_hash(config)
 
     # -- collect ------------------------------------------------------------
@@ -354,9 +356,13 @@ class Agent:
                         self.config.console_url, status, exc.code, exc.message, len(batch["metrics"]))
             return
         except OSError as exc:
-            log.warning("cannot write to the spool in %s: %s; %d log line(s) wait in their files, "
-                        "the batch's samples wait in memory", self.spool.directory if self.spool else "?", exc,
-                        len(batch["logs"]))
+            now = time.monotonic()
+            level = logging.WARNING if now - self._spool_warned >= SPOOL_WARNING_INTERVAL else logging.DEBUG
+            if level == logging.WARNING:
+                self._spool_warned = now
+            log.log(level, "cannot write to the spool in %s: %s; %d log line(s) wait in their files, the "
+                    "batch's samples wait in memory (%d batch(es) held)", self.spool.directory if self.spool else "?",
+                    exc, len(batch["logs"]), len(self._held) + 1)
             self._hold(batch)
             return
         log.debug("batch %s: %s", batch["batch_id"], answer)
@@ -394,6 +400,8 @@ class Agent:
                 log.debug("spool still refuses writes (%s); %d batch(es) held", exc, len(self._held))
                 return False
             self._held.popleft()
+            if not self._held:
+                log.warning("the spool takes writes again; held samples written to it")
         return True
 
     def _count_lost(self, samples: int) -> None:

@@ -6,8 +6,9 @@ Layout (``<state_dir>/spool/``):
   (``.seg`` segments of the previous format, without an extension, are still read);
 - ``ack`` — the highest sequence number the console acknowledged (or that was
   dropped or dead-lettered), as ASCII digits, then optionally a second line
-  ``<seq> <extension>`` with the newest record extension at or below that mark;
-  replaced atomically (write a temporary file, ``os.replace``).
+  ``<seq> <extension>`` with the newest record extension at or below that mark,
+  then ``crc <CRC32 hex>``; replaced atomically (write a temporary file,
+  ``os.replace``), or overwritten in place on a full disk (see ``_write_ack``).
 
 A record on disk (little-endian)::
 
@@ -86,6 +87,7 @@ SEGMENT_SUFFIX = ".seg2"
 OLD_SEGMENT_SUFFIX = ".seg"
 MIN_SEGMENT_BYTES = 4 * 1024
 MAX_SEGMENT_BYTES = 16 * 1024 * 1024
+ACK_FILE_BYTES = 4096  # the ack file is padded to a multiple of this: rewritable in place on a full disk
 ACK_WARNING_INTERVAL = 60.0  # seconds between warnings about an ack file that cannot be written
 
 
@@ -188,19 +190,26 @@ class Spool:
     def _read_ack(self) -> int:
         try:
             with open(self._ack_path, "rb") as fh:
-                text = fh.read(16 * 1024 * 1024)
+                text = fh.read(16 * 1024 * 1024).rstrip(b"\n")
         except FileNotFoundError:
             return 0
-        first, _, rest = text.partition(b"\n")
-        first = first.strip()
+        lines = text.split(b"\n")
+        if lines[-1].startswith(b"crc "):
+            content = text[:len(text) - len(lines[-1])]
+            if lines[-1][4:] != b"%08x" % zlib.crc32(content):
+                log.warning("spool: the ack mark fails its checksum; replaying every spooled batch")
+                return 0
+            lines.pop()
+        first = lines[0].strip()
         if not first.isdigit():
             # An ack file cut short by a power loss: replaying acknowledged batches is safe.
             log.warning("spool: unreadable ack mark %r; replaying every spooled batch", first[:32])
             return 0
-        seq_text, _, ext = rest.rstrip(b"\n").partition(b" ")
-        if seq_text.isdigit() and ext:
-            self._acked_ext = self._acked_ext_written = (int(seq_text), ext)
-            self._last_ext = self._acked_ext
+        if len(lines) > 1:
+            seq_text, _, ext = lines[1].partition(b" ")
+            if seq_text.isdigit() and ext:
+                self._acked_ext = self._acked_ext_written = (int(seq_text), ext)
+                self._last_ext = self._acked_ext
         return int(first)
 
     def _recover(self) -> None:
@@ -221,6 +230,9 @@ class Spool:
         if self._last_ext is not None:
             last_seq = max(last_seq, self._last_ext[0])
         self._next_seq = last_seq + 1
+        if not os.path.exists(self._ack_path):
+            self._acked_written = -1  # written now, so that a full disk finds one to overwrite in place
+            self._write_ack()
         self._delete_dead_segments()
         self.stats.bytes = sum(self._segments.values())
         self.stats.queued = len(self._entries)
@@ -407,7 +419,7 @@ class Spool:
         self._close_active()
         self._segments.clear()
         self._paths.clear()
-        self._acked_written = 0
+        self._acked_written = -1
         self._acked_ext_written = None
         os.makedirs(self.directory, exist_ok=True)
         self.stats.recreated += 1
@@ -541,17 +553,32 @@ class Spool:
 
     def _write_ack(self) -> bool:
         """Write the ack mark (and the newest acknowledged extension); False when it failed
-        (logged at most every minute, counted; the next acknowledgement tries again)."""
+        (logged at most every minute, counted; the next acknowledgement tries again).
+
+        The file is ``<acked>\n[<seq> <ext>\n]crc <CRC32 of the lines before>\n`` padded
+        with newlines to a multiple of :data:`ACK_FILE_BYTES`, written to a temporary
+        file and renamed. On a full disk the temporary file cannot be written: the mark
+        is then overwritten in place when it fits the padding (no new block needed); a
+        power loss during that write fails the checksum, and the spool replays every
+        batch (the console stores each ``batch_id`` once)."""
         if self._acked == self._acked_written and self._acked_ext == self._acked_ext_written:
             return True
-        tmp = self._ack_path + ".tmp"
-        data = b"%d\n" % self._acked
+        content = b"%d\n" % self._acked
         if self._acked_ext is not None:
-            data += b"%d %s\n" % self._acked_ext
+            content += b"%d %s\n" % self._acked_ext
+        content += b"crc %08x\n" % zlib.crc32(content)
+        padded = content + b"\n" * (-len(content) % ACK_FILE_BYTES)
+        tmp = self._ack_path + ".tmp"
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self._ack_path)
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(padded)
+                os.replace(tmp, self._ack_path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # nothing written, or a directory in its way
+                    os.unlink(tmp)
+                if exc.errno != errno.ENOSPC or not self._overwrite_ack(content):
+                    raise
         except OSError as exc:
             self.stats.ack_write_errors += 1
             if time.monotonic() - self._ack_warned >= ACK_WARNING_INTERVAL:
@@ -559,12 +586,25 @@ class Spool:
                 log.warning("spool: cannot write the ack mark %s (%s); acknowledged segments are kept "
                             "until it can be (%d failure(s) so far)", self._ack_path, exc,
                             self.stats.ack_write_errors)
-            with contextlib.suppress(OSError):  # nothing written, or a directory in its way
-                os.unlink(tmp)
             return False
         self._acked_written = self._acked
         self._acked_ext_written = self._acked_ext
         return True
+
+    def _overwrite_ack(self, content: bytes) -> bool:
+        """Overwrite the ack file in place when ``content`` fits its size; False otherwise."""
+        try:
+            fd = os.open(self._ack_path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if len(content) > size:
+                return False
+            os.pwrite(fd, content + b"\n" * (size - len(content)), 0)
+            return True
+        finally:
+            os.close(fd)
 
     def _update_gauges(self) -> None:
         self.stats.bytes = sum(self._segments.values())

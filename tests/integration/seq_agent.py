@@ -9,7 +9,9 @@ In ``<state_dir>``: ``seq_next`` (the next number; reserved before the batch is 
 so a kill leaves a gap rather than a repeat), ``durable.log`` (``N SAMPLES`` per line,
 written from the agent's on_durable callback), and ``pause`` (while it exists, no batch
 is collected, so a backlog can drain), ``sender_fault`` (while it exists, every push
-raises RuntimeError: a sender thread dying of an unexpected error). On start it prints
+raises RuntimeError: a sender thread dying of an unexpected error), ``crash_after_spool``
+(the next batch with lines from a log file is spooled, then the process kills itself
+with SIGKILL before the positions file is saved; the flag is removed first). On start it prints
 ``spool torn=N queued=M``; at a clean stop a ``final ...`` line of drop counts; when a
 worker thread died it exits with status 1 like ``fleetdeck-agent``.
 
@@ -20,6 +22,7 @@ With ``logs.paths`` in the settings the real log tailer runs too, set up as
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 
@@ -43,6 +46,13 @@ class FaultyClient(IngestClient):
 class SeqAgent(Agent):
     def _path(self, name: str) -> str:
         return os.path.join(self.config.state_dir, name)
+
+    def batch_handed_off(self, batch: dict, spool_seq: int | None = None) -> None:
+        flag = self._path("crash_after_spool")
+        if spool_seq is not None and os.path.exists(flag) and any(r["source"] != "seq" for r in batch["logs"]):
+            os.unlink(flag)
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().batch_handed_off(batch, spool_seq)
 
     def _cycle(self) -> None:
         if os.path.exists(self._path("pause")):
