@@ -87,6 +87,8 @@ def main(path: str) -> int:
     durable = open(os.path.join(config.state_dir, "durable.log"), "a", buffering=1)  # noqa: SIM115
 
     def on_durable(batch: dict) -> None:
+        if "_seq" not in batch:  # a log-only batch (a backlog of file lines)
+            return
         samples = sum(len(m["points"]) for m in batch["metrics"])
         durable.write(f"{batch['_seq']} {samples}\n")
 
