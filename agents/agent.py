@@ -416,6 +416,9 @@ class Agent:
         overruns skips the slots it missed instead of bursting to catch up.
         With a spool, a sender thread delivers in the background (started and
         stopped here); push failures are retried there and never end the loop.
+        At a stop the complete log lines written so far are spooled. Raises
+        :class:`WorkerDied` when the sender thread died of an unexpected error
+        (after stopping the loop and closing the spool).
         """
         interval = float(self.config.interval)
         log.info("agent %s started: host=%s console=%s interval=%gs collectors=%s",
