@@ -441,6 +441,10 @@ class Agent:
                 stop_event.wait(next_run - now)
             if self.sender is not None and self.sender.died is None:
                 self._final_log_flush()
+            if self._held and not self._flush_held():
+                log.warning("stopping with the spool full: samples of %d held batch(es) dropped", len(self._held))
+                while self._held:
+                    self._count_lost(self._held.popleft()[1])
         finally:
             stop_event.set()
             if sender_thread is not None and self.spool is not None:
