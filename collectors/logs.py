@@ -231,6 +231,9 @@ class LogCollector(Collector):
                 log.error("spool record %d holds unreadable log positions (%s); using %s",
                           recovered[0], exc, self.store.path)
         self.spool_seq: int | None = saved[2] if saved else None
+        # Saved positions of files found truncated or rewritten at start: a watched copy
+        # of the old content (copytruncate while the agent was stopped) continues from them.
+        self._before_restart: list[Position] = []
         self._known_patterns: set[str] = set(saved[1]) if saved else set()
         self._restore(saved[0] if saved else [])
 
@@ -290,6 +293,7 @@ class LogCollector(Collector):
                 # match, the bytes before the offset do not): all of it is unread.
                 log.info("log file %s is not the one last read (truncated, rewritten or a reused inode); "
                          "reading it from the start", path)
+                self._before_restart.append(pos)
                 pos = replace(pos, offset=0, discard=False, tail_fp="", tail_len=0)
                 self.counters["truncations"] += 1
             pos = replace(pos, path=path)
@@ -334,14 +338,30 @@ class LogCollector(Collector):
             fp, fp_len = fingerprint(fd, st.st_size)
             offset, source = 0, path
             copy_of = self._copy_of(fp, fp_len)
+            earlier = None
             if copy_of is not None and st.st_size >= copy_of.pos.offset:
                 # A copy of a file we read (copytruncate's rotated copy): continue where we were.
                 offset, source = copy_of.pos.offset, copy_of.pos.source
+            elif (earlier := self._copy_of_saved(fd, fp, fp_len, st.st_size)) is not None:
+                # The same, for a copy made while the agent was stopped.
+                offset, source = earlier.offset, earlier.source
             elif pattern in fresh_patterns and not self.options.from_start:
                 offset = st.st_size  # a file there before we ever looked: from its end
             pos = Position(st.st_dev, st.st_ino, fp, fp_len, offset, path, source)
-            self._files[key] = _File(fd, pos, offset, continues=copy_of is not None and offset > 0)
+            continues = (copy_of is not None or earlier is not None) and offset > 0
+            self._files[key] = _File(fd, pos, offset, continues=continues)
         self._known_patterns |= set(self.options.paths)
+        self._before_restart.clear()  # copies made while stopped are there at the first scan
+
+    def _copy_of_saved(self, fd: int, fp: str, fp_len: int, size: int) -> Position | None:
+        """A saved position (of a file truncated while the agent was stopped) whose old
+        content this new file holds: same first bytes and same bytes before the offset."""
+        for pos in self._before_restart:
+            if pos.offset > 0 and pos.fp_len == fp_len and pos.fingerprint == fp and size >= pos.offset \
+                    and tail_matches(fd, pos):
+                self._before_restart.remove(pos)
+                return pos
+        return None
 
     def _copy_of(self, fp: str, fp_len: int) -> _File | None:
         for f in self._files.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -427,3 +428,22 @@ def test_positions_in_a_newer_spool_record_win_over_the_positions_file(tmp_path)
     again.close()
     older = LogCollector(options, str(tmp_path / "state"), recovered=(3, record_ext))
     assert older.spool_seq == 8 and drain(older) == []
+
+
+def test_copytruncate_while_stopped_with_the_copy_watched_continues_in_the_copy(tmp_path):
+    """logrotate's copytruncate ran while the agent was stopped (after a crash: no stop
+    flush): the unread end of the old content is read from the copy, from the saved
+    offset, and the truncated file from its start; nothing lost, nothing read twice."""
+    log = tmp_path / "app.log"
+    write(log, 0, 100)
+    c = make(tmp_path, [str(tmp_path / "app.log*")], from_start=True)
+    assert numbers(drain(c)) == list(range(100))
+    write(log, 100, 130)  # written, not read before the agent went away
+    c.close()
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    write(log, 130, 140)
+    c = make(tmp_path, [str(tmp_path / "app.log*")], from_start=True)
+    got = drain(c)
+    assert numbers(got) == list(range(100, 140))
+    assert {r["source"] for r in got[:30]} == {str(log)}
