@@ -143,7 +143,7 @@ def test_crash_between_spooling_and_saving_positions_neither_loses_nor_duplicate
     time.sleep(2)
     writer.stop()
     wait_lines(console, host, writer)
-    time.sleep(1)
+    drain(console, [agent])
     agent.stop()
     assert_lines_exactly_once(console, host, writer)
     assert_exactly_once(console, agent)
