@@ -533,3 +533,19 @@ def test_systemd_unit_restarts_an_agent_that_exits_with_a_failure():
     unit = (Path(__file__).resolve().parents[2] / "ansible/roles/fleetdeck_agent/templates/"
             "fleetdeck-agent.service.j2").read_text()
     assert "\nRestart=on-failure\n" in unit
+
+
+def test_fleetdeck_agent_exits_1_when_its_sender_thread_dies(tmp_path, monkeypatch, capsys):
+    """An unexpected error in the sender thread (here: injected into the push) ends
+    ``fleetdeck-agent`` with status 1 instead of leaving a process that sends nothing."""
+    def broken_push(self, body):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(IngestClient, "push_body", broken_push)
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "interval": 0.1, "token": "t",
+                                  "console_url": "http://127.0.0.1:9", "host": "die-1"}))
+    started = time.monotonic()
+    assert main(["--config", str(config)]) == 1
+    assert time.monotonic() - started < 30
+    assert "the sender thread died" in capsys.readouterr().err
