@@ -188,6 +188,7 @@ class Sender:
 
     ``drain_rate``: at most this many sends per second (a token bucket of one).
     ``on_delivered(record, answer)`` is called after each 2xx (the console's JSON answer).
+    ``warning_interval``: seconds between warnings of one continuing failure.
     ``auth_policy``: backoff while the token is refused (401/403); ``token_source``
     returns the current token from where it is configured (the token file), read
     again before each retry of a refused token (None: the token cannot change).
@@ -198,12 +199,14 @@ class Sender:
 
     def __init__(self, spool: Spool, client: BodySender, policy: RetryPolicy, dead_letters: DeadLetterFile,
                  drain_rate: float = 5.0, on_delivered: Callable[[SpoolRecord, dict], None] | None = None,
-                 auth_policy: RetryPolicy | None = None, token_source: Callable[[], str] | None = None) -> None:
+                 auth_policy: RetryPolicy | None = None, token_source: Callable[[], str] | None = None,
+                 warning_interval: float = WARNING_INTERVAL) -> None:
         self.spool = spool
         self.client = client
         self.policy = policy
         self.auth_policy = auth_policy or RetryPolicy(30.0, 600.0)
         self.token_source = token_source
+        self.warning_interval = warning_interval
         self.dead_letters = dead_letters
         self.drain_rate = drain_rate
         self.on_delivered = on_delivered
@@ -254,10 +257,10 @@ class Sender:
 
     def _report(self, label: str, message: str, *args: Any) -> None:
         """WARNING for the first failure of a run and each change of cause, then at most
-        every :data:`WARNING_INTERVAL` seconds (with the count since); DEBUG otherwise."""
+        every ``warning_interval`` seconds (with the count since); DEBUG otherwise."""
         now = time.monotonic()
         self._unreported += 1
-        if label != self._failing or now - self._warned_at >= WARNING_INTERVAL:
+        if label != self._failing or now - self._warned_at >= self.warning_interval:
             suffix = f" ({self._unreported} failed attempt(s) since the last warning)" if label == self._failing else ""
             log.warning(message + suffix, *args)
             self._warned_at, self._unreported = now, 0
