@@ -20,7 +20,8 @@ positions file is saved after it, and on start the newer of the two wins
 When the spool cannot take a batch (disk full), its log lines are not dropped:
 the tailer rewinds and they wait in their files. Its samples wait in memory, at
 most ``spool_full_hold_batches`` batches, the oldest dropped (and counted once)
-first; they are written to the spool as soon as it takes writes again.
+first; they are written to the spool as soon as it takes writes again
+(``on_durable`` is not called for them: only their compressed body is kept).
 
 A worker thread that dies (the sender) stops the agent: :meth:`Agent.run_forever`
 raises :class:`WorkerDied` and ``fleetdeck-agent`` exits with status 1, so

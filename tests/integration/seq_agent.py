@@ -8,7 +8,8 @@ log line ``seq=N`` (source ``seq``), so loss and duplication are SQL counts.
 In ``<state_dir>``: ``seq_next`` (the next number; reserved before the batch is built,
 so a kill leaves a gap rather than a repeat), ``durable.log`` (``N SAMPLES`` per line,
 written from the agent's on_durable callback), and ``pause`` (while it exists, no batch
-is collected, so a backlog can drain), ``sender_fault`` (while it exists, every push
+is collected, so a backlog can drain; samples held while the spool was full still
+go to the spool), ``sender_fault`` (while it exists, every push
 raises RuntimeError: a sender thread dying of an unexpected error), ``crash_after_spool``
 (the next batch with lines from a log file is spooled, then the process kills itself
 with SIGKILL before the positions file is saved; the flag is removed first). On start it prints
@@ -56,6 +57,8 @@ class SeqAgent(Agent):
 
     def _cycle(self) -> None:
         if os.path.exists(self._path("pause")):
+            if self._held:  # samples held for a full spool still go to it
+                self._flush_held()
             return
         super()._cycle()
 

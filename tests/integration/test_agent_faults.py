@@ -69,7 +69,8 @@ class LineWriter:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
 
 def assert_lines_exactly_once(console: ConsoleProcess, host: str, writer: LineWriter) -> None:
@@ -97,21 +98,29 @@ def test_full_disk_under_the_spool_loses_no_line_and_drops_samples_oldest_first_
     log.write_text("")
     writer = LineWriter(log, rate=400, pad=120)
     with tmpfs(tmp_path / host / "spool", "384k"):
-        console.stop()
         agent = AgentProcess(tmp_path / host, console.url, token, host, interval=0.05, spool_max_bytes=4 << 20,
                              spool_full_hold_batches=8, logs={"paths": [str(log)], "from_start": True})
         agents.append(agent)
-        writer.start()
-        agent.start()
-        wait_for(lambda: "cannot write to the spool" in agent.output(), 120, "the tmpfs to fill up")
-        time.sleep(3)  # ~60 cycles, well past the 8 held batches: the oldest are being dropped
-        console.start()
-        time.sleep(3)
-        writer.stop()
-        wait_lines(console, host, writer)
-        agent.pause()
-        drain(console, [agent])
-        output = agent.stop()
+        try:
+            console.stop()
+            writer.start()
+            agent.start()
+            wait_for(lambda: "cannot write to the spool" in agent.output(), 120, "the tmpfs to fill up")
+            time.sleep(3)  # ~60 cycles, well past the 8 held batches: the oldest are being dropped
+            console.start()
+            time.sleep(3)
+            writer.stop()
+            wait_lines(console, host, writer)
+            agent.pause()
+            drain(console, [agent])
+            # Held batches reach the spool without on_durable: the newest batch, sent last, closes the backlog.
+            wait_for(lambda: agent.reserved() in console.seq_samples(host), 60, "the newest batch")
+            output = agent.stop()
+        finally:  # stopped before its spool is unmounted, even when the test failed
+            writer.stop()
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.proc.terminate()
+                agent.proc.wait(60)
     assert_lines_exactly_once(console, host, writer)
     final = dict(part.split("=") for part in output.strip().splitlines()[-1].split()[1:])
     stored = console.seq_samples(host)
