@@ -12,7 +12,20 @@ writes each batch to the spool and returns; a :class:`agents.delivery.Sender`
 thread sends the spool in order with retries, so collection keeps its cadence
 while the console is away. A batch is *durably accepted* once the spool append
 returned (fsynced under the default policy): then ``on_durable(batch)`` is
-called, the point where a log tailer may commit its file positions.
+called. The log positions the batch reached are written inside the same spool
+record (its extension), so they become durable together with the lines; the
+positions file is saved after it, and on start the newer of the two wins
+(:meth:`collectors.logs.LogCollector.recover`).
+
+When the spool cannot take a batch (disk full), its log lines are not dropped:
+the tailer rewinds and they wait in their files. Its samples wait in memory, at
+most ``spool_full_hold_batches`` batches, the oldest dropped (and counted once)
+first; they are written to the spool as soon as it takes writes again
+(``on_durable`` is not called for them: only their compressed body is kept).
+
+A worker thread that dies (the sender) stops the agent: :meth:`Agent.run_forever`
+raises :class:`WorkerDied` and ``fleetdeck-agent`` exits with status 1, so
+systemd (``Restart=on-failure``) or ``fleetdeck run`` starts it again.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +58,11 @@ MAX_NAME = 255
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096
 MAX_LOG_BATCHES_PER_CYCLE = 50
+SPOOL_WARNING_INTERVAL = 60.0  # seconds between warnings while the spool refuses writes
+
+
+class WorkerDied(RuntimeError):
+    """A worker thread of the agent ended with an error; the agent stopped."""
 
 
 class BatchSender(Protocol):
@@ -64,7 +83,9 @@ class LogSource(Protocol):
 
     def take(self) -> tuple[list[dict[str, Any]], Any]: ...
 
-    def acknowledge(self, checkpoint: Any) -> None: ...
+    def acknowledge(self, checkpoint: Any, spool_seq: int | None = None) -> None: ...
+
+    def encode_checkpoint(self, checkpoint: Any) -> bytes: ...
 
     def not_delivered(self, checkpoint: Any) -> None: ...
 
@@ -104,6 +125,7 @@ class Agent:
         logs: LogSource | None = None,
         spool: Spool | None = None,
         on_durable: Callable[[dict[str, Any]], None] | None = None,
+        token_source: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
         self.logs = logs
@@ -120,13 +142,20 @@ class Agent:
             self.sender = Sender(
                 spool, client, RetryPolicy(config.retry_min_backoff, config.retry_max_backoff),
                 DeadLetterFile(os.path.join(config.state_dir, "dead-letter.jsonl"), clock),
-                drain_rate=config.drain_rate)
+                drain_rate=config.drain_rate,
+                auth_policy=RetryPolicy(config.auth_retry_min_backoff, config.auth_retry_max_backoff),
+                token_source=token_source)
         self._errors: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._dropped_samples: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._valid_series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        self._dropped_batches = 0  # batches lost before reaching the spool (write failed)
+        # Batches lost before reaching the console or the spool: without a spool, a failed
+        # push; with one, the oldest held batches past spool_full_hold_batches. Log lines
+        # are never counted here: they are read again from their files.
+        self._dropped_batches = 0
         self._dropped_batch_samples = 0
-        self._dropped_batch_lines = 0
+        # Encoded metric-only batches waiting for the spool to take writes again: (body, samples).
+        self._held: deque[tuple[bytes, int]] = deque()
+        self._spool_warned = -SPOOL_WARNING_INTERVAL  # monotonic time of the last spool-full warning
         self._config_hash = config_hash(config)
 
     # -- collect ------------------------------------------------------------
@@ -171,13 +200,18 @@ class Agent:
             out.append(Sample("fleetdeck_agent_collector_errors_total", labels, self._errors.get(name, 0), "counter"))
             out.append(Sample("fleetdeck_agent_dropped_samples_total", {"collector": name, "reason": "invalid"},
                               self._dropped_samples.get(name, 0), "counter"))
-        dropped = {"write_error": (self._dropped_batches, self._dropped_batch_samples, self._dropped_batch_lines)}
+        dropped = {"write_error": (self._dropped_batches, self._dropped_batch_samples, 0)}
         if self.spool is not None:
             stats = self.spool.snapshot()
             dropped["spool_full"] = (stats.dropped_batches, stats.dropped_samples, stats.dropped_lines)
             out.append(Sample("fleetdeck_agent_spool_bytes", {}, stats.bytes, "gauge"))
             out.append(Sample("fleetdeck_agent_batches_queued", {}, stats.queued, "gauge"))
+            out.append(Sample("fleetdeck_agent_batches_held", {}, len(self._held), "gauge"))
             out.append(Sample("fleetdeck_agent_spool_torn_records_total", {}, stats.torn_records, "counter"))
+            out.append(Sample("fleetdeck_agent_spool_write_errors_total", {}, stats.write_errors, "counter"))
+            out.append(Sample("fleetdeck_agent_spool_ack_write_errors_total", {}, stats.ack_write_errors,
+                              "counter"))
+            out.append(Sample("fleetdeck_agent_spool_recreated_total", {}, stats.recreated, "counter"))
         for reason, (batches, samples, lines) in dropped.items():
             out.append(Sample("fleetdeck_agent_batches_dropped_total", {"reason": reason}, batches, "counter"))
             out.append(Sample("fleetdeck_agent_dropped_samples_total", {"reason": reason}, samples, "counter"))
@@ -187,6 +221,8 @@ class Agent:
                 out.append(Sample("fleetdeck_agent_send_errors_total", {"code": code}, count, "counter"))
             out.append(Sample("fleetdeck_agent_dead_letter_batches_total", {}, self.sender.dead_letters_total,
                               "counter"))
+            out.append(Sample("fleetdeck_agent_auth_rejected", {}, 1.0 if self.sender.auth_rejected else 0.0,
+                              "gauge"))
         return out
 
     def collect_batch(self) -> dict[str, Any]:
@@ -243,12 +279,12 @@ class Agent:
             self._log_checkpoints[batch["batch_id"]] = checkpoint
         return batch
 
-    def batch_handed_off(self, batch: dict[str, Any]) -> None:
-        """``batch`` is durably out of the agent's hands (accepted by the console; a
-        disk spool may call this once the batch is written): its log positions are saved."""
+    def batch_handed_off(self, batch: dict[str, Any], spool_seq: int | None = None) -> None:
+        """``batch`` is durably out of the agent's hands (accepted by the console, or
+        written to the spool as record ``spool_seq``): its log positions are saved."""
         checkpoint = self._log_checkpoints.pop(batch["batch_id"], None)
         if checkpoint is not None and self.logs is not None:
-            self.logs.acknowledge(checkpoint)
+            self.logs.acknowledge(checkpoint, spool_seq)
 
     def batch_not_handed_off(self, batch: dict[str, Any]) -> None:
         """``batch`` was dropped: its log lines are read again for a later batch."""
@@ -279,13 +315,15 @@ class Agent:
         if self.spool is None:
             return self._push_now(batch)
         samples = sum(len(m["points"]) for m in batch["metrics"])
+        checkpoint = self._log_checkpoints.get(batch["batch_id"])
+        ext = self.logs.encode_checkpoint(checkpoint) if checkpoint is not None and self.logs is not None else b""
         try:
-            seq = self.spool.append(self.client.encode(batch), samples, len(batch["logs"]))
+            seq = self.spool.append(self.client.encode(batch), samples, len(batch["logs"]), ext)
         except BaseException:
             self.batch_not_handed_off(batch)
             raise
-        # Spooled (fsynced) counts as handed off: the log tailer may commit its positions.
-        self.batch_handed_off(batch)
+        # Spooled (fsynced) with its positions: the log tailer may save them to its file too.
+        self.batch_handed_off(batch, seq)
         if self.on_durable is not None:
             self.on_durable(batch)
         return {"spooled": seq}
@@ -307,18 +345,26 @@ class Agent:
 
     def _cycle(self) -> None:
         batch = self.collect_batch()
+        if self.spool is not None and not self._flush_held():
+            self._hold(batch)
+            return
         try:
             answer = self._deliver(batch)
-        except PushError as exc:  # no spool: the batch is lost
-            self._count_lost(batch)
+        except PushError as exc:  # no spool: the batch's samples are lost, its lines read again
+            self._count_lost(sum(len(m["points"]) for m in batch["metrics"]))
             status = exc.status if exc.status is not None else "no response"
             log.warning("push to %s failed (%s %s: %s); batch of %d series dropped",
                         self.config.console_url, status, exc.code, exc.message, len(batch["metrics"]))
             return
         except OSError as exc:
-            self._count_lost(batch)
-            log.error("cannot write to the spool in %s: %s; batch of %d series dropped",
-                      self.spool.directory if self.spool else "?", exc, len(batch["metrics"]))
+            now = time.monotonic()
+            level = logging.WARNING if now - self._spool_warned >= SPOOL_WARNING_INTERVAL else logging.DEBUG
+            if level == logging.WARNING:
+                self._spool_warned = now
+            log.log(level, "cannot write to the spool in %s: %s; %d log line(s) wait in their files, the "
+                    "batch's samples wait in memory (%d batch(es) held)", self.spool.directory if self.spool else "?",
+                    exc, len(batch["logs"]), len(self._held) + 1)
+            self._hold(batch)
             return
         log.debug("batch %s: %s", batch["batch_id"], answer)
         # A log backlog (a burst, or lines kept while the console was away) goes out now
@@ -332,10 +378,36 @@ class Agent:
                 log.debug("log batch not handed off (%s); retried next cycle", exc)
                 break
 
-    def _count_lost(self, batch: dict[str, Any]) -> None:
+    def _hold(self, batch: dict[str, Any]) -> None:
+        """Keep the samples of a batch the spool could not take (its log lines were rewound
+        and are read again); past ``spool_full_hold_batches``, drop the oldest, counted once."""
+        if batch["batch_id"] in self._log_checkpoints:
+            self.batch_not_handed_off(batch)
+        if not batch["metrics"]:
+            return
+        samples = sum(len(m["points"]) for m in batch["metrics"])
+        self._held.append((self.client.encode({**batch, "logs": []}), samples))
+        while len(self._held) > self.config.spool_full_hold_batches:
+            _, dropped = self._held.popleft()
+            self._count_lost(dropped)
+
+    def _flush_held(self) -> bool:
+        """Write held batches to the spool, oldest first; False when one still fails."""
+        while self._held:
+            body, samples = self._held[0]
+            try:
+                self.spool.append(body, samples, 0)
+            except OSError as exc:
+                log.debug("spool still refuses writes (%s); %d batch(es) held", exc, len(self._held))
+                return False
+            self._held.popleft()
+            if not self._held:
+                log.warning("the spool takes writes again; held samples written to it")
+        return True
+
+    def _count_lost(self, samples: int) -> None:
         self._dropped_batches += 1
-        self._dropped_batch_samples += sum(len(m["points"]) for m in batch["metrics"])
-        self._dropped_batch_lines += len(batch["logs"])
+        self._dropped_batch_samples += samples
 
     def run_forever(self, stop_event: threading.Event) -> None:
         """Run a cycle every ``config.interval`` seconds until ``stop_event`` is set.
@@ -345,6 +417,9 @@ class Agent:
         overruns skips the slots it missed instead of bursting to catch up.
         With a spool, a sender thread delivers in the background (started and
         stopped here); push failures are retried there and never end the loop.
+        At a stop the complete log lines written so far are spooled. Raises
+        :class:`WorkerDied` when the sender thread died of an unexpected error
+        (after stopping the loop and closing the spool).
         """
         interval = float(self.config.interval)
         log.info("agent %s started: host=%s console=%s interval=%gs collectors=%s",
@@ -365,6 +440,12 @@ class Agent:
                     log.warning("cycle took longer than the %gs interval; skipping %d slot(s)", interval, missed)
                     next_run += missed * interval
                 stop_event.wait(next_run - now)
+            if self.sender is not None and self.sender.died is None:
+                self._final_log_flush()
+            if self._held and not self._flush_held():
+                log.warning("stopping with the spool full: samples of %d held batch(es) dropped", len(self._held))
+                while self._held:
+                    self._count_lost(self._held.popleft()[1])
         finally:
             stop_event.set()
             if sender_thread is not None and self.spool is not None:
@@ -372,7 +453,27 @@ class Agent:
                 # A push in flight may take up to the HTTP timeout; its batch stays spooled.
                 sender_thread.join(self.config.timeout + 2)
                 self.spool.close()
+        if self.sender is not None and self.sender.died is not None:
+            raise WorkerDied(f"the sender thread died: {self.sender.died!r}") from self.sender.died
         log.info("agent stopped")
+
+    def _final_log_flush(self) -> None:
+        """At a stop, spool the complete lines written so far (and their positions): a file
+        truncated or rotated while the agent is stopped then loses none of them."""
+        if self.logs is None:
+            return
+        for _ in range(MAX_LOG_BATCHES_PER_CYCLE):
+            batch = self.log_batch()
+            if not batch["logs"]:
+                self.batch_not_handed_off(batch)
+                return
+            try:
+                self._deliver(batch)
+            except OSError as exc:
+                log.warning("cannot spool the last log lines at stop (%s); they are read at the next start", exc)
+                return
+            if not self.logs.has_backlog:
+                return
 
 
 def install_signal_handlers(stop_event: threading.Event) -> Callable[[], None]:

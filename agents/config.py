@@ -214,6 +214,10 @@ class AgentConfig:
     - ``retry_min_backoff``/``retry_max_backoff``: seconds, exponential backoff
       bounds of a failed push; ``drain_rate``: at most this many batches per
       second while a backlog drains.
+    - ``auth_retry_min_backoff``/``auth_retry_max_backoff``: seconds, backoff bounds
+      while the console refuses the token (401/403); the spool keeps every batch.
+    - ``spool_full_hold_batches``: batches whose samples wait in memory while the
+      spool cannot be written (disk full); beyond it the oldest are dropped, counted.
     - ``ca_file``: PEM CA bundle to verify an https console with (empty: the
       system store); ``client_cert``/``client_key``: PEM client certificate and key.
     - ``token_file``: file holding the agent token (written by ``fleetdeck-agent enrol``),
@@ -240,6 +244,9 @@ class AgentConfig:
     retry_min_backoff: float = setting(0.5, seconds())
     retry_max_backoff: float = setting(30.0, seconds())
     drain_rate: float = setting(5.0, number(0, 100000, lo_open=True, unit="a number of batches per second"))
+    auth_retry_min_backoff: float = setting(30.0, seconds())  # after a 401/403: the token is wrong or revoked
+    auth_retry_max_backoff: float = setting(600.0, seconds())
+    spool_full_hold_batches: int = setting(360, whole(0, 100_000))  # batches of samples held while the spool is full
     ca_file: str = setting("", text)
     client_cert: str = setting("", text)
     client_key: str = setting("", text)
@@ -343,6 +350,10 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
     if config.retry_min_backoff > config.retry_max_backoff:
         raise ConfigError(f"retry_min_backoff{where('retry_min_backoff')} ({config.retry_min_backoff:g}) must not "
                           f"exceed retry_max_backoff{where('retry_max_backoff')} ({config.retry_max_backoff:g})")
+    if config.auth_retry_min_backoff > config.auth_retry_max_backoff:
+        raise ConfigError(f"auth_retry_min_backoff{where('auth_retry_min_backoff')} ({config.auth_retry_min_backoff:g}) "
+                          f"must not exceed auth_retry_max_backoff{where('auth_retry_max_backoff')} "
+                          f"({config.auth_retry_max_backoff:g})")
     for key in ("ca_file", "client_cert", "client_key"):
         path = getattr(config, key)
         if path and not os.path.isfile(path):

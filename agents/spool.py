@@ -2,15 +2,24 @@
 
 Layout (``<state_dir>/spool/``):
 
-- ``<first seq, 20 digits>.seg`` — append-only segment files of framed records;
+- ``<first seq, 20 digits>.seg2`` — append-only segment files of framed records
+  (``.seg`` segments of the previous format, without an extension, are still read);
 - ``ack`` — the highest sequence number the console acknowledged (or that was
-  dropped or dead-lettered), as ASCII digits, replaced atomically (write a
-  temporary file, ``os.replace``).
+  dropped or dead-lettered), as ASCII digits, then optionally a second line
+  ``<seq> <extension>`` with the newest record extension at or below that mark,
+  then ``crc <CRC32 hex>``; replaced atomically (write a temporary file,
+  ``os.replace``), or overwritten in place on a full disk (see ``_write_ack``).
 
 A record on disk (little-endian)::
 
     u32 body length | u32 CRC32 of body | body
-    body = u64 seq | u64 created (Unix ms) | u32 samples | u32 log lines | payload
+    body (.seg2) = u64 seq | u64 created (Unix ms) | u32 samples | u32 log lines | u32 ext length | ext | payload
+    body (.seg)  = u64 seq | u64 created (Unix ms) | u32 samples | u32 log lines | payload
+
+``ext`` is opaque to the spool (the agent stores the log file positions reached by
+the batch there, so they become durable in the same write as the lines);
+:meth:`Spool.last_extension` returns the newest one, found at recovery among every
+record still on disk (acknowledged ones included) and in the ``ack`` file.
 
 ``payload`` is the ingest body exactly as it is sent (gzip-compressed JSON), so
 a replay sends the same bytes and the same ``batch_id``. The CRC32 is zlib's
@@ -39,12 +48,25 @@ older than ``max_age`` seconds are dropped before they are sent. Every drop is
 counted exactly, in batches, samples and log lines (``SpoolStats``). A single
 batch larger than ``max_bytes`` is dropped and counted without being written.
 
+Failed writes (disk full, ENOSPC): the segment is written through an unbuffered
+descriptor; a write that fails is cut off again (``ftruncate`` to the record's
+start), so no byte of it stays behind, and its sequence number is never used again.
+``append`` then raises ``OSError``: the caller decides what waits and what is
+dropped. When the cut itself fails, the segment is closed and the next record
+starts a new one (recovery cuts the bad tail). A failed write of the ``ack``
+file is logged and retried with the next acknowledgement; segments are deleted
+only once the mark covering them is written (size-cap drops excepted). A spool
+directory deleted while the agent runs is recreated; the batches it held are
+counted as dropped.
+
 Thread safety: every public method takes the spool's lock; one thread
 appends (the collector loop) while another peeks and acknowledges (the sender).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import struct
@@ -54,16 +76,19 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<II")  # body length, CRC32(body)
-META = struct.Struct("<QQII")  # seq, created Unix ms, samples, log lines
+META = struct.Struct("<QQII")  # seq, created Unix ms, samples, log lines (.seg records)
+META2 = struct.Struct("<QQIII")  # the same, then the extension's length (.seg2 records)
 MAX_RECORD_BYTES = 256 * 1024 * 1024  # a length above this is garbage, not a record
-SEGMENT_SUFFIX = ".seg"
+SEGMENT_SUFFIX = ".seg2"
+OLD_SEGMENT_SUFFIX = ".seg"
 MIN_SEGMENT_BYTES = 4 * 1024
 MAX_SEGMENT_BYTES = 16 * 1024 * 1024
+ACK_FILE_BYTES = 4096  # the ack file is padded to a multiple of this: rewritable in place on a full disk
+ACK_WARNING_INTERVAL = 60.0  # seconds between warnings about an ack file that cannot be written
 
 
 @dataclass(frozen=True)
@@ -82,8 +107,11 @@ class SpoolRecord:
 class SpoolStats:
     """Counters and gauges of a spool. ``bytes``: size of the segment files;
     ``queued``: batches not yet acknowledged; ``dropped_*``: removed unsent
-    because of the size or age bound (by reason in ``dropped_batches_by_reason``);
-    ``torn_records``/``torn_bytes``: bad records cut off at recovery."""
+    because of the size or age bound, or because the spool directory was deleted;
+    ``torn_records``/``torn_bytes``: bad records cut off at recovery;
+    ``write_errors``: appends that failed (nothing of them stays on disk);
+    ``ack_write_errors``: failed writes of the ``ack`` file; ``recreated``: times the
+    spool directory was found missing and created again."""
 
     bytes: int = 0
     queued: int = 0
@@ -92,6 +120,9 @@ class SpoolStats:
     dropped_lines: int = 0
     torn_records: int = 0
     torn_bytes: int = 0
+    write_errors: int = 0
+    ack_write_errors: int = 0
+    recreated: int = 0
 
 
 @dataclass
@@ -101,8 +132,8 @@ class _Entry:
     samples: int
     lines: int
     segment: int  # the segment's first seq (its file name)
-    offset: int  # of the frame in the segment
-    length: int  # of the whole frame
+    offset: int  # of the payload in the segment
+    length: int  # of the payload
 
 
 class Spool:
@@ -131,18 +162,24 @@ class Spool:
         self._ready = threading.Condition(self._lock)
         self._entries: deque[_Entry] = deque()
         self._segments: dict[int, int] = {}  # first seq -> file size, oldest first
+        self._paths: dict[int, str] = {}  # first seq -> file path (.seg2, or .seg of the old format)
         self._active: int | None = None  # segment appended to
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None  # its unbuffered descriptor: a failed write leaves nothing buffered
         self._acked = 0
         self._acked_written = 0
         self._next_seq = 1
+        # The newest extension (seq, bytes) and the newest one at or below the ack mark.
+        self._last_ext: tuple[int, bytes] | None = None
+        self._acked_ext: tuple[int, bytes] | None = None
+        self._acked_ext_written: tuple[int, bytes] | None = None
+        self._ack_warned = -ACK_WARNING_INTERVAL
         os.makedirs(directory, exist_ok=True)
         self._recover()
 
     # -- paths ------------------------------------------------------------------
 
     def _segment_path(self, first_seq: int) -> str:
-        return os.path.join(self.directory, f"{first_seq:020d}{SEGMENT_SUFFIX}")
+        return self._paths.get(first_seq) or os.path.join(self.directory, f"{first_seq:020d}{SEGMENT_SUFFIX}")
 
     @property
     def _ack_path(self) -> str:
@@ -153,27 +190,49 @@ class Spool:
     def _read_ack(self) -> int:
         try:
             with open(self._ack_path, "rb") as fh:
-                text = fh.read(32).strip()
+                text = fh.read(16 * 1024 * 1024).rstrip(b"\n")
         except FileNotFoundError:
             return 0
-        if not text.isdigit():
+        lines = text.split(b"\n")
+        if lines[-1].startswith(b"crc "):
+            content = text[:len(text) - len(lines[-1])]
+            if lines[-1][4:] != b"%08x" % zlib.crc32(content):
+                log.warning("spool: the ack mark fails its checksum; replaying every spooled batch")
+                return 0
+            lines.pop()
+        first = lines[0].strip()
+        if not first.isdigit():
             # An ack file cut short by a power loss: replaying acknowledged batches is safe.
-            log.warning("spool: unreadable ack mark %r; replaying every spooled batch", text[:32])
+            log.warning("spool: unreadable ack mark %r; replaying every spooled batch", first[:32])
             return 0
-        return int(text)
+        if len(lines) > 1:
+            seq_text, _, ext = lines[1].partition(b" ")
+            if seq_text.isdigit() and ext:
+                self._acked_ext = self._acked_ext_written = (int(seq_text), ext)
+                self._last_ext = self._acked_ext
+        return int(first)
 
     def _recover(self) -> None:
         self._acked = self._acked_written = self._read_ack()
-        names = sorted(n for n in os.listdir(self.directory)
-                       if n.endswith(SEGMENT_SUFFIX) and n[:-len(SEGMENT_SUFFIX)].isdigit())
+        found = []
+        for name in os.listdir(self.directory):
+            for suffix, version in ((SEGMENT_SUFFIX, 2), (OLD_SEGMENT_SUFFIX, 1)):
+                if name.endswith(suffix) and name[:-len(suffix)].isdigit():
+                    found.append((int(name[:-len(suffix)]), version, name))
+                    break
         last_seq = self._acked
-        for name in names:
-            first = int(name[:-len(SEGMENT_SUFFIX)])
-            size = self._scan_segment(first, last_seq)
+        for first, version, name in sorted(found):
+            self._paths[first] = os.path.join(self.directory, name)
+            size = self._scan_segment(first, version, last_seq)
             self._segments[first] = size
             if self._entries:
                 last_seq = max(last_seq, self._entries[-1].seq)
+        if self._last_ext is not None:
+            last_seq = max(last_seq, self._last_ext[0])
         self._next_seq = last_seq + 1
+        if not os.path.exists(self._ack_path):
+            self._acked_written = -1  # written now, so that a full disk finds one to overwrite in place
+            self._write_ack()
         self._delete_dead_segments()
         self.stats.bytes = sum(self._segments.values())
         self.stats.queued = len(self._entries)
@@ -181,9 +240,10 @@ class Spool:
             log.info("spool: %d batch(es) to replay (%d bytes), %d torn record(s) cut off",
                      len(self._entries), self.stats.bytes, self.stats.torn_records)
 
-    def _scan_segment(self, first: int, last_seq: int) -> int:
+    def _scan_segment(self, first: int, version: int, last_seq: int) -> int:
         """Index the good records of one segment; truncate at the first bad one. Returns its size."""
         path = self._segment_path(first)
+        meta = META2 if version == 2 else META
         good = 0
         with open(path, "r+b") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -194,7 +254,7 @@ class Spool:
                     reason = "truncated header"
                 else:
                     length, crc = FRAME.unpack(header)
-                    if not META.size <= length <= MAX_RECORD_BYTES:
+                    if not meta.size <= length <= MAX_RECORD_BYTES:
                         reason = f"implausible length {length}"
                     else:
                         body = fh.read(length)
@@ -202,6 +262,8 @@ class Spool:
                             reason = "truncated body"
                         elif zlib.crc32(body) != crc:
                             reason = "checksum mismatch"
+                        elif version == 2 and meta.size + META2.unpack_from(body)[4] > length:
+                            reason = "implausible extension length"
                 if reason is not None:
                     self.stats.torn_records += 1
                     self.stats.torn_bytes += size - good
@@ -211,25 +273,48 @@ class Spool:
                         os.fsync(fh.fileno())
                     return good
                 seq, created_ms, samples, lines = META.unpack_from(body)
+                start = meta.size
+                if version == 2:
+                    ext_len = META2.unpack_from(body)[4]
+                    if ext_len and (self._last_ext is None or seq > self._last_ext[0]):
+                        self._last_ext = (seq, body[start:start + ext_len])
+                        if seq <= self._acked:
+                            self._acked_ext = self._last_ext
+                    start += ext_len
                 if seq > last_seq:
-                    self._entries.append(_Entry(seq, created_ms, samples, lines, first, good,
-                                                FRAME.size + length))
+                    self._entries.append(_Entry(seq, created_ms, samples, lines, first,
+                                                good + FRAME.size + start, length - start))
                     last_seq = seq
                 good += FRAME.size + length
         return good
 
+    def last_extension(self) -> tuple[int, bytes] | None:
+        """``(seq, ext)`` of the newest record written with an extension (acknowledged or
+        not), or None. After a restart it comes from the records on disk and the ack file."""
+        with self._lock:
+            return self._last_ext
+
+    def advance_seq(self, seq: int) -> None:
+        """Number the next batch above ``seq`` (a spool recreated empty must not reuse
+        numbers another file, such as the saved log positions, refers to)."""
+        with self._lock:
+            self._next_seq = max(self._next_seq, seq + 1)
+
     # -- append -----------------------------------------------------------------
 
-    def append(self, payload: bytes, samples: int, lines: int) -> int | None:
-        """Write one batch; return its seq once it is durable (see the fsync policy),
-        or None when the batch alone is larger than ``max_bytes`` (dropped and counted).
+    def append(self, payload: bytes, samples: int, lines: int, ext: bytes = b"") -> int | None:
+        """Write one batch (and its opaque extension ``ext``, see :meth:`last_extension`);
+        return its seq once it is durable (see the fsync policy), or None when the batch
+        alone is larger than ``max_bytes`` (dropped and counted).
         Older batches may be dropped (and counted) to stay under ``max_bytes``.
-        Raises ``OSError`` when the write fails (disk full): nothing is then spooled."""
+        Raises ``OSError`` when the write fails (disk full): nothing of it stays on
+        disk and its seq is not used again."""
         with self._lock:
             now = self.clock()
+            self._check_directory()
             self._expire(now)
             seq = self._next_seq
-            body = META.pack(seq, int(now * 1000), samples, lines) + payload
+            body = META2.pack(seq, int(now * 1000), samples, lines, len(ext)) + ext + payload
             frame = FRAME.pack(len(body), zlib.crc32(body)) + body
             if len(frame) > self.max_bytes:
                 log.warning("spool: batch of %d bytes exceeds the spool cap of %d bytes; dropped",
@@ -241,31 +326,69 @@ class Spool:
                 self._close_active()
             while sum(self._segments.values()) + len(frame) > self.max_bytes:
                 self._drop_oldest_segment()
-            if self._active is None:
-                self._open_segment(seq)
-            assert self._file is not None and self._active is not None
-            offset = self._segments[self._active]
-            try:
-                self._file.write(frame)
-                self._file.flush()
-                if self.fsync:
-                    os.fsync(self._file.fileno())
-            except OSError:
-                # Cut a partial write off so the next record starts on a frame boundary.
-                self._file.truncate(offset)
-                self._file.seek(offset)
-                raise
-            self._next_seq = seq + 1
+            for attempt in range(2):
+                self._next_seq = seq + 1  # consumed even if the write fails: never reused
+                try:
+                    if self._active is None:
+                        self._open_segment(seq)
+                    assert self._fd is not None and self._active is not None
+                    offset = self._segments[self._active]
+                    self._write_frame(offset, frame)
+                    break
+                except OSError as exc:
+                    self.stats.write_errors += 1
+                    if attempt or exc.errno != errno.ENOSPC or not self._reclaim_active():
+                        raise
+                seq = self._next_seq
+                body = META2.pack(seq, int(now * 1000), samples, lines, len(ext)) + ext + payload
+                frame = FRAME.pack(len(body), zlib.crc32(body)) + body
             self._segments[self._active] = offset + len(frame)
-            self._entries.append(_Entry(seq, int(now * 1000), samples, lines, self._active, offset, len(frame)))
+            start = FRAME.size + META2.size + len(ext)
+            self._entries.append(_Entry(seq, int(now * 1000), samples, lines, self._active,
+                                        offset + start, len(frame) - start))
+            if ext:
+                self._last_ext = (seq, ext)
             self._update_gauges()
             self._ready.notify_all()
             return seq
 
+    def _write_frame(self, offset: int, frame: bytes) -> None:
+        assert self._fd is not None
+        try:
+            view = memoryview(frame)
+            written = 0
+            while written < len(frame):
+                written += os.pwrite(self._fd, view[written:], offset + written)
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            # Cut a partial write off so the next record starts on a frame boundary.
+            try:
+                os.ftruncate(self._fd, offset)
+            except OSError as exc:
+                log.error("spool: cannot cut a failed write off %s (%s); starting a new segment",
+                          self._segment_path(self._active), exc)
+                self._close_active()
+            raise
+
+    def _reclaim_active(self) -> bool:
+        """Disk full: delete the segment appended to when every batch in it is acknowledged
+        and the ack mark (with the newest extension) is on disk. True when space was freed."""
+        if self._active is None or self._segments.get(self._active, 0) == 0:
+            return False
+        if any(entry.segment == self._active for entry in self._entries) or not self._write_ack():
+            return False
+        first = self._active
+        self._close_active()
+        self._remove_segment(first)
+        self._update_gauges()
+        return True
+
     def _open_segment(self, first_seq: int) -> None:
-        path = self._segment_path(first_seq)
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open across appends
+        path = os.path.join(self.directory, f"{first_seq:020d}{SEGMENT_SUFFIX}")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         self._active = first_seq
+        self._paths[first_seq] = path
         self._segments[first_seq] = 0
         if self.fsync:
             # The new directory entry must survive a power loss too.
@@ -276,10 +399,34 @@ class Spool:
                 os.close(dir_fd)
 
     def _close_active(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = None
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError as exc:
+                log.warning("spool: closing segment: %s", exc)
+        self._fd = None
         self._active = None
+
+    def _check_directory(self) -> None:
+        """Recreate a spool directory deleted under the running agent (its batches are gone)."""
+        if os.path.isdir(self.directory):
+            return
+        lost = len(self._entries)
+        for entry in self._entries:
+            self._count_drop(entry.samples, entry.lines)
+            self._acked = max(self._acked, entry.seq)
+        self._entries.clear()
+        self._close_active()
+        self._segments.clear()
+        self._paths.clear()
+        self._acked_written = -1
+        self._acked_ext_written = None
+        os.makedirs(self.directory, exist_ok=True)
+        self.stats.recreated += 1
+        log.error("spool: directory %s was deleted; created again (%d queued batch(es) lost)",
+                  self.directory, lost)
+        self._write_ack()
+        self._update_gauges()
 
     def _drop_oldest_segment(self) -> None:
         oldest = next(iter(self._segments))
@@ -289,17 +436,22 @@ class Spool:
         while self._entries and self._entries[0].segment == oldest:
             entry = self._entries.popleft()
             self._count_drop(entry.samples, entry.lines)
-            self._acked = max(self._acked, entry.seq)
+            self._mark_acked(entry.seq)
             dropped += 1
         if dropped:
             log.warning("spool: over its %d-byte cap; dropped the %d oldest batch(es)", self.max_bytes, dropped)
-        self._remove_segment(oldest)
         self._write_ack()
+        self._remove_segment(oldest)  # even when the mark could not be written: the cap holds
 
     def _count_drop(self, samples: int, lines: int) -> None:
         self.stats.dropped_batches += 1
         self.stats.dropped_samples += samples
         self.stats.dropped_lines += lines
+
+    def _mark_acked(self, seq: int) -> None:
+        self._acked = max(self._acked, seq)
+        if self._last_ext is not None and self._last_ext[0] <= self._acked:
+            self._acked_ext = self._last_ext
 
     # -- read and acknowledge -----------------------------------------------------
 
@@ -310,27 +462,48 @@ class Spool:
         with self._lock:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
+                self._check_directory()
                 self._expire(self.clock())
                 if self._entries:
                     entry = self._entries[0]
-                    break
+                    try:
+                        with open(self._segment_path(entry.segment), "rb") as fh:
+                            fh.seek(entry.offset)
+                            payload = fh.read(entry.length)
+                        break
+                    except FileNotFoundError:
+                        self._segment_lost(entry.segment)
+                        continue
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
                 self._ready.wait(remaining)
-            with open(self._segment_path(entry.segment), "rb") as fh:
-                fh.seek(entry.offset + FRAME.size + META.size)
-                payload = fh.read(entry.length - FRAME.size - META.size)
             return SpoolRecord(entry.seq, entry.created_ms / 1000.0, entry.samples, entry.lines, payload)
+
+    def _segment_lost(self, first: int) -> None:
+        """A segment file deleted by someone else: its batches are gone, counted as dropped."""
+        lost = 0
+        while self._entries and self._entries[0].segment == first:
+            entry = self._entries.popleft()
+            self._count_drop(entry.samples, entry.lines)
+            self._mark_acked(entry.seq)
+            lost += 1
+        log.error("spool: segment %s disappeared; %d batch(es) lost", self._segment_path(first), lost)
+        if first == self._active:
+            self._close_active()
+        self._segments.pop(first, None)
+        self._paths.pop(first, None)
+        self._write_ack()
+        self._update_gauges()
 
     def ack(self, seq: int) -> None:
         """Remove every batch up to ``seq`` (delivered, or moved to the dead-letter file)."""
         with self._lock:
             while self._entries and self._entries[0].seq <= seq:
                 self._entries.popleft()
-            self._acked = max(self._acked, seq)
-            self._delete_dead_segments()
-            self._write_ack()
+            self._mark_acked(seq)
+            if self._write_ack():
+                self._delete_dead_segments()
             self._update_gauges()
 
     def wake(self) -> None:
@@ -355,12 +528,12 @@ class Spool:
         while self._entries and self._entries[0].created_ms < cutoff_ms:
             entry = self._entries.popleft()
             self._count_drop(entry.samples, entry.lines)
-            self._acked = max(self._acked, entry.seq)
+            self._mark_acked(entry.seq)
             expired += 1
         if expired:
             log.warning("spool: dropped %d batch(es) older than %gs", expired, self.max_age)
-            self._delete_dead_segments()
-            self._write_ack()
+            if self._write_ack():
+                self._delete_dead_segments()
             self._update_gauges()
 
     def _delete_dead_segments(self) -> None:
@@ -372,19 +545,66 @@ class Spool:
 
     def _remove_segment(self, first: int) -> None:
         del self._segments[first]
+        path = self._paths.pop(first, None) or self._segment_path(first)
         try:
-            os.unlink(self._segment_path(first))
+            os.unlink(path)
         except FileNotFoundError:
-            log.warning("spool: segment %s was already gone", self._segment_path(first))
+            log.warning("spool: segment %s was already gone", path)
 
-    def _write_ack(self) -> None:
-        if self._acked == self._acked_written:
-            return
+    def _write_ack(self) -> bool:
+        """Write the ack mark (and the newest acknowledged extension); False when it failed
+        (logged at most every minute, counted; the next acknowledgement tries again).
+
+        The file is ``<acked>\n[<seq> <ext>\n]crc <CRC32 of the lines before>\n`` padded
+        with newlines to a multiple of :data:`ACK_FILE_BYTES`, written to a temporary
+        file and renamed. On a full disk the temporary file cannot be written: the mark
+        is then overwritten in place when it fits the padding (no new block needed); a
+        power loss during that write fails the checksum, and the spool replays every
+        batch (the console stores each ``batch_id`` once)."""
+        if self._acked == self._acked_written and self._acked_ext == self._acked_ext_written:
+            return True
+        content = b"%d\n" % self._acked
+        if self._acked_ext is not None:
+            content += b"%d %s\n" % self._acked_ext
+        content += b"crc %08x\n" % zlib.crc32(content)
+        padded = content + b"\n" * (-len(content) % ACK_FILE_BYTES)
         tmp = self._ack_path + ".tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(b"%d\n" % self._acked)
-        os.replace(tmp, self._ack_path)
+        try:
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(padded)
+                os.replace(tmp, self._ack_path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # nothing written, or a directory in its way
+                    os.unlink(tmp)
+                if exc.errno != errno.ENOSPC or not self._overwrite_ack(content):
+                    raise
+        except OSError as exc:
+            self.stats.ack_write_errors += 1
+            if time.monotonic() - self._ack_warned >= ACK_WARNING_INTERVAL:
+                self._ack_warned = time.monotonic()
+                log.warning("spool: cannot write the ack mark %s (%s); acknowledged segments are kept "
+                            "until it can be (%d failure(s) so far)", self._ack_path, exc,
+                            self.stats.ack_write_errors)
+            return False
         self._acked_written = self._acked
+        self._acked_ext_written = self._acked_ext
+        return True
+
+    def _overwrite_ack(self, content: bytes) -> bool:
+        """Overwrite the ack file in place when ``content`` fits its size; False otherwise."""
+        try:
+            fd = os.open(self._ack_path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if len(content) > size:
+                return False
+            os.pwrite(fd, content + b"\n" * (size - len(content)), 0)
+            return True
+        finally:
+            os.close(fd)
 
     def _update_gauges(self) -> None:
         self.stats.bytes = sum(self._segments.values())

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from collectors.base import Collector, Sample
-from collectors.logtail import Position, RawLine, StateStore, fingerprint, fingerprint_matches, read_lines
+from collectors.logtail import (Position, RawLine, StateStore, fingerprint, fingerprint_matches, read_lines,
+                                tail_fingerprint, tail_matches)
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +197,19 @@ class Checkpoint:
 class LogCollector(Collector):
     """Tails ``options.paths``; see the module docstring. ``state_dir`` holds the
     positions file unless ``options.state_file`` names one. ``clock`` gives Unix seconds
-    (record timestamps); ``monotonic`` measures multiline waits."""
+    (record timestamps); ``monotonic`` measures multiline waits.
+
+    ``recovered``: ``(spool seq, extension)`` of the newest spool record carrying
+    positions (:meth:`agents.spool.Spool.last_extension`). When it is newer than the
+    positions file (a crash between the spool write and the file's save, or a save
+    that failed), reading resumes from it, so the lines of that record are neither
+    lost nor read twice. ``spool_seq`` is the record the positions in use came from."""
 
     name = "logs"
 
     def __init__(self, options: LogOptions, state_dir: str, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 recovered: tuple[int, bytes] | None = None) -> None:
         self.options = options
         self.clock = clock
         self.monotonic = monotonic
@@ -214,6 +222,18 @@ class LogCollector(Collector):
         self.counters = {"lines": 0, "bytes": 0, "cut": 0, "records": 0, "rotations": 0, "truncations": 0,
                          "state_write_errors": 0, "read_errors": 0}
         saved = self.store.load()
+        if recovered is not None and (saved is None or saved[2] is None or recovered[0] > saved[2]):
+            try:
+                saved = StateStore.decode(recovered[1])
+                saved = (saved[0], saved[1], recovered[0])
+                log.info("log positions taken from spool record %d (newer than %s)", recovered[0], self.store.path)
+            except ValueError as exc:
+                log.error("spool record %d holds unreadable log positions (%s); using %s",
+                          recovered[0], exc, self.store.path)
+        self.spool_seq: int | None = saved[2] if saved else None
+        # Saved positions of files found truncated or rewritten at start: a watched copy
+        # of the old content (copytruncate while the agent was stopped) continues from them.
+        self._before_restart: list[Position] = []
         self._known_patterns: set[str] = set(saved[1]) if saved else set()
         self._restore(saved[0] if saved else [])
 
@@ -265,11 +285,16 @@ class LogCollector(Collector):
             fd = self._open(path, st)
             if fd is None:
                 continue
-            if not fingerprint_matches(fd, pos.fingerprint, pos.fp_len):
+            if not fingerprint_matches(fd, pos.fingerprint, pos.fp_len) or not tail_matches(fd, pos):
                 if pos.key not in watched:  # a different file reusing the inode: not ours
                     os.close(fd)
                     continue
-                pos = replace(pos, offset=0, discard=False)
+                # Truncated, rewritten, or a new file on a recycled inode (its first bytes may
+                # match, the bytes before the offset do not): all of it is unread.
+                log.info("log file %s is not the one last read (truncated, rewritten or a reused inode); "
+                         "reading it from the start", path)
+                self._before_restart.append(pos)
+                pos = replace(pos, offset=0, discard=False, tail_fp="", tail_len=0)
                 self.counters["truncations"] += 1
             pos = replace(pos, path=path)
             self._files[pos.key] = _File(fd, pos, pos.offset, rotated=pos.key not in watched)
@@ -313,14 +338,30 @@ class LogCollector(Collector):
             fp, fp_len = fingerprint(fd, st.st_size)
             offset, source = 0, path
             copy_of = self._copy_of(fp, fp_len)
+            earlier = None
             if copy_of is not None and st.st_size >= copy_of.pos.offset:
                 # A copy of a file we read (copytruncate's rotated copy): continue where we were.
                 offset, source = copy_of.pos.offset, copy_of.pos.source
+            elif (earlier := self._copy_of_saved(fd, fp, fp_len, st.st_size)) is not None:
+                # The same, for a copy made while the agent was stopped.
+                offset, source = earlier.offset, earlier.source
             elif pattern in fresh_patterns and not self.options.from_start:
                 offset = st.st_size  # a file there before we ever looked: from its end
             pos = Position(st.st_dev, st.st_ino, fp, fp_len, offset, path, source)
-            self._files[key] = _File(fd, pos, offset, continues=copy_of is not None and offset > 0)
+            continues = (copy_of is not None or earlier is not None) and offset > 0
+            self._files[key] = _File(fd, pos, offset, continues=continues)
         self._known_patterns |= set(self.options.paths)
+        self._before_restart.clear()  # copies made while stopped are there at the first scan
+
+    def _copy_of_saved(self, fd: int, fp: str, fp_len: int, size: int) -> Position | None:
+        """A saved position (of a file truncated while the agent was stopped) whose old
+        content this new file holds: same first bytes and same bytes before the offset."""
+        for pos in self._before_restart:
+            if pos.offset > 0 and pos.fp_len == fp_len and pos.fingerprint == fp and size >= pos.offset \
+                    and tail_matches(fd, pos):
+                self._before_restart.remove(pos)
+                return pos
+        return None
 
     def _copy_of(self, fp: str, fp_len: int) -> _File | None:
         for f in self._files.values():
@@ -373,10 +414,16 @@ class LogCollector(Collector):
                 self.counters["read_errors"] += 1
                 log.warning("cannot read log file %s: %s", f.pos.path, exc)
         self._seq += 1
-        checkpoint = Checkpoint(self._seq, {
-            key: replace(f.pos, offset=f.pending.start if f.pending else f.pos.offset,
-                         discard=f.pos.discard if not f.pending else False)
-            for key, f in self._files.items()})
+        positions = {}
+        for key, f in self._files.items():
+            offset = f.pending.start if f.pending else f.pos.offset
+            try:
+                tail_fp, tail_len = tail_fingerprint(f.fd, offset)
+            except OSError:
+                tail_fp, tail_len = "", 0
+            positions[key] = replace(f.pos, offset=offset, discard=f.pos.discard if not f.pending else False,
+                                     tail_fp=tail_fp, tail_len=tail_len)
+        checkpoint = Checkpoint(self._seq, positions)
         self.counters["records"] += len(records)
         return records, checkpoint
 
@@ -445,10 +492,18 @@ class LogCollector(Collector):
         return self._backlog
 
     # -- acknowledgement ----------------------------------------------------------------
-    def acknowledge(self, checkpoint: Checkpoint) -> None:
-        """The batch with ``checkpoint`` is handed off durably: save its positions
-        (atomically) and close finished rotated files. A failed write is logged and
-        counted; the positions are saved with the next acknowledgement."""
+    def encode_checkpoint(self, checkpoint: Checkpoint) -> bytes:
+        """The positions of ``checkpoint`` as bytes for a spool record's extension (the
+        positions file's document, :meth:`collectors.logtail.StateStore.encode`)."""
+        return StateStore.encode(list(checkpoint.positions.values()), sorted(self._known_patterns))
+
+    def acknowledge(self, checkpoint: Checkpoint, spool_seq: int | None = None) -> None:
+        """The batch with ``checkpoint`` is handed off durably (``spool_seq``: the spool
+        record that carries the same positions): save its positions (atomically) and
+        close finished rotated files. A failed write is logged and counted; the positions
+        are saved with the next acknowledgement (and are in the spool record meanwhile)."""
+        if spool_seq is not None:
+            self.spool_seq = spool_seq
         self._committed = {k: replace(p) for k, p in checkpoint.positions.items()}
         for key, f in list(self._files.items()):
             saved = self._committed.get(key)
@@ -457,7 +512,7 @@ class LogCollector(Collector):
                 del self._files[key]
                 self._committed.pop(key, None)
         try:
-            self.store.save(list(self._committed.values()), sorted(self._known_patterns))
+            self.store.save(list(self._committed.values()), sorted(self._known_patterns), self.spool_seq)
         except OSError as exc:
             self.counters["state_write_errors"] += 1
             log.error("cannot save log positions to %s: %s", self.store.path, exc)

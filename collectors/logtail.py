@@ -2,8 +2,11 @@
 
 A position names a file by device and inode (what survives a rename) plus a
 fingerprint, the SHA-256 of its first :data:`FINGERPRINT_BYTES` bytes (what tells a
-truncated-and-rewritten or recycled-inode file from the one we read), and the byte
-offset up to which lines were consumed. This is the scheme of Filebeat's and Fluent
+truncated-and-rewritten or recycled-inode file from the one we read), the SHA-256
+of the up to :data:`TAIL_FINGERPRINT_BYTES` bytes just before the saved offset
+(what tells a recycled inode whose new file starts like the old one, e.g. the same
+header line, from the file we read), and the byte offset up to which lines were
+consumed. This is the scheme of Filebeat's and Fluent
 Bit's tail inputs (inode + offset, with a content fingerprint to catch inode reuse).
 
 Standard library only: the agent's import closure stays small.
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 log = logging.getLogger(__name__)
 
 FINGERPRINT_BYTES = 256
+TAIL_FINGERPRINT_BYTES = 1024
 STATE_VERSION = 1
 
 
@@ -27,7 +31,9 @@ class Position:
     """Where reading of one file stands. ``offset`` and ``fp_len`` are bytes;
     ``fingerprint`` is the hex SHA-256 of the file's first ``fp_len`` bytes;
     ``discard`` is true inside an over-long line whose rest is skipped up to its newline;
-    ``source`` is the name records carry (the path the file had when first seen)."""
+    ``source`` is the name records carry (the path the file had when first seen);
+    ``tail_fp`` is the hex SHA-256 of the ``tail_len`` bytes before ``offset`` ("" in
+    positions saved by older agents: not checked)."""
 
     dev: int
     inode: int
@@ -37,6 +43,8 @@ class Position:
     path: str
     source: str
     discard: bool = False
+    tail_fp: str = ""
+    tail_len: int = 0
 
     @property
     def key(self) -> tuple[int, int]:
@@ -57,6 +65,27 @@ def fingerprint_matches(fd: int, fp: str, fp_len: int) -> bool:
     import hashlib
 
     return len(head) == fp_len and hashlib.sha256(head).hexdigest() == fp
+
+
+def tail_fingerprint(fd: int, offset: int) -> tuple[str, int]:
+    """(hex SHA-256, length) of the up to :data:`TAIL_FINGERPRINT_BYTES` bytes before ``offset``."""
+    length = min(offset, TAIL_FINGERPRINT_BYTES)
+    import hashlib
+
+    return hashlib.sha256(os.pread(fd, length, offset - length) if length else b"").hexdigest(), length
+
+
+def tail_matches(fd: int, pos: "Position") -> bool:
+    """Whether the bytes before ``pos.offset`` are still those the position was taken on
+    (True for a position without a tail fingerprint)."""
+    if not pos.tail_fp:
+        return True
+    if pos.tail_len > pos.offset:
+        return False
+    import hashlib
+
+    data = os.pread(fd, pos.tail_len, pos.offset - pos.tail_len) if pos.tail_len else b""
+    return len(data) == pos.tail_len and hashlib.sha256(data).hexdigest() == pos.tail_fp
 
 
 @dataclass
@@ -138,40 +167,58 @@ def read_lines(fd: int, offset: int, discard: bool, cap: int, max_bytes: int,
 
 
 class StateStore:
-    """The positions file: JSON ``{"version": 1, "patterns": [...], "files": [Position...]}``,
-    replaced atomically (write a temporary file, fsync, rename, fsync the folder) so a
-    crash leaves either the old or the new positions, never a torn file."""
+    """The positions file: JSON ``{"version": 1, "patterns": [...], "files": [Position...],
+    "spool_seq": int|null}``, replaced atomically (write a temporary file, fsync, rename,
+    fsync the folder) so a crash leaves either the old or the new positions, never a torn
+    file. ``spool_seq`` is the spool record that carried the same positions (the newer of
+    the file and the spool wins at start). The same document, encoded by :meth:`encode`,
+    is the extension of spool records."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def load(self) -> tuple[list[Position], list[str]] | None:
-        """Saved positions and the patterns they were taken for; None when there is no
-        file yet. An unreadable or corrupt file is logged and treated as absent."""
+    @staticmethod
+    def encode(positions: list[Position], patterns: list[str], spool_seq: int | None = None) -> bytes:
+        doc: dict[str, Any] = {"version": STATE_VERSION, "patterns": patterns,
+                               "files": [asdict(p) for p in positions], "spool_seq": spool_seq}
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+    @staticmethod
+    def decode(data: bytes) -> tuple[list[Position], list[str], int | None]:
+        """``(positions, patterns, spool_seq)``; raises ValueError for another shape."""
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                doc = json.load(fh)
+            doc = json.loads(data)
+            names = Position.__dataclass_fields__
+            files = [Position(**{k: v for k, v in entry.items() if k in names}) for entry in doc["files"]]
+            seq = doc.get("spool_seq")
+            return files, [str(p) for p in doc.get("patterns", [])], seq if isinstance(seq, int) else None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"unexpected shape ({exc})") from None
+
+    def load(self) -> tuple[list[Position], list[str], int | None] | None:
+        """Saved positions, the patterns they were taken for and their spool record; None
+        when there is no file yet. An unreadable or corrupt file is logged and treated as absent."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             log.error("log positions file %s is unreadable (%s); starting without it", self.path, exc)
             return None
         try:
-            files = [Position(**{k: entry[k] for k in Position.__dataclass_fields__}) for entry in doc["files"]]
-            return files, [str(p) for p in doc.get("patterns", [])]
-        except (KeyError, TypeError) as exc:
-            log.error("log positions file %s has an unexpected shape (%s); starting without it", self.path, exc)
+            return self.decode(data)
+        except ValueError as exc:
+            log.error("log positions file %s is unreadable (%s); starting without it", self.path, exc)
             return None
 
-    def save(self, positions: list[Position], patterns: list[str]) -> None:
+    def save(self, positions: list[Position], patterns: list[str], spool_seq: int | None = None) -> None:
         """Write the positions; raises OSError (the caller counts and logs it)."""
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        doc: dict[str, Any] = {"version": STATE_VERSION, "patterns": patterns,
-                               "files": [asdict(p) for p in positions]}
         tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
+        with open(tmp, "wb") as fh:
+            fh.write(self.encode(positions, patterns, spool_seq))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)

@@ -1,6 +1,7 @@
 """Real console and agent processes on loopback for the delivery tests."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -11,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from agents.spool import FRAME, META
+from agents.spool import FRAME, META2
 from tests.harness import http, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +34,20 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real tmpfs of ``size`` (``512k``) mounted on ``path`` for the block; skips the
+    test when mounting is not permitted (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 class ConsoleProcess:
@@ -84,6 +100,26 @@ class ConsoleProcess:
         out = subprocess.run([sys.executable, "-m", "console.cli", "token", "create", "--agent", host],
                              env=self.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
         return out.stdout.strip().splitlines()[-1]
+
+    def cli(self, *args: str) -> str:
+        """Run ``fleetdeck ARGS`` against this console's data dir; its stdout."""
+        out = subprocess.run([sys.executable, "-m", "console.cli", *args], env=self.env, cwd=REPO,
+                             capture_output=True, text=True, timeout=120, check=True)
+        return out.stdout
+
+    def revoke_agent_tokens(self, host: str) -> int:
+        """Revoke every active agent token of ``host``; how many were revoked."""
+        tokens = json.loads(self.cli("token", "list", "--json"))
+        ids = [t["id"] for t in tokens if t["kind"] == "agent" and t["host"] == host and not t["revoked_at"]]
+        for token_id in ids:
+            self.cli("token", "revoke", str(token_id))
+        return len(ids)
+
+    def line_counts(self, host: str, source: str) -> dict[str, int]:
+        """line -> how many log records of ``host`` from ``source`` carry it."""
+        rows = self.sql("SELECT l.line, COUNT(*) FROM log_records l JOIN hosts h ON h.id = l.host_id "
+                        "WHERE h.name = ? AND l.source = ? GROUP BY l.line", host, source)
+        return dict(rows)
 
     def sql(self, query: str, *args) -> list[tuple]:
         with sqlite3.connect(self.data_dir / "fleetdeck.db", timeout=30) as conn:
@@ -176,7 +212,7 @@ class AgentProcess:
         """Cut ``cut`` bytes off the spool's newest record, as a power loss mid-write would;
         returns the test sequence number of its batch (None when the spool is empty)."""
         spool = self.state_dir / "spool"
-        segments = sorted(p for p in spool.iterdir() if p.suffix == ".seg")
+        segments = sorted(p for p in spool.iterdir() if p.suffix == ".seg2")
         for path in reversed(segments):
             data = path.read_bytes()
             offset, last = 0, None
@@ -187,10 +223,11 @@ class AgentProcess:
                 last = (offset, FRAME.size + length)
                 offset += FRAME.size + length
             if last is not None:
-                payload = data[last[0] + FRAME.size + META.size:last[0] + last[1]]
+                ext_len = META2.unpack_from(data, last[0] + FRAME.size)[4]
+                payload = data[last[0] + FRAME.size + META2.size + ext_len:last[0] + last[1]]
                 os.truncate(path, last[0] + last[1] - cut)
                 return json.loads(gzip.decompress(payload))["_seq"]
         return None
 
 
-__all__ = ["AgentProcess", "ConsoleProcess", "META", "free_port", "wait_for"]
+__all__ = ["AgentProcess", "ConsoleProcess", "META2", "free_port", "wait_for"]

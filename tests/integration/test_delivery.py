@@ -225,3 +225,37 @@ def test_spool_cap_drops_the_oldest_batches_with_exact_counts(console, agents, t
     assert int(final["dropped_lines"]) == len(lost)
     assert int(final["dropped_samples"]) == sum(durable[seq] for seq in lost)
     assert_exactly_once(console, agent, lost=set(lost))
+
+
+def test_a_continuing_failure_is_warned_again_rate_limited(tmp_path, caplog):
+    """Retries after the first failure are not only DEBUG: a WARNING again at most every
+    ``warning_interval``, with the number of failed attempts since the last one."""
+    import logging
+
+    from agents.client import IngestClient
+    from agents.delivery import DeadLetterFile, RetryPolicy, Sender
+    from agents.spool import Spool
+
+    scripted = ScriptedConsole([(503, {})] * 400)
+    try:
+        spool = Spool(str(tmp_path / "spool"), fsync=False)
+        spool.append(IngestClient.encode({"host": "w", "batch_id": "b", "metrics": [], "logs": []}), 0, 0)
+        sender = Sender(spool, IngestClient(scripted.url, "t"), RetryPolicy(0.005, 0.01),
+                        DeadLetterFile(str(tmp_path / "dead.jsonl")), drain_rate=1000, warning_interval=0.5)
+        stop = threading.Event()
+        caplog.set_level(logging.DEBUG, logger="agents.delivery")
+        thread = threading.Thread(target=sender.run, args=(stop,))
+        thread.start()
+        time.sleep(1.8)
+        stop.set()
+        thread.join(10)
+    finally:
+        scripted.close()
+    attempts = len(scripted.requests)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "push of batch" in
+                r.getMessage()]
+    assert attempts > 20
+    assert 3 <= len(warnings) <= 5, warnings
+    assert "failed attempt(s) since the last warning" in warnings[-1]
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "push of batch" in r.getMessage()]
+    assert len(debug) + len(warnings) == attempts

@@ -473,3 +473,81 @@ def test_client_refuses_a_token_with_a_line_break(fake_console):
     with pytest.raises(ValueError):
         IngestClient(fake_console.url, "t\r\nX-Injected: 1", 5).push({"host": "h"})
     assert fake_console.requests == []
+
+
+class CountingCollector(Collector):
+    """One sample per cycle whose value is the cycle's number, padded with filler series
+    so a batch is a few KiB (a full disk is reached in a few cycles)."""
+
+    name = "count"
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def collect(self):
+        self.n += 1
+        yield Sample("test_cycle", {}, float(self.n), "gauge")
+        for i in range(40):
+            yield Sample("test_filler", {"i": str(i), "noise": uuid.uuid4().hex}, float(i), "gauge")
+
+
+def spooled_cycles(spool: Spool) -> list[int]:
+    out = []
+    while (record := spool.peek(timeout=0)) is not None:
+        batch = json.loads(gzip.decompress(record.payload))
+        out += [int(m["points"][0][1]) for m in batch["metrics"] if m["name"] == "test_cycle"]
+        spool.ack(record.seq)
+    return out
+
+
+def test_a_full_disk_holds_the_newest_samples_and_drops_the_oldest_counted_once(tmp_path):
+    """The real spool on a real 64 KiB tmpfs: while it refuses writes, the samples of the
+    newest ``spool_full_hold_batches`` batches wait in memory; older ones are dropped and
+    counted once; once space is back the held ones are spooled in order."""
+    from tests.integration.procs import tmpfs
+
+    with tmpfs(tmp_path / "fs", "64k") as fs:
+        config = load_agent_config(None, {"host": "full-0", "state_dir": str(tmp_path / "state"),
+                                          "spool_full_hold_batches": 5}, environ={})
+        spool = Spool(str(fs / "spool"), max_bytes=1 << 20, fsync=False)
+        counter = CountingCollector()
+        agent = Agent(config, [counter], IngestClient("http://127.0.0.1:9", "t"), spool=spool)
+        while spool.snapshot().write_errors == 0:
+            agent._cycle()
+        first_refused = counter.n
+        for _ in range(12):
+            agent._cycle()
+        last_refused = counter.n
+        sent = spooled_cycles(spool)  # the console takes the backlog: space comes back
+        agent._cycle()
+        sent += spooled_cycles(spool)
+        spool.close()
+    refused = list(range(first_refused, last_refused + 1))
+    dropped = refused[:-5]
+    assert sent == list(range(1, first_refused)) + refused[-5:] + [last_refused + 1]
+    assert agent._dropped_batches == len(dropped) == 8
+    names = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in agent._self_samples([])}
+    assert names[("fleetdeck_agent_batches_dropped_total", (("reason", "write_error"),))] == 8
+    assert names[("fleetdeck_agent_dropped_log_lines_total", (("reason", "write_error"),))] == 0
+
+
+def test_systemd_unit_restarts_an_agent_that_exits_with_a_failure():
+    unit = (Path(__file__).resolve().parents[2] / "ansible/roles/fleetdeck_agent/templates/"
+            "fleetdeck-agent.service.j2").read_text()
+    assert "\nRestart=on-failure\n" in unit
+
+
+def test_fleetdeck_agent_exits_1_when_its_sender_thread_dies(tmp_path, monkeypatch, capsys):
+    """An unexpected error in the sender thread (here: injected into the push) ends
+    ``fleetdeck-agent`` with status 1 instead of leaving a process that sends nothing."""
+    def broken_push(self, body):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(IngestClient, "push_body", broken_push)
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({"state_dir": str(tmp_path / "state"), "interval": 0.1, "token": "t",
+                                  "console_url": "http://127.0.0.1:9", "host": "die-1"}))
+    started = time.monotonic()
+    assert main(["--config", str(config)]) == 1
+    assert time.monotonic() - started < 30
+    assert "the sender thread died" in capsys.readouterr().err

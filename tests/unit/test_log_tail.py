@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -363,3 +364,86 @@ def test_level_parsing(line, level):
 def test_bad_options_name_the_key(options, message):
     with pytest.raises(LogOptionsError, match=message):
         LogOptions.from_mapping(options, "test")
+
+
+def recreate_on_inode(path, inode: int, content: bytes, attempts: int = 200):
+    """Write ``content`` to a new file at ``path`` that the file system put on ``inode``
+    (ext4 hands a freed inode out again soon); None when it would not."""
+    folder = path.parent
+    spares = []
+    try:
+        for i in range(attempts):
+            candidate = folder / f".reuse-{i}"
+            candidate.write_bytes(content)
+            if candidate.stat().st_ino == inode:
+                os.replace(candidate, path)
+                return path
+            spares.append(candidate)
+        return None
+    finally:
+        for spare in spares:
+            spare.unlink()
+
+
+def test_a_new_file_on_a_reused_inode_with_the_same_first_bytes_is_read_from_its_start(tmp_path):
+    """Deleted and recreated while the agent is stopped, on the same inode, starting with
+    the same 256+ bytes (a header) and grown past the old offset: no line is skipped."""
+    log = tmp_path / "app.log"
+    header = "".join(f"# header line {i:02d} of the application log\n" for i in range(10)).encode()
+    log.write_bytes(header)
+    write(log, 0, 100)
+    c = make(tmp_path, [log], from_start=True)
+    assert len(drain(c)) == 110
+    c.close()
+    inode = log.stat().st_ino
+    log.unlink()
+    content = header + "".join(f"line {i:06d}\n" for i in range(1000, 1300)).encode()
+    if recreate_on_inode(log, inode, content) is None:
+        pytest.skip("the file system did not hand the inode out again")
+    assert log.stat().st_ino == inode and content[:256] == (header + b"line 000000")[:256]
+    c = make(tmp_path, [log], from_start=True)
+    assert numbers(r for r in drain(c) if r["line"].startswith("line ")) == list(range(1000, 1300))
+    assert c.counters["truncations"] == 1
+
+
+def test_positions_in_a_newer_spool_record_win_over_the_positions_file(tmp_path):
+    """A crash after the spool write and before the positions file's save: the record's
+    positions are used, so its lines are not read again."""
+    log = tmp_path / "app.log"
+    write(log, 0, 10)
+    c = make(tmp_path, [log], from_start=True)
+    records, cp = c.take()
+    c.acknowledge(cp, spool_seq=7)
+    write(log, 10, 20)
+    records, cp = c.take()
+    assert numbers(records) == list(range(10, 20))
+    record_ext = c.encode_checkpoint(cp)  # spooled as record 8; the process dies before acknowledge
+    c.close()
+    options = LogOptions.from_mapping({"paths": [str(log)], "from_start": True}, "test")
+    again = LogCollector(options, str(tmp_path / "state"), recovered=(8, record_ext))
+    assert again.spool_seq == 8
+    write(log, 20, 25)
+    assert numbers(drain(again)) == list(range(20, 25))
+    # An older record does not override a newer positions file.
+    again.close()
+    older = LogCollector(options, str(tmp_path / "state"), recovered=(3, record_ext))
+    assert older.spool_seq == 8 and drain(older) == []
+
+
+def test_copytruncate_while_stopped_with_the_copy_watched_continues_in_the_copy(tmp_path):
+    """logrotate's copytruncate ran while the agent was stopped (after a crash: no stop
+    flush): the unread end of the old content is read from the copy, from the saved
+    offset, and the truncated file from its start; nothing lost, nothing read twice."""
+    log = tmp_path / "app.log"
+    write(log, 0, 100)
+    c = make(tmp_path, [str(tmp_path / "app.log*")], from_start=True)
+    assert numbers(drain(c)) == list(range(100))
+    write(log, 100, 130)  # written, not read before the agent went away
+    c.close()
+    shutil.copyfile(log, tmp_path / "app.log.1")
+    os.truncate(log, 0)
+    write(log, 130, 140)
+    c = make(tmp_path, [str(tmp_path / "app.log*")], from_start=True)
+    got = drain(c)
+    assert numbers(got) == list(range(100, 140))
+    assert {r["source"] for r in got[:30]} == {str(log)}

@@ -2,6 +2,7 @@
 and the retry policy of delivery."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 
@@ -9,7 +10,7 @@ import pytest
 
 from agents.client import PushError
 from agents.delivery import RetryPolicy, error_label, is_recoverable
-from agents.spool import FRAME, META, Spool
+from agents.spool import FRAME, META2, Spool
 
 
 class Clock:
@@ -29,7 +30,7 @@ def drain(spool: Spool) -> list[bytes]:
 
 
 def segments(directory) -> list[str]:
-    return sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
+    return sorted(n for n in os.listdir(directory) if n.endswith(".seg2"))
 
 
 def test_replays_in_order_after_reopening_and_skips_acknowledged(tmp_path):
@@ -58,8 +59,8 @@ def test_a_torn_tail_is_cut_off_counted_and_appends_continue(tmp_path):
     reopened = Spool(str(tmp_path), fsync=False)
     stats = reopened.snapshot()
     assert stats.torn_records == 1
-    assert stats.torn_bytes == FRAME.size + META.size + 101 - 7
-    assert path.stat().st_size == size - (FRAME.size + META.size + 101)
+    assert stats.torn_bytes == FRAME.size + META2.size + 101 - 7
+    assert path.stat().st_size == size - (FRAME.size + META2.size + 101)
     assert reopened.append(b"after", 1, 0) == 3  # seq 3 never became durable: reused
     assert drain(reopened) == [b"x" * 100 + b"\x00", b"x" * 100 + b"\x01", b"after"]
     reopened.close()
@@ -96,7 +97,7 @@ def test_size_cap_drops_oldest_batches_with_exact_counts(tmp_path):
     cap = 64 * 1024
     spool = Spool(str(tmp_path), max_bytes=cap, fsync=False)
     payload = os.urandom(1000)
-    frame = FRAME.size + META.size + len(payload)
+    frame = FRAME.size + META2.size + len(payload)
     for i in range(200):
         spool.append(payload, samples=7, lines=2)
         assert spool.snapshot().bytes <= cap
@@ -158,10 +159,103 @@ def test_backoff_is_exponential_with_full_jitter_capped_and_honours_retry_after(
     (503, "storage_unavailable", True, "503"),
     (429, "rate_limited", True, "429"),
     (400, "invalid_batch", False, "400"),
-    (401, "unauthorized", False, "401"),
+    (408, "request_timeout", True, "408"),
+    (401, "unauthorized", True, "401"),  # the token, not the batch: kept and retried
+    (403, "forbidden", True, "403"),
     (413, "body_too_large", False, "413"),
+    (422, "invalid_range", False, "422"),
 ])
 def test_which_failures_are_retried(status, code, recoverable, label):
     exc = PushError(status, code, "m")
     assert is_recoverable(exc) is recoverable
     assert error_label(exc) == label
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 64 KiB tmpfs (skipped where mounting is not permitted)."""
+    from tests.integration.procs import tmpfs
+
+    with tmpfs(tmp_path / "tmpfs", "64k") as path:
+        yield path
+
+
+def records_on_disk(directory) -> list[tuple[int, bytes]]:
+    """(seq, payload) of every whole record in the segment files, in file order."""
+    out = []
+    for name in segments(directory):
+        data = (directory / name).read_bytes()
+        offset = 0
+        while offset + FRAME.size <= len(data):
+            length, _ = FRAME.unpack_from(data, offset)
+            body = data[offset + FRAME.size:offset + FRAME.size + length]
+            seq, _, _, _, ext_len = META2.unpack_from(body)
+            out.append((seq, body[META2.size + ext_len:]))
+            offset += FRAME.size + length
+        assert offset == len(data), f"{name}: {len(data) - offset} bytes of residue after the last record"
+    return out
+
+
+def test_enospc_on_a_real_tmpfs_leaves_no_residue_and_never_reuses_a_seq(small_tmpfs):
+    spool = Spool(str(small_tmpfs / "spool"), max_bytes=1 << 20, fsync=True)
+    written: dict[int, bytes] = {}
+    failures = 0
+    for i in range(60):
+        payload = os.urandom(2500 + 37 * i)  # uneven sizes: writes fail part way through a page
+        try:
+            written[spool.append(payload, 1, 0)] = payload
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+            failures += 1
+    assert failures > 20 and written
+    assert spool.snapshot().write_errors == failures
+    on_disk = records_on_disk(small_tmpfs / "spool")
+    assert dict(on_disk) == written and len(on_disk) == len(written)
+    # Acknowledge everything: space comes back (the ack mark is rewritten in place) and
+    # new batches get numbers above every number ever handed out, failed ones included.
+    last = max(written)
+    spool.ack(last)
+    later = spool.append(b"after the disk was full", 1, 0)
+    assert later is not None and later > last + failures - 1
+    spool.close()
+    reopened = Spool(str(small_tmpfs / "spool"), max_bytes=1 << 20, fsync=False)
+    assert drain(reopened) == [b"after the disk was full"]
+    assert reopened.snapshot().torn_records == 0
+
+
+def test_extensions_survive_acknowledgement_and_restart(tmp_path):
+    spool = Spool(str(tmp_path), fsync=False)
+    spool.append(b"a", 1, 0, ext=b'{"pos":1}')
+    spool.append(b"b", 1, 0)
+    assert spool.last_extension() == (1, b'{"pos":1}')
+    spool.ack(2)  # every segment acknowledged: the extension lives on in the ack mark
+    spool.append(b"c", 1, 0, ext=b'{"pos":3}')
+    spool.close()
+    assert Spool(str(tmp_path), fsync=False).last_extension() == (3, b'{"pos":3}')
+
+
+def test_segments_of_the_previous_format_are_still_replayed(tmp_path):
+    import struct
+    import zlib
+
+    old_meta = struct.Struct("<QQII")
+    with open(tmp_path / f"{1:020d}.seg", "wb") as fh:
+        for seq in (1, 2):
+            body = old_meta.pack(seq, 1_763_700_000_000, 3, 1) + b"old-%d" % seq
+            fh.write(FRAME.pack(len(body), zlib.crc32(body)) + body)
+    spool = Spool(str(tmp_path), fsync=False, clock=Clock(1_763_700_100.0))
+    assert spool.append(b"new", 1, 0) == 3
+    assert drain(spool) == [b"old-1", b"old-2", b"new"]
+
+
+def test_a_deleted_spool_directory_is_recreated_and_its_batches_counted(tmp_path):
+    import shutil
+
+    spool = Spool(str(tmp_path / "spool"), fsync=False)
+    spool.append(b"x", 4, 2)
+    shutil.rmtree(tmp_path / "spool")
+    assert spool.peek(timeout=0) is None  # before: FileNotFoundError in the sender thread
+    stats = spool.snapshot()
+    assert (stats.recreated, stats.dropped_batches, stats.dropped_samples, stats.dropped_lines) == (1, 1, 4, 2)
+    assert spool.append(b"y", 1, 0) == 2
+    assert drain(spool) == [b"y"]
