@@ -17,6 +17,7 @@ import hashlib
 import math
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -60,6 +61,7 @@ class _Cached:
     token_id: int | None
     until: float
     generation: int | None = None  # the revocation generation it was loaded under
+    refused_host: str | None = None  # an agent token that no longer counts: the host it was bound to
 
 
 class TokenService:
@@ -74,6 +76,10 @@ class TokenService:
         self._cache: dict[str, _Cached] = {}
         self._generation: int | None = None  # the revocation generation the cache was filled under
         self._generation_checked = -math.inf  # time.monotonic() of the last check
+        # host -> (last refusal, refusals): agents still presenting a revoked or expired
+        # token, so the hosts view can say why a host went quiet. Reader threads write it.
+        self._refusals: dict[str, tuple[float, int]] = {}
+        self._refusals_lock = threading.Lock()
 
     def create_agent_token(self, session: Session, host: str, created_by: str | None = None) -> str:
         """A new agent token bound to ``host``; returns the plaintext (shown once)."""
@@ -217,7 +223,17 @@ class TokenService:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key] = hit
+        if hit.principal is None and hit.refused_host is not None:
+            with self._refusals_lock:
+                _, count = self._refusals.get(hit.refused_host, (0.0, 0))
+                self._refusals[hit.refused_host] = (now, count + 1)
         return hit.principal
+
+    def agent_refusals(self) -> dict[str, tuple[float, int]]:
+        """``{host: (last refusal, Unix s; refusals since this console started)}`` for
+        agents whose revoked or expired token was presented to this console."""
+        with self._refusals_lock:
+            return dict(self._refusals)
 
     def _check_generation(self) -> None:
         """Drop the cache when the revocation generation moved (read at most every
@@ -235,15 +251,16 @@ class TokenService:
     def _load(self, key: str, now: float) -> _Cached:
         with self._sessions() as session, session.begin():
             row = session.execute(select(Token).where(Token.token_hash == key)).scalar_one_or_none()
+            refused_host = row.host_name if row is not None and row.kind == "agent" else None
             if row is None or row.revoked_at is not None:
-                return _Cached(None, None, now + self._cache_seconds)
+                return _Cached(None, None, now + self._cache_seconds, refused_host=refused_host)
             owner = None
             if row.owner is not None:
                 owner = session.execute(select(User).where(User.username == row.owner)).scalar_one_or_none()
                 if owner is None or owner.disabled:  # the owner left: so did the token
                     return _Cached(None, row.id, now + self._cache_seconds)
             if row.expires_at is not None and row.expires_at <= now:
-                return _Cached(None, row.id, now + self._cache_seconds)
+                return _Cached(None, row.id, now + self._cache_seconds, refused_host=refused_host)
             session.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
             until = now + self._cache_seconds
             if row.expires_at is not None:

@@ -14,7 +14,8 @@ _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 
 class HostsHandler(ApiHandler):
     async def get(self) -> None:
-        self.write_json(await self.services.db.read(self.services.query.hosts))
+        refusals = self.services.tokens.agent_refusals()
+        self.write_json(await self.services.db.read(self.services.query.hosts, refusals))
 
 
 class HostHandler(ApiHandler):

@@ -110,14 +110,18 @@ class QueryService:
         self._match_deadline_s = match_deadline_s
 
     # -- hosts -------------------------------------------------------------------------
-    def hosts(self, session: Session) -> list[dict]:
+    def hosts(self, session: Session, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
         "disk_max_ratio", "load1"}, "agent_health": {...}, "config_hash", "drift": bool,
         "drift_fields": [...], "clock_skew_seconds" (agent minus console clock, s, or None),
         "clock_skewed": bool (beyond ``clock_skew_max_seconds``)}``, ratios in 0..1 or None when not reported; ``agent_health`` as
-        in :func:`console.query.agent_health.agent_health`; drift as in console/fleet/drift.py."""
+        in :func:`console.query.agent_health.agent_health`, plus ``auth_refused``
+        (``{"last_at", "count"}``) while the host's agent presents a revoked or expired token
+        (``refusals``: :meth:`console.auth.tokens.TokenService.agent_refusals`); drift as in
+        console/fleet/drift.py."""
         now = self._clock()
+        refusals = refusals or {}
         out = []
         for host in session.execute(select(Host).order_by(Host.name)).scalars():
             interval = host.interval_s or self._config.default_interval
@@ -127,13 +131,25 @@ class QueryService:
                         "labels": orjson.loads(host.labels or "{}"),
                         "summary": self._summary(session, host.id),
                         "rejected": self._rejected(session, host.id),
-                         "agent_health": agent_health(session, host.id),
+                         "agent_health": self._refused(agent_health(session, host.id), host,
+                                                       refusals.get(host.name)),
                          "config_hash": host.config_hash,
                          "clock_skew_seconds": host.clock_skew_seconds,
                          "clock_skewed": host.clock_skew_seconds is not None
                          and abs(host.clock_skew_seconds) > self._config.clock_skew_max_seconds})
         mark_drift(out)
         return out
+
+    @staticmethod
+    def _refused(health: dict, host: Host, refused: tuple[float, int] | None) -> dict:
+        # An agent whose token was revoked keeps its data in its spool and retries; its own
+        # metrics cannot reach the console, so the console's count of refusals says why.
+        if refused is None or (host.last_seen is not None and refused[0] < host.last_seen):
+            return health
+        last_at, count = refused
+        problem = f"agent token refused (revoked or expired): {count} attempt(s); data waits in the agent's spool"
+        return {**health, "status": "degraded", "problems": [*health["problems"], problem],
+                "auth_refused": {"last_at": last_at, "count": count}}
 
     def _rejected(self, session: Session, host_id: int) -> list[dict]:
         """Samples of this host not stored, per reason: ``[{"reason", "count", "last_at"
