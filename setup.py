@@ -36,6 +36,8 @@ setup(
         "google-re2>=1.1,<2",
         "dnspython>=2.6,<3",
         "icmplib>=3.0,<4",
+        "cramjam>=2.8,<3",  # snappy of Prometheus remote write
+        "protobuf>=4.25,<8",  # remote write's WriteRequest
         "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
     ],
     extras_require={
