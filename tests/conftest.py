@@ -1,5 +1,6 @@
 """Shared fixtures. Services a test needs are skipped where missing, unless named in
-``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, ansible, lint), where a missing
+``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, prometheus, ansible, lint, blackbox,
+schemathesis), where a missing
 service fails the test instead."""
 from __future__ import annotations
 
