@@ -11,6 +11,7 @@ setup(
     name="fleetdeck",
     version="0.1.0",
     description="Self-hosted DevOps and monitoring console: metrics, logs and deploys in one place.",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["console*"]),
     include_package_data=True,
