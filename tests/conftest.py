@@ -5,7 +5,6 @@ service fails the test instead."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 
 import pytest

@@ -34,7 +34,7 @@ from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
 from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
-from console.promql.values import NAME, Labels, Sample, make_labels
+from console.promql.values import NAME, Sample, make_labels
 from console.storage.database import Database
 from console.storage.models import AlertHistory, AlertState, Host
 

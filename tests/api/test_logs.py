@@ -9,7 +9,6 @@ import urllib.parse
 import uuid
 
 import pytest
-import tornado.websocket
 from sqlalchemy import text
 
 from console.logs.service import LogService, parse_terms

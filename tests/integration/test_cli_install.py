@@ -5,7 +5,6 @@ listen socket is bound, and the local agent of ``fleetdeck run`` keeps its state
 the data directory."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess

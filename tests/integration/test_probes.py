@@ -444,7 +444,7 @@ def test_probes_config_errors_name_key_and_line(tmp_path):
         build_services(load_config(config, env={}), migrate=False)
     message = str(err.value)
     assert f"probes.modules.web.http.retries: unknown key (from {config} line 9)" in message
-    assert f"probes.modules.web.http.fail_if_body_matches_regexp[0]: is not a valid RE2" in message
+    assert "probes.modules.web.http.fail_if_body_matches_regexp[0]: is not a valid RE2" in message
     config.write_text("probes:\n  modules:\n    m:\n      prober: smtp\n")
     with pytest.raises(ConfigError, match=r"probes\.modules\.m\.prober: must be 'http', 'tcp', 'dns', 'ssh' or "
                                           r"'icmp', got 'smtp' \(from .* line 4\)"):
