@@ -16,7 +16,7 @@ from bisect import bisect_left, bisect_right
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Lock
 from typing import Callable
@@ -36,6 +36,7 @@ from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
 from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
 from console.promql.values import NAME, Labels, Sample, make_labels
+from console.logs.service import LogService
 from console.storage.database import Database
 from console.storage.models import AlertHistory, AlertState, Deploy, Host
 
@@ -48,6 +49,7 @@ DEFAULT_RULES = Path(__file__).resolve().parent / "default_rules.yml"
 DEPLOY_FAILED_WINDOW_S = 3600
 DEPLOY_FAILED_STEP_S = 60
 DEPLOY_FAILED_STATES = ("failed", "rolled_back")
+LOG_SAMPLE_LINES = 3  # newest matching lines a log alert carries (annotation log_samples)
 _EVAL_ERRORS = (QueryTimeout, TooManySamples, EvalError, MatchingError, FunctionError, AggregationError,
                 BadRegex, ast.ParseError, ast.Unsupported, RuleEvalError)
 
@@ -83,8 +85,9 @@ class AlertingService(VirtualSource):
 
     def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
                  host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, logs: LogService | None = None) -> None:
         self.db = db
+        self.logs = logs  # counts the lines of log rules (a log rule without it is in error)
         self.config = config
         self.max_samples = max_samples
         self.query_timeout_s = query_timeout_s
@@ -285,11 +288,14 @@ class AlertingService(VirtualSource):
             for state in runtime.rules:
                 rule_started = time.monotonic()
                 try:
-                    result = self._query(storage, state.rule.node, t_ms, deadline)
-                    if state.rule.record:
+                    if state.rule.logs is not None:
+                        self._log_step(session, state, ts, group.limit, transitions)
+                    elif state.rule.record:
+                        result = self._query(storage, state.rule.node, t_ms, deadline)
                         with self._lock:
                             state.record(result, ts)
                     else:
+                        result = self._query(storage, state.rule.node, t_ms, deadline)
                         self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
                     state.health, state.last_error = "ok", ""
                 except _EVAL_ERRORS as exc:
@@ -319,6 +325,32 @@ class AlertingService(VirtualSource):
             recovered = self._query(storage, state.rule.recover_node, t_ms, deadline)
         with self._lock:
             transitions.extend(state.eval(result, ts, limit, recovered))
+
+    def _log_step(self, session: Session, state: RuleState, ts: float, limit: int,
+                  transitions: list[Transition]) -> None:
+        """One evaluation of a log rule: a sample ``{host, instance, job="node"}`` = the
+        count of matching lines in ``(ts - window, ts]`` for each host above the threshold,
+        through the same state machine as PromQL rules; each active alert gets the newest
+        LOG_SAMPLE_LINES matching lines of its host in the annotation ``log_samples``."""
+        cond = state.rule.logs
+        if self.logs is None:
+            raise RuleEvalError("log rules need the log service")
+        t_ms = round(ts * 1000)
+        query = replace(cond.query, start_ms=t_ms - round(cond.window_s * 1000) + 1, end_ms=t_ms + 1)
+        counts = self.logs.count_by_host(session, query)
+        result = [Sample(make_labels({"host": host, "instance": host, "job": DEFAULT_JOB}), float(n), t_ms)
+                  for host, n in sorted(counts.items()) if n > cond.threshold]
+        samples = {}
+        for sample in result:
+            host = dict(sample.labels)["host"]
+            found = self.logs.search(session, replace(query, hosts=(host,), limit=LOG_SAMPLE_LINES, cursor=None))
+            samples[host] = "\n".join(r["line"] for r in found["logs"])
+        with self._lock:
+            transitions.extend(state.eval(result, ts, limit))
+            for alert in state.active.values():
+                host = dict(alert.labels).get("host")
+                if alert.state != INACTIVE and host in samples:
+                    alert.annotations["log_samples"] = samples[host]
 
     def _query(self, storage: Storage, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
         storage.loaded = 0  # max_samples bounds each query, as in Prometheus
