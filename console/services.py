@@ -125,10 +125,12 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     metrics = ConsoleMetrics()
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
+    logs = LogService(db, retention_days=c.log_retention_days, retention_bytes=c.log_retention_bytes,
+                      retention_check_seconds=c.log_retention_check_seconds, clock=clock)
     alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
-                               registry=metrics.registry, clock=clock)
-    promql.virtual = alerting  # up, ALERTS and ALERTS_FOR_STATE for every PromQL query
+                               registry=metrics.registry, clock=clock, logs=logs)
+    promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -137,9 +139,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
                                                                                     secret_store)),
                     clock=clock, rollups=RollupService(db, c, clock=clock),
-                    logs=LogService(db, retention_days=c.log_retention_days,
-                                    retention_bytes=c.log_retention_bytes,
-                                    retention_check_seconds=c.log_retention_check_seconds, clock=clock),
+                    logs=logs,
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,

@@ -14,6 +14,14 @@ so that the file still passes ``promtool check rules``, as an annotation with th
 - ``for_resolved`` / ``fleetdeck_for_resolved``: a duration the condition must stay
   false (and ``recover_expr`` true) before a firing alert resolves.
 
+A third extension, log rules (docs/alerting.md, "Log rules"): ``type: logs`` with
+``query`` (the log search syntax of ``/api/v1/logs``' ``q``), optional ``hosts``,
+``source`` and ``levels`` filters, ``window`` and ``threshold``: the rule counts the
+matching log lines of each host over the window and the host is in the result while the
+count is above the threshold. ``for``, ``keep_firing_for``, ``for_resolved``, ``labels``
+and ``annotations`` work as for PromQL rules. promtool refuses such rules, so they
+belong in their own rule files.
+
 Errors are :class:`RuleFileError` whose message starts ``FILE:LINE:``; one error refuses
 the whole file (and a reload keeps the previous rules).
 """
@@ -28,6 +36,7 @@ from typing import Any
 import yaml
 
 from console.alerting.templates import Render, TemplateError, compile_template
+from console.logs.service import LogQueryError, parse_query
 from console.promql import ast
 
 _DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z")
@@ -37,6 +46,9 @@ _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _GROUP_KEYS = {"name", "interval", "limit", "rules", "query_offset"}
 _RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations",
               "recover_expr", "for_resolved"}
+_LOG_RULE_KEYS = {"alert", "type", "query", "hosts", "source", "levels", "window", "threshold", "for",
+                  "keep_firing_for", "for_resolved", "labels", "annotations"}
+MAX_LOG_WINDOW_S = 86400.0  # a log rule counts at most a day of lines per evaluation
 EXTENSION_PREFIX = "fleetdeck_"
 
 
@@ -83,6 +95,16 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+@dataclass(frozen=True)
+class LogCondition:
+    """What a log rule counts: lines matching ``query`` (a :class:`LogQuery` without
+    times) in the ``window_s`` seconds up to the evaluation, per host, above ``threshold``."""
+
+    query: Any  # console.logs.service.LogQuery
+    window_s: float
+    threshold: float
+
+
 @dataclass
 class AlertRule:
     """One alerting rule. Durations in seconds; ``expr``/``recover_expr`` keep the text
@@ -102,6 +124,7 @@ class AlertRule:
     for_resolved_s: float = 0.0
     line: int = 0
     record: bool = False  # a recording rule: ``name`` is the series it records
+    logs: LogCondition | None = None  # a log rule (``node`` is then None)
 
 
 @dataclass
@@ -170,6 +193,10 @@ def _string_map(path: str, rule: LineDict, key: str) -> tuple[dict[str, str], di
 def _rule(path: str, rule: Any, fallback_line: int) -> AlertRule:
     if not isinstance(rule, LineDict):
         raise _err(path, fallback_line, "a rule must be a mapping")
+    if "type" in rule:
+        if rule["type"] != "logs":
+            raise _err(path, rule.key_lines["type"], f"type must be 'logs' (a log rule), got {rule['type']!r}")
+        return _log_rule(path, rule)
     unknown = sorted(set(rule) - _RULE_KEYS, key=str)
     if unknown:
         raise _err(path, rule.key_lines[unknown[0]], f"unknown rule field {unknown[0]!r}")
@@ -209,6 +236,56 @@ def _rule(path: str, rule: Any, fallback_line: int) -> AlertRule:
             out.recover_node = _expr(path, holder.key_lines[key], key, holder[key])
         else:
             out.for_resolved_s = _duration(path, holder, key)
+    return out
+
+
+def _log_rule(path: str, rule: LineDict) -> AlertRule:
+    name = rule.get("alert")
+    if not isinstance(name, str) or not name:
+        raise _err(path, rule.line, "a log rule needs a non-empty 'alert' name")
+    unknown = sorted(set(rule) - _LOG_RULE_KEYS, key=str)
+    if unknown:
+        raise _err(path, rule.key_lines[unknown[0]], f"invalid field {unknown[0]!r} in log rule {name!r}")
+    for key in ("query", "window", "threshold"):
+        if key not in rule:
+            raise _err(path, rule.line, f"log rule {name!r}: field {key!r} is required")
+    args = {}
+    for key, param in (("query", "q"), ("source", "source")):
+        if key in rule:
+            if not isinstance(rule[key], str):
+                raise _err(path, rule.key_lines[key], f"{key} must be a string")
+            args[param] = rule[key]
+    for key, param in (("hosts", "host"), ("levels", "level")):
+        if key in rule:
+            value = rule[key]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v and "," not in v
+                                                                   for v in value):
+                raise _err(path, rule.key_lines[key], f"{key} must be a non-empty list of names")
+            args[param] = ",".join(value)
+    try:
+        query = parse_query(args, 0.0)
+    except LogQueryError as exc:
+        key = {"q": "query", "host": "hosts", "level": "levels"}.get(exc.parameter, exc.parameter)
+        raise _err(path, rule.key_lines.get(key, rule.line), f"{key}: {exc}") from None
+    window = _duration(path, rule, "window")
+    if not 0 < window <= MAX_LOG_WINDOW_S:
+        raise _err(path, rule.key_lines["window"], "window must be above 0 and at most 1d")
+    threshold = rule["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
+        raise _err(path, rule.key_lines["threshold"], "threshold must be a number >= 0")
+    labels, label_templates = _string_map(path, rule, "labels")
+    annotations, annotation_templates = _string_map(path, rule, "annotations")
+    # The text stands for the rule where a PromQL rule shows its expression (API, state
+    # carried over a reload or restart only while it is unchanged).
+    expr = "logs(" + ", ".join(f"{k}={rule[k]!r}" for k in ("query", "hosts", "source", "levels") if k in rule)
+    expr += f", window={rule['window']}) > {threshold}"
+    out = AlertRule(name=name, expr=expr, node=None, labels=labels, annotations=annotations,
+                    label_templates=label_templates, annotation_templates=annotation_templates, line=rule.line,
+                    logs=LogCondition(query, window, float(threshold)))
+    for key in ("for", "keep_firing_for", "for_resolved"):
+        if key in rule:
+            setattr(out, {"for": "hold_s", "keep_firing_for": "keep_firing_for_s",
+                          "for_resolved": "for_resolved_s"}[key], _duration(path, rule, key))
     return out
 
 

@@ -1,7 +1,8 @@
 """The alerting service: loads rule files, evaluates each group on its interval on the
 service's own thread with a deadline, keeps alert state (stored, so a restart resumes
 it), writes every transition to the history, and serves the computed series ``up``,
-``ALERTS`` and ``ALERTS_FOR_STATE`` to PromQL (docs/alerting.md).
+``fleetdeck_host_clock_skew_seconds``, ``fleetdeck_deploy_failed``, ``ALERTS`` and
+``ALERTS_FOR_STATE`` to PromQL (docs/alerting.md).
 
 Threading: rule evaluation and every change to alert state run on one thread owned by
 this service (``alerting`` executor); storing state and history goes through the
@@ -15,7 +16,7 @@ from bisect import bisect_left, bisect_right
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Lock
 from typing import Callable
@@ -35,12 +36,20 @@ from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
 from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
 from console.promql.values import NAME, Sample, make_labels
+from console.logs.service import LogService
 from console.storage.database import Database
-from console.storage.models import AlertHistory, AlertState, Host
+from console.storage.models import AlertHistory, AlertState, Deploy, Host
 
 log = logging.getLogger("fleetdeck.alerting")
 
 DEFAULT_RULES = Path(__file__).resolve().parent / "default_rules.yml"
+# How long ``fleetdeck_deploy_failed`` stays 1 after a deploy ended failed or rolled back,
+# and its sample step: a deploy is an event, the series turns it into a window an alert
+# rule can fire in (docs/alerting.md "Synthesised series").
+DEPLOY_FAILED_WINDOW_S = 3600
+DEPLOY_FAILED_STEP_S = 60
+DEPLOY_FAILED_STATES = ("failed", "rolled_back")
+LOG_SAMPLE_LINES = 3  # newest matching lines a log alert carries (annotation log_samples)
 _EVAL_ERRORS = (QueryTimeout, TooManySamples, EvalError, MatchingError, FunctionError, AggregationError,
                 BadRegex, ast.ParseError, ast.Unsupported, RuleEvalError)
 
@@ -71,12 +80,14 @@ class AlertingService(VirtualSource):
     """``start()`` on the IOLoop; ``reload()`` re-reads the rule files; ``evaluate_group``
     runs one group now (at ``at`` Unix seconds, default the clock)."""
 
-    BUILTIN_NAMES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+    BUILTIN_NAMES = frozenset({"up", "fleetdeck_host_clock_skew_seconds", "fleetdeck_deploy_failed",
+                               "ALERTS", "ALERTS_FOR_STATE"})
 
     def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
                  host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, logs: LogService | None = None) -> None:
         self.db = db
+        self.logs = logs  # counts the lines of log rules (a log rule without it is in error)
         self.config = config
         self.max_samples = max_samples
         self.query_timeout_s = query_timeout_s
@@ -277,11 +288,14 @@ class AlertingService(VirtualSource):
             for state in runtime.rules:
                 rule_started = time.monotonic()
                 try:
-                    result = self._query(storage, state.rule.node, t_ms, deadline)
-                    if state.rule.record:
+                    if state.rule.logs is not None:
+                        self._log_step(session, state, ts, group.limit, transitions)
+                    elif state.rule.record:
+                        result = self._query(storage, state.rule.node, t_ms, deadline)
                         with self._lock:
                             state.record(result, ts)
                     else:
+                        result = self._query(storage, state.rule.node, t_ms, deadline)
                         self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
                     state.health, state.last_error = "ok", ""
                 except _EVAL_ERRORS as exc:
@@ -311,6 +325,32 @@ class AlertingService(VirtualSource):
             recovered = self._query(storage, state.rule.recover_node, t_ms, deadline)
         with self._lock:
             transitions.extend(state.eval(result, ts, limit, recovered))
+
+    def _log_step(self, session: Session, state: RuleState, ts: float, limit: int,
+                  transitions: list[Transition]) -> None:
+        """One evaluation of a log rule: a sample ``{host, instance, job="node"}`` = the
+        count of matching lines in ``(ts - window, ts]`` for each host above the threshold,
+        through the same state machine as PromQL rules; each active alert gets the newest
+        LOG_SAMPLE_LINES matching lines of its host in the annotation ``log_samples``."""
+        cond = state.rule.logs
+        if self.logs is None:
+            raise RuleEvalError("log rules need the log service")
+        t_ms = round(ts * 1000)
+        query = replace(cond.query, start_ms=t_ms - round(cond.window_s * 1000) + 1, end_ms=t_ms + 1)
+        counts = self.logs.count_by_host(session, query)
+        result = [Sample(make_labels({"host": host, "instance": host, "job": DEFAULT_JOB}), float(n), t_ms)
+                  for host, n in sorted(counts.items()) if n > cond.threshold]
+        samples = {}
+        for sample in result:
+            host = dict(sample.labels)["host"]
+            found = self.logs.search(session, replace(query, hosts=(host,), limit=LOG_SAMPLE_LINES, cursor=None))
+            samples[host] = "\n".join(r["line"] for r in found["logs"])
+        with self._lock:
+            transitions.extend(state.eval(result, ts, limit))
+            for alert in state.active.values():
+                host = dict(alert.labels).get("host")
+                if alert.state != INACTIVE and host in samples:
+                    alert.annotations["log_samples"] = samples[host]
 
     def _query(self, storage: Storage, node: ast.Node, t_ms: int, deadline: float) -> list[Sample]:
         storage.loaded = 0  # max_samples bounds each query, as in Prometheus
@@ -363,14 +403,16 @@ class AlertingService(VirtualSource):
                      g.last_evaluation, g.evaluation_seconds) for g in self.groups.values()]
 
     def series(self, session: Session) -> list[VirtualSeries]:
-        """``up`` per host from its agent's heartbeats, the series of recording rules, and
-        ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts (VirtualSource; docs/alerting.md
-        "Synthesised series")."""
+        """``up`` and ``fleetdeck_host_clock_skew_seconds`` per host from its agent's
+        heartbeats, ``fleetdeck_deploy_failed`` per deploy that ended failed or rolled back,
+        the series of recording rules, and ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts
+        (VirtualSource; docs/alerting.md "Synthesised series")."""
         out = []
         now_ms = round(self.clock() * 1000)
         tolerance = self.down_after_intervals
-        for name, first_seen, last_seen, interval in session.execute(
-                select(Host.name, Host.first_seen, Host.last_seen, Host.interval_s)):
+        for name, first_seen, last_seen, interval, skew, skew_at in session.execute(
+                select(Host.name, Host.first_seen, Host.last_seen, Host.interval_s, Host.clock_skew_seconds,
+                       Host.clock_skew_at)):
             step = (interval or self.host_interval_s)
             stale_ms = round(((last_seen or first_seen) + step * tolerance) * 1000)
             labels = make_labels({NAME: "up", "host": name, "instance": name, "job": DEFAULT_JOB})
@@ -380,6 +422,23 @@ class AlertingService(VirtualSource):
                 ts = _grid(start, now_ms, step_ms, mint, maxt)
                 return ts, [1.0 if t <= stale_ms else 0.0 for t in ts]
             out.append(VirtualSeries(labels, up))
+            if skew is None or skew_at is None:
+                continue
+            # Only the held offset is stored (ingest keeps the largest of the last few
+            # minutes), so the series carries it from when it was measured to the host's
+            # last report, a sample per agent interval; it ends with the reports.
+            skew_labels = make_labels({NAME: "fleetdeck_host_clock_skew_seconds", "host": name, "instance": name,
+                                       "job": DEFAULT_JOB})
+
+            def clock_skew(mint: int, maxt: int, start=round(skew_at * 1000),
+                           end=round(max(last_seen or skew_at, skew_at) * 1000), step_ms=round(step * 1000),
+                           value=float(skew)) -> tuple[list, list]:
+                ts = _grid(start, min(end, now_ms), step_ms, mint, maxt)
+                if mint <= end <= min(maxt, now_ms) and (not ts or ts[-1] != end):
+                    ts.append(end)
+                return ts, [value] * len(ts)
+            out.append(VirtualSeries(skew_labels, clock_skew))
+        out.extend(self._deploy_failed(session, now_ms))
         with self._lock:
             recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
                         for labels, (ts, values, stale) in st.recorded.items()]
@@ -418,6 +477,30 @@ class AlertingService(VirtualSource):
                             ts.append(hi)
                         return ts, [float(int(v))] * len(ts)
                     out.append(VirtualSeries(make_labels({**base, NAME: "ALERTS_FOR_STATE"}), for_state, resolved_ms))
+        return out
+
+    @staticmethod
+    def _deploy_failed(session: Session, now_ms: int) -> list[VirtualSeries]:
+        """``fleetdeck_deploy_failed{app, deploy_id, version, state}`` = 1 for
+        DEPLOY_FAILED_WINDOW_S after each deploy that ended ``failed`` or ``rolled_back``,
+        a sample every DEPLOY_FAILED_STEP_S from its end, then stale (it fires a rule for
+        that window and resolves by itself)."""
+        out = []
+        window_ms, step_ms = DEPLOY_FAILED_WINDOW_S * 1000, DEPLOY_FAILED_STEP_S * 1000
+        rows = session.execute(select(Deploy.id, Deploy.app, Deploy.version, Deploy.state, Deploy.finished_at).where(
+            Deploy.state.in_(DEPLOY_FAILED_STATES), Deploy.finished_at.is_not(None)).order_by(Deploy.id))
+        for deploy_id, app, version, state, finished_at in rows:
+            lo = round(finished_at * 1000)
+            if lo > now_ms:
+                continue
+            end = lo + window_ms
+
+            def points(mint: int, maxt: int, lo=lo, hi=min(end - 1, now_ms)) -> tuple[list, list]:
+                ts = _grid(lo, hi, step_ms, mint, maxt)
+                return ts, [1.0] * len(ts)
+            labels = make_labels({NAME: "fleetdeck_deploy_failed", "app": app, "deploy_id": str(deploy_id),
+                                  "version": version, "state": state})
+            out.append(VirtualSeries(labels, points, end))
         return out
 
     def history(self, session: Session, since: float, until: float, alertname: str | None,

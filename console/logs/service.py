@@ -243,6 +243,34 @@ class LogService:
         next_cursor = encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None
         return {"logs": logs, "next": next_cursor, "terms": [t.word for t in query.terms]}
 
+    def count_by_host(self, session: Session, query: LogQuery) -> dict[str, int]:
+        """How many lines match ``query`` (its words, hosts, source, levels and
+        ``[start_ms, end_ms)``; limit and cursor are ignored), per host name: ``{host: n}``
+        for the hosts with at least one. Used by log alert rules (console/alerting)."""
+        lr = LogRecord.__table__
+        hosts = Host.__table__
+        conditions = []
+        if query.terms:
+            if self.db.dialect == "postgresql":
+                session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # as in search
+            conditions.append(self._match(query.terms, rare=self._rare(session, query.terms)))
+        if query.hosts:
+            conditions.append(hosts.c.name.in_(query.hosts))
+        if query.source:
+            if query.source.endswith("*"):
+                conditions.append(lr.c.source.like(_escape_like(query.source[:-1]) + "%", escape="\\"))
+            else:
+                conditions.append(lr.c.source == query.source)
+        if query.levels:
+            conditions.append(lr.c.level.in_(query.levels))
+        if query.start_ms is not None:
+            conditions.append(lr.c.ts >= query.start_ms)
+        if query.end_ms is not None:
+            conditions.append(lr.c.ts < query.end_ms)
+        stmt = (select(hosts.c.name, func.count()).select_from(lr.join(hosts, hosts.c.id == lr.c.host_id))
+                .where(*conditions).group_by(hosts.c.name))
+        return {name: count for name, count in session.execute(stmt)}
+
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
         """True when the words match fewer than ``rare_matches`` (SQLite:
         ``rare_matches_sqlite``) lines in all, counted from the full-text index alone (FTS5

@@ -40,6 +40,23 @@ def rule_file(tmp_path, body: str, head: str = HEAD):
      "          fleetdeck_for_resolved: 2m\n", 6, "for_resolved is given twice"),
     ("      - alert: A\n        expr: up\n        annotations:\n          fleetdeck_recover_expr: 'up >'\n", 7,
      "recover_expr: could not parse"),
+    ("      - alert: L\n        type: log\n        query: x\n", 5, "type must be 'logs'"),
+    ("      - alert: L\n        type: logs\n        window: 5m\n        threshold: 1\n", 4,
+     "log rule 'L': field 'query' is required"),
+    ("      - alert: L\n        type: logs\n        query: x\n        expr: up\n        window: 5m\n"
+     "        threshold: 1\n", 7, "invalid field 'expr' in log rule 'L'"),
+    ("      - alert: L\n        type: logs\n        query: '!!'\n        window: 5m\n        threshold: 1\n", 6,
+     "query: q has no word to search for"),
+    ("      - alert: L\n        type: logs\n        query: x\n        levels: [loud]\n        window: 5m\n"
+     "        threshold: 1\n", 7, "levels: level must be one of"),
+    ("      - alert: L\n        type: logs\n        query: x\n        hosts: web-1\n        window: 5m\n"
+     "        threshold: 1\n", 7, "hosts must be a non-empty list of names"),
+    ("      - alert: L\n        type: logs\n        query: x\n        window: 2d\n        threshold: 1\n", 7,
+     "window must be above 0 and at most 1d"),
+    ("      - alert: L\n        type: logs\n        query: x\n        window: 5m\n        threshold: -1\n", 8,
+     "threshold must be a number >= 0"),
+    ("      - alert: L\n        type: logs\n        query: x\n        window: 5m\n        threshold: '3'\n", 8,
+     "threshold must be a number >= 0"),
 ])
 def test_errors_name_file_and_line(tmp_path, body, line, message):
     path = rule_file(tmp_path, body)
