@@ -19,6 +19,7 @@ from agents.client import IngestClient
 from agents.config import load_agent_config
 from collectors.logs import LogCollector
 from tests.conftest import need
+from tests.docker_images import run_labels
 from tests.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,7 +260,7 @@ def test_dockerd_log_is_tailed_with_its_levels(console, tmp_path, docker_client,
     agent, tail = make_agent(console, tmp_path, host, {"paths": [str(log)]})
     agent._cycle()
     before = log.stat().st_size
-    container = docker_client.containers.run(f"{docker_images}:crash", detach=True,
+    container = docker_client.containers.run(f"{docker_images}:crash", detach=True, labels=run_labels(),
                                              name="fd-logtest-" + uuid.uuid4().hex[:8])
     try:
         container.wait(timeout=60)
