@@ -1,6 +1,7 @@
 """Shared fixtures. Services a test needs are skipped where missing, unless named in
-``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, ansible, lint), where a missing
-service fails the test instead."""
+``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, ansible, lint, schemathesis,
+kubernetes_validate, systemd, tmpfs, debian-logs), where a missing service fails the test instead.
+Skips about the platform itself (e.g. not running as root) stay plain, explicit skips."""
 from __future__ import annotations
 
 import contextlib
