@@ -29,14 +29,21 @@ from console.deploy.drivers.docker import DOCKER_HEALTH_POLL_S  # noqa: E402
 from console.deploy.service import DeployService  # noqa: E402
 from console.live import LiveBus  # noqa: E402
 from console.storage import Database  # noqa: E402
-from tests.docker_images import build_test_images  # noqa: E402
+from tests.docker_images import (  # noqa: E402
+    build_test_images,
+    remove_run_containers,
+    run_app,
+    run_labels,
+    run_repository,
+)
 
-REPO_NAME = "fleetdeck-test/web"
+# This run's images and app names, so the bench never touches anyone else's containers.
+REPO_NAME = run_repository()
+PLAIN_APP, FD_APP = run_app("bench-plain"), run_app("bench-fd")
 
 
 def cleanup(client, app: str) -> None:
-    for c in client.containers.list(all=True, filters={"label": f"fleetdeck.app={app}"}):
-        c.remove(force=True)
+    remove_run_containers(client, app)
 
 
 # -- the plain script: the same calls, in the same order, nothing else --------------------
@@ -54,7 +61,7 @@ def plain_rolling_update(client, app: str, version: str, replicas: int, deploy_i
             c = client.containers.create(
                 f"{REPO_NAME}:{version}", name=f"{app}-{deploy_id}-{n}", detach=True,
                 labels={"fleetdeck.app": app, "fleetdeck.version": version, "fleetdeck.deploy": str(deploy_id),
-                        "fleetdeck.slot": str(n)},
+                        "fleetdeck.slot": str(n), **run_labels()},
                 restart_policy={"Name": "unless-stopped"})
             c.start()
             while True:
@@ -68,7 +75,7 @@ def plain_rolling_update(client, app: str, version: str, replicas: int, deploy_i
 
 
 def run_plain(client, replicas: int, versions: list[str]) -> list[float]:
-    app = "bench-plain"
+    app = PLAIN_APP
     cleanup(client, app)
     plain_rolling_update(client, app, "2.0", replicas, 0)  # initial release, not timed
     times = []
@@ -86,7 +93,7 @@ async def fleetdeck_runs(service: DeployService, versions: list[str]) -> list[fl
 
     async def deploy(version: str) -> float:
         t0 = time.perf_counter()
-        d = await service.create("bench-fd", version, "bench:runner", "bench")
+        d = await service.create(FD_APP, version, "bench:runner", "bench")
         while (row := await service.get(d["id"]))["state"] in ("queued", "running"):
             await asyncio.sleep(0.05)
         if row["state"] != "succeeded":
@@ -98,9 +105,10 @@ async def fleetdeck_runs(service: DeployService, versions: list[str]) -> list[fl
 
 
 def run_fleetdeck(client, replicas: int, versions: list[str], tmp: Path) -> list[float]:
-    cleanup(client, "bench-fd")
-    apps = parse_apps({"bench-fd": {"target": {"image": REPO_NAME, "replicas": replicas, "stop_timeout": 1},
-                                    "strategy": {"max_surge": 1, "max_unavailable": 0}}})
+    cleanup(client, FD_APP)
+    apps = parse_apps({FD_APP: {"target": {"image": REPO_NAME, "replicas": replicas, "stop_timeout": 1,
+                                           "labels": run_labels()},
+                                "strategy": {"max_surge": 1, "max_unavailable": 0}}})
     db = Database(f"sqlite:///{tmp / 'bench.db'}")
     db.migrate()
     service = DeployService(db, LiveBus(), AuditService(), apps, cleanup_interval=3600)
@@ -109,7 +117,7 @@ def run_fleetdeck(client, replicas: int, versions: list[str], tmp: Path) -> list
     finally:
         service.close()
         db.close()
-        cleanup(client, "bench-fd")
+        cleanup(client, FD_APP)
 
 
 def main() -> int:
@@ -118,14 +126,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed rolling updates per side")
     args = parser.parse_args()
     client = docker.from_env(timeout=60)
-    build_test_images(client, REPO_NAME, ("1.0", "2.0"))
+    refs = build_test_images(client, REPO_NAME, ("1.0", "2.0"))
     versions = ["1.0" if i % 2 == 0 else "2.0" for i in range(args.runs)]
     plain, fleet = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        # Interleave the sides so that machine load affects both alike.
-        for version in versions:
-            plain += run_plain(client, args.replicas, [version])
-            fleet += run_fleetdeck(client, args.replicas, [version], Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            # Interleave the sides so that machine load affects both alike.
+            for version in versions:
+                plain += run_plain(client, args.replicas, [version])
+                fleet += run_fleetdeck(client, args.replicas, [version], Path(tmp))
+    finally:
+        remove_run_containers(client)
+        for ref in refs:
+            client.images.remove(ref)
     p, f = statistics.median(plain), statistics.median(fleet)
     print(f"rolling update of {args.replicas} replicas (maxSurge 1, maxUnavailable 0, HEALTHCHECK 1 s), "
           f"{args.runs} runs per side")

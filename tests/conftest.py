@@ -1,7 +1,7 @@
 """Shared fixtures. Services a test needs are skipped where missing, unless named in
 ``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, prometheus, ansible, lint, blackbox,
-schemathesis), where a missing
-service fails the test instead."""
+schemathesis, kubernetes_validate, systemd, tmpfs, debian-logs), where a missing service fails the test
+instead. Skips about the platform itself (e.g. not running as root) stay plain, explicit skips."""
 from __future__ import annotations
 
 import contextlib
@@ -97,14 +97,22 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def docker_images(docker_client):
-    """The test images (tests/docker_images.py) under ``fleetdeck-test/web``."""
-    from tests.docker_images import build_test_images
+    """The test images (tests/docker_images.py) under this run's repository
+    (``run_repository()``), removed again at the end of the session."""
+    import docker
+
+    from tests.docker_images import build_test_images, run_repository
 
     try:
-        build_test_images(docker_client)
+        # Not labelled with the run label: containers inherit image labels, so a foreign
+        # container made from these images would count as this run's.
+        refs = build_test_images(docker_client, run_repository())
     except FileNotFoundError as exc:
         need("docker", str(exc))
-    return "fleetdeck-test/web"
+    yield run_repository()
+    for ref in refs:
+        with contextlib.suppress(docker.errors.APIError):  # still used by a container a test left behind
+            docker_client.images.remove(ref)
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,51 @@
 - ``bad``: serves ``/`` but has no ``/healthz``, so its health check fails;
 - ``crash``: prints ``boom`` and exits with status 3 at once;
 - ``slow``: sleeps 600 s before serving, in a 600 s health start period (stays "starting").
+
+Every Docker resource a test run creates carries this run's id, so that a run cleans up only
+what it made and two runs on one daemon (or a user's own containers) are left alone: images
+live under ``run_repository()``, apps are named ``run_app(name)`` (``t<run id>-<name>``) and
+carry the ``fleetdeck-test.run=<run id>`` label (``run_labels()``), and
+``remove_run_containers`` removes only containers with that label.
 """
 from __future__ import annotations
 
 import io
+import secrets
 import shutil
 import tarfile
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
+# One id per test process: lowercase hex, valid in app names, image repositories and labels.
+RUN_ID = secrets.token_hex(4)
+RUN_LABEL = "fleetdeck-test.run"  # fleetdeck.* labels are reserved for the driver
+
+
+def run_app(name: str) -> str:
+    """This run's name for the test app ``name``: ``t<run id>-<name>`` (fits APP_NAME_RE)."""
+    return f"t{RUN_ID}-{name}"
+
+
+def run_repository() -> str:
+    """This run's image repository for the test images."""
+    return f"fleetdeck-test/t{RUN_ID}-web"
+
+
+def run_labels() -> dict[str, str]:
+    """Labels marking a Docker resource as this run's (for an app's ``target.labels``)."""
+    return {RUN_LABEL: RUN_ID}
+
+
+def remove_run_containers(client, app: str | None = None) -> int:
+    """Force-remove this run's containers (all of them, or those of app ``app``, a name
+    from ``run_app``); containers without this run's label are never touched. Returns the
+    number removed."""
+    filters = [f"{RUN_LABEL}={RUN_ID}"] + ([f"fleetdeck.app={app}"] if app else [])
+    found = client.containers.list(all=True, filters={"label": filters})
+    for c in found:
+        c.remove(force=True)
+    return len(found)
 HEALTHCHECK = ('HEALTHCHECK --interval=1s --timeout=2s {start}--retries=2 '
                'CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/healthz"]')
 SERVE = 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]'

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import threading
 import time
@@ -13,6 +14,7 @@ import uuid
 import pytest
 
 from console.ingest.retention import prune_batch_ids
+from tests.conftest import need
 from tests.harness import ConsoleHarness, batch, http
 
 GAUGE = [{"name": "node_load1", "type": "gauge", "labels": {}, "points": [[int(time.time() * 1000), 0.5]]}]
@@ -64,12 +66,14 @@ def test_a_saturated_write_queue_gets_429(limited):
 
 @pytest.fixture
 def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")  # the platform, not a missing service
     mount = tmp_path / "disk"
     mount.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
+        need("tmpfs", f"cannot mount a small tmpfs to fill: {result.stderr.strip()}")
     try:
         yield mount
     finally:

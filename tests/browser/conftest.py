@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.playwright_api import MISSING
+from tests.conftest import need
+
+
+@pytest.fixture(autouse=True)
+def _playwright() -> None:
+    """Every browser test needs Playwright: skip, or fail when the browser is required."""
+    if MISSING:
+        need("browser", MISSING)
+
 
 @pytest.fixture
 def page_timeout_ms() -> int:

@@ -3,12 +3,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
-
-from tests.browser.test_dashboard import log_in  # noqa: E402
+from tests.browser.playwright_api import expect
+from tests.browser.test_dashboard import log_in
 
 
 def test_overview_card_shows_agent_backlog_and_healthy_agents(console, page):  # noqa: ANN001

@@ -3,13 +3,9 @@ alerts with labels, value and runbook, resolved ones, the label filter, refused 
 files, alert text rendered as text, and firing alerts on the overview's host cards."""
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
-
-from tests.api.test_alerting import T0, Clock, evaluate, push, start  # noqa: E402
-from tests.browser.test_dashboard import PageErrors, log_in  # noqa: E402
+from tests.api.test_alerting import T0, Clock, evaluate, push, start
+from tests.browser.playwright_api import expect
+from tests.browser.test_dashboard import PageErrors, log_in
 
 RULES = """groups:
   - name: page

@@ -17,10 +17,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import Page, expect  # noqa: E402
+from tests.browser.playwright_api import Page, expect
 
 TIMEOUT_MS = 15_000
 XSS = "<img src=x onerror=alert(1)>"

@@ -7,26 +7,25 @@ import time
 
 import pytest
 
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
+from tests.browser.playwright_api import expect
+from tests.browser.test_dashboard import PageErrors, host_metrics, log_in
+from tests.docker_images import remove_run_containers, run_app, run_labels
+from tests.harness import ConsoleHarness
 
-from tests.browser.test_dashboard import PageErrors, host_metrics, log_in  # noqa: E402
-from tests.harness import ConsoleHarness  # noqa: E402
-
+SHOP = run_app("shop")  # this run's app: the driver never touches a user's app "shop"
 XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture(scope="module")
 def deploy_console(tmp_path_factory, docker_client, docker_images):
-    apps = {"shop": {"hosts": ["web-1"], "target": {"image": docker_images, "stop_timeout": 1}, "timeout": 60}}
-    for c in docker_client.containers.list(all=True, filters={"label": "fleetdeck.app=shop"}):
-        c.remove(force=True)
+    apps = {SHOP: {"hosts": ["web-1"], "target": {"image": docker_images, "stop_timeout": 1, "labels": run_labels()},
+                   "timeout": 60}}
+    remove_run_containers(docker_client, SHOP)
     harness = ConsoleHarness(tmp_path_factory.mktemp("deploy-pages"), apps=apps).start()
     harness.deployer = harness.api_token("deployer", "pages")
     yield harness
     harness.close()
-    for c in docker_client.containers.list(all=True, filters={"label": "fleetdeck.app=shop"}):
-        c.remove(force=True)
+    remove_run_containers(docker_client, SHOP)
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def page_timeout_ms() -> int:
 
 
 def start_deploy(console, version: str, reason: str = "") -> int:
-    resp = console.request("POST", "/api/v1/apps/shop/deploys", {"version": version, "reason": reason},
+    resp = console.request("POST", f"/api/v1/apps/{SHOP}/deploys", {"version": version, "reason": reason},
                            token=console.deployer)
     assert resp.status == 202, resp.body
     return resp.json()["id"]
@@ -88,12 +87,12 @@ def test_history_table_and_host_chart_markers(deploy_console, page):
     log_in(page, deploy_console)
     page.goto(f"{deploy_console.url}/deploys")
     row = page.locator("#deploys-table tbody tr", has_text=f"#{deploy_id}")
-    expect(row).to_contain_text("shop")
+    expect(row).to_contain_text(SHOP)
     expect(row).to_contain_text("2.0")
     expect(row).to_contain_text("api:pages")
     expect(row).to_contain_text(XSS)  # the reason, as text
     assert page.locator("img[src=x]").count() == 0
-    expect(page.locator("#apps-table tbody")).to_contain_text("shop")
+    expect(page.locator("#apps-table tbody")).to_contain_text(SHOP)
 
     now_ms = int(time.time() * 1000)
     token = deploy_console.agent_token("web-1")

@@ -7,8 +7,6 @@ import urllib.parse
 
 import pytest
 
-pytest.importorskip("playwright")
-
 HOSTILE_NEXT = ["/\t/evil.example/phish", "/\n/evil.example/phish", "//evil.example/phish", "///evil.example/phish",
                 "/\\evil.example/phish", "\\\\evil.example/phish", "https://evil.example/phish",
                 "\t//evil.example/phish", "javascript:document.title='pwned'", "http:evil.example/phish"]

@@ -5,12 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
-
-from tests.browser.test_dashboard import PageErrors, log_in  # noqa: E402
+from tests.browser.playwright_api import expect
+from tests.browser.test_dashboard import PageErrors, log_in
 
 
 def push_lines(console, host, token, lines, level=None, source="/var/log/app.log"):  # noqa: ANN001

@@ -8,8 +8,6 @@ import urllib.parse
 
 import pytest
 
-pytest.importorskip("playwright")
-
 XSS = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
 
 

@@ -10,15 +10,20 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.docker_images import RUN_ID, RUN_LABEL, remove_run_containers, run_app, run_labels
 from tests.harness import ConsoleHarness
 
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("succeeded", "failed", "rolled_back", "cancelled")
 REPLICAS = 3
+# This run's app names: the driver finds containers by app name, so a user's app "web" (the
+# example name in config.yaml) on the same daemon is never stopped or removed by these tests.
+WEB, SOLO, TIGHT = run_app("web"), run_app("solo"), run_app("tight")
 
 
 def free_port_range(count: int) -> int:
@@ -41,7 +46,7 @@ def web_app(repository: str, base_port: int, **overrides) -> dict:
     app = {
         "driver": "docker",
         "hosts": ["web-1"],
-        "target": {"image": repository, "replicas": REPLICAS,
+        "target": {"image": repository, "replicas": REPLICAS, "labels": run_labels(),
                    "ports": [f"127.0.0.1:{base_port}-{base_port + REPLICAS}:8080"], "stop_timeout": 1},
         "health_check": {"type": "http", "path": "/healthz", "port": 8080, "interval": 0.3, "timeout": 1,
                          "retries": 3, "start_period": 1},
@@ -52,30 +57,24 @@ def web_app(repository: str, base_port: int, **overrides) -> dict:
     return app
 
 
-def remove_app_containers(client, app: str) -> None:
-    for c in client.containers.list(all=True, filters={"label": f"fleetdeck.app={app}"}):
-        c.remove(force=True)
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, docker_client, docker_images):
     base = free_port_range(REPLICAS + 1)
     apps = {
-        "web": web_app(docker_images, base),
-        "solo": {"driver": "docker", "target": {"image": docker_images, "stop_timeout": 1},
-                 "strategy": {"type": "recreate"}, "on_conflict": "queue", "timeout": 60},
-        "tight": {"driver": "docker", "target": {"image": docker_images, "stop_timeout": 1}, "timeout": 3},
+        WEB: web_app(docker_images, base),
+        SOLO: {"driver": "docker", "target": {"image": docker_images, "stop_timeout": 1, "labels": run_labels()},
+               "strategy": {"type": "recreate"}, "on_conflict": "queue", "timeout": 60},
+        TIGHT: {"driver": "docker", "target": {"image": docker_images, "stop_timeout": 1, "labels": run_labels()},
+                "timeout": 3},
     }
-    for name in apps:
-        remove_app_containers(docker_client, name)
+    remove_run_containers(docker_client)
     harness = ConsoleHarness(tmp_path_factory.mktemp("deploy-console"), apps=apps).start()
     harness.deployer = harness.api_token("deployer", "test-deployer")
     harness.viewer = harness.api_token("viewer", "test-viewer")
     harness.base_port = base
     yield harness
     harness.close()
-    for name in apps:
-        remove_app_containers(docker_client, name)
+    remove_run_containers(docker_client)
 
 
 def deploy(env, app: str, version: str, wait: bool = True, **body) -> dict:
@@ -127,14 +126,14 @@ class PoolProbe(threading.Thread):
 
 
 def test_rolling_update_keeps_the_pool_answering_and_replaces_every_container(env, docker_client):
-    first = deploy(env, "web", "1.0", reason="first release")
+    first = deploy(env, WEB, "1.0", reason="first release")
     assert first["state"] == "succeeded", first
-    old_ids = {c.id for c in containers(docker_client, "web")}
+    old_ids = {c.id for c in containers(docker_client, WEB)}
     assert len(old_ids) == REPLICAS
 
     probe = PoolProbe(list(range(env.base_port, env.base_port + REPLICAS + 1)))
     probe.start()
-    second = deploy(env, "web", "2.0", reason="new body")
+    second = deploy(env, WEB, "2.0", reason="new body")
     probe.stop.set()
     probe.join()
 
@@ -142,7 +141,7 @@ def test_rolling_update_keeps_the_pool_answering_and_replaces_every_container(en
     assert second["previous_version"] == "1.0"
     assert [s["name"] for s in second["steps"]] == ["connect", "image", "rolling update", "cleanup"]
     assert {s["state"] for s in second["steps"]} == {"succeeded"}
-    now = containers(docker_client, "web")
+    now = containers(docker_client, WEB)
     assert len(now) == REPLICAS and not old_ids & {c.id for c in now}
     for c in now:
         c.reload()
@@ -170,113 +169,131 @@ def test_rolling_update_keeps_the_pool_answering_and_replaces_every_container(en
 
 @pytest.mark.parametrize("version, error", [("bad", "failed its health check"), ("crash", "exited with code 3")])
 def test_failing_version_is_rolled_back_automatically(env, docker_client, version, error):
-    good = deploy(env, "web", "2.0")
+    good = deploy(env, WEB, "2.0")
     assert good["state"] == "succeeded"
-    serving = {c.id for c in containers(docker_client, "web")}
+    serving = {c.id for c in containers(docker_client, WEB)}
 
-    failed = deploy(env, "web", version)
+    failed = deploy(env, WEB, version)
 
     assert failed["state"] == "rolled_back", failed
     assert error in failed["error"]
     assert [s["name"] for s in failed["steps"]][-1] == "rollback"
     assert failed["steps"][-1]["state"] == "succeeded"
-    assert containers(docker_client, "web", **{"fleetdeck.deploy": failed["id"]}) == []
-    now = containers(docker_client, "web")
+    assert containers(docker_client, WEB, **{"fleetdeck.deploy": failed["id"]}) == []
+    now = containers(docker_client, WEB)
     assert {c.id for c in now} == serving
     assert all(c.status == "running" for c in now)
     bodies = {get_body(p) for p in range(env.base_port, env.base_port + REPLICAS + 1)} - {None}
     assert bodies == {"web 2.0"}
     apps = {a["name"]: a for a in env.request("GET", "/api/v1/apps", token=env.viewer).json()}
-    assert apps["web"]["current"]["version"] == "2.0" and apps["web"]["active"] is None
+    assert apps[WEB]["current"]["version"] == "2.0" and apps[WEB]["active"] is None
 
 
 def test_manual_rollback_to_previous_and_to_a_chosen_version(env, docker_client):
-    assert deploy(env, "web", "1.0")["state"] == "succeeded"
-    assert deploy(env, "web", "2.0")["state"] == "succeeded"
+    assert deploy(env, WEB, "1.0")["state"] == "succeeded"
+    assert deploy(env, WEB, "2.0")["state"] == "succeeded"
 
-    resp = env.request("POST", "/api/v1/apps/web/rollback", {}, token=env.deployer)
+    resp = env.request("POST", f"/api/v1/apps/{WEB}/rollback", {}, token=env.deployer)
     assert resp.status == 202, resp.body
     back = wait_final(env, resp.json()["id"])
     assert back["state"] == "succeeded" and back["kind"] == "rollback"
     assert back["version"] == "1.0" and back["previous_version"] == "2.0"
-    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, "web")} == {"1.0"}
+    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, WEB)} == {"1.0"}
 
-    resp = env.request("POST", "/api/v1/apps/web/rollback", {"to": "2.0", "reason": "undo"}, token=env.deployer)
+    resp = env.request("POST", f"/api/v1/apps/{WEB}/rollback", {"to": "2.0", "reason": "undo"}, token=env.deployer)
     assert resp.status == 202
     assert wait_final(env, resp.json()["id"])["version"] == "2.0"
-    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, "web")} == {"2.0"}
+    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, WEB)} == {"2.0"}
 
-    never = env.request("POST", "/api/v1/apps/web/rollback", {"to": "bad"}, token=env.deployer)
+    never = env.request("POST", f"/api/v1/apps/{WEB}/rollback", {"to": "bad"}, token=env.deployer)
     assert never.status == 422 and never.json()["error"]["code"] == "unknown_version"
     audit = env.services.db.run(env.services.audit.entries)
     assert any(a["action"] == "deploy.rollback" and a["details"]["reason"] == "undo" for a in audit)
 
 
 def test_a_second_deploy_of_a_busy_app_gets_409_and_cancel_cleans_up(env, docker_client):
-    slow = deploy(env, "web", "slow", wait=False)
-    second = env.request("POST", "/api/v1/apps/web/deploys", {"version": "1.0"}, token=env.deployer)
+    slow = deploy(env, WEB, "slow", wait=False)
+    second = env.request("POST", f"/api/v1/apps/{WEB}/deploys", {"version": "1.0"}, token=env.deployer)
     assert second.status == 409
     assert second.json()["error"]["details"]["active_deploy"] == slow["id"]
 
     deadline = time.monotonic() + 30
-    while not containers(docker_client, "web", **{"fleetdeck.deploy": slow["id"]}):
+    while not containers(docker_client, WEB, **{"fleetdeck.deploy": slow["id"]}):
         assert time.monotonic() < deadline, "the slow deploy started no container"
         time.sleep(0.2)
     cancel = env.request("POST", f"/api/v1/deploys/{slow['id']}/cancel", token=env.deployer)
     assert cancel.status == 202
     done = wait_final(env, slow["id"])
     assert done["state"] == "cancelled" and "cancelled by api:test-deployer" in done["error"]
-    assert containers(docker_client, "web", **{"fleetdeck.deploy": slow["id"]}) == []
+    assert containers(docker_client, WEB, **{"fleetdeck.deploy": slow["id"]}) == []
     again = env.request("POST", f"/api/v1/deploys/{slow['id']}/cancel", token=env.deployer)
     assert again.status == 409
-    assert deploy(env, "web", "1.0")["state"] == "succeeded"  # the lock was released
+    assert deploy(env, WEB, "1.0")["state"] == "succeeded"  # the lock was released
 
 
 def test_an_app_configured_to_queue_runs_deploys_one_after_another(env, docker_client):
-    first = deploy(env, "solo", "1.0", wait=False)
-    second = deploy(env, "solo", "2.0", wait=False)
+    first = deploy(env, SOLO, "1.0", wait=False)
+    second = deploy(env, SOLO, "2.0", wait=False)
     assert second["state"] == "queued"
     a, b = wait_final(env, first["id"]), wait_final(env, second["id"])
     assert a["state"] == b["state"] == "succeeded"
     assert b["started_at"] >= a["finished_at"]
     assert b["previous_version"] == "1.0"
-    assert [c.labels["fleetdeck.version"] for c in containers(docker_client, "solo")] == ["2.0"]
+    assert [c.labels["fleetdeck.version"] for c in containers(docker_client, SOLO)] == ["2.0"]
 
 
 def test_a_deploy_that_outlives_its_timeout_fails_and_leaves_nothing(env, docker_client):
-    d = deploy(env, "tight", "slow")
+    d = deploy(env, TIGHT, "slow")
     assert d["state"] == "failed" and "timed out after 3 s" in d["error"]
-    assert containers(docker_client, "tight") == []
+    assert containers(docker_client, TIGHT) == []
 
 
 def test_cli_deploy_wait_rollback_and_listing(env, docker_client):
-    assert deploy(env, "web", "1.0")["state"] == "succeeded"
+    assert deploy(env, WEB, "1.0")["state"] == "succeeded"
     cli_env = dict(os.environ, FLEETDECK_URL=env.url, FLEETDECK_TOKEN=env.deployer, PYTHONPATH=str(REPO))
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "console.cli", *args], env=cli_env, capture_output=True,
                               text=True, timeout=180)
 
-    ok = cli("deploy", "web", "2.0", "--reason", "from the cli", "--wait")
+    ok = cli("deploy", WEB, "2.0", "--reason", "from the cli", "--wait")
     assert ok.returncode == 0, ok.stderr
     assert "rolling update" in ok.stdout and "succeeded" in ok.stdout
-    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, "web")} == {"2.0"}
+    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, WEB)} == {"2.0"}
 
-    bad = cli("deploy", "web", "bad", "--wait")
+    bad = cli("deploy", WEB, "bad", "--wait")
     assert bad.returncode == 1
     assert "rolled_back" in bad.stdout + bad.stderr and "failed its health check" in bad.stdout + bad.stderr
 
-    listing = cli("deploys", "web")
+    listing = cli("deploys", WEB)
     assert listing.returncode == 0 and "from the cli" in listing.stdout and "rolled_back" in listing.stdout
     apps = cli("apps", "--json")
     assert apps.returncode == 0 and '"current"' in apps.stdout
 
-    back = cli("rollback", "web", "--wait")
+    back = cli("rollback", WEB, "--wait")
     assert back.returncode == 0, back.stderr
-    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, "web")} == {"1.0"}
+    assert {c.labels["fleetdeck.version"] for c in containers(docker_client, WEB)} == {"1.0"}
 
-    refused = cli("deploy", "web", "1.0;rm -rf /")
+    refused = cli("deploy", WEB, "1.0;rm -rf /")
     assert refused.returncode == 1 and "422" in refused.stderr
+
+
+def test_cleanup_removes_only_this_runs_containers(env, docker_client, docker_images):
+    """A container of someone else's app ``web`` on the same daemon survives this module's
+    deploys and its cleanup; only this run's containers go."""
+    assert deploy(env, SOLO, "1.0")["state"] == "succeeded"
+    foreign = docker_client.containers.create(f"{docker_images}:1.0", name=f"fd-foreign-{uuid.uuid4().hex[:8]}",
+                                              labels={"fleetdeck.app": "web", "fleetdeck.version": "1.0"})
+    try:
+        assert deploy(env, SOLO, "2.0")["state"] == "succeeded"
+        assert remove_run_containers(docker_client) >= 1
+        assert docker_client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}) == []
+        assert containers(docker_client, SOLO) == []
+        foreign.reload()  # raises docker.errors.NotFound had it been removed
+        assert foreign.labels["fleetdeck.app"] == "web"
+        assert [c.id for c in containers(docker_client, "web") if c.id == foreign.id] == [foreign.id]
+    finally:
+        foreign.remove(force=True)
 
 
 # -- a daemon that dies mid-deploy: on a private dockerd, so others' containers are safe ---

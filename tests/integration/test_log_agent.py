@@ -19,6 +19,7 @@ from agents.client import IngestClient
 from agents.config import load_agent_config
 from collectors.logs import LogCollector
 from tests.conftest import need
+from tests.docker_images import run_labels
 from tests.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,9 +137,10 @@ def test_numbered_lines_through_rename_and_copytruncate(console, tmp_path):
 
 def test_real_debian_logs_with_the_agent_process(console, tmp_path):
     """``fleetdeck-agent --once`` tails Debian's own /var/log files from the start."""
-    sources = [p for p in ("/var/log/dpkg.log", "/var/log/alternatives.log") if os.path.getsize(p) > 0]
+    sources = [p for p in ("/var/log/dpkg.log", "/var/log/alternatives.log")
+               if os.path.isfile(p) and os.path.getsize(p) > 0]
     if not sources:
-        pytest.skip("no Debian logs under /var/log")
+        need("debian-logs", "no non-empty /var/log/dpkg.log or /var/log/alternatives.log")
     host = "deb-" + uuid.uuid4().hex[:8]
     copies = []
     for src in sources:  # a stable snapshot: the originals may grow while the test runs
@@ -254,12 +256,12 @@ def test_dockerd_log_is_tailed_with_its_levels(console, tmp_path, docker_client,
     container's id, each with the level its ``level=`` field names."""
     log = dockerd_log()
     if log is None:
-        pytest.skip("the running dockerd does not write its log to a file here")
+        need("docker", "the running dockerd does not write its log to a file here")
     host = "dkr-" + uuid.uuid4().hex[:8]
     agent, tail = make_agent(console, tmp_path, host, {"paths": [str(log)]})
     agent._cycle()
     before = log.stat().st_size
-    container = docker_client.containers.run(f"{docker_images}:crash", detach=True,
+    container = docker_client.containers.run(f"{docker_images}:crash", detach=True, labels=run_labels(),
                                              name="fd-logtest-" + uuid.uuid4().hex[:8])
     try:
         container.wait(timeout=60)

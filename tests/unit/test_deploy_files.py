@@ -62,8 +62,17 @@ def _documents() -> list[tuple[str, dict]]:
     return docs
 
 
+def kubernetes_schemas():
+    """The kubernetes_validate module (the Kubernetes OpenAPI schemas), or need() it."""
+    try:
+        import kubernetes_validate
+    except ImportError as exc:
+        need("kubernetes_validate", f"kubernetes-validate is not installed ({exc})")
+    return kubernetes_validate
+
+
 def test_manifests_validate_against_the_kubernetes_schema():
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = kubernetes_schemas()
     docs = _documents()
     kinds = sorted(doc["kind"] for _, doc in docs)
     assert kinds == ["DaemonSet", "Deployment", "Namespace", "PersistentVolumeClaim", "Service"]
@@ -78,7 +87,7 @@ def test_manifests_validate_against_the_kubernetes_schema():
 
 
 def test_schema_validation_does_catch_mistakes():
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate = kubernetes_schemas()
     _, daemonset = next((n, d) for n, d in _documents() if d["kind"] == "DaemonSet")
     broken = yaml.safe_load(yaml.safe_dump(daemonset))
     broken["spec"]["template"]["spec"]["hostPid"] = True  # misspelt hostPID
