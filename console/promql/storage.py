@@ -11,6 +11,7 @@ arbitrary window that ``rate`` and the ``*_over_time`` functions need.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -122,6 +123,11 @@ class Storage:
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
+        # Stored samples already read, per selector: (mint, maxt, series with their samples
+        # in [mint, maxt]). Rules evaluated at one time share selectors and windows (an
+        # alerting group round), so a later load inside a range already read is served from
+        # here instead of the database; the storage lives inside one read transaction.
+        self._samples_cache: dict[tuple, tuple[int, int, dict[int, StoredSeries]]] = {}
         self._virtual_source = virtual
         self._virtual: list[VirtualSeries] | None = None
 
@@ -166,31 +172,59 @@ class Storage:
         return out
 
     def load(self, matchers: tuple[LabelMatcher, ...], mint: int, maxt: int) -> list[StoredSeries]:
-        """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms)."""
-        series = [StoredSeries(s.id, s.labels) for s in self.match(matchers)]
+        """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms). Samples of
+        stored series come from an earlier load of the same selector whose range covers
+        ``[mint, maxt]`` when there is one (the same samples, counted against
+        ``max_samples`` again), else from the database. Raises TooManySamples."""
+        matched = self.match(matchers)
         mint, maxt = max(mint, -TIME_BOUND_MS), min(maxt, TIME_BOUND_MS)  # huge offsets stay 64-bit
-        if not series or maxt < mint:
-            return series
-        budget = self.max_samples - self.loaded
-        stored = [s.id for s in series if s.id >= 0]
-        rows, loaded = _series_rows(self.session, stored, "ts, value", "samples",
-                                    f"ts >= {int(mint)} AND ts <= {int(maxt)}", max(budget, 0)) if stored else ({}, 0)
-        self.loaded += loaded
-        if self.loaded > self.max_samples:
-            raise TooManySamples()
-        for s in series:
-            if s.id < 0:
-                virtual = self._virtual[-s.id - 1]
-                s.ts, s.values = virtual.samples(int(mint), int(maxt))
-                s.stale_from = virtual.stale_from
-                self.loaded += len(s.ts)
+        if not matched or maxt < mint:
+            return [StoredSeries(s.id, s.labels) for s in matched]
+        key = tuple((m.name, m.op, m.value) for m in matchers)
+        stored = self._stored_samples(key, [s for s in matched if s.id >= 0], int(mint), int(maxt))
+        series = []
+        for s in matched:
+            if s.id >= 0:
+                series.append(stored[s.id])
                 continue
-            points = rows.get(s.id, ())
-            s.ts = [p[0] for p in points]
-            s.values = [p[1] for p in points]
+            virtual = self._virtual[-s.id - 1]
+            out = StoredSeries(s.id, s.labels, stale_from=virtual.stale_from)
+            out.ts, out.values = virtual.samples(int(mint), int(maxt))
+            self.loaded += len(out.ts)
+            series.append(out)
         if self.loaded > self.max_samples:
             raise TooManySamples()
         return series
+
+    def _stored_samples(self, key: tuple, matched: list[StoredSeries], mint: int,
+                        maxt: int) -> dict[int, StoredSeries]:
+        """``{series id: StoredSeries with its samples in [mint, maxt]}`` for the stored
+        series ``matched`` by selector ``key``, adding their count to ``loaded``."""
+        cached = self._samples_cache.get(key)
+        if cached is not None and cached[0] <= mint and maxt <= cached[1]:
+            if (cached[0], cached[1]) == (mint, maxt):
+                out = cached[2]  # the same window: share the series (and their counter resets)
+            else:
+                out = {}
+                for sid, s in cached[2].items():
+                    lo, hi = bisect_left(s.ts, mint), bisect_right(s.ts, maxt)
+                    out[sid] = StoredSeries(sid, s.labels, s.ts[lo:hi], s.values[lo:hi])
+            self.loaded += sum(len(s.ts) for s in out.values())
+            if self.loaded > self.max_samples:
+                raise TooManySamples()
+            return out
+        budget = self.max_samples - self.loaded
+        rows, loaded = _series_rows(self.session, [s.id for s in matched], "ts, value", "samples",
+                                    f"ts >= {mint} AND ts <= {maxt}", max(budget, 0)) if matched else ({}, 0)
+        self.loaded += loaded
+        if self.loaded > self.max_samples:
+            raise TooManySamples()  # rows cut at the budget: nothing to keep
+        out = {}
+        for s in matched:
+            points = rows.get(s.id, ())
+            out[s.id] = StoredSeries(s.id, s.labels, [p[0] for p in points], [p[1] for p in points])
+        self._samples_cache[key] = (mint, maxt, out)  # not covered by the previous entry: replaces it
+        return out
 
     def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
         if series_id < 0:
