@@ -104,12 +104,13 @@ class VirtualSeries:
 
 class VirtualSource:
     """Hook for computed series: ``names`` are the metric names it can produce;
-    ``series(session)`` lists them (called at most once per query, and only when a
-    selector may match one of ``names``)."""
+    ``series(session, name)`` lists those named ``name``, or all of them when ``name`` is
+    None (called at most once per name per storage, and only when a selector may match
+    one of ``names``)."""
 
     names: frozenset = frozenset()
 
-    def series(self, session: Session) -> list[VirtualSeries]:
+    def series(self, session: Session, name: str | None = None) -> list[VirtualSeries]:
         return []
 
 
@@ -129,22 +130,31 @@ class Storage:
         # here instead of the database; the storage lives inside one read transaction.
         self._samples_cache: dict[tuple, tuple[int, int, dict[int, StoredSeries]]] = {}
         self._virtual_source = virtual
-        self._virtual: list[VirtualSeries] | None = None
+        # Computed series listed so far; series id -(i + 1) is self._virtual[i]. Listed per
+        # metric name (None: all names), as building every one (ALERTS of every active
+        # alert) for a selector that reads only ``up`` costs seconds with many alerts.
+        self._virtual: list[VirtualSeries] = []
+        self._virtual_ids: dict[str | None, range] = {}
 
     @property
     def computed_read(self) -> bool:
-        """Whether this storage has listed its computed series (they are then fixed for
-        its lifetime: a caller that changes them needs a new Storage)."""
-        return self._virtual is not None
+        """Whether this storage has listed computed series (they are then fixed for its
+        lifetime: a caller that changes them needs a new Storage)."""
+        return bool(self._virtual_ids)
 
     def _virtual_matches(self, names: list[str], tests: list) -> list[StoredSeries]:
         source = self._virtual_source
         if source is None or (names and names[0] not in source.names):
             return []
-        if self._virtual is None:
-            self._virtual = source.series(self.session)
+        name = names[0] if names else None
+        ids = self._virtual_ids.get(name)
+        if ids is None:
+            first = len(self._virtual)
+            self._virtual.extend(source.series(self.session, name))
+            self._virtual_ids[name] = ids = range(first, len(self._virtual))
         out = []
-        for i, v in enumerate(self._virtual):
+        for i in ids:
+            v = self._virtual[i]
             as_dict = dict(v.labels)
             if all(test(as_dict.get(label, "")) for label, test in tests):
                 out.append(StoredSeries(-(i + 1), v.labels))
