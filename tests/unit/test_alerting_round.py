@@ -51,6 +51,13 @@ def sample_reads(database: Database) -> list[str]:
     return seen
 
 
+def rules_service(database: Database, rules) -> AlertingService:  # noqa: ANN001 - a Path
+    """An alerting service running only the groups of ``rules``, its clock at the data's end."""
+    config = AlertingConfig(rule_files=[str(rules)], evaluation_interval=15.0, default_rules=False)
+    return AlertingService(database, config, max_samples=1_000_000, query_timeout_s=30.0, host_interval_s=STEP_S,
+                           down_after_intervals=3.0, clock=lambda: database.now)
+
+
 def test_rules_sharing_a_selector_read_its_samples_once_per_round(db, tmp_path):
     rules = tmp_path / "rules.yml"
     # The first rule reads a 10 minute window; the others read node_load15 over the
@@ -58,9 +65,7 @@ def test_rules_sharing_a_selector_read_its_samples_once_per_round(db, tmp_path):
     rules.write_text("groups:\n  - name: load\n    rules:\n"
                      "      - alert: Wide\n        expr: max_over_time(node_load15[10m]) > 100\n"
                      + "".join(f"      - alert: Above{k}\n        expr: node_load15 > {k}\n" for k in (0, 1, 2, 3)))
-    service = AlertingService(db, AlertingConfig(rule_files=[str(rules)], evaluation_interval=15.0, default_rules=False),
-                              max_samples=1_000_000, query_timeout_s=30.0, host_interval_s=STEP_S,
-                              down_after_intervals=3.0, clock=lambda: db.now)
+    service = rules_service(db, rules)
     try:
         reads = sample_reads(db)
         transitions = asyncio.run(service.evaluate_all(db.now))
@@ -119,9 +124,7 @@ def test_the_service_lists_each_computed_name_as_part_of_all(db, tmp_path):
     rules.write_text("groups:\n  - name: load\n    rules:\n"
                      "      - alert: Above1\n        expr: node_load15 > 1\n        for: 5m\n"
                      "      - record: host:load15:max\n        expr: max by (host) (node_load15)\n")
-    service = AlertingService(db, AlertingConfig(rule_files=[str(rules)], evaluation_interval=15.0, default_rules=False),
-                              max_samples=1_000_000, query_timeout_s=30.0, host_interval_s=STEP_S,
-                              down_after_intervals=3.0, clock=lambda: db.now)
+    service = rules_service(db, rules)
     try:
         asyncio.run(service.evaluate_all(db.now))
         with db.sessions.begin() as session:
