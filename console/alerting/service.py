@@ -35,7 +35,7 @@ from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
 from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
-from console.promql.values import NAME, Sample, make_labels
+from console.promql.values import NAME, Sample, get, make_labels
 from console.logs.service import LogService
 from console.storage.database import Database
 from console.storage.models import AlertHistory, AlertState, Deploy, Host
@@ -402,14 +402,36 @@ class AlertingService(VirtualSource):
             return [(g.group, [(s, [Alert(**vars(a)) for a in s.active.values()]) for s in g.rules],
                      g.last_evaluation, g.evaluation_seconds) for g in self.groups.values()]
 
-    def series(self, session: Session) -> list[VirtualSeries]:
+    def series(self, session: Session, name: str | None = None) -> list[VirtualSeries]:
         """``up`` and ``fleetdeck_host_clock_skew_seconds`` per host from its agent's
         heartbeats, ``fleetdeck_deploy_failed`` per deploy that ended failed or rolled back,
         the series of recording rules, and ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts
-        (VirtualSource; docs/alerting.md "Synthesised series")."""
+        (VirtualSource; docs/alerting.md "Synthesised series"): those named ``name``, or
+        all when it is None."""
         out = []
         now_ms = round(self.clock() * 1000)
         tolerance = self.down_after_intervals
+        if name in (None, "up", "fleetdeck_host_clock_skew_seconds"):
+            out.extend(self._heartbeat_series(session, now_ms, tolerance))
+        if name in (None, "fleetdeck_deploy_failed"):
+            out.extend(self._deploy_failed(session, now_ms))
+        with self._lock:
+            recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
+                        for labels, (ts, values, stale) in st.recorded.items()
+                        if name is None or get(labels, NAME) == name]
+        for labels, ts_list, values, stale in recorded:
+            def recorded_points(mint: int, maxt: int, ts_list=ts_list, values=values) -> tuple[list, list]:
+                lo, hi = bisect_left(ts_list, mint), bisect_right(ts_list, maxt)
+                return ts_list[lo:hi], values[lo:hi]
+            out.append(VirtualSeries(labels, recorded_points, stale))
+        if name in (None, "ALERTS", "ALERTS_FOR_STATE"):
+            out.extend(self._alert_series(now_ms, name))
+        if name is not None:
+            out = [v for v in out if get(v.labels, NAME) == name]
+        return out
+
+    def _heartbeat_series(self, session: Session, now_ms: int, tolerance: float) -> list[VirtualSeries]:
+        out = []
         for name, first_seen, last_seen, interval, skew, skew_at in session.execute(
                 select(Host.name, Host.first_seen, Host.last_seen, Host.interval_s, Host.clock_skew_seconds,
                        Host.clock_skew_at)):
@@ -438,15 +460,12 @@ class AlertingService(VirtualSource):
                     ts.append(end)
                 return ts, [value] * len(ts)
             out.append(VirtualSeries(skew_labels, clock_skew))
-        out.extend(self._deploy_failed(session, now_ms))
-        with self._lock:
-            recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
-                        for labels, (ts, values, stale) in st.recorded.items()]
-        for labels, ts_list, values, stale in recorded:
-            def recorded_points(mint: int, maxt: int, ts_list=ts_list, values=values) -> tuple[list, list]:
-                lo, hi = bisect_left(ts_list, mint), bisect_right(ts_list, maxt)
-                return ts_list[lo:hi], values[lo:hi]
-            out.append(VirtualSeries(labels, recorded_points, stale))
+        return out
+
+    def _alert_series(self, now_ms: int, name: str | None) -> list[VirtualSeries]:
+        """``ALERTS`` and ``ALERTS_FOR_STATE`` of active alerts (only those named ``name``
+        when it is not None)."""
+        out = []
         for group, rules, _, _ in self.snapshot():
             step_ms = round(group.interval_s * 1000)
             for _, alerts in rules:
@@ -462,7 +481,7 @@ class AlertingService(VirtualSource):
                               fired_ms if fired_ms is not None else resolved_ms)]
                     if fired_ms is not None:
                         spans.append((FIRING, fired_ms, last_ms, resolved_ms))
-                    for state, lo, hi, stale in spans:
+                    for state, lo, hi, stale in spans if name != "ALERTS_FOR_STATE" else ():
                         def points(mint: int, maxt: int, lo=lo, hi=hi) -> tuple[list, list]:
                             ts = _grid(lo, hi, step_ms, mint, maxt)
                             if mint <= hi <= maxt and (not ts or ts[-1] != hi):
@@ -476,7 +495,9 @@ class AlertingService(VirtualSource):
                         if mint <= hi <= maxt and (not ts or ts[-1] != hi):
                             ts.append(hi)
                         return ts, [float(int(v))] * len(ts)
-                    out.append(VirtualSeries(make_labels({**base, NAME: "ALERTS_FOR_STATE"}), for_state, resolved_ms))
+                    if name != "ALERTS":
+                        out.append(VirtualSeries(make_labels({**base, NAME: "ALERTS_FOR_STATE"}), for_state,
+                                                 resolved_ms))
         return out
 
     @staticmethod

@@ -11,6 +11,7 @@ arbitrary window that ``rate`` and the ``*_over_time`` functions need.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -103,12 +104,13 @@ class VirtualSeries:
 
 class VirtualSource:
     """Hook for computed series: ``names`` are the metric names it can produce;
-    ``series(session)`` lists them (called at most once per query, and only when a
-    selector may match one of ``names``)."""
+    ``series(session, name)`` lists those named ``name``, or all of them when ``name`` is
+    None (called at most once per name per storage, and only when a selector may match
+    one of ``names``)."""
 
     names: frozenset = frozenset()
 
-    def series(self, session: Session) -> list[VirtualSeries]:
+    def series(self, session: Session, name: str | None = None) -> list[VirtualSeries]:
         return []
 
 
@@ -122,23 +124,37 @@ class Storage:
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
+        # Stored samples already read, per selector: (mint, maxt, series with their samples
+        # in [mint, maxt]). Rules evaluated at one time share selectors and windows (an
+        # alerting group round), so a later load inside a range already read is served from
+        # here instead of the database; the storage lives inside one read transaction.
+        self._samples_cache: dict[tuple, tuple[int, int, dict[int, StoredSeries]]] = {}
         self._virtual_source = virtual
-        self._virtual: list[VirtualSeries] | None = None
+        # Computed series listed so far; series id -(i + 1) is self._virtual[i]. Listed per
+        # metric name (None: all names), as building every one (ALERTS of every active
+        # alert) for a selector that reads only ``up`` costs seconds with many alerts.
+        self._virtual: list[VirtualSeries] = []
+        self._virtual_ids: dict[str | None, range] = {}
 
     @property
     def computed_read(self) -> bool:
-        """Whether this storage has listed its computed series (they are then fixed for
-        its lifetime: a caller that changes them needs a new Storage)."""
-        return self._virtual is not None
+        """Whether this storage has listed computed series (they are then fixed for its
+        lifetime: a caller that changes them needs a new Storage)."""
+        return bool(self._virtual_ids)
 
     def _virtual_matches(self, names: list[str], tests: list) -> list[StoredSeries]:
         source = self._virtual_source
         if source is None or (names and names[0] not in source.names):
             return []
-        if self._virtual is None:
-            self._virtual = source.series(self.session)
+        name = names[0] if names else None
+        ids = self._virtual_ids.get(name)
+        if ids is None:
+            first = len(self._virtual)
+            self._virtual.extend(source.series(self.session, name))
+            self._virtual_ids[name] = ids = range(first, len(self._virtual))
         out = []
-        for i, v in enumerate(self._virtual):
+        for i in ids:
+            v = self._virtual[i]
             as_dict = dict(v.labels)
             if all(test(as_dict.get(label, "")) for label, test in tests):
                 out.append(StoredSeries(-(i + 1), v.labels))
@@ -166,31 +182,59 @@ class Storage:
         return out
 
     def load(self, matchers: tuple[LabelMatcher, ...], mint: int, maxt: int) -> list[StoredSeries]:
-        """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms)."""
-        series = [StoredSeries(s.id, s.labels) for s in self.match(matchers)]
+        """Matching series with their raw samples in ``[mint, maxt]`` (Unix ms). Samples of
+        stored series come from an earlier load of the same selector whose range covers
+        ``[mint, maxt]`` when there is one (the same samples, counted against
+        ``max_samples`` again), else from the database. Raises TooManySamples."""
+        matched = self.match(matchers)
         mint, maxt = max(mint, -TIME_BOUND_MS), min(maxt, TIME_BOUND_MS)  # huge offsets stay 64-bit
-        if not series or maxt < mint:
-            return series
-        budget = self.max_samples - self.loaded
-        stored = [s.id for s in series if s.id >= 0]
-        rows, loaded = _series_rows(self.session, stored, "ts, value", "samples",
-                                    f"ts >= {int(mint)} AND ts <= {int(maxt)}", max(budget, 0)) if stored else ({}, 0)
-        self.loaded += loaded
-        if self.loaded > self.max_samples:
-            raise TooManySamples()
-        for s in series:
-            if s.id < 0:
-                virtual = self._virtual[-s.id - 1]
-                s.ts, s.values = virtual.samples(int(mint), int(maxt))
-                s.stale_from = virtual.stale_from
-                self.loaded += len(s.ts)
+        if not matched or maxt < mint:
+            return [StoredSeries(s.id, s.labels) for s in matched]
+        key = tuple((m.name, m.op, m.value) for m in matchers)
+        stored = self._stored_samples(key, [s for s in matched if s.id >= 0], int(mint), int(maxt))
+        series = []
+        for s in matched:
+            if s.id >= 0:
+                series.append(stored[s.id])
                 continue
-            points = rows.get(s.id, ())
-            s.ts = [p[0] for p in points]
-            s.values = [p[1] for p in points]
+            virtual = self._virtual[-s.id - 1]
+            out = StoredSeries(s.id, s.labels, stale_from=virtual.stale_from)
+            out.ts, out.values = virtual.samples(int(mint), int(maxt))
+            self.loaded += len(out.ts)
+            series.append(out)
         if self.loaded > self.max_samples:
             raise TooManySamples()
         return series
+
+    def _stored_samples(self, key: tuple, matched: list[StoredSeries], mint: int,
+                        maxt: int) -> dict[int, StoredSeries]:
+        """``{series id: StoredSeries with its samples in [mint, maxt]}`` for the stored
+        series ``matched`` by selector ``key``, adding their count to ``loaded``."""
+        cached = self._samples_cache.get(key)
+        if cached is not None and cached[0] <= mint and maxt <= cached[1]:
+            if (cached[0], cached[1]) == (mint, maxt):
+                out = cached[2]  # the same window: share the series (and their counter resets)
+            else:
+                out = {}
+                for sid, s in cached[2].items():
+                    lo, hi = bisect_left(s.ts, mint), bisect_right(s.ts, maxt)
+                    out[sid] = StoredSeries(sid, s.labels, s.ts[lo:hi], s.values[lo:hi])
+            self.loaded += sum(len(s.ts) for s in out.values())
+            if self.loaded > self.max_samples:
+                raise TooManySamples()
+            return out
+        budget = self.max_samples - self.loaded
+        rows, loaded = _series_rows(self.session, [s.id for s in matched], "ts, value", "samples",
+                                    f"ts >= {mint} AND ts <= {maxt}", max(budget, 0)) if matched else ({}, 0)
+        self.loaded += loaded
+        if self.loaded > self.max_samples:
+            raise TooManySamples()  # rows cut at the budget: nothing to keep
+        out = {}
+        for s in matched:
+            points = rows.get(s.id, ())
+            out[s.id] = StoredSeries(s.id, s.labels, [p[0] for p in points], [p[1] for p in points])
+        self._samples_cache[key] = (mint, maxt, out)  # not covered by the previous entry: replaces it
+        return out
 
     def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
         if series_id < 0:
