@@ -148,4 +148,4 @@ class RulePageHandler(PageHandler):
         chart_query = None if rule.logs is not None else split[0] if split else rule.expr.strip()
         self.render("rule.html", group=group, rule=rule, chart_query=chart_query,
                     threshold_op=split[1] if split else None,
-                    threshold=repr(split[2]) if split else None)
+                    threshold=repr(split[2]).removesuffix(".0") if split else None)

@@ -156,6 +156,17 @@
     return new Date(unixSeconds * 1000).toLocaleString();
   }
 
+  // 24-hour clock on a uPlot time axis (uPlot's table format: tick increment,
+  // default format, then the formats used when the year/month/day/... rolls over).
+  var TIME_AXIS_VALUES = [
+    [86400 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [86400 * 28, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [86400, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
+  ];
+
   // ---------------------------------------------------------------- DOM
 
   // Create an element with a class and (text-only) content.
@@ -321,6 +332,7 @@
     fmtNumber: fmtNumber,
     fmtAgo: fmtAgo,
     fmtDateTime: fmtDateTime,
+    TIME_AXIS_VALUES: TIME_AXIS_VALUES,
     el: el,
     setText: setText,
     renderLabels: renderLabels,

@@ -74,11 +74,11 @@
     health.className = "health-" + rule.health;
     fill(document.getElementById("active-table"), (rule.alerts || []).map(function (a) {
       var tr = F.el("tr", "alert-row alert-" + a.state);
-      td(tr, a.state).className = "state state-" + a.state;
-      labelsCell(tr, a.labels);
+      td(tr, a.state).className = "state nowrap state-" + a.state;
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
       var since = Date.parse(a.activeAt) / 1000;
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
+      labelsCell(tr, a.labels);
       return tr;
     }), "No firing or pending alerts.");
   }
@@ -91,9 +91,10 @@
       var tr = F.el("tr", "alert-row alert-" + t.state);
       var when = td(tr, F.fmtDateTime(t.ts));
       when.title = F.fmtAgo(t.ts);
-      td(tr, t.state).className = "state state-" + t.state;
-      labelsCell(tr, t.labels);
+      when.className = "when";
+      td(tr, t.state).className = "state nowrap state-" + t.state;
       td(tr, t.value === null ? "—" : F.fmtNumber(t.value)).className = "num";
+      labelsCell(tr, t.labels);
       return tr;
     }), "No transitions in the last 7 days.");
   }
@@ -141,15 +142,30 @@
     chartEl.dataset.thresholdDrawn = String(threshold);
   }
 
+  var fmtLegendTime = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
+
+  function lastValue(u, sidx) {
+    var ys = u.data[sidx] || [];
+    for (var i = ys.length - 1; i >= 0; i--) if (ys[i] != null) return ys[i];
+    return null;
+  }
+
   function options(labels, start, end) {
-    var series = [{ label: "Time" }];
+    // Without a cursor the legend shows each series' latest value.
+    var series = [{
+      label: "Time",
+      value: function (u, v) { return v == null ? "latest" : fmtLegendTime(new Date(v * 1000)); },
+    }];
     labels.forEach(function (label, i) {
       series.push({
         label: label,
         stroke: PALETTE[i % PALETTE.length],
         width: 1.5,
         spanGaps: false,
-        value: function (u, v) { return v == null ? "—" : F.fmtNumber(v); },
+        value: function (u, v, sidx, idx) {
+          if (idx == null) v = lastValue(u, sidx);
+          return v == null ? "—" : F.fmtNumber(v);
+        },
       });
     });
     var axisColor = "#9fa7b3";
@@ -174,7 +190,8 @@
         },
       },
       axes: [
-        { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 } },
+        { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 },
+          values: F.TIME_AXIS_VALUES },
         { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 },
           values: function (u, splits) { return splits.map(F.fmtNumber); }, size: 60 },
       ],
