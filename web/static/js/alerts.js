@@ -21,31 +21,7 @@
     return pairs.every(function (p) { return labels[p[0]] === p[1]; });
   }
 
-  function td(row, text) {
-    var cell = F.el("td", "", text);
-    row.appendChild(cell);
-    return cell;
-  }
-
-  function labelsCell(row, labels) {
-    var cell = F.el("td");
-    var rest = {};
-    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
-    F.renderLabels(cell, rest);
-    cell.hidden = false;
-    row.appendChild(cell);
-  }
-
-  function fill(table, rows, empty) {
-    var body = table.querySelector("tbody");
-    body.textContent = "";
-    if (!rows.length) {
-      var tr = document.createElement("tr");
-      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
-      body.appendChild(tr);
-    }
-    rows.forEach(function (tr) { body.appendChild(tr); });
-  }
+  var td = F.td, labelsCell = F.alertLabelsCell, fill = F.fillTable;
 
   function runbook(row, url) {
     var cell = F.el("td");

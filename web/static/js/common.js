@@ -197,6 +197,37 @@
     container.hidden = keys.length === 0;
   }
 
+  // ---------------------------------------------------------------- tables
+
+  // Append a text cell to a row; returns the cell.
+  function td(row, text) {
+    var cell = el("td", "", text);
+    row.appendChild(cell);
+    return cell;
+  }
+
+  // Append a cell of label chips, leaving out alertname (the row names the alert).
+  function alertLabelsCell(row, labels) {
+    var cell = el("td");
+    var rest = {};
+    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
+    renderLabels(cell, rest);
+    cell.hidden = false;
+    row.appendChild(cell);
+  }
+
+  // Replace a table's body with rows, or with one row saying `empty` across all columns.
+  function fillTable(table, rows, empty) {
+    var body = table.querySelector("tbody");
+    body.textContent = "";
+    if (!rows.length) {
+      var tr = document.createElement("tr");
+      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
+      body.appendChild(tr);
+    }
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+
   // ---------------------------------------------------------------- live socket
 
   // LiveSocket({topics: fn -> [topic], onFrame: fn(frame), onState: fn(state)})
@@ -336,6 +367,9 @@
     el: el,
     setText: setText,
     renderLabels: renderLabels,
+    td: td,
+    alertLabelsCell: alertLabelsCell,
+    fillTable: fillTable,
     LiveSocket: LiveSocket,
   };
 })();

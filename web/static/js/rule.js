@@ -22,31 +22,10 @@
   var plot = null;
   var plotSig = "";
 
-  function td(row, text) {
-    var cell = F.el("td", "", text);
-    row.appendChild(cell);
-    return cell;
-  }
-
-  function labelsCell(row, labels) {
-    var cell = F.el("td");
-    var rest = {};
-    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
-    F.renderLabels(cell, rest);
-    cell.hidden = false;
-    row.appendChild(cell);
-  }
+  var td = F.td, labelsCell = F.alertLabelsCell;
 
   function fill(table, rows, empty) {
-    if (!table) return;
-    var body = table.querySelector("tbody");
-    body.textContent = "";
-    if (!rows.length) {
-      var tr = document.createElement("tr");
-      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
-      body.appendChild(tr);
-    }
-    rows.forEach(function (tr) { body.appendChild(tr); });
+    if (table) F.fillTable(table, rows, empty); // a recording rule's page has no alert tables
   }
 
   // ------------------------------------------------------------ rule state
