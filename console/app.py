@@ -15,7 +15,7 @@ from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackH
                                      DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
                                      DeploysHandler, DeploysPageHandler)
 from console.alerting.handlers import (AlertHistoryHandler, AlertsPageHandler, PromAlertsHandler, PromRulesHandler,
-                                      ReloadHandler)
+                                       ReloadHandler, RulePageHandler)
 from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHandler
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
@@ -63,6 +63,7 @@ ROUTES = (
     (r"/api/v1/logs", LogsHandler, "viewer"),
     (r"/logs", LogsPageHandler, "viewer"),
     (r"/alerts", AlertsPageHandler, "viewer"),
+    (r"/alerts/rules/([^/]+)/([^/]+)", RulePageHandler, "viewer"),
     (r"/audit", AuditPageHandler, "admin"),
     (r"/api/v1/openapi.json", OpenApiHandler, "public"),
     (r"/api/v1/me", MeHandler, "viewer"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from console.alerting.rules import threshold_split
 from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
 from console.alerting.templates import go_float_e
 from console.errors import ApiError
@@ -127,3 +128,24 @@ class AlertsPageHandler(PageHandler):
 
     def get(self) -> None:
         self.render("alerts.html")
+
+
+class RulePageHandler(PageHandler):
+    """``/alerts/rules/GROUP/NAME``: one rule (the first named NAME in the first group
+    named GROUP): its expression, settings, state and active alerts (from
+    ``/prometheus/api/v1/rules``), its PromQL expression over the last 6 hours (from
+    ``/prometheus/api/v1/query_range``; for ``X > 0.9`` the page charts ``X`` and draws
+    0.9 as a line, see :func:`threshold_split`) and its transitions (from
+    ``/api/v1/alerts/history?alertname=NAME``). 404 page for an unknown rule."""
+
+    def get(self, group_name: str, rule_name: str) -> None:
+        found = next(((g, s.rule) for g, rules, _, _ in self.services.alerting.snapshot() if g.name == group_name
+                      for s, _ in rules if s.rule.name == rule_name), None)
+        if found is None:
+            raise ApiError(404, "not_found", f"no rule {rule_name!r} in group {group_name!r}")
+        group, rule = found
+        split = None if rule.logs is not None else threshold_split(rule.expr)
+        chart_query = None if rule.logs is not None else split[0] if split else rule.expr.strip()
+        self.render("rule.html", group=group, rule=rule, chart_query=chart_query,
+                    threshold_op=split[1] if split else None,
+                    threshold=repr(split[2]).removesuffix(".0") if split else None)

@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import promql_parser
 import yaml
 
 from console.alerting.templates import Render, TemplateError, compile_template
@@ -394,3 +395,28 @@ def load_all(patterns: list[str], default_interval_s: float) -> tuple[list[Group
                 g.interval_s = default_interval_s
         groups.extend(loaded)
     return groups, errors
+
+
+_FLIPPED = {">": "<", "<": ">", ">=": "<=", "<=": ">=", "==": "==", "!=": "!="}
+
+
+def threshold_split(expr: str) -> tuple[str, str, float] | None:
+    """``(query, op, threshold)`` when ``expr`` is, at its top level, a comparison of an
+    expression with a number (``X > 0.9``, ``0.9 < X``, ``(X >= bool 3)``), normalised so the
+    number is on the right; else None. The rule page charts ``query`` and draws the
+    threshold as a line, since charting ``X > 0.9`` itself shows only the samples above it.
+    ``query`` is the parser's rendering of the left-hand side (``promql_parser``)."""
+    try:
+        node = promql_parser.parse(expr)
+    except (ValueError, RuntimeError):
+        return None
+    while isinstance(node, promql_parser.ParenExpr):
+        node = node.expr
+    if not isinstance(node, promql_parser.BinaryExpr) or str(node.op) not in _FLIPPED:
+        return None
+    lhs, rhs, op = node.lhs, node.rhs, str(node.op)
+    if isinstance(lhs, promql_parser.NumberLiteral) and not isinstance(rhs, promql_parser.NumberLiteral):
+        lhs, rhs, op = rhs, lhs, _FLIPPED[op]
+    if not isinstance(rhs, promql_parser.NumberLiteral) or isinstance(lhs, promql_parser.NumberLiteral):
+        return None
+    return str(lhs), op, float(rhs.val)

@@ -42,6 +42,7 @@ PROBES: dict[str, list[Probe]] = {
     r"/deploys/([^/]+)": [Probe("GET", "/deploys/999999", (200, 404))],
     r"/logs": [Probe("GET", "/logs", (200,))],
     r"/alerts": [Probe("GET", "/alerts", (200,))],
+    r"/alerts/rules/([^/]+)/([^/]+)": [Probe("GET", "/alerts/rules/no-such-group/NoSuchRule", (404,))],
     r"/api/v1/apps": [Probe("GET", "/api/v1/apps", (200,))],
     r"/api/v1/apps/([^/]+)": [Probe("GET", "/api/v1/apps/no-such-app", (404,))],
     r"/api/v1/apps/([^/]+)/deploys": [Probe("POST", "/api/v1/apps/no-such-app/deploys", (404,), J)],

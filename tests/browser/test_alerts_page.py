@@ -53,7 +53,8 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
                                                              "severity=critical"])
         expect(first.locator("td").nth(3)).to_have_text("70")
         expect(first.locator("td").nth(5)).to_have_text("<img src=x onerror=window.pwned=1> page-1 hot")
-        expect(first.locator("a")).to_have_attribute("href", "https://runbooks.example/page-hot")
+        expect(first.locator("td").nth(6).locator("a")).to_have_attribute("href", "https://runbooks.example/page-hot")
+        expect(first.locator("td").nth(0).locator("a")).to_have_attribute("href", "/alerts/rules/page/PageHot")
         assert page.locator("#active-table img").count() == 0 and page.evaluate("window.pwned") is None
         expect(page.locator("#resolved-table tbody tr.alert-row td").first).to_have_text("PageHot")
         expect(page.locator("#resolved-table .label-chip", has_text="instance=page-3")).to_have_count(1)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from console.alerting.rules import RuleFileError, load_all, load_file, parse_duration
+from console.alerting.rules import RuleFileError, load_all, load_file, parse_duration, threshold_split
 from console.alerting.templates import TemplateError, compile_template, humanize
 from console.config import ConfigError, load_config
 from tests.conftest import need
@@ -157,3 +157,19 @@ def test_the_shipped_config_documents_the_alerting_defaults():
 
     repo = Path(__file__).resolve().parents[2]
     assert load_config(repo / "config.yaml", env={}).alerting == AlertingConfig()
+
+
+@pytest.mark.parametrize("expr, split", [
+    ("node_load1 > 0.9", ('node_load1{}', ">", 0.9)),
+    ("0.9 < node_load1", ('node_load1{}', ">", 0.9)),
+    ("1e3 >= x", ('x{}', "<=", 1000.0)),
+    ("(rate(x[5m]) * 100 != bool -1)", ('rate(x{}[5m]) * 100', "!=", -1.0)),
+    ('max by (instance) (up{job="node"}) == 0', ('max by (instance)(up{job="node"})', "==", 0.0)),
+    ("x > 0.9 and y", None),  # not a comparison at the top
+    ("x > y", None),  # no number to draw
+    ("x + 1", None),  # arithmetic, not a comparison
+    ("1 > 2", None),  # nothing to chart against
+    ("x >", None),  # unparsable
+])
+def test_threshold_split_separates_a_top_level_comparison_with_a_number(expr, split):
+    assert threshold_split(expr) == split

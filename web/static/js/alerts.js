@@ -21,31 +21,7 @@
     return pairs.every(function (p) { return labels[p[0]] === p[1]; });
   }
 
-  function td(row, text) {
-    var cell = F.el("td", "", text);
-    row.appendChild(cell);
-    return cell;
-  }
-
-  function labelsCell(row, labels) {
-    var cell = F.el("td");
-    var rest = {};
-    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
-    F.renderLabels(cell, rest);
-    cell.hidden = false;
-    row.appendChild(cell);
-  }
-
-  function fill(table, rows, empty) {
-    var body = table.querySelector("tbody");
-    body.textContent = "";
-    if (!rows.length) {
-      var tr = document.createElement("tr");
-      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
-      body.appendChild(tr);
-    }
-    rows.forEach(function (tr) { body.appendChild(tr); });
-  }
+  var td = F.td, labelsCell = F.alertLabelsCell, fill = F.fillTable;
 
   function runbook(row, url) {
     var cell = F.el("td");
@@ -61,20 +37,29 @@
     row.appendChild(cell);
   }
 
+  // The rule page: /alerts/rules/GROUP/NAME (each part percent-encoded).
+  function ruleURL(group, name) {
+    return "/alerts/rules/" + encodeURIComponent(group) + "/" + encodeURIComponent(name);
+  }
+
   function render(data, history) {
     var pairs = wanted();
     var active = [];
     data.groups.forEach(function (g) {
       g.rules.forEach(function (r) {
-        (r.alerts || []).forEach(function (a) { if (shown(a.labels, pairs)) active.push(a); });
+        (r.alerts || []).forEach(function (a) { if (shown(a.labels, pairs)) active.push([g.name, a]); });
       });
     });
-    active.sort(function (a, b) {
+    active.sort(function (x, y) {
+      var a = x[1], b = y[1];
       return (a.state === b.state ? 0 : a.state === "firing" ? -1 : 1) || (a.activeAt < b.activeAt ? -1 : 1);
     });
-    fill(document.getElementById("active-table"), active.map(function (a) {
+    fill(document.getElementById("active-table"), active.map(function (entry) {
+      var a = entry[1];
       var tr = F.el("tr", "alert-row alert-" + a.state);
-      td(tr, a.labels.alertname);
+      var link = F.el("a", "rule-link", a.labels.alertname);
+      link.href = ruleURL(entry[0], a.labels.alertname);
+      td(tr, "").appendChild(link);
       td(tr, a.state).className = "state state-" + a.state;
       labelsCell(tr, a.labels);
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
@@ -100,7 +85,9 @@
       g.rules.forEach(function (r) {
         var tr = F.el("tr");
         td(tr, g.name);
-        td(tr, r.name);
+        var link = F.el("a", "rule-link", r.name);
+        link.href = ruleURL(g.name, r.name);
+        td(tr, "").appendChild(link);
         var kind = r.type === "recording" ? "recording" : r.state;
         td(tr, kind).className = "state state-" + kind;
         var health = td(tr, r.health + (r.lastError ? ": " + r.lastError : ""));

@@ -156,6 +156,17 @@
     return new Date(unixSeconds * 1000).toLocaleString();
   }
 
+  // 24-hour clock on a uPlot time axis (uPlot's table format: tick increment,
+  // default format, then the formats used when the year/month/day/... rolls over).
+  var TIME_AXIS_VALUES = [
+    [86400 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [86400 * 28, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [86400, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
+  ];
+
   // ---------------------------------------------------------------- DOM
 
   // Create an element with a class and (text-only) content.
@@ -184,6 +195,37 @@
       container.appendChild(chip);
     });
     container.hidden = keys.length === 0;
+  }
+
+  // ---------------------------------------------------------------- tables
+
+  // Append a text cell to a row; returns the cell.
+  function td(row, text) {
+    var cell = el("td", "", text);
+    row.appendChild(cell);
+    return cell;
+  }
+
+  // Append a cell of label chips, leaving out alertname (the row names the alert).
+  function alertLabelsCell(row, labels) {
+    var cell = el("td");
+    var rest = {};
+    Object.keys(labels).forEach(function (k) { if (k !== "alertname") rest[k] = labels[k]; });
+    renderLabels(cell, rest);
+    cell.hidden = false;
+    row.appendChild(cell);
+  }
+
+  // Replace a table's body with rows, or with one row saying `empty` across all columns.
+  function fillTable(table, rows, empty) {
+    var body = table.querySelector("tbody");
+    body.textContent = "";
+    if (!rows.length) {
+      var tr = document.createElement("tr");
+      td(tr, empty).colSpan = table.querySelectorAll("thead th").length;
+      body.appendChild(tr);
+    }
+    rows.forEach(function (row) { body.appendChild(row); });
   }
 
   // ---------------------------------------------------------------- live socket
@@ -321,9 +363,13 @@
     fmtNumber: fmtNumber,
     fmtAgo: fmtAgo,
     fmtDateTime: fmtDateTime,
+    TIME_AXIS_VALUES: TIME_AXIS_VALUES,
     el: el,
     setText: setText,
     renderLabels: renderLabels,
+    td: td,
+    alertLabelsCell: alertLabelsCell,
+    fillTable: fillTable,
     LiveSocket: LiveSocket,
   };
 })();

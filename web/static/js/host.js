@@ -265,16 +265,7 @@
     return Math.max(84, Math.ceil(longest * 7.2) + 18); // equal widths keep the panels aligned
   }
 
-  // 24-hour clock on the time axis (uPlot's table format: tick increment,
-  // default format, then the formats used when the year/month/day/... rolls over).
-  var TIME_AXIS_VALUES = [
-    [86400 * 365, "{YYYY}", null, null, null, null, null, null, 1],
-    [86400 * 28, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
-    [86400, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
-    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
-    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
-    [1, "{HH}:{mm}:{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
-  ];
+  var TIME_AXIS_VALUES = F.TIME_AXIS_VALUES;
   var fmtLegendTime = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
 
   function lastValue(u, sidx) {
