@@ -3,13 +3,9 @@ left-hand side charted over the last 6 hours with its threshold drawn, its trans
 the link from the Alerts page, a 390 px wide viewport, and a 404 page for an unknown rule."""
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
-
-from tests.api.test_alerting import T0, Clock, evaluate, push, start  # noqa: E402
-from tests.browser.test_dashboard import PageErrors, log_in  # noqa: E402
+from tests.api.test_alerting import T0, Clock, evaluate, push, start
+from tests.browser.playwright_api import expect
+from tests.browser.test_dashboard import PageErrors, log_in
 
 RULES = """groups:
   - name: rp group
