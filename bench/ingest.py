@@ -145,6 +145,7 @@ def main() -> int:
         env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
     py = sys.executable
     cli = [py, "-c", "import sys; from console.cli import main; sys.exit(main())"]
+    subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)  # token create needs it
     hosts = [f"bench-{i}" for i in range(args.agents)]
     tokens = [subprocess.run(cli + ["token", "create", "--agent", h], env=env, cwd=REPO, check=True,
                              capture_output=True, text=True).stdout.strip() for h in hosts]
