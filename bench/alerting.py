@@ -78,6 +78,19 @@ def load(db: Database, hosts: int, start_s: int, points: int, interval: int, now
     return count
 
 
+def write_rules(path: Path, generated: int) -> Path:
+    """``generated`` rules ``node_load15 > K`` (``for: 5m``, each its own K) in groups of 50
+    evaluated every 15 s, written to ``path`` in Prometheus' rule file format."""
+    lines = ["groups:"]
+    for g in range(0, generated, 50):
+        lines += [f"  - name: generated-{g // 50}", "    interval: 15s", "    rules:"]
+        for r in range(g, min(g + 50, generated)):
+            lines += [f"      - alert: Load{r}", f"        expr: node_load15 > {1 + r / 100:g}",
+                      "        for: 5m"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -108,15 +121,7 @@ def main() -> int:
         t = time.perf_counter()
         n = load(db, args.hosts, start_s, points, args.interval, now)
         print(f"loaded {n:,} samples for {args.hosts} hosts in {time.perf_counter() - t:.1f} s", flush=True)
-        generated = args.rules - 8  # the shipped file holds 8
-        rules = work / "generated.yml"
-        lines = ["groups:"]
-        for g in range(0, generated, 50):
-            lines += [f"  - name: generated-{g // 50}", "    interval: 15s", "    rules:"]
-            for r in range(g, min(g + 50, generated)):
-                lines += [f"      - alert: Load{r}", f"        expr: node_load15 > {1 + r / 100:g}",
-                          "        for: 5m"]
-        rules.write_text("\n".join(lines) + "\n")
+        rules = write_rules(work / "generated.yml", args.rules - 8)  # the shipped file holds 8
         service = AlertingService(db, AlertingConfig(rule_files=[str(rules)], evaluation_interval=15.0),
                                   max_samples=50_000_000, query_timeout_s=120.0, host_interval_s=args.interval,
                                   down_after_intervals=3.0, clock=lambda: now)

@@ -66,6 +66,64 @@ def baseline(rows_per_batch: list[list[tuple]], path: str) -> float:
     return n / elapsed
 
 
+def start_console(cli: list[str], env: dict, log) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
+    """``fleetdeck serve`` on a free loopback port, returned once the port accepts."""
+    port = free_port()
+    env = dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{port}")
+    proc = subprocess.Popen(cli + ["serve"], env=env, cwd=REPO, stdout=log, stderr=log)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return proc, port
+
+
+def stop_console(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def drive(port: int, tokens: list[str], prepared: list[list[bytes]], seconds: float) -> tuple[int, list[float], float]:
+    """One thread per agent POSTs its ``prepared`` batches back to back for ``seconds``:
+    (accepted samples, request latencies in s, elapsed s). Any answer but 200 stops
+    every agent and raises SystemExit with it."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    accepted = [0] * len(tokens)
+    stop = time.perf_counter() + seconds
+
+    def agent(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
+        for body in prepared[i]:
+            if time.perf_counter() > stop or failures:
+                break
+            t = time.perf_counter()
+            conn.request("POST", "/api/v1/ingest", body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            latencies.append(time.perf_counter() - t)
+            if resp.status != 200:
+                failures.append(f"ingest failed: {resp.status} {data[:300]!r}")
+                return
+            accepted[i] += orjson.loads(data)["accepted_samples"]
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(tokens))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(failures[0])
+    return sum(accepted), latencies, time.perf_counter() - start
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -73,7 +131,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fd-bench-"))
-    env = dict(os.environ, FLEETDECK_DATA_DIR=str(work), FLEETDECK_ROLLUP_INTERVAL="0")
+    # No per-host admission limit: the bench measures how fast the console commits.
+    env = dict(os.environ, FLEETDECK_DATA_DIR=str(work), FLEETDECK_ROLLUP_INTERVAL="0",
+               FLEETDECK_INGEST_RATE_PER_HOST="0")
     schema = None
     if args.db == "postgres":
         import psycopg
@@ -85,56 +145,19 @@ def main() -> int:
         env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
     py = sys.executable
     cli = [py, "-c", "import sys; from console.cli import main; sys.exit(main())"]
+    subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)  # token create needs it
     hosts = [f"bench-{i}" for i in range(args.agents)]
     tokens = [subprocess.run(cli + ["token", "create", "--agent", h], env=env, cwd=REPO, check=True,
                              capture_output=True, text=True).stdout.strip() for h in hosts]
-    port = free_port()
-    env["FLEETDECK_LISTEN"] = f"127.0.0.1:{port}"
     log = open(work / "console.log", "wb")
-    proc = subprocess.Popen(cli + ["serve"], env=env, cwd=REPO, stdout=log, stderr=log)
+    proc, port = start_console(cli, env, log)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
         per_agent = int(args.seconds * 150_000 / 1000 / args.agents) + 20
         t0 = int(time.time() * 1000) - 3_600_000
         prepared = [bodies(h, per_agent, t0) for h in hosts]
-        latencies: list[float] = []
-        accepted = [0] * args.agents
-        stop = time.perf_counter() + args.seconds
-
-        def agent(i: int) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
-            for body in prepared[i]:
-                if time.perf_counter() > stop:
-                    break
-                t = time.perf_counter()
-                conn.request("POST", "/api/v1/ingest", body, headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                latencies.append(time.perf_counter() - t)
-                if resp.status != 200:
-                    raise SystemExit(f"ingest failed: {resp.status} {data[:300]!r}")
-                accepted[i] += orjson.loads(data)["accepted_samples"]
-
-        start = time.perf_counter()
-        threads = [threading.Thread(target=agent, args=(i,)) for i in range(args.agents)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
+        total, latencies, elapsed = drive(port, tokens, prepared, args.seconds)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    total = sum(accepted)
+        stop_console(proc)
     rate = total / elapsed
     lat = sorted(latencies)
     rows = []
