@@ -102,6 +102,8 @@ def main() -> int:
             c.execute(f"CREATE SCHEMA {schema}")
         env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
     cli = [sys.executable, "-m", "console.cli"]
+    # Admin commands never create a database: make it first, as an operator would.
+    subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
     token = subprocess.run(cli + ["token", "create", "--agent", "prom-bench"], env=env, cwd=REPO, check=True,
                            capture_output=True, text=True).stdout.strip()
     cport, wport, pport = free_port(), free_port(), free_port()
