@@ -215,20 +215,7 @@ class LogService:
                     .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
         if query.terms:
             conditions.append(self._match(query.terms, rare))
-        if query.hosts:
-            conditions.append(hosts.c.name.in_(query.hosts))
-        if query.source:
-            if query.source.endswith("*"):
-                conditions.append(lr.c.source.like(_escape_like(query.source[:-1]) + "%", escape="\\"))
-            else:
-                conditions.append(lr.c.source == query.source)
-        if query.levels:
-            level = lr.c.level.concat("") if rare else lr.c.level
-            conditions.append(level.in_(query.levels))
-        if query.start_ms is not None:
-            conditions.append(ts >= query.start_ms)
-        if query.end_ms is not None:
-            conditions.append(ts < query.end_ms)
+        conditions.extend(self._filters(query, ts, lr.c.level.concat("") if rare else lr.c.level))
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
             conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
@@ -254,6 +241,17 @@ class LogService:
             if self.db.dialect == "postgresql":
                 session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # as in search
             conditions.append(self._match(query.terms, rare=self._rare(session, query.terms)))
+        conditions.extend(self._filters(query, lr.c.ts, lr.c.level))
+        stmt = (select(hosts.c.name, func.count()).select_from(lr.join(hosts, hosts.c.id == lr.c.host_id))
+                .where(*conditions).group_by(hosts.c.name))
+        return {name: count for name, count in session.execute(stmt)}
+
+    @staticmethod
+    def _filters(query: LogQuery, ts: Any, level: Any) -> list:
+        """The host, source, level and time conditions of ``query``, shared by search and
+        count; ``ts`` and ``level`` are the columns as the plan wants them compared."""
+        lr, hosts = LogRecord.__table__, Host.__table__
+        conditions: list = []
         if query.hosts:
             conditions.append(hosts.c.name.in_(query.hosts))
         if query.source:
@@ -262,14 +260,12 @@ class LogService:
             else:
                 conditions.append(lr.c.source == query.source)
         if query.levels:
-            conditions.append(lr.c.level.in_(query.levels))
+            conditions.append(level.in_(query.levels))
         if query.start_ms is not None:
-            conditions.append(lr.c.ts >= query.start_ms)
+            conditions.append(ts >= query.start_ms)
         if query.end_ms is not None:
-            conditions.append(lr.c.ts < query.end_ms)
-        stmt = (select(hosts.c.name, func.count()).select_from(lr.join(hosts, hosts.c.id == lr.c.host_id))
-                .where(*conditions).group_by(hosts.c.name))
-        return {name: count for name, count in session.execute(stmt)}
+            conditions.append(ts < query.end_ms)
+        return conditions
 
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
         """True when the words match fewer than ``rare_matches`` (SQLite:
