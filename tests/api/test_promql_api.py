@@ -268,7 +268,7 @@ def test_timeout_answers_503_and_the_ioloop_keeps_serving(console, viewer):
         t = time.monotonic()
         assert console.request("GET", "/healthz").status == 200
         latencies.append(time.monotonic() - t)
-        time.sleep(0.1)
+        time.sleep(0.05)
     thread.join(30)
     resp = answer["resp"]
     assert resp.status == 503, resp.body
@@ -276,8 +276,9 @@ def test_timeout_answers_503_and_the_ioloop_keeps_serving(console, viewer):
                            "error": "query timed out in expression evaluation"}
     assert 1.9 < time.monotonic() - started < 10
     # A loop blocked by the evaluation would hold /healthz for the whole 2 s; a busy shared
-    # machine can still delay one answer by a few hundred milliseconds.
-    assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+    # machine can still delay one answer by a few hundred milliseconds (and so fit fewer
+    # probes into the 2 s: the count only shows that the probes ran during the evaluation).
+    assert len(latencies) >= 3 and max(latencies) < 1.0, latencies
 
 
 def test_max_samples_answers_422(tmp_path):
