@@ -17,7 +17,7 @@ import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from console.auth.roles import ROUTE_ROLES, Principal
-from console.errors import STATUS_CODES, ApiError
+from console.errors import STATUS_CODES, ApiError, FleetdeckError
 from console.schemas import REQUESTS, parse_body, parse_query
 
 SESSION_COOKIE = "fleetdeck_session"
@@ -188,7 +188,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header("Allow", ", ".join(self.allowed_methods()))
 
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
-        if isinstance(value, ApiError):
+        if isinstance(value, FleetdeckError):
             return
         if isinstance(value, SQLAlchemyError):
             self.services.metrics.storage_errors.labels(self.route).inc()
@@ -233,7 +233,7 @@ class ApiHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, FleetdeckError):
             status, code, message, details = exc.status, exc.code, exc.message, exc.details
             for name, value in exc.headers.items():
                 self.set_header(name, value)
@@ -274,8 +274,8 @@ class PageHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, ApiError) else self._reason
-        if isinstance(exc, ApiError):
+        message = exc.message if isinstance(exc, FleetdeckError) else self._reason
+        if isinstance(exc, FleetdeckError):
             self.set_status(exc.status)
             for name, value in exc.headers.items():
                 self.set_header(name, value)
