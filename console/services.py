@@ -30,6 +30,8 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.notify.muting import Muting
+from console.notify.store import AlertStore
 from console.probes.config import parse_probes
 from console.probes.service import ProbeService
 from console.promql.service import PromQLService
@@ -65,6 +67,8 @@ class Services:
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
     promql: PromQLService | None = None
     alerting: AlertingService | None = None
+    muting: Muting = field(default_factory=Muting)
+    alert_store: AlertStore = field(default_factory=AlertStore)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -131,6 +135,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
                                registry=metrics.registry, clock=clock, logs=logs)
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
+    muting = Muting()
+    alerting.muting = muting
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -145,7 +151,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting)
+                    promql=promql, alerting=alerting, muting=muting)
 
 
 def cookie_secret(data_dir: Path) -> str:

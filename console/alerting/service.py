@@ -37,6 +37,7 @@ from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
 from console.promql.values import NAME, Sample, get, make_labels
 from console.logs.service import LogService
+from console.notify.muting import Muting
 from console.storage.database import Database
 from console.storage.models import AlertHistory, AlertState, Deploy, Host
 
@@ -97,6 +98,9 @@ class AlertingService(VirtualSource):
         self.groups: dict[str, GroupRuntime] = {}
         self.file_errors: dict[str, str] = {}
         self._lock = Lock()
+        # Consulted when a transition is stored, so the history says which alerts were
+        # muted and why (console/notify/muting.py); set by Services.
+        self.muting: Muting | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="alerting")
         self._tasks: list[asyncio.Task] = []
         self._eval_lock: asyncio.Lock | None = None
@@ -264,6 +268,9 @@ class AlertingService(VirtualSource):
             ts = self.clock() if at is None else at
             transitions, rows = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
             if transitions or rows is not None:
+                if self.muting is not None:
+                    for t in transitions:
+                        t.muted_by = ",".join(self.muting.muted_by(dict(t.labels), t.ts)) or None
                 await self.db.write(self._store, runtime.group.key, transitions, rows)
                 if rows is not None:
                     runtime.persisted = rows
@@ -377,7 +384,7 @@ class AlertingService(VirtualSource):
             session.add(AlertHistory(ts=t.ts, group_key=group_key, alertname=dict(t.labels).get("alertname", ""),
                                      labels=_json(dict(t.labels)), state=t.state,
                                      value=None if math.isnan(t.value) else t.value,
-                                     annotations=_json(t.annotations)))
+                                     annotations=_json(t.annotations), muted_by=t.muted_by))
         if rows is not None:
             session.execute(delete(AlertState).where(AlertState.group_key == group_key))
             for r in rows:

@@ -52,6 +52,7 @@ class Transition:
     labels: Labels
     annotations: dict[str, str]
     value: float
+    muted_by: str | None = None  # comma-separated KIND:ID reasons (console/notify/muting.py)
 
 
 @dataclass

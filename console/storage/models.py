@@ -335,6 +335,8 @@ class AlertHistory(Base):
     state: Mapped[str] = mapped_column(String(16))
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     annotations: Mapped[str] = mapped_column(Text)
+    # Comma-separated KIND:ID reasons the alert was muted at the transition (console/notify/muting.py).
+    muted_by: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AlertState(Base):
@@ -359,3 +361,32 @@ class AlertState(Base):
     keep_firing_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     clear_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_eval: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Notification(Base):
+    """One message to one receiver integration, queued then sent (console/notify/outbox.py):
+    the outbox and the notification log. Times are Unix seconds; ``payload`` is the JSON
+    webhook version-4 message; ``last_status`` the receiver's HTTP status (or SMTP code);
+    ``answer`` the start of its answer body."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_notifications_dedup_key"),
+                      Index("ix_notifications_status_next", "status", "next_attempt_at"),
+                      Index("ix_notifications_group", "receiver", "group_key", "created_at"),
+                      Index("ix_notifications_created", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    receiver: Mapped[str] = mapped_column(String(255))
+    integration: Mapped[str] = mapped_column(String(64))
+    group_key: Mapped[str] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    last_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
