@@ -1,5 +1,7 @@
 """The console's service objects, built once from the configuration and handed to
-every handler through the route table."""
+every handler through the route table. Handlers ``await`` the services' async methods;
+each service chooses its own thread (database reader or writer, its own pool), so no
+handler touches ``db`` (tests/unit/test_layout.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +32,7 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.ops.service import ReadinessService
 from console.probes.config import parse_probes
 from console.probes.service import ProbeService
 from console.promql.service import PromQLService
@@ -65,6 +68,7 @@ class Services:
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
     promql: PromQLService | None = None
     alerting: AlertingService | None = None
+    readiness: ReadinessService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -111,14 +115,14 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     if migrate:
         db.migrate()
     users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
-    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir))
+    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir), db=db)
     db.run(functools.partial(audit.bind, db.sessions))
     c = config.console
-    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
+    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit, db=db,
                        login_failures_per_user=c.login_failures_per_user,
                        login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
                        clock=clock)
-    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
+    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
@@ -134,7 +138,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
-                    query=QueryService(c, clock=clock),
+                    query=QueryService(c, clock=clock, db=db),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
                                                                                     secret_store)),
@@ -145,7 +149,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting)
+                    promql=promql, alerting=alerting,
+                    readiness=ReadinessService(db, metrics, c.storage_retry_after))
 
 
 def cookie_secret(data_dir: Path) -> str:
