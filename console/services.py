@@ -43,7 +43,7 @@ from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
 
-@dataclass
+@dataclass(kw_only=True)  # built by build_services, by keyword
 class Services:
     config: Config
     db: Database
@@ -56,19 +56,19 @@ class Services:
     audit: AuditService
     deploys: DeployService
     clock: Callable[[], float]
-    rollups: RollupService | None = None
-    logs: LogService | None = None
-    admission: IngestAdmission | None = None
-    auth: AuthService | None = None
-    secrets: SecretService | None = None
-    inventory: Inventory | None = None
-    known_hosts: KnownHostsService | None = None
-    sockets: SocketRegistry | None = None
-    probes: ProbeService | None = None
+    rollups: RollupService
+    logs: LogService
+    admission: IngestAdmission
+    auth: AuthService
+    secrets: SecretService
+    inventory: Inventory
+    known_hosts: KnownHostsService
+    sockets: SocketRegistry
+    probes: ProbeService
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
-    promql: PromQLService | None = None
-    alerting: AlertingService | None = None
-    readiness: ReadinessService | None = None
+    promql: PromQLService
+    alerting: AlertingService
+    readiness: ReadinessService
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 

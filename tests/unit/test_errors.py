@@ -16,6 +16,8 @@ from console.auth.passwords import PasswordsBusy
 from console.auth.tokens import EnrolError, TokenError, TokenNotFound
 from console.auth.users import AppsNeedDeployer, LastAdmin, UserError, UserExists, UserNotFound
 from console.config import ConfigError
+from console.deploy.drivers.base import DriverUnavailable
+from console.deploy.drivers.docker import DockerDriverError
 from console.errors import ApiError, Conflict, FleetdeckError, InvalidInput, NotFound, Unavailable
 from console.fleet.retire import HostNotFound
 from console.ingest.batch import IngestError
@@ -46,6 +48,8 @@ CASES = [
     (HostNotFound("no host named 'x'"), 404, "host_not_found", {}),
     (PasswordsBusy(3), 503, "busy", {"waiting": 3}),
     (ConfigError("console.listen: bad", ("listen",)), 400, "invalid_config", {"keys": ["listen"]}),
+    (DriverUnavailable("the Docker engine cannot be reached"), 503, "driver_unavailable", {}),
+    (DockerDriverError("image web:9 not found in its registry"), 502, "driver_failed", {}),
 ]
 
 
