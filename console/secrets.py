@@ -27,6 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.config import ConfigError
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.errors import InvalidInput
 from console.storage.database import Database, bound
@@ -53,8 +54,9 @@ class SecretError(InvalidInput):
         self.status = 404 if reason == "not_found" else 422 if field is not None else 400
 
 
-class KeyConfigError(RuntimeError):
-    """The secret key file or environment variable is unusable."""
+class KeyConfigError(ConfigError):
+    """The secret key file or environment variable is unusable (a configuration error: the
+    console refuses to start, naming it)."""
 
 
 def _parse_keys(text: str, where: str) -> list[bytes]:
