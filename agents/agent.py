@@ -46,6 +46,7 @@ from agents import __version__
 from agents.client import PushError
 from agents.config import AgentConfig, config_hash
 from agents.delivery import DeadLetterFile, RetryPolicy, Sender
+from agents.errors import AgentError
 from agents.spool import Spool
 from collectors.base import Collector, Sample
 
@@ -61,7 +62,7 @@ MAX_LOG_BATCHES_PER_CYCLE = 50
 SPOOL_WARNING_INTERVAL = 60.0  # seconds between warnings while the spool refuses writes
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(AgentError, RuntimeError):
     """A worker thread of the agent ended with an error; the agent stopped."""
 
 

@@ -24,6 +24,7 @@ import urllib.parse
 from typing import Any
 
 from agents import __version__
+from agents.errors import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ INGEST_PATH = "/api/v1/ingest"
 _MAX_ERROR_BODY = 64 * 1024
 
 
-class PushError(Exception):
+class PushError(AgentError):
     """A batch was not accepted.
 
     - ``status``: HTTP status, or None when no HTTP answer arrived (refused,

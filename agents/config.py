@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from agents.errors import AgentError
 from collectors import available_collectors
 from collectors.logs import LogOptions, LogOptionsError
 from collectors.prometheus import PrometheusOptions, ScrapeOptionsError
@@ -66,7 +67,7 @@ MAX_SECONDS = 86400  # the console's upper bound for an agent interval
 MAX_AGE = 365 * 86400.0  # the longest a batch may wait in the spool
 
 
-class ConfigError(ValueError):
+class ConfigError(AgentError, ValueError):
     """The agent configuration is unreadable or invalid; the message says where and why."""
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.errors import AgentError
+
 Path = tuple[Any, ...]
 
 
-class YamlFileError(ValueError):
+class YamlFileError(AgentError, ValueError):
     """The file cannot be read, is not YAML, or repeats a key; the message names the file."""
 
 

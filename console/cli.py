@@ -495,7 +495,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
                             [("name", "NAME"), ("kind", "KIND"), ("updated", "UPDATED (UTC)"),
                              ("updated_by", "BY")])
     except SecretError as exc:  # a refused value (e.g. a kubeconfig with an exec plugin) is a usage error
-        raise CliError(str(exc), 2 if exc.field or exc.code.startswith("invalid") else 1) from None
+        raise CliError(str(exc), 2 if exc.field or exc.reason.startswith("invalid") else 1) from None
     finally:
         services.close()
     return 0

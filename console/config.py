@@ -41,6 +41,7 @@ from typing import Annotated, Any, Callable, Literal, Mapping
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
+from console.errors import InvalidInput
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DAYS_MAX = 36500  # a century: the largest retention or lifetime in days (datetime arithmetic stays in range)
@@ -48,13 +49,16 @@ SECONDS_MAX = 86400 * 365  # a year, the largest interval or window in seconds
 BYTES_MAX = 1 << 50
 
 
-class ConfigError(ValueError):
-    """The configuration file, an environment variable or a flag holds an invalid value.
+class ConfigError(InvalidInput):
+    """The configuration file, an environment variable or a flag holds an invalid value
+    (a ``ValueError``, 400 ``invalid_config`` when it reaches a client).
 
     ``keys``: the keys the message is about (used to name their sources)."""
 
+    default_code = "invalid_config"
+
     def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
+        super().__init__(message, {"keys": list(keys)} if keys else None)
         self.keys = keys
 
 

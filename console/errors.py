@@ -5,6 +5,11 @@ JSON ``code`` belong to the class, so the mapping lives here and nowhere else (h
 render any ``FleetdeckError`` the same way, console/handlers.py ``write_error``).
 ``ApiError`` is the same error with an explicit status, for HTTP-level refusals raised
 by handlers themselves (body too large, unsupported media type, throttled).
+
+A domain error subclasses the class of its status and names its own ``default_code``
+(``UserExists(Conflict, UserError)``: 409 ``user_exists``). ``InvalidInput`` is also a
+``ValueError`` and ``NotFound`` a ``LookupError``, so code that catches the builtin keeps
+working.
 """
 from __future__ import annotations
 
@@ -27,11 +32,28 @@ class FleetdeckError(Exception):
         self.details = details or {}
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple:
+        # Subclasses take other arguments than the message (ApiError's status, code first):
+        # rebuild without calling __init__, then restore the attributes.
+        return _restore, (type(self), self.args), self.__dict__
 
-class InvalidInput(FleetdeckError):
+
+def _restore(cls: type[FleetdeckError], args: tuple) -> FleetdeckError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    return exc
+
+
+class InvalidInput(FleetdeckError, ValueError):
     """The request is malformed or refers to something that cannot be (400)."""
 
     status, default_code = 400, "bad_request"
+
+
+class Unprocessable(InvalidInput):
+    """Well-formed, but a value the console refuses (422, RFC 9110 section 15.5.21)."""
+
+    status, default_code = 422, "unprocessable"
 
 
 class Forbidden(FleetdeckError):
@@ -40,7 +62,7 @@ class Forbidden(FleetdeckError):
     status, default_code = 403, "forbidden"
 
 
-class NotFound(FleetdeckError):
+class NotFound(FleetdeckError, LookupError):
     """The named object does not exist (404)."""
 
     status, default_code = 404, "not_found"

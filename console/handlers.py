@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -19,6 +19,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from console.auth.roles import ROUTE_ROLES, Principal
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
 from console.schemas import REQUESTS, parse_body, parse_query
+
+if TYPE_CHECKING:  # console.services imports every service; handlers only need the type
+    from console.services import Services
 
 SESSION_COOKIE = "fleetdeck_session"
 log = logging.getLogger(__name__)
@@ -67,7 +70,9 @@ def set_security_headers(handler: tornado.web.RequestHandler) -> None:
 class BaseHandler(tornado.web.RequestHandler):
     """Shared by pages, API and sockets: who is calling and may they."""
 
-    def initialize(self, services: Any, role: str, route: str) -> None:
+    services: Services
+
+    def initialize(self, services: Services, role: str, route: str) -> None:
         if role not in ROUTE_ROLES:
             raise ValueError(f"route {route} declares unknown role {role!r}")
         self.services = services
@@ -102,13 +107,7 @@ class BaseHandler(tornado.web.RequestHandler):
     async def principal_for(self, token: str | None, session_id: str | None) -> Principal | None:
         """The principal of a bearer token (when not None) or else a session id; None when
         neither is valid now."""
-        if token is not None:
-            if not token:
-                return None
-            return await self.services.db.on_reader(self.services.tokens.authenticate, token)
-        if not session_id:
-            return None
-        return await self.services.db.read(self.services.auth.sessions.principal, session_id)
+        return await self.services.auth.principal(token, session_id)
 
     def session_id(self) -> str | None:
         """The server-side session id from the signed session cookie, or None."""
@@ -286,7 +285,7 @@ class PageHandler(BaseHandler):
 class NotFoundHandler(ApiHandler):
     """Default handler: JSON 404 under /api/ and /prometheus/api/, a page elsewhere."""
 
-    def initialize(self, services: Any, role: str = "public", route: str = "*") -> None:
+    def initialize(self, services: Services, role: str = "public", route: str = "*") -> None:
         super().initialize(services, role, route)
 
     async def prepare(self) -> None:

@@ -27,7 +27,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.config import ConfigError
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
+from console.errors import InvalidInput
+from console.storage.database import Database, bound
 from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
@@ -37,19 +40,23 @@ MAX_SECRET_BYTES = 64 * 1024
 ENV_KEY = "FLEETDECK_SECRET_KEY"
 
 
-class SecretError(ValueError):
-    """A secret request is invalid (``code``: invalid_name, invalid_kind, too_large, not_found,
-    kubeconfig_refused with ``field``), or a stored secret cannot be decrypted with the
-    configured keys (``undecryptable``)."""
+class SecretError(InvalidInput):
+    """A secret request is invalid (``reason``: invalid_name, invalid_kind, too_large,
+    not_found, kubeconfig_refused with ``field``), or a stored secret cannot be decrypted
+    with the configured keys (``undecryptable``). The JSON code is ``secret_<reason>``;
+    the status 404 for not_found, 422 with ``details.field`` for well-formed content the
+    console refuses to keep, else 400."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+        super().__init__(message, {"field": field} if field is not None else None, code=f"secret_{reason}")
+        self.reason = reason
         self.field = field
+        self.status = 404 if reason == "not_found" else 422 if field is not None else 400
 
 
-class KeyConfigError(RuntimeError):
-    """The secret key file or environment variable is unusable."""
+class KeyConfigError(ConfigError):
+    """The secret key file or environment variable is unusable (a configuration error: the
+    console refuses to start, naming it)."""
 
 
 def _parse_keys(text: str, where: str) -> list[bytes]:
@@ -111,12 +118,25 @@ class SecretBox:
 
 
 class SecretService:
-    """Stored secrets. Methods take the caller's ``session``; changes are audited in it."""
+    """Stored secrets. The sync methods take the caller's ``session``, changes audited in it;
+    their async twins (``aput`` for ``put``) run them on the database writer (reads on a
+    reader) of ``db``."""
 
-    def __init__(self, box: SecretBox, audit: AuditService, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, box: SecretBox, audit: AuditService, clock: Callable[[], float] = time.time,
+                 db: Database | None = None) -> None:
         self._box = box
         self._audit = audit
         self._clock = clock
+        self.db = db
+
+    async def aput(self, name: str, kind: str, value: str, actor: str, source: str = "") -> dict:
+        return await bound(self.db, self).write(self.put, name, kind, value, actor, source)
+
+    async def alist(self) -> list[dict]:
+        return await bound(self.db, self).read(self.list)
+
+    async def adelete(self, name: str, actor: str, source: str = "") -> None:
+        await bound(self.db, self).write(self.delete, name, actor, source)
 
     def put(self, session: Session, name: str, kind: str, value: str, actor: str, source: str = "") -> dict:
         """Create or replace secret ``name``; returns its metadata (see :meth:`list`).

@@ -1,5 +1,7 @@
 """The console's service objects, built once from the configuration and handed to
-every handler through the route table."""
+every handler through the route table. Handlers ``await`` the services' async methods;
+each service chooses its own thread (database reader or writer, its own pool), so no
+handler touches ``db`` (tests/unit/test_layout.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +34,7 @@ from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
+from console.ops.service import ReadinessService
 from console.probes.config import parse_probes
 from console.probes.service import ProbeService
 from console.promql.service import PromQLService
@@ -42,7 +45,7 @@ from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
 
-@dataclass
+@dataclass(kw_only=True)  # built by build_services, by keyword
 class Services:
     config: Config
     db: Database
@@ -55,18 +58,19 @@ class Services:
     audit: AuditService
     deploys: DeployService
     clock: Callable[[], float]
-    rollups: RollupService | None = None
-    logs: LogService | None = None
-    admission: IngestAdmission | None = None
-    auth: AuthService | None = None
-    secrets: SecretService | None = None
-    inventory: Inventory | None = None
-    known_hosts: KnownHostsService | None = None
-    sockets: SocketRegistry | None = None
-    probes: ProbeService | None = None
+    rollups: RollupService
+    logs: LogService
+    admission: IngestAdmission
+    auth: AuthService
+    secrets: SecretService
+    inventory: Inventory
+    known_hosts: KnownHostsService
+    sockets: SocketRegistry
+    probes: ProbeService
     remote_write: RemoteWriteDecoder = field(default_factory=RemoteWriteDecoder)
-    promql: PromQLService | None = None
-    alerting: AlertingService | None = None
+    promql: PromQLService
+    alerting: AlertingService
+    readiness: ReadinessService
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
@@ -115,14 +119,14 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     if migrate:
         db.migrate()
     users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
-    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir))
+    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir), db=db)
     db.run(functools.partial(audit.bind, db.sessions))
     c = config.console
-    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit,
+    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit, db=db,
                        login_failures_per_user=c.login_failures_per_user,
                        login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
                        clock=clock)
-    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock)
+    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
     bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
@@ -140,7 +144,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
-                    query=QueryService(c, clock=clock),
+                    query=QueryService(c, clock=clock, db=db),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
                                                                                     secret_store)),
@@ -151,7 +155,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting, muting=muting)
+                    promql=promql, alerting=alerting, muting=muting,
+                    readiness=ReadinessService(db, metrics, c.storage_retry_after))
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -104,8 +104,8 @@ class AlertHistoryHandler(ApiHandler):
         since = until - 86400 if args.since is None else args.since
         if since > until:
             raise ApiError(422, "invalid_range", "since must not be after until", {"parameter": "since"})
-        rows = await self.services.db.read(self.services.alerting.history, since, until,
-                                           args.alertname or None, args.instance or None, args.limit)
+        rows = await self.services.alerting.ahistory(since, until, args.alertname or None, args.instance or None,
+                                                     args.limit)
         self.write_json({"transitions": rows})
 
 

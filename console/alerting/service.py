@@ -531,6 +531,11 @@ class AlertingService(VirtualSource):
             out.append(VirtualSeries(labels, points, end))
         return out
 
+    async def ahistory(self, since: float, until: float, alertname: str | None, instance: str | None,
+                       limit: int) -> list[dict]:
+        """:meth:`history` on a database reader."""
+        return await self.db.read(self.history, since, until, alertname, instance, limit)
+
     def history(self, session: Session, since: float, until: float, alertname: str | None,
                 instance: str | None, limit: int) -> list[dict]:
         """Transitions in ``[since, until]`` (Unix seconds), newest first."""

@@ -13,7 +13,7 @@ def _paging(handler) -> tuple[int, int | None]:  # noqa: ANN001 - any BaseHandle
 
 
 async def _page(handler, limit: int, before: int | None) -> dict:  # noqa: ANN001
-    entries = await handler.services.db.read(handler.services.audit.entries, limit + 1, before)
+    entries = await handler.services.audit.aentries(limit + 1, before)
     more = len(entries) > limit
     entries = entries[:limit]
     return {"entries": entries, "next": entries[-1]["id"] if more else None}
@@ -29,7 +29,7 @@ class AuditHandler(ApiHandler):
 
 class AuditVerifyHandler(ApiHandler):
     async def get(self) -> None:
-        result = await self.services.db.read(self.services.audit.verify)
+        result = await self.services.audit.averify()
         self.write_json({"ok": result.ok, "entries": result.entries, "first_bad_id": result.first_bad_id,
                          "reason": result.reason, "anchored_id": result.anchored_id})
 

@@ -21,6 +21,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from console.audit.anchor import AnchorError, HeadAnchor
+from console.storage.database import Database, bound
 from console.storage.models import AuditEntry
 
 GENESIS = "0" * 64
@@ -46,9 +47,12 @@ class AuditService:
     """``anchor``: where the head is anchored outside the database (None: nowhere). Head
     writes (an fsync each, ~10 ms on a disk) run on this service's own thread, in commit
     order, so an audited action never waits for them; ``verify`` and ``close`` wait for
-    the writes already queued."""
+    the writes already queued. ``aentries`` and ``averify`` run their sync twins on a
+    reader of ``db``."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, anchor: HeadAnchor | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, anchor: HeadAnchor | None = None,
+                 db: Database | None = None) -> None:
+        self.db = db
         self._clock = clock
         self._anchor = anchor
         self._anchoring = ThreadPoolExecutor(1, thread_name_prefix="audit-anchor") if anchor else None
@@ -115,6 +119,12 @@ class AuditService:
         return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
                  "details": orjson.loads(e.details), "source": e.source, "hash": e.hash}
                 for e in session.execute(stmt).scalars()]
+
+    async def aentries(self, limit: int = 100, before_id: int | None = None) -> list[dict]:
+        return await bound(self.db, self).read(self.entries, limit, before_id)
+
+    async def averify(self) -> VerifyResult:
+        return await bound(self.db, self).read(self.verify)
 
     def verify(self, session: Session) -> VerifyResult:
         """Walk the whole chain from the first entry; report the first entry that breaks it,

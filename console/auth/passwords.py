@@ -13,13 +13,21 @@ from typing import Callable, TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from console.errors import Unavailable
+
 T = TypeVar("T")
 PASSWORD_NICE = 10  # added to the nice value of password threads
 log = logging.getLogger(__name__)
 
 
-class PasswordsBusy(RuntimeError):
-    """More password checks are waiting than the pool queues; answer 503 and retry later."""
+class PasswordsBusy(Unavailable):
+    """More password checks are waiting than the pool queues: 503 ``busy``, retry in 1 s."""
+
+    default_code = "busy"
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"password hashing is busy ({waiting} checks waiting); retry shortly",
+                         {"waiting": waiting}, headers={"Retry-After": "1"})
 
 
 class Passwords:
@@ -72,7 +80,7 @@ class Passwords:
 
     async def _off_thread(self, fn: Callable[..., T], *args: object) -> T:
         if self._waiting >= self._max_waiting:
-            raise PasswordsBusy(f"{self._waiting} password checks are already waiting")
+            raise PasswordsBusy(self._waiting)
         self._waiting += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))

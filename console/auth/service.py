@@ -1,12 +1,16 @@
 """Audited account operations shared by the HTTP API, the pages and the CLI.
 
-Every method takes the caller's ``session`` and writes its audit entry in that same
+Every sync method takes the caller's ``session`` and writes its audit entry in that same
 transaction (console/audit): when the entry cannot be written, the change is rolled
-back with it. ``actor`` names who acts (``user:alice``, ``api:ci``, ``cli:root``) and
-``source`` where from (a client IP address or ``cli``).
+back with it; the CLI runs them with ``db.run``. The HTTP API awaits the async twin
+(``acreate_user`` for ``create_user``, as Django and httpx name theirs), which runs it on
+the database writer (reads on a reader). ``actor`` names who acts (``user:alice``,
+``api:ci``, ``cli:root``) and ``source`` where from (a client IP address or ``cli``).
+Errors are console/errors.py classes (UserError, TokenError, EnrolError, PasswordsBusy).
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -38,8 +42,10 @@ class AuthService:
     counts failed enrolments per address. The limiters are used on the IOLoop thread only."""
 
     def __init__(self, users: UserService, tokens: TokenService, sessions: SessionService,
-                 audit: AuditService, *, login_failures_per_user: int = 5, login_failures_per_ip: int = 20,
-                 login_window_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+                 audit: AuditService, *, db: Database, login_failures_per_user: int = 5,
+                 login_failures_per_ip: int = 20, login_window_s: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
         self.users = users
         self.tokens = tokens
         self.sessions = sessions
@@ -50,7 +56,17 @@ class AuthService:
         self._clock = clock
 
     # -- sessions -----------------------------------------------------------------------
-    async def login(self, db: Database, username: str, password: str, source: str) -> LoginResult:
+    async def principal(self, token: str | None, session_id: str | None) -> Principal | None:
+        """The principal of a bearer ``token`` (when not None) or else a session id; None
+        when neither is valid now. Tokens are looked up through their cache (a reader on a
+        miss), sessions on a reader."""
+        if token is not None:
+            return await self.db.on_reader(self.tokens.authenticate, token) if token else None
+        if not session_id:
+            return None
+        return await self.db.read(self.sessions.principal, session_id)
+
+    async def login(self, username: str, password: str, source: str) -> LoginResult:
         """Check the password; on success open a session. Audits ``login.success`` or
         ``login.failure`` (the password itself is never recorded). The stored hash is read
         on a database reader, argon2 runs on the password pool, and only the short
@@ -60,13 +76,13 @@ class AuthService:
         passwords = self.users.passwords
         stored = None
         if len(password) <= MAX_PASSWORD_LENGTH:
-            stored = await db.read(self.users.stored_hash, username)
+            stored = await self.db.read(self.users.stored_hash, username)
             if not await passwords.verify_off_thread(stored, password):
                 stored = None
         new_hash = None
         if stored is not None and passwords.needs_rehash(stored):
             new_hash = await passwords.hash_off_thread(password)
-        return await db.write(self._finish_login, username, stored, new_hash, source)
+        return await self.db.write(self._finish_login, username, stored, new_hash, source)
 
     def _finish_login(self, session: Session, username: str, verified_hash: str | None, new_hash: str | None,
                       source: str) -> LoginResult:
@@ -86,7 +102,33 @@ class AuthService:
         if self.sessions.destroy(session, session_id):
             self.audit.record(session, actor, "logout", actor, {}, source)
 
+    async def alogout(self, session_id: str, actor: str, source: str) -> None:
+        await self.db.write(self.logout, session_id, actor, source)
+
     # -- users --------------------------------------------------------------------------
+    async def list_users(self) -> list[dict]:
+        """``[{"username", "role", "apps", "disabled", ...}]`` (console/auth/users.py)."""
+        return await self.db.read(self.users.list)
+
+    async def acreate_user(self, actor: str, source: str, username: str, password: str, role: str,
+                           apps: list[str] | None = None) -> dict:
+        """:meth:`create_user`, the password hashed on the password pool first (never on the
+        database writer). Raises UserError, PasswordsBusy."""
+        hashed = await self.users.hash_off_thread(password)
+        return await self.db.write(self.create_user, actor, source, username, password, role, apps, hashed)
+
+    async def aupdate_user(self, actor: str, source: str, username: str, *, role: object = UNCHANGED,
+                           apps: object = UNCHANGED, disabled: object = UNCHANGED,
+                           password: str | None = None) -> dict:
+        """:meth:`update_user`, a new password hashed on the password pool first."""
+        hashed = None if password is None else await self.users.hash_off_thread(password)
+        update = functools.partial(self.update_user, role=role, apps=apps, disabled=disabled,
+                                   password=password, password_hash=hashed)
+        return await self.db.write(update, actor, source, username)
+
+    async def adelete_user(self, actor: str, source: str, username: str) -> dict:
+        return await self.db.write(self.delete_user, actor, source, username)
+
     def create_user(self, session: Session, actor: str, source: str, username: str, password: str,
                     role: str, apps: list[str] | None = None, password_hash: str | None = None) -> dict:
         user = self.users.create(session, username, password, role, apps, password_hash)
@@ -126,6 +168,28 @@ class AuthService:
         self.audit.record(session, actor, "user.password", f"user:{username}", {}, source)
 
     # -- tokens -------------------------------------------------------------------------
+    async def list_tokens(self, include_revoked: bool = False) -> list[dict]:
+        return await self.db.read(self.tokens.list, include_revoked)
+
+    async def acreate_api_token(self, actor: str, source: str, name: str, role: str,
+                                expires_in_days: float | None = None, apps: list[str] | None = None,
+                                owner: str | None = None) -> dict:
+        return await self.db.write(self.create_api_token, actor, source, name, role, expires_in_days, apps, owner)
+
+    async def acreate_agent_token(self, actor: str, source: str, host: str) -> dict:
+        return await self.db.write(self.create_agent_token, actor, source, host)
+
+    async def acreate_enrol_token(self, actor: str, source: str, expires_in_s: float, host: str | None = None,
+                                  owner: str | None = None) -> dict:
+        return await self.db.write(self.create_enrol_token, actor, source, expires_in_s, host, owner)
+
+    async def arevoke_token(self, actor: str, source: str, token_id: int) -> dict:
+        """Raises TokenNotFound (404)."""
+        return await self.db.write(self.revoke_token, actor, source, token_id)
+
+    async def aenrol(self, enrol_token: str, host: str, source: str) -> str:
+        return await self.db.write(self.enrol, enrol_token, host, source)
+
     def create_api_token(self, session: Session, actor: str, source: str, name: str, role: str,
                          expires_in_days: float | None = None, apps: list[str] | None = None,
                          owner: str | None = None) -> dict:

@@ -29,6 +29,7 @@ from console.auth import revocation
 from console.auth.roles import USER_ROLES, Principal, lower_role
 from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
+from console.errors import Forbidden, InvalidInput, NotFound
 from console.storage.models import Host, Token, User
 
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
@@ -38,17 +39,23 @@ ENROL_PREFIX = "fde_"
 MAX_ENROL_SECONDS = 30 * 86400
 
 
-class TokenError(ValueError):
-    """A token request is invalid (unknown role, bad host name)."""
+class TokenError(InvalidInput):
+    """A token request is invalid (unknown role, bad host name): 400 ``invalid_token_request``."""
+
+    default_code = "invalid_token_request"
 
 
-class TokenNotFound(TokenError):
-    """No token with that id."""
+class TokenNotFound(NotFound, TokenError):
+    """No token with that id (404)."""
+
+    default_code = "token_not_found"
 
 
-class EnrolError(ValueError):
-    """An enrolment was refused: the enrolment token is unknown, used, expired, revoked or
-    bound to another host (one message for all, so a caller learns nothing more)."""
+class EnrolError(Forbidden):
+    """An enrolment was refused (403): the enrolment token is unknown, used, expired, revoked
+    or bound to another host (one message for all, so a caller learns nothing more)."""
+
+    default_code = "enrolment_refused"
 
 
 def digest(token: str) -> str:
@@ -129,7 +136,8 @@ class TokenService:
         and EnrolError when the enrolment token cannot be used, or is not bound to ``host``
         while ``host`` is already known (has pushed, or holds a live agent token)."""
         if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
-            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
+            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only",
+                             code="invalid_host")
         now = self._clock()
         row = session.execute(select(Token).where(Token.token_hash == digest(enrol_token))
                               .with_for_update()).scalar_one_or_none()

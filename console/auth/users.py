@@ -13,6 +13,7 @@ from console.auth import revocation
 from console.auth.passwords import Passwords, generate_password
 from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
+from console.errors import Conflict, InvalidInput, NotFound
 from console.storage.models import User, UserSession
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -38,24 +39,35 @@ def encode_apps(role: str, apps: object) -> str | None:
     return orjson.dumps(sorted(set(apps))).decode()
 
 
-class UserError(ValueError):
-    """A user request is invalid (bad name, short password, unknown role or user)."""
+class UserError(InvalidInput):
+    """A user request is invalid (bad name, short password, unknown role or user): 400
+    ``invalid_user`` unless a subclass says otherwise."""
+
+    default_code = "invalid_user"
 
 
-class AppsNeedDeployer(UserError):
-    """An app allow-list was given for a user or token whose role is not deployer."""
+class AppsNeedDeployer(Conflict, UserError):
+    """An app allow-list was given for a user or token whose role is not deployer (409)."""
+
+    default_code = "apps_need_deployer"
 
 
-class UserExists(UserError):
-    """The user name is taken."""
+class UserExists(Conflict, UserError):
+    """The user name is taken (409)."""
+
+    default_code = "user_exists"
 
 
-class UserNotFound(UserError):
-    """No user of that name."""
+class UserNotFound(NotFound, UserError):
+    """No user of that name (404)."""
+
+    default_code = "user_not_found"
 
 
-class LastAdmin(UserError):
-    """The change would leave no enabled admin."""
+class LastAdmin(Conflict, UserError):
+    """The change would leave no enabled admin (409)."""
+
+    default_code = "last_admin"
 
 
 class UserService:

@@ -32,7 +32,7 @@ from console.audit.service import AuditService
 from console.deploy.apps import AppDefinition, image_reference, valid_app_name, valid_version
 from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployDriver, DeployOutcome,
                                          DeployRequest, DriverEvent, DriverUnavailable)
-from console.errors import ApiError
+from console.errors import Conflict, NotFound, Unprocessable
 from console.live import LiveBus
 from console.storage.database import Database
 from console.storage.models import Deploy, DeployEvent, DeployStep
@@ -44,10 +44,6 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, "rolled_back", CANCELLED)
 MAX_REASON = 1000
 MAX_LIST = 500
-
-
-class DeployRejected(ApiError):
-    """A request the service refuses (bad input 422, unknown app 404, conflict 409)."""
 
 
 def _json(value: Any) -> str:
@@ -123,26 +119,25 @@ class DeployService:
 
     # -- requests ----------------------------------------------------------------------------
     def app(self, name: Any) -> AppDefinition:
-        """The app called ``name``; DeployRejected 422 when malformed, 404 when unknown."""
+        """The app called ``name``; Unprocessable (422) when malformed, NotFound (404) when unknown."""
         if not valid_app_name(name):
-            raise DeployRejected(422, "invalid_app", "app names are lower-case letters, digits, - and _ "
-                                                     "(at most 63 characters)", {"app": str(name)[:100]})
+            raise Unprocessable("app names are lower-case letters, digits, - and _ "
+                                "(at most 63 characters)", {"app": str(name)[:100]}, code="invalid_app")
         app = self.apps.get(name)
         if app is None:
-            raise DeployRejected(404, "unknown_app", f"no app called {name!r}", {"apps": sorted(self.apps)})
+            raise NotFound(f"no app called {name!r}", {"apps": sorted(self.apps)}, code="unknown_app")
         return app
 
     def check_version(self, app: AppDefinition, version: Any, field: str = "version") -> str:
         if not valid_version(version):
-            raise DeployRejected(422, "invalid_version",
-                                 f"{field} must be an image tag (letters, digits, '.', '_', '-'; at most "
-                                 "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
-                                 {field: str(version)[:200]})
+            raise Unprocessable(f"{field} must be an image tag (letters, digits, '.', '_', '-'; at most "
+                                "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
+                                {field: str(version)[:200]}, code="invalid_version")
         try:
             if getattr(app.target, "image", None):  # docker and kubernetes: the version is an image tag
                 image_reference(app.target.image, version)
         except ValueError as exc:
-            raise DeployRejected(422, "invalid_image", str(exc)) from None
+            raise Unprocessable(str(exc), code="invalid_image") from None
         return version
 
     @staticmethod
@@ -150,13 +145,14 @@ class DeployService:
         if reason is None:
             return ""
         if not isinstance(reason, str) or len(reason) > MAX_REASON:
-            raise DeployRejected(422, "invalid_reason", f"reason must be a string of at most {MAX_REASON} characters")
+            raise Unprocessable(f"reason must be a string of at most {MAX_REASON} characters", code="invalid_reason")
         return reason
 
     async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "") -> dict:
         """Request a deploy of ``version``; returns the deploy (state ``queued``).
-        Raises DeployRejected: 422 bad input, 404 unknown app, 409 another deploy active
-        (unless the app's ``on_conflict`` is ``queue``). Audited as ``deploy.create``."""
+        Raises Unprocessable (422) for bad input, NotFound (404) for an unknown app, Conflict
+        (409) when another deploy is active (unless the app's ``on_conflict`` is ``queue``).
+        Audited as ``deploy.create``."""
         app = self.app(app_name)
         version = self.check_version(app, version)
         reason = self.check_reason(reason)
@@ -185,10 +181,9 @@ class DeployService:
         active = session.execute(select(Deploy).where(Deploy.app == app.name, Deploy.state.in_(ACTIVE_STATES))
                                  .order_by(Deploy.id)).scalars().first()
         if active is not None and app.on_conflict == "reject":
-            raise DeployRejected(409, "deploy_in_progress",
-                                 f"deploy {active.id} of {app.name} ({active.version}) is {active.state}; "
-                                 "wait for it to finish or cancel it",
-                                 {"active_deploy": active.id, "state": active.state})
+            raise Conflict(f"deploy {active.id} of {app.name} ({active.version}) is {active.state}; "
+                           "wait for it to finish or cancel it",
+                           {"active_deploy": active.id, "state": active.state}, code="deploy_in_progress")
         now = self._clock()
         d = Deploy(app=app.name, version=version, previous_version=current.version if current else None, kind=kind,
                    state=QUEUED, requested_by=actor, source=source, reason=reason, created_at=now,
@@ -211,21 +206,21 @@ class DeployService:
 
     def _rollback_target(self, session: Session, app: str, current: Deploy | None, to: str | None) -> str:
         if current is None:
-            raise DeployRejected(409, "nothing_to_roll_back", f"{app} has no successful deploy yet")
+            raise Conflict(f"{app} has no successful deploy yet", code="nothing_to_roll_back")
         versions = list(dict.fromkeys(session.execute(
             select(Deploy.version).where(Deploy.app == app, Deploy.state == SUCCEEDED)
             .order_by(Deploy.id.desc())).scalars()))
         if to is None:
             earlier = [v for v in versions if v != current.version]
             if not earlier:
-                raise DeployRejected(409, "nothing_to_roll_back",
-                                     f"{app} has no successful version other than {current.version}")
+                raise Conflict(f"{app} has no successful version other than {current.version}",
+                               code="nothing_to_roll_back")
             return earlier[0]
         if to == current.version:
-            raise DeployRejected(409, "already_current", f"{to} is the current version of {app}")
+            raise Conflict(f"{to} is the current version of {app}", code="already_current")
         if to not in versions:
-            raise DeployRejected(422, "unknown_version", f"{app} never ran {to} successfully",
-                                 {"versions": versions[:50]})
+            raise Unprocessable(f"{app} never ran {to} successfully", {"versions": versions[:50]},
+                                code="unknown_version")
         return to
 
     async def cancel(self, deploy_id: int, actor: str, source: str) -> dict:
@@ -241,9 +236,9 @@ class DeployService:
     def _cancel(self, session: Session, deploy_id: int, actor: str, source: str) -> tuple[dict, dict]:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
         if d.state not in ACTIVE_STATES:
-            raise DeployRejected(409, "deploy_finished", f"deploy {deploy_id} is already {d.state}")
+            raise Conflict(f"deploy {deploy_id} is already {d.state}", code="deploy_finished")
         self.audit.record(session, actor, "deploy.cancel", f"app:{d.app}", {"deploy_id": d.id, "state": d.state},
                           source)
         if d.state == QUEUED:
@@ -256,13 +251,13 @@ class DeployService:
 
     # -- reads -------------------------------------------------------------------------------
     async def get(self, deploy_id: int) -> dict:
-        """``{"id", "app", "version", ..., "steps": [...]}``; DeployRejected 404."""
+        """``{"id", "app", "version", ..., "steps": [...]}``; NotFound (404)."""
         return await self.db.read(self._get, deploy_id)
 
     def _get(self, session: Session, deploy_id: int) -> dict:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
         steps = session.execute(select(DeployStep).where(DeployStep.deploy_id == deploy_id)
                                 .order_by(DeployStep.position)).scalars()
         out = self._public(d)
@@ -278,7 +273,7 @@ class DeployService:
     def _events(self, session: Session, deploy_id: int, after: int, limit: int) -> dict:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise DeployRejected(404, "unknown_deploy", f"no deploy {deploy_id}")
+            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
         rows = session.execute(select(DeployEvent).where(DeployEvent.deploy_id == deploy_id, DeployEvent.seq > after)
                                .order_by(DeployEvent.seq).limit(limit)).scalars().all()
         events = [self._event_public(e) for e in rows]

@@ -13,12 +13,15 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.errors import NotFound
 from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
                                     Series, Token)
 
 
-class HostNotFound(LookupError):
-    """No host of that name has ever reported."""
+class HostNotFound(NotFound):
+    """No host of that name has ever reported (404 ``host_not_found``)."""
+
+    default_code = "host_not_found"
 
 
 def retire_host(session: Session, audit: AuditService, now: float, actor: str, source: str, name: str) -> dict:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from console.errors import ApiError
 from console.logs.levels import normalise_level
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")  # Prometheus data model
@@ -28,15 +29,8 @@ MAX_LOG_LINE = 64 * 1024  # characters
 NON_FINITE_STRINGS = frozenset(("NaN", "Inf", "+Inf", "-Inf"))
 
 
-class IngestError(Exception):
-    """A rejected body: ``status`` (400/413/...), ``code`` (snake_case), message, details."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
+class IngestError(ApiError):
+    """A rejected body: ``status`` (400/413/415), ``code`` (snake_case), message, details."""
 
 
 @dataclass

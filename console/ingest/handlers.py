@@ -63,10 +63,9 @@ class IngestHandler(ApiHandler):
                            "waiting for the database", headers={"Retry-After": retry_after_header(1.0)})
         try:
             return await self.services.ingest.ingest(batch)
-        except IngestRejected as exc:
+        except IngestRejected:  # 400 samples_rejected, nothing stored
             metrics.ingest_batches.labels("rejected").inc()
-            raise ApiError(400, "samples_rejected", f"nothing stored: samples refused ({exc})",
-                           {"rejected": exc.rejected, "examples": exc.examples}) from None
+            raise
         except Exception:
             metrics.ingest_batches.labels("error").inc()
             raise
@@ -93,9 +92,9 @@ class IngestHandler(ApiHandler):
         try:
             doc = decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"), self._cap)
             batch = parse_batch(doc)
-        except IngestError as exc:
+        except IngestError:
             metrics.ingest_batches.labels("invalid").inc()
-            raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+            raise
         if batch.host != self.principal.host:
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
@@ -135,9 +134,9 @@ class RemoteWriteHandler(IngestHandler):
             decoded = self.services.remote_write.decode(
                 b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
                 self.request.headers.get("Content-Type"), self._cap, host)
-        except IngestError as exc:
+        except IngestError:
             metrics.ingest_batches.labels("invalid").inc()
-            raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
+            raise
         metrics.remote_write_ignored.labels("stale_marker").inc(decoded.stale_markers)
         metrics.remote_write_ignored.labels("exemplar").inc(decoded.exemplars)
         metrics.remote_write_ignored.labels("metadata").inc(decoded.metadata)

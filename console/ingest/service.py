@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
+from console.errors import InvalidInput
 from console.ingest.batch import Batch, LogIn, canonical_labels
 from console.logs.store import LogStore
 from console.storage.database import Database, driver_errors
@@ -81,13 +82,16 @@ class IngestResult:
         return body
 
 
-class IngestRejected(Exception):
-    """An all-or-nothing batch was not stored: ``rejected`` maps a reason (too_old,
-    too_new, series_limit) to the number of samples refused for it, ``examples`` a reason
-    to one refused series (and timestamp)."""
+class IngestRejected(InvalidInput):
+    """An all-or-nothing batch was not stored (400 ``samples_rejected``): ``rejected`` maps a
+    reason (too_old, too_new, series_limit) to the number of samples refused for it,
+    ``examples`` a reason to one refused series (and timestamp); both are the ``details``."""
+
+    default_code = "samples_rejected"
 
     def __init__(self, rejected: dict[str, int], examples: dict[str, str]) -> None:
-        super().__init__(", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items())))
+        counts = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
+        super().__init__(f"nothing stored: samples refused ({counts})", {"rejected": rejected, "examples": examples})
         self.rejected = rejected
         self.examples = examples
 
@@ -127,6 +131,10 @@ class IngestService:
             self._series_ids.clear()
         self._series_ids.update(new_ids)
         return result
+
+    async def aretire_host(self, audit, tokens, actor: str, source: str, name: str) -> dict:  # noqa: ANN001
+        """:meth:`retire_host` on the database writer."""
+        return await self._db.on_writer(self.retire_host, audit, tokens, actor, source, name)
 
     def retire_host(self, audit, tokens, actor: str, source: str, name: str) -> dict:  # noqa: ANN001
         """Delete host ``name`` and its data (console/fleet/retire.py), then drop the token

@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
+from console.errors import InvalidInput
 from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
 from console.storage.database import Database
@@ -48,13 +49,15 @@ ROW_OVERHEAD_BYTES = 64  # per record, for row header and index entries in the s
 DELETE_CHUNK = 5000  # rows per retention transaction, so ingest is never blocked for long
 
 
-class LogQueryError(ValueError):
-    """An unusable search parameter: ``code`` (snake_case), ``parameter`` and message."""
+class LogQueryError(InvalidInput):
+    """An unusable search parameter: 400 ``invalid_parameter`` (422 ``invalid_range`` for an
+    end before the start), ``details.parameter`` naming it."""
 
     def __init__(self, parameter: str, message: str, code: str = "invalid_parameter") -> None:
-        super().__init__(message)
+        super().__init__(message, {"parameter": parameter}, code=code)
         self.parameter = parameter
-        self.code = code
+        if code == "invalid_range":
+            self.status = 422
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,10 @@ class LogService:
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     # -- search -------------------------------------------------------------------------
+    async def asearch(self, query: LogQuery) -> dict[str, Any]:
+        """:meth:`search` on a database reader."""
+        return await self.db.read(self.search, query)
+
     def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
         """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",
         "level"}], "next": cursor | None, "terms": [words searched]}``; ``ts`` in Unix ms."""

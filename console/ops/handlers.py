@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
 
-from console.errors import ApiError
 from console.handlers import ApiHandler
 
 
@@ -16,25 +14,7 @@ class HealthzHandler(ApiHandler):
 
 class ReadyzHandler(ApiHandler):
     async def get(self) -> None:
-        db = self.services.db
-        try:
-            await db.read(db.ping)
-        except SQLAlchemyError as exc:
-            self.services.metrics.storage_errors.labels("readyz").inc()
-            raise ApiError(503, "storage_unavailable", f"database unreachable: {type(exc).__name__}") from None
-        if db.write_failure is not None:
-            # A write failed (disk full, read-only, server down): ready again once one
-            # succeeds, an agent's or this probe's, so a load balancer that stops sending
-            # traffic here still sees the recovery.
-            failure = db.write_failure
-            try:
-                await db.write(db.write_probe)
-            except SQLAlchemyError:
-                self.services.metrics.storage_errors.labels("readyz").inc()
-                raise ApiError(503, "storage_unavailable", f"storage cannot be written: {failure}",
-                               headers={"Retry-After": str(self.services.config.console.storage_retry_after)}
-                               ) from None
-        self.write_json({"status": "ready", "database": db.dialect})
+        self.write_json(await self.services.readiness.check())  # 503 storage_unavailable when not
 
 
 class MetricsHandler(ApiHandler):

@@ -15,9 +15,9 @@ from typing import Any
 import promql_parser
 import tornado.web
 
-from console.errors import ApiError
+from console.errors import FleetdeckError
 from console.handlers import ApiHandler, json_bytes
-from console.promql.service import PromError, bad_data, parse_expr, parse_matchers
+from console.promql.service import bad_data, parse_expr, parse_matchers
 
 VERSION = "2.42.0"  # the Prometheus release whose query semantics the engine follows
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -66,16 +66,9 @@ class PrometheusHandler(ApiHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json_bytes(body))
 
-    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001 - tornado's signature
-        if isinstance(value, PromError):
-            return  # an answer, not a failure
-        super().log_exception(typ, value, tb)
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, PromError):
-            status, error_type, message = exc.status, exc.error_type, exc.message
-        elif isinstance(exc, ApiError):
+        if isinstance(exc, FleetdeckError):  # PromError's code is its errorType
             status, error_type, message = exc.status, exc.code, exc.message
             for name, value in exc.headers.items():
                 self.set_header(name, value)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.config import ConfigError
+from console.errors import ApiError
 from console.promql import ast
 from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
@@ -30,15 +31,13 @@ DEFAULT_MAX_SAMPLES = 10_000_000  # a fifth of Prometheus' --query.max-samples: 
 MAX_POINTS = 11_000  # points per series a range query may ask for, as Prometheus
 
 
-class PromError(Exception):
-    """An error answer: ``error_type`` (bad_data, execution, timeout, unavailable...),
-    HTTP ``status``, ``message``."""
+class PromError(ApiError):
+    """An error answer: ``error_type`` (bad_data, execution, timeout, unavailable...; also
+    its ``code``), HTTP ``status``, ``message``."""
 
     def __init__(self, error_type: str, message: str, status: int) -> None:
-        super().__init__(message)
+        super().__init__(status, error_type, message)
         self.error_type = error_type
-        self.message = message
-        self.status = status
 
 
 def bad_data(message: str) -> PromError:

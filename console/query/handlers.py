@@ -15,21 +15,16 @@ _OPS = {None: "=", "!": "!=", "~": "=~", "!~": "!~"}
 class HostsHandler(ApiHandler):
     async def get(self) -> None:
         refusals = self.services.tokens.agent_refusals()
-        self.write_json(await self.services.db.read(self.services.query.hosts, refusals))
+        self.write_json(await self.services.query.ahosts(refusals))
 
 
 class HostHandler(ApiHandler):
     async def delete(self, name: str) -> None:
         """Retire a host (admin, audited): its series, samples, rollups and logs are deleted
         and its agent tokens revoked (console/fleet/retire.py). 404 for an unknown host."""
-        from console.fleet.retire import HostNotFound
-
         services = self.services
-        try:
-            result = await services.db.on_writer(services.ingest.retire_host, services.audit, services.tokens,
-                                                 self.principal.actor, self.client_ip, name)
-        except HostNotFound as exc:
-            raise ApiError(404, "host_not_found", str(exc)) from None
+        result = await services.ingest.aretire_host(services.audit, services.tokens, self.principal.actor,
+                                                    self.client_ip, name)
         # KeyError: no batch of this host carried sent_at since this console started.
         with contextlib.suppress(KeyError):
             services.metrics.host_clock_skew.remove(name)
@@ -40,14 +35,14 @@ class HostHandler(ApiHandler):
 class MetricNamesHandler(ApiHandler):
     async def get(self) -> None:
         host = self.query().host or None
-        names = await self.services.db.read(self.services.query.metric_names, host)
+        names = await self.services.query.ametric_names(host)
         self.write_json({"names": names})
 
 
 class MetricsRangeHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query()
-        self.write_json(await self.services.db.read(self.services.query.range, query))
+        self.write_json(await self.services.query.arange(query))
 
     def parse_query(self) -> RangeQuery:
         """The validated query (console/schemas.py RangeQueryArgs) plus its label matchers."""

@@ -16,10 +16,11 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
-from console.errors import ApiError
+from console.errors import Unavailable, Unprocessable
 from console.fleet.drift import mark_drift
 from console.query import series_math
 from console.query.agent_health import agent_health
+from console.storage.database import Database, bound
 from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
 
 FUNCTIONS = ("raw", "rate", "increase", "avg", "min", "max")
@@ -101,13 +102,24 @@ class _Series:
 
 class QueryService:
     """``match_deadline_s``: seconds label matching of one query may take before it is
-    answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop)."""
+    answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop).
+    The async twins (``ahosts`` for ``hosts``) run the sync methods on a reader of ``db``."""
 
     def __init__(self, config: ConsoleConfig, clock: Callable[[], float] = time.time,
-                 match_deadline_s: float = MATCH_DEADLINE_S) -> None:
+                 match_deadline_s: float = MATCH_DEADLINE_S, db: Database | None = None) -> None:
+        self.db = db
         self._config = config
         self._clock = clock
         self._match_deadline_s = match_deadline_s
+
+    async def ahosts(self, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
+        return await bound(self.db, self).read(self.hosts, refusals)
+
+    async def ametric_names(self, host: str | None) -> list[str]:
+        return await bound(self.db, self).read(self.metric_names, host)
+
+    async def arange(self, q: RangeQuery) -> dict:
+        return await bound(self.db, self).read(self.range, q)
 
     # -- hosts -------------------------------------------------------------------------
     def hosts(self, session: Session, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
@@ -224,15 +236,14 @@ class QueryService:
         raw/avg/min/max summarise the bucket ``[t, t+step)`` stamped ``t`` (raw: its last
         sample on the raw tier, its average on a rollup tier); rate/increase cover
         ``[t-step, t]`` stamped ``t``, with Prometheus' extrapolation on the raw tier and
-        the exact sum of bucket increases on rollup tiers. Raises ApiError 422 when the
+        the exact sum of bucket increases on rollup tiers. Raises Unprocessable (422) when the
         query exceeds the step, series or point limits."""
         step = q.step
         if step is None and (q.group_by is not None or q.fn in ("avg", "min", "max")):
             step = auto_step(q.start, q.end)
         if step is not None and (q.end - q.start) / step > MAX_STEPS:
-            raise ApiError(422, "too_many_steps",
-                           f"range/step asks for more than {MAX_STEPS} points per series; raise step",
-                           {"limit": MAX_STEPS})
+            raise Unprocessable(f"range/step asks for more than {MAX_STEPS} points per series; raise step",
+                                {"limit": MAX_STEPS}, code="too_many_steps")
         resolution = self.choose_resolution(q.start, step)
         if resolution != "raw" and step is None:
             step = float(RESOLUTIONS[resolution])
@@ -372,19 +383,18 @@ class QueryService:
             if all(m.matches(labels) for m in q.matchers):
                 selected[sid] = _Series(labels, counter=kind == "counter")
             if q.matchers and time.monotonic() > deadline:
-                raise ApiError(503, "query_timeout",
-                               f"matching labels took longer than {self._match_deadline_s:g} s; narrow the "
-                               "query with host= or label.K=V matchers", {"limit_seconds": self._match_deadline_s})
+                raise Unavailable(f"matching labels took longer than {self._match_deadline_s:g} s; narrow the "
+                                  "query with host= or label.K=V matchers", {"limit_seconds": self._match_deadline_s},
+                                  code="query_timeout")
         limit = self._config.max_series_per_query
         if len(selected) > limit:
-            raise ApiError(422, "too_many_series",
-                           f"query matches {len(selected)} series, more than the limit of {limit}; "
-                           "narrow it with host= or label matchers", {"limit": limit})
+            raise Unprocessable(f"query matches {len(selected)} series, more than the limit of {limit}; "
+                                "narrow it with host= or label matchers", {"limit": limit}, code="too_many_series")
         return selected
 
     def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int) -> None:
         """Raw samples of ``[start_ms, end_ms]`` -> ``series.points`` as ``(ts_ms, value)``;
-        raises ApiError 422 beyond ``max_points_per_query`` samples."""
+        raises Unprocessable (422) beyond ``max_points_per_query`` samples."""
         limit = self._config.max_points_per_query
         if not selected:
             return
@@ -393,9 +403,8 @@ class QueryService:
         for sid, rows in points.items():
             selected[sid].points = rows
         if loaded > limit:
-            raise ApiError(422, "too_many_points",
-                           f"query reads more than {limit} samples; shorten the range or "
-                           "narrow the series", {"limit": limit})
+            raise Unprocessable(f"query reads more than {limit} samples; shorten the range or "
+                                "narrow the series", {"limit": limit}, code="too_many_points")
 
 
 def _ints(values: Iterable[int]) -> str:
@@ -449,9 +458,9 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
     return out, loaded
 
 
-def _too_many_points(limit: int) -> ApiError:
-    return ApiError(422, "too_many_points", f"query returns more than {limit} points; shorten the range, "
-                    "raise step or narrow the series", {"limit": limit})
+def _too_many_points(limit: int) -> Unprocessable:
+    return Unprocessable(f"query returns more than {limit} points; shorten the range, "
+                         "raise step or narrow the series", {"limit": limit}, code="too_many_points")
 
 
 def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
@@ -463,7 +472,7 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     values (a VALUES list maps each series to its group). Values per series as in
     Python: bucket average ``SUM(sum)/SUM(count)``, ``MIN(min)``, ``MAX(max)``, or the
     sum of bucket increases (per second of the step for rate) stamped at the bucket's
-    end. Raises ApiError 422 beyond ``limit`` points."""
+    end. Raises Unprocessable (422) beyond ``limit`` points."""
     if hi <= lo or not ids:
         return {}
     whole = step_ms == width  # rollup rows are the step buckets: no per-series GROUP BY

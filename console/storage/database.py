@@ -175,3 +175,12 @@ def driver_errors(session: Session, statement: str) -> Iterator[None]:
         yield
     except dbapi.Error as exc:
         raise sa_exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+
+
+def bound(db: Database | None, service: object) -> Database:
+    """``db`` for the async methods of ``service``; RuntimeError when the service was built
+    without one (tests build some to call their sync transaction functions, which take a
+    session, through ``db.run``)."""
+    if db is None:
+        raise RuntimeError(f"{type(service).__name__} was built without a database")
+    return db

@@ -63,7 +63,7 @@ class LoginHandler(PageHandler):
             self.render("login.html", error=f"Too many failed logins. Try again in {wait} s.", next_url=next_url)
             return
         try:
-            result = await auth.login(self.services.db, username, password, self.client_ip)
+            result = await auth.login(username, password, self.client_ip)
         except PasswordsBusy:
             self.set_status(503)
             self.set_header("Retry-After", "1")
@@ -92,8 +92,7 @@ class LogoutHandler(PageHandler):
     async def post(self) -> None:
         session_id = self.session_id()
         if session_id:
-            await self.services.db.write(self.services.auth.logout, session_id, self.principal.actor,
-                                         self.client_ip)
+            await self.services.auth.alogout(session_id, self.principal.actor, self.client_ip)
         self.clear_cookie(SESSION_COOKIE)
         self.redirect("/login")
 

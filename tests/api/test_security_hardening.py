@@ -23,7 +23,7 @@ import tornado.websocket
 
 from console.auth.passwords import Passwords
 from console.config import load_config
-from console.errors import ApiError
+from console.errors import Unavailable
 from console.query.service import Matcher, QueryService, RangeQuery
 from console.services import build_services
 from tests.harness import ConsoleHarness, CookieSession, batch, http
@@ -278,7 +278,7 @@ def test_label_matching_gives_up_at_its_deadline(console):
     query = RangeQuery("deadline_m", time.time() - 600, time.time() + 60, matchers=(Matcher("v", "=~", "x|y"),))
     assert len(console.services.db.run(console.services.query.range, query)["series"]) == 1
     hurried = QueryService(console.config.console, match_deadline_s=0.0)
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Unavailable) as caught:
         console.services.db.run(hurried.range, query)
     assert (caught.value.status, caught.value.code) == (503, "query_timeout")
 

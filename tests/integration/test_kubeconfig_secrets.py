@@ -164,6 +164,8 @@ def test_cli_secrets_set_refuses_an_exec_kubeconfig_naming_the_field(env):
     assert "users[0].user.exec" in refused.stderr and "refused" in refused.stderr
     names = [s["name"] for s in env.request("GET", "/api/v1/secrets", token=env.admin).json()["secrets"]]
     assert "cli-hostile" not in names
+    misnamed = secrets_set("no spaces allowed", yaml.safe_dump(kubeconfig(env.mock.url, {"token": "abc"})))
+    assert misnamed.returncode == 2 and "a secret name is" in misnamed.stderr, (misnamed.returncode, misnamed.stderr)
     stored = secrets_set("cli-fine", yaml.safe_dump(kubeconfig(env.mock.url, {"token": "abc"})))
     assert stored.returncode == 0, stored.stderr
     names = [s["name"] for s in env.request("GET", "/api/v1/secrets", token=env.admin).json()["secrets"]]

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from console.errors import Unavailable
+
 # Final states a driver may report.
 SUCCEEDED, FAILED, ROLLED_BACK, CANCELLED = "succeeded", "failed", "rolled_back", "cancelled"
 
@@ -95,5 +97,8 @@ class DeployDriver(Protocol):
         Raises DriverUnavailable."""
 
 
-class DriverUnavailable(Exception):
-    """The back-end (Docker engine, cluster, host) cannot be reached."""
+class DriverUnavailable(Unavailable):
+    """The back-end (Docker engine, cluster, host) cannot be reached (503
+    ``driver_unavailable``)."""
+
+    default_code = "driver_unavailable"

@@ -32,6 +32,7 @@ from console.deploy.apps import AppDefinition, image_reference
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
 from console.deploy.drivers.probes import probe_http, probe_tcp
+from console.errors import DriverFailure
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ class HealthCheckFailed(Exception):
     """A new container exited or failed its health check."""
 
 
-class DockerDriverError(Exception):
-    """The engine answered, but refused or failed the operation (bad image, port taken)."""
+class DockerDriverError(DriverFailure):
+    """The engine answered, but refused or failed the operation (bad image, port taken): 502
+    ``driver_failed``."""
 
 
 @dataclass

@@ -47,6 +47,7 @@ from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
 from console.deploy.targets import KubernetesTarget
+from console.errors import DriverFailure
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class RolloutFailed(Exception):
     """The rollout stopped making progress (ProgressDeadlineExceeded)."""
 
 
-class KubernetesDriverError(Exception):
-    """The API refused an operation (403, 404, 422, conflicts beyond the retries)."""
+class KubernetesDriverError(DriverFailure):
+    """The API refused an operation (403, 404, 422, conflicts beyond the retries): 502
+    ``driver_failed``."""
 
 
 def api_error(exc: ApiException) -> str:
