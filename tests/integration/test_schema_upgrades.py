@@ -5,13 +5,22 @@ generation row), on SQLite and on PostgreSQL (a private schema per database).
 
 The earlier points are the schemas ``main`` has shipped: the set of migration heads after
 each change of console/storage/migrations/versions/ on its first-parent history (no
-release has been tagged yet, CHANGELOG.md). When a release is cut, or a migration lands,
-add its heads to ``SHIPPED`` (CONTRIBUTING.md "Adding a migration").
+release has been tagged yet, CHANGELOG.md). Each database is created by that commit's own
+code, taken from the repository's git history (so editing a shipped migration cannot
+hide a difference); one more database walks through every point with today's migration
+files. When a release is cut, or a migration lands on main, add its commit and heads to
+``SHIPPED`` (CONTRIBUTING.md "Adding a migration").
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 from alembic import command
@@ -20,34 +29,47 @@ from sqlalchemy import Engine, MetaData, func, inspect, literal_column, select, 
 
 from console.storage.database import MIGRATIONS_DIR, make_engine, upgrade_schema
 from tests.conftest import need
+from tests.integration.procs import REPO, child_env
 
-# (the main commit that shipped it, its migration heads)
-SHIPPED: list[tuple[str, tuple[str, ...]]] = [
-    ("f5abd8f console core", ("0001",)),
-    ("872cfed audit log", ("0002_audit",)),
-    ("8ac71e8 tiers", ("0002_audit", "0003_tiers")),
-    ("c83641f deploys", ("0002_audit", "0003_tiers", "0006_deploys")),
-    ("e55d2a3 logs", ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys")),
-    ("5f9f187 security", ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0008_security")),
-    ("12ea8c9 sshdeploy", ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0007_sshdeploy",
-                           "0008_security")),
-    ("c4bf38d fleet", ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0007_sshdeploy", "0008_security",
-                       "0009_fleet")),
-    ("5ef66fe lperf", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security", "0009_fleet",
-                       "0011_lperf")),
-    ("f526017 fts automerge", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security",
-                               "0009_fleet", "0012_fts_automerge")),
-    ("55b720b log level index", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security",
-                                 "0009_fleet", "0013_log_level_index")),
-    ("dbf047a token owners", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet",
-                              "0013_log_level_index", "secb_0001_token_owner")),
-    ("c396975 clock skew", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet",
-                            "ops_0001_clock_skew", "secb_0001_token_owner")),
-    ("673d4aa users deleted_at", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet",
-                                  "ops_0001_clock_skew", "secb_0001_token_owner", "apischema_0014_user_deleted")),
-    ("aaf3f62 alerting", ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet",
-                          "ops_0001_clock_skew", "secb_0001_token_owner", "apischema_0014_user_deleted",
-                          "alert_0001_state")),
+# Run by the earlier commit's own code: create (or upgrade) the database at argv[1] as
+# that version of the console did at start.
+MIGRATE_WITH_EARLIER_CODE = "import sys; from console.storage import Database; d = Database(sys.argv[1]); d.migrate(); d.close()"
+
+# (the commit of main that shipped it, what it brought, its migration heads: what
+# alembic_version holds in a database that commit created)
+SHIPPED: list[tuple[str, str, tuple[str, ...]]] = [
+    ("f5abd8f4486a803a10a4ae83667d63c4939a3622", "console core", ("0001",)),
+    ("872cfedc14ff7b012465e8c337813921b7e449a5", "audit log", ("0002_audit",)),
+    ("8ac71e8b948f19e26a264553c677f8bcc3b1f961", "tiers", ("0002_audit", "0003_tiers")),
+    ("c83641f6f4775f8614ab5bf4236a36a209b559fa", "deploys", ("0002_audit", "0003_tiers", "0006_deploys")),
+    ("e55d2a3672afdfc80a92865d182b634e5cd0d322", "logs",
+     ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys")),
+    ("5f9f187dc3e95198079e466a762ccef0b0c6a49f", "security",
+     ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0008_security")),
+    ("12ea8c92a659a1012ae58eb7f4e8ff5645076940", "sshdeploy",
+     ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0007_sshdeploy", "0008_security")),
+    ("c4bf38d8e54ed87566436bb8b08f25d398db7c2f", "fleet",
+     ("0002_audit", "0003_tiers", "0004_logs", "0006_deploys", "0007_sshdeploy", "0008_security", "0009_fleet")),
+    ("5ef66fe3c58cc62f8db80b1ad456756388d82bd8", "lperf",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security", "0009_fleet", "0011_lperf")),
+    ("f526017bad61a66e886149976920bac0fcdff9d4", "fts automerge",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security", "0009_fleet",
+      "0012_fts_automerge")),
+    ("55b720b48a57782e6505a3dddd660ddc190c7672", "log level index",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0008_security", "0009_fleet",
+      "0013_log_level_index")),
+    ("dbf047ab23f39b1587c39d2f520d3e7467c43db5", "token owners",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "0013_log_level_index",
+      "secb_0001_token_owner")),
+    ("c39697581c2d8f3af7b9ef48633420c68bcb47df", "clock skew",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "ops_0001_clock_skew",
+      "secb_0001_token_owner")),
+    ("673d4aae66242345e5dd9bbd28a9916811cc51c8", "users deleted_at",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "apischema_0014_user_deleted",
+      "ops_0001_clock_skew", "secb_0001_token_owner")),
+    ("aaf3f62ec9d35e31677c443a859f6d729e95c372", "alerting",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "alert_0001_state",
+      "apischema_0014_user_deleted", "ops_0001_clock_skew", "secb_0001_token_owner")),
 ]
 
 SEARCH_WORD = "kernelpanicseed"  # one word of the seeded log line, found by full-text search afterwards
@@ -254,12 +276,41 @@ def compare(kind: str, upgraded: dict[str, Any], fresh_shape: dict[str, Any]) ->
         assert upgraded[name] == fresh_shape[name], f"{kind}: {name} differs from a fresh database at the head"
 
 
-@pytest.mark.parametrize("shipped, heads", SHIPPED, ids=[s[0].split()[0] for s in SHIPPED])
-def test_a_shipped_schema_with_rows_upgrades_to_the_fresh_schema(fresh, tmp_path, shipped, heads):
+@pytest.fixture(scope="module")
+def earlier_code(tmp_path_factory) -> Callable[[str], Path]:
+    """The ``console`` package of a commit, from the repository's git history: a folder to
+    put first on PYTHONPATH. Needs git and a clone holding that commit ("git-history")."""
+    trees: dict[str, Path] = {}
+
+    def tree(commit: str) -> Path:
+        if commit not in trees:
+            if shutil.which("git") is None:
+                need("git-history", "no git command")
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "console"],
+                                     capture_output=True, timeout=120)
+            if archive.returncode != 0:
+                need("git-history", f"commit {commit} is not in {REPO}'s history: "
+                     f"{archive.stderr.decode(errors='replace').strip()[:200]}")
+            root = tmp_path_factory.mktemp(f"console-{commit[:7]}")
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(root, filter="data")
+            trees[commit] = root
+        return trees[commit]
+
+    return tree
+
+
+@pytest.mark.parametrize("commit, what, heads", SHIPPED, ids=[s[0][:7] for s in SHIPPED])
+def test_a_database_made_by_earlier_code_upgrades_to_the_fresh_schema(fresh, earlier_code, tmp_path,
+                                                                       commit, what, heads):
     kind, fresh_shape, fresh_revisions = fresh
+    code = earlier_code(commit)
     with database(kind, tmp_path, "old") as engine:
-        upgrade_to(engine, heads)
-        assert revisions(engine) == sorted(heads)  # the database is where that commit left it
+        env = child_env(PYTHONPATH=str(code))  # that commit's console, nothing of today's
+        made = subprocess.run([sys.executable, "-c", MIGRATE_WITH_EARLIER_CODE, engine.url.render_as_string(False)],
+                              cwd=code, env=env, capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, f"{commit[:7]} ({what}) could not create its database: {made.stderr[-2000:]}"
+        assert revisions(engine) == sorted(heads), f"SHIPPED lists other heads than {commit[:7]} made"
         seeded: dict[str, dict[str, Any]] = {}
         seed(engine, seeded)
         upgrade_schema(engine)
@@ -274,8 +325,9 @@ def test_one_database_upgraded_at_every_shipped_point_in_turn(fresh, tmp_path):
     kind, fresh_shape, fresh_revisions = fresh
     with database(kind, tmp_path, "walk") as engine:
         seeded: dict[str, dict[str, Any]] = {}
-        for _shipped, heads in SHIPPED:
+        for _commit, _what, heads in SHIPPED:
             upgrade_to(engine, heads)
+            assert revisions(engine) == sorted(heads)
             seed(engine, seeded)
         upgrade_schema(engine)
         assert revisions(engine) == fresh_revisions
@@ -292,7 +344,7 @@ def test_shipped_points_cover_every_former_head():
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     merge = script.get_revision("0015_merge")
     covered = set()
-    for _shipped, heads in SHIPPED:
+    for _commit, _what, heads in SHIPPED:
         for head in heads:
             covered.update(r.revision for r in script.iterate_revisions(head, "base"))
     before_merge = {r.revision for r in script.iterate_revisions(merge.revision, "base")} - {merge.revision}
