@@ -17,10 +17,13 @@ One entry per (route pattern, HTTP method) the console serves:
 - ``path``: a concrete path for the pattern (a name that does not exist is fine: the
   answer then proves the caller got past authorisation).
 - ``ok``: the statuses an allowed caller may get (400 for an empty body, 404 for a missing
-  object...). A refused caller gets 401 on the API (``/api/``, ``/prometheus/api/``,
-  ``/-/``) or a redirect to /login on a page when it has no valid credentials (``anonymous``,
-  or an ``enrol`` token used as a bearer), and 403 when its credentials do not carry the
-  right (a viewer on an admin route, an agent on a user route).
+  object...). A refused caller without valid credentials (``anonymous``, or an ``enrol``
+  token used as a bearer) gets 401 on the API (``API_PREFIXES``) and a redirect to /login
+  on a page; one whose credentials do not carry the right (a viewer on an admin route, an
+  agent on a user route) gets 403. A new family of API paths goes into ``API_PREFIXES``.
+
+A route the console starts serving (say ``POST /api/v1/silences``) fails the test until
+its line is here; a route with several methods has one line per method.
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ AGENTS = frozenset({AGENT})
 VIEWERS = frozenset({VIEWER, DEPLOYER, ADMIN})
 DEPLOYERS = frozenset({DEPLOYER, ADMIN})
 ADMINS = frozenset({ADMIN})
+
+# Paths answered in JSON: a caller without valid credentials gets 401 there, and a
+# redirect to /login on every other path (the pages).
+API_PREFIXES = ("/api/", "/prometheus/api/", "/alertmanager/api/", "/-/")
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"

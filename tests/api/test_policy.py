@@ -16,11 +16,10 @@ import pytest
 import tornado.web
 
 from console.app import ROUTES
-from tests.api.policy import ADMIN, AGENT, ANONYMOUS, DEPLOYER, ENROL, POLICY, VIEWER, Rule
+from tests.api.policy import ADMIN, AGENT, ANONYMOUS, API_PREFIXES, DEPLOYER, ENROL, POLICY, VIEWER, Rule
 from tests.harness import ConsoleHarness, CookieSession, logged_in
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-API_PREFIXES = ("/api/", "/prometheus/api/", "/-/")  # JSON answers: 401, never a login redirect
 # (caller kind, who it is in the policy's terms)
 CALLERS = [("anonymous", ANONYMOUS), ("enrol-token", ENROL), ("agent-token", AGENT),
            ("viewer-token", VIEWER), ("viewer-session", VIEWER), ("deployer-token", DEPLOYER),
