@@ -14,13 +14,18 @@ import argparse
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # alembic is imported when a command runs, not for every `fleetdeck` call
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
 
 # Revision ids become file names and Python strings: letters, digits and underscores,
 # starting with a letter or digit (e.g. ``notif_0001_channels``).
 REV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
 
 
-def _alembic_config():  # noqa: ANN202 - alembic.config.Config, imported lazily
+def _alembic_config() -> Config:
     from alembic.config import Config
 
     from console.storage.database import MIGRATIONS_DIR
@@ -30,7 +35,7 @@ def _alembic_config():  # noqa: ANN202 - alembic.config.Config, imported lazily
     return cfg
 
 
-def single_head(script) -> str:  # noqa: ANN001 - alembic ScriptDirectory
+def single_head(script: ScriptDirectory) -> str:
     """The one head of the migration history; raises CliError naming every head when the
     history has forked (two migrations with the same ``down_revision``)."""
     from console.cli import CliError
@@ -68,14 +73,17 @@ def cmd_db_revision(args: argparse.Namespace) -> int:
     if not args.message.strip():
         raise CliError("-m/--message must say what the migration changes")
     if args.autogenerate:
-        written = _autogenerate(cfg, args.message, args.rev_id)
+        result = _autogenerate(cfg, args.message, args.rev_id)
     else:
-        written = command.revision(cfg, message=args.message, head=head, rev_id=args.rev_id)
+        result = command.revision(cfg, message=args.message, head=head, rev_id=args.rev_id)
+    if result is None or isinstance(result, list):  # several files: only with several heads, refused above
+        raise CliError(f"expected one new revision, alembic wrote {result!r}")
+    written = result
     print(f"{written.path} (revision {written.revision}, down_revision {head})")
     return 0
 
 
-def _autogenerate(cfg, message: str, rev_id: str | None):  # noqa: ANN001, ANN202 - alembic objects
+def _autogenerate(cfg: Config, message: str, rev_id: str | None) -> Script | list[Script | None] | None:
     """Compare the models with a scratch SQLite database brought to the head (SQLite's
     batch operations render, which work on PostgreSQL too) and write the difference."""
     from alembic import command
