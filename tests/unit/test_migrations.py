@@ -29,8 +29,10 @@ def test_migrations_form_one_line_of_history():
     assert len(heads) == 1, (
         f"the migrations have {len(heads)} heads, there must be one line of history: "
         + "; ".join(f"{h} (down_revision {script.get_revision(h).down_revision!r})" for h in heads)
-        + ". Point the down_revision of the newer migration (the first of its chain) at the other head, "
-        "e.g. the head `fleetdeck db heads` showed before it was added; then `fleetdeck db heads` prints one.")
+        + ". A migration not yet on main: point its down_revision (the first of its chain) at the other head. "
+        "Heads that have both shipped (databases made by each exist; re-pointing would break them): join them "
+        "with a merge revision, `alembic merge heads -m MSG --rev-id ID` in the checkout. "
+        "Then `fleetdeck db heads` prints one.")
 
 
 def test_sqlite_uses_wal(tmp_path):
