@@ -1024,6 +1024,9 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db.add_parser("upgrade", help="apply migrations")
     admin_opts(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
+    from console.db_cli import add_commands as add_db_commands
+
+    add_db_commands(db)  # db heads, db revision
 
     hosts = sub.add_parser("hosts", help="list hosts (FLEETDECK_URL, FLEETDECK_TOKEN)")
     hosts.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -82,8 +82,9 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Apply every Alembic migration up to all heads (capabilities add their own branch off
-    ``0001``; a merge revision can join them later). Idempotent; raises on SQL errors."""
+    """Apply every Alembic migration up to the head (one line of history since the merge
+    revision ``0015_merge``; "heads" still brings a database from any earlier point, where
+    capabilities had branches of their own, to it). Idempotent; raises on SQL errors."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from console.storage import Database
+from console.storage.database import MIGRATIONS_DIR
 from console.storage.models import Base, include_in_comparison
 
 
@@ -17,6 +19,20 @@ def test_migrations_match_models(tmp_path):
             MigrationContext.configure(conn, opts={"include_name": include_in_comparison}), Base.metadata)
     db.close()
     assert diff == []
+
+
+def test_migrations_form_one_line_of_history():
+    # One head: every migration builds on the one before it (CONTRIBUTING.md "Adding a
+    # migration"). Two migrations written at the same time off the same revision fork it.
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    heads = sorted(script.get_heads())
+    assert len(heads) == 1, (
+        f"the migrations have {len(heads)} heads, there must be one line of history: "
+        + "; ".join(f"{h} (down_revision {script.get_revision(h).down_revision!r})" for h in heads)
+        + ". A migration not yet on main: point its down_revision (the first of its chain) at the other head. "
+        "Heads that have both shipped (databases made by each exist; re-pointing would break them): join them "
+        "with a merge revision, `alembic merge heads -m MSG --rev-id ID` in the checkout. "
+        "Then `fleetdeck db heads` prints one.")
 
 
 def test_sqlite_uses_wal(tmp_path):

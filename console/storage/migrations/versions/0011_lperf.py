@@ -8,15 +8,14 @@ PostgreSQL: ``line_tsv`` stops being a generated column (its values are kept); L
 computes it in Python and sends it through COPY with the row.
 
 Revision ID: 0011_lperf
-Revises: 0001
-Depends on: 0004_logs
+Revises: 0004_logs
 """
 from alembic import op
 
 revision = "0011_lperf"
-down_revision = "0001"
+down_revision = "0004_logs"  # was "0001" with depends_on 0004_logs: the same order, one line
 branch_labels = ("lperf",)
-depends_on = "0004_logs"
+depends_on = None
 
 
 def upgrade() -> None:
