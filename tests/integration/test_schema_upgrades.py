@@ -71,6 +71,9 @@ SHIPPED: list[tuple[str, str, tuple[str, ...]]] = [
     ("aaf3f62ec9d35e31677c443a859f6d729e95c372", "alerting",
      ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "alert_0001_state",
       "apischema_0014_user_deleted", "ops_0001_clock_skew", "secb_0001_token_owner")),
+    ("a4f3b55e691a50689a948c8d4eee6abd579b5d06", "notifications outbox",
+     ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet", "apischema_0014_user_deleted",
+      "notify_0001_outbox", "ops_0001_clock_skew", "secb_0001_token_owner")),
 ]
 
 SEARCH_WORD = "kernelpanicseed"  # one word of the seeded log line, found by full-text search afterwards
@@ -115,7 +118,12 @@ SEED: dict[str, dict[str, Any]] = {
     "secrets": {"id": 1, "name": "registry", "kind": "password", "ciphertext": "enc:v1:xyz", "created_at": 80.0,
                 "updated_at": 81.0, "updated_by": "user:alice"},
     "alert_history": {"id": 1, "ts": 90.0, "group_key": "host.yml;host", "alertname": "HostDown",
-                      "labels": '{"instance":"web-1"}', "state": "firing", "value": 0.0, "annotations": "{}"},
+                      "labels": '{"instance":"web-1"}', "state": "firing", "value": 0.0, "annotations": "{}",
+                      "muted_by": None},
+    "notifications": {"id": 1, "created_at": 95.0, "receiver": "ops", "integration": "webhook[0]",
+                      "group_key": "{}:{alertname=\"HostDown\"}", "dedup_key": "seed-1", "payload": "{}",
+                      "status": "sent", "attempts": 1, "next_attempt_at": 95.0, "last_attempt_at": 96.0,
+                      "last_status": 200, "last_error": None, "answer": "ok", "sent_at": 96.0},
     "alert_state": {"id": 1, "group_key": "host.yml;host", "alertname": "HostDown", "expr": "up == 0",
                     "labels": '{"instance":"web-1"}', "annotations": "{}", "state": "firing", "value": 0.0,
                     "active_at": 89.0, "fired_at": 90.0, "resolved_at": None, "keep_firing_since": None,

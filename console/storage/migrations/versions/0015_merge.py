@@ -7,11 +7,11 @@ migration"). No schema change: a database with every former head applied moves t
 
 Revision ID: 0015_merge
 Revises: 0002_audit, 0003_tiers, 0006_deploys, 0007_sshdeploy, 0009_fleet,
-    apischema_0014_user_deleted, alert_0001_state, ops_0001_clock_skew, secb_0001_token_owner
+    apischema_0014_user_deleted, notify_0001_outbox, ops_0001_clock_skew, secb_0001_token_owner
 """
 revision = "0015_merge"
 down_revision = ("0002_audit", "0003_tiers", "0006_deploys", "0007_sshdeploy", "0009_fleet",
-                 "apischema_0014_user_deleted", "alert_0001_state", "ops_0001_clock_skew",
+                 "apischema_0014_user_deleted", "notify_0001_outbox", "ops_0001_clock_skew",
                  "secb_0001_token_owner")
 branch_labels = None
 depends_on = None
