@@ -206,7 +206,8 @@ class DeployWatcher(VirtualSource):
         for deploy_id, app, started_at, finished_at in await self.db.read(self._due, now):
             watch = self.watch[app]
             for signal in watch.signals:
-                before = await self._average(signal.expr, watch.window, started_at)
+                # Up to just before the deploy began: a sample at its start is the new version's.
+                before = await self._average(signal.expr, watch.window, started_at - 0.001)
                 after = await self._average(signal.expr, watch.window, finished_at + watch.window)
                 out.append({"deploy_id": deploy_id, "app": app, "signal": signal.name, "before": before,
                             "after": after, "regression": regressed(before, after, signal.ratio, signal.absolute)})
