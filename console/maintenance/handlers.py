@@ -4,7 +4,7 @@ Reading needs the viewer role (the route's); creating and deleting the deployer 
 checked here because one route serves both."""
 from __future__ import annotations
 
-from console.errors import Forbidden, InvalidInput
+from console.errors import ApiError, Forbidden
 from console.handlers import ApiHandler, PageHandler
 from console.maintenance.windows import LOOKAHEAD_S
 
@@ -21,14 +21,17 @@ class _Writes(ApiHandler):
 class WindowsHandler(_Writes):
     """``GET /api/v1/maintenance/windows?host&start&end``: ``{"windows": [...]}`` by
     name (console/maintenance/service.py ``list``); ``POST`` a new window (201, the
-    window; 400 ``invalid_field`` with ``details.field``; 409 for a name in use)."""
+    window; 400 ``invalid_field`` with ``details.field``; 409 for a name in use). 422
+    ``invalid_range`` when only one of start and end is given, start is after end, they
+    are more than 366 days apart or end is more than 10 years ahead."""
 
     async def get(self) -> None:
         args = self.query()  # console/schemas.py WindowsQuery
         if (args.start is None) != (args.end is None) or (args.start is not None and not (
                 0 <= args.end - args.start <= MAX_SPAN_S and args.end <= self.services.clock() + LOOKAHEAD_S)):
-            raise InvalidInput(f"start and end go together, start not after end, at most {MAX_SPAN_S // 86400} "
-                               "days apart, within 10 years from now", {"parameter": "start"}, code="invalid_parameter")
+            raise ApiError(422, "invalid_range", f"start and end go together, start not after end, at most "
+                                                 f"{MAX_SPAN_S // 86400} days apart, within 10 years from now",
+                           {"parameter": "start"})
         self.write_json({"windows": self.services.maintenance.list(args.host, args.start, args.end)})
 
     async def post(self) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from console.config import AlertingConfig
 from console.storage.models import AlertHistory
-from tests.api.test_alerting import Clock, evaluate, push
+from tests.api.test_alerting import Clock, evaluate
 from tests.harness import ConsoleHarness
 
 PATH = "/api/v1/maintenance/windows"
