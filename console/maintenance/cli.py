@@ -13,21 +13,18 @@ from console.client import ApiClient
 PATH = "/api/v1/maintenance/windows"
 
 
-def _until(text: str | None) -> float | None:
-    if text is None:
-        return None
+def _until(text: str) -> float:
+    """``--until``: Unix seconds or RFC 3339 with an offset (argparse refuses others, exit 2)."""
     try:
         return float(text)
     except ValueError:
         pass
-    from console.cli import CliError
-
     try:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CliError(f"--until must be Unix seconds or RFC 3339 with an offset, got {text!r}", 2) from None
+        raise argparse.ArgumentTypeError(f"must be Unix seconds or RFC 3339 with an offset, got {text!r}") from None
     if ts.tzinfo is None:
-        raise CliError("--until needs an offset (e.g. 2027-01-01T00:00:00+08:00 or ...Z)", 2)
+        raise argparse.ArgumentTypeError("needs an offset (e.g. 2027-01-01T00:00:00+08:00 or ...Z)")
     return ts.timestamp()
 
 
@@ -43,9 +40,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     body = {"name": args.name, "dtstart": args.start, "duration": args.duration, "rrule": args.rrule,
             "timezone": args.timezone, "matchers": args.matcher or [], "hosts": args.host or [],
             "apps": args.app or [], "environments": args.environment or [], "comment": args.comment or ""}
-    until = _until(args.until)
-    if until is not None:
-        body["until"] = until
+    if args.until is not None:
+        body["until"] = args.until
     w = ApiClient().request("POST", PATH, body=body)
     nxt = w["next"]
     print(f"maintenance window {w['name']} added; " + (f"next: {nxt['start_local']} to {nxt['end_local']}"
@@ -110,7 +106,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--host", action="append", help="only alerts on this host; repeatable")
     add.add_argument("--app", action="append", help="only alerts of this app or on its hosts; repeatable")
     add.add_argument("--environment", action="append", help="only alerts in this environment; repeatable")
-    add.add_argument("--until", help="no occurrence after this time (Unix seconds or RFC 3339)")
+    add.add_argument("--until", type=_until, help="no occurrence after this time (Unix seconds or RFC 3339)")
     add.add_argument("--comment")
     add.set_defaults(func=cmd_add)
     ls = m_sub.add_parser("list", help="windows, open now or next")
