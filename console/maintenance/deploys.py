@@ -4,7 +4,8 @@
 it ends (whatever its outcome), alerts on that app's targets are muted with the reason
 ``deploy:<id>``: alerts whose ``app`` label is the app, or whose host (label ``host``,
 else ``instance``) is one the app deploys to (its ``hosts``, and for the ssh driver the
-inventory hosts of its target). Muted is not dropped: the dispatcher notifies an alert
+inventory hosts of its target); alerts about a deploy (with a ``deploy_id`` label, as
+DeployFailed and DeployRegression) are never held. Muted is not dropped: the dispatcher notifies an alert
 once no reason is left, if it still fires (console/notify/muting.py). The deploys are
 re-read every HOLD_REFRESH_S seconds, so a hold starts at most that long after a deploy.
 
@@ -139,6 +140,8 @@ class DeployHold:
         with self._lock:
             held = self._held
         if not held:
+            return []
+        if "deploy_id" in labels:  # an alert about a deploy (DeployFailed, DeployRegression), not caused by one
             return []
         host = labels.get("host") or labels.get("instance", "")
         app = labels.get("app")

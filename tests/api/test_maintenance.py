@@ -183,3 +183,45 @@ def test_a_weekly_window_mutes_a_real_hosts_alert_at_the_right_local_time_and_su
         assert console.services.muting.muted_by({"host": "db-7", "severity": "critical"}, next_sat) == []
     finally:
         console.close()
+
+
+def test_app_and_environment_scopes_and_until(tmp_path):
+    clock = Clock(ts("2026-06-05T12:00:00", SHANGHAI))
+    apps = {"shop": {"driver": "docker", "hosts": ["shop-1", "shop-2"],
+                     "target": {"image": "registry.example.com/shop", "engine": "unix:///nonexistent/docker.sock"}}}
+    console = ConsoleHarness(tmp_path / "data", apps=apps, clock=clock).start()
+    try:
+        deployer, viewer = console.api_token("deployer"), console.api_token("viewer")
+        # the agent of stg-1 labels its host environment=staging
+        token = console.agent_token("stg-1")
+        body = {"host": "stg-1", "batch_id": "b" * 16, "sent_at": clock.now, "labels": {"environment": "staging"},
+                "agent": {"version": "t", "interval": 60},
+                "metrics": [{"name": "node_load1", "type": "gauge", "labels": {},
+                             "points": [[int(clock.now * 1000), 0.5]]}]}
+        assert console.request("POST", "/api/v1/ingest", body, token=token).status == 200
+        console.services.db.run(console.services.maintenance.load)  # re-read hosts' environments now
+        for name, scope in (("shop-window", {"apps": ["shop"]}), ("staging-window", {"environments": ["staging"]})):
+            resp = console.request("POST", PATH, window(name, hosts=[], **scope), token=deployer)
+            assert resp.status == 201, resp.body
+        resp = console.request("POST", PATH, window("last-two", until=ts("2026-06-14T00:00:00", SHANGHAI)),
+                               token=deployer)
+        assert resp.status == 201, resp.body
+        open_at = ts("2026-06-06T03:00:00", SHANGHAI)
+        muted = console.services.muting.muted_by
+        assert muted({"host": "shop-2"}, open_at) == ["window:shop-window"]
+        assert muted({"instance": "other", "app": "shop"}, open_at) == ["window:shop-window"]
+        assert muted({"host": "stg-1"}, open_at) == ["window:staging-window"]
+        assert muted({"host": "other", "environment": "staging"}, open_at) == ["window:staging-window"]
+        assert muted({"host": "other", "environment": "production"}, open_at) == []
+        assert muted({"host": "db-1"}, open_at) == ["window:last-two"]
+        # until: the occurrence of 13 June is the last one
+        nxt = console.request("GET", f"{PATH}/last-two?count=5", token=viewer).json()["occurrences"]
+        assert [o["start_local"][:10] for o in nxt] == ["2026-06-06", "2026-06-13"]
+        assert muted({"host": "db-1"}, ts("2026-06-20T03:00:00", SHANGHAI)) == []
+        # a host's chart shows the windows that can cover it
+        by_host = {h: [w["name"] for w in console.request("GET", f"{PATH}?host={h}", token=viewer).json()["windows"]]
+                   for h in ("shop-1", "stg-1", "db-1", "web-9")}
+        assert by_host == {"shop-1": ["shop-window"], "stg-1": ["staging-window"], "db-1": ["last-two"],
+                           "web-9": []}
+    finally:
+        console.close()

@@ -111,6 +111,8 @@ def test_alerts_on_an_apps_hosts_are_held_while_it_deploys_and_for_the_settle_ti
         assert muting.muted_by({"host": "hold-1"}, T0 + 20 + 300) == []
         assert muting.muted_by({"instance": "hold-1"}, T0 + 5) == [reason]
         assert muting.muted_by({"host": "hold-1"}, T0 - 1) == []  # before the deploy started
+        # an alert about the deploy itself is not held by it
+        assert muting.muted_by({"alertname": "DeployFailed", "app": HOLD, "deploy_id": str(deploy_id)}, T0 + 25) == []
         assert "Hot" in alerts(console, viewer)  # held, not dropped: the alert is firing
     finally:
         console.close()
