@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.config import ConfigError, DeployWatch
@@ -44,6 +44,7 @@ from console.storage.models import Deploy, DeployWatchResult
 log = logging.getLogger("fleetdeck.maintenance")
 
 HOLD_REFRESH_S = 1.0
+RECENT_DEPLOYS = 500  # the newest deploys looked at for ones that ended within the settle time
 WATCH_TICK_S = 15.0
 # Deploys that ended longer ago than this are not watched (a console started after a
 # long stop does not judge old deploys against data it may no longer hold).
@@ -107,11 +108,16 @@ class DeployHold:
         self._task: asyncio.Task | None = None
 
     def _read(self, session: Session) -> tuple[_Held, ...]:
+        # Read every HOLD_REFRESH_S: both lookups use an index (state; the newest ids), as
+        # the deploys that ended within the settle time are among the newest.
         since = self.clock() - self.settle_s
-        rows = session.execute(select(Deploy.id, Deploy.app, Deploy.started_at, Deploy.finished_at).where(
-            Deploy.started_at.is_not(None),
-            or_(Deploy.state == "running", Deploy.finished_at >= since)).order_by(Deploy.id))
-        return tuple(_Held(*row) for row in rows)
+        columns = (Deploy.id, Deploy.app, Deploy.started_at, Deploy.finished_at)
+        running = session.execute(select(*columns).where(Deploy.state == "running", Deploy.started_at.is_not(None)))
+        newest = session.execute(select(*columns).order_by(Deploy.id.desc()).limit(RECENT_DEPLOYS))
+        held = {row[0]: _Held(*row) for row in running}
+        held.update((row[0], _Held(*row)) for row in newest
+                    if row[2] is not None and row[3] is not None and row[3] >= since)
+        return tuple(held[k] for k in sorted(held))
 
     async def refresh(self) -> None:
         held = await self.db.read(self._read)

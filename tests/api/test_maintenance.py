@@ -13,6 +13,7 @@ from sqlalchemy import select
 from console.config import AlertingConfig
 from console.storage.models import AlertHistory
 from tests.api.test_alerting import Clock, evaluate
+from tests.conftest import database_url
 from tests.harness import ConsoleHarness
 
 PATH = "/api/v1/maintenance/windows"
@@ -30,18 +31,33 @@ def window(name: str = "db-patching", **over) -> dict:
     return body
 
 
-@pytest.fixture()
-def setup(tmp_path):
+def start_console(tmp_path, database_url: str | None = None):
     clock = Clock(ts("2026-06-05T12:00:00", SHANGHAI))  # a Friday
-    console = ConsoleHarness(tmp_path / "data", clock=clock).start()
+    console = ConsoleHarness(tmp_path / "data", database_url=database_url, clock=clock).start()
     console.deployer = console.api_token("deployer")
     console.viewer = console.api_token("viewer")
+    return console, clock
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    console, clock = start_console(tmp_path)
     yield console, clock
     console.close()
 
 
-def test_windows_are_created_listed_shown_and_deleted_with_roles(setup):
-    console, clock = setup
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request, tmp_path, tmp_path_factory):
+    with database_url(request.param, tmp_path_factory) as url:
+        console, clock = start_console(tmp_path, url)
+        try:
+            yield console, clock
+        finally:
+            console.close()
+
+
+def test_windows_are_created_listed_shown_and_deleted_with_roles(any_db):
+    console, clock = any_db
     assert console.request("POST", PATH, window(), token=console.viewer).status == 403
     resp = console.request("POST", PATH, window(), token=console.deployer)
     assert resp.status == 201, resp.body
