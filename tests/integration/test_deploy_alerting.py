@@ -175,6 +175,11 @@ def test_a_regression_after_a_real_deploy_raises_deploy_regression_with_a_rollba
         # the deploy page offers the rollback the link points at
         page = logged_in(console, "viewer").request("GET", f"/deploys/{deploy_id}")
         assert page.status == 200 and b'id="rollback"' in page.body and b"to 1.0" in page.body
+        text = " ".join(page.body.decode().split())  # the watch's verdicts, to decide on the rollback
+        assert ('<tr data-signal="error_rate"><td>error_rate</td> <td>0.01</td> <td>0.2</td> '
+                '<td class="state-firing">regression</td></tr>') in text
+        assert ('<tr data-signal="restarts"><td>restarts</td> <td>no data</td> <td>no data</td> '
+                '<td class="">ok</td></tr>') in text
         # an hour after the verdict the series ends and the alert resolves
         evaluate(console, clock, T0 + 1300 + 3600)
         assert "DeployRegression" not in alerts(console, viewer)
