@@ -32,7 +32,7 @@ class WindowsHandler(_Writes):
             raise ApiError(422, "invalid_range", f"start and end go together, start not after end, at most "
                                                  f"{MAX_SPAN_S // 86400} days apart, within 10 years from now",
                            {"parameter": "start"})
-        self.write_json({"windows": self.services.maintenance.list(args.host, args.start, args.end)})
+        self.write_json({"windows": await self.services.maintenance.list(args.host, args.start, args.end)})
 
     async def post(self) -> None:
         self.require_writer()
@@ -47,7 +47,7 @@ class WindowHandler(_Writes):
 
     async def get(self, name: str) -> None:
         args = self.query()  # console/schemas.py WindowQuery
-        self.write_json(self.services.maintenance.get(name, args.count))
+        self.write_json(await self.services.maintenance.get(name, args.count))
 
     async def delete(self, name: str) -> None:
         self.require_writer()

@@ -1,7 +1,8 @@
 """Stored maintenance windows, their API operations and the muter that consults them.
 
-Threading: reads and writes go through the database pools (``Database.read``/``write``);
-the compiled windows live in memory, replaced whole under a lock after every change, so
+Threading: writes go through the database writer (``Database.write``); reads are
+answered from memory (a window's occurrences are computed, never stored): the compiled
+windows live in memory, replaced whole under a lock after every change, so
 ``muted_by`` (called by the dispatcher and the alerting service on their threads for
 every alert) reads a snapshot and bisects each window's cached occurrences.
 """
@@ -147,7 +148,7 @@ class MaintenanceService:
             raise NotFound(f"no maintenance window {name!r}", {"name": name})
         return window
 
-    def get(self, name: str, count: int) -> dict:
+    async def get(self, name: str, count: int) -> dict:
         """One window with its next ``count`` occurrences (the one open now first), each
         ``{"start", "end"}`` Unix seconds and ``start_local``/``end_local`` in its zone."""
         window, now = self._get(name), self.clock()
@@ -156,7 +157,7 @@ class MaintenanceService:
                               for s, e in window.next_occurrences(now, min(count, MAX_NEXT))]
         return out
 
-    def list(self, host: str | None = None, start: float | None = None, end: float | None = None) -> list[dict]:
+    async def list(self, host: str | None = None, start: float | None = None, end: float | None = None) -> list[dict]:
         """Every window by name. With ``host``, only windows whose hosts, apps or
         environment can cover that host (matchers are not consulted: they apply to alert
         labels); with ``start`` and ``end`` each window carries ``occurrences`` in that
