@@ -15,7 +15,7 @@ from console.config import AlertingConfig
 from console.storage.models import AlertHistory
 from tests.api.test_alerting import T0, Clock, alerts, evaluate, history
 from tests.docker_images import remove_run_containers, run_app, run_labels
-from tests.harness import ConsoleHarness, logged_in
+from tests.harness import ConsoleHarness, logged_in, wait_for
 
 HOLD, SHOP = run_app("hold"), run_app("shop")
 FINAL = ("succeeded", "failed", "rolled_back", "cancelled")
@@ -78,8 +78,10 @@ def test_alerts_on_an_apps_hosts_are_held_while_it_deploys_and_for_the_settle_ti
         assert resp.status == 202, resp.body
         deploy_id = resp.json()["id"]
         wait_state(console, viewer, deploy_id, ("running",))
-        run(console, console.services.deploy_hold.refresh())
         reason = f"deploy:{deploy_id}"
+        # the hold re-reads the deploys every second by itself
+        wait_for(lambda: console.services.muting.muted_by({"host": "hold-1"}, T0 + 1) == [reason], timeout=10,
+                 what="the hold of the running deploy")
 
         def flap(t: int, value: float) -> None:
             push_at(console, clock, "hold-1", agents["hold-1"], "hold_temp", [(t, value)])
