@@ -32,6 +32,7 @@ from console.openapi import build_document
 from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
+from console.maintenance.handlers import MaintenancePageHandler, WindowHandler, WindowsHandler
 
 # (pattern, handler, required role)
 ROUTES = (
@@ -89,6 +90,10 @@ ROUTES = (
     (r"/prometheus/api/v1/alerts", PromAlertsHandler, "viewer"),
     (r"/api/v1/alerts/history", AlertHistoryHandler, "viewer"),
     (r"/-/reload", ReloadHandler, "admin"),
+    # Maintenance windows: read as viewer; create and delete need deployer (the handler checks).
+    (r"/maintenance", MaintenancePageHandler, "viewer"),
+    (r"/api/v1/maintenance/windows", WindowsHandler, {"GET": "viewer", "*": "deployer"}),
+    (r"/api/v1/maintenance/windows/([^/]+)", WindowHandler, {"GET": "viewer", "*": "deployer"}),
 )
 
 access_log = logging.getLogger("tornado.access")

@@ -1096,6 +1096,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.alerting.cli import add_commands as add_alerting_commands
 
     add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
+    from console.maintenance.cli import add_commands as add_maintenance_commands
+
+    add_maintenance_commands(sub)  # maintenance add, list, delete, next
     return parser
 
 

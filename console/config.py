@@ -182,6 +182,71 @@ SECTIONS: dict[str, Literal["console", "agent"]] = {
 REPLACED = {"alerts": "replaced by the alerting: section (rule_files in Prometheus' rule format; docs/alerting.md)"}
 
 
+def _seconds(raw: Any) -> Any:
+    # Prometheus writes intervals as durations ("30s", "1m"); a plain number is seconds.
+    if isinstance(raw, str) and not raw.replace(".", "", 1).isdigit():
+        from console.alerting.rules import parse_duration
+
+        try:
+            return parse_duration(raw)
+        except ValueError:
+            raise ValueError(f"must be seconds or a duration such as 30s or 1m, got {raw!r}") from None
+    return raw
+
+
+Seconds = Annotated[float, BeforeValidator(_no_bool), BeforeValidator(_seconds)]
+
+
+class DeploySignal(BaseModel):
+    """One signal of the post-deploy watch: ``expr`` (PromQL, its largest series is
+    compared) regresses when its average over the window after the deploy exceeds the
+    average over the window before by more than ``ratio`` (0.5: 50 % more) or by more
+    than ``absolute`` (in the signal's unit); at least one of the two."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    expr: Annotated[str, Field(min_length=1)]
+    ratio: Float | None = Field(None, ge=0)
+    absolute: Float | None = Field(None, ge=0)
+
+    @field_validator("expr")
+    @classmethod
+    def _promql(cls, expr: str) -> str:
+        from console.promql.service import PromError, parse_expr
+
+        try:
+            parse_expr(expr)
+        except PromError as exc:
+            raise ValueError(f"not a PromQL expression: {exc.message}") from None
+        return expr
+
+    @model_validator(mode="after")
+    def _threshold(self) -> "DeploySignal":
+        if self.ratio is None and self.absolute is None:
+            raise ValueError("give ratio (a relative increase, 0.5 = +50 %) or absolute (an increase in the "
+                             "signal's unit), or both")
+        return self
+
+
+class DeployWatch(BaseModel):
+    """``alerting.deploy_watch.APP``: compare ``signals`` over ``window`` seconds after a
+    successful deploy of APP ended with the same window before it began."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    window: Seconds = Field(600.0, gt=0, le=86400)
+    signals: list[DeploySignal] = Field(min_length=1)
+
+    @field_validator("signals")
+    @classmethod
+    def _unique(cls, signals: list[DeploySignal]) -> list[DeploySignal]:
+        names = [s.name for s in signals]
+        if len(set(names)) != len(names):
+            raise ValueError("signal names must be unique per app")
+        return signals
+
+
 class AlertingConfig(BaseModel):
     """The ``alerting:`` section (docs/alerting.md)."""
 
@@ -191,6 +256,10 @@ class AlertingConfig(BaseModel):
     # Seconds, or a duration such as "1m", for groups without their own interval.
     evaluation_interval: Float = Field(60.0, gt=0, le=SECONDS_MAX)
     default_rules: bool = True  # load the shipped rules (console/alerting/default_rules.yml)
+    # Deploys (console/maintenance/deploys.py): alerts on an app's targets are held while it
+    # deploys and this many seconds after (a duration such as "5m" works); the watch per app.
+    deploy_settle: Seconds = Field(300.0, ge=0, le=SECONDS_MAX)
+    deploy_watch: dict[Annotated[str, Field(min_length=1)], DeployWatch] = {}
 
     @field_validator("evaluation_interval", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ import orjson
 import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from console.auth.roles import ROUTE_ROLES, Principal
+from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
 from console.schemas import REQUESTS, parse_body, parse_query
 
@@ -72,11 +72,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
     services: Services
 
-    def initialize(self, services: Services, role: str, route: str) -> None:
-        if role not in ROUTE_ROLES:
+    def initialize(self, services: Services, role: RouteRole, route: str) -> None:
+        if any(r not in ROUTE_ROLES for r in declared_roles(role)):
             raise ValueError(f"route {route} declares unknown role {role!r}")
         self.services = services
-        self.required_role = role
+        self.required_role = role_for(role, self.request.method or "GET")
         self.route = route
 
     @property

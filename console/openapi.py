@@ -14,6 +14,7 @@ import copy
 from typing import Any, Iterable
 
 from console import __version__
+from console.auth.roles import role_for
 from console.schemas import REQUESTS, Request, adapter
 
 
@@ -71,6 +72,15 @@ SCHEMAS: dict[str, dict] = {
     "AuditEntry": _obj({"id": {"type": "integer"}, "ts": NUM, "actor": STR, "action": STR, "target": STR,
                         "details": {"type": "object"}, "source": STR, "hash": STR},
                        ["id", "ts", "actor", "action", "target", "details", "source", "hash"]),
+    "Window": _obj({"name": STR, "dtstart": STR, "duration": NUM, "rrule": STR, "timezone": STR,
+                    "matchers": {"type": "array", "items": STR}, "hosts": {"type": "array", "items": STR},
+                    "apps": {"type": "array", "items": STR}, "environments": {"type": "array", "items": STR},
+                    "until": NNUM, "comment": STR, "created_by": STR, "created_at": NUM, "active": BOOL,
+                    "next": {"anyOf": [{"type": "null"}, _obj({"start": NUM, "end": NUM, "start_local": STR,
+                                                               "end_local": STR})]},
+                    "occurrences": {"type": "array", "items": _obj({"start": NUM, "end": NUM})}},
+                   ["name", "dtstart", "duration", "rrule", "timezone", "matchers", "hosts", "apps", "environments",
+                    "until", "active", "next"]),
     "Secret": _obj({"name": STR, "kind": STR, "created_at": NUM, "updated_at": NUM, "updated_by": STR},
                    ["name", "kind", "created_at", "updated_at", "updated_by"], additional=False),
     "Deploy": _obj({"id": {"type": "integer"}, "app": STR, "version": STR, "previous_version": NSTR,
@@ -217,6 +227,18 @@ API_PATHS: dict[str, dict[str, dict]] = {
     r"/api/v1/secrets/([^/]+)": {
         "delete": {"summary": "Delete a secret (audited)",
                    "responses": {"200": _json(_obj({"name": STR, "deleted": BOOL}, ["name", "deleted"]))}}},
+    r"/api/v1/maintenance/windows": {
+        "get": {"summary": "Maintenance windows, open now or next; with start and end, their occurrences",
+                "responses": {"200": _json(_obj({"windows": {"type": "array", "items": _ref("Window")}},
+                                                ["windows"]))}},
+        "post": {"summary": "Create a recurring maintenance window (deployer; audited)",
+                 "responses": {"201": _json(_ref("Window"), "Created"),
+                               "409": _json(_ref("Error"), "Name in use")}}},
+    r"/api/v1/maintenance/windows/([^/]+)": {
+        "get": {"summary": "One maintenance window with its next occurrences in its local time",
+                "responses": {"200": _json(_ref("Window"))}},
+        "delete": {"summary": "Delete a maintenance window (deployer; audited)",
+                   "responses": {"200": _json(_obj({"name": STR, "deleted": BOOL}, ["name", "deleted"]))}}},
     r"/api/v1/alerts/history": {"get": {
         "summary": "Alert state transitions (pending, firing, resolved, inactive), newest first",
         "responses": {"200": _json(_obj({"transitions": {"type": "array", "items": _obj({
@@ -308,7 +330,7 @@ def build_document(routes: Iterable[tuple], strict: bool = False) -> dict:
     paths: dict[str, dict] = {}
     undocumented: list[str] = []
     schemas = _Schemas()
-    for pattern, _handler, role, *_ in routes:
+    for pattern, _handler, declared, *_ in routes:
         if not pattern.startswith("/api/"):
             continue
         if pattern not in API_PATHS:
@@ -319,6 +341,7 @@ def build_document(routes: Iterable[tuple], strict: bool = False) -> dict:
         path = None
         item: dict[str, Any] = {}
         for method, op in API_PATHS[pattern].items():
+            role = role_for(declared, method.upper())
             request = REQUESTS.get((pattern, method), Request())
             path = openapi_path(pattern, list(request.path))
             op = {**copy.deepcopy(op), **schemas.operation_inputs(request)}

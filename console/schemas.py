@@ -51,6 +51,7 @@ from console.errors import ApiError
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, METRIC_TYPES)
 from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
+from console.maintenance.windows import MAX_LIST as WINDOW_MAX_LIST, NAME_RE as WINDOW_NAME_RE
 from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS, WORD_CHAR
 from console.params import INT32_MAX
 from console.query.service import FUNCTIONS
@@ -364,6 +365,48 @@ class AlertHistoryQuery(Query):
     limit: query_int(ge=1, le=10000) = 1000  # type: ignore[valid-type]
 
 
+# -- maintenance windows (console/maintenance/handlers.py) ----------------------------------
+
+WindowName = Annotated[str, StringConstraints(pattern=anchored(WINDOW_NAME_RE))]
+ScopeList = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)]],
+                      Field(max_length=WINDOW_MAX_LIST)]
+
+
+class NewWindow(Body):
+    """400 ``invalid_field`` with ``details.field`` for a rule, zone, time or matcher the
+    window refuses (console/maintenance/windows.py)."""
+
+    name: WindowName
+    dtstart: Annotated[str, StringConstraints(max_length=32, pattern=NO_NUL)] = Field(
+        description="local wall-clock time in `timezone`, ISO 8601 without offset, e.g. 2026-11-28T02:00:00")
+    duration: Union[Annotated[float, Field(gt=0, le=31 * 86400)],
+                    Annotated[str, StringConstraints(max_length=32, pattern=NO_NUL)]] = Field(
+        description="seconds, or a duration such as 2h or 90m")
+    rrule: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)] = Field(
+        description="RFC 5545 recurrence rule, e.g. FREQ=WEEKLY;BYDAY=SA;BYHOUR=2")
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)] = Field(
+        description="IANA time zone, e.g. Asia/Shanghai")
+    matchers: ScopeList = Field([], description='Alertmanager matchers, e.g. severity="warning" (regex: RE2)')
+    hosts: ScopeList = []
+    apps: ScopeList = []
+    environments: ScopeList = []
+    until: Annotated[float, Field(ge=0, le=MAX_SECONDS)] | None = Field(None, description="Unix s: no occurrence "
+                                                                                               "after it")
+    comment: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] = ""
+
+
+class WindowsQuery(Query):
+    """400 when only one of start and end is given, or they are more than a year apart."""
+
+    host: HostName | None = Field(None, description="only windows that can cover this host")
+    start: Timestamp | None = Field(None, description="with end: list each window's occurrences in [start, end]")
+    end: Timestamp | None = None
+
+
+class WindowQuery(Query):
+    count: query_int(ge=1, le=100) = 5  # type: ignore[valid-type]
+
+
 class LogsQuery(Query):
     """422 ``invalid_range`` when end is before start."""
 
@@ -472,6 +515,10 @@ REQUESTS: dict[tuple[str, str], Request] = {
     (r"/api/v1/audit", "get"): Request(query=AuditQuery),
     (r"/api/v1/secrets", "post"): Request(body=NewSecret),
     (r"/api/v1/secrets/([^/]+)", "delete"): Request(path={"name": SecretName}),
+    (r"/api/v1/maintenance/windows", "get"): Request(query=WindowsQuery),
+    (r"/api/v1/maintenance/windows", "post"): Request(body=NewWindow),
+    (r"/api/v1/maintenance/windows/([^/]+)", "get"): Request(query=WindowQuery, path={"name": WindowName}),
+    (r"/api/v1/maintenance/windows/([^/]+)", "delete"): Request(path={"name": WindowName}),
 }
 
 

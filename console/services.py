@@ -32,6 +32,8 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.maintenance.deploys import DeployHold, DeployWatcher, app_hosts, check_watch
+from console.maintenance.service import MaintenanceService
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.ops.service import ReadinessService
@@ -73,6 +75,9 @@ class Services:
     readiness: ReadinessService
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
+    maintenance: MaintenanceService | None = None  # windows: a muter, reasons window:<name>
+    deploy_hold: DeployHold | None = None  # a muter, reasons deploy:<id>
+    deploy_watch: DeployWatcher | None = None  # raises DeployRegression after deploys
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -91,6 +96,9 @@ class Services:
             self._watching = asyncio.ensure_future(self.sockets.watch())
         if self.alerting is not None:
             self.alerting.start()
+        for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
+            if part is not None:
+                part.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -101,6 +109,9 @@ class Services:
             self.probes.close()
         if self.alerting is not None:
             self.alerting.close()
+        for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
+            if part is not None:
+                part.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -114,6 +125,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     apps = parse_apps(config.apps, config.source_of("apps"))
     inventory = parse_inventory(config.inventory, config.source_of("inventory"))
     probes = parse_probes(config.probes, config.source_of("probes"))
+    check_watch(config.alerting.deploy_watch, apps, config.source_of("alerting"))
     private_data_dir(config.data_dir)
     db = Database(config.database_url)
     if migrate:
@@ -141,6 +153,13 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     muting = Muting()
     alerting.muting = muting
+    targets = app_hosts(apps, inventory)
+    maintenance = MaintenanceService(db, audit, targets, clock=clock)
+    deploy_hold = DeployHold(db, config.alerting.deploy_settle, targets, clock=clock)
+    deploy_watch = DeployWatcher(db, promql, config.alerting.deploy_watch, clock=clock)
+    muting.register(maintenance)
+    muting.register(deploy_hold)
+    alerting.sources.append(deploy_watch)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -156,7 +175,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
                     promql=promql, alerting=alerting, muting=muting,
-                    readiness=ReadinessService(db, metrics, c.storage_retry_after))
+                    readiness=ReadinessService(db, metrics, c.storage_retry_after),
+                    maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch)
 
 
 def cookie_secret(data_dir: Path) -> str:

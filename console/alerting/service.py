@@ -101,6 +101,9 @@ class AlertingService(VirtualSource):
         # Consulted when a transition is stored, so the history says which alerts were
         # muted and why (console/notify/muting.py); set by Services.
         self.muting: Muting | None = None
+        # More computed series served with these (fleetdeck_deploy_regression of the
+        # post-deploy watch, console/maintenance/deploys.py); set by Services.
+        self.sources: list[VirtualSource] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="alerting")
         self._tasks: list[asyncio.Task] = []
         self._eval_lock: asyncio.Lock | None = None
@@ -124,7 +127,7 @@ class AlertingService(VirtualSource):
 
     @property
     def names(self) -> frozenset:  # VirtualSource: the computed series' names
-        return self._names
+        return self._names.union(*(source.names for source in self.sources))
 
     # -- loading ---------------------------------------------------------------------------
     def patterns(self) -> list[str]:
@@ -433,6 +436,9 @@ class AlertingService(VirtualSource):
             out.append(VirtualSeries(labels, recorded_points, stale))
         if name in (None, "ALERTS", "ALERTS_FOR_STATE"):
             out.extend(self._alert_series(now_ms, name))
+        for source in self.sources:
+            if name is None or name in source.names:
+                out.extend(source.series(session, name))
         if name is not None:
             out = [v for v in out if get(v.labels, NAME) == name]
         return out

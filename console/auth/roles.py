@@ -2,15 +2,31 @@
 
 Route roles (declared once per route in ``console/app.py``):
 ``public`` (anyone), ``agent`` (an agent token), and the user roles ``viewer`` <
-``deployer`` < ``admin`` (a browser session or an API token capped at that role).
+``deployer`` < ``admin`` (a browser session or an API token capped at that role). A
+route whose methods need different roles declares a mapping, e.g. ``{"GET": "viewer",
+"*": "deployer"}`` (``*``: every method not named).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 USER_ROLES = ("viewer", "deployer", "admin")
 ROUTE_ROLES = ("public", "agent") + USER_ROLES
 _RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
+RouteRole = str | Mapping[str, str]
+
+
+def role_for(declared: RouteRole, method: str) -> str:
+    """The role ``method`` (upper case) needs on a route declared with ``declared``."""
+    if isinstance(declared, str):
+        return declared
+    return declared.get(method, declared["*"])
+
+
+def declared_roles(declared: RouteRole) -> list[str]:
+    """Every role a route declaration names (to validate it)."""
+    return [declared] if isinstance(declared, str) else list(declared.values())
 
 
 @dataclass(frozen=True)

@@ -390,3 +390,46 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MaintenanceWindow(Base):
+    """A recurring maintenance window (console/maintenance/windows.py): ``dtstart`` a
+    local time in ``timezone``, ``rrule`` RFC 5545, ``duration_s`` seconds; the scope
+    lists are JSON arrays; ``until`` Unix seconds or None."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (UniqueConstraint("name", name="uq_maintenance_windows_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    dtstart: Mapped[str] = mapped_column(String(32))
+    duration_s: Mapped[float] = mapped_column(Float)
+    rrule: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64))
+    matchers: Mapped[str] = mapped_column(Text)
+    hosts: Mapped[str] = mapped_column(Text)
+    apps: Mapped[str] = mapped_column(Text)
+    environments: Mapped[str] = mapped_column(Text)
+    until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    comment: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class DeployWatchResult(Base):
+    """One signal of the post-deploy watch (console/maintenance/deploys.py): its value
+    averaged over the window before the deploy and the window after it, and whether that
+    is a regression. Times are Unix seconds; values None when the signal had no data."""
+
+    __tablename__ = "deploy_watch_results"
+    __table_args__ = (UniqueConstraint("deploy_id", "signal", name="uq_deploy_watch_results_signal"),
+                      Index("ix_deploy_watch_results_evaluated", "evaluated_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deploy_id: Mapped[int] = mapped_column(Integer)
+    app: Mapped[str] = mapped_column(String(64))
+    signal: Mapped[str] = mapped_column(String(64))
+    before: Mapped[float | None] = mapped_column(Float, nullable=True)
+    after: Mapped[float | None] = mapped_column(Float, nullable=True)
+    regression: Mapped[bool] = mapped_column(Boolean)
+    evaluated_at: Mapped[float] = mapped_column(Float)

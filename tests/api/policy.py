@@ -138,4 +138,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("/prometheus/api/v1/rules", "GET"): Rule(VIEWERS, "/prometheus/api/v1/rules", (200,)),
     ("/prometheus/api/v1/alerts", "GET"): Rule(VIEWERS, "/prometheus/api/v1/alerts", (200,)),
     ("/api/v1/alerts/history", "GET"): Rule(VIEWERS, "/api/v1/alerts/history", (200,)),
+    # -- maintenance windows ------------------------------------------------------------------
+    ("/maintenance", "GET"): Rule(VIEWERS, "/maintenance", (200,)),
+    ("/api/v1/maintenance/windows", "GET"): Rule(VIEWERS, "/api/v1/maintenance/windows", (200,)),
+    ("/api/v1/maintenance/windows", "POST"): Rule(DEPLOYERS, "/api/v1/maintenance/windows", (400,), b"{}"),
+    ("/api/v1/maintenance/windows/([^/]+)", "GET"): Rule(VIEWERS, "/api/v1/maintenance/windows/no-such-window",
+                                                         (404,)),
+    ("/api/v1/maintenance/windows/([^/]+)", "DELETE"): Rule(DEPLOYERS, "/api/v1/maintenance/windows/no-such-window",
+                                                            (404,)),
 }

@@ -15,6 +15,27 @@
 
   function byId(name) { return document.getElementById(name); }
 
+  // Roll back to the version this deploy replaced (deployer; the API answers 403 otherwise).
+  var rollbackForm = byId("rollback-form");
+  if (rollbackForm) {
+    rollbackForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var app = rollbackForm.getAttribute("data-app");
+      var xsrf = rollbackForm.querySelector('input[name="_xsrf"]').value;
+      fetch("/api/v1/apps/" + encodeURIComponent(app) + "/rollback", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-XSRFToken": xsrf },
+        body: JSON.stringify({ to: rollbackForm.getAttribute("data-to"), reason: byId("rollback-reason").value }),
+      }).then(function (resp) {
+        return resp.json().then(function (body) {
+          if (!resp.ok) throw new Error((body.error && body.error.message) || ("HTTP " + resp.status));
+          window.location.href = "/deploys/" + body.id;
+        });
+      }).catch(function (err) { byId("rollback-result").textContent = err.message; });
+    });
+  }
+
   function showError(message) {
     if (message) F.showError("deploy", message);
     else F.clearError("deploy");

@@ -349,7 +349,7 @@
         },
       },
       hooks: {
-        draw: [drawDeployMarks, drawAlertSpans],
+        draw: [drawMaintenanceSpans, drawDeployMarks, drawAlertSpans],
         setSelect: [function (u) {
           if (u.select.width < 5) return;
           var min = u.posToVal(u.select.left, "x");
@@ -471,6 +471,7 @@
     });
     loadDeployMarks();
     loadAlertSpans();
+    loadMaintenanceSpans();
   }
 
   // ------------------------------------------------------------ deploy markers
@@ -553,6 +554,43 @@
     alertSpans.forEach(function (span) {
       var x0 = Math.max(left, Math.round(u.valToPos(span.from, "x", true)));
       var x1 = Math.min(right, Math.round(u.valToPos(span.to === null ? nowSec() : span.to, "x", true)));
+      if (x1 <= x0) return;
+      ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
+    });
+    ctx.restore();
+  }
+
+  // ------------------------------------------------------------ maintenance windows
+
+  // Occurrences of the maintenance windows that can cover this host (its hosts, apps or
+  // environment), drawn as grey bands, in the chart's range.
+  var maintenanceSpans = [];
+
+  function loadMaintenanceSpans() {
+    var start = Math.floor(nowSec() - state.range);
+    var end = Math.ceil(nowSec());
+    return F.fetchJSON("/api/v1/maintenance/windows?" + F.query({ host: HOST, start: start, end: end })).then(function (body) {
+      maintenanceSpans = [];
+      body.windows.forEach(function (w) {
+        (w.occurrences || []).forEach(function (o) { maintenanceSpans.push({ from: o.start, to: o.end, label: w.name }); });
+      });
+      root.dataset.maintenanceSpans = String(maintenanceSpans.length);
+      charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
+      F.clearError("maintenance-spans");
+    }).catch(function (err) {
+      F.showError("maintenance-spans", "Maintenance windows — " + err.message);
+    });
+  }
+
+  function drawMaintenanceSpans(u) {
+    if (!maintenanceSpans.length) return;
+    var ctx = u.ctx;
+    var left = u.bbox.left, right = u.bbox.left + u.bbox.width;
+    ctx.save();
+    ctx.fillStyle = "rgba(159, 167, 179, 0.18)";
+    maintenanceSpans.forEach(function (span) {
+      var x0 = Math.max(left, Math.round(u.valToPos(span.from, "x", true)));
+      var x1 = Math.min(right, Math.round(u.valToPos(span.to, "x", true)));
       if (x1 <= x0) return;
       ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
     });
@@ -692,6 +730,7 @@
   window.setInterval(updateAll, FALLBACK_POLL_MS);
   window.setInterval(loadDeployMarks, HEADER_POLL_MS); // new deploys appear without a reload
   window.setInterval(loadAlertSpans, HEADER_POLL_MS);
+  window.setInterval(loadMaintenanceSpans, HEADER_POLL_MS);
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) {
       updateAll();
