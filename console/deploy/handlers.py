@@ -119,5 +119,5 @@ class DeployPageHandler(PageHandler):
     async def get(self, deploy_id: str) -> None:
         deploy = await self.services.deploys.get(_deploy_id(deploy_id))
         watcher = self.services.deploy_watch  # the post-deploy watch's verdicts (docs/alerting.md "Deploys")
-        watch = await self.services.db.read(watcher.results, deploy["id"]) if watcher is not None else []
+        watch = await watcher.verdicts(deploy["id"]) if watcher is not None else []
         self.render("deploy.html", deploy=deploy, watch=watch)

@@ -248,6 +248,10 @@ class DeployWatcher(VirtualSource):
                                           before=v["before"], after=v["after"], regression=v["regression"],
                                           evaluated_at=now))
 
+    async def verdicts(self, deploy_id: int) -> list[dict]:
+        """The watch's stored verdicts for ``deploy_id`` (as ``results``), read off the IOLoop."""
+        return await self.db.read(self.results, deploy_id)
+
     def results(self, session: Session, deploy_id: int) -> list[dict]:
         """The watch's verdicts for one deploy."""
         rows = session.scalars(select(DeployWatchResult).where(DeployWatchResult.deploy_id == deploy_id)
