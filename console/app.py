@@ -32,6 +32,8 @@ from console.openapi import build_document
 from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
+from console.silences.api import AlertsHandler as AmAlertsHandler, SilenceHandler, SilencesHandler, StatusHandler
+from console.silences.pages import SilenceNewPageHandler, SilencesPageHandler
 
 # (pattern, handler, required role)
 ROUTES = (
@@ -89,6 +91,14 @@ ROUTES = (
     (r"/prometheus/api/v1/alerts", PromAlertsHandler, "viewer"),
     (r"/api/v1/alerts/history", AlertHistoryHandler, "viewer"),
     (r"/-/reload", ReloadHandler, "admin"),
+    # Alertmanager's API v2 (console/silences/api.py): reads need viewer; POST and DELETE
+    # need deployer (POST alerts also takes an agent token), checked by the handlers.
+    (r"/alertmanager/api/v2/status", StatusHandler, "viewer"),
+    (r"/alertmanager/api/v2/alerts", AmAlertsHandler, "viewer"),
+    (r"/alertmanager/api/v2/silences", SilencesHandler, "viewer"),
+    (r"/alertmanager/api/v2/silence/([^/]+)", SilenceHandler, "viewer"),
+    (r"/alerts/silences", SilencesPageHandler, "viewer"),
+    (r"/alerts/silences/new", SilenceNewPageHandler, "viewer"),
 )
 
 access_log = logging.getLogger("tornado.access")

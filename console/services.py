@@ -36,6 +36,7 @@ from console.probes.config import parse_probes
 from console.probes.service import ProbeService
 from console.promql.service import PromQLService
 from console.query.service import QueryService
+from console.silences.service import SilenceService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database, private_data_dir
 from console.tiers.service import RollupService
@@ -69,6 +70,7 @@ class Services:
     alerting: AlertingService | None = None
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
+    silences: SilenceService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -87,6 +89,8 @@ class Services:
             self._watching = asyncio.ensure_future(self.sockets.watch())
         if self.alerting is not None:
             self.alerting.start()
+        if self.silences is not None:
+            self.silences.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -97,6 +101,8 @@ class Services:
             self.probes.close()
         if self.alerting is not None:
             self.alerting.close()
+        if self.silences is not None:
+            self.silences.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -137,6 +143,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     muting = Muting()
     alerting.muting = muting
+    silences = SilenceService(db, clock, audit=audit)
+    db.run(silences.load)
+    muting.register(silences)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -151,7 +160,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting, muting=muting)
+                    promql=promql, alerting=alerting, muting=muting, silences=silences)
 
 
 def cookie_secret(data_dir: Path) -> str:

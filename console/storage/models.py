@@ -390,3 +390,20 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     answer: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class SilenceRow(Base):
+    """One silence (console/silences): Alertmanager's silence with its UUID ``id``,
+    ``matchers`` as the JSON list of API matcher objects, times in Unix seconds. Expired
+    silences are kept for the retention, then deleted."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    matchers: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str] = mapped_column(Text)
