@@ -1093,6 +1093,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.alerting.cli import add_commands as add_alerting_commands
 
     add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
+    from console.silences.cli import add_commands as add_silence_commands
+
+    add_silence_commands(sub)  # silence add, silence list, silence expire
     return parser
 
 
