@@ -11,6 +11,7 @@ import pytest
 
 from console.alerting.handlers import rfc3339
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
+from tests.conftest import database_url
 
 AM = "/alertmanager/api/v2"
 RULES = """groups:
@@ -35,17 +36,20 @@ def eq(name: str, value: str, regex: bool = False, equal: bool = True) -> dict:
     return {"name": name, "value": value, "isRegex": regex, "isEqual": equal}
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("silences")
-    rules = tmp / "sil.yml"
-    rules.write_text(RULES)
-    clock = Clock(T0)
-    console = start(tmp / "data", rules, clock)
-    tokens = {"viewer": console.api_token("viewer"), "deployer": console.api_token("deployer", "ops"),
-              "agent": console.agent_token("prom-1")}
-    yield console, clock, tokens, rules, tmp
-    console.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def env(request, tmp_path_factory):
+    with database_url(request.param, tmp_path_factory) as url:
+        tmp = tmp_path_factory.mktemp("silences")
+        rules = tmp / "sil.yml"
+        rules.write_text(RULES)
+        clock = Clock(T0)
+        console = start(tmp / "data", rules, clock, database_url=url)
+        tokens = {"viewer": console.api_token("viewer"), "deployer": console.api_token("deployer", "ops"),
+                  "agent": console.agent_token("prom-1")}
+        try:
+            yield console, clock, tokens, rules, tmp
+        finally:
+            console.close()
 
 
 def post_silence(console, tokens, body, role: str = "deployer"):
@@ -231,9 +235,10 @@ def test_rule_alert_history_is_marked_with_the_silence(env):
                             ("sil-2", "firing", []), ("sil-2", "pending", []), ("sil-2", "resolved", [])]
 
 
-def test_silences_survive_a_restart_and_expired_ones_are_deleted_after_retention(env, tmp_path_factory):
-    console, clock, tokens, rules, _ = env
+def test_silences_survive_a_restart_and_expired_ones_are_deleted_after_retention(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("silences-restart")
+    rules = tmp / "sil.yml"
+    rules.write_text(RULES)
     clock2 = Clock(T0)
     first = start(tmp / "data", rules, clock2)
     deployer = first.api_token("deployer")
@@ -258,3 +263,9 @@ def test_silences_survive_a_restart_and_expired_ones_are_deleted_after_retention
         assert second.count("silences") == 1
     finally:
         second.close()
+
+
+def test_unknown_alertmanager_routes_answer_json(env):
+    console, _, tokens, _, _ = env
+    resp = console.request("GET", f"{AM}/receivers", token=tokens["viewer"])
+    assert resp.status == 404 and resp.json()["error"]["code"] == "not_found"
