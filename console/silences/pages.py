@@ -4,6 +4,7 @@ form; ``?matchers={alertname="X",instance="y"}`` prefills it, as alert messages 
 (console/silences/api.py)."""
 from __future__ import annotations
 
+from console.errors import InvalidInput
 from console.handlers import PageHandler
 from console.silences.matchers import parse_matchers
 
@@ -21,7 +22,7 @@ class SilenceNewPageHandler(PageHandler):
         error, matchers = None, []
         try:
             matchers = parse_matchers(raw)
-        except Exception as exc:  # noqa: BLE001 - InvalidInput: shown on the form
-            error = getattr(exc, "message", str(exc))
+        except InvalidInput as exc:
+            error = exc.message
         self.render("silence_new.html", matchers=matchers, error=error,
                     may_write=self.principal is not None and self.principal.allows("deployer"))
