@@ -35,7 +35,8 @@ def silence_json(sil: Silence, now: float) -> dict:
     """``gettableSilence``."""
     return {"id": sil.id, "status": {"state": sil.state(now)}, "updatedAt": rfc3339(sil.updated_at),
             "matchers": [m.to_json() for m in sil.matchers], "startsAt": rfc3339(sil.starts_at),
-            "endsAt": rfc3339(sil.ends_at), "createdBy": sil.created_by, "comment": sil.comment}
+            "endsAt": rfc3339(sil.ends_at), "createdBy": sil.created_by, "comment": sil.comment,
+            "annotations": dict(sil.annotations)}
 
 
 def alert_status(reasons: list[str]) -> dict:
@@ -256,6 +257,9 @@ class SilencesHandler(AlertmanagerHandler):
         for name in ("createdBy", "comment"):
             if not isinstance(doc[name], str):
                 raise InvalidInput(f"{name} must be a string", {"field": name})
+        annotations = doc.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            raise InvalidInput("annotations must be an object of strings", {"field": "annotations"})
         silence_id = doc.get("id") or None
         if silence_id is not None and not isinstance(silence_id, str):
             raise InvalidInput("id must be a string", {"field": "id"})
@@ -268,7 +272,8 @@ class SilencesHandler(AlertmanagerHandler):
         if ends_at < now:
             raise InvalidInput("Failed to create silence: end time can't be in the past")
         new_id = await self.services.silences.set(matchers, starts_at, ends_at, doc["createdBy"], doc["comment"],
-                                                  silence_id, actor=self.principal.actor, source=self.source)
+                                                  silence_id, actor=self.principal.actor, source=self.source,
+                                                  annotations=annotations)
         self.answer({"silenceID": new_id})
 
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from threading import Lock
 
 import orjson
@@ -45,6 +45,7 @@ class Silence:
     updated_at: float
     created_by: str
     comment: str
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     def state(self, now: float) -> str:
         """``pending`` before ``starts_at``, ``expired`` after ``ends_at``, else ``active``."""
@@ -159,7 +160,7 @@ class SilenceService:
     # -- writes ---------------------------------------------------------------------------
     async def set(self, matchers: tuple[Matcher, ...], starts_at: float | None, ends_at: float,
                   created_by: str, comment: str, silence_id: str | None = None,
-                  actor: str = "", source: str = "") -> str:
+                  actor: str = "", source: str = "", annotations: Mapping[str, str] | None = None) -> str:
         """Create a silence, or update the one named ``silence_id``; returns the id of the
         silence that now holds these settings (Alertmanager ``Silences.Set``):
 
@@ -174,7 +175,7 @@ class SilenceService:
             now = self.clock()
             starts_at = now if starts_at is None else starts_at
             validate(matchers, starts_at, ends_at)
-            new = Silence("", tuple(matchers), starts_at, ends_at, now, created_by, comment)
+            new = Silence("", tuple(matchers), starts_at, ends_at, now, created_by, comment, dict(annotations or {}))
             prev = None
             if silence_id:
                 with self._lock:
@@ -222,6 +223,7 @@ class SilenceService:
             row.matchers = orjson.dumps([m.to_json() for m in sil.matchers]).decode()
             row.starts_at, row.ends_at, row.updated_at = sil.starts_at, sil.ends_at, sil.updated_at
             row.created_by, row.comment = sil.created_by, sil.comment
+            row.annotations = orjson.dumps(dict(sil.annotations)).decode()
             session.add(row)
         session.flush()
         actor, action, silence_id, details, source = entry
@@ -252,4 +254,5 @@ def _can_update(prev: Silence, new: Silence, now: float) -> bool:
 
 def _from_row(row: SilenceRow) -> Silence:
     matchers = tuple(Matcher.from_json(m) for m in orjson.loads(row.matchers))
-    return Silence(row.id, matchers, row.starts_at, row.ends_at, row.updated_at, row.created_by, row.comment)
+    return Silence(row.id, matchers, row.starts_at, row.ends_at, row.updated_at, row.created_by, row.comment,
+                   orjson.loads(row.annotations))

@@ -394,7 +394,8 @@ class Notification(Base):
 
 class SilenceRow(Base):
     """One silence (console/silences): Alertmanager's silence with its UUID ``id``,
-    ``matchers`` as the JSON list of API matcher objects, times in Unix seconds. Expired
+    ``matchers`` as the JSON list of API matcher objects, ``annotations`` a JSON
+    object of strings, times in Unix seconds. Expired
     silences are kept for the retention, then deleted."""
 
     __tablename__ = "silences"
@@ -407,3 +408,4 @@ class SilenceRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(255))
     comment: Mapped[str] = mapped_column(Text)
+    annotations: Mapped[str] = mapped_column(Text)  # JSON object of strings

@@ -66,7 +66,7 @@ def test_create_get_list_and_expire(env):
     console, clock, tokens, _, _ = env
     clock.now = T0 + 10
     resp = post_silence(console, tokens, silence_body([eq("alertname", "Create1"), eq("env", "prod|stage", True)],
-                                                      T0, T0 + 3600))
+                                                      T0, T0 + 3600, annotations={"ticket": "OPS-12"}))
     assert resp.status == 200, resp.body
     sid = resp.json()["silenceID"]
     assert len(sid) == 36 and sid.count("-") == 4
@@ -74,7 +74,7 @@ def test_create_get_list_and_expire(env):
     # A start in the past is moved to now (silence.Set); the rest is kept as posted.
     assert (ts(sil["startsAt"]), ts(sil["endsAt"]), sil["status"]) == (T0 + 10, T0 + 3600, {"state": "active"})
     assert sil["matchers"] == [eq("alertname", "Create1"), eq("env", "prod|stage", True)]
-    assert (sil["createdBy"], sil["comment"]) == ("alice", "maintenance")
+    assert (sil["createdBy"], sil["comment"], sil["annotations"]) == ("alice", "maintenance", {"ticket": "OPS-12"})
     listed = console.request("GET", f"{AM}/silences?filter=alertname%3D%22Create1%22", token=tokens["viewer"]).json()
     assert [s["id"] for s in listed] == [sid]
     assert console.request("GET", f"{AM}/silences?filter=alertname%3DOther", token=tokens["viewer"]).json() == []
@@ -100,6 +100,7 @@ def test_create_get_list_and_expire(env):
     (silence_body([eq("env", "x")], T0 - 600, T0 - 300), "end time can't be in the past"),
     ({"matchers": [eq("env", "x")], "endsAt": rfc3339(T0 + 60)}, "missing"),
     (silence_body([{"name": "env", "value": "x"}], T0, T0 + 60), "isRegex"),
+    (silence_body([eq("env", "x")], T0, T0 + 60, annotations={"n": 1}), "annotations must be an object of strings"),
 ])
 def test_invalid_silences_are_refused_with_nothing_stored(env, body, message):
     console, clock, tokens, _, _ = env

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
         sa.Column("created_by", sa.String(255), nullable=False),
         sa.Column("comment", sa.Text, nullable=False),
+        sa.Column("annotations", sa.Text, nullable=False),
     )
     op.create_index("ix_silences_ends_at", "silences", ["ends_at"])
 
