@@ -87,9 +87,17 @@ PROBES: dict[str, list[Probe]] = {
     r"/prometheus/api/v1/alerts": [Probe("GET", "/prometheus/api/v1/alerts", (200,))],
     r"/api/v1/alerts/history": [Probe("GET", "/api/v1/alerts/history", (200,))],
     r"/-/reload": [Probe("POST", "/-/reload", (200,), b"")],
+    # Alertmanager's API: GET needs the route's role; the writes' own roles are tested in
+    # tests/api/test_silences.py.
+    r"/alertmanager/api/v2/status": [Probe("GET", "/alertmanager/api/v2/status", (200,))],
+    r"/alertmanager/api/v2/alerts": [Probe("GET", "/alertmanager/api/v2/alerts", (200,))],
+    r"/alertmanager/api/v2/silences": [Probe("GET", "/alertmanager/api/v2/silences", (200,))],
+    r"/alertmanager/api/v2/silence/([^/]+)": [Probe("GET", "/alertmanager/api/v2/silence/no-such-silence", (404,))],
+    r"/alerts/silences": [Probe("GET", "/alerts/silences", (200,))],
+    r"/alerts/silences/new": [Probe("GET", "/alerts/silences/new", (200,))],
 }
 
-API_PREFIXES = ("/api/", "/prometheus/api/", "/-/")  # JSON answers (401, never a login redirect)
+API_PREFIXES = ("/api/", "/prometheus/api/", "/alertmanager/api/", "/-/")  # JSON answers (401, never a login redirect)
 CREDENTIALS = ("anonymous", "agent", "viewer-token", "deployer-token", "admin-token",
                "viewer-session", "deployer-session", "admin-session")
 ROLE_OF = {"viewer": "viewer", "deployer": "deployer", "admin": "admin"}

@@ -12,6 +12,7 @@ import pytest
 from console.alerting.handlers import rfc3339
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
 from tests.conftest import database_url
+from tests.harness import logged_in
 
 AM = "/alertmanager/api/v2"
 RULES = """groups:
@@ -270,3 +271,19 @@ def test_unknown_alertmanager_routes_answer_json(env):
     console, _, tokens, _, _ = env
     resp = console.request("GET", f"{AM}/receivers", token=tokens["viewer"])
     assert resp.status == 404 and resp.json()["error"]["code"] == "not_found"
+
+
+def test_write_roles_with_sessions(env):
+    console, clock, tokens, _, _ = env
+    clock.now = T0
+    body = silence_body([eq("alertname", "Session")], T0, T0 + 60)
+    viewer, deployer = logged_in(console, "viewer"), logged_in(console, "deployer")
+    assert viewer.request("POST", f"{AM}/silences", body).status == 403
+    assert deployer.request("POST", f"{AM}/silences", body, xsrf=False).status == 403  # no XSRF token
+    resp = deployer.request("POST", f"{AM}/silences", body)
+    assert resp.status == 200, resp.body
+    sid = resp.json()["silenceID"]
+    assert viewer.request("DELETE", f"{AM}/silence/{sid}").status == 403
+    assert deployer.request("DELETE", f"{AM}/silence/{sid}").status == 200
+    assert viewer.request("POST", f"{AM}/alerts", [{"labels": {"alertname": "S"}}]).status == 403
+    assert deployer.request("POST", f"{AM}/alerts", [{"labels": {"alertname": "S"}}]).status == 200
