@@ -104,9 +104,10 @@ class AlertmanagerHandler(ApiHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        if raw.lower() in ("true", "1"):
+        # Go's strconv.ParseBool, which Alertmanager's API uses.
+        if raw in ("1", "t", "T", "true", "TRUE", "True"):
             return True
-        if raw.lower() in ("false", "0"):
+        if raw in ("0", "f", "F", "false", "FALSE", "False"):
             return False
         raise InvalidInput(f"{name} must be true or false, got {raw!r}", {"parameter": name})
 
@@ -124,10 +125,6 @@ class AlertmanagerHandler(ApiHandler):
         if not nul_free(doc):
             raise InvalidInput("strings must not contain NUL (\\u0000)")
         return doc
-
-    @property
-    def source(self) -> str:
-        return self.client_ip
 
 
 class StatusHandler(AlertmanagerHandler):
@@ -272,7 +269,7 @@ class SilencesHandler(AlertmanagerHandler):
         if ends_at < now:
             raise InvalidInput("Failed to create silence: end time can't be in the past")
         new_id = await self.services.silences.set(matchers, starts_at, ends_at, doc["createdBy"], doc["comment"],
-                                                  silence_id, actor=self.principal.actor, source=self.source,
+                                                  silence_id, actor=self.principal.actor, source=self.client_ip,
                                                   annotations=annotations)
         self.answer({"silenceID": new_id})
 
@@ -285,6 +282,6 @@ class SilenceHandler(AlertmanagerHandler):
         self.answer(silence_json(self.services.silences.get(silence_id), self.services.clock()))
 
     async def delete(self, silence_id: str) -> None:
-        await self.services.silences.expire(silence_id, actor=self.principal.actor, source=self.source)
+        await self.services.silences.expire(silence_id, actor=self.principal.actor, source=self.client_ip)
         self.set_status(200)
         self.finish()

@@ -5,7 +5,7 @@ retention, alert status from the muters, and rule alert history marked with the 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
