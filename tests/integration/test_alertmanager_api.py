@@ -79,6 +79,16 @@ def test_amtool_queries_alerts_and_adds_queries_expires_silences(console, amtool
     proc = amtool("viewer", "silence", "query")
     assert proc.returncode == 0 and sid in proc.stdout, proc.stderr
 
+    # amtool's update re-posts the silence with its id: same matchers and start, a later
+    # end, so it is changed in place and keeps its id.
+    # (amtool 0.25's -q prints a pointer instead of the id: read its JSON output.)
+    proc = amtool("deployer", "-o", "json", "silence", "update", sid, "--duration", "3h", "--comment", "longer")
+    assert proc.returncode == 0, proc.stderr
+    assert [s["id"] for s in json.loads(proc.stdout)] == [sid]
+    doc = console.request("GET", f"{AM}/silence/{sid}", token=console.api_token("viewer", "check")).json()
+    starts, ends = (time.mktime(time.strptime(doc[k][:19], "%Y-%m-%dT%H:%M:%S")) for k in ("startsAt", "endsAt"))
+    assert (ends - starts, doc["comment"], doc["status"]["state"]) == (3 * 3600, "longer", "active")
+
     # amtool hides silenced alerts unless asked (-s): db-1 is silenced by sid, db-2 is not.
     proc = amtool("viewer", "-o", "json", "alert", "query", "alertname=AmtoolDiskFull")
     assert [a["labels"]["instance"] for a in json.loads(proc.stdout)] == ["db-2"]
