@@ -10,7 +10,7 @@ the API's matcher object ``{"name", "value", "isRegex", "isEqual"}`` is
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import re2
@@ -84,7 +84,7 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
-def matches_all(matchers: list[Matcher], labels: Mapping[str, str]) -> bool:
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)
 
 

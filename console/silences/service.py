@@ -56,7 +56,7 @@ class Silence:
         return ACTIVE
 
     def mutes(self, labels: Mapping[str, str], now: float) -> bool:
-        return self.state(now) == ACTIVE and matches_all(list(self.matchers), labels)
+        return self.state(now) == ACTIVE and matches_all(self.matchers, labels)
 
 
 def validate(matchers: tuple[Matcher, ...], starts_at: float, ends_at: float) -> None:
@@ -83,6 +83,9 @@ class SilenceService:
         self.clock = clock
         self.retention_s = retention_s
         self._silences: dict[str, Silence] = {}
+        # The same silences by id, rebuilt under the lock after each change and read
+        # without it by muted_by (called for every alert on every round).
+        self._ordered: tuple[Silence, ...] = ()
         self._lock = Lock()
         self._writing: asyncio.Lock | None = None
         self._gc_task: asyncio.Task | None = None
@@ -95,7 +98,12 @@ class SilenceService:
             loaded[row.id] = _from_row(row)
         with self._lock:
             self._silences = loaded
+            self._reorder()
         return len(loaded)
+
+    def _reorder(self) -> None:
+        """Call holding the lock."""
+        self._ordered = tuple(sorted(self._silences.values(), key=lambda s: s.id))
 
     def start(self) -> None:
         """Delete silences past their retention now and every ``GC_INTERVAL_S``. Call on the IOLoop."""
@@ -122,6 +130,7 @@ class SilenceService:
                 gone = [sid for sid, sil in self._silences.items() if sil.ends_at < cutoff]
                 for sid in gone:
                     del self._silences[sid]
+                self._reorder()
         return len(gone)
 
     def _guard(self) -> asyncio.Lock:
@@ -153,9 +162,7 @@ class SilenceService:
 
     def muted_by(self, labels: Mapping[str, str], now: float) -> list[str]:
         """``["silence:<id>", ...]`` for the active silences matching ``labels`` (the Muter protocol)."""
-        with self._lock:
-            sils = list(self._silences.values())
-        return [f"silence:{s.id}" for s in sorted(sils, key=lambda s: s.id) if s.mutes(labels, now)]
+        return [f"silence:{s.id}" for s in self._ordered if s.mutes(labels, now)]
 
     # -- writes ---------------------------------------------------------------------------
     async def set(self, matchers: tuple[Matcher, ...], starts_at: float | None, ends_at: float,
@@ -199,6 +206,7 @@ class SilenceService:
             with self._lock:
                 for sil in changed:
                     self._silences[sil.id] = sil
+                self._reorder()
             return new.id
 
     async def expire(self, silence_id: str, actor: str = "", source: str = "") -> Silence:
@@ -213,6 +221,7 @@ class SilenceService:
             await self.db.write(self._store, [sil], (actor, "silence.expire", sil.id, {}, source))
             with self._lock:
                 self._silences[sil.id] = sil
+                self._reorder()
             return sil
 
     def _store(self, session: Session, sils: list[Silence], entry: tuple) -> None:
