@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
+from console.alerting.handlers import rfc3339
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
 from tests.browser.playwright_api import expect
 from tests.browser.test_dashboard import PageErrors, log_in
@@ -74,6 +75,7 @@ def test_silence_from_alert_list_and_expire(tmp_path, page):  # noqa: ANN001
         assert console.services.silences.muted_by(labels, time.time()) == [f"silence:{sid}"]
 
         # A transition while silenced is marked on the rule page.
+        time.sleep(1)  # a whole second after the silence started: rule times are whole seconds here
         now = int(time.time())
         push(console, console.agent_token("sp-1"), "sp-1", "sp_temp", [(now - T0, 10)])
         evaluate(console, clock, now)
@@ -98,6 +100,25 @@ def test_silence_from_alert_list_and_expire(tmp_path, page):  # noqa: ANN001
         page.click("#create-silence")
         expect(page.locator("#silence-form-error")).to_contain_text("must not match the empty string")
         assert console.count("silences") == 1
+
+        # A viewer sees silences but no way to change them.
+        other = console.request("POST", f"{AM}/silences", {
+            "matchers": [{"name": "alertname", "value": "Other", "isRegex": False}], "startsAt": rfc3339(time.time()),
+            "endsAt": rfc3339(time.time() + 600), "createdBy": "ops", "comment": "c"},
+            token=console.api_token("deployer")).json()["silenceID"]
+        console.services.db.run(console.services.users.create, "sil-viewer", "viewer-password-1", "viewer")
+        page.locator(".logout-form button").click()
+        page.goto(console.url + "/login")
+        page.fill("#username", "sil-viewer")
+        page.fill("#password", "viewer-password-1")
+        page.click("#login-submit")
+        page.wait_for_url(console.url + "/")
+        page.goto(console.url + "/alerts/silences")
+        expect(page.locator(f'#silences-table tr[data-silence-id="{other}"] td').nth(0)).to_have_text("active")
+        expect(page.locator("#new-silence")).to_have_count(0)
+        expect(page.locator("button.expire-silence")).to_have_count(0)
+        page.goto(console.url + "/alerts/silences/new")
+        expect(page.locator("#create-silence")).to_be_disabled()
     finally:
         console.close()
 
