@@ -62,3 +62,33 @@ def test_silence_add_refusals(console, envs):
     proc = run_cli(envs["viewer"], "add", "alertname=X", "-c", "x")
     assert proc.returncode == 1 and "403" in proc.stderr
     assert console.count("silences") == before
+
+
+def test_alerts_history_shows_what_muted_each_transition(tmp_path):
+    from console.alerting.handlers import rfc3339
+    from tests.api.test_alerting import T0, Clock, evaluate, push, start
+
+    rules = tmp_path / "r.yml"
+    rules.write_text("groups:\n  - name: h\n    interval: 1h\n    rules:\n      - alert: CliMuted\n"
+                     "        expr: cli_muted > 1\n")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock)
+    try:
+        body = {"matchers": [{"name": "instance", "value": "m-1", "isRegex": False}], "startsAt": rfc3339(T0),
+                "endsAt": rfc3339(T0 + 600), "createdBy": "a", "comment": "c"}
+        sid = console.request("POST", "/alertmanager/api/v2/silences", body,
+                              token=console.api_token("deployer")).json()["silenceID"]
+        for host in ("m-1", "m-2"):
+            push(console, console.agent_token(host), host, "cli_muted", [(0, 5)])
+        evaluate(console, clock, T0)
+        env = dict(os.environ, FLEETDECK_URL=console.url, PYTHONPATH=str(REPO),
+                   FLEETDECK_TOKEN=console.api_token("viewer"))
+        proc = subprocess.run([sys.executable, "-m", "console.cli", "alerts", "history", "--since", "2h"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        header, *rows = proc.stdout.splitlines()
+        assert header.split()[-2:] == ["MUTED", "BY"]
+        assert sorted((r.split()[3], r.split()[-1]) for r in rows) == [
+            ("m-1", f"silence:{sid}"), ("m-1", f"silence:{sid}"), ("m-2", "-"), ("m-2", "-")]
+    finally:
+        console.close()
