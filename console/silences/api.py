@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import tornado.web
+import yaml
 
 from console import __version__
 from console.alerting.handlers import rfc3339
@@ -129,14 +130,14 @@ class AlertmanagerHandler(ApiHandler):
 
 class StatusHandler(AlertmanagerHandler):
     """``GET /alertmanager/api/v2/status``: ``alertmanagerStatus`` (a single, unclustered
-    instance: cluster ``disabled``; ``versionInfo.version`` is the console's)."""
+    instance: cluster ``disabled``; ``versionInfo.version`` is the console's;
+    ``config.original`` the ``alerting.notifications`` section as YAML when the console
+    has one, else empty; it names secrets, never holds them)."""
 
     async def get(self) -> None:
         notifications = getattr(self.services.config.alerting, "notifications", None)
         original = ""
         if notifications is not None:
-            import yaml
-
             dump = notifications.model_dump(mode="json", by_alias=True, exclude_none=True) \
                 if hasattr(notifications, "model_dump") else notifications
             original = yaml.safe_dump(dump, sort_keys=False)
