@@ -33,6 +33,8 @@ from console.services import Services, cookie_secret
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
 from console.maintenance.handlers import MaintenancePageHandler, WindowHandler, WindowsHandler
+from console.silences.api import AlertsHandler as AmAlertsHandler, SilenceHandler, SilencesHandler, StatusHandler
+from console.silences.pages import SilenceNewPageHandler, SilencesPageHandler
 
 # (pattern, handler, required role)
 ROUTES = (
@@ -90,10 +92,18 @@ ROUTES = (
     (r"/prometheus/api/v1/alerts", PromAlertsHandler, "viewer"),
     (r"/api/v1/alerts/history", AlertHistoryHandler, "viewer"),
     (r"/-/reload", ReloadHandler, "admin"),
-    # Maintenance windows: read as viewer; create and delete need deployer (the handler checks).
+    # Maintenance windows: read as viewer; create and delete need deployer.
     (r"/maintenance", MaintenancePageHandler, "viewer"),
     (r"/api/v1/maintenance/windows", WindowsHandler, {"GET": "viewer", "*": "deployer"}),
     (r"/api/v1/maintenance/windows/([^/]+)", WindowHandler, {"GET": "viewer", "*": "deployer"}),
+    # Alertmanager's API v2 (console/silences/api.py): reads need viewer; POST and DELETE
+    # need deployer (POST alerts also takes an agent token: AlertsHandler.roles).
+    (r"/alertmanager/api/v2/status", StatusHandler, "viewer"),
+    (r"/alertmanager/api/v2/alerts", AmAlertsHandler, {"GET": "viewer", "*": "deployer"}),
+    (r"/alertmanager/api/v2/silences", SilencesHandler, {"GET": "viewer", "*": "deployer"}),
+    (r"/alertmanager/api/v2/silence/([^/]+)", SilenceHandler, {"GET": "viewer", "*": "deployer"}),
+    (r"/alerts/silences", SilencesPageHandler, "viewer"),
+    (r"/alerts/silences/new", SilenceNewPageHandler, "viewer"),
 )
 
 access_log = logging.getLogger("tornado.access")

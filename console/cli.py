@@ -1099,6 +1099,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.maintenance.cli import add_commands as add_maintenance_commands
 
     add_maintenance_commands(sub)  # maintenance add, list, delete, next
+    from console.silences.cli import add_commands as add_silence_commands
+
+    add_silence_commands(sub)  # silence add, silence list, silence expire
     return parser
 
 

@@ -12,6 +12,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from console.errors import STATUS_CODES
+
 DEFAULT_URL = "http://127.0.0.1:8700"
 
 
@@ -51,6 +53,8 @@ class ApiClient:
             raw = exc.read()
             try:
                 doc = json.loads(raw)
+                if isinstance(doc, str):  # Alertmanager's (/alertmanager/api/v2/): the message alone
+                    raise ClientError(exc.code, STATUS_CODES.get(exc.code, "error"), doc) from None
                 err = doc["error"]
                 if isinstance(err, str):  # Prometheus' envelope (/prometheus/api/v1/)
                     raise ClientError(exc.code, doc.get("errorType", "error"), err) from None

@@ -283,7 +283,7 @@ class PageHandler(BaseHandler):
 
 
 class NotFoundHandler(ApiHandler):
-    """Default handler: JSON 404 under /api/ and /prometheus/api/, a page elsewhere."""
+    """Default handler: JSON 404 under /api/, /prometheus/api/ and /alertmanager/api/, a page elsewhere."""
 
     def initialize(self, services: Services, role: str = "public", route: str = "*") -> None:
         super().initialize(services, role, route)
@@ -292,7 +292,7 @@ class NotFoundHandler(ApiHandler):
         raise ApiError(404, "not_found", f"no route for {self.request.path}")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if self.request.path.startswith(("/api/", "/prometheus/api/")):
+        if self.request.path.startswith(("/api/", "/prometheus/api/", "/alertmanager/api/")):
             super().write_error(status_code, **kwargs)
         else:
             self.set_status(404)

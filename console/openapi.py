@@ -243,8 +243,9 @@ API_PATHS: dict[str, dict[str, dict]] = {
         "summary": "Alert state transitions (pending, firing, resolved, inactive), newest first",
         "responses": {"200": _json(_obj({"transitions": {"type": "array", "items": _obj({
             "ts": NUM, "alertname": STR, "state": STR, "labels": {"type": "object"},
-            "annotations": {"type": "object"}, "value": NNUM, "group": STR},
-            ["ts", "alertname", "state", "labels", "annotations", "value", "group"])}}, ["transitions"]))}}},
+            "annotations": {"type": "object"}, "value": NNUM, "group": STR,
+            "muted_by": {"type": "array", "items": STR}},
+            ["ts", "alertname", "state", "labels", "annotations", "value", "group", "muted_by"])}}, ["transitions"]))}}},
 }
 
 _ERRORS = {"400": "Invalid request", "401": "Credentials missing or invalid", "403": "Not allowed",

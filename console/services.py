@@ -41,6 +41,7 @@ from console.probes.config import parse_probes
 from console.probes.service import ProbeService
 from console.promql.service import PromQLService
 from console.query.service import QueryService
+from console.silences.service import SilenceService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database, private_data_dir
 from console.tiers.service import RollupService
@@ -78,6 +79,7 @@ class Services:
     maintenance: MaintenanceService | None = None  # windows: a muter, reasons window:<name>
     deploy_hold: DeployHold | None = None  # a muter, reasons deploy:<id>
     deploy_watch: DeployWatcher | None = None  # raises DeployRegression after deploys
+    silences: SilenceService | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -99,6 +101,8 @@ class Services:
         for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
             if part is not None:
                 part.start()
+        if self.silences is not None:
+            self.silences.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -112,6 +116,8 @@ class Services:
         for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
             if part is not None:
                 part.close()
+        if self.silences is not None:
+            self.silences.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -160,6 +166,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     muting.register(maintenance)
     muting.register(deploy_hold)
     alerting.sources.append(deploy_watch)
+    silences = SilenceService(db, clock, audit=audit)
+    db.run(silences.load)
+    muting.register(silences)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -176,7 +185,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     probes=ProbeService(probes, ingest, clock=clock),
                     promql=promql, alerting=alerting, muting=muting,
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
-                    maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch)
+                    maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
+                    silences=silences)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -66,10 +66,11 @@ def cmd_alerts_history(args: argparse.Namespace) -> int:
     stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"  # noqa: E731
     rows = [{"time": stamp(t["ts"]), "alertname": t["alertname"], "state": t["state"],
              "instance": t["labels"].get("instance", "-"),
-             "value": "-" if t["value"] is None else f"{t['value']:g}", "labels": _labels(t["labels"])}
+             "value": "-" if t["value"] is None else f"{t['value']:g}", "labels": _labels(t["labels"]),
+             "muted_by": ",".join(t.get("muted_by") or ()) or "-"}
             for t in transitions]
     print_table(rows, [("time", "TIME"), ("alertname", "ALERT"), ("state", "STATE"), ("instance", "INSTANCE"),
-                       ("value", "VALUE"), ("labels", "LABELS")])
+                       ("value", "VALUE"), ("labels", "LABELS"), ("muted_by", "MUTED BY")])
     return 0
 
 

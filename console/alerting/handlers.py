@@ -95,7 +95,8 @@ class PromAlertsHandler(PrometheusHandler):
 class AlertHistoryHandler(ApiHandler):
     """``GET /api/v1/alerts/history?since&until&alertname&instance&limit``: transitions,
     newest first: ``{"transitions": [{"ts", "alertname", "state", "labels",
-    "annotations", "value", "group"}]}``. ``since``/``until`` are Unix seconds or RFC 3339
+    "annotations", "value", "group", "muted_by"}]}`` (``muted_by``: the reasons
+    the transition was muted when it happened, ``KIND:ID`` as ``silence:<id>``). ``since``/``until`` are Unix seconds or RFC 3339
     (default: the last 24 hours); ``limit`` at most 10,000 (default 1,000)."""
 
     async def get(self) -> None:

@@ -556,7 +556,7 @@ class AlertingService(VirtualSource):
                 continue
             out.append({"ts": row.ts, "alertname": row.alertname, "state": row.state, "labels": labels,
                         "annotations": orjson.loads(row.annotations), "value": row.value,
-                        "group": row.group_key})
+                        "group": row.group_key, "muted_by": row.muted_by.split(",") if row.muted_by else []})
             if len(out) >= limit:
                 break
         return out

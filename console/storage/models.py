@@ -433,3 +433,20 @@ class DeployWatchResult(Base):
     after: Mapped[float | None] = mapped_column(Float, nullable=True)
     regression: Mapped[bool] = mapped_column(Boolean)
     evaluated_at: Mapped[float] = mapped_column(Float)
+class SilenceRow(Base):
+    """One silence (console/silences): Alertmanager's silence with its UUID ``id``,
+    ``matchers`` as the JSON list of API matcher objects, ``annotations`` a JSON
+    object of strings, times in Unix seconds. Expired
+    silences are kept for the retention, then deleted."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    matchers: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str] = mapped_column(Text)
+    annotations: Mapped[str] = mapped_column(Text)  # JSON object of strings

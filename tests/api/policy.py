@@ -138,6 +138,18 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("/prometheus/api/v1/rules", "GET"): Rule(VIEWERS, "/prometheus/api/v1/rules", (200,)),
     ("/prometheus/api/v1/alerts", "GET"): Rule(VIEWERS, "/prometheus/api/v1/alerts", (200,)),
     ("/api/v1/alerts/history", "GET"): Rule(VIEWERS, "/api/v1/alerts/history", (200,)),
+    # -- silences and Alertmanager's API v2 ---------------------------------------------------
+    ("/alerts/silences", "GET"): Rule(VIEWERS, "/alerts/silences", (200,)),
+    ("/alerts/silences/new", "GET"): Rule(VIEWERS, "/alerts/silences/new", (200,)),
+    ("/alertmanager/api/v2/status", "GET"): Rule(VIEWERS, "/alertmanager/api/v2/status", (200,)),
+    ("/alertmanager/api/v2/alerts", "GET"): Rule(VIEWERS, "/alertmanager/api/v2/alerts", (200,)),
+    ("/alertmanager/api/v2/alerts", "POST"): Rule(AGENTS | DEPLOYERS, "/alertmanager/api/v2/alerts", (200,), b"[]"),
+    ("/alertmanager/api/v2/silences", "GET"): Rule(VIEWERS, "/alertmanager/api/v2/silences", (200,)),
+    ("/alertmanager/api/v2/silences", "POST"): Rule(DEPLOYERS, "/alertmanager/api/v2/silences", (400,), b"{}"),
+    ("/alertmanager/api/v2/silence/([^/]+)", "GET"): Rule(VIEWERS, "/alertmanager/api/v2/silence/no-such-silence",
+                                                          (404,)),
+    ("/alertmanager/api/v2/silence/([^/]+)", "DELETE"): Rule(
+        DEPLOYERS, "/alertmanager/api/v2/silence/no-such-silence", (404,)),
     # -- maintenance windows ------------------------------------------------------------------
     ("/maintenance", "GET"): Rule(VIEWERS, "/maintenance", (200,)),
     ("/api/v1/maintenance/windows", "GET"): Rule(VIEWERS, "/api/v1/maintenance/windows", (200,)),

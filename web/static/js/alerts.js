@@ -42,6 +42,12 @@
     return "/alerts/rules/" + encodeURIComponent(group) + "/" + encodeURIComponent(name);
   }
 
+  // The new-silence form with this alert's labels as matchers: {name="value",...}.
+  function silenceURL(labels) {
+    var parts = Object.keys(labels).sort().map(function (k) { return k + "=" + JSON.stringify(labels[k]); });
+    return "/alerts/silences/new?matchers=" + encodeURIComponent("{" + parts.join(",") + "}");
+  }
+
   function render(data, history) {
     var pairs = wanted();
     var active = [];
@@ -67,6 +73,9 @@
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
       td(tr, a.annotations.summary || "");
       runbook(tr, a.annotations.runbook_url);
+      var silence = F.el("a", "btn btn-quiet silence-link", "Silence");
+      silence.href = silenceURL(a.labels);
+      td(tr, "").appendChild(silence);
       return tr;
     }), "No firing or pending alerts.");
     var resolved = history.transitions.filter(function (t) {

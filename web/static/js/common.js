@@ -81,6 +81,36 @@
     });
   }
 
+  // The XSRF token Tornado set as the _xsrf cookie, sent back as X-XSRFToken on writes.
+  function xsrfToken() {
+    var m = document.cookie.split("; ").filter(function (c) { return c.indexOf("_xsrf=") === 0; })[0];
+    return m ? decodeURIComponent(m.slice(6)) : "";
+  }
+
+  // POST/DELETE JSON with the session cookie and the XSRF token. Resolves with the decoded
+  // answer (null when empty); rejects with a readable Error. Errors may be the console's
+  // {"error": {...}} or Alertmanager's plain JSON string (/alertmanager/api/v2/).
+  function sendJSON(method, url, body) {
+    var headers = { Accept: "application/json", "X-XSRFToken": xsrfToken() };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(url, {
+      method: method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(function (resp) {
+      return resp.text().then(function (text) {
+        var doc = null;
+        try { doc = text ? JSON.parse(text) : null; } catch (e) { doc = text; }
+        if (resp.ok) return doc;
+        var message = typeof doc === "string" ? doc
+          : (doc && doc.error && doc.error.message) || resp.statusText || "request failed";
+        throw ApiError(resp.status, "http_error", "HTTP " + resp.status + ": " + message);
+      });
+    });
+  }
+
   function query(params) {
     var parts = [];
     Object.keys(params).forEach(function (k) {
@@ -354,6 +384,7 @@
     showError: showError,
     clearError: clearError,
     fetchJSON: fetchJSON,
+    sendJSON: sendJSON,
     query: query,
     isNum: isNum,
     fmtBytes: fmtBytes,

@@ -74,6 +74,18 @@
       td(tr, t.state).className = "state nowrap state-" + t.state;
       td(tr, t.value === null ? "—" : F.fmtNumber(t.value)).className = "num";
       labelsCell(tr, t.labels);
+      // Why the transition notified no one (silence:ID, window:NAME, ...); silences link to their list.
+      var muted = td(tr, "");
+      muted.className = "muted-by";
+      (t.muted_by || []).forEach(function (reason) {
+        if (reason.indexOf("silence:") === 0) {
+          var a = F.el("a", "label-chip", reason);
+          a.href = "/alerts/silences";
+          muted.appendChild(a);
+        } else {
+          muted.appendChild(F.el("span", "label-chip", reason));
+        }
+      });
       return tr;
     }), "No transitions in the last 7 days.");
   }
