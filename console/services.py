@@ -30,6 +30,9 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.notify.config import load_notifications
+from console.notify.dispatch import Dispatcher
+from console.notify.inhibit import Inhibitor
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.probes.config import parse_probes
@@ -69,6 +72,7 @@ class Services:
     alerting: AlertingService | None = None
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
+    dispatcher: Dispatcher | None = None  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -87,6 +91,8 @@ class Services:
             self._watching = asyncio.ensure_future(self.sockets.watch())
         if self.alerting is not None:
             self.alerting.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -97,6 +103,8 @@ class Services:
             self.probes.close()
         if self.alerting is not None:
             self.alerting.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -137,6 +145,15 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     muting = Muting()
     alerting.muting = muting
+    alert_store = AlertStore()
+    alerting.alert_store, alerting.external_url = alert_store, config.public_url
+    inhibitor = Inhibitor(alert_store)
+    muting.register(inhibitor)
+    dispatcher = Dispatcher(db, alert_store, muting,
+                            load_notifications(config.alerting.notifications, config.document,
+                                               Path(config.path).resolve().parent if config.path else None),
+                            inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
+                            external_url=config.public_url, clock=clock)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -151,7 +168,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting, muting=muting)
+                    promql=promql, alerting=alerting, muting=muting, alert_store=alert_store,
+                    dispatcher=dispatcher)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -110,12 +110,16 @@ class AlertHistoryHandler(ApiHandler):
 
 
 class ReloadHandler(ApiHandler):
-    """``POST /-/reload``: re-read the rule files. 200 ``{"status": "success"}``; 422
-    ``rule_files_refused`` with ``details.errors`` ``{file: "FILE:LINE: message"}`` when any
-    file was refused (those files' previous rules keep running; the others are applied)."""
+    """``POST /-/reload``: re-read the rule files and ``alerting.notifications``. 200
+    ``{"status": "success"}``; 422 ``rule_files_refused`` with ``details.errors`` ``{file:
+    "FILE:LINE: message"}`` when any file was refused (those files' previous rules keep
+    running; the others are applied), the key ``alerting.notifications`` naming a refused
+    notification configuration (the previous one keeps running)."""
 
     async def post(self) -> None:
         errors = await self.services.alerting.reload()
+        if self.services.dispatcher is not None:
+            errors.update(await self.services.dispatcher.reload(self.services.config))
         if errors:
             raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
                                                       "rules keep running", {"errors": errors})
