@@ -353,9 +353,12 @@ class Dispatcher:
             gid = (route.idx, fingerprint(labels))
             group = self._groups.get(gid)
             if group is None:
-                group = AggrGroup(route, labels, f"{route.key}:{labelset_string(labels)}", now + route.group_wait)
+                # Timed from when the alert reached the store (a round may run a little later).
+                arrived = min(alert.updated_at or now, now)
+                group = AggrGroup(route, labels, f"{route.key}:{labelset_string(labels)}",
+                                  arrived + route.group_wait)
                 self._groups[gid] = group
-                if alert.starts_at + route.group_wait < now:  # old enough: flush at once
+                if alert.starts_at + route.group_wait < arrived:  # old enough: flush at once
                     group.next_flush = now
             group.alerts[alert.fingerprint] = alert
 
