@@ -94,6 +94,17 @@ class Services:
         if self.dispatcher is not None:
             self.dispatcher.start()
 
+    async def reload(self) -> dict[str, str]:
+        """Re-read the rule files and the notification configuration (``POST /-/reload``,
+        SIGHUP); returns what was refused, ``{file or "alerting.notifications": message}``
+        (each refused part keeps its previous version running)."""
+        errors: dict[str, str] = {}
+        if self.alerting is not None:
+            errors.update(await self.alerting.reload())
+        if self.dispatcher is not None:
+            errors.update(await self.dispatcher.reload(self.config))
+        return errors
+
     def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()

@@ -117,9 +117,7 @@ class ReloadHandler(ApiHandler):
     notification configuration (the previous one keeps running)."""
 
     async def post(self) -> None:
-        errors = await self.services.alerting.reload()
-        if self.services.dispatcher is not None:
-            errors.update(await self.services.dispatcher.reload(self.services.config))
+        errors = await self.services.reload()
         if errors:
             raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
                                                       "rules keep running", {"errors": errors})
