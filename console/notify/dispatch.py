@@ -54,7 +54,7 @@ from console.notify.config import DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S
     DEFAULT_RESOLVE_TIMEOUT_S, NotificationsConfig, RouteConfig, read_current
 from console.notify.inhibit import DEFAULT_INHIBIT_RULES, Inhibitor
 from console.notify.matchers import Matcher, matches_all, sort_key, to_string
-from console.notify.model import NotifyAlert, fingerprint
+from console.notify.model import NotifyAlert
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.notify.timeinterval import TimeInterval
@@ -348,19 +348,20 @@ class Dispatcher:
         return flushes, rows
 
     def _route(self, alert: NotifyAlert, now: float) -> None:
+        fp = alert.fingerprint  # computed once: the groups key their alerts by it
         for route in self.root.match(alert.labels):
             labels = route.group_labels(alert.labels)
-            gid = (route.idx, fingerprint(labels))
+            gid = (route.idx, tuple(sorted(labels.items())))
             group = self._groups.get(gid)
             if group is None:
                 # Timed from when the alert reached the store (a round may run a little later).
-                arrived = min(alert.updated_at or now, now)
+                arrived = alert.updated_at or now
                 group = AggrGroup(route, labels, f"{route.key}:{labelset_string(labels)}",
                                   arrived + route.group_wait)
                 self._groups[gid] = group
                 if alert.starts_at + route.group_wait < arrived:  # old enough: flush at once
                     group.next_flush = now
-            group.alerts[alert.fingerprint] = alert
+            group.alerts[fp] = alert
 
     def _flush(self, group: AggrGroup, alerts: dict[str, NotifyAlert], now: float) -> list[dict]:
         """The rows this flush of ``group`` queues (none when nothing needs notifying)."""
@@ -370,19 +371,19 @@ class Dispatcher:
         if route.active_time_intervals and not any(
                 t.contains(now) for name in route.active_time_intervals for t in self.intervals.get(name, ())):
             return []
-        kept = [a for a in alerts.values() if not self.muting.muted_by(a.labels, now)]
+        kept = [(fp, a) for fp, a in alerts.items() if not self.muting.muted_by(a.labels, now)]
         if not kept:
             return []
-        kept.sort(key=_sort_key)
-        firing = {a.fingerprint for a in kept if not a.resolved(now)}
-        resolved = {a.fingerprint for a in kept if a.resolved(now)}
+        kept.sort(key=lambda item: _sort_key(item[1]))
+        firing = {fp for fp, a in kept if not a.resolved(now)}
+        resolved = {fp for fp, a in kept if a.resolved(now)}
         rows = []
         for integration, settings in self.integrations.get(route.receiver, []):
             send_resolved = getattr(settings, "send_resolved", True)
             entry = self._nflog.get((route.receiver, integration, group.key))
             if not needs_update(entry, firing, resolved, send_resolved, route.repeat_interval, now):
                 continue
-            shown = kept if send_resolved else [a for a in kept if not a.resolved(now)]
+            shown = kept if send_resolved else [(fp, a) for fp, a in kept if not a.resolved(now)]
             basis = "\x00".join([route.receiver, integration, group.key, ",".join(sorted(firing)),
                                  ",".join(sorted(resolved)), entry.dedup_key if entry else ""])
             dedup_key = hashlib.sha256(basis.encode()).hexdigest()
@@ -392,8 +393,10 @@ class Dispatcher:
                          if shown else None})
         return rows
 
-    def _payload(self, group: AggrGroup, alerts: list[NotifyAlert], now: float, max_alerts: int) -> str:
-        """Alertmanager's webhook version-4 message (``notify/webhook``, ``template.Data``)."""
+    def _payload(self, group: AggrGroup, shown: list[tuple[str, NotifyAlert]], now: float, max_alerts: int) -> str:
+        """Alertmanager's webhook version-4 message (``notify/webhook``, ``template.Data``)
+        of ``shown`` (fingerprint, alert) pairs."""
+        alerts = [a for _, a in shown]
         truncated = 0
         if max_alerts and len(alerts) > max_alerts:
             truncated = len(alerts) - max_alerts
@@ -405,8 +408,8 @@ class Dispatcher:
                         "startsAt": rfc3339(a.starts_at),
                         # A firing alert's end is not known yet: Go's zero time, as Alertmanager.
                         "endsAt": rfc3339(a.ends_at if a.resolved(now) else None),
-                        "generatorURL": a.generator_url, "fingerprint": a.fingerprint}
-                       for a in alerts[:len(alerts) - truncated]],
+                        "generatorURL": a.generator_url, "fingerprint": fp}
+                       for fp, a in shown[:len(shown) - truncated]],
             "groupLabels": group.labels,
             "commonLabels": _common([a.labels for a in alerts]),
             "commonAnnotations": _common([a.annotations for a in alerts]),
@@ -437,11 +440,9 @@ class Dispatcher:
     # -- the notification log -----------------------------------------------------------------
     @staticmethod
     def _enqueue(session: Session, rows: list[dict], now: float) -> None:
-        for row in rows:
-            if row["payload"] is not None:
-                outbox.enqueue(session, receiver=row["receiver"], integration=row["integration"],
-                               group_key=row["group_key"], dedup_key=row["dedup_key"], payload=row["payload"],
-                               now=now)
+        outbox.enqueue_many(session, [{k: row[k] for k in ("receiver", "integration", "group_key", "dedup_key",
+                                                             "payload")} for row in rows if row["payload"] is not None],
+                            now)
 
     @staticmethod
     def _load_nflog(session: Session, now: float) -> dict[tuple[str, str, str], LogEntry]:
