@@ -65,6 +65,7 @@ log = logging.getLogger("fleetdeck.notify")
 
 NFLOG_RETENTION_S = 120 * 3600  # Alertmanager's default --data.retention: older log entries are forgotten
 IDLE_WAKE_S = 1.0  # the loop looks at the clock at least this often
+GC_EVERY_S = 60.0  # resolved alerts are collected at most this often
 
 
 def go_quote(value: str) -> str:
@@ -225,6 +226,7 @@ class Dispatcher:
         self._groups: dict[tuple[int, str], AggrGroup] = {}
         self._nflog: dict[tuple[str, str, str], LogEntry] = {}
         self._nflog_loaded = False
+        self._last_gc = 0.0
         self._round: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -312,6 +314,9 @@ class Dispatcher:
             if not self._nflog_loaded:
                 self._nflog = await self.db.read(self._load_nflog, now)
                 self._nflog_loaded = True
+            if now - self._last_gc >= GC_EVERY_S:
+                self._last_gc = now
+                await loop.run_in_executor(self._executor, self._gc, now)
             flushes, rows = await loop.run_in_executor(self._executor, self._prepare, now)
             if rows:
                 await self.db.write(self._enqueue, rows, now)
@@ -323,6 +328,13 @@ class Dispatcher:
         self._executor.shutdown(wait=True)
 
     # -- the dispatch thread -----------------------------------------------------------------
+    def _gc(self, now: float) -> None:
+        """Forget alerts resolved long enough ago (the store's retention) and the inhibitor's
+        resolved sources, as Alertmanager's alert provider and inhibitor collect theirs."""
+        self.store.gc(now)
+        if self.inhibitor is not None:
+            self.inhibitor.gc(now)
+
     def _prepare(self, now: float) -> tuple[list, list[dict]]:
         if self._reset:
             # A new configuration: route every stored alert again into fresh groups.

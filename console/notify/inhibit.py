@@ -79,6 +79,17 @@ class Inhibitor:
                 else:
                     bucket[fp] = alert
 
+    def gc(self, now: float) -> None:
+        """Drop sources that have resolved by ``now`` (ended without being put again)."""
+        with self._lock:
+            for rule in self._rules:
+                for key in list(rule.index):
+                    bucket = rule.index[key]
+                    for fp in [fp for fp, a in bucket.items() if a.resolved(now)]:
+                        del bucket[fp]
+                    if not bucket:
+                        del rule.index[key]
+
     def muted_by(self, labels: Mapping[str, str], now: float) -> list[str]:
         """``["inhibited:<source fingerprint>"]`` when an active source inhibits ``labels``."""
         with self._lock:

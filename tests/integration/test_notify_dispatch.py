@@ -214,6 +214,8 @@ def test_resolved_notified_once_and_not_to_send_resolved_false(rig):
     assert summary(rows) == [("ops", "webhook[0]", "resolved", ("b:resolved",))]
     assert rows[0]["payload"]["status"] == "resolved"
     assert rig.tick(T0 + 930) == [] and rig.tick(T0 + 30 + 5 * 3600) == []
+    # Resolved for longer than the store's retention (15 min): collected by the rounds.
+    assert rig.store.get(fingerprint({"alertname": "DiskFull", "instance": "a"})) is None
     # Firing again: a first notification for both integrations, at once (the alert is old).
     rig.now = T0 + 5 * 3600
     rig.put({"alertname": "DiskFull", "instance": "b"}, starts_at=T0 + 4000)
