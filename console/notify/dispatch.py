@@ -407,11 +407,12 @@ class Dispatcher:
 
     def _payload(self, group: AggrGroup, shown: list[tuple[str, NotifyAlert]], now: float, max_alerts: int) -> str:
         """Alertmanager's webhook version-4 message (``notify/webhook``, ``template.Data``)
-        of ``shown`` (fingerprint, alert) pairs."""
+        of ``shown`` (fingerprint, alert) pairs. With ``max_alerts``, the alerts past it are
+        dropped first and only counted (``truncatedAlerts``): status and common labels are
+        those of the alerts sent, as Alertmanager's webhook computes them."""
+        truncated = max(0, len(shown) - max_alerts) if max_alerts else 0
+        shown = shown[:len(shown) - truncated]
         alerts = [a for _, a in shown]
-        truncated = 0
-        if max_alerts and len(alerts) > max_alerts:
-            truncated = len(alerts) - max_alerts
         status = "firing" if any(not a.resolved(now) for a in alerts) else "resolved"
         body = {
             "receiver": group.route.receiver,
@@ -421,7 +422,7 @@ class Dispatcher:
                         # A firing alert's end is not known yet: Go's zero time, as Alertmanager.
                         "endsAt": rfc3339(a.ends_at if a.resolved(now) else None),
                         "generatorURL": a.generator_url, "fingerprint": fp}
-                       for fp, a in shown[:len(shown) - truncated]],
+                       for fp, a in shown],
             "groupLabels": group.labels,
             "commonLabels": _common([a.labels for a in alerts]),
             "commonAnnotations": _common([a.annotations for a in alerts]),
