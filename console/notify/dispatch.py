@@ -35,6 +35,7 @@ drives both runs on the IOLoop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -298,10 +299,9 @@ class Dispatcher:
                 next_due = None
             delay = IDLE_WAKE_S if next_due is None else min(IDLE_WAKE_S, max(0.0, next_due - self.clock()))
             self._wake.clear()
-            try:
+            # Woken by a put, or the timer ran out (a group is due): either way, a round.
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
 
     async def tick(self, now: float) -> float | None:
         """One round at ``now`` (Unix seconds): route the alerts put since the last round,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import threading
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from console.storage.database import Database
 from console.storage.models import Notification
 from tests.conftest import need
 from tests.harness import http, wait_for
+from tests.integration.procs import free_port
 
 EXTERNAL = "https://fleetdeck.example"
 ROUTING = """
@@ -57,12 +57,6 @@ inhibit_rules:
     target_matchers: ['alertname!="HostDown"']
     equal: [host]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Catcher:
