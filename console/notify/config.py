@@ -237,6 +237,15 @@ class NotificationsConfig(_Strict):
     inhibit_rules: list[InhibitRuleConfig] = []
     time_intervals: list[TimeIntervalConfig] = []
     mute_time_intervals: list[TimeIntervalConfig] = []  # Alertmanager's older name, still read
+    templates: list[str] = []  # Alertmanager's Go template files: refused, not ignored
+
+    @field_validator("templates")
+    @classmethod
+    def _no_templates(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError("Alertmanager's Go template files are not read: messages use Fleetdeck's templates "
+                             "(docs/alerting.md, \"Templates\"); remove this key")
+        return value
 
     @model_validator(mode="after")
     def _references(self) -> "NotificationsConfig":

@@ -196,6 +196,10 @@ def _sort_key(alert: NotifyAlert) -> tuple:
     return tuple(key)
 
 
+def _sorted(mapping: Mapping[str, str]) -> dict[str, str]:
+    return dict(sorted(mapping.items()))
+
+
 def _common(maps: list[dict[str, str]]) -> dict[str, str]:
     if not maps:
         return {}
@@ -417,15 +421,16 @@ class Dispatcher:
         body = {
             "receiver": group.route.receiver,
             "status": status,
-            "alerts": [{"status": a.status(now), "labels": a.labels, "annotations": a.annotations,
+            # Maps with sorted keys, as Go marshals them, so the JSON is Alertmanager's byte for byte.
+            "alerts": [{"status": a.status(now), "labels": _sorted(a.labels), "annotations": _sorted(a.annotations),
                         "startsAt": rfc3339(a.starts_at),
                         # A firing alert's end is not known yet: Go's zero time, as Alertmanager.
                         "endsAt": rfc3339(a.ends_at if a.resolved(now) else None),
                         "generatorURL": a.generator_url, "fingerprint": fp}
                        for fp, a in shown],
-            "groupLabels": group.labels,
-            "commonLabels": _common([a.labels for a in alerts]),
-            "commonAnnotations": _common([a.annotations for a in alerts]),
+            "groupLabels": _sorted(group.labels),
+            "commonLabels": _sorted(_common([a.labels for a in alerts])),
+            "commonAnnotations": _sorted(_common([a.annotations for a in alerts])),
             "externalURL": self.external_url,
             "version": "4",
             "groupKey": group.key,
@@ -476,8 +481,3 @@ class Dispatcher:
             out[(row.receiver, row.integration, row.group_key)] = LogEntry(firing, resolved, row.created_at,
                                                                            row.dedup_key)
         return out
-
-    # -- reading -------------------------------------------------------------------------------
-    def routes_for(self, labels: Mapping[str, str]) -> list[str]:
-        """The receivers an alert with ``labels`` is routed to (as ``amtool config routes test``)."""
-        return [r.receiver for r in self.root.match(labels)] if self.root is not None else []

@@ -198,6 +198,8 @@ def _config_file(tmp_path: Path, notifications: str) -> Path:
     ("route:\n  receiver: a\nreceivers:\n  - name: a\ninhibit_rules:\n  - source_matchers: ['a=\"1\"']\n"
      "    equal: ['bad-name']\n",
      "alerting.notifications.inhibit_rules[0].equal: invalid label name 'bad-name' (from {F} line 10)"),
+    ("route:\n  receiver: a\nreceivers:\n  - name: a\ntemplates: ['/etc/alertmanager/*.tmpl']\n",
+     "alerting.notifications.templates: Alertmanager's Go template files are not read"),
 ])
 def test_configuration_errors_name_key_file_and_line(tmp_path, body, message):
     path = _config_file(tmp_path, body)
