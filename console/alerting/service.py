@@ -351,7 +351,7 @@ class AlertingService(VirtualSource):
                 url = f"{self.external_url}/alerts/rules/{quote(runtime.group.name, safe='')}/" \
                       f"{quote(state.rule.name, safe='')}"
                 for a in state.active.values():
-                    if a.fired_at is None or (a.state == PENDING):
+                    if a.fired_at is None or a.state == PENDING:
                         continue
                     ends_at = a.resolved_at if a.state == INACTIVE else ts + valid_s
                     if ends_at is None:

@@ -228,7 +228,7 @@ class Dispatcher:
         self._incoming: list[NotifyAlert] = []
         self._incoming_lock = Lock()
         # Touched only on the dispatch thread:
-        self._groups: dict[tuple[int, str], AggrGroup] = {}
+        self._groups: dict[tuple[int, tuple], AggrGroup] = {}  # (route idx, group labels) -> group
         self._nflog: dict[tuple[str, str, str], LogEntry] = {}
         self._nflog_loaded = False
         self._last_gc = 0.0
@@ -257,9 +257,9 @@ class Dispatcher:
         return {}
 
     def apply(self, config: NotificationsConfig | None, default_inhibit_rules: bool = True) -> None:
-        """Use ``config`` from the next round on (call between rounds). Groups of routes that no longer exist are
-        dropped; the alerts are routed again from the store (the notification log keeps
-        what was notified, so nothing already notified is notified again)."""
+        """Use ``config`` from the next round on (call between rounds): the groups are
+        dropped and the stored alerts routed again (the notification log keeps what was
+        notified, so nothing already notified is notified again)."""
         self.config = config
         self.root = build_route(config.route) if config is not None else None
         self.intervals: dict[str, list[TimeInterval]] = config.intervals() if config is not None else {}
@@ -296,13 +296,13 @@ class Dispatcher:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # before the round: a put during it makes the next one start at once
             try:
                 next_due = await self.tick(self.clock())
             except Exception:  # a database outage: logged, retried at the next round
                 log.exception("notification dispatch round failed")
                 next_due = None
             delay = IDLE_WAKE_S if next_due is None else min(IDLE_WAKE_S, max(0.0, next_due - self.clock()))
-            self._wake.clear()
             # Woken by a put, or the timer ran out (a group is due): either way, a round.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
