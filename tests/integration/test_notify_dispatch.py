@@ -93,7 +93,8 @@ def db_url(request, tmp_path_factory):
 
 
 class Rig:
-    def __init__(self, db: Database, config: str = CONFIG, store: AlertStore | None = None) -> None:
+    def __init__(self, db: Database, config: str = CONFIG, store: AlertStore | None = None,
+                 default_inhibit_rules: bool = True) -> None:
         self.db = db
         self.store = store or AlertStore()
         self.muting = Muting()
@@ -103,7 +104,8 @@ class Rig:
         self.muting.register(inhibitor)
         notifications = parse_notifications(yaml.safe_load(config), lambda loc: None, "n")
         self.dispatcher = Dispatcher(db, self.store, self.muting, notifications, inhibitor=inhibitor,
-                                     external_url=URL, clock=lambda: self.now)
+                                     default_inhibit_rules=default_inhibit_rules, external_url=URL,
+                                     clock=lambda: self.now)
         self.now = T0
         self.seen = 0
 
@@ -314,3 +316,14 @@ def test_same_round_twice_and_restart_do_not_notify_again(rig, db_url):
     # enough to flush at once) and reads its log from the rows: nothing is new.
     assert again.tick(T0 + 40) == [] and again.tick(T0 + 100) == []
     assert len(again.tick(T0 + 30 + 4 * 3600 + 300)) == 2  # the repeat is due from the logged time
+
+
+def test_default_inhibit_rules_off(rig):
+    rig.close()
+    off = Rig(rig.db, default_inhibit_rules=False)
+    rig.dispatcher = off.dispatcher  # closed by the fixture
+    off.put({"alertname": "HostDown", "host": "h1", "instance": "h1"})
+    off.put({"alertname": "DiskFull", "host": "h1", "instance": "h1"})
+    rows = [r for r in off.tick(T0 + 30) if r["integration"] == "webhook[0]"]
+    assert sorted(r["payload"]["groupLabels"]["alertname"] for r in rows) == ["DiskFull", "HostDown"]
+    assert off.muting.muted_by({"alertname": "DiskFull", "host": "h1"}, T0 + 30) == []

@@ -313,3 +313,11 @@ def test_defaults_without_timers():
                                            lambda loc: None, "n").route)
     assert (root.group_wait, root.group_interval, root.repeat_interval) == (30, 300, 4 * 3600)
     assert root.group_by == frozenset() and not root.group_by_all
+
+
+def test_default_inhibit_rules_is_a_strict_bool(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("alerting:\n  default_inhibit_rules: 'no'\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path=str(path), env={})
+    assert str(exc.value) == f"alerting.default_inhibit_rules: must be true or false, got 'no' (from {path} line 2)"
