@@ -119,8 +119,12 @@ class ReloadHandler(ApiHandler):
     async def post(self) -> None:
         errors = await self.services.reload()
         if errors:
-            raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
-                                                      "rules keep running", {"errors": errors})
+            files = [key for key in errors if key != "alerting.notifications"]
+            said = [f"{len(files)} rule file(s) refused; their previous rules keep running"] if files else []
+            if "alerting.notifications" in errors:  # no file list shows it: the message carries it
+                said.append("the notification routing was refused, the previous one keeps running: "
+                            + errors["alerting.notifications"])
+            raise ApiError(422, "rule_files_refused", "; ".join(said), {"errors": errors})
         self.write_json({"status": "success"})
 
 

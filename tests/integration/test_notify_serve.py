@@ -62,6 +62,13 @@ def test_restart_does_not_renotify_and_reload_refuses_then_applies_routing(tmp_p
         assert resp.json()["error"]["details"]["errors"] == {
             "alerting.notifications": f"alerting.notifications.route.receiver: undefined receiver 'third' used in "
                                       f"route (from {routing} line 2)"}
+        # `fleetdeck rules reload` says it (the same POST, exit 1).
+        cli = subprocess.run([sys.executable, "-m", "console.cli", "rules", "reload"],
+                             env={**console.env, "FLEETDECK_URL": console.url, "FLEETDECK_TOKEN": token}, cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 1, cli.stdout + cli.stderr
+        assert (f"the notification routing was refused, the previous one keeps running: alerting.notifications."
+                f"route.receiver: undefined receiver 'third' used in route (from {routing} line 2)") in cli.stderr
         time.sleep(2)
         assert queued(db) == [group]  # the previous routing keeps running
         routing.write_text(ROUTING.format(receiver="second"))
