@@ -95,7 +95,9 @@ EqualMap = Annotated[dict, BeforeValidator(_equal_map)]
 RegexMap = Annotated[dict, BeforeValidator(_regex_map)]
 
 
-class _Strict(BaseModel):  # noqa: D101 - unknown keys refused everywhere
+class _Strict(BaseModel):
+    """Unknown keys are refused everywhere in the document."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True,
                               arbitrary_types_allowed=True)
 

@@ -56,10 +56,10 @@ class Inhibitor:
 
     def set_rules(self, configs: list[InhibitRuleConfig]) -> None:
         rules = [InhibitRule.of(c) for c in configs]
-        alerts = self.store.snapshot()
         with self._lock:
+            # The snapshot under our lock: a put after it is indexed (by _on_put) with the new rules.
             self._rules = rules
-            self._index(alerts)
+            self._index(self.store.snapshot())
 
     def _on_put(self, alerts: list[NotifyAlert]) -> None:
         with self._lock:
