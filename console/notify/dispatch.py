@@ -274,8 +274,8 @@ class Dispatcher:
                 self.integrations[receiver.name] = found
         self.resolve_timeout_s = config.global_.resolve_timeout if config is not None else DEFAULT_RESOLVE_TIMEOUT_S
         if self.inhibitor is not None:
-            self.inhibitor.set_rules((DEFAULT_INHIBIT_RULES if default_inhibit_rules else [])
-                                     + (config.inhibit_rules if config is not None else []))
+            self.inhibitor.set_rules([*(DEFAULT_INHIBIT_RULES if default_inhibit_rules else ()),
+                                      *(config.inhibit_rules if config is not None else ())])
         self._reset = True
 
     # -- input -------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from console.notify.matchers import Matcher, matches_all
 from console.notify.model import NotifyAlert
 from console.notify.store import AlertStore
 
-DEFAULT_INHIBIT_RULES = [InhibitRuleConfig(name="host-down", source_matchers=['alertname="HostDown"'],
-                                           target_matchers=['alertname!="HostDown"'], equal=["host"])]
+DEFAULT_INHIBIT_RULES = (InhibitRuleConfig(name="host-down", source_matchers=['alertname="HostDown"'],
+                                           target_matchers=['alertname!="HostDown"'], equal=["host"]),)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Inhibitor:
         self._lock = Lock()
         store.subscribe(self._on_put)
 
-    def set_rules(self, configs: list[InhibitRuleConfig]) -> None:
+    def set_rules(self, configs: list[InhibitRuleConfig] | tuple[InhibitRuleConfig, ...]) -> None:
         rules = [InhibitRule.of(c) for c in configs]
         with self._lock:
             # The snapshot under our lock: a put after it is indexed (by _on_put) with the new rules.
