@@ -165,6 +165,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                                Path(config.path).resolve().parent if config.path else None),
                             inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
                             external_url=config.public_url, clock=clock)
+    muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,

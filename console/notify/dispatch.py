@@ -185,6 +185,19 @@ def needs_update(entry: LogEntry | None, firing: set[str], resolved: set[str], s
     return entry.ts < now - repeat_s
 
 
+def time_muted(route: Route, intervals: Mapping[str, list[TimeInterval]], now: float) -> list[str]:
+    """The time intervals that keep ``route`` from notifying at ``now``: those of its
+    ``mute_time_intervals`` containing it, else all its ``active_time_intervals`` when none
+    contains it (Alertmanager's TimeMuteStage and TimeActiveStage); empty: it may notify."""
+    muting = [name for name in route.mute_time_intervals if any(t.contains(now) for t in intervals.get(name, ()))]
+    if muting:
+        return muting
+    if route.active_time_intervals and not any(t.contains(now) for name in route.active_time_intervals
+                                               for t in intervals.get(name, ())):
+        return list(route.active_time_intervals)
+    return []
+
+
 def _sort_key(alert: NotifyAlert) -> tuple:
     """Alertmanager's ``AlertSlice.Less``: by ``job``, then ``instance`` (alerts having the
     label first), then the label sets."""
@@ -277,6 +290,22 @@ class Dispatcher:
             self.inhibitor.set_rules([*(DEFAULT_INHIBIT_RULES if default_inhibit_rules else ()),
                                       *(config.inhibit_rules if config is not None else ())])
         self._reset = True
+
+    # -- muting ------------------------------------------------------------------------------
+    def muted_by(self, labels: Mapping[str, str], now: float) -> list[str]:
+        """Muter (registered on Services.muting, so the history and the API say it):
+        ``time_interval:<name>`` when every route ``labels`` goes to is muted at ``now`` by
+        its time intervals; empty otherwise (a route that notifies is handled per group)."""
+        root, intervals = self.root, self.intervals
+        if root is None or not intervals:
+            return []
+        reasons: list[str] = []
+        for route in root.match(labels):
+            names = time_muted(route, intervals, now)
+            if not names:
+                return []
+            reasons.extend(f"time_interval:{name}" for name in names if f"time_interval:{name}" not in reasons)
+        return reasons
 
     # -- input -------------------------------------------------------------------------------
     def _on_put(self, alerts: list[NotifyAlert]) -> None:
@@ -382,10 +411,7 @@ class Dispatcher:
     def _flush(self, group: AggrGroup, alerts: dict[str, NotifyAlert], now: float) -> list[dict]:
         """The rows this flush of ``group`` queues (none when nothing needs notifying)."""
         route = group.route
-        if any(t.contains(now) for name in route.mute_time_intervals for t in self.intervals.get(name, ())):
-            return []
-        if route.active_time_intervals and not any(
-                t.contains(now) for name in route.active_time_intervals for t in self.intervals.get(name, ())):
+        if time_muted(route, self.intervals, now):
             return []
         kept = [(fp, a) for fp, a in alerts.items() if not self.muting.muted_by(a.labels, now)]
         if not kept:

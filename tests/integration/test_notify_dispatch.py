@@ -106,6 +106,7 @@ class Rig:
         self.dispatcher = Dispatcher(db, self.store, self.muting, notifications, inhibitor=inhibitor,
                                      default_inhibit_rules=default_inhibit_rules, external_url=URL,
                                      clock=lambda: self.now)
+        self.muting.register(self.dispatcher)  # as Services registers it
         self.now = T0
         self.seen = 0
 
@@ -300,6 +301,12 @@ def test_mute_and_active_time_intervals_in_their_zone(rig):
     tuesday = datetime(2026, 3, 3, 1, 0, tzinfo=timezone.utc).timestamp()
     rows = rig.tick(tuesday)
     assert [r["payload"]["groupLabels"]["alertname"] for r in rows if r["integration"] == "webhook[0]"] == ["Deploy"]
+    # The reasons muting reports (history, API): only when every route of the alert is muted.
+    assert rig.muting.muted_by({"alertname": "Backup", "team": "night"}, tuesday) == ["time_interval:office-hours"]
+    assert rig.muting.muted_by({"alertname": "Deploy", "team": "day"}, tuesday) == []
+    assert rig.muting.muted_by({"alertname": "Deploy", "team": "day"}, T0) == ["time_interval:office-hours"]
+    assert rig.muting.muted_by({"alertname": "Backup", "team": "night"}, T0) == []
+    assert rig.muting.muted_by({"alertname": "Backup", "team": "night", "severity": "page"}, tuesday) == []
 
 
 def test_same_round_twice_and_restart_do_not_notify_again(rig, db_url):
