@@ -239,8 +239,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if services.alerting is not None:  # SIGHUP re-reads the rule files, as Prometheus
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.alerting.reload()))
+    if services.alerting is not None:  # SIGHUP re-reads the rule files and notifications, as Prometheus
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.reload()))
     agent = None
     if with_agent:
         agent = LocalAgent(services, config, config_path, url)

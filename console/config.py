@@ -260,6 +260,11 @@ class AlertingConfig(BaseModel):
     # deploys and this many seconds after (a duration such as "5m" works); the watch per app.
     deploy_settle: Seconds = Field(300.0, ge=0, le=SECONDS_MAX)
     deploy_watch: dict[Annotated[str, Field(min_length=1)], DeployWatch] = {}
+    # Notifications (console/notify/config.py): Alertmanager's configuration (route,
+    # receivers, inhibit_rules, time_intervals) inline, or the path of a YAML file holding
+    # it (relative to the config file's folder); none: no notifications are sent.
+    notifications: dict[str, Any] | Annotated[str, Field(min_length=1)] | None = None
+    default_inhibit_rules: bool = True  # a HostDown alert inhibits the other alerts of its host
 
     @field_validator("evaluation_interval", mode="before")
     @classmethod
@@ -274,7 +279,7 @@ class AlertingConfig(BaseModel):
                 raise ValueError(f"must be seconds or a duration such as 30s or 1m, got {raw!r}") from None
         return raw
 
-    @field_validator("default_rules", mode="before")
+    @field_validator("default_rules", "default_inhibit_rules", mode="before")
     @classmethod
     def _strict_bool(cls, raw: Any) -> Any:
         if not isinstance(raw, bool):
@@ -293,6 +298,11 @@ def _alerting_from(document: YamlDocument, base_dir: Path | None) -> AlertingCon
         raise ConfigError("\n".join(validation_messages(exc, "alerting", where))) from None
     if base_dir is not None:
         config.rule_files = [f if os.path.isabs(f) else str(base_dir / f) for f in config.rule_files]
+        if isinstance(config.notifications, str) and not os.path.isabs(config.notifications):
+            config.notifications = str(base_dir / config.notifications)
+    from console.notify.config import load_notifications
+
+    load_notifications(config.notifications, document if base_dir is not None else None, base_dir)  # refuse bad ones
     return config
 
 

@@ -34,6 +34,9 @@ from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
 from console.maintenance.deploys import DeployHold, DeployWatcher, app_hosts, check_watch
 from console.maintenance.service import MaintenanceService
+from console.notify.config import load_notifications
+from console.notify.dispatch import Dispatcher
+from console.notify.inhibit import Inhibitor
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.ops.service import ReadinessService
@@ -80,6 +83,7 @@ class Services:
     deploy_hold: DeployHold | None = None  # a muter, reasons deploy:<id>
     deploy_watch: DeployWatcher | None = None  # raises DeployRegression after deploys
     silences: SilenceService | None = None
+    dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -103,6 +107,19 @@ class Services:
                 part.start()
         if self.silences is not None:
             self.silences.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+
+    async def reload(self) -> dict[str, str]:
+        """Re-read the rule files and the notification configuration (``POST /-/reload``,
+        SIGHUP); returns what was refused, ``{file or "alerting.notifications": message}``
+        (each refused part keeps its previous version running)."""
+        errors: dict[str, str] = {}
+        if self.alerting is not None:
+            errors.update(await self.alerting.reload())
+        if self.dispatcher is not None:
+            errors.update(await self.dispatcher.reload(self.config))
+        return errors
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -118,6 +135,8 @@ class Services:
                 part.close()
         if self.silences is not None:
             self.silences.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -169,6 +188,16 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     silences = SilenceService(db, clock, audit=audit)
     db.run(silences.load)
     muting.register(silences)
+    alert_store = AlertStore()
+    alerting.alert_store, alerting.external_url = alert_store, config.public_url
+    inhibitor = Inhibitor(alert_store)
+    muting.register(inhibitor)
+    dispatcher = Dispatcher(db, alert_store, muting,
+                            load_notifications(config.alerting.notifications, config.document,
+                                               Path(config.path).resolve().parent if config.path else None),
+                            inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
+                            external_url=config.public_url, clock=clock)
+    muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -186,7 +215,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     promql=promql, alerting=alerting, muting=muting,
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
-                    silences=silences)
+                    silences=silences, alert_store=alert_store, dispatcher=dispatcher)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -111,15 +111,21 @@ class AlertHistoryHandler(ApiHandler):
 
 
 class ReloadHandler(ApiHandler):
-    """``POST /-/reload``: re-read the rule files. 200 ``{"status": "success"}``; 422
-    ``rule_files_refused`` with ``details.errors`` ``{file: "FILE:LINE: message"}`` when any
-    file was refused (those files' previous rules keep running; the others are applied)."""
+    """``POST /-/reload``: re-read the rule files and ``alerting.notifications``. 200
+    ``{"status": "success"}``; 422 ``rule_files_refused`` with ``details.errors`` ``{file:
+    "FILE:LINE: message"}`` when any file was refused (those files' previous rules keep
+    running; the others are applied), the key ``alerting.notifications`` naming a refused
+    notification configuration (the previous one keeps running)."""
 
     async def post(self) -> None:
-        errors = await self.services.alerting.reload()
+        errors = await self.services.reload()
         if errors:
-            raise ApiError(422, "rule_files_refused", f"{len(errors)} rule file(s) refused; their previous "
-                                                      "rules keep running", {"errors": errors})
+            files = [key for key in errors if key != "alerting.notifications"]
+            said = [f"{len(files)} rule file(s) refused; their previous rules keep running"] if files else []
+            if "alerting.notifications" in errors:  # no file list shows it: the message carries it
+                said.append("the notification routing was refused, the previous one keeps running: "
+                            + errors["alerting.notifications"])
+            raise ApiError(422, "rule_files_refused", "; ".join(said), {"errors": errors})
         self.write_json({"status": "success"})
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Lock
 from typing import Callable
+from urllib.parse import quote
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -37,7 +38,9 @@ from console.promql.functions import FunctionError
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
 from console.promql.values import NAME, Sample, get, make_labels
 from console.logs.service import LogService
+from console.notify.model import NotifyAlert
 from console.notify.muting import Muting
+from console.notify.store import AlertStore
 from console.storage.database import Database
 from console.storage.models import AlertHistory, AlertState, Deploy, Host
 
@@ -50,6 +53,7 @@ DEFAULT_RULES = Path(__file__).resolve().parent / "default_rules.yml"
 DEPLOY_FAILED_WINDOW_S = 3600
 DEPLOY_FAILED_STEP_S = 60
 DEPLOY_FAILED_STATES = ("failed", "rolled_back")
+RESEND_DELAY_S = 60  # Prometheus' --rules.alert.resend-delay: firing alerts stay valid 4 times this or the interval
 LOG_SAMPLE_LINES = 3  # newest matching lines a log alert carries (annotation log_samples)
 _EVAL_ERRORS = (QueryTimeout, TooManySamples, EvalError, MatchingError, FunctionError, AggregationError,
                 BadRegex, ast.ParseError, ast.Unsupported, RuleEvalError)
@@ -104,6 +108,10 @@ class AlertingService(VirtualSource):
         # More computed series served with these (fleetdeck_deploy_regression of the
         # post-deploy watch, console/maintenance/deploys.py); set by Services.
         self.sources: list[VirtualSource] = []
+        # Firing and resolved alerts go there after each evaluation, for notifications
+        # (console/notify/); set by Services with the console's public URL for links.
+        self.alert_store: AlertStore | None = None
+        self.external_url = ""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="alerting")
         self._tasks: list[asyncio.Task] = []
         self._eval_lock: asyncio.Lock | None = None
@@ -270,6 +278,9 @@ class AlertingService(VirtualSource):
                 return []
             ts = self.clock() if at is None else at
             transitions, rows = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
+            if self.alert_store is not None:
+                # Before the history's muting is asked, so an alert of this round inhibits too.
+                await loop.run_in_executor(self._executor, self._send, runtime, ts)
             if transitions or rows is not None:
                 if self.muting is not None:
                     for t in transitions:
@@ -327,6 +338,31 @@ class AlertingService(VirtualSource):
             rows = self._rows(runtime)
         changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
         return transitions, rows if changed else None
+
+    def _send(self, runtime: GroupRuntime, ts: float) -> None:
+        """Put the group's firing alerts, and those that resolved after firing (kept
+        RESOLVED_RETENTION_S), into the alert store, as Prometheus sends them to
+        Alertmanager (``rules/alerting.go`` ``sendAlerts``): ``startsAt`` when it fired,
+        ``endsAt`` when it resolved or, while firing, ``ts + 4 * max(interval, 1m)`` (it
+        resolves by itself if the rule stops being evaluated)."""
+        valid_s = 4 * max(runtime.group.interval_s, RESEND_DELAY_S)
+        alerts = []
+        with self._lock:
+            for state in runtime.rules:
+                if state.rule.record:
+                    continue
+                url = f"{self.external_url}/alerts/rules/{quote(runtime.group.name, safe='')}/" \
+                      f"{quote(state.rule.name, safe='')}"
+                for a in state.active.values():
+                    if a.fired_at is None or a.state == PENDING:
+                        continue
+                    ends_at = a.resolved_at if a.state == INACTIVE else ts + valid_s
+                    if ends_at is None:
+                        continue
+                    alerts.append(NotifyAlert(dict(a.labels), dict(a.annotations), starts_at=a.fired_at,
+                                              ends_at=ends_at, generator_url=url, source="rules"))
+        if alerts:
+            self.alert_store.put(alerts, ts)
 
     def _alerting_step(self, storage: Storage, state: RuleState, result: list[Sample], ts: float, t_ms: int,
                        deadline: float, limit: int, transitions: list[Transition]) -> None:

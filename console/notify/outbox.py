@@ -36,8 +36,17 @@ def enqueue(session: Session, *, receiver: str, integration: str, group_key: str
             payload: str, now: float) -> bool:
     """Add one pending notification unless ``dedup_key`` is already there; True if added.
     Call on the database writer (``Database.write``)."""
+    return bool(enqueue_many(session, [{"receiver": receiver, "integration": integration, "group_key": group_key,
+                                        "dedup_key": dedup_key, "payload": payload}], now))
+
+
+def enqueue_many(session: Session, rows: list[dict], now: float) -> int:
+    """``enqueue`` for many rows (dicts of receiver, integration, group_key, dedup_key,
+    payload) in one statement, compiled once; returns how many were added."""
+    if not rows:
+        return 0
     dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(Notification).values(
-        created_at=now, receiver=receiver, integration=integration, group_key=group_key, dedup_key=dedup_key,
-        payload=payload, status=PENDING, attempts=0, next_attempt_at=now).on_conflict_do_nothing()
-    return bool(session.execute(stmt).rowcount)
+    values = [{**row, "created_at": now, "status": PENDING, "attempts": 0, "next_attempt_at": now} for row in rows]
+    # Core executemany on the session's connection: one compiled statement for all rows.
+    return session.connection().execute(dialect_insert(Notification.__table__).on_conflict_do_nothing(),
+                                        values).rowcount

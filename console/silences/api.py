@@ -26,9 +26,6 @@ from console.notify.model import NotifyAlert
 from console.silences.matchers import Matcher, matches_all, parse_matchers, valid_label_name
 from console.silences.service import EXPIRED, PENDING, Silence
 
-# Alertmanager's global.resolve_timeout default: an alert posted without endsAt ends
-# this long after it was received unless it is posted again.
-RESOLVE_TIMEOUT_S = 300.0
 
 
 def silence_json(sil: Silence, now: float) -> dict:
@@ -154,7 +151,8 @@ class AlertsHandler(AlertmanagerHandler):
     """``GET /alertmanager/api/v2/alerts?filter&active&silenced&inhibited&unprocessed&receiver``:
     the alerts not yet resolved, by fingerprint, each with its ``status`` from the console's
     muters. ``POST``: a JSON array of ``postableAlert`` into the alert store; an alert
-    without ``endsAt`` ends ``RESOLVE_TIMEOUT_S`` after it was received unless posted again;
+    without ``endsAt`` ends ``global.resolve_timeout`` (default 5m) after it was received
+    unless posted again;
     one without ``startsAt`` starts at ``endsAt`` or now. Any invalid alert refuses the whole
     batch (400 naming it), so nothing is half-accepted."""
 
@@ -194,12 +192,13 @@ class AlertsHandler(AlertmanagerHandler):
         if not isinstance(doc, list):
             raise InvalidInput("body must be a JSON array of alerts")
         now = self.services.clock()
-        alerts = [self._alert(i, item, now) for i, item in enumerate(doc)]
+        resolve_timeout_s = self.services.dispatcher.resolve_timeout_s  # Alertmanager's global.resolve_timeout
+        alerts = [self._alert(i, item, now, resolve_timeout_s) for i, item in enumerate(doc)]
         self.services.alert_store.put(alerts, now)
         self.answer(None)
 
     @staticmethod
-    def _alert(i: int, item: Any, now: float) -> NotifyAlert:
+    def _alert(i: int, item: Any, now: float, resolve_timeout_s: float) -> NotifyAlert:
         where = f"alert {i}"
         if not isinstance(item, dict):
             raise InvalidInput(f"{where}: must be an object")
@@ -219,7 +218,7 @@ class AlertsHandler(AlertmanagerHandler):
         if starts_at is None:
             starts_at = ends_at if ends_at is not None else now
         if ends_at is None:
-            ends_at = now + RESOLVE_TIMEOUT_S
+            ends_at = now + resolve_timeout_s
         if ends_at < starts_at:
             raise InvalidInput(f"{where}: start time must be before end time", {"alert": i})
         return NotifyAlert(labels=dict(labels), annotations=dict(annotations), starts_at=starts_at,

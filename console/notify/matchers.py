@@ -1,0 +1,147 @@
+"""Label matchers in Alertmanager's syntax: ``name="value"``, ``name!="value"``,
+``name=~"regex"``, ``name!~"regex"``, the value quoted or not, several in one string
+separated by commas, optionally inside ``{...}``.
+
+Source: prometheus/alertmanager ``pkg/labels/parse.go`` (``ParseMatchers``,
+``ParseMatcher``: the classic parser, which also reads every matcher the UTF-8 parser
+reads in configuration files written for Alertmanager) and ``pkg/labels/matcher.go``
+(matching, ``String``, ordering). Regular expressions are RE2 (``google-re2``), fully
+anchored as Alertmanager anchors them (``^(?:RE)$``); a label that is missing matches as
+the empty string.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import re2
+
+EQUAL, NOT_EQUAL, REGEX, NOT_REGEX = "=", "!=", "=~", "!~"
+# The matcher's outer shape (name, operator, raw value). '=~' precedes '=' so that '~'
+# is not read as the start of the value. Our own fixed pattern: user regexes go to RE2.
+_MATCHER = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*", re.S)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class MatcherError(ValueError):
+    """The text is not a matcher, or its regex does not compile; the message says which."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One matcher. ``matches(value)`` tests a label's value ("" when the label is missing)."""
+
+    name: str
+    op: str
+    value: str
+    _re: object = field(default=None, compare=False, repr=False, hash=False)
+
+    @classmethod
+    def make(cls, name: str, op: str, value: str) -> "Matcher":
+        compiled = None
+        if op in (REGEX, NOT_REGEX):
+            try:
+                compiled = re2.compile(f"^(?:{value})$")
+            except re2.error as exc:
+                why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+                raise MatcherError(f"invalid regular expression {value!r} for {name}: {why}") from None
+        elif op not in (EQUAL, NOT_EQUAL):
+            raise MatcherError(f"unknown match operator {op!r}")
+        return cls(name, op, value, compiled)
+
+    def matches(self, value: str) -> bool:
+        if self.op == EQUAL:
+            return value == self.value
+        if self.op == NOT_EQUAL:
+            return value != self.value
+        found = self._re.fullmatch(value) is not None
+        return found if self.op == REGEX else not found
+
+    def __str__(self) -> str:
+        """``name="value"`` with OpenMetrics escaping, as Alertmanager prints it (group keys)."""
+        escaped = self.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches ``labels`` (an empty list matches everything)."""
+    return all(m.matches(labels.get(m.name, "")) for m in matchers)
+
+
+def sort_key(m: Matcher) -> tuple:
+    """Alertmanager's ``Matchers.Less``: by name, then value, then operator
+    (``=`` < ``!=`` < ``=~`` < ``!~``, the order of its MatchType constants)."""
+    return (m.name, m.value, (EQUAL, NOT_EQUAL, REGEX, NOT_REGEX).index(m.op))
+
+
+def to_string(matchers: Iterable[Matcher]) -> str:
+    """``{a="1",b=~"x"}``: Alertmanager's ``Matchers.String`` (used in route keys)."""
+    return "{" + ",".join(str(m) for m in matchers) + "}"
+
+
+def parse_matchers(text: str) -> list[Matcher]:
+    """Every matcher in ``text`` (``{foo="bar", dings!=bums}``, ``foo=bar``, ...): the
+    braces are optional, commas inside double quotes do not separate, a trailing comma
+    is allowed. Raises MatcherError."""
+    s = text.removeprefix("{").removesuffix("}")
+    tokens: list[str] = []
+    token: list[str] = []
+    inside_quotes = escaped = False
+    for ch in s:
+        if ch == "," and not inside_quotes:
+            tokens.append("".join(token))
+            token = []
+            continue
+        if ch == '"':
+            if not escaped:
+                inside_quotes = not inside_quotes
+            else:
+                escaped = False
+        elif ch == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        token.append(ch)
+    last = "".join(token).strip()
+    if last:
+        tokens.append(last)
+    return [parse_matcher(t) for t in tokens]
+
+
+def parse_matcher(text: str) -> Matcher:
+    """One matcher: a label name, an operator and a value, quoted (``\\"``, ``\\n``,
+    ``\\\\`` escapes) or not. Raises MatcherError."""
+    found = _MATCHER.fullmatch(text)
+    if found is None:
+        raise MatcherError(f"bad matcher format: {text}")
+    name, op, raw = found.groups()
+    expect_quote = raw.startswith('"')
+    if expect_quote:
+        raw = raw[1:]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(raw):
+        if escaped:
+            escaped = False
+            out.append({"n": "\n", '"': '"', "\\": "\\"}.get(ch, "\\" + ch))
+            continue
+        if ch == "\\":
+            if i < len(raw) - 1:
+                escaped = True
+                continue
+            out.append("\\")
+        elif ch == '"':
+            if not expect_quote or i < len(raw) - 1:
+                raise MatcherError(f"matcher value contains unescaped double quote: {found.group(3)}")
+            expect_quote = False
+        else:
+            out.append(ch)
+    if expect_quote:
+        raise MatcherError(f"matcher value contains unescaped double quote: {found.group(3)}")
+    return Matcher.make(name, op, "".join(out))
+
+
+def valid_label_name(name: str) -> bool:
+    """A Prometheus label name (``[a-zA-Z_][a-zA-Z0-9_]*``)."""
+    return _LABEL_NAME.fullmatch(name) is not None
