@@ -79,7 +79,8 @@ class LogSource(Protocol):
     """What the agent needs from a log tailer (:class:`collectors.logs.LogCollector`):
     records for a batch with a checkpoint, and word of the batch's fate."""
 
-    has_backlog: bool
+    @property
+    def has_backlog(self) -> bool: ...
 
     def take(self) -> tuple[list[dict[str, Any]], Any]: ...
 
@@ -393,6 +394,8 @@ class Agent:
 
     def _flush_held(self) -> bool:
         """Write held batches to the spool, oldest first; False when one still fails."""
+        if self.spool is None:  # batches are held only for a spool
+            return True
         while self._held:
             body, samples = self._held[0]
             try:

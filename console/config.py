@@ -51,9 +51,10 @@ BYTES_MAX = 1 << 50
 class ConfigError(ValueError):
     """The configuration file, an environment variable or a flag holds an invalid value.
 
-    ``keys``: the keys the message is about (used to name their sources)."""
+    ``keys``: the keys the message is about (used to name their sources): each a key of
+    the section, or a key path below it such as ``("target", "ports")``."""
 
-    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, keys: tuple[str | tuple[str | int, ...], ...] = ()) -> None:
         super().__init__(message)
         self.keys = keys
 

@@ -91,15 +91,12 @@ def _decimal_digits(value: Any) -> Any:
     return value
 
 
-def query_int(**bounds: int) -> Any:
-    """An integer query parameter within ``bounds`` (ge, le)."""
-    return Annotated[int, Field(**bounds), BeforeValidator(_decimal_digits)]
-
-
-Id32 = query_int(ge=0, le=INT32_MAX)  # an id or count in a 32-bit column
-Positive32 = query_int(ge=1, le=INT32_MAX)
-AuditLimit = query_int(ge=1, le=1000)
-LogLimit = query_int(ge=1, le=MAX_LOG_LIMIT)
+# Integer query parameters: decimal digits only, within bounds.
+Id32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_decimal_digits)]  # an id or count in a 32-bit column
+Positive32 = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(_decimal_digits)]
+AuditLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_decimal_digits)]
+LogLimit = Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT), BeforeValidator(_decimal_digits)]
+HistoryLimit = Annotated[int, Field(ge=1, le=10000), BeforeValidator(_decimal_digits)]
 MAX_SECONDS = 2**53 / 1000  # Unix seconds a 64-bit integer of ms (and a JSON number) holds exactly
 
 
@@ -361,7 +358,7 @@ class AlertHistoryQuery(Query):
     until: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: now)")
     alertname: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     instance: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
-    limit: query_int(ge=1, le=10000) = 1000  # type: ignore[valid-type]
+    limit: HistoryLimit = 1000
 
 
 class LogsQuery(Query):

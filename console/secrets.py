@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
+from console.storage.database import execute_dml
 from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class SecretService:
 
     def delete(self, session: Session, name: str, actor: str, source: str = "") -> None:
         """Raises SecretError(``not_found``)."""
-        if session.execute(delete(StoredSecret).where(StoredSecret.name == name)).rowcount == 0:
+        if execute_dml(session, delete(StoredSecret).where(StoredSecret.name == name)).rowcount == 0:
             raise SecretError("not_found", f"no secret named {name!r}")
         self._audit.record(session, actor, "secret.delete", f"secret:{name}", {}, source)
 

@@ -10,6 +10,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from console.config import Config, load_config
@@ -34,7 +35,7 @@ def _config(args: argparse.Namespace) -> Config:
 SYSTEM_CONFIG = Path("/etc/fleetdeck/config.yaml")
 
 
-def locate_install(args: argparse.Namespace, env: dict | None = None) -> tuple[Config | None, str, list[str]]:
+def locate_install(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> tuple[Config | None, str, list[str]]:
     """Find the install a command acts on: ``--config``, ``$FLEETDECK_CONFIG``,
     ``$FLEETDECK_DATA_DIR`` or ``$FLEETDECK_DATABASE_URL``, :data:`SYSTEM_CONFIG`, then
     ``./var`` only if that directory exists. Returns the configuration (None when nothing
@@ -80,7 +81,7 @@ def database_exists(config: Config) -> bool:
 
     url = make_url(config.database_url)
     if url.get_backend_name() == "sqlite":
-        return bool(url.database) and Path(url.database).is_file()
+        return url.database is not None and url.database != "" and Path(url.database).is_file()
     engine = create_engine(url)
     try:
         return inspect(engine).has_table("alembic_version")

@@ -46,12 +46,12 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"password of {args.username!r} changed; their sessions ended")
         else:
             role = args.role if getattr(args, "role", None) else UNCHANGED
-            apps = UNCHANGED
+            allowed: object = UNCHANGED
             if getattr(args, "apps", None) is not None:
-                apps = [a.strip() for a in args.apps.split(",") if a.strip()] or None
+                allowed = [a.strip() for a in args.apps.split(",") if a.strip()] or None
             disabled = {"disable": True, "enable": False}.get(args.user_command, UNCHANGED)
             user = services.db.run(auth.update_user, actor, "cli", args.username,
-                                   role=role, apps=apps, disabled=disabled)
+                                   role=role, apps=allowed, disabled=disabled)
             print(f"user {visible(user['username'])!r}: role {user['role']}, "
                   f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
                   f"{'disabled' if user['disabled'] else 'enabled'}")

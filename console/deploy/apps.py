@@ -14,7 +14,7 @@ metacharacters, ``../`` and the like never get near the engine.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, field_validator, model_validator
@@ -31,6 +31,7 @@ HEALTH_TYPES = ("docker", "http", "tcp", "command", "none")
 DRIVER_HEALTH = {"docker": ("docker", "http", "tcp", "none"), "ssh": ("none", "http", "tcp", "command"),
                  "kubernetes": ("none",)}
 STRATEGIES = ("rolling", "recreate")
+T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)
 CONFLICT_POLICIES = ("reject", "queue")
 
 
@@ -74,6 +75,13 @@ class HealthCheck(Section):
     def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": DRIVER_HEALTH[context.get("driver", "docker")][0], **data}
 
+    @property
+    def probe_port(self) -> int:
+        """The port an http or tcp check probes (the model requires one for them)."""
+        if self.port is None:
+            raise ValueError(f"a {self.type} health check has no port")
+        return self.port
+
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
@@ -104,7 +112,7 @@ class Strategy(Section):
 
     def __init__(self, type: str = "rolling", max_unavailable: int | str = 0, max_surge: int | str = 1,
                  **data: Any) -> None:
-        super().__init__(type=type, max_unavailable=max_unavailable, max_surge=max_surge, **data)
+        super().__init__(**{**data, "type": type, "max_unavailable": max_unavailable, "max_surge": max_surge})
 
     def resolve(self, replicas: int) -> tuple[int, int]:
         """(max_unavailable, max_surge) as replica counts, Kubernetes-style: percentages
@@ -158,17 +166,25 @@ class AppDefinition(Section):
                               (("health_check", "port"), ("target", "engine")))
         return self
 
+    def target_of(self, kind: type[T]) -> T:
+        """The target as its driver's model ``kind`` (what the driver of this app reads);
+        raises TypeError when the app has another driver's target (a programming error:
+        :func:`parse_app` validates the target with the app's own driver)."""
+        if not isinstance(self.target, kind):
+            raise TypeError(f"app {self.name} has a {type(self.target).__name__}, not a {kind.__name__}")
+        return self.target
+
     def summary(self) -> dict:
         """The public view for ``GET /api/v1/apps``: no env values, no credentials."""
-        t = self.target
-        if self.driver != "docker":
+        if not isinstance(self.target, DockerTarget):
             hc = self.health_check
             return {"name": self.name, "driver": self.driver, "description": self.description,
-                    "hosts": list(self.hosts), "target": t.summary(),
+                    "hosts": list(self.hosts), "target": self.target.summary() if self.target else None,
                     "health_check": {"type": hc.type, "path": hc.path, "port": hc.port, "command": list(hc.command),
                                      "interval": hc.interval, "timeout": hc.timeout, "retries": hc.retries,
                                      "start_period": hc.start_period},
                     "timeout": self.timeout, "on_conflict": self.on_conflict}
+        t = self.target
         engine = urlparse(t.engine)
         shown_engine = t.engine if not engine.password else t.engine.replace(engine.password, "***")
         unavailable, surge = self.strategy.resolve(t.replicas)
@@ -220,6 +236,11 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
     return app
 
 
+def _below(source_of: SourceOf, name: str) -> SourceOf:
+    """``source_of`` for the key paths below ``name``."""
+    return lambda loc: source_of((name,) + tuple(loc))
+
+
 def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefinition]:
     """All apps of the ``apps:`` section, by name; raises ConfigError (every app's problems).
     ``source_of(path)`` names the file and line of a key path below ``apps``."""
@@ -227,10 +248,11 @@ def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefi
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"apps: expected a mapping of app name to definition, got {type(raw).__name__}")
-    apps, problems = {}, []
+    apps: dict[str, AppDefinition] = {}
+    problems: list[str] = []
     for name, value in raw.items():
         try:
-            apps[name] = parse_app(name, value, (lambda loc, n=name: source_of((n,) + tuple(loc))) if source_of else None)
+            apps[name] = parse_app(name, value, _below(source_of, name) if source_of else None)
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:

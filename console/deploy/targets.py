@@ -100,6 +100,12 @@ class PortMapping(Section):
     def published(self) -> bool:
         return self.host_first is not None
 
+    def host_port(self, slot: int) -> int:
+        """The host port of ``slot`` in the pool (a published mapping only)."""
+        if self.host_first is None:
+            raise ValueError(f"container port {self.container} is not published")
+        return self.host_first + slot
+
     @property
     def pool_size(self) -> int | None:
         return None if self.host_first is None or self.host_last is None else self.host_last - self.host_first + 1

@@ -142,7 +142,7 @@ def _points(value: Any, path: str) -> tuple[list[tuple[int, float]], int]:
     checks (bool is not a number here) keep it cheap."""
     if type(value) is not list:
         raise _fail(path, "points must be a list of [ts_ms, value]")
-    points = []
+    points: list[tuple[int, float]] = []
     append = points.append
     dropped = 0
     for i, point in enumerate(value):
