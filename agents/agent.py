@@ -66,7 +66,10 @@ class WorkerDied(RuntimeError):
 
 
 class BatchSender(Protocol):
-    """What the agent needs from a client (:class:`agents.client.IngestClient`)."""
+    """What the agent needs from a client (:class:`agents.client.IngestClient`); ``token``
+    as :class:`agents.delivery.BodySender`'s."""
+
+    token: str
 
     def push(self, batch: dict[str, Any]) -> dict[str, Any]: ...
 

@@ -20,7 +20,7 @@ import re
 import stat
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping, get_args
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select
@@ -33,7 +33,8 @@ from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
 SECRET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-SECRET_KINDS = ("ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic")
+SecretKind = Literal["ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic"]
+SECRET_KINDS: tuple[str, ...] = get_args(SecretKind)
 MAX_SECRET_BYTES = 64 * 1024
 ENV_KEY = "FLEETDECK_SECRET_KEY"
 

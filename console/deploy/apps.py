@@ -14,7 +14,7 @@ metacharacters, ``../`` and the like never get near the engine.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Mapping, TypeVar
+from typing import Annotated, Any, Literal, Mapping, TypeVar, get_args
 from urllib.parse import urlparse
 
 from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, field_validator, model_validator
@@ -25,14 +25,18 @@ from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, VERSION_RE, Int, 
 from console.deploy.targets import (ENV_KEY_RE, LABEL_KEY_RE, PORT_RE, PULL_POLICIES, RESTART_POLICIES, TARGETS,
                                     DockerTarget, KubernetesTarget, PortMapping, SshTarget, TlsConfig)
 
-DRIVERS = ("docker", "ssh", "kubernetes")
-HEALTH_TYPES = ("docker", "http", "tcp", "command", "none")
+Driver = Literal["docker", "ssh", "kubernetes"]
+DRIVERS: tuple[str, ...] = get_args(Driver)
+HealthType = Literal["docker", "http", "tcp", "command", "none"]
+HEALTH_TYPES: tuple[str, ...] = get_args(HealthType)
 # Health check types each driver runs, the first being its default.
 DRIVER_HEALTH = {"docker": ("docker", "http", "tcp", "none"), "ssh": ("none", "http", "tcp", "command"),
                  "kubernetes": ("none",)}
-STRATEGIES = ("rolling", "recreate")
+StrategyType = Literal["rolling", "recreate"]
+STRATEGIES: tuple[str, ...] = get_args(StrategyType)
 T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)
-CONFLICT_POLICIES = ("reject", "queue")
+ConflictPolicy = Literal["reject", "queue"]
+CONFLICT_POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
 
 
 def _status_range(value: Any) -> Any:
@@ -61,7 +65,7 @@ class HealthCheck(Section):
     healthy at its first passing probe; it is unhealthy after ``retries`` consecutive
     failures once ``start_period`` has passed, or at once when it exits."""
 
-    type: Literal[HEALTH_TYPES] = "docker"  # type: ignore[valid-type]
+    type: HealthType = "docker"
     path: Text = "/"
     port: Int | None = Field(None, ge=1, le=65535)  # container port probed by http/tcp
     expect_status: Annotated[tuple[int, int], BeforeValidator(_status_range)] = (200, 399)
@@ -106,7 +110,7 @@ class Strategy(Section):
     """``rolling`` (replace a few containers at a time) or ``recreate``; the bounds are
     replica counts or percentages like ``"25%"``. ``Strategy("rolling", 0, 1)`` works too."""
 
-    type: Literal[STRATEGIES] = "rolling"  # type: ignore[valid-type]
+    type: StrategyType = "rolling"
     max_unavailable: CountOrPercent = 0
     max_surge: CountOrPercent = 1
 
@@ -132,12 +136,12 @@ class AppDefinition(Section):
     :func:`parse_app`; the checks here that involve the target run when it is valid."""
 
     name: str
-    driver: Literal[DRIVERS] = "docker"  # type: ignore[valid-type]
+    driver: Driver = "docker"
     target: SkipValidation[DockerTarget | SshTarget | KubernetesTarget | None] = None
     health_check: HealthCheck = Field(default_factory=dict, validate_default=True)  # defaults depend on the driver
     strategy: Strategy = Strategy()
     timeout: Seconds = Field(600.0, ge=1.0)  # seconds, a whole deploy
-    on_conflict: Literal[CONFLICT_POLICIES] = "reject"  # type: ignore[valid-type]
+    on_conflict: ConflictPolicy = "reject"
     hosts: Strings = ()
     description: Text = ""
 

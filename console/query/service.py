@@ -8,7 +8,7 @@ import itertools
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, get_args
 
 import orjson
 import re2
@@ -22,7 +22,8 @@ from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
 
-FUNCTIONS = ("raw", "rate", "increase", "avg", "min", "max")
+Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
+FUNCTIONS: tuple[str, ...] = get_args(Function)
 RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, seconds
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
 MATCH_DEADLINE_S = 10.0  # label matching of one query gives up after this long (503 query_timeout)
