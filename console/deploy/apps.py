@@ -34,9 +34,9 @@ DRIVER_HEALTH = {"docker": ("docker", "http", "tcp", "none"), "ssh": ("none", "h
                  "kubernetes": ("none",)}
 StrategyType = Literal["rolling", "recreate"]
 STRATEGIES: tuple[str, ...] = get_args(StrategyType)
-T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)
 ConflictPolicy = Literal["reject", "queue"]
 CONFLICT_POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
+T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)  # a driver's target model
 
 
 def _status_range(value: Any) -> Any:
