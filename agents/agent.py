@@ -67,7 +67,10 @@ class WorkerDied(AgentError, RuntimeError):
 
 
 class BatchSender(Protocol):
-    """What the agent needs from a client (:class:`agents.client.IngestClient`)."""
+    """What the agent needs from a client (:class:`agents.client.IngestClient`); ``token``
+    as :class:`agents.delivery.BodySender`'s."""
+
+    token: str
 
     def push(self, batch: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -80,7 +83,8 @@ class LogSource(Protocol):
     """What the agent needs from a log tailer (:class:`collectors.logs.LogCollector`):
     records for a batch with a checkpoint, and word of the batch's fate."""
 
-    has_backlog: bool
+    @property
+    def has_backlog(self) -> bool: ...
 
     def take(self) -> tuple[list[dict[str, Any]], Any]: ...
 
@@ -394,6 +398,8 @@ class Agent:
 
     def _flush_held(self) -> bool:
         """Write held batches to the spool, oldest first; False when one still fails."""
+        if self.spool is None:  # batches are held only for a spool
+            return True
         while self._held:
             body, samples = self._held[0]
             try:

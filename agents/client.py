@@ -232,11 +232,12 @@ class IngestClient:
                 log.debug("closing the console connection: %s", exc)
 
     def _exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
-        reused = self._sock is not None
-        if not reused:
-            self._connect()
+        sock = self._sock
+        reused = sock is not None
+        if sock is None:
+            sock = self._connect()
         try:
-            self._sock.sendall(request)
+            sock.sendall(request)
             status_line = self._reader.readline(self.MAX_HEADER_LINE)
             if not status_line and reused:
                 raise ConnectionResetError("kept-alive connection closed by the console")
@@ -247,12 +248,11 @@ class IngestClient:
             # Ingest is idempotent by batch_id, so a batch that did arrive is not stored twice.
             log.debug("kept-alive connection lost (%s); reconnecting", exc)
             self.close()
-            self._connect()
-            self._sock.sendall(request)
+            self._connect().sendall(request)
             status_line = self._reader.readline(self.MAX_HEADER_LINE)
         return self._read_response(status_line)
 
-    def _connect(self) -> None:
+    def _connect(self) -> socket.socket:
         sock = socket.create_connection((self._host, self._port), timeout=self.timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -262,6 +262,7 @@ class IngestClient:
             sock.close()
             raise
         self._sock, self._reader = sock, sock.makefile("rb")
+        return sock
 
     def _read_response(self, status_line: bytes) -> tuple[int, dict[str, str], bytes]:
         parts = status_line.split(None, 2)
@@ -304,7 +305,8 @@ class IngestClient:
         return data
 
     def _read_chunked(self) -> bytes:
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             size_line = self._reader.readline(self.MAX_HEADER_LINE).split(b";", 1)[0].strip()
             try:

@@ -40,6 +40,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import partial
 from typing import Any
 
 from agents.errors import AgentError
@@ -298,6 +299,11 @@ def field_names() -> list[str]:
     return [f.name for f in fields(AgentConfig)]
 
 
+def _from_environment(name: str, key: str) -> str:
+    """Where a key's value came from, for a value of the environment variable ``name``."""
+    return f"environment {name}"
+
+
 def _read_file(path: str) -> tuple[dict[str, Any], Callable[[str], str]]:
     """The agent's settings in ``path`` and a function naming the source of a key."""
     from agents.yamlfile import YamlFileError, read_yaml  # PyYAML only with a config file
@@ -418,7 +424,7 @@ def load_agent_config(
         layers.append((where, {k: v for k, v in file_values.items() if v is not None}))  # `key:` alone: default
     for env_name, key in ENV_OVERRIDES.items():
         if environ.get(env_name):
-            layers.append((lambda key, name=env_name: f"environment {name}", {key: environ[env_name]}))
+            layers.append((partial(_from_environment, env_name), {key: environ[env_name]}))
     cli = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(k for k in cli if k not in checks)
     if unknown:

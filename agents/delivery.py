@@ -55,7 +55,10 @@ DEAD_LETTER_MAX_BYTES = 64 * 1024 * 1024  # then the file is rotated to <name>.1
 
 
 class BodySender(Protocol):
-    """What delivery needs from a client (:class:`agents.client.IngestClient`)."""
+    """What delivery needs from a client (:class:`agents.client.IngestClient`): ``token``
+    is the agent token it sends, replaced when the token file holds a new one."""
+
+    token: str
 
     def push_body(self, body: bytes) -> dict[str, Any]: ...
 
@@ -317,7 +320,7 @@ class Sender:
                 log.warning("cannot read the agent token again: %s", read_error)
                 token = ""
             if token and token != getattr(self.client, "token", token):
-                self.client.token = token  # type: ignore[attr-defined]
+                self.client.token = token
                 log.warning("the agent token changed; sending again")
                 return 0.0
         delay = self.auth_policy.long_delay(attempt)

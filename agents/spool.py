@@ -332,7 +332,8 @@ class Spool:
                     if self._active is None:
                         self._open_segment(seq)
                     assert self._fd is not None and self._active is not None
-                    offset = self._segments[self._active]
+                    active = self._active
+                    offset = self._segments[active]
                     self._write_frame(offset, frame)
                     break
                 except OSError as exc:
@@ -342,9 +343,9 @@ class Spool:
                 seq = self._next_seq
                 body = META2.pack(seq, int(now * 1000), samples, lines, len(ext)) + ext + payload
                 frame = FRAME.pack(len(body), zlib.crc32(body)) + body
-            self._segments[self._active] = offset + len(frame)
+            self._segments[active] = offset + len(frame)
             start = FRAME.size + META2.size + len(ext)
-            self._entries.append(_Entry(seq, int(now * 1000), samples, lines, self._active,
+            self._entries.append(_Entry(seq, int(now * 1000), samples, lines, active,
                                         offset + start, len(frame) - start))
             if ext:
                 self._last_ext = (seq, ext)
@@ -353,7 +354,8 @@ class Spool:
             return seq
 
     def _write_frame(self, offset: int, frame: bytes) -> None:
-        assert self._fd is not None
+        assert self._fd is not None and self._active is not None
+        active = self._active
         try:
             view = memoryview(frame)
             written = 0
@@ -367,7 +369,7 @@ class Spool:
                 os.ftruncate(self._fd, offset)
             except OSError as exc:
                 log.error("spool: cannot cut a failed write off %s (%s); starting a new segment",
-                          self._segment_path(self._active), exc)
+                          self._segment_path(active), exc)
                 self._close_active()
             raise
 

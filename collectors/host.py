@@ -423,7 +423,7 @@ class HostCollector(Collector):
         return out
 
     def _netdev(self) -> list[Sample]:
-        out = []
+        out: list[Sample] = []
         for device, fields in procfs.parse_net_dev(self._proc("net/dev")).items():
             labels = {"device": device}
             out.extend(counter(f"node_network_{field}_total", value, labels) for field, value in fields.items())

@@ -90,9 +90,9 @@ def portable_samples(
             if hasattr(io, field):
                 out.append(Sample(f"node_disk_{suffix}", {"device": device}, getattr(io, field) * scale, "counter"))
 
-    for device, io in (psutil.net_io_counters(pernic=True) or {}).items():
+    for device, nic in (psutil.net_io_counters(pernic=True) or {}).items():
         for field, suffix in _NET_FIELDS:
-            out.append(Sample(f"node_network_{suffix}_total", {"device": device}, getattr(io, field), "counter"))
+            out.append(Sample(f"node_network_{suffix}_total", {"device": device}, getattr(nic, field), "counter"))
 
     out.append(Sample("node_boot_time_seconds", {}, psutil.boot_time(), "gauge"))
     out.append(Sample("node_time_seconds", {}, time.time(), "gauge"))

@@ -53,12 +53,13 @@ class ConfigError(InvalidInput):
     """The configuration file, an environment variable or a flag holds an invalid value
     (a ``ValueError``, 400 ``invalid_config`` when it reaches a client).
 
-    ``keys``: the keys the message is about (used to name their sources)."""
+    ``keys``: the keys the message is about (used to name their sources): each a key of
+    the section, or a key path below it such as ``("target", "ports")``."""
 
     default_code = "invalid_config"
 
-    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
-        super().__init__(message, {"keys": list(keys)} if keys else None)
+    def __init__(self, message: str, keys: tuple[str | tuple[str | int, ...], ...] = ()) -> None:
+        super().__init__(message, {"keys": [k if isinstance(k, str) else list(k) for k in keys]} if keys else None)
         self.keys = keys
 
 

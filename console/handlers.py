@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import orjson
@@ -80,7 +80,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.route = route
 
     @property
-    def principal(self) -> Principal | None:
+    def principal(self) -> Principal:
+        """Who is calling, on a route that needs a role (``prepare`` refused anyone else)."""
+        if self.current_user is None:
+            self.deny_unauthenticated()
         return self.current_user
 
     def bearer_token(self) -> str | None:
@@ -168,7 +171,7 @@ class BaseHandler(tornado.web.RequestHandler):
         elif not self.current_user.allows(self.required_role):
             raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
 
-    def deny_unauthenticated(self) -> None:
+    def deny_unauthenticated(self) -> NoReturn:
         raise ApiError(401, "unauthorized", "credentials are missing or invalid",
                        headers={"WWW-Authenticate": 'Bearer realm="fleetdeck"'})
 
@@ -222,6 +225,8 @@ class ApiHandler(BaseHandler):
         """The query string validated by this route and method's model (console/schemas.py
         REQUESTS); raises ApiError 400 ``invalid_parameter``."""
         model = REQUESTS[(self.route, self.request.method.lower())].query
+        if model is None:
+            raise LookupError(f"{self.request.method} {self.route} declares no query model in console/schemas.py")
         arguments = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
         return parse_query(model, arguments)
 
@@ -263,7 +268,7 @@ class ApiHandler(BaseHandler):
 class PageHandler(BaseHandler):
     """Server-rendered pages: an unauthenticated visitor is sent to the login page."""
 
-    def deny_unauthenticated(self) -> None:
+    def deny_unauthenticated(self) -> NoReturn:
         target = self.request.uri or "/"
         self.redirect(f"/login?next={quote(target, safe='')}")
         raise tornado.web.Finish()

@@ -252,7 +252,7 @@ _ERRORS = {"400": "Invalid request", "401": "Credentials missing or invalid", "4
            "404": "Not found", "405": "Method not allowed", "413": "Body too large",
            "422": "Well-formed but unacceptable",
            "429": "Too many requests (see Retry-After)", "503": "Storage unavailable"}
-_SECURITY = {"public": [], "agent": [{"agentToken": []}],
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {"public": [], "agent": [{"agentToken": []}],
              "viewer": [{"apiToken": []}, {"session": []}], "deployer": [{"apiToken": []}, {"session": []}],
              "admin": [{"apiToken": []}, {"session": []}]}
 _REF_TEMPLATE = "#/components/schemas/{model}"
@@ -353,7 +353,8 @@ def build_document(routes: Iterable[tuple], strict: bool = False) -> dict:
                     continue
                 op["responses"].setdefault(status, _json(_ref("Error"), description))
             item[method] = op
-        paths[path] = item
+        if path is not None:
+            paths[path] = item
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Fleetdeck API", "version": __version__,

@@ -49,14 +49,14 @@ from console.deploy.apps import APP_NAME_RE, VERSION_RE
 from console.deploy.service import MAX_REASON
 from console.errors import ApiError
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
-                                  METRIC_NAME_RE, METRIC_TYPES)
+                                  METRIC_NAME_RE, MetricType)
 from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
 from console.maintenance.windows import MAX_LIST as WINDOW_MAX_LIST, NAME_RE as WINDOW_NAME_RE
 from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS, WORD_CHAR
 from console.params import INT32_MAX
-from console.query.service import FUNCTIONS
-from console.query.series_math import AGGREGATORS
-from console.secrets import MAX_SECRET_BYTES, SECRET_KINDS, SECRET_NAME_RE
+from console.query.service import Function
+from console.query.series_math import Aggregator
+from console.secrets import MAX_SECRET_BYTES, SECRET_NAME_RE, SecretKind
 
 # -- constrained types ----------------------------------------------------------------------
 # Patterns are anchored with ^...$ (JSON Schema's are unanchored); pydantic's regex engine
@@ -92,15 +92,12 @@ def _decimal_digits(value: Any) -> Any:
     return value
 
 
-def query_int(**bounds: int) -> Any:
-    """An integer query parameter within ``bounds`` (ge, le)."""
-    return Annotated[int, Field(**bounds), BeforeValidator(_decimal_digits)]
-
-
-Id32 = query_int(ge=0, le=INT32_MAX)  # an id or count in a 32-bit column
-Positive32 = query_int(ge=1, le=INT32_MAX)
-AuditLimit = query_int(ge=1, le=1000)
-LogLimit = query_int(ge=1, le=MAX_LOG_LIMIT)
+# Integer query parameters: decimal digits only, within bounds.
+Id32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_decimal_digits)]  # an id or count in a 32-bit column
+Positive32 = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(_decimal_digits)]
+AuditLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_decimal_digits)]
+LogLimit = Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT), BeforeValidator(_decimal_digits)]
+HistoryLimit = Annotated[int, Field(ge=1, le=10000), BeforeValidator(_decimal_digits)]
 MAX_SECONDS = 2**53 / 1000  # Unix seconds a 64-bit integer of ms (and a JSON number) holds exactly
 
 
@@ -264,7 +261,7 @@ class Enrolment(Body):
 
 class NewSecret(Body):
     name: SecretName
-    kind: Literal[SECRET_KINDS]  # type: ignore[valid-type]
+    kind: SecretKind
     value: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SECRET_BYTES, pattern=NO_NUL)] = Field(
         description=f"the plaintext, at most {MAX_SECRET_BYTES} bytes of UTF-8; never returned")
 
@@ -331,10 +328,10 @@ class RangeQueryArgs(Query):
         None, description="seconds")
     window: Annotated[float, Field(ge=0.001, le=86400 * 31, allow_inf_nan=False)] | None = Field(
         None, description="rate/increase window, seconds (default: the step)")
-    fn: Literal[FUNCTIONS] = "raw"  # type: ignore[valid-type]
+    fn: Function = "raw"
     group_by: Annotated[str, StringConstraints(pattern=f"^{_LABEL_ITEM}(?:,{_LABEL_ITEM})*$")] | None = Field(
         None, description="label names, comma-separated")
-    agg: Literal[tuple(AGGREGATORS)] = "sum"  # type: ignore[valid-type]
+    agg: Aggregator = "sum"
 
 
 def _unix_or_rfc3339(raw: Any) -> Any:
@@ -362,7 +359,7 @@ class AlertHistoryQuery(Query):
     until: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: now)")
     alertname: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     instance: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
-    limit: query_int(ge=1, le=10000) = 1000  # type: ignore[valid-type]
+    limit: HistoryLimit = 1000
 
 
 # -- maintenance windows (console/maintenance/handlers.py) ----------------------------------
@@ -445,7 +442,7 @@ class IngestAgent(BaseModel):
 
 class IngestMetric(BaseModel):
     name: Annotated[str, StringConstraints(max_length=255, pattern=anchored(METRIC_NAME_RE))]
-    type: Literal[METRIC_TYPES] = "gauge"  # type: ignore[valid-type]
+    type: MetricType = "gauge"
     labels: Labels | None = None
     points: list[Annotated[tuple[Stamp, Union[float, Literal["NaN", "Inf", "+Inf", "-Inf"]]],
                            Field(description="[Unix ms, value]; a NaN/Inf string is dropped and counted")]]

@@ -20,7 +20,7 @@ import re
 import stat
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping, get_args
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select
@@ -30,12 +30,13 @@ from console.audit.service import AuditService
 from console.config import ConfigError
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.errors import InvalidInput
-from console.storage.database import Database, bound
+from console.storage.database import Database, bound, execute_dml
 from console.storage.models import StoredSecret
 
 log = logging.getLogger(__name__)
 SECRET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-SECRET_KINDS = ("ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic")
+SecretKind = Literal["ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic"]
+SECRET_KINDS: tuple[str, ...] = get_args(SecretKind)
 MAX_SECRET_BYTES = 64 * 1024
 ENV_KEY = "FLEETDECK_SECRET_KEY"
 
@@ -174,7 +175,7 @@ class SecretService:
 
     def delete(self, session: Session, name: str, actor: str, source: str = "") -> None:
         """Raises SecretError(``not_found``)."""
-        if session.execute(delete(StoredSecret).where(StoredSecret.name == name)).rowcount == 0:
+        if execute_dml(session, delete(StoredSecret).where(StoredSecret.name == name)).rowcount == 0:
             raise SecretError("not_found", f"no secret named {name!r}")
         self._audit.record(session, actor, "secret.delete", f"secret:{name}", {}, source)
 

@@ -12,12 +12,11 @@ import sys
 import time
 from datetime import datetime
 
+from console.cli.common import _ago, _duration_arg, print_table
 from console.client import ApiClient, ClientError
 
 
 def _since(active_at: str) -> str:
-    from console.cli import _ago
-
     try:
         ts = datetime.fromisoformat(active_at.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -30,8 +29,6 @@ def _labels(labels: dict, skip: tuple = ("alertname", "instance")) -> str:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from console.cli import print_table
-
     alerts = ApiClient().get("/prometheus/api/v1/alerts")["data"]["alerts"]
     if args.state:
         alerts = [a for a in alerts if a["state"] == args.state]
@@ -50,8 +47,6 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts_history(args: argparse.Namespace) -> int:
-    from console.cli import _duration_arg, print_table
-
     now = time.time()
     since = now - _duration_arg("--since", args.since)
     doc = ApiClient().get("/api/v1/alerts/history", since=f"{since:.3f}", until=f"{now:.3f}",
@@ -80,8 +75,6 @@ def _print_file_errors(errors: list[dict]) -> None:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from console.cli import print_table
-
     data = ApiClient().get("/prometheus/api/v1/rules")["data"]
     if args.json:
         print(json.dumps(data, indent=2))

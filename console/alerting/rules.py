@@ -113,7 +113,7 @@ class AlertRule:
 
     name: str
     expr: str
-    node: ast.Node
+    node: ast.Node | None  # None for a log rule
     hold_s: float = 0.0
     keep_firing_for_s: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from console.alerting.rules import Group, load_all
+from console.alerting.rules import Group, LogCondition, load_all
 from console.alerting.state import FIRING, INACTIVE, PENDING, Alert, RuleEvalError, RuleState, Transition
 from console.config import AlertingConfig
 from console.promql import ast
@@ -309,14 +309,17 @@ class AlertingService(VirtualSource):
             for state in runtime.rules:
                 rule_started = time.monotonic()
                 try:
+                    node = state.rule.node
                     if state.rule.logs is not None:
-                        self._log_step(session, state, ts, group.limit, transitions)
+                        self._log_step(session, state, state.rule.logs, ts, group.limit, transitions)
+                    elif node is None:  # the loader gives every other rule an expression
+                        raise RuleEvalError("the rule has no expression")
                     elif state.rule.record:
-                        result = self._query(storage, state.rule.node, t_ms, deadline)
+                        result = self._query(storage, node, t_ms, deadline)
                         with self._lock:
                             state.record(result, ts)
                     else:
-                        result = self._query(storage, state.rule.node, t_ms, deadline)
+                        result = self._query(storage, node, t_ms, deadline)
                         self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
                     state.health, state.last_error = "ok", ""
                 except _EVAL_ERRORS as exc:
@@ -367,18 +370,18 @@ class AlertingService(VirtualSource):
     def _alerting_step(self, storage: Storage, state: RuleState, result: list[Sample], ts: float, t_ms: int,
                        deadline: float, limit: int, transitions: list[Transition]) -> None:
         recovered = None
-        if state.needs_recovery_check(result, ts):
-            recovered = self._query(storage, state.rule.recover_node, t_ms, deadline)
+        recover = state.rule.recover_node
+        if recover is not None and state.needs_recovery_check(result, ts):
+            recovered = self._query(storage, recover, t_ms, deadline)
         with self._lock:
             transitions.extend(state.eval(result, ts, limit, recovered))
 
-    def _log_step(self, session: Session, state: RuleState, ts: float, limit: int,
+    def _log_step(self, session: Session, state: RuleState, cond: LogCondition, ts: float, limit: int,
                   transitions: list[Transition]) -> None:
         """One evaluation of a log rule: a sample ``{host, instance, job="node"}`` = the
         count of matching lines in ``(ts - window, ts]`` for each host above the threshold,
         through the same state machine as PromQL rules; each active alert gets the newest
         LOG_SAMPLE_LINES matching lines of its host in the annotation ``log_samples``."""
-        cond = state.rule.logs
         if self.logs is None:
             raise RuleEvalError("log rules need the log service")
         t_ms = round(ts * 1000)
@@ -402,8 +405,8 @@ class AlertingService(VirtualSource):
         storage.loaded = 0  # max_samples bounds each query, as in Prometheus
         result = evaluate_instant(storage, node, t_ms, deadline, self.max_samples)
         if result.type == ast.SCALAR:  # as Prometheus' EngineQueryFunc: one sample, no labels
-            return [Sample((), result.value, t_ms)]
-        return result.value
+            return [Sample((), result.scalar(), t_ms)]
+        return result.series()
 
     @staticmethod
     def _rows(runtime: GroupRuntime) -> list[tuple]:
@@ -560,6 +563,8 @@ class AlertingService(VirtualSource):
         rows = session.execute(select(Deploy.id, Deploy.app, Deploy.version, Deploy.state, Deploy.finished_at).where(
             Deploy.state.in_(DEPLOY_FAILED_STATES), Deploy.finished_at.is_not(None)).order_by(Deploy.id))
         for deploy_id, app, version, state, finished_at in rows:
+            if finished_at is None:  # not selected; the column allows it
+                continue
             lo = round(finished_at * 1000)
             if lo > now_ms:
                 continue

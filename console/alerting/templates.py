@@ -112,7 +112,11 @@ def humanize_percentage(v: float) -> str:
 FUNCTIONS = {"humanize": humanize, "humanize1024": humanize1024, "humanizePercentage": humanize_percentage}
 
 
-def _operand(text: str) -> Callable[[dict, float], object]:
+# What flows through a pipeline: a label's text or the sample value, then what each stage returns.
+Value = str | float
+
+
+def _operand(text: str) -> Callable[[dict, float], Value]:
     m = _LABEL_REF.match(text)
     if m:
         name = m.group(1)
@@ -122,31 +126,35 @@ def _operand(text: str) -> Callable[[dict, float], object]:
     raise TemplateError(f"unsupported template operand {text!r}")
 
 
-def _as_text(x: object) -> str:
+def _as_text(x: Value) -> str:
     return go_float(x) if isinstance(x, float) else str(x)
 
 
-def _printf(fmt: str) -> Callable[[object], str]:
+def _printf(fmt: str) -> Callable[[Value], str]:
     verbs = _VERB.findall(fmt.replace("%%", ""))
     if len(verbs) != 1:
         raise TemplateError(f"printf format {fmt!r} must hold exactly one verb")
     flags, width, precision, verb = verbs[0]
     spec = "%" + flags + width + (f".{precision}" if precision else "")
+    found = _VERB.search(fmt)
+    if found is None:  # the verb findall saw is in fmt
+        raise TemplateError(f"printf format {fmt!r} must hold exactly one verb")
+    placeholder = found.group(0)
 
-    def render(x: object) -> str:
+    def render(x: Value) -> str:
         if verb in "sv":
-            return fmt.replace(_VERB.search(fmt).group(0), _as_text(x), 1).replace("%%", "%")
+            return fmt.replace(placeholder, _as_text(x), 1).replace("%%", "%")
         try:
             number = float(x)
         except (TypeError, ValueError):
             return f"%!{verb}(string={x})"
         conv = "d" if verb == "d" else verb
         value = int(number) if conv == "d" else number
-        return fmt.replace(_VERB.search(fmt).group(0), (spec + conv) % value, 1).replace("%%", "%")
+        return fmt.replace(placeholder, (spec + conv) % value, 1).replace("%%", "%")
     return render
 
 
-def _function(text: str) -> Callable[[object], str]:
+def _function(text: str) -> Callable[[Value], str]:
     """One pipeline stage after the first: a function taking the piped value last."""
     if text in FUNCTIONS:
         fn = FUNCTIONS[text]
@@ -163,8 +171,9 @@ def _action(text: str) -> Callable[[dict, float], str]:
         raise TemplateError(f"empty pipeline stage in {{{{ {text} }}}}")
     first = stages[0]
     words = first.split(None, 1)
-    if _PRINTF.match(first) and _PRINTF.match(first).group(2) is not None:
-        m = _PRINTF.match(first)
+    head: Callable[[dict, float], Value]
+    m = _PRINTF.match(first)
+    if m and m.group(2) is not None:
         fmt, operand = _printf(m.group(1).encode().decode("unicode_escape")), _operand(m.group(2))
         head = lambda labels, value: fmt(operand(labels, value))  # noqa: E731
     elif len(words) == 2 and words[0] in FUNCTIONS:

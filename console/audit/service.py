@@ -71,14 +71,15 @@ class AuditService:
 
     def _after_commit(self, session: Session) -> None:
         pending = session.info.pop(_PENDING_HEAD, None)
-        if pending is not None and self._anchoring is not None:
-            self._anchoring.submit(self._advance, *pending)
+        if pending is not None and self._anchoring is not None and self._anchor is not None:
+            self._anchoring.submit(self._advance, self._anchor, *pending)
 
-    def _advance(self, entry_id: int, entry_hash: str) -> None:
+    @staticmethod
+    def _advance(anchor: HeadAnchor, entry_id: int, entry_hash: str) -> None:
         try:
-            self._anchor.advance(entry_id, entry_hash)
+            anchor.advance(entry_id, entry_hash)
         except (OSError, ValueError) as exc:  # the action is committed; verify will show the lag
-            log.error("cannot anchor audit entry %s in %s: %s", entry_id, self._anchor.head_path, exc)
+            log.error("cannot anchor audit entry %s in %s: %s", entry_id, anchor.head_path, exc)
 
     def flush(self) -> None:
         """Wait until the head writes queued so far are done."""

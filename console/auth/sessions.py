@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from console.auth import revocation
 from console.auth.roles import Principal
+from console.storage.database import execute_dml
 from console.storage.models import User, UserSession
 
 
@@ -63,11 +64,11 @@ class SessionService:
 
     def destroy(self, session: Session, session_id: str) -> bool:
         """End one session (logout); True when it existed. Sockets opened with it close."""
-        ended = session.execute(delete(UserSession).where(UserSession.id_hash == _digest(session_id))).rowcount > 0
+        ended = execute_dml(session, delete(UserSession).where(UserSession.id_hash == _digest(session_id))).rowcount > 0
         if ended:
             revocation.bump(session)
         return ended
 
     def destroy_user(self, session: Session, user_id: int) -> int:
         """End every session of a user; returns how many."""
-        return session.execute(delete(UserSession).where(UserSession.user_id == user_id)).rowcount
+        return execute_dml(session, delete(UserSession).where(UserSession.user_id == user_id)).rowcount

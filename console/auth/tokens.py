@@ -13,6 +13,7 @@ that user is disabled (and is revoked then), and never outranks the user's curre
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 import re
@@ -30,6 +31,7 @@ from console.auth.roles import USER_ROLES, Principal, lower_role
 from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
 from console.errors import Forbidden, InvalidInput, NotFound
+from console.storage.database import execute_dml
 from console.storage.models import Host, Token, User
 
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
@@ -151,7 +153,7 @@ class TokenService:
             raise EnrolError(f"host {host!r} is already enrolled; enrolling it again needs an enrolment token "
                              f"bound to it (fleetdeck token create --enrol --host {host})")
         # Spent in the same transaction that creates the agent token: one use only.
-        spent = session.execute(update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
+        spent = execute_dml(session, update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
                                 .values(revoked_at=now, last_used_at=now)).rowcount
         if spent != 1:
             raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
@@ -165,7 +167,7 @@ class TokenService:
         return session.execute(select(Token.id).where(Token.kind == "agent", Token.host_name == host,
                                                       Token.revoked_at.is_(None))).first() is not None
 
-    def list(self, session: Session, include_revoked: bool = False) -> list[dict]:
+    def list(self, session: Session, include_revoked: bool = False) -> builtins.list[dict]:
         """Token metadata, newest first, never a secret: ``[{"id", "kind" (api|agent|enrol),
         "name", "role", "host", "apps", "created_at", "expires_at", "last_used_at",
         "revoked_at" (Unix s or null), "created_by"}]``."""
@@ -188,7 +190,7 @@ class TokenService:
         self.forget()
         return self.describe(row)
 
-    def revoke_owned(self, session: Session, owner: str) -> list[int]:
+    def revoke_owned(self, session: Session, owner: str) -> builtins.list[int]:
         """Revoke every live token of user ``owner`` (when the user is disabled); returns
         their ids."""
         ids = list(session.execute(select(Token.id).where(Token.owner == owner, Token.revoked_at.is_(None))

@@ -121,7 +121,7 @@ class UserService:
         if new_role not in USER_ROLES:
             raise UserError(f"unknown role {new_role!r}; choose one of {', '.join(USER_ROLES)}")
         if apps is UNCHANGED:
-            apps = list(apps_tuple(user.apps)) if user.apps is not None and new_role == "deployer" else None
+            apps = list(apps_tuple(user.apps) or ()) if user.apps is not None and new_role == "deployer" else None
         new_apps = encode_apps(new_role, apps)
         if disabled is not UNCHANGED and not isinstance(disabled, bool):
             raise UserError("disabled must be true or false")
@@ -132,7 +132,7 @@ class UserService:
         end_sessions = new_role != user.role or (disabled is True and not user.disabled)
         apps_changed = new_apps != user.apps
         user.role, user.apps = new_role, new_apps
-        if disabled is not UNCHANGED:
+        if isinstance(disabled, bool):  # else UNCHANGED (anything else was refused above)
             user.disabled = disabled
         if end_sessions:
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
@@ -147,6 +147,8 @@ class UserService:
         user as it was left. Raises UserNotFound, or LastAdmin for the last enabled admin."""
         described = self.update(session, username, disabled=True)
         user = self._get(session, username)
+        if user is None:  # update() found it in this transaction
+            raise UserNotFound(f"no user {username!r}")
         user.deleted_at = self._clock()
         session.flush()
         return described

@@ -14,7 +14,7 @@ metacharacters, ``../`` and the like never get near the engine.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, TypeVar, get_args
 from urllib.parse import urlparse
 
 from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, field_validator, model_validator
@@ -25,13 +25,18 @@ from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, VERSION_RE, Int, 
 from console.deploy.targets import (ENV_KEY_RE, LABEL_KEY_RE, PORT_RE, PULL_POLICIES, RESTART_POLICIES, TARGETS,
                                     DockerTarget, KubernetesTarget, PortMapping, SshTarget, TlsConfig)
 
-DRIVERS = ("docker", "ssh", "kubernetes")
-HEALTH_TYPES = ("docker", "http", "tcp", "command", "none")
+Driver = Literal["docker", "ssh", "kubernetes"]
+DRIVERS: tuple[str, ...] = get_args(Driver)
+HealthType = Literal["docker", "http", "tcp", "command", "none"]
+HEALTH_TYPES: tuple[str, ...] = get_args(HealthType)
 # Health check types each driver runs, the first being its default.
 DRIVER_HEALTH = {"docker": ("docker", "http", "tcp", "none"), "ssh": ("none", "http", "tcp", "command"),
                  "kubernetes": ("none",)}
-STRATEGIES = ("rolling", "recreate")
-CONFLICT_POLICIES = ("reject", "queue")
+StrategyType = Literal["rolling", "recreate"]
+STRATEGIES: tuple[str, ...] = get_args(StrategyType)
+ConflictPolicy = Literal["reject", "queue"]
+CONFLICT_POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
+T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)  # a driver's target model
 
 
 def _status_range(value: Any) -> Any:
@@ -60,7 +65,7 @@ class HealthCheck(Section):
     healthy at its first passing probe; it is unhealthy after ``retries`` consecutive
     failures once ``start_period`` has passed, or at once when it exits."""
 
-    type: Literal[HEALTH_TYPES] = "docker"  # type: ignore[valid-type]
+    type: HealthType = "docker"
     path: Text = "/"
     port: Int | None = Field(None, ge=1, le=65535)  # container port probed by http/tcp
     expect_status: Annotated[tuple[int, int], BeforeValidator(_status_range)] = (200, 399)
@@ -73,6 +78,13 @@ class HealthCheck(Section):
     @classmethod
     def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": DRIVER_HEALTH[context.get("driver", "docker")][0], **data}
+
+    @property
+    def probe_port(self) -> int:
+        """The port an http or tcp check probes (the model requires one for them)."""
+        if self.port is None:
+            raise ValueError(f"a {self.type} health check has no port")
+        return self.port
 
     @field_validator("path")
     @classmethod
@@ -98,13 +110,13 @@ class Strategy(Section):
     """``rolling`` (replace a few containers at a time) or ``recreate``; the bounds are
     replica counts or percentages like ``"25%"``. ``Strategy("rolling", 0, 1)`` works too."""
 
-    type: Literal[STRATEGIES] = "rolling"  # type: ignore[valid-type]
+    type: StrategyType = "rolling"
     max_unavailable: CountOrPercent = 0
     max_surge: CountOrPercent = 1
 
     def __init__(self, type: str = "rolling", max_unavailable: int | str = 0, max_surge: int | str = 1,
                  **data: Any) -> None:
-        super().__init__(type=type, max_unavailable=max_unavailable, max_surge=max_surge, **data)
+        super().__init__(**{**data, "type": type, "max_unavailable": max_unavailable, "max_surge": max_surge})
 
     def resolve(self, replicas: int) -> tuple[int, int]:
         """(max_unavailable, max_surge) as replica counts, Kubernetes-style: percentages
@@ -124,12 +136,12 @@ class AppDefinition(Section):
     :func:`parse_app`; the checks here that involve the target run when it is valid."""
 
     name: str
-    driver: Literal[DRIVERS] = "docker"  # type: ignore[valid-type]
+    driver: Driver = "docker"
     target: SkipValidation[DockerTarget | SshTarget | KubernetesTarget | None] = None
     health_check: HealthCheck = Field(default_factory=dict, validate_default=True)  # defaults depend on the driver
     strategy: Strategy = Strategy()
     timeout: Seconds = Field(600.0, ge=1.0)  # seconds, a whole deploy
-    on_conflict: Literal[CONFLICT_POLICIES] = "reject"  # type: ignore[valid-type]
+    on_conflict: ConflictPolicy = "reject"
     hosts: Strings = ()
     description: Text = ""
 
@@ -158,17 +170,25 @@ class AppDefinition(Section):
                               (("health_check", "port"), ("target", "engine")))
         return self
 
+    def target_of(self, kind: type[T]) -> T:
+        """The target as its driver's model ``kind`` (what the driver of this app reads);
+        raises TypeError when the app has another driver's target (a programming error:
+        :func:`parse_app` validates the target with the app's own driver)."""
+        if not isinstance(self.target, kind):
+            raise TypeError(f"app {self.name} has a {type(self.target).__name__}, not a {kind.__name__}")
+        return self.target
+
     def summary(self) -> dict:
         """The public view for ``GET /api/v1/apps``: no env values, no credentials."""
-        t = self.target
-        if self.driver != "docker":
+        if not isinstance(self.target, DockerTarget):
             hc = self.health_check
             return {"name": self.name, "driver": self.driver, "description": self.description,
-                    "hosts": list(self.hosts), "target": t.summary(),
+                    "hosts": list(self.hosts), "target": self.target.summary() if self.target else None,
                     "health_check": {"type": hc.type, "path": hc.path, "port": hc.port, "command": list(hc.command),
                                      "interval": hc.interval, "timeout": hc.timeout, "retries": hc.retries,
                                      "start_period": hc.start_period},
                     "timeout": self.timeout, "on_conflict": self.on_conflict}
+        t = self.target
         engine = urlparse(t.engine)
         shown_engine = t.engine if not engine.password else t.engine.replace(engine.password, "***")
         unavailable, surge = self.strategy.resolve(t.replicas)
@@ -220,6 +240,11 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
     return app
 
 
+def _below(source_of: SourceOf, name: str) -> SourceOf:
+    """``source_of`` for the key paths below ``name``."""
+    return lambda loc: source_of((name,) + tuple(loc))
+
+
 def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefinition]:
     """All apps of the ``apps:`` section, by name; raises ConfigError (every app's problems).
     ``source_of(path)`` names the file and line of a key path below ``apps``."""
@@ -227,10 +252,11 @@ def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefi
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"apps: expected a mapping of app name to definition, got {type(raw).__name__}")
-    apps, problems = {}, []
+    apps: dict[str, AppDefinition] = {}
+    problems: list[str] = []
     for name, value in raw.items():
         try:
-            apps[name] = parse_app(name, value, (lambda loc, n=name: source_of((n,) + tuple(loc))) if source_of else None)
+            apps[name] = parse_app(name, value, _below(source_of, name) if source_of else None)
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:

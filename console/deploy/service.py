@@ -18,6 +18,7 @@ and then published on the live topic ``deploy:<id>``. Times are Unix seconds.
 """
 from __future__ import annotations
 
+import builtins
 import asyncio
 import logging
 import time
@@ -134,8 +135,9 @@ class DeployService:
                                 "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
                                 {field: str(version)[:200]}, code="invalid_version")
         try:
-            if getattr(app.target, "image", None):  # docker and kubernetes: the version is an image tag
-                image_reference(app.target.image, version)
+            image = getattr(app.target, "image", None)
+            if image:  # docker and kubernetes: the version is an image tag
+                image_reference(image, version)
         except ValueError as exc:
             raise Unprocessable(str(exc), code="invalid_image") from None
         return version
@@ -176,6 +178,8 @@ class DeployService:
                 source: str, reason: str) -> dict:
         current = self._current(session, app.name)
         if kind == "rollback":
+            if current is None:
+                raise DeployRejected(409, "nothing_to_roll_back", f"{app.name} has no successful deploy yet")
             version = self._rollback_target(session, app.name, current, version)
             reason = reason or f"rollback from {current.version}"
         active = session.execute(select(Deploy).where(Deploy.app == app.name, Deploy.state.in_(ACTIVE_STATES))
@@ -204,9 +208,7 @@ class DeployService:
         return session.execute(select(Deploy).where(Deploy.app == app, Deploy.state == SUCCEEDED)
                                .order_by(Deploy.id.desc()).limit(1)).scalars().first()
 
-    def _rollback_target(self, session: Session, app: str, current: Deploy | None, to: str | None) -> str:
-        if current is None:
-            raise Conflict(f"{app} has no successful deploy yet", code="nothing_to_roll_back")
+    def _rollback_target(self, session: Session, app: str, current: Deploy, to: str | None) -> str:
         versions = list(dict.fromkeys(session.execute(
             select(Deploy.version).where(Deploy.app == app, Deploy.state == SUCCEEDED)
             .order_by(Deploy.id.desc())).scalars()))
@@ -284,7 +286,7 @@ class DeployService:
                    until: float | None = None, limit: int = 50, before: int | None = None) -> dict:
         """Newest first: ``{"deploys": [...], "next": before-cursor or None}``. ``host``
         keeps apps that list that host; ``since``/``until`` bound ``created_at``."""
-        apps: list[str] | None = None
+        apps: builtins.list[str] | None = None
         if app is not None:
             apps = [self.app(app).name]
         if host is not None:
@@ -292,7 +294,7 @@ class DeployService:
             apps = by_host if apps is None else [a for a in apps if a in by_host]
         return await self.db.read(self._list, apps, since, until, max(1, min(limit, MAX_LIST)), before)
 
-    def _list(self, session: Session, apps: list[str] | None, since: float | None, until: float | None,
+    def _list(self, session: Session, apps: builtins.list[str] | None, since: float | None, until: float | None,
               limit: int, before: int | None) -> dict:
         stmt = select(Deploy).order_by(Deploy.id.desc()).limit(limit + 1)
         if apps is not None:
@@ -308,12 +310,12 @@ class DeployService:
         rows = rows[:limit]
         return {"deploys": [self._public(d) for d in rows], "next": rows[-1].id if more else None}
 
-    async def app_summaries(self) -> list[dict]:
+    async def app_summaries(self) -> builtins.list[dict]:
         """Every app's configuration summary plus ``current`` (last succeeded deploy) and
         ``active`` (queued or running deploy), each ``{"id", "version", "state", ...}`` or None."""
         return await self.db.read(self._summaries)
 
-    def _summaries(self, session: Session) -> list[dict]:
+    def _summaries(self, session: Session) -> builtins.list[dict]:
         out = []
         for name in sorted(self.apps):
             s = self.apps[name].summary()
@@ -447,7 +449,7 @@ class DeployService:
         return self._event_public(e)
 
     def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> dict:
-        d = session.get(Deploy, deploy_id)
+        d = session.get_one(Deploy, deploy_id)
         now = self._clock()
         d.state, d.finished_at, d.error = outcome.state, now, outcome.error
         d.cleanup_pending = outcome.cleanup_pending
@@ -472,7 +474,7 @@ class DeployService:
             except Exception:  # the loop must survive a bad round (database briefly down)
                 log.exception("deploy cleanup round failed")
 
-    def _apps_pending_cleanup(self, session: Session) -> list[str]:
+    def _apps_pending_cleanup(self, session: Session) -> builtins.list[str]:
         return list(session.execute(select(Deploy.app).where(Deploy.cleanup_pending.is_(True)).distinct()).scalars())
 
     async def _recover_app(self, app: str) -> None:
@@ -482,7 +484,7 @@ class DeployService:
         driver = self._driver(self.apps[app])
         loop = asyncio.get_running_loop()
         for deploy_id, current_id in pending:
-            events: list[DriverEvent] = []
+            events: builtins.list[DriverEvent] = []
             try:
                 removed = await loop.run_in_executor(self._executor, driver.recover, app, deploy_id, current_id,
                                                      events.append)
@@ -494,14 +496,14 @@ class DeployService:
             for e in stored:
                 self.bus.publish(f"deploy:{deploy_id}", e)
 
-    def _pending_of(self, session: Session, app: str) -> list[tuple[int, int | None]]:
+    def _pending_of(self, session: Session, app: str) -> builtins.list[tuple[int, int | None]]:
         current = self._current(session, app)
         ids = session.execute(select(Deploy.id).where(Deploy.app == app, Deploy.cleanup_pending.is_(True))
                               .order_by(Deploy.id)).scalars()
         return [(i, current.id if current else None) for i in ids]
 
-    def _cleaned(self, session: Session, deploy_id: int, events: list[DriverEvent]) -> list[dict]:
-        d = session.get(Deploy, deploy_id)
+    def _cleaned(self, session: Session, deploy_id: int, events: builtins.list[DriverEvent]) -> builtins.list[dict]:
+        d = session.get_one(Deploy, deploy_id)
         d.cleanup_pending = False
         return [self._event_public(self._add_event(session, deploy_id, e.kind, e.message, level=e.level,
                                                    data=e.data)) for e in events]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, get_args
 from urllib.parse import urlparse
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -32,10 +32,14 @@ LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 PORT_RE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:(?P<host>\d{1,5}(?:-\d{1,5})?):)?"
                      r"(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
 PORT_FORM = '"[HOST_IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[/tcp|udp]"'
-BATCH_TYPES = ("serial", "fixed", "percent")
-ON_FAILURE = ("rollback", "stop")
-PULL_POLICIES = ("missing", "always", "never")
-RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+BatchType = Literal["serial", "fixed", "percent"]
+BATCH_TYPES: tuple[str, ...] = get_args(BatchType)
+OnFailure = Literal["rollback", "stop"]
+ON_FAILURE: tuple[str, ...] = get_args(OnFailure)
+PullPolicy = Literal["missing", "always", "never"]
+PULL_POLICIES: tuple[str, ...] = get_args(PullPolicy)
+RestartPolicy = Literal["no", "on-failure", "always", "unless-stopped"]
+RESTART_POLICIES: tuple[str, ...] = get_args(RestartPolicy)
 
 
 def _template(key: Any, text: str, allowed: set[str]) -> None:
@@ -100,6 +104,12 @@ class PortMapping(Section):
     def published(self) -> bool:
         return self.host_first is not None
 
+    def host_port(self, slot: int) -> int:
+        """The host port of ``slot`` in the pool (a published mapping only)."""
+        if self.host_first is None:
+            raise ValueError(f"container port {self.container} is not published")
+        return self.host_first + slot
+
     @property
     def pool_size(self) -> int | None:
         return None if self.host_first is None or self.host_last is None else self.host_last - self.host_first + 1
@@ -151,9 +161,9 @@ class DockerTarget(Section):
     network_alias: Text = ""  # default: the app's name on a user-defined network
     command: Strings = ()
     labels: ScalarMap = ()
-    restart: Literal[RESTART_POLICIES] = "unless-stopped"  # type: ignore[valid-type]
+    restart: RestartPolicy = "unless-stopped"
     stop_timeout: Int = Field(10, ge=0, le=3600)  # seconds
-    pull: Literal[PULL_POLICIES] = "missing"  # type: ignore[valid-type]
+    pull: PullPolicy = "missing"
     api_timeout: Seconds = Field(60.0, ge=1.0)  # seconds, per Docker API call
     health_host: Text = ""  # address of published ports for http/tcp health checks
 
@@ -267,9 +277,9 @@ class Batches(Section):
     """``serial`` (one host at a time), ``fixed`` (``size`` hosts) or ``percent`` (``size``
     percent of the hosts, rounded up, at least one)."""
 
-    type: Literal[BATCH_TYPES] = "serial"  # type: ignore[valid-type]
+    type: BatchType = "serial"
     size: Int = Field(1, ge=1, le=10000)  # default 25 for percent
-    on_failure: Literal[ON_FAILURE] = "rollback"  # type: ignore[valid-type]  # rollback: undo changed hosts
+    on_failure: OnFailure = "rollback"  # rollback: undo changed hosts
 
     @classmethod
     def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

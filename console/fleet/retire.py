@@ -9,11 +9,12 @@ enrolment brings it back as a new host). Audited as ``hosts.delete`` with the co
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Executable, delete, select, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.errors import NotFound
+from console.storage.database import execute_dml
 from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
                                     Series, Token)
 
@@ -33,8 +34,8 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
         raise HostNotFound(f"no host named {name!r}")
     series = select(Series.id).where(Series.host_id == host.id).scalar_subquery()
 
-    def gone(stmt) -> int:  # noqa: ANN001 - a DELETE/UPDATE statement
-        return max(session.execute(stmt).rowcount or 0, 0)
+    def gone(stmt: Executable) -> int:  # a DELETE or UPDATE
+        return max(execute_dml(session, stmt).rowcount or 0, 0)
 
     counts = {
         "samples": gone(delete(Sample).where(Sample.series_id.in_(series))),

@@ -9,7 +9,7 @@ import math
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -20,7 +20,8 @@ METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")  # Prometheus data mode
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 BATCH_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-METRIC_TYPES = ("gauge", "counter")
+MetricType = Literal["gauge", "counter"]
+METRIC_TYPES: tuple[str, ...] = get_args(MetricType)
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096  # characters
 MAX_LOG_LINE = 64 * 1024  # characters
@@ -136,7 +137,7 @@ def _points(value: Any, path: str) -> tuple[list[tuple[int, float]], int]:
     checks (bool is not a number here) keep it cheap."""
     if type(value) is not list:
         raise _fail(path, "points must be a list of [ts_ms, value]")
-    points = []
+    points: list[tuple[int, float]] = []
     append = points.append
     dropped = 0
     for i, point in enumerate(value):

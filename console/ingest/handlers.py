@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 
 from console.errors import ApiError
 from console.handlers import ApiHandler
@@ -37,7 +38,9 @@ class IngestHandler(ApiHandler):
         # (answering mid-upload makes clients see a connection reset instead); beyond that
         # the answer comes at once.
         drain_limit = self._cap * 4
-        self.request.connection.set_max_body_size(drain_limit + 1)
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):  # tornado's HTTP/1 server: always
+            connection.set_max_body_size(drain_limit + 1)
         await super().prepare()
         length = ascii_uint(self.request.headers.get("Content-Length") or "", INT64_MAX)
         if length is not None and length > drain_limit:

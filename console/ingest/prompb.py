@@ -11,6 +11,7 @@ a request carrying any. Building the descriptor here replaces a protoc-generated
 from __future__ import annotations
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -54,7 +55,7 @@ _POOL = descriptor_pool.DescriptorPool()
 _POOL.Add(_file())
 
 
-def _class(name: str) -> type:
+def _class(name: str) -> type[Message]:
     return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"prometheus.{name}"))
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from console.storage.database import execute_dml
 from console.storage.models import IngestBatch
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ PRUNE_EVERY = 3600.0  # seconds
 def prune_batch_ids(session: Session, cutoff: float) -> int:
     """Delete batch ids received before ``cutoff`` (Unix s); returns how many
     (the ``received_at`` index makes this a range delete)."""
-    result = session.execute(delete(IngestBatch).where(IngestBatch.received_at < cutoff))
+    result = execute_dml(session, delete(IngestBatch).where(IngestBatch.received_at < cutoff))
     return max(result.rowcount or 0, 0)
 
 

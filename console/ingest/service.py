@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import orjson
 from sqlalchemy import func, select, update
@@ -44,7 +44,7 @@ from console.config import ConsoleConfig
 from console.errors import InvalidInput
 from console.ingest.batch import Batch, LogIn, canonical_labels
 from console.logs.store import LogStore
-from console.storage.database import Database, driver_errors
+from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
@@ -71,7 +71,7 @@ class IngestResult:
     clock_skew_seconds: float | None = None
 
     def as_json(self) -> dict:
-        body = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
+        body: dict[str, Any] = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
                 "duplicate": self.duplicate}
         if self.rejected:
             logs = sum(n for reason, n in self.rejected.items() if reason.startswith("log_"))
@@ -153,8 +153,8 @@ class IngestService:
         now = self._clock()
         host = self._host(session, batch, now)
         if batch.batch_id:
-            fresh = session.execute(
-                self._db.insert_ignore(IngestBatch.__table__),
+            fresh = execute_dml(
+                session, self._db.insert_ignore(IngestBatch.__table__),
                 {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
                  "samples": batch.sample_count, "logs": len(batch.logs)},
             ).rowcount
@@ -189,7 +189,7 @@ class IngestService:
                 raise IngestRejected(refused, {reason: examples[reason] for reason in refused})
         samples = 0
         if rows:
-            cursor = session.connection().connection.driver_connection.cursor()
+            cursor = driver_cursor(session)
             try:
                 with driver_errors(session, self._insert_samples):
                     if self._db.dialect == "postgresql":
@@ -323,7 +323,7 @@ class IngestService:
         host), PostgreSQL by a join with the keys as two arrays, 5,000 per statement.
         Selecting by name alone would read every series of a name: thousands for one
         histogram or one remote-written metric."""
-        cursor = session.connection().connection.driver_connection.cursor()
+        cursor = driver_cursor(session)
         found: list[tuple[int, str, str]] = []
         try:
             if self._db.dialect == "postgresql":

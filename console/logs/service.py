@@ -155,9 +155,10 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
     cursor_raw = (args.get("cursor") or "").strip()
     if cursor_raw:
         ts_raw, _, id_raw = cursor_raw.partition("_")
-        cursor = (ascii_uint(ts_raw, MAX_TS_MS - 1), ascii_uint(id_raw, INT64_MAX))
-        if None in cursor:
+        cursor_ts, cursor_id = ascii_uint(ts_raw, MAX_TS_MS - 1), ascii_uint(id_raw, INT64_MAX)
+        if cursor_ts is None or cursor_id is None:
             raise LogQueryError("cursor", "cursor must be a value from a previous answer's next")
+        cursor = (cursor_ts, cursor_id)
     source = (args.get("source") or "").strip() or None
     if source is not None and len(source) > 1024:
         raise LogQueryError("source", "source is longer than 1024 characters")
@@ -281,9 +282,9 @@ class LogService:
         has no statistics for at ~0.5 % of lines)."""
         if self.db.dialect == "sqlite":  # the FTS table alone, not its IN (...) over log_records
             expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-            probe = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
-                         "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
-            return session.execute(probe).scalar_one() < self.rare_matches_sqlite
+            fts = text("SELECT count(*) FROM (SELECT rowid FROM log_records_fts WHERE log_records_fts MATCH :q "
+                       "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
+            return session.execute(fts).scalar_one() < self.rare_matches_sqlite
         probe = select(func.count()).select_from(
             select(literal_column("1")).select_from(LogRecord.__table__).where(self._match(terms))
             .limit(self.rare_matches).subquery())

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
-from console.storage.database import driver_errors
+from console.storage.database import driver_cursor, driver_errors
 
 # Runs of letters and digits; punctuation and "_" separate words (as FTS5's unicode61 and
 # console.logs.service.parse_terms).
@@ -70,7 +70,7 @@ class LogStore:
         full disk...); the caller's transaction rolls back."""
         if not rows:
             return 0
-        cursor = session.connection().connection.driver_connection.cursor()
+        cursor = driver_cursor(session)
         try:
             with driver_errors(session, "insert log_records"):
                 if self.dialect == "postgresql":

@@ -12,7 +12,7 @@ Reference: https://github.com/prometheus/blackbox_exporter/blob/master/CONFIGURA
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, get_args
 from urllib.parse import urlsplit
 
 import dns.rcode
@@ -23,8 +23,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from console.config import SECONDS_MAX, ConfigError, Float, Int, validation_messages
 from console.ingest.batch import HOST_NAME_RE
 
-PROBERS = ("http", "tcp", "dns", "ssh", "icmp")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
+Prober = Literal["http", "tcp", "dns", "ssh", "icmp"]
+PROBERS: tuple[str, ...] = get_args(Prober)
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+HTTP_METHODS: tuple[str, ...] = get_args(HttpMethod)
 
 
 def _regex(value: str) -> str:
@@ -67,7 +69,7 @@ class HeaderMatch(_Strict):
 
 class HTTPModule(_IPSettings):
     valid_status_codes: list[Annotated[Int, Field(ge=100, le=599)]] = []  # empty: any 2xx
-    method: Literal[HTTP_METHODS] = "GET"  # type: ignore[valid-type]
+    method: HttpMethod = "GET"
     headers: dict[str, str] = {}
     body: str = ""  # request body
     follow_redirects: bool = True  # at most 10, as blackbox_exporter
@@ -130,7 +132,7 @@ class ICMPModule(_IPSettings):
 
 
 class Module(_Strict):
-    prober: Literal[PROBERS]  # type: ignore[valid-type]
+    prober: Prober
     timeout: Float = Field(5.0, gt=0, le=300)  # seconds for the whole probe
     http: HTTPModule | None = None
     tcp: TCPModule | None = None

@@ -28,6 +28,7 @@ User regexes are RE2 (google-re2), matched against the raw body bytes as Go's re
 """
 from __future__ import annotations
 
+import _ssl  # the C module's certificate encodings (ssl does not re-export ENCODING_DER)
 import http.client
 import ipaddress
 import os
@@ -104,8 +105,9 @@ def resolve(host: str, module: Module, result: ProbeResult, deadline: Deadline) 
     if chosen is None:
         raise ProbeFailed(f"{host} has no {settings.preferred_ip_protocol} address")
     result.add("probe_ip_protocol", 6 if chosen[0] == socket.AF_INET6 else 4)
-    result.add("probe_ip_addr_hash", ip_hash(chosen[4][0]))
-    return chosen[4][0], chosen[0], spent
+    address = str(chosen[4][0])  # an IP address: str for AF_INET and AF_INET6
+    result.add("probe_ip_addr_hash", ip_hash(address))
+    return address, chosen[0], spent
 
 
 def ip_hash(address: str) -> int:
@@ -133,9 +135,9 @@ def _tls_samples(sock: ssl.SSLSocket, result: ProbeResult) -> None:
     # The chain as sent: SSLSocket.get_unverified_chain() (DER) from Python 3.13, the
     # C object's method (certificate objects) before; the leaf alone as a last resort.
     public = getattr(sock, "get_unverified_chain", None)
-    private = getattr(sock._sslobj, "get_unverified_chain", None)  # noqa: SLF001
+    private = getattr(getattr(sock, "_sslobj", None), "get_unverified_chain", None)
     raw = (public or private or (lambda: None))() or []
-    chain = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in raw]  # noqa: SLF001
+    chain = [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in raw]
     if not chain:
         leaf = sock.getpeercert(binary_form=True)
         chain = [leaf] if leaf else []
@@ -182,7 +184,7 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
                     info = socket.getaddrinfo(parts.hostname, port, family, socket.SOCK_STREAM)
                 except socket.gaierror as exc:
                     raise ProbeFailed(f"resolving {parts.hostname}: {exc}") from None
-                address, spent = info[0][4][0], time.monotonic() - start
+                address, spent = str(info[0][4][0]), time.monotonic() - start
             phases["resolve"] += spent
             start = time.monotonic()
             sock = _connect(address, family, port, deadline)
@@ -201,7 +203,7 @@ def probe_http(target: str, module: Module, deadline: Deadline) -> ProbeResult:
                     _tls_samples(sock, tls_result)
                     tls_samples = tls_result.samples
                 conn = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
-                    parts.hostname, port, timeout=deadline.left())
+                    parts.hostname or "", port, timeout=deadline.left())
                 conn.sock = sock
                 path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
                 headers = {"User-Agent": USER_AGENT, **settings.headers}
@@ -353,6 +355,8 @@ def probe_ssh(target: str, module: Module, deadline: Deadline) -> ProbeResult:
 def probe_dns(target: str, module: Module, deadline: Deadline) -> ProbeResult:
     """Ask the resolver ``target`` (``host[:port]``, port 53) for query_name/query_type."""
     settings = module.dns
+    if settings is None:  # the module's validator requires dns settings of a dns prober
+        raise ValueError(f"probe module of prober {module.prober!r} has no dns settings")
     result = ProbeResult()
     phases = dict.fromkeys(("resolve", "connect", "request"), 0.0)
     try:

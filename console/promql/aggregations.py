@@ -118,7 +118,7 @@ def aggregate(ev, node: Aggregate, t: int) -> list[Sample]:
         k = _k(param)
         if k < 1:
             return []
-        out = []
+        out: list[Sample] = []
         for members in groups.values():
             out.extend(Sample(s.labels, s.value, t) for s in _top(members, k, op == "bottomk"))
         return out

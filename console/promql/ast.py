@@ -11,6 +11,7 @@ Errors: :class:`ParseError` for text the parser refuses (HTTP 400 ``bad_data``),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import promql_parser as pp
 
@@ -63,6 +64,14 @@ class Selector(Node):
     at: int | str | None = None
     range_ms: int | None = None
 
+    @property
+    def window_ms(self) -> int:
+        """The range of a range selector; ValueError for an instant one (functions and
+        windows over a range vector get a range selector or a subquery from the parser)."""
+        if self.range_ms is None:
+            raise ValueError("an instant vector selector has no range")
+        return self.range_ms
+
 
 @dataclass(frozen=True, eq=False)
 class Subquery(Node):
@@ -71,6 +80,11 @@ class Subquery(Node):
     step_ms: int | None  # None: the default evaluation interval
     offset_ms: int = 0
     at: int | str | None = None
+
+    @property
+    def window_ms(self) -> int:
+        """The subquery's range (as :attr:`Selector.window_ms`)."""
+        return self.range_ms
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,7 +267,8 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
         op = str(e.op)
         if op not in AGGREGATIONS:
             raise Unsupported(f"aggregation {op}()")
-        grouping, without = (), False
+        grouping: tuple[str, ...] = ()
+        without = False
         if e.modifier is not None:
             grouping = tuple(e.modifier.labels)
             without = _name(e.modifier.type) == "Without"
@@ -266,7 +281,7 @@ def _convert(e) -> Node:  # noqa: ANN001, C901 - one case per parser node type
     if isinstance(e, pp.BinaryExpr):
         op = str(e.op).strip()
         m = e.modifier
-        kw = {}
+        kw: dict[str, Any] = {}  # Binary's matching fields
         if m is not None:
             fill = m.fill_values
             if fill is not None and (fill.lhs is not None or fill.rhs is not None):

@@ -7,6 +7,7 @@ an infinity or NaN, ``%`` is ``math.Mod``, ``^`` is ``math.Pow``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from console.promql.ast import Binary
 from console.promql.values import NAME, Sample, drop_name
@@ -47,11 +48,11 @@ def _pow(a: float, b: float) -> float:
         return NAN
 
 
-ARITHMETIC = {
+ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": go_div, "%": _mod, "^": _pow,
     "atan2": math.atan2,
 }
-COMPARE = {
+COMPARE: dict[str, Callable[[float, float], bool]] = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
     "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b,
 }

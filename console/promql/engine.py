@@ -51,6 +51,19 @@ class Result:
     ts: int = 0
     earliest: int | None = None  # Unix ms of the oldest sample any selector asked for
 
+    def scalar(self) -> float:
+        """The value of a scalar result; TypeError for another type."""
+        if self.type != SCALAR or not isinstance(self.value, (int, float)):
+            raise TypeError(f"a {self.type} result is not a scalar")
+        return self.value
+
+    def series(self) -> list:
+        """The Samples of a vector result, or the SeriesPoints of a matrix; TypeError for
+        a scalar or a string."""
+        if self.type not in (VECTOR, MATRIX) or not isinstance(self.value, list):
+            raise TypeError(f"a {self.type} result holds no series")
+        return self.value
+
 
 class Evaluator:
     """One query's evaluation state: its time range, its loaded series, its budget."""
@@ -64,8 +77,8 @@ class Evaluator:
         self.max_samples = max_samples
         self.lookback = lookback_ms
         self.produced = 0
-        self._windows: dict[Node, list[int]] = {}
-        self._data: dict[Node, list[StoredSeries]] = {}
+        self._windows: dict[Selector, list[int]] = {}
+        self._data: dict[Selector, list[StoredSeries]] = {}
         self._subquery_cache: dict[tuple[Node, int], object] = {}
         self._without_name: dict[tuple, tuple] = {}
         self._node_caches: dict[Node, dict] = {}
@@ -78,6 +91,8 @@ class Evaluator:
             return self.start
         if at == "end":
             return self.end
+        if isinstance(at, str):  # the parser gives start(), end() or a time
+            raise EvalError(f"unknown @ modifier {at!r}")
         return at
 
     def _bounds(self, node: Node, lo: int, hi: int) -> None:
@@ -203,7 +218,7 @@ class Evaluator:
         """``(series, lo, hi)``: the samples ``lo:hi`` of each series in the range selector's
         window at ``t`` (series with none left out), without copying them."""
         ref = self.selector_time(node, t)
-        start = ref - node.range_ms
+        start = ref - node.window_ms
         out = []
         for s in self._data[node]:
             ts = s.ts

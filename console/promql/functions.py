@@ -106,33 +106,35 @@ def _simple(name: str) -> Callable:
     return impl
 
 
-def _scalar_arg(ev, node: Call, i: int, t: int, default: float | None = None) -> float:
+def _scalar_arg(ev, node: Call, i: int, t: int, default: float) -> float:
     if i >= len(node.args):
         return default
     return ev.eval(node.args[i], t)
 
 
 # -- range-vector functions -------------------------------------------------------------
-def _range_bounds(ev, arg, t: int) -> tuple[int, int]:
+def _range_bounds(ev, arg: Selector | Subquery, t: int) -> tuple[int, int]:
     """``(rangeStart, rangeEnd)`` in Unix ms of a range selector or subquery at ``t``."""
     end = ev.selector_time(arg, t)
-    return end - arg.range_ms, end
+    return end - arg.window_ms, end
 
 
 def _rate_fn(is_counter: bool, is_rate: bool) -> Callable:
     def impl(ev, node: Call, t: int) -> list[Sample]:
         arg = node.args[0]
+        if not isinstance(arg, (Selector, Subquery)):
+            raise FunctionError(f"{node.name}: expected a range vector")
         start, end = _range_bounds(ev, arg, t)
         out = []
         if isinstance(arg, Selector):  # straight off the stored arrays: no copies per step
             for s, lo, hi in ev.windows(arg, t):
-                value = extrapolated_rate(s.ts, s.values, lo, hi, start, end, is_counter, is_rate, arg.range_ms,
+                value = extrapolated_rate(s.ts, s.values, lo, hi, start, end, is_counter, is_rate, arg.window_ms,
                                           s.resets if is_counter else None)
                 if value is not None:
                     out.append(Sample(ev.drop_name(s.labels), value, t))
             return out if ev.single_name(arg) else ev.unique(out, node.name)
         for s in ev.eval(arg, t):
-            value = extrapolated_rate(s.ts, s.values, 0, len(s.ts), start, end, is_counter, is_rate, arg.range_ms)
+            value = extrapolated_rate(s.ts, s.values, 0, len(s.ts), start, end, is_counter, is_rate, arg.window_ms)
             if value is not None:
                 out.append(Sample(ev.drop_name(s.labels), value, t))
         return ev.unique(out, node.name)

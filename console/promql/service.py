@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,10 +21,12 @@ from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, Result, evaluate_instant, evaluate_range
 from console.promql.functions import FunctionError
-from console.promql.storage import BadRegex, Storage, TooManySamples
+from console.promql.storage import BadRegex, Storage, TooManySamples, VirtualSource
 from console.promql.values import format_time, format_value
 from console.storage.database import Database
 from console.storage.models import Series
+
+R = TypeVar("R")
 
 DEFAULT_TIMEOUT_S = 120.0  # Prometheus' --query.timeout default (2m)
 DEFAULT_MAX_SAMPLES = 10_000_000  # a fifth of Prometheus' --query.max-samples: a sample costs ~100 bytes here
@@ -71,7 +73,7 @@ def parse_matchers(texts: list[str]) -> list[ast.Selector]:
 
 def _vector_json(result: Result) -> list[dict]:
     return [{"metric": dict(s.labels), "value": [format_time(result.ts), format_value(s.value)]}
-            for s in result.value]
+            for s in result.series()]
 
 
 def _matrix_json(series: list) -> list[dict]:
@@ -81,12 +83,13 @@ def _matrix_json(series: list) -> list[dict]:
 
 def result_json(result: Result) -> dict:
     """Prometheus' ``data`` of a query: ``{"resultType", "result"}``."""
+    body: list
     if result.type == ast.VECTOR:
         body = _vector_json(result)
     elif result.type == ast.MATRIX:
-        body = _matrix_json(result.value)
+        body = _matrix_json(result.series())
     elif result.type == ast.SCALAR:
-        body = [format_time(result.ts), format_value(result.value)]
+        body = [format_time(result.ts), format_value(result.scalar())]
     else:
         body = [format_time(result.ts), result.value]
     return {"resultType": result.type, "result": body}
@@ -112,9 +115,9 @@ class PromQLService:
         self.max_samples = max_samples
         self.clock = clock
         self.raw_retention_s = raw_retention_s
-        self.virtual = None  # a storage.VirtualSource adding computed series (console/alerting)
+        self.virtual: VirtualSource | None = None  # computed series (console/alerting)
 
-    async def _run(self, fn: Callable, timeout_s: float | None, *args) -> object:
+    async def _run(self, fn: Callable[..., R], timeout_s: float | None, *args: Any) -> R:
         timeout = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
         deadline = time.monotonic() + timeout
         future = self.db.read(self._guarded, fn, deadline, *args)
@@ -124,7 +127,7 @@ class PromQLService:
         except asyncio.TimeoutError:
             raise PromError("timeout", "query timed out in expression evaluation", 503) from None
 
-    def _guarded(self, session: Session, fn: Callable, deadline: float, *args) -> object:
+    def _guarded(self, session: Session, fn: Callable[..., R], deadline: float, *args: Any) -> R:
         storage = Storage(session, self.max_samples, self.virtual)
         try:
             return fn(storage, deadline, *args)

@@ -82,10 +82,11 @@ def compile_regex(pattern: str):  # noqa: ANN201 - a re2 pattern object
 def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:
     """A predicate on a label value (``""`` when the label is absent), as Prometheus'
     ``labels.Matcher``. Raises BadRegex for a pattern RE2 refuses."""
+    want = m.value
     if m.op == "=":
-        return lambda v, want=m.value: v == want
+        return lambda v: v == want
     if m.op == "!=":
-        return lambda v, want=m.value: v != want
+        return lambda v: v != want
     rx = compile_regex(m.value)
     if m.op == "=~":
         return lambda v: rx.fullmatch(v) is not None
@@ -108,7 +109,9 @@ class VirtualSource:
     None (called at most once per name per storage, and only when a selector may match
     one of ``names``)."""
 
-    names: frozenset = frozenset()
+    @property
+    def names(self) -> frozenset:
+        return frozenset()
 
     def series(self, session: Session, name: str | None = None) -> list[VirtualSeries]:
         return []

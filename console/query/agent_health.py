@@ -2,6 +2,8 @@
 (``fleetdeck_agent_*``, see docs/agent.md)."""
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
@@ -48,7 +50,7 @@ def agent_health(session: Session, host_id: int) -> dict:
         values = current(name)
         return sum(v for _, v in values) if values else None
 
-    health = {
+    health: dict[str, Any] = {  # the JSON answer
         "ts": newest,
         "spool_bytes": total("fleetdeck_agent_spool_bytes"),
         "batches_queued": total("fleetdeck_agent_batches_queued"),
@@ -62,7 +64,7 @@ def agent_health(session: Session, host_id: int) -> dict:
         "collect_duration_seconds": {l.get("collector", ""): v
                                      for l, v in current("fleetdeck_agent_collect_duration_seconds")},
     }
-    problems = []
+    problems: list[str] = []
     if health["failing_collectors"]:
         problems.append("collector failing: " + ", ".join(health["failing_collectors"]))
     if (health["batches_queued"] or 0) > BACKLOG_BATCHES:

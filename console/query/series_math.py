@@ -9,10 +9,11 @@ from __future__ import annotations
 import statistics
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal
 
 Points = list[tuple[int, float]]
 
+Aggregator = Literal["sum", "avg", "min", "max"]  # the keys of AGGREGATORS
 AGGREGATORS: dict[str, Callable[[list[float]], float]] = {
     "sum": sum,
     "avg": statistics.fmean,

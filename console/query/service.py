@@ -8,7 +8,7 @@ import itertools
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, get_args
 
 import orjson
 import re2
@@ -23,7 +23,8 @@ from console.query.agent_health import agent_health
 from console.storage.database import Database, bound
 from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
 
-FUNCTIONS = ("raw", "rate", "increase", "avg", "min", "max")
+Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
+FUNCTIONS: tuple[str, ...] = get_args(Function)
 RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, seconds
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
 MATCH_DEADLINE_S = 10.0  # label matching of one query gives up after this long (503 query_timeout)
@@ -257,6 +258,7 @@ class QueryService:
                     ((tuple(labels.get(k, "") for k in q.group_by), points) for labels, points in results), q.agg)
                 results = [(dict(zip(q.group_by, key)), points) for key, points in sorted(grouped.items())]
         else:  # grouped already, in SQL
+            assert step_ms is not None  # a rollup tier always has a step (set above)
             results = self._rollup_tier(session, q, selected, resolution, start_ms, end_ms, step_ms)
         # Points stay (ts, value) tuples: orjson writes them as the same JSON arrays.
         return {"metric": q.metric, "step": step, "fn": q.fn, "resolution": resolution,
@@ -285,7 +287,7 @@ class QueryService:
             elif step_ms and q.fn == "raw":
                 points = series_math.bucket_start(series_math.align_last(points, step_ms), step_ms)
             elif step_ms:
-                fn = {"avg": series_math.AGGREGATORS["avg"], "min": min, "max": max}[q.fn]
+                fn = series_math.AGGREGATORS[q.fn]  # avg, min or max
                 buckets: dict[int, list[float]] = {}
                 for ts, v in points:
                     buckets.setdefault(ts // step_ms * step_ms, []).append(v)
@@ -420,7 +422,7 @@ def _fetch(session: Session, sql: str) -> list[tuple]:
     cursor = session.connection().connection.cursor()
     try:
         cursor.execute(sql)
-        return cursor.fetchall()
+        return list(cursor.fetchall())  # a list already (sqlite3, psycopg): a cheap copy of its pointers
     finally:
         cursor.close()
 
@@ -441,7 +443,7 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
             sql = f"SELECT {columns} FROM {table} WHERE series_id = ? AND {where}{group} ORDER BY 1 LIMIT ?"
             for sid in ids:
                 cursor.execute(sql, (sid, limit - loaded + 1))
-                out[sid] = rows = cursor.fetchall()
+                out[sid] = rows = list(cursor.fetchall())
                 loaded += len(rows)
                 if loaded > limit:
                     break
@@ -449,9 +451,9 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
             group = f" GROUP BY 1, 2 {having}" if grouped else ""
             cursor.execute(f"SELECT series_id, {columns} FROM {table} WHERE series_id IN ({_ints(ids)}) "
                            f"AND {where}{group} ORDER BY 1, 2 LIMIT {limit + 1}")
-            rows = cursor.fetchall()
-            loaded = len(rows)
-            for sid, part in itertools.groupby(rows, _FIRST):
+            found = cursor.fetchall()
+            loaded = len(found)
+            for sid, part in itertools.groupby(found, _FIRST):
                 out[sid] = [(a, b) for _, a, b in part]
     finally:
         cursor.close()

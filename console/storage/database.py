@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +164,25 @@ class Database:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()
+
+
+def driver_cursor(session: Session) -> Any:
+    """A DB-API cursor on the driver connection under the session's transaction (for
+    ``executemany`` and ``COPY`` paths that bypass SQLAlchemy's statement layer)."""
+    connection = session.connection().connection.driver_connection
+    if connection is None:  # only after the pool invalidated it
+        raise sa_exc.ResourceClosedError("the database connection was invalidated")
+    return connection.cursor()
+
+
+def execute_dml(session: Session, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+    """``session.execute`` of an INSERT, UPDATE or DELETE, as the CursorResult it returns
+    (whose ``rowcount`` counts the rows matched); SQLAlchemy types ``Session.execute`` as a
+    plain Result for every statement. Raises TypeError for a statement that returns rows."""
+    result = session.execute(statement, parameters)
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"{type(statement).__name__} is not an INSERT, UPDATE or DELETE")
+    return result
 
 
 @contextlib.contextmanager

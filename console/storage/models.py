@@ -7,13 +7,19 @@ ingest contract. The schema itself is created by the Alembic migrations in
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String,
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+if TYPE_CHECKING:
+    from alembic.runtime.environment import NameFilterParentNames, NameFilterType
+
 
 class Base(DeclarativeBase):
-    pass
+    # Every model maps one Table (SQLAlchemy types __table__ as any FromClause).
+    __table__: ClassVar[Table]
 
 
 class User(Base):
@@ -270,7 +276,7 @@ class DeployEvent(Base):
 FULL_TEXT_OBJECTS = ("log_records_fts", "line_tsv", "ix_log_records_line_tsv")
 
 
-def include_in_comparison(name: str | None, type_: str, parent_names: dict) -> bool:
+def include_in_comparison(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
     """Alembic ``include_name`` hook: leave the full-text objects out of model comparison."""
     return not (name and any(name == o or name.startswith(o + "_") for o in FULL_TEXT_OBJECTS))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import parse_since, visible, CliError
+from console.cli.common import parse_since, visible, CliError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,6 +29,7 @@ import docker.errors
 import requests.exceptions
 
 from console.deploy.apps import AppDefinition, image_reference
+from console.deploy.targets import DockerTarget
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
 from console.deploy.drivers.probes import probe_http, probe_tcp
@@ -95,12 +96,13 @@ class DockerDriver:
     def __init__(self, app: AppDefinition, connect: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
+        self.target = app.target_of(DockerTarget)
         self._connect = connect or self._default_connect
         self._clock = clock
 
     # -- engine ---------------------------------------------------------------------------
     def _default_connect(self) -> Any:
-        t = self.app.target
+        t = self.target
         kwargs: dict[str, Any] = {"base_url": t.engine, "timeout": t.api_timeout}
         if t.tls is not None:
             cert = (t.tls.client_cert, t.tls.client_key) if t.tls.client_cert else None
@@ -175,11 +177,11 @@ class DockerDriver:
                 run.client.close()
 
     def _engine_shown(self) -> str:
-        parsed = urlparse(self.app.target.engine)
-        return self.app.target.engine.replace(parsed.password, "***") if parsed.password else self.app.target.engine
+        parsed = urlparse(self.target.engine)
+        return self.target.engine.replace(parsed.password, "***") if parsed.password else self.target.engine
 
     def _prepare_image(self, run: _Run) -> None:
-        t = self.app.target
+        t = self.target
         run.image = image_reference(t.image, run.request.version)
         run.step("image", "running", f"checking image {run.image}")
         image = None
@@ -205,7 +207,7 @@ class DockerDriver:
     def _pull(self, run: _Run) -> Any:
         last = 0.0
         # The API takes a tag or a digest as ``tag``.
-        for progress in run.client.api.pull(self.app.target.image, tag=run.request.version, stream=True,
+        for progress in run.client.api.pull(self.target.image, tag=run.request.version, stream=True,
                                             decode=True):
             run.check_cancel()
             if "error" in progress:
@@ -218,7 +220,7 @@ class DockerDriver:
 
     # -- strategies -----------------------------------------------------------------------
     def _rolling(self, run: _Run, old: list) -> None:
-        replicas = self.app.target.replicas
+        replicas = self.target.replicas
         unavailable, surge = self.app.strategy.resolve(replicas)
         run.step("rolling update", "running",
                  f"rolling update to {run.request.version}: {len(old)} old, {replicas} wanted "
@@ -250,12 +252,12 @@ class DockerDriver:
         run.step("rolling update", "succeeded", f"{len(new_ready)} replicas of {run.request.version} healthy")
 
     def _recreate(self, run: _Run, old: list) -> None:
-        replicas = self.app.target.replicas
+        replicas = self.target.replicas
         run.step("recreate", "running", f"recreate: stopping {len(old)} old, then starting {replicas} new")
         for container in old:
             run.check_cancel()
             self._stop_old(run, container)
-        batch = []
+        batch: list[Any] = []
         for _ in range(replicas):
             batch.append(self._start_new(run, list(batch)))
         self._wait_healthy(run, batch)
@@ -276,12 +278,12 @@ class DockerDriver:
     def _stop_old(self, run: _Run, container: Any) -> None:
         run.log(f"stopping old container {_short(container)} ({container.labels.get(LABEL_VERSION)})",
                 container=container.id[:12])
-        container.stop(timeout=self.app.target.stop_timeout)
+        container.stop(timeout=self.target.stop_timeout)
         run.stopped_old.append(container)
 
     def _free_slots(self, busy: list) -> list[int]:
         taken = {int(c.labels.get(LABEL_SLOT, -1)) for c in busy if str(c.labels.get(LABEL_SLOT, "")).isdigit()}
-        limit = self.app.target.slots
+        limit = self.target.slots
         if limit is None:  # nothing published: slots only number the replicas
             return [next(s for s in itertools.count() if s not in taken)]
         return [s for s in range(limit) if s not in taken]
@@ -289,7 +291,7 @@ class DockerDriver:
     def _start_new(self, run: _Run, busy: list) -> Any:
         """Create and start one container of the new version in a free slot; a host port
         taken by something else moves it to the next free slot."""
-        t = self.app.target
+        t = self.target
         slots = self._free_slots(busy)
         if not slots:
             raise DockerDriverError("no free host port left in the app's port pool")
@@ -308,7 +310,7 @@ class DockerDriver:
                     run.started.remove(container)
                     continue
                 raise
-            ports = [f"{p.host_first + slot}->{p.container}/{p.protocol}" for p in t.ports if p.published]
+            ports = [f"{p.host_port(slot)}->{p.container}/{p.protocol}" for p in t.ports if p.published]
             run.log(f"started {container.name} ({run.request.version}) in slot {slot}"
                     + (f", ports {', '.join(ports)}" if ports else ""),
                     container=container.id[:12], name=container.name, slot=slot, ports=ports)
@@ -316,12 +318,12 @@ class DockerDriver:
         raise DockerDriverError(f"every free host port of the pool is taken: {last_error}")
 
     def _create(self, run: _Run, slot: int) -> Any:
-        t = self.app.target
+        t = self.target
         name = f"{t.name_prefix}-{run.request.deploy_id}-{next(run.counter)}-{secrets.token_hex(2)}"
         labels = dict(t.labels)
         labels.update({LABEL_APP: self.app.name, LABEL_VERSION: run.request.version,
                        LABEL_DEPLOY: str(run.request.deploy_id), LABEL_SLOT: str(slot)})
-        ports = {f"{p.container}/{p.protocol}": ((p.host_ip, p.host_first + slot) if p.host_ip else p.host_first + slot)
+        ports = {f"{p.container}/{p.protocol}": ((p.host_ip, p.host_port(slot)) if p.host_ip else p.host_port(slot))
                  for p in t.ports if p.published}
         # No restart policy until the container has passed its health check (set in
         # _wait_healthy): a crash during the gate must show as "exited" with its real exit
@@ -366,8 +368,8 @@ class DockerDriver:
                 ok, detail = self._probe(container, state)
                 if ok:
                     del pending[cid]
-                    if self.app.target.restart != "no":
-                        container.update(restart_policy={"Name": self.app.target.restart})
+                    if self.target.restart != "no":
+                        container.update(restart_policy={"Name": self.target.restart})
                     run.log(f"{container.name} is healthy ({detail})", container=cid[:12])
                     continue
                 if ok is None:
@@ -402,18 +404,18 @@ class DockerDriver:
         return probe_http(host, port, hc.path, hc.timeout, hc.expect_status)
 
     def _probe_address(self, container: Any) -> tuple[str | None, int]:
-        t, hc = self.app.target, self.app.health_check
+        t, hc = self.target, self.app.health_check
         for mapping in t.ports:
             if mapping.published and mapping.container == hc.port:
                 slot = int(container.labels.get(LABEL_SLOT, 0))
-                host = t.health_host or (mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0", "::") else "")
+                host: str | None = t.health_host or (mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0", "::") else "")
                 if not host:
                     host = urlparse(t.engine).hostname if not t.engine.startswith("unix://") else "127.0.0.1"
-                return host, mapping.host_first + slot
+                return host, mapping.host_port(slot)
         networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         for net in networks.values():
             if net.get("IPAddress"):
-                return net["IPAddress"], hc.port
+                return net["IPAddress"], hc.probe_port
         return None, hc.port or 0
 
     def _log_tail(self, container: Any) -> str:

@@ -121,7 +121,7 @@ class KubernetesDriver:
 
     def __init__(self, app: AppDefinition, reveal: Callable[[str], str] | None = None) -> None:
         self.app = app
-        self.target: KubernetesTarget = app.target
+        self.target = app.target_of(KubernetesTarget)
         self._reveal = reveal
         # What the last deploy saw (``instances``); replaced whole, read from other threads.
         self._seen: list[dict] | None = None

@@ -135,7 +135,8 @@ class ConnectionPool:
             lock = self._host_locks.setdefault(host.name, threading.Lock())
         with lock:
             existing = self._clients.get(host.name)
-            if existing is not None and existing.get_transport() and existing.get_transport().is_active():
+            transport = existing.get_transport() if existing is not None else None
+            if existing is not None and transport is not None and transport.is_active():
                 return existing, None
             pkey = self._key(host)
             client = paramiko.SSHClient()
@@ -172,7 +173,8 @@ class ConnectionPool:
                                                        f"{host.address}:{host.port}: {exc}") from None
             took = (time.perf_counter() - started) * 1000
             transport = client.get_transport()
-            transport.set_keepalive(15)
+            if transport is not None:  # connected above
+                transport.set_keepalive(15)
             self._clients[host.name] = client
             self._sftp.pop(host.name, None)
             return client, took
@@ -224,7 +226,7 @@ class SshDriver:
     def __init__(self, app: AppDefinition, inventory: Inventory,
                  known_hosts: Callable[[], list[tuple[str, str, str]]], reveal: Callable[[str], str]) -> None:
         self.app = app
-        self.target: SshTarget = app.target
+        self.target = app.target_of(SshTarget)
         self.inventory = inventory
         self._known_hosts = known_hosts
         self._reveal = reveal
@@ -265,7 +267,10 @@ class SshDriver:
         deadline (``timeout`` + 10 s) passes, Cancelled when cancelled."""
         client, _ = pool.client(host)
         try:
-            chan = client.get_transport().open_session(timeout=self.target.connect_timeout)
+            transport = client.get_transport()
+            if transport is None:  # closed since the pool handed it out
+                raise EOFError("the SSH connection is closed")
+            chan = transport.open_session(timeout=self.target.connect_timeout)
             chan.exec_command(command_line(argv, cwd, timeout))
             chan.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -521,8 +526,8 @@ class SshDriver:
             tail = " | ".join(lines[-3:])[:300]
             return code == 0, f"{shlex.join(argv)} exited with {code}" + (f": {tail}" if tail else "")
         if hc.type == "tcp":
-            return probe_tcp(host.address, hc.port, hc.timeout)
-        return probe_http(host.address, hc.port, hc.path, hc.timeout, hc.expect_status)
+            return probe_tcp(host.address, hc.probe_port, hc.timeout)
+        return probe_http(host.address, hc.probe_port, hc.path, hc.timeout, hc.expect_status)
 
     # -- failure, rollback, cleanup --------------------------------------------------------------
     def _finish_failed(self, pool: ConnectionPool, states: dict[str, _HostState], request: DeployRequest,

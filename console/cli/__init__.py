@@ -1,0 +1,71 @@
+"""The ``fleetdeck`` command (the README lists every command).
+
+Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
+configured database directly; client commands (``hosts``, ``apps``, ``deploys``,
+``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``, ``alerts``, ``rules``,
+``maintenance``, ``silence``) talk to a running console
+over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
+1 the operation failed, 2 bad usage or configuration.
+
+One module per command group, each with an ``add_commands(sub)`` that registers its
+subparsers (console/alerting/cli.py registers ``alerts`` and ``rules`` the same way);
+helpers shared by the groups are in :mod:`console.cli.common`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from console import __version__
+from console.cli import audit, database, deploys, hosts, logs, query, server, tokens, users
+from console.cli.common import CliError, parse_since, print_table, visible
+from console.client import ClientError
+from console.config import ConfigError
+
+__all__ = ["CliError", "build_parser", "main", "parse_since", "print_table", "visible"]
+
+# In the order `fleetdeck --help` lists them.
+GROUPS = (server, tokens, users, audit, database, hosts, deploys, logs, query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetdeck", description="Fleetdeck console and command line.")
+    parser.add_argument("--version", action="version", version=f"fleetdeck {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add_commands(sub)
+    # Imported here: console.alerting.cli imports console.cli.common, which imports this package.
+    from console.alerting.cli import add_commands as add_alerting_commands
+
+    add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
+    from console.maintenance.cli import add_commands as add_maintenance_commands
+
+    add_maintenance_commands(sub)  # maintenance add, list, delete, next
+    from console.silences.cli import add_commands as add_silence_commands
+
+    add_silence_commands(sub)  # silence add, silence list, silence expire
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except CliError as exc:  # may carry stored text (a deploy's error) or the console's message
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,233 @@
+"""Helpers shared by the ``fleetdeck`` commands: finding the install a server-side command
+acts on, the error every command reports as one line, durations, and printing stored text
+(tables, cells) with terminal control characters made visible."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from console.config import Config, load_config
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {}
+    if getattr(args, "listen", None):
+        overrides["listen"] = args.listen  # validated with the rest, named as the flag
+    return load_config(args.config, overrides=overrides)
+
+
+# Where the console role and docs/install.md put the configuration of an installed console.
+SYSTEM_CONFIG = Path("/etc/fleetdeck/config.yaml")
+
+
+def locate_install(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> tuple[Config | None, str, list[str]]:
+    """Find the install a command acts on: ``--config``, ``$FLEETDECK_CONFIG``,
+    ``$FLEETDECK_DATA_DIR`` or ``$FLEETDECK_DATABASE_URL``, :data:`SYSTEM_CONFIG`, then
+    ``./var`` only if that directory exists. Returns the configuration (None when nothing
+    was found), how it was found, and the places looked at before. Raises ConfigError."""
+    env = os.environ if env is None else env
+    if getattr(args, "config", None):
+        return _config(args), f"--config {args.config}", []
+    looked = ["--config"]
+    if env.get("FLEETDECK_CONFIG"):
+        return _config(args), f"$FLEETDECK_CONFIG ({env['FLEETDECK_CONFIG']})", looked
+    looked.append("$FLEETDECK_CONFIG")
+    for name in ("FLEETDECK_DATA_DIR", "FLEETDECK_DATABASE_URL"):
+        if env.get(name):
+            return _config(args), f"${name}", looked
+    looked.append("$FLEETDECK_DATA_DIR and $FLEETDECK_DATABASE_URL")
+    if SYSTEM_CONFIG.is_file():
+        args.config = str(SYSTEM_CONFIG)
+        return _config(args), str(SYSTEM_CONFIG), looked
+    looked.append(str(SYSTEM_CONFIG))
+    if Path("var").is_dir():
+        return _config(args), f"./var ({Path('var').resolve()})", looked
+    looked.append(f"./var ({Path('var').resolve()})")
+    return None, "", looked
+
+
+def database_location(config: Config) -> str:
+    """The database as a person reads it: a SQLite file's path, or the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def database_exists(config: Config) -> bool:
+    """Whether the database holds a Fleetdeck schema, without creating anything: a SQLite
+    file that exists, or a server database with Alembic's version table. Raises CliError
+    when the server cannot be reached."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(config.database_url)
+    if url.get_backend_name() == "sqlite":
+        return url.database is not None and url.database != "" and Path(url.database).is_file()
+    engine = create_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot open the database {database_location(config)}: {exc.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+
+
+def _admin_services(args: argparse.Namespace):
+    """Services of an existing install (see :func:`locate_install`); never creates a
+    database: raises CliError (2) saying where it looked and that ``fleetdeck init``
+    creates one. With ``-v``, names the database on stderr."""
+    config, found, looked = locate_install(args)
+    if config is None:
+        raise CliError(f"no Fleetdeck install found; looked at {', '.join(looked)}. "
+                       "`fleetdeck init` creates one (here in ./var, or where --config, "
+                       "$FLEETDECK_CONFIG or $FLEETDECK_DATA_DIR say)", 2)
+    where = database_location(config)
+    if not database_exists(config):
+        raise CliError(f"no Fleetdeck database at {where} (found through {found}); "
+                       "`fleetdeck init` creates one", 2)
+    if getattr(args, "verbose", False):
+        print(f"fleetdeck: using the database {where} (found through {found})", file=sys.stderr)
+    return _services(config)
+
+
+def _server_config(args: argparse.Namespace) -> Config:
+    """The install ``run`` and ``serve`` start: found as admin commands find it, else the
+    defaults (``./var``, created on first run)."""
+    config, _, _ = locate_install(args)
+    return config if config is not None else _config(args)
+
+
+def _services(config: Config):
+    from console.services import build_services  # server-side imports stay out of client commands
+
+    return build_services(config)
+
+
+def local_host_name() -> str:
+    """This machine's name, reduced to the characters host names may carry."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "localhost"
+    return name[:253]
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    """Print ``rows`` as an aligned text table; ``columns`` are (key, heading). Cells are
+    stored text (names, reasons, log excerpts): shown through :func:`visible_cell`."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else visible_cell(str(r.get(k))) for k, _ in columns]
+                                         for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    seconds = max(0, int(time.time() - ts))
+    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago" if seconds < 7200 else f"{seconds // 3600}h ago"
+
+
+def _actor() -> str:
+    """How the audit log names a server-side CLI user: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` or plain seconds -> seconds; raises CliError."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise CliError(f"invalid duration {text!r}: use e.g. 90s, 15m, 1h or 7d", 2)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _fmt_time(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def urllib_quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# C0 and C1 control characters, DEL, and Unicode bidirectional overrides/isolates (which
+# can make a terminal show text in another order than it is): shown as escapes.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def parse_since(value: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"``, ``"1w"`` -> seconds; raises CliError (2)."""
+    match = _DURATION.fullmatch(value.strip())
+    if not match:
+        raise CliError(f"--since must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
+    return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def visible(text: str) -> str:
+    """``text`` with terminal control characters made visible (``\x1b`` as ``\\x1b``,
+    CR as ``\\r``), so a log line can never move the cursor, recolour or retitle the
+    terminal. Newlines of multiline records stay, indented, and tabs stay. Every line
+    the CLI prints from stored text (logs, tables, deploy events, error messages) goes
+    through it; ``--json`` output escapes control characters by itself."""
+    def escape(match: re.Match) -> str:
+        ch = match.group(0)
+        return "\\r" if ch == "\r" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _UNSAFE.sub(escape, text).replace("\n", "\n    ")
+
+
+def visible_cell(text: str) -> str:
+    """:func:`visible`, with newlines and tabs shown as ``\\n``/``\\t`` too (one table row
+    stays one line)."""
+    return visible(text.replace("\t", "\\t").replace("\n", "\\n"))
+
+
+def _duration_arg(flag: str, value: str) -> float:
+    match = _DURATION.match(value.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise CliError(f"{flag} must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
+    return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def positive_int(raw: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def admin_opts(p: argparse.ArgumentParser, default: object = None) -> None:
+    """``--config`` and ``-v`` of the server-side commands that act on an existing install."""
+    # default=SUPPRESS on a nested parser keeps the values given to its parent.
+    p.add_argument("--config", default=default,
+                   help="config file (default: $FLEETDECK_CONFIG, $FLEETDECK_DATA_DIR, "
+                   f"{SYSTEM_CONFIG}, then ./var if it exists)")
+    p.add_argument("-v", "--verbose", action="store_true", default=default if default else False,
+                   help="print which database is used (on stderr)")

@@ -1,0 +1,173 @@
+"""``fleetdeck run`` and ``fleetdeck serve``: the console, and with ``run`` the first-run
+setup and a local agent kept alive for this host."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from console import __version__
+from console.cli.common import CliError, _server_config, _services, local_host_name
+from console.config import Config, ConfigError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _server_config(args)
+    asyncio.run(_serve(config, with_agent=False, config_path=args.config))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _server_config(args)
+    asyncio.run(_serve(config, with_agent=not args.no_agent, config_path=args.config, first_run=True))
+    return 0
+
+
+def print_admin_password(password: str) -> None:
+    print("The password of user 'admin':\n\n"
+          f"    {password}\n\n"
+          "This password is shown only once. Change it with `fleetdeck user set-password admin`.",
+          flush=True)
+
+
+def ensure_local_agent_token(services, config: Config, host: str) -> str:
+    """The agent token of this host's local agent, kept in ``<data_dir>/agent/token`` (0600);
+    a new one is created when the file is missing or its token no longer works."""
+    path = config.data_dir / "agent" / "token"
+    if path.exists():
+        token = path.read_text().strip()
+        if services.db.run(services.tokens.find_agent_token_host, token) == host:
+            return token
+    token = services.db.run(services.tokens.create_agent_token, host)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+async def _serve(config: Config, with_agent: bool, config_path: str | None, first_run: bool = False) -> None:
+    from console.app import make_app
+    from console.server import start_http
+
+    try:
+        services = _services(config)
+    except ConfigError:
+        raise  # an invalid apps:, inventory: or probes: section, not a database problem
+    except Exception as exc:  # the database URL is wrong or unreachable
+        raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
+    backend = services.db.dialect
+    print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend})", flush=True)
+    app = make_app(services)
+    host, port = config.listen_host_port
+    try:
+        server, bound = start_http(app, services, host, port)
+    except OSError as exc:
+        services.close()
+        raise CliError(f"cannot listen on {config.console.listen}: {exc.strerror}; "
+                       "choose another with --listen HOST:PORT or FLEETDECK_LISTEN", 2) from None
+    if first_run:
+        # Only once the socket is bound: a start that fails creates no admin, so the next
+        # one still creates it and prints its password.
+        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+        if password:
+            print("First run: created user 'admin'.", flush=True)
+            print_admin_password(password)
+    if port == 0:
+        config.console.listen = f"{host}:{bound}"
+    url = config.public_url
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if services.alerting is not None:  # SIGHUP re-reads the rule files and notifications, as Prometheus
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.reload()))
+    agent = None
+    if with_agent:
+        agent = LocalAgent(services, config, config_path, url)
+        agent.start()
+    print(f"Dashboard: {url}/", flush=True)
+    try:
+        while not stop.is_set():
+            if agent is not None:
+                agent.check()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        print("Stopping…", flush=True)
+        if agent is not None:
+            agent.stop()
+        server.stop()
+        await server.close_all_connections()
+        services.close()
+
+
+class LocalAgent:
+    """The agent child process that ``fleetdeck run`` keeps alive for this host."""
+
+    def __init__(self, services, config: Config, config_path: str | None, url: str) -> None:
+        self.host = local_host_name()
+        self.token = ensure_local_agent_token(services, config, self.host)
+        # The spool and log positions live beside the console's data (where its token is),
+        # not in the directory `fleetdeck run` was started from, unless the agent section
+        # of the config file names a state_dir.
+        agent_section = (config.document.data.get("agent") if config.document is not None else None) or {}
+        self.state_dir = None if agent_section.get("state_dir") else str((config.data_dir / "agent").resolve())
+        self.config_path = config_path
+        self.url = url
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "agents", "--console", self.url, "--host", self.host]
+        if self.config_path:
+            argv += ["--config", self.config_path]
+        env = dict(os.environ, FLEETDECK_AGENT_TOKEN=self.token)
+        if self.state_dir is not None:
+            env["FLEETDECK_AGENT_STATE_DIR"] = self.state_dir
+        self.proc = subprocess.Popen(argv, env=env)
+        self.started_at = time.monotonic()
+        print(f"Local agent for host '{self.host}' started (pid {self.proc.pid}).", flush=True)
+
+    def check(self) -> None:
+        """Restart the agent if it exited, at most every 10 s."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        if time.monotonic() - self.started_at < 10:
+            return
+        print(f"Local agent exited with status {self.proc.returncode}; restarting it.", file=sys.stderr, flush=True)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``run`` and ``serve`` commands on the ``fleetdeck`` parser."""
+    def server_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="config file (default $FLEETDECK_CONFIG)")
+        return p
+
+    run = server_cmd("run", "first-run setup, then the console plus a local agent; prints the URL")
+    run.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
+    run.add_argument("--no-agent", action="store_true", help="do not start the local agent")
+    run.set_defaults(func=cmd_run)
+    serve = server_cmd("serve", "run the console")
+    serve.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
+    serve.set_defaults(func=cmd_serve)
