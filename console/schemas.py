@@ -98,6 +98,7 @@ Positive32 = Annotated[int, Field(ge=1, le=INT32_MAX), BeforeValidator(_decimal_
 AuditLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_decimal_digits)]
 LogLimit = Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT), BeforeValidator(_decimal_digits)]
 HistoryLimit = Annotated[int, Field(ge=1, le=10000), BeforeValidator(_decimal_digits)]
+OccurrenceCount = Annotated[int, Field(ge=1, le=100), BeforeValidator(_decimal_digits)]
 MAX_SECONDS = 2**53 / 1000  # Unix seconds a 64-bit integer of ms (and a JSON number) holds exactly
 
 
@@ -401,7 +402,7 @@ class WindowsQuery(Query):
 
 
 class WindowQuery(Query):
-    count: query_int(ge=1, le=100) = 5  # type: ignore[valid-type]
+    count: OccurrenceCount = 5
 
 
 class LogsQuery(Query):

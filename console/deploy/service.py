@@ -179,7 +179,7 @@ class DeployService:
         current = self._current(session, app.name)
         if kind == "rollback":
             if current is None:
-                raise DeployRejected(409, "nothing_to_roll_back", f"{app.name} has no successful deploy yet")
+                raise Conflict(f"{app.name} has no successful deploy yet", code="nothing_to_roll_back")
             version = self._rollback_target(session, app.name, current, version)
             reason = reason or f"rollback from {current.version}"
         active = session.execute(select(Deploy).where(Deploy.app == app.name, Deploy.state.in_(ACTIVE_STATES))
