@@ -41,6 +41,7 @@ from typing import Annotated, Any, Callable, Literal, Mapping
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
+from console.notify.receivers.config import DeliveryConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DAYS_MAX = 36500  # a century: the largest retention or lifetime in days (datetime arithmetic stays in range)
@@ -187,6 +188,8 @@ class AlertingConfig(BaseModel):
     # Seconds, or a duration such as "1m", for groups without their own interval.
     evaluation_interval: Float = Field(60.0, gt=0, le=SECONDS_MAX)
     default_rules: bool = True  # load the shipped rules (console/alerting/default_rules.yml)
+    # Sending notifications: timeouts, retries and backoff (console/notify/receivers/config.py).
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @field_validator("evaluation_interval", mode="before")
     @classmethod

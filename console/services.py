@@ -30,6 +30,7 @@ from console.ingest.retention import prune_forever
 from console.ingest.service import IngestService
 from console.live import LiveBus, SocketRegistry
 from console.logs.service import LogService
+from console.notify.delivery import DeliveryWorker
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.probes.config import parse_probes
@@ -69,6 +70,7 @@ class Services:
     alerting: AlertingService | None = None
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
+    delivery: DeliveryWorker | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -87,6 +89,8 @@ class Services:
             self._watching = asyncio.ensure_future(self.sockets.watch())
         if self.alerting is not None:
             self.alerting.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -97,6 +101,8 @@ class Services:
             self.probes.close()
         if self.alerting is not None:
             self.alerting.close()
+        if self.delivery is not None:
+            self.delivery.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -137,6 +143,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     muting = Muting()
     alerting.muting = muting
+    # The receivers are read from the loaded configuration at every send, so a reload applies.
+    delivery = DeliveryWorker(db, lambda: getattr(config.alerting, "notifications", None), secret_store,
+                              config.alerting.delivery, registry=metrics.registry, clock=clock)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -151,7 +160,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
                     probes=ProbeService(probes, ingest, clock=clock),
-                    promql=promql, alerting=alerting, muting=muting)
+                    promql=promql, alerting=alerting, muting=muting, delivery=delivery)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -1,0 +1,257 @@
+"""The delivery worker: sends the outbox (console/notify/outbox.py) to the receivers.
+
+Each round claims the due ``pending`` rows on the database writer (at most one row per
+receiver integration and group at a time, so a group's firing and resolved messages
+arrive in order), then sends each on the worker's own thread pool, never on the IOLoop,
+and records the outcome on the writer:
+
+- delivered: ``sent``, with the receiver's status and answer;
+- a timeout, connection error, 5xx, 429 or SMTP 4xx: still ``pending``, retried after
+  ``backoff_initial`` doubling up to ``backoff_max`` seconds, or after the Retry-After the
+  receiver gave (up to ``retry_after_max``), until the row is ``give_up_after`` seconds
+  old, then ``failed``;
+- any other answer (a 4xx other than 429, a vendor error code, a missing secret): ``failed``
+  at once, with the answer.
+
+A claim moves the row's ``next_attempt_at`` a lease (the attempt's timeout plus a
+margin) ahead before sending. Closing the console waits for the sends in flight and
+records them; if the process dies between sending and recording, the lease expires and
+the row is sent once more. Each row is therefore delivered at least once and, short of a
+crash, exactly once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from console.notify.outbox import ANSWER_CAP, FAILED, PENDING, SENT
+from console.notify.receivers.base import Attempt, PermanentError, SendContext
+from console.notify.receivers.config import RECEIVER_CONFIGS, DeliveryConfig, receiver_integrations
+from console.secrets import SecretError, SecretService
+from console.storage.database import Database
+from console.storage.models import Notification
+
+log = logging.getLogger(__name__)
+LEASE_MARGIN_S = 30.0  # a claimed row is due again this long after its attempt's timeout
+CLOSE_WAIT_S = 30.0  # how long close() waits for sends in flight
+FAILED_WINDOW_S = 3600  # fleetdeck_notifications_failed is 1 this long after the last failure
+FAILED_STEP_S = 60
+
+
+@dataclass
+class Claimed:
+    """A row claimed for one attempt (``attempts`` counts this one)."""
+
+    id: int
+    receiver: str
+    integration: str
+    group_key: str
+    payload: str
+    created_at: float
+    attempts: int
+
+
+class DeliveryWorker:
+    """``start()`` on the IOLoop; ``wake()`` after enqueueing (it also polls every
+    ``poll_interval``); ``close()`` from any thread once the loop stopped or is stopping.
+    ``notifications()`` returns the loaded ``alerting.notifications`` (read at every send,
+    so a reload applies to what is still queued)."""
+
+    def __init__(self, db: Database, notifications: Callable[[], Any], secrets: SecretService,
+                 config: DeliveryConfig, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.notifications = notifications
+        self.secrets = secrets
+        self.config = config
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="notify")
+        self._inflight: dict[int, tuple[Claimed, Future]] = {}
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._closed = False
+        registry = registry or CollectorRegistry()
+        self.sent = Counter("fleetdeck_notifications_sent_total", "Notifications delivered, by receiver and "
+                            "integration.", ["receiver", "integration"], registry=registry)
+        self.failed = Counter("fleetdeck_notifications_failed_total", "Notifications given up (an answer not "
+                              "worth retrying, or retries exhausted), by receiver and integration.",
+                              ["receiver", "integration"], registry=registry)
+        self.retried = Counter("fleetdeck_notification_retries_total", "Failed attempts that will be retried, by "
+                               "receiver and integration.", ["receiver", "integration"], registry=registry)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    def wake(self) -> None:
+        """Look for due rows now (call on the IOLoop)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop claiming, wait for the sends in flight and record them."""
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            try:
+                self._task.get_loop().call_soon_threadsafe(self._task.cancel)
+            except RuntimeError:  # the loop is already closed
+                pass
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for claimed, future in list(self._inflight.values()):
+            try:
+                attempt = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - whatever the send raised is recorded as its failure
+                attempt = Attempt(ok=False, error=f"send failed: {exc}", retry=True)
+            self.db.run(self._record, claimed, attempt)
+            self._inflight.pop(claimed.id, None)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._closed:
+            try:
+                claimed = await self.db.write(self._claim, self.clock(),
+                                              self.config.concurrency - len(self._inflight))
+            except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again
+                log.exception("claiming notifications failed")
+                claimed = []
+            for row in claimed:
+                future = self._pool.submit(self._send, row)
+                self._inflight[row.id] = (row, future)
+                asyncio.ensure_future(self._finish(row, future))
+            if claimed and len(self._inflight) < self.config.concurrency:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _finish(self, row: Claimed, future: Future) -> None:
+        try:
+            attempt = await asyncio.wrap_future(future)
+        except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure
+            attempt = Attempt(ok=False, error=f"send failed: {exc}", retry=True)
+        if self._closed:
+            return  # close() records it
+        await self.db.write(self._record, row, attempt)
+        self._inflight.pop(row.id, None)
+        self.wake()
+
+    # -- database (writer thread) -------------------------------------------------------------
+    def _claim(self, session: Session, now: float, room: int) -> list[Claimed]:
+        """Up to ``room`` due rows, oldest first, none of a (receiver, integration, group)
+        that has a row in flight; each gets its attempt counted and its lease."""
+        if room <= 0:
+            return []
+        busy = {(c.receiver, c.integration, c.group_key) for c, _ in self._inflight.values()}
+        rows = session.execute(
+            select(Notification).where(Notification.status == PENDING, Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at, Notification.id).limit(room * 4)).scalars()
+        out: list[Claimed] = []
+        for row in rows:
+            key = (row.receiver, row.integration, row.group_key)
+            if key in busy:
+                continue
+            busy.add(key)
+            row.attempts += 1
+            row.last_attempt_at = now
+            row.next_attempt_at = now + self._timeout(row) + LEASE_MARGIN_S
+            out.append(Claimed(row.id, row.receiver, row.integration, row.group_key, row.payload, row.created_at,
+                               row.attempts))
+            if len(out) >= room:
+                break
+        return out
+
+    def _timeout(self, row: Notification | Claimed) -> float:
+        return self.config.timeout  # an integration's own timeout is at most a day; the margin covers SMTP's steps
+
+    def _record(self, session: Session, row: Claimed, attempt: Attempt) -> None:
+        """Store the outcome, unless the row moved on (another attempt claimed it since)."""
+        now = self.clock()
+        values: dict[str, Any] = {"last_status": attempt.status, "answer": attempt.answer[:ANSWER_CAP] or None,
+                                  "last_error": attempt.error}
+        labels = (row.receiver, row.integration)
+        if attempt.ok:
+            values.update(status=SENT, sent_at=now, last_error=None)
+            self.sent.labels(*labels).inc()
+        elif attempt.retry and now - row.created_at < self.config.give_up_after:
+            backoff = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (row.attempts - 1))
+            if attempt.retry_after is not None:
+                backoff = max(backoff, min(attempt.retry_after, self.config.retry_after_max))
+            values.update(next_attempt_at=now + backoff)
+            self.retried.labels(*labels).inc()
+        else:
+            if attempt.retry:
+                values["last_error"] = f"gave up after {row.attempts} attempts: {attempt.error}"
+            values.update(status=FAILED)
+            self.failed.labels(*labels).inc()
+        session.execute(update(Notification).where(Notification.id == row.id, Notification.status == PENDING,
+                                                   Notification.attempts == row.attempts).values(**values))
+
+    # -- sending (worker threads) --------------------------------------------------------------
+    def _send(self, row: Claimed) -> Attempt:
+        try:
+            kind = row.integration.partition("[")[0]
+            if kind not in RECEIVER_CONFIGS:
+                raise PermanentError(f"unknown integration type {kind!r}")
+            try:
+                integrations = receiver_integrations(self.notifications(), row.receiver)
+            except KeyError:
+                raise PermanentError(f"receiver {row.receiver!r} is not configured") from None
+            integration = next((i for i in integrations if i.name == row.integration), None)
+            if integration is None:
+                raise PermanentError(f"receiver {row.receiver!r} has no integration {row.integration}")
+            payload = json.loads(row.payload)
+            if payload.get("status") == "resolved" and not integration.config.send_resolved:
+                return Attempt(ok=True, answer="not sent: send_resolved is false")
+            ctx = SendContext(integration, payload, self._secret, self.config.timeout, self.clock)
+            return import_module(f"console.notify.receivers.{kind}").send(ctx)
+        except PermanentError as exc:
+            return Attempt(ok=False, error=str(exc))
+
+    def _secret(self, name: str) -> str:
+        try:
+            return self.db.run(self.secrets.reveal, name)
+        except SecretError as exc:
+            raise PermanentError(f"secret {name!r}: {exc}") from None
+
+
+def failed_series(session: Session, now_ms: int) -> list:
+    """``fleetdeck_notifications_failed{receiver, integration}`` = 1 from the first to an
+    hour after the last notification of that integration that failed within the last
+    hour, a sample a minute (VirtualSource series for the shipped ``NotificationsFailing``
+    rule; the table survives restarts where counters do not)."""
+    from console.alerting.service import _grid
+    from console.promql.storage import VirtualSeries
+    from console.promql.values import NAME, make_labels
+
+    since = now_ms / 1000 - FAILED_WINDOW_S
+    out = []
+    rows = session.execute(
+        select(Notification.receiver, Notification.integration, func.min(Notification.last_attempt_at),
+               func.max(Notification.last_attempt_at))
+        .where(Notification.status == FAILED, Notification.last_attempt_at >= since)
+        .group_by(Notification.receiver, Notification.integration))
+    for receiver, integration, first, last in rows:
+        lo, end = round(first * 1000), round(last * 1000) + FAILED_WINDOW_S * 1000
+
+        def points(mint: int, maxt: int, lo=lo, hi=min(end - 1, now_ms)) -> tuple[list, list]:
+            ts = _grid(lo, hi, FAILED_STEP_S * 1000, mint, maxt)
+            return ts, [1.0] * len(ts)
+        labels = make_labels({NAME: "fleetdeck_notifications_failed", "receiver": receiver,
+                              "integration": integration})
+        out.append(VirtualSeries(labels, points, end))
+    return out

@@ -1,0 +1,145 @@
+"""Stand-ins for the services notifications go to, on loopback: an HTTP receiver that
+records each request and answers from a script, the vendors' signature checks (written
+from the vendors' documentation, not from the console's code), an SMTP server
+(aiosmtpd) with optional STARTTLS and AUTH, and a version-4 payload builder."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from console.config import AlertingConfig
+from console.notify.model import fingerprint
+from console.notify.receivers.config import DeliveryConfig, Receiver, ReceiverGlobals
+
+
+@dataclass
+class Received:
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HttpReceiver:
+    """Answers each POST with the next ``(status, headers, body)`` of ``script`` (the
+    last one repeats); ``delay`` seconds before answering."""
+
+    script: list[tuple[int, dict, bytes]] = field(default_factory=lambda: [(200, {}, b"ok")])
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+
+    def start(self) -> "HttpReceiver":
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = urlsplit(self.path)
+                with peer._lock:
+                    index = len(peer.received)
+                    peer.received.append(Received(parts.path, parse_qs(parts.query), dict(self.headers.items()),
+                                                  body, time.time()))
+                    status, headers, answer = peer.script[min(index, len(peer.script) - 1)]
+                if peer.delay:
+                    time.sleep(peer.delay)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dingtalk_signature_ok(secret: str, timestamp: str, sign: str, now: float) -> bool:
+    """DingTalk's check (open.dingtalk.com, custom robot security settings): ``sign`` is
+    base64(HmacSHA256(key=secret, data=timestamp + "\\n" + secret)), URL-encoded in the
+    query (``parse_qs`` has decoded it), and the timestamp (ms) within an hour of now."""
+    string_to_sign = f"{timestamp}\n{secret}".encode("utf-8")
+    expected = base64.b64encode(hmac.new(secret.encode("utf-8"), string_to_sign, digestmod=hashlib.sha256).digest())
+    return hmac.compare_digest(expected.decode(), sign) and abs(int(timestamp) / 1000 - now) < 3600
+
+
+def feishu_signature_ok(secret: str, timestamp: str, sign: str, now: float) -> bool:
+    """Feishu's check (open.feishu.cn, custom bot "签名校验"): HmacSHA256 keyed with
+    timestamp + "\\n" + secret over an empty message, base64; timestamp (s) within an hour."""
+    key = f"{timestamp}\n{secret}".encode("utf-8")
+    expected = base64.b64encode(hmac.new(key, b"", digestmod=hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, sign) and abs(int(timestamp) - now) < 3600
+
+
+def rfc3339(ts: float | None) -> str:
+    if ts is None:
+        return "0001-01-01T00:00:00Z"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def v4_payload(receiver: str, alerts: list[dict], group_labels: dict, external_url: str = "http://fleetdeck.test:8700",
+               group_key: str | None = None) -> dict:
+    """Alertmanager's webhook version-4 message for ``alerts`` (``labels``,
+    ``annotations``, ``starts_at``, ``ends_at`` None while firing)."""
+    now = time.time()
+    out = []
+    for a in alerts:
+        resolved = a.get("ends_at") is not None and a["ends_at"] <= now
+        out.append({"status": "resolved" if resolved else "firing", "labels": a["labels"],
+                    "annotations": a.get("annotations", {}), "startsAt": rfc3339(a["starts_at"]),
+                    "endsAt": rfc3339(a.get("ends_at")), "generatorURL": a.get("generator_url", ""),
+                    "fingerprint": fingerprint(a["labels"])})
+    common = dict(out[0]["labels"])
+    for a in out[1:]:
+        common = {k: v for k, v in common.items() if a["labels"].get(k) == v}
+    common_ann = dict(out[0]["annotations"])
+    for a in out[1:]:
+        common_ann = {k: v for k, v in common_ann.items() if a["annotations"].get(k) == v}
+    key = group_key or "{}:{" + ",".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+    return {"receiver": receiver, "status": "firing" if any(a["status"] == "firing" for a in out) else "resolved",
+            "alerts": out, "groupLabels": group_labels, "commonLabels": common, "commonAnnotations": common_ann,
+            "externalURL": external_url, "version": "4", "groupKey": key, "truncatedAlerts": 0}
+
+
+class AlertingWithReceivers(AlertingConfig):
+    """The ``alerting:`` section with a ``notifications`` object holding ``receivers``
+    and ``global_`` as the console's loaded configuration carries them."""
+
+    notifications: Any = None
+
+
+def alerting_config(receivers: list[dict], glob: dict | None = None, **delivery: Any) -> AlertingWithReceivers:
+    """``receivers`` as written in YAML (validated by the receiver models); delivery
+    settings fast enough for tests unless given."""
+    settings = {"backoff_initial": 0.2, "backoff_max": 1.0, "poll_interval": 0.1, "timeout": 5.0, **delivery}
+    notifications = SimpleNamespace(receivers=[Receiver.model_validate(r) for r in receivers],
+                                    global_=ReceiverGlobals.model_validate(glob or {}))
+    return AlertingWithReceivers(default_rules=False, delivery=DeliveryConfig(**settings), notifications=notifications)
