@@ -1093,6 +1093,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.alerting.cli import add_commands as add_alerting_commands
 
     add_alerting_commands(sub)  # alerts, alerts history, rules, rules check, rules reload
+    from console.notify.cli import add_commands as add_notify_commands
+
+    add_notify_commands(sub)  # notify log, notify test
     return parser
 
 

@@ -25,9 +25,11 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import import_module
 from typing import Any
 
@@ -35,7 +37,8 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from console.notify.outbox import ANSWER_CAP, FAILED, PENDING, SENT
+from console.errors import InvalidInput, NotFound
+from console.notify.outbox import ANSWER_CAP, FAILED, PENDING, SENT, enqueue
 from console.notify.receivers.base import Attempt, PermanentError, SendContext
 from console.notify.receivers.config import RECEIVER_CONFIGS, DeliveryConfig, receiver_integrations
 from console.secrets import SecretError, SecretService
@@ -150,6 +153,60 @@ class DeliveryWorker:
         self._inflight.pop(row.id, None)
         self.wake()
 
+    # -- the log and test messages (API) --------------------------------------------------------
+    async def log(self, receiver: str | None, status: str | None, since: float, until: float, limit: int,
+                  before: int | None) -> dict:
+        """Notifications created in ``[since, until]`` (Unix s), newest first:
+        ``{"notifications": [entry], "next": id to pass as ``before`` or None}``; an entry
+        is :func:`log_entry`."""
+        def read(session: Session) -> dict:
+            stmt = select(Notification).where(Notification.created_at >= since, Notification.created_at <= until)
+            if receiver:
+                stmt = stmt.where(Notification.receiver == receiver)
+            if status:
+                stmt = stmt.where(Notification.status == status)
+            if before is not None:
+                stmt = stmt.where(Notification.id < before)
+            rows = list(session.execute(stmt.order_by(Notification.id.desc()).limit(limit + 1)).scalars())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return {"notifications": [log_entry(r) for r in rows], "next": rows[-1].id if more and rows else None}
+        return await self.db.read(read)
+
+    async def send_test(self, receiver: str, external_url: str) -> list[dict]:
+        """Queue a test message (one firing alert ``FleetdeckTestNotification``) to every
+        integration of ``receiver`` and wait until each is sent or failed, or its first
+        attempt's timeout passed; returns their log entries (``status`` still
+        ``pending`` when a retry is due). Raises NotFound for an unknown receiver,
+        InvalidInput for one without integrations."""
+        try:
+            integrations = receiver_integrations(self.notifications(), receiver)
+        except KeyError:
+            raise NotFound(f"no receiver named {receiver!r} in alerting.notifications", {"receiver": receiver},
+                           code="unknown_receiver") from None
+        if not integrations:
+            raise InvalidInput(f"receiver {receiver!r} has no integrations", {"receiver": receiver},
+                               code="no_integrations")
+        now = self.clock()
+        payload = json.dumps(test_payload(receiver, external_url, now))
+        run = uuid.uuid4().hex
+        keys = [f"test:{run}:{i.name}" for i in integrations]
+
+        def add(session: Session) -> None:
+            for integration, key in zip(integrations, keys):
+                enqueue(session, receiver=receiver, integration=integration.name, group_key=f"test:{run}",
+                        dedup_key=key, payload=payload, now=now)
+        await self.db.write(add)
+        self.wake()
+        deadline = time.monotonic() + self.config.timeout + 5
+        while True:
+            rows = await self.db.read(lambda s: list(s.execute(
+                select(Notification).where(Notification.dedup_key.in_(keys)).order_by(Notification.id)).scalars()))
+            if all(r.status != PENDING or r.attempts > 0 and r.last_status is not None for r in rows) \
+                    or time.monotonic() > deadline:
+                return [log_entry(r) for r in rows]
+            await asyncio.sleep(0.1)
+
     # -- database (writer thread) -------------------------------------------------------------
     def _claim(self, session: Session, now: float, room: int) -> list[Claimed]:
         """Up to ``room`` due rows, oldest first, none of a (receiver, integration, group)
@@ -227,6 +284,40 @@ class DeliveryWorker:
             return self.db.run(self.secrets.reveal, name)
         except SecretError as exc:
             raise PermanentError(f"secret {name!r}: {exc}") from None
+
+
+def log_entry(row: Notification) -> dict:
+    """One notification as the log shows it: the row's fields (times in Unix seconds)
+    plus, from its payload, ``alert_status`` (firing or resolved), ``alerts`` (how many)
+    and ``alertnames``; not the payload itself."""
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        payload = {}
+    alerts = payload.get("alerts") or []
+    return {"id": row.id, "created_at": row.created_at, "receiver": row.receiver, "integration": row.integration,
+            "group_key": row.group_key, "status": row.status, "attempts": row.attempts,
+            "next_attempt_at": row.next_attempt_at if row.status == PENDING else None,
+            "last_attempt_at": row.last_attempt_at, "last_status": row.last_status, "last_error": row.last_error,
+            "answer": row.answer, "sent_at": row.sent_at, "alert_status": payload.get("status"),
+            "alerts": len(alerts), "group_labels": payload.get("groupLabels") or {},
+            "alertnames": sorted({a.get("labels", {}).get("alertname", "") for a in alerts} - {""})}
+
+
+def test_payload(receiver: str, external_url: str, now: float) -> dict:
+    """The version-4 payload of a test message: one firing alert."""
+    from console.notify.model import fingerprint
+    from console.notify.render import TEST_ALERTNAME
+
+    labels = {"alertname": TEST_ALERTNAME, "severity": "info", "instance": "fleetdeck"}
+    starts = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    alert = {"status": "firing", "labels": labels,
+             "annotations": {"summary": f"A test message from Fleetdeck to receiver {receiver}."},
+             "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": f"{external_url}/notifications",
+             "fingerprint": fingerprint(labels)}
+    return {"receiver": receiver, "status": "firing", "alerts": [alert], "groupLabels": {"alertname": TEST_ALERTNAME},
+            "commonLabels": labels, "commonAnnotations": alert["annotations"], "externalURL": external_url,
+            "version": "4", "groupKey": f'{{}}:{{alertname="{TEST_ALERTNAME}"}}', "truncatedAlerts": 0}
 
 
 def failed_series(session: Session, now_ms: int) -> list:
