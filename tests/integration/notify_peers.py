@@ -143,3 +143,80 @@ def alerting_config(receivers: list[dict], glob: dict | None = None, **delivery:
     notifications = SimpleNamespace(receivers=[Receiver.model_validate(r) for r in receivers],
                                     global_=ReceiverGlobals.model_validate(glob or {}))
     return AlertingWithReceivers(default_rules=False, delivery=DeliveryConfig(**settings), notifications=notifications)
+
+
+def self_signed_cert(folder) -> tuple[str, str]:  # noqa: ANN001 - a Path
+    """A certificate for 127.0.0.1 and localhost and its key, as PEM files in ``folder``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "smtp.crt", folder / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+class SmtpServer:
+    """An aiosmtpd server on loopback that keeps every message with whether it came over
+    TLS and which user authenticated. ``tls``: (cert, key) offers STARTTLS (and then
+    requires it); ``users``: {login: password} enables AUTH (required)."""
+
+    def __init__(self, tls: tuple[str, str] | None = None, users: dict[str, str] | None = None) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list[dict] = []
+        self.logins: dict[int, str] = {}
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802 - aiosmtpd's hook
+                outer.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                       "data": envelope.content, "tls": session.ssl is not None,
+                                       "login": outer.logins.get(id(session)) if session.authenticated else None})
+                return "250 2.0.0 Ok: queued as TEST123"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+            ok = (users or {}).get(auth_data.login.decode()) == auth_data.password.decode()
+            if ok:
+                outer.logins[id(session)] = auth_data.login.decode()
+            return AuthResult(success=ok, handled=False)
+
+        kwargs: dict = {}
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            kwargs.update(tls_context=context, require_starttls=True)
+        if users:
+            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+
+    @property
+    def smarthost(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.controller.stop()

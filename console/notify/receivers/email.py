@@ -7,11 +7,13 @@ are retried; 5xx replies (a rejected recipient, failed authentication) are not.
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import smtplib
 import socket
 import ssl
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 from console.notify.receivers.base import Attempt, PermanentError, SendContext
 from console.notify.receivers.config import smarthost
@@ -35,6 +37,31 @@ def build(ctx: SendContext, sender: str, recipients: list[str]) -> EmailMessage:
     return msg
 
 
+def _session(ctx: SendContext, smtp: smtplib.SMTP, where: str, sender: str, recipients: list[str],
+             msg: EmailMessage, starttls: bool, username: str | None, password_secret: str | None,
+             tls: ssl.SSLContext) -> Attempt:
+    smtp.ehlo()
+    if starttls:
+        if not smtp.has_extn("starttls"):
+            return Attempt(ok=False, error=f"{where} does not offer STARTTLS and require_tls is set")
+        smtp.starttls(context=tls)
+        smtp.ehlo()
+    if username:
+        if not password_secret:
+            raise PermanentError("auth_username is set without auth_password_secret")
+        smtp.login(username, ctx.secret(password_secret))
+    code, reply = smtp.mail(sender)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    for rcpt in recipients:
+        code, reply = smtp.rcpt(rcpt)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+    # SMTP lines end in CRLF (RFC 5321 2.3.8); smtplib.data() sends bytes as they are.
+    code, reply = smtp.data(msg.as_bytes(policy=SMTP_POLICY))
+    return Attempt(ok=True, status=code, answer=f"{code} {reply.decode('utf-8', 'replace')}")
+
+
 def send(ctx: SendContext) -> Attempt:
     config, glob = ctx.config, ctx.integration.globals
     sender = config.from_ or glob.smtp_from
@@ -55,26 +82,14 @@ def send(ctx: SendContext) -> Attempt:
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, local_hostname=hello, timeout=timeout, context=tls)
         else:
             smtp = smtplib.SMTP(host, port, local_hostname=hello, timeout=timeout)
-        with smtp:
-            smtp.ehlo()
-            if port != 465 and require_tls:
-                if not smtp.has_extn("starttls"):
-                    return Attempt(ok=False, error=f"{where} does not offer STARTTLS and require_tls is set")
-                smtp.starttls(context=tls)
-                smtp.ehlo()
-            if username:
-                if not password_secret:
-                    raise PermanentError("auth_username is set without auth_password_secret")
-                smtp.login(username, ctx.secret(password_secret))
-            code, reply = smtp.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPSenderRefused(code, reply, sender)
-            for rcpt in recipients:
-                code, reply = smtp.rcpt(rcpt)
-                if code not in (250, 251):
-                    raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
-            code, reply = smtp.data(msg.as_bytes())
-            return Attempt(ok=True, status=code, answer=f"{code} {reply.decode('utf-8', 'replace')}")
+        try:
+            return _session(ctx, smtp, where, sender, recipients, msg, require_tls and port != 465, username,
+                            password_secret, tls)
+        finally:
+            # The message's fate is decided by the reply to DATA; a failed QUIT changes nothing.
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            smtp.close()
     except smtplib.SMTPRecipientsRefused as exc:
         rcpt, (code, reply) = next(iter(exc.recipients.items()))
         return Attempt(ok=False, status=code, answer=f"{code} {reply.decode('utf-8', 'replace')}",
