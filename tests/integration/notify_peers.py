@@ -41,6 +41,7 @@ class HttpReceiver:
 
     script: list[tuple[int, dict, bytes]] = field(default_factory=lambda: [(200, {}, b"ok")])
     delay: float = 0.0
+    port: int = 0  # 0: any free port
     received: list[Received] = field(default_factory=list)
 
     def start(self) -> "HttpReceiver":
@@ -68,7 +69,7 @@ class HttpReceiver:
                 pass
 
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
