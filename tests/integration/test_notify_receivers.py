@@ -283,3 +283,47 @@ def test_log_api_validates_its_parameters(tmp_path):
         assert console.request("POST", "/api/v1/notifications/test", {"receiver": "x"}, token=token).status == 403
     finally:
         console.close()
+
+
+def cli(console: ConsoleHarness, token: str, *args: str) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLEETDECK_URL": console.url, "FLEETDECK_TOKEN": token}
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_notify_test_prints_each_answer_and_notify_log_lists_them(tmp_path):
+    good = HttpReceiver(script=[(200, {}, b'{"errcode":0,"errmsg":"ok"}')]).start()
+    bad = HttpReceiver(script=[(403, {}, b"forbidden: bad token")]).start()
+    console = start_console(tmp_path, [{"name": "ops", "webhook_configs": [{"url": good.url}],
+                                        "dingtalk_configs": [{"url": bad.url + "/robot/send"}]},
+                                       {"name": "ok", "webhook_configs": [{"url": good.url}]}])
+    try:
+        admin = console.api_token("admin")
+        out = cli(console, admin, "notify", "test", "ops")
+        assert out.returncode == 1, out.stderr
+        assert "ops webhook[0]: sent" in out.stdout and "ops dingtalk[0]: FAILED" in out.stdout
+        assert "answer: forbidden: bad token" in out.stdout and "status: 403" in out.stdout
+        hook = [r for r in good.received if r.json().get("receiver") == "ops"][0].json()
+        assert hook["alerts"][0]["labels"]["alertname"] == "FleetdeckTestNotification"
+        assert bad.received and bad.received[0].json()["msgtype"] == "markdown"
+        out = cli(console, admin, "notify", "test", "ok")
+        assert out.returncode == 0 and "ok webhook[0]: sent" in out.stdout
+        out = cli(console, admin, "notify", "test", "nobody")
+        assert out.returncode != 0 and "nobody" in out.stderr
+        out = cli(console, console.api_token("viewer"), "notify", "log", "--status", "failed")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].split()[:4] == ["TIME", "RECEIVER", "INTEGRATION", "ALERTS"]
+        assert len(lines) == 2 and "dingtalk[0]" in lines[1] and "403" in lines[1] and "failed" in lines[1]
+        doc = json.loads(cli(console, admin, "notify", "log", "--json", "--receiver", "ops").stdout)
+        assert sorted(e["status"] for e in doc) == ["failed", "sent"]
+        page = console.request("GET", "/notifications", token=admin)
+        assert page.status == 200 and b"forbidden: bad token" in page.body and b"dingtalk[0]" in page.body
+    finally:
+        console.close()
+        good.close()
+        bad.close()
