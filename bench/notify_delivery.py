@@ -19,7 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from console.notify.outbox import enqueue  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from console.notify.outbox import SENT, enqueue  # noqa: E402
+from console.storage.models import Notification  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
 from tests.integration.notify_peers import HttpReceiver, alerting_config, v4_payload  # noqa: E402
 
@@ -46,8 +49,11 @@ def main() -> int:
                             dedup_key=f"bench:{i}", payload=payload, now=now)
             console.services.db.run(add)
             start = time.monotonic()
+            def sent_count(session) -> int:  # noqa: ANN001
+                return session.execute(select(func.count()).select_from(Notification)
+                                       .where(Notification.status == SENT)).scalar_one()
             while True:
-                sent = console.count("notifications WHERE status = 'sent'")
+                sent = console.services.db.run(sent_count)
                 if sent >= args.count or time.monotonic() - start > 300:
                     break
                 time.sleep(0.05)
