@@ -46,7 +46,9 @@ from console.storage.database import Database
 from console.storage.models import Notification
 
 log = logging.getLogger(__name__)
-LEASE_MARGIN_S = 30.0  # a claimed row is due again this long after its attempt's timeout
+# A claimed row is due again this long after its attempt's timeout (the timeout bounds each
+# network operation; an SMTP send is several).
+LEASE_MARGIN_S = 30.0
 CLOSE_WAIT_S = 30.0  # how long close() waits for sends in flight
 FAILED_WINDOW_S = 3600  # fleetdeck_notifications_failed is 1 this long after the last failure
 FAILED_STEP_S = 60
@@ -202,8 +204,8 @@ class DeliveryWorker:
         while True:
             rows = await self.db.read(lambda s: list(s.execute(
                 select(Notification).where(Notification.dedup_key.in_(keys)).order_by(Notification.id)).scalars()))
-            if all(r.status != PENDING or r.attempts > 0 and r.last_status is not None for r in rows) \
-                    or time.monotonic() > deadline:
+            # Done when each row is sent or failed, or its first attempt failed and a retry is due.
+            if all(r.status != PENDING or r.last_error is not None for r in rows) or time.monotonic() > deadline:
                 return [log_entry(r) for r in rows]
             await asyncio.sleep(0.1)
 
@@ -225,15 +227,12 @@ class DeliveryWorker:
             busy.add(key)
             row.attempts += 1
             row.last_attempt_at = now
-            row.next_attempt_at = now + self._timeout(row) + LEASE_MARGIN_S
+            row.next_attempt_at = now + self.config.timeout + LEASE_MARGIN_S
             out.append(Claimed(row.id, row.receiver, row.integration, row.group_key, row.payload, row.created_at,
                                row.attempts))
             if len(out) >= room:
                 break
         return out
-
-    def _timeout(self, row: Notification | Claimed) -> float:
-        return self.config.timeout  # an integration's own timeout is at most a day; the margin covers SMTP's steps
 
     def _record(self, session: Session, row: Claimed, attempt: Attempt) -> None:
         """Store the outcome, unless the row moved on (another attempt claimed it since)."""
@@ -272,8 +271,13 @@ class DeliveryWorker:
             if integration is None:
                 raise PermanentError(f"receiver {row.receiver!r} has no integration {row.integration}")
             payload = json.loads(row.payload)
-            if payload.get("status") == "resolved" and not integration.config.send_resolved:
-                return Attempt(ok=True, answer="not sent: send_resolved is false")
+            if not integration.config.send_resolved:
+                # As Alertmanager: resolved alerts are left out, and a message of nothing
+                # but resolved alerts is not sent.
+                firing = [a for a in payload.get("alerts") or () if a.get("status") == "firing"]
+                if not firing:
+                    return Attempt(ok=True, answer="not sent: only resolved alerts and send_resolved is false")
+                payload = {**payload, "alerts": firing}
             ctx = SendContext(integration, payload, self._secret, self.config.timeout, self.clock)
             return import_module(f"console.notify.receivers.{kind}").send(ctx)
         except PermanentError as exc:

@@ -327,3 +327,36 @@ def test_notify_test_prints_each_answer_and_notify_log_lists_them(tmp_path):
         console.close()
         good.close()
         bad.close()
+
+
+def test_send_resolved_false_leaves_resolved_alerts_out(tmp_path, peer):
+    console = start_console(tmp_path, [{"name": "hook", "webhook_configs": [{"url": peer.url, "send_resolved": False}]}])
+    try:
+        token = console.api_token("viewer")
+        mixed = v4_payload("hook", [host_down("web-1"), host_down("web-2", resolved=True)], {"alertname": "HostDown"})
+        queue(console, "hook", "webhook[0]", mixed)
+        got = wait_for(lambda: peer.received, 10, "the webhook")[0].json()
+        assert [a["labels"]["instance"] for a in got["alerts"]] == ["web-1"] and got["status"] == "firing"
+        queue(console, "hook", "webhook[0]", v4_payload("hook", [host_down("web-1", resolved=True)],
+                                                        {"alertname": "HostDown"}, group_key="resolved-only"))
+        wait_for(lambda: len([e for e in console.request("GET", "/api/v1/notifications?status=sent", token=token)
+                              .json()["notifications"]]) == 2, 10, "the resolved-only notification")
+        time.sleep(0.3)
+        assert len(peer.received) == 1
+    finally:
+        console.close()
+
+
+def test_a_timeout_is_retried(tmp_path):
+    slow = HttpReceiver(delay=1.5).start()
+    console = start_console(tmp_path, [{"name": "slow", "webhook_configs": [{"url": slow.url}]}], timeout=0.5,
+                            give_up_after=2.0)
+    try:
+        token = console.api_token("viewer")
+        queue(console, "slow", "webhook[0]", v4_payload("slow", [host_down()], {"alertname": "HostDown"}))
+        failed = wait_for(lambda: log_entry(console, token, "slow", "failed"), 20, "giving up on the slow receiver")
+        assert "timed out" in failed["last_error"] and failed["attempts"] >= 2
+        assert len(slow.received) == failed["attempts"]
+    finally:
+        console.close()
+        slow.close()

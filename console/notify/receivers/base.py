@@ -101,9 +101,8 @@ def post_json(ctx: SendContext, url: str, doc: Any, headers: dict[str, str] | No
     data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
     req = urllib.request.Request(url, data=data, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **(headers or {})})
-    timeout = getattr(ctx.config, "timeout", None) or ctx.timeout
     try:
-        with opener.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=ctx.timeout) as resp:
             raw = resp.read(ANSWER_CAP * 4)
             status = resp.status
             attempt = Attempt(ok=True, status=status, answer=raw[:ANSWER_CAP].decode("utf-8", "replace"))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 LANGUAGES = ("en", "zh-CN")
 Language = Literal["en", "zh-CN"]
 SecretRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-Seconds = Annotated[float, Field(gt=0, le=86400)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 
 def _http_url(value: str) -> str:
@@ -58,13 +58,12 @@ class HttpIntegration(IntegrationConfig):
     """An integration that POSTs to a URL: ``url`` in full, or ``url_secret`` naming a
     stored secret that holds the whole URL (for URLs that carry a token, as Slack's).
     ``proxy_url``: send through this HTTP proxy (the environment's proxy variables are
-    not used); ``timeout``: seconds for one attempt (default ``alerting.delivery.timeout``)."""
+    not used)."""
 
     INLINE_SECRETS: ClassVar[dict[str, str]] = {"url_file": "url_secret"}
     url: HttpUrl | None = None
     url_secret: SecretRef | None = None
     proxy_url: HttpUrl | None = None
-    timeout: Seconds | None = None
 
     @field_validator("url", "proxy_url")
     @classmethod
@@ -119,7 +118,6 @@ class EmailConfig(IntegrationConfig):
     require_tls: bool | None = None
     tls_config: TlsConfig = TlsConfig()
     headers: dict[str, str] = {}
-    timeout: Seconds | None = None
 
     @field_validator("smarthost")
     @classmethod
@@ -232,6 +230,11 @@ class ReceiverGlobals(BaseModel):
         if value is not None:
             smarthost(value)
         return value
+
+    @field_validator("pagerduty_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -74,7 +74,7 @@ def send(ctx: SendContext) -> Attempt:
     password_secret = config.auth_password_secret or glob.smtp_auth_password_secret
     require_tls = glob.smtp_require_tls if config.require_tls is None else config.require_tls
     recipients = [r.strip() for r in config.to.split(",") if r.strip()]
-    timeout = config.timeout or ctx.timeout
+    timeout = ctx.timeout
     tls = ssl.create_default_context(cafile=config.tls_config.ca_file)
     msg = build(ctx, sender, recipients)
     try:
