@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import time
 
-from tests.conftest import need
+import pytest
+
+from tests.conftest import database_url, need
 from tests.harness import ConsoleHarness, http, wait_for
 from tests.integration.notify_peers import HttpReceiver, alerting_config, v4_payload
 from tests.integration.procs import free_port
@@ -69,14 +71,21 @@ def _ready(url: str) -> bool:
         return False
 
 
-def test_restart_with_notifications_queued_delivers_each_once(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_restart_with_notifications_queued_delivers_each_once(tmp_path, tmp_path_factory, kind):
     """Rows queued while the receiver is down, and rows in flight to a slow receiver when
     the console stops: after a restart each arrives exactly once."""
+    with database_url(kind, tmp_path_factory) as url:
+        _restart(tmp_path, url)
+
+
+def _restart(tmp_path, url: str) -> None:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"  # nothing listens yet: the first attempts fail to connect and are retried
-    receivers = [{"name": "hook", "webhook_configs": [{"url": url}]}]
+    # Nothing listens there yet: the first attempts fail to connect and are retried.
+    receivers = [{"name": "hook", "webhook_configs": [{"url": f"http://127.0.0.1:{port}"}]}]
     data = tmp_path / "console"
-    console = ConsoleHarness(data, alerting=alerting_config(receivers, backoff_initial=0.5, backoff_max=1.0)).start()
+    console = ConsoleHarness(data, database_url=url,
+                             alerting=alerting_config(receivers, backoff_initial=0.5, backoff_max=1.0)).start()
     payloads = [v4_payload("hook", [host_down(f"web-{i}")], {"alertname": "HostDown", "instance": f"web-{i}"})
                 for i in range(20)]
     try:
@@ -89,8 +98,8 @@ def test_restart_with_notifications_queued_delivers_each_once(tmp_path):
         console.close()
     peer = HttpReceiver(delay=0.3, port=port).start()
     try:
-        console = ConsoleHarness(data, alerting=alerting_config(receivers, backoff_initial=0.5, backoff_max=1.0,
-                                                                concurrency=4)).start()
+        console = ConsoleHarness(data, database_url=url, alerting=alerting_config(
+            receivers, backoff_initial=0.5, backoff_max=1.0, concurrency=4)).start()
         try:
             for p in payloads[10:]:
                 queue(console, "hook", "webhook[0]", p)
@@ -99,7 +108,7 @@ def test_restart_with_notifications_queued_delivers_each_once(tmp_path):
             console.close()
         in_first = len(peer.received)
         assert 0 < in_first < 20
-        console = ConsoleHarness(data, alerting=alerting_config(receivers, poll_interval=0.1)).start()
+        console = ConsoleHarness(data, database_url=url, alerting=alerting_config(receivers, poll_interval=0.1)).start()
         try:
             token = console.api_token("viewer")
             wait_for(lambda: sum(1 for e in console.request("GET", "/api/v1/notifications?status=sent&limit=100",
