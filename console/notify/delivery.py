@@ -22,6 +22,7 @@ crash, exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -84,6 +85,7 @@ class DeliveryWorker:
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="notify")
         self._inflight: dict[int, tuple[Claimed, Future]] = {}
         self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
         registry = registry or CollectorRegistry()
@@ -97,22 +99,24 @@ class DeliveryWorker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
     def wake(self) -> None:
-        """Look for due rows now (call on the IOLoop)."""
-        if self._wake is not None:
-            self._wake.set()
+        """Look for due rows now rather than at the next poll; from any thread (the
+        dispatcher calls it after enqueueing)."""
+        if self._wake is None or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the console is stopping
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def close(self) -> None:
         """Stop claiming, wait for the sends in flight and record them."""
         self._closed = True
         if self._task is not None and not self._task.done():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._task.get_loop().call_soon_threadsafe(self._task.cancel)
-            except RuntimeError:  # the loop is already closed
-                pass
         deadline = time.monotonic() + CLOSE_WAIT_S
         for claimed, future in list(self._inflight.values()):
             try:
@@ -139,10 +143,8 @@ class DeliveryWorker:
             if claimed and len(self._inflight) < self.config.concurrency:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
-            except asyncio.TimeoutError:
-                pass
 
     async def _finish(self, row: Claimed, future: Future) -> None:
         try:
@@ -284,6 +286,8 @@ class DeliveryWorker:
             return Attempt(ok=False, error=str(exc))
 
     def _secret(self, name: str) -> str:
+        # Read here, on the send's own thread, at each attempt: a secret rotated or added
+        # after a failure is used by the next attempt, and the IOLoop is not involved.
         try:
             return self.db.run(self.secrets.reveal, name)
         except SecretError as exc:
