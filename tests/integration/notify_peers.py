@@ -176,9 +176,11 @@ def self_signed_cert(folder) -> tuple[str, str]:  # noqa: ANN001 - a Path
 class SmtpServer:
     """An aiosmtpd server on loopback that keeps every message with whether it came over
     TLS and which user authenticated. ``tls``: (cert, key) offers STARTTLS (and then
-    requires it); ``users``: {login: password} enables AUTH (required)."""
+    requires it), or with ``implicit_tls`` speaks TLS from the first byte; ``users``:
+    {login: password} enables AUTH (required); ``port`` 0: any free port."""
 
-    def __init__(self, tls: tuple[str, str] | None = None, users: dict[str, str] | None = None) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None, users: dict[str, str] | None = None,
+                 implicit_tls: bool = False, port: int = 0) -> None:
         import ssl
 
         from aiosmtpd.controller import Controller
@@ -191,7 +193,10 @@ class SmtpServer:
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802 - aiosmtpd's hook
                 outer.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                                       "data": envelope.content, "tls": session.ssl is not None,
+                                       "data": envelope.content,
+                                       # STARTTLS sets session.ssl; TLS from the first byte shows on the transport
+                                       "tls": session.ssl is not None
+                                       or server.transport.get_extra_info("ssl_object") is not None,
                                        "login": outer.logins.get(id(session)) if session.authenticated else None})
                 return "250 2.0.0 Ok: queued as TEST123"
 
@@ -205,12 +210,17 @@ class SmtpServer:
         if tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*tls)
-            kwargs.update(tls_context=context, require_starttls=True)
+            if implicit_tls:
+                kwargs.update(ssl_context=context)
+            else:
+                kwargs.update(tls_context=context, require_starttls=True)
         if users:
-            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(tls))
+            kwargs.update(authenticator=authenticator, auth_required=True,
+                          auth_require_tls=bool(tls) and not implicit_tls)
         import socket
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))  # OSError when the port is taken or privileged
             self.port = sock.getsockname()[1]
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()

@@ -7,6 +7,8 @@ import email
 import email.policy
 import time
 
+import pytest
+
 from tests.harness import wait_for
 from tests.integration.notify_peers import SmtpServer, self_signed_cert, v4_payload
 from tests.integration.test_notify_receivers import host_down, log_entry, put_secret, queue, start_console
@@ -77,6 +79,28 @@ def test_starttls_and_auth_with_the_password_from_the_secret_store(tmp_path):
         assert failed["last_status"] == 535 and failed["attempts"] == 1
         time.sleep(0.5)
         assert len(smtp.messages) == 1
+    finally:
+        console.close()
+        smtp.close()
+
+
+# aiosmtpd's auth_require_tls looks for STARTTLS only, so it is off with TLS from the first
+# byte, and aiosmtpd warns of AUTH without TLS, which is not the case here.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_port_465_speaks_tls_from_the_first_byte(tmp_path):
+    cert, key = self_signed_cert(tmp_path)
+    try:
+        smtp = SmtpServer(tls=(cert, key), users={"alerts": "pw465"}, implicit_tls=True, port=465)
+    except OSError as exc:
+        pytest.skip(f"cannot listen on 127.0.0.1:465 here: {exc}")
+    console = start_console(tmp_path, [{"name": "mail", "email_configs": [
+        {"to": "ops@example.com", "smarthost": "127.0.0.1:465", "from": "fd@example.com",
+         "auth_username": "alerts", "auth_password_secret": "pw465", "tls_config": {"ca_file": cert}}]}])
+    try:
+        put_secret(console, "pw465", "pw465")
+        queue(console, "mail", "email[0]", v4_payload("mail", [host_down("web-1")], {"alertname": "HostDown"}))
+        wait_for(lambda: smtp.messages, 10, "the email over TLS")
+        assert smtp.messages[0]["tls"] and smtp.messages[0]["login"] == "alerts"
     finally:
         console.close()
         smtp.close()
