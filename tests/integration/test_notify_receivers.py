@@ -3,7 +3,11 @@ signature checked as the vendor documents it, retries on 429/5xx honouring
 Retry-After, no retry on other 4xx, and the notification log."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -208,7 +212,6 @@ def test_pagerduty_trigger_then_resolve_with_one_dedup_key(tmp_path):
         firing = v4_payload("pd", [host_down("web-1")], {"alertname": "HostDown"})
         queue(console, "pd", "pagerduty[0]", firing)
         trigger = wait_for(lambda: peer.received, 10, "the trigger")[0].json()
-        import hashlib
         key = hashlib.sha256(firing["groupKey"].encode()).hexdigest()
         assert trigger["routing_key"] == "R0UTINGKEY0000000000000000000000"
         assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == key
@@ -285,11 +288,7 @@ def test_log_api_validates_its_parameters(tmp_path):
         console.close()
 
 
-def cli(console: ConsoleHarness, token: str, *args: str) -> "subprocess.CompletedProcess":
-    import os
-    import subprocess
-    import sys
-
+def cli(console: ConsoleHarness, token: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLEETDECK_URL": console.url, "FLEETDECK_TOKEN": token}
     return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, env=env,
                           timeout=60)
