@@ -87,6 +87,9 @@ PROBES: dict[str, list[Probe]] = {
     r"/prometheus/api/v1/alerts": [Probe("GET", "/prometheus/api/v1/alerts", (200,))],
     r"/api/v1/alerts/history": [Probe("GET", "/api/v1/alerts/history", (200,))],
     r"/-/reload": [Probe("POST", "/-/reload", (200,), b"")],
+    r"/api/v1/notifications": [Probe("GET", "/api/v1/notifications", (200,))],
+    r"/api/v1/notifications/test": [Probe("POST", "/api/v1/notifications/test", (400,), J)],
+    r"/notifications": [Probe("GET", "/notifications", (200,))],
 }
 
 API_PREFIXES = ("/api/", "/prometheus/api/", "/-/")  # JSON answers (401, never a login redirect)
