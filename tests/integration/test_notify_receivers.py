@@ -3,6 +3,7 @@ signature checked as the vendor documents it, retries on 429/5xx honouring
 Retry-After, no retry on other 4xx, and the notification log."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -359,3 +360,27 @@ def test_a_timeout_is_retried(tmp_path):
     finally:
         console.close()
         slow.close()
+
+
+def test_a_failed_notification_fires_the_shipped_notifications_failing_rule(tmp_path):
+    bad = HttpReceiver(script=[(404, {}, b"no_service")]).start()
+    config = alerting_config([{"name": "gone", "slack_configs": [{"url": bad.url + "/services/x"}]}])
+    config.default_rules = True
+    console = ConsoleHarness(tmp_path / "console", alerting=config).start()
+    try:
+        token = console.api_token("viewer")
+
+        def firing() -> list:
+            asyncio.run_coroutine_threadsafe(console.services.alerting.evaluate_all(), console.loop).result(60)
+            alerts = console.request("GET", "/prometheus/api/v1/alerts", token=token).json()["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "NotificationsFailing"]
+        assert firing() == []
+        queue(console, "gone", "slack[0]", v4_payload("gone", [host_down()], {"alertname": "HostDown"}))
+        wait_for(lambda: log_entry(console, token, "gone", "failed"), 10, "the failed notification")
+        (alert,) = firing()
+        assert alert["state"] == "firing"
+        assert alert["labels"]["receiver"] == "gone" and alert["labels"]["integration"] == "slack[0]"
+        assert "gone" in alert["annotations"]["summary"]
+    finally:
+        console.close()
+        bad.close()
