@@ -14,10 +14,11 @@ that opens a new silence with the alert's labels as matchers:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -53,15 +54,16 @@ def _environment() -> SandboxedEnvironment:
 _ENV = _environment()  # immutable after creation: templates are read once, from the package
 
 
-def _time(rfc3339: str) -> str:
-    """``2026-01-02T03:04:05.123Z`` -> ``2026-01-02 03:04:05 UTC``; empty for Go's zero time."""
+def _time(rfc3339: str, tz: ZoneInfo) -> str:
+    """``2026-01-02T03:04:05.123Z`` -> ``2026-01-02 03:04:05 UTC`` (in ``tz``, named by
+    its abbreviation: ``2026-01-02 11:04:05 CST`` in Asia/Shanghai); empty for Go's zero time."""
     if not rfc3339 or rfc3339.startswith("0001-"):
         return ""
     try:
         ts = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     except ValueError:
         return rfc3339
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return ts.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def silence_url(external_url: str, labels: dict[str, str]) -> str:
@@ -88,7 +90,7 @@ def title(payload: dict, language: str) -> str:
     return f"{head} {group}".strip()
 
 
-def _alert(a: dict, w: dict[str, str], external_url: str) -> dict[str, Any]:
+def _alert(a: dict, w: dict[str, str], external_url: str, tz: ZoneInfo) -> dict[str, Any]:
     labels = a.get("labels") or {}
     ann = a.get("annotations") or {}
     resolved = a.get("status") == "resolved"
@@ -97,7 +99,8 @@ def _alert(a: dict, w: dict[str, str], external_url: str) -> dict[str, Any]:
         "status_word": w["resolved" if resolved else "firing"], "resolved": resolved,
         "summary": ann.get("summary", ""), "description": ann.get("description", ""),
         "where": labels.get("instance") or labels.get("host") or labels.get("job") or "-",
-        "value": ann.get("value", ""), "since": _time(a.get("startsAt", "")), "ended": _time(a.get("endsAt", "")),
+        "value": ann.get("value", ""), "since": _time(a.get("startsAt", ""), tz),
+        "ended": _time(a.get("endsAt", ""), tz),
         "label_text": ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname"),
         "runbook": ann.get("runbook_url", ""),
         "url": a.get("generatorURL") or f"{external_url}/alerts",
@@ -112,17 +115,18 @@ FORMS: dict[str, tuple[Callable[[str], str], Callable[[str, str], str]]] = {
 }
 
 
-def render(payload: dict, language: str, form: str, limit: int | None = None) -> Message:
+def render(payload: dict, language: str, form: str, limit: int | None = None, time_zone: str = "UTC") -> Message:
     """The message of ``payload`` in ``language`` (``en``, ``zh-CN``) and ``form``
-    (``markdown``, ``slack``, ``text``, ``html``); a text body over ``limit`` characters
-    is cut with an ellipsis (the vendors' message size limits)."""
+    (``markdown``, ``slack``, ``text``, ``html``), times in ``time_zone`` (IANA); a text
+    body over ``limit`` characters is cut with an ellipsis (the vendors' message size limits)."""
     w = WORDS[language]
     external_url = (payload.get("externalURL") or "").rstrip("/")
     alerts = list(payload.get("alerts") or ())
     # Firing before resolved, as Alertmanager's default templates list them.
     alerts.sort(key=lambda a: a.get("status") != "firing")
     more = len(alerts) - MAX_ALERTS + int(payload.get("truncatedAlerts") or 0)
-    context = {"title": title(payload, language), "alerts": [_alert(a, w, external_url) for a in alerts[:MAX_ALERTS]],
+    context = {"title": title(payload, language), "alerts": [_alert(a, w, external_url, ZoneInfo(time_zone))
+                                                        for a in alerts[:MAX_ALERTS]],
                "more": max(more, 0), "w": w, "lang": language, "status": payload.get("status", ""),
                "external_url": external_url}
     if form == "html":

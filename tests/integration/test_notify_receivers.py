@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -98,13 +100,16 @@ def put_secret(console: ConsoleHarness, name: str, value: str, kind: str = "gene
 
 def test_dingtalk_signed_markdown_with_at_mobiles_in_chinese(tmp_path):
     peer = HttpReceiver(script=[(200, {"Content-Type": "application/json"}, b'{"errcode":0,"errmsg":"ok"}')]).start()
-    console = start_console(tmp_path, [{"name": "oncall-cn", "language": "zh-CN", "dingtalk_configs": [
+    console = start_console(tmp_path, [{"name": "oncall-cn", "language": "zh-CN", "time_zone": "Asia/Shanghai",
+                                        "dingtalk_configs": [
         {"url_secret": "ding-url", "secret": "ding-sign", "at_mobiles": ["13800000000"]}]}])
     try:
         put_secret(console, "ding-url", peer.url + "/robot/send?access_token=tok123", "webhook_url")
         put_secret(console, "ding-sign", DING_SECRET)
-        payload = v4_payload("oncall-cn", [host_down("web-1")], {"alertname": "HostDown"})
+        alert = host_down("web-1")
+        payload = v4_payload("oncall-cn", [alert], {"alertname": "HostDown"})
         queue(console, "oncall-cn", "dingtalk[0]", payload)
+        since = datetime.fromtimestamp(alert["starts_at"], ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
         got = wait_for(lambda: peer.received, 10, "the DingTalk robot")[0]
         assert got.path == "/robot/send" and got.query["access_token"] == ["tok123"]
         assert dingtalk_signature_ok(DING_SECRET, got.query["timestamp"][0], got.query["sign"][0], time.time())
@@ -114,7 +119,8 @@ def test_dingtalk_signed_markdown_with_at_mobiles_in_chinese(tmp_path):
         assert doc["msgtype"] == "markdown" and doc["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
         text = doc["markdown"]["text"]
         assert doc["markdown"]["title"] == "[告警:1] HostDown"
-        for expected in ("告警: HostDown", "Host web-1 stopped reporting.", "位置: web-1", "当前值: 0", "开始时间",
+        for expected in ("告警: HostDown", "Host web-1 stopped reporting.", "位置: web-1", "当前值: 0",
+                         f"开始时间: {since} CST",
                          "[处理手册](https://runbooks.example/hostdown)", "[静默](http://fleetdeck.test:8700/alerts/"
                          "silences/new?matchers=%7Balertname%3D%22HostDown%22%2Cinstance%3D%22web-1%22", "@13800000000"):
             assert expected in text, (expected, text)

@@ -23,6 +23,7 @@ def test_unknown_keys_missing_urls_and_bad_values_are_refused():
     for bad in ({"webhook_configs": [{"url": "http://x", "colour": "red"}]}, {"webhook_configs": [{}]},
                 {"webhook_configs": [{"url": "ftp://x/y"}]}, {"dingtalk_configs": [{"url": "http://x", "url_secret": "s"}]},
                 {"email_configs": [{"to": "a@b.c", "smarthost": "nohostport"}]}, {"language": "fr"},
+                {"time_zone": "Mars/Olympus"},
                 {"pagerduty_configs": [{"routing_key_secret": "k", "severity": "fatal"}]}):
         with pytest.raises(ValidationError):
             Receiver.model_validate({"name": "r", **bad})

@@ -16,6 +16,7 @@ from typing import Any
 from console import __version__
 from console.notify.outbox import ANSWER_CAP
 from console.notify.receivers.config import Integration
+from console.notify.render import Message, render
 
 USER_AGENT = f"Fleetdeck/{__version__}"
 
@@ -59,6 +60,11 @@ class SendContext:
     @property
     def language(self) -> str:
         return self.integration.language
+
+    def render(self, form: str, limit: int | None = None) -> Message:
+        """The payload's message in the integration's language and time zone
+        (console/notify/render.py)."""
+        return render(self.payload, self.integration.language, form, limit, self.integration.time_zone)
 
     def url(self, default: str = "") -> str:
         """The integration's ``url``, or the stored URL of ``url_secret``, or ``default``."""

@@ -16,12 +16,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 LANGUAGES = ("en", "zh-CN")
 Language = Literal["en", "zh-CN"]
 SecretRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"must be an IANA time zone such as UTC or Asia/Shanghai, got {value!r}") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
 
 
 def _http_url(value: str) -> str:
@@ -249,12 +262,13 @@ class ReceiverGlobals(BaseModel):
         return raw
 
 
-# One receiver of ``receivers:``: a name, the language of its messages, and a list per
-# integration type (``webhook_configs``, ``email_configs``, ...).
+# One receiver of ``receivers:``: a name, the language of its messages and the IANA time
+# zone they show times in, and a list per integration type (``webhook_configs``, ...).
 Receiver = create_model(
     "Receiver", __config__=ConfigDict(extra="forbid"),
     name=(Annotated[str, Field(min_length=1, max_length=255)], ...),
     language=(Language, "en"),
+    time_zone=(TimeZone, "UTC"),
     **{f"{kind}_configs": (list[model], []) for kind, model in RECEIVER_CONFIGS.items()},  # type: ignore[valid-type]
 )
 
@@ -287,7 +301,8 @@ class DeliveryConfig(BaseModel):
 class Integration:
     """One integration of a receiver: ``name`` as in the outbox (``dingtalk[0]``),
     ``kind`` (``dingtalk``), its ``config``, the receiver's ``language`` unless the
-    integration sets its own, and the ``globals`` it defaults from."""
+    integration sets its own, the ``globals`` it defaults from, and the receiver's
+    ``time_zone`` (IANA) that messages show times in."""
 
     receiver: str
     name: str
@@ -295,6 +310,7 @@ class Integration:
     config: IntegrationConfig
     language: str
     globals: ReceiverGlobals
+    time_zone: str = "UTC"
 
 
 def notification_globals(notifications: Any) -> ReceiverGlobals:
@@ -312,7 +328,7 @@ def notification_globals(notifications: Any) -> ReceiverGlobals:
 def receiver_integrations(notifications: Any, name: str) -> list[Integration]:
     """The integrations of receiver ``name`` in ``notifications`` (the loaded
     ``alerting.notifications``: anything with ``receivers``, a list of objects with
-    ``name``, optional ``language`` and ``<type>_configs`` lists, and optional
+    ``name``, optional ``language``, ``time_zone`` and ``<type>_configs`` lists, and optional
     ``global_``), in Alertmanager's order and naming (``webhook[0]``, ``email[0]``, ...).
     Raises KeyError when no receiver has that name."""
     for receiver in getattr(notifications, "receivers", None) or ():
@@ -323,6 +339,7 @@ def receiver_integrations(notifications: Any, name: str) -> list[Integration]:
         out = []
         for kind in RECEIVER_CONFIGS:
             for index, config in enumerate(getattr(receiver, f"{kind}_configs", None) or ()):
-                out.append(Integration(name, f"{kind}[{index}]", kind, config, config.language or language, glob))
+                out.append(Integration(name, f"{kind}[{index}]", kind, config, config.language or language, glob,
+                                       getattr(receiver, "time_zone", "UTC") or "UTC"))
         return out
     raise KeyError(name)

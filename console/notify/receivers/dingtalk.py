@@ -16,7 +16,6 @@ import hmac
 from urllib.parse import quote_plus
 
 from console.notify.receivers.base import Attempt, SendContext, post_json
-from console.notify.render import render
 
 TEXT_LIMIT = 5000  # characters; DingTalk takes up to 20,000 bytes of UTF-8
 RETRIED_CODES = {130101}  # "send too fast, exceed 20 times per minute"
@@ -28,8 +27,8 @@ def sign(secret: str, timestamp_ms: int) -> str:
     return quote_plus(base64.b64encode(digest).decode())
 
 
-def message(payload: dict, language: str, at_mobiles: list[str], at_all: bool) -> dict:
-    m = render(payload, language, "markdown", TEXT_LIMIT)
+def message(ctx: SendContext, at_mobiles: list[str], at_all: bool) -> dict:
+    m = ctx.render("markdown", TEXT_LIMIT)
     text = m.body + ("\n" + " ".join(f"@{mobile}" for mobile in at_mobiles) if at_mobiles else "")
     return {"msgtype": "markdown", "markdown": {"title": m.title, "text": text},
             "at": {"atMobiles": list(at_mobiles), "isAtAll": at_all}}
@@ -52,5 +51,5 @@ def send(ctx: SendContext) -> Attempt:
     if config.secret:
         ts = int(ctx.now() * 1000)
         url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={sign(ctx.secret(config.secret), ts)}"
-    attempt, answer = post_json(ctx, url, message(ctx.payload, ctx.language, config.at_mobiles, config.at_all))
+    attempt, answer = post_json(ctx, url, message(ctx, config.at_mobiles, config.at_all))
     return vendor_answer(attempt, answer, "errcode", "errmsg", RETRIED_CODES)

@@ -17,12 +17,11 @@ from email.policy import SMTP as SMTP_POLICY
 
 from console.notify.receivers.base import Attempt, PermanentError, SendContext
 from console.notify.receivers.config import smarthost
-from console.notify.render import render
 
 
 def build(ctx: SendContext, sender: str, recipients: list[str]) -> EmailMessage:
-    text = render(ctx.payload, ctx.language, "text")
-    html = render(ctx.payload, ctx.language, "html")
+    text = ctx.render("text")
+    html = ctx.render("html")
     msg = EmailMessage()
     msg["Subject"] = text.title
     msg["From"] = sender

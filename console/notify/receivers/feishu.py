@@ -14,7 +14,6 @@ import hmac
 
 from console.notify.receivers.base import Attempt, SendContext, post_json
 from console.notify.receivers.dingtalk import vendor_answer
-from console.notify.render import render
 
 TEXT_LIMIT = 8000
 RETRIED_CODES = {9499, 11232}
@@ -25,17 +24,17 @@ def sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()).decode()
 
 
-def message(payload: dict, language: str) -> dict:
-    m = render(payload, language, "markdown", TEXT_LIMIT)
+def message(ctx: SendContext) -> dict:
+    m = ctx.render("markdown", TEXT_LIMIT)
     return {"msg_type": "interactive", "card": {
         "config": {"wide_screen_mode": True},
         "header": {"title": {"tag": "plain_text", "content": m.title},
-                   "template": "green" if payload.get("status") == "resolved" else "red"},
+                   "template": "green" if ctx.payload.get("status") == "resolved" else "red"},
         "elements": [{"tag": "markdown", "content": m.body}]}}
 
 
 def send(ctx: SendContext) -> Attempt:
-    doc = message(ctx.payload, ctx.language)
+    doc = message(ctx)
     if ctx.config.secret:
         ts = int(ctx.now())
         doc = {"timestamp": str(ts), "sign": sign(ctx.secret(ctx.config.secret), ts), **doc}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 
 from console.notify.receivers.base import Attempt, SendContext, post_json
-from console.notify.render import render
 
 SEVERITIES = ("critical", "error", "warning", "info")
 
@@ -17,13 +16,14 @@ def dedup_key(group_key: str) -> str:
     return hashlib.sha256(group_key.encode("utf-8")).hexdigest()
 
 
-def event(payload: dict, language: str, routing_key: str, config) -> dict:  # noqa: ANN001 - PagerDutyConfig
+def event(ctx: SendContext, routing_key: str) -> dict:
+    payload, config = ctx.payload, ctx.config
     key = dedup_key(payload.get("groupKey", ""))
     if payload.get("status") == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
     common = payload.get("commonLabels") or {}
     severity = config.severity or (common.get("severity") if common.get("severity") in SEVERITIES else "error")
-    m = render(payload, language, "text")
+    m = ctx.render("text")
     body: dict = {"summary": m.title[:1024], "severity": severity,
                   "source": config.source or common.get("instance") or common.get("host") or "Fleetdeck",
                   "custom_details": {"firing": m.body,
@@ -43,5 +43,5 @@ def event(payload: dict, language: str, routing_key: str, config) -> dict:  # no
 
 def send(ctx: SendContext) -> Attempt:
     url = ctx.url(ctx.integration.globals.pagerduty_url)
-    doc = event(ctx.payload, ctx.language, ctx.secret(ctx.config.routing_key_secret), ctx.config)
+    doc = event(ctx, ctx.secret(ctx.config.routing_key_secret))
     return post_json(ctx, url, doc)[0]

@@ -5,15 +5,14 @@ alerts in mrkdwn. Slack answers ``ok``, or 4xx with a reason (``invalid_payload`
 from __future__ import annotations
 
 from console.notify.receivers.base import Attempt, PermanentError, SendContext, post_json
-from console.notify.render import render
 
 TEXT_LIMIT = 8000
 
 
-def message(payload: dict, language: str, channel: str | None, username: str | None) -> dict:
-    m = render(payload, language, "slack", TEXT_LIMIT)
+def message(ctx: SendContext, channel: str | None, username: str | None) -> dict:
+    m = ctx.render("slack", TEXT_LIMIT)
     doc: dict = {"text": m.title, "attachments": [{
-        "color": "good" if payload.get("status") == "resolved" else "danger", "fallback": m.title,
+        "color": "good" if ctx.payload.get("status") == "resolved" else "danger", "fallback": m.title,
         "title": m.title, "text": m.body, "mrkdwn_in": ["text"]}]}
     if channel:
         doc["channel"] = channel
@@ -31,4 +30,4 @@ def send(ctx: SendContext) -> Attempt:
         url = ctx.secret(name)
     else:
         url = ctx.url()
-    return post_json(ctx, url, message(ctx.payload, ctx.language, config.channel, config.username))[0]
+    return post_json(ctx, url, message(ctx, config.channel, config.username))[0]

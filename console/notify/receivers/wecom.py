@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from console.notify.receivers.base import Attempt, SendContext, post_json
 from console.notify.receivers.dingtalk import vendor_answer
-from console.notify.render import render
 
 CONTENT_BYTES = 4096
 RETRIED_CODES = {45009, -1}
 
 
-def message(payload: dict, language: str) -> dict:
-    body = render(payload, language, "markdown").body
+def message(ctx: SendContext) -> dict:
+    body = ctx.render("markdown").body
     raw = body.encode("utf-8")
     if len(raw) > CONTENT_BYTES:
         body = raw[:CONTENT_BYTES - 3].decode("utf-8", "ignore") + "…"
@@ -22,5 +21,5 @@ def message(payload: dict, language: str) -> dict:
 
 
 def send(ctx: SendContext) -> Attempt:
-    attempt, answer = post_json(ctx, ctx.url(), message(ctx.payload, ctx.language))
+    attempt, answer = post_json(ctx, ctx.url(), message(ctx))
     return vendor_answer(attempt, answer, "errcode", "errmsg", RETRIED_CODES)
