@@ -129,10 +129,17 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        claimed: list[Claimed] = []
         while not self._closed:
             try:
-                claimed = await self.db.write(self._claim, self.clock(),
-                                              self.config.concurrency - len(self._inflight))
+                now = self.clock()
+                # An idle poll looks on a reader first: it must not touch the writer (whose
+                # success also clears a storage failure /readyz reports). After a claim, more
+                # rows are likely due, so the next round claims straight away.
+                room = self.config.concurrency - len(self._inflight)
+                busy = bool(claimed)
+                claimed = await self.db.write(self._claim, now, room) \
+                    if room > 0 and (busy or await self.db.read(_any_due, now)) else []
             except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again
                 log.exception("claiming notifications failed")
                 claimed = []
@@ -292,6 +299,11 @@ class DeliveryWorker:
             return self.db.run(self.secrets.reveal, name)
         except SecretError as exc:
             raise PermanentError(f"secret {name!r}: {exc}") from None
+
+
+def _any_due(session: Session, now: float) -> bool:
+    return session.execute(select(Notification.id).where(
+        Notification.status == PENDING, Notification.next_attempt_at <= now).limit(1)).first() is not None
 
 
 def log_entry(row: Notification) -> dict:
