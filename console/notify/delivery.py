@@ -160,8 +160,12 @@ class DeliveryWorker:
             attempt = Attempt(ok=False, error=f"send failed: {exc}", retry=True)
         if self._closed:
             return  # close() records it
-        await self.db.write(self._record, row, attempt)
-        self._inflight.pop(row.id, None)
+        try:
+            await self.db.write(self._record, row, attempt)
+        except Exception:  # noqa: BLE001 - the database is unavailable: the row's lease makes it due again
+            log.exception("recording notification %d failed; it will be sent again after its lease", row.id)
+        finally:
+            self._inflight.pop(row.id, None)
         self.wake()
 
     # -- the log and test messages (API) --------------------------------------------------------
