@@ -15,12 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-LANGUAGES = ("en", "zh-CN")
 Language = Literal["en", "zh-CN"]
 SecretRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -43,7 +41,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, Field(min_length=8, max_length=2048)]
+HttpUrl = Annotated[str, Field(min_length=8, max_length=2048), AfterValidator(_http_url)]
 
 
 class IntegrationConfig(BaseModel):
@@ -77,11 +75,6 @@ class HttpIntegration(IntegrationConfig):
     url: HttpUrl | None = None
     url_secret: SecretRef | None = None
     proxy_url: HttpUrl | None = None
-
-    @field_validator("url", "proxy_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
 
     @model_validator(mode="after")
     def _one_url(self) -> "HttpIntegration":
@@ -243,11 +236,6 @@ class ReceiverGlobals(BaseModel):
         if value is not None:
             smarthost(value)
         return value
-
-    @field_validator("pagerduty_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
     @model_validator(mode="before")
     @classmethod
