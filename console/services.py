@@ -145,7 +145,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     alerting.muting = muting
     # The receivers are read from the loaded configuration at every send, so a reload applies.
     delivery = DeliveryWorker(db, lambda: getattr(config.alerting, "notifications", None), secret_store,
-                              config.alerting.delivery, registry=metrics.registry, clock=clock)
+                              config.alerting.delivery, registry=metrics.registry, clock=clock, audit=audit)
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from console.audit.service import AuditService
 from console.errors import InvalidInput, NotFound
 from console.notify.outbox import ANSWER_CAP, FAILED, PENDING, SENT, enqueue
 from console.notify.receivers.base import Attempt, PermanentError, SendContext
@@ -76,8 +77,9 @@ class DeliveryWorker:
 
     def __init__(self, db: Database, notifications: Callable[[], Any], secrets: SecretService,
                  config: DeliveryConfig, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit: AuditService | None = None) -> None:
         self.db = db
+        self.audit = audit
         self.notifications = notifications
         self.secrets = secrets
         self.config = config
@@ -188,12 +190,12 @@ class DeliveryWorker:
             return {"notifications": [log_entry(r) for r in rows], "next": rows[-1].id if more and rows else None}
         return await self.db.read(read)
 
-    async def send_test(self, receiver: str, external_url: str) -> list[dict]:
+    async def send_test(self, receiver: str, external_url: str, actor: str, source: str) -> list[dict]:
         """Queue a test message (one firing alert ``FleetdeckTestNotification``) to every
-        integration of ``receiver`` and wait until each is sent or failed, or its first
-        attempt's timeout passed; returns their log entries (``status`` still
-        ``pending`` when a retry is due). Raises NotFound for an unknown receiver,
-        InvalidInput for one without integrations."""
+        integration of ``receiver`` (audited as ``notification.test`` by ``actor`` from
+        ``source``) and wait until each is sent or failed, or its first attempt failed;
+        returns their log entries (``status`` still ``pending`` when a retry is due).
+        Raises NotFound for an unknown receiver, InvalidInput for one without integrations."""
         try:
             integrations = receiver_integrations(self.notifications(), receiver)
         except KeyError:
@@ -211,6 +213,9 @@ class DeliveryWorker:
             for integration, key in zip(integrations, keys):
                 enqueue(session, receiver=receiver, integration=integration.name, group_key=f"test:{run}",
                         dedup_key=key, payload=payload, now=now)
+            if self.audit is not None:
+                self.audit.record(session, actor, "notification.test", f"receiver:{receiver}",
+                                  {"integrations": [i.name for i in integrations]}, source)
         await self.db.write(add)
         self.wake()
         deadline = time.monotonic() + self.config.timeout + 5

@@ -28,12 +28,13 @@ class NotificationsHandler(ApiHandler):
 
 class NotificationTestHandler(ApiHandler):
     """``POST /api/v1/notifications/test`` ``{"receiver": NAME}``: send a test message to
-    every integration of the receiver and answer with their log entries (the receiver's
-    status and answer): ``{"notifications": [...]}``. 404 ``unknown_receiver``."""
+    every integration of the receiver (audited) and answer with their log entries (the
+    receiver's status and answer): ``{"notifications": [...]}``. 404 ``unknown_receiver``."""
 
     async def post(self) -> None:
         body = self.body()  # console/schemas.py NotificationTest
-        entries = await self.services.delivery.send_test(body.receiver, self.services.config.public_url)
+        entries = await self.services.delivery.send_test(body.receiver, self.services.config.public_url,
+                                                         self.principal.actor, self.client_ip)
         self.write_json({"notifications": entries})
 
 

@@ -327,6 +327,10 @@ def test_notify_test_prints_each_answer_and_notify_log_lists_them(tmp_path):
         assert len(lines) == 2 and "dingtalk[0]" in lines[1] and "403" in lines[1] and "failed" in lines[1]
         doc = json.loads(cli(console, admin, "notify", "log", "--json", "--receiver", "ops").stdout)
         assert sorted(e["status"] for e in doc) == ["failed", "sent"]
+        audit = console.request("GET", "/api/v1/audit", token=admin).json()
+        tests = [e for e in audit["entries"] if e["action"] == "notification.test"]
+        assert [e["target"] for e in tests] == ["receiver:ok", "receiver:ops"]
+        assert tests[1]["details"] == {"integrations": ["webhook[0]", "dingtalk[0]"]}
         page = console.request("GET", "/notifications", token=admin)
         assert page.status == 200 and b"forbidden: bad token" in page.body and b"dingtalk[0]" in page.body
     finally:
