@@ -7,7 +7,7 @@ section (retries and timeouts of the delivery worker).
 
 Credentials never sit in the configuration: where Alertmanager takes ``auth_password``,
 ``api_url``, ``routing_key`` or their ``*_file`` variants, Fleetdeck takes the *name* of a
-secret of the encrypted store (``fleetdeck secrets put``; console/secrets.py) in a
+secret of the encrypted store (``fleetdeck secrets set``; console/secrets.py) in a
 ``*_secret`` key. Writing the plaintext key is refused with that advice.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class IntegrationConfig(BaseModel):
             for key, instead in cls.INLINE_SECRETS.items():
                 if key in raw:
                     raise ValueError(f"{key}: credentials are not written in the configuration; store it with "
-                                     f"`fleetdeck secrets put NAME` and name it in {instead}")
+                                     f"`fleetdeck secrets set NAME --kind generic` and name it in {instead}")
         return raw
 
 
@@ -246,7 +246,7 @@ class ReceiverGlobals(BaseModel):
                                  ("slack_api_url", "slack_api_url_secret")):
                 if key in raw:
                     raise ValueError(f"{key}: credentials are not written in the configuration; store it with "
-                                     f"`fleetdeck secrets put NAME` and name it in {instead}")
+                                     f"`fleetdeck secrets set NAME --kind generic` and name it in {instead}")
         return raw
 
 
