@@ -32,10 +32,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import import_module
+from threading import Lock
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
@@ -89,6 +90,10 @@ class DeliveryWorker:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._done: list[tuple[Claimed, Attempt]] = []  # finished, not yet recorded (IOLoop only)
+        # Claimed and not yet recorded, by id: written on the writer thread, read by close().
+        self._claimed: dict[int, Claimed] = {}
+        self._claim_lock = Lock()
         self._closed = False
         registry = registry or CollectorRegistry()
         self.sent = Counter("fleetdeck_notifications_sent_total", "Notifications delivered, by receiver and "
@@ -114,8 +119,12 @@ class DeliveryWorker:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def close(self) -> None:
-        """Stop claiming, wait for the sends in flight and record them."""
-        self._closed = True
+        """Stop claiming, wait for the sends in flight and record them, and hand back the
+        rows claimed but never sent (a round cut short by the loop stopping), so a
+        restart sends them at once rather than after their lease."""
+        with self._claim_lock:
+            self._closed = True
+            unsent = [row for row_id, row in self._claimed.items() if row_id not in self._inflight]
         if self._task is not None and not self._task.done():
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._task.get_loop().call_soon_threadsafe(self._task.cancel)
@@ -127,29 +136,45 @@ class DeliveryWorker:
                 attempt = Attempt(ok=False, error=f"send failed: {exc}", retry=True)
             self.db.run(self._record, claimed, attempt)
             self._inflight.pop(claimed.id, None)
+        if unsent:
+            self.db.run(self._unclaim, unsent, self.clock())
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
+        """Each round is one writer transaction that records the attempts finished since
+        the last round and claims as many due rows as there is room for (one commit for
+        many sends). An idle round looks on a reader first: it must not touch the writer
+        (whose success also clears a storage failure /readyz reports)."""
         assert self._wake is not None
         claimed: list[Claimed] = []
         while not self._closed:
+            done, self._done = self._done, []
+            finished = {row.id for row, _ in done}
+            room = self.config.concurrency - len(self._inflight) + len(finished)
+            # Groups with a message in flight wait, so a group's messages arrive in order.
+            busy = {(c.receiver, c.integration, c.group_key) for c, _ in self._inflight.values()
+                    if c.id not in finished}
+            now = self.clock()
             try:
-                now = self.clock()
-                # An idle poll looks on a reader first: it must not touch the writer (whose
-                # success also clears a storage failure /readyz reports). After a claim, more
-                # rows are likely due, so the next round claims straight away.
-                room = self.config.concurrency - len(self._inflight)
-                busy = bool(claimed)
-                claimed = await self.db.write(self._claim, now, room) \
-                    if room > 0 and (busy or await self.db.read(_any_due, now)) else []
-            except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again
-                log.exception("claiming notifications failed")
+                # After a claim more rows are likely due: claim again without looking first.
+                claim = room > 0 and bool(claimed or done or await self.db.read(_any_due, now))
+                claimed = await self.db.write(self._round, now, done, room if claim else 0, busy) \
+                    if claim or done else []
+            except Exception:  # noqa: BLE001 - the database is unavailable: leases make the rows due again
+                log.exception("recording or claiming notifications failed")
                 claimed = []
-            for row in claimed:
-                future = self._pool.submit(self._send, row)
-                self._inflight[row.id] = (row, future)
-                asyncio.ensure_future(self._finish(row, future))
-            if claimed and len(self._inflight) < self.config.concurrency:
+            # (Cancelled, the rows stay in flight: close() records them.)
+            with self._claim_lock:
+                for row_id in finished:
+                    self._inflight.pop(row_id, None)
+                    self._claimed.pop(row_id, None)
+                if self._closed:  # close() hands back what this round claimed
+                    return
+                for row in claimed:
+                    future = self._pool.submit(self._send, row)
+                    self._inflight[row.id] = (row, future)
+                    asyncio.ensure_future(self._finish(row, future))
+            if self._done or claimed and len(self._inflight) < self.config.concurrency:
                 continue
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -162,12 +187,7 @@ class DeliveryWorker:
             attempt = Attempt(ok=False, error=f"send failed: {exc}", retry=True)
         if self._closed:
             return  # close() records it
-        try:
-            await self.db.write(self._record, row, attempt)
-        except Exception:  # noqa: BLE001 - the database is unavailable: the row's lease makes it due again
-            log.exception("recording notification %d failed; it will be sent again after its lease", row.id)
-        finally:
-            self._inflight.pop(row.id, None)
+        self._done.append((row, attempt))
         self.wake()
 
     # -- the log and test messages (API) --------------------------------------------------------
@@ -228,52 +248,91 @@ class DeliveryWorker:
             await asyncio.sleep(0.1)
 
     # -- database (writer thread) -------------------------------------------------------------
-    def _claim(self, session: Session, now: float, room: int) -> list[Claimed]:
+    def _round(self, session: Session, now: float, done: list[tuple[Claimed, Attempt]], room: int,
+               busy: set[tuple[str, str, str]]) -> list[Claimed]:
+        if done:
+            self._record_all(session, done)
+        with self._claim_lock:  # close() sees every claim, or this round claims nothing
+            if room <= 0 or self._closed:
+                return []
+            claimed = self._claim(session, now, room, busy)
+            self._claimed.update((row.id, row) for row in claimed)
+            return claimed
+
+    def _unclaim(self, session: Session, rows: list[Claimed], now: float) -> None:
+        """Undo the claim of rows never sent: their attempt uncounted, due now."""
+        table = Notification.__table__
+        session.connection().execute(
+            update(table).where(table.c.id == bindparam("row_id"), table.c.status == PENDING,
+                                table.c.attempts == bindparam("row_attempts"))
+            .values(attempts=table.c.attempts - 1, next_attempt_at=now),
+            [{"row_id": row.id, "row_attempts": row.attempts} for row in rows])
+
+    def _claim(self, session: Session, now: float, room: int, busy: set[tuple[str, str, str]]) -> list[Claimed]:
         """Up to ``room`` due rows, oldest first, none of a (receiver, integration, group)
-        that has a row in flight; each gets its attempt counted and its lease."""
-        if room <= 0:
-            return []
-        busy = {(c.receiver, c.integration, c.group_key) for c, _ in self._inflight.values()}
-        rows = session.execute(
-            select(Notification).where(Notification.status == PENDING, Notification.next_attempt_at <= now)
-            .order_by(Notification.next_attempt_at, Notification.id).limit(room * 4)).scalars()
-        out: list[Claimed] = []
-        for row in rows:
+        in ``busy`` (in flight); each gets its attempt counted and its lease. Two
+        statements whatever the number of rows (a claim is on every send's path)."""
+        n = Notification
+        due = session.execute(
+            select(n.id, n.receiver, n.integration, n.group_key, n.created_at, n.attempts)
+            .where(n.status == PENDING, n.next_attempt_at <= now)
+            .order_by(n.next_attempt_at, n.id).limit(room * 4)).all()
+        chosen = []
+        for row in due:
             key = (row.receiver, row.integration, row.group_key)
             if key in busy:
                 continue
             busy.add(key)
-            row.attempts += 1
-            row.last_attempt_at = now
-            row.next_attempt_at = now + self.config.timeout + LEASE_MARGIN_S
-            out.append(Claimed(row.id, row.receiver, row.integration, row.group_key, row.payload, row.created_at,
-                               row.attempts))
-            if len(out) >= room:
+            chosen.append(row)
+            if len(chosen) >= room:
                 break
-        return out
+        if not chosen:
+            return []
+        table = n.__table__
+        payloads = dict(session.connection().execute(
+            update(table).where(table.c.id.in_([row.id for row in chosen]))
+            .values(attempts=table.c.attempts + 1, last_attempt_at=now,
+                    next_attempt_at=now + self.config.timeout + LEASE_MARGIN_S)
+            .returning(table.c.id, table.c.payload)).all())
+        return [Claimed(row.id, row.receiver, row.integration, row.group_key, payloads[row.id], row.created_at,
+                        row.attempts + 1) for row in chosen]
 
     def _record(self, session: Session, row: Claimed, attempt: Attempt) -> None:
-        """Store the outcome, unless the row moved on (another attempt claimed it since)."""
+        self._record_all(session, [(row, attempt)])
+
+    def _record_all(self, session: Session, batch: list[tuple[Claimed, Attempt]]) -> None:
+        """Store the outcomes in one statement run for each row (an executemany), each
+        unless its row moved on (another attempt claimed it since)."""
         now = self.clock()
-        values: dict[str, Any] = {"last_status": attempt.status, "answer": attempt.answer[:ANSWER_CAP] or None,
-                                  "last_error": attempt.error}
+        table = Notification.__table__
+        stmt = update(table).where(table.c.id == bindparam("row_id"), table.c.status == PENDING,
+                                   table.c.attempts == bindparam("row_attempts")).values(
+            status=bindparam("new_status"), sent_at=bindparam("new_sent_at"),
+            next_attempt_at=bindparam("new_next_attempt_at"), last_status=bindparam("new_last_status"),
+            answer=bindparam("new_answer"), last_error=bindparam("new_last_error"))
+        session.connection().execute(stmt, [self._outcome(row, attempt, now) for row, attempt in batch])
+
+    def _outcome(self, row: Claimed, attempt: Attempt, now: float) -> dict[str, Any]:
+        """The row's new columns after ``attempt`` (and the counters it moves)."""
         labels = (row.receiver, row.integration)
+        out: dict[str, Any] = {"row_id": row.id, "row_attempts": row.attempts, "new_status": PENDING,
+                               "new_sent_at": None, "new_next_attempt_at": now, "new_last_status": attempt.status,
+                               "new_answer": attempt.answer[:ANSWER_CAP] or None, "new_last_error": attempt.error}
         if attempt.ok:
-            values.update(status=SENT, sent_at=now, last_error=None)
+            out.update(new_status=SENT, new_sent_at=now, new_last_error=None)
             self.sent.labels(*labels).inc()
         elif attempt.retry and now - row.created_at < self.config.give_up_after:
             backoff = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (row.attempts - 1))
             if attempt.retry_after is not None:
                 backoff = max(backoff, min(attempt.retry_after, self.config.retry_after_max))
-            values.update(next_attempt_at=now + backoff)
+            out.update(new_next_attempt_at=now + backoff)
             self.retried.labels(*labels).inc()
         else:
             if attempt.retry:
-                values["last_error"] = f"gave up after {row.attempts} attempts: {attempt.error}"
-            values.update(status=FAILED)
+                out["new_last_error"] = f"gave up after {row.attempts} attempts: {attempt.error}"
+            out.update(new_status=FAILED)
             self.failed.labels(*labels).inc()
-        session.execute(update(Notification).where(Notification.id == row.id, Notification.status == PENDING,
-                                                   Notification.attempts == row.attempts).values(**values))
+        return out
 
     # -- sending (worker threads) --------------------------------------------------------------
     def _send(self, row: Claimed) -> Attempt:
