@@ -1,9 +1,10 @@
 """The delivery worker: sends the outbox (console/notify/outbox.py) to the receivers.
 
-Each round claims the due ``pending`` rows on the database writer (at most one row per
-receiver integration and group at a time, so a group's firing and resolved messages
-arrive in order), then sends each on the worker's own thread pool, never on the IOLoop,
-and records the outcome on the writer:
+Each round is one transaction on the database writer that records the attempts finished
+since the last round and claims the due ``pending`` rows there is room for (at most one
+row per receiver integration and group at a time, so a group's firing and resolved
+messages arrive in order); each claimed row is sent on the worker's own thread pool,
+never on the IOLoop. An attempt's outcome:
 
 - delivered: ``sent``, with the receiver's status and answer;
 - a timeout, connection error, 5xx, 429 or SMTP 4xx: still ``pending``, retried after
@@ -15,8 +16,8 @@ and records the outcome on the writer:
 
 A claim moves the row's ``next_attempt_at`` a lease (the attempt's timeout plus a
 margin) ahead before sending. Closing the console waits for the sends in flight and
-records them; if the process dies between sending and recording, the lease expires and
-the row is sent once more. Each row is therefore delivered at least once and, short of a
+records them, and hands back rows claimed but not yet sent; if the process dies between
+sending and recording, the lease expires and the row is sent once more. Each row is therefore delivered at least once and, short of a
 crash, exactly once.
 """
 from __future__ import annotations
