@@ -17,8 +17,8 @@ never on the IOLoop. An attempt's outcome:
 A claim moves the row's ``next_attempt_at`` a lease (the attempt's timeout plus a
 margin) ahead before sending. Closing the console waits for the sends in flight and
 records them, and hands back rows claimed but not yet sent; if the process dies between
-sending and recording, the lease expires and the row is sent once more. Each row is therefore delivered at least once and, short of a
-crash, exactly once.
+sending and recording, the lease expires and the row is sent once more. Each row is
+therefore delivered at least once and, short of a crash, exactly once.
 """
 from __future__ import annotations
 
