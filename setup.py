@@ -17,6 +17,7 @@ setup(
     include_package_data=True,
     package_data={
         "console.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "console.notify": ["templates/*.j2"],  # message templates (console/notify/render.py)
     },
     data_files=[],
     install_requires=[
@@ -40,6 +41,7 @@ setup(
         "cramjam>=2.8,<3",  # snappy of Prometheus remote write
         "protobuf>=4.25,<8",  # remote write's WriteRequest
         "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
+        "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

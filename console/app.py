@@ -22,6 +22,7 @@ from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, Secre
 from console.handlers import BaseHandler, NotFoundHandler, OpenApiHandler, StaticFilesHandler
 from console.ingest.handlers import IngestHandler, RemoteWriteHandler
 from console.live_socket import LiveSocketHandler
+from console.notify.handlers import NotificationsHandler, NotificationsPageHandler, NotificationTestHandler
 from console.logs.handlers import LogsHandler
 from console.ops.handlers import HealthzHandler, MetricsHandler, ReadyzHandler
 from console.promql.handlers import (BuildInfoHandler, ExemplarsHandler, LabelsHandler, LabelValuesHandler,
@@ -104,6 +105,9 @@ ROUTES = (
     (r"/alertmanager/api/v2/silence/([^/]+)", SilenceHandler, {"GET": "viewer", "*": "deployer"}),
     (r"/alerts/silences", SilencesPageHandler, "viewer"),
     (r"/alerts/silences/new", SilenceNewPageHandler, "viewer"),
+    (r"/api/v1/notifications", NotificationsHandler, "viewer"),
+    (r"/api/v1/notifications/test", NotificationTestHandler, "admin"),
+    (r"/notifications", NotificationsPageHandler, "viewer"),
 )
 
 access_log = logging.getLogger("tornado.access")

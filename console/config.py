@@ -42,6 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
 from console.errors import InvalidInput
+from console.notify.receivers.config import DeliveryConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DAYS_MAX = 36500  # a century: the largest retention or lifetime in days (datetime arithmetic stays in range)
@@ -266,6 +267,8 @@ class AlertingConfig(BaseModel):
     # it (relative to the config file's folder); none: no notifications are sent.
     notifications: dict[str, Any] | Annotated[str, Field(min_length=1)] | None = None
     default_inhibit_rules: bool = True  # a HostDown alert inhibits the other alerts of its host
+    # Sending notifications: timeouts, retries and backoff (console/notify/receivers/config.py).
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @field_validator("evaluation_interval", mode="before")
     @classmethod

@@ -102,6 +102,13 @@ SCHEMAS: dict[str, dict] = {
                  "current": {"anyOf": [_ref("Deploy"), {"type": "null"}]},
                  "active": {"anyOf": [_ref("Deploy"), {"type": "null"}]}},
                 ["name", "driver", "current", "active"]),
+    "Notification": _obj({"id": {"type": "integer"}, "created_at": NUM, "receiver": STR, "integration": STR,
+                          "group_key": STR, "status": {"type": "string", "enum": ["pending", "sent", "failed"]},
+                          "attempts": {"type": "integer"}, "next_attempt_at": NNUM, "last_attempt_at": NNUM,
+                          "last_status": {"type": ["integer", "null"]}, "last_error": NSTR, "answer": NSTR,
+                          "sent_at": NNUM, "alert_status": NSTR, "alerts": {"type": "integer"},
+                          "alertnames": {"type": "array", "items": STR}, "group_labels": {"type": "object"}},
+                         ["id", "created_at", "receiver", "integration", "status", "attempts"]),
     "LogPage": _obj({"logs": {"type": "array", "items": _obj({
                          "id": {"type": "integer"}, "ts": {"type": "integer", "description": "Unix ms"},
                          "host": STR, "source": STR, "line": STR, "labels": LABELS, "level": NSTR},
@@ -246,6 +253,16 @@ API_PATHS: dict[str, dict[str, dict]] = {
             "annotations": {"type": "object"}, "value": NNUM, "group": STR,
             "muted_by": {"type": "array", "items": STR}},
             ["ts", "alertname", "state", "labels", "annotations", "value", "group", "muted_by"])}}, ["transitions"]))}}},
+    r"/api/v1/notifications": {"get": {
+        "summary": "The notification log: each message to each receiver integration, newest first",
+        "responses": {"200": _json(_obj({"notifications": {"type": "array", "items": _ref("Notification")},
+                                         "next": {"type": ["integer", "null"]}}, ["notifications", "next"])),
+                      "422": _json(_ref("Error"), "since after until (invalid_range)")}}},
+    r"/api/v1/notifications/test": {"post": {
+        "summary": "Send a test message to every integration of a receiver; answers with their log entries",
+        "responses": {"200": _json(_obj({"notifications": {"type": "array", "items": _ref("Notification")}},
+                                        ["notifications"])),
+                      "404": _json(_ref("Error"), "No receiver of that name (unknown_receiver)")}}},
 }
 
 _ERRORS = {"400": "Invalid request", "401": "Credentials missing or invalid", "403": "Not allowed",

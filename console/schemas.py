@@ -405,6 +405,21 @@ class WindowQuery(Query):
     count: OccurrenceCount = 5
 
 
+class NotificationsQuery(Query):
+    """422 ``invalid_range`` when since is after until."""
+
+    since: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: until - 24 h)")
+    until: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: now)")
+    receiver: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+    status: Literal["pending", "sent", "failed"] | None = None
+    limit: query_int(ge=1, le=10000) = 100  # type: ignore[valid-type]
+    before: query_int(ge=1) | None = Field(None, description="the `next` of the previous page")  # type: ignore[valid-type]
+
+
+class NotificationTest(Body):
+    receiver: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+
+
 class LogsQuery(Query):
     """422 ``invalid_range`` when end is before start."""
 
@@ -503,6 +518,8 @@ REQUESTS: dict[tuple[str, str], Request] = {
     (r"/api/v1/deploys/([^/]+)/cancel", "post"): Request(path={"deploy_id": DeployId}),
     (r"/api/v1/logs", "get"): Request(query=LogsQuery),
     (r"/api/v1/alerts/history", "get"): Request(query=AlertHistoryQuery),
+    (r"/api/v1/notifications", "get"): Request(query=NotificationsQuery),
+    (r"/api/v1/notifications/test", "post"): Request(body=NotificationTest),
     (r"/api/v1/users", "post"): Request(body=NewUser),
     (r"/api/v1/users/([^/]+)", "patch"): Request(body=UserChange, path={"username": UserName}),
     (r"/api/v1/users/([^/]+)", "delete"): Request(path={"username": UserName}),

@@ -37,6 +37,7 @@ from console.maintenance.service import MaintenanceService
 from console.notify.config import load_notifications
 from console.notify.dispatch import Dispatcher
 from console.notify.inhibit import Inhibitor
+from console.notify.delivery import DeliveryWorker
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.ops.service import ReadinessService
@@ -84,6 +85,7 @@ class Services:
     deploy_watch: DeployWatcher | None = None  # raises DeployRegression after deploys
     silences: SilenceService | None = None
     dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
+    delivery: DeliveryWorker | None = None
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -120,6 +122,8 @@ class Services:
         if self.dispatcher is not None:
             errors.update(await self.dispatcher.reload(self.config))
         return errors
+        if self.delivery is not None:
+            self.delivery.start()
 
     def close(self) -> None:
         if self._pruning is not None:
@@ -137,6 +141,8 @@ class Services:
             self.silences.close()
         if self.dispatcher is not None:
             self.dispatcher.close()
+        if self.delivery is not None:
+            self.delivery.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
@@ -198,6 +204,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                             inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
                             external_url=config.public_url, clock=clock)
     muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
+    # The receivers are read from the dispatcher's loaded configuration at every send, so a reload applies.
+    delivery = DeliveryWorker(db, lambda: dispatcher.config, secret_store,
+                              config.alerting.delivery, registry=metrics.registry, clock=clock, audit=audit)
+    dispatcher.on_enqueued = delivery.wake
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
                     ingest=ingest,
@@ -215,7 +225,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     promql=promql, alerting=alerting, muting=muting,
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
-                    silences=silences, alert_store=alert_store, dispatcher=dispatcher)
+                    silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery)
 
 
 def cookie_secret(data_dir: Path) -> str:

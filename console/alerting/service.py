@@ -39,6 +39,7 @@ from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySample
 from console.promql.values import NAME, Sample, get, make_labels
 from console.logs.service import LogService
 from console.notify.model import NotifyAlert
+from console.notify.delivery import failed_series
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.storage.database import Database
@@ -86,7 +87,7 @@ class AlertingService(VirtualSource):
     runs one group now (at ``at`` Unix seconds, default the clock)."""
 
     BUILTIN_NAMES = frozenset({"up", "fleetdeck_host_clock_skew_seconds", "fleetdeck_deploy_failed",
-                               "ALERTS", "ALERTS_FOR_STATE"})
+                               "fleetdeck_notifications_failed", "ALERTS", "ALERTS_FOR_STATE"})
 
     def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
                  host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
@@ -464,6 +465,8 @@ class AlertingService(VirtualSource):
             out.extend(self._heartbeat_series(session, now_ms, tolerance))
         if name in (None, "fleetdeck_deploy_failed"):
             out.extend(self._deploy_failed(session, now_ms))
+        if name in (None, "fleetdeck_notifications_failed"):
+            out.extend(failed_series(session, now_ms))  # console/notify/delivery.py
         with self._lock:
             recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
                         for labels, (ts, values, stale) in st.recorded.items()

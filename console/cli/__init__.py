@@ -3,7 +3,7 @@
 Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on the
 configured database directly; client commands (``hosts``, ``apps``, ``deploys``,
 ``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``, ``alerts``, ``rules``,
-``maintenance``, ``silence``) talk to a running console
+``maintenance``, ``silence``, ``notify``) talk to a running console
 over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
 1 the operation failed, 2 bad usage or configuration.
 
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.silences.cli import add_commands as add_silence_commands
 
     add_silence_commands(sub)  # silence add, silence list, silence expire
+    from console.notify.cli import add_commands as add_notify_commands
+
+    add_notify_commands(sub)  # notify log, notify test
     return parser
 
 

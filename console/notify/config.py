@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, \
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
 from console.notify.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
-from console.notify.receivers.config import RECEIVER_CONFIGS
+from console.notify.receivers.config import Receiver, ReceiverGlobals
 from console.notify import timeinterval as ti
 
 DEFAULT_GROUP_WAIT_S = 30.0
@@ -102,9 +102,10 @@ class _Strict(BaseModel):
                               arbitrary_types_allowed=True)
 
 
-class GlobalConfig(_Strict):
+class GlobalConfig(_Strict, ReceiverGlobals):
     """``global``: ``resolve_timeout``, the ``endsAt`` given to alerts posted through the
-    API without one."""
+    API without one, and the receivers' defaults (ReceiverGlobals: ``smtp_*``,
+    ``slack_api_url_secret``, ``pagerduty_url``)."""
 
     resolve_timeout: Duration = DEFAULT_RESOLVE_TIMEOUT_S
 
@@ -157,16 +158,9 @@ class RouteConfig(_Strict):
 RouteConfig.model_rebuild()
 
 
-def _receiver_model() -> type[BaseModel]:
-    """``receivers[]``: ``name`` and one ``<type>_configs`` list per integration type of
-    RECEIVER_CONFIGS (console/notify/receivers/config.py)."""
-    fields: dict[str, Any] = {"name": (str, Field(min_length=1))}
-    for kind, model in RECEIVER_CONFIGS.items():
-        fields[f"{kind}_configs"] = (list[model], [])
-    return create_model("ReceiverConfig", __base__=_Strict, **fields)
-
-
-ReceiverConfig = _receiver_model()
+# ``receivers[]``: ``name``, ``language``, ``time_zone`` and one ``<type>_configs`` list per
+# integration type of RECEIVER_CONFIGS (console/notify/receivers/config.py).
+ReceiverConfig = Receiver
 
 
 class InhibitRuleConfig(_Strict):

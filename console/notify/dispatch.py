@@ -249,6 +249,8 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        # Called after rows are queued (DeliveryWorker.wake), so they go out without waiting for its poll.
+        self.on_enqueued: Callable[[], None] | None = None
         self.apply(config, default_inhibit_rules)
         store.subscribe(self._on_put)
 
@@ -353,6 +355,8 @@ class Dispatcher:
             flushes, rows = await loop.run_in_executor(self._executor, self._prepare, now)
             if rows:
                 await self.db.write(self._enqueue, rows, now)
+                if self.on_enqueued is not None:
+                    self.on_enqueued()
             return await loop.run_in_executor(self._executor, self._after_flush, flushes, rows, now)
 
     def close(self) -> None:

@@ -150,6 +150,10 @@ POLICY: dict[tuple[str, str], Rule] = {
                                                           (404,)),
     ("/alertmanager/api/v2/silence/([^/]+)", "DELETE"): Rule(
         DEPLOYERS, "/alertmanager/api/v2/silence/no-such-silence", (404,)),
+    # -- notifications ----------------------------------------------------------------------
+    ("/notifications", "GET"): Rule(VIEWERS, "/notifications", (200,)),
+    ("/api/v1/notifications", "GET"): Rule(VIEWERS, "/api/v1/notifications", (200,)),
+    ("/api/v1/notifications/test", "POST"): Rule(ADMINS, "/api/v1/notifications/test", (400,), b"{}"),
     # -- maintenance windows ------------------------------------------------------------------
     ("/maintenance", "GET"): Rule(VIEWERS, "/maintenance", (200,)),
     ("/api/v1/maintenance/windows", "GET"): Rule(VIEWERS, "/api/v1/maintenance/windows", (200,)),
