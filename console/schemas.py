@@ -99,6 +99,7 @@ AuditLimit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_decimal_digit
 LogLimit = Annotated[int, Field(ge=1, le=MAX_LOG_LIMIT), BeforeValidator(_decimal_digits)]
 HistoryLimit = Annotated[int, Field(ge=1, le=10000), BeforeValidator(_decimal_digits)]
 OccurrenceCount = Annotated[int, Field(ge=1, le=100), BeforeValidator(_decimal_digits)]
+Positive64 = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_decimal_digits)]  # a 64-bit id
 MAX_SECONDS = 2**53 / 1000  # Unix seconds a 64-bit integer of ms (and a JSON number) holds exactly
 
 
@@ -412,8 +413,8 @@ class NotificationsQuery(Query):
     until: Timestamp | None = Field(None, description="Unix seconds or RFC 3339 (default: now)")
     receiver: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
     status: Literal["pending", "sent", "failed"] | None = None
-    limit: query_int(ge=1, le=10000) = 100  # type: ignore[valid-type]
-    before: query_int(ge=1) | None = Field(None, description="the `next` of the previous page")  # type: ignore[valid-type]
+    limit: HistoryLimit = 100
+    before: Positive64 | None = Field(None, description="the `next` of the previous page")
 
 
 class NotificationTest(Body):

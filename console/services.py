@@ -111,6 +111,8 @@ class Services:
             self.silences.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     async def reload(self) -> dict[str, str]:
         """Re-read the rule files and the notification configuration (``POST /-/reload``,
@@ -122,8 +124,6 @@ class Services:
         if self.dispatcher is not None:
             errors.update(await self.dispatcher.reload(self.config))
         return errors
-        if self.delivery is not None:
-            self.delivery.start()
 
     def close(self) -> None:
         if self._pruning is not None:

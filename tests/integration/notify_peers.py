@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from console.config import AlertingConfig
 from console.notify.model import fingerprint
-from console.notify.receivers.config import DeliveryConfig, Receiver, ReceiverGlobals
+from console.notify.receivers.config import DeliveryConfig
 
 
 @dataclass
@@ -130,20 +129,14 @@ def v4_payload(receiver: str, alerts: list[dict], group_labels: dict, external_u
             "externalURL": external_url, "version": "4", "groupKey": key, "truncatedAlerts": 0}
 
 
-class AlertingWithReceivers(AlertingConfig):
-    """The ``alerting:`` section with a ``notifications`` object holding ``receivers``
-    and ``global_`` as the console's loaded configuration carries them."""
-
-    notifications: Any = None
-
-
-def alerting_config(receivers: list[dict], glob: dict | None = None, **delivery: Any) -> AlertingWithReceivers:
-    """``receivers`` as written in YAML (validated by the receiver models); delivery
-    settings fast enough for tests unless given."""
+def alerting_config(receivers: list[dict], glob: dict | None = None, **delivery: Any) -> AlertingConfig:
+    """The ``alerting:`` section with ``notifications`` holding ``receivers`` and ``global``
+    as written in YAML (the root route goes to the first receiver; no receivers: no
+    notifications); delivery settings fast enough for tests unless given."""
     settings = {"backoff_initial": 0.2, "backoff_max": 1.0, "poll_interval": 0.1, "timeout": 5.0, **delivery}
-    notifications = SimpleNamespace(receivers=[Receiver.model_validate(r) for r in receivers],
-                                    global_=ReceiverGlobals.model_validate(glob or {}))
-    return AlertingWithReceivers(default_rules=False, delivery=DeliveryConfig(**settings), notifications=notifications)
+    notifications = ({"global": glob or {}, "route": {"receiver": receivers[0]["name"]}, "receivers": receivers}
+                     if receivers else None)
+    return AlertingConfig(default_rules=False, delivery=DeliveryConfig(**settings), notifications=notifications)
 
 
 def self_signed_cert(folder) -> tuple[str, str]:  # noqa: ANN001 - a Path
