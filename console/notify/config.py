@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, \
     model_validator
@@ -157,16 +158,25 @@ class RouteConfig(_Strict):
 RouteConfig.model_rebuild()
 
 
-def _receiver_model() -> type[BaseModel]:
+class ReceiverBase(_Strict):
+    """What every ``receivers[]`` entry has: its ``name``."""
+
+    name: str = Field(min_length=1)
+
+
+def _receiver_model() -> type[ReceiverBase]:
     """``receivers[]``: ``name`` and one ``<type>_configs`` list per integration type of
     RECEIVER_CONFIGS (console/notify/receivers/config.py)."""
-    fields: dict[str, Any] = {"name": (str, Field(min_length=1))}
-    for kind, model in RECEIVER_CONFIGS.items():
-        fields[f"{kind}_configs"] = (list[model], [])
-    return create_model("ReceiverConfig", __base__=_Strict, **fields)
+    # GenericAlias(list, model) is list[model], spelt so that a class held in a variable is accepted
+    fields: dict[str, Any] = {f"{kind}_configs": (GenericAlias(list, model), [])
+                              for kind, model in RECEIVER_CONFIGS.items()}
+    return create_model("ReceiverConfig", __base__=ReceiverBase, **fields)
 
 
-ReceiverConfig = _receiver_model()
+if TYPE_CHECKING:  # the checker sees the fields every receiver has; pydantic validates with the built model
+    ReceiverConfig = ReceiverBase
+else:
+    ReceiverConfig = _receiver_model()
 
 
 class InhibitRuleConfig(_Strict):
@@ -235,7 +245,7 @@ class NotificationsConfig(_Strict):
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     route: RouteConfig
-    receivers: list[ReceiverConfig] = []  # type: ignore[valid-type]
+    receivers: list[ReceiverConfig] = []
     inhibit_rules: list[InhibitRuleConfig] = []
     time_intervals: list[TimeIntervalConfig] = []
     mute_time_intervals: list[TimeIntervalConfig] = []  # Alertmanager's older name, still read
