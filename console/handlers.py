@@ -290,7 +290,7 @@ class PageHandler(BaseHandler):
 class NotFoundHandler(ApiHandler):
     """Default handler: JSON 404 under /api/, /prometheus/api/ and /alertmanager/api/, a page elsewhere."""
 
-    def initialize(self, services: Services, role: str = "public", route: str = "*") -> None:
+    def initialize(self, services: Services, role: RouteRole = "public", route: str = "*") -> None:
         super().initialize(services, role, route)
 
     async def prepare(self) -> None:

@@ -80,12 +80,12 @@ class Services:
     readiness: ReadinessService
     muting: Muting = field(default_factory=Muting)
     alert_store: AlertStore = field(default_factory=AlertStore)
-    maintenance: MaintenanceService | None = None  # windows: a muter, reasons window:<name>
-    deploy_hold: DeployHold | None = None  # a muter, reasons deploy:<id>
-    deploy_watch: DeployWatcher | None = None  # raises DeployRegression after deploys
-    silences: SilenceService | None = None
+    maintenance: MaintenanceService  # windows: a muter, reasons window:<name>
+    deploy_hold: DeployHold  # a muter, reasons deploy:<id>
+    deploy_watch: DeployWatcher  # raises DeployRegression after deploys
+    silences: SilenceService
     dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
-    delivery: DeliveryWorker | None = None
+    delivery: DeliveryWorker
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 

@@ -279,9 +279,10 @@ class AlertingService(VirtualSource):
                 return []
             ts = self.clock() if at is None else at
             transitions, rows = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
-            if self.alert_store is not None:
+            store = self.alert_store
+            if store is not None:
                 # Before the history's muting is asked, so an alert of this round inhibits too.
-                await loop.run_in_executor(self._executor, self._send, runtime, ts)
+                await loop.run_in_executor(self._executor, self._send, store, runtime, ts)
             if transitions or rows is not None:
                 if self.muting is not None:
                     for t in transitions:
@@ -343,9 +344,9 @@ class AlertingService(VirtualSource):
         changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
         return transitions, rows if changed else None
 
-    def _send(self, runtime: GroupRuntime, ts: float) -> None:
+    def _send(self, store: AlertStore, runtime: GroupRuntime, ts: float) -> None:
         """Put the group's firing alerts, and those that resolved after firing (kept
-        RESOLVED_RETENTION_S), into the alert store, as Prometheus sends them to
+        RESOLVED_RETENTION_S), into ``store``, as Prometheus sends them to
         Alertmanager (``rules/alerting.go`` ``sendAlerts``): ``startsAt`` when it fired,
         ``endsAt`` when it resolved or, while firing, ``ts + 4 * max(interval, 1m)`` (it
         resolves by itself if the rule stops being evaluated)."""
@@ -366,7 +367,7 @@ class AlertingService(VirtualSource):
                     alerts.append(NotifyAlert(dict(a.labels), dict(a.annotations), starts_at=a.fired_at,
                                               ends_at=ends_at, generator_url=url, source="rules"))
         if alerts:
-            self.alert_store.put(alerts, ts)
+            store.put(alerts, ts)
 
     def _alerting_step(self, storage: Storage, state: RuleState, result: list[Sample], ts: float, t_ms: int,
                        deadline: float, limit: int, transitions: list[Transition]) -> None:

@@ -30,6 +30,8 @@ from console.storage.models import Token
 
 @dataclass(frozen=True)
 class LoginResult:
+    """Both None when the login was refused."""
+
     principal: Principal | None
     session_id: str | None
 

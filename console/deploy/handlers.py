@@ -54,7 +54,7 @@ class AppDeploysHandler(ApiHandler):
         deploys.app(app)  # 422/404 before looking at the fields
         require_may_deploy(self, app)
         body = self.body()
-        row = await deploys.create(app, body.version, actor_of(self), self.request.remote_ip, body.reason)
+        row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 
@@ -67,7 +67,7 @@ class AppRollbackHandler(ApiHandler):
         self.services.deploys.app(app)
         require_may_deploy(self, app)
         body = self.body()
-        row = await self.services.deploys.rollback(app, body.to, actor_of(self), self.request.remote_ip,
+        row = await self.services.deploys.rollback(app, body.to, actor_of(self), self.client_ip,
                                                    body.reason)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
@@ -107,7 +107,7 @@ class DeployCancelHandler(ApiHandler):
         deploy = await self.services.deploys.get(_deploy_id(deploy_id))
         require_may_deploy(self, deploy["app"])
         self.write_json(await self.services.deploys.cancel(deploy["id"], actor_of(self),
-                                                           self.request.remote_ip), 202)
+                                                           self.client_ip), 202)
 
 
 class DeploysPageHandler(PageHandler):

@@ -46,6 +46,15 @@ class IngestHandler(ApiHandler):
         if length is not None and length > drain_limit:
             self._reject_size()
 
+    @property
+    def agent_host(self) -> str:
+        """The host the calling agent token is bound to. The ingest routes need the ``agent``
+        role, which only agent tokens have, and every agent token names its host."""
+        host = self.principal.host
+        if host is None:
+            raise ApiError(403, "forbidden", "this needs the agent role")
+        return host
+
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._cap:
@@ -86,10 +95,11 @@ class IngestHandler(ApiHandler):
         if self._too_large:
             self._reject_size()
         admission = self.services.admission
-        wait = admission.rate_wait(self.principal.host) if admission else 0.0
+        host = self.agent_host
+        wait = admission.rate_wait(host) if admission else 0.0
         if wait:
             metrics.ingest_batches.labels("rate_limited").inc()
-            raise ApiError(429, "rate_limited", f"host {self.principal.host!r} sends faster than "
+            raise ApiError(429, "rate_limited", f"host {host!r} sends faster than "
                            f"{admission.rate:g} batches/s", {"retry_after_seconds": wait},
                            headers={"Retry-After": retry_after_header(wait)})
         try:
@@ -98,10 +108,10 @@ class IngestHandler(ApiHandler):
         except IngestError:
             metrics.ingest_batches.labels("invalid").inc()
             raise
-        if batch.host != self.principal.host:
+        if batch.host != host:
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
-                           f"this agent token is bound to host {self.principal.host!r}, not {batch.host!r}")
+                           f"this agent token is bound to host {host!r}, not {batch.host!r}")
         result = await self.store_batch(batch, busy_status=429)
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
@@ -132,7 +142,7 @@ class RemoteWriteHandler(IngestHandler):
         metrics = self.services.metrics
         if self._too_large:
             self._reject_size()
-        host = self.principal.host
+        host = self.agent_host
         try:
             decoded = self.services.remote_write.decode(
                 b"".join(self._chunks), self.request.headers.get("Content-Encoding"),

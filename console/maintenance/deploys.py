@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from threading import Lock
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -114,9 +114,13 @@ class DeployHold:
         columns = (Deploy.id, Deploy.app, Deploy.started_at, Deploy.finished_at)
         running = session.execute(select(*columns).where(Deploy.state == "running", Deploy.started_at.is_not(None)))
         newest = session.execute(select(*columns).order_by(Deploy.id.desc()).limit(RECENT_DEPLOYS))
-        held = {row[0]: _Held(*row) for row in running}
-        held.update((row[0], _Held(*row)) for row in newest
-                    if row[2] is not None and row[3] is not None and row[3] >= since)
+        held: dict[int, _Held] = {}
+        for deploy_id, app, started_at, finished_at in running:
+            if started_at is not None:  # as the query asks
+                held[deploy_id] = _Held(deploy_id, app, started_at, finished_at)
+        for deploy_id, app, started_at, finished_at in newest:
+            if started_at is not None and finished_at is not None and finished_at >= since:
+                held[deploy_id] = _Held(deploy_id, app, started_at, finished_at)
         return tuple(held[k] for k in sorted(held))
 
     async def refresh(self) -> None:
@@ -205,13 +209,16 @@ class DeployWatcher(VirtualSource):
         rows = session.execute(select(Deploy.id, Deploy.app, Deploy.started_at, Deploy.finished_at).where(
             Deploy.kind == "deploy", Deploy.state == "succeeded", Deploy.app.in_(list(self.watch)),
             Deploy.finished_at >= now - WATCH_HORIZON_S, Deploy.id.not_in(judged)).order_by(Deploy.id))
-        return [r for r in rows if r[3] + self.watch[r[1]].window <= now]
+        # A succeeded deploy has started and finished (the bound on finished_at excludes NULL too).
+        return [(deploy_id, app, started_at, finished_at) for deploy_id, app, started_at, finished_at in rows
+                if started_at is not None and finished_at is not None
+                and finished_at + self.watch[app].window <= now]
 
     async def tick(self) -> list[dict]:
         """Judge every deploy whose watch window has passed; returns the verdicts stored
         (``{"deploy_id", "app", "signal", "before", "after", "regression"}``)."""
         now = self.clock()
-        out = []
+        out: list[dict[str, Any]] = []
         for deploy_id, app, started_at, finished_at in await self.db.read(self._due, now):
             watch = self.watch[app]
             for signal in watch.signals:

@@ -29,7 +29,7 @@ class WindowsHandler(ApiHandler):
 
     async def post(self) -> None:
         doc = self.body()  # console/schemas.py NewWindow
-        window = await self.services.maintenance.create(doc, self.principal.actor, self.request.remote_ip)
+        window = await self.services.maintenance.create(doc, self.principal.actor, self.client_ip)
         self.write_json(window, 201)
 
 
@@ -42,7 +42,7 @@ class WindowHandler(ApiHandler):
         self.write_json(await self.services.maintenance.get(name, args.count))
 
     async def delete(self, name: str) -> None:
-        self.write_json(await self.services.maintenance.delete(name, self.principal.actor, self.request.remote_ip))
+        self.write_json(await self.services.maintenance.delete(name, self.principal.actor, self.client_ip))
 
 
 class MaintenancePageHandler(PageHandler):

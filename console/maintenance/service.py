@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from console.audit.service import AuditService
 from console.errors import Conflict, NotFound
 from console.maintenance.windows import Window
-from console.storage.database import Database
+from console.storage.database import Database, execute_dml
 from console.storage.models import Host, MaintenanceWindow
 
 log = logging.getLogger("fleetdeck.maintenance")
@@ -137,7 +137,7 @@ class MaintenanceService:
         return {"name": name, "deleted": True}
 
     def _delete(self, session: Session, name: str, actor: str, source: str) -> None:
-        if not session.execute(delete(MaintenanceWindow).where(MaintenanceWindow.name == name)).rowcount:
+        if not execute_dml(session, delete(MaintenanceWindow).where(MaintenanceWindow.name == name)).rowcount:
             raise NotFound(f"no maintenance window {name!r}", {"name": name})
         self.audit.record(session, actor, "maintenance.delete", name, {}, source)
 

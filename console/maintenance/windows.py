@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,7 +129,8 @@ class Window:
 
     @classmethod
     def build(cls, name: str, dtstart: str, duration: str | float, rrule: str, timezone_name: str,
-              matchers: list[str] = (), hosts: list[str] = (), apps: list[str] = (), environments: list[str] = (),
+              matchers: Sequence[str] = (), hosts: Sequence[str] = (), apps: Sequence[str] = (),
+              environments: Sequence[str] = (),
               until: float | None = None, comment: str = "", created_by: str = "",
               created_at: float = 0.0) -> "Window":
         """Validate and compile; raises InvalidInput (``details.field`` names the field)."""
@@ -183,9 +184,12 @@ class Window:
             self._zone).replace(tzinfo=None)
         hi = datetime.fromtimestamp(hi_ts, timezone.utc).astimezone(self._zone).replace(tzinfo=None)
         rule = self._rule
-        if rule._count is None:  # bounded expansion, even for a rule with few or no matches
+        if rule is None:  # only Window.build makes windows, and it always compiles the rule
+            raise TypeError(f"window {self.name} has no compiled rule")
+        _, count, rule_until = rule_parts(rule)
+        if count is None:  # bounded expansion, even for a rule with few or no matches
             until = hi + timedelta(days=1)
-            if rule._until is None or rule._until > until:
+            if rule_until is None or rule_until > until:
                 rule = rule.replace(until=until)
         out = []
         for local in rule.xafter(lo - timedelta(days=1), inc=True):
@@ -256,15 +260,23 @@ class Window:
         """The API's view: settings plus ``active`` and ``next`` (the occurrence open now or
         the next one: ``{"start", "end"}`` Unix seconds and ``start_local``/``end_local``)."""
         nxt = self.next_occurrences(now, 1)
-        span = None
+        span, active = None, False
         if nxt:
-            span = {"start": nxt[0][0], "end": nxt[0][1], "start_local": self.local(nxt[0][0]),
-                    "end_local": self.local(nxt[0][1])}
+            opens, closes = nxt[0]
+            span = {"start": opens, "end": closes, "start_local": self.local(opens), "end_local": self.local(closes)}
+            active = opens <= now < closes
         return {"name": self.name, "dtstart": self.dtstart.isoformat(), "duration": self.duration_s,
                 "rrule": self.rrule, "timezone": self.timezone, "matchers": self.matchers, "hosts": self.hosts,
                 "apps": self.apps, "environments": self.environments, "until": self.until, "comment": self.comment,
                 "created_by": self.created_by, "created_at": self.created_at,
-                "active": bool(span and span["start"] <= now < span["end"]), "next": span}
+                "active": active, "next": span}
+
+
+def rule_parts(rule: du_rrule.rrule) -> tuple[int, int | None, datetime | None]:
+    """The FREQ (an index into ``dateutil.rrule.FREQNAMES``), COUNT and UNTIL of ``rule``:
+    dateutil keeps them in attributes it does not publish (nor do its type stubs)."""
+    parts = vars(rule)
+    return parts["_freq"], parts["_count"], parts["_until"]
 
 
 def compile_rrule(text: str, dtstart: datetime) -> du_rrule.rrule:
@@ -288,12 +300,13 @@ def compile_rrule(text: str, dtstart: datetime) -> du_rrule.rrule:
         raise bad(f"invalid RRULE {text!r}: {exc}") from None
     if not isinstance(rule, du_rrule.rrule):
         raise bad("expected one RRULE")
-    if du_rrule.FREQNAMES[rule._freq] not in FREQUENCIES:
-        raise bad(f"FREQ={du_rrule.FREQNAMES[rule._freq]} is finer than a maintenance window recurs; "
+    freq, _, rule_until = rule_parts(rule)
+    if du_rrule.FREQNAMES[freq] not in FREQUENCIES:
+        raise bad(f"FREQ={du_rrule.FREQNAMES[freq]} is finer than a maintenance window recurs; "
                   f"use one of {', '.join(FREQUENCIES)}")
     try:
         probe = rule.replace(count=None, until=dtstart.replace(year=dtstart.year + FIRST_WITHIN_YEARS))
-        if rule._until is not None and rule._until.tzinfo is not None:
+        if rule_until is not None and rule_until.tzinfo is not None:
             raise bad("UNTIL is in UTC while dtstart is local: give UNTIL without Z, or use the window's until")
         first = next(iter(probe), None)
     except (ValueError, OverflowError) as exc:

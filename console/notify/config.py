@@ -229,7 +229,7 @@ class NotificationsConfig(_Strict):
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     route: RouteConfig
-    receivers: list[ReceiverConfig] = []  # type: ignore[valid-type]
+    receivers: list[ReceiverConfig] = []
     inhibit_rules: list[InhibitRuleConfig] = []
     time_intervals: list[TimeIntervalConfig] = []
     mute_time_intervals: list[TimeIntervalConfig] = []  # Alertmanager's older name, still read

@@ -290,7 +290,7 @@ class DeliveryWorker:
         if not chosen:
             return []
         table = n.__table__
-        payloads = dict(session.connection().execute(
+        payloads: dict[int, str] = dict(session.connection().execute(
             update(table).where(table.c.id.in_([row.id for row in chosen]))
             .values(attempts=table.c.attempts + 1, last_attempt_at=now,
                     next_attempt_at=now + self.config.timeout + LEASE_MARGIN_S)
@@ -426,6 +426,8 @@ def failed_series(session: Session, now_ms: int) -> list:
         .where(Notification.status == FAILED, Notification.last_attempt_at >= since)
         .group_by(Notification.receiver, Notification.integration))
     for receiver, integration, first, last in rows:
+        if first is None or last is None:  # the WHERE clause leaves none; narrowed for the checker
+            continue
         lo, end = round(first * 1000), round(last * 1000) + FAILED_WINDOW_S * 1000
 
         def points(mint: int, maxt: int, lo=lo, hi=min(end - 1, now_ms)) -> tuple[list, list]:

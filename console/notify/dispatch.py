@@ -125,6 +125,7 @@ class Route:
 def build_route(config: RouteConfig, parent: Route | None = None, counter: list[int] | None = None) -> Route:
     """The runtime tree of ``config`` (Alertmanager's ``NewRoute``)."""
     counter = counter if counter is not None else [0]
+    group_by: frozenset[str]
     if parent is None:
         receiver, group_by, group_by_all = "", frozenset(), False
         timers = (DEFAULT_GROUP_WAIT_S, DEFAULT_GROUP_INTERVAL_S, DEFAULT_REPEAT_INTERVAL_S)
@@ -281,7 +282,7 @@ class Dispatcher:
         self.integrations: dict[str, list[tuple[str, object]]] = {}
         if config is not None:
             for receiver in config.receivers:
-                found = []
+                found: list[tuple[str, object]] = []
                 for name in type(receiver).model_fields:
                     if name.endswith("_configs"):
                         kind = name.removesuffix("_configs")
@@ -322,12 +323,12 @@ class Dispatcher:
     def start(self) -> None:
         """Run rounds on the running loop until ``close``."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._task = asyncio.ensure_future(self._run())
+        wake = self._wake = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run(wake))
 
-    async def _run(self) -> None:
+    async def _run(self, wake: asyncio.Event) -> None:
         while True:
-            self._wake.clear()  # before the round: a put during it makes the next one start at once
+            wake.clear()  # before the round: a put during it makes the next one start at once
             try:
                 next_due = await self.tick(self.clock())
             except Exception:  # a database outage: logged, retried at the next round
@@ -336,7 +337,7 @@ class Dispatcher:
             delay = IDLE_WAKE_S if next_due is None else min(IDLE_WAKE_S, max(0.0, next_due - self.clock()))
             # Woken by a put, or the timer ran out (a group is due): either way, a round.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.wait_for(wake.wait(), delay)
 
     async def tick(self, now: float) -> float | None:
         """One round at ``now`` (Unix seconds): route the alerts put since the last round,
@@ -383,9 +384,10 @@ class Dispatcher:
         else:
             with self._incoming_lock:
                 incoming, self._incoming = self._incoming, []
-        if self.root is not None:
+        root = self.root
+        if root is not None:
             for alert in incoming:
-                self._route(alert, now)
+                self._route(root, alert, now)
         flushes, rows = [], []
         for group in list(self._groups.values()):
             if group.next_flush > now:
@@ -396,9 +398,9 @@ class Dispatcher:
             rows.extend(self._flush(group, sent, now))
         return flushes, rows
 
-    def _route(self, alert: NotifyAlert, now: float) -> None:
+    def _route(self, root: Route, alert: NotifyAlert, now: float) -> None:
         fp = alert.fingerprint  # computed once: the groups key their alerts by it
-        for route in self.root.match(alert.labels):
+        for route in root.match(alert.labels):
             labels = route.group_labels(alert.labels)
             gid = (route.idx, tuple(sorted(labels.items())))
             group = self._groups.get(gid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import re2
 
@@ -35,7 +36,7 @@ class Matcher:
     name: str
     op: str
     value: str
-    _re: object = field(default=None, compare=False, repr=False, hash=False)
+    _re: Any = field(default=None, compare=False, repr=False, hash=False)  # an re2 pattern (untyped library)
 
     @classmethod
     def make(cls, name: str, op: str, value: str) -> "Matcher":

@@ -17,6 +17,7 @@ import tornado.web
 
 from console.errors import FleetdeckError
 from console.handlers import ApiHandler, json_bytes
+from console.promql import ast
 from console.promql.service import bad_data, parse_expr, parse_matchers
 
 VERSION = "2.42.0"  # the Prometheus release whose query semantics the engine follows
@@ -93,13 +94,10 @@ class PrometheusHandler(ApiHandler):
         raw = self.arg("timeout")
         return parse_duration("timeout", raw) if raw is not None else None
 
-    def selectors(self, required: bool) -> list | None:
+    def selectors(self) -> list[ast.Selector] | None:
+        """The ``match[]`` selectors; None when there is none."""
         texts = self.get_arguments("match[]")
-        if not texts:
-            if required:
-                raise bad_data("no match[] parameter provided")
-            return None
-        return parse_matchers(texts)
+        return parse_matchers(texts) if texts else None
 
 
 class QueryHandler(PrometheusHandler):
@@ -141,7 +139,9 @@ class SeriesHandler(PrometheusHandler):
     """``/series?match[]=&start=&end=``"""
 
     async def get(self) -> None:
-        selectors = self.selectors(required=True)
+        selectors = self.selectors()
+        if selectors is None:
+            raise bad_data("no match[] parameter provided")
         self.success(await self.services.promql.series(selectors, self.time_arg("start"), self.time_arg("end")))
 
     post = get
@@ -151,7 +151,7 @@ class LabelsHandler(PrometheusHandler):
     """``/labels?match[]=&start=&end=``"""
 
     async def get(self) -> None:
-        self.success(await self.services.promql.label_names(self.selectors(required=False), self.time_arg("start"),
+        self.success(await self.services.promql.label_names(self.selectors(), self.time_arg("start"),
                                                             self.time_arg("end")))
 
     post = get
@@ -163,7 +163,7 @@ class LabelValuesHandler(PrometheusHandler):
     async def get(self, name: str) -> None:
         if not _LABEL_NAME.match(name):
             raise bad_data(f'invalid label name: "{name}"')
-        self.success(await self.services.promql.label_values(name, self.selectors(required=False),
+        self.success(await self.services.promql.label_values(name, self.selectors(),
                                                              self.time_arg("start"), self.time_arg("end")))
 
 

@@ -166,7 +166,7 @@ class AlertsHandler(AlertmanagerHandler):
         inhibited, unprocessed = self.flag("inhibited"), self.flag("unprocessed")
         receiver = self.get_query_argument("receiver", "") or ""
         now = self.services.clock()
-        out = []
+        out: list[dict[str, Any]] = []
         for alert in self.services.alert_store.snapshot():
             if alert.resolved(now) or not matches_all(matchers, alert.labels):
                 continue

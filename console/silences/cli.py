@@ -12,6 +12,7 @@ import getpass
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from console.client import ApiClient
@@ -24,7 +25,8 @@ class Refused(Exception):
     """Bad arguments: printed, exit status 2."""
 
 
-def _refusals(fn):  # noqa: ANN001, ANN202
+def _refusals(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that prints a Refused (exit status 2) rather than raising it."""
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import re2
 
@@ -37,7 +38,7 @@ class Matcher:
     value: str
     is_regex: bool = False
     is_equal: bool = True
-    _regex: object = field(default=None, init=False, repr=False, compare=False)
+    _regex: Any = field(default=None, init=False, repr=False, compare=False)  # an re2 pattern (untyped library)
 
     def __post_init__(self) -> None:
         if not valid_label_name(self.name):

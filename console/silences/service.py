@@ -12,6 +12,7 @@ every change is written to the table first, then to memory. Expired silences are
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -160,7 +161,7 @@ class SilenceService:
             return _STATE_ORDER[state], when, s.id
         return sorted(sils, key=key)
 
-    def muted_by(self, labels: Mapping[str, str], now: float) -> list[str]:
+    def muted_by(self, labels: Mapping[str, str], now: float) -> builtins.list[str]:
         """``["silence:<id>", ...]`` for the active silences matching ``labels`` (the Muter protocol)."""
         return [f"silence:{s.id}" for s in self._ordered if s.mutes(labels, now)]
 
@@ -224,7 +225,7 @@ class SilenceService:
                 self._reorder()
             return sil
 
-    def _store(self, session: Session, sils: list[Silence], entry: tuple) -> None:
+    def _store(self, session: Session, sils: builtins.list[Silence], entry: tuple) -> None:
         """Write ``sils`` and, when there is an actor, the audit entry ``(actor, action,
         silence id, details, source)`` in one transaction."""
         for sil in sils:

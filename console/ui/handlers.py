@@ -70,7 +70,7 @@ class LoginHandler(PageHandler):
             self.render("login.html", error="The console is busy checking other logins. Try again.",
                         next_url=next_url)
             return
-        if result.principal is None:
+        if result.session_id is None:  # refused: no principal, no session
             auth.login_limit_user.fail(user_key)
             auth.login_limit_ip.fail(ip_key)
             self.set_status(401)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
@@ -252,13 +253,22 @@ class ReceiverGlobals(BaseModel):
 
 # One receiver of ``receivers:``: a name, the language of its messages and the IANA time
 # zone they show times in, and a list per integration type (``webhook_configs``, ...).
-Receiver = create_model(
-    "Receiver", __config__=ConfigDict(extra="forbid"),
-    name=(Annotated[str, Field(min_length=1, max_length=255)], ...),
-    language=(Language, "en"),
-    time_zone=(TimeZone, "UTC"),
-    **{f"{kind}_configs": (list[model], []) for kind, model in RECEIVER_CONFIGS.items()},  # type: ignore[valid-type]
-)
+class ReceiverBase(BaseModel):
+    """What every receiver has besides its integration lists."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    language: Language = "en"
+    time_zone: TimeZone = "UTC"
+
+
+if TYPE_CHECKING:  # the checker sees the common fields; pydantic validates with the built model
+    Receiver = ReceiverBase
+else:
+    # GenericAlias(list, model) is list[model], spelt so that a class held in a variable is accepted
+    Receiver = create_model("Receiver", __base__=ReceiverBase,
+                            **{f"{kind}_configs": (GenericAlias(list, model), [])
+                               for kind, model in RECEIVER_CONFIGS.items()})
 
 
 class DeliveryConfig(BaseModel):

@@ -90,8 +90,8 @@ def send(ctx: SendContext) -> Attempt:
                 smtp.quit()
             smtp.close()
     except smtplib.SMTPRecipientsRefused as exc:
-        rcpt, (code, reply) = next(iter(exc.recipients.items()))
-        return Attempt(ok=False, status=code, answer=f"{code} {reply.decode('utf-8', 'replace')}",
+        rcpt, (code, raw_reply) = next(iter(exc.recipients.items()))
+        return Attempt(ok=False, status=code, answer=f"{code} {raw_reply.decode('utf-8', 'replace')}",
                        error=f"recipient {rcpt} refused", retry=400 <= code < 500)
     except smtplib.SMTPResponseException as exc:
         reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
