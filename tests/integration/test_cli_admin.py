@@ -7,6 +7,7 @@ left at the first migration, and, with a real sshd, ``hosts trust``/``hosts know
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -108,8 +109,6 @@ def test_audit_lists_cli_actions_and_verify_checks_the_chain(served):
     assert table.split()[:4] == ["ID", "TIME", "(UTC)", "ACTOR"] and name in table
     verified = fleetdeck(served, "audit", "verify")
     assert verified.returncode == 0 and "audit log intact" in verified.stdout, verified.stderr
-    import sqlite3
-
     with sqlite3.connect(served.data_dir / "fleetdeck.db") as conn:  # tamper with the stored entry
         conn.execute("UPDATE audit_log SET actor = 'someone-else' WHERE id = ?", (created[0]["id"],))
     tampered = fleetdeck(served, "audit", "verify")
@@ -139,8 +138,6 @@ def test_secrets_set_list_and_rotate_keep_values_readable(served, tmp_path):
     both = f"{new_key},{old_key}"
     out = ok(fleetdeck(served, "secrets", "rotate", FLEETDECK_SECRET_KEY=both))
     assert "re-encrypted" in out and int(out.split()[1]) >= 1
-    import sqlite3
-
     from cryptography.fernet import InvalidToken
 
     with sqlite3.connect(served.data_dir / "fleetdeck.db") as conn:
