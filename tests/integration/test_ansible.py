@@ -238,6 +238,9 @@ def test_unit_file_passes_systemd_analyze(deployment):  # noqa: ANN001
 
 
 def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
+    if not (deployment.root / "opt/fleetdeck-agent").exists():  # run first or alone: install first
+        recap, output = deployment.run()
+        assert recap["failed"] == 0, output
     pid = deployment.agent_pid()
     recap, output = deployment.run("--tags", "uninstall")
     assert recap["failed"] == 0 and recap["changed"] > 0, output
