@@ -3,25 +3,13 @@ clock the test moves (``build_services(clock=...)``): a browser session ends
 ``session_days`` after login and an API token at its ``expires_at``, cached or not."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.harness import ConsoleHarness, logged_in
-
-
-class Clock:
-    """The services' clock: ``time.time()`` until the test moves it forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.harness import ConsoleHarness, OffsetClock, logged_in
 
 
 def test_a_session_ends_session_days_after_login(tmp_path):
-    clock = Clock()
+    clock = OffsetClock()
     harness = ConsoleHarness(tmp_path, session_days=1.0, clock=clock).start()
     try:
         session = logged_in(harness, "viewer")
@@ -41,7 +29,7 @@ def test_a_session_ends_session_days_after_login(tmp_path):
 
 
 def test_an_api_token_stops_working_at_its_expiry_even_while_cached(tmp_path):
-    clock = Clock()
+    clock = OffsetClock()
     harness = ConsoleHarness(tmp_path, clock=clock).start()
     try:
         admin = harness.api_token("admin")

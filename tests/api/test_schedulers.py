@@ -8,19 +8,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from tests.harness import ConsoleHarness, wait_for
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.harness import ConsoleHarness, OffsetClock, wait_for
 
 
 def test_rollups_and_retention_run_on_their_own(tmp_path):
-    clock = Clock()
+    clock = OffsetClock()
     harness = ConsoleHarness(tmp_path, clock=clock, rollup_interval=0.2, log_retention_check_seconds=0.2,
                              retention_raw_days=1.0, retention_1m_days=30.0, retention_1h_days=30.0,
                              log_retention_days=1.0).start()
