@@ -49,7 +49,8 @@ setup(
                  "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18",
                  # mypy (`make lint`) and the stubs of libraries that ship no types of their own
                  "mypy>=1.11,<3", "types-PyYAML", "types-paramiko", "types-psutil", "types-docker",
-                 "types-protobuf"],
+                 "types-protobuf",
+                 "pytest-randomly>=3.15,<6"],  # random test order, seed printed at the end
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
         "agent-inputs": ["prometheus-client>=0.20,<1", "google-re2>=1.1,<2"],

@@ -1,7 +1,7 @@
 """Shared fixtures. Services a test needs are skipped where missing, unless named in
 ``FLEETDECK_REQUIRE`` (comma-separated: browser, docker, ssh, postgres, prometheus, ansible, lint, blackbox,
 schemathesis, kubernetes_validate, systemd, tmpfs, debian-logs), where a missing service fails the test
-instead. Skips about the platform itself (e.g. not running as root) stay plain, explicit skips."""
+instead. Skips about the platform itself (no Linux /proc) stay plain, explicit skips."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +13,16 @@ from tests.harness import ConsoleHarness, chromium_path, required_services
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Name the order the tests ran in, also under ``-q`` (which hides the header where
+    pytest-randomly prints its seed): ``--randomly-seed=N`` repeats it, ``-p no:randomly``
+    runs in file order (CONTRIBUTING.md)."""
+    if config.pluginmanager.hasplugin("randomly") and config.getoption("randomly_reorganize"):
+        terminalreporter.write_line(f"random order: rerun with --randomly-seed={config.getoption('randomly_seed')}")
+    else:
+        terminalreporter.write_line("file order: random order is off (pytest-randomly not loaded or disabled)")
 
 
 def need(service: str, reason: str) -> None:

@@ -73,6 +73,17 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", proc=Non
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
+class OffsetClock:
+    """A clock for ``build_services(clock=...)`` (``ConsoleHarness(clock=...)``): the real
+    time plus ``offset`` seconds, which a test moves forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 def batch(host: str, metrics: list, logs: list | None = None, batch_id: str | None = None) -> dict:
     return {"host": host, "batch_id": batch_id or uuid.uuid4().hex, "sent_at": time.time(),
             "agent": {"version": "test", "interval": 10}, "metrics": metrics, "logs": logs or []}

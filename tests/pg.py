@@ -68,3 +68,40 @@ def postgres_problem(base_url: str | None) -> str | None:
 
 def base_url() -> str | None:
     return os.environ.get(ENV) or None
+
+
+LOG_ENV = "FLEETDECK_TEST_POSTGRES_LOG"
+
+
+def server_log_path(url: str) -> tuple[str | None, str]:
+    """The file the test server writes its log to, asked of the server itself, and how it
+    was found (or why not): ``$FLEETDECK_TEST_POSTGRES_LOG`` when set; the file
+    ``pg_current_logfile()`` names when the logging collector runs and the role may read
+    it; else Debian's ``pg_ctlcluster`` file ``/var/log/postgresql/postgresql-VERSION-NAME.log``
+    from the ``cluster_name`` Debian sets to ``VERSION/NAME``. The file must exist here
+    (the server runs on this machine)."""
+    if os.environ.get(LOG_ENV):
+        return os.environ[LOG_ENV], f"${LOG_ENV}"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            settings = dict(conn.execute(text(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('logging_collector', 'cluster_name', "
+                "'data_directory')")).all())
+            current = None
+            if settings.get("logging_collector") == "on":
+                try:
+                    current = conn.execute(text("SELECT pg_current_logfile()")).scalar()
+                except Exception:  # noqa: BLE001 - not granted to this role: try the Debian name
+                    conn.rollback()
+    finally:
+        engine.dispose()
+    if current:
+        path = current if current.startswith("/") else os.path.join(settings.get("data_directory", ""), current)
+        return path, "pg_current_logfile()"
+    cluster = settings.get("cluster_name", "")
+    if "/" in cluster:
+        return f"/var/log/postgresql/postgresql-{cluster.replace('/', '-')}.log", f"cluster_name {cluster!r}"
+    return None, f"the server has no logging collector and cluster_name {cluster!r} is not Debian's; set ${LOG_ENV}"

@@ -3,6 +3,7 @@ database directly (audited as ``cli:<login name>``)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -50,8 +51,9 @@ def cmd_user(args: argparse.Namespace) -> int:
             if getattr(args, "apps", None) is not None:
                 allowed = [a.strip() for a in args.apps.split(",") if a.strip()] or None
             disabled = {"disable": True, "enable": False}.get(args.user_command, UNCHANGED)
-            user = services.db.run(auth.update_user, actor, "cli", args.username,
-                                   role=role, apps=allowed, disabled=disabled)
+            # Database.run passes positional arguments only; the changes are keyword-only.
+            user = services.db.run(functools.partial(auth.update_user, role=role, apps=allowed, disabled=disabled),
+                                   actor, "cli", args.username)
             print(f"user {visible(user['username'])!r}: role {user['role']}, "
                   f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
                   f"{'disabled' if user['disabled'] else 'enabled'}")

@@ -67,7 +67,7 @@ def test_a_saturated_write_queue_gets_429(limited):
 @pytest.fixture
 def small_disk(tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")  # the platform, not a missing service
+        need("tmpfs", "mounting a small tmpfs to fill needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],

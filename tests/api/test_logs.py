@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from console.logs.service import LogService, parse_terms
+from tests.conftest import database_url
+from tests.harness import ConsoleHarness
 
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, Unix ms
 
@@ -84,7 +86,12 @@ def test_filters_host_source_level_time(seeded):
 
 
 def test_cursor_pagination_is_complete_and_stable(seeded):
-    c, token, (web, db), tag = seeded
+    # Lines of its own: the late arrival below would otherwise join what other tests count.
+    c, token, _, _ = seeded
+    tag = "page" + uuid.uuid4().hex[:8]
+    web = f"web-{tag}"
+    status, _ = c.push(web, c.agent_token(web), [], [rec(i, f"{tag} request {i} served in {i}ms") for i in range(253)])
+    assert status == 200
     seen, cursor, pages = [], None, 0
     while True:
         params = {"q": tag, "host": web, "limit": 40}
@@ -260,8 +267,21 @@ def test_logs_need_viewer_credentials(seeded):
     assert c.request("GET", "/api/v1/logs", token=agent).status == 403
 
 
-def test_retention_by_age_and_size(db_console):
-    c = db_console
+@pytest.fixture
+def own_console(db_console, tmp_path_factory):
+    """A console on a database of its own, of ``db_console``'s kind: retention deletes the
+    oldest lines of every host, so on the module's shared database it would delete what
+    ``seeded`` stored for the other tests (which then fail when run after it)."""
+    with database_url(db_console.kind, tmp_path_factory) as url:
+        harness = ConsoleHarness(tmp_path_factory.mktemp("console"), database_url=url, rollup_interval=0.0).start()
+        try:
+            yield harness
+        finally:
+            harness.close()
+
+
+def test_retention_by_age_and_size(own_console):
+    c = own_console
     svc = c.services.logs
     host = "ret-" + uuid.uuid4().hex[:8]
     token = c.agent_token(host)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.harness import ConsoleHarness, CookieSession, logged_in
+from tests.harness import ConsoleHarness, CookieSession, OffsetClock, logged_in
 
 class LoopbackIsSecure(http.cookiejar.DefaultCookiePolicy):
     def return_ok_secure(self, cookie, request):  # noqa: ANN001 - http.cookiejar's signature
@@ -145,10 +145,11 @@ def test_enrolment_is_one_time_host_bound_and_audited(console):
 
 
 def test_expired_enrolment_token_and_failed_enrolment_limit(tmp_path):
-    harness = ConsoleHarness(tmp_path, login_failures_per_ip=3).start()
+    clock = OffsetClock()  # moved on below instead of sleeping
+    harness = ConsoleHarness(tmp_path, login_failures_per_ip=3, clock=clock).start()
     try:
         _, token = harness.services.db.run(harness.services.tokens.create_enrol_token, 1.0)
-        time.sleep(1.2)
+        clock.offset = 1.2
         assert harness.request("POST", "/api/v1/enrol", {"enrol_token": token, "host": "late"}).status == 403
         for _ in range(2):
             harness.request("POST", "/api/v1/enrol", {"enrol_token": "fde_guess", "host": "h"})

@@ -26,7 +26,7 @@ from console.config import load_config
 from console.errors import Unavailable
 from console.query.service import Matcher, QueryService, RangeQuery
 from console.services import build_services
-from tests.harness import ConsoleHarness, CookieSession, batch, http
+from tests.harness import ConsoleHarness, CookieSession, batch, http, wait_for
 
 NEWLINE_NAMES = ("host-a\n", "admin\n")
 
@@ -343,7 +343,9 @@ def test_a_login_flood_does_not_delay_ingest(tmp_path):
         for thread in flooders:
             thread.start()
         try:
-            time.sleep(1.0)  # the flood is in full swing
+            # the flood is in full swing once logins and a password change have been answered
+            # (a fixed second was too short on a loaded machine: nothing answered yet)
+            wait_for(lambda: attempts and changed, 60, "the login flood and password changes to be answered")
             during = p99(ingest_latencies(40, within=20.0))
         finally:
             stop.set()

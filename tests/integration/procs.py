@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from agents.spool import FRAME, META2
+from tests.conftest import need
 from tests.harness import http, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +37,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str):
-    """A real tmpfs of ``size`` (``512k``) mounted on ``path`` for the block; skips the
-    test when mounting is not permitted (not root, no CAP_SYS_ADMIN)."""
+    """A real tmpfs of ``size`` (``512k``) mounted on ``path`` for the block;
+    ``need("tmpfs")`` when mounting is not permitted (not root, no CAP_SYS_ADMIN)."""
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        need("tmpfs", f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         yield path
     finally:

@@ -175,7 +175,8 @@ def test_token_revoked_then_replaced_loses_nothing_and_dead_letters_nothing(cons
     wait_for(lambda: console.seq_counts(host), 60, "first batches")
     assert console.revoke_agent_tokens(host) == 1
     wait_for(lambda: "console refused the agent token" in agent.output(), 60, "the agent to see the 401")
-    time.sleep(4)  # batches pile up in the spool meanwhile
+    refused = len(agent.durable())
+    wait_for(lambda: len(agent.durable()) >= refused + 20, 30, "batches to pile up in the spool meanwhile")
     # The agent process prints through Python's last-resort handler: WARNING and above only.
     assert re.search(r"^console refused the agent token \(40[13] ", agent.output(), re.MULTILINE)
     assert not (agent.state_dir / "dead-letter.jsonl").exists()

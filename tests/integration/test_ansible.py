@@ -61,7 +61,7 @@ class Deployment:
     """One inventory (the sshd host) plus the variables of one install; ``run()`` plays."""
 
     def __init__(self, binary: str, sshd, console, workdir: Path, wheel: Path,  # noqa: ANN001
-                 agent_wheel: Path) -> None:
+                 agent_wheel: Path, wheelhouse: Path) -> None:
         self.binary = binary
         self.console = console
         self.workdir = workdir
@@ -71,6 +71,7 @@ class Deployment:
         self.console_user = f"fdconsole-{self.suffix}"
         self.wheel = wheel
         self.agent_wheel = agent_wheel
+        self.pip_offline = f"--no-index --find-links {wheelhouse}"
         # Outside pytest's tmp (mode 0700, root's only): the agent user must traverse it.
         self.root = Path(tempfile.mkdtemp(prefix="fleetdeck-ansible-"))
         self.root.chmod(0o755)
@@ -90,6 +91,7 @@ class Deployment:
             "fleetdeck_agent_admin_token": console.api_token("admin", f"ansible-{self.suffix}"),
             "fleetdeck_agent_host": self.host_name,
             "fleetdeck_agent_package": str(agent_wheel),
+            "fleetdeck_agent_pip_extra_args": self.pip_offline,
             "fleetdeck_agent_root": str(self.root),
             "fleetdeck_agent_user": self.user,
             "fleetdeck_agent_group": self.user,
@@ -139,8 +141,25 @@ class Deployment:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """Wheels of every dependency of the console and the agent, built once per run with the
+    interpreter the roles install with (/usr/bin/python3): the roles install from it with
+    ``--no-index --find-links`` (their ``*_pip_extra_args``, as docs/install.md describes
+    for hosts without the package index) rather than from the index on every playbook run."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    built = subprocess.run([python, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(folder),
+                            str(REPO), str(REPO / "agent"), "psycopg[binary]>=3.1,<4"],
+                           capture_output=True, text=True, cwd=folder, timeout=900,
+                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if built.returncode != 0:
+        need("ansible", f"cannot build the wheelhouse with {python}: {built.stderr[-2000:]}")
+    return folder
+
+
 @pytest.fixture(scope="module")
-def deployment(console, sshd, tmp_path_factory):  # noqa: ANN001
+def deployment(console, sshd, tmp_path_factory, wheelhouse):  # noqa: ANN001
     binary = ansible_playbook()
     if binary is None:
         need("ansible", "no ansible-playbook (pip install -r ansible/requirements-ansible.txt)")
@@ -153,7 +172,7 @@ def deployment(console, sshd, tmp_path_factory):  # noqa: ANN001
                     str(REPO), str(REPO / "agent")], check=True, capture_output=True, cwd=workdir)
     wheel = next(dist.glob("fleetdeck-*.whl"))
     agent_wheel = next(dist.glob("fleetdeck_agent-*.whl"))
-    deployment = Deployment(binary, sshd, console, workdir, wheel, agent_wheel)
+    deployment = Deployment(binary, sshd, console, workdir, wheel, agent_wheel, wheelhouse)
     yield deployment
     deployment.cleanup()
 
@@ -219,6 +238,9 @@ def test_unit_file_passes_systemd_analyze(deployment):  # noqa: ANN001
 
 
 def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
+    if not (deployment.root / "opt/fleetdeck-agent").exists():  # run first or alone: install first
+        recap, output = deployment.run()
+        assert recap["failed"] == 0, output
     pid = deployment.agent_pid()
     recap, output = deployment.run("--tags", "uninstall")
     assert recap["failed"] == 0 and recap["changed"] > 0, output
@@ -240,6 +262,7 @@ def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN00
     extra.write_text(json.dumps({
         "fleetdeck_console_package": str(deployment.wheel),
         "fleetdeck_console_agent_package": str(deployment.agent_wheel),
+        "fleetdeck_console_pip_extra_args": deployment.pip_offline,
         "fleetdeck_console_root": str(root),
         "fleetdeck_console_user": deployment.console_user,
         "fleetdeck_console_group": deployment.console_user,

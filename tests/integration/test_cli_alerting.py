@@ -29,6 +29,17 @@ RULES = """groups:
 
 @pytest.fixture(scope="module")
 def firing(tmp_path_factory):
+    yield from firing_console(tmp_path_factory)
+
+
+@pytest.fixture
+def firing_alone(tmp_path_factory):
+    """``firing`` for a test that reloads the rules: a reload resets every rule's health to
+    ``unknown`` until the next evaluation, which tests sharing ``firing`` would see."""
+    yield from firing_console(tmp_path_factory)
+
+
+def firing_console(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-alerting")
     rules = tmp / "cli.yml"
     rules.write_text(RULES)
@@ -97,8 +108,8 @@ def test_rules_check_exits_1_naming_file_and_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_rules_reload_refuses_a_bad_file_and_keeps_the_old_rules(firing):
-    console, envs, rules = firing
+def test_rules_reload_refuses_a_bad_file_and_keeps_the_old_rules(firing_alone):
+    console, envs, rules = firing_alone
     assert run_cli(envs["viewer"], "rules", "reload").returncode == 1  # admin only
     original = rules.read_text()
     rules.write_text(original.replace("cli_temp > 10", "cli_temp >"))

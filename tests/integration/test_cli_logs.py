@@ -65,7 +65,10 @@ def test_filters_grep_since_and_json(seeded):
 
 
 def test_follow_prints_new_lines(seeded):
-    console, host, token, env = seeded
+    # A host of its own: the lines it adds would otherwise join those other tests list.
+    console, _, _, env = seeded
+    host = "follow-" + uuid.uuid4().hex[:8]
+    token = console.agent_token(host)
     proc = subprocess.Popen([sys.executable, "-m", "console.cli", "logs", "--host", host, "--follow",
                              "--poll", "0.2", "--grep", "followme"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

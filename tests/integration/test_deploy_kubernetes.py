@@ -1,6 +1,8 @@
 """The kubernetes driver through the real console, with the official client talking real
 HTTP to a KMock Kubernetes API mock (tests/k8s_mock.py) that holds the Deployment and its
-ReplicaSets; the test advances their status. Verified only against this mock."""
+ReplicaSets; the test advances their status. Verified only against this mock. Each test
+gets a mock and a console of its own and deploys the history it starts from, so the tests
+pass alone and in any order."""
 from __future__ import annotations
 
 import time
@@ -14,7 +16,7 @@ from tests.k8s_mock import KubeMock
 NS, NAME = "prod", "web"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("k8s-deploy")
     mock = KubeMock().start()
@@ -59,6 +61,15 @@ def image(dep: dict) -> str:
     return dep["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
+def deployed(env, version: str) -> None:
+    """A successful deploy of ``version`` (the history a test starts from)."""
+    deploy = start(env, version)
+    env.mock.wait_for(NS, NAME, lambda d: image(d) == f"registry.example.com/web:{version}")
+    env.mock.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "succeeded", messages
+
+
 def test_success_sets_image_annotates_and_follows_the_rollout(env):
     m = env.mock
     deploy = start(env, "2.0")
@@ -79,6 +90,7 @@ def test_success_sets_image_annotates_and_follows_the_rollout(env):
 
 def test_progress_deadline_exceeded_is_undone_automatically(env):
     m = env.mock
+    deployed(env, "2.0")  # revision 2
     deploy = start(env, "3.0")
     m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:3.0")
     m.deadline_exceeded(NS, NAME)
@@ -112,6 +124,7 @@ def test_conflict_409_is_retried(env):
 
 def test_forbidden_403_is_reported(env):
     m = env.mock
+    before = image(m.deployment(NS, NAME))
     m.forbidden = True
     try:
         final, messages = wait(env, start(env, "5.0"))
@@ -119,16 +132,19 @@ def test_forbidden_403_is_reported(env):
         m.forbidden = False
     assert final["state"] == "failed"
     assert final["error"].startswith("Kubernetes API refused: 403 Forbidden: deployments.apps \"web\" is forbidden")
-    assert image(m.deployment(NS, NAME)) == "registry.example.com/web:4.0"
+    assert image(m.deployment(NS, NAME)) == before == "registry.example.com/web:1.0"
     assert not any("rolling back" in msg for msg in messages)
 
 
 def test_manual_rollback_to_a_chosen_revision(env):
     m = env.mock
+    deployed(env, "2.0")  # revision 2
+    deployed(env, "4.0")  # revision 3
     deploy = start(env, "", "rollback", {"to": "2.0"})
     dep = m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
     m.complete(NS, NAME)
     final, messages = wait(env, deploy)
     assert final["state"] == "succeeded" and final["kind"] == "rollback", messages
-    assert any(msg.startswith("rolling back to revision 4 (registry.example.com/web:2.0)") for msg in messages)
-    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "6"
+    assert any(msg.startswith("rolling back to revision 2 (registry.example.com/web:2.0)") for msg in messages)
+    # kubectl rollout undo semantics: revision 2's template comes back as the newest revision
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"

@@ -41,7 +41,7 @@ def env(tmp_path_factory):
     if reason:
         need("ssh", reason)
     root = tmp_path_factory.mktemp("ssh-deploy")
-    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6")}
+    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6", "h7")}
     try:
         (root / "artifacts").mkdir()
         inventory = {
@@ -64,6 +64,8 @@ def env(tmp_path_factory):
                                  "interval": 0.1, "start_period": 0, "retries": 2}},
             "lone": {"driver": "ssh", "target": {**common, "hosts": ["h5"]}},
             "moved": {"driver": "ssh", "target": {**common, "hosts": ["h6"]}},
+            # h7 only for the `hosts trust` test: pinning h5 there would let `lone` deploy.
+            "trusted": {"driver": "ssh", "target": {**common, "hosts": ["h7"]}},
         }
         harness = ConsoleHarness(root / "console", apps=apps, inventory=inventory).start()
         s = harness.services
@@ -132,30 +134,32 @@ def released(env):
 
 
 def test_release_deployed_to_several_hosts_in_batches(env):
-    artifact(env.root / "artifacts", "1.0")
-    final, events = deploy(env, "web", "1.0")
+    # Versions of its own: a release already on the hosts (from `released`) is switched
+    # to without running its steps, and this test checks that the steps ran.
+    artifact(env.root / "artifacts", "1.1")
+    final, events = deploy(env, "web", "1.1")
     assert final["state"] == "succeeded", (final, [e["message"] for e in events])
     steps = [s["name"] for s in env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token).json()["steps"]]
     assert steps == ["batch 1/2", "batch 2/2", "cleanup"]
     batches = next(e["data"]["batches"] for e in events if "batches" in e["data"])
     assert batches == [["h1", "h2"], ["h3", "h4"]]
     for host in HOSTS:
-        assert current(env, host) == "releases/1.0"
-        release = base(env, host) / "releases" / "1.0"
-        assert (release / "VERSION").read_text() == "1.0\n"
-        assert (base(env, host) / "restarted-1.0").exists()
+        assert current(env, host) == "releases/1.1"
+        release = base(env, host) / "releases" / "1.1"
+        assert (release / "VERSION").read_text() == "1.1\n"
+        assert (base(env, host) / "restarted-1.1").exists()
         # streamed stdout of the step, per host
-        assert any(e["message"] == f"[{host}] built 1.0 on {host}" for e in events)
+        assert any(e["message"] == f"[{host}] built 1.1 on {host}" for e in events)
         # connection setup measured once per host (the connection is reused for every command)
         assert sum(1 for e in events if e["data"].get("host") == host and "connect_ms" in e["data"]) == 1
     # the batch of h1/h2 finished before h3/h4 started
     seqs = {e["message"]: e["seq"] for e in events}
     assert seqs["batch 2/2: h3, h4"] > max(seqs[f"[{h}] healthy (test -f {base(env, h)}/current/VERSION exited with 0)"]
                                            for h in ("h1", "h2"))
-    artifact(env.root / "artifacts", "2.0")
-    final, events = deploy(env, "web", "2.0")
+    artifact(env.root / "artifacts", "1.2")
+    final, events = deploy(env, "web", "1.2")
     assert final["state"] == "succeeded", [e["message"] for e in events]
-    assert all(current(env, h) == "releases/2.0" for h in HOSTS)
+    assert all(current(env, h) == "releases/1.2" for h in HOSTS)
 
 
 def test_parameter_with_shell_metacharacters_is_one_literal_argument(released):
@@ -233,19 +237,19 @@ def test_hosts_trust_pins_after_a_fingerprint_check_and_is_audited(env, capsys):
 
     config.write_text(yaml.safe_dump({"console": {"data_dir": str(env.root / "console")},
                                       "inventory": env.config.inventory}))
-    right = fingerprint(env.servers["h5"].known_hosts_line.split()[2])
-    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--fingerprint", "SHA256:wrong"]) == 1
+    right = fingerprint(env.servers["h7"].known_hosts_line.split()[2])
+    assert cli_main(["hosts", "trust", "h7", "--config", str(config), "--fingerprint", "SHA256:wrong"]) == 1
     assert "fingerprint mismatch" in capsys.readouterr().err
-    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--fingerprint", right]) == 0
-    assert f"pinned [127.0.0.1]:{env.servers['h5'].port} ssh-ed25519 {right}" in capsys.readouterr().out
+    assert cli_main(["hosts", "trust", "h7", "--config", str(config), "--fingerprint", right]) == 0
+    assert f"pinned [127.0.0.1]:{env.servers['h7'].port} ssh-ed25519 {right}" in capsys.readouterr().out
     # a changed key is not replaced silently
     other = env.servers["h1"].known_hosts_line.split(maxsplit=1)[1]
-    assert cli_main(["hosts", "trust", "h5", "--config", str(config), "--key", other]) == 1
+    assert cli_main(["hosts", "trust", "h7", "--config", str(config), "--key", other]) == 1
     assert "already_pinned" in capsys.readouterr().err
     entries = env.services.db.run(lambda s: s.execute(
         __import__("sqlalchemy").text("SELECT actor, details FROM audit_log WHERE action = 'hosts.trust' "
-                                      "AND target = 'host:h5'")).all())
+                                      "AND target = 'host:h7'")).all())
     assert len(entries) == 1 and entries[0][0].startswith("cli:") and right in entries[0][1]
-    final, events = deploy(env, "lone", "1.0")
+    final, events = deploy(env, "trusted", "1.0")
     assert final["state"] == "succeeded", [e["message"] for e in events]
-    assert current(env, "h5") == "releases/1.0"
+    assert current(env, "h7") == "releases/1.0"

@@ -173,9 +173,12 @@ def test_real_debian_logs_with_the_agent_process(console, tmp_path):
 def test_postgresql_server_log_is_tailed_and_searchable(console, tmp_path, postgres_url):
     """The PostgreSQL daemon of the test suite writes an ERROR line; the agent tails its
     server log and the line is found by level and word."""
-    pg_log = Path("/var/log/postgresql/postgresql-15-main.log")
-    if not pg_log.exists():
-        need("postgres", f"{pg_log} does not exist")
+    from tests.pg import server_log_path
+
+    log_file, how = server_log_path(postgres_url)
+    if log_file is None or not os.access(log_file, os.R_OK):
+        need("postgres", f"cannot read the server's log ({log_file or 'unknown'}, from {how})")
+    pg_log = Path(log_file)
     host = "pg-" + uuid.uuid4().hex[:8]
     agent, tail = make_agent(console, tmp_path, host, {"paths": [str(pg_log)],
                                                        "multiline_start": r"^\d{4}-\d\d-\d\d "})

@@ -83,7 +83,7 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def serve(server) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     return thread
 

@@ -75,7 +75,8 @@ class FakeConsole:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),  # shutdown() waits one poll
+                                       daemon=True)
         self.thread.start()
 
     def answer(self, status: int, body: object, headers: dict | None = None) -> None:
@@ -440,7 +441,7 @@ def test_client_keeps_one_connection_alive_and_reconnects_when_it_was_closed():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         client = IngestClient(f"http://127.0.0.1:{server.server_address[1]}", "t", 5)
         client.push({"host": "h"})

@@ -405,6 +405,14 @@ class DockerDriver:
 
     def _probe_address(self, container: Any) -> tuple[str | None, int]:
         t, hc = self.target, self.app.health_check
+        networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        if hc.type == "tcp" and t.engine.startswith("unix://") and not t.health_host:
+            # Docker's userland proxy accepts connections on a published port whether or not
+            # anything listens in the container, so a connect there proves nothing: on a
+            # local engine, connect to the container's own address.
+            for net in networks.values():
+                if net.get("IPAddress"):
+                    return net["IPAddress"], hc.probe_port
         for mapping in t.ports:
             if mapping.published and mapping.container == hc.port:
                 slot = int(container.labels.get(LABEL_SLOT, 0))
@@ -412,7 +420,6 @@ class DockerDriver:
                 if not host:
                     host = urlparse(t.engine).hostname if not t.engine.startswith("unix://") else "127.0.0.1"
                 return host, mapping.host_port(slot)
-        networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         for net in networks.values():
             if net.get("IPAddress"):
                 return net["IPAddress"], hc.probe_port
