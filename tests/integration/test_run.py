@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from console.cli import local_host_name
+from console.cli.common import local_host_name
 from tests.harness import CookieSession, http, wait_for
 from tests.integration.procs import child_env
 
