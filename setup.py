@@ -42,6 +42,7 @@ setup(
         "protobuf>=4.25,<8",  # remote write's WriteRequest
         "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
         "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
+        "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
@@ -49,7 +50,7 @@ setup(
                  "kubernetes-validate>=1.28,<2", "ruff>=0.6,<0.18",
                  # mypy (`make lint`) and the stubs of libraries that ship no types of their own
                  "mypy>=1.11,<3", "types-PyYAML", "types-paramiko", "types-psutil", "types-docker",
-                 "types-protobuf",
+                 "types-protobuf", "types-python-dateutil",
                  "pytest-randomly>=3.15,<6"],  # random test order, seed printed at the end
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
