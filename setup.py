@@ -51,6 +51,7 @@ setup(
                  # mypy (`make lint`) and the stubs of libraries that ship no types of their own
                  "mypy>=1.11,<3", "types-PyYAML", "types-paramiko", "types-psutil", "types-docker",
                  "types-protobuf", "types-python-dateutil",
+                 "aiosmtpd>=1.4,<2",  # the SMTP server email notifications are tested against
                  "pytest-randomly>=3.15,<6"],  # random test order, seed printed at the end
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).
