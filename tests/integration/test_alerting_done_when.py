@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 
 from console.config import AlertingConfig
@@ -37,7 +38,7 @@ from tests.conftest import need
 from tests.docker_images import run_app
 from tests.harness import ConsoleHarness, wait_for
 from tests.integration.notify_peers import HttpReceiver, SmtpServer, dingtalk_signature_ok
-from tests.integration.test_deploy_alerting import FINAL, app, docker_run, wait_state  # noqa: F401 - fixture
+from tests.integration.test_deploy_alerting import FINAL, app, docker_run, wait_state  # noqa: F401 - docker_run: a fixture
 from tests.integration.test_notify_receivers import put_secret
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,8 @@ def parts(raw: bytes) -> tuple[email.message.EmailMessage, str]:
     return msg, msg.get_body(("plain",)).get_content()
 
 
-def test_done_when_notify_silence_window_deploy_hold_and_regression(tmp_path, docker_run):
+@pytest.mark.usefixtures("docker_run")  # this run's containers removed before and after
+def test_done_when_notify_silence_window_deploy_hold_and_regression(tmp_path, docker_images):
     amtool = shutil.which("amtool")
     if not amtool:
         need("alertmanager", "amtool is not installed (apt-get install prometheus-alertmanager)")
@@ -95,7 +97,7 @@ def test_done_when_notify_silence_window_deploy_hold_and_regression(tmp_path, do
         "delivery": DeliveryConfig(backoff_initial=0.2, backoff_max=1.0, poll_interval=0.1, timeout=5.0)})
     console = agent = None
     try:
-        console = ConsoleHarness(tmp_path / "data", apps={APP: app(docker_run, [HOST])}, alerting=config).start()
+        console = ConsoleHarness(tmp_path / "data", apps={APP: app(docker_images, [HOST])}, alerting=config).start()
         put_secret(console, "e2e-ding-url", robot.url + "/robot/send?access_token=e2etok", "webhook_url")
         put_secret(console, "e2e-ding-sign", DING_SECRET)
         viewer, deployer = console.api_token("viewer"), console.api_token("deployer")
@@ -244,7 +246,10 @@ def test_done_when_notify_silence_window_deploy_hold_and_regression(tmp_path, do
                                      time.time())
         doc = regression.json()
         assert doc["markdown"]["title"] == "[FIRING:1] DeployRegression"
-        assert f"Deploy {deploy_id} of {APP} made error_rate worse." in doc["markdown"]["text"]
+        text = doc["markdown"]["text"]
+        assert f"\nDeploy {deploy_id} of {APP} made error_rate worse.\n" in text
+        assert "error_rate averaged 0.2, above its level before the deploy" in text  # 0.01 before it
+        assert f"\n- Labels: app={APP}, deploy_id={deploy_id}, severity=warning, signal=error_rate\n" in text
         resp = console.request("GET", f"{AM}/alerts?" + urlencode({"filter": "alertname=DeployRegression"}),
                                token=viewer)
         [raised] = resp.json()
