@@ -16,6 +16,7 @@ comes from a new firing, and a mute that failed would show as one more message.
 """
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 import json
@@ -87,7 +88,7 @@ def test_done_when_notify_silence_window_deploy_hold_and_regression(tmp_path, do
     rules_file(rules)
     robot = HttpReceiver(script=[(200, {"Content-Type": "application/json"}, b'{"errcode":0,"errmsg":"ok"}')]).start()
     smtp = SmtpServer()
-    notifications = json.loads(json.dumps(NOTIFICATIONS))
+    notifications = copy.deepcopy(NOTIFICATIONS)
     notifications["global"]["smtp_smarthost"] = smtp.smarthost
     watch = {APP: {"window": f"{WATCH:g}s", "signals": [
         {"name": "error_rate", "expr": "max(e2e_error_ratio)", "ratio": 0.5}]}}
