@@ -191,6 +191,9 @@ def deployment(console, sshd, tmp_path_factory, wheelhouse):  # noqa: ANN001
 
 
 def test_playbook_installs_enrols_and_the_agent_reports(deployment, console):  # noqa: ANN001
+    if (deployment.root / "opt/fleetdeck-agent").exists():  # a test run before installed: start afresh
+        recap, output = deployment.run("--tags", "uninstall")
+        assert recap["failed"] == 0, output
     recap, output = deployment.run()
     assert recap["failed"] == 0 and recap["unreachable"] == 0, output
     assert recap["changed"] > 0, output
