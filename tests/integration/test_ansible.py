@@ -57,6 +57,19 @@ def ansible_playbook() -> str | None:
 
 
 
+def assert_root_owned_parents(root: Path, private_dir: Path) -> None:
+    """The directories between ``root`` and ``private_dir`` (which the role created) are
+    root's and 0755: only ``private_dir`` itself belongs to the service user. A parent
+    owned by that user with mode 0700 outlives an uninstall and locks out a reinstalled
+    service user with another uid."""
+    for parent in private_dir.relative_to(root).parents:
+        if parent == Path("."):
+            continue
+        info = (root / parent).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0, 0o755), (
+            root / parent, info.st_uid, info.st_gid, oct(info.st_mode))
+
+
 class Deployment:
     """One inventory (the sshd host) plus the variables of one install; ``run()`` plays."""
 
@@ -178,6 +191,9 @@ def deployment(console, sshd, tmp_path_factory, wheelhouse):  # noqa: ANN001
 
 
 def test_playbook_installs_enrols_and_the_agent_reports(deployment, console):  # noqa: ANN001
+    if (deployment.root / "opt/fleetdeck-agent").exists():  # a test run before installed: start afresh
+        recap, output = deployment.run("--tags", "uninstall")
+        assert recap["failed"] == 0, output
     recap, output = deployment.run()
     assert recap["failed"] == 0 and recap["unreachable"] == 0, output
     assert recap["changed"] > 0, output
@@ -209,6 +225,7 @@ def test_playbook_installs_enrols_and_the_agent_reports(deployment, console):  #
     token_file = deployment.state_dir / "token"
     info = token_file.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600 and pwd.getpwuid(info.st_uid).pw_name == deployment.user
+    assert_root_owned_parents(deployment.root, deployment.state_dir)
     unit = (deployment.root / "etc/systemd/system/fleetdeck-agent.service").read_text()
     for directive in ("Restart=on-failure", f"User={deployment.user}", "ProtectSystem=strict",
                       "NoNewPrivileges=yes", f"ReadWritePaths={deployment.state_dir}"):
@@ -251,6 +268,9 @@ def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
         assert not (deployment.root / path).exists(), path
     with pytest.raises(KeyError):
         pwd.getpwnam(deployment.user)
+    # What the uninstall leaves (the state directory's parents) is root's, so a reinstall
+    # under a new uid (the old one may go to another user meanwhile) reaches its state.
+    assert_root_owned_parents(deployment.root, deployment.state_dir)
 
 
 def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN001
@@ -278,6 +298,7 @@ def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN00
 
     config = root / "etc/fleetdeck/config.yaml"
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert_root_owned_parents(root, root / "var/lib/fleetdeck")
     unit = (root / "etc/systemd/system/fleetdeck.service").read_text()
     assert f"--config {config}" in unit and "Restart=on-failure" in unit and "ProtectSystem=strict" in unit
     console = subprocess.Popen(["runuser", "-u", deployment.console_user, "--",
