@@ -93,56 +93,30 @@ class Services:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
         the running IOLoop."""
         self.deploys.start()
-        if self.rollups is not None:
-            self.rollups.start()
-        if self.logs is not None:
-            self.logs.start_retention()
-        if self.probes is not None:
-            self.probes.start()
+        self.rollups.start()
+        self.logs.start_retention()
+        self.probes.start()
         self._pruning = asyncio.ensure_future(prune_forever(self))
-        if self.sockets is not None:
-            self._watching = asyncio.ensure_future(self.sockets.watch())
-        if self.alerting is not None:
-            self.alerting.start()
-        for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
-            if part is not None:
-                part.start()
-        if self.silences is not None:
-            self.silences.start()
-        if self.dispatcher is not None:
-            self.dispatcher.start()
-        if self.delivery is not None:
-            self.delivery.start()
+        self._watching = asyncio.ensure_future(self.sockets.watch())
+        for part in (self.alerting, self.maintenance, self.deploy_hold, self.deploy_watch, self.silences,
+                     self.dispatcher, self.delivery):
+            part.start()
 
     async def reload(self) -> dict[str, str]:
         """Re-read the rule files and the notification configuration (``POST /-/reload``,
         SIGHUP); returns what was refused, ``{file or "alerting.notifications": message}``
         (each refused part keeps its previous version running)."""
-        errors: dict[str, str] = {}
-        if self.alerting is not None:
-            errors.update(await self.alerting.reload())
-        if self.dispatcher is not None:
-            errors.update(await self.dispatcher.reload(self.config))
+        errors = dict(await self.alerting.reload())  # a copy: the service keeps its own
+        errors.update(await self.dispatcher.reload(self.config))
         return errors
 
     def close(self) -> None:
-        if self._pruning is not None:
-            self._pruning.cancel()
-        if self._watching is not None:
-            self._watching.cancel()
-        if self.probes is not None:
-            self.probes.close()
-        if self.alerting is not None:
-            self.alerting.close()
-        for part in (self.maintenance, self.deploy_hold, self.deploy_watch):
-            if part is not None:
-                part.close()
-        if self.silences is not None:
-            self.silences.close()
-        if self.dispatcher is not None:
-            self.dispatcher.close()
-        if self.delivery is not None:
-            self.delivery.close()
+        for task in (self._pruning, self._watching):
+            if task is not None:
+                task.cancel()
+        for part in (self.probes, self.alerting, self.maintenance, self.deploy_hold, self.deploy_watch,
+                     self.silences, self.dispatcher, self.delivery):
+            part.close()
         self.deploys.close()
         self.users.passwords.close()
         self.db.close()
