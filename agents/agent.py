@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from agents import __version__
+from agents.cardinality import Relabelling, SeriesBudget
 from agents.client import PushError
 from agents.config import AgentConfig, config_hash
 from agents.delivery import DeadLetterFile, RetryPolicy, Sender
@@ -153,6 +154,10 @@ class Agent:
         self._errors: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._dropped_samples: dict[str, int] = {c.name: 0 for c in self.collectors}
         self._valid_series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self._relabelling = Relabelling(config.metric_relabel_configs)
+        self._budget = SeriesBudget(config.series_limit)
+        self._relabel_dropped: dict[str, int] = {c.name: 0 for c in self.collectors}
+        self._limit_dropped: dict[str, int] = {c.name: 0 for c in self.collectors}
         # Batches lost before reaching the console or the spool: without a spool, a failed
         # push; with one, the oldest held batches past spool_full_hold_batches. Log lines
         # are never counted here: they are read again from their files.
@@ -173,7 +178,7 @@ class Agent:
             self._errors[collector.name] = self._errors.get(collector.name, 0) + 1
             log.exception("collector %r failed; skipped for this cycle", collector.name)
             return [], False, time.perf_counter() - started
-        samples = []
+        samples: list[Sample] = []
         valid = self._valid_series
         for sample in raw:
             # Series repeat every cycle: names and labels are checked once, values always.
@@ -183,17 +188,24 @@ class Agent:
             except (AttributeError, TypeError):  # not a Sample, or unhashable labels: full check
                 key, known = None, False
             if known:
-                samples.append(sample)
+                self._keep(collector.name, sample, samples)
                 continue
             reason = _invalid_reason(sample)
             if reason is None:
                 if key is not None and len(valid) < 200_000:
                     valid.add(key)
-                samples.append(sample)
+                self._keep(collector.name, sample, samples)
                 continue
             self._dropped_samples[collector.name] = self._dropped_samples.get(collector.name, 0) + 1
             log.debug("collector %r: dropped sample: %s", collector.name, reason)
         return samples, True, time.perf_counter() - started
+
+    def _keep(self, input_name: str, sample: Sample, into: list[Sample]) -> None:
+        """Append ``sample`` unless the input's ``metric_relabel_configs`` drop it (counted)."""
+        if self._relabelling.kept(input_name, sample.name, sample.labels):
+            into.append(sample)
+        else:
+            self._relabel_dropped[input_name] = self._relabel_dropped.get(input_name, 0) + 1
 
     def _self_samples(self, results: list[tuple[str, bool, float]]) -> list[Sample]:
         """The agent's own health (names in docs/agent.md, "Self-metrics")."""
@@ -205,6 +217,11 @@ class Agent:
             out.append(Sample("fleetdeck_agent_collector_errors_total", labels, self._errors.get(name, 0), "counter"))
             out.append(Sample("fleetdeck_agent_dropped_samples_total", {"collector": name, "reason": "invalid"},
                               self._dropped_samples.get(name, 0), "counter"))
+            for reason, counts in (("relabel", self._relabel_dropped), ("series_limit", self._limit_dropped)):
+                out.append(Sample("fleetdeck_agent_dropped_samples_total", {"collector": name, "reason": reason},
+                                  counts.get(name, 0), "counter"))
+        out.append(Sample("fleetdeck_agent_series", {}, self._budget.last_count, "gauge"))
+        out.append(Sample("fleetdeck_agent_series_limit", {}, self._budget.limit, "gauge"))
         dropped = {"write_error": (self._dropped_batches, self._dropped_batch_samples, 0)}
         if self.spool is not None:
             stats = self.spool.snapshot()
@@ -248,6 +265,7 @@ class Agent:
         ts_ms = int(round(self.clock() * 1000))
         results: list[tuple[str, bool, float]] = []
         series: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+        source: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # series -> the input that sent it
         for collector in self.collectors:
             samples, ok, duration = self._collect_one(collector)
             results.append((collector.name, ok, duration))
@@ -259,6 +277,11 @@ class Agent:
                     continue
                 series[key] = {"name": sample.name, "type": sample.type, "labels": dict(sample.labels),
                                "points": [[ts_ms, sample.value]]}
+                source[key] = collector.name
+        admitted = self._budget.admit(series)
+        for key in [k for k in series if k not in admitted]:
+            del series[key]
+            self._limit_dropped[source[key]] = self._limit_dropped.get(source[key], 0) + 1
         for sample in self._self_samples(results):
             series.setdefault((sample.name, tuple(sorted(sample.labels.items()))), {
                 "name": sample.name, "type": sample.type, "labels": dict(sample.labels),

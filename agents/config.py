@@ -47,6 +47,7 @@ from agents.errors import AgentError
 from collectors import available_collectors
 from collectors.logs import LogOptions, LogOptionsError
 from collectors.prometheus import PrometheusOptions, ScrapeOptionsError
+from collectors.relabel import RelabelError, RelabelRule, parse_rules
 from collectors.textfile import TextfileOptions, TextfileOptionsError
 
 ENV_OVERRIDES = {
@@ -186,6 +187,15 @@ def _collector_options(key: str, value: Any, source: str) -> dict[str, dict[str,
     return {str(name): dict(opts or {}) for name, opts in value.items()}
 
 
+def _relabel_configs(key: str, value: Any, source: str) -> dict[str, tuple[RelabelRule, ...]]:
+    if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        raise ConfigError(f"{key} (from {source}) must map input names to lists of rules")
+    try:
+        return {name: parse_rules(rules, f"{key}.{name}", source) for name, rules in value.items()}
+    except RelabelError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def setting(default: Any, check: Check) -> Any:
     """A field of :class:`AgentConfig` with its check; a list, dict or callable default is a factory."""
     if callable(default):
@@ -228,6 +238,10 @@ class AgentConfig:
       (:class:`collectors.prometheus.PrometheusOptions`); ``textfile``: the directory of
       the ``textfile`` input (:class:`collectors.textfile.TextfileOptions`). Each is set
       exactly when its input is in ``collectors``.
+    - ``metric_relabel_configs``: input name -> Prometheus-style ``keep``/``drop`` rules
+      (:mod:`collectors.relabel`, RE2) applied to every sample of that input;
+      ``series_limit``: at most this many series per batch (0: no limit), series of the
+      previous batch first (:mod:`agents.cardinality`).
     """
 
     console_url: str = setting("http://127.0.0.1:8700", text)
@@ -255,6 +269,9 @@ class AgentConfig:
     token_file: str = setting("", text)
     prometheus: PrometheusOptions = setting(PrometheusOptions, _prometheus)
     textfile: TextfileOptions = setting(TextfileOptions, _textfile)
+    metric_relabel_configs: dict[str, tuple[RelabelRule, ...]] = setting({}, _relabel_configs)
+    # The console's default per-host cap (console.max_series_per_host) is 10,000 too.
+    series_limit: int = setting(10_000, whole(0, 10_000_000))
 
     @property
     def token_path(self) -> str:
@@ -367,10 +384,11 @@ def validate(config: AgentConfig, sources: Mapping[str, str] | None = None) -> N
             raise ConfigError(f"{key}{where(key)}: no such file {path!r}")
     if config.client_key and not config.client_cert:
         raise ConfigError(f"client_key{where('client_key')} needs client_cert")
-    stray = sorted(set(config.collector_options) - set(config.collectors))
-    if stray:
-        raise ConfigError(f"collector_options{where('collector_options')}: options for {stray[0]!r}, "
-                          f"which is not in collectors{where('collectors')}")
+    for key in ("collector_options", "metric_relabel_configs"):
+        stray = sorted(set(getattr(config, key)) - set(config.collectors))
+        if stray:
+            raise ConfigError(f"{key}{where(key)}: options for {stray[0]!r}, "
+                              f"which is not in collectors{where('collectors')}")
     _validate_inputs(config, where)
 
 

@@ -45,6 +45,10 @@ DEFAULT_MOUNT_POINTS_EXCLUDE = (
     r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
 )
 DEFAULT_DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+# node_exporter keeps every interface by default; on a container host each short-lived
+# container leaves a veth pair (and a bridge per network) whose ~35 series outlive it, so
+# the agent leaves those out unless the option says otherwise ("" keeps everything).
+DEFAULT_NETWORK_DEVICES_EXCLUDE = r"^(veth.*|docker.*|br-.*)$"
 NETSTAT_FIELDS = re.compile(
     r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)"
     r"|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue)"
@@ -169,6 +173,11 @@ class HostCollector(Collector):
       are stat'ed under it and reported without it.
     - ``fs_types_exclude``, ``mount_points_exclude``, ``disk_devices_exclude``:
       regular expressions, node_exporter's defaults.
+    - ``netdev_device_exclude``, ``netclass_ignored_devices``: regular expressions of
+      network interfaces left out of ``node_network_*`` (node_exporter's
+      ``--collector.netdev.device-exclude`` and ``--collector.netclass.ignored-devices``);
+      both default to :data:`DEFAULT_NETWORK_DEVICES_EXCLUDE` (container veth pairs and
+      bridges); ``""`` keeps every interface. Add ``|lo`` to leave out loopback.
     - ``mount_timeout``: seconds to wait for one ``statvfs()``; a mount that
       does not answer (a dead NFS server) is reported with
       ``node_filesystem_device_error 1`` and not retried until its pending
@@ -188,6 +197,8 @@ class HostCollector(Collector):
         fs_types_exclude: str = DEFAULT_FS_TYPES_EXCLUDE,
         mount_points_exclude: str = DEFAULT_MOUNT_POINTS_EXCLUDE,
         disk_devices_exclude: str = DEFAULT_DISK_DEVICES_EXCLUDE,
+        netdev_device_exclude: str = DEFAULT_NETWORK_DEVICES_EXCLUDE,
+        netclass_ignored_devices: str = DEFAULT_NETWORK_DEVICES_EXCLUDE,
         mount_timeout: float = 5.0,
     ) -> None:
         self.proc_root = proc_root
@@ -202,6 +213,8 @@ class HostCollector(Collector):
         self._fs_types_exclude = _compile("fs_types_exclude", fs_types_exclude)
         self._mount_points_exclude = _compile("mount_points_exclude", mount_points_exclude)
         self._disk_devices_exclude = _compile("disk_devices_exclude", disk_devices_exclude)
+        self._netdev_exclude = _compile("netdev_device_exclude", netdev_device_exclude or "(?!)")
+        self._netclass_ignored = _compile("netclass_ignored_devices", netclass_ignored_devices or "(?!)")
         self._clock_ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._cpu_cache: dict[str, list[float]] = {}
@@ -239,7 +252,8 @@ class HostCollector(Collector):
         if self.portable:
             from collectors.host_portable import portable_samples
 
-            return portable_samples(self._fs_types_exclude, self._mount_points_exclude, self._disk_devices_exclude)
+            return portable_samples(self._fs_types_exclude, self._mount_points_exclude, self._disk_devices_exclude,
+                                    self._netdev_exclude)
         out: list[Sample] = []
         for section, read in self._sections:
             started = time.perf_counter()
@@ -425,6 +439,8 @@ class HostCollector(Collector):
     def _netdev(self) -> list[Sample]:
         out: list[Sample] = []
         for device, fields in procfs.parse_net_dev(self._proc("net/dev")).items():
+            if self._netdev_exclude.search(device):
+                continue
             labels = {"device": device}
             out.extend(counter(f"node_network_{field}_total", value, labels) for field, value in fields.items())
         return out
@@ -433,7 +449,7 @@ class HostCollector(Collector):
         base = os.path.join(self.sys_root, "class/net")
         out = []
         for device in sorted(os.listdir(base)):
-            if not os.path.isdir(os.path.join(base, device)):
+            if not os.path.isdir(os.path.join(base, device)) or self._netclass_ignored.search(device):
                 continue  # e.g. bonding_masters
             labels = {"device": device}
 

@@ -36,10 +36,11 @@ def portable_samples(
     fs_types_exclude: re.Pattern[str],
     mount_points_exclude: re.Pattern[str],
     disk_devices_exclude: re.Pattern[str],
+    network_devices_exclude: re.Pattern[str],
 ) -> list[Sample]:
     """Current host samples via psutil (imported here: Linux agents never load it).
 
-    The patterns filter filesystems and disks as on Linux.
+    The patterns filter filesystems, disks and network interfaces as on Linux.
     """
     import psutil
 
@@ -91,6 +92,8 @@ def portable_samples(
                 out.append(Sample(f"node_disk_{suffix}", {"device": device}, getattr(io, field) * scale, "counter"))
 
     for device, nic in (psutil.net_io_counters(pernic=True) or {}).items():
+        if network_devices_exclude.search(device):
+            continue
         for field, suffix in _NET_FIELDS:
             out.append(Sample(f"node_network_{suffix}_total", {"device": device}, getattr(nic, field), "counter"))
 

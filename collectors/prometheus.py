@@ -34,31 +34,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.base import Collector, Sample
+from collectors.relabel import RelabelError, Relabeller, RelabelRule, label_name, parse_rules
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger page fails the scrape (up 0)
 MAX_SECONDS = 86400
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
-RELABEL_ACTIONS = ("keep", "drop")
 _TARGET_KEYS = ("job_name", "url", "interval", "timeout", "honor_labels", "labels", "metric_relabel_configs")
-_RULE_KEYS = ("source_labels", "separator", "regex", "action")
 _RESERVED_TARGET_LABELS = ("job", "instance")
 
 
 class ScrapeOptionsError(ValueError):
     """Invalid ``prometheus:`` options; the message names the key."""
-
-
-@dataclass(frozen=True)
-class RelabelRule:
-    """One ``metric_relabel_configs`` entry: ``action`` keep|drop, ``regex`` (RE2, anchored),
-    ``source_labels`` (names; ``__name__`` is the metric name), ``separator``."""
-
-    source_labels: tuple[str, ...]
-    regex: str = "(.*)"
-    action: str = "keep"
-    separator: str = ";"
 
 
 @dataclass(frozen=True)
@@ -113,31 +101,10 @@ class PrometheusOptions:
         return cls(targets)
 
 
-def _label_name(name: Any) -> bool:
-    return (isinstance(name, str) and bool(name) and (name[0].isalpha() or name[0] == "_") and name.isascii()
-            and all(c.isalnum() or c == "_" for c in name))
-
-
 def _seconds(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_SECONDS:
         raise ScrapeOptionsError(f"{where} must be a number of seconds in (0, {MAX_SECONDS}]")
     return float(value)
-
-
-def compile_regex(pattern: str, where: str) -> Any:
-    """``pattern`` compiled with RE2 (google-re2), to be used with ``fullmatch`` (anchored,
-    as Prometheus anchors relabel regexes). Raises ScrapeOptionsError when it is invalid
-    or google-re2 is not installed."""
-    try:
-        import re2
-    except ImportError:
-        raise ScrapeOptionsError(f"{where}: regexes need the google-re2 package "
-                                 "(pip install google-re2)") from None
-    try:
-        return re2.compile(pattern)
-    except re2.error as exc:
-        message = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ScrapeOptionsError(f"{where} is not a valid RE2 regex: {message}") from None
 
 
 def _check_keys(value: Any, path: str, source: str, known: tuple[str, ...]) -> None:
@@ -150,24 +117,11 @@ def _check_keys(value: Any, path: str, source: str, known: tuple[str, ...]) -> N
                                  f"known: {', '.join(known)}")
 
 
-def _rule(value: Any, path: str, source: str) -> RelabelRule:
-    _check_keys(value, path, source, _RULE_KEYS)
-    action = value.get("action")
-    if action not in RELABEL_ACTIONS:
-        raise ScrapeOptionsError(f"{path}.action (from {source}) must be one of {', '.join(RELABEL_ACTIONS)}, "
-                                 f"got {action!r}")
-    names = value.get("source_labels")
-    if (not isinstance(names, list) or not names
-            or not all(_label_name(n) for n in names)):
-        raise ScrapeOptionsError(f"{path}.source_labels (from {source}) must be a non-empty list of label names")
-    separator = value.get("separator", ";")
-    if not isinstance(separator, str):
-        raise ScrapeOptionsError(f"{path}.separator (from {source}) must be a string")
-    regex = value.get("regex", "(.*)")
-    if not isinstance(regex, str):
-        raise ScrapeOptionsError(f"{path}.regex (from {source}) must be a string")
-    compile_regex(regex, f"{path}.regex (from {source})")
-    return RelabelRule(tuple(names), regex, action, separator)
+def _rules(value: Any, path: str, source: str) -> tuple[RelabelRule, ...]:
+    try:
+        return parse_rules(value, path, source)
+    except RelabelError as exc:
+        raise ScrapeOptionsError(str(exc)) from None
 
 
 def _target(value: Any, path: str, source: str) -> ScrapeTarget:
@@ -194,18 +148,15 @@ def _target(value: Any, path: str, source: str) -> ScrapeTarget:
     if not isinstance(labels, Mapping):
         raise ScrapeOptionsError(f"{path}.labels (from {source}) must be a mapping of label name to value")
     for name, label_value in labels.items():
-        if not _label_name(name) or name.startswith("__"):
+        if not label_name(name) or name.startswith("__"):
             raise ScrapeOptionsError(f"{path}.labels (from {source}): invalid label name {name!r}")
         if name in _RESERVED_TARGET_LABELS:
             raise ScrapeOptionsError(f"{path}.labels.{name} (from {source}): {name} is set from "
                                      f"{'job_name' if name == 'job' else 'url'}")
         if not isinstance(label_value, str) or not label_value:
             raise ScrapeOptionsError(f"{path}.labels.{name} (from {source}) must be a non-empty string")
-    rules = value.get("metric_relabel_configs") or []
-    if not isinstance(rules, list):
-        raise ScrapeOptionsError(f"{path}.metric_relabel_configs (from {source}) must be a list")
-    return ScrapeTarget(job, url, interval, timeout, honor, dict(labels),
-                        tuple(_rule(r, f"{path}.metric_relabel_configs[{i}]", source) for i, r in enumerate(rules)))
+    rules = _rules(value.get("metric_relabel_configs") or [], f"{path}.metric_relabel_configs", source)
+    return ScrapeTarget(job, url, interval, timeout, honor, dict(labels), rules)
 
 
 def sample_type(family_type: str, sample_name: str, family_name: str) -> str:
@@ -228,8 +179,7 @@ class _Target:
         self.every = max(1, round(interval / agent_interval))
         self.timeout = target.timeout or min(10.0, interval)
         self.labels = {"job": target.job_name, "instance": target.instance, **target.labels}
-        self.rules = [(r.action, r.source_labels, r.separator, compile_regex(r.regex, "regex").fullmatch)
-                      for r in target.metric_relabel_configs]
+        self.rules = Relabeller(target.metric_relabel_configs)
 
 
 class PrometheusCollector(Collector):
@@ -286,7 +236,7 @@ class PrometheusCollector(Collector):
             for raw in family.samples:
                 scraped += 1
                 labels = self._labels(target, raw.labels)
-                if target.rules and not self._kept(target, raw.name, labels):
+                if target.rules and not target.rules.kept(raw.name, labels):
                     continue
                 samples.append(Sample(raw.name, labels, raw.value, sample_type(family.type, raw.name, family.name)))
         return samples + self._health(target, True, time.perf_counter() - started, scraped, len(samples))
@@ -322,15 +272,6 @@ class PrometheusCollector(Collector):
                 labels[f"exported_{name}"] = labels[name]
             labels[name] = value
         return labels
-
-    @staticmethod
-    def _kept(target: _Target, name: str, labels: dict[str, str]) -> bool:
-        for action, sources, separator, fullmatch in target.rules:
-            value = separator.join(name if s == "__name__" else labels.get(s, "") for s in sources)
-            matched = fullmatch(value) is not None
-            if matched != (action == "keep"):
-                return False
-        return True
 
     @staticmethod
     def _health(target: _Target, up: bool, duration: float, scraped: int, kept: int) -> list[Sample]:

@@ -202,6 +202,70 @@ def test_samples_the_console_would_reject_are_dropped_and_counted():
                   reason="invalid")["points"][0][1] == 4.0
 
 
+class ChurnCollector(Collector):
+    """A container host: the load average, then one new interface's series per cycle."""
+
+    name = "host"
+
+    def __init__(self) -> None:
+        self.cycle = 0
+
+    def collect(self):
+        self.cycle += 1
+        yield Sample("node_load1", {}, 0.5, "gauge")
+        for i in range(self.cycle):
+            yield Sample("node_network_receive_bytes_total", {"device": f"veth{i}"}, 1.0, "counter")
+
+
+def test_metric_relabel_configs_drop_and_keep_per_input_and_count_what_they_drop(tmp_path):
+    path = write_yaml(tmp_path, """agent:
+  collectors: [host]
+  metric_relabel_configs:
+    host:
+      - {source_labels: [__name__, device], regex: 'node_network_.*;veth[02]', action: drop}
+""")
+    collector = ChurnCollector()
+    collector.cycle = 3  # veth0..veth3
+    agent = Agent(load_agent_config(path, {}, environ={}), [collector], Recorder())
+    batch = agent.collect_batch()
+    devices = {m["labels"]["device"] for m in batch["metrics"] if m["name"] == "node_network_receive_bytes_total"}
+    assert devices == {"veth1", "veth3"}
+    metric(batch, "node_load1")
+    assert metric(batch, "fleetdeck_agent_dropped_samples_total", collector="host",
+                  reason="relabel")["points"][0][1] == 2.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("agent:\n  metric_relabel_configs: {textfile: []}\n", "options for 'textfile', which is not in collectors"),
+    ("agent:\n  metric_relabel_configs: {host: [{source_labels: [__name__], regex: '(', action: drop}]}\n",
+     r"metric_relabel_configs.host\[0\].regex \(from .*line 2\) is not a valid RE2 regex"),
+    ("agent:\n  metric_relabel_configs: {host: [{source_labels: [__name__], action: replace}]}\n",
+     "action .* must be one of keep, drop, got 'replace'"),
+    ("agent:\n  series_limit: -1\n", "series_limit .* must be a whole number from 0"),
+])
+def test_cardinality_settings_are_validated(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_agent_config(write_yaml(tmp_path, text), {}, environ={})
+
+
+def test_series_limit_keeps_established_series_and_drops_new_ones_counted():
+    collector = ChurnCollector()
+    agent = Agent(config(series_limit=3), [collector], Recorder())
+    sent = []
+    for _ in range(5):
+        batch = agent.collect_batch()
+        sent.append({m["labels"].get("device", m["name"]) for m in batch["metrics"]
+                     if not m["name"].startswith("fleetdeck_agent_")})
+    # Cycle 1: load + veth0; 2: + veth1; from then on the budget (3) is full and the new
+    # interfaces wait while node_load1 keeps its place.
+    assert sent == [{"node_load1", "veth0"}] + [{"node_load1", "veth0", "veth1"}] * 4
+    assert metric(batch, "fleetdeck_agent_series")["points"][0][1] == 3.0
+    assert metric(batch, "fleetdeck_agent_series_limit")["points"][0][1] == 3.0
+    # Cycles 3, 4, 5 each had 1, 2, 3 series over the budget.
+    assert metric(batch, "fleetdeck_agent_dropped_samples_total", collector="host",
+                  reason="series_limit")["points"][0][1] == 6.0
+
+
 def test_run_forever_retries_failed_pushes_from_the_spool(fake_console, tmp_path):
     fake_console.answers = [(503, b'{"error": {"code": "storage_unavailable", "message": "db down"}}', {})] * 2 + [
         (200, b'{"accepted_samples": 3, "accepted_logs": 0, "duplicate": false}', {})]

@@ -102,7 +102,8 @@ def test_real_host_filesystem_and_disk_filters():
 
 def test_portable_psutil_path_uses_the_same_names():
     samples = portable_samples(re.compile(DEFAULT_FS_TYPES_EXCLUDE), re.compile(DEFAULT_MOUNT_POINTS_EXCLUDE),
-                               re.compile(DEFAULT_DISK_DEVICES_EXCLUDE))
+                               re.compile(DEFAULT_DISK_DEVICES_EXCLUDE), re.compile("^lo$"))
+    assert not [s for s in samples if s.name.startswith("node_network_") and s.labels["device"] == "lo"]
     names = {s.name for s in samples}
     assert {"node_cpu_seconds_total", "node_load1", "node_memory_MemTotal_bytes",
             "node_memory_MemAvailable_bytes", "node_boot_time_seconds"} <= names
@@ -395,6 +396,33 @@ def test_sysfs_network_class_and_cpufreq(proc_root, tmp_path):
     assert info.labels["address"] == "02:00:00:00:00:01" and info.labels["adminstate"] == "up"
     assert value(samples, "node_cpu_scaling_frequency_hertz", cpu="0") == 2.4e9
 
+
+
+CONTAINER_NET_DEV = NET_DEV + """\
+vethab12cd: 500 5 0 0 0 0 0 0 600 6 0 0 0 0 0 0
+docker0: 700 7 0 0 0 0 0 0 800 8 0 0 0 0 0 0
+br-0a1b2c3d4e5f: 900 9 0 0 0 0 0 0 100 1 0 0 0 0 0 0
+"""
+
+
+def test_container_interfaces_are_left_out_by_default_and_the_excludes_are_options(proc_root, tmp_path):
+    (proc_root / "net/dev").write_text(CONTAINER_NET_DEV)
+    sys_root = write_tree(tmp_path / "sys", {f"class/net/{d}/operstate": "up\n"
+                                             for d in ("eth0", "lo", "vethab12cd", "docker0", "br-0a1b2c3d4e5f")})
+
+    def devices(**options: str) -> tuple[set[str], set[str]]:
+        samples = list(HostCollector(proc_root=str(proc_root), sys_root=str(sys_root), rootfs=str(tmp_path),
+                                     **options).collect())
+        return ({s.labels["device"] for s in samples if s.name == "node_network_receive_bytes_total"},
+                {s.labels["device"] for s in samples if s.name == "node_network_up"})
+
+    assert devices() == ({"lo", "eth0"}, {"lo", "eth0"})
+    everything = {"lo", "eth0", "vethab12cd", "docker0", "br-0a1b2c3d4e5f"}
+    assert devices(netdev_device_exclude="", netclass_ignored_devices="") == (everything, everything)
+    netdev, netclass = devices(netdev_device_exclude="^(lo|veth.*)$")
+    assert netdev == {"eth0", "docker0", "br-0a1b2c3d4e5f"} and netclass == {"lo", "eth0"}
+    with pytest.raises(ValueError, match="netclass_ignored_devices"):
+        HostCollector(proc_root=str(proc_root), sys_root=str(sys_root), netclass_ignored_devices="(")
 
 # -- parsers and the registry --------------------------------------------------
 
