@@ -31,6 +31,13 @@ from console.promql.handlers import (BuildInfoHandler, ExemplarsHandler, LabelsH
 from console.query.handlers import HostHandler, HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.openapi import build_document
 from console.services import Services, cookie_secret
+from console.admin.handlers import (
+    SecretsPageHandler,
+    SettingsHandler,
+    SettingsPageHandler,
+    TokensPageHandler,
+    UsersPageHandler,
+)
 from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
 from console.maintenance.handlers import MaintenancePageHandler, WindowHandler, WindowsHandler
@@ -80,6 +87,11 @@ ROUTES = (
     (r"/api/v1/audit/verify", AuditVerifyHandler, "admin"),
     (r"/api/v1/secrets", SecretsHandler, "admin"),
     (r"/api/v1/secrets/([^/]+)", SecretHandler, "admin"),
+    (r"/api/v1/settings", SettingsHandler, "admin"),
+    (r"/users", UsersPageHandler, "admin"),
+    (r"/tokens", TokensPageHandler, "admin"),
+    (r"/secrets", SecretsPageHandler, "admin"),
+    (r"/settings", SettingsPageHandler, "admin"),
     (r"/prometheus/api/v1/query", QueryHandler, "viewer"),
     (r"/prometheus/api/v1/query_range", QueryRangeHandler, "viewer"),
     (r"/prometheus/api/v1/series", SeriesHandler, "viewer"),

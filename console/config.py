@@ -324,6 +324,9 @@ class Config:
     probes: dict[str, Any] = field(default_factory=dict)  # blackbox probes (console/probes/config.py)
     path: str | None = None
     document: YamlDocument | None = field(default=None, repr=False, compare=False)
+    # console key -> where its value came from ("FILE line N", "environment NAME",
+    # "command-line flag --name"); a key missing here has its default.
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def source_of(self, section: str) -> Callable[[tuple], str | None] | None:
         """For the validators of ``section``: key path below it -> ``"FILE line N"``;
@@ -506,7 +509,7 @@ def load_config(path: str | os.PathLike | None = None,
                   inventory=dict(document.data.get("inventory") or {}),
                   alerting=_alerting_from(document, Path(path).resolve().parent if path else None),
                   probes=dict(document.data.get("probes") or {}), path=str(path) if path else None,
-                  document=document if path else None)
+                  document=document if path else None, sources=sources)
 
 
 __all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "key_path", "load_config",

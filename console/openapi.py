@@ -225,6 +225,17 @@ API_PATHS: dict[str, dict[str, dict]] = {
                                          "first_bad_id": {"type": ["integer", "null"]},
                                          "reason": NSTR, "anchored_id": {"type": ["integer", "null"]}},
                                         ["ok", "entries", "first_bad_id", "reason", "anchored_id"]))}}},
+    r"/api/v1/settings": {"get": {
+        "summary": "The effective configuration: every console key with its value, default and source "
+                   "(file and line, environment, flag or default); credentials redacted",
+        "responses": {"200": _json(_obj({"file": {"type": ["string", "null"]},
+                                         "console": {"type": "array", "items": _obj(
+                                             {"key": STR, "value": {}, "default": {}, "source": STR},
+                                             ["key", "value", "default", "source"])},
+                                         "sections": {"type": "array", "items": _obj(
+                                             {"name": STR, "configured": {"type": "boolean"}, "source": STR},
+                                             ["name", "configured", "source"])}},
+                                        ["file", "console", "sections"]))}}},
     r"/api/v1/secrets": {
         "get": {"summary": "Names and kinds of stored secrets (never their values)",
                 "responses": {"200": _json(_obj({"secrets": {"type": "array", "items": _ref("Secret")}},
