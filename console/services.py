@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from console.audit.anchor import HeadAnchor
+from console.cluster.leader import Leadership
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -86,12 +87,15 @@ class Services:
     silences: SilenceService
     dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
     delivery: DeliveryWorker
+    leader: Leadership  # which console of those sharing the database runs the run-once jobs
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Start background work (deploy runners, cleanup, rollups and retention). Call on
         the running IOLoop."""
+        self.leader.try_acquire()  # alone on its database, a console leads from its first moment
+        self.leader.start()
         self.deploys.start()
         self.rollups.start()
         self.logs.start_retention()
@@ -111,6 +115,7 @@ class Services:
         return errors
 
     def close(self) -> None:
+        self.leader.close()  # released first: another replica takes over at its next poll
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
@@ -148,20 +153,21 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
+    leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
     logs = LogService(db, retention_days=c.log_retention_days, retention_bytes=c.log_retention_bytes,
-                      retention_check_seconds=c.log_retention_check_seconds, clock=clock)
+                      retention_check_seconds=c.log_retention_check_seconds, clock=clock, leads=leader.leads)
     alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
-                               registry=metrics.registry, clock=clock, logs=logs)
+                               registry=metrics.registry, clock=clock, logs=logs, leads=leader.leads)
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
     muting = Muting()
     alerting.muting = muting
     targets = app_hosts(apps, inventory)
     maintenance = MaintenanceService(db, audit, targets, clock=clock)
     deploy_hold = DeployHold(db, config.alerting.deploy_settle, targets, clock=clock)
-    deploy_watch = DeployWatcher(db, promql, config.alerting.deploy_watch, clock=clock)
+    deploy_watch = DeployWatcher(db, promql, config.alerting.deploy_watch, clock=clock, leads=leader.leads)
     muting.register(maintenance)
     muting.register(deploy_hold)
     alerting.sources.append(deploy_watch)
@@ -180,7 +186,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
     # The receivers are read from the dispatcher's loaded configuration at every send, so a reload applies.
     delivery = DeliveryWorker(db, lambda: dispatcher.config, secret_store,
-                              config.alerting.delivery, registry=metrics.registry, clock=clock, audit=audit)
+                              config.alerting.delivery, registry=metrics.registry, clock=clock, audit=audit,
+                              leads=leader.leads)
     dispatcher.on_enqueued = delivery.wake
     return Services(config=config, db=db, bus=bus, metrics=metrics,
                     users=users, tokens=tokens,
@@ -189,17 +196,18 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
                                                                                     secret_store)),
-                    clock=clock, rollups=RollupService(db, c, clock=clock),
+                    clock=clock, rollups=RollupService(db, c, clock=clock, leads=leader.leads),
                     logs=logs,
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,
                                               c.ingest_max_inflight),
                     auth=auth, secrets=secret_store, inventory=inventory, known_hosts=known_hosts,
                     sockets=SocketRegistry(db, tokens.forget),
-                    probes=ProbeService(probes, ingest, clock=clock),
+                    probes=ProbeService(probes, ingest, clock=clock, leads=leader.leads),
                     promql=promql, alerting=alerting, muting=muting,
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
-                    silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery)
+                    silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
+                    leader=leader)
 
 
 def cookie_secret(data_dir: Path) -> str:

@@ -91,8 +91,12 @@ class AlertingService(VirtualSource):
 
     def __init__(self, db: Database, config: AlertingConfig, *, max_samples: int, query_timeout_s: float,
                  host_interval_s: float, down_after_intervals: float, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time, logs: LogService | None = None) -> None:
+                 clock: Callable[[], float] = time.time, logs: LogService | None = None,
+                 leads: Callable[[], bool] = lambda: True) -> None:
         self.db = db
+        # Of several consoles on one database only the leader evaluates; the others follow
+        # the stored state (``follow``), so every replica answers the same alerts.
+        self.leads = leads
         self.logs = logs  # counts the lines of log rules (a log rule without it is in error)
         self.config = config
         self.max_samples = max_samples
@@ -180,14 +184,29 @@ class AlertingService(VirtualSource):
             log.error("rule file refused (previous rules of it keep running): %s", error)
         return dict(errors)
 
-    def restore(self, session: Session, only: set[str] | None = None) -> int:
+    def follow(self, session: Session, key: str) -> int:
+        """On a console that does not lead: replace group ``key``'s active alerts with the
+        stored ones (the leader's), so this replica's API, pages and ``ALERTS`` series
+        answer what the leader decided; returns how many. Becoming the leader later, it
+        evaluates on from this state, as after a restart."""
+        return self.restore(session, {key}, replace=True)
+
+    def restore(self, session: Session, only: set[str] | None = None, replace: bool = False) -> int:
         """Put the stored active alerts back into their rules (same group, name and
         expression), for the groups ``only`` names (default all); returns how many were
         restored. Timers continue as stored: a pending alert whose ``for`` elapsed meanwhile
-        fires at the next evaluation that still finds its series."""
+        fires at the next evaluation that still finds its series. ``replace``: alerts not
+        stored are dropped first (in the same critical section, so readers never see the
+        group empty)."""
         restored = 0
+        rows = list(session.scalars(select(AlertState)))
         with self._lock:
-            for row in session.scalars(select(AlertState)):
+            if replace:
+                for key, group in self.groups.items():
+                    if only is None or key in only:
+                        for state in group.rules:
+                            state.active.clear()
+            for row in rows:
                 runtime = self.groups.get(row.group_key)
                 if runtime is None or (only is not None and row.group_key not in only):
                     continue
@@ -233,7 +252,10 @@ class AlertingService(VirtualSource):
                 next_at += (loop.time() - next_at) // interval * interval + interval
             await asyncio.sleep(next_at - loop.time())
             try:
-                await self.evaluate_group(key)
+                if self.leads():
+                    await self.evaluate_group(key)
+                else:
+                    await self.db.read(self.follow, key)
             except Exception:  # a database outage: logged, the next tick retries
                 log.exception("rule group %s: evaluation failed", key)
 

@@ -32,6 +32,9 @@ async def prune_forever(services, every: float = PRUNE_EVERY) -> None:
     while True:
         cutoff = services.clock() - days * 86400.0
         try:
+            if not services.leader.is_leader:  # another console of the same database prunes
+                await asyncio.sleep(every)
+                continue
             removed = await services.db.write(prune_batch_ids, cutoff)
             if removed:
                 log.info("pruned %d ingest batch id(s) older than %g days", removed, days)

@@ -192,6 +192,7 @@ class LogService:
     rare_matches: int = 20_000
     rare_matches_sqlite: int = 10_000
     clock: Callable[[], float] = time.time
+    leads: Callable[[], bool] = lambda: True  # of several consoles on one database, only the leader enforces
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
 
     # -- search -------------------------------------------------------------------------
@@ -388,7 +389,8 @@ class LogService:
         while True:
             await asyncio.sleep(self.retention_check_seconds)
             try:
-                await self.db.on_writer(self.enforce_retention)
+                if self.leads():  # one console of several enforces it
+                    await self.db.on_writer(self.enforce_retention)
             except Exception:  # noqa: BLE001 - a failed run is retried next period
                 log.exception("log retention failed; retrying in %gs", self.retention_check_seconds)
 

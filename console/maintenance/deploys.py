@@ -181,7 +181,8 @@ class DeployWatcher(VirtualSource):
     names = frozenset({REGRESSION_SERIES})
 
     def __init__(self, db: Database, promql, watch: Mapping[str, DeployWatch],  # noqa: ANN001 - PromQLService
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, leads: Callable[[], bool] = lambda: True) -> None:
+        self._leads = leads  # one console of several judges each deploy
         self.db = db
         self.promql = promql
         self.watch = dict(watch)
@@ -200,7 +201,8 @@ class DeployWatcher(VirtualSource):
         while True:
             await asyncio.sleep(WATCH_TICK_S)
             try:
-                await self.tick()
+                if self._leads():
+                    await self.tick()
             except Exception:  # a database outage: logged, the next tick retries
                 log.exception("deploy watch failed")
 

@@ -79,8 +79,12 @@ class DeliveryWorker:
 
     def __init__(self, db: Database, notifications: Callable[[], Any], secrets: SecretService,
                  config: DeliveryConfig, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.time, audit: AuditService | None = None) -> None:
+                 clock: Callable[[], float] = time.time, audit: AuditService | None = None,
+                 leads: Callable[[], bool] = lambda: True) -> None:
         self.db = db
+        # Claims are a select then an update: of several consoles on one database only the
+        # leader claims, so no row is sent twice (docs/scaling.md).
+        self._leads = leads
         self.audit = audit
         self.notifications = notifications
         self.secrets = secrets
@@ -158,7 +162,7 @@ class DeliveryWorker:
             now = self.clock()
             try:
                 # After a claim more rows are likely due: claim again without looking first.
-                claim = room > 0 and bool(claimed or done or await self.db.read(_any_due, now))
+                claim = room > 0 and self._leads() and bool(claimed or done or await self.db.read(_any_due, now))
                 claimed = await self.db.write(self._round, now, done, room if claim else 0, busy) \
                     if claim or done else []
             except Exception:  # noqa: BLE001 - the database is unavailable: leases make the rows due again

@@ -50,7 +50,9 @@ class TargetState:
 class ProbeService:
     """Runs the configured probes; ``start()`` on the running loop, ``close()`` to stop."""
 
-    def __init__(self, config: ProbesConfig, ingest: IngestService, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ProbesConfig, ingest: IngestService, clock: Callable[[], float] = time.time,
+                 leads: Callable[[], bool] = lambda: True) -> None:
+        self._leads = leads  # one console of several probes, or every probe would be stored twice
         self._config = config
         self._ingest = ingest
         self._clock = clock
@@ -92,7 +94,9 @@ class ProbeService:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            if running is not None and not running.done():
+            if not self._leads():
+                pass  # another console leads and probes
+            elif running is not None and not running.done():
                 state.skipped += 1
             else:
                 running = loop.create_task(self.run_once(job, target, module))

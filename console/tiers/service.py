@@ -89,7 +89,9 @@ class RollupService:
     one transaction each, and must run on the database writer thread; ``start()`` schedules
     them on the running asyncio loop every ``rollup_interval`` seconds."""
 
-    def __init__(self, db: Database, config: ConsoleConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, config: ConsoleConfig, clock: Callable[[], float] = time.time,
+                 leads: Callable[[], bool] = lambda: True) -> None:
+        self._leads = leads  # only the leader of several consoles on one database runs the job
         self._db = db
         self._config = config
         self._clock = clock
@@ -116,7 +118,8 @@ class RollupService:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.run_once()
+                if self._leads():
+                    await self.run_once()
             except Exception:  # the job must outlive one bad run; it is retried next interval
                 self.failures += 1
                 log.exception("rollup/retention run failed")
