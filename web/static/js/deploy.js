@@ -8,6 +8,7 @@
   if (!page) return;
   var id = page.getAttribute("data-deploy-id");
   var FINAL = { succeeded: 1, failed: 1, rolled_back: 1, cancelled: 1 };
+  var CANCELLABLE = { queued: 1, running: 1, awaiting_approval: 1 };
   var lastSeq = 0;
   var finished = false;
   var socket = null;
@@ -15,24 +16,36 @@
 
   function byId(name) { return document.getElementById(name); }
 
-  // Roll back to the version this deploy replaced (deployer; the API answers 403 otherwise).
+  // Roll back to the version this deploy replaced, after a confirmation (shown to users who may
+  // deploy the app; the API checks again). The API's refusal is shown next to the button.
   var rollbackForm = byId("rollback-form");
   if (rollbackForm) {
     rollbackForm.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var app = rollbackForm.getAttribute("data-app");
-      var xsrf = rollbackForm.querySelector('input[name="_xsrf"]').value;
-      fetch("/api/v1/apps/" + encodeURIComponent(app) + "/rollback", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-XSRFToken": xsrf },
-        body: JSON.stringify({ to: rollbackForm.getAttribute("data-to"), reason: byId("rollback-reason").value }),
-      }).then(function (resp) {
-        return resp.json().then(function (body) {
-          if (!resp.ok) throw new Error((body.error && body.error.message) || ("HTTP " + resp.status));
-          window.location.href = "/deploys/" + body.id;
-        });
-      }).catch(function (err) { byId("rollback-result").textContent = err.message; });
+      var to = rollbackForm.getAttribute("data-to");
+      var reason = byId("rollback-reason").value;
+      byId("rollback-result").textContent = "";
+      window.FleetdeckDeploy.confirm({
+        title: "Roll back " + app + "?",
+        message: "Roll back " + app + " to " + to + ", the version deploy #" + id + " replaced.",
+        yes: "Roll back to " + to,
+        action: function () {
+          return window.FleetdeckDeploy.post("/api/v1/apps/" + encodeURIComponent(app) + "/rollback",
+                                             { to: to, reason: reason });
+        },
+        done: function (body) { window.location.href = "/deploys/" + body.id; },
+      });
+    });
+  }
+
+  // Cancel this deploy while it is queued or running (the button shows only then).
+  var cancelButton = byId("cancel-deploy");
+  var current = null;  // the deploy as last loaded
+  if (cancelButton) {
+    cancelButton.addEventListener("click", function () {
+      if (!current) return;
+      window.FleetdeckDeploy.cancel(current, function () { loadDeploy(); });
     });
   }
 
@@ -65,6 +78,8 @@
   }
 
   function renderDeploy(d) {
+    current = d;
+    if (cancelButton) cancelButton.hidden = !CANCELLABLE[d.state];
     var state = byId("deploy-state");
     state.textContent = d.state;
     state.className = "badge state-" + d.state;
