@@ -74,7 +74,8 @@
     text.textContent = e.message;
     li.appendChild(text);
     byId("deploy-log").appendChild(li);
-    if (e.kind === "state" || e.kind === "step") loadDeploy();
+    // A finished deploy changes no more: its stored events (the catch-up) need no reloads.
+    if ((e.kind === "state" || e.kind === "step") && !finished) loadDeploy();
   }
 
   function renderDeploy(d) {
@@ -106,8 +107,24 @@
     }
   }
 
+  // One read at a time: calls while one is in flight make one more read after it (a burst of
+  // step events costs two requests, not one each).
+  var loading = null;
+  var reloadAfter = false;
   function loadDeploy() {
-    return F.fetchJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); });
+    if (loading) {
+      reloadAfter = true;
+      return loading;
+    }
+    loading = F.fetchJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); })
+      .then(function () {
+        loading = null;
+        if (reloadAfter) {
+          reloadAfter = false;
+          return loadDeploy();
+        }
+      });
+    return loading;
   }
 
   function catchUp() {
