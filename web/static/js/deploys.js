@@ -119,15 +119,14 @@
   function renderDeploys(result) {
     fill(document.getElementById("deploys-table"), result.deploys.map(function (d) {
       var tr = document.createElement("tr");
-      cell(tr, "#" + d.id, "/deploys/" + d.id);
+      cell(tr, "#" + d.id, "/deploys/" + d.id).className = "nowrap";
       cell(tr, d.app);
       cell(tr, d.version);
-      cell(tr, d.kind);
-      var state = cell(tr, d.state);
-      state.className = "state state-" + d.state;
+      cell(tr, d.kind).className = "nowrap";
+      cell(tr, d.state).className = "state nowrap state-" + d.state;
       cell(tr, d.requested_by);
       cell(tr, when(d.created_at));
-      cell(tr, duration(d.duration_s));
+      cell(tr, duration(d.duration_s)).className = "nowrap";
       cell(tr, d.reason || "");
       return tr;
     }), "No deploys yet.");
