@@ -256,6 +256,7 @@ def test_writes_without_the_xsrf_token_are_refused(env, page):
     resp = page.request.post(f"{env.url}/api/v1/apps/{DOCKER}/deploys", data={"version": "2.0"},
                              headers={"Content-Type": "application/json"})
     assert resp.status == 403, resp.text()
+    assert resp.json()["error"]["code"] == "xsrf_invalid"
     assert latest(env, DOCKER)["id"] == before
 
 
