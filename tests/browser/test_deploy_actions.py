@@ -23,6 +23,7 @@ DOCKER = run_app("webui")  # this run's app: the driver never touches a user's c
 SSH, K8S = "blog", "api"
 NS, DEPLOYMENT = "prod", "api-server"
 DEPLOY_PAGE = re.compile(r"/deploys/\d+$")
+DEPLOY_MS = 60_000  # how long an expectation waits for a deploy against the real dockerd to end
 
 
 def wait_final(console, token: str, deploy_id: int, timeout: float = 60) -> dict:
@@ -158,7 +159,7 @@ def test_a_viewer_sees_no_action_and_a_limited_deployer_only_its_apps(env, page)
         expect(app_row(page, other)).to_contain_text(other)
         assert app_row(page, other).locator("button").count() == 0
     page.goto(f"{env.url}/deploys/{latest(env, SSH)['id']}")
-    expect(page.locator("#deploy-state")).to_have_text("succeeded")
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
     expect(page.locator("#deploy-log li").first).to_be_visible()
     assert page.locator("#cancel-deploy, #confirm-dialog").count() == 0
     errors.assert_clean()
@@ -193,7 +194,7 @@ def test_a_deployer_deploys_and_rolls_back_from_the_page(env, page):
     assert latest(env, DOCKER)["id"] == before  # nothing before the confirmation
     page.click("#confirm-yes")
     page.wait_for_url(DEPLOY_PAGE)
-    expect(page.locator("#deploy-state")).to_have_text("succeeded")
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
     deployed = latest(env, DOCKER)
     assert page.url == f"{env.url}/deploys/{deployed['id']}" and deployed["id"] > before
     assert (deployed["kind"], deployed["version"], deployed["requested_by"], deployed["reason"]) == (
@@ -209,7 +210,7 @@ def test_a_deployer_deploys_and_rolls_back_from_the_page(env, page):
     expect(page.locator("#confirm-message")).to_contain_text(f"Roll back {DOCKER} to 1.0 (now 2.0)")
     page.click("#confirm-yes")
     page.wait_for_url(lambda url: DEPLOY_PAGE.search(url) is not None and not url.endswith(f"/{deployed['id']}"))
-    expect(page.locator("#deploy-state")).to_have_text("succeeded")
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
     back = latest(env, DOCKER)
     assert page.url == f"{env.url}/deploys/{back['id']}"
     assert (back["kind"], back["version"], back["requested_by"]) == ("rollback", "1.0", f"user:{name}")
@@ -245,7 +246,7 @@ def test_a_deployer_cancels_running_deploys_from_the_list_and_the_deploy_page(en
     page.click("#cancel-deploy")
     expect(page.locator("#confirm-title")).to_have_text(f"Cancel deploy #{second['id']}?")
     page.click("#confirm-yes")
-    expect(page.locator("#deploy-state")).to_have_text("cancelled")
+    expect(page.locator("#deploy-state")).to_have_text("cancelled", timeout=DEPLOY_MS)
     expect(page.locator("#cancel-deploy")).to_be_hidden()
     errors.assert_clean()
 
