@@ -17,7 +17,7 @@
   function byId(name) { return document.getElementById(name); }
 
   // Roll back to the version this deploy replaced, after a confirmation (shown to users who may
-  // deploy the app; the API checks again). The API's refusal is shown next to the button.
+  // deploy the app; the API checks again). The API's refusal is shown in the dialog.
   var rollbackForm = byId("rollback-form");
   if (rollbackForm) {
     rollbackForm.addEventListener("submit", function (ev) {
@@ -25,7 +25,6 @@
       var app = rollbackForm.getAttribute("data-app");
       var to = rollbackForm.getAttribute("data-to");
       var reason = byId("rollback-reason").value;
-      byId("rollback-result").textContent = "";
       window.FleetdeckDeploy.confirm({
         title: "Roll back " + app + "?",
         message: "Roll back " + app + " to " + to + ", the version deploy #" + id + " replaced.",
