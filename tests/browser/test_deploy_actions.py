@@ -77,7 +77,7 @@ def env(tmp_path_factory, docker_client, docker_images, sshd):
                       == "registry.example.com/api:2.0")
         mock.complete(NS, DEPLOYMENT)
         assert wait_final(console, console.token, k8s["id"])["state"] == "succeeded"
-        console.root = root
+        console.root, console.mock = root, mock
         yield console
     finally:
         if console is not None:
@@ -124,8 +124,11 @@ def test_the_list_shows_every_driver_with_its_target(env, page):
     expect(ssh).to_contain_text(f"{env.root / 'srv' / 'blog'} on box")
     expect(ssh).to_contain_text("serial")
     expect(k8s).to_contain_text(f"{DEPLOYMENT} (context namespace) (registry.example.com/api)")
-    for row, version in ((docker, "1.0"), (ssh, "1.0"), (k8s, "2.0")):
-        expect(row.locator("td").nth(4)).to_have_text(version)  # Current
+    # Current: the last succeeded deploy of each (the history other tests may have added to)
+    for row, app in ((docker, DOCKER), (ssh, SSH), (k8s, K8S)):
+        succeeded = [d for d in env.request("GET", f"/api/v1/deploys?app={app}", token=env.token).json()["deploys"]
+                     if d["state"] == "succeeded"]
+        expect(row.locator("td").nth(4)).to_have_text(succeeded[0]["version"])
     for app in (DOCKER, SSH, K8S):  # the history holds each app's deploys (tests may run in any order)
         expect(page.locator("#deploys-table tbody tr", has_text=app).first).to_be_visible()
     # styled like the other tables (app.css .data-table), not left to the browser's defaults
@@ -218,6 +221,33 @@ def test_a_deployer_deploys_and_rolls_back_from_the_page(env, page):
     refused = [m for m in errors.console if "status of 422" in m and f"/api/v1/apps/{DOCKER}/deploys" in m]
     assert len(refused) == 1 == len(errors.console), errors.console
     errors.console.clear()
+    errors.assert_clean()
+
+
+def deploy_from_the_list(page, console, app: str, version: str) -> None:  # noqa: ANN001
+    page.goto(f"{console.url}/deploys")
+    app_row(page, app).locator("button.deploy-app").click()
+    page.fill("#deploy-version", version)
+    page.click("#deploy-dialog-submit")
+    expect(page.locator("#confirm-message")).to_contain_text(f"Deploy {app} to {version}")
+    page.click("#confirm-yes")
+    page.wait_for_url(DEPLOY_PAGE)
+
+
+def test_an_admin_deploys_the_ssh_and_the_kubernetes_app_from_the_page(env, page):
+    errors = PageErrors(page)
+    log_in_as(page, env, env.admin_user, env.admin_password)
+    deploy_from_the_list(page, env, SSH, "2.0")
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
+    assert (env.root / "srv" / "blog" / "current").readlink().name == "2.0"  # the symlink on the sshd's host
+
+    version = f"3.{uuid.uuid4().hex[:6]}"
+    deploy_from_the_list(page, env, K8S, version)
+    env.mock.wait_for(NS, DEPLOYMENT, lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"]
+                      == f"registry.example.com/api:{version}")
+    env.mock.complete(NS, DEPLOYMENT)
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
+    expect(page.locator("#deploy-log")).to_contain_text("successfully rolled out")
     errors.assert_clean()
 
 
