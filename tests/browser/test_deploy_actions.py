@@ -3,7 +3,8 @@ FROM scratch), an SSH app (a real sshd, tests/sshd.py) and a Kubernetes app (the
 server, tests/k8s_mock.py) configured together: the list loads and shows each driver's
 target; a viewer sees no action; a deployer limited to the Docker app deploys, rolls back
 and cancels it from the pages, each after a confirmation, and sees the API's refusals in
-the dialog; the pages stay within the viewport on a desktop and on a phone."""
+the dialog; an admin deploys the SSH and the Kubernetes app from the page; the pages stay
+within the viewport on a desktop and on a phone."""
 from __future__ import annotations
 
 import re
