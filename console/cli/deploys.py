@@ -21,6 +21,27 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
+def app_target(app: dict) -> tuple[str, str]:
+    """(where, how) of an app summary from ``GET /api/v1/apps``, in its driver's terms:
+    Docker ``image (N replicas)`` and the strategy; SSH ``deploy_to on hosts`` and the
+    batches; Kubernetes ``namespace/deployment (image)`` and the Deployment's own rollout.
+    The summaries differ per driver (docs/deploys.md), so nothing here assumes Docker's."""
+    t = app.get("target") or {}
+    driver = app.get("driver")
+    if driver == "ssh":
+        batches = t.get("batches") or {}
+        kind, size = batches.get("type", "serial"), batches.get("size", 1)
+        how = {"fixed": f"batches of {size}", "percent": f"batches of {size}%"}.get(kind, "serial")
+        return f"{t.get('deploy_to', '?')} on {', '.join(t.get('hosts') or ())}", how
+    if driver == "kubernetes":
+        namespace = t.get("namespace") or ""
+        where = f"{namespace}/{t.get('deployment')}" if namespace and not namespace.startswith("(") \
+            else f"{t.get('deployment')} (context namespace)"
+        return f"{where} ({t.get('image')})", "the Deployment's rollout"
+    strategy = (app.get("strategy") or {}).get("type", "-")
+    return f"{t.get('image', '?')} ({t.get('replicas', '?')} replicas)", strategy
+
+
 def cmd_apps(args: argparse.Namespace) -> int:
     apps = ApiClient().get("/api/v1/apps")
     if args.json:
@@ -29,13 +50,12 @@ def cmd_apps(args: argparse.Namespace) -> int:
     if not apps:
         print("no apps configured: define them under `apps:` in the console's config file (see docs/deploys.md)")
         return 0
-    rows = [{"name": a["name"], "driver": a["driver"], "image": a["target"]["image"],
-             "replicas": a["target"]["replicas"], "strategy": a["strategy"]["type"],
+    rows = [{"name": a["name"], "driver": a["driver"], "target": app_target(a)[0], "strategy": app_target(a)[1],
              "current": (a["current"] or {}).get("version") or "-",
              "active": f"#{a['active']['id']} {a['active']['version']} {a['active']['state']}" if a["active"] else "-"}
             for a in apps]
-    print_table(rows, [("name", "APP"), ("driver", "DRIVER"), ("image", "IMAGE"), ("replicas", "REPLICAS"),
-                       ("strategy", "STRATEGY"), ("current", "CURRENT"), ("active", "IN PROGRESS")])
+    print_table(rows, [("name", "APP"), ("driver", "DRIVER"), ("target", "TARGET"), ("strategy", "STRATEGY"),
+                       ("current", "CURRENT"), ("active", "IN PROGRESS")])
     return 0
 
 

@@ -112,7 +112,10 @@ class DeployCancelHandler(ApiHandler):
 
 class DeploysPageHandler(PageHandler):
     def get(self) -> None:
-        self.render("deploys.html", app=self.get_argument("app", ""))
+        # The apps this user may deploy, roll back and cancel: the page shows actions for these only
+        # (the API checks again on every call).
+        deployable = [name for name in sorted(self.services.deploys.apps) if self.principal.may_deploy(name)]
+        self.render("deploys.html", app=self.get_argument("app", ""), deployable=deployable)
 
 
 class DeployPageHandler(PageHandler):
@@ -120,4 +123,4 @@ class DeployPageHandler(PageHandler):
         deploy = await self.services.deploys.get(_deploy_id(deploy_id))
         watcher = self.services.deploy_watch  # the post-deploy watch's verdicts (docs/alerting.md "Deploys")
         watch = await watcher.verdicts(deploy["id"]) if watcher is not None else []
-        self.render("deploy.html", deploy=deploy, watch=watch)
+        self.render("deploy.html", deploy=deploy, watch=watch, may_deploy=self.principal.may_deploy(deploy["app"]))

@@ -1,6 +1,7 @@
 """The deploy page's "Roll back" panel (the link DeployRegression carries) in headless
 Chromium against a real console deploying to the real dockerd: it rolls back to the
-version the deploy replaced, with the reason typed in; a first deploy has no panel."""
+version the deploy replaced, with the reason typed in, once confirmed; a first deploy has no
+panel."""
 from __future__ import annotations
 
 import time
@@ -48,6 +49,10 @@ def test_the_rollback_panel_puts_the_previous_version_back(tmp_path, docker_clie
         expect(page.locator("#rollback-form button")).to_have_text(f"Roll back {APP} to 1.0")
         page.fill("#rollback-reason", "DeployRegression on error_rate")
         page.click("#rollback-form button")
+        expect(page.locator("#confirm-dialog")).to_be_visible()  # nothing happens before the confirmation
+        expect(page.locator("#confirm-message")).to_contain_text(f"Roll back {APP} to 1.0")
+        assert console.request("GET", f"/api/v1/deploys/{second['id'] + 1}", token=deployer).status == 404
+        page.click("#confirm-yes")
         page.wait_for_url(f"{console.url}/deploys/{second['id'] + 1}")
         expect(page.locator("#deploy-state")).to_have_text("succeeded")
         back = console.request("GET", f"/api/v1/deploys/{second['id'] + 1}", token=deployer).json()

@@ -174,10 +174,12 @@ def test_a_regression_after_a_real_deploy_raises_deploy_regression_with_a_rollba
         assert float(a["value"]) == pytest.approx(0.2)
         assert [s for _, s, _ in history(console, viewer, alertname="DeployRegression", since=T0,
                                          until=T0 + 9000)] == ["pending", "firing"]
-        # the deploy page offers the rollback the link points at
-        page = logged_in(console, "viewer").request("GET", f"/deploys/{deploy_id}")
+        # the deploy page offers the rollback the link points at to a deployer (a viewer reads the page)
+        page = logged_in(console, "deployer").request("GET", f"/deploys/{deploy_id}")
         assert page.status == 200 and b'id="rollback"' in page.body and b"to 1.0" in page.body
-        text = " ".join(page.body.decode().split())  # the watch's verdicts, to decide on the rollback
+        read_only = logged_in(console, "viewer").request("GET", f"/deploys/{deploy_id}")
+        assert read_only.status == 200 and b'id="rollback"' not in read_only.body
+        text = " ".join(read_only.body.decode().split())  # the watch's verdicts, to decide on the rollback
         assert ('<tr data-signal="error_rate"><td>error_rate</td> <td>0.01</td> <td>0.2</td> '
                 '<td class="state-firing">regression</td></tr>') in text
         assert ('<tr data-signal="restarts"><td>restarts</td> <td>no data</td> <td>no data</td> '

@@ -8,6 +8,7 @@
   if (!page) return;
   var id = page.getAttribute("data-deploy-id");
   var FINAL = { succeeded: 1, failed: 1, rolled_back: 1, cancelled: 1 };
+  var CANCELLABLE = { queued: 1, running: 1, awaiting_approval: 1 };
   var lastSeq = 0;
   var finished = false;
   var socket = null;
@@ -15,24 +16,35 @@
 
   function byId(name) { return document.getElementById(name); }
 
-  // Roll back to the version this deploy replaced (deployer; the API answers 403 otherwise).
+  // Roll back to the version this deploy replaced, after a confirmation (shown to users who may
+  // deploy the app; the API checks again). The API's refusal is shown in the dialog.
   var rollbackForm = byId("rollback-form");
   if (rollbackForm) {
     rollbackForm.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var app = rollbackForm.getAttribute("data-app");
-      var xsrf = rollbackForm.querySelector('input[name="_xsrf"]').value;
-      fetch("/api/v1/apps/" + encodeURIComponent(app) + "/rollback", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-XSRFToken": xsrf },
-        body: JSON.stringify({ to: rollbackForm.getAttribute("data-to"), reason: byId("rollback-reason").value }),
-      }).then(function (resp) {
-        return resp.json().then(function (body) {
-          if (!resp.ok) throw new Error((body.error && body.error.message) || ("HTTP " + resp.status));
-          window.location.href = "/deploys/" + body.id;
-        });
-      }).catch(function (err) { byId("rollback-result").textContent = err.message; });
+      var to = rollbackForm.getAttribute("data-to");
+      var reason = byId("rollback-reason").value;
+      window.FleetdeckDeploy.confirm({
+        title: "Roll back " + app + "?",
+        message: "Roll back " + app + " to " + to + ", the version deploy #" + id + " replaced.",
+        yes: "Roll back to " + to,
+        action: function () {
+          return window.FleetdeckDeploy.post("/api/v1/apps/" + encodeURIComponent(app) + "/rollback",
+                                             { to: to, reason: reason });
+        },
+        done: function (body) { window.location.href = "/deploys/" + body.id; },
+      });
+    });
+  }
+
+  // Cancel this deploy while it is queued or running (the button shows only then).
+  var cancelButton = byId("cancel-deploy");
+  var current = null;  // the deploy as last loaded
+  if (cancelButton) {
+    cancelButton.addEventListener("click", function () {
+      if (!current) return;
+      window.FleetdeckDeploy.cancel(current, function () { loadDeploy(); });
     });
   }
 
@@ -61,10 +73,13 @@
     text.textContent = e.message;
     li.appendChild(text);
     byId("deploy-log").appendChild(li);
-    if (e.kind === "state" || e.kind === "step") loadDeploy();
+    // A finished deploy changes no more: its stored events (the catch-up) need no reloads.
+    if ((e.kind === "state" || e.kind === "step") && !finished) loadDeploy();
   }
 
   function renderDeploy(d) {
+    current = d;
+    if (cancelButton) cancelButton.hidden = !CANCELLABLE[d.state];
     var state = byId("deploy-state");
     state.textContent = d.state;
     state.className = "badge state-" + d.state;
@@ -91,8 +106,24 @@
     }
   }
 
+  // One read at a time: calls while one is in flight make one more read after it (a burst of
+  // step events costs two requests, not one each).
+  var loading = null;
+  var reloadAfter = false;
   function loadDeploy() {
-    return F.fetchJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); });
+    if (loading) {
+      reloadAfter = true;
+      return loading;
+    }
+    loading = F.fetchJSON("/api/v1/deploys/" + id).then(renderDeploy, function (err) { showError(err.message); })
+      .then(function () {
+        loading = null;
+        if (reloadAfter) {
+          reloadAfter = false;
+          return loadDeploy();
+        }
+      });
+    return loading;
   }
 
   function catchUp() {

@@ -1,0 +1,162 @@
+/* Deploy actions of the deploy pages: deploy a version, roll back to an earlier one, cancel a
+ * queued or running deploy. Each goes through a confirmation dialog, then the JSON API
+ * (POST /api/v1/apps/APP/deploys, /api/v1/apps/APP/rollback, /api/v1/deploys/ID/cancel) with
+ * the session cookie and the X-XSRFToken header (Fleetdeck.sendJSON); the API's refusal is shown
+ * in the dialog. The pages include the dialogs (deploy_actions.html) only for users who may
+ * deploy the app; the API checks the right again on every call.
+ * Server text is data: it is only ever inserted with textContent. */
+(function () {
+  "use strict";
+  var F = window.Fleetdeck;
+
+  function byId(name) { return document.getElementById(name); }
+
+  function showIn(node, message) {
+    node.textContent = message || "";
+    node.hidden = !message;
+  }
+
+  // The confirmation every action passes through: `message`, a `yes` button that runs
+  // `action()` (a promise). Resolved: the dialog closes and `done(result)` runs. Rejected: the
+  // API's message stays in the dialog and the user may try again or go back.
+  function confirmAction(opts) {
+    var dialog = byId("confirm-dialog");
+    var yes = byId("confirm-yes");
+    var no = byId("confirm-no");
+    var error = byId("confirm-error");
+    byId("confirm-title").textContent = opts.title;
+    byId("confirm-message").textContent = opts.message;
+    yes.textContent = opts.yes;
+    no.textContent = opts.no || "Go back";
+    showIn(error, "");
+    yes.disabled = no.disabled = false;
+    yes.onclick = function () {
+      yes.disabled = no.disabled = true;
+      showIn(error, "");
+      opts.action().then(function (result) {
+        dialog.close();
+        if (opts.done) opts.done(result);
+      }, function (err) {
+        showIn(error, err.message);
+        yes.disabled = no.disabled = false;
+      });
+    };
+    no.onclick = function () { dialog.close(); };
+    dialog.showModal();
+    no.focus();  // the safe choice has the focus: Enter alone never starts anything
+  }
+
+  function post(url, body) {
+    return F.sendJSON("POST", url, body);
+  }
+
+  function appUrl(app, what) {
+    return "/api/v1/apps/" + encodeURIComponent(app) + "/" + what;
+  }
+
+  // Distinct versions of the app's deploys, newest first; `succeededOnly` keeps those that
+  // once served (what a rollback may go back to).
+  function versions(app, succeededOnly) {
+    return F.fetchJSON("/api/v1/deploys?" + F.query({ app: app, limit: 200 })).then(function (page) {
+      var seen = {};
+      var out = [];
+      page.deploys.forEach(function (d) {
+        if (succeededOnly && d.state !== "succeeded") return;
+        if (seen[d.version]) return;
+        seen[d.version] = true;
+        out.push(d.version);
+      });
+      return out;
+    });
+  }
+
+  var form = null;  // what the deploy dialog does now: {mode, app, current}
+
+  // The deploy dialog: `mode` "deploy" (a version typed or picked from the app's recent ones)
+  // or "rollback" (one of the earlier versions that succeeded); its submit asks for confirmation.
+  function openForm(mode, app, current) {
+    var dialog = byId("deploy-dialog");
+    form = { mode: mode, app: app, current: current || "" };
+    var rollback = mode === "rollback";
+    byId("deploy-dialog-title").textContent = (rollback ? "Roll back " : "Deploy ") + app;
+    byId("deploy-dialog-note").textContent = current ? "Now serving " + current + "." : "Nothing deployed yet.";
+    byId("deploy-version-field").hidden = rollback;
+    byId("rollback-version-field").hidden = !rollback;
+    byId("deploy-dialog-submit").textContent = rollback ? "Roll back…" : "Deploy…";
+    byId("deploy-version").value = "";
+    byId("deploy-reason").value = "";
+    showIn(byId("deploy-dialog-error"), "");
+    var list = byId(rollback ? "rollback-version" : "deploy-versions");
+    list.textContent = "";
+    byId("deploy-dialog-submit").disabled = rollback;  // until the earlier versions are known
+    dialog.showModal();
+    versions(app, rollback).then(function (found) {
+      if (!form || form.app !== app || form.mode !== mode) return;  // reopened for another app meanwhile
+      found.filter(function (v) { return !rollback || v !== current; }).forEach(function (v) {
+        var option = document.createElement("option");
+        option.value = v;
+        option.textContent = v === current ? v + " (current)" : v;
+        list.appendChild(option);
+      });
+      if (rollback) {
+        if (!list.options.length) showIn(byId("deploy-dialog-error"), "No earlier version of " + app + " succeeded.");
+        byId("deploy-dialog-submit").disabled = !list.options.length;
+      }
+    }, function (err) { showIn(byId("deploy-dialog-error"), err.message); });
+  }
+
+  function submitForm(ev) {
+    ev.preventDefault();
+    if (!form) return;
+    var f = form;
+    var rollback = f.mode === "rollback";
+    var version = (rollback ? byId("rollback-version").value : byId("deploy-version").value).trim();
+    var reason = byId("deploy-reason").value;
+    if (!version) {
+      showIn(byId("deploy-dialog-error"), rollback ? "Pick a version." : "Type or pick a version.");
+      return;
+    }
+    showIn(byId("deploy-dialog-error"), "");
+    var from = f.current ? " (now " + f.current + ")" : "";
+    confirmAction({
+      title: rollback ? "Roll back " + f.app + "?" : "Deploy " + f.app + "?",
+      message: (rollback ? "Roll back " : "Deploy ") + f.app + " to " + version + from + ".",
+      yes: (rollback ? "Roll back to " : "Deploy ") + version,
+      action: function () {
+        return rollback ? post(appUrl(f.app, "rollback"), { to: version, reason: reason })
+          : post(appUrl(f.app, "deploys"), { version: version, reason: reason });
+      },
+      done: function (deploy) {
+        byId("deploy-dialog").close();
+        window.location.href = "/deploys/" + deploy.id;
+      },
+    });
+  }
+
+  // Cancel deploy `d` ({id, app, version, state, kind}); `done(deploy)` after the API accepted.
+  function cancelDeploy(d, done) {
+    confirmAction({
+      title: "Cancel " + (d.kind || "deploy") + " #" + d.id + "?",
+      message: "Cancel " + (d.kind || "deploy") + " #" + d.id + " of " + d.app + " to " + d.version + " (" + d.state +
+        "). " + (d.state === "running" ? "It stops and rolls back what it changed." : "It will not start."),
+      yes: "Cancel #" + d.id,
+      no: "Keep it",
+      action: function () { return post("/api/v1/deploys/" + encodeURIComponent(d.id) + "/cancel", {}); },
+      done: done,
+    });
+  }
+
+  if (byId("deploy-dialog")) {
+    byId("deploy-dialog-form").addEventListener("submit", submitForm);
+    byId("deploy-dialog-close").addEventListener("click", function () { byId("deploy-dialog").close(); });
+    byId("deploy-dialog").addEventListener("close", function () { form = null; });
+  }
+
+  window.FleetdeckDeploy = {
+    confirm: confirmAction,
+    openDeploy: function (app, current) { openForm("deploy", app, current); },
+    openRollback: function (app, current) { openForm("rollback", app, current); },
+    cancel: cancelDeploy,
+    post: post,
+  };
+})();
