@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from console.alerting.state import FIRING
 from console.config import ConfigError
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, GateFailed
 from console.deploy.schema import Flag, Seconds, Section, Text
@@ -181,15 +182,15 @@ class Evaluation:
                 "error": self.error}
 
     def describe(self) -> str:
+        """``check errors = 0.5 (wanted < 0.1)``, with ``no data`` or the error in place of the value."""
         if self.error:
-            shown = f"error: {self.error}"
-        elif self.no_data:
+            shown = f"error ({self.error})"
+        elif self.value is None:
             shown = "no data"
         else:
             shown = f"{self.value:.6g}"
-        verdict = "passed" if self.passed else "FAILED"
-        extra = f" ({self.detail})" if self.detail else ""
-        return f"canary check {self.check}: {shown} (wanted {self.op} {self.threshold:g}) {verdict}{extra}"
+        extra = f"; {self.detail}" if self.detail else ""
+        return f"check {self.check} = {shown} (wanted {self.op} {self.threshold:g}{extra})"
 
 
 def _values(data: dict) -> list[float]:
@@ -248,7 +249,7 @@ class CanaryAnalysis:
             for _, alerts in rules:
                 for a in alerts:
                     labels = dict(a.labels)
-                    if a.state == "firing" and alert_matches(labels, app, hosts):
+                    if a.state == FIRING and alert_matches(labels, app, hosts):
                         found[tuple(sorted(labels.items()))] = labels
         for na in self.alert_store.snapshot():
             if not na.resolved(now) and alert_matches(na.labels, app, hosts):
@@ -286,11 +287,12 @@ class CanaryGate:
                 raise Cancelled(cancel.reason)
             failed = None
             for ev in self.evaluate(targets):
-                emit(DriverEvent("analysis", ev.describe(), level="info" if ev.passed else "error", data=ev.data()))
+                emit(DriverEvent("analysis", f"canary {ev.describe()}: {'passed' if ev.passed else 'FAILED'}",
+                                 level="info" if ev.passed else "error", data=ev.data()))
                 if not ev.passed and failed is None:
                     failed = ev
             if failed is not None:
-                reason = f"canary {failed.describe()}"
+                reason = f"canary analysis failed: {failed.describe()}"
                 emit(DriverEvent("step", reason, step="canary", state="failed", level="error",
                                  data={"verdict": "failed", "check": failed.check, "value": failed.value}))
                 raise GateFailed(reason)
