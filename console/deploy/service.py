@@ -415,7 +415,7 @@ class DeployService:
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
                                         current_deploy_id=d["current_deploy_id"], kind=d["kind"],
-                                        gate=self._gate(app, d["kind"], loop))
+                                        gate=self._gate(app, d, loop))
                 outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])
@@ -427,10 +427,11 @@ class DeployService:
             self._cancels.pop(d["id"], None)
         self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
 
-    def _gate(self, app: AppDefinition, kind: str, loop: asyncio.AbstractEventLoop) -> CanaryGate | None:
-        """The canary gate of a deploy of ``app``; None without a canary stage, and for a
-        rollback, which goes back to a version that already served (at once)."""
-        if app.canary is None or kind == "rollback":
+    def _gate(self, app: AppDefinition, d: dict, loop: asyncio.AbstractEventLoop) -> CanaryGate | None:
+        """The canary gate of deploy ``d`` of ``app``. None without a canary stage, for a
+        rollback (back to a version that served, at once) and for the app's first release
+        (nothing serves yet to compare with or to protect), as Flagger and Argo Rollouts do."""
+        if app.canary is None or d["kind"] == "rollback" or d["previous_version"] is None:
             return None
         if self.canary is None:
             raise RuntimeError(f"app {app.name} has a canary but the deploy service has no analysis")
