@@ -54,7 +54,7 @@ def env(tmp_path_factory, docker_client, docker_images):
             check("errors", f'sum(canary_errors{{app="{FAIL}"}})', "<", 1)]}),
         ALERT: app(docker_images, {"no_firing_alerts": True}, hosts=[ALERT_HOST]),
         CANCEL: app(docker_images, {"duration": 60, "checks": [
-            check("latency", f'max(canary_latency{{app="{PASS}"}})', "<", 0.5)]}),
+            check("latency", f'max(canary_latency{{app="{CANCEL}"}})', "<", 0.5)]}),
         NODATA: app(docker_images, {"checks": [check("missing", 'sum(canary_never_sent{job="none"})', "<", 1)]}),
     }
     remove_run_containers(docker_client)
@@ -166,7 +166,7 @@ def test_a_firing_alert_on_the_apps_host_fails_the_canary(env, docker_client):
 
 def test_cancel_during_the_analysis_rolls_back(env, docker_client):
     first_release(env, CANCEL)
-    push(env, "canary_latency", 0.1, {"app": PASS})
+    push(env, "canary_latency", 0.1, {"app": CANCEL})
     deploy_id = start(env, CANCEL, "2.0")
     canary_running(env, deploy_id)
     began = time.monotonic()
