@@ -22,7 +22,7 @@ FINAL = ("succeeded", "failed", "rolled_back", "cancelled")
 PASS, FAIL, ALERT, CANCEL, NODATA = (run_app(n) for n in ("cpass", "cfail", "calert", "ccancel", "cnodata"))
 ALERT_HOST = f"{ALERT}-host"
 METRICS_HOST = "canary-metrics"
-RULES = f"""groups:
+RULES = """groups:
   - name: canary
     interval: 1s
     rules:

@@ -117,3 +117,17 @@ def test_analysis_of_events():
     assert [(a["values"], a["passed"]) for a in analysis] == [([[1.0, 0.0], [2.0, None]], False),
                                                               ([[1.0, 0.0]], None)]
     assert analysis_of([("log", None, "x", {})]) == ([], None)
+
+
+def test_the_shipped_config_yaml_documents_every_canary_option():
+    import yaml
+
+    from tests.unit.test_deploy_apps import REPO
+
+    block = (REPO / "config.yaml").read_text().split("\napps: {}\n", 1)[1].split("\n\n", 1)[0]
+    example = "\n".join(line[1:] for line in block.splitlines())
+    canary = parse_apps(yaml.safe_load(example))["web"].canary
+    assert canary is not None and canary.checks[0].name == "error_rate" and canary.no_firing_alerts
+    for option in ("replicas", "duration", "interval", "checks", "name", "query", "op", "threshold", "on_no_data",
+                   "no_firing_alerts"):
+        assert f"    {option}:" in example or f"      - {option}:" in example or f"        {option}:" in example
