@@ -152,6 +152,10 @@ class AppDefinition(Section):
         if self.canary is not None and self.driver == "docker" and self.strategy.type == "recreate":
             raise ConfigError("a canary needs the rolling strategy (recreate stops every old replica first)",
                               ("canary",))
+        if self.canary is not None and self.canary.duration >= self.timeout:
+            raise ConfigError(f"the canary's duration ({self.canary.duration:g} s) must be shorter than the "
+                              f"deploy's timeout ({self.timeout:g} s), which includes it",
+                              (("canary", "duration"), ("timeout",)))
         t = self.target
         if not isinstance(t, DockerTarget):
             return self

@@ -61,6 +61,8 @@ def test_ssh_apps_count_hosts():
     (docker({"duration": 10, "interval": 5, "no_firing_alerts": "yes"}), "no_firing_alerts"),
     (docker({"duration": 10, "interval": 5, "no_firing_alerts": True}, strategy={"type": "recreate"}),
      "a canary needs the rolling strategy"),
+    (docker({"duration": 600, "interval": 5, "no_firing_alerts": True}, timeout=300),
+     "the canary's duration (600 s) must be shorter than the deploy's timeout (300 s)"),
 ])
 def test_invalid_sections_are_refused_naming_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
