@@ -32,7 +32,7 @@ def env(tmp_path_factory):
         apps = {"web": {"driver": "kubernetes", "timeout": 60, "target": {
             "image": REPO, "deployment": NAME, "kubeconfig_secret": "kube-mock", "context": "mock",
             "poll_interval": 0.05},
-            "canary": {"replicas": "25%", "duration": 2, "interval": 1, "checks": [
+            "canary": {"replicas": "25%", "duration": 3, "interval": 1, "checks": [
                 {"name": "p99", "query": 'max(canary_k8s_latency_p99{deployment="web"})', "op": "<=",
                  "threshold": 0.3}]}}}
         harness = ConsoleHarness(root / "console", apps=apps).start()
@@ -118,7 +118,7 @@ def test_the_canary_deployment_is_analysed_before_the_apps_deployment_changes(en
     d = final(env, deploy_id)
     assert d["state"] == "succeeded", d
     assert [(a["check"], a["op"], a["threshold"], [v for _, v in a["values"]], a["passed"]) for a in d["analysis"]] \
-        == [("p99", "<=", 0.3, [0.12, 0.12], True)]
+        == [("p99", "<=", 0.3, [0.12, 0.12, 0.12], True)]
     assert canary_deployment(m) is None  # deleted when the deploy ended
 
 
@@ -135,4 +135,22 @@ def test_a_failing_check_leaves_the_apps_deployment_untouched(env):
     assert d["error"] == "canary analysis failed: check p99 = 0.9 (wanted <= 0.3)"
     assert image(m.deployment(NS, NAME)) == f"{REPO}:2.0"
     assert len(m.patches) == patches  # the app's Deployment was never patched
+    assert canary_deployment(m) is None
+
+
+def test_cancel_during_the_analysis_deletes_the_canary_deployment(env):
+    m = env.mock
+    released(env, "2.0")
+    push_latency(env, 0.1)
+    deploy_id = deploy(env, "5.0")
+    wait_for(lambda: canary_deployment(m), 30, "the canary deployment")
+    report_available(m, 1)
+    wait_for(lambda: (d := get(env, deploy_id))["canary"] and d["canary"]["state"] == "running", 30,
+             "the canary analysis")
+    resp = env.request("POST", f"/api/v1/deploys/{deploy_id}/cancel", {}, token=env.token)
+    assert resp.status == 202, resp.body
+    d = final(env, deploy_id)
+    assert d["state"] == "cancelled", d
+    assert d["canary"]["verdict"] == "cancelled"
+    assert image(m.deployment(NS, NAME)) == f"{REPO}:2.0"
     assert canary_deployment(m) is None
