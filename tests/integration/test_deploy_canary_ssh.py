@@ -22,16 +22,17 @@ def env(tmp_path_factory, sshd):
     inventory = {"defaults": {"user": sshd.user},
                  "hosts": {h: {"address": "127.0.0.1", "port": sshd.port, "key": "key-canary"} for h in HOSTS}}
 
-    def app(name: str, canary: dict) -> dict:
+    def app(name: str, canary: dict, on_failure: str = "rollback") -> dict:
         return {"driver": "ssh", "canary": {"duration": 2, "interval": 1, **canary},
                 "target": {"hosts": list(HOSTS), "deploy_to": str(root / name / "{host}"),
-                           "batches": {"type": "fixed", "size": 2}}}
+                           "batches": {"type": "fixed", "size": 2, "on_failure": on_failure}}}
 
     def errors_below_1(name: str) -> list[dict]:
         return [{"name": "errors", "query": f'max(canary_ssh_errors{{app="{name}"}})', "op": "<", "threshold": 1}]
 
     apps = {"pass": app("pass", {"hosts": 1, "checks": errors_below_1("pass")}),
-            "fail": app("fail", {"hosts": 1, "checks": errors_below_1("fail")}),
+            # on_failure: stop leaves a failed host as it is, but a failed canary is always undone
+            "fail": app("fail", {"hosts": 1, "checks": errors_below_1("fail")}, on_failure="stop"),
             "alerts": app("alerts", {"hosts": "34%", "no_firing_alerts": True})}
     harness = ConsoleHarness(root / "console", apps=apps, inventory=inventory).start()
     s = harness.services

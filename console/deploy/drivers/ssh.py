@@ -549,7 +549,8 @@ class SshDriver:
                        cancelled: Cancelled | None) -> DeployOutcome:
         error = str(failure) if failure else str(cancelled)
         changed = [s for s in states.values() if s.switched]
-        if self.target.batches.on_failure == "stop" and cancelled is None:
+        if self.target.batches.on_failure == "stop" and cancelled is None and failure is not None \
+                and failure.kind != "canary":  # a failed canary is always undone
             emit(DriverEvent("log", f"stopping: on_failure is stop, {len(changed)} host(s) left on "
                                     f"{request.version}: {', '.join(s.host.name for s in changed) or 'none'}",
                              level="warning"))
