@@ -18,6 +18,11 @@ Checks (docs/deploys.md, "Canary analysis"):
   largest for ``<``/``<=``, the smallest for ``>``/``>=``). An answer with no series, or
   only NaN values (``0/0`` when there was no traffic), is **no data**: the check fails
   unless it says ``on_no_data: pass``. A query the engine refuses (timeout, 422) fails.
+  The query may name the deploy with ``{{app}}``, ``{{version}}``,
+  ``{{previous_version}}`` and ``{{deploy_id}}`` (spaces inside the braces allowed), to
+  select the canary's own series, e.g. ``{version="{{version}}"}``; the values are
+  app names and versions as validated (letters, digits, ``.``, ``_``, ``-``, ``:``), so
+  they cannot end a PromQL string.
 - ``no_firing_alerts: true``: no firing alert about this app, i.e. whose label ``app``
   is the app's name, or whose ``instance`` (or ``host``) label is one of the deploy's
   hosts (the app's ``hosts``, plus the target hosts of an SSH deploy). Alerts of this
@@ -64,6 +69,14 @@ NoData = Literal["fail", "pass"]
 ALERT_CHECK = "no_firing_alerts"
 CHECK_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 QUERY_GRACE_S = 5.0  # beyond the PromQL service's own deadline, for the hand-over to the loop
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+# What the placeholders of a query are replaced with when the configuration is checked.
+SAMPLE_PARAMS = {"app": "app", "version": "1.0", "previous_version": "0.9", "deploy_id": "1"}
+
+
+def substitute(query: str, params: Mapping[str, str]) -> str:
+    """``query`` with ``{{name}}`` replaced by ``params[name]``; KeyError names an unknown one."""
+    return PLACEHOLDER_RE.sub(lambda m: params[m.group(1)], query)
 
 
 def _count_or_percent(value: Any) -> Any:
@@ -107,7 +120,10 @@ class CanaryCheck(Section):
         from console.promql import ast  # the parser loads only where PromQL is used
 
         try:
-            ast.parse(query)
+            ast.parse(substitute(query, SAMPLE_PARAMS))
+        except KeyError as exc:
+            raise ValueError(f"unknown placeholder {{{{{exc.args[0]}}}}} (known: "
+                             f"{', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS)})") from None
         except (ast.ParseError, ast.Unsupported) as exc:
             raise ValueError(f"not a PromQL expression this console evaluates: {exc}") from None
         return query
@@ -236,11 +252,12 @@ class CanaryAnalysis:
         self.alert_store = alert_store
         self.clock = clock
 
-    def gate(self, app: str, hosts: Iterable[str], config: CanaryConfig,
-             loop: asyncio.AbstractEventLoop) -> "CanaryGate":
+    def gate(self, app: str, hosts: Iterable[str], config: CanaryConfig, loop: asyncio.AbstractEventLoop,
+             params: Mapping[str, str]) -> "CanaryGate":
         """The gate of one deploy of ``app`` (whose own ``hosts`` are given), to be called
-        from a driver thread while ``loop`` runs."""
-        return CanaryGate(self, app, frozenset(hosts), config, loop)
+        from a driver thread while ``loop`` runs. ``params``: the queries' placeholders
+        (``app``, ``version``, ``previous_version``, ``deploy_id``)."""
+        return CanaryGate(self, app, frozenset(hosts), config, loop, params)
 
     def firing_alerts(self, app: str, hosts: frozenset[str], now: float) -> list[dict[str, str]]:
         """Label sets of the firing alerts about ``app`` (see :func:`alert_matches`)."""
@@ -263,7 +280,8 @@ class CanaryGate:
     failing check and its value, or Cancelled when the deploy is cancelled or times out."""
 
     def __init__(self, analysis: CanaryAnalysis, app: str, hosts: frozenset[str], config: CanaryConfig,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, params: Mapping[str, str]) -> None:
+        self.params = dict(params)
         self.analysis = analysis
         self.app = app
         self.hosts = hosts
@@ -316,6 +334,7 @@ class CanaryGate:
         from console.promql.service import PromError
 
         promql = self.analysis.promql
+        check = check.model_copy(update={"query": substitute(check.query, self.params)})
         try:
             future = asyncio.run_coroutine_threadsafe(promql.query(check.query, now), self.loop)
             data, _ = future.result(promql.timeout_s + QUERY_GRACE_S)

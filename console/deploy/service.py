@@ -435,7 +435,9 @@ class DeployService:
             return None
         if self.canary is None:
             raise RuntimeError(f"app {app.name} has a canary but the deploy service has no analysis")
-        return self.canary.gate(app.name, app.hosts, app.canary, loop)
+        params = {"app": app.name, "version": d["version"], "previous_version": d["previous_version"],
+                  "deploy_id": str(d["id"])}
+        return self.canary.gate(app.name, app.hosts, app.canary, loop, params)
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
         while True:

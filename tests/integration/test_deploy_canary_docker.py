@@ -49,7 +49,8 @@ def env(tmp_path_factory, docker_client, docker_images):
     rules = root / "rules.yml"
     rules.write_text(RULES)
     apps = {
-        PASS: app(docker_images, {"checks": [check("latency", f'max(canary_latency{{app="{PASS}"}})', "<", 0.5)]}),
+        PASS: app(docker_images, {"checks": [
+            check("latency", 'max(canary_latency{app="{{app}}", version="{{ version }}"})', "<", 0.5)]}),
         FAIL: app(docker_images, {"duration": 8, "checks": [
             check("errors", f'sum(canary_errors{{app="{FAIL}"}})', "<", 1)]}),
         ALERT: app(docker_images, {"no_firing_alerts": True}, hosts=[ALERT_HOST]),
@@ -108,9 +109,10 @@ def first_release(env, app_name: str) -> None:
 
 
 def test_passing_checks_let_the_deploy_continue_to_every_replica(env, docker_client):
-    push(env, "canary_latency", 0.1, {"app": PASS})
     first_release(env, PASS)
-    push(env, "canary_latency", 0.2, {"app": PASS})
+    # the query selects the new version's series: the old one's latency is not the canary's
+    push(env, "canary_latency", 0.9, {"app": PASS, "version": "1.0"})
+    push(env, "canary_latency", 0.2, {"app": PASS, "version": "2.0"})
     deploy_id = start(env, PASS, "2.0")
     during = canary_running(env, deploy_id)
     # the analysis runs with one replica moved: one new, two old (maxSurge 1)
@@ -121,7 +123,7 @@ def test_passing_checks_let_the_deploy_continue_to_every_replica(env, docker_cli
     assert d["canary"]["verdict"] == "passed"
     [analysis] = d["analysis"]
     assert analysis["check"] == "latency" and analysis["op"] == "<" and analysis["threshold"] == 0.5
-    assert analysis["query"] == f'max(canary_latency{{app="{PASS}"}})'
+    assert analysis["query"] == f'max(canary_latency{{app="{PASS}", version="2.0"}})'  # as evaluated
     assert analysis["passed"] is True
     assert [v for _, v in analysis["values"]] == [0.2, 0.2, 0.2]  # duration 3 / interval 1
     times = [t for t, _ in analysis["values"]]

@@ -53,6 +53,8 @@ def test_ssh_apps_count_hosts():
     (docker({"duration": 10, "interval": 5, "checks": [{**CHECK, "query": "sum(rate(x[1m])"}]}),
      "apps.shop.canary.checks[0].query: not a PromQL expression"),
     (docker({"duration": 10, "interval": 5, "checks": [{**CHECK, "op": "=="}]}), "apps.shop.canary.checks[0].op"),
+    (docker({"duration": 10, "interval": 5, "checks": [{**CHECK, "query": 'x{v="{{host}}"}'}]}),
+     "unknown placeholder {{host}}"),
     (docker({"duration": 10, "interval": 5, "checks": [{**CHECK, "threshold": "0.5"}]}), "expected a number"),
     (docker({"duration": 10, "interval": 5, "checks": [{**CHECK, "on_no_data": "ignore"}]}), "on_no_data"),
     (docker({"duration": 10, "interval": 5, "checks": [CHECK, CHECK]}), "repeated: errors"),
@@ -133,3 +135,11 @@ def test_the_shipped_config_yaml_documents_every_canary_option():
     for option in ("replicas", "duration", "interval", "checks", "name", "query", "op", "threshold", "on_no_data",
                    "no_firing_alerts"):
         assert f"    {option}:" in example or f"      - {option}:" in example or f"        {option}:" in example
+
+
+def test_placeholders_name_the_deploy():
+    from console.deploy.canary import substitute
+
+    query = 'sum(rate(errors{app="{{app}}", version=~"{{ version }}|{{previous_version}}"}[1m])) # {{deploy_id}}'
+    params = {"app": "shop", "version": "2.0", "previous_version": "1.9", "deploy_id": "12"}
+    assert substitute(query, params) == 'sum(rate(errors{app="shop", version=~"2.0|1.9"}[1m])) # 12'
