@@ -56,11 +56,11 @@ from console.alerting.state import FIRING
 from console.config import ConfigError
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, GateFailed
 from console.deploy.schema import Flag, Seconds, Section, Text
+from console.promql.service import PromError, PromQLService
 
 if TYPE_CHECKING:
     from console.alerting.service import AlertingService
     from console.notify.store import AlertStore
-    from console.promql.service import PromQLService
 
 Op = Literal["<", "<=", ">", ">="]
 OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -245,7 +245,7 @@ class CanaryAnalysis:
     ``alerting`` (rule alerts) and ``alert_store`` (alerts posted through the API) give
     the firing alerts."""
 
-    def __init__(self, promql: "PromQLService", alerting: "AlertingService", alert_store: "AlertStore",
+    def __init__(self, promql: PromQLService, alerting: "AlertingService", alert_store: "AlertStore",
                  clock: Callable[[], float] = time.time) -> None:
         self.promql = promql
         self.alerting = alerting
@@ -331,8 +331,6 @@ class CanaryGate:
         return out
 
     def _promql(self, check: CanaryCheck, now: float) -> Evaluation:
-        from console.promql.service import PromError
-
         promql = self.analysis.promql
         check = check.model_copy(update={"query": substitute(check.query, self.params)})
         try:
