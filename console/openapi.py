@@ -90,7 +90,13 @@ SCHEMAS: dict[str, dict] = {
                     "requested_by": STR, "reason": STR, "error": NSTR, "created_at": NUM,
                     "started_at": NNUM, "finished_at": NNUM, "duration_s": NNUM, "timeout_s": NUM,
                     "cleanup_pending": BOOL,
-                    "steps": {"type": "array", "items": {"type": "object"}}},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                    # GET /api/v1/deploys/{id} only (docs/deploys.md, "Canary analysis")
+                    "canary": {"anyOf": [_obj({"state": STR, "verdict": STR, "message": STR}), {"type": "null"}]},
+                    "analysis": {"type": "array", "items": _obj({
+                        "check": STR, "query": NSTR, "op": NSTR, "threshold": NNUM,
+                        "values": {"type": "array", "items": {"type": "array"}},
+                        "passed": {"type": ["boolean", "null"]}})}},
                    ["id", "app", "version", "kind", "state", "requested_by", "created_at"]),
     "DeployEvents": _obj({"deploy_id": {"type": "integer"}, "state": STR, "finished": BOOL,
                           "last_seq": {"type": "integer"},

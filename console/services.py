@@ -23,6 +23,7 @@ from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config
 from console.deploy.apps import parse_apps
+from console.deploy.canary import CanaryAnalysis
 from console.deploy.factory import DriverFactory
 from console.deploy.inventory import Inventory, parse_inventory
 from console.deploy.known_hosts import KnownHostsService
@@ -195,7 +196,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     query=QueryService(c, clock=clock, db=db),
                     audit=audit, deploys=DeployService(db, bus, audit, apps, clock=clock,
                                                        driver_factory=DriverFactory(db, inventory, known_hosts,
-                                                                                    secret_store)),
+                                                                                    secret_store),
+                                                       canary=CanaryAnalysis(promql, alerting, alert_store, clock)),
                     clock=clock, rollups=RollupService(db, c, clock=clock, leads=leader.leads),
                     logs=logs,
                     admission=IngestAdmission(c.ingest_rate_per_host, c.ingest_burst_per_host,

@@ -112,6 +112,8 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
         return 130
     if args.json:
         print(json.dumps(final, indent=2))
+    if final.get("canary"):
+        print(visible(f"canary verdict: {final['canary']['verdict']} ({final['canary']['message']})"))
     summary = f"{what} #{final['id']} of {final['app']} {final['version']}: {final['state']}"
     if final["duration_s"] is not None:
         summary += f" in {_duration(final['duration_s'])}"

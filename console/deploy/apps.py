@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, field_validator, model_validator
 
 from console.config import ConfigError
+from console.deploy.canary import CanaryConfig
 from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, VERSION_RE, Int, Seconds, Section, SourceOf,
                                    Strings, Text, image_reference, parse_section, valid_app_name, valid_version)
 from console.deploy.targets import (ENV_KEY_RE, LABEL_KEY_RE, PORT_RE, PULL_POLICIES, RESTART_POLICIES, TARGETS,
@@ -144,9 +145,17 @@ class AppDefinition(Section):
     on_conflict: ConflictPolicy = "reject"
     hosts: Strings = ()
     description: Text = ""
+    canary: CanaryConfig | None = None  # the canary stage with its analysis (console/deploy/canary.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppDefinition":
+        if self.canary is not None and self.driver == "docker" and self.strategy.type == "recreate":
+            raise ConfigError("a canary needs the rolling strategy (recreate stops every old replica first)",
+                              ("canary",))
+        if self.canary is not None and self.canary.duration >= self.timeout:
+            raise ConfigError(f"the canary's duration ({self.canary.duration:g} s) must be shorter than the "
+                              f"deploy's timeout ({self.timeout:g} s), which includes it",
+                              (("canary", "duration"), ("timeout",)))
         t = self.target
         if not isinstance(t, DockerTarget):
             return self

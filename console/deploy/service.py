@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.deploy.apps import AppDefinition, image_reference, valid_app_name, valid_version
+from console.deploy.canary import CanaryAnalysis, CanaryGate, analysis_of
 from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployDriver, DeployOutcome,
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.errors import Conflict, NotFound, Unprocessable
@@ -69,8 +70,9 @@ class DeployService:
     def __init__(self, db: Database, bus: LiveBus, audit: AuditService, apps: dict[str, AppDefinition],
                  clock: Callable[[], float] = time.time,
                  driver_factory: Callable[[AppDefinition], DeployDriver] = default_driver,
-                 workers: int = 8, cleanup_interval: float = 30.0) -> None:
+                 workers: int = 8, cleanup_interval: float = 30.0, canary: CanaryAnalysis | None = None) -> None:
         self.db = db
+        self.canary = canary  # runs the analysis of apps with a canary stage
         self.bus = bus
         self.audit = audit
         self.apps = apps
@@ -265,6 +267,11 @@ class DeployService:
         out = self._public(d)
         out["steps"] = [{"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
                          "finished_at": s.finished_at} for s in steps]
+        canary_events = session.execute(
+            select(DeployEvent.kind, DeployEvent.step, DeployEvent.message, DeployEvent.data)
+            .where(DeployEvent.deploy_id == deploy_id, (DeployEvent.kind == "analysis") | (DeployEvent.step == "canary"))
+            .order_by(DeployEvent.seq)).all()
+        out["analysis"], out["canary"] = analysis_of((k, st, m, orjson.loads(data)) for k, st, m, data in canary_events)
         return out
 
     async def events(self, deploy_id: int, after: int = 0, limit: int = 1000) -> dict:
@@ -407,7 +414,8 @@ class DeployService:
                 await self._recover_app(app.name)
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
-                                        current_deploy_id=d["current_deploy_id"], kind=d["kind"])
+                                        current_deploy_id=d["current_deploy_id"], kind=d["kind"],
+                                        gate=self._gate(app, d, loop))
                 outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])
@@ -418,6 +426,18 @@ class DeployService:
             await consumer
             self._cancels.pop(d["id"], None)
         self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
+
+    def _gate(self, app: AppDefinition, d: dict, loop: asyncio.AbstractEventLoop) -> CanaryGate | None:
+        """The canary gate of deploy ``d`` of ``app``. None without a canary stage, for a
+        rollback (back to a version that served, at once) and for the app's first release
+        (nothing serves yet to compare with or to protect), as Flagger and Argo Rollouts do."""
+        if app.canary is None or d["kind"] == "rollback" or d["previous_version"] is None:
+            return None
+        if self.canary is None:
+            raise RuntimeError(f"app {app.name} has a canary but the deploy service has no analysis")
+        params = {"app": app.name, "version": d["version"], "previous_version": d["previous_version"],
+                  "deploy_id": str(d["id"])}
+        return self.canary.gate(app.name, app.hosts, app.canary, loop, params)
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
         while True:

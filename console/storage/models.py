@@ -264,7 +264,7 @@ class DeployEvent(Base):
     deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     ts: Mapped[float] = mapped_column(Float)
-    kind: Mapped[str] = mapped_column(String(16))  # state | step | log
+    kind: Mapped[str] = mapped_column(String(16))  # state | step | log | analysis (a canary check's evaluation)
     level: Mapped[str] = mapped_column(String(16))  # info | warning | error
     step: Mapped[str | None] = mapped_column(String(64), nullable=True)
     message: Mapped[str] = mapped_column(Text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from console.errors import Unavailable
 
@@ -61,6 +61,23 @@ class Cancelled(Exception):
     """Raised inside a driver when its CancelToken is set."""
 
 
+class GateFailed(Exception):
+    """The canary analysis failed (its message names the check and its value): the
+    driver rolls back what it changed and reports ``rolled_back`` with that reason."""
+
+
+class Gate(Protocol):
+    """The canary stage of a deploy (console/deploy/canary.py). A driver given one moves
+    ``size(total)`` of its ``total`` replicas or hosts first, then calls the gate, which
+    blocks for the analysis: it returns to go on with the rest, raises GateFailed to roll
+    back, or Cancelled when the deploy is cancelled or times out meanwhile. ``hosts``:
+    the hosts the deploy changes (SSH), matched against alerts' ``instance``."""
+
+    def size(self, total: int) -> int: ...
+
+    def __call__(self, emit: "Emit", cancel: CancelToken, hosts: Iterable[str] = ()) -> None: ...
+
+
 @dataclass(frozen=True)
 class DeployRequest:
     deploy_id: int
@@ -69,6 +86,7 @@ class DeployRequest:
     previous_version: str | None
     current_deploy_id: int | None  # the deploy whose containers serve now (last succeeded)
     kind: str = "deploy"  # deploy | rollback (the ssh driver runs rollback steps for the latter)
+    gate: Gate | None = None  # the canary stage, when the app has one (drivers call it after their first batch)
 
 
 @dataclass(frozen=True)

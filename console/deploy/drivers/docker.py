@@ -31,7 +31,8 @@ import requests.exceptions
 from console.deploy.apps import AppDefinition, image_reference
 from console.deploy.targets import DockerTarget
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
-                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit,
+                                         GateFailed)
 from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.errors import DriverFailure
 
@@ -161,7 +162,7 @@ class DockerDriver:
         except DriverUnavailable as exc:
             run.step("connect", "failed", str(exc), level="error")
             return DeployOutcome(FAILED, str(exc))
-        except HealthCheckFailed as exc:
+        except (HealthCheckFailed, GateFailed) as exc:
             return self._undo(run, ROLLED_BACK, str(exc))
         except Cancelled as exc:
             state = FAILED if run.cancel.kind == "timeout" else CANCELLED
@@ -229,6 +230,8 @@ class DockerDriver:
         old_running = list(old)
         new_ready: list = []
         round_no = 0
+        gate = run.request.gate
+        canary = gate.size(replicas) if gate is not None else 0  # new replicas before the analysis
         while len(new_ready) < replicas or old_running:
             run.check_cancel()
             round_no += 1
@@ -239,12 +242,17 @@ class DockerDriver:
                     self._stop_old(run, container)
                 old_running = old_running[to_stop:]
             to_start = min(replicas - len(new_ready), replicas + surge - len(old_running) - len(new_ready))
+            if canary:
+                to_start = min(to_start, canary - len(new_ready))
             if to_start > 0:
                 busy = old_running + new_ready
                 batch = [self._start_new(run, busy + [c for c in run.started if c not in busy])
                          for _ in range(to_start)]
                 self._wait_healthy(run, batch)
                 new_ready.extend(batch)
+            if canary and gate is not None and len(new_ready) >= canary:
+                canary = 0
+                gate(run.emit, run.cancel)
             if to_stop <= 0 and to_start <= 0:
                 raise DockerDriverError("rolling update cannot progress (maxSurge and maxUnavailable are 0)")
             run.log(f"round {round_no}: {len(new_ready)}/{replicas} new healthy, {len(old_running)} old running",

@@ -45,7 +45,9 @@ from kubernetes.client.rest import ApiException
 from console.deploy.apps import AppDefinition, image_reference
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
-                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit,
+                                         GateFailed)
+from console.deploy.drivers.k8s_canary import CanaryDeployment
 from console.deploy.targets import KubernetesTarget
 from console.errors import DriverFailure
 
@@ -177,6 +179,7 @@ class KubernetesDriver:
             emit(DriverEvent("step", message, step=name, state=state, level=level, data=data))
 
         api = None
+        canary: CanaryDeployment | None = None
         previous_revision = None
         changed = False
         reachable = False  # the API answered, so listing the ReplicaSets afterwards is worth it
@@ -197,6 +200,10 @@ class KubernetesDriver:
                 self._undo_to(api, target_rs, emit)
                 step("undo", "succeeded", f"deployment template set to revision {rev}")
             else:
+                if request.gate is not None:  # a canary Deployment first; the app's changes once it passed
+                    canary = CanaryDeployment(api, dep, self._container_index(dep), image, request.gate, emit,
+                                              t.poll_interval)
+                    canary.run(cancel)
                 step("set image", "running", f"setting image {image}")
                 self._set_image(api, image, request, emit)
                 step("set image", "succeeded", f"image {image} set")
@@ -215,6 +222,8 @@ class KubernetesDriver:
         except KubernetesDriverError as exc:
             emit(DriverEvent("log", str(exc), level="error"))
             return self._fail(api, changed, previous_revision, emit, FAILED, str(exc))
+        except GateFailed as exc:  # only the canary Deployment ran the new version: removed below
+            return DeployOutcome(ROLLED_BACK, str(exc))
         except RolloutFailed as exc:
             step("rollout", "failed", str(exc), level="error")
             return self._fail(api, changed, previous_revision, emit, ROLLED_BACK, str(exc))
@@ -227,6 +236,8 @@ class KubernetesDriver:
             message = f"Kubernetes API unreachable: {str(exc)[:300]}"
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         finally:
+            if canary is not None:
+                canary.remove()
             if api is not None:
                 if reachable:
                     self._remember_instances(api)

@@ -52,7 +52,8 @@ import paramiko
 
 from console.deploy.apps import AppDefinition
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
-                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit)
+                                         DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit,
+                                         GateFailed)
 from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.deploy.inventory import HostEntry, Inventory
 from console.deploy.known_hosts import fingerprint
@@ -66,7 +67,8 @@ KILL_GRACE_S = 5  # `timeout -k`: SIGKILL this long after SIGTERM
 
 
 class HostFailed(Exception):
-    """One host failed; ``kind``: connect | hostkey | auth | step | health | upload."""
+    """One host failed; ``kind``: connect | hostkey | auth | step | health | upload | canary
+    (the canary analysis of the first batch failed)."""
 
     def __init__(self, host: str, kind: str, message: str) -> None:
         super().__init__(message)
@@ -322,6 +324,9 @@ class SshDriver:
     def deploy(self, request: DeployRequest, emit: Emit, cancel: CancelToken) -> DeployOutcome:
         hosts = self.hosts()
         batches = self.target.batches.split(hosts)
+        if request.gate is not None:  # the canary hosts form the first batch, analysed before the rest
+            canary = request.gate.size(len(hosts))
+            batches = [hosts[:canary]] + self.target.batches.split(hosts[canary:])
         states = {h.name: _HostState(h) for h in hosts}
         pool = self.pool()
         failure: HostFailed | None = None
@@ -344,6 +349,15 @@ class SshDriver:
                     emit(DriverEvent("step", f"{step} failed: {message}", step=step, state="failed", level="error"))
                     break
                 emit(DriverEvent("step", f"{step}: done", step=step, state="succeeded"))
+                if index == 1 and request.gate is not None:
+                    try:
+                        request.gate(emit, cancel, [h.name for h in hosts])
+                    except GateFailed as exc:
+                        failure = HostFailed(", ".join(h.name for h in batch), "canary", str(exc))
+                        break
+                    except Cancelled as exc:
+                        cancelled = exc
+                        break
                 if cancel.cancelled:
                     cancelled = Cancelled(cancel.reason)
                     break
@@ -535,7 +549,8 @@ class SshDriver:
                        cancelled: Cancelled | None) -> DeployOutcome:
         error = str(failure) if failure else str(cancelled)
         changed = [s for s in states.values() if s.switched]
-        if self.target.batches.on_failure == "stop" and cancelled is None:
+        if self.target.batches.on_failure == "stop" and cancelled is None and failure is not None \
+                and failure.kind != "canary":  # a failed canary is always undone
             emit(DriverEvent("log", f"stopping: on_failure is stop, {len(changed)} host(s) left on "
                                     f"{request.version}: {', '.join(s.host.name for s in changed) or 'none'}",
                              level="warning"))
@@ -551,7 +566,7 @@ class SshDriver:
         emit(DriverEvent("step", "previous releases serve again", step="rollback", state="succeeded"))
         if cancelled is not None:
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, error)
-        if failure is not None and failure.kind in ("step", "health"):
+        if failure is not None and failure.kind in ("step", "health", "canary"):
             return DeployOutcome(ROLLED_BACK, error)
         return DeployOutcome(FAILED, error)
 
