@@ -161,10 +161,10 @@ class Client(threading.Thread):
         self.ok = 0
         self.failures: list[tuple[float, int, str]] = []
         self.bodies: dict[str, int] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             status, body = get(self.port)
             if status == 200:
                 self.ok += 1
@@ -173,6 +173,6 @@ class Client(threading.Thread):
                 self.failures.append((time.time(), status, body[:200]))
 
     def stop(self) -> "Client":
-        self._stop.set()
+        self._halt.set()
         self.join(10)
         return self
