@@ -158,7 +158,7 @@ class AppDefinition(Section):
         lb = self.load_balancer
         if lb is not None and (lb.port or self.health_check.port) is None:
             raise ConfigError("required: the container port the balancer sends traffic to (or set "
-                              "health_check.port)", ("load_balancer", "port"))
+                              "health_check.port)", (("load_balancer", "port"),))
         unavailable, surge = self.strategy.resolve(t.replicas)
         if self.strategy.type == "rolling" and t.replicas > 0 and unavailable == 0 and surge == 0:
             raise ConfigError("max_unavailable and max_surge cannot both be 0 "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_images import build_test_images, remove_run_containers, run_app, run_labels
+from tests.docker_images import build_test_images, remove_run_containers, run_app
 from tests.harness import ConsoleHarness
 from tests.integration.test_deploy_docker import containers, free_port_range, get_body, wait_final, web_app
 

@@ -12,17 +12,14 @@ method blocks and raises BalancerError.
 from __future__ import annotations
 
 from console.deploy.balancers.base import Balancer, BalancerError, Log, Server
-from console.deploy.balancers.config import HaproxyConfig, LoadBalancer, NginxConfig
+from console.deploy.balancers.config import LoadBalancer
 from console.deploy.balancers.haproxy import HaproxyBalancer
 from console.deploy.balancers.nginx import NginxBalancer
 
 
 def balancer_for(config: LoadBalancer) -> Balancer:
     """The balancer ``config`` (an app's ``load_balancer``) describes."""
-    if isinstance(config, HaproxyConfig):
-        return HaproxyBalancer(config)
-    return NginxBalancer(config)
+    return HaproxyBalancer(config) if config.type == "haproxy" else NginxBalancer(config)
 
 
-__all__ = ["Balancer", "BalancerError", "HaproxyConfig", "LoadBalancer", "Log", "NginxConfig", "Server",
-           "balancer_for"]
+__all__ = ["Balancer", "BalancerError", "LoadBalancer", "Log", "Server", "balancer_for"]

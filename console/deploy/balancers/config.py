@@ -1,5 +1,5 @@
 """``load_balancer:`` of a Docker app: the balancer Fleetdeck drives during its deploys
-(pydantic models, validated like the rest of ``apps:``; options in config.yaml and
+(a pydantic model validated like the rest of ``apps:``; options in config.yaml and
 docs/deploys.md).
 
 - ``type: haproxy``: HAProxy's runtime API (a ``stats socket ... level admin``); the
@@ -8,31 +8,48 @@ docs/deploys.md).
   container of slot k-1.
 - ``type: nginx``: an ``upstream`` block in a file of its own that Fleetdeck rewrites
   (``include`` it from nginx.conf), followed by a graceful reload.
+
+Keys of the other type are refused, as are unknown ones.
 """
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from console.config import ConfigError
 from console.deploy.schema import Int, Seconds, Section, Strings, Text
 
+BalancerType = Literal["haproxy", "nginx"]
+BALANCER_TYPES: tuple[str, ...] = get_args(BalancerType)
 HAPROXY_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # HAProxy proxy and server names
 NGINX_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 HOST_RE = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
+# Keys of one type only, and those it requires.
+TYPE_KEYS = {"haproxy": ("socket", "backend", "server_prefix", "api_timeout"),
+             "nginx": ("upstream_file", "upstream", "pid_file", "reload_command", "reload_timeout")}
+REQUIRED = {"haproxy": ("socket", "backend", "server_prefix"), "nginx": ("upstream_file", "upstream")}
 
 
-def _absolute(path: str) -> str:
-    if not path.startswith("/") or "\n" in path:
-        raise ValueError(f"expected an absolute path, got {path!r}")
-    return path
+class LoadBalancer(Section):
+    """The balancer of one app. Times in seconds."""
 
-
-class _Common(Section):
+    type: BalancerType
     port: Int | None = Field(None, ge=1, le=65535)  # container port traffic goes to; default health_check.port
     host: Text = ""  # address the balancer reaches published ports at; default the mapping's IP or 127.0.0.1
-    drain_timeout: Seconds = Field(30.0, ge=0.0, le=3600.0)  # seconds to wait for open connections to end
+    drain_timeout: Seconds = Field(30.0, ge=0.0, le=3600.0)  # to wait for open connections to end
+    # haproxy: the admin socket, a unix path or HOST:PORT; the servers BACKEND/PREFIXk
+    socket: Text = ""
+    backend: Text = ""
+    server_prefix: Text = ""
+    api_timeout: Seconds = Field(5.0, ge=0.1, le=300.0)  # per runtime API command
+    # nginx: the file Fleetdeck owns, its upstream's name, the master's pid file
+    upstream_file: Text = ""
+    upstream: Text = ""
+    pid_file: Text = "/run/nginx.pid"
+    reload_command: Strings = ()  # argv, e.g. [nginx, -s, reload]; default: SIGHUP to the master
+    reload_timeout: Seconds = Field(10.0, ge=0.1, le=600.0)  # for new workers to take over
 
     @field_validator("host")
     @classmethod
@@ -41,58 +58,44 @@ class _Common(Section):
             raise ValueError(f"expected an IP address or host name, got {host!r}")
         return host
 
-
-class HaproxyConfig(_Common):
-    """HAProxy through its runtime API. ``socket``: the admin socket, a path (unix) or
-    ``HOST:PORT`` (tcp). The servers of slot k-1 is ``BACKEND/PREFIXk``."""
-
-    type: Literal["haproxy"]
-    socket: Text
-    backend: Text
-    server_prefix: Text
-    api_timeout: Seconds = Field(5.0, ge=0.1, le=300.0)  # seconds per runtime API command
-
     @field_validator("backend", "server_prefix")
     @classmethod
-    def _name(cls, name: str) -> str:
-        if not HAPROXY_NAME_RE.fullmatch(name):
+    def _haproxy_name(cls, name: str) -> str:
+        if name and not HAPROXY_NAME_RE.fullmatch(name):
             raise ValueError(f"expected an HAProxy name ({HAPROXY_NAME_RE.pattern}), got {name!r}")
         return name
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, name: str) -> str:
+        if name and not NGINX_NAME_RE.fullmatch(name):
+            raise ValueError(f"expected an nginx upstream name ({NGINX_NAME_RE.pattern}), got {name!r}")
+        return name
+
+    @field_validator("upstream_file", "pid_file")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        if path and (not path.startswith("/") or "\n" in path):
+            raise ValueError(f"expected an absolute path, got {path!r}")
+        return path
 
     @field_validator("socket")
     @classmethod
     def _socket(cls, socket: str) -> str:
-        if socket.startswith("/"):
+        if not socket or socket.startswith("/"):
             return socket
         host, _, port = socket.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected a unix socket path or HOST:PORT, got {socket!r}")
         return socket
 
-
-class NginxConfig(_Common):
-    """nginx: Fleetdeck owns ``upstream_file``, which holds ``upstream UPSTREAM { … }``;
-    after each change it sends SIGHUP to the master process named by ``pid_file`` (or
-    runs ``reload_command``) and waits for the old worker processes to exit."""
-
-    type: Literal["nginx"]
-    upstream_file: Text
-    upstream: Text
-    pid_file: Text = "/run/nginx.pid"
-    reload_command: Strings = ()  # argv, e.g. [nginx, -s, reload]; default: SIGHUP to the master
-    reload_timeout: Seconds = Field(10.0, ge=0.1, le=600.0)  # seconds for new workers to take over
-
-    @field_validator("upstream_file", "pid_file")
-    @classmethod
-    def _path(cls, path: str) -> str:
-        return _absolute(path)
-
-    @field_validator("upstream")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        if not NGINX_NAME_RE.fullmatch(name):
-            raise ValueError(f"expected an upstream name ({NGINX_NAME_RE.pattern}), got {name!r}")
-        return name
-
-
-LoadBalancer = Annotated[HaproxyConfig | NginxConfig, Field(discriminator="type")]
+    @model_validator(mode="after")
+    def _keys_of_its_type(self) -> "LoadBalancer":
+        for other, keys in TYPE_KEYS.items():
+            foreign = [k for k in keys if other != self.type and k in self.model_fields_set]
+            if foreign:
+                raise ConfigError(f"applies to type {other} only, this balancer is {self.type}", (foreign[0],))
+        for key in REQUIRED[self.type]:
+            if not getattr(self, key):
+                raise ConfigError(f"required for type {self.type}", (key,))
+        return self

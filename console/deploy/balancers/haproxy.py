@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from console.deploy.balancers.base import BalancerError, Log, Server
-from console.deploy.balancers.config import HaproxyConfig
+from console.deploy.balancers.config import LoadBalancer
 
 DRAIN_POLL_S = 0.05
 # How the runtime API words a refusal (the answer to a successful "set server" is empty
@@ -62,7 +62,7 @@ class HaproxyRuntime:
 class HaproxyBalancer:
     """See the module docstring. ``runtime`` and ``clock`` are injectable for tests."""
 
-    def __init__(self, config: HaproxyConfig, runtime: HaproxyRuntime | None = None,
+    def __init__(self, config: LoadBalancer, runtime: HaproxyRuntime | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.runtime = runtime or HaproxyRuntime(config.socket, config.api_timeout)

@@ -30,7 +30,7 @@ from typing import Callable
 import psutil
 
 from console.deploy.balancers.base import BalancerError, Log, Server
-from console.deploy.balancers.config import NginxConfig
+from console.deploy.balancers.config import LoadBalancer
 
 POLL_S = 0.02
 _LINE_RE = re.compile(r"\s*server (\S+):(\d+);\s*# slot (\d+) (\S+)\s*")
@@ -40,7 +40,7 @@ PLACEHOLDER = "    server 127.0.0.1:1 down;  # no container serves\n"
 class NginxBalancer:
     """See the module docstring; ``clock`` is injectable for tests."""
 
-    def __init__(self, config: NginxConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: LoadBalancer, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._clock = clock
 

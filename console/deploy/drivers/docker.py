@@ -185,8 +185,7 @@ class DockerDriver:
                 run.log(f"{len(run.stale)} container(s) of earlier releases are not running "
                         f"({', '.join(f'{_short(c)}: {c.status}' for c in run.stale)}); they are removed "
                         "once this deploy succeeds", containers=[c.id[:12] for c in run.stale])
-            if self.balancer is not None:
-                self._lb_sync(run, old)
+            self._lb_sync(run, old)
             if self.app.strategy.type == "recreate":
                 self._recreate(run, old)
             else:
@@ -624,7 +623,8 @@ class DockerDriver:
         balancer's container port (on ``load_balancer.host``, the mapping's host IP or
         127.0.0.1), else the container's own address on the engine's network."""
         lb, t = self.app.load_balancer, self.target
-        assert lb is not None
+        if lb is None:
+            raise TypeError(f"app {self.app.name} has no load balancer")
         port = lb.port or self.app.health_check.port
         slot = _slot(container)
         for mapping in t.ports:
@@ -639,9 +639,8 @@ class DockerDriver:
         raise BalancerError(f"{container.name} has no address the load balancer can reach on port {port}")
 
     def _lb_sync(self, run: _Run, running: list) -> None:
-        assert self.balancer is not None
-        servers = [self._lb_server(c) for c in running]
-        self.balancer.sync(servers, self._lb_slots(), run.log)
+        if self.balancer is not None:
+            self.balancer.sync([self._lb_server(c) for c in running], self._lb_slots(), run.log)
 
     def _lb_slots(self) -> int:
         _, surge = self.app.strategy.resolve(self.target.replicas)
