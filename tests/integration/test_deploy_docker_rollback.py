@@ -221,3 +221,68 @@ def test_a_removal_already_in_progress_is_waited_for_and_the_rollback_completes(
     assert failed["cleanup_pending"] is False
     assert containers(docker_client, RACY, **{"fleetdeck.deploy": failed["id"]}) == []
     assert {c.id for c in containers(docker_client, RACY)} == serving
+
+
+def test_recovery_after_the_console_died_mid_update_restores_old_replicas_first(tmp_path, docker_client, docker_images):
+    """kill -9 of a real console process while its rolling update has stopped an old
+    container; the restarted console undoes the deploy (before the next one) without
+    letting answering replicas fall below ``replicas``."""
+    import json
+
+    import yaml
+
+    from tests.harness import http
+    from tests.integration.procs import ConsoleProcess
+
+    app = run_app("crash")
+    base = free_port_range(REPLICAS + 1)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"apps": {app: web_app(docker_images, base)}}))
+    console = ConsoleProcess(tmp_path, FLEETDECK_CONFIG=str(config)).start()
+    token = console.cli("token", "create", "--name", "crash", "--role", "deployer").strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def api(method: str, path: str, body: dict | None = None) -> dict:
+        resp = http(method, console.url + path, json.dumps(body).encode() if body is not None else None, headers)
+        assert resp.status < 300, resp.body
+        return json.loads(resp.body)
+
+    def final(deploy_id: int) -> dict:
+        deadline = time.monotonic() + 60
+        while (d := api("GET", f"/api/v1/deploys/{deploy_id}"))["state"] not in ("succeeded", "failed",
+                                                                                   "rolled_back", "cancelled"):
+            assert time.monotonic() < deadline, d
+            time.sleep(0.2)
+        return d
+
+    try:
+        assert final(api("POST", f"/api/v1/apps/{app}/deploys", {"version": "1.0"})["id"])["state"] == "succeeded"
+        old = {c.id for c in containers(docker_client, app)}
+        probe = ReplicaProbe(list(range(base, base + REPLICAS + 1)))
+        probe.start()
+        d = api("POST", f"/api/v1/apps/{app}/deploys", {"version": "2.0"})
+        deadline = time.monotonic() + 30
+        while len(containers(docker_client, app, **{"fleetdeck.deploy": d["id"]})) < 2:
+            assert time.monotonic() < deadline, "the deploy did not reach its second round"
+            time.sleep(0.05)
+        console.kill9()
+        stopped = [c for c in containers(docker_client, app) if c.id in old and c.status != "running"]
+        assert stopped, "no old container was stopped when the console died"
+        console.start()
+        # The next deploy first finishes the cleanup of the interrupted one (a version
+        # that crashes at once keeps this one short).
+        again = final(api("POST", f"/api/v1/apps/{app}/deploys", {"version": "crash"})["id"])
+        counts = probe.finish()
+
+        interrupted = api("GET", f"/api/v1/deploys/{d['id']}")
+        assert interrupted["state"] == "failed" and interrupted["cleanup_pending"] is False
+        assert again["state"] == "rolled_back", again
+        assert containers(docker_client, app, **{"fleetdeck.deploy": d["id"]}) == []
+        now = containers(docker_client, app)
+        assert {c.id for c in now} == old and all(c.status == "running" for c in now)
+        assert min(counts) >= REPLICAS, f"answering replicas fell to {min(counts)}: {counts}"
+        events = api("GET", f"/api/v1/deploys/{d['id']}/events")["events"]
+        assert any(e["message"].startswith("recovery: restarted old container") for e in events)
+    finally:
+        console.stop()
+        remove_run_containers(docker_client, app)
