@@ -18,6 +18,7 @@ from tests.balancers import Client, Haproxy, Nginx
 from tests.docker_images import build_test_images, remove_run_containers, run_app
 from tests.harness import ConsoleHarness
 from tests.integration.test_deploy_docker import containers, free_port_range, wait_final, web_app
+from tests.integration.test_deploy_docker_rollback import started_by
 
 REPLICAS = 3  # web_app: 3 replicas, maxSurge 1, maxUnavailable 0
 BALANCERS = ("haproxy", "nginx")
@@ -110,7 +111,7 @@ def test_cancel_through_the_balancer_fails_no_request(env, docker_client, kind):
     client = ready(env, kind, docker_client)
     d = deploy(env, APPS[kind], "2.0", wait=False)
     deadline = time.monotonic() + 30
-    while len(containers(docker_client, APPS[kind], **{"fleetdeck.deploy": d["id"]})) < 2:
+    while started_by(docker_client, APPS[kind], d["id"]) < 2:
         assert time.monotonic() < deadline, "the deploy did not reach its second round"
         time.sleep(0.05)
     assert env.request("POST", f"/api/v1/deploys/{d['id']}/cancel", token=env.deployer).status == 202
