@@ -213,6 +213,7 @@ class AppDefinition(Section):
                              "start_period": self.health_check.start_period},
             "strategy": {"type": self.strategy.type, "max_unavailable": unavailable, "max_surge": surge},
             "timeout": self.timeout, "on_conflict": self.on_conflict,
+            "load_balancer": self.load_balancer.summary() if self.load_balancer else None,
         }
 
 

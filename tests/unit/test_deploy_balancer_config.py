@@ -22,6 +22,9 @@ def test_defaults_of_each_type():
     n = parse_apps(app({**NGINX, "reload_command": ["nginx", "-s", "reload"]}))["web"].load_balancer
     assert (n.pid_file, n.reload_command, n.reload_timeout) == ("/run/nginx.pid", ("nginx", "-s", "reload"), 10.0)
     assert parse_apps(app(None))["web"].load_balancer is None
+    assert parse_apps(app(None))["web"].summary()["load_balancer"] is None
+    assert parse_apps(app(NGINX))["web"].summary()["load_balancer"] == {
+        "type": "nginx", "upstream_file": "/etc/nginx/conf.d/web-upstream.conf", "upstream": "web"}
     assert parse_apps(app({**HAPROXY, "socket": "127.0.0.1:9999"}))["web"].load_balancer.socket == "127.0.0.1:9999"
 
 

@@ -89,6 +89,13 @@ class LoadBalancer(Section):
             raise ValueError(f"expected a unix socket path or HOST:PORT, got {socket!r}")
         return socket
 
+    def summary(self) -> dict:
+        """The public view in ``GET /api/v1/apps``: where traffic is steered."""
+        if self.type == "haproxy":
+            return {"type": self.type, "socket": self.socket, "backend": self.backend,
+                    "server_prefix": self.server_prefix}
+        return {"type": self.type, "upstream_file": self.upstream_file, "upstream": self.upstream}
+
     @model_validator(mode="after")
     def _keys_of_its_type(self) -> "LoadBalancer":
         for other, keys in TYPE_KEYS.items():
