@@ -98,6 +98,8 @@ class HaproxyBalancer:
                 server=self._server(server.slot))
 
     def disable(self, servers: list[Server], log: Log) -> None:
+        if not servers:
+            return
         for server in servers:
             self._set(server.slot, "state drain")
         started = self._clock()

@@ -618,10 +618,11 @@ class DockerDriver:
             client.close()
 
     # -- load balancer --------------------------------------------------------------------
-    def _lb_server(self, container: Any) -> Server:
+    def _lb_server(self, container: Any) -> Server | None:
         """Where the balancer reaches ``container``: its published host port for the
         balancer's container port (on ``load_balancer.host``, the mapping's host IP or
-        127.0.0.1), else the container's own address on the engine's network."""
+        127.0.0.1), else the container's own address on the engine's network; None when
+        it has none (not running, no published port)."""
         lb, t = self.app.load_balancer, self.target
         if lb is None:
             raise TypeError(f"app {self.app.name} has no load balancer")
@@ -636,11 +637,21 @@ class DockerDriver:
         for net in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).values():
             if net.get("IPAddress"):
                 return Server(slot, net["IPAddress"], int(port or 0), container.name)
-        raise BalancerError(f"{container.name} has no address the load balancer can reach on port {port}")
+        return None
+
+    def _lb_servers(self, containers: list, required: bool) -> list[Server]:
+        servers = []
+        for container in containers:
+            server = self._lb_server(container)
+            if server is None and required:
+                raise BalancerError(f"{container.name} has no address the load balancer can reach")
+            if server is not None:
+                servers.append(server)
+        return servers
 
     def _lb_sync(self, run: _Run, running: list) -> None:
         if self.balancer is not None:
-            self.balancer.sync([self._lb_server(c) for c in running], self._lb_slots(), run.log)
+            self.balancer.sync(self._lb_servers(running, True), self._lb_slots(), run.log)
 
     def _lb_slots(self) -> int:
         _, surge = self.app.strategy.resolve(self.target.replicas)
@@ -648,11 +659,13 @@ class DockerDriver:
 
     def _lb_enable(self, log: Callable[..., None], containers: list) -> None:
         if self.balancer is not None and containers:
-            self.balancer.enable([self._lb_server(c) for c in containers], log)
+            self.balancer.enable(self._lb_servers(containers, True), log)
 
     def _lb_disable(self, log: Callable[..., None], containers: list) -> None:
+        """Drain ``containers``; one with no address (it exited before it had one) was
+        never added."""
         if self.balancer is not None and containers:
-            self.balancer.disable([self._lb_server(c) for c in containers], log)
+            self.balancer.disable(self._lb_servers(containers, False), log)
 
 
 def _slot(container: Any) -> int:
