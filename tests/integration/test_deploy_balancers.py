@@ -23,6 +23,7 @@ from tests.integration.test_deploy_docker_rollback import started_by
 REPLICAS = 3  # web_app: 3 replicas, maxSurge 1, maxUnavailable 0
 BALANCERS = ("haproxy", "nginx")
 APPS = {kind: run_app(f"lb-{kind}") for kind in BALANCERS}
+MISNAMED = run_app("lb-misnamed")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def env(tmp_path_factory, docker_client, docker_images):
         app["target"]["stop_timeout"] = 0  # drained first: nothing to wait for
         app["load_balancer"] = balancers[kind].config(drain_timeout=10)
         apps[APPS[kind]] = app
+    misnamed = web_app(docker_images, base + 97 * len(BALANCERS))
+    misnamed["load_balancer"] = haproxy.config(backend="nope")
+    apps[MISNAMED] = misnamed
     harness = ConsoleHarness(root / "console", apps=apps).start()
     harness.deployer = harness.viewer = harness.api_token("deployer")
     harness.balancers, harness.states = balancers, states
@@ -49,6 +53,7 @@ def env(tmp_path_factory, docker_client, docker_images):
     harness.close()
     for lb in balancers.values():
         lb.close()
+    remove_run_containers(docker_client, MISNAMED)
     for kind in BALANCERS:
         remove_run_containers(docker_client, APPS[kind])
         for f in states[kind].iterdir():
@@ -139,3 +144,11 @@ def test_automatic_rollbacks_through_the_balancer_fail_no_request(env, docker_cl
     assert "web flaky" in client.bodies  # the healthy new containers did serve before the rollback
     assert {c.labels["fleetdeck.version"] for c in containers(docker_client, APPS[kind])} == {"1.0"}
     serving(env, kind, docker_client)
+
+
+def test_a_backend_haproxy_does_not_know_fails_the_deploy_before_any_container_starts(env, docker_client):
+    d = deploy(env, MISNAMED, "1.0")
+
+    assert d["state"] == "failed", d
+    assert "HAProxy refused 'set server nope/srv1 state maint': No such backend." in d["error"]
+    assert containers(docker_client, MISNAMED) == []
