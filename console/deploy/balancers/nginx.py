@@ -92,8 +92,10 @@ class NginxBalancer:
         except (OSError, ValueError, IndexError, psutil.Error) as exc:
             raise BalancerError(f"no nginx master process from {self.config.pid_file}: {exc}") from None
 
-    def _reload(self, log: Log, why: str, wait: float) -> None:
-        """Reload and wait (up to ``wait`` seconds) for the old workers to exit."""
+    def _reload(self, log: Log, why: str, drain: bool) -> None:
+        """Reload; return once new workers run and, with ``drain``, the old ones have
+        exited (up to ``drain_timeout`` seconds: then with a warning)."""
+        wait = self.config.drain_timeout if drain else self.config.reload_timeout
         master = self._master()
         try:
             before = {p.pid for p in master.children()}
@@ -122,7 +124,7 @@ class NginxBalancer:
             except psutil.Error as exc:
                 raise BalancerError(f"the nginx master (pid {master.pid}) went away: {exc}") from None
             new, old = now - before, now & before
-            if new and not old:
+            if new and not (drain and old):
                 log(f"nginx: {why}; reloaded in {self._clock() - started:.2f} s", upstream=self.config.upstream)
                 return
             if not new and self._clock() - started >= self.config.reload_timeout:
@@ -138,15 +140,14 @@ class NginxBalancer:
         if wanted == self.servers() and Path(self.config.upstream_file).exists():
             return
         self._write(wanted)
-        self._reload(log, f"{self.config.upstream} set to {len(wanted)} running container(s)",
-                     self.config.drain_timeout)
+        self._reload(log, f"{self.config.upstream} set to {len(wanted)} running container(s)", True)
 
     def enable(self, servers: list[Server], log: Log) -> None:
         current = self.servers()
         current.update({s.slot: s for s in servers})
         self._write(current)
         self._reload(log, f"added {', '.join(f'{s.container} ({s.address})' for s in servers)} to "
-                          f"{self.config.upstream}", self.config.reload_timeout)
+                          f"{self.config.upstream}", False)
 
     def disable(self, servers: list[Server], log: Log) -> None:
         current = self.servers()
@@ -157,4 +158,4 @@ class NginxBalancer:
             del current[s.slot]
         self._write(current)
         self._reload(log, f"removed {', '.join(f'{s.container} ({s.address})' for s in gone)} from "
-                          f"{self.config.upstream}", self.config.drain_timeout)
+                          f"{self.config.upstream}", True)
