@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from tests.docker_images import build_test_images, remove_run_containers, run_app
@@ -49,9 +50,10 @@ class ReplicaProbe(threading.Thread):
 
 class DeleteRacer(threading.Thread):
     """A unix socket in front of dockerd that, when a client sends ``DELETE
-    /containers/ID``, first sends the same removal itself and forwards the client's a
-    moment later: dockerd then answers the client's 409 "removal of container ID is
-    already in progress", as when a removal is retried or runs twice."""
+    /containers/ID``, first sends the same removal itself and forwards the client's once
+    dockerd shows the container as ``removing``: dockerd then answers the client's 409
+    "removal of container ID is already in progress", as when a removal is retried or runs
+    twice. ``conflicts`` counts the 409 answers the client got."""
 
     DELETE_RE = re.compile(rb"^DELETE (?:/v[0-9.]+)?/containers/([0-9a-f]{12,64})")
 
@@ -59,6 +61,7 @@ class DeleteRacer(threading.Thread):
         super().__init__(daemon=True)
         self.path, self.api = path, docker_client.api
         self.raced: list[str] = []
+        self.conflicts = 0
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen(16)
@@ -83,7 +86,9 @@ class DeleteRacer(threading.Thread):
                     self.raced.append(cid)
                     threading.Thread(target=self.api.remove_container, args=(cid,), kwargs={"force": True},
                                      daemon=True).start()
-                    time.sleep(0.02)
+                    self._wait_removing(cid)
+                if not requests and data.startswith(b"HTTP/1.1 409") and b"already in progress" in data:
+                    self.conflicts += 1
                 dst.sendall(data)
         except OSError:
             pass
@@ -93,6 +98,16 @@ class DeleteRacer(threading.Thread):
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def _wait_removing(self, cid: str) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if self.api.inspect_container(cid)["State"]["Status"] == "removing":
+                    return
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.002)
 
     def close(self) -> None:
         self.server.close()
@@ -224,6 +239,7 @@ def test_a_removal_already_in_progress_is_waited_for_and_the_rollback_completes(
     failed = deploy(env, RACY, "bad")
 
     assert env.racer.raced, "no removal went through the racing socket"
+    assert env.racer.conflicts >= 1, "dockerd never answered 409 already in progress"
     assert failed["state"] == "rolled_back", failed
     assert failed["cleanup_pending"] is False
     assert containers(docker_client, RACY, **{"fleetdeck.deploy": failed["id"]}) == []
