@@ -6,6 +6,7 @@ already in progress (409) is waited for."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import re
 import shutil
 import socket
@@ -55,7 +56,7 @@ class DeleteRacer(threading.Thread):
     "removal of container ID is already in progress", as when a removal is retried or runs
     twice. ``conflicts`` counts the 409 answers the client got."""
 
-    DELETE_RE = re.compile(rb"^DELETE (?:/v[0-9.]+)?/containers/([0-9a-f]{12,64})")
+    DELETE_RE = re.compile(rb"DELETE (?:/v[0-9.]+)?/containers/([0-9a-f]+)")  # .match: at the start
 
     def __init__(self, path: Path, docker_client) -> None:
         super().__init__(daemon=True)
@@ -91,13 +92,11 @@ class DeleteRacer(threading.Thread):
                     self.conflicts += 1
                 dst.sendall(data)
         except OSError:
-            pass
+            return  # one side closed or reset: the finally closes the other
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):  # already shut down by the other pump
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def _wait_removing(self, cid: str) -> None:
         deadline = time.monotonic() + 5
