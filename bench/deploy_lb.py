@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from console.deploy.service import DeployService  # noqa: E402
 from console.live import LiveBus  # noqa: E402
 from console.storage import Database  # noqa: E402
 from tests.balancers import Client, Haproxy, Nginx  # noqa: E402
+from tests.integration.test_deploy_docker import free_port_range  # noqa: E402
 from tests.docker_images import (  # noqa: E402
     build_test_images,
     remove_run_containers,
@@ -44,18 +44,6 @@ from tests.docker_images import (  # noqa: E402
 )
 
 REPO_NAME = run_repository()
-
-
-def free_pool(count: int) -> int:
-    for base in range(31000, 60000, 53):
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 def app_config(name: str, replicas: int, base: int, balancer: dict | None) -> dict:
@@ -91,7 +79,7 @@ async def deploys(service: DeployService, app: str, versions: list[str], port: i
 
 
 def run(setup: str, replicas: int, versions: list[str], tmp: Path) -> tuple[list[float], Client]:
-    app, base = run_app(f"bench-lb-{setup}"), free_pool(replicas + 1)
+    app, base = run_app(f"bench-lb-{setup}"), free_port_range(replicas + 1)
     if setup == "haproxy":
         lb = Haproxy(tmp / setup, replicas + 1)
         balancer: dict | None = lb.config(drain_timeout=10)

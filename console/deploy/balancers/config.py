@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from console.config import ConfigError
 from console.deploy.schema import Int, Seconds, Section, Strings, Text
@@ -26,6 +26,8 @@ BALANCER_TYPES: tuple[str, ...] = get_args(BalancerType)
 HAPROXY_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # HAProxy proxy and server names
 NGINX_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 HOST_RE = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
+NAMES = {"backend": (HAPROXY_NAME_RE, "an HAProxy name"), "server_prefix": (HAPROXY_NAME_RE, "an HAProxy name"),
+         "upstream": (NGINX_NAME_RE, "an nginx upstream name")}
 # Keys of one type only, and those it requires.
 TYPE_KEYS = {"haproxy": ("socket", "backend", "server_prefix", "api_timeout"),
              "nginx": ("upstream_file", "upstream", "pid_file", "reload_command", "reload_timeout")}
@@ -58,18 +60,12 @@ class LoadBalancer(Section):
             raise ValueError(f"expected an IP address or host name, got {host!r}")
         return host
 
-    @field_validator("backend", "server_prefix")
+    @field_validator("backend", "server_prefix", "upstream")
     @classmethod
-    def _haproxy_name(cls, name: str) -> str:
-        if name and not HAPROXY_NAME_RE.fullmatch(name):
-            raise ValueError(f"expected an HAProxy name ({HAPROXY_NAME_RE.pattern}), got {name!r}")
-        return name
-
-    @field_validator("upstream")
-    @classmethod
-    def _upstream(cls, name: str) -> str:
-        if name and not NGINX_NAME_RE.fullmatch(name):
-            raise ValueError(f"expected an nginx upstream name ({NGINX_NAME_RE.pattern}), got {name!r}")
+    def _name(cls, name: str, info: ValidationInfo) -> str:
+        pattern, what = NAMES[info.field_name or ""]
+        if name and not pattern.fullmatch(name):
+            raise ValueError(f"expected {what} ({pattern.pattern}), got {name!r}")
         return name
 
     @field_validator("upstream_file", "pid_file")
