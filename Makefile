@@ -17,7 +17,8 @@ lint: $(VENV)/.installed-test  ## ruff, then mypy, with the settings in pyprojec
 
 # Quick variants of every bench (minutes, not the hours of the full sizes in BENCHMARKS.md):
 # a smoke check that each still runs, not figures to quote. deploy_rolling needs dockerd and
-# busybox-static, ssh_fanout an sshd binary, remote_write a prometheus binary, as the tests do.
+# busybox-static (deploy_lb also haproxy and nginx), ssh_fanout an sshd binary, remote_write a
+# prometheus binary, as the tests do.
 BENCH := PYTHONPATH=$(CURDIR) $(BIN)/python bench
 bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/storage.py --samples 100000 --series 100
@@ -33,6 +34,7 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/agent_steady_state.py --interval 2 --seconds 10
 	$(BENCH)/ssh_fanout.py --hosts 4 --parallel 4 --runs 1
 	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
+	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
 
 $(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)

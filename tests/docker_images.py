@@ -8,6 +8,10 @@
 - ``bad``: serves ``/`` but has no ``/healthz``, so its health check fails;
 - ``crash``: prints ``boom`` and exits with status 3 at once;
 - ``slow``: sleeps 600 s before serving, in a 600 s health start period (stays "starting").
+- ``flaky`` (built on request, not in TAGS): serves ``web flaky`` like ``1.0``, but counts
+  its starts in files under ``/state`` (mount a directory there) and crashes (``boom``, exit
+  status 3) from start number ``$GOOD_STARTS`` + 1 on (default 1): a rolling update to it
+  gets that many rounds in before it fails.
 
 Every Docker resource a test run creates carries this run's id, so that a run cleans up only
 what it made and two runs on one daemon (or a user's own containers) are left alone: images
@@ -71,6 +75,10 @@ def _dockerfile(tag: str) -> str:
     elif tag == "slow":
         lines += ["RUN echo 'web slow' > /www/index.html && echo ok > /www/healthz",
                   HEALTHCHECK.format(start="--start-period=600s "), 'CMD ["sh", "-c", "sleep 600; exec httpd -f -p 8080 -h /www"]']
+    elif tag == "flaky":
+        lines += ["RUN echo 'web flaky' > /www/index.html && echo ok > /www/healthz", HEALTHCHECK.format(start=""),
+                  'CMD ["sh", "-c", "n=$(ls /state | wc -l); touch /state/$HOSTNAME; '
+                  'if [ $n -ge ${GOOD_STARTS:-1} ]; then echo boom; exit 3; fi; exec httpd -f -p 8080 -h /www"]']
     else:
         raise ValueError(tag)
     return "\n".join(lines) + "\n"

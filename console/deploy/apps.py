@@ -21,6 +21,7 @@ from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, fie
 
 from console.config import ConfigError
 from console.deploy.canary import CanaryConfig
+from console.deploy.balancers.config import LoadBalancer
 from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, VERSION_RE, Int, Seconds, Section, SourceOf,
                                    Strings, Text, image_reference, parse_section, valid_app_name, valid_version)
 from console.deploy.targets import (ENV_KEY_RE, LABEL_KEY_RE, PORT_RE, PULL_POLICIES, RESTART_POLICIES, TARGETS,
@@ -146,6 +147,7 @@ class AppDefinition(Section):
     hosts: Strings = ()
     description: Text = ""
     canary: CanaryConfig | None = None  # the canary stage with its analysis (console/deploy/canary.py)
+    load_balancer: LoadBalancer | None = None  # docker only: the balancer deploys drive (balancers/)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppDefinition":
@@ -158,7 +160,14 @@ class AppDefinition(Section):
                               (("canary", "duration"), ("timeout",)))
         t = self.target
         if not isinstance(t, DockerTarget):
+            if self.load_balancer is not None:
+                raise ConfigError(f"only Docker apps drive a load balancer, this app uses the {self.driver} driver",
+                                  ("load_balancer",))
             return self
+        lb = self.load_balancer
+        if lb is not None and (lb.port or self.health_check.port) is None:
+            raise ConfigError("required: the container port the balancer sends traffic to (or set "
+                              "health_check.port)", (("load_balancer", "port"),))
         unavailable, surge = self.strategy.resolve(t.replicas)
         if self.strategy.type == "rolling" and t.replicas > 0 and unavailable == 0 and surge == 0:
             raise ConfigError("max_unavailable and max_surge cannot both be 0 "
@@ -213,6 +222,7 @@ class AppDefinition(Section):
                              "start_period": self.health_check.start_period},
             "strategy": {"type": self.strategy.type, "max_unavailable": unavailable, "max_surge": surge},
             "timeout": self.timeout, "on_conflict": self.on_conflict,
+            "load_balancer": self.load_balancer.summary() if self.load_balancer else None,
         }
 
 

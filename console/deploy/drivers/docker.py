@@ -9,8 +9,23 @@ Rolling update, Kubernetes-style: with R replicas, maxSurge S and maxUnavailable
 round stops old containers while at least R-U stay available, then starts as many new
 ones as R+S allows and waits until they pass their health check. Old containers are
 only *stopped* during the update and removed once every new one is healthy, so a failed
-health check can put the old version back exactly as it was: the containers this
-deploy started are removed and the stopped old ones started again.
+health check can put the old version back exactly as it was.
+
+Rolling back (a failed health check, a cancel, a timeout, or ``recover`` after the
+console died mid-deploy) runs the update backwards: the new containers that never passed
+their health check go first (they never counted as available), then each stopped old
+container is started again *and health-checked* before a healthy new one is removed, so
+the number of answering replicas never falls below ``replicas - maxUnavailable``. A new
+container is only removed earlier when it holds the host port a stopped old container
+needs and nothing else can move (logged as a warning).
+
+Containers that are not running when a deploy starts (stopped, crashed: ``Exited (137)``)
+belong to the release they were created for: they are removed with the other old
+containers once the deploy succeeds, and left alone by a rollback.
+
+With a ``load_balancer`` (``console/deploy/balancers``) the balancer is driven too: a new
+container is added only once healthy, an old one is drained and taken out before it is
+stopped, in both directions.
 
 Every method here blocks; the deploy service runs them on its worker threads.
 """
@@ -29,6 +44,7 @@ import docker.errors
 import requests.exceptions
 
 from console.deploy.apps import AppDefinition, image_reference
+from console.deploy.balancers import Balancer, BalancerError, Server, balancer_for
 from console.deploy.targets import DockerTarget
 from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEEDED, CancelToken, Cancelled,
                                          DeployOutcome, DeployRequest, DriverEvent, DriverUnavailable, Emit,
@@ -42,6 +58,12 @@ LABEL_APP, LABEL_VERSION, LABEL_DEPLOY, LABEL_SLOT = ("fleetdeck.app", "fleetdec
                                                       "fleetdeck.deploy", "fleetdeck.slot")
 DOCKER_HEALTH_POLL_S = 0.25  # how often the daemon's health status is read (its own interval applies)
 UNREACHABLE = (requests.exceptions.RequestException, ConnectionError)
+REMOVAL_WAIT_S = 60.0  # how long a removal dockerd reports as already in progress may take
+RESTORE_MARGIN_S = 30.0  # added to the health check's own bound when an old container is restored
+
+
+class RollbackFailed(Exception):
+    """A restored old container did not pass its health check."""
 
 
 class HealthCheckFailed(Exception):
@@ -63,7 +85,10 @@ class _Run:
     client: Any = None
     image: str = ""
     started: list = field(default_factory=list)  # containers this deploy created
+    ready: list = field(default_factory=list)  # those of ``started`` that passed their health check
+    old_running: list = field(default_factory=list)  # old containers still running (never stopped)
     stopped_old: list = field(default_factory=list)  # old containers this deploy stopped
+    stale: list = field(default_factory=list)  # containers of earlier releases not running at the start
     counter: Any = field(default_factory=lambda: itertools.count(1))
 
     def log(self, message: str, level: str = "info", **data: Any) -> None:
@@ -100,6 +125,7 @@ class DockerDriver:
         self.target = app.target_of(DockerTarget)
         self._connect = connect or self._default_connect
         self._clock = clock
+        self.balancer: Balancer | None = balancer_for(app.load_balancer) if app.load_balancer else None
 
     # -- engine ---------------------------------------------------------------------------
     def _default_connect(self) -> Any:
@@ -152,7 +178,15 @@ class DockerDriver:
             run.step("connect", "succeeded", "engine reachable")
             self._prepare_image(run)
             run.check_cancel()
-            old = [c for c in self._containers(run.client) if c.status == "running"]
+            existing = self._containers(run.client)
+            old = [c for c in existing if c.status == "running"]
+            run.old_running = list(old)
+            run.stale = [c for c in existing if c.status != "running"]
+            if run.stale:
+                run.log(f"{len(run.stale)} container(s) of earlier releases are not running "
+                        f"({', '.join(f'{_short(c)}: {c.status}' for c in run.stale)}); they are removed "
+                        "once this deploy succeeds", containers=[c.id[:12] for c in run.stale])
+            self._lb_sync(run, old)
             if self.app.strategy.type == "recreate":
                 self._recreate(run, old)
             else:
@@ -167,7 +201,7 @@ class DockerDriver:
         except Cancelled as exc:
             state = FAILED if run.cancel.kind == "timeout" else CANCELLED
             return self._undo(run, state, str(exc))
-        except DockerDriverError as exc:
+        except (DockerDriverError, BalancerError) as exc:
             return self._undo(run, FAILED, str(exc))
         except docker.errors.APIError as exc:
             return self._undo(run, FAILED, f"Docker engine error: {exc.explanation or exc}")
@@ -227,8 +261,8 @@ class DockerDriver:
                  f"rolling update to {run.request.version}: {len(old)} old, {replicas} wanted "
                  f"(maxSurge {surge}, maxUnavailable {unavailable})",
                  replicas=replicas, max_surge=surge, max_unavailable=unavailable, old=len(old))
-        old_running = list(old)
-        new_ready: list = []
+        old_running = run.old_running  # kept on the run: a rollback counts what still serves
+        new_ready = run.ready
         round_no = 0
         gate = run.request.gate
         canary = gate.size(replicas) if gate is not None else 0  # new replicas before the analysis
@@ -238,9 +272,7 @@ class DockerDriver:
             available = len(old_running) + len(new_ready)
             to_stop = min(len(old_running), available - (replicas - unavailable))
             if to_stop > 0:
-                for container in old_running[:to_stop]:
-                    self._stop_old(run, container)
-                old_running = old_running[to_stop:]
+                self._stop_old(run, old_running[:to_stop])
             to_start = min(replicas - len(new_ready), replicas + surge - len(old_running) - len(new_ready))
             if canary:
                 to_start = min(to_start, canary - len(new_ready))
@@ -249,6 +281,7 @@ class DockerDriver:
                 batch = [self._start_new(run, busy + [c for c in run.started if c not in busy])
                          for _ in range(to_start)]
                 self._wait_healthy(run, batch)
+                self._lb_enable(run.log, batch)
                 new_ready.extend(batch)
             if canary and gate is not None and len(new_ready) >= canary:
                 canary = 0
@@ -262,32 +295,58 @@ class DockerDriver:
     def _recreate(self, run: _Run, old: list) -> None:
         replicas = self.target.replicas
         run.step("recreate", "running", f"recreate: stopping {len(old)} old, then starting {replicas} new")
-        for container in old:
-            run.check_cancel()
-            self._stop_old(run, container)
+        run.check_cancel()
+        self._stop_old(run, list(old))
         batch: list[Any] = []
         for _ in range(replicas):
             batch.append(self._start_new(run, list(batch)))
         self._wait_healthy(run, batch)
+        self._lb_enable(run.log, batch)
+        run.ready.extend(batch)
         run.step("recreate", "succeeded", f"{replicas} replicas of {run.request.version} healthy")
 
     def _remove_stopped_old(self, run: _Run) -> None:
-        run.step("cleanup", "running", f"removing {len(run.stopped_old)} old container(s)")
-        for container in run.stopped_old:
-            try:
-                container.remove(v=False)
-                run.log(f"removed old container {_short(container)}", container=container.id[:12])
-            except docker.errors.NotFound:
-                pass  # already gone: the goal is reached
+        """Remove the old containers this deploy stopped and those of earlier releases
+        that were not running when it started (stopped or crashed replicas)."""
+        old = run.stopped_old + run.stale
+        run.step("cleanup", "running", f"removing {len(old)} old container(s)")
+        for container in old:
+            self._remove(container, force=container in run.stale)
+            run.log(f"removed old container {_short(container)}", container=container.id[:12])
         run.stopped_old.clear()
+        run.stale.clear()
         run.step("cleanup", "succeeded", "old containers removed")
 
     # -- containers -----------------------------------------------------------------------
-    def _stop_old(self, run: _Run, container: Any) -> None:
-        run.log(f"stopping old container {_short(container)} ({container.labels.get(LABEL_VERSION)})",
-                container=container.id[:12])
-        container.stop(timeout=self.target.stop_timeout)
-        run.stopped_old.append(container)
+    def _stop_old(self, run: _Run, containers: list) -> None:
+        """Take ``containers`` out of the load balancer (drained), then stop them."""
+        self._lb_disable(run.log, containers)
+        for container in containers:
+            run.log(f"stopping old container {_short(container)} ({container.labels.get(LABEL_VERSION)})",
+                    container=container.id[:12])
+            container.stop(timeout=self.target.stop_timeout)
+            run.old_running.remove(container)
+            run.stopped_old.append(container)
+
+    def _remove(self, container: Any, force: bool = True) -> None:
+        """Remove ``container``; gone already is success. dockerd answers 409 "removal of
+        container … is already in progress" while another removal of it runs (a retried
+        call, a concurrent ``docker rm``): wait for that one to finish, retrying, up to
+        REMOVAL_WAIT_S. Raises docker.errors.APIError for other refusals."""
+        deadline = self._clock() + REMOVAL_WAIT_S
+        while True:
+            try:
+                container.remove(v=False, force=force)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or "in progress" not in str(exc.explanation or exc):
+                    raise
+                if self._clock() >= deadline:
+                    raise DockerDriverError(f"{_short(container)}: removal still in progress after "
+                                            f"{REMOVAL_WAIT_S:g} s") from None
+            time.sleep(0.1)
 
     def _free_slots(self, busy: list) -> list[int]:
         taken = {int(c.labels.get(LABEL_SLOT, -1)) for c in busy if str(c.labels.get(LABEL_SLOT, "")).isdigit()}
@@ -314,7 +373,7 @@ class DockerDriver:
                 if "already allocated" in text or "address already in use" in text:
                     last_error = text
                     run.log(f"slot {slot}: host port taken ({text[:120]}); trying the next", level="warning")
-                    container.remove(force=True)
+                    self._remove(container)
                     run.started.remove(container)
                     continue
                 raise
@@ -359,17 +418,30 @@ class DockerDriver:
     def _wait_healthy(self, run: _Run, batch: list) -> None:
         """Block until every container of ``batch`` passes its health check; raises
         HealthCheckFailed for the first that exits or fails, Cancelled on cancel."""
+        def pause(seconds: float) -> None:
+            if run.cancel.wait(seconds):
+                raise Cancelled(run.cancel.reason)
+
+        self._health_gate(batch, run.log, pause)
+
+    def _health_gate(self, batch: list, log: Callable[..., None], pause: Callable[[float], None],
+                     deadline: float | None = None) -> None:
+        """The health gate of ``_wait_healthy``; ``pause(seconds)`` sleeps between rounds
+        (and may raise), ``deadline`` (clock time) bounds the wait with HealthCheckFailed.
+        A restart counts as a failure only when it happens during the gate."""
         hc = self.app.health_check
         pending = {c.id: c for c in batch}
         failures = {c.id: 0 for c in batch}
+        restarts = {c.id: int(c.attrs.get("RestartCount") or 0) for c in batch}
         started = self._clock()
-        run.log(f"waiting for {len(batch)} container(s) to pass the {hc.type} health check")
+        log(f"waiting for {len(batch)} container(s) to pass the {hc.type} health check")
         poll = DOCKER_HEALTH_POLL_S if hc.type in ("docker", "none") else hc.interval
         while pending:
             for cid, container in list(pending.items()):
                 container.reload()
                 state = container.attrs.get("State", {})
-                if state.get("Status") in ("exited", "dead", "restarting") or container.attrs.get("RestartCount"):
+                if (state.get("Status") in ("exited", "dead", "restarting")
+                        or int(container.attrs.get("RestartCount") or 0) > restarts[cid]):
                     tail = self._log_tail(container)
                     raise HealthCheckFailed(f"{container.name} exited with code {state.get('ExitCode')}"
                                             + (f": {tail}" if tail else ""))
@@ -378,16 +450,18 @@ class DockerDriver:
                     del pending[cid]
                     if self.target.restart != "no":
                         container.update(restart_policy={"Name": self.target.restart})
-                    run.log(f"{container.name} is healthy ({detail})", container=cid[:12])
+                    log(f"{container.name} is healthy ({detail})", container=cid[:12])
                     continue
                 if ok is None:
+                    if deadline is not None and self._clock() >= deadline:
+                        raise HealthCheckFailed(f"{container.name} is still starting: {detail}")
                     continue  # still starting
                 if self._clock() - started >= hc.start_period:
                     failures[cid] += 1
                 if hc.type == "docker" or failures[cid] >= hc.retries:
                     raise HealthCheckFailed(f"{container.name} failed its health check: {detail}")
-            if pending and run.cancel.wait(poll):
-                raise Cancelled(run.cancel.reason)
+            if pending:
+                pause(poll)
 
     def _probe(self, container: Any, state: dict) -> tuple[bool | None, str]:
         """(True, detail) healthy, (False, detail) a failed probe, (None, detail) undecided."""
@@ -442,26 +516,20 @@ class DockerDriver:
 
     # -- rollback -------------------------------------------------------------------------
     def _undo(self, run: _Run, state: str, reason: str) -> DeployOutcome:
-        """Remove what this deploy started, start the old containers it stopped. Runs even
-        when cancelled. An unreachable engine leaves cleanup pending for ``recover``."""
+        """Put the old version back (``_restore``) and end in ``state``. Runs even when
+        cancelled. An unreachable engine leaves cleanup pending for ``recover``."""
         level = "warning" if state == CANCELLED else "error"
         run.log(reason, level=level)
         if not run.started and not run.stopped_old:
             return DeployOutcome(state, reason)
-        run.step("rollback", "running", f"rolling back: removing {len(run.started)} new container(s), "
-                                        f"restarting {len(run.stopped_old)} old one(s)")
+        run.step("rollback", "running", f"rolling back: restarting {len(run.stopped_old)} old container(s), "
+                                        f"then removing {len(run.started)} new one(s)")
+        unready = [c for c in run.started if c not in run.ready]
         try:
-            for container in list(run.started):
-                try:
-                    container.remove(force=True)
-                except docker.errors.NotFound:
-                    pass
-                run.started.remove(container)
-                run.log(f"removed {container.name}", container=container.id[:12])
-            for container in list(run.stopped_old):
-                container.start()
-                run.stopped_old.remove(container)
-                run.log(f"restarted old container {_short(container)}", container=container.id[:12])
+            self._restore(run.log, len(run.old_running), run.stopped_old, run.ready, unready, run.started)
+        except (RollbackFailed, BalancerError, DockerDriverError) as exc:
+            run.step("rollback", "failed", f"rollback incomplete: {exc}", level="error")
+            return DeployOutcome(FAILED, f"{reason}; rollback incomplete: {exc}")
         except (docker.errors.DockerException, *UNREACHABLE) as exc:
             detail = _unreachable_reason(exc) if not isinstance(exc, docker.errors.APIError) else str(exc)
             run.step("rollback", "failed", f"rollback incomplete: {detail}; it is retried when the engine answers",
@@ -470,25 +538,145 @@ class DockerDriver:
         run.step("rollback", "succeeded", "previous version left serving")
         return DeployOutcome(state, reason)
 
-    def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:
-        client = self.client()
-        try:
-            removed = 0
-            for container in self._containers(client, **{LABEL_DEPLOY: deploy_id}):
+    def _restore(self, log: Callable[..., None], serving_old: int, stopped: list, ready: list, unready: list,
+                 started: list | None = None) -> int:
+        """Run an update backwards. ``serving_old`` old containers still run; ``stopped``
+        are old containers to start again, ``ready`` new ones that passed their health
+        check (serving), ``unready`` new ones that did not. The lists are emptied as the
+        work is done (and ``started`` kept in step), so an engine lost half-way leaves
+        exactly the rest to ``recover``.
+
+        Unready containers go first; then, repeatedly, an old container whose host ports
+        are free is started, health-checked and put back in the load balancer, and only
+        when none can be, a ready new one is drained and removed (one holding ports a
+        stopped old container needs first). Returns how many new containers were removed;
+        raises RollbackFailed when a restored container fails its health check."""
+        replicas = self.target.replicas
+        unavailable, _ = self.app.strategy.resolve(replicas)
+        floor = replicas - unavailable if self.app.strategy.type == "rolling" else 0
+        removed = 0
+
+        def drop(container: Any) -> None:
+            nonlocal removed
+            self._remove(container)
+            removed += 1
+            if started is not None and container in started:
+                started.remove(container)
+            log(f"removed {container.name}", container=container.id[:12])
+
+        if unready:
+            self._lb_disable(log, unready)  # never added; disabling makes sure after a crash
+            for container in list(unready):
+                drop(container)
+                unready.remove(container)
+        restored = 0
+        while stopped or ready:
+            held = {_slot(c) for c in ready}
+            startable = [c for c in stopped if self.target.slots is None or _slot(c) not in held]
+            if startable:
+                container = startable[0]
+                container.start()
+                log(f"restarted old container {_short(container)}; checking its health", container=container.id[:12])
+                hc = self.app.health_check
+                bound = hc.start_period + hc.retries * (hc.interval + hc.timeout) + RESTORE_MARGIN_S
                 try:
-                    container.remove(force=True)
-                except docker.errors.NotFound:
-                    continue  # removed meanwhile: the goal is reached
-                removed += 1
-                emit(DriverEvent("log", f"recovery: removed {container.name}", data={"container": container.id[:12]}))
-            if current_deploy_id is not None:
-                for container in self._containers(client, **{LABEL_DEPLOY: current_deploy_id}):
-                    if container.status in ("created", "exited"):
-                        container.start()
-                        emit(DriverEvent("log", f"recovery: restarted {container.name} of the current release",
-                                         data={"container": container.id[:12]}))
-            return removed
+                    self._health_gate([container], log, time.sleep, self._clock() + bound)
+                except HealthCheckFailed as exc:
+                    raise RollbackFailed(f"restored old container: {exc}") from None
+                self._lb_enable(log, [container])
+                stopped.remove(container)
+                restored += 1
+                continue
+            wanted = {_slot(c) for c in stopped}
+            victim = next((c for c in ready if _slot(c) in wanted), ready[0])
+            if stopped and serving_old + restored + len(ready) - 1 < floor:
+                log(f"{_short(victim)} holds the host ports old container(s) need: removing it before they "
+                    f"are back leaves {serving_old + restored + len(ready) - 1} replica(s) answering",
+                    level="warning")
+            self._lb_disable(log, [victim])
+            drop(victim)
+            ready.remove(victim)
+        return removed
+
+    def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:
+        """Undo ``deploy_id`` after the console died or the engine went away mid-deploy,
+        in the same order as a rollback (``_restore``): the deploy's running containers
+        that answer their health check now count as serving until the current release's
+        stopped containers are back."""
+        client = self.client()
+
+        def log(message: str, level: str = "info", **data: Any) -> None:
+            emit(DriverEvent("log", f"recovery: {message}", level=level, data=data))
+
+        try:
+            new = self._containers(client, **{LABEL_DEPLOY: deploy_id})
+            current = (self._containers(client, **{LABEL_DEPLOY: current_deploy_id})
+                       if current_deploy_id is not None else [])
+            stopped = [c for c in current if c.status in ("created", "exited")]
+            serving_old = sum(c.status == "running" for c in current)
+            ready = [c for c in new if c.status == "running" and self._probe(c, c.attrs.get("State", {}))[0]]
+            unready = [c for c in new if c not in ready]
+            return self._restore(log, serving_old, stopped, ready, unready)
+        except (RollbackFailed, BalancerError, DockerDriverError) as exc:
+            # Left pending: the cleanup task tries again later.
+            raise DriverUnavailable(f"recovery of deploy {deploy_id} incomplete: {exc}") from None
         except (docker.errors.DockerException, *UNREACHABLE) as exc:
             raise DriverUnavailable(_unreachable_reason(exc)) from None
         finally:
             client.close()
+
+    # -- load balancer --------------------------------------------------------------------
+    def _lb_server(self, container: Any) -> Server | None:
+        """Where the balancer reaches ``container``: its published host port for the
+        balancer's container port (on ``load_balancer.host``, the mapping's host IP or
+        127.0.0.1), else the container's own address on the engine's network; None when
+        it has none (not running, no published port)."""
+        lb, t = self.app.load_balancer, self.target
+        if lb is None:
+            raise TypeError(f"app {self.app.name} has no load balancer")
+        port = lb.port or self.app.health_check.port
+        slot = _slot(container)
+        for mapping in t.ports:
+            if mapping.published and mapping.container == port:
+                host = lb.host or (mapping.host_ip if mapping.host_ip not in ("", "0.0.0.0", "::") else "127.0.0.1")
+                return Server(slot, host.strip("[]"), mapping.host_port(slot), container.name)
+        if not container.attrs.get("NetworkSettings"):
+            container.reload()
+        for net in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).values():
+            if net.get("IPAddress"):
+                return Server(slot, net["IPAddress"], int(port or 0), container.name)
+        return None
+
+    def _lb_servers(self, containers: list, required: bool) -> list[Server]:
+        servers = []
+        for container in containers:
+            server = self._lb_server(container)
+            if server is None and required:
+                raise BalancerError(f"{container.name} has no address the load balancer can reach")
+            if server is not None:
+                servers.append(server)
+        return servers
+
+    def _lb_sync(self, run: _Run, running: list) -> None:
+        if self.balancer is not None:
+            self.balancer.sync(self._lb_servers(running, True), self._lb_slots(), run.log)
+
+    def _lb_slots(self) -> int:
+        _, surge = self.app.strategy.resolve(self.target.replicas)
+        return self.target.slots or self.target.replicas + surge
+
+    def _lb_enable(self, log: Callable[..., None], containers: list) -> None:
+        if self.balancer is not None and containers:
+            self.balancer.enable(self._lb_servers(containers, True), log)
+
+    def _lb_disable(self, log: Callable[..., None], containers: list) -> None:
+        """Drain ``containers``; one with no address (it exited before it had one) was
+        never added."""
+        if self.balancer is not None and containers:
+            self.balancer.disable(self._lb_servers(containers, False), log)
+
+
+def _slot(container: Any) -> int:
+    """The container's slot (``fleetdeck.slot`` label); -1 when it has none."""
+    text = str(container.labels.get(LABEL_SLOT, ""))
+    return int(text) if text.isdigit() else -1
