@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from collectors.base import Collector, Sample
+from collectors.logtime import line_time
 from collectors.logtail import (Position, RawLine, StateStore, fingerprint, fingerprint_matches, read_lines,
                                 tail_fingerprint, tail_matches)
 
@@ -94,6 +95,9 @@ class LogOptions:
     - ``multiline_max_lines``, ``multiline_max_wait`` (seconds): flush a record at
       this many lines, or when its first line waited this long.
     - ``parse_level``: put a ``level`` label (trace..fatal) on lines that name one.
+    - ``parse_time``: a record's ``ts`` is the time its first line starts with
+      (:func:`collectors.logtime.line_time`: RFC 3339, syslog, access logs, Python
+      logging), else the time it was read.
     - ``max_lines_per_batch``, ``max_bytes_per_batch``: bound one batch's log part.
     - ``state_file``: positions file; empty: ``<state_dir>/log-positions.json``.
     """
@@ -106,6 +110,7 @@ class LogOptions:
     multiline_max_lines: int = 500
     multiline_max_wait: float = 2.0
     parse_level: bool = True
+    parse_time: bool = True
     max_lines_per_batch: int = 20000
     max_bytes_per_batch: int = 4 * 1024 * 1024
     state_file: str = ""
@@ -133,7 +138,7 @@ class LogOptions:
                 if not isinstance(item, list) or not all(isinstance(p, str) and p for p in item):
                     raise LogOptionsError(f"{where} must be a list of paths or globs")
                 values[key] = list(item)
-            elif key in ("from_start", "parse_level"):
+            elif key in ("from_start", "parse_level", "parse_time"):
                 if not isinstance(item, bool):
                     raise LogOptionsError(f"{where} must be true or false")
                 values[key] = item
@@ -389,6 +394,7 @@ class LogCollector(Collector):
         """Read what is new, up to the batch bounds: ``(records, checkpoint)``.
 
         Records are ``{"ts": Unix ms, "source": str, "line": str, "labels": {}}``
+        (``ts``: the time the line says, else when it was read)
         (``labels`` may hold ``level`` and ``cut: "true"``). Hand the checkpoint to
         :meth:`acknowledge` or :meth:`not_delivered`. Never raises for I/O problems
         of single files (they are logged and counted)."""
@@ -478,6 +484,10 @@ class LogCollector(Collector):
 
     def _record(self, ts: int, source: str, line: str, cut: bool) -> dict[str, Any]:
         labels: dict[str, str] = {}
+        if self.options.parse_time:
+            written = line_time(line, ts / 1000)
+            if written is not None:
+                ts = int(round(written * 1000))
         if self.options.parse_level:
             level = parse_level(line)
             if level:
