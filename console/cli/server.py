@@ -11,7 +11,7 @@ import sys
 import time
 
 from console import __version__
-from console.cli.common import CliError, _server_config, _services, local_host_name
+from console.cli.common import CliError, _actor, _server_config, _services, local_host_name
 from console.config import Config, ConfigError
 
 
@@ -36,13 +36,14 @@ def print_admin_password(password: str) -> None:
 
 def ensure_local_agent_token(services, config: Config, host: str) -> str:
     """The agent token of this host's local agent, kept in ``<data_dir>/agent/token`` (0600);
-    a new one is created when the file is missing or its token no longer works."""
+    a new one is created (audited as the person running ``fleetdeck run``) when the file is
+    missing or its token no longer works."""
     path = config.data_dir / "agent" / "token"
     if path.exists():
         token = path.read_text().strip()
         if services.db.run(services.tokens.find_agent_token_host, token) == host:
             return token
-    token = services.db.run(services.tokens.create_agent_token, host)
+    token = services.db.run(services.auth.create_agent_token, _actor(), "cli", host)["token"]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -75,7 +76,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     if first_run:
         # Only once the socket is bound: a start that fails creates no admin, so the next
         # one still creates it and prints its password.
-        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+        password = services.db.run(services.auth.ensure_admin, _actor(), "cli",
+                                   os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
         if password:
             print("First run: created user 'admin'.", flush=True)
             print_admin_password(password)

@@ -28,10 +28,11 @@ def _by_line(console, host: str) -> dict[str, int]:
 def test_dockerd_lines_carry_their_own_time(console, tmp_path):
     """Two dockerd processes started a second apart each log ``Starting up`` (then fail
     on a listener in a folder that does not exist, before touching anything shared);
-    the two records carry the ``time=`` of their line, not one read time."""
+    the two records carry the ``time=`` of their line, not one read time. Each runs in a
+    private mount namespace: the bind mount dockerd makes of its data root goes with it."""
     dockerd = shutil.which("dockerd")
-    if dockerd is None:
-        need("docker", "no dockerd binary")
+    if dockerd is None or shutil.which("unshare") is None:
+        need("docker", "no dockerd or unshare binary")
     log = tmp_path / "dockerd.log"
     log.write_text("")
     host = "dkt-" + uuid.uuid4().hex[:8]
@@ -41,7 +42,7 @@ def test_dockerd_lines_carry_their_own_time(console, tmp_path):
     for i in range(2):
         root = tmp_path / f"d{i}"
         with open(log, "ab") as out:
-            subprocess.run([dockerd, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+            subprocess.run(["unshare", "--mount", "--propagation", "private", dockerd, "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
                             "--pidfile", str(root / "pid"), "--host", f"unix://{root}/missing/d.sock",
                             "--iptables=false", "--bridge=none"],
                            stdout=out, stderr=out, stdin=subprocess.DEVNULL, timeout=60, check=False)
