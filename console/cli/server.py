@@ -156,9 +156,9 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
 class LocalAgent:
     """The agent child process that ``fleetdeck run`` keeps alive for this host.
 
-    Its settings are the config file's ``agent:`` section; when that sets no ``logs``, the
-    agent reads :func:`local_agent_logs` (the section plus those settings are written to
-    ``<data_dir>/agent/agent.yaml``, mode 0600, and handed to the agent)."""
+    Its settings are the config file's ``agent:`` section; when that names no log paths
+    and no journal, the agent also reads :func:`local_agent_logs` (the section plus those
+    sources are written to ``<data_dir>/agent/agent.yaml``, mode 0600, and handed to it)."""
 
     def __init__(self, services, config: Config, config_path: str | None, url: str,
                  console_log: Path | None = None) -> None:
@@ -169,8 +169,12 @@ class LocalAgent:
         # of the config file names a state_dir.
         agent_section = (config.document.data.get("agent") if config.document is not None else None) or {}
         self.state_dir = None if agent_section.get("state_dir") else str((config.data_dir / "agent").resolve())
-        if console_log is not None and isinstance(agent_section, dict) and "logs" not in agent_section:
-            config_path = self._write_settings(config, {**agent_section, "logs": local_agent_logs(console_log)})
+        logs = agent_section.get("logs") if isinstance(agent_section, dict) else None
+        logs = logs if isinstance(logs, dict) else {}
+        if console_log is not None and isinstance(agent_section, dict) and not (logs.get("paths") or logs.get("journal")):
+            # The section's other log options (exclude, multiline, ...) stay; the sources are added.
+            config_path = self._write_settings(config, {**agent_section,
+                                                        "logs": {**logs, **local_agent_logs(console_log)}})
         self.config_path = config_path
         self.url = url
         self.proc: subprocess.Popen | None = None

@@ -80,3 +80,29 @@ def test_a_logs_section_in_the_config_file_is_what_the_local_agent_reads(tmp_pat
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_shipped_config_file_keeps_the_first_start_sources(tmp_path):
+    """config.yaml documents every log option with an empty `paths`: run with it, the local
+    agent still gets the default sources, with the file's other log options."""
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "config.yaml").read_text())
+    data = tmp_path / "data"
+    shipped["console"].update(data_dir=str(data), listen=f"127.0.0.1:{free_port()}")
+    shipped["agent"]["logs"]["exclude"] = ["*.gz", "*.old"]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(shipped))
+    out = tmp_path / "run.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([str(SCRIPT), "run", "--config", str(config)], cwd=tmp_path,
+                                env=child_env(FLEETDECK_ADMIN_PASSWORD=PASSWORD), stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Local agent for host" in out.read_text(), 60, "fleetdeck run to start its agent", proc=proc)
+        logs = yaml.safe_load((data / "agent" / "agent.yaml").read_text())["logs"]
+        assert logs["paths"][0] == str((data / "console.log").resolve())
+        assert logs["exclude"] == ["*.gz", "*.old"]
+        pid = int(out.read_text().split("(pid ")[1].split(")")[0])
+        time.sleep(4)  # an agent refusing its settings exits within a second
+        assert Path(f"/proc/{pid}").exists() and "Local agent exited" not in out.read_text(), out.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)
