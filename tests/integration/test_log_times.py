@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from dateutil.parser import isoparse
@@ -83,33 +84,13 @@ class _SyslogSocket:
                     n += 1
 
 
-def _sshd_with_private_dev_log(workdir, syslog: _SyslogSocket, port: int) -> subprocess.Popen:
-    """sshd (``-D`` without ``-e``: it logs through syslog(3)) in its own mount namespace,
-    whose /dev is an overlay of the real one with ``/dev/log`` bound to the test's socket:
-    nothing outside the namespace sees the change."""
-    key = workdir / "host_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True,
-                   stdin=subprocess.DEVNULL)
-    config = workdir / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nUsePAM no\nLogLevel VERBOSE\n"
-                      f"PidFile {workdir / 'sshd.pid'}\nPasswordAuthentication no\n")
-    for name in ("upper", "work"):
-        (workdir / name).mkdir()
-    script = "\n".join([
-        "set -e",
-        f"mount -t overlay overlay -o lowerdir=/dev,upperdir={workdir / 'upper'},workdir={workdir / 'work'} /dev",
-        "touch /dev/log",
-        f"mount --bind {syslog.address} /dev/log",
-        f"exec /usr/sbin/sshd -D -f {config}",
-    ])
-    return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 def test_sshd_syslog_lines_carry_their_own_time(console, tmp_path):
-    """sshd's syslog lines (RFC 3164 as glibc sends them: ``<38>Nov 29 12:00:00 sshd[N]:``)
-    of its start and of a connection a second later keep their own seconds."""
-    from tests.sshd import free_port, sshd_unavailable
+    """sshd (tests/sshd.py, logging through syslog(3) to a private /dev/log) writes RFC 3164
+    lines as glibc sends them (``<38>Nov 29 12:00:00 sshd[N]: ...``): its start, and a
+    refused login a second later, keep their own seconds."""
+    import paramiko
+
+    from tests.sshd import SshServer, sshd_unavailable
 
     reason = sshd_unavailable() or (None if shutil.which("unshare") else "no unshare binary")
     if reason:
@@ -122,31 +103,29 @@ def test_sshd_syslog_lines_carry_their_own_time(console, tmp_path):
     agent, _ = make_agent(console, tmp_path, host, {"paths": [str(log)]})
     agent._cycle()
     syslog = _SyslogSocket(tmp_path, log)
-    port = free_port()
     started = time.time()
-    proc = _sshd_with_private_dev_log(tmp_path, syslog, port)
-    try:
-        wait_for(lambda: syslog.drain() or "listening" in log.read_text(), what="sshd's first syslog line",
-                 proc=proc)
+    server = SshServer(tmp_path / "sshd", dev_log=Path(syslog.address))
+    intruder = "nobody" + uuid.uuid4().hex[:10]
+    with server:
+        wait_for(lambda: syslog.drain() or "Server listening" in log.read_text(), what="sshd's first syslog line")
         time.sleep(1.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass
-        wait_for(lambda: syslog.drain() or "Connection" in log.read_text(), what="sshd to log the connection",
-                 proc=proc)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(server.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        with pytest.raises(paramiko.AuthenticationException):
+            client.connect(server.host, server.port, username=intruder, pkey=paramiko.ECDSAKey.generate(),
+                           allow_agent=False, look_for_keys=False, timeout=10)
+        client.close()
+        wait_for(lambda: syslog.drain() or intruder in log.read_text(), what="sshd to log the refused login")
     ended = time.time()
-    if "Server listening" not in log.read_text():
-        pytest.fail(f"sshd logged nothing through /dev/log: {err.decode(errors='replace')}")
     agent._cycle()
     records = {line: ts for line, ts in _by_line(console, host).items() if "sshd[" in line}
-    wanted = [line for line in records if "Server listening" in line or "Connection from" in line]
-    assert len(wanted) == 2, records
+    wanted = [next(line for line in records if "Server listening" in line),
+              next(line for line in records if f"Invalid user {intruder}" in line)]
     year = datetime.now().year
     for line in wanted:
         stamp = line.split(">", 1)[1][:15]  # "Nov 29 12:00:00", local time
         written = time.mktime(time.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S"))
         assert records[line] == int(written * 1000), line
         assert int(started) - 1 <= records[line] / 1000 <= ended, line
-    assert abs(records[wanted[0]] - records[wanted[1]]) >= 1000
+    assert records[wanted[1]] - records[wanted[0]] >= 1000
