@@ -44,6 +44,7 @@ setup(
         "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
         "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
         "psutil>=5.9,<8",  # the nginx balancer's worker processes (also the agent's)
+        "argcomplete>=3.1,<4",  # shell completion of the fleetdeck command (bash, zsh)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             return _fail(f"cannot open the spool in {config.state_dir}: {exc}")
     log_tail = None
-    if config.logs.paths:
+    if config.logs.enabled:
         from collectors.logs import LogCollector
 
         # The newest positions travel inside spool records; they win over an older positions file.
@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             answer = agent.run_once()
         except PushError as exc:
             return _fail(describe_push_error(exc, config.console_url))
+        finally:
+            if log_tail is not None:
+                log_tail.close()
         print(json.dumps(answer, indent=2, sort_keys=True))
         return 0
 
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_WORKER_DIED
     finally:
         restore()
+        if log_tail is not None:
+            log_tail.close()  # open files, and the journalctl child when the journal is read
     return 0
 
 

@@ -32,12 +32,15 @@ import glob
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from collectors.base import Collector, Sample
+from collectors.journal import JournalSource
+from collectors.logtime import line_time
 from collectors.logtail import (Position, RawLine, StateStore, fingerprint, fingerprint_matches, read_lines,
                                 tail_fingerprint, tail_matches)
 
@@ -87,28 +90,43 @@ class LogOptions:
     - ``paths``: files and globs to tail (``/var/log/*.log``); empty: no log tailing.
     - ``exclude``: globs of names never read (compressed rotations by default).
     - ``from_start``: read files first seen at the agent's first start from their
-      beginning instead of their end.
+      beginning instead of their end: true for every file, or a list of globs naming
+      the files that are (``fleetdeck run`` lists the console's own log).
+    - ``journal``: also read the systemd journal (:class:`collectors.journal.JournalSource`,
+      through ``journalctl``); ``journal_directory``: the journal files of this absolute
+      directory instead of the system journal (journalctl ``--directory``).
     - ``max_line_bytes``: longer lines are cut to this many bytes (and counted).
     - ``multiline_start``: regular expression matching the first line of a record;
       other lines join the record before them. Empty: every line is a record.
     - ``multiline_max_lines``, ``multiline_max_wait`` (seconds): flush a record at
       this many lines, or when its first line waited this long.
     - ``parse_level``: put a ``level`` label (trace..fatal) on lines that name one.
+    - ``parse_time``: a record's ``ts`` is the time its first line starts with
+      (:func:`collectors.logtime.line_time`: RFC 3339, syslog, access logs, Python
+      logging), else the time it was read.
     - ``max_lines_per_batch``, ``max_bytes_per_batch``: bound one batch's log part.
     - ``state_file``: positions file; empty: ``<state_dir>/log-positions.json``.
     """
 
     paths: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
-    from_start: bool = False
+    from_start: bool | list[str] = False
     max_line_bytes: int = 16384
     multiline_start: str = ""
     multiline_max_lines: int = 500
     multiline_max_wait: float = 2.0
     parse_level: bool = True
+    parse_time: bool = True
     max_lines_per_batch: int = 20000
     max_bytes_per_batch: int = 4 * 1024 * 1024
     state_file: str = ""
+    journal: bool = False
+    journal_directory: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is read: paths, or the journal."""
+        return bool(self.paths) or self.journal
 
     @classmethod
     def from_mapping(cls, value: Any, source: str = "config") -> "LogOptions":
@@ -133,7 +151,11 @@ class LogOptions:
                 if not isinstance(item, list) or not all(isinstance(p, str) and p for p in item):
                     raise LogOptionsError(f"{where} must be a list of paths or globs")
                 values[key] = list(item)
-            elif key in ("from_start", "parse_level"):
+            elif key == "from_start" and isinstance(item, list):
+                if not all(isinstance(p, str) and os.path.isabs(p) for p in item):
+                    raise LogOptionsError(f"{where} must be true, false or a list of absolute paths or globs")
+                values[key] = list(item)
+            elif key in ("from_start", "parse_level", "parse_time", "journal"):
                 if not isinstance(item, bool):
                     raise LogOptionsError(f"{where} must be true or false")
                 values[key] = item
@@ -145,7 +167,7 @@ class LogOptions:
                 if isinstance(item, bool) or not isinstance(item, (int, float)) or not 0 <= item <= 3600:
                     raise LogOptionsError(f"{where} must be seconds from 0 to 3600")
                 values[key] = float(item)
-            else:  # multiline_start, state_file
+            else:  # multiline_start, state_file, journal_directory
                 if not isinstance(item, str):
                     raise LogOptionsError(f"{where} must be a string")
                 values[key] = item
@@ -160,6 +182,13 @@ class LogOptions:
         for path in options.paths:
             if not os.path.isabs(path):
                 raise LogOptionsError(f"logs.paths (from {source}): {path!r} must be an absolute path")
+        if options.journal_directory and not os.path.isabs(options.journal_directory):
+            raise LogOptionsError(f"logs.journal_directory (from {source}) must be an absolute path")
+        if options.journal_directory and not options.journal:
+            raise LogOptionsError(f"logs.journal_directory (from {source}) is set but logs.journal is false")
+        if options.journal and shutil.which("journalctl") is None:
+            raise LogOptionsError(f"logs.journal (from {source}) is true but there is no journalctl on PATH "
+                                  "(Debian package systemd)")
         return options
 
 
@@ -192,6 +221,7 @@ class Checkpoint:
 
     seq: int
     positions: dict[tuple[int, int], Position]
+    journal: int | None = None  # the journal source's checkpoint, when it is read
 
 
 class LogCollector(Collector):
@@ -236,6 +266,10 @@ class LogCollector(Collector):
         self._before_restart: list[Position] = []
         self._known_patterns: set[str] = set(saved[1]) if saved else set()
         self._restore(saved[0] if saved else [])
+        self.journal: JournalSource | None = None
+        if options.journal:
+            self.journal = JournalSource(os.path.join(os.path.dirname(self.store.path) or ".", "journal-cursor"),
+                                         options.journal_directory, options.max_line_bytes, options.parse_level)
 
     # -- discovery ----------------------------------------------------------------------
     def _watched(self) -> dict[tuple[int, int], tuple[str, os.stat_result, str]]:
@@ -345,13 +379,18 @@ class LogCollector(Collector):
             elif (earlier := self._copy_of_saved(fd, fp, fp_len, st.st_size)) is not None:
                 # The same, for a copy made while the agent was stopped.
                 offset, source = earlier.offset, earlier.source
-            elif pattern in fresh_patterns and not self.options.from_start:
+            elif pattern in fresh_patterns and not self._from_start(path):
                 offset = st.st_size  # a file there before we ever looked: from its end
             pos = Position(st.st_dev, st.st_ino, fp, fp_len, offset, path, source)
             continues = (copy_of is not None or earlier is not None) and offset > 0
             self._files[key] = _File(fd, pos, offset, continues=continues)
         self._known_patterns |= set(self.options.paths)
         self._before_restart.clear()  # copies made while stopped are there at the first scan
+
+    def _from_start(self, path: str) -> bool:
+        if isinstance(self.options.from_start, list):
+            return any(fnmatch.fnmatch(path, pattern) for pattern in self.options.from_start)
+        return self.options.from_start
 
     def _copy_of_saved(self, fd: int, fp: str, fp_len: int, size: int) -> Position | None:
         """A saved position (of a file truncated while the agent was stopped) whose old
@@ -389,6 +428,7 @@ class LogCollector(Collector):
         """Read what is new, up to the batch bounds: ``(records, checkpoint)``.
 
         Records are ``{"ts": Unix ms, "source": str, "line": str, "labels": {}}``
+        (``ts``: the time the line says, else when it was read)
         (``labels`` may hold ``level`` and ``cut: "true"``). Hand the checkpoint to
         :meth:`acknowledge` or :meth:`not_delivered`. Never raises for I/O problems
         of single files (they are logged and counted)."""
@@ -413,6 +453,11 @@ class LogCollector(Collector):
             except OSError as exc:
                 self.counters["read_errors"] += 1
                 log.warning("cannot read log file %s: %s", f.pos.path, exc)
+        journal_checkpoint = None
+        if self.journal is not None:
+            entries, journal_checkpoint = self.journal.take(max(0, budget[0]))
+            records += entries
+            self._backlog = self._backlog or self.journal.has_backlog
         self._seq += 1
         positions = {}
         for key, f in self._files.items():
@@ -423,7 +468,7 @@ class LogCollector(Collector):
                 tail_fp, tail_len = "", 0
             positions[key] = replace(f.pos, offset=offset, discard=f.pos.discard if not f.pending else False,
                                      tail_fp=tail_fp, tail_len=tail_len)
-        checkpoint = Checkpoint(self._seq, positions)
+        checkpoint = Checkpoint(self._seq, positions, journal_checkpoint)
         self.counters["records"] += len(records)
         return records, checkpoint
 
@@ -478,6 +523,10 @@ class LogCollector(Collector):
 
     def _record(self, ts: int, source: str, line: str, cut: bool) -> dict[str, Any]:
         labels: dict[str, str] = {}
+        if self.options.parse_time:
+            written = line_time(line, ts / 1000)
+            if written is not None:
+                ts = int(round(written * 1000))
         if self.options.parse_level:
             level = parse_level(line)
             if level:
@@ -504,6 +553,8 @@ class LogCollector(Collector):
         are saved with the next acknowledgement (and are in the spool record meanwhile)."""
         if spool_seq is not None:
             self.spool_seq = spool_seq
+        if self.journal is not None and checkpoint.journal is not None:
+            self.journal.acknowledge(checkpoint.journal)
         self._committed = {k: replace(p) for k, p in checkpoint.positions.items()}
         for key, f in list(self._files.items()):
             saved = self._committed.get(key)
@@ -520,6 +571,8 @@ class LogCollector(Collector):
     def not_delivered(self, checkpoint: Checkpoint) -> None:
         """The batch with ``checkpoint`` was not handed off: rewind every file to its
         last acknowledged position so its lines are read and sent again."""
+        if self.journal is not None and checkpoint.journal is not None:
+            self.journal.not_delivered(checkpoint.journal)
         for key, f in self._files.items():
             saved = self._committed.get(key)
             if saved is not None and fingerprint_matches(f.fd, saved.fingerprint, saved.fp_len):
@@ -547,7 +600,10 @@ class LogCollector(Collector):
         ]
 
     def close(self) -> None:
-        """Close every open file (positions are not saved here: only acknowledgements save)."""
+        """Close every open file and stop journalctl (positions are not saved here: only
+        acknowledgements save)."""
+        if self.journal is not None:
+            self.journal.close()
         for f in self._files.values():
             os.close(f.fd)
         self._files.clear()

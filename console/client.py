@@ -1,12 +1,11 @@
 """A small client for the console's HTTP API, used by the CLI's client commands.
 
-Reads ``FLEETDECK_URL`` (default ``http://127.0.0.1:8700``) and ``FLEETDECK_TOKEN``.
-Standard library only.
+Reads ``FLEETDECK_URL`` (default ``http://127.0.0.1:8700``) and ``FLEETDECK_TOKEN``, else
+the current context of the user's contexts file (:mod:`console.contexts`).
 """
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,9 +28,22 @@ class ClientError(Exception):
 
 
 class ApiClient:
+    """Calls one console. ``url`` and ``token`` default to :func:`console.contexts.resolve`
+    (environment, then context); a URL that is not http(s):// raises ClientError
+    ``bad_url`` before anything is sent."""
+
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
-        self.url = (url or os.environ.get("FLEETDECK_URL") or DEFAULT_URL).rstrip("/")
-        self.token = token if token is not None else os.environ.get("FLEETDECK_TOKEN", "")
+        from console.contexts import ContextError, Target, check_url, resolve
+
+        try:
+            target = resolve(default_url=DEFAULT_URL) if url is None or token is None else None
+            url = check_url(url, "the URL") if url is not None else None
+        except ContextError as exc:
+            raise ClientError(None, "bad_url", str(exc)) from None
+        self.target = target or Target(url or DEFAULT_URL, token or "", "argument", "argument")
+        self.url = url or self.target.url
+        self.token = token if token is not None else self.target.token
+        self.token_from = "argument" if token is not None else self.target.token_from
         self.timeout = timeout
 
     def request(self, method: str, path: str, params: dict | None = None, body: Any = None) -> Any:
@@ -50,6 +62,8 @@ class ApiClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                raise ClientError(401, "unauthorized", self._unauthorized(exc.read())) from None
             raw = exc.read()
             try:
                 doc = json.loads(raw)
@@ -64,6 +78,18 @@ class ApiClient:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClientError(None, "unreachable", f"cannot reach {self.url}: {reason}") from None
+
+    def _unauthorized(self, raw: bytes) -> str:
+        """A 401's message, saying where a token comes from (or came from)."""
+        if not self.token:
+            return (f"{self.url} needs an API token: set FLEETDECK_TOKEN (create one with "
+                    "`fleetdeck token create --name NAME --role viewer` on the console's machine) or "
+                    "add a context with `fleetdeck context add NAME --url URL --token-env VAR`")
+        try:
+            said = json.loads(raw)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            said = "unauthorized"
+        return f"{said}: the token from {self.token_from} was refused (revoked, expired or mistyped?)"
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

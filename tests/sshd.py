@@ -70,8 +70,13 @@ class SshServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, user: str | None = None) -> None:
+    def __init__(self, workdir: Path, user: str | None = None, dev_log: Path | None = None) -> None:
         self.workdir = Path(workdir)
+        # With dev_log (a datagram socket's path), sshd logs through syslog(3) as an
+        # installed one does: it runs in a private mount namespace whose /dev is an
+        # overlay of the real one with /dev/log bound to that socket (needs root);
+        # nothing outside the namespace sees the change.
+        self.dev_log = dev_log
         self.user = user or getpass.getuser()
         self.port = 0
         self.client_key = self.workdir / "client_ed25519"
@@ -120,9 +125,22 @@ class SshServer:
         host_pub = (self.workdir / "ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts_line = f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}"
         self.known_hosts.write_text(self.known_hosts_line + "\n")
+        argv = [binary, "-D", "-e", "-f", str(config)]
+        if self.dev_log is not None:
+            for name in ("dev-upper", "dev-work"):
+                (self.workdir / name).mkdir(exist_ok=True)
+            script = "\n".join([
+                "set -e",
+                f"mount -t overlay overlay -o lowerdir=/dev,upperdir={self.workdir / 'dev-upper'},"
+                f"workdir={self.workdir / 'dev-work'} /dev",
+                "touch /dev/log",
+                f"mount --bind {self.dev_log} /dev/log",
+                f"exec {binary} -D -f {config}",
+            ])
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
-            self._proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=log,
+            self._proc = subprocess.Popen(argv, stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             log.close()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
@@ -25,7 +25,7 @@ from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService, digest
 from console.auth.users import MAX_PASSWORD_LENGTH, UNCHANGED, UserNotFound, UserService
 from console.storage.database import Database
-from console.storage.models import Token
+from console.storage.models import Token, User
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,18 @@ class AuthService:
         self.audit.record(session, actor, "user.create", f"user:{username}",
                           {"role": role, "apps": described["apps"]}, source)
         return described
+
+    def ensure_admin(self, session: Session, actor: str, source: str, password: str | None = None) -> str | None:
+        """First run (no users at all): create ``admin`` (:meth:`UserService.ensure_admin`),
+        audited as ``user.create`` with ``first_run: true``. Returns the generated
+        password (None when nothing was created or ``password`` was given)."""
+        if session.execute(select(func.count(User.id))).scalar_one() > 0:
+            return None
+        generated = self.users.ensure_admin(session, password)
+        self.audit.record(session, actor, "user.create", "user:admin",
+                          {"role": "admin", "apps": None, "first_run": True,
+                           "password": "generated" if generated else "from FLEETDECK_ADMIN_PASSWORD"}, source)
+        return generated
 
     def update_user(self, session: Session, actor: str, source: str, username: str, *,
                     role: object = UNCHANGED, apps: object = UNCHANGED, disabled: object = UNCHANGED,

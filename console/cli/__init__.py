@@ -4,7 +4,8 @@ Server-side commands (``run``, ``serve``, ``token``, ``user``, ``db``) act on th
 configured database directly; client commands (``hosts``, ``apps``, ``deploys``,
 ``deploy``, ``rollback``, ``cancel``, ``logs``, ``query``, ``alerts``, ``rules``,
 ``maintenance``, ``silence``, ``notify``) talk to a running console
-over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``. Exit codes: 0 success,
+over HTTP with ``FLEETDECK_URL`` and ``FLEETDECK_TOKEN``, else the current ``context``
+(:mod:`console.contexts`). ``completion`` prints shell completion code. Exit codes: 0 success,
 1 the operation failed, 2 bad usage or configuration.
 
 One module per command group, each with an ``add_commands(sub)`` that registers its
@@ -20,21 +21,24 @@ import sys
 from typing import Sequence
 
 from console import __version__
-from console.cli import audit, database, deploys, hosts, logs, query, server, tokens, users
-from console.cli.common import CliError, parse_since, print_table, visible
+from console.cli import (audit, completion, contexts, database, deploys, hosts, logs, query, server, tokens,
+                         users)
+from console.cli.common import CliError, Parser, enum_option, parse_since, print_table, visible
 from console.client import ClientError
 from console.config import ConfigError
 
 __all__ = ["CliError", "build_parser", "main", "parse_since", "print_table", "visible"]
 
 # In the order `fleetdeck --help` lists them.
-GROUPS = (server, tokens, users, audit, database, hosts, deploys, logs, query)
+GROUPS = (server, tokens, users, audit, database, hosts, deploys, logs, query, contexts, completion)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleetdeck", description="Fleetdeck console and command line.")
+    parser = Parser(prog="fleetdeck", description="Fleetdeck console and command line.")
     parser.add_argument("--version", action="version", version=f"fleetdeck {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"))
+    enum_option(parser, "--log-level", LOG_LEVELS, fold=True, default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"),
+                help=", ".join(LOG_LEVELS))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_commands(sub)
@@ -55,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    import argcomplete
+
+    argcomplete.autocomplete(parser)  # answers and exits when the shell asks for completions
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -68,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
+        if exc.code == "bad_url":  # FLEETDECK_URL or a context: configuration, not a failed call
+            print(f"fleetdeck: {visible(exc.message)}", file=sys.stderr)
+            return 2
         print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

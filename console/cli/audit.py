@@ -9,6 +9,8 @@ from pathlib import Path
 
 from console.cli.common import CliError, _admin_services, _actor, _fmt_time, admin_opts, positive_int, print_table
 
+SECRET_KINDS = ("ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic")
+
 
 def cmd_audit(args: argparse.Namespace) -> int:
     services = _admin_services(args)
@@ -89,7 +91,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     srotate.set_defaults(func=cmd_secrets)
     sset = secrets_p.add_parser("set", help="store or replace a secret; the value is read from --file or stdin")
     sset.add_argument("name")
-    sset.add_argument("--kind", required=True, help="ssh_key, kubeconfig, registry_password, webhook_url or generic")
+    # console.secrets.SECRET_KINDS (not imported here: it loads cryptography and SQLAlchemy)
+    sset.add_argument("--kind", required=True, choices=SECRET_KINDS)
     sset.add_argument("--file", help="read the value from this file instead of stdin")
     sset.add_argument("--config")
     sset.set_defaults(func=cmd_secrets)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from console.config import Config, load_config
 
@@ -231,3 +232,49 @@ def admin_opts(p: argparse.ArgumentParser, default: object = None) -> None:
                    f"{SYSTEM_CONFIG}, then ./var if it exists)")
     p.add_argument("-v", "--verbose", action="store_true", default=default if default else False,
                    help="print which database is used (on stderr)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped command or choice (the closest of
+    the valid values by :func:`difflib.get_close_matches`), which Python's argparse
+    gained only in 3.14 (``suggest_on_error``). Sub-parsers inherit the class."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        import difflib
+
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint} (choose from {', '.join(names)})")
+
+
+def one_of(*values: str, many: bool = False, fold: bool = False):
+    """argparse type of an enum option: one of ``values`` (``many``: a comma-separated list
+    of them; ``fold``: case-insensitive, returned lower-case). A value outside them is a
+    usage error (exit 2) that lists the valid ones, so a typo never reads as "nothing
+    matched"."""
+    def check(raw: str) -> str:
+        given = [v.strip() for v in raw.split(",")] if many else [raw]
+        for value in given:
+            if (value.lower() if fold else value) not in values:
+                import difflib
+
+                close = difflib.get_close_matches(value.lower() if fold else value, values, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(values)}{hint}")
+        return ",".join(v.lower() if fold else v for v in given)
+
+    check.__name__ = "value"  # argparse names the type in its message: "invalid value value"
+    return check
+
+
+def enum_option(parser: argparse.ArgumentParser, flag: str, values: tuple[str, ...], *, many: bool = False,
+                fold: bool = False, **kwargs: Any) -> argparse.Action:
+    """Add ``flag`` typed :func:`one_of` ``values``, completed with them in the shell."""
+    action = parser.add_argument(flag, type=one_of(*values, many=many, fold=fold), **kwargs)
+    # argcomplete reads an action's `completer` attribute, which argparse's Action does not declare.
+    vars(action).update(completer=lambda **_: list(values))
+    return action

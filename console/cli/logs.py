@@ -6,8 +6,9 @@ import json
 import sys
 import time
 
-from console.cli.common import parse_since, positive_int, visible
+from console.cli.common import enum_option, parse_since, positive_int, visible
 from console.client import ApiClient
+from console.logs.levels import LEVELS
 
 
 FOLLOW_LOOKBACK_MS = 120_000
@@ -86,7 +87,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     logs.add_argument("--host", help="only this host (comma-separated for several)")
     logs.add_argument("--source", help="only this source file (a trailing * matches a prefix)")
     logs.add_argument("--grep", metavar="TEXT", help="only lines containing every word of TEXT")
-    logs.add_argument("--level", help="only these levels, e.g. error or warn,error")
+    enum_option(logs, "--level", LEVELS, many=True, fold=True,
+                help=f"only these levels ({', '.join(LEVELS)}), e.g. error or warn,error")
     logs.add_argument("--since", metavar="DURATION", help="only lines newer than this, e.g. 15m, 1h, 2d")
     logs.add_argument("--limit", type=positive_int, default=100, help="at most this many lines before following (default 100)")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")

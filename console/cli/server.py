@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import logging.handlers
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 from console import __version__
-from console.cli.common import CliError, _server_config, _services, local_host_name
+from console.cli.common import CliError, _actor, _server_config, _services, local_host_name
 from console.config import Config, ConfigError
 
 
@@ -27,6 +32,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+log = logging.getLogger(__name__)
+CONSOLE_LOG = "console.log"  # in the data directory, written by `fleetdeck run`
+CONSOLE_LOG_BYTES = 10 * 1024 * 1024  # rotated (renamed to console.log.1, .2) beyond this
+# Common system logs the local agent tails where they exist (Debian and Ubuntu names).
+SYSTEM_LOGS = ("/var/log/syslog", "/var/log/auth.log")
+JOURNAL_DIRECTORIES = ("/var/log/journal", "/run/log/journal")
+
+
+def log_to_file(config: Config) -> Path:
+    """Also write the console's own log to ``<data_dir>/console.log`` (Python logging's
+    format, rotated at :data:`CONSOLE_LOG_BYTES`), for the local agent to send."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = (config.data_dir / CONSOLE_LOG).resolve()
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=CONSOLE_LOG_BYTES, backupCount=2,
+                                                   encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return path
+
+
+def journal_present() -> bool:
+    """Whether this machine has a systemd journal journalctl can read."""
+    return shutil.which("journalctl") is not None and any(
+        Path(d).is_dir() and any(Path(d).iterdir()) for d in JOURNAL_DIRECTORIES)
+
+
+def local_agent_logs(console_log: Path) -> dict:
+    """The ``logs`` settings of the local agent when the config file sets none: the
+    console's own log (read from its start at the first run), the common system logs
+    (absent ones are picked up if they appear) and the journal where there is one."""
+    return {"paths": [str(console_log), *SYSTEM_LOGS], "from_start": [str(console_log)],
+            "journal": journal_present()}
+
+
 def print_admin_password(password: str) -> None:
     print("The password of user 'admin':\n\n"
           f"    {password}\n\n"
@@ -36,13 +75,14 @@ def print_admin_password(password: str) -> None:
 
 def ensure_local_agent_token(services, config: Config, host: str) -> str:
     """The agent token of this host's local agent, kept in ``<data_dir>/agent/token`` (0600);
-    a new one is created when the file is missing or its token no longer works."""
+    a new one is created (audited as the person running ``fleetdeck run``) when the file is
+    missing or its token no longer works."""
     path = config.data_dir / "agent" / "token"
     if path.exists():
         token = path.read_text().strip()
         if services.db.run(services.tokens.find_agent_token_host, token) == host:
             return token
-    token = services.db.run(services.tokens.create_agent_token, host)
+    token = services.db.run(services.auth.create_agent_token, _actor(), "cli", host)["token"]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -56,6 +96,7 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     from console.app import make_app
     from console.server import start_http
 
+    console_log = log_to_file(config) if first_run else None
     try:
         services = _services(config)
     except ConfigError:
@@ -75,7 +116,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     if first_run:
         # Only once the socket is bound: a start that fails creates no admin, so the next
         # one still creates it and prints its password.
-        password = services.db.run(services.users.ensure_admin, os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
+        password = services.db.run(services.auth.ensure_admin, _actor(), "cli",
+                                   os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
         if password:
             print("First run: created user 'admin'.", flush=True)
             print_admin_password(password)
@@ -89,8 +131,9 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     if services.alerting is not None:  # SIGHUP re-reads the rule files and notifications, as Prometheus
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.reload()))
     agent = None
+    log.info("console %s listening on %s (data in %s)", __version__, url, config.data_dir.resolve())
     if with_agent:
-        agent = LocalAgent(services, config, config_path, url)
+        agent = LocalAgent(services, config, config_path, url, console_log)
         agent.start()
     print(f"Dashboard: {url}/", flush=True)
     try:
@@ -111,9 +154,14 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
 
 
 class LocalAgent:
-    """The agent child process that ``fleetdeck run`` keeps alive for this host."""
+    """The agent child process that ``fleetdeck run`` keeps alive for this host.
 
-    def __init__(self, services, config: Config, config_path: str | None, url: str) -> None:
+    Its settings are the config file's ``agent:`` section; when that names no log paths
+    and no journal, the agent also reads :func:`local_agent_logs` (the section plus those
+    sources are written to ``<data_dir>/agent/agent.yaml``, mode 0600, and handed to it)."""
+
+    def __init__(self, services, config: Config, config_path: str | None, url: str,
+                 console_log: Path | None = None) -> None:
         self.host = local_host_name()
         self.token = ensure_local_agent_token(services, config, self.host)
         # The spool and log positions live beside the console's data (where its token is),
@@ -121,10 +169,31 @@ class LocalAgent:
         # of the config file names a state_dir.
         agent_section = (config.document.data.get("agent") if config.document is not None else None) or {}
         self.state_dir = None if agent_section.get("state_dir") else str((config.data_dir / "agent").resolve())
+        logs = agent_section.get("logs") if isinstance(agent_section, dict) else None
+        logs = logs if isinstance(logs, dict) else {}
+        if console_log is not None and isinstance(agent_section, dict) and not (logs.get("paths") or logs.get("journal")):
+            # The section's other log options (exclude, multiline, ...) stay; the sources are added.
+            config_path = self._write_settings(config, {**agent_section,
+                                                        "logs": {**logs, **local_agent_logs(console_log)}})
         self.config_path = config_path
         self.url = url
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
+
+    @staticmethod
+    def _write_settings(config: Config, settings: dict) -> str:
+        import yaml
+
+        path = config.data_dir / "agent" / "agent.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the section may hold a token
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("# Written by `fleetdeck run` at each start: the agent: section of the config file,\n"
+                     "# with the logs it reads when that section sets none (docs/logs.md).\n")
+            yaml.safe_dump(settings, fh, sort_keys=True)
+        os.replace(tmp, path)
+        return str(path)
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "agents", "--console", self.url, "--host", self.host]
@@ -136,6 +205,7 @@ class LocalAgent:
         self.proc = subprocess.Popen(argv, env=env)
         self.started_at = time.monotonic()
         print(f"Local agent for host '{self.host}' started (pid {self.proc.pid}).", flush=True)
+        log.info("local agent for host %s started (pid %d)", self.host, self.proc.pid)
 
     def check(self) -> None:
         """Restart the agent if it exited, at most every 10 s."""

@@ -116,6 +116,13 @@ class QueryService:
     async def ahosts(self, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         return await bound(self.db, self).read(self.hosts, refusals)
 
+    async def ahost_exists(self, name: str) -> bool:
+        """Whether a host of this name ever reported (a row in ``hosts``)."""
+        return await bound(self.db, self).read(self.host_exists, name)
+
+    def host_exists(self, session: Session, name: str) -> bool:
+        return session.execute(select(Host.id).where(Host.name == name)).first() is not None
+
     async def ametric_names(self, host: str | None) -> list[str]:
         return await bound(self.db, self).read(self.metric_names, host)
 
@@ -126,8 +133,8 @@ class QueryService:
     def hosts(self, session: Session, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
-        "disk_max_ratio", "load1"}, "agent_health": {...}, "config_hash", "drift": bool,
-        "drift_fields": [...], "clock_skew_seconds" (agent minus console clock, s, or None),
+        "disk_max_ratio", "load1"}, "agent_health": {...} ("unknown" with why while the host
+        is down), "config_hash", "drift": bool, "drift_fields": [...], "drift_baseline": {...}, "clock_skew_seconds" (agent minus console clock, s, or None),
         "clock_skewed": bool (beyond ``clock_skew_max_seconds``)}``, ratios in 0..1 or None when not reported; ``agent_health`` as
         in :func:`console.query.agent_health.agent_health`, plus ``auth_refused``
         (``{"last_at", "count"}``) while the host's agent presents a revoked or expired token
@@ -139,19 +146,27 @@ class QueryService:
         for host in session.execute(select(Host).order_by(Host.name)).scalars():
             interval = host.interval_s or self._config.default_interval
             up = host.last_seen is not None and now - host.last_seen <= interval * self._config.down_after_intervals
+            health = self._refused(agent_health(session, host.id), host, refusals.get(host.name))
             out.append({"host": host.name, "up": up, "last_seen": host.last_seen,
                         "agent_version": host.agent_version, "interval": interval,
                         "labels": orjson.loads(host.labels or "{}"),
                         "summary": self._summary(session, host.id),
                         "rejected": self._rejected(session, host.id),
-                         "agent_health": self._refused(agent_health(session, host.id), host,
-                                                       refusals.get(host.name)),
+                         "agent_health": health if up else self._silent(health, host.last_seen, now),
                          "config_hash": host.config_hash,
                          "clock_skew_seconds": host.clock_skew_seconds,
                          "clock_skewed": host.clock_skew_seconds is not None
                          and abs(host.clock_skew_seconds) > self._config.clock_skew_max_seconds})
         mark_drift(out)
         return out
+
+    @staticmethod
+    def _silent(health: dict, last_seen: float | None, now: float) -> dict:
+        # A down host's agent says nothing now: its last self-metrics ("ok" included) are
+        # history, so its health is unknown, with why.
+        since = "never reported" if last_seen is None else f"no report for {max(0, int(now - last_seen))} s"
+        was = f"; its last report said {health['status']}" if health["status"] != "unknown" else ""
+        return {**health, "status": "unknown", "problems": [f"{since}{was}", *health["problems"]]}
 
     @staticmethod
     def _refused(health: dict, host: Host, refused: tuple[float, int] | None) -> dict:

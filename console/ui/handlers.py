@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from console.auth.passwords import PasswordsBusy
+from console.errors import NotFound
 from console.handlers import SESSION_COOKIE, PageHandler
 
 
@@ -103,5 +104,7 @@ class OverviewHandler(PageHandler):
 
 
 class HostPageHandler(PageHandler):
-    def get(self, host_name: str) -> None:
+    async def get(self, host_name: str) -> None:
+        if not await self.services.query.ahost_exists(host_name):
+            raise NotFound(f"no host named {host_name!r} has reported to this console")
         self.render("host.html", host_name=host_name)

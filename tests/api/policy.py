@@ -72,7 +72,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("/api/v1/me", "GET"): Rule(VIEWERS, "/api/v1/me", (200,)),
     # -- pages ------------------------------------------------------------------------------
     ("/", "GET"): Rule(VIEWERS, "/", (200,)),
-    ("/hosts/([^/]+)", "GET"): Rule(VIEWERS, "/hosts/example-host", (200,)),
+    ("/hosts/([^/]+)", "GET"): Rule(VIEWERS, "/hosts/example-host", (404,)),  # no such host
     ("/deploys", "GET"): Rule(VIEWERS, "/deploys", (200,)),
     ("/deploys/([^/]+)", "GET"): Rule(VIEWERS, "/deploys/999999", (200, 404)),
     ("/logs", "GET"): Rule(VIEWERS, "/logs", (200,)),

@@ -42,3 +42,30 @@ def test_overview_card_flags_an_agent_whose_clock_is_off(console, page):  # noqa
     expect(badge).to_have_text("CLOCK -1d 0h")
     assert "off the console's" in badge.get_attribute("title")
     expect(page.locator('.host-card[data-host="card-fine"] .skew-badge')).to_be_hidden()
+
+
+def test_a_down_host_card_never_says_agent_healthy(console, page):  # noqa: ANN001
+    """An agent that reported "ok" and then stopped: its host is DOWN and its card says
+    the agent is not reporting, not "Agent healthy" in green."""
+    import uuid
+
+    from tests.browser.test_dashboard import raw_ingest
+    from tests.harness import wait_for
+
+    ts = int(time.time() * 1000)
+    status, body = raw_ingest(console, console.agent_token("quiet-1"), {
+        "host": "quiet-1", "batch_id": uuid.uuid4().hex, "sent_at": time.time(),
+        "agent": {"version": "test", "interval": 0.2},  # down after 3 missed intervals: 0.6 s
+        "metrics": [{"name": "fleetdeck_agent_batches_queued", "type": "gauge", "labels": {}, "points": [[ts, 0]]},
+                    {"name": "fleetdeck_agent_collector_success", "type": "gauge", "labels": {"collector": "host"},
+                     "points": [[ts, 1]]}], "logs": []})
+    assert status == 200, body
+    viewer = console.api_token("viewer")
+    wait_for(lambda: not next(h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()
+                              if h["host"] == "quiet-1")["up"], 10, "quiet-1 to be down")
+    log_in(page, console)
+    card = page.locator('.host-card[data-host="quiet-1"]')
+    expect(card.locator(".badge")).to_have_text("DOWN")
+    expect(card.locator(".agent-health")).to_contain_text("no report for")
+    expect(card.locator(".agent-health")).to_have_class("agent-health unknown")
+    expect(card.locator(".agent-health")).not_to_have_text("Agent healthy")

@@ -104,3 +104,46 @@ def test_history_table_and_host_chart_markers(deploy_console, page):
     expect(page.locator("#host-page")).to_have_attribute("data-deploy-markers", str(total))
     assert total >= 1
     errors.assert_clean()
+
+
+def test_deploy_markers_are_labelled_and_a_failed_fetch_clears_on_recovery(deploy_console, page):
+    """Each marker carries "app version" as text at its line on every chart; a marker
+    fetch that fails once (the network dropped it) shows the banner, and the next chart
+    update, brought by the agent's next push, fetches again and clears it."""
+    errors = PageErrors(page)
+    deploy_id = start_deploy(deploy_console, "3.1")
+    deadline = time.monotonic() + 60
+    while deploy_console.request("GET", f"/api/v1/deploys/{deploy_id}",
+                                 token=deploy_console.deployer).json()["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    token = deploy_console.agent_token("web-1")
+    now_ms = int(time.time() * 1000)
+    assert deploy_console.push("web-1", token, host_metrics([now_ms - 20_000, now_ms - 10_000]))[0] == 200
+    log_in(page, deploy_console)
+    failed = {"n": 0}
+
+    def drop_once(route) -> None:  # noqa: ANN001
+        if failed["n"] == 0:
+            failed["n"] += 1
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/deploys?*", drop_once)
+    page.goto(f"{deploy_console.url}/hosts/web-1")
+    expect(page.locator("#error")).to_contain_text("Deploy markers")
+    expect(page.locator("body")).to_have_attribute("data-live-state", "open")
+    assert deploy_console.push("web-1", token, host_metrics([int(time.time() * 1000)]))[0] == 200
+    expect(page.locator("#error")).not_to_contain_text("Deploy markers")
+    label = page.locator("#chart-load .deploy-label", has_text=f"{SHOP} 3.1")
+    expect(label).to_have_count(1)
+    expect(label).to_be_visible()
+    # Within the plot area, left of its end: the deploy started inside the shown range.
+    box = label.bounding_box()
+    over = page.locator("#chart-load .u-over").bounding_box()
+    assert box is not None and over is not None
+    assert over["x"] <= box["x"] <= over["x"] + over["width"]
+    assert [m for m in errors.console if "internetdisconnected" not in m.lower()
+            and "err_internet_disconnected" not in m.lower()] == [], errors.console
+    assert errors.exceptions == [] and errors.dialogs == []

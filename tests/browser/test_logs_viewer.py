@@ -137,3 +137,18 @@ def test_a_line_both_listed_and_in_a_late_frame_shows_once(console, page):  # no
     expect(lines).to_have_count(4)
     assert lines.all_text_contents()[0] == f"{tag} after" and len(sockets) == opened
     errors.assert_clean()
+
+
+def test_the_empty_state_says_how_to_add_sources(console, page):  # noqa: ANN001
+    errors = PageErrors(page)
+    log_in(page, console)
+    page.goto(console.url + "/logs")
+    page.fill("#log-q", "nothing" + uuid.uuid4().hex)
+    page.click("#log-submit")
+    empty = page.locator("#log-empty")
+    expect(empty).to_be_visible()
+    expect(empty).to_contain_text("No matching log lines.")
+    expect(empty).to_contain_text("logs.paths")
+    expect(empty).to_contain_text("logs.journal: true")
+    expect(empty).to_contain_text("agent: logs:")
+    errors.assert_clean()

@@ -34,3 +34,10 @@ def test_each_command_group_registers_its_commands():
     registered = {alias.name for node in ast.walk(modules()["__init__.py"]) if isinstance(node, ast.ImportFrom)
                   and node.module == "console.cli" for alias in node.names}
     assert registered == {name.removesuffix(".py") for name in groups}
+
+
+def test_the_cli_lists_the_secret_kinds_the_store_takes():
+    from console.cli.audit import SECRET_KINDS
+    from console.secrets import SECRET_KINDS as STORED
+
+    assert SECRET_KINDS == STORED

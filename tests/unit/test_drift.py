@@ -29,16 +29,31 @@ def test_mark_drift_flags_the_odd_hosts_only():
              {"host": "d", "agent_version": "0.1.0", "config_hash": "h2"},
              {"host": "e", "agent_version": None, "config_hash": None}]
     baselines = mark_drift(hosts)
-    assert baselines == {"agent_version": "0.1.0", "config_hash": "h1"}
+    assert baselines == {None: {"agent_version": "0.1.0", "config_hash": "h1"}}
     assert [(h["host"], h["drift"], h["drift_fields"]) for h in hosts] == [
         ("a", False, []), ("b", False, []), ("c", True, ["agent_version"]),
         ("d", True, ["config_hash"]), ("e", False, [])]
 
 
-def test_a_tie_flags_every_reporting_host_and_a_uniform_fleet_none():
+def test_a_tie_flags_no_host_and_a_uniform_fleet_none():
+    # Two agents with two configurations: neither is the odd one out (it used to flag both).
     split = [{"agent_version": "1", "config_hash": "x"}, {"agent_version": "2", "config_hash": "x"}]
     mark_drift(split)
-    assert [h["drift_fields"] for h in split] == [["agent_version"], ["agent_version"]]
+    assert [h["drift_fields"] for h in split] == [[], []]
+    assert [h["drift_baseline"] for h in split] == [{"agent_version": None, "config_hash": "x"}] * 2
     single = [{"agent_version": "1", "config_hash": "x"}]
     mark_drift(single)
     assert single[0]["drift"] is False
+
+
+def test_hosts_are_compared_within_their_group_label():
+    hosts = [{"host": "w1", "labels": {"group": "web"}, "agent_version": "1", "config_hash": "web"},
+             {"host": "w2", "labels": {"group": "web"}, "agent_version": "1", "config_hash": "web"},
+             {"host": "w3", "labels": {"group": "web"}, "agent_version": "1", "config_hash": "old"},
+             {"host": "d1", "labels": {"group": "db"}, "agent_version": "1", "config_hash": "db"},
+             {"host": "d2", "labels": {"group": "db"}, "agent_version": "1", "config_hash": "db"}]
+    baselines = mark_drift(hosts)
+    assert baselines == {"web": {"agent_version": "1", "config_hash": "web"},
+                         "db": {"agent_version": "1", "config_hash": "db"}}
+    assert [h["host"] for h in hosts if h["drift"]] == ["w3"]
+    assert hosts[2]["drift_baseline"]["config_hash"] == "web"

@@ -490,13 +490,32 @@
       root.dataset.deployMarkers = String(deployMarks.length);
       root.title = deployMarks.length ? "Deploys: " + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
+      deployMarksFailed = false;
       F.clearError("deploy-markers");
     }).catch(function (err) {
+      deployMarksFailed = true;  // tried again with the next chart update, which clears the banner
       F.showError("deploy-markers", "Deploy markers — " + err.message);
+    });
+  }
+  var deployMarksFailed = false;
+
+  // Each marker's "app version" as text over the plot (u.over, CSS pixels), at the top of
+  // its line; rows alternate so that neighbouring deploys do not overprint each other.
+  function labelDeployMarks(u) {
+    Array.prototype.slice.call(u.over.querySelectorAll(".deploy-label")).forEach(function (n) { n.remove(); });
+    deployMarks.forEach(function (m, i) {
+      var x = u.valToPos(m.ts, "x");
+      if (!(x >= 0 && x <= u.over.clientWidth)) return;
+      var label = F.el("span", "deploy-label deploy-" + m.state, m.label);
+      label.style.left = Math.round(x) + 3 + "px";
+      label.style.top = (i % 3) * 14 + "px";
+      label.style.color = MARK_COLORS[m.state] || "#f2495c";
+      u.over.appendChild(label);
     });
   }
 
   function drawDeployMarks(u) {
+    labelDeployMarks(u);
     if (!deployMarks.length) return;
     var ctx = u.ctx;
     ctx.save();
@@ -599,6 +618,7 @@
 
   function updateAll() {
     charts.forEach(updateChart);
+    if (deployMarksFailed) loadDeployMarks();
   }
 
   // ------------------------------------------------------------ header

@@ -121,8 +121,10 @@
   function renderAgentHealth(node, health) {
     var status = (health && health.status) || "unknown";
     node.className = "agent-health " + status;
-    var text = status === "ok" ? "Agent healthy" : status === "unknown" ? "Agent health unknown"
-      : "Agent: " + health.problems.join("; ");
+    // A down host's health is "unknown" with why (console/query/service.py): never "healthy".
+    var problems = (health && health.problems) || [];
+    var text = status === "ok" ? "Agent healthy"
+      : problems.length ? "Agent: " + problems.join("; ") : "Agent health unknown";
     F.setText(node, text);
     var details = [];
     if (health && F.isNum(health.batches_queued)) details.push("queued batches: " + health.batches_queued);
@@ -199,27 +201,6 @@
     if (live) live.sendSubscribe(false);
   }
 
-  // Most common non-empty value of a field, or null on a tie (as console/fleet/drift.py).
-  function mostCommon(hosts, field) {
-    var counts = new Map();
-    hosts.forEach(function (h) {
-      if (h[field]) counts.set(h[field], (counts.get(h[field]) || 0) + 1);
-    });
-    var best = null;
-    var bestCount = 0;
-    var tie = false;
-    counts.forEach(function (n, value) {
-      if (n > bestCount) {
-        best = value;
-        bestCount = n;
-        tie = false;
-      } else if (n === bestCount) {
-        tie = true;
-      }
-    });
-    return tie ? null : best;
-  }
-
   var DRIFT_NAMES = { agent_version: "agent version", config_hash: "config" };
 
   function renderDrift(hosts) {
@@ -228,9 +209,6 @@
     var drifting = hosts.filter(function (h) { return h.drift === true; });
     panel.hidden = drifting.length === 0;
     F.setText("drift-count", drifting.length ? "(" + drifting.length + ")" : "");
-    var version = mostCommon(hosts, "agent_version");
-    var hash = mostCommon(hosts, "config_hash");
-    F.setText("drift-baseline", "agent " + (version || "no majority") + ", config " + (hash || "no majority"));
     list.textContent = "";
     drifting.forEach(function (h) {
       var item = F.el("li", "drift-item");
@@ -239,7 +217,9 @@
       item.appendChild(link);
       (h.drift_fields || []).forEach(function (field) {
         var value = field === "agent_version" ? h.agent_version : h.config_hash;
-        item.appendChild(F.el("span", "drift-field", (DRIFT_NAMES[field] || field) + " " + value));
+        var expected = (h.drift_baseline || {})[field];
+        item.appendChild(F.el("span", "drift-field", (DRIFT_NAMES[field] || field) + " " + value +
+          (expected ? " (group has " + expected + ")" : "")));
       });
       list.appendChild(item);
     });
