@@ -292,9 +292,11 @@ def _parse_environments(name: str, raw: Mapping, where: SourceOf) -> AppDefiniti
                             f"{', '.join(ENVIRONMENT_KEYS)}){src(*at, unknown[0])}")
             continue
         merged = {**base, **{k: v for k, v in env_raw.items() if v is not None}}
+        def env_source(loc: tuple, at: tuple = at) -> str | None:  # the environment's key, else the app's
+            return where(at + tuple(loc)) or where(tuple(loc))
+
         try:
-            definitions[env] = parse_app(lane_key(name, env), merged,
-                                         lambda loc, at=at: where(at + tuple(loc)) or where(tuple(loc)))
+            definitions[env] = parse_app(lane_key(name, env), merged, env_source)
         except ConfigError as exc:
             problems.append(str(exc).replace(f"apps.{lane_key(name, env)}", f"apps.{name}.environments.{env}"))
     approval = None
