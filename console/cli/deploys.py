@@ -102,14 +102,18 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys",
-                   {"version": args.version, "reason": args.reason or ""}, "deploy")
+    body = {"version": args.version, "reason": args.reason or ""}
+    if args.env:
+        body["environment"] = args.env
+    return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys", body, "deploy")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     body = {"reason": args.reason or ""}
     if args.to:
         body["to"] = args.to
+    if args.env:
+        body["environment"] = args.env
     return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/rollback", body, "rollback")
 
 
@@ -133,6 +137,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dep.add_argument("app")
     dep.add_argument("version", help="image tag (or sha256:DIGEST) to deploy")
     dep.add_argument("--reason", help="why, kept in the history and the audit log")
+    dep.add_argument("--env", metavar="ENV", help="the environment (required for an app with environments:)")
     dep.add_argument("--wait", action="store_true", help="follow the deploy's steps until it finishes")
     dep.add_argument("--json", action="store_true", help="print the deploy as JSON")
     dep.set_defaults(func=cmd_deploy)
@@ -140,6 +145,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("app")
     rb.add_argument("--to", metavar="VERSION", help="an earlier successful version (default: the previous one)")
     rb.add_argument("--reason", help="why, kept in the history and the audit log")
+    rb.add_argument("--env", metavar="ENV", help="the environment (required for an app with environments:)")
     rb.add_argument("--wait", action="store_true", help="follow the rollback until it finishes")
     rb.add_argument("--json", action="store_true", help="print the deploy as JSON")
     rb.set_defaults(func=cmd_rollback)
