@@ -3,6 +3,8 @@ over HTTP and the CLI, with Docker apps deployed on the real dockerd (docs/deplo
 "Approvals and environments")."""
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -39,12 +41,12 @@ def env(tmp_path_factory, docker_client, docker_images):
     services = harness.services
     for name, role in (("alice", "deployer"), ("bob", "admin"), ("carol", "deployer")):
         services.db.run(services.users.create, name, f"{name}-password-123", role)
-        setattr(harness, name, services.db.run(services.tokens.create_api_token, f"{name}-ci", role, None,
-                                               owner=name))
+        setattr(harness, name, services.db.run(functools.partial(services.tokens.create_api_token, owner=name),
+                                               f"{name}-ci", role, None))
     harness.viewer = harness.api_token("viewer", "test-viewer")
     harness.operator = harness.api_token("admin", "test-operator")  # no owner: its own identity
-    harness.shop_only = services.db.run(services.tokens.create_api_token, "shop-only", "deployer", None,
-                                        apps=[SHOP])
+    harness.shop_only = services.db.run(functools.partial(services.tokens.create_api_token, apps=[SHOP]),
+                                        "shop-only", "deployer", None)
     yield harness
     harness.close()
     remove_run_containers(docker_client)
@@ -158,8 +160,6 @@ def test_environments_deploy_separately_and_promote_runs_the_staging_version(env
 
     promoted = cli(env, env.alice, "promote", SHOP, "--from", "staging", "--to", "production", "--json")
     assert promoted.returncode == 0, promoted.stderr
-    import json
-
     p = json.loads(promoted.stdout)
     assert (p["kind"], p["environment"], p["version"], p["state"]) == ("promote", "production", "2.0",
                                                                       "awaiting_approval")
