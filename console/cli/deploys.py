@@ -21,6 +21,14 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
+def _current(app: dict) -> str:
+    """The current version, or each environment's (``staging=1.2 production=1.1``)."""
+    if app.get("environments"):
+        return " ".join(f"{name}={(env.get('current') or {}).get('version') or '-'}"
+                        for name, env in app["environments"].items())
+    return (app["current"] or {}).get("version") or "-"
+
+
 def cmd_apps(args: argparse.Namespace) -> int:
     apps = ApiClient().get("/api/v1/apps")
     if args.json:
@@ -29,9 +37,9 @@ def cmd_apps(args: argparse.Namespace) -> int:
     if not apps:
         print("no apps configured: define them under `apps:` in the console's config file (see docs/deploys.md)")
         return 0
-    rows = [{"name": a["name"], "driver": a["driver"], "image": a["target"]["image"],
-             "replicas": a["target"]["replicas"], "strategy": a["strategy"]["type"],
-             "current": (a["current"] or {}).get("version") or "-",
+    rows = [{"name": a["name"], "driver": a["driver"], "image": (a["target"] or {}).get("image", "-"),
+             "replicas": (a["target"] or {}).get("replicas", "-"),
+             "strategy": (a.get("strategy") or {}).get("type", "-"), "current": _current(a),
              "active": f"#{a['active']['id']} {a['active']['version']} {a['active']['state']}" if a["active"] else "-"}
             for a in apps]
     print_table(rows, [("name", "APP"), ("driver", "DRIVER"), ("image", "IMAGE"), ("replicas", "REPLICAS"),

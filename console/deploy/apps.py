@@ -187,6 +187,8 @@ class AppDefinition(Section):
         ``approval`` (null: unprotected) and ``environments`` ``{name: {"target",
         "hosts", "approval"}}`` (empty: the app has one target)."""
         out = self._summary()
+        if self.environments:  # the strategy is shared; the environments' targets are below
+            out["strategy"] = next(iter(self.environments.values()))._summary().get("strategy")
         out["approval"] = self.approval.model_dump() if self.approval is not None else None
         out["environments"] = {name: {"target": env._summary()["target"], "hosts": list(env.hosts),
                                       "approval": env.approval.model_dump() if env.approval is not None else None}

@@ -177,6 +177,9 @@ def test_environments_deploy_separately_and_promote_runs_the_staging_version(env
     assert app["environments"]["production"]["current"]["id"] == p["id"]
     assert app["environments"]["production"]["approval"]["approver_role"] == "admin"
     assert app["environments"]["staging"]["approval"] is None
+    listing = cli(env, env.viewer, "apps")
+    assert listing.returncode == 0, listing.stderr
+    assert "staging=2.0 production=2.0" in next(line for line in listing.stdout.splitlines() if SHOP in line)
     history = env.request("GET", f"/api/v1/deploys?app={SHOP}", token=env.viewer).json()["deploys"]
     assert [(d["environment"], d["version"]) for d in history] == [("production", "2.0"), ("staging", "2.0"),
                                                                     ("staging", "1.0")]
