@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.docker_images import remove_run_containers, run_app, run_labels
-from tests.harness import ConsoleHarness, wait_for
+from tests.harness import ConsoleHarness, CookieSession, logged_in, wait_for
 from tests.integration.test_deploy_docker import REPO, containers
 
 FINAL = ("succeeded", "failed", "rolled_back", "cancelled", "rejected", "expired")
@@ -112,6 +112,12 @@ def test_protected_app_waits_for_another_users_approval(env, docker_client):
     self_approval = env.request("POST", f"/api/v1/deploys/{mine['id']}/approve", {}, token=env.bob)
     assert self_approval.status == 403 and self_approval.json()["error"]["code"] == "self_approval"
     assert audit(env, "deploy.approve", deploy_id=mine["id"], outcome="denied", code="self_approval")
+    # The deploy page shows the buttons to admins other than the requester only.
+    as_bob = CookieSession(env.url)
+    assert as_bob.login("bob", "bob-password-123").status == 302
+    page = as_bob.request("GET", f"/deploys/{mine['id']}").body
+    assert b'id="approval-state"' in page and b'id="approve-button"' not in page
+    assert b'id="approve-button"' in logged_in(env, "admin").request("GET", f"/deploys/{mine['id']}").body
 
     rejected = cli(env, env.operator, "reject", str(mine["id"]), "--reason", "not on a Friday")
     assert rejected.returncode == 0, rejected.stderr
