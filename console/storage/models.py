@@ -226,7 +226,8 @@ class Deploy(Base):
     version: Mapped[str] = mapped_column(String(140))
     previous_version: Mapped[str | None] = mapped_column(String(140), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))  # deploy | rollback
-    state: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed | rolled_back | cancelled
+    # awaiting_approval | queued | running | succeeded | failed | rolled_back | cancelled | rejected | expired
+    state: Mapped[str] = mapped_column(String(32))
     requested_by: Mapped[str] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text, default="")

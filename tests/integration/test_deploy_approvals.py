@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.conftest import database_url
 from tests.docker_images import remove_run_containers, run_app, run_labels
 from tests.harness import ConsoleHarness, CookieSession, logged_in, wait_for
 from tests.integration.test_deploy_docker import REPO, containers
@@ -24,8 +25,8 @@ def docker_target(image: str) -> dict:
     return {"image": image, "stop_timeout": 1, "labels": run_labels()}
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, docker_client, docker_images):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def env(request, tmp_path_factory, docker_client, docker_images):
     apps = {
         PROT: {"target": docker_target(docker_images), "strategy": {"type": "recreate"}, "timeout": 60,
                "approval": {"required": True, "approver_role": "admin", "timeout": 120}},
@@ -37,7 +38,18 @@ def env(tmp_path_factory, docker_client, docker_images):
                                                "approval": {"approver_role": "admin", "timeout": 120}}}},
     }
     remove_run_containers(docker_client)
-    harness = ConsoleHarness(tmp_path_factory.mktemp("approvals-console"), apps=apps).start()
+    with database_url(request.param, tmp_path_factory) as url:
+        harness = ConsoleHarness(tmp_path_factory.mktemp("approvals-console"), database_url=url, apps=apps).start()
+        try:
+            yield prepared(harness)
+        finally:
+            harness.close()
+            remove_run_containers(docker_client)
+
+
+def prepared(harness: ConsoleHarness) -> ConsoleHarness:
+    """The harness with users alice (deployer), bob (admin), carol (deployer) and their
+    tokens, a viewer, an operator token acting for nobody and a deployer limited to SHOP."""
     services = harness.services
     for name, role in (("alice", "deployer"), ("bob", "admin"), ("carol", "deployer")):
         services.db.run(services.users.create, name, f"{name}-password-123", role)
@@ -47,9 +59,7 @@ def env(tmp_path_factory, docker_client, docker_images):
     harness.operator = harness.api_token("admin", "test-operator")  # no owner: its own identity
     harness.shop_only = services.db.run(functools.partial(services.tokens.create_api_token, apps=[SHOP]),
                                         "shop-only", "deployer", None)
-    yield harness
-    harness.close()
-    remove_run_containers(docker_client)
+    return harness
 
 
 def get(env, deploy_id: int) -> dict:
