@@ -11,6 +11,8 @@ import time
 
 import tornado.web
 
+from console.deploy.approval_handlers import (AppPromoteHandler, AppsReloadHandler, DeployApproveHandler,
+                                              DeployRejectHandler)
 from console.deploy.handlers import (AppDeploysHandler, AppHandler, AppRollbackHandler, AppsHandler,
                                      DeployCancelHandler, DeployEventsHandler, DeployHandler, DeployPageHandler,
                                      DeploysHandler, DeploysPageHandler)
@@ -64,13 +66,17 @@ ROUTES = (
     (r"/api/v1/metrics/range", MetricsRangeHandler, "viewer"),
     (r"/api/v1/live", LiveSocketHandler, "viewer"),
     (r"/api/v1/apps", AppsHandler, "viewer"),
+    (r"/api/v1/apps/reload", AppsReloadHandler, {"GET": "viewer", "*": "admin"}),  # GET: an app called reload
     (r"/api/v1/apps/([^/]+)", AppHandler, "viewer"),
+    (r"/api/v1/apps/([^/]+)/promote", AppPromoteHandler, "deployer"),
     (r"/api/v1/apps/([^/]+)/deploys", AppDeploysHandler, "deployer"),
     (r"/api/v1/apps/([^/]+)/rollback", AppRollbackHandler, "deployer"),
     (r"/api/v1/deploys", DeploysHandler, "viewer"),
     (r"/api/v1/deploys/([^/]+)", DeployHandler, "viewer"),
     (r"/api/v1/deploys/([^/]+)/events", DeployEventsHandler, "viewer"),
     (r"/api/v1/deploys/([^/]+)/cancel", DeployCancelHandler, "deployer"),
+    (r"/api/v1/deploys/([^/]+)/approve", DeployApproveHandler, "deployer"),  # and the app's approver role
+    (r"/api/v1/deploys/([^/]+)/reject", DeployRejectHandler, "deployer"),
     (r"/api/v1/logs", LogsHandler, "viewer"),
     (r"/logs", LogsPageHandler, "viewer"),
     (r"/alerts", AlertsPageHandler, "viewer"),

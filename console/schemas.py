@@ -46,6 +46,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
 from console.auth.tokens import HOST_NAME_RE, MAX_ENROL_SECONDS
 from console.auth.users import APP_NAME_RE as ALLOWED_APP_RE, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME_RE
 from console.deploy.apps import APP_NAME_RE, VERSION_RE
+from console.deploy.environments import ENVIRONMENT_RE
 from console.deploy.service import MAX_REASON
 from console.errors import ApiError
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
@@ -275,18 +276,42 @@ class AuditQuery(Query):
 
 # -- deploys (console/deploy/handlers.py) ---------------------------------------------------
 
+EnvironmentName = Annotated[str, StringConstraints(pattern=anchored(ENVIRONMENT_RE))]
+Reason = Annotated[str, StringConstraints(max_length=MAX_REASON, pattern=NO_NUL)]
+
+
 class DeployRequest(Body):
     field_errors: ClassVar[dict[str, tuple[int, str]]] = {"version": (422, "invalid_version"),
-                                                          "reason": (422, "invalid_reason")}
+                                                          "reason": (422, "invalid_reason"),
+                                                          "environment": (422, "invalid_environment")}
     version: Version
-    reason: Annotated[str, StringConstraints(max_length=MAX_REASON, pattern=NO_NUL)] | None = None
+    reason: Reason | None = None
+    environment: EnvironmentName | None = Field(None, description="required for an app with environments")
 
 
 class RollbackRequest(Body):
     field_errors: ClassVar[dict[str, tuple[int, str]]] = {"to": (422, "invalid_version"),
-                                                          "reason": (422, "invalid_reason")}
+                                                          "reason": (422, "invalid_reason"),
+                                                          "environment": (422, "invalid_environment")}
     to: Version | None = Field(None, description="a version that succeeded before; default: the previous one")
-    reason: Annotated[str, StringConstraints(max_length=MAX_REASON, pattern=NO_NUL)] | None = None
+    reason: Reason | None = None
+    environment: EnvironmentName | None = Field(None, description="required for an app with environments")
+
+
+class PromoteRequest(Body):
+    """Deploy to ``to`` the version that runs in ``from`` now."""
+
+    field_errors: ClassVar[dict[str, tuple[int, str]]] = {"from": (422, "invalid_environment"),
+                                                          "to": (422, "invalid_environment"),
+                                                          "reason": (422, "invalid_reason")}
+    source: EnvironmentName = Field(alias="from", description="the environment whose version is promoted")
+    to: EnvironmentName = Field(description="the environment deployed to")
+    reason: Reason | None = None
+
+
+class ApprovalDecision(Body):
+    field_errors: ClassVar[dict[str, tuple[int, str]]] = {"reason": (422, "invalid_reason")}
+    reason: Reason | None = None
 
 
 UnixSeconds = Annotated[float, Field(allow_inf_nan=False, description="Unix s")]
@@ -517,6 +542,11 @@ REQUESTS: dict[tuple[str, str], Request] = {
     (r"/api/v1/deploys/([^/]+)", "get"): Request(path={"deploy_id": DeployId}),
     (r"/api/v1/deploys/([^/]+)/events", "get"): Request(query=DeployEventsQuery, path={"deploy_id": DeployId}),
     (r"/api/v1/deploys/([^/]+)/cancel", "post"): Request(path={"deploy_id": DeployId}),
+    (r"/api/v1/deploys/([^/]+)/approve", "post"): Request(body=ApprovalDecision, path={"deploy_id": DeployId}),
+    (r"/api/v1/deploys/([^/]+)/reject", "post"): Request(body=ApprovalDecision, path={"deploy_id": DeployId}),
+    (r"/api/v1/apps/([^/]+)/promote", "post"): Request(body=PromoteRequest, path={"app": AppName}),
+    (r"/api/v1/apps/reload", "post"): Request(),
+    (r"/api/v1/apps/reload", "get"): Request(),
     (r"/api/v1/logs", "get"): Request(query=LogsQuery),
     (r"/api/v1/alerts/history", "get"): Request(query=AlertHistoryQuery),
     (r"/api/v1/notifications", "get"): Request(query=NotificationsQuery),

@@ -27,7 +27,9 @@ from console.deploy.canary import CanaryAnalysis
 from console.deploy.factory import DriverFactory
 from console.deploy.inventory import Inventory, parse_inventory
 from console.deploy.known_hosts import KnownHostsService
+from console.deploy.reload import read_apps
 from console.deploy.service import DeployService
+from console.errors import FleetdeckError
 from console.ingest.admission import IngestAdmission
 from console.ingest.remote_write import RemoteWriteDecoder
 from console.ingest.retention import prune_forever
@@ -113,7 +115,20 @@ class Services:
         (each refused part keeps its previous version running)."""
         errors = dict(await self.alerting.reload())  # a copy: the service keeps its own
         errors.update(await self.dispatcher.reload(self.config))
+        try:
+            await self.reload_apps("system", "reload")
+        except FleetdeckError as exc:
+            errors["apps"] = exc.message
         return errors
+
+    async def reload_apps(self, actor: str, source: str) -> dict:
+        """Read ``apps:`` again (console/deploy/reload.py); see DeployService.reload_apps."""
+        def read() -> dict:
+            raw, apps = read_apps(self.config)
+            self.config.apps = raw  # what this process runs now
+            return apps
+
+        return await self.deploys.reload_apps(read, actor, source)
 
     def close(self) -> None:
         self.leader.close()  # released first: another replica takes over at its next poll

@@ -120,11 +120,13 @@ class ReloadHandler(ApiHandler):
     async def post(self) -> None:
         errors = await self.services.reload()
         if errors:
-            files = [key for key in errors if key != "alerting.notifications"]
+            files = [key for key in errors if key not in ("alerting.notifications", "apps")]
             said = [f"{len(files)} rule file(s) refused; their previous rules keep running"] if files else []
             if "alerting.notifications" in errors:  # no file list shows it: the message carries it
                 said.append("the notification routing was refused, the previous one keeps running: "
                             + errors["alerting.notifications"])
+            if "apps" in errors:  # console/deploy/reload.py: the apps in use stay
+                said.append(errors["apps"] + "; the apps in use stay")
             raise ApiError(422, "rule_files_refused", "; ".join(said), {"errors": errors})
         self.write_json({"status": "success"})
 

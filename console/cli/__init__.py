@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     from console.notify.cli import add_commands as add_notify_commands
 
     add_notify_commands(sub)  # notify log, notify test
+    from console.deploy.cli import add_commands as add_approval_commands
+
+    add_approval_commands(sub)  # approve, reject, promote, apps reload
     return parser
 
 

@@ -42,6 +42,14 @@ def app_target(app: dict) -> tuple[str, str]:
     return f"{t.get('image', '?')} ({t.get('replicas', '?')} replicas)", strategy
 
 
+def _current(app: dict) -> str:
+    """The current version, or each environment's (``staging=1.2 production=1.1``)."""
+    if app.get("environments"):
+        return " ".join(f"{name}={(env.get('current') or {}).get('version') or '-'}"
+                        for name, env in app["environments"].items())
+    return (app["current"] or {}).get("version") or "-"
+
+
 def cmd_apps(args: argparse.Namespace) -> int:
     apps = ApiClient().get("/api/v1/apps")
     if args.json:
@@ -50,8 +58,9 @@ def cmd_apps(args: argparse.Namespace) -> int:
     if not apps:
         print("no apps configured: define them under `apps:` in the console's config file (see docs/deploys.md)")
         return 0
-    rows = [{"name": a["name"], "driver": a["driver"], "target": app_target(a)[0], "strategy": app_target(a)[1],
-             "current": (a["current"] or {}).get("version") or "-",
+    rows = [{"name": a["name"], "driver": a["driver"],
+             "target": app_target(a)[0] if a.get("target") else "per environment",
+             "strategy": app_target(a)[1] if a.get("target") else "-", "current": _current(a),
              "active": f"#{a['active']['id']} {a['active']['version']} {a['active']['state']}" if a["active"] else "-"}
             for a in apps]
     print_table(rows, [("name", "APP"), ("driver", "DRIVER"), ("target", "TARGET"), ("strategy", "STRATEGY"),
@@ -124,14 +133,18 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys",
-                   {"version": args.version, "reason": args.reason or ""}, "deploy")
+    body = {"version": args.version, "reason": args.reason or ""}
+    if args.env:
+        body["environment"] = args.env
+    return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys", body, "deploy")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     body = {"reason": args.reason or ""}
     if args.to:
         body["to"] = args.to
+    if args.env:
+        body["environment"] = args.env
     return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/rollback", body, "rollback")
 
 
@@ -155,6 +168,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dep.add_argument("app")
     dep.add_argument("version", help="image tag (or sha256:DIGEST) to deploy")
     dep.add_argument("--reason", help="why, kept in the history and the audit log")
+    dep.add_argument("--env", metavar="ENV", help="the environment (required for an app with environments:)")
     dep.add_argument("--wait", action="store_true", help="follow the deploy's steps until it finishes")
     dep.add_argument("--json", action="store_true", help="print the deploy as JSON")
     dep.set_defaults(func=cmd_deploy)
@@ -162,6 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("app")
     rb.add_argument("--to", metavar="VERSION", help="an earlier successful version (default: the previous one)")
     rb.add_argument("--reason", help="why, kept in the history and the audit log")
+    rb.add_argument("--env", metavar="ENV", help="the environment (required for an app with environments:)")
     rb.add_argument("--wait", action="store_true", help="follow the rollback until it finishes")
     rb.add_argument("--json", action="store_true", help="print the deploy as JSON")
     rb.set_defaults(func=cmd_rollback)

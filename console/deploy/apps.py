@@ -22,6 +22,7 @@ from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, fie
 from console.config import ConfigError
 from console.deploy.canary import CanaryConfig
 from console.deploy.balancers.config import LoadBalancer
+from console.deploy.environments import ENVIRONMENT_RE, Approval, lane_key
 from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, VERSION_RE, Int, Seconds, Section, SourceOf,
                                    Strings, Text, image_reference, parse_section, valid_app_name, valid_version)
 from console.deploy.targets import (ENV_KEY_RE, LABEL_KEY_RE, PORT_RE, PULL_POLICIES, RESTART_POLICIES, TARGETS,
@@ -148,6 +149,9 @@ class AppDefinition(Section):
     description: Text = ""
     canary: CanaryConfig | None = None  # the canary stage with its analysis (console/deploy/canary.py)
     load_balancer: LoadBalancer | None = None  # docker only: the balancer deploys drive (balancers/)
+    approval: Approval | None = None  # protected: deploys wait for another user's approval
+    # name -> this app as the environment's driver sees it (console/deploy/environments.py)
+    environments: SkipValidation[dict[str, "AppDefinition"]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppDefinition":
@@ -197,7 +201,19 @@ class AppDefinition(Section):
         return self.target
 
     def summary(self) -> dict:
-        """The public view for ``GET /api/v1/apps``: no env values, no credentials."""
+        """The public view for ``GET /api/v1/apps``: no env values, no credentials;
+        ``approval`` (null: unprotected) and ``environments`` ``{name: {"target",
+        "hosts", "approval"}}`` (empty: the app has one target)."""
+        out = self._summary()
+        if self.environments:  # the strategy is shared; the environments' targets are below
+            out["strategy"] = next(iter(self.environments.values()))._summary().get("strategy")
+        out["approval"] = self.approval.model_dump() if self.approval is not None else None
+        out["environments"] = {name: {"target": env._summary()["target"], "hosts": list(env.hosts),
+                                      "approval": env.approval.model_dump() if env.approval is not None else None}
+                               for name, env in self.environments.items()}
+        return out
+
+    def _summary(self) -> dict:
         if not isinstance(self.target, DockerTarget):
             hc = self.health_check
             return {"name": self.name, "driver": self.driver, "description": self.description,
@@ -239,6 +255,8 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
     if driver not in DRIVERS:
         raise ConfigError(f"apps.{name}.driver: expected one of {', '.join(DRIVERS)}, got {driver!r}"
                           + (f" (from {src})" if (src := where(("driver",))) else ""))
+    if raw.get("environments") is not None:
+        return _parse_environments(name, raw, where)
     if raw.get("target") is None:
         raise ConfigError(f"apps.{name}.target: required (where and how the app runs)"
                           + (f" (from {src})" if (src := where(())) else ""))
@@ -257,6 +275,65 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
     if problems:
         raise ConfigError("\n".join(problems))
     return app
+
+
+ENVIRONMENT_KEYS = ("target", "approval", "hosts", "description")  # what an environment may set for itself
+
+
+def _parse_environments(name: str, raw: Mapping, where: SourceOf) -> AppDefinition:
+    """An app with ``environments:``: the app's own keys apply to every environment, which
+    sets its own ``target`` (required) and may set ``approval``, ``hosts``, ``description``."""
+    def src(*path: Any) -> str:
+        found = where(tuple(path))
+        return f" (from {found})" if found else ""
+
+    envs = raw["environments"]
+    if raw.get("target") is not None:
+        raise ConfigError(f"apps.{name}.target: an app with environments has no target of its own; "
+                          f"give each environment its target{src('target')}")
+    if not isinstance(envs, Mapping) or not envs:
+        raise ConfigError(f"apps.{name}.environments: expected a mapping of environment name to its target and "
+                          f"approval{src('environments')}")
+    base = {k: v for k, v in raw.items() if k != "environments"}
+    problems: list[str] = []
+    definitions: dict[str, AppDefinition] = {}
+    for env, env_raw in envs.items():
+        at = ("environments", env)
+        if not isinstance(env, str) or not ENVIRONMENT_RE.fullmatch(env):
+            problems.append(f"apps.{name}.environments: environment name {env!r} must match "
+                            f"{ENVIRONMENT_RE.pattern}{src(*at)}")
+            continue
+        if not isinstance(env_raw, Mapping) or env_raw.get("target") is None:
+            problems.append(f"apps.{name}.environments.{env}.target: required (where this environment runs)"
+                            f"{src(*at)}")
+            continue
+        unknown = [str(k) for k in env_raw if k not in ENVIRONMENT_KEYS]
+        if unknown:
+            problems.append(f"apps.{name}.environments.{env}.{unknown[0]}: unknown key (an environment sets "
+                            f"{', '.join(ENVIRONMENT_KEYS)}){src(*at, unknown[0])}")
+            continue
+        merged = {**base, **{k: v for k, v in env_raw.items() if v is not None}}
+        def env_source(loc: tuple, at: tuple = at) -> str | None:  # the environment's key, else the app's
+            return where(at + tuple(loc)) or where(tuple(loc))
+
+        try:
+            definitions[env] = parse_app(lane_key(name, env), merged, env_source)
+        except ConfigError as exc:
+            problems.append(str(exc).replace(f"apps.{lane_key(name, env)}", f"apps.{name}.environments.{env}"))
+    approval = None
+    if base.get("approval") is not None:
+        try:
+            approval = parse_section(Approval, base["approval"], f"apps.{name}.approval", {},
+                                     lambda loc: where(("approval",) + tuple(loc)))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    first = next(iter(definitions.values()))
+    # The app itself: the shared keys as validated, every environment's hosts (the host filter of the history).
+    hosts = tuple(dict.fromkeys(h for d in definitions.values() for h in d.hosts))
+    return first.model_copy(update={"name": name, "target": None, "environments": definitions,
+                                    "approval": approval, "hosts": hosts})
 
 
 def _below(source_of: SourceOf, name: str) -> SourceOf:
@@ -278,6 +355,12 @@ def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefi
             apps[name] = parse_app(name, value, _below(source_of, name) if source_of else None)
         except ConfigError as exc:
             problems.append(str(exc))
+    for name, app in apps.items():
+        for env in app.environments:
+            key = lane_key(name, env)
+            if key in apps:
+                problems.append(f"apps.{name}.environments.{env}: its containers are named {key}, as the app "
+                                f"{key}; rename the environment or the app")
     if problems:
         raise ConfigError("\n".join(problems))
     return apps

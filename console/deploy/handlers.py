@@ -2,7 +2,10 @@
 table's role), call ``services.deploys``, render JSON or a page."""
 from __future__ import annotations
 
-from console.errors import ApiError
+from typing import Any
+
+from console.deploy.approvals import identity_of
+from console.errors import ApiError, FleetdeckError
 from console.handlers import ApiHandler, PageHandler
 from console.params import INT32_MAX, ascii_uint
 
@@ -26,6 +29,57 @@ def _deploy_id(raw: str) -> int:
     return deploy_id
 
 
+class DeployActionHandler(ApiHandler):
+    """A POST that changes deploys (``act``). Every refusal with 403, by the route's role or
+    by the handler (an app outside a deployer's list, an approver's role, self-approval),
+    is audited as ``action`` on ``app:APP`` with ``outcome: denied``."""
+
+    action = ""
+
+    async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except FleetdeckError as exc:
+            await self.audit_denied(exc)
+            raise
+
+    async def post(self, target: str) -> None:
+        try:
+            await self.act(target)
+        except FleetdeckError as exc:
+            await self.audit_denied(exc)
+            raise
+
+    async def act(self, target: str) -> None:
+        """The action on ``target``, the route's one path argument (an app or a deploy id)."""
+        raise NotImplementedError
+
+    async def target_app(self) -> tuple[str, dict]:
+        """The app the request names and details for the audit entry (the path's app by
+        default; routes on a deploy id look the deploy up)."""
+        return self.path_args[0], {}
+
+    async def audit_denied(self, exc: FleetdeckError) -> None:
+        if exc.status != 403 or self.current_user is None:
+            return
+        app, details = await self.target_app()
+        await self.services.deploys.audit_denied(self.principal.actor, self.action, app, self.client_ip,
+                                                 {**details, "code": exc.code, "message": exc.message})
+
+
+class OnDeployHandler(DeployActionHandler):
+    """A deploy action on ``/api/v1/deploys/{id}/...``."""
+
+    async def target_app(self) -> tuple[str, dict]:
+        deploy_id = ascii_uint(self.path_args[0], INT32_MAX)
+        try:
+            deploy = await self.services.deploys.get(deploy_id) if deploy_id is not None else None
+        except FleetdeckError:
+            deploy = None
+        return (deploy["app"] if deploy else "", {"deploy_id": deploy_id, "environment":
+                                                  deploy["environment"] if deploy else None})
+
+
 class AppsHandler(ApiHandler):
     """``GET /api/v1/apps`` → ``[{"name", "driver", "target", "health_check", "strategy",
     "current", "active", ...}]``."""
@@ -45,30 +99,37 @@ class AppHandler(ApiHandler):
         self.write_json(summary)
 
 
-class AppDeploysHandler(ApiHandler):
-    """``POST /api/v1/apps/{app}/deploys {"version", "reason"}`` → 202 the queued deploy."""
+class AppDeploysHandler(DeployActionHandler):
+    """``POST /api/v1/apps/{app}/deploys {"version", "reason", "environment"}`` → 202 the
+    queued deploy (``awaiting_approval`` for a protected app or environment)."""
 
-    async def post(self, app: str) -> None:
+    action = "deploy.create"
+
+    async def act(self, app: str) -> None:
         self.json_body()  # 400 for a body that is not a JSON object, before anything else
         deploys = self.services.deploys
         deploys.app(app)  # 422/404 before looking at the fields
         require_may_deploy(self, app)
         body = self.body()
-        row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason)
+        row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason,
+                                   body.environment, identity_of(self.principal))
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 
 
-class AppRollbackHandler(ApiHandler):
-    """``POST /api/v1/apps/{app}/rollback {"to": VERSION?, "reason"}`` → 202 the queued rollback."""
+class AppRollbackHandler(DeployActionHandler):
+    """``POST /api/v1/apps/{app}/rollback {"to": VERSION?, "reason", "environment"}`` → 202
+    the queued rollback."""
 
-    async def post(self, app: str) -> None:
+    action = "deploy.rollback"
+
+    async def act(self, app: str) -> None:
         self.json_body()
         self.services.deploys.app(app)
         require_may_deploy(self, app)
         body = self.body()
         row = await self.services.deploys.rollback(app, body.to, actor_of(self), self.client_ip,
-                                                   body.reason)
+                                                   body.reason, body.environment, identity_of(self.principal))
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 
@@ -99,11 +160,13 @@ class DeployEventsHandler(ApiHandler):
         self.write_json(await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000)))
 
 
-class DeployCancelHandler(ApiHandler):
+class DeployCancelHandler(OnDeployHandler):
     """``POST /api/v1/deploys/{id}/cancel`` → the deploy (a running one rolls back, then ends
     ``cancelled``)."""
 
-    async def post(self, deploy_id: str) -> None:
+    action = "deploy.cancel"
+
+    async def act(self, deploy_id: str) -> None:
         deploy = await self.services.deploys.get(_deploy_id(deploy_id))
         require_may_deploy(self, deploy["app"])
         self.write_json(await self.services.deploys.cancel(deploy["id"], actor_of(self),
@@ -123,4 +186,16 @@ class DeployPageHandler(PageHandler):
         deploy = await self.services.deploys.get(_deploy_id(deploy_id))
         watcher = self.services.deploy_watch  # the post-deploy watch's verdicts (docs/alerting.md "Deploys")
         watch = await watcher.verdicts(deploy["id"]) if watcher is not None else []
-        self.render("deploy.html", deploy=deploy, watch=watch, may_deploy=self.principal.may_deploy(deploy["app"]))
+        self.render("deploy.html", deploy=deploy, watch=watch, may_deploy=self.principal.may_deploy(deploy["app"]),
+                    may_decide=may_decide(self, deploy))
+
+
+def may_decide(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> bool:
+    """True when the caller may approve or reject ``deploy`` now (the page shows the
+    buttons only then; the API checks again): it awaits approval, the caller may deploy
+    its app, has the approver role and did not request it."""
+    approval = deploy.get("approval") or {}
+    principal = handler.principal
+    return (deploy["state"] == "awaiting_approval" and approval.get("state") == "pending"
+            and principal.may_deploy(deploy["app"]) and principal.allows(approval["approver_role"])
+            and identity_of(principal) != approval["requested_by"])

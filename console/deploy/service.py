@@ -5,6 +5,7 @@ States (docs/architecture.md, "The deploy state machine")::
 
     queued ──▶ running ──▶ succeeded | failed | rolled_back | cancelled
     queued ──▶ cancelled
+    awaiting_approval ──▶ queued | rejected | expired | cancelled   (protected lanes, approvals.py)
 
 ``rolled_back``: the new version failed its health check and the old one was put back
 automatically. ``failed``: the deploy could not be carried out (engine unreachable,
@@ -30,20 +31,24 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.auth.roles import Principal
 from console.deploy.apps import AppDefinition, image_reference, valid_app_name, valid_version
 from console.deploy.canary import CanaryAnalysis, CanaryGate, analysis_of
+from console.deploy.approvals import AWAITING, EXPIRED, REJECTED, ApprovalDesk
+from console.deploy.environments import Lane, lane_key, lanes_of
 from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployDriver, DeployOutcome,
                                          DeployRequest, DriverEvent, DriverUnavailable)
+from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
 from console.live import LiveBus
 from console.storage.database import Database
-from console.storage.models import Deploy, DeployEvent, DeployStep
+from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
-ACTIVE_STATES = (QUEUED, RUNNING)
-FINAL_STATES = (SUCCEEDED, FAILED, "rolled_back", CANCELLED)
+ACTIVE_STATES = (AWAITING, QUEUED, RUNNING)
+FINAL_STATES = (SUCCEEDED, FAILED, "rolled_back", CANCELLED, REJECTED, EXPIRED)
 MAX_REASON = 1000
 MAX_LIST = 500
 
@@ -76,6 +81,10 @@ class DeployService:
         self.bus = bus
         self.audit = audit
         self.apps = apps
+        self.lanes = lanes_of(apps)  # one queue per app, or per environment of an app
+        self.approvals = ApprovalDesk(audit, clock)
+        self._expiry_wakeup = asyncio.Event()
+        self._expiry_task: asyncio.Task | None = None
         self._clock = clock
         self._driver_factory = driver_factory
         self._drivers: dict[str, DeployDriver] = {}
@@ -98,12 +107,14 @@ class DeployService:
         for app in self.db.run(self._apps_with_queued):
             self._kick(app)
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
+        self._expiry_task = self._loop.create_task(self._expiry_loop())
 
     def close(self) -> None:
         for token in list(self._cancels.values()):
             token.cancel(CANCELLED, "the console is shutting down")
-        if self._cleanup_task is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._cleanup_task.cancel)
+        for task in (self._cleanup_task, self._expiry_task):
+            if task is not None and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(task.cancel)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _mark_interrupted(self, session: Session) -> int:
@@ -118,7 +129,14 @@ class DeployService:
         return len(rows)
 
     def _apps_with_queued(self, session: Session) -> list[str]:
-        return list(session.execute(select(Deploy.app).where(Deploy.state == QUEUED).distinct()).scalars())
+        found = session.execute(select(Deploy.app, Deploy.environment).where(Deploy.state == QUEUED).distinct())
+        return [key for app, env in found if (key := lane_key(app, env)) in self.lanes]
+
+    @staticmethod
+    def _of(lane: Lane) -> tuple:
+        """The where clauses of a lane's deploys."""
+        env = Deploy.environment.is_(None) if lane.environment is None else Deploy.environment == lane.environment
+        return Deploy.app == lane.app, env
 
     # -- requests ----------------------------------------------------------------------------
     def app(self, name: Any) -> AppDefinition:
@@ -130,6 +148,22 @@ class DeployService:
         if app is None:
             raise NotFound(f"no app called {name!r}", {"apps": sorted(self.apps)}, code="unknown_app")
         return app
+
+    def lane(self, app_name: Any, environment: Any = None) -> Lane:
+        """The lane of ``app_name`` (and its ``environment``): 422 ``environment_required``
+        when the app has environments and none is named, ``unknown_environment`` when it has
+        no such environment (or none at all), 404 for an unknown app."""
+        app = self.app(app_name)
+        envs = sorted(app.environments)
+        if environment is None:
+            if envs:
+                raise Unprocessable(f"{app.name} has environments; name one", {"environments": envs},
+                                    code="environment_required")
+            return self.lanes[app.name]
+        if environment not in app.environments:
+            raise Unprocessable(f"{app.name} has no environment {str(environment)[:64]!r}", {"environments": envs},
+                                code="unknown_environment")
+        return self.lanes[lane_key(app.name, environment)]
 
     def check_version(self, app: AppDefinition, version: Any, field: str = "version") -> str:
         if not valid_version(version):
@@ -152,67 +186,109 @@ class DeployService:
             raise Unprocessable(f"reason must be a string of at most {MAX_REASON} characters", code="invalid_reason")
         return reason
 
-    async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "") -> dict:
-        """Request a deploy of ``version``; returns the deploy (state ``queued``).
-        Raises Unprocessable (422) for bad input, NotFound (404) for an unknown app, Conflict
-        (409) when another deploy is active (unless the app's ``on_conflict`` is ``queue``).
-        Audited as ``deploy.create``."""
-        app = self.app(app_name)
-        version = self.check_version(app, version)
+    async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "",
+                     environment: Any = None, identity: str | None = None) -> dict:
+        """Request a deploy of ``version`` (to ``environment`` of an app that has them);
+        returns the deploy (state ``queued``, or ``awaiting_approval`` for a protected app or
+        environment). Raises Unprocessable (422) for bad input, NotFound (404) for an unknown
+        app, Conflict (409) when another deploy is active (unless the app's ``on_conflict`` is
+        ``queue``). Audited as ``deploy.create``. ``identity``: the requester for the
+        four-eyes rule (approvals.identity_of; default ``actor``)."""
+        lane = self.lane(app_name, environment)
+        version = self.check_version(lane.definition, version)
         reason = self.check_reason(reason)
-        row = await self.db.write(self._insert, app, version, "deploy", actor, source, reason)
-        self._kick(app.name)
+        row = await self.db.write(self._insert, lane, version, "deploy", actor, source, reason, identity)
+        self._after_insert(lane, row)
         return row
 
-    async def rollback(self, app_name: Any, to: Any, actor: str, source: str, reason: Any = "") -> dict:
+    async def rollback(self, app_name: Any, to: Any, actor: str, source: str, reason: Any = "",
+                       environment: Any = None, identity: str | None = None) -> dict:
         """Deploy an earlier successful version: ``to``, or else the last successful one that
         differs from the current release. 409 when there is nothing to go back to, 422 when
         ``to`` never succeeded. Audited as ``deploy.rollback``."""
-        app = self.app(app_name)
+        lane = self.lane(app_name, environment)
         if to is not None:
-            self.check_version(app, to, "to")
+            self.check_version(lane.definition, to, "to")
         reason = self.check_reason(reason)
-        row = await self.db.write(self._insert, app, to, "rollback", actor, source, reason)
-        self._kick(app.name)
+        row = await self.db.write(self._insert, lane, to, "rollback", actor, source, reason, identity)
+        self._after_insert(lane, row)
         return row
 
-    def _insert(self, session: Session, app: AppDefinition, version: str | None, kind: str, actor: str,
-                source: str, reason: str) -> dict:
-        current = self._current(session, app.name)
+    async def promote(self, app_name: Any, source_env: Any, target_env: Any, actor: str, source: str,
+                      reason: Any = "", identity: str | None = None) -> dict:
+        """Deploy to ``target_env`` the version that runs in ``source_env`` now (its last
+        succeeded deploy). 422 for unknown environments or the same one twice, 409 when
+        ``source_env`` has no successful deploy. Audited as ``deploy.promote``."""
+        origin, lane = self.lane(app_name, source_env), self.lane(app_name, target_env)
+        if origin.key == lane.key:
+            raise Unprocessable("promote from one environment to another", code="same_environment")
+        reason = self.check_reason(reason)
+        row = await self.db.write(self._promote, origin, lane, actor, source, reason, identity)
+        self._after_insert(lane, row)
+        return row
+
+    def _promote(self, session: Session, origin: Lane, lane: Lane, actor: str, source: str, reason: str,
+                 identity: str | None) -> dict:
+        running = self._current(session, origin)
+        if running is None:
+            raise Conflict(f"{origin.describe()} has no successful deploy to promote", code="nothing_to_promote")
+        reason = reason or f"promoted from {origin.environment} (deploy {running.id})"
+        return self._insert(session, lane, running.version, "promote", actor, source, reason, identity)
+
+    def _after_insert(self, lane: Lane, row: dict) -> None:
+        if row["state"] == AWAITING:
+            self._expiry_wakeup.set()
+        else:
+            self._kick(lane.key)
+
+    def _insert(self, session: Session, lane: Lane, version: str | None, kind: str, actor: str,
+                source: str, reason: str, identity: str | None = None) -> dict:
+        app = lane.definition
+        current = self._current(session, lane)
         if kind == "rollback":
             if current is None:
-                raise Conflict(f"{app.name} has no successful deploy yet", code="nothing_to_roll_back")
-            version = self._rollback_target(session, app.name, current, version)
+                raise Conflict(f"{lane.describe()} has no successful deploy yet", code="nothing_to_roll_back")
+            version = self._rollback_target(session, lane, current, version)
             reason = reason or f"rollback from {current.version}"
-        active = session.execute(select(Deploy).where(Deploy.app == app.name, Deploy.state.in_(ACTIVE_STATES))
+        active = session.execute(select(Deploy).where(*self._of(lane), Deploy.state.in_(ACTIVE_STATES))
                                  .order_by(Deploy.id)).scalars().first()
         if active is not None and app.on_conflict == "reject":
             raise Conflict(f"deploy {active.id} of {app.name} ({active.version}) is {active.state}; "
                            "wait for it to finish or cancel it",
                            {"active_deploy": active.id, "state": active.state}, code="deploy_in_progress")
         now = self._clock()
-        d = Deploy(app=app.name, version=version, previous_version=current.version if current else None, kind=kind,
-                   state=QUEUED, requested_by=actor, source=source, reason=reason, created_at=now,
-                   timeout_s=app.timeout, cleanup_pending=False)
+        approval = lane.approval
+        d = Deploy(app=lane.app, environment=lane.environment, version=version,
+                   previous_version=current.version if current else None, kind=kind,
+                   state=AWAITING if approval else QUEUED, requested_by=actor, source=source, reason=reason,
+                   created_at=now, timeout_s=app.timeout, cleanup_pending=False)
         session.add(d)
         session.flush()
-        self.audit.record(session, actor, f"deploy.{'rollback' if kind == 'rollback' else 'create'}",
-                          f"app:{app.name}", {"deploy_id": d.id, "version": version,
+        self.audit.record(session, actor, f"deploy.{'create' if kind == 'deploy' else kind}",
+                          f"app:{lane.app}", {"deploy_id": d.id, "version": version, "environment": lane.environment,
                                               "previous_version": d.previous_version, "reason": reason},
                           source)
         queued_behind = f" behind deploy {active.id}" if active is not None else ""
-        self._add_event(session, d.id, "state", f"{kind} of {app.name} {version} requested by {actor}{queued_behind}",
-                        data={"state": QUEUED})
-        return self._public(d)
+        self._add_event(session, d.id, "state", f"{kind} of {lane.describe()} {version} requested by "
+                        f"{actor}{queued_behind}", data={"state": QUEUED})
+        if approval:
+            self.approvals.request(session, d, approval, identity or actor, source)
+            self._add_event(session, d.id, "state", f"awaiting approval by another user with the "
+                            f"{approval.approver_role} role (expires in {approval.timeout:g} s)",
+                            data={"state": AWAITING})
+        out = self._public(d)
+        self.approvals.attach(session, [out])
+        return out
 
-    def _current(self, session: Session, app: str) -> Deploy | None:
-        """The last succeeded deploy: the release that serves now."""
-        return session.execute(select(Deploy).where(Deploy.app == app, Deploy.state == SUCCEEDED)
+    def _current(self, session: Session, lane: Lane) -> Deploy | None:
+        """The lane's last succeeded deploy: the release that serves now."""
+        return session.execute(select(Deploy).where(*self._of(lane), Deploy.state == SUCCEEDED)
                                .order_by(Deploy.id.desc()).limit(1)).scalars().first()
 
-    def _rollback_target(self, session: Session, app: str, current: Deploy, to: str | None) -> str:
+    def _rollback_target(self, session: Session, lane: Lane, current: Deploy, to: str | None) -> str:
+        app = lane.describe()
         versions = list(dict.fromkeys(session.execute(
-            select(Deploy.version).where(Deploy.app == app, Deploy.state == SUCCEEDED)
+            select(Deploy.version).where(*self._of(lane), Deploy.state == SUCCEEDED)
             .order_by(Deploy.id.desc())).scalars()))
         if to is None:
             earlier = [v for v in versions if v != current.version]
@@ -245,13 +321,103 @@ class DeployService:
             raise Conflict(f"deploy {deploy_id} is already {d.state}", code="deploy_finished")
         self.audit.record(session, actor, "deploy.cancel", f"app:{d.app}", {"deploy_id": d.id, "state": d.state},
                           source)
-        if d.state == QUEUED:
+        if d.state != RUNNING:
             d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
             event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
         else:
             event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
                                     level="warning")
         return self._public(d), self._event_public(event)
+
+    # -- approvals (console/deploy/approvals.py) ----------------------------------------------
+    async def decide(self, deploy_id: int, principal: Principal, approve: bool, source: str,
+                     reason: Any = "") -> dict:
+        """Approve (the deploy is queued and runs) or reject a deploy awaiting approval;
+        returns the deploy. Errors as ``ApprovalDesk.decide``; 422 for a bad reason."""
+        reason = self.check_reason(reason)
+        row, event = await self.db.write(self._decide, deploy_id, principal, approve, reason, source)
+        self.bus.publish(f"deploy:{deploy_id}", event)
+        if approve:
+            self._kick(lane_key(row["app"], row["environment"]))
+        return row
+
+    def _decide(self, session: Session, deploy_id: int, principal: Principal, approve: bool, reason: str,
+                source: str) -> tuple[dict, dict]:
+        d, said = self.approvals.decide(session, deploy_id, principal, approve, reason, source)
+        event = self._add_event(session, d.id, "state", said if approve else f"rejected: {said}",
+                                level="info" if approve else "warning", data={"state": d.state})
+        out = self._public(d)
+        self.approvals.attach(session, [out])
+        return out, self._event_public(event)
+
+    async def _expiry_loop(self) -> None:
+        """End approval requests whose time is up: sleep until the next one is due (or a
+        new request arrives), then expire what is due."""
+        while True:
+            try:
+                for event in await self.db.write(self._expire_due):
+                    self.bus.publish(f"deploy:{event['deploy_id']}", event)
+                due = await self.db.read(self.approvals.next_expiry)
+                wait = 60.0 if due is None else min(60.0, max(0.05, due - self._clock()))
+                self._expiry_wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._expiry_wakeup.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive a bad round (database briefly down)
+                log.exception("approval expiry round failed")
+                await asyncio.sleep(5.0)
+
+    def _expire_due(self, session: Session) -> builtins.list[dict]:
+        return [self._event_public(self._add_event(session, d.id, "state", f"expired: {d.error}", level="warning",
+                                                   data={"state": EXPIRED}))
+                for d in self.approvals.expire_due(session)]
+
+    async def audit_denied(self, actor: str, action: str, app: str, source: str, details: dict) -> None:
+        """Record a refused (403) deploy action: ``action`` (``deploy.create``, ...) on
+        ``app:APP`` with ``outcome: denied`` (its own transaction: the refusal rolled back
+        the request's)."""
+        await self.db.write(self._audit_denied, actor, action, app, source, details)
+
+    def _audit_denied(self, session: Session, actor: str, action: str, app: str, source: str,
+                      details: dict) -> AuditEntry:
+        return self._audit(session, actor, action, f"app:{app[:64]}", {**details, "outcome": "denied"}, source)
+
+    # -- apps reload (console/deploy/reload.py) ----------------------------------------------
+    async def reload_apps(self, read: Callable[[], dict[str, AppDefinition]], actor: str, source: str) -> dict:
+        """Replace the apps with ``read()`` (blocking; raises ConfigError): returns
+        ``{"added", "removed", "changed", "unchanged"}`` app names. Unprocessable (422
+        ``apps_refused``, ``details.errors``: one line per problem) when ``read`` refuses;
+        the apps stay. Audited as ``apps.reload`` (``outcome``: ``applied`` or ``refused``).
+        A running deploy keeps its definition and driver; queued ones run with the new one."""
+        try:
+            apps = await asyncio.get_running_loop().run_in_executor(self._executor, read)
+        except ConfigError as exc:
+            errors = str(exc).splitlines()
+            await self.db.write(self._audit, actor, "apps.reload", "apps",
+                                {"outcome": "refused", "errors": errors[:50]}, source)
+            log.error("apps reload refused (the apps in use stay): %s", exc)
+            raise Unprocessable("the apps were not reloaded: " + "; ".join(errors[:5]),
+                                {"errors": errors}, code="apps_refused") from None
+        old = self.apps
+        changes = {"added": sorted(set(apps) - set(old)), "removed": sorted(set(old) - set(apps)),
+                   "changed": sorted(n for n in apps if n in old and apps[n] != old[n]),
+                   "unchanged": sorted(n for n in apps if n in old and apps[n] == old[n])}
+        lanes = lanes_of(apps)
+        for key, lane in self.lanes.items():
+            if lanes.get(key) != lane:
+                self._drivers.pop(key, None)  # a running deploy holds its own reference
+        self.apps, self.lanes = apps, lanes
+        await self.db.write(self._audit, actor, "apps.reload", "apps", {"outcome": "applied", **changes}, source)
+        for key in await self.db.read(self._apps_with_queued):
+            self._kick(key)
+        return changes
+
+    def _audit(self, session: Session, actor: str, action: str, target: str, details: dict,
+               source: str) -> AuditEntry:
+        return self.audit.record(session, actor, action, target, details, source)
 
     # -- reads -------------------------------------------------------------------------------
     async def get(self, deploy_id: int) -> dict:
@@ -265,6 +431,7 @@ class DeployService:
         steps = session.execute(select(DeployStep).where(DeployStep.deploy_id == deploy_id)
                                 .order_by(DeployStep.position)).scalars()
         out = self._public(d)
+        self.approvals.attach(session, [out])
         out["steps"] = [{"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
                          "finished_at": s.finished_at} for s in steps]
         canary_events = session.execute(
@@ -315,7 +482,9 @@ class DeployService:
         rows = session.execute(stmt).scalars().all()
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"deploys": [self._public(d) for d in rows], "next": rows[-1].id if more else None}
+        deploys = [self._public(d) for d in rows]
+        self.approvals.attach(session, deploys)
+        return {"deploys": deploys, "next": rows[-1].id if more else None}
 
     async def app_summaries(self) -> builtins.list[dict]:
         """Every app's configuration summary plus ``current`` (last succeeded deploy) and
@@ -326,11 +495,18 @@ class DeployService:
         out = []
         for name in sorted(self.apps):
             s = self.apps[name].summary()
-            current = self._current(session, name)
-            active = session.execute(select(Deploy).where(Deploy.app == name, Deploy.state.in_(ACTIVE_STATES))
-                                     .order_by(Deploy.id)).scalars().first()
-            s["current"] = self._public(current) if current else None
-            s["active"] = self._public(active) if active else None
+            for lane in self.lanes.values():
+                if lane.app != name:
+                    continue
+                current = self._current(session, lane)
+                active = session.execute(select(Deploy).where(*self._of(lane), Deploy.state.in_(ACTIVE_STATES))
+                                         .order_by(Deploy.id)).scalars().first()
+                shown = {"current": self._public(current) if current else None,
+                         "active": self._public(active) if active else None}
+                self.approvals.attach(session, shown.values())
+                (s if lane.environment is None else s["environments"][lane.environment]).update(shown)
+            s.setdefault("current", None)
+            s.setdefault("active", None)
             out.append(s)
         return out
 
@@ -338,12 +514,15 @@ class DeployService:
         """``{"instances": [...]}`` from the engine, or ``{"instances": None, "error": ...}``
         when it is unreachable."""
         app = self.app(app_name)
-        driver = self._driver(app)
-        try:
-            found = await asyncio.get_running_loop().run_in_executor(self._executor, driver.instances, app.name)
-            return {"instances": found, "error": None}
-        except DriverUnavailable as exc:
-            return {"instances": None, "error": str(exc)}
+        found: builtins.list = []
+        for lane in [lane for lane in self.lanes.values() if lane.app == app.name]:
+            driver = self._driver(lane.definition)
+            try:
+                got = await asyncio.get_running_loop().run_in_executor(self._executor, driver.instances, lane.key)
+            except DriverUnavailable as exc:
+                return {"instances": None, "error": str(exc)}
+            found.extend(dict(i, environment=lane.environment) if lane.environment else i for i in got)
+        return {"instances": found, "error": None}
 
     # -- running -----------------------------------------------------------------------------
     def _driver(self, app: AppDefinition) -> DeployDriver:
@@ -374,14 +553,17 @@ class DeployService:
             if self._runners.get(app) is asyncio.current_task():
                 del self._runners[app]
 
-    def _claim_next(self, session: Session, app: str) -> dict | None:
-        if session.execute(select(Deploy.id).where(Deploy.app == app, Deploy.state == RUNNING)).first():
+    def _claim_next(self, session: Session, key: str) -> dict | None:
+        lane = self.lanes.get(key)
+        if lane is None:  # no longer configured (apps reload): its queued deploys wait for it
             return None
-        d = session.execute(select(Deploy).where(Deploy.app == app, Deploy.state == QUEUED)
+        if session.execute(select(Deploy.id).where(*self._of(lane), Deploy.state == RUNNING)).first():
+            return None
+        d = session.execute(select(Deploy).where(*self._of(lane), Deploy.state == QUEUED)
                             .order_by(Deploy.id).limit(1)).scalars().first()
         if d is None:
             return None
-        current = self._current(session, app)
+        current = self._current(session, lane)
         d.state, d.started_at = RUNNING, self._clock()
         d.previous_version = current.version if current else None
         event = self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)",
@@ -393,7 +575,8 @@ class DeployService:
 
     async def _execute(self, d: dict) -> None:
         loop = asyncio.get_running_loop()
-        app = self.apps.get(d["app"])
+        lane = self.lanes.get(lane_key(d["app"], d["environment"]))
+        app = lane.definition if lane is not None else None  # kept for the whole deploy, whatever a reload does
         token = CancelToken()
         self._cancels[d["id"]] = token
         queue: asyncio.Queue = asyncio.Queue()
@@ -412,11 +595,12 @@ class DeployService:
                 outcome = DeployOutcome(FAILED, f"app {d['app']} is no longer configured")
             else:
                 await self._recover_app(app.name)
+                driver = self._driver(app)
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
                                         current_deploy_id=d["current_deploy_id"], kind=d["kind"],
                                         gate=self._gate(app, d, loop))
-                outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
+                outcome = await loop.run_in_executor(self._executor, driver.deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])
             outcome = DeployOutcome(FAILED, f"internal error: {type(exc).__name__}: {exc}", cleanup_pending=True)
@@ -435,9 +619,10 @@ class DeployService:
             return None
         if self.canary is None:
             raise RuntimeError(f"app {app.name} has a canary but the deploy service has no analysis")
-        params = {"app": app.name, "version": d["version"], "previous_version": d["previous_version"],
+        # The app's own name (an environment's driver sees APP-ENV): alerts and queries name the app.
+        params = {"app": d["app"], "version": d["version"], "previous_version": d["previous_version"],
                   "deploy_id": str(d["id"])}
-        return self.canary.gate(app.name, app.hosts, app.canary, loop, params)
+        return self.canary.gate(d["app"], app.hosts, app.canary, loop, params)
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
         while True:
@@ -487,7 +672,7 @@ class DeployService:
             await asyncio.sleep(self._cleanup_interval)
             try:
                 for app in await self.db.read(self._apps_pending_cleanup):
-                    if app in self.apps and (app not in self._runners or self._runners[app].done()):
+                    if app in self.lanes and (app not in self._runners or self._runners[app].done()):
                         await self._recover_app(app)
             except asyncio.CancelledError:
                 raise
@@ -495,13 +680,18 @@ class DeployService:
                 log.exception("deploy cleanup round failed")
 
     def _apps_pending_cleanup(self, session: Session) -> builtins.list[str]:
-        return list(session.execute(select(Deploy.app).where(Deploy.cleanup_pending.is_(True)).distinct()).scalars())
+        found = session.execute(select(Deploy.app, Deploy.environment).where(Deploy.cleanup_pending.is_(True))
+                                .distinct())
+        return [lane_key(app, env) for app, env in found]
 
     async def _recover_app(self, app: str) -> None:
         """Retry the cleanup of the app's deploys marked ``cleanup_pending``; an engine that
         is still unreachable leaves them pending."""
-        pending = await self.db.read(self._pending_of, app)
-        driver = self._driver(self.apps[app])
+        lane = self.lanes.get(app)
+        if lane is None:
+            return
+        pending = await self.db.read(self._pending_of, lane)
+        driver = self._driver(lane.definition)
         loop = asyncio.get_running_loop()
         for deploy_id, current_id in pending:
             events: builtins.list[DriverEvent] = []
@@ -516,9 +706,9 @@ class DeployService:
             for e in stored:
                 self.bus.publish(f"deploy:{deploy_id}", e)
 
-    def _pending_of(self, session: Session, app: str) -> builtins.list[tuple[int, int | None]]:
-        current = self._current(session, app)
-        ids = session.execute(select(Deploy.id).where(Deploy.app == app, Deploy.cleanup_pending.is_(True))
+    def _pending_of(self, session: Session, lane: Lane) -> builtins.list[tuple[int, int | None]]:
+        current = self._current(session, lane)
+        ids = session.execute(select(Deploy.id).where(*self._of(lane), Deploy.cleanup_pending.is_(True))
                               .order_by(Deploy.id)).scalars()
         return [(i, current.id if current else None) for i in ids]
 
@@ -547,7 +737,7 @@ class DeployService:
     @staticmethod
     def _public(d: Deploy) -> dict:
         duration = (d.finished_at - d.started_at) if d.finished_at and d.started_at else None
-        return {"id": d.id, "app": d.app, "version": d.version, "previous_version": d.previous_version,
+        return {"id": d.id, "app": d.app, "environment": d.environment, "version": d.version, "previous_version": d.previous_version,
                 "kind": d.kind, "state": d.state, "requested_by": d.requested_by, "reason": d.reason,
                 "error": d.error, "created_at": d.created_at, "started_at": d.started_at,
                 "finished_at": d.finished_at, "duration_s": duration, "timeout_s": d.timeout_s,

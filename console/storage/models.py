@@ -226,7 +226,8 @@ class Deploy(Base):
     version: Mapped[str] = mapped_column(String(140))
     previous_version: Mapped[str | None] = mapped_column(String(140), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))  # deploy | rollback
-    state: Mapped[str] = mapped_column(String(16))  # queued | running | succeeded | failed | rolled_back | cancelled
+    # awaiting_approval | queued | running | succeeded | failed | rolled_back | cancelled | rejected | expired
+    state: Mapped[str] = mapped_column(String(32))
     requested_by: Mapped[str] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -236,6 +237,26 @@ class Deploy(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     timeout_s: Mapped[float] = mapped_column(Float)
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the app's only target
+
+
+class DeployApproval(Base):
+    """The approval a deploy of a protected app or environment waits for
+    (console/deploy/approvals.py). ``state``: pending | approved | rejected | expired;
+    ``requested_by`` and ``decided_by`` name users (``user:NAME``) or tokens without one."""
+
+    __tablename__ = "deploy_approvals"
+    __table_args__ = (Index("ix_deploy_approvals_state_expires", "state", "expires_at"),)
+
+    deploy_id: Mapped[int] = mapped_column(ForeignKey("deploys.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    approver_role: Mapped[str] = mapped_column(String(16))  # deployer | admin
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class DeployStep(Base):

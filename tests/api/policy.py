@@ -99,6 +99,12 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("/api/v1/deploys/([^/]+)", "GET"): Rule(VIEWERS, "/api/v1/deploys/999999", (404,)),
     ("/api/v1/deploys/([^/]+)/events", "GET"): Rule(VIEWERS, "/api/v1/deploys/999999/events", (404,)),
     ("/api/v1/deploys/([^/]+)/cancel", "POST"): Rule(DEPLOYERS, "/api/v1/deploys/999999/cancel", (404,), b"{}"),
+    ("/api/v1/deploys/([^/]+)/approve", "POST"): Rule(DEPLOYERS, "/api/v1/deploys/999999/approve", (404,), b"{}"),
+    ("/api/v1/deploys/([^/]+)/reject", "POST"): Rule(DEPLOYERS, "/api/v1/deploys/999999/reject", (404,), b"{}"),
+    ("/api/v1/apps/([^/]+)/promote", "POST"): Rule(DEPLOYERS, "/api/v1/apps/no-such-app/promote", (404,),
+                                                    b'{"from": "staging", "to": "production"}'),
+    ("/api/v1/apps/reload", "GET"): Rule(VIEWERS, "/api/v1/apps/reload", (404,)),
+    ("/api/v1/apps/reload", "POST"): Rule(ADMINS, "/api/v1/apps/reload", (200,), b"{}"),
     # -- administration ---------------------------------------------------------------------
     ("/api/v1/users", "GET"): Rule(ADMINS, "/api/v1/users", (200,)),
     ("/api/v1/users", "POST"): Rule(ADMINS, "/api/v1/users", (400,), b"{}"),

@@ -97,7 +97,12 @@ def test_a_viewer_cannot_deploy_roll_back_or_cancel(api):
     assert api.request("POST", "/api/v1/apps/web/deploys", {"version": "1.0"}, token=api.viewer).status == 403
     assert api.request("POST", "/api/v1/apps/web/rollback", {}, token=api.viewer).status == 403
     assert api.request("POST", "/api/v1/deploys/1/cancel", {}, token=api.viewer).status == 403
-    assert side_effects(api) == before
+    # No deploy is stored; each refusal is audited (outcome denied), nothing else.
+    assert side_effects(api) == (before[0], before[1] + 3)
+    denied = api.services.db.run(api.services.audit.entries, 3)
+    assert [(e["action"], e["actor"], e["details"]["outcome"]) for e in reversed(denied)] == [
+        ("deploy.create", "api:watcher", "denied"), ("deploy.rollback", "api:watcher", "denied"),
+        ("deploy.cancel", "api:watcher", "denied")]
 
 
 def test_rollback_without_history_is_a_409(api):

@@ -25,13 +25,15 @@
       var app = rollbackForm.getAttribute("data-app");
       var to = rollbackForm.getAttribute("data-to");
       var reason = byId("rollback-reason").value;
+      var body = { to: to, reason: reason };
+      var environment = rollbackForm.getAttribute("data-environment");
+      if (environment) body.environment = environment;  // an environment's deploy rolls back there
       window.FleetdeckDeploy.confirm({
         title: "Roll back " + app + "?",
         message: "Roll back " + app + " to " + to + ", the version deploy #" + id + " replaced.",
         yes: "Roll back to " + to,
         action: function () {
-          return window.FleetdeckDeploy.post("/api/v1/apps/" + encodeURIComponent(app) + "/rollback",
-                                             { to: to, reason: reason });
+          return window.FleetdeckDeploy.post("/api/v1/apps/" + encodeURIComponent(app) + "/rollback", body);
         },
         done: function (body) { window.location.href = "/deploys/" + body.id; },
       });
