@@ -194,7 +194,7 @@
     grid.hidden = hosts.length === 0;
     var down = hosts.filter(function (h) { return h.up !== true; }).length;
     F.setText("hosts-count", hosts.length + (hosts.length === 1 ? " host" : " hosts") + (down ? ", " + down + " down" : ""));
-    F.setText("hosts-updated", "· updated " + new Date().toLocaleTimeString());
+    F.setText("hosts-updated", "· updated " + F.fmtDateTime(Date.now() / 1000));
     grid.setAttribute("aria-busy", "false");
     if (live) live.sendSubscribe(false);
   }
