@@ -31,7 +31,7 @@ from console.promql.handlers import (BuildInfoHandler, ExemplarsHandler, LabelsH
 from console.query.handlers import HostHandler, HostsHandler, MetricNamesHandler, MetricsRangeHandler
 from console.openapi import build_document
 from console.services import Services, cookie_secret
-from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
+from console.ui.handlers import ExplorePageHandler, HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
 from console.maintenance.handlers import MaintenancePageHandler, WindowHandler, WindowsHandler
 from console.silences.api import AlertsHandler as AmAlertsHandler, SilenceHandler, SilencesHandler, StatusHandler
@@ -46,6 +46,7 @@ ROUTES = (
     (r"/logout", LogoutHandler, "viewer"),
     (r"/", OverviewHandler, "viewer"),
     (r"/hosts/([^/]+)", HostPageHandler, "viewer"),
+    (r"/explore", ExplorePageHandler, "viewer"),
     (r"/deploys", DeploysPageHandler, "viewer"),
     (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),

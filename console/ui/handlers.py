@@ -105,3 +105,12 @@ class OverviewHandler(PageHandler):
 class HostPageHandler(PageHandler):
     def get(self, host_name: str) -> None:
         self.render("host.html", host_name=host_name)
+
+
+class ExplorePageHandler(PageHandler):
+    """Any stored metric, or a PromQL expression, over a time range as a chart or a table.
+    The page reads the Prometheus API (/prometheus/api/v1/: labels, label values, series,
+    query_range, query); its state (query, range, view) lives in the URL."""
+
+    def get(self) -> None:
+        self.render("explore.html")
