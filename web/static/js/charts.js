@@ -442,6 +442,9 @@
     this.container.dataset.gaps = String(data.slice(1).reduce(function (m, col) {
       return m + col.filter(function (v) { return v === null; }).length;
     }, 0));
+    // Where the first series breaks (x in Unix seconds), for a reader of the page's state.
+    this.container.dataset.gapAt = keys.length ? data[1].map(function (v, i) { return v === null ? data[0][i] : null; })
+      .filter(function (x) { return x !== null; }).map(Math.round).join(",") : "";
     this.container.dataset.xmin = String(Math.round(win.start));
     this.container.dataset.xmax = String(Math.round(win.end));
     if (!keys.length) {

@@ -335,6 +335,7 @@
     var scale = chart.spec.scale || 1;
     seriesList.forEach(function (s) {
       var key = seriesKey(query, s.labels);
+      if (chart.labels) chart.labels.set(key, s.labels || {});
       var pts = chart.store.get(key);
       if (!pts) {
         pts = new Map();
