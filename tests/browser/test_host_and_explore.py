@@ -8,6 +8,7 @@ at fixed rates, so rates and their expected values are known.
 """
 from __future__ import annotations
 
+import math
 import time
 import urllib.parse
 import uuid
@@ -46,16 +47,21 @@ def counter_rate(sample) -> float:  # noqa: ANN001
     return 1000.0
 
 
-def history(samples: list, timestamps_ms: list[int]) -> list[dict]:
+def history(samples: list, timestamps_ms: list[int], wobble: bool = False) -> list[dict]:
     """Ingest metrics for ``samples`` at ``timestamps_ms``: gauges keep their collected
-    value, counters grow at :func:`counter_rate` per second."""
+    value, counters grow at :func:`counter_rate` per second. With ``wobble`` (for
+    screenshots) both swing around that: rates by half, gauges by 5 %, over minutes."""
     metrics = []
-    for s in samples:
+    for n, s in enumerate(samples):
+        period = 90.0 + 37 * (n % 5)
         if s.type == "counter":
             rate = counter_rate(s)
-            points = [[ts, s.value + rate * ts / 1000.0] for ts in timestamps_ms]
+            points = [[ts, s.value + rate * ts / 1000.0
+                       + (0.5 * rate * period * math.sin(ts / 1000.0 / period) if wobble else 0.0)]
+                      for ts in timestamps_ms]
         else:
-            points = [[ts, s.value] for ts in timestamps_ms]
+            points = [[ts, s.value * (1 + (0.05 * math.sin(ts / 1000.0 / period / 3) if wobble else 0.0))]
+                      for ts in timestamps_ms]
         metrics.append({"name": s.name, "type": s.type, "labels": s.labels, "points": points})
     return metrics
 
