@@ -89,8 +89,12 @@ def chart_attr(page: Page, chart: str, name: str) -> str:
 
 
 def wait_drawn(page: Page, chart: str, points: int = 1) -> None:
-    page.wait_for_function("([sel, n]) => Number(document.querySelector(sel).dataset.points) >= n",
-                           arg=[f"#{chart}", points])
+    try:
+        page.wait_for_function("([sel, n]) => Number(document.querySelector(sel).dataset.points) >= n",
+                               arg=[f"#{chart}", points])
+    except Exception as exc:
+        banner = page.locator("#error").inner_text() if page.locator("#error").is_visible() else ""
+        raise AssertionError(f"{chart}: fewer than {points} points drawn; banner: {banner!r}") from exc
 
 
 def drag(page: Page, chart: str, x0: float, x1: float) -> None:
@@ -152,6 +156,15 @@ def test_host_sections_show_real_collector_series(console, page, real_host):  # 
     expect(page.locator("#chart-fs-used .u-legend")).to_contain_text("/")
     wait_drawn(page, "chart-fs-inodes")
     expect(page.locator("#error")).to_be_hidden()
+
+    # Open and closed sections stay so on the next visit; a closed one is not queried.
+    page.locator("#section-network > summary").click()
+    page.reload()
+    for section in ("cpu", "memory", "disks", "pressure", "filesystems"):
+        expect(page.locator(f"#section-{section}")).to_have_attribute("open", "")
+    expect(page.locator("#section-network")).not_to_have_attribute("open", "")
+    wait_drawn(page, "chart-cpu-cores")
+    assert chart_attr(page, "chart-net-devices", "points") == "0"
     errors.assert_clean()
 
 

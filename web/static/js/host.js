@@ -11,6 +11,7 @@
 
   var FALLBACK_POLL_MS = 60000; // catch-up when no live frames arrive
   var HEADER_POLL_MS = 15000;
+  var RETRY_MS = 5000; // a chart whose load failed tries again after this
 
   // ------------------------------------------------------------ chart specs
 
@@ -491,6 +492,11 @@
       chart.loaded = true;
       render(chart);
       reportChart(chart, err);
+      // A brief failure (a restart, a network change) should not leave the chart empty
+      // until the next live frame: try again shortly.
+      window.setTimeout(function () {
+        if (gen === state.generation && visible(chart) && !chart.busy) loadChart(chart);
+      }, RETRY_MS);
     }).then(function () {
       if (gen !== state.generation) return;
       chart.busy = false;
@@ -554,10 +560,33 @@
     loadMaintenanceSpans();
   }
 
+  // Which sections are open is kept in the browser, for every host page alike.
+  var SECTIONS_KEY = "fleetdeck.hostSections";
+  var sections = Array.prototype.slice.call(root.querySelectorAll("details.host-section"));
+  try {
+    var saved = JSON.parse(window.localStorage.getItem(SECTIONS_KEY) || "null");
+    if (saved && typeof saved === "object") {
+      sections.forEach(function (section) {
+        if (typeof saved[section.id] === "boolean") section.open = saved[section.id];
+      });
+    }
+  } catch (e) { /* storage disabled or unreadable: the template's defaults */ }
+
+  function saveSections() {
+    var open = {};
+    sections.forEach(function (section) { open[section.id] = section.open; });
+    try { window.localStorage.setItem(SECTIONS_KEY, JSON.stringify(open)); } catch (e) { /* storage disabled */ }
+  }
+
   // A section's charts load when it is first opened, and again on a range change.
-  Array.prototype.forEach.call(root.querySelectorAll("details.host-section"), function (section) {
+  sections.forEach(function (section) {
     section.addEventListener("toggle", function () {
+      saveSections();
       if (!section.open) return;
+      if (state.live) {  // a live range has moved on since the page loaded
+        state.winEnd = nowSec();
+        state.winStart = state.winEnd - state.range;
+      }
       charts.forEach(function (chart) {
         if (chart.section === section && chart.requested !== state.generation) loadChart(chart);
       });
