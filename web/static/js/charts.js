@@ -229,7 +229,7 @@
   TimeRange.prototype.canonical = function (text) {
     text = String(text).trim();
     if (relativeSeconds(text) !== null) return text;
-    var s = P.parseDateTime(text.replace(/ UTC$/, " UTC"));
+    var s = P.parseDateTime(text);
     return isFinite(s) ? String(Math.round(s)) : null;
   };
 

@@ -300,7 +300,7 @@
       var res = { query: expr, result: data.result, step: step, window: { start: w.start, end: w.end } };
       lastResult = res;
       var n = res.result.length;
-      status.textContent = n + (n === 1 ? " series" : " series")
+      status.textContent = n + " series"
         + (n > MAX_SERIES_DRAWN ? " (the chart draws the first " + MAX_SERIES_DRAWN + ")" : "") + " · step " + step + " s";
       status.dataset.series = String(n);
       drawTable(res);
