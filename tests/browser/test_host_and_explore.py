@@ -128,6 +128,7 @@ def test_host_sections_show_real_collector_series(console, page, real_host):  # 
     # Busy per core: every mode but idle, 0.25 + 0.1 + 0.03 + 0.005 per other mode, in %.
     other_modes = {s.labels["mode"] for s in samples if s.name == "node_cpu_seconds_total"} - set(CPU_RATES)
     busy = 100 * (0.25 + 0.1 + 0.03 + 0.005 * len(other_modes))
+    page.mouse.move(0, 0)  # off the charts: the legends show the latest values, not the cursor's
     value = legend.locator(".u-series").nth(1).locator(".u-value").inner_text()
     assert abs(float(value.split()[0]) - busy) < 0.6, (value, busy)
 
@@ -258,6 +259,24 @@ def test_range_in_url_custom_range_and_presets(console, page, real_host):  # noq
     page.wait_for_url("**from=now-2h**")
     page.wait_for_function("() => Number(document.querySelector('#chart-load').dataset.xmax)"
                            " - Number(document.querySelector('#chart-load').dataset.xmin) > 7190")
+    # An absolute custom range, typed in UTC after the time-zone switch.
+    page.click("#tz-switch")
+    page.click("#range-custom-toggle")
+    page.fill("#range-from", time.strftime("%Y-%m-%d %H:%M", time.gmtime(start)))
+    page.fill("#range-to", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(end)))
+    page.locator("#range-form button[type=submit]").click()
+    page.wait_for_url(f"**from={start}&to={end}**")
+    expect(page.locator("#range-label")).to_have_text(
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start)) + " → "
+        + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(end)))
+    page.wait_for_function("([a]) => document.querySelector('#chart-load').dataset.xmin == a", arg=[str(start)])
+    page.click("#tz-switch")
+    page.click("#range-custom-toggle")
+    page.fill("#range-from", "now-2h")
+    page.fill("#range-to", "now")
+    page.locator("#range-form button[type=submit]").click()
+    page.wait_for_url("**from=now-2h**")
+
     # Nonsense is refused in place, the range unchanged.
     page.click("#range-custom-toggle")
     page.fill("#range-from", "yesterday-ish")
