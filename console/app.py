@@ -40,7 +40,7 @@ from console.admin.handlers import (
     TokensPageHandler,
     UsersPageHandler,
 )
-from console.ui.handlers import HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
+from console.ui.handlers import ExplorePageHandler, HostPageHandler, LoginHandler, LogoutHandler, OverviewHandler
 from console.logs.pages import LogsPageHandler
 from console.maintenance.handlers import MaintenancePageHandler, WindowHandler, WindowsHandler
 from console.silences.api import AlertsHandler as AmAlertsHandler, SilenceHandler, SilencesHandler, StatusHandler
@@ -55,6 +55,7 @@ ROUTES = (
     (r"/logout", LogoutHandler, "viewer"),
     (r"/", OverviewHandler, "viewer"),
     (r"/hosts/([^/]+)", HostPageHandler, "viewer"),
+    (r"/explore", ExplorePageHandler, "viewer"),
     (r"/deploys", DeploysPageHandler, "viewer"),
     (r"/deploys/([^/]+)", DeployPageHandler, "viewer"),
     (r"/api/v1/ingest", IngestHandler, "agent"),

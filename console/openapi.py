@@ -51,7 +51,7 @@ SCHEMAS: dict[str, dict] = {
     "Host": _obj({"host": STR, "up": BOOL, "last_seen": NNUM, "agent_version": NSTR, "interval": NNUM,
                   "labels": LABELS,
                   "summary": _obj({"cpu_ratio": NNUM, "memory_ratio": NNUM, "disk_max_ratio": NNUM,
-                                   "load1": NNUM}),
+                                   "disk_max_mountpoint": NSTR, "load1": NNUM}),
                   "config_hash": NSTR, "drift": BOOL, "clock_skew_seconds": NNUM, "clock_skewed": BOOL,
                   "drift_fields": {"type": "array", "items": {"type": "string", "enum": ["agent_version", "config_hash"]}},
                   "drift_baseline": {"type": "object", "properties": {"agent_version": NSTR, "config_hash": NSTR}}},

@@ -133,8 +133,9 @@ class QueryService:
     def hosts(self, session: Session, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         """Every known host: ``{"host", "up", "last_seen" (Unix s), "agent_version",
         "interval" (s), "labels", "summary": {"cpu_ratio", "memory_ratio",
-        "disk_max_ratio", "load1"}, "agent_health": {...} ("unknown" with why while the host
-        is down), "config_hash", "drift": bool, "drift_fields": [...], "drift_baseline": {...}, "clock_skew_seconds" (agent minus console clock, s, or None),
+        "disk_max_ratio", "disk_max_mountpoint" (the mount point of that fullest filesystem), "load1"},
+        "agent_health": {...} ("unknown" with why while the host is down), "config_hash", "drift": bool,
+        "drift_fields": [...], "drift_baseline": {...}, "clock_skew_seconds" (agent minus console clock, s, or None),
         "clock_skewed": bool (beyond ``clock_skew_max_seconds``)}``, ratios in 0..1 or None when not reported; ``agent_health`` as
         in :func:`console.query.agent_health.agent_health`, plus ``auth_refused``
         (``{"last_at", "count"}``) while the host's agent presents a revoked or expired token
@@ -211,11 +212,12 @@ class QueryService:
         total, available = last("node_memory_MemTotal_bytes"), last("node_memory_MemAvailable_bytes")
         memory = 1.0 - available / total if total and available is not None else None
         sizes = {labels.get("mountpoint"): points[-1][1] for labels, points in latest.get("node_filesystem_size_bytes", [])}
-        disk = [1.0 - points[-1][1] / sizes[labels.get("mountpoint")]
+        disk = [(1.0 - points[-1][1] / sizes[labels.get("mountpoint")], labels.get("mountpoint") or "")
                 for labels, points in latest.get("node_filesystem_avail_bytes", [])
                 if sizes.get(labels.get("mountpoint"))]
-        return {"cpu_ratio": cpu, "memory_ratio": memory,
-                "disk_max_ratio": max(disk) if disk else None, "load1": last("node_load1")}
+        worst = max(disk) if disk else (None, None)
+        return {"cpu_ratio": cpu, "memory_ratio": memory, "disk_max_ratio": worst[0],
+                "disk_max_mountpoint": worst[1], "load1": last("node_load1")}
 
     # -- metrics -----------------------------------------------------------------------
     def metric_names(self, session: Session, host: str | None) -> list[str]:

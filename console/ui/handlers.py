@@ -108,3 +108,12 @@ class HostPageHandler(PageHandler):
         if not await self.services.query.ahost_exists(host_name):
             raise NotFound(f"no host named {host_name!r} has reported to this console")
         self.render("host.html", host_name=host_name)
+
+
+class ExplorePageHandler(PageHandler):
+    """Any stored metric, or a PromQL expression, over a time range as a chart or a table.
+    The page reads the Prometheus API (/prometheus/api/v1/: labels, label values, series,
+    query_range, query); its state (query, range, view) lives in the URL."""
+
+    def get(self) -> None:
+        self.render("explore.html")

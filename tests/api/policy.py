@@ -73,6 +73,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # -- pages ------------------------------------------------------------------------------
     ("/", "GET"): Rule(VIEWERS, "/", (200,)),
     ("/hosts/([^/]+)", "GET"): Rule(VIEWERS, "/hosts/example-host", (404,)),  # no such host
+    ("/explore", "GET"): Rule(VIEWERS, "/explore", (200,)),
     ("/deploys", "GET"): Rule(VIEWERS, "/deploys", (200,)),
     ("/deploys/([^/]+)", "GET"): Rule(VIEWERS, "/deploys/999999", (200, 404)),
     ("/logs", "GET"): Rule(VIEWERS, "/logs", (200,)),

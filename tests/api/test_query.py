@@ -145,6 +145,7 @@ def test_hosts_summary(console, data):
     assert summary["cpu_ratio"] == pytest.approx(0.3)
     assert summary["memory_ratio"] == pytest.approx(0.75)
     assert summary["disk_max_ratio"] == pytest.approx(0.9)
+    assert summary["disk_max_mountpoint"] == "/data"  # the fuller of "/" (60 %) and "/data" (90 %)
     assert summary["load1"] == pytest.approx(3.5)
 
 

@@ -181,9 +181,22 @@
     return Math.round(s / 86400) + " d ago";
   }
 
-  function fmtDateTime(unixSeconds) {
+  // The one time format of every page ("2026-11-29 14:05:09", " UTC" appended when the
+  // top bar's switch says UTC): js/prefs.js, loaded in every page's head.
+  function fmtDateTime(unixSeconds, withMs) {
     if (!isNum(unixSeconds)) return "";
-    return new Date(unixSeconds * 1000).toLocaleString();
+    return window.FleetdeckPrefs.fmtDateTime(unixSeconds, withMs);
+  }
+
+  // uPlot's tzDate option: chart axes and legends in the zone the switch names.
+  function uplotTzDate(ts) {
+    var d = new Date(ts * 1000);
+    return window.FleetdeckPrefs.timeZone() === "utc" ? uPlot.tzDate(d, "Etc/UTC") : d;
+  }
+
+  // A colour of the current theme (a CSS custom property of :root, e.g. "--axis").
+  function themeColor(name) {
+    return window.getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
 
   // 24-hour clock on a uPlot time axis (uPlot's table format: tick increment,
@@ -394,6 +407,8 @@
     fmtNumber: fmtNumber,
     fmtAgo: fmtAgo,
     fmtDateTime: fmtDateTime,
+    uplotTzDate: uplotTzDate,
+    themeColor: themeColor,
     TIME_AXIS_VALUES: TIME_AXIS_VALUES,
     el: el,
     setText: setText,

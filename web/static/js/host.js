@@ -1,20 +1,21 @@
-/* Fleetdeck host page: header + five uPlot charts fed by /api/v1/metrics/range,
- * kept current by live frames from /api/v1/live (incremental fetch + merge). */
+/* Fleetdeck host page: sections of uPlot charts in the spirit of node_exporter dashboards
+ * (overview, CPU, memory, filesystems, disks, network, pressure), fed by
+ * /api/v1/metrics/range and kept current by live frames from /api/v1/live (incremental
+ * fetch + merge). The time range is the page's (Fleetdeck.TimeRange, ?from=&to=): a drag
+ * on any chart zooms them all. A section's charts load when it is opened. */
 (function () {
   "use strict";
   var F = window.Fleetdeck;
   var root = document.getElementById("host-page");
   var HOST = root.dataset.host;
 
-  var RANGES = { 900: "15m", 3600: "1h", 21600: "6h", 86400: "24h" };
-  var DEFAULT_RANGE = 900;
-  var CHART_HEIGHT = 240;
   var FALLBACK_POLL_MS = 60000; // catch-up when no live frames arrive
   var HEADER_POLL_MS = 15000;
+  var RETRY_MS = 5000; // a chart whose load failed tries again after this
 
   // ------------------------------------------------------------ chart specs
 
-  var PALETTE = ["#5794f2", "#73bf69", "#f2cc0c", "#ff780a", "#f2495c", "#b877d9", "#8ab8ff", "#37872d", "#fade2a", "#705da0"];
+  var PALETTE = F.CHART_PALETTE;
 
   var CPU_MODES = {
     user: "#5794f2", system: "#f2495c", iowait: "#ff780a", nice: "#73bf69", irq: "#b877d9",
@@ -28,12 +29,42 @@
     return p;
   }
 
-  // Each query: params (besides start/end/step) and how to name its series.
+  function label(name, fallback) {
+    return function (labels) { return (labels && labels[name]) || fallback; };
+  }
+
+  function prefixed(prefix, name) {
+    return function (labels) { return prefix + ((labels && labels[name]) || "?"); };
+  }
+
+  function fixed(styles) {
+    return function (key) { return styles[key] || {}; };
+  }
+
+  // Derived series per mount point from hidden "_size /", "_avail /" series.
+  function ratioPerKey(partPrefix, wholePrefix, used) {
+    return function (row) {
+      var out = {};
+      Object.keys(row).forEach(function (k) {
+        if (k.indexOf(wholePrefix) !== 0) return;
+        var name = k.slice(wholePrefix.length);
+        var whole = row[k], part = row[partPrefix + name];
+        if (whole == null || part == null || !(whole > 0)) return;
+        out[name] = used ? 100 * (1 - part / whole) : 100 * part / whole;
+      });
+      return out;
+    };
+  }
+
+  var NOT_LO = { "label.device!": "lo" };
+
+  // Each chart: where it is (id), unit, queries (params besides start/end/step, and how
+  // to name their series), optional derive(row) -> {key: value} per timestamp (series whose
+  // key starts with "_" are inputs only, not drawn), order, style.
   var CHARTS = [
     {
       id: "chart-cpu", title: "CPU", unit: "percent", scale: 100,
-      queries: [{ params: q("node_cpu_seconds_total", "rate", { group_by: "mode", agg: "avg" }),
-                  key: function (labels) { return labels.mode || "cpu"; } }],
+      queries: [{ params: q("node_cpu_seconds_total", "rate", { group_by: "mode", agg: "avg" }), key: label("mode", "cpu") }],
       order: CPU_ORDER,
       style: function (key, i) {
         return { stroke: CPU_MODES[key] || PALETTE[i % PALETTE.length], show: key !== "idle", width: key === "idle" ? 1 : 1.5 };
@@ -47,17 +78,15 @@
         { params: q("node_memory_Cached_bytes", "raw"), key: "Cached" },
         { params: q("node_memory_Buffers_bytes", "raw"), key: "Buffers" },
       ],
-      derived: { Used: function (row) { return row.Total != null && row.Available != null ? row.Total - row.Available : null; } },
+      derive: function (row) { return row.Total != null && row.Available != null ? { Used: row.Total - row.Available } : {}; },
       order: ["Used", "Cached", "Buffers", "Available", "Total"],
-      style: function (key) {
-        return {
-          Used: { stroke: "#ff780a", fill: "rgba(255,120,10,0.12)", width: 1.5 },
-          Cached: { stroke: "#5794f2", width: 1.5 },
-          Buffers: { stroke: "#b877d9", width: 1.5 },
-          Available: { stroke: "#73bf69", width: 1.5 },
-          Total: { stroke: "#8e9297", width: 1, dash: [4, 4] },
-        }[key] || {};
-      },
+      style: fixed({
+        Used: { stroke: "#ff780a", fill: "rgba(255,120,10,0.12)", width: 1.5 },
+        Cached: { stroke: "#5794f2", width: 1.5 },
+        Buffers: { stroke: "#b877d9", width: 1.5 },
+        Available: { stroke: "#73bf69", width: 1.5 },
+        Total: { stroke: "#8e9297", width: 1, dash: [4, 4] },
+      }),
     },
     {
       id: "chart-load", title: "Load", unit: "number",
@@ -67,9 +96,7 @@
         { params: q("node_load15", "raw"), key: "15 min" },
       ],
       order: ["1 min", "5 min", "15 min"],
-      style: function (key) {
-        return { "1 min": { stroke: "#73bf69", width: 1.5 }, "5 min": { stroke: "#f2cc0c", width: 1.5 }, "15 min": { stroke: "#5794f2", width: 1.5 } }[key] || {};
-      },
+      style: fixed({ "1 min": { stroke: "#73bf69" }, "5 min": { stroke: "#f2cc0c" }, "15 min": { stroke: "#5794f2" } }),
     },
     {
       id: "chart-disk", title: "Disk I/O", unit: "bytesRate",
@@ -78,9 +105,7 @@
         { params: q("node_disk_written_bytes_total", "rate", { group_by: "", agg: "sum" }), key: "write" },
       ],
       order: ["read", "write"],
-      style: function (key) {
-        return { read: { stroke: "#73bf69", fill: "rgba(115,191,105,0.10)", width: 1.5 }, write: { stroke: "#ff780a", fill: "rgba(255,120,10,0.10)", width: 1.5 } }[key] || {};
-      },
+      style: fixed({ read: { stroke: "#73bf69", fill: "rgba(115,191,105,0.10)" }, write: { stroke: "#ff780a", fill: "rgba(255,120,10,0.10)" } }),
     },
     {
       id: "chart-network", title: "Network", unit: "bytesRate",
@@ -89,69 +114,196 @@
         { params: q("node_network_transmit_bytes_total", "rate", { group_by: "", agg: "sum", "label.device!": "lo" }), key: "transmit" },
       ],
       order: ["receive", "transmit"],
-      style: function (key) {
-        return { receive: { stroke: "#5794f2", fill: "rgba(87,148,242,0.10)", width: 1.5 }, transmit: { stroke: "#f2cc0c", fill: "rgba(242,204,12,0.08)", width: 1.5 } }[key] || {};
+      style: fixed({ receive: { stroke: "#5794f2", fill: "rgba(87,148,242,0.10)" }, transmit: { stroke: "#f2cc0c", fill: "rgba(242,204,12,0.08)" } }),
+    },
+    // CPU
+    {
+      id: "chart-cpu-cores", title: "CPU per core", unit: "percent", scale: 100,
+      queries: [{ params: q("node_cpu_seconds_total", "rate", { group_by: "cpu", agg: "sum", "label.mode!": "idle" }),
+                  key: prefixed("cpu ", "cpu") }],
+      sortNumeric: true,
+    },
+    {
+      id: "chart-cpu-activity", title: "Context switches and interrupts", unit: "number",
+      queries: [
+        { params: q("node_context_switches_total", "rate"), key: "context switches/s" },
+        { params: q("node_intr_total", "rate"), key: "interrupts/s" },
+        { params: q("node_forks_total", "rate"), key: "forks/s" },
+      ],
+    },
+    {
+      id: "chart-procs", title: "Processes", unit: "number",
+      queries: [
+        { params: q("node_procs_running", "raw"), key: "running" },
+        { params: q("node_procs_blocked", "raw"), key: "blocked" },
+      ],
+    },
+    // Memory
+    {
+      id: "chart-memory-detail", title: "Memory breakdown", unit: "bytes",
+      queries: [
+        { params: q("node_memory_MemTotal_bytes", "raw"), key: "_total" },
+        { params: q("node_memory_MemAvailable_bytes", "raw"), key: "_available" },
+        { params: q("node_memory_MemFree_bytes", "raw"), key: "Free" },
+        { params: q("node_memory_Cached_bytes", "raw"), key: "Cached" },
+        { params: q("node_memory_Buffers_bytes", "raw"), key: "Buffers" },
+        { params: q("node_memory_Slab_bytes", "raw"), key: "Slab" },
+        { params: q("node_memory_Shmem_bytes", "raw"), key: "Shared" },
+      ],
+      derive: function (row) {
+        return row._total != null && row._available != null ? { Used: row._total - row._available } : {};
       },
+      order: ["Used", "Cached", "Buffers", "Slab", "Shared", "Free"],
+    },
+    {
+      id: "chart-swap", title: "Swap", unit: "bytes",
+      queries: [
+        { params: q("node_memory_SwapTotal_bytes", "raw"), key: "Total" },
+        { params: q("node_memory_SwapFree_bytes", "raw"), key: "_free" },
+      ],
+      derive: function (row) { return row.Total != null && row._free != null ? { Used: row.Total - row._free } : {}; },
+      order: ["Used", "Total"],
+      style: fixed({ Used: { stroke: "#ff780a" }, Total: { stroke: "#8e9297", width: 1, dash: [4, 4] } }),
+    },
+    // Filesystems
+    {
+      id: "chart-fs-used", title: "Space used per mount", unit: "percent",
+      queries: [
+        { params: q("node_filesystem_size_bytes", "raw"), key: prefixed("_size ", "mountpoint"), keep: true },
+        { params: q("node_filesystem_avail_bytes", "raw"), key: prefixed("_avail ", "mountpoint"), keep: true },
+      ],
+      derive: ratioPerKey("_avail ", "_size ", true),
+    },
+    {
+      id: "chart-fs-inodes", title: "Inodes used per mount", unit: "percent",
+      queries: [
+        { params: q("node_filesystem_files", "raw"), key: prefixed("_files ", "mountpoint"), keep: true },
+        { params: q("node_filesystem_files_free", "raw"), key: prefixed("_ffree ", "mountpoint"), keep: true },
+      ],
+      derive: ratioPerKey("_ffree ", "_files ", true),
+    },
+    // Disks
+    {
+      id: "chart-disk-devices", title: "Disk throughput per device", unit: "bytesRate",
+      queries: [
+        { params: q("node_disk_read_bytes_total", "rate", { group_by: "device", agg: "sum" }), key: prefixed("read ", "device") },
+        { params: q("node_disk_written_bytes_total", "rate", { group_by: "device", agg: "sum" }), key: prefixed("write ", "device") },
+      ],
+    },
+    {
+      id: "chart-disk-iops", title: "Disk operations per device", unit: "number",
+      queries: [
+        { params: q("node_disk_reads_completed_total", "rate", { group_by: "device", agg: "sum" }), key: prefixed("reads/s ", "device") },
+        { params: q("node_disk_writes_completed_total", "rate", { group_by: "device", agg: "sum" }), key: prefixed("writes/s ", "device") },
+      ],
+    },
+    {
+      id: "chart-disk-util", title: "Disk busy time per device", unit: "percent", scale: 100,
+      queries: [{ params: q("node_disk_io_time_seconds_total", "rate", { group_by: "device", agg: "sum" }), key: label("device", "?") }],
+    },
+    // Network
+    {
+      id: "chart-net-devices", title: "Network traffic per interface", unit: "bytesRate",
+      queries: [
+        { params: q("node_network_receive_bytes_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("receive ", "device") },
+        { params: q("node_network_transmit_bytes_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("transmit ", "device") },
+      ],
+    },
+    {
+      id: "chart-net-packets", title: "Packets per interface", unit: "number",
+      queries: [
+        { params: q("node_network_receive_packets_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("receive ", "device") },
+        { params: q("node_network_transmit_packets_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("transmit ", "device") },
+      ],
+    },
+    {
+      id: "chart-net-errors", title: "Errors and drops per interface", unit: "number",
+      queries: [
+        { params: q("node_network_receive_errs_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("receive errors ", "device") },
+        { params: q("node_network_transmit_errs_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("transmit errors ", "device") },
+        { params: q("node_network_receive_drop_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("receive drops ", "device") },
+        { params: q("node_network_transmit_drop_total", "rate", { group_by: "device", agg: "sum", "label.device!": "lo" }), key: prefixed("transmit drops ", "device") },
+      ],
+    },
+    // Pressure (PSI): share of time some (or all) tasks waited for the resource.
+    {
+      id: "chart-pressure", title: "Pressure", unit: "percent", scale: 100,
+      queries: [
+        { params: q("node_pressure_cpu_waiting_seconds_total", "rate"), key: "cpu some" },
+        { params: q("node_pressure_memory_waiting_seconds_total", "rate"), key: "memory some" },
+        { params: q("node_pressure_memory_stalled_seconds_total", "rate"), key: "memory full" },
+        { params: q("node_pressure_io_waiting_seconds_total", "rate"), key: "io some" },
+        { params: q("node_pressure_io_stalled_seconds_total", "rate"), key: "io full" },
+      ],
+      order: ["cpu some", "memory some", "memory full", "io some", "io full"],
+      empty: "This host reports no pressure stall information (Linux 4.20+ with PSI enabled).",
     },
   ];
-
-  var FORMATS = {
-    percent: F.fmtPercent,
-    bytes: F.fmtBytes,
-    bytesRate: F.fmtBytesRate,
-    number: F.fmtNumber,
-  };
-
-  // Power-of-two tick increments so byte axes land on 256 MiB, 1 GiB, …
-  var IEC_INCRS = (function () {
-    var out = [];
-    for (var k = 0; k <= 6; k++) {
-      [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].forEach(function (m) { out.push(m * Math.pow(1024, k)); });
-    }
-    return out;
-  })();
 
   // ------------------------------------------------------------ state
 
   var state = {
-    range: DEFAULT_RANGE,
-    step: stepFor(DEFAULT_RANGE),
+    range: 900, // seconds shown
+    step: 10,
+    live: true,
     generation: 0, // bumped on every range change; stale responses are dropped
     winStart: 0,
     winEnd: 0,
   };
 
+  // Steps the rollup tiers divide (docs/metrics.md), about 300 points per chart.
+  var STEPS = [10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
   function stepFor(range) {
-    return Math.max(10, Math.round(range / 300));
+    var want = range / 300;
+    for (var i = 0; i < STEPS.length; i++) if (STEPS[i] >= want) return STEPS[i];
+    return STEPS[STEPS.length - 1];
   }
 
   function nowSec() {
     return Date.now() / 1000;
   }
 
+  function interval() {
+    return hostInfo && F.isNum(hostInfo.interval) ? hostInfo.interval : 10;
+  }
+
+  // Two collect intervals without a sample (plus the half step a bucketed time can move)
+  // are drawn as a gap: the agent did not report.
+  function maxGap() {
+    return Math.max(2 * interval(), state.step) + state.step / 2;
+  }
+
+  var range = new F.TimeRange({
+    container: document.getElementById("range-picker"),
+    defaultFrom: "now-15m",
+    presets: [900, 3600, 21600, 86400, 604800],
+    onChange: function () { loadAll(); },
+  });
+
   // chart runtime objects
   var charts = CHARTS.map(function (spec) {
     var container = document.getElementById(spec.id);
-    var status = container.querySelector(".chart-empty");
-    if (!status) {
-      status = F.el("p", "chart-empty", "");
-      container.appendChild(status);
-    }
-    container.title = "Drag to zoom, double-click to reset";
+    var section = container.closest("details");
     return {
       spec: spec,
       container: container,
-      status: status,
+      section: section,
+      tc: new F.TimeChart(container, {
+        unit: spec.unit, style: spec.style, range: range, empty: spec.empty || "No data for " + HOST + " in this range.",
+        hooks: [drawMaintenanceSpans, drawDeployMarks, drawAlertSpans],
+      }),
       store: new Map(), // series key -> Map(ts_ms -> value)
       lastTs: new Map(), // series key -> last ts_ms
       plot: null,
-      plotKeys: "", // series keys the current plot was built with
-      zoom: null, // [min, max] seconds while the user has zoomed in
       busy: false,
       pending: false,
       loaded: false,
     };
   });
+
+  function visible(chart) {
+    return !chart.section || chart.section.open;
+  }
 
   // ------------------------------------------------------------ data
 
@@ -164,8 +316,7 @@
     if (params.fn === "rate" || params.fn === "increase") {
       // Grafana's $__rate_interval: a window of at least four collect intervals, so every
       // step's window holds two samples even when collects jitter around the step.
-      var interval = hostInfo && F.isNum(hostInfo.interval) ? hostInfo.interval : 10;
-      params.window = Math.max(state.step + interval, 4 * interval);
+      params.window = Math.max(state.step + interval(), 4 * interval());
     }
     return F.fetchJSON("/api/v1/metrics/range?" + F.query(params)).then(function (body) {
       if (!body || !Array.isArray(body.series)) throw new Error("malformed response for " + query.params.metric);
@@ -185,6 +336,7 @@
     var scale = chart.spec.scale || 1;
     seriesList.forEach(function (s) {
       var key = seriesKey(query, s.labels);
+      if (chart.labels) chart.labels.set(key, s.labels || {});
       var pts = chart.store.get(key);
       if (!pts) {
         pts = new Map();
@@ -205,7 +357,7 @@
   }
 
   function trim(chart) {
-    var cutoff = (nowSec() - state.range) * 1000;
+    var cutoff = state.winStart * 1000;
     chart.store.forEach(function (pts) {
       pts.forEach(function (_, ts) {
         if (ts < cutoff) pts.delete(ts);
@@ -219,176 +371,95 @@
     return last;
   }
 
-  function orderedKeys(chart) {
-    var spec = chart.spec;
-    var keys = Array.from(chart.store.keys());
-    if (spec.derived && keys.length) Object.keys(spec.derived).forEach(function (k) { keys.push(k); });
+  function compareKeys(spec) {
     var order = spec.order || [];
-    keys.sort(function (a, b) {
+    return function (a, b) {
       var ia = order.indexOf(a), ib = order.indexOf(b);
       if (ia === -1) ia = order.length;
       if (ib === -1) ib = order.length;
-      return ia !== ib ? ia - ib : a < b ? -1 : a > b ? 1 : 0;
-    });
-    return keys;
+      if (ia !== ib) return ia - ib;
+      return a.localeCompare(b, undefined, { numeric: true });
+    };
   }
 
-  // Build uPlot's aligned columns: [xs(seconds), ys per key...]
-  function buildData(chart, keys) {
-    var tsSet = new Set();
-    chart.store.forEach(function (pts) { pts.forEach(function (_, ts) { tsSet.add(ts); }); });
-    var tss = Array.from(tsSet).sort(function (a, b) { return a - b; });
-    var derived = chart.spec.derived || {};
-    var cols = [tss.map(function (ts) { return ts / 1000; })];
-    keys.forEach(function (key) {
-      var pts = chart.store.get(key);
-      if (pts) {
-        cols.push(tss.map(function (ts) { var v = pts.get(ts); return v === undefined ? null : v; }));
-      } else if (derived[key]) {
-        cols.push(tss.map(function (ts) {
-          var row = {};
-          chart.store.forEach(function (p, k) { var v = p.get(ts); row[k] = v === undefined ? null : v; });
-          return derived[key](row);
-        }));
-      } else {
-        cols.push(tss.map(function () { return null; }));
-      }
+  // The drawn series: stored ones (keys not starting with "_") and derived ones, as
+  // Maps of ts seconds -> value.
+  function drawnSeries(chart) {
+    var out = new Map();
+    chart.store.forEach(function (pts, key) {
+      if (key.charAt(0) === "_") return;
+      var m = new Map();
+      pts.forEach(function (v, ts) { if (v !== null) m.set(ts / 1000, v); });
+      out.set(key, m);
     });
-    return cols;
+    var derive = chart.spec.derive;
+    if (derive) {
+      var tsSet = new Set();
+      chart.store.forEach(function (pts) { pts.forEach(function (_, ts) { tsSet.add(ts); }); });
+      tsSet.forEach(function (ts) {
+        var row = {};
+        chart.store.forEach(function (p, k) { var v = p.get(ts); if (v !== undefined) row[k] = v; });
+        var values = derive(row);
+        Object.keys(values).forEach(function (k) {
+          if (!out.has(k)) out.set(k, new Map());
+          if (F.isNum(values[k])) out.get(k).set(ts / 1000, values[k]);
+        });
+      });
+    }
+    return out;
   }
 
   // ------------------------------------------------------------ rendering
 
-  function axisSize(u, values) {
-    if (!values) return 50;
-    var longest = values.reduce(function (m, v) { return Math.max(m, String(v).length); }, 0);
-    return Math.max(84, Math.ceil(longest * 7.2) + 18); // equal widths keep the panels aligned
-  }
-
-  var TIME_AXIS_VALUES = F.TIME_AXIS_VALUES;
-  var fmtLegendTime = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
-
-  function lastValue(u, sidx) {
-    var ys = u.data[sidx] || [];
-    for (var i = ys.length - 1; i >= 0; i--) if (ys[i] != null) return ys[i];
-    return null;
-  }
-
-  function plotOptions(chart, keys) {
-    var spec = chart.spec;
-    var fmt = FORMATS[spec.unit];
-    // Without a cursor the legend shows each series' latest value.
-    var series = [{
-      label: "Time",
-      value: function (u, v) { return v == null ? "latest" : fmtLegendTime(new Date(v * 1000)); },
-    }];
-    keys.forEach(function (key, i) {
-      var st = spec.style ? spec.style(key, i) : {};
-      series.push({
-        label: key,
-        stroke: st.stroke || PALETTE[i % PALETTE.length],
-        fill: st.fill,
-        width: st.width || 1.5,
-        dash: st.dash,
-        show: st.show !== false,
-        spanGaps: true,
-        points: { show: function (u) { return u.data[0].length <= 6; } },
-        value: function (u, v, sidx, idx) {
-          if (idx == null) v = lastValue(u, sidx);
-          return v == null ? "—" : fmt(v);
-        },
-      });
-    });
-    var axisColor = "#9fa7b3";
-    var gridColor = "rgba(204,204,220,0.08)";
-    var yAxis = {
-      stroke: axisColor,
-      grid: { stroke: gridColor, width: 1 },
-      ticks: { stroke: gridColor, width: 1 },
-      values: function (u, splits) { return splits.map(fmt); },
-      size: axisSize,
-    };
-    if (spec.unit === "bytes" || spec.unit === "bytesRate") yAxis.incrs = IEC_INCRS;
-    return {
-      width: Math.max(200, chart.container.clientWidth),
-      height: CHART_HEIGHT,
-      series: series,
-      scales: {
-        x: {
-          time: true,
-          range: function (u, min, max) {
-            if (chart.zoom) return chart.zoom;
-            return [state.winStart, state.winEnd];
-          },
-        },
-        y: {
-          range: function (u, min, max) {
-            if (min == null || max == null) return [0, spec.unit === "percent" ? 100 : 1];
-            var lo = Math.min(0, min);
-            var hi = max > 0 ? max * 1.08 : 1;
-            if (spec.unit === "percent") hi = Math.max(hi, 5);
-            return [lo, hi];
-          },
-        },
-      },
-      axes: [
-        { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 }, values: TIME_AXIS_VALUES },
-        yAxis,
-      ],
-      legend: { live: true },
-      cursor: {
-        drag: { x: true, y: false, setScale: false },
-        bind: {
-          dblclick: function (u, targ, handler) {
-            return function (e) {
-              chart.zoom = null;
-              handler(e);
-              render(chart);
-            };
-          },
-        },
-      },
-      hooks: {
-        draw: [drawMaintenanceSpans, drawDeployMarks, drawAlertSpans],
-        setSelect: [function (u) {
-          if (u.select.width < 5) return;
-          var min = u.posToVal(u.select.left, "x");
-          var max = u.posToVal(u.select.left + u.select.width, "x");
-          chart.zoom = [min, max];
-          u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
-          u.setScale("x", { min: min, max: max });
-        }],
-      },
-    };
-  }
-
   function render(chart) {
+    if (state.live) {
+      state.winEnd = nowSec();
+      state.winStart = state.winEnd - state.range;
+    }
     trim(chart);
-    state.winEnd = nowSec();
-    state.winStart = state.winEnd - state.range;
-    var keys = orderedKeys(chart);
-    var data = buildData(chart, keys);
-    var keySig = JSON.stringify(keys);
-    if (chart.plot && chart.plotKeys !== keySig) {
-      chart.plot.destroy();
-      chart.plot = null;
-    }
-    if (!chart.plot) {
-      if (keys.length === 0) {
-        chart.status.textContent = chart.loaded ? "No data for " + HOST + " in this range." : "Loading…";
-        chart.status.hidden = false;
-        chart.container.dataset.points = "0";
-        return;
-      }
-      chart.plot = new uPlot(plotOptions(chart, keys), data, chart.container);
-      chart.plotKeys = keySig;
-    } else {
-      chart.plot.setData(data, true);
-    }
-    var n = data[0].length;
-    chart.status.textContent = n === 0 ? "No data for " + HOST + " in this range." : "";
-    chart.status.hidden = n !== 0;
-    chart.container.dataset.points = String(n);
+    var maps = drawnSeries(chart);
+    var keys = Array.from(maps.keys()).sort(compareKeys(chart.spec));
+    if (!chart.loaded && !keys.length) return;
+    chart.tc.draw(keys, maps, { start: state.winStart, end: state.winEnd }, maxGap());
+    chart.plot = chart.tc.plot;
+    if (chart.spec.id === "chart-fs-used" || chart.spec.id === "chart-fs-inodes") renderMounts();
+  }
+
+  // The filesystem table: the latest size, use and inodes of every mount.
+  function latest(pts) {
+    var bestTs = -Infinity, best = null;
+    if (pts) pts.forEach(function (v, ts) { if (v !== null && ts > bestTs) { bestTs = ts; best = v; } });
+    return best;
+  }
+
+  function renderMounts() {
+    var table = document.getElementById("mounts-table");
+    if (!table) return;
+    var space = charts.filter(function (c) { return c.spec.id === "chart-fs-used"; })[0];
+    var inodes = charts.filter(function (c) { return c.spec.id === "chart-fs-inodes"; })[0];
+    var rows = [];
+    space.store.forEach(function (pts, key) {
+      if (key.indexOf("_size ") !== 0) return;
+      var mount = key.slice(6);
+      var size = latest(pts), avail = latest(space.store.get("_avail " + mount));
+      var files = latest(inodes.store.get("_files " + mount)), ffree = latest(inodes.store.get("_ffree " + mount));
+      var labels = (space.labels && space.labels.get(key)) || {};
+      var used = size > 0 && avail !== null ? 1 - avail / size : null;
+      var tr = F.el("tr");
+      tr.dataset.mount = mount;
+      F.td(tr, mount).className = "mount";
+      F.td(tr, labels.device || "");
+      F.td(tr, labels.fstype || "");
+      F.td(tr, F.fmtBytes(size)).className = "num";
+      F.td(tr, size !== null && avail !== null ? F.fmtBytes(size - avail) : "—").className = "num";
+      F.td(tr, F.fmtBytes(avail)).className = "num";
+      var cell = F.td(tr, F.fmtRatio(used));
+      cell.className = "num" + (used >= 0.9 ? " state-firing" : used >= 0.8 ? " state-pending" : "");
+      F.td(tr, files > 0 && ffree !== null ? F.fmtRatio(1 - ffree / files) : "—").className = "num";
+      rows.push(tr);
+    });
+    rows.sort(function (a, b) { return a.dataset.mount.localeCompare(b.dataset.mount); });
+    F.fillTable(table, rows, "No filesystems reported in this range.");
   }
 
   // ------------------------------------------------------------ loading
@@ -401,17 +472,17 @@
   // Full load of the visible window.
   function loadChart(chart) {
     var gen = state.generation;
-    var end = nowSec();
-    var start = end - state.range;
+    var start = state.winStart, end = state.winEnd;
     chart.busy = true;
     chart.pending = false;
+    chart.requested = gen;
     return Promise.all(chart.spec.queries.map(function (query) {
       return fetchQuery(query, start, end).then(function (series) { return [query, series]; });
     })).then(function (results) {
       if (gen !== state.generation) return;
       chart.store = new Map();
       chart.lastTs = new Map();
-      chart.zoom = null;
+      chart.labels = new Map();
       results.forEach(function (r) { merge(chart, r[0], r[1], false); });
       chart.loaded = true;
       render(chart);
@@ -421,6 +492,11 @@
       chart.loaded = true;
       render(chart);
       reportChart(chart, err);
+      // A brief failure (a restart, a network change) should not leave the chart empty
+      // until the next live frame: try again shortly.
+      window.setTimeout(function () {
+        if (gen === state.generation && visible(chart) && !chart.busy) loadChart(chart);
+      }, RETRY_MS);
     }).then(function () {
       if (gen !== state.generation) return;
       chart.busy = false;
@@ -430,12 +506,15 @@
 
   // Incremental: fetch from (last point − 2 steps) to now, keep only newer points.
   function updateChart(chart) {
+    if (!visible(chart) || !state.live) return;
     if (chart.busy) {
       chart.pending = true;
       return;
     }
     var last = chartLastTs(chart);
-    if (!chart.loaded || last === -Infinity) {
+    if (!chart.loaded || chart.requested !== state.generation || last === -Infinity) {
+      state.winEnd = nowSec();
+      state.winStart = state.winEnd - state.range;
       loadChart(chart);
       return;
     }
@@ -463,16 +542,56 @@
 
   function loadAll() {
     state.generation++;
+    var w = range.window();
+    state.winStart = w.start;
+    state.winEnd = w.end;
+    state.live = w.live;
+    state.range = w.end - w.start;
     state.step = stepFor(state.range);
+    root.dataset.from = range.from;
+    root.dataset.to = range.to;
     charts.forEach(function (chart) {
       chart.busy = false;
       chart.pending = false;
-      loadChart(chart);
+      if (visible(chart)) loadChart(chart);
     });
     loadDeployMarks();
     loadAlertSpans();
     loadMaintenanceSpans();
   }
+
+  // Which sections are open is kept in the browser, for every host page alike.
+  var SECTIONS_KEY = "fleetdeck.hostSections";
+  var sections = Array.prototype.slice.call(root.querySelectorAll("details.host-section"));
+  try {
+    var saved = JSON.parse(window.localStorage.getItem(SECTIONS_KEY) || "null");
+    if (saved && typeof saved === "object") {
+      sections.forEach(function (section) {
+        if (typeof saved[section.id] === "boolean") section.open = saved[section.id];
+      });
+    }
+  } catch (e) { /* storage disabled or unreadable: the template's defaults */ }
+
+  function saveSections() {
+    var open = {};
+    sections.forEach(function (section) { open[section.id] = section.open; });
+    try { window.localStorage.setItem(SECTIONS_KEY, JSON.stringify(open)); } catch (e) { /* storage disabled */ }
+  }
+
+  // A section's charts load when it is first opened, and again on a range change.
+  sections.forEach(function (section) {
+    section.addEventListener("toggle", function () {
+      saveSections();
+      if (!section.open) return;
+      if (state.live) {  // a live range has moved on since the page loaded
+        state.winEnd = nowSec();
+        state.winStart = state.winEnd - state.range;
+      }
+      charts.forEach(function (chart) {
+        if (chart.section === section && chart.requested !== state.generation) loadChart(chart);
+      });
+    });
+  });
 
   // ------------------------------------------------------------ deploy markers
 
@@ -482,7 +601,7 @@
   var MARK_COLORS = { succeeded: "#73bf69", running: "#5794f2", queued: "#5794f2", cancelled: "#9fa7b3" };
 
   function loadDeployMarks() {
-    var since = Math.floor(nowSec() - state.range);
+    var since = Math.floor(state.winStart);
     return F.fetchJSON("/api/v1/deploys?" + F.query({ host: HOST, since: since, limit: 200 })).then(function (body) {
       deployMarks = body.deploys.map(function (d) {
         return { ts: d.started_at || d.created_at, state: d.state, label: d.app + " " + d.version };
@@ -540,8 +659,8 @@
   var alertSpans = [];
 
   function loadAlertSpans() {
-    var since = Math.floor(nowSec() - state.range);
-    var until = Math.ceil(nowSec());
+    var since = Math.floor(state.winStart);
+    var until = Math.ceil(state.winEnd);
     return F.fetchJSON("/api/v1/alerts/history?" + F.query({ instance: HOST, since: since, until: until, limit: 10000 })).then(function (body) {
       var open = new Map();
       alertSpans = [];
@@ -586,8 +705,8 @@
   var maintenanceSpans = [];
 
   function loadMaintenanceSpans() {
-    var start = Math.floor(nowSec() - state.range);
-    var end = Math.ceil(nowSec());
+    var start = Math.floor(state.winStart);
+    var end = Math.ceil(state.winEnd);
     return F.fetchJSON("/api/v1/maintenance/windows?" + F.query({ host: HOST, start: start, end: end })).then(function (body) {
       maintenanceSpans = [];
       body.windows.forEach(function (w) {
@@ -668,37 +787,6 @@
     });
   }
 
-  // ------------------------------------------------------------ range picker
-
-  var buttons = Array.prototype.slice.call(document.querySelectorAll(".range-btn"));
-
-  function rangeFromHash() {
-    var m = /(?:^#|&)range=([0-9a-z]+)/.exec(window.location.hash);
-    if (!m) return DEFAULT_RANGE;
-    var found = DEFAULT_RANGE;
-    Object.keys(RANGES).forEach(function (secs) { if (RANGES[secs] === m[1]) found = Number(secs); });
-    return found;
-  }
-
-  function setRange(range, push) {
-    state.range = range;
-    buttons.forEach(function (b) {
-      b.setAttribute("aria-pressed", Number(b.dataset.range) === range ? "true" : "false");
-    });
-    if (push) {
-      var hash = range === DEFAULT_RANGE ? "" : "#range=" + RANGES[range];
-      window.history.replaceState(null, "", window.location.pathname + window.location.search + hash);
-    }
-    loadAll();
-  }
-
-  buttons.forEach(function (b) {
-    b.addEventListener("click", function () {
-      var r = Number(b.dataset.range);
-      if (r !== state.range) setRange(r, true);
-    });
-  });
-
   // ------------------------------------------------------------ live
 
   var wasClosed = false;
@@ -727,30 +815,19 @@
     },
   });
 
-  // ------------------------------------------------------------ resize & timers
-
-  var lastWidths = new Map();
-  function resizeCharts() {
-    charts.forEach(function (chart) {
-      var w = chart.container.clientWidth;
-      if (!chart.plot || lastWidths.get(chart) === w) return;
-      lastWidths.set(chart, w);
-      chart.plot.setSize({ width: Math.max(200, w), height: CHART_HEIGHT });
-    });
-  }
-  if (window.ResizeObserver) {
-    var ro = new ResizeObserver(function () { window.requestAnimationFrame(resizeCharts); });
-    charts.forEach(function (chart) { ro.observe(chart.container); });
-  } else {
-    window.addEventListener("resize", resizeCharts);
-  }
+  // ------------------------------------------------------------ timers
 
   window.setInterval(renderLastSeen, 1000);
   window.setInterval(loadHeader, HEADER_POLL_MS);
   window.setInterval(updateAll, FALLBACK_POLL_MS);
-  window.setInterval(loadDeployMarks, HEADER_POLL_MS); // new deploys appear without a reload
-  window.setInterval(loadAlertSpans, HEADER_POLL_MS);
-  window.setInterval(loadMaintenanceSpans, HEADER_POLL_MS);
+  window.setInterval(function () {  // new deploys, alerts and windows appear without a reload
+    if (!state.live) return;
+    state.winEnd = nowSec();
+    state.winStart = state.winEnd - state.range;
+    loadDeployMarks();
+    loadAlertSpans();
+    loadMaintenanceSpans();
+  }, HEADER_POLL_MS);
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) {
       updateAll();
@@ -759,5 +836,5 @@
   });
 
   loadHeader();
-  setRange(rangeFromHash(), false);
+  loadAll();
 })();

@@ -58,8 +58,7 @@
   }
 
   function fmtTs(ms) {
-    var d = new Date(ms);
-    return d.toISOString().replace("T", " ").slice(0, 23);
+    return F.fmtDateTime(ms / 1000, true);
   }
 
   function lineElement(rec, re, isNew) {

@@ -40,7 +40,7 @@
     row.appendChild(name);
     row.appendChild(value);
     row.appendChild(meter);
-    return { row: row, value: value, meter: meter, id: id };
+    return { row: row, label: name, value: value, meter: meter, id: id };
   }
 
   function createCard(name) {
@@ -154,6 +154,10 @@
     setMeter(card.refs.cpu, s.cpu_ratio, F.fmtRatio(s.cpu_ratio));
     setMeter(card.refs.mem, s.memory_ratio, F.fmtRatio(s.memory_ratio));
     setMeter(card.refs.disk, s.disk_max_ratio, F.fmtRatio(s.disk_max_ratio));
+    // Which filesystem is the fullest: its mount point beside the ratio.
+    var mount = s.disk_max_mountpoint || "";
+    F.setText(card.refs.disk.label, mount ? "Disk " + mount : "Disk (worst)");
+    card.refs.disk.label.title = mount ? "the fullest filesystem, mounted at " + mount : "the fullest filesystem";
     F.setText(card.refs.load, F.fmtNumber(s.load1));
     F.setText(card.refs.version, h.agent_version ? "agent " + h.agent_version : "");
     card.root.classList.toggle("has-drift", h.drift === true);
@@ -196,7 +200,7 @@
     grid.hidden = hosts.length === 0;
     var down = hosts.filter(function (h) { return h.up !== true; }).length;
     F.setText("hosts-count", hosts.length + (hosts.length === 1 ? " host" : " hosts") + (down ? ", " + down + " down" : ""));
-    F.setText("hosts-updated", "· updated " + new Date().toLocaleTimeString());
+    F.setText("hosts-updated", "· updated " + F.fmtDateTime(Date.now() / 1000));
     grid.setAttribute("aria-busy", "false");
     if (live) live.sendSubscribe(false);
   }

@@ -133,8 +133,6 @@
     chartEl.dataset.thresholdDrawn = String(threshold);
   }
 
-  var fmtLegendTime = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
-
   function lastValue(u, sidx) {
     var ys = u.data[sidx] || [];
     for (var i = ys.length - 1; i >= 0; i--) if (ys[i] != null) return ys[i];
@@ -145,7 +143,7 @@
     // Without a cursor the legend shows each series' latest value.
     var series = [{
       label: "Time",
-      value: function (u, v) { return v == null ? "latest" : fmtLegendTime(new Date(v * 1000)); },
+      value: function (u, v) { return v == null ? "latest" : F.fmtDateTime(v); },
     }];
     labels.forEach(function (label, i) {
       series.push({
@@ -159,12 +157,14 @@
         },
       });
     });
-    var axisColor = "#9fa7b3";
-    var gridColor = "rgba(204,204,220,0.08)";
+    // The theme's colours, read when uPlot draws (the theme switch redraws).
+    var axisColor = function () { return F.themeColor("--axis"); };
+    var gridColor = function () { return F.themeColor("--grid"); };
     return {
       width: Math.max(200, chartEl.clientWidth),
       height: 240,
       series: series,
+      tzDate: F.uplotTzDate,
       scales: {
         x: { time: true, range: function () { return [start, end]; } },
         y: {
@@ -191,7 +191,19 @@
     };
   }
 
+  // A theme or time-zone switch rebuilds the chart with the new colours and axis times.
+  var lastRender = null;
+  ["fleetdeck:theme", "fleetdeck:timezone"].forEach(function (name) {
+    document.addEventListener(name, function () {
+      if (!plot || !lastRender) return;
+      plot.destroy();
+      plot = null;
+      renderChart.apply(null, lastRender);
+    });
+  });
+
   function renderChart(body, start, end) {
+    lastRender = [body, start, end];
     var status = chartEl.querySelector(".chart-empty");
     var result = body.data.result || [];
     var shown = result.slice(0, MAX_SERIES);
