@@ -630,6 +630,10 @@
       label.style.top = (i % 3) * 14 + "px";
       label.style.color = MARK_COLORS[m.state] || "#f2495c";
       u.over.appendChild(label);
+      // A deploy near the range's end: the label goes left of its line, inside the plot.
+      if (x + 3 + label.offsetWidth > u.over.clientWidth) {
+        label.style.left = Math.max(0, Math.round(x) - 3 - label.offsetWidth) + "px";
+      }
     });
   }
 
