@@ -40,6 +40,12 @@ PullPolicy = Literal["missing", "always", "never"]
 PULL_POLICIES: tuple[str, ...] = get_args(PullPolicy)
 RestartPolicy = Literal["no", "on-failure", "always", "unless-stopped"]
 RESTART_POLICIES: tuple[str, ...] = get_args(RestartPolicy)
+# Reasons the kubelet gives a waiting container (kubelet's images and kuberuntime packages).
+WaitingReason = Literal["ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+                        "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
+                        "RunContainerError"]
+DEFAULT_FAIL_ON: tuple[WaitingReason, ...] = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff",
+                                              "InvalidImageName", "ErrImageNeverPull")
 
 
 def _template(key: Any, text: str, allowed: set[str]) -> None:
@@ -377,6 +383,8 @@ class KubernetesTarget(Section):
     api_timeout: Seconds = Field(30.0, ge=1.0)  # seconds per API request
     conflict_retries: Int = Field(5, ge=0, le=100)  # 409 Conflict: re-read and retry this many times
     undo_on_failure: Flag = True
+    # a new Pod's container waiting with one of these reasons fails the rollout at once; [] = wait for the deadline
+    fail_on: tuple[WaitingReason, ...] = DEFAULT_FAIL_ON
 
     @classmethod
     def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,7 +413,8 @@ class KubernetesTarget(Section):
     def summary(self) -> dict:
         return {"image": self.image, "deployment": self.deployment, "container": self.container,
                 "namespace": self.namespace or "(context default)", "context": self.context,
-                "in_cluster": self.in_cluster, "undo_on_failure": self.undo_on_failure}
+                "in_cluster": self.in_cluster, "undo_on_failure": self.undo_on_failure,
+                "fail_on": list(self.fail_on)}
 
 
 TARGETS: dict[str, type[Section]] = {"docker": DockerTarget, "ssh": SshTarget, "kubernetes": KubernetesTarget}
