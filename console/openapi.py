@@ -89,7 +89,7 @@ SCHEMAS: dict[str, dict] = {
                                                          "rolled_back", "cancelled"]},
                     "requested_by": STR, "reason": STR, "error": NSTR, "created_at": NUM,
                     "started_at": NNUM, "finished_at": NNUM, "duration_s": NNUM, "timeout_s": NUM,
-                    "cleanup_pending": BOOL,
+                    "cleanup_pending": BOOL, "force": BOOL,
                     "steps": {"type": "array", "items": {"type": "object"}}},
                    ["id", "app", "version", "kind", "state", "requested_by", "created_at"]),
     "DeployEvents": _obj({"deploy_id": {"type": "integer"}, "state": STR, "finished": BOOL,

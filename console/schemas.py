@@ -280,6 +280,7 @@ class DeployRequest(Body):
                                                           "reason": (422, "invalid_reason")}
     version: Version
     reason: Annotated[str, StringConstraints(max_length=MAX_REASON, pattern=NO_NUL)] | None = None
+    force: bool = Field(False, description="ssh apps: build the release again on every host, even where complete")
 
 
 class RollbackRequest(Body):

@@ -103,7 +103,8 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys",
-                   {"version": args.version, "reason": args.reason or ""}, "deploy")
+                   {"version": args.version, "reason": args.reason or "", **({"force": True} if args.force else {})},
+                   "deploy")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -133,6 +134,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dep.add_argument("app")
     dep.add_argument("version", help="image tag (or sha256:DIGEST) to deploy")
     dep.add_argument("--reason", help="why, kept in the history and the audit log")
+    dep.add_argument("--force", action="store_true",
+                     help="ssh apps: build the release again on every host, even where it is complete")
     dep.add_argument("--wait", action="store_true", help="follow the deploy's steps until it finishes")
     dep.add_argument("--json", action="store_true", help="print the deploy as JSON")
     dep.set_defaults(func=cmd_deploy)

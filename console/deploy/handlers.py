@@ -46,7 +46,7 @@ class AppHandler(ApiHandler):
 
 
 class AppDeploysHandler(ApiHandler):
-    """``POST /api/v1/apps/{app}/deploys {"version", "reason"}`` → 202 the queued deploy."""
+    """``POST /api/v1/apps/{app}/deploys {"version", "reason", "force"}`` → 202 the queued deploy."""
 
     async def post(self, app: str) -> None:
         self.json_body()  # 400 for a body that is not a JSON object, before anything else
@@ -54,7 +54,7 @@ class AppDeploysHandler(ApiHandler):
         deploys.app(app)  # 422/404 before looking at the fields
         require_may_deploy(self, app)
         body = self.body()
-        row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason)
+        row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason, body.force)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 

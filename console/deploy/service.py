@@ -150,15 +150,20 @@ class DeployService:
             raise Unprocessable(f"reason must be a string of at most {MAX_REASON} characters", code="invalid_reason")
         return reason
 
-    async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "") -> dict:
-        """Request a deploy of ``version``; returns the deploy (state ``queued``).
+    async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "",
+                     force: bool = False) -> dict:
+        """Request a deploy of ``version``; returns the deploy (state ``queued``). ``force``
+        (ssh apps only, else 422 ``invalid_force``): build the release again on every host.
         Raises Unprocessable (422) for bad input, NotFound (404) for an unknown app, Conflict
         (409) when another deploy is active (unless the app's ``on_conflict`` is ``queue``).
         Audited as ``deploy.create``."""
         app = self.app(app_name)
         version = self.check_version(app, version)
         reason = self.check_reason(reason)
-        row = await self.db.write(self._insert, app, version, "deploy", actor, source, reason)
+        if force and app.driver != "ssh":
+            raise Unprocessable(f"force rebuilds SSH releases; {app.name} uses the {app.driver} driver",
+                                {"driver": app.driver}, code="invalid_force")
+        row = await self.db.write(self._insert, app, version, "deploy", actor, source, reason, force)
         self._kick(app.name)
         return row
 
@@ -175,7 +180,7 @@ class DeployService:
         return row
 
     def _insert(self, session: Session, app: AppDefinition, version: str | None, kind: str, actor: str,
-                source: str, reason: str) -> dict:
+                source: str, reason: str, force: bool = False) -> dict:
         current = self._current(session, app.name)
         if kind == "rollback":
             if current is None:
@@ -191,12 +196,13 @@ class DeployService:
         now = self._clock()
         d = Deploy(app=app.name, version=version, previous_version=current.version if current else None, kind=kind,
                    state=QUEUED, requested_by=actor, source=source, reason=reason, created_at=now,
-                   timeout_s=app.timeout, cleanup_pending=False)
+                   timeout_s=app.timeout, cleanup_pending=False, force=force)
         session.add(d)
         session.flush()
         self.audit.record(session, actor, f"deploy.{'rollback' if kind == 'rollback' else 'create'}",
                           f"app:{app.name}", {"deploy_id": d.id, "version": version,
-                                              "previous_version": d.previous_version, "reason": reason},
+                                              "previous_version": d.previous_version, "reason": reason,
+                                              **({"force": True} if force else {})},
                           source)
         queued_behind = f" behind deploy {active.id}" if active is not None else ""
         self._add_event(session, d.id, "state", f"{kind} of {app.name} {version} requested by {actor}{queued_behind}",
@@ -407,7 +413,8 @@ class DeployService:
                 await self._recover_app(app.name)
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
-                                        current_deploy_id=d["current_deploy_id"], kind=d["kind"])
+                                        current_deploy_id=d["current_deploy_id"], kind=d["kind"],
+                                        force=d["force"])
                 outcome = await loop.run_in_executor(self._executor, self._driver(app).deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])
@@ -531,4 +538,4 @@ class DeployService:
                 "kind": d.kind, "state": d.state, "requested_by": d.requested_by, "reason": d.reason,
                 "error": d.error, "created_at": d.created_at, "started_at": d.started_at,
                 "finished_at": d.finished_at, "duration_s": duration, "timeout_s": d.timeout_s,
-                "cleanup_pending": d.cleanup_pending}
+                "cleanup_pending": d.cleanup_pending, "force": bool(d.force)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table,
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table, false,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -236,6 +236,7 @@ class Deploy(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     timeout_s: Mapped[float] = mapped_column(Float)
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # ssh: rebuild releases
 
 
 class DeployStep(Base):

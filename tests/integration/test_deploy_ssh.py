@@ -140,7 +140,7 @@ def test_release_deployed_to_several_hosts_in_batches(env):
     final, events = deploy(env, "web", "1.1")
     assert final["state"] == "succeeded", (final, [e["message"] for e in events])
     steps = [s["name"] for s in env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token).json()["steps"]]
-    assert steps == ["batch 1/2", "batch 2/2", "cleanup"]
+    assert steps == ["pre-flight", "batch 1/2", "batch 2/2", "cleanup"]
     batches = next(e["data"]["batches"] for e in events if "batches" in e["data"])
     assert batches == [["h1", "h2"], ["h3", "h4"]]
     for host in HOSTS:

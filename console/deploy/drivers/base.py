@@ -69,6 +69,7 @@ class DeployRequest:
     previous_version: str | None
     current_deploy_id: int | None  # the deploy whose containers serve now (last succeeded)
     kind: str = "deploy"  # deploy | rollback (the ssh driver runs rollback steps for the latter)
+    force: bool = False  # ssh: build the release again even when the host has it complete
 
 
 @dataclass(frozen=True)

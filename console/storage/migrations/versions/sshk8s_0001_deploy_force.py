@@ -1,0 +1,22 @@
+"""Deploys: ``force`` (ssh apps: build the release again on every host).
+
+Revision ID: sshk8s_0001_deploy_force
+Revises: silence_0001_silences
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "sshk8s_0001_deploy_force"
+down_revision = "silence_0001_silences"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("deploys") as batch:
+        batch.add_column(sa.Column("force", sa.Boolean, nullable=False, server_default=sa.false()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deploys") as batch:
+        batch.drop_column("force")
