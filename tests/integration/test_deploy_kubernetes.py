@@ -240,3 +240,9 @@ def test_a_paused_deployment_is_refused_before_anything_changes(env):
                               f"was changed. Resume it first: kubectl rollout resume deployment/{NAME} -n {NS}")
     assert len(m.patches) == patches
     assert m.deployment(NS, NAME) == before
+
+
+def test_force_is_refused_for_an_app_that_is_not_ssh(env):
+    resp = env.request("POST", "/api/v1/apps/web/deploys", {"version": "7.0", "force": True}, token=env.token)
+    assert resp.status == 422 and resp.json()["error"]["code"] == "invalid_force", resp.body
+    assert not env.mock.patches
