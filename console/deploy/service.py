@@ -427,16 +427,27 @@ class DeployService:
         self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
+        # Every event waiting is stored in one transaction: a driver working on many hosts
+        # at once emits faster than one commit per event keeps up with.
         while True:
-            event = await queue.get()
-            if event is None:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            events = [e for e in batch if e is not None]
+            if events:
+                try:
+                    stored = await self.db.write(self._store_driver_events, deploy_id, events)
+                except Exception:  # keep the deploy going; the log lines are lost, not the deploy
+                    log.exception("cannot store %d event(s) of deploy %s", len(events), deploy_id)
+                    stored = []
+                for row in stored:
+                    self.bus.publish(f"deploy:{deploy_id}", row)
+            if len(events) < len(batch):  # the None after the driver's last event
                 return
-            try:
-                stored = await self.db.write(self._store_driver_event, deploy_id, event)
-            except Exception:  # keep the deploy going; the log line is lost, not the deploy
-                log.exception("cannot store an event of deploy %s", deploy_id)
-                continue
-            self.bus.publish(f"deploy:{deploy_id}", stored)
+
+    def _store_driver_events(self, session: Session, deploy_id: int, events: builtins.list[DriverEvent]
+                             ) -> builtins.list[dict]:
+        return [self._store_driver_event(session, deploy_id, event) for event in events]
 
     def _store_driver_event(self, session: Session, deploy_id: int, event: DriverEvent) -> dict:
         now = self._clock()
