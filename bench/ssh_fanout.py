@@ -1,6 +1,6 @@
 """Benchmark: a whole SSH deploy to N hosts through the console, serial against parallel.
 
-    python bench/ssh_fanout.py [--hosts 20] [--restart 1.0] [--runs 1] [--profile]
+    python bench/ssh_fanout.py [--hosts 20] [--restart 1.0] [--runs 1]
 
 Each host is its own real OpenSSH sshd on a loopback port with its own host key and
 client key (tests/sshd.py), pinned in the console's known hosts (RejectPolicy), its key
@@ -17,9 +17,11 @@ build step (``sh build.sh``), the marker, the atomic switch of ``current``, a re
 health check, then the cleanup of old releases. Each run deploys a new version with both
 apps, alternating which goes first; the wall time is the deploy's ``duration_s`` (from
 running to its final state, as stored by the console, with every event stored). Prints
-per-mode wall times, the medians and the ratio serial/parallel (target: >= 8x), and with
-``--profile`` where the parallel deploy's time goes (cProfile of the console's threads).
-Two cores are shared by the console, the client and every sshd here.
+per-mode wall times, the medians and the ratio serial/parallel (target: >= 8x), and where
+a host's time goes: the median, over the hosts of the serial deploy, of the time from
+each of the host's log lines to the next, by the kind of the later line (connect, ready,
+uploaded, step ok, restart ok, healthy, ...). Two cores are shared by the console, the
+client and every sshd here.
 """
 from __future__ import annotations
 
@@ -62,12 +64,44 @@ def deploy(harness: ConsoleHarness, app: str, version: str) -> dict:
         time.sleep(0.05)
 
 
+KINDS = (("ready", "pre-flight: current, free disk (SFTP)"),
+         ("uploaded", "rm/mkdir (SFTP) + upload"), ("step", "tar -x, then a step's start / end"),
+         ("current", "marker + switch (SFTP)"), ("restart", "restart start / end"),
+         ("healthy", "health check command"))
+
+
+def breakdown(harness: ConsoleHarness, deploy_id: int) -> None:
+    """Per host, the time from each of its log lines (and its batch's start) to the next,
+    by the later line's kind."""
+    events = harness.request("GET", f"/api/v1/deploys/{deploy_id}/events?limit=5000", token=harness.token).json()
+    by_host: dict[str, list[tuple[float, str]]] = {}
+    connects: list[float] = []
+    for e in events["events"]:
+        host = e["data"].get("host")
+        if host:
+            by_host.setdefault(host, []).append((e["ts"], e["message"].split("] ", 1)[-1].split()[0].rstrip(":")))
+            if "connect_ms" in e["data"]:
+                connects.append(e["data"]["connect_ms"] / 1000)
+        elif (e["step"] or "").startswith("batch") and e["data"].get("state") == "running":
+            for name in e["data"].get("hosts") or []:
+                by_host.setdefault(name, []).append((e["ts"], "batch"))
+    spans: dict[str, list[float]] = {}
+    for lines in by_host.values():
+        for (before, _), (after, word) in zip(lines, lines[1:]):
+            spans.setdefault(word, []).append(after - before)
+    print("where a host's time goes (serial deploy; median over hosts, seconds from the host's previous line):")
+    if connects:
+        print(f"  {'connect (TCP, kex, host key, auth)':42s} {statistics.median(connects):6.3f} s (n={len(connects)})")
+    for word, label in KINDS:
+        if word in spans:
+            print(f"  {label:42s} {statistics.median(spans[word]):6.3f} s (n={len(spans[word])})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=20)
     ap.add_argument("--restart", type=float, default=1.0, help="seconds the restart step sleeps on each host")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--profile", action="store_true", help="profile the last parallel deploy (cProfile)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -107,20 +141,9 @@ def main() -> None:
                 write_artifact(root / "artifacts", version)
                 order = ("serial", "parallel") if run % 2 == 0 else ("parallel", "serial")
                 for mode in order:
-                    profiler = None
-                    if args.profile and mode == "parallel" and run == args.runs - 1:
-                        import yappi  # threads too: the driver works on a pool of them
-
-                        yappi.set_clock_type("wall")
-                        yappi.start()
-                        profiler = yappi
                     d = deploy(harness, mode, version)
-                    if profiler is not None:
-                        profiler.stop()
-                        stats = profiler.get_func_stats()
-                        stats.sort("ttot")
-                        stats.print_all(columns={0: ("name", 70), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8),
-                                                 4: ("tavg", 8)})
+                    if mode == "serial" and run == 0:
+                        breakdown(harness, d["id"])
                     walls[mode].append(d["duration_s"])
                     print(f"run {run + 1} {mode:8s} {d['duration_s']:7.2f} s (load {os.getloadavg()[0]:.1f})",
                           flush=True)

@@ -81,6 +81,7 @@ MARKER = ".fleetdeck-release"
 FAILED_NOTE = ".fleetdeck-failed"  # a release that failed restart or its health check (why, which deploy)
 MAX_LINES_PER_STEP = 2000  # further output lines are counted, not stored
 KILL_GRACE_S = 5  # `timeout -k`: SIGKILL this long after SIGTERM
+WAKE_S = 0.25  # longest sleep of a running command's reader between checks of cancel and deadline
 
 
 TRANSIENT = ("connect", "timeout")  # HostFailed kinds retried on the same host
@@ -340,7 +341,10 @@ class SshDriver:
                 if time.monotonic() > deadline:
                     raise HostFailed(host.name, "timeout", f"{host.name}: no exit status within {timeout:g} s "
                                                            f"({shlex.join(argv)[:200]})")
-                select.select([chan], [], [], 0.05)
+                # Wakes on output and on the channel's close (which follows the exit status); the
+                # timeout only bounds how late a cancel or the deadline is noticed. A short one
+                # made every host's thread spin 20 times a second during long commands.
+                select.select([chan], [], [], WAKE_S)
                 got = False
                 while chan.recv_ready():
                     buffers["stdout"] += chan.recv(65536)
@@ -452,6 +456,7 @@ class SshDriver:
         self._connect(pool, state, emit)
         state.previous = self._current(pool, host)
         if self.target.min_free_disk_mb <= 0:
+            self._log(emit, host, f"ready: current {state.previous or '(none)'} (no disk check)")
             return
         sftp = pool.sftp(host)
         path = self.base(host)
@@ -640,12 +645,15 @@ class SshDriver:
             try:
                 sftp.mkdir(directory)
             except (OSError, paramiko.SSHException) as exc:
-                try:  # made meanwhile by another deploy's host sharing the path: fine
-                    if stat.S_ISDIR(sftp.stat(directory).st_mode or 0):
-                        continue
-                except (OSError, paramiko.SSHException):
-                    pass  # the mkdir error below says why
-                raise self._io_failure(host, f"cannot create {directory}", exc) from None
+                if not self._is_dir(sftp, directory):  # else made meanwhile by a host sharing the path
+                    raise self._io_failure(host, f"cannot create {directory}", exc) from None
+
+    @staticmethod
+    def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
+        try:
+            return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+        except (OSError, paramiko.SSHException):
+            return False
 
     def _exists(self, pool: ConnectionPool, host: HostEntry, path: str) -> bool:
         try:
