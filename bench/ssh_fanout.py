@@ -18,7 +18,7 @@ health check, then the cleanup of old releases. Each run deploys a new version w
 apps, alternating which goes first; the wall time is the deploy's ``duration_s`` (from
 running to its final state, as stored by the console, with every event stored). Prints
 per-mode wall times, the medians and the ratio serial/parallel (target: >= 8x), and where
-a host's time goes: the median, over the hosts of the serial deploy, of the time from
+a host's time goes: the median, over the hosts of each deploy of the first run, of the time from
 each of the host's log lines to the next, by the kind of the later line (connect, ready,
 uploaded, step ok, restart ok, healthy, ...). Two cores are shared by the console, the
 client and every sshd here.
@@ -70,7 +70,7 @@ KINDS = (("ready", "pre-flight: current, free disk (SFTP)"),
          ("healthy", "health check command"))
 
 
-def breakdown(harness: ConsoleHarness, deploy_id: int) -> None:
+def breakdown(harness: ConsoleHarness, deploy_id: int, mode: str) -> None:
     """Per host, the time from each of its log lines (and its batch's start) to the next,
     by the later line's kind."""
     events = harness.request("GET", f"/api/v1/deploys/{deploy_id}/events?limit=5000", token=harness.token).json()
@@ -89,7 +89,7 @@ def breakdown(harness: ConsoleHarness, deploy_id: int) -> None:
     for lines in by_host.values():
         for (before, _), (after, word) in zip(lines, lines[1:]):
             spans.setdefault(word, []).append(after - before)
-    print("where a host's time goes (serial deploy; median over hosts, seconds from the host's previous line):")
+    print(f"where a host's time goes ({mode} deploy; median over hosts, seconds from the host's previous line):")
     if connects:
         print(f"  {'connect (TCP, kex, host key, auth)':42s} {statistics.median(connects):6.3f} s (n={len(connects)})")
     for word, label in KINDS:
@@ -142,8 +142,8 @@ def main() -> None:
                 order = ("serial", "parallel") if run % 2 == 0 else ("parallel", "serial")
                 for mode in order:
                     d = deploy(harness, mode, version)
-                    if mode == "serial" and run == 0:
-                        breakdown(harness, d["id"])
+                    if run == 0:
+                        breakdown(harness, d["id"], mode)
                     walls[mode].append(d["duration_s"])
                     print(f"run {run + 1} {mode:8s} {d['duration_s']:7.2f} s (load {os.getloadavg()[0]:.1f})",
                           flush=True)
