@@ -13,8 +13,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("deploys") as batch:
-        batch.add_column(sa.Column("force", sa.Boolean, nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN: a batch (copy-and-move) of deploys on SQLite would drop the table
+    # and, through ON DELETE CASCADE, every deploy's steps and events with it.
+    op.add_column("deploys", sa.Column("force", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
