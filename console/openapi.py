@@ -98,7 +98,7 @@ SCHEMAS: dict[str, dict] = {
                         ["required", "state", "approver_role", "requested_by", "expires_at"])]},
                     "requested_by": STR, "reason": STR, "error": NSTR, "created_at": NUM,
                     "started_at": NNUM, "finished_at": NNUM, "duration_s": NNUM, "timeout_s": NUM,
-                    "cleanup_pending": BOOL,
+                    "cleanup_pending": BOOL, "force": BOOL,
                     "steps": {"type": "array", "items": {"type": "object"}},
                     # GET /api/v1/deploys/{id} only (docs/deploys.md, "Canary analysis")
                     "canary": {"anyOf": [_obj({"state": STR, "verdict": STR, "message": STR}), {"type": "null"}]},

@@ -287,6 +287,7 @@ class DeployRequest(Body):
     version: Version
     reason: Reason | None = None
     environment: EnvironmentName | None = Field(None, description="required for an app with environments")
+    force: bool = Field(False, description="ssh apps: build the release again on every host, even where complete")
 
 
 class RollbackRequest(Body):

@@ -16,20 +16,36 @@ needs from the deployment controller is added here, and nothing more:
 
 ``conflicts = N`` makes the next N patches lose a race against another writer (409);
 ``forbidden = True`` answers every patch 403 like RBAC would.
+
+Patches follow their ``Content-Type`` as the API server does: a JSON patch (RFC 6902,
+``application/json-patch+json``, its ``test`` ops included) is applied op by op, so a
+``replace`` of ``/spec/template`` replaces it whole; a strategic merge or merge patch
+merges mappings into the stored object (KMock's merge), so a field the patch does not
+name survives. ``patch_types`` records each patch's content type.
+
+Lists of ReplicaSets, Pods and Events honour ``labelSelector`` (``k=v``, ``k==v``,
+``k!=v``, comma-separated) and ``fieldSelector`` (dotted paths with ``=``/``==``/``!=``),
+as the API server does; ``lists`` records ``(plural, query)`` of every list request so a
+test can show what the driver asked for. ``pods``/``event`` add the objects a test needs.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import threading
 import time
 import uuid
 from typing import Any, Callable
 
+import aiohttp.web
 import kmock
 
 DEPLOYMENTS = kmock.resource(group="apps", version="v1", plural="deployments")
 REPLICASETS = kmock.resource(group="apps", version="v1", plural="replicasets")
+PODS = kmock.resource(group="", version="v1", plural="pods")
+EVENTS = kmock.resource(group="", version="v1", plural="events")
+SELECTABLE = {REPLICASETS: "ReplicaSetList", PODS: "PodList", EVENTS: "EventList"}
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -45,10 +61,75 @@ def conflict() -> kmock.KubernetesError:
         'please apply your changes to the latest version and try again'))
 
 
+def _requirements(text: str) -> list[tuple[str, str, str]]:
+    """``k=v,k!=v`` -> ``[(key, op, value)]``; ValueError for other selector forms."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        for op in ("!=", "==", "="):
+            if op in part:
+                key, _, value = part.partition(op)
+                out.append((key.strip(), "!=" if op == "!=" else "=", value.strip()))
+                break
+        else:
+            raise ValueError(f"unsupported selector requirement {part!r}")
+    return out
+
+
+def _field(obj: dict, path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def selected(obj: dict, labels: str, fields: str) -> bool:
+    """Whether ``obj`` matches a labelSelector and a fieldSelector (equality forms)."""
+    own = (obj.get("metadata") or {}).get("labels") or {}
+    for key, op, value in _requirements(labels):
+        if (own.get(key) == value) != (op == "="):
+            return False
+    for key, op, value in _requirements(fields):
+        if (_field(obj, key) == value) != (op == "="):
+            return False
+    return True
+
+
+def _deep_merge(old: dict, new: dict) -> dict:
+    out = copy.deepcopy(old)
+    for key, value in new.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def strategic(stored: Any, patch: dict) -> None:
+    """Rewrite ``patch`` in place so that KMock's merge of it gives a strategic merge patch's
+    result: lists of named mappings (containers, env, volumes: ``patchMergeKey`` ``name``)
+    merge item by item, keeping stored items the patch does not name."""
+    if not isinstance(stored, dict):
+        return
+    for key, value in patch.items():
+        old = stored.get(key)
+        if isinstance(value, dict):
+            strategic(old, value)
+        elif isinstance(value, list) and isinstance(old, list) and value and old and all(
+                isinstance(i, dict) and "name" in i for i in value + old):
+            by_name = {i["name"]: i for i in value}
+            merged = []
+            for item in old:
+                if item["name"] in by_name:
+                    new = by_name.pop(item["name"])
+                    strategic(item, new)
+                    merged.append(_deep_merge(item, new))
+                else:
+                    merged.append(copy.deepcopy(item))
+            patch[key] = merged + list(by_name.values())
+
+
 def _template_key(template: dict) -> Any:
     t = copy.deepcopy(template)
     (t.get("metadata") or {}).get("labels", {}).pop("pod-template-hash", None)
-    return repr(sorted(t.items(), key=lambda kv: kv[0]))
+    return json.dumps(t, sort_keys=True)
 
 
 class _Emulator(kmock.KubernetesEmulator):
@@ -58,6 +139,9 @@ class _Emulator(kmock.KubernetesEmulator):
         self.mock.requests += 1
         if request.method == "PATCH" and request.resource == DEPLOYMENTS and request.name:
             return await self.mock._patch_deployment(self, request, super()._handle)
+        if request.method == "GET" and request.resource in SELECTABLE and request.name is None \
+                and request.params.get("watch") not in ("true", "1"):
+            return await self.mock._list(self, request)
         return await super()._handle(request)
 
 
@@ -68,7 +152,9 @@ class KubeMock:
     def __init__(self) -> None:
         self.conflicts = 0
         self.forbidden = False
-        self.patches: list[dict] = []  # bodies of the Deployment patches received
+        self.patches: list[Any] = []  # bodies of the Deployment patches received (dict, or list for a JSON patch)
+        self.patch_types: list[str] = []  # their Content-Type
+        self.lists: list[tuple[str, dict]] = []  # (plural, query) of every list request
         self.requests = 0  # API requests received, of any kind
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,7 +179,7 @@ class KubeMock:
         self._stop = asyncio.Event()
         self.emulator = _Emulator()
         self.emulator.mock = self
-        for declared in ("apps/v1/deployments", "apps/v1/replicasets", "v1/events"):
+        for declared in ("apps/v1/deployments", "apps/v1/replicasets", "v1/events", "v1/pods"):
             self.emulator.resources[declared] = {}
         async with self.emulator, kmock.Server(self.emulator) as server:
             self.url = str(server.url).rstrip("/")
@@ -158,9 +244,27 @@ class KubeMock:
                     "status": {"replicas": 0}}
         dep.patch(patch)
 
+    async def _list(self, emulator: _Emulator, request: Any) -> Any:
+        """A list filtered by ``labelSelector`` and ``fieldSelector``, as the API server's."""
+        self.lists.append((request.resource.plural, dict(request.params)))
+        labels, fields = request.params.get("labelSelector", ""), request.params.get("fieldSelector", "")
+        try:
+            _requirements(labels), _requirements(fields)
+        except ValueError as exc:
+            return await emulator._render_error(kmock.KubernetesError(status=400, reason="BadRequest",
+                                                                      message=str(exc)))
+        async with emulator._lock:
+            items = [copy.deepcopy(obj.raw) for (resource, ns, _name), obj in emulator.objects.items()
+                     if resource == request.resource and (request.namespace is None or ns == request.namespace)
+                     and not obj.deleted and selected(obj.raw, labels, fields)]
+        return aiohttp.web.json_response({"apiVersion": "v1" if request.resource.group == "" else "apps/v1",
+                                          "kind": SELECTABLE[request.resource],
+                                          "metadata": {"resourceVersion": str(self._rv)}, "items": items})
+
     async def _patch_deployment(self, emulator: _Emulator, request: Any, handle: Callable) -> Any:
-        body = request.data if isinstance(request.data, dict) else {}
+        body = request.data if isinstance(request.data, (dict, list)) else {}
         self.patches.append(copy.deepcopy(body))
+        self.patch_types.append(request.headers.get("Content-Type", ""))
         if self.forbidden:
             return await emulator._render_error(forbidden())
         async with emulator._lock:
@@ -168,9 +272,15 @@ class KubeMock:
             if self.conflicts > 0:  # another writer got there first
                 self.conflicts -= 1
                 stored.patch({"metadata": {"resourceVersion": self._next_rv()}})
-            sent = (body.get("metadata") or {}).pop("resourceVersion", None)
+            if isinstance(body, list):  # a JSON patch: its `test` of the resourceVersion is the precondition
+                sent = next((op.get("value") for op in body if op.get("op") == "test"
+                             and op.get("path") == "/metadata/resourceVersion"), None)
+            else:
+                sent = (body.get("metadata") or {}).pop("resourceVersion", None)
             if sent is not None and sent != stored.raw["metadata"].get("resourceVersion"):
                 return await emulator._render_error(conflict())
+            if isinstance(body, dict) and "strategic-merge-patch" in self.patch_types[-1]:
+                strategic(stored.raw, request.data)
             before = _template_key(stored.raw["spec"]["template"])
         response = await handle(request)  # KMock merges the patch into the stored object
         async with emulator._lock:
@@ -251,3 +361,68 @@ class KubeMock:
             "availableReplicas": n, "conditions": [
                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": f'ReplicaSet "{name}-x" has timed out progressing.'}]})
+
+    def edit_template(self, namespace: str, name: str, change: Callable[[dict], None]) -> None:
+        """Someone else edits the pod template (``kubectl edit``): ``change`` mutates a copy,
+        the controller makes a new revision for it."""
+        def edit() -> None:
+            dep = self._obj(DEPLOYMENTS, namespace, name)
+            template = copy.deepcopy(dep.raw["spec"]["template"])
+            change(template)
+            dep.update(dict(dep.raw, spec=dict(dep.raw["spec"], template=template)))
+            self._reconcile(namespace, name, True)
+        self._run(edit)
+
+    def pause(self, namespace: str, name: str) -> None:
+        """``kubectl rollout pause``: ``spec.paused: true``."""
+        self._run(lambda: self._obj(DEPLOYMENTS, namespace, name).patch(
+            {"spec": {"paused": True}, "metadata": {"resourceVersion": self._next_rv()}}))
+
+    def pods(self, namespace: str, owner: str, count: int, waiting: tuple[str, str] | None = None,
+             restarts: int = 0, ready: bool = False, labels: dict | None = None) -> list[str]:
+        """``count`` Pods of the ReplicaSet ``owner`` (its name), their container ``app``
+        waiting with ``(reason, message)`` or running; returns their names."""
+        def make() -> list[str]:
+            rs = self._obj(REPLICASETS, namespace, owner).raw
+            pod_labels = dict(labels if labels is not None else rs["spec"]["template"]["metadata"]["labels"])
+            names = []
+            for _ in range(count):
+                pod = f"{owner}-{uuid.uuid4().hex[:5]}"
+                state = {"waiting": {"reason": waiting[0], "message": waiting[1]}} if waiting else \
+                    {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+                self.emulator.objects[PODS, namespace, pod] = {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": pod, "namespace": namespace, "uid": str(uuid.uuid4()),
+                                 "resourceVersion": self._next_rv(), "labels": pod_labels,
+                                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                                                      "uid": rs["metadata"]["uid"], "controller": True}]},
+                    "spec": copy.deepcopy(rs["spec"]["template"]["spec"]),
+                    "status": {"phase": "Pending" if waiting else "Running", "containerStatuses": [
+                        {"name": "app", "ready": ready, "restartCount": restarts, "state": state,
+                         "image": rs["spec"]["template"]["spec"]["containers"][0]["image"]}]}}
+                names.append(pod)
+            return names
+        return self._run(make)
+
+    def event(self, namespace: str, kind: str, name: str, reason: str, message: str,
+              type_: str = "Warning") -> None:
+        """An Event about the object ``kind``/``name`` (its uid looked up when it exists)."""
+        resource = {"Pod": PODS, "ReplicaSet": REPLICASETS, "Deployment": DEPLOYMENTS}.get(kind)
+
+        def make() -> None:
+            key = (resource, namespace, name)
+            uid = self.emulator.objects[key].raw["metadata"]["uid"] if key in self.emulator.objects else ""
+            ev = f"{name}.{uuid.uuid4().hex[:8]}"
+            self.emulator.objects[EVENTS, namespace, ev] = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": ev, "namespace": namespace, "uid": str(uuid.uuid4()),
+                             "resourceVersion": self._next_rv()},
+                "involvedObject": {"kind": kind, "name": name, "namespace": namespace, "uid": uid},
+                "reason": reason, "message": message, "type": type_}
+        self._run(make)
+
+    def newest_replica_set(self, namespace: str, name: str) -> str:
+        """The name of the ReplicaSet of the Deployment's current revision."""
+        rev = self.deployment(namespace, name)["metadata"]["annotations"][REVISION]
+        return next(rs["metadata"]["name"] for rs in self.replica_sets(namespace, name)
+                    if rs["metadata"]["annotations"][REVISION] == rev)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
 import threading
 
 
@@ -12,12 +13,16 @@ class Relay:
     """Forwards connections from ``127.0.0.1:port`` to ``target``; ``close()`` drops the
     listener and every open connection (as a server that went away), ``open()`` listens
     again on the same port. With ``tls`` (a server-side ``ssl.SSLContext``) it terminates
-    TLS in front of a plain-HTTP target, as a reverse proxy does."""
+    TLS in front of a plain-HTTP target, as a reverse proxy does. ``reset_next = N`` answers
+    the next N connections with a TCP reset (RST, ``SO_LINGER`` 0), as a flaky network or
+    an overloaded host does; ``resets`` counts those sent."""
 
     def __init__(self, target: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
         self.target = target
         self.tls = tls
         self.port = 0
+        self.reset_next = 0
+        self.resets = 0
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -41,6 +46,13 @@ class Relay:
             threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
     def _connect(self, client: socket.socket) -> None:
+        with self._lock:
+            reset, self.reset_next = self.reset_next > 0, max(0, self.reset_next - 1)
+            self.resets += reset
+        if reset:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            return
         try:
             if self.tls is not None:  # handshake here: a client that refuses the certificate is dropped
                 client.settimeout(10)

@@ -14,8 +14,11 @@ The server runs in the foreground of its own process (``sshd -D -e``) with its o
 file: ``ListenAddress 127.0.0.1``, one fresh ed25519 host key, public-key authentication
 only (``PasswordAuthentication no``, ``UsePAM no``), ``StrictModes no`` so the per-run
 files under a temporary directory are accepted. It logs in as the user running the tests
-(root in CI), whose login shell must work. :func:`sshd_unavailable` says why a server
-cannot be started here (no binary), for ``need("ssh", ...)``.
+(root in CI), whose login shell must work. With ``clean_home=True`` the sessions get
+``HOME=<workdir>/home`` (sshd's ``SetEnv``), an empty directory, so the login shell reads
+no startup files of the real user's home (a benchmark's hosts should not pay for this
+machine's ``~/.bashrc``). :func:`sshd_unavailable` says why a server cannot be started
+here (no binary), for ``need("ssh", ...)``.
 """
 from __future__ import annotations
 
@@ -70,7 +73,8 @@ class SshServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, user: str | None = None, dev_log: Path | None = None) -> None:
+    def __init__(self, workdir: Path, user: str | None = None, dev_log: Path | None = None,
+                 clean_home: bool = False) -> None:
         self.workdir = Path(workdir)
         # With dev_log (a datagram socket's path), sshd logs through syslog(3) as an
         # installed one does: it runs in a private mount namespace whose /dev is an
@@ -78,6 +82,7 @@ class SshServer:
         # nothing outside the namespace sees the change.
         self.dev_log = dev_log
         self.user = user or getpass.getuser()
+        self.clean_home = clean_home
         self.port = 0
         self.client_key = self.workdir / "client_ed25519"
         self.host_key = self.workdir / "ssh_host_ed25519_key"
@@ -120,8 +125,11 @@ class SshServer:
             f"AllowUsers {self.user}",
             "Subsystem sftp internal-sftp",
             "LogLevel VERBOSE",
+            *([f"SetEnv HOME={self.workdir / 'home'}"] if self.clean_home else []),
             "",
         ]))
+        if self.clean_home:
+            (self.workdir / "home").mkdir(exist_ok=True)
         host_pub = (self.workdir / "ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts_line = f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}"
         self.known_hosts.write_text(self.known_hosts_line + "\n")

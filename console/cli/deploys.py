@@ -133,7 +133,7 @@ def _submit(args: argparse.Namespace, path: str, body: dict, what: str) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    body = {"version": args.version, "reason": args.reason or ""}
+    body = {"version": args.version, "reason": args.reason or "", **({"force": True} if args.force else {})}
     if args.env:
         body["environment"] = args.env
     return _submit(args, f"/api/v1/apps/{urllib_quote(args.app)}/deploys", body, "deploy")
@@ -169,6 +169,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dep.add_argument("version", help="image tag (or sha256:DIGEST) to deploy")
     dep.add_argument("--reason", help="why, kept in the history and the audit log")
     dep.add_argument("--env", metavar="ENV", help="the environment (required for an app with environments:)")
+    dep.add_argument("--force", action="store_true",
+                     help="ssh apps: build the release again on every host, even where it is complete")
     dep.add_argument("--wait", action="store_true", help="follow the deploy's steps until it finishes")
     dep.add_argument("--json", action="store_true", help="print the deploy as JSON")
     dep.set_defaults(func=cmd_deploy)

@@ -100,7 +100,7 @@ class AppHandler(ApiHandler):
 
 
 class AppDeploysHandler(DeployActionHandler):
-    """``POST /api/v1/apps/{app}/deploys {"version", "reason", "environment"}`` → 202 the
+    """``POST /api/v1/apps/{app}/deploys {"version", "reason", "environment", "force"}`` → 202 the
     queued deploy (``awaiting_approval`` for a protected app or environment)."""
 
     action = "deploy.create"
@@ -112,7 +112,7 @@ class AppDeploysHandler(DeployActionHandler):
         require_may_deploy(self, app)
         body = self.body()
         row = await deploys.create(app, body.version, actor_of(self), self.client_ip, body.reason,
-                                   body.environment, identity_of(self.principal))
+                                   body.environment, identity_of(self.principal), body.force)
         self.set_header("Location", f"/api/v1/deploys/{row['id']}")
         self.write_json(row, 202)
 

@@ -187,17 +187,22 @@ class DeployService:
         return reason
 
     async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "",
-                     environment: Any = None, identity: str | None = None) -> dict:
+                     environment: Any = None, identity: str | None = None, force: bool = False) -> dict:
         """Request a deploy of ``version`` (to ``environment`` of an app that has them);
         returns the deploy (state ``queued``, or ``awaiting_approval`` for a protected app or
-        environment). Raises Unprocessable (422) for bad input, NotFound (404) for an unknown
-        app, Conflict (409) when another deploy is active (unless the app's ``on_conflict`` is
-        ``queue``). Audited as ``deploy.create``. ``identity``: the requester for the
-        four-eyes rule (approvals.identity_of; default ``actor``)."""
+        environment). ``force`` (ssh apps only, else 422 ``invalid_force``): build the release
+        again on every host. Raises Unprocessable (422) for bad input, NotFound (404) for an
+        unknown app, Conflict (409) when another deploy is active (unless the app's
+        ``on_conflict`` is ``queue``). Audited as ``deploy.create``. ``identity``: the
+        requester for the four-eyes rule (approvals.identity_of; default ``actor``)."""
         lane = self.lane(app_name, environment)
-        version = self.check_version(lane.definition, version)
+        app = lane.definition
+        version = self.check_version(app, version)
         reason = self.check_reason(reason)
-        row = await self.db.write(self._insert, lane, version, "deploy", actor, source, reason, identity)
+        if force and app.driver != "ssh":
+            raise Unprocessable(f"force rebuilds SSH releases; {lane.app} uses the {app.driver} driver",
+                                {"driver": app.driver}, code="invalid_force")
+        row = await self.db.write(self._insert, lane, version, "deploy", actor, source, reason, identity, force)
         self._after_insert(lane, row)
         return row
 
@@ -242,7 +247,7 @@ class DeployService:
             self._kick(lane.key)
 
     def _insert(self, session: Session, lane: Lane, version: str | None, kind: str, actor: str,
-                source: str, reason: str, identity: str | None = None) -> dict:
+                source: str, reason: str, identity: str | None = None, force: bool = False) -> dict:
         app = lane.definition
         current = self._current(session, lane)
         if kind == "rollback":
@@ -261,12 +266,13 @@ class DeployService:
         d = Deploy(app=lane.app, environment=lane.environment, version=version,
                    previous_version=current.version if current else None, kind=kind,
                    state=AWAITING if approval else QUEUED, requested_by=actor, source=source, reason=reason,
-                   created_at=now, timeout_s=app.timeout, cleanup_pending=False)
+                   created_at=now, timeout_s=app.timeout, cleanup_pending=False, force=force)
         session.add(d)
         session.flush()
         self.audit.record(session, actor, f"deploy.{'create' if kind == 'deploy' else kind}",
                           f"app:{lane.app}", {"deploy_id": d.id, "version": version, "environment": lane.environment,
-                                              "previous_version": d.previous_version, "reason": reason},
+                                              "previous_version": d.previous_version, "reason": reason,
+                                              **({"force": True} if force else {})},
                           source)
         queued_behind = f" behind deploy {active.id}" if active is not None else ""
         self._add_event(session, d.id, "state", f"{kind} of {lane.describe()} {version} requested by "
@@ -599,7 +605,7 @@ class DeployService:
                 request = DeployRequest(deploy_id=d["id"], app=app.name, version=d["version"],
                                         previous_version=d["previous_version"],
                                         current_deploy_id=d["current_deploy_id"], kind=d["kind"],
-                                        gate=self._gate(app, d, loop))
+                                        gate=self._gate(app, d, loop), force=d["force"])
                 outcome = await loop.run_in_executor(self._executor, driver.deploy, request, emit, token)
         except Exception as exc:  # a driver bug must never leave the deploy running
             log.exception("deploy %s crashed", d["id"])
@@ -625,16 +631,27 @@ class DeployService:
         return self.canary.gate(d["app"], app.hosts, app.canary, loop, params)
 
     async def _consume(self, deploy_id: int, queue: asyncio.Queue) -> None:
+        # Every event waiting is stored in one transaction: a driver working on many hosts
+        # at once emits faster than one commit per event keeps up with.
         while True:
-            event = await queue.get()
-            if event is None:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            events = [e for e in batch if e is not None]
+            if events:
+                try:
+                    stored = await self.db.write(self._store_driver_events, deploy_id, events)
+                except Exception:  # keep the deploy going; the log lines are lost, not the deploy
+                    log.exception("cannot store %d event(s) of deploy %s", len(events), deploy_id)
+                    stored = []
+                for row in stored:
+                    self.bus.publish(f"deploy:{deploy_id}", row)
+            if len(events) < len(batch):  # the None after the driver's last event
                 return
-            try:
-                stored = await self.db.write(self._store_driver_event, deploy_id, event)
-            except Exception:  # keep the deploy going; the log line is lost, not the deploy
-                log.exception("cannot store an event of deploy %s", deploy_id)
-                continue
-            self.bus.publish(f"deploy:{deploy_id}", stored)
+
+    def _store_driver_events(self, session: Session, deploy_id: int, events: builtins.list[DriverEvent]
+                             ) -> builtins.list[dict]:
+        return [self._store_driver_event(session, deploy_id, event) for event in events]
 
     def _store_driver_event(self, session: Session, deploy_id: int, event: DriverEvent) -> dict:
         now = self._clock()
@@ -741,4 +758,4 @@ class DeployService:
                 "kind": d.kind, "state": d.state, "requested_by": d.requested_by, "reason": d.reason,
                 "error": d.error, "created_at": d.created_at, "started_at": d.started_at,
                 "finished_at": d.finished_at, "duration_s": duration, "timeout_s": d.timeout_s,
-                "cleanup_pending": d.cleanup_pending}
+                "cleanup_pending": d.cleanup_pending, "force": bool(d.force)}

@@ -40,6 +40,12 @@ PullPolicy = Literal["missing", "always", "never"]
 PULL_POLICIES: tuple[str, ...] = get_args(PullPolicy)
 RestartPolicy = Literal["no", "on-failure", "always", "unless-stopped"]
 RESTART_POLICIES: tuple[str, ...] = get_args(RestartPolicy)
+# Reasons the kubelet gives a waiting container (kubelet's images and kuberuntime packages).
+WaitingReason = Literal["ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+                        "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
+                        "RunContainerError"]
+DEFAULT_FAIL_ON: tuple[WaitingReason, ...] = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff",
+                                              "InvalidImageName", "ErrImageNeverPull")
 
 
 def _template(key: Any, text: str, allowed: set[str]) -> None:
@@ -229,14 +235,14 @@ class DockerTarget(Section):
 # -- ssh ---------------------------------------------------------------------------------
 class Step(Section):
     """One remote command: ``argv`` (written ``run:``, a list, run with each element
-    quoted) or a local ``script`` uploaded and run with ``args``. ``timeout`` in seconds.
-    A bare argv list is short for ``{run: [...]}``."""
+    quoted) or a local ``script`` uploaded and run with ``args``. ``timeout`` in seconds
+    (unset: the target's ``command_timeout``). A bare argv list is short for ``{run: [...]}``."""
 
     name: Text = ""  # default: the command's first word (or the script's name) and its position
     argv: Strings = Field((), alias="run")
     script: Text = ""
     args: Strings = ()
-    timeout: Seconds = Field(300.0, ge=0.1)
+    timeout: Seconds | None = Field(None, ge=0.1, le=86400.0)
 
     @field_validator("name")
     @classmethod
@@ -301,6 +307,15 @@ class Batches(Section):
         return [hosts[i:i + n] for i in range(0, len(hosts), n)]
 
 
+class Retry(Section):
+    """Transient failures of a host (connection refused, reset or lost; a timeout of the
+    driver's own commands or SFTP transfers) are retried on that host: ``attempts`` tries
+    in all, ``backoff`` seconds before the second, doubling before each next one."""
+
+    attempts: Int = Field(3, ge=1, le=20)
+    backoff: Seconds = Field(1.0, ge=0.0, le=300.0)
+
+
 class SshTarget(Section):
     """Where and how the app's releases live on plain servers (driver ``ssh``)."""
 
@@ -315,7 +330,12 @@ class SshTarget(Section):
     keep_releases: Int = Field(5, ge=2, le=1000)
     batches: Batches = Batches()
     max_parallel: Int = Field(10, ge=1, le=1000)  # connections and hosts at work at once within a batch
-    connect_timeout: Seconds = Field(10.0, ge=0.1)  # seconds, TCP + SSH handshake + authentication
+    connect_timeout: Seconds = Field(10.0, ge=0.1, le=600.0)  # seconds, TCP + SSH handshake + authentication
+    command_timeout: Seconds = Field(300.0, ge=0.1, le=86400.0)  # seconds, steps/restart without their own timeout
+    internal_timeout: Seconds = Field(60.0, ge=0.1, le=86400.0)  # seconds, the driver's mkdir/rm/tar/df and SFTP ops
+    health_timeout: Seconds = Field(300.0, ge=0.1, le=86400.0)  # seconds a host has to become healthy after restart
+    retry: Retry = Retry()
+    min_free_disk_mb: Int = Field(100, ge=0, le=10 ** 9)  # pre-flight: free MiB needed under deploy_to (0: no check)
 
     @field_validator("hosts")
     @classmethod
@@ -358,7 +378,11 @@ class SshTarget(Section):
                 "rollback_steps": [s.name for s in self.rollback_steps], "keep_releases": self.keep_releases,
                 "batches": {"type": self.batches.type, "size": self.batches.size,
                             "on_failure": self.batches.on_failure},
-                "max_parallel": self.max_parallel}
+                "max_parallel": self.max_parallel,
+                "timeouts": {"connect": self.connect_timeout, "command": self.command_timeout,
+                             "internal": self.internal_timeout, "health": self.health_timeout},
+                "retry": {"attempts": self.retry.attempts, "backoff": self.retry.backoff},
+                "min_free_disk_mb": self.min_free_disk_mb}
 
 
 # -- kubernetes --------------------------------------------------------------------------
@@ -377,6 +401,8 @@ class KubernetesTarget(Section):
     api_timeout: Seconds = Field(30.0, ge=1.0)  # seconds per API request
     conflict_retries: Int = Field(5, ge=0, le=100)  # 409 Conflict: re-read and retry this many times
     undo_on_failure: Flag = True
+    # a new Pod's container waiting with one of these reasons fails the rollout at once; [] = wait for the deadline
+    fail_on: tuple[WaitingReason, ...] = DEFAULT_FAIL_ON
 
     @classmethod
     def fill(cls, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,7 +431,8 @@ class KubernetesTarget(Section):
     def summary(self) -> dict:
         return {"image": self.image, "deployment": self.deployment, "container": self.container,
                 "namespace": self.namespace or "(context default)", "context": self.context,
-                "in_cluster": self.in_cluster, "undo_on_failure": self.undo_on_failure}
+                "in_cluster": self.in_cluster, "undo_on_failure": self.undo_on_failure,
+                "fail_on": list(self.fail_on)}
 
 
 TARGETS: dict[str, type[Section]] = {"docker": DockerTarget, "ssh": SshTarget, "kubernetes": KubernetesTarget}

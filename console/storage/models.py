@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table,
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table, false,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -238,6 +238,7 @@ class Deploy(Base):
     timeout_s: Mapped[float] = mapped_column(Float)
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     environment: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the app's only target
+    force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # ssh: rebuild releases
 
 
 class DeployApproval(Base):

@@ -148,3 +148,101 @@ def test_manual_rollback_to_a_chosen_revision(env):
     assert any(msg.startswith("rolling back to revision 2 (registry.example.com/web:2.0)") for msg in messages)
     # kubectl rollout undo semantics: revision 2's template comes back as the newest revision
     assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+
+
+def test_undo_replaces_the_pod_template_whole(env):
+    """kubectl rollout undo replaces spec.template: a field only the newer template has
+    (here a nodeSelector and a template annotation someone added during the rollout) is
+    gone after the automatic undo to the previous revision."""
+    m = env.mock
+    deployed(env, "2.0")  # revision 2
+    deploy = start(env, "3.0")
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:3.0")
+    m.edit_template(NS, NAME, lambda t: (t["spec"].__setitem__("nodeSelector", {"disk": "ssd"}),
+                                         t["metadata"].setdefault("annotations", {}).__setitem__("team", "blue")))
+    assert m.deployment(NS, NAME)["spec"]["template"]["spec"]["nodeSelector"] == {"disk": "ssd"}
+    m.deadline_exceeded(NS, NAME)
+    dep = m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "rolled_back", messages
+    template = dep["spec"]["template"]
+    assert "nodeSelector" not in template["spec"]
+    assert "team" not in (template["metadata"].get("annotations") or {})
+    assert template["metadata"]["labels"] == {"app": NAME}
+    # sent as a JSON patch guarded by the resourceVersion, as kubectl's rollbacker does
+    undo = m.patches[-1]
+    assert m.patch_types[-1].startswith("application/json-patch+json")
+    assert undo[0]["op"] == "test" and undo[0]["path"] == "/metadata/resourceVersion"
+    assert {"op": "replace", "path": "/spec/template"} == {k: undo[1][k] for k in ("op", "path")}
+
+
+def test_manual_rollback_replaces_the_template(env):
+    m = env.mock
+    deployed(env, "2.0")  # revision 2
+    deployed(env, "3.0")  # revision 3
+    m.edit_template(NS, NAME, lambda t: t["spec"]["containers"][0].__setitem__("args", ["--debug"]))  # revision 4
+    deploy = start(env, "", "rollback", {"to": "2.0"})
+    dep = m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0")
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert final["state"] == "succeeded", messages
+    assert dep["spec"]["template"]["spec"]["containers"] == [{"name": "app", "image": "registry.example.com/web:2.0"}]
+
+
+@pytest.mark.parametrize("reason,message", [
+    ("ImagePullBackOff", 'Back-off pulling image "registry.example.com/web:9.9"'),
+    ("ErrImagePull", 'rpc error: code = NotFound desc = failed to pull "registry.example.com/web:9.9": not found'),
+    ("CrashLoopBackOff", "back-off 10s restarting failed container=app pod=web-x"),
+])
+def test_a_failing_new_pod_fails_fast_and_is_undone(env, reason, message):
+    m = env.mock
+    deployed(env, "2.0")  # revision 2
+    old_rs = m.newest_replica_set(NS, NAME)
+    # noise the driver must not act on: another app's crashing pod, an old ReplicaSet's pod
+    m.pods(NS, old_rs, 1, waiting=("CrashLoopBackOff", "old pod crashing"))
+    m.seed(NS, "other", "registry.example.com/other:1", replicas=1)
+    m.pods(NS, m.newest_replica_set(NS, "other"), 1, waiting=("ImagePullBackOff", "other app"))
+    m.event(NS, "Deployment", "other", "Noise", "an event of another app")
+    started = time.monotonic()
+    deploy = start(env, "9.9")
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:9.9")
+    m.progress(NS, NAME, updated=1, available=2, total=3)
+    new_rs = m.newest_replica_set(NS, NAME)
+    pod = m.pods(NS, new_rs, 1, waiting=(reason, message), restarts=3 if reason == "CrashLoopBackOff" else 0)[0]
+    m.event(NS, "Pod", pod, "Failed", f"Error: {reason}")
+    # the undo to revision 2 happens at once (the progress deadline is 600 s)
+    m.wait_for(NS, NAME, lambda d: image(d) == "registry.example.com/web:2.0", timeout=20)
+    m.complete(NS, NAME)
+    final, messages = wait(env, deploy)
+    assert time.monotonic() - started < 30
+    assert final["state"] == "rolled_back", messages
+    assert final["error"] == f"pod {pod} container 'app': {reason}: {message} " \
+                             f"(restarts {3 if reason == 'CrashLoopBackOff' else 0})"
+    assert f"event Pod/{pod}: Failed: Error: {reason}" in messages
+    assert not any("another app" in msg or "other app" in msg or "old pod" in msg for msg in messages)
+    # every Pod and Event list carried a selector: never the whole namespace
+    pod_lists = [q for plural, q in m.lists if plural == "pods"]
+    event_lists = [q for plural, q in m.lists if plural == "events"]
+    assert pod_lists and all(q.get("labelSelector") == f"app={NAME},pod-template-hash={new_rs.rsplit('-', 1)[1]}"
+                             or "pod-template-hash=" in q.get("labelSelector", "") for q in pod_lists)
+    assert event_lists and all(q.get("fieldSelector", "").startswith("involvedObject.uid=") for q in event_lists)
+
+
+def test_a_paused_deployment_is_refused_before_anything_changes(env):
+    m = env.mock
+    m.pause(NS, NAME)
+    before = m.deployment(NS, NAME)
+    patches = len(m.patches)
+    final, messages = wait(env, start(env, "6.0"))
+    assert final["state"] == "failed", messages
+    assert final["error"] == (f"deployment {NS}/{NAME} is paused (spec.paused): a rollout would not start; nothing "
+                              f"was changed. Resume it first: kubectl rollout resume deployment/{NAME} -n {NS}")
+    assert len(m.patches) == patches
+    assert m.deployment(NS, NAME) == before
+
+
+def test_force_is_refused_for_an_app_that_is_not_ssh(env):
+    resp = env.request("POST", "/api/v1/apps/web/deploys", {"version": "7.0", "force": True}, token=env.token)
+    assert resp.status == 422 and resp.json()["error"]["code"] == "invalid_force", resp.body
+    assert not env.mock.patches

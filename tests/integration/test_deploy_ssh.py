@@ -1,12 +1,17 @@
 """The ssh driver against real OpenSSH sshd instances on loopback ports (tests/sshd.py),
 through the real console over HTTP: releases in batches, a failing step that stops the
 rollout and rolls back, rollback by symlink, unknown and changed host keys refused with
-nothing executed, a parameter with shell metacharacters passed as a literal, and the
-audited `fleetdeck hosts trust`."""
+nothing executed, a parameter with shell metacharacters passed as a literal, the
+audited `fleetdeck hosts trust`, the pre-flight that refuses a deploy before any host
+changes, failed releases built again (and `--force`), and transient connection failures
+retried per host (a relay in front of one sshd resets connections)."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -17,7 +22,10 @@ from console.cli import main as cli_main
 from console.deploy.known_hosts import fingerprint
 from tests.conftest import need
 from tests.harness import ConsoleHarness
+from tests.relay import Relay
 from tests.sshd import SshServer, sshd_unavailable
+
+REPO = Path(__file__).resolve().parents[2]
 
 HOSTS = ("h1", "h2", "h3", "h4")
 NASTY = "x; touch pwned-$(id -u) `id` && echo $HOME | cat"
@@ -26,9 +34,10 @@ echo "built $(cat VERSION) on $1"
 """
 
 
-def artifact(directory: Path, version: str, fail_on: str = "") -> None:
-    with tarfile.open(directory / f"web-{version}.tar", "w") as tar:
-        for name, text in (("VERSION", version + "\n"), ("check.sh", CHECK_SH), ("fail-on", fail_on + "\n")):
+def artifact(directory: Path, version: str, fail_on: str = "", name: str = "web", healthy: bool = True) -> None:
+    files = [("VERSION", version + "\n"), ("check.sh", CHECK_SH), ("fail-on", fail_on + "\n")]
+    with tarfile.open(directory / f"{name}-{version}.tar", "w") as tar:
+        for name, text in files + ([("healthy", "yes\n")] if healthy else []):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -41,13 +50,14 @@ def env(tmp_path_factory):
     if reason:
         need("ssh", reason)
     root = tmp_path_factory.mktemp("ssh-deploy")
-    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6", "h7")}
+    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6", "h7", "h8", "h9")}
+    relay = Relay(("127.0.0.1", servers["h9"].port)).open()  # h9 is reached through it
     try:
         (root / "artifacts").mkdir()
         inventory = {
             "defaults": {"user": servers["h1"].user},
-            "hosts": {name: {"address": "127.0.0.1", "port": srv.port, "key": f"key-{name}",
-                             "labels": {"role": "web"}} for name, srv in servers.items()},
+            "hosts": {name: {"address": "127.0.0.1", "port": relay.port if name == "h9" else srv.port,
+                             "key": f"key-{name}", "labels": {"role": "web"}} for name, srv in servers.items()},
             "groups": {"web": list(HOSTS)},
         }
         common = {"deploy_to": str(root / "srv" / "{host}" / "web")}
@@ -66,22 +76,36 @@ def env(tmp_path_factory):
             "moved": {"driver": "ssh", "target": {**common, "hosts": ["h6"]}},
             # h7 only for the `hosts trust` test: pinning h5 there would let `lone` deploy.
             "trusted": {"driver": "ssh", "target": {**common, "hosts": ["h7"]}},
+            # h8 (pinned) and h6 (changed key) in one batch: the pre-flight refuses before h8 changes
+            "pair": {"driver": "ssh", "target": {**common, "hosts": ["h8", "h6"], "batches": {"type": "fixed", "size": 2},
+                                                 "restart": [["touch", "{deploy_to}/restarted"]]}},
+            "full": {"driver": "ssh", "target": {**common, "hosts": ["h8"], "min_free_disk_mb": 10 ** 9}},
+            "flaky": {"driver": "ssh", "target": {
+                "deploy_to": str(root / "flaky" / "{host}"), "hosts": ["h8"],
+                "artifact": str(root / "artifacts" / "flaky-{version}.tar"), "extract": True,
+                "steps": [["sh", "check.sh", "{host}"]]},
+                "health_check": {"type": "command", "command": ["test", "-f", "{current}/healthy"],
+                                 "interval": 0.1, "start_period": 0, "retries": 2}},
+            "retried": {"driver": "ssh", "target": {
+                "deploy_to": str(root / "retried" / "{host}"), "hosts": ["h9"], "connect_timeout": 5,
+                "internal_timeout": 20, "retry": {"attempts": 3, "backoff": 0.2}}},
         }
         harness = ConsoleHarness(root / "console", apps=apps, inventory=inventory).start()
         s = harness.services
         for name, srv in servers.items():
             s.db.run(s.secrets.put, f"key-{name}", "ssh_key", srv.client_key.read_text(), "test")
-        for name in HOSTS:
+        for name in HOSTS + ("h8", "h9"):
             key_type, key_b64 = servers[name].known_hosts_line.split()[1:3]
             s.db.run(s.known_hosts.trust, s.inventory.hosts[name], key_type, key_b64, "test")
         # h6 is pinned to h5's key: to the console, h6's key has changed.
         key_type, key_b64 = servers["h5"].known_hosts_line.split()[1:3]
         s.db.run(s.known_hosts.trust, s.inventory.hosts["h6"], key_type, key_b64, "test")
         harness.token = harness.api_token("deployer", "ci")
-        harness.root, harness.servers = root, servers
+        harness.root, harness.servers, harness.relay = root, servers, relay
         yield harness
         harness.close()
     finally:
+        relay.close()
         for srv in servers.values():
             srv.stop()
 
@@ -96,8 +120,9 @@ def wait(env, deploy: dict, timeout: float = 90) -> dict:
     raise AssertionError(f"deploy {deploy['id']} still {d['state']}")
 
 
-def deploy(env, app: str, version: str) -> tuple[dict, list[dict]]:
-    resp = env.request("POST", f"/api/v1/apps/{app}/deploys", {"version": version, "reason": "test"}, token=env.token)
+def deploy(env, app: str, version: str, **extra) -> tuple[dict, list[dict]]:
+    resp = env.request("POST", f"/api/v1/apps/{app}/deploys", {"version": version, "reason": "test", **extra},
+                       token=env.token)
     assert resp.status == 202, resp.body
     final = wait(env, resp.json())
     events = env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token).json()["events"]
@@ -140,7 +165,7 @@ def test_release_deployed_to_several_hosts_in_batches(env):
     final, events = deploy(env, "web", "1.1")
     assert final["state"] == "succeeded", (final, [e["message"] for e in events])
     steps = [s["name"] for s in env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token).json()["steps"]]
-    assert steps == ["batch 1/2", "batch 2/2", "cleanup"]
+    assert steps == ["pre-flight", "batch 1/2", "batch 2/2", "cleanup"]
     batches = next(e["data"]["batches"] for e in events if "batches" in e["data"])
     assert batches == [["h1", "h2"], ["h3", "h4"]]
     for host in HOSTS:
@@ -253,3 +278,97 @@ def test_hosts_trust_pins_after_a_fingerprint_check_and_is_audited(env, capsys):
     final, events = deploy(env, "trusted", "1.0")
     assert final["state"] == "succeeded", [e["message"] for e in events]
     assert current(env, "h7") == "releases/1.0"
+
+
+def test_changed_host_key_in_a_batch_leaves_the_other_host_unchanged(env):
+    final, events = deploy(env, "pair", "1.0")
+    assert final["state"] == "failed", [e["message"] for e in events]
+    assert final["error"].startswith("pre-flight refused the deploy (1 of 2 host(s) failed); nothing was changed "
+                                     "on any host: h6: host key CHANGED")
+    steps = [s["name"] for s in env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token).json()["steps"]]
+    assert steps == ["pre-flight"]
+    # h8 (same batch, listed first, its key pinned) was reached but not changed at all
+    assert not (base(env, "h8")).exists()
+    assert any(e["data"].get("host") == "h8" and e["message"].startswith("[h8] ready: current (none)")
+               for e in events)
+    _nothing_ran(env, "h6")
+
+
+def test_too_little_free_disk_refuses_the_deploy(env):
+    final, events = deploy(env, "full", "1.0")
+    assert final["state"] == "failed", [e["message"] for e in events]
+    assert "pre-flight refused the deploy" in final["error"]
+    assert "min_free_disk_mb is 1000000000" in final["error"] and "h8: " in final["error"]
+    assert not (base(env, "h8")).exists()
+
+
+def flaky_release(env) -> Path:
+    return env.root / "flaky" / "h8" / "releases" / "2.0"
+
+
+def test_a_release_that_failed_its_health_check_is_built_again(env):
+    artifacts = env.root / "artifacts"
+    artifact(artifacts, "1.0", name="flaky")
+    final, events = deploy(env, "flaky", "1.0")
+    assert final["state"] == "succeeded", [e["message"] for e in events]
+    artifact(artifacts, "2.0", name="flaky", healthy=False)  # a broken build
+    final, events = deploy(env, "flaky", "2.0")
+    assert final["state"] == "rolled_back", [e["message"] for e in events]
+    assert os.readlink(env.root / "flaky" / "h8" / "current") == "releases/1.0"
+    assert not (flaky_release(env) / ".fleetdeck-release").exists()
+    assert (flaky_release(env) / ".fleetdeck-failed").read_text().startswith(f"deploy {final['id']}: h8: health check")
+    artifact(artifacts, "2.0", name="flaky")  # fixed, same version
+    final, events = deploy(env, "flaky", "2.0")
+    messages = [e["message"] for e in events]
+    assert final["state"] == "succeeded", messages
+    assert any(m.startswith("[h8] release 2.0 was marked failed (deploy ") for m in messages)
+    assert any(m.startswith("[h8] uploaded flaky-2.0.tar") for m in messages)
+    assert (flaky_release(env) / "healthy").is_file() and not (flaky_release(env) / ".fleetdeck-failed").exists()
+    assert os.readlink(env.root / "flaky" / "h8" / "current") == "releases/2.0"
+
+
+def test_force_builds_a_complete_release_again_api_and_cli(env):
+    artifacts = env.root / "artifacts"
+    artifact(artifacts, "3.0", name="flaky")
+    final, events = deploy(env, "flaky", "3.0")
+    assert final["state"] == "succeeded", [e["message"] for e in events]
+    stamp = env.root / "flaky" / "h8" / "releases" / "3.0" / "stamp"
+    stamp.write_text("left by hand\n")
+    final, events = deploy(env, "flaky", "3.0")  # complete: restarted, not built
+    assert final["state"] == "succeeded" and final["force"] is False
+    assert not any("uploaded" in e["message"] for e in events) and stamp.exists()
+    final, events = deploy(env, "flaky", "3.0", force=True)
+    messages = [e["message"] for e in events]
+    assert final["state"] == "succeeded" and final["force"] is True, messages
+    assert "[h8] force: rebuilding 3.0, the live release, in place" in messages
+    assert any(m.startswith("[h8] uploaded flaky-3.0.tar") for m in messages) and not stamp.exists()
+    audit = env.services.db.run(lambda s: s.execute(__import__("sqlalchemy").text(
+        "SELECT details FROM audit_log WHERE action = 'deploy.create' ORDER BY id DESC LIMIT 1")).scalar_one())
+    assert json.loads(audit)["force"] is True
+    stamp.write_text("left by hand\n")
+    cli_env = dict(os.environ, FLEETDECK_URL=env.url, FLEETDECK_TOKEN=env.token, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "console.cli", "deploy", "flaky", "3.0", "--force", "--wait"],
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "force: rebuilding 3.0" in done.stdout and not stamp.exists()
+
+
+def test_transient_connection_resets_are_retried_per_host(env):
+    env.relay.reset_next, env.relay.resets = 2, 0
+    final, events = deploy(env, "retried", "1.0")
+    messages = [e["message"] for e in events]
+    assert final["state"] == "succeeded", messages
+    assert env.relay.resets == 2
+    retries = [m for m in messages if m.startswith("[h9] transient failure: h9: ")]
+    assert len(retries) == 2 and retries[0].endswith("trying again in 0.2 s (2/3)") \
+        and retries[1].endswith("trying again in 0.4 s (3/3)"), messages
+    assert os.readlink(env.root / "retried" / "h9" / "current") == "releases/1.0"
+
+
+def test_retries_are_bounded(env):
+    env.relay.reset_next, env.relay.resets = 3, 0
+    final, events = deploy(env, "retried", "2.0")
+    assert final["state"] == "failed", [e["message"] for e in events]
+    assert env.relay.resets == 3
+    assert "pre-flight refused the deploy" in final["error"] and final["error"].endswith("(after 3 tries)")
+    env.relay.reset_next = 0

@@ -116,6 +116,24 @@ def test_the_shipped_config_yaml_documents_an_app_that_parses():
      "apps.web.target.in_cluster: cannot be combined with kubeconfig, kubeconfig_secret or context"),
     ({"web": {"driver": "kubernetes", "target": {"deployment": "shop"}}},
      "apps.web.target.image: required, an image repository without a tag, got ''"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "internal_timeout": 0}}},
+     "apps.web.target.internal_timeout: must be greater than or equal to 0.1, got 0"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "command_timeout": "5m"}}},
+     "apps.web.target.command_timeout: expected a number of seconds, got '5m'"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "health_timeout": float("inf")}}},
+     "apps.web.target.health_timeout: must be a finite number, got inf"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "connect_timeout": 3600}}},
+     "apps.web.target.connect_timeout: must be less than or equal to 600, got 3600"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "retry": {"attempts": 0}}}},
+     "apps.web.target.retry.attempts: must be greater than or equal to 1, got 0"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "retry": {"tries": 2}}}},
+     "apps.web.target.retry.tries: unknown key"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "min_free_disk_mb": -1}}},
+     "apps.web.target.min_free_disk_mb: must be greater than or equal to 0, got -1"),
+    ({"web": {"driver": "ssh", "target": {"hosts": ["a"], "deploy_to": "/x", "steps": [{"run": ["a"], "timeout": 0}]}}},
+     "apps.web.target.steps[0].timeout: must be greater than or equal to 0.1, got 0"),
+    ({"web": {"driver": "kubernetes", "target": {"image": "r/shop", "fail_on": ["OOMKilled"]}}},
+     "apps.web.target.fail_on[0]: must be 'ImagePullBackOff'"),
 ])
 def test_errors_name_the_key_path(raw, message):
     with pytest.raises(ConfigError) as info:
@@ -139,6 +157,10 @@ def test_null_takes_the_default_and_defaults_follow_the_app_and_driver():
                                                          "batches": {"type": "percent"}}}})["api"]
     assert api.health_check.type == "none" and api.target.batches.size == 25 and api.target.deploy_to == "/srv/api"
     assert api.target.steps[0].name == "make #1" and api.target.steps[0].argv == ("make", "{version}")
+    # a step without its own timeout takes the target's command_timeout
+    assert api.target.steps[0].timeout is None and api.target.command_timeout == 300.0
+    assert (api.target.internal_timeout, api.target.health_timeout, api.target.connect_timeout) == (60.0, 300.0, 10.0)
+    assert (api.target.retry.attempts, api.target.retry.backoff, api.target.min_free_disk_mb) == (3, 1.0, 100)
     shop = parse_apps({"shop_eu": {"driver": "kubernetes", "target": {"image": "r/shop"}}})["shop_eu"]
     assert shop.target.deployment == "shop-eu"
 

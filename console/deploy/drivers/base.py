@@ -87,6 +87,7 @@ class DeployRequest:
     current_deploy_id: int | None  # the deploy whose containers serve now (last succeeded)
     kind: str = "deploy"  # deploy | rollback (the ssh driver runs rollback steps for the latter)
     gate: Gate | None = None  # the canary stage, when the app has one (drivers call it after their first batch)
+    force: bool = False  # ssh: build the release again even when the host has it complete
 
 
 @dataclass(frozen=True)

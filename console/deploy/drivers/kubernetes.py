@@ -15,23 +15,40 @@ undoes it the way ``kubectl rollout undo`` does.
   with the new image) and the ``kubernetes.io/change-cause`` annotation, carrying the
   ``metadata.resourceVersion`` just read, so a concurrent writer makes the API answer
   409 Conflict; the driver re-reads and retries (``conflict_retries``).
+- **Paused**: a Deployment with ``spec.paused`` is refused before anything changes (the
+  controller would not roll it out; ``kubectl rollout undo`` refuses it likewise).
 - **Rollout status** (kubectl's ``DeploymentStatusViewer``): done when
   ``observedGeneration >= generation``, ``updatedReplicas == replicas`` (spec),
   ``status.replicas == updatedReplicas`` and ``availableReplicas == updatedReplicas``;
   failed when the ``Progressing`` condition has reason ``ProgressDeadlineExceeded``
-  (``progressDeadlineSeconds``). Every change of the status line and every Kubernetes
-  Event of the Deployment or its ReplicaSets is streamed into the deploy's log.
+  (``progressDeadlineSeconds``).
+- **The new ReplicaSet's Pods** (once the controller has observed the new generation, so
+  the revision annotation names the new ReplicaSet) are listed at each poll with a label
+  selector (the Deployment's ``matchLabels`` plus the new ReplicaSet's
+  ``pod-template-hash``), never all Pods of the namespace. A container (or init
+  container) waiting with a reason of ``fail_on`` (default ``ImagePullBackOff``,
+  ``ErrImagePull``, ``CrashLoopBackOff``, ``InvalidImageName``, ``ErrImageNeverPull``)
+  fails the rollout at once with the Pod, the container and the kubelet's message,
+  instead of waiting out ``progressDeadlineSeconds``; the Pods of older ReplicaSets and of
+  other apps never do.
+- **Events** of the Deployment, the new ReplicaSet and its Pods are read with a field
+  selector (``involvedObject.uid=``) each time that object changes (its
+  ``resourceVersion``), and streamed into the deploy's log; the namespace's events are
+  never listed whole.
 - **Undo**: like ``kubectl rollout undo``, the pod template of the ReplicaSet holding
   the wanted revision (``deployment.kubernetes.io/revision``; the previous one by
-  default) is copied back into the Deployment, without its ``pod-template-hash`` label.
-  A deploy of kind ``rollback`` to a version that an existing ReplicaSet runs is such an
-  undo to that revision.
+  default) replaces the Deployment's whole: a JSON patch (RFC 6902) ``replace`` of
+  ``/spec/template``, without its ``pod-template-hash`` label, guarded by a ``test`` of
+  the ``resourceVersion`` read. A field only the newer template had is gone afterwards (a
+  strategic merge patch would have kept it). A deploy of kind ``rollback`` to a version
+  that an existing ReplicaSet runs is such an undo to that revision.
 
 403 Forbidden and other API refusals fail the deploy with the API's own message.
 """
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from typing import Any, Callable
@@ -56,11 +73,13 @@ log = logging.getLogger(__name__)
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 UNDO_WAIT_MAX_S = 300.0
+MAX_WATCHED_PODS = 20  # Pods of the new ReplicaSet whose events are read (their states are all checked)
 UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
 
 
 class RolloutFailed(Exception):
-    """The rollout stopped making progress (ProgressDeadlineExceeded)."""
+    """The rollout stopped making progress (ProgressDeadlineExceeded, or a new Pod's
+    container waiting with a ``fail_on`` reason)."""
 
 
 class KubernetesDriverError(DriverFailure):
@@ -72,8 +91,6 @@ def api_error(exc: ApiException) -> str:
     """``403 Forbidden: <the API's message>``."""
     message = ""
     try:
-        import json
-
         message = json.loads(exc.body or "{}").get("message", "")
     except ValueError:
         message = (exc.body or "")[:200] if isinstance(exc.body, str) else ""
@@ -115,6 +132,13 @@ class _Api:
 
     def json(self, obj: Any) -> dict:
         return self.client.sanitize_for_serialization(obj)
+
+    def items(self, list_call: Callable[..., Any], **query: Any) -> list[dict]:
+        """``items`` of a namespaced list call as the API's JSON, not the client's models
+        (which refuse objects missing fields they call required, e.g. a waiting
+        container's ``imageID``). Raises ValueError for a body that is not JSON."""
+        response = list_call(self.namespace, _preload_content=False, _request_timeout=self.timeout, **query)
+        return json.loads(response.data).get("items") or []
 
 
 class KubernetesDriver:
@@ -189,6 +213,10 @@ class KubernetesDriver:
             step("connect", "running", f"reading deployment {where} at {api.client.configuration.host}")
             dep = self._read(api)
             reachable = True
+            if (dep.get("spec") or {}).get("paused"):
+                raise KubernetesDriverError(
+                    f"deployment {where} is paused (spec.paused): a rollout would not start; nothing was changed. "
+                    f"Resume it first: kubectl rollout resume deployment/{t.deployment} -n {api.namespace}")
             previous_revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
             step("connect", "succeeded", f"deployment {where} at revision {previous_revision or '-'}",
                  revision=previous_revision)
@@ -220,6 +248,8 @@ class KubernetesDriver:
             emit(DriverEvent("log", message, level="error", data={"status": exc.status}))
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         except KubernetesDriverError as exc:
+            if not changed:
+                step("connect", "failed", str(exc), level="error")
             emit(DriverEvent("log", str(exc), level="error"))
             return self._fail(api, changed, previous_revision, emit, FAILED, str(exc))
         except GateFailed as exc:  # only the canary Deployment ran the new version: removed below
@@ -287,13 +317,20 @@ class KubernetesDriver:
                 raise KubernetesDriverError(f"deployment {api.namespace}/{self.target.deployment} not found") from None
             raise
 
-    def _patch(self, api: _Api, build: Callable[[dict], dict], emit: Emit) -> dict:
+    def _patch(self, api: _Api, build: Callable[[dict], dict | list], emit: Emit) -> dict:
         """Read, build a patch carrying the read resourceVersion, send it; on 409
-        Conflict read again and retry up to ``conflict_retries`` times."""
+        Conflict read again and retry up to ``conflict_retries`` times. A dict is sent
+        as a strategic merge patch with ``metadata.resourceVersion``; a list as a JSON
+        patch (the client picks the content type by the body's type) led by a ``test``
+        op of ``/metadata/resourceVersion``."""
         for attempt in range(self.target.conflict_retries + 1):
             dep = self._read(api)
             body = build(dep)
-            body.setdefault("metadata", {})["resourceVersion"] = dep["metadata"].get("resourceVersion")
+            version = dep["metadata"].get("resourceVersion")
+            if isinstance(body, list):
+                body = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}, *body]
+            else:
+                body.setdefault("metadata", {})["resourceVersion"] = version
             try:
                 return api.json(api.apps.patch_namespaced_deployment(
                     self.target.deployment, api.namespace, body, _request_timeout=api.timeout))
@@ -356,20 +393,26 @@ class KubernetesDriver:
         (template.get("metadata") or {}).get("labels", {}).pop("pod-template-hash", None)
         cause = (rs["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
 
-        def build(dep: dict) -> dict:
-            body: dict = {"spec": {"template": template}}
+        def build(dep: dict) -> list:
+            # kubectl's DeploymentRollbacker: replace the template whole, carry the change-cause over.
+            annotations = dict(dep["metadata"].get("annotations") or {})
             if cause:
-                body["metadata"] = {"annotations": {CHANGE_CAUSE: cause}}
-            return body
+                annotations[CHANGE_CAUSE] = cause
+            else:
+                annotations.pop(CHANGE_CAUSE, None)
+            return [{"op": "replace", "path": "/spec/template", "value": template},
+                    {"op": "add", "path": "/metadata/annotations", "value": annotations}]
 
         self._patch(api, build, emit)
         emit(DriverEvent("log", f"pod template of ReplicaSet {rs['metadata']['name']} (revision "
                                 f"{rs['metadata']['annotations'][REVISION]}) restored"))
 
     def _follow(self, api: _Api, emit: Emit, cancel: CancelToken, deadline: float) -> None:
-        """Poll until the rollout is done (returns), fails (RolloutFailed), is cancelled
-        (Cancelled) or ``deadline`` (monotonic) passes (RolloutFailed)."""
+        """Poll until the rollout is done (returns), fails (RolloutFailed: progress
+        deadline, or a new Pod's container waiting with a ``fail_on`` reason), is
+        cancelled (Cancelled) or ``deadline`` (monotonic) passes (RolloutFailed)."""
         last = None
+        watched: dict[str, str] = {}  # object uid -> resourceVersion whose events were read
         seen_events: set[str] = set()
         while True:
             dep = self._read(api)
@@ -379,7 +422,7 @@ class KubernetesDriver:
                 st = dep.get("status") or {}
                 emit(DriverEvent("log", message, data={k: st.get(k) for k in (
                     "observedGeneration", "replicas", "updatedReplicas", "availableReplicas")}))
-            self._stream_events(api, dep, seen_events, emit)
+            self._watch(api, dep, watched, seen_events, emit, check=not done)
             if done:
                 return
             if time.monotonic() > deadline:
@@ -387,25 +430,82 @@ class KubernetesDriver:
             if cancel.wait(self.target.poll_interval):
                 raise Cancelled(cancel.reason)
 
-    def _stream_events(self, api: _Api, dep: dict, seen: set[str], emit: Emit) -> None:
-        """Kubernetes Events of the Deployment and its ReplicaSets not seen yet, as log lines."""
+    def _new_replica_set(self, api: _Api, dep: dict) -> dict | None:
+        """The ReplicaSet of the Deployment's current revision, once the controller has
+        observed its newest generation (before that the annotation names the old one)."""
+        status = dep.get("status") or {}
+        if (status.get("observedGeneration") or 0) < (dep["metadata"].get("generation") or 0):
+            return None
+        revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
+        return next((rs for rs in self._replica_sets(api, dep)
+                     if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision), None)
+
+    def _watch(self, api: _Api, dep: dict, watched: dict[str, str], seen: set[str], emit: Emit,
+               check: bool) -> None:
+        """Events of the Deployment, its new ReplicaSet and that ReplicaSet's Pods (each
+        read when the object changed), and, when ``check``, the Pods' container states:
+        RolloutFailed for a ``fail_on`` waiting reason."""
+        objects = [dep]
+        pods: list[dict] = []
         try:
-            items = api.json(api.core.list_namespaced_event(api.namespace, _request_timeout=api.timeout)).get("items")
-        except (ApiException, *UNREACHABLE) as exc:  # events are a nicety; the rollout goes on
+            rs = self._new_replica_set(api, dep)
+            if rs is not None:
+                objects.append(rs)
+                labels = dict((dep["spec"].get("selector") or {}).get("matchLabels") or {})
+                pod_hash = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
+                if pod_hash:
+                    labels["pod-template-hash"] = pod_hash
+                    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                    pods = api.items(api.core.list_namespaced_pod, label_selector=selector)
+                    objects.extend(pods[:MAX_WATCHED_PODS])
+        except (ApiException, ValueError, *UNREACHABLE) as exc:  # the status poll goes on; the deadline holds
+            log.debug("cannot list the new ReplicaSet's pods: %s", exc)
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            uid, version = meta.get("uid"), meta.get("resourceVersion") or ""
+            if uid and watched.get(uid) != version:
+                watched[uid] = version
+                self._stream_events(api, obj, seen, emit)
+        if check:
+            for pod in pods:
+                reason = self._failing(pod)
+                if reason:
+                    raise RolloutFailed(reason)
+
+    def _failing(self, pod: dict) -> str | None:
+        """Why a Pod of the new ReplicaSet cannot come up (a ``fail_on`` waiting reason), or None."""
+        status = pod.get("status") or {}
+        for kind, statuses in (("init container", status.get("initContainerStatuses")),
+                               ("container", status.get("containerStatuses"))):
+            for cs in statuses or []:
+                waiting = (cs.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in self.target.fail_on:
+                    restarts = cs.get("restartCount") or 0
+                    last = ((cs.get("lastState") or {}).get("terminated") or {})
+                    exited = f"; last exit code {last.get('exitCode')}" if "exitCode" in last else ""
+                    return (f"pod {pod['metadata'].get('name')} {kind} {cs.get('name')!r}: {waiting['reason']}: "
+                            f"{waiting.get('message') or 'no message'} (restarts {restarts}{exited})")
+        return None
+
+    def _stream_events(self, api: _Api, obj: dict, seen: set[str], emit: Emit) -> None:
+        """Kubernetes Events of one object (``involvedObject.uid`` field selector) not seen
+        yet, as log lines."""
+        uid = obj["metadata"]["uid"]
+        try:
+            items = api.items(api.core.list_namespaced_event, field_selector=f"involvedObject.uid={uid}")
+        except (ApiException, ValueError, *UNREACHABLE) as exc:  # events are a nicety; the rollout goes on
             log.debug("cannot list events: %s", exc)
             return
-        name = dep["metadata"]["name"]
         for ev in items or []:
-            obj = ev.get("involvedObject") or {}
-            key = (ev.get("metadata") or {}).get("uid") or f"{obj.get('name')}/{ev.get('reason')}/{ev.get('message')}"
+            involved = ev.get("involvedObject") or {}
+            key = (ev.get("metadata") or {}).get("uid") or \
+                f"{involved.get('name')}/{ev.get('reason')}/{ev.get('message')}"
             if key in seen:
                 continue
-            if (obj.get("kind") == "Deployment" and obj.get("name") == name) or (
-                    obj.get("kind") == "ReplicaSet" and str(obj.get("name", "")).startswith(name + "-")):
-                seen.add(key)
-                emit(DriverEvent("log", f"event {obj.get('kind')}/{obj.get('name')}: {ev.get('reason')}: "
-                                        f"{ev.get('message')}", level="warning" if ev.get("type") == "Warning"
-                                 else "info", data={"k8s_event": ev.get("reason")}))
+            seen.add(key)
+            emit(DriverEvent("log", f"event {involved.get('kind')}/{involved.get('name')}: {ev.get('reason')}: "
+                                    f"{ev.get('message')}", level="warning" if ev.get("type") == "Warning"
+                             else "info", data={"k8s_event": ev.get("reason")}))
 
     # -- the protocol's other methods ----------------------------------------------------------
     def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:

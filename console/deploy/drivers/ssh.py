@@ -5,10 +5,16 @@ On each host, under the app's ``deploy_to``::
     releases/<version>/     one directory per version (the artifact, unpacked, plus the steps' output)
     current -> releases/<version>   the live release, switched atomically
 
-A deploy goes through the hosts in **batches** (serial, fixed size or a percentage);
+Before any host changes, a **pre-flight** checks every host (up to ``max_parallel`` at
+once): the connection (reachable, host key pinned, authentication), the release
+``current`` points to, and the free disk space under ``deploy_to`` (``df -Pk`` on its
+nearest existing directory, at least ``min_free_disk_mb``). Any failure refuses the
+whole deploy, naming each host and why; nothing was changed anywhere.
+
+A deploy then goes through the hosts in **batches** (serial, fixed size or a percentage);
 within a batch up to ``max_parallel`` hosts work at once, each over one SSH connection
-that is opened once and reused for every command, the SFTP session and any rollback.
-Per host:
+that is opened once (by the pre-flight) and reused for every command, the SFTP session
+and any rollback. Per host:
 
 1. connect, with the host key checked against the pinned known_hosts (``RejectPolicy``:
    an unknown or changed key fails the host before authentication; nothing runs there);
@@ -21,10 +27,21 @@ Per host:
    host); 7. once every batch is done, keep the newest ``keep_releases`` releases.
 
 A release that completed its steps gets a ``.fleetdeck-release`` marker; a later deploy
-or rollback to that version only switches the symlink (rollback by symlink). When a
+or rollback to that version only switches the symlink (rollback by symlink). A release
+whose ``restart`` or health check failed on a host loses the marker there and gets a
+``.fleetdeck-failed`` note (deploy id and reason), so the next deploy of that version
+builds it again; ``force`` (``fleetdeck deploy --force``) builds any release again. When a
 host fails, the deploy stops after that batch and, unless ``on_failure: stop``, every
 host already switched goes back to its previous release and runs ``rollback_steps`` and
 ``restart``.
+
+Timeouts, all in the target: ``connect_timeout`` (TCP, handshake, authentication, each
+channel open), ``command_timeout`` (steps without their own), ``internal_timeout`` (the
+driver's own ``mkdir``/``rm``/``tar``/``df`` and each SFTP operation), ``health_timeout``
+(from restart to healthy). A **transient** failure of a host (connection refused, reset
+or lost; a timeout of the driver's own commands or transfers) is retried on that host
+(``retry.attempts`` tries in all, ``retry.backoff`` seconds doubling between them) with
+its connection opened again; a failing step or health check is not transient.
 
 Commands are argv lists; each element is quoted with ``shlex.quote`` and joined, so a
 parameter holding shell metacharacters reaches the program as one literal argument.
@@ -62,13 +79,19 @@ from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
 log = logging.getLogger(__name__)
 
 MARKER = ".fleetdeck-release"
+FAILED_NOTE = ".fleetdeck-failed"  # a release that failed restart or its health check (why, which deploy)
 MAX_LINES_PER_STEP = 2000  # further output lines are counted, not stored
 KILL_GRACE_S = 5  # `timeout -k`: SIGKILL this long after SIGTERM
+WAKE_S = 0.25  # longest sleep of a running command's reader between checks of cancel and deadline
+
+
+TRANSIENT = ("connect", "timeout")  # HostFailed kinds retried on the same host
 
 
 class HostFailed(Exception):
-    """One host failed; ``kind``: connect | hostkey | auth | step | health | upload | canary
-    (the canary analysis of the first batch failed)."""
+    """One host failed; ``kind``: connect | timeout (both transient: retried) | hostkey |
+    auth | step | health | upload | disk | rollback | internal | canary (the canary
+    analysis of the first batch failed)."""
 
     def __init__(self, host: str, kind: str, message: str) -> None:
         super().__init__(message)
@@ -92,7 +115,7 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
 @dataclass
 class _HostState:
     host: HostEntry
-    previous: str | None = None  # release name ``current`` pointed to before this deploy
+    previous: str | None = None  # release name ``current`` pointed to before this deploy (pre-flight)
     switched: bool = False
     connect_ms: float | None = None
 
@@ -103,10 +126,11 @@ class ConnectionPool:
     ``reveal(secret_name) -> text``."""
 
     def __init__(self, known_hosts: list[tuple[str, str, str]], reveal: Callable[[str], str],
-                 timeout: float) -> None:
+                 timeout: float, io_timeout: float | None = None) -> None:
         self._known = known_hosts
         self._reveal = reveal
         self._timeout = timeout
+        self._io_timeout = io_timeout  # seconds an SFTP operation may wait on the host
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._sftp: dict[str, paramiko.SFTPClient] = {}
         self._keys: dict[tuple[str, str], paramiko.PKey] = {}
@@ -144,7 +168,8 @@ class ConnectionPool:
             client = paramiko.SSHClient()
             keys = client.get_host_keys()
             for hostname, key_type, key_b64 in self._known:
-                keys.add(hostname, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
+                if hostname == host.known_hosts_name:  # only this host's pins: parsing every key per host is waste
+                    keys.add(hostname, key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)))
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             started = time.perf_counter()
             try:
@@ -194,8 +219,27 @@ class ConnectionPool:
         client, _ = self.client(host)
         sftp = self._sftp.get(host.name)
         if sftp is None:
-            sftp = self._sftp[host.name] = client.open_sftp()
+            try:
+                sftp = self._sftp[host.name] = client.open_sftp()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise HostFailed(host.name, "connect", f"{host.name}: cannot open SFTP: {exc}") from None
+            channel = sftp.get_channel()
+            if self._io_timeout is not None and channel is not None:
+                channel.settimeout(self._io_timeout)
         return sftp
+
+    def drop(self, host: HostEntry) -> None:
+        """Close the host's connection (before a retry opens a new one)."""
+        with self._lock:
+            lock = self._host_locks.setdefault(host.name, threading.Lock())
+        with lock:
+            sftp, client = self._sftp.pop(host.name, None), self._clients.pop(host.name, None)
+            for closable in (sftp, client):
+                if closable is not None:
+                    try:
+                        closable.close()
+                    except (OSError, EOFError, paramiko.SSHException) as exc:
+                        log.debug("closing the connection to %s: %s", host.name, exc)
 
     def close(self) -> None:
         for sftp in self._sftp.values():
@@ -237,7 +281,8 @@ class SshDriver:
         return self.inventory.resolve(self.target.hosts)
 
     def pool(self) -> ConnectionPool:
-        return ConnectionPool(self._known_hosts(), self._reveal, self.target.connect_timeout)
+        return ConnectionPool(self._known_hosts(), self._reveal, self.target.connect_timeout,
+                              self.target.internal_timeout)
 
     # -- paths -------------------------------------------------------------------------------
     def base(self, host: HostEntry) -> str:
@@ -296,8 +341,12 @@ class SshDriver:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled(cancel.reason)
                 if time.monotonic() > deadline:
-                    raise HostFailed(host.name, "step", f"{host.name}: no exit status within {timeout:g} s")
-                select.select([chan], [], [], 0.05)
+                    raise HostFailed(host.name, "timeout", f"{host.name}: no exit status within {timeout:g} s "
+                                                           f"({shlex.join(argv)[:200]})")
+                # Wakes on output and on the channel's close (which follows the exit status); the
+                # timeout only bounds how late a cancel or the deadline is noticed. A short one
+                # made every host's thread spin 20 times a second during long commands.
+                select.select([chan], [], [], WAKE_S)
                 got = False
                 while chan.recv_ready():
                     buffers["stdout"] += chan.recv(65536)
@@ -335,12 +384,15 @@ class SshDriver:
             emit(DriverEvent("log", f"{len(hosts)} host(s) in {len(batches)} batch(es) "
                                     f"({self.target.batches.type}), at most {self.target.max_parallel} at once",
                              data={"hosts": [h.name for h in hosts], "batches": [[h.name for h in b] for b in batches]}))
+            refused = self._preflight(pool, states, emit, cancel)
+            if refused is not None:
+                return refused
             for index, batch in enumerate(batches, 1):
                 step = f"batch {index}/{len(batches)}"
                 emit(DriverEvent("step", f"{step}: {', '.join(h.name for h in batch)}", step=step, state="running",
                                  data={"hosts": [h.name for h in batch]}))
-                errors = self._run_batch(batch, lambda h: self._deploy_host(pool, states[h.name], request, emit,
-                                                                            cancel))
+                errors = self._run_batch(batch, lambda h: self._retrying(
+                    pool, h, emit, cancel, lambda: self._deploy_host(pool, states[h.name], request, emit, cancel)))
                 cancelled = next((e for e in errors if isinstance(e, Cancelled)), None)
                 failures = [e for e in errors if isinstance(e, HostFailed)]
                 if cancelled or failures:
@@ -367,6 +419,109 @@ class SshDriver:
             return self._finish_failed(pool, states, request, emit, cancel, failure, cancelled)
         finally:
             pool.close()
+
+    def _retrying(self, pool: ConnectionPool, host: HostEntry, emit: Emit, cancel: CancelToken,
+                  work: Callable[[], Any]) -> Any:
+        """``work()``, tried again on a transient HostFailed (kinds in TRANSIENT) over a new
+        connection, up to ``retry.attempts`` tries with ``retry.backoff`` doubling."""
+        retry = self.target.retry
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                return work()
+            except HostFailed as exc:
+                if exc.kind not in TRANSIENT or attempt == retry.attempts:
+                    if exc.kind in TRANSIENT and attempt > 1:
+                        raise HostFailed(exc.host, exc.kind, f"{exc} (after {attempt} tries)") from None
+                    raise
+                delay = retry.backoff * 2 ** (attempt - 1)
+                self._log(emit, host, f"transient failure: {exc}; trying again in {delay:g} s "
+                                      f"({attempt + 1}/{retry.attempts})", level="warning", attempt=attempt + 1)
+                pool.drop(host)
+                if cancel.wait(delay):
+                    raise Cancelled(cancel.reason) from None
+        raise AssertionError("unreachable")
+
+    def _preflight(self, pool: ConnectionPool, states: dict[str, _HostState], emit: Emit,
+                   cancel: CancelToken) -> DeployOutcome | None:
+        """Check every host before any changes (see the module docstring); the outcome
+        refusing the deploy, or None when all hosts passed."""
+        hosts = [s.host for s in states.values()]
+        need = self.target.min_free_disk_mb
+        emit(DriverEvent("step", f"pre-flight of {len(hosts)} host(s): connection, host key, "
+                                 f"free disk >= {need} MiB", step="pre-flight", state="running"))
+        errors = self._run_batch(hosts, lambda h: self._retrying(
+            pool, h, emit, cancel, lambda: self._check_host(pool, states[h.name], emit)))
+        cancelled = next((e for e in errors if isinstance(e, Cancelled)), None)
+        if cancelled is not None:
+            emit(DriverEvent("step", str(cancelled), step="pre-flight", state="failed", level="error"))
+            return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, str(cancelled))
+        if errors:
+            reasons = "; ".join(str(e) for e in errors)
+            message = (f"pre-flight refused the deploy ({len(errors)} of {len(hosts)} host(s) failed); nothing was "
+                       f"changed on any host: {reasons}")
+            emit(DriverEvent("step", message, step="pre-flight", state="failed", level="error",
+                             data={"hosts": {e.host: str(e) for e in errors if isinstance(e, HostFailed)}}))
+            return DeployOutcome(FAILED, message)
+        emit(DriverEvent("step", "pre-flight: every host ready", step="pre-flight", state="succeeded"))
+        return None
+
+    def _check_host(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
+        host = state.host
+        self._connect(pool, state, emit)
+        state.previous = self._current(pool, host)
+        if self.target.min_free_disk_mb <= 0:
+            self._log(emit, host, f"ready: current {state.previous or '(none)'} (no disk check)")
+            return
+        sftp = pool.sftp(host)
+        path = self.base(host)
+        while True:  # df needs an existing directory: deploy_to or its nearest existing parent
+            try:
+                sftp.stat(path)
+                break
+            except FileNotFoundError:
+                if path == "/":
+                    break
+                path = posixpath.dirname(path)
+            except (OSError, paramiko.SSHException) as exc:
+                raise self._io_failure(host, f"cannot stat {path}", exc) from None
+        free_mb = self._free_mb(pool, host, path)
+        if free_mb < self.target.min_free_disk_mb:
+            raise HostFailed(host.name, "disk", f"{host.name}: {free_mb} MiB free on {path}, "
+                                                f"min_free_disk_mb is {self.target.min_free_disk_mb}")
+        self._log(emit, host, f"ready: current {state.previous or '(none)'}, {free_mb} MiB free on {path}",
+                  free_mb=free_mb)
+
+    def _free_mb(self, pool: ConnectionPool, host: HostEntry, path: str) -> int:
+        """MiB available to the login user on ``path``'s filesystem: the SFTP extension
+        ``statvfs@openssh.com`` (OpenSSH's PROTOCOL file, section 4.4: no remote process,
+        paramiko sends it as it sends ``posix-rename@openssh.com``), else ``df -Pk``."""
+        # paramiko's typing stubs leave out the request method its own posix_rename uses.
+        request: Callable[..., tuple[int, Any]] | None = getattr(pool.sftp(host), "_request", None)
+        try:
+            kind, msg = request(paramiko.sftp.CMD_EXTENDED, "statvfs@openssh.com", path) if request else (0, None)
+            if kind == paramiko.sftp.CMD_EXTENDED_REPLY and msg is not None:
+                _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+                return frsize * bavail // (1024 * 1024)
+        except TimeoutError as exc:
+            raise self._io_failure(host, f"reading the free space of {path}", exc) from None
+        except (OSError, paramiko.SSHException) as exc:  # a server without the extension
+            log.debug("%s: statvfs@openssh.com: %s; running df", host.name, exc)
+        lines: list[str] = []
+        code = self.run(pool, host, ["df", "-Pk", "--", path], "/", self.target.internal_timeout,
+                        lambda stream, line: lines.append(line))
+        fields = lines[-1].split() if code == 0 and len(lines) >= 2 else []
+        if len(fields) < 4 or not fields[3].isdigit():
+            raise HostFailed(host.name, "disk", f"{host.name}: cannot read the free space of {path} "
+                                                f"(df exited with {code}: {' | '.join(lines)[:200]})")
+        return int(fields[3]) // 1024
+
+    @staticmethod
+    def _io_failure(host: HostEntry, what: str, exc: BaseException) -> HostFailed:
+        """A HostFailed for an SFTP error: ``timeout`` (transient) when the host did not
+        answer within ``internal_timeout``, else ``upload``."""
+        if isinstance(exc, TimeoutError):
+            return HostFailed(host.name, "timeout", f"{host.name}: {what}: no answer in time ({exc})")
+        return HostFailed(host.name, "upload", f"{host.name}: {what}: {exc}")
 
     def _run_batch(self, batch: list[HostEntry], work: Callable[[HostEntry], None]) -> list[BaseException]:
         """Run ``work`` for every host of the batch, at most ``max_parallel`` at once; the
@@ -398,7 +553,9 @@ class SshDriver:
         """The release name ``current`` points to, or None."""
         try:
             target = pool.sftp(host).readlink(self.current_link(host))
-        except (OSError, paramiko.SSHException):
+        except TimeoutError as exc:
+            raise self._io_failure(host, "reading current", exc) from None
+        except (OSError, paramiko.SSHException):  # no link yet
             return None
         return posixpath.basename(target.rstrip("/")) if target else None
 
@@ -406,8 +563,37 @@ class SshDriver:
         try:
             pool.sftp(host).stat(posixpath.join(self.release_dir(host, version), MARKER))
             return True
+        except TimeoutError as exc:
+            raise self._io_failure(host, "reading the release marker", exc) from None
         except OSError:
             return False
+
+    def _failed_note(self, pool: ConnectionPool, host: HostEntry, version: str) -> str | None:
+        """The ``.fleetdeck-failed`` note of a release (why an earlier deploy marked it
+        failed), or None."""
+        try:
+            with pool.sftp(host).open(posixpath.join(self.release_dir(host, version), FAILED_NOTE)) as fh:
+                return fh.read(2000).decode("utf-8", "replace").strip()
+        except TimeoutError as exc:
+            raise self._io_failure(host, "reading the failed note", exc) from None
+        except OSError:
+            return None
+
+    def _mark_failed(self, pool: ConnectionPool, host: HostEntry, request: DeployRequest, why: str,
+                     emit: Emit) -> None:
+        """Take the release's completion marker away (the next deploy of this version builds
+        it again) and leave a note saying why. Best effort: the host may be gone."""
+        release = self.release_dir(host, request.version)
+        try:
+            sftp = pool.sftp(host)
+            with sftp.open(posixpath.join(release, FAILED_NOTE), "w") as fh:
+                fh.write(f"deploy {request.deploy_id}: {why}\n"[:2000])
+            sftp.remove(posixpath.join(release, MARKER))
+        except (HostFailed, OSError, paramiko.SSHException) as exc:
+            self._log(emit, host, f"cannot mark release {request.version} failed: {exc}", level="warning")
+            return
+        self._log(emit, host, f"release {request.version} marked failed; the next deploy of it builds it again",
+                  level="warning")
 
     def _steps(self, pool: ConnectionPool, host: HostEntry, steps: tuple[Step, ...], params: dict[str, str],
                cwd: str, emit: Emit, cancel: CancelToken, what: str) -> None:
@@ -419,13 +605,14 @@ class SshDriver:
                 argv = ["sh", self._upload_script(pool, host, step.script)] + [substitute(a, params) for a in step.args]
             self._log(emit, host, f"{what} {step.name}: {shlex.join(argv)}", step=step.name)
             started = time.monotonic()
-            code = self.run(pool, host, argv, cwd, step.timeout,
+            limit = step.timeout if step.timeout is not None else self.target.command_timeout
+            code = self.run(pool, host, argv, cwd, limit,
                             lambda stream, line: self._log(emit, host, line, level="info" if stream == "stdout"
                                                            else "warning", stream=stream, step=step.name),
                             cancel)
             took = time.monotonic() - started
             if code != 0:
-                why = f"timed out after {step.timeout:g} s" if code in (124, 137) else f"exited with {code}"
+                why = f"timed out after {limit:g} s" if code in (124, 137) else f"exited with {code}"
                 raise HostFailed(host.name, "step", f"{host.name}: {what} {step.name!r} {why}")
             self._log(emit, host, f"{what} {step.name} ok ({took:.1f} s)", step=step.name)
 
@@ -435,14 +622,61 @@ class SshDriver:
         remote = posixpath.join(remote_dir, Path(script).name)
         try:
             pool.sftp(host).put(script, remote)
-        except OSError as exc:
-            raise HostFailed(host.name, "upload", f"{host.name}: cannot upload script {script}: {exc}") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._io_failure(host, f"cannot upload script {script}", exc) from None
         return remote
 
-    def _mkdir(self, pool: ConnectionPool, host: HostEntry, path: str) -> None:
-        code = self.run(pool, host, ["mkdir", "-p", "--", path], "/", 30, lambda s, l: None)
+    def _internal(self, pool: ConnectionPool, host: HostEntry, argv: list[str],
+                  emit_line: Callable[[str, str], None] | None = None) -> None:
+        """One of the driver's own commands, limited by ``internal_timeout``: HostFailed
+        ``timeout`` (transient) when it ran out of time, ``upload`` for another failure."""
+        limit = self.target.internal_timeout
+        code = self.run(pool, host, argv, "/", limit, emit_line or (lambda stream, line: None))
+        if code in (124, 137):
+            raise HostFailed(host.name, "timeout", f"{host.name}: {argv[0]} timed out after {limit:g} s "
+                                                   "(internal_timeout)")
         if code != 0:
-            raise HostFailed(host.name, "upload", f"{host.name}: cannot create {path} (mkdir exited with {code})")
+            raise HostFailed(host.name, "upload", f"{host.name}: {shlex.join(argv)[:200]} exited with {code}")
+
+    def _mkdir(self, pool: ConnectionPool, host: HostEntry, path: str) -> None:
+        """``mkdir -p`` over SFTP: no remote process (each costs a shell and a fork on the
+        host, the larger part of a host's time when many deploy at once)."""
+        sftp = pool.sftp(host)
+        missing: list[str] = []
+        probe = path
+        while probe not in ("/", ""):
+            try:
+                if not stat.S_ISDIR(sftp.stat(probe).st_mode or 0):
+                    raise HostFailed(host.name, "upload", f"{host.name}: cannot create {path}: {probe} is not a "
+                                                          "directory")
+                break
+            except FileNotFoundError:
+                missing.append(probe)
+                probe = posixpath.dirname(probe)
+            except (OSError, paramiko.SSHException) as exc:
+                raise self._io_failure(host, f"cannot create {path}", exc) from None
+        for directory in reversed(missing):
+            try:
+                sftp.mkdir(directory)
+            except (OSError, paramiko.SSHException) as exc:
+                if not self._is_dir(sftp, directory):  # else made meanwhile by a host sharing the path
+                    raise self._io_failure(host, f"cannot create {directory}", exc) from None
+
+    @staticmethod
+    def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
+        try:
+            return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+        except (OSError, paramiko.SSHException):
+            return False
+
+    def _exists(self, pool: ConnectionPool, host: HostEntry, path: str) -> bool:
+        try:
+            pool.sftp(host).lstat(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._io_failure(host, f"cannot stat {path}", exc) from None
 
     def _deploy_host(self, pool: ConnectionPool, state: _HostState, request: DeployRequest, emit: Emit,
                      cancel: CancelToken) -> None:
@@ -450,28 +684,46 @@ class SshDriver:
         if cancel.cancelled:
             raise Cancelled(cancel.reason)
         self._connect(pool, state, emit)
-        state.previous = self._current(pool, host)
+        live = self._current(pool, host)  # == version again when a retry follows a switch
         params = self.params(host, version, state.previous)
-        if state.previous == version:
-            self._log(emit, host, f"{version} is already the current release; restarting it")
-        elif self._is_complete(pool, host, version):
-            self._log(emit, host, f"release {version} is on the host already; switching to it")
-        else:
+        if request.force:
+            if live == version:
+                self._log(emit, host, f"force: rebuilding {version}, the live release, in place", level="warning")
+            else:
+                self._log(emit, host, f"force: building release {version} again")
             self._build_release(pool, state, request, params, emit, cancel)
-        if state.previous != version:
+        elif self._is_complete(pool, host, version):
+            if live == version:
+                self._log(emit, host, f"{version} is already the current release; restarting it")
+            else:
+                self._log(emit, host, f"release {version} is on the host already; switching to it")
+        else:
+            note = self._failed_note(pool, host, version)
+            if note:
+                self._log(emit, host, f"release {version} was marked failed ({note}); building it again",
+                          level="warning")
+            self._build_release(pool, state, request, params, emit, cancel)
+        if live != version:
             self._switch(pool, host, version, emit)
             state.switched = True
-        if request.kind == "rollback":
-            self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, cancel, "rollback step")
-        self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, cancel, "restart")
-        self._health(pool, host, params, emit, cancel)
+        try:
+            if request.kind == "rollback":
+                self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, cancel,
+                            "rollback step")
+            self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, cancel, "restart")
+            self._health(pool, host, params, emit, cancel)
+        except HostFailed as exc:
+            if exc.kind in ("step", "health"):
+                self._mark_failed(pool, host, request, str(exc), emit)
+            raise
 
     def _build_release(self, pool: ConnectionPool, state: _HostState, request: DeployRequest,
                        params: dict[str, str], emit: Emit, cancel: CancelToken) -> None:
         host = state.host
         release = self.release_dir(host, request.version)
-        # A directory without the marker is what an interrupted deploy left: start over.
-        self.run(pool, host, ["rm", "-rf", "--", release], "/", 60, lambda s, l: None)
+        # A directory without the marker is what an interrupted or failed deploy left: start over.
+        if self._exists(pool, host, release):
+            self._internal(pool, host, ["rm", "-rf", "--", release])
         self._mkdir(pool, host, release)
         if self.target.artifact:
             local = Path(substitute(self.target.artifact, {"version": request.version}))
@@ -482,19 +734,23 @@ class SshDriver:
             try:
                 pool.sftp(host).put(str(local), remote)
             except (OSError, paramiko.SSHException) as exc:
-                raise HostFailed(host.name, "upload", f"{host.name}: upload of {local.name} failed: {exc}") from None
+                raise self._io_failure(host, f"upload of {local.name} failed", exc) from None
             size = local.stat().st_size
             self._log(emit, host, f"uploaded {local.name} ({size} bytes) to {release}/ in "
                                   f"{time.monotonic() - started:.2f} s", bytes=size)
             if self.target.extract:
-                code = self.run(pool, host, ["tar", "-xf", remote, "-C", release], "/", 300,
-                                lambda s, line: self._log(emit, host, line, level="warning", stream=s))
-                if code != 0:
-                    raise HostFailed(host.name, "upload", f"{host.name}: unpacking {local.name} failed ({code})")
-                pool.sftp(host).remove(remote)
+                self._internal(pool, host, ["tar", "-xf", remote, "-C", release],
+                               lambda stream, line: self._log(emit, host, line, level="warning", stream=stream))
+                try:
+                    pool.sftp(host).remove(remote)
+                except (OSError, paramiko.SSHException) as exc:
+                    raise self._io_failure(host, f"removing {local.name}", exc) from None
         self._steps(pool, host, self.target.steps, params, release, emit, cancel, "step")
-        with pool.sftp(host).open(posixpath.join(release, MARKER), "w") as fh:
-            fh.write(f"deploy {request.deploy_id} {request.version}\n")
+        try:
+            with pool.sftp(host).open(posixpath.join(release, MARKER), "w") as fh:
+                fh.write(f"deploy {request.deploy_id} {request.version}\n")
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._io_failure(host, "writing the release marker", exc) from None
 
     def _switch(self, pool: ConnectionPool, host: HostEntry, version: str, emit: Emit) -> None:
         """Point ``current`` at ``releases/<version>`` atomically: symlink beside, rename over."""
@@ -528,6 +784,9 @@ class SshDriver:
                 failures += 1
                 if failures >= hc.retries:
                     raise HostFailed(host.name, "health", f"{host.name}: health check failed: {detail}")
+            if time.monotonic() - started >= self.target.health_timeout:
+                raise HostFailed(host.name, "health", f"{host.name}: not healthy within {self.target.health_timeout:g} "
+                                                      f"s (health_timeout): {detail}")
             if cancel.wait(hc.interval):
                 raise Cancelled(cancel.reason)
 
@@ -603,8 +862,7 @@ class SshDriver:
         for e in entries[keep:]:
             if e.filename == current:
                 continue
-            self.run(pool, host, ["rm", "-rf", "--", posixpath.join(self.releases_dir(host), e.filename)], "/", 120,
-                     lambda s, line: None)
+            self._internal(pool, host, ["rm", "-rf", "--", posixpath.join(self.releases_dir(host), e.filename)])
             self._log(emit, host, f"removed old release {e.filename}")
         if current and current not in kept:
             self._log(emit, host, f"kept the current release {current}")
