@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table,
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Table,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +113,22 @@ class Sample(Base):
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix ms
     value: Mapped[float] = mapped_column(Float)
+
+
+class SampleBlock(Base):
+    """The raw samples of one series in one block window, packed (console/storage/blocks.py
+    gives the layout of ``data``). ``start_ts`` is the window start (a multiple of the block
+    width), ``end_ts`` the last sample's time, both Unix ms; ``count`` the samples held.
+    Migration blocks_0001_sample_blocks."""
+
+    __tablename__ = "sample_blocks"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_ts: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class IngestBatch(Base):
