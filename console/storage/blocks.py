@@ -22,6 +22,10 @@ from typing import Sequence
 import numpy as np
 import pcodec
 from pcodec import standalone
+from sqlalchemy import desc, select
+from sqlalchemy.orm import Session
+
+from console.storage.models import Sample, SampleBlock
 
 VERSION = 1
 _HEADER = struct.Struct("<BII")
@@ -71,3 +75,18 @@ def decode(data: bytes) -> list[tuple[int, float]]:
     """The samples of a block as ``(ts_ms, value)`` tuples, time-ordered."""
     t, v = decode_arrays(data)
     return list(zip(t.tolist(), v.tolist()))
+
+
+def latest_samples(session: Session, series_id: int, n: int) -> list[tuple[int, float]]:
+    """The last ``n`` raw samples of one series, oldest first, from hot rows or, for a
+    series silent longer than the hot window, its newest block."""
+    points = [tuple(p) for p in session.execute(select(Sample.ts, Sample.value).where(
+        Sample.series_id == series_id).order_by(desc(Sample.ts)).limit(n))]
+    if len(points) < n:
+        data = session.execute(select(SampleBlock.data).where(SampleBlock.series_id == series_id)
+                               .order_by(desc(SampleBlock.start_ts)).limit(1)).scalar()
+        if data is not None:
+            older = {ts: v for ts, v in decode(bytes(data))}
+            older.update((ts, v) for ts, v in points if ts not in older)
+            points = sorted(older.items(), reverse=True)[:n]
+    return list(reversed(points))
