@@ -294,7 +294,13 @@ class RollupService:
             session.flush()
         lo = mark.done_until
         if lo >= upto:
-            return False
+            # Caught up. Samples that arrived late for windows already packed (an agent's
+            # spool after an outage) move the mark back to their block, once.
+            first = self._first_ts(session, "samples", 0)
+            if first is None or first // BLOCK_MS * BLOCK_MS >= lo:
+                return False
+            mark.done_until = first // BLOCK_MS * BLOCK_MS
+            return True
         hi = lo + BLOCK_MS
         cursor = self._cursors.get("blocks")
         if cursor is None or cursor.lo != lo:
