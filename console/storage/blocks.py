@@ -37,7 +37,7 @@ class BlockError(ValueError):
     bytes that are not a block of a known version."""
 
 
-def encode(ts: Sequence[int], values: Sequence[float]) -> bytes:
+def encode(ts: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> bytes:
     """``data`` for the samples ``zip(ts, values)`` (Unix ms, floats). Raises BlockError
     when the lengths differ or a timestamp is not greater than the one before it (a
     series has one sample per timestamp)."""
@@ -80,13 +80,13 @@ def decode(data: bytes) -> list[tuple[int, float]]:
 def latest_samples(session: Session, series_id: int, n: int) -> list[tuple[int, float]]:
     """The last ``n`` raw samples of one series, oldest first, from hot rows or, for a
     series silent longer than the hot window, its newest block."""
-    points = [tuple(p) for p in session.execute(select(Sample.ts, Sample.value).where(
+    points: list[tuple[int, float]] = [(ts, v) for ts, v in session.execute(select(Sample.ts, Sample.value).where(
         Sample.series_id == series_id).order_by(desc(Sample.ts)).limit(n))]
     if len(points) < n:
         data = session.execute(select(SampleBlock.data).where(SampleBlock.series_id == series_id)
                                .order_by(desc(SampleBlock.start_ts)).limit(1)).scalar()
         if data is not None:
-            older = {ts: v for ts, v in decode(bytes(data))}
+            older: dict[int, float] = dict(decode(bytes(data)))
             older.update((ts, v) for ts, v in points if ts not in older)
             points = sorted(older.items(), reverse=True)[:n]
-    return list(reversed(points))
+    return points[::-1]

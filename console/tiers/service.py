@@ -231,12 +231,10 @@ class RollupService:
     def _roll(self, session: Session, tier: Tier, types: dict[int, str], lo: int, hi: int) -> int:
         ids = list(types)
         if tier.name == "1m":
-            rows = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi})
+            found = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi}).all()
+            rows = self._with_blocks(session, ids, list(found), lo, hi)
         else:
-            rows = session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi})
-        rows = list(rows)
-        if tier.name == "1m":
-            rows = self._with_blocks(session, ids, rows, lo, hi)
+            rows = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
         values = [{"series_id": sid, "ts": bucket, "min": mn, "max": mx, "sum": sm, "count": n,
                    "increase": float(inc) if types.get(sid) == "counter" and inc is not None else None}
                   for sid, bucket, mn, mx, sm, n, inc in rows]
