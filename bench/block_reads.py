@@ -12,6 +12,7 @@ every series renamed ``bench_host`` so one selector reads them all.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from storage import host_shapes  # noqa: E402
 
 from console.config import SECONDS_MAX, ConsoleConfig  # noqa: E402
-from console.ingest.batch import Batch, MetricIn  # noqa: E402
+from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
 from console.ingest.service import IngestService  # noqa: E402
 from console.promql.ast import LabelMatcher  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
@@ -42,7 +43,7 @@ def load(db: Database, shapes: list, now: float) -> None:
     points = len(shapes[0][3])
     t0 = int(now * 1000) - points * 10_000
     for off in range(0, points, 10):
-        metrics = [MetricIn("bench_host", kind, labels[:-1] + f',"metric":"{name}"}}',
+        metrics = [MetricIn("bench_host", kind, canonical_labels({**json.loads(labels), "metric": name}),
                             [(t0 + (off + p) * 10_000, values[off + p]) for p in range(min(10, points - off))])
                    for name, kind, labels, values in shapes]
         service.store(Batch("reads-1", uuid.uuid4().hex, None, None, None, "{}", metrics))

@@ -9,9 +9,11 @@ Data (``--data``):
   real values forward and back (no jumps a real host would not have).
 - ``random``: random floats (the worst case), ``--series`` gauges.
 
-Samples go through ``IngestService.store`` in 1,000-sample batches, timestamps ending now;
-then the rollup job runs once as deployed (``RollupService.run_all``: 1m and 1h rollups,
-blocks past the 2 h hot window, retention). Printed: the whole database after a checkpoint
+Samples go through ``IngestService.store`` in 1,000-sample batches, in time order, timestamps
+ending now, with a simulated clock at the newest sample; every ``--jobs-every`` simulated
+minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h rollups,
+blocks past the 2 h hot window, retention), so freed pages are reused as in a running
+console. Printed: the whole database after a checkpoint
 (SQLite: the file after ``wal_checkpoint(TRUNCATE)``, and without its free pages, which
 later inserts reuse; PostgreSQL: ``pg_total_relation_size`` summed over the schema's
 tables) and per table, in bytes per raw sample.
@@ -85,6 +87,7 @@ def main() -> int:
     ap.add_argument("--series", type=int, default=0, help="series kept (host: 0 = all; random: default 100)")
     ap.add_argument("--collections", type=int, default=240)
     ap.add_argument("--load", help="host data saved by bench/block_codec.py --save")
+    ap.add_argument("--jobs-every", type=int, default=10, help="simulated minutes between runs of the rollup job")
     args = ap.parse_args()
     if args.data == "random" and not args.series:
         args.series = 100
@@ -105,21 +108,26 @@ def main() -> int:
     try:
         db.migrate()
         now = time.time()
-        window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
-        service = IngestService(db, clock=lambda: now, config=window)
         points = len(shapes[0][3])
         t0 = int(now * 1000) - points * 10_000
-        start = time.perf_counter()
+        clock = [t0 / 1000]  # the simulated time: the newest sample stored so far
+        window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
+        service = IngestService(db, clock=lambda: clock[0], config=window)
+        jobs_service = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
+        stored = jobs = 0.0
         for off in range(0, points, 10):
+            start = time.perf_counter()
             for first in range(0, len(shapes), 100):
                 metrics = [MetricIn(name, kind, labels, [(t0 + (off + p) * 10_000, values[off + p])
                                                          for p in range(min(10, points - off))])
                            for name, kind, labels, values in shapes[first:first + 100]]
                 service.store(Batch("storage-1", uuid.uuid4().hex, None, None, None, "{}", metrics))
-        stored = time.perf_counter() - start
-        start = time.perf_counter()
-        RollupService(db, ConsoleConfig(), clock=lambda: now).run_all()
-        jobs = time.perf_counter() - start
+            clock[0] = (t0 + (off + 10) * 10_000) / 1000
+            stored += time.perf_counter() - start
+            if off % (args.jobs_every * 6) == 0 or off + 10 >= points:
+                start = time.perf_counter()
+                jobs_service.run_all()  # the console's job, as deployed, at the simulated time
+                jobs += time.perf_counter() - start
         n = points * len(shapes)
         print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
               f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")

@@ -481,7 +481,9 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
             lo, hi = np.searchsorted(t, mint, "left"), np.searchsorted(t, maxt, "right")
             packed.extend(zip(t[lo:hi].tolist(), v[lo:hi].tolist()))
         hot = out.get(sid)
-        if hot:
+        if hot and packed and hot[0][0] > packed[-1][0]:
+            packed.extend(hot)  # the usual case: the hot window follows the blocks
+        elif hot:
             merged = dict(hot)
             merged.update(packed)  # the block's value wins on a shared timestamp
             packed = sorted(merged.items())
