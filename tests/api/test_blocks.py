@@ -219,3 +219,39 @@ def test_deleting_a_host_deletes_its_blocks(console):
     orphans = console.services.db.run(lambda s: s.execute(text(
         "SELECT COUNT(*) FROM sample_blocks WHERE series_id NOT IN (SELECT id FROM series)")).scalar())
     assert orphans == 0
+
+
+def test_the_hot_window_setting_decides_what_is_packed(console):
+    token = console.agent_token("blk-window")
+    base = (int(NOW) - 9 * 3600) * 1000
+    status, body = console.push(token=token, host="blk-window", metrics=[
+        {"name": "blk_window", "type": "gauge", "labels": {}, "points": [[base + j * 60_000, 2.0] for j in range(500)]}])
+    assert status == 200, body
+    rows = lambda: console.services.db.run(lambda s: s.execute(text(  # noqa: E731
+        "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = 'blk_window'")).scalar())
+    wide = console.services.config.console.model_copy(update={"sample_hot_window": 12 * 3600.0})
+    RollupService(console.services.db, wide).run_all()
+    assert rows() == 500  # all of it is younger than 12 h: no block is due
+    RollupService(console.services.db, console.services.config.console).run_all()  # the default 2 h
+    cutoff = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS
+    assert rows() == sum(1 for j in range(500) if base + j * 60_000 >= cutoff)
+
+
+def test_a_host_silent_past_the_hot_window_keeps_its_summary(console, viewer):
+    token = console.agent_token("blk-quiet")
+    base = (int(NOW) - 5 * 3600) * 1000
+    ts = [base + j * 10_000 for j in range(30)]
+    status, body = console.push("blk-quiet", token, [
+        {"name": "node_memory_MemTotal_bytes", "type": "gauge", "labels": {}, "points": [[t, 1000.0] for t in ts]},
+        {"name": "node_memory_MemAvailable_bytes", "type": "gauge", "labels": {},
+         "points": [[t, 1000.0 - j] for j, t in enumerate(ts)]},
+        {"name": "node_load1", "type": "gauge", "labels": {}, "points": [[t, j / 10] for j, t in enumerate(ts)]}])
+    assert status == 200, body
+    console.services.rollups.run_all()
+    assert console.services.db.run(lambda s: s.execute(text(
+        "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id JOIN hosts h ON h.id = s.host_id "
+        "WHERE h.name = 'blk-quiet'")).scalar()) == 0  # all packed
+    hosts = console.request("GET", "/api/v1/hosts", token=viewer).json()
+    summary = next(h for h in hosts if h["host"] == "blk-quiet")["summary"]
+    assert summary["memory_ratio"] == pytest.approx(1 - 971 / 1000)
+    assert summary["load1"] == 2.9
