@@ -208,7 +208,7 @@ class RollupWatermark(Base):
 
     __tablename__ = "rollup_watermarks"
 
-    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h | blocks (packed until)
     done_until: Mapped[int] = mapped_column(BigInteger)
     # Bumped by ingest when a late sample lands in or before the window being rolled up,
     # so a rollup pass that spans several transactions starts that window again.

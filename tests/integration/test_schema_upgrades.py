@@ -91,8 +91,6 @@ SEED: dict[str, dict[str, Any]] = {
               "clock_skew_at": 20.0},
     "series": {"id": 1, "host_id": 1, "name": "node_load1", "labels": '{"cpu":"0"}', "type": "gauge"},
     "samples": {"series_id": 1, "ts": 1_700_000_000_000, "value": 0.25},
-    "sample_blocks": {"series_id": 1, "start_ts": 1_699_992_800_000, "end_ts": 1_699_999_990_000, "count": 0,
-                      "data": b"\x01\x00\x00\x00\x00\x00\x00\x00\x00"},
     "ingest_batches": {"host_id": 1, "batch_id": "b-1", "received_at": 20.0, "samples": 1, "logs": 1},
     "log_records": {"id": 1, "host_id": 1, "ts": 1_700_000_000_000, "source": "/var/log/syslog",
                     "line": f"oops: {SEARCH_WORD} at boot", "labels": "{}", "level": "error"},
