@@ -56,7 +56,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 LOOKBACK_MS = 300_000  # how far back the sample before a bucket is looked for (Prometheus' 5 min)
 BLOCK_MS = 2 * HOUR_MS  # width of a cold block: ~720 samples of a 10 s series, Prometheus' block width
-PACK_CHUNK = 200  # series per packing transaction (~150k samples at 10 s)
+PACK_CHUNK = 50  # series per packing transaction: ~36k samples at 10 s, as much as a 1m rollup step reads
 
 
 @dataclass(frozen=True)
