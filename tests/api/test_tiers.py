@@ -269,6 +269,7 @@ def test_retention_deletes_exactly_what_is_due(console):
         "SELECT b.data FROM sample_blocks b JOIN series s ON s.id = b.series_id WHERE s.name = 'app_ret'"))
         for ts, _ in blocks.decode(r[0])])
     assert sorted(raw + packed) == [raw_cut, now_ms - day]  # hot rows or cold blocks, to the sample
+    assert sorted(packed) == [raw_cut, now_ms - day]  # all older than the hot window: the cut went through blocks
     assert [r[1] for r in stored_rollups(console, "rollup_1m", "ret-1")] == [m for m in minutes if m >= now_ms - 3 * day]
     assert [r[1] for r in stored_rollups(console, "rollup_1h", "ret-1")] == [h for h in hours if h >= now_ms - 4 * day]
 
