@@ -146,10 +146,10 @@ def main() -> int:
                 print(f"database file: {size:,} B -> {size / n:.2f} B per sample; "
                       f"without its {free:,} B of free pages: {(size - free) / n:.2f} B per sample")
                 for table in TABLES:
-                    b = conn.exec_driver_sql(f"SELECT SUM(pgsize) FROM dbstat WHERE name = '{table}'").scalar() or 0
+                    b = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).scalar() or 0
                     print(f"  {table:<14} {b / n:6.2f} B per sample")
             else:
-                sizes = {t: conn.exec_driver_sql(f"SELECT pg_total_relation_size('{schema}.{t}')").scalar()
+                sizes = {t: conn.exec_driver_sql("SELECT pg_total_relation_size(%s::regclass)", (f"{schema}.{t}",)).scalar()
                          for t in conn.exec_driver_sql(
                              "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()}
                 total = sum(sizes.values())
