@@ -64,8 +64,11 @@ def decode_arrays(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
     body = memoryview(data)[_HEADER.size:]
-    t = standalone.simple_decompress(bytes(body[:t_len]))
-    v = standalone.simple_decompress(bytes(body[t_len:]))
+    try:
+        t = standalone.simple_decompress(bytes(body[:t_len]))
+        v = standalone.simple_decompress(bytes(body[t_len:]))
+    except RuntimeError as exc:  # pcodec's error for bytes that are not Pco
+        raise BlockError(f"corrupt block: {exc}") from None
     if t is None or v is None or len(t) != n or len(v) != n:
         raise BlockError("block holds a different number of samples than its header says")
     return t, v

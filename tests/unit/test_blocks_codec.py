@@ -71,3 +71,5 @@ def test_mismatched_lengths_and_foreign_bytes_are_refused():
     good = blocks.encode([1, 2, 3], [1.0, 2.0, 3.0])
     with pytest.raises(blocks.BlockError, match="different number of samples"):
         blocks.decode(good[:1] + struct.pack("<I", 4) + good[5:])
+    with pytest.raises(blocks.BlockError, match="corrupt block"):
+        blocks.decode(good[:9] + b"garbage" + good[16:])
