@@ -63,6 +63,14 @@ def host_rows(console, table: str) -> int:
         "WHERE h.name = 'blk-1'")).scalar())
 
 
+def is_hot(console, name: str, cpu: str, ts: int) -> bool:
+    """Whether the sample at ``ts`` is still a row of ``samples`` (not packed)."""
+    return console.services.db.run(lambda s: s.execute(text(
+        "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = :n AND s.labels = :l "
+        "AND x.ts = :t"), {"n": name, "l": f'{{"cpu":"{cpu}"}}', "t": ts}).scalar()) > 0
+
+
+PACKED_UNTIL = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS  # block windows ending by then are packed
 START_S, END_S = START / 1000, NOW
 RANGE_QUERIES = [
     dict(metric="blk_available_bytes", start=START_S, end=END_S),  # raw samples, no step
@@ -118,7 +126,7 @@ def before_and_after(console, viewer):
 
 def test_packing_moves_samples_past_the_hot_window_into_blocks(console, before_and_after):
     _, _, hot_before = before_and_after
-    cutoff = (int(NOW * 1000) - 7200 * 1000) // BLOCK_MS * BLOCK_MS
+    cutoff = PACKED_UNTIL
     due = sum(1 for counter, gauge in DATA.values() for ts, _ in counter + gauge if ts < cutoff)
     assert due > 720 * 6  # more than a block of each of the six series
     assert host_rows(console, "samples") == hot_before - due
@@ -147,8 +155,8 @@ def test_range_api_and_promql_answer_exactly_as_from_hot_rows(before_and_after):
 
 def test_late_and_replayed_samples_into_packed_blocks(console, viewer, before_and_after):
     counter, gauge = DATA["cpu1"]
-    first_block_end = (START // BLOCK_MS + 1) * BLOCK_MS
-    i = next(j for j, p in enumerate(gauge) if p[0] > first_block_end + 3_600_000)
+    i = next(j for j, p in enumerate(gauge) if p[0] > PACKED_UNTIL - 3_600_000)  # inside a packed block
+    assert not is_hot(console, "blk_available_bytes", "cpu1", gauge[i][0])
     late = [gauge[i][0] + 5_000, 1.5]  # between two packed samples
     replay = [gauge[i][0], -7.0]  # a packed timestamp: the first value stored is kept
     status, body = console.push("blk-1", console.agent, [
@@ -255,3 +263,25 @@ def test_a_host_silent_past_the_hot_window_keeps_its_summary(console, viewer):
     summary = next(h for h in hosts if h["host"] == "blk-quiet")["summary"]
     assert summary["memory_ratio"] == pytest.approx(1 - 971 / 1000)
     assert summary["load1"] == 2.9
+
+
+def test_a_late_counter_sample_recomputes_its_minute_from_blocks(console, before_and_after):
+    counter, _ = DATA["cpu2"]
+    i = next(j for j, p in enumerate(counter) if p[0] > PACKED_UNTIL - 3_600_000 and p[1] > counter[j - 1][1] + 1)
+    assert not is_hot(console, "blk_cpu_seconds_total", "cpu2", counter[i - 1][0])
+    late = [counter[i - 1][0] + 3_000, counter[i - 1][1] + 0.5]  # between two packed samples, no reset
+    status, body = console.push("blk-1", console.agent, [
+        {"name": "blk_cpu_seconds_total", "type": "counter", "labels": {"cpu": "cpu2"}, "points": [late]}])
+    assert status == 200, body
+    console.services.rollups.run_all()
+    series = sorted(counter + [late])
+    minute = late[0] // 60_000 * 60_000
+    pairs = [(a, b) for a, b in zip(series, series[1:]) if minute <= b[0] < minute + 60_000]
+    increase = sum(b[1] - a[1] if b[1] >= a[1] else b[1] for a, b in pairs)
+    in_minute = [v for ts, v in series if minute <= ts < minute + 60_000]
+    row = console.services.db.run(lambda s: s.execute(text(
+        "SELECT r.min, r.max, r.sum, r.count, r.increase FROM rollup_1m r JOIN series s ON s.id = r.series_id "
+        "WHERE s.name = 'blk_cpu_seconds_total' AND s.labels = '{\"cpu\":\"cpu2\"}' AND r.ts = :m"),
+        {"m": minute}).one())
+    assert tuple(row) == (min(in_minute), max(in_minute), pytest.approx(sum(in_minute), rel=1e-12), len(in_minute),
+                          pytest.approx(increase, rel=1e-12))
