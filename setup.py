@@ -45,6 +45,8 @@ setup(
         "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
         "psutil>=5.9,<8",  # the nginx balancer's worker processes (also the agent's)
         "argcomplete>=3.1,<4",  # shell completion of the fleetdeck command (bash, zsh)
+        "pcodec>=1.1,<2",  # cold sample blocks (console/storage/blocks.py)
+        "numpy>=1.26,<3",  # arrays pcodec encodes and decodes
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

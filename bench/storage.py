@@ -1,12 +1,30 @@
-"""Storage benchmark: bytes per raw sample on disk after N samples (default 10 million)
-stored through the ingest service into a fresh SQLite database (1,000-sample batches of
-100 series, random float values every 10 s, like a host agent's gauges).
+"""Storage benchmark: bytes per raw sample of the whole database with the console's jobs
+run (rollups, cold-block packing, retention), on SQLite or PostgreSQL.
 
-    python bench/storage.py [--samples 10000000]
+Data (``--data``):
+- ``host``: the agent's real host data: the host collector (collectors/host.py) read
+  ``--collections`` times one second apart on this machine (or ``--load`` a file saved by
+  bench/block_codec.py ``--save``); each series is continued over ``--hours`` at the agent's
+  10 s interval: counters keep adding their real increments in turn, gauges walk their
+  real values forward and back (no jumps a real host would not have).
+- ``random``: random floats (the worst case), ``--series`` gauges.
+
+Samples go through ``IngestService.store`` in 1,000-sample batches, in time order, timestamps
+ending now, with a simulated clock at the newest sample; every ``--jobs-every`` simulated
+minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h rollups,
+blocks past the 2 h hot window, retention), so freed pages are reused as in a running
+console (on PostgreSQL followed by ``VACUUM samples``, what autovacuum does there within
+its one-minute naptime while here the simulated hours pass in seconds). Printed: the whole database after a checkpoint
+(SQLite: the file after ``wal_checkpoint(TRUNCATE)``, and without its free pages, which
+later inserts reuse; PostgreSQL: ``pg_total_relation_size`` summed over the schema's
+tables) and per table, in bytes per raw sample.
+
+    python bench/storage.py [--db sqlite|postgres] [--data host|random] [--hours 24] [--series 100]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -21,53 +39,133 @@ from console.config import SECONDS_MAX, ConsoleConfig  # noqa: E402
 from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
 from console.ingest.service import IngestService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.tiers.service import RollupService  # noqa: E402
+
+TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1h", "series")
+
+
+def host_shapes(args: argparse.Namespace) -> list[tuple[str, str, str, list[float]]]:
+    """(name, type, labels, values at 10 s) of each host collector series over ``--hours``."""
+    if args.load:
+        real = json.loads(Path(args.load).read_text())
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from block_codec import collect
+
+        real = collect(args.collections, 1.0)
+    n = int(args.hours * 360)
+    out = []
+    for key, entry in real.items():
+        name, labels = key.split("{", 1)
+        vs = entry["v"]
+        if len(vs) < 2:
+            continue
+        if entry["type"] == "counter":
+            steps = [max(b - a, 0.0) for a, b in zip(vs, vs[1:])]
+            values, v = [], vs[0]
+            for i in range(n):
+                values.append(v)
+                v = round(v + steps[i % len(steps)], 6)
+        else:
+            walk = vs + vs[-2:0:-1]  # forward and back
+            values = [walk[i % len(walk)] for i in range(n)]
+        out.append((name, entry["type"], canonical_labels(json.loads("{" + labels)), values))
+    return out[:args.series] if args.series else out
+
+
+def random_shapes(args: argparse.Namespace) -> list[tuple[str, str, str, list[float]]]:
+    rnd = random.Random(1)
+    n = int(args.hours * 360)
+    return [("bench_random", "gauge", canonical_labels({"series": str(s)}), [rnd.random() * 1000 for _ in range(n)])
+            for s in range(args.series)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--samples", type=int, default=10_000_000)
-    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--data", choices=("host", "random"), default="host")
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--series", type=int, default=0, help="series kept (host: 0 = all; random: default 100)")
+    ap.add_argument("--collections", type=int, default=240)
+    ap.add_argument("--load", help="host data saved by bench/block_codec.py --save")
+    ap.add_argument("--jobs-every", type=int, default=10, help="simulated minutes between runs of the rollup job")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="fd-storage-"))
-    path = work / "fleetdeck.db"
-    db = Database(f"sqlite:///{path}")
-    db.migrate()
-    now = time.time()
-    window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
-    service = IngestService(db, clock=lambda: now, config=window)
-    rnd = random.Random(1)
-    labels = [canonical_labels({"cpu": str(i % 64), "mode": f"m{i // 64}"}) for i in range(args.series)]
-    per_series = args.samples // args.series
-    t0 = int(now * 1000) - per_series * 10_000
-    start = time.perf_counter()
-    for off in range(0, per_series, 10):
-        for first in range(0, args.series, 100):
-            metrics = [MetricIn("node_cpu_seconds_total", "gauge", labels[s],
-                                [(t0 + (off + p) * 10_000, rnd.random() * 1000) for p in range(10)])
-                       for s in range(first, first + 100)]
-            service.store(Batch("storage-1", uuid.uuid4().hex, None, None, None, "{}", metrics))
-    elapsed = time.perf_counter() - start
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        n = conn.exec_driver_sql("SELECT COUNT(*) FROM samples").scalar()
-        samples_bytes = conn.exec_driver_sql(
-            "SELECT SUM(pgsize) FROM dbstat WHERE name = 'samples'").scalar() if _has_dbstat(conn) else None
-    db.close()
-    size = sum(os.path.getsize(p) for p in work.iterdir() if p.name.startswith("fleetdeck.db"))
-    print(f"samples: {n:,}  stored in {elapsed:.0f} s ({n / elapsed:,.0f}/s through IngestService.store)")
-    print(f"database files: {size:,} bytes  -> {size / n:.1f} B per raw sample (whole file)")
-    if samples_bytes:
-        print(f"samples table alone: {samples_bytes / n:.1f} B per sample")
-    return 0
+    if args.data == "random" and not args.series:
+        args.series = 100
+    shapes = host_shapes(args) if args.data == "host" else random_shapes(args)
+    print(f"load average before: {os.getloadavg()}")
+    schema = None
+    if args.db == "postgres":
+        import psycopg
 
-
-def _has_dbstat(conn) -> bool:  # noqa: ANN001
+        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+        db = Database(f"{url}?options=-csearch_path%3D{schema}")
+    else:
+        work = Path(tempfile.mkdtemp(prefix="fd-storage-"))
+        db = Database(f"sqlite:///{work / 'fleetdeck.db'}")
     try:
-        conn.exec_driver_sql("SELECT 1 FROM dbstat LIMIT 1")
-        return True
-    except Exception as exc:  # dbstat is a compile-time option of SQLite
-        print(f"(no dbstat: {exc.__class__.__name__})")
-        return False
+        db.migrate()
+        now = time.time()
+        points = len(shapes[0][3])
+        t0 = int(now * 1000) - points * 10_000
+        clock = [t0 / 1000]  # the simulated time: the newest sample stored so far
+        window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
+        service = IngestService(db, clock=lambda: clock[0], config=window)
+        jobs_service = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
+        stored = jobs = 0.0
+        for off in range(0, points, 10):
+            start = time.perf_counter()
+            for first in range(0, len(shapes), 100):
+                metrics = [MetricIn(name, kind, labels, [(t0 + (off + p) * 10_000, values[off + p])
+                                                         for p in range(min(10, points - off))])
+                           for name, kind, labels, values in shapes[first:first + 100]]
+                service.store(Batch("storage-1", uuid.uuid4().hex, None, None, None, "{}", metrics))
+            clock[0] = (t0 + (off + 10) * 10_000) / 1000
+            stored += time.perf_counter() - start
+            if off % (args.jobs_every * 6) == 0 or off + 10 >= points:
+                start = time.perf_counter()
+                jobs_service.run_all()  # the console's job, as deployed, at the simulated time
+                jobs += time.perf_counter() - start
+                if args.db == "postgres":
+                    # What autovacuum does within a minute in a running console (its naptime);
+                    # the simulated hours pass in seconds here. Space of packed rows is reused.
+                    with db.engine.connect() as conn:
+                        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM samples")
+        n = points * len(shapes)
+        print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
+              f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")
+        with db.engine.connect() as conn:
+            if args.db == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                page = conn.exec_driver_sql("PRAGMA page_size").scalar()
+                free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() * page
+                size = sum(os.path.getsize(p) for p in work.iterdir() if p.name.startswith("fleetdeck.db"))
+                print(f"database file: {size:,} B -> {size / n:.2f} B per sample; "
+                      f"without its {free:,} B of free pages: {(size - free) / n:.2f} B per sample")
+                for table in TABLES:
+                    b = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).scalar() or 0
+                    print(f"  {table:<14} {b / n:6.2f} B per sample")
+            else:
+                sizes = {t: conn.exec_driver_sql("SELECT pg_total_relation_size(%s::regclass)", (f"{schema}.{t}",)).scalar()
+                         for t in conn.exec_driver_sql(
+                             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()}
+                total = sum(sizes.values())
+                print(f"all tables with indexes and TOAST: {total:,} B -> {total / n:.2f} B per sample")
+                for table in TABLES:
+                    print(f"  {table:<14} {sizes.get(table, 0) / n:6.2f} B per sample")
+    finally:
+        db.close()
+        if schema:
+            import psycopg
+
+            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
+                                 autocommit=True) as c:
+                c.execute(f"DROP SCHEMA {schema} CASCADE")
+    print(f"load average after: {os.getloadavg()}")
+    return 0
 
 
 if __name__ == "__main__":

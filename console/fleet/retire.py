@@ -9,14 +9,14 @@ enrolment brings it back as a new host). Audited as ``hosts.delete`` with the co
 """
 from __future__ import annotations
 
-from sqlalchemy import Executable, delete, select, update
+from sqlalchemy import Executable, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.errors import NotFound
 from console.storage.database import execute_dml
 from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
-                                    Series, Token)
+                                    SampleBlock, Series, Token)
 
 
 class HostNotFound(NotFound):
@@ -37,8 +37,14 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
     def gone(stmt: Executable) -> int:  # a DELETE or UPDATE
         return max(execute_dml(session, stmt).rowcount or 0, 0)
 
+    def packed_samples() -> int:  # the samples in cold blocks, counted as samples, then deleted
+        count = session.execute(select(func.coalesce(func.sum(SampleBlock.count), 0))
+                                .where(SampleBlock.series_id.in_(series))).scalar()
+        gone(delete(SampleBlock).where(SampleBlock.series_id.in_(series)))
+        return int(count or 0)
+
     counts = {
-        "samples": gone(delete(Sample).where(Sample.series_id.in_(series))),
+        "samples": gone(delete(Sample).where(Sample.series_id.in_(series))) + packed_samples(),
         "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series)))
         + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
         "logs": gone(delete(LogRecord).where(LogRecord.host_id == host.id)),

@@ -6,7 +6,7 @@ stored labels (stored labels win), plus ``__name__`` = the series name. Label ma
 apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in
 Prometheus.
 
-Raw samples only: rollup buckets cannot give the exact first/last samples of an
+Raw samples only (hot rows and cold blocks alike): rollup buckets cannot give the exact first/last samples of an
 arbitrary window that ``rate`` and the ``*_over_time`` functions need.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
-from console.query.service import _series_rows
+from console.query.service import sample_rows
 from console.storage.models import Host, Sample, Series
 
 DEFAULT_JOB = "node"  # the job of series the host collector sends
@@ -227,8 +227,8 @@ class Storage:
                 raise TooManySamples()
             return out
         budget = self.max_samples - self.loaded
-        rows, loaded = _series_rows(self.session, [s.id for s in matched], "ts, value", "samples",
-                                    f"ts >= {mint} AND ts <= {maxt}", max(budget, 0)) if matched else ({}, 0)
+        rows, loaded = sample_rows(self.session, [s.id for s in matched], mint, maxt,
+                                   max(budget, 0)) if matched else ({}, 0)
         self.loaded += loaded
         if self.loaded > self.max_samples:
             raise TooManySamples()  # rows cut at the budget: nothing to keep
@@ -242,5 +242,7 @@ class Storage:
     def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
         if series_id < 0:
             return bool(self._virtual[-series_id - 1].samples(mint, maxt)[0])
-        return self.session.execute(select(Sample.ts).where(
-            Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None
+        if self.session.execute(select(Sample.ts).where(
+                Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None:
+            return True
+        return bool(sample_rows(self.session, [series_id], mint, maxt, 0)[0].get(series_id))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import desc, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from console.storage.models import Sample, Series
+from console.storage.blocks import latest_samples
+from console.storage.models import Series
 
 HEALTH_METRICS = ("fleetdeck_agent_spool_bytes", "fleetdeck_agent_batches_queued",
                   "fleetdeck_agent_dropped_samples_total", "fleetdeck_agent_dropped_log_lines_total",
@@ -31,9 +32,9 @@ def agent_health(session: Session, host_id: int) -> dict:
         Series.host_id == host_id, Series.name.in_(HEALTH_METRICS))).all()
     latest: dict[str, list[tuple[dict, int, float]]] = {}
     for sid, name, labels_json in rows:
-        point = session.execute(select(Sample.ts, Sample.value).where(Sample.series_id == sid)
-                                .order_by(desc(Sample.ts)).limit(1)).first()
-        if point is not None:
+        points = latest_samples(session, sid, 1)
+        if points:
+            point = points[0]
             latest.setdefault(name, []).append((orjson.loads(labels_json), point[0], point[1]))
     if not latest:
         return {"status": "unknown", "problems": [], "ts": None, "spool_bytes": None, "batches_queued": None,

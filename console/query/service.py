@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, get_args
 
+import numpy as np
 import orjson
 import re2
-from sqlalchemy import desc, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
@@ -21,7 +22,8 @@ from console.fleet.drift import mark_drift
 from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.database import Database, bound
-from console.storage.models import Host, IngestRejection, RollupWatermark, Sample, Series
+from console.storage import blocks
+from console.storage.models import Host, IngestRejection, RollupWatermark, Series
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -197,10 +199,9 @@ class QueryService:
             labels = orjson.loads(labels_json)
             if name == "node_cpu_seconds_total" and labels.get("mode") != "idle":
                 continue
-            points = session.execute(select(Sample.ts, Sample.value).where(Sample.series_id == sid)
-                                     .order_by(desc(Sample.ts)).limit(2)).all()
+            points = blocks.latest_samples(session, sid, 2)
             if points:
-                latest.setdefault(name, []).append((labels, list(reversed(points))))
+                latest.setdefault(name, []).append((labels, points))
 
         def last(name: str) -> float | None:
             values = latest.get(name)
@@ -417,8 +418,7 @@ class QueryService:
         limit = self._config.max_points_per_query
         if not selected:
             return
-        points, loaded = _series_rows(session, selected, "ts, value", "samples",
-                                      f"ts >= {int(start_ms)} AND ts <= {int(end_ms)}", limit)
+        points, loaded = sample_rows(session, selected, int(start_ms), int(end_ms), limit)
         for sid, rows in points.items():
             selected[sid].points = rows
         if loaded > limit:
@@ -474,6 +474,40 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
                 out[sid] = [(a, b) for _, a, b in part]
     finally:
         cursor.close()
+    return out, loaded
+
+
+def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int) -> tuple[dict[int, list], int]:
+    """Raw samples of ``[mint, maxt]`` (Unix ms, inclusive) of the series ``ids``:
+    ``{series_id: [(ts_ms, value), ...]}`` time-ordered, and the number read (past
+    ``limit`` the answer is cut: callers refuse it). Hot rows (table ``samples``) and cold
+    blocks (``sample_blocks``, console/storage/blocks.py) are combined; a timestamp in both
+    (a replayed sample that arrived after its block was packed) keeps the block's value,
+    as ingest keeps the first sample stored for a timestamp."""
+    ids = list(ids)
+    where = f"ts >= {int(mint)} AND ts <= {int(maxt)}"
+    out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit)
+    if loaded > limit or not ids:
+        return out, loaded
+    cold = _fetch(session, f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
+                           f"AND start_ts <= {int(maxt)} AND end_ts >= {int(mint)} ORDER BY series_id, start_ts")
+    for sid, group in itertools.groupby(cold, _FIRST):
+        packed: list[tuple[int, float]] = []
+        for _, data in group:
+            t, v = blocks.decode_arrays(bytes(data))
+            lo, hi = np.searchsorted(t, mint, "left"), np.searchsorted(t, maxt, "right")
+            packed.extend(zip(t[lo:hi].tolist(), v[lo:hi].tolist()))
+        hot = out.get(sid)
+        if hot and packed and hot[0][0] > packed[-1][0]:
+            packed.extend(hot)  # the usual case: the hot window follows the blocks
+        elif hot:
+            merged = dict(hot)
+            merged.update(packed)  # the block's value wins on a shared timestamp
+            packed = sorted(merged.items())
+        loaded += len(packed) - len(hot or ())
+        out[sid] = packed
+        if loaded > limit:
+            break
     return out, loaded
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Table, false,
+from sqlalchemy import (BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, false,
                         Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -115,6 +115,22 @@ class Sample(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
+class SampleBlock(Base):
+    """The raw samples of one series in one block window, packed (console/storage/blocks.py
+    gives the layout of ``data``). ``start_ts`` is the window start (a multiple of the block
+    width), ``end_ts`` the last sample's time, both Unix ms; ``count`` the samples held.
+    Migration blocks_0001_sample_blocks."""
+
+    __tablename__ = "sample_blocks"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_ts: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class IngestBatch(Base):
     """A committed ingest batch, remembered so that a replayed batch_id stores nothing twice."""
 
@@ -192,7 +208,7 @@ class RollupWatermark(Base):
 
     __tablename__ = "rollup_watermarks"
 
-    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h | blocks (packed until)
     done_until: Mapped[int] = mapped_column(BigInteger)
     # Bumped by ingest when a late sample lands in or before the window being rolled up,
     # so a rollup pass that spans several transactions starts that window again.

@@ -16,8 +16,19 @@ one chunk of series) on the database writer thread, so ingest batches queue behi
 one of them. A late sample (older than a watermark) moves that watermark back to its
 bucket, so its bucket is recomputed.
 
+Cold blocks: raw samples older than ``sample_hot_window`` and already rolled up to 1m are
+packed into one ``sample_blocks`` row per series and 2-hour block (console/storage/blocks.py).
+The ``blocks`` watermark says up to where; one transaction deletes a chunk of series' due
+rows (``DELETE ... RETURNING``, so a sample ingested meanwhile is either packed or left
+hot, never lost) and writes their blocks, merged into any block already there (a sample
+that arrived after its block was packed), so a run killed at any point is redone or
+resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
+sample reopened it) reads blocks and hot rows together.
+
 Retention deletes, per tier, everything older than its configured days, and never raw
-samples the 1m tier has not rolled up yet, nor 1m rows the 1h tier still needs.
+samples the 1m tier has not rolled up yet, nor 1m rows the 1h tier still needs; a block
+goes once its last sample is past raw retention, and the block straddling the cutoff loses
+the samples before it.
 """
 from __future__ import annotations
 
@@ -32,8 +43,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
+from console.query.series_math import bucket_stats
+from console.query.service import sample_rows
+from console.storage import blocks
 from console.storage.database import Database
-from console.storage.models import Rollup1h, Rollup1m, RollupWatermark, Series
+from console.storage.models import Rollup1h, Rollup1m, RollupWatermark, SampleBlock, Series
 
 log = logging.getLogger("fleetdeck.tiers")
 
@@ -41,6 +55,8 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 LOOKBACK_MS = 300_000  # how far back the sample before a bucket is looked for (Prometheus' 5 min)
+BLOCK_MS = 2 * HOUR_MS  # width of a cold block: ~720 samples of a 10 s series, Prometheus' block width
+PACK_CHUNK = 50  # series per packing transaction: ~36k samples at 10 s, as much as a 1m rollup step reads
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,13 @@ FROM (SELECT series_id, ts, value, (ts / 60000) * 60000 AS bucket,
 WHERE x.ts >= :lo
 GROUP BY x.series_id, x.bucket
 """).bindparams(bindparam("ids", expanding=True))
+
+_PACK = text("DELETE FROM samples WHERE series_id IN :ids AND ts < :hi RETURNING series_id, ts, value"
+             ).bindparams(bindparam("ids", expanding=True))
+_PACKED = text("SELECT series_id, start_ts, data FROM sample_blocks WHERE series_id IN :ids "
+               "AND start_ts >= :lo AND start_ts < :hi").bindparams(bindparam("ids", expanding=True))
+_OVERLAPPING = text("SELECT DISTINCT series_id FROM sample_blocks WHERE series_id IN :ids "
+                    "AND start_ts < :hi AND end_ts >= :lo").bindparams(bindparam("ids", expanding=True))
 
 _FROM_1M = text("""
 SELECT series_id, (ts / 3600000) * 3600000 AS bucket, MIN(min), MAX(max), SUM(sum), SUM(count), SUM(increase)
@@ -126,10 +149,13 @@ class RollupService:
             await asyncio.sleep(self._config.rollup_interval)
 
     async def run_once(self) -> None:
-        """Roll up every tier as far as due, then apply retention; each step is one writer job."""
+        """Roll up every tier as far as due, pack cold blocks, then apply retention; each
+        step is one writer job."""
         for tier in TIERS:
             while await self._db.on_writer(self.rollup_step, tier.name):
                 await asyncio.sleep(0)
+        while await self._db.on_writer(self.pack_step):
+            await asyncio.sleep(0)
         while await self._db.on_writer(self.retention_step):
             await asyncio.sleep(0)
 
@@ -138,6 +164,8 @@ class RollupService:
         for tier in TIERS:
             while self.rollup_step(tier.name):
                 pass
+        while self.pack_step():
+            pass
         while self.retention_step():
             pass
 
@@ -203,9 +231,10 @@ class RollupService:
     def _roll(self, session: Session, tier: Tier, types: dict[int, str], lo: int, hi: int) -> int:
         ids = list(types)
         if tier.name == "1m":
-            rows = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi})
+            found = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi}).all()
+            rows = self._with_blocks(session, ids, list(found), lo, hi)
         else:
-            rows = session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi})
+            rows = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
         values = [{"series_id": sid, "ts": bucket, "min": mn, "max": mx, "sum": sm, "count": n,
                    "increase": float(inc) if types.get(sid) == "counter" and inc is not None else None}
                   for sid, bucket, mn, mx, sm, n, inc in rows]
@@ -217,6 +246,103 @@ class RollupService:
                 set_={c: insert.excluded[c] for c in ("min", "max", "sum", "count", "increase")}), values)
         return len(values)
 
+    def _with_blocks(self, session: Session, ids: list[int], rows: list, lo: int, hi: int) -> list:
+        """``rows`` (1m rollups of ``[lo, hi)`` from hot rows) with those of series that have
+        packed samples in the window recomputed from blocks and hot rows together, the same
+        way as ``_FROM_RAW``: the previous sample within the lookback gives the first increase."""
+        packed = set(session.execute(_OVERLAPPING, {"ids": ids, "lo": lo - LOOKBACK_MS, "hi": hi}).scalars())
+        if not packed:
+            return rows
+        out = [r for r in rows if r[0] not in packed]
+        points, _ = sample_rows(session, sorted(packed), lo - LOOKBACK_MS, hi - 1, 2**62)
+        for sid, series in points.items():
+            before = [v for ts, v in series if ts < lo]
+            after = [(ts, v) for ts, v in series if ts >= lo]
+            out.extend((sid, *row) for row in bucket_stats(after, MINUTE_MS, before[-1] if before else None))
+        return out
+
+    # -- cold blocks -----------------------------------------------------------------------
+    def pack_step(self) -> bool:
+        """One transaction of packing: one chunk of series' raw samples before the current
+        block window's end into blocks. Returns True while more packing is due now."""
+        return self._db.run(self._pack_tx)
+
+    def _pack_until(self, session: Session) -> int | None:
+        """Block windows ending by this Unix ms are due: older than the hot window and
+        rolled up to 1m (so rollups read hot rows only, save for late samples)."""
+        one_m = session.get(RollupWatermark, "1m")
+        if one_m is None:
+            return None
+        now_ms = int(self._clock() * 1000)
+        until = min(now_ms - int(self._config.sample_hot_window * 1000), one_m.done_until - LOOKBACK_MS)
+        return until // BLOCK_MS * BLOCK_MS
+
+    def _pack_tx(self, session: Session) -> bool:
+        upto = self._pack_until(session)
+        if upto is None:
+            return False
+        mark = session.get(RollupWatermark, "blocks")
+        if mark is None:
+            first = self._first_ts(session, "samples", 0)
+            if first is None:
+                return False
+            mark = RollupWatermark(tier="blocks", done_until=first // BLOCK_MS * BLOCK_MS, generation=0,
+                                   updated_at=self._clock())
+            session.add(mark)
+            session.flush()
+        lo = mark.done_until
+        if lo >= upto:
+            # Caught up. Samples that arrived late for windows already packed (an agent's
+            # spool after an outage) move the mark back to their block, once.
+            first = self._first_ts(session, "samples", 0)
+            if first is None or first // BLOCK_MS * BLOCK_MS >= lo:
+                return False
+            mark.done_until = first // BLOCK_MS * BLOCK_MS
+            return True
+        hi = lo + BLOCK_MS
+        cursor = self._cursors.get("blocks")
+        if cursor is None or cursor.lo != lo:
+            cursor = self._cursors["blocks"] = _Cursor(lo, mark.generation)
+        chunk = list(session.execute(select(Series.id).where(Series.id > cursor.after_id)
+                                     .order_by(Series.id).limit(PACK_CHUNK)).scalars())
+        if chunk:
+            cursor.rows += self._pack(session, chunk, hi)
+            cursor.after_id = chunk[-1]
+        if len(chunk) == PACK_CHUNK:
+            return True
+        if cursor.rows == 0:
+            following = self._first_ts(session, "samples", hi)
+            hi = upto if following is None else max(hi, min(upto, following // BLOCK_MS * BLOCK_MS))
+        mark.done_until = hi
+        mark.updated_at = self._clock()
+        del self._cursors["blocks"]
+        return hi < upto
+
+    def _pack(self, session: Session, ids: list[int], hi: int) -> int:
+        """Move the raw samples of ``ids`` before ``hi`` into their blocks; returns the
+        samples moved. A sample already in a block keeps the block's value."""
+        taken = session.execute(_PACK, {"ids": ids, "hi": hi}).all()
+        if not taken:
+            return 0
+        windows: dict[tuple[int, int], dict[int, float]] = {}
+        for sid, ts, value in taken:
+            windows.setdefault((sid, ts // BLOCK_MS * BLOCK_MS), {})[ts] = value
+        lowest = min(start for _, start in windows)
+        for sid, start, data in session.execute(_PACKED, {"ids": ids, "lo": lowest, "hi": hi}):
+            if (sid, start) in windows:
+                windows[sid, start].update(blocks.decode(bytes(data)))
+        values = []
+        for (sid, start), samples in windows.items():
+            ts = sorted(samples)
+            values.append({"series_id": sid, "start_ts": start, "end_ts": ts[-1], "count": len(ts),
+                           "data": blocks.encode(ts, [samples[t] for t in ts])})
+        table = SampleBlock.__table__
+        insert = (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(table)
+        session.execute(insert.on_conflict_do_update(
+            index_elements=[table.c.series_id, table.c.start_ts],
+            set_={c: insert.excluded[c] for c in ("end_ts", "count", "data")}), values)
+        return len(taken)
+
     # -- retention -------------------------------------------------------------------------
     def cutoffs(self, session: Session) -> dict[str, int | None]:
         """Per tier, the Unix ms before which rows are deleted now (None: nothing yet).
@@ -226,7 +352,8 @@ class RollupService:
         c = self._config
         raw = now_ms - int(c.retention_raw_days * DAY_MS)
         one_m = now_ms - int(c.retention_1m_days * DAY_MS)
-        return {"samples": min(raw, marks["1m"] - LOOKBACK_MS) if "1m" in marks else None,
+        samples = min(raw, marks["1m"] - LOOKBACK_MS) if "1m" in marks else None
+        return {"samples": samples, "sample_blocks": samples,
                 "rollup_1m": min(one_m, marks["1h"]) if "1h" in marks else None,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
 
@@ -235,9 +362,23 @@ class RollupService:
         Returns True while the current pass over tables and series is unfinished."""
         return self._db.run(self._retention_tx)
 
+    def _expire_blocks(self, session: Session, ids: list[int], cutoff: int) -> None:
+        """Delete the blocks of ``ids`` wholly before ``cutoff`` (Unix ms) and cut the samples
+        before it out of the one block that straddles it, so raw retention is to the sample."""
+        table = SampleBlock.__table__
+        session.execute(table.delete().where(table.c.series_id.in_(ids), table.c.end_ts < cutoff))
+        straddling = session.execute(select(table.c.series_id, table.c.start_ts, table.c.data).where(
+            table.c.series_id.in_(ids), table.c.start_ts < cutoff)).all()
+        for sid, start, data in straddling:
+            t, v = blocks.decode_arrays(bytes(data))
+            keep = t >= cutoff
+            if not keep.all():
+                session.execute(table.update().where(table.c.series_id == sid, table.c.start_ts == start).values(
+                    count=int(keep.sum()), data=blocks.encode(t[keep], v[keep])))
+
     def _retention_tx(self, session: Session) -> bool:
         cutoffs = self.cutoffs(session)
-        tables = ("samples", "rollup_1m", "rollup_1h")
+        tables = ("samples", "sample_blocks", "rollup_1m", "rollup_1h")
         for table in tables:
             if table not in self._retention_after:
                 continue
@@ -250,8 +391,11 @@ class RollupService:
                    .scalars())
         cutoff = cutoffs[table]
         if ids and cutoff is not None:
-            session.execute(text(f"DELETE FROM {table} WHERE series_id IN :ids AND ts < :cutoff")
-                            .bindparams(bindparam("ids", expanding=True)), {"ids": ids, "cutoff": cutoff})
+            if table == "sample_blocks":
+                self._expire_blocks(session, ids, cutoff)
+            else:
+                session.execute(text(f"DELETE FROM {table} WHERE series_id IN :ids AND ts < :cutoff")
+                                .bindparams(bindparam("ids", expanding=True)), {"ids": ids, "cutoff": cutoff})
         if len(ids) == 500:
             self._retention_after[table] = ids[-1]
             return True

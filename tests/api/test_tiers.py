@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from console.storage import blocks
 from console.storage.models import RollupWatermark
 from console.tiers import service as tiers
 from console.tiers.service import RollupService
@@ -264,7 +265,11 @@ def test_retention_deletes_exactly_what_is_due(console):
 
     raw = console.services.db.run(lambda s: [r[0] for r in s.execute(text(
         "SELECT x.ts FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = 'app_ret' ORDER BY x.ts"))])
-    assert raw == [raw_cut, now_ms - day]
+    packed = console.services.db.run(lambda s: [ts for r in s.execute(text(
+        "SELECT b.data FROM sample_blocks b JOIN series s ON s.id = b.series_id WHERE s.name = 'app_ret'"))
+        for ts, _ in blocks.decode(r[0])])
+    assert sorted(raw + packed) == [raw_cut, now_ms - day]  # hot rows or cold blocks, to the sample
+    assert sorted(packed) == [raw_cut, now_ms - day]  # all older than the hot window: the cut went through blocks
     assert [r[1] for r in stored_rollups(console, "rollup_1m", "ret-1")] == [m for m in minutes if m >= now_ms - 3 * day]
     assert [r[1] for r in stored_rollups(console, "rollup_1h", "ret-1")] == [h for h in hours if h >= now_ms - 4 * day]
 

@@ -87,6 +87,8 @@ REFUSED = [
     ("log_retention_bytes", "-3", "must be greater than or equal to 0"),
     ("rollup_interval", "inf", "must be a finite number"),
     ("rollup_delay", "-120", "must be greater than or equal to 0"),
+    ("sample_hot_window", "30", "must be greater than or equal to 60"),
+    ("sample_hot_window", "nan", "must be a finite number"),
     ("sample_max_age", "-inf", "must be a finite number"),
     ("session_days", "1e400", "must be a finite number"),
     ("session_days", "100000", "must be less than or equal to 36500"),
