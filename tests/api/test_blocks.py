@@ -36,6 +36,9 @@ def host_series(seed: int) -> tuple[list, list]:
 
 
 DATA = {f"cpu{n}": host_series(n + 1) for n in range(3)}
+# Every test runs after the before/after answers are taken: the other tests run the whole
+# job (run_all), which would pack blk-1 too, and tests run in random order.
+pytestmark = pytest.mark.usefixtures("before_and_after")
 
 
 @pytest.fixture(scope="module")
