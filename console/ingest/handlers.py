@@ -10,7 +10,7 @@ from tornado.http1connection import HTTP1Connection
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
-from console.ingest.batch import Batch, IngestError, decode_body, parse_batch
+from console.ingest.batch import Batch, IngestError
 from console.ingest.service import IngestRejected, IngestResult
 from console.params import INT64_MAX, ascii_uint
 
@@ -103,8 +103,8 @@ class IngestHandler(ApiHandler):
                            f"{admission.rate:g} batches/s", {"retry_after_seconds": wait},
                            headers={"Retry-After": retry_after_header(wait)})
         try:
-            doc = decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"), self._cap)
-            batch = parse_batch(doc)
+            batch = self.services.ingest.decode(b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
+                                                self._cap)
         except IngestError:
             metrics.ingest_batches.labels("invalid").inc()
             raise

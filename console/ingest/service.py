@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.errors import InvalidInput
-from console.ingest.batch import Batch, LogIn, canonical_labels
+from console.ingest.batch import Batch, BatchDecoder, LogIn, canonical_labels
 from console.logs.store import LogStore
 from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
@@ -109,11 +109,17 @@ class IngestService:
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
         self._logs = LogStore(db.dialect)
+        self._decoder = BatchDecoder()
         if db.dialect == "postgresql":
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
         else:
             self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+
+    def decode(self, body: bytes, content_encoding: str | None, max_bytes: int) -> Batch:
+        """An ingest body (``Content-Encoding`` gzip or none) -> Batch, on the caller's
+        thread (the IOLoop's); raises IngestError 400/413/415 (console/ingest/batch.py)."""
+        return self._decoder.decode(body, content_encoding, max_bytes)
 
     async def ingest(self, batch: Batch) -> IngestResult:
         return await self._db.on_writer(self.store, batch)
