@@ -112,6 +112,14 @@ class IngestHandler(ApiHandler):
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
                            f"this agent token is bound to host {host!r}, not {batch.host!r}")
+        if admission:
+            wait, limit = admission.volume_wait(host, batch.sample_count, len(batch.logs))
+            if wait:
+                metrics.ingest_batches.labels("rate_limited").inc()
+                rate = admission.volume[limit][0]
+                raise ApiError(429, "rate_limited", f"host {host!r} sends more than {rate:g} {limit}/s",
+                               {"retry_after_seconds": wait, "limit": limit},
+                               headers={"Retry-After": retry_after_header(wait)})
         result = await self.store_batch(batch, busy_status=429)
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)
