@@ -36,7 +36,7 @@ class IngestError(ApiError):
     """A rejected body: ``status`` (400/413/415), ``code`` (snake_case), message, details."""
 
 
-@dataclass
+@dataclass(slots=True)
 class MetricIn:
     name: str
     type: str
@@ -45,7 +45,7 @@ class MetricIn:
     non_finite: int = 0  # points dropped because their value was "NaN"/"Inf"/"+Inf"/"-Inf"
 
 
-@dataclass
+@dataclass(slots=True)
 class LogIn:
     ts: int  # Unix ms
     source: str
@@ -262,7 +262,7 @@ Interval = Annotated[float, msgspec.Meta(gt=0, le=86400)]
 MAX_CACHED_LABELS_TEXT = 1024  # bytes; a longer label set is canonicalised each time
 
 
-class _Metric(msgspec.Struct):
+class _Metric(msgspec.Struct, gc=False):
     name: str
     points: list[tuple[Timestamp, FiniteValue]]
     type: MetricType = "gauge"
@@ -271,7 +271,7 @@ class _Metric(msgspec.Struct):
     labels: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class _Log(msgspec.Struct):
+class _Log(msgspec.Struct, gc=False):
     ts: Timestamp
     line: Annotated[str, msgspec.Meta(max_length=MAX_LOG_LINE)]
     source: Annotated[str, msgspec.Meta(max_length=1024)] = ""

@@ -390,13 +390,16 @@ class IngestService:
                      ) -> list[tuple[int, int, float]]:
         """Rows (series_id, ts, value) of ``batch`` to insert: samples of series over the
         cap, outside [lo, hi] (Unix ms) or non-finite are counted in ``rejected``."""
-        ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples)
+        cached = self._series_ids.get
+        sids = [cached((host_id, m.name, m.labels_json)) for m in batch.metrics]  # a steady sender's path
+        if None in sids:
+            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples)
+            sids = [ids.get((host_id, m.name, m.labels_json)) for m in batch.metrics]
         rows: list[tuple[int, int, float]] = []
-        for m in batch.metrics:
+        for m, sid in zip(batch.metrics, sids):
             if m.non_finite:
                 rejected["non_finite"] += m.non_finite
                 examples["non_finite"] = f"{m.name}{m.labels_json}"
-            sid = ids.get((host_id, m.name, m.labels_json))
             if sid is None:
                 continue  # counted as series_limit by _resolve_series
             kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
