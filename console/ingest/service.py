@@ -197,12 +197,14 @@ class IngestService:
 
     async def _drain(self) -> None:
         """Store the queued batches, a group at a time, until the queue is empty. Every
-        batch's future gets its result or its exception."""
+        batch's future gets its result or its exception. The group is taken when the
+        writer thread starts on it (:meth:`_store_queued`), so it holds every batch that
+        came while the writer was busy with anything."""
         try:
             while self._queue:
-                group = self._take_group()
+                group: list[tuple[Batch, asyncio.Future[IngestResult]]] = []
                 try:
-                    results = await self._db.on_writer(self.store_group, [batch for batch, _ in group])
+                    results = await self._db.on_writer(self._store_queued, group)
                 except Exception as exc:  # noqa: BLE001 - handed to the batches' requests
                     if len(group) == 1:
                         settle(group[0][1], exc)
@@ -218,6 +220,12 @@ class IngestService:
                     settle(future, result)
         finally:
             self._drainer = None
+
+    def _store_queued(self, group: list[tuple[Batch, asyncio.Future[IngestResult]]]) -> list[IngestResult]:
+        """On the writer thread: move the next group from the queue into ``group`` (the
+        deque's append and popleft are atomic) and store it."""
+        group.extend(self._take_group())
+        return self.store_group([batch for batch, _ in group])
 
     def _take_group(self) -> list[tuple[Batch, asyncio.Future[IngestResult]]]:
         group = [self._queue.popleft()]
