@@ -458,6 +458,8 @@ class IngestService:
     def _count_refusal(self, session: Session, batch: Batch, exc: IngestRejected) -> None:
         now = self._clock()
         host = self._host_row(session, batch, now)
+        host.touch(batch, now)  # the host was heard from, as when a batch is stored
+        self._update_hosts(session, [host], now)
         self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, now)
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
