@@ -22,6 +22,7 @@ import gzip
 import http.client
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -290,7 +291,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=1, help="points per series per batch")
     ap.add_argument("--seconds", type=float, default=8, help="length of each console round")
     ap.add_argument("--pairs", type=int, default=3, help="console/baseline pairs (medians are printed)")
-    ap.add_argument("--expect", type=float, default=200_000, help="samples/s to prepare batches for")
+    ap.add_argument("--expect", type=float, default=150_000, help="samples/s to prepare batches for")
     ap.add_argument("--paced", type=float, default=0.5, help="latency round at this fraction of the rate; 0: none")
     ap.add_argument("--second-shape", action="store_true", help="also measure 100 series x 10 points")
     args = ap.parse_args()
@@ -328,6 +329,7 @@ def main() -> int:
         finally:
             stop_console(proc)
     finally:
+        shutil.rmtree(work, ignore_errors=True)
         if schema:
             import psycopg
 
