@@ -43,6 +43,7 @@ setup(
         "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
         "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
         "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
+        "msgspec>=0.18,<1",  # one-pass decoding and validation of ingest bodies (typed structs)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",
