@@ -1,12 +1,16 @@
-"""The ingest service: one agent batch -> one database transaction.
+"""The ingest service: agent batches -> database transactions, with group commit.
 
-The batch row (host, batch_id) is inserted first with ON CONFLICT DO NOTHING: when it
-already exists the batch is a replay and nothing else is written, so a batch is stored
-exactly once however often an agent resends it. Series ids are cached per
-(host, name, labels) after commit, so a steady agent costs one bulk INSERT of samples,
-sent through the driver's own ``executemany`` (SQLAlchemy's per-row parameter handling
-costs more than the INSERT itself on SQLite). Log records go through
-console.logs.store.LogStore, which indexes them for search in the same transaction.
+Batches that wait for the writer thread are stored together in one transaction
+(:meth:`IngestService.ingest`, :meth:`IngestService.store_group`), each answered only
+after that commit. In it the batch id rows are inserted first with ON CONFLICT DO
+NOTHING ... RETURNING: a batch whose row already existed is a replay and nothing else of
+it is written, so a batch is stored exactly once however often an agent resends it. Host
+rows (id, held clock skew) and series ids are cached per (host, name, labels) after
+commit, so a steady agent costs one bulk INSERT of samples, sent through the driver's own
+``executemany`` (SQLAlchemy's per-row parameter handling costs more than the INSERT
+itself on SQLite), and its share of one host UPDATE, one batch-id INSERT and one read of
+the rollup watermarks per group. Log records go through console.logs.store.LogStore,
+which indexes them for search in the same transaction.
 
 Samples that cannot be stored are rejected one by one, never the whole batch: outside the
 time window (``too_old``: older than ``sample_max_age`` or the raw retention; ``too_new``), of a new series over the host's series cap
