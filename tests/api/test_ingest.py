@@ -226,3 +226,26 @@ def test_batches_waiting_for_the_writer_share_one_commit(console):
     assert sorted(a[1]["duplicate"] for a in answers[-2:]) == [False, True]
     assert sum(a[1]["accepted_samples"] for a in answers) == 3 * (len(hosts) + 1)
     assert stored(console) == (before[0] + 3 * (len(hosts) + 1), before[1], before[2] + len(hosts) + 1)
+
+
+def test_a_host_deleted_behind_the_writer_is_created_again_with_its_samples(console):
+    """A host retired by another process (``fleetdeck hosts delete`` while the console
+    serves) leaves the writer's host and series caches stale; the next batch of that host
+    must create it again and store its samples under it, not under the deleted ids."""
+    from console.fleet.retire import retire_host
+
+    host = "gone-1"
+    ts = now_ms() - 30_000
+    assert console.push(host, console.agent_token(host), sample_metrics(ts))[0] == 200
+    console.services.db.run(retire_host, console.services.audit, time.time(), "test", "test", host)
+    status, body = console.push(host, console.agent_token(host), sample_metrics(ts + 1))
+    assert (status, body["accepted_samples"]) == (200, 3)
+    from sqlalchemy import text
+
+    rows = console.services.db.run(lambda s: s.execute(text(
+        "SELECT count(*) FROM samples s JOIN series r ON r.id = s.series_id JOIN hosts h ON h.id = r.host_id "
+        "WHERE h.name = :h"), {"h": host}).scalar_one())
+    assert rows == 3
+    orphans = console.services.db.run(lambda s: s.execute(text(
+        "SELECT count(*) FROM samples WHERE series_id NOT IN (SELECT id FROM series)")).scalar_one())
+    assert orphans == 0
