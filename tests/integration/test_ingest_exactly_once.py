@@ -1,7 +1,7 @@
 """Exactly-once by batch_id across a kill -9 of the console: agents post batches at once
 (so the writer stores them in groups), the console is killed mid-stream, restarted, and
-every batch is sent again. Each batch must be answered "stored" exactly once over both
-runs, and every sample be stored once."""
+every batch is sent again. No batch may be answered "stored" twice, every batch and every
+sample must be stored once, and a batch answered before the kill is a duplicate after."""
 from __future__ import annotations
 
 import gzip
@@ -101,9 +101,10 @@ def run_and_replay(console: ConsoleProcess, db_url: str) -> None:
                 assert body["duplicate"], f"batch {batch_id} answered stored before the kill, stored again"
             replayed_duplicates += body["duplicate"]
             record(batch_id, body)
-    # Every batch was answered "stored" exactly once over both runs...
+    # No batch was answered "stored" twice over both runs. A batch committed just before
+    # the kill, whose answer never reached its agent, is answered "duplicate" on replay.
     every = {batch_id for h in hosts for batch_id, _ in prepared[h]}
-    assert set(stored) == every
+    assert set(stored) <= every
     assert set(stored.values()) == {1}
     assert replayed_duplicates >= before_kill
     # ...and every sample is stored once, as the answers counted.
@@ -114,10 +115,13 @@ def run_and_replay(console: ConsoleProcess, db_url: str) -> None:
                 "SELECT h.name, count(*), count(DISTINCT s.value), min(s.value), max(s.value) FROM samples s "
                 "JOIN series r ON r.id = s.series_id JOIN hosts h ON h.id = r.host_id "
                 "WHERE r.name = 'eo_value' GROUP BY h.name")).all()
-            batch_rows = conn.execute(text("SELECT count(*) FROM ingest_batches")).scalar()
+            batch_ids = [r[0] for r in conn.execute(text("SELECT batch_id FROM ingest_batches"))]
     finally:
         engine.dispose()
     total = HOSTS * BATCHES * SERIES
     assert sorted(rows) == [(h, BATCHES * SERIES, BATCHES * SERIES, 0.0, float(total / HOSTS - 1)) for h in sorted(hosts)]
-    assert batch_rows == HOSTS * BATCHES
-    assert accepted == total
+    assert sorted(batch_ids) == sorted(every)  # every batch stored, each once
+    # Each answer that said "stored" counted its samples; the rest were stored unanswered.
+    assert accepted == len(stored) * SERIES
+    unanswered = every - set(stored)
+    assert len(unanswered) <= HOSTS  # at most the one batch in flight per agent at the kill
