@@ -47,6 +47,7 @@ setup(
         "argcomplete>=3.1,<4",  # shell completion of the fleetdeck command (bash, zsh)
         "pcodec>=1.1,<2",  # cold sample blocks (console/storage/blocks.py)
         "numpy>=1.26,<3",  # arrays pcodec encodes and decodes
+        "msgspec>=0.18,<1",  # one-pass decoding and validation of ingest bodies (typed structs)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -1,17 +1,28 @@
-"""Ingest benchmark: concurrent simulated agents POST 1,000-sample batches over HTTP to a
-real console process; prints committed samples/s, request latency p50/p99, and the ratio
-to a raw sqlite3 ``executemany`` of the same rows measured in the same run.
+"""Ingest benchmark in the agent's shape, beside the raw insert in the same sitting.
 
-    python bench/ingest.py [--db sqlite|postgres] [--agents 4] [--seconds 20]
+Simulated agents (default 64 hosts, one keep-alive HTTP connection each) POST gzip JSON
+batches of one point for each of 500 series (what ``agents/client.py`` sends every
+interval) to a real ``fleetdeck serve`` process. Each round of the console is followed by
+a round of the raw baseline on the same rows (``sqlite3`` ``executemany`` + commit per
+batch, or psycopg ``COPY`` + commit per batch for PostgreSQL), ``--pairs`` times, and the
+medians are printed. Also printed: console CPU per sample (from /proc), the generator's
+own CPU (to show it is not the bottleneck), request latency p50/p99, the load average,
+and, with ``--paced``, p99 latency at that fraction of the measured rate. ``--second-shape``
+adds a row for 100 series x 10 points per batch.
+
+    python bench/ingest.py [--db sqlite|postgres] [--hosts 64] [--series 500] [--points 1]
+                           [--seconds 8] [--pairs 3] [--paced 0.5] [--second-shape]
 
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -21,12 +32,27 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-SERIES, POINTS = 100, 10  # per batch: 100 series x 10 points = 1,000 samples
+# Metric names of a node-exporter-like agent; series = name x label sets.
+NAMES = ["node_cpu_seconds_total", "node_memory_bytes", "node_disk_io_bytes_total", "node_network_bytes_total",
+         "node_filesystem_avail_bytes", "node_load", "process_resident_memory_bytes", "node_context_switches_total",
+         "node_interrupts_total", "node_entropy_bits"]
+
+
+# One agent token per host argument, printed one a line, made in one process (a CLI run each
+# would cost a second per host).
+TOKENS = """import argparse, sys
+from console.cli.common import _admin_services
+services = _admin_services(argparse.Namespace(config=None, verbose=False))
+for host in sys.argv[1:]:
+    print(services.db.run(services.auth.create_agent_token, "bench", "cli", host)["token"])
+services.close()
+"""
 
 
 def free_port() -> int:
@@ -35,35 +61,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bodies(host: str, count: int, t0: int) -> list[bytes]:
-    """Pre-encoded batches (the agents' CPU stays out of the measurement)."""
-    rnd = random.Random(host)
-    out = []
-    for b in range(count):
-        base = t0 + b * POINTS * 1000
-        metrics = [{"name": "bench_metric", "type": "gauge", "labels": {"series": str(s)},
-                    "points": [[base + p * 1000, rnd.random() * 100] for p in range(POINTS)]}
-                   for s in range(SERIES)]
-        out.append(orjson.dumps({"host": host, "batch_id": uuid.uuid4().hex, "metrics": metrics}))
-    return out
+def series_of(n: int) -> list[tuple[str, dict[str, str]]]:
+    return [(NAMES[i % len(NAMES)], {"device": f"dev{i // len(NAMES)}", "mode": ("user", "system", "idle")[i % 3]})
+            for i in range(n)]
 
 
-def baseline(rows_per_batch: list[list[tuple]], path: str) -> float:
-    """Raw sqlite3: same table shape and pragmas, one executemany + commit per batch."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE samples (series_id INTEGER, ts BIGINT, value FLOAT, "
-                 "PRIMARY KEY (series_id, ts)) WITHOUT ROWID")
-    t = time.perf_counter()
-    n = 0
-    for rows in rows_per_batch:
-        conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?)", rows)
-        conn.commit()
-        n += len(rows)
-    elapsed = time.perf_counter() - t
-    conn.close()
-    return n / elapsed
+@dataclass
+class Shape:
+    series: int
+    points: int
+
+    @property
+    def samples(self) -> int:
+        return self.series * self.points
+
+
+class Agent:
+    """One simulated agent: its host, token, and the clock of its next batch (10 s apart)."""
+
+    def __init__(self, host: str, token: str, shape: Shape, t0: int, prefix: str) -> None:
+        self.host, self.token, self.shape = host, token, shape
+        self.next_ts = t0
+        self.rnd = random.Random(host)
+        self.series = [(f"{prefix}{name}", labels) for name, labels in series_of(shape.series)]
+
+    def batch(self) -> tuple[bytes, list[tuple[int, int, float]]]:
+        """-> (gzip JSON body as the agent builds it, rows for the baseline)."""
+        stamps = [self.next_ts + p * 10_000 for p in range(self.shape.points)]
+        self.next_ts += self.shape.points * 10_000
+        metrics, rows = [], []
+        for sid, (name, labels) in enumerate(self.series):
+            points = [[ts, round(self.rnd.random() * 1e6, 3)] for ts in stamps]
+            metrics.append({"name": name, "type": "gauge", "labels": labels, "points": points})
+            rows.extend((sid, ts, v) for ts, v in points)
+        doc = {"host": self.host, "batch_id": uuid.uuid4().hex, "sent_at": time.time(),
+               "agent": {"version": "bench", "interval": 10}, "metrics": metrics}
+        return gzip.compress(orjson.dumps(doc), 6), rows
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its reaped children (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def start_console(cli: list[str], env: dict, log) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
@@ -71,13 +110,13 @@ def start_console(cli: list[str], env: dict, log) -> tuple[subprocess.Popen, int
     port = free_port()
     env = dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{port}")
     proc = subprocess.Popen(cli + ["serve"], env=env, cwd=REPO, stdout=log, stderr=log)
-    for _ in range(100):
+    for _ in range(150):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
+            return proc, port
         except OSError:
             time.sleep(0.2)
-    return proc, port
+    raise SystemExit("the console did not start; see its log")
 
 
 def stop_console(proc: subprocess.Popen) -> None:
@@ -88,19 +127,38 @@ def stop_console(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def drive(port: int, tokens: list[str], prepared: list[list[bytes]], seconds: float) -> tuple[int, list[float], float]:
-    """One thread per agent POSTs its ``prepared`` batches back to back for ``seconds``:
-    (accepted samples, request latencies in s, elapsed s). Any answer but 200 stops
-    every agent and raises SystemExit with it."""
+@dataclass
+class Round:
+    samples: int
+    elapsed: float
+    latencies: list[float]
+    console_cpu: float
+    generator_cpu: float
+    load: float
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.elapsed
+
+
+def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: float, console_pid: int,
+          pace: float = 0.0) -> Round:
+    """One thread per agent POSTs its ``bodies`` back to back (or one every ``pace`` s) for
+    ``seconds``. Any answer but 200 stops every agent and raises SystemExit with it."""
     latencies: list[float] = []
     failures: list[str] = []
-    accepted = [0] * len(tokens)
+    accepted = [0] * len(agents)
     stop = time.perf_counter() + seconds
 
     def agent(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
-        for body in prepared[i]:
+        headers = {"Authorization": f"Bearer {agents[i].token}", "Content-Type": "application/json",
+                   "Content-Encoding": "gzip"}
+        due = time.perf_counter() + (pace * i / len(agents) if pace else 0)
+        for body in bodies[i]:
+            if pace:
+                time.sleep(max(0.0, due - time.perf_counter()))
+                due += pace
             if time.perf_counter() > stop or failures:
                 break
             t = time.perf_counter()
@@ -112,29 +170,137 @@ def drive(port: int, tokens: list[str], prepared: list[list[bytes]], seconds: fl
                 failures.append(f"ingest failed: {resp.status} {data[:300]!r}")
                 return
             accepted[i] += orjson.loads(data)["accepted_samples"]
+        conn.close()
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(tokens))]
+    cpu0, gen0, start = proc_cpu(console_pid), time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(agents))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    elapsed = time.perf_counter() - start
     if failures:
         raise SystemExit(failures[0])
-    return sum(accepted), latencies, time.perf_counter() - start
+    if not pace and any(len(b) > 1 and accepted[i] >= len(b) * agents[i].shape.samples
+                        for i, b in enumerate(bodies)):
+        print("  (an agent ran out of prepared batches: raise --expect)", file=sys.stderr)
+    return Round(sum(accepted), elapsed, latencies, proc_cpu(console_pid) - cpu0,
+                 time.process_time() - gen0, os.getloadavg()[0])
+
+
+class SqliteBaseline:
+    """Raw sqlite3: the samples table's shape and pragmas, one executemany + commit per batch."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE samples (series_id INTEGER, ts BIGINT, value FLOAT, "
+                          "PRIMARY KEY (series_id, ts)) WITHOUT ROWID")
+        self.name = "raw sqlite3 executemany"
+
+    def run(self, batches: list[list[tuple[int, int, float]]]) -> float:
+        t, n = time.perf_counter(), 0
+        for rows in batches:
+            self.conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?)", rows)
+            self.conn.commit()
+            n += len(rows)
+        return n / (time.perf_counter() - t)
+
+
+class CopyBaseline:
+    """Raw psycopg: COPY + commit per batch into a table of the samples' shape."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url)
+        self.conn.execute(f"CREATE TABLE {schema}.raw_samples (series_id integer, ts bigint, "
+                          "value double precision, PRIMARY KEY (series_id, ts))")
+        self.conn.commit()
+        self.table = f"{schema}.raw_samples"
+        self.name = "raw psycopg COPY"
+
+    def run(self, batches: list[list[tuple[int, int, float]]]) -> float:
+        t, n = time.perf_counter(), 0
+        with self.conn.cursor() as cur:
+            for rows in batches:
+                with cur.copy(f"COPY {self.table} (series_id, ts, value) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                self.conn.commit()
+                n += len(rows)
+        return n / (time.perf_counter() - t)
+
+
+def bench_shape(args: argparse.Namespace, shape: Shape, cli: list[str], env: dict, tokens: dict[str, str],
+                proc: subprocess.Popen, port: int, baseline, prefix: str) -> None:  # noqa: ANN001
+    t0 = int(time.time() * 1000) - 3_000_000
+    hosts = list(tokens)
+    agents = [Agent(h, tokens[h], shape, t0, prefix) for h in hosts]
+    # Warm-up: each agent's first batch creates its series (not timed).
+    warm = [[a.batch()[0]] for a in agents]
+    drive(port, agents, warm, 120, proc.pid)
+    per_agent = int(args.seconds * args.expect / shape.samples / len(agents)) + 2
+    rounds: list[Round] = []
+    raws: list[float] = []
+    offset = 0
+    for pair in range(args.pairs):
+        bodies, rows = [], []
+        for a in agents:
+            made = [a.batch() for _ in range(per_agent)]
+            bodies.append([b for b, _ in made])
+            rows.extend([[(sid + offset + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
+                         for _, r in made])
+        r = drive(port, agents, bodies, args.seconds, proc.pid)
+        rounds.append(r)
+        batches_done = len(r.latencies)
+        raws.append(baseline.run(rows[:max(batches_done, 50)]))
+        lat = sorted(r.latencies)
+        print(f"  pair {pair + 1}: console {r.rate:,.0f} samples/s ({len(lat)} batches, "
+              f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, "
+              f"{r.console_cpu / max(1, r.samples) * 1e6:.1f} us CPU/sample, console {r.console_cpu / r.elapsed:.2f} "
+              f"cores, generator {r.generator_cpu / r.elapsed:.2f} cores, load {r.load:.2f}) | "
+              f"{baseline.name} {raws[-1]:,.0f} rows/s", flush=True)
+        offset += 1
+    rate = statistics.median(r.rate for r in rounds)
+    raw = statistics.median(raws)
+    cpu = statistics.median(r.console_cpu / max(1, r.samples) * 1e6 for r in rounds)
+    p99 = statistics.median(sorted(r.latencies)[int(len(r.latencies) * 0.99) - 1] for r in rounds)
+    gen = statistics.median(r.generator_cpu / r.elapsed for r in rounds)
+    print(f"RESULT db={args.db} shape={shape.series}x{shape.points} hosts={len(agents)}: "
+          f"{rate:,.0f} samples/s (median of {args.pairs}), {baseline.name} {raw:,.0f} rows/s, "
+          f"ratio {rate / raw:.2f}x, {cpu:.1f} us console CPU/sample, p99 {p99 * 1000:.0f} ms, "
+          f"generator {gen:.2f} cores, load {os.getloadavg()}", flush=True)
+    if args.paced:
+        interval = len(agents) * shape.samples / (rate * args.paced)  # s between one agent's batches
+        count = int(args.seconds / interval) + 2
+        bodies = [[a.batch()[0] for _ in range(count)] for a in agents]
+        r = drive(port, agents, bodies, args.seconds, proc.pid, pace=interval)
+        lat = sorted(r.latencies)
+        print(f"RESULT paced at {args.paced:.0%} ({r.rate:,.0f} samples/s): p50 "
+              f"{statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms "
+              f"({len(lat)} batches)", flush=True)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    ap.add_argument("--agents", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--hosts", type=int, default=64, help="simulated agents, one connection each")
+    ap.add_argument("--series", type=int, default=500, help="series per batch")
+    ap.add_argument("--points", type=int, default=1, help="points per series per batch")
+    ap.add_argument("--seconds", type=float, default=8, help="length of each console round")
+    ap.add_argument("--pairs", type=int, default=3, help="console/baseline pairs (medians are printed)")
+    ap.add_argument("--expect", type=float, default=150_000, help="samples/s to prepare batches for")
+    ap.add_argument("--paced", type=float, default=0.5, help="latency round at this fraction of the rate; 0: none")
+    ap.add_argument("--second-shape", action="store_true", help="also measure 100 series x 10 points")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fd-bench-"))
-    # No per-host admission limit: the bench measures how fast the console commits.
-    env = dict(os.environ, FLEETDECK_DATA_DIR=str(work), FLEETDECK_ROLLUP_INTERVAL="0",
-               FLEETDECK_INGEST_RATE_PER_HOST="0")
+    # The batch-rate admission limit is the console's default (the bench measures what an
+    # agent of this shape gets); FLEETDECK_* settings from the environment still apply.
+    env = dict(os.environ, FLEETDECK_DATA_DIR=str(work), FLEETDECK_ROLLUP_INTERVAL="0")
     schema = None
+    print(f"load average before: {os.getloadavg()}", flush=True)
     if args.db == "postgres":
         import psycopg
 
@@ -143,40 +309,34 @@ def main() -> int:
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
             c.execute(f"CREATE SCHEMA {schema}")
         env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
+        baseline = CopyBaseline(url.replace("+psycopg", ""), schema)
+    else:
+        baseline = SqliteBaseline(str(work / "baseline.db"))
     py = sys.executable
     cli = [py, "-c", "import sys; from console.cli import main; sys.exit(main())"]
-    subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)  # token create needs it
-    hosts = [f"bench-{i}" for i in range(args.agents)]
-    tokens = [subprocess.run(cli + ["token", "create", "--agent", h], env=env, cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout.strip() for h in hosts]
-    log = open(work / "console.log", "wb")
-    proc, port = start_console(cli, env, log)
     try:
-        per_agent = int(args.seconds * 150_000 / 1000 / args.agents) + 20
-        t0 = int(time.time() * 1000) - 3_600_000
-        prepared = [bodies(h, per_agent, t0) for h in hosts]
-        total, latencies, elapsed = drive(port, tokens, prepared, args.seconds)
+        subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
+        hosts = [f"bench-{i}" for i in range(args.hosts)]
+        made = subprocess.run([py, "-c", TOKENS, *hosts], env=env, cwd=REPO, check=True, capture_output=True,
+                              text=True).stdout.split()
+        tokens = dict(zip(hosts, made))
+        log = open(work / "console.log", "wb")
+        proc, port = start_console(cli, env, log)
+        try:
+            shapes = [Shape(args.series, args.points)] + ([Shape(100, 10)] if args.second_shape else [])
+            for n, shape in enumerate(shapes):
+                bench_shape(args, shape, cli, env, tokens, proc, port, baseline, prefix=f"s{n}_")
+        finally:
+            stop_console(proc)
     finally:
-        stop_console(proc)
-    rate = total / elapsed
-    lat = sorted(latencies)
-    rows = []
-    for agent_bodies in prepared:
-        for i, body in enumerate(agent_bodies[: len(lat) // args.agents + 1]):
-            doc = orjson.loads(body)
-            rows.append([(hash((doc["host"], m["labels"]["series"])) & 0xFFFFFF, ts, v)
-                         for m in doc["metrics"] for ts, v in m["points"]])
-    raw = baseline(rows, str(work / "baseline.db"))
-    print(f"db={args.db} agents={args.agents} batches={len(lat)} samples={total} seconds={elapsed:.1f}")
-    print(f"committed samples/s: {rate:,.0f}")
-    print(f"latency p50: {statistics.median(lat) * 1000:.1f} ms  p99: {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")
-    print(f"raw sqlite3 executemany baseline: {raw:,.0f} samples/s  ratio: {rate / raw:.2f}x")
-    print(f"load average: {os.getloadavg()}")
-    if schema:
-        import psycopg
+        shutil.rmtree(work, ignore_errors=True)
+        if schema:
+            import psycopg
 
-        with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"DROP SCHEMA {schema} CASCADE")
+            baseline.conn.close()
+            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
+                                 autocommit=True) as c:
+                c.execute(f"DROP SCHEMA {schema} CASCADE")
     return 0
 
 

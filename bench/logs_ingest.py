@@ -1,4 +1,5 @@
-"""End-to-end log ingest: agent-shaped gzip batches of 200-byte lines over real HTTP into a
+"""End-to-end log ingest: agent-shaped gzip batches of realistic ~140-byte lines (client IPs,
+hex request ids, UUIDs) over real HTTP into a
 real console (SQLite by default, or --database-url), committed with the FTS index.
 
 Prints lines/s and MB/s (line bytes) for log batches, against a baseline measured in the
@@ -14,7 +15,6 @@ import gzip
 import json
 import os
 import random
-import string
 import sys
 import tempfile
 import threading
@@ -27,15 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness import ConsoleHarness, http  # noqa: E402
 from tests.pg import schema_if_url  # noqa: E402
 
-WORDS = ["GET", "POST", "/api/v1/items", "200", "404", "upstream", "timeout", "user", "session", "cache",
-         "miss", "hit", "worker", "request", "served", "bytes", "ms", "INFO", "WARN", "ERROR"]
+PATHS = ["/api/v1/orders", "/api/v1/users", "/healthz", "/static/app.js", "/api/v1/search", "/login"]
+METHODS = ["GET", "GET", "GET", "POST", "PUT", "DELETE"]
+STATUS = [200, 200, 200, 201, 204, 301, 404, 500, 503]
+MESSAGES = ["request served", "upstream timed out", "cache miss", "session expired", "retrying",
+            "connection reset by peer", "slow query"]
 
 
 def line_of(i: int, rnd: random.Random) -> str:
-    head = f"2025-11-21T04:42:{i % 60:02d}.{i % 1000:03d}Z host app[{1000 + i % 50}]: "
-    body = " ".join(rnd.choice(WORDS) for _ in range(40))
-    text = head + body + " req=" + "".join(rnd.choices(string.hexdigits, k=16))
-    return (text + " " * 200)[:199] if len(text) < 199 else text[:199]  # 199 chars + newline = 200 bytes
+    """A web/app log line of ~140 bytes: timestamp, level, client IP, request, hex request
+    id, UUID trace id, status, size, duration, message (high-cardinality tokens, as real
+    lines have)."""
+    ip = f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+    return (f"2025-11-21T04:42:{i % 60:02d}.{i % 1000:03d}Z {rnd.choice(('INFO', 'INFO', 'WARN', 'ERROR'))} "
+            f"{ip} {rnd.choice(METHODS)} {rnd.choice(PATHS)}/{rnd.randrange(100000)} {rnd.choice(STATUS)} "
+            f"{rnd.randrange(20, 90000)}B {rnd.randrange(1, 2000)}ms req={rnd.getrandbits(64):016x} "
+            f"trace={uuid.UUID(int=rnd.getrandbits(128))} {rnd.choice(MESSAGES)}")
 
 
 def body_of(host: str, lines: list[str], ts: int) -> bytes:
@@ -83,9 +90,9 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
             elapsed = timed(bodies)
             total = n_batches * args.batch
             assert console.count("log_records") == total, "every posted line is stored"
-            mb = total * 200 / 1e6
+            mb = sum(len(line_of(i, random.Random(i))) + 1 for i in range(1000)) / 1000 * total / 1e6
             print(f"backend: {console.services.db.dialect}; agents: {args.agents}; load average: {os.getloadavg()}")
-            print(f"lines: {total} in {n_batches} batches of {args.batch} (200-byte lines, gzip bodies)")
+            print(f"lines: {total} in {n_batches} batches of {args.batch} (~140-byte lines, gzip bodies)")
             print(f"baseline: {n_batches} empty batches in {baseline:.3f} s ({baseline / n_batches * 1000:.1f} ms/batch)")
             print(f"ingest: {elapsed:.3f} s -> {total / elapsed:,.0f} lines/s, {mb / elapsed:.1f} MB/s")
         finally:

@@ -112,7 +112,11 @@ class ConsoleConfig(BaseModel):
     log_retention_bytes: Int = Field(1024 * 1024 * 1024, ge=0, le=BYTES_MAX)  # cap on stored log bytes; 0: none
     log_retention_check_seconds: Float = Field(300.0, gt=0, le=SECONDS_MAX)  # how often log retention runs
     batch_id_retention_days: Float = Field(4.0, gt=0, le=DAYS_MAX)  # idempotency window; >= agents' spool_max_age
-    ingest_rate_per_host: Float = Field(10.0, ge=0)  # batches/s per agent host; 0: unlimited
+    ingest_rate_per_host: Float = Field(0.0, ge=0)  # batches/s per agent host; 0: unlimited
+    ingest_samples_per_host: Float = Field(20_000.0, ge=0)  # samples/s per agent host; 0: unlimited
+    ingest_samples_burst_per_host: Int = Field(200_000, ge=1)  # samples a host may send at once above the rate
+    ingest_lines_per_host: Float = Field(20_000.0, ge=0)  # log lines/s per agent host; 0: unlimited
+    ingest_lines_burst_per_host: Int = Field(200_000, ge=1)  # log lines a host may send at once above the rate
     ingest_burst_per_host: Int = Field(30, ge=1)  # batches an agent may send at once above the rate
     ingest_max_inflight: Int = Field(64, ge=0)  # ingest requests waiting for the database; 0: unbounded
     storage_retry_after: Int = Field(5, ge=1, le=3600)  # seconds, Retry-After of a 503 storage_unavailable

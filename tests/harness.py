@@ -101,8 +101,9 @@ class ConsoleHarness:
         env = {"FLEETDECK_DATA_DIR": str(data_dir), "FLEETDECK_LISTEN": "127.0.0.1:0"}
         if database_url:
             env["FLEETDECK_DATABASE_URL"] = database_url
-        # Tests push bursts from one host; the per-host rate limit is tested where asked for.
-        console = {"ingest_rate_per_host": 0.0, **console}
+        # Tests push bursts from one host; the per-host rate limits are tested where asked for.
+        console = {"ingest_rate_per_host": 0.0, "ingest_samples_per_host": 0.0, "ingest_lines_per_host": 0.0,
+                   **console}
         self.config = load_config(path=None, env=env, overrides=console)
         self.config.apps = dict(apps or {})  # the raw `apps:` section, as config.yaml holds it
         self.config.inventory = dict(inventory or {})  # the raw `inventory:` section (SSH hosts)

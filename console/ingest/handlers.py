@@ -10,7 +10,7 @@ from tornado.http1connection import HTTP1Connection
 from console.errors import ApiError
 from console.handlers import ApiHandler
 from console.ingest.admission import retry_after_header
-from console.ingest.batch import Batch, IngestError, decode_body, parse_batch
+from console.ingest.batch import Batch, IngestError
 from console.ingest.service import IngestRejected, IngestResult
 from console.params import INT64_MAX, ascii_uint
 
@@ -103,8 +103,8 @@ class IngestHandler(ApiHandler):
                            f"{admission.rate:g} batches/s", {"retry_after_seconds": wait},
                            headers={"Retry-After": retry_after_header(wait)})
         try:
-            doc = decode_body(b"".join(self._chunks), self.request.headers.get("Content-Encoding"), self._cap)
-            batch = parse_batch(doc)
+            batch = self.services.ingest.decode(b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
+                                                self._cap)
         except IngestError:
             metrics.ingest_batches.labels("invalid").inc()
             raise
@@ -112,6 +112,14 @@ class IngestHandler(ApiHandler):
             metrics.ingest_batches.labels("forbidden").inc()
             raise ApiError(403, "host_mismatch",
                            f"this agent token is bound to host {host!r}, not {batch.host!r}")
+        if admission:
+            wait, limit = admission.volume_wait(host, batch.sample_count, len(batch.logs))
+            if wait:
+                metrics.ingest_batches.labels("rate_limited").inc()
+                rate = admission.volume[limit][0]
+                raise ApiError(429, "rate_limited", f"host {host!r} sends more than {rate:g} {limit}/s",
+                               {"retry_after_seconds": wait, "limit": limit},
+                               headers={"Retry-After": retry_after_header(wait)})
         result = await self.store_batch(batch, busy_status=429)
         metrics.ingest_batches.labels("duplicate" if result.duplicate else "stored").inc()
         metrics.ingest_samples.inc(result.accepted_samples)

@@ -1,12 +1,16 @@
-"""The ingest service: one agent batch -> one database transaction.
+"""The ingest service: agent batches -> database transactions, with group commit.
 
-The batch row (host, batch_id) is inserted first with ON CONFLICT DO NOTHING: when it
-already exists the batch is a replay and nothing else is written, so a batch is stored
-exactly once however often an agent resends it. Series ids are cached per
-(host, name, labels) after commit, so a steady agent costs one bulk INSERT of samples,
-sent through the driver's own ``executemany`` (SQLAlchemy's per-row parameter handling
-costs more than the INSERT itself on SQLite). Log records go through
-console.logs.store.LogStore, which indexes them for search in the same transaction.
+Batches that wait for the writer thread are stored together in one transaction
+(:meth:`IngestService.ingest`, :meth:`IngestService.store_group`), each answered only
+after that commit. In it the batch id rows are inserted first with ON CONFLICT DO
+NOTHING ... RETURNING: a batch whose row already existed is a replay and nothing else of
+it is written, so a batch is stored exactly once however often an agent resends it. Host
+rows (id, held clock skew) and series ids are cached per (host, name, labels) after
+commit, so a steady agent costs one bulk INSERT of samples, sent through the driver's own
+``executemany`` (SQLAlchemy's per-row parameter handling costs more than the INSERT
+itself on SQLite), and its share of one host UPDATE, one batch-id INSERT and one read of
+the rollup watermarks per group. Log records go through console.logs.store.LogStore,
+which indexes them for search in the same transaction.
 
 Samples that cannot be stored are rejected one by one, never the whole batch: outside the
 time window (``too_old``: older than ``sample_max_age`` or the raw retention; ``too_new``), of a new series over the host's series cap
@@ -30,10 +34,11 @@ rejections are counted in a transaction of their own, and :class:`IngestRejected
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
 
 import orjson
 from sqlalchemy import func, select, update
@@ -42,9 +47,9 @@ from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
 from console.errors import InvalidInput
-from console.ingest.batch import Batch, LogIn, canonical_labels
-from console.logs.store import LogStore
-from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
+from console.ingest.batch import Batch, BatchDecoder, LogIn, canonical_labels
+from console.logs.store import LogRow, LogStore
+from console.storage.database import Database, driver_cursor, driver_errors
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
@@ -96,11 +101,59 @@ class IngestRejected(InvalidInput):
         self.examples = examples
 
 
+def settle(future: asyncio.Future, outcome: Any) -> None:
+    """Give ``future`` its result, or its exception when ``outcome`` is one; a future
+    cancelled meanwhile (its request went away) is left as it is."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class StaleHostCache(Exception):
+    """A cached host row was not found (deleted by another process): the caches are stale."""
+
+
+@dataclass
+class HostState:
+    """A host row as the writer keeps it between batches (id and held clock skew), plus
+    what the batches of the current group change (written by one UPDATE per group)."""
+
+    id: int
+    clock_skew_seconds: float | None
+    clock_skew_at: float | None
+    agent_version: str | None = None
+    interval: float | None = None
+    config_hash: str | None = None
+    labels_json: str | None = None
+
+    def touch(self, batch: Batch, now: float) -> None:
+        """Apply ``batch`` (received at ``now``, Unix s): agent fields it carries replace
+        the stored ones; the clock offset is held as :data:`SKEW_HOLD_SECONDS` says."""
+        if batch.agent_version:
+            self.agent_version = batch.agent_version
+        if batch.interval:
+            self.interval = batch.interval
+        if batch.config_hash:
+            self.config_hash = batch.config_hash
+        if batch.labels_json != "{}":
+            self.labels_json = batch.labels_json
+        if batch.sent_at is not None:
+            skew = float(batch.sent_at) - now
+            if (self.clock_skew_at is None or self.clock_skew_seconds is None
+                    or now - self.clock_skew_at > SKEW_HOLD_SECONDS or skew >= self.clock_skew_seconds):
+                self.clock_skew_seconds, self.clock_skew_at = skew, now
+
+
 class IngestService:
     """Stores batches. ``store`` is blocking and must run on the database writer thread
     (``await service.ingest(batch)`` arranges that)."""
 
     MAX_CACHED_SERIES = 1_000_000
+    MAX_GROUP_BATCHES = 128  # batches stored in one transaction at most
+    MAX_GROUP_ROWS = 100_000  # samples and log records in one transaction at most (or one batch)
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time,
                  config: ConsoleConfig | None = None) -> None:
@@ -109,28 +162,119 @@ class IngestService:
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
         self._logs = LogStore(db.dialect)
+        self._decoder = BatchDecoder()
+        self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
+        self._queue: deque[tuple[Batch, asyncio.Future[IngestResult]]] = deque()
+        self._drainer: asyncio.Future[None] | None = None
+        # NULL keeps the stored value: a batch without agent fields changes only last_seen.
+        self._update_hosts_sql = (
+            "UPDATE hosts SET last_seen = ?, agent_version = coalesce(?, agent_version), "
+            "interval_s = coalesce(?, interval_s), config_hash = coalesce(?, config_hash), "
+            "labels = coalesce(?, labels), clock_skew_seconds = ?, clock_skew_at = ? WHERE id = ?")
         if db.dialect == "postgresql":
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
+            self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
         else:
             self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
 
+    def decode(self, body: bytes, content_encoding: str | None, max_bytes: int) -> Batch:
+        """An ingest body (``Content-Encoding`` gzip or none) -> Batch, on the caller's
+        thread (the IOLoop's); raises IngestError 400/413/415 (console/ingest/batch.py)."""
+        return self._decoder.decode(body, content_encoding, max_bytes)
+
     async def ingest(self, batch: Batch) -> IngestResult:
-        return await self._db.on_writer(self.store, batch)
+        """Store ``batch`` and answer once the transaction holding it has committed.
+
+        Batches that arrive while the writer is busy are stored together, in one transaction
+        (group commit, :meth:`store_group`), up to :attr:`MAX_GROUP_BATCHES` batches or
+        :attr:`MAX_GROUP_ROWS` samples and log records; no batch waits for others to come.
+        An all-or-nothing batch (remote write) is stored alone. Raises what storing raised
+        (IngestRejected, OperationalError...)."""
+        if batch.all_or_nothing:
+            return await self._db.on_writer(self.store, batch)
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Store the queued batches, a group at a time, until the queue is empty. Every
+        batch's future gets its result or its exception. The group is taken when the
+        writer thread starts on it (:meth:`_store_queued`), so it holds every batch that
+        came while the writer was busy with anything."""
+        try:
+            while self._queue:
+                group: list[tuple[Batch, asyncio.Future[IngestResult]]] = []
+                try:
+                    results = await self._db.on_writer(self._store_queued, group)
+                except Exception as exc:  # noqa: BLE001 - handed to the batches' requests
+                    if len(group) == 1:
+                        settle(group[0][1], exc)
+                        continue
+                    # One batch's failure must not fail the others: each is stored on its own.
+                    for batch, future in group:
+                        try:
+                            settle(future, await self._db.on_writer(self.store, batch))
+                        except Exception as single:  # noqa: BLE001
+                            settle(future, single)
+                    continue
+                for (_, future), result in zip(group, results):
+                    settle(future, result)
+        finally:
+            self._drainer = None
+
+    def _store_queued(self, group: list[tuple[Batch, asyncio.Future[IngestResult]]]) -> list[IngestResult]:
+        """On the writer thread: move the next group from the queue into ``group`` (the
+        deque's append and popleft are atomic) and store it."""
+        group.extend(self._take_group())
+        return self.store_group([batch for batch, _ in group])
+
+    def _take_group(self) -> list[tuple[Batch, asyncio.Future[IngestResult]]]:
+        group = [self._queue.popleft()]
+        rows = group[0][0].sample_count + len(group[0][0].logs)
+        while self._queue and len(group) < self.MAX_GROUP_BATCHES:
+            batch = self._queue[0][0]
+            rows += batch.sample_count + len(batch.logs)
+            if rows > self.MAX_GROUP_ROWS:
+                break
+            group.append(self._queue.popleft())
+        return group
 
     def store(self, batch: Batch) -> IngestResult:
-        new_ids: dict[SeriesKey, int] = {}
+        """Store one batch in a transaction of its own (blocking, on the writer thread)."""
         try:
-            result = self._db.run(self._store_tx, batch, new_ids)
+            return self.store_group([batch])[0]
         except IngestRejected as exc:
             # Nothing of the batch was stored; the refusal itself is counted for the host.
             self._db.run(self._count_refusal, batch, exc)
             raise
-        # Only ids of committed series enter the cache.
+
+    def store_group(self, batches: list[Batch]) -> list[IngestResult]:
+        """Store ``batches`` in one transaction (blocking, on the writer thread); one result
+        per batch, in order. A cached host row that is gone (deleted by another process)
+        empties the caches and the group is stored again."""
+        for attempt in (1, 2):
+            new_ids: dict[SeriesKey, int] = {}
+            hosts: dict[str, HostState] = {}
+            try:
+                results = self._db.run(self._store_group_tx, batches, new_ids, hosts)
+            except StaleHostCache:
+                if attempt == 2:
+                    raise
+                self._hosts.clear()
+                self._series_ids.clear()
+                continue
+            break
+        # Only committed rows enter the caches.
         if len(self._series_ids) + len(new_ids) > self.MAX_CACHED_SERIES:
             self._series_ids.clear()
         self._series_ids.update(new_ids)
-        return result
+        if len(self._hosts) + len(hosts) > self.MAX_CACHED_SERIES:
+            self._hosts.clear()
+        self._hosts.update(hosts)
+        return results
 
     async def aretire_host(self, audit, tokens, actor: str, source: str, name: str) -> dict:  # noqa: ANN001
         """:meth:`retire_host` on the database writer."""
@@ -147,32 +291,127 @@ class IngestService:
         result = self._db.run(retire_host, audit, self._clock(), actor, source, name)
         tokens.forget()
         self._series_ids = {k: v for k, v in self._series_ids.items() if k[0] != result["host_id"]}
+        self._hosts.pop(name, None)
         return result
 
-    def _store_tx(self, session: Session, batch: Batch, new_ids: dict[SeriesKey, int]) -> IngestResult:
+    def _store_group_tx(self, session: Session, batches: list[Batch], new_ids: dict[SeriesKey, int],
+                        hosts: dict[str, HostState]) -> list[IngestResult]:
+        """The transaction of :meth:`store_group`: one UPDATE of the host rows, one INSERT of
+        the batch ids (those it did not insert are replays, answered ``duplicate``), the
+        samples of each batch, one INSERT of every log record, one look at the rollup
+        watermarks. Fills ``new_ids`` and ``hosts`` for the caches."""
         now = self._clock()
-        host = self._host(session, batch, now)
-        if batch.batch_id:
-            fresh = execute_dml(
-                session, self._db.insert_ignore(IngestBatch.__table__),
-                {"host_id": host.id, "batch_id": batch.batch_id, "received_at": now,
-                 "samples": batch.sample_count, "logs": len(batch.logs)},
-            ).rowcount
-            if not fresh:
-                return IngestResult(0, 0, True, batch.host, batch.last_ts, clock_skew_seconds=host.clock_skew_seconds)
-        rejected: Counter[str] = Counter()
-        examples: dict[str, str] = {}
-        ids = self._resolve_series(session, host.id, batch, new_ids, rejected, examples)
+        for batch in batches:
+            state = hosts.get(batch.host)
+            if state is None:
+                cached = self._hosts.get(batch.host)
+                state = hosts[batch.host] = (HostState(cached.id, cached.clock_skew_seconds, cached.clock_skew_at)
+                                             if cached else self._host_row(session, batch, now))
+            state.touch(batch, now)
+        self._update_hosts(session, hosts.values(), now)
+        fresh = self._claim_batch_ids(session, batches, hosts, now)
+        results: list[IngestResult] = []
         # Older than the raw retention, a sample would be deleted by the next retention run.
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
+        samples: list[list[tuple[int, int, float]]] = []
+        logs: list[LogRow] = []
+        rejections: list[tuple[int, Counter, dict]] = []
+        for batch, is_fresh in zip(batches, fresh):
+            state = hosts[batch.host]
+            if not is_fresh:
+                results.append(IngestResult(0, 0, True, batch.host, batch.last_ts,
+                                            clock_skew_seconds=state.clock_skew_seconds))
+                samples.append([])
+                continue
+            rejected: Counter[str] = Counter()
+            examples: dict[str, str] = {}
+            rows = self._sample_rows(session, state.id, batch, lo, hi, new_ids, rejected, examples)
+            if batch.all_or_nothing:
+                refused = {reason: n for reason, n in rejected.items() if reason != "non_finite"}
+                if refused:
+                    raise IngestRejected(refused, {reason: examples[reason] for reason in refused})
+            samples.append(rows)
+            if batch.logs and self._config.log_retention_days > 0:
+                self._refuse_old_logs(batch.logs, now, rejected, examples)
+            if batch.logs:
+                self._clamp_future_logs(batch.logs, now)
+                hid = state.id
+                logs.extend((hid, r.ts, r.source, r.line, r.labels_json, r.level) for r in batch.logs)
+            if rejected:
+                rejections.append((state.id, rejected, examples))
+            results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
+                                        state.clock_skew_seconds))
+        stored = self._insert_samples_of(session, samples)
+        results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
+        if any(samples):
+            self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
+        if logs:
+            # LogStore indexes the records for search in this same transaction.
+            self._logs.insert(session, logs)
+        for host_id, rejected, examples in rejections:
+            self._count_rejections(session, host_id, rejected, examples, now)
+        return results
+
+    def _host_row(self, session: Session, batch: Batch, now: float) -> HostState:
+        """The host row of ``batch`` (created when new): its id and held clock skew."""
+        host = session.execute(select(Host).where(Host.name == batch.host)).scalar_one_or_none()
+        if host is None:
+            host = Host(name=batch.host, first_seen=now, labels=batch.labels_json)
+            session.add(host)
+            session.flush()
+        return HostState(host.id, host.clock_skew_seconds, host.clock_skew_at)
+
+    def _update_hosts(self, session: Session, states: Iterable[HostState], now: float) -> None:
+        """One UPDATE (executemany) of every host of the group. Raises StaleHostCache when
+        a host row is gone."""
+        params = [(now, s.agent_version, s.interval, s.config_hash, s.labels_json, s.clock_skew_seconds,
+                   s.clock_skew_at, s.id) for s in states]
+        sql = self._update_hosts_sql
+        cursor = driver_cursor(session)
+        try:
+            with driver_errors(session, sql):
+                cursor.executemany(sql, params)
+                matched = cursor.rowcount
+        finally:
+            cursor.close()
+        if matched is not None and 0 <= matched < len(params):
+            raise StaleHostCache()
+
+    def _claim_batch_ids(self, session: Session, batches: list[Batch], hosts: dict[str, HostState],
+                         now: float) -> list[bool]:
+        """Insert the batch ids of the group in one statement; -> for each batch, whether it
+        is new (False: a replay, or the same id earlier in the group). A batch without an
+        id (a probe's) is always new."""
+        table = IngestBatch.__table__
+        first: dict[tuple[int, str], int] = {}
+        for i, batch in enumerate(batches):
+            if batch.batch_id:
+                first.setdefault((hosts[batch.host].id, batch.batch_id), i)
+        if not first:
+            return [True] * len(batches)
+        stmt = self._db.insert_ignore(table).values([
+            {"host_id": host_id, "batch_id": batch_id, "received_at": now,
+             "samples": batches[i].sample_count, "logs": len(batches[i].logs)}
+            for (host_id, batch_id), i in first.items()]).returning(table.c.host_id, table.c.batch_id)
+        inserted = {first[(h, b)] for h, b in session.execute(stmt)}
+        return [not batch.batch_id or i in inserted for i, batch in enumerate(batches)]
+
+    def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,
+                     new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
+                     ) -> list[tuple[int, int, float]]:
+        """Rows (series_id, ts, value) of ``batch`` to insert: samples of series over the
+        cap, outside [lo, hi] (Unix ms) or non-finite are counted in ``rejected``."""
+        cached = self._series_ids.get
+        sids = [cached((host_id, m.name, m.labels_json)) for m in batch.metrics]  # a steady sender's path
+        if None in sids:
+            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples)
+            sids = [ids.get((host_id, m.name, m.labels_json)) for m in batch.metrics]
         rows: list[tuple[int, int, float]] = []
-        host_id = host.id  # an ORM attribute: read once, not per series
-        for m in batch.metrics:
+        for m, sid in zip(batch.metrics, sids):
             if m.non_finite:
                 rejected["non_finite"] += m.non_finite
                 examples["non_finite"] = f"{m.name}{m.labels_json}"
-            sid = ids.get((host_id, m.name, m.labels_json))
             if sid is None:
                 continue  # counted as series_limit by _resolve_series
             kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
@@ -183,37 +422,31 @@ class IngestService:
                         rejected[reason] += 1
                         examples[reason] = f"{m.name}{m.labels_json} @ {ts}"
             rows.extend(kept)
-        if batch.all_or_nothing:
-            refused = {reason: n for reason, n in rejected.items() if reason != "non_finite"}
-            if refused:
-                raise IngestRejected(refused, {reason: examples[reason] for reason in refused})
-        samples = 0
-        if rows:
-            cursor = driver_cursor(session)
-            try:
-                with driver_errors(session, self._insert_samples):
-                    if self._db.dialect == "postgresql":
-                        samples = self._copy_samples(cursor, rows)
-                    else:
-                        cursor.executemany(self._insert_samples, rows)
-                        samples = cursor.rowcount
-            finally:
-                cursor.close()
-            # rowcount over executemany may be -1 (unknown); then every row counts.
-            samples = len(rows) if samples is None or samples < 0 else samples
-            self._reopen_rollups(session, min(r[1] for r in rows), now)
-        if batch.logs and self._config.log_retention_days > 0:
-            self._refuse_old_logs(batch.logs, now, rejected, examples)
-        if batch.logs:
-            self._clamp_future_logs(batch.logs, now)
-            # LogStore indexes the records for search in this same transaction.
-            hid = host.id
-            self._logs.insert(session, [(hid, r.ts, r.source, r.line, r.labels_json, r.level)
-                                        for r in batch.logs])
-        if rejected:
-            self._count_rejections(session, host.id, rejected, examples, now)
-        return IngestResult(samples, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
-                            host.clock_skew_seconds)
+        return rows
+
+    def _insert_samples_of(self, session: Session, samples: list[list[tuple[int, int, float]]]) -> list[int]:
+        """Insert each batch's rows; -> rows stored per batch (a (series, ts) already stored
+        is skipped and not counted). SQLite: one executemany per batch. PostgreSQL: one
+        COPY of the group and one INSERT ... SELECT; only when that skipped some row, it is
+        redone batch by batch to count them."""
+        counts = [0] * len(samples)
+        if not any(samples):
+            return counts
+        cursor = driver_cursor(session)
+        try:
+            with driver_errors(session, self._insert_samples):
+                if self._db.dialect == "postgresql":
+                    counts = self._copy_samples(cursor, samples)
+                else:
+                    for i, rows in enumerate(samples):
+                        if rows:
+                            cursor.executemany(self._insert_samples, rows)
+                            # rowcount over executemany may be -1 (unknown); then every row counts.
+                            counts[i] = len(rows) if cursor.rowcount is None or cursor.rowcount < 0 \
+                                else cursor.rowcount
+        finally:
+            cursor.close()
+        return counts
 
     def _refuse_old_logs(self, logs: list[LogIn], now: float, rejected: Counter, examples: dict) -> None:
         """Remove from ``logs`` (in place, so the live frame shows only what was stored) the
@@ -228,7 +461,9 @@ class IngestService:
 
     def _count_refusal(self, session: Session, batch: Batch, exc: IngestRejected) -> None:
         now = self._clock()
-        host = self._host(session, batch, now)
+        host = self._host_row(session, batch, now)
+        host.touch(batch, now)  # the host was heard from, as when a batch is stored
+        self._update_hosts(session, [host], now)
         self._count_rejections(session, host.id, Counter(exc.rejected), exc.examples, now)
 
     def _clamp_future_logs(self, logs: list[LogIn], now: float) -> None:
@@ -246,17 +481,30 @@ class IngestService:
                 record.ts, record.labels_json = received, canonical_labels(labels)
 
     @staticmethod
-    def _copy_samples(cursor, rows: list[tuple[int, int, float]]) -> int:  # noqa: ANN001 - psycopg cursor
-        """PostgreSQL: COPY into a per-connection temporary table, then one INSERT ... SELECT
-        ON CONFLICT DO NOTHING (COPY alone cannot skip duplicates). Returns rows inserted."""
+    def _copy_samples(cursor, samples: list[list[tuple[int, int, float]]]) -> list[int]:  # noqa: ANN001
+        """PostgreSQL: COPY into a per-connection temporary table, then INSERT ... SELECT ON
+        CONFLICT DO NOTHING (COPY alone cannot skip duplicates). -> rows inserted per batch."""
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS samples_in (series_id integer, ts bigint, "
-                       "value double precision) ON COMMIT DELETE ROWS")
-        with cursor.copy("COPY samples_in (series_id, ts, value) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+                       "value double precision, batch integer) ON COMMIT DELETE ROWS")
+        with cursor.copy("COPY samples_in (series_id, ts, value, batch) FROM STDIN") as copy:
+            for i, rows in enumerate(samples):
+                for sid, ts, value in rows:
+                    copy.write_row((sid, ts, value, i))
+        total = sum(len(rows) for rows in samples)
+        cursor.execute("SAVEPOINT samples_in")
         cursor.execute("INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value "
                        "FROM samples_in ON CONFLICT DO NOTHING")
-        return cursor.rowcount
+        if cursor.rowcount == total:
+            cursor.execute("RELEASE SAVEPOINT samples_in")
+            return [len(rows) for rows in samples]
+        # Some (series, ts) was stored already, or twice in the group: count batch by batch.
+        cursor.execute("ROLLBACK TO SAVEPOINT samples_in")
+        counts = []
+        for i in range(len(samples)):
+            cursor.execute("INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value "
+                           "FROM samples_in WHERE batch = %s ON CONFLICT DO NOTHING", (i,))
+            counts.append(max(cursor.rowcount, 0))
+        return counts
 
     def _reopen_rollups(self, session: Session, oldest_ts: int, now: float) -> None:
         """A sample in or before the window a tier is rolling up moves that tier's watermark
@@ -292,28 +540,6 @@ class IngestService:
                 index_elements=[table.c.host_id, table.c.reason],
                 set_={"count": table.c.count + stmt.excluded.count, "last_at": stmt.excluded.last_at,
                       "last_example": stmt.excluded.last_example}))
-
-    def _host(self, session: Session, batch: Batch, now: float) -> Host:
-        host = session.execute(select(Host).where(Host.name == batch.host)).scalar_one_or_none()
-        if host is None:
-            host = Host(name=batch.host, first_seen=now, labels=batch.labels_json)
-            session.add(host)
-        host.last_seen = now
-        if batch.agent_version:
-            host.agent_version = batch.agent_version
-        if batch.interval:
-            host.interval_s = batch.interval
-        if batch.config_hash:
-            host.config_hash = batch.config_hash
-        if batch.labels_json != "{}":
-            host.labels = batch.labels_json
-        if batch.sent_at is not None:
-            skew = float(batch.sent_at) - now
-            if (host.clock_skew_at is None or host.clock_skew_seconds is None
-                    or now - host.clock_skew_at > SKEW_HOLD_SECONDS or skew >= host.clock_skew_seconds):
-                host.clock_skew_seconds, host.clock_skew_at = skew, now
-        session.flush()
-        return host
 
     def _lookup_series(self, session: Session, host_id: int, keys: list[SeriesKey], wanted: dict,
                        ids: dict[SeriesKey, int], new_ids: dict[SeriesKey, int]) -> None:
@@ -357,9 +583,11 @@ class IngestService:
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
         ids: dict[SeriesKey, int] = {}
         missing: list[SeriesKey] = []
-        cached = self._series_ids.get
+        cached, created = self._series_ids.get, new_ids.get
         for key in wanted:  # one lookup per series: the hot path of a steady sender
             sid = cached(key)
+            if sid is None:
+                sid = created(key)  # made by an earlier batch of the same group
             if sid is None:
                 missing.append(key)
             else:

@@ -44,6 +44,56 @@ def test_a_host_over_its_rate_gets_429_with_retry_after(limited):
     assert limited.push("fast-1", token, GAUGE)[0] == 200
 
 
+def series_points(count: int, ts: int) -> list:
+    return [{"name": "node_value", "type": "gauge", "labels": {"n": str(i)}, "points": [[ts, float(i)]]}
+            for i in range(count)]
+
+
+def test_a_host_over_its_samples_or_lines_rate_gets_429_and_nothing_is_stored(tmp_path):
+    harness = ConsoleHarness(tmp_path, ingest_samples_per_host=100.0, ingest_samples_burst_per_host=1500,
+                             ingest_lines_per_host=50.0, ingest_lines_burst_per_host=300).start()
+    try:
+        token = harness.agent_token("busy-1")
+        now = int(time.time() * 1000)
+        assert harness.push("busy-1", token, series_points(1000, now))[0] == 200
+        before = harness.count("samples")
+        status, body = harness.push("busy-1", token, series_points(1000, now + 1000))
+        assert status == 429 and body["error"]["code"] == "rate_limited"
+        assert body["error"]["details"]["limit"] == "samples"
+        assert 4 < body["error"]["details"]["retry_after_seconds"] <= 6  # 500 samples short at 100/s
+        assert harness.count("samples") == before
+        # A batch larger than the burst passes when the host's bucket is full (a new host's is).
+        big = harness.agent_token("big-1")
+        assert harness.push("big-1", big, series_points(2000, now + 2000))[0] == 200
+        logs = [{"ts": now, "source": "app", "line": f"line {i}", "labels": {}} for i in range(250)]
+        assert harness.push("busy-1", token, [], logs)[0] == 200
+        status, body = harness.push("busy-1", token, [], logs)
+        assert status == 429 and body["error"]["details"]["limit"] == "lines"
+        assert harness.count("log_records") == 250
+    finally:
+        harness.close()
+
+
+def test_the_default_limits_never_throttle_an_agent(tmp_path):
+    """An agent draining its spool sends 500-series batches back to back; with the
+    shipped defaults none of them is refused."""
+    from console.config import ConsoleConfig
+
+    defaults = {key: ConsoleConfig.model_fields[key].default for key in (
+        "ingest_rate_per_host", "ingest_burst_per_host", "ingest_samples_per_host",
+        "ingest_samples_burst_per_host", "ingest_lines_per_host", "ingest_lines_burst_per_host")}
+    harness = ConsoleHarness(tmp_path, **defaults).start()
+    try:
+        token = harness.agent_token("steady-1")
+        now = int(time.time() * 1000) - 3_600_000
+        logs = [{"ts": now, "source": "app", "line": f"GET /x {i}", "labels": {}} for i in range(200)]
+        statuses = [harness.push("steady-1", token, series_points(500, now + b * 10_000), logs)[0]
+                    for b in range(60)]
+        assert statuses == [200] * 60
+    finally:
+        harness.close()
+
+
 def test_a_saturated_write_queue_gets_429(limited):
     token = limited.agent_token("queue-1")
     release = threading.Event()

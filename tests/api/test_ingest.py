@@ -167,3 +167,85 @@ def test_unusable_content_length_is_a_client_error(console, agent):
             answer += chunk
     status = int(answer.split(b" ", 2)[1]) if answer else None
     assert status is not None and 400 <= status < 500, answer[:300]
+
+
+def test_batches_waiting_for_the_writer_share_one_commit(console):
+    """Group commit: batches that arrive while the writer is busy are stored in one
+    transaction, each answered after that commit, a batch id sent twice stored once."""
+    import asyncio
+    import threading
+
+    from sqlalchemy import event
+
+    hosts = [f"group-{i}" for i in range(6)]
+    tokens = {h: console.agent_token(h) for h in hosts}
+    commits: list[str] = []  # the transactions that stored batch ids
+    engine = console.services.db.engine
+
+    def on_execute(conn, cursor, statement, *_):  # noqa: ANN001 - SQLAlchemy event arguments
+        if "ingest_batches" in statement and statement.lstrip().upper().startswith("INSERT"):
+            conn.info["stores_batches"] = True
+
+    def on_commit(conn):  # noqa: ANN001 - SQLAlchemy connection
+        if conn.info.pop("stores_batches", False):
+            commits.append(threading.current_thread().name)
+
+    release = threading.Event()
+    blocker = asyncio.run_coroutine_threadsafe(console.services.db.on_writer(release.wait, 20), console.loop)
+    ts = now_ms() - 60_000
+    replayed = str(uuid.uuid4())
+    jobs = [(h, sample_metrics(ts + i), None) for i, h in enumerate(hosts)] + [
+        (hosts[0], sample_metrics(ts + 100), replayed), (hosts[0], sample_metrics(ts + 100), replayed)]
+    answers: list = [None] * len(jobs)
+
+    def send(i: int) -> None:
+        host, metrics, batch_id = jobs[i]
+        answers[i] = console.push(host, tokens[host], metrics, batch_id=batch_id)
+
+    before = stored(console)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while console.services.admission.inflight < len(jobs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert console.services.admission.inflight == len(jobs)
+        assert all(a is None for a in answers)  # nobody answered before the commit
+        release.set()
+        for t in threads:
+            t.join(20)
+        blocker.result(10)
+    finally:
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert len(commits) == 1, commits
+    assert [a[0] for a in answers] == [200] * len(jobs)
+    assert sorted(a[1]["duplicate"] for a in answers[-2:]) == [False, True]
+    assert sum(a[1]["accepted_samples"] for a in answers) == 3 * (len(hosts) + 1)
+    assert stored(console) == (before[0] + 3 * (len(hosts) + 1), before[1], before[2] + len(hosts) + 1)
+
+
+def test_a_host_deleted_behind_the_writer_is_created_again_with_its_samples(console):
+    """A host retired by another process (``fleetdeck hosts delete`` while the console
+    serves) leaves the writer's host and series caches stale; the next batch of that host
+    must create it again and store its samples under it, not under the deleted ids."""
+    from console.fleet.retire import retire_host
+
+    host = "gone-1"
+    ts = now_ms() - 30_000
+    assert console.push(host, console.agent_token(host), sample_metrics(ts))[0] == 200
+    console.services.db.run(retire_host, console.services.audit, time.time(), "test", "test", host)
+    status, body = console.push(host, console.agent_token(host), sample_metrics(ts + 1))
+    assert (status, body["accepted_samples"]) == (200, 3)
+    from sqlalchemy import text
+
+    rows = console.services.db.run(lambda s: s.execute(text(
+        "SELECT count(*) FROM samples s JOIN series r ON r.id = s.series_id JOIN hosts h ON h.id = r.host_id "
+        "WHERE h.name = :h"), {"h": host}).scalar_one())
+    assert rows == 3
+    orphans = console.services.db.run(lambda s: s.execute(text(
+        "SELECT count(*) FROM samples WHERE series_id NOT IN (SELECT id FROM series)")).scalar_one())
+    assert orphans == 0
