@@ -15,6 +15,7 @@ from typing import Callable
 
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
+from console.cluster.relay import PostgresRelay
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -97,6 +98,7 @@ class Services:
         the running IOLoop."""
         self.leader.try_acquire()  # alone on its database, a console leads from its first moment
         self.leader.start()
+        self.bus.start()
         self.deploys.start()
         self.rollups.start()
         self.logs.start_retention()
@@ -117,6 +119,7 @@ class Services:
 
     def close(self) -> None:
         self.leader.close()  # released first: another replica takes over at its next poll
+        self.bus.close()
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
@@ -150,10 +153,12 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                        login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
                        clock=clock)
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
-    bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
+    # Consoles sharing a PostgreSQL database relay live frames to each other (docs/scaling.md).
+    bus = LiveBus(PostgresRelay(config.database_url, registry=metrics.registry)
+                  if db.dialect == "postgresql" else None)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)

@@ -1,0 +1,194 @@
+"""Live frames across the consoles that share one PostgreSQL database.
+
+A frame published on one console (``LiveBus.publish``, after the commit that produced it)
+is sent with ``pg_notify`` on a channel of the console's schema; every other console
+LISTENs on it and hands the frame to its own live-socket subscribers. Each console tags
+what it sends with a random origin id and ignores its own notifications.
+
+Payloads (https://www.postgresql.org/docs/current/sql-notify.html): a NOTIFY payload is
+at most 8000 bytes. A message is JSON with ASCII escapes (so characters are bytes) and is
+sent whole when it fits in ``CHUNK`` bytes, else split into numbered parts that are sent
+by ``pg_notify`` calls in **one transaction**: PostgreSQL delivers the notifications of a
+transaction together and in order, so the receiver joins the parts of one message without
+waiting or guessing. A message longer than ``MAX_MESSAGE`` (1 MiB; a log frame of a huge
+batch) is not relayed: the other consoles' subscribers miss that one frame, the sender
+logs it and counts it in ``fleetdeck_live_relay_dropped_total``. Relaying is best effort,
+like the live sockets themselves: frames sent while the database is unreachable are lost
+(the data is stored; a browser's next reload shows it).
+
+Interest: ``LiveBus.has_subscribers`` lets the ingest path skip building a costly frame
+(log lines) nobody watches. Each console announces the topics it has subscribers for
+(at once when a topic gains its first subscriber, and all of them every ``ANNOUNCE_S``);
+a topic another console announced counts as watched for ``INTEREST_TTL_S``.
+
+Threading: one thread owns the LISTEN connection (a connection of its own, outside the
+pool, with TCP keepalives) and another sends; both reconnect after a failure (1 s).
+Received frames are handed to the IOLoop with ``call_soon_threadsafe``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from console.cluster.leader import _KEEPALIVES
+
+log = logging.getLogger("fleetdeck.cluster.relay")
+
+CHUNK = 7000  # bytes of one NOTIFY payload's data part (the limit is 8000 with the header)
+MAX_MESSAGE = 1 << 20
+ANNOUNCE_S = 10.0
+INTEREST_TTL_S = 3 * ANNOUNCE_S
+RETRY_S = 1.0
+
+Deliver = Callable[[str, Any], None]
+
+
+class PostgresRelay:
+    """Relay of one console's live frames to the other consoles of its schema.
+
+    ``start(loop, deliver)`` begins listening; ``deliver(topic, data)`` is then called on
+    ``loop`` for every frame another console published. ``send_frame`` and
+    ``announce`` queue a message (never block, never raise); ``close()`` stops both
+    threads."""
+
+    def __init__(self, database_url: str, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = database_url
+        self.origin = uuid.uuid4().hex[:12]
+        self.clock = clock
+        self._engine: Engine | None = None
+        self._outbox: queue.Queue[list[str] | None] = queue.Queue(maxsize=10000)
+        self._closed = threading.Event()
+        self._listening = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._seq = 0
+        self._remote_interest: dict[str, float] = {}  # topic -> monotonic expiry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        self.channel = ""
+        self.dropped = Counter("fleetdeck_live_relay_dropped", "Live frames not relayed to the other consoles "
+                               "(larger than 1 MiB, or the relay queue full).", registry=registry) \
+            if registry is not None else None
+
+    # -- IOLoop side -----------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop, self._deliver = loop, deliver
+        self._engine = create_engine(self.url, poolclass=NullPool, connect_args=_KEEPALIVES)
+        with self._engine.connect() as conn:  # the channel is per schema, like the leader lock
+            schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
+        self.channel = "fleetdeck_live_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
+        for name, target in (("live-listen", self._listen), ("live-notify", self._send)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._listening.wait(5)  # frames published from now on reach the others
+
+    def send_frame(self, topic: str, data: Any) -> None:
+        self._queue({"k": "f", "t": topic, "d": data})
+
+    def announce(self, topics: list[str]) -> None:
+        if topics:
+            self._queue({"k": "i", "t": topics})
+
+    def watched_elsewhere(self, topic: str) -> bool:
+        expiry = self._remote_interest.get(topic)
+        return expiry is not None and expiry > self.clock()
+
+    def _queue(self, message: dict) -> None:
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=str)
+        if len(body) > MAX_MESSAGE:
+            log.warning("live frame of %d bytes on %s not relayed to the other consoles (limit %d)",
+                        len(body), message.get("t"), MAX_MESSAGE)
+            self._count_drop()
+            return
+        self._seq += 1
+        parts = [body[i:i + CHUNK] for i in range(0, len(body), CHUNK)] or [""]
+        header = f"{self.origin}:{self._seq}:{len(parts)}:"
+        try:
+            self._outbox.put_nowait([header + part for part in parts])
+        except queue.Full:
+            self._count_drop()
+
+    def _count_drop(self) -> None:
+        if self.dropped is not None:
+            self.dropped.inc()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._outbox.put(None)
+        for thread in self._threads:
+            thread.join(5)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- threads ---------------------------------------------------------------------------
+    def _send(self) -> None:
+        assert self._engine is not None
+        while not self._closed.is_set():
+            payloads = self._outbox.get()
+            if payloads is None:
+                return
+            try:
+                with self._engine.begin() as conn:  # one transaction: the parts arrive together
+                    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                 [{"channel": self.channel, "payload": p} for p in payloads])
+            except Exception as exc:  # noqa: BLE001 - best effort: the data itself is stored
+                log.warning("cannot relay a live frame to the other consoles: %s", exc)
+                self._count_drop()
+                self._closed.wait(RETRY_S)
+
+    def _listen(self) -> None:
+        assert self._engine is not None
+        while not self._closed.is_set():
+            try:
+                raw = self._engine.raw_connection()
+                try:
+                    conn = raw.driver_connection
+                    conn.autocommit = True
+                    conn.execute(f'LISTEN "{self.channel}"')  # channel: fixed prefix + hex digest
+                    self._listening.set()
+                    pending: dict[str, list[str]] = {}
+                    while not self._closed.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._received(note.payload, pending)
+                finally:
+                    raw.close()
+            except Exception as exc:  # noqa: BLE001 - reconnect: frames meanwhile are missed
+                if self._closed.is_set():
+                    return
+                log.warning("live relay listener lost its connection (%s); reconnecting", exc)
+                self._closed.wait(RETRY_S)
+
+    def _received(self, payload: str, pending: dict[str, list[str]]) -> None:
+        origin, seq, count, data = payload.split(":", 3)
+        if origin == self.origin:
+            return
+        key = f"{origin}:{seq}"
+        parts = pending.setdefault(key, [])
+        parts.append(data)
+        if len(parts) < int(count):
+            return
+        del pending[key]
+        try:
+            message = json.loads("".join(parts))
+        except ValueError:
+            log.warning("malformed live relay message from %s", origin)
+            return
+        if message.get("k") == "i":
+            expiry = self.clock() + INTEREST_TTL_S
+            for topic in message["t"]:
+                self._remote_interest[topic] = expiry
+        elif message.get("k") == "f" and self._loop is not None and self._deliver is not None:
+            self._loop.call_soon_threadsafe(self._deliver, message["t"], message["d"])

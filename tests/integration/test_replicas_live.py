@@ -1,0 +1,119 @@
+"""Two real console processes on one PostgreSQL schema share what a browser or an agent
+sees: a frame published on one reaches live sockets on the other (LISTEN/NOTIFY, large
+frames split), never twice on its own; a token revoked through one is refused by both
+within a second."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from tests.harness import batch, http
+from tests.integration.procs import ConsoleProcess
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, postgres_url):
+    root = tmp_path_factory.mktemp("replicas-live")
+    consoles = [ConsoleProcess(root / f"replica-{i}", FLEETDECK_DATABASE_URL=postgres_url) for i in range(2)]
+    for console in consoles:
+        console.data_dir.mkdir()
+    try:
+        consoles[0].start()  # the first migrates the schema
+        consoles[1].start()
+        yield consoles
+    finally:
+        for console in consoles:
+            console.stop()
+
+
+def api_token(console: ConsoleProcess, role: str = "viewer", name: str | None = None) -> str:
+    return console.cli("token", "create", "--name", name or f"live-{uuid.uuid4().hex[:6]}",
+                       "--role", role).strip().splitlines()[-1]
+
+
+def push(console: ConsoleProcess, host: str, token: str, samples: int, logs: list | None = None) -> None:
+    now = time.time()
+    metrics = [{"name": "live_probe", "labels": {"n": str(i)}, "points": [[int(now * 1000), float(i)]]}
+               for i in range(samples)]
+    resp = http("POST", console.url + "/api/v1/ingest", json.dumps(batch(host, metrics, logs)).encode(),
+                {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}, timeout=10)
+    assert resp.status == 200, resp.body[:300]
+
+
+async def socket(console: ConsoleProcess, token: str, topics: list[str]) -> tornado.websocket.WebSocketClientConnection:
+    ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+        console.url.replace("http", "ws") + "/api/v1/live", headers={"Authorization": f"Bearer {token}"}))
+    ws.write_message(json.dumps({"subscribe": topics}))
+    assert json.loads(await asyncio.wait_for(ws.read_message(), 10)) == {"subscribed": sorted(topics)}
+    return ws
+
+
+async def frame(ws: tornado.websocket.WebSocketClientConnection, timeout: float) -> dict:
+    message = await asyncio.wait_for(ws.read_message(), timeout)
+    assert message is not None, f"socket closed ({ws.close_code})"
+    return json.loads(message)
+
+
+def test_a_frame_published_on_one_replica_reaches_sockets_on_the_other(replicas):
+    first, second = replicas
+    host = "live-" + uuid.uuid4().hex[:8]
+    agent, viewer = first.agent_token(host), api_token(first)
+    # Registered by a first batch, so the topic names a known host on both.
+    push(first, host, agent, 1)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        on_second = await socket(second, viewer, [f"host:{host}", f"logs:{host}"])
+        on_first = await socket(first, viewer, [f"host:{host}"])
+        started = time.monotonic()
+        await loop.run_in_executor(None, push, first, host, agent, 3)
+        got = await frame(on_second, 1.0)
+        assert time.monotonic() - started < 1.0
+        assert got["topic"] == f"host:{host}" and got["data"]["accepted_samples"] == 3, got
+        # A log frame larger than one NOTIFY payload (8000 bytes) arrives whole.
+        lines = [{"ts": int(time.time() * 1000), "source": "app", "line": f"{i:04d} " + "é" * 300, "labels": {}}
+                 for i in range(40)]
+        await loop.run_in_executor(None, push, first, host, agent, 2, lines)
+        frames = [await frame(on_second, 2.0), await frame(on_second, 2.0)]
+        by_topic = {f["topic"]: f["data"] for f in frames}
+        assert by_topic[f"host:{host}"]["accepted_samples"] == 2
+        assert [entry["line"] for entry in by_topic[f"logs:{host}"]["logs"]] == [e["line"] for e in lines]
+        # The publishing replica's own socket got each frame once: its notifications are ignored.
+        assert [(await frame(on_first, 2.0))["data"]["accepted_samples"] for _ in range(2)] == [3, 2]
+        with pytest.raises(asyncio.TimeoutError):
+            await frame(on_first, 0.7)
+        on_first.close()
+        on_second.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_token_revoked_on_one_replica_is_refused_by_every_replica_within_a_second(replicas):
+    first, second = replicas
+    name = "revoked-" + uuid.uuid4().hex[:6]
+    admin, viewer = api_token(first, "admin"), api_token(first, name=name)
+    tokens = json.loads(http("GET", first.url + "/api/v1/tokens", headers={"Authorization": f"Bearer {admin}"},
+                             timeout=5).body)["tokens"]
+    token_id = next(t["id"] for t in tokens if t["name"] == name)
+
+    def me(console: ConsoleProcess) -> int:
+        return http("GET", console.url + "/api/v1/me", headers={"Authorization": f"Bearer {viewer}"}, timeout=5).status
+
+    assert (me(first), me(second)) == (200, 200)  # cached on both
+    resp = http("DELETE", f"{first.url}/api/v1/tokens/{token_id}", headers={"Authorization": f"Bearer {admin}"},
+                timeout=5)
+    assert resp.status in (200, 204), resp.body[:300]
+    revoked = time.monotonic()
+    pending = {first.url: first, second.url: second}
+    while pending:
+        for url, console in list(pending.items()):
+            if me(console) == 401:
+                del pending[url]
+        assert time.monotonic() - revoked < 1.0 or not pending, f"still accepted by {sorted(pending)}"
+        time.sleep(0.05)
