@@ -52,7 +52,7 @@ ANNOUNCE_S = 10.0
 INTEREST_TTL_S = 3 * ANNOUNCE_S
 RETRY_S = 1.0
 
-Deliver = Callable[[str, Any], None]
+Deliver = Callable[[str, Any], object]
 
 
 class PostgresRelay:
@@ -156,6 +156,8 @@ class PostgresRelay:
                 raw = self._engine.raw_connection()
                 try:
                     conn = raw.driver_connection
+                    if conn is None:  # only after the pool invalidated it
+                        raise ConnectionError("the LISTEN connection was invalidated")
                     conn.autocommit = True
                     conn.execute(f'LISTEN "{self.channel}"')  # channel: fixed prefix + hex digest
                     self._listening.set()
