@@ -141,7 +141,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     probes = parse_probes(config.probes, config.source_of("probes"))
     check_watch(config.alerting.deploy_watch, apps, config.source_of("alerting"))
     private_data_dir(config.data_dir)
-    db = Database(config.database_url)
+    db = Database(config.database_url, read_url=config.console.database_read_url)
     if migrate:
         db.migrate()
     users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)

@@ -85,12 +85,12 @@ class PostgresRelay:
     # -- IOLoop side -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop, self._deliver = loop, deliver
-        self._engine = create_engine(self.url, poolclass=NullPool, connect_args=_KEEPALIVES)
-        with self._engine.connect() as conn:  # the channel is per schema, like the leader lock
+        self._engine = engine = create_engine(self.url, poolclass=NullPool, connect_args=_KEEPALIVES)
+        with engine.connect() as conn:  # the channel is per schema, like the leader lock
             schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
         self.channel = "fleetdeck_live_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
         for name, target in (("live-listen", self._listen), ("live-notify", self._send)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread = threading.Thread(target=target, args=(engine,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         self._listening.wait(5)  # frames published from now on reach the others
@@ -134,14 +134,13 @@ class PostgresRelay:
             self._engine.dispose()
 
     # -- threads ---------------------------------------------------------------------------
-    def _send(self) -> None:
-        assert self._engine is not None
+    def _send(self, engine: Engine) -> None:
         while not self._closed.is_set():
             payloads = self._outbox.get()
             if payloads is None:
                 return
             try:
-                with self._engine.begin() as conn:  # one transaction: the parts arrive together
+                with engine.begin() as conn:  # one transaction: the parts arrive together
                     conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                  [{"channel": self.channel, "payload": p} for p in payloads])
             except Exception as exc:  # noqa: BLE001 - best effort: the data itself is stored
@@ -149,11 +148,10 @@ class PostgresRelay:
                 self._count_drop()
                 self._closed.wait(RETRY_S)
 
-    def _listen(self) -> None:
-        assert self._engine is not None
+    def _listen(self, engine: Engine) -> None:
         while not self._closed.is_set():
             try:
-                raw = self._engine.raw_connection()
+                raw = engine.raw_connection()
                 try:
                     conn = raw.driver_connection
                     if conn is None:  # only after the pool invalidated it

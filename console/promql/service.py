@@ -120,7 +120,7 @@ class PromQLService:
     async def _run(self, fn: Callable[..., R], timeout_s: float | None, *args: Any) -> R:
         timeout = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
         deadline = time.monotonic() + timeout
-        future = self.db.read(self._guarded, fn, deadline, *args)
+        future = self.db.query(self._guarded, fn, deadline, *args)
         try:
             # The evaluation checks the deadline itself; this bounds a long database read too.
             return await asyncio.wait_for(future, timeout + 1.0)
@@ -227,4 +227,4 @@ class PromQLService:
                 if entry not in out.setdefault(name, []):
                     out[name].append(entry)
             return out
-        return await self.db.read(run)
+        return await self.db.query(run)
