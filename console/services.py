@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
@@ -22,7 +22,7 @@ from console.auth.service import AuthService
 from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
-from console.config import Config
+from console.config import Config, ConfigError
 from console.deploy.apps import parse_apps
 from console.deploy.canary import CanaryAnalysis
 from console.deploy.factory import DriverFactory
@@ -217,8 +217,21 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     leader=leader)
 
 
-def cookie_secret(data_dir: Path) -> str:
-    """The signing secret for session cookies, created on first use in ``data_dir`` (0600)."""
+COOKIE_SECRET_ENV = "FLEETDECK_COOKIE_SECRET"
+
+
+def cookie_secret(data_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """The signing secret for session cookies: ``$FLEETDECK_COOKIE_SECRET`` (at least 32
+    characters; consoles behind one load balancer share it, docs/scaling.md), else the
+    file ``data_dir/cookie_secret``, created on first use (0600). Raises ConfigError for
+    a variable that is set but too short."""
+    value = (os.environ if env is None else env).get(COOKIE_SECRET_ENV, "")
+    if value:
+        if len(value.strip()) < 32:
+            raise ConfigError(f"{COOKIE_SECRET_ENV}: must be at least 32 characters (e.g. the output of "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+                              f"got {len(value.strip())}")
+        return value.strip()
     path = data_dir / "cookie_secret"
     if path.exists():
         return path.read_text().strip()

@@ -1,26 +1,67 @@
 """Two real console processes on one PostgreSQL schema share what a browser or an agent
 sees: a frame published on one reaches live sockets on the other (LISTEN/NOTIFY, large
 frames split), never twice on its own; a token revoked through one is refused by both
-within a second."""
+within a second; behind Debian's nginx, a browser session made on one replica works on
+the other (shared cookie secret and secret key)."""
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import shutil
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.harness import batch, http
-from tests.integration.procs import ConsoleProcess
+from cryptography.fernet import Fernet
+
+from tests.conftest import need
+from tests.harness import CookieSession, batch, http, wait_for
+from tests.integration.procs import REPO, ConsoleProcess, free_port
+
+NGINX = "/usr/sbin/nginx"
+# As in docs/scaling.md: round robin over the replicas, WebSocket upgrades passed through.
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream fleetdeck {{ {servers} }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://fleetdeck;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            add_header X-Upstream $upstream_addr always;
+        }}
+    }}
+}}
+"""
 
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, postgres_url):
     root = tmp_path_factory.mktemp("replicas-live")
-    consoles = [ConsoleProcess(root / f"replica-{i}", FLEETDECK_DATABASE_URL=postgres_url) for i in range(2)]
+    # What every replica shares besides the database (docs/scaling.md).
+    shared = {"FLEETDECK_DATABASE_URL": postgres_url, "FLEETDECK_COOKIE_SECRET": secrets.token_urlsafe(48),
+              "FLEETDECK_SECRET_KEY": Fernet.generate_key().decode()}
+    consoles = [ConsoleProcess(root / f"replica-{i}", **shared) for i in range(2)]
     for console in consoles:
         console.data_dir.mkdir()
     try:
@@ -117,3 +158,53 @@ def test_a_token_revoked_on_one_replica_is_refused_by_every_replica_within_a_sec
                 del pending[url]
         assert time.monotonic() - revoked < 1.0 or not pending, f"still accepted by {sorted(pending)}"
         time.sleep(0.05)
+
+
+@pytest.fixture
+def nginx(tmp_path, replicas):
+    if not Path(NGINX).exists() or shutil.which("nginx", path="/usr/sbin") is None:
+        need("nginx", f"{NGINX} is not installed")
+    port = free_port()
+    servers = " ".join(f"server 127.0.0.1:{c.port};" for c in replicas)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=tmp_path, servers=servers, port=port))
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"nginx exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            return http("GET", url + "/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 20, "nginx to proxy /healthz")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_session_made_on_one_replica_works_on_the_others_behind_nginx(replicas, nginx):
+    first, _ = replicas
+    name, password = f"lb-{uuid.uuid4().hex[:6]}", "lb-password-" + uuid.uuid4().hex[:8]
+    subprocess.run([sys.executable, "-m", "console.cli", "user", "create", name, "--role", "admin"], cwd=REPO,
+                   env={**first.env, "FLEETDECK_PASSWORD": password}, check=True, capture_output=True, timeout=120)
+    browser = CookieSession(nginx)
+    resp = browser.login(name, password)
+    assert resp.status == 302, resp.body[:300]
+    served_by = set()
+    for _ in range(6):  # round robin: every replica answers some of these
+        resp = browser.request("GET", "/api/v1/me")
+        assert resp.status == 200, (resp.headers.get("x-upstream"), resp.body[:300])
+        assert resp.json()["name"] == name
+        served_by.add(resp.headers["x-upstream"])
+        # An unsafe request: the XSRF cookie and the session check out on whichever replica.
+        resp = browser.request("POST", "/api/v1/tokens", {"kind": "api", "name": f"lb-{uuid.uuid4().hex[:6]}",
+                                                          "role": "viewer"})
+        assert resp.status == 201, (resp.headers.get("x-upstream"), resp.body[:300])
+        served_by.add(resp.headers["x-upstream"])
+    assert served_by == {f"127.0.0.1:{c.port}" for c in replicas}
