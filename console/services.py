@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
-from console.cluster.relay import PostgresRelay
+from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -156,9 +156,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
-    # Consoles sharing a PostgreSQL database relay live frames to each other (docs/scaling.md).
-    bus = LiveBus(PostgresRelay(config.database_url, registry=metrics.registry)
-                  if db.dialect == "postgresql" else None)
+    bus = LiveBus(live_relay(config.database_url, metrics))
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
@@ -215,6 +213,17 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
                     silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
                     leader=leader)
+
+
+def live_relay(database_url: str, metrics: ConsoleMetrics) -> FrameRelay | None:
+    """How live frames reach the other consoles of the database (docs/scaling.md):
+    LISTEN/NOTIFY on PostgreSQL, datagrams beside a SQLite file; none in memory."""
+    if database_url.startswith("postgresql"):
+        return PostgresRelay(database_url, registry=metrics.registry)
+    path = database_url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    return SocketRelay(Path(path), registry=metrics.registry)
 
 
 COOKIE_SECRET_ENV = "FLEETDECK_COOKIE_SECRET"

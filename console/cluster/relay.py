@@ -1,4 +1,4 @@
-"""Live frames across the consoles that share one PostgreSQL database.
+"""Live frames across the consoles that share one database.
 
 A frame published on one console (``LiveBus.publish``, after the commit that produced it)
 is sent with ``pg_notify`` on a channel of the console's schema; every other console
@@ -21,6 +21,13 @@ Interest: ``LiveBus.has_subscribers`` lets the ingest path skip building a costl
 (at once when a topic gains its first subscriber, and all of them every ``ANNOUNCE_S``);
 a topic another console announced counts as watched for ``INTEREST_TTL_S``.
 
+SQLite (several console processes on one database file): the same messages travel as
+unix-domain datagrams (``SocketRelay``). Each process binds a socket named by its origin
+id in ``<database file's stem>-live/`` beside it (``fleetdeck-live/``, mode 0700, in the private data directory, so only the
+console's own user may send) and sends each message to every other socket there; a
+socket whose process is gone refuses the datagram and is removed. Datagrams of one
+sender arrive whole and in order; a message is split into parts of ``DGRAM_CHUNK``.
+
 Threading: one thread owns the LISTEN connection (a connection of its own, outside the
 pool, with TCP keepalives) and another sends; both reconnect after a failure (1 s).
 Received frames are handed to the IOLoop with ``call_soon_threadsafe``.
@@ -28,18 +35,21 @@ Received frames are handed to the IOLoop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from console.cluster.leader import _KEEPALIVES
@@ -55,20 +65,20 @@ RETRY_S = 1.0
 Deliver = Callable[[str, Any], object]
 
 
-class PostgresRelay:
-    """Relay of one console's live frames to the other consoles of its schema.
+class FrameRelay:
+    """Relay of one console's live frames to the other consoles of its database; the
+    transport is a subclass's (``_open``, ``_transmit``, ``_receive``).
 
     ``start(loop, deliver)`` begins listening; ``deliver(topic, data)`` is then called on
     ``loop`` for every frame another console published. ``send_frame`` and
     ``announce`` queue a message (never block, never raise); ``close()`` stops both
     threads."""
 
-    def __init__(self, database_url: str, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.url = database_url
+    chunk = CHUNK
+
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.origin = uuid.uuid4().hex[:12]
         self.clock = clock
-        self._engine: Engine | None = None
         self._outbox: queue.Queue[list[str] | None] = queue.Queue(maxsize=10000)
         self._closed = threading.Event()
         self._listening = threading.Event()
@@ -77,7 +87,6 @@ class PostgresRelay:
         self._remote_interest: dict[str, float] = {}  # topic -> monotonic expiry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
-        self.channel = ""
         self.dropped = Counter("fleetdeck_live_relay_dropped", "Live frames not relayed to the other consoles "
                                "(larger than 1 MiB, or the relay queue full).", registry=registry) \
             if registry is not None else None
@@ -85,15 +94,24 @@ class PostgresRelay:
     # -- IOLoop side -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop, self._deliver = loop, deliver
-        self._engine = engine = create_engine(self.url, poolclass=NullPool, connect_args=_KEEPALIVES)
-        with engine.connect() as conn:  # the channel is per schema, like the leader lock
-            schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
-        self.channel = "fleetdeck_live_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
-        for name, target in (("live-listen", self._listen), ("live-notify", self._send)):
-            thread = threading.Thread(target=target, args=(engine,), name=name, daemon=True)
+        self._open()
+        for name, target in (("live-listen", self._listen), ("live-send", self._send)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         self._listening.wait(5)  # frames published from now on reach the others
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _transmit(self, payloads: list[str]) -> None:
+        """Send one message's parts to every other console (blocking; may raise)."""
+        raise NotImplementedError
+
+    def _receive(self, pending: dict[str, list[str]]) -> None:
+        """Receive until closed, passing every payload to ``_received`` (blocking; raises
+        when the transport breaks, to be opened again)."""
+        raise NotImplementedError
 
     def send_frame(self, topic: str, data: Any) -> None:
         self._queue({"k": "f", "t": topic, "d": data})
@@ -114,7 +132,7 @@ class PostgresRelay:
             self._count_drop()
             return
         self._seq += 1
-        parts = [body[i:i + CHUNK] for i in range(0, len(body), CHUNK)] or [""]
+        parts = [body[i:i + self.chunk] for i in range(0, len(body), self.chunk)] or [""]
         header = f"{self.origin}:{self._seq}:{len(parts)}:"
         try:
             self._outbox.put_nowait([header + part for part in parts])
@@ -130,49 +148,41 @@ class PostgresRelay:
         self._outbox.put(None)
         for thread in self._threads:
             thread.join(5)
-        if self._engine is not None:
-            self._engine.dispose()
+        self._release()
+
+    def _release(self) -> None:
+        """Free the transport after the threads stopped."""
 
     # -- threads ---------------------------------------------------------------------------
-    def _send(self, engine: Engine) -> None:
+    def _send(self) -> None:
         while not self._closed.is_set():
             payloads = self._outbox.get()
             if payloads is None:
                 return
             try:
-                with engine.begin() as conn:  # one transaction: the parts arrive together
-                    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                                 [{"channel": self.channel, "payload": p} for p in payloads])
+                self._transmit(payloads)
             except Exception as exc:  # noqa: BLE001 - best effort: the data itself is stored
                 log.warning("cannot relay a live frame to the other consoles: %s", exc)
                 self._count_drop()
                 self._closed.wait(RETRY_S)
 
-    def _listen(self, engine: Engine) -> None:
+    def _listen(self) -> None:
         while not self._closed.is_set():
             try:
-                raw = engine.raw_connection()
-                try:
-                    conn = raw.driver_connection
-                    if conn is None:  # only after the pool invalidated it
-                        raise ConnectionError("the LISTEN connection was invalidated")
-                    conn.autocommit = True
-                    conn.execute(f'LISTEN "{self.channel}"')  # channel: fixed prefix + hex digest
-                    self._listening.set()
-                    pending: dict[str, list[str]] = {}
-                    while not self._closed.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            self._received(note.payload, pending)
-                finally:
-                    raw.close()
-            except Exception as exc:  # noqa: BLE001 - reconnect: frames meanwhile are missed
+                self._receive({})
+            except Exception as exc:  # noqa: BLE001 - reopen: frames meanwhile are missed
                 if self._closed.is_set():
                     return
-                log.warning("live relay listener lost its connection (%s); reconnecting", exc)
+                log.warning("live relay listener failed (%s); reopening", exc)
                 self._closed.wait(RETRY_S)
 
     def _received(self, payload: str, pending: dict[str, list[str]]) -> None:
-        origin, seq, count, data = payload.split(":", 3)
+        try:
+            origin, seq, count, data = payload.split(":", 3)
+            int(count)
+        except ValueError:
+            log.warning("malformed live relay message ignored")
+            return
         if origin == self.origin:
             return
         key = f"{origin}:{seq}"
@@ -192,3 +202,112 @@ class PostgresRelay:
                 self._remote_interest[topic] = expiry
         elif message.get("k") == "f" and self._loop is not None and self._deliver is not None:
             self._loop.call_soon_threadsafe(self._deliver, message["t"], message["d"])
+
+
+class PostgresRelay(FrameRelay):
+    """``FrameRelay`` over PostgreSQL ``LISTEN``/``NOTIFY`` on a channel of the schema."""
+
+    def __init__(self, database_url: str, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(registry, clock)
+        self.url = database_url
+        self._engine = create_engine(database_url, poolclass=NullPool, connect_args=_KEEPALIVES)
+        self.channel = ""
+
+    def _open(self) -> None:
+        with self._engine.connect() as conn:  # the channel is per schema, like the leader lock
+            schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
+        self.channel = "fleetdeck_live_" + hashlib.sha256(schema.encode()).hexdigest()[:16]
+
+    def _transmit(self, payloads: list[str]) -> None:
+        with self._engine.begin() as conn:  # one transaction: the parts arrive together
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                         [{"channel": self.channel, "payload": p} for p in payloads])
+
+    def _receive(self, pending: dict[str, list[str]]) -> None:
+        raw = self._engine.raw_connection()
+        try:
+            conn = raw.driver_connection
+            if conn is None:  # only after the pool invalidated it
+                raise ConnectionError("the LISTEN connection was invalidated")
+            conn.autocommit = True
+            conn.execute(f'LISTEN "{self.channel}"')  # channel: fixed prefix + hex digest
+            self._listening.set()
+            while not self._closed.is_set():
+                for note in conn.notifies(timeout=1.0):
+                    self._received(note.payload, pending)
+        finally:
+            raw.close()
+
+    def _release(self) -> None:
+        self._engine.dispose()
+
+
+DGRAM_CHUNK = 60000  # bytes per datagram, under Linux's default socket buffer (212992)
+
+
+class SocketRelay(FrameRelay):
+    """``FrameRelay`` over unix-domain datagram sockets in ``fleetdeck-live/`` beside the
+    database file."""
+
+    chunk = DGRAM_CHUNK
+
+    def __init__(self, database_path: Path, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(registry, clock)
+        # Beside the database (fleetdeck.db: fleetdeck-live/), not named after its files.
+        self.dir = database_path.parent / f"{database_path.stem}-live"
+        self._dir_fd = -1
+        self._sock: socket.socket | None = None
+        self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._out.setblocking(False)  # a receiver that stopped reading loses frames, never blocks us
+
+    def _address(self, name: str) -> str:
+        # Through the directory's descriptor: a unix socket path is limited to 107 bytes,
+        # and data directories may be deeper than that.
+        return f"/proc/self/fd/{self._dir_fd}/{name}"
+
+    def _open(self) -> None:
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        self._dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(self._address(f"{self.origin}.sock"))
+        sock.settimeout(1.0)
+        self._sock = sock
+        self._listening.set()
+
+    def _transmit(self, payloads: list[str]) -> None:
+        for name in os.listdir(self.dir):
+            if not name.endswith(".sock") or name == f"{self.origin}.sock":
+                continue
+            try:
+                for payload in payloads:
+                    self._out.sendto(payload.encode("ascii"), self._address(name))
+            except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir / name)
+            except BlockingIOError:  # that console is not keeping up: it misses this frame
+                self._count_drop()
+
+    def _receive(self, pending: dict[str, list[str]]) -> None:
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("the relay socket is not open")
+        while not self._closed.is_set():
+            try:
+                data = sock.recv(DGRAM_CHUNK + 100)
+            except socket.timeout:
+                continue
+            self._received(data.decode("ascii", "replace"), pending)
+            if len(pending) > 100:  # parts of messages cut short by a full buffer
+                pending.clear()
+
+    def _release(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.dir / f"{self.origin}.sock")
+        self._out.close()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)

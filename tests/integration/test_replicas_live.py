@@ -102,11 +102,28 @@ async def frame(ws: tornado.websocket.WebSocketClientConnection, timeout: float)
 
 
 def test_a_frame_published_on_one_replica_reaches_sockets_on_the_other(replicas):
-    first, second = replicas
+    frames_cross(*replicas)
+
+
+def test_frames_cross_console_processes_sharing_a_sqlite_file(tmp_path):
+    database = f"sqlite:///{tmp_path / 'shared' / 'fleetdeck.db'}"
+    consoles = [ConsoleProcess(tmp_path / f"console-{i}", FLEETDECK_DATABASE_URL=database) for i in range(2)]
+    try:
+        for console in consoles:
+            console.data_dir.mkdir()
+            console.start()
+        frames_cross(*consoles)
+    finally:
+        for console in consoles:
+            console.stop()
+
+
+def frames_cross(first: ConsoleProcess, second: ConsoleProcess) -> None:
+    """A batch pushed to ``first``: its host frame reaches a socket on ``second`` within 1 s,
+    a log frame larger than one NOTIFY payload arrives whole, and ``first``'s own socket
+    gets each frame once."""
     host = "live-" + uuid.uuid4().hex[:8]
     agent, viewer = first.agent_token(host), api_token(first)
-    # Registered by a first batch, so the topic names a known host on both.
-    push(first, host, agent, 1)
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
