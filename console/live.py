@@ -31,6 +31,7 @@ class Relay(Protocol):
     def send_frame(self, topic: str, data: Any) -> None: ...
     def announce(self, topics: list[str]) -> None: ...
     def watched_elsewhere(self, topic: str) -> bool: ...
+    on_hello: Callable[[], None] | None
     def close(self) -> None: ...
 
 
@@ -45,8 +46,13 @@ class LiveBus:
         """Start relaying (on the running loop): frames of other consoles are delivered
         here, and this console's topics are announced every ``announce_s``."""
         if self.relay is not None and self._announcing is None:
+            self.relay.on_hello = self._hello
             self.relay.start(asyncio.get_running_loop(), self._deliver)
             self._announcing = asyncio.get_running_loop().create_task(self._announce(), name="live-announce")
+
+    def _hello(self) -> None:  # another console started: tell it what is watched here
+        if self.relay is not None:
+            self.relay.announce(sorted(self._subscribers))
 
     async def _announce(self) -> None:
         while self.relay is not None:
@@ -84,7 +90,7 @@ class LiveBus:
         """Send ``data`` to the topic's subscribers, here and (through the relay) on the
         other consoles of the database; returns how many received it here. Call after the
         commit that made the frame true."""
-        if self.relay is not None:
+        if self.relay is not None and self.relay.watched_elsewhere(topic):
             self.relay.send_frame(topic, data)
         return self._deliver(topic, data)
 

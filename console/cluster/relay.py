@@ -16,10 +16,14 @@ logs it and counts it in ``fleetdeck_live_relay_dropped_total``. Relaying is bes
 like the live sockets themselves: frames sent while the database is unreachable are lost
 (the data is stored; a browser's next reload shows it).
 
-Interest: ``LiveBus.has_subscribers`` lets the ingest path skip building a costly frame
-(log lines) nobody watches. Each console announces the topics it has subscribers for
-(at once when a topic gains its first subscriber, and all of them every ``ANNOUNCE_S``);
-a topic another console announced counts as watched for ``INTEREST_TTL_S``.
+Interest: a frame is relayed only for a topic some other console has sockets on, so a
+fleet's batches cost no NOTIFY while nobody watches them (and ``LiveBus.has_subscribers``
+lets the ingest path skip building a log frame nobody watches anywhere). Each console
+announces the topics it has subscribers for (at once when a topic gains its first
+subscriber, and all of them every ``ANNOUNCE_S``); a topic another console announced
+counts as watched for ``INTEREST_TTL_S``. A socket subscribing on one console therefore
+receives the other consoles' frames from when its announcement reached them (one NOTIFY
+round trip, milliseconds).
 
 SQLite (several console processes on one database file): the same messages travel as
 unix-domain datagrams (``SocketRelay``). Each process binds a socket named by its origin
@@ -48,7 +52,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -87,9 +91,13 @@ class FrameRelay:
         self._remote_interest: dict[str, float] = {}  # topic -> monotonic expiry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
+        self.on_hello: Callable[[], None] | None = None  # a console started: announce (on the loop)
         self.dropped = Counter("fleetdeck_live_relay_dropped", "Live frames not relayed to the other consoles "
                                "(larger than 1 MiB, or the relay queue full).", registry=registry) \
             if registry is not None else None
+        if registry is not None:
+            Gauge("fleetdeck_live_remote_topics", "Live topics that sockets on other consoles subscribe to; "
+                  "frames of these are relayed.", registry=registry).set_function(lambda: float(self.remote_topics()))
 
     # -- IOLoop side -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
@@ -100,6 +108,7 @@ class FrameRelay:
             thread.start()
             self._threads.append(thread)
         self._listening.wait(5)  # frames published from now on reach the others
+        self._queue({"k": "h"})  # hello: the others announce their topics to the newcomer at once
 
     def _open(self) -> None:
         raise NotImplementedError
@@ -123,6 +132,14 @@ class FrameRelay:
     def watched_elsewhere(self, topic: str) -> bool:
         expiry = self._remote_interest.get(topic)
         return expiry is not None and expiry > self.clock()
+
+    def remote_topics(self) -> int:
+        """How many topics other consoles announced and still watch (expired ones are forgotten)."""
+        now = self.clock()
+        for topic, expiry in list(self._remote_interest.items()):
+            if expiry <= now:
+                self._remote_interest.pop(topic, None)
+        return len(self._remote_interest)
 
     def _queue(self, message: dict) -> None:
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -200,6 +217,8 @@ class FrameRelay:
             expiry = self.clock() + INTEREST_TTL_S
             for topic in message["t"]:
                 self._remote_interest[topic] = expiry
+        elif message.get("k") == "h" and self._loop is not None and self.on_hello is not None:
+            self._loop.call_soon_threadsafe(self.on_hello)
         elif message.get("k") == "f" and self._loop is not None and self._deliver is not None:
             self._loop.call_soon_threadsafe(self._deliver, message["t"], message["d"])
 
@@ -234,7 +253,7 @@ class PostgresRelay(FrameRelay):
             conn.execute(f'LISTEN "{self.channel}"')  # channel: fixed prefix + hex digest
             self._listening.set()
             while not self._closed.is_set():
-                for note in conn.notifies(timeout=1.0):
+                for note in conn.notifies(timeout=0.25):  # how soon close() is noticed
                     self._received(note.payload, pending)
         finally:
             raw.close()
@@ -302,6 +321,12 @@ class SocketRelay(FrameRelay):
             self._received(data.decode("ascii", "replace"), pending)
             if len(pending) > 100:  # parts of messages cut short by a full buffer
                 pending.clear()
+
+    def close(self) -> None:
+        if self._sock is not None and self._dir_fd >= 0:  # wake the receiver (its own origin: ignored)
+            with contextlib.suppress(OSError):
+                self._out.sendto(f"{self.origin}:0:1:".encode("ascii"), self._address(f"{self.origin}.sock"))
+        super().close()
 
     def _release(self) -> None:
         if self._sock is not None:

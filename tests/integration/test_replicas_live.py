@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -95,6 +96,11 @@ async def socket(console: ConsoleProcess, token: str, topics: list[str]) -> torn
     return ws
 
 
+def remote_topics(console: ConsoleProcess) -> float:
+    body = http("GET", console.url + "/metrics", timeout=5).body.decode()
+    return float(re.search(r"^fleetdeck_live_remote_topics (\S+)$", body, re.M).group(1))
+
+
 async def frame(ws: tornado.websocket.WebSocketClientConnection, timeout: float) -> dict:
     message = await asyncio.wait_for(ws.read_message(), timeout)
     assert message is not None, f"socket closed ({ws.close_code})"
@@ -129,6 +135,9 @@ def frames_cross(first: ConsoleProcess, second: ConsoleProcess) -> None:
         loop = asyncio.get_running_loop()
         on_second = await socket(second, viewer, [f"host:{host}", f"logs:{host}"])
         on_first = await socket(first, viewer, [f"host:{host}"])
+        # Frames are relayed for topics watched elsewhere: the second's announcement reached the first.
+        await loop.run_in_executor(None, wait_for, lambda: remote_topics(first) >= 2, 5,
+                                   "the first console to learn the second's topics")
         started = time.monotonic()
         await loop.run_in_executor(None, push, first, host, agent, 3)
         got = await frame(on_second, 1.0)
