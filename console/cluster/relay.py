@@ -93,7 +93,8 @@ class FrameRelay:
         self._deliver: Deliver | None = None
         self.on_hello: Callable[[], None] | None = None  # a console started: announce (on the loop)
         self.dropped = Counter("fleetdeck_live_relay_dropped", "Live frames not relayed to the other consoles "
-                               "(larger than 1 MiB, or the relay queue full).", registry=registry) \
+                               "(larger than 1 MiB, the relay queue full, or the transport failing).",
+                               registry=registry) \
             if registry is not None else None
         if registry is not None:
             Gauge("fleetdeck_live_remote_topics", "Live topics that sockets on other consoles subscribe to; "
@@ -162,7 +163,8 @@ class FrameRelay:
 
     def close(self) -> None:
         self._closed.set()
-        self._outbox.put(None)
+        with contextlib.suppress(queue.Full):  # a busy sender sees _closed after its message
+            self._outbox.put_nowait(None)
         for thread in self._threads:
             thread.join(5)
         self._release()
