@@ -41,7 +41,12 @@ def as_postgres(*args: str, timeout: float = 120) -> str:
 class Replica:
     """A hot standby of the local primary (reached over its unix socket as ``postgres``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, primary_url: str) -> None:
+        # The primary is the suite's own server on this machine, reached as the postgres
+        # superuser over its unix socket (peer authentication, replication allowed).
+        self.primary_port = str(urllib.parse.urlsplit(primary_url).port or 5432)
+        if not Path(PRIMARY_SOCKET, f".s.PGSQL.{self.primary_port}").exists():
+            need("postgres", f"the test PostgreSQL has no local socket in {PRIMARY_SOCKET} to copy a replica from")
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
@@ -51,11 +56,15 @@ class Replica:
         self.dir = Path(tempfile.mkdtemp(prefix="fleetdeck-replica-"))
         os.chown(self.dir, user.pw_uid, user.pw_gid)
         self.data, self.port = self.dir / "data", free_port()
-        as_postgres(pg_bin("pg_basebackup"), "-h", PRIMARY_SOCKET, "-U", "postgres", "-D", str(self.data),
-                    "-R", "-X", "stream", "-c", "fast")
+        try:
+            as_postgres(pg_bin("pg_basebackup"), "-h", PRIMARY_SOCKET, "-p", self.primary_port, "-U", "postgres",
+                        "-D", str(self.data), "-R", "-X", "stream", "-c", "fast")
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         # Debian keeps the primary's configuration in /etc: the copy gets its own, with the
         # primary's max_connections (a hot standby refuses to run with fewer).
-        connections = as_postgres("psql", "-h", PRIMARY_SOCKET, "-Atc", "SHOW max_connections").strip()
+        connections = as_postgres("psql", "-h", PRIMARY_SOCKET, "-p", self.primary_port, "-Atc", "SHOW max_connections").strip()
         for name, body in (("postgresql.conf", f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                             f"unix_socket_directories = '{self.dir}'\nhot_standby = on\nmax_connections = {connections}\n"
                             "shared_buffers = 16MB\n"),
@@ -90,7 +99,7 @@ class Replica:
 
 @pytest.fixture
 def replica(postgres_url):
-    standby = Replica()
+    standby = Replica(postgres_url)
     try:
         standby.start()
         yield standby
