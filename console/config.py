@@ -86,6 +86,7 @@ class ConsoleConfig(BaseModel):
     listen: str = "127.0.0.1:8700"  # HOST:PORT
     data_dir: str = Field("./var", min_length=1)
     database_url: str = ""  # empty: sqlite file <data_dir>/fleetdeck.db
+    database_read_url: str = ""  # a PostgreSQL streaming replica for queries (docs/scaling.md); empty: none
     public_url: str = ""  # empty: derived from listen
     max_body_bytes: Int = Field(8 * 1024 * 1024, ge=1024, le=BYTES_MAX)  # ingest body cap, compressed and inflated
     api_max_body_bytes: Int = Field(1024 * 1024, ge=1024, le=BYTES_MAX)  # body cap of every other route
@@ -155,12 +156,27 @@ class ConsoleConfig(BaseModel):
                              "postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
         return value
 
+    @field_validator("database_read_url")
+    @classmethod
+    def _database_read_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql:", "postgresql+")):
+            raise ValueError("must be a SQLAlchemy URL of a PostgreSQL replica "
+                             "(postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http:// or https:// URL (or empty), got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _read_replica_of_postgres(self) -> "ConsoleConfig":
+        if self.database_read_url and not self.database_url.startswith(("postgresql:", "postgresql+")):
+            raise ConfigError("a read replica needs a PostgreSQL database_url (SQLite has no replicas)",
+                              ("database_read_url", "database_url"))
+        return self
 
     @model_validator(mode="after")
     def _tiers_reach_further_back(self) -> "ConsoleConfig":

@@ -4,6 +4,11 @@ Topics are ``host:NAME`` (a batch from NAME was committed), ``logs:NAME`` and
 ``deploy:ID``. Publishing and callbacks happen on the IOLoop thread; a subscriber whose
 callback raises is dropped (and the error logged) so one broken socket never stops the
 others. The bus belongs to one console instance; there is no global registry.
+
+Consoles sharing a PostgreSQL database relay their frames to each other
+(console/cluster/relay.py): ``publish`` also hands the frame to the relay, and frames
+other consoles published arrive through ``start``'s listener, so callers publish as if
+they were alone.
 """
 from __future__ import annotations
 
@@ -19,15 +24,55 @@ log = logging.getLogger(__name__)
 Callback = Callable[[str, Any], None]
 
 
+class Relay(Protocol):
+    """Carries frames to the other consoles of the database (console/cluster/relay.py)."""
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[str, Any], object]) -> None: ...
+    def send_frame(self, topic: str, data: Any) -> None: ...
+    def announce(self, topics: list[str]) -> None: ...
+    def watched_elsewhere(self, topic: str) -> bool: ...
+    on_hello: Callable[[], None] | None
+    def close(self) -> None: ...
+
+
 class LiveBus:
-    def __init__(self) -> None:
+    def __init__(self, relay: Relay | None = None, announce_s: float = 10.0) -> None:
         self._subscribers: dict[str, set[Callback]] = defaultdict(set)
+        self.relay = relay
+        self._announce_s = announce_s
+        self._announcing: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Start relaying (on the running loop): frames of other consoles are delivered
+        here, and this console's topics are announced every ``announce_s``."""
+        if self.relay is not None and self._announcing is None:
+            self.relay.on_hello = self._hello
+            self.relay.start(asyncio.get_running_loop(), self._deliver)
+            self._announcing = asyncio.get_running_loop().create_task(self._announce(), name="live-announce")
+
+    def _hello(self) -> None:  # another console started: tell it what is watched here
+        if self.relay is not None:
+            self.relay.announce(sorted(self._subscribers))
+
+    async def _announce(self) -> None:
+        while self.relay is not None:
+            self.relay.announce(sorted(self._subscribers))
+            await asyncio.sleep(self._announce_s)
+
+    def close(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
+            self._announcing = None
+        if self.relay is not None:
+            self.relay.close()
 
     def subscribe(self, topic: str, callback: Callback) -> None:
         """Deliver every later ``publish(topic, data)`` to ``callback(topic, data)``.
         Raises ValueError for a malformed topic."""
         if not TOPIC_RE.fullmatch(topic):
             raise ValueError(f"invalid topic {topic!r}")
+        if topic not in self._subscribers and self.relay is not None:
+            self.relay.announce([topic])  # the others build frames of this topic from now on
         self._subscribers[topic].add(callback)
 
     def unsubscribe(self, topic: str, callback: Callback) -> None:
@@ -42,7 +87,14 @@ class LiveBus:
             self.unsubscribe(topic, callback)
 
     def publish(self, topic: str, data: Any) -> int:
-        """Send ``data`` to the topic's subscribers; returns how many received it."""
+        """Send ``data`` to the topic's subscribers, here and (through the relay) on the
+        other consoles of the database; returns how many received it here. Call after the
+        commit that made the frame true."""
+        if self.relay is not None and self.relay.watched_elsewhere(topic):
+            self.relay.send_frame(topic, data)
+        return self._deliver(topic, data)
+
+    def _deliver(self, topic: str, data: Any) -> int:
         delivered = 0
         for callback in list(self._subscribers.get(topic, ())):
             try:
@@ -54,8 +106,9 @@ class LiveBus:
         return delivered
 
     def has_subscribers(self, topic: str) -> bool:
-        """Whether ``publish(topic, ...)`` would reach anyone (so a costly frame can be skipped)."""
-        return bool(self._subscribers.get(topic))
+        """Whether ``publish(topic, ...)`` would reach anyone, here or on another console
+        (so a costly frame can be skipped)."""
+        return bool(self._subscribers.get(topic)) or (self.relay is not None and self.relay.watched_elsewhere(topic))
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

@@ -11,17 +11,18 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
+from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
 from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
-from console.config import Config
+from console.config import Config, ConfigError
 from console.deploy.apps import parse_apps
 from console.deploy.canary import CanaryAnalysis
 from console.deploy.factory import DriverFactory
@@ -99,6 +100,7 @@ class Services:
         the running IOLoop."""
         self.leader.try_acquire()  # alone on its database, a console leads from its first moment
         self.leader.start()
+        self.bus.start()
         self.deploys.start()
         self.rollups.start()
         self.logs.start_retention()
@@ -132,6 +134,7 @@ class Services:
 
     def close(self) -> None:
         self.leader.close()  # released first: another replica takes over at its next poll
+        self.bus.close()
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
@@ -153,7 +156,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     probes = parse_probes(config.probes, config.source_of("probes"))
     check_watch(config.alerting.deploy_watch, apps, config.source_of("alerting"))
     private_data_dir(config.data_dir)
-    db = Database(config.database_url)
+    db = Database(config.database_url, read_url=config.console.database_read_url)
     if migrate:
         db.migrate()
     users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
@@ -165,10 +168,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                        login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
                        clock=clock)
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
-    bus = LiveBus()
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
+    bus = LiveBus(live_relay(config.database_url, metrics))
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
@@ -230,8 +233,32 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     leader=leader)
 
 
-def cookie_secret(data_dir: Path) -> str:
-    """The signing secret for session cookies, created on first use in ``data_dir`` (0600)."""
+def live_relay(database_url: str, metrics: ConsoleMetrics) -> FrameRelay | None:
+    """How live frames reach the other consoles of the database (docs/scaling.md):
+    LISTEN/NOTIFY on PostgreSQL, datagrams beside a SQLite file; none in memory."""
+    if database_url.startswith("postgresql"):
+        return PostgresRelay(database_url, registry=metrics.registry)
+    path = database_url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    return SocketRelay(Path(path), registry=metrics.registry)
+
+
+COOKIE_SECRET_ENV = "FLEETDECK_COOKIE_SECRET"
+
+
+def cookie_secret(data_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """The signing secret for session cookies: ``$FLEETDECK_COOKIE_SECRET`` (at least 32
+    characters; consoles behind one load balancer share it, docs/scaling.md), else the
+    file ``data_dir/cookie_secret``, created on first use (0600). Raises ConfigError for
+    a variable that is set but too short."""
+    value = (os.environ if env is None else env).get(COOKIE_SECRET_ENV, "")
+    if value:
+        if len(value.strip()) < 32:
+            raise ConfigError(f"{COOKIE_SECRET_ENV}: must be at least 32 characters (e.g. the output of "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+                              f"got {len(value.strip())}")
+        return value.strip()
     path = data_dir / "cookie_secret"
     if path.exists():
         return path.read_text().strip()

@@ -26,7 +26,7 @@ OTHER_SECTIONS = ("apps", "alerting", "inventory", "probes")
 
 
 def _shown(key: str, value: Any) -> Any:
-    if key == "database_url" and value:
+    if key in ("database_url", "database_read_url") and value:
         try:
             return make_url(value).render_as_string(hide_password=True)
         except ArgumentError:

@@ -334,7 +334,7 @@ class CanaryGate:
         promql = self.analysis.promql
         check = check.model_copy(update={"query": substitute(check.query, self.params)})
         try:
-            future = asyncio.run_coroutine_threadsafe(promql.query(check.query, now), self.loop)
+            future = asyncio.run_coroutine_threadsafe(promql.query(check.query, now, primary=True), self.loop)
             data, _ = future.result(promql.timeout_s + QUERY_GRACE_S)
             return judge(check, _values(data), now)
         except (PromError, ValueError, TypeError, KeyError, IndexError, TimeoutError) as exc:

@@ -198,7 +198,7 @@ class LogService:
     # -- search -------------------------------------------------------------------------
     async def asearch(self, query: LogQuery) -> dict[str, Any]:
         """:meth:`search` on a database reader."""
-        return await self.db.read(self.search, query)
+        return await self.db.query(self.search, query)
 
     def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
         """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",

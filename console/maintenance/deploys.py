@@ -240,7 +240,7 @@ class DeployWatcher(VirtualSource):
         step_ms = max(1000, round(window_s * 1000 / SUBQUERY_POINTS))
         text = f"max(avg_over_time(({expr})[{round(window_s * 1000)}ms:{step_ms}ms]))"
         try:
-            data, _ = await self.promql.query(text, at)
+            data, _ = await self.promql.query(text, at, primary=True)
         except Exception as exc:  # noqa: BLE001 - a signal that cannot be evaluated is judged "no data"
             log.warning("deploy watch: %s at %s: %s", expr, at, getattr(exc, "message", exc))
             return None

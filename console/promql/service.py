@@ -117,10 +117,11 @@ class PromQLService:
         self.raw_retention_s = raw_retention_s
         self.virtual: VirtualSource | None = None  # computed series (console/alerting)
 
-    async def _run(self, fn: Callable[..., R], timeout_s: float | None, *args: Any) -> R:
+    async def _run(self, fn: Callable[..., R], timeout_s: float | None, *args: Any, primary: bool = False) -> R:
         timeout = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
         deadline = time.monotonic() + timeout
-        future = self.db.read(self._guarded, fn, deadline, *args)
+        # Queries for people go to the read replica if any; decisions (canary, deploy watch) read the primary.
+        future = (self.db.read if primary else self.db.query)(self._guarded, fn, deadline, *args)
         try:
             # The evaluation checks the deadline itself; this bounds a long database read too.
             return await asyncio.wait_for(future, timeout + 1.0)
@@ -155,12 +156,15 @@ class PromQLService:
                             "days); PromQL is answered from raw samples only, so older data is missing")
         return result_json(result), warnings
 
-    async def query(self, text: str, at_s: float, timeout_s: float | None = None) -> tuple[dict, list[str]]:
-        """``/query``: ``(data, warnings)`` of ``text`` evaluated at ``at_s`` (Unix seconds)."""
+    async def query(self, text: str, at_s: float, timeout_s: float | None = None,
+                    primary: bool = False) -> tuple[dict, list[str]]:
+        """``/query``: ``(data, warnings)`` of ``text`` evaluated at ``at_s`` (Unix seconds).
+        ``primary``: read the primary even when a read replica is configured (for decisions
+        that must not lag, docs/scaling.md)."""
         node = parse_expr(text)
         t = round(at_s * 1000)
         return await self._run(lambda st, dl: self._answer(evaluate_instant(st, node, t, dl, self.max_samples)),
-                               timeout_s)
+                               timeout_s, primary=primary)
 
     async def query_range(self, text: str, start_s: float, end_s: float, step_s: float,
                           timeout_s: float | None = None) -> tuple[dict, list[str]]:
@@ -227,4 +231,4 @@ class PromQLService:
                 if entry not in out.setdefault(name, []):
                     out[name].append(entry)
             return out
-        return await self.db.read(run)
+        return await self.db.query(run)

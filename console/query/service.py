@@ -126,10 +126,10 @@ class QueryService:
         return session.execute(select(Host.id).where(Host.name == name)).first() is not None
 
     async def ametric_names(self, host: str | None) -> list[str]:
-        return await bound(self.db, self).read(self.metric_names, host)
+        return await bound(self.db, self).query(self.metric_names, host)
 
     async def arange(self, q: RangeQuery) -> dict:
-        return await bound(self.db, self).read(self.range, q)
+        return await bound(self.db, self).query(self.range, q)
 
     # -- hosts -------------------------------------------------------------------------
     def hosts(self, session: Session, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:

@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -27,6 +28,7 @@ T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # the data directory and the files in it: owner only
 log = logging.getLogger(__name__)
+REPLICA_RETRY_S = 5.0  # how long queries skip a read replica that failed
 
 
 def private_data_dir(path: Path) -> None:
@@ -97,11 +99,19 @@ class Database:
     ``fn(session, *args)`` inside one transaction on the writer thread;
     ``await db.read(fn, *args)`` does the same on a reader thread."""
 
-    def __init__(self, url: str, readers: int = 4) -> None:
+    def __init__(self, url: str, readers: int = 4, read_url: str = "", clock: Callable[[], float] = time.monotonic,
+                 ) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The read replica of ``query``: a streaming replica lags the primary, so only reads
+        # that need not see this console's latest writes go there (see ``query``).
+        self.read_engine = create_engine(read_url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                         connect_args={"connect_timeout": 3}) if read_url else None
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False) if self.read_engine else None
+        self.replica_down_until = 0.0  # monotonic time before which queries skip the replica
+        self._clock = clock
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
         # Why the last job on the writer thread failed for storage (disk full, server down),
         # until one succeeds again; /readyz answers 503 meanwhile.
@@ -136,6 +146,30 @@ class Database:
         """Run ``fn(session, *args)`` in one transaction on a reader thread."""
         return await self.on_reader(self.run, fn, *args)
 
+    async def query(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(session, *args)`` in one read-only transaction on a reader thread, on the
+        read replica (``database_read_url``) when there is one, else as ``read``. For
+        queries of stored data (metrics, PromQL, logs) that may lag the primary by the
+        replication delay; authentication, sessions, tokens and every read that follows a
+        write of the same request use ``read``. A replica that cannot be reached (or
+        breaks off a query, as a hot standby does on a recovery conflict) is skipped for
+        ``REPLICA_RETRY_S`` and the query is answered by the primary."""
+        replica = self.read_sessions
+        if replica is None or self._clock() < self.replica_down_until:
+            return await self.read(fn, *args)
+        try:
+            return await self.on_reader(self._run_on, replica, fn, *args)
+        except sa_exc.OperationalError as exc:
+            self.replica_down_until = self._clock() + REPLICA_RETRY_S
+            log.warning("read replica unavailable (%s); queries go to the primary for %g s",
+                        str(exc.orig or exc).splitlines()[0][:200], REPLICA_RETRY_S)
+            return await self.read(fn, *args)
+
+    @staticmethod
+    def _run_on(sessions: sessionmaker, fn: Callable[..., T], *args: Any) -> T:
+        with sessions.begin() as session:
+            return fn(session, *args)
+
     async def on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the plain callable ``fn(*args)`` on a reader thread."""
         loop = asyncio.get_running_loop()
@@ -164,6 +198,8 @@ class Database:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
 
 def driver_cursor(session: Session) -> Any:

@@ -34,3 +34,11 @@ def test_the_database_password_is_never_shown(tmp_path):
     shown = by_key(doc)["database_url"]["value"]
     assert shown == "postgresql+psycopg://fleetdeck:***@db.example:5432/fleetdeck"
     assert "s3cret-pw" not in str(doc)
+
+
+def test_the_read_replica_password_is_never_shown():
+    primary = "postgresql+psycopg://fleetdeck:s3cret-pw@db.example:5432/fleetdeck"
+    doc = effective_settings(load_config(None, env={"FLEETDECK_DATABASE_URL": primary,
+                                                    "FLEETDECK_DATABASE_READ_URL": primary.replace("db.", "ro.")}))
+    assert by_key(doc)["database_read_url"]["value"] == "postgresql+psycopg://fleetdeck:***@ro.example:5432/fleetdeck"
+    assert "s3cret-pw" not in str(doc)

@@ -151,6 +151,29 @@ def test_a_refused_database_url_is_not_echoed():
     assert "s3cret" not in str(caught.value)
 
 
+def test_a_read_replica_must_be_postgresql_and_needs_a_postgresql_primary():
+    primary = "postgresql+psycopg://fleetdeck:pw@db/fleetdeck"
+    with pytest.raises(ConfigError, match=r"^console\.database_read_url: must be a SQLAlchemy URL of a PostgreSQL "
+                                          r"replica .*\(from environment FLEETDECK_DATABASE_READ_URL\)$"):
+        load_config(None, env={"FLEETDECK_DATABASE_URL": primary, "FLEETDECK_DATABASE_READ_URL": "sqlite:///x.db"})
+    with pytest.raises(ConfigError, match=r"^console\.database_read_url: a read replica needs a PostgreSQL "
+                                          r"database_url"):
+        load_config(None, env={"FLEETDECK_DATABASE_READ_URL": primary})
+    config = load_config(None, env={"FLEETDECK_DATABASE_URL": primary, "FLEETDECK_DATABASE_READ_URL": primary})
+    assert config.console.database_read_url == primary
+
+
+def test_a_short_shared_cookie_secret_refuses_to_start(tmp_path):
+    from console.services import cookie_secret
+
+    with pytest.raises(ConfigError, match=r"^FLEETDECK_COOKIE_SECRET: must be at least 32 characters"):
+        cookie_secret(tmp_path, env={"FLEETDECK_COOKIE_SECRET": "short"})
+    shared = "s" * 40
+    assert cookie_secret(tmp_path, env={"FLEETDECK_COOKIE_SECRET": shared}) == shared
+    assert not (tmp_path / "cookie_secret").exists()  # the variable wins: no file of its own
+    assert cookie_secret(tmp_path, env={}) == (tmp_path / "cookie_secret").read_text().strip()
+
+
 def test_a_refused_flag_names_the_flag():
     with pytest.raises(ConfigError, match=r"^console\.listen: .*got 'here' \(from command-line flag --listen\)$"):
         load_config(None, env={}, overrides={"listen": "here"})
