@@ -116,14 +116,14 @@ class Leadership:
             return True
         if self._file is not None:
             return True
-        fh = open(f"{path}.leader", "a+")  # noqa: SIM115 - held open while leading
+        # Created owner-only, as every file beside the database (a follower creates it too).
+        fd = os.open(f"{path}.leader", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.close()
+            os.close(fd)
             return False
-        os.chmod(f"{path}.leader", 0o600)
-        self._file = fh
+        self._file = os.fdopen(fd, "r+")  # held open while leading
         return True
 
     def _drop(self) -> None:

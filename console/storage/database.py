@@ -45,11 +45,12 @@ def private_data_dir(path: Path) -> None:
 
 def private_sqlite_files(path: Path) -> None:
     """Create the SQLite database file with mode 0600 before SQLite opens it, and narrow an
-    existing one and its ``-wal``/``-shm`` files to 0600. SQLite creates the ``-wal`` and
+    existing one and its ``-wal``/``-shm``/``.leader`` files to 0600. SQLite creates the ``-wal`` and
     ``-shm`` files with the database file's mode (``findCreateFileMode`` in os_unix.c), so
     they follow it."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    # ``.leader``: the leadership lock file of console/cluster/leader.py, beside the database.
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader")):
         with contextlib.suppress(FileNotFoundError):
             if stat.S_IMODE(name.stat().st_mode) != PRIVATE_FILE:
                 os.chmod(name, PRIVATE_FILE)
