@@ -56,12 +56,13 @@
 
   // Distinct versions of the app's deploys, newest first; `succeededOnly` keeps those that
   // once served (what a rollback may go back to).
-  function versions(app, succeededOnly) {
+  function versions(app, succeededOnly, environment) {
     return F.fetchJSON("/api/v1/deploys?" + F.query({ app: app, limit: 200 })).then(function (page) {
       var seen = {};
       var out = [];
       page.deploys.forEach(function (d) {
         if (succeededOnly && d.state !== "succeeded") return;
+        if (environment && d.environment !== environment) return;  // a rollback stays in its environment
         if (seen[d.version]) return;
         seen[d.version] = true;
         out.push(d.version);
@@ -70,13 +71,36 @@
     });
   }
 
-  var form = null;  // what the deploy dialog does now: {mode, app, current}
+  var form = null;  // what the deploy dialog does now: {mode, app, current, environment, environments}
 
   // The deploy dialog: `mode` "deploy" (a version typed or picked from the app's recent ones)
   // or "rollback" (one of the earlier versions that succeeded); its submit asks for confirmation.
-  function openForm(mode, app, current) {
+  // `environments` (an app with environments: name -> {current}) adds an environment choice;
+  // the versions offered and the version serving are then the chosen environment's.
+  function openForm(mode, app, current, environments) {
+    var names = environments ? Object.keys(environments) : [];
+    var select = byId("deploy-environment");
+    select.textContent = "";
+    names.forEach(function (name) {
+      var option = document.createElement("option");
+      option.value = option.textContent = name;
+      select.appendChild(option);
+    });
+    byId("deploy-environment-field").hidden = !names.length;
+    select.onchange = function () {
+      var env = environments[select.value];
+      openFormFor(mode, app, (env && env.current && env.current.version) || "", select.value, environments);
+    };
+    if (names.length) {
+      select.onchange();
+      return;
+    }
+    openFormFor(mode, app, current, "", null);
+  }
+
+  function openFormFor(mode, app, current, environment, environments) {
     var dialog = byId("deploy-dialog");
-    form = { mode: mode, app: app, current: current || "" };
+    form = { mode: mode, app: app, current: current || "", environment: environment, environments: environments };
     var rollback = mode === "rollback";
     byId("deploy-dialog-title").textContent = (rollback ? "Roll back " : "Deploy ") + app;
     byId("deploy-dialog-note").textContent = current ? "Now serving " + current + "." : "Nothing deployed yet.";
@@ -89,9 +113,9 @@
     var list = byId(rollback ? "rollback-version" : "deploy-versions");
     list.textContent = "";
     byId("deploy-dialog-submit").disabled = rollback;  // until the earlier versions are known
-    dialog.showModal();
-    versions(app, rollback).then(function (found) {
-      if (!form || form.app !== app || form.mode !== mode) return;  // reopened for another app meanwhile
+    if (!dialog.open) dialog.showModal();
+    versions(app, rollback, environment).then(function (found) {
+      if (!form || form.app !== app || form.mode !== mode || form.environment !== environment) return;  // reopened meanwhile
       found.filter(function (v) { return !rollback || v !== current; }).forEach(function (v) {
         var option = document.createElement("option");
         option.value = v;
@@ -118,14 +142,14 @@
     }
     showIn(byId("deploy-dialog-error"), "");
     var from = f.current ? " (now " + f.current + ")" : "";
+    var where = f.environment ? f.app + " (" + f.environment + ")" : f.app;
+    var body = rollback ? { to: version, reason: reason } : { version: version, reason: reason };
+    if (f.environment) body.environment = f.environment;
     confirmAction({
-      title: rollback ? "Roll back " + f.app + "?" : "Deploy " + f.app + "?",
-      message: (rollback ? "Roll back " : "Deploy ") + f.app + " to " + version + from + ".",
+      title: rollback ? "Roll back " + where + "?" : "Deploy " + where + "?",
+      message: (rollback ? "Roll back " : "Deploy ") + where + " to " + version + from + ".",
       yes: (rollback ? "Roll back to " : "Deploy ") + version,
-      action: function () {
-        return rollback ? post(appUrl(f.app, "rollback"), { to: version, reason: reason })
-          : post(appUrl(f.app, "deploys"), { version: version, reason: reason });
-      },
+      action: function () { return post(appUrl(f.app, rollback ? "rollback" : "deploys"), body); },
       done: function (deploy) {
         byId("deploy-dialog").close();
         window.location.href = "/deploys/" + deploy.id;
@@ -154,8 +178,8 @@
 
   window.FleetdeckDeploy = {
     confirm: confirmAction,
-    openDeploy: function (app, current) { openForm("deploy", app, current); },
-    openRollback: function (app, current) { openForm("rollback", app, current); },
+    openDeploy: function (app, current, environments) { openForm("deploy", app, current, environments); },
+    openRollback: function (app, current, environments) { openForm("rollback", app, current, environments); },
     cancel: cancelDeploy,
     post: post,
   };

@@ -85,9 +85,13 @@
   function actions(td, a) {
     var D = window.FleetdeckDeploy;
     var current = a.current ? a.current.version : "";
+    var envs = a.environments && Object.keys(a.environments).length ? a.environments : null;
+    var served = envs ? Object.keys(envs).some(function (n) { return envs[n].current; }) : !!current;
     td.className = "deploy-row-actions";
-    td.appendChild(button("Deploy…", "deploy-app", function () { D.openDeploy(a.name, current); }));
-    if (current) td.appendChild(button("Roll back…", "rollback-app", function () { D.openRollback(a.name, current); }));
+    td.appendChild(button("Deploy…", "deploy-app", function () { D.openDeploy(a.name, current, envs); }));
+    if (served) {
+      td.appendChild(button("Roll back…", "rollback-app", function () { D.openRollback(a.name, current, envs); }));
+    }
     if (a.active) {
       td.appendChild(button("Cancel #" + a.active.id + "…", "cancel-active", function () {
         D.cancel(Object.assign({ app: a.name }, a.active), function () { refresh(true); });
