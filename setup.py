@@ -43,7 +43,6 @@ setup(
         "promql-parser>=0.12,<0.13",  # 0.x minors change the AST; 0.12 has fill modifiers and extra functions
         "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
         "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
-        "psutil>=5.9,<8",  # the nginx balancer's worker processes (also the agent's)
         "argcomplete>=3.1,<4",  # shell completion of the fleetdeck command (bash, zsh)
         "pcodec>=1.1,<2",  # cold sample blocks (console/storage/blocks.py)
         "numpy>=1.26,<3",  # arrays pcodec encodes and decodes
