@@ -17,7 +17,8 @@ setup(
     include_package_data=True,
     package_data={
         "console.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
-        "console.notify": ["templates/*.j2"],  # message templates (console/notify/render.py)
+        "console.notify": ["templates/*.j2"],
+        "console": ["locale/*/LC_MESSAGES/*.po"],  # console/i18n.py reads them at start  # message templates (console/notify/render.py)
     },
     data_files=[],
     install_requires=[
@@ -44,7 +45,8 @@ setup(
         "Jinja2>=3.1,<4",  # notification message templates, rendered in its sandbox
         "python-dateutil>=2.8,<3",  # RFC 5545 recurrence rules of maintenance windows
         "psutil>=5.9,<8",  # the nginx balancer's worker processes (also the agent's)
-        "argcomplete>=3.1,<4",  # shell completion of the fleetdeck command (bash, zsh)
+        "argcomplete>=3.1,<4",
+        "Babel>=2.14,<3",  # translation catalogs of the dashboard (console/i18n.py)  # shell completion of the fleetdeck command (bash, zsh)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

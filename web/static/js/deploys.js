@@ -86,10 +86,10 @@
     var D = window.FleetdeckDeploy;
     var current = a.current ? a.current.version : "";
     td.className = "deploy-row-actions";
-    td.appendChild(button("Deploy…", "deploy-app", function () { D.openDeploy(a.name, current); }));
-    if (current) td.appendChild(button("Roll back…", "rollback-app", function () { D.openRollback(a.name, current); }));
+    td.appendChild(button(F.t("Deploy…"), "deploy-app", function () { D.openDeploy(a.name, current); }));
+    if (current) td.appendChild(button(F.t("Roll back…"), "rollback-app", function () { D.openRollback(a.name, current); }));
     if (a.active) {
-      td.appendChild(button("Cancel #" + a.active.id + "…", "cancel-active", function () {
+      td.appendChild(button(F.t("Cancel #{id}…", { id: a.active.id }), "cancel-active", function () {
         D.cancel(Object.assign({ app: a.name }, a.active), function () { refresh(true); });
       }));
     }
@@ -113,7 +113,7 @@
         if (deployable.indexOf(a.name) !== -1) actions(td, a);
       }
       return tr;
-    }), "No apps configured (see docs/deploys.md).");
+    }), F.t("No apps configured (see docs/deploys.md)."));
   }
 
   function renderDeploys(result) {
@@ -129,7 +129,7 @@
       cell(tr, duration(d.duration_s)).className = "nowrap";
       cell(tr, d.reason || "");
       return tr;
-    }), "No deploys yet.");
+    }), F.t("No deploys yet."));
   }
 
   function refresh(force) {
