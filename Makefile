@@ -36,7 +36,7 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
 	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
 
-# Extract the text of the pages (babel.cfg) and scripts (babel-scripts.cfg) and merge it into
+# Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg) and CLI (babel-cli.cfg) and merge it into
 # the catalogs of console/locale/ (console/i18n.py); then translate the new msgids (empty msgstr).
 LOCALES := console/locale
 messages: $(VENV)/.installed  ## update the translation catalogs from the source text
@@ -44,6 +44,8 @@ messages: $(VENV)/.installed  ## update the translation catalogs from the source
 	$(BIN)/pybabel update -q -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages --no-fuzzy-matching
 	$(BIN)/pybabel extract -F babel-scripts.cfg -k t --no-default-keywords --no-location --sort-output -o $(LOCALES)/scripts.pot .
 	$(BIN)/pybabel update -q -i $(LOCALES)/scripts.pot -d $(LOCALES) -D scripts --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel-cli.cfg -k tr --no-location --sort-output -o $(LOCALES)/cli.pot .
+	$(BIN)/pybabel update -q -i $(LOCALES)/cli.pot -d $(LOCALES) -D cli --no-fuzzy-matching
 
 $(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)

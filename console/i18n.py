@@ -7,7 +7,10 @@ console starts, so a checkout needs no compile step:
   (``web/templates/*.html``, ``{{ _("...") }}``) and of the page handlers;
 - ``console/locale/<ll_CC>/LC_MESSAGES/scripts.po``: the text of ``web/static/js``
   (``t("...")``), handed to each page as a JSON object (``{msgid: msgstr}``) in a
-  ``<script type="application/json" id="fleetdeck-i18n">`` data block.
+  ``<script type="application/json" id="fleetdeck-i18n">`` data block;
+- ``console/locale/<ll_CC>/LC_MESSAGES/cli.po``: the ``fleetdeck`` command's human output
+  (table headings of ``print_table``, ``tr("...")``), in Chinese when the POSIX locale
+  variables say so (:func:`terminal_language`).
 
 ``make messages`` extracts the source text (``babel.cfg``, ``babel-scripts.cfg``) and
 merges it into the catalogs; tests/unit/test_i18n_catalog.py fails while a msgid lacks a
@@ -20,15 +23,18 @@ else English. Language tags are BCP 47 (RFC 5646).
 """
 from __future__ import annotations
 
+import ast
 import gettext
 import io
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import tornado.locale
+from babel.core import parse_locale
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_python
 from babel.messages.mofile import write_mo
@@ -110,6 +116,36 @@ def choose_language(cookie: str | None, accept_language: str | None) -> str:
     return ENGLISH
 
 
+def terminal_language(env: Mapping[str, str] | None = None) -> str:
+    """The CLI's language: ``"zh-CN"`` when the first set of ``LANGUAGE`` (its first
+    entry), ``LC_ALL``, ``LC_MESSAGES``, ``LANG`` (GNU gettext's order for messages)
+    names Simplified Chinese (``zh_CN.UTF-8``, ``zh_SG``, ``zh``, ``zh_Hans_CN``, parsed
+    by ``babel.core.parse_locale``), else ``"en"``. ``LC_CTYPE`` is not consulted:
+    Python itself sets it to ``C.UTF-8`` when the C locale is coerced (PEP 538)."""
+    env = os.environ if env is None else env
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = (env.get(name) or "").split(":")[0]
+        if not value:
+            continue
+        try:
+            parts = parse_locale(value.split(".")[0].split("@")[0])
+        except ValueError:
+            return ENGLISH  # set but unreadable: as gettext, no translation
+        tag = "-".join(p for p in (parts[0], parts[2], parts[1]) if p).lower()  # language-script-region
+        return "zh-CN" if tag in _SIMPLIFIED else ENGLISH
+    return ENGLISH
+
+
+def cli_text(lang: str | None = None) -> Callable[[str], str]:
+    """The CLI's translator for ``lang`` (default :func:`terminal_language`): English
+    text -> its translation from ``cli.po``, the text itself when missing."""
+    lang = terminal_language() if lang is None else lang
+    if lang == ENGLISH or lang not in LANGUAGES:
+        return str
+    messages = script_messages(read_catalog(lang, "cli"))
+    return lambda text: messages.get(text, text)
+
+
 def script_block(messages: dict[str, Any]) -> str:
     """JSON for a ``<script type="application/json">`` data block: ``</`` is escaped so
     the text cannot end the element (HTML Standard, "restrictions for contents of script
@@ -138,3 +174,22 @@ def extract_tornado(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
         for lineno, funcname, message, comments in extract_python(
                 io.BytesIO(code.encode("utf-8")), keywords, comment_tags, options):
             yield line + lineno, funcname, message, comments
+
+
+def extract_cli(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
+                options: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+    """Babel extraction method for the CLI's text: the headings of every
+    ``print_table(rows, [(key, "HEADING"), ...])`` call and every ``tr("...")`` call
+    (the translator of :func:`cli_text`). Registered in babel-cli.cfg."""
+    tree = ast.parse(fileobj.read())
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        if name == "print_table" and len(node.args) >= 2 and isinstance(node.args[1], ast.List):
+            for column in node.args[1].elts:
+                if (isinstance(column, ast.Tuple) and len(column.elts) == 2
+                        and isinstance(column.elts[1], ast.Constant) and isinstance(column.elts[1].value, str)):
+                    yield column.lineno, None, column.elts[1].value, []
+        elif name == "tr" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            yield node.lineno, None, node.args[0].value, []

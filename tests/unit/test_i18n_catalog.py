@@ -14,7 +14,8 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from console.i18n import I18n, choose_language, extract_tornado, read_catalog, script_block
+from console.i18n import (I18n, choose_language, cli_text, extract_cli, extract_tornado, read_catalog, script_block,
+                          terminal_language)
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"%\(\w+\)s|\{\w+\}")
@@ -35,6 +36,7 @@ def source_messages(cfg: str, keywords: dict) -> dict[str, str]:
 @pytest.mark.parametrize(("cfg", "keywords", "domain", "least"), [
     ("babel.cfg", {"_": None, "translate": None}, "messages", 250),
     ("babel-scripts.cfg", {"t": None}, "scripts", 100),
+    ("babel-cli.cfg", {"tr": None}, "cli", 50),
 ])
 def test_every_source_text_has_a_chinese_translation(cfg, keywords, domain, least):  # noqa: ANN001
     used = source_messages(cfg, keywords)
@@ -93,3 +95,30 @@ def test_template_extraction_keeps_template_line_numbers():
 def test_script_catalog_cannot_end_its_script_element():
     text = script_block({"a</script><script>x": "</b>"})
     assert "</" not in text
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "en"),
+    ({"LANG": "zh_CN.UTF-8"}, "zh-CN"),
+    ({"LANG": "zh_CN.UTF-8", "LC_CTYPE": "C.UTF-8"}, "zh-CN"),  # PEP 538's coercion is not the language
+    ({"LANG": "en_US.UTF-8", "LC_MESSAGES": "zh_CN"}, "zh-CN"),
+    ({"LANG": "zh_CN.UTF-8", "LC_ALL": "C"}, "en"),
+    ({"LANG": "en_US.UTF-8", "LANGUAGE": "zh_CN:en"}, "zh-CN"),
+    ({"LANG": "zh_Hans_CN.UTF-8"}, "zh-CN"),
+    ({"LANG": "zh_TW.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.GB18030@stroke"}, "zh-CN"),
+])
+def test_language_of_the_terminal(env, expected):  # noqa: ANN001
+    assert terminal_language(env) == expected
+
+
+def test_cli_translator():
+    assert cli_text("zh-CN")("HOST") == "主机"
+    assert cli_text("zh-CN")("a heading nobody wrote") == "a heading nobody wrote"
+    assert cli_text("en")("HOST") == "HOST"
+
+
+def test_cli_extraction_finds_table_headings_and_tr_calls():
+    source = b'print_table(rows, [("host", "HOST"), ("state", name)])\nx = tr("never")\nprint("other")\n'
+    found = [(line, msg) for line, _f, msg, _c in extract_cli(io.BytesIO(source), ["tr"], [], {})]
+    assert sorted(found) == [(1, "HOST"), (2, "never")]
