@@ -130,9 +130,17 @@
     return typeof v === "number" && isFinite(v);
   }
 
+  // Numbers in the page's language (Intl.NumberFormat; en and zh-CN both write 12.5),
+  // without thousands separators, as the charts' axes write them.
+  var numberFormats = {};
+
   function trimFixed(v, digits) {
     // 12.50 -> "12.5", 3.00 -> "3"
-    return Number(v.toFixed(digits)).toString();
+    if (!window.Intl) return Number(v.toFixed(digits)).toString();
+    if (!numberFormats[digits]) {
+      numberFormats[digits] = new Intl.NumberFormat(window.FleetdeckPrefs.lang(), { maximumFractionDigits: digits, useGrouping: false });
+    }
+    return numberFormats[digits].format(Number(v.toFixed(digits)) + 0);  // + 0: -0 is written "0"
   }
 
   var IEC = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
