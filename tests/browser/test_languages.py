@@ -40,7 +40,7 @@ def chinese_pages(host: str) -> list[tuple[str, str, str]]:
         ("/alerts", "触发中和待定", "没有触发中或待定的告警"),
         ("/alerts/silences", "新建静默", "没有生效中或待生效的静默"),
         ("/alerts/silences/new", "创建静默", "创建静默"),
-        ("/maintenance", "维护窗口", "维护窗口"),
+        ("/maintenance", "维护窗口", "没有维护窗口"),  # "No maintenance windows." from maintenance.js
         ("/notifications", "最近 24 小时", "通知"),
         ("/audit", "审计日志", "审计日志"),
         ("/users", "新建用户", "有效"),  # the admin row's "active"

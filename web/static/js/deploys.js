@@ -62,15 +62,15 @@
     var t = a.target || {};
     if (a.driver === "ssh") {
       var b = t.batches || {};
-      var how = b.type === "fixed" ? "batches of " + b.size : b.type === "percent" ? "batches of " + b.size + "%" : "serial";
+      var how = b.type === "fixed" ? F.t("batches of {n}", { n: b.size }) : b.type === "percent" ? F.t("batches of {n}", { n: b.size + "%" }) : F.t("serial");
       return { where: (t.deploy_to || "?") + " on " + (t.hosts || []).join(", "), how: how };
     }
     if (a.driver === "kubernetes") {
       var ns = t.namespace || "";
       var where = ns && ns.charAt(0) !== "(" ? ns + "/" + t.deployment : t.deployment + " (context namespace)";
-      return { where: where + " (" + t.image + ")", how: "the Deployment's rollout" };
+      return { where: where + " (" + t.image + ")", how: F.t("the Deployment's rollout") };
     }
-    return { where: (t.image || "?") + " (" + t.replicas + " replicas)", how: (a.strategy || {}).type || "—" };
+    return { where: (t.image || "?") + " (" + F.t("{n} replicas", { n: t.replicas }) + ")", how: (a.strategy || {}).type || "—" };
   }
 
   function button(label, className, onClick) {

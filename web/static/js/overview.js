@@ -127,11 +127,11 @@
       : problems.length ? F.t("Agent: ") + problems.join("; ") : F.t("Agent health unknown");
     F.setText(node, text);
     var details = [];
-    if (health && F.isNum(health.batches_queued)) details.push("queued batches: " + health.batches_queued);
-    if (health && F.isNum(health.spool_bytes)) details.push("spool: " + F.fmtBytes(health.spool_bytes));
+    if (health && F.isNum(health.batches_queued)) details.push(F.t("queued batches: ") + health.batches_queued);
+    if (health && F.isNum(health.spool_bytes)) details.push(F.t("spool: ") + F.fmtBytes(health.spool_bytes));
     if (health && health.send_errors) {
       Object.keys(health.send_errors).forEach(function (code) {
-        details.push("send errors " + code + ": " + health.send_errors[code]);
+        details.push(F.t("send errors {code}: ", { code: code }) + health.send_errors[code]);
       });
     }
     node.title = details.join("\n");
@@ -162,7 +162,7 @@
     F.setText(card.refs.version, h.agent_version ? F.t("agent {version}", { version: h.agent_version }) : "");
     card.root.classList.toggle("has-drift", h.drift === true);
     card.refs.drift.hidden = h.drift !== true;
-    card.refs.drift.title = h.drift ? "differs from the fleet: " + (h.drift_fields || []).join(", ") : "";
+    card.refs.drift.title = h.drift ? F.t("differs from the fleet: ") + (h.drift_fields || []).join(", ") : "";
     card.refs.version.title = h.agent_version || "";
     card.refs.skew.hidden = h.clock_skewed !== true;
     F.setText(card.refs.skew, h.clock_skewed ? "CLOCK " + fmtSkew(h.clock_skew_seconds) : "CLOCK");
@@ -206,7 +206,7 @@
     if (live) live.sendSubscribe(false);
   }
 
-  var DRIFT_NAMES = { agent_version: "agent version", config_hash: "config" };
+  var DRIFT_NAMES = { agent_version: F.t("agent version"), config_hash: F.t("config") };
 
   function renderDrift(hosts) {
     var panel = document.getElementById("drift");
@@ -224,7 +224,7 @@
         var value = field === "agent_version" ? h.agent_version : h.config_hash;
         var expected = (h.drift_baseline || {})[field];
         item.appendChild(F.el("span", "drift-field", (DRIFT_NAMES[field] || field) + " " + value +
-          (expected ? " (group has " + expected + ")" : "")));
+          (expected ? F.t(" (group has {value})", { value: expected }) : "")));
       });
       list.appendChild(item);
     });
