@@ -33,7 +33,7 @@ def chinese_pages(host: str) -> list[tuple[str, str, str]]:
     """(path, Chinese text of the template, Chinese text written by the page's script)."""
     return [
         ("/", "主机", "台主机"),  # h1 "Hosts"; the script's "N hosts"
-        (f"/hosts/{host}", "文件系统", "最近上报"),  # the host's facts; "last seen" filled in
+        (f"/hosts/{host}", "文件系统", "15 分钟"),  # the load chart's legend: "15 min"
         ("/explore?query=node_load1", "执行查询", "1 条序列"),
         ("/deploys", "部署", "尚未配置应用"),  # "No apps configured" from deploys.js
         (f"/logs?host={host}", "日志", "1 行"),  # "1 line(s)" from logs.js

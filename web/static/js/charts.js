@@ -300,7 +300,7 @@
   var charts = []; // every TimeChart of the page, for theme and zone changes
 
   // TimeChart(container, {unit, height, style: fn(key, i) -> {stroke, fill, width, dash, show},
-  //   range: TimeRange, empty: "text when there is no data"})
+  //   range: TimeRange, empty: "text when there is no data", seriesName: fn(key) -> legend text})
   // draw(keys, seriesMaps, window, maxGap): series Maps of ts seconds -> value.
   function TimeChart(container, opts) {
     this.container = container;
@@ -352,7 +352,7 @@
     keys.forEach(function (key, i) {
       var st = opts.style ? opts.style(key, i) || {} : {};
       series.push({
-        label: key,
+        label: opts.seriesName ? opts.seriesName(key) : key,
         stroke: st.stroke || PALETTE[i % PALETTE.length],
         fill: st.fill,
         width: st.width || 1.5,

@@ -23,6 +23,33 @@
   };
   var CPU_ORDER = ["user", "system", "iowait", "nice", "irq", "softirq", "steal", "guest", "guest_nice", "idle"];
 
+  // Legend names in the page's language. Series keys stay English: they index the
+  // charts' styles, orders and derived series; only the legend shows these names.
+  var SERIES_NAMES = {
+    "Used": F.t("Used"), "Total": F.t("Total"), "Available": F.t("Available"), "Cached": F.t("Cached"),
+    "Buffers": F.t("Buffers"), "Free": F.t("Free"), "Shared": F.t("Shared"),
+    "1 min": F.t("1 min"), "5 min": F.t("5 min"), "15 min": F.t("15 min"),
+    "read": F.t("read"), "write": F.t("write"), "receive": F.t("receive"), "transmit": F.t("transmit"),
+    "running": F.t("running"), "blocked": F.t("blocked"), "context switches/s": F.t("context switches/s"),
+    "interrupts/s": F.t("interrupts/s"), "forks/s": F.t("forks/s"),
+  };
+  // Keys "<prefix><device or mount>": the prefix is translated, the name kept.
+  var SERIES_PREFIXES = [
+    ["receive errors ", F.t("receive errors")], ["transmit errors ", F.t("transmit errors")],
+    ["receive drops ", F.t("receive drops")], ["transmit drops ", F.t("transmit drops")],
+    ["reads/s ", F.t("reads/s")], ["writes/s ", F.t("writes/s")], ["read ", F.t("read")], ["write ", F.t("write")],
+    ["receive ", F.t("receive")], ["transmit ", F.t("transmit")],
+  ];
+
+  function seriesName(key) {
+    if (Object.prototype.hasOwnProperty.call(SERIES_NAMES, key)) return SERIES_NAMES[key];
+    for (var i = 0; i < SERIES_PREFIXES.length; i++) {
+      var p = SERIES_PREFIXES[i];
+      if (key.indexOf(p[0]) === 0) return p[1] + " " + key.slice(p[0].length);
+    }
+    return key;
+  }
+
   function q(metric, fn, extra) {
     var p = { metric: metric, host: HOST, fn: fn };
     if (extra) Object.keys(extra).forEach(function (k) { p[k] = extra[k]; });
@@ -289,7 +316,7 @@
       container: container,
       section: section,
       tc: new F.TimeChart(container, {
-        unit: spec.unit, style: spec.style, range: range, empty: spec.empty || F.t("No data for {host} in this range.", { host: HOST }),
+        unit: spec.unit, style: spec.style, range: range, seriesName: seriesName, empty: spec.empty || F.t("No data for {host} in this range.", { host: HOST }),
         hooks: [drawMaintenanceSpans, drawDeployMarks, drawAlertSpans],
       }),
       store: new Map(), // series key -> Map(ts_ms -> value)
