@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean messages
 
 run: $(VENV)/.installed  ## console + local agent on SQLite; prints the dashboard URL
 	$(BIN)/fleetdeck run
@@ -35,6 +35,17 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/ssh_fanout.py --hosts 4 --parallel 4 --runs 1
 	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
 	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
+
+# Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg) and CLI (babel-cli.cfg) and merge it into
+# the catalogs of console/locale/ (console/i18n.py); then translate the new msgids (empty msgstr).
+LOCALES := console/locale
+messages: $(VENV)/.installed  ## update the translation catalogs from the source text
+	$(BIN)/pybabel extract -F babel.cfg --project Fleetdeck --version 0.1.0 -k _ -k translate --no-location --sort-output -o $(LOCALES)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel-scripts.cfg --project Fleetdeck --version 0.1.0 -k t --no-default-keywords --no-location --sort-output -o $(LOCALES)/scripts.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/scripts.pot -d $(LOCALES) -D scripts --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel-cli.cfg --project Fleetdeck --version 0.1.0 -k tr --no-location --sort-output -o $(LOCALES)/cli.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/cli.pot -d $(LOCALES) -D cli --no-fuzzy-matching
 
 $(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)

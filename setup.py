@@ -17,7 +17,8 @@ setup(
     include_package_data=True,
     package_data={
         "console.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
-        "console.notify": ["templates/*.j2"],  # message templates (console/notify/render.py)
+        "console.notify": ["templates/*.j2"],
+        "console": ["locale/*/LC_MESSAGES/*.po"],  # console/i18n.py reads them at start  # message templates (console/notify/render.py)
     },
     data_files=[],
     install_requires=[
@@ -47,6 +48,7 @@ setup(
         "pcodec>=1.1,<2",  # cold sample blocks (console/storage/blocks.py)
         "numpy>=1.26,<3",  # arrays pcodec encodes and decodes
         "msgspec>=0.18,<1",  # one-pass decoding and validation of ingest bodies (typed structs)
+        "Babel>=2.14,<3",  # translation catalogs of the dashboard (console/i18n.py)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

@@ -22,6 +22,7 @@ from console.audit.handlers import AuditHandler, AuditPageHandler, AuditVerifyHa
 from console.auth.handlers import (EnrolHandler, MeHandler, SecretHandler, SecretsHandler, TokenHandler,
                                    TokensHandler, UserHandler, UsersHandler)
 from console.handlers import BaseHandler, NotFoundHandler, OpenApiHandler, StaticFilesHandler
+from console.i18n import I18n
 from console.ingest.handlers import IngestHandler, RemoteWriteHandler
 from console.live_socket import LiveSocketHandler
 from console.notify.handlers import NotificationsHandler, NotificationsPageHandler, NotificationTestHandler
@@ -169,4 +170,5 @@ def make_app(services: Services, debug: bool = False) -> tornado.web.Application
         debug=debug,
         started_at=time.time(),
         openapi=build_document(ROUTES),
+        i18n=I18n(),  # console/i18n.py: the catalogs of the pages and scripts
     )

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import orjson
+import tornado.locale
 import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
+from console.i18n import LANG_COOKIE, choose_language, script_block
 from console.schemas import REQUESTS, parse_body, parse_query
 
 if TYPE_CHECKING:  # console.services imports every service; handlers only need the type
@@ -78,6 +80,22 @@ class BaseHandler(tornado.web.RequestHandler):
         self.services = services
         self.required_role = role_for(role, self.request.method or "GET")
         self.route = route
+
+    @property
+    def language(self) -> str:
+        """The BCP 47 tag of this request's language (console/i18n.py: cookie, else
+        Accept-Language, else English)."""
+        return choose_language(self.get_cookie(LANG_COOKIE), self.request.headers.get("Accept-Language"))
+
+    def get_user_locale(self) -> tornado.locale.Locale:
+        # Tornado's hook: its translate() is the templates' _().
+        return self.settings["i18n"].locale(self.language)
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace["lang"] = self.language
+        namespace["i18n_scripts"] = script_block(self.settings["i18n"].scripts(self.language))
+        return namespace
 
     @property
     def principal(self) -> Principal:
@@ -278,7 +296,7 @@ class PageHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, FleetdeckError) else self._reason
+        message = exc.message if isinstance(exc, FleetdeckError) else self.locale.translate(self._reason)
         if isinstance(exc, FleetdeckError):
             self.set_status(exc.status)
             for name, value in exc.headers.items():
@@ -301,7 +319,7 @@ class NotFoundHandler(ApiHandler):
             super().write_error(status_code, **kwargs)
         else:
             self.set_status(404)
-            self.render("error.html", status=404, message="Page not found")
+            self.render("error.html", status=404, message=self.locale.translate("Page not found"))
 
 
 class OpenApiHandler(ApiHandler):

@@ -10,11 +10,13 @@ import re
 import socket
 import sys
 import time
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from console.config import Config, load_config
+from console.i18n import cli_text
 
 
 class CliError(Exception):
@@ -132,18 +134,28 @@ def local_host_name() -> str:
 def print_table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
     """Print ``rows`` as an aligned text table; ``columns`` are (key, heading). Cells are
     stored text (names, reasons, log excerpts): shown through :func:`visible_cell`."""
-    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else visible_cell(str(r.get(k))) for k, _ in columns]
-                                         for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    tr = cli_text()  # headings in the terminal's language (console/i18n.py)
+    cells = [[tr(h) for _, h in columns]] + [["" if r.get(k) is None else visible_cell(str(r.get(k))) for k, _ in columns]
+                                             for r in rows]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell + " " * (w - display_width(cell)) for cell, w in zip(row, widths)).rstrip())
+
+
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: wide and fullwidth characters (CJK, Unicode UAX #11
+    East Asian Width W/F) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _ago(ts: float | None) -> str:
+    tr = cli_text()
     if ts is None:
-        return "never"
+        return tr("never")
     seconds = max(0, int(time.time() - ts))
-    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago" if seconds < 7200 else f"{seconds // 3600}h ago"
+    if seconds < 120:
+        return tr("{n}s ago").format(n=seconds)
+    return tr("{n}m ago").format(n=seconds // 60) if seconds < 7200 else tr("{n}h ago").format(n=seconds // 3600)
 
 
 def _actor() -> str:

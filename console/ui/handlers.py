@@ -55,27 +55,28 @@ class LoginHandler(PageHandler):
         password = self.get_argument("password", "", strip=False)
         next_url = safe_next(self.get_argument("next", "/"))
         auth = self.services.auth
+        _ = self.locale.translate
         # Per (user, address): wrong guesses from one address never lock the user out elsewhere.
         user_key, ip_key = f"user:{username.lower()}@{self.client_ip}", f"ip:{self.client_ip}"
         wait = max(auth.login_limit_user.retry_after(user_key) or 0, auth.login_limit_ip.retry_after(ip_key) or 0)
         if wait:
             self.set_status(429)
             self.set_header("Retry-After", str(wait))
-            self.render("login.html", error=f"Too many failed logins. Try again in {wait} s.", next_url=next_url)
+            self.render("login.html", error=_("Too many failed logins. Try again in %(wait)s s.") % {"wait": wait}, next_url=next_url)
             return
         try:
             result = await auth.login(username, password, self.client_ip)
         except PasswordsBusy:
             self.set_status(503)
             self.set_header("Retry-After", "1")
-            self.render("login.html", error="The console is busy checking other logins. Try again.",
+            self.render("login.html", error=_("The console is busy checking other logins. Try again."),
                         next_url=next_url)
             return
         if result.session_id is None:  # refused: no principal, no session
             auth.login_limit_user.fail(user_key)
             auth.login_limit_ip.fail(ip_key)
             self.set_status(401)
-            self.render("login.html", error="Wrong user name or password.", next_url=next_url)
+            self.render("login.html", error=_("Wrong user name or password."), next_url=next_url)
             return
         auth.login_limit_user.reset(user_key)
         console = self.services.config.console

@@ -57,44 +57,44 @@
           td(tr, u.username);
           var roleCell = F.el("td");
           var select = F.el("select", "user-role-select");
-          select.setAttribute("aria-label", "Role of " + u.username);
+          select.setAttribute("aria-label", F.t("Role of {user}", { user: u.username }));
           ["viewer", "deployer", "admin"].forEach(function (r) {
             var o = F.el("option", "", r); o.value = r; o.selected = r === u.role; select.appendChild(o);
           });
           select.addEventListener("change", function () {
             var role = select.value;
-            if (!window.confirm("Change the role of " + u.username + " to " + role + "?")) { select.value = u.role; return; }
+            if (!window.confirm(F.t("Change the role of {user} to {role}?", { user: u.username, role: role }))) { select.value = u.role; return; }
             F.sendJSON("PATCH", url + "/" + encodeURIComponent(u.username), { role: role })
               .then(load, function (err) { select.value = u.role; formError(err.message); });
           });
           roleCell.appendChild(select);
           tr.appendChild(roleCell);
-          td(tr, u.apps ? u.apps.join(", ") : "all");
-          td(tr, u.disabled ? "disabled" : "active");
+          td(tr, u.apps ? u.apps.join(", ") : F.t("all"));
+          td(tr, u.disabled ? F.t("disabled") : F.t("active"));
           td(tr, when(u.created_at));
           var actions = F.el("td", "actions");
-          actions.appendChild(button(u.disabled ? "Enable" : "Disable", "user-toggle", function () {
-            act((u.disabled ? "Enable " : "Disable ") + u.username + "?" + (u.disabled ? "" :
-              " Their sessions and tokens stop working."), function () {
+          actions.appendChild(button(u.disabled ? F.t("Enable") : F.t("Disable"), "user-toggle", function () {
+            act((u.disabled ? F.t("Enable {user}?", { user: u.username }) : F.t("Disable {user}?", { user: u.username })) + (u.disabled ? "" :
+              F.t(" Their sessions and tokens stop working.")), function () {
               return F.sendJSON("PATCH", url + "/" + encodeURIComponent(u.username), { disabled: !u.disabled });
             }, load);
           }));
-          actions.appendChild(button("Reset password", "user-password", function () {
-            var password = window.prompt("New password for " + u.username + ":");
+          actions.appendChild(button(F.t("Reset password"), "user-password", function () {
+            var password = window.prompt(F.t("New password for {user}:", { user: u.username }));
             if (!password) return;
-            act("Set a new password for " + u.username + "?", function () {
+            act(F.t("Set a new password for {user}?", { user: u.username }), function () {
               return F.sendJSON("PATCH", url + "/" + encodeURIComponent(u.username), { password: password });
-            }, load, function () { notice("Password of " + u.username + " changed."); });
+            }, load, function () { notice(F.t("Password of {user} changed.", { user: u.username })); });
           }));
-          actions.appendChild(button("Delete", "user-delete", function () {
-            act("Delete user " + u.username + "? This cannot be undone.", function () {
+          actions.appendChild(button(F.t("Delete"), "user-delete", function () {
+            act(F.t("Delete user {user}? This cannot be undone.", { user: u.username }), function () {
               return F.sendJSON("DELETE", url + "/" + encodeURIComponent(u.username));
             }, load);
           }));
           tr.appendChild(actions);
           return tr;
         });
-        F.fillTable(byId("users-table"), rows, "No users.");
+        F.fillTable(byId("users-table"), rows, F.t("No users."));
       }, function (err) { F.showError("users", err.message); });
     }
     byId("user-form").addEventListener("submit", function (ev) {
@@ -105,7 +105,7 @@
       if (apps) body.apps = apps;
       formError("");
       F.sendJSON("POST", url, body).then(function () {
-        notice("User " + body.username + " created.");
+        notice(F.t("User {user} created.", { user: body.username }));
         byId("user-form").reset();
         load();
       }, function (err) { formError(err.message); });
@@ -133,21 +133,21 @@
           td(tr, t.kind);
           td(tr, t.name || t.host || "—");
           td(tr, t.role || "—");
-          td(tr, when(t.created_at) + (t.created_by ? " by " + t.created_by : ""));
+          td(tr, when(t.created_at) + (t.created_by ? F.t(" by {user}", { user: t.created_by }) : ""));
           td(tr, t.expires_at ? when(t.expires_at) : "never");
           td(tr, when(t.last_used_at));
-          td(tr, t.revoked_at ? "revoked " + when(t.revoked_at) : "active");
+          td(tr, t.revoked_at ? F.t("revoked {time}", { time: when(t.revoked_at) }) : F.t("active"));
           var actions = F.el("td", "actions");
           if (!t.revoked_at) {
-            actions.appendChild(button("Revoke", "token-revoke", function () {
-              act("Revoke token " + t.id + " (" + (t.name || t.host || t.kind) + ")? It stops working at once.",
+            actions.appendChild(button(F.t("Revoke"), "token-revoke", function () {
+              act(F.t("Revoke token {id} ({name})? It stops working at once.", { id: t.id, name: t.name || t.host || t.kind }),
                   function () { return F.sendJSON("DELETE", url + "/" + t.id); }, load);
             }));
           }
           tr.appendChild(actions);
           return tr;
         });
-        F.fillTable(byId("tokens-table"), rows, "No tokens.");
+        F.fillTable(byId("tokens-table"), rows, F.t("No tokens."));
       }, function (err) { F.showError("tokens", err.message); });
     }
     kind.addEventListener("change", showFields);
@@ -194,15 +194,15 @@
           td(tr, when(s.updated_at));
           td(tr, s.updated_by || "—");
           var actions = F.el("td", "actions");
-          actions.appendChild(button("Delete", "secret-delete", function () {
-            act("Delete secret " + s.name + "? Apps and receivers that use it will fail.", function () {
+          actions.appendChild(button(F.t("Delete"), "secret-delete", function () {
+            act(F.t("Delete secret {name}? Apps and receivers that use it will fail.", { name: s.name }), function () {
               return F.sendJSON("DELETE", url + "/" + encodeURIComponent(s.name));
             }, load);
           }));
           tr.appendChild(actions);
           return tr;
         });
-        F.fillTable(byId("secrets-table"), rows, "No secrets.");
+        F.fillTable(byId("secrets-table"), rows, F.t("No secrets."));
       }, function (err) { F.showError("secrets", err.message); });
     }
     byId("secret-form").addEventListener("submit", function (ev) {
@@ -210,10 +210,10 @@
       var body = { name: byId("secret-name").value.trim(), kind: byId("secret-kind").value,
                    value: byId("secret-value").value };
       var exists = !!document.querySelector('#secrets-table tr[data-secret="' + CSS.escape(body.name) + '"]');
-      if (exists && !window.confirm("Replace the value of secret " + body.name + "?")) return;
+      if (exists && !window.confirm(F.t("Replace the value of secret {name}?", { name: body.name }))) return;
       formError("");
       F.sendJSON("POST", url, body).then(function () {
-        notice("Secret " + body.name + " saved.");
+        notice(F.t("Secret {name} saved.", { name: body.name }));
         byId("secret-form").reset();
         load();
       }, function (err) { formError(err.message); });
@@ -223,13 +223,13 @@
 
   // -- settings ---------------------------------------------------------------------------
   function shown(v) {
-    if (v === null || v === undefined || v === "") return "(empty)";
+    if (v === null || v === undefined || v === "") return F.t("(empty)");
     return typeof v === "string" ? v : JSON.stringify(v);
   }
 
   function settingsPage() {
     F.fetchJSON("/api/v1/settings").then(function (doc) {
-      byId("settings-file").textContent = doc.file || "none (defaults and environment)";
+      byId("settings-file").textContent = doc.file || F.t("none (defaults and environment)");
       var rows = doc.console.map(function (s) {
         var tr = F.el("tr");
         tr.dataset.key = s.key;
@@ -240,15 +240,15 @@
         td(tr, s.source);
         return tr;
       });
-      F.fillTable(byId("settings-table"), rows, "No settings.");
+      F.fillTable(byId("settings-table"), rows, F.t("No settings."));
       var sections = doc.sections.map(function (s) {
         var tr = F.el("tr");
         td(tr, s.name + ":");
-        td(tr, s.configured ? "yes" : "no");
+        td(tr, s.configured ? F.t("yes") : F.t("no"));
         td(tr, s.source);
         return tr;
       });
-      F.fillTable(byId("sections-table"), sections, "None.");
+      F.fillTable(byId("sections-table"), sections, F.t("None."));
     }, function (err) { F.showError("settings", err.message); });
   }
 

@@ -27,7 +27,7 @@
     var cell = F.el("td");
     // A link only for http(s) URLs; anything else (a path into docs/) is shown as text.
     if (url && /^https?:\/\//.test(url)) {
-      var a = F.el("a", "", "runbook");
+      var a = F.el("a", "", F.t("runbook"));
       a.href = url;
       a.rel = "noopener noreferrer";
       cell.appendChild(a);
@@ -73,11 +73,11 @@
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
       td(tr, a.annotations.summary || "");
       runbook(tr, a.annotations.runbook_url);
-      var silence = F.el("a", "btn btn-quiet silence-link", "Silence");
+      var silence = F.el("a", "btn btn-quiet silence-link", F.t("Silence"));
       silence.href = silenceURL(a.labels);
       td(tr, "").appendChild(silence);
       return tr;
-    }), "No firing or pending alerts.");
+    }), F.t("No firing or pending alerts."));
     var resolved = history.transitions.filter(function (t) {
       return t.state === "resolved" && shown(t.labels, pairs);
     });
@@ -88,7 +88,7 @@
       td(tr, t.value === null ? "—" : F.fmtNumber(t.value)).className = "num";
       td(tr, F.fmtAgo(t.ts)).title = F.fmtDateTime(t.ts);
       return tr;
-    }), "Nothing resolved in the last 24 hours.");
+    }), F.t("Nothing resolved in the last 24 hours."));
     var rules = [];
     data.groups.forEach(function (g) {
       g.rules.forEach(function (r) {
@@ -110,7 +110,7 @@
     var errors = document.getElementById("rule-errors");
     errors.textContent = "";
     (data.fileErrors || []).forEach(function (e) {
-      errors.appendChild(F.el("div", "error-line", "Rule file refused (its previous rules keep running): " + e.error));
+      errors.appendChild(F.el("div", "error-line", F.t("Rule file refused (its previous rules keep running): ") + e.error));
     });
     errors.hidden = !(data.fileErrors || []).length;
   }

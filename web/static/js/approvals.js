@@ -4,6 +4,7 @@
  * the page's _xsrf token; the page is reloaded with the new state. */
 (function () {
   "use strict";
+  var F = window.Fleetdeck;
   var form = document.getElementById("approval-form");
   if (!form) return;
   var id = form.getAttribute("data-deploy-id");
@@ -11,7 +12,7 @@
 
   function decide(verb) {
     var what = form.getAttribute("data-what");
-    if (!window.confirm((verb === "approve" ? "Approve " : "Reject ") + what + "?")) return;
+    if (!window.confirm(verb === "approve" ? F.t("Approve {what}?", { what: what }) : F.t("Reject {what}?", { what: what }))) return;
     var buttons = form.querySelectorAll("button");
     Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
     var reason = document.getElementById("approval-reason").value;

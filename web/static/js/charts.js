@@ -141,7 +141,7 @@
       c.dataset.built = "1";
       c.textContent = "";
       c.setAttribute("role", "group");
-      c.setAttribute("aria-label", "Time range");
+      c.setAttribute("aria-label", F.t("Time range"));
       self.presets.forEach(function (p) {
         var b = F.el("button", "btn range-btn", p[1]);
         b.type = "button";
@@ -149,11 +149,11 @@
         b.addEventListener("click", function () { self.set("now-" + durationText(p[0]), "now"); });
         c.appendChild(b);
       });
-      var custom = F.el("button", "btn range-custom-btn", "Custom");
+      var custom = F.el("button", "btn range-custom-btn", F.t("Custom"));
       custom.type = "button";
       custom.id = "range-custom-toggle";
       c.appendChild(custom);
-      var reset = F.el("button", "btn btn-primary", "Reset zoom");
+      var reset = F.el("button", "btn btn-primary", F.t("Reset zoom"));
       reset.type = "button";
       reset.id = "zoom-reset";
       reset.addEventListener("click", function () { self.reset(); });
@@ -168,20 +168,20 @@
       var from = F.el("input");
       from.type = "text";
       from.id = "range-from";
-      from.setAttribute("aria-label", "From");
-      from.placeholder = "now-2h or 2026-01-31 08:00";
+      from.setAttribute("aria-label", F.t("From"));
+      from.placeholder = F.t("now-2h or 2026-01-31 08:00");
       var to = F.el("input");
       to.type = "text";
       to.id = "range-to";
-      to.setAttribute("aria-label", "To");
+      to.setAttribute("aria-label", F.t("To"));
       to.placeholder = "now";
-      var apply = F.el("button", "btn btn-primary", "Apply");
+      var apply = F.el("button", "btn btn-primary", F.t("Apply"));
       apply.type = "submit";
       var msg = F.el("span", "range-form-error", "");
       msg.id = "range-form-error";
-      form.appendChild(F.el("label", "", "From"));
+      form.appendChild(F.el("label", "", F.t("From")));
       form.appendChild(from);
-      form.appendChild(F.el("label", "", "To"));
+      form.appendChild(F.el("label", "", F.t("To")));
       form.appendChild(to);
       form.appendChild(apply);
       form.appendChild(msg);
@@ -197,7 +197,7 @@
         e.preventDefault();
         var f = self.canonical(from.value), t = self.canonical(to.value);
         if (f === null || t === null || !self.set(f, t)) {
-          msg.textContent = "Use now, now-15m, now-2h, … or YYYY-MM-DD HH:MM; From must be before To.";
+          msg.textContent = F.t("Use now, now-15m, now-2h, … or YYYY-MM-DD HH:MM; From must be before To.");
           return;
         }
         msg.textContent = "";
@@ -300,7 +300,7 @@
   var charts = []; // every TimeChart of the page, for theme and zone changes
 
   // TimeChart(container, {unit, height, style: fn(key, i) -> {stroke, fill, width, dash, show},
-  //   range: TimeRange, empty: "text when there is no data"})
+  //   range: TimeRange, empty: "text when there is no data", seriesName: fn(key) -> legend text})
   // draw(keys, seriesMaps, window, maxGap): series Maps of ts seconds -> value.
   function TimeChart(container, opts) {
     this.container = container;
@@ -309,14 +309,14 @@
     this.keySig = "";
     this.status = container.querySelector(".chart-empty");
     if (!this.status) {
-      this.status = F.el("p", "chart-empty", "Loading…");
+      this.status = F.el("p", "chart-empty", F.t("Loading…"));
       container.appendChild(this.status);
     }
     this.win = { start: 0, end: 1 };
     this.data = null;
     this.keys = [];
     this.hooks = opts.hooks || [];
-    container.title = "Drag to zoom every chart, double-click to reset";
+    container.title = F.t("Drag to zoom every chart, double-click to reset");
     charts.push(this);
     var self = this;
     if (window.ResizeObserver) {
@@ -346,13 +346,13 @@
     var opts = self.opts;
     var fmt = FORMATS[opts.unit] || F.fmtNumber;
     var series = [{
-      label: "Time",
-      value: function (u, v) { return v == null ? "latest" : F.fmtDateTime(v); },
+      label: F.t("Time"),
+      value: function (u, v) { return v == null ? F.t("latest") : F.fmtDateTime(v); },
     }];
     keys.forEach(function (key, i) {
       var st = opts.style ? opts.style(key, i) || {} : {};
       series.push({
-        label: key,
+        label: opts.seriesName ? opts.seriesName(key) : key,
         stroke: st.stroke || PALETTE[i % PALETTE.length],
         fill: st.fill,
         width: st.width || 1.5,
@@ -448,7 +448,7 @@
     this.container.dataset.xmin = String(Math.round(win.start));
     this.container.dataset.xmax = String(Math.round(win.end));
     if (!keys.length) {
-      this.message(this.opts.empty || "No data in this range.");
+      this.message(this.opts.empty || F.t("No data in this range."));
       return;
     }
     if (!this.plot) {
@@ -457,7 +457,7 @@
     } else {
       this.plot.setData(data, true);
     }
-    this.message(n === 0 ? (this.opts.empty || "No data in this range.") : "");
+    this.message(n === 0 ? (this.opts.empty || F.t("No data in this range.")) : "");
   };
 
   TimeChart.prototype.redraw = function () {

@@ -6,6 +6,9 @@
 (function () {
   "use strict";
 
+  // The translation of English text in the page's language (js/prefs.js, console/i18n.py).
+  function t(text, params) { return window.FleetdeckPrefs.t(text, params); }
+
   // ---------------------------------------------------------------- errors
 
   // One banner (#error) shared by all sources; each source reports under its
@@ -67,7 +70,7 @@
       }
       var fail = function (code, message) {
         var text = "HTTP " + resp.status + " " + code + ": " + message;
-        if (resp.status === 401) text += " — your session may have expired; reload the page to log in again.";
+        if (resp.status === 401) text += t(" — your session may have expired; reload the page to log in again.");
         throw ApiError(resp.status, code, text);
       };
       if (!isJSON) return fail("http_error", resp.statusText || "request failed");
@@ -127,9 +130,17 @@
     return typeof v === "number" && isFinite(v);
   }
 
+  // Numbers in the page's language (Intl.NumberFormat; en and zh-CN both write 12.5),
+  // without thousands separators, as the charts' axes write them.
+  var numberFormats = {};
+
   function trimFixed(v, digits) {
     // 12.50 -> "12.5", 3.00 -> "3"
-    return Number(v.toFixed(digits)).toString();
+    if (!window.Intl) return Number(v.toFixed(digits)).toString();
+    if (!numberFormats[digits]) {
+      numberFormats[digits] = new Intl.NumberFormat(window.FleetdeckPrefs.lang(), { maximumFractionDigits: digits, useGrouping: false });
+    }
+    return numberFormats[digits].format(Number(v.toFixed(digits)) + 0);  // + 0: -0 is written "0"
   }
 
   var IEC = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -173,12 +184,12 @@
 
   // seconds ago -> "5 s ago", "3 min ago", "2 h ago", "4 d ago"
   function fmtAgo(unixSeconds, nowMs) {
-    if (!isNum(unixSeconds)) return "never";
+    if (!isNum(unixSeconds)) return t("never");
     var s = Math.max(0, Math.round((nowMs === undefined ? Date.now() : nowMs) / 1000 - unixSeconds));
-    if (s < 120) return s + " s ago";
-    if (s < 7200) return Math.round(s / 60) + " min ago";
-    if (s < 172800) return Math.round(s / 3600) + " h ago";
-    return Math.round(s / 86400) + " d ago";
+    if (s < 120) return t("{n} s ago", { n: s });
+    if (s < 7200) return t("{n} min ago", { n: Math.round(s / 60) });
+    if (s < 172800) return t("{n} h ago", { n: Math.round(s / 3600) });
+    return t("{n} d ago", { n: Math.round(s / 86400) });
   }
 
   // The one time format of every page ("2026-11-29 14:05:09", " UTC" appended when the
@@ -338,7 +349,7 @@
         return;
       }
       if (frame && frame.error) {
-        showError("live", "Live updates: " + (frame.error.code || "error") + ": " + (frame.error.message || ""));
+        showError("live", t("Live updates: ") + (frame.error.code || "error") + ": " + (frame.error.message || ""));
         return;
       }
       if (frame && typeof frame.topic === "string") self.onFrame(frame);
@@ -351,7 +362,7 @@
       if (ev && ev.code === 4401) {
         // The server closed it because the credential changed (logout, revocation,
         // disable, new role); a reconnect succeeds only if it is still valid.
-        showError("live", "Live updates stopped: your session or token changed. Reload the page or log in again.");
+        showError("live", t("Live updates stopped: your session or token changed. Reload the page or log in again."));
       }
       self.scheduleReconnect();
     };
@@ -367,7 +378,7 @@
     self.attempt = Math.min(self.attempt + 1, 10);
     var delay = base / 2 + Math.random() * (base / 2);
     if (self.attempt >= 3) {
-      showError("live", "Live updates disconnected — retrying in " + Math.round(delay / 1000) + " s.");
+      showError("live", t("Live updates disconnected — retrying in {n} s.", { n: Math.round(delay / 1000) }));
     }
     self.timer = window.setTimeout(function () { self.connect(); }, delay);
   };
@@ -395,6 +406,7 @@
 
   window.Fleetdeck = {
     showError: showError,
+    t: t,
     clearError: clearError,
     fetchJSON: fetchJSON,
     sendJSON: sendJSON,

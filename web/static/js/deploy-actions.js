@@ -27,7 +27,7 @@
     byId("confirm-title").textContent = opts.title;
     byId("confirm-message").textContent = opts.message;
     yes.textContent = opts.yes;
-    no.textContent = opts.no || "Go back";
+    no.textContent = opts.no || F.t("Go back");
     showIn(error, "");
     yes.disabled = no.disabled = false;
     yes.onclick = function () {
@@ -102,11 +102,11 @@
     var dialog = byId("deploy-dialog");
     form = { mode: mode, app: app, current: current || "", environment: environment, environments: environments };
     var rollback = mode === "rollback";
-    byId("deploy-dialog-title").textContent = (rollback ? "Roll back " : "Deploy ") + app;
-    byId("deploy-dialog-note").textContent = current ? "Now serving " + current + "." : "Nothing deployed yet.";
+    byId("deploy-dialog-title").textContent = rollback ? F.t("Roll back {app}", { app: app }) : F.t("Deploy {app}", { app: app });
+    byId("deploy-dialog-note").textContent = current ? F.t("Now serving {version}.", { version: current }) : F.t("Nothing deployed yet.");
     byId("deploy-version-field").hidden = rollback;
     byId("rollback-version-field").hidden = !rollback;
-    byId("deploy-dialog-submit").textContent = rollback ? "Roll back…" : "Deploy…";
+    byId("deploy-dialog-submit").textContent = rollback ? F.t("Roll back…") : F.t("Deploy…");
     byId("deploy-version").value = "";
     byId("deploy-reason").value = "";
     showIn(byId("deploy-dialog-error"), "");
@@ -119,11 +119,11 @@
       found.filter(function (v) { return !rollback || v !== current; }).forEach(function (v) {
         var option = document.createElement("option");
         option.value = v;
-        option.textContent = v === current ? v + " (current)" : v;
+        option.textContent = v === current ? F.t("{version} (current)", { version: v }) : v;
         list.appendChild(option);
       });
       if (rollback) {
-        if (!list.options.length) showIn(byId("deploy-dialog-error"), "No earlier version of " + app + " succeeded.");
+        if (!list.options.length) showIn(byId("deploy-dialog-error"), F.t("No earlier version of {app} succeeded.", { app: app }));
         byId("deploy-dialog-submit").disabled = !list.options.length;
       }
     }, function (err) { showIn(byId("deploy-dialog-error"), err.message); });
@@ -137,18 +137,19 @@
     var version = (rollback ? byId("rollback-version").value : byId("deploy-version").value).trim();
     var reason = byId("deploy-reason").value;
     if (!version) {
-      showIn(byId("deploy-dialog-error"), rollback ? "Pick a version." : "Type or pick a version.");
+      showIn(byId("deploy-dialog-error"), rollback ? F.t("Pick a version.") : F.t("Type or pick a version."));
       return;
     }
     showIn(byId("deploy-dialog-error"), "");
-    var from = f.current ? " (now " + f.current + ")" : "";
+    var from = f.current ? F.t(" (now {version})", { version: f.current }) : "";
     var where = f.environment ? f.app + " (" + f.environment + ")" : f.app;
     var body = rollback ? { to: version, reason: reason } : { version: version, reason: reason };
     if (f.environment) body.environment = f.environment;
     confirmAction({
-      title: rollback ? "Roll back " + where + "?" : "Deploy " + where + "?",
-      message: (rollback ? "Roll back " : "Deploy ") + where + " to " + version + from + ".",
-      yes: (rollback ? "Roll back to " : "Deploy ") + version,
+      title: rollback ? F.t("Roll back {app}?", { app: where }) : F.t("Deploy {app}?", { app: where }),
+      message: (rollback ? F.t("Roll back {app} to {version}", { app: where, version: version })
+        : F.t("Deploy {app} to {version}", { app: where, version: version })) + from + ".",
+      yes: rollback ? F.t("Roll back to {version}", { version: version }) : F.t("Deploy {version}", { version: version }),
       action: function () { return post(appUrl(f.app, rollback ? "rollback" : "deploys"), body); },
       done: function (deploy) {
         byId("deploy-dialog").close();
@@ -164,7 +165,7 @@
       message: "Cancel " + (d.kind || "deploy") + " #" + d.id + " of " + d.app + " to " + d.version + " (" + d.state +
         "). " + (d.state === "running" ? "It stops and rolls back what it changed." : "It will not start."),
       yes: "Cancel #" + d.id,
-      no: "Keep it",
+      no: F.t("Keep it"),
       action: function () { return post("/api/v1/deploys/" + encodeURIComponent(d.id) + "/cancel", {}); },
       done: done,
     });

@@ -29,9 +29,9 @@
       var environment = rollbackForm.getAttribute("data-environment");
       if (environment) body.environment = environment;  // an environment's deploy rolls back there
       window.FleetdeckDeploy.confirm({
-        title: "Roll back " + app + "?",
-        message: "Roll back " + app + " to " + to + ", the version deploy #" + id + " replaced.",
-        yes: "Roll back to " + to,
+        title: F.t("Roll back {app}?", { app: app }),
+        message: F.t("Roll back {app} to {version}, the version deploy #{id} replaced.", { app: app, version: to, id: id }),
+        yes: F.t("Roll back to {version}", { version: to }),
         action: function () {
           return window.FleetdeckDeploy.post("/api/v1/apps/" + encodeURIComponent(app) + "/rollback", body);
         },
@@ -85,7 +85,7 @@
     var state = byId("deploy-state");
     state.textContent = d.state;
     state.className = "badge state-" + d.state;
-    byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? "running…" : "—") : d.duration_s.toFixed(1) + " s";
+    byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? F.t("running…") : "—") : d.duration_s.toFixed(1) + " s";
     var err = byId("deploy-error");
     err.textContent = d.error || "";
     err.hidden = !d.error;
@@ -103,7 +103,7 @@
     });
     if (FINAL[d.state]) {
       finished = true;
-      byId("live-status").textContent = "finished";
+      byId("live-status").textContent = F.t("finished");
       if (socket) socket.stop();
     }
   }
@@ -141,7 +141,7 @@
       topics: function () { return finished ? [] : ["deploy:" + id]; },
       onState: function (state) {
         if (finished) return;
-        byId("live-status").textContent = state === "open" ? "live" : "reconnecting…";
+        byId("live-status").textContent = state === "open" ? F.t("live") : F.t("reconnecting…");
         if (state === "open") catchUp();  // whatever happened while the socket was down
       },
       onFrame: function (frame) {

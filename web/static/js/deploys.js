@@ -62,15 +62,15 @@
     var t = a.target || {};
     if (a.driver === "ssh") {
       var b = t.batches || {};
-      var how = b.type === "fixed" ? "batches of " + b.size : b.type === "percent" ? "batches of " + b.size + "%" : "serial";
+      var how = b.type === "fixed" ? F.t("batches of {n}", { n: b.size }) : b.type === "percent" ? F.t("batches of {n}", { n: b.size + "%" }) : F.t("serial");
       return { where: (t.deploy_to || "?") + " on " + (t.hosts || []).join(", "), how: how };
     }
     if (a.driver === "kubernetes") {
       var ns = t.namespace || "";
       var where = ns && ns.charAt(0) !== "(" ? ns + "/" + t.deployment : t.deployment + " (context namespace)";
-      return { where: where + " (" + t.image + ")", how: "the Deployment's rollout" };
+      return { where: where + " (" + t.image + ")", how: F.t("the Deployment's rollout") };
     }
-    return { where: (t.image || "?") + " (" + t.replicas + " replicas)", how: (a.strategy || {}).type || "—" };
+    return { where: (t.image || "?") + " (" + F.t("{n} replicas", { n: t.replicas }) + ")", how: (a.strategy || {}).type || "—" };
   }
 
   function button(label, className, onClick) {
@@ -88,12 +88,12 @@
     var envs = a.environments && Object.keys(a.environments).length ? a.environments : null;
     var served = envs ? Object.keys(envs).some(function (n) { return envs[n].current; }) : !!current;
     td.className = "deploy-row-actions";
-    td.appendChild(button("Deploy…", "deploy-app", function () { D.openDeploy(a.name, current, envs); }));
+    td.appendChild(button(F.t("Deploy…"), "deploy-app", function () { D.openDeploy(a.name, current, envs); }));
     if (served) {
-      td.appendChild(button("Roll back…", "rollback-app", function () { D.openRollback(a.name, current, envs); }));
+      td.appendChild(button(F.t("Roll back…"), "rollback-app", function () { D.openRollback(a.name, current, envs); }));
     }
     if (a.active) {
-      td.appendChild(button("Cancel #" + a.active.id + "…", "cancel-active", function () {
+      td.appendChild(button(F.t("Cancel #{id}…", { id: a.active.id }), "cancel-active", function () {
         D.cancel(Object.assign({ app: a.name }, a.active), function () { refresh(true); });
       }));
     }
@@ -117,7 +117,7 @@
         if (deployable.indexOf(a.name) !== -1) actions(td, a);
       }
       return tr;
-    }), "No apps configured (see docs/deploys.md).");
+    }), F.t("No apps configured (see docs/deploys.md)."));
   }
 
   function renderDeploys(result) {
@@ -133,7 +133,7 @@
       cell(tr, duration(d.duration_s)).className = "nowrap";
       cell(tr, d.reason || "");
       return tr;
-    }), "No deploys yet.");
+    }), F.t("No deploys yet."));
   }
 
   function refresh(force) {

@@ -34,7 +34,7 @@
     defaultFrom: "now-1h",
     onChange: function () { run(); },
   });
-  var chart = new F.TimeChart(chartBox, { unit: "number", range: range, empty: "No series in this range." });
+  var chart = new F.TimeChart(chartBox, { unit: "number", range: range, empty: F.t("No series in this range.") });
 
   // ------------------------------------------------------------ Prometheus API
 
@@ -123,12 +123,12 @@
     var nameInput = F.el("input", "filter-name");
     nameInput.type = "text";
     nameInput.setAttribute("list", "label-names");
-    nameInput.setAttribute("aria-label", "Label");
+    nameInput.setAttribute("aria-label", F.t("Label"));
     nameInput.placeholder = "label";
     nameInput.spellcheck = false;
     nameInput.value = name || "";
     var opSelect = F.el("select", "filter-op");
-    opSelect.setAttribute("aria-label", "Operator");
+    opSelect.setAttribute("aria-label", F.t("Operator"));
     ["=", "!=", "=~", "!~"].forEach(function (o) {
       var opt = F.el("option", "", o);
       opt.value = o;
@@ -138,13 +138,13 @@
     var valueInput = F.el("input", "filter-value");
     valueInput.type = "text";
     valueInput.setAttribute("list", id);
-    valueInput.setAttribute("aria-label", "Value");
+    valueInput.setAttribute("aria-label", F.t("Value"));
     valueInput.placeholder = "value";
     valueInput.spellcheck = false;
     valueInput.value = value || "";
     var values = document.createElement("datalist");
     values.id = id;
-    var remove = F.el("button", "btn btn-quiet filter-remove", "Remove");
+    var remove = F.el("button", "btn btn-quiet filter-remove", F.t("Remove"));
     remove.type = "button";
     remove.addEventListener("click", function () {
       row.remove();
@@ -160,7 +160,7 @@
       prom("label/" + encodeURIComponent(label) + "/values", q).then(function (vals) {
         fillDatalist(id, vals);
         F.clearError("explore-values");
-      }).catch(function (err) { F.showError("explore-values", "Label values — " + err.message); });
+      }).catch(function (err) { F.showError("explore-values", F.t("Label values — ") + err.message); });
     }
     nameInput.addEventListener("change", function () { suggest(); rebuild(); });
     valueInput.addEventListener("focus", suggest);
@@ -181,7 +181,7 @@
       fillDatalist("metric-names", names);
       metricInput.dataset.names = String(names.length);
       F.clearError("explore-names");
-    }).catch(function (err) { F.showError("explore-names", "Metric names — " + err.message); });
+    }).catch(function (err) { F.showError("explore-names", F.t("Metric names — ") + err.message); });
   }
 
   function loadLabelNames() {
@@ -190,7 +190,7 @@
     prom("labels", q).then(function (names) {
       fillDatalist("label-names", names.filter(function (n) { return n !== "__name__"; }));
       F.clearError("explore-labels");
-    }).catch(function (err) { F.showError("explore-labels", "Label names — " + err.message); });
+    }).catch(function (err) { F.showError("explore-labels", F.t("Label names — ") + err.message); });
   }
 
   // A builder change rewrites the PromQL box and runs it.
@@ -279,7 +279,7 @@
       F.td(tr, last ? F.fmtDateTime(last[0]) : "—").className = "nowrap";
       return tr;
     });
-    F.fillTable(table, rows, "No series in this range.");
+    F.fillTable(table, rows, F.t("No series in this range."));
   }
 
   function run() {
@@ -293,15 +293,15 @@
     var w = range.window();
     var step = stepFor(w.end - w.start);
     var start = Math.floor(w.start / step) * step;
-    status.textContent = "Running…";
+    status.textContent = F.t("Running…");
     prom("query_range", F.query({ query: expr, start: start, end: Math.ceil(w.end), step: step })).then(function (data) {
       if (gen !== generation) return;
       if (data.resultType !== "matrix") throw new Error("expected a matrix, got " + data.resultType);
       var res = { query: expr, result: data.result, step: step, window: { start: w.start, end: w.end } };
       lastResult = res;
       var n = res.result.length;
-      status.textContent = n + " series"
-        + (n > MAX_SERIES_DRAWN ? " (the chart draws the first " + MAX_SERIES_DRAWN + ")" : "") + " · step " + step + " s";
+      status.textContent = F.t("{n} series", { n: n })
+        + (n > MAX_SERIES_DRAWN ? F.t(" (the chart draws the first {n})", { n: MAX_SERIES_DRAWN }) : "") + F.t(" · step {n} s", { n: step });
       status.dataset.series = String(n);
       drawTable(res);
       if (view === "chart") drawChart(res);
@@ -309,7 +309,7 @@
     }).catch(function (err) {
       if (gen !== generation) return;
       status.textContent = "";
-      F.showError("explore-query", "Query failed — " + err.message);
+      F.showError("explore-query", F.t("Query failed — ") + err.message);
     });
   }
 

@@ -23,6 +23,33 @@
   };
   var CPU_ORDER = ["user", "system", "iowait", "nice", "irq", "softirq", "steal", "guest", "guest_nice", "idle"];
 
+  // Legend names in the page's language. Series keys stay English: they index the
+  // charts' styles, orders and derived series; only the legend shows these names.
+  var SERIES_NAMES = {
+    "Used": F.t("Used"), "Total": F.t("Total"), "Available": F.t("Available"), "Cached": F.t("Cached"),
+    "Buffers": F.t("Buffers"), "Free": F.t("Free"), "Shared": F.t("Shared"),
+    "1 min": F.t("1 min"), "5 min": F.t("5 min"), "15 min": F.t("15 min"),
+    "read": F.t("read"), "write": F.t("write"), "receive": F.t("receive"), "transmit": F.t("transmit"),
+    "running": F.t("running"), "blocked": F.t("blocked"), "context switches/s": F.t("context switches/s"),
+    "interrupts/s": F.t("interrupts/s"), "forks/s": F.t("forks/s"),
+  };
+  // Keys "<prefix><device or mount>": the prefix is translated, the name kept.
+  var SERIES_PREFIXES = [
+    ["receive errors ", F.t("receive errors")], ["transmit errors ", F.t("transmit errors")],
+    ["receive drops ", F.t("receive drops")], ["transmit drops ", F.t("transmit drops")],
+    ["reads/s ", F.t("reads/s")], ["writes/s ", F.t("writes/s")], ["read ", F.t("read")], ["write ", F.t("write")],
+    ["receive ", F.t("receive")], ["transmit ", F.t("transmit")],
+  ];
+
+  function seriesName(key) {
+    if (Object.prototype.hasOwnProperty.call(SERIES_NAMES, key)) return SERIES_NAMES[key];
+    for (var i = 0; i < SERIES_PREFIXES.length; i++) {
+      var p = SERIES_PREFIXES[i];
+      if (key.indexOf(p[0]) === 0) return p[1] + " " + key.slice(p[0].length);
+    }
+    return key;
+  }
+
   function q(metric, fn, extra) {
     var p = { metric: metric, host: HOST, fn: fn };
     if (extra) Object.keys(extra).forEach(function (k) { p[k] = extra[k]; });
@@ -236,7 +263,7 @@
         { params: q("node_pressure_io_stalled_seconds_total", "rate"), key: "io full" },
       ],
       order: ["cpu some", "memory some", "memory full", "io some", "io full"],
-      empty: "This host reports no pressure stall information (Linux 4.20+ with PSI enabled).",
+      empty: F.t("This host reports no pressure stall information (Linux 4.20+ with PSI enabled)."),
     },
   ];
 
@@ -289,7 +316,7 @@
       container: container,
       section: section,
       tc: new F.TimeChart(container, {
-        unit: spec.unit, style: spec.style, range: range, empty: spec.empty || "No data for " + HOST + " in this range.",
+        unit: spec.unit, style: spec.style, range: range, seriesName: seriesName, empty: spec.empty || F.t("No data for {host} in this range.", { host: HOST }),
         hooks: [drawMaintenanceSpans, drawDeployMarks, drawAlertSpans],
       }),
       store: new Map(), // series key -> Map(ts_ms -> value)
@@ -459,13 +486,13 @@
       rows.push(tr);
     });
     rows.sort(function (a, b) { return a.dataset.mount.localeCompare(b.dataset.mount); });
-    F.fillTable(table, rows, "No filesystems reported in this range.");
+    F.fillTable(table, rows, F.t("No filesystems reported in this range."));
   }
 
   // ------------------------------------------------------------ loading
 
   function reportChart(chart, err) {
-    if (err) F.showError(chart.spec.id, chart.spec.title + " chart — " + err.message);
+    if (err) F.showError(chart.spec.id, F.t("{title} chart — ", { title: chart.spec.title }) + err.message);
     else F.clearError(chart.spec.id);
   }
 
@@ -607,13 +634,13 @@
         return { ts: d.started_at || d.created_at, state: d.state, label: d.app + " " + d.version };
       });
       root.dataset.deployMarkers = String(deployMarks.length);
-      root.title = deployMarks.length ? "Deploys: " + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
+      root.title = deployMarks.length ? F.t("Deploys: ") + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
       deployMarksFailed = false;
       F.clearError("deploy-markers");
     }).catch(function (err) {
       deployMarksFailed = true;  // tried again with the next chart update, which clears the banner
-      F.showError("deploy-markers", "Deploy markers — " + err.message);
+      F.showError("deploy-markers", F.t("Deploy markers — ") + err.message);
     });
   }
   var deployMarksFailed = false;
@@ -683,7 +710,7 @@
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
       F.clearError("alert-spans");
     }).catch(function (err) {
-      F.showError("alert-spans", "Alert markers — " + err.message);
+      F.showError("alert-spans", F.t("Alert markers — ") + err.message);
     });
   }
 
@@ -720,7 +747,7 @@
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
       F.clearError("maintenance-spans");
     }).catch(function (err) {
-      F.showError("maintenance-spans", "Maintenance windows — " + err.message);
+      F.showError("maintenance-spans", F.t("Maintenance windows — ") + err.message);
     });
   }
 
@@ -755,7 +782,7 @@
       badge.className = "badge unknown";
       F.setText(badge, "UNKNOWN");
       F.setText("host-agent", "—");
-      F.setText("host-last-seen", "never");
+      F.setText("host-last-seen", F.t("never"));
       return;
     }
     var up = hostInfo.up === true;
@@ -769,7 +796,7 @@
   function renderLastSeen() {
     var node = document.getElementById("host-last-seen");
     if (!hostInfo || !F.isNum(hostInfo.last_seen)) {
-      F.setText(node, "never");
+      F.setText(node, F.t("never"));
       return;
     }
     F.setText(node, F.fmtAgo(hostInfo.last_seen));
@@ -785,7 +812,7 @@
       renderHeader();
       F.clearError("host");
     }).catch(function (err) {
-      F.showError("host", "Could not load host status — " + err.message);
+      F.showError("host", F.t("Could not load host status — ") + err.message);
     }).then(function () {
       headerBusy = false;
     });
@@ -808,7 +835,7 @@
       loadHeader();
     },
     onState: function (s) {
-      F.setText("live-status", s === "open" ? "connected" : s === "closed" ? "reconnecting…" : "connecting…");
+      F.setText("live-status", s === "open" ? F.t("connected") : s === "closed" ? F.t("reconnecting…") : F.t("connecting…"));
       var node = document.getElementById("live-status");
       if (node) node.className = "live-" + s;
       if (s === "closed") wasClosed = true;

@@ -101,7 +101,7 @@
   function search(append) {
     var params = Object.assign({}, state.params);
     if (append) params.cursor = state.next;
-    $("log-status").textContent = "Searching…";
+    $("log-status").textContent = F.t("Searching…");
     return F.fetchJSON("/api/v1/logs?" + F.query(params)).then(function (body) {
       F.clearError("logs");
       var list = $("log-lines");
@@ -118,7 +118,7 @@
       state.next = body.next;
       $("log-more").hidden = !body.next;
       updateCount();
-      $("log-status").textContent = list.children.length + " line(s)" + (body.next ? ", more available" : "");
+      $("log-status").textContent = F.t("{n} line(s)", { n: list.children.length }) + (body.next ? F.t(", more available") : "");
     }, function (err) {
       F.showError("logs", err.message);
       $("log-status").textContent = "";

@@ -8,17 +8,17 @@
   var td = F.td;
 
   function duration(seconds) {
-    if (seconds % 3600 === 0) return seconds / 3600 + " h";
-    if (seconds % 60 === 0) return seconds / 60 + " min";
-    return seconds + " s";
+    if (seconds % 3600 === 0) return F.t("{n} h", { n: seconds / 3600 });
+    if (seconds % 60 === 0) return F.t("{n} min", { n: seconds / 60 });
+    return F.t("{n} s", { n: seconds });
   }
 
   function scope(w) {
     var parts = [];
     w.matchers.forEach(function (m) { parts.push(m); });
-    if (w.hosts.length) parts.push("hosts: " + w.hosts.join(", "));
-    if (w.apps.length) parts.push("apps: " + w.apps.join(", "));
-    if (w.environments.length) parts.push("environments: " + w.environments.join(", "));
+    if (w.hosts.length) parts.push(F.t("hosts: ") + w.hosts.join(", "));
+    if (w.apps.length) parts.push(F.t("apps: ") + w.apps.join(", "));
+    if (w.environments.length) parts.push(F.t("environments: ") + w.environments.join(", "));
     return parts.join("; ");
   }
 
@@ -27,7 +27,7 @@
       var tr = F.el("tr");
       tr.dataset.window = w.name;
       td(tr, w.name);
-      var state = td(tr, w.active ? "open" : w.next ? "scheduled" : "ended");
+      var state = td(tr, w.active ? F.t("open") : w.next ? F.t("scheduled") : F.t("ended"));
       state.className = w.active ? "state-firing" : "";
       td(tr, w.next ? w.next.start_local + " → " + w.next.end_local : "—");
       td(tr, duration(w.duration));
@@ -37,7 +37,7 @@
       td(tr, w.comment);
       return tr;
     });
-    F.fillTable(document.getElementById("windows-table"), rows, "No maintenance windows.");
+    F.fillTable(document.getElementById("windows-table"), rows, F.t("No maintenance windows."));
   }
 
   function load() {

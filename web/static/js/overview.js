@@ -57,12 +57,12 @@
     head.appendChild(badge);
 
     var metrics = F.el("div", "host-metrics");
-    var cpu = metricRow("CPU", "cpu");
-    var mem = metricRow("Memory", "memory");
-    var disk = metricRow("Disk (worst)", "disk");
+    var cpu = metricRow(F.t("CPU"), "cpu");
+    var mem = metricRow(F.t("Memory"), "memory");
+    var disk = metricRow(F.t("Disk (worst)"), "disk");
     [cpu, mem, disk].forEach(function (m) { metrics.appendChild(m.row); });
     var loadRow = F.el("div", "metric-row metric-row-plain");
-    loadRow.appendChild(F.el("span", "metric-label", "Load 1m"));
+    loadRow.appendChild(F.el("span", "metric-label", F.t("Load 1m")));
     var loadValue = F.el("span", "metric-value", "—");
     loadRow.appendChild(loadValue);
     metrics.appendChild(loadRow);
@@ -123,15 +123,15 @@
     node.className = "agent-health " + status;
     // A down host's health is "unknown" with why (console/query/service.py): never "healthy".
     var problems = (health && health.problems) || [];
-    var text = status === "ok" ? "Agent healthy"
-      : problems.length ? "Agent: " + problems.join("; ") : "Agent health unknown";
+    var text = status === "ok" ? F.t("Agent healthy")
+      : problems.length ? F.t("Agent: ") + problems.join("; ") : F.t("Agent health unknown");
     F.setText(node, text);
     var details = [];
-    if (health && F.isNum(health.batches_queued)) details.push("queued batches: " + health.batches_queued);
-    if (health && F.isNum(health.spool_bytes)) details.push("spool: " + F.fmtBytes(health.spool_bytes));
+    if (health && F.isNum(health.batches_queued)) details.push(F.t("queued batches: ") + health.batches_queued);
+    if (health && F.isNum(health.spool_bytes)) details.push(F.t("spool: ") + F.fmtBytes(health.spool_bytes));
     if (health && health.send_errors) {
       Object.keys(health.send_errors).forEach(function (code) {
-        details.push("send errors " + code + ": " + health.send_errors[code]);
+        details.push(F.t("send errors {code}: ", { code: code }) + health.send_errors[code]);
       });
     }
     node.title = details.join("\n");
@@ -139,7 +139,7 @@
 
   function renderSeen(card) {
     var h = card.data;
-    var text = h && F.isNum(h.last_seen) ? "last seen " + F.fmtAgo(h.last_seen) : "never seen";
+    var text = h && F.isNum(h.last_seen) ? F.t("last seen {ago}", { ago: F.fmtAgo(h.last_seen) }) : F.t("never seen");
     F.setText(card.refs.seen, text);
     card.refs.seen.title = h && F.isNum(h.last_seen) ? F.fmtDateTime(h.last_seen) : "";
   }
@@ -156,13 +156,13 @@
     setMeter(card.refs.disk, s.disk_max_ratio, F.fmtRatio(s.disk_max_ratio));
     // Which filesystem is the fullest: its mount point beside the ratio.
     var mount = s.disk_max_mountpoint || "";
-    F.setText(card.refs.disk.label, mount ? "Disk " + mount : "Disk (worst)");
-    card.refs.disk.label.title = mount ? "the fullest filesystem, mounted at " + mount : "the fullest filesystem";
+    F.setText(card.refs.disk.label, mount ? F.t("Disk {mount}", { mount: mount }) : F.t("Disk (worst)"));
+    card.refs.disk.label.title = mount ? F.t("the fullest filesystem, mounted at {mount}", { mount: mount }) : F.t("the fullest filesystem");
     F.setText(card.refs.load, F.fmtNumber(s.load1));
-    F.setText(card.refs.version, h.agent_version ? "agent " + h.agent_version : "");
+    F.setText(card.refs.version, h.agent_version ? F.t("agent {version}", { version: h.agent_version }) : "");
     card.root.classList.toggle("has-drift", h.drift === true);
     card.refs.drift.hidden = h.drift !== true;
-    card.refs.drift.title = h.drift ? "differs from the fleet: " + (h.drift_fields || []).join(", ") : "";
+    card.refs.drift.title = h.drift ? F.t("differs from the fleet: ") + (h.drift_fields || []).join(", ") : "";
     card.refs.version.title = h.agent_version || "";
     card.refs.skew.hidden = h.clock_skewed !== true;
     F.setText(card.refs.skew, h.clock_skewed ? "CLOCK " + fmtSkew(h.clock_skew_seconds) : "CLOCK");
@@ -199,13 +199,14 @@
     empty.hidden = hosts.length !== 0;
     grid.hidden = hosts.length === 0;
     var down = hosts.filter(function (h) { return h.up !== true; }).length;
-    F.setText("hosts-count", hosts.length + (hosts.length === 1 ? " host" : " hosts") + (down ? ", " + down + " down" : ""));
-    F.setText("hosts-updated", "· updated " + F.fmtDateTime(Date.now() / 1000));
+    F.setText("hosts-count", (hosts.length === 1 ? F.t("{n} host", { n: 1 }) : F.t("{n} hosts", { n: hosts.length }))
+      + (down ? F.t(", {n} down", { n: down }) : ""));
+    F.setText("hosts-updated", F.t("· updated {time}", { time: F.fmtDateTime(Date.now() / 1000) }));
     grid.setAttribute("aria-busy", "false");
     if (live) live.sendSubscribe(false);
   }
 
-  var DRIFT_NAMES = { agent_version: "agent version", config_hash: "config" };
+  var DRIFT_NAMES = { agent_version: F.t("agent version"), config_hash: F.t("config") };
 
   function renderDrift(hosts) {
     var panel = document.getElementById("drift");
@@ -223,7 +224,7 @@
         var value = field === "agent_version" ? h.agent_version : h.config_hash;
         var expected = (h.drift_baseline || {})[field];
         item.appendChild(F.el("span", "drift-field", (DRIFT_NAMES[field] || field) + " " + value +
-          (expected ? " (group has " + expected + ")" : "")));
+          (expected ? F.t(" (group has {value})", { value: expected }) : "")));
       });
       list.appendChild(item);
     });
@@ -241,7 +242,7 @@
     });
     cards.forEach(function (card, name) {
       var names = (byHost.get(name) || []).sort();
-      F.setText(card.refs.alerts, names.length ? "Firing: " + names.join(", ") : "");
+      F.setText(card.refs.alerts, names.length ? F.t("Firing: ") + names.join(", ") : "");
       card.refs.alerts.hidden = names.length === 0;
       card.root.classList.toggle("has-alerts", names.length > 0);
     });
@@ -267,10 +268,10 @@
         return F.fetchJSON("/prometheus/api/v1/alerts").then(function (doc) {
           renderAlerts(doc.data);
           F.clearError("alerts");
-        }, function (err) { F.showError("alerts", "Could not load alerts — " + err.message); });
+        }, function (err) { F.showError("alerts", F.t("Could not load alerts — ") + err.message); });
       })
       .catch(function (err) {
-        F.showError("hosts", "Could not load hosts — " + err.message);
+        F.showError("hosts", F.t("Could not load hosts — ") + err.message);
       })
       .then(function () {
         inFlight = false;

@@ -9,13 +9,44 @@
  *   setTimeZone(z)     fires "fleetdeck:timezone"
  *   fmtDateTime(s, ms) Unix seconds -> "2026-11-29 14:05:09" (+ ".123" with ms) in the chosen
  *                      zone, " UTC" appended in UTC; the one time format of every page
- *   parseDateTime(t)   "YYYY-MM-DD HH:MM[:SS]" read in the chosen zone -> Unix seconds, or NaN
+ *   parseDateTime(t)   "YYYY-MM-DD HH:MM[:SS]" (or with "/") read in the chosen zone -> Unix seconds, or NaN
+ *   lang()             the page's language, a BCP 47 tag ("en", "zh-CN": <html lang>, chosen by the console)
+ *   setLang(l)         the top bar's language switch: a cookie the console reads, then a reload
+ *   t(text, params)    the translation of English `text` from the page's catalog (console/i18n.py:
+ *                      <script type="application/json" id="fleetdeck-i18n">), `text` itself when
+ *                      missing; "{name}" is replaced by params.name
  * Elements <time data-ts="unix seconds"> are rewritten in that format on load and on a switch.
+ * In a language other than English, dates and times are written by Intl.DateTimeFormat with
+ * the page's language (zh-CN: "2026/11/29 14:05:09").
  */
 (function () {
   "use strict";
   var THEME_KEY = "fleetdeck.theme";
   var TZ_KEY = "fleetdeck.timezone";
+  var LANG_COOKIE = "fleetdeck_lang";  // console/i18n.py
+  var lang = document.documentElement.lang || "en";
+  var catalog = {};
+  try {
+    var block = document.getElementById("fleetdeck-i18n");
+    if (block) catalog = JSON.parse(block.textContent) || {};
+  } catch (e) { catalog = {}; }  // a broken catalog: English rather than no page
+
+  function t(text, params) {
+    var s = Object.prototype.hasOwnProperty.call(catalog, text) ? catalog[text] : text;
+    if (params) {
+      s = s.replace(/\{(\w+)\}/g, function (m, k) {
+        return Object.prototype.hasOwnProperty.call(params, k) ? String(params[k]) : m;
+      });
+    }
+    return s;
+  }
+
+  function setLang(l) {
+    // A year-long cookie, read by the console on every page; the page is rendered again in it.
+    document.cookie = LANG_COOKIE + "=" + encodeURIComponent(l) + "; path=/; max-age=31536000; samesite=lax";
+    window.location.reload();
+  }
+
   var dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
 
   function stored(key) {
@@ -65,10 +96,25 @@
     return s;
   }
 
+  var intlFormats = {};
+
+  function intlDateTime(d, utc, withMs) {
+    var key = (utc ? "u" : "l") + (withMs ? "m" : "");
+    if (!intlFormats[key]) {
+      var opts = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+                   second: "2-digit", hourCycle: "h23" };
+      if (utc) opts.timeZone = "UTC";
+      if (withMs) opts.fractionalSecondDigits = 3;
+      intlFormats[key] = new Intl.DateTimeFormat(lang, opts);
+    }
+    return intlFormats[key].format(d);
+  }
+
   function fmtDateTime(unixSeconds, withMs) {
     if (typeof unixSeconds !== "number" || !isFinite(unixSeconds)) return "";
     var d = new Date(unixSeconds * 1000);
     var utc = zoneChoice === "utc";
+    if (lang !== "en" && window.Intl) return intlDateTime(d, utc, withMs) + (utc ? " UTC" : "");
     var s = (utc ? d.getUTCFullYear() : d.getFullYear()) + "-" + pad((utc ? d.getUTCMonth() : d.getMonth()) + 1)
       + "-" + pad(utc ? d.getUTCDate() : d.getDate()) + " " + pad(utc ? d.getUTCHours() : d.getHours())
       + ":" + pad(utc ? d.getUTCMinutes() : d.getMinutes()) + ":" + pad(utc ? d.getUTCSeconds() : d.getSeconds());
@@ -77,7 +123,7 @@
   }
 
   function parseDateTime(text) {
-    var m = /^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?\s*(UTC|Z)?\s*$/i.exec(String(text));
+    var m = /^\s*(\d{4})[-/](\d{2})[-/](\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?\s*(UTC|Z)?\s*$/i.exec(String(text));
     if (!m) return NaN;
     var parts = [Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6] || 0)];
     if (parts[1] > 11 || parts[2] < 1 || parts[2] > 31 || parts[3] > 23 || parts[4] > 59 || parts[5] > 59) return NaN;
@@ -95,25 +141,27 @@
   // ------------------------------------------------------------ controls in the top bar
 
   function syncControls() {
-    var t = document.getElementById("theme-switch");
-    if (t) {
-      t.textContent = theme() === "dark" ? "Light theme" : "Dark theme";
-      t.setAttribute("aria-pressed", theme() === "light" ? "true" : "false");
-      t.dataset.theme = theme();
+    var themeBtn = document.getElementById("theme-switch");
+    if (themeBtn) {
+      themeBtn.textContent = theme() === "dark" ? t("Light theme") : t("Dark theme");
+      themeBtn.setAttribute("aria-pressed", theme() === "light" ? "true" : "false");
+      themeBtn.dataset.theme = theme();
     }
     var z = document.getElementById("tz-switch");
     if (z) {
-      z.textContent = zoneChoice === "utc" ? "UTC" : "Local time";
-      z.title = zoneChoice === "utc" ? "Times are shown in UTC; switch to local time" : "Times are shown in local time; switch to UTC";
+      z.textContent = zoneChoice === "utc" ? "UTC" : t("Local time");
+      z.title = zoneChoice === "utc" ? t("Times are shown in UTC; switch to local time") : t("Times are shown in local time; switch to UTC");
       z.dataset.zone = zoneChoice;
     }
   }
 
   function wire() {
-    var t = document.getElementById("theme-switch");
-    if (t) t.addEventListener("click", function () { setTheme(theme() === "dark" ? "light" : "dark"); });
+    var themeBtn = document.getElementById("theme-switch");
+    if (themeBtn) themeBtn.addEventListener("click", function () { setTheme(theme() === "dark" ? "light" : "dark"); });
     var z = document.getElementById("tz-switch");
     if (z) z.addEventListener("click", function () { setTimeZone(zoneChoice === "utc" ? "local" : "utc"); });
+    var l = document.getElementById("lang-switch");
+    if (l) l.addEventListener("click", function () { setLang(l.dataset.lang); });
     var menu = document.getElementById("nav-toggle");
     var nav = document.querySelector(".topnav");
     if (menu && nav) {
@@ -148,5 +196,8 @@
     setTimeZone: setTimeZone,
     fmtDateTime: fmtDateTime,
     parseDateTime: parseDateTime,
+    lang: function () { return lang; },
+    setLang: setLang,
+    t: t,
   };
 })();

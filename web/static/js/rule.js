@@ -40,7 +40,7 @@
     if (!rule) {
       state.textContent = "removed";
       state.className = "state state-inactive";
-      F.setText("rule-health", "The rule is no longer loaded (its file changed); reload the page.");
+      F.setText("rule-health", F.t("The rule is no longer loaded (its file changed); reload the page."));
       return;
     }
     var kind = rule.type === "recording" ? "recording" : rule.state;
@@ -49,7 +49,7 @@
     var health = document.getElementById("rule-health");
     health.textContent = rule.health + (rule.lastError ? ": " + rule.lastError : "") +
       (rule.lastEvaluation && rule.lastEvaluation.indexOf("0001-") !== 0
-        ? " · evaluated " + F.fmtAgo(Date.parse(rule.lastEvaluation) / 1000) : " · not evaluated yet");
+        ? F.t(" · evaluated {ago}", { ago: F.fmtAgo(Date.parse(rule.lastEvaluation) / 1000) }) : F.t(" · not evaluated yet"));
     health.className = "health-" + rule.health;
     fill(document.getElementById("active-table"), (rule.alerts || []).map(function (a) {
       var tr = F.el("tr", "alert-row alert-" + a.state);
@@ -59,7 +59,7 @@
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
       labelsCell(tr, a.labels);
       return tr;
-    }), "No firing or pending alerts.");
+    }), F.t("No firing or pending alerts."));
   }
 
   // ------------------------------------------------------------ history
@@ -87,7 +87,7 @@
         }
       });
       return tr;
-    }), "No transitions in the last 7 days.");
+    }), F.t("No transitions in the last 7 days."));
   }
 
   // ------------------------------------------------------------ chart
@@ -142,8 +142,8 @@
   function options(labels, start, end) {
     // Without a cursor the legend shows each series' latest value.
     var series = [{
-      label: "Time",
-      value: function (u, v) { return v == null ? "latest" : F.fmtDateTime(v); },
+      label: F.t("Time"),
+      value: function (u, v) { return v == null ? F.t("latest") : F.fmtDateTime(v); },
     }];
     labels.forEach(function (label, i) {
       series.push({
@@ -217,7 +217,7 @@
     chartEl.dataset.series = String(shown.length);
     chartEl.dataset.points = String(shown.reduce(function (n, s) { return n + s.values.length; }, 0));
     if (!shown.length) {
-      status.textContent = "No samples in the last 6 hours.";
+      status.textContent = F.t("No samples in the last 6 hours.");
       status.hidden = false;
       return;
     }

@@ -19,7 +19,7 @@
     var created = new URLSearchParams(window.location.search).get("created");
     if (created) {
       var note = document.getElementById("silence-created");
-      note.textContent = "Silence " + created + " created.";
+      note.textContent = F.t("Silence {id} created.", { id: created });
       note.hidden = false;
     }
 
@@ -45,7 +45,7 @@
         F.td(tr, s.comment);
         var actions = F.td(tr, "");
         if (mayWrite && s.status.state !== "expired") {
-          var btn = F.el("button", "btn expire-silence", "Expire");
+          var btn = F.el("button", "btn expire-silence", F.t("Expire"));
           btn.type = "button";
           btn.addEventListener("click", function () { expire(s.id); });
           actions.appendChild(btn);
@@ -53,7 +53,7 @@
         return tr;
       });
       F.fillTable(document.getElementById("silences-table"), rows,
-                  showExpired.checked ? "No silences." : "No active or pending silences.");
+                  showExpired.checked ? F.t("No silences.") : F.t("No active or pending silences."));
     };
 
     var refresh = function () {
@@ -110,7 +110,7 @@
                isRegex: op.indexOf("~") !== -1, isEqual: op.charAt(0) !== "!" };
     });
     var duration = seconds(document.getElementById("silence-duration").value);
-    if (!(duration > 0)) return fail("Duration must be like 30m, 2h or 1d.");
+    if (!(duration > 0)) return fail(F.t("Duration must be like 30m, 2h or 1d."));
     var now = Date.now();
     F.sendJSON("POST", API + "/silences", {
       matchers: matchers,

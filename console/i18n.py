@@ -1,0 +1,195 @@
+"""Languages of the dashboard: English (the source text) and Simplified Chinese (zh-CN).
+
+Catalogs are GNU gettext PO files read with Babel (``babel.messages.pofile``) when the
+console starts, so a checkout needs no compile step:
+
+- ``console/locale/<ll_CC>/LC_MESSAGES/messages.po``: the text of the page templates
+  (``web/templates/*.html``, ``{{ _("...") }}``) and of the page handlers;
+- ``console/locale/<ll_CC>/LC_MESSAGES/scripts.po``: the text of ``web/static/js``
+  (``t("...")``), handed to each page as a JSON object (``{msgid: msgstr}``) in a
+  ``<script type="application/json" id="fleetdeck-i18n">`` data block;
+- ``console/locale/<ll_CC>/LC_MESSAGES/cli.po``: the ``fleetdeck`` command's human output
+  (table headings of ``print_table``, ``tr("...")``), in Chinese when the POSIX locale
+  variables say so (:func:`terminal_language`).
+
+``make messages`` extracts the source text (``babel.cfg``, ``babel-scripts.cfg``) and
+merges it into the catalogs; tests/unit/test_i18n_catalog.py fails while a msgid lacks a
+translation.
+
+The language of a request: the ``fleetdeck_lang`` cookie (set by the top bar's language
+switch), else the first supported language of ``Accept-Language`` (RFC 9110 §12.5.4,
+q-values honoured; ``zh``, ``zh-CN``, ``zh-SG``, ``zh-Hans`` mean Simplified Chinese),
+else English. Language tags are BCP 47 (RFC 5646).
+"""
+from __future__ import annotations
+
+import ast
+import gettext
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import tornado.locale
+from babel.core import parse_locale
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_python
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+LANG_COOKIE = "fleetdeck_lang"
+ENGLISH = "en"
+#: BCP 47 tag (``<html lang>``, the cookie, Intl) -> gettext directory name.
+LANGUAGES = {ENGLISH: "en_US", "zh-CN": "zh_CN"}
+# Tags meaning Simplified Chinese; zh-TW, zh-HK and zh-Hant (Traditional) are not it.
+_SIMPLIFIED = frozenset(("zh", "zh-cn", "zh-sg", "zh-hans", "zh-hans-cn", "zh-hans-sg"))
+
+
+def read_catalog(lang: str, domain: str, locale_dir: Path = LOCALE_DIR) -> Catalog:
+    """The PO catalog of ``domain`` for the BCP 47 tag ``lang``. Raises OSError when missing."""
+    path = locale_dir / LANGUAGES[lang] / "LC_MESSAGES" / f"{domain}.po"
+    with path.open("rb") as fh:
+        return read_po(fh, locale=LANGUAGES[lang])
+
+
+def _gnu_translations(catalog: Catalog) -> gettext.GNUTranslations:
+    # Babel writes the MO form in memory (fuzzy entries left out, as msgfmt does).
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return gettext.GNUTranslations(buf)
+
+
+def script_messages(catalog: Catalog) -> dict[str, str]:
+    """``{msgid: msgstr}`` of the translated, non-fuzzy entries (the scripts' JSON catalog)."""
+    return {m.id: m.string for m in catalog
+            if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string and not m.fuzzy}
+
+
+class I18n:
+    """The catalogs of every language, read once when the application is built."""
+
+    def __init__(self, locale_dir: Path = LOCALE_DIR) -> None:
+        self._locales: dict[str, tornado.locale.Locale] = {ENGLISH: tornado.locale.CSVLocale("en_US", {})}
+        self._scripts: dict[str, dict[str, str]] = {ENGLISH: {}}
+        for lang in LANGUAGES:
+            if lang == ENGLISH:
+                continue
+            self._locales[lang] = tornado.locale.GettextLocale(
+                LANGUAGES[lang], _gnu_translations(read_catalog(lang, "messages", locale_dir)))
+            self._scripts[lang] = script_messages(read_catalog(lang, "scripts", locale_dir))
+
+    def locale(self, lang: str) -> tornado.locale.Locale:
+        """Tornado's locale of ``lang`` (its ``translate`` is the templates' ``_``)."""
+        return self._locales.get(lang, self._locales[ENGLISH])
+
+    def scripts(self, lang: str) -> dict[str, str]:
+        """The scripts' catalog of ``lang``: ``{english text: translation}``."""
+        return self._scripts.get(lang, {})
+
+
+def choose_language(cookie: str | None, accept_language: str | None) -> str:
+    """The BCP 47 tag of a request's language: a valid ``cookie`` value, else the first
+    supported tag of ``accept_language`` by q-value (RFC 9110 §12.5.4), else ``"en"``."""
+    if cookie in LANGUAGES:
+        return cookie
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        match = re.fullmatch(r"\s*q\s*=\s*([01](?:\.\d{0,3})?)\s*", params) if params else None
+        if params and match is None:
+            continue  # a malformed weight: the range is ignored rather than guessed
+        if match:
+            q = float(match.group(1))
+        if tag and q > 0:
+            ranked.append((-q, index, tag.strip().lower()))
+    for _q, _i, tag in sorted(ranked):
+        if tag in _SIMPLIFIED:
+            return "zh-CN"
+        if tag == "en" or tag.startswith("en-") or tag == "*":
+            return ENGLISH
+    return ENGLISH
+
+
+def terminal_language(env: Mapping[str, str] | None = None) -> str:
+    """The CLI's language: ``"zh-CN"`` when the first set of ``LANGUAGE`` (its first
+    entry), ``LC_ALL``, ``LC_MESSAGES``, ``LANG`` (GNU gettext's order for messages)
+    names Simplified Chinese (``zh_CN.UTF-8``, ``zh_SG``, ``zh``, ``zh_Hans_CN``, parsed
+    by ``babel.core.parse_locale``), else ``"en"``. ``LC_CTYPE`` is not consulted:
+    Python itself sets it to ``C.UTF-8`` when the C locale is coerced (PEP 538)."""
+    env = os.environ if env is None else env
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = (env.get(name) or "").split(":")[0]
+        if not value:
+            continue
+        try:
+            parts = parse_locale(value.split(".")[0].split("@")[0])
+        except ValueError:
+            return ENGLISH  # set but unreadable: as gettext, no translation
+        tag = "-".join(p for p in (parts[0], parts[2], parts[1]) if p).lower()  # language-script-region
+        return "zh-CN" if tag in _SIMPLIFIED else ENGLISH
+    return ENGLISH
+
+
+def cli_text(lang: str | None = None) -> Callable[[str], str]:
+    """The CLI's translator for ``lang`` (default :func:`terminal_language`): English
+    text -> its translation from ``cli.po``, the text itself when missing."""
+    lang = terminal_language() if lang is None else lang
+    if lang == ENGLISH or lang not in LANGUAGES:
+        return str
+    messages = script_messages(read_catalog(lang, "cli"))
+    return lambda text: messages.get(text, text)
+
+
+def script_block(messages: dict[str, Any]) -> str:
+    """JSON for a ``<script type="application/json">`` data block: ``</`` is escaped so
+    the text cannot end the element (HTML Standard, "restrictions for contents of script
+    elements"); a data block is not run, so the page's CSP (script-src 'self') allows it."""
+    return json.dumps(messages, ensure_ascii=False, sort_keys=True).replace("</", "<\\/")
+
+
+# ------------------------------------------------------------------ extraction (make messages)
+
+_TEMPLATE_CODE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
+
+
+def extract_tornado(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
+                    options: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+    """Babel extraction method for Tornado templates: the Python expressions inside
+    ``{{ }}`` and ``{% %}`` go through Babel's own Python extractor, with line numbers
+    of the template. Registered in babel.cfg's ``[extractors]`` section."""
+    text = fileobj.read().decode(options.get("encoding", "utf-8"))
+    for m in _TEMPLATE_CODE.finditer(text):
+        code = (m.group(1) if m.group(1) is not None else m.group(2)).strip()
+        if "_(" not in code:
+            continue
+        # {% set x = _("...") %} and {% if ... %}: only the expression part is Python.
+        code = re.sub(r"^(set|if|elif|for|while|apply|module)\s+", "", code)
+        line = text.count("\n", 0, m.start())
+        for lineno, funcname, message, comments in extract_python(
+                io.BytesIO(code.encode("utf-8")), keywords, comment_tags, options):
+            yield line + lineno, funcname, message, comments
+
+
+def extract_cli(fileobj: IO[bytes], keywords: Any, comment_tags: Any,
+                options: Any) -> Iterator[tuple[int, Any, Any, Any]]:
+    """Babel extraction method for the CLI's text: the headings of every
+    ``print_table(rows, [(key, "HEADING"), ...])`` call and every ``tr("...")`` call
+    (the translator of :func:`cli_text`). Registered in babel-cli.cfg."""
+    tree = ast.parse(fileobj.read())
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        if name == "print_table" and len(node.args) >= 2 and isinstance(node.args[1], ast.List):
+            for column in node.args[1].elts:
+                if (isinstance(column, ast.Tuple) and len(column.elts) == 2
+                        and isinstance(column.elts[1], ast.Constant) and isinstance(column.elts[1].value, str)):
+                    yield column.lineno, None, column.elts[1].value, []
+        elif name == "tr" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            yield node.lineno, None, node.args[0].value, []
