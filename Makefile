@@ -22,6 +22,7 @@ lint: $(VENV)/.installed-test  ## ruff, then mypy, with the settings in pyprojec
 BENCH := PYTHONPATH=$(CURDIR) $(BIN)/python bench
 bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/storage.py --samples 100000 --series 100
+	$(BENCH)/rollup_codec.py --data random --hours 2 --series 10
 	$(BENCH)/ingest.py --agents 2 --seconds 5
 	$(BENCH)/query.py --runs 3
 	$(BENCH)/promql.py --quick --runs 3

@@ -31,7 +31,9 @@ from storage import host_shapes, random_shapes  # noqa: E402
 MINUTE_MS = 60_000
 BLOCK_BUCKETS = 120  # a 2 h block of 1m buckets, the width of the raw sample blocks
 COLUMNS = ("ts", "min", "max", "sum", "count", "increase")
-HEADER_BYTES = 9  # as a sample block: version, row count, one length field per column beyond
+# A sample block's 9-byte header (version, row count, length of the first part) and the
+# length of each further column part (4 bytes each): the bytes a block row adds to its columns.
+HEADER_BYTES = 9 + 4 * (len(("ts", "min", "max", "sum", "count", "increase")) - 1)
 
 
 def pack(column: np.ndarray) -> bytes:
@@ -78,7 +80,7 @@ def main() -> int:
                     raise SystemExit(f"{name} did not round-trip")
                 sizes[name] += len(data)
             encode_s += time.perf_counter() - started
-            headers += HEADER_BYTES + 4 * 5
+            headers += HEADER_BYTES
             blocks += 1
     total = sum(sizes.values()) + headers
     print(f"{len(shapes)} series, {samples:,} raw samples, {rows:,} 1m rows, {blocks:,} blocks of <= {BLOCK_BUCKETS} rows")
