@@ -33,7 +33,7 @@ BLOCK_BUCKETS = 120  # a 2 h block of 1m buckets, the width of the raw sample bl
 COLUMNS = ("ts", "min", "max", "sum", "count", "increase")
 # A sample block's 9-byte header (version, row count, length of the first part) and the
 # length of each further column part (4 bytes each): the bytes a block row adds to its columns.
-HEADER_BYTES = 9 + 4 * (len(("ts", "min", "max", "sum", "count", "increase")) - 1)
+HEADER_BYTES = 9 + 4 * (len(COLUMNS) - 1)
 
 
 def pack(column: np.ndarray) -> bytes:
