@@ -22,7 +22,7 @@
   }
 
   function shown(v) {
-    return v === null || v === undefined ? "no data" : String(Number(v.toPrecision(6)));
+    return v === null || v === undefined ? F.t("no data") : String(Number(v.toPrecision(6)));
   }
 
   // values [[t, v], ...] and the threshold, scaled into a 160x28 box.
@@ -60,11 +60,17 @@
     return svg;
   }
 
+  // The verdict and check states, in the page's language (the class keeps the state's name).
+  function stateText(state) {
+    return { passed: F.t("passed"), failed: F.t("failed"), running: F.t("running"),
+             cancelled: F.t("cancelled") }[state] || state;
+  }
+
   function render(d) {
     if (!d.canary) return;
     section.hidden = false;
     var verdict = document.getElementById("canary-verdict");
-    verdict.textContent = d.canary.verdict;
+    verdict.textContent = stateText(d.canary.verdict);
     verdict.className = "badge canary-" + d.canary.verdict;
     document.getElementById("canary-message").textContent = d.canary.message;
     var body = document.getElementById("canary-table").querySelector("tbody");
@@ -80,10 +86,10 @@
       cell(tr, a.op + " " + a.threshold);
       var last = a.values.length ? a.values[a.values.length - 1][1] : null;
       cell(tr, a.values.map(function (p) { return shown(p[1]); }).join(", "), "canary-values")
-        .setAttribute("title", "last: " + shown(last));
+        .setAttribute("title", F.t("last: {value}", { value: shown(last) }));
       cell(tr, "").appendChild(sparkline(a.values, a.threshold));
       var state = a.passed === true ? "passed" : a.passed === false ? "failed" : "running";
-      cell(tr, state, "canary-" + state);
+      cell(tr, stateText(state), "canary-" + state);
       body.appendChild(tr);
     });
   }

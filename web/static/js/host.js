@@ -787,7 +787,7 @@
     }
     var up = hostInfo.up === true;
     badge.className = "badge " + (up ? "up" : "down");
-    F.setText(badge, up ? "UP" : "DOWN");
+    F.setText(badge, up ? F.t("UP") : F.t("DOWN"));
     F.setText("host-agent", hostInfo.agent_version || "—");
     F.renderLabels(document.getElementById("host-labels"), hostInfo.labels);
     renderLastSeen();

@@ -78,11 +78,11 @@
     var version = F.el("span", "agent-version", "");
     foot.appendChild(seen);
     foot.appendChild(version);
-    var drift = F.el("span", "drift-badge", "DRIFT");
+    var drift = F.el("span", "drift-badge", F.t("DRIFT"));
     drift.hidden = true;
     foot.appendChild(drift);
     // The agent's clock is off the console's: its samples and lines are stamped wrong.
-    var skew = F.el("span", "skew-badge", "CLOCK");
+    var skew = F.el("span", "skew-badge", F.t("CLOCK"));
     skew.hidden = true;
     foot.appendChild(skew);
 
@@ -150,7 +150,7 @@
     var up = h.up === true;
     card.root.classList.toggle("is-down", !up);
     card.refs.badge.className = "badge " + (up ? "up" : "down");
-    F.setText(card.refs.badge, up ? "UP" : "DOWN");
+    F.setText(card.refs.badge, up ? F.t("UP") : F.t("DOWN"));
     setMeter(card.refs.cpu, s.cpu_ratio, F.fmtRatio(s.cpu_ratio));
     setMeter(card.refs.mem, s.memory_ratio, F.fmtRatio(s.memory_ratio));
     setMeter(card.refs.disk, s.disk_max_ratio, F.fmtRatio(s.disk_max_ratio));
@@ -165,7 +165,8 @@
     card.refs.drift.title = h.drift ? F.t("differs from the fleet: ") + (h.drift_fields || []).join(", ") : "";
     card.refs.version.title = h.agent_version || "";
     card.refs.skew.hidden = h.clock_skewed !== true;
-    F.setText(card.refs.skew, h.clock_skewed ? "CLOCK " + fmtSkew(h.clock_skew_seconds) : "CLOCK");
+    F.setText(card.refs.skew, h.clock_skewed ? F.t("CLOCK {skew}", { skew: fmtSkew(h.clock_skew_seconds) })
+      : F.t("CLOCK"));
     card.refs.skew.title = h.clock_skewed ? "the agent's clock is " + fmtSkew(h.clock_skew_seconds)
       + " off the console's (from its batches' sent_at); its samples and lines are stamped that far off" : "";
     F.renderLabels(card.refs.labels, h.labels);
