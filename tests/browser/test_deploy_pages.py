@@ -108,8 +108,8 @@ def test_history_table_and_host_chart_markers(deploy_console, page):
 
 def test_deploy_markers_are_labelled_and_a_failed_fetch_clears_on_recovery(deploy_console, page):
     """Each marker carries "app version" as text at its line on every chart; a marker
-    fetch that fails once (the network dropped it) shows the banner, and the next chart
-    update, brought by the agent's next push, fetches again and clears it."""
+    fetch that fails (the network dropped it, and its two retries) shows the banner, and
+    the next chart update, brought by the agent's next push, fetches again and clears it."""
     errors = PageErrors(page)
     deploy_id = start_deploy(deploy_console, "3.1")
     deadline = time.monotonic() + 60
@@ -124,7 +124,7 @@ def test_deploy_markers_are_labelled_and_a_failed_fetch_clears_on_recovery(deplo
     failed = {"n": 0}
 
     def drop_once(route) -> None:  # noqa: ANN001
-        if failed["n"] == 0:
+        if failed["n"] < 3:  # the fetch and both of its retries (common.js fetchJSON)
             failed["n"] += 1
             route.abort("internetdisconnected")
         else:

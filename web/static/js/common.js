@@ -53,15 +53,29 @@
 
   // GET a same-origin JSON URL with the session cookie. Rejects with an Error
   // whose message is readable ("HTTP 400 invalid_param: …").
+  // A GET that failed before any answer (the network changed under the browser: Wi-Fi
+  // switching, a VPN, interfaces coming and going) is tried again twice, after 0.3 s and
+  // 1 s, before the page shows an error; an HTTP error answer is never retried here.
+  var RETRY_DELAYS_MS = [300, 1000];
+
+  function fetchRetrying(url, init, attempt) {
+    return fetch(url, init).catch(function (err) {
+      var aborted = err && err.name === "AbortError";
+      if (aborted || attempt >= RETRY_DELAYS_MS.length) throw err;
+      return new Promise(function (resolve) { setTimeout(resolve, RETRY_DELAYS_MS[attempt]); })
+        .then(function () { return fetchRetrying(url, init, attempt + 1); });
+    });
+  }
+
   function fetchJSON(url, opts) {
     opts = opts || {};
-    return fetch(url, {
+    return fetchRetrying(url, {
       method: "GET",
       credentials: "same-origin",
       cache: "no-store",
       headers: { Accept: "application/json" },
       signal: opts.signal,
-    }).then(function (resp) {
+    }, 0).then(function (resp) {
       var ctype = resp.headers.get("Content-Type") || "";
       var isJSON = ctype.indexOf("json") !== -1;
       if (resp.ok) {
@@ -409,6 +423,7 @@
     t: t,
     clearError: clearError,
     fetchJSON: fetchJSON,
+    fetchRetrying: function (url, init) { return fetchRetrying(url, init, 0); },
     sendJSON: sendJSON,
     query: query,
     isNum: isNum,

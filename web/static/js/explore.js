@@ -41,7 +41,8 @@
   // GET a /prometheus/api/v1/ path; resolves with `data`, rejects with the API's own
   // "errorType: error" text (e.g. the PromQL parser's message).
   function prom(path, query) {
-    return fetch(PROM + path + "?" + query, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+    return F.fetchRetrying(PROM + path + "?" + query,
+                           { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
       .then(function (resp) {
         return resp.json().then(function (body) {
           if (body && body.status === "success") return body.data;
