@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from tests.browser.playwright_api import expect
-from tests.browser.test_dashboard import log_in
+from tests.browser.test_dashboard import NETWORK_CHANGED, log_in
 from tests.harness import ConsoleHarness, CookieSession
 
 
@@ -30,7 +30,8 @@ class Dialogs:
         self.errors: list[str] = []
         self.answer = ""
         page.on("dialog", self._dialog)
-        page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+        page.on("console", lambda msg: self.errors.append(msg.text)
+                if msg.type == "error" and NETWORK_CHANGED not in msg.text else None)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     def _dialog(self, dialog) -> None:  # noqa: ANN001

@@ -101,15 +101,22 @@ def raw_ingest(console, token: str, doc: dict) -> tuple[int, dict]:  # noqa: ANN
 # ----------------------------------------------------------------- browser helpers
 
 
+# Chromium aborts the requests in flight when the machine's network interfaces change (here:
+# containers of other tests starting and stopping) and logs it as a console error; the
+# pages retry such a GET (common.js fetchJSON), so it is not the page's error.
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
 class PageErrors:
-    """Collects console errors, uncaught exceptions and dialogs of one page."""
+    """Collects console errors (but the network-changed notes above), uncaught exceptions
+    and dialogs of one page."""
 
     def __init__(self, page: Page) -> None:
         self.console: list[str] = []
         self.exceptions: list[str] = []
         self.dialogs: list[str] = []
         page.on("console", lambda msg: self.console.append(f"{msg.text} @ {msg.location}")
-                if msg.type == "error" else None)
+                if msg.type == "error" and NETWORK_CHANGED not in msg.text else None)
         page.on("pageerror", lambda exc: self.exceptions.append(str(exc)))
         page.on("dialog", self._dialog)
 
