@@ -153,7 +153,7 @@ class DeployService:
         for d in session.execute(select(Deploy).where(*lapsed)).scalars().all():
             done = execute_dml(session, update(Deploy).where(Deploy.id == d.id, *lapsed)
                                    .values(state=FAILED, finished_at=now, cleanup_pending=True, error=reason,
-                                           runner=None, lease_until=None)
+                                           lease_until=None)
                                    .execution_options(synchronize_session=False))
             if done.rowcount != 1:  # another console ended it first
                 continue
@@ -775,7 +775,7 @@ class DeployService:
         done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
                                                     Deploy.runner == self.runner)
                                .values(state=outcome.state, finished_at=now, error=outcome.error,
-                                       cleanup_pending=outcome.cleanup_pending, runner=None, lease_until=None)
+                                       cleanup_pending=outcome.cleanup_pending, lease_until=None)
                                .execution_options(synchronize_session=False))
         if done.rowcount != 1:
             log.warning("deploy %s ended as %s here, but another console had taken it over", deploy_id,
