@@ -67,7 +67,7 @@ MAX_LIST = 500
 # The lease of a running deploy (seconds): renewed every RENEW_S, valid for LEASE_S; the
 # consoles look for lapsed leases every TAKEOVER_POLL_S, so a dead runner's deploy is taken
 # over at most LEASE_S + TAKEOVER_POLL_S (20 s) after its last renewal.
-LEASE_S, RENEW_S, TAKEOVER_POLL_S = 15.0, 5.0, 5.0
+LEASE_S, RENEW_S, TAKEOVER_POLL_S = 15.0, 2.0, 5.0
 RESTARTED = "the console restarted while the deploy was running; its containers are cleaned up"
 STOPPED = "the console running it stopped (its lease lapsed); its containers are cleaned up"
 LEASE_LOST = "another console took this deploy over: its lease lapsed before it could be renewed"
@@ -152,9 +152,9 @@ class DeployService:
         ended = []
         for d in session.execute(select(Deploy).where(*lapsed)).scalars().all():
             done = execute_dml(session, update(Deploy).where(Deploy.id == d.id, *lapsed)
-                                   .values(state=FAILED, finished_at=now, cleanup_pending=True, error=reason,
-                                           lease_until=None)
-                                   .execution_options(synchronize_session=False))
+                               .values(state=FAILED, finished_at=now, cleanup_pending=True, error=reason,
+                                       lease_until=None)
+                               .execution_options(synchronize_session=False))
             if done.rowcount != 1:  # another console ended it first
                 continue
             if d.runner:
@@ -176,31 +176,38 @@ class DeployService:
                     self.bus.publish(f"deploy:{event['deploy_id']}", event)
                     if key in self.lanes and (key not in self._runners or self._runners[key].done()):
                         await self._recover_app(key)
-                for key in await self.db.read(self._apps_with_queued):
+                for key in await self.db.read(self._apps_with_queued, self._clock() - TAKEOVER_POLL_S):
                     self._kick(key)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must survive a bad round (database briefly down)
                 log.exception("deploy lease round failed")
 
-    def _renew(self, session: Session, deploy_id: int) -> bool:
-        """Extend this console's lease on ``deploy_id``; False when it is no longer ours."""
+    def _renew(self, session: Session, deploy_id: int) -> tuple[bool, str | None]:
+        """Extend this console's lease on ``deploy_id``: ``(held, cancel request)``; held
+        is False when the deploy is no longer ours."""
         done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
-                                                    Deploy.runner == self.runner)
-                               .values(lease_until=self._clock() + LEASE_S)
-                               .execution_options(synchronize_session=False))
-        return done.rowcount == 1
+                                                         Deploy.runner == self.runner)
+                           .values(lease_until=self._clock() + LEASE_S)
+                           .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            return False, None
+        return True, session.execute(select(Deploy.cancel_requested).where(Deploy.id == deploy_id)).scalar()
 
     async def _hold_lease(self, deploy_id: int, token: CancelToken) -> None:
-        """Renew the lease of a deploy this console runs until cancelled; stop the driver
-        when the lease is lost (another console ended the deploy)."""
+        """Renew the lease of a deploy this console runs until cancelled; pass on a cancel
+        request made through another console; stop the driver when the lease is lost
+        (another console ended the deploy)."""
         held_until = self._clock() + LEASE_S
         while True:
             await asyncio.sleep(RENEW_S)
             try:
-                if not await self.db.write(self._renew, deploy_id):
+                held, cancel = await self.db.write(self._renew, deploy_id)
+                if not held:
                     break
                 held_until = self._clock() + LEASE_S
+                if cancel:
+                    token.cancel(CANCELLED, cancel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database briefly down: try again while the lease holds
@@ -210,8 +217,12 @@ class DeployService:
         log.error("deploy %s: %s", deploy_id, LEASE_LOST)
         token.cancel(FAILED, LEASE_LOST)
 
-    def _apps_with_queued(self, session: Session) -> list[str]:
-        found = session.execute(select(Deploy.app, Deploy.environment).where(Deploy.state == QUEUED).distinct())
+    def _apps_with_queued(self, session: Session, before: float | None = None) -> list[str]:
+        """Lanes with queued deploys (created before ``before``, Unix seconds, if given)."""
+        stmt = select(Deploy.app, Deploy.environment).where(Deploy.state == QUEUED)
+        if before is not None:  # the console that accepted a deploy claims it first
+            stmt = stmt.where(Deploy.created_at < before)
+        found = session.execute(stmt.distinct())
         return [key for app, env in found if (key := lane_key(app, env)) in self.lanes]
 
     @staticmethod
@@ -413,6 +424,7 @@ class DeployService:
             d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
             event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
         else:
+            d.cancel_requested = f"cancelled by {actor}"  # for the console running it, when another
             event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
                                     level="warning")
         return self._public(d), self._event_public(event)
@@ -659,10 +671,9 @@ class DeployService:
         current = self._current(session, lane)
         now = self._clock()
         claimed = execute_dml(session, update(Deploy).where(Deploy.id == d.id, Deploy.state == QUEUED)
-                                  .values(state=RUNNING, started_at=now, runner=self.runner,
-                                          lease_until=now + LEASE_S,
-                                          previous_version=current.version if current else None)
-                                  .execution_options(synchronize_session=False))
+                              .values(state=RUNNING, started_at=now, runner=self.runner, lease_until=now + LEASE_S,
+                                      previous_version=current.version if current else None)
+                              .execution_options(synchronize_session=False))
         if claimed.rowcount != 1:  # cancelled (or claimed) meanwhile by another console
             return None
         session.refresh(d)
@@ -773,10 +784,10 @@ class DeployService:
         another console ended it)."""
         now = self._clock()
         done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
-                                                    Deploy.runner == self.runner)
-                               .values(state=outcome.state, finished_at=now, error=outcome.error,
-                                       cleanup_pending=outcome.cleanup_pending, lease_until=None)
-                               .execution_options(synchronize_session=False))
+                                                         Deploy.runner == self.runner)
+                           .values(state=outcome.state, finished_at=now, error=outcome.error,
+                                   cleanup_pending=outcome.cleanup_pending, lease_until=None)
+                           .execution_options(synchronize_session=False))
         if done.rowcount != 1:
             log.warning("deploy %s ended as %s here, but another console had taken it over", deploy_id,
                         outcome.state)

@@ -260,6 +260,8 @@ class Deploy(Base):
     # lapses another console takes the deploy over.
     runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Set by a cancel request on any console ("cancelled by ..."): the runner reads it as it renews.
+    cancel_requested: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DeployApproval(Base):

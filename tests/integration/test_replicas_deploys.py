@@ -3,7 +3,8 @@ app on the real dockerd (this run's test images and app names, tests/docker_imag
 
 - a deploy running on a replica killed with SIGKILL is taken over by the other within 30 s:
   it ends failed with the reason and its containers are removed by the driver's recovery;
-- deploys queued through both replicas at once each run exactly once, one after another.
+- deploys queued through both replicas at once each run exactly once, one after another;
+- a deploy running on one replica is cancelled through the other.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ HUNG, QUEUE = run_app("lease-hung"), run_app("lease-queue")
 FINAL = ("succeeded", "failed", "rolled_back", "cancelled")
 
 
-@pytest.fixture
-def replicas(tmp_path, postgres_url, docker_client, docker_images):
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, postgres_url, docker_client, docker_images):
+    tmp_path = tmp_path_factory.mktemp("replicas-deploys")
     target = {"image": docker_images, "labels": run_labels(), "stop_timeout": 1}
     apps = {HUNG: {"driver": "docker", "strategy": {"type": "recreate"}, "timeout": 300, "target": target},
             QUEUE: {"driver": "docker", "strategy": {"type": "recreate"}, "timeout": 60, "on_conflict": "queue",
@@ -55,18 +57,31 @@ def deploy_containers(docker_client, app: str, deploy_id: int) -> list:
                                                                       f"fleetdeck.deploy={deploy_id}"]})
 
 
-def test_a_deploy_of_a_killed_replica_is_taken_over_and_cleaned_up(replicas, docker_client):
+def runner_of(postgres_url: str, deploy_id: int) -> str:
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT runner FROM deploys WHERE id = :id"), {"id": deploy_id}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_deploy_of_a_killed_replica_is_taken_over_and_cleaned_up(replicas, docker_client, postgres_url):
     (first, second), token = replicas
     # "slow" stays "starting" for 600 s: the deploy waits on its health check until the kill
     d = call(first, token, "POST", f"/api/v1/apps/{HUNG}/deploys", {"version": "slow"})
     wait_for(lambda: [c.status for c in deploy_containers(docker_client, HUNG, d["id"])] == ["running"], 60,
              "the deploy's container to run")
+    assert f":{first.proc.pid}:" in runner_of(postgres_url, d["id"])  # run by the replica that accepted it
     assert call(second, token, "GET", f"/api/v1/deploys/{d['id']}")["state"] == "running"
     first.kill9()
     killed = time.monotonic()
-    wait_for(lambda: call(second, token, "GET", f"/api/v1/deploys/{d['id']}")["state"] != "running", 30,
-             "the other replica to take the deploy over")
-    took = time.monotonic() - killed
+    try:
+        wait_for(lambda: call(second, token, "GET", f"/api/v1/deploys/{d['id']}")["state"] != "running", 30,
+                 "the other replica to take the deploy over")
+        took = time.monotonic() - killed
+    finally:
+        first.start()  # for the other tests of the module
     ended = call(second, token, "GET", f"/api/v1/deploys/{d['id']}")
     assert ended["state"] == "failed" and "the console running it stopped" in ended["error"], ended
     assert took < 30
@@ -103,3 +118,17 @@ def test_deploys_queued_through_both_replicas_run_once_each(replicas, postgres_u
     assert all(runner for _, _, runner in spans)
     for (_, finished, _), (started_next, _, _) in zip(spans, spans[1:]):
         assert started_next >= finished  # one at a time in the lane, whichever replica ran it
+
+
+def test_a_deploy_running_on_one_replica_is_cancelled_through_the_other(replicas, docker_client, postgres_url):
+    (first, second), token = replicas
+    d = call(first, token, "POST", f"/api/v1/apps/{HUNG}/deploys", {"version": "slow"})
+    wait_for(lambda: [c.status for c in deploy_containers(docker_client, HUNG, d["id"])] == ["running"], 60,
+             "the deploy's container to run")
+    assert f":{first.proc.pid}:" in runner_of(postgres_url, d["id"])
+    assert call(second, token, "POST", f"/api/v1/deploys/{d['id']}/cancel")["state"] == "running"
+    wait_for(lambda: call(second, token, "GET", f"/api/v1/deploys/{d['id']}")["state"] in FINAL, 15,
+             "the replica running the deploy to cancel it")
+    ended = call(first, token, "GET", f"/api/v1/deploys/{d['id']}")
+    assert ended["state"] == "cancelled" and "cancelled by" in ended["error"], ended
+    assert not deploy_containers(docker_client, HUNG, d["id"])  # rolled back by its runner
