@@ -125,7 +125,7 @@ class DeployService:
         """Mark deploys a previous process left running as failed, resume queued ones and
         start the cleanup task. Must be called on the running IOLoop's thread."""
         self._loop = asyncio.get_running_loop()
-        interrupted = self.db.run(self._take_over, RESTARTED)
+        interrupted = self.db.run(self._take_over, RESTARTED, self.db.run(self._dead_local_runners))
         if interrupted:
             log.warning("marked %d deploy(s) left running by a previous console as failed", len(interrupted))
         for app in self.db.run(self._apps_with_queued):
@@ -142,13 +142,41 @@ class DeployService:
                 self._loop.call_soon_threadsafe(task.cancel)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _take_over(self, session: Session, reason: str) -> builtins.list[tuple[str, dict]]:
-        """End as failed (``reason``, cleanup pending) the running deploys whose lease lapsed
-        or that have none (left by a console of a version without leases). Each row is
-        ended by a conditional UPDATE, so of several consoles looking at once one ends it.
-        Returns ``(lane key, state event)`` of each deploy ended here."""
+    def _dead_local_runners(self, session: Session) -> builtins.list[str]:
+        """Runners of running deploys that were processes of this host and are gone (or
+        were this process's pid before a restart, as in a container): at start, their
+        deploys need not wait for the lease to lapse."""
+        host = socket.gethostname()[:80]
+        dead = []
+        runners = session.execute(select(Deploy.runner).where(Deploy.state == RUNNING).distinct()).scalars()
+        for runner in filter(None, runners):
+            name, _, rest = runner.partition(":")
+            pid = rest.partition(":")[0]
+            if name != host or not pid.isdigit() or runner == self.runner:
+                continue
+            if int(pid) == os.getpid():
+                dead.append(runner)
+                continue
+            try:
+                os.kill(int(pid), 0)  # signal 0: only whether the process exists
+            except ProcessLookupError:
+                dead.append(runner)
+            except PermissionError:  # another user's process: alive
+                pass
+        return dead
+
+    def _take_over(self, session: Session, reason: str, runners: builtins.list[str] | None = None
+                   ) -> builtins.list[tuple[str, dict]]:
+        """End as failed (``reason``, cleanup pending) the running deploys whose lease lapsed,
+        that have none (left by a console of a version without leases) or whose runner is one
+        of ``runners`` (known dead). Each row is ended by a conditional UPDATE, so of several
+        consoles looking at once one ends it. Returns ``(lane key, state event)`` of each
+        deploy ended here."""
         now = self._clock()
-        lapsed = (Deploy.state == RUNNING, or_(Deploy.lease_until.is_(None), Deploy.lease_until < now))
+        gone = [Deploy.lease_until.is_(None), Deploy.lease_until < now]
+        if runners:
+            gone.append(Deploy.runner.in_(runners))
+        lapsed = (Deploy.state == RUNNING, or_(*gone))
         ended = []
         for d in session.execute(select(Deploy).where(*lapsed)).scalars().all():
             done = execute_dml(session, update(Deploy).where(Deploy.id == d.id, *lapsed)
