@@ -16,18 +16,31 @@ be reached; a background task retries the driver's ``recover`` until it succeeds
 Drivers block, so they run on this service's own thread pool; their events come back to
 the IOLoop with ``call_soon_threadsafe``, are stored in order (one consumer per deploy)
 and then published on the live topic ``deploy:<id>``. Times are Unix seconds.
+
+Several consoles may share one database (docs/scaling.md). A running deploy holds a lease:
+``runner`` names the console process running it and ``lease_until`` (``LEASE_S`` ahead)
+is renewed every ``RENEW_S`` seconds. Claiming a queued deploy is a conditional UPDATE
+made under a per-lane lock (a transaction-level advisory lock on PostgreSQL), so two
+consoles never run one deploy, nor two deploys of one lane. Every ``TAKEOVER_POLL_S``
+seconds each console ends the running deploys whose lease lapsed (their console died) as
+failed, "the console running it stopped", and runs the driver's ``recover`` on them, as
+crash recovery at start does; drivers are not resumed midway. A runner that finds its
+lease taken (it could not renew in time) cancels its driver and stores nothing more.
 """
 from __future__ import annotations
 
 import builtins
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
@@ -41,7 +54,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployD
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
 from console.live import LiveBus
-from console.storage.database import Database
+from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
 
 log = logging.getLogger(__name__)
@@ -51,6 +64,13 @@ ACTIVE_STATES = (AWAITING, QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, "rolled_back", CANCELLED, REJECTED, EXPIRED)
 MAX_REASON = 1000
 MAX_LIST = 500
+# The lease of a running deploy (seconds): renewed every RENEW_S, valid for LEASE_S; the
+# consoles look for lapsed leases every TAKEOVER_POLL_S, so a dead runner's deploy is taken
+# over at most LEASE_S + TAKEOVER_POLL_S (20 s) after its last renewal.
+LEASE_S, RENEW_S, TAKEOVER_POLL_S = 15.0, 2.0, 5.0
+RESTARTED = "the console restarted while the deploy was running; its containers are cleaned up"
+STOPPED = "the console running it stopped (its lease lapsed); its containers are cleaned up"
+LEASE_LOST = "another console took this deploy over: its lease lapsed before it could be renewed"
 
 
 def _json(value: Any) -> str:
@@ -95,41 +115,142 @@ class DeployService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup_task: asyncio.Task | None = None
         self._cleanup_interval = cleanup_interval
+        # This process's name as a deploy's runner: host, pid and a random part (pids repeat
+        # across restarts and containers).
+        self.runner = f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._lease_task: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Mark deploys a previous process left running as failed, resume queued ones and
         start the cleanup task. Must be called on the running IOLoop's thread."""
         self._loop = asyncio.get_running_loop()
-        interrupted = self.db.run(self._mark_interrupted)
+        interrupted = self.db.run(self._take_over, RESTARTED, self.db.run(self._dead_local_runners))
         if interrupted:
-            log.warning("marked %d deploy(s) left running by a previous console as failed", interrupted)
+            log.warning("marked %d deploy(s) left running by a previous console as failed", len(interrupted))
         for app in self.db.run(self._apps_with_queued):
             self._kick(app)
         self._cleanup_task = self._loop.create_task(self._cleanup_loop())
         self._expiry_task = self._loop.create_task(self._expiry_loop())
+        self._lease_task = self._loop.create_task(self._takeover_loop())
 
     def close(self) -> None:
         for token in list(self._cancels.values()):
             token.cancel(CANCELLED, "the console is shutting down")
-        for task in (self._cleanup_task, self._expiry_task):
+        for task in (self._cleanup_task, self._expiry_task, self._lease_task):
             if task is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(task.cancel)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _mark_interrupted(self, session: Session) -> int:
+    def _dead_local_runners(self, session: Session) -> builtins.list[str]:
+        """Runners of running deploys that were processes of this host and are gone (or
+        were this process's pid before a restart, as in a container): at start, their
+        deploys need not wait for the lease to lapse."""
+        host = socket.gethostname()[:80]
+        dead = []
+        runners = session.execute(select(Deploy.runner).where(Deploy.state == RUNNING).distinct()).scalars()
+        for runner in filter(None, runners):
+            name, _, rest = runner.partition(":")
+            pid = rest.partition(":")[0]
+            if name != host or not pid.isdigit() or runner == self.runner:
+                continue
+            if int(pid) == os.getpid():
+                dead.append(runner)
+                continue
+            try:
+                os.kill(int(pid), 0)  # signal 0: only whether the process exists
+            except ProcessLookupError:
+                dead.append(runner)
+            except PermissionError:  # another user's process: alive
+                pass
+        return dead
+
+    def _take_over(self, session: Session, reason: str, runners: builtins.list[str] | None = None
+                   ) -> builtins.list[tuple[str, dict]]:
+        """End as failed (``reason``, cleanup pending) the running deploys whose lease lapsed,
+        that have none (left by a console of a version without leases) or whose runner is one
+        of ``runners`` (known dead). Each row is ended by a conditional UPDATE, so of several
+        consoles looking at once one ends it. Returns ``(lane key, state event)`` of each
+        deploy ended here."""
         now = self._clock()
-        rows = session.execute(select(Deploy).where(Deploy.state == RUNNING)).scalars().all()
-        for d in rows:
-            d.state, d.finished_at, d.cleanup_pending = FAILED, now, True
-            d.error = "the console restarted while the deploy was running; its containers are cleaned up"
-            self._add_event(session, d.id, "state", d.error, level="error", data={"state": FAILED})
+        gone = [Deploy.lease_until.is_(None), Deploy.lease_until < now]
+        if runners:
+            gone.append(Deploy.runner.in_(runners))
+        lapsed = (Deploy.state == RUNNING, or_(*gone))
+        ended = []
+        for d in session.execute(select(Deploy).where(*lapsed)).scalars().all():
+            done = execute_dml(session, update(Deploy).where(Deploy.id == d.id, *lapsed)
+                               .values(state=FAILED, finished_at=now, cleanup_pending=True, error=reason,
+                                       lease_until=None)
+                               .execution_options(synchronize_session=False))
+            if done.rowcount != 1:  # another console ended it first
+                continue
+            if d.runner:
+                log.warning("deploy %s: its runner %s stopped renewing its lease; ended as failed", d.id, d.runner)
+            event = self._add_event(session, d.id, "state", reason, level="error", data={"state": FAILED})
             session.execute(update(DeployStep).where(DeployStep.deploy_id == d.id, DeployStep.state == RUNNING)
                             .values(state=FAILED, finished_at=now))
-        return len(rows)
+            ended.append((lane_key(d.app, d.environment), self._event_public(event)))
+        return ended
 
-    def _apps_with_queued(self, session: Session) -> list[str]:
-        found = session.execute(select(Deploy.app, Deploy.environment).where(Deploy.state == QUEUED).distinct())
+    async def _takeover_loop(self) -> None:
+        """Every TAKEOVER_POLL_S: take over the deploys of consoles that died (their
+        containers are recovered here) and run queued deploys nobody runs (a console that
+        accepted them died before it could)."""
+        while True:
+            await asyncio.sleep(TAKEOVER_POLL_S)
+            try:
+                for key, event in await self.db.write(self._take_over, STOPPED):
+                    self.bus.publish(f"deploy:{event['deploy_id']}", event)
+                    if key in self.lanes and (key not in self._runners or self._runners[key].done()):
+                        await self._recover_app(key)
+                for key in await self.db.read(self._apps_with_queued, self._clock() - TAKEOVER_POLL_S):
+                    self._kick(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive a bad round (database briefly down)
+                log.exception("deploy lease round failed")
+
+    def _renew(self, session: Session, deploy_id: int) -> tuple[bool, str | None]:
+        """Extend this console's lease on ``deploy_id``: ``(held, cancel request)``; held
+        is False when the deploy is no longer ours."""
+        done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
+                                                         Deploy.runner == self.runner)
+                           .values(lease_until=self._clock() + LEASE_S)
+                           .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            return False, None
+        return True, session.execute(select(Deploy.cancel_requested).where(Deploy.id == deploy_id)).scalar()
+
+    async def _hold_lease(self, deploy_id: int, token: CancelToken) -> None:
+        """Renew the lease of a deploy this console runs until cancelled; pass on a cancel
+        request made through another console; stop the driver when the lease is lost
+        (another console ended the deploy)."""
+        held_until = self._clock() + LEASE_S
+        while True:
+            await asyncio.sleep(RENEW_S)
+            try:
+                held, cancel = await self.db.write(self._renew, deploy_id)
+                if not held:
+                    break
+                held_until = self._clock() + LEASE_S
+                if cancel:
+                    token.cancel(CANCELLED, cancel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database briefly down: try again while the lease holds
+                log.warning("deploy %s: cannot renew its lease: %s", deploy_id, exc)
+                if self._clock() >= held_until:
+                    break
+        log.error("deploy %s: %s", deploy_id, LEASE_LOST)
+        token.cancel(FAILED, LEASE_LOST)
+
+    def _apps_with_queued(self, session: Session, before: float | None = None) -> list[str]:
+        """Lanes with queued deploys (created before ``before``, Unix seconds, if given)."""
+        stmt = select(Deploy.app, Deploy.environment).where(Deploy.state == QUEUED)
+        if before is not None:  # the console that accepted a deploy claims it first
+            stmt = stmt.where(Deploy.created_at < before)
+        found = session.execute(stmt.distinct())
         return [key for app, env in found if (key := lane_key(app, env)) in self.lanes]
 
     @staticmethod
@@ -331,6 +452,7 @@ class DeployService:
             d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
             event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
         else:
+            d.cancel_requested = f"cancelled by {actor}"  # for the console running it, when another
             event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
                                     level="warning")
         return self._public(d), self._event_public(event)
@@ -563,6 +685,11 @@ class DeployService:
         lane = self.lanes.get(key)
         if lane is None:  # no longer configured (apps reload): its queued deploys wait for it
             return None
+        if session.get_bind().dialect.name == "postgresql":
+            # One claim at a time per lane across the consoles sharing the database: without
+            # it two could each see the lane idle and start two of its deploys. Released at commit.
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :lane))"),
+                            {"lane": f".fleetdeck.deploy.{key}"})
         if session.execute(select(Deploy.id).where(*self._of(lane), Deploy.state == RUNNING)).first():
             return None
         d = session.execute(select(Deploy).where(*self._of(lane), Deploy.state == QUEUED)
@@ -570,8 +697,14 @@ class DeployService:
         if d is None:
             return None
         current = self._current(session, lane)
-        d.state, d.started_at = RUNNING, self._clock()
-        d.previous_version = current.version if current else None
+        now = self._clock()
+        claimed = execute_dml(session, update(Deploy).where(Deploy.id == d.id, Deploy.state == QUEUED)
+                              .values(state=RUNNING, started_at=now, runner=self.runner, lease_until=now + LEASE_S,
+                                      previous_version=current.version if current else None)
+                              .execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:  # cancelled (or claimed) meanwhile by another console
+            return None
+        session.refresh(d)
         event = self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)",
                                 data={"state": RUNNING})
         out = self._public(d)
@@ -594,6 +727,7 @@ class DeployService:
                 log.info("deploy %s: %s (not stored: console stopping)", d["id"], event.message)
 
         consumer = loop.create_task(self._consume(d["id"], queue))
+        lease = loop.create_task(self._hold_lease(d["id"], token))
         timer = loop.call_later(d["timeout_s"], token.cancel, "timeout",
                                 f"deploy timed out after {d['timeout_s']:g} s")
         try:
@@ -612,10 +746,13 @@ class DeployService:
             outcome = DeployOutcome(FAILED, f"internal error: {type(exc).__name__}: {exc}", cleanup_pending=True)
         finally:
             timer.cancel()
+            lease.cancel()
             queue.put_nowait(None)  # after every event the driver emitted (same loop, FIFO)
             await consumer
             self._cancels.pop(d["id"], None)
-        self.bus.publish(f"deploy:{d['id']}", await self.db.write(self._finish, d["id"], outcome))
+        finished = await self.db.write(self._finish, d["id"], outcome)
+        if finished is not None:
+            self.bus.publish(f"deploy:{d['id']}", finished)
 
     def _gate(self, app: AppDefinition, d: dict, loop: asyncio.AbstractEventLoop) -> CanaryGate | None:
         """The canary gate of deploy ``d`` of ``app``. None without a canary stage, for a
@@ -670,11 +807,20 @@ class DeployService:
                             data=dict(event.data, **({"state": event.state} if event.state else {})))
         return self._event_public(e)
 
-    def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> dict:
-        d = session.get_one(Deploy, deploy_id)
+    def _finish(self, session: Session, deploy_id: int, outcome: DeployOutcome) -> dict | None:
+        """Store the outcome, if this console still holds the deploy's lease (None if not:
+        another console ended it)."""
         now = self._clock()
-        d.state, d.finished_at, d.error = outcome.state, now, outcome.error
-        d.cleanup_pending = outcome.cleanup_pending
+        done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
+                                                         Deploy.runner == self.runner)
+                           .values(state=outcome.state, finished_at=now, error=outcome.error,
+                                   cleanup_pending=outcome.cleanup_pending, lease_until=None)
+                           .execution_options(synchronize_session=False))
+        if done.rowcount != 1:
+            log.warning("deploy %s ended as %s here, but another console had taken it over", deploy_id,
+                        outcome.state)
+            return None
+        d = session.get_one(Deploy, deploy_id)
         session.execute(update(DeployStep).where(DeployStep.deploy_id == deploy_id, DeployStep.state == RUNNING)
                         .values(state=FAILED if outcome.state != SUCCEEDED else SUCCEEDED, finished_at=now))
         took = now - (d.started_at or now)

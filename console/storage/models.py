@@ -255,6 +255,13 @@ class Deploy(Base):
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     environment: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: the app's only target
     force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # ssh: rebuild releases
+    # The lease of a running deploy (console/deploy/service.py): the console process running it
+    # (``runner``, kept once it ended) renews ``lease_until`` (Unix seconds, None once ended); once it
+    # lapses another console takes the deploy over.
+    runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Set by a cancel request on any console ("cancelled by ..."): the runner reads it as it renews.
+    cancel_requested: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DeployApproval(Base):
