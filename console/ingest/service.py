@@ -78,6 +78,7 @@ class IngestResult:
     last_ts: int | None  # newest sample or log timestamp in the batch, Unix ms
     rejected: dict[str, int] = field(default_factory=dict)
     clock_skew_seconds: float | None = None
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> one refused series (metric{labels})
 
     def as_json(self) -> dict:
         body: dict[str, Any] = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
@@ -88,6 +89,8 @@ class IngestResult:
             if logs:
                 body["rejected_logs"] = logs
             body["rejected"] = dict(self.rejected)
+            if self.examples:
+                body["rejected_examples"] = dict(self.examples)
         return body
 
 
@@ -357,7 +360,7 @@ class IngestService:
             if rejected:
                 rejections.append((state.id, rejected, examples))
             results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
-                                        state.clock_skew_seconds))
+                                        state.clock_skew_seconds, dict(examples)))
         stored = self._insert_samples_of(session, samples)
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if any(samples):
