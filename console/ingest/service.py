@@ -640,6 +640,9 @@ class IngestService:
             if key in wanted:
                 ids[key] = sid
                 new_ids[key] = sid
+                # The bounds held for this id may be of a deleted series whose id was
+                # reused (retention, a retired host): the next UPDATE starts from the row.
+                self._seen.pop(sid, None)
 
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
                         new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict, fresh_from: int
