@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from console.alerting.service import AlertingService  # noqa: E402
 from console.config import AlertingConfig  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 
 
 def series_of(host: int):
@@ -120,6 +121,7 @@ def main() -> int:
         start_s = int(now) - points * args.interval
         t = time.perf_counter()
         n = load(db, args.hosts, start_s, points, args.interval, now)
+        db.run(refresh_series_bounds)  # the rows went in around the ingest writer
         print(f"loaded {n:,} samples for {args.hosts} hosts in {time.perf_counter() - t:.1f} s", flush=True)
         rules = write_rules(work / "generated.yml", args.rules - 8)  # the shipped file holds 8
         service = AlertingService(db, AlertingConfig(rule_files=[str(rules)], evaluation_interval=15.0),

@@ -37,6 +37,7 @@ from console.promql.engine import evaluate_range  # noqa: E402
 from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 from tests.pg import schema_if_url  # noqa: E402
 
 QUERY = 'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
@@ -125,6 +126,7 @@ def run(db: Database, args: argparse.Namespace) -> None:
     rows = list(generate(args.hosts, (start_s - 600) * 1000, end_s * 1000, int(args.interval * 1000)))
     t = time.perf_counter()
     samples = load(db, rows)
+    db.run(refresh_series_bounds)  # the rows went in around the ingest writer
     print(f"db={args.db} hosts={args.hosts} series={len(rows)} samples={samples:,} "
           f"(loaded in {time.perf_counter() - t:.0f} s); load average {os.getloadavg()}")
     node = parse(QUERY)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 
 
 def load_rows(db: Database, now_ms: int) -> None:
@@ -85,6 +86,7 @@ def main() -> int:
         db.migrate()
         now = time.time()
         load_rows(db, int(now // 60 * 60 * 1000))
+        db.run(refresh_series_bounds)  # the rows went in around the ingest writer
         config = ConsoleConfig(max_points_per_query=2_000_000)
         versions = {"new": QueryService(config, clock=lambda: now)}
         if args.baseline:

@@ -338,7 +338,12 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 
 
 class MetricNamesQuery(Query):
+    """Names of series with samples; with ``start``/``end``, only of series with data in
+    that window (by their first and last sample time)."""
+
     host: Text | None = None
+    start: Seconds | None = Field(None, description="Unix s")
+    end: Seconds | None = Field(None, description="Unix s")
 
 
 class RangeQueryArgs(Query):

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,10 @@ SeriesKey = tuple[int, str, str]  # (host_id, name, labels_json)
 # looks older than its agent's clock is; delay only ever pushes the offset down. The
 # highest offset seen within this many seconds is kept as the host's skew.
 SKEW_HOLD_SECONDS = 300.0
+# A cached series id is used without a lookup only while the writer has seen a sample of
+# it this recently: retention deletes a series only when its last sample is days old, so
+# an id trusted this way cannot be one retention deleted (docs/metrics.md, "Series lifecycle").
+SERIES_ID_TRUST_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class IngestResult:
     last_ts: int | None  # newest sample or log timestamp in the batch, Unix ms
     rejected: dict[str, int] = field(default_factory=dict)
     clock_skew_seconds: float | None = None
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> one refused series (metric{labels})
 
     def as_json(self) -> dict:
         body: dict[str, Any] = {"accepted_samples": self.accepted_samples, "accepted_logs": self.accepted_logs,
@@ -84,6 +89,8 @@ class IngestResult:
             if logs:
                 body["rejected_logs"] = logs
             body["rejected"] = dict(self.rejected)
+            if self.examples:
+                body["rejected_examples"] = dict(self.examples)
         return body
 
 
@@ -161,6 +168,9 @@ class IngestService:
         self._clock = clock
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
+        # Committed (first_ts, last_ts) per series id as this writer last set them; last_ts
+        # is the end of the newest sample's minute, so it changes once a minute at most.
+        self._seen: dict[int, tuple[int, int]] = {}
         self._logs = LogStore(db.dialect)
         self._decoder = BatchDecoder()
         self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
@@ -171,7 +181,12 @@ class IngestService:
             "UPDATE hosts SET last_seen = ?, agent_version = coalesce(?, agent_version), "
             "interval_s = coalesce(?, interval_s), config_hash = coalesce(?, config_hash), "
             "labels = coalesce(?, labels), clock_skew_seconds = ?, clock_skew_at = ? WHERE id = ?")
+        # LEAST/GREATEST (PostgreSQL) ignore a NULL; SQLite's min/max do not, hence coalesce.
+        self._update_seen_sql = ("UPDATE series SET first_ts = min(coalesce(first_ts, ?), ?), "
+                                 "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?")
         if db.dialect == "postgresql":
+            self._update_seen_sql = ("UPDATE series SET first_ts = least(first_ts, %s, %s), "
+                                     "last_ts = greatest(last_ts, %s, %s) WHERE id = %s")
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
@@ -258,8 +273,9 @@ class IngestService:
         for attempt in (1, 2):
             new_ids: dict[SeriesKey, int] = {}
             hosts: dict[str, HostState] = {}
+            seen: dict[int, tuple[int, int]] = {}
             try:
-                results = self._db.run(self._store_group_tx, batches, new_ids, hosts)
+                results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen)
             except StaleHostCache:
                 if attempt == 2:
                     raise
@@ -271,6 +287,9 @@ class IngestService:
         if len(self._series_ids) + len(new_ids) > self.MAX_CACHED_SERIES:
             self._series_ids.clear()
         self._series_ids.update(new_ids)
+        if len(self._seen) + len(seen) > self.MAX_CACHED_SERIES:
+            self._seen.clear()
+        self._seen.update(seen)
         if len(self._hosts) + len(hosts) > self.MAX_CACHED_SERIES:
             self._hosts.clear()
         self._hosts.update(hosts)
@@ -295,7 +314,7 @@ class IngestService:
         return result
 
     def _store_group_tx(self, session: Session, batches: list[Batch], new_ids: dict[SeriesKey, int],
-                        hosts: dict[str, HostState]) -> list[IngestResult]:
+                        hosts: dict[str, HostState], seen: dict[int, tuple[int, int]]) -> list[IngestResult]:
         """The transaction of :meth:`store_group`: one UPDATE of the host rows, one INSERT of
         the batch ids (those it did not insert are replays, answered ``duplicate``), the
         samples of each batch, one INSERT of every log record, one look at the rollup
@@ -341,17 +360,63 @@ class IngestService:
             if rejected:
                 rejections.append((state.id, rejected, examples))
             results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
-                                        state.clock_skew_seconds))
+                                        state.clock_skew_seconds, dict(examples)))
         stored = self._insert_samples_of(session, samples)
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if any(samples):
             self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
+            self._update_seen(session, samples, seen)
         if logs:
             # LogStore indexes the records for search in this same transaction.
             self._logs.insert(session, logs)
         for host_id, rejected, examples in rejections:
             self._count_rejections(session, host_id, rejected, examples, now)
         return results
+
+    def _update_seen(self, session: Session, samples: list[list[tuple[int, int, float]]],
+                     seen: dict[int, tuple[int, int]]) -> None:
+        """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
+        samples, in one UPDATE (executemany) of only the series whose bounds this writer
+        has not already stored: ``last_ts`` is set to the end of the newest sample's
+        minute, so a steady series costs one row of it per minute. Fills ``seen`` with the
+        bounds written, for :attr:`_seen` after commit."""
+        bounds: dict[int, list[int]] = {}
+        for rows in samples:
+            for sid, ts, _ in rows:
+                b = bounds.get(sid)
+                if b is None:
+                    bounds[sid] = [ts, ts]
+                elif ts < b[0]:
+                    b[0] = ts
+                elif ts > b[1]:
+                    b[1] = ts
+        params = []
+        for sid, (first, last) in bounds.items():
+            known = self._seen.get(sid)
+            if known is not None and known[0] <= first and last <= known[1]:
+                continue
+            last = last // MINUTE_MS * MINUTE_MS + MINUTE_MS - 1
+            if known is not None:
+                first, last = min(first, known[0]), max(last, known[1])
+            seen[sid] = (first, last)
+            params.append((first, first, last, last, sid))
+        if not params:
+            return
+        cursor = driver_cursor(session)
+        try:
+            with driver_errors(session, self._update_seen_sql):
+                cursor.executemany(self._update_seen_sql, params)
+        finally:
+            cursor.close()
+
+    def _known_id(self, key: SeriesKey, fresh_from: int) -> int | None:
+        """The cached id of series ``key`` if a sample of it was stored since
+        ``fresh_from`` (Unix ms; see :data:`SERIES_ID_TRUST_MS`), else None (look it up)."""
+        sid = self._series_ids.get(key)
+        if sid is None:
+            return None
+        seen = self._seen.get(sid)
+        return sid if seen is not None and seen[1] >= fresh_from else None
 
     def _host_row(self, session: Session, batch: Batch, now: float) -> HostState:
         """The host row of ``batch`` (created when new): its id and held clock skew."""
@@ -402,10 +467,11 @@ class IngestService:
                      ) -> list[tuple[int, int, float]]:
         """Rows (series_id, ts, value) of ``batch`` to insert: samples of series over the
         cap, outside [lo, hi] (Unix ms) or non-finite are counted in ``rejected``."""
-        cached = self._series_ids.get
-        sids = [cached((host_id, m.name, m.labels_json)) for m in batch.metrics]  # a steady sender's path
+        fresh_from = int(self._clock() * 1000) - SERIES_ID_TRUST_MS
+        known = self._known_id
+        sids = [known((host_id, m.name, m.labels_json), fresh_from) for m in batch.metrics]  # a steady sender's path
         if None in sids:
-            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples)
+            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples, fresh_from)
             sids = [ids.get((host_id, m.name, m.labels_json)) for m in batch.metrics]
         rows: list[tuple[int, int, float]] = []
         for m, sid in zip(batch.metrics, sids):
@@ -574,18 +640,21 @@ class IngestService:
             if key in wanted:
                 ids[key] = sid
                 new_ids[key] = sid
+                # The bounds held for this id may be of a deleted series whose id was
+                # reused (retention, a retired host): the next UPDATE starts from the row.
+                self._seen.pop(sid, None)
 
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
-                        new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
+                        new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict, fresh_from: int
                         ) -> dict[SeriesKey, int]:
         wanted: dict[SeriesKey, str] = {}
         for m in batch.metrics:
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
         ids: dict[SeriesKey, int] = {}
         missing: list[SeriesKey] = []
-        cached, created = self._series_ids.get, new_ids.get
+        known, created = self._known_id, new_ids.get
         for key in wanted:  # one lookup per series: the hot path of a steady sender
-            sid = cached(key)
+            sid = known(key, fresh_from)
             if sid is None:
                 sid = created(key)  # made by an earlier batch of the same group
             if sid is None:
@@ -600,8 +669,11 @@ class IngestService:
         missing = [k for k in missing if k not in ids]
         if not missing:
             return ids
-        existing = session.execute(select(func.count()).select_from(table)
-                                   .where(table.c.host_id == host_id)).scalar_one()
+        # Only active series count: a sample within series_active_hours, or none yet.
+        active_from = int((self._clock() - self._config.series_active_hours * 3600) * 1000)
+        existing = session.execute(select(func.count()).select_from(table).where(
+            table.c.host_id == host_id,
+            or_(table.c.last_ts >= active_from, table.c.last_ts.is_(None)))).scalar_one()
         room = max(0, self._config.max_series_per_host - existing)
         over = missing[room:]
         if over:

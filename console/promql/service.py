@@ -190,13 +190,14 @@ class PromQLService:
         seen: dict = {}
         if selectors is None:
             selectors = [ast.Selector(())]
+        windowed = start_s is not None or end_s is not None
+        lo = round(start_s * 1000) if start_s is not None else -(2**62)
+        hi = round(end_s * 1000) if end_s is not None else 2**62
         for sel in selectors:
-            for s in storage.match(sel.matchers):
+            for s in storage.match(sel.matchers, lo, hi) if windowed else storage.match(sel.matchers):
                 seen.setdefault(s.id, s)
         series = sorted(seen.values(), key=lambda s: s.labels)
-        if start_s is not None or end_s is not None:
-            lo = round(start_s * 1000) if start_s is not None else -(2**62)
-            hi = round(end_s * 1000) if end_s is not None else 2**62
+        if windowed:  # first/last bound the window; the samples say exactly
             series = [s for s in series if storage.has_samples(s.id, lo, hi)]
         return series
 

@@ -163,12 +163,19 @@ class Storage:
                 out.append(StoredSeries(-(i + 1), v.labels))
         return out
 
-    def match(self, matchers: tuple[LabelMatcher, ...]) -> list[StoredSeries]:
-        """Series (without samples) whose label set satisfies every matcher, sorted by labels."""
-        key = tuple((m.name, m.op, m.value) for m in matchers)
+    def match(self, matchers: tuple[LabelMatcher, ...], mint: int | None = None,
+              maxt: int | None = None) -> list[StoredSeries]:
+        """Series (without samples) whose label set satisfies every matcher, sorted by labels;
+        with ``mint``/``maxt`` (Unix ms), only stored series with data in that window (by
+        their first and last sample time; computed series are all listed)."""
+        key = (tuple((m.name, m.op, m.value) for m in matchers), mint, maxt)
         if key in self._series_cache:
             return self._series_cache[key]
         stmt = select(Series.id, Series.name, Series.labels, Host.name).join(Host, Host.id == Series.host_id)
+        if mint is not None:
+            stmt = stmt.where(Series.last_ts >= mint)
+        if maxt is not None:
+            stmt = stmt.where(Series.first_ts <= maxt)
         names = [m.value for m in matchers if m.name == NAME and m.op == "="]
         if names:
             stmt = stmt.where(Series.name == names[0])
@@ -189,8 +196,8 @@ class Storage:
         stored series come from an earlier load of the same selector whose range covers
         ``[mint, maxt]`` when there is one (the same samples, counted against
         ``max_samples`` again), else from the database. Raises TooManySamples."""
-        matched = self.match(matchers)
         mint, maxt = max(mint, -TIME_BOUND_MS), min(maxt, TIME_BOUND_MS)  # huge offsets stay 64-bit
+        matched = self.match(matchers, int(mint), int(maxt))
         if not matched or maxt < mint:
             return [StoredSeries(s.id, s.labels) for s in matched]
         key = tuple((m.name, m.op, m.value) for m in matchers)

@@ -34,8 +34,10 @@ class HostHandler(ApiHandler):
 
 class MetricNamesHandler(ApiHandler):
     async def get(self) -> None:
-        host = self.query().host or None
-        names = await self.services.query.ametric_names(host)
+        args = self.query()
+        names = await self.services.query.ametric_names(
+            args.host or None, None if args.start is None else int(args.start * 1000),
+            None if args.end is None else int(args.end * 1000))
         self.write_json({"names": names})
 
 

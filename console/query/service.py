@@ -125,8 +125,9 @@ class QueryService:
     def host_exists(self, session: Session, name: str) -> bool:
         return session.execute(select(Host.id).where(Host.name == name)).first() is not None
 
-    async def ametric_names(self, host: str | None) -> list[str]:
-        return await bound(self.db, self).query(self.metric_names, host)
+    async def ametric_names(self, host: str | None, start_ms: int | None = None,
+                            end_ms: int | None = None) -> list[str]:
+        return await bound(self.db, self).query(self.metric_names, host, start_ms, end_ms)
 
     async def arange(self, q: RangeQuery) -> dict:
         return await bound(self.db, self).query(self.range, q)
@@ -221,8 +222,15 @@ class QueryService:
                 "disk_max_mountpoint": worst[1], "load1": last("node_load1")}
 
     # -- metrics -----------------------------------------------------------------------
-    def metric_names(self, session: Session, host: str | None) -> list[str]:
-        stmt = select(Series.name).distinct().order_by(Series.name)
+    def metric_names(self, session: Session, host: str | None, start_ms: int | None = None,
+                     end_ms: int | None = None) -> list[str]:
+        """Names of the series (of ``host``) with samples stored; with ``start_ms`` and
+        ``end_ms`` (Unix ms), only of those with data in that window."""
+        stmt = select(Series.name).distinct().order_by(Series.name).where(Series.last_ts.is_not(None))
+        if start_ms is not None:
+            stmt = stmt.where(Series.last_ts >= start_ms)
+        if end_ms is not None:
+            stmt = stmt.where(Series.first_ts <= end_ms)
         if host:
             stmt = stmt.join(Host, Host.id == Series.host_id).where(Host.name == host)
         return list(session.execute(stmt).scalars())
@@ -266,9 +274,14 @@ class QueryService:
         resolution = self.choose_resolution(q.start, step)
         if resolution != "raw" and step is None:
             step = float(RESOLUTIONS[resolution])
-        selected = self._select_series(session, q)
         step_ms = int(step * 1000) if step else None
         start_ms, end_ms = int(q.start * 1000), int(q.end * 1000)
+        # Only series with a sample in the window read (the query's, widened by what a
+        # step bucket or a rate window reaches back or forth) are selected and counted.
+        reach = step_ms or 0
+        if q.fn in ("rate", "increase"):
+            reach = max(reach, int((q.window or 0) * 1000), 300_000)
+        selected = self._select_series(session, q, start_ms - reach, end_ms + (step_ms or 0))
         if resolution == "raw":
             results = self._raw_tier(session, q, selected, start_ms, end_ms, step_ms)
             if q.group_by is not None:
@@ -390,9 +403,11 @@ class QueryService:
         for sid, *row in rows:
             selected[sid].rows.append(tuple(row))
 
-    def _select_series(self, session: Session, q: RangeQuery) -> dict[int, _Series]:
+    def _select_series(self, session: Session, q: RangeQuery, lo_ms: int, hi_ms: int) -> dict[int, _Series]:
+        """The series of ``q`` with data in ``[lo_ms, hi_ms]`` (Unix ms; by their first and
+        last sample time) whose labels match. Raises Unprocessable over the series limit."""
         stmt = (select(Series.id, Series.labels, Host.name, Series.type).join(Host, Host.id == Series.host_id)
-                .where(Series.name == q.metric))
+                .where(Series.name == q.metric, Series.first_ts <= hi_ms, Series.last_ts >= lo_ms))
         if q.host:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}

@@ -95,6 +95,7 @@ class Series(Base):
     __table_args__ = (
         UniqueConstraint("host_id", "name", "labels", name="uq_series_identity"),
         Index("ix_series_name", "name"),
+        Index("ix_series_host_last", "host_id", "last_ts"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -102,6 +103,11 @@ class Series(Base):
     name: Mapped[str] = mapped_column(String(255))
     labels: Mapped[str] = mapped_column(Text)  # canonical JSON: sorted keys, no spaces
     type: Mapped[str] = mapped_column(String(16))  # gauge | counter
+    # First and last sample time, Unix ms, over every tier (NULL: none stored yet).
+    # ``last_ts`` may run ahead of the last sample by under a minute: the ingest writer
+    # moves it to the end of the sample's minute, once per series per minute.
+    first_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Sample(Base):

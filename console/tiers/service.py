@@ -403,4 +403,20 @@ class RollupService:
         if self._retention_after:
             return True
         self._retention_after = {}
+        self._delete_empty_series(session)
         return False
+
+    def _delete_empty_series(self, session: Session) -> None:
+        """At the end of a retention pass: delete the series with no sample left in any tier
+        (raw rows, cold blocks, rollups) whose last sample (``last_ts``) is older than the
+        raw retention and at least two hours old, or that never stored one. The ingest
+        writer trusts a cached series id only for an hour after that series' last sample
+        (console/ingest/service.py), so none still uses an id deleted here."""
+        now_ms = int(self._clock() * 1000)
+        quiet_before = now_ms - max(int(self._config.retention_raw_days * DAY_MS), 2 * HOUR_MS)
+        session.execute(text(
+            "DELETE FROM series WHERE (last_ts IS NULL OR last_ts < :quiet_before) "
+            "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM sample_blocks WHERE series_id = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE series_id = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE series_id = series.id)"), {"quiet_before": quiet_before})

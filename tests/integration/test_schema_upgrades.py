@@ -277,6 +277,13 @@ def check_rows_and_data_migrations(engine: Engine, seeded: dict[str, dict[str, A
             found = conn.execute(text("SELECT id FROM log_records WHERE line_tsv @@ to_tsquery('simple', :w)"),
                                  {"w": SEARCH_WORD}).scalars().all()
         assert found == [1], f"full-text search for {SEARCH_WORD!r} after the upgrade found {found}"
+        # lifecycle_0001: series 1's first and last sample time, backfilled from every tier
+        # (a rollup bucket's end bounds its last sample).
+        widths = {"samples": 1, "rollup_1m": 60_000, "rollup_1h": 3_600_000}
+        firsts = [seeded[t]["ts"] for t in widths if t in seeded]
+        lasts = [seeded[t]["ts"] + widths[t] - 1 for t in widths if t in seeded]
+        bounds = conn.execute(text("SELECT first_ts, last_ts FROM series WHERE id = 1")).one()
+        assert tuple(bounds) == (min(firsts), max(lasts))
 
 
 def compare(kind: str, upgraded: dict[str, Any], fresh_shape: dict[str, Any]) -> None:

@@ -30,8 +30,9 @@ def db(tmp_path):
         for i, (host, load) in enumerate(sorted(LOADS.items()), start=1):
             cur.execute("INSERT INTO hosts (id, name, first_seen, last_seen, interval_s, labels) "
                         "VALUES (?, ?, ?, ?, ?, '{}')", (i, host, start, now, STEP_S))
-            cur.execute("INSERT INTO series (id, host_id, name, labels, type) VALUES (?, ?, 'node_load15', ?, "
-                        "'gauge')", (i, i, orjson.dumps({}).decode()))
+            cur.execute("INSERT INTO series (id, host_id, name, labels, type, first_ts, last_ts) "
+                        "VALUES (?, ?, 'node_load15', ?, 'gauge', ?, ?)",
+                        (i, i, orjson.dumps({}).decode(), start * 1000, now * 1000))
             cur.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
                             [(i, (start + k * STEP_S) * 1000, load) for k in range(31)])
     database.now = now

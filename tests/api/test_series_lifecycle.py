@@ -1,0 +1,116 @@
+"""Series lifecycle over HTTP on SQLite and PostgreSQL: first/last sample time per series,
+window-aware series selection, the per-host cap counting active series, and retention
+deleting series with no samples left (docs/metrics.md, "Series lifecycle")."""
+from __future__ import annotations
+
+import contextlib
+import time
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import text
+
+from console.tiers.service import RollupService
+
+HOUR = 3_600_000
+
+
+@pytest.fixture(scope="module")
+def console(db_console):
+    return db_console
+
+
+@pytest.fixture(scope="module")
+def viewer(console):
+    return console.api_token("viewer")
+
+
+@contextlib.contextmanager
+def setting(config, **values):
+    old = {k: getattr(config, k) for k in values}
+    for k, v in values.items():
+        setattr(config, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(config, k, v)
+
+
+def push(console, host, metrics):
+    status, body = console.push(host, console.agent_token(host), metrics)
+    assert status == 200, body
+    return body
+
+
+def bounds(console, name):
+    return console.services.db.run(lambda s: sorted(tuple(r) for r in s.execute(text(
+        "SELECT labels, first_ts, last_ts FROM series WHERE name = :n"), {"n": name})))
+
+
+def test_first_and_last_sample_time_follow_every_batch(console):
+    now = int(time.time() * 1000)
+    push(console, "lc-bounds", [{"name": "app_lc_bounds", "type": "gauge", "labels": {},
+                                 "points": [[now - 2 * HOUR, 1.0], [now - HOUR, 2.0]]}])
+    push(console, "lc-bounds", [{"name": "app_lc_bounds", "type": "gauge", "labels": {},
+                                 "points": [[now - 3 * HOUR, 0.5], [now, 3.0]]}])  # earlier and later
+    [(_, first, last)] = bounds(console, "app_lc_bounds")
+    assert first == now - 3 * HOUR
+    assert now <= last < now // 60_000 * 60_000 + 60_000  # at most the end of the last sample's minute
+
+
+def test_queries_and_name_lists_read_only_series_with_data_in_the_window(console, viewer):
+    now = int(time.time() * 1000)
+    push(console, "lc-window", [
+        {"name": "app_lc_window", "type": "gauge", "labels": {"i": "quiet"}, "points": [[now - 2 * HOUR, 1.0]]},
+        {"name": "app_lc_window", "type": "gauge", "labels": {"i": "live"}, "points": [[now - 20_000, 2.0]]},
+        {"name": "app_lc_gone", "type": "gauge", "labels": {}, "points": [[now - 2 * HOUR, 1.0]]}])
+    window = {"start": (now - 60_000) / 1000, "end": now / 1000}
+    with setting(console.services.query._config, max_series_per_query=1):
+        r = console.request("GET", "/api/v1/metrics/range?" + urlencode(
+            {"metric": "app_lc_window", "host": "lc-window", **window}), token=viewer)
+    assert r.status == 200, r.body
+    assert [s["labels"]["i"] for s in r.json()["series"]] == ["live"]
+    r = console.request("GET", "/api/v1/metrics/names?" + urlencode({"host": "lc-window", **window}), token=viewer)
+    assert r.status == 200, r.body
+    assert r.json()["names"] == ["app_lc_window"]
+    r = console.request("GET", "/api/v1/metrics/names?host=lc-window", token=viewer)
+    assert r.json()["names"] == ["app_lc_gone", "app_lc_window"]
+
+
+def test_the_host_cap_counts_active_series_and_names_the_rejected_metric(console, viewer):
+    now = int(time.time() * 1000)
+    with setting(console.services.ingest._config, max_series_per_host=2, series_active_hours=24.0):
+        push(console, "lc-cap", [{"name": "veth_bytes", "type": "counter", "labels": {"device": f"veth{i}"},
+                                  "points": [[now - 30 * HOUR, 1.0]]} for i in range(2)])
+        body = push(console, "lc-cap", [{"name": "node_load1", "type": "gauge", "labels": {},
+                                         "points": [[now, 0.5]]}])
+        assert body["accepted_samples"] == 1 and "rejected" not in body  # the quiet veth series do not count
+        body = push(console, "lc-cap", [{"name": "node_disk_io", "type": "gauge", "labels": {"device": d},
+                                         "points": [[now, 1.0]]} for d in ("sda", "sdb")])
+    assert body["accepted_samples"] == 1
+    assert body["rejected"] == {"series_limit": 1}
+    assert body["rejected_examples"]["series_limit"].startswith("node_disk_io{")
+    hosts = {h["host"]: h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()}
+    [rejection] = hosts["lc-cap"]["rejected"]
+    assert rejection["reason"] == "series_limit" and rejection["example"].startswith("node_disk_io{")
+
+
+def test_retention_deletes_series_with_no_samples_left(console, viewer):
+    now = time.time()
+    now_ms = int(now * 1000)
+    push(console, "lc-ret", [
+        {"name": "app_lc_old", "type": "gauge", "labels": {}, "points": [[now_ms - 5 * 24 * HOUR, 1.0]]},
+        {"name": "app_lc_kept", "type": "gauge", "labels": {}, "points": [[now_ms - 10_000, 2.0]]}])
+    console.services.rollups.run_all()  # default retention keeps both
+    assert len(bounds(console, "app_lc_old")) == 1
+    cfg = console.services.config.console.model_copy(update=dict(retention_raw_days=2.0, retention_1m_days=3.0,
+                                                                 retention_1h_days=4.0))
+    RollupService(console.services.db, cfg, clock=lambda: now).run_all()
+    assert bounds(console, "app_lc_old") == []
+    assert len(bounds(console, "app_lc_kept")) == 1
+    # The writer does not reuse the deleted series' id: a new sample makes a new series.
+    push(console, "lc-ret", [{"name": "app_lc_old", "type": "gauge", "labels": {}, "points": [[now_ms, 3.0]]}])
+    r = console.request("GET", "/api/v1/metrics/range?" + urlencode(
+        {"metric": "app_lc_old", "host": "lc-ret", "start": now - 60, "end": now + 1}), token=viewer)
+    assert [s["points"] for s in r.json()["series"]] == [[[now_ms, 3.0]]]
