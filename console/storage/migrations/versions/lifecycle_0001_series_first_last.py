@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "lifecycle_0001_series_first_last"
-down_revision = "blocks_0001_sample_blocks"
+down_revision = "deploylease_0001_deploy_lease"
 branch_labels = None
 depends_on = None
 
