@@ -38,7 +38,6 @@ import re
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,7 +95,7 @@ http {{
 class AgentResult:
     host: str
     acked: dict[str, int] = field(default_factory=dict)  # batch_id -> ts (ms) of its points
-    unacked: list[str] = field(default_factory=list)
+    unacked: dict[str, int] = field(default_factory=dict)  # batch_id -> ts, never acknowledged
     replays: int = 0  # answers "duplicate": a retried batch the console had already stored
 
 
@@ -109,8 +108,8 @@ class WorkerResult:
     cpu: float
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """One HTTP/1.1 response -> (status, body, the server keeps the connection)."""
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool, float]:
+    """One HTTP/1.1 response -> (status, body, the server keeps the connection, Retry-After seconds or 0)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -125,7 +124,9 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
             body += chunk[:-2]
     else:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, body, headers.get("connection", "").lower() != "close"
+    retry_after = headers.get("retry-after", "0")
+    return (status, body, headers.get("connection", "").lower() != "close",
+            float(retry_after) if retry_after.isdigit() else 0.0)
 
 
 async def agent(host: str, token: str, port: int, start: float, stop: float, drain: float,
@@ -149,12 +150,13 @@ async def agent(host: str, token: str, port: int, start: float, stop: float, dra
         request = head.format(len(body)).encode() + body
         backoff = BACKOFF[0]
         while True:
+            wait_at_least = 0.0
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
                 t = time.perf_counter()
                 conn[1].write(request)
-                status, answer, keep = await asyncio.wait_for(read_answer(conn[0]), 30)
+                status, answer, keep, retry_after = await asyncio.wait_for(read_answer(conn[0]), 30)
                 if not keep:
                     conn[1].close()
                     conn = None
@@ -164,9 +166,11 @@ async def agent(host: str, token: str, port: int, start: float, stop: float, dra
                     result.acked[batch_id] = ts
                     result.replays += bool(orjson.loads(answer).get("duplicate"))
                     break
-                out.failures[f"HTTP {status}"] = out.failures.get(f"HTTP {status}", 0) + 1
+                code = orjson.loads(answer).get("error", {}).get("code", "") if answer[:1] == b"{" else ""
+                out.failures[f"HTTP {status} {code}"] = out.failures.get(f"HTTP {status} {code}", 0) + 1
                 if status < 500 and status != 429:
                     raise RuntimeError(f"{host}: ingest refused {status}: {answer[:300]!r}")
+                wait_at_least = retry_after
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                     ValueError) as exc:
                 out.failures[type(exc).__name__] = out.failures.get(type(exc).__name__, 0) + 1
@@ -174,9 +178,9 @@ async def agent(host: str, token: str, port: int, start: float, stop: float, dra
                     conn[1].close()
                     conn = None
             if time.time() > drain:
-                result.unacked.append(batch_id)
+                result.unacked[batch_id] = ts
                 break
-            await asyncio.sleep(backoff * (0.5 + rnd.random() / 2))
+            await asyncio.sleep(max(wait_at_least, backoff * (0.5 + rnd.random() / 2)))  # as the agent
             backoff = min(BACKOFF[1], backoff * 2)
         due += INTERVAL
     if conn is not None:
@@ -334,6 +338,7 @@ def main() -> int:
             pending = pool.map_async(worker, jobs)
             time.sleep(max(0.0, start + (stop - start) / 2 - time.time()))
             victim_cpu = sum(psprocs[victim].cpu_times()[:2]) - cpu0[victim]
+            survivor_before = sum(psprocs[1 - victim].cpu_times()[:2]) - cpu0[1 - victim]
             replicas[victim][0].send_signal(signal.SIGKILL)
             killed = time.monotonic()
             victim_alive = time.time() - start
@@ -367,10 +372,12 @@ def main() -> int:
         print(f"RESULT latency per attempt p50 {pct(attempts, 0.5):.0f} ms p99 {pct(attempts, 0.99):.0f} ms; "
               f"to acknowledgement incl. retries p50 {pct(acks, 0.5):.0f} ms p99 {pct(acks, 0.99):.0f} ms "
               f"max {max(acks, default=0) * 1000:.0f} ms", flush=True)
-        print(f"RESULT CPU: killed replica {victim_cpu / victim_alive:.2f} cores over {victim_alive:.0f} s, "
-              f"survivor {survivor_cpu / survivor_alive:.2f} cores over {survivor_alive:.0f} s "
-              f"({survivor_cpu:.0f} s CPU, {survivor_cpu / max(1, batches) * 1000:.1f} ms per batch on average "
-              f"with both), generators {gen_cpu / survivor_alive:.2f} cores; leadership moved in {moved:.1f} s; "
+        alone = survivor_alive - victim_alive
+        print(f"RESULT CPU (user + system): killed replica {victim_cpu / victim_alive:.2f} cores over "
+              f"{victim_alive:.0f} s; survivor {survivor_before / victim_alive:.2f} cores beside it, then "
+              f"{(survivor_cpu - survivor_before) / alone:.2f} cores alone over {alone:.0f} s; both replicas "
+              f"{(victim_cpu + survivor_cpu) / max(1, batches) * 1000:.2f} ms CPU per batch; generators "
+              f"{gen_cpu / survivor_alive:.2f} cores; leadership moved in {moved:.1f} s; "
               f"load average at kill {load_at_kill}, at end {load_end}", flush=True)
         return 1 if lost or dup else 0
     finally:
