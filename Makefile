@@ -36,7 +36,6 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
 	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
 	$(BENCH)/fleet.py --agents 100 --minutes 0.5 --drain 20
-	$(BENCH)/fleet.py --agents 100 --minutes 0.5 --drain 20
 
 # Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg) and CLI (babel-cli.cfg) and merge it into
 # the catalogs of console/locale/ (console/i18n.py); then translate the new msgids (empty msgstr).

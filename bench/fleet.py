@@ -259,6 +259,10 @@ def check_database(url: str, results: list[AgentResult]) -> tuple[int, int]:
                 "SELECT h.name, s.ts, count(*) FROM samples s JOIN series r ON r.id = s.series_id "
                 "JOIN hosts h ON h.id = r.host_id GROUP BY h.name, s.ts"):
             points.setdefault(host, {})[ts] = n
+        # What the idempotency window costs: bytes of ingest_batches (table + indexes) per batch id.
+        size = conn.execute("SELECT pg_total_relation_size('ingest_batches')").fetchone()
+        print(f"ingest_batches: {size[0] if size else 0} bytes for {sum(map(len, stored.values()))} batch ids "
+              f"({(size[0] if size else 0) / max(1, sum(map(len, stored.values()))):.0f} B each)", flush=True)
     for r in results:
         ids, at = stored.get(r.host, {}), points.get(r.host, {})
         for batch_id, ts in r.acked.items():
