@@ -16,7 +16,8 @@ At the end, after the agents stop making batches and retries drain, the database
 every acknowledged batch id is in ``ingest_batches`` once and each host holds exactly 20
 samples per acknowledged batch, at exactly the batches' timestamps.
 
-Printed: lost batches (unacknowledged, or acknowledged and not stored), duplicated batches
+Printed: lost batches (acknowledged and not stored, or not acknowledged ``--drain`` seconds
+after the last batch was due: an agent would still hold these in its spool), duplicated batches
 (stored more than once, or stored that were never sent), batch latency p50/p99 (each
 attempt's request-to-answer time, and the time to acknowledgement including retries),
 per-replica CPU (psutil, user + system, in cores over its lifetime in the run), the
@@ -244,11 +245,12 @@ def start_replica(work: Path, n: int, env: dict[str, str]) -> tuple[subprocess.P
     return proc, port
 
 
-def check_database(url: str, results: list[AgentResult]) -> tuple[int, int]:
-    """-> (lost, duplicated) batches, from what the database holds for every host."""
+def check_database(url: str, results: list[AgentResult]) -> tuple[int, int, int]:
+    """-> (acknowledged and not stored, never acknowledged, duplicated) batches, from what
+    the database holds for every host."""
     import psycopg
 
-    lost = dup = 0
+    lost = unacked = dup = 0
     with psycopg.connect(url) as conn:
         stored: dict[str, dict[str, int]] = {}
         for host, batch_id, samples in conn.execute(
@@ -270,11 +272,11 @@ def check_database(url: str, results: list[AgentResult]) -> tuple[int, int]:
                 lost += 1
             elif at[ts] > SERIES or ids[batch_id] > SERIES:
                 dup += 1
-        lost += len(r.unacked)
+        unacked += len(r.unacked)
         sent = set(r.acked) | set(r.unacked)
         dup += len(set(ids) - sent)  # a batch id stored that this agent never sent
         dup += len(set(at) - set(r.acked.values()))  # samples at a timestamp of no acknowledged batch
-    return lost, dup
+    return lost, unacked, dup
 
 
 def pct(values: list[float], q: float) -> float:
@@ -359,7 +361,7 @@ def main() -> int:
         survivor_alive = time.time() - start
         load_end = os.getloadavg()
         agents = [a for r in results for a in r.agents]
-        lost, dup = check_database(raw + "?" + options, agents)
+        lost, unacked, dup = check_database(raw + "?" + options, agents)
         attempts = [x for r in results for x in r.attempts]
         acks = [x for r in results for x in r.acks]
         failures: dict[str, int] = {}
@@ -371,7 +373,8 @@ def main() -> int:
         seconds = stop - start
         print(f"RESULT agents={args.agents} minutes={args.minutes:g} procs={args.procs}: "
               f"{batches} batches acknowledged ({batches * SERIES / seconds:,.0f} samples/s, "
-              f"{batches / seconds:,.1f} batches/s), lost {lost}, duplicated {dup}, "
+              f"{batches / seconds:,.1f} batches/s), lost {lost + unacked} ({lost} acknowledged and not stored, "
+              f"{unacked} not acknowledged {args.drain:g} s after the last was due), duplicated {dup}, "
               f"replays answered duplicate {sum(a.replays for a in agents)}, failed attempts {failures}", flush=True)
         print(f"RESULT latency per attempt p50 {pct(attempts, 0.5):.0f} ms p99 {pct(attempts, 0.99):.0f} ms; "
               f"to acknowledgement incl. retries p50 {pct(acks, 0.5):.0f} ms p99 {pct(acks, 0.99):.0f} ms "
@@ -383,7 +386,7 @@ def main() -> int:
               f"{(victim_cpu + survivor_cpu) / max(1, batches) * 1000:.2f} ms CPU per batch; generators "
               f"{gen_cpu / survivor_alive:.2f} cores; leadership moved in {moved:.1f} s; "
               f"load average at kill {load_at_kill}, at end {load_end}", flush=True)
-        return 1 if lost or dup else 0
+        return 1 if lost or unacked or dup else 0
     finally:
         if nginx is not None:
             nginx.terminate()
