@@ -275,7 +275,10 @@ def check_database(url: str, results: list[AgentResult]) -> tuple[int, int, int]
         unacked += len(r.unacked)
         sent = set(r.acked) | set(r.unacked)
         dup += len(set(ids) - sent)  # a batch id stored that this agent never sent
-        dup += len(set(at) - set(r.acked.values()))  # samples at a timestamp of no acknowledged batch
+        # Samples at a timestamp of no batch sent, or more than one batch's worth at an
+        # unacknowledged batch's (one stored but never answered is not a duplicate).
+        dup += len(set(at) - set(r.acked.values()) - set(r.unacked.values()))
+        dup += sum(at.get(ts, 0) > SERIES for ts in r.unacked.values())
     return lost, unacked, dup
 
 
