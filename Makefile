@@ -18,7 +18,7 @@ lint: $(VENV)/.installed-test  ## ruff, then mypy, with the settings in pyprojec
 # Quick variants of every bench (minutes, not the hours of the full sizes in BENCHMARKS.md):
 # a smoke check that each still runs, not figures to quote. deploy_rolling needs dockerd and
 # busybox-static (deploy_lb also haproxy and nginx), ssh_fanout an sshd binary, remote_write a
-# prometheus binary, as the tests do.
+# prometheus binary, fleet nginx and $$FLEETDECK_TEST_POSTGRES_URL, as the tests do.
 BENCH := PYTHONPATH=$(CURDIR) $(BIN)/python bench
 bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/storage.py --samples 100000 --series 100
@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/ssh_fanout.py --hosts 4 --parallel 4 --runs 1
 	$(BENCH)/deploy_rolling.py --replicas 2 --runs 1
 	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
+	$(BENCH)/fleet.py --agents 100 --minutes 0.5 --drain 20
 
 # Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg) and CLI (babel-cli.cfg) and merge it into
 # the catalogs of console/locale/ (console/i18n.py); then translate the new msgids (empty msgstr).
