@@ -146,8 +146,10 @@ class NginxBalancer:
         current = self.servers()
         current.update({s.slot: s for s in servers})
         self._write(current)
+        # Drained too: an old worker still runs the previous upstream, and the next step may
+        # stop a container that only that upstream still names.
         self._reload(log, f"added {', '.join(f'{s.container} ({s.address})' for s in servers)} to "
-                          f"{self.config.upstream}", False)
+                          f"{self.config.upstream}", True)
 
     def disable(self, servers: list[Server], log: Log) -> None:
         current = self.servers()
