@@ -41,7 +41,8 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger("fleetdeck.cluster")
 
 POLL_S = 2.0
-_LOCK_KEY_SQL = "hashtext(current_schema() || '.fleetdeck.leader')"
+# The key is the schema's: consoles of different schemas of one database lead separately.
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.fleetdeck.leader'))")
 # libpq keepalive parameters (https://www.postgresql.org/docs/current/libpq-connect.html).
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 
@@ -103,7 +104,7 @@ class Leadership:
         if self._engine is None:
             self._engine = create_engine(self.url, poolclass=NullPool, connect_args=_KEEPALIVES)
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        got = conn.execute(text(f"SELECT pg_try_advisory_lock({_LOCK_KEY_SQL})")).scalar()
+        got = conn.execute(_TRY_LOCK).scalar()
         if got:
             self._conn = conn
             return True

@@ -23,7 +23,7 @@ from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.database import Database, bound
 from console.storage import blocks
-from console.storage.models import Host, IngestRejection, RollupWatermark, Series
+from console.storage.models import Host, IngestRejection, RollupWatermark, SampleBlock, Series
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -504,8 +504,10 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
     out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit)
     if loaded > limit or not ids:
         return out, loaded
-    cold = _fetch(session, f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
-                           f"AND start_ts <= {int(maxt)} AND end_ts >= {int(mint)} ORDER BY series_id, start_ts")
+    b = SampleBlock.__table__.c
+    cold = session.connection().execute(
+        select(b.series_id, b.data).where(b.series_id.in_(ids), b.start_ts <= int(maxt), b.end_ts >= int(mint))
+        .order_by(b.series_id, b.start_ts)).all()
     for sid, group in itertools.groupby(cold, _FIRST):
         packed: list[tuple[int, float]] = []
         for _, data in group:

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,7 @@ from console.query.series_math import bucket_stats
 from console.query.service import sample_rows
 from console.storage import blocks
 from console.storage.database import Database
-from console.storage.models import Rollup1h, Rollup1m, RollupWatermark, SampleBlock, Series
+from console.storage.models import Base, Rollup1h, Rollup1m, RollupWatermark, SampleBlock, Series
 
 log = logging.getLogger("fleetdeck.tiers")
 
@@ -394,8 +394,8 @@ class RollupService:
             if table == "sample_blocks":
                 self._expire_blocks(session, ids, cutoff)
             else:
-                session.execute(text(f"DELETE FROM {table} WHERE series_id IN :ids AND ts < :cutoff")
-                                .bindparams(bindparam("ids", expanding=True)), {"ids": ids, "cutoff": cutoff})
+                rows = Base.metadata.tables[table]
+                session.execute(delete(rows).where(rows.c.series_id.in_(ids), rows.c.ts < cutoff))
         if len(ids) == 500:
             self._retention_after[table] = ids[-1]
             return True

@@ -8,9 +8,10 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from console.storage import blocks
+from console.storage.models import Base, Host, Series
 from console.tiers.service import BLOCK_MS, TIERS, RollupService
 
 NOW = time.time()
@@ -61,9 +62,11 @@ def viewer(console):
 
 
 def host_rows(console, table: str) -> int:
-    return console.services.db.run(lambda s: s.execute(text(
-        f"SELECT COUNT(*) FROM {table} x JOIN series s ON s.id = x.series_id JOIN hosts h ON h.id = s.host_id "
-        "WHERE h.name = 'blk-1'")).scalar())
+    """Rows of ``table`` (samples or sample_blocks) belonging to host blk-1."""
+    rows = Base.metadata.tables[table]
+    return console.services.db.run(lambda s: s.execute(
+        select(func.count()).select_from(rows).join(Series, Series.id == rows.c.series_id)
+        .join(Host, Host.id == Series.host_id).where(Host.name == "blk-1")).scalar())
 
 
 def is_hot(console, name: str, cpu: str, ts: int) -> bool:
