@@ -111,10 +111,15 @@ def drag(page: Page, chart: str, x0: float, x1: float) -> None:
 
 
 def test_host_sections_show_real_collector_series(console, page, real_host):  # noqa: ANN001
-    host, samples, _, _ = real_host
+    host, samples, _, hole_end = real_host
     errors = PageErrors(page)
     log_in(page, console)
-    page.goto(f"{console.url}/hosts/{host}")
+    # The range ends at the last collect: this test may run minutes after the fixture
+    # pushed its data, and a rate window that reaches past the last sample is rightly
+    # extrapolated by only half an interval (Prometheus' extrapolatedRate), so "now" as
+    # the end would make the latest per-core value depend on when the test runs.
+    last = hole_end + 120
+    page.goto(f"{console.url}/hosts/{host}?from={last - 600}&to={last}")
     for chart in ("chart-cpu", "chart-memory", "chart-load", "chart-disk", "chart-network"):
         wait_drawn(page, chart)
 
@@ -167,6 +172,9 @@ def test_host_sections_show_real_collector_series(console, page, real_host):  # 
 
     # Open and closed sections stay so on the next visit; a closed one is not queried.
     page.locator("#section-network > summary").click()
+    # The toggle event that stores the choice is queued after the click: wait for it.
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('fleetdeck.hostSections') || '{}')"
+                           "['section-network'] === false")
     page.reload()
     for section in ("cpu", "memory", "disks", "pressure", "filesystems"):
         expect(page.locator(f"#section-{section}")).to_have_attribute("open", "")
