@@ -337,7 +337,9 @@ class LogService:
         if self.retention_days > 0:
             cutoff = int((self.clock() - self.retention_days * 86400) * 1000)
             # PostgreSQL: whole partitions first; rows then only in the one straddling the cutoff
-            result.partitions_dropped = [p.name for p in drop_partitions_before(self.db, LOG_TABLE, cutoff)]
+            for dropped in drop_partitions_before(self.db, LOG_TABLE, cutoff):
+                result.partitions_dropped.append(dropped.partition.name)
+                result.deleted_by_age += dropped.rows
             while True:
                 n = self.db.run(self._delete_chunk, select(lr.c.id).where(lr.c.ts < cutoff)
                                 .order_by(lr.c.ts).limit(DELETE_CHUNK))

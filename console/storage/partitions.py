@@ -178,24 +178,32 @@ def default_rows(session: Session, spec: TimePartitioned) -> tuple[int, int | No
     return int(n), lo, hi
 
 
-def drop_one_before(session: Session, spec: TimePartitioned, cutoff_ms: int) -> Partition | None:
+@dataclass(frozen=True)
+class Dropped:
+    partition: Partition
+    rows: int  # the rows it held
+
+
+def drop_one_before(session: Session, spec: TimePartitioned, cutoff_ms: int) -> Dropped | None:
     """Detach and drop the oldest partition whose rows are all older than ``cutoff_ms``
-    (``hi + reach_ms <= cutoff_ms``); returns it, or None when there is none."""
+    (``hi + reach_ms <= cutoff_ms``), counting its rows first; returns it, or None when
+    there is none."""
     for p in partitions(session, spec.table):
         if p.hi + spec.reach_ms <= cutoff_ms:
             _lock(session)
             session.execute(text(f'ALTER TABLE "{spec.table}" DETACH PARTITION "{p.name}"'))
+            rows = session.execute(select(func.count()).select_from(table_clause(p.name))).scalar_one()
             session.execute(text(f'DROP TABLE "{p.name}"'))
-            return p
+            return Dropped(p, int(rows))
         break
     return None
 
 
-def drop_partitions_before(db: Database, spec: TimePartitioned, cutoff_ms: int | None) -> list[Partition]:
+def drop_partitions_before(db: Database, spec: TimePartitioned, cutoff_ms: int | None) -> list[Dropped]:
     """Drop, one transaction each, every partition of ``spec`` wholly before ``cutoff_ms``
     (None: nothing is due). Blocking: run it on the writer thread. A partition whose lock
     is not granted within LOCK_TIMEOUT (a long query reads it) is left for the next run."""
-    dropped: list[Partition] = []
+    dropped: list[Dropped] = []
     if cutoff_ms is None or db.dialect != "postgresql":
         return dropped
     while True:
@@ -207,7 +215,8 @@ def drop_partitions_before(db: Database, spec: TimePartitioned, cutoff_ms: int |
             return dropped
         if gone is None:
             return dropped
-        log.info("retention dropped partition %s of %s (rows before %d)", gone.name, spec.table, gone.hi)
+        log.info("retention dropped partition %s of %s (%d rows before %d ms)", gone.partition.name, spec.table,
+                 gone.rows, gone.partition.hi)
         dropped.append(gone)
 
 

@@ -369,8 +369,8 @@ class RollupService:
         if self._db.dialect != "postgresql":
             return []
         cutoffs = self._db.run(self.cutoffs)
-        return [p.name for spec in METRIC_TABLES
-                for p in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
+        return [d.partition.name for spec in METRIC_TABLES
+                for d in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
 
     def retention_step(self) -> bool:
         """Delete due rows of one chunk of series in one table, in one transaction.
