@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -247,7 +248,10 @@ class PartitionMaintenance:
                           "default partition (PostgreSQL; moved into partitions made for them).", ["table"],
                           registry=self.registry)
             for name in TABLES:
-                gauge.labels(name).set_function(lambda name=name: float(self.default_seen.get(name, 0)))
+                gauge.labels(name).set_function(functools.partial(self._default_rows_seen, name))
+
+    def _default_rows_seen(self, table: str) -> float:
+        return float(self.default_seen.get(table, 0))
 
     def window(self, spec: TimePartitioned) -> tuple[int, int, int]:
         """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now."""
