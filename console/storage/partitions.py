@@ -111,12 +111,11 @@ def _free_ranges(lo: int, hi: int, taken: Iterable[Partition]) -> list[tuple[int
     return pieces
 
 
-def _lock(session: Session, timeout: bool = True) -> None:
+def _lock(session: Session) -> None:
     # One maintainer per schema at a time (several consoles start together), and DDL that
     # waits for running queries gives up after LOCK_TIMEOUT rather than queue ingest behind it.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('fleetdeck.partitions:' || current_schema()))"))
-    if timeout:
-        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
 
 
 def create_default(session: Session, table: str) -> None:

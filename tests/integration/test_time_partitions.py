@@ -24,8 +24,8 @@ from tests.harness import ConsoleHarness
 NOW = time.time()
 NOW_MS = int(NOW * 1000)
 TODAY = NOW_MS // DAY_MS * DAY_MS
-# Sample and log times on five different days: 5, 4, 3 and 1 day(s) ago, and ten minutes ago
-# (a whole number of days before now, so each is in the partition of ``day - k``).
+# Sample and log times on five different UTC days: 5, 4, 3 and 1 day(s) and ten minutes ago,
+# and ten minutes ago (whole days apart, so no two share a day partition).
 AGES_DAYS = (5, 4, 3, 1, 0)
 TIMES = [NOW_MS - k * DAY_MS - 600_000 for k in AGES_DAYS]
 
