@@ -3,7 +3,8 @@ pgpart_0001): samples and log lines pushed over HTTP across several days land in
 partition of their day; retention drops whole partitions past the cutoff and deletes rows
 only in the one straddling it; a row no partition covers is caught by the default
 partition and moved out by the maintenance pass, which is idempotent; a new partition width
-starts where the existing partitions end."""
+starts where the existing partitions end; the migration keeps every row of the tables it
+converts."""
 from __future__ import annotations
 
 import contextlib
@@ -206,3 +207,61 @@ def test_a_new_width_starts_where_the_partitions_end(console):
     new = [p for p in layout if p.name in made["samples"]]
     assert new and all(p.hi - p.lo <= 6 * HOUR_MS for p in new)
     assert max(p.hi for p in layout) >= int(later * 1000) + 2 * 6 * HOUR_MS
+
+
+def test_the_migration_moves_every_row_into_the_partition_of_its_day(tmp_path_factory):
+    # A database at the revision before pgpart_0001 holding rows on five days in each
+    # table the migration converts; after it, every row is there, in its day's partition.
+    from alembic import command
+    from alembic.config import Config
+
+    from console.storage.database import MIGRATIONS_DIR, make_engine, upgrade_schema
+
+    with database_url("postgres", tmp_path_factory) as url:
+        engine = make_engine(url)
+        try:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "lifecycle_0001_series_first_last")
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO hosts (id, name, first_seen, labels) VALUES (1, 'm-1', 1, '{}')"))
+                conn.execute(text("INSERT INTO series (id, host_id, name, labels, type) "
+                                  "VALUES (1, 1, 'g', '{}', 'gauge')"))
+                for i, ts in enumerate(TIMES):
+                    for k in range(3):  # three rows a day
+                        row = {"ts": ts + k * 1000, "v": float(i * 10 + k)}
+                        conn.execute(text("INSERT INTO samples VALUES (1, :ts, :v)"), row)
+                        conn.execute(text("INSERT INTO rollup_1m VALUES (1, :ts, :v, :v, :v, 1, NULL)"), row)
+                        conn.execute(text("INSERT INTO sample_blocks VALUES (1, :ts, :ts, 0, '\\x00')"), row)
+                        conn.execute(text("INSERT INTO log_records (host_id, ts, source, line, labels, line_tsv) "
+                                          "VALUES (1, :ts, 's', 'migratedword', '{}', to_tsvector('migratedword'))"),
+                                     row)
+                before = {t: conn.execute(text(q)).all() for t, q in DUMPS.items()}
+            upgrade_schema(engine)
+            with engine.connect() as conn:
+                after = {t: conn.execute(text(q)).all() for t, q in DUMPS.items()}
+                assert after == before and all(len(rows) == 3 * len(TIMES) for rows in after.values())
+                for table in PLACED:
+                    placed = conn.execute(text(PLACED[table])).all()
+                    assert placed and all(where == partition_name(table, day_of(ts)) for where, ts in placed), placed
+                found = conn.execute(text("SELECT count(*) FROM log_records "
+                                          "WHERE line_tsv @@ to_tsquery('simple', 'migratedword')")).scalar()
+                assert found == 3 * len(TIMES)
+                # new ids continue the sequence
+                conn.execute(text("INSERT INTO log_records (host_id, ts, source, line, labels) "
+                                  "VALUES (1, :ts, 's', 'l', '{}')"), {"ts": NOW_MS})
+                assert conn.execute(text("SELECT max(id) FROM log_records")).scalar() == 3 * len(TIMES) + 1
+        finally:
+            engine.dispose()
+
+
+DUMPS = {"samples": "SELECT series_id, ts, value FROM samples ORDER BY ts",
+         "rollup_1m": "SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m ORDER BY ts",
+         "sample_blocks": "SELECT series_id, start_ts, end_ts, count, data FROM sample_blocks ORDER BY start_ts",
+         "log_records": "SELECT id, host_id, ts, source, line, labels, level FROM log_records ORDER BY id"}
+PLACED = {"samples": "SELECT tableoid::regclass::text, ts FROM samples",
+          "rollup_1m": "SELECT tableoid::regclass::text, ts FROM rollup_1m",
+          "sample_blocks": "SELECT tableoid::regclass::text, start_ts FROM sample_blocks",
+          "log_records": "SELECT tableoid::regclass::text, ts FROM log_records"}
