@@ -53,6 +53,7 @@ from console.query.service import QueryService
 from console.silences.service import SilenceService
 from console.secrets import SecretBox, SecretService, load_keys
 from console.storage.database import Database, private_data_dir
+from console.storage.partitions import PartitionMaintenance
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
 
@@ -92,6 +93,7 @@ class Services:
     dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
     delivery: DeliveryWorker
     leader: Leadership  # which console of those sharing the database runs the run-once jobs
+    partitions: PartitionMaintenance  # PostgreSQL: time partitions made ahead
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -102,6 +104,7 @@ class Services:
         self.leader.start()
         self.bus.start()
         self.deploys.start()
+        self.partitions.start()
         self.rollups.start()
         self.logs.start_retention()
         self.probes.start()
@@ -138,7 +141,7 @@ class Services:
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
-        for part in (self.probes, self.alerting, self.maintenance, self.deploy_hold, self.deploy_watch,
+        for part in (self.partitions, self.probes, self.alerting, self.maintenance, self.deploy_hold, self.deploy_watch,
                      self.silences, self.dispatcher, self.delivery):
             part.close()
         self.deploys.close()
@@ -230,7 +233,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
                     silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
-                    leader=leader)
+                    leader=leader,
+                    partitions=PartitionMaintenance(db, c, clock=clock, leads=leader.leads, registry=metrics.registry))
 
 
 def live_relay(database_url: str, metrics: ConsoleMetrics) -> FrameRelay | None:

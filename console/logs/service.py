@@ -32,6 +32,7 @@ from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
 from console.storage.database import Database
 from console.storage.models import Host, LogRecord
+from console.storage.partitions import LOG_TABLE, drop_partitions_before
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class LogQuery:
 class RetentionResult:
     deleted_by_age: int = 0
     deleted_by_size: int = 0
+    partitions_dropped: list[str] = field(default_factory=list)  # PostgreSQL partitions dropped by age
     bytes_before: int = 0
 
 
@@ -334,6 +336,10 @@ class LogService:
         result = RetentionResult()
         if self.retention_days > 0:
             cutoff = int((self.clock() - self.retention_days * 86400) * 1000)
+            # PostgreSQL: whole partitions first; rows then only in the one straddling the cutoff
+            for dropped in drop_partitions_before(self.db, LOG_TABLE, cutoff):
+                result.partitions_dropped.append(dropped.partition.name)
+                result.deleted_by_age += dropped.rows
             while True:
                 n = self.db.run(self._delete_chunk, select(lr.c.id).where(lr.c.ts < cutoff)
                                 .order_by(lr.c.ts).limit(DELETE_CHUNK))
@@ -349,9 +355,10 @@ class LogService:
                     break
                 result.deleted_by_size += self.db.run(self._delete_ids, ids)
                 excess -= freed
-        if result.deleted_by_age or result.deleted_by_size:
-            log.info("log retention: deleted %d record(s) older than %g days and %d over the %d-byte cap",
-                     result.deleted_by_age, self.retention_days, result.deleted_by_size, self.retention_bytes)
+        if result.deleted_by_age or result.deleted_by_size or result.partitions_dropped:
+            log.info("log retention: dropped %d partition(s) and deleted %d record(s) older than %g days, "
+                     "deleted %d over the %d-byte cap", len(result.partitions_dropped), result.deleted_by_age,
+                     self.retention_days, result.deleted_by_size, self.retention_bytes)
         return result
 
     def _delete_chunk(self, session: Session, ids_select: Any) -> int:

@@ -25,7 +25,8 @@ that arrived after its block was packed), so a run killed at any point is redone
 resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
 sample reopened it) reads blocks and hot rows together.
 
-Retention deletes, per tier, everything older than its configured days, and never raw
+Retention deletes, per tier, everything older than its configured days (on PostgreSQL
+first by dropping the time partitions wholly before the cutoff, console/storage/partitions.py), and never raw
 samples the 1m tier has not rolled up yet, nor 1m rows the 1h tier still needs; a block
 goes once its last sample is past raw retention, and the block straddling the cutoff loses
 the samples before it.
@@ -47,6 +48,7 @@ from console.query.series_math import bucket_stats
 from console.query.service import sample_rows
 from console.storage import blocks
 from console.storage.database import Database
+from console.storage.partitions import METRIC_TABLES, drop_partitions_before
 from console.storage.models import Base, Rollup1h, Rollup1m, RollupWatermark, SampleBlock, Series
 
 log = logging.getLogger("fleetdeck.tiers")
@@ -156,6 +158,7 @@ class RollupService:
                 await asyncio.sleep(0)
         while await self._db.on_writer(self.pack_step):
             await asyncio.sleep(0)
+        await self._db.on_writer(self.drop_partitions)
         while await self._db.on_writer(self.retention_step):
             await asyncio.sleep(0)
 
@@ -166,6 +169,7 @@ class RollupService:
                 pass
         while self.pack_step():
             pass
+        self.drop_partitions()
         while self.retention_step():
             pass
 
@@ -356,6 +360,17 @@ class RollupService:
         return {"samples": samples, "sample_blocks": samples,
                 "rollup_1m": min(one_m, marks["1h"]) if "1h" in marks else None,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
+
+    def drop_partitions(self) -> list[str]:
+        """PostgreSQL: detach and drop the partitions of ``samples``, ``sample_blocks`` and
+        ``rollup_1m`` wholly before their retention cutoff, one transaction each (the rows
+        of the partition straddling a cutoff are left to :meth:`retention_step`); returns
+        their names. Blocking, on the writer thread; a no-op on SQLite."""
+        if self._db.dialect != "postgresql":
+            return []
+        cutoffs = self._db.run(self.cutoffs)
+        return [d.partition.name for spec in METRIC_TABLES
+                for d in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
 
     def retention_step(self) -> bool:
         """Delete due rows of one chunk of series in one table, in one transaction.

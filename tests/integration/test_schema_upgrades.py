@@ -138,6 +138,17 @@ def is_full_text(table: str) -> bool:
     return not include_in_comparison(table, "table", {})
 
 
+def partition_tables(engine: Engine) -> set[str]:
+    """The partitions of PostgreSQL's time-partitioned tables (pgpart_0001): named by the
+    days they hold, so they differ between databases; compared through their parents."""
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as conn:
+        return set(conn.execute(text(
+            "SELECT c.relname FROM pg_class c WHERE c.relispartition "
+            "AND c.relnamespace = current_schema()::regnamespace")).scalars())
+
+
 @contextlib.contextmanager
 def database(kind: str, tmp_path, name: str) -> Iterator[Engine]:
     """An empty database: a SQLite file, or a private PostgreSQL schema (tests/pg.py)."""
@@ -178,7 +189,7 @@ def seed(engine: Engine, seeded: dict[str, dict[str, Any]]) -> None:
     dropped it, or PostgreSQL's generated column)."""
     insp = inspect(engine)
     tables = set(insp.get_table_names())
-    missing = sorted(t for t in tables - set(SEED) - NOT_SEEDED if not is_full_text(t))
+    missing = sorted(t for t in tables - set(SEED) - NOT_SEEDED - partition_tables(engine) if not is_full_text(t))
     assert not missing, f"tables with no SEED row: {missing}; add one to SEED in {__file__}"
     with engine.begin() as conn:
         reflected = MetaData()
@@ -214,7 +225,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         for found in (insp.get_multi_columns(), insp.get_multi_pk_constraint(), insp.get_multi_indexes(),
                       insp.get_multi_unique_constraints(), insp.get_multi_foreign_keys()))
     shape: dict[str, Any] = {}
-    for table in sorted(insp.get_table_names()):
+    parts = partition_tables(engine)
+    for table in sorted(set(insp.get_table_names()) - parts):
         shape[table] = {
             "columns": {c["name"]: {**{k: v for k, v in c.items() if k not in ("name", "comment")},
                                     "type": str(c["type"])} for c in columns[table]},
@@ -235,7 +247,12 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         else:
             shape["postgresql indexes"] = sorted(tuple(r) for r in conn.execute(
                 text("SELECT tablename, indexname, replace(indexdef, ' ' || current_schema() || '.', ' ') "
-                     "FROM pg_indexes WHERE schemaname = current_schema()")))
+                     "FROM pg_indexes WHERE schemaname = current_schema()")) if r[0] not in parts)
+            # pgpart_0001: the partitioned tables, their keys, and that each has its default partition
+            shape["postgresql partitioned"] = sorted(tuple(r) for r in conn.execute(text(
+                "SELECT c.relname, pg_get_partkeydef(c.oid), (SELECT count(*) FROM pg_inherits i JOIN pg_class d "
+                "ON d.oid = i.inhrelid WHERE i.inhparent = c.oid AND pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT') "
+                "FROM pg_class c WHERE c.relkind = 'p' AND c.relnamespace = current_schema()::regnamespace")))
             shape["postgresql sequences"] = sorted(r[0] for r in conn.execute(
                 text("SELECT sequence_name FROM information_schema.sequences "
                      "WHERE sequence_schema = current_schema()")))
@@ -277,6 +294,15 @@ def check_rows_and_data_migrations(engine: Engine, seeded: dict[str, dict[str, A
             found = conn.execute(text("SELECT id FROM log_records WHERE line_tsv @@ to_tsquery('simple', :w)"),
                                  {"w": SEARCH_WORD}).scalars().all()
         assert found == [1], f"full-text search for {SEARCH_WORD!r} after the upgrade found {found}"
+        if engine.dialect.name == "postgresql":
+            # pgpart_0001: each row moved into the partition of its day, none left in a default one
+            # (1_700_000_000_000 ms is 2023-11-14 UTC)
+            for table, where in (("samples", "SELECT tableoid::regclass::text FROM samples"),
+                                 ("log_records", "SELECT tableoid::regclass::text FROM log_records"),
+                                 ("rollup_1m", "SELECT tableoid::regclass::text FROM rollup_1m")):
+                if table in seeded:
+                    held = conn.execute(text(where)).scalars().all()
+                    assert held == [table + "_p20231114_0000"], f"{table}: the seeded row is in {held}"
         # lifecycle_0001: series 1's first and last sample time, backfilled from every tier
         # (a rollup bucket's end bounds its last sample).
         widths = {"samples": 1, "rollup_1m": 60_000, "rollup_1h": 3_600_000}

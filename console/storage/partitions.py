@@ -1,0 +1,322 @@
+"""Time partitioning on PostgreSQL: ``samples``, ``sample_blocks``, ``rollup_1m`` and
+``log_records`` are RANGE-partitioned by their time column (Unix ms), so retention drops
+whole partitions instead of deleting rows (docs/scaling.md, "Time partitions").
+
+A partition holds ``[lo, hi)`` of the table's time column and is named after ``lo`` in
+UTC, ``samples_p20261129_0000``; bounds are multiples of the configured width (a width
+changed later starts at the next free bound, so ranges never overlap). Each table also has
+a ``<table>_default`` partition, the safety net for a row no range covers: an insert never
+fails for want of a partition. :class:`PartitionMaintenance` creates the partitions ahead of
+time, and moves rows found in a default partition into partitions made for them (logging a
+warning and counting them in ``fleetdeck_partition_default_rows``). The retention jobs
+(console/tiers, console/logs) detach and drop the partitions wholly past their cutoff and
+delete rows as before in the one that straddles it.
+
+SQLite has no partitioning; every function here is a no-op there
+(https://www.postgresql.org/docs/15/ddl-partitioning.html).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import column, delete, func, insert, select, text
+from sqlalchemy import table as table_clause
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.orm import Session
+
+from console.config import ConsoleConfig
+from console.storage.database import Database
+
+log = logging.getLogger("fleetdeck.partitions")
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+BLOCK_MS = 2 * HOUR_MS  # a cold block's width (console/tiers/service.py): its samples reach this far past start_ts
+MAINTENANCE_INTERVAL_S = 600.0  # partitions are made at least two widths (>= 2 h) ahead, so 10 min is ample
+LOCK_TIMEOUT = "3s"  # DDL on a partitioned table waits at most this long for running queries, then retries later
+
+
+@dataclass(frozen=True)
+class TimePartitioned:
+    """A partitioned table: ``column`` is its partition key (Unix ms); its rows may hold data
+    up to ``reach_ms`` past the key (a cold block's samples), so a partition is dropped only
+    once ``hi + reach_ms`` is past the cutoff."""
+
+    table: str
+    column: str
+    reach_ms: int = 0
+
+
+METRIC_TABLES = (TimePartitioned("samples", "ts"), TimePartitioned("sample_blocks", "start_ts", BLOCK_MS),
+                 TimePartitioned("rollup_1m", "ts"))
+LOG_TABLE = TimePartitioned("log_records", "ts")
+TABLES = {t.table: t for t in (*METRIC_TABLES, LOG_TABLE)}
+
+# pg_get_expr of a range partition's bound: FOR VALUES FROM ('1764374400000') TO ('1764460800000')
+_BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    lo: int  # Unix ms, inclusive
+    hi: int  # Unix ms, exclusive
+
+
+def partition_name(table: str, lo_ms: int) -> str:
+    """``<table>_pYYYYMMDD_HHMM`` of the partition starting at ``lo_ms`` (UTC)."""
+    start = dt.datetime.fromtimestamp(lo_ms / 1000, dt.timezone.utc)
+    return f"{table}_p{start:%Y%m%d_%H%M}"
+
+
+def default_name(table: str) -> str:
+    return f"{table}_default"
+
+
+def is_partitioned(session: Session, table: str) -> bool:
+    """Whether ``table`` (in the current schema) is a partitioned table; False on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    kind = session.execute(text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}).scalar()
+    return kind == "p"
+
+
+def partitions(session: Session, table: str) -> list[Partition]:
+    """The range partitions of ``table``, oldest first (the default partition left out)."""
+    rows = session.execute(text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"), {"t": table}).all()
+    found = []
+    for name, bound in rows:
+        m = _BOUND.search(bound or "")
+        if m:
+            found.append(Partition(name, int(m.group(1)), int(m.group(2))))
+    return sorted(found, key=lambda p: p.lo)
+
+
+def _free_ranges(lo: int, hi: int, taken: Iterable[Partition]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` less the ranges already ``taken``."""
+    pieces = [(lo, hi)]
+    for p in taken:
+        pieces = [r for a, b in pieces for r in ((a, min(b, p.lo)), (max(a, p.hi), b)) if r[0] < r[1]]
+    return pieces
+
+
+def _lock(session: Session) -> None:
+    # One maintainer per schema at a time (several consoles start together), and DDL that
+    # waits for running queries gives up after LOCK_TIMEOUT rather than queue ingest behind it.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('fleetdeck.partitions:' || current_schema()))"))
+    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+
+
+def create_default(session: Session, table: str) -> None:
+    session.execute(text(f'CREATE TABLE IF NOT EXISTS "{default_name(table)}" PARTITION OF "{table}" DEFAULT'))
+
+
+def ensure_partitions(session: Session, spec: TimePartitioned, width_ms: int, lo_ms: int, hi_ms: int) -> list[str]:
+    """Create the partitions of ``width_ms`` that cover ``[lo_ms, hi_ms)`` where none is yet,
+    moving any rows of their ranges out of the default partition into them; returns the
+    names created. Idempotent."""
+    start = lo_ms // width_ms * width_ms
+    wanted = [(b, b + width_ms) for b in range(start, hi_ms, width_ms)]
+    taken, created = partitions(session, spec.table), []
+    for a, b in wanted:
+        for lo, hi in _free_ranges(a, b, taken):
+            created.append(_create(session, spec, lo, hi))
+            taken.append(Partition(created[-1], lo, hi))
+    return created
+
+
+def _create(session: Session, spec: TimePartitioned, lo: int, hi: int) -> str:
+    """Create the partition ``[lo, hi)``; rows of that range in the default partition (which
+    PostgreSQL refuses to leave there) move into it in the same transaction."""
+    name, default = partition_name(spec.table, lo), columns_of(session, default_name(spec.table))
+    due = (default.c[spec.column] >= lo, default.c[spec.column] < hi)
+    waiting = session.execute(select(func.count()).select_from(default).where(*due)).scalar_one()
+    if waiting:
+        moving = table_clause("partition_move", *(column(c.name) for c in default.c))
+        session.execute(text(f'CREATE TEMPORARY TABLE partition_move (LIKE "{spec.table}") ON COMMIT DROP'))
+        moved = delete(default).where(*due).returning(*default.c).cte("moved")
+        session.execute(insert(moving).from_select(list(default.c.keys()), select(*moved.c)))
+    session.execute(text(f'CREATE TABLE "{name}" PARTITION OF "{spec.table}" FOR VALUES FROM ({lo:d}) TO ({hi:d})'))
+    if waiting:
+        parent = table_clause(spec.table, *(column(c.name) for c in default.c))
+        session.execute(insert(parent).from_select(list(default.c.keys()), select(*moving.c)))
+        session.execute(text("DROP TABLE partition_move"))
+    return name
+
+
+def columns_of(session: Session, name: str) -> TableClause:
+    """``name`` as a lightweight table with its columns (catalog order), for DML whose table
+    is only known at run time (SQLAlchemy quotes the identifiers)."""
+    names = session.execute(text("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                                 "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"), {"t": name}).scalars()
+    return table_clause(name, *(column(n) for n in names))
+
+
+def copy_rows(session: Session, source: str, target: str) -> None:
+    """``INSERT INTO target SELECT * FROM source`` of two tables with the same columns."""
+    src = columns_of(session, source)
+    dst = table_clause(target, *(column(c.name) for c in src.c))
+    session.execute(insert(dst).from_select(list(src.c.keys()), select(*src.c)))
+
+
+def default_rows(session: Session, spec: TimePartitioned) -> tuple[int, int | None, int | None]:
+    """``(rows, oldest, newest)`` in the default partition (times Unix ms)."""
+    default = columns_of(session, default_name(spec.table))
+    key = default.c[spec.column]
+    n, lo, hi = session.execute(select(func.count(), func.min(key), func.max(key)).select_from(default)).one()
+    return int(n), lo, hi
+
+
+@dataclass(frozen=True)
+class Dropped:
+    partition: Partition
+    rows: int  # the rows it held
+
+
+def drop_one_before(session: Session, spec: TimePartitioned, cutoff_ms: int) -> Dropped | None:
+    """Detach and drop the oldest partition whose rows are all older than ``cutoff_ms``
+    (``hi + reach_ms <= cutoff_ms``), counting its rows first; returns it, or None when
+    there is none."""
+    for p in partitions(session, spec.table):
+        if p.hi + spec.reach_ms <= cutoff_ms:
+            _lock(session)
+            session.execute(text(f'ALTER TABLE "{spec.table}" DETACH PARTITION "{p.name}"'))
+            rows = session.execute(select(func.count()).select_from(table_clause(p.name))).scalar_one()
+            session.execute(text(f'DROP TABLE "{p.name}"'))
+            return Dropped(p, int(rows))
+        break
+    return None
+
+
+def drop_partitions_before(db: Database, spec: TimePartitioned, cutoff_ms: int | None) -> list[Dropped]:
+    """Drop, one transaction each, every partition of ``spec`` wholly before ``cutoff_ms``
+    (None: nothing is due). Blocking: run it on the writer thread. A partition whose lock
+    is not granted within LOCK_TIMEOUT (a long query reads it) is left for the next run."""
+    dropped: list[Dropped] = []
+    if cutoff_ms is None or db.dialect != "postgresql":
+        return dropped
+    while True:
+        try:
+            gone = db.run(lambda s: drop_one_before(s, spec, cutoff_ms) if is_partitioned(s, spec.table) else None)
+        except sa_exc.OperationalError as exc:
+            log.warning("dropping an old partition of %s waits for the next run: %s", spec.table,
+                        str(exc.orig or exc).splitlines()[0][:200])
+            return dropped
+        if gone is None:
+            return dropped
+        log.info("retention dropped partition %s of %s (%d rows before %d ms)", gone.partition.name, spec.table,
+                 gone.rows, gone.partition.hi)
+        dropped.append(gone)
+
+
+@dataclass
+class PartitionMaintenance:
+    """Keeps the partitions of the time-partitioned tables ahead of time (PostgreSQL only).
+
+    Per table, partitions of the configured width (``metrics_partition_hours`` for samples,
+    blocks and 1m rollups, ``log_partition_hours`` for log records) cover from as far back
+    as ingest still accepts a row (``sample_max_age`` or the raw retention; the log
+    retention) to two widths past now (plus ``sample_max_future``). Rows in a default
+    partition are moved into partitions made for them, with a warning. ``run()`` is one
+    blocking pass (a transaction per table); ``start()`` runs a pass now and then every
+    ``MAINTENANCE_INTERVAL_S`` on the leader."""
+
+    db: Database
+    config: ConsoleConfig
+    clock: Callable[[], float] = time.time
+    leads: Callable[[], bool] = lambda: True
+    registry: CollectorRegistry | None = None
+    default_seen: dict[str, int] = field(default_factory=dict)  # rows found in each default partition at the last pass
+    failures: int = 0
+    _task: asyncio.Task | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.registry is not None:
+            gauge = Gauge("fleetdeck_partition_default_rows", "Rows the last partition maintenance found in a "
+                          "default partition (PostgreSQL; moved into partitions made for them).", ["table"],
+                          registry=self.registry)
+            for name in TABLES:
+                gauge.labels(name).set_function(functools.partial(self._default_rows_seen, name))
+
+    def _default_rows_seen(self, table: str) -> float:
+        return float(self.default_seen.get(table, 0))
+
+    def window(self, spec: TimePartitioned) -> tuple[int, int, int]:
+        """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now."""
+        c, now_ms = self.config, int(self.clock() * 1000)
+        if spec is LOG_TABLE:
+            width = c.log_partition_hours * HOUR_MS
+            back = int(c.log_retention_days * DAY_MS) if c.log_retention_days > 0 else width
+            return width, now_ms - back, now_ms + 2 * width
+        width = c.metrics_partition_hours * HOUR_MS
+        # a late sample is packed into the block of its 2-hour window, which starts up to BLOCK_MS earlier
+        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + BLOCK_MS
+        return width, now_ms - back, now_ms + int(c.sample_max_future * 1000) + 2 * width
+
+    def run(self) -> dict[str, list[str]]:
+        """One pass: ``{table: partitions created}``. Blocking; a no-op on SQLite."""
+        created: dict[str, list[str]] = {}
+        if self.db.dialect != "postgresql":
+            return created
+        for spec in TABLES.values():
+            try:
+                made = self.db.run(self._maintain, spec)
+            except sa_exc.OperationalError as exc:  # lock_timeout behind a long query: the next pass retries
+                log.warning("partition maintenance of %s waits for the next pass: %s", spec.table,
+                            str(exc.orig or exc).splitlines()[0][:200])
+                continue
+            if made:
+                created[spec.table] = made
+                log.info("created partitions of %s: %s", spec.table, ", ".join(made))
+        return created
+
+    def _maintain(self, session: Session, spec: TimePartitioned) -> list[str]:
+        if not is_partitioned(session, spec.table):
+            return []
+        _lock(session)
+        create_default(session, spec.table)
+        width, lo, hi = self.window(spec)
+        made = ensure_partitions(session, spec, width, lo, hi)
+        n, oldest, newest = default_rows(session, spec)
+        self.default_seen[spec.table] = n
+        if n and oldest is not None and newest is not None:
+            log.warning("%d row(s) of %s were in its default partition (%s from %d to %d ms): no partition "
+                        "covered them; moving them into new partitions", n, spec.table, default_name(spec.table),
+                        oldest, newest)
+            made += ensure_partitions(session, spec, width, oldest, newest + 1)
+        return made
+
+    def start(self) -> None:
+        """Run a pass now, then every MAINTENANCE_INTERVAL_S while this console leads, on the
+        running loop. The first pass runs on any console (the advisory lock serialises
+        consoles started together), so a console never serves without partitions for now."""
+        if self._task is None and self.db.dialect == "postgresql":
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="partitions")
+
+    async def _loop(self) -> None:
+        first = True
+        while True:
+            try:
+                if first or self.leads():
+                    await self.db.on_writer(self.run)
+            except Exception:  # noqa: BLE001 - a failed pass is retried; the default partitions hold rows meanwhile
+                self.failures += 1
+                log.exception("partition maintenance failed; retrying in %gs", MAINTENANCE_INTERVAL_S)
+            first = False
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
