@@ -66,6 +66,8 @@ class AlertmanagerHandler(ApiHandler):
     """Base: Alertmanager's error shape (a JSON string). The roles per method are the
     route table's (console/app.py ROUTES); ``roles`` lets a handler accept more."""
 
+    machine_api = True  # Alertmanager clients (amtool) read the message: English (console/handlers.py)
+
     async def prepare(self) -> None:
         self.prepare_body_cap()
         self.current_user = await self.authenticate()
@@ -81,7 +83,7 @@ class AlertmanagerHandler(ApiHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, FleetdeckError):
-            status, message = exc.status, exc.message
+            status, message = exc.status, self.error_text(exc.message)
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
