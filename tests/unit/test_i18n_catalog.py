@@ -2,8 +2,8 @@
 language is chosen as docs/dashboard.md ("Languages") says.
 
 The source text is extracted with Babel exactly as ``make messages`` does (babel.cfg,
-babel-scripts.cfg), so a new ``_("...")`` in a template or ``t("...")`` in a script
-without a translation fails here."""
+babel-scripts.cfg, babel-cli.cfg, babel-errors.cfg), so a new ``_("...")`` in a template,
+``t("...")`` in a script or ``tx("...")`` error message without a translation fails here."""
 from __future__ import annotations
 
 import io
@@ -37,6 +37,7 @@ def source_messages(cfg: str, keywords: dict) -> dict[str, str]:
     ("babel.cfg", {"_": None, "translate": None}, "messages", 250),
     ("babel-scripts.cfg", {"t": None}, "scripts", 100),
     ("babel-cli.cfg", {"tr": None}, "cli", 50),
+    ("babel-errors.cfg", {"tx": None, "N_": None}, "errors", 150),
 ])
 def test_every_source_text_has_a_chinese_translation(cfg, keywords, domain, least):  # noqa: ANN001
     used = source_messages(cfg, keywords)
