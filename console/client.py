@@ -2,8 +2,9 @@
 
 Reads ``FLEETDECK_URL`` (default ``http://127.0.0.1:8700``) and ``FLEETDECK_TOKEN``, else
 the current context of the user's contexts file (:mod:`console.contexts`). Requests carry
-``Accept-Language`` of the terminal's language (:func:`console.i18n.terminal_language`), so
-the console's error messages come back in it.
+``Accept-Language`` of the terminal's language (:func:`console.i18n.terminal_language`) and
+``Fleetdeck-Translate-Errors: 1``, so the console's error messages come back in it, from the
+Prometheus- and Alertmanager-compatible APIs too.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from console.errors import STATUS_CODES
-from console.i18n import message_of, terminal_language, tx
+from console.i18n import TRANSLATE_HEADER, message_of, terminal_language, tx
 
 DEFAULT_URL = "http://127.0.0.1:8700"
 
@@ -60,6 +61,7 @@ class ApiClient:
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Accept", "application/json")
         req.add_header("Accept-Language", self.language)
+        req.add_header(TRANSLATE_HEADER, "1")  # also from the Prometheus- and Alertmanager-compatible APIs
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:

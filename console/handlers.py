@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
-from console.i18n import ENGLISH, LANG_COOKIE, choose_language, script_block, tx
+from console.i18n import ENGLISH, LANG_COOKIE, TRANSLATE_HEADER, choose_language, script_block, tx
 from console.schemas import REQUESTS, parse_body, parse_query
 
 if TYPE_CHECKING:  # console.services imports every service; handlers only need the type
@@ -88,16 +88,19 @@ class BaseHandler(tornado.web.RequestHandler):
         return choose_language(self.get_cookie(LANG_COOKIE), self.request.headers.get("Accept-Language"))
 
     # Set by the Prometheus- and Alertmanager-compatible APIs and remote write, whose clients
-    # read the message: those answer in English, except to the console's own pages (a caller
-    # signed in with the session cookie, such as the explore page).
+    # read the message: those answer in English, except to the console's own clients (a page
+    # signed in with the session cookie, such as the explore page, or the CLI, which sends
+    # TRANSLATE_HEADER).
     machine_api = False
 
     def error_text(self, message: object) -> str:
         """An error ``message`` (console/i18n.py ``Text``) in this request's language; English
-        on a ``machine_api`` route unless the caller is a signed-in page session."""
+        on a ``machine_api`` route unless the caller is a signed-in page session or sends
+        ``Fleetdeck-Translate-Errors: 1``."""
         credential = getattr(self, "credential", (None, None))
-        page_session = credential[1] is not None and self.current_user is not None
-        lang = ENGLISH if self.machine_api and not page_session else self.language
+        own_client = ((credential[1] is not None and self.current_user is not None)
+                      or self.request.headers.get(TRANSLATE_HEADER) == "1")
+        lang = ENGLISH if self.machine_api and not own_client else self.language
         return self.settings["i18n"].error_message(lang, message)
 
     def get_user_locale(self) -> tornado.locale.Locale:

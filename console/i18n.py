@@ -48,6 +48,9 @@ from babel.messages.pofile import read_po
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANG_COOKIE = "fleetdeck_lang"
+# Request header with which the console's own clients (the CLI) ask the Prometheus- and
+# Alertmanager-compatible APIs for error messages in the request's language (RFC 6648: no X-).
+TRANSLATE_HEADER = "Fleetdeck-Translate-Errors"
 ENGLISH = "en"
 #: BCP 47 tag (``<html lang>``, the cookie, Intl) -> gettext directory name.
 LANGUAGES = {ENGLISH: "en_US", "zh-CN": "zh_CN"}

@@ -109,3 +109,14 @@ def test_prometheus_api_answers_the_console_pages_in_their_language(console):  #
     assert zh.json()["error"].startswith('参数 "query" 无效：'), zh.json()
     en = session.request("GET", PROM_BAD)
     assert en.json()["error"].startswith('invalid parameter "query": ')
+
+
+def test_prometheus_api_translates_for_a_client_asking_for_it(console):  # noqa: ANN001
+    viewer = console.api_token("viewer")  # the CLI sends the header with its token
+    asked = {**ZH, "Fleetdeck-Translate-Errors": "1"}
+    zh = console.request("GET", PROM_BAD, token=viewer, headers=asked)
+    assert zh.status == 400 and zh.json()["error"].startswith('参数 "query" 无效：'), zh.json()
+    silences = console.request("POST", "/alertmanager/api/v2/silences", {"matchers": []}, token=viewer, headers=asked)
+    assert silences.status == 403 and silences.json() == "此操作需要 deployer 角色"
+    english = console.request("GET", PROM_BAD, token=viewer, headers={"Fleetdeck-Translate-Errors": "1"})
+    assert english.json()["error"].startswith('invalid parameter "query": ')
