@@ -222,7 +222,7 @@ def cli_errors(lang: str | None = None) -> Callable[[object], str]:
     return lambda message: translate_text(message, lambda msgid: catalog.get(msgid, msgid))
 
 
-def message_of(exc: BaseException) -> object:
+def message_of(exc: BaseException) -> str:
     """The message an exception was raised with, keeping a :class:`Text` (``str(exc)``
     makes a plain ``str`` of it): its ``message`` attribute, else its one argument."""
     message = getattr(exc, "message", None)
