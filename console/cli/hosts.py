@@ -68,13 +68,14 @@ def cmd_hosts_trust(args: argparse.Namespace) -> int:
             fp = fingerprint(key_b64)
             print(f"{host.name} ({host.known_hosts_name}): {key_type} {fp} ({source})", file=sys.stderr)
             if args.fingerprint and args.fingerprint != fp:
-                raise CliError(f"fingerprint mismatch: expected {args.fingerprint}, the key is {fp}; nothing pinned")
+                raise CliError(tx("fingerprint mismatch: expected {expected}, the key is {actual}; nothing pinned",
+                                  expected=args.fingerprint, actual=fp))
             if not args.key and not args.fingerprint:
                 if not sys.stdin.isatty():
-                    raise CliError("check the fingerprint out of band (ssh-keygen -lf on the host) and pass "
-                                   "--fingerprint SHA256:..., or give the key with --key; nothing pinned", 2)
+                    raise CliError(tx("check the fingerprint out of band (ssh-keygen -lf on the host) and pass "
+                                      "--fingerprint SHA256:..., or give the key with --key; nothing pinned"), 2)
                 if input("pin this key? type yes: ").strip() != "yes":
-                    raise CliError("not pinned")
+                    raise CliError(tx("not pinned"))
             result = services.db.run(services.known_hosts.trust, host, key_type, key_b64, _actor(), "cli",
                                      args.replace)
         except TrustError as exc:
