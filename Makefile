@@ -38,7 +38,8 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/deploy_lb.py --replicas 2 --runs 1
 	$(BENCH)/fleet.py --agents 100 --minutes 0.5 --drain 20
 
-# Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg) and CLI (babel-cli.cfg) and merge it into
+# Extract the text of the pages (babel.cfg), scripts (babel-scripts.cfg), CLI (babel-cli.cfg) and error
+# messages (babel-errors.cfg) and merge it into
 # the catalogs of console/locale/ (console/i18n.py); then translate the new msgids (empty msgstr).
 LOCALES := console/locale
 messages: $(VENV)/.installed  ## update the translation catalogs from the source text
@@ -48,6 +49,8 @@ messages: $(VENV)/.installed  ## update the translation catalogs from the source
 	$(BIN)/pybabel update -i $(LOCALES)/scripts.pot -d $(LOCALES) -D scripts --no-fuzzy-matching
 	$(BIN)/pybabel extract -F babel-cli.cfg --project Fleetdeck --version 0.1.0 -k tr --no-location --sort-output -o $(LOCALES)/cli.pot .
 	$(BIN)/pybabel update -i $(LOCALES)/cli.pot -d $(LOCALES) -D cli --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel-errors.cfg --project Fleetdeck --version 0.1.0 -k tx -k N_ --no-default-keywords --no-location --sort-output -o $(LOCALES)/errors.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/errors.pot -d $(LOCALES) -D errors --no-fuzzy-matching
 
 $(VENV)/.installed: setup.py agent/setup.py
 	$(PYTHON) -m venv $(VENV)

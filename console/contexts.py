@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from console.i18n import tx
+
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 KEYS = frozenset({"url", "token", "token_env"})
@@ -57,7 +59,8 @@ def check_url(url: str, where: str) -> str:
     """``url`` without a trailing slash; raises ContextError unless it is http(s)://HOST[:PORT][/path]."""
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ContextError(f"{where} must be an http:// or https:// URL such as http://127.0.0.1:8700, got {url!r}")
+        raise ContextError(tx("{where} must be an http:// or https:// URL such as http://127.0.0.1:8700, got {url}",
+                              where=where, url=repr(url)))
     return url.strip().rstrip("/")
 
 
@@ -71,12 +74,12 @@ def load(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"current": None, "contexts": {}}
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ContextError(f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                           f"it may hold tokens: chmod 600 {path}")
+        raise ContextError(tx("{path} is readable by others (mode {mode}); it may hold tokens: chmod 600 {path}",
+                              path=str(path), mode=f"{stat.S_IMODE(st.st_mode):04o}"))
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ContextError(f"{path}: cannot read: {exc}") from None
+        raise ContextError(tx("{path}: cannot read: {reason}", path=str(path), reason=str(exc))) from None
     if not isinstance(doc, dict) or set(doc) - {"current", "contexts"}:
         raise ContextError(f"{path}: expected the keys current and contexts only")
     contexts = doc.get("contexts") or {}
@@ -109,9 +112,9 @@ def add(path: Path, name: str, url: str, token_env: str | None = None, token: st
     """Add or replace context ``name``; the first context added becomes current.
     Returns whether it is current. Raises ContextError."""
     if not NAME_RE.fullmatch(name):
-        raise ContextError(f"invalid context name {name!r}: letters, digits, '.', '_' and '-'")
+        raise ContextError(tx("invalid context name {name}: letters, digits, '.', '_' and '-'", name=repr(name)))
     if token_env is not None and not ENV_NAME_RE.fullmatch(token_env):
-        raise ContextError(f"--token-env must name an environment variable, got {token_env!r}")
+        raise ContextError(tx("--token-env must name an environment variable, got {value}", value=repr(token_env)))
     doc = load(path)
     ctx: dict[str, str] = {"url": check_url(url, "--url")}
     if token_env:
@@ -144,8 +147,11 @@ def remove(path: Path, name: str) -> None:
 
 
 def _unknown(name: str, doc: dict[str, Any], path: Path) -> str:
-    known = ", ".join(sorted(doc["contexts"])) or "none; add one with `fleetdeck context add`"
-    return f"no context {name!r} in {path} (contexts: {known})"
+    if not doc["contexts"]:
+        return tx("no context {name} in {path} (contexts: none; add one with `fleetdeck context add`)",
+                  name=repr(name), path=str(path))
+    return tx("no context {name} in {path} (contexts: {known})", name=repr(name), path=str(path),
+              known=", ".join(sorted(doc["contexts"])))
 
 
 def resolve(env: Mapping[str, str] | None = None, default_url: str = "http://127.0.0.1:8700") -> Target:
@@ -160,7 +166,7 @@ def resolve(env: Mapping[str, str] | None = None, default_url: str = "http://127
         doc = load(path)
         name = env.get("FLEETDECK_CONTEXT") or doc["current"]
         if name and name not in doc["contexts"]:
-            raise ContextError(_unknown(name, doc, path) + " (named by FLEETDECK_CONTEXT)")
+            raise ContextError(tx("{problem} (named by FLEETDECK_CONTEXT)", problem=_unknown(name, doc, path)))
         ctx = doc["contexts"].get(name) if name else None
         if ctx is not None:
             if not url:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
-from console.i18n import LANG_COOKIE, choose_language, script_block
+from console.i18n import ENGLISH, LANG_COOKIE, TRANSLATE_HEADER, choose_language, script_block, tx
 from console.schemas import REQUESTS, parse_body, parse_query
 
 if TYPE_CHECKING:  # console.services imports every service; handlers only need the type
@@ -86,6 +86,22 @@ class BaseHandler(tornado.web.RequestHandler):
         """The BCP 47 tag of this request's language (console/i18n.py: cookie, else
         Accept-Language, else English)."""
         return choose_language(self.get_cookie(LANG_COOKIE), self.request.headers.get("Accept-Language"))
+
+    # Set by the Prometheus- and Alertmanager-compatible APIs and remote write, whose clients
+    # read the message: those answer in English, except to the console's own clients (a page
+    # signed in with the session cookie, such as the explore page, or the CLI, which sends
+    # TRANSLATE_HEADER).
+    machine_api = False
+
+    def error_text(self, message: object) -> str:
+        """An error ``message`` (console/i18n.py ``Text``) in this request's language; English
+        on a ``machine_api`` route unless the caller is a signed-in page session or sends
+        ``Fleetdeck-Translate-Errors: 1``."""
+        credential = getattr(self, "credential", (None, None))
+        own_client = ((credential[1] is not None and self.current_user is not None)
+                      or self.request.headers.get(TRANSLATE_HEADER) == "1")
+        lang = ENGLISH if self.machine_api and not own_client else self.language
+        return self.settings["i18n"].error_message(lang, message)
 
     def get_user_locale(self) -> tornado.locale.Locale:
         # Tornado's hook: its translate() is the templates' _().
@@ -168,15 +184,17 @@ class BaseHandler(tornado.web.RequestHandler):
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise ApiError(400, "invalid_parameter", f"{what} is not valid UTF-8", {"parameter": what}) from None
+            raise ApiError(400, "invalid_parameter", tx("{parameter} is not valid UTF-8", parameter=what),
+                           {"parameter": what}) from None
         if "\x00" in text:
-            raise ApiError(400, "invalid_parameter", f"{what} must not contain NUL", {"parameter": what})
+            raise ApiError(400, "invalid_parameter", tx("{parameter} must not contain NUL", parameter=what),
+                           {"parameter": what})
         return text
 
     def prepare_body_cap(self) -> None:
         cap = self.max_body_bytes or self.services.config.console.api_max_body_bytes
         if len(self.request.body or b"") > cap:
-            raise ApiError(413, "body_too_large", f"body exceeds {cap} bytes", {"limit_bytes": cap})
+            raise ApiError(413, "body_too_large", tx("body exceeds {limit} bytes", limit=cap), {"limit_bytes": cap})
 
     async def prepare(self) -> None:
         if not getattr(self, "_streaming", False):
@@ -187,10 +205,10 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.current_user is None:
             self.deny_unauthenticated()
         elif not self.current_user.allows(self.required_role):
-            raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
+            raise ApiError(403, "forbidden", tx("this needs the {role} role", role=self.required_role))
 
     def deny_unauthenticated(self) -> NoReturn:
-        raise ApiError(401, "unauthorized", "credentials are missing or invalid",
+        raise ApiError(401, "unauthorized", tx("credentials are missing or invalid"),
                        headers={"WWW-Authenticate": 'Bearer realm="fleetdeck"'})
 
     def set_default_headers(self) -> None:
@@ -227,11 +245,11 @@ class ApiHandler(BaseHandler):
         try:
             doc = orjson.loads(self.request.body or b"")
         except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+            raise ApiError(400, "invalid_json", tx("body is not valid JSON: {reason}", reason=str(exc))) from None
         if not isinstance(doc, dict):
-            raise ApiError(400, "invalid_json", "body must be a JSON object")
+            raise ApiError(400, "invalid_json", tx("body must be a JSON object"))
         if not nul_free(doc):  # PostgreSQL text cannot hold it; refused on SQLite alike
-            raise ApiError(400, "invalid_json", "strings must not contain NUL (\\u0000)")
+            raise ApiError(400, "invalid_json", tx("strings must not contain NUL (\\u0000)"))
         return doc
 
     def body(self) -> Any:
@@ -261,17 +279,18 @@ class ApiHandler(BaseHandler):
                 self.set_header(name, value)
         elif isinstance(exc, OperationalError):
             # Disk full, locked, or the server down: transient, so clients are told when to retry.
-            status, code, message, details = 503, "storage_unavailable", "the database is unavailable", {}
+            status, code, message, details = 503, "storage_unavailable", tx("the database is unavailable"), {}
             self.set_header("Retry-After", str(self.services.config.console.storage_retry_after))
         elif isinstance(exc, tornado.web.HTTPError):
             status = exc.status_code
             code = STATUS_CODES.get(status, "error")
             message = exc.log_message or self._reason
             if status == 403 and "xsrf" in (exc.log_message or "").lower():
-                code, message = "xsrf_invalid", "missing or invalid _xsrf token"
+                code, message = "xsrf_invalid", tx("missing or invalid _xsrf token")
             details = {}
         else:
-            status, code, message, details = 500, "internal_error", "internal error", {}
+            status, code, message, details = 500, "internal_error", tx("internal error"), {}
+        message = self.error_text(message)
         self.set_status(status)
         self.write_allow(status)
         self.clear_header("Content-Type")
@@ -296,7 +315,7 @@ class PageHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, FleetdeckError) else self.locale.translate(self._reason)
+        message = self.error_text(exc.message) if isinstance(exc, FleetdeckError) else self.locale.translate(self._reason)
         if isinstance(exc, FleetdeckError):
             self.set_status(exc.status)
             for name, value in exc.headers.items():
@@ -312,7 +331,7 @@ class NotFoundHandler(ApiHandler):
         super().initialize(services, role, route)
 
     async def prepare(self) -> None:
-        raise ApiError(404, "not_found", f"no route for {self.request.path}")
+        raise ApiError(404, "not_found", tx("no route for {path}", path=self.request.path))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if self.request.path.startswith(("/api/", "/prometheus/api/", "/alertmanager/api/")):

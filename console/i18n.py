@@ -10,9 +10,15 @@ console starts, so a checkout needs no compile step:
   ``<script type="application/json" id="fleetdeck-i18n">`` data block;
 - ``console/locale/<ll_CC>/LC_MESSAGES/cli.po``: the ``fleetdeck`` command's human output
   (table headings of ``print_table``, ``tr("...")``), in Chinese when the POSIX locale
-  variables say so (:func:`terminal_language`).
+  variables say so (:func:`terminal_language`);
+- ``console/locale/<ll_CC>/LC_MESSAGES/errors.po``: error messages (``tx("...")`` anywhere
+  under ``console/``), kept as :class:`Text` (the English text, with its template and
+  values) where they are raised and translated where they are shown: the console's error
+  answers (console/handlers.py, in the request's language) and the CLI's stderr (in the
+  terminal's language).
 
-``make messages`` extracts the source text (``babel.cfg``, ``babel-scripts.cfg``) and
+``make messages`` extracts the source text (``babel.cfg``, ``babel-scripts.cfg``,
+``babel-cli.cfg``, ``babel-errors.cfg``) and
 merges it into the catalogs; tests/unit/test_i18n_catalog.py fails while a msgid lacks a
 translation.
 
@@ -42,11 +48,64 @@ from babel.messages.pofile import read_po
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANG_COOKIE = "fleetdeck_lang"
+# Request header with which the console's own clients (the CLI) ask the Prometheus- and
+# Alertmanager-compatible APIs for error messages in the request's language (RFC 6648: no X-).
+TRANSLATE_HEADER = "Fleetdeck-Translate-Errors"
 ENGLISH = "en"
 #: BCP 47 tag (``<html lang>``, the cookie, Intl) -> gettext directory name.
 LANGUAGES = {ENGLISH: "en_US", "zh-CN": "zh_CN"}
 # Tags meaning Simplified Chinese; zh-TW, zh-HK and zh-Hant (Traditional) are not it.
 _SIMPLIFIED = frozenset(("zh", "zh-cn", "zh-sg", "zh-hans", "zh-hans-cn", "zh-hans-sg"))
+
+
+class Text(str):
+    """A translatable message: the English text itself (a ``str``, so logs, tests and
+    machine-facing answers see English), keeping its ``template`` (the msgid, with
+    ``{name}`` placeholders of :meth:`str.format`) and the ``values`` that fill it, so it
+    can be translated when shown. Made by :func:`tx`."""
+
+    template: str
+    values: dict[str, Any]
+
+    def __new__(cls, template: str, values: dict[str, Any] | None = None) -> Text:
+        self = super().__new__(cls, template.format(**(values or {})))
+        self.template = template
+        self.values = dict(values or {})
+        return self
+
+    def __reduce__(self) -> tuple:
+        # Errors cross process boundaries pickled: rebuild from the template, not the text.
+        return Text, (self.template, self.values)
+
+    def translated(self, lookup: Callable[[str], str]) -> str:
+        """The text in the language of ``lookup`` (msgid -> msgstr, the msgid itself when
+        untranslated); values that are :class:`Text` are translated too. A translation whose
+        placeholders do not fit falls back to the English text."""
+        values = {k: v.translated(lookup) if isinstance(v, Text) else v for k, v in self.values.items()}
+        try:
+            return lookup(self.template).format(**values)
+        except (KeyError, IndexError, ValueError):
+            return str(self)
+
+
+def tx(template: str, **values: Any) -> Text:
+    """Mark an error message for translation: ``tx("no host named {host}", host=name)``.
+    ``template`` is the msgid (extracted by ``make messages`` into ``errors.po``); the
+    placeholders are filled after translation. Literal braces are doubled, as for
+    :meth:`str.format`."""
+    return Text(template, values)
+
+
+def N_(template: str) -> str:  # noqa: N802 - gettext's name for "mark, translate later"
+    """Mark a template for extraction (``make messages``) where it is written apart from
+    the :func:`tx` call that fills it; returns it unchanged."""
+    return template
+
+
+def translate_text(text: object, lookup: Callable[[str], str]) -> str:
+    """``text`` translated when it is a :class:`Text`, else as it is (text that was never
+    marked, such as a peer's or a library's message)."""
+    return text.translated(lookup) if isinstance(text, Text) else str(text)
 
 
 def read_catalog(lang: str, domain: str, locale_dir: Path = LOCALE_DIR) -> Catalog:
@@ -76,12 +135,14 @@ class I18n:
     def __init__(self, locale_dir: Path = LOCALE_DIR) -> None:
         self._locales: dict[str, tornado.locale.Locale] = {ENGLISH: tornado.locale.CSVLocale("en_US", {})}
         self._scripts: dict[str, dict[str, str]] = {ENGLISH: {}}
+        self._errors: dict[str, dict[str, str]] = {ENGLISH: {}}
         for lang in LANGUAGES:
             if lang == ENGLISH:
                 continue
             self._locales[lang] = tornado.locale.GettextLocale(
                 LANGUAGES[lang], _gnu_translations(read_catalog(lang, "messages", locale_dir)))
             self._scripts[lang] = script_messages(read_catalog(lang, "scripts", locale_dir))
+            self._errors[lang] = script_messages(read_catalog(lang, "errors", locale_dir))
 
     def locale(self, lang: str) -> tornado.locale.Locale:
         """Tornado's locale of ``lang`` (its ``translate`` is the templates' ``_``)."""
@@ -90,6 +151,12 @@ class I18n:
     def scripts(self, lang: str) -> dict[str, str]:
         """The scripts' catalog of ``lang``: ``{english text: translation}``."""
         return self._scripts.get(lang, {})
+
+    def error_message(self, lang: str, message: object) -> str:
+        """An error ``message`` in ``lang``: a :class:`Text` translated with ``errors.po``,
+        any other text as it is."""
+        catalog = self._errors.get(lang, {})
+        return translate_text(message, lambda msgid: catalog.get(msgid, msgid))
 
 
 def choose_language(cookie: str | None, accept_language: str | None) -> str:
@@ -144,6 +211,24 @@ def cli_text(lang: str | None = None) -> Callable[[str], str]:
         return str
     messages = script_messages(read_catalog(lang, "cli"))
     return lambda text: messages.get(text, text)
+
+
+def cli_errors(lang: str | None = None) -> Callable[[object], str]:
+    """The CLI's translator of error messages for ``lang`` (default
+    :func:`terminal_language`): a :class:`Text` -> its translation from ``errors.po``, any
+    other text as it is."""
+    lang = terminal_language() if lang is None else lang
+    catalog = {} if lang == ENGLISH or lang not in LANGUAGES else script_messages(read_catalog(lang, "errors"))
+    return lambda message: translate_text(message, lambda msgid: catalog.get(msgid, msgid))
+
+
+def message_of(exc: BaseException) -> str:
+    """The message an exception was raised with, keeping a :class:`Text` (``str(exc)``
+    makes a plain ``str`` of it): its ``message`` attribute, else its one argument."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
 
 
 def script_block(messages: dict[str, Any]) -> str:

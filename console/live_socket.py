@@ -14,6 +14,7 @@ import tornado.websocket
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, json_bytes
+from console.i18n import tx
 from console.live import TOPIC_RE
 
 MAX_TOPICS = 256
@@ -25,7 +26,7 @@ class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
     async def get(self, *args: str, **kwargs: str) -> None:
         # A plain GET gets the API's JSON error, not tornado's text answer.
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError(400, "websocket_required", "this route speaks WebSocket only (Upgrade: websocket)")
+            raise ApiError(400, "websocket_required", tx("this route speaks WebSocket only (Upgrade: websocket)"))
         await super().get(*args, **kwargs)
 
     def open(self) -> None:

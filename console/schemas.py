@@ -49,6 +49,7 @@ from console.deploy.apps import APP_NAME_RE, VERSION_RE
 from console.deploy.environments import ENVIRONMENT_RE
 from console.deploy.service import MAX_REASON
 from console.errors import ApiError
+from console.i18n import N_, message_of, tx
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, MetricType)
 from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
@@ -89,7 +90,7 @@ TokenName = Annotated[str, StringConstraints(min_length=1, max_length=128, patte
 def _decimal_digits(value: Any) -> Any:
     # Query integers are ASCII decimal digits: pydantic alone would also take " 5", "+5", "1_0".
     if isinstance(value, str) and not re.fullmatch(r"-?[0-9]{1,20}", value):
-        raise ValueError("must be an integer in decimal digits")
+        raise ValueError(tx("must be an integer in decimal digits"))
     return value
 
 
@@ -129,11 +130,11 @@ def _search_text(value: str) -> str:
     # automaton for a class repeated 65 times); _BLANK is exactly str.isspace's set.
     words = _WORDS.findall(value)
     if any(len(word) > MAX_TERM_CHARS for word in words):
-        raise ValueError(f"a search word is longer than {MAX_TERM_CHARS} characters")
+        raise ValueError(tx("a search word is longer than {most} characters", most=MAX_TERM_CHARS))
     if len(words) > MAX_TERMS:
-        raise ValueError(f"at most {MAX_TERMS} search words")
+        raise ValueError(tx("at most {most} search words", most=MAX_TERMS))
     if not words and value.strip():
-        raise ValueError("no word to search for (words are letters and digits)")
+        raise ValueError(tx("no word to search for (words are letters and digits)"))
     return value
 
 
@@ -376,7 +377,7 @@ def _unix_or_rfc3339(raw: Any) -> Any:
         try:
             return parse_time("time", raw)
         except PromError:
-            raise ValueError("must be Unix seconds or an RFC 3339 time with a zone") from None
+            raise ValueError(tx("must be Unix seconds or an RFC 3339 time with a zone")) from None
     return raw
 
 
@@ -585,6 +586,51 @@ def adapter(kind: Any) -> TypeAdapter:
 _ADAPTERS: dict[int, TypeAdapter] = {}  # filled once per type; the types above never change
 
 
+# pydantic's messages of the common problems, as translatable templates filled from the
+# problem's ``ctx`` (pydantic_core's own English text, which the English rendering keeps;
+# N_ marks them for `make messages`).
+_PROBLEMS = {
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "too_short": N_("List should have at least {min_length} items after validation, not {actual_length}"),
+    "too_long": N_("List should have at most {max_length} items after validation, not {actual_length}"),
+    "string_type": N_("Input should be a valid string"),
+    "int_type": N_("Input should be a valid integer"),
+    "float_type": N_("Input should be a valid number"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "model_type": N_("Input should be a valid dictionary or instance of {class_name}"),
+}
+
+
+def problem_text(problem: Any) -> str:
+    """pydantic's message of one problem, translatable (console/i18n.py ``Text``) when it is
+    one of :data:`_PROBLEMS` or a validator's ``ValueError(tx(...))``; otherwise pydantic's
+    English as it is (a template that would not reproduce it is not used)."""
+    ctx = problem.get("ctx") or {}
+    english = problem["msg"]
+    if problem["type"] == "value_error" and isinstance(ctx.get("error"), Exception):
+        reason = message_of(ctx["error"])
+        text = tx("Value error, {reason}", reason=reason)
+        return text if text == english else english
+    template = _PROBLEMS.get(problem["type"])
+    if template is None:
+        return english
+    try:
+        text = tx(template, **{k: str(v) for k, v in ctx.items()})
+    except (KeyError, IndexError, ValueError):
+        return english
+    return text if text == english else english
+
+
 def validation_error(exc: ValidationError, where: str, model: Any = None) -> ApiError:
     """The first problem of ``exc`` as the API's error: ``where`` is ``"body"`` or
     ``"query"``; ``model`` is the body's type (see the module docstring for the codes)."""
@@ -594,7 +640,8 @@ def validation_error(exc: ValidationError, where: str, model: Any = None) -> Api
     if where == "body" and is_union and loc:
         loc = loc[1:]  # the union member's tag comes first
     name = loc[0] if loc else ("kind" if problem["type"] == "invalid_kind" else "")
-    message = f"{name}: {problem['msg']}" if name else problem["msg"]
+    said = problem_text(problem)
+    message = tx("{name}: {problem}", name=name, problem=said) if name else said
     if where == "query":
         return ApiError(400, "invalid_parameter", message, {"parameter": name})
     overrides = getattr(model, "field_errors", {})
@@ -602,9 +649,9 @@ def validation_error(exc: ValidationError, where: str, model: Any = None) -> Api
         status, code = overrides[name]
         return ApiError(status, code, message, {"field": name})
     if problem["type"] == "missing":
-        return ApiError(400, "missing_field", f"{name} is required", {"field": name})
+        return ApiError(400, "missing_field", tx("{name} is required", name=name), {"field": name})
     if problem["type"] == "extra_forbidden":
-        return ApiError(400, "unknown_field", f"unknown field {name!r}", {"field": name})
+        return ApiError(400, "unknown_field", tx("unknown field {name}", name=repr(name)), {"field": name})
     return ApiError(400, "invalid_field", message, {"field": name})
 
 

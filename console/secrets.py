@@ -30,6 +30,7 @@ from console.audit.service import AuditService
 from console.config import ConfigError
 from console.deploy.kubeconfig import KubeconfigRefused, check_kubeconfig
 from console.errors import InvalidInput
+from console.i18n import tx
 from console.storage.database import Database, bound, execute_dml
 from console.storage.models import StoredSecret
 
@@ -108,14 +109,14 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
-            raise SecretError("undecryptable", "no configured key decrypts this secret") from None
+            raise SecretError("undecryptable", tx("no configured key decrypts this secret")) from None
 
     def rotate(self, token: str) -> str:
         """``token`` re-encrypted under the primary key."""
         try:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
-            raise SecretError("undecryptable", "no configured key decrypts this secret") from None
+            raise SecretError("undecryptable", tx("no configured key decrypts this secret")) from None
 
 
 class SecretService:
@@ -144,13 +145,13 @@ class SecretService:
         Raises SecretError for a bad name or kind, a value over 64 KiB, or a kubeconfig
         that is not inline credentials only (``kubeconfig_refused``, console/deploy/kubeconfig.py)."""
         if not isinstance(name, str) or not SECRET_NAME_RE.fullmatch(name):
-            raise SecretError("invalid_name", "a secret name is 1-128 of letters, digits and ._:- "
-                                              "starting with a letter or digit")
+            raise SecretError("invalid_name", tx("a secret name is 1-128 of letters, digits and ._:- "
+                                                 "starting with a letter or digit"))
         if kind not in SECRET_KINDS:
-            raise SecretError("invalid_kind", f"kind must be one of {', '.join(SECRET_KINDS)}")
+            raise SecretError("invalid_kind", tx("kind must be one of {kinds}", kinds=", ".join(SECRET_KINDS)))
         if not isinstance(value, str) or not value or len(value.encode("utf-8")) > MAX_SECRET_BYTES:
             raise SecretError("too_large" if isinstance(value, str) and value else "invalid_value",
-                              f"a secret value is 1 to {MAX_SECRET_BYTES} bytes of text")
+                              tx("a secret value is 1 to {most} bytes of text", most=MAX_SECRET_BYTES))
         if kind == "kubeconfig":
             try:
                 check_kubeconfig(value)
@@ -176,14 +177,14 @@ class SecretService:
     def delete(self, session: Session, name: str, actor: str, source: str = "") -> None:
         """Raises SecretError(``not_found``)."""
         if execute_dml(session, delete(StoredSecret).where(StoredSecret.name == name)).rowcount == 0:
-            raise SecretError("not_found", f"no secret named {name!r}")
+            raise SecretError("not_found", tx("no secret named {name}", name=repr(name)))
         self._audit.record(session, actor, "secret.delete", f"secret:{name}", {}, source)
 
     def reveal(self, session: Session, name: str) -> str:
         """The plaintext, for server-side use only (drivers). Raises SecretError."""
         row = session.execute(select(StoredSecret).where(StoredSecret.name == name)).scalar_one_or_none()
         if row is None:
-            raise SecretError("not_found", f"no secret named {name!r}")
+            raise SecretError("not_found", tx("no secret named {name}", name=repr(name)))
         return self._box.decrypt(row.ciphertext)
 
     def rotate_all(self, session: Session, actor: str = "cli") -> int:

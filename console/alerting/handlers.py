@@ -10,6 +10,7 @@ from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
 from console.alerting.templates import go_float_e
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
+from console.i18n import tx
 from console.promql.handlers import PrometheusHandler
 from console.promql.service import bad_data
 
@@ -104,7 +105,7 @@ class AlertHistoryHandler(ApiHandler):
         until = self.services.clock() if args.until is None else args.until
         since = until - 86400 if args.since is None else args.since
         if since > until:
-            raise ApiError(422, "invalid_range", "since must not be after until", {"parameter": "since"})
+            raise ApiError(422, "invalid_range", tx("since must not be after until"), {"parameter": "since"})
         rows = await self.services.alerting.ahistory(since, until, args.alertname or None, args.instance or None,
                                                      args.limit)
         self.write_json({"transitions": rows})
@@ -151,7 +152,8 @@ class RulePageHandler(PageHandler):
         found = next(((g, s.rule) for g, rules, _, _ in self.services.alerting.snapshot() if g.name == group_name
                       for s, _ in rules if s.rule.name == rule_name), None)
         if found is None:
-            raise ApiError(404, "not_found", f"no rule {rule_name!r} in group {group_name!r}")
+            raise ApiError(404, "not_found", tx("no rule {rule} in group {group}", rule=repr(rule_name),
+                                                  group=repr(group_name)))
         group, rule = found
         split = None if rule.logs is not None else threshold_split(rule.expr)
         chart_query = None if rule.logs is not None else split[0] if split else rule.expr.strip()

@@ -11,6 +11,7 @@ from typing import Any
 from console.auth.tokens import EnrolError
 from console.errors import ApiError
 from console.handlers import ApiHandler
+from console.i18n import tx
 from console.params import INT32_MAX, ascii_uint
 from console.schemas import AgentToken, EnrolToken
 
@@ -85,7 +86,7 @@ class TokenHandler(ApiHandler):
     async def delete(self, token_id: str) -> None:
         tid = ascii_uint(token_id, INT32_MAX)
         if tid is None:
-            raise ApiError(404, "token_not_found", f"no token with id {token_id[:20]!r}")
+            raise ApiError(404, "token_not_found", tx("no token with id {id}", id=repr(token_id[:20])))
         self.write_json(await self.services.auth.arevoke_token(self.principal.actor, self.client_ip, tid))
 
 
@@ -99,7 +100,7 @@ class EnrolHandler(ApiHandler):
         limiter, key = self.services.auth.enrol_limit, f"ip:{self.client_ip}"
         wait = limiter.retry_after(key)
         if wait:
-            raise ApiError(429, "too_many_requests", f"too many failed enrolments; retry in {wait} s",
+            raise ApiError(429, "too_many_requests", tx("too many failed enrolments; retry in {wait} s", wait=wait),
                            {"retry_after": wait}, headers={"Retry-After": str(wait)})
         enrolment = self.body()
         enrol_token, host = enrolment.enrol_token, enrolment.host

@@ -24,6 +24,7 @@ from console.auth.roles import Principal
 from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService, digest
 from console.auth.users import MAX_PASSWORD_LENGTH, UNCHANGED, UserNotFound, UserService
+from console.i18n import tx
 from console.storage.database import Database
 from console.storage.models import Token, User
 
@@ -97,7 +98,7 @@ class AuthService:
             return LoginResult(None, None)
         user = self.users.get(session, username)
         if user is None:  # confirm_login found it in this transaction
-            raise UserNotFound(f"no user {username!r}")
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
         session_id = self.sessions.create(session, user.id, source)
         self.audit.record(session, principal.actor, "login.success", f"user:{username}", {}, source)
         return LoginResult(principal, session_id)

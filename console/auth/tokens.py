@@ -31,6 +31,7 @@ from console.auth.roles import USER_ROLES, Principal, lower_role
 from console.auth.sessions import apps_tuple
 from console.auth.users import UserError, encode_apps
 from console.errors import Forbidden, InvalidInput, NotFound
+from console.i18n import tx
 from console.storage.database import execute_dml
 from console.storage.models import Host, Token, User
 
@@ -93,7 +94,7 @@ class TokenService:
     def create_agent_token(self, session: Session, host: str, created_by: str | None = None) -> str:
         """A new agent token bound to ``host``; returns the plaintext (shown once)."""
         if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
-            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
+            raise TokenError(tx("invalid host name {host}: letters, digits, '.', '_' and '-' only", host=repr(host)))
         return self._create(session, kind="agent", name=f"agent:{host}", host=host, role=None,
                             prefix=AGENT_PREFIX, expires_at=None, created_by=created_by)
 
@@ -105,15 +106,15 @@ class TokenService:
         user ``owner`` (None: the operator's); returns the plaintext (shown once). Raises
         TokenError."""
         if role not in USER_ROLES:
-            raise TokenError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
+            raise TokenError(tx("unknown role {role}; choose one of {roles}", role=repr(role), roles=", ".join(USER_ROLES)))
         if not isinstance(name, str) or not name.strip() or len(name) > 128:
-            raise TokenError("a token name of 1 to 128 characters is required")
+            raise TokenError(tx("a token name of 1 to 128 characters is required"))
         if expires_in_days is not None and not 0 < expires_in_days <= 3650:
-            raise TokenError("expiry must be between 0 and 3650 days")
+            raise TokenError(tx("expiry must be between 0 and 3650 days"))
         try:
             encoded_apps = encode_apps(role, apps)
         except UserError as exc:
-            raise TokenError(str(exc)) from None
+            raise TokenError(exc.message) from None
         expires_at = self._clock() + expires_in_days * 86400 if expires_in_days else None
         return self._create(session, kind="api", name=name, host=None, role=role, prefix=API_PREFIX,
                             expires_at=expires_at, created_by=created_by, apps=encoded_apps, owner=owner)
@@ -123,9 +124,9 @@ class TokenService:
         """A one-time enrolment token valid for ``expires_in_s`` seconds (at most 30 days),
         optionally only for ``host``; returns (id, plaintext). Raises TokenError."""
         if not 0 < expires_in_s <= MAX_ENROL_SECONDS:
-            raise TokenError(f"an enrolment token expires within 1 s to {MAX_ENROL_SECONDS} s")
+            raise TokenError(tx("an enrolment token expires within 1 s to {most} s", most=MAX_ENROL_SECONDS))
         if host is not None and (not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host)):
-            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only")
+            raise TokenError(tx("invalid host name {host}: letters, digits, '.', '_' and '-' only", host=repr(host)))
         plaintext = self._create(session, kind="enrol", name=f"enrol:{host or '*'}", host=host, role=None,
                                  prefix=ENROL_PREFIX, expires_at=self._clock() + expires_in_s,
                                  created_by=created_by, owner=owner)
@@ -138,7 +139,7 @@ class TokenService:
         and EnrolError when the enrolment token cannot be used, or is not bound to ``host``
         while ``host`` is already known (has pushed, or holds a live agent token)."""
         if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
-            raise TokenError(f"invalid host name {host!r}: letters, digits, '.', '_' and '-' only",
+            raise TokenError(tx("invalid host name {host}: letters, digits, '.', '_' and '-' only", host=repr(host)),
                              code="invalid_host")
         now = self._clock()
         row = session.execute(select(Token).where(Token.token_hash == digest(enrol_token))
@@ -146,17 +147,17 @@ class TokenService:
         if (row is None or row.kind != "enrol" or row.revoked_at is not None
                 or (row.expires_at is not None and row.expires_at <= now)
                 or (row.host_name is not None and row.host_name != host)):
-            raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+            raise EnrolError(tx("the enrolment token is invalid, used, expired or bound to another host"))
         if row.host_name is None and self._host_known(session, host):
             # Taking over a host's identity (its metrics, logs and agent token) needs an
             # enrolment token issued for that host by name; it is not spent here.
-            raise EnrolError(f"host {host!r} is already enrolled; enrolling it again needs an enrolment token "
-                             f"bound to it (fleetdeck token create --enrol --host {host})")
+            raise EnrolError(tx("host {host} is already enrolled; enrolling it again needs an enrolment token "
+                                "bound to it (fleetdeck token create --enrol --host {name})", host=repr(host), name=host))
         # Spent in the same transaction that creates the agent token: one use only.
         spent = execute_dml(session, update(Token).where(Token.id == row.id, Token.revoked_at.is_(None))
                                 .values(revoked_at=now, last_used_at=now)).rowcount
         if spent != 1:
-            raise EnrolError("the enrolment token is invalid, used, expired or bound to another host")
+            raise EnrolError(tx("the enrolment token is invalid, used, expired or bound to another host"))
         return row.id, self.create_agent_token(session, host, created_by=f"enrol:{row.id}")
 
     @staticmethod
@@ -182,7 +183,7 @@ class TokenService:
         ``cache_seconds``."""
         row = session.get(Token, token_id)
         if row is None:
-            raise TokenNotFound(f"no token with id {token_id}")
+            raise TokenNotFound(tx("no token with id {id}", id=token_id))
         if row.revoked_at is None:
             row.revoked_at = self._clock()
             revocation.bump(session)

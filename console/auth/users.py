@@ -14,6 +14,7 @@ from console.auth.passwords import Passwords, generate_password
 from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
 from console.errors import Conflict, InvalidInput, NotFound
+from console.i18n import tx
 from console.storage.models import User, UserSession
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -30,12 +31,12 @@ def encode_apps(role: str, apps: object) -> str | None:
     if apps is None:
         return None
     if role != "deployer":
-        raise AppsNeedDeployer("an app allow-list applies to the deployer role only")
+        raise AppsNeedDeployer(tx("an app allow-list applies to the deployer role only"))
     if not isinstance(apps, (list, tuple)) or len(apps) > 1000:
-        raise UserError("apps must be a list of up to 1000 app names")
+        raise UserError(tx("apps must be a list of up to 1000 app names"))
     bad = [a for a in apps if not isinstance(a, str) or not APP_NAME_RE.fullmatch(a)]
     if bad:
-        raise UserError(f"invalid app name {bad[0]!r}")
+        raise UserError(tx("invalid app name {app}", app=repr(bad[0])))
     return orjson.dumps(sorted(set(apps))).decode()
 
 
@@ -84,14 +85,14 @@ class UserService:
         the password already hashed off the database threads (else hashed here). Raises
         UserError (bad name, role or password; the name is taken)."""
         if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
-            raise UserError(f"invalid user name {username!r}")
+            raise UserError(tx("invalid user name {user}", user=repr(username)))
         if role not in USER_ROLES:
-            raise UserError(f"unknown role {role!r}; choose one of {', '.join(USER_ROLES)}")
+            raise UserError(tx("unknown role {role}; choose one of {roles}", role=repr(role), roles=", ".join(USER_ROLES)))
         encoded_apps = encode_apps(role, apps)
         self._check_password(password)
         # Deleted users count: the audit log names them, so their names are not reused.
         if session.execute(select(User.id).where(User.username == username)).first():
-            raise UserExists(f"user name {username!r} is taken (or was, by a deleted user)")
+            raise UserExists(tx("user name {user} is taken (or was, by a deleted user)", user=repr(username)))
         user = User(username=username, password_hash=password_hash or self.passwords.hash(password), role=role,
                     created_at=self._clock(), disabled=False, apps=encoded_apps)
         session.add(user)
@@ -104,7 +105,7 @@ class UserService:
         self._check_password(password)
         user = self._get(session, username)
         if user is None:
-            raise UserNotFound(f"no user {username!r}")
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
         user.password_hash = password_hash or self.passwords.hash(password)
         session.execute(delete(UserSession).where(UserSession.user_id == user.id))
         revocation.bump(session)
@@ -116,19 +117,20 @@ class UserService:
         shows it. Raises UserError."""
         user = self._get(session, username)
         if user is None:
-            raise UserNotFound(f"no user {username!r}")
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
         new_role = user.role if role is UNCHANGED else role
         if new_role not in USER_ROLES:
-            raise UserError(f"unknown role {new_role!r}; choose one of {', '.join(USER_ROLES)}")
+            raise UserError(tx("unknown role {role}; choose one of {roles}", role=repr(new_role),
+                               roles=", ".join(USER_ROLES)))
         if apps is UNCHANGED:
             apps = list(apps_tuple(user.apps) or ()) if user.apps is not None and new_role == "deployer" else None
         new_apps = encode_apps(new_role, apps)
         if disabled is not UNCHANGED and not isinstance(disabled, bool):
-            raise UserError("disabled must be true or false")
+            raise UserError(tx("disabled must be true or false"))
         losing_admin = user.role == "admin" and not user.disabled and (new_role != "admin" or disabled is True)
         if losing_admin and session.execute(select(func.count(User.id)).where(
                 User.role == "admin", User.disabled.is_(False))).scalar_one() <= 1:
-            raise LastAdmin(f"{username!r} is the last enabled admin")
+            raise LastAdmin(tx("{user} is the last enabled admin", user=repr(username)))
         end_sessions = new_role != user.role or (disabled is True and not user.disabled)
         apps_changed = new_apps != user.apps
         user.role, user.apps = new_role, new_apps
@@ -148,7 +150,7 @@ class UserService:
         described = self.update(session, username, disabled=True)
         user = self._get(session, username)
         if user is None:  # update() found it in this transaction
-            raise UserNotFound(f"no user {username!r}")
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
         user.deleted_at = self._clock()
         session.flush()
         return described
@@ -221,4 +223,5 @@ class UserService:
 
     def _check_password(self, password: str) -> None:
         if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise UserError(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+            raise UserError(tx("a password needs {least} to {most} characters", least=MIN_PASSWORD_LENGTH,
+                               most=MAX_PASSWORD_LENGTH))

@@ -26,6 +26,7 @@ from console.cli import (audit, completion, contexts, database, deploys, hosts, 
 from console.cli.common import CliError, Parser, enum_option, parse_since, print_table, visible
 from console.client import ClientError
 from console.config import ConfigError
+from console.i18n import cli_errors, message_of, tx
 
 __all__ = ["CliError", "build_parser", "main", "parse_since", "print_table", "visible"]
 
@@ -70,19 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    said = cli_errors()  # messages in the terminal's language (console/i18n.py)
     try:
         return args.func(args)
     except CliError as exc:  # may carry stored text (a deploy's error) or the console's message
-        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
+        print(f"fleetdeck: {visible(said(message_of(exc)))}", file=sys.stderr)
         return exc.code
     except ConfigError as exc:
-        print(f"fleetdeck: configuration: {exc}", file=sys.stderr)
+        problem = tx("configuration: {problem}", problem=message_of(exc))
+        print(f"fleetdeck: {said(problem)}", file=sys.stderr)
         return 2
     except ClientError as exc:
         if exc.code == "bad_url":  # FLEETDECK_URL or a context: configuration, not a failed call
-            print(f"fleetdeck: {visible(exc.message)}", file=sys.stderr)
+            print(f"fleetdeck: {visible(said(exc.message))}", file=sys.stderr)
             return 2
-        print(f"fleetdeck: {visible(str(exc))}", file=sys.stderr)
+        # The console's own message arrives in this language already (Accept-Language).
+        status = exc.status or "network"
+        print(f"fleetdeck: {visible(f'{status} {exc.code}: {said(exc.message)}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from console.cli.common import CliError, _admin_services, _actor, _fmt_time, admin_opts, positive_int, print_table
+from console.i18n import message_of, tx
 
 SECRET_KINDS = ("ssh_key", "kubeconfig", "registry_password", "webhook_url", "generic")
 
@@ -50,7 +51,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
             try:
                 value = Path(args.file).read_text() if args.file else sys.stdin.read()
             except (OSError, UnicodeDecodeError) as exc:
-                raise CliError(f"cannot read the value: {exc}", 2) from None
+                raise CliError(tx("cannot read the value: {reason}", reason=str(exc)), 2) from None
             meta = services.db.run(services.secrets.put, args.name, args.kind, value, _actor(), "cli")
             print(f"stored secret {meta['name']!r} ({meta['kind']})")
         else:
@@ -62,7 +63,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
                             [("name", "NAME"), ("kind", "KIND"), ("updated", "UPDATED (UTC)"),
                              ("updated_by", "BY")])
     except SecretError as exc:  # a refused value (e.g. a kubeconfig with an exec plugin) is a usage error
-        raise CliError(str(exc), 2 if exc.field or exc.reason.startswith("invalid") else 1) from None
+        raise CliError(message_of(exc), 2 if exc.field or exc.reason.startswith("invalid") else 1) from None
     finally:
         services.close()
     return 0

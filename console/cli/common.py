@@ -13,10 +13,10 @@ import time
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from console.config import Config, load_config
-from console.i18n import cli_text
+from console.i18n import cli_errors, cli_text, tx
 
 
 class CliError(Exception):
@@ -89,7 +89,8 @@ def database_exists(config: Config) -> bool:
     try:
         return inspect(engine).has_table("alembic_version")
     except SQLAlchemyError as exc:
-        raise CliError(f"cannot open the database {database_location(config)}: {exc.__class__.__name__}") from None
+        raise CliError(tx("cannot open the database {database}: {reason}", database=database_location(config),
+                          reason=exc.__class__.__name__)) from None
     finally:
         engine.dispose()
 
@@ -100,13 +101,13 @@ def _admin_services(args: argparse.Namespace):
     creates one. With ``-v``, names the database on stderr."""
     config, found, looked = locate_install(args)
     if config is None:
-        raise CliError(f"no Fleetdeck install found; looked at {', '.join(looked)}. "
-                       "`fleetdeck init` creates one (here in ./var, or where --config, "
-                       "$FLEETDECK_CONFIG or $FLEETDECK_DATA_DIR say)", 2)
+        raise CliError(tx("no Fleetdeck install found; looked at {places}. "
+                          "`fleetdeck init` creates one (here in ./var, or where --config, "
+                          "$FLEETDECK_CONFIG or $FLEETDECK_DATA_DIR say)", places=", ".join(looked)), 2)
     where = database_location(config)
     if not database_exists(config):
-        raise CliError(f"no Fleetdeck database at {where} (found through {found}); "
-                       "`fleetdeck init` creates one", 2)
+        raise CliError(tx("no Fleetdeck database at {database} (found through {found}); "
+                          "`fleetdeck init` creates one", database=where, found=found), 2)
     if getattr(args, "verbose", False):
         print(f"fleetdeck: using the database {where} (found through {found})", file=sys.stderr)
     return _services(config)
@@ -170,7 +171,7 @@ def parse_duration(text: str) -> float:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` or plain seconds -> seconds; raises CliError."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
     if not match or float(match.group(1)) <= 0:
-        raise CliError(f"invalid duration {text!r}: use e.g. 90s, 15m, 1h or 7d", 2)
+        raise CliError(tx("invalid duration {value}: use e.g. 90s, 15m, 1h or 7d", value=repr(text)), 2)
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
@@ -195,7 +196,8 @@ def parse_since(value: str) -> float:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"``, ``"1w"`` -> seconds; raises CliError (2)."""
     match = _DURATION.fullmatch(value.strip())
     if not match:
-        raise CliError(f"--since must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
+        raise CliError(tx("{flag} must be a duration such as 30s, 15m, 1h or 2d, got {value}", flag="--since",
+                          value=repr(value)), 2)
     return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
@@ -221,7 +223,8 @@ def visible_cell(text: str) -> str:
 def _duration_arg(flag: str, value: str) -> float:
     match = _DURATION.match(value.strip())
     if not match or float(match.group(1)) <= 0:
-        raise CliError(f"{flag} must be a duration such as 30s, 15m, 1h or 2d, got {value!r}", 2)
+        raise CliError(tx("{flag} must be a duration such as 30s, 15m, 1h or 2d, got {value}", flag=flag,
+                          value=repr(value)), 2)
     return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
@@ -230,9 +233,9 @@ def positive_int(raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(cli_errors()(tx("{value} is not an integer", value=repr(raw)))) from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(cli_errors()(tx("must be at least 1, not {value}", value=value)))
     return value
 
 
@@ -259,8 +262,15 @@ class Parser(argparse.ArgumentParser):
 
         names = [str(c) for c in choices]
         close = difflib.get_close_matches(str(value), names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint} (choose from {', '.join(names)})")
+        said = cli_errors()  # argparse's messages are plain str: translated here, in the terminal's language
+        hint = said(tx("; did you mean {value}?", value=repr(close[0]))) if close else ""
+        raise argparse.ArgumentError(action, said(tx("invalid choice: {value}{hint} (choose from {choices})",
+                                                     value=repr(value), hint=hint, choices=", ".join(names))))
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage error (exit 2), its "error" word in the terminal's language."""
+        self.print_usage(sys.stderr)
+        self.exit(2, cli_errors()(tx("{prog}: error: {message}", prog=self.prog, message=message)) + "\n")
 
 
 def one_of(*values: str, many: bool = False, fold: bool = False):
@@ -275,8 +285,10 @@ def one_of(*values: str, many: bool = False, fold: bool = False):
                 import difflib
 
                 close = difflib.get_close_matches(value.lower() if fold else value, values, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(values)}{hint}")
+                said = cli_errors()
+                hint = said(tx("; did you mean {value}?", value=repr(close[0]))) if close else ""
+                raise argparse.ArgumentTypeError(said(tx("{value} is not one of {choices}{hint}", value=repr(value),
+                                                         choices=", ".join(values), hint=hint)))
         return ",".join(v.lower() if fold else v for v in given)
 
     check.__name__ = "value"  # argparse names the type in its message: "invalid value value"

@@ -8,6 +8,7 @@ import os
 import sys
 
 from console.cli.common import CliError, print_table
+from console.i18n import message_of
 
 
 def _token_from_stdin() -> str:
@@ -36,7 +37,7 @@ def cmd_context(args: argparse.Namespace) -> int:
         else:
             _list(contexts.load(path), args.json)
     except contexts.ContextError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(message_of(exc), 2) from None
     return 0
 
 

@@ -9,6 +9,7 @@ import urllib.parse
 
 from console.cli.common import CliError, _admin_services, _actor, _ago, _fmt_time, admin_opts, print_table
 from console.client import ApiClient
+from console.i18n import tx
 
 
 def _pct(value: float | None) -> str:
@@ -36,9 +37,9 @@ def cmd_hosts_delete(args: argparse.Namespace) -> int:
     """Retire HOST through the API (``DELETE /api/v1/hosts/HOST``; admin token, audited)."""
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CliError(f"this deletes every sample and log line of {args.host!r}; add --yes to confirm", 2)
+            raise CliError(tx("this deletes every sample and log line of {host}; add --yes to confirm", host=repr(args.host)), 2)
         if input(f"delete host {args.host!r} with all its samples and log lines? type yes: ").strip() != "yes":
-            raise CliError("nothing deleted")
+            raise CliError(tx("nothing deleted"))
     result = ApiClient().request("DELETE", "/api/v1/hosts/" + urllib.parse.quote(args.host, safe=""))
     print(f"deleted host {result['host']}: {result['series']} series, {result['samples']} samples, "
           f"{result['rollups']} rollup rows, {result['logs']} log lines; "
@@ -55,7 +56,7 @@ def cmd_hosts_trust(args: argparse.Namespace) -> int:
     services = _admin_services(args)
     try:
         if args.host in services.inventory.groups:
-            raise CliError(f"{args.host} is a group; trust its hosts one by one", 2)
+            raise CliError(tx("{host} is a group; trust its hosts one by one", host=args.host), 2)
         host = services.inventory.resolve([args.host])[0]
         try:
             if args.key:
@@ -67,13 +68,14 @@ def cmd_hosts_trust(args: argparse.Namespace) -> int:
             fp = fingerprint(key_b64)
             print(f"{host.name} ({host.known_hosts_name}): {key_type} {fp} ({source})", file=sys.stderr)
             if args.fingerprint and args.fingerprint != fp:
-                raise CliError(f"fingerprint mismatch: expected {args.fingerprint}, the key is {fp}; nothing pinned")
+                raise CliError(tx("fingerprint mismatch: expected {expected}, the key is {actual}; nothing pinned",
+                                  expected=args.fingerprint, actual=fp))
             if not args.key and not args.fingerprint:
                 if not sys.stdin.isatty():
-                    raise CliError("check the fingerprint out of band (ssh-keygen -lf on the host) and pass "
-                                   "--fingerprint SHA256:..., or give the key with --key; nothing pinned", 2)
+                    raise CliError(tx("check the fingerprint out of band (ssh-keygen -lf on the host) and pass "
+                                      "--fingerprint SHA256:..., or give the key with --key; nothing pinned"), 2)
                 if input("pin this key? type yes: ").strip() != "yes":
-                    raise CliError("not pinned")
+                    raise CliError(tx("not pinned"))
             result = services.db.run(services.known_hosts.trust, host, key_type, key_b64, _actor(), "cli",
                                      args.replace)
         except TrustError as exc:

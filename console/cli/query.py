@@ -10,6 +10,7 @@ from datetime import datetime
 
 from console.cli.common import CliError, _duration_arg, print_table
 from console.client import ApiClient
+from console.i18n import tx
 
 
 def _time_arg(value: str | None) -> float:
@@ -23,9 +24,9 @@ def _time_arg(value: str | None) -> float:
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
     except ValueError:
-        raise CliError(f"--time must be Unix seconds or RFC 3339, got {value!r}", 2) from None
+        raise CliError(tx("--time must be Unix seconds or RFC 3339, got {value}", value=repr(value)), 2) from None
     if parsed.tzinfo is None:
-        raise CliError(f"--time needs a time zone (e.g. a trailing Z), got {value!r}", 2)
+        raise CliError(tx("--time needs a time zone (e.g. a trailing Z), got {value}", value=repr(value)), 2)
     return parsed.timestamp()
 
 
@@ -46,7 +47,7 @@ def cmd_query(args: argparse.Namespace) -> int:
                          end=f"{at:.3f}", step=f"{step:g}")
     else:
         if args.step:
-            raise CliError("--step needs --range", 2)
+            raise CliError(tx("--step needs --range"), 2)
         doc = client.get("/prometheus/api/v1/query", query=args.expr, time=f"{at:.3f}")
     data = doc["data"]
     for warning in doc.get("warnings", ()):

@@ -18,6 +18,7 @@ from pathlib import Path
 from console import __version__
 from console.cli.common import CliError, _actor, _server_config, _services, local_host_name
 from console.config import Config, ConfigError
+from console.i18n import tx
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -102,7 +103,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     except ConfigError:
         raise  # an invalid apps:, inventory: or probes: section, not a database problem
     except Exception as exc:  # the database URL is wrong or unreachable
-        raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
+        raise CliError(tx("cannot open the database {database}: {reason}", database=config.database_url,
+                          reason=str(exc))) from None
     backend = services.db.dialect
     print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend})", flush=True)
     app = make_app(services)
@@ -111,8 +113,8 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
         server, bound = start_http(app, services, host, port)
     except OSError as exc:
         services.close()
-        raise CliError(f"cannot listen on {config.console.listen}: {exc.strerror}; "
-                       "choose another with --listen HOST:PORT or FLEETDECK_LISTEN", 2) from None
+        raise CliError(tx("cannot listen on {listen}: {reason}; choose another with --listen HOST:PORT or "
+                          "FLEETDECK_LISTEN", listen=config.console.listen, reason=exc.strerror), 2) from None
     if first_run:
         # Only once the socket is bound: a start that fails creates no admin, so the next
         # one still creates it and prints its password.

@@ -8,6 +8,7 @@ import time
 
 from console.cli.common import CliError, _admin_services, _actor, _ago, _fmt_time, admin_opts, parse_duration, \
     print_table, visible
+from console.i18n import message_of, tx
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -15,7 +16,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     modes = [bool(args.agent), bool(args.name), bool(args.enrol)]
     if sum(modes) != 1:
-        raise CliError("give one of --agent HOST, --name NAME --role ROLE, or --enrol [--host HOST]", 2)
+        raise CliError(tx("give one of --agent HOST, --name NAME --role ROLE, or --enrol [--host HOST]"), 2)
     services = _admin_services(args)
     auth, actor = services.auth, _actor()
     try:
@@ -26,14 +27,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             created = services.db.run(auth.create_enrol_token, actor, "cli", expires, args.host)
         else:
             if not args.role:
-                raise CliError("--role is required with --name (viewer, deployer or admin)", 2)
+                raise CliError(tx("--role is required with --name (viewer, deployer or admin)"), 2)
             days = args.expires_days
             if args.expires:
                 days = parse_duration(args.expires) / 86400
             apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
             created = services.db.run(auth.create_api_token, actor, "cli", args.name, args.role, days, apps)
     except TokenError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(message_of(exc), 2) from None
     finally:
         services.close()
     print(created["token"])
@@ -67,7 +68,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     try:
         revoked = services.db.run(services.auth.revoke_token, _actor(), "cli", args.id)
     except TokenNotFound as exc:
-        raise CliError(str(exc), 1) from None
+        raise CliError(message_of(exc), 1) from None
     finally:
         services.close()
     print(f"revoked token {revoked['id']} ({revoked['kind']} {visible(revoked['name'])})")

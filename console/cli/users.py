@@ -10,6 +10,7 @@ import os
 import sys
 
 from console.cli.common import CliError, _admin_services, _actor, admin_opts, print_table, visible
+from console.i18n import message_of, tx
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -20,7 +21,7 @@ def _read_password(args: argparse.Namespace) -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("New password: ")
     if first != getpass.getpass("Repeat it: "):
-        raise CliError("the passwords differ", 2)
+        raise CliError(tx("the passwords differ"), 2)
     return first
 
 
@@ -58,7 +59,7 @@ def cmd_user(args: argparse.Namespace) -> int:
                   f"apps {','.join(user['apps']) if user['apps'] is not None else 'all'}, "
                   f"{'disabled' if user['disabled'] else 'enabled'}")
     except UserError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(message_of(exc), 2) from None
     finally:
         services.close()
     return 0

@@ -24,6 +24,7 @@ from console.audit.service import AuditService
 from console.auth.roles import Principal
 from console.deploy.environments import Approval
 from console.errors import Conflict, Forbidden, NotFound
+from console.i18n import tx
 from console.storage.models import Deploy, DeployApproval
 
 AWAITING, REJECTED, EXPIRED = "awaiting_approval", "rejected", "expired"
@@ -64,19 +65,21 @@ class ApprovalDesk:
         (``approver_role``)."""
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
+            raise NotFound(tx("no deploy {id}", id=deploy_id), code="unknown_deploy")
         row = session.get(DeployApproval, deploy_id)
         if row is None or d.state != AWAITING or row.state != PENDING:
-            raise Conflict(f"deploy {deploy_id} is {d.state}, not awaiting approval",
+            raise Conflict(tx("deploy {id} is {state}, not awaiting approval", id=deploy_id, state=d.state),
                            {"state": d.state}, code="not_awaiting_approval")
         now = self._clock()
         if now >= row.expires_at:
-            raise Conflict(f"the approval request of deploy {deploy_id} expired", code="approval_expired")
+            raise Conflict(tx("the approval request of deploy {id} expired", id=deploy_id), code="approval_expired")
         if identity_of(principal) == row.requested_by:
-            raise Forbidden(f"{principal.actor} requested deploy {deploy_id}; another user must approve or reject it",
+            raise Forbidden(tx("{actor} requested deploy {id}; another user must approve or reject it",
+                               actor=principal.actor, id=deploy_id),
                             {"requested_by": row.requested_by}, code="self_approval")
         if not principal.allows(row.approver_role):
-            raise Forbidden(f"deploy {deploy_id} of {d.app} needs an approver with the {row.approver_role} role",
+            raise Forbidden(tx("deploy {id} of {app} needs an approver with the {role} role", id=deploy_id, app=d.app,
+                               role=row.approver_role),
                             {"approver_role": row.approver_role}, code="approver_role")
         row.state, row.decided_by, row.decided_at, row.reason = (APPROVED if approve else REJECTED,
                                                                  identity_of(principal), now, reason)

@@ -7,6 +7,7 @@ from typing import Any
 from console.deploy.approvals import identity_of
 from console.errors import ApiError, FleetdeckError
 from console.handlers import ApiHandler, PageHandler
+from console.i18n import tx
 from console.params import INT32_MAX, ascii_uint
 
 
@@ -19,13 +20,14 @@ def require_may_deploy(handler: ApiHandler, app: str) -> None:
     """403 ``app_not_allowed`` unless the caller may deploy ``app`` (a deployer may be
     limited to named apps; see console/auth/roles.py)."""
     if not handler.principal.may_deploy(app):
-        raise ApiError(403, "app_not_allowed", f"{handler.principal.actor} may not deploy or roll back {app!r}")
+        raise ApiError(403, "app_not_allowed", tx("{actor} may not deploy or roll back {app}",
+                                                  actor=handler.principal.actor, app=repr(app)))
 
 
 def _deploy_id(raw: str) -> int:
     deploy_id = ascii_uint(raw, INT32_MAX)
     if deploy_id is None:
-        raise ApiError(404, "unknown_deploy", f"no deploy {raw[:20]!r}")
+        raise ApiError(404, "unknown_deploy", tx("no deploy {id}", id=repr(raw[:20])))
     return deploy_id
 
 

@@ -53,6 +53,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployD
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
+from console.i18n import tx
 from console.live import LiveBus
 from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
@@ -263,11 +264,11 @@ class DeployService:
     def app(self, name: Any) -> AppDefinition:
         """The app called ``name``; Unprocessable (422) when malformed, NotFound (404) when unknown."""
         if not valid_app_name(name):
-            raise Unprocessable("app names are lower-case letters, digits, - and _ "
-                                "(at most 63 characters)", {"app": str(name)[:100]}, code="invalid_app")
+            raise Unprocessable(tx("app names are lower-case letters, digits, - and _ "
+                                   "(at most 63 characters)"), {"app": str(name)[:100]}, code="invalid_app")
         app = self.apps.get(name)
         if app is None:
-            raise NotFound(f"no app called {name!r}", {"apps": sorted(self.apps)}, code="unknown_app")
+            raise NotFound(tx("no app called {app}", app=repr(name)), {"apps": sorted(self.apps)}, code="unknown_app")
         return app
 
     def lane(self, app_name: Any, environment: Any = None) -> Lane:
@@ -278,18 +279,19 @@ class DeployService:
         envs = sorted(app.environments)
         if environment is None:
             if envs:
-                raise Unprocessable(f"{app.name} has environments; name one", {"environments": envs},
+                raise Unprocessable(tx("{app} has environments; name one", app=app.name), {"environments": envs},
                                     code="environment_required")
             return self.lanes[app.name]
         if environment not in app.environments:
-            raise Unprocessable(f"{app.name} has no environment {str(environment)[:64]!r}", {"environments": envs},
+            raise Unprocessable(tx("{app} has no environment {environment}", app=app.name,
+                                   environment=repr(str(environment)[:64])), {"environments": envs},
                                 code="unknown_environment")
         return self.lanes[lane_key(app.name, environment)]
 
     def check_version(self, app: AppDefinition, version: Any, field: str = "version") -> str:
         if not valid_version(version):
-            raise Unprocessable(f"{field} must be an image tag (letters, digits, '.', '_', '-'; at most "
-                                "128 characters, not starting with '.' or '-') or sha256:<64 hex>",
+            raise Unprocessable(tx("{field} must be an image tag (letters, digits, '.', '_', '-'; at most "
+                                   "128 characters, not starting with '.' or '-') or sha256:<64 hex>", field=field),
                                 {field: str(version)[:200]}, code="invalid_version")
         try:
             image = getattr(app.target, "image", None)
@@ -304,7 +306,8 @@ class DeployService:
         if reason is None:
             return ""
         if not isinstance(reason, str) or len(reason) > MAX_REASON:
-            raise Unprocessable(f"reason must be a string of at most {MAX_REASON} characters", code="invalid_reason")
+            raise Unprocessable(tx("reason must be a string of at most {most} characters", most=MAX_REASON),
+                                code="invalid_reason")
         return reason
 
     async def create(self, app_name: Any, version: Any, actor: str, source: str, reason: Any = "",
@@ -321,7 +324,8 @@ class DeployService:
         version = self.check_version(app, version)
         reason = self.check_reason(reason)
         if force and app.driver != "ssh":
-            raise Unprocessable(f"force rebuilds SSH releases; {lane.app} uses the {app.driver} driver",
+            raise Unprocessable(tx("force rebuilds SSH releases; {app} uses the {driver} driver", app=lane.app,
+                                   driver=app.driver),
                                 {"driver": app.driver}, code="invalid_force")
         row = await self.db.write(self._insert, lane, version, "deploy", actor, source, reason, identity, force)
         self._after_insert(lane, row)
@@ -347,7 +351,7 @@ class DeployService:
         ``source_env`` has no successful deploy. Audited as ``deploy.promote``."""
         origin, lane = self.lane(app_name, source_env), self.lane(app_name, target_env)
         if origin.key == lane.key:
-            raise Unprocessable("promote from one environment to another", code="same_environment")
+            raise Unprocessable(tx("promote from one environment to another"), code="same_environment")
         reason = self.check_reason(reason)
         row = await self.db.write(self._promote, origin, lane, actor, source, reason, identity)
         self._after_insert(lane, row)
@@ -357,7 +361,7 @@ class DeployService:
                  identity: str | None) -> dict:
         running = self._current(session, origin)
         if running is None:
-            raise Conflict(f"{origin.describe()} has no successful deploy to promote", code="nothing_to_promote")
+            raise Conflict(tx("{lane} has no successful deploy to promote", lane=origin.describe()), code="nothing_to_promote")
         reason = reason or f"promoted from {origin.environment} (deploy {running.id})"
         return self._insert(session, lane, running.version, "promote", actor, source, reason, identity)
 
@@ -373,14 +377,14 @@ class DeployService:
         current = self._current(session, lane)
         if kind == "rollback":
             if current is None:
-                raise Conflict(f"{lane.describe()} has no successful deploy yet", code="nothing_to_roll_back")
+                raise Conflict(tx("{lane} has no successful deploy yet", lane=lane.describe()), code="nothing_to_roll_back")
             version = self._rollback_target(session, lane, current, version)
             reason = reason or f"rollback from {current.version}"
         active = session.execute(select(Deploy).where(*self._of(lane), Deploy.state.in_(ACTIVE_STATES))
                                  .order_by(Deploy.id)).scalars().first()
         if active is not None and app.on_conflict == "reject":
-            raise Conflict(f"deploy {active.id} of {app.name} ({active.version}) is {active.state}; "
-                           "wait for it to finish or cancel it",
+            raise Conflict(tx("deploy {id} of {app} ({version}) is {state}; wait for it to finish or cancel it",
+                              id=active.id, app=app.name, version=active.version, state=active.state),
                            {"active_deploy": active.id, "state": active.state}, code="deploy_in_progress")
         now = self._clock()
         approval = lane.approval
@@ -420,13 +424,13 @@ class DeployService:
         if to is None:
             earlier = [v for v in versions if v != current.version]
             if not earlier:
-                raise Conflict(f"{app} has no successful version other than {current.version}",
+                raise Conflict(tx("{app} has no successful version other than {version}", app=app, version=current.version),
                                code="nothing_to_roll_back")
             return earlier[0]
         if to == current.version:
-            raise Conflict(f"{to} is the current version of {app}", code="already_current")
+            raise Conflict(tx("{version} is the current version of {app}", version=to, app=app), code="already_current")
         if to not in versions:
-            raise Unprocessable(f"{app} never ran {to} successfully", {"versions": versions[:50]},
+            raise Unprocessable(tx("{app} never ran {version} successfully", app=app, version=to), {"versions": versions[:50]},
                                 code="unknown_version")
         return to
 
@@ -443,9 +447,9 @@ class DeployService:
     def _cancel(self, session: Session, deploy_id: int, actor: str, source: str) -> tuple[dict, dict]:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
+            raise NotFound(tx("no deploy {id}", id=deploy_id), code="unknown_deploy")
         if d.state not in ACTIVE_STATES:
-            raise Conflict(f"deploy {deploy_id} is already {d.state}", code="deploy_finished")
+            raise Conflict(tx("deploy {id} is already {state}", id=deploy_id, state=d.state), code="deploy_finished")
         self.audit.record(session, actor, "deploy.cancel", f"app:{d.app}", {"deploy_id": d.id, "state": d.state},
                           source)
         if d.state != RUNNING:
@@ -555,7 +559,7 @@ class DeployService:
     def _get(self, session: Session, deploy_id: int) -> dict:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
+            raise NotFound(tx("no deploy {id}", id=deploy_id), code="unknown_deploy")
         steps = session.execute(select(DeployStep).where(DeployStep.deploy_id == deploy_id)
                                 .order_by(DeployStep.position)).scalars()
         out = self._public(d)
@@ -577,7 +581,7 @@ class DeployService:
     def _events(self, session: Session, deploy_id: int, after: int, limit: int) -> dict:
         d = session.get(Deploy, deploy_id)
         if d is None:
-            raise NotFound(f"no deploy {deploy_id}", code="unknown_deploy")
+            raise NotFound(tx("no deploy {id}", id=deploy_id), code="unknown_deploy")
         rows = session.execute(select(DeployEvent).where(DeployEvent.deploy_id == deploy_id, DeployEvent.seq > after)
                                .order_by(DeployEvent.seq).limit(limit)).scalars().all()
         events = [self._event_public(e) for e in rows]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.errors import NotFound
+from console.i18n import tx
 from console.storage.database import execute_dml
 from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
                                     SampleBlock, Series, Token)
@@ -31,7 +32,7 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
     (row counts). Raises HostNotFound."""
     host = session.execute(select(Host).where(Host.name == name)).scalar_one_or_none()
     if host is None:
-        raise HostNotFound(f"no host named {name!r}")
+        raise HostNotFound(tx("no host named {host}", host=repr(name)))
     series = select(Series.id).where(Series.host_id == host.id).scalar_subquery()
 
     def gone(stmt: Executable) -> int:  # a DELETE or UPDATE

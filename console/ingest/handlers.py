@@ -146,6 +146,8 @@ class RemoteWriteHandler(IngestHandler):
     unavailable. The per-host batch rate does not apply: Prometheus sends from several
     shards at once and, by default in 2.42, drops what is answered 429 without retrying."""
 
+    machine_api = True  # Prometheus' remote write senders log the message: English
+
     async def post(self) -> None:
         metrics = self.services.metrics
         if self._too_large:

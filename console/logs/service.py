@@ -28,6 +28,7 @@ from sqlalchemy import LargeBinary, and_, bindparam, delete, func, literal_colum
 from sqlalchemy.orm import Session
 
 from console.errors import InvalidInput
+from console.i18n import tx
 from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
 from console.storage.database import Database
@@ -96,10 +97,10 @@ def parse_terms(q: str) -> tuple[SearchTerm, ...]:
     terms = []
     words = _TERM.findall(q or "")
     if len(words) > MAX_TERMS:  # repeats count: the limit is on the text, as the API schema states it
-        raise LogQueryError("q", f"at most {MAX_TERMS} search words")
+        raise LogQueryError("q", tx("at most {most} search words", most=MAX_TERMS))
     for word, star in words:
         if len(word) > MAX_TERM_CHARS:
-            raise LogQueryError("q", f"a search word is longer than {MAX_TERM_CHARS} characters")
+            raise LogQueryError("q", tx("a search word is longer than {most} characters", most=MAX_TERM_CHARS))
         term = SearchTerm(word.lower(), bool(star))
         if term not in terms:
             terms.append(term)
@@ -123,17 +124,17 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
         try:
             value = float(raw)
         except ValueError:
-            raise LogQueryError(name, f"{name} must be Unix seconds") from None
+            raise LogQueryError(name, tx("{parameter} must be Unix seconds", parameter=name)) from None
         if not 0 <= value < MAX_TS_MS / 1000:
-            raise LogQueryError(name, f"{name} must be non-negative Unix seconds")
+            raise LogQueryError(name, tx("{parameter} must be non-negative Unix seconds", parameter=name))
         return value
 
     q = args.get("q") or ""
     if len(q) > 1024:
-        raise LogQueryError("q", "q is longer than 1024 characters")
+        raise LogQueryError("q", tx("q is longer than 1024 characters"))
     terms = parse_terms(q)
     if q.strip() and not terms:
-        raise LogQueryError("q", "q has no word to search for (words are letters and digits)")
+        raise LogQueryError("q", tx("q has no word to search for (words are letters and digits)"))
     hosts = tuple(h for h in (s.strip() for s in (args.get("host") or "").split(",")) if h)
     levels = []
     for raw in (s.strip() for s in (args.get("level") or "").split(",")):
@@ -141,16 +142,16 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
             continue
         level = normalise_level(raw)
         if level is None:
-            raise LogQueryError("level", f"level must be one of {', '.join(LEVELS)}")
+            raise LogQueryError("level", tx("level must be one of {levels}", levels=", ".join(LEVELS)))
         levels.append(level)
     start, end = number("start"), number("end")
     if start is not None and end is not None and end < start:
-        raise LogQueryError("end", "end is before start", "invalid_range")
+        raise LogQueryError("end", tx("end is before start"), "invalid_range")
     limit_raw = (args.get("limit") or "").strip()
     if limit_raw:
         limit = ascii_uint(limit_raw, MAX_LIMIT)
         if not limit:
-            raise LogQueryError("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+            raise LogQueryError("limit", tx("limit must be an integer from 1 to {most}", most=MAX_LIMIT))
     else:
         limit = DEFAULT_LIMIT
     cursor = None
@@ -159,11 +160,11 @@ def parse_query(args: Mapping[str, str], now: float) -> LogQuery:
         ts_raw, _, id_raw = cursor_raw.partition("_")
         cursor_ts, cursor_id = ascii_uint(ts_raw, MAX_TS_MS - 1), ascii_uint(id_raw, INT64_MAX)
         if cursor_ts is None or cursor_id is None:
-            raise LogQueryError("cursor", "cursor must be a value from a previous answer's next")
+            raise LogQueryError("cursor", tx("cursor must be a value from a previous answer's next"))
         cursor = (cursor_ts, cursor_id)
     source = (args.get("source") or "").strip() or None
     if source is not None and len(source) > 1024:
-        raise LogQueryError("source", "source is longer than 1024 characters")
+        raise LogQueryError("source", tx("source is longer than 1024 characters"))
     return LogQuery(terms=terms, hosts=hosts, source=source, levels=tuple(dict.fromkeys(levels)),
                     start_ms=None if start is None else int(start * 1000),
                     end_ms=None if end is None else int(end * 1000), limit=limit, cursor=cursor)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
+from console.i18n import tx
 from console.maintenance.windows import LOOKAHEAD_S
 
 MAX_SPAN_S = 366 * 86400  # the longest range of occurrences one list request expands
@@ -22,8 +23,9 @@ class WindowsHandler(ApiHandler):
         args = self.query()  # console/schemas.py WindowsQuery
         if (args.start is None) != (args.end is None) or (args.start is not None and not (
                 0 <= args.end - args.start <= MAX_SPAN_S and args.end <= self.services.clock() + LOOKAHEAD_S)):
-            raise ApiError(422, "invalid_range", f"start and end go together, start not after end, at most "
-                                                 f"{MAX_SPAN_S // 86400} days apart, within 10 years from now",
+            raise ApiError(422, "invalid_range", tx("start and end go together, start not after end, at most "
+                                                    "{days} days apart, within 10 years from now",
+                                                    days=MAX_SPAN_S // 86400),
                            {"parameter": "start"})
         self.write_json({"windows": await self.services.maintenance.list(args.host, args.start, args.end)})
 

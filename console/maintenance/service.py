@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.errors import Conflict, NotFound
+from console.i18n import tx
 from console.maintenance.windows import Window
 from console.storage.database import Database, execute_dml
 from console.storage.models import Host, MaintenanceWindow
@@ -120,7 +121,7 @@ class MaintenanceService:
 
     def _insert(self, session: Session, w: Window, actor: str, source: str) -> None:
         if session.execute(select(MaintenanceWindow.id).where(MaintenanceWindow.name == w.name)).first():
-            raise Conflict(f"a maintenance window named {w.name!r} exists; delete it first", {"name": w.name})
+            raise Conflict(tx("a maintenance window named {name} exists; delete it first", name=repr(w.name)), {"name": w.name})
         session.add(MaintenanceWindow(
             name=w.name, dtstart=w.dtstart.isoformat(), duration_s=w.duration_s, rrule=w.rrule, timezone=w.timezone,
             matchers=orjson.dumps(w.matchers).decode(), hosts=orjson.dumps(w.hosts).decode(),
@@ -138,14 +139,14 @@ class MaintenanceService:
 
     def _delete(self, session: Session, name: str, actor: str, source: str) -> None:
         if not execute_dml(session, delete(MaintenanceWindow).where(MaintenanceWindow.name == name)).rowcount:
-            raise NotFound(f"no maintenance window {name!r}", {"name": name})
+            raise NotFound(tx("no maintenance window {name}", name=repr(name)), {"name": name})
         self.audit.record(session, actor, "maintenance.delete", name, {}, source)
 
     def _get(self, name: str) -> Window:
         with self._lock:
             window = self._windows.get(name)
         if window is None:
-            raise NotFound(f"no maintenance window {name!r}", {"name": name})
+            raise NotFound(tx("no maintenance window {name}", name=repr(name)), {"name": name})
         return window
 
     async def get(self, name: str, count: int) -> dict:

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil import rrule as du_rrule
 
 from console.errors import InvalidInput as _InvalidInput
+from console.i18n import message_of, tx
 from console.promql.ast import LabelMatcher
 from console.promql.storage import BadRegex, compile_matcher
 
@@ -61,7 +62,7 @@ def parse_matcher(text: str) -> tuple[LabelMatcher, Callable[[str], bool]]:
     InvalidInput naming the problem."""
     m = _MATCHER_RE.fullmatch(text)
     if not m:
-        raise InvalidInput(f"bad matcher {text!r}: expected NAME=\"VALUE\" with = != =~ or !~",
+        raise InvalidInput(tx("bad matcher {matcher}: expected NAME=\"VALUE\" with = != =~ or !~", matcher=repr(text)),
                            {"field": "matchers"})
     name, op, raw = m.groups()
     value = raw
@@ -69,15 +70,16 @@ def parse_matcher(text: str) -> tuple[LabelMatcher, Callable[[str], bool]]:
         try:
             value = json.loads(raw)
         except ValueError:
-            raise InvalidInput(f"bad matcher {text!r}: the quoted value is not a valid string",
+            raise InvalidInput(tx("bad matcher {matcher}: the quoted value is not a valid string", matcher=repr(text)),
                                {"field": "matchers"}) from None
         if not isinstance(value, str):
-            raise InvalidInput(f"bad matcher {text!r}", {"field": "matchers"})
+            raise InvalidInput(tx("bad matcher {matcher}", matcher=repr(text)), {"field": "matchers"})
     matcher = LabelMatcher(name, op, value)
     try:
         return matcher, compile_matcher(matcher)
     except BadRegex as exc:
-        raise InvalidInput(f"bad matcher {text!r}: {exc}", {"field": "matchers"}) from None
+        raise InvalidInput(tx("bad matcher {matcher}: {reason}", matcher=repr(text), reason=message_of(exc)),
+                           {"field": "matchers"}) from None
 
 
 def matcher_text(m: LabelMatcher) -> str:
@@ -89,16 +91,16 @@ def parse_duration(text: str | float | int) -> float:
     from console.alerting.rules import parse_duration as prom_duration
 
     if isinstance(text, bool):
-        raise InvalidInput("duration: expected seconds or a duration such as 2h", {"field": "duration"})
+        raise InvalidInput(tx("duration: expected seconds or a duration such as 2h"), {"field": "duration"})
     try:
         if isinstance(text, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", text.strip()):
             text = float(text)
         seconds = float(text) if isinstance(text, (int, float)) else prom_duration(text)
     except ValueError:
-        raise InvalidInput(f"duration: expected seconds or a duration such as 2h, got {text!r}",
+        raise InvalidInput(tx("duration: expected seconds or a duration such as 2h, got {value}", value=repr(text)),
                            {"field": "duration"}) from None
     if not 0 < seconds <= MAX_DURATION_S:
-        raise InvalidInput(f"duration: must be more than 0 and at most {MAX_DURATION_S // 86400} days",
+        raise InvalidInput(tx("duration: must be more than 0 and at most {days} days", days=MAX_DURATION_S // 86400),
                            {"field": "duration"})
     return seconds
 
@@ -135,31 +137,32 @@ class Window:
               created_at: float = 0.0) -> "Window":
         """Validate and compile; raises InvalidInput (``details.field`` names the field)."""
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise InvalidInput("name: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            raise InvalidInput(tx("name: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
                                {"field": "name"})
         try:
             zone = ZoneInfo(timezone_name)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise InvalidInput(f"timezone: unknown IANA time zone {timezone_name!r} (e.g. Europe/Berlin)",
+            raise InvalidInput(tx("timezone: unknown IANA time zone {zone} (e.g. Europe/Berlin)", zone=repr(timezone_name)),
                                {"field": "timezone"}) from None
         try:
             start = datetime.fromisoformat(dtstart)
         except (TypeError, ValueError):
-            raise InvalidInput(f"dtstart: expected a local date and time such as 2026-11-28T02:00:00, got {dtstart!r}",
+            raise InvalidInput(tx("dtstart: expected a local date and time such as 2026-11-28T02:00:00, got {value}",
+                                  value=repr(dtstart)),
                                {"field": "dtstart"}) from None
         if start.tzinfo is not None:
-            raise InvalidInput("dtstart: a local wall-clock time without an offset (the zone is `timezone`)",
+            raise InvalidInput(tx("dtstart: a local wall-clock time without an offset (the zone is `timezone`)"),
                                {"field": "dtstart"})
         if not 1971 <= start.year <= 2999:
-            raise InvalidInput("dtstart: must be between the years 1971 and 2999", {"field": "dtstart"})
+            raise InvalidInput(tx("dtstart: must be between the years 1971 and 2999"), {"field": "dtstart"})
         rule = compile_rrule(rrule, start)
         for label, values in (("matchers", matchers), ("hosts", hosts), ("apps", apps),
                               ("environments", environments)):
             if len(values) > MAX_LIST or not all(isinstance(v, str) and v and "\x00" not in v for v in values):
-                raise InvalidInput(f"{label}: at most {MAX_LIST} non-empty strings", {"field": label})
+                raise InvalidInput(tx("{field}: at most {most} non-empty strings", field=label, most=MAX_LIST), {"field": label})
         if not (matchers or hosts or apps or environments):
-            raise InvalidInput("a window needs a scope: matchers, hosts, apps or environments (a window muting "
-                               "every alert would hide a real outage)", {"field": "matchers"})
+            raise InvalidInput(tx("a window needs a scope: matchers, hosts, apps or environments (a window muting "
+                                  "every alert would hide a real outage)"), {"field": "matchers"})
         tests = [parse_matcher(m) for m in matchers]
         window = cls(name, start, parse_duration(duration), rrule.strip(), timezone_name,
                      [matcher_text(m) for m, _ in tests], list(hosts), list(apps), list(environments), until,

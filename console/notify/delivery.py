@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
 from console.errors import InvalidInput, NotFound
+from console.i18n import tx
 from console.notify.outbox import ANSWER_CAP, FAILED, PENDING, SENT, enqueue
 from console.notify.receivers.base import Attempt, PermanentError, SendContext
 from console.notify.receivers.config import RECEIVER_CONFIGS, DeliveryConfig, receiver_integrations
@@ -224,10 +225,11 @@ class DeliveryWorker:
         try:
             integrations = receiver_integrations(self.notifications(), receiver)
         except KeyError:
-            raise NotFound(f"no receiver named {receiver!r} in alerting.notifications", {"receiver": receiver},
+            raise NotFound(tx("no receiver named {receiver} in alerting.notifications", receiver=repr(receiver)),
+                           {"receiver": receiver},
                            code="unknown_receiver") from None
         if not integrations:
-            raise InvalidInput(f"receiver {receiver!r} has no integrations", {"receiver": receiver},
+            raise InvalidInput(tx("receiver {receiver} has no integrations", receiver=repr(receiver)), {"receiver": receiver},
                                code="no_integrations")
         now = self.clock()
         payload = json.dumps(test_payload(receiver, external_url, now))

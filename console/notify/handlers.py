@@ -5,6 +5,7 @@ import datetime
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
+from console.i18n import tx
 
 
 class NotificationsHandler(ApiHandler):
@@ -21,7 +22,7 @@ class NotificationsHandler(ApiHandler):
         until = self.services.clock() if args.until is None else args.until
         since = until - 86400 if args.since is None else args.since
         if since > until:
-            raise ApiError(422, "invalid_range", "since must not be after until", {"parameter": "since"})
+            raise ApiError(422, "invalid_range", tx("since must not be after until"), {"parameter": "since"})
         self.write_json(await self.services.delivery.log(args.receiver or None, args.status, since, until,
                                                          args.limit, args.before))
 

@@ -17,6 +17,7 @@ import tornado.web
 
 from console.errors import FleetdeckError
 from console.handlers import ApiHandler, json_bytes
+from console.i18n import tx
 from console.promql import ast
 from console.promql.service import bad_data, parse_expr, parse_matchers
 
@@ -37,9 +38,11 @@ def parse_time(name: str, raw: str) -> float:
                 raise ValueError("RFC 3339 needs a time zone")
             value = parsed.timestamp()
         except (ValueError, OverflowError):
-            raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp') from None
+            raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid timestamp',
+                       parameter=name, value=raw)) from None
     if not math.isfinite(value) or abs(value) > 2**53 / 1000:
-        raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid timestamp')
+        raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid timestamp',
+                       parameter=name, value=raw))
     return value
 
 
@@ -51,14 +54,18 @@ def parse_duration(name: str, raw: str) -> float:
         try:
             return promql_parser.parse_duration(raw).total_seconds()
         except (ValueError, OverflowError):
-            raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration') from None
+            raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid duration',
+                       parameter=name, value=raw)) from None
     if not math.isfinite(value) or value < 0 or value > 2**53 / 1000:
-        raise bad_data(f'invalid parameter "{name}": cannot parse "{raw}" to a valid duration')
+        raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid duration',
+                       parameter=name, value=raw))
     return value
 
 
 class PrometheusHandler(ApiHandler):
     """Base: Prometheus' envelope for answers and errors alike."""
+
+    machine_api = True  # Prometheus clients read "error": English (console/handlers.py)
 
     def success(self, data: Any, warnings: list[str] | None = None) -> None:
         body = {"status": "success", "data": data}
@@ -70,7 +77,7 @@ class PrometheusHandler(ApiHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, FleetdeckError):  # PromError's code is its errorType
-            status, error_type, message = exc.status, exc.code, exc.message
+            status, error_type, message = exc.status, exc.code, self.error_text(exc.message)
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
@@ -106,7 +113,7 @@ class QueryHandler(PrometheusHandler):
     async def get(self) -> None:
         text = self.arg("query")
         if text is None:
-            raise bad_data('invalid parameter "query": query must not be empty')
+            raise bad_data(tx('invalid parameter "query": query must not be empty'))
         at = self.time_arg("time")
         at = self.services.clock() if at is None else at
         self.success(*await self.services.promql.query(text, at, self.timeout_arg()))
@@ -120,15 +127,18 @@ class QueryRangeHandler(PrometheusHandler):
     async def get(self) -> None:
         text = self.arg("query")
         if text is None:
-            raise bad_data('invalid parameter "query": query must not be empty')
+            raise bad_data(tx('invalid parameter "query": query must not be empty'))
         start, end = self.time_arg("start"), self.time_arg("end")
         if start is None:
-            raise bad_data('invalid parameter "start": cannot parse "" to a valid timestamp')
+            raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid timestamp',
+                                  parameter="start", value=""))
         if end is None:
-            raise bad_data('invalid parameter "end": cannot parse "" to a valid timestamp')
+            raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid timestamp',
+                                  parameter="end", value=""))
         raw_step = self.arg("step")
         if raw_step is None:
-            raise bad_data('invalid parameter "step": cannot parse "" to a valid duration')
+            raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid duration',
+                                  parameter="step", value=""))
         step = parse_duration("step", raw_step)
         self.success(*await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
 
@@ -141,7 +151,7 @@ class SeriesHandler(PrometheusHandler):
     async def get(self) -> None:
         selectors = self.selectors()
         if selectors is None:
-            raise bad_data("no match[] parameter provided")
+            raise bad_data(tx("no match[] parameter provided"))
         self.success(await self.services.promql.series(selectors, self.time_arg("start"), self.time_arg("end")))
 
     post = get
@@ -162,7 +172,7 @@ class LabelValuesHandler(PrometheusHandler):
 
     async def get(self, name: str) -> None:
         if not _LABEL_NAME.match(name):
-            raise bad_data(f'invalid label name: "{name}"')
+            raise bad_data(tx('invalid label name: "{name}"', name=name))
         self.success(await self.services.promql.label_values(name, self.selectors(),
                                                              self.time_arg("start"), self.time_arg("end")))
 
@@ -174,7 +184,7 @@ class ExemplarsHandler(PrometheusHandler):
     async def get(self) -> None:
         text = self.arg("query")
         if text is None:
-            raise bad_data('invalid parameter "query": query must not be empty')
+            raise bad_data(tx('invalid parameter "query": query must not be empty'))
         parse_expr(text)
         self.time_arg("start")  # validated as Prometheus does, though nothing is read
         self.time_arg("end")
@@ -193,7 +203,7 @@ class MetadataHandler(PrometheusHandler):
             try:
                 limit = int(raw)
             except ValueError:
-                raise bad_data('invalid parameter "limit": must be a number') from None
+                raise bad_data(tx('invalid parameter "limit": must be a number')) from None
             limit = None if limit < 0 else limit
         self.success(await self.services.promql.metadata(self.arg("metric"), limit))
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from console.config import ConfigError
 from console.errors import ApiError
+from console.i18n import tx
 from console.promql import ast
 from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
@@ -52,9 +53,9 @@ def parse_expr(text: str) -> ast.Node:
     try:
         return ast.parse(text)
     except ast.ParseError as exc:
-        raise bad_data(f"invalid parameter \"query\": {exc}") from None
+        raise bad_data(tx("invalid parameter \"{parameter}\": {reason}", parameter="query", reason=str(exc))) from None
     except ast.Unsupported as exc:
-        raise PromError("execution", f"unsupported PromQL construct: {exc}", 422) from None
+        raise PromError("execution", tx("unsupported PromQL construct: {construct}", construct=str(exc)), 422) from None
 
 
 def parse_matchers(texts: list[str]) -> list[ast.Selector]:
@@ -64,9 +65,10 @@ def parse_matchers(texts: list[str]) -> list[ast.Selector]:
         try:
             node = ast.parse(text)
         except (ast.ParseError, ast.Unsupported) as exc:
-            raise bad_data(f"invalid parameter \"match[]\": {exc}") from None
+            raise bad_data(tx("invalid parameter \"{parameter}\": {reason}", parameter="match[]", reason=str(exc))) from None
         if not isinstance(node, ast.Selector) or node.range_ms is not None:
-            raise bad_data(f"invalid parameter \"match[]\": {text!r} is not an instant vector selector")
+            raise bad_data(tx("invalid parameter \"match[]\": {selector} is not an instant vector selector",
+                              selector=repr(text)))
         out.append(node)
     return out
 
@@ -126,27 +128,28 @@ class PromQLService:
             # The evaluation checks the deadline itself; this bounds a long database read too.
             return await asyncio.wait_for(future, timeout + 1.0)
         except asyncio.TimeoutError:
-            raise PromError("timeout", "query timed out in expression evaluation", 503) from None
+            raise PromError("timeout", tx("query timed out in expression evaluation"), 503) from None
 
     def _guarded(self, session: Session, fn: Callable[..., R], deadline: float, *args: Any) -> R:
         storage = Storage(session, self.max_samples, self.virtual)
         try:
             return fn(storage, deadline, *args)
         except QueryTimeout:
-            raise PromError("timeout", "query timed out in expression evaluation", 503) from None
+            raise PromError("timeout", tx("query timed out in expression evaluation"), 503) from None
         except TooManySamples:
-            raise PromError("execution", "query processing would load too many samples into memory in query "
-                                         "execution", 422) from None
+            raise PromError("execution", tx("query processing would load too many samples into memory in query "
+                                            "execution"), 422) from None
         except ast.ParseError as exc:
             raise bad_data(str(exc)) from None
         except ast.Unsupported as exc:
-            raise PromError("execution", f"unsupported PromQL construct: {exc}", 422) from None
+            raise PromError("execution", tx("unsupported PromQL construct: {construct}", construct=str(exc)),
+                            422) from None
         except BadRegex as exc:
             raise bad_data(str(exc)) from None
         except (EvalError, MatchingError, FunctionError, AggregationError) as exc:
             raise PromError("execution", str(exc), 422) from None
         except RecursionError:  # a backstop: parsing bounds the depth of expressions
-            raise PromError("execution", "the expression nests too deeply to evaluate", 422) from None
+            raise PromError("execution", tx("the expression nests too deeply to evaluate"), 422) from None
 
     def _answer(self, result: Result) -> tuple[dict, list[str]]:
         warnings = []
@@ -170,17 +173,17 @@ class PromQLService:
                           timeout_s: float | None = None) -> tuple[dict, list[str]]:
         """``/query_range``: ``(data, warnings)``, the data a matrix of ``text`` at every step."""
         if end_s < start_s:
-            raise bad_data("end timestamp must not be before start time")
+            raise bad_data(tx("end timestamp must not be before start time"))
         if step_s <= 0:
-            raise bad_data("zero or negative query resolution step widths are not accepted. "
-                           "Try a positive integer")
+            raise bad_data(tx("zero or negative query resolution step widths are not accepted. "
+                              "Try a positive integer"))
         if (end_s - start_s) / step_s > MAX_POINTS:
-            raise bad_data("exceeded maximum resolution of 11,000 points per timeseries. "
-                           "Try decreasing the query resolution (?step=XX)")
+            raise bad_data(tx("exceeded maximum resolution of 11,000 points per timeseries. "
+                              "Try decreasing the query resolution (?step=XX)"))
         node = parse_expr(text)
         start, end, step = round(start_s * 1000), round(end_s * 1000), round(step_s * 1000)
         if step <= 0:
-            raise bad_data("step must be at least 1ms")
+            raise bad_data(tx("step must be at least 1ms"))
         return await self._run(lambda st, dl: self._answer(
             evaluate_range(st, node, start, end, step, dl, self.max_samples)), timeout_s)
 

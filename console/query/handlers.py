@@ -6,6 +6,7 @@ import re
 
 from console.errors import ApiError
 from console.handlers import ApiHandler
+from console.i18n import tx
 from console.query.service import Matcher, RangeQuery
 
 _LABEL_ARG = re.compile(r"label\.([a-zA-Z_][a-zA-Z0-9_]*)(!|~|!~)?")
@@ -52,7 +53,7 @@ class MetricsRangeHandler(ApiHandler):
         end = self.services.clock() if args.end is None else args.end
         start = end - 3600 if args.start is None else args.start
         if end < start:
-            raise ApiError(422, "invalid_range", "end is before start")
+            raise ApiError(422, "invalid_range", tx("end is before start"))
         group_by = None
         if "group_by" in self.request.arguments or "agg" in self.request.arguments:
             group_by = tuple(part.strip() for part in (args.group_by or "").split(",") if part.strip())
@@ -62,13 +63,14 @@ class MetricsRangeHandler(ApiHandler):
                 continue
             match = _LABEL_ARG.fullmatch(key)
             if not match:
-                raise ApiError(400, "invalid_parameter", f"bad label matcher {key!r}", {"parameter": key})
+                raise ApiError(400, "invalid_parameter", tx("bad label matcher {matcher}", matcher=repr(key)), {"parameter": key})
             op = _OPS[match.group(2)]
             value = self.get_argument(key, strip=False)
             try:
                 matchers.append(Matcher(match.group(1), op, value))
             except ValueError as exc:
-                raise ApiError(400, "invalid_parameter", f"{key}: bad regex (RE2 syntax): {exc}",
+                raise ApiError(400, "invalid_parameter", tx("{parameter}: bad regex (RE2 syntax): {reason}", parameter=key,
+                                                              reason=str(exc)),
                                {"parameter": key}) from None
         return RangeQuery(metric=args.metric, start=start, end=end, step=args.step, fn=args.fn,
                           host=args.host or None, matchers=tuple(matchers),

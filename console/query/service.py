@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from console.config import ConsoleConfig
 from console.errors import Unavailable, Unprocessable
 from console.fleet.drift import mark_drift
+from console.i18n import tx
 from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.database import Database, bound
@@ -269,7 +270,7 @@ class QueryService:
         if step is None and (q.group_by is not None or q.fn in ("avg", "min", "max")):
             step = auto_step(q.start, q.end)
         if step is not None and (q.end - q.start) / step > MAX_STEPS:
-            raise Unprocessable(f"range/step asks for more than {MAX_STEPS} points per series; raise step",
+            raise Unprocessable(tx("range/step asks for more than {limit} points per series; raise step", limit=MAX_STEPS),
                                 {"limit": MAX_STEPS}, code="too_many_steps")
         resolution = self.choose_resolution(q.start, step)
         if resolution != "raw" and step is None:
@@ -418,13 +419,13 @@ class QueryService:
             if all(m.matches(labels) for m in q.matchers):
                 selected[sid] = _Series(labels, counter=kind == "counter")
             if q.matchers and time.monotonic() > deadline:
-                raise Unavailable(f"matching labels took longer than {self._match_deadline_s:g} s; narrow the "
-                                  "query with host= or label.K=V matchers", {"limit_seconds": self._match_deadline_s},
+                raise Unavailable(tx("matching labels took longer than {seconds} s; narrow the "
+                                     "query with host= or label.K=V matchers", seconds=f"{self._match_deadline_s:g}"), {"limit_seconds": self._match_deadline_s},
                                   code="query_timeout")
         limit = self._config.max_series_per_query
         if len(selected) > limit:
-            raise Unprocessable(f"query matches {len(selected)} series, more than the limit of {limit}; "
-                                "narrow it with host= or label matchers", {"limit": limit}, code="too_many_series")
+            raise Unprocessable(tx("query matches {count} series, more than the limit of {limit}; "
+                                   "narrow it with host= or label matchers", count=len(selected), limit=limit), {"limit": limit}, code="too_many_series")
         return selected
 
     def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int) -> None:
@@ -437,8 +438,8 @@ class QueryService:
         for sid, rows in points.items():
             selected[sid].points = rows
         if loaded > limit:
-            raise Unprocessable(f"query reads more than {limit} samples; shorten the range or "
-                                "narrow the series", {"limit": limit}, code="too_many_points")
+            raise Unprocessable(tx("query reads more than {limit} samples; shorten the range or "
+                                   "narrow the series", limit=limit), {"limit": limit}, code="too_many_points")
 
 
 def _ints(values: Iterable[int]) -> str:
@@ -529,8 +530,8 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
 
 
 def _too_many_points(limit: int) -> Unprocessable:
-    return Unprocessable(f"query returns more than {limit} points; shorten the range, "
-                         "raise step or narrow the series", {"limit": limit}, code="too_many_points")
+    return Unprocessable(tx("query returns more than {limit} points; shorten the range, "
+                            "raise step or narrow the series", limit=limit), {"limit": limit}, code="too_many_points")
 
 
 def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],

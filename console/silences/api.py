@@ -22,6 +22,7 @@ from console import __version__
 from console.alerting.handlers import rfc3339
 from console.errors import ApiError, FleetdeckError, InvalidInput
 from console.handlers import ApiHandler, json_bytes, nul_free
+from console.i18n import tx
 from console.notify.model import NotifyAlert
 from console.silences.matchers import Matcher, matches_all, parse_matchers, valid_label_name
 from console.silences.service import EXPIRED, PENDING, Silence
@@ -52,19 +53,21 @@ def parse_time(name: str, raw: Any) -> float | None:
     if raw is None or raw == "" or raw == "0001-01-01T00:00:00Z":
         return None
     if not isinstance(raw, str):
-        raise InvalidInput(f"{name} must be an RFC 3339 time string", {"field": name})
+        raise InvalidInput(tx("{field} must be an RFC 3339 time string", field=name), {"field": name})
     try:
         when = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
-        raise InvalidInput(f"{name}: {raw!r} is not an RFC 3339 time", {"field": name}) from None
+        raise InvalidInput(tx("{field}: {value} is not an RFC 3339 time", field=name, value=repr(raw)), {"field": name}) from None
     if when.tzinfo is None:
-        raise InvalidInput(f"{name}: {raw!r} has no time zone offset", {"field": name})
+        raise InvalidInput(tx("{field}: {value} has no time zone offset", field=name, value=repr(raw)), {"field": name})
     return when.timestamp()
 
 
 class AlertmanagerHandler(ApiHandler):
     """Base: Alertmanager's error shape (a JSON string). The roles per method are the
     route table's (console/app.py ROUTES); ``roles`` lets a handler accept more."""
+
+    machine_api = True  # Alertmanager clients (amtool) read the message: English (console/handlers.py)
 
     async def prepare(self) -> None:
         self.prepare_body_cap()
@@ -73,7 +76,7 @@ class AlertmanagerHandler(ApiHandler):
             self.deny_unauthenticated()
         roles = self.roles()
         if not any(self.current_user.allows(r) for r in roles):
-            raise ApiError(403, "forbidden", f"this needs the {' or '.join(roles)} role")
+            raise ApiError(403, "forbidden", tx("this needs the {role} role", role=" or ".join(roles)))
 
     def roles(self) -> tuple[str, ...]:
         return (self.required_role,)
@@ -81,7 +84,7 @@ class AlertmanagerHandler(ApiHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, FleetdeckError):
-            status, message = exc.status, exc.message
+            status, message = exc.status, self.error_text(exc.message)
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError):
@@ -244,17 +247,17 @@ class SilencesHandler(AlertmanagerHandler):
     async def post(self) -> None:
         doc = self.body_value()
         if not isinstance(doc, dict):
-            raise InvalidInput("body must be a JSON object (postableSilence)")
+            raise InvalidInput(tx("body must be a JSON object (postableSilence)"))
         missing = [k for k in ("matchers", "startsAt", "endsAt", "createdBy", "comment") if k not in doc]
         if missing:
-            raise InvalidInput(f"missing {', '.join(missing)}", {"missing": missing})
+            raise InvalidInput(tx("missing {fields}", fields=", ".join(missing)), {"missing": missing})
         raw = doc["matchers"]
         if not isinstance(raw, list):
-            raise InvalidInput("matchers must be an array of matcher objects")
+            raise InvalidInput(tx("matchers must be an array of matcher objects"))
         matchers = tuple(Matcher.from_json(m) for m in raw)
         for name in ("createdBy", "comment"):
             if not isinstance(doc[name], str):
-                raise InvalidInput(f"{name} must be a string", {"field": name})
+                raise InvalidInput(tx("{field} must be a string", field=name), {"field": name})
         annotations = doc.get("annotations") or {}
         if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
             raise InvalidInput("annotations must be an object of strings", {"field": "annotations"})
@@ -263,12 +266,12 @@ class SilencesHandler(AlertmanagerHandler):
             raise InvalidInput("id must be a string", {"field": "id"})
         starts_at, ends_at = parse_time("startsAt", doc["startsAt"]), parse_time("endsAt", doc["endsAt"])
         if ends_at is None:
-            raise InvalidInput("endsAt is required", {"field": "endsAt"})
+            raise InvalidInput(tx("{name} is required", name="endsAt"), {"field": "endsAt"})
         now = self.services.clock()
         if starts_at is not None and starts_at >= ends_at:
-            raise InvalidInput("Failed to create silence: start time must be before end time")
+            raise InvalidInput(tx("Failed to create silence: start time must be before end time"))
         if ends_at < now:
-            raise InvalidInput("Failed to create silence: end time can't be in the past")
+            raise InvalidInput(tx("Failed to create silence: end time can't be in the past"))
         new_id = await self.services.silences.set(matchers, starts_at, ends_at, doc["createdBy"], doc["comment"],
                                                   silence_id, actor=self.principal.actor, source=self.client_ip,
                                                   annotations=annotations)

@@ -17,6 +17,7 @@ from typing import Any
 import re2
 
 from console.errors import InvalidInput
+from console.i18n import tx
 
 _OPS = ("=~", "!~", "!=", "=")
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
@@ -42,12 +43,12 @@ class Matcher:
 
     def __post_init__(self) -> None:
         if not valid_label_name(self.name):
-            raise InvalidInput(f"invalid label name {self.name!r}", {"matcher": self.name})
+            raise InvalidInput(tx("invalid label name {name}", name=repr(self.name)), {"matcher": self.name})
         if self.is_regex:
             try:
                 compiled = re2.compile(f"(?:{self.value})")
             except re2.error as exc:
-                raise InvalidInput(f"invalid regular expression {self.value!r}: {exc}",
+                raise InvalidInput(tx("invalid regular expression {regex}: {reason}", regex=repr(self.value), reason=str(exc)),
                                    {"matcher": self.name}) from None
             object.__setattr__(self, "_regex", compiled)
 

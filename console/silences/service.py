@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from console.errors import InvalidInput, NotFound
+from console.i18n import tx
 from console.silences.matchers import Matcher, matches_all
 from console.storage.models import SilenceRow
 
@@ -65,11 +66,11 @@ def validate(matchers: tuple[Matcher, ...], starts_at: float, ends_at: float) ->
     the empty string (a silence must not mute every alert), and an end not before the
     start. Raises InvalidInput."""
     if not matchers:
-        raise InvalidInput("a silence needs at least one matcher", {"field": "matchers"})
+        raise InvalidInput(tx("a silence needs at least one matcher"), {"field": "matchers"})
     if all(m.matches_value("") for m in matchers):
-        raise InvalidInput("at least one matcher must not match the empty string", {"field": "matchers"})
+        raise InvalidInput(tx("at least one matcher must not match the empty string"), {"field": "matchers"})
     if ends_at < starts_at:
-        raise InvalidInput("end time must not be before start time", {"field": "endsAt"})
+        raise InvalidInput(tx("end time must not be before start time"), {"field": "endsAt"})
 
 
 class SilenceService:
@@ -145,7 +146,7 @@ class SilenceService:
         with self._lock:
             sil = self._silences.get(silence_id)
         if sil is None:
-            raise NotFound(f"no silence {silence_id}", {"id": silence_id})
+            raise NotFound(tx("no silence {id}", id=silence_id), {"id": silence_id})
         return sil
 
     def list(self, now: float | None = None) -> list[Silence]:
@@ -189,7 +190,7 @@ class SilenceService:
                 with self._lock:
                     prev = self._silences.get(silence_id)
                 if prev is None:
-                    raise NotFound(f"no silence {silence_id}", {"id": silence_id})
+                    raise NotFound(tx("no silence {id}", id=silence_id), {"id": silence_id})
             if prev is not None and _can_update(prev, new, now):
                 new = replace(new, id=prev.id)
                 changed = [new]

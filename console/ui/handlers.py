@@ -8,6 +8,7 @@ import tornado.web
 from console.auth.passwords import PasswordsBusy
 from console.errors import NotFound
 from console.handlers import SESSION_COOKIE, PageHandler
+from console.i18n import tx
 
 
 def safe_next(target: str | None) -> str:
@@ -107,7 +108,7 @@ class OverviewHandler(PageHandler):
 class HostPageHandler(PageHandler):
     async def get(self, host_name: str) -> None:
         if not await self.services.query.ahost_exists(host_name):
-            raise NotFound(f"no host named {host_name!r} has reported to this console")
+            raise NotFound(tx("no host named {host} has reported to this console", host=repr(host_name)))
         self.render("host.html", host_name=host_name)
 
 

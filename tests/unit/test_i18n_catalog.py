@@ -2,8 +2,8 @@
 language is chosen as docs/dashboard.md ("Languages") says.
 
 The source text is extracted with Babel exactly as ``make messages`` does (babel.cfg,
-babel-scripts.cfg), so a new ``_("...")`` in a template or ``t("...")`` in a script
-without a translation fails here."""
+babel-scripts.cfg, babel-cli.cfg, babel-errors.cfg), so a new ``_("...")`` in a template,
+``t("...")`` in a script or ``tx("...")`` error message without a translation fails here."""
 from __future__ import annotations
 
 import io
@@ -37,6 +37,7 @@ def source_messages(cfg: str, keywords: dict) -> dict[str, str]:
     ("babel.cfg", {"_": None, "translate": None}, "messages", 250),
     ("babel-scripts.cfg", {"t": None}, "scripts", 100),
     ("babel-cli.cfg", {"tr": None}, "cli", 50),
+    ("babel-errors.cfg", {"tx": None, "N_": None}, "errors", 150),
 ])
 def test_every_source_text_has_a_chinese_translation(cfg, keywords, domain, least):  # noqa: ANN001
     used = source_messages(cfg, keywords)
@@ -122,3 +123,24 @@ def test_cli_extraction_finds_table_headings_and_tr_calls():
     source = b'print_table(rows, [("host", "HOST"), ("state", name)])\nx = tr("never")\nprint("other")\n'
     found = [(line, msg) for line, _f, msg, _c in extract_cli(io.BytesIO(source), ["tr"], [], {})]
     assert sorted(found) == [(1, "HOST"), (2, "never")]
+
+
+def test_an_error_message_is_english_text_translated_where_it_is_shown():
+    import pickle
+
+    from console.errors import NotFound
+    from console.i18n import Text, cli_errors, tx
+
+    message = tx("no host named {host}", host="'db-1'")
+    assert message == "no host named 'db-1'" and isinstance(message, str)
+    assert I18n().error_message("zh-CN", message) == "没有名为 'db-1' 的主机"
+    assert I18n().error_message("en", message) == "no host named 'db-1'"
+    assert I18n().error_message("zh-CN", "a peer's own words") == "a peer's own words"  # never marked
+    nested = tx("{name}: {problem}", name="password", problem=tx("String should have at least {min_length} characters",
+                                                                  min_length="10"))
+    assert cli_errors("zh-CN")(nested) == "password：至少需要 10 个字符"
+    # An error crossing a process boundary keeps its template.
+    again = pickle.loads(pickle.dumps(NotFound(message)))
+    assert isinstance(again.message, Text) and cli_errors("zh-CN")(again.message) == "没有名为 'db-1' 的主机"
+    # A translation whose placeholders do not fit falls back to English, never raises.
+    assert Text("no host named {host}", {"host": "x"}).translated(lambda _: "{nope}") == "no host named x"
