@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
 from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
+from console.cluster.shared import SharedState
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -92,6 +93,7 @@ class Services:
     dispatcher: Dispatcher  # routes alert_store's alerts into the outbox (console/notify/dispatch.py)
     delivery: DeliveryWorker
     leader: Leadership  # which console of those sharing the database runs the run-once jobs
+    shared: SharedState  # re-reads silences, windows and posted alerts another console changed
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -101,6 +103,7 @@ class Services:
         self.leader.try_acquire()  # alone on its database, a console leads from its first moment
         self.leader.start()
         self.bus.start()
+        self.shared.start()
         self.deploys.start()
         self.rollups.start()
         self.logs.start_retention()
@@ -135,6 +138,7 @@ class Services:
     def close(self) -> None:
         self.leader.close()  # released first: another replica takes over at its next poll
         self.bus.close()
+        self.shared.close()
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
@@ -171,7 +175,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
-    bus = LiveBus(live_relay(config.database_url, metrics))
+    relay = live_relay(config.database_url, metrics)
+    bus = LiveBus(relay)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
@@ -193,6 +198,10 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     silences = SilenceService(db, clock, audit=audit)
     db.run(silences.load)
     muting.register(silences)
+    shared = SharedState(relay)
+    silences.shared = maintenance.shared = shared
+    shared.watch("silences", silences.reread)
+    shared.watch("windows", maintenance.reread)
     alert_store = AlertStore()
     alerting.alert_store, alerting.external_url = alert_store, config.public_url
     inhibitor = Inhibitor(alert_store)
@@ -230,7 +239,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
                     silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
-                    leader=leader)
+                    leader=leader, shared=shared)
 
 
 def live_relay(database_url: str, metrics: ConsoleMetrics) -> FrameRelay | None:
