@@ -45,6 +45,7 @@ from console.notify.dispatch import Dispatcher
 from console.notify.inhibit import Inhibitor
 from console.notify.delivery import DeliveryWorker
 from console.notify.muting import Muting
+from console.notify.posted import PostedAlerts
 from console.notify.store import AlertStore
 from console.ops.service import ReadinessService
 from console.probes.config import parse_probes
@@ -94,6 +95,7 @@ class Services:
     delivery: DeliveryWorker
     leader: Leadership  # which console of those sharing the database runs the run-once jobs
     shared: SharedState  # re-reads silences, windows and posted alerts another console changed
+    posted_alerts: PostedAlerts  # alerts posted to the Alertmanager API, through the database
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -186,6 +188,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
                                registry=metrics.registry, clock=clock, logs=logs, leads=leader.leads)
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
+    alerting.ingest = ingest  # recording rules' samples are stored as series
     muting = Muting()
     alerting.muting = muting
     targets = app_hosts(apps, inventory)
@@ -205,12 +208,15 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     alert_store = AlertStore()
     alerting.alert_store, alerting.external_url = alert_store, config.public_url
     inhibitor = Inhibitor(alert_store)
+    posted_alerts = PostedAlerts(db, alert_store, clock=clock)
+    posted_alerts.shared = shared
+    shared.watch("alerts", posted_alerts.reread)
     muting.register(inhibitor)
     dispatcher = Dispatcher(db, alert_store, muting,
                             load_notifications(config.alerting.notifications, config.document,
                                                Path(config.path).resolve().parent if config.path else None),
                             inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
-                            external_url=config.public_url, clock=clock)
+                            external_url=config.public_url, clock=clock, leads=leader.leads)
     muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
     # The receivers are read from the dispatcher's loaded configuration at every send, so a reload applies.
     delivery = DeliveryWorker(db, lambda: dispatcher.config, secret_store,
@@ -239,7 +245,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
                     silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
-                    leader=leader, shared=shared)
+                    leader=leader, shared=shared, posted_alerts=posted_alerts)
 
 
 def live_relay(database_url: str, metrics: ConsoleMetrics) -> FrameRelay | None:

@@ -78,7 +78,9 @@ class SharedState:
             self._running.pop(name, None)
 
     def start(self) -> None:
-        """Re-read every watched state every ``refresh_s`` (on the running loop)."""
+        """Re-read every watched state now and every ``refresh_s`` (on the running loop)."""
+        for name in list(self._rereads):
+            self.received(name)
         self._task = asyncio.ensure_future(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:

@@ -71,6 +71,12 @@ class AuthState(Base):
     generation: Mapped[int] = mapped_column(BigInteger)
 
 
+# The host row recording rules' series are stored under (console/alerting/service.py). Not
+# a valid host name (HOST_NAME_RE has no ':'), so no agent can report as it; the host list,
+# ``up`` and the host label of query views leave it out (docs/promql.md, "Label model").
+RULES_HOST = "fleetdeck:rules"
+
+
 class Host(Base):
     __tablename__ = "hosts"
 
