@@ -389,6 +389,8 @@ class AlertingService(VirtualSource):
                         if self.ingest is None:
                             raise RuleEvalError("recording rules need the ingest service")
                         fresh = state.record(self._query(storage, node, t_ms, deadline))
+                        # The store keeps finite samples only (as it refuses NaN from agents).
+                        fresh = {labels: value for labels, value in fresh.items() if math.isfinite(value)}
                         recorded.update(fresh)
                         pending.update((labels, (t_ms, value)) for labels, value in fresh.items())
                         # A later rule must see what this one recorded, as Prometheus
