@@ -128,9 +128,6 @@ SEED: dict[str, dict[str, Any]] = {
                     "labels": '{"instance":"web-1"}', "annotations": "{}", "state": "firing", "value": 0.0,
                     "active_at": 89.0, "fired_at": 90.0, "resolved_at": None, "keep_firing_since": None,
                     "clear_since": None, "last_eval": 91.0},
-    "login_failures": {"id": 1, "key": "ip:127.0.0.1", "at": 97.0},
-    "posted_alerts": {"fingerprint": "0123456789abcdef", "labels": '{"alertname":"Posted"}', "annotations": "{}",
-                      "starts_at": 98.0, "ends_at": 398.0, "generator_url": "", "updated_at": 98.0},
 }
 # Tables a migration fills itself (secb_0001: the one auth generation row). The full-text
 # objects of 0004_logs are filled from log_records.
