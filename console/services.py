@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
 from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
+from console.cluster.shared import SharedState
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -44,6 +45,7 @@ from console.notify.dispatch import Dispatcher
 from console.notify.inhibit import Inhibitor
 from console.notify.delivery import DeliveryWorker
 from console.notify.muting import Muting
+from console.notify.posted import PostedAlerts
 from console.notify.store import AlertStore
 from console.ops.service import ReadinessService
 from console.probes.config import parse_probes
@@ -94,6 +96,8 @@ class Services:
     delivery: DeliveryWorker
     leader: Leadership  # which console of those sharing the database runs the run-once jobs
     partitions: PartitionMaintenance  # PostgreSQL: time partitions made ahead
+    shared: SharedState  # re-reads silences, windows and posted alerts another console changed
+    posted_alerts: PostedAlerts  # alerts posted to the Alertmanager API, through the database
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -103,6 +107,7 @@ class Services:
         self.leader.try_acquire()  # alone on its database, a console leads from its first moment
         self.leader.start()
         self.bus.start()
+        self.shared.start()
         self.deploys.start()
         self.partitions.start()
         self.rollups.start()
@@ -138,6 +143,7 @@ class Services:
     def close(self) -> None:
         self.leader.close()  # released first: another replica takes over at its next poll
         self.bus.close()
+        self.shared.close()
         for task in (self._pruning, self._watching):
             if task is not None:
                 task.cancel()
@@ -174,7 +180,8 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
-    bus = LiveBus(live_relay(config.database_url, metrics))
+    relay = live_relay(config.database_url, metrics)
+    bus = LiveBus(relay)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400)
@@ -184,6 +191,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                                host_interval_s=c.default_interval, down_after_intervals=c.down_after_intervals,
                                registry=metrics.registry, clock=clock, logs=logs, leads=leader.leads)
     promql.virtual = alerting  # up, ALERTS and the other computed series for every PromQL query
+    alerting.ingest = ingest  # recording rules' samples are stored as series
     muting = Muting()
     alerting.muting = muting
     targets = app_hosts(apps, inventory)
@@ -196,15 +204,22 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     silences = SilenceService(db, clock, audit=audit)
     db.run(silences.load)
     muting.register(silences)
+    shared = SharedState(relay)
+    silences.shared = maintenance.shared = shared
+    shared.watch("silences", silences.reread)
+    shared.watch("windows", maintenance.reread)
     alert_store = AlertStore()
     alerting.alert_store, alerting.external_url = alert_store, config.public_url
     inhibitor = Inhibitor(alert_store)
+    posted_alerts = PostedAlerts(db, alert_store, clock=clock)
+    posted_alerts.shared = shared
+    shared.watch("alerts", posted_alerts.reread)
     muting.register(inhibitor)
     dispatcher = Dispatcher(db, alert_store, muting,
                             load_notifications(config.alerting.notifications, config.document,
                                                Path(config.path).resolve().parent if config.path else None),
                             inhibitor=inhibitor, default_inhibit_rules=config.alerting.default_inhibit_rules,
-                            external_url=config.public_url, clock=clock)
+                            external_url=config.public_url, clock=clock, leads=leader.leads)
     muting.register(dispatcher)  # time_interval:<name> reasons in the history and the API
     # The receivers are read from the dispatcher's loaded configuration at every send, so a reload applies.
     delivery = DeliveryWorker(db, lambda: dispatcher.config, secret_store,
@@ -233,7 +248,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
                     readiness=ReadinessService(db, metrics, c.storage_retry_after),
                     maintenance=maintenance, deploy_hold=deploy_hold, deploy_watch=deploy_watch,
                     silences=silences, alert_store=alert_store, dispatcher=dispatcher, delivery=delivery,
-                    leader=leader,
+                    leader=leader, shared=shared, posted_alerts=posted_alerts,
                     partitions=PartitionMaintenance(db, c, clock=clock, leads=leader.leads, registry=metrics.registry))
 
 

@@ -2,8 +2,8 @@
 
 A file holds ``groups: [{name, interval?, limit?, rules: [...]}]``; each rule is
 ``{alert, expr, for?, keep_firing_for?, labels?, annotations?}`` or
-``{record, expr, labels?}`` (Prometheus 2.42's fields). Recorded series are kept in
-memory for RECORDED_RETENTION_S (docs/alerting.md, "Recording rules").
+``{record, expr, labels?}`` (Prometheus 2.42's fields). Recorded series are stored as
+series like any other (docs/alerting.md, "Recording rules").
 
 Two extensions (docs/alerting.md, "Hysteresis"), each accepted either as a rule key or,
 so that the file still passes ``promtool check rules``, as an annotation with the

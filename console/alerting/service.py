@@ -1,6 +1,7 @@
 """The alerting service: loads rule files, evaluates each group on its interval on the
 service's own thread with a deadline, keeps alert state (stored, so a restart resumes
-it), writes every transition to the history, and serves the computed series ``up``,
+it), writes every transition to the history, stores what recording rules record as series
+(through the ingest path, once per evaluation), and serves the computed series ``up``,
 ``fleetdeck_host_clock_skew_seconds``, ``fleetdeck_deploy_failed``, ``ALERTS`` and
 ``ALERTS_FOR_STATE`` to PromQL (docs/alerting.md).
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_left, bisect_right
+import hashlib
 import math
+import zlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -35,15 +37,18 @@ from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, evaluate_instant
 from console.promql.functions import FunctionError
+from console.ingest.batch import Batch, MetricIn, canonical_labels
+from console.ingest.remote_write import COUNTER_SUFFIXES
+from console.ingest.service import IngestService
 from console.promql.storage import DEFAULT_JOB, BadRegex, Storage, TooManySamples, VirtualSeries, VirtualSource
-from console.promql.values import NAME, Sample, get, make_labels
+from console.promql.values import NAME, Labels, Sample, get, make_labels
 from console.logs.service import LogService
 from console.notify.model import NotifyAlert
 from console.notify.delivery import failed_series
 from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.storage.database import Database
-from console.storage.models import AlertHistory, AlertState, Deploy, Host
+from console.storage.models import RULES_HOST, AlertHistory, AlertState, Deploy, Host
 
 log = logging.getLogger("fleetdeck.alerting")
 
@@ -113,6 +118,8 @@ class AlertingService(VirtualSource):
         # More computed series served with these (fleetdeck_deploy_regression of the
         # post-deploy watch, console/maintenance/deploys.py); set by Services.
         self.sources: list[VirtualSource] = []
+        # Recording rules' samples are stored through it (``_store_recorded``); set by Services.
+        self.ingest: IngestService | None = None
         # Firing and resolved alerts go there after each evaluation, for notifications
         # (console/notify/); set by Services with the console's public URL for links.
         self.alert_store: AlertStore | None = None
@@ -163,9 +170,8 @@ class AlertingService(VirtualSource):
                     if previous is not None:
                         for prev in previous.rules:
                             if (prev.rule.name == rule.name and prev.rule.expr == rule.expr
-                                    and prev.rule.record == rule.record and (prev.active or prev.recorded)):
+                                    and prev.rule.record == rule.record and prev.active):
                                 state.active, prev.active = prev.active, {}
-                                state.recorded, prev.recorded = prev.recorded, {}
                                 break
                     states.append(state)
                 runtime = GroupRuntime(group, states)
@@ -176,7 +182,6 @@ class AlertingService(VirtualSource):
             for key, runtime in kept.items():
                 fresh.setdefault(key, runtime)
             self.groups = fresh
-            self._names = self.BUILTIN_NAMES | {s.rule.name for g in fresh.values() for s in g.rules if s.rule.record}
             self.file_errors = dict(errors)
         self.m_reload_ok.set(0 if errors else 1)
         self.m_file_errors.set(len(errors))
@@ -238,26 +243,42 @@ class AlertingService(VirtualSource):
         self._tasks = [asyncio.ensure_future(self._loop(key)) for key in list(self.groups)]
 
     async def _loop(self, key: str) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        runtime = self.groups.get(key)
+        if runtime is None:
+            return
+        # The first evaluation at least one interval after (re)load, then every interval,
+        # at times on the group's grid (Prometheus' ``Group.EvalTimestamp``: multiples of
+        # the interval plus an offset hashed from the group), so every console evaluates a
+        # group at the same timestamps and a leader change cannot record one twice. Ticks
+        # missed by a slow evaluation are skipped, as Prometheus counts missed iterations.
+        at = self.slot(key, runtime.group.interval_s, self.clock() + runtime.group.interval_s)
         while True:
             runtime = self.groups.get(key)
             if runtime is None:
                 return
             interval = runtime.group.interval_s
-            # One interval after (re)load, then every interval; ticks missed by a slow
-            # evaluation are skipped, as Prometheus counts missed iterations.
-            next_at += interval
-            if next_at < loop.time():
-                next_at += (loop.time() - next_at) // interval * interval + interval
-            await asyncio.sleep(next_at - loop.time())
+            now = self.clock()
+            if at < now:
+                at = self.slot(key, interval, now)
+            await asyncio.sleep(at - now)
             try:
                 if self.leads():
-                    await self.evaluate_group(key)
+                    await self.evaluate_group(key, at)
                 else:
                     await self.db.read(self.follow, key)
             except Exception:  # a database outage: logged, the next tick retries
                 log.exception("rule group %s: evaluation failed", key)
+            at += interval
+
+    @staticmethod
+    def slot(key: str, interval_s: float, after: float) -> float:
+        """The first evaluation time of group ``key`` at or after ``after`` (Unix s): a
+        multiple of the interval plus the group's offset (crc32 of its key, so the same on
+        every console)."""
+        interval_ms = max(1, round(interval_s * 1000))
+        offset_ms = zlib.crc32(key.encode()) % interval_ms
+        after_ms = math.ceil(after * 1000)
+        return (-(-(after_ms - offset_ms) // interval_ms) * interval_ms + offset_ms) / 1000
 
     async def reload(self) -> dict[str, str]:
         """Re-read the rule files off the IOLoop and restart the group loops; returns
@@ -300,7 +321,9 @@ class AlertingService(VirtualSource):
             if runtime is None:
                 return []
             ts = self.clock() if at is None else at
-            transitions, rows = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
+            transitions, rows, recorded = await loop.run_in_executor(self._executor, self._evaluate, runtime, ts)
+            if recorded:
+                await self._store_recorded(runtime.group.key, ts, recorded)
             store = self.alert_store
             if store is not None:
                 # Before the history's muting is asked, so an alert of this round inhibits too.
@@ -314,18 +337,42 @@ class AlertingService(VirtualSource):
                     runtime.persisted = rows
             return transitions
 
+    async def _store_recorded(self, key: str, ts: float, recorded: dict[Labels, float]) -> None:
+        """Store one evaluation's recorded samples through the ingest path, as one batch
+        of the host row RULES_HOST whose id names the group and the evaluation time: a
+        second console evaluating the same group at the same time (a leader change) stores
+        nothing twice, and the batch is stored whole or not at all."""
+        ingest = self.ingest
+        if ingest is None:  # refused per rule by _evaluate
+            return
+        t_ms = round(ts * 1000)
+        metrics = []
+        for labels, value in recorded.items():
+            name = get(labels, NAME)
+            metrics.append(MetricIn(name, "counter" if name.endswith(COUNTER_SUFFIXES) else "gauge",
+                                    canonical_labels({k: v for k, v in labels if k != NAME}), [(t_ms, value)]))
+        batch_id = f"rules:{hashlib.sha256(key.encode()).hexdigest()[:32]}:{t_ms}"
+        result = await ingest.ingest(Batch(host=RULES_HOST, batch_id=batch_id, sent_at=None, agent_version=None,
+                                                interval=None, labels_json="{}", metrics=metrics))
+        if result.rejected:
+            log.warning("rule group %s: recorded samples not stored: %s (%s)", key, result.rejected,
+                        "; ".join(result.examples.values()))
+
     async def evaluate_all(self, at: float | None = None) -> list[Transition]:
         out: list[Transition] = []
         for key in list(self.groups):
             out.extend(await self.evaluate_group(key, at))
         return out
 
-    def _evaluate(self, runtime: GroupRuntime, ts: float) -> tuple[list[Transition], list | None]:
+    def _evaluate(self, runtime: GroupRuntime, ts: float) -> tuple[list[Transition], list | None,
+                                                                   dict[Labels, float]]:
         group = runtime.group
         started = time.monotonic()
         deadline = started + min(group.interval_s, self.query_timeout_s)
         t_ms = round(ts * 1000)
         transitions: list[Transition] = []
+        recorded: dict[Labels, float] = {}
+        pending: dict[Labels, tuple[int, float]] = {}  # recorded this round, for the later rules
         with self.db.sessions.begin() as session:
             # One storage for the round: rules read at the same time in one transaction, so
             # a selector's series lookup is shared by every rule using it.
@@ -339,9 +386,16 @@ class AlertingService(VirtualSource):
                     elif node is None:  # the loader gives every other rule an expression
                         raise RuleEvalError("the rule has no expression")
                     elif state.rule.record:
-                        result = self._query(storage, node, t_ms, deadline)
-                        with self._lock:
-                            state.record(result, ts)
+                        if self.ingest is None:
+                            raise RuleEvalError("recording rules need the ingest service")
+                        fresh = state.record(self._query(storage, node, t_ms, deadline))
+                        # The store keeps finite samples only (as it refuses NaN from agents).
+                        fresh = {labels: value for labels, value in fresh.items() if math.isfinite(value)}
+                        recorded.update(fresh)
+                        pending.update((labels, (t_ms, value)) for labels, value in fresh.items())
+                        # A later rule must see what this one recorded, as Prometheus
+                        # commits each rule's output before the next rule runs.
+                        storage = Storage(session, self.max_samples, self, dict(pending))
                     else:
                         result = self._query(storage, node, t_ms, deadline)
                         self._alerting_step(storage, state, result, ts, t_ms, deadline, group.limit, transitions)
@@ -352,9 +406,9 @@ class AlertingService(VirtualSource):
                     self.m_failures.labels(group.key).inc()
                     log.warning("rule %s in %s: %s", state.rule.name, group.key, message)
                 if storage.computed_read:
-                    # A later rule must see what this one recorded or changed (ALERTS), as
-                    # Prometheus commits each rule's output before the next rule runs.
-                    storage = Storage(session, self.max_samples, self)
+                    # A later rule must see what this one changed (ALERTS), as Prometheus
+                    # commits each rule's output before the next rule runs.
+                    storage = Storage(session, self.max_samples, self, dict(pending))
                 state.last_evaluation = ts
                 state.evaluation_seconds = time.monotonic() - rule_started
                 self.m_evals.labels(group.key).inc()
@@ -364,7 +418,7 @@ class AlertingService(VirtualSource):
         with self._lock:
             rows = self._rows(runtime)
         changed = [r[:-2] for r in rows] != [r[:-2] for r in runtime.persisted]
-        return transitions, rows if changed else None
+        return transitions, rows if changed else None, recorded
 
     def _send(self, store: AlertStore, runtime: GroupRuntime, ts: float) -> None:
         """Put the group's firing alerts, and those that resolved after firing (kept
@@ -478,7 +532,7 @@ class AlertingService(VirtualSource):
     def series(self, session: Session, name: str | None = None) -> list[VirtualSeries]:
         """``up`` and ``fleetdeck_host_clock_skew_seconds`` per host from its agent's
         heartbeats, ``fleetdeck_deploy_failed`` per deploy that ended failed or rolled back,
-        the series of recording rules, and ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts
+        and ``ALERTS``/``ALERTS_FOR_STATE`` of active alerts
         (VirtualSource; docs/alerting.md "Synthesised series"): those named ``name``, or
         all when it is None."""
         out = []
@@ -490,15 +544,6 @@ class AlertingService(VirtualSource):
             out.extend(self._deploy_failed(session, now_ms))
         if name in (None, "fleetdeck_notifications_failed"):
             out.extend(failed_series(session, now_ms))  # console/notify/delivery.py
-        with self._lock:
-            recorded = [(labels, list(ts), list(values), stale) for g in self.groups.values() for st in g.rules
-                        for labels, (ts, values, stale) in st.recorded.items()
-                        if name is None or get(labels, NAME) == name]
-        for labels, ts_list, values, stale in recorded:
-            def recorded_points(mint: int, maxt: int, ts_list=ts_list, values=values) -> tuple[list, list]:
-                lo, hi = bisect_left(ts_list, mint), bisect_right(ts_list, maxt)
-                return ts_list[lo:hi], values[lo:hi]
-            out.append(VirtualSeries(labels, recorded_points, stale))
         if name in (None, "ALERTS", "ALERTS_FOR_STATE"):
             out.extend(self._alert_series(now_ms, name))
         for source in self.sources:
@@ -512,7 +557,7 @@ class AlertingService(VirtualSource):
         out = []
         for name, first_seen, last_seen, interval, skew, skew_at in session.execute(
                 select(Host.name, Host.first_seen, Host.last_seen, Host.interval_s, Host.clock_skew_seconds,
-                       Host.clock_skew_at)):
+                       Host.clock_skew_at).where(Host.name != RULES_HOST)):
             step = (interval or self.host_interval_s)
             stale_ms = round(((last_seen or first_seen) + step * tolerance) * 1000)
             labels = make_labels({NAME: "up", "host": name, "instance": name, "job": DEFAULT_JOB})

@@ -20,7 +20,6 @@ from console.alerting.rules import AlertRule
 from console.promql.values import NAME, Labels, Sample, make_labels
 
 RESOLVED_RETENTION_S = 15 * 60  # Prometheus' resolvedRetention
-RECORDED_RETENTION_S = 6 * 3600  # recorded samples kept in memory (enough for predict_linear over 6 h)
 PENDING, FIRING, INACTIVE = "pending", "firing", "inactive"
 
 
@@ -63,14 +62,11 @@ class RuleState:
     last_error: str = ""
     last_evaluation: float | None = None
     evaluation_seconds: float = 0.0
-    # recording rules: labels -> [Unix ms list, value list, stale-from Unix ms or None]
-    recorded: dict[Labels, list] = field(default_factory=dict)
 
-    def record(self, result: list[Sample], ts: float) -> None:
-        """Append one evaluation of a recording rule (``__name__`` = the rule's name, then
-        its labels); series absent from ``result`` become stale at ``ts``, as Prometheus
-        marks them; samples older than RECORDED_RETENTION_S are dropped."""
-        t_ms = round(ts * 1000)
+    def record(self, result: list[Sample]) -> dict[Labels, float]:
+        """One evaluation of a recording rule: ``{labels: value}`` of the series it
+        records (``__name__`` = the rule's name, then its labels, as Prometheus' recording
+        rule). Raises RuleEvalError for two samples with one label set."""
         fresh: dict[Labels, float] = {}
         for sample in result:
             metric = dict(sample.labels)
@@ -81,22 +77,7 @@ class RuleState:
             if key in fresh:
                 raise RuleEvalError("vector contains metrics with the same labelset after applying rule labels")
             fresh[key] = sample.value
-        horizon = t_ms - RECORDED_RETENTION_S * 1000
-        for key, entry in list(self.recorded.items()):
-            if key not in fresh and entry[2] is None:
-                entry[2] = t_ms
-            cut = next((i for i, t in enumerate(entry[0]) if t >= horizon), len(entry[0]))
-            if cut:
-                del entry[0][:cut], entry[1][:cut]
-            if not entry[0]:
-                del self.recorded[key]
-        for key, value in fresh.items():
-            entry = self.recorded.setdefault(key, [[], [], None])
-            if entry[0] and entry[0][-1] >= t_ms:  # an evaluation at (or before) the last one replaces nothing
-                continue
-            entry[0].append(t_ms)
-            entry[1].append(value)
-            entry[2] = None
+        return fresh
 
     def alert_from(self, sample: Sample, ts: float) -> Alert:
         metric = dict(sample.labels)

@@ -98,7 +98,7 @@ class EnrolHandler(ApiHandler):
 
     async def post(self) -> None:
         limiter, key = self.services.auth.enrol_limit, f"ip:{self.client_ip}"
-        wait = limiter.retry_after(key)
+        wait = await limiter.retry_after(key)
         if wait:
             raise ApiError(429, "too_many_requests", tx("too many failed enrolments; retry in {wait} s", wait=wait),
                            {"retry_after": wait}, headers={"Retry-After": str(wait)})
@@ -107,7 +107,7 @@ class EnrolHandler(ApiHandler):
         try:
             token = await self.services.auth.aenrol(enrol_token, host, self.client_ip)
         except EnrolError:
-            limiter.fail(key)  # counted against the address; the error itself is the answer
+            await limiter.fail(key)  # counted against the address; the error itself is the answer
             raise
         self.set_header("Cache-Control", "no-store")
         self.write_json({"host": host, "token": token}, 201)

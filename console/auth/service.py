@@ -42,7 +42,8 @@ class AuthService:
 
     ``login_limit_user``/``login_limit_ip`` count failed logins per (user name, client
     address) and per client address within ``login_window_s`` seconds; ``enrol_limit``
-    counts failed enrolments per address. The limiters are used on the IOLoop thread only."""
+    counts failed enrolments per address. The limiters count in the database, so every
+console sharing it counts the same failures (console/auth/limits.py)."""
 
     def __init__(self, users: UserService, tokens: TokenService, sessions: SessionService,
                  audit: AuditService, *, db: Database, login_failures_per_user: int = 5,
@@ -53,9 +54,9 @@ class AuthService:
         self.tokens = tokens
         self.sessions = sessions
         self.audit = audit
-        self.login_limit_user = FailureLimiter(login_failures_per_user, login_window_s)
-        self.login_limit_ip = FailureLimiter(login_failures_per_ip, login_window_s)
-        self.enrol_limit = FailureLimiter(login_failures_per_ip, login_window_s)
+        self.login_limit_user = FailureLimiter(db, login_failures_per_user, login_window_s)
+        self.login_limit_ip = FailureLimiter(db, login_failures_per_ip, login_window_s)
+        self.enrol_limit = FailureLimiter(db, login_failures_per_ip, login_window_s, prefix="enrol:")
         self._clock = clock
 
     # -- sessions -----------------------------------------------------------------------

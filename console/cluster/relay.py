@@ -32,6 +32,10 @@ console's own user may send) and sends each message to every other socket there;
 socket whose process is gone refuses the datagram and is removed. Datagrams of one
 sender arrive whole and in order; a message is split into parts of ``DGRAM_CHUNK``.
 
+Shared state: ``changed(name)`` tells the other consoles that state kept in memory and
+stored in the database (silences, maintenance windows, posted alerts) changed; each
+re-reads it (console/cluster/shared.py).
+
 Threading: one thread owns the LISTEN connection (a connection of its own, outside the
 pool, with TCP keepalives) and another sends; both reconnect after a failure (1 s).
 Received frames are handed to the IOLoop with ``call_soon_threadsafe``.
@@ -92,6 +96,8 @@ class FrameRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
         self.on_hello: Callable[[], None] | None = None  # a console started: announce (on the loop)
+        # Shared state another console changed (``changed(name)`` there): re-read it (on the loop).
+        self.on_changed: Callable[[str], None] | None = None
         self.dropped = Counter("fleetdeck_live_relay_dropped", "Live frames not relayed to the other consoles "
                                "(larger than 1 MiB, the relay queue full, or the transport failing).",
                                registry=registry) \
@@ -125,6 +131,11 @@ class FrameRelay:
 
     def send_frame(self, topic: str, data: Any) -> None:
         self._queue({"k": "f", "t": topic, "d": data})
+
+    def changed(self, name: str) -> None:
+        """Tell every other console that shared state ``name`` (``silences``...) changed
+        in the database, so each re-reads it (console/cluster/shared.py)."""
+        self._queue({"k": "s", "n": name})
 
     def announce(self, topics: list[str]) -> None:
         if topics:
@@ -221,6 +232,8 @@ class FrameRelay:
                 self._remote_interest[topic] = expiry
         elif message.get("k") == "h" and self._loop is not None and self.on_hello is not None:
             self._loop.call_soon_threadsafe(self.on_hello)
+        elif message.get("k") == "s" and self._loop is not None and self.on_changed is not None:
+            self._loop.call_soon_threadsafe(self.on_changed, str(message.get("n", "")))
         elif message.get("k") == "f" and self._loop is not None and self._deliver is not None:
             self._loop.call_soon_threadsafe(self._deliver, message["t"], message["d"])
 

@@ -2,7 +2,9 @@
 
 Threading: writes go through the database writer (``Database.write``); reads are
 answered from memory (a window's occurrences are computed, never stored): the compiled
-windows live in memory, replaced whole under a lock after every change, so
+windows live in memory, replaced whole under a lock after every change (and re-read when
+another console of the database changed them: console/cluster/shared.py, name
+``windows``), so
 ``muted_by`` (called by the dispatcher and the alerting service on their threads for
 every alert) reads a snapshot and bisects each window's cached occurrences.
 """
@@ -20,6 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from console.audit.service import AuditService
+from console.cluster.shared import SharedState
 from console.errors import Conflict, NotFound
 from console.i18n import tx
 from console.maintenance.windows import Window
@@ -53,6 +56,9 @@ class MaintenanceService:
         self._windows: dict[str, Window] = {}
         self._host_env: dict[str, str] = {}
         self._task: asyncio.Task | None = None
+        # Tells the other consoles of the database about a change; set by Services.
+        self.shared: SharedState | None = None
+        self._writing: asyncio.Lock | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def load(self, session: Session) -> int:
@@ -69,6 +75,21 @@ class MaintenanceService:
         with self._lock:
             self._windows, self._host_env = windows, envs
         return len(windows)
+
+    async def reread(self) -> int:
+        """Read the windows again (another console changed them); returns how many.
+        Serialised with this console's own changes, so a re-read never undoes one in memory."""
+        async with self._guard():
+            return await self.db.read(self.load)
+
+    def _guard(self) -> asyncio.Lock:
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        return self._writing
+
+    def _changed(self) -> None:
+        if self.shared is not None:
+            self.shared.changed("windows")
 
     @staticmethod
     def _read_envs(session: Session) -> dict[str, str]:
@@ -114,9 +135,11 @@ class MaintenanceService:
         now = self.clock()
         window = Window.build(doc.name, doc.dtstart, doc.duration, doc.rrule, doc.timezone, doc.matchers, doc.hosts,
                               doc.apps, doc.environments, doc.until, doc.comment, actor, now)
-        await self.db.write(self._insert, window, actor, source)
-        with self._lock:
-            self._windows = {**self._windows, window.name: window}
+        async with self._guard():
+            await self.db.write(self._insert, window, actor, source)
+            with self._lock:
+                self._windows = {**self._windows, window.name: window}
+        self._changed()
         return window.public(now)
 
     def _insert(self, session: Session, w: Window, actor: str, source: str) -> None:
@@ -132,9 +155,11 @@ class MaintenanceService:
 
     async def delete(self, name: str, actor: str, source: str) -> dict:
         """Delete window ``name``; raises NotFound (404)."""
-        await self.db.write(self._delete, name, actor, source)
-        with self._lock:
-            self._windows = {k: w for k, w in self._windows.items() if k != name}
+        async with self._guard():
+            await self.db.write(self._delete, name, actor, source)
+            with self._lock:
+                self._windows = {k: w for k, w in self._windows.items() if k != name}
+        self._changed()
         return {"name": name, "deleted": True}
 
     def _delete(self, session: Session, name: str, actor: str, source: str) -> None:

@@ -28,6 +28,11 @@ when, so a restart does not notify again what was already queued. Each row's
 ``dedup_key`` hashes the decision (receiver, integration, group, the alerts' states and
 the row it follows), so the same decision taken twice is queued once.
 
+Several consoles on one database: only the leader routes, flushes and queues (``leads``);
+the alerts posted to any console reach the leader's store through the database
+(console/notify/posted.py). A follower that becomes leader routes its store afresh and
+reads the notification log, as a console does at start.
+
 Threading: routing and flush decisions run on the dispatcher's own thread
 (``dispatch`` executor); rows are written through the database writer; the loop that
 drives both runs on the IOLoop.
@@ -231,9 +236,13 @@ class Dispatcher:
 
     def __init__(self, db: Database, store: AlertStore, muting: Muting, config: NotificationsConfig | None, *,
                  inhibitor: Inhibitor | None = None, default_inhibit_rules: bool = True, external_url: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, leads: Callable[[], bool] = lambda: True) -> None:
         self.db = db
         self.store = store
+        # Of several consoles on one database only the leader groups and notifies: each
+        # console's store holds the posted alerts (console/notify/posted.py), the leader's
+        # also those of the rules it evaluates.
+        self.leads = leads
         self.muting = muting
         self.inhibitor = inhibitor
         self.external_url = external_url
@@ -347,12 +356,19 @@ class Dispatcher:
             self._round = asyncio.Lock()
         async with self._round:
             loop = asyncio.get_running_loop()
-            if not self._nflog_loaded:
+            leading = self.leads()
+            if not self._nflog_loaded and leading:
                 self._nflog = await self.db.read(self._load_nflog, now)
                 self._nflog_loaded = True
             if now - self._last_gc >= GC_EVERY_S:
                 self._last_gc = now
                 await loop.run_in_executor(self._executor, self._gc, now)
+            if not leading:
+                # A follower: nothing is routed here. Should it lead later, it routes
+                # every stored alert afresh and reads the notification log the leader
+                # kept, as after a restart.
+                await loop.run_in_executor(self._executor, self._follow)
+                return None
             flushes, rows = await loop.run_in_executor(self._executor, self._prepare, now)
             if rows:
                 await self.db.write(self._enqueue, rows, now)
@@ -372,6 +388,13 @@ class Dispatcher:
         self.store.gc(now)
         if self.inhibitor is not None:
             self.inhibitor.gc(now)
+
+    def _follow(self) -> None:
+        self._groups = {}
+        with self._incoming_lock:
+            self._incoming = []
+        self._reset = True
+        self._nflog_loaded = False
 
     def _prepare(self, now: float) -> tuple[list, list[dict]]:
         if self._reset:

@@ -44,9 +44,7 @@ class AlertStore:
                 alert = replace(alert, labels=dict(alert.labels), annotations=dict(alert.annotations),
                                 updated_at=now)
                 fp = alert.fingerprint
-                old = self._alerts.get(fp)
-                if old is not None and _overlaps(old, alert):
-                    alert.starts_at = min(old.starts_at, alert.starts_at)
+                merge(self._alerts.get(fp), alert)
                 self._alerts[fp] = alert
                 stored.append(alert)
         for fn in list(self._subscribers):
@@ -70,6 +68,15 @@ class AlertStore:
             for fp in gone:
                 del self._alerts[fp]
         return len(gone)
+
+
+def merge(old: NotifyAlert | None, new: NotifyAlert) -> NotifyAlert:
+    """``new`` as it is stored over ``old`` (same fingerprint, or None): it keeps the
+    earlier ``starts_at`` when their intervals overlap (Alertmanager ``Alert.Merge``);
+    changes and returns ``new``."""
+    if old is not None and _overlaps(old, new):
+        new.starts_at = min(old.starts_at, new.starts_at)
+    return new
 
 
 def _overlaps(old: NotifyAlert, new: NotifyAlert) -> bool:

@@ -2,7 +2,9 @@
 
 The PromQL label set of a stored series (see docs/promql.md, "Label model") is
 ``{"host": <host name>, "instance": <host name>, "job": "node"}`` overlaid with the series'
-stored labels (stored labels win), plus ``__name__`` = the series name. Label matchers
+stored labels (stored labels win), plus ``__name__`` = the series name; the series of
+recording rules (stored under the host row ``RULES_HOST``) have exactly their stored
+labels, as Prometheus gives a rule's output. Label matchers
 apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in
 Prometheus.
 
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
-from console.storage.models import Host, Sample, Series
+from console.storage.models import RULES_HOST, Host, Sample, Series
 
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
@@ -59,7 +61,7 @@ class StoredSeries:
 
 def series_labels(name: str, stored_json: str, host: str) -> Labels:
     """The PromQL label set of one stored series (the label model above)."""
-    labels = {"host": host, "instance": host, "job": DEFAULT_JOB}
+    labels = {"host": host, "instance": host, "job": DEFAULT_JOB} if host != RULES_HOST else {}
     labels.update(orjson.loads(stored_json))
     labels[NAME] = name
     return make_labels(labels)
@@ -120,10 +122,16 @@ class VirtualSource:
 class Storage:
     """Series lookups and sample loading inside one read transaction. ``max_samples``
     caps the samples loaded over the whole query (TooManySamples beyond it). ``virtual``
-    adds computed series (ids below 0) to what selectors match."""
+    adds computed series (ids below 0) to what selectors match. ``pending``: samples
+    (labels -> (Unix ms, value)) recorded by recording rules earlier in this evaluation round
+    and not stored yet, answered as if stored: appended to the stored series of the same
+    labels, or as a series of their own."""
 
-    def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None) -> None:
+    def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None,
+                 pending: dict[Labels, tuple[int, float]] | None = None) -> None:
         self.session = session
+        self._pending = pending or {}
+        self._pending_ids: dict[int, tuple[int, float]] = {}  # stored series id -> its pending sample
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
@@ -186,9 +194,31 @@ class Storage:
             as_dict = dict(labels)
             if all(test(as_dict.get(label, "")) for label, test in tests):
                 out.append(StoredSeries(sid, labels))
+                if labels in self._pending:
+                    self._pending_ids[sid] = self._pending[labels]
+        if self._pending:
+            out.extend(self._pending_matches(out, names, tests, mint, maxt))
         out.extend(self._virtual_matches(names, tests))
         out.sort(key=lambda s: s.labels)
         self._series_cache[key] = out
+        return out
+
+    def _pending_matches(self, stored: list[StoredSeries], names: list[str], tests: list, mint: int | None,
+                         maxt: int | None) -> list[StoredSeries]:
+        """Pending samples whose series ``stored`` does not hold, as series of their own."""
+        have = {s.labels for s in stored}
+        out = []
+        for labels, (t, v) in self._pending.items():
+            if labels in have or (names and dict(labels).get(NAME) != names[0]):
+                continue
+            if (mint is not None and t < mint) or (maxt is not None and t > maxt):
+                continue
+            as_dict = dict(labels)
+            if all(test(as_dict.get(label, "")) for label, test in tests):
+                def points(lo: int, hi: int, t: int = t, v: float = v) -> tuple[list, list]:
+                    return ([t], [v]) if lo <= t <= hi else ([], [])
+                self._virtual.append(VirtualSeries(labels, points))
+                out.append(StoredSeries(-len(self._virtual), labels))
         return out
 
     def load(self, matchers: tuple[LabelMatcher, ...], mint: int, maxt: int) -> list[StoredSeries]:
@@ -205,7 +235,12 @@ class Storage:
         series = []
         for s in matched:
             if s.id >= 0:
-                series.append(stored[s.id])
+                found = stored[s.id]
+                pending = self._pending_ids.get(s.id)
+                if pending is not None and mint <= pending[0] <= maxt and (not found.ts or found.ts[-1] < pending[0]):
+                    found = StoredSeries(s.id, s.labels, [*found.ts, pending[0]], [*found.values, pending[1]])
+                    self.loaded += 1
+                series.append(found)
                 continue
             virtual = self._virtual[-s.id - 1]
             out = StoredSeries(s.id, s.labels, stale_from=virtual.stale_from)
@@ -247,6 +282,9 @@ class Storage:
         return out
 
     def has_samples(self, series_id: int, mint: int, maxt: int) -> bool:
+        pending = self._pending_ids.get(series_id)
+        if pending is not None and mint <= pending[0] <= maxt:
+            return True
         if series_id < 0:
             return bool(self._virtual[-series_id - 1].samples(mint, maxt)[0])
         if self.session.execute(select(Sample.ts).where(

@@ -24,7 +24,7 @@ from console.query import series_math
 from console.query.agent_health import agent_health
 from console.storage.database import Database, bound
 from console.storage import blocks
-from console.storage.models import Host, IngestRejection, RollupWatermark, SampleBlock, Series
+from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, SampleBlock, Series
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -148,7 +148,7 @@ class QueryService:
         now = self._clock()
         refusals = refusals or {}
         out = []
-        for host in session.execute(select(Host).order_by(Host.name)).scalars():
+        for host in session.execute(select(Host).where(Host.name != RULES_HOST).order_by(Host.name)).scalars():
             interval = host.interval_s or self._config.default_interval
             up = host.last_seen is not None and now - host.last_seen <= interval * self._config.down_after_intervals
             health = self._refused(agent_health(session, host.id), host, refusals.get(host.name))
@@ -415,7 +415,8 @@ class QueryService:
         deadline = time.monotonic() + self._match_deadline_s
         for sid, labels_json, host_name, kind in session.connection().execute(stmt):  # Core: no ORM rows
             labels = orjson.loads(labels_json)
-            labels["host"] = host_name
+            if host_name != RULES_HOST:  # a recording rule's series has only its own labels
+                labels["host"] = host_name
             if all(m.matches(labels) for m in q.matchers):
                 selected[sid] = _Series(labels, counter=kind == "counter")
             if q.matchers and time.monotonic() > deadline:

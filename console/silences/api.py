@@ -153,7 +153,8 @@ class StatusHandler(AlertmanagerHandler):
 class AlertsHandler(AlertmanagerHandler):
     """``GET /alertmanager/api/v2/alerts?filter&active&silenced&inhibited&unprocessed&receiver``:
     the alerts not yet resolved, by fingerprint, each with its ``status`` from the console's
-    muters. ``POST``: a JSON array of ``postableAlert`` into the alert store; an alert
+    muters. ``POST``: a JSON array of ``postableAlert`` into the alert store, through the
+    database so that every console of it has them (console/notify/posted.py); an alert
     without ``endsAt`` ends ``global.resolve_timeout`` (default 5m) after it was received
     unless posted again;
     one without ``startsAt`` starts at ``endsAt`` or now. Any invalid alert refuses the whole
@@ -197,7 +198,7 @@ class AlertsHandler(AlertmanagerHandler):
         now = self.services.clock()
         resolve_timeout_s = self.services.dispatcher.resolve_timeout_s  # Alertmanager's global.resolve_timeout
         alerts = [self._alert(i, item, now, resolve_timeout_s) for i, item in enumerate(doc)]
-        self.services.alert_store.put(alerts, now)
+        await self.services.posted_alerts.post(alerts, now)  # stored: the leader notifies, whichever console got it
         self.answer(None)
 
     @staticmethod

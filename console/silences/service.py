@@ -6,7 +6,10 @@ silence mutes every alert whose labels all its matchers match, with the reason
 
 Silences live in the ``silences`` table and, for the muter (called for every alert on
 every evaluation and dispatch round), in memory: the table is read once at start and
-every change is written to the table first, then to memory. Expired silences are kept
+every change is written to the table first, then to memory, and the other consoles of
+the database are told to re-read the table (console/cluster/shared.py, name
+``silences``), so a silence made on any console mutes on every one within a second.
+Expired silences are kept
 ``retention_s`` (Alertmanager's default 120 h) after they ended, then deleted.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from console.cluster.shared import SharedState
 from console.errors import InvalidInput, NotFound
 from console.i18n import tx
 from console.silences.matchers import Matcher, matches_all
@@ -91,6 +95,8 @@ class SilenceService:
         self._lock = Lock()
         self._writing: asyncio.Lock | None = None
         self._gc_task: asyncio.Task | None = None
+        # Tells the other consoles of the database about a change; set by Services.
+        self.shared: SharedState | None = None
 
     # -- loading and retention ------------------------------------------------------------
     def load(self, session: Session) -> int:
@@ -102,6 +108,16 @@ class SilenceService:
             self._silences = loaded
             self._reorder()
         return len(loaded)
+
+    async def reread(self) -> int:
+        """Read the table again (another console changed it); returns how many. Serialised
+        with this console's own changes, so a re-read never undoes one in memory."""
+        async with self._guard():
+            return await self.db.read(self.load)
+
+    def _changed(self) -> None:
+        if self.shared is not None:
+            self.shared.changed("silences")
 
     def _reorder(self) -> None:
         """Call holding the lock."""
@@ -209,6 +225,7 @@ class SilenceService:
                 for sil in changed:
                     self._silences[sil.id] = sil
                 self._reorder()
+            self._changed()
             return new.id
 
     async def expire(self, silence_id: str, actor: str = "", source: str = "") -> Silence:
@@ -224,6 +241,7 @@ class SilenceService:
             with self._lock:
                 self._silences[sil.id] = sil
                 self._reorder()
+            self._changed()
             return sil
 
     def _store(self, session: Session, sils: builtins.list[Silence], entry: tuple) -> None:

@@ -71,6 +71,12 @@ class AuthState(Base):
     generation: Mapped[int] = mapped_column(BigInteger)
 
 
+# The host row recording rules' series are stored under (console/alerting/service.py). Not
+# a valid host name (HOST_NAME_RE has no ':'), so no agent can report as it; the host list,
+# ``up`` and the host label of query views leave it out (docs/promql.md, "Label model").
+RULES_HOST = "fleetdeck:rules"
+
+
 class Host(Base):
     __tablename__ = "hosts"
 
@@ -507,3 +513,36 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     comment: Mapped[str] = mapped_column(Text)
     annotations: Mapped[str] = mapped_column(Text)  # JSON object of strings
+
+
+class LoginFailure(Base):
+    """One failed login (or enrolment) of ``key`` (``user:NAME@ADDRESS``, ``ip:ADDRESS``,
+    ``enrol:ADDRESS``) at ``at`` (Unix seconds), counted by every console sharing the
+    database (console/auth/limits.py); rows older than the window are deleted.
+    Migration sharedstate_0001_shared_state."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"), Index("ix_login_failures_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(320))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class PostedAlert(Base):
+    """An alert posted to ``/alertmanager/api/v2/alerts`` (console/notify/posted.py), merged
+    by fingerprint as Alertmanager merges a re-sent alert: ``labels`` and ``annotations``
+    canonical JSON objects, times Unix seconds (``ends_at`` None: firing until told
+    otherwise). Kept until it has been resolved for the alert store's retention.
+    Migration sharedstate_0001_shared_state."""
+
+    __tablename__ = "posted_alerts"
+    __table_args__ = (Index("ix_posted_alerts_ends_at", "ends_at"),)
+
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    labels: Mapped[str] = mapped_column(Text)
+    annotations: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    generator_url: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)

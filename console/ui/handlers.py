@@ -59,7 +59,8 @@ class LoginHandler(PageHandler):
         _ = self.locale.translate
         # Per (user, address): wrong guesses from one address never lock the user out elsewhere.
         user_key, ip_key = f"user:{username.lower()}@{self.client_ip}", f"ip:{self.client_ip}"
-        wait = max(auth.login_limit_user.retry_after(user_key) or 0, auth.login_limit_ip.retry_after(ip_key) or 0)
+        wait = max(await auth.login_limit_user.retry_after(user_key) or 0,
+                   await auth.login_limit_ip.retry_after(ip_key) or 0)
         if wait:
             self.set_status(429)
             self.set_header("Retry-After", str(wait))
@@ -74,12 +75,12 @@ class LoginHandler(PageHandler):
                         next_url=next_url)
             return
         if result.session_id is None:  # refused: no principal, no session
-            auth.login_limit_user.fail(user_key)
-            auth.login_limit_ip.fail(ip_key)
+            await auth.login_limit_user.fail(user_key)
+            await auth.login_limit_ip.fail(ip_key)
             self.set_status(401)
             self.render("login.html", error=_("Wrong user name or password."), next_url=next_url)
             return
-        auth.login_limit_user.reset(user_key)
+        await auth.login_limit_user.reset(user_key)
         console = self.services.config.console
         secure = console.cookie_secure or self.request.protocol == "https"
         # Lax, not Strict: a link to the dashboard from a chat message should arrive logged in;

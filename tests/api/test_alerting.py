@@ -445,6 +445,43 @@ def test_recording_rules_feed_later_rules_and_queries(tmp_path):
         console.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_recorded_series_are_stored_with_the_rules_labels_and_nan_is_not_recorded(tmp_path, tmp_path_factory, kind):
+    with database_url(kind, tmp_path_factory) as url:
+        _stored_recorded_series(tmp_path, url)
+
+
+def _stored_recorded_series(tmp_path: Path, url: str) -> None:
+    rules = tmp_path / "r.yml"
+    rules.write_text("""groups:
+  - name: stored
+    interval: 1h
+    rules:
+      - record: al_sto:nan
+        expr: sum(al_sto) / 0 * 0
+      - record: al_sto:rate
+        expr: al_sto * 2
+""")
+    clock = Clock(T0)
+    console = start(tmp_path / "data", rules, clock, database_url=url)
+    try:
+        agent, viewer = console.agent_token("sto-1"), console.api_token("viewer")
+        push(console, agent, "sto-1", "al_sto", [(0, 3)])
+        evaluate(console, clock, T0)
+        resp = console.request("GET", f"{API}/query?" + urlencode({"query": '{__name__=~"al_sto:.*"}', "time": T0}),
+                               token=viewer)
+        # A NaN result is not stored and does not keep the group's other rules from storing.
+        # The expression kept the input's host, instance and job: the recorded series has them.
+        assert [(r["metric"], r["value"][1]) for r in resp.json()["data"]["result"]] == [
+            ({"__name__": "al_sto:rate", "host": "sto-1", "instance": "sto-1", "job": "node"}, "6")]
+        hosts = console.request("GET", "/api/v1/hosts", token=viewer).json()
+        assert [h["host"] for h in hosts] == ["sto-1"]  # the rules' own host row is not listed
+        up = console.request("GET", f"{API}/query?" + urlencode({"query": "up", "time": T0}), token=viewer)
+        assert [r["metric"]["host"] for r in up.json()["data"]["result"]] == ["sto-1"]
+    finally:
+        console.close()
+
+
 def test_a_growing_agent_spool_fires_the_default_backlog_rule(tmp_path):
     empty = tmp_path / "none.yml"
     empty.write_text("groups: []\n")

@@ -1,6 +1,8 @@
 """Principal.may_deploy, the failure limiter, secret keys and their rotation."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -21,20 +23,30 @@ def test_may_deploy_respects_role_and_allow_list():
     assert Principal("user", "old", "viewer") == Principal("user", "old", "viewer", None, None)  # compatible
 
 
-def test_failure_limiter_window():
+def test_failure_limiter_window_is_counted_in_the_database(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'l.db'}")
+    db.migrate()
     now = [1000.0]
-    limiter = FailureLimiter(2, 60, clock=lambda: now[0])
-    assert limiter.retry_after("k") is None
-    limiter.fail("k")
-    limiter.fail("k")
-    assert limiter.retry_after("k") == 60
-    now[0] += 30
-    assert limiter.retry_after("k") == 30
-    now[0] += 31
-    assert limiter.retry_after("k") is None
-    limiter.fail("k")
-    limiter.reset("k")
-    assert limiter.retry_after("k") is None
+    limiter = FailureLimiter(db, 2, 60, clock=lambda: now[0])
+    other = FailureLimiter(db, 2, 60, clock=lambda: now[0])  # another console on the same database
+
+    async def run() -> None:
+        assert await limiter.retry_after("k") is None
+        await limiter.fail("k")
+        await other.fail("k")
+        assert await limiter.retry_after("k") == 60
+        assert await other.retry_after("k") == 60
+        now[0] += 30
+        assert await other.retry_after("k") == 30
+        now[0] += 31
+        assert await limiter.retry_after("k") is None
+        await limiter.fail("k")
+        await other.reset("k")
+        assert await limiter.retry_after("k") is None
+    try:
+        asyncio.run(run())
+    finally:
+        db.close()
 
 
 def test_key_file_created_0600_and_env_wins(tmp_path):
