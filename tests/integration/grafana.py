@@ -136,12 +136,16 @@ class DataSource:
 
     time_interval: str = "15s"
     method: str = "POST"
+    query_timeout: str | None = None  # jsonData.queryTimeout, sent as ``timeout`` with every query
+
+    def _query(self, params: dict) -> dict:
+        return {**params, "timeout": self.query_timeout} if self.query_timeout else params
 
     # -- Save & test ------------------------------------------------------------------
     def health_check(self) -> list[tuple[str, str, dict]]:
         """CheckHealth: the instant query ``1+1`` over the range [1 s, 4 s] (sent at its end),
         then buildinfo for the heuristics (GET: an endpoint Grafana never POSTs to)."""
-        return [(self.method, "/api/v1/query", {"query": "1+1", "time": "4"}),
+        return [(self.method, "/api/v1/query", self._query({"query": "1+1", "time": "4"})),
                 ("GET", "/api/v1/status/buildinfo", {})]
 
     # -- variables ----------------------------------------------------------------------
@@ -190,11 +194,12 @@ class DataSource:
                             ("__rate_interval", go_duration(rate_ms))):
             expr = expr.replace(f"${name}", value).replace(f"${{{name}}}", value)
         if target.get("instant") and not target.get("range"):
-            return self.method, "/api/v1/query", {"query": expr, "time": prom_time(rng.end_ms)}
+            return self.method, "/api/v1/query", self._query({"query": expr, "time": prom_time(rng.end_ms)})
         # AlignTimeRange (UTC, offset 0): start and end rounded down to a multiple of the step.
         start, end = rng.start_ms // step_ms * step_ms, rng.end_ms // step_ms * step_ms
-        return self.method, "/api/v1/query_range", {"query": expr, "start": prom_time(start), "end": prom_time(end),
-                                                   "step": repr(step_ms / 1000).removesuffix(".0")}
+        return self.method, "/api/v1/query_range", self._query({
+            "query": expr, "start": prom_time(start), "end": prom_time(end),
+            "step": repr(step_ms / 1000).removesuffix(".0")})
 
 
 def panels(dashboard: dict) -> list[dict]:
