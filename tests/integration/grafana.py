@@ -150,16 +150,21 @@ class DataSource:
 
     # -- variables ----------------------------------------------------------------------
     def variable_request(self, query: str, variables: dict[str, Variable], rng: TimeRange,
-                         labels_match_api: bool = True) -> tuple[str, str, dict, str]:
+                         labels_match_api: bool = True, snap: bool = False) -> tuple[str, str, dict, str]:
         """``label_values(metric, label)`` -> (method, path, params, label). With a
         Prometheus new enough for ``match[]`` on label values (>= 2.24, Grafana's
         ``hasLabelsMatchAPISupport``): that endpoint; otherwise ``/series``, whose label
-        values Grafana collects. Times in whole seconds, rounded up (getPrometheusTime)."""
+        values Grafana collects. Times in whole seconds, rounded up (getPrometheusTime);
+        ``snap``: start and end moved out to whole minutes, as the language provider does
+        at its default cache level (getRangeSnapInterval), so ``end`` may be ahead."""
         match = _LABEL_VALUES.match(interpolate(query, variables))
         if not match:
             raise ValueError(f"variable query {query!r} is not emulated")
         metric, label = match[1], match[2]
-        params = {"start": str(math.ceil(rng.start_ms / 1000)), "end": str(math.ceil(rng.end_ms / 1000))}
+        start, end = math.ceil(rng.start_ms / 1000), math.ceil(rng.end_ms / 1000)
+        if snap:
+            start, end = start // 60 * 60, -(-end // 60) * 60 + (60 if end % 60 == 0 else 0)
+        params = {"start": str(start), "end": str(end)}
         if metric and metric.replace(" ", "") != "{}":
             params["match[]"] = metric
         if labels_match_api or "match[]" not in params:
