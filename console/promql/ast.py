@@ -170,12 +170,48 @@ def complexity(text: str) -> int:
     return ops + deepest
 
 
+def quote_raw_strings(text: str) -> str:
+    """``text`` with every raw string (in backticks) holding a backslash or a line break
+    written as the double-quoted string of the same value.
+
+    A PromQL raw string has no escape sequences: a backslash in it is a backslash, as in
+    the regex ``127\\.0\\.0\\.1:9100`` that Grafana's ``${var:regex}`` writes. ``promql_parser``
+    refuses there the backslash sequences it does not know (``unknown escape sequence
+    '.'``) where Prometheus parses them. Other raw strings are left as they are, so that
+    the parser's error positions stay those of ``text`` for them."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        j = i + 1
+        if c in "\"'":
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            j += 1
+        elif c == "#":
+            while j < n and text[j] != "\n":
+                j += 1
+        elif c == "`":
+            end = text.find("`", j)
+            if end < 0:  # unterminated: the parser names the error
+                out.append(text[i:])
+                break
+            value, j = text[j:end], end + 1
+            if any(ch in value for ch in "\\\n\r"):
+                value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+                out.append(f'"{value}"')
+                i = j
+                continue
+        out.append(text[i:j])
+        i = j
+    return "".join(out)
+
+
 def parse(text: str) -> Node:
     """PromQL text -> the tree. Raises ParseError or Unsupported."""
     if complexity(text) > MAX_COMPLEXITY:
         raise ParseError(f"the expression is too complex: more than {MAX_COMPLEXITY} operators and nested brackets")
     try:
-        tree = pp.parse(text)
+        tree = pp.parse(quote_raw_strings(text))
     except ValueError as exc:
         raise ParseError(str(exc)) from None
     except BaseException as exc:  # the Rust parser can panic (pyo3 PanicException)

@@ -57,3 +57,15 @@ def test_bucket_quantile():
 def test_unsupported_constructs_are_named(text, construct):
     with pytest.raises(ast.Unsupported, match=construct.replace("(", r"\(").replace(")", r"\)")):
         ast.parse(text)
+
+
+@pytest.mark.parametrize("text, name, value", [
+    # A raw string has no escapes (PromQL docs, "String literals"): Grafana's ${var:regex}.
+    (r"up{instance=~`127\.0\.0\.1:9100|10\.0\.0\.9:9100`}", "instance", r"127\.0\.0\.1:9100|10\.0\.0\.9:9100"),
+    ('up{a=`x\\"y\\\\z`}', "a", 'x\\"y\\\\z'),
+    ("up{a=`two\nlines`, b=\"`\\\\.`\"} # `c\\.`", "a", "two\nlines"),
+    ("up{a=`two\nlines`, b=\"`\\\\.`\"}", "b", "`\\.`"),
+])
+def test_raw_strings_keep_backslashes(text, name, value):
+    matchers = {m.name: m.value for m in ast.parse(text).matchers}
+    assert matchers[name] == value
