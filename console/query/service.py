@@ -4,9 +4,12 @@ Methods take a SQLAlchemy session and run on a database reader thread.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, get_args
 
@@ -103,6 +106,69 @@ class _Series:
     rows: list = field(default_factory=list)  # rollup rows (bucket, min, max, sum, count, increase)
 
 
+@dataclass
+class _Closed:
+    """Points of the closed step buckets ``[lo, hi)`` (Unix ms) of one query shape, as
+    read under the tier's watermark ``generation`` when it stood at ``done_until``."""
+
+    generation: int
+    done_until: int
+    lo: int
+    hi: int
+    points: dict[int, list]  # series id (or group index) -> [(ts_ms, value), ...], time-ordered
+    size: int  # points held
+
+
+class ClosedBucketCache:
+    """Points of closed rollup buckets per query shape, bounded by ``max_points`` held in
+    all (least recently used first out; ~110 bytes of memory a point).
+
+    A rollup row below its tier's watermark (``rollup_watermarks.done_until``) changes only
+    when a late sample reopens its bucket, and that moves the watermark back and bumps its
+    ``generation`` in the same transaction (console/ingest/service.py); so an entry serves
+    while the generation is the one it was read under and the watermark has not moved
+    below where it stood. Retention deletes only rows older than any query on the tier
+    reads (an older start reads the coarser tier). Thread-safe: queries run on several
+    database reader threads."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self._entries: OrderedDict[tuple, _Closed] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0  # queries answered from an entry, wholly or with buckets appended
+        self.misses = 0
+
+    def get(self, key: tuple, generation: int, done_until: int, lo: int) -> _Closed | None:
+        """The entry of ``key`` still valid under the tier's ``generation``/``done_until``
+        whose buckets start at or before ``lo``; a stale entry is dropped."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.generation != generation or done_until < entry.done_until:
+                self._drop(key)
+                return None
+            if entry.lo > lo or entry.hi < lo:
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple, entry: _Closed) -> None:
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            if entry.size > self.max_points:
+                return
+            self._entries[key] = entry
+            self._size += entry.size
+            while self._size > self.max_points:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple) -> None:
+        self._size -= self._entries.pop(key).size
+
+
 class QueryService:
     """``match_deadline_s``: seconds label matching of one query may take before it is
     answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop).
@@ -114,6 +180,7 @@ class QueryService:
         self._config = config
         self._clock = clock
         self._match_deadline_s = match_deadline_s
+        self.closed_buckets = ClosedBucketCache(config.query_cache_points)
 
     async def ahosts(self, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         return await bound(self.db, self).read(self.hosts, refusals)
@@ -351,7 +418,8 @@ class QueryService:
         keys: list[tuple] = []
         if q.group_by is not None:
             keys = sorted({tuple(s.labels.get(k, "") for k in q.group_by) for s in selected.values()})
-        head = _rollup_sql(session, table, q, selected, ids, keys, first, cut, step_ms, width, budget)
+        head = self._closed_points(session, resolution, mark, table, q, selected, ids, keys, first, cut,
+                                   step_ms, width, budget)
 
         tail: dict[int, list] = {}
         if cut < last_end:
@@ -376,12 +444,53 @@ class QueryService:
                     elif series.counter and inc is not None:
                         points.append((b + step_ms, inc * 1000.0 / step_ms if q.fn == "rate" else inc))
                 tail[sid] = points
+        # The closed buckets' lists may be the cache's own: joined into new lists, never extended.
         if q.group_by is None:
-            return [(s.labels, head.get(sid, []) + tail.get(sid, [])) for sid, s in selected.items()]
+            return [(s.labels, _joined(head.get(sid, []), tail.get(sid))) for sid, s in selected.items()]
         grouped = series_math.aggregate(
             ((tuple(s.labels.get(k, "") for k in q.group_by), tail.get(sid, [])) for sid, s in selected.items()),
             q.agg)
-        return [(dict(zip(q.group_by, key)), head.get(i, []) + grouped.get(key, [])) for i, key in enumerate(keys)]
+        return [(dict(zip(q.group_by, key)), _joined(head.get(i, []), grouped.get(key))) for i, key in enumerate(keys)]
+
+    def _closed_points(self, session: Session, resolution: str, mark: RollupWatermark | None, table: str,
+                       q: RangeQuery, selected: dict[int, "_Series"], ids: list[int], keys: list[tuple],
+                       lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
+        """:func:`_rollup_sql` of the closed buckets ``[lo, hi)``, through the cache of
+        closed buckets: a query repeated, or moved forward as a dashboard refreshes, reads
+        from the database only the buckets closed since (none, or the newest few), and
+        answers as if read now. Raises Unprocessable (422) beyond ``limit`` points."""
+        cache = self.closed_buckets
+        if hi <= lo or not ids or mark is None or cache.max_points == 0:
+            return _rollup_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+        # The selected series (their ids) fix the metric, the matchers' outcome and the groups.
+        key = (resolution, q.fn, q.group_by, q.agg if q.group_by is not None else None, step_ms, tuple(sorted(selected)))
+        entry = cache.get(key, mark.generation, mark.done_until, lo)
+        if entry is None:
+            cache.misses += 1
+            points = _rollup_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+            start = lo
+        else:
+            cache.hits += 1
+            points = entry.points
+            start = entry.lo
+            if hi > entry.hi:
+                newer = _rollup_sql(session, table, q, selected, ids, keys, entry.hi, hi, step_ms, width, limit)
+                points = {k: points.get(k, []) + newer.get(k, []) for k in points.keys() | newer.keys()}
+        # Points are stamped at their bucket's start, counters' at its end.
+        offset = step_ms if q.fn in ("rate", "increase") else 0
+        out = {}
+        for k, series in points.items():
+            i = bisect.bisect_left(series, lo + offset, key=_FIRST) if start < lo else 0
+            j = len(series) if not series or series[-1][0] < hi + offset else bisect.bisect_left(
+                series, hi + offset, key=_FIRST)
+            if j > i:
+                out[k] = series if (i, j) == (0, len(series)) else series[i:j]
+        size = sum(len(p) for p in out.values())
+        if size > limit:
+            raise _too_many_points(limit)
+        if entry is None or hi > entry.hi or (hi == entry.hi and lo > entry.lo):  # never lose newer buckets
+            cache.put(key, _Closed(mark.generation, mark.done_until, lo, hi, out, size))
+        return out
 
     def _load_rollups(self, session: Session, selected: dict[int, "_Series"], ids: list[int], table: str,
                       lo: int, hi: int, step_ms: int, width: int, limit: int) -> None:
@@ -588,6 +697,12 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if len(rows) > limit:
         raise _too_many_points(limit)
     return {grp: [(ts, v) for _, ts, v in group] for grp, group in itertools.groupby(rows, _FIRST)}
+
+
+def _joined(closed: list, newer: list | None) -> list:
+    """``closed + newer`` without copying ``closed`` when there is nothing newer (the
+    answer is only serialised, never changed, so it may share the cache's list)."""
+    return closed + newer if newer else closed
 
 
 def _merge_rows(rows: list[tuple]) -> list[tuple]:
