@@ -81,6 +81,24 @@ def load_rows(db: Database, now_ms: int, count: int) -> None:
         cur.execute("ANALYZE")
 
 
+def fold_hosts(db: Database) -> None:
+    """The cross-series rows (``rollup_1m_host``) the rollup job writes beside the 1m rows
+    (console/tiers/service.py ``_add_to_host``), here in one statement over the loaded
+    rows, complete from the first bucket on (the ``1m_host`` watermark)."""
+    with db.engine.begin() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM rollup_watermarks WHERE tier = '1m_host'").first():
+            return
+        conn.exec_driver_sql(
+            "INSERT INTO rollup_1m_host (name, ts, host_id, series, avg_sum, avg_min, avg_max, min_sum, min_min, "
+            "min_max, max_sum, max_min, max_max, counters, inc_sum, inc_min, inc_max) "
+            "SELECT s.name, r.ts, s.host_id, COUNT(*), SUM(r.sum / r.count), MIN(r.sum / r.count), "
+            "MAX(r.sum / r.count), SUM(r.min), MIN(r.min), MAX(r.min), SUM(r.max), MIN(r.max), MAX(r.max), "
+            "COUNT(r.increase), SUM(r.increase), MIN(r.increase), MAX(r.increase) "
+            "FROM rollup_1m r JOIN series s ON s.id = r.series_id GROUP BY s.name, r.ts, s.host_id")
+        first = conn.exec_driver_sql("SELECT MIN(ts) FROM rollup_1m").scalar()
+        conn.exec_driver_sql(f"INSERT INTO rollup_watermarks VALUES ('1m_host', {int(first)}, 0, 0)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -114,6 +132,9 @@ def main() -> int:
             now = time.time()
             load_rows(db, int(now // 60 * 60 * 1000), args.series)
             db.run(refresh_series_bounds)  # the rows went in around the ingest writer
+        else:
+            db.migrate()  # a kept data set from an older schema
+        fold_hosts(db)
         with db.engine.connect() as conn:
             now = conn.exec_driver_sql("SELECT done_until FROM rollup_watermarks WHERE tier = '1m'").scalar() / 1000
             args.series = conn.exec_driver_sql("SELECT count(*) FROM series WHERE name = 'q_gauge'").scalar()

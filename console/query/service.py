@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Literal, get_args
 import numpy as np
 import orjson
 import re2
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
@@ -121,7 +121,7 @@ class _Closed:
 
 class ClosedBucketCache:
     """Points of closed rollup buckets per query shape, bounded by ``max_points`` held in
-    all (least recently used first out; ~110 bytes of memory a point).
+    all (least recently used first out; ~120 bytes of memory a point).
 
     A rollup row below its tier's watermark (``rollup_watermarks.done_until``) changes only
     when a late sample reopens its bucket, and that moves the watermark back and bumps its
@@ -144,13 +144,13 @@ class ClosedBucketCache:
         whose buckets start at or before ``lo``; a stale entry is dropped."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry.generation != generation or done_until < entry.done_until:
+            if entry is not None and (entry.generation != generation or done_until < entry.done_until):
                 self._drop(key)
+                entry = None
+            if entry is None or entry.lo > lo or entry.hi < lo:
+                self.misses += 1
                 return None
-            if entry.lo > lo or entry.hi < lo:
-                return None
+            self.hits += 1
             self._entries.move_to_end(key)
             return entry
 
@@ -461,20 +461,18 @@ class QueryService:
         answers as if read now. Raises Unprocessable (422) beyond ``limit`` points."""
         cache = self.closed_buckets
         if hi <= lo or not ids or mark is None or cache.max_points == 0:
-            return _rollup_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+            return _closed_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
         # The selected series (their ids) fix the metric, the matchers' outcome and the groups.
         key = (resolution, q.fn, q.group_by, q.agg if q.group_by is not None else None, step_ms, tuple(sorted(selected)))
         entry = cache.get(key, mark.generation, mark.done_until, lo)
         if entry is None:
-            cache.misses += 1
-            points = _rollup_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+            points = _closed_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
             start = lo
         else:
-            cache.hits += 1
             points = entry.points
             start = entry.lo
             if hi > entry.hi:
-                newer = _rollup_sql(session, table, q, selected, ids, keys, entry.hi, hi, step_ms, width, limit)
+                newer = _closed_sql(session, table, q, selected, ids, keys, entry.hi, hi, step_ms, width, limit)
                 points = {k: points.get(k, []) + newer.get(k, []) for k in points.keys() | newer.keys()}
         # Points are stamped at their bucket's start, counters' at its end.
         offset = step_ms if q.fn in ("rate", "increase") else 0
@@ -703,6 +701,63 @@ def _joined(closed: list, newer: list | None) -> list:
     """``closed + newer`` without copying ``closed`` when there is nothing newer (the
     answer is only serialised, never changed, so it may share the cache's list)."""
     return closed + newer if newer else closed
+
+
+def _closed_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
+                keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
+    """Points of the closed step buckets ``[lo, hi)`` as :func:`_rollup_sql` gives them; the
+    buckets the cross-series rollups cover (``group_by=`` or ``group_by=host`` without label
+    matchers, at a step of the 1m tier's width, from the ``1m_host`` watermark on) are
+    read from ``rollup_1m_host``: one row per host and minute instead of one per series."""
+    if hi <= lo or not ids:
+        return {}
+    start = hi
+    if (table == "rollup_1m" and step_ms == width and q.group_by in ((), ("host",)) and not q.matchers):
+        mark = session.get(RollupWatermark, "1m_host")
+        if mark is not None:
+            start = min(max(lo, mark.done_until), hi)
+    older = _rollup_sql(session, table, q, selected, ids, keys, lo, start, step_ms, width, limit)
+    if start >= hi:
+        return older
+    newer = _host_sql(session, q, keys, start, hi, step_ms, limit)
+    return {k: older.get(k, []) + newer.get(k, []) for k in older.keys() | newer.keys()}
+
+
+def _host_sql(session: Session, q: RangeQuery, keys: list[tuple], lo: int, hi: int, step_ms: int,
+              limit: int) -> dict[int, list]:
+    """``{i: points}`` for the group ``keys[i]`` (``group_by`` ``()`` or ``("host",)``) from
+    ``rollup_1m_host`` over ``[lo, hi)``: each column pair holds, per host and minute, the
+    sum, least and greatest of the series' values that :func:`_rollup_sql` would compute
+    (``sum / count``, ``min``, ``max``, ``increase``), so ``agg`` over a group is their
+    sum, the sum over the number of series, the least or the greatest (the same values,
+    added in another order: within 1e-9 relative). Raises Unprocessable beyond ``limit``."""
+    family = {"raw": "avg", "avg": "avg", "min": "min", "max": "max"}.get(q.fn, "inc")
+    count = "counters" if family == "inc" else "series"
+    value = {"sum": f"SUM(x.{family}_sum)", "avg": f"SUM(x.{family}_sum) / SUM(x.{count})",
+             "min": f"MIN(x.{family}_min)", "max": f"MAX(x.{family}_max)"}[q.agg]
+    if q.fn == "rate":
+        value = f"{value} * 1000 / {int(step_ms)}"
+    stamp = f"x.ts + {int(step_ms)}" if family == "inc" else "x.ts"
+    by_host = q.group_by == ("host",)
+    group = "h.name" if by_host else "''"
+    sql = (f"SELECT {group} AS g, {stamp} AS b, {value} FROM rollup_1m_host x JOIN hosts h ON h.id = x.host_id "
+           "WHERE x.name = :metric AND x.ts >= :lo AND x.ts < :hi AND x." + count + " > 0"
+           + (" AND h.name = :host" if q.host else "")
+           + (" GROUP BY h.name, x.ts ORDER BY h.name, x.ts" if by_host else " GROUP BY x.ts ORDER BY x.ts")
+           + " LIMIT :limit")
+    params = {"metric": q.metric, "lo": int(lo), "hi": int(hi), "limit": limit + 1}
+    if q.host:
+        params["host"] = q.host
+    rows = session.execute(text(sql), params).all()
+    if len(rows) > limit:
+        raise _too_many_points(limit)
+    index = {key: i for i, key in enumerate(keys)}
+    out: dict[int, list] = {}
+    for g, part in itertools.groupby(rows, _FIRST):
+        i = index.get((g,) if by_host else ())
+        if i is not None:
+            out[i] = [(b, v) for _, b, v in part]
+    return out
 
 
 def _merge_rows(rows: list[tuple]) -> list[tuple]:

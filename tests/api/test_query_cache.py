@@ -1,8 +1,8 @@
 """Range queries on rollup tiers over HTTP, on SQLite and PostgreSQL: answers through the
-cache of closed buckets equal those of the uncached path on the same data (a repeat, a
-window moved forward over newly closed buckets, a late sample that reopens a closed
-bucket), and a dashboard's 24 h x 500 series per-series query answers with the default
-limits."""
+cache of closed buckets and the cross-series rollups equal those of the per-series,
+uncached path on the same data (a repeat, a window moved forward over newly closed
+buckets, a late sample that reopens a closed bucket), and a dashboard's 24 h x 500 series
+per-series query answers with the default limits."""
 from __future__ import annotations
 
 import time
@@ -75,6 +75,13 @@ SHAPES = [
     {"metric": "qc_requests_total", "step": 60, "fn": "rate"},
     {"metric": "qc_requests_total", "step": 300, "fn": "increase", "group_by": "host", "agg": "sum"},
     {"metric": "qc_requests_total", "step": 60, "fn": "rate", "group_by": "", "agg": "avg"},
+    # Read from the cross-series rollups (group_by= or host, a 60 s step, no label matchers):
+    {"metric": "qc_temp", "step": 60, "fn": "min", "group_by": "host", "agg": "min"},
+    {"metric": "qc_temp", "step": 60, "fn": "raw", "group_by": "", "agg": "sum", "host": "qc-2"},
+    {"metric": "qc_temp", "step": 60, "fn": "max", "group_by": "", "agg": "max"},
+    {"metric": "qc_requests_total", "step": 60, "fn": "increase", "group_by": "host", "agg": "max"},
+    {"metric": "qc_requests_total", "step": 60, "fn": "rate", "group_by": "", "agg": "min"},
+    {"metric": "qc_requests_total", "step": 60, "fn": "increase", "group_by": "", "agg": "sum"},
 ]
 
 
@@ -89,11 +96,26 @@ def range_query(params, start, end):
                       agg=params.get("agg", "sum"))
 
 
+class _Answer(Exception):
+    """Carries an answer out of a transaction that must roll back."""
+
+
 def uncached(console, params, start, end):
-    """The answer of the path without the cache (query_cache_points 0), on the same data."""
+    """The answer of the path as it was before the cache of closed buckets and the
+    cross-series rollups, on the same data: no cache (query_cache_points 0), and every
+    bucket read per series (the ``1m_host`` watermark deleted in a transaction that rolls
+    back)."""
     config = console.services.config.console.model_copy(update={"query_cache_points": 0})
     service = QueryService(config, clock=console.services.clock, db=console.services.db)
-    return orjson.loads(orjson.dumps(console.services.db.run(service.range, range_query(params, start, end))))
+
+    def per_series(session):
+        session.execute(text("DELETE FROM rollup_watermarks WHERE tier = '1m_host'"))
+        raise _Answer(service.range(session, range_query(params, start, end)))
+    try:
+        console.services.db.run(per_series)
+    except _Answer as answer:
+        return orjson.loads(orjson.dumps(answer.args[0]))
+    raise AssertionError("unreachable")
 
 
 def over_http(console, viewer, params, start, end):
@@ -158,7 +180,8 @@ def test_buckets_closed_since_are_read_and_appended(loaded, viewer):
     assert [len(s["points"]) for s in late["series"]] == [150, 150]
 
 
-@pytest.mark.parametrize("params", [SHAPES[0], SHAPES[4], SHAPES[9]], ids=["per-series", "avg-all", "increase"])
+@pytest.mark.parametrize("params", [SHAPES[0], SHAPES[4], SHAPES[9], SHAPES[14]],
+                         ids=["per-series", "avg-all", "increase", "increase-by-host"])
 def test_a_late_sample_reopens_a_cached_bucket(loaded, viewer, params):
     start, end = BASE / 1000, (BASE + SPAN) / 1000
     before = over_http(loaded, viewer, params, start, end)
