@@ -459,20 +459,24 @@ class QueryService:
         closed buckets: a query repeated, or moved forward as a dashboard refreshes, reads
         from the database only the buckets closed since (none, or the newest few), and
         answers as if read now. Raises Unprocessable (422) beyond ``limit`` points."""
+        def read(a: int, b: int) -> dict[int, list]:
+            return _closed_sql(session, self._config.rollup_1m_host, table, q, selected, ids, keys, a, b, step_ms,
+                               width, limit)
+
         cache = self.closed_buckets
         if hi <= lo or not ids or mark is None or cache.max_points == 0:
-            return _closed_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+            return read(lo, hi)
         # The selected series (their ids) fix the metric, the matchers' outcome and the groups.
         key = (resolution, q.fn, q.group_by, q.agg if q.group_by is not None else None, step_ms, tuple(sorted(selected)))
         entry = cache.get(key, mark.generation, mark.done_until, lo)
         if entry is None:
-            points = _closed_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+            points = read(lo, hi)
             start = lo
         else:
             points = entry.points
             start = entry.lo
             if hi > entry.hi:
-                newer = _closed_sql(session, table, q, selected, ids, keys, entry.hi, hi, step_ms, width, limit)
+                newer = read(entry.hi, hi)
                 points = {k: points.get(k, []) + newer.get(k, []) for k in points.keys() | newer.keys()}
         # Points are stamped at their bucket's start, counters' at its end.
         offset = step_ms if q.fn in ("rate", "increase") else 0
@@ -703,16 +707,18 @@ def _joined(closed: list, newer: list | None) -> list:
     return closed + newer if newer else closed
 
 
-def _closed_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
-                keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
+def _closed_sql(session: Session, host_rows: bool, table: str, q: RangeQuery, selected: dict[int, _Series],
+                ids: list[int], keys: list[tuple], lo: int, hi: int, step_ms: int, width: int,
+                limit: int) -> dict[int, list]:
     """Points of the closed step buckets ``[lo, hi)`` as :func:`_rollup_sql` gives them; the
     buckets the cross-series rollups cover (``group_by=`` or ``group_by=host`` without label
-    matchers, at a step of the 1m tier's width, from the ``1m_host`` watermark on) are
-    read from ``rollup_1m_host``: one row per host and minute instead of one per series."""
+    matchers, at a step of the 1m tier's width, from the ``1m_host`` watermark on, with
+    ``host_rows``: the ``rollup_1m_host`` setting) are read from ``rollup_1m_host``: one
+    row per host and minute instead of one per series."""
     if hi <= lo or not ids:
         return {}
     start = hi
-    if (table == "rollup_1m" and step_ms == width and q.group_by in ((), ("host",)) and not q.matchers):
+    if host_rows and table == "rollup_1m" and step_ms == width and q.group_by in ((), ("host",)) and not q.matchers:
         mark = session.get(RollupWatermark, "1m_host")
         if mark is not None:
             start = min(max(lo, mark.done_until), hi)

@@ -25,7 +25,7 @@ that arrived after its block was packed), so a run killed at any point is redone
 resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
 sample reopened it) reads blocks and hot rows together.
 
-Cross-series rollups: the 1m pass also folds each series' new rows into one
+Cross-series rollups (setting ``rollup_1m_host``): the 1m pass also folds each series' new rows into one
 ``rollup_1m_host`` row per metric, host and minute (sum, least and greatest of the series'
 values for avg, min, max and increase), written in the transaction that moves the 1m
 watermark, replacing that window's rows; so a killed run redoes them with the window, and
@@ -228,6 +228,12 @@ class RollupService:
             "FROM series s"), {"t": at_least}).scalar()
 
     def _rollup_tx(self, session: Session, tier: Tier) -> bool:
+        if tier.name == "1m" and not self._config.rollup_1m_host:
+            # Cross-series rollups off: the rows left are no longer complete (retention
+            # deletes them in time), and turning them on again starts a new complete stretch.
+            stale = session.get(RollupWatermark, "1m_host")
+            if stale is not None:
+                session.delete(stale)
         upto = self._due_until(session, tier)
         if upto is None:
             return False
@@ -252,7 +258,7 @@ class RollupService:
         if chunk:
             values = self._roll(session, tier, {sid: kind for sid, kind, _, _ in chunk}, lo, hi)
             cursor.rows += len(values)
-            if tier.name == "1m":
+            if tier.name == "1m" and self._config.rollup_1m_host:
                 self._fold_hosts(cursor, {sid: (name, host) for sid, _, name, host in chunk}, values)
             cursor.after_id = chunk[-1][0]
         if len(chunk) == tier.series_chunk:
@@ -280,12 +286,15 @@ class RollupService:
         """Replace the ``rollup_1m_host`` rows of ``[lo, hi)`` with those folded from every
         series' 1m rows of the window, in the transaction that moves the 1m watermark (so a
         crash redoes the window and these rows with it)."""
+        host_mark = session.get(RollupWatermark, "1m_host")
+        if not self._config.rollup_1m_host:
+            return
         table = RollupHost1m.__table__
         session.execute(table.delete().where(table.c.ts >= lo, table.c.ts < hi))
         if cursor.hosts:
             session.execute(table.insert(), [{"name": name, "host_id": host_id, "ts": ts, **dict(zip(HOST_COLUMNS, row))}
                                              for (name, host_id, ts), row in cursor.hosts.items()])
-        if session.get(RollupWatermark, "1m_host") is None:
+        if host_mark is None:
             # Complete from this window on; rolled up earlier, buckets are read per series.
             session.add(RollupWatermark(tier="1m_host", done_until=lo, generation=0, updated_at=self._clock()))
 

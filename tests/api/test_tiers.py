@@ -279,7 +279,8 @@ def test_retention_deletes_exactly_what_is_due(console):
     raw_cut = now_ms - 2 * day
     points = [[now_ms - 5 * day, 1.0], [raw_cut - 1, 2.0], [raw_cut, 3.0], [now_ms - day, 4.0]]
     push_series(console, "ret-1", "app_ret", "gauge", {}, points)
-    console.services.rollups.run_all()  # default retention keeps all of it
+    hosts_on = console.services.config.console.model_copy(update={"rollup_1m_host": True})
+    RollupService(console.services.db, hosts_on).run_all()  # default retention keeps all of it
     minutes = sorted({p[0] // 60_000 * 60_000 for p in points})
     hours = sorted({p[0] // 3_600_000 * 3_600_000 for p in points})
     assert [r[1] for r in stored_rollups(console, "rollup_1m", "ret-1")] == minutes
@@ -297,6 +298,8 @@ def test_retention_deletes_exactly_what_is_due(console):
     assert [r[1] for r in stored_rollups(console, "rollup_1h", "ret-1")] == [h for h in hours if h >= now_ms - 4 * day]
     # The cross-series 1m rows go with the per-series ones.
     assert sorted(ts for _, ts in stored_host_rollups(console, "ret-1")) == [m for m in minutes if m >= now_ms - 3 * day]
+    console.services.rollups.run_all()  # turned off again: the cross-series rows are no longer complete
+    assert console.services.db.run(lambda s: s.get(RollupWatermark, "1m_host")) is None
 
 
 def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
@@ -309,7 +312,8 @@ def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
     status, body = console.push("restart-1", token, [
         {"name": "app_restart_total", "type": "counter", "labels": {"k": k}, "points": p} for k, p in data.items()])
     assert status == 200, body
-    first = RollupService(console.services.db, console.services.config.console)
+    config = console.services.config.console.model_copy(update={"rollup_1m_host": True})
+    first = RollupService(console.services.db, config)
     while first.rollup_step("1m") and not stored_rollups(console, "rollup_1m", "restart-1"):
         pass  # stop once part of the window is written: the process "dies" here
     real_roll = RollupService._roll
@@ -318,12 +322,12 @@ def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
         real_roll(self, *args)
         raise RuntimeError("power cut")
     monkeypatch.setattr(RollupService, "_roll", crash)
-    second = RollupService(console.services.db, console.services.config.console)
+    second = RollupService(console.services.db, config)
     with pytest.raises(RuntimeError):
         while second.rollup_step("1m"):
             pass
     monkeypatch.setattr(RollupService, "_roll", real_roll)
-    RollupService(console.services.db, console.services.config.console).run_all()
+    RollupService(console.services.db, config).run_all()
     rows = stored_rollups(console, "rollup_1m", "restart-1")
     by_series = {}
     for sid, ts, mn, mx, sm, n, inc in rows:
