@@ -16,7 +16,7 @@ alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
-                          [--keep PATH] [--no-per-series]
+                          [--keep PATH] [--no-per-series] [--host-rollups]
 """
 from __future__ import annotations
 
@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--keep", help="reuse (or create and keep) this SQLite file or PostgreSQL schema, "
                                    "so one generated data set serves several runs")
     ap.add_argument("--no-per-series", action="store_true", help="skip the per-series 24 h case")
+    ap.add_argument("--host-rollups", action="store_true", help="rollup_1m_host on (cross-series 1m rollups)")
     args = ap.parse_args()
     schema = None
     fresh = True
@@ -138,7 +139,8 @@ def main() -> int:
         with db.engine.connect() as conn:
             now = conn.exec_driver_sql("SELECT done_until FROM rollup_watermarks WHERE tier = '1m'").scalar() / 1000
             args.series = conn.exec_driver_sql("SELECT count(*) FROM series WHERE name = 'q_gauge'").scalar()
-        config = ConsoleConfig(max_points_per_query=20_000_000, max_series_per_query=max(2000, args.series))
+        config = ConsoleConfig(max_points_per_query=20_000_000, max_series_per_query=max(2000, args.series),
+                               rollup_1m_host=args.host_rollups)
         # "cold": a new service each run, so nothing is cached (a dashboard's first load);
         # "warm": one service, the same query again (a refresh within the minute, or a
         # second viewer), answered from the cache of closed buckets but for the open tail.
@@ -162,7 +164,8 @@ def main() -> int:
         }
         if args.no_per_series:
             del cases[f"24h x {n} series, 1m step, per series"]
-        print(f"db={args.db} runs={args.runs} load average at start: {os.getloadavg()}")
+        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} "
+              f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
             answers = {}

@@ -426,7 +426,8 @@ class QueryService:
             loaded = sum(len(v) for v in head.values())
             self._load_rollups(session, selected, ids, table, cut, done, step_ms, width, budget - loaded)
             if done < last_end:
-                self._load_points(session, selected, done - 300_000, last_end - 1)
+                # Minutes of samples per series: one statement, not one per series.
+                self._load_points(session, selected, done - 300_000, last_end - 1, short=True)
                 for series in selected.values():
                     before = [p for p in series.points if p[0] < done]
                     after = [p for p in series.points if p[0] >= done]
@@ -538,13 +539,14 @@ class QueryService:
                                 "narrow it with host= or label matchers", {"limit": limit}, code="too_many_series")
         return selected
 
-    def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int) -> None:
+    def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int,
+                     short: bool = False) -> None:
         """Raw samples of ``[start_ms, end_ms]`` -> ``series.points`` as ``(ts_ms, value)``;
         raises Unprocessable (422) beyond ``max_points_per_query`` samples."""
         limit = self._config.max_points_per_query
         if not selected:
             return
-        points, loaded = sample_rows(session, selected, int(start_ms), int(end_ms), limit)
+        points, loaded = sample_rows(session, selected, int(start_ms), int(end_ms), limit, short)
         for sid, rows in points.items():
             selected[sid].points = rows
         if loaded > limit:
@@ -571,18 +573,19 @@ def _fetch(session: Session, sql: str) -> list[tuple]:
 
 
 def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str, where: str, limit: int,
-                 grouped: bool = False, having: str = "") -> tuple[dict[int, list], int]:
+                 grouped: bool = False, having: str = "", short: bool = False) -> tuple[dict[int, list], int]:
     """``{series_id: [(a, b), ...]}`` for the two ``columns`` of ``table``, ordered by the
     first (grouped by it when ``grouped``), and the number of rows read, at most
     ``limit + 1``. On SQLite one cached prepared statement per series, whose rows are the
-    point tuples as they are (~30 % less CPU than one query re-split in Python); elsewhere
-    one round trip to the server."""
+    point tuples as they are (~30 % less CPU than one query re-split in Python); elsewhere,
+    and with ``short`` (a few rows per series: thousands of statements would cost more
+    than their rows), one statement."""
     group = f" GROUP BY 1 {having}" if grouped else ""
     out: dict[int, list] = {}
     loaded = 0
     cursor = session.connection().connection.cursor()
     try:
-        if session.get_bind().dialect.name == "sqlite":
+        if session.get_bind().dialect.name == "sqlite" and not short:
             sql = f"SELECT {columns} FROM {table} WHERE series_id = ? AND {where}{group} ORDER BY 1 LIMIT ?"
             for sid in ids:
                 cursor.execute(sql, (sid, limit - loaded + 1))
@@ -603,16 +606,18 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
     return out, loaded
 
 
-def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int) -> tuple[dict[int, list], int]:
+def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int,
+                short: bool = False) -> tuple[dict[int, list], int]:
     """Raw samples of ``[mint, maxt]`` (Unix ms, inclusive) of the series ``ids``:
     ``{series_id: [(ts_ms, value), ...]}`` time-ordered, and the number read (past
     ``limit`` the answer is cut: callers refuse it). Hot rows (table ``samples``) and cold
     blocks (``sample_blocks``, console/storage/blocks.py) are combined; a timestamp in both
     (a replayed sample that arrived after its block was packed) keeps the block's value,
-    as ingest keeps the first sample stored for a timestamp."""
+    as ingest keeps the first sample stored for a timestamp. ``short``: a window of minutes
+    (read in one statement on SQLite too)."""
     ids = list(ids)
     where = f"ts >= {int(mint)} AND ts <= {int(maxt)}"
-    out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit)
+    out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit, short=short)
     if loaded > limit or not ids:
         return out, loaded
     b = SampleBlock.__table__.c
