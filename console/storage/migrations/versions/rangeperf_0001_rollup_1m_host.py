@@ -1,8 +1,9 @@
 """Cross-series 1-minute rollups per metric and host (``rollup_1m_host``).
 
-The rollup job writes them from the 1m window it rolls up; the ``1m_host`` watermark it
-creates on its first run says from which bucket on they are complete, so history rolled
-up before this revision is read per series as before (docs/metrics.md).
+With the ``rollup_1m_host`` setting on, the rollup job writes them from each 1m window it
+rolls up; the ``1m_host`` watermark it creates on its first such window says from which
+bucket on they are complete, so history rolled up before is read per series as before
+(docs/metrics.md).
 
 Revision ID: rangeperf_0001_rollup_1m_host
 Revises: lifecycle_0001_series_first_last
