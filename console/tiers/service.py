@@ -117,7 +117,7 @@ class _Cursor:
     hosts: dict[tuple[str, int, int], list] = field(default_factory=dict)
 
 
-# rollup_1m_host columns after (name, host_id, ts), in the order of _HostRow's values.
+# rollup_1m_host columns after (name, ts, host_id), in the order of _add_to_host's row.
 HOST_COLUMNS = ("series", "avg_sum", "avg_min", "avg_max", "min_sum", "min_min", "min_max",
                 "max_sum", "max_min", "max_max", "counters", "inc_sum", "inc_min", "inc_max")
 
