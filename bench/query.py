@@ -4,12 +4,19 @@ the JSON encoding the handler does.
 - 24 h x 500 series at a 1-minute step (1m tier): aggregated to one series, and per series;
 - 1 h of raw samples x 100 series (10 s interval).
 
+Each case runs "cold" (a new QueryService per run: nothing cached, a dashboard's first
+load) and "warm" (one QueryService, the same query again: answered from its cache of
+closed rollup buckets). ``--series N`` sets the gauges of the 24 h cases; ``--keep PATH``
+(a SQLite file, or a PostgreSQL schema name with ``--db postgres``) keeps the generated
+data and reuses it on the next run with the same PATH.
+
 ``--baseline FILE`` also times another version of ``console/query/service.py`` (e.g.
 ``git show main:console/query/service.py > /tmp/old_service.py``) on the same database,
 alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
-    python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE]
+    python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
+                          [--keep PATH] [--no-per-series] [--host-rollups]
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -34,16 +42,24 @@ from console.storage.database import Database  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 
 
-def load_rows(db: Database, now_ms: int) -> None:
+RAW_BASE = 100_000  # series ids of the 1 h raw case start here
+
+
+def load_rows(db: Database, now_ms: int, count: int) -> None:
+    """``count`` gauges with 24 h of 1m rollups ending at ``now_ms``, and 100 series with
+    1 h of raw samples (10 s), written straight into the tables."""
     rnd = random.Random(2)
-    series = [(i + 1, "q_gauge", orjson.dumps({"i": str(i)}).decode()) for i in range(500)]
-    series += [(1000 + i, "q_raw", orjson.dumps({"i": str(i)}).decode()) for i in range(100)]
-    rollups = []
-    for sid in range(1, 501):
-        for m in range(1440):
-            v = rnd.random() * 100
-            rollups.append((sid, now_ms - (1440 - m) * 60_000, v, v + 5, v * 6 + 10, 6))
-    samples = [(1000 + i, now_ms - 3_600_000 + k * 10_000, rnd.random()) for i in range(100) for k in range(360)]
+    series = [(i + 1, "q_gauge", orjson.dumps({"i": str(i)}).decode()) for i in range(count)]
+    series += [(RAW_BASE + i, "q_raw", orjson.dumps({"i": str(i)}).decode()) for i in range(100)]
+
+    def rollup_rows() -> Iterator[tuple]:
+        for sid in range(1, count + 1):
+            for m in range(1440):
+                v = rnd.random() * 100
+                yield sid, now_ms - (1440 - m) * 60_000, v, v + 5, v * 6 + 10, 6
+
+    rollups = rollup_rows()
+    samples = [(RAW_BASE + i, now_ms - 3_600_000 + k * 10_000, rnd.random()) for i in range(100) for k in range(360)]
     with db.engine.begin() as conn:
         raw = conn.connection.driver_connection
         if db.dialect == "sqlite":
@@ -65,49 +81,97 @@ def load_rows(db: Database, now_ms: int) -> None:
         cur.execute("ANALYZE")
 
 
+def fold_hosts(db: Database) -> None:
+    """The cross-series rows (``rollup_1m_host``) the rollup job writes beside the 1m rows
+    (console/tiers/service.py ``_add_to_host``), here in one statement over the loaded
+    rows, complete from the first bucket on (the ``1m_host`` watermark)."""
+    with db.engine.begin() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM rollup_watermarks WHERE tier = '1m_host'").first():
+            return
+        conn.exec_driver_sql(
+            "INSERT INTO rollup_1m_host (name, ts, host_id, series, avg_sum, avg_min, avg_max, min_sum, min_min, "
+            "min_max, max_sum, max_min, max_max, counters, inc_sum, inc_min, inc_max) "
+            "SELECT s.name, r.ts, s.host_id, COUNT(*), SUM(r.sum / r.count), MIN(r.sum / r.count), "
+            "MAX(r.sum / r.count), SUM(r.min), MIN(r.min), MAX(r.min), SUM(r.max), MIN(r.max), MAX(r.max), "
+            "COUNT(r.increase), SUM(r.increase), MIN(r.increase), MAX(r.increase) "
+            "FROM rollup_1m r JOIN series s ON s.id = r.series_id GROUP BY s.name, r.ts, s.host_id")
+        first = conn.exec_driver_sql("SELECT MIN(ts) FROM rollup_1m").scalar()
+        conn.exec_driver_sql(f"INSERT INTO rollup_watermarks VALUES ('1m_host', {int(first)}, 0, 0)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--baseline", help="another service.py to time beside this one")
+    ap.add_argument("--series", type=int, default=500, help="gauges of the 24 h cases")
+    ap.add_argument("--keep", help="reuse (or create and keep) this SQLite file or PostgreSQL schema, "
+                                   "so one generated data set serves several runs")
+    ap.add_argument("--no-per-series", action="store_true", help="skip the per-series 24 h case")
+    ap.add_argument("--host-rollups", action="store_true", help="rollup_1m_host on (cross-series 1m rollups)")
     args = ap.parse_args()
     schema = None
+    fresh = True
     if args.db == "postgres":
         import psycopg
 
         url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        schema = args.keep or f"bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
+            fresh = c.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                              (schema,)).fetchone() is None
+            if fresh:
+                c.execute(f"CREATE SCHEMA {schema}")
         db = Database(f"{url}?options=-csearch_path%3D{schema}")
     else:
-        db = Database(f"sqlite:///{Path(tempfile.mkdtemp(prefix='fd-query-')) / 'q.db'}")
+        path = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix='fd-query-')) / 'q.db'
+        fresh = not path.exists()
+        db = Database(f"sqlite:///{path}")
     try:
-        db.migrate()
-        now = time.time()
-        load_rows(db, int(now // 60 * 60 * 1000))
-        db.run(refresh_series_bounds)  # the rows went in around the ingest writer
-        config = ConsoleConfig(max_points_per_query=2_000_000)
-        versions = {"new": QueryService(config, clock=lambda: now)}
+        if fresh:
+            db.migrate()
+            now = time.time()
+            load_rows(db, int(now // 60 * 60 * 1000), args.series)
+            db.run(refresh_series_bounds)  # the rows went in around the ingest writer
+        else:
+            db.migrate()  # a kept data set from an older schema
+        fold_hosts(db)
+        with db.engine.connect() as conn:
+            now = conn.exec_driver_sql("SELECT done_until FROM rollup_watermarks WHERE tier = '1m'").scalar() / 1000
+            args.series = conn.exec_driver_sql("SELECT count(*) FROM series WHERE name = 'q_gauge'").scalar()
+        config = ConsoleConfig(max_points_per_query=20_000_000, max_series_per_query=max(2000, args.series),
+                               rollup_1m_host=args.host_rollups)
+        # "cold": a new service each run, so nothing is cached (a dashboard's first load);
+        # "warm": one service, the same query again (a refresh within the minute, or a
+        # second viewer), answered from the cache of closed buckets but for the open tail.
+        current = QueryService(config, clock=lambda: now)
+        versions: dict[str, Callable[[], Any]] = {"cold": lambda: QueryService(config, clock=lambda: now),
+                                                  "warm": lambda: current}
         if args.baseline:
             spec = importlib.util.spec_from_file_location("baseline_service", args.baseline)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module  # dataclasses look their module up there
             spec.loader.exec_module(module)
-            versions = {"baseline": module.QueryService(config, clock=lambda: now), **versions}
+            old = module.QueryService(config, clock=lambda: now)
+            versions = {"baseline": lambda: old, **versions}
+        n = args.series
         cases = {
-            "24h x 500 series, 1m step, agg=avg over all": dict(metric="q_gauge", start=now - 86400, end=now, step=60,
-                                                               fn="avg", group_by=(), agg="avg"),
-            "24h x 500 series, 1m step, per series": dict(metric="q_gauge", start=now - 86400, end=now, step=60,
-                                                         fn="avg"),
+            f"24h x {n} series, 1m step, agg=avg over all": dict(metric="q_gauge", start=now - 86400, end=now,
+                                                                step=60, fn="avg", group_by=(), agg="avg"),
+            f"24h x {n} series, 1m step, per series": dict(metric="q_gauge", start=now - 86400, end=now, step=60,
+                                                          fn="avg"),
             "1h raw x 100 series": dict(metric="q_raw", start=now - 3600, end=now, step=None, fn="raw"),
         }
-        print(f"db={args.db} runs={args.runs} load average at start: {os.getloadavg()}")
+        if args.no_per_series:
+            del cases[f"24h x {n} series, 1m step, per series"]
+        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} "
+              f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
             answers = {}
             for _ in range(args.runs):
-                for version, svc in versions.items():
+                for version, make in versions.items():
+                    svc = make()
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
                     t = time.perf_counter()
                     body = db.run(svc.range, q)
@@ -120,14 +184,15 @@ def main() -> int:
                 points = sum(len(s["points"]) for s in body["series"])
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
                       f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[int(len(ts) * 0.95) - 1] * 1000:.0f} ms")
-            if len(answers) == 2:
-                old, new = (orjson.loads(a) for a in answers.values())
-                print(f"  same answer: {same(old, new)}")
+            if "baseline" in answers:
+                before = orjson.loads(answers["baseline"])
+                for version in ("cold", "warm"):
+                    print(f"  same answer as baseline ({version}): {same(before, orjson.loads(answers[version]))}")
         print(f"load average at end: {os.getloadavg()}")
     finally:
         db.close()
         db.engine.dispose()
-        if schema:
+        if schema and not args.keep:
             import psycopg
 
             with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),

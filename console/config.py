@@ -95,7 +95,8 @@ class ConsoleConfig(BaseModel):
     session_days: Float = Field(7.0, gt=0, le=DAYS_MAX)  # browser session lifetime
     cookie_secure: bool = False  # set true behind HTTPS
     max_series_per_query: Int = Field(2000, ge=1)
-    max_points_per_query: Int = Field(500_000, ge=1)
+    max_points_per_query: Int = Field(1_000_000, ge=1)  # 24 h x 500 series at 1 m is 720,000
+    query_cache_points: Int = Field(1_000_000, ge=0)  # closed rollup buckets kept for repeated queries; 0: off
     promql_timeout: Float = Field(120.0, gt=0, le=SECONDS_MAX)  # seconds a PromQL query may evaluate (Prometheus' --query.timeout)
     promql_max_samples: Int = Field(10_000_000, ge=1)  # samples one PromQL query may load and produce (~100 bytes each)
     web_dir: str = ""  # empty: the web/ folder beside the console package
@@ -104,6 +105,7 @@ class ConsoleConfig(BaseModel):
     retention_1h_days: Float = Field(730.0, gt=0, le=DAYS_MAX)  # 1-hour rollups
     rollup_interval: Float = Field(60.0, ge=0, le=SECONDS_MAX)  # seconds between rollup/retention runs; 0: off
     rollup_delay: Float = Field(120.0, ge=0, le=SECONDS_MAX)  # seconds a minute stays open for late samples
+    rollup_1m_host: bool = False  # keep cross-series 1m rollups per metric and host (rollup_1m_host)
     sample_hot_window: Float = Field(7200.0, ge=60, le=SECONDS_MAX)  # seconds raw samples stay rows before packing into blocks
     max_series_per_host: Int = Field(10000, ge=1)  # cardinality guard; new series over it are rejected
     series_active_hours: Float = Field(24.0, gt=0, le=DAYS_MAX * 24)  # the cap counts series with a sample this recent

@@ -4,16 +4,19 @@ Methods take a SQLAlchemy session and run on a database reader thread.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, get_args
 
 import numpy as np
 import orjson
 import re2
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
@@ -104,6 +107,69 @@ class _Series:
     rows: list = field(default_factory=list)  # rollup rows (bucket, min, max, sum, count, increase)
 
 
+@dataclass
+class _Closed:
+    """Points of the closed step buckets ``[lo, hi)`` (Unix ms) of one query shape, as
+    read under the tier's watermark ``generation`` when it stood at ``done_until``."""
+
+    generation: int
+    done_until: int
+    lo: int
+    hi: int
+    points: dict[int, list]  # series id (or group index) -> [(ts_ms, value), ...], time-ordered
+    size: int  # points held
+
+
+class ClosedBucketCache:
+    """Points of closed rollup buckets per query shape, bounded by ``max_points`` held in
+    all (least recently used first out; ~120 bytes of memory a point).
+
+    A rollup row below its tier's watermark (``rollup_watermarks.done_until``) changes only
+    when a late sample reopens its bucket, and that moves the watermark back and bumps its
+    ``generation`` in the same transaction (console/ingest/service.py); so an entry serves
+    while the generation is the one it was read under and the watermark has not moved
+    below where it stood. Retention deletes only rows older than any query on the tier
+    reads (an older start reads the coarser tier). Thread-safe: queries run on several
+    database reader threads."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self._entries: OrderedDict[tuple, _Closed] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0  # queries answered from an entry, wholly or with buckets appended
+        self.misses = 0
+
+    def get(self, key: tuple, generation: int, done_until: int, lo: int) -> _Closed | None:
+        """The entry of ``key`` still valid under the tier's ``generation``/``done_until``
+        whose buckets start at or before ``lo``; a stale entry is dropped."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and (entry.generation != generation or done_until < entry.done_until):
+                self._drop(key)
+                entry = None
+            if entry is None or entry.lo > lo or entry.hi < lo:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple, entry: _Closed) -> None:
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            if entry.size > self.max_points:
+                return
+            self._entries[key] = entry
+            self._size += entry.size
+            while self._size > self.max_points:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple) -> None:
+        self._size -= self._entries.pop(key).size
+
+
 class QueryService:
     """``match_deadline_s``: seconds label matching of one query may take before it is
     answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop).
@@ -115,6 +181,7 @@ class QueryService:
         self._config = config
         self._clock = clock
         self._match_deadline_s = match_deadline_s
+        self.closed_buckets = ClosedBucketCache(config.query_cache_points)
 
     async def ahosts(self, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         return await bound(self.db, self).read(self.hosts, refusals)
@@ -352,14 +419,16 @@ class QueryService:
         keys: list[tuple] = []
         if q.group_by is not None:
             keys = sorted({tuple(s.labels.get(k, "") for k in q.group_by) for s in selected.values()})
-        head = _rollup_sql(session, table, q, selected, ids, keys, first, cut, step_ms, width, budget)
+        head = self._closed_points(session, resolution, mark, table, q, selected, ids, keys, first, cut,
+                                   step_ms, width, budget)
 
         tail: dict[int, list] = {}
         if cut < last_end:
             loaded = sum(len(v) for v in head.values())
             self._load_rollups(session, selected, ids, table, cut, done, step_ms, width, budget - loaded)
             if done < last_end:
-                self._load_points(session, selected, done - 300_000, last_end - 1)
+                # Minutes of samples per series: one statement, not one per series.
+                self._load_points(session, selected, done - 300_000, last_end - 1, short=True)
                 for series in selected.values():
                     before = [p for p in series.points if p[0] < done]
                     after = [p for p in series.points if p[0] >= done]
@@ -377,12 +446,55 @@ class QueryService:
                     elif series.counter and inc is not None:
                         points.append((b + step_ms, inc * 1000.0 / step_ms if q.fn == "rate" else inc))
                 tail[sid] = points
+        # The closed buckets' lists may be the cache's own: joined into new lists, never extended.
         if q.group_by is None:
-            return [(s.labels, head.get(sid, []) + tail.get(sid, [])) for sid, s in selected.items()]
+            return [(s.labels, _joined(head.get(sid, []), tail.get(sid))) for sid, s in selected.items()]
         grouped = series_math.aggregate(
             ((tuple(s.labels.get(k, "") for k in q.group_by), tail.get(sid, [])) for sid, s in selected.items()),
             q.agg)
-        return [(dict(zip(q.group_by, key)), head.get(i, []) + grouped.get(key, [])) for i, key in enumerate(keys)]
+        return [(dict(zip(q.group_by, key)), _joined(head.get(i, []), grouped.get(key))) for i, key in enumerate(keys)]
+
+    def _closed_points(self, session: Session, resolution: str, mark: RollupWatermark | None, table: str,
+                       q: RangeQuery, selected: dict[int, "_Series"], ids: list[int], keys: list[tuple],
+                       lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
+        """:func:`_rollup_sql` of the closed buckets ``[lo, hi)``, through the cache of
+        closed buckets: a query repeated, or moved forward as a dashboard refreshes, reads
+        from the database only the buckets closed since (none, or the newest few), and
+        answers as if read now. Raises Unprocessable (422) beyond ``limit`` points."""
+        def read(a: int, b: int) -> dict[int, list]:
+            return _closed_sql(session, self._config.rollup_1m_host, table, q, selected, ids, keys, a, b, step_ms,
+                               width, limit)
+
+        cache = self.closed_buckets
+        if hi <= lo or not ids or mark is None or cache.max_points == 0:
+            return read(lo, hi)
+        # The selected series (their ids) fix the metric, the matchers' outcome and the groups.
+        key = (resolution, q.fn, q.group_by, q.agg if q.group_by is not None else None, step_ms, tuple(sorted(selected)))
+        entry = cache.get(key, mark.generation, mark.done_until, lo)
+        if entry is None:
+            points = read(lo, hi)
+            start = lo
+        else:
+            points = entry.points
+            start = entry.lo
+            if hi > entry.hi:
+                newer = read(entry.hi, hi)
+                points = {k: points.get(k, []) + newer.get(k, []) for k in points.keys() | newer.keys()}
+        # Points are stamped at their bucket's start, counters' at its end.
+        offset = step_ms if q.fn in ("rate", "increase") else 0
+        out = {}
+        for k, series in points.items():
+            i = bisect.bisect_left(series, lo + offset, key=_FIRST) if start < lo else 0
+            j = len(series) if not series or series[-1][0] < hi + offset else bisect.bisect_left(
+                series, hi + offset, key=_FIRST)
+            if j > i:
+                out[k] = series if (i, j) == (0, len(series)) else series[i:j]
+        size = sum(len(p) for p in out.values())
+        if size > limit:
+            raise _too_many_points(limit)
+        if entry is None or hi > entry.hi or (hi == entry.hi and lo > entry.lo):  # never lose newer buckets
+            cache.put(key, _Closed(mark.generation, mark.done_until, lo, hi, out, size))
+        return out
 
     def _load_rollups(self, session: Session, selected: dict[int, "_Series"], ids: list[int], table: str,
                       lo: int, hi: int, step_ms: int, width: int, limit: int) -> None:
@@ -429,13 +541,14 @@ class QueryService:
                                    "narrow it with host= or label matchers", count=len(selected), limit=limit), {"limit": limit}, code="too_many_series")
         return selected
 
-    def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int) -> None:
+    def _load_points(self, session: Session, selected: dict[int, _Series], start_ms: int, end_ms: int,
+                     short: bool = False) -> None:
         """Raw samples of ``[start_ms, end_ms]`` -> ``series.points`` as ``(ts_ms, value)``;
         raises Unprocessable (422) beyond ``max_points_per_query`` samples."""
         limit = self._config.max_points_per_query
         if not selected:
             return
-        points, loaded = sample_rows(session, selected, int(start_ms), int(end_ms), limit)
+        points, loaded = sample_rows(session, selected, int(start_ms), int(end_ms), limit, short)
         for sid, rows in points.items():
             selected[sid].points = rows
         if loaded > limit:
@@ -462,18 +575,19 @@ def _fetch(session: Session, sql: str) -> list[tuple]:
 
 
 def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str, where: str, limit: int,
-                 grouped: bool = False, having: str = "") -> tuple[dict[int, list], int]:
+                 grouped: bool = False, having: str = "", short: bool = False) -> tuple[dict[int, list], int]:
     """``{series_id: [(a, b), ...]}`` for the two ``columns`` of ``table``, ordered by the
     first (grouped by it when ``grouped``), and the number of rows read, at most
     ``limit + 1``. On SQLite one cached prepared statement per series, whose rows are the
-    point tuples as they are (~30 % less CPU than one query re-split in Python); elsewhere
-    one round trip to the server."""
+    point tuples as they are (~30 % less CPU than one query re-split in Python); elsewhere,
+    and with ``short`` (a few rows per series: thousands of statements would cost more
+    than their rows), one statement."""
     group = f" GROUP BY 1 {having}" if grouped else ""
     out: dict[int, list] = {}
     loaded = 0
     cursor = session.connection().connection.cursor()
     try:
-        if session.get_bind().dialect.name == "sqlite":
+        if session.get_bind().dialect.name == "sqlite" and not short:
             sql = f"SELECT {columns} FROM {table} WHERE series_id = ? AND {where}{group} ORDER BY 1 LIMIT ?"
             for sid in ids:
                 cursor.execute(sql, (sid, limit - loaded + 1))
@@ -494,16 +608,18 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
     return out, loaded
 
 
-def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int) -> tuple[dict[int, list], int]:
+def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int,
+                short: bool = False) -> tuple[dict[int, list], int]:
     """Raw samples of ``[mint, maxt]`` (Unix ms, inclusive) of the series ``ids``:
     ``{series_id: [(ts_ms, value), ...]}`` time-ordered, and the number read (past
     ``limit`` the answer is cut: callers refuse it). Hot rows (table ``samples``) and cold
     blocks (``sample_blocks``, console/storage/blocks.py) are combined; a timestamp in both
     (a replayed sample that arrived after its block was packed) keeps the block's value,
-    as ingest keeps the first sample stored for a timestamp."""
+    as ingest keeps the first sample stored for a timestamp. ``short``: a window of minutes
+    (read in one statement on SQLite too)."""
     ids = list(ids)
     where = f"ts >= {int(mint)} AND ts <= {int(maxt)}"
-    out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit)
+    out, loaded = _series_rows(session, ids, "ts, value", "samples", where, limit, short=short)
     if loaded > limit or not ids:
         return out, loaded
     b = SampleBlock.__table__.c
@@ -590,6 +706,71 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if len(rows) > limit:
         raise _too_many_points(limit)
     return {grp: [(ts, v) for _, ts, v in group] for grp, group in itertools.groupby(rows, _FIRST)}
+
+
+def _joined(closed: list, newer: list | None) -> list:
+    """``closed + newer`` without copying ``closed`` when there is nothing newer (the
+    answer is only serialised, never changed, so it may share the cache's list)."""
+    return closed + newer if newer else closed
+
+
+def _closed_sql(session: Session, host_rows: bool, table: str, q: RangeQuery, selected: dict[int, _Series],
+                ids: list[int], keys: list[tuple], lo: int, hi: int, step_ms: int, width: int,
+                limit: int) -> dict[int, list]:
+    """Points of the closed step buckets ``[lo, hi)`` as :func:`_rollup_sql` gives them; the
+    buckets the cross-series rollups cover (``group_by=`` or ``group_by=host`` without label
+    matchers, at a step of the 1m tier's width, from the ``1m_host`` watermark on, with
+    ``host_rows``: the ``rollup_1m_host`` setting) are read from ``rollup_1m_host``: one
+    row per host and minute instead of one per series."""
+    if hi <= lo or not ids:
+        return {}
+    start = hi
+    if host_rows and table == "rollup_1m" and step_ms == width and q.group_by in ((), ("host",)) and not q.matchers:
+        mark = session.get(RollupWatermark, "1m_host")
+        if mark is not None:
+            start = min(max(lo, mark.done_until), hi)
+    older = _rollup_sql(session, table, q, selected, ids, keys, lo, start, step_ms, width, limit)
+    if start >= hi:
+        return older
+    newer = _host_sql(session, q, keys, start, hi, step_ms, limit)
+    return {k: older.get(k, []) + newer.get(k, []) for k in older.keys() | newer.keys()}
+
+
+def _host_sql(session: Session, q: RangeQuery, keys: list[tuple], lo: int, hi: int, step_ms: int,
+              limit: int) -> dict[int, list]:
+    """``{i: points}`` for the group ``keys[i]`` (``group_by`` ``()`` or ``("host",)``) from
+    ``rollup_1m_host`` over ``[lo, hi)``: each column pair holds, per host and minute, the
+    sum, least and greatest of the series' values that :func:`_rollup_sql` would compute
+    (``sum / count``, ``min``, ``max``, ``increase``), so ``agg`` over a group is their
+    sum, the sum over the number of series, the least or the greatest (the same values,
+    added in another order: within 1e-9 relative). Raises Unprocessable beyond ``limit``."""
+    family = {"raw": "avg", "avg": "avg", "min": "min", "max": "max"}.get(q.fn, "inc")
+    count = "counters" if family == "inc" else "series"
+    value = {"sum": f"SUM(x.{family}_sum)", "avg": f"SUM(x.{family}_sum) / SUM(x.{count})",
+             "min": f"MIN(x.{family}_min)", "max": f"MAX(x.{family}_max)"}[q.agg]
+    if q.fn == "rate":
+        value = f"{value} * 1000 / {int(step_ms)}"
+    stamp = f"x.ts + {int(step_ms)}" if family == "inc" else "x.ts"
+    by_host = q.group_by == ("host",)
+    group = "h.name" if by_host else "''"
+    sql = (f"SELECT {group} AS g, {stamp} AS b, {value} FROM rollup_1m_host x JOIN hosts h ON h.id = x.host_id "
+           "WHERE x.name = :metric AND x.ts >= :lo AND x.ts < :hi AND x." + count + " > 0"
+           + (" AND h.name = :host" if q.host else "")
+           + (" GROUP BY h.name, x.ts ORDER BY h.name, x.ts" if by_host else " GROUP BY x.ts ORDER BY x.ts")
+           + " LIMIT :limit")
+    params = {"metric": q.metric, "lo": int(lo), "hi": int(hi), "limit": limit + 1}
+    if q.host:
+        params["host"] = q.host
+    rows = session.execute(text(sql), params).all()
+    if len(rows) > limit:
+        raise _too_many_points(limit)
+    index = {key: i for i, key in enumerate(keys)}
+    out: dict[int, list] = {}
+    for g, part in itertools.groupby(rows, _FIRST):
+        i = index.get((g,) if by_host else ())
+        if i is not None:
+            out[i] = [(b, v) for _, b, v in part]
+    return out
 
 
 def _merge_rows(rows: list[tuple]) -> list[tuple]:

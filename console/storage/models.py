@@ -214,13 +214,46 @@ class Rollup1h(_RollupColumns, Base):
     __table_args__ = {"sqlite_with_rowid": False}
 
 
+class RollupHost1m(Base):
+    """Cross-series 1-minute rollups of one metric on one host: over the series with a
+    ``rollup_1m`` row in the bucket, the sum, least and greatest of each series' bucket
+    value for ``fn`` avg (``sum / count``), min, max and, over counters, increase. They
+    answer ``group_by=`` and ``group_by=host`` (any ``agg``) at a 60 s step with one row
+    per host and minute instead of one per series. Written by the rollup job in the
+    transaction that moves the 1m watermark, from the rows it just computed;
+    ``rollup_watermarks`` tier ``1m_host`` says from which bucket on they are complete."""
+
+    __tablename__ = "rollup_1m_host"
+    __table_args__ = (Index("ix_rollup_1m_host_ts", "ts"), {"sqlite_with_rowid": False})
+
+    # Keyed (name, ts, host_id): a query reads one metric's window as one range of the key.
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # bucket start, Unix ms
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    series: Mapped[int] = mapped_column(Integer)  # series with a row in the bucket
+    avg_sum: Mapped[float] = mapped_column(Float)
+    avg_min: Mapped[float] = mapped_column(Float)
+    avg_max: Mapped[float] = mapped_column(Float)
+    min_sum: Mapped[float] = mapped_column(Float)
+    min_min: Mapped[float] = mapped_column(Float)
+    min_max: Mapped[float] = mapped_column(Float)
+    max_sum: Mapped[float] = mapped_column(Float)
+    max_min: Mapped[float] = mapped_column(Float)
+    max_max: Mapped[float] = mapped_column(Float)
+    counters: Mapped[int] = mapped_column(Integer)  # series with an increase (counters)
+    inc_sum: Mapped[float | None] = mapped_column(Float, nullable=True)
+    inc_min: Mapped[float | None] = mapped_column(Float, nullable=True)
+    inc_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class RollupWatermark(Base):
     """How far a tier is complete: every bucket starting before ``done_until`` (Unix ms,
     exclusive) is rolled up. Moved in the same transaction as the rows it covers."""
 
     __tablename__ = "rollup_watermarks"
 
-    tier: Mapped[str] = mapped_column(String(8), primary_key=True)  # 1m | 1h | blocks (packed until)
+    # 1m | 1h | blocks (packed until) | 1m_host (rollup_1m_host complete from done_until on)
+    tier: Mapped[str] = mapped_column(String(8), primary_key=True)
     done_until: Mapped[int] = mapped_column(BigInteger)
     # Bumped by ingest when a late sample lands in or before the window being rolled up,
     # so a rollup pass that spans several transactions starts that window again.

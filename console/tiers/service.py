@@ -25,6 +25,13 @@ that arrived after its block was packed), so a run killed at any point is redone
 resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
 sample reopened it) reads blocks and hot rows together.
 
+Cross-series rollups (setting ``rollup_1m_host``): the 1m pass also folds each series' new rows into one
+``rollup_1m_host`` row per metric, host and minute (sum, least and greatest of the series'
+values for avg, min, max and increase), written in the transaction that moves the 1m
+watermark, replacing that window's rows; so a killed run redoes them with the window, and
+a late sample's recomputed window rewrites them. The ``1m_host`` watermark, set on the
+first such window, says from which bucket on they are complete.
+
 Retention deletes, per tier, everything older than its configured days (on PostgreSQL
 first by dropping the time partitions wholly before the cutoff, console/storage/partitions.py), and never raw
 samples the 1m tier has not rolled up yet, nor 1m rows the 1h tier still needs; a block
@@ -36,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import bindparam, delete, select, text
@@ -48,8 +55,9 @@ from console.query.series_math import bucket_stats
 from console.query.service import sample_rows
 from console.storage import blocks
 from console.storage.database import Database
+from console.storage.models import (Base, Rollup1h, Rollup1m, RollupHost1m, RollupWatermark, SampleBlock,
+                                    Series)
 from console.storage.partitions import METRIC_TABLES, drop_partitions_before
-from console.storage.models import Base, Rollup1h, Rollup1m, RollupWatermark, SampleBlock, Series
 
 log = logging.getLogger("fleetdeck.tiers")
 
@@ -107,6 +115,33 @@ class _Cursor:
     generation: int
     after_id: int = 0
     rows: int = 0
+    # 1m: per (metric, host_id, bucket) the cross-series aggregates of the chunks done so far.
+    hosts: dict[tuple[str, int, int], list] = field(default_factory=dict)
+
+
+# rollup_1m_host columns after (name, ts, host_id), in the order of _add_to_host's row.
+HOST_COLUMNS = ("series", "avg_sum", "avg_min", "avg_max", "min_sum", "min_min", "min_max",
+                "max_sum", "max_min", "max_max", "counters", "inc_sum", "inc_min", "inc_max")
+
+
+def _add_to_host(row: list | None, mn: float, mx: float, sm: float, n: int, inc: float | None) -> list:
+    """Fold one series' 1m bucket into its (metric, host, bucket) row of HOST_COLUMNS:
+    the series' value for avg (``sum / count``, the query's expression), min, max and
+    increase, each summed, least and greatest."""
+    avg = sm / n
+    if row is None:
+        row = [0, 0.0, avg, avg, 0.0, mn, mn, 0.0, mx, mx, 0, None, None, None]
+    row[0] += 1
+    for i, v in ((1, avg), (4, mn), (7, mx)):
+        row[i] += v
+        row[i + 1] = min(row[i + 1], v)
+        row[i + 2] = max(row[i + 2], v)
+    if inc is not None:
+        row[10] += 1
+        row[11] = inc if row[11] is None else row[11] + inc
+        row[12] = inc if row[12] is None else min(row[12], inc)
+        row[13] = inc if row[13] is None else max(row[13], inc)
+    return row
 
 
 class RollupService:
@@ -197,6 +232,12 @@ class RollupService:
             "FROM series s"), {"t": at_least}).scalar()
 
     def _rollup_tx(self, session: Session, tier: Tier) -> bool:
+        if tier.name == "1m" and not self._config.rollup_1m_host:
+            # Cross-series rollups off: the rows left are no longer complete (retention
+            # deletes them in time), and turning them on again starts a new complete stretch.
+            stale = session.get(RollupWatermark, "1m_host")
+            if stale is not None:
+                session.delete(stale)
         upto = self._due_until(session, tier)
         if upto is None:
             return False
@@ -216,13 +257,18 @@ class RollupService:
         cursor = self._cursors.get(tier.name)
         if cursor is None or cursor.lo != lo or cursor.generation != mark.generation:
             cursor = self._cursors[tier.name] = _Cursor(lo, mark.generation)
-        chunk = session.execute(select(Series.id, Series.type).where(Series.id > cursor.after_id)
-                                .order_by(Series.id).limit(tier.series_chunk)).all()
+        chunk = session.execute(select(Series.id, Series.type, Series.name, Series.host_id)
+                                .where(Series.id > cursor.after_id).order_by(Series.id).limit(tier.series_chunk)).all()
         if chunk:
-            cursor.rows += self._roll(session, tier, dict(chunk), lo, hi)
+            values = self._roll(session, tier, {sid: kind for sid, kind, _, _ in chunk}, lo, hi)
+            cursor.rows += len(values)
+            if tier.name == "1m" and self._config.rollup_1m_host:
+                self._fold_hosts(cursor, {sid: (name, host) for sid, _, name, host in chunk}, values)
             cursor.after_id = chunk[-1][0]
         if len(chunk) == tier.series_chunk:
             return True  # more series in this window
+        if tier.name == "1m":
+            self._write_hosts(session, cursor, lo, hi)
         if cursor.rows == 0:
             # Nothing in this window: jump to the bucket of the next source row, if due.
             following = self._first_ts(session, tier.source, hi)
@@ -232,7 +278,31 @@ class RollupService:
         del self._cursors[tier.name]
         return hi < upto
 
-    def _roll(self, session: Session, tier: Tier, types: dict[int, str], lo: int, hi: int) -> int:
+    @staticmethod
+    def _fold_hosts(cursor: _Cursor, owners: dict[int, tuple[str, int]], values: list[dict]) -> None:
+        for v in values:
+            name, host_id = owners[v["series_id"]]
+            key = (name, host_id, v["ts"])
+            cursor.hosts[key] = _add_to_host(cursor.hosts.get(key), v["min"], v["max"], v["sum"], v["count"],
+                                             v["increase"])
+
+    def _write_hosts(self, session: Session, cursor: _Cursor, lo: int, hi: int) -> None:
+        """Replace the ``rollup_1m_host`` rows of ``[lo, hi)`` with those folded from every
+        series' 1m rows of the window, in the transaction that moves the 1m watermark (so a
+        crash redoes the window and these rows with it)."""
+        host_mark = session.get(RollupWatermark, "1m_host")
+        if not self._config.rollup_1m_host:
+            return
+        table = RollupHost1m.__table__
+        session.execute(table.delete().where(table.c.ts >= lo, table.c.ts < hi))
+        if cursor.hosts:
+            session.execute(table.insert(), [{"name": name, "host_id": host_id, "ts": ts, **dict(zip(HOST_COLUMNS, row))}
+                                             for (name, host_id, ts), row in cursor.hosts.items()])
+        if host_mark is None:
+            # Complete from this window on; rolled up earlier, buckets are read per series.
+            session.add(RollupWatermark(tier="1m_host", done_until=lo, generation=0, updated_at=self._clock()))
+
+    def _roll(self, session: Session, tier: Tier, types: dict[int, str], lo: int, hi: int) -> list[dict]:
         ids = list(types)
         if tier.name == "1m":
             found = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi}).all()
@@ -248,7 +318,7 @@ class RollupService:
             session.execute(insert.on_conflict_do_update(
                 index_elements=[table.c.series_id, table.c.ts],
                 set_={c: insert.excluded[c] for c in ("min", "max", "sum", "count", "increase")}), values)
-        return len(values)
+        return values
 
     def _with_blocks(self, session: Session, ids: list[int], rows: list, lo: int, hi: int) -> list:
         """``rows`` (1m rollups of ``[lo, hi)`` from hot rows) with those of series that have
@@ -418,6 +488,9 @@ class RollupService:
         if self._retention_after:
             return True
         self._retention_after = {}
+        if cutoffs["rollup_1m"] is not None:  # the cross-series 1m rows go with the per-series ones
+            host_rows = RollupHost1m.__table__
+            session.execute(delete(host_rows).where(host_rows.c.ts < cutoffs["rollup_1m"]))
         self._delete_empty_series(session)
         return False
 

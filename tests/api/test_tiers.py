@@ -67,6 +67,29 @@ def stored_rollups(console, table, host):
     return [tuple(r) for r in rows]
 
 
+def stored_host_rollups(console, host):
+    """``{(metric, ts): {column: value}}`` of ``rollup_1m_host`` for ``host``."""
+    from sqlalchemy import text
+
+    rows = console.services.db.run(lambda s: s.execute(text(
+        "SELECT x.* FROM rollup_1m_host x JOIN hosts h ON h.id = x.host_id WHERE h.name = :h ORDER BY x.name, x.ts"),
+        {"h": host}).mappings().all())
+    return {(r["name"], r["ts"]): {k: v for k, v in r.items() if k not in ("name", "ts", "host_id")} for r in rows}
+
+
+def expected_host_rollup(per_series):
+    """The cross-series row of one minute from the series' ``(min, max, sum, count, increase)``."""
+    avgs = [sm / n for _, _, sm, n, _ in per_series]
+    mins = [r[0] for r in per_series]
+    maxs = [r[1] for r in per_series]
+    incs = [r[4] for r in per_series if r[4] is not None]
+    row = {"series": len(per_series), "counters": len(incs)}
+    for fn, values in (("avg", avgs), ("min", mins), ("max", maxs), ("inc", incs)):
+        row.update({f"{fn}_sum": pytest.approx(sum(values)) if values else None,
+                    f"{fn}_min": min(values, default=None), f"{fn}_max": max(values, default=None)})
+    return row
+
+
 # A counter every 7 s (not a divisor of 60) over 2.5 hours, reset twice; a gauge beside it.
 COUNTER = []
 value = 0.0
@@ -256,7 +279,8 @@ def test_retention_deletes_exactly_what_is_due(console):
     raw_cut = now_ms - 2 * day
     points = [[now_ms - 5 * day, 1.0], [raw_cut - 1, 2.0], [raw_cut, 3.0], [now_ms - day, 4.0]]
     push_series(console, "ret-1", "app_ret", "gauge", {}, points)
-    console.services.rollups.run_all()  # default retention keeps all of it
+    hosts_on = console.services.config.console.model_copy(update={"rollup_1m_host": True})
+    RollupService(console.services.db, hosts_on).run_all()  # default retention keeps all of it
     minutes = sorted({p[0] // 60_000 * 60_000 for p in points})
     hours = sorted({p[0] // 3_600_000 * 3_600_000 for p in points})
     assert [r[1] for r in stored_rollups(console, "rollup_1m", "ret-1")] == minutes
@@ -272,6 +296,10 @@ def test_retention_deletes_exactly_what_is_due(console):
     assert sorted(packed) == [raw_cut, now_ms - day]  # all older than the hot window: the cut went through blocks
     assert [r[1] for r in stored_rollups(console, "rollup_1m", "ret-1")] == [m for m in minutes if m >= now_ms - 3 * day]
     assert [r[1] for r in stored_rollups(console, "rollup_1h", "ret-1")] == [h for h in hours if h >= now_ms - 4 * day]
+    # The cross-series 1m rows go with the per-series ones.
+    assert sorted(ts for _, ts in stored_host_rollups(console, "ret-1")) == [m for m in minutes if m >= now_ms - 3 * day]
+    console.services.rollups.run_all()  # turned off again: the cross-series rows are no longer complete
+    assert console.services.db.run(lambda s: s.get(RollupWatermark, "1m_host")) is None
 
 
 def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
@@ -284,7 +312,8 @@ def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
     status, body = console.push("restart-1", token, [
         {"name": "app_restart_total", "type": "counter", "labels": {"k": k}, "points": p} for k, p in data.items()])
     assert status == 200, body
-    first = RollupService(console.services.db, console.services.config.console)
+    config = console.services.config.console.model_copy(update={"rollup_1m_host": True})
+    first = RollupService(console.services.db, config)
     while first.rollup_step("1m") and not stored_rollups(console, "rollup_1m", "restart-1"):
         pass  # stop once part of the window is written: the process "dies" here
     real_roll = RollupService._roll
@@ -293,12 +322,12 @@ def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
         real_roll(self, *args)
         raise RuntimeError("power cut")
     monkeypatch.setattr(RollupService, "_roll", crash)
-    second = RollupService(console.services.db, console.services.config.console)
+    second = RollupService(console.services.db, config)
     with pytest.raises(RuntimeError):
         while second.rollup_step("1m"):
             pass
     monkeypatch.setattr(RollupService, "_roll", real_roll)
-    RollupService(console.services.db, console.services.config.console).run_all()
+    RollupService(console.services.db, config).run_all()
     rows = stored_rollups(console, "rollup_1m", "restart-1")
     by_series = {}
     for sid, ts, mn, mx, sm, n, inc in rows:
@@ -308,6 +337,13 @@ def test_restart_in_the_middle_of_a_rollup(console, monkeypatch):
         want = expected_rollup([tuple(p) for p in points], 60_000)
         assert {b: (g[0], g[1], g[2], g[3], g[4]) for b, g in got.items()} == \
             {b: (w[0], w[1], pytest.approx(w[2]), w[3], pytest.approx(w[4])) for b, w in want.items()}
+    # The cross-series rows of the redone window: each series folded in once.
+    minutes: dict[int, list] = {}
+    for per_series in by_series.values():
+        for b, row in per_series.items():
+            minutes.setdefault(b, []).append(row)
+    assert stored_host_rollups(console, "restart-1") == {
+        ("app_restart_total", b): expected_host_rollup(rows) for b, rows in minutes.items()}
 
 
 def test_late_samples_reopen_their_bucket(console, viewer):
