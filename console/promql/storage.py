@@ -17,14 +17,15 @@ from typing import Callable
 
 import orjson
 import re2
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
-from console.storage.models import Host, Sample, Series
+from console.storage.models import Host, Rollup1h, Rollup1m, RollupWatermark, Sample, Series
 
+ROLLUP_TABLES = {"1m": Rollup1m, "1h": Rollup1h}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -122,8 +123,10 @@ class Storage:
     caps the samples loaded over the whole query (TooManySamples beyond it). ``virtual``
     adds computed series (ids below 0) to what selectors match."""
 
-    def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None) -> None:
+    def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None,
+                 rollups: bool = True) -> None:
         self.session = session
+        self.rollups = rollups  # whether range queries may read the rollup tiers (engine.rollup_plan)
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
@@ -253,3 +256,35 @@ class Storage:
                 Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None:
             return True
         return bool(sample_rows(self.session, [series_id], mint, maxt, 0)[0].get(series_id))
+
+    # -- rollup tiers (console/promql/rollups.py) ------------------------------------------
+    def rollup_done_until(self, tier: str) -> int | None:
+        """Unix ms before which every bucket of ``tier`` ("1m" | "1h") is rolled up (None:
+        the tier has not started)."""
+        return self.session.execute(select(RollupWatermark.done_until)
+                                    .where(RollupWatermark.tier == tier)).scalar()
+
+    def all_counters(self, series_ids: list[int]) -> bool:
+        """Whether every one of ``series_ids`` is stored as a counter (its rollups keep the increase)."""
+        return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
+                                    .limit(1)).first() is None
+
+    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[list[tuple]]:
+        """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
+        series' bucket increases and sample counts added up per bucket of ``tier``, for the
+        buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
+        ``max_samples``; raises TooManySamples beyond it."""
+        r = ROLLUP_TABLES[tier]
+        conn = self.session.connection()
+        out = []
+        # One statement per group: its rows are few enough to sort in memory, where SQLite
+        # (no hash aggregation) sorts one GROUP BY over every group in a temporary B-tree.
+        for ids in groups:
+            rows = conn.execute(select(r.ts, func.sum(r.increase), func.sum(r.count))
+                                .where(r.series_id.in_(ids), r.ts >= lo, r.ts < hi, r.increase.is_not(None))
+                                .group_by(r.ts)).all()
+            self.loaded += len(rows)
+            if self.loaded > self.max_samples:
+                raise TooManySamples()
+            out.append(rows)
+        return out
