@@ -176,6 +176,14 @@ class Prometheus:
         self.proc.wait(30)
 
 
+def mark_done(meta_file: Path, part: str) -> None:
+    """Record in the data set's meta.json that ``part`` is generated (read again first: runs
+    on the other database may have added theirs meanwhile)."""
+    meta = json.loads(meta_file.read_text())
+    meta[part] = True
+    meta_file.write_text(json.dumps(meta))
+
+
 def nearest_rank(ordered: list[float], q: float) -> float:
     """The ``q`` quantile of sorted ``ordered`` by the nearest-rank method."""
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -216,7 +224,7 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between samples (the agent's default)")
-    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5, help="0: generate the data set only")
     ap.add_argument("--data-dir", default="/tmp/fd-promql-bench")
     ap.add_argument("--raw", action="store_true", help="the console without rollup tiers (raw samples only)")
     ap.add_argument("--no-prometheus", action="store_true")
@@ -239,19 +247,19 @@ def main() -> int:
     try:
         if not meta.get(f"console_{args.db}"):
             fill_console(args, db, meta)
-            meta[f"console_{args.db}"] = True
-            meta_file.write_text(json.dumps(meta))
+            mark_done(meta_file, f"console_{args.db}")
         if not args.no_prometheus and not meta.get("prometheus"):
             t = time.perf_counter()
             fill_prometheus(args, folder, meta)
             print(f"prometheus blocks written in {time.perf_counter() - t:.0f} s")
-            meta["prometheus"] = True
-            meta_file.write_text(json.dumps(meta))
+            mark_done(meta_file, "prometheus")
         end_s = meta["end_ms"] // 1000
         start_s = end_s - int(args.hours * 3600)
         series = args.hosts * args.cpus * len(MODES)
         print(f"db={args.db} data={name}: {series} series, {series * int(args.hours * 3600 / args.interval):,} "
               f"samples; {'raw samples only' if args.raw else 'rollup tiers on'}")
+        if not args.pairs:
+            return 0  # only the data set was asked for
         prom = None if args.no_prometheus else Prometheus(folder)
         try:
             ours, theirs = [], []

@@ -64,11 +64,12 @@ def plan(root: Node, start: int, end: int, step: int) -> Plan | None:
     """The rollup plan of a range query of ``root`` over ``[start, end]`` every ``step``
     (Unix ms), or None when it must read raw samples (the rules in the module docstring
     that do not depend on the stored series)."""
-    node, aggregate, grouping, without = root, False, (), False
-    if isinstance(node, Aggregate):
-        if node.op != "sum" or node.param is not None:
+    node, aggregate, without = root, False, False
+    grouping: tuple[str, ...] = ()
+    if isinstance(root, Aggregate):
+        if root.op != "sum" or root.param is not None:
             return None
-        node, aggregate, grouping, without = node.expr, True, node.grouping, node.without
+        node, aggregate, grouping, without = root.expr, True, root.grouping, root.without
     if not (isinstance(node, Call) and node.name in FUNCTIONS and len(node.args) == 1):
         return None
     selector = node.args[0]

@@ -22,7 +22,7 @@ from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, Result, evaluate_instant, evaluate_range
 from console.promql.functions import FunctionError
 from console.promql.storage import BadRegex, Storage, TooManySamples, VirtualSource
-from console.promql.values import format_time, format_value
+from console.promql.values import format_time, format_value, format_values
 from console.storage.database import Database
 from console.storage.models import Series
 
@@ -78,7 +78,7 @@ def _vector_json(result: Result) -> list[dict]:
 
 def _matrix_json(series: list) -> list[dict]:
     return [{"metric": dict(s.labels),
-             "values": [[format_time(t), format_value(v)] for t, v in zip(s.ts, s.values)]} for s in series]
+             "values": [[format_time(t), v] for t, v in zip(s.ts, format_values(s.values))]} for s in series]
 
 
 def result_json(result: Result) -> dict:
@@ -153,7 +153,7 @@ class PromQLService:
         if (self.raw_retention_s is not None and result.earliest is not None
                 and result.earliest < (self.clock() - self.raw_retention_s) * 1000):
             warnings.append(f"the query reads samples older than the raw retention ({self.raw_retention_s / 86400:g} "
-                            "days); PromQL is answered from raw samples only, so older data is missing")
+                            "days); this query is answered from raw samples, so older data is missing")
         return result_json(result), warnings
 
     async def query(self, text: str, at_s: float, timeout_s: float | None = None,

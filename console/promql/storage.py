@@ -25,7 +25,7 @@ from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
 from console.storage.models import Host, Rollup1h, Rollup1m, RollupWatermark, Sample, Series
 
-ROLLUP_TABLES = {"1m": Rollup1m, "1h": Rollup1h}
+ROLLUP_TABLES: dict[str, type[Rollup1m] | type[Rollup1h]] = {"1m": Rollup1m, "1h": Rollup1h}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -282,9 +282,9 @@ class Storage:
         for ids in groups:
             rows = conn.execute(select(r.ts, func.sum(r.increase), func.sum(r.count))
                                 .where(r.series_id.in_(ids), r.ts >= lo, r.ts < hi, r.increase.is_not(None))
-                                .group_by(r.ts)).all()
+                                .group_by(r.ts)).tuples().all()
             self.loaded += len(rows)
             if self.loaded > self.max_samples:
                 raise TooManySamples()
-            out.append(rows)
+            out.append(list(rows))
         return out
