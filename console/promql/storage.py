@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import orjson
 import re2
@@ -269,7 +269,7 @@ class Storage:
         return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
                                     .limit(1)).first() is None
 
-    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[list[tuple]]:
+    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[Sequence[Any]]:
         """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
         series' bucket increases and sample counts added up per bucket of ``tier``, for the
         buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
@@ -282,9 +282,9 @@ class Storage:
         for ids in groups:
             rows = conn.execute(select(r.ts, func.sum(r.increase), func.sum(r.count))
                                 .where(r.series_id.in_(ids), r.ts >= lo, r.ts < hi, r.increase.is_not(None))
-                                .group_by(r.ts)).tuples().all()
+                                .group_by(r.ts)).all()
             self.loaded += len(rows)
             if self.loaded > self.max_samples:
                 raise TooManySamples()
-            out.append(list(rows))
+            out.append(rows)
         return out
