@@ -133,12 +133,10 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int) -> tupl
     for labels, rows in zip(groups, sums):
         if not rows:
             continue
-        ts, inc, count = (np.asarray(col) for col in zip(*rows))
-        at = (ts - lo) // p.width
-        increase = np.zeros(nb + 1)
-        samples = np.zeros(nb + 1, dtype=np.int64)
-        np.add.at(increase, at + 1, inc)
-        np.add.at(samples, at + 1, count)
+        table = np.array(rows, dtype=np.float64)  # bucket starts (ms) stay exact below 2**53
+        at = (table[:, 0].astype(np.int64) - lo) // p.width + 1  # one row per bucket (GROUP BY ts)
+        increase, samples = np.zeros(nb + 1), np.zeros(nb + 1)
+        increase[at], samples[at] = table[:, 1], table[:, 2]
         increase, samples = np.cumsum(increase), np.cumsum(samples)
         window = increase[ends] - increase[ends - k]
         present = (samples[ends] - samples[ends - k]) >= 2  # as Prometheus: a rate needs two samples

@@ -6,26 +6,40 @@ stored labels (stored labels win), plus ``__name__`` = the series name. Label ma
 apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in
 Prometheus.
 
-Raw samples only (hot rows and cold blocks alike): rollup buckets cannot give the exact first/last samples of an
-arbitrary window that ``rate`` and the ``*_over_time`` functions need.
+Selectors read raw samples (hot rows and cold blocks alike): rollup buckets cannot give the
+exact first/last samples of an arbitrary window that ``rate`` and the ``*_over_time``
+functions need. Counter rates over long ranges read bucket increases instead
+(:meth:`Storage.rollup_increases`, console/promql/rollups.py).
 """
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import orjson
 import re2
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
-from console.storage.models import Host, Rollup1h, Rollup1m, RollupWatermark, Sample, Series
+from console.storage.models import Host, RollupWatermark, Sample, Series
 
-ROLLUP_TABLES: dict[str, type[Rollup1m] | type[Rollup1h]] = {"1m": Rollup1m, "1h": Rollup1h}
+# Bucket increases and sample counts of a group of series, added up per bucket: by
+# (dialect, tier); parameters: the series ids (SQLite: a JSON array, PostgreSQL: an int
+# array), the first bucket, the end (exclusive), Unix ms.
+ROLLUP_SUMS = {
+    ("sqlite", "1m"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1m WHERE series_id IN "
+                      "(SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? AND increase IS NOT NULL GROUP BY ts",
+    ("sqlite", "1h"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1h WHERE series_id IN "
+                      "(SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? AND increase IS NOT NULL GROUP BY ts",
+    ("postgresql", "1m"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1m WHERE series_id = ANY(%s) "
+                          "AND ts >= %s AND ts < %s AND increase IS NOT NULL GROUP BY ts",
+    ("postgresql", "1h"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1h WHERE series_id = ANY(%s) "
+                          "AND ts >= %s AND ts < %s AND increase IS NOT NULL GROUP BY ts",
+}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -269,22 +283,27 @@ class Storage:
         return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
                                     .limit(1)).first() is None
 
-    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[Sequence[Any]]:
+    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[list[tuple]]:
         """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
         series' bucket increases and sample counts added up per bucket of ``tier``, for the
         buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
         ``max_samples``; raises TooManySamples beyond it."""
-        r = ROLLUP_TABLES[tier]
         conn = self.session.connection()
+        sql = ROLLUP_SUMS[(conn.dialect.name, tier)]
+        sqlite = conn.dialect.name == "sqlite"
         out = []
-        # One statement per group: its rows are few enough to sort in memory, where SQLite
-        # (no hash aggregation) sorts one GROUP BY over every group in a temporary B-tree.
-        for ids in groups:
-            rows = conn.execute(select(r.ts, func.sum(r.increase), func.sum(r.count))
-                                .where(r.series_id.in_(ids), r.ts >= lo, r.ts < hi, r.increase.is_not(None))
-                                .group_by(r.ts)).all()
-            self.loaded += len(rows)
-            if self.loaded > self.max_samples:
-                raise TooManySamples()
-            out.append(rows)
+        # Plain tuples from the DB-API cursor: no SQLAlchemy Row per row. One statement per
+        # group: its rows are few enough to sort in memory, where SQLite (no hash
+        # aggregation) would sort one GROUP BY over every group in a temporary B-tree.
+        cursor = conn.connection.cursor()
+        try:
+            for ids in groups:
+                cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, lo, hi))
+                rows = list(cursor.fetchall())
+                self.loaded += len(rows)
+                if self.loaded > self.max_samples:
+                    raise TooManySamples()
+                out.append(rows)
+        finally:
+            cursor.close()
         return out
