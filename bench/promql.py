@@ -171,6 +171,11 @@ class Prometheus:
             raise RuntimeError(body)
         return elapsed, body["data"]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the Prometheus process has used so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
@@ -262,27 +267,33 @@ def main() -> int:
             return 0  # only the data set was asked for
         prom = None if args.no_prometheus else Prometheus(folder)
         try:
-            ours, theirs = [], []
+            ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
             if prom:
                 prom.query_range(QUERY, start_s, end_s)  # warms its caches
             for i in range(args.pairs):
+                cpu = time.process_time()
                 elapsed, data = console_query(db, start_s, end_s, not args.raw)
                 ours.append(elapsed)
-                line = f"pair {i + 1}: console {elapsed * 1000:.0f} ms"
+                ours_cpu.append(time.process_time() - cpu)  # the database's work included (SQLite)
+                line = f"pair {i + 1}: console {elapsed * 1000:.0f} ms (CPU {ours_cpu[-1] * 1000:.0f} ms)"
                 if prom:
+                    cpu = prom.cpu_seconds()
                     elapsed, pdata = prom.query_range(QUERY, start_s, end_s)
                     theirs.append(elapsed)
-                    line += f", prometheus {elapsed * 1000:.0f} ms"
+                    theirs_cpu.append(prom.cpu_seconds() - cpu)
+                    line += f", prometheus {elapsed * 1000:.0f} ms (CPU {theirs_cpu[-1] * 1000:.0f} ms)"
                 print(f"{line}; load {os.getloadavg()[0]:.2f}", flush=True)
             points = sum(len(s["values"]) for s in data["result"])
             print(f"{QUERY} over {args.hours:g} h at 1m: {len(data['result'])} series, {points:,} points")
             ours.sort()
             p50, p95 = statistics.median(ours), nearest_rank(ours, 0.95)
-            print(f"console: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms")
+            print(f"console: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms, "
+                  f"CPU median {statistics.median(ours_cpu) * 1000:.0f} ms")
             if prom:
                 theirs.sort()
                 pp50, pp95 = statistics.median(theirs), nearest_rank(theirs, 0.95)
-                print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms; "
+                print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms, "
+                      f"CPU median {statistics.median(theirs_cpu) * 1000:.0f} ms; "
                       f"ratio console/prometheus p50 {p50 / pp50:.1f}x, p95 {p95 / pp95:.1f}x")
                 print(f"answers: {compare(data, pdata)}")
         finally:
