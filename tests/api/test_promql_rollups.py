@@ -58,19 +58,19 @@ def dataset(r: Range) -> dict[tuple[str, str, str], list]:
             for hi, host in enumerate(HOSTS) for cpu in (0, 1) for mi, (mode, per_s) in enumerate(MODES)}
 
 
-def bucket_rate(points: list, t_ms: int) -> float | None:
-    """Growth between consecutive samples, summed over those stamped in [t - 5m, t), per second."""
+def bucket_rate(points: list, t_ms: int, range_s: int = 300) -> float | None:
+    """Growth between consecutive samples, summed over those stamped in [t - range, t), per second."""
     total, n = 0.0, 0
     for (_, prev), (ts, v) in zip(points, points[1:]):
-        if t_ms - 300_000 <= ts < t_ms:
+        if t_ms - range_s * 1000 <= ts < t_ms:
             total += v - prev if v >= prev else v
             n += 1
-    return total / 300 if n >= 2 else None
+    return total / range_s if n >= 2 else None
 
 
-def prometheus_rate(points: list, t_ms: int) -> float | None:
-    """Prometheus 2.x ``extrapolatedRate`` over the samples in [t - 5m, t] (promql/functions.go)."""
-    window = [(ts, v) for ts, v in points if t_ms - 300_000 <= ts <= t_ms]
+def prometheus_rate(points: list, t_ms: int, range_s: int = 300) -> float | None:
+    """Prometheus 2.x ``extrapolatedRate`` over the samples in [t - range, t] (promql/functions.go)."""
+    window = [(ts, v) for ts, v in points if t_ms - range_s * 1000 <= ts <= t_ms]
     if len(window) < 2:
         return None
     growth = window[-1][1] - window[0][1]
@@ -79,22 +79,22 @@ def prometheus_rate(points: list, t_ms: int) -> float | None:
             growth += a
     first_ts, last_ts, first = window[0][0], window[-1][0], window[0][1]
     sampled = (last_ts - first_ts) / 1000
-    to_start, to_end = (first_ts - (t_ms - 300_000)) / 1000, (t_ms - last_ts) / 1000
+    to_start, to_end = (first_ts - (t_ms - range_s * 1000)) / 1000, (t_ms - last_ts) / 1000
     if growth > 0 and first >= 0:
         to_start = min(to_start, sampled * (first / growth))
     average = sampled / (len(window) - 1)
     interval = sampled + (to_start if to_start < average * 1.1 else average / 2)
     interval += to_end if to_end < average * 1.1 else average / 2
-    return growth * interval / sampled / 300
+    return growth * interval / sampled / range_s
 
 
-def expected(data: dict, rate, steps: range) -> dict[str, dict[int, float]]:
+def expected(data: dict, rate, steps: range, range_s: int = 300) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {}
     for (host, _cpu, mode), points in data.items():
         if mode == "idle":
             continue
         for t in steps:
-            v = rate(points, t * 1000)
+            v = rate(points, t * 1000, range_s)
             if v is not None:
                 out.setdefault(host, {})[t] = out.get(host, {}).get(t, 0.0) + v
     return out
@@ -122,9 +122,9 @@ def console(db_console):
     return db_console
 
 
-def query_range(console, query: str, start_s: int, end_s: int) -> dict[str, dict[int, float]]:
+def query_range(console, query: str, start_s: int, end_s: int, step_s: int = 60) -> dict[str, dict[int, float]]:
     resp = console.request("GET", "/prometheus/api/v1/query_range?" + urlencode(
-        {"query": query, "start": start_s, "end": end_s, "step": 60}), token=console.viewer)
+        {"query": query, "start": start_s, "end": end_s, "step": step_s}), token=console.viewer)
     assert resp.status == 200, resp.body
     body = resp.json()
     assert body["status"] == "success", body
@@ -190,3 +190,20 @@ def test_gauges_and_other_shapes_stay_on_raw_samples(console):
                   'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[150s]))'):  # not whole minutes
         long, short = query_range(console, query, console.range.start, console.range.end), short_ranges(console, query)
         assert long == short, query
+
+
+def test_whole_hours_read_the_1h_tier(console):
+    r = console.range
+    start, end = -(-r.start // 3600) * 3600, r.end // 3600 * 3600  # 5 whole hours inside the range
+    watermark_s = console.services.db.run(console.services.rollups.watermarks)["1h"] // 1000
+    assert start < watermark_s <= end
+    steps = range(start, end + 1, 3600)
+    from_buckets = expected(console.data, bucket_rate, steps, 3600)
+    from_raw = expected(console.data, prometheus_rate, steps, 3600)
+    got = query_range(console, 'sum by (instance) (increase(node_cpu_seconds_total{mode!="idle"}[1h]))',
+                      start, end, 3600)
+    for host in HOSTS:
+        assert sorted(got[host]) == list(steps)
+        for t, v in got[host].items():
+            want = (from_buckets if t <= watermark_s else from_raw)[host][t] * 3600
+            assert close(v, want, 1e-9), (host, t, v, want, watermark_s)
