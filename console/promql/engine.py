@@ -293,7 +293,12 @@ def evaluate_range(storage: Storage, root: Node, start: int, end: int, step: int
     series: dict = {}
     produced = 0
     plan = rollups.plan(root, start, end, step) if storage.rollups else None
-    answered = rollups.evaluate(storage, plan, start, end, step) if plan is not None else None
+    answered = None
+    if plan is not None:
+        def check() -> None:
+            if time.monotonic() > deadline:
+                raise QueryTimeout()
+        answered = rollups.evaluate(storage, plan, start, end, step, check)
     if answered is not None:  # the steps the rollup tier answers; the rest from raw samples
         series, start = answered
         produced = sum(len(s.ts) for s in series.values())

@@ -33,6 +33,7 @@ yet) are evaluated on raw samples as usual and joined to the tier's steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -94,12 +95,14 @@ def _group_labels(p: Plan, labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] in keep)
 
 
-def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int) -> tuple[dict, int] | None:
+def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
+             check: Callable[[], None]) -> tuple[dict, int] | None:
     """The steps of ``[start, end]`` the tier answers: ``(series, next_step)`` where
     ``series`` maps each output label set to its SeriesPoints and ``next_step`` is the
     first step left to the raw samples (> ``end`` when none); None when the stored series
     rule the tier out (a gauge or computed series selected, two series that would give the
-    same output labels, no watermark yet)."""
+    same output labels, no watermark yet). ``check`` is called between database reads (it
+    raises past the query's deadline)."""
     sel = p.selector
     assert sel.range_ms is not None  # plan() takes range selectors only
     matched: list[StoredSeries] = storage.match(sel.matchers, start - sel.offset_ms - sel.range_ms,
@@ -129,7 +132,7 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int) -> tupl
     ends = np.arange(len(steps), dtype=np.int64) * stride + k  # window of step i: buckets [ends - k, ends)
     scale = sel.range_ms / 1000 if p.function == "rate" else 1.0
     out: dict[Labels, SeriesPoints] = {}
-    sums = storage.rollup_increases(p.tier, list(groups.values()), lo, hi)
+    sums = storage.rollup_increases(p.tier, list(groups.values()), lo, hi, check)
     for labels, rows in zip(groups, sums):
         if not rows:
             continue

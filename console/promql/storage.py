@@ -283,11 +283,13 @@ class Storage:
         return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
                                     .limit(1)).first() is None
 
-    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int) -> list[list[tuple]]:
+    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int,
+                         check: Callable[[], None] = lambda: None) -> list[list[tuple]]:
         """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
         series' bucket increases and sample counts added up per bucket of ``tier``, for the
         buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
-        ``max_samples``; raises TooManySamples beyond it."""
+        ``max_samples``; raises TooManySamples beyond it. ``check`` runs before each group's
+        statement (the caller's deadline)."""
         conn = self.session.connection()
         sql = ROLLUP_SUMS[(conn.dialect.name, tier)]
         sqlite = conn.dialect.name == "sqlite"
@@ -298,6 +300,7 @@ class Storage:
         cursor = conn.connection.cursor()
         try:
             for ids in groups:
+                check()
                 cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, lo, hi))
                 rows = list(cursor.fetchall())
                 self.loaded += len(rows)

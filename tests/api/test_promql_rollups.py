@@ -207,3 +207,11 @@ def test_whole_hours_read_the_1h_tier(console):
         for t, v in got[host].items():
             want = (from_buckets if t <= watermark_s else from_raw)[host][t] * 3600
             assert close(v, want, 1e-9), (host, t, v, want, watermark_s)
+
+
+def test_rollup_reads_stop_at_the_deadline(console):
+    r = console.range
+    resp = console.request("GET", "/prometheus/api/v1/query_range?" + urlencode(
+        {"query": QUERY, "start": r.start, "end": r.end, "step": 60, "timeout": "0.001"}), token=console.viewer)
+    assert resp.status == 503, resp.body
+    assert resp.json()["errorType"] == "timeout"
