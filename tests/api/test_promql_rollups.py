@@ -215,3 +215,16 @@ def test_rollup_reads_stop_at_the_deadline(console):
         {"query": QUERY, "start": r.start, "end": r.end, "step": 60, "timeout": "0.001"}), token=console.viewer)
     assert resp.status == 503, resp.body
     assert resp.json()["errorType"] == "timeout"
+
+
+def test_offset_shifts_the_buckets_read(console):
+    r = console.range
+    watermark_s = console.services.db.run(console.services.rollups.watermarks)["1m"] // 1000
+    shifted = range(r.start - 600, r.end - 600 + 1, 60)  # the windows the steps read, 10 minutes earlier
+    from_buckets = expected(console.data, bucket_rate, shifted)
+    got = query_range(console, 'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m] offset 10m))',
+                      r.start, r.end)
+    for host in HOSTS:
+        assert sorted(got[host]) == list(r.steps)  # with the offset every window lies below the watermark
+        for t, v in got[host].items():
+            assert close(v, from_buckets[host][t - 600], 1e-9), (host, t, v, watermark_s)
