@@ -1,16 +1,28 @@
-"""PromQL benchmark: p50/p95 of the issue's range query through the engine, in process,
-including the JSON shaping the handler does:
+"""PromQL benchmark: p50/p95 of the issue's range query, in the console and in a real
+Prometheus holding the same samples:
 
     sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))  over 24 h at a 1 m step
 
-for ``--hosts`` hosts x 2 CPUs x 4 modes (idle, user, system, iowait), a sample every
-``--interval`` seconds. ``--quick`` is a small variant (10 hosts, 2 h) for a fast check.
-``--prometheus`` also times the same query in a real Prometheus holding the same samples
-(backfilled with ``promtool tsdb create-blocks-from openmetrics``) and prints the ratio.
-PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a private schema, dropped afterwards).
+Data: ``--hosts`` hosts in the agent's shape of ``node_cpu_seconds_total`` (``--cpus`` CPUs
+x the 8 modes of collectors/host.py), a sample every ``--interval`` seconds over ``--hours``,
+each counter growing at its mode's rate with +-50 % noise per sample. Generated once into
+``--data-dir`` and reused by later runs (``--fresh`` regenerates):
 
-    python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--hours 24] [--interval 10]
-                           [--runs 10] [--quick] [--prometheus]
+- the console database (SQLite file, or a PostgreSQL schema of $FLEETDECK_TEST_POSTGRES_URL
+  named after the data set, kept for reuse; ``--drop`` removes it) filled through
+  ``IngestService.store`` (the ingest API's storage call) in time order, one batch per host
+  per 10 minutes, with the console's rollup job (``RollupService.run_all``: 1m and 1h
+  rollups, cold blocks, retention) run every 30 simulated minutes and at the end;
+- a Prometheus TSDB of the same samples (``promtool tsdb create-blocks-from openmetrics``).
+
+Each run then times, in alternation (pairs), the console's evaluation (in process, the
+handler's JSON shaping and encoding included) and the same ``query_range`` over HTTP on a
+real Prometheus started on that TSDB (its first answer, which warms its caches, is not
+counted). ``--raw`` times the console with the rollup tiers off (the raw-sample path, as
+before the tiers were used), ``--no-prometheus`` skips Prometheus. Load averages are printed.
+
+    python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--cpus 2] [--hours 24]
+                           [--interval 10] [--pairs 5] [--raw] [--no-prometheus] [--fresh] [--drop]
 """
 from __future__ import annotations
 
@@ -21,97 +33,160 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from console.config import SECONDS_MAX, ConsoleConfig  # noqa: E402
+from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
+from console.ingest.service import IngestService  # noqa: E402
 from console.promql.ast import parse  # noqa: E402
 from console.promql.engine import evaluate_range  # noqa: E402
 from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
 from console.storage.database import Database  # noqa: E402
-from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
-from tests.pg import schema_if_url  # noqa: E402
+from console.tiers.service import RollupService  # noqa: E402
+from tests.integration.procs import free_port  # noqa: E402
 
 QUERY = 'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
-MODES = (("idle", 9.0), ("user", 0.7), ("system", 0.2), ("iowait", 0.05))
+# collectors/host.py's CPU_MODES with a typical share of a CPU-second each
+MODES = (("user", 0.12), ("nice", 0.005), ("system", 0.05), ("idle", 0.8), ("iowait", 0.01),
+         ("irq", 0.001), ("softirq", 0.004), ("steal", 0.01))
+BATCH_MINUTES = 10
+JOBS_EVERY_MINUTES = 30
 
 
-def generate(hosts: int, start_ms: int, end_ms: int, interval_ms: int):
-    """Yield ``(series_id, host, cpu, mode, [(ts, value), ...])``."""
+def data_set(args: argparse.Namespace) -> tuple[str, Path]:
+    name = f"h{args.hosts}c{args.cpus}t{args.hours:g}i{args.interval:g}".replace(".", "_")
+    return name, Path(args.data_dir) / name
+
+
+def series_points(args: argparse.Namespace, start_ms: int, end_ms: int):
+    """Yield ``(host, cpu, mode, [(ts, value), ...])`` for every series, in a fixed order."""
+    interval_ms = int(args.interval * 1000)
     rnd = random.Random(7)
-    sid = 0
-    for h in range(hosts):
-        for cpu in ("0", "1"):
+    for h in range(args.hosts):
+        phase = rnd.randrange(interval_ms) // 1000 * 1000  # each host collects at its own second
+        for cpu in range(args.cpus):
             for mode, per_s in MODES:
-                sid += 1
-                value, points = rnd.random() * 1e5, []
-                ts = start_ms + rnd.randrange(interval_ms)
+                value, points = round(rnd.random() * 1e5, 2), []
+                ts = start_ms + phase
                 while ts <= end_ms:
-                    value += per_s * interval_ms / 1000 * (0.5 + rnd.random())
-                    points.append((ts, round(value, 2)))
+                    points.append((ts, value))
+                    value = round(value + per_s * interval_ms / 1000 * (0.5 + rnd.random()), 2)
                     ts += interval_ms
-                yield sid, f"bench-{h:03d}", cpu, mode, points
+                yield f"bench-{h:03d}", str(cpu), mode, points
 
 
-def load(db: Database, rows: list) -> int:
-    hosts = sorted({r[1] for r in rows})
-    host_id = {h: i + 1 for i, h in enumerate(hosts)}
-    series = [(sid, host_id[host], "node_cpu_seconds_total", orjson.dumps({"cpu": cpu, "mode": mode}).decode())
-              for sid, host, cpu, mode, _ in rows]
-    count = 0
-    with db.engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        if db.dialect == "sqlite":
-            raw.executemany("INSERT INTO hosts (id, name, first_seen, labels) VALUES (?, ?, 0, '{}')",
-                            [(i, h) for h, i in host_id.items()])
-            raw.executemany("INSERT INTO series (id, host_id, name, labels, type) VALUES (?, ?, ?, ?, 'counter')",
-                            series)
-            for sid, *_rest, points in rows:
-                raw.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?,?,?)",
-                                [(sid, t, v) for t, v in points])
-                count += len(points)
-            return count
-        cur = raw.cursor()
-        cur.executemany("INSERT INTO hosts (id, name, first_seen, labels) VALUES (%s, %s, 0, '{}')",
-                        [(i, h) for h, i in host_id.items()])
-        cur.executemany("INSERT INTO series (id, host_id, name, labels, type) VALUES (%s, %s, %s, %s, 'counter')",
-                        series)
-        with cur.copy("COPY samples (series_id, ts, value) FROM STDIN") as copy:
-            for sid, *_rest, points in rows:
-                for t, v in points:
-                    copy.write_row((sid, t, v))
-                count += len(points)
-        cur.execute("ANALYZE")
-    return count
+def console_db(args: argparse.Namespace, name: str, folder: Path) -> tuple[Database, str | None]:
+    if args.db == "sqlite":
+        return Database(f"sqlite:///{folder / 'console.db'}"), None
+    import psycopg
+
+    url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
+    schema = f"bench_promql_{name}"
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return Database(f"{url}?options=-csearch_path%3D{schema}"), schema
 
 
-def prometheus_times(rows: list, start_s: int, end_s: int, runs: int) -> list[float]:
-    from tests.integration.prom_backfill import BackfilledPrometheus, openmetrics
+def fill_console(args: argparse.Namespace, db: Database, meta: dict) -> None:
+    """Every series through IngestService.store in time order, the rollup job run as it goes."""
+    db.migrate()
+    start_ms, end_ms = meta["data_start_ms"], meta["end_ms"]
+    per_host: dict[str, list] = {}
+    for host, cpu, mode, points in series_points(args, start_ms, end_ms):
+        per_host.setdefault(host, []).append((canonical_labels({"cpu": cpu, "mode": mode}), points))
+    clock = [start_ms / 1000]
+    window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
+    ingest = IngestService(db, clock=lambda: clock[0], config=window)
+    jobs = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
+    chunk = BATCH_MINUTES * 60_000
+    began, count = time.perf_counter(), 0
+    for lo in range(start_ms, end_ms + 1, chunk):
+        for host, series in per_host.items():
+            metrics = []
+            for labels, points in series:
+                part = [p for p in points if lo <= p[0] < lo + chunk]
+                if part:
+                    metrics.append(MetricIn("node_cpu_seconds_total", "counter", labels, part))
+                    count += len(part)
+            ingest.store(Batch(host, uuid.uuid4().hex, None, None, None, "{}", metrics))
+        clock[0] = (lo + chunk) / 1000
+        if (lo - start_ms) % (JOBS_EVERY_MINUTES * 60_000) == 0:
+            jobs.run_all()
+    clock[0] = end_ms / 1000 + 120  # past the rollup delay: every bucket up to the end rolled up
+    jobs.run_all()
+    print(f"stored {count:,} samples through IngestService.store with the rollup job "
+          f"in {time.perf_counter() - began:.0f} s")
 
-    work = Path(tempfile.mkdtemp(prefix="fd-prom-bench-"))
-    series = [("node_cpu_seconds_total", {"cpu": cpu, "mode": mode, "host": host, "instance": host, "job": "node"},
-               points) for _sid, host, cpu, mode, points in rows]
-    prom = BackfilledPrometheus(work, openmetrics(series))
-    try:
-        q = urllib.parse.urlencode({"query": QUERY, "start": start_s, "end": end_s, "step": 60})
-        times = []
-        for _ in range(runs + 1):
-            t = time.perf_counter()
-            body = json.load(urllib.request.urlopen(f"{prom.url}/api/v1/query_range?{q}", timeout=300))
-            times.append(time.perf_counter() - t)
-            assert body["status"] == "success"
-        return sorted(times[1:])  # the first run warms Prometheus' caches
-    finally:
-        prom.close()
-        shutil.rmtree(work, ignore_errors=True)
+
+def fill_prometheus(args: argparse.Namespace, folder: Path, meta: dict) -> None:
+    text = folder / "data.om"
+    with open(text, "w") as f:
+        f.write("# TYPE node_cpu_seconds_total gauge\n")  # rate() reads it all the same
+        for host, cpu, mode, points in series_points(args, meta["data_start_ms"], meta["end_ms"]):
+            labels = f'cpu="{cpu}",host="{host}",instance="{host}",job="node",mode="{mode}"'
+            f.writelines(f"node_cpu_seconds_total{{{labels}}} {v!r} {ts / 1000:.3f}\n" for ts, v in points)
+        f.write("# EOF\n")
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(text), str(folder / "tsdb")],
+                   check=True, capture_output=True, timeout=1800)
+    text.unlink()
+
+
+class Prometheus:
+    def __init__(self, folder: Path) -> None:
+        (folder / "prometheus.yml").write_text("global: {}\n")
+        port = free_port()
+        self.proc = subprocess.Popen(["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+                                      f"--storage.tsdb.path={folder / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{port}",
+                                      "--storage.tsdb.retention.time=3650d"],
+                                     stdout=subprocess.DEVNULL, stderr=open(folder / "prometheus.log", "wb"))
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(self.url + "/-/ready", timeout=2).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.close()
+        raise RuntimeError("prometheus did not become ready")
+
+    def query_range(self, query: str, start_s: int, end_s: int) -> tuple[float, dict]:
+        q = urllib.parse.urlencode({"query": query, "start": start_s, "end": end_s, "step": 60})
+        t = time.perf_counter()
+        body = json.load(urllib.request.urlopen(f"{self.url}/api/v1/query_range?{q}", timeout=300))
+        elapsed = time.perf_counter() - t
+        if body["status"] != "success":
+            raise RuntimeError(body)
+        return elapsed, body["data"]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the Prometheus process has used so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def mark_done(meta_file: Path, part: str) -> None:
+    """Record in the data set's meta.json that ``part`` is generated (read again first: runs
+    on the other database may have added theirs meanwhile)."""
+    meta = json.loads(meta_file.read_text())
+    meta[part] = True
+    meta_file.write_text(json.dumps(meta))
 
 
 def nearest_rank(ordered: list[float], q: float) -> float:
@@ -119,56 +194,122 @@ def nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def run(db: Database, args: argparse.Namespace) -> None:
-    db.migrate()
-    end_s = int(time.time()) // 60 * 60 - 7200
-    start_s = end_s - int(args.hours * 3600)
-    rows = list(generate(args.hosts, (start_s - 600) * 1000, end_s * 1000, int(args.interval * 1000)))
-    t = time.perf_counter()
-    samples = load(db, rows)
-    db.run(refresh_series_bounds)  # the rows went in around the ingest writer
-    print(f"db={args.db} hosts={args.hosts} series={len(rows)} samples={samples:,} "
-          f"(loaded in {time.perf_counter() - t:.0f} s); load average {os.getloadavg()}")
+def console_query(db: Database, start_s: int, end_s: int, rollups: bool) -> tuple[float, dict]:
     node = parse(QUERY)
-    times = []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        result = db.run(lambda s: evaluate_range(Storage(s, 10**9), node, start_s * 1000, end_s * 1000, 60_000,
-                                                 time.monotonic() + 600, 10**9))
-        body = orjson.dumps(result_json(result))  # the handler's shaping and encoding
-        times.append(time.perf_counter() - t)
-    times.sort()
-    points = sum(len(s.ts) for s in result.value)
-    p50, p95 = statistics.median(times), nearest_rank(times, 0.95)
-    print(f"{QUERY} over {args.hours:g} h at 1m: {len(result.value)} series, {points:,} points, "
-          f"{len(body):,} bytes; p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms")
-    if args.prometheus:
-        ptimes = prometheus_times(rows, start_s, end_s, args.runs)
-        pp50, pp95 = statistics.median(ptimes), nearest_rank(ptimes, 0.95)
-        print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms; "
-              f"ratio p95 {p95 / pp95:.1f}x")
-    print(f"load average at end: {os.getloadavg()}")
+    t = time.perf_counter()
+    result = db.run(lambda s: evaluate_range(Storage(s, 10**9, rollups=rollups), node, start_s * 1000,
+                                             end_s * 1000, 60_000, time.monotonic() + 600, 10**9))
+    data = result_json(result)
+    orjson.dumps(data)  # the handler's shaping and encoding
+    return time.perf_counter() - t, data
+
+
+def compare(ours: dict, theirs: dict) -> str:
+    """Largest relative difference between the two answers, over points both have."""
+    mine = {orjson.dumps(s["metric"], option=orjson.OPT_SORT_KEYS): dict(s["values"]) for s in ours["result"]}
+    worst, both, only = 0.0, 0, 0
+    for s in theirs["result"]:
+        key = orjson.dumps({k: v for k, v in s["metric"].items()}, option=orjson.OPT_SORT_KEYS)
+        points = mine.get(key, {})
+        for t, v in s["values"]:
+            if t not in points:
+                only += 1
+                continue
+            both += 1
+            a, b = float(points[t]), float(v)
+            worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
+    return f"{len(ours['result'])} vs {len(theirs['result'])} series, {both:,} points compared, " \
+           f"{only} only in Prometheus, max relative difference {worst:.2%}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between samples (the agent's default)")
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="10 hosts over 2 h")
-    ap.add_argument("--prometheus", action="store_true", help="time a real Prometheus on the same samples")
+    ap.add_argument("--pairs", type=int, default=5, help="0: generate the data set only")
+    ap.add_argument("--data-dir", default="/tmp/fd-promql-bench")
+    ap.add_argument("--raw", action="store_true", help="the console without rollup tiers (raw samples only)")
+    ap.add_argument("--no-prometheus", action="store_true")
+    ap.add_argument("--fresh", action="store_true", help="regenerate the data set")
+    ap.add_argument("--drop", action="store_true", help="remove the data set (and PostgreSQL schema) afterwards")
     args = ap.parse_args()
-    if args.quick:
-        args.hosts, args.hours = 10, 2.0
-    base_url = os.environ["FLEETDECK_TEST_POSTGRES_URL"] if args.db == "postgres" else None
-    with schema_if_url(base_url) as url:
-        db = Database(url or f"sqlite:///{Path(tempfile.mkdtemp(prefix='fd-promql-')) / 'q.db'}")
+    name, folder = data_set(args)
+    if args.fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_file = folder / "meta.json"
+    if meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+    else:
+        end_s = int(time.time()) // 3600 * 3600 - 3600
+        meta = {"end_ms": end_s * 1000, "data_start_ms": (end_s - int(args.hours * 3600) - 600) * 1000}
+        meta_file.write_text(json.dumps(meta))
+    print(f"load average at start: {os.getloadavg()}")
+    db, schema = console_db(args, name, folder)
+    try:
+        if not meta.get(f"console_{args.db}"):
+            fill_console(args, db, meta)
+            mark_done(meta_file, f"console_{args.db}")
+        if not args.no_prometheus and not meta.get("prometheus"):
+            t = time.perf_counter()
+            fill_prometheus(args, folder, meta)
+            print(f"prometheus blocks written in {time.perf_counter() - t:.0f} s")
+            mark_done(meta_file, "prometheus")
+        end_s = meta["end_ms"] // 1000
+        start_s = end_s - int(args.hours * 3600)
+        series = args.hosts * args.cpus * len(MODES)
+        print(f"db={args.db} data={name}: {series} series, {series * int(args.hours * 3600 / args.interval):,} "
+              f"samples; {'raw samples only' if args.raw else 'rollup tiers on'}")
+        if not args.pairs:
+            return 0  # only the data set was asked for
+        prom = None if args.no_prometheus else Prometheus(folder)
         try:
-            run(db, args)
+            ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
+            if prom:
+                prom.query_range(QUERY, start_s, end_s)  # warms its caches
+            for i in range(args.pairs):
+                cpu = time.process_time()
+                elapsed, data = console_query(db, start_s, end_s, not args.raw)
+                ours.append(elapsed)
+                ours_cpu.append(time.process_time() - cpu)  # the database's work included (SQLite)
+                line = f"pair {i + 1}: console {elapsed * 1000:.0f} ms (CPU {ours_cpu[-1] * 1000:.0f} ms)"
+                if prom:
+                    cpu = prom.cpu_seconds()
+                    elapsed, pdata = prom.query_range(QUERY, start_s, end_s)
+                    theirs.append(elapsed)
+                    theirs_cpu.append(prom.cpu_seconds() - cpu)
+                    line += f", prometheus {elapsed * 1000:.0f} ms (CPU {theirs_cpu[-1] * 1000:.0f} ms)"
+                print(f"{line}; load {os.getloadavg()[0]:.2f}", flush=True)
+            points = sum(len(s["values"]) for s in data["result"])
+            print(f"{QUERY} over {args.hours:g} h at 1m: {len(data['result'])} series, {points:,} points")
+            ours.sort()
+            p50, p95 = statistics.median(ours), nearest_rank(ours, 0.95)
+            print(f"console: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms, "
+                  f"CPU median {statistics.median(ours_cpu) * 1000:.0f} ms")
+            if prom:
+                theirs.sort()
+                pp50, pp95 = statistics.median(theirs), nearest_rank(theirs, 0.95)
+                print(f"prometheus (HTTP): p50={pp50 * 1000:.0f} ms p95={pp95 * 1000:.0f} ms, "
+                      f"CPU median {statistics.median(theirs_cpu) * 1000:.0f} ms; "
+                      f"ratio console/prometheus p50 {p50 / pp50:.1f}x, p95 {p95 / pp95:.1f}x")
+                print(f"answers: {compare(data, pdata)}")
         finally:
-            db.close()
+            if prom:
+                prom.close()
+    finally:
+        db.close()
+        if args.drop:
+            if schema:
+                import psycopg
+
+                with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
+                                     autocommit=True) as c:
+                    c.execute(f"DROP SCHEMA {schema} CASCADE")
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"load average at end: {os.getloadavg()}")
     return 0
 
 

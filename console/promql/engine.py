@@ -23,7 +23,7 @@ import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from console.promql import ast
+from console.promql import ast, rollups
 from console.promql.ast import (MATRIX, SCALAR, STRING, VECTOR, Aggregate, Binary, Call, Negate, Node, Number,
                                 Selector, String, Subquery)
 from console.promql.storage import Storage, StoredSeries, TooManySamples
@@ -283,14 +283,31 @@ def evaluate_instant(storage: Storage, root: Node, t: int, deadline: float, max_
 def evaluate_range(storage: Storage, root: Node, start: int, end: int, step: int, deadline: float,
                    max_samples: int) -> Result:
     """``root`` at every step from ``start`` to ``end`` (Unix ms): ``/query_range``. Raises
-    EvalError for an expression that is not a scalar or an instant vector."""
+    EvalError for an expression that is not a scalar or an instant vector. Counter rates
+    over long ranges read the rollup tiers where they can (console/promql/rollups.py);
+    ``earliest`` then covers the raw samples read only."""
     kind = ast.value_type(root)
     if kind not in (SCALAR, VECTOR):
         shown = {MATRIX: "range vector", STRING: "string"}[kind]
         raise ast.ParseError(f'invalid expression type "{shown}" for range query, must be Scalar or instant Vector')
-    ev = Evaluator(storage, start, end, deadline, max_samples)
-    ev.prepare(root)
     series: dict = {}
+    produced = 0
+    plan = rollups.plan(root, start, end, step) if storage.rollups else None
+    answered = None
+    if plan is not None:
+        def check() -> None:
+            if time.monotonic() > deadline:
+                raise QueryTimeout()
+        answered = rollups.evaluate(storage, plan, start, end, step, check)
+    if answered is not None:  # the steps the rollup tier answers; the rest from raw samples
+        series, start = answered
+        produced = sum(len(s.ts) for s in series.values())
+    ev = Evaluator(storage, start, end, deadline, max_samples)
+    ev.check()
+    ev.count(produced)
+    if start > end:
+        return Result(MATRIX, sorted(series.values(), key=lambda s: s.labels), end, None)
+    ev.prepare(root)
     for t in range(start, end + 1, step):
         ev.check()
         ev.count(append_step(series, ev.eval(root, t), t))

@@ -8,8 +8,10 @@ labels, as Prometheus gives a rule's output. Label matchers
 apply to that set; regex matchers are RE2 (``google-re2``), fully anchored as in
 Prometheus.
 
-Raw samples only (hot rows and cold blocks alike): rollup buckets cannot give the exact first/last samples of an
-arbitrary window that ``rate`` and the ``*_over_time`` functions need.
+Selectors read raw samples (hot rows and cold blocks alike): rollup buckets cannot give the
+exact first/last samples of an arbitrary window that ``rate`` and the ``*_over_time``
+functions need. Counter rates over long ranges read bucket increases instead
+(:meth:`Storage.rollup_increases`, console/promql/rollups.py).
 """
 from __future__ import annotations
 
@@ -25,8 +27,21 @@ from sqlalchemy.orm import Session
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
-from console.storage.models import RULES_HOST, Host, Sample, Series
+from console.storage.models import RULES_HOST, Host, RollupWatermark, Sample, Series
 
+# Bucket increases and sample counts of a group of series, added up per bucket: by
+# (dialect, tier); parameters: the series ids (SQLite: a JSON array, PostgreSQL: an int
+# array), the first bucket, the end (exclusive), Unix ms.
+ROLLUP_SUMS = {
+    ("sqlite", "1m"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1m WHERE series_id IN "
+                      "(SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? AND increase IS NOT NULL GROUP BY ts",
+    ("sqlite", "1h"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1h WHERE series_id IN "
+                      "(SELECT value FROM json_each(?)) AND ts >= ? AND ts < ? AND increase IS NOT NULL GROUP BY ts",
+    ("postgresql", "1m"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1m WHERE series_id = ANY(%s) "
+                          "AND ts >= %s AND ts < %s AND increase IS NOT NULL GROUP BY ts",
+    ("postgresql", "1h"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1h WHERE series_id = ANY(%s) "
+                          "AND ts >= %s AND ts < %s AND increase IS NOT NULL GROUP BY ts",
+}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -128,10 +143,11 @@ class Storage:
     labels, or as a series of their own."""
 
     def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None,
-                 pending: dict[Labels, tuple[int, float]] | None = None) -> None:
+                 pending: dict[Labels, tuple[int, float]] | None = None, rollups: bool = True) -> None:
         self.session = session
         self._pending = pending or {}
         self._pending_ids: dict[int, tuple[int, float]] = {}  # stored series id -> its pending sample
+        self.rollups = rollups  # whether range queries may read the rollup tiers (engine.rollup_plan)
         self.max_samples = max_samples
         self.loaded = 0
         self._series_cache: dict[tuple, list[StoredSeries]] = {}
@@ -291,3 +307,43 @@ class Storage:
                 Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None:
             return True
         return bool(sample_rows(self.session, [series_id], mint, maxt, 0)[0].get(series_id))
+
+    # -- rollup tiers (console/promql/rollups.py) ------------------------------------------
+    def rollup_done_until(self, tier: str) -> int | None:
+        """Unix ms before which every bucket of ``tier`` ("1m" | "1h") is rolled up (None:
+        the tier has not started)."""
+        return self.session.execute(select(RollupWatermark.done_until)
+                                    .where(RollupWatermark.tier == tier)).scalar()
+
+    def all_counters(self, series_ids: list[int]) -> bool:
+        """Whether every one of ``series_ids`` is stored as a counter (its rollups keep the increase)."""
+        return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
+                                    .limit(1)).first() is None
+
+    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int,
+                         check: Callable[[], None] = lambda: None) -> list[list[tuple]]:
+        """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
+        series' bucket increases and sample counts added up per bucket of ``tier``, for the
+        buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
+        ``max_samples``; raises TooManySamples beyond it. ``check`` runs before each group's
+        statement (the caller's deadline)."""
+        conn = self.session.connection()
+        sql = ROLLUP_SUMS[(conn.dialect.name, tier)]
+        sqlite = conn.dialect.name == "sqlite"
+        out = []
+        # Plain tuples from the DB-API cursor: no SQLAlchemy Row per row. One statement per
+        # group: its rows are few enough to sort in memory, where SQLite (no hash
+        # aggregation) would sort one GROUP BY over every group in a temporary B-tree.
+        cursor = conn.connection.cursor()
+        try:
+            for ids in groups:
+                check()
+                cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, lo, hi))
+                rows = list(cursor.fetchall())
+                self.loaded += len(rows)
+                if self.loaded > self.max_samples:
+                    raise TooManySamples()
+                out.append(rows)
+        finally:
+            cursor.close()
+        return out

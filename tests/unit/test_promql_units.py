@@ -11,7 +11,7 @@ from console.config import ConfigError
 from console.promql import ast
 from console.promql.functions import bucket_quantile, expand
 from console.promql.service import PromQLService
-from console.promql.values import format_value
+from console.promql.values import format_value, format_values
 
 
 @pytest.mark.parametrize("kwargs, key", [({"timeout_s": 0.0}, "promql_timeout"),
@@ -29,6 +29,7 @@ def test_settings_out_of_range_are_refused(kwargs, key):
                                          (123456789.125, "123456789.125")])
 def test_values_are_written_as_prometheus_writes_them(value, text):
     assert format_value(value) == text
+    assert format_values([2.0, value, 0.1 + 0.2]) == ["2", text, "0.30000000000000004"]  # a range result's values
 
 
 @pytest.mark.parametrize("template, want", [("$1", "ab"), ("${1}x", "abx"), ("$1x", ""), ("$name-$2", "ab-c"),
