@@ -35,7 +35,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,6 +86,29 @@ class Text(str):
             return lookup(self.template).format(**values)
         except (KeyError, IndexError, ValueError):
             return str(self)
+
+
+class TextLines(Text):
+    """Several messages shown as one (an error with one line per problem): the English
+    parts joined by ``sep``, each part translated on its own when shown. A part that is
+    a plain ``str`` stays as it is. Pickles as its parts."""
+
+    parts: tuple[str, ...]
+    sep: str
+
+    def __new__(cls, parts: Iterable[str], sep: str = "\n") -> TextLines:
+        kept = tuple(parts)
+        joined = sep.join(kept)
+        # The template is the English text with its braces doubled: it has no placeholders.
+        self = super().__new__(cls, joined.replace("{", "{{").replace("}", "}}"))
+        self.parts, self.sep = kept, sep
+        return self
+
+    def __reduce__(self) -> tuple:
+        return TextLines, (self.parts, self.sep)
+
+    def translated(self, lookup: Callable[[str], str]) -> str:
+        return self.sep.join(translate_text(part, lookup) for part in self.parts)
 
 
 def tx(template: str, **values: Any) -> Text:
