@@ -527,7 +527,8 @@ def problem_text(err: Mapping[str, Any]) -> str:
     return text if text == message else message
 
 
-def _from(message: str, source: str | None) -> str:
+def with_source(message: str, source: str | None) -> str:
+    """``MESSAGE (from SOURCE)``, translatable; ``message`` alone when the source is None."""
     return tx("{message} (from {source})", message=message, source=source) if source else message
 
 
@@ -565,7 +566,7 @@ def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[st
                 line = tx("{key}: {problem}", key=key, problem=problem_text(err))
         else:
             line = tx("{key}: {problem}", key=key, problem=problem_text(err))
-        lines.append(_from(line, source_of(loc)))
+        lines.append(with_source(line, source_of(loc)))
     return lines
 
 
@@ -633,4 +634,4 @@ def load_config(path: str | os.PathLike | None = None,
 
 
 __all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "file_where", "key_path", "load_config",
-           "parse_listen", "validation_messages"]
+           "parse_listen", "validation_messages", "with_source"]

@@ -111,6 +111,25 @@ class TextLines(Text):
         return self.sep.join(translate_text(part, lookup) for part in self.parts)
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of ``text``, each still translatable when ``text`` is a :class:`TextLines`
+    of lines (nested ones are flattened); the lines of any other text as plain ``str``."""
+    if isinstance(text, TextLines) and text.sep == "\n":
+        return [line for part in text.parts for line in text_lines(part)]
+    return [text] if "\n" not in text else str(text).splitlines()
+
+
+def replace_text(text: str, old: str, new: str) -> str:
+    """``text.replace(old, new)`` keeping a :class:`Text` translatable: the replacement is
+    made in its values (and the parts of :class:`TextLines`), not in its template."""
+    if isinstance(text, TextLines):
+        return TextLines((replace_text(part, old, new) for part in text.parts), text.sep)
+    if isinstance(text, Text):
+        return Text(text.template, {k: replace_text(v, old, new) if isinstance(v, str) else v
+                                    for k, v in text.values.items()})
+    return text.replace(old, new)
+
+
 def tx(template: str, **values: Any) -> Text:
     """Mark an error message for translation: ``tx("no host named {host}", host=name)``.
     ``template`` is the msgid (extracted by ``make messages`` into ``errors.po``); the

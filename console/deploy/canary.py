@@ -54,6 +54,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 
 from console.alerting.state import FIRING
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, GateFailed
 from console.deploy.schema import Flag, Seconds, Section, Text
 from console.promql.service import PromError, PromQLService
@@ -145,18 +146,19 @@ class CanaryConfig(Section):
     def _consistent(self, info: ValidationInfo) -> "CanaryConfig":
         driver = (info.context or {}).get("driver", "docker")
         if driver == "ssh" and self.replicas is not None:
-            raise ConfigError("an ssh app's canary moves hosts: use canary.hosts", ("replicas",))
+            raise ConfigError(tx("an ssh app's canary moves hosts: use canary.hosts"), ("replicas",))
         if driver != "ssh" and self.hosts is not None:
-            raise ConfigError(f"a {driver} app's canary moves replicas: use canary.replicas", ("hosts",))
+            raise ConfigError(tx("a {driver} app's canary moves replicas: use canary.replicas", driver=driver), ("hosts",))
         if not self.checks and not self.no_firing_alerts:
-            raise ConfigError("nothing to analyse: give checks or no_firing_alerts: true", ("checks",))
+            raise ConfigError(tx("nothing to analyse: give checks or no_firing_alerts: true"), ("checks",))
         if self.interval > self.duration:
-            raise ConfigError(f"interval ({self.interval:g} s) is longer than duration ({self.duration:g} s)",
+            raise ConfigError(tx("interval ({interval} s) is longer than duration ({duration} s)",
+                                 interval=f"{self.interval:g}", duration=f"{self.duration:g}"),
                               ("interval",))
         names = [c.name for c in self.checks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"check names must be unique, repeated: {', '.join(dupes)}", ("checks",))
+            raise ConfigError(tx("check names must be unique, repeated: {names}", names=", ".join(dupes)), ("checks",))
         return self
 
     @property

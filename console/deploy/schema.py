@@ -30,6 +30,7 @@ from typing import Annotated, Any, Callable, Mapping, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError, ValidationInfo, model_validator
 
 from console.config import ConfigError, validation_messages
+from console.i18n import TextLines
 
 APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # A Docker tag, or an image digest.
@@ -120,4 +121,4 @@ def parse_section(model: type[M], raw: Any, path: str, context: Mapping[str, Any
         return model.model_validate(raw, context=dict(context or {}))
     except ValidationError as exc:
         where = source_of or (lambda loc: None)
-        raise ConfigError("\n".join(validation_messages(exc, path, where))) from None
+        raise ConfigError(TextLines(validation_messages(exc, path, where))) from None

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, Flag, Int, ScalarMap, Seconds, Section, Strings,
                                    Text)
 
@@ -52,7 +53,8 @@ def _template(key: Any, text: str, allowed: set[str]) -> None:
     """Refuse a ``{parameter}`` of ``text`` outside ``allowed``; the error names ``key``."""
     for name in PLACEHOLDER_RE.findall(text):
         if name not in allowed:
-            raise ConfigError(f"unknown parameter {{{name}}} (known: {', '.join(sorted(allowed))})", (key,))
+            raise ConfigError(tx("unknown parameter {parameter} (known: {known})", parameter="{" + name + "}",
+                                 known=", ".join(sorted(allowed))), (key,))
 
 
 # -- docker ------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class DockerTarget(Section):
     @model_validator(mode="after")
     def _tls_needs_tcp(self) -> "DockerTarget":
         if self.tls is not None and urlparse(self.engine).scheme not in ("tcp", "https"):
-            raise ConfigError("TLS applies to tcp:// engines only", ("tls",))
+            raise ConfigError(tx("TLS applies to tcp:// engines only"), ("tls",))
         return self
 
     @property
@@ -294,7 +296,8 @@ class Batches(Section):
     @model_validator(mode="after")
     def _percent(self) -> "Batches":
         if self.type == "percent" and self.size > 100:
-            raise ConfigError(f"must be a percentage from 1 to 100 with type percent, got {self.size}", ("size",))
+            raise ConfigError(tx("must be a percentage from 1 to 100 with type percent, got {value}", value=self.size),
+                              ("size",))
         return self
 
     def split(self, hosts: list) -> list[list]:
@@ -425,7 +428,7 @@ class KubernetesTarget(Section):
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesTarget":
         if self.in_cluster and (self.kubeconfig or self.kubeconfig_secret or self.context):
-            raise ConfigError("cannot be combined with kubeconfig, kubeconfig_secret or context", ("in_cluster",))
+            raise ConfigError(tx("cannot be combined with kubeconfig, kubeconfig_secret or context"), ("in_cluster",))
         return self
 
     def summary(self) -> dict:

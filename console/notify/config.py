@@ -246,39 +246,44 @@ class NotificationsConfig(_Strict):
     @model_validator(mode="after")
     def _references(self) -> "NotificationsConfig":
         from console.config import ConfigError
+        from console.i18n import tx
 
         names: set[str] = set()
         for i, receiver in enumerate(self.receivers):
             if receiver.name in names:
-                raise ConfigError(f"notification config name {receiver.name!r} is not unique",
+                raise ConfigError(tx("notification config name {name} is not unique", name=repr(receiver.name)),
                                   (("receivers", i, "name"),))
             names.add(receiver.name)
         root = self.route
         if not root.receiver:
-            raise ConfigError("root route must specify a default receiver", (("route",),))
+            raise ConfigError(tx("root route must specify a default receiver"), (("route",),))
         if root.match or root.match_re or root.matchers:
-            raise ConfigError("root route must not have any matchers", (("route",),))
+            raise ConfigError(tx("root route must not have any matchers"), (("route",),))
         if root.mute_time_intervals:
-            raise ConfigError("root route must not have any mute time intervals", (("route", "mute_time_intervals"),))
+            raise ConfigError(tx("root route must not have any mute time intervals"),
+                              (("route", "mute_time_intervals"),))
         if root.active_time_intervals:
-            raise ConfigError("root route must not have any active time intervals",
+            raise ConfigError(tx("root route must not have any active time intervals"),
                               (("route", "active_time_intervals"),))
         intervals: set[str] = set()
         for section in ("mute_time_intervals", "time_intervals"):
             for i, interval in enumerate(getattr(self, section)):
                 if interval.name in intervals:
-                    raise ConfigError(f"time interval {interval.name!r} is not unique", ((section, i, "name"),))
+                    raise ConfigError(tx("time interval {name} is not unique", name=repr(interval.name)),
+                                      ((section, i, "name"),))
                 intervals.add(interval.name)
 
         def check(route: RouteConfig, path: tuple) -> None:
             for i, child in enumerate(route.routes):
                 check(child, path + ("routes", i))
             if route.receiver and route.receiver not in names:
-                raise ConfigError(f"undefined receiver {route.receiver!r} used in route", (path + ("receiver",),))
+                raise ConfigError(tx("undefined receiver {name} used in route", name=repr(route.receiver)),
+                                  (path + ("receiver",),))
             for key in ("active_time_intervals", "mute_time_intervals"):
                 for j, name in enumerate(getattr(route, key)):
                     if name not in intervals:
-                        raise ConfigError(f"undefined time interval {name!r} used in route", (path + (key, j),))
+                        raise ConfigError(tx("undefined time interval {name} used in route", name=repr(name)),
+                                          (path + (key, j),))
         check(root, ("route",))
         return self
 
@@ -293,14 +298,15 @@ def parse_notifications(raw: Any, where, prefix: str) -> NotificationsConfig:
     ``loc`` (``FILE line N``) or None. Raises console.config.ConfigError listing each
     problem on its own line."""
     from console.config import ConfigError, validation_messages
+    from console.i18n import TextLines, tx
 
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix}: must be a mapping in Alertmanager's configuration shape "
-                          f"(route, receivers, ...), got {type(raw).__name__}")
+        raise ConfigError(tx("{key}: must be a mapping in Alertmanager's configuration shape (route, receivers, "
+                             "...), got {type}", key=prefix, type=type(raw).__name__))
     try:
         return NotificationsConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("\n".join(validation_messages(exc, prefix, where))) from None
+        raise ConfigError(TextLines(validation_messages(exc, prefix, where))) from None
 
 
 def load_notifications(value: Any, document, base_dir: Path | None) -> NotificationsConfig | None:
@@ -309,7 +315,8 @@ def load_notifications(value: Any, document, base_dir: Path | None) -> Notificat
     file's folder). ``document``: the config file's YamlDocument (for line numbers), or
     None. Raises console.config.ConfigError."""
     from agents.yamlfile import YamlFileError, read_yaml
-    from console.config import ConfigError
+    from console.config import ConfigError, file_where
+    from console.i18n import tx
 
     if value is None:
         return None
@@ -318,9 +325,9 @@ def load_notifications(value: Any, document, base_dir: Path | None) -> Notificat
         try:
             doc = read_yaml(path)
         except YamlFileError as exc:
-            raise ConfigError(f"alerting.notifications: {exc}") from None
-        return parse_notifications(doc.data, lambda loc: doc.where(tuple(loc)), "alerting.notifications")
-    where = (lambda loc: document.where(("alerting", "notifications") + tuple(loc))) if document is not None \
+            raise ConfigError(tx("{key}: {problem}", key="alerting.notifications", problem=str(exc))) from None
+        return parse_notifications(doc.data, lambda loc: file_where(doc, tuple(loc)), "alerting.notifications")
+    where = (lambda loc: file_where(document, ("alerting", "notifications") + tuple(loc))) if document is not None \
         else (lambda loc: None)
     return parse_notifications(value, where, "alerting.notifications")
 

@@ -21,6 +21,7 @@ import re2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.config import SECONDS_MAX, ConfigError, Float, Int, validation_messages
+from console.i18n import TextLines, tx
 from console.ingest.batch import HOST_NAME_RE
 
 Prober = Literal["http", "tcp", "dns", "ssh", "icmp"]
@@ -144,9 +145,10 @@ class Module(_Strict):
     def _settings_match_prober(self) -> "Module":
         for name in PROBERS:
             if name != self.prober and getattr(self, name) is not None:
-                raise ConfigError(f"belongs to prober {name!r}, but this module's prober is {self.prober!r}", (name,))
+                raise ConfigError(tx("belongs to prober {name}, but this module's prober is {prober}", name=repr(name),
+                                     prober=repr(self.prober)), (name,))
         if self.prober == "dns" and self.dns is None:
-            raise ConfigError("a dns module needs dns.query_name", ("dns",))
+            raise ConfigError(tx("a dns module needs dns.query_name"), ("dns",))
         return self
 
     def settings(self) -> Any:
@@ -191,21 +193,24 @@ class ProbesConfig(_Strict):
         names: set[str] = set()
         for i, job in enumerate(self.jobs):
             if job.name in names:
-                raise ConfigError(f"job name {job.name!r} is used twice", (("jobs", i, "name"),))
+                raise ConfigError(tx("job name {name} is used twice", name=repr(job.name)), (("jobs", i, "name"),))
             names.add(job.name)
             module = self.modules.get(job.module)
             if module is None:
-                raise ConfigError(f"names no module of probes.modules, got {job.module!r}",
+                raise ConfigError(tx("names no module of probes.modules, got {value}", value=repr(job.module)),
                                   (("jobs", i, "module"),))
             if module.timeout > job.interval:
-                raise ConfigError(f"module {job.module!r} timeout ({module.timeout:g} s) is longer than the "
-                                  f"interval ({job.interval:g} s)", (("jobs", i, "interval"),))
+                raise ConfigError(tx("module {module} timeout ({timeout} s) is longer than the interval ({interval} s)",
+                                     module=repr(job.module), timeout=f"{module.timeout:g}",
+                                     interval=f"{job.interval:g}"), (("jobs", i, "interval"),))
             for k, target in enumerate(job.targets):
                 if target in job.targets[:k]:
-                    raise ConfigError(f"target {target!r} is listed twice in this job", (("jobs", i, "targets", k),))
+                    raise ConfigError(tx("target {target} is listed twice in this job", target=repr(target)),
+                                      (("jobs", i, "targets", k),))
                 problem = target_problem(module.prober, target)
                 if problem:
-                    raise ConfigError(f"{problem}, got {target!r}", (("jobs", i, "targets", k),))
+                    raise ConfigError(tx("{problem}, got {value}", problem=problem, value=repr(target)),
+                                      (("jobs", i, "targets", k),))
         return self
 
 
@@ -271,7 +276,7 @@ def parse_probes(raw: dict[str, Any], source_of: Callable[[tuple], str | None] |
         return ProbesConfig.model_validate(raw or {})
     except ValidationError as exc:
         lines = validation_messages(exc, "probes", source_of or (lambda loc: None))
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(TextLines(lines)) from None
 
 
 __all__ = ["DNSModule", "HeaderMatch", "HTTPModule", "ICMPModule", "Job", "Module", "ProbesConfig", "SSHModule", "TCPModule",

@@ -19,6 +19,7 @@ from typing import Literal, get_args
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.schema import Int, Seconds, Section, Strings, Text
 
 BalancerType = Literal["haproxy", "nginx"]
@@ -97,8 +98,9 @@ class LoadBalancer(Section):
         for other, keys in TYPE_KEYS.items():
             foreign = [k for k in keys if other != self.type and k in self.model_fields_set]
             if foreign:
-                raise ConfigError(f"applies to type {other} only, this balancer is {self.type}", (foreign[0],))
+                raise ConfigError(tx("applies to type {other} only, this balancer is {type}", other=other, type=self.type),
+                                  (foreign[0],))
         for key in REQUIRED[self.type]:
             if not getattr(self, key):
-                raise ConfigError(f"required for type {self.type}", (key,))
+                raise ConfigError(tx("required for type {type}", type=self.type), (key,))
         return self
