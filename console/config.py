@@ -499,6 +499,13 @@ def file_where(document: YamlDocument, loc: tuple) -> str:
     return tx("{file} line {line}", file=str(document.path), line=line) if line else str(document.path)
 
 
+def _shown(value: Any) -> str:
+    # pydantic_core writes a whole float bound without its fraction ("greater than 0").
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
 def problem_text(err: Mapping[str, Any]) -> str:
     """pydantic's message of the problem ``err`` as it reads in a configuration error: a
     translatable ``Text`` for the problems of :data:`_PROBLEMS` and :data:`_COUNTED` and a
@@ -521,7 +528,7 @@ def problem_text(err: Mapping[str, Any]) -> str:
     if not template:
         return message
     try:
-        text = tx(template, **{k: v if isinstance(v, Text) else str(v) for k, v in ctx.items()})
+        text = tx(template, **{k: v if isinstance(v, Text) else _shown(v) for k, v in ctx.items()})
     except (KeyError, IndexError, ValueError):
         return message
     return text if text == message else message
@@ -551,7 +558,7 @@ def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[st
                      else tx("{key} from {source}", key=key_path(*key[len(loc):]), source=src)
                      for i, (key, src) in enumerate(sources) if src]
             line = tx("{key}: {problem}", key=key_path(prefix, *keys[0]), problem=message_of(cause))
-            lines.append(tx("{message} ({sources})", message=line, sources=TextLines(named, "; ")) if named else line)
+            lines.append(tx("{message} ({sources})", message=line, sources=TextLines(named, tx("; "))) if named else line)
             continue
         key = key_path(prefix, *loc)
         if err["type"] == "extra_forbidden":

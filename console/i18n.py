@@ -90,8 +90,9 @@ class Text(str):
 
 class TextLines(Text):
     """Several messages shown as one (an error with one line per problem): the English
-    parts joined by ``sep``, each part translated on its own when shown. A part that is
-    a plain ``str`` stays as it is. Pickles as its parts."""
+    parts joined by ``sep``, each part (and ``sep`` when it is a :class:`Text`) translated
+    on its own when shown. A part that is a plain ``str`` stays as it is. Pickles as its
+    parts."""
 
     parts: tuple[str, ...]
     sep: str
@@ -108,7 +109,7 @@ class TextLines(Text):
         return TextLines, (self.parts, self.sep)
 
     def translated(self, lookup: Callable[[str], str]) -> str:
-        return self.sep.join(translate_text(part, lookup) for part in self.parts)
+        return translate_text(self.sep, lookup).join(translate_text(part, lookup) for part in self.parts)
 
 
 def text_lines(text: str) -> list[str]:

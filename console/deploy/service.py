@@ -532,7 +532,7 @@ class DeployService:
             await self.db.write(self._audit, actor, "apps.reload", "apps",
                                 {"outcome": "refused", "errors": errors[:50]}, source)
             log.error("apps reload refused (the apps in use stay): %s", exc)
-            raise Unprocessable(tx("the apps were not reloaded: {problems}", problems=TextLines(lines[:5], "; ")),
+            raise Unprocessable(tx("the apps were not reloaded: {problems}", problems=TextLines(lines[:5], tx("; "))),
                                 {"errors": errors}, code="apps_refused") from None
         old = self.apps
         changes = {"added": sorted(set(apps) - set(old)), "removed": sorted(set(old) - set(apps)),
