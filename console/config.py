@@ -42,7 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
 from console.errors import InvalidInput
-from console.i18n import N_, Text, TextLines, message_of, tx
+from console.i18n import N_, Text, TextLines, list_separator, message_of, tx
 from console.notify.receivers.config import DeliveryConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -558,7 +558,7 @@ def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[st
                      else tx("{key} from {source}", key=key_path(*key[len(loc):]), source=src)
                      for i, (key, src) in enumerate(sources) if src]
             line = tx("{key}: {problem}", key=key_path(prefix, *keys[0]), problem=message_of(cause))
-            lines.append(tx("{message} ({sources})", message=line, sources=TextLines(named, tx("; "))) if named else line)
+            lines.append(tx("{message} ({sources})", message=line, sources=TextLines(named, list_separator())) if named else line)
             continue
         key = key_path(prefix, *loc)
         if err["type"] == "extra_forbidden":

@@ -131,6 +131,12 @@ def replace_text(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
+def list_separator() -> Text:
+    """``"; "`` between the items of a :class:`TextLines` on one line, translatable (a
+    call of its own: Babel does not extract a ``tx`` nested in another's arguments)."""
+    return tx("; ")
+
+
 def tx(template: str, **values: Any) -> Text:
     """Mark an error message for translation: ``tx("no host named {host}", host=name)``.
     ``template`` is the msgid (extracted by ``make messages`` into ``errors.po``); the
