@@ -100,8 +100,9 @@ class TextLines(Text):
     def __new__(cls, parts: Iterable[str], sep: str = "\n") -> TextLines:
         kept = tuple(parts)
         joined = sep.join(kept)
+        self = str.__new__(cls, joined)
         # The template is the English text with its braces doubled: it has no placeholders.
-        self = super().__new__(cls, joined.replace("{", "{{").replace("}", "}}"))
+        self.template, self.values = joined.replace("{", "{{").replace("}", "}}"), {}
         self.parts, self.sep = kept, sep
         return self
 
