@@ -45,10 +45,10 @@ T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)  # a driver's target
 
 def _status_range(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"expected a status or range like 200-399, got {value!r}")
+        raise ValueError(tx("expected a status or range like 200-399, got {value}", value=repr(value)))
     m = re.fullmatch(r"(\d{3})(?:-(\d{3}))?", str(value))
     if not m:
-        raise ValueError(f"expected a status or range like 200-399, got {value!r}")
+        raise ValueError(tx("expected a status or range like 200-399, got {value}", value=repr(value)))
     return int(m.group(1)), int(m.group(2) or m.group(1))
 
 
@@ -57,7 +57,7 @@ def _count_or_percent(value: Any) -> Any:
         return value
     if isinstance(value, str) and re.fullmatch(r"\d{1,3}%", value) and int(value[:-1]) <= 100:
         return value
-    raise ValueError(f"expected a replica count >= 0 or a percentage like \"25%\", got {value!r}")
+    raise ValueError(tx("expected a replica count >= 0 or a percentage like \"25%\", got {value}", value=repr(value)))
 
 
 CountOrPercent = Annotated[int | str, BeforeValidator(_count_or_percent)]
@@ -87,14 +87,14 @@ class HealthCheck(Section):
     def probe_port(self) -> int:
         """The port an http or tcp check probes (the model requires one for them)."""
         if self.port is None:
-            raise ValueError(f"a {self.type} health check has no port")
+            raise ValueError(tx("a {type} health check has no port", type=self.type))
         return self.port
 
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
         if not path.startswith("/") or any(c in path for c in " \r\n#"):
-            raise ValueError(f"expected a URL path starting with /, got {path!r}")
+            raise ValueError(tx("expected a URL path starting with /, got {path}", path=repr(path)))
         return path
 
     @model_validator(mode="after")

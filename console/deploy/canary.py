@@ -85,12 +85,12 @@ def _count_or_percent(value: Any) -> Any:
         return value
     if isinstance(value, str) and re.fullmatch(r"\d{1,3}%", value) and 1 <= int(value[:-1]) <= 100:
         return value
-    raise ValueError(f"expected a count >= 1 or a percentage like \"25%\", got {value!r}")
+    raise ValueError(tx("expected a count >= 1 or a percentage like \"25%\", got {value}", value=repr(value)))
 
 
 def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(tx("expected a number, got {value}", value=repr(value)))
     return value
 
 
@@ -111,8 +111,8 @@ class CanaryCheck(Section):
     @classmethod
     def _name(cls, name: str) -> str:
         if not CHECK_NAME_RE.fullmatch(name) or name == ALERT_CHECK:
-            raise ValueError(f"expected letters, digits, '_', '.', '-' (at most 63, not {ALERT_CHECK!r}), "
-                             f"got {name!r}")
+            raise ValueError(tx("expected letters, digits, '_', '.', '-' (at most 63, not {ALERT_CHECK}), got {name}",
+                                ALERT_CHECK=repr(ALERT_CHECK), name=repr(name)))
         return name
 
     @field_validator("query")
@@ -123,10 +123,10 @@ class CanaryCheck(Section):
         try:
             ast.parse(substitute(query, SAMPLE_PARAMS))
         except KeyError as exc:
-            raise ValueError(f"unknown placeholder {{{{{exc.args[0]}}}}} (known: "
-                             f"{', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS)})") from None
+            raise ValueError(tx("unknown placeholder {{{{{value}}}}} (known: {names})",
+                                value=exc.args[0], names=', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS))) from None
         except (ast.ParseError, ast.Unsupported) as exc:
-            raise ValueError(f"not a PromQL expression this console evaluates: {exc}") from None
+            raise ValueError(tx("not a PromQL expression this console evaluates: {exc}", exc=exc)) from None
         return query
 
 
@@ -219,7 +219,7 @@ def _values(data: dict) -> list[float]:
         return [float(result[1])]
     if kind == "vector":
         return [float(s["value"][1]) for s in result]
-    raise ValueError(f"the query returns a {kind}; a check needs an instant vector or a scalar")
+    raise ValueError(tx("the query returns a {kind}; a check needs an instant vector or a scalar", kind=kind))
 
 
 def judge(check: CanaryCheck, values: Iterable[float], t: float) -> Evaluation:

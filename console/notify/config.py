@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
+from console.i18n import TextLines, tx
 from console.notify.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
 from console.notify.receivers.config import Receiver, ReceiverGlobals
 from console.notify import timeinterval as ti
@@ -38,13 +39,13 @@ def _duration(raw: Any) -> Any:
     if raw is None or isinstance(raw, bool):
         return raw
     if isinstance(raw, (int, float)):
-        raise ValueError(f"must be a duration such as 30s, 5m or 4h, got {raw!r}")
+        raise ValueError(tx("must be a duration such as 30s, 5m or 4h, got {raw}", raw=repr(raw)))
     from console.alerting.rules import parse_duration
 
     try:
         return parse_duration(raw)
     except ValueError:
-        raise ValueError(f"must be a duration such as 30s, 5m or 4h, got {raw!r}") from None
+        raise ValueError(tx("must be a duration such as 30s, 5m or 4h, got {raw}", raw=repr(raw))) from None
 
 
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
@@ -55,15 +56,16 @@ def _matcher_list(raw: Any) -> list[Matcher]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ValueError("must be a list of matchers such as 'severity=\"critical\"'")
+        raise ValueError(tx("must be a list of matchers such as 'severity=\"critical\"'"))
     out: list[Matcher] = []
     for i, text in enumerate(raw):
         if not isinstance(text, str):
-            raise ValueError(f"entry {i} must be a string such as 'severity=\"critical\"', got {text!r}")
+            raise ValueError(tx("entry {i} must be a string such as 'severity=\"critical\"', got {text}",
+                                i=i, text=repr(text)))
         try:
             out.extend(parse_matchers(text))
         except MatcherError as exc:
-            raise ValueError(f"entry {i}: {exc}") from None
+            raise ValueError(tx("entry {i}: {exc}", i=i, exc=exc)) from None
     return out
 
 
@@ -71,12 +73,12 @@ def _equal_map(raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ValueError("must be a mapping of label names to values")
+        raise ValueError(tx("must be a mapping of label names to values"))
     for name, value in raw.items():
         if not isinstance(name, str) or not valid_label_name(name):
-            raise ValueError(f"invalid label name {name!r}")
+            raise ValueError(tx("invalid label name {name}", name=repr(name)))
         if not isinstance(value, str):
-            raise ValueError(f"the value of {name} must be a string, got {value!r}")
+            raise ValueError(tx("the value of {name} must be a string, got {value}", name=name, value=repr(value)))
     return dict(raw)
 
 
@@ -134,19 +136,19 @@ class RouteConfig(_Strict):
         seen: set[str] = set()
         for name in value:
             if name != "..." and not valid_label_name(name):
-                raise ValueError(f"invalid label name {name!r} in group_by list")
+                raise ValueError(tx("invalid label name {name} in group_by list", name=repr(name)))
             if name in seen:
-                raise ValueError(f"duplicated label {name!r} in group_by")
+                raise ValueError(tx("duplicated label {name} in group_by", name=repr(name)))
             seen.add(name)
         if "..." in seen and len(seen) > 1:
-            raise ValueError("cannot have wildcard group_by (`...`) and other labels at the same time")
+            raise ValueError(tx("cannot have wildcard group_by (`...`) and other labels at the same time"))
         return value
 
     @field_validator("group_interval", "repeat_interval")
     @classmethod
     def _not_zero(cls, value: float | None) -> float | None:
         if value == 0:
-            raise ValueError("cannot be zero")
+            raise ValueError(tx("cannot be zero"))
         return value
 
     def all_matchers(self) -> list[Matcher]:
@@ -181,7 +183,7 @@ class InhibitRuleConfig(_Strict):
     def _equal(cls, value: list[str]) -> list[str]:
         for name in value:
             if not valid_label_name(name):
-                raise ValueError(f"invalid label name {name!r}")
+                raise ValueError(tx("invalid label name {name}", name=repr(name)))
         return value
 
     def sources(self) -> list[Matcher]:
@@ -198,7 +200,7 @@ def _ranges(parse):
         if raw is None:
             return None
         if not isinstance(raw, list):
-            raise ValueError("must be a list")
+            raise ValueError(tx("must be a list"))
         return tuple(parse(item) for item in raw)
     return check
 
@@ -239,14 +241,13 @@ class NotificationsConfig(_Strict):
     @classmethod
     def _no_templates(cls, value: list[str]) -> list[str]:
         if value:
-            raise ValueError("Alertmanager's Go template files are not read: messages use Fleetdeck's templates "
-                             "(docs/alerting.md, \"Templates\"); remove this key")
+            raise ValueError(tx("Alertmanager's Go template files are not read: messages use Fleetdeck's templates "
+                                "(docs/alerting.md, \"Templates\"); remove this key"))
         return value
 
     @model_validator(mode="after")
     def _references(self) -> "NotificationsConfig":
         from console.config import ConfigError
-        from console.i18n import tx
 
         names: set[str] = set()
         for i, receiver in enumerate(self.receivers):
@@ -298,7 +299,6 @@ def parse_notifications(raw: Any, where, prefix: str) -> NotificationsConfig:
     ``loc`` (``FILE line N``) or None. Raises console.config.ConfigError listing each
     problem on its own line."""
     from console.config import ConfigError, validation_messages
-    from console.i18n import TextLines, tx
 
     if not isinstance(raw, dict):
         raise ConfigError(tx("{key}: must be a mapping in Alertmanager's configuration shape (route, receivers, "
@@ -316,7 +316,6 @@ def load_notifications(value: Any, document, base_dir: Path | None) -> Notificat
     None. Raises console.config.ConfigError."""
     from agents.yamlfile import YamlFileError, read_yaml
     from console.config import ConfigError, file_where
-    from console.i18n import tx
 
     if value is None:
         return None

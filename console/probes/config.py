@@ -35,7 +35,8 @@ def _regex(value: str) -> str:
         re2.compile(value)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(f"is not a valid RE2 regular expression ({reason}): {value!r}") from None
+        raise ValueError(tx("is not a valid RE2 regular expression ({reason}): {value}",
+                            reason=reason, value=repr(value))) from None
     return value
 
 
@@ -88,7 +89,7 @@ class HTTPModule(_IPSettings):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
             if not name or any(c in name for c in " :\r\n\t") or any(c in text for c in "\r\n"):
-                raise ValueError(f"header {name!r} has a name or value HTTP cannot carry")
+                raise ValueError(tx("header {name} has a name or value HTTP cannot carry", name=repr(name)))
         return value
 
 
@@ -110,7 +111,7 @@ class DNSModule(_IPSettings):
         try:
             dns.rdatatype.from_text(value)
         except (dns.rdatatype.UnknownRdatatype, ValueError):
-            raise ValueError(f"is not a DNS record type, got {value!r}") from None
+            raise ValueError(tx("is not a DNS record type, got {value}", value=repr(value))) from None
         return value.upper()
 
     @field_validator("valid_rcodes")
@@ -120,7 +121,8 @@ class DNSModule(_IPSettings):
             try:
                 dns.rcode.from_text(rcode)
             except dns.rcode.UnknownRcode:
-                raise ValueError(f"{rcode!r} is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, ...)") from None
+                raise ValueError(tx("{rcode} is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, ...)",
+                                    rcode=repr(rcode))) from None
         return [v.upper() for v in value]
 
 
@@ -169,7 +171,7 @@ class Job(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if "\n" in value or len(value) > 256:
-            raise ValueError(f"must be one line of at most 256 characters, got {value!r}")
+            raise ValueError(tx("must be one line of at most 256 characters, got {value}", value=repr(value)))
         return value
 
 
@@ -185,7 +187,7 @@ class ProbesConfig(_Strict):
     @classmethod
     def _host(cls, value: str) -> str:
         if not HOST_NAME_RE.fullmatch(value):
-            raise ValueError(f"must be a host name (letters, digits, '.', '_', '-'), got {value!r}")
+            raise ValueError(tx("must be a host name (letters, digits, '.', '_', '-'), got {value}", value=repr(value)))
         return value
 
     @model_validator(mode="after")
@@ -220,22 +222,22 @@ def split_host_port(target: str, default_port: int | None) -> tuple[str, int]:
     if target.startswith("["):
         host, sep, rest = target[1:].partition("]")
         if not sep:
-            raise ValueError("unclosed [")
+            raise ValueError(tx("unclosed ["))
         port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
         if port_text is None:
-            raise ValueError("junk after ]")
+            raise ValueError(tx("junk after ]"))
     elif target.count(":") == 1:
         host, _, port_text = target.partition(":")
     else:
         host, port_text = target, ""  # a bare name, or a bare IPv6 address
     if not port_text:
         if default_port is None:
-            raise ValueError("no port")
+            raise ValueError(tx("no port"))
         return host, default_port
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError("bad port")
+        raise ValueError(tx("bad port"))
     if not host:
-        raise ValueError("no host")
+        raise ValueError(tx("no host"))
     return host, int(port_text)
 
 
