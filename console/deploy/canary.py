@@ -111,8 +111,8 @@ class CanaryCheck(Section):
     @classmethod
     def _name(cls, name: str) -> str:
         if not CHECK_NAME_RE.fullmatch(name) or name == ALERT_CHECK:
-            raise ValueError(tx("expected letters, digits, '_', '.', '-' (at most 63, not {ALERT_CHECK}), got {name}",
-                                ALERT_CHECK=repr(ALERT_CHECK), name=repr(name)))
+            raise ValueError(tx("expected letters, digits, '_', '.', '-' (at most 63, not {reserved}), got {name}",
+                                reserved=repr(ALERT_CHECK), name=repr(name)))
         return name
 
     @field_validator("query")
@@ -123,10 +123,10 @@ class CanaryCheck(Section):
         try:
             ast.parse(substitute(query, SAMPLE_PARAMS))
         except KeyError as exc:
-            raise ValueError(tx("unknown placeholder {{{{{value}}}}} (known: {names})",
-                                value=exc.args[0], names=', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS))) from None
+            raise ValueError(tx("unknown placeholder {placeholder} (known: {names})",
+                                placeholder="{{" + str(exc.args[0]) + "}}", names=', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS))) from None
         except (ast.ParseError, ast.Unsupported) as exc:
-            raise ValueError(tx("not a PromQL expression this console evaluates: {exc}", exc=exc)) from None
+            raise ValueError(tx("not a PromQL expression this console evaluates: {reason}", reason=str(exc))) from None
         return query
 
 

@@ -102,7 +102,7 @@ class Section(BaseModel):
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ValueError(tx("expected a mapping, got {__name__}", __name__=type(data).__name__))
+            raise ValueError(tx("expected a mapping, got {type}", type=type(data).__name__))
         return cls.fill({k: v for k, v in data.items() if v is not None}, info.context or {})
 
     @classmethod

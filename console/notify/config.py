@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
-from console.i18n import TextLines, tx
+from console.i18n import TextLines, message_of, tx
 from console.notify.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
 from console.notify.receivers.config import Receiver, ReceiverGlobals
 from console.notify import timeinterval as ti
@@ -60,12 +60,12 @@ def _matcher_list(raw: Any) -> list[Matcher]:
     out: list[Matcher] = []
     for i, text in enumerate(raw):
         if not isinstance(text, str):
-            raise ValueError(tx("entry {i} must be a string such as 'severity=\"critical\"', got {text}",
-                                i=i, text=repr(text)))
+            raise ValueError(tx("entry {index} must be a string such as 'severity=\"critical\"', got {text}",
+                                index=i, text=repr(text)))
         try:
             out.extend(parse_matchers(text))
         except MatcherError as exc:
-            raise ValueError(tx("entry {i}: {exc}", i=i, exc=exc)) from None
+            raise ValueError(tx("entry {index}: {reason}", index=i, reason=message_of(exc))) from None
     return out
 
 

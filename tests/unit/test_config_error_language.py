@@ -10,6 +10,8 @@ import pytest
 
 from console.config import ConfigError, load_config
 from console.i18n import I18n, message_of
+from console.deploy.apps import parse_apps
+from console.notify.config import parse_notifications
 from console.probes.config import parse_probes
 
 ENGLISH_WORDS = re.compile(r"\b(must|should|got|from|unknown|required|valid|line|environment|default|item|items)\b")
@@ -63,3 +65,35 @@ def test_probe_problems_one_translated_line_each():
     # Errors cross process boundaries pickled: the lines stay translatable.
     again = pickle.loads(pickle.dumps(caught.value))
     assert str(again) == str(caught.value) and chinese(again) == chinese(caught.value)
+
+
+def test_the_sections_own_checks_read_in_chinese():
+    apps = {"web": {"target": {"image": "busybox:1", "ports": ["99999:80"]}, "canary": {"duration": 5}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_apps(apps, lambda loc: "apps.yaml")
+    assert str(caught.value).splitlines() == [
+        "apps.web.target.image: 'busybox:1' is not an image repository (no tag or digest; the deploy's version is "
+        "the tag) (from apps.yaml)",
+        "apps.web.target.ports[0]: host port range '99999' is not within 1-65535 and ascending (from apps.yaml)",
+        "apps.web.canary.interval: required (from apps.yaml)"]
+    assert chinese(caught.value).splitlines() == [
+        "apps.web.target.image：'busybox:1' 不是镜像仓库（不能带标签或摘要；部署的版本就是标签）（来自 apps.yaml）",
+        "apps.web.target.ports[0]：主机端口范围 '99999' 不在 1-65535 内或不是升序（来自 apps.yaml）",
+        "apps.web.canary.interval：必须提供（来自 apps.yaml）"]
+    notifications = {"route": {"receiver": "x", "group_by": ["a", "a"]}, "receivers": [{"name": "x"}],
+                     "time_intervals": [{"name": "t", "time_intervals": [{"weekdays": ["funday"]}]}]}
+    with pytest.raises(ConfigError) as caught:
+        parse_notifications(notifications, lambda loc: None, "alerting.notifications")
+    assert str(caught.value).splitlines() == [
+        "alerting.notifications.route.group_by: duplicated label 'a' in group_by",
+        "alerting.notifications.time_intervals[0].time_intervals[0].weekdays: funday is not a valid weekday"]
+    assert chinese(caught.value).splitlines() == [
+        "alerting.notifications.route.group_by：group_by 中的标签 'a' 重复",
+        "alerting.notifications.time_intervals[0].time_intervals[0].weekdays：funday 不是有效的星期几"]
+    # A check across receivers: the root route names a receiver nobody defined.
+    with pytest.raises(ConfigError) as caught:
+        parse_notifications({"route": {"receiver": "nobody"}, "receivers": [{"name": "x"}]},
+                            lambda loc: "n.yaml line 2", "alerting.notifications")
+    assert str(caught.value) == ("alerting.notifications.route.receiver: undefined receiver 'nobody' used in route "
+                                 "(from n.yaml line 2)")
+    assert chinese(caught.value) == "alerting.notifications.route.receiver：路由中使用了未定义的接收者 'nobody'（来自 n.yaml line 2）"
