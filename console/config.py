@@ -42,6 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
 from console.errors import InvalidInput
+from console.i18n import N_, Text, TextLines, list_separator, message_of, tx
 from console.notify.receivers.config import DeliveryConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -67,7 +68,7 @@ class ConfigError(InvalidInput):
 def _no_bool(value: Any) -> Any:
     # pydantic reads true/false as 1/0 for numbers; a flag where a number belongs is a mistake.
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, not true or false, got {value!r}")
+        raise ValueError(tx("expected a number, not true or false, got {value}", value=repr(value)))
     return value
 
 
@@ -141,7 +142,7 @@ class ConsoleConfig(BaseModel):
         try:
             parse_listen(value)
         except ConfigError:
-            raise ValueError(f"must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value!r}") from None
+            raise ValueError(tx("must be HOST:PORT ([ADDRESS]:PORT for IPv6), got {value}", value=repr(value))) from None
         return value
 
     @field_validator("trusted_proxies")
@@ -150,7 +151,7 @@ class ConsoleConfig(BaseModel):
         try:
             parse_trusted_proxies(value)
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(message_of(exc)) from None
         return value
 
     @field_validator("database_url")
@@ -158,29 +159,29 @@ class ConsoleConfig(BaseModel):
     def _database_url(cls, value: str) -> str:
         # The dialects the storage layer supports (console/storage/database.py).
         if value and not value.startswith(("sqlite:", "sqlite+", "postgresql:", "postgresql+")):
-            raise ValueError("must be a SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///PATH, "
-                             "postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
+            raise ValueError(tx("must be a SQLAlchemy URL of SQLite or PostgreSQL (sqlite:///PATH, "
+                                "postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty"))
         return value
 
     @field_validator("database_read_url")
     @classmethod
     def _database_read_url(cls, value: str) -> str:
         if value and not value.startswith(("postgresql:", "postgresql+")):
-            raise ValueError("must be a SQLAlchemy URL of a PostgreSQL replica "
-                             "(postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty")
+            raise ValueError(tx("must be a SQLAlchemy URL of a PostgreSQL replica "
+                                "(postgresql+psycopg://USER:PASSWORD@HOST/DB) or empty"))
         return value
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL (or empty), got {value!r}")
+            raise ValueError(tx("must be an http:// or https:// URL (or empty), got {value}", value=repr(value)))
         return value
 
     @model_validator(mode="after")
     def _read_replica_of_postgres(self) -> "ConsoleConfig":
         if self.database_read_url and not self.database_url.startswith(("postgresql:", "postgresql+")):
-            raise ConfigError("a read replica needs a PostgreSQL database_url (SQLite has no replicas)",
+            raise ConfigError(tx("a read replica needs a PostgreSQL database_url (SQLite has no replicas)"),
                               ("database_read_url", "database_url"))
         return self
 
@@ -189,11 +190,13 @@ class ConsoleConfig(BaseModel):
         # A query whose start is older than a tier's retention reads the next coarser tier
         # (console/query/service.py), so each coarser tier must reach at least as far back.
         if self.retention_1m_days < self.retention_raw_days:
-            raise ConfigError(f"must be at least retention_raw_days ({self.retention_raw_days:g}), "
-                              f"got {self.retention_1m_days:g}", ("retention_1m_days", "retention_raw_days"))
+            raise ConfigError(tx("must be at least {other} ({limit}), got {value}", other="retention_raw_days",
+                                 limit=f"{self.retention_raw_days:g}", value=f"{self.retention_1m_days:g}"),
+                              ("retention_1m_days", "retention_raw_days"))
         if self.retention_1h_days < self.retention_1m_days:
-            raise ConfigError(f"must be at least retention_1m_days ({self.retention_1m_days:g}), "
-                              f"got {self.retention_1h_days:g}", ("retention_1h_days", "retention_1m_days"))
+            raise ConfigError(tx("must be at least {other} ({limit}), got {value}", other="retention_1m_days",
+                                 limit=f"{self.retention_1m_days:g}", value=f"{self.retention_1h_days:g}"),
+                              ("retention_1h_days", "retention_1m_days"))
         return self
 
 
@@ -208,7 +211,7 @@ SECTIONS: dict[str, Literal["console", "agent"]] = {
     "agent": "agent",  # agents/config.py
 }
 # Sections of earlier releases, refused with what replaced them.
-REPLACED = {"alerts": "replaced by the alerting: section (rule_files in Prometheus' rule format; docs/alerting.md)"}
+REPLACED = {"alerts": N_("replaced by the alerting: section (rule_files in Prometheus' rule format; docs/alerting.md)")}
 
 
 def _seconds(raw: Any) -> Any:
@@ -219,7 +222,7 @@ def _seconds(raw: Any) -> Any:
         try:
             return parse_duration(raw)
         except ValueError:
-            raise ValueError(f"must be seconds or a duration such as 30s or 1m, got {raw!r}") from None
+            raise ValueError(tx("must be seconds or a duration such as 30s or 1m, got {value}", value=repr(raw))) from None
     return raw
 
 
@@ -247,14 +250,14 @@ class DeploySignal(BaseModel):
         try:
             parse_expr(expr)
         except PromError as exc:
-            raise ValueError(f"not a PromQL expression: {exc.message}") from None
+            raise ValueError(tx("not a PromQL expression: {reason}", reason=exc.message)) from None
         return expr
 
     @model_validator(mode="after")
     def _threshold(self) -> "DeploySignal":
         if self.ratio is None and self.absolute is None:
-            raise ValueError("give ratio (a relative increase, 0.5 = +50 %) or absolute (an increase in the "
-                             "signal's unit), or both")
+            raise ValueError(tx("give ratio (a relative increase, 0.5 = +50 %) or absolute (an increase in the "
+                                "signal's unit), or both"))
         return self
 
 
@@ -272,7 +275,7 @@ class DeployWatch(BaseModel):
     def _unique(cls, signals: list[DeploySignal]) -> list[DeploySignal]:
         names = [s.name for s in signals]
         if len(set(names)) != len(names):
-            raise ValueError("signal names must be unique per app")
+            raise ValueError(tx("signal names must be unique per app"))
         return signals
 
 
@@ -307,14 +310,14 @@ class AlertingConfig(BaseModel):
             try:
                 return parse_duration(raw)
             except ValueError:
-                raise ValueError(f"must be seconds or a duration such as 30s or 1m, got {raw!r}") from None
+                raise ValueError(tx("must be seconds or a duration such as 30s or 1m, got {value}", value=repr(raw))) from None
         return raw
 
     @field_validator("default_rules", "default_inhibit_rules", mode="before")
     @classmethod
     def _strict_bool(cls, raw: Any) -> Any:
         if not isinstance(raw, bool):
-            raise ValueError(f"must be true or false, got {raw!r}")
+            raise ValueError(tx("must be true or false, got {value}", value=repr(raw)))
         return raw
 
 
@@ -325,8 +328,8 @@ def _alerting_from(document: YamlDocument, base_dir: Path | None) -> AlertingCon
     try:
         config = AlertingConfig.model_validate(values)
     except ValidationError as exc:
-        where = (lambda loc: document.where(("alerting",) + tuple(loc))) if base_dir is not None else (lambda loc: None)
-        raise ConfigError("\n".join(validation_messages(exc, "alerting", where))) from None
+        where = (lambda loc: file_where(document, ("alerting",) + tuple(loc))) if base_dir is not None else (lambda loc: None)
+        raise ConfigError(TextLines(validation_messages(exc, "alerting", where))) from None
     if base_dir is not None:
         config.rule_files = [f if os.path.isabs(f) else str(base_dir / f) for f in config.rule_files]
         if isinstance(config.notifications, str) and not os.path.isabs(config.notifications):
@@ -361,7 +364,7 @@ class Config:
         document = self.document
         if document is None:
             return None
-        return lambda loc: document.where((section,) + tuple(loc))
+        return lambda loc: file_where(document, (section,) + tuple(loc))
 
     @property
     def data_dir(self) -> Path:
@@ -405,7 +408,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:8700"`` for IPv6) -> ``(host, port)``; raises ConfigError."""
     host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"listen must be HOST:PORT, got {value!r}")
+        raise ConfigError(tx("listen must be HOST:PORT, got {value}", value=repr(value)))
     return host.strip("[]"), int(port)
 
 
@@ -420,7 +423,7 @@ def parse_trusted_proxies(value: str) -> tuple[ipaddress.IPv4Network | ipaddress
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            raise ConfigError(f"{entry!r} is not an IP address or CIDR network") from None
+            raise ConfigError(tx("{entry} is not an IP address or CIDR network", entry=repr(entry))) from None
     return tuple(networks)
 
 
@@ -443,38 +446,136 @@ def key_path(*parts: Any) -> str:
     return out
 
 
+# pydantic's messages of the problems configuration meets, as they read here ("Input should
+# be" -> "must be", tuples read from YAML lists) and as translatable templates filled from
+# the problem's ``ctx`` (N_ marks them for `make messages`). A template that does not
+# reproduce the English of a problem is not used: that problem keeps pydantic's English.
+_PROBLEMS = {
+    "greater_than": N_("must be greater than {gt}"),
+    "greater_than_equal": N_("must be greater than or equal to {ge}"),
+    "less_than": N_("must be less than {lt}"),
+    "less_than_equal": N_("must be less than or equal to {le}"),
+    "multiple_of": N_("must be a multiple of {multiple_of}"),
+    "finite_number": N_("must be a finite number"),
+    "int_type": N_("must be a valid integer"),
+    "int_parsing": N_("must be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("must be a valid integer, got a number with a fractional part"),
+    "float_type": N_("must be a valid number"),
+    "float_parsing": N_("must be a valid number, unable to parse string as a number"),
+    "bool_type": N_("must be a valid boolean"),
+    "bool_parsing": N_("must be a valid boolean, unable to interpret input"),
+    "string_type": N_("must be a valid string"),
+    "literal_error": N_("must be {expected}"),
+    "enum": N_("must be {expected}"),
+    "list_type": N_("must be a valid list"),
+    "tuple_type": N_("must be a list"),
+    "set_type": N_("must be a valid set"),
+    "dict_type": N_("must be a valid dictionary"),
+    "model_type": N_("must be a valid dictionary or instance of {class_name}"),
+    "model_attributes_type": N_("must be a valid dictionary or object to extract fields from"),
+    "none_required": N_("must be None"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "url_parsing": N_("must be a valid URL, {error}"),
+    "url_scheme": N_("URL scheme should be {expected_schemes}"),
+}
+# Problems whose English depends on a count: (singular, plural) by ctx "expected_plural".
+_COUNTED = {
+    "string_too_short": (N_("String should have at least {min_length} character"),
+                         N_("String should have at least {min_length} characters")),
+    "string_too_long": (N_("String should have at most {max_length} character"),
+                        N_("String should have at most {max_length} characters")),
+    "too_short": (N_("{field_type} should have at least {min_length} item after validation, not {actual_length}"),
+                  N_("{field_type} should have at least {min_length} items after validation, not {actual_length}")),
+    "too_long": (N_("{field_type} should have at most {max_length} item after validation, not {actual_length}"),
+                 N_("{field_type} should have at most {max_length} items after validation, not {actual_length}")),
+}
+# pydantic's names of collection types in too_short/too_long.
+_FIELD_TYPES = {"List": N_("List"), "Tuple": N_("Tuple"), "Set": N_("Set"), "Dictionary": N_("Dictionary"),
+                "Data": N_("Data")}
+
+
+def file_where(document: YamlDocument, loc: tuple) -> str:
+    """``"FILE line N"`` of the key path ``loc`` in ``document`` (``"FILE"`` when no line
+    is known), translatable (console/i18n.py ``Text``)."""
+    line = document.line(loc)
+    return tx("{file} line {line}", file=str(document.path), line=line) if line else str(document.path)
+
+
+def _shown(value: Any) -> str:
+    # pydantic_core writes a whole float bound without its fraction ("greater than 0").
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def problem_text(err: Mapping[str, Any]) -> str:
+    """pydantic's message of the problem ``err`` as it reads in a configuration error: a
+    translatable ``Text`` for the problems of :data:`_PROBLEMS` and :data:`_COUNTED` and a
+    validator's ``ValueError(tx(...))``, else pydantic's English."""
+    message = err["msg"].replace("a valid tuple", "a list")  # tuples are read from YAML lists
+    for old, new in (("Input should be ", "must be "), ("Value error, ", ""), ("Assertion failed, ", "")):
+        if message.startswith(old):
+            message = new + message[len(old):]
+    ctx = dict(err.get("ctx") or {})
+    kind = err["type"]
+    if kind == "value_error" and isinstance(ctx.get("error"), Exception):
+        reason = message_of(ctx["error"])
+        return reason if reason == message else message
+    if kind in _COUNTED:
+        template = _COUNTED[kind][1 if ctx.pop("expected_plural", "") else 0]
+        if ctx.get("field_type") in _FIELD_TYPES:
+            ctx["field_type"] = tx(_FIELD_TYPES[ctx["field_type"]])
+    else:
+        template = _PROBLEMS.get(kind, "")
+    if not template:
+        return message
+    try:
+        text = tx(template, **{k: v if isinstance(v, Text) else _shown(v) for k, v in ctx.items()})
+    except (KeyError, IndexError, ValueError):
+        return message
+    return text if text == message else message
+
+
+def with_source(message: str, source: str | None) -> str:
+    """``MESSAGE (from SOURCE)``, translatable; ``message`` alone when the source is None."""
+    return tx("{message} (from {source})", message=message, source=source) if source else message
+
+
 def validation_messages(exc: ValidationError, prefix: str, source_of) -> list[str]:
-    """One line per pydantic error: ``PREFIX.KEY: problem, got VALUE (from SOURCE)``.
+    """One line per pydantic error: ``PREFIX.KEY: problem, got VALUE (from SOURCE)``, each a
+    translatable ``Text`` (console/i18n.py) whose English is that text.
 
     ``source_of(loc)`` names where the value at ``loc`` (a key path tuple below
     ``prefix``) came from, or returns None. A :class:`ConfigError` raised by a model
     validator about several keys keeps its message, is shown under its first key, and
     names the source of each key it lists."""
-    lines = []
+    lines: list[str] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigError) and cause.keys:
             keys = [loc + (k if isinstance(k, tuple) else (k,)) for k in cause.keys]
             sources = [(key, source_of(key)) for key in keys]
-            named = [f"{'from' if i == 0 else key_path(*key[len(loc):]) + ' from'} {src}"
+            named = [tx("from {source}", source=src) if i == 0
+                     else tx("{key} from {source}", key=key_path(*key[len(loc):]), source=src)
                      for i, (key, src) in enumerate(sources) if src]
-            lines.append(f"{key_path(prefix, *keys[0])}: {cause}" + (f" ({'; '.join(named)})" if named else ""))
+            line = tx("{key}: {problem}", key=key_path(prefix, *keys[0]), problem=message_of(cause))
+            lines.append(tx("{message} ({sources})", message=line, sources=TextLines(named, list_separator())) if named else line)
             continue
-        message = err["msg"].replace("a valid tuple", "a list")  # tuples are read from YAML lists
-        for old, new in (("Input should be ", "must be "), ("Value error, ", ""), ("Assertion failed, ", "")):
-            if message.startswith(old):
-                message = new + message[len(old):]
+        key = key_path(prefix, *loc)
         if err["type"] == "extra_forbidden":
-            message = "unknown key"
+            line = tx("{key}: unknown key", key=key)
         elif err["type"] == "missing":
-            message = "required"
+            line = tx("{key}: required", key=key)
         elif err["type"] != "value_error":  # our own validators name the value themselves
             value = err.get("input")
             if not isinstance(value, (Mapping, list)) or len(repr(value)) <= 60:
-                message += f", got {value!r}"
-        src = source_of(loc)
-        lines.append(f"{key_path(prefix, *loc)}: {message}" + (f" (from {src})" if src else ""))
+                line = tx("{key}: {problem}, got {value}", key=key, problem=problem_text(err), value=repr(value))
+            else:
+                line = tx("{key}: {problem}", key=key, problem=problem_text(err))
+        else:
+            line = tx("{key}: {problem}", key=key, problem=problem_text(err))
+        lines.append(with_source(line, source_of(loc)))
     return lines
 
 
@@ -482,22 +583,24 @@ def _read_file(path: str) -> YamlDocument:
     try:
         document = read_yaml(path)
     except YamlFileError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(message_of(exc)) from None
     if document.data is None:
         document.data = {}
     if not isinstance(document.data, dict):
-        raise ConfigError(f"{path}: must hold a mapping of sections (console, apps, ...) at the top level")
+        raise ConfigError(tx("{path}: must hold a mapping of sections (console, apps, ...) at the top level", path=path))
     for name, why in REPLACED.items():
         if name in document.data:
-            raise ConfigError(f"{name} ({document.where((name,))}): {why}")
+            raise ConfigError(tx("{key} ({source}): {problem}", key=name, source=file_where(document, (name,)),
+                                 problem=tx(why)))
     unknown = [str(k) for k in document.data if k not in SECTIONS]
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level section {unknown[0]!r} (line {document.line((unknown[0],))}); "
-                          f"known: {', '.join(SECTIONS)}")
+        raise ConfigError(tx("{path}: unknown top-level section {section} (line {line}); known: {known}", path=path,
+                             section=repr(unknown[0]), line=document.line((unknown[0],)), known=", ".join(SECTIONS)))
     for name, owner in SECTIONS.items():
         value = document.data.get(name)
         if owner == "console" and value is not None and not isinstance(value, dict):
-            raise ConfigError(f"{name} ({document.where((name,))}): must be a mapping, got {type(value).__name__}")
+            raise ConfigError(tx("{key} ({source}): must be a mapping, got {type}", key=name,
+                                 source=file_where(document, (name,)), type=type(value).__name__))
     return document
 
 
@@ -517,21 +620,21 @@ def load_config(path: str | os.PathLike | None = None,
     document = _read_file(str(path)) if path else YamlDocument("", {}, {})
     section = document.data.get("console") or {}
     values: dict[str, Any] = {k: v for k, v in section.items() if v is not None}  # `key:` alone: the default
-    sources: dict[str, str] = {str(k): document.where(("console", k)) for k in values}
+    sources: dict[str, str] = {str(k): file_where(document, ("console", k)) for k in values}
     for name in ConsoleConfig.model_fields:
         raw = env.get(f"FLEETDECK_{name.upper()}")
         if raw:
             values[name] = _env_value(name, raw)
-            sources[name] = f"environment FLEETDECK_{name.upper()}"
+            sources[name] = tx("environment {variable}", variable=f"FLEETDECK_{name.upper()}")
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value
-            sources[name] = f"command-line flag --{name.replace('_', '-')}"
+            sources[name] = tx("command-line flag {flag}", flag=f"--{name.replace('_', '-')}")
     try:
         console = ConsoleConfig.model_validate(values)
     except ValidationError as exc:
-        lines = validation_messages(exc, "console", lambda loc: sources.get(str(loc[0]), "the default") if loc else None)
-        raise ConfigError("\n".join(lines)) from None
+        lines = validation_messages(exc, "console", lambda loc: sources.get(str(loc[0]), tx("the default")) if loc else None)
+        raise ConfigError(TextLines(lines)) from None
     return Config(console=console, apps=dict(document.data.get("apps") or {}),
                   inventory=dict(document.data.get("inventory") or {}),
                   alerting=_alerting_from(document, Path(path).resolve().parent if path else None),
@@ -539,5 +642,5 @@ def load_config(path: str | os.PathLike | None = None,
                   document=document if path else None, sources=sources)
 
 
-__all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "key_path", "load_config",
-           "parse_listen", "validation_messages"]
+__all__ = ["Config", "ConfigError", "ConsoleConfig", "SECTIONS", "file_where", "key_path", "load_config",
+           "parse_listen", "validation_messages", "with_source"]

@@ -35,7 +35,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,6 +86,56 @@ class Text(str):
             return lookup(self.template).format(**values)
         except (KeyError, IndexError, ValueError):
             return str(self)
+
+
+class TextLines(Text):
+    """Several messages shown as one (an error with one line per problem): the English
+    parts joined by ``sep``, each part (and ``sep`` when it is a :class:`Text`) translated
+    on its own when shown. A part that is a plain ``str`` stays as it is. Pickles as its
+    parts."""
+
+    parts: tuple[str, ...]
+    sep: str
+
+    def __new__(cls, parts: Iterable[str], sep: str = "\n") -> TextLines:
+        kept = tuple(parts)
+        joined = sep.join(kept)
+        self = str.__new__(cls, joined)
+        # The template is the English text with its braces doubled: it has no placeholders.
+        self.template, self.values = joined.replace("{", "{{").replace("}", "}}"), {}
+        self.parts, self.sep = kept, sep
+        return self
+
+    def __reduce__(self) -> tuple:
+        return TextLines, (self.parts, self.sep)
+
+    def translated(self, lookup: Callable[[str], str]) -> str:
+        return translate_text(self.sep, lookup).join(translate_text(part, lookup) for part in self.parts)
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of ``text``, each still translatable when ``text`` is a :class:`TextLines`
+    of lines (nested ones are flattened); the lines of any other text as plain ``str``."""
+    if isinstance(text, TextLines) and text.sep == "\n":
+        return [line for part in text.parts for line in text_lines(part)]
+    return [text] if "\n" not in text else str(text).splitlines()
+
+
+def replace_text(text: str, old: str, new: str) -> str:
+    """``text.replace(old, new)`` keeping a :class:`Text` translatable: the replacement is
+    made in its values (and the parts of :class:`TextLines`), not in its template."""
+    if isinstance(text, TextLines):
+        return TextLines((replace_text(part, old, new) for part in text.parts), text.sep)
+    if isinstance(text, Text):
+        return Text(text.template, {k: replace_text(v, old, new) if isinstance(v, str) else v
+                                    for k, v in text.values.items()})
+    return text.replace(old, new)
+
+
+def list_separator() -> Text:
+    """``"; "`` between the items of a :class:`TextLines` on one line, translatable (a
+    call of its own: Babel does not extract a ``tx`` nested in another's arguments)."""
+    return tx("; ")
 
 
 def tx(template: str, **values: Any) -> Text:

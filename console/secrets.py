@@ -64,13 +64,13 @@ class KeyConfigError(ConfigError):
 def _parse_keys(text: str, where: str) -> list[bytes]:
     keys = [part.strip().encode("ascii") for part in re.split(r"[,\s]+", text) if part.strip()]
     if not keys:
-        raise KeyConfigError(f"{where} holds no key")
+        raise KeyConfigError(tx("{source} holds no key", source=where))
     for index, key in enumerate(keys):
         try:
             Fernet(key)
         except (ValueError, TypeError):
-            raise KeyConfigError(f"{where}: key {index + 1} is not a Fernet key "
-                                 "(32 url-safe base64-encoded bytes)") from None
+            raise KeyConfigError(tx("{source}: key {number} is not a Fernet key (32 url-safe base64-encoded bytes)",
+                                    source=where, number=index + 1)) from None
     return keys
 
 

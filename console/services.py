@@ -32,6 +32,7 @@ from console.deploy.known_hosts import KnownHostsService
 from console.deploy.reload import read_apps
 from console.deploy.service import DeployService
 from console.errors import FleetdeckError
+from console.i18n import tx
 from console.ingest.admission import IngestAdmission
 from console.ingest.remote_write import RemoteWriteDecoder
 from console.ingest.retention import prune_forever
@@ -274,9 +275,9 @@ def cookie_secret(data_dir: Path, env: Mapping[str, str] | None = None) -> str:
     value = (os.environ if env is None else env).get(COOKIE_SECRET_ENV, "")
     if value:
         if len(value.strip()) < 32:
-            raise ConfigError(f"{COOKIE_SECRET_ENV}: must be at least 32 characters (e.g. the output of "
-                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
-                              f"got {len(value.strip())}")
+            raise ConfigError(tx("{variable}: must be at least 32 characters (e.g. the output of "
+                                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), got {length}",
+                                 variable=COOKIE_SECRET_ENV, length=len(value.strip())))
         return value.strip()
     path = data_dir / "cookie_secret"
     if path.exists():

@@ -10,7 +10,7 @@ from console.alerting.state import FIRING, INACTIVE, PENDING, Alert
 from console.alerting.templates import go_float_e
 from console.errors import ApiError
 from console.handlers import ApiHandler, PageHandler
-from console.i18n import tx
+from console.i18n import TextLines, list_separator, tx
 from console.promql.handlers import PrometheusHandler
 from console.promql.service import bad_data
 
@@ -122,13 +122,14 @@ class ReloadHandler(ApiHandler):
         errors = await self.services.reload()
         if errors:
             files = [key for key in errors if key not in ("alerting.notifications", "apps")]
-            said = [f"{len(files)} rule file(s) refused; their previous rules keep running"] if files else []
+            said = [tx("{count} rule file(s) refused; their previous rules keep running", count=len(files))] \
+                if files else []
             if "alerting.notifications" in errors:  # no file list shows it: the message carries it
-                said.append("the notification routing was refused, the previous one keeps running: "
-                            + errors["alerting.notifications"])
+                said.append(tx("the notification routing was refused, the previous one keeps running: {problem}",
+                               problem=errors["alerting.notifications"]))
             if "apps" in errors:  # console/deploy/reload.py: the apps in use stay
-                said.append(errors["apps"] + "; the apps in use stay")
-            raise ApiError(422, "rule_files_refused", "; ".join(said), {"errors": errors})
+                said.append(tx("{problem}; the apps in use stay", problem=errors["apps"]))
+            raise ApiError(422, "rule_files_refused", TextLines(said, list_separator()), {"errors": errors})
         self.write_json({"status": "success"})
 
 

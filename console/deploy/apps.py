@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 
 from pydantic import BeforeValidator, Field, SkipValidation, ValidationInfo, field_validator, model_validator
 
-from console.config import ConfigError
+from console.config import ConfigError, with_source
+from console.i18n import TextLines, message_of, replace_text, tx
 from console.deploy.canary import CanaryConfig
 from console.deploy.balancers.config import LoadBalancer
 from console.deploy.environments import ENVIRONMENT_RE, Approval, lane_key
@@ -44,10 +45,10 @@ T = TypeVar("T", DockerTarget, SshTarget, KubernetesTarget)  # a driver's target
 
 def _status_range(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"expected a status or range like 200-399, got {value!r}")
+        raise ValueError(tx("expected a status or range like 200-399, got {value}", value=repr(value)))
     m = re.fullmatch(r"(\d{3})(?:-(\d{3}))?", str(value))
     if not m:
-        raise ValueError(f"expected a status or range like 200-399, got {value!r}")
+        raise ValueError(tx("expected a status or range like 200-399, got {value}", value=repr(value)))
     return int(m.group(1)), int(m.group(2) or m.group(1))
 
 
@@ -56,7 +57,7 @@ def _count_or_percent(value: Any) -> Any:
         return value
     if isinstance(value, str) and re.fullmatch(r"\d{1,3}%", value) and int(value[:-1]) <= 100:
         return value
-    raise ValueError(f"expected a replica count >= 0 or a percentage like \"25%\", got {value!r}")
+    raise ValueError(tx("expected a replica count >= 0 or a percentage like \"25%\", got {value}", value=repr(value)))
 
 
 CountOrPercent = Annotated[int | str, BeforeValidator(_count_or_percent)]
@@ -86,26 +87,30 @@ class HealthCheck(Section):
     def probe_port(self) -> int:
         """The port an http or tcp check probes (the model requires one for them)."""
         if self.port is None:
-            raise ValueError(f"a {self.type} health check has no port")
+            raise ValueError(tx("a {type} health check has no port", type=self.type))
         return self.port
 
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
         if not path.startswith("/") or any(c in path for c in " \r\n#"):
-            raise ValueError(f"expected a URL path starting with /, got {path!r}")
+            raise ValueError(tx("expected a URL path starting with /, got {path}", path=repr(path)))
         return path
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "HealthCheck":
         driver = (info.context or {}).get("driver", "docker")
         if self.type not in DRIVER_HEALTH[driver]:
-            why = " (readiness probes of the pods gate a Kubernetes rollout)" if driver == "kubernetes" else ""
-            raise ConfigError(f"{self.type!r} does not apply to the {driver} driver{why}", ("type",))
+            if driver == "kubernetes":
+                raise ConfigError(tx("{type} does not apply to the {driver} driver (readiness probes of the pods "
+                                     "gate a Kubernetes rollout)", type=repr(self.type), driver=driver), ("type",))
+            raise ConfigError(tx("{type} does not apply to the {driver} driver", type=repr(self.type), driver=driver),
+                              ("type",))
         if (self.type == "command") != bool(self.command):
-            raise ConfigError("an argv list goes with type command, and only with it", ("command",))
+            raise ConfigError(tx("an argv list goes with type command, and only with it"), ("command",))
         if self.type in ("http", "tcp") and self.port is None:
-            raise ConfigError(f"required for {self.type} health checks (the container port to probe)", ("port",))
+            raise ConfigError(tx("required for {type} health checks (the container port to probe)", type=self.type),
+                              ("port",))
         return self
 
 
@@ -156,39 +161,42 @@ class AppDefinition(Section):
     @model_validator(mode="after")
     def _consistent(self) -> "AppDefinition":
         if self.canary is not None and self.driver == "docker" and self.strategy.type == "recreate":
-            raise ConfigError("a canary needs the rolling strategy (recreate stops every old replica first)",
+            raise ConfigError(tx("a canary needs the rolling strategy (recreate stops every old replica first)"),
                               ("canary",))
         if self.canary is not None and self.canary.duration >= self.timeout:
-            raise ConfigError(f"the canary's duration ({self.canary.duration:g} s) must be shorter than the "
-                              f"deploy's timeout ({self.timeout:g} s), which includes it",
+            raise ConfigError(tx("the canary's duration ({duration} s) must be shorter than the deploy's timeout "
+                                 "({timeout} s), which includes it", duration=f"{self.canary.duration:g}",
+                                 timeout=f"{self.timeout:g}"),
                               (("canary", "duration"), ("timeout",)))
         t = self.target
         if not isinstance(t, DockerTarget):
             if self.load_balancer is not None:
-                raise ConfigError(f"only Docker apps drive a load balancer, this app uses the {self.driver} driver",
+                raise ConfigError(tx("only Docker apps drive a load balancer, this app uses the {driver} driver",
+                                     driver=self.driver),
                                   ("load_balancer",))
             return self
         lb = self.load_balancer
         if lb is not None and (lb.port or self.health_check.port) is None:
-            raise ConfigError("required: the container port the balancer sends traffic to (or set "
-                              "health_check.port)", (("load_balancer", "port"),))
+            raise ConfigError(tx("required: the container port the balancer sends traffic to (or set "
+                                 "health_check.port)"), (("load_balancer", "port"),))
         unavailable, surge = self.strategy.resolve(t.replicas)
         if self.strategy.type == "rolling" and t.replicas > 0 and unavailable == 0 and surge == 0:
-            raise ConfigError("max_unavailable and max_surge cannot both be 0 "
-                              "(the rolling update could never make progress)", ("strategy",))
+            raise ConfigError(tx("max_unavailable and max_surge cannot both be 0 "
+                                 "(the rolling update could never make progress)"), ("strategy",))
         slots = t.slots
         if slots is not None:
             needed = t.replicas + (surge if self.strategy.type == "rolling" else 0)
             if slots < needed:
-                raise ConfigError(
-                    f"{t.replicas} replicas with max_surge {surge} need {needed} host ports per published port, "
-                    f"the pool has {slots}; widen the range (e.g. 8080-{8080 + needed - 1}:80), lower max_surge "
-                    "or use the recreate strategy", (("target", "ports"), ("target", "replicas"), ("strategy",)))
+                raise ConfigError(tx(
+                    "{replicas} replicas with max_surge {surge} need {needed} host ports per published port, "
+                    "the pool has {slots}; widen the range (e.g. 8080-{last}:80), lower max_surge "
+                    "or use the recreate strategy", replicas=t.replicas, surge=surge, needed=needed, slots=slots,
+                    last=8080 + needed - 1), (("target", "ports"), ("target", "replicas"), ("strategy",)))
         hc = self.health_check
         published = {p.container for p in t.ports if p.published}
         # Container addresses are only reachable from the console when the engine is local.
         if hc.type in ("http", "tcp") and hc.port not in published and not t.engine.startswith("unix://"):
-            raise ConfigError(f"{hc.port} must be published in target.ports when the engine is remote",
+            raise ConfigError(tx("{port} must be published in target.ports when the engine is remote", port=hc.port),
                               (("health_check", "port"), ("target", "engine")))
         return self
 
@@ -246,20 +254,20 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
     """One app from its config mapping; raises ConfigError. ``source_of(path)`` names the
     file and line of a key path below ``apps.NAME`` (or returns None)."""
     if not valid_app_name(name):
-        raise ConfigError(f"apps: app name {name!r} must match {APP_NAME_RE.pattern}")
+        raise ConfigError(tx("apps: app name {name} must match {pattern}", name=repr(name), pattern=APP_NAME_RE.pattern))
     where = source_of or (lambda loc: None)
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"apps.{name}: expected a mapping, got {type(raw).__name__}"
-                          + (f" (from {src})" if (src := where(())) else ""))
+        raise ConfigError(with_source(tx("{key}: expected a mapping, got {type}", key=f"apps.{name}",
+                                         type=type(raw).__name__), where(())))
     driver = raw.get("driver") or "docker"
     if driver not in DRIVERS:
-        raise ConfigError(f"apps.{name}.driver: expected one of {', '.join(DRIVERS)}, got {driver!r}"
-                          + (f" (from {src})" if (src := where(("driver",))) else ""))
+        raise ConfigError(with_source(tx("{key}: expected one of {known}, got {value}", key=f"apps.{name}.driver",
+                                         known=", ".join(DRIVERS), value=repr(driver)), where(("driver",))))
     if raw.get("environments") is not None:
         return _parse_environments(name, raw, where)
     if raw.get("target") is None:
-        raise ConfigError(f"apps.{name}.target: required (where and how the app runs)"
-                          + (f" (from {src})" if (src := where(())) else ""))
+        raise ConfigError(with_source(tx("{key}: required (where and how the app runs)", key=f"apps.{name}.target"),
+                                      where(())))
     context = {"app": name, "driver": driver}
     problems = []
     target = None
@@ -267,13 +275,13 @@ def parse_app(name: Any, raw: Any, source_of: SourceOf | None = None) -> AppDefi
         target = parse_section(TARGETS[driver], raw["target"], f"apps.{name}.target", context,
                                lambda loc: where(("target",) + tuple(loc)))
     except ConfigError as exc:
-        problems.append(str(exc))
+        problems.append(message_of(exc))
     try:
         app = parse_section(AppDefinition, {**raw, "name": name, "target": target}, f"apps.{name}", context, where)
     except ConfigError as exc:
-        problems.append(str(exc))
+        problems.append(message_of(exc))
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(TextLines(problems))
     return app
 
 
@@ -283,34 +291,35 @@ ENVIRONMENT_KEYS = ("target", "approval", "hosts", "description")  # what an env
 def _parse_environments(name: str, raw: Mapping, where: SourceOf) -> AppDefinition:
     """An app with ``environments:``: the app's own keys apply to every environment, which
     sets its own ``target`` (required) and may set ``approval``, ``hosts``, ``description``."""
-    def src(*path: Any) -> str:
-        found = where(tuple(path))
-        return f" (from {found})" if found else ""
+    def src(message: str, *path: Any) -> str:
+        return with_source(message, where(tuple(path)))
 
     envs = raw["environments"]
     if raw.get("target") is not None:
-        raise ConfigError(f"apps.{name}.target: an app with environments has no target of its own; "
-                          f"give each environment its target{src('target')}")
+        raise ConfigError(src(tx("{key}: an app with environments has no target of its own; give each "
+                                 "environment its target", key=f"apps.{name}.target"), "target"))
     if not isinstance(envs, Mapping) or not envs:
-        raise ConfigError(f"apps.{name}.environments: expected a mapping of environment name to its target and "
-                          f"approval{src('environments')}")
+        raise ConfigError(src(tx("{key}: expected a mapping of environment name to its target and approval",
+                                 key=f"apps.{name}.environments"), "environments"))
     base = {k: v for k, v in raw.items() if k != "environments"}
     problems: list[str] = []
     definitions: dict[str, AppDefinition] = {}
     for env, env_raw in envs.items():
         at = ("environments", env)
         if not isinstance(env, str) or not ENVIRONMENT_RE.fullmatch(env):
-            problems.append(f"apps.{name}.environments: environment name {env!r} must match "
-                            f"{ENVIRONMENT_RE.pattern}{src(*at)}")
+            problems.append(src(tx("{key}: environment name {name} must match {pattern}",
+                                   key=f"apps.{name}.environments", name=repr(env), pattern=ENVIRONMENT_RE.pattern),
+                                *at))
             continue
         if not isinstance(env_raw, Mapping) or env_raw.get("target") is None:
-            problems.append(f"apps.{name}.environments.{env}.target: required (where this environment runs)"
-                            f"{src(*at)}")
+            problems.append(src(tx("{key}: required (where this environment runs)",
+                                   key=f"apps.{name}.environments.{env}.target"), *at))
             continue
         unknown = [str(k) for k in env_raw if k not in ENVIRONMENT_KEYS]
         if unknown:
-            problems.append(f"apps.{name}.environments.{env}.{unknown[0]}: unknown key (an environment sets "
-                            f"{', '.join(ENVIRONMENT_KEYS)}){src(*at, unknown[0])}")
+            problems.append(src(tx("{key}: unknown key (an environment sets {known})",
+                                   key=f"apps.{name}.environments.{env}.{unknown[0]}",
+                                   known=", ".join(ENVIRONMENT_KEYS)), *at, unknown[0]))
             continue
         merged = {**base, **{k: v for k, v in env_raw.items() if v is not None}}
         def env_source(loc: tuple, at: tuple = at) -> str | None:  # the environment's key, else the app's
@@ -319,16 +328,17 @@ def _parse_environments(name: str, raw: Mapping, where: SourceOf) -> AppDefiniti
         try:
             definitions[env] = parse_app(lane_key(name, env), merged, env_source)
         except ConfigError as exc:
-            problems.append(str(exc).replace(f"apps.{lane_key(name, env)}", f"apps.{name}.environments.{env}"))
+            problems.append(replace_text(message_of(exc), f"apps.{lane_key(name, env)}",
+                                         f"apps.{name}.environments.{env}"))
     approval = None
     if base.get("approval") is not None:
         try:
             approval = parse_section(Approval, base["approval"], f"apps.{name}.approval", {},
                                      lambda loc: where(("approval",) + tuple(loc)))
         except ConfigError as exc:
-            problems.append(str(exc))
+            problems.append(message_of(exc))
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(TextLines(problems))
     first = next(iter(definitions.values()))
     # The app itself: the shared keys as validated, every environment's hosts (the host filter of the history).
     hosts = tuple(dict.fromkeys(h for d in definitions.values() for h in d.hosts))
@@ -347,22 +357,22 @@ def parse_apps(raw: Any, source_of: SourceOf | None = None) -> dict[str, AppDefi
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"apps: expected a mapping of app name to definition, got {type(raw).__name__}")
+        raise ConfigError(tx("apps: expected a mapping of app name to definition, got {type}", type=type(raw).__name__))
     apps: dict[str, AppDefinition] = {}
     problems: list[str] = []
     for name, value in raw.items():
         try:
             apps[name] = parse_app(name, value, _below(source_of, name) if source_of else None)
         except ConfigError as exc:
-            problems.append(str(exc))
+            problems.append(message_of(exc))
     for name, app in apps.items():
         for env in app.environments:
             key = lane_key(name, env)
             if key in apps:
-                problems.append(f"apps.{name}.environments.{env}: its containers are named {key}, as the app "
-                                f"{key}; rename the environment or the app")
+                problems.append(tx("{key}: its containers are named {name}, as the app {name}; rename the "
+                                   "environment or the app", key=f"apps.{name}.environments.{env}", name=key))
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(TextLines(problems))
     return apps
 
 

@@ -54,6 +54,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 
 from console.alerting.state import FIRING
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, GateFailed
 from console.deploy.schema import Flag, Seconds, Section, Text
 from console.promql.service import PromError, PromQLService
@@ -84,12 +85,12 @@ def _count_or_percent(value: Any) -> Any:
         return value
     if isinstance(value, str) and re.fullmatch(r"\d{1,3}%", value) and 1 <= int(value[:-1]) <= 100:
         return value
-    raise ValueError(f"expected a count >= 1 or a percentage like \"25%\", got {value!r}")
+    raise ValueError(tx("expected a count >= 1 or a percentage like \"25%\", got {value}", value=repr(value)))
 
 
 def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(tx("expected a number, got {value}", value=repr(value)))
     return value
 
 
@@ -110,8 +111,8 @@ class CanaryCheck(Section):
     @classmethod
     def _name(cls, name: str) -> str:
         if not CHECK_NAME_RE.fullmatch(name) or name == ALERT_CHECK:
-            raise ValueError(f"expected letters, digits, '_', '.', '-' (at most 63, not {ALERT_CHECK!r}), "
-                             f"got {name!r}")
+            raise ValueError(tx("expected letters, digits, '_', '.', '-' (at most 63, not {reserved}), got {name}",
+                                reserved=repr(ALERT_CHECK), name=repr(name)))
         return name
 
     @field_validator("query")
@@ -122,10 +123,10 @@ class CanaryCheck(Section):
         try:
             ast.parse(substitute(query, SAMPLE_PARAMS))
         except KeyError as exc:
-            raise ValueError(f"unknown placeholder {{{{{exc.args[0]}}}}} (known: "
-                             f"{', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS)})") from None
+            raise ValueError(tx("unknown placeholder {placeholder} (known: {names})",
+                                placeholder="{{" + str(exc.args[0]) + "}}", names=', '.join('{{' + k + '}}' for k in SAMPLE_PARAMS))) from None
         except (ast.ParseError, ast.Unsupported) as exc:
-            raise ValueError(f"not a PromQL expression this console evaluates: {exc}") from None
+            raise ValueError(tx("not a PromQL expression this console evaluates: {reason}", reason=str(exc))) from None
         return query
 
 
@@ -145,18 +146,19 @@ class CanaryConfig(Section):
     def _consistent(self, info: ValidationInfo) -> "CanaryConfig":
         driver = (info.context or {}).get("driver", "docker")
         if driver == "ssh" and self.replicas is not None:
-            raise ConfigError("an ssh app's canary moves hosts: use canary.hosts", ("replicas",))
+            raise ConfigError(tx("an ssh app's canary moves hosts: use canary.hosts"), ("replicas",))
         if driver != "ssh" and self.hosts is not None:
-            raise ConfigError(f"a {driver} app's canary moves replicas: use canary.replicas", ("hosts",))
+            raise ConfigError(tx("a {driver} app's canary moves replicas: use canary.replicas", driver=driver), ("hosts",))
         if not self.checks and not self.no_firing_alerts:
-            raise ConfigError("nothing to analyse: give checks or no_firing_alerts: true", ("checks",))
+            raise ConfigError(tx("nothing to analyse: give checks or no_firing_alerts: true"), ("checks",))
         if self.interval > self.duration:
-            raise ConfigError(f"interval ({self.interval:g} s) is longer than duration ({self.duration:g} s)",
+            raise ConfigError(tx("interval ({interval} s) is longer than duration ({duration} s)",
+                                 interval=f"{self.interval:g}", duration=f"{self.duration:g}"),
                               ("interval",))
         names = [c.name for c in self.checks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"check names must be unique, repeated: {', '.join(dupes)}", ("checks",))
+            raise ConfigError(tx("check names must be unique, repeated: {names}", names=", ".join(dupes)), ("checks",))
         return self
 
     @property
@@ -217,7 +219,7 @@ def _values(data: dict) -> list[float]:
         return [float(result[1])]
     if kind == "vector":
         return [float(s["value"][1]) for s in result]
-    raise ValueError(f"the query returns a {kind}; a check needs an instant vector or a scalar")
+    raise ValueError(tx("the query returns a {kind}; a check needs an instant vector or a scalar", kind=kind))
 
 
 def judge(check: CanaryCheck, values: Iterable[float], t: float) -> Evaluation:

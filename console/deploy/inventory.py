@@ -23,6 +23,7 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
+from console.i18n import tx
 from console.deploy.schema import Int, Section, SourceOf, Text, parse_section
 
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -34,7 +35,7 @@ HOST_KEYS = ("address", "port", "user", "key", "key_passphrase", "labels")
 
 def _host_name(name: Any) -> str:
     if not isinstance(name, str) or not HOST_NAME_RE.fullmatch(name):
-        raise ValueError(f"{name!r} is not a host name")
+        raise ValueError(tx("{name} is not a host name", name=repr(name)))
     return name
 
 
@@ -42,7 +43,7 @@ def _labels(value: Any) -> Any:
     if isinstance(value, tuple):
         return value  # already pairs (a HostEntry built from another)
     if not isinstance(value, Mapping):
-        raise ValueError(f"expected a mapping, got {value!r}")
+        raise ValueError(tx("expected a mapping, got {value}", value=repr(value)))
     return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
@@ -66,22 +67,22 @@ class HostEntry(Section):
     @classmethod
     def _address(cls, address: str) -> str:
         if address and not ADDRESS_RE.fullmatch(address):
-            raise ValueError(f"{address!r} is not a host name or IP address")
+            raise ValueError(tx("{address} is not a host name or IP address", address=repr(address)))
         return address.strip("[]")
 
     @field_validator("user")
     @classmethod
     def _user(cls, user: str) -> str:
         if not USER_RE.fullmatch(user):
-            raise ValueError(f"{user!r} is not a user name")
+            raise ValueError(tx("{user} is not a user name", user=repr(user)))
         return user
 
     @field_validator("key", "key_passphrase")
     @classmethod
     def _secret(cls, value: str) -> str:
         if value and not SECRET_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a secret name (the key itself is stored with "
-                             "`fleetdeck secrets`, never in this file)")
+            raise ValueError(tx("{value} is not a secret name (the key itself is stored with `fleetdeck secrets`, "
+                                "never in this file)", value=repr(value)))
         return value
 
     @property
@@ -113,7 +114,7 @@ class Inventory(Section):
             if isinstance(raw, Mapping):
                 given = {k: v for k, v in raw.items() if v is not None}
                 if "name" in given:
-                    raise ValueError(f"{name}.name: unknown key (a host's name is its key)")
+                    raise ValueError(tx("{name}.name: unknown key (a host's name is its key)", name=name))
                 raw = {**base, **given, "name": name, "address": given.get("address") or name}
             out[name] = raw
         return out
@@ -122,7 +123,7 @@ class Inventory(Section):
     @classmethod
     def _nameless(cls, defaults: Any) -> Any:
         if isinstance(defaults, Mapping) and "name" in defaults:
-            raise ValueError("name: unknown key (defaults apply to every host)")
+            raise ValueError(tx("name: unknown key (defaults apply to every host)"))
         return defaults
 
     @field_validator("groups")
@@ -130,7 +131,7 @@ class Inventory(Section):
     def _not_hosts(cls, groups: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
         for name in groups:
             if name in (info.data.get("hosts") or {}):
-                raise ValueError(f"{name!r} is not a group name (or is also a host name)")
+                raise ValueError(tx("{name} is not a group name (or is also a host name)", name=repr(name)))
         return groups
 
     def resolve(self, names: tuple[str, ...] | list[str]) -> list[HostEntry]:

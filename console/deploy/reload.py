@@ -7,7 +7,8 @@ use stay. The deploy service then swaps its apps (DeployService.replace_apps).
 """
 from __future__ import annotations
 
-from console.config import Config, ConfigError, _read_file
+from console.config import Config, ConfigError, _read_file, file_where
+from console.i18n import tx
 from console.deploy.apps import AppDefinition, parse_apps
 from console.maintenance.deploys import check_watch
 
@@ -21,11 +22,12 @@ def read_apps(config: Config) -> tuple[dict, dict[str, AppDefinition]]:
         document = _read_file(config.path)
         section = document.data.get("apps")
         if section is not None and not isinstance(section, dict):
-            raise ConfigError(f"apps ({document.where(('apps',))}): must be a mapping of app name to definition")
+            raise ConfigError(tx("{key} ({source}): must be a mapping of app name to definition", key="apps",
+                                 source=file_where(document, ("apps",))))
         raw = dict(section or {})
 
         def source_of(loc: tuple) -> str | None:
-            return document.where(("apps",) + tuple(loc))
+            return file_where(document, ("apps",) + tuple(loc))
     apps = parse_apps(raw, source_of)
     check_watch(config.alerting.deploy_watch, apps, config.source_of("alerting"))
     return raw, apps

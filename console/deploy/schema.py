@@ -30,6 +30,7 @@ from typing import Annotated, Any, Callable, Mapping, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError, ValidationInfo, model_validator
 
 from console.config import ConfigError, validation_messages
+from console.i18n import TextLines, tx
 
 APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # A Docker tag, or an image digest.
@@ -52,29 +53,30 @@ def image_reference(repository: str, version: str) -> str:
     """``repository:version``, or ``repository@sha256:…`` when the version is a digest.
     Raises ValueError when either part is malformed."""
     if not REPOSITORY_RE.fullmatch(repository) or not valid_version(version):
-        raise ValueError(f"invalid image reference {repository!r} {version!r}")
+        raise ValueError(tx("invalid image reference {repository} {version}",
+                            repository=repr(repository), version=repr(version)))
     return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
 
 
 def _text(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError(f"expected a string, not true or false (quote it), got {value!r}")
+        raise ValueError(tx("expected a string, not true or false (quote it), got {value}", value=repr(value)))
     return str(value) if isinstance(value, (int, float)) else value
 
 
 def _seconds(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number of seconds, got {value!r}")
+        raise ValueError(tx("expected a number of seconds, got {value}", value=repr(value)))
     return value
 
 
 def _scalar_map(value: Any) -> Any:
     if not isinstance(value, Mapping):
-        raise ValueError(f"expected a mapping, got {value!r}")
+        raise ValueError(tx("expected a mapping, got {value}", value=repr(value)))
     out = {}
     for key, item in value.items():
         if isinstance(item, (dict, list)) or item is None:
-            raise ValueError(f"{key}: expected a scalar value, got {item!r}")
+            raise ValueError(tx("{key}: expected a scalar value, got {item}", key=key, item=repr(item)))
         out[str(key)] = "true" if item is True else "false" if item is False else str(item)
     return tuple(sorted(out.items()))
 
@@ -100,7 +102,7 @@ class Section(BaseModel):
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ValueError(f"expected a mapping, got {type(data).__name__}")
+            raise ValueError(tx("expected a mapping, got {type}", type=type(data).__name__))
         return cls.fill({k: v for k, v in data.items() if v is not None}, info.context or {})
 
     @classmethod
@@ -120,4 +122,4 @@ def parse_section(model: type[M], raw: Any, path: str, context: Mapping[str, Any
         return model.model_validate(raw, context=dict(context or {}))
     except ValidationError as exc:
         where = source_of or (lambda loc: None)
-        raise ConfigError("\n".join(validation_messages(exc, path, where))) from None
+        raise ConfigError(TextLines(validation_messages(exc, path, where))) from None

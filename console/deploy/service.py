@@ -53,7 +53,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployD
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
-from console.i18n import tx
+from console.i18n import TextLines, list_separator, message_of, text_lines, tx
 from console.live import LiveBus
 from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
@@ -527,11 +527,12 @@ class DeployService:
         try:
             apps = await asyncio.get_running_loop().run_in_executor(self._executor, read)
         except ConfigError as exc:
-            errors = str(exc).splitlines()
+            lines = text_lines(message_of(exc))
+            errors = [str(line) for line in lines]  # the audit and details keep the English
             await self.db.write(self._audit, actor, "apps.reload", "apps",
                                 {"outcome": "refused", "errors": errors[:50]}, source)
             log.error("apps reload refused (the apps in use stay): %s", exc)
-            raise Unprocessable("the apps were not reloaded: " + "; ".join(errors[:5]),
+            raise Unprocessable(tx("the apps were not reloaded: {problems}", problems=TextLines(lines[:5], list_separator())),
                                 {"errors": errors}, code="apps_refused") from None
         old = self.apps
         changes = {"added": sorted(set(apps) - set(old)), "removed": sorted(set(old) - set(apps)),

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.schema import (APP_NAME_RE, REPOSITORY_RE, Flag, Int, ScalarMap, Seconds, Section, Strings,
                                    Text)
 
@@ -52,7 +53,8 @@ def _template(key: Any, text: str, allowed: set[str]) -> None:
     """Refuse a ``{parameter}`` of ``text`` outside ``allowed``; the error names ``key``."""
     for name in PLACEHOLDER_RE.findall(text):
         if name not in allowed:
-            raise ConfigError(f"unknown parameter {{{name}}} (known: {', '.join(sorted(allowed))})", (key,))
+            raise ConfigError(tx("unknown parameter {parameter} (known: {known})", parameter="{" + name + "}",
+                                 known=", ".join(sorted(allowed))), (key,))
 
 
 # -- docker ------------------------------------------------------------------------------
@@ -65,30 +67,32 @@ def _port_text(raw: Any) -> Any:
     if isinstance(raw, Mapping):
         unknown = sorted(str(k) for k in raw if k not in ("container", "protocol", "host_ip", "host"))
         if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(unknown)} (container, protocol, host_ip, host)")
+            raise ValueError(tx("unknown key(s) {names} (container, protocol, host_ip, host)",
+                                names=', '.join(unknown)))
         container = raw.get("container")
         if isinstance(container, bool) or not isinstance(container, int) or not 1 <= container <= 65535:
-            raise ValueError(f"container: expected a port 1-65535, got {container!r}")
+            raise ValueError(tx("container: expected a port 1-65535, got {container}", container=repr(container)))
         protocol, host_ip, host = (raw.get(k) or d for k, d in (("protocol", "tcp"), ("host_ip", ""), ("host", "")))
         if protocol not in ("tcp", "udp"):
-            raise ValueError(f"protocol: expected tcp or udp, got {protocol!r}")
+            raise ValueError(tx("protocol: expected tcp or udp, got {protocol}", protocol=repr(protocol)))
         text = f"{str(host_ip) + ':' if host_ip else ''}{str(host) + ':' if host else ''}{container}/{protocol}"
     elif isinstance(raw, str):
         text = raw
     else:
-        raise ValueError(f"expected {PORT_FORM}, got {raw!r}")
+        raise ValueError(tx("expected {form}, got {raw}", form=PORT_FORM, raw=repr(raw)))
     m = PORT_RE.fullmatch(text)
     if not m:
-        raise ValueError(f"expected {PORT_FORM}, got {raw!r}")
+        raise ValueError(tx("expected {form}, got {raw}", form=PORT_FORM, raw=repr(raw)))
     container = int(m.group("container"))
     first = last = None
     if m.group("host"):
         first_s, _, last_s = m.group("host").partition("-")
         first, last = int(first_s), int(last_s or first_s)
         if not (1 <= first <= last <= 65535):
-            raise ValueError(f"host port range {m.group('host')!r} is not within 1-65535 and ascending")
+            raise ValueError(tx("host port range {host} is not within 1-65535 and ascending",
+                                host=repr(m.group('host'))))
     if not 1 <= container <= 65535:
-        raise ValueError(f"container port {container} is not within 1-65535")
+        raise ValueError(tx("container port {container} is not within 1-65535", container=container))
     return {"container": container, "protocol": m.group("proto") or "tcp",
             "host_ip": (m.group("ip") or "").strip("[]"), "host_first": first, "host_last": last}
 
@@ -113,7 +117,7 @@ class PortMapping(Section):
     def host_port(self, slot: int) -> int:
         """The host port of ``slot`` in the pool (a published mapping only)."""
         if self.host_first is None:
-            raise ValueError(f"container port {self.container} is not published")
+            raise ValueError(tx("container port {container} is not published", container=self.container))
         return self.host_first + slot
 
     @property
@@ -139,16 +143,16 @@ class TlsConfig(Section):
     @model_validator(mode="after")
     def _pair(self) -> "TlsConfig":
         if bool(self.client_cert) != bool(self.client_key):
-            raise ValueError("client_cert and client_key go together")
+            raise ValueError(tx("client_cert and client_key go together"))
         return self
 
 
 def _volume(value: Any) -> Any:
     if isinstance(value, str):
         if value.count(":") not in (1, 2) or not all(value.split(":")[:2]):
-            raise ValueError(f"{value!r} must be SOURCE:TARGET[:ro|rw]")
+            raise ValueError(tx("{value} must be SOURCE:TARGET[:ro|rw]", value=repr(value)))
         if value.count(":") == 2 and value.rsplit(":", 1)[1] not in ("ro", "rw"):
-            raise ValueError(f"mode of {value!r} must be ro or rw")
+            raise ValueError(tx("mode of {value} must be ro or rw", value=repr(value)))
     return value
 
 
@@ -184,23 +188,25 @@ class DockerTarget(Section):
     @classmethod
     def _engine(cls, engine: str) -> str:
         if urlparse(engine).scheme not in ("unix", "tcp", "ssh", "http", "https"):
-            raise ValueError(f"expected unix://PATH, tcp://HOST:PORT or ssh://USER@HOST, got {engine!r}")
+            raise ValueError(tx("expected unix://PATH, tcp://HOST:PORT or ssh://USER@HOST, got {engine}",
+                                engine=repr(engine)))
         return engine
 
     @field_validator("image")
     @classmethod
     def _image(cls, image: str) -> str:
         if not image:
-            raise ValueError("required (the image repository, without a tag)")
+            raise ValueError(tx("required (the image repository, without a tag)"))
         if not REPOSITORY_RE.fullmatch(image):
-            raise ValueError(f"{image!r} is not an image repository (no tag or digest; the deploy's version is the tag)")
+            raise ValueError(tx("{image} is not an image repository (no tag or digest; the deploy's version is the "
+                                "tag)", image=repr(image)))
         return image
 
     @field_validator("name_prefix")
     @classmethod
     def _prefix(cls, prefix: str) -> str:
         if not APP_NAME_RE.fullmatch(prefix):
-            raise ValueError(f"{prefix!r} must match {APP_NAME_RE.pattern}")
+            raise ValueError(tx("{prefix} must match {pattern}", prefix=repr(prefix), pattern=APP_NAME_RE.pattern))
         return prefix
 
     @field_validator("env")
@@ -208,7 +214,7 @@ class DockerTarget(Section):
     def _env(cls, env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         for key, _ in env:
             if not ENV_KEY_RE.fullmatch(key):
-                raise ValueError(f"{key!r} is not a valid variable name")
+                raise ValueError(tx("{key} is not a valid variable name", key=repr(key)))
         return env
 
     @field_validator("labels")
@@ -216,13 +222,13 @@ class DockerTarget(Section):
     def _labels(cls, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         for key, _ in labels:
             if not LABEL_KEY_RE.fullmatch(key) or key.startswith("fleetdeck."):
-                raise ValueError(f"{key!r} is not allowed (fleetdeck.* labels are reserved)")
+                raise ValueError(tx("{key} is not allowed (fleetdeck.* labels are reserved)", key=repr(key)))
         return labels
 
     @model_validator(mode="after")
     def _tls_needs_tcp(self) -> "DockerTarget":
         if self.tls is not None and urlparse(self.engine).scheme not in ("tcp", "https"):
-            raise ConfigError("TLS applies to tcp:// engines only", ("tls",))
+            raise ConfigError(tx("TLS applies to tcp:// engines only"), ("tls",))
         return self
 
     @property
@@ -252,7 +258,7 @@ class Step(Section):
     @model_validator(mode="after")
     def _one_command(self) -> "Step":
         if bool(self.argv) == bool(self.script):
-            raise ValueError("give either run (an argv list) or script (a local file), not both")
+            raise ValueError(tx("give either run (an argv list) or script (a local file), not both"))
         return self
 
     def describe(self) -> str:
@@ -294,7 +300,8 @@ class Batches(Section):
     @model_validator(mode="after")
     def _percent(self) -> "Batches":
         if self.type == "percent" and self.size > 100:
-            raise ConfigError(f"must be a percentage from 1 to 100 with type percent, got {self.size}", ("size",))
+            raise ConfigError(tx("must be a percentage from 1 to 100 with type percent, got {value}", value=self.size),
+                              ("size",))
         return self
 
     def split(self, hosts: list) -> list[list]:
@@ -341,14 +348,14 @@ class SshTarget(Section):
     @classmethod
     def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
         if not hosts:
-            raise ValueError("required (inventory host or group names)")
+            raise ValueError(tx("required (inventory host or group names)"))
         return hosts
 
     @field_validator("deploy_to")
     @classmethod
     def _deploy_to(cls, deploy_to: str) -> str:
         if not deploy_to.startswith("/") or ".." in deploy_to.split("/") or any(c in deploy_to for c in "\n\0"):
-            raise ValueError(f"expected an absolute path without '..', got {deploy_to!r}")
+            raise ValueError(tx("expected an absolute path without '..', got {deploy_to}", deploy_to=repr(deploy_to)))
         return deploy_to.rstrip("/") or "/"
 
     @field_validator("vars")
@@ -356,7 +363,8 @@ class SshTarget(Section):
     def _vars(cls, variables: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         for key, _ in variables:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", key) or key in BUILTIN_PARAMS:
-                raise ValueError(f"{key!r} must be lower_snake_case and not one of {', '.join(BUILTIN_PARAMS)}")
+                raise ValueError(tx("{key} must be lower_snake_case and not one of {names}",
+                                    key=repr(key), names=', '.join(BUILTIN_PARAMS)))
         return variables
 
     @model_validator(mode="after")
@@ -412,20 +420,20 @@ class KubernetesTarget(Section):
     @classmethod
     def _image(cls, image: str) -> str:
         if not REPOSITORY_RE.fullmatch(image):
-            raise ValueError(f"required, an image repository without a tag, got {image!r}")
+            raise ValueError(tx("required, an image repository without a tag, got {image}", image=repr(image)))
         return image
 
     @field_validator("deployment", "container", "namespace")
     @classmethod
     def _name(cls, value: str) -> str:
         if value and (not K8S_NAME_RE.fullmatch(value) or len(value) > 253):
-            raise ValueError(f"{value!r} is not a Kubernetes name")
+            raise ValueError(tx("{value} is not a Kubernetes name", value=repr(value)))
         return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesTarget":
         if self.in_cluster and (self.kubeconfig or self.kubeconfig_secret or self.context):
-            raise ConfigError("cannot be combined with kubeconfig, kubeconfig_secret or context", ("in_cluster",))
+            raise ConfigError(tx("cannot be combined with kubeconfig, kubeconfig_secret or context"), ("in_cluster",))
         return self
 
     def summary(self) -> dict:

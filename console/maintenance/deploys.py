@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.config import ConfigError, DeployWatch
+from console.i18n import TextLines, tx
 from console.promql.storage import VirtualSeries, VirtualSource
 from console.promql.values import NAME, make_labels
 from console.storage.database import Database
@@ -78,10 +79,11 @@ def check_watch(watch: Mapping[str, DeployWatch], apps: Mapping, source_of=None)
     for name in watch:
         if name not in apps:
             where = source_of(("deploy_watch", name)) if source_of else None
-            problems.append(f"alerting.deploy_watch.{name}: no app {name!r} in the apps: section"
-                            + (f" ({where})" if where else ""))
+            problem = tx("{key}: no app {name} in the apps: section", key=f"alerting.deploy_watch.{name}",
+                         name=repr(name))
+            problems.append(tx("{message} ({source})", message=problem, source=where) if where else problem)
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(TextLines(problems))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
+from console.i18n import TextLines, message_of, tx
 from console.notify.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
 from console.notify.receivers.config import Receiver, ReceiverGlobals
 from console.notify import timeinterval as ti
@@ -38,13 +39,13 @@ def _duration(raw: Any) -> Any:
     if raw is None or isinstance(raw, bool):
         return raw
     if isinstance(raw, (int, float)):
-        raise ValueError(f"must be a duration such as 30s, 5m or 4h, got {raw!r}")
+        raise ValueError(tx("must be a duration such as 30s, 5m or 4h, got {raw}", raw=repr(raw)))
     from console.alerting.rules import parse_duration
 
     try:
         return parse_duration(raw)
     except ValueError:
-        raise ValueError(f"must be a duration such as 30s, 5m or 4h, got {raw!r}") from None
+        raise ValueError(tx("must be a duration such as 30s, 5m or 4h, got {raw}", raw=repr(raw))) from None
 
 
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
@@ -55,15 +56,16 @@ def _matcher_list(raw: Any) -> list[Matcher]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ValueError("must be a list of matchers such as 'severity=\"critical\"'")
+        raise ValueError(tx("must be a list of matchers such as 'severity=\"critical\"'"))
     out: list[Matcher] = []
     for i, text in enumerate(raw):
         if not isinstance(text, str):
-            raise ValueError(f"entry {i} must be a string such as 'severity=\"critical\"', got {text!r}")
+            raise ValueError(tx("entry {index} must be a string such as 'severity=\"critical\"', got {text}",
+                                index=i, text=repr(text)))
         try:
             out.extend(parse_matchers(text))
         except MatcherError as exc:
-            raise ValueError(f"entry {i}: {exc}") from None
+            raise ValueError(tx("entry {index}: {reason}", index=i, reason=message_of(exc))) from None
     return out
 
 
@@ -71,12 +73,12 @@ def _equal_map(raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ValueError("must be a mapping of label names to values")
+        raise ValueError(tx("must be a mapping of label names to values"))
     for name, value in raw.items():
         if not isinstance(name, str) or not valid_label_name(name):
-            raise ValueError(f"invalid label name {name!r}")
+            raise ValueError(tx("invalid label name {name}", name=repr(name)))
         if not isinstance(value, str):
-            raise ValueError(f"the value of {name} must be a string, got {value!r}")
+            raise ValueError(tx("the value of {name} must be a string, got {value}", name=name, value=repr(value)))
     return dict(raw)
 
 
@@ -134,19 +136,19 @@ class RouteConfig(_Strict):
         seen: set[str] = set()
         for name in value:
             if name != "..." and not valid_label_name(name):
-                raise ValueError(f"invalid label name {name!r} in group_by list")
+                raise ValueError(tx("invalid label name {name} in group_by list", name=repr(name)))
             if name in seen:
-                raise ValueError(f"duplicated label {name!r} in group_by")
+                raise ValueError(tx("duplicated label {name} in group_by", name=repr(name)))
             seen.add(name)
         if "..." in seen and len(seen) > 1:
-            raise ValueError("cannot have wildcard group_by (`...`) and other labels at the same time")
+            raise ValueError(tx("cannot have wildcard group_by (`...`) and other labels at the same time"))
         return value
 
     @field_validator("group_interval", "repeat_interval")
     @classmethod
     def _not_zero(cls, value: float | None) -> float | None:
         if value == 0:
-            raise ValueError("cannot be zero")
+            raise ValueError(tx("cannot be zero"))
         return value
 
     def all_matchers(self) -> list[Matcher]:
@@ -181,7 +183,7 @@ class InhibitRuleConfig(_Strict):
     def _equal(cls, value: list[str]) -> list[str]:
         for name in value:
             if not valid_label_name(name):
-                raise ValueError(f"invalid label name {name!r}")
+                raise ValueError(tx("invalid label name {name}", name=repr(name)))
         return value
 
     def sources(self) -> list[Matcher]:
@@ -198,7 +200,7 @@ def _ranges(parse):
         if raw is None:
             return None
         if not isinstance(raw, list):
-            raise ValueError("must be a list")
+            raise ValueError(tx("must be a list"))
         return tuple(parse(item) for item in raw)
     return check
 
@@ -239,8 +241,8 @@ class NotificationsConfig(_Strict):
     @classmethod
     def _no_templates(cls, value: list[str]) -> list[str]:
         if value:
-            raise ValueError("Alertmanager's Go template files are not read: messages use Fleetdeck's templates "
-                             "(docs/alerting.md, \"Templates\"); remove this key")
+            raise ValueError(tx("Alertmanager's Go template files are not read: messages use Fleetdeck's templates "
+                                "(docs/alerting.md, \"Templates\"); remove this key"))
         return value
 
     @model_validator(mode="after")
@@ -250,35 +252,39 @@ class NotificationsConfig(_Strict):
         names: set[str] = set()
         for i, receiver in enumerate(self.receivers):
             if receiver.name in names:
-                raise ConfigError(f"notification config name {receiver.name!r} is not unique",
+                raise ConfigError(tx("notification config name {name} is not unique", name=repr(receiver.name)),
                                   (("receivers", i, "name"),))
             names.add(receiver.name)
         root = self.route
         if not root.receiver:
-            raise ConfigError("root route must specify a default receiver", (("route",),))
+            raise ConfigError(tx("root route must specify a default receiver"), (("route",),))
         if root.match or root.match_re or root.matchers:
-            raise ConfigError("root route must not have any matchers", (("route",),))
+            raise ConfigError(tx("root route must not have any matchers"), (("route",),))
         if root.mute_time_intervals:
-            raise ConfigError("root route must not have any mute time intervals", (("route", "mute_time_intervals"),))
+            raise ConfigError(tx("root route must not have any mute time intervals"),
+                              (("route", "mute_time_intervals"),))
         if root.active_time_intervals:
-            raise ConfigError("root route must not have any active time intervals",
+            raise ConfigError(tx("root route must not have any active time intervals"),
                               (("route", "active_time_intervals"),))
         intervals: set[str] = set()
         for section in ("mute_time_intervals", "time_intervals"):
             for i, interval in enumerate(getattr(self, section)):
                 if interval.name in intervals:
-                    raise ConfigError(f"time interval {interval.name!r} is not unique", ((section, i, "name"),))
+                    raise ConfigError(tx("time interval {name} is not unique", name=repr(interval.name)),
+                                      ((section, i, "name"),))
                 intervals.add(interval.name)
 
         def check(route: RouteConfig, path: tuple) -> None:
             for i, child in enumerate(route.routes):
                 check(child, path + ("routes", i))
             if route.receiver and route.receiver not in names:
-                raise ConfigError(f"undefined receiver {route.receiver!r} used in route", (path + ("receiver",),))
+                raise ConfigError(tx("undefined receiver {name} used in route", name=repr(route.receiver)),
+                                  (path + ("receiver",),))
             for key in ("active_time_intervals", "mute_time_intervals"):
                 for j, name in enumerate(getattr(route, key)):
                     if name not in intervals:
-                        raise ConfigError(f"undefined time interval {name!r} used in route", (path + (key, j),))
+                        raise ConfigError(tx("undefined time interval {name} used in route", name=repr(name)),
+                                          (path + (key, j),))
         check(root, ("route",))
         return self
 
@@ -295,12 +301,12 @@ def parse_notifications(raw: Any, where, prefix: str) -> NotificationsConfig:
     from console.config import ConfigError, validation_messages
 
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix}: must be a mapping in Alertmanager's configuration shape "
-                          f"(route, receivers, ...), got {type(raw).__name__}")
+        raise ConfigError(tx("{key}: must be a mapping in Alertmanager's configuration shape (route, receivers, "
+                             "...), got {type}", key=prefix, type=type(raw).__name__))
     try:
         return NotificationsConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("\n".join(validation_messages(exc, prefix, where))) from None
+        raise ConfigError(TextLines(validation_messages(exc, prefix, where))) from None
 
 
 def load_notifications(value: Any, document, base_dir: Path | None) -> NotificationsConfig | None:
@@ -309,7 +315,7 @@ def load_notifications(value: Any, document, base_dir: Path | None) -> Notificat
     file's folder). ``document``: the config file's YamlDocument (for line numbers), or
     None. Raises console.config.ConfigError."""
     from agents.yamlfile import YamlFileError, read_yaml
-    from console.config import ConfigError
+    from console.config import ConfigError, file_where
 
     if value is None:
         return None
@@ -318,9 +324,9 @@ def load_notifications(value: Any, document, base_dir: Path | None) -> Notificat
         try:
             doc = read_yaml(path)
         except YamlFileError as exc:
-            raise ConfigError(f"alerting.notifications: {exc}") from None
-        return parse_notifications(doc.data, lambda loc: doc.where(tuple(loc)), "alerting.notifications")
-    where = (lambda loc: document.where(("alerting", "notifications") + tuple(loc))) if document is not None \
+            raise ConfigError(tx("{key}: {problem}", key="alerting.notifications", problem=str(exc))) from None
+        return parse_notifications(doc.data, lambda loc: file_where(doc, tuple(loc)), "alerting.notifications")
+    where = (lambda loc: file_where(document, ("alerting", "notifications") + tuple(loc))) if document is not None \
         else (lambda loc: None)
     return parse_notifications(value, where, "alerting.notifications")
 

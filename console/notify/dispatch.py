@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from console.alerting.handlers import rfc3339
 from console.config import Config, ConfigError
+from console.i18n import message_of
 from console.notify import outbox
 from console.notify.config import DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S, DEFAULT_REPEAT_INTERVAL_S, \
     DEFAULT_RESOLVE_TIMEOUT_S, NotificationsConfig, RouteConfig, read_current
@@ -274,7 +275,7 @@ class Dispatcher:
             notifications, defaults = await loop.run_in_executor(self._executor, read_current, config)
         except ConfigError as exc:
             log.error("notification configuration refused (the previous one keeps running): %s", exc)
-            return {"alerting.notifications": str(exc)}
+            return {"alerting.notifications": message_of(exc)}
         if self._round is None:
             self._round = asyncio.Lock()
         async with self._round:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from console.i18n import tx
+
 WEEKDAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
 MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
 _TIME = re.compile(r"(([01][0-9])|(2[0-3])):[0-5][0-9]|24:00")
@@ -81,7 +83,7 @@ def _range(text: str, member) -> Range:
     if ":" in text:
         parts = text.split(":")
         if len(parts) != 2:
-            raise ValueError(f"couldn't parse range {text}, invalid format")
+            raise ValueError(tx("couldn't parse range {text}, invalid format", text=text))
         return member(parts[0]), member(parts[1])
     value = member(text)
     return value, value
@@ -91,12 +93,12 @@ def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+        raise ValueError(tx("{text} is not a number", text=repr(text))) from None
 
 
 def _weekday(text: str) -> int:
     if text not in WEEKDAYS:
-        raise ValueError(f"{text} is not a valid weekday")
+        raise ValueError(tx("{text} is not a valid weekday", text=text))
     return WEEKDAYS[text]
 
 
@@ -106,32 +108,32 @@ def _month(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{text} is not a valid month") from None
+        raise ValueError(tx("{text} is not a valid month", text=text)) from None
 
 
 def parse_time(text: str) -> int:
     """``"HH:MM"`` (or ``"24:00"``) -> minutes since midnight."""
     if not isinstance(text, str) or _TIME.fullmatch(text) is None:
-        raise ValueError(f"couldn't parse timestamp {text}, invalid format")
+        raise ValueError(tx("couldn't parse timestamp {text}, invalid format", text=text))
     hours, minutes = text.split(":")
     return int(hours) * 60 + int(minutes)
 
 
 def parse_times(entry: object) -> Range:
     if not isinstance(entry, dict) or set(entry) - {"start_time", "end_time"}:
-        raise ValueError("must be a mapping with start_time and end_time only")
+        raise ValueError(tx("must be a mapping with start_time and end_time only"))
     if not entry.get("start_time") or not entry.get("end_time"):
-        raise ValueError("both start and end times must be provided")
+        raise ValueError(tx("both start and end times must be provided"))
     start, end = parse_time(entry["start_time"]), parse_time(entry["end_time"])
     if start >= end:
-        raise ValueError("start time cannot be equal or greater than end time")
+        raise ValueError(tx("start time cannot be equal or greater than end time"))
     return start, end
 
 
 def parse_weekdays(text: str) -> Range:
     begin, end = _range(text, _weekday)
     if begin > end:
-        raise ValueError("start day cannot be before end day")
+        raise ValueError(tx("start day cannot be before end day"))
     return begin, end
 
 
@@ -139,12 +141,12 @@ def parse_days_of_month(text: str) -> Range:
     begin, end = _range(text, _int)
     for day in (begin, end):
         if day == 0 or not -31 <= day <= 31:
-            raise ValueError(f"{day} is not a valid day of the month: out of range")
+            raise ValueError(tx("{day} is not a valid day of the month: out of range", day=day))
     if begin < 0 < end:
-        raise ValueError("end day must be negative if start day is negative")
+        raise ValueError(tx("end day must be negative if start day is negative"))
     # Months of 28 days are the shortest: refuse ranges that are empty in every month.
     if (28 + begin if begin < 0 else begin) > (28 + end if end < 0 else end):
-        raise ValueError(f"end day {end} is always before start day {begin}")
+        raise ValueError(tx("end day {end} is always before start day {begin}", end=end, begin=begin))
     return begin, end
 
 
@@ -152,26 +154,26 @@ def parse_months(text: str) -> Range:
     begin, end = _range(text, _month)
     for month in (begin, end):
         if not 1 <= month <= 12:
-            raise ValueError(f"{month} is not a valid month: out of range")
+            raise ValueError(tx("{month} is not a valid month: out of range", month=month))
     if begin > end:
-        raise ValueError(f"end month {end} is before start month {begin}")
+        raise ValueError(tx("end month {end} is before start month {begin}", end=end, begin=begin))
     return begin, end
 
 
 def parse_years(text: str) -> Range:
     begin, end = _range(text, _int)
     if begin > end:
-        raise ValueError(f"end year {end} is before start year {begin}")
+        raise ValueError(tx("end year {end} is before start year {begin}", end=end, begin=begin))
     return begin, end
 
 
 def parse_location(name: str) -> str:
     if not isinstance(name, str) or not name:
-        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
+        raise ValueError(tx("must be an IANA time zone name such as Europe/Berlin"))
     if name == "Local":  # Go's name for the machine's zone
         return name
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
+        raise ValueError(tx("unknown time zone {name}", name=repr(name))) from None
     return name

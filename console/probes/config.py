@@ -21,6 +21,7 @@ import re2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.config import SECONDS_MAX, ConfigError, Float, Int, validation_messages
+from console.i18n import TextLines, tx
 from console.ingest.batch import HOST_NAME_RE
 
 Prober = Literal["http", "tcp", "dns", "ssh", "icmp"]
@@ -34,7 +35,8 @@ def _regex(value: str) -> str:
         re2.compile(value)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(f"is not a valid RE2 regular expression ({reason}): {value!r}") from None
+        raise ValueError(tx("is not a valid RE2 regular expression ({reason}): {value}",
+                            reason=reason, value=repr(value))) from None
     return value
 
 
@@ -87,7 +89,7 @@ class HTTPModule(_IPSettings):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
             if not name or any(c in name for c in " :\r\n\t") or any(c in text for c in "\r\n"):
-                raise ValueError(f"header {name!r} has a name or value HTTP cannot carry")
+                raise ValueError(tx("header {name} has a name or value HTTP cannot carry", name=repr(name)))
         return value
 
 
@@ -109,7 +111,7 @@ class DNSModule(_IPSettings):
         try:
             dns.rdatatype.from_text(value)
         except (dns.rdatatype.UnknownRdatatype, ValueError):
-            raise ValueError(f"is not a DNS record type, got {value!r}") from None
+            raise ValueError(tx("is not a DNS record type, got {value}", value=repr(value))) from None
         return value.upper()
 
     @field_validator("valid_rcodes")
@@ -119,7 +121,8 @@ class DNSModule(_IPSettings):
             try:
                 dns.rcode.from_text(rcode)
             except dns.rcode.UnknownRcode:
-                raise ValueError(f"{rcode!r} is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, ...)") from None
+                raise ValueError(tx("{rcode} is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, ...)",
+                                    rcode=repr(rcode))) from None
         return [v.upper() for v in value]
 
 
@@ -144,9 +147,10 @@ class Module(_Strict):
     def _settings_match_prober(self) -> "Module":
         for name in PROBERS:
             if name != self.prober and getattr(self, name) is not None:
-                raise ConfigError(f"belongs to prober {name!r}, but this module's prober is {self.prober!r}", (name,))
+                raise ConfigError(tx("belongs to prober {name}, but this module's prober is {prober}", name=repr(name),
+                                     prober=repr(self.prober)), (name,))
         if self.prober == "dns" and self.dns is None:
-            raise ConfigError("a dns module needs dns.query_name", ("dns",))
+            raise ConfigError(tx("a dns module needs dns.query_name"), ("dns",))
         return self
 
     def settings(self) -> Any:
@@ -167,7 +171,7 @@ class Job(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if "\n" in value or len(value) > 256:
-            raise ValueError(f"must be one line of at most 256 characters, got {value!r}")
+            raise ValueError(tx("must be one line of at most 256 characters, got {value}", value=repr(value)))
         return value
 
 
@@ -183,7 +187,7 @@ class ProbesConfig(_Strict):
     @classmethod
     def _host(cls, value: str) -> str:
         if not HOST_NAME_RE.fullmatch(value):
-            raise ValueError(f"must be a host name (letters, digits, '.', '_', '-'), got {value!r}")
+            raise ValueError(tx("must be a host name (letters, digits, '.', '_', '-'), got {value}", value=repr(value)))
         return value
 
     @model_validator(mode="after")
@@ -191,21 +195,24 @@ class ProbesConfig(_Strict):
         names: set[str] = set()
         for i, job in enumerate(self.jobs):
             if job.name in names:
-                raise ConfigError(f"job name {job.name!r} is used twice", (("jobs", i, "name"),))
+                raise ConfigError(tx("job name {name} is used twice", name=repr(job.name)), (("jobs", i, "name"),))
             names.add(job.name)
             module = self.modules.get(job.module)
             if module is None:
-                raise ConfigError(f"names no module of probes.modules, got {job.module!r}",
+                raise ConfigError(tx("names no module of probes.modules, got {value}", value=repr(job.module)),
                                   (("jobs", i, "module"),))
             if module.timeout > job.interval:
-                raise ConfigError(f"module {job.module!r} timeout ({module.timeout:g} s) is longer than the "
-                                  f"interval ({job.interval:g} s)", (("jobs", i, "interval"),))
+                raise ConfigError(tx("module {module} timeout ({timeout} s) is longer than the interval ({interval} s)",
+                                     module=repr(job.module), timeout=f"{module.timeout:g}",
+                                     interval=f"{job.interval:g}"), (("jobs", i, "interval"),))
             for k, target in enumerate(job.targets):
                 if target in job.targets[:k]:
-                    raise ConfigError(f"target {target!r} is listed twice in this job", (("jobs", i, "targets", k),))
+                    raise ConfigError(tx("target {target} is listed twice in this job", target=repr(target)),
+                                      (("jobs", i, "targets", k),))
                 problem = target_problem(module.prober, target)
                 if problem:
-                    raise ConfigError(f"{problem}, got {target!r}", (("jobs", i, "targets", k),))
+                    raise ConfigError(tx("{problem}, got {value}", problem=problem, value=repr(target)),
+                                      (("jobs", i, "targets", k),))
         return self
 
 
@@ -215,22 +222,22 @@ def split_host_port(target: str, default_port: int | None) -> tuple[str, int]:
     if target.startswith("["):
         host, sep, rest = target[1:].partition("]")
         if not sep:
-            raise ValueError("unclosed [")
+            raise ValueError(tx("unclosed ["))
         port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
         if port_text is None:
-            raise ValueError("junk after ]")
+            raise ValueError(tx("junk after ]"))
     elif target.count(":") == 1:
         host, _, port_text = target.partition(":")
     else:
         host, port_text = target, ""  # a bare name, or a bare IPv6 address
     if not port_text:
         if default_port is None:
-            raise ValueError("no port")
+            raise ValueError(tx("no port"))
         return host, default_port
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError("bad port")
+        raise ValueError(tx("bad port"))
     if not host:
-        raise ValueError("no host")
+        raise ValueError(tx("no host"))
     return host, int(port_text)
 
 
@@ -271,7 +278,7 @@ def parse_probes(raw: dict[str, Any], source_of: Callable[[tuple], str | None] |
         return ProbesConfig.model_validate(raw or {})
     except ValidationError as exc:
         lines = validation_messages(exc, "probes", source_of or (lambda loc: None))
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(TextLines(lines)) from None
 
 
 __all__ = ["DNSModule", "HeaderMatch", "HTTPModule", "ICMPModule", "Job", "Module", "ProbesConfig", "SSHModule", "TCPModule",

@@ -116,9 +116,11 @@ class PromQLService:
         sample limit below 1. ``raw_retention_s``: how long raw samples are kept; a query
         reaching further back is answered with a warning."""
         if not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ConfigError(f"console.promql_timeout: must be positive seconds, got {timeout_s!r}")
+            raise ConfigError(tx("{key}: must be positive seconds, got {value}", key="console.promql_timeout",
+                                 value=repr(timeout_s)))
         if max_samples < 1:
-            raise ConfigError(f"console.promql_max_samples: must be at least 1, got {max_samples!r}")
+            raise ConfigError(tx("{key}: must be at least 1, got {value}", key="console.promql_max_samples",
+                                 value=repr(max_samples)))
         self.db = db
         self.timeout_s = timeout_s
         self.max_samples = max_samples

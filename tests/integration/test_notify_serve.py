@@ -69,6 +69,14 @@ def test_restart_does_not_renotify_and_reload_refuses_then_applies_routing(tmp_p
         assert cli.returncode == 1, cli.stdout + cli.stderr
         assert (f"the notification routing was refused, the previous one keeps running: alerting.notifications."
                 f"route.receiver: undefined receiver 'third' used in route (from {routing} line 2)") in cli.stderr
+        # In the terminal's language: the console translates each part of the refusal.
+        no_locale = {k: v for k, v in console.env.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+        zh = subprocess.run([sys.executable, "-m", "console.cli", "rules", "reload"],
+                            env={**no_locale, "FLEETDECK_URL": console.url, "FLEETDECK_TOKEN": token,
+                                 "LANG": "zh_CN.UTF-8"}, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert zh.returncode == 1, zh.stdout + zh.stderr
+        assert (f"通知路由被拒绝，之前的路由继续运行：alerting.notifications.route.receiver：路由中使用了未定义的接收者 "
+                f"'third'（来自 {routing} 第 2 行）") in zh.stderr, zh.stderr
         time.sleep(2)
         assert queued(db) == [group]  # the previous routing keeps running
         routing.write_text(ROUTING.format(receiver="second"))

@@ -19,6 +19,7 @@ from typing import Literal, get_args
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from console.config import ConfigError
+from console.i18n import tx
 from console.deploy.schema import Int, Seconds, Section, Strings, Text
 
 BalancerType = Literal["haproxy", "nginx"]
@@ -57,7 +58,7 @@ class LoadBalancer(Section):
     @classmethod
     def _host(cls, host: str) -> str:
         if host and not HOST_RE.fullmatch(host):
-            raise ValueError(f"expected an IP address or host name, got {host!r}")
+            raise ValueError(tx("expected an IP address or host name, got {host}", host=repr(host)))
         return host
 
     @field_validator("backend", "server_prefix", "upstream")
@@ -65,14 +66,15 @@ class LoadBalancer(Section):
     def _name(cls, name: str, info: ValidationInfo) -> str:
         pattern, what = NAMES[info.field_name or ""]
         if name and not pattern.fullmatch(name):
-            raise ValueError(f"expected {what} ({pattern.pattern}), got {name!r}")
+            raise ValueError(tx("expected {what} ({pattern}), got {name}",
+                                what=what, pattern=pattern.pattern, name=repr(name)))
         return name
 
     @field_validator("upstream_file", "pid_file")
     @classmethod
     def _path(cls, path: str) -> str:
         if path and (not path.startswith("/") or "\n" in path):
-            raise ValueError(f"expected an absolute path, got {path!r}")
+            raise ValueError(tx("expected an absolute path, got {path}", path=repr(path)))
         return path
 
     @field_validator("socket")
@@ -82,7 +84,7 @@ class LoadBalancer(Section):
             return socket
         host, _, port = socket.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected a unix socket path or HOST:PORT, got {socket!r}")
+            raise ValueError(tx("expected a unix socket path or HOST:PORT, got {socket}", socket=repr(socket)))
         return socket
 
     def summary(self) -> dict:
@@ -97,8 +99,9 @@ class LoadBalancer(Section):
         for other, keys in TYPE_KEYS.items():
             foreign = [k for k in keys if other != self.type and k in self.model_fields_set]
             if foreign:
-                raise ConfigError(f"applies to type {other} only, this balancer is {self.type}", (foreign[0],))
+                raise ConfigError(tx("applies to type {other} only, this balancer is {type}", other=other, type=self.type),
+                                  (foreign[0],))
         for key in REQUIRED[self.type]:
             if not getattr(self, key):
-                raise ConfigError(f"required for type {self.type}", (key,))
+                raise ConfigError(tx("required for type {type}", type=self.type), (key,))
         return self

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from console.i18n import tx
+
 Language = Literal["en", "zh-CN"]
 SecretRef = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -29,7 +31,8 @@ def _time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"must be an IANA time zone such as UTC or Asia/Shanghai, got {value!r}") from None
+        raise ValueError(tx("must be an IANA time zone such as UTC or Asia/Shanghai, got {value}",
+                            value=repr(value))) from None
     return value
 
 
@@ -38,7 +41,7 @@ TimeZone = Annotated[str, AfterValidator(_time_zone)]
 
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        raise ValueError(tx("must be an http:// or https:// URL, got {value}", value=repr(value)))
     return value
 
 
@@ -61,8 +64,9 @@ class IntegrationConfig(BaseModel):
         if isinstance(raw, Mapping):
             for key, instead in cls.INLINE_SECRETS.items():
                 if key in raw:
-                    raise ValueError(f"{key}: credentials are not written in the configuration; store it with "
-                                     f"`fleetdeck secrets set NAME --kind generic` and name it in {instead}")
+                    raise ValueError(tx("{key}: credentials are not written in the configuration; store it with "
+                                        "`fleetdeck secrets set NAME --kind generic` and name it in {instead}",
+                                        key=key, instead=instead))
         return raw
 
 
@@ -80,9 +84,9 @@ class HttpIntegration(IntegrationConfig):
     @model_validator(mode="after")
     def _one_url(self) -> "HttpIntegration":
         if self.url is not None and self.url_secret is not None:
-            raise ValueError("give url or url_secret, not both")
+            raise ValueError(tx("give url or url_secret, not both"))
         if self.url is None and self.url_secret is None and not self.DEFAULT_URL:
-            raise ValueError("url or url_secret is required")
+            raise ValueError(tx("url or url_secret is required"))
         return self
 
     DEFAULT_URL: ClassVar[str] = ""
@@ -138,7 +142,7 @@ def smarthost(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` -> ``(host, port)``; raises ValueError."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"must be HOST:PORT, got {value!r}")
+        raise ValueError(tx("must be HOST:PORT, got {value}", value=repr(value)))
     return host.strip("[]"), int(port)
 
 
@@ -246,8 +250,9 @@ class ReceiverGlobals(BaseModel):
                                  ("smtp_auth_password_file", "smtp_auth_password_secret"),
                                  ("slack_api_url", "slack_api_url_secret")):
                 if key in raw:
-                    raise ValueError(f"{key}: credentials are not written in the configuration; store it with "
-                                     f"`fleetdeck secrets set NAME --kind generic` and name it in {instead}")
+                    raise ValueError(tx("{key}: credentials are not written in the configuration; store it with "
+                                        "`fleetdeck secrets set NAME --kind generic` and name it in {instead}",
+                                        key=key, instead=instead))
         return raw
 
 
@@ -291,7 +296,7 @@ class DeliveryConfig(BaseModel):
     @model_validator(mode="after")
     def _order(self) -> "DeliveryConfig":
         if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be at least backoff_initial")
+            raise ValueError(tx("backoff_max must be at least backoff_initial"))
         return self
 
 
