@@ -181,6 +181,9 @@ def serve_workers(config: Config) -> int:
         raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
     backend = services.db.dialect
     services.close()
+    for thread in threading.enumerate():  # executors shut down without waiting (the leader's) end now
+        if thread is not threading.current_thread():
+            thread.join(10)
     if threading.active_count() > 1:  # a fork copies this thread only: nothing else may run yet
         raise CliError(f"cannot fork workers: threads are running ({threading.enumerate()})")
     host, port = config.listen_host_port
