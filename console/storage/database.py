@@ -122,9 +122,10 @@ class Database:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="db-reader")
         # SQLite file: the console processes of the database take turns at writing with an
         # flock on ``<database>.writer`` (see ``on_writer``); None otherwise.
-        path = url.split("///", 1)[-1] if self.dialect == "sqlite" else ""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
         self._turn_path = f"{path}.writer" if path and path != ":memory:" else None
-        self._turn_fd = -1
+        self._turn_fd, self._turn_pid = -1, 0
+        self._open_turn()  # now, beside the database being opened: not first on a disk that filled up
 
     def migrate(self) -> None:
         upgrade_schema(self.engine)
@@ -164,13 +165,21 @@ class Database:
         and each transaction then finds SQLite's lock free (other programs writing, such
         as the ``fleetdeck`` CLI, still meet the 10 s busy timeout). The lock is released
         with the process however it ends."""
-        if self._turn_fd < 0 and self._turn_path is not None:
-            self._turn_fd = os.open(self._turn_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        if self._turn_pid != os.getpid():
+            self._open_turn()
         fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
         try:
             return job()
         finally:
             fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+
+    def _open_turn(self) -> None:
+        # A forked process opens its own: an flock belongs to the open file, which a fork shares.
+        if self._turn_fd >= 0:
+            os.close(self._turn_fd)  # this process's copy of the parent's
+        if self._turn_path is not None:
+            self._turn_fd = os.open(self._turn_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+            self._turn_pid = os.getpid()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, *args)`` in one transaction on a reader thread."""
