@@ -1,7 +1,8 @@
 """``fleetdeck serve --workers 2`` as a real process tree on SQLite: a live socket on one
 worker receives the frames of batches another worker stored (through the real datagram
 relay), errors are JSON on every worker, a full disk is answered 503 by the workers and
-they recover once space is freed, and a bad ``workers`` value refuses to start."""
+they recover once space is freed, and a bad ``workers`` value refuses to start (as does
+``fleetdeck run``, one process, with ``workers`` above 1)."""
 from __future__ import annotations
 
 import asyncio
@@ -171,3 +172,8 @@ def test_a_bad_workers_value_refuses_to_start_naming_its_source(tmp_path):
     assert done.returncode == 2 and "in-memory SQLite" in done.stderr, done.stderr
     assert "command-line flag --workers" in done.stderr, done.stderr
     assert not Path(tmp_path / "fleetdeck.db").exists()
+    env = child_env(FLEETDECK_DATA_DIR=str(tmp_path), FLEETDECK_WORKERS="2")
+    done = subprocess.run([sys.executable, "-m", "console.cli", "run", "--no-agent"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "workers is 2 (from environment FLEETDECK_WORKERS), but `fleetdeck run` runs one process" in done.stderr
