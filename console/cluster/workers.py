@@ -95,6 +95,7 @@ class Supervisor:
         self._pending: dict[int, float] = {}  # slot -> monotonic time to start it again
         self._stop = False
         self._hup = False
+        self._supervisor = os.getpid()
 
     def _spawn(self, slot: int) -> None:
         sys.stdout.flush()
@@ -109,6 +110,8 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             die_with_parent()
+            if os.getppid() != self._supervisor:  # it died before the request took effect
+                os._exit(1)
             for other, sockets in enumerate(self.slots):
                 if other != slot:
                     for sock in sockets:
@@ -173,15 +176,14 @@ class Supervisor:
         return 0
 
     def _reap(self) -> list[tuple[int, int]]:
+        """(pid, wait status) of the workers that exited; only ours are waited for."""
         done = []
-        while self.pids:
+        for pid in list(self.pids):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                waited, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in self.pids:
+                waited, status = pid, 0
+            if waited:
                 done.append((pid, status))
         return done
 
