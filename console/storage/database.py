@@ -139,12 +139,14 @@ class Database:
         """Run ``fn(session, *args)`` in one transaction on the writer thread."""
         return await self.on_writer(self.run, fn, *args)
 
-    async def on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+    async def on_writer(self, fn: Callable[..., T], *args: Any, turn: bool = True) -> T:
         """Run the plain callable ``fn(*args)`` on the writer thread (it opens its own
-        transactions); for work that must do more than one thing after a commit."""
+        transactions); for work that must do more than one thing after a commit. With
+        ``turn=False`` ``fn`` takes the write turn itself (``with db.turn():``) around its
+        transactions, to do work that needs no database before it."""
         loop = asyncio.get_running_loop()
         job = functools.partial(fn, *args)
-        if self._turn_path is not None:
+        if turn and self._turn_path is not None:
             job = functools.partial(self._in_turn, job)
         try:
             result = await loop.run_in_executor(self._writer, job)
@@ -165,11 +167,21 @@ class Database:
         and each transaction then finds SQLite's lock free (other programs writing, such
         as the ``fleetdeck`` CLI, still meet the 10 s busy timeout). The lock is released
         with the process however it ends."""
+        with self.turn():
+            return job()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """The write turn of :meth:`_in_turn` for the block (on the writer thread); nothing
+        for PostgreSQL or an in-memory database."""
+        if self._turn_path is None:
+            yield
+            return
         if self._turn_pid != os.getpid():
             self._open_turn()
         fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
         try:
-            return job()
+            yield
         finally:
             fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
 
