@@ -186,6 +186,8 @@ class IngestService:
         self._decoder = BatchDecoder()
         self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
         self._queue: deque[tuple[Batch, asyncio.Future[IngestResult]]] = deque()
+        self._yield_turn = self._config.workers > 1  # see writer_quiet
+        self._turn_waiters: list[asyncio.Future[None]] = []
         self._drainer: asyncio.Future[None] | None = None
         # NULL keeps the stored value: a batch without agent fields changes only last_seen.
         self._update_hosts_sql = (
@@ -203,6 +205,33 @@ class IngestService:
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
         else:
             self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+
+    async def writer_quiet(self) -> None:
+        """With several workers on one SQLite file (``workers`` > 1), wait while this
+        process's writer holds the write turn; at once otherwise. Decoding and the writer
+        share one GIL, so a decode during the turn halves the writer's pace (and the
+        writer releases the GIL at every row it steps, each time waiting for the decode's
+        switch interval) while the other workers wait for the turn; deferred, the decode
+        runs while another worker writes. Call before :meth:`decode`."""
+        if not self._yield_turn or not self._db.turn_held:
+            return
+        loop = asyncio.get_running_loop()
+        if self._db.on_turn_released is None:
+            def wake() -> None:  # on the writer thread
+                loop.call_soon_threadsafe(self._turn_released)
+
+            self._db.on_turn_released = wake
+        future: asyncio.Future[None] = loop.create_future()
+        self._turn_waiters.append(future)
+        if self._db.turn_held:  # released meanwhile: its wake-up may have run already
+            await future
+        else:
+            self._turn_released()
+
+    def _turn_released(self) -> None:
+        waiters, self._turn_waiters = self._turn_waiters, []
+        for future in waiters:
+            settle(future, None)
 
     def decode(self, body: bytes, content_encoding: str | None, max_bytes: int) -> Batch:
         """An ingest body (``Content-Encoding`` gzip or none) -> Batch, on the caller's

@@ -125,6 +125,8 @@ class Database:
         path = self.engine.url.database if self.dialect == "sqlite" else None
         self._turn_path = f"{path}.writer" if path and path != ":memory:" else None
         self._turn_fd, self._turn_pid = -1, 0
+        self.turn_held = False  # this process's writer holds the write turn now
+        self.on_turn_released: Callable[[], None] | None = None  # called on the writer thread
         self._open_turn()  # now, beside the database being opened: not first on a disk that filled up
 
     def migrate(self) -> None:
@@ -180,10 +182,14 @@ class Database:
         if self._turn_pid != os.getpid():
             self._open_turn()
         fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+        self.turn_held = True
         try:
             yield
         finally:
+            self.turn_held = False
             fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+            if self.on_turn_released is not None:
+                self.on_turn_released()
 
     def _open_turn(self) -> None:
         # A forked process opens its own: an flock belongs to the open file, which a fork shares.
