@@ -34,7 +34,8 @@ def connection_on(console: ConsoleProcess, want: int | None = None, avoid: int |
         if (want is None or pid == want) and pid != avoid:
             return conn, pid
         conn.close()
-    raise AssertionError(f"50 connections and none on the worker wanted ({want=}, {avoid=})")
+    raise AssertionError(f"50 connections and none on the worker wanted ({want=}, {avoid=}; "
+                         f"workers now {console.worker_pids()})")
 
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
