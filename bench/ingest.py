@@ -10,8 +10,12 @@ own CPU (to show it is not the bottleneck), request latency p50/p99, the load av
 and, with ``--paced``, p99 latency at that fraction of the measured rate. ``--second-shape``
 adds a row for 100 series x 10 points per batch.
 
+``--workers 1,2`` runs one console per count (``fleetdeck serve --workers N``, each on a
+database of its own) and interleaves them: each pair is a round of every console, then
+the raw baseline.
+
     python bench/ingest.py [--db sqlite|postgres] [--hosts 64] [--series 500] [--points 1]
-                           [--seconds 8] [--pairs 3] [--paced 0.5] [--second-shape]
+                           [--seconds 8] [--pairs 3] [--paced 0.5] [--second-shape] [--workers 1,2]
 
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 """
@@ -100,23 +104,38 @@ class Agent:
 
 
 def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its reaped children (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid``, its reaped children and (recursively)
+    its live children: a console's workers (/proc/PID/stat, /proc/PID/task/TID/children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        total += sum(proc_cpu(int(child)) for child in task.read_text().split())
+    return total
 
 
-def start_console(cli: list[str], env: dict, log) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
-    """``fleetdeck serve`` on a free loopback port, returned once the port accepts."""
+def start_console(cli: list[str], env: dict, log, workers: int = 1) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
+    """``fleetdeck serve --workers N`` on a free loopback port, returned once every worker
+    answers (/healthz, on as many fresh connections as the kernel spreads over them)."""
     port = free_port()
     env = dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{port}")
-    proc = subprocess.Popen(cli + ["serve"], env=env, cwd=REPO, stdout=log, stderr=log)
-    for _ in range(150):
+    proc = subprocess.Popen(cli + ["serve", "--workers", str(workers)], env=env, cwd=REPO, stdout=log, stderr=log)
+    for _ in range(300):
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            for _ in range(4 * workers):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                conn.close()
             return proc, port
         except OSError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.2)
-    raise SystemExit("the console did not start; see its log")
+    log.flush()
+    raise SystemExit(f"the console did not start: {Path(log.name).read_text(errors='replace')[-2000:]}")
 
 
 def stop_console(proc: subprocess.Popen) -> None:
@@ -233,54 +252,106 @@ class CopyBaseline:
         return n / (time.perf_counter() - t)
 
 
-def bench_shape(args: argparse.Namespace, shape: Shape, cli: list[str], env: dict, tokens: dict[str, str],
-                proc: subprocess.Popen, port: int, baseline, prefix: str) -> None:  # noqa: ANN001
+@dataclass
+class Target:
+    """One console under test: ``serve --workers N`` on a database of its own."""
+
+    workers: int
+    proc: subprocess.Popen
+    port: int
+    tokens: dict[str, str]
+    agents: list[Agent] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+
+
+def percentile99(latencies: list[float]) -> float:
+    lat = sorted(latencies)
+    return lat[max(0, int(len(lat) * 0.99) - 1)]
+
+
+def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], baseline, prefix: str) -> None:  # noqa: ANN001
     t0 = int(time.time() * 1000) - 3_000_000
-    hosts = list(tokens)
-    agents = [Agent(h, tokens[h], shape, t0, prefix) for h in hosts]
-    # Warm-up: each agent's first batch creates its series (not timed).
-    warm = [[a.batch()[0]] for a in agents]
-    drive(port, agents, warm, 120, proc.pid)
-    per_agent = int(args.seconds * args.expect / shape.samples / len(agents)) + 2
-    rounds: list[Round] = []
+    hosts = list(targets[0].tokens)
+    for target in targets:
+        target.agents = [Agent(h, target.tokens[h], shape, t0, prefix) for h in hosts]
+        # Warm-up: each agent's first batch creates its series (not timed).
+        drive(target.port, target.agents, [[a.batch()[0]] for a in target.agents], 120, target.proc.pid)
+    per_agent = int(args.seconds * args.expect / shape.samples / len(hosts)) + 2
+    rounds: dict[int, list[Round]] = {t.workers: [] for t in targets}
     raws: list[float] = []
-    offset = 0
     for pair in range(args.pairs):
-        bodies, rows = [], []
-        for a in agents:
-            made = [a.batch() for _ in range(per_agent)]
-            bodies.append([b for b, _ in made])
-            rows.extend([[(sid + offset + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
-                         for _, r in made])
-        r = drive(port, agents, bodies, args.seconds, proc.pid)
-        rounds.append(r)
-        batches_done = len(r.latencies)
+        rows: list[list[tuple[int, int, float]]] = []
+        line = []
+        for target in targets:
+            assert target.agents is not None
+            bodies = []
+            for a in target.agents:
+                made = [a.batch() for _ in range(per_agent)]
+                bodies.append([b for b, _ in made])
+                if target is targets[0]:  # the baseline inserts the first console's rows
+                    rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
+                                 for _, r in made])
+            r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid)
+            rounds[target.workers].append(r)
+            line.append(f"{target.label} {r.rate:,.0f} samples/s ({len(r.latencies)} batches, "
+                        f"p50 {statistics.median(r.latencies) * 1000:.0f} ms, p99 {percentile99(r.latencies) * 1000:.0f} ms, "
+                        f"{r.console_cpu / max(1, r.samples) * 1e6:.1f} us CPU/sample, console "
+                        f"{r.console_cpu / r.elapsed:.2f} cores, generator {r.generator_cpu / r.elapsed:.2f} cores, "
+                        f"load {r.load:.2f})")
+        batches_done = len(rounds[targets[0].workers][-1].latencies)
         raws.append(baseline.run(rows[:max(batches_done, 50)]))
-        lat = sorted(r.latencies)
-        print(f"  pair {pair + 1}: console {r.rate:,.0f} samples/s ({len(lat)} batches, "
-              f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, "
-              f"{r.console_cpu / max(1, r.samples) * 1e6:.1f} us CPU/sample, console {r.console_cpu / r.elapsed:.2f} "
-              f"cores, generator {r.generator_cpu / r.elapsed:.2f} cores, load {r.load:.2f}) | "
-              f"{baseline.name} {raws[-1]:,.0f} rows/s", flush=True)
-        offset += 1
-    rate = statistics.median(r.rate for r in rounds)
+        print(f"  pair {pair + 1}: " + " | ".join(line) + f" | {baseline.name} {raws[-1]:,.0f} rows/s", flush=True)
     raw = statistics.median(raws)
-    cpu = statistics.median(r.console_cpu / max(1, r.samples) * 1e6 for r in rounds)
-    p99 = statistics.median(sorted(r.latencies)[int(len(r.latencies) * 0.99) - 1] for r in rounds)
-    gen = statistics.median(r.generator_cpu / r.elapsed for r in rounds)
-    print(f"RESULT db={args.db} shape={shape.series}x{shape.points} hosts={len(agents)}: "
-          f"{rate:,.0f} samples/s (median of {args.pairs}), {baseline.name} {raw:,.0f} rows/s, "
-          f"ratio {rate / raw:.2f}x, {cpu:.1f} us console CPU/sample, p99 {p99 * 1000:.0f} ms, "
-          f"generator {gen:.2f} cores, load {os.getloadavg()}", flush=True)
-    if args.paced:
-        interval = len(agents) * shape.samples / (rate * args.paced)  # s between one agent's batches
-        count = int(args.seconds / interval) + 2
-        bodies = [[a.batch()[0] for _ in range(count)] for a in agents]
-        r = drive(port, agents, bodies, args.seconds, proc.pid, pace=interval)
-        lat = sorted(r.latencies)
-        print(f"RESULT paced at {args.paced:.0%} ({r.rate:,.0f} samples/s): p50 "
-              f"{statistics.median(lat) * 1000:.0f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms "
-              f"({len(lat)} batches)", flush=True)
+    for target in targets:
+        done = rounds[target.workers]
+        rate = statistics.median(r.rate for r in done)
+        cpu = statistics.median(r.console_cpu / max(1, r.samples) * 1e6 for r in done)
+        p99 = statistics.median(percentile99(r.latencies) for r in done)
+        gen = statistics.median(r.generator_cpu / r.elapsed for r in done)
+        cores = statistics.median(r.console_cpu / r.elapsed for r in done)
+        print(f"RESULT db={args.db} shape={shape.series}x{shape.points} hosts={len(hosts)} workers={target.workers}: "
+              f"{rate:,.0f} samples/s (median of {args.pairs}), {baseline.name} {raw:,.0f} rows/s, "
+              f"ratio {rate / raw:.2f}x, {cpu:.1f} us console CPU/sample, console {cores:.2f} cores, "
+              f"p99 {p99 * 1000:.0f} ms, generator {gen:.2f} cores, load {os.getloadavg()}", flush=True)
+        if args.paced:
+            interval = len(hosts) * shape.samples / (rate * args.paced)  # s between one agent's batches
+            count = int(args.seconds / interval) + 2
+            assert target.agents is not None
+            bodies = [[a.batch()[0] for _ in range(count)] for a in target.agents]
+            r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid, pace=interval)
+            print(f"RESULT {target.label} paced at {args.paced:.0%} ({r.rate:,.0f} samples/s): p50 "
+                  f"{statistics.median(r.latencies) * 1000:.0f} ms, p99 {percentile99(r.latencies) * 1000:.0f} ms "
+                  f"({len(r.latencies)} batches)", flush=True)
+
+
+def prepare_database(args: argparse.Namespace, work: Path, env: dict, cli: list[str]) -> tuple[dict, dict[str, str]]:
+    """A database of its own under ``work`` (or a fresh PostgreSQL schema, named in the
+    returned env), initialised, with one agent token per host; -> (env, tokens)."""
+    env = dict(env, FLEETDECK_DATA_DIR=str(work))
+    if args.db == "postgres":
+        import psycopg
+
+        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+        env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
+        env["BENCH_SCHEMA"] = schema
+    subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
+    hosts = [f"bench-{i}" for i in range(args.hosts)]
+    made = subprocess.run([sys.executable, "-c", TOKENS, *hosts], env=env, cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.split()
+    return env, dict(zip(hosts, made))
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""), autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def main() -> int:
@@ -294,49 +365,50 @@ def main() -> int:
     ap.add_argument("--expect", type=float, default=150_000, help="samples/s to prepare batches for")
     ap.add_argument("--paced", type=float, default=0.5, help="latency round at this fraction of the rate; 0: none")
     ap.add_argument("--second-shape", action="store_true", help="also measure 100 series x 10 points")
+    ap.add_argument("--workers", default="1", help="comma-separated worker counts, one console each (e.g. 1,2)")
     args = ap.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="fd-bench-"))
-    # The batch-rate admission limit is the console's default (the bench measures what an
-    # agent of this shape gets); FLEETDECK_* settings from the environment still apply.
-    env = dict(os.environ, FLEETDECK_DATA_DIR=str(work), FLEETDECK_ROLLUP_INTERVAL="0")
-    schema = None
+    # The admission limits are the console's defaults (the bench measures what an agent of
+    # this shape gets); FLEETDECK_* settings from the environment still apply.
+    env = dict(os.environ, FLEETDECK_ROLLUP_INTERVAL="0")
+    schemas: list[str] = []
     print(f"load average before: {os.getloadavg()}", flush=True)
-    if args.db == "postgres":
-        import psycopg
-
-        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
-        baseline = CopyBaseline(url.replace("+psycopg", ""), schema)
-    else:
-        baseline = SqliteBaseline(str(work / "baseline.db"))
     py = sys.executable
     cli = [py, "-c", "import sys; from console.cli import main; sys.exit(main())"]
+    targets: list[Target] = []
+    baseline = None
     try:
-        subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
-        hosts = [f"bench-{i}" for i in range(args.hosts)]
-        made = subprocess.run([py, "-c", TOKENS, *hosts], env=env, cwd=REPO, check=True, capture_output=True,
-                              text=True).stdout.split()
-        tokens = dict(zip(hosts, made))
-        log = open(work / "console.log", "wb")
-        proc, port = start_console(cli, env, log)
-        try:
-            shapes = [Shape(args.series, args.points)] + ([Shape(100, 10)] if args.second_shape else [])
-            for n, shape in enumerate(shapes):
-                bench_shape(args, shape, cli, env, tokens, proc, port, baseline, prefix=f"s{n}_")
-        finally:
-            stop_console(proc)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if schema:
+        if args.db == "postgres":
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            url = os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", "")
             import psycopg
 
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"CREATE SCHEMA {schema}")
+            schemas.append(schema)
+            baseline = CopyBaseline(url, schema)
+        else:
+            baseline = SqliteBaseline(str(work / "baseline.db"))
+        for n in counts:
+            (work / f"w{n}").mkdir()
+            target_env, tokens = prepare_database(args, work / f"w{n}", env, cli)
+            if "BENCH_SCHEMA" in target_env:
+                schemas.append(target_env.pop("BENCH_SCHEMA"))
+            log = open(work / f"w{n}" / "console.log", "wb")  # noqa: SIM115 - owned by the console
+            proc, port = start_console(cli, target_env, log, workers=n)
+            targets.append(Target(n, proc, port, tokens))
+        shapes = [Shape(args.series, args.points)] + ([Shape(100, 10)] if args.second_shape else [])
+        for i, shape in enumerate(shapes):
+            bench_shape(args, shape, targets, baseline, prefix=f"s{i}_")
+    finally:
+        for target in targets:
+            stop_console(target.proc)
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(baseline, CopyBaseline):
             baseline.conn.close()
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+        for schema in schemas:
+            drop_schema(schema)
     return 0
 
 

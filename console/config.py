@@ -85,6 +85,8 @@ class ConsoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     listen: str = "127.0.0.1:8700"  # HOST:PORT
+    # `fleetdeck serve` processes sharing the listening port and the database (docs/scaling.md)
+    workers: Int = Field(1, ge=1, le=64)
     data_dir: str = Field("./var", min_length=1)
     database_url: str = ""  # empty: sqlite file <data_dir>/fleetdeck.db
     database_read_url: str = ""  # a PostgreSQL streaming replica for queries (docs/scaling.md); empty: none
@@ -183,6 +185,16 @@ class ConsoleConfig(BaseModel):
         if self.database_read_url and not self.database_url.startswith(("postgresql:", "postgresql+")):
             raise ConfigError(tx("a read replica needs a PostgreSQL database_url (SQLite has no replicas)"),
                               ("database_read_url", "database_url"))
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share_a_database(self) -> "ConsoleConfig":
+        # Each worker opens the database itself: an in-memory SQLite database is private to
+        # the process that opened it, so the workers would not share their data.
+        if self.workers > 1 and self.database_url.startswith("sqlite") and \
+                self.database_url.split("///", 1)[-1] in ("", ":memory:"):
+            raise ConfigError("more than one worker needs a database file or server (an in-memory "
+                              "SQLite database is private to each process)", ("workers", "database_url"))
         return self
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 
 import tornado.httpserver
 import tornado.netutil
@@ -26,9 +27,10 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def start_http(app: tornado.web.Application, services: Services, host: str, port: int
-               ) -> tuple[tornado.httpserver.HTTPServer, int]:
-    """Listen on ``host:port`` (port 0 picks a free one); returns the server and the bound port.
+def start_http(app: tornado.web.Application, services: Services, host: str, port: int,
+               sockets: list[socket.socket] | None = None) -> tuple[tornado.httpserver.HTTPServer, int]:
+    """Listen on ``host:port`` (port 0 picks a free one), or accept on ``sockets`` already
+    bound (a worker of ``serve --workers``); returns the server and the bound port.
     Raises OSError when the address is taken. Must be called with an IOLoop running or
     about to run on this thread; starts the services' background work (deploy runners)."""
     console = services.config.console
@@ -36,7 +38,8 @@ def start_http(app: tornado.web.Application, services: Services, host: str, port
     # refused by tornado above the larger of the two caps.
     server = tornado.httpserver.HTTPServer(
         app, max_body_size=max(console.max_body_bytes, console.api_max_body_bytes) + 1024, xheaders=False)
-    sockets = tornado.netutil.bind_sockets(port, host or None)
+    if sockets is None:
+        sockets = tornado.netutil.bind_sockets(port, host or None)
     server.add_sockets(sockets)
     services.start()
     tune_gc()

@@ -31,6 +31,8 @@ def _config(args: argparse.Namespace) -> Config:
     overrides = {}
     if getattr(args, "listen", None):
         overrides["listen"] = args.listen  # validated with the rest, named as the flag
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
     return load_config(args.config, overrides=overrides)
 
 

@@ -23,12 +23,17 @@ from console.i18n import tx
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _server_config(args)
+    if config.console.workers > 1:
+        return serve_workers(config)
     asyncio.run(_serve(config, with_agent=False, config_path=args.config))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _server_config(args)
+    if config.console.workers > 1:
+        raise CliError(f"workers is {config.console.workers} (from {config.sources.get('workers', 'the default')}), but "
+                       "`fleetdeck run` runs one process; use `fleetdeck serve` for several workers", 2)
     asyncio.run(_serve(config, with_agent=not args.no_agent, config_path=args.config, first_run=True))
     return 0
 
@@ -126,18 +131,24 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
     if port == 0:
         config.console.listen = f"{host}:{bound}"
     url = config.public_url
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if services.alerting is not None:  # SIGHUP re-reads the rule files and notifications, as Prometheus
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.reload()))
     agent = None
     log.info("console %s listening on %s (data in %s)", __version__, url, config.data_dir.resolve())
     if with_agent:
         agent = LocalAgent(services, config, config_path, url, console_log)
         agent.start()
     print(f"Dashboard: {url}/", flush=True)
+    await _until_stopped(services, server, agent)
+
+
+async def _until_stopped(services, server, agent: "LocalAgent | None" = None, quiet: bool = False) -> None:  # noqa: ANN001
+    """Serve until SIGINT or SIGTERM, then stop the server and the services (SIGHUP
+    re-reads the rule files and notifications, as Prometheus)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if services.alerting is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(services.reload()))
     try:
         while not stop.is_set():
             if agent is not None:
@@ -147,12 +158,63 @@ async def _serve(config: Config, with_agent: bool, config_path: str | None, firs
             except asyncio.TimeoutError:
                 pass
     finally:
-        print("Stopping…", flush=True)
+        if not quiet:
+            print("Stopping…", flush=True)
         if agent is not None:
             agent.stop()
         server.stop()
         await server.close_all_connections()
         services.close()
+
+
+def serve_workers(config: Config) -> int:
+    """``serve`` with ``workers`` > 1 (console/cluster/workers.py): check the database and
+    apply migrations here once, bind the port, then fork the workers and supervise them."""
+    import threading
+
+    import console.app  # noqa: F401 - imported before the fork, so the workers share it
+    from console.cluster.workers import Supervisor, bind_slots
+
+    try:
+        services = _services(config)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise CliError(f"cannot open the database {config.database_url}: {exc}") from None
+    backend = services.db.dialect
+    services.close()
+    for thread in threading.enumerate():  # executors shut down without waiting (the leader's) end now
+        if thread is not threading.current_thread():
+            thread.join(10)
+    if threading.active_count() > 1:  # a fork copies this thread only: nothing else may run yet
+        raise CliError(f"cannot fork workers: threads are running ({threading.enumerate()})")
+    host, port = config.listen_host_port
+    try:
+        slots, bound = bind_slots(host, port, config.console.workers)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {config.console.listen}: {exc.strerror}; "
+                       "choose another with --listen HOST:PORT or FLEETDECK_LISTEN", 2) from None
+    if port == 0:
+        config.console.listen = f"{host}:{bound}"
+    print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend}), "
+          f"{config.console.workers} workers", flush=True)
+    print(f"Dashboard: {config.public_url}/", flush=True)
+    status = Supervisor(slots, lambda slot, sockets: asyncio.run(_serve_worker(config, slot, sockets))).run()
+    print("Stopped.", flush=True)
+    return status
+
+
+async def _serve_worker(config: Config, slot: int, sockets: list) -> int:
+    """One worker of :func:`serve_workers`: a whole console on the sockets of its slot."""
+    from console.app import make_app
+    from console.server import start_http
+    from console.services import build_services
+
+    services = build_services(config, migrate=False)
+    server, _ = start_http(make_app(services), services, "", 0, sockets=sockets)
+    log.info("worker %d (pid %d) serving on %s", slot, os.getpid(), config.public_url)
+    await _until_stopped(services, server, quiet=True)
+    return 0
 
 
 class LocalAgent:
@@ -242,4 +304,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
     serve = server_cmd("serve", "run the console")
     serve.add_argument("--listen", help="HOST:PORT (default $FLEETDECK_LISTEN or 127.0.0.1:8700)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="console processes on the port and database (default $FLEETDECK_WORKERS or 1)")
     serve.set_defaults(func=cmd_serve)

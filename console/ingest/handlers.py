@@ -102,6 +102,7 @@ class IngestHandler(ApiHandler):
             raise ApiError(429, "rate_limited", f"host {host!r} sends faster than "
                            f"{admission.rate:g} batches/s", {"retry_after_seconds": wait},
                            headers={"Retry-After": retry_after_header(wait)})
+        await self.services.ingest.writer_quiet()
         try:
             batch = self.services.ingest.decode(b"".join(self._chunks), self.request.headers.get("Content-Encoding"),
                                                 self._cap)

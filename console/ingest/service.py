@@ -119,6 +119,17 @@ def settle(future: asyncio.Future, outcome: Any) -> None:
         future.set_result(outcome)
 
 
+@dataclass
+class Prepared:
+    """A batch's rows built before its transaction (:meth:`IngestService._prepare_rows`)
+    with the cached ``host_id``, and what building them refused."""
+
+    host_id: int
+    rows: list[tuple[int, int, float]]
+    rejected: Counter
+    examples: dict[str, str]
+
+
 class StaleHostCache(Exception):
     """A cached host row was not found (deleted by another process): the caches are stale."""
 
@@ -175,6 +186,8 @@ class IngestService:
         self._decoder = BatchDecoder()
         self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
         self._queue: deque[tuple[Batch, asyncio.Future[IngestResult]]] = deque()
+        self._yield_turn = self._config.workers > 1  # see writer_quiet
+        self._turn_waiters: list[asyncio.Future[None]] = []
         self._drainer: asyncio.Future[None] | None = None
         # NULL keeps the stored value: a batch without agent fields changes only last_seen.
         self._update_hosts_sql = (
@@ -192,6 +205,33 @@ class IngestService:
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
         else:
             self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+
+    async def writer_quiet(self) -> None:
+        """With several workers on one SQLite file (``workers`` > 1), wait while this
+        process's writer holds the write turn; at once otherwise. Decoding and the writer
+        share one GIL, so a decode during the turn halves the writer's pace (and the
+        writer releases the GIL at every row it steps, each time waiting for the decode's
+        switch interval) while the other workers wait for the turn; deferred, the decode
+        runs while another worker writes. Call before :meth:`decode`."""
+        if not self._yield_turn or not self._db.turn_held:
+            return
+        loop = asyncio.get_running_loop()
+        if self._db.on_turn_released is None:
+            def wake() -> None:  # on the writer thread
+                loop.call_soon_threadsafe(self._turn_released)
+
+            self._db.on_turn_released = wake
+        future: asyncio.Future[None] = loop.create_future()
+        self._turn_waiters.append(future)
+        if self._db.turn_held:  # released meanwhile: its wake-up may have run already
+            await future
+        else:
+            self._turn_released()
+
+    def _turn_released(self) -> None:
+        waiters, self._turn_waiters = self._turn_waiters, []
+        for future in waiters:
+            settle(future, None)
 
     def decode(self, body: bytes, content_encoding: str | None, max_bytes: int) -> Batch:
         """An ingest body (``Content-Encoding`` gzip or none) -> Batch, on the caller's
@@ -223,7 +263,7 @@ class IngestService:
             while self._queue:
                 group: list[tuple[Batch, asyncio.Future[IngestResult]]] = []
                 try:
-                    results = await self._db.on_writer(self._store_queued, group)
+                    results = await self._db.on_writer(self._store_queued, group, turn=False)
                 except Exception as exc:  # noqa: BLE001 - handed to the batches' requests
                     if len(group) == 1:
                         settle(group[0][1], exc)
@@ -244,7 +284,14 @@ class IngestService:
         """On the writer thread: move the next group from the queue into ``group`` (the
         deque's append and popleft are atomic) and store it."""
         group.extend(self._take_group())
-        return self.store_group([batch for batch, _ in group])
+        batches = [batch for batch, _ in group]
+        now = self._clock()
+        # The rows of batches whose host and series ids are cached are built before taking
+        # the write turn: with several console processes on one SQLite file, only one
+        # writes at a time, so work done outside the turn overlaps the other's commit.
+        prepared = self._prepare_rows(batches, now)
+        with self._db.turn():
+            return self.store_group(batches, prepared, now)
 
     def _take_group(self) -> list[tuple[Batch, asyncio.Future[IngestResult]]]:
         group = [self._queue.popleft()]
@@ -266,21 +313,24 @@ class IngestService:
             self._db.run(self._count_refusal, batch, exc)
             raise
 
-    def store_group(self, batches: list[Batch]) -> list[IngestResult]:
+    def store_group(self, batches: list[Batch], prepared: dict[int, "Prepared"] | None = None,
+                    now: float | None = None) -> list[IngestResult]:
         """Store ``batches`` in one transaction (blocking, on the writer thread); one result
-        per batch, in order. A cached host row that is gone (deleted by another process)
-        empties the caches and the group is stored again."""
+        per batch, in order. ``prepared``: rows built before the transaction
+        (:meth:`_prepare_rows`, at ``now``, Unix s). A cached host row that is gone
+        (deleted by another process) empties the caches and the group is stored again."""
         for attempt in (1, 2):
             new_ids: dict[SeriesKey, int] = {}
             hosts: dict[str, HostState] = {}
             seen: dict[int, tuple[int, int]] = {}
             try:
-                results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen)
+                results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen, prepared, now)
             except StaleHostCache:
                 if attempt == 2:
                     raise
                 self._hosts.clear()
                 self._series_ids.clear()
+                prepared = None  # built with the stale ids
                 continue
             break
         # Only committed rows enter the caches.
@@ -314,12 +364,14 @@ class IngestService:
         return result
 
     def _store_group_tx(self, session: Session, batches: list[Batch], new_ids: dict[SeriesKey, int],
-                        hosts: dict[str, HostState], seen: dict[int, tuple[int, int]]) -> list[IngestResult]:
+                        hosts: dict[str, HostState], seen: dict[int, tuple[int, int]],
+                        prepared: dict[int, "Prepared"] | None = None, now: float | None = None
+                        ) -> list[IngestResult]:
         """The transaction of :meth:`store_group`: one UPDATE of the host rows, one INSERT of
         the batch ids (those it did not insert are replays, answered ``duplicate``), the
         samples of each batch, one INSERT of every log record, one look at the rollup
         watermarks. Fills ``new_ids`` and ``hosts`` for the caches."""
-        now = self._clock()
+        now = self._clock() if now is None else now
         for batch in batches:
             state = hosts.get(batch.host)
             if state is None:
@@ -336,7 +388,7 @@ class IngestService:
         samples: list[list[tuple[int, int, float]]] = []
         logs: list[LogRow] = []
         rejections: list[tuple[int, Counter, dict]] = []
-        for batch, is_fresh in zip(batches, fresh):
+        for i, (batch, is_fresh) in enumerate(zip(batches, fresh)):
             state = hosts[batch.host]
             if not is_fresh:
                 results.append(IngestResult(0, 0, True, batch.host, batch.last_ts,
@@ -345,7 +397,13 @@ class IngestService:
                 continue
             rejected: Counter[str] = Counter()
             examples: dict[str, str] = {}
-            rows = self._sample_rows(session, state.id, batch, lo, hi, new_ids, rejected, examples)
+            pre = prepared.get(i) if prepared else None
+            if pre is not None and pre.host_id == state.id:
+                rows = pre.rows
+                rejected.update(pre.rejected)
+                examples.update(pre.examples)
+            else:
+                rows = self._sample_rows(session, state.id, batch, lo, hi, new_ids, rejected, examples)
             if batch.all_or_nothing:
                 refused = {reason: n for reason, n in rejected.items() if reason != "non_finite"}
                 if refused:
@@ -462,6 +520,28 @@ class IngestService:
         inserted = {first[(h, b)] for h, b in session.execute(stmt)}
         return [not batch.batch_id or i in inserted for i, batch in enumerate(batches)]
 
+    def _prepare_rows(self, batches: list[Batch], now: float) -> dict[int, "Prepared"]:
+        """Index in ``batches`` -> the rows of each batch whose host row and series ids
+        are all cached, built as :meth:`_sample_rows` does at ``now`` (Unix s) without the
+        database; the others are left to the transaction."""
+        lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
+        hi = int((now + self._config.sample_max_future) * 1000)
+        fresh_from = int(self._clock() * 1000) - SERIES_ID_TRUST_MS
+        known = self._known_id
+        prepared: dict[int, Prepared] = {}
+        for i, batch in enumerate(batches):
+            host = self._hosts.get(batch.host)
+            if host is None or batch.all_or_nothing or not batch.metrics:
+                continue
+            sids = [known((host.id, m.name, m.labels_json), fresh_from) for m in batch.metrics]
+            if None in sids:
+                continue
+            rejected: Counter[str] = Counter()
+            examples: dict[str, str] = {}
+            rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
+            prepared[i] = Prepared(host.id, rows, rejected, examples)
+        return prepared
+
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,
                      new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict
                      ) -> list[tuple[int, int, float]]:
@@ -473,6 +553,13 @@ class IngestService:
         if None in sids:
             ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples, fresh_from)
             sids = [ids.get((host_id, m.name, m.labels_json)) for m in batch.metrics]
+        return self._rows_of(batch, sids, lo, hi, rejected, examples)
+
+    @staticmethod
+    def _rows_of(batch: Batch, sids: list[int | None], lo: int, hi: int, rejected: Counter, examples: dict
+                 ) -> list[tuple[int, int, float]]:
+        """The rows of ``batch`` given each metric's series id (None: refused, already
+        counted); non-finite values and samples outside [lo, hi] are counted."""
         rows: list[tuple[int, int, float]] = []
         for m, sid in zip(batch.metrics, sids):
             if m.non_finite:

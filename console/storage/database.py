@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
@@ -49,8 +50,9 @@ def private_sqlite_files(path: Path) -> None:
     ``-shm`` files with the database file's mode (``findCreateFileMode`` in os_unix.c), so
     they follow it."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
-    # ``.leader``: the leadership lock file of console/cluster/leader.py, beside the database.
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader")):
+    # ``.leader``: the leadership lock file of console/cluster/leader.py, beside the database;
+    # ``.writer``: the write turn of the console processes (:meth:`Database.on_writer`).
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader"), Path(f"{path}.writer")):
         with contextlib.suppress(FileNotFoundError):
             if stat.S_IMODE(name.stat().st_mode) != PRIVATE_FILE:
                 os.chmod(name, PRIVATE_FILE)
@@ -118,6 +120,14 @@ class Database:
         # until one succeeds again; /readyz answers 503 meanwhile.
         self.write_failure: str | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="db-reader")
+        # SQLite file: the console processes of the database take turns at writing with an
+        # flock on ``<database>.writer`` (see ``on_writer``); None otherwise.
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        self._turn_path = f"{path}.writer" if path and path != ":memory:" else None
+        self._turn_fd, self._turn_pid = -1, 0
+        self.turn_held = False  # this process's writer holds the write turn now
+        self.on_turn_released: Callable[[], None] | None = None  # called on the writer thread
+        self._open_turn()  # now, beside the database being opened: not first on a disk that filled up
 
     def migrate(self) -> None:
         upgrade_schema(self.engine)
@@ -131,17 +141,63 @@ class Database:
         """Run ``fn(session, *args)`` in one transaction on the writer thread."""
         return await self.on_writer(self.run, fn, *args)
 
-    async def on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+    async def on_writer(self, fn: Callable[..., T], *args: Any, turn: bool = True) -> T:
         """Run the plain callable ``fn(*args)`` on the writer thread (it opens its own
-        transactions); for work that must do more than one thing after a commit."""
+        transactions); for work that must do more than one thing after a commit. With
+        ``turn=False`` ``fn`` takes the write turn itself (``with db.turn():``) around its
+        transactions, to do work that needs no database before it."""
         loop = asyncio.get_running_loop()
+        job = functools.partial(fn, *args)
+        if turn and self._turn_path is not None:
+            job = functools.partial(self._in_turn, job)
         try:
-            result = await loop.run_in_executor(self._writer, functools.partial(fn, *args))
+            result = await loop.run_in_executor(self._writer, job)
         except sa_exc.OperationalError as exc:
             self.write_failure = str(exc.orig or exc).splitlines()[0][:200]
             raise
         self.write_failure = None
         return result
+
+    def _in_turn(self, job: Callable[[], T]) -> T:
+        """Run ``job`` holding the exclusive flock of ``<database>.writer`` (on the writer
+        thread). SQLite lets one connection write at a time and makes the others poll for
+        the lock (the busy handler sleeps 1 ms, then longer steps up to 100 ms), so
+        console processes writing at once (``serve --workers N``, replicas on one file)
+        would lose most of the time between one commit and the next poll, and a process
+        unlucky at polling could wait past ``busy_timeout`` ("database is locked"). A
+        process waiting for the flock is woken by the kernel the moment it is released,
+        and each transaction then finds SQLite's lock free (other programs writing, such
+        as the ``fleetdeck`` CLI, still meet the 10 s busy timeout). The lock is released
+        with the process however it ends."""
+        with self.turn():
+            return job()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """The write turn of :meth:`_in_turn` for the block (on the writer thread); nothing
+        for PostgreSQL or an in-memory database."""
+        if self._turn_path is None:
+            yield
+            return
+        if self._turn_pid != os.getpid():
+            self._open_turn()
+        fcntl.flock(self._turn_fd, fcntl.LOCK_EX)
+        self.turn_held = True
+        try:
+            yield
+        finally:
+            self.turn_held = False
+            fcntl.flock(self._turn_fd, fcntl.LOCK_UN)
+            if self.on_turn_released is not None:
+                self.on_turn_released()
+
+    def _open_turn(self) -> None:
+        # A forked process opens its own: an flock belongs to the open file, which a fork shares.
+        if self._turn_fd >= 0:
+            os.close(self._turn_fd)  # this process's copy of the parent's
+        if self._turn_path is not None:
+            self._turn_fd = os.open(self._turn_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+            self._turn_pid = os.getpid()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, *args)`` in one transaction on a reader thread."""
@@ -198,6 +254,9 @@ class Database:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        if self._turn_fd >= 0:
+            os.close(self._turn_fd)
+            self._turn_fd = -1
         self.engine.dispose()
         if self.read_engine is not None:
             self.read_engine.dispose()

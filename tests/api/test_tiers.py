@@ -387,6 +387,23 @@ def test_samples_outside_the_time_window_are_rejected_one_by_one(console, viewer
     assert {r["reason"]: r["count"] for r in hosts["window-1"]["rejected"]} == {"too_old": 1, "too_new": 1}
 
 
+def test_a_steady_senders_samples_outside_the_window_and_non_finite_are_counted_too(console, viewer):
+    # The second batch's series ids are cached: its rows are built before the transaction.
+    token = console.agent_token("window-2")
+    now = int(time.time() * 1000)
+    metric = {"name": "app_w2", "type": "gauge", "labels": {"k": "v"}}
+    assert console.push("window-2", token, [{**metric, "points": [[now - 5000, 1.0]]}])[0] == 200
+    points = [[now - 7 * 86_400_000, 1.0], [now - 1000, "NaN"], [now + 3_600_000, 3.0], [now, 4.0]]
+    status, body = console.push("window-2", token, [{**metric, "points": points}])
+    assert status == 200
+    assert body["accepted_samples"] == 1
+    assert body["rejected"] == {"too_old": 1, "too_new": 1, "non_finite": 1}
+    assert body["rejected_examples"]["too_new"] == f'app_w2{{"k":"v"}} @ {now + 3_600_000}'
+    hosts = {h["host"]: h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()}
+    assert {r["reason"]: r["count"] for r in hosts["window-2"]["rejected"]} == \
+        {"too_old": 1, "too_new": 1, "non_finite": 1}
+
+
 def test_nan_and_inf_strings_are_dropped_and_counted_other_strings_fail_the_body(console):
     token = console.agent_token("nan-1")
     now = int(time.time() * 1000)

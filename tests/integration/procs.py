@@ -53,10 +53,11 @@ def tmpfs(path: Path, size: str):
 class ConsoleProcess:
     """``python -m console.cli serve`` with its own data dir, on a fixed loopback port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, args: tuple[str, ...] = (), **env: str) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.env = child_env(FLEETDECK_DATA_DIR=str(data_dir), FLEETDECK_LISTEN=f"127.0.0.1:{self.port}", **env)
+        self.args = args  # more `serve` arguments (--workers 2)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -67,8 +68,10 @@ class ConsoleProcess:
     def start(self) -> "ConsoleProcess":
         self.starts += 1
         log = open(self.data_dir / f"console-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "console.cli", "serve"], env=self.env, cwd=REPO,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        # With arguments (--workers 2), a session of its own: kill9_group reaches the workers too.
+        self.proc = subprocess.Popen([sys.executable, "-m", "console.cli", "serve", *self.args], env=self.env,
+                                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=bool(self.args))
         log.close()
 
         def ready() -> bool:
@@ -87,6 +90,53 @@ class ConsoleProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
+
+    def kill9_group(self) -> None:
+        """SIGKILL the console and every process of its session (the workers) at once;
+        for a console started with ``args`` (a session of its own)."""
+        if self.proc and self.proc.poll() is None and self.args:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the child processes of the console (``serve --workers``'s workers)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return sorted(int(pid) for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children")
+                      for pid in task.read_text().split())
+
+    def _served(self) -> dict[str, int]:
+        """Socket inode -> client port of the connections accepted on the console's port
+        (/proc/net/tcp: local port, remote port, inode; established ones, state 01)."""
+        out = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == self.port and fields[3] == "01":
+                out[fields[9]] = int(fields[2].split(":")[1], 16)
+        return out
+
+    def _socket_inodes(self, pid: int) -> set[str]:
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        return inodes
+
+    def worker_serving(self, client_port: int) -> int | None:
+        """The pid of the worker holding the server side of the loopback connection from
+        ``client_port`` (/proc/net/tcp names the socket's inode, /proc/PID/fd its owner)."""
+        inodes = {inode for inode, port in self._served().items() if port == client_port}
+        for pid in self.worker_pids():
+            if inodes & self._socket_inodes(pid):
+                return pid
+        return None
+
+    def connections_of(self, pid: int) -> int:
+        """Connections to the console's port that worker ``pid`` has accepted and holds."""
+        return len(set(self._served()) & self._socket_inodes(pid))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,15 +1,22 @@
 """Exactly-once by batch_id across a kill -9 of the console: agents post batches at once
 (so the writer stores them in groups), the console is killed mid-stream, restarted, and
 every batch is sent again. No batch may be answered "stored" twice, every batch and every
-sample must be stored once, and a batch answered before the kill is a duplicate after."""
+sample must be stored once, and a batch answered before the kill is a duplicate after.
+
+The same with ``fleetdeck serve --workers 2`` (two processes writing one database): one
+worker killed mid-stream (the supervisor starts another on its socket), or the whole
+process group killed and the console started again."""
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import sqlite3
 import threading
 import time
 import uuid
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -55,7 +62,68 @@ def test_every_batch_stored_once_across_kill9(tmp_path: Path, backend: str):
             console.stop()
 
 
-def run_and_replay(console: ConsoleProcess, db_url: str) -> None:
+@pytest.mark.parametrize("kill", ["one worker", "process group"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_batch_stored_once_across_kill9_of_workers(tmp_path: Path, backend: str, kill: str):
+    if backend == "postgres" and not os.environ.get(ENV):
+        need("postgres", f"{ENV} is not set")
+    with (private_schema(os.environ[ENV]) if backend == "postgres" else nullcontext(None)) as url:
+        env = {"FLEETDECK_DATABASE_URL": url} if url else {}
+        console = ConsoleProcess(tmp_path, args=("--workers", "2"), FLEETDECK_INGEST_RATE_PER_HOST="0", **env).start()
+        wait_for(lambda: len(console.worker_pids()) == 2, 30, "two workers")
+        db_url = url or f"sqlite:///{tmp_path / 'fleetdeck.db'}"
+        try:
+            if kill == "one worker":
+                run_and_replay(console, db_url, kill=lambda: kill9_one_worker(console, db_url), restart=lambda: None)
+            else:
+                run_and_replay(console, db_url, kill=console.kill9_group, restart=console.start)
+            workers = console.worker_pids()
+            assert len(workers) == 2
+        finally:
+            console.stop()
+        # SIGTERM to the supervisor stopped every worker, and it exited 0.
+        assert console.proc is not None and console.proc.returncode == 0
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+@contextmanager
+def writes_held(db_url: str):
+    """Hold the database's write lock (SQLite) or a lock on ingest_batches that blocks its
+    INSERTs (PostgreSQL) for the block: every batch the workers took waits uncommitted."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None, timeout=30)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("LOCK TABLE ingest_batches IN EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def kill9_one_worker(console: ConsoleProcess, db_url: str) -> None:
+    """SIGKILL the first worker while it holds requests whose batches wait for the
+    database; the supervisor replaces it (a new pid on the same socket)."""
+    before = console.worker_pids()
+    with writes_held(db_url):
+        wait_for(lambda: console.connections_of(before[0]) >= 1, 30, "a request waiting on the first worker")
+        os.kill(before[0], signal.SIGKILL)
+    wait_for(lambda: len(console.worker_pids()) == 2 and before[0] not in console.worker_pids(), 30,
+             "the supervisor to start a worker in place of the killed one")
+    assert before[1] in console.worker_pids()  # the other worker served on
+
+
+def run_and_replay(console: ConsoleProcess, db_url: str, kill=None, restart=None) -> None:  # noqa: ANN001
+    """``kill`` (default: SIGKILL the console) mid-stream, then ``restart`` (default: start
+    it again) and replay every batch."""
     hosts = [f"eo-{i}" for i in range(HOSTS)]
     tokens = {h: console.agent_token(h) for h in hosts}
     t0 = int(time.time() * 1000) - 3_600_000
@@ -85,12 +153,12 @@ def run_and_replay(console: ConsoleProcess, db_url: str) -> None:
     for t in threads:
         t.start()
     wait_for(lambda: len(stored) >= HOSTS * BATCHES // 3, 120, "a third of the batches to be answered")
-    console.kill9()
+    (kill or console.kill9)()
     for t in threads:
         t.join(60)
     before_kill = len(stored)
     assert 0 < before_kill < HOSTS * BATCHES, "the kill came mid-stream"
-    console.start()
+    (restart or console.start)()
     replayed_duplicates = 0
     for host in hosts:
         for batch_id, raw in prepared[host]:  # the agent's spool sends everything again
