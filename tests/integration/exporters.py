@@ -46,6 +46,15 @@ def start_node_exporter(work: Path, textfile_dir: Path, only_textfile: bool = Fa
     cmd = [binary, f"--web.listen-address=127.0.0.1:{port}", f"--collector.textfile.directory={textfile_dir}"]
     if only_textfile:
         cmd += ["--collector.disable-defaults", "--collector.textfile"]
+    else:
+        # Tests running beside this one mount tmpfs under /tmp and start containers (veth and
+        # bridge interfaces): series that come and go mid-test. Leave them out, as
+        # node_exporter's own defaults leave out /mnt and /var/lib/docker, so a comparison
+        # sees only this machine's steady filesystems and interfaces.
+        cmd += [r"--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|mnt|media|tmp|"
+                r"var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
+                r"--collector.netdev.device-exclude=^(veth.*|docker.*|br-.*)$",
+                r"--collector.netclass.ignored-devices=^(veth.*|docker.*|br-.*)$"]
     proc = start_process(cmd, work / f"node-exporter-{port}.log", f"http://127.0.0.1:{port}/metrics",
                          "node_exporter")
     return f"127.0.0.1:{port}", proc
