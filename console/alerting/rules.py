@@ -407,7 +407,7 @@ def threshold_split(expr: str) -> tuple[str, str, float] | None:
     threshold as a line, since charting ``X > 0.9`` itself shows only the samples above it.
     ``query`` is the parser's rendering of the left-hand side (``promql_parser``)."""
     try:
-        node = promql_parser.parse(expr)
+        node = promql_parser.parse(ast.quote_raw_strings(expr))  # raw strings as Prometheus reads them
     except (ValueError, RuntimeError):
         return None
     while isinstance(node, promql_parser.ParenExpr):

@@ -165,6 +165,8 @@ def test_the_shipped_config_documents_the_alerting_defaults():
     ("1e3 >= x", ('x{}', "<=", 1000.0)),
     ("(rate(x[5m]) * 100 != bool -1)", ('rate(x{}[5m]) * 100', "!=", -1.0)),
     ('max by (instance) (up{job="node"}) == 0', ('max by (instance)(up{job="node"})', "==", 0.0)),
+    # A raw string's backslash is a backslash (Prometheus), as in a regex Grafana writes.
+    ("up{instance=~`127\\.0\\.0\\.1:.*`} < 1", ('up{instance=~"127\\.0\\.0\\.1:.*"}', "<", 1.0)),
     ("x > 0.9 and y", None),  # not a comparison at the top
     ("x > y", None),  # no number to draw
     ("x + 1", None),  # arithmetic, not a comparison
