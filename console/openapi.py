@@ -55,7 +55,10 @@ SCHEMAS: dict[str, dict] = {
                                    "disk_max_mountpoint": NSTR, "load1": NNUM}),
                   "config_hash": NSTR, "drift": BOOL, "clock_skew_seconds": NNUM, "clock_skewed": BOOL,
                   "drift_fields": {"type": "array", "items": {"type": "string", "enum": ["agent_version", "config_hash"]}},
-                  "drift_baseline": {"type": "object", "properties": {"agent_version": NSTR, "config_hash": NSTR}}},
+                  "drift_baseline": {"type": "object", "properties": {"agent_version": NSTR, "config_hash": NSTR}},
+                  "rejected": {"type": "array", "items": _obj(
+                      {"reason": STR, "count": {"type": "integer"}, "last_at": NUM, "example": STR, "metric": NSTR},
+                      ["reason", "count", "last_at", "example", "metric"])}},
                  ["host", "up", "last_seen", "labels", "summary"]),
     "RangeResult": _obj({"metric": STR, "step": NNUM, "fn": STR, "resolution": {"type": "string",
                                                                                   "enum": ["raw", "1m", "1h"]},

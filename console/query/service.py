@@ -252,13 +252,25 @@ class QueryService:
                 "auth_refused": {"last_at": last_at, "count": count}}
 
     def _rejected(self, session: Session, host_id: int) -> list[dict]:
-        """Samples of this host not stored, per reason: ``[{"reason", "count", "last_at"
-        (Unix s), "example"}]``; reasons are ``series_limit``, ``too_old``, ``too_new``,
-        ``non_finite`` and, for log records, ``log_too_old``."""
+        """Samples of this host not stored, per reason: ``[{"reason", "count" (since the
+        first refusal), "last_at" (Unix s), "example", "metric"}]``; reasons are
+        ``series_limit``, ``too_old``, ``too_new``, ``non_finite`` and, for log records,
+        ``log_too_old``. ``example`` is the last refused series as ingest wrote it,
+        ``name{labels as JSON}`` (`` @ <Unix ms>`` after it for a sample outside the time
+        window), and ``metric`` its name; for ``log_too_old`` it is ``source @ <Unix s>`` and
+        ``metric`` is None."""
         rows = session.execute(select(IngestRejection).where(IngestRejection.host_id == host_id)
                                .order_by(IngestRejection.reason)).scalars()
-        return [{"reason": r.reason, "count": r.count, "last_at": r.last_at, "example": r.last_example}
-                for r in rows]
+        return [{"reason": r.reason, "count": r.count, "last_at": r.last_at, "example": r.last_example,
+                 "metric": self._rejected_metric(r.reason, r.last_example)} for r in rows]
+
+    @staticmethod
+    def _rejected_metric(reason: str, example: str) -> str | None:
+        # A metric name has no "{" (Prometheus' [a-zA-Z_:][a-zA-Z0-9_:]*) and ingest writes
+        # the labels as a JSON object right after it, so the name ends at the first "{".
+        if reason == "log_too_old" or "{" not in example:
+            return None
+        return example.partition("{")[0] or None
 
     def _summary(self, session: Session, host_id: int) -> dict:
         rows = session.execute(select(Series.id, Series.name, Series.labels).where(

@@ -791,6 +791,55 @@
     F.setText("host-agent", hostInfo.agent_version || "—");
     F.renderLabels(document.getElementById("host-labels"), hostInfo.labels);
     renderLastSeen();
+    renderRejected();
+  }
+
+  // Samples the console refused from this host (GET /api/v1/hosts "rejected": one row per
+  // reason with its running count, last time and last example) whose last refusal is within
+  // the last hour: an agent over its series cap loses those series silently otherwise.
+  var REJECTED_WINDOW_S = 3600;
+  var REJECTED_REASONS = {
+    series_limit: F.t("new series over the host's series cap (max_series_per_host)"),
+    too_old: F.t("samples older than the ingest window"),
+    too_new: F.t("samples ahead of the console's clock"),
+    non_finite: F.t("NaN or infinite values"),
+    log_too_old: F.t("log records older than the log retention"),
+  };
+
+  function renderRejected() {
+    var box = document.getElementById("host-rejected");
+    var now = nowSec();
+    var recent = ((hostInfo && hostInfo.rejected) || []).filter(function (r) {
+      return r && F.isNum(r.last_at) && now - r.last_at <= REJECTED_WINDOW_S;
+    });
+    box.textContent = "";
+    box.hidden = recent.length === 0;
+    if (!recent.length) return;
+    var head = document.createElement("strong");
+    head.textContent = F.t("The console refused data from this host in the last hour:");
+    var list = document.createElement("ul");
+    recent.forEach(function (r) {
+      var item = document.createElement("li");
+      item.className = "rejected-" + r.reason;
+      var reason = document.createElement("strong");
+      reason.textContent = r.reason;
+      var why = REJECTED_REASONS[r.reason];
+      item.appendChild(reason);
+      item.appendChild(document.createTextNode((why ? " (" + why + ")" : "") + " — "));
+      if (r.example) {
+        var example = document.createElement("code");
+        example.textContent = r.example;
+        item.appendChild(example);
+        item.appendChild(document.createTextNode(" "));
+      }
+      var when = document.createElement("span");
+      when.title = F.fmtDateTime(r.last_at);
+      when.textContent = F.t("{count} refused in total, last {ago}", { count: r.count, ago: F.fmtAgo(r.last_at) });
+      item.appendChild(when);
+      list.appendChild(item);
+    });
+    box.appendChild(head);
+    box.appendChild(list);
   }
 
   function renderLastSeen() {
