@@ -180,6 +180,12 @@ def rule_alerts(pair: Pair, console: ConsoleProcess) -> list[dict]:
             for a in pair.request(console, "GET", f"{AM}/alerts") if a["labels"]["alertname"] == "ReplicaRuleAlert"]
 
 
+def prom_alerts(pair: Pair, console: ConsoleProcess) -> list[dict]:
+    return [{k: a[k] for k in ("labels", "state", "activeAt")}
+            for a in pair.request(console, "GET", "/prometheus/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == "ReplicaRuleAlert"]
+
+
 def ends_at(pair: Pair, console: ConsoleProcess) -> datetime:
     found = [a for a in pair.request(console, "GET", f"{AM}/alerts") if a["labels"]["alertname"] == "ReplicaRuleAlert"]
     return datetime.fromisoformat(found[0]["endsAt"].replace("Z", "+00:00"))
@@ -194,6 +200,8 @@ def test_a_rule_alert_of_the_leader_is_listed_alike_by_every_console_and_across_
     assert started.timestamp() <= time.time()
     # Only the leader evaluates; the follower lists what the leader stored, within seconds.
     wait_for(lambda: rule_alerts(pair, follower) == on_leader, 5, "the follower to list the rule alert")
+    # The Prometheus API, read from the followed rule state, answers alike too.
+    assert prom_alerts(pair, follower) == prom_alerts(pair, leader) != []
     before = ends_at(pair, follower)
 
     leader.kill9()  # the follower takes over and keeps the alert firing from the stored state
