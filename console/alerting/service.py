@@ -265,10 +265,21 @@ class AlertingService(VirtualSource):
                 if self.leads():
                     await self.evaluate_group(key, at)
                 else:
-                    await self.db.read(self.follow, key)
+                    await self._follow_group(key, at)
             except Exception:  # a database outage: logged, the next tick retries
                 log.exception("rule group %s: evaluation failed", key)
             at += interval
+
+    async def _follow_group(self, key: str, at: float) -> None:
+        """A follower's tick: take the leader's stored alerts of group ``key`` and put
+        its firing and resolved ones into this console's alert store, as the leader does
+        after evaluating, so the Alertmanager API, inhibitions and canary checks of every
+        replica list the same rule alerts (same labels, ``startsAt`` when it fired). Nothing
+        is evaluated here, and a follower's dispatcher does not route what it is given."""
+        await self.db.read(self.follow, key)
+        runtime, store = self.groups.get(key), self.alert_store
+        if runtime is not None and store is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._send, store, runtime, at)
 
     @staticmethod
     def slot(key: str, interval_s: float, after: float) -> float:

@@ -1,8 +1,10 @@
 """Two real console processes sharing one database (a PostgreSQL schema, or one SQLite
 file): what one of them keeps must hold on the other (docs/scaling.md). A recording
 rule's series, evaluated by the leader, is answered by the follower and stored once per
-evaluation across a leader change; alerts posted to both consoles are grouped and
-notified once, by the leader, at a real webhook receiver; a silence or maintenance
+evaluation across a leader change; an alerting rule's alert, evaluated by the leader, is
+listed alike by the follower's Alertmanager API and kept firing across a leader change;
+alerts posted to both consoles are grouped and notified once, by the leader, at a real
+webhook receiver; a silence or maintenance
 window made on one console mutes on the other within 2 s; failed logins on both consoles
 lock out at the configured count."""
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,6 +40,12 @@ RULES = """groups:
       - record: replica:probe:sum
         expr: sum(vector(2))
         labels: {source: rule}
+  - name: shared-alert
+    interval: 1s
+    rules:
+      - alert: ReplicaRuleAlert
+        expr: vector(1)
+        labels: {severity: page}
 """
 
 CONFIG = """console:
@@ -163,6 +172,46 @@ def samples(url: str, since: float = 0.0) -> list[int]:
                 "WHERE r.name = 'replica:probe:sum' AND s.ts >= :since ORDER BY s.ts"), {"since": int(since * 1000)})]
     finally:
         engine.dispose()
+
+
+def rule_alerts(pair: Pair, console: ConsoleProcess) -> list[dict]:
+    """The console's Alertmanager API answer for the rule's alert: labels, state, startsAt."""
+    return [{"labels": a["labels"], "state": a["status"]["state"], "startsAt": a["startsAt"]}
+            for a in pair.request(console, "GET", f"{AM}/alerts") if a["labels"]["alertname"] == "ReplicaRuleAlert"]
+
+
+def prom_alerts(pair: Pair, console: ConsoleProcess) -> list[dict]:
+    return [{k: a[k] for k in ("labels", "state", "activeAt")}
+            for a in pair.request(console, "GET", "/prometheus/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == "ReplicaRuleAlert"]
+
+
+def ends_at(pair: Pair, console: ConsoleProcess) -> datetime:
+    found = [a for a in pair.request(console, "GET", f"{AM}/alerts") if a["labels"]["alertname"] == "ReplicaRuleAlert"]
+    return datetime.fromisoformat(found[0]["endsAt"].replace("Z", "+00:00"))
+
+
+def test_a_rule_alert_of_the_leader_is_listed_alike_by_every_console_and_across_a_leader_kill(pair):
+    leader, follower = pair.roles()
+    on_leader = wait_for(lambda: rule_alerts(pair, leader), 10, "the leader to list its rule alert")
+    assert [{k: a[k] for k in ("labels", "state")} for a in on_leader] == [
+        {"labels": {"alertname": "ReplicaRuleAlert", "severity": "page"}, "state": "active"}]
+    started = datetime.fromisoformat(on_leader[0]["startsAt"].replace("Z", "+00:00"))
+    assert started.timestamp() <= time.time()
+    # Only the leader evaluates; the follower lists what the leader stored, within seconds.
+    wait_for(lambda: rule_alerts(pair, follower) == on_leader, 5, "the follower to list the rule alert")
+    # The Prometheus API, read from the followed rule state, answers alike too.
+    assert prom_alerts(pair, follower) == prom_alerts(pair, leader) != []
+    before = ends_at(pair, follower)
+
+    leader.kill9()  # the follower takes over and keeps the alert firing from the stored state
+    wait_for(lambda: leader_gauge(follower) == 1.0, 15, "the follower to lead")
+    # Re-sent by the new leader's evaluations: same alert, same start, a later end.
+    wait_for(lambda: ends_at(pair, follower) > before + timedelta(seconds=2), 10, "the new leader to re-send it")
+    assert rule_alerts(pair, follower) == on_leader
+    leader.start()  # back as a follower: it lists the same alert as the new leader
+    wait_for(lambda: rule_alerts(pair, leader) == on_leader, 10, "the restarted console to list the rule alert")
+    assert rule_alerts(pair, follower) == on_leader
 
 
 def test_alerts_posted_to_both_consoles_are_grouped_and_notified_once_by_the_leader(pair):
