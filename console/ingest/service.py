@@ -678,14 +678,16 @@ class IngestService:
         back to the sample's bucket and bumps its generation, so the rollup job recomputes
         the bucket (rollups are recomputed from their source, never added to, so this
         cannot double count). Samples of the still-open minutes change nothing."""
+        open_from = int((now - self._config.rollup_delay) * 1000)
+        b1 = oldest_ts // MINUTE_MS * MINUTE_MS
+        if b1 >= open_from:
+            return  # the usual case (fresh samples): no need to read the watermarks
         table = RollupWatermark.__table__
         marks = {t: (d, g) for t, d, g in session.execute(
             select(table.c.tier, table.c.done_until, table.c.generation))}
         if not marks:
             return
-        open_from = int((now - self._config.rollup_delay) * 1000)
         reopen = {}
-        b1 = oldest_ts // MINUTE_MS * MINUTE_MS
         if "1m" in marks and b1 < min(marks["1m"][0] + MINUTE_MS * TIER_BY_NAME["1m"].window_buckets, open_from):
             reopen["1m"] = b1
             bh = oldest_ts // HOUR_MS * HOUR_MS
