@@ -6,7 +6,11 @@ machine cannot hide), Prometheus' send lag and failed/dropped counts, and a raw 
 ``executemany`` of as many rows (one commit per 500, Prometheus' batch size) in the same run.
 
     python bench/remote_write.py [--series 60000] [--seconds 30] [--db sqlite|postgres]
-                                 [--samples-per-send 500]
+                                 [--samples-per-send 500] [--workers 1] [--max-shards N]
+
+``--workers N`` starts ``fleetdeck serve --workers N``: the committed rate is then read from
+Prometheus' own count of samples sent (each request answered 2xx was committed whole; the
+console's /metrics is one worker's view) and the CPU is that of every worker process.
 """
 from __future__ import annotations
 
@@ -41,9 +45,22 @@ def scrape_metrics(url: str, prefix: str) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process ``pid`` (all its threads) and of its live child
+    processes (the workers of ``serve --workers N``), from /proc."""
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own(pid) + sum(own(int(child)) for child in children)
+
+
+def sent_samples(url: str) -> float:
+    """Samples Prometheus sent and had acknowledged (2xx; with 0 retried, each counted once)."""
+    return scrape_metrics(url, "prometheus_remote_storage_samples_total")["prometheus_remote_storage_samples_total"]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, what: str) -> None:
@@ -82,6 +99,9 @@ def main() -> int:
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--samples-per-send", type=int, default=500,
                     help="Prometheus' queue_config.max_samples_per_send (2.42's default: 500)")
+    ap.add_argument("--workers", type=int, default=1, help="fleetdeck serve --workers N")
+    ap.add_argument("--max-shards", type=int, default=None,
+                    help="Prometheus' queue_config.max_shards (2.42's default: 200)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fd-rw-bench-"))
     (work / "www").mkdir()
@@ -111,7 +131,7 @@ def main() -> int:
     env["FLEETDECK_MAX_SERIES_PER_HOST"] = str(args.series + 5000)
     procs = []
     try:
-        console = subprocess.Popen(cli + ["serve"], env=env, cwd=REPO, stdout=open(work / "console.log", "wb"),
+        console = subprocess.Popen(cli + ["serve", "--workers", str(args.workers)], env=env, cwd=REPO, stdout=open(work / "console.log", "wb"),
                                    stderr=subprocess.STDOUT)
         procs.append(console)
         wait_ready(f"http://127.0.0.1:{cport}/healthz", console, "console")
@@ -123,7 +143,9 @@ def main() -> int:
                   "scrape_configs": [{"job_name": "bench", "static_configs": [{"targets": [f"127.0.0.1:{wport}"]}]}],
                   "remote_write": [{"url": f"http://127.0.0.1:{cport}/api/v1/write",
                                     "authorization": {"credentials": token},
-                                    "queue_config": {"max_samples_per_send": args.samples_per_send}}]}
+                                    "queue_config": {"max_samples_per_send": args.samples_per_send,
+                                                     **({"max_shards": args.max_shards} if args.max_shards
+                                                        else {})}}]}
         (work / "prometheus.yml").write_text(json.dumps(config))
         prom = subprocess.Popen(["prometheus", f"--config.file={work / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}"],
@@ -134,18 +156,22 @@ def main() -> int:
         offered = f"http://127.0.0.1:{pport}/metrics"
         # Warm-up: every series created and written a few times (caches filled, shards scaled).
         deadline = time.monotonic() + 300
-        while (scrape_metrics(stored, "fleetdeck_ingest_samples_total").get("fleetdeck_ingest_samples_total", 0)
-               < 3 * args.series):
+        def committed() -> float:
+            if args.workers > 1:
+                return sent_samples(offered)
+            return scrape_metrics(stored, "fleetdeck_ingest_samples_total").get("fleetdeck_ingest_samples_total", 0)
+
+        while committed() < 3 * args.series:
             if time.monotonic() > deadline:
                 raise SystemExit("warm-up did not finish in 300 s")
             time.sleep(1)
-        s0, o0, t0 = (scrape_metrics(stored, "fleetdeck_ingest_samples_total")["fleetdeck_ingest_samples_total"],
-                      scrape_metrics(offered, "prometheus_remote_storage_samples_in_total")[
+        load0 = os.getloadavg()
+        s0, o0, t0 = (committed(), scrape_metrics(offered, "prometheus_remote_storage_samples_in_total")[
                           "prometheus_remote_storage_samples_in_total"], time.perf_counter())
         cpu0 = cpu_seconds(console.pid)
         time.sleep(args.seconds)
         cpu1 = cpu_seconds(console.pid)
-        s1 = scrape_metrics(stored, "fleetdeck_ingest_samples_total")["fleetdeck_ingest_samples_total"]
+        s1 = committed()
         remote = scrape_metrics(offered, "prometheus_remote_storage_")
         t1 = time.perf_counter()
         o1 = remote["prometheus_remote_storage_samples_in_total"]
@@ -161,7 +187,8 @@ def main() -> int:
                 proc.kill()
     rate, offer = (s1 - s0) / (t1 - t0), (o1 - o0) / (t1 - t0)
     raw = baseline(int(min(s1 - s0, 2_000_000)) or 100_000, str(work / "baseline.db"))
-    print(f"db={args.db} series={args.series} samples_per_send={args.samples_per_send} seconds={t1 - t0:.1f}")
+    print(f"db={args.db} workers={args.workers} series={args.series} samples_per_send={args.samples_per_send} "
+          f"seconds={t1 - t0:.1f}")
     print(f"offered by Prometheus: {offer:,.0f} samples/s; committed by the console: {rate:,.0f} samples/s")
     print(f"send lag at the end: {lag:.1f} s; failed: {remote['prometheus_remote_storage_samples_failed_total']:.0f}, "
           f"dropped: {remote['prometheus_remote_storage_samples_dropped_total']:.0f}, "
@@ -170,7 +197,7 @@ def main() -> int:
     print(f"console CPU: {cpu1 - cpu0:.1f} s for {s1 - s0:,.0f} samples = "
           f"{(s1 - s0) / max(cpu1 - cpu0, 1e-9):,.0f} samples per CPU-second")
     print(f"raw sqlite3 executemany (500-row commits): {raw:,.0f} samples/s  ratio: {rate / raw:.2f}x")
-    print(f"load average: {load}")
+    print(f"load average: at the start {load0[0]:.2f}, at the end {load[0]:.2f}")
     if schema:
         import psycopg
 

@@ -247,7 +247,7 @@ class IngestService:
         An all-or-nothing batch (remote write) is stored alone. Raises what storing raised
         (IngestRejected, OperationalError...)."""
         if batch.all_or_nothing:
-            return await self._db.on_writer(self.store, batch)
+            return await self._db.on_writer(self._store_alone, batch, turn=False)
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, future))
         if self._drainer is None:
@@ -292,6 +292,20 @@ class IngestService:
         prepared = self._prepare_rows(batches, now)
         with self._db.turn():
             return self.store_group(batches, prepared, now)
+
+    def _store_alone(self, batch: Batch) -> IngestResult:
+        """On the writer thread: :meth:`store` ``batch`` (all or nothing, in a transaction
+        of its own), its rows built before taking the write turn when its host and series
+        ids are cached, as :meth:`_store_queued` does for a group."""
+        now = self._clock()
+        prepared = self._prepare_rows([batch], now)
+        with self._db.turn():
+            try:
+                return self.store_group([batch], prepared, now)[0]
+            except IngestRejected as exc:
+                # Nothing of the batch was stored; the refusal itself is counted for the host.
+                self._db.run(self._count_refusal, batch, exc)
+                raise
 
     def _take_group(self) -> list[tuple[Batch, asyncio.Future[IngestResult]]]:
         group = [self._queue.popleft()]
@@ -531,7 +545,7 @@ class IngestService:
         prepared: dict[int, Prepared] = {}
         for i, batch in enumerate(batches):
             host = self._hosts.get(batch.host)
-            if host is None or batch.all_or_nothing or not batch.metrics:
+            if host is None or not batch.metrics:
                 continue
             sids = [known((host.id, m.name, m.labels_json), fresh_from) for m in batch.metrics]
             if None in sids:
@@ -664,14 +678,16 @@ class IngestService:
         back to the sample's bucket and bumps its generation, so the rollup job recomputes
         the bucket (rollups are recomputed from their source, never added to, so this
         cannot double count). Samples of the still-open minutes change nothing."""
+        open_from = int((now - self._config.rollup_delay) * 1000)
+        b1 = oldest_ts // MINUTE_MS * MINUTE_MS
+        if b1 >= open_from:
+            return  # the usual case (fresh samples): no need to read the watermarks
         table = RollupWatermark.__table__
         marks = {t: (d, g) for t, d, g in session.execute(
             select(table.c.tier, table.c.done_until, table.c.generation))}
         if not marks:
             return
-        open_from = int((now - self._config.rollup_delay) * 1000)
         reopen = {}
-        b1 = oldest_ts // MINUTE_MS * MINUTE_MS
         if "1m" in marks and b1 < min(marks["1m"][0] + MINUTE_MS * TIER_BY_NAME["1m"].window_buckets, open_from):
             reopen["1m"] = b1
             bh = oldest_ts // HOUR_MS * HOUR_MS
