@@ -54,7 +54,8 @@ def start_node_exporter(work: Path, textfile_dir: Path, only_textfile: bool = Fa
         cmd += [r"--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|mnt|media|tmp|"
                 r"var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
                 r"--collector.netdev.device-exclude=^(veth.*|docker.*|br-.*)$",
-                r"--collector.netclass.ignored-devices=^(veth.*|docker.*|br-.*)$"]
+                r"--collector.netclass.ignored-devices=^(veth.*|docker.*|br-.*)$",
+                r"--collector.arp.device-exclude=^(veth.*|docker.*|br-.*)$"]
     proc = start_process(cmd, work / f"node-exporter-{port}.log", f"http://127.0.0.1:{port}/metrics",
                          "node_exporter")
     return f"127.0.0.1:{port}", proc

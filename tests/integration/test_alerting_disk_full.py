@@ -124,8 +124,13 @@ def test_filling_a_real_disk_fires_the_default_rule_everywhere_and_resolves_when
 
         filler.unlink()
         wait_for(lambda: ours() == [], 30, f"{RULE} to resolve once {disk} has space again")
-        history = console.request("GET", f"/api/v1/alerts/history?alertname={RULE}&instance={HOST}",
-                                  token=viewer).json()["transitions"]
+
+        def transitions() -> list:
+            return console.request("GET", f"/api/v1/alerts/history?alertname={RULE}&instance={HOST}",
+                                   token=viewer).json()["transitions"]
+        # The resolved transition's row is written just after the active list changes.
+        wait_for(lambda: any(t["state"] == "resolved" for t in transitions()), 10, "the resolved transition")
+        history = transitions()
         assert [(t["state"], t["labels"]["mountpoint"]) for t in reversed(history)] == [
             ("pending", str(disk)), ("firing", str(disk)), ("resolved", str(disk))]
     finally:
