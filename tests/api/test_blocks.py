@@ -125,7 +125,10 @@ def before_and_after(console, viewer):
     assert host_rows(console, "sample_blocks") == 0
     hot = host_rows(console, "samples")
     before = answers(console, viewer)
-    while rollups.pack_step():
+    # Packed as of NOW, the time the data and PACKED_UNTIL are computed from: the real clock
+    # may have passed a block boundary since this module was collected.
+    packer = RollupService(console.services.db, console.services.config.console, clock=lambda: NOW)
+    while packer.pack_step():
         pass
     return before, answers(console, viewer), hot
 
@@ -168,7 +171,7 @@ def test_late_and_replayed_samples_into_packed_blocks(console, viewer, before_an
     status, body = console.push("blk-1", console.agent, [
         {"name": "blk_available_bytes", "type": "gauge", "labels": {"cpu": "cpu1"}, "points": [late, replay]}])
     assert status == 200, body
-    console.services.rollups.run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     want = sorted(gauge + [late])
     lo, hi = want[0][0] / 1000, want[-1][0] / 1000
     resp = console.request("GET", "/api/v1/metrics/range?" + urlencode(
@@ -203,9 +206,9 @@ def test_a_crash_in_the_middle_of_packing_loses_and_doubles_nothing(console, vie
         return real_encode(ts, values)
     monkeypatch.setattr(blocks, "encode", dying)
     with pytest.raises(RuntimeError, match="power cut"):
-        RollupService(console.services.db, console.services.config.console).run_all()
+        RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     monkeypatch.setattr(blocks, "encode", real_encode)
-    RollupService(console.services.db, console.services.config.console).run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     for k, points in data.items():
         resp = console.request("GET", "/api/v1/metrics/range?" + urlencode(
             dict(metric="blk_crash", host=host, start=base / 1000, end=NOW, **{"label.disk": k})), token=viewer)
@@ -223,7 +226,7 @@ def test_deleting_a_host_deletes_its_blocks(console):
     status, body = console.push("blk-gone", token, [{"name": "blk_gone", "type": "gauge", "labels": {},
                                                      "points": [[base + j * 10_000, 1.0] for j in range(1000)]}])
     assert status == 200, body
-    console.services.rollups.run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     count = lambda: console.services.db.run(lambda s: s.execute(text(  # noqa: E731
         "SELECT COUNT(*) FROM sample_blocks b JOIN series s ON s.id = b.series_id WHERE s.name = 'blk_gone'")).scalar())
     assert count() > 0
@@ -244,9 +247,9 @@ def test_the_hot_window_setting_decides_what_is_packed(console):
     rows = lambda: console.services.db.run(lambda s: s.execute(text(  # noqa: E731
         "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = 'blk_window'")).scalar())
     wide = console.services.config.console.model_copy(update={"sample_hot_window": 12 * 3600.0})
-    RollupService(console.services.db, wide).run_all()
+    RollupService(console.services.db, wide, clock=lambda: NOW).run_all()
     assert rows() == 500  # all of it is younger than 12 h: no block is due
-    RollupService(console.services.db, console.services.config.console).run_all()  # the default 2 h
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()  # 2 h
     cutoff = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS
     assert rows() == sum(1 for j in range(500) if base + j * 60_000 >= cutoff)
 
@@ -261,7 +264,7 @@ def test_a_host_silent_past_the_hot_window_keeps_its_summary(console, viewer):
          "points": [[t, 1000.0 - j] for j, t in enumerate(ts)]},
         {"name": "node_load1", "type": "gauge", "labels": {}, "points": [[t, j / 10] for j, t in enumerate(ts)]}])
     assert status == 200, body
-    console.services.rollups.run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     assert console.services.db.run(lambda s: s.execute(text(
         "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id JOIN hosts h ON h.id = s.host_id "
         "WHERE h.name = 'blk-quiet'")).scalar()) == 0  # all packed
@@ -279,7 +282,7 @@ def test_a_late_counter_sample_recomputes_its_minute_from_blocks(console, before
     status, body = console.push("blk-1", console.agent, [
         {"name": "blk_cpu_seconds_total", "type": "counter", "labels": {"cpu": "cpu2"}, "points": [late]}])
     assert status == 200, body
-    console.services.rollups.run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
     series = sorted(counter + [late])
     minute = late[0] // 60_000 * 60_000
     pairs = [(a, b) for a, b in zip(series, series[1:]) if minute <= b[0] < minute + 60_000]
