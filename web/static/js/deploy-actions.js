@@ -101,6 +101,7 @@
   function openFormFor(mode, app, current, environment, environments) {
     var dialog = byId("deploy-dialog");
     form = { mode: mode, app: app, current: current || "", environment: environment, environments: environments };
+    var mine = form;
     var rollback = mode === "rollback";
     byId("deploy-dialog-title").textContent = rollback ? F.t("Roll back {app}", { app: app }) : F.t("Deploy {app}", { app: app });
     byId("deploy-dialog-note").textContent = current ? F.t("Now serving {version}.", { version: current }) : F.t("Nothing deployed yet.");
@@ -115,7 +116,7 @@
     byId("deploy-dialog-submit").disabled = rollback;  // until the earlier versions are known
     if (!dialog.open) dialog.showModal();
     versions(app, rollback, environment).then(function (found) {
-      if (!form || form.app !== app || form.mode !== mode || form.environment !== environment) return;  // reopened meanwhile
+      if (form !== mine) return;  // reopened meanwhile (even for the same app and environment: no list twice)
       found.filter(function (v) { return !rollback || v !== current; }).forEach(function (v) {
         var option = document.createElement("option");
         option.value = v;
