@@ -135,9 +135,16 @@ def test_a_recorded_series_is_stored_once_per_evaluation_and_queried_on_the_foll
     # The rule's labels as Prometheus gives them: no host, instance or job added.
     assert [r["metric"] for r in got] == [{"__name__": "replica:probe:sum", "source": "rule"}]
     assert got[0]["value"][1] == "2"
-    now = time.time()
-    ranged = pair.request(follower, "GET", "/prometheus/api/v1/query_range?" + urlencode(
-        {"query": "replica:probe:sum", "start": now - 3, "end": now, "step": 1}))["data"]["result"]
+
+    def last_seconds() -> list:
+        now = time.time()
+        return pair.request(follower, "GET", "/prometheus/api/v1/query_range?" + urlencode(
+            {"query": "replica:probe:sum", "start": now - 3, "end": now, "step": 1}))["data"]["result"]
+    # The first evaluation may be under 3 s old when the instant query first answers.
+    def three_seconds() -> list | None:
+        result = last_seconds()
+        return result if result and all(len(r["values"]) >= 3 for r in result) else None
+    ranged = wait_for(three_seconds, 10, "3 s of recorded samples")
     assert len(ranged) == 1 and len(ranged[0]["values"]) >= 3
     # Not a host: the host list leaves the rules' row out.
     assert "fleetdeck:rules" not in [h["host"] for h in pair.request(follower, "GET", "/api/v1/hosts")]
