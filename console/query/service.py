@@ -761,8 +761,8 @@ def _host_sql(session: Session, q: RangeQuery, keys: list[tuple], lo: int, hi: i
     value = {"sum": f"SUM(x.{family}_sum)", "avg": f"SUM(x.{family}_sum) / SUM(x.{count})",
              "min": f"MIN(x.{family}_min)", "max": f"MAX(x.{family}_max)"}[q.agg]
     if q.fn == "rate":
-        value = f"{value} * 1000 / {int(step_ms)}"
-    stamp = f"x.ts + {int(step_ms)}" if family == "inc" else "x.ts"
+        value = f"{value} * 1000 / :step"
+    stamp = "x.ts + :step" if family == "inc" else "x.ts"
     by_host = q.group_by == ("host",)
     group = "h.name" if by_host else "''"
     sql = (f"SELECT {group} AS g, {stamp} AS b, {value} FROM rollup_1m_host x JOIN hosts h ON h.id = x.host_id "
@@ -770,7 +770,7 @@ def _host_sql(session: Session, q: RangeQuery, keys: list[tuple], lo: int, hi: i
            + (" AND h.name = :host" if q.host else "")
            + (" GROUP BY h.name, x.ts ORDER BY h.name, x.ts" if by_host else " GROUP BY x.ts ORDER BY x.ts")
            + " LIMIT :limit")
-    params = {"metric": q.metric, "lo": int(lo), "hi": int(hi), "limit": limit + 1}
+    params = {"metric": q.metric, "lo": int(lo), "hi": int(hi), "limit": limit + 1, "step": int(step_ms)}
     if q.host:
         params["host"] = q.host
     rows = session.execute(text(sql), params).all()
