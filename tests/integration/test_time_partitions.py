@@ -195,8 +195,14 @@ def test_maintenance_is_idempotent(console):
     assert maintenance.default_seen == {t: 0 for t in layout}
 
 
-def test_a_new_width_starts_where_the_partitions_end(console):
-    c = console
+def test_a_new_width_starts_where_the_partitions_end(tmp_path_factory):
+    # Its own console: 6-hour partitions made here would otherwise receive the module
+    # console's day-stamped rows (pushed after this test in a shuffled order).
+    with started("postgres", tmp_path_factory) as c:
+        check_new_width(c)
+
+
+def check_new_width(c):
     cfg = c.services.config.console.model_copy(update=dict(metrics_partition_hours=6))
     later = NOW + 3 * 86400  # three days on: the day partitions made so far end before then
     maintenance = PartitionMaintenance(c.services.db, cfg, clock=lambda: later)
