@@ -18,11 +18,15 @@ each counter growing at its mode's rate with +-50 % noise per sample. Generated 
 Each run then times, in alternation (pairs), the console's evaluation (in process, the
 handler's JSON shaping and encoding included) and the same ``query_range`` over HTTP on a
 real Prometheus started on that TSDB (its first answer, which warms its caches, is not
-counted). ``--raw`` times the console with the rollup tiers off (the raw-sample path, as
+counted). The rollup job keeps cross-series rows (``rollup_1m_host``), which the console
+reads for this query; ``--per-series`` also times it reading the per-series 1m rows in
+each pair (as before it read the host rows), ``--per-series-only`` times that alone.
+``--raw`` times the console with the rollup tiers off (the raw-sample path, as
 before the tiers were used), ``--no-prometheus`` skips Prometheus. Load averages are printed.
 
     python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--cpus 2] [--hours 24]
-                           [--interval 10] [--pairs 5] [--raw] [--no-prometheus] [--fresh] [--drop]
+                           [--interval 10] [--pairs 5] [--raw] [--per-series | --per-series-only]
+                           [--no-prometheus] [--fresh] [--drop]
 """
 from __future__ import annotations
 
@@ -108,7 +112,8 @@ def fill_console(args: argparse.Namespace, db: Database, meta: dict) -> None:
     clock = [start_ms / 1000]
     window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
     ingest = IngestService(db, clock=lambda: clock[0], config=window)
-    jobs = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
+    # Cross-series rollups on, so one data set serves both read paths (--host-rollups).
+    jobs = RollupService(db, ConsoleConfig(rollup_1m_host=True), clock=lambda: clock[0])
     chunk = BATCH_MINUTES * 60_000
     began, count = time.perf_counter(), 0
     for lo in range(start_ms, end_ms + 1, chunk):
@@ -194,10 +199,12 @@ def nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def console_query(db: Database, start_s: int, end_s: int, rollups: bool) -> tuple[float, dict]:
+def console_query(db: Database, start_s: int, end_s: int, rollups: bool,
+                  host_rollups: bool = True) -> tuple[float, dict]:
     node = parse(QUERY)
     t = time.perf_counter()
-    result = db.run(lambda s: evaluate_range(Storage(s, 10**9, rollups=rollups), node, start_s * 1000,
+    storage = lambda s: Storage(s, 10**9, rollups=rollups, host_rollups=host_rollups)  # noqa: E731
+    result = db.run(lambda s: evaluate_range(storage(s), node, start_s * 1000,
                                              end_s * 1000, 60_000, time.monotonic() + 600, 10**9))
     data = result_json(result)
     orjson.dumps(data)  # the handler's shaping and encoding
@@ -233,6 +240,11 @@ def main() -> int:
     ap.add_argument("--data-dir", default="/tmp/fd-promql-bench")
     ap.add_argument("--raw", action="store_true", help="the console without rollup tiers (raw samples only)")
     ap.add_argument("--no-prometheus", action="store_true")
+    ap.add_argument("--per-series", action="store_true",
+                    help="also time, in each pair, the console reading the per-series 1m rows instead of the "
+                         "cross-series host rows (rollup_1m_host), as before they were read")
+    ap.add_argument("--per-series-only", action="store_true",
+                    help="the console reads the per-series 1m rows only (the host rows left unread)")
     ap.add_argument("--fresh", action="store_true", help="regenerate the data set")
     ap.add_argument("--drop", action="store_true", help="remove the data set (and PostgreSQL schema) afterwards")
     args = ap.parse_args()
@@ -262,20 +274,28 @@ def main() -> int:
         start_s = end_s - int(args.hours * 3600)
         series = args.hosts * args.cpus * len(MODES)
         print(f"db={args.db} data={name}: {series} series, {series * int(args.hours * 3600 / args.interval):,} "
-              f"samples; {'raw samples only' if args.raw else 'rollup tiers on'}")
+              f"samples; {'raw samples only' if args.raw else 'rollup tiers on'}"
+              f"{', per-series rows only' if args.per_series_only and not args.raw else ''}")
         if not args.pairs:
             return 0  # only the data set was asked for
         prom = None if args.no_prometheus else Prometheus(folder)
         try:
-            ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
+            ours, theirs, ours_cpu, theirs_cpu, per_series = [], [], [], [], []
             if prom:
                 prom.query_range(QUERY, start_s, end_s)  # warms its caches
             for i in range(args.pairs):
+                line = f"pair {i + 1}: "
+                if args.per_series and not args.raw:
+                    cpu = time.process_time()
+                    elapsed, _ = console_query(db, start_s, end_s, True, host_rollups=False)
+                    per_series.append(elapsed)
+                    line += f"console per-series rows {elapsed * 1000:.0f} ms " \
+                            f"(CPU {(time.process_time() - cpu) * 1000:.0f} ms), "
                 cpu = time.process_time()
-                elapsed, data = console_query(db, start_s, end_s, not args.raw)
+                elapsed, data = console_query(db, start_s, end_s, not args.raw, host_rollups=not args.per_series_only)
                 ours.append(elapsed)
                 ours_cpu.append(time.process_time() - cpu)  # the database's work included (SQLite)
-                line = f"pair {i + 1}: console {elapsed * 1000:.0f} ms (CPU {ours_cpu[-1] * 1000:.0f} ms)"
+                line += f"console {elapsed * 1000:.0f} ms (CPU {ours_cpu[-1] * 1000:.0f} ms)"
                 if prom:
                     cpu = prom.cpu_seconds()
                     elapsed, pdata = prom.query_range(QUERY, start_s, end_s)
@@ -289,6 +309,10 @@ def main() -> int:
             p50, p95 = statistics.median(ours), nearest_rank(ours, 0.95)
             print(f"console: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms, "
                   f"CPU median {statistics.median(ours_cpu) * 1000:.0f} ms")
+            if per_series:
+                per_series.sort()
+                print(f"console reading per-series rows (no host rows): p50={statistics.median(per_series) * 1000:.0f}"
+                      f" ms p95={nearest_rank(per_series, 0.95) * 1000:.0f} ms")
             if prom:
                 theirs.sort()
                 pp50, pp95 = statistics.median(theirs), nearest_rank(theirs, 0.95)

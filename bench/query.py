@@ -90,10 +90,10 @@ def fold_hosts(db: Database) -> None:
             return
         conn.exec_driver_sql(
             "INSERT INTO rollup_1m_host (name, ts, host_id, series, avg_sum, avg_min, avg_max, min_sum, min_min, "
-            "min_max, max_sum, max_min, max_max, counters, inc_sum, inc_min, inc_max) "
+            "min_max, max_sum, max_min, max_max, counters, inc_sum, inc_min, inc_max, samples) "
             "SELECT s.name, r.ts, s.host_id, COUNT(*), SUM(r.sum / r.count), MIN(r.sum / r.count), "
             "MAX(r.sum / r.count), SUM(r.min), MIN(r.min), MAX(r.min), SUM(r.max), MIN(r.max), MAX(r.max), "
-            "COUNT(r.increase), SUM(r.increase), MIN(r.increase), MAX(r.increase) "
+            "COUNT(r.increase), SUM(r.increase), MIN(r.increase), MAX(r.increase), SUM(r.count) "
             "FROM rollup_1m r JOIN series s ON s.id = r.series_id GROUP BY s.name, r.ts, s.host_id")
         first = conn.exec_driver_sql("SELECT MIN(ts) FROM rollup_1m").scalar()
         conn.exec_driver_sql(f"INSERT INTO rollup_watermarks VALUES ('1m_host', {int(first)}, 0, 0)")

@@ -27,6 +27,11 @@ samples would, within that tolerance:
 * every selected series is a stored counter (gauges keep no increase, computed series
   have no rollups).
 
+Where the rollup job keeps cross-series rows (setting ``rollup_1m_host``: per metric, host
+and minute, the increases and samples of the host's series added up), a ``sum`` on the 1m
+tier whose groups each take whole hosts reads those instead, less the rows of the series
+the selector leaves out (:func:`_host_sums`): the same additions, over fewer rows.
+
 Steps whose window reaches past the tier's watermark (the newest minutes, not rolled up
 yet) are evaluated on raw samples as usual and joined to the tier's steps.
 """
@@ -105,8 +110,8 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
     raises past the query's deadline)."""
     sel = p.selector
     assert sel.range_ms is not None  # plan() takes range selectors only
-    matched: list[StoredSeries] = storage.match(sel.matchers, start - sel.offset_ms - sel.range_ms,
-                                                end - sel.offset_ms)
+    mint, maxt = start - sel.offset_ms - sel.range_ms, end - sel.offset_ms
+    matched: list[StoredSeries] = storage.match(sel.matchers, mint, maxt)
     if any(s.id < 0 for s in matched):
         return None
     done_until = storage.rollup_done_until(p.tier)
@@ -132,17 +137,79 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
     ends = np.arange(len(steps), dtype=np.int64) * stride + k  # window of step i: buckets [ends - k, ends)
     scale = sel.range_ms / 1000 if p.function == "rate" else 1.0
     out: dict[Labels, SeriesPoints] = {}
-    sums = storage.rollup_increases(p.tier, list(groups.values()), lo, hi, check)
-    for labels, rows in zip(groups, sums):
-        if not rows:
-            continue
-        table = np.array(rows, dtype=np.float64)  # bucket starts (ms) stay exact below 2**53
-        at = (table[:, 0].astype(np.int64) - lo) // p.width + 1  # one row per bucket (GROUP BY ts)
-        increase, samples = np.zeros(nb + 1), np.zeros(nb + 1)
-        increase[at], samples[at] = table[:, 1], table[:, 2]
+    sums = _host_sums(storage, p, groups, mint, maxt, lo, hi, nb, check) if p.aggregate else None
+    if sums is None:
+        sums = np.zeros((2, len(groups), nb + 1))
+        for i, rows in enumerate(storage.rollup_increases(p.tier, list(groups.values()), lo, hi, check)):
+            _add_rows(sums[:, i], rows, lo, p.width)
+    for labels, increase, samples in zip(groups, sums[0], sums[1]):
+        if not samples.any():
+            continue  # no bucket of the group's series in the range
         increase, samples = np.cumsum(increase), np.cumsum(samples)
         window = increase[ends] - increase[ends - k]
         present = (samples[ends] - samples[ends - k]) >= 2  # as Prometheus: a rate needs two samples
         if present.any():
             out[labels] = SeriesPoints(labels, steps[present].tolist(), (window[present] / scale).tolist())
     return out, last + step
+
+
+def _add_rows(into: np.ndarray, rows: list[tuple], lo: int, width: int, sign: float = 1.0) -> None:
+    """Add ``sign`` x the ``(bucket start, increase, samples)`` rows (one per bucket) to
+    ``into`` = [increases, samples], indexed by bucket from ``lo`` on, plus one."""
+    if rows:
+        table = np.array(rows, dtype=np.float64)  # bucket starts (ms) stay exact below 2**53
+        at = (table[:, 0].astype(np.int64) - lo) // width + 1
+        into[0, at] += sign * table[:, 1]
+        into[1, at] += sign * table[:, 2]
+
+
+def _host_sums(storage: Storage, p: Plan, groups: dict[Labels, list[int]], mint: int, maxt: int, lo: int,
+               hi: int, nb: int, check: Callable[[], None]) -> np.ndarray | None:
+    """``[increases, samples]`` per group (``groups``' order) and 1m bucket from ``lo`` on
+    (plus one), read from the cross-series rows (``rollup_1m_host``: per metric, host and
+    minute, the increases and samples of all the host's series of the metric added up),
+    less the rows of the host's series the selector leaves out; the same sums as the
+    per-series rows give, read from fewer rows: for ``{mode!="idle"}`` over hosts of 16
+    CPU series, one host row and two idle series' rows per minute instead of 14 rows.
+
+    None when those rows cannot answer, and the per-series rows are read instead: no
+    cross-series rows kept (setting ``rollup_1m_host``) from ``lo`` on; a 1h plan; no
+    ``__name__=`` matcher; one host's selected series in two output groups; a series of
+    the metric on a selected host that is not a counter (its samples are in the host rows,
+    its increase is not); or not fewer rows to read than per series."""
+    name = next((m.value for m in p.selector.matchers if m.name == NAME and m.op == "="), None)
+    if p.tier != "1m" or name is None or not storage.host_rollups:
+        return None
+    complete_from = storage.rollup_done_until("1m_host")
+    if complete_from is None or lo < complete_from:
+        return None
+    host_of = {sid: (host, kind) for sid, host, kind in storage.series_hosts(name, mint, maxt)}
+    group_of_host: dict[int, int] = {}
+    for i, ids in enumerate(groups.values()):
+        for sid in ids:
+            if sid not in host_of or group_of_host.setdefault(host_of[sid][0], i) != i:
+                return None
+    selected = {sid for ids in groups.values() for sid in ids}
+    excluded: dict[int, list[int]] = {}  # group -> the series of its hosts the selector leaves out
+    for sid, (host, kind) in host_of.items():
+        if host in group_of_host:
+            if kind != "counter":
+                return None
+            if sid not in selected:
+                excluded.setdefault(group_of_host[host], []).append(sid)
+    if len(group_of_host) + sum(len(v) for v in excluded.values()) >= len(selected):
+        return None
+    sums = np.zeros((2, len(groups), nb + 1))
+    check()
+    rows = storage.host_increases(name, sorted(group_of_host), lo, hi)
+    if rows:
+        table = np.array(rows, dtype=np.float64)
+        lookup = np.zeros(max(group_of_host) + 1, dtype=np.int64)
+        lookup[list(group_of_host)] = list(group_of_host.values())
+        at = (lookup[table[:, 0].astype(np.int64)], (table[:, 1].astype(np.int64) - lo) // p.width + 1)
+        np.add.at(sums[0], at, table[:, 2])
+        np.add.at(sums[1], at, table[:, 3])
+    order = sorted(excluded)
+    for i, less in zip(order, storage.rollup_increases("1m", [excluded[i] for i in order], lo, hi, check)):
+        _add_rows(sums[:, i], less, lo, p.width, -1.0)
+    return sums

@@ -42,6 +42,15 @@ ROLLUP_SUMS = {
     ("postgresql", "1h"): "SELECT ts, SUM(increase), SUM(count) FROM rollup_1h WHERE series_id = ANY(%s) "
                           "AND ts >= %s AND ts < %s AND increase IS NOT NULL GROUP BY ts",
 }
+# Cross-series 1m rows (rollup_1m_host) of one metric on some hosts: (host id, bucket start,
+# increase summed over the host's series, their samples) for the buckets in [lo, hi).
+# Parameters: the metric name, lo, hi (Unix ms), the host ids (as ROLLUP_SUMS' series ids).
+HOST_SUMS = {
+    "sqlite": "SELECT host_id, ts, COALESCE(inc_sum, 0), samples FROM rollup_1m_host WHERE name = ? "
+              "AND ts >= ? AND ts < ? AND host_id IN (SELECT value FROM json_each(?))",
+    "postgresql": "SELECT host_id, ts, COALESCE(inc_sum, 0), samples FROM rollup_1m_host WHERE name = %s "
+                  "AND ts >= %s AND ts < %s AND host_id = ANY(%s)",
+}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -143,8 +152,11 @@ class Storage:
     labels, or as a series of their own."""
 
     def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None,
-                 pending: dict[Labels, tuple[int, float]] | None = None, rollups: bool = True) -> None:
+                 pending: dict[Labels, tuple[int, float]] | None = None, rollups: bool = True,
+                 host_rollups: bool = True) -> None:
         self.session = session
+        # whether those may read the cross-series rows (rollup_1m_host) where the rollup job keeps them
+        self.host_rollups = host_rollups
         self._pending = pending or {}
         self._pending_ids: dict[int, tuple[int, float]] = {}  # stored series id -> its pending sample
         self.rollups = rollups  # whether range queries may read the rollup tiers (engine.rollup_plan)
@@ -347,3 +359,29 @@ class Storage:
         finally:
             cursor.close()
         return out
+
+    def series_hosts(self, name: str, mint: int, maxt: int) -> list[tuple[int, int, str]]:
+        """``[(series id, host id, type), ...]`` of every stored series named ``name`` with
+        data in ``[mint, maxt]`` (Unix ms; by first and last sample time, as :meth:`match`)."""
+        return [(int(sid), int(host), str(kind)) for sid, host, kind in self.session.execute(
+            select(Series.id, Series.host_id, Series.type).where(
+                Series.name == name, Series.last_ts >= mint, Series.first_ts <= maxt))]
+
+    def host_increases(self, name: str, host_ids: list[int], lo: int, hi: int) -> list[tuple]:
+        """``[(host id, bucket start, increase, samples), ...]`` from ``rollup_1m_host``: per
+        host of ``host_ids`` and 1m bucket starting in ``[lo, hi)`` (Unix ms), the bucket
+        increases of the host's series named ``name`` added up (counters; 0 where none) and
+        their samples. Rows count against ``max_samples``; raises TooManySamples beyond it."""
+        conn = self.session.connection()
+        sqlite = conn.dialect.name == "sqlite"
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(HOST_SUMS[conn.dialect.name],
+                           (name, lo, hi, orjson.dumps(host_ids).decode() if sqlite else host_ids))
+            rows = list(cursor.fetchall())
+        finally:
+            cursor.close()
+        self.loaded += len(rows)
+        if self.loaded > self.max_samples:
+            raise TooManySamples()
+        return rows

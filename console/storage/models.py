@@ -244,6 +244,8 @@ class RollupHost1m(Base):
     inc_sum: Mapped[float | None] = mapped_column(Float, nullable=True)
     inc_min: Mapped[float | None] = mapped_column(Float, nullable=True)
     inc_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the series' samples in the bucket between them (a rate needs two in its window)
+    samples: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class RollupWatermark(Base):

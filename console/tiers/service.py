@@ -121,17 +121,18 @@ class _Cursor:
 
 # rollup_1m_host columns after (name, ts, host_id), in the order of _add_to_host's row.
 HOST_COLUMNS = ("series", "avg_sum", "avg_min", "avg_max", "min_sum", "min_min", "min_max",
-                "max_sum", "max_min", "max_max", "counters", "inc_sum", "inc_min", "inc_max")
+                "max_sum", "max_min", "max_max", "counters", "inc_sum", "inc_min", "inc_max", "samples")
 
 
 def _add_to_host(row: list | None, mn: float, mx: float, sm: float, n: int, inc: float | None) -> list:
     """Fold one series' 1m bucket into its (metric, host, bucket) row of HOST_COLUMNS:
     the series' value for avg (``sum / count``, the query's expression), min, max and
-    increase, each summed, least and greatest."""
+    increase, each summed, least and greatest; and the samples (``n``) summed."""
     avg = sm / n
     if row is None:
-        row = [0, 0.0, avg, avg, 0.0, mn, mn, 0.0, mx, mx, 0, None, None, None]
+        row = [0, 0.0, avg, avg, 0.0, mn, mn, 0.0, mx, mx, 0, None, None, None, 0]
     row[0] += 1
+    row[14] += n
     for i, v in ((1, avg), (4, mn), (7, mx)):
         row[i] += v
         row[i + 1] = min(row[i + 1], v)

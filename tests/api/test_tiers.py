@@ -83,7 +83,7 @@ def expected_host_rollup(per_series):
     mins = [r[0] for r in per_series]
     maxs = [r[1] for r in per_series]
     incs = [r[4] for r in per_series if r[4] is not None]
-    row = {"series": len(per_series), "counters": len(incs)}
+    row = {"series": len(per_series), "counters": len(incs), "samples": sum(r[3] for r in per_series)}
     for fn, values in (("avg", avgs), ("min", mins), ("max", maxs), ("inc", incs)):
         row.update({f"{fn}_sum": pytest.approx(sum(values)) if values else None,
                     f"{fn}_min": min(values, default=None), f"{fn}_max": max(values, default=None)})

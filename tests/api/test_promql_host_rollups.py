@@ -1,0 +1,128 @@
+"""PromQL counter rates over long ranges read the cross-series 1m rows (``rollup_1m_host``)
+where the rollup job keeps them, less the rows of the series the selector leaves out, on
+SQLite and PostgreSQL, over HTTP: the answers are the per-series bucket sums, computed
+here from the pushed samples (the definitions of tests/api/test_promql_rollups.py), and a
+host row changed in the database changes exactly the steps whose window holds it, so the
+answer is read from those rows. Shapes the host rows cannot answer (a host's series in two
+output groups) read the per-series rows and are right too.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import text
+
+from console.tiers.service import RollupService
+from tests.api.test_promql_rollups import HOSTS, Range, bucket_rate, close, dataset, prometheus_rate
+from tests.conftest import database_url
+from tests.harness import ConsoleHarness
+
+NAME = "node_cpu_seconds_total"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def console(request, tmp_path_factory):
+    with database_url(request.param, tmp_path_factory) as url:
+        c = ConsoleHarness(tmp_path_factory.mktemp("hostrollups"), database_url=url, rollup_interval=0.0,
+                           rollup_1m_host=True).start()
+        try:
+            c.range = r = Range()
+            c.data = data = dataset(r)
+            for host in HOSTS:
+                token = c.agent_token(host)
+                series = [(labels, points) for labels, points in data.items() if labels[0] == host]
+                for i in range(0, len(series[0][1]), 500):
+                    status, body = c.push(host, token, [
+                        {"name": NAME, "type": "counter", "labels": {"cpu": cpu, "mode": mode},
+                         "points": points[i:i + 500]} for (_, cpu, mode), points in series])
+                    assert status == 200, body
+            RollupService(c.services.db, c.services.config.console, clock=lambda: r.now).run_all()
+            marks = c.services.db.run(lambda s: dict(s.execute(text(
+                "SELECT tier, done_until FROM rollup_watermarks")).all()))
+            # the host rows are complete from before the range's first window to the 1m watermark
+            assert marks["1m_host"] <= (r.start - 300) * 1000 < marks["1m"], marks
+            c.watermark_s = marks["1m"] // 1000
+            c.viewer = c.api_token("viewer", f"host-rollups-{request.param}")
+            yield c
+        finally:
+            c.close()
+
+
+def query_range(console, query: str) -> dict[tuple, dict[int, float]]:
+    r = console.range
+    resp = console.request("GET", "/prometheus/api/v1/query_range?" + urlencode(
+        {"query": query, "start": r.start, "end": r.end, "step": 60}), token=console.viewer)
+    assert resp.status == 200, resp.body
+    return {tuple(sorted(s["metric"].items())): {int(t): float(v) for t, v in s["values"]}
+            for s in resp.json()["data"]["result"]}
+
+
+def expected(console, keep, group) -> dict[tuple, dict[int, float]]:
+    """Per output label set (``group(host, cpu, mode)``) and step, the sum over the kept
+    series of their bucket rate below the 1m watermark, Prometheus' rate past it."""
+    out: dict[tuple, dict[int, float]] = {}
+    for (host, cpu, mode), points in console.data.items():
+        if not keep(host, cpu, mode):
+            continue
+        for t in console.range.steps:
+            v = (bucket_rate if t <= console.watermark_s else prometheus_rate)(points, t * 1000)
+            if v is not None:
+                steps = out.setdefault(group(host, cpu, mode), {})
+                steps[t] = steps.get(t, 0.0) + v
+    return out
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert sorted(got) == sorted(want)
+    for key, steps in want.items():
+        assert sorted(got[key]) == sorted(steps), key
+        for t, v in steps.items():
+            assert close(got[key][t], v, 1e-9), (key, t, got[key][t], v)
+
+
+CASES = [
+    ('sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))',
+     lambda h, c, m: m != "idle", lambda h, c, m: (("instance", h),)),
+    ('sum(rate(node_cpu_seconds_total[5m]))', lambda h, c, m: True, lambda h, c, m: ()),
+    ('sum by (instance) (rate(node_cpu_seconds_total{mode=~"user|system", instance="r2"}[5m]))',
+     lambda h, c, m: m in ("user", "system") and h == "r2", lambda h, c, m: (("instance", h),)),
+    ('sum without (cpu, mode) (rate(node_cpu_seconds_total{mode!="system"}[5m]))',
+     lambda h, c, m: m != "system", lambda h, c, m: (("host", h), ("instance", h), ("job", "node"))),
+    # each host's series fall in two groups: read per series
+    ('sum by (cpu) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))',
+     lambda h, c, m: m != "idle", lambda h, c, m: (("cpu", c),)),
+]
+
+
+@pytest.mark.parametrize("query, keep, group", CASES, ids=[c[0] for c in CASES])
+def test_long_range_sums_match_the_per_series_buckets(console, query, keep, group):
+    assert_same(query_range(console, query), expected(console, keep, group))
+
+
+def test_the_answer_is_read_from_the_host_rows(console):
+    query = CASES[0][0]
+    before = query_range(console, query)
+    bucket = (console.range.start + 3600) * 1000  # a minute well below the watermark
+    change = "UPDATE rollup_1m_host SET inc_sum = inc_sum + :d WHERE name = :n AND ts = :ts " \
+             "AND host_id = (SELECT id FROM hosts WHERE name = 'r1')"
+
+    def shift(d: float) -> None:
+        def run(s) -> None:
+            assert s.execute(text(change), {"d": d, "n": NAME, "ts": bucket}).rowcount == 1
+            s.commit()
+        console.services.db.run(run)
+
+    shift(60.0)
+    try:
+        after = query_range(console, query)
+    finally:
+        shift(-60.0)
+    r1, r2 = (("instance", "r1"),), (("instance", "r2"),)
+    assert after[r2] == before[r2]
+    # the steps t whose window [t - 5m, t) holds the bucket gain 60 / 300 s; no other
+    moved = {t for t in console.range.steps if t * 1000 - 300_000 <= bucket < t * 1000}
+    assert len(moved) == 5
+    for t, v in after[r1].items():
+        assert close(v, before[r1][t] + (0.2 if t in moved else 0.0), 1e-9), (t, v, before[r1][t])
+    assert query_range(console, query) == before
