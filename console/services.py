@@ -185,7 +185,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     bus = LiveBus(relay)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
-                           raw_retention_s=c.retention_raw_days * 86400)
+                           raw_retention_s=c.retention_raw_days * 86400, cache_cells=c.query_cache_points)
     logs = LogService(db, retention_days=c.log_retention_days, retention_bytes=c.log_retention_bytes,
                       retention_check_seconds=c.log_retention_check_seconds, clock=clock, leads=leader.leads)
     alerting = AlertingService(db, config.alerting, max_samples=c.promql_max_samples, query_timeout_s=c.promql_timeout,

@@ -37,6 +37,8 @@ yet) are evaluated on raw samples as usual and joined to the tier's steps.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,6 +66,86 @@ class Plan:
     without: bool
     tier: str
     width: int
+
+
+@dataclass
+class _Closed:
+    """The sums of the closed buckets ``[lo, hi)`` (Unix ms) of one query shape, read
+    under the tier's watermark ``generation`` when it stood at ``done_until``: ``sums`` is
+    [increases, samples] per output group and bucket, shape (2, groups, buckets)."""
+
+    generation: int
+    done_until: int
+    lo: int
+    hi: int
+    sums: np.ndarray
+
+
+class ClosedSumsCache:
+    """The bucket sums a range query read from a rollup tier (:func:`evaluate`), per
+    query shape (the tier, the output groups and their series), so the same query again,
+    or its window moved forward as a dashboard refreshes, reads from the database only the
+    buckets closed since. Bounded by ``max_cells`` group-buckets held in all (16 bytes of
+    memory each; least recently used first out; 0: off).
+
+    Valid as the range API's cache of closed buckets (console/query/service.py): a rollup
+    row below its tier's watermark changes only when a late sample reopens its bucket,
+    which moves the watermark back and bumps its ``generation``; so an entry serves while
+    the generation is the one it was read under and the watermark has not moved below where
+    it stood. A series appearing or going changes the shape, so the entry is not used.
+    Thread-safe: queries run on several database reader threads."""
+
+    def __init__(self, max_cells: int) -> None:
+        self.max_cells = max_cells
+        self._entries: OrderedDict[tuple, _Closed] = OrderedDict()
+        self._cells = 0
+        self._lock = threading.Lock()
+        self.hits = 0  # queries answered from an entry, wholly or with buckets appended
+        self.misses = 0
+
+    def sums(self, key: tuple, mark: tuple[int, int], width: int, lo: int, hi: int,
+             read: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """The sums of buckets ``[lo, hi)`` of shape ``key`` under the tier's ``mark``
+        (done_until, generation): from the entry where it holds them, with ``read(a, b)``
+        (the database, buckets ``[a, b)``) for those it does not."""
+        done_until, generation = mark
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and (entry.generation != generation or done_until < entry.done_until):
+                self._drop(key)
+                entry = None
+            if entry is not None and (entry.lo > lo or entry.hi < lo):
+                entry = None  # it does not hold the window's first buckets
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(key)
+        if entry is None:
+            sums, start = read(lo, hi), lo
+        else:
+            sums, start = entry.sums, entry.lo
+            if hi > entry.hi:
+                sums = np.concatenate((sums, read(entry.hi, hi)), axis=2)
+        out = sums[:, :, (lo - start) // width:(hi - start) // width]
+        if entry is None or hi > entry.hi or (hi == entry.hi and lo > entry.lo):  # never lose newer buckets
+            self._put(key, _Closed(generation, done_until, lo, hi, np.ascontiguousarray(out)))
+        return out
+
+    def _put(self, key: tuple, entry: _Closed) -> None:
+        cells = entry.sums[0].size
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            if cells > self.max_cells:
+                return
+            self._entries[key] = entry
+            self._cells += cells
+            while self._cells > self.max_cells:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple) -> None:
+        self._cells -= self._entries.pop(key).sums[0].size
 
 
 def plan(root: Node, start: int, end: int, step: int) -> Plan | None:
@@ -114,9 +196,10 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
     matched: list[StoredSeries] = storage.match(sel.matchers, mint, maxt)
     if any(s.id < 0 for s in matched):
         return None
-    done_until = storage.rollup_done_until(p.tier)
-    if done_until is None:
+    mark = storage.rollup_mark(p.tier)
+    if mark is None:
         return None
+    done_until = mark[0]
     # The last step whose window [ref - range, ref) lies wholly below the watermark.
     last = min(end, start + (done_until + sel.offset_ms - start) // step * step)
     if last < start or not matched:
@@ -130,22 +213,33 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
         return None
     lo = start - sel.offset_ms - sel.range_ms  # the first bucket any window holds
     hi = last - sel.offset_ms  # buckets start before this
-    nb = (hi - lo) // p.width
     k = sel.range_ms // p.width  # buckets per window
     stride = step // p.width
     steps = np.arange(start, last + 1, step, dtype=np.int64)
     ends = np.arange(len(steps), dtype=np.int64) * stride + k  # window of step i: buckets [ends - k, ends)
     scale = sel.range_ms / 1000 if p.function == "rate" else 1.0
     out: dict[Labels, SeriesPoints] = {}
-    sums = _host_sums(storage, p, groups, mint, maxt, lo, hi, nb, check) if p.aggregate else None
-    if sums is None:
-        sums = np.zeros((2, len(groups), nb + 1))
-        for i, rows in enumerate(storage.rollup_increases(p.tier, list(groups.values()), lo, hi, check)):
-            _add_rows(sums[:, i], rows, lo, p.width)
-    for labels, increase, samples in zip(groups, sums[0], sums[1]):
-        if not samples.any():
+
+    def read(a: int, b: int) -> np.ndarray:
+        """[increases, samples] per group and bucket of [a, b), from the database."""
+        n = (b - a) // p.width
+        sums = _host_sums(storage, p, groups, mint, maxt, a, b, n, check) if p.aggregate else None
+        if sums is None:
+            sums = np.zeros((2, len(groups), n))
+            for i, rows in enumerate(storage.rollup_increases(p.tier, list(groups.values()), a, b, check)):
+                _add_rows(sums[:, i], rows, a, p.width)
+        return sums
+
+    cache = storage.closed_sums
+    if cache is None or cache.max_cells == 0:
+        sums = read(lo, hi)
+    else:
+        key = (p.tier, tuple((labels, tuple(ids)) for labels, ids in groups.items()))
+        sums = cache.sums(key, mark, p.width, lo, hi, read)
+    zero = np.zeros((2, len(groups), 1))  # cumulative sums from before the first bucket
+    for labels, increase, samples in zip(groups, *np.concatenate((zero, np.cumsum(sums, axis=2)), axis=2)):
+        if not samples[-1]:
             continue  # no bucket of the group's series in the range
-        increase, samples = np.cumsum(increase), np.cumsum(samples)
         window = increase[ends] - increase[ends - k]
         present = (samples[ends] - samples[ends - k]) >= 2  # as Prometheus: a rate needs two samples
         if present.any():
@@ -155,18 +249,18 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
 
 def _add_rows(into: np.ndarray, rows: list[tuple], lo: int, width: int, sign: float = 1.0) -> None:
     """Add ``sign`` x the ``(bucket start, increase, samples)`` rows (one per bucket) to
-    ``into`` = [increases, samples], indexed by bucket from ``lo`` on, plus one."""
+    ``into`` = [increases, samples], indexed by bucket from ``lo`` on."""
     if rows:
         table = np.array(rows, dtype=np.float64)  # bucket starts (ms) stay exact below 2**53
-        at = (table[:, 0].astype(np.int64) - lo) // width + 1
+        at = (table[:, 0].astype(np.int64) - lo) // width
         into[0, at] += sign * table[:, 1]
         into[1, at] += sign * table[:, 2]
 
 
 def _host_sums(storage: Storage, p: Plan, groups: dict[Labels, list[int]], mint: int, maxt: int, lo: int,
                hi: int, nb: int, check: Callable[[], None]) -> np.ndarray | None:
-    """``[increases, samples]`` per group (``groups``' order) and 1m bucket from ``lo`` on
-    (plus one), read from the cross-series rows (``rollup_1m_host``: per metric, host and
+    """``[increases, samples]`` per group (``groups``' order) and 1m bucket of ``[lo, hi)``
+    (``nb`` of them), read from the cross-series rows (``rollup_1m_host``: per metric, host and
     minute, the increases and samples of all the host's series of the metric added up),
     less the rows of the host's series the selector leaves out; the same sums as the
     per-series rows give, read from fewer rows: for ``{mode!="idle"}`` over hosts of 16
@@ -199,14 +293,14 @@ def _host_sums(storage: Storage, p: Plan, groups: dict[Labels, list[int]], mint:
                 excluded.setdefault(group_of_host[host], []).append(sid)
     if len(group_of_host) + sum(len(v) for v in excluded.values()) >= len(selected):
         return None
-    sums = np.zeros((2, len(groups), nb + 1))
+    sums = np.zeros((2, len(groups), nb))
     check()
     rows = storage.host_increases(name, sorted(group_of_host), lo, hi)
     if rows:
         table = np.array(rows, dtype=np.float64)
         lookup = np.zeros(max(group_of_host) + 1, dtype=np.int64)
         lookup[list(group_of_host)] = list(group_of_host.values())
-        at = (lookup[table[:, 0].astype(np.int64)], (table[:, 1].astype(np.int64) - lo) // p.width + 1)
+        at = (lookup[table[:, 0].astype(np.int64)], (table[:, 1].astype(np.int64) - lo) // p.width)
         np.add.at(sums[0], at, table[:, 2])
         np.add.at(sums[1], at, table[:, 3])
     order = sorted(excluded)

@@ -22,6 +22,7 @@ from console.promql.aggregations import AggregationError
 from console.promql.binary import MatchingError
 from console.promql.engine import EvalError, QueryTimeout, Result, evaluate_instant, evaluate_range
 from console.promql.functions import FunctionError
+from console.promql.rollups import ClosedSumsCache
 from console.promql.storage import BadRegex, Storage, TooManySamples, VirtualSource
 from console.promql.values import format_time, format_value, format_values
 from console.storage.database import Database
@@ -111,10 +112,11 @@ class PromQLService:
 
     def __init__(self, db: Database, timeout_s: float = DEFAULT_TIMEOUT_S,
                  max_samples: int = DEFAULT_MAX_SAMPLES, clock: Callable[[], float] = time.time,
-                 raw_retention_s: float | None = None) -> None:
+                 raw_retention_s: float | None = None, cache_cells: int = 1_000_000) -> None:
         """Raises ConfigError for a timeout that is not a positive number of seconds or a
         sample limit below 1. ``raw_retention_s``: how long raw samples are kept; a query
-        reaching further back is answered with a warning."""
+        reaching further back is answered with a warning. ``cache_cells``: bound of the
+        cache of closed rollup buckets' sums (console/promql/rollups.py; 0: off)."""
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(tx("{key}: must be positive seconds, got {value}", key="console.promql_timeout",
                                  value=repr(timeout_s)))
@@ -127,6 +129,7 @@ class PromQLService:
         self.clock = clock
         self.raw_retention_s = raw_retention_s
         self.virtual: VirtualSource | None = None  # computed series (console/alerting)
+        self.closed_sums = ClosedSumsCache(cache_cells)
 
     async def _run(self, fn: Callable[..., R], timeout_s: float | None, *args: Any, primary: bool = False) -> R:
         timeout = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
@@ -140,7 +143,7 @@ class PromQLService:
             raise PromError("timeout", tx("query timed out in expression evaluation"), 503) from None
 
     def _guarded(self, session: Session, fn: Callable[..., R], deadline: float, *args: Any) -> R:
-        storage = Storage(session, self.max_samples, self.virtual)
+        storage = Storage(session, self.max_samples, self.virtual, closed_sums=self.closed_sums)
         try:
             return fn(storage, deadline, *args)
         except QueryTimeout:

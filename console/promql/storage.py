@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import orjson
 import re2
@@ -28,6 +28,9 @@ from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
 from console.storage.models import RULES_HOST, Host, RollupWatermark, Sample, Series
+
+if TYPE_CHECKING:
+    from console.promql.rollups import ClosedSumsCache
 
 # Bucket increases and sample counts of a group of series, added up per bucket: by
 # (dialect, tier); parameters: the series ids (SQLite: a JSON array, PostgreSQL: an int
@@ -153,8 +156,9 @@ class Storage:
 
     def __init__(self, session: Session, max_samples: int, virtual: VirtualSource | None = None,
                  pending: dict[Labels, tuple[int, float]] | None = None, rollups: bool = True,
-                 host_rollups: bool = True) -> None:
+                 host_rollups: bool = True, closed_sums: ClosedSumsCache | None = None) -> None:
         self.session = session
+        self.closed_sums = closed_sums  # bucket sums kept across queries (console/promql/rollups.py)
         # whether those may read the cross-series rows (rollup_1m_host) where the rollup job keeps them
         self.host_rollups = host_rollups
         self._pending = pending or {}
@@ -324,8 +328,15 @@ class Storage:
     def rollup_done_until(self, tier: str) -> int | None:
         """Unix ms before which every bucket of ``tier`` ("1m" | "1h") is rolled up (None:
         the tier has not started)."""
-        return self.session.execute(select(RollupWatermark.done_until)
-                                    .where(RollupWatermark.tier == tier)).scalar()
+        mark = self.rollup_mark(tier)
+        return None if mark is None else mark[0]
+
+    def rollup_mark(self, tier: str) -> tuple[int, int] | None:
+        """``(done_until, generation)`` of ``tier``'s watermark (console/storage/models.py
+        RollupWatermark); None: the tier has not started."""
+        row = self.session.execute(select(RollupWatermark.done_until, RollupWatermark.generation)
+                                   .where(RollupWatermark.tier == tier)).first()
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def all_counters(self, series_ids: list[int]) -> bool:
         """Whether every one of ``series_ids`` is stored as a counter (its rollups keep the increase)."""

@@ -49,10 +49,10 @@ def console(request, tmp_path_factory):
             c.close()
 
 
-def query_range(console, query: str) -> dict[tuple, dict[int, float]]:
+def query_range(console, query: str, end: int | None = None) -> dict[tuple, dict[int, float]]:
     r = console.range
     resp = console.request("GET", "/prometheus/api/v1/query_range?" + urlencode(
-        {"query": query, "start": r.start, "end": r.end, "step": 60}), token=console.viewer)
+        {"query": query, "start": r.start, "end": end or r.end, "step": 60}), token=console.viewer)
     assert resp.status == 200, resp.body
     return {tuple(sorted(s["metric"].items())): {int(t): float(v) for t, v in s["values"]}
             for s in resp.json()["data"]["result"]}
@@ -113,11 +113,14 @@ def test_the_answer_is_read_from_the_host_rows(console):
             s.commit()
         console.services.db.run(run)
 
+    cache = console.services.promql.closed_sums
+    cells, cache.max_cells = cache.max_cells, 0  # read the database, not the bucket sums kept from `before`
     shift(60.0)
     try:
         after = query_range(console, query)
     finally:
         shift(-60.0)
+        cache.max_cells = cells
     r1, r2 = (("instance", "r1"),), (("instance", "r2"),)
     assert after[r2] == before[r2]
     # the steps t whose window [t - 5m, t) holds the bucket gain 60 / 300 s; no other
@@ -126,3 +129,38 @@ def test_the_answer_is_read_from_the_host_rows(console):
     for t, v in after[r1].items():
         assert close(v, before[r1][t] + (0.2 if t in moved else 0.0), 1e-9), (t, v, before[r1][t])
     assert query_range(console, query) == before
+
+
+def test_a_repeated_or_moved_window_reads_only_the_newer_buckets(console):
+    query, keep, group = CASES[0]
+    cache = console.services.promql.closed_sums
+    r = console.range
+    want = expected(console, keep, group)
+    earlier = query_range(console, query, end=r.end - 1800)  # the dashboard half an hour ago
+    hits = cache.hits
+    again = query_range(console, query)  # its window moved on: older buckets from the cache
+    assert cache.hits == hits + 1
+    assert_same(again, want)
+    assert_same(earlier, {key: {t: v for t, v in steps.items() if t <= r.end - 1800} for key, steps in want.items()})
+
+
+def test_a_late_sample_reopens_the_buckets_kept(console):
+    """A counter sample arrives late into a rolled-up minute (higher than the next sample,
+    so that one counts as a reset): the job rolls the minute up again, and the answer, read
+    before into the cache, shows it."""
+    query, keep, group = CASES[0]
+    r = console.range
+    before = query_range(console, query)  # kept in the cache
+    points = console.data[("r1", "0", "user")]
+    i = next(i for i, (ts, _) in enumerate(points) if ts > (r.start + 2 * 3600) * 1000)
+    late = (points[i - 1][0] + 5_000, points[i][1] + 1000.0)  # between two samples 15 s apart
+    status, body = console.push("r1", console.agent_token("r1"), [
+        {"name": NAME, "type": "counter", "labels": {"cpu": "0", "mode": "user"}, "points": [list(late)]}])
+    assert status == 200 and body["accepted_samples"] == 1, body
+    points.insert(i, late)  # the tests' expectations follow the stored data from now on
+    RollupService(console.services.db, console.services.config.console, clock=lambda: r.now).run_all()
+    got = query_range(console, query)
+    assert_same(got, expected(console, keep, group))
+    r1 = (("instance", "r1"),)
+    moved = [t for t, v in got[r1].items() if not close(v, before[r1][t], 1e-9)]
+    assert moved and all(t * 1000 - 300_000 <= late[0] + 60_000 and late[0] - 60_000 < t * 1000 for t in moved), moved
