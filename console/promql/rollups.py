@@ -37,6 +37,7 @@ yet) are evaluated on raw samples as usual and joined to the tier's steps.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -247,11 +248,19 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
     return out, last + step
 
 
+def _table(rows: list[tuple], width: int) -> np.ndarray:
+    """Database rows of ``width`` numbers as a float64 array, shape (rows, width); bucket
+    starts (ms) and ids stay exact below 2**53. (``np.fromiter`` over the flattened rows
+    takes half the time of ``np.array`` on a list of tuples.)"""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64,
+                       count=len(rows) * width).reshape(-1, width)
+
+
 def _add_rows(into: np.ndarray, rows: list[tuple], lo: int, width: int, sign: float = 1.0) -> None:
     """Add ``sign`` x the ``(bucket start, increase, samples)`` rows (one per bucket) to
     ``into`` = [increases, samples], indexed by bucket from ``lo`` on."""
     if rows:
-        table = np.array(rows, dtype=np.float64)  # bucket starts (ms) stay exact below 2**53
+        table = _table(rows, 3)
         at = (table[:, 0].astype(np.int64) - lo) // width
         into[0, at] += sign * table[:, 1]
         into[1, at] += sign * table[:, 2]
@@ -297,7 +306,7 @@ def _host_sums(storage: Storage, p: Plan, groups: dict[Labels, list[int]], mint:
     check()
     rows = storage.host_increases(name, sorted(group_of_host), lo, hi)
     if rows:
-        table = np.array(rows, dtype=np.float64)
+        table = _table(rows, 4)
         lookup = np.zeros(max(group_of_host) + 1, dtype=np.int64)
         lookup[list(group_of_host)] = list(group_of_host.values())
         at = (lookup[table[:, 0].astype(np.int64)], (table[:, 1].astype(np.int64) - lo) // p.width)

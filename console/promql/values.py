@@ -72,11 +72,16 @@ def format_values(values: list[float]) -> list[str]:
     or as ``null`` (NaN, +-Inf), go through :func:`format_value`."""
     if not values:
         return []
-    out = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
-    for i, text in enumerate(out):
-        if text.endswith(".0"):
-            out[i] = text[:-2]
-        elif "e" in text or text == "null":
+    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
+    if "e" not in text and "n" not in text:  # no exponent, no null: whole numbers lose ".0", in C
+        # A shortest round-trip float ends in ".0" only when it is whole, and "1.05" has no
+        # ".0," in it: so every ".0," is the end of a whole number.
+        return (text + ",").replace(".0,", ",")[:-1].split(",")
+    out = text.split(",")
+    for i, item in enumerate(out):
+        if item.endswith(".0"):
+            out[i] = item[:-2]
+        elif "e" in item or item == "null":
             out[i] = format_value(values[i])
     return out
 

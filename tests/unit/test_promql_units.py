@@ -32,6 +32,17 @@ def test_values_are_written_as_prometheus_writes_them(value, text):
     assert format_values([2.0, value, 0.1 + 0.2]) == ["2", text, "0.30000000000000004"]  # a range result's values
 
 
+def test_a_range_of_values_is_written_as_each_value_is():
+    # whole numbers, fractions with ".0" inside ("1.05", "100.05"), negatives, zeros; then
+    # the same with an exponent or a NaN among them (the other path)
+    values = [v * sign for i in range(2000) for sign in (1, -1)
+              for v in (float(i), i + 0.05, i / 7, 1.05 * 10 ** (i % 12), 100.05, 0.0)]
+    assert format_values(values) == [format_value(v) for v in values]
+    for odd in (1e21, 1e-7, float("nan"), float("inf")):
+        mixed = values[:50] + [odd] + values[50:100]
+        assert format_values(mixed) == [format_value(v) for v in mixed]
+
+
 @pytest.mark.parametrize("template, want", [("$1", "ab"), ("${1}x", "abx"), ("$1x", ""), ("$name-$2", "ab-c"),
                                             ("${name}", "ab"), ("$$1", "$1"), ("$9", ""), ("a$", "a$"),
                                             ("${bad", "${bad")])
