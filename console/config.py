@@ -99,7 +99,7 @@ class ConsoleConfig(BaseModel):
     cookie_secure: bool = False  # set true behind HTTPS
     max_series_per_query: Int = Field(2000, ge=1)
     max_points_per_query: Int = Field(1_000_000, ge=1)  # 24 h x 500 series at 1 m is 720,000
-    query_cache_points: Int = Field(1_000_000, ge=0)  # closed rollup buckets kept for repeated queries; 0: off
+    query_cache_points: Int = Field(1_000_000, ge=0)  # closed rollup buckets kept for repeated queries (range API points; PromQL bucket sums); 0: off
     promql_timeout: Float = Field(120.0, gt=0, le=SECONDS_MAX)  # seconds a PromQL query may evaluate (Prometheus' --query.timeout)
     promql_max_samples: Int = Field(10_000_000, ge=1)  # samples one PromQL query may load and produce (~100 bytes each)
     web_dir: str = ""  # empty: the web/ folder beside the console package
