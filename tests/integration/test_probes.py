@@ -503,7 +503,13 @@ def run_schedule(tmp_path, url: str, web: dict) -> None:
         assert hosts[host]["up"] is True and hosts[host]["interval"] == 1.0
         query = urlencode({"metric": "probe_duration_seconds", "host": host, "start": time.time() - 60,
                            "end": time.time() + 60, "label.job": "silent"})
-        series = harness.request("GET", f"/api/v1/metrics/range?{query}", token=token).json()["series"]
+
+        def stored() -> list:
+            return harness.request("GET", f"/api/v1/metrics/range?{query}", token=token).json()["series"]
+        # A run is counted when it ends; its samples are stored just after, through ingest.
+        wait_for(lambda: len(stored()) == 1 and len(stored()[0]["points"]) >= 2, timeout=10,
+                 what="two stored runs of the silent job")
+        series = stored()
         assert len(series) == 1 and len(series[0]["points"]) >= 2
         assert all(0.9 <= value < 1.9 for _, value in series[0]["points"])
         query = urlencode({"metric": "probe_success", "host": host, "start": time.time() - 60,
