@@ -38,8 +38,6 @@ yet) are evaluated on raw samples as usual and joined to the tier's steps.
 from __future__ import annotations
 
 import itertools
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +46,7 @@ import numpy as np
 from console.promql.ast import Aggregate, Call, Node, Selector
 from console.promql.storage import Storage, StoredSeries
 from console.promql.values import NAME, Labels, SeriesPoints, drop_name
+from console.query.closed import ClosedCache
 
 MIN_RANGE_MS = 3 * 3_600_000  # query ranges from 3 h up read the rollup tiers
 TIERS = (("1h", 3_600_000), ("1m", 60_000))  # (tier, bucket width in ms), coarsest first
@@ -73,36 +72,25 @@ class Plan:
 class _Closed:
     """The sums of the closed buckets ``[lo, hi)`` (Unix ms) of one query shape, read
     under the tier's watermark ``generation`` when it stood at ``done_until``: ``sums`` is
-    [increases, samples] per output group and bucket, shape (2, groups, buckets)."""
+    [increases, samples] per output group and bucket, shape (2, groups, buckets); ``size``
+    the group-buckets held."""
 
     generation: int
     done_until: int
     lo: int
     hi: int
     sums: np.ndarray
+    size: int
 
 
-class ClosedSumsCache:
+class ClosedSumsCache(ClosedCache[_Closed]):
     """The bucket sums a range query read from a rollup tier (:func:`evaluate`), per
     query shape (the tier, the output groups and their series), so the same query again,
     or its window moved forward as a dashboard refreshes, reads from the database only the
-    buckets closed since. Bounded by ``max_cells`` group-buckets held in all (16 bytes of
-    memory each; least recently used first out; 0: off).
-
-    Valid as the range API's cache of closed buckets (console/query/service.py): a rollup
-    row below its tier's watermark changes only when a late sample reopens its bucket,
-    which moves the watermark back and bumps its ``generation``; so an entry serves while
-    the generation is the one it was read under and the watermark has not moved below where
-    it stood. A series appearing or going changes the shape, so the entry is not used.
-    Thread-safe: queries run on several database reader threads."""
-
-    def __init__(self, max_cells: int) -> None:
-        self.max_cells = max_cells
-        self._entries: OrderedDict[tuple, _Closed] = OrderedDict()
-        self._cells = 0
-        self._lock = threading.Lock()
-        self.hits = 0  # queries answered from an entry, wholly or with buckets appended
-        self.misses = 0
+    buckets closed since. Bounded by ``max_size`` group-buckets held in all (16 bytes of
+    memory each; least recently used first out; 0: off). When an entry serves:
+    console/query/closed.py; a series appearing or going changes the shape, so the entry
+    is not used."""
 
     def sums(self, key: tuple, mark: tuple[int, int], width: int, lo: int, hi: int,
              read: Callable[[int, int], np.ndarray]) -> np.ndarray:
@@ -110,18 +98,7 @@ class ClosedSumsCache:
         (done_until, generation): from the entry where it holds them, with ``read(a, b)``
         (the database, buckets ``[a, b)``) for those it does not."""
         done_until, generation = mark
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and (entry.generation != generation or done_until < entry.done_until):
-                self._drop(key)
-                entry = None
-            if entry is not None and (entry.lo > lo or entry.hi < lo):
-                entry = None  # it does not hold the window's first buckets
-            if entry is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-                self._entries.move_to_end(key)
+        entry = self.get(key, generation, done_until, lo)
         if entry is None:
             sums, start = read(lo, hi), lo
         else:
@@ -130,23 +107,8 @@ class ClosedSumsCache:
                 sums = np.concatenate((sums, read(entry.hi, hi)), axis=2)
         out = sums[:, :, (lo - start) // width:(hi - start) // width]
         if entry is None or hi > entry.hi or (hi == entry.hi and lo > entry.lo):  # never lose newer buckets
-            self._put(key, _Closed(generation, done_until, lo, hi, np.ascontiguousarray(out)))
+            self.put(key, _Closed(generation, done_until, lo, hi, np.ascontiguousarray(out), out[0].size))
         return out
-
-    def _put(self, key: tuple, entry: _Closed) -> None:
-        cells = entry.sums[0].size
-        with self._lock:
-            if key in self._entries:
-                self._drop(key)
-            if cells > self.max_cells:
-                return
-            self._entries[key] = entry
-            self._cells += cells
-            while self._cells > self.max_cells:
-                self._drop(next(iter(self._entries)))
-
-    def _drop(self, key: tuple) -> None:
-        self._cells -= self._entries.pop(key).sums[0].size
 
 
 def plan(root: Node, start: int, end: int, step: int) -> Plan | None:
@@ -232,7 +194,7 @@ def evaluate(storage: Storage, p: Plan, start: int, end: int, step: int,
         return sums
 
     cache = storage.closed_sums
-    if cache is None or cache.max_cells == 0:
+    if cache is None or cache.max_size == 0:
         sums = read(lo, hi)
     else:
         key = (p.tier, tuple((labels, tuple(ids)) for labels, ids in groups.items()))

@@ -7,9 +7,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, get_args
 
@@ -25,6 +23,7 @@ from console.fleet.drift import mark_drift
 from console.i18n import tx
 from console.query import series_math
 from console.query.agent_health import agent_health
+from console.query.closed import ClosedCache
 from console.storage.database import Database, bound
 from console.storage import blocks
 from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, SampleBlock, Series
@@ -120,54 +119,16 @@ class _Closed:
     size: int  # points held
 
 
-class ClosedBucketCache:
+class ClosedBucketCache(ClosedCache[_Closed]):
     """Points of closed rollup buckets per query shape, bounded by ``max_points`` held in
-    all (least recently used first out; ~120 bytes of memory a point).
-
-    A rollup row below its tier's watermark (``rollup_watermarks.done_until``) changes only
-    when a late sample reopens its bucket, and that moves the watermark back and bumps its
-    ``generation`` in the same transaction (console/ingest/service.py); so an entry serves
-    while the generation is the one it was read under and the watermark has not moved
-    below where it stood. Retention deletes only rows older than any query on the tier
-    reads (an older start reads the coarser tier). Thread-safe: queries run on several
-    database reader threads."""
+    all (~120 bytes of memory a point); when an entry serves: console/query/closed.py."""
 
     def __init__(self, max_points: int) -> None:
-        self.max_points = max_points
-        self._entries: OrderedDict[tuple, _Closed] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-        self.hits = 0  # queries answered from an entry, wholly or with buckets appended
-        self.misses = 0
+        super().__init__(max_points)
 
-    def get(self, key: tuple, generation: int, done_until: int, lo: int) -> _Closed | None:
-        """The entry of ``key`` still valid under the tier's ``generation``/``done_until``
-        whose buckets start at or before ``lo``; a stale entry is dropped."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and (entry.generation != generation or done_until < entry.done_until):
-                self._drop(key)
-                entry = None
-            if entry is None or entry.lo > lo or entry.hi < lo:
-                self.misses += 1
-                return None
-            self.hits += 1
-            self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: tuple, entry: _Closed) -> None:
-        with self._lock:
-            if key in self._entries:
-                self._drop(key)
-            if entry.size > self.max_points:
-                return
-            self._entries[key] = entry
-            self._size += entry.size
-            while self._size > self.max_points:
-                self._drop(next(iter(self._entries)))
-
-    def _drop(self, key: tuple) -> None:
-        self._size -= self._entries.pop(key).size
+    @property
+    def max_points(self) -> int:
+        return self.max_size
 
 
 class QueryService:

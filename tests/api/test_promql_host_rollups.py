@@ -114,13 +114,13 @@ def test_the_answer_is_read_from_the_host_rows(console):
         console.services.db.run(run)
 
     cache = console.services.promql.closed_sums
-    cells, cache.max_cells = cache.max_cells, 0  # read the database, not the bucket sums kept from `before`
+    cells, cache.max_size = cache.max_size, 0  # read the database, not the bucket sums kept from `before`
     shift(60.0)
     try:
         after = query_range(console, query)
     finally:
         shift(-60.0)
-        cache.max_cells = cells
+        cache.max_size = cells
     r1, r2 = (("instance", "r1"),), (("instance", "r2"),)
     assert after[r2] == before[r2]
     # the steps t whose window [t - 5m, t) holds the bucket gain 60 / 300 s; no other
