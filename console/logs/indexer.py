@@ -32,6 +32,11 @@ class LogIndexer:
     module docstring. :meth:`start` and :meth:`close` bracket its thread."""
 
     PASS_LINES = 50_000  # rows per indexing transaction at most
+    # A pass waits up to GATHER_S for GATHER_LINES lines: FTS5 writes one segment per
+    # transaction, and fewer, larger segments cost less to write and merge (8.9 µs per line
+    # in passes of 1,000 lines, 7.5 in passes of 50,000).
+    GATHER_LINES = 20_000
+    GATHER_S = 0.1
     MAX_BEHIND = 100_000  # lines ingest may run ahead of the index before it waits
     WAIT_S = 30.0  # how long ingest waits for the index at most before committing anyway
     RETRY_S = 1.0  # after a failed pass (busy beyond the timeout, disk full)
@@ -86,6 +91,9 @@ class LogIndexer:
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing or self._newest > self._indexed, 1.0)
+                    if self._indexed >= 0:
+                        self._cond.wait_for(lambda: self._closing or self._newest - self._indexed >= self.GATHER_LINES,
+                                            self.GATHER_S)
                     if self._closing:
                         return
                 try:
