@@ -456,9 +456,9 @@ class IngestService:
             self._update_seen(session, samples, seen)
         if logs:
             # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
-            newest = self._logs.insert(session, logs)
-            if newest and newest_log is not None:
-                newest_log[:] = [newest]
+            self._logs.insert(session, logs)
+            if self._logs.newest_id and newest_log is not None:
+                newest_log[:] = [self._logs.newest_id]
         for host_id, rejected, examples in rejections:
             self._count_rejections(session, host_id, rejected, examples, now)
         return results

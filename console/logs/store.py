@@ -76,6 +76,7 @@ class LogStore:
 
     def __init__(self, db: Database) -> None:
         self.dialect = db.dialect
+        self.newest_id = 0  # SQLite: the newest id of the last insert (used on the writer thread only)
         self.indexer = LogIndexer(db) if self.dialect == "sqlite" and db.engine.url.database not in (None, "", ":memory:") \
             else None
 
@@ -96,16 +97,16 @@ class LogStore:
             self.indexer.wait_until_near()
 
     def committed(self, newest_id: int) -> None:
-        """Call after the commit of an :meth:`insert` that returned ``newest_id``."""
+        """Call after the commit of an :meth:`insert` with the :attr:`newest_id` it left."""
         if self.indexer is not None and newest_id:
             self.indexer.committed(newest_id)
 
     def insert(self, session: Session, rows: Sequence[LogRow]) -> int:
         """Insert ``rows`` in the session's transaction (and on PostgreSQL, or on SQLite
-        without a running indexer, index them in it); returns the newest id inserted on
-        SQLite (pass it to :meth:`committed` after the commit), 0 on PostgreSQL. Driver
-        errors are raised as SQLAlchemy's (``OperationalError`` for a full disk...); the
-        caller's transaction rolls back."""
+        without a running indexer, index them in it); returns how many were stored. On
+        SQLite :attr:`newest_id` is then the newest id inserted (pass it to
+        :meth:`committed` after the commit). Driver errors are raised as SQLAlchemy's
+        (``OperationalError`` for a full disk...); the caller's transaction rolls back."""
         if not rows:
             return 0
         cursor = driver_cursor(session)
@@ -113,7 +114,7 @@ class LogStore:
             with driver_errors(session, "insert log_records"):
                 if self.dialect == "postgresql":
                     self._copy(cursor, rows)
-                    return 0
+                    return len(rows)
                 (last_id,) = cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()
                 watermark = indexed_id(cursor)
                 sql = "INSERT INTO log_records (host_id, ts, source, line, labels, level) VALUES (?, ?, ?, ?, ?, ?)"
@@ -129,7 +130,8 @@ class LogStore:
                     index_rows(cursor, watermark, newest)
         finally:
             cursor.close()
-        return newest
+        self.newest_id = newest
+        return len(rows)
 
     @staticmethod
     def _copy(cursor: Any, rows: Iterable[LogRow]) -> None:  # psycopg cursor
