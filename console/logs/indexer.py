@@ -22,7 +22,7 @@ import threading
 import time
 
 from console.storage.database import Database
-from console.storage.logsearch import index_rows, indexed_id
+from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +108,22 @@ class LogIndexer:
     def index_pass(self, conn: sqlite3.Connection) -> int:
         """One transaction: index up to :attr:`PASS_LINES` rows above the watermark;
         returns how many rows it indexed. ``BEGIN`` (deferred): the main file is only read,
-        so its write lock stays free for ingest."""
+        so its write lock stays free for ingest. The index file's write lock is taken
+        first (busy timeout), before its watermark is read: another console process's
+        indexer may be in a pass, and a snapshot read before its commit could not write."""
         cur = conn.cursor()
         try:
             cur.execute("BEGIN")
             try:
+                cur.execute(f"UPDATE {STATE_TABLE} SET indexed_id = indexed_id")
                 after = indexed_id(cur)
                 upto = cur.execute("SELECT max(id), count(*) FROM (SELECT id FROM main.log_records WHERE id > ? "
                                    "ORDER BY id LIMIT ?)", (after, self.PASS_LINES)).fetchone()
                 if upto[0] is not None:
                     index_rows(cur, after, upto[0])
-                conn.commit()
+                    conn.commit()
+                else:
+                    conn.rollback()
             except BaseException:
                 conn.rollback()
                 raise
