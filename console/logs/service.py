@@ -326,12 +326,16 @@ class LogService:
         matched here with the index's tokenisation (console/logs/store.py line_words).
         The log indexer keeps them to about LogIndexer.MAX_BEHIND lines."""
         lr, hosts = LogRecord.__table__, Host.__table__
-        conditions = [lr.c.id > watermark, *self._filters(query, lr.c.ts, lr.c.level)]
+        # Only the id range may lead the plan: "+ 0" and "|| ''" hide the ts, (host_id, ts)
+        # and (level, ts) indexes, which would walk every line of the host, level or time
+        # range (20 ms for 200,000 lines) to find the few above the watermark.
+        ts = lr.c.ts + 0
+        conditions = [lr.c.id > watermark, *self._filters(query, ts, lr.c.level.concat(""))]
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
-            conditions.append(or_(lr.c.ts < cursor_ts, and_(lr.c.ts == cursor_ts, lr.c.id < rid)))
+            conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
-                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions))
+                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions))
         exact = [t.word for t in query.terms if not t.prefix]
         prefixes = [t.word for t in query.terms if t.prefix]
         found = []
