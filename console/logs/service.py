@@ -316,15 +316,16 @@ class LogService:
     def _with_unindexed(self, session: Session, query: LogQuery, watermark: int, rows: Sequence[Any]) -> list[Any]:
         """``rows`` (the indexed matches, newest first, at most ``limit + 1``) merged with
         the matching lines above ``watermark``: the newest ``limit + 1`` of both."""
-        tail = self._unindexed(session, query, watermark)
+        tail = self._unindexed(session, query, watermark, query.limit + 1)
         if not tail:
             return list(rows)
         return sorted([*rows, *tail], key=lambda r: (r.ts, r.id), reverse=True)[:query.limit + 1]
 
-    def _unindexed(self, session: Session, query: LogQuery, watermark: int) -> list[Any]:
+    def _unindexed(self, session: Session, query: LogQuery, watermark: int, most: int | None = None) -> list[Any]:
         """The lines above ``watermark`` that match ``query`` (words, filters, cursor),
-        matched here with the index's tokenisation (console/logs/store.py line_words).
-        The log indexer keeps them to about LogIndexer.MAX_BEHIND lines."""
+        newest first, the first ``most`` of them (all when None), matched here with the
+        index's tokenisation (console/logs/store.py line_words). The log indexer keeps
+        them to about LogIndexer.MAX_BEHIND lines."""
         lr, hosts = LogRecord.__table__, Host.__table__
         # Only the id range may lead the plan: "+ 0" and "|| ''" hide the ts, (host_id, ts)
         # and (level, ts) indexes, which would walk every line of the host, level or time
@@ -334,8 +335,16 @@ class LogService:
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
             conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
+        # An ASCII line holding a word holds its letters: SQLite's LIKE (ASCII
+        # case-insensitive, in C) drops most other lines before the exact test below (~7 µs
+        # a line in Python; 100,000 lines in 20-75 ms instead of 700). A line with any other
+        # character goes to the exact test anyway (a non-ASCII letter may lower-case to an
+        # ASCII one). Terms are letters and digits only, so nothing needs escaping.
+        not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
+        conditions.extend(or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in query.terms if t.word.isascii())
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
-                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions))
+                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions)
+                .order_by(ts.desc(), lr.c.id.desc()))
         exact = [t.word for t in query.terms if not t.prefix]
         prefixes = [t.word for t in query.terms if t.prefix]
         found = []
@@ -343,6 +352,8 @@ class LogService:
             words = line_words(row.line)
             if all(w in words for w in exact) and all(any(w.startswith(p) for w in words) for p in prefixes):
                 found.append(row)
+                if most is not None and len(found) >= most:
+                    break
         return found
 
     def _match(self, terms: tuple[SearchTerm, ...], rare: bool = True, upto: int | None = None) -> Any:

@@ -100,3 +100,43 @@ def test_indexer_catches_up_and_search_sees_unindexed_lines(tmp_path):
     finally:
         store.close()
         db.close()
+
+
+UNICODE_LINES = ["Straße gesperrt", "ÉCOLE fermée", "naïve Bayes", "temp 5\u212a kelvin", "İstanbul office",
+                 "plain ascii words", "mixed ÄBCabc token"]
+UNICODE_QUERIES = [("straße",), ("école",), ("ecole",), ("naïve",), ("5k",), ("kelvin",), ("istanbul",),
+                   ("abcabc",), ("äbcabc",), ("words",), ("fer*",), ("st*",)]
+
+
+def test_unindexed_lines_match_as_the_index_matches_them(tmp_path):
+    """The same words find the same lines whether a line is above the watermark (matched
+    in the console) or in the index (FTS5), non-ASCII letters included."""
+    db, host = open_db(tmp_path)
+    store = LogStore(db)
+    store.start()
+    try:
+        service = LogService(db)
+
+        def results() -> dict[str, list[int]]:
+            return {" ".join(q): [r["id"] for r in db.run(service.search, LogQuery(
+                terms=tuple(SearchTerm(w.rstrip("*"), w.endswith("*")) for w in q)))["logs"]] for q in UNICODE_QUERIES}
+
+        lock = sqlite3.connect(tmp_path / "l.db.logsearch", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            db.run(store.insert, [(host, 1000 + i, "/x", line, "{}", None) for i, line in enumerate(UNICODE_LINES)])
+            store.committed(store.newest_id)
+            assert watermark(tmp_path) == 0
+            unindexed = results()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        deadline = time.monotonic() + 30
+        while watermark(tmp_path) < len(UNICODE_LINES) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watermark(tmp_path) == len(UNICODE_LINES)
+        assert results() == unindexed
+        assert unindexed["straße"] == [1] and unindexed["words"] == [6] and unindexed["fer*"] == [2]
+    finally:
+        store.close()
+        db.close()
