@@ -222,9 +222,10 @@ class LogService:
             # plan that assumes an average word and walks ts newest first through every
             # line for a rare one. A custom plan at least sees the words.
             session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        # SQLite: the index may not hold the newest lines yet. The match takes the lines up to
-        # the watermark read now (the index holds them all), :meth:`_with_unindexed` those
-        # above it, so every committed line is found exactly once.
+        # SQLite: the index may not hold the newest lines yet. The match finds every line up
+        # to the watermark read now (and any the index took since), :meth:`_with_unindexed`
+        # those above it; a line found by both counts once. (Bounding the match to the
+        # watermark instead cost ~2.5 ms on a common word.)
         watermark = self._watermark(session) if query.terms and self.db.dialect == "sqlite" else None
         rare = bool(query.terms) and self._rare(session, query.terms)
         ts = lr.c.ts + 0 if rare else lr.c.ts
@@ -232,7 +233,7 @@ class LogService:
             stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                     .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
         if query.terms:
-            conditions.append(self._match(query.terms, rare, upto=watermark))
+            conditions.append(self._match(query.terms, rare))
         conditions.extend(self._filters(query, ts, lr.c.level.concat("") if rare else lr.c.level))
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
@@ -315,11 +316,13 @@ class LogService:
 
     def _with_unindexed(self, session: Session, query: LogQuery, watermark: int, rows: Sequence[Any]) -> list[Any]:
         """``rows`` (the indexed matches, newest first, at most ``limit + 1``) merged with
-        the matching lines above ``watermark``: the newest ``limit + 1`` of both."""
+        the matching lines above ``watermark``: the newest ``limit + 1`` of both, each line
+        once."""
         tail = self._unindexed(session, query, watermark, query.limit + 1)
         if not tail:
             return list(rows)
-        return sorted([*rows, *tail], key=lambda r: (r.ts, r.id), reverse=True)[:query.limit + 1]
+        by_id = {r.id: r for r in (*rows, *tail)}  # a line the index took meanwhile is in both
+        return sorted(by_id.values(), key=lambda r: (r.ts, r.id), reverse=True)[:query.limit + 1]
 
     def _unindexed(self, session: Session, query: LogQuery, watermark: int, most: int | None = None) -> list[Any]:
         """The lines above ``watermark`` that match ``query`` (words, filters, cursor),
@@ -372,7 +375,8 @@ class LogService:
         # in the list: ~0.15 us per match to build it, ~0.15 us per line walked (~120 ms
         # for 700,000 matches; BENCHMARKS.md "Logs"). A word of a few thousand old lines
         # would walk the whole table, hence the higher rare_matches_sqlite.
-        # upto: the lines up to the index watermark (see search); FTS5 bounds its rowids.
+        # upto: only the lines up to the index watermark (count_by_host counts those above it
+        # itself, each once); FTS5 bounds its rowids.
         column = "log_records.id" if rare else "+log_records.id"
         bound = "" if upto is None else " AND rowid <= :fts_upto"
         match = text(f"{column} IN (SELECT rowid FROM {FTS_TABLE} WHERE log_fts MATCH :fts_query{bound})"
