@@ -51,7 +51,7 @@ class LogIndexer:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._closing
+        return self._thread is not None and self._thread.is_alive() and not self._closing
 
     def start(self) -> None:
         if self._thread is None:
@@ -87,7 +87,8 @@ class LogIndexer:
         raw = self._db.engine.raw_connection()  # a pooled connection: pragmas and index file attached
         try:
             conn = raw.driver_connection
-            assert isinstance(conn, sqlite3.Connection)
+            if not isinstance(conn, sqlite3.Connection):
+                raise TypeError(f"the log indexer needs a sqlite3 connection, not {type(conn).__name__}")
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing or self._newest > self._indexed, 1.0)
@@ -99,8 +100,11 @@ class LogIndexer:
                 try:
                     while self.index_pass(conn) >= self.PASS_LINES and not self._closing:
                         pass
-                except sqlite3.Error as exc:
+                except sqlite3.Error as exc:  # busy beyond the timeout, disk full
                     log.warning("log search indexing failed (%s); retrying in %gs", exc, self.RETRY_S)
+                    time.sleep(self.RETRY_S)
+                except Exception:  # noqa: BLE001 - the thread must outlive a bug in one pass
+                    log.exception("log search indexing failed; retrying in %gs", self.RETRY_S)
                     time.sleep(self.RETRY_S)
         finally:
             raw.close()
