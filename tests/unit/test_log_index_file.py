@@ -4,6 +4,7 @@ index held is never given to a new line, and the indexer catches up from its wat
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 from sqlalchemy import text
@@ -137,6 +138,34 @@ def test_unindexed_lines_match_as_the_index_matches_them(tmp_path):
         assert watermark(tmp_path) == len(UNICODE_LINES)
         assert results() == unindexed
         assert unindexed["straße"] == [1] and unindexed["words"] == [6] and unindexed["fer*"] == [2]
+    finally:
+        store.close()
+        db.close()
+
+
+def test_ingest_waits_while_the_index_is_too_far_behind(tmp_path):
+    db, host = open_db(tmp_path)
+    store = LogStore(db)
+    store.indexer.MAX_BEHIND = 10  # an instance attribute: the class keeps 100,000
+    store.start()
+    try:
+        lock = sqlite3.connect(tmp_path / "l.db.logsearch", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        db.run(store.insert, [(host, 1000 + i, "/x", f"line {i}", "{}", None) for i in range(5)])
+        store.committed(store.newest_id)
+        started = time.monotonic()
+        store.before_insert()  # 5 behind: no wait
+        assert time.monotonic() - started < 0.5
+        db.run(store.insert, [(host, 2000 + i, "/x", f"more {i}", "{}", None) for i in range(20)])
+        store.committed(store.newest_id)
+        waited = threading.Thread(target=store.before_insert)
+        waited.start()
+        waited.join(1.0)
+        assert waited.is_alive(), "ingest did not wait for an index 25 lines behind (limit 10)"
+        lock.execute("ROLLBACK")
+        lock.close()
+        waited.join(20)
+        assert not waited.is_alive() and watermark(tmp_path) == 25
     finally:
         store.close()
         db.close()
