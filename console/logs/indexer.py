@@ -2,8 +2,8 @@
 committed ``log_records`` rows, on a thread of its own.
 
 Ingest commits log rows without indexing them, so its transaction holds the main file's
-write lock only for the rows (~3 µs per line); the FTS5 work (~10-15 µs per line for
-realistic lines) runs here, under the index file's own write lock, while the IOLoop
+write lock only for the rows (the writer thread spends ~6 µs per realistic line); the
+FTS5 work (~8-10 µs per line) runs here, under the index file's own write lock, while the IOLoop
 decodes and the writer commits the next batches. Each pass indexes up to
 :attr:`PASS_LINES` rows above the watermark and moves the watermark in the same
 transaction of the index file; after a crash the next start goes on from the watermark.

@@ -1,13 +1,14 @@
 """LogStore: the one write path into ``log_records`` and its full-text index.
 
-Every insert of log records must go through :meth:`LogStore.insert`, which indexes the new
-rows in the same transaction, so a record is searchable as soon as its batch commits
-(migration 0011_lperf removed the per-row index triggers that used to do this).
+Every insert of log records must go through :meth:`LogStore.insert` and every delete
+through :func:`delete_log_records`, which keep the full-text index in step (migration
+0011_lperf removed the per-row index triggers that used to do this). A record is
+searchable as soon as its batch commits.
 
 SQLite: the rows go in with the driver's ``executemany``; the FTS5 index lives in a file
 of its own (console/storage/logsearch.py) and is filled from the committed rows by
 :class:`console.logs.indexer.LogIndexer` on another thread, so the ingest transaction
-does not wait for it (~3 µs per line instead of ~15-20 for realistic lines;
+does not wait for it (the writer thread spends ~6 µs per realistic line instead of ~15;
 BENCHMARKS.md "Logs"). Search scans the rows the index has not reached yet, so a record
 is searchable as soon as its batch commits. Without a running indexer (an in-memory
 database, or a store nobody started) the rows are indexed in the ingest transaction.
