@@ -1,8 +1,12 @@
 """End-to-end log ingest: agent-shaped gzip batches of realistic ~140-byte lines (client IPs,
 hex request ids, UUIDs) over real HTTP into a
-real console (SQLite by default, or --database-url), committed with the FTS index.
+real console (SQLite by default, or --database-url). PostgreSQL indexes each line in the
+ingest transaction; SQLite's background indexer after it, so the time until the index
+holds every line is reported too (search finds unindexed lines meanwhile).
 
-Prints lines/s and MB/s (line bytes) for log batches, against a baseline measured in the
+Prints lines/s and MB/s (line bytes) for log batches, the process's CPU per line (the
+console runs in this process, beside the posting threads: the figure neighbours on a
+shared machine do not change), against a baseline measured in the
 same run: the same number of batches carrying no logs (the fixed per-batch cost). With
 ``--agents N`` that many agents (threads, one host each) post at once, as a fleet does.
 
@@ -23,6 +27,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text  # noqa: E402
 
 from tests.harness import ConsoleHarness, http  # noqa: E402
 from tests.pg import schema_if_url  # noqa: E402
@@ -58,6 +64,37 @@ def post_all(url: str, bodies: list[bytes], headers: dict) -> None:
         assert resp.status == 200, resp.body
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's Python threads, summed by thread name
+    with digits dropped (/proc/self/task/TID/stat, fields 14 and 15, in clock ticks;
+    proc(5))."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = "".join(c for c in thread.name.split(" ")[0] if not c.isdigit()).rstrip("-_")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def index_caught_up(console: ConsoleHarness) -> float:
+    """Wait until every stored line is in the search index (SQLite: the index watermark of
+    console/storage/logsearch.py reaches the newest id; PostgreSQL indexes in the ingest
+    transaction); returns when, as time.perf_counter()."""
+    db = console.services.db
+    attached = db.run(lambda session: [r[1] for r in session.execute(text("PRAGMA database_list"))]) \
+        if db.dialect == "sqlite" else []
+    if "logsearch" in attached:  # (a tree that indexes in the ingest transaction has no such file)
+        sql = text("SELECT (SELECT indexed_id FROM logsearch.log_fts_state) >= (SELECT max(id) FROM log_records)")
+        while not db.run(lambda session: session.execute(sql).scalar()):
+            time.sleep(0.01)
+    return time.perf_counter()
+
+
 def run(args: argparse.Namespace, database_url: str | None) -> None:
     rnd = random.Random(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,14 +124,26 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
                 return time.perf_counter() - t0
 
             baseline = timed(empty)
+            threads0 = thread_cpu()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
             elapsed = timed(bodies)
+            cpu_answered = time.process_time() - cpu0
             total = n_batches * args.batch
             assert console.count("log_records") == total, "every posted line is stored"
+            indexed = index_caught_up(console) - wall0
+            cpu = time.process_time() - cpu0
+            threads = {name: seconds - threads0.get(name, 0.0) for name, seconds in thread_cpu().items()}
             mb = sum(len(line_of(i, random.Random(i))) + 1 for i in range(1000)) / 1000 * total / 1e6
             print(f"backend: {console.services.db.dialect}; agents: {args.agents}; load average: {os.getloadavg()}")
             print(f"lines: {total} in {n_batches} batches of {args.batch} (~140-byte lines, gzip bodies)")
             print(f"baseline: {n_batches} empty batches in {baseline:.3f} s ({baseline / n_batches * 1000:.1f} ms/batch)")
             print(f"ingest: {elapsed:.3f} s -> {total / elapsed:,.0f} lines/s, {mb / elapsed:.1f} MB/s")
+            print(f"search index caught up after {indexed:.3f} s -> {total / indexed:,.0f} lines/s indexed")
+            print(f"process CPU (console and posting threads) per line: {cpu_answered / total * 1e6:.1f} us until "
+                  f"the last 200, {cpu / total * 1e6:.1f} us until indexed")
+            print("  by thread (us per line): " + ", ".join(
+                f"{name} {seconds / total * 1e6:.1f}" for name, seconds in sorted(threads.items(), key=lambda kv: -kv[1])
+                if seconds / total * 1e6 >= 0.05))
         finally:
             console.close()
 

@@ -44,7 +44,7 @@ def fill(console, rows: int) -> None:
         return host.id
 
     host_id = db.run(add_host)
-    store = LogStore(db.dialect)
+    store = LogStore(db)  # not started: indexes in the insert transaction
     rare_every = rows // 10
     t0 = int(time.time() * 1000) - rows
     chunk = 20_000

@@ -109,6 +109,7 @@ class Services:
         self.leader.start()
         self.bus.start()
         self.shared.start()
+        self.ingest.start()
         self.deploys.start()
         self.partitions.start()
         self.rollups.start()
@@ -153,6 +154,7 @@ class Services:
             part.close()
         self.deploys.close()
         self.users.passwords.close()
+        self.ingest.close()
         self.db.close()
         self.audit.close()
 

@@ -2,7 +2,7 @@
 
 A decommissioned host would otherwise stay on the overview as DOWN for ever. Retiring it
 deletes, in one transaction, its series with their raw samples and 1m/1h rollups, its
-log records (SQLite's delete trigger keeps the search index in step), its rejection
+log records (with their search index entries), its rejection
 counters and remembered batch ids, then the host row; its agent tokens are revoked so a
 forgotten agent cannot bring it back silently (its batches answer 401; a new token or
 enrolment brings it back as a new host). Audited as ``hosts.delete`` with the counts.
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from console.audit.service import AuditService
 from console.errors import NotFound
 from console.i18n import tx
+from console.logs.store import delete_log_records
 from console.storage.database import execute_dml
 from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
                                     SampleBlock, Series, Token)
@@ -48,7 +49,7 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
         "samples": gone(delete(Sample).where(Sample.series_id.in_(series))) + packed_samples(),
         "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series)))
         + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
-        "logs": gone(delete(LogRecord).where(LogRecord.host_id == host.id)),
+        "logs": delete_log_records(session, LogRecord.host_id == host.id),
         "series": gone(delete(Series).where(Series.host_id == host.id)),
         "revoked_tokens": gone(update(Token).where(Token.kind == "agent", Token.host_name == name,
                                                    Token.revoked_at.is_(None)).values(revoked_at=now)),

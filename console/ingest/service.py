@@ -182,7 +182,7 @@ class IngestService:
         # Committed (first_ts, last_ts) per series id as this writer last set them; last_ts
         # is the end of the newest sample's minute, so it changes once a minute at most.
         self._seen: dict[int, tuple[int, int]] = {}
-        self._logs = LogStore(db.dialect)
+        self._logs = LogStore(db)
         self._decoder = BatchDecoder()
         self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
         self._queue: deque[tuple[Batch, asyncio.Future[IngestResult]]] = deque()
@@ -232,6 +232,15 @@ class IngestService:
         waiters, self._turn_waiters = self._turn_waiters, []
         for future in waiters:
             settle(future, None)
+
+    def start(self) -> None:
+        """Start the background work of the write path: on SQLite, the log search indexer
+        (console/logs/indexer.py). Without it log lines are indexed in the ingest
+        transaction."""
+        self._logs.start()
+
+    def close(self) -> None:
+        self._logs.close()
 
     def decode(self, body: bytes, content_encoding: str | None, max_bytes: int) -> Batch:
         """An ingest body (``Content-Encoding`` gzip or none) -> Batch, on the caller's
@@ -333,12 +342,16 @@ class IngestService:
         per batch, in order. ``prepared``: rows built before the transaction
         (:meth:`_prepare_rows`, at ``now``, Unix s). A cached host row that is gone
         (deleted by another process) empties the caches and the group is stored again."""
+        if any(batch.logs for batch in batches):
+            self._logs.before_insert()  # waits while the log search index lags too far
         for attempt in (1, 2):
             new_ids: dict[SeriesKey, int] = {}
             hosts: dict[str, HostState] = {}
             seen: dict[int, tuple[int, int]] = {}
+            newest_log: list[int] = []
             try:
-                results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen, prepared, now)
+                results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen, prepared, now,
+                                       newest_log)
             except StaleHostCache:
                 if attempt == 2:
                     raise
@@ -347,6 +360,8 @@ class IngestService:
                 prepared = None  # built with the stale ids
                 continue
             break
+        if newest_log:
+            self._logs.committed(newest_log[0])  # the log indexer indexes them now
         # Only committed rows enter the caches.
         if len(self._series_ids) + len(new_ids) > self.MAX_CACHED_SERIES:
             self._series_ids.clear()
@@ -379,12 +394,13 @@ class IngestService:
 
     def _store_group_tx(self, session: Session, batches: list[Batch], new_ids: dict[SeriesKey, int],
                         hosts: dict[str, HostState], seen: dict[int, tuple[int, int]],
-                        prepared: dict[int, "Prepared"] | None = None, now: float | None = None
-                        ) -> list[IngestResult]:
+                        prepared: dict[int, "Prepared"] | None = None, now: float | None = None,
+                        newest_log: list[int] | None = None) -> list[IngestResult]:
         """The transaction of :meth:`store_group`: one UPDATE of the host rows, one INSERT of
         the batch ids (those it did not insert are replays, answered ``duplicate``), the
         samples of each batch, one INSERT of every log record, one look at the rollup
-        watermarks. Fills ``new_ids`` and ``hosts`` for the caches."""
+        watermarks. Fills ``new_ids`` and ``hosts`` for the caches, and ``newest_log`` with
+        the newest log record id inserted (SQLite; see LogStore.committed)."""
         now = self._clock() if now is None else now
         for batch in batches:
             state = hosts.get(batch.host)
@@ -439,8 +455,10 @@ class IngestService:
             self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
             self._update_seen(session, samples, seen)
         if logs:
-            # LogStore indexes the records for search in this same transaction.
+            # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
             self._logs.insert(session, logs)
+            if self._logs.newest_id and newest_log is not None:
+                newest_log[:] = [self._logs.newest_id]
         for host_id, rejected, examples in rejections:
             self._count_rejections(session, host_id, rejected, examples, now)
         return results

@@ -1,15 +1,20 @@
 """LogStore: the one write path into ``log_records`` and its full-text index.
 
-Every insert of log records must go through :meth:`LogStore.insert`, which indexes the new
-rows in the same transaction, so a record is searchable as soon as its batch commits
-(migration 0011_lperf removed the per-row index triggers that used to do this).
+Every insert of log records must go through :meth:`LogStore.insert` and every delete
+through :func:`delete_log_records`, which keep the full-text index in step (migration
+0011_lperf removed the per-row index triggers that used to do this). A record is
+searchable as soon as its batch commits.
 
-SQLite: the rows go in with the driver's ``executemany``, then one
-``INSERT INTO log_records_fts(rowid, line) SELECT id, line FROM log_records WHERE id > ?``
-indexes the whole batch. ``id`` is an INTEGER PRIMARY KEY without AUTOINCREMENT, so new
-rows get ids above the largest one read at the start of the (single-writer) transaction.
-An FTS5 insert per row from a trigger cost ~54 µs per 40-word line; the batched insert
-~10 µs (bench/logs_ingest.py, BENCHMARKS.md "Logs").
+SQLite: the rows go in with the driver's ``executemany``; the FTS5 index lives in a file
+of its own (console/storage/logsearch.py) and is filled from the committed rows by
+:class:`console.logs.indexer.LogIndexer` on another thread, so the ingest transaction
+does not wait for it (the writer thread spends ~6 µs per realistic line instead of ~15;
+BENCHMARKS.md "Logs"). Search scans the rows the index has not reached yet, so a record
+is searchable as soon as its batch commits. Without a running indexer (an in-memory
+database, or a store nobody started) the rows are indexed in the ingest transaction.
+``id`` is an INTEGER PRIMARY KEY without AUTOINCREMENT: new rows get ids above both the
+largest stored id and the index watermark, so an id the index ever held (retention may
+leave an entry of a deleted row behind after a crash) is never given to another line.
 
 PostgreSQL: COPY straight into ``log_records`` with ``line_tsv`` computed here, as the
 tsvector text form of the line's distinct words (:func:`lexemes`). The server-side
@@ -23,9 +28,13 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Sequence
 
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from console.storage.database import driver_cursor, driver_errors
+from console.logs.indexer import LogIndexer
+from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
+from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id, unindex_rows
+from console.storage.models import LogRecord
 
 # Runs of letters and digits; punctuation and "_" separate words (as FTS5's unicode61 and
 # console.logs.service.parse_terms).
@@ -39,17 +48,22 @@ _ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c)
 LogRow = tuple[int, int, str, str, str, "str | None"]  # (host_id, ts, source, line, labels_json, level)
 
 
+def line_words(line: str) -> set[str]:
+    """The distinct lower-cased words of ``line``, as the index holds them:
+    ``"GET /a 200"`` -> ``{"get", "a", "200"}``."""
+    if line.isascii():
+        # ASCII: lower-casing never changes what is a letter or digit, and a translate to
+        # spaces plus split is ~30 % cheaper than the regular expression.
+        return set(line.lower().translate(_ASCII_SEPARATORS).split())
+    return {w.lower() for w in WORD.findall(line)}  # as parse_terms: split, then lower
+
+
 def lexemes(line: str) -> str:
     """The tsvector text form of ``line``: its distinct lower-cased words, each quoted,
     e.g. ``"GET /a 200"`` -> ``"'get' 'a' '200'"`` (in no particular order; PostgreSQL
     sorts lexemes). Words hold only letters and digits, so no quote or backslash needs
     escaping (https://www.postgresql.org/docs/15/datatype-textsearch.html)."""
-    if line.isascii():
-        # ASCII: lower-casing never changes what is a letter or digit, and a translate to
-        # spaces plus split is ~30 % cheaper than the regular expression.
-        words = set(line.lower().translate(_ASCII_SEPARATORS).split())
-    else:
-        words = {w.lower() for w in WORD.findall(line)}  # as parse_terms: split, then lower
+    words = line_words(line)
     if not words:
         return ""
     if len(line) > MAX_LEXEME_CHARS:
@@ -58,16 +72,42 @@ def lexemes(line: str) -> str:
 
 
 class LogStore:
-    """Inserts log records with their full-text index entries, for ``dialect``
-    ("sqlite" or "postgresql")."""
+    """Inserts log records with their full-text index entries into ``db`` (SQLite or
+    PostgreSQL). On SQLite :meth:`start` runs the background indexer."""
 
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
+    def __init__(self, db: Database) -> None:
+        self.dialect = db.dialect
+        self.newest_id = 0  # SQLite: the newest id of the last insert (used on the writer thread only)
+        self.indexer = LogIndexer(db) if self.dialect == "sqlite" and db.engine.url.database not in (None, "", ":memory:") \
+            else None
+
+    def start(self) -> None:
+        """Index committed SQLite rows on a thread from now on (and catch up on rows a
+        previous run committed but did not index)."""
+        if self.indexer is not None:
+            self.indexer.start()
+
+    def close(self) -> None:
+        if self.indexer is not None:
+            self.indexer.close()
+
+    def before_insert(self) -> None:
+        """Call before the transaction that inserts: waits while the index lags too far
+        (see :meth:`LogIndexer.wait_until_near`)."""
+        if self.indexer is not None and self.indexer.running:
+            self.indexer.wait_until_near()
+
+    def committed(self, newest_id: int) -> None:
+        """Call after the commit of an :meth:`insert` with the :attr:`newest_id` it left."""
+        if self.indexer is not None and newest_id:
+            self.indexer.committed(newest_id)
 
     def insert(self, session: Session, rows: Sequence[LogRow]) -> int:
-        """Insert ``rows`` in the session's transaction and index them; returns how many
-        were stored. Driver errors are raised as SQLAlchemy's (``OperationalError`` for a
-        full disk...); the caller's transaction rolls back."""
+        """Insert ``rows`` in the session's transaction (and on PostgreSQL, or on SQLite
+        without a running indexer, index them in it); returns how many were stored. On
+        SQLite :attr:`newest_id` is then the newest id inserted (pass it to
+        :meth:`committed` after the commit). Driver errors are raised as SQLAlchemy's
+        (``OperationalError`` for a full disk...); the caller's transaction rolls back."""
         if not rows:
             return 0
         cursor = driver_cursor(session)
@@ -75,15 +115,23 @@ class LogStore:
             with driver_errors(session, "insert log_records"):
                 if self.dialect == "postgresql":
                     self._copy(cursor, rows)
+                    return len(rows)
+                (last_id,) = cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()
+                watermark = indexed_id(cursor)
+                sql = "INSERT INTO log_records (host_id, ts, source, line, labels, level) VALUES (?, ?, ?, ?, ?, ?)"
+                if watermark > last_id:  # the newest rows were deleted: never reuse an id the index held
+                    cursor.execute("INSERT INTO log_records (id, host_id, ts, source, line, labels, level) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", (watermark + 1, *rows[0]))
+                    cursor.executemany(sql, rows[1:])
+                    newest = watermark + len(rows)
                 else:
-                    cursor.execute("SELECT coalesce(max(id), 0) FROM log_records")
-                    (last_id,) = cursor.fetchone()
-                    cursor.executemany("INSERT INTO log_records (host_id, ts, source, line, labels, level) "
-                                       "VALUES (?, ?, ?, ?, ?, ?)", rows)
-                    cursor.execute("INSERT INTO log_records_fts (rowid, line) "
-                                   "SELECT id, line FROM log_records WHERE id > ?", (last_id,))
+                    cursor.executemany(sql, rows)
+                    newest = last_id + len(rows)
+                if self.indexer is None or not self.indexer.running:
+                    index_rows(cursor, watermark, newest)
         finally:
             cursor.close()
+        self.newest_id = newest
         return len(rows)
 
     @staticmethod
@@ -92,3 +140,32 @@ class LogStore:
                          "FROM STDIN") as copy:
             for host_id, ts, source, line, labels, level in rows:
                 copy.write_row((host_id, ts, source, line, labels, level, lexemes(line)))
+
+
+def delete_log_records(session: Session, condition: Any) -> int:
+    """Delete the ``log_records`` rows matching ``condition`` (a SQLAlchemy condition on
+    the table) in the session's transaction, with their search index entries; returns how
+    many rows were deleted.
+
+    SQLite: the contentless index needs each indexed line's text to remove it, so the
+    rows at or below the watermark are read first. The index file's write lock is taken
+    before anything of it is read, so the indexer cannot move the watermark meanwhile. The
+    transaction spans both files; SQLite commits the main file first (``vdbeCommit``: WAL
+    files commit one by one, in attach order), so a crash between the two leaves index
+    entries of deleted rows, never deleted entries of kept rows; search joins the index
+    with the rows, and :meth:`LogStore.insert` never reuses their ids."""
+    lr = LogRecord.__table__
+    if session.get_bind().dialect.name != "sqlite":
+        return execute_dml(session, delete(lr).where(condition)).rowcount
+    session.execute(text(f"UPDATE {STATE_TABLE} SET indexed_id = indexed_id"))  # the lock, first
+    watermark = session.execute(text(f"SELECT indexed_id FROM {STATE_TABLE}")).scalar_one()
+    indexed = [(r.id, r.line) for r in session.execute(select(lr.c.id, lr.c.line).where(condition, lr.c.id <= watermark))]
+    deleted = execute_dml(session, delete(lr).where(condition)).rowcount
+    if indexed:
+        cursor = driver_cursor(session)
+        try:
+            with driver_errors(session, "delete log_fts"):
+                unindex_rows(cursor, indexed)
+        finally:
+            cursor.close()
+    return deleted

@@ -25,6 +25,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from console.storage.logsearch import attach as attach_log_search
+from console.storage.logsearch import search_file
+
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # the data directory and the files in it: owner only
@@ -50,9 +53,13 @@ def private_sqlite_files(path: Path) -> None:
     ``-shm`` files with the database file's mode (``findCreateFileMode`` in os_unix.c), so
     they follow it."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    # ``.logsearch``: the log search index (console/storage/logsearch.py), attached to every connection.
+    os.close(os.open(search_file(str(path)), os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
     # ``.leader``: the leadership lock file of console/cluster/leader.py, beside the database;
     # ``.writer``: the write turn of the console processes (:meth:`Database.on_writer`).
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader"), Path(f"{path}.writer")):
+    index = search_file(str(path))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader"), Path(f"{path}.writer"),
+                 Path(index), Path(f"{index}-wal"), Path(f"{index}-shm")):
         with contextlib.suppress(FileNotFoundError):
             if stat.S_IMODE(name.stat().st_mode) != PRIVATE_FILE:
                 os.chmod(name, PRIVATE_FILE)
@@ -62,7 +69,8 @@ def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     SQLite gets WAL journaling, ``synchronous=NORMAL`` (durable across process crashes,
-    the WAL default trade-off), foreign keys and a 10 s busy timeout on every connection.
+    the WAL default trade-off), foreign keys and a 10 s busy timeout on every connection,
+    and the log search index file attached (console/storage/logsearch.py).
     The parent folder of a SQLite file is created (0700), the file itself 0600 (see
     :func:`private_sqlite_files`).
     """
@@ -72,6 +80,7 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             private_sqlite_files(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        database = engine.url.database or ""
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API objects
@@ -81,6 +90,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
+            attach_log_search(dbapi_conn, database)
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

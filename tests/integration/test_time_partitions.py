@@ -167,7 +167,7 @@ def test_a_row_in_the_default_partition_is_moved_out_and_reported(console, caplo
     assert console.push("part-future", token, [], [])[0] == 200  # the host row
     host_id = console.services.db.run(lambda s: s.execute(text("SELECT id FROM hosts WHERE name = 'part-future'"))
                                       .scalar_one())
-    stored = console.services.db.run(LogStore("postgresql").insert, [(host_id, far, "/x", "fromthefuture", "{}", None)])
+    stored = console.services.db.run(LogStore(console.services.db).insert, [(host_id, far, "/x", "fromthefuture", "{}", None)])
     assert stored == 1
     assert rows_by_partition(console, "log_records", "part-future") == {"log_records_default": 1}
     maintenance = console.services.partitions

@@ -43,13 +43,17 @@ def test_sqlite_uses_wal(tmp_path):
 
 
 def test_sqlite_log_index_merges_sixteen_segments_at_a_time(tmp_path):
-    # 0012_fts_automerge: fewer FTS5 merges per ingest batch (BENCHMARKS.md "Logs").
+    # 0012_fts_automerge, kept by the index file of logperf_0001 (console/storage/logsearch.py):
+    # fewer FTS5 merges per indexing pass (BENCHMARKS.md "Logs").
     db = Database(f"sqlite:///{tmp_path / 'f.db'}")
     db.migrate()
     with db.engine.connect() as conn:
-        value = conn.exec_driver_sql("SELECT v FROM log_records_fts_config WHERE k = 'automerge'").scalar()
+        value = conn.exec_driver_sql("SELECT v FROM logsearch.log_fts_config WHERE k = 'automerge'").scalar()
         # the index still answers after the setting changed
-        assert conn.exec_driver_sql("SELECT count(*) FROM log_records_fts WHERE log_records_fts MATCH 'x'"
+        assert conn.exec_driver_sql("SELECT count(*) FROM logsearch.log_fts WHERE log_fts MATCH 'x'"
+                                    ).scalar() == 0
+        # the old index in the main file is gone
+        assert conn.exec_driver_sql("SELECT count(*) FROM main.sqlite_master WHERE name LIKE 'log_records_fts%'"
                                     ).scalar() == 0
     db.close()
     assert value == 16

@@ -1,0 +1,140 @@
+"""LogIndexer: fills the SQLite log search index (console/storage/logsearch.py) from
+committed ``log_records`` rows, on a thread of its own.
+
+Ingest commits log rows without indexing them, so its transaction holds the main file's
+write lock only for the rows (the writer thread spends ~6 µs per realistic line); the
+FTS5 work (~8-10 µs per line) runs here, under the index file's own write lock, while the IOLoop
+decodes and the writer commits the next batches. Each pass indexes up to
+:attr:`PASS_LINES` rows above the watermark and moves the watermark in the same
+transaction of the index file; after a crash the next start goes on from the watermark.
+Search scans the rows above the watermark (console/logs/service.py), so the lag costs
+search time, never results.
+
+The lag is bounded: when the index is more than :attr:`MAX_BEHIND` lines behind, ingest
+waits for the indexer (:meth:`wait_until_near`) before committing more lines, so a search
+never scans more than about that many lines.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+
+from console.storage.database import Database
+from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id
+
+log = logging.getLogger(__name__)
+
+
+class LogIndexer:
+    """Indexes committed log rows of ``db`` (a SQLite file) in the background; see the
+    module docstring. :meth:`start` and :meth:`close` bracket its thread."""
+
+    PASS_LINES = 50_000  # rows per indexing transaction at most
+    # A pass waits up to GATHER_S for GATHER_LINES lines: FTS5 writes one segment per
+    # transaction, and fewer, larger segments cost less to write and merge (8.9 µs per line
+    # in passes of 1,000 lines, 7.5 in passes of 50,000).
+    GATHER_LINES = 20_000
+    GATHER_S = 0.1
+    MAX_BEHIND = 100_000  # lines ingest may run ahead of the index before it waits
+    WAIT_S = 30.0  # how long ingest waits for the index at most before committing anyway
+    RETRY_S = 1.0  # after a failed pass (busy beyond the timeout, disk full)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cond = threading.Condition()
+        self._indexed = -1  # watermark as this indexer last read or wrote it; -1: not yet read
+        self._newest = 0  # the newest log_records id this process committed (or saw)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="log-indexer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def committed(self, newest_id: int) -> None:
+        """Rows up to ``newest_id`` were committed: index them soon."""
+        with self._cond:
+            if newest_id > self._newest:
+                self._newest = newest_id
+                self._cond.notify_all()
+
+    def wait_until_near(self) -> None:
+        """Block (the ingest writer) while the index is more than :attr:`MAX_BEHIND` lines
+        behind this process's newest committed line, :attr:`WAIT_S` at most."""
+        with self._cond:
+            if self._newest - max(self._indexed, 0) <= self.MAX_BEHIND or not self.running:
+                return
+            if not self._cond.wait_for(lambda: self._newest - self._indexed <= self.MAX_BEHIND or self._closing,
+                                       self.WAIT_S):
+                log.warning("log search index is %d lines behind after %gs; storing more lines anyway",
+                            self._newest - self._indexed, self.WAIT_S)
+
+    def _run(self) -> None:
+        raw = self._db.engine.raw_connection()  # a pooled connection: pragmas and index file attached
+        try:
+            conn = raw.driver_connection
+            if not isinstance(conn, sqlite3.Connection):
+                raise TypeError(f"the log indexer needs a sqlite3 connection, not {type(conn).__name__}")
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closing or self._newest > self._indexed, 1.0)
+                    if self._indexed >= 0:
+                        self._cond.wait_for(lambda: self._closing or self._newest - self._indexed >= self.GATHER_LINES,
+                                            self.GATHER_S)
+                    if self._closing:
+                        return
+                try:
+                    while self.index_pass(conn) >= self.PASS_LINES and not self._closing:
+                        pass
+                except sqlite3.Error as exc:  # busy beyond the timeout, disk full
+                    log.warning("log search indexing failed (%s); retrying in %gs", exc, self.RETRY_S)
+                    time.sleep(self.RETRY_S)
+                except Exception:  # noqa: BLE001 - the thread must outlive a bug in one pass
+                    log.exception("log search indexing failed; retrying in %gs", self.RETRY_S)
+                    time.sleep(self.RETRY_S)
+        finally:
+            raw.close()
+
+    def index_pass(self, conn: sqlite3.Connection) -> int:
+        """One transaction: index up to :attr:`PASS_LINES` rows above the watermark;
+        returns how many rows it indexed. ``BEGIN`` (deferred): the main file is only read,
+        so its write lock stays free for ingest. The index file's write lock is taken
+        first (busy timeout), before its watermark is read: another console process's
+        indexer may be in a pass, and a snapshot read before its commit could not write."""
+        cur = conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            try:
+                cur.execute(f"UPDATE {STATE_TABLE} SET indexed_id = indexed_id")
+                after = indexed_id(cur)
+                upto = cur.execute("SELECT max(id), count(*) FROM (SELECT id FROM main.log_records WHERE id > ? "
+                                   "ORDER BY id LIMIT ?)", (after, self.PASS_LINES)).fetchone()
+                if upto[0] is not None:
+                    index_rows(cur, after, upto[0])
+                    conn.commit()
+                else:
+                    conn.rollback()
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            cur.close()
+        with self._cond:
+            self._indexed = upto[0] if upto[0] is not None else after
+            self._newest = max(self._newest, self._indexed)
+            self._cond.notify_all()
+        return int(upto[1])
