@@ -182,7 +182,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics()
     relay = live_relay(config.database_url, metrics)
-    bus = LiveBus(relay)
+    bus = LiveBus(relay, subscriptions=metrics.live_subscribers)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400, cache_cells=c.query_cache_points)
