@@ -1,11 +1,12 @@
 """``fleetdeck serve --workers 2`` as a real process tree, on SQLite and on PostgreSQL: every
 scrape of ``/metrics``, whichever worker answers it, reports the whole console (counters
 and histograms summed over the workers, the leader flag of the one leading, each worker's
-live-relay view under its pid), no counter ever goes back between scrapes, a worker killed
-with SIGKILL and started again keeps its counts in the sums, and a retired host's clock
-skew leaves every worker's answer."""
+live-relay view under its pid, the live sockets of both), no counter ever goes back
+between scrapes, a worker killed with SIGKILL and started again keeps its counts in the
+sums, and a retired host's clock skew leaves every worker's answer."""
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -14,6 +15,8 @@ import time
 import uuid
 
 import pytest
+import tornado.httpclient
+import tornado.websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import batch, wait_for
@@ -175,3 +178,41 @@ def test_a_retired_hosts_clock_skew_leaves_every_workers_answer(workers):
         if len(answered) == 2:
             break
     assert len(answered) == 2, answered
+
+
+def test_live_subscriptions_are_summed_over_the_workers(workers):
+    console = workers
+    viewer = console.cli("token", "create", "--name", "viewer-" + uuid.uuid4().hex[:8],
+                         "--role", "viewer").strip().splitlines()[-1]
+    key = ("fleetdeck_live_subscriptions", ())
+
+    async def subscribed(topics: list[str]):
+        ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+            console.url.replace("http", "ws") + "/api/v1/live", headers={"Authorization": f"Bearer {viewer}"}))
+        ws.write_message(json.dumps({"subscribe": topics}))
+        assert json.loads(await asyncio.wait_for(ws.read_message(), 10)) == {"subscribed": topics}
+        return ws, ws.protocol.stream.socket.getsockname()[1]
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sockets, holders = [], set()
+        while len(holders) < 2:  # sockets on both workers
+            assert len(sockets) < 40, f"40 sockets and all on {holders}"
+            ws, port = await subscribed([f"host:sub-{len(sockets)}", f"logs:sub-{len(sockets)}"])
+            sockets.append(ws)
+            holders.add(await loop.run_in_executor(None, wait_for, lambda: console.worker_serving(port), 10,
+                                                   "the worker holding the socket"))
+        answered = set()
+        for _ in range(40):
+            pid, values, _types = await loop.run_in_executor(None, scrape, console)
+            answered.add(pid)
+            assert values[key] == 2 * len(sockets), (pid, values[key], len(sockets))
+            if len(answered) == 2:
+                break
+        assert len(answered) == 2, answered
+        for ws in sockets:
+            ws.close()
+        await loop.run_in_executor(None, wait_for, lambda: scrape(console)[1][key] == 0, 10,
+                                   "the closed sockets to leave the sum")
+
+    asyncio.run(scenario())
