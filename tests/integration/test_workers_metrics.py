@@ -71,12 +71,11 @@ def scrape(console: ConsoleProcess) -> tuple[int, dict[tuple[str, tuple], float]
     return pid, values, types
 
 
-def monotonic(types: dict[str, str]):
-    """Whether a sample (name, labels) is of a counter or a histogram: never to go back."""
-    def check(key: tuple[str, tuple]) -> bool:
-        name = key[0]
+def went_back(previous: dict, values: dict, types: dict[str, str]) -> dict:
+    """The counter and histogram samples lower in ``values`` than in ``previous``."""
+    def monotonic(name: str) -> bool:
         return any(types.get(family) in ("counter", "histogram") and name.startswith(family) for family in types)
-    return check
+    return {k: (previous[k], v) for k, v in values.items() if k in previous and v < previous[k] and monotonic(k[0])}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -120,9 +119,7 @@ def test_every_scrape_on_any_worker_reports_the_whole_console(workers):
                               and ("method", "POST") in labels and ("code", "200") in labels
                               and ("route", "/api/v1/ingest") in labels)
         assert ingest_requests == pushed, values
-        check = monotonic(types)
-        went_back = {k: (previous[k], v) for k, v in values.items() if check(k) and k in previous and v < previous[k]}
-        assert not went_back, went_back
+        assert not went_back(previous, values, types)
         previous = values
         if len(answered) == 2 and _ >= 10:
             break
@@ -143,9 +140,7 @@ def test_every_scrape_on_any_worker_reports_the_whole_console(workers):
         pid, values, types = scrape(console)
         seen.add(pid)
         assert (values[stored_key], values[samples_key]) == (pushed, pushed * SAMPLES_PER_BATCH), pid
-        check = monotonic(types)
-        went_back = {k: (previous[k], v) for k, v in values.items() if check(k) and k in previous and v < previous[k]}
-        assert not went_back, went_back
+        assert not went_back(previous, values, types)
         assert str(victim) not in {dict(labels).get("pid") for _, labels in values}, "a dead worker's live gauge"
         previous = values
     # one leader among the live workers once the lock moved (the dead worker's flag is gone)
