@@ -157,8 +157,10 @@ class Services:
         self.audit.close()
 
 
-def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
+def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time,
+                   metrics_dir: Path | None = None) -> Services:
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
+    ``metrics_dir``: the workers' shared metric files (a worker of ``serve --workers N``).
     Raises ConfigError for an invalid ``apps:``, ``inventory:`` or ``probes:`` section
     before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
@@ -180,7 +182,7 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
-    metrics = ConsoleMetrics()
+    metrics = ConsoleMetrics(metrics_dir)
     relay = live_relay(config.database_url, metrics)
     bus = LiveBus(relay, subscriptions=metrics.live_subscribers)
     leader = Leadership(config.database_url, registry=metrics.registry)

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's switch (console/cluster/workers.py sets it)
 
 
 class ComputedGauge(Collector):
@@ -85,14 +83,14 @@ class WorkersRegistry(CollectorRegistry):
 
 
 class ConsoleMetrics:
-    """Counters and histograms the console exposes at ``/metrics``. With
-    ``PROMETHEUS_MULTIPROC_DIR`` set (the workers of ``serve --workers N``), ``registry``
+    """Counters and histograms the console exposes at ``/metrics``. With ``shared_dir`` (a
+    worker of ``serve --workers N``: the run's ``PROMETHEUS_MULTIPROC_DIR``), ``registry``
     answers for every worker (:class:`WorkersRegistry`)."""
 
-    def __init__(self) -> None:
-        shared = os.environ.get(MULTIPROC_ENV)
-        self.shared = bool(shared)
-        self.registry = WorkersRegistry(shared) if shared else CollectorRegistry(auto_describe=True)
+    def __init__(self, shared_dir: Path | None = None) -> None:
+        self.shared = shared_dir is not None
+        self.registry = WorkersRegistry(str(shared_dir)) if shared_dir is not None \
+            else CollectorRegistry(auto_describe=True)
         self.ingest_batches = Counter(
             "fleetdeck_ingest_batches_total", "Ingest requests by result.", ["result"],
             registry=self.registry)

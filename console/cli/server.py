@@ -207,19 +207,20 @@ def _supervise(config: Config, metrics: Path) -> int:
     print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend}), "
           f"{config.console.workers} workers", flush=True)
     print(f"Dashboard: {config.public_url}/", flush=True)
-    status = Supervisor(slots, lambda slot, sockets: asyncio.run(_serve_worker(config, slot, sockets)),
+    status = Supervisor(slots, lambda slot, sockets: asyncio.run(_serve_worker(config, slot, sockets, metrics)),
                         metrics=metrics).run()
     print("Stopped.", flush=True)
     return status
 
 
-async def _serve_worker(config: Config, slot: int, sockets: list) -> int:
-    """One worker of :func:`serve_workers`: a whole console on the sockets of its slot."""
+async def _serve_worker(config: Config, slot: int, sockets: list, metrics: Path) -> int:
+    """One worker of :func:`serve_workers`: a whole console on the sockets of its slot,
+    its metrics in the run's shared ``metrics`` directory."""
     from console.app import make_app
     from console.server import start_http
     from console.services import build_services
 
-    services = build_services(config, migrate=False)
+    services = build_services(config, migrate=False, metrics_dir=metrics)
     server, _ = start_http(make_app(services), services, "", 0, sockets=sockets)
     log.info("worker %d (pid %d) serving on %s", slot, os.getpid(), config.public_url)
     await _until_stopped(services, server, quiet=True)
