@@ -16,7 +16,10 @@ import asyncio
 import logging
 import re
 from collections import defaultdict
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 TOPIC_RE = re.compile(r"(host|logs|deploy):[A-Za-z0-9._-]{1,253}")
 log = logging.getLogger(__name__)
@@ -36,11 +39,15 @@ class Relay(Protocol):
 
 
 class LiveBus:
-    def __init__(self, relay: Relay | None = None, announce_s: float = 10.0) -> None:
+    """``subscriptions``: a gauge kept at :meth:`subscriber_count` (``/metrics``)."""
+
+    def __init__(self, relay: Relay | None = None, announce_s: float = 10.0,
+                 subscriptions: Gauge | None = None) -> None:
         self._subscribers: dict[str, set[Callback]] = defaultdict(set)
         self.relay = relay
         self._announce_s = announce_s
         self._announcing: asyncio.Task | None = None
+        self._gauge = subscriptions
 
     def start(self) -> None:
         """Start relaying (on the running loop): frames of other consoles are delivered
@@ -74,6 +81,7 @@ class LiveBus:
         if topic not in self._subscribers and self.relay is not None:
             self.relay.announce([topic])  # the others build frames of this topic from now on
         self._subscribers[topic].add(callback)
+        self._counted()
 
     def unsubscribe(self, topic: str, callback: Callback) -> None:
         subscribers = self._subscribers.get(topic)
@@ -81,6 +89,7 @@ class LiveBus:
             subscribers.discard(callback)
             if not subscribers:
                 del self._subscribers[topic]
+            self._counted()
 
     def unsubscribe_all(self, callback: Callback) -> None:
         for topic in list(self._subscribers):
@@ -112,6 +121,12 @@ class LiveBus:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
+
+    def _counted(self) -> None:
+        # Set as it changes, not when scraped: with several workers each one's count is
+        # in the shared files, whichever worker answers /metrics.
+        if self._gauge is not None:
+            self._gauge.set(self.subscriber_count())
 
 
 class Recheckable(Protocol):

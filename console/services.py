@@ -159,8 +159,10 @@ class Services:
         self.audit.close()
 
 
-def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time) -> Services:
+def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time,
+                   metrics_dir: Path | None = None) -> Services:
     """Open the database (applying migrations unless ``migrate`` is False) and wire services.
+    ``metrics_dir``: the workers' shared metric files (a worker of ``serve --workers N``).
     Raises ConfigError for an invalid ``apps:``, ``inventory:`` or ``probes:`` section
     before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
@@ -182,9 +184,9 @@ def build_services(config: Config, migrate: bool = True, clock: Callable[[], flo
     secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
     known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
-    metrics = ConsoleMetrics()
+    metrics = ConsoleMetrics(metrics_dir)
     relay = live_relay(config.database_url, metrics)
-    bus = LiveBus(relay)
+    bus = LiveBus(relay, subscriptions=metrics.live_subscribers)
     leader = Leadership(config.database_url, registry=metrics.registry)
     promql = PromQLService(db, c.promql_timeout, c.promql_max_samples, clock=clock,
                            raw_retention_s=c.retention_raw_days * 86400, cache_cells=c.query_cache_points)

@@ -49,6 +49,7 @@ from console.notify.muting import Muting
 from console.notify.store import AlertStore
 from console.storage.database import Database
 from console.storage.models import RULES_HOST, AlertHistory, AlertState, Deploy, Host
+from console.telemetry import ComputedGauge
 
 log = logging.getLogger("fleetdeck.alerting")
 
@@ -130,19 +131,25 @@ class AlertingService(VirtualSource):
         self._started = False
         self._names = self.BUILTIN_NAMES
         registry = registry or CollectorRegistry()
+        # With several workers (console/telemetry.py): 0 if the last (re)load failed on any
+        # live worker, the most files any refused, and each group's newest evaluation time.
         self.m_reload_ok = Gauge("fleetdeck_rules_last_reload_successful",
-                                 "1 if every rule file loaded at the last (re)load, else 0.", registry=registry)
+                                 "1 if every rule file loaded at the last (re)load, else 0.", registry=registry,
+                                 multiprocess_mode="livemin")
         self.m_file_errors = Gauge("fleetdeck_rule_file_errors",
-                                   "Rule files refused at the last (re)load.", registry=registry)
+                                   "Rule files refused at the last (re)load.", registry=registry,
+                                   multiprocess_mode="livemax")
         self.m_evals = Counter("fleetdeck_rule_evaluations_total", "Rule evaluations.", ["rule_group"],
                                registry=registry)
         self.m_failures = Counter("fleetdeck_rule_evaluation_failures_total", "Rule evaluations that failed.",
                                   ["rule_group"], registry=registry)
         self.m_duration = Gauge("fleetdeck_rule_group_last_duration_seconds",
-                                "Wall time of the group's last evaluation.", ["rule_group"], registry=registry)
-        self.m_alerts = Gauge("fleetdeck_alerts", "Active alerts by state.", ["state"], registry=registry)
-        self.m_alerts.labels(PENDING).set_function(lambda: self._count(PENDING))
-        self.m_alerts.labels(FIRING).set_function(lambda: self._count(FIRING))
+                                "Wall time of the group's last evaluation.", ["rule_group"], registry=registry,
+                                multiprocess_mode="mostrecent")
+        # Computed by the console that answers /metrics: followers hold the leader's alerts.
+        ComputedGauge("fleetdeck_alerts", "Active alerts by state.",
+                      lambda: {(PENDING,): self._count(PENDING), (FIRING,): self._count(FIRING)}, ["state"],
+                      registry=registry)
         self.load()
 
     @property

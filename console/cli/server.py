@@ -170,10 +170,17 @@ async def _until_stopped(services, server, agent: "LocalAgent | None" = None, qu
 def serve_workers(config: Config) -> int:
     """``serve`` with ``workers`` > 1 (console/cluster/workers.py): check the database and
     apply migrations here once, bind the port, then fork the workers and supervise them."""
+    from console.cluster.workers import metrics_dir
+
+    with metrics_dir() as metrics:  # before prometheus_client is imported (console.app imports it)
+        return _supervise(config, metrics)
+
+
+def _supervise(config: Config, metrics: Path) -> int:
     import threading
 
     import console.app  # noqa: F401 - imported before the fork, so the workers share it
-    from console.cluster.workers import Supervisor, bind_slots
+    from console.cluster.workers import Supervisor, bind_slots, clear_metrics
 
     try:
         services = _services(config)
@@ -188,6 +195,7 @@ def serve_workers(config: Config) -> int:
             thread.join(10)
     if threading.active_count() > 1:  # a fork copies this thread only: nothing else may run yet
         raise CliError(f"cannot fork workers: threads are running ({threading.enumerate()})")
+    clear_metrics(metrics)
     host, port = config.listen_host_port
     try:
         slots, bound = bind_slots(host, port, config.console.workers)
@@ -199,18 +207,20 @@ def serve_workers(config: Config) -> int:
     print(f"Fleetdeck {__version__}: data in {config.data_dir.resolve()} ({backend}), "
           f"{config.console.workers} workers", flush=True)
     print(f"Dashboard: {config.public_url}/", flush=True)
-    status = Supervisor(slots, lambda slot, sockets: asyncio.run(_serve_worker(config, slot, sockets))).run()
+    status = Supervisor(slots, lambda slot, sockets: asyncio.run(_serve_worker(config, slot, sockets, metrics)),
+                        metrics=metrics).run()
     print("Stopped.", flush=True)
     return status
 
 
-async def _serve_worker(config: Config, slot: int, sockets: list) -> int:
-    """One worker of :func:`serve_workers`: a whole console on the sockets of its slot."""
+async def _serve_worker(config: Config, slot: int, sockets: list, metrics: Path) -> int:
+    """One worker of :func:`serve_workers`: a whole console on the sockets of its slot,
+    its metrics in the run's shared ``metrics`` directory."""
     from console.app import make_app
     from console.server import start_http
     from console.services import build_services
 
-    services = build_services(config, migrate=False)
+    services = build_services(config, migrate=False, metrics_dir=metrics)
     server, _ = start_http(make_app(services), services, "", 0, sockets=sockets)
     log.info("worker %d (pid %d) serving on %s", slot, os.getpid(), config.public_url)
     await _until_stopped(services, server, quiet=True)

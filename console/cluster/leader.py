@@ -65,12 +65,15 @@ class Leadership:
         self._task: asyncio.Task | None = None
         self._closed = False
         self._listeners: list[Callable[[bool], None]] = []
-        if registry is not None:
-            Gauge("fleetdeck_leader", "1 while this console runs the run-once jobs (rollups, retention, probes, "
-                  "alert evaluation) of the consoles sharing its database.",
-                  registry=registry).set_function(lambda: float(self.is_leader))
-            Gauge("fleetdeck_leader_changes_total", "Times this console became the leader.",
-                  registry=registry).set_function(lambda: float(self.changes))
+        # Set as they change, not computed when scraped: with several workers, the value in
+        # the shared files is what /metrics reads (console/telemetry.py). There the leader
+        # flag is the largest of the live workers' (1 if one of them leads) and the changes
+        # are summed over every worker that ran.
+        self._m_leader = Gauge("fleetdeck_leader", "1 while this console runs the run-once jobs (rollups, "
+                               "retention, probes, alert evaluation) of the consoles sharing its database.",
+                               registry=registry, multiprocess_mode="livemax") if registry is not None else None
+        self._m_changes = Gauge("fleetdeck_leader_changes_total", "Times this console became the leader.",
+                                registry=registry, multiprocess_mode="sum") if registry is not None else None
 
     def leads(self) -> bool:
         """Whether this console runs the run-once jobs now (the jobs' gate)."""
@@ -91,11 +94,18 @@ class Leadership:
             held = False
         if held and not self.is_leader:
             self.changes += 1
+            if self._m_changes is not None:
+                self._m_changes.inc()
             log.info("this console now runs the run-once jobs (leader)")
         elif self.is_leader and not held:
             log.warning("this console no longer leads; another replica takes the run-once jobs")
-        self.is_leader = held
+        self._set_leader(held)
         return held
+
+    def _set_leader(self, held: bool) -> None:
+        self.is_leader = held
+        if self._m_leader is not None:
+            self._m_leader.set(float(held))
 
     def _check_postgres(self) -> bool:
         if self._conn is not None:
@@ -162,6 +172,6 @@ class Leadership:
             self._closed = True
             self._executor.submit(self._drop).result(timeout=10)
             self._executor.shutdown(wait=False)
-        self.is_leader = False
+        self._set_leader(False)
         if self._engine is not None:
             self._engine.dispose()

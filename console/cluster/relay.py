@@ -102,9 +102,12 @@ class FrameRelay:
                                "(larger than 1 MiB, the relay queue full, or the transport failing).",
                                registry=registry) \
             if registry is not None else None
-        if registry is not None:
-            Gauge("fleetdeck_live_remote_topics", "Live topics that sockets on other consoles subscribe to; "
-                  "frames of these are relayed.", registry=registry).set_function(lambda: float(self.remote_topics()))
+        # Set when announcements arrive and at each of this console's own (every ANNOUNCE_S),
+        # not computed when scraped: with several workers /metrics reads the shared files,
+        # where each worker's view is its own (labelled with its pid, console/telemetry.py).
+        self._m_remote = Gauge("fleetdeck_live_remote_topics", "Live topics that sockets on other consoles "
+                               "subscribe to; frames of these are relayed.", registry=registry,
+                               multiprocess_mode="liveall") if registry is not None else None
 
     # -- IOLoop side -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
@@ -138,6 +141,7 @@ class FrameRelay:
         self._queue({"k": "s", "n": name})
 
     def announce(self, topics: list[str]) -> None:
+        self.remote_topics()  # forgets the expired ones
         if topics:
             self._queue({"k": "i", "t": topics})
 
@@ -151,7 +155,10 @@ class FrameRelay:
         for topic, expiry in list(self._remote_interest.items()):
             if expiry <= now:
                 self._remote_interest.pop(topic, None)
-        return len(self._remote_interest)
+        count = len(self._remote_interest)
+        if self._m_remote is not None:
+            self._m_remote.set(count)
+        return count
 
     def _queue(self, message: dict) -> None:
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -230,6 +237,7 @@ class FrameRelay:
             expiry = self.clock() + INTEREST_TTL_S
             for topic in message["t"]:
                 self._remote_interest[topic] = expiry
+            self.remote_topics()
         elif message.get("k") == "h" and self._loop is not None and self.on_hello is not None:
             self._loop.call_soon_threadsafe(self.on_hello)
         elif message.get("k") == "s" and self._loop is not None and self.on_changed is not None:

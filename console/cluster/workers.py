@@ -25,20 +25,29 @@ every new one would too), or more than ``max_restarts`` restarts within
 asks the kernel for ``SIGTERM`` when the supervisor dies (``PR_SET_PDEATHSIG``), so a
 ``kill -9`` of the supervisor leaves no orphan serving.
 
+Metrics: :func:`metrics_dir` gives the run a private directory for prometheus_client's
+multiprocess mode (console/telemetry.py), so ``/metrics`` on any worker answers for all of
+them; the supervisor forgets the ``live*`` gauges of each worker that exits
+(``mark_process_dead``) and removes the directory when it stops.
+
 Threading: the supervisor has no thread and no event loop when it forks (a fork copies
 only the calling thread, so a lock held by another thread would stay locked in the
 child); the workers build their services, database pools and threads after the fork.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import tornado.netutil
 
@@ -46,6 +55,37 @@ log = logging.getLogger("fleetdeck.workers")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 EXIT_CONFIG = 2  # the CLI's status for bad usage or configuration
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess switch
+
+
+@contextlib.contextmanager
+def metrics_dir() -> Iterator[Path]:
+    """A private directory (mode 0700, in the temporary directory: not the data disk, which
+    may fill) for the metric files of one run, named in ``PROMETHEUS_MULTIPROC_DIR`` for
+    this process and the workers forked from it; removed, and the variable unset, on exit.
+    Must be entered before prometheus_client is imported, as the library picks between one
+    process and several when it is imported
+    (https://prometheus.github.io/client_python/multiprocess/). Raises RuntimeError when it
+    was imported already."""
+    path = Path(tempfile.mkdtemp(prefix="fleetdeck-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        from prometheus_client import values
+
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            raise RuntimeError("prometheus_client was imported before the workers' metrics directory was set")
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def clear_metrics(path: Path) -> None:
+    """Remove the metric files in ``path`` (the supervisor's own, from checking the
+    database), so the workers count from zero: the library wants the directory empty at
+    start."""
+    for entry in path.glob("*.db"):
+        entry.unlink(missing_ok=True)
 
 
 def bind_slots(host: str, port: int, count: int) -> tuple[list[list[socket.socket]], int]:
@@ -79,11 +119,12 @@ class Supervisor:
     """Forks and watches the workers. ``run_worker(slot, sockets) -> exit status`` runs in
     each forked worker (on its slot's sockets, with default signal handlers) and must not
     return before the worker is done; :meth:`run` blocks until the pool stops and returns
-    the supervisor's exit status."""
+    the supervisor's exit status. ``metrics``: the run's :func:`metrics_dir`, where the
+    ``live*`` gauges of a worker that exited are forgotten."""
 
     def __init__(self, slots: list[list[socket.socket]], run_worker: Callable[[int, list[socket.socket]], int],
                  max_restarts: int = 5, restart_window: float = 60.0, stop_timeout: float = 30.0,
-                 restart_delay: float = 1.0) -> None:
+                 restart_delay: float = 1.0, metrics: Path | None = None) -> None:
         self.slots = slots
         self.run_worker = run_worker
         self.max_restarts = max_restarts
@@ -96,6 +137,7 @@ class Supervisor:
         self._stop = False
         self._hup = False
         self._supervisor = os.getpid()
+        self.metrics = metrics
 
     def _spawn(self, slot: int) -> None:
         sys.stdout.flush()
@@ -185,7 +227,16 @@ class Supervisor:
                 waited, status = pid, 0
             if waited:
                 done.append((pid, status))
+                self._forget(pid)
         return done
+
+    def _forget(self, pid: int) -> None:
+        """Drop the gauges of an exited worker that only hold while it runs (its sockets,
+        its leadership); its counters stay in the sums."""
+        if self.metrics is not None:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(pid, str(self.metrics))
 
     def _signal_all(self, sig: int) -> None:
         for pid in list(self.pids):
@@ -207,4 +258,5 @@ class Supervisor:
             self._signal_all(signal.SIGKILL)
             for pid in list(self.pids):
                 os.waitpid(pid, 0)
+                self._forget(pid)
             self.pids.clear()

@@ -1,7 +1,6 @@
 """Thin handlers for hosts and metric queries (docs/metrics.md)."""
 from __future__ import annotations
 
-import contextlib
 import re
 
 from console.errors import ApiError
@@ -26,9 +25,7 @@ class HostHandler(ApiHandler):
         services = self.services
         result = await services.ingest.aretire_host(services.audit, services.tokens, self.principal.actor,
                                                     self.client_ip, name)
-        # KeyError: no batch of this host carried sent_at since this console started.
-        with contextlib.suppress(KeyError):
-            services.metrics.host_clock_skew.remove(name)
+        services.metrics.forget_host(name)
         result.pop("host_id")
         self.write_json(result)
 

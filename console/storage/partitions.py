@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import re
 import time
@@ -240,17 +239,23 @@ class PartitionMaintenance:
     default_seen: dict[str, int] = field(default_factory=dict)  # rows found in each default partition at the last pass
     failures: int = 0
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
+    _m_default: Gauge | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.registry is not None:
-            gauge = Gauge("fleetdeck_partition_default_rows", "Rows the last partition maintenance found in a "
-                          "default partition (PostgreSQL; moved into partitions made for them).", ["table"],
-                          registry=self.registry)
+        # Set at each pass, not computed when scraped: with several workers /metrics reads
+        # the shared files, where the newest value set by any worker wins (console/telemetry.py).
+        self._m_default = Gauge("fleetdeck_partition_default_rows", "Rows the last partition maintenance found "
+                                "in a default partition (PostgreSQL; moved into partitions made for them).",
+                                ["table"], registry=self.registry, multiprocess_mode="mostrecent") \
+            if self.registry is not None else None
+        if self._m_default is not None:
             for name in TABLES:
-                gauge.labels(name).set_function(functools.partial(self._default_rows_seen, name))
+                self._m_default.labels(name).set(self.default_seen.get(name, 0))
 
-    def _default_rows_seen(self, table: str) -> float:
-        return float(self.default_seen.get(table, 0))
+    def _seen(self, table: str, rows: int) -> None:
+        self.default_seen[table] = rows
+        if self._m_default is not None:
+            self._m_default.labels(table).set(rows)
 
     def window(self, spec: TimePartitioned) -> tuple[int, int, int]:
         """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now."""
@@ -289,7 +294,7 @@ class PartitionMaintenance:
         width, lo, hi = self.window(spec)
         made = ensure_partitions(session, spec, width, lo, hi)
         n, oldest, newest = default_rows(session, spec)
-        self.default_seen[spec.table] = n
+        self._seen(spec.table, n)
         if n and oldest is not None and newest is not None:
             log.warning("%d row(s) of %s were in its default partition (%s from %d to %d ms): no partition "
                         "covered them; moving them into new partitions", n, spec.table, default_name(spec.table),

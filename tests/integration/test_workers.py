@@ -47,10 +47,12 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: byte
     return resp.status, json.loads(raw)
 
 
-def remote_topics(conn: http.client.HTTPConnection) -> float:
+def remote_topics(conn: http.client.HTTPConnection, pid: int) -> float:
+    """The live topics worker ``pid`` knows sockets elsewhere watch (each worker's own, under
+    its pid, on whichever worker answers)."""
     conn.request("GET", "/metrics")
     body = conn.getresponse().read().decode()
-    return float(re.search(r"^fleetdeck_live_remote_topics (\S+)$", body, re.M).group(1))
+    return float(re.search(rf'^fleetdeck_live_remote_topics{{pid="{pid}"}} (\S+)$', body, re.M).group(1))
 
 
 def samples(host: str, count: int) -> bytes:
@@ -79,7 +81,7 @@ def test_a_live_socket_on_one_worker_gets_the_frames_of_batches_stored_by_anothe
             other, other_pid = await loop.run_in_executor(None, lambda: connection_on(console, avoid=ws_worker))
             same, _ = await loop.run_in_executor(None, lambda: connection_on(console, want=ws_worker))
             # The other worker relays frames of topics it heard a socket elsewhere subscribe to.
-            await loop.run_in_executor(None, wait_for, lambda: remote_topics(other) >= 1, 10,
+            await loop.run_in_executor(None, wait_for, lambda: remote_topics(other, other_pid) >= 1, 10,
                                        "the other worker to learn the socket's topic")
             status, body = await loop.run_in_executor(None, request, other, "POST", "/api/v1/ingest",
                                                       samples(host, 3), agent)
