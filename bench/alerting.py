@@ -32,6 +32,7 @@ from console.alerting.service import AlertingService  # noqa: E402
 from console.config import AlertingConfig  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 
 def series_of(host: int):
@@ -104,13 +105,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fd-alert-bench-"))
     schema = None
     if args.db == "postgres":
-        import psycopg
-
-        base = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
         schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(base.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        url = base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
+        url = create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     else:
         url = f"sqlite:///{work / 'bench.db'}"
     try:
@@ -145,11 +141,7 @@ def main() -> int:
         db.close()
     finally:
         if schema:
-            import psycopg
-
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     return 0
 
 

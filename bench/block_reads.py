@@ -34,6 +34,7 @@ from console.promql.storage import Storage  # noqa: E402
 from console.query.service import QueryService, RangeQuery  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.tiers.service import TIERS, RollupService  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 
 def load(db: Database, shapes: list, now: float) -> None:
@@ -66,13 +67,8 @@ def main() -> int:
     schemas, dbs = [], {}
     for name in ("hot rows", "blocks"):
         if args.db == "postgres":
-            import psycopg
-
-            url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
             schemas.append(f"bench_{uuid.uuid4().hex[:8]}")
-            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-                c.execute(f"CREATE SCHEMA {schemas[-1]}")
-            dbs[name] = Database(f"{url}?options=-csearch_path%3D{schemas[-1]}")
+            dbs[name] = Database(create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schemas[-1]))
         else:
             dbs[name] = Database(f"sqlite:///{tempfile.mkdtemp(prefix='fd-reads-')}/fleetdeck.db")
         load(dbs[name], shapes, now)
@@ -107,11 +103,7 @@ def main() -> int:
         for db in dbs.values():
             db.close()
         for schema in schemas:
-            import psycopg
-
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     return 0
 
 

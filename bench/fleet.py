@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.ingest import TOKENS, free_port, series_of  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 SERIES = 20
 INTERVAL = 10.0
@@ -299,18 +300,12 @@ def main() -> int:
         raise SystemExit("set FLEETDECK_TEST_POSTGRES_URL")
     if not Path(NGINX).exists():
         raise SystemExit(f"{NGINX} is not installed")
-    import psycopg
-
-    raw = base.replace("+psycopg", "")
     schema = f"fleet_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(raw, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    options = urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
+    db_url = create_schema(base, schema)
     work = Path(tempfile.mkdtemp(prefix="fd-fleet-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETDECK_") and "proxy" not in k.lower()}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               FLEETDECK_DATABASE_URL=base + sep + options, FLEETDECK_COOKIE_SECRET=secrets.token_urlsafe(48),
+               FLEETDECK_DATABASE_URL=db_url, FLEETDECK_COOKIE_SECRET=secrets.token_urlsafe(48),
                FLEETDECK_SECRET_KEY=Fernet.generate_key().decode())
     procs: list[subprocess.Popen] = []
     nginx = None
@@ -364,7 +359,7 @@ def main() -> int:
         survivor_alive = time.time() - start
         load_end = os.getloadavg()
         agents = [a for r in results for a in r.agents]
-        lost, unacked, dup = check_database(raw + "?" + options, agents)
+        lost, unacked, dup = check_database(db_url.replace("+psycopg", ""), agents)
         attempts = [x for r in results for x in r.attempts]
         acks = [x for r in results for x in r.acks]
         failures: dict[str, int] = {}
@@ -401,8 +396,7 @@ def main() -> int:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        with psycopg.connect(raw, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        drop_schema(base, schema)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -42,6 +42,10 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.pg import create_schema, drop_schema  # noqa: E402
+
 # Metric names of a node-exporter-like agent; series = name x label sets.
 NAMES = ["node_cpu_seconds_total", "node_memory_bytes", "node_disk_io_bytes_total", "node_network_bytes_total",
          "node_filesystem_avail_bytes", "node_load", "process_resident_memory_bytes", "node_context_switches_total",
@@ -332,13 +336,8 @@ def prepare_database(args: argparse.Namespace, work: Path, env: dict, cli: list[
     returned env), initialised, with one agent token per host; -> (env, tokens)."""
     env = dict(env, FLEETDECK_DATA_DIR=str(work))
     if args.db == "postgres":
-        import psycopg
-
-        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
         schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
+        env["FLEETDECK_DATABASE_URL"] = create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
         env["BENCH_SCHEMA"] = schema
     subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
     hosts = [f"bench-{i}" for i in range(args.hosts)]
@@ -347,11 +346,8 @@ def prepare_database(args: argparse.Namespace, work: Path, env: dict, cli: list[
     return env, dict(zip(hosts, made))
 
 
-def drop_schema(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""), autocommit=True) as c:
-        c.execute(f"DROP SCHEMA {schema} CASCADE")
+def drop_bench_schema(schema: str) -> None:
+    drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
 
 
 def main() -> int:
@@ -381,11 +377,9 @@ def main() -> int:
     try:
         if args.db == "postgres":
             schema = f"bench_{uuid.uuid4().hex[:8]}"
-            url = os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", "")
-            import psycopg
-
-            with psycopg.connect(url, autocommit=True) as c:
-                c.execute(f"CREATE SCHEMA {schema}")
+            url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
+            create_schema(url, schema)
+            url = url.replace("+psycopg", "")
             schemas.append(schema)
             baseline = CopyBaseline(url, schema)
         else:
@@ -408,7 +402,7 @@ def main() -> int:
         if isinstance(baseline, CopyBaseline):
             baseline.conn.close()
         for schema in schemas:
-            drop_schema(schema)
+            drop_bench_schema(schema)
     return 0
 
 

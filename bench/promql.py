@@ -61,7 +61,8 @@ from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
-from tests.integration.procs import free_port  # noqa: E402
+from tests.integration.prom_backfill import TsdbPrometheus  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 QUERY = 'sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
 # collectors/host.py's CPU_MODES with a typical share of a CPU-second each
@@ -96,13 +97,8 @@ def series_points(args: argparse.Namespace, start_ms: int, end_ms: int):
 def console_db(args: argparse.Namespace, name: str, folder: Path) -> tuple[Database, str | None]:
     if args.db == "sqlite":
         return Database(f"sqlite:///{folder / 'console.db'}"), None
-    import psycopg
-
-    url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
     schema = f"bench_promql_{name}"
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    return Database(f"{url}?options=-csearch_path%3D{schema}"), schema
+    return Database(create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema, exist_ok=True)), schema
 
 
 def fill_console(args: argparse.Namespace, db: Database, meta: dict) -> None:
@@ -150,25 +146,11 @@ def fill_prometheus(args: argparse.Namespace, folder: Path, meta: dict) -> None:
     text.unlink()
 
 
-class Prometheus:
+class Prometheus(TsdbPrometheus):
+    """A real Prometheus on the data set's TSDB (written by :func:`fill_prometheus`)."""
+
     def __init__(self, folder: Path) -> None:
-        (folder / "prometheus.yml").write_text("global: {}\n")
-        port = free_port()
-        self.proc = subprocess.Popen(["prometheus", f"--config.file={folder / 'prometheus.yml'}",
-                                      f"--storage.tsdb.path={folder / 'tsdb'}",
-                                      f"--web.listen-address=127.0.0.1:{port}",
-                                      "--storage.tsdb.retention.time=3650d"],
-                                     stdout=subprocess.DEVNULL, stderr=open(folder / "prometheus.log", "wb"))
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(self.url + "/-/ready", timeout=2).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.close()
-        raise RuntimeError("prometheus did not become ready")
+        super().__init__(folder, retention="3650d", ready_s=120.0)  # the data set is kept for reuse
 
     def query_range(self, query: str, start_s: int, end_s: int) -> tuple[float, dict]:
         q = urllib.parse.urlencode({"query": query, "start": start_s, "end": end_s, "step": 60})
@@ -183,10 +165,6 @@ class Prometheus:
         """User + system CPU the Prometheus process has used so far (/proc/PID/stat)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 def mark_done(meta_file: Path, part: str) -> None:
@@ -342,11 +320,7 @@ def main() -> int:
         db.close()
         if args.drop:
             if schema:
-                import psycopg
-
-                with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                     autocommit=True) as c:
-                    c.execute(f"DROP SCHEMA {schema} CASCADE")
+                drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
             shutil.rmtree(folder, ignore_errors=True)
     print(f"load average at end: {os.getloadavg()}")
     return 0

@@ -40,6 +40,7 @@ from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 
 RAW_BASE = 100_000  # series ids of the 1 h raw case start here
@@ -120,9 +121,7 @@ def main() -> int:
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
             fresh = c.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
                               (schema,)).fetchone() is None
-            if fresh:
-                c.execute(f"CREATE SCHEMA {schema}")
-        db = Database(f"{url}?options=-csearch_path%3D{schema}")
+        db = Database(create_schema(url, schema, exist_ok=True))
     else:
         path = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix='fd-query-')) / 'q.db'
         fresh = not path.exists()
@@ -193,11 +192,7 @@ def main() -> int:
         db.close()
         db.engine.dispose()
         if schema and not args.keep:
-            import psycopg
-
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     return 0
 
 

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.integration.procs import free_port  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 
 def scrape_metrics(url: str, prefix: str) -> dict[str, float]:
@@ -114,13 +115,8 @@ def main() -> int:
     if args.db == "postgres":
         import uuid
 
-        import psycopg
-
-        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
         schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        env["FLEETDECK_DATABASE_URL"] = f"{url}?options=-csearch_path%3D{schema}"
+        env["FLEETDECK_DATABASE_URL"] = create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     cli = [sys.executable, "-m", "console.cli"]
     # Admin commands never create a database: make it first, as an operator would.
     subprocess.run(cli + ["init"], env=env, cwd=REPO, check=True, capture_output=True)
@@ -199,10 +195,7 @@ def main() -> int:
     print(f"raw sqlite3 executemany (500-row commits): {raw:,.0f} samples/s  ratio: {rate / raw:.2f}x")
     print(f"load average: at the start {load0[0]:.2f}, at the end {load[0]:.2f}")
     if schema:
-        import psycopg
-
-        with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"DROP SCHEMA {schema} CASCADE")
+        drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     return 0
 
 

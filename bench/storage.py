@@ -40,6 +40,7 @@ from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
 from console.ingest.service import IngestService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
+from tests.pg import create_schema, drop_schema  # noqa: E402
 
 TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1h", "series")
 
@@ -96,13 +97,8 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}")
     schema = None
     if args.db == "postgres":
-        import psycopg
-
-        url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
         schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        db = Database(f"{url}?options=-csearch_path%3D{schema}")
+        db = Database(create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema))
     else:
         work = Path(tempfile.mkdtemp(prefix="fd-storage-"))
         db = Database(f"sqlite:///{work / 'fleetdeck.db'}")
@@ -159,11 +155,7 @@ def main() -> int:
     finally:
         db.close()
         if schema:
-            import psycopg
-
-            with psycopg.connect(os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", ""),
-                                 autocommit=True) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -75,18 +75,27 @@ def database_url(kind: str, tmp_path_factory):
         yield schema_url
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def db_console(request, tmp_path_factory):
-    """A console on a fresh database of each kind (SQLite, PostgreSQL), rollup job off so
-    tests drive it; ``request.param`` names the kind."""
-    with database_url(request.param, tmp_path_factory) as url:
+@contextlib.contextmanager
+def console_on(kind: str, tmp_path_factory, **console):
+    """A started in-process console on a fresh database of ``kind`` (:func:`database_url`),
+    the rollup job off so tests drive it, ``console`` settings over the defaults;
+    ``harness.kind`` names the kind. Closed afterwards."""
+    with database_url(kind, tmp_path_factory) as url:
         harness = ConsoleHarness(tmp_path_factory.mktemp("console"), database_url=url,
-                                 rollup_interval=0.0).start()
-        harness.kind = request.param
+                                 **{"rollup_interval": 0.0, **console}).start()
+        harness.kind = kind
         try:
             yield harness
         finally:
             harness.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db_console(request, tmp_path_factory):
+    """A console on a fresh database of each kind (SQLite, PostgreSQL), rollup job off so
+    tests drive it; ``request.param`` names the kind."""
+    with console_on(request.param, tmp_path_factory) as harness:
+        yield harness
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ serve`` runs it, so tests talk to it with plain HTTP clients from the test threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -17,7 +18,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from console.app import make_app
 from console.config import load_config
@@ -157,6 +158,17 @@ class ConsoleHarness:
         self.services.close()
 
     # -- helpers for tests ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def series_cap(self, cap: int) -> Iterator[None]:
+        """The per-host series cap (``max_series_per_host``) at ``cap`` for the block."""
+        config = self.services.ingest._config
+        old = config.max_series_per_host
+        config.max_series_per_host = cap
+        try:
+            yield
+        finally:
+            config.max_series_per_host = old
+
     def agent_token(self, host: str) -> str:
         return self.services.db.run(self.services.tokens.create_agent_token, host)
 

@@ -15,23 +15,42 @@ from typing import Iterator
 ENV = "FLEETDECK_TEST_POSTGRES_URL"
 
 
+def schema_url(base_url: str, schema: str) -> str:
+    """``base_url`` (SQLAlchemy) with ``schema`` first on its connections' ``search_path``."""
+    sep = "&" if "?" in base_url else "?"
+    return base_url + sep + urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
+
+
+def _schema_statement(base_url: str, template: str, schema: str) -> None:
+    """Run ``template`` with ``{}`` = the quoted identifier ``schema`` on ``base_url``'s database."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(base_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(sql.SQL(template).format(sql.Identifier(schema)))
+
+
+def create_schema(base_url: str, schema: str, exist_ok: bool = False) -> str:
+    """Create ``schema`` in ``base_url``'s database (kept if it exists and ``exist_ok``);
+    -> :func:`schema_url` of it."""
+    _schema_statement(base_url, "CREATE SCHEMA IF NOT EXISTS {}" if exist_ok else "CREATE SCHEMA {}", schema)
+    return schema_url(base_url, schema)
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    """Drop ``schema`` and everything in it from ``base_url``'s database."""
+    _schema_statement(base_url, "DROP SCHEMA IF EXISTS {} CASCADE", schema)
+
+
 @contextmanager
 def private_schema(base_url: str) -> Iterator[str]:
     """Yield a SQLAlchemy URL whose connections use a new, empty schema; drop it after."""
-    from sqlalchemy import create_engine, text
-
     schema = "t_" + uuid.uuid4().hex[:16]
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base_url else "?"
-    url = base_url + sep + urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
+    url = create_schema(base_url, schema)
     try:
         yield url
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        drop_schema(base_url, schema)
 
 
 @contextmanager

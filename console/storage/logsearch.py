@@ -34,8 +34,9 @@ _DDL = (
     "line, content='', columnsize=0, tokenize='unicode61 remove_diacritics 0')",
     f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), indexed_id INTEGER NOT NULL)",
     f"INSERT OR IGNORE INTO {STATE_TABLE} (id, indexed_id) VALUES (1, 0)",
-    f"INSERT INTO {FTS_TABLE} (log_fts, rank) VALUES ('automerge', {AUTOMERGE})",
 )
+# FTS5 configuration values are bound like any other value.
+_SET_AUTOMERGE = f"INSERT INTO {FTS_TABLE} (log_fts, rank) VALUES ('automerge', ?)"
 
 
 def search_file(database_path: str) -> str:
@@ -56,6 +57,7 @@ def attach(dbapi_conn: Any, database_path: str) -> None:
                        ).fetchone()[0] < 2:
             for statement in _DDL:
                 cur.execute(statement)
+            cur.execute(_SET_AUTOMERGE, (AUTOMERGE,))
             dbapi_conn.commit()
     finally:
         cur.close()

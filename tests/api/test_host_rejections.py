@@ -2,7 +2,6 @@
 series over the host's series cap and a sample outside the ingest window."""
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 
@@ -14,23 +13,12 @@ def viewer(console):  # noqa: ANN001
     return console.api_token("viewer")
 
 
-@contextlib.contextmanager
-def series_cap(console, cap: int):  # noqa: ANN001
-    config = console.services.ingest._config
-    old = config.max_series_per_host
-    config.max_series_per_host = cap
-    try:
-        yield
-    finally:
-        config.max_series_per_host = old
-
-
 def test_hosts_api_names_the_metric_of_each_refusal(console, viewer):  # noqa: ANN001
     host = "rej-" + uuid.uuid4().hex[:6]
     token = console.agent_token(host)
     now = int(time.time() * 1000)
     before = time.time()
-    with series_cap(console, 1):
+    with console.series_cap(1):
         status, body = console.push(host, token, [
             {"name": "node_network_receive_bytes_total", "type": "counter", "labels": {"device": device},
              "points": [[now, 1.0]]} for device in ("eth0", "veth9a1")])

@@ -15,38 +15,32 @@ from sqlalchemy import text
 
 from console.tiers.service import RollupService
 from tests.api.test_promql_rollups import HOSTS, Range, bucket_rate, close, dataset, prometheus_rate
-from tests.conftest import database_url
-from tests.harness import ConsoleHarness
+from tests.conftest import console_on
 
 NAME = "node_cpu_seconds_total"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def console(request, tmp_path_factory):
-    with database_url(request.param, tmp_path_factory) as url:
-        c = ConsoleHarness(tmp_path_factory.mktemp("hostrollups"), database_url=url, rollup_interval=0.0,
-                           rollup_1m_host=True).start()
-        try:
-            c.range = r = Range()
-            c.data = data = dataset(r)
-            for host in HOSTS:
-                token = c.agent_token(host)
-                series = [(labels, points) for labels, points in data.items() if labels[0] == host]
-                for i in range(0, len(series[0][1]), 500):
-                    status, body = c.push(host, token, [
-                        {"name": NAME, "type": "counter", "labels": {"cpu": cpu, "mode": mode},
-                         "points": points[i:i + 500]} for (_, cpu, mode), points in series])
-                    assert status == 200, body
-            RollupService(c.services.db, c.services.config.console, clock=lambda: r.now).run_all()
-            marks = c.services.db.run(lambda s: dict(s.execute(text(
-                "SELECT tier, done_until FROM rollup_watermarks")).all()))
-            # the host rows are complete from before the range's first window to the 1m watermark
-            assert marks["1m_host"] <= (r.start - 300) * 1000 < marks["1m"], marks
-            c.watermark_s = marks["1m"] // 1000
-            c.viewer = c.api_token("viewer", f"host-rollups-{request.param}")
-            yield c
-        finally:
-            c.close()
+    with console_on(request.param, tmp_path_factory, rollup_1m_host=True) as c:
+        c.range = r = Range()
+        c.data = data = dataset(r)
+        for host in HOSTS:
+            token = c.agent_token(host)
+            series = [(labels, points) for labels, points in data.items() if labels[0] == host]
+            for i in range(0, len(series[0][1]), 500):
+                status, body = c.push(host, token, [
+                    {"name": NAME, "type": "counter", "labels": {"cpu": cpu, "mode": mode},
+                     "points": points[i:i + 500]} for (_, cpu, mode), points in series])
+                assert status == 200, body
+        RollupService(c.services.db, c.services.config.console, clock=lambda: r.now).run_all()
+        marks = c.services.db.run(lambda s: dict(s.execute(text(
+            "SELECT tier, done_until FROM rollup_watermarks")).all()))
+        # the host rows are complete from before the range's first window to the 1m watermark
+        assert marks["1m_host"] <= (r.start - 300) * 1000 < marks["1m"], marks
+        c.watermark_s = marks["1m"] // 1000
+        c.viewer = c.api_token("viewer", f"host-rollups-{request.param}")
+        yield c
 
 
 def query_range(console, query: str, end: int | None = None) -> dict[tuple, dict[int, float]]:

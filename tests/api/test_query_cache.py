@@ -14,8 +14,7 @@ from sqlalchemy import text
 
 from console.query.service import Matcher, QueryService, RangeQuery
 from console.storage.models import RollupWatermark
-from tests.conftest import database_url
-from tests.harness import ConsoleHarness
+from tests.conftest import console_on
 
 NOW = time.time()
 BASE = (int(NOW) // 3600 - 3) * 3_600_000  # a whole hour, three hours ago, Unix ms
@@ -26,14 +25,8 @@ SPAN = 2 * 3_600_000 + 30 * 60_000  # 2.5 hours of samples from BASE
 def console(request, tmp_path_factory):
     """A console with the cross-series rollups on (``rollup_1m_host``), the rollup job
     driven by the tests."""
-    with database_url(request.param, tmp_path_factory) as url:
-        harness = ConsoleHarness(tmp_path_factory.mktemp("console"), database_url=url, rollup_interval=0.0,
-                                 rollup_1m_host=True).start()
-        harness.kind = request.param
-        try:
-            yield harness
-        finally:
-            harness.close()
+    with console_on(request.param, tmp_path_factory, rollup_1m_host=True) as harness:
+        yield harness
 
 
 @pytest.fixture(scope="module")

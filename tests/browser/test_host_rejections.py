@@ -3,23 +3,11 @@
 in English and Chinese, in a real headless Chromium against a real in-process console."""
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 
 from tests.browser.playwright_api import expect
 from tests.browser.test_dashboard import PageErrors, log_in
-
-
-@contextlib.contextmanager
-def series_cap(console, cap: int):  # noqa: ANN001
-    config = console.services.ingest._config
-    old = config.max_series_per_host
-    config.max_series_per_host = cap
-    try:
-        yield
-    finally:
-        config.max_series_per_host = old
 
 
 def over_the_cap(console) -> str:  # noqa: ANN001
@@ -28,7 +16,7 @@ def over_the_cap(console) -> str:  # noqa: ANN001
     now = int(time.time() * 1000)
     metrics = [{"name": "node_network_receive_bytes_total", "type": "counter", "labels": {"device": device},
                 "points": [[now, 1.0]]} for device in ("eth0", "veth9a1")]
-    with series_cap(console, 1):
+    with console.series_cap(1):
         status, body = console.push(host, console.agent_token(host), metrics)
     assert status == 200, body
     assert body["rejected"] == {"series_limit": 1}, body

@@ -27,25 +27,22 @@ def openmetrics(series: list[tuple[str, dict, list]]) -> str:
     return "\n".join(out) + "\n# EOF\n"
 
 
-class BackfilledPrometheus:
-    """``url`` of a running Prometheus holding ``text`` (OpenMetrics); ``close()`` stops it."""
+class TsdbPrometheus:
+    """``url`` of a Prometheus started on the TSDB in ``work/tsdb`` (blocks already written)
+    on a loopback port, keeping ``retention`` of it; ``close()`` stops it. Raises
+    RuntimeError (with the end of its log) when it is not ready within ``ready_s``."""
 
-    def __init__(self, work: Path, text: str) -> None:
-        if not (shutil.which("prometheus") and shutil.which("promtool")):
-            need("prometheus", "prometheus/promtool not installed (apt-get install prometheus)")
-        (work / "data.om").write_text(text)
-        subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
-                        str(work / "tsdb")], check=True, capture_output=True, timeout=300)
+    def __init__(self, work: Path, retention: str = "30d", ready_s: float = 60.0) -> None:
         (work / "prometheus.yml").write_text("global: {}\n")
         port = free_port()
         self.log = work / "prometheus.log"
         self.proc = subprocess.Popen(["prometheus", f"--config.file={work / 'prometheus.yml'}",
                                       f"--storage.tsdb.path={work / 'tsdb'}",
                                       f"--web.listen-address=127.0.0.1:{port}",
-                                      "--storage.tsdb.retention.time=30d"],
+                                      f"--storage.tsdb.retention.time={retention}"],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
+        deadline = time.time() + ready_s
         while time.time() < deadline:
             try:
                 if urllib.request.urlopen(self.url + "/-/ready", timeout=2).status == 200:
@@ -58,3 +55,15 @@ class BackfilledPrometheus:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+
+
+class BackfilledPrometheus(TsdbPrometheus):
+    """``url`` of a running Prometheus holding ``text`` (OpenMetrics); ``close()`` stops it."""
+
+    def __init__(self, work: Path, text: str) -> None:
+        if not (shutil.which("prometheus") and shutil.which("promtool")):
+            need("prometheus", "prometheus/promtool not installed (apt-get install prometheus)")
+        (work / "data.om").write_text(text)
+        subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(work / "data.om"),
+                        str(work / "tsdb")], check=True, capture_output=True, timeout=300)
+        super().__init__(work)

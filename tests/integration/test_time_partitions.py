@@ -7,7 +7,6 @@ starts where the existing partitions end; the migration keeps every row of the t
 converts."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -19,8 +18,7 @@ from console.logs.store import LogStore
 from console.storage import blocks
 from console.storage.partitions import DAY_MS, HOUR_MS, PartitionMaintenance, partition_name, partitions
 from console.tiers.service import RollupService
-from tests.conftest import database_url
-from tests.harness import ConsoleHarness
+from tests.conftest import console_on, database_url
 
 NOW = time.time()
 NOW_MS = int(NOW * 1000)
@@ -35,20 +33,9 @@ def day_of(ts: int) -> int:
     return ts // DAY_MS * DAY_MS
 
 
-@contextlib.contextmanager
-def started(kind, tmp_path_factory):
-    """A console on a fresh database of ``kind`` (a private PostgreSQL schema here)."""
-    with database_url(kind, tmp_path_factory) as url:
-        harness = ConsoleHarness(tmp_path_factory.mktemp("pgpart"), database_url=url, rollup_interval=0.0).start()
-        try:
-            yield harness
-        finally:
-            harness.close()
-
-
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
-    with started("postgres", tmp_path_factory) as harness:
+    with console_on("postgres", tmp_path_factory) as harness:
         yield harness
 
 
@@ -125,7 +112,7 @@ def test_log_search_and_range_queries_read_across_partitions(pushed):
 
 
 def test_retention_drops_whole_partitions_and_keeps_newer_rows(tmp_path_factory):
-    with started("postgres", tmp_path_factory) as c:
+    with console_on("postgres", tmp_path_factory) as c:
         push_days(c, "part-2")
         RollupService(c.services.db, c.services.config.console, clock=lambda: NOW).run_all()  # roll up, pack
         # retention of 2 days (raw), 2.5 (1m rollups), 3 (1h); logs 2 days
@@ -198,7 +185,7 @@ def test_maintenance_is_idempotent(console):
 def test_a_new_width_starts_where_the_partitions_end(tmp_path_factory):
     # Its own console: 6-hour partitions made here would otherwise receive the module
     # console's day-stamped rows (pushed after this test in a shuffled order).
-    with started("postgres", tmp_path_factory) as c:
+    with console_on("postgres", tmp_path_factory) as c:
         check_new_width(c)
 
 
