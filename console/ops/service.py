@@ -32,7 +32,7 @@ class ReadinessService:
             failure = db.write_failure
             try:
                 await db.write(db.write_probe)
-            except SQLAlchemyError:
+            except (SQLAlchemyError, OSError):
                 self.metrics.storage_errors.labels("readyz").inc()
                 raise Unavailable(f"storage cannot be written: {failure}", code="storage_unavailable",
                                   headers={"Retry-After": str(self.retry_after)}) from None

@@ -134,6 +134,7 @@ class Database:
         # flock on ``<database>.writer`` (see ``on_writer``); None otherwise.
         path = self.engine.url.database if self.dialect == "sqlite" else None
         self._turn_path = f"{path}.writer" if path and path != ":memory:" else None
+        self._probe_path = f"{path}.probe" if path and path != ":memory:" else None  # write_probe's file
         self._turn_fd, self._turn_pid = -1, 0
         self.turn_held = False  # this process's writer holds the write turn now
         self.on_turn_released: Callable[[], None] | None = None  # called on the writer thread
@@ -250,9 +251,21 @@ class Database:
         ``user_version`` (0: the schema versions itself with Alembic), which appends a page
         to the WAL even when the value is unchanged; PostgreSQL assigns a transaction id,
         whose commit is written to the WAL. Raises OperationalError when storage cannot
-        be written."""
+        be written, OSError when the SQLite file's file system has no room.
+
+        After a checkpoint SQLite writes the WAL again from its start, into blocks the file
+        already holds, so that page can be written on a full disk; the file system is
+        therefore probed too: a page written and synced to ``<database>.probe``, then freed."""
         if self.dialect == "sqlite":
             session.execute(text("PRAGMA user_version = 0"))
+            if self._probe_path is not None:
+                fd = os.open(self._probe_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+                try:
+                    os.write(fd, bytes(4096))
+                    os.fsync(fd)
+                finally:
+                    os.ftruncate(fd, 0)  # the block back to the file system for the next probe
+                    os.close(fd)
         else:
             session.execute(text("SELECT pg_current_xact_id()"))
 

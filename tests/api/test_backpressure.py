@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from console.ingest.retention import prune_batch_ids
 from tests.conftest import need
@@ -209,14 +210,19 @@ def test_hosts_carry_agent_health_from_self_metrics(console):
     assert hosts["plain-1"]["agent_health"]["status"] == "unknown"
 
 
-def test_readyz_fails_while_storage_cannot_be_written(small_disk):
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["wal-growing", "after-checkpoint"])
+def test_readyz_fails_while_storage_cannot_be_written(small_disk, checkpointed):
     """A full disk: /readyz answers 503 after a write failed (and its own write probe
-    fails too), and ready again once the disk has room, without any ingest in between."""
+    fails too), and ready again once the disk has room, without any ingest in between.
+    After a checkpoint SQLite writes its WAL again into blocks it already holds, where
+    one page fits on a full disk: the probe must still see the disk full."""
     harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
     try:
         token = harness.agent_token("disk-2")
         assert harness.push("disk-2", token, GAUGE)[0] == 200
         assert http("GET", harness.url + "/readyz").status == 200
+        if checkpointed:
+            harness.services.db.run(lambda s: s.execute(text("PRAGMA wal_checkpoint(FULL)")))
         filler = small_disk / "filler"
         fill(filler)
         logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
