@@ -50,7 +50,12 @@ def env(tmp_path_factory):
     if reason:
         need("ssh", reason)
     root = tmp_path_factory.mktemp("ssh-deploy")
-    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6", "h7", "h8", "h9")}
+    # clean_home: the sessions must not run this machine's ~/.bashrc. Its `pyenv init`
+    # rehashes on every login, and two sessions starting at once (two hosts of a batch)
+    # sometimes race in the shims directory and print "rm: cannot remove ..." on stderr,
+    # which the health check's event then quotes ("healthy (... exited with 0: rm: ...)").
+    servers = {name: SshServer(root / f"sshd-{name}", clean_home=True).start()
+               for name in HOSTS + ("h5", "h6", "h7", "h8", "h9")}
     relay = Relay(("127.0.0.1", servers["h9"].port)).open()  # h9 is reached through it
     try:
         (root / "artifacts").mkdir()
