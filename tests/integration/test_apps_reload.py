@@ -92,8 +92,10 @@ def test_apps_reload_on_sighup_and_cli_refuses_an_invalid_file_whole(tmp_path, d
 
         entries = [e for e in api("GET", "/api/v1/audit?limit=200").json()["entries"] if e["action"] == "apps.reload"]
         outcomes = [(e["actor"], e["details"]["outcome"]) for e in reversed(entries)]
+        # the deployer's refused (403) reload is audited too
         assert outcomes == [("system", "applied"), ("api:t-admin", "refused"), ("api:t-admin", "refused"),
-                            ("api:t-admin", "applied")]
+                            ("api:t-deployer", "denied"), ("api:t-admin", "applied")]
+        assert entries[1]["target"] == "apps" and entries[1]["details"]["code"] == "forbidden", entries[1]
         assert entries[-1]["details"]["added"] == [TWO] and entries[-1]["details"]["changed"] == [ONE]
         assert console.proc.poll() is None
     finally:
