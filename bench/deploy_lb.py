@@ -23,7 +23,8 @@ back, one connection per request, a new client per scenario:
   check, rolled back automatically.
 
 Prints, per setup and scenario, the requests sent, the failed ones, the deploys' end
-states and their median time.
+states and their median time; for ``auto-rollback`` also the answers that came from
+``bad``, a container that never passed its health check.
 """
 from __future__ import annotations
 
@@ -98,14 +99,15 @@ async def scenario(service: DeployService, docker_client, app: str, kind: str, v
 
 
 async def scenarios(service: DeployService, docker_client, app: str, kinds: list[str], runs: int,
-                    port: int) -> dict[str, tuple[list[tuple[str, float]], int, int]]:
-    """Per scenario: each run's (end state, seconds), the requests answered 200 and the
-    failed ones, summed over the runs."""
+                    port: int) -> dict[str, tuple[list[tuple[str, float]], int, int, int]]:
+    """Per scenario: each run's (end state, seconds), the requests answered 200, the failed
+    ones and the answers from ``bad`` (a container failing its health check), summed over
+    the runs."""
     service.start()
     first = await finished(service, (await service.create(app, "1.0", "bench:runner", "bench"))["id"])
     if first["state"] != "succeeded":  # the initial release, not measured
         raise RuntimeError(f"deploy failed: {first['error']}")
-    results: dict[str, tuple[list[tuple[str, float]], int, int]] = {}
+    results: dict[str, tuple[list[tuple[str, float]], int, int, int]] = {}
     for i in range(runs):
         for kind in kinds:
             version = "2.0" if "rollback" in kinds or i % 2 == 0 else "1.0"
@@ -115,13 +117,14 @@ async def scenarios(service: DeployService, docker_client, app: str, kinds: list
             done = await scenario(service, docker_client, app, kind, version)
             await asyncio.sleep(0.5)
             client.stop()
-            runs_of, ok, failed = results.get(kind, ([], 0, 0))
-            results[kind] = (runs_of + [done], ok + client.ok, failed + len(client.failures))
+            runs_of, ok, failed, bad = results.get(kind, ([], 0, 0, 0))
+            results[kind] = (runs_of + [done], ok + client.ok, failed + len(client.failures),
+                             bad + client.bodies.get("web bad", 0))
     return results
 
 
 def run(setup: str, replicas: int, kinds: list[str], runs: int, tmp: Path,
-        docker_client) -> dict[str, tuple[list[tuple[str, float]], int, int]]:
+        docker_client) -> dict[str, tuple[list[tuple[str, float]], int, int, int]]:
     app, base = run_app(f"bench-lb-{setup}"), free_port_range(replicas + 1)
     if setup == "haproxy":
         lb = Haproxy(tmp / setup, replicas + 1)
@@ -164,13 +167,14 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for setup in setups:
-                for kind, (done, ok, failed) in run(setup, args.replicas, kinds, args.runs, Path(tmp),
-                                                    client).items():
+                for kind, (done, ok, failed, bad) in run(setup, args.replicas, kinds, args.runs, Path(tmp),
+                                                         client).items():
                     total = ok + failed
                     times = [t for _, t in done]
                     print(f"{setup:13s} {kind:13s} requests {total:6d}  failed {failed:5d} "
                           f"({100 * failed / max(total, 1):.2f} %)  "
-                          f"{', '.join(f'{state} {t:.2f}' for state, t in done)} s  median {statistics.median(times):.2f} s")
+                          f"{', '.join(f'{state} {t:.2f}' for state, t in done)} s  median {statistics.median(times):.2f} s"
+                          + (f"  answers from bad {bad}" if kind == "auto-rollback" else ""))
     finally:
         remove_run_containers(client)
         for ref in refs:
