@@ -17,7 +17,9 @@ files under a temporary directory are accepted. It logs in as the user running t
 (root in CI), whose login shell must work. With ``clean_home=True`` the sessions get
 ``HOME=<workdir>/home`` (sshd's ``SetEnv``), an empty directory, so the login shell reads
 no startup files of the real user's home (a benchmark's hosts should not pay for this
-machine's ``~/.bashrc``). :func:`sshd_unavailable` says why a server cannot be started
+machine's ``~/.bashrc``). ``sftp_server`` replaces sshd's built-in SFTP server by that
+program (``Subsystem sftp PROGRAM``), e.g. a wrapper making a host slow to answer.
+:func:`sshd_unavailable` says why a server cannot be started
 here (no binary), for ``need("ssh", ...)``.
 """
 from __future__ import annotations
@@ -74,7 +76,7 @@ class SshServer:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, user: str | None = None, dev_log: Path | None = None,
-                 clean_home: bool = False) -> None:
+                 clean_home: bool = False, sftp_server: str | None = None) -> None:
         self.workdir = Path(workdir)
         # With dev_log (a datagram socket's path), sshd logs through syslog(3) as an
         # installed one does: it runs in a private mount namespace whose /dev is an
@@ -83,6 +85,7 @@ class SshServer:
         self.dev_log = dev_log
         self.user = user or getpass.getuser()
         self.clean_home = clean_home
+        self.sftp_server = sftp_server
         self.port = 0
         self.client_key = self.workdir / "client_ed25519"
         self.host_key = self.workdir / "ssh_host_ed25519_key"
@@ -123,7 +126,7 @@ class SshServer:
             "UsePAM no",
             "StrictModes no",
             f"AllowUsers {self.user}",
-            "Subsystem sftp internal-sftp",
+            f"Subsystem sftp {self.sftp_server or 'internal-sftp'}",
             "LogLevel VERBOSE",
             *([f"SetEnv HOME={self.workdir / 'home'}"] if self.clean_home else []),
             "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.deploy.approvals import identity_of
+from console.errors import FleetdeckError
 from console.deploy.handlers import AppHandler, DeployActionHandler, OnDeployHandler, _deploy_id, actor_of, \
     require_may_deploy
 
@@ -58,8 +59,18 @@ class AppsReloadHandler(AppHandler):
     """``POST /api/v1/apps/reload`` (admin) → ``{"added", "removed", "changed",
     "unchanged"}`` app names: read ``apps:`` from the configuration file again. An invalid
     file is refused whole with 422 ``apps_refused`` (``details.errors``: one line per
-    problem, naming the key and FILE line N); the previous apps stay. Deploys running keep
+    problem, naming the key and FILE line N); the previous apps stay. A 403 (not an admin)
+    is audited as ``apps.reload`` with ``outcome: denied``. Deploys running keep
     the definition they started with. ``GET`` shows an app called ``reload``."""
+
+    async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except FleetdeckError as exc:  # a reload refused by the route's role is audited, as deploy actions are
+            if self.request.method == "POST" and exc.status == 403 and self.current_user is not None:
+                await self.services.deploys.audit_denied_reload(self.principal.actor, self.client_ip,
+                                                                {"code": exc.code, "message": exc.message})
+            raise
 
     async def get(self, app: str = "reload") -> None:
         await super().get(app)

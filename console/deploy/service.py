@@ -517,6 +517,11 @@ class DeployService:
                       details: dict) -> AuditEntry:
         return self._audit(session, actor, action, f"app:{app[:64]}", {**details, "outcome": "denied"}, source)
 
+    async def audit_denied_reload(self, actor: str, source: str, details: dict) -> None:
+        """Record a refused (403) apps reload: ``apps.reload`` on ``apps`` with ``outcome:
+        denied``, beside the ``applied`` and ``refused`` ones of reload_apps."""
+        await self.db.write(self._audit, actor, "apps.reload", "apps", {**details, "outcome": "denied"}, source)
+
     # -- apps reload (console/deploy/reload.py) ----------------------------------------------
     async def reload_apps(self, read: Callable[[], dict[str, AppDefinition]], actor: str, source: str) -> dict:
         """Replace the apps with ``read()`` (blocking; raises ConfigError): returns

@@ -3,8 +3,9 @@ FROM scratch), an SSH app (a real sshd, tests/sshd.py) and a Kubernetes app (the
 server, tests/k8s_mock.py) configured together: the list loads and shows each driver's
 target; a viewer sees no action; a deployer limited to the Docker app deploys, rolls back
 and cancels it from the pages, each after a confirmation, and sees the API's refusals in
-the dialog; an admin deploys the SSH and the Kubernetes app from the page; the pages stay
-within the viewport on a desktop and on a phone."""
+the dialog; an admin deploys the SSH and the Kubernetes app from the page and rolls each
+back to the older of two earlier versions; the pages stay within the viewport on a desktop
+and on a phone."""
 from __future__ import annotations
 
 import re
@@ -74,8 +75,7 @@ def env(tmp_path_factory, docker_client, docker_images, sshd):
             done = wait_final(console, console.token, api_deploy(console, app, version)["id"])
             assert done["state"] == "succeeded", done
         k8s = api_deploy(console, K8S, "2.0")
-        mock.wait_for(NS, DEPLOYMENT, lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"]
-                      == "registry.example.com/api:2.0")
+        mock.wait_for(NS, DEPLOYMENT, k8s_image("2.0"))
         mock.complete(NS, DEPLOYMENT)
         assert wait_final(console, console.token, k8s["id"])["state"] == "succeeded"
         console.root, console.mock = root, mock
@@ -225,14 +225,26 @@ def test_a_deployer_deploys_and_rolls_back_from_the_page(env, page):
     errors.assert_clean()
 
 
-def deploy_from_the_list(page, console, app: str, version: str) -> None:  # noqa: ANN001
+def from_the_list(page, console, app: str, action: str, fill, confirm: str) -> None:  # noqa: ANN001
+    """Open ``app``'s ``action`` (deploy, rollback) dialog on the list, ``fill(page)`` it,
+    submit, check the confirmation says ``confirm`` and confirm; on the new deploy's page."""
     page.goto(f"{console.url}/deploys")
-    app_row(page, app).locator("button.deploy-app").click()
-    page.fill("#deploy-version", version)
+    app_row(page, app).locator(f"button.{action}-app").click()
+    fill(page)
     page.click("#deploy-dialog-submit")
-    expect(page.locator("#confirm-message")).to_contain_text(f"Deploy {app} to {version}")
+    expect(page.locator("#confirm-message")).to_contain_text(confirm)
     page.click("#confirm-yes")
     page.wait_for_url(DEPLOY_PAGE)
+
+
+def deploy_from_the_list(page, console, app: str, version: str) -> None:  # noqa: ANN001
+    from_the_list(page, console, app, "deploy", lambda p: p.fill("#deploy-version", version),
+                  f"Deploy {app} to {version}")
+
+
+def k8s_image(version: str):  # noqa: ANN201
+    """A predicate of the mock's Deployment: its template runs the app's ``version``."""
+    return lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.example.com/api:{version}"
 
 
 def test_an_admin_deploys_the_ssh_and_the_kubernetes_app_from_the_page(env, page):
@@ -244,11 +256,53 @@ def test_an_admin_deploys_the_ssh_and_the_kubernetes_app_from_the_page(env, page
 
     version = f"3.{uuid.uuid4().hex[:6]}"
     deploy_from_the_list(page, env, K8S, version)
-    env.mock.wait_for(NS, DEPLOYMENT, lambda d: d["spec"]["template"]["spec"]["containers"][0]["image"]
-                      == f"registry.example.com/api:{version}")
+    env.mock.wait_for(NS, DEPLOYMENT, k8s_image(version))
     env.mock.complete(NS, DEPLOYMENT)
     expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
     expect(page.locator("#deploy-log")).to_contain_text("successfully rolled out")
+    errors.assert_clean()
+
+
+def rollback_from_the_list(page, console, app: str, current: str, to: str, earlier: list[str]) -> None:  # noqa: ANN001
+    """Roll ``app`` back from the list to ``to``, picked among the earlier versions offered
+    (``earlier``: versions that must be offered, newest first; the current one never is)."""
+    def pick(page) -> None:  # noqa: ANN001
+        offered = page.locator("#rollback-version option")
+        expect(offered.first).to_be_attached()
+        values = offered.evaluate_all("options => options.map(o => o.value)")
+        assert current not in values and [v for v in values if v in earlier] == earlier, values
+        page.select_option("#rollback-version", to)
+
+    from_the_list(page, console, app, "rollback", pick, f"Roll back {app} to {to} (now {current})")
+
+
+def test_an_admin_rolls_the_ssh_and_the_kubernetes_app_back_to_an_older_version_from_the_page(env, page):
+    """Not only the previous release: the oldest of two earlier versions, on both drivers."""
+    errors = PageErrors(page)
+    log_in_as(page, env, env.admin_user, env.admin_password)
+    run = uuid.uuid4().hex[:6]
+    older, newer, now = (f"{n}.{run}" for n in ("5", "6", "7"))
+    for version in (older, newer, now):
+        done = wait_final(env, env.token, api_deploy(env, SSH, version)["id"])
+        assert done["state"] == "succeeded", done
+    rollback_from_the_list(page, env, SSH, now, older, [newer, older])
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
+    back = latest(env, SSH)
+    assert (back["kind"], back["version"], back["requested_by"]) == ("rollback", older, "user:admin")
+    assert (env.root / "srv" / "blog" / "current").readlink().name == older  # the symlink on the sshd's host
+
+    for version in (older, newer, now):
+        d = api_deploy(env, K8S, version)
+        env.mock.wait_for(NS, DEPLOYMENT, k8s_image(version))
+        env.mock.complete(NS, DEPLOYMENT)
+        assert wait_final(env, env.token, d["id"])["state"] == "succeeded"
+    rollback_from_the_list(page, env, K8S, now, older, [newer, older])
+    env.mock.wait_for(NS, DEPLOYMENT, k8s_image(older))
+    env.mock.complete(NS, DEPLOYMENT)
+    expect(page.locator("#deploy-state")).to_have_text("succeeded", timeout=DEPLOY_MS)
+    back = latest(env, K8S)
+    assert (back["kind"], back["version"]) == ("rollback", older)
+    expect(page.locator("#deploy-log")).to_contain_text("rolling back to revision")
     errors.assert_clean()
 
 

@@ -81,6 +81,14 @@ def test_apps_reload_on_sighup_and_cli_refuses_an_invalid_file_whole(tmp_path, d
         assert answer.status == 422 and answer.json()["error"]["code"] == "apps_refused"
         assert any(f"apps.{TWO}.target.replicas" in e and f"line {line}" in e
                    for e in answer.json()["error"]["details"]["errors"])
+        # SIGHUP with the invalid file: refused whole too, the console keeps running
+        console.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(e["action"] == "apps.reload" and e["actor"] == "system"
+                             and e["details"]["outcome"] == "refused"
+                             for e in api("GET", "/api/v1/audit?limit=200").json()["entries"]),
+                 30, "the SIGHUP reload to be refused")
+        assert apps()[ONE]["target"]["replicas"] == 1 and TWO in apps()
+        assert console.proc.poll() is None
         assert api("POST", "/api/v1/apps/reload", b"{}", deployer).status == 403
 
         config.write_text(yaml.safe_dump({"apps": {ONE: app(docker_images, 1)}}))
@@ -92,8 +100,11 @@ def test_apps_reload_on_sighup_and_cli_refuses_an_invalid_file_whole(tmp_path, d
 
         entries = [e for e in api("GET", "/api/v1/audit?limit=200").json()["entries"] if e["action"] == "apps.reload"]
         outcomes = [(e["actor"], e["details"]["outcome"]) for e in reversed(entries)]
+        # the deployer's refused (403) reload is audited too
         assert outcomes == [("system", "applied"), ("api:t-admin", "refused"), ("api:t-admin", "refused"),
-                            ("api:t-admin", "applied")]
+                            ("system", "refused"), ("api:t-deployer", "denied"), ("api:t-admin", "applied")]
+        assert entries[1]["target"] == "apps" and entries[1]["details"]["code"] == "forbidden", entries[1]
+        assert any(f"apps.{TWO}.target.replicas" in e for e in entries[2]["details"]["errors"]), entries[2]
         assert entries[-1]["details"]["added"] == [TWO] and entries[-1]["details"]["changed"] == [ONE]
         assert console.proc.poll() is None
     finally:

@@ -4,7 +4,8 @@ rollout and rolls back, rollback by symlink, unknown and changed host keys refus
 nothing executed, a parameter with shell metacharacters passed as a literal, the
 audited `fleetdeck hosts trust`, the pre-flight that refuses a deploy before any host
 changes, failed releases built again (and `--force`), and transient connection failures
-retried per host (a relay in front of one sshd resets connections)."""
+retried per host (a relay in front of one sshd resets connections; an sshd whose first
+SFTP session hangs)."""
 from __future__ import annotations
 
 import io
@@ -50,7 +51,18 @@ def env(tmp_path_factory):
     if reason:
         need("ssh", reason)
     root = tmp_path_factory.mktemp("ssh-deploy")
-    servers = {name: SshServer(root / f"sshd-{name}").start() for name in HOSTS + ("h5", "h6", "h7", "h8", "h9")}
+    # clean_home: the sessions must not run this machine's ~/.bashrc. Its `pyenv init`
+    # rehashes on every login, and two sessions starting at once (two hosts of a batch)
+    # sometimes race in the shims directory and print "rm: cannot remove ..." on stderr,
+    # which the health check's event then quotes ("healthy (... exited with 0: rm: ...)").
+    servers = {name: SshServer(root / f"sshd-{name}", clean_home=True).start()
+               for name in HOSTS + ("h5", "h6", "h7", "h8", "h9")}
+    # h10 is slow: the first SFTP session it is asked for does not answer for 60 s.
+    slow_sftp = root / "slow-sftp.sh"
+    slow_sftp.write_text(f"#!/bin/sh\nif mkdir {root / 'sftp-stalled'} 2>/dev/null; then sleep 60; fi\n"
+                         "exec /usr/lib/openssh/sftp-server\n")
+    slow_sftp.chmod(0o755)
+    servers["h10"] = SshServer(root / "sshd-h10", clean_home=True, sftp_server=str(slow_sftp)).start()
     relay = Relay(("127.0.0.1", servers["h9"].port)).open()  # h9 is reached through it
     try:
         (root / "artifacts").mkdir()
@@ -89,12 +101,15 @@ def env(tmp_path_factory):
             "retried": {"driver": "ssh", "target": {
                 "deploy_to": str(root / "retried" / "{host}"), "hosts": ["h9"], "connect_timeout": 5,
                 "internal_timeout": 20, "retry": {"attempts": 3, "backoff": 0.2}}},
+            "slow": {"driver": "ssh", "target": {
+                "deploy_to": str(root / "slow" / "{host}"), "hosts": ["h10"], "internal_timeout": 1,
+                "retry": {"attempts": 2, "backoff": 0.2}}},
         }
         harness = ConsoleHarness(root / "console", apps=apps, inventory=inventory).start()
         s = harness.services
         for name, srv in servers.items():
             s.db.run(s.secrets.put, f"key-{name}", "ssh_key", srv.client_key.read_text(), "test")
-        for name in HOSTS + ("h8", "h9"):
+        for name in HOSTS + ("h8", "h9", "h10"):
             key_type, key_b64 = servers[name].known_hosts_line.split()[1:3]
             s.db.run(s.known_hosts.trust, s.inventory.hosts[name], key_type, key_b64, "test")
         # h6 is pinned to h5's key: to the console, h6's key has changed.
@@ -372,3 +387,17 @@ def test_retries_are_bounded(env):
     assert env.relay.resets == 3
     assert "pre-flight refused the deploy" in final["error"] and final["error"].endswith("(after 3 tries)")
     env.relay.reset_next = 0
+
+
+def test_a_host_slow_to_answer_times_out_within_internal_timeout_and_is_retried(env):
+    started = time.monotonic()
+    final, events = deploy(env, "slow", "1.0")
+    took = time.monotonic() - started
+    messages = [e["message"] for e in events]
+    assert final["state"] == "succeeded", messages
+    # the SFTP session that never answered was given up after internal_timeout (1 s), not
+    # waited for (60 s), and the host was tried again over a new connection
+    [retry] = [m for m in messages if m.startswith("[h10] transient failure: h10: ")]
+    assert "internal_timeout" in retry and retry.endswith("trying again in 0.2 s (2/2)"), messages
+    assert took < 30, (took, messages)
+    assert os.readlink(env.root / "slow" / "h10" / "current") == "releases/1.0"

@@ -37,11 +37,12 @@ host already switched goes back to its previous release and runs ``rollback_step
 
 Timeouts, all in the target: ``connect_timeout`` (TCP, handshake, authentication, each
 channel open), ``command_timeout`` (steps without their own), ``internal_timeout`` (the
-driver's own ``mkdir``/``rm``/``tar``/``df`` and each SFTP operation), ``health_timeout``
-(from restart to healthy). A **transient** failure of a host (connection refused, reset
-or lost; a timeout of the driver's own commands or transfers) is retried on that host
-(``retry.attempts`` tries in all, ``retry.backoff`` seconds doubling between them) with
-its connection opened again; a failing step or health check is not transient.
+driver's own ``mkdir``/``rm``/``tar``/``df``, the start of the SFTP session and each SFTP
+operation), ``health_timeout`` (from restart to healthy). A **transient** failure of a
+host (connection refused, reset or lost; a timeout of the driver's own commands or
+transfers) is retried on that host (``retry.attempts`` tries in all, ``retry.backoff``
+seconds doubling between them) with its connection opened again; a failing step or
+health check is not transient.
 
 Commands are argv lists; each element is quoted with ``shlex.quote`` and joined, so a
 parameter holding shell metacharacters reaches the program as one literal argument.
@@ -123,10 +124,12 @@ class _HostState:
 class ConnectionPool:
     """One SSH connection (and SFTP session) per host, opened on first use and reused
     until ``close()``. ``known_hosts``: ``[(hostname, key_type, key_base64)]``;
-    ``reveal(secret_name) -> text``."""
+    ``reveal(secret_name) -> text``; ``timeout``: seconds for the connection's setup and
+    each channel open (the target's ``connect_timeout``); ``io_timeout``: seconds for the
+    SFTP handshake and each SFTP operation (``internal_timeout``)."""
 
     def __init__(self, known_hosts: list[tuple[str, str, str]], reveal: Callable[[str], str],
-                 timeout: float, io_timeout: float | None = None) -> None:
+                 timeout: float, io_timeout: float) -> None:
         self._known = known_hosts
         self._reveal = reveal
         self._timeout = timeout
@@ -216,16 +219,28 @@ class ConnectionPool:
         return f" (offered {key.get_name()} {fingerprint(key.get_base64())})" if key is not None else ""
 
     def sftp(self, host: HostEntry) -> paramiko.SFTPClient:
+        """The host's SFTP session, opened on first use. The channel open is bounded by the
+        connect timeout and the SFTP handshake and every later operation by ``io_timeout``
+        (``client.open_sftp()`` waits on both without limit: paramiko's channel open
+        defaults to an hour and its version exchange has no timeout, so a host whose SFTP
+        server hung held the deploy until its own timeout). Raises HostFailed: ``timeout``
+        (transient) when the host did not answer in time, ``connect`` for a lost connection."""
         client, _ = self.client(host)
         sftp = self._sftp.get(host.name)
         if sftp is None:
+            transport = client.get_transport()
             try:
-                sftp = self._sftp[host.name] = client.open_sftp()
+                if transport is None:  # closed since the pool handed it out
+                    raise EOFError("the SSH connection is closed")
+                channel = transport.open_session(timeout=self._timeout)
+                channel.settimeout(self._io_timeout)
+                channel.invoke_subsystem("sftp")
+                sftp = self._sftp[host.name] = paramiko.SFTPClient(channel)
+            except TimeoutError:
+                raise HostFailed(host.name, "timeout", f"{host.name}: the SFTP session did not start within "
+                                                       f"{self._io_timeout:g} s (internal_timeout)") from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise HostFailed(host.name, "connect", f"{host.name}: cannot open SFTP: {exc}") from None
-            channel = sftp.get_channel()
-            if self._io_timeout is not None and channel is not None:
-                channel.settimeout(self._io_timeout)
         return sftp
 
     def drop(self, host: HostEntry) -> None:
