@@ -1,5 +1,5 @@
-"""Time partitioning on PostgreSQL: ``samples``, ``sample_blocks``, ``rollup_1m`` and
-``log_records`` are RANGE-partitioned by their time column (Unix ms), so retention drops
+"""Time partitioning on PostgreSQL: ``samples``, ``sample_blocks``, ``rollup_1m``,
+``rollup_1m_blocks`` and ``log_records`` are RANGE-partitioned by their time column (Unix ms), so retention drops
 whole partitions instead of deleting rows (docs/scaling.md, "Time partitions").
 
 A partition holds ``[lo, hi)`` of the table's time column and is named after ``lo`` in
@@ -40,6 +40,7 @@ log = logging.getLogger("fleetdeck.partitions")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 BLOCK_MS = 2 * HOUR_MS  # a cold block's width (console/tiers/service.py): its samples reach this far past start_ts
+BLOCK_1M_MS = DAY_MS  # a cold 1m rollup block's width (console/tiers/service.py)
 MAINTENANCE_INTERVAL_S = 600.0  # partitions are made at least two widths (>= 2 h) ahead, so 10 min is ample
 LOCK_TIMEOUT = "3s"  # DDL on a partitioned table waits at most this long for running queries, then retries later
 
@@ -56,7 +57,7 @@ class TimePartitioned:
 
 
 METRIC_TABLES = (TimePartitioned("samples", "ts"), TimePartitioned("sample_blocks", "start_ts", BLOCK_MS),
-                 TimePartitioned("rollup_1m", "ts"))
+                 TimePartitioned("rollup_1m", "ts"), TimePartitioned("rollup_1m_blocks", "start_ts", BLOCK_1M_MS))
 LOG_TABLE = TimePartitioned("log_records", "ts")
 TABLES = {t.table: t for t in (*METRIC_TABLES, LOG_TABLE)}
 
@@ -265,8 +266,9 @@ class PartitionMaintenance:
             back = int(c.log_retention_days * DAY_MS) if c.log_retention_days > 0 else width
             return width, now_ms - back, now_ms + 2 * width
         width = c.metrics_partition_hours * HOUR_MS
-        # a late sample is packed into the block of its 2-hour window, which starts up to BLOCK_MS earlier
-        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + BLOCK_MS
+        # a late sample is packed into the block of its window (2 hours, a day for 1m rollups), which
+        # starts up to that much earlier
+        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + max(BLOCK_MS, spec.reach_ms)
         return width, now_ms - back, now_ms + int(c.sample_max_future * 1000) + 2 * width
 
     def run(self) -> dict[str, list[str]]:
