@@ -293,3 +293,38 @@ def stored_rows(session: Session, ids: Sequence[int], lo: int, hi: int) -> dict[
     """:func:`load` as ``{series_id: [(ts, min, max, sum, count, increase), ...]}`` (None
     for NULL), the shape of ``SELECT ... FROM rollup_1m``."""
     return {sid: rows.tuples() for sid, rows in load(session, ids, lo, hi).items()}
+
+
+def _segments(rows: Rows, width_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket starts (``ts`` floored to ``width_ms``) of the time-ordered ``rows`` and the
+    index where each bucket's rows begin."""
+    buckets = rows.ts // width_ms * width_ms
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    return buckets[starts], starts
+
+
+def _reduce(ufunc: np.ufunc, values: np.ndarray, mask: np.ndarray | None, starts: np.ndarray,
+            neutral: float) -> list:
+    """``ufunc`` over each segment's values, SQL-style: NULLs (``~mask``) left out, None
+    for a segment of NULLs only."""
+    if mask is None:
+        return ufunc.reduceat(values, starts).tolist()
+    out = ufunc.reduceat(np.where(mask, values, neutral), starts).tolist()
+    for i in np.flatnonzero(np.add.reduceat(mask.astype(np.int64), starts) == 0).tolist():
+        out[i] = None
+    return out
+
+
+def bucket_rows(rows: Rows, width_ms: int) -> list[tuple]:
+    """``rows`` (time-ordered) grouped into buckets of ``width_ms``, as the SQL ``GROUP BY
+    (ts / w) * w`` with ``MIN(min), MAX(max), SUM(sum), SUM(count), SUM(increase)``:
+    ``[(bucket, min, max, sum, count, increase), ...]``, NULLs left out of each aggregate
+    (None where a bucket has only NULLs)."""
+    if not len(rows):
+        return []
+    buckets, starts = _segments(rows, width_ms)
+    return list(zip(buckets.tolist(), _reduce(np.minimum, rows.min, rows.min_ok, starts, np.inf),
+                    _reduce(np.maximum, rows.max, rows.max_ok, starts, -np.inf),
+                    _reduce(np.add, rows.sum, rows.sum_ok, starts, 0.0),
+                    np.add.reduceat(rows.count, starts).tolist(),
+                    _reduce(np.add, rows.increase, rows.increase_ok, starts, 0.0)))
