@@ -132,8 +132,8 @@ def concat(parts: Sequence[Rows]) -> Rows:
         if all(getattr(p, f"{name}_ok") is None for p in parts):
             return None
         return np.concatenate([p.present(name) for p in parts])
-    return Rows(*(np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS),
-                mask("min"), mask("max"), mask("sum"), mask("increase"))
+    ts, mn, mx, sm, n, inc = (np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS)
+    return Rows(ts, mn, mx, sm, n, inc, mask("min"), mask("max"), mask("sum"), mask("increase"))
 
 
 def merge(older: Rows, newer: Rows) -> Rows:
@@ -277,7 +277,7 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
         parts = []
         for _, _, _, data in group:
             rows = decode(bytes(data))
-            a, b = np.searchsorted(rows.ts, lo, "left"), np.searchsorted(rows.ts, hi, "left")
+            a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
             parts.append(rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b)))
         out[sid] = concat(parts)
     hot = _cursor_rows(session, "SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m "

@@ -27,7 +27,7 @@ sample reopened it) reads blocks and hot rows together.
 
 Cold 1m blocks: 1m rows the 1h tier has rolled up (before the ``1h`` watermark) are packed
 into one ``rollup_1m_blocks`` row per series and UTC day (console/storage/rollup_blocks.py),
-the same way: the ``1m_blocks`` watermark says up to where, one transaction per chunk of
+the same way: the ``blocks1m`` watermark says up to where, one transaction per chunk of
 series deletes their due rows (``DELETE ... RETURNING``) and merges them into their blocks.
 A 1m bucket recomputed over a packed day (a late sample) is written as a row again, which
 readers take over the block's value (rollup_blocks.load) and the next packing merges into
@@ -344,7 +344,7 @@ class RollupService:
     def _from_1m(session: Session, ids: list[int], lo: int, hi: int) -> list:
         """1h rollups of ``[lo, hi)`` from the 1m tier: in SQL from rows, and for series
         with packed days in the window from their blocks and rows together (rows winning)."""
-        rows = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
+        rows: list = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
         cold = rollup_blocks.read_blocks(session, ids, lo, hi)
         if not cold:
             return rows
@@ -463,12 +463,12 @@ class RollupService:
         if one_h is None:
             return False
         upto = one_h.done_until  # the 1h tier has read every 1m row before it
-        mark = session.get(RollupWatermark, "1m_blocks")
+        mark = session.get(RollupWatermark, "blocks1m")
         if mark is None:
             first = self._first_ts(session, "rollup_1m", 0)
             if first is None:
                 return False
-            mark = RollupWatermark(tier="1m_blocks", done_until=first // HOUR_MS * HOUR_MS, generation=0,
+            mark = RollupWatermark(tier="blocks1m", done_until=first // HOUR_MS * HOUR_MS, generation=0,
                                    updated_at=self._clock())
             session.add(mark)
             session.flush()
@@ -482,9 +482,9 @@ class RollupService:
             mark.done_until = first // HOUR_MS * HOUR_MS
             return True
         hi = min(upto, (lo // BLOCK_1M_MS + 1) * BLOCK_1M_MS)
-        cursor = self._cursors.get("1m_blocks")
+        cursor = self._cursors.get("blocks1m")
         if cursor is None or cursor.lo != lo:
-            cursor = self._cursors["1m_blocks"] = _Cursor(lo, mark.generation)
+            cursor = self._cursors["blocks1m"] = _Cursor(lo, mark.generation)
         chunk = list(session.execute(select(Series.id).where(Series.id > cursor.after_id)
                                      .order_by(Series.id).limit(PACK_1M_CHUNK)).scalars())
         if chunk:
@@ -497,7 +497,7 @@ class RollupService:
             hi = upto if following is None else max(hi, min(upto, following // HOUR_MS * HOUR_MS))
         mark.done_until = hi
         mark.updated_at = self._clock()
-        del self._cursors["1m_blocks"]
+        del self._cursors["blocks1m"]
         return hi < upto
 
     def _pack_1m(self, session: Session, ids: list[int], hi: int) -> int:
