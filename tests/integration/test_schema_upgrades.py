@@ -99,9 +99,6 @@ SEED: dict[str, dict[str, Any]] = {
                   "source": "127.0.0.1", "prev_hash": "0" * 64, "hash": "1" * 64},
     "rollup_1m": {"series_id": 1, "ts": 1_700_000_000_000, "min": 0.25, "max": 0.5, "sum": 0.75, "count": 2,
                   "increase": None},
-    # pack1m_0001: one packed day of 1m rows (its data is opaque to the schema)
-    "rollup_1m_blocks": {"series_id": 1, "start_ts": 1_699_920_000_000, "end_ts": 1_700_000_000_000, "count": 1,
-                         "data": b"\x01seeded-block"},
     "rollup_1h": {"series_id": 1, "ts": 1_699_999_200_000, "min": 0.25, "max": 0.5, "sum": 0.75, "count": 2,
                   "increase": 1.0},
     "rollup_watermarks": {"tier": "1m", "done_until": 1_700_000_000_000, "generation": 3, "updated_at": 40.0},
