@@ -226,8 +226,9 @@ class PartitionMaintenance:
 
     Per table, partitions of the configured width (``metrics_partition_hours`` for samples,
     blocks and 1m rollups, ``log_partition_hours`` for log records) cover from as far back
-    as ingest still accepts a row (``sample_max_age`` or the raw retention; the log
-    retention) to two widths past now (plus ``sample_max_future``). Rows in a default
+    as ingest still accepts a row (``sample_max_age`` or the raw retention; the 1m retention
+    for 1m blocks, which packing makes of every stored 1m row; the log retention) to two
+    widths past now (plus ``sample_max_future``). Rows in a default
     partition are moved into partitions made for them, with a warning. ``run()`` is one
     blocking pass (a transaction per table); ``start()`` runs a pass now and then every
     ``MAINTENANCE_INTERVAL_S`` on the leader."""
@@ -266,9 +267,11 @@ class PartitionMaintenance:
             back = int(c.log_retention_days * DAY_MS) if c.log_retention_days > 0 else width
             return width, now_ms - back, now_ms + 2 * width
         width = c.metrics_partition_hours * HOUR_MS
-        # a late sample is packed into the block of its window (2 hours, a day for 1m rollups), which
-        # starts up to that much earlier
-        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + max(BLOCK_MS, spec.reach_ms)
+        # a late sample is packed into the block of its 2-hour window, which starts up to BLOCK_MS earlier
+        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + BLOCK_MS
+        if spec.table == "rollup_1m_blocks":
+            # the first packing after an upgrade packs every stored 1m row, as old as the 1m retention
+            back = int(c.retention_1m_days * DAY_MS) + spec.reach_ms
         return width, now_ms - back, now_ms + int(c.sample_max_future * 1000) + 2 * width
 
     def run(self) -> dict[str, list[str]]:
