@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pcodec
 from pcodec import standalone
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 VERSION = 1
@@ -231,19 +232,11 @@ def decode(data: bytes) -> Rows:
 
 # -- reading the 1m tier: blocks and rows together ---------------------------------------------
 
-def _ints(values: Iterable[int]) -> str:
-    """A comma-separated SQL list of integers the caller took from the database (series
-    ids), never request text: one statement for any number of series on both databases."""
-    return ",".join(str(int(v)) for v in values)
-
-
-def _cursor_rows(session: Session, sql: str) -> list[tuple]:
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+_BLOCKS = text("SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN :ids "
+               "AND start_ts < :hi AND end_ts >= :lo ORDER BY series_id, start_ts"
+               ).bindparams(bindparam("ids", expanding=True))
+_ROWS = text("SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id IN :ids "
+             "AND ts >= :lo AND ts < :hi ORDER BY series_id, ts").bindparams(bindparam("ids", expanding=True))
 
 
 def read_blocks(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, int, bytes]]:
@@ -251,9 +244,7 @@ def read_blocks(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[
     buckets in ``[lo, hi)`` (Unix ms), ordered by series and start."""
     if not ids or hi <= lo:
         return []
-    return _cursor_rows(session, f"SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN "
-                                 f"({_ints(ids)}) AND start_ts < {int(hi)} AND end_ts >= {int(lo)} "
-                                 "ORDER BY series_id, start_ts")
+    return [tuple(r) for r in session.execute(_BLOCKS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
 
 
 def packed_until(cold: Sequence[tuple[int, int, int, bytes]]) -> int | None:
@@ -280,9 +271,8 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
             a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
             parts.append(rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b)))
         out[sid] = concat(parts)
-    hot = _cursor_rows(session, "SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m "
-                                f"WHERE series_id IN ({_ints(ids)}) AND ts >= {int(lo)} AND ts < {int(hi)} "
-                                "ORDER BY series_id, ts")
+    hot: list[tuple] = [tuple(r) for r in session.execute(
+        _ROWS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
     for sid, group in itertools.groupby(hot, operator.itemgetter(0)):
         rows = from_tuples(r[1:] for r in group)
         out[sid] = merge(out[sid], rows) if sid in out else rows

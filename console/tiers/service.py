@@ -386,44 +386,52 @@ class RollupService:
         return until // BLOCK_MS * BLOCK_MS
 
     def _pack_tx(self, session: Session) -> bool:
-        upto = self._pack_until(session)
+        return self._pack_windows(session, "blocks", "samples", self._pack_until(session), BLOCK_MS, BLOCK_MS,
+                                  PACK_CHUNK, self._pack)
+
+    def _pack_windows(self, session: Session, name: str, source: str, upto: int | None, grain_ms: int,
+                      block_ms: int, chunk_size: int, pack: Callable[[Session, list[int], int], int]) -> bool:
+        """One transaction of packing ``source`` rows before ``upto`` (Unix ms, None: nothing
+        due) into blocks of ``block_ms``, one chunk of ``chunk_size`` series by ``pack``,
+        under the watermark ``name`` (moved in steps of ``grain_ms``, at most to the end of
+        the current block). Returns True while more packing is due now."""
         if upto is None:
             return False
-        mark = session.get(RollupWatermark, "blocks")
+        mark = session.get(RollupWatermark, name)
         if mark is None:
-            first = self._first_ts(session, "samples", 0)
+            first = self._first_ts(session, source, 0)
             if first is None:
                 return False
-            mark = RollupWatermark(tier="blocks", done_until=first // BLOCK_MS * BLOCK_MS, generation=0,
+            mark = RollupWatermark(tier=name, done_until=first // grain_ms * grain_ms, generation=0,
                                    updated_at=self._clock())
             session.add(mark)
             session.flush()
         lo = mark.done_until
         if lo >= upto:
-            # Caught up. Samples that arrived late for windows already packed (an agent's
-            # spool after an outage) move the mark back to their block, once.
-            first = self._first_ts(session, "samples", 0)
-            if first is None or first // BLOCK_MS * BLOCK_MS >= lo:
+            # Caught up. Rows that arrived late for windows already packed (an agent's spool
+            # after an outage; 1m buckets recomputed for it) move the mark back to them, once.
+            first = self._first_ts(session, source, 0)
+            if first is None or first // grain_ms * grain_ms >= lo:
                 return False
-            mark.done_until = first // BLOCK_MS * BLOCK_MS
+            mark.done_until = first // grain_ms * grain_ms
             return True
-        hi = lo + BLOCK_MS
-        cursor = self._cursors.get("blocks")
+        hi = min(upto, (lo // block_ms + 1) * block_ms)
+        cursor = self._cursors.get(name)
         if cursor is None or cursor.lo != lo:
-            cursor = self._cursors["blocks"] = _Cursor(lo, mark.generation)
+            cursor = self._cursors[name] = _Cursor(lo, mark.generation)
         chunk = list(session.execute(select(Series.id).where(Series.id > cursor.after_id)
-                                     .order_by(Series.id).limit(PACK_CHUNK)).scalars())
+                                     .order_by(Series.id).limit(chunk_size)).scalars())
         if chunk:
-            cursor.rows += self._pack(session, chunk, hi)
+            cursor.rows += pack(session, chunk, hi)
             cursor.after_id = chunk[-1]
-        if len(chunk) == PACK_CHUNK:
+        if len(chunk) == chunk_size:
             return True
         if cursor.rows == 0:
-            following = self._first_ts(session, "samples", hi)
-            hi = upto if following is None else max(hi, min(upto, following // BLOCK_MS * BLOCK_MS))
+            following = self._first_ts(session, source, hi)
+            hi = upto if following is None else max(hi, min(upto, following // grain_ms * grain_ms))
         mark.done_until = hi
         mark.updated_at = self._clock()
-        del self._cursors["blocks"]
+        del self._cursors[name]
         return hi < upto
 
     def _pack(self, session: Session, ids: list[int], hi: int) -> int:
@@ -459,46 +467,9 @@ class RollupService:
         return self._db.run(self._pack_1m_tx)
 
     def _pack_1m_tx(self, session: Session) -> bool:
-        one_h = session.get(RollupWatermark, "1h")
-        if one_h is None:
-            return False
-        upto = one_h.done_until  # the 1h tier has read every 1m row before it
-        mark = session.get(RollupWatermark, "blocks1m")
-        if mark is None:
-            first = self._first_ts(session, "rollup_1m", 0)
-            if first is None:
-                return False
-            mark = RollupWatermark(tier="blocks1m", done_until=first // HOUR_MS * HOUR_MS, generation=0,
-                                   updated_at=self._clock())
-            session.add(mark)
-            session.flush()
-        lo = mark.done_until
-        if lo >= upto:
-            # Caught up. Rows recomputed below the mark (a late sample reopened their
-            # buckets) move it back to their hour, once, so they are merged into their blocks.
-            first = self._first_ts(session, "rollup_1m", 0)
-            if first is None or first // HOUR_MS * HOUR_MS >= lo:
-                return False
-            mark.done_until = first // HOUR_MS * HOUR_MS
-            return True
-        hi = min(upto, (lo // BLOCK_1M_MS + 1) * BLOCK_1M_MS)
-        cursor = self._cursors.get("blocks1m")
-        if cursor is None or cursor.lo != lo:
-            cursor = self._cursors["blocks1m"] = _Cursor(lo, mark.generation)
-        chunk = list(session.execute(select(Series.id).where(Series.id > cursor.after_id)
-                                     .order_by(Series.id).limit(PACK_1M_CHUNK)).scalars())
-        if chunk:
-            cursor.rows += self._pack_1m(session, chunk, hi)
-            cursor.after_id = chunk[-1]
-        if len(chunk) == PACK_1M_CHUNK:
-            return True
-        if cursor.rows == 0:
-            following = self._first_ts(session, "rollup_1m", hi)
-            hi = upto if following is None else max(hi, min(upto, following // HOUR_MS * HOUR_MS))
-        mark.done_until = hi
-        mark.updated_at = self._clock()
-        del self._cursors["blocks1m"]
-        return hi < upto
+        one_h = session.get(RollupWatermark, "1h")  # the 1h tier has read every 1m row before it
+        return self._pack_windows(session, "blocks1m", "rollup_1m", None if one_h is None else one_h.done_until,
+                                  HOUR_MS, BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m)
 
     def _pack_1m(self, session: Session, ids: list[int], hi: int) -> int:
         """Move the 1m rows of ``ids`` before ``hi`` into their days' blocks; returns the

@@ -81,12 +81,15 @@ def viewer(console):
     return console.api_token("viewer")
 
 
-def series_ids(session, where: str = "s.name LIKE 'r1m_%'", **params) -> list[int]:
+def series_ids(session, where: str, **params) -> list[int]:
     return list(session.execute(text(f"SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE {where} "
                                      "ORDER BY s.id"), params).scalars())
 
 
-def minute_rows(console, where: str = "s.name LIKE 'r1m_%'", **params) -> dict[int, list[tuple]]:
+MODULE_HOSTS = "h.name IN ('r1m-a', 'r1m-b')"  # the series of DATA, which no test changes
+
+
+def minute_rows(console, where: str = MODULE_HOSTS, **params) -> dict[int, list[tuple]]:
     """``{series_id: [(ts, min, max, sum, count, increase), ...]}`` of the 1m tier, rows and
     blocks together."""
     return console.services.db.run(lambda s: rollup_blocks.stored_rows(s, series_ids(s, where, **params), 0, 2**62))
@@ -176,11 +179,13 @@ def test_packing_moves_the_1m_rows_the_1h_tier_read_into_daily_blocks(console, p
     _, _, rows_before = packed
     one_h = count(console, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'")
     assert one_h >= (int(NOW * 1000) - 2 * 3_600_000) // 3_600_000 * 3_600_000
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {one_h}") == 0
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts >= {one_h}") > 0  # not read by 1h yet: rows
+    ours = f"series_id IN (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE {MODULE_HOSTS})"
+    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {one_h} AND {ours}") == 0
+    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts >= {one_h} AND {ours}") > 0  # 1h has not read
     assert minute_rows(console) == rows_before  # every bucket, bit for bit, blocks and rows together
     stored = console.services.db.run(lambda s: s.execute(text(
-        "SELECT series_id, start_ts, end_ts, count, data FROM rollup_1m_blocks ORDER BY series_id, start_ts")).all())
+        f"SELECT series_id, start_ts, end_ts, count, data FROM rollup_1m_blocks WHERE {ours} "
+        "ORDER BY series_id, start_ts")).all())
     assert len({sid for sid, *_ in stored}) == 8 and len(stored) >= 16  # at least two days of each series
     for sid, start, end, n, data in stored:
         rows = rollup_blocks.decode(bytes(data))
@@ -202,15 +207,20 @@ def test_range_api_and_promql_answer_as_from_rows(packed):
 
 
 def test_a_late_sample_recomputes_its_minute_over_the_block_then_is_packed(console, viewer):
-    counter, gauge = DATA["r1m-a", "1"]
+    _, gauge = host_series(11)
+    push(console, "r1m-late", [{"name": "r1m_free_bytes", "type": "gauge", "labels": {"cpu": "1"}, "points": gauge}])
+    rollups = job(console)
+    for tier in TIERS:
+        while rollups.rollup_step(tier.name):
+            pass
+    while rollups.pack_1m_step():
+        pass
     late_ts = int(NOW * 1000) - 5 * 3_600_000 + 7_000  # a packed hour
     minute = late_ts // MINUTE_MS * MINUTE_MS
-    sid = console.services.db.run(lambda s: series_ids(
-        s, "h.name = 'r1m-a' AND s.name = 'r1m_free_bytes' AND s.labels = :l", l='{"cpu":"1"}'))[0]
+    sid = console.services.db.run(lambda s: series_ids(s, "h.name = 'r1m-late'"))[0]
     assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE series_id = {sid} AND ts = {minute}") == 0
-    push(console, "r1m-a", [{"name": "r1m_free_bytes", "type": "gauge", "labels": {"cpu": "1"},
-                             "points": [[late_ts, 1e15]]}])
-    rollups = job(console)
+    push(console, "r1m-late", [{"name": "r1m_free_bytes", "type": "gauge", "labels": {"cpu": "1"},
+                                "points": [[late_ts, 1e15]]}])
     for tier in TIERS:
         while rollups.rollup_step(tier.name):
             pass
@@ -219,7 +229,7 @@ def test_a_late_sample_recomputes_its_minute_over_the_block_then_is_packed(conso
     in_minute = [v for ts, v in sorted(gauge + [[late_ts, 1e15]]) if minute <= ts < minute + MINUTE_MS]
 
     def maxima() -> tuple[list, list]:
-        q = dict(metric="r1m_free_bytes", host="r1m-a", fn="max", start=minute / 1000 - 600, end=minute / 1000 + 600,
+        q = dict(metric="r1m_free_bytes", host="r1m-late", fn="max", start=minute / 1000 - 600, end=minute / 1000 + 600,
                  **{"label.cpu": "1"})
         one_m = console.request("GET", "/api/v1/metrics/range?" + urlencode({**q, "step": 60}), token=viewer).json()
         hour = dict(q, start=minute // 3_600_000 * 3600, end=minute // 3_600_000 * 3600 + 3599, step=3600)
@@ -315,6 +325,9 @@ def test_deleting_a_host_deletes_its_1m_blocks(console):
     assert count(console, "SELECT COUNT(*) FROM rollup_1m_blocks WHERE series_id NOT IN (SELECT id FROM series)") == 0
 
 
+RET = "h.name = 'r1m-ret'"
+
+
 def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(console, tmp_path_factory):
     # A console of its own: retention deletes across every series.
     with console_on(console.kind, tmp_path_factory, query_cache_points=0) as other:
@@ -324,7 +337,7 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         push(other, "r1m-ret", [{"name": "r1m_ret_total", "type": "counter", "labels": {}, "points": counter},
                                 {"name": "r1m_ret_ended", "type": "gauge", "labels": {}, "points": ended}])
         job(other).run_all()
-        before = minute_rows(other)
+        before = minute_rows(other, RET)
         assert count(other, "SELECT COUNT(*) FROM rollup_1m_blocks") >= 3
         assert count(other, "SELECT COUNT(*) FROM rollup_1m WHERE ts < "
                             "(SELECT done_until FROM rollup_watermarks WHERE tier = '1h')") == 0
@@ -335,7 +348,7 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         cut_days = 28.5 / 24  # the cutoff falls 28.5 h back: inside the ended series' data, a packed day
         cutoff = now_ms - int(cut_days * 86_400_000)
         job(other, retention_raw_days=20 / 24, retention_1m_days=cut_days, retention_1h_days=cut_days).run_all()
-        after = minute_rows(other)
+        after = minute_rows(other, RET)
         assert after == {sid: [r for r in rows if r[0] >= cutoff] for sid, rows in before.items()}
         assert all(after.values()) and min(r[0] for rows in after.values() for r in rows) < cutoff + MINUTE_MS
         resp = other.request("GET", "/api/v1/metrics/range?" + urlencode(dict(
@@ -348,4 +361,4 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         assert count(other, "SELECT COUNT(*) FROM series WHERE name = 'r1m_ret_ended'") == 0
         assert count(other, "SELECT COUNT(*) FROM series WHERE name = 'r1m_ret_total'") == 1
         cutoff = now_ms - int(shorter * 86_400_000)
-        assert minute_rows(other) == {total_sid: [r for r in before[total_sid] if r[0] >= cutoff]}
+        assert minute_rows(other, RET) == {total_sid: [r for r in before[total_sid] if r[0] >= cutoff]}
