@@ -34,6 +34,8 @@ from pcodec import standalone
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
+from console.storage.partitions import BLOCK_1M_MS
+
 VERSION = 1
 COLUMNS = ("ts", "min", "max", "sum", "count", "increase")
 _HEADER = struct.Struct("<BI6I")
@@ -232,8 +234,10 @@ def decode(data: bytes) -> Rows:
 
 # -- reading the 1m tier: blocks and rows together ---------------------------------------------
 
+# A block's buckets lie within a day of its start, so ``start_ts > lo - day`` bounds the
+# index range (and prunes PostgreSQL's partitions) for blocks reaching ``lo``.
 _BLOCKS = text("SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN :ids "
-               "AND start_ts < :hi AND end_ts >= :lo ORDER BY series_id, start_ts"
+               "AND start_ts < :hi AND start_ts > :reach AND end_ts >= :lo ORDER BY series_id, start_ts"
                ).bindparams(bindparam("ids", expanding=True))
 _ROWS = text("SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id IN :ids "
              "AND ts >= :lo AND ts < :hi ORDER BY series_id, ts").bindparams(bindparam("ids", expanding=True))
@@ -244,7 +248,8 @@ def read_blocks(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[
     buckets in ``[lo, hi)`` (Unix ms), ordered by series and start."""
     if not ids or hi <= lo:
         return []
-    return [tuple(r) for r in session.execute(_BLOCKS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
+    return [tuple(r) for r in session.execute(_BLOCKS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi),
+                                                         "reach": int(lo) - BLOCK_1M_MS})]
 
 
 def packed_until(cold: Sequence[tuple[int, int, int, bytes]]) -> int | None:
