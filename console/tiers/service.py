@@ -387,14 +387,16 @@ class RollupService:
 
     def _pack_tx(self, session: Session) -> bool:
         return self._pack_windows(session, "blocks", "samples", self._pack_until(session), BLOCK_MS, BLOCK_MS,
-                                  PACK_CHUNK, self._pack)
+                                  PACK_CHUNK, self._pack, lambda s, mark: True)
 
     def _pack_windows(self, session: Session, name: str, source: str, upto: int | None, grain_ms: int,
-                      block_ms: int, chunk_size: int, pack: Callable[[Session, list[int], int], int]) -> bool:
+                      block_ms: int, chunk_size: int, pack: Callable[[Session, list[int], int], int],
+                      look_back: Callable[[Session, RollupWatermark], bool]) -> bool:
         """One transaction of packing ``source`` rows before ``upto`` (Unix ms, None: nothing
         due) into blocks of ``block_ms``, one chunk of ``chunk_size`` series by ``pack``,
         under the watermark ``name`` (moved in steps of ``grain_ms``, at most to the end of
-        the current block). Returns True while more packing is due now."""
+        the current block); once caught up, rows before the mark are looked for when
+        ``look_back`` says some may have come. Returns True while more packing is due now."""
         if upto is None:
             return False
         mark = session.get(RollupWatermark, name)
@@ -410,6 +412,8 @@ class RollupService:
         if lo >= upto:
             # Caught up. Rows that arrived late for windows already packed (an agent's spool
             # after an outage; 1m buckets recomputed for it) move the mark back to them, once.
+            if not look_back(session, mark):
+                return False
             first = self._first_ts(session, source, 0)
             if first is None or first // grain_ms * grain_ms >= lo:
                 return False
@@ -469,7 +473,20 @@ class RollupService:
     def _pack_1m_tx(self, session: Session) -> bool:
         one_h = session.get(RollupWatermark, "1h")  # the 1h tier has read every 1m row before it
         return self._pack_windows(session, "blocks1m", "rollup_1m", None if one_h is None else one_h.done_until,
-                                  HOUR_MS, BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m)
+                                  HOUR_MS, BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m, self._recomputed_1m)
+
+    @staticmethod
+    def _recomputed_1m(session: Session, mark: RollupWatermark) -> bool:
+        """Whether 1m buckets before the ``blocks1m`` mark may have been written as rows
+        again since it last looked: a late sample bumped the 1m tier's generation, and the
+        1m tier has rolled up past the mark since (so those rows are written). The mark's
+        own ``generation`` keeps the 1m generation last looked at, so the per-series scan
+        for such rows runs once per reopening, not at every run of the job."""
+        one_m = session.get(RollupWatermark, "1m")
+        if one_m is None or one_m.generation == mark.generation or one_m.done_until < mark.done_until:
+            return False
+        mark.generation = one_m.generation
+        return True
 
     def _pack_1m(self, session: Session, ids: list[int], hi: int) -> int:
         """Move the 1m rows of ``ids`` before ``hi`` into their days' blocks; returns the
