@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from console.storage import rollup_blocks
-from console.storage.partitions import BLOCK_1M_MS
+from console.storage.partitions import BLOCK_1M_MS, partitions
 from console.tiers.service import TIERS, RollupService
 from tests.conftest import console_on
 from tests.integration.procs import REPO, child_env
@@ -347,7 +347,12 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         now_ms = int(NOW * 1000)
         cut_days = 28.5 / 24  # the cutoff falls 28.5 h back: inside the ended series' data, a packed day
         cutoff = now_ms - int(cut_days * 86_400_000)
+        def partitions_before(cutoff: int) -> list:  # PostgreSQL: partitions of 1m blocks wholly before it
+            return [p for p in other.services.db.run(lambda s: partitions(s, "rollup_1m_blocks"))
+                    if p.hi + BLOCK_1M_MS <= cutoff] if other.kind == "postgres" else []
+        assert partitions_before(cutoff) or other.kind == "sqlite"  # made back to the 1m retention
         job(other, retention_raw_days=20 / 24, retention_1m_days=cut_days, retention_1h_days=cut_days).run_all()
+        assert partitions_before(cutoff) == []  # dropped whole
         after = minute_rows(other, RET)
         assert after == {sid: [r for r in rows if r[0] >= cutoff] for sid, rows in before.items()}
         assert all(after.values()) and min(r[0] for rows in after.values() for r in rows) < cutoff + MINUTE_MS
