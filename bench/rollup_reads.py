@@ -10,7 +10,8 @@ database then runs the rollup job's 1m packing (``RollupService.pack_1m_step``),
 leaves the rows after the 1h watermark (up to an hour) as rows.
 
 Reads (24 h, 1 m step, no cache of closed buckets): the range API (``QueryService.range``)
-of every gauge averaged into one line and per series, of every counter's rate per series;
+of every gauge averaged into one line and per series, of every counter's rate per series
+(and, for dashboards of the last hours, the last 1 h per series and 6 h in one line);
 PromQL's 1m bucket increase sums (``Storage.rollup_increases``) of every counter as one
 group and per series. Each answer is compared (1e-9 relative).
 
@@ -126,12 +127,16 @@ def main() -> int:
         start, end = (now_ms - 86_400_000) / 1000 + 60, now
         lo, hi = (now_ms - 86_400_000) // MINUTE_MS * MINUTE_MS + MINUTE_MS, now_ms // MINUTE_MS * MINUTE_MS
 
-        def rng(**kw):
-            return lambda s: service.range(s, RangeQuery(start=start, end=end, step=60.0, **kw))
+        def rng(hours: float = 24.0, **kw):
+            return lambda s: service.range(s, RangeQuery(start=max(start, end - hours * 3600), end=end, step=60.0,
+                                                         **kw))
         cases = {
             "range API, gauges averaged into one line": rng(metric="bench_gauge", fn="avg", group_by=(), agg="avg"),
             "range API, gauges per series": rng(metric="bench_gauge", fn="avg"),
             "range API, counters' rate per series": rng(metric="bench_counter", fn="rate"),
+            "range API, last 1 h, gauges per series": rng(1.0, metric="bench_gauge", fn="avg"),
+            "range API, last 6 h, gauges averaged into one line": rng(6.0, metric="bench_gauge", fn="avg",
+                                                                      group_by=(), agg="avg"),
             "PromQL 1m increase sums, counters in one group":
                 lambda s: Storage(s, 10**9).rollup_increases("1m", [counters], lo, hi),
             "PromQL 1m increase sums, per counter":

@@ -25,8 +25,8 @@ that arrived after its block was packed), so a run killed at any point is redone
 resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
 sample reopened it) reads blocks and hot rows together.
 
-Cold 1m blocks: 1m rows the 1h tier has rolled up (before the ``1h`` watermark) are packed
-into one ``rollup_1m_blocks`` row per series and UTC day (console/storage/rollup_blocks.py),
+Cold 1m blocks: 1m rows the 1h tier has rolled up (before the ``1h`` watermark) and older
+than ``sample_hot_window`` are packed into one ``rollup_1m_blocks`` row per series and UTC day (console/storage/rollup_blocks.py),
 the same way: the ``blocks1m`` watermark says up to where, one transaction per chunk of
 series deletes their due rows (``DELETE ... RETURNING``) and merges them into their blocks.
 A 1m bucket recomputed over a packed day (a late sample) is written as a row again, which
@@ -471,9 +471,18 @@ class RollupService:
         return self._db.run(self._pack_1m_tx)
 
     def _pack_1m_tx(self, session: Session) -> bool:
-        one_h = session.get(RollupWatermark, "1h")  # the 1h tier has read every 1m row before it
-        return self._pack_windows(session, "blocks1m", "rollup_1m", None if one_h is None else one_h.done_until,
-                                  HOUR_MS, BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m, self._recomputed_1m)
+        return self._pack_windows(session, "blocks1m", "rollup_1m", self._pack_1m_until(session), HOUR_MS,
+                                  BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m, self._recomputed_1m)
+
+    def _pack_1m_until(self, session: Session) -> int | None:
+        """1m rows before this Unix ms are due: read by the 1h tier (before its watermark)
+        and older than the hot window, so reads of the last hours (a dashboard's default)
+        find rows and decode no block."""
+        one_h = session.get(RollupWatermark, "1h")
+        if one_h is None:
+            return None
+        hot_from = int(self._clock() * 1000) - int(self._config.sample_hot_window * 1000)
+        return min(one_h.done_until, hot_from // HOUR_MS * HOUR_MS)
 
     @staticmethod
     def _recomputed_1m(session: Session, mark: RollupWatermark) -> bool:

@@ -179,9 +179,11 @@ def test_packing_moves_the_1m_rows_the_1h_tier_read_into_daily_blocks(console, p
     _, _, rows_before = packed
     one_h = count(console, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'")
     assert one_h >= (int(NOW * 1000) - 2 * 3_600_000) // 3_600_000 * 3_600_000
+    # packed: what the 1h tier has read and the 2 h hot window has left
+    due = min(one_h, (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)
     ours = f"series_id IN (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE {MODULE_HOSTS})"
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {one_h} AND {ours}") == 0
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts >= {one_h} AND {ours}") > 0  # 1h has not read
+    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {due} AND {ours}") == 0
+    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts >= {due} AND {ours}") > 0  # hot, or unread
     assert minute_rows(console) == rows_before  # every bucket, bit for bit, blocks and rows together
     stored = console.services.db.run(lambda s: s.execute(text(
         f"SELECT series_id, start_ts, end_ts, count, data FROM rollup_1m_blocks WHERE {ours} "
@@ -190,7 +192,7 @@ def test_packing_moves_the_1m_rows_the_1h_tier_read_into_daily_blocks(console, p
     for sid, start, end, n, data in stored:
         rows = rollup_blocks.decode(bytes(data))
         assert start % BLOCK_1M_MS == 0 and start <= int(rows.ts[0]) and int(rows.ts[-1]) == end < start + BLOCK_1M_MS
-        assert n == len(rows) and end < one_h
+        assert n == len(rows) and end < due
     packed_rows = sum(n for *_, n, _ in stored)
     size = sum(len(bytes(data)) for *_, data in stored)
     assert packed_rows > 8 * 1500
@@ -339,8 +341,9 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         job(other).run_all()
         before = minute_rows(other, RET)
         assert count(other, "SELECT COUNT(*) FROM rollup_1m_blocks") >= 3
-        assert count(other, "SELECT COUNT(*) FROM rollup_1m WHERE ts < "
-                            "(SELECT done_until FROM rollup_watermarks WHERE tier = '1h')") == 0
+        due = min(count(other, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'"),
+                  (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)  # read by 1h, past the hot window
+        assert count(other, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {due}") == 0
         ended_sid, total_sid = (other.services.db.run(lambda s: series_ids(s, "s.name = :n", n=n))[0]
                                 for n in ("r1m_ret_ended", "r1m_ret_total"))
         assert before.keys() == {ended_sid, total_sid}
