@@ -26,9 +26,10 @@ resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples
 sample reopened it) reads blocks and hot rows together.
 
 Cold 1m blocks: 1m rows the 1h tier has rolled up (before the ``1h`` watermark) and older
-than ``sample_hot_window`` are packed into one ``rollup_1m_blocks`` row per series and UTC day (console/storage/rollup_blocks.py),
-the same way: the ``blocks1m`` watermark says up to where, one transaction per chunk of
-series deletes their due rows (``DELETE ... RETURNING``) and merges them into their blocks.
+than ``sample_hot_window`` are packed into one ``rollup_1m_blocks`` row per series and UTC
+day (console/storage/rollup_blocks.py), the same way: the ``blocks1m`` watermark says up to
+where, one transaction per chunk of series deletes their due rows (``DELETE ...
+RETURNING``) and merges them into their blocks.
 A 1m bucket recomputed over a packed day (a late sample) is written as a row again, which
 readers take over the block's value (rollup_blocks.load) and the next packing merges into
 the block. The 1h tier and every reader of the 1m tier read blocks and rows together.
