@@ -13,7 +13,8 @@ Samples go through ``IngestService.store`` in 1,000-sample batches, in time orde
 ending now, with a simulated clock at the newest sample; every ``--jobs-every`` simulated
 minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h rollups,
 blocks past the 2 h hot window, retention), so freed pages are reused as in a running
-console (on PostgreSQL followed by ``VACUUM samples``, what autovacuum does there within
+console (on PostgreSQL followed by ``VACUUM`` of the tables the job deletes from or
+rewrites, :data:`VACUUMED`, what autovacuum does there within
 its one-minute naptime while here the simulated hours pass in seconds). Printed: the whole database after a checkpoint
 (SQLite: the file after ``wal_checkpoint(TRUNCATE)``, and without its free pages, which
 later inserts reuse; PostgreSQL: ``pg_total_relation_size`` summed over the schema's
@@ -42,7 +43,10 @@ from console.storage.database import Database  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
-TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1h", "series")
+# The tables the job deletes rows of or rewrites (packing), and ``series`` (ingest moves each
+# series' last sample time), vacuumed after each run on PostgreSQL.
+VACUUMED = ("samples", "rollup_1m", "sample_blocks", "rollup_1m_blocks", "series")
+TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "rollup_1h", "series")
 
 
 def host_shapes(args: argparse.Namespace) -> list[tuple[str, str, str, list[float]]]:
@@ -112,6 +116,10 @@ def main() -> int:
         service = IngestService(db, clock=lambda: clock[0], config=window)
         jobs_service = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
         stored = jobs = 0.0
+        with db.engine.connect() as conn:
+            tables = set(conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()) \
+                if args.db == "postgres" else set()
         for off in range(0, points, 10):
             start = time.perf_counter()
             for first in range(0, len(shapes), 100):
@@ -129,7 +137,8 @@ def main() -> int:
                     # What autovacuum does within a minute in a running console (its naptime);
                     # the simulated hours pass in seconds here. Space of packed rows is reused.
                     with db.engine.connect() as conn:
-                        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM samples")
+                        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                            "VACUUM " + ", ".join(t for t in VACUUMED if t in tables))
         n = points * len(shapes)
         print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
               f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")
@@ -143,15 +152,19 @@ def main() -> int:
                       f"without its {free:,} B of free pages: {(size - free) / n:.2f} B per sample")
                 for table in TABLES:
                     b = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).scalar() or 0
-                    print(f"  {table:<14} {b / n:6.2f} B per sample")
+                    print(f"  {table:<16} {b / n:6.2f} B per sample")
             else:
                 sizes = {t: conn.exec_driver_sql("SELECT pg_total_relation_size(%s::regclass)", (f"{schema}.{t}",)).scalar()
                          for t in conn.exec_driver_sql(
                              "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()}
                 total = sum(sizes.values())
                 print(f"all tables with indexes and TOAST: {total:,} B -> {total / n:.2f} B per sample")
-                for table in TABLES:
-                    print(f"  {table:<14} {sizes.get(table, 0) / n:6.2f} B per sample")
+                for table in TABLES:  # a partitioned table: with its partitions
+                    size = conn.exec_driver_sql(
+                        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "WHERE c.oid = to_regclass(%s) OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(%s)))",
+                        (f"{schema}.{table}",) * 2).scalar()
+                    print(f"  {table:<16} {size / n:6.2f} B per sample")
     finally:
         db.close()
         if schema:

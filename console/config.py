@@ -109,13 +109,13 @@ class ConsoleConfig(BaseModel):
     rollup_interval: Float = Field(60.0, ge=0, le=SECONDS_MAX)  # seconds between rollup/retention runs; 0: off
     rollup_delay: Float = Field(120.0, ge=0, le=SECONDS_MAX)  # seconds a minute stays open for late samples
     rollup_1m_host: bool = False  # keep cross-series 1m rollups per metric and host (rollup_1m_host)
-    sample_hot_window: Float = Field(7200.0, ge=60, le=SECONDS_MAX)  # seconds raw samples stay rows before packing into blocks
+    sample_hot_window: Float = Field(7200.0, ge=60, le=SECONDS_MAX)  # seconds raw samples (and 1m rollups) stay rows before packing into blocks
     max_series_per_host: Int = Field(10000, ge=1)  # cardinality guard; new series over it are rejected
     series_active_hours: Float = Field(24.0, gt=0, le=DAYS_MAX * 24)  # the cap counts series with a sample this recent
     sample_max_age: Float = Field(518400.0, gt=0, le=SECONDS_MAX)  # seconds; older samples are rejected (6 days)
     sample_max_future: Float = Field(600.0, ge=0, le=SECONDS_MAX)  # seconds; samples further ahead are rejected
     clock_skew_max_seconds: Float = Field(60.0, gt=0, le=86400)  # an agent whose sent_at is further off is flagged
-    # PostgreSQL: hours of one time partition of samples, sample_blocks and rollup_1m / of log_records
+    # PostgreSQL: hours of one time partition of samples, sample_blocks, rollup_1m and rollup_1m_blocks / of log_records
     metrics_partition_hours: Int = Field(24, ge=1, le=24 * 366)
     log_partition_hours: Int = Field(24, ge=1, le=24 * 366)
     log_retention_days: Float = Field(14.0, ge=0, le=DAYS_MAX)  # log records older than this are deleted; 0: keep

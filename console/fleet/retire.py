@@ -1,7 +1,8 @@
 """Retiring a host: ``DELETE /api/v1/hosts/HOST`` and ``fleetdeck hosts delete HOST``.
 
 A decommissioned host would otherwise stay on the overview as DOWN for ever. Retiring it
-deletes, in one transaction, its series with their raw samples and 1m/1h rollups, its
+deletes, in one transaction, its series with their raw samples and 1m/1h rollups (cold
+blocks of both included), its
 log records (with their search index entries), its rejection
 counters and remembered batch ids, then the host row; its agent tokens are revoked so a
 forgotten agent cannot bring it back silently (its batches answer 401; a new token or
@@ -17,8 +18,8 @@ from console.errors import NotFound
 from console.i18n import tx
 from console.logs.store import delete_log_records
 from console.storage.database import execute_dml
-from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Sample,
-                                    SampleBlock, Series, Token)
+from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Rollup1mBlock,
+                                    Sample, SampleBlock, Series, Token)
 
 
 class HostNotFound(NotFound):
@@ -45,9 +46,15 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
         gone(delete(SampleBlock).where(SampleBlock.series_id.in_(series)))
         return int(count or 0)
 
+    def packed_rollups() -> int:  # the 1m rows in cold blocks, counted as rollups, then deleted
+        count = session.execute(select(func.coalesce(func.sum(Rollup1mBlock.count), 0))
+                                .where(Rollup1mBlock.series_id.in_(series))).scalar()
+        gone(delete(Rollup1mBlock).where(Rollup1mBlock.series_id.in_(series)))
+        return int(count or 0)
+
     counts = {
         "samples": gone(delete(Sample).where(Sample.series_id.in_(series))) + packed_samples(),
-        "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series)))
+        "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series))) + packed_rollups()
         + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
         "logs": delete_log_records(session, LogRecord.host_id == host.id),
         "series": gone(delete(Series).where(Series.host_id == host.id)),

@@ -25,7 +25,7 @@ from console.query import series_math
 from console.query.agent_health import agent_health
 from console.query.closed import ClosedCache
 from console.storage.database import Database, bound
-from console.storage import blocks
+from console.storage import blocks, rollup_blocks
 from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, SampleBlock, Series
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
@@ -475,6 +475,16 @@ class QueryService:
         as ``(bucket, min, max, sum, count, increase)``."""
         if hi <= lo or not ids:
             return
+        cold = rollup_blocks.read_blocks(session, ids, lo, hi) if table == "rollup_1m" else []
+        if cold:  # packed days in the window: read blocks and rows together, grouped as in SQL below
+            loaded = 0
+            for sid, found in rollup_blocks.load(session, ids, lo, hi, cold).items():
+                rows = found.tuples() if step_ms == width else rollup_blocks.bucket_rows(found, step_ms)
+                loaded += len(rows)
+                if loaded > limit:
+                    raise _too_many_points(self._config.max_points_per_query)
+                selected[sid].rows.extend(rows)
+            return
         b = f"(ts / {step_ms}) * {step_ms}"
         if step_ms == width:  # rows are the buckets: no GROUP BY
             sql = (f"SELECT series_id, ts, min, max, sum, count, increase FROM {table} "
@@ -626,6 +636,100 @@ def _too_many_points(limit: int) -> Unprocessable:
 
 def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
                 keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
+    """Points of the step buckets in ``[lo, hi)`` from rollup rows as :func:`_rows_sql`
+    gives them; on the 1m tier the step buckets up to the end of the newest packed day
+    (``rollup_1m_blocks``) are computed from blocks and rows together with numpy
+    (:func:`_rollup_numpy`, the same expressions), the later ones in SQL."""
+    if table != "rollup_1m" or hi <= lo or not ids:
+        return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+    cold = rollup_blocks.read_blocks(session, ids, lo, hi)
+    top = rollup_blocks.packed_until(cold)
+    if top is None:
+        return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
+    split = min(hi, -(-top // step_ms) * step_ms)  # step buckets wholly before it may hold packed rows
+    older = _rollup_numpy(rollup_blocks.load(session, ids, lo, split, cold), q, selected, ids, keys, step_ms,
+                          width, limit)
+    if split >= hi:
+        return older
+    newer = _rows_sql(session, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
+    out = {k: older.get(k, []) + newer.get(k, []) for k in older.keys() | newer.keys()}
+    if sum(len(p) for p in out.values()) > limit:
+        raise _too_many_points(limit)
+    return out
+
+
+def _step_values(rows: rollup_blocks.Rows, fn: str, step_ms: int, whole: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One series' step points ``(stamps, values)`` from its 1m rows, as :func:`_rows_sql`
+    computes them in SQL: bucket average ``SUM(sum) / SUM(count)``, ``MIN(min)``,
+    ``MAX(max)`` or ``SUM(increase)`` (``* 1000 / step`` for rate) stamped at the bucket's
+    end; rows with a NULL in the column read are left out, as SQL's aggregates do."""
+    column = {"raw": "sum", "avg": "sum", "min": "min", "max": "max"}.get(fn, "increase")
+    ok = getattr(rows, f"{column}_ok")
+    if ok is not None:
+        rows = rows.take(ok)
+    if not len(rows):
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    if whole:
+        stamps = rows.ts
+        values = rows.sum / rows.count if column == "sum" else getattr(rows, column)
+    else:
+        buckets = rows.ts // step_ms * step_ms
+        starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+        stamps = buckets[starts]
+        if column == "sum":
+            values = np.add.reduceat(rows.sum, starts) / np.add.reduceat(rows.count, starts)
+        else:
+            ufunc = {"min": np.minimum, "max": np.maximum}.get(column, np.add)
+            values = ufunc.reduceat(getattr(rows, column), starts)
+    if column == "increase":
+        stamps = stamps + step_ms
+        if fn == "rate":
+            values = values * 1000 / step_ms
+    return stamps, values
+
+
+def _rollup_numpy(found: dict[int, rollup_blocks.Rows], q: RangeQuery, selected: dict[int, _Series],
+                  ids: list[int], keys: list[tuple], step_ms: int, width: int, limit: int) -> dict[int, list]:
+    """:func:`_rows_sql`'s points computed from 1m rows read into memory (``found``:
+    :func:`console.storage.rollup_blocks.load`): per series, or with ``group_by`` per group
+    ``keys[i]`` the cross-series ``agg`` over the series' values of each step bucket (the
+    same values, summed in another order: within 1e-9 relative). Raises Unprocessable
+    (422) beyond ``limit`` points."""
+    whole = step_ms == width
+    per_series = {sid: _step_values(found[sid], q.fn, step_ms, whole) for sid in ids if sid in found}
+    out: dict[int, list] = {}
+    if q.group_by is None:
+        for sid, (stamps, values) in per_series.items():
+            if len(stamps):
+                out[sid] = list(zip(stamps.tolist(), values.tolist()))
+    else:
+        index = {key: i for i, key in enumerate(keys)}
+        members: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for sid, pair in per_series.items():
+            group = 0 if len(keys) == 1 else index[tuple(selected[sid].labels.get(k, "") for k in q.group_by)]
+            members.setdefault(group, []).append(pair)
+        for group, pairs in sorted(members.items()):
+            stamps = np.concatenate([p[0] for p in pairs])
+            if not len(stamps):
+                continue
+            values = np.concatenate([p[1] for p in pairs])
+            order = np.argsort(stamps, kind="stable")
+            stamps, values = stamps[order], values[order]
+            starts = np.flatnonzero(np.r_[True, stamps[1:] != stamps[:-1]])
+            if q.agg in ("sum", "avg"):
+                reduced = np.add.reduceat(values, starts)
+                if q.agg == "avg":
+                    reduced = reduced / np.diff(np.r_[starts, len(values)])
+            else:
+                reduced = (np.minimum if q.agg == "min" else np.maximum).reduceat(values, starts)
+            out[group] = list(zip(stamps[starts].tolist(), reduced.tolist()))
+    if sum(len(p) for p in out.values()) > limit:
+        raise _too_many_points(limit)
+    return out
+
+
+def _rows_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
+              keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, list]:
     """Points of the step buckets in ``[lo, hi)`` computed in SQL from rollup rows.
 
     Without ``group_by``: ``{series_id: [(ts_ms, value), ...]}``. With it: ``{i: points}``

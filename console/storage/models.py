@@ -207,6 +207,24 @@ class Rollup1m(_RollupColumns, Base):
     __table_args__ = {"sqlite_with_rowid": False}
 
 
+class Rollup1mBlock(Base):
+    """The 1m rollup rows of one series in one block window (a UTC day), packed
+    (console/storage/rollup_blocks.py gives the layout of ``data``). ``start_ts`` is the
+    window start (a multiple of the block width), ``end_ts`` the last row's bucket start,
+    both Unix ms; ``count`` the rows held. A ``rollup_1m`` row of the same bucket wins over
+    the block's (a bucket recomputed after a late sample, not packed yet).
+    Migration pack1m_0001_rollup_1m_blocks."""
+
+    __tablename__ = "rollup_1m_blocks"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_ts: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Rollup1h(_RollupColumns, Base):
     """1-hour rollups, computed from 1-minute rollups."""
 

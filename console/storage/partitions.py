@@ -1,5 +1,5 @@
-"""Time partitioning on PostgreSQL: ``samples``, ``sample_blocks``, ``rollup_1m`` and
-``log_records`` are RANGE-partitioned by their time column (Unix ms), so retention drops
+"""Time partitioning on PostgreSQL: ``samples``, ``sample_blocks``, ``rollup_1m``,
+``rollup_1m_blocks`` and ``log_records`` are RANGE-partitioned by their time column (Unix ms), so retention drops
 whole partitions instead of deleting rows (docs/scaling.md, "Time partitions").
 
 A partition holds ``[lo, hi)`` of the table's time column and is named after ``lo`` in
@@ -40,6 +40,7 @@ log = logging.getLogger("fleetdeck.partitions")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 BLOCK_MS = 2 * HOUR_MS  # a cold block's width (console/tiers/service.py): its samples reach this far past start_ts
+BLOCK_1M_MS = DAY_MS  # a cold 1m rollup block's width (console/tiers/service.py)
 MAINTENANCE_INTERVAL_S = 600.0  # partitions are made at least two widths (>= 2 h) ahead, so 10 min is ample
 LOCK_TIMEOUT = "3s"  # DDL on a partitioned table waits at most this long for running queries, then retries later
 
@@ -56,7 +57,7 @@ class TimePartitioned:
 
 
 METRIC_TABLES = (TimePartitioned("samples", "ts"), TimePartitioned("sample_blocks", "start_ts", BLOCK_MS),
-                 TimePartitioned("rollup_1m", "ts"))
+                 TimePartitioned("rollup_1m", "ts"), TimePartitioned("rollup_1m_blocks", "start_ts", BLOCK_1M_MS))
 LOG_TABLE = TimePartitioned("log_records", "ts")
 TABLES = {t.table: t for t in (*METRIC_TABLES, LOG_TABLE)}
 
@@ -225,8 +226,9 @@ class PartitionMaintenance:
 
     Per table, partitions of the configured width (``metrics_partition_hours`` for samples,
     blocks and 1m rollups, ``log_partition_hours`` for log records) cover from as far back
-    as ingest still accepts a row (``sample_max_age`` or the raw retention; the log
-    retention) to two widths past now (plus ``sample_max_future``). Rows in a default
+    as ingest still accepts a row (``sample_max_age`` or the raw retention; the 1m retention
+    for 1m blocks, which packing makes of every stored 1m row; the log retention) to two
+    widths past now (plus ``sample_max_future``). Rows in a default
     partition are moved into partitions made for them, with a warning. ``run()`` is one
     blocking pass (a transaction per table); ``start()`` runs a pass now and then every
     ``MAINTENANCE_INTERVAL_S`` on the leader."""
@@ -267,6 +269,9 @@ class PartitionMaintenance:
         width = c.metrics_partition_hours * HOUR_MS
         # a late sample is packed into the block of its 2-hour window, which starts up to BLOCK_MS earlier
         back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + BLOCK_MS
+        if spec.table == "rollup_1m_blocks":
+            # the first packing after an upgrade packs every stored 1m row, as old as the 1m retention
+            back = int(c.retention_1m_days * DAY_MS) + spec.reach_ms
         return width, now_ms - back, now_ms + int(c.sample_max_future * 1000) + 2 * width
 
     def run(self) -> dict[str, list[str]]:

@@ -1,7 +1,7 @@
 """Recompute every series' first and last sample time (``series.first_ts``/``last_ts``,
 Unix ms) from what is stored in every tier: raw samples, cold blocks (a block's window
-start bounds its first sample from below) and rollups (a bucket's end bounds its last
-sample from above). The ingest writer keeps both as it stores samples
+start bounds its first sample from below) and rollups, packed or not (a bucket's end
+bounds its last sample from above). The ingest writer keeps both as it stores samples
 (console/ingest/service.py); this is for rows written around it, such as a benchmark's
 bulk load. docs/metrics.md, "Series lifecycle"."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ _BOUND = (
     "SELECT {agg}(ts) AS b FROM samples WHERE series_id = series.id "
     "UNION ALL SELECT {agg}({block}) FROM sample_blocks WHERE series_id = series.id "
     "UNION ALL SELECT {agg}(ts{m}) FROM rollup_1m WHERE series_id = series.id "
+    "UNION ALL SELECT {agg}({block}{m}) FROM rollup_1m_blocks WHERE series_id = series.id "
     "UNION ALL SELECT {agg}(ts{h}) FROM rollup_1h WHERE series_id = series.id) AS t")
 REFRESH_SQL = ("UPDATE series SET first_ts = (" + _BOUND.format(agg="min", block="start_ts", m="", h="")
                + "), last_ts = (" + _BOUND.format(agg="max", block="end_ts", m=" + 59999", h=" + 3599999") + ")")

@@ -25,6 +25,15 @@ that arrived after its block was packed), so a run killed at any point is redone
 resumed with nothing lost or doubled. A 1m bucket recomputed over packed samples (a late
 sample reopened it) reads blocks and hot rows together.
 
+Cold 1m blocks: 1m rows the 1h tier has rolled up (before the ``1h`` watermark) and older
+than ``sample_hot_window`` are packed into one ``rollup_1m_blocks`` row per series and UTC
+day (console/storage/rollup_blocks.py), the same way: the ``blocks1m`` watermark says up to
+where, one transaction per chunk of series deletes their due rows (``DELETE ...
+RETURNING``) and merges them into their blocks.
+A 1m bucket recomputed over a packed day (a late sample) is written as a row again, which
+readers take over the block's value (rollup_blocks.load) and the next packing merges into
+the block. The 1h tier and every reader of the 1m tier read blocks and rows together.
+
 Cross-series rollups (setting ``rollup_1m_host``): the 1m pass also folds each series' new rows into one
 ``rollup_1m_host`` row per metric, host and minute (sum, least and greatest of the series'
 values for avg, min, max and increase), written in the transaction that moves the 1m
@@ -53,11 +62,11 @@ from sqlalchemy.orm import Session
 from console.config import ConsoleConfig
 from console.query.series_math import bucket_stats
 from console.query.service import sample_rows
-from console.storage import blocks
+from console.storage import blocks, rollup_blocks
 from console.storage.database import Database
-from console.storage.models import (Base, Rollup1h, Rollup1m, RollupHost1m, RollupWatermark, SampleBlock,
-                                    Series)
-from console.storage.partitions import METRIC_TABLES, drop_partitions_before
+from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
+                                    SampleBlock, Series)
+from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before
 
 log = logging.getLogger("fleetdeck.tiers")
 
@@ -67,6 +76,8 @@ DAY_MS = 86_400_000
 LOOKBACK_MS = 300_000  # how far back the sample before a bucket is looked for (Prometheus' 5 min)
 BLOCK_MS = 2 * HOUR_MS  # width of a cold block: ~720 samples of a 10 s series, Prometheus' block width
 PACK_CHUNK = 50  # series per packing transaction: ~36k samples at 10 s, as much as a 1m rollup step reads
+# series per 1m packing transaction: each decodes, merges and encodes one day's block (~0.3 ms)
+PACK_1M_CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,11 @@ _PACKED = text("SELECT series_id, start_ts, data FROM sample_blocks WHERE series
                "AND start_ts >= :lo AND start_ts < :hi").bindparams(bindparam("ids", expanding=True))
 _OVERLAPPING = text("SELECT DISTINCT series_id FROM sample_blocks WHERE series_id IN :ids "
                     "AND start_ts < :hi AND end_ts >= :lo").bindparams(bindparam("ids", expanding=True))
+
+_PACK_1M = text("DELETE FROM rollup_1m WHERE series_id IN :ids AND ts < :hi "
+                "RETURNING series_id, ts, min, max, sum, count, increase").bindparams(bindparam("ids", expanding=True))
+_PACKED_1M = text("SELECT series_id, start_ts, data FROM rollup_1m_blocks WHERE series_id IN :ids "
+                  "AND start_ts >= :lo AND start_ts < :hi").bindparams(bindparam("ids", expanding=True))
 
 _FROM_1M = text("""
 SELECT series_id, (ts / 3600000) * 3600000 AS bucket, MIN(min), MAX(max), SUM(sum), SUM(count), SUM(increase)
@@ -194,6 +210,8 @@ class RollupService:
                 await asyncio.sleep(0)
         while await self._db.on_writer(self.pack_step):
             await asyncio.sleep(0)
+        while await self._db.on_writer(self.pack_1m_step):
+            await asyncio.sleep(0)
         await self._db.on_writer(self.drop_partitions)
         while await self._db.on_writer(self.retention_step):
             await asyncio.sleep(0)
@@ -204,6 +222,8 @@ class RollupService:
             while self.rollup_step(tier.name):
                 pass
         while self.pack_step():
+            pass
+        while self.pack_1m_step():
             pass
         self.drop_partitions()
         while self.retention_step():
@@ -309,7 +329,7 @@ class RollupService:
             found = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi}).all()
             rows = self._with_blocks(session, ids, list(found), lo, hi)
         else:
-            rows = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
+            rows = self._from_1m(session, ids, lo, hi)
         values = [{"series_id": sid, "ts": bucket, "min": mn, "max": mx, "sum": sm, "count": n,
                    "increase": float(inc) if types.get(sid) == "counter" and inc is not None else None}
                   for sid, bucket, mn, mx, sm, n, inc in rows]
@@ -320,6 +340,20 @@ class RollupService:
                 index_elements=[table.c.series_id, table.c.ts],
                 set_={c: insert.excluded[c] for c in ("min", "max", "sum", "count", "increase")}), values)
         return values
+
+    @staticmethod
+    def _from_1m(session: Session, ids: list[int], lo: int, hi: int) -> list:
+        """1h rollups of ``[lo, hi)`` from the 1m tier: in SQL from rows, and for series
+        with packed days in the window from their blocks and rows together (rows winning)."""
+        rows: list = list(session.execute(_FROM_1M, {"ids": ids, "lo": lo, "hi": hi}).all())
+        cold = rollup_blocks.read_blocks(session, ids, lo, hi)
+        if not cold:
+            return rows
+        packed = {sid for sid, *_ in cold}
+        out = [r for r in rows if r[0] not in packed]
+        for sid, found in rollup_blocks.load(session, sorted(packed), lo, hi, cold).items():
+            out.extend((sid, *row) for row in rollup_blocks.bucket_rows(found, HOUR_MS))
+        return out
 
     def _with_blocks(self, session: Session, ids: list[int], rows: list, lo: int, hi: int) -> list:
         """``rows`` (1m rollups of ``[lo, hi)`` from hot rows) with those of series that have
@@ -353,44 +387,56 @@ class RollupService:
         return until // BLOCK_MS * BLOCK_MS
 
     def _pack_tx(self, session: Session) -> bool:
-        upto = self._pack_until(session)
+        return self._pack_windows(session, "blocks", "samples", self._pack_until(session), BLOCK_MS, BLOCK_MS,
+                                  PACK_CHUNK, self._pack, lambda s, mark: True)
+
+    def _pack_windows(self, session: Session, name: str, source: str, upto: int | None, grain_ms: int,
+                      block_ms: int, chunk_size: int, pack: Callable[[Session, list[int], int], int],
+                      look_back: Callable[[Session, RollupWatermark], bool]) -> bool:
+        """One transaction of packing ``source`` rows before ``upto`` (Unix ms, None: nothing
+        due) into blocks of ``block_ms``, one chunk of ``chunk_size`` series by ``pack``,
+        under the watermark ``name`` (moved in steps of ``grain_ms``, at most to the end of
+        the current block); once caught up, rows before the mark are looked for when
+        ``look_back`` says some may have come. Returns True while more packing is due now."""
         if upto is None:
             return False
-        mark = session.get(RollupWatermark, "blocks")
+        mark = session.get(RollupWatermark, name)
         if mark is None:
-            first = self._first_ts(session, "samples", 0)
+            first = self._first_ts(session, source, 0)
             if first is None:
                 return False
-            mark = RollupWatermark(tier="blocks", done_until=first // BLOCK_MS * BLOCK_MS, generation=0,
+            mark = RollupWatermark(tier=name, done_until=first // grain_ms * grain_ms, generation=0,
                                    updated_at=self._clock())
             session.add(mark)
             session.flush()
         lo = mark.done_until
         if lo >= upto:
-            # Caught up. Samples that arrived late for windows already packed (an agent's
-            # spool after an outage) move the mark back to their block, once.
-            first = self._first_ts(session, "samples", 0)
-            if first is None or first // BLOCK_MS * BLOCK_MS >= lo:
+            # Caught up. Rows that arrived late for windows already packed (an agent's spool
+            # after an outage; 1m buckets recomputed for it) move the mark back to them, once.
+            if not look_back(session, mark):
                 return False
-            mark.done_until = first // BLOCK_MS * BLOCK_MS
+            first = self._first_ts(session, source, 0)
+            if first is None or first // grain_ms * grain_ms >= lo:
+                return False
+            mark.done_until = first // grain_ms * grain_ms
             return True
-        hi = lo + BLOCK_MS
-        cursor = self._cursors.get("blocks")
+        hi = min(upto, (lo // block_ms + 1) * block_ms)
+        cursor = self._cursors.get(name)
         if cursor is None or cursor.lo != lo:
-            cursor = self._cursors["blocks"] = _Cursor(lo, mark.generation)
+            cursor = self._cursors[name] = _Cursor(lo, mark.generation)
         chunk = list(session.execute(select(Series.id).where(Series.id > cursor.after_id)
-                                     .order_by(Series.id).limit(PACK_CHUNK)).scalars())
+                                     .order_by(Series.id).limit(chunk_size)).scalars())
         if chunk:
-            cursor.rows += self._pack(session, chunk, hi)
+            cursor.rows += pack(session, chunk, hi)
             cursor.after_id = chunk[-1]
-        if len(chunk) == PACK_CHUNK:
+        if len(chunk) == chunk_size:
             return True
         if cursor.rows == 0:
-            following = self._first_ts(session, "samples", hi)
-            hi = upto if following is None else max(hi, min(upto, following // BLOCK_MS * BLOCK_MS))
+            following = self._first_ts(session, source, hi)
+            hi = upto if following is None else max(hi, min(upto, following // grain_ms * grain_ms))
         mark.done_until = hi
         mark.updated_at = self._clock()
-        del self._cursors["blocks"]
+        del self._cursors[name]
         return hi < upto
 
     def _pack(self, session: Session, ids: list[int], hi: int) -> int:
@@ -418,6 +464,66 @@ class RollupService:
             set_={c: insert.excluded[c] for c in ("end_ts", "count", "data")}), values)
         return len(taken)
 
+    # -- cold 1m blocks --------------------------------------------------------------------
+    def pack_1m_step(self) -> bool:
+        """One transaction of 1m packing: one chunk of series' 1m rows before the 1h
+        watermark (and the end of the current day) into their day's block. Returns True
+        while more packing is due now."""
+        return self._db.run(self._pack_1m_tx)
+
+    def _pack_1m_tx(self, session: Session) -> bool:
+        return self._pack_windows(session, "blocks1m", "rollup_1m", self._pack_1m_until(session), HOUR_MS,
+                                  BLOCK_1M_MS, PACK_1M_CHUNK, self._pack_1m, self._recomputed_1m)
+
+    def _pack_1m_until(self, session: Session) -> int | None:
+        """1m rows before this Unix ms are due: read by the 1h tier (before its watermark)
+        and older than the hot window, so reads of the last hours (a dashboard's default)
+        find rows and decode no block."""
+        one_h = session.get(RollupWatermark, "1h")
+        if one_h is None:
+            return None
+        hot_from = int(self._clock() * 1000) - int(self._config.sample_hot_window * 1000)
+        return min(one_h.done_until, hot_from // HOUR_MS * HOUR_MS)
+
+    @staticmethod
+    def _recomputed_1m(session: Session, mark: RollupWatermark) -> bool:
+        """Whether 1m buckets before the ``blocks1m`` mark may have been written as rows
+        again since it last looked: a late sample bumped the 1m tier's generation, and the
+        1m tier has rolled up past the mark since (so those rows are written). The mark's
+        own ``generation`` keeps the 1m generation last looked at, so the per-series scan
+        for such rows runs once per reopening, not at every run of the job."""
+        one_m = session.get(RollupWatermark, "1m")
+        if one_m is None or one_m.generation == mark.generation or one_m.done_until < mark.done_until:
+            return False
+        mark.generation = one_m.generation
+        return True
+
+    def _pack_1m(self, session: Session, ids: list[int], hi: int) -> int:
+        """Move the 1m rows of ``ids`` before ``hi`` into their days' blocks; returns the
+        rows moved. A row replaces the block's value of its bucket (it was recomputed)."""
+        taken = session.execute(_PACK_1M, {"ids": ids, "hi": hi}).all()
+        if not taken:
+            return 0
+        days: dict[tuple[int, int], list[tuple]] = {}
+        for sid, *row in taken:
+            days.setdefault((sid, row[0] // BLOCK_1M_MS * BLOCK_1M_MS), []).append(tuple(row))
+        lowest = min(start for _, start in days)
+        stored = {(sid, start): bytes(data) for sid, start, data in session.execute(
+            _PACKED_1M, {"ids": ids, "lo": lowest, "hi": hi}) if (sid, start) in days}
+        values = []
+        for (sid, start), rows in days.items():
+            fresh = rollup_blocks.from_tuples(sorted(rows, key=lambda r: r[0]))
+            old = stored.get((sid, start))
+            merged = fresh if old is None else rollup_blocks.merge(rollup_blocks.decode(old), fresh)
+            values.append({"series_id": sid, "start_ts": start, "end_ts": int(merged.ts[-1]), "count": len(merged),
+                           "data": rollup_blocks.encode(merged)})
+        table = Rollup1mBlock.__table__
+        insert = (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(table)
+        session.execute(insert.on_conflict_do_update(
+            index_elements=[table.c.series_id, table.c.start_ts],
+            set_={c: insert.excluded[c] for c in ("end_ts", "count", "data")}), values)
+        return len(taken)
+
     # -- retention -------------------------------------------------------------------------
     def cutoffs(self, session: Session) -> dict[str, int | None]:
         """Per tier, the Unix ms before which rows are deleted now (None: nothing yet).
@@ -428,13 +534,13 @@ class RollupService:
         raw = now_ms - int(c.retention_raw_days * DAY_MS)
         one_m = now_ms - int(c.retention_1m_days * DAY_MS)
         samples = min(raw, marks["1m"] - LOOKBACK_MS) if "1m" in marks else None
-        return {"samples": samples, "sample_blocks": samples,
-                "rollup_1m": min(one_m, marks["1h"]) if "1h" in marks else None,
+        minutes = min(one_m, marks["1h"]) if "1h" in marks else None
+        return {"samples": samples, "sample_blocks": samples, "rollup_1m": minutes, "rollup_1m_blocks": minutes,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
 
     def drop_partitions(self) -> list[str]:
-        """PostgreSQL: detach and drop the partitions of ``samples``, ``sample_blocks`` and
-        ``rollup_1m`` wholly before their retention cutoff, one transaction each (the rows
+        """PostgreSQL: detach and drop the partitions of ``samples``, ``sample_blocks``,
+        ``rollup_1m`` and ``rollup_1m_blocks`` wholly before their retention cutoff, one transaction each (the rows
         of the partition straddling a cutoff are left to :meth:`retention_step`); returns
         their names. Blocking, on the writer thread; a no-op on SQLite."""
         if self._db.dialect != "postgresql":
@@ -462,9 +568,24 @@ class RollupService:
                 session.execute(table.update().where(table.c.series_id == sid, table.c.start_ts == start).values(
                     count=int(keep.sum()), data=blocks.encode(t[keep], v[keep])))
 
+    @staticmethod
+    def _expire_1m_blocks(session: Session, ids: list[int], cutoff: int) -> None:
+        """As :meth:`_expire_blocks` for 1m blocks: those wholly before ``cutoff`` go, the
+        one straddling it loses the buckets before it, so 1m retention is to the minute."""
+        table = Rollup1mBlock.__table__
+        session.execute(table.delete().where(table.c.series_id.in_(ids), table.c.end_ts < cutoff))
+        straddling = session.execute(select(table.c.series_id, table.c.start_ts, table.c.data).where(
+            table.c.series_id.in_(ids), table.c.start_ts < cutoff)).all()
+        for sid, start, data in straddling:
+            rows = rollup_blocks.decode(bytes(data))
+            keep = rows.ts >= cutoff
+            if not keep.all():
+                session.execute(table.update().where(table.c.series_id == sid, table.c.start_ts == start).values(
+                    count=int(keep.sum()), data=rollup_blocks.encode(rows.take(keep))))
+
     def _retention_tx(self, session: Session) -> bool:
         cutoffs = self.cutoffs(session)
-        tables = ("samples", "sample_blocks", "rollup_1m", "rollup_1h")
+        tables = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "rollup_1h")
         for table in tables:
             if table not in self._retention_after:
                 continue
@@ -479,6 +600,8 @@ class RollupService:
         if ids and cutoff is not None:
             if table == "sample_blocks":
                 self._expire_blocks(session, ids, cutoff)
+            elif table == "rollup_1m_blocks":
+                self._expire_1m_blocks(session, ids, cutoff)
             else:
                 rows = Base.metadata.tables[table]
                 session.execute(delete(rows).where(rows.c.series_id.in_(ids), rows.c.ts < cutoff))
@@ -497,7 +620,7 @@ class RollupService:
 
     def _delete_empty_series(self, session: Session) -> None:
         """At the end of a retention pass: delete the series with no sample left in any tier
-        (raw rows, cold blocks, rollups) whose last sample (``last_ts``) is older than the
+        (raw rows, cold blocks, rollups and their blocks) whose last sample (``last_ts``) is older than the
         raw retention and at least two hours old, or that never stored one. The ingest
         writer trusts a cached series id only for an hour after that series' last sample
         (console/ingest/service.py), so none still uses an id deleted here."""
@@ -508,4 +631,5 @@ class RollupService:
             "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM sample_blocks WHERE series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE series_id = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM rollup_1m_blocks WHERE series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE series_id = series.id)"), {"quiet_before": quiet_before})

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select, text
 
-from console.storage import blocks
+from console.storage import blocks, rollup_blocks
 from console.storage.models import Base, Host, Series
 from console.tiers.service import BLOCK_MS, TIERS, RollupService
 
@@ -74,6 +74,18 @@ def is_hot(console, name: str, cpu: str, ts: int) -> bool:
     return console.services.db.run(lambda s: s.execute(text(
         "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = :n AND s.labels = :l "
         "AND x.ts = :t"), {"n": name, "l": f'{{"cpu":"{cpu}"}}', "t": ts}).scalar()) > 0
+
+
+def minute_row(console, name: str, cpu: str, minute: int) -> tuple:
+    """``(min, max, sum, count, increase)`` of one series' 1m bucket, from its 1m rows and
+    1m blocks together (the rollup job packs the 1m rows the 1h tier has read)."""
+    def read(s):
+        sid = s.execute(text("SELECT id FROM series WHERE name = :n AND labels = :l"),
+                        {"n": name, "l": f'{{"cpu":"{cpu}"}}'}).scalar_one()
+        return rollup_blocks.stored_rows(s, [sid], minute, minute + 60_000)[sid]
+    rows = console.services.db.run(read)
+    assert len(rows) == 1
+    return rows[0][1:]
 
 
 PACKED_UNTIL = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS  # block windows ending by then are packed
@@ -180,9 +192,7 @@ def test_late_and_replayed_samples_into_packed_blocks(console, viewer, before_an
     assert resp.json()["series"][0]["points"] == want
     minute = late[0] // 60_000 * 60_000
     in_minute = [v for ts, v in want if minute <= ts < minute + 60_000]
-    row = console.services.db.run(lambda s: s.execute(text(
-        "SELECT r.min, r.max, r.sum, r.count FROM rollup_1m r JOIN series s ON s.id = r.series_id "
-        "WHERE s.name = 'blk_available_bytes' AND s.labels = '{\"cpu\":\"cpu1\"}' AND r.ts = :m"), {"m": minute}).one())
+    row = minute_row(console, "blk_available_bytes", "cpu1", minute)[:4]
     assert tuple(row) == (min(in_minute), max(in_minute), pytest.approx(sum(in_minute), rel=1e-12), len(in_minute))
     at = (late[0] + 1) / 1000
     resp = console.request("GET", "/prometheus/api/v1/query?" + urlencode(
@@ -288,9 +298,6 @@ def test_a_late_counter_sample_recomputes_its_minute_from_blocks(console, before
     pairs = [(a, b) for a, b in zip(series, series[1:]) if minute <= b[0] < minute + 60_000]
     increase = sum(b[1] - a[1] if b[1] >= a[1] else b[1] for a, b in pairs)
     in_minute = [v for ts, v in series if minute <= ts < minute + 60_000]
-    row = console.services.db.run(lambda s: s.execute(text(
-        "SELECT r.min, r.max, r.sum, r.count, r.increase FROM rollup_1m r JOIN series s ON s.id = r.series_id "
-        "WHERE s.name = 'blk_cpu_seconds_total' AND s.labels = '{\"cpu\":\"cpu2\"}' AND r.ts = :m"),
-        {"m": minute}).one())
+    row = minute_row(console, "blk_cpu_seconds_total", "cpu2", minute)
     assert tuple(row) == (min(in_minute), max(in_minute), pytest.approx(sum(in_minute), rel=1e-12), len(in_minute),
                           pytest.approx(increase, rel=1e-12))

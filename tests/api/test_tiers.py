@@ -58,8 +58,19 @@ def expected_rollup(points, width):
 
 
 def stored_rollups(console, table, host):
+    """``[(series_id, ts, min, max, sum, count, increase), ...]`` of ``host`` in ``table``;
+    for ``rollup_1m`` its rows and cold blocks together (rollup_blocks.load)."""
     from sqlalchemy import text
 
+    from console.storage import rollup_blocks
+
+    if table == "rollup_1m":
+        def read(s):
+            ids = list(s.execute(text("SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id "
+                                      "WHERE h.name = :h ORDER BY s.id"), {"h": host}).scalars())
+            found = rollup_blocks.stored_rows(s, ids, 0, 2**62)
+            return [(sid, *row) for sid in sorted(found) for row in found[sid]]
+        return console.services.db.run(read)
     rows = console.services.db.run(lambda s: s.execute(text(
         f"SELECT r.series_id, r.ts, r.min, r.max, r.sum, r.count, r.increase FROM {table} r "
         "JOIN series s ON s.id = r.series_id JOIN hosts h ON h.id = s.host_id WHERE h.name = :h "

@@ -80,9 +80,11 @@ def pushed(console):
 def test_the_migration_makes_the_tables_partitioned_with_a_default_partition(console):
     kinds = dict(console.services.db.run(lambda s: s.execute(text(
         "SELECT relname, relkind FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
-        "AND relname IN ('samples', 'sample_blocks', 'rollup_1m', 'log_records', 'rollup_1h')")).all()))
-    assert kinds == {"samples": "p", "sample_blocks": "p", "rollup_1m": "p", "log_records": "p", "rollup_1h": "r"}
-    for table in ("samples", "sample_blocks", "rollup_1m", "log_records"):
+        "AND relname IN ('samples', 'sample_blocks', 'rollup_1m', 'rollup_1m_blocks', 'log_records', 'rollup_1h')"
+    )).all()))
+    assert kinds == {"samples": "p", "sample_blocks": "p", "rollup_1m": "p", "rollup_1m_blocks": "p",
+                     "log_records": "p", "rollup_1h": "r"}
+    for table in ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "log_records"):
         assert f"{table}_default" in tree(console, table)
         # partitions exist for today and ahead before anything was written
         assert partition_name(table, TODAY) in tree(console, table)
@@ -175,7 +177,8 @@ def test_maintenance_is_idempotent(console):
     maintenance = console.services.partitions
     maintenance.run()
     layout = console.services.db.run(lambda s: {t: partitions(s, t) for t in
-                                                ("samples", "sample_blocks", "rollup_1m", "log_records")})
+                                                ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks",
+                                                 "log_records")})
     assert maintenance.run() == {}
     again = console.services.db.run(lambda s: {t: partitions(s, t) for t in layout})
     assert again == layout

@@ -1,0 +1,325 @@
+"""Cold 1m rollup blocks: the 1m rollup rows of one series over one block window in one row
+(table ``rollup_1m_blocks``, docs/metrics.md "Cold blocks").
+
+A block's ``data`` is:
+
+- 1 byte: format version (1);
+- 4 bytes: row count ``n`` (little-endian unsigned);
+- 6 × 4 bytes: the length of each column part (little-endian unsigned), in the order below;
+- the parts: ``ts`` (bucket starts, Unix ms, int64, strictly increasing), ``min``, ``max``,
+  ``sum`` (float64), ``count`` (int64) and ``increase`` (float64), each pcodec-compressed.
+
+A float column part starts with one marker byte: ``0`` every row NULL (no more bytes: a
+gauge's ``increase``), ``1`` no row NULL (the pcodec bytes follow), ``2`` some rows NULL (a
+``ceil(n / 8)``-byte presence bitmap, ``numpy.packbits`` order, then the pcodec bytes of the
+present values). Floats round-trip bit for bit: NaN payloads such as Prometheus' stale
+marker ``0x7ff0000000000002``, -0.0 and ±Inf come back as they went in.
+
+pcodec (https://github.com/pcodec/pcodec, the codec of console/storage/blocks.py) picks
+delta orders and float modes per column: bucket starts one minute apart cost well under a
+byte, counts a few bits, slowly changing host metrics a few bits per value (bench/rollup_codec.py,
+BENCHMARKS.md "Cold blocks"). An empty block is the 29-byte header alone.
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pcodec
+from pcodec import standalone
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+from console.storage.partitions import BLOCK_1M_MS
+
+VERSION = 1
+COLUMNS = ("ts", "min", "max", "sum", "count", "increase")
+_HEADER = struct.Struct("<BI6I")
+_CONFIG = pcodec.ChunkConfig()  # default level 8, as the raw sample blocks
+_ALL_NULL, _NO_NULL, _SOME_NULL = 0, 1, 2
+
+
+class RollupBlockError(ValueError):
+    """Rows a block cannot hold (bucket starts not strictly increasing, column lengths
+    differ), or bytes that are not a rollup block of a known version."""
+
+
+@dataclass
+class Rows:
+    """1m rollup rows of one series as columns, time-ordered: ``ts`` int64 (bucket start,
+    Unix ms), ``min``/``max``/``sum`` float64, ``count`` int64, ``increase`` float64; each
+    float column has a presence mask (``None``: every row present) for SQL NULLs."""
+
+    ts: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    sum: np.ndarray
+    count: np.ndarray
+    increase: np.ndarray
+    min_ok: np.ndarray | None = None
+    max_ok: np.ndarray | None = None
+    sum_ok: np.ndarray | None = None
+    increase_ok: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, index: np.ndarray | slice) -> "Rows":
+        """The rows at ``index`` (a slice, a boolean mask or positions)."""
+        def part(mask: np.ndarray | None) -> np.ndarray | None:
+            return None if mask is None else mask[index]
+        return Rows(self.ts[index], self.min[index], self.max[index], self.sum[index], self.count[index],
+                    self.increase[index], part(self.min_ok), part(self.max_ok), part(self.sum_ok),
+                    part(self.increase_ok))
+
+    def present(self, name: str) -> np.ndarray:
+        """The presence mask of float column ``name`` (all True when it has none)."""
+        mask = getattr(self, f"{name}_ok")
+        return np.ones(len(self.ts), bool) if mask is None else mask
+
+    def tuples(self) -> list[tuple]:
+        """``[(ts, min, max, sum, count, increase), ...]`` with None for NULLs, as SQL gives them."""
+        cols: list[list] = [self.ts.tolist()]
+        for name in ("min", "max", "sum"):
+            cols.append(_nullable(getattr(self, name), getattr(self, f"{name}_ok")))
+        cols.append(self.count.tolist())
+        cols.append(_nullable(self.increase, self.increase_ok))
+        return list(zip(*cols))
+
+
+def _nullable(values: np.ndarray, mask: np.ndarray | None) -> list:
+    out = values.tolist()
+    if mask is not None:
+        for i in np.flatnonzero(~mask).tolist():
+            out[i] = None
+    return out
+
+
+def _float_column(values: Sequence) -> tuple[np.ndarray, np.ndarray | None]:
+    """float64 values (NULLs as 0.0) and their presence mask (None: all present)."""
+    mask = np.fromiter((v is not None for v in values), bool, len(values))
+    if mask.all():
+        return np.asarray(values, np.float64), None
+    return np.asarray([0.0 if v is None else v for v in values], np.float64), mask
+
+
+def from_tuples(rows: Iterable[Sequence]) -> Rows:
+    """Rows from ``(ts, min, max, sum, count, increase)`` tuples (None for a NULL), in the
+    order given."""
+    rows = list(rows)
+    cols = list(zip(*rows)) if rows else [()] * 6
+    mn, mn_ok = _float_column(cols[1])
+    mx, mx_ok = _float_column(cols[2])
+    sm, sm_ok = _float_column(cols[3])
+    inc, inc_ok = _float_column(cols[5])
+    return Rows(np.asarray(cols[0], np.int64), mn, mx, sm, np.asarray(cols[4], np.int64), inc,
+                mn_ok, mx_ok, sm_ok, inc_ok)
+
+
+def empty() -> Rows:
+    return from_tuples(())
+
+
+def concat(parts: Sequence[Rows]) -> Rows:
+    """The rows of ``parts`` one after the other (ordering is the caller's)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return empty()
+
+    def mask(name: str) -> np.ndarray | None:
+        if all(getattr(p, f"{name}_ok") is None for p in parts):
+            return None
+        return np.concatenate([p.present(name) for p in parts])
+    ts, mn, mx, sm, n, inc = (np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS)
+    return Rows(ts, mn, mx, sm, n, inc, mask("min"), mask("max"), mask("sum"), mask("increase"))
+
+
+def merge(older: Rows, newer: Rows) -> Rows:
+    """``older`` and ``newer`` together, time-ordered; on a shared bucket start the row of
+    ``newer`` wins (a 1m bucket recomputed after a late sample replaces its packed value)."""
+    if not len(newer):
+        return older
+    if not len(older) or older.ts[-1] < newer.ts[0]:
+        return concat([older, newer])
+    kept = older.take(~np.isin(older.ts, newer.ts))
+    both = concat([kept, newer])
+    return both.take(np.argsort(both.ts, kind="stable"))
+
+
+def _encode_floats(values: np.ndarray, mask: np.ndarray | None) -> bytes:
+    if mask is None:
+        return bytes([_NO_NULL]) + standalone.simple_compress(np.ascontiguousarray(values, np.float64), _CONFIG)
+    if not mask.any():
+        return bytes([_ALL_NULL])
+    present = np.ascontiguousarray(values[mask], np.float64)
+    return bytes([_SOME_NULL]) + np.packbits(mask).tobytes() + standalone.simple_compress(present, _CONFIG)
+
+
+def encode(rows: Rows) -> bytes:
+    """``data`` for ``rows``. Raises RollupBlockError when the columns' lengths differ or a
+    bucket start is not greater than the one before it."""
+    n = len(rows.ts)
+    for name in COLUMNS:
+        if len(getattr(rows, name)) != n:
+            raise RollupBlockError(f"{n} bucket starts but {len(getattr(rows, name))} values of {name}")
+    if not n:
+        return _HEADER.pack(VERSION, 0, *([0] * 6))
+    ts = np.asarray(rows.ts, np.int64)
+    if n > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+        raise RollupBlockError("bucket starts must be strictly increasing")
+    parts = [standalone.simple_compress(np.ascontiguousarray(ts), _CONFIG),
+             _encode_floats(rows.min, rows.min_ok), _encode_floats(rows.max, rows.max_ok),
+             _encode_floats(rows.sum, rows.sum_ok),
+             standalone.simple_compress(np.ascontiguousarray(rows.count, np.int64), _CONFIG),
+             _encode_floats(rows.increase, rows.increase_ok)]
+    return _HEADER.pack(VERSION, n, *(len(p) for p in parts)) + b"".join(parts)
+
+
+def _decompress(part: bytes, n: int, dtype: type) -> np.ndarray:
+    try:
+        out = standalone.simple_decompress(part)
+    except RuntimeError as exc:  # pcodec's error for bytes that are not Pco
+        raise RollupBlockError(f"corrupt rollup block: {exc}") from None
+    if out is None or len(out) != n or out.dtype != dtype:
+        raise RollupBlockError("rollup block holds a different number of rows than its header says")
+    return out
+
+
+def _decode_floats(part: bytes, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if not part:
+        raise RollupBlockError("rollup block column without its marker")
+    marker = part[0]
+    if marker == _ALL_NULL:
+        return np.zeros(n, np.float64), np.zeros(n, bool)
+    if marker == _NO_NULL:
+        return _decompress(part[1:], n, np.float64), None
+    if marker != _SOME_NULL:
+        raise RollupBlockError(f"unknown column marker {marker}")
+    size = (n + 7) // 8
+    mask = np.unpackbits(np.frombuffer(part, np.uint8, size, 1), count=n).astype(bool)
+    present = _decompress(part[1 + size:], int(mask.sum()), np.float64)
+    values = np.zeros(n, np.float64)
+    values[mask] = present
+    return values, mask
+
+
+def decode(data: bytes) -> Rows:
+    """The rows of a block. Raises RollupBlockError for bytes that are not a version-1
+    rollup block."""
+    if len(data) < _HEADER.size:
+        raise RollupBlockError("rollup block shorter than its header")
+    version, n, *sizes = _HEADER.unpack_from(data)
+    if version != VERSION:
+        raise RollupBlockError(f"unknown rollup block format version {version}")
+    if n == 0:
+        return empty()
+    if _HEADER.size + sum(sizes) != len(data):
+        raise RollupBlockError("rollup block length differs from its header's")
+    parts, at = [], _HEADER.size
+    for size in sizes:
+        parts.append(bytes(data[at:at + size]))
+        at += size
+    mn, mn_ok = _decode_floats(parts[1], n)
+    mx, mx_ok = _decode_floats(parts[2], n)
+    sm, sm_ok = _decode_floats(parts[3], n)
+    inc, inc_ok = _decode_floats(parts[5], n)
+    return Rows(_decompress(parts[0], n, np.int64), mn, mx, sm, _decompress(parts[4], n, np.int64), inc,
+                mn_ok, mx_ok, sm_ok, inc_ok)
+
+
+# -- reading the 1m tier: blocks and rows together ---------------------------------------------
+
+# A block's buckets lie within a day of its start, so ``start_ts > lo - day`` bounds the
+# index range (and prunes PostgreSQL's partitions) for blocks reaching ``lo``.
+_BLOCKS = text("SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN :ids "
+               "AND start_ts < :hi AND start_ts > :reach AND end_ts >= :lo ORDER BY series_id, start_ts"
+               ).bindparams(bindparam("ids", expanding=True))
+_ROWS = text("SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id IN :ids "
+             "AND ts >= :lo AND ts < :hi ORDER BY series_id, ts").bindparams(bindparam("ids", expanding=True))
+
+
+def read_blocks(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, int, bytes]]:
+    """``[(series_id, start_ts, end_ts, data), ...]`` of the 1m blocks of ``ids`` holding
+    buckets in ``[lo, hi)`` (Unix ms), ordered by series and start."""
+    if not ids or hi <= lo:
+        return []
+    return [tuple(r) for r in session.execute(_BLOCKS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi),
+                                                         "reach": int(lo) - BLOCK_1M_MS})]
+
+
+def packed_until(cold: Sequence[tuple[int, int, int, bytes]]) -> int | None:
+    """The end (Unix ms, exclusive) of the newest bucket in the blocks ``cold``; None for none."""
+    return max(end for _, _, end, _ in cold) + 60_000 if cold else None
+
+
+def load(session: Session, ids: Sequence[int], lo: int, hi: int,
+         cold: Sequence[tuple[int, int, int, bytes]] | None = None) -> dict[int, Rows]:
+    """The 1m rollup rows of ``ids`` with buckets in ``[lo, hi)`` (Unix ms), from blocks
+    (``cold``: as :func:`read_blocks` gave them for this window, read here when None) and
+    ``rollup_1m`` rows together, time-ordered: ``{series_id: Rows}`` for series with any. A
+    bucket both in a block and a row takes the row's values (recomputed after a late
+    sample, not packed yet)."""
+    if not ids or hi <= lo:
+        return {}
+    if cold is None:
+        cold = read_blocks(session, ids, lo, hi)
+    out: dict[int, Rows] = {}
+    for sid, group in itertools.groupby(cold, operator.itemgetter(0)):
+        parts = []
+        for _, _, _, data in group:
+            rows = decode(bytes(data))
+            a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
+            parts.append(rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b)))
+        out[sid] = concat(parts)
+    hot: list[tuple] = [tuple(r) for r in session.execute(
+        _ROWS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
+    for sid, group in itertools.groupby(hot, operator.itemgetter(0)):
+        rows = from_tuples(r[1:] for r in group)
+        out[sid] = merge(out[sid], rows) if sid in out else rows
+    return out
+
+
+def stored_rows(session: Session, ids: Sequence[int], lo: int, hi: int) -> dict[int, list[tuple]]:
+    """:func:`load` as ``{series_id: [(ts, min, max, sum, count, increase), ...]}`` (None
+    for NULL), the shape of ``SELECT ... FROM rollup_1m``."""
+    return {sid: rows.tuples() for sid, rows in load(session, ids, lo, hi).items()}
+
+
+def _segments(rows: Rows, width_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket starts (``ts`` floored to ``width_ms``) of the time-ordered ``rows`` and the
+    index where each bucket's rows begin."""
+    buckets = rows.ts // width_ms * width_ms
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    return buckets[starts], starts
+
+
+def _reduce(ufunc: np.ufunc, values: np.ndarray, mask: np.ndarray | None, starts: np.ndarray,
+            neutral: float) -> list:
+    """``ufunc`` over each segment's values, SQL-style: NULLs (``~mask``) left out, None
+    for a segment of NULLs only."""
+    if mask is None:
+        return ufunc.reduceat(values, starts).tolist()
+    out = ufunc.reduceat(np.where(mask, values, neutral), starts).tolist()
+    for i in np.flatnonzero(np.add.reduceat(mask.astype(np.int64), starts) == 0).tolist():
+        out[i] = None
+    return out
+
+
+def bucket_rows(rows: Rows, width_ms: int) -> list[tuple]:
+    """``rows`` (time-ordered) grouped into buckets of ``width_ms``, as the SQL ``GROUP BY
+    (ts / w) * w`` with ``MIN(min), MAX(max), SUM(sum), SUM(count), SUM(increase)``:
+    ``[(bucket, min, max, sum, count, increase), ...]``, NULLs left out of each aggregate
+    (None where a bucket has only NULLs)."""
+    if not len(rows):
+        return []
+    buckets, starts = _segments(rows, width_ms)
+    return list(zip(buckets.tolist(), _reduce(np.minimum, rows.min, rows.min_ok, starts, np.inf),
+                    _reduce(np.maximum, rows.max, rows.max_ok, starts, -np.inf),
+                    _reduce(np.add, rows.sum, rows.sum_ok, starts, 0.0),
+                    np.add.reduceat(rows.count, starts).tolist(),
+                    _reduce(np.add, rows.increase, rows.increase_ok, starts, 0.0)))

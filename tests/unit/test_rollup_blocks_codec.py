@@ -1,0 +1,89 @@
+"""The 1m rollup block format (console/storage/rollup_blocks.py): every column round-trips
+bit for bit, NULLs included, and bytes that are not a block are refused."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from console.storage import rollup_blocks
+from console.storage.rollup_blocks import RollupBlockError
+
+STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+OTHER_NAN = struct.unpack("<d", struct.pack("<Q", 0xFFF8000000000123))[0]
+SPECIAL = [STALE_NAN, OTHER_NAN, float("inf"), float("-inf"), -0.0, 0.0, 5e-324, 1.7976931348623157e308]
+
+
+def bits(values: list) -> list:
+    return [None if v is None else struct.pack("<d", v) for v in values]
+
+
+def same(a: rollup_blocks.Rows, b: rollup_blocks.Rows) -> None:
+    ta, tb = a.tuples(), b.tuples()
+    assert len(ta) == len(tb)
+    for ra, rb in zip(ta, tb):
+        assert ra[0] == rb[0] and ra[4] == rb[4]
+        for i in (1, 2, 3, 5):
+            assert bits([ra[i]]) == bits([rb[i]])
+
+
+def roundtrip(rows: list[tuple]) -> rollup_blocks.Rows:
+    packed = rollup_blocks.from_tuples(rows)
+    back = rollup_blocks.decode(rollup_blocks.encode(packed))
+    same(back, packed)
+    assert back.tuples() is not None
+    return back
+
+
+def test_special_floats_round_trip_bit_for_bit_in_every_float_column():
+    rows = [(60_000 * i, v, SPECIAL[-1 - i % len(SPECIAL)], v, i + 1, SPECIAL[(i + 3) % len(SPECIAL)])
+            for i, v in enumerate(SPECIAL * 3)]
+    back = roundtrip(rows)
+    got = back.tuples()
+    assert bits([r[1] for r in got]) == bits([r[1] for r in rows])
+    assert bits([r[5] for r in got]) == bits([r[5] for r in rows])
+    assert [r[4] for r in got] == [r[4] for r in rows]
+
+
+def test_gauge_increase_all_null_and_mixed_nulls():
+    gauge = [(60_000 * i, 1.0 + i, 2.0 + i, 3.0 + i, 6, None) for i in range(200)]
+    back = roundtrip(gauge)
+    assert all(r[5] is None for r in back.tuples())
+    mixed = [(60_000 * i, None if i % 7 == 0 else -0.0, 1.0, None if i % 3 == 0 else float(i), 6,
+              None if i % 5 == 0 else STALE_NAN) for i in range(77)]
+    back = roundtrip(mixed)
+    assert [r[5] is None for r in back.tuples()] == [i % 5 == 0 for i in range(77)]
+    assert [r[1] is None for r in back.tuples()] == [i % 7 == 0 for i in range(77)]
+
+
+def test_real_counter_shape_and_gauge_shape_stay_small():
+    counter = [(1_700_000_000_000 + 60_000 * i, 1e6 + 600 * i, 1e6 + 600 * i + 540, 6e6 + 3600 * i, 6, 600.0)
+               for i in range(1440)]
+    data = rollup_blocks.encode(rollup_blocks.from_tuples(counter))
+    assert len(data) < 1440  # under a byte per row for a steady counter
+    roundtrip(counter)
+
+
+def test_empty_block_and_refusals():
+    assert rollup_blocks.decode(rollup_blocks.encode(rollup_blocks.empty())).tuples() == []
+    with pytest.raises(RollupBlockError, match="strictly increasing"):
+        rollup_blocks.encode(rollup_blocks.from_tuples([(60_000, 1.0, 1.0, 1.0, 1, None)] * 2))
+    data = rollup_blocks.encode(rollup_blocks.from_tuples([(60_000, 1.0, 1.0, 1.0, 1, None)]))
+    with pytest.raises(RollupBlockError, match="version"):
+        rollup_blocks.decode(b"\x02" + data[1:])
+    with pytest.raises(RollupBlockError):
+        rollup_blocks.decode(data[:-1])
+    with pytest.raises(RollupBlockError, match="shorter"):
+        rollup_blocks.decode(b"\x01\x00")
+
+
+def test_merge_newer_rows_win_on_shared_buckets():
+    older = rollup_blocks.from_tuples([(60_000 * i, 1.0, 1.0, 1.0, 1, None) for i in range(10)])
+    newer = rollup_blocks.from_tuples([(60_000 * 3, 2.0, 2.0, 4.0, 2, None), (60_000 * 12, 5.0, 5.0, 5.0, 1, None)])
+    merged = rollup_blocks.merge(older, newer).tuples()
+    assert [r[0] for r in merged] == [60_000 * i for i in (*range(10), 12)]
+    assert merged[3] == (180_000, 2.0, 2.0, 4.0, 2, None)
+    appended = rollup_blocks.merge(older, rollup_blocks.from_tuples([(60_000 * 20, 9.0, 9.0, 9.0, 1, 1.0)])).tuples()
+    assert appended[-1] == (1_200_000, 9.0, 9.0, 9.0, 1, 1.0) and appended[0][5] is None
+    assert np.array_equal(rollup_blocks.merge(older, rollup_blocks.empty()).ts, older.ts)
