@@ -501,9 +501,11 @@ class QueryService:
 
     def _select_series(self, session: Session, q: RangeQuery, lo_ms: int, hi_ms: int) -> dict[int, _Series]:
         """The series of ``q`` with data in ``[lo_ms, hi_ms]`` (Unix ms; by their first and
-        last sample time) whose labels match. Raises Unprocessable over the series limit."""
+        last sample time) whose labels match, in the order of their ids (the order they were
+        first stored). Raises Unprocessable over the series limit."""
         stmt = (select(Series.id, Series.labels, Host.name, Series.type).join(Host, Host.id == Series.host_id)
-                .where(Series.name == q.metric, Series.first_ts <= hi_ms, Series.last_ts >= lo_ms))
+                .where(Series.name == q.metric, Series.first_ts <= hi_ms, Series.last_ts >= lo_ms)
+                .order_by(Series.id))  # one order for every answer: PostgreSQL's plan, and so its order, varies
         if q.host:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}

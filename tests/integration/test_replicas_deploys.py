@@ -53,8 +53,10 @@ def call(console: ConsoleProcess, token: str, method: str, path: str, body: dict
 
 
 def deploy_containers(docker_client, app: str, deploy_id: int) -> list:
-    return docker_client.containers.list(all=True, filters={"label": [f"fleetdeck.app={app}",
-                                                                      f"fleetdeck.deploy={deploy_id}"]})
+    # sparse: the list's own answer, with no inspect per container afterwards, so a container
+    # removed between the two (a rollback's clean-up) cannot raise NotFound here.
+    return docker_client.containers.list(all=True, sparse=True, filters={"label": [f"fleetdeck.app={app}",
+                                                                                   f"fleetdeck.deploy={deploy_id}"]})
 
 
 def runner_of(postgres_url: str, deploy_id: int) -> str:
