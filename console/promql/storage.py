@@ -385,7 +385,7 @@ class Storage:
                     top = rollup_blocks.packed_until(cold)
                     if top is not None:
                         start = min(hi, top)
-                        rows = increase_sums(rollup_blocks.load(self.session, ids, lo, start, cold))
+                        rows = increase_sums(rollup_blocks.load(self.session, ids, lo, start, cold, ("increase",)))
                 if start < hi:
                     cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, start, hi))
                     rows.extend(cursor.fetchall())

@@ -649,7 +649,8 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if top is None:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     split = min(hi, -(-top // step_ms) * step_ms)  # step buckets wholly before it may hold packed rows
-    older = _rollup_numpy(rollup_blocks.load(session, ids, lo, split, cold), q, selected, ids, keys, step_ms,
+    found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
+    older = _rollup_numpy(found, q, selected, ids, keys, step_ms,
                           width, limit)
     if split >= hi:
         return older
@@ -660,12 +661,18 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     return out
 
 
+def _column_of(fn: str) -> str:
+    """The float column of a 1m rollup row that ``fn`` reads (``sum``, with ``count``, for
+    averages)."""
+    return {"raw": "sum", "avg": "sum", "min": "min", "max": "max"}.get(fn, "increase")
+
+
 def _step_values(rows: rollup_blocks.Rows, fn: str, step_ms: int, whole: bool) -> tuple[np.ndarray, np.ndarray]:
     """One series' step points ``(stamps, values)`` from its 1m rows, as :func:`_rows_sql`
     computes them in SQL: bucket average ``SUM(sum) / SUM(count)``, ``MIN(min)``,
     ``MAX(max)`` or ``SUM(increase)`` (``* 1000 / step`` for rate) stamped at the bucket's
     end; rows with a NULL in the column read are left out, as SQL's aggregates do."""
-    column = {"raw": "sum", "avg": "sum", "min": "min", "max": "max"}.get(fn, "increase")
+    column = _column_of(fn)
     ok = getattr(rows, f"{column}_ok")
     if ok is not None:
         rows = rows.take(ok)

@@ -190,6 +190,11 @@ def _decompress(part: bytes, n: int, dtype: type) -> np.ndarray:
     return out
 
 
+def _absent(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A float column not decoded: zeros, every row NULL."""
+    return np.zeros(n, np.float64), np.zeros(n, bool)
+
+
 def _decode_floats(part: bytes, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     if not part:
         raise RollupBlockError("rollup block column without its marker")
@@ -208,9 +213,14 @@ def _decode_floats(part: bytes, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     return values, mask
 
 
-def decode(data: bytes) -> Rows:
-    """The rows of a block. Raises RollupBlockError for bytes that are not a version-1
-    rollup block."""
+FLOATS = ("min", "max", "sum", "increase")
+
+
+def decode(data: bytes, floats: Sequence[str] = FLOATS) -> Rows:
+    """The rows of a block, with the float columns ``floats`` (of min, max, sum, increase)
+    decoded: a float column left out comes back all NULL (its mask all False), so a reader
+    that wants one value of a bucket decodes a third of the bytes. Raises RollupBlockError
+    for bytes that are not a version-1 rollup block."""
     if len(data) < _HEADER.size:
         raise RollupBlockError("rollup block shorter than its header")
     version, n, *sizes = _HEADER.unpack_from(data)
@@ -224,10 +234,10 @@ def decode(data: bytes) -> Rows:
     for size in sizes:
         parts.append(bytes(data[at:at + size]))
         at += size
-    mn, mn_ok = _decode_floats(parts[1], n)
-    mx, mx_ok = _decode_floats(parts[2], n)
-    sm, sm_ok = _decode_floats(parts[3], n)
-    inc, inc_ok = _decode_floats(parts[5], n)
+    mn, mn_ok = _decode_floats(parts[1], n) if "min" in floats else _absent(n)
+    mx, mx_ok = _decode_floats(parts[2], n) if "max" in floats else _absent(n)
+    sm, sm_ok = _decode_floats(parts[3], n) if "sum" in floats else _absent(n)
+    inc, inc_ok = _decode_floats(parts[5], n) if "increase" in floats else _absent(n)
     return Rows(_decompress(parts[0], n, np.int64), mn, mx, sm, _decompress(parts[4], n, np.int64), inc,
                 mn_ok, mx_ok, sm_ok, inc_ok)
 
@@ -258,12 +268,13 @@ def packed_until(cold: Sequence[tuple[int, int, int, bytes]]) -> int | None:
 
 
 def load(session: Session, ids: Sequence[int], lo: int, hi: int,
-         cold: Sequence[tuple[int, int, int, bytes]] | None = None) -> dict[int, Rows]:
+         cold: Sequence[tuple[int, int, int, bytes]] | None = None, floats: Sequence[str] = FLOATS) -> dict[int, Rows]:
     """The 1m rollup rows of ``ids`` with buckets in ``[lo, hi)`` (Unix ms), from blocks
     (``cold``: as :func:`read_blocks` gave them for this window, read here when None) and
     ``rollup_1m`` rows together, time-ordered: ``{series_id: Rows}`` for series with any. A
     bucket both in a block and a row takes the row's values (recomputed after a late
-    sample, not packed yet)."""
+    sample, not packed yet). Blocks decode only the float columns ``floats`` (:func:`decode`);
+    rows give every column."""
     if not ids or hi <= lo:
         return {}
     if cold is None:
@@ -272,7 +283,7 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
     for sid, group in itertools.groupby(cold, operator.itemgetter(0)):
         parts = []
         for _, _, _, data in group:
-            rows = decode(bytes(data))
+            rows = decode(bytes(data), floats)
             a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
             parts.append(rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b)))
         out[sid] = concat(parts)

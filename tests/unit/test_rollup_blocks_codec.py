@@ -87,3 +87,17 @@ def test_merge_newer_rows_win_on_shared_buckets():
     appended = rollup_blocks.merge(older, rollup_blocks.from_tuples([(60_000 * 20, 9.0, 9.0, 9.0, 1, 1.0)])).tuples()
     assert appended[-1] == (1_200_000, 9.0, 9.0, 9.0, 1, 1.0) and appended[0][5] is None
     assert np.array_equal(rollup_blocks.merge(older, rollup_blocks.empty()).ts, older.ts)
+
+
+def test_a_block_read_for_some_columns_decodes_those_bit_for_bit_and_leaves_the_rest_null():
+    rows = [(60_000 * i, -float(i), SPECIAL[i % len(SPECIAL)], 0.5 * i, i + 2, None if i % 3 else STALE_NAN)
+            for i in range(40)]
+    data = rollup_blocks.encode(rollup_blocks.from_tuples(rows))
+    got = rollup_blocks.decode(data, ("increase",)).tuples()
+    assert [(r[0], r[4]) for r in got] == [(r[0], r[4]) for r in rows]  # bucket starts and counts always
+    assert bits([r[5] for r in got]) == bits([r[5] for r in rows])
+    assert {(r[1], r[2], r[3]) for r in got} == {(None, None, None)}
+    got = rollup_blocks.decode(data, ("max", "sum")).tuples()
+    assert bits([r[2] for r in got]) == bits([r[2] for r in rows])
+    assert bits([r[3] for r in got]) == bits([r[3] for r in rows])
+    assert {(r[1], r[5]) for r in got} == {(None, None)}
