@@ -2,7 +2,7 @@
 real console (``fleetdeck serve``): what it says without a token or with a URL lacking
 ``http://``, "did you mean" for a typo, enum options refusing unknown values, bash and
 zsh completion through argcomplete, contexts in the user's file, and the first-run
-admin and agent token in the audit log."""
+admin and agent token in the audit log, and ``--version``."""
 from __future__ import annotations
 
 import json
@@ -58,6 +58,17 @@ def test_a_url_without_a_scheme_is_a_clear_usage_error(served, user_env):
     assert result.stderr.strip() == (f"fleetdeck: FLEETDECK_URL (environment) must be an http:// or https:// URL "
                                      f"such as http://127.0.0.1:8700, got {bare!r}")
     assert "unknown url type" not in result.stderr
+
+
+def test_version_is_the_installed_distributions(user_env):
+    """``--version`` prints the version pip installed (the distribution's metadata), and
+    exits 0 without needing a console, a token or a command."""
+    from importlib.metadata import version
+
+    result = fleetdeck("--version", env=user_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"fleetdeck {version('fleetdeck')}"
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("typo, meant", [("lgos", "logs"), ("hots", "hosts"), ("contxt", "context")])
