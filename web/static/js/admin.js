@@ -130,11 +130,11 @@
           var tr = F.el("tr");
           tr.dataset.token = String(t.id);
           td(tr, String(t.id));
-          td(tr, t.kind);
+          td(tr, F.term(t.kind));
           td(tr, t.name || t.host || "—");
           td(tr, t.role || "—");
           td(tr, when(t.created_at) + (t.created_by ? F.t(" by {user}", { user: t.created_by }) : ""));
-          td(tr, t.expires_at ? when(t.expires_at) : "never");
+          td(tr, t.expires_at ? when(t.expires_at) : F.t("does not expire"));
           td(tr, when(t.last_used_at));
           td(tr, t.revoked_at ? F.t("revoked {time}", { time: when(t.revoked_at) }) : F.t("active"));
           var actions = F.el("td", "actions");
@@ -227,6 +227,17 @@
     return typeof v === "string" ? v : JSON.stringify(v);
   }
 
+  // Where a setting came from (GET /api/v1/settings: "default", "environment NAME",
+  // "command-line flag --name", "FILE line N"), in the page's language.
+  function sourceText(source) {
+    var m;
+    if (source === "default") return F.t("default");
+    if ((m = /^environment (\S+)$/.exec(source))) return F.t("environment {variable}", { variable: m[1] });
+    if ((m = /^command-line flag (\S+)$/.exec(source))) return F.t("command-line flag {flag}", { flag: m[1] });
+    if ((m = /^(.+) line (\d+)$/.exec(source))) return F.t("{file} line {line}", { file: m[1], line: m[2] });
+    return source;
+  }
+
   function settingsPage() {
     F.fetchJSON("/api/v1/settings").then(function (doc) {
       byId("settings-file").textContent = doc.file || F.t("none (defaults and environment)");
@@ -237,7 +248,7 @@
         td(tr, s.key);
         td(tr, shown(s.value));
         td(tr, shown(s.default));
-        td(tr, s.source);
+        td(tr, sourceText(s.source));
         return tr;
       });
       F.fillTable(byId("settings-table"), rows, F.t("No settings."));
@@ -245,7 +256,7 @@
         var tr = F.el("tr");
         td(tr, s.name + ":");
         td(tr, s.configured ? F.t("yes") : F.t("no"));
-        td(tr, s.source);
+        td(tr, sourceText(s.source));
         return tr;
       });
       F.fillTable(byId("sections-table"), sections, F.t("None."));

@@ -83,7 +83,7 @@
     current = d;
     if (cancelButton) cancelButton.hidden = !CANCELLABLE[d.state];
     var state = byId("deploy-state");
-    state.textContent = d.state;
+    state.textContent = F.term(d.state);
     state.className = "badge state-" + d.state;
     byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? F.t("running…") : "—") : d.duration_s.toFixed(1) + " s";
     var err = byId("deploy-error");
@@ -95,7 +95,7 @@
       var tr = document.createElement("tr");
       [s.name, s.state, s.message].forEach(function (text, i) {
         var td = document.createElement("td");
-        td.textContent = text;
+        td.textContent = i === 1 ? F.term(text) : text;
         if (i === 1) td.className = "state state-" + s.state;
         tr.appendChild(td);
       });

@@ -634,7 +634,7 @@
         return { ts: d.started_at || d.created_at, state: d.state, label: d.app + " " + d.version };
       });
       root.dataset.deployMarkers = String(deployMarks.length);
-      root.title = deployMarks.length ? F.t("Deploys: ") + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
+      root.title = deployMarks.length ? F.t("Deploys: ") + deployMarks.map(function (m) { return m.label + " (" + F.term(m.state) + ")"; }).join(", ") : "";
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
       deployMarksFailed = false;
       F.clearError("deploy-markers");
