@@ -270,3 +270,69 @@ def test_theme_and_time_zone_switches_persist_across_pages(console, page, layout
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     errors.assert_clean()
+
+
+SPLIT_WORDS = """(selector) => {
+  const split = [];
+  for (const cell of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let n; (n = walker.nextNode());) {
+      for (const m of n.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(n, m.index);
+        range.setEnd(n, m.index + m[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+        if (tops.size > 1) split.push(m[0]);
+      }
+    }
+  }
+  return split; }"""
+
+
+@pytest.mark.parametrize("screen", ["laptop", "phone"])
+def test_audit_table_never_breaks_a_token(console, browser, screen):  # noqa: ANN001
+    """Actors, actions and targets are tokens (``token.create``, ``user:admin``, a long
+    host name): each stays on one line; a table wider than a phone scrolls instead."""
+    host = "audit-wrap-" + uuid.uuid4().hex + "-" + uuid.uuid4().hex[:12]
+    resp = console.request("POST", "/api/v1/tokens", {"kind": "agent", "host": host},
+                           token=console.api_token("admin", "audit-wrap-1"))  # audited: token.create
+    assert resp.status in (200, 201), resp.body
+    context = browser.new_context(viewport=VIEWPORTS[screen])
+    try:
+        page = context.new_page()
+        log_in(page, console)
+        page.goto(console.url + "/audit")
+        expect(page.locator("#audit-table")).to_contain_text(host)
+        cells = "#audit-table tbody td.audit-actor, #audit-table tbody td.audit-action, " \
+                "#audit-table tbody td.audit-target, #audit-table tbody td.audit-source"
+        assert page.locator(cells).count() >= 8
+        assert page.evaluate(SPLIT_WORDS, cells) == []
+        assert_fits(page, VIEWPORTS[screen]["width"], "/audit")
+    finally:
+        context.close()
+
+
+def test_a_log_line_wraps_across_the_whole_phone_screen(console, browser, layout_host):  # noqa: ANN001
+    """On a 390 px phone the text of a log line takes the whole width under its time,
+    host and level, so a 200-character line is a few lines high, not a narrow column."""
+    context = browser.new_context(viewport=VIEWPORTS["phone"])
+    try:
+        page = context.new_page()
+        log_in(page, console)
+        page.goto(f"{console.url}/logs?host={layout_host}")
+        line = page.locator(".log-line").first
+        expect(line).to_contain_text("Accepted publickey")
+        box = line.bounding_box()
+        text = line.locator(".log-text").bounding_box()
+        assert text["width"] >= 0.9 * box["width"], (text, box)
+        chars = len(line.locator(".log-text").inner_text())
+        per_line = page.evaluate("""() => { const s = document.createElement('span');
+            s.textContent = 'x'.repeat(100); s.style.whiteSpace = 'nowrap'; document.querySelector('.log-text').appendChild(s);
+            const w = s.getBoundingClientRect().width / 100; s.remove(); return w; }""")
+        line_height = float(page.evaluate("parseFloat(getComputedStyle(document.querySelector('.log-text')).lineHeight)"
+                                          " || 1.4 * parseFloat(getComputedStyle(document.querySelector('.log-text')).fontSize)"))
+        rows = chars * per_line / text["width"] + 2  # the text's rows, one more for wrapping at word ends
+        assert text["height"] <= rows * line_height + 1, (text, chars, per_line, line_height)
+        assert box["height"] <= text["height"] + 3 * line_height, (box, text)  # the meta row above it
+    finally:
+        context.close()
