@@ -76,3 +76,47 @@ def test_language_switch_persists_and_english_stays_english(console, browser, zh
         assert page.evaluate("document.documentElement.lang") == "en"
     finally:
         context.close()
+
+
+def test_the_switch_is_kept_for_the_user_and_follows_them_to_another_browser(console, browser):  # noqa: ANN001
+    """The language chosen with the switch is the user's (PATCH /api/v1/me): their login
+    in another, English browser is in Chinese, and choosing English there again is kept
+    for their next login too."""
+    username, password = "lang-" + uuid.uuid4().hex[:8], "test-password-" + uuid.uuid4().hex[:8]
+    console.services.db.run(console.services.users.create, username, password, "viewer")
+
+    def login(locale: str):  # noqa: ANN202
+        context = browser.new_context(viewport=VIEWPORTS["laptop"], locale=locale)
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto(console.url + "/login")
+        page.fill("#username", username)
+        page.fill("#password", password)
+        page.click("#login-submit")
+        page.wait_for_url(console.url + "/")
+        return context, page
+
+    context, page = login("en-US")
+    try:
+        errors = PageErrors(page)
+        expect(page.locator("main h1")).to_have_text("Hosts")
+        page.click("#lang-switch")
+        expect(page.locator("main h1")).to_have_text("主机")
+        errors.assert_clean()
+    finally:
+        context.close()
+    context, page = login("en-US")  # a fresh browser: no cookie, an English Accept-Language
+    try:
+        errors = PageErrors(page)
+        expect(page.locator("main h1")).to_have_text("主机")
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        page.click("#lang-switch")
+        expect(page.locator("main h1")).to_have_text("Hosts")
+        errors.assert_clean()
+    finally:
+        context.close()
+    context, page = login("zh-CN")  # the user's English wins over a Chinese browser
+    try:
+        expect(page.locator("main h1")).to_have_text("Hosts")
+    finally:
+        context.close()
