@@ -55,7 +55,8 @@ def history(samples: list, timestamps_ms: list[int], wobble: bool = False) -> li
     screenshots) both swing around that: rates by half, gauges by 5 %, over minutes."""
     metrics = []
     for n, s in enumerate(samples):
-        period = 90.0 + 37 * (n % 5)
+        # Memory gauges swing together, so that parts never outgrow the total (used >= 0).
+        period = 90.0 if s.name.startswith("node_memory_") else 90.0 + 37 * (n % 5)
         if s.type == "counter":
             rate = counter_rate(s)
             points = [[ts, s.value + rate * ts / 1000.0
