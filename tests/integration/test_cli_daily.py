@@ -78,6 +78,21 @@ def test_a_mistyped_command_gets_did_you_mean(user_env, typo, meant):
     assert f"invalid choice: '{typo}'; did you mean '{meant}'?" in result.stderr
 
 
+@pytest.mark.parametrize("argv, meant", [
+    (["logs", "--levle", "error"], "--level"),
+    (["context", "add", "x", "--url", "http://127.0.0.1:1", "--token-evn", "X"], "--token-env"),
+    (["--log-levle=debug", "hosts"], "--log-level"),
+])
+def test_a_mistyped_option_gets_did_you_mean(user_env, argv, meant):
+    result = fleetdeck(*argv, env=user_env)
+    assert result.returncode == 2, result
+    assert "unrecognized arguments: " in result.stderr and f"did you mean '{meant}'?" in result.stderr
+    assert result.stdout == ""
+    # In Chinese too (the terminal's language).
+    zh = fleetdeck(*argv, env={**user_env, "LANG": "zh_CN.UTF-8"})
+    assert zh.returncode == 2 and "无法识别的参数：" in zh.stderr and f"您是想输入 '{meant}' 吗？" in zh.stderr
+
+
 @pytest.mark.parametrize("argv, valid", [
     (["logs", "--level", "critical"], "trace, debug, info, warn, error, fatal"),
     (["logs", "--level", "warn,eror"], "trace, debug, info, warn, error, fatal"),
