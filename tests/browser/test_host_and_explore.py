@@ -9,6 +9,9 @@ at fixed rates, so rates and their expected values are known.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -17,6 +20,7 @@ import pytest
 
 from tests.browser.playwright_api import Page, expect
 from tests.browser.test_dashboard import PageErrors, log_in
+from tests.harness import wait_for
 
 INTERVAL = 10
 CPU_RATES = {"idle": 0.6, "user": 0.25, "system": 0.1, "iowait": 0.03}
@@ -379,4 +383,83 @@ def test_explore_promql_table_chart_and_url(console, page, real_host):  # noqa: 
     page.click("#run-query")
     expect(page.locator("#error")).to_contain_text("bad_data")
     errors.console.clear()  # the browser logs the 400 as a resource error
+    errors.assert_clean()
+
+
+def start_agent(console, host: str, state, interval: int) -> subprocess.Popen:  # noqa: ANN001
+    """The real agent (``python -m agents``) collecting this machine every ``interval`` s."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, FLEETDECK_AGENT_TOKEN=console.agent_token(host),
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", "agents", "--console", console.url, "--host", host,
+                             "--interval", str(interval)], env=env, cwd=state,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def test_gap_and_zoom_where_a_real_agent_was_stopped(console, page, tmp_path):  # noqa: ANN001
+    """A real agent process collects this machine every 2 s, is stopped for 40 s (as a
+    service stop would: terminated) and started again: every chart of the host page
+    breaks its lines once, inside the stop, and a drag over that stretch zooms every
+    chart to it, the gap still drawn."""
+    host = "stopped-" + uuid.uuid4().hex[:6]
+    viewer = console.api_token("viewer")
+
+    def samples_since(t: float) -> bool:
+        body = console.request("GET", "/api/v1/metrics/range?" + urllib.parse.urlencode(
+            {"metric": "node_load1", "host": host, "fn": "raw", "start": t, "end": time.time() + 1}), token=viewer).json()
+        return bool(body["series"]) and len(body["series"][0]["points"]) >= 3
+
+    started = time.time()
+    agent = start_agent(console, host, tmp_path, 2)
+    try:
+        wait_for(lambda: samples_since(started), 60, "the agent's first collects", proc=agent)
+        time.sleep(12)
+    finally:
+        stop(agent)
+    stopped = time.time()
+    time.sleep(40)
+    resumed = time.time()
+    agent = start_agent(console, host, tmp_path, 2)
+    try:
+        wait_for(lambda: samples_since(resumed), 60, "the restarted agent's collects", proc=agent)
+        time.sleep(12)
+    finally:
+        stop(agent)
+
+    errors = PageErrors(page)
+    log_in(page, console)
+    page.goto(f"{console.url}/hosts/{host}?from=now-3m&to=now")
+    charts = ("chart-cpu", "chart-memory", "chart-load", "chart-disk", "chart-network")
+    for chart in charts:
+        wait_drawn(page, chart, 4)
+        series = int(chart_attr(page, chart, "series"))
+        assert series > 0 and chart_attr(page, chart, "gaps") == str(series), (chart, chart_attr(page, chart, "gaps"))
+        at = [int(x) for x in chart_attr(page, chart, "gap-at").split(",")]
+        assert len(at) == 1 and stopped - 10 < at[0] < resumed + 10, (chart, at, stopped, resumed)
+
+    # Drag over the stretch from before the stop to after it, on one chart: all follow.
+    xmin, xmax = int(chart_attr(page, "chart-load", "xmin")), int(chart_attr(page, "chart-load", "xmax"))
+    frac = [(t - xmin) / (xmax - xmin) for t in (stopped - 30, resumed + 20)]
+    drag(page, "chart-memory", max(0.01, frac[0]), min(0.99, frac[1]))
+    page.wait_for_function("() => document.querySelector('#range-picker').dataset.to !== 'now'")
+    params = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    start, end = int(params["from"][0]), int(params["to"][0])
+    assert start < stopped and resumed < end, (start, stopped, resumed, end)
+    for chart in charts:
+        page.wait_for_function("([sel, a, b]) => document.querySelector(sel).dataset.xmin == a"
+                               " && document.querySelector(sel).dataset.xmax == b",
+                               arg=[f"#{chart}", str(start), str(end)])
+        series = int(chart_attr(page, chart, "series"))
+        assert chart_attr(page, chart, "gaps") == str(series), chart
+    expect(page.locator("#zoom-reset")).to_be_visible()
+    expect(page.locator("#error")).to_be_hidden()
     errors.assert_clean()
