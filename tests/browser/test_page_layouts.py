@@ -336,3 +336,28 @@ def test_a_log_line_wraps_across_the_whole_phone_screen(console, browser, layout
         assert box["height"] <= text["height"] + 3 * line_height, (box, text)  # the meta row above it
     finally:
         context.close()
+
+
+def test_deploy_and_token_times_follow_the_time_zone_switch(console, page, failed_deploy):  # noqa: ANN001
+    """The deploys list, a deploy's step log and the tokens page write times as every
+    other page does (not the browser's own locale format), and follow the switch."""
+    errors = PageErrors(page)
+    log_in(page, console)
+    deploy = console.request("GET", f"/api/v1/deploys/{failed_deploy}",
+                             token=console.api_token("viewer", "layouts-3")).json()
+    events = console.request("GET", f"/api/v1/deploys/{failed_deploy}/events",
+                             token=console.api_token("viewer", "layouts-4")).json()["events"]
+    local, utc = "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S UTC"
+    for path, selector, ts in ((f"/deploys/{failed_deploy}", "#deploy-log li time", events[0]["ts"]),
+                               ("/deploys", "#deploys-table time", deploy["created_at"]),
+                               ("/tokens", "#tokens-table time", None)):
+        page.goto(console.url + path)
+        first = page.locator(selector).first
+        expect(first).to_be_visible()
+        ts = ts if ts is not None else float(first.get_attribute("data-ts") or 0)
+        assert abs(float(first.get_attribute("data-ts") or 0) - ts) < 0.001, path
+        expect(first).to_have_text(time.strftime(local, time.localtime(ts)))
+        page.click("#tz-switch")
+        expect(first).to_have_text(time.strftime(utc, time.gmtime(ts)))
+        page.click("#tz-switch")  # back to local for the next page
+    errors.assert_clean()

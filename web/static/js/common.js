@@ -306,6 +306,15 @@
     }
   }
 
+  // A <time data-ts> of Unix seconds `ts` in the one format and zone of the pages;
+  // js/prefs.js rewrites it when the time-zone switch is used.
+  function timeEl(ts) {
+    var node = el("time", "", fmtDateTime(ts));
+    node.dataset.ts = String(ts);
+    node.setAttribute("datetime", new Date(ts * 1000).toISOString());
+    return node;
+  }
+
   function td(row, text) {
     var cell = el("td", "", text);
     row.appendChild(cell);
@@ -479,6 +488,7 @@
     setText: setText,
     renderLabels: renderLabels,
     td: td,
+    timeEl: timeEl,
     term: term,
     alertLabelsCell: alertLabelsCell,
     fillTable: fillTable,

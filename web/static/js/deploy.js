@@ -61,9 +61,7 @@
     var li = document.createElement("li");
     li.className = "deploy-event level-" + e.level;
     li.setAttribute("data-seq", String(e.seq));
-    var time = document.createElement("time");
-    time.textContent = new Date(e.ts * 1000).toLocaleTimeString();
-    li.appendChild(time);
+    li.appendChild(F.timeEl(e.ts));
     if (e.step) {
       var step = document.createElement("span");
       step.className = "deploy-step";

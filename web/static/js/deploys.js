@@ -31,8 +31,10 @@
     return td;
   }
 
-  function when(ts) {
-    return ts ? new Date(ts * 1000).toLocaleString() : "—";
+  function when(td, ts) {
+    td.textContent = "";
+    td.appendChild(ts ? F.timeEl(ts) : document.createTextNode("—"));
+    return td;
   }
 
   function duration(s) {
@@ -129,7 +131,7 @@
       cell(tr, F.term(d.kind)).className = "nowrap";
       cell(tr, F.term(d.state)).className = "state nowrap state-" + d.state;
       cell(tr, d.requested_by);
-      cell(tr, when(d.created_at));
+      when(cell(tr, ""), d.created_at);
       cell(tr, duration(d.duration_s)).className = "nowrap";
       cell(tr, d.reason || "");
       return tr;
