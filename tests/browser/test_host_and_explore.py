@@ -441,8 +441,9 @@ def test_gap_and_zoom_where_a_real_agent_was_stopped(console, page, tmp_path):  
     charts = ("chart-cpu", "chart-memory", "chart-load", "chart-disk", "chart-network")
     for chart in charts:
         wait_drawn(page, chart, 4)
-        series = int(chart_attr(page, chart, "series"))
-        assert series > 0 and chart_attr(page, chart, "gaps") == str(series), (chart, chart_attr(page, chart, "gaps"))
+        # Rates over the agent's 2 s interval (known once the host's header has loaded).
+        page.wait_for_function("([sel]) => { const d = document.querySelector(sel).dataset;"
+                               " return Number(d.series) > 0 && d.gaps === d.series; }", arg=[f"#{chart}"])
         at = [int(x) for x in chart_attr(page, chart, "gap-at").split(",")]
         assert len(at) == 1 and stopped - 10 < at[0] < resumed + 10, (chart, at, stopped, resumed)
 

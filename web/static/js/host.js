@@ -877,8 +877,12 @@
     headerBusy = true;
     F.fetchJSON("/api/v1/hosts").then(function (hosts) {
       if (!Array.isArray(hosts)) throw new Error("GET /api/v1/hosts: expected a JSON list");
+      var was = interval();
       hostInfo = hosts.filter(function (h) { return h && h.host === HOST; })[0] || null;
       renderHeader();
+      // The rate window and the gap threshold follow the agent's collect interval: charts
+      // loaded before it was known (or before it changed) are loaded again with it.
+      if (interval() !== was) loadAll();
       F.clearError("host");
     }).catch(function (err) {
       F.showError("host", F.t("Could not load host status — ") + err.message);
