@@ -101,7 +101,9 @@ def wait_drawn(page: Page, chart: str, points: int = 1) -> None:
                                arg=[f"#{chart}", points])
     except Exception as exc:
         banner = page.locator("#error").inner_text() if page.locator("#error").is_visible() else ""
-        raise AssertionError(f"{chart}: fewer than {points} points drawn; banner: {banner!r}") from exc
+        state = page.evaluate("(sel) => { const c = document.querySelector(sel); return Object.assign({}, c.dataset,"
+                              " {text: c.innerText.slice(0, 200)}); }", f"#{chart}")
+        raise AssertionError(f"{chart}: fewer than {points} points drawn; banner: {banner!r}; chart: {state}") from exc
 
 
 def drag(page: Page, chart: str, x0: float, x1: float) -> None:
@@ -418,29 +420,29 @@ def test_gap_and_zoom_where_a_real_agent_was_stopped(console, page, tmp_path):  
             {"metric": "node_load1", "host": host, "fn": "raw", "start": t, "end": time.time() + 1}), token=viewer).json()
         return bool(body["series"]) and len(body["series"][0]["points"]) >= 3
 
-    started = time.time()
-    agent = start_agent(console, host, tmp_path, 2)
-    try:
-        wait_for(lambda: samples_since(started), 60, "the agent's first collects", proc=agent)
-        time.sleep(12)
-    finally:
-        stop(agent)
+    def run_agent() -> None:
+        """Start the agent, let it collect for 20 s after its first stored collects (a rate
+        at 10 s steps over a 12 s window needs some of them on each side of the stop), stop it."""
+        since = time.time()
+        agent = start_agent(console, host, tmp_path, 2)
+        try:
+            wait_for(lambda: samples_since(since), 60, "the agent's collects", proc=agent)
+            time.sleep(20)
+        finally:
+            stop(agent)
+
+    run_agent()
     stopped = time.time()
     time.sleep(40)
     resumed = time.time()
-    agent = start_agent(console, host, tmp_path, 2)
-    try:
-        wait_for(lambda: samples_since(resumed), 60, "the restarted agent's collects", proc=agent)
-        time.sleep(12)
-    finally:
-        stop(agent)
+    run_agent()
 
     errors = PageErrors(page)
     log_in(page, console)
     page.goto(f"{console.url}/hosts/{host}?from=now-3m&to=now")
     charts = ("chart-cpu", "chart-memory", "chart-load", "chart-disk", "chart-network")
     for chart in charts:
-        wait_drawn(page, chart, 4)
+        wait_drawn(page, chart, 2)
         # Rates over the agent's 2 s interval (known once the host's header has loaded).
         page.wait_for_function("([sel]) => { const d = document.querySelector(sel).dataset;"
                                " return Number(d.series) > 0 && d.gaps === d.series; }", arg=[f"#{chart}"])
