@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser.playwright_api import Page, expect
 from tests.browser.test_dashboard import PageErrors, log_in
-from tests.harness import wait_for
+from tests.harness import ConsoleHarness, wait_for
 
 INTERVAL = 10
 CPU_RATES = {"idle": 0.6, "user": 0.25, "system": 0.1, "iowait": 0.03}
@@ -407,12 +407,23 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
 
 
-def test_gap_and_zoom_where_a_real_agent_was_stopped(console, page, tmp_path):  # noqa: ANN001
+@pytest.fixture
+def own_console(tmp_path):
+    """A console of this test's own: its real agent's series stay out of the module's."""
+    harness = ConsoleHarness(tmp_path / "console").start()
+    yield harness
+    harness.close()
+
+
+def test_gap_and_zoom_where_a_real_agent_was_stopped(own_console, page, tmp_path):  # noqa: ANN001
     """A real agent process collects this machine every 2 s, is stopped for 40 s (as a
     service stop would: terminated) and started again: every chart of the host page
     breaks its lines once, inside the stop, and a drag over that stretch zooms every
     chart to it, the gap still drawn."""
+    console = own_console
     host = "stopped-" + uuid.uuid4().hex[:6]
+    state = tmp_path / "agent"  # the agent's working folder (its spool)
+    state.mkdir()
     viewer = console.api_token("viewer")
 
     def samples_since(t: float) -> bool:
@@ -424,7 +435,7 @@ def test_gap_and_zoom_where_a_real_agent_was_stopped(console, page, tmp_path):  
         """Start the agent, let it collect for 20 s after its first stored collects (a rate
         at 10 s steps over a 12 s window needs some of them on each side of the stop), stop it."""
         since = time.time()
-        agent = start_agent(console, host, tmp_path, 2)
+        agent = start_agent(console, host, state, 2)
         try:
             wait_for(lambda: samples_since(since), 60, "the agent's collects", proc=agent)
             time.sleep(20)
