@@ -67,7 +67,8 @@ SCHEMAS: dict[str, dict] = {
                              "points": {"type": "array", "items": {"type": "array", "items": NNUM}}},
                              ["labels", "points"])}},
                         ["metric", "resolution", "series"]),
-    "Me": _obj({"kind": STR, "name": STR, "role": STR, "host": NSTR, "apps": APPS}, ["kind", "name", "role"]),
+    "Me": _obj({"kind": STR, "name": STR, "role": STR, "host": NSTR, "apps": APPS, "language": NSTR},
+               ["kind", "name", "role", "language"]),
     "User": _obj({"username": STR, "role": ROLE, "apps": APPS, "disabled": BOOL, "created_at": NUM},
                  ["username", "role", "apps", "disabled", "created_at"]),
     "Token": _obj({"id": {"type": "integer"}, "kind": {"type": "string", "enum": ["api", "agent", "enrol"]},
@@ -228,8 +229,13 @@ API_PATHS: dict[str, dict[str, dict]] = {
         "responses": {"101": {"description": "Switching to the WebSocket protocol"}}}},
     r"/api/v1/openapi.json": {"get": {
         "summary": "This document", "responses": {"200": _json({"type": "object"})}}},
-    r"/api/v1/me": {"get": {
-        "summary": "Who the credentials belong to", "responses": {"200": _json(_ref("Me"))}}},
+    r"/api/v1/me": {
+        "get": {"summary": "Who the credentials belong to, and the dashboard language its user chose",
+                "responses": {"200": _json(_ref("Me"))}},
+        "patch": {"summary": "Keep the dashboard language of the credentials' user (null: the browser's), "
+                             "applied at each of their logins",
+                  "responses": {"200": _json(_obj({"language": NSTR}, ["language"])),
+                                "409": _json(_ref("Error"), "The credentials act for no user")}}},
     r"/api/v1/users": {
         "get": {"summary": "List users", "responses": {"200": _json(_obj({"users": {
             "type": "array", "items": _ref("User")}}, ["users"]))}},

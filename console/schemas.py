@@ -199,6 +199,13 @@ class UserChange(Body):
     password: Password | None = None
 
 
+class MyChange(Body):
+    """The caller's own settings: ``language``, the dashboard's language for its user
+    (a BCP 47 tag the console offers; null: follow the browser's)."""
+
+    language: Literal["en", "zh-CN"] | None
+
+
 class TokensQuery(Query):
     include_revoked: bool = Field(False, description="list revoked tokens too")
 
@@ -558,6 +565,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     (r"/api/v1/alerts/history", "get"): Request(query=AlertHistoryQuery),
     (r"/api/v1/notifications", "get"): Request(query=NotificationsQuery),
     (r"/api/v1/notifications/test", "post"): Request(body=NotificationTest),
+    (r"/api/v1/me", "patch"): Request(body=MyChange),
     (r"/api/v1/users", "post"): Request(body=NewUser),
     (r"/api/v1/users/([^/]+)", "patch"): Request(body=UserChange, path={"username": UserName}),
     (r"/api/v1/users/([^/]+)", "delete"): Request(path={"username": UserName}),

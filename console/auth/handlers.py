@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.auth.tokens import EnrolError
-from console.errors import ApiError
+from console.errors import ApiError, Conflict
 from console.handlers import ApiHandler
 from console.i18n import tx
 from console.params import INT32_MAX, ascii_uint
@@ -19,10 +19,25 @@ SMALL_BODY = 64 * 1024  # account requests are small; secrets may be a kubeconfi
 
 
 class MeHandler(ApiHandler):
-    def get(self) -> None:
+    """Who is calling; ``language`` is the dashboard language its user chose (null: the
+    browser's, or no user: an agent or a token of no user). PATCH ``{"language"}`` keeps
+    that choice for the user, applied at each of their logins (console/ui/handlers.py)."""
+
+    max_body_bytes = SMALL_BODY
+
+    async def get(self) -> None:
         p = self.principal
+        language = await self.services.auth.language(p.owner) if p.owner is not None else None
         self.write_json({"kind": p.kind, "name": p.name, "role": p.role, "host": p.host,
-                         "apps": None if p.apps is None else list(p.apps)})
+                         "apps": None if p.apps is None else list(p.apps), "language": language})
+
+    async def patch(self) -> None:
+        change = self.body()
+        owner = self.principal.owner
+        if owner is None:
+            raise Conflict(tx("{caller} acts for no user, so it has no language to keep", caller=self.principal.actor))
+        language = await self.services.auth.set_language(owner, change.language)
+        self.write_json({"language": language})
 
 
 class UsersHandler(ApiHandler):

@@ -35,6 +35,7 @@ class LoginResult:
 
     principal: Principal | None
     session_id: str | None
+    language: str | None = None  # the language the user chose for the dashboard (None: the browser's)
 
 
 class AuthService:
@@ -102,7 +103,7 @@ console sharing it counts the same failures (console/auth/limits.py)."""
             raise UserNotFound(tx("no user {user}", user=repr(username)))
         session_id = self.sessions.create(session, user.id, source)
         self.audit.record(session, principal.actor, "login.success", f"user:{username}", {}, source)
-        return LoginResult(principal, session_id)
+        return LoginResult(principal, session_id, user.language)
 
     def logout(self, session: Session, session_id: str, actor: str, source: str) -> None:
         if self.sessions.destroy(session, session_id):
@@ -112,6 +113,15 @@ console sharing it counts the same failures (console/auth/limits.py)."""
         await self.db.write(self.logout, session_id, actor, source)
 
     # -- users --------------------------------------------------------------------------
+    async def language(self, username: str) -> str | None:
+        """The dashboard language ``username`` chose, None: the browser's (UserNotFound)."""
+        return await self.db.read(self.users.language, username)
+
+    async def set_language(self, username: str, language: str | None) -> str | None:
+        """Keep ``username``'s dashboard language (console/auth/users.py ``set_language``):
+        a preference of the user's own, not audited."""
+        return await self.db.write(self.users.set_language, username, language)
+
     async def list_users(self) -> list[dict]:
         """``[{"username", "role", "apps", "disabled", ...}]`` (console/auth/users.py)."""
         return await self.db.read(self.users.list)

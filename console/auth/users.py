@@ -14,7 +14,7 @@ from console.auth.passwords import Passwords, generate_password
 from console.auth.roles import USER_ROLES, Principal
 from console.auth.sessions import apps_tuple
 from console.errors import Conflict, InvalidInput, NotFound
-from console.i18n import tx
+from console.i18n import LANGUAGES, tx
 from console.storage.models import User, UserSession
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -162,6 +162,28 @@ class UserService:
 
     def get(self, session: Session, username: str) -> User | None:
         return self._get(session, username)
+
+    def language(self, session: Session, username: str) -> str | None:
+        """The dashboard language ``username`` chose (a BCP 47 tag of console/i18n.py
+        LANGUAGES), None to follow the browser. Raises UserNotFound."""
+        user = self._get(session, username)
+        if user is None:
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
+        return user.language
+
+    def set_language(self, session: Session, username: str, language: str | None) -> str | None:
+        """Keep ``language`` (a tag of console/i18n.py LANGUAGES, None: the browser's) as
+        ``username``'s dashboard language; returns it. Raises UserNotFound, UserError for a
+        language the console does not offer."""
+        if language is not None and language not in LANGUAGES:
+            raise UserError(tx("unknown language {language}; choose one of {languages}", language=repr(language),
+                               languages=", ".join(LANGUAGES)))
+        user = self._get(session, username)
+        if user is None:
+            raise UserNotFound(tx("no user {user}", user=repr(username)))
+        user.language = language
+        session.flush()
+        return language
 
     @staticmethod
     def _describe(user: User) -> dict:

@@ -14,7 +14,6 @@ helpers shared by the groups are in :mod:`console.cli.common`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -35,7 +34,7 @@ GROUPS = (server, tokens, users, audit, database, hosts, deploys, logs, query, c
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(prog="fleetdeck", description="Fleetdeck console and command line.")
     parser.add_argument("--version", action="version", version=f"fleetdeck {__version__}")
     enum_option(parser, "--log-level", LOG_LEVELS, fold=True, default=os.environ.get("FLEETDECK_LOG_LEVEL", "INFO"),
@@ -67,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argcomplete
 
     argcomplete.autocomplete(parser)  # answers and exits when the shell asks for completions
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    parser.reject_unknown(args, extras)  # with "did you mean" for a mistyped option
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -252,7 +252,7 @@ def admin_opts(p: argparse.ArgumentParser, default: object = None) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a "did you mean" for a mistyped command or choice (the closest of
+    """argparse with a "did you mean" for a mistyped command, choice or option (the closest of
     the valid values by :func:`difflib.get_close_matches`), which Python's argparse
     gained only in 3.14 (``suggest_on_error``). Sub-parsers inherit the class."""
 
@@ -268,6 +268,27 @@ class Parser(argparse.ArgumentParser):
         hint = said(tx("; did you mean {value}?", value=repr(close[0]))) if close else ""
         raise argparse.ArgumentError(action, said(tx("invalid choice: {value}{hint} (choose from {choices})",
                                                      value=repr(value), hint=hint, choices=", ".join(names))))
+
+    def reject_unknown(self, parsed: argparse.Namespace, extras: list[str]) -> None:
+        """After :meth:`parse_known_args`: argparse's "unrecognized arguments" usage error for
+        ``extras``, with "did you mean" the closest option of the command they were given to
+        (found by following the sub-commands ``parsed`` names)."""
+        if not extras:
+            return
+        import difflib
+
+        options: list[str] = []
+        parser: argparse.ArgumentParser | None = self
+        while parser is not None:
+            options = [o for o in parser._option_string_actions if o.startswith("--")] + options
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(parsed, subs[0].dest, None) if subs and subs[0].dest else None
+            parser = subs[0].choices.get(chosen) if subs and isinstance(chosen, str) else None
+        said = cli_errors()  # argparse's messages are plain str: translated here, in the terminal's language
+        close = next((c[0] for c in (difflib.get_close_matches(e.split("=", 1)[0], options, n=1)
+                                     for e in extras if e.startswith("--")) if c), None)
+        hint = said(tx("; did you mean {value}?", value=repr(close))) if close else ""
+        self.error(said(tx("unrecognized arguments: {args}{hint}", args=" ".join(extras), hint=hint)))
 
     def error(self, message: str) -> NoReturn:
         """argparse's usage error (exit 2), its "error" word in the terminal's language."""

@@ -64,7 +64,7 @@ def increase_sums(found: dict[int, rollup_blocks.Rows]) -> list[tuple[int, float
     """``[(bucket start, increase, samples), ...]`` by bucket start: the rows of ``found``
     (one group's series) with an increase (counters), their increases and sample counts
     added up per bucket, as ROLLUP_SUMS does in SQL (in another order: within 1e-9 relative)."""
-    parts = [r.take(r.present("increase")) for r in found.values()]
+    parts = [r if r.increase_ok is None else r.take(r.increase_ok) for r in found.values()]
     rows = rollup_blocks.concat([p for p in parts if len(p)])
     if not len(rows):
         return []

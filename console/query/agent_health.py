@@ -65,6 +65,7 @@ def agent_health(session: Session, host_id: int) -> dict:
         "collect_duration_seconds": {l.get("collector", ""): v
                                      for l, v in current("fleetdeck_agent_collect_duration_seconds")},
     }
+    # English words the dashboard translates by their form (web/static/js/overview.js problemText).
     problems: list[str] = []
     if health["failing_collectors"]:
         problems.append("collector failing: " + ", ".join(health["failing_collectors"]))

@@ -196,7 +196,7 @@ class QueryService:
     @staticmethod
     def _silent(health: dict, last_seen: float | None, now: float) -> dict:
         # A down host's agent says nothing now: its last self-metrics ("ok" included) are
-        # history, so its health is unknown, with why.
+        # history, so its health is unknown, with why (worded as overview.js problemText reads it).
         since = "never reported" if last_seen is None else f"no report for {max(0, int(now - last_seen))} s"
         was = f"; its last report said {health['status']}" if health["status"] != "unknown" else ""
         return {**health, "status": "unknown", "problems": [f"{since}{was}", *health["problems"]]}

@@ -35,6 +35,8 @@ class User(Base):
     apps: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Unix s of DELETE /api/v1/users/{username}: gone from the API, the name kept (audit).
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The dashboard's language chosen by the user (en, zh-CN); NULL: the browser's (webui_0001).
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Token(Base):

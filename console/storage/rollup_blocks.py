@@ -130,13 +130,16 @@ def concat(parts: Sequence[Rows]) -> Rows:
         return parts[0]
     if not parts:
         return empty()
+    cat = np.concatenate
 
-    def mask(name: str) -> np.ndarray | None:
-        if all(getattr(p, f"{name}_ok") is None for p in parts):
+    def mask(masks: list[np.ndarray | None]) -> np.ndarray | None:
+        if all(m is None for m in masks):
             return None
-        return np.concatenate([p.present(name) for p in parts])
-    ts, mn, mx, sm, n, inc = (np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS)
-    return Rows(ts, mn, mx, sm, n, inc, mask("min"), mask("max"), mask("sum"), mask("increase"))
+        return cat([np.ones(len(p.ts), bool) if m is None else m for p, m in zip(parts, masks)])
+    return Rows(cat([p.ts for p in parts]), cat([p.min for p in parts]), cat([p.max for p in parts]),
+                cat([p.sum for p in parts]), cat([p.count for p in parts]), cat([p.increase for p in parts]),
+                mask([p.min_ok for p in parts]), mask([p.max_ok for p in parts]), mask([p.sum_ok for p in parts]),
+                mask([p.increase_ok for p in parts]))
 
 
 def merge(older: Rows, newer: Rows) -> Rows:
@@ -281,12 +284,10 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
         cold = read_blocks(session, ids, lo, hi)
     out: dict[int, Rows] = {}
     for sid, group in itertools.groupby(cold, operator.itemgetter(0)):
-        parts = []
-        for _, _, _, data in group:
-            rows = decode(bytes(data), floats)
-            a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
-            parts.append(rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b)))
-        out[sid] = concat(parts)
+        # Joined first, then cut to the window once: one slice per series, not per block.
+        rows = concat([decode(bytes(data), floats) for _, _, _, data in group])
+        a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
+        out[sid] = rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b))
     hot: list[tuple] = [tuple(r) for r in session.execute(
         _ROWS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
     for sid, group in itertools.groupby(hot, operator.itemgetter(0)):

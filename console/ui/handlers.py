@@ -8,7 +8,7 @@ import tornado.web
 from console.auth.passwords import PasswordsBusy
 from console.errors import NotFound
 from console.handlers import SESSION_COOKIE, PageHandler
-from console.i18n import tx
+from console.i18n import LANG_COOKIE, tx
 
 
 def safe_next(target: str | None) -> str:
@@ -87,6 +87,8 @@ class LoginHandler(PageHandler):
         # state changes are still guarded by the _xsrf token.
         self.set_signed_cookie(SESSION_COOKIE, result.session_id, expires_days=console.session_days,
                                httponly=True, samesite="Lax", secure=secure)
+        if result.language is not None:  # the user's own choice wins over this browser's
+            self.set_cookie(LANG_COOKIE, result.language, expires_days=365, samesite="Lax", secure=secure)
         self.redirect(next_url)
 
 

@@ -70,6 +70,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("/logout", "POST"): Rule(VIEWERS, "/logout", (302,), b"", ends_session=True),
     ("/api/v1/enrol", "POST"): Rule(ANYONE, "/api/v1/enrol", (400,), b"{}"),  # the enrol token is in the body
     ("/api/v1/me", "GET"): Rule(VIEWERS, "/api/v1/me", (200,)),
+    ("/api/v1/me", "PATCH"): Rule(VIEWERS, "/api/v1/me", (200, 409), b'{"language": null}'),
     # -- pages ------------------------------------------------------------------------------
     ("/", "GET"): Rule(VIEWERS, "/", (200,)),
     ("/hosts/([^/]+)", "GET"): Rule(VIEWERS, "/hosts/example-host", (404,)),  # no such host

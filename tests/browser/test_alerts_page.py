@@ -1,11 +1,12 @@
 """The Alerts page in a real headless Chromium against a real console: firing and pending
 alerts with labels, value and runbook, resolved ones, the label filter, refused rule
-files, alert text rendered as text, and firing alerts on the overview's host cards."""
+files, alert text rendered as text, firing alerts on the overview's host cards, and the
+alert's span on the host charts, labelled with its name where it starts."""
 from __future__ import annotations
 
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
 from tests.browser.playwright_api import expect
-from tests.browser.test_dashboard import PageErrors, log_in
+from tests.browser.test_dashboard import PageErrors, host_metrics, log_in
 
 RULES = """groups:
   - name: page
@@ -33,6 +34,9 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
         for host, value in (("page-1", 70), ("page-2", 30)):
             push(console, console.agent_token(host), host, "page_temp", [(0, value)])
         push(console, console.agent_token("page-3"), "page-3", "page_temp", [(0, 90), (60, 10)])
+        status, body = console.push("page-3", console.agent_token("page-3"),
+                                    host_metrics([(T0 + t) * 1000 for t in range(-120, 61, 10)]))
+        assert status == 200, body
         evaluate(console, clock, T0)
         evaluate(console, clock, T0 + 60)  # page-3 resolves
         log_in(page, console)
@@ -41,6 +45,18 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
         expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "0")  # 15 min: before the window
         page.click('.range-btn[data-range="21600"]')
         expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "1")
+        # Its name on every chart, at the time it fired (T0) on the chart's time axis.
+        for chart in ("chart-load", "chart-cpu"):
+            label = page.locator(f"#{chart} .alert-label", has_text="PageHot")
+            expect(label).to_have_count(1)
+            page.wait_for_function("([sel]) => Number(document.querySelector(sel).dataset.xmax)"
+                                   " - Number(document.querySelector(sel).dataset.xmin) > 21000", arg=[f"#{chart}"])
+            xmin, xmax = (float(page.get_attribute(f"#{chart}", f"data-{k}") or 0) for k in ("xmin", "xmax"))
+            over, box = page.locator(f"#{chart} .u-over").bounding_box(), label.bounding_box()
+            assert over is not None and box is not None
+            fired_at = over["x"] + over["width"] * (T0 - xmin) / (xmax - xmin)
+            assert abs(box["x"] - 3 - fired_at) < 3, (chart, box, fired_at)
+            assert over["y"] <= box["y"] and box["y"] + box["height"] <= over["y"] + over["height"] + 1
         page.goto(console.url + "/hosts/page-2")
         expect(page.locator("#host-page")).to_have_attribute("data-alert-spans", "0")
         page.goto(console.url + "/alerts")

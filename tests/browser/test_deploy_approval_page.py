@@ -65,6 +65,14 @@ def test_approve_and_reject_from_the_deploy_page(tmp_path, docker_client, docker
         page.goto(f"{console.url}/deploys/{first['id']}")
         expect(page.locator("#approval-state")).to_have_text("pending")
         expect(page.locator("#deploy-state")).to_have_text("awaiting_approval")
+        # The expiry in the one time format and zone of the top bar's switch.
+        expires = page.locator("#approval time")
+        ts = float(expires.get_attribute("data-ts") or 0)
+        approval = console.request("GET", f"/api/v1/deploys/{first['id']}", token=alice).json()["approval"]
+        assert ts == approval["expires_at"], approval
+        expect(expires).to_have_text(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)))
+        page.click("#tz-switch")
+        expect(expires).to_have_text(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)))
         page.fill("#approval-reason", "change reviewed")
         page.once("dialog", answer(True))
         page.click("#approve-button")

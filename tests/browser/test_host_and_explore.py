@@ -9,6 +9,9 @@ at fixed rates, so rates and their expected values are known.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -17,6 +20,7 @@ import pytest
 
 from tests.browser.playwright_api import Page, expect
 from tests.browser.test_dashboard import PageErrors, log_in
+from tests.harness import ConsoleHarness, wait_for
 
 INTERVAL = 10
 CPU_RATES = {"idle": 0.6, "user": 0.25, "system": 0.1, "iowait": 0.03}
@@ -55,7 +59,8 @@ def history(samples: list, timestamps_ms: list[int], wobble: bool = False) -> li
     screenshots) both swing around that: rates by half, gauges by 5 %, over minutes."""
     metrics = []
     for n, s in enumerate(samples):
-        period = 90.0 + 37 * (n % 5)
+        # Memory gauges swing together, so that parts never outgrow the total (used >= 0).
+        period = 90.0 if s.name.startswith("node_memory_") else 90.0 + 37 * (n % 5)
         if s.type == "counter":
             rate = counter_rate(s)
             points = [[ts, s.value + rate * ts / 1000.0
@@ -96,7 +101,9 @@ def wait_drawn(page: Page, chart: str, points: int = 1) -> None:
                                arg=[f"#{chart}", points])
     except Exception as exc:
         banner = page.locator("#error").inner_text() if page.locator("#error").is_visible() else ""
-        raise AssertionError(f"{chart}: fewer than {points} points drawn; banner: {banner!r}") from exc
+        state = page.evaluate("(sel) => { const c = document.querySelector(sel); return Object.assign({}, c.dataset,"
+                              " {text: c.innerText.slice(0, 200)}); }", f"#{chart}")
+        raise AssertionError(f"{chart}: fewer than {points} points drawn; banner: {banner!r}; chart: {state}") from exc
 
 
 def drag(page: Page, chart: str, x0: float, x1: float) -> None:
@@ -378,4 +385,95 @@ def test_explore_promql_table_chart_and_url(console, page, real_host):  # noqa: 
     page.click("#run-query")
     expect(page.locator("#error")).to_contain_text("bad_data")
     errors.console.clear()  # the browser logs the 400 as a resource error
+    errors.assert_clean()
+
+
+def start_agent(console, host: str, state, interval: int) -> subprocess.Popen:  # noqa: ANN001
+    """The real agent (``python -m agents``) collecting this machine every ``interval`` s."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, FLEETDECK_AGENT_TOKEN=console.agent_token(host),
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", "agents", "--console", console.url, "--host", host,
+                             "--interval", str(interval)], env=env, cwd=state,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture
+def own_console(tmp_path):
+    """A console of this test's own: its real agent's series stay out of the module's."""
+    harness = ConsoleHarness(tmp_path / "console").start()
+    yield harness
+    harness.close()
+
+
+def test_gap_and_zoom_where_a_real_agent_was_stopped(own_console, page, tmp_path):  # noqa: ANN001
+    """A real agent process collects this machine every 2 s, is stopped for 40 s (as a
+    service stop would: terminated) and started again: every chart of the host page
+    breaks its lines once, inside the stop, and a drag over that stretch zooms every
+    chart to it, the gap still drawn."""
+    console = own_console
+    host = "stopped-" + uuid.uuid4().hex[:6]
+    state = tmp_path / "agent"  # the agent's working folder (its spool)
+    state.mkdir()
+    viewer = console.api_token("viewer")
+
+    def samples_since(t: float) -> bool:
+        body = console.request("GET", "/api/v1/metrics/range?" + urllib.parse.urlencode(
+            {"metric": "node_load1", "host": host, "fn": "raw", "start": t, "end": time.time() + 1}), token=viewer).json()
+        return bool(body["series"]) and len(body["series"][0]["points"]) >= 3
+
+    def run_agent() -> None:
+        """Start the agent, let it collect for 20 s after its first stored collects (a rate
+        at 10 s steps over a 12 s window needs some of them on each side of the stop), stop it."""
+        since = time.time()
+        agent = start_agent(console, host, state, 2)
+        try:
+            wait_for(lambda: samples_since(since), 60, "the agent's collects", proc=agent)
+            time.sleep(20)
+        finally:
+            stop(agent)
+
+    run_agent()
+    stopped = time.time()
+    time.sleep(40)
+    resumed = time.time()
+    run_agent()
+
+    errors = PageErrors(page)
+    log_in(page, console)
+    page.goto(f"{console.url}/hosts/{host}?from=now-3m&to=now")
+    charts = ("chart-cpu", "chart-memory", "chart-load", "chart-disk", "chart-network")
+    for chart in charts:
+        wait_drawn(page, chart, 2)
+        # Rates over the agent's 2 s interval (known once the host's header has loaded).
+        page.wait_for_function("([sel]) => { const d = document.querySelector(sel).dataset;"
+                               " return Number(d.series) > 0 && d.gaps === d.series; }", arg=[f"#{chart}"])
+        at = [int(x) for x in chart_attr(page, chart, "gap-at").split(",")]
+        assert len(at) == 1 and stopped - 10 < at[0] < resumed + 10, (chart, at, stopped, resumed)
+
+    # Drag over the stretch from before the stop to after it, on one chart: all follow.
+    xmin, xmax = int(chart_attr(page, "chart-load", "xmin")), int(chart_attr(page, "chart-load", "xmax"))
+    frac = [(t - xmin) / (xmax - xmin) for t in (stopped - 30, resumed + 20)]
+    drag(page, "chart-memory", max(0.01, frac[0]), min(0.99, frac[1]))
+    page.wait_for_function("() => document.querySelector('#range-picker').dataset.to !== 'now'")
+    params = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    start, end = int(params["from"][0]), int(params["to"][0])
+    assert start < stopped and resumed < end, (start, stopped, resumed, end)
+    for chart in charts:
+        page.wait_for_function("([sel, a, b]) => document.querySelector(sel).dataset.xmin == a"
+                               " && document.querySelector(sel).dataset.xmax == b",
+                               arg=[f"#{chart}", str(start), str(end)])
+        series = int(chart_attr(page, chart, "series"))
+        assert chart_attr(page, chart, "gaps") == str(series), chart
+    expect(page.locator("#zoom-reset")).to_be_visible()
+    expect(page.locator("#error")).to_be_hidden()
     errors.assert_clean()

@@ -1,6 +1,9 @@
 """The Notifications page in a real headless Chromium: each notification with its
-receiver, integration, status and the receiver's answer, rendered as text."""
+receiver, integration, status and the receiver's answer, rendered as text; its times in
+the one format and zone of the top bar's switch; in Chinese, its statuses too."""
 from __future__ import annotations
+
+import time
 
 from tests.browser.playwright_api import expect
 from tests.browser.test_dashboard import PageErrors, log_in
@@ -37,7 +40,24 @@ def test_notifications_page_lists_sent_and_failed_with_the_answer(tmp_path, page
         expect(sent.locator("td").nth(1)).to_have_text("good")
         expect(sent.locator("td").nth(3)).to_have_text("firing 1 · HostDown")
         assert page.locator("#notifications-table img").count() == 0 and page.evaluate("window.pwned") is None
+        # Times as on every other page: local by default, UTC after the switch.
+        when = sent.locator("time")
+        ts = float(when.get_attribute("data-ts") or 0)
+        expect(when).to_have_text(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)))
+        page.click("#tz-switch")
+        expect(when).to_have_text(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)))
         errors.assert_clean()
+        # A Chinese page names the statuses in Chinese.
+        context = page.context.browser.new_context(locale="zh-CN")
+        try:
+            zh = context.new_page()
+            log_in(zh, console)
+            zh.goto(console.url + "/notifications")
+            expect(zh.locator("#notifications-table tr.notification-failed .notification-status")).to_have_text("失败")
+            expect(zh.locator("#notifications-table tr.notification-sent .notification-status")).to_have_text("已发送")
+            expect(zh.locator("#notifications-table tr.notification-sent td").nth(3)).to_have_text("触发中 1 · HostDown")
+        finally:
+            context.close()
     finally:
         console.close()
         good.close()

@@ -2,7 +2,7 @@
 real console (``fleetdeck serve``): what it says without a token or with a URL lacking
 ``http://``, "did you mean" for a typo, enum options refusing unknown values, bash and
 zsh completion through argcomplete, contexts in the user's file, and the first-run
-admin and agent token in the audit log."""
+admin and agent token in the audit log, and ``--version``."""
 from __future__ import annotations
 
 import json
@@ -60,11 +60,37 @@ def test_a_url_without_a_scheme_is_a_clear_usage_error(served, user_env):
     assert "unknown url type" not in result.stderr
 
 
+def test_version_is_the_installed_distributions(user_env):
+    """``--version`` prints the version pip installed (the distribution's metadata), and
+    exits 0 without needing a console, a token or a command."""
+    from importlib.metadata import version
+
+    result = fleetdeck("--version", env=user_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"fleetdeck {version('fleetdeck')}"
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize("typo, meant", [("lgos", "logs"), ("hots", "hosts"), ("contxt", "context")])
 def test_a_mistyped_command_gets_did_you_mean(user_env, typo, meant):
     result = fleetdeck(typo, env=user_env)
     assert result.returncode == 2
     assert f"invalid choice: '{typo}'; did you mean '{meant}'?" in result.stderr
+
+
+@pytest.mark.parametrize("argv, meant", [
+    (["logs", "--levle", "error"], "--level"),
+    (["context", "add", "x", "--url", "http://127.0.0.1:1", "--token-evn", "X"], "--token-env"),
+    (["--log-levle=debug", "hosts"], "--log-level"),
+])
+def test_a_mistyped_option_gets_did_you_mean(user_env, argv, meant):
+    result = fleetdeck(*argv, env=user_env)
+    assert result.returncode == 2, result
+    assert "unrecognized arguments: " in result.stderr and f"did you mean '{meant}'?" in result.stderr
+    assert result.stdout == ""
+    # In Chinese too (the terminal's language).
+    zh = fleetdeck(*argv, env={**user_env, "LANG": "zh_CN.UTF-8"})
+    assert zh.returncode == 2 and "无法识别的参数：" in zh.stderr and f"您是想输入 '{meant}' 吗？" in zh.stderr
 
 
 @pytest.mark.parametrize("argv, valid", [

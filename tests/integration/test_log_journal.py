@@ -47,7 +47,7 @@ def journald(tmp_path):
             subprocess.run(["nsenter", f"--mount=/proc/{proc.pid}/ns/mnt", "systemd-cat", "-t", tag,
                             "-p", priority, "echo", message], check=True, timeout=30)
 
-        yield folder, send
+        yield folder, send, proc.pid  # the pid: to run other processes in its mount namespace
     finally:
         proc.terminate()
         proc.wait(10)
@@ -60,7 +60,7 @@ def journal_entries(folder: Path, word: str) -> list[dict]:
 
 
 def test_journal_entries_arrive_with_their_time_level_and_identifier(console, tmp_path, journald):
-    folder, send = journald
+    folder, send, _ = journald
     host = "jrn-" + uuid.uuid4().hex[:8]
     logs = {"journal": True, "journal_directory": str(folder)}
     agent, tail = make_agent(console, tmp_path, host, logs)

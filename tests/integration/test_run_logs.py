@@ -1,6 +1,7 @@
 """``fleetdeck run`` has logs on its first start: the console writes its own log to
 ``<data_dir>/console.log`` and its local agent sends that file (from its start), the
-common system logs where they exist and the journal where there is one. Real processes:
+common system logs where they exist and the journal where there is one (a real
+journald in a private mount namespace). Real processes:
 the ``fleetdeck`` console script, its agent child, and the logs read back over HTTP."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import yaml
 
 from tests.harness import CookieSession, wait_for
 from tests.integration.procs import child_env, free_port
+from tests.integration.test_log_journal import journald  # noqa: F401 (a fixture)
 
 SCRIPT = Path(sys.executable).parent / "fleetdeck"
 PASSWORD = "first-run-password-1"
@@ -106,3 +109,40 @@ def test_the_shipped_config_file_keeps_the_first_start_sources(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_first_start_follows_the_systemd_journal_where_there_is_one(tmp_path, journald):  # noqa: F811
+    """``fleetdeck run`` on a machine with a journal: a real systemd-journald in a private
+    mount namespace (tests/integration/test_log_journal.py) is that machine's journal
+    (/run/log/journal), ``fleetdeck run`` runs in the same namespace, and an entry
+    written there after the start reaches the console from the local agent."""
+    _, send, journald_pid = journald
+    data = tmp_path / "data"
+    port = free_port()
+    out = tmp_path / "run.out"
+    env = child_env(FLEETDECK_DATA_DIR=str(data), FLEETDECK_LISTEN=f"127.0.0.1:{port}",
+                    FLEETDECK_ADMIN_PASSWORD=PASSWORD)
+    namespace = f"--mount=/proc/{journald_pid}/ns/mnt"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(["nsenter", namespace, str(SCRIPT), "run"], cwd=tmp_path, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Local agent for host" in out.read_text(), 60, "fleetdeck run to start its agent", proc=proc)
+        host = out.read_text().split("Local agent for host '")[1].split("'")[0]
+        assert yaml.safe_load((data / "agent" / "agent.yaml").read_text())["logs"]["journal"] is True
+        session = CookieSession(f"http://127.0.0.1:{port}")
+        assert session.login("admin", PASSWORD).status == 302
+        marker = "first-start-" + uuid.uuid4().hex[:10]
+
+        def arrived() -> list[dict] | None:
+            send(f"journal entry {marker}", "warning")  # again until one arrives: journalctl starts from now
+            resp = session.request("GET", "/api/v1/logs?" + urllib.parse.urlencode({"host": host, "q": marker}))
+            assert resp.status == 200, resp.body
+            return json.loads(resp.body)["logs"] or None
+
+        found = wait_for(arrived, 60, "the journal entry at the console", interval=2.0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert found[0]["source"] == "journal:fd-test" and found[0]["line"] == f"journal entry {marker}"
+    assert found[0]["labels"].get("level") == "warn"

@@ -23,6 +23,13 @@
 
   function when(t) { return t ? F.fmtDateTime(t) : "—"; }
 
+  // A cell of a time that follows the top bar's time-zone switch.
+  function whenCell(tr, t) {
+    var cell = td(tr, "");
+    cell.appendChild(t ? F.timeEl(t) : document.createTextNode("—"));
+    return cell;
+  }
+
   function appsList(text) {
     var apps = text.split(",").map(function (a) { return a.trim(); }).filter(Boolean);
     return apps.length ? apps : null;
@@ -71,7 +78,7 @@
           tr.appendChild(roleCell);
           td(tr, u.apps ? u.apps.join(", ") : F.t("all"));
           td(tr, u.disabled ? F.t("disabled") : F.t("active"));
-          td(tr, when(u.created_at));
+          whenCell(tr, u.created_at);
           var actions = F.el("td", "actions");
           actions.appendChild(button(u.disabled ? F.t("Enable") : F.t("Disable"), "user-toggle", function () {
             act((u.disabled ? F.t("Enable {user}?", { user: u.username }) : F.t("Disable {user}?", { user: u.username })) + (u.disabled ? "" :
@@ -130,12 +137,13 @@
           var tr = F.el("tr");
           tr.dataset.token = String(t.id);
           td(tr, String(t.id));
-          td(tr, t.kind);
+          td(tr, F.term(t.kind));
           td(tr, t.name || t.host || "—");
           td(tr, t.role || "—");
           td(tr, when(t.created_at) + (t.created_by ? F.t(" by {user}", { user: t.created_by }) : ""));
-          td(tr, t.expires_at ? when(t.expires_at) : "never");
-          td(tr, when(t.last_used_at));
+          if (t.expires_at) whenCell(tr, t.expires_at);
+          else td(tr, F.t("does not expire"));
+          whenCell(tr, t.last_used_at);
           td(tr, t.revoked_at ? F.t("revoked {time}", { time: when(t.revoked_at) }) : F.t("active"));
           var actions = F.el("td", "actions");
           if (!t.revoked_at) {
@@ -191,7 +199,7 @@
           tr.dataset.secret = s.name;
           td(tr, s.name);
           td(tr, s.kind);
-          td(tr, when(s.updated_at));
+          whenCell(tr, s.updated_at);
           td(tr, s.updated_by || "—");
           var actions = F.el("td", "actions");
           actions.appendChild(button(F.t("Delete"), "secret-delete", function () {
@@ -227,6 +235,17 @@
     return typeof v === "string" ? v : JSON.stringify(v);
   }
 
+  // Where a setting came from (GET /api/v1/settings: "default", "environment NAME",
+  // "command-line flag --name", "FILE line N"), in the page's language.
+  function sourceText(source) {
+    var m;
+    if (source === "default") return F.t("default");
+    if ((m = /^environment (\S+)$/.exec(source))) return F.t("environment {variable}", { variable: m[1] });
+    if ((m = /^command-line flag (\S+)$/.exec(source))) return F.t("command-line flag {flag}", { flag: m[1] });
+    if ((m = /^(.+) line (\d+)$/.exec(source))) return F.t("{file} line {line}", { file: m[1], line: m[2] });
+    return source;
+  }
+
   function settingsPage() {
     F.fetchJSON("/api/v1/settings").then(function (doc) {
       byId("settings-file").textContent = doc.file || F.t("none (defaults and environment)");
@@ -237,7 +256,7 @@
         td(tr, s.key);
         td(tr, shown(s.value));
         td(tr, shown(s.default));
-        td(tr, s.source);
+        td(tr, sourceText(s.source));
         return tr;
       });
       F.fillTable(byId("settings-table"), rows, F.t("No settings."));
@@ -245,7 +264,7 @@
         var tr = F.el("tr");
         td(tr, s.name + ":");
         td(tr, s.configured ? F.t("yes") : F.t("no"));
-        td(tr, s.source);
+        td(tr, sourceText(s.source));
         return tr;
       });
       F.fillTable(byId("sections-table"), sections, F.t("None."));

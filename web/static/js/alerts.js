@@ -66,7 +66,7 @@
       var link = F.el("a", "rule-link", a.labels.alertname);
       link.href = ruleURL(entry[0], a.labels.alertname);
       td(tr, "").appendChild(link);
-      td(tr, a.state).className = "state state-" + a.state;
+      td(tr, F.term(a.state)).className = "state state-" + a.state;
       labelsCell(tr, a.labels);
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
       var since = Date.parse(a.activeAt) / 1000;
@@ -98,15 +98,15 @@
         link.href = ruleURL(g.name, r.name);
         td(tr, "").appendChild(link);
         var kind = r.type === "recording" ? "recording" : r.state;
-        td(tr, kind).className = "state state-" + kind;
-        var health = td(tr, r.health + (r.lastError ? ": " + r.lastError : ""));
+        td(tr, F.term(kind)).className = "state state-" + kind;
+        var health = td(tr, F.term(r.health) + (r.lastError ? ": " + r.lastError : ""));
         health.className = "health-" + r.health;
         td(tr, r.query).className = "mono";
         td(tr, r.duration ? r.duration + " s" : "—").className = "num";
         rules.push(tr);
       });
     });
-    fill(document.getElementById("rules-table"), rules, "No rules loaded.");
+    fill(document.getElementById("rules-table"), rules, F.t("No rules loaded."));
     var errors = document.getElementById("rule-errors");
     errors.textContent = "";
     (data.fileErrors || []).forEach(function (e) {

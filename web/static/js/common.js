@@ -268,6 +268,53 @@
   // ---------------------------------------------------------------- tables
 
   // Append a text cell to a row; returns the cell.
+  // The name, in the page's language, of a state, health, kind or strategy the API
+  // answers with (its own English word, kept for classes, filters and the CLI); any other
+  // value as it is. Each word is spelt out for the catalog extraction (babel-scripts.cfg).
+  function term(value) {
+    switch (value) {
+      case "firing": return t("firing");
+      case "pending": return t("pending");
+      case "inactive": return t("inactive");
+      case "resolved": return t("resolved");
+      case "recording": return t("recording");
+      case "active": return t("active");
+      case "expired": return t("expired");
+      case "ok": return t("ok");
+      case "err": return t("err");
+      case "unknown": return t("unknown");
+      case "queued": return t("queued");
+      case "running": return t("running");
+      case "succeeded": return t("succeeded");
+      case "failed": return t("failed");
+      case "rolled_back": return t("rolled_back");
+      case "cancelled": return t("cancelled");
+      case "rejected": return t("rejected");
+      case "awaiting_approval": return t("awaiting_approval");
+      case "skipped": return t("skipped");
+      case "deploy": return t("deploy");
+      case "rollback": return t("rollback");
+      case "promote": return t("promote");
+      case "rolling": return t("rolling");
+      case "recreate": return t("recreate");
+      case "api": return t("API");
+      case "agent": return t("agent");
+      case "enrol": return t("enrolment");
+      case "sent": return t("sent");
+      case "degraded": return t("degraded");
+      default: return value;
+    }
+  }
+
+  // A <time data-ts> of Unix seconds `ts` in the one format and zone of the pages;
+  // js/prefs.js rewrites it when the time-zone switch is used.
+  function timeEl(ts) {
+    var node = el("time", "", fmtDateTime(ts));
+    node.dataset.ts = String(ts);
+    node.setAttribute("datetime", new Date(ts * 1000).toISOString());
+    return node;
+  }
+
   function td(row, text) {
     var cell = el("td", "", text);
     row.appendChild(cell);
@@ -441,6 +488,8 @@
     setText: setText,
     renderLabels: renderLabels,
     td: td,
+    timeEl: timeEl,
+    term: term,
     alertLabelsCell: alertLabelsCell,
     fillTable: fillTable,
     LiveSocket: LiveSocket,

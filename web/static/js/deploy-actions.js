@@ -162,10 +162,11 @@
   // Cancel deploy `d` ({id, app, version, state, kind}); `done(deploy)` after the API accepted.
   function cancelDeploy(d, done) {
     confirmAction({
-      title: "Cancel " + (d.kind || "deploy") + " #" + d.id + "?",
-      message: "Cancel " + (d.kind || "deploy") + " #" + d.id + " of " + d.app + " to " + d.version + " (" + d.state +
-        "). " + (d.state === "running" ? "It stops and rolls back what it changed." : "It will not start."),
-      yes: "Cancel #" + d.id,
+      title: F.t("Cancel {kind} #{id}?", { kind: F.term(d.kind || "deploy"), id: d.id }),
+      message: F.t("Cancel {kind} #{id} of {app} to {version} ({state}).", { kind: F.term(d.kind || "deploy"), id: d.id,
+                                                                             app: d.app, version: d.version, state: F.term(d.state) })
+        + " " + (d.state === "running" ? F.t("It stops and rolls back what it changed.") : F.t("It will not start.")),
+      yes: F.t("Cancel #{id}", { id: d.id }),
       no: F.t("Keep it"),
       action: function () { return post("/api/v1/deploys/" + encodeURIComponent(d.id) + "/cancel", {}); },
       done: done,

@@ -61,9 +61,7 @@
     var li = document.createElement("li");
     li.className = "deploy-event level-" + e.level;
     li.setAttribute("data-seq", String(e.seq));
-    var time = document.createElement("time");
-    time.textContent = new Date(e.ts * 1000).toLocaleTimeString();
-    li.appendChild(time);
+    li.appendChild(F.timeEl(e.ts));
     if (e.step) {
       var step = document.createElement("span");
       step.className = "deploy-step";
@@ -83,7 +81,7 @@
     current = d;
     if (cancelButton) cancelButton.hidden = !CANCELLABLE[d.state];
     var state = byId("deploy-state");
-    state.textContent = d.state;
+    state.textContent = F.term(d.state);
     state.className = "badge state-" + d.state;
     byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? F.t("running…") : "—") : d.duration_s.toFixed(1) + " s";
     var err = byId("deploy-error");
@@ -95,7 +93,7 @@
       var tr = document.createElement("tr");
       [s.name, s.state, s.message].forEach(function (text, i) {
         var td = document.createElement("td");
-        td.textContent = text;
+        td.textContent = i === 1 ? F.term(text) : text;
         if (i === 1) td.className = "state state-" + s.state;
         tr.appendChild(td);
       });

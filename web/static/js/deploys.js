@@ -31,8 +31,10 @@
     return td;
   }
 
-  function when(ts) {
-    return ts ? new Date(ts * 1000).toLocaleString() : "—";
+  function when(td, ts) {
+    td.textContent = "";
+    td.appendChild(ts ? F.timeEl(ts) : document.createTextNode("—"));
+    return td;
   }
 
   function duration(s) {
@@ -63,14 +65,14 @@
     if (a.driver === "ssh") {
       var b = t.batches || {};
       var how = b.type === "fixed" ? F.t("batches of {n}", { n: b.size }) : b.type === "percent" ? F.t("batches of {n}", { n: b.size + "%" }) : F.t("serial");
-      return { where: (t.deploy_to || "?") + " on " + (t.hosts || []).join(", "), how: how };
+      return { where: F.t("{path} on {hosts}", { path: t.deploy_to || "?", hosts: (t.hosts || []).join(", ") }), how: how };
     }
     if (a.driver === "kubernetes") {
       var ns = t.namespace || "";
-      var where = ns && ns.charAt(0) !== "(" ? ns + "/" + t.deployment : t.deployment + " (context namespace)";
+      var where = ns && ns.charAt(0) !== "(" ? ns + "/" + t.deployment : F.t("{deployment} (context namespace)", { deployment: t.deployment });
       return { where: where + " (" + t.image + ")", how: F.t("the Deployment's rollout") };
     }
-    return { where: (t.image || "?") + " (" + F.t("{n} replicas", { n: t.replicas }) + ")", how: (a.strategy || {}).type || "—" };
+    return { where: (t.image || "?") + " (" + F.t("{n} replicas", { n: t.replicas }) + ")", how: F.term((a.strategy || {}).type) || "—" };
   }
 
   function button(label, className, onClick) {
@@ -110,7 +112,7 @@
       cell(tr, d.where).className = "app-target";
       cell(tr, d.how);
       cell(tr, a.current ? a.current.version : "—");
-      if (a.active) cell(tr, "#" + a.active.id + " " + a.active.version + " " + a.active.state, "/deploys/" + a.active.id);
+      if (a.active) cell(tr, "#" + a.active.id + " " + a.active.version + " " + F.term(a.active.state), "/deploys/" + a.active.id);
       else cell(tr, "—");
       if (deployable.length) {
         var td = cell(tr, "");
@@ -126,10 +128,10 @@
       cell(tr, "#" + d.id, "/deploys/" + d.id).className = "nowrap";
       cell(tr, d.app);
       cell(tr, d.version);
-      cell(tr, d.kind).className = "nowrap";
-      cell(tr, d.state).className = "state nowrap state-" + d.state;
+      cell(tr, F.term(d.kind)).className = "nowrap";
+      cell(tr, F.term(d.state)).className = "state nowrap state-" + d.state;
       cell(tr, d.requested_by);
-      cell(tr, when(d.created_at));
+      when(cell(tr, ""), d.created_at);
       cell(tr, duration(d.duration_s)).className = "nowrap";
       cell(tr, d.reason || "");
       return tr;

@@ -634,7 +634,7 @@
         return { ts: d.started_at || d.created_at, state: d.state, label: d.app + " " + d.version };
       });
       root.dataset.deployMarkers = String(deployMarks.length);
-      root.title = deployMarks.length ? F.t("Deploys: ") + deployMarks.map(function (m) { return m.label + " (" + m.state + ")"; }).join(", ") : "";
+      root.title = deployMarks.length ? F.t("Deploys: ") + deployMarks.map(function (m) { return m.label + " (" + F.term(m.state) + ")"; }).join(", ") : "";
       charts.forEach(function (chart) { if (chart.plot) chart.plot.redraw(false); });
       deployMarksFailed = false;
       F.clearError("deploy-markers");
@@ -714,7 +714,27 @@
     });
   }
 
+  // Each span's alert name as text over the plot (u.over, CSS pixels), at the foot of its
+  // start; rows alternate so that neighbouring alerts do not overprint each other (deploy
+  // labels sit at the top).
+  function labelAlertSpans(u) {
+    Array.prototype.slice.call(u.over.querySelectorAll(".alert-label")).forEach(function (n) { n.remove(); });
+    alertSpans.forEach(function (span, i) {
+      var x = Math.max(0, u.valToPos(span.from, "x"));
+      var end = u.valToPos(span.to === null ? nowSec() : span.to, "x");
+      if (!(x <= u.over.clientWidth) || !(end >= 0) || end <= x) return;
+      var label = F.el("span", "alert-label", span.label);
+      label.style.left = Math.round(x) + 3 + "px";
+      label.style.top = Math.max(0, u.over.clientHeight - 14 - (i % 2) * 14) + "px";
+      u.over.appendChild(label);
+      if (x + 3 + label.offsetWidth > u.over.clientWidth) {  // near the range's end: left of its start
+        label.style.left = Math.max(0, Math.round(x) - 3 - label.offsetWidth) + "px";
+      }
+    });
+  }
+
   function drawAlertSpans(u) {
+    labelAlertSpans(u);
     if (!alertSpans.length) return;
     var ctx = u.ctx;
     var left = u.bbox.left, right = u.bbox.left + u.bbox.width;
@@ -857,8 +877,12 @@
     headerBusy = true;
     F.fetchJSON("/api/v1/hosts").then(function (hosts) {
       if (!Array.isArray(hosts)) throw new Error("GET /api/v1/hosts: expected a JSON list");
+      var was = interval();
       hostInfo = hosts.filter(function (h) { return h && h.host === HOST; })[0] || null;
       renderHeader();
+      // The rate window and the gap threshold follow the agent's collect interval: charts
+      // loaded before it was known (or before it changed) are loaded again with it.
+      if (interval() !== was) loadAll();
       F.clearError("host");
     }).catch(function (err) {
       F.showError("host", F.t("Could not load host status — ") + err.message);

@@ -117,6 +117,24 @@
     m.meter.value = F.isNum(ratio) ? Math.max(0, Math.min(1, ratio)) : 0;
   }
 
+  // A problem of the agent's health in the page's language: the API words them in English
+  // (console/query/agent_health.py, console/query/service.py); one left unmatched stays so.
+  function problemText(p) {
+    var m, parts = p.split("; its last report said ");
+    if (parts.length === 2) return problemText(parts[0]) + F.t("; its last report said {status}", { status: F.term(parts[1]) });
+    if (p === "never reported") return F.t("never reported");
+    if ((m = /^no report for (\d+) s$/.exec(p))) return F.t("no report for {n} s", { n: m[1] });
+    if ((m = /^collector failing: (.+)$/.exec(p))) return F.t("collector failing: {names}", { names: m[1] });
+    if ((m = /^(\d+) batches queued$/.exec(p))) return F.t("{n} batches queued", { n: m[1] });
+    if ((m = /^(\d+) samples dropped$/.exec(p))) return F.t("{n} samples dropped", { n: m[1] });
+    if ((m = /^(\d+) batches refused$/.exec(p))) return F.t("{n} batches refused", { n: m[1] });
+    if ((m = /^(\d+) torn spool records$/.exec(p))) return F.t("{n} torn spool records", { n: m[1] });
+    if ((m = /^agent token refused \(revoked or expired\): (\d+) attempt\(s\); data waits in the agent's spool$/.exec(p))) {
+      return F.t("agent token refused (revoked or expired): {n} attempt(s); data waits in the agent's spool", { n: m[1] });
+    }
+    return p;
+  }
+
   // The agent's own health from its self-metrics (spool backlog, drops, send errors).
   function renderAgentHealth(node, health) {
     var status = (health && health.status) || "unknown";
@@ -124,7 +142,7 @@
     // A down host's health is "unknown" with why (console/query/service.py): never "healthy".
     var problems = (health && health.problems) || [];
     var text = status === "ok" ? F.t("Agent healthy")
-      : problems.length ? F.t("Agent: ") + problems.join("; ") : F.t("Agent health unknown");
+      : problems.length ? F.t("Agent: ") + problems.map(problemText).join(F.t("; ")) : F.t("Agent health unknown");
     F.setText(node, text);
     var details = [];
     if (health && F.isNum(health.batches_queued)) details.push(F.t("queued batches: ") + health.batches_queued);

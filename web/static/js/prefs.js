@@ -11,7 +11,8 @@
  *                      zone, " UTC" appended in UTC; the one time format of every page
  *   parseDateTime(t)   "YYYY-MM-DD HH:MM[:SS]" (or with "/") read in the chosen zone -> Unix seconds, or NaN
  *   lang()             the page's language, a BCP 47 tag ("en", "zh-CN": <html lang>, chosen by the console)
- *   setLang(l)         the top bar's language switch: a cookie the console reads, then a reload
+ *   setLang(l)         the top bar's language switch: a cookie the console reads, kept for the
+ *                      logged-in user too (PATCH /api/v1/me), then a reload
  *   t(text, params)    the translation of English `text` from the page's catalog (console/i18n.py:
  *                      <script type="application/json" id="fleetdeck-i18n">), `text` itself when
  *                      missing; "{name}" is replaced by params.name
@@ -44,7 +45,14 @@
   function setLang(l) {
     // A year-long cookie, read by the console on every page; the page is rendered again in it.
     document.cookie = LANG_COOKIE + "=" + encodeURIComponent(l) + "; path=/; max-age=31536000; samesite=lax";
-    window.location.reload();
+    // Logged in: kept for the user too (PATCH /api/v1/me), so their next login, in any
+    // browser, is in it. The page reloads whether or not that was kept.
+    var reload = function () { window.location.reload(); };
+    if (document.getElementById("nav-username") && window.Fleetdeck) {
+      window.Fleetdeck.sendJSON("PATCH", "/api/v1/me", { language: l }).then(reload, reload);
+    } else {
+      reload();
+    }
   }
 
   var dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;

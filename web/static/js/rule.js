@@ -38,22 +38,22 @@
     });
     var state = document.getElementById("rule-state");
     if (!rule) {
-      state.textContent = "removed";
+      state.textContent = F.t("removed");
       state.className = "state state-inactive";
       F.setText("rule-health", F.t("The rule is no longer loaded (its file changed); reload the page."));
       return;
     }
     var kind = rule.type === "recording" ? "recording" : rule.state;
-    state.textContent = kind;
+    state.textContent = F.term(kind);
     state.className = "state state-" + kind;
     var health = document.getElementById("rule-health");
-    health.textContent = rule.health + (rule.lastError ? ": " + rule.lastError : "") +
+    health.textContent = F.term(rule.health) + (rule.lastError ? ": " + rule.lastError : "") +
       (rule.lastEvaluation && rule.lastEvaluation.indexOf("0001-") !== 0
         ? F.t(" · evaluated {ago}", { ago: F.fmtAgo(Date.parse(rule.lastEvaluation) / 1000) }) : F.t(" · not evaluated yet"));
     health.className = "health-" + rule.health;
     fill(document.getElementById("active-table"), (rule.alerts || []).map(function (a) {
       var tr = F.el("tr", "alert-row alert-" + a.state);
-      td(tr, a.state).className = "state nowrap state-" + a.state;
+      td(tr, F.term(a.state)).className = "state nowrap state-" + a.state;
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
       var since = Date.parse(a.activeAt) / 1000;
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
@@ -71,7 +71,7 @@
       var when = td(tr, F.fmtDateTime(t.ts));
       when.title = F.fmtAgo(t.ts);
       when.className = "when";
-      td(tr, t.state).className = "state nowrap state-" + t.state;
+      td(tr, F.term(t.state)).className = "state nowrap state-" + t.state;
       td(tr, t.value === null ? "—" : F.fmtNumber(t.value)).className = "num";
       labelsCell(tr, t.labels);
       // Why the transition notified no one (silence:ID, window:NAME, ...); silences link to their list.

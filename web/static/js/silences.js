@@ -35,7 +35,7 @@
       }).map(function (s) {
         var tr = F.el("tr", "silence-row silence-" + s.status.state);
         tr.setAttribute("data-silence-id", s.id);
-        F.td(tr, s.status.state).className = "state state-" + s.status.state;
+        F.td(tr, F.term(s.status.state)).className = "state state-" + s.status.state;
         var cell = F.td(tr, "");
         s.matchers.forEach(function (m) { cell.appendChild(F.el("code", "label-chip", matcherText(m))); });
         var starts = Date.parse(s.startsAt) / 1000, ends = Date.parse(s.endsAt) / 1000;
