@@ -166,6 +166,14 @@ class Database:
         except sa_exc.OperationalError as exc:
             self.write_failure = str(exc.orig or exc).splitlines()[0][:200]
             raise
+        if self.write_failure is not None and self._probe_path is not None:
+            # On SQLite a small write (a background job's) can succeed on a full disk, into
+            # WAL blocks the file already holds: the failure ends once the file system has
+            # room again too, else /readyz would answer ready with the disk still full.
+            try:
+                await loop.run_in_executor(self._writer, self._probe_file)
+            except OSError:
+                return result
         self.write_failure = None
         return result
 
@@ -258,16 +266,22 @@ class Database:
         therefore probed too: a page written and synced to ``<database>.probe``, then freed."""
         if self.dialect == "sqlite":
             session.execute(text("PRAGMA user_version = 0"))
-            if self._probe_path is not None:
-                fd = os.open(self._probe_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-                try:
-                    os.write(fd, bytes(4096))
-                    os.fsync(fd)
-                finally:
-                    os.ftruncate(fd, 0)  # the block back to the file system for the next probe
-                    os.close(fd)
+            self._probe_file()
         else:
             session.execute(text("SELECT pg_current_xact_id()"))
+
+    def _probe_file(self) -> None:
+        """SQLite: a page written and synced to ``<database>.probe``, then freed; raises
+        OSError when the file system has no room. A no-op without a database file."""
+        if self._probe_path is None:
+            return
+        fd = os.open(self._probe_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        try:
+            os.write(fd, bytes(4096))
+            os.fsync(fd)
+        finally:
+            os.ftruncate(fd, 0)  # the block back to the file system for the next probe
+            os.close(fd)
 
     def insert_ignore(self, table: Any) -> Any:
         """An INSERT that skips rows whose key already exists (``ON CONFLICT DO NOTHING``)."""

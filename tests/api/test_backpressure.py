@@ -210,6 +210,35 @@ def test_hosts_carry_agent_health_from_self_metrics(console):
     assert hosts["plain-1"]["agent_health"]["status"] == "unknown"
 
 
+def test_a_small_write_into_reused_wal_blocks_does_not_end_the_failure(small_disk):
+    """After a checkpoint a small write (a background job's) fits into WAL blocks SQLite
+    already holds and succeeds on a full disk: that alone must not end the write failure,
+    or /readyz answers ready while the disk is still full."""
+    harness = ConsoleHarness(small_disk / "data", storage_retry_after=7).start()
+    try:
+        token = harness.agent_token("disk-3")
+        assert harness.push("disk-3", token, GAUGE)[0] == 200
+        db = harness.services.db
+        db.run(lambda s: s.execute(text("PRAGMA wal_checkpoint(FULL)")))
+        filler = small_disk / "filler"
+        fill(filler)
+        logs = [{"ts": int(time.time() * 1000) + i, "source": "/var/log/big", "line": "x" * 500} for i in range(3000)]
+        status, body = harness.push("disk-3", token, GAUGE, logs)
+        assert status == 503 and body["error"]["code"] == "storage_unavailable", body
+        assert db.write_failure is not None
+        small = asyncio.run_coroutine_threadsafe(db.write(lambda s: s.execute(text("PRAGMA user_version = 0"))),
+                                                 harness.loop)
+        small.result(10)  # the small write itself succeeds, in the WAL's own blocks
+        assert db.write_failure is not None
+        resp = http("GET", harness.url + "/readyz")
+        assert resp.status == 503 and resp.json()["error"]["code"] == "storage_unavailable", resp.body
+        filler.unlink()
+        resp = http("GET", harness.url + "/readyz")
+        assert resp.status == 200 and db.write_failure is None, resp.body
+    finally:
+        harness.close()
+
+
 @pytest.mark.parametrize("checkpointed", [False, True], ids=["wal-growing", "after-checkpoint"])
 def test_readyz_fails_while_storage_cannot_be_written(small_disk, checkpointed):
     """A full disk: /readyz answers 503 after a write failed (and its own write probe
