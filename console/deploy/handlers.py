@@ -7,7 +7,7 @@ from typing import Any
 from console.deploy.approvals import identity_of
 from console.errors import ApiError, FleetdeckError
 from console.handlers import ApiHandler, PageHandler
-from console.i18n import tx
+from console.i18n import localize_message, tx
 from console.params import INT32_MAX, ascii_uint
 
 
@@ -151,7 +151,10 @@ class DeployHandler(ApiHandler):
     """``GET /api/v1/deploys/{id}`` → the deploy with its ``steps``."""
 
     async def get(self, deploy_id: str) -> None:
-        self.write_json(await self.services.deploys.get(_deploy_id(deploy_id)))
+        deploy = await self.services.deploys.get(_deploy_id(deploy_id))
+        lookup = self.settings["i18n"].lookup(self.language)
+        deploy["steps"] = [localize_message(s, s.get("i18n"), lookup) for s in deploy["steps"]]
+        self.write_json(deploy)
 
 
 class DeployEventsHandler(ApiHandler):
@@ -159,7 +162,11 @@ class DeployEventsHandler(ApiHandler):
 
     async def get(self, deploy_id: str) -> None:
         args = self.query()
-        self.write_json(await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000)))
+        page = await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000))
+        # The console's own messages in the request's language (docs/dashboard.md "Languages").
+        lookup = self.settings["i18n"].lookup(self.language)
+        page["events"] = [localize_message(e, e["data"].get("i18n"), lookup) for e in page["events"]]
+        self.write_json(page)
 
 
 class DeployCancelHandler(OnDeployHandler):

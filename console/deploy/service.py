@@ -53,7 +53,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployD
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
-from console.i18n import TextLines, list_separator, message_of, text_lines, tx
+from console.i18n import Text, TextLines, list_separator, message_of, text_data, text_lines, tx
 from console.live import LiveBus
 from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
@@ -570,8 +570,17 @@ class DeployService:
                                 .order_by(DeployStep.position)).scalars()
         out = self._public(d)
         self.approvals.attach(session, [out])
-        out["steps"] = [{"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
-                         "finished_at": s.finished_at} for s in steps]
+        # A step's message is its last step event's: that event's template translates it.
+        step_texts: dict[str | None, tuple[str, object]] = {}
+        for name, message, data in session.execute(
+                select(DeployEvent.step, DeployEvent.message, DeployEvent.data)
+                .where(DeployEvent.deploy_id == deploy_id, DeployEvent.kind == "step").order_by(DeployEvent.seq)):
+            step_texts[name] = (message, orjson.loads(data).get("i18n"))
+        out["steps"] = []
+        for s in steps:
+            said, text = step_texts.get(s.name, (None, None))
+            out["steps"].append({"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
+                                 "finished_at": s.finished_at, **({"i18n": text} if said == s.message and text else {})})
         canary_events = session.execute(
             select(DeployEvent.kind, DeployEvent.step, DeployEvent.message, DeployEvent.data)
             .where(DeployEvent.deploy_id == deploy_id, (DeployEvent.kind == "analysis") | (DeployEvent.step == "canary"))
@@ -896,8 +905,13 @@ class DeployService:
                    step: str | None = None, data: dict | None = None) -> DeployEvent:
         seq = session.execute(select(func.coalesce(func.max(DeployEvent.seq), 0))
                               .where(DeployEvent.deploy_id == deploy_id)).scalar_one() + 1
+        data = dict(data or {})
+        if isinstance(message, Text) and not isinstance(message, TextLines):
+            # The English text in ``message`` (CLI, audit, older readers); the template and its
+            # values let the API and the live log show it in the reader's language.
+            data["i18n"] = text_data(message)
         e = DeployEvent(deploy_id=deploy_id, seq=seq, ts=self._clock(), kind=kind, level=level, step=step,
-                        message=message[:4000], data=_json(data or {}))
+                        message=message[:4000], data=_json(data))
         session.add(e)
         session.flush()
         return e
