@@ -863,7 +863,8 @@ class DeployService:
         now = self._clock()
         done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
                                                          Deploy.runner == self.runner)
-                           .values(state=outcome.state, finished_at=now, error=outcome.error,
+                           .values(state=outcome.state, finished_at=now,
+                                   error=None if outcome.error is None else str(outcome.error),
                                    cleanup_pending=outcome.cleanup_pending, lease_until=None)
                            .execution_options(synchronize_session=False))
         if done.rowcount != 1:
