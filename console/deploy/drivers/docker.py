@@ -197,7 +197,7 @@ class DockerDriver:
             return DeployOutcome(SUCCEEDED)
         except DriverUnavailable as exc:
             run.step("connect", "failed", message_of(exc), level="error")
-            return DeployOutcome(FAILED, str(exc))
+            return DeployOutcome(FAILED, message_of(exc))
         except (HealthCheckFailed, GateFailed) as exc:
             return self._undo(run, ROLLED_BACK, message_of(exc))
         except Cancelled as exc:
