@@ -5,6 +5,8 @@ English without either, as stored; the text of other programs inside them (the D
 error, a container's output) is kept verbatim, as a value of the translated sentence."""
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 
@@ -138,3 +140,42 @@ def test_a_container_output_stays_verbatim_in_a_chinese_step_log(docker_console)
     assert f"镜像 {docker_console.image}:crash 已就绪" in messages, messages
     assert "继续由上一版本提供服务" in messages, messages
     assert "秒后已回滚：" in zh[-1]["message"] and zh[-1]["message"].endswith("退出码 3：boom"), zh[-1]
+
+
+def test_live_log_frames_follow_each_subscriber_language(console):  # noqa: ANN001
+    """Two sockets watching one deploy: each gets the console's messages in its own language
+    (the Accept-Language of its upgrade request), the same events in the same order."""
+    import tornado.httpclient
+    import tornado.websocket
+
+    newest = console.request("GET", "/api/v1/deploys?limit=1", token=console.viewer).json()["deploys"]
+    topic = f"deploy:{(newest[0]['id'] if newest else 0) + 1}"
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        sockets = []
+        for language in ("en", "zh-CN"):
+            ws = await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+                console.url.replace("http", "ws") + "/api/v1/live",
+                headers={"Authorization": f"Bearer {console.viewer}", "Accept-Language": language}))
+            ws.write_message(json.dumps({"subscribe": [topic]}))
+            assert json.loads(await ws.read_message()) == {"subscribed": [topic]}
+            sockets.append(ws)
+        loop = asyncio.get_running_loop()
+        resp = await loop.run_in_executor(None, lambda: console.request(
+            "POST", f"/api/v1/apps/{APP}/deploys", {"version": "1.2"}, token=console.deployer))
+        assert resp.status == 202 and f"deploy:{resp.json()['id']}" == topic, resp.body
+        received: list[list[dict]] = []
+        for ws in sockets:
+            frames: list[dict] = []
+            while not frames or frames[-1]["kind"] != "state" or frames[-1]["data"]["state"] != "failed":
+                frames.append(json.loads(await asyncio.wait_for(ws.read_message(), 30))["data"])
+            ws.close()
+            received.append(frames)
+        return received[0], received[1]
+
+    en, zh = asyncio.run(run())
+    assert [e["seq"] for e in en] == [e["seq"] for e in zh]
+    assert f"connecting to {ENGINE}" in [e["message"] for e in en]
+    assert not any(has_chinese(e["message"]) for e in en), en
+    assert f"正在连接 {ENGINE}" in [e["message"] for e in zh]
+    assert all(has_chinese(e["message"]) for e in zh), [e["message"] for e in zh]
