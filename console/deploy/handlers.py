@@ -151,10 +151,7 @@ class DeployHandler(ApiHandler):
     """``GET /api/v1/deploys/{id}`` → the deploy with its ``steps``."""
 
     async def get(self, deploy_id: str) -> None:
-        deploy = await self.services.deploys.get(_deploy_id(deploy_id))
-        lookup = self.settings["i18n"].lookup(self.language)
-        deploy["steps"] = [localize_message(s, s.get("i18n"), lookup) for s in deploy["steps"]]
-        self.write_json(deploy)
+        self.write_json(localize_deploy(self, await self.services.deploys.get(_deploy_id(deploy_id))))
 
 
 class DeployEventsHandler(ApiHandler):
@@ -192,11 +189,22 @@ class DeploysPageHandler(PageHandler):
 
 class DeployPageHandler(PageHandler):
     async def get(self, deploy_id: str) -> None:
-        deploy = await self.services.deploys.get(_deploy_id(deploy_id))
+        deploy = localize_deploy(self, await self.services.deploys.get(_deploy_id(deploy_id)))
         watcher = self.services.deploy_watch  # the post-deploy watch's verdicts (docs/alerting.md "Deploys")
         watch = await watcher.verdicts(deploy["id"]) if watcher is not None else []
         self.render("deploy.html", deploy=deploy, watch=watch, may_deploy=self.principal.may_deploy(deploy["app"]),
                     may_decide=may_decide(self, deploy))
+
+
+def localize_deploy(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> dict[str, Any]:
+    """``deploy`` (DeployService.get) with the messages of its steps and canary in the
+    request's language (docs/dashboard.md "Languages"): the console's own sentences are
+    translated, the values in them (names, another program's output) kept."""
+    lookup = handler.settings["i18n"].lookup(handler.language)
+    deploy["steps"] = [localize_message(s, s.get("i18n"), lookup) for s in deploy["steps"]]
+    if deploy.get("canary"):
+        deploy["canary"] = localize_message(deploy["canary"], deploy["canary"].get("i18n"), lookup)
+    return deploy
 
 
 def may_decide(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> bool:

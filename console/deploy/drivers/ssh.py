@@ -76,6 +76,7 @@ from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.deploy.inventory import HostEntry, Inventory
 from console.deploy.known_hosts import fingerprint
 from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
+from console.i18n import message_of, tx
 
 log = logging.getLogger(__name__)
 
@@ -396,15 +397,17 @@ class SshDriver:
         failure: HostFailed | None = None
         cancelled: Cancelled | None = None
         try:
-            emit(DriverEvent("log", f"{len(hosts)} host(s) in {len(batches)} batch(es) "
-                                    f"({self.target.batches.type}), at most {self.target.max_parallel} at once",
+            emit(DriverEvent("log", tx("{hosts} host(s) in {batches} batch(es) ({type}), at most {parallel} at once",
+                                       hosts=len(hosts), batches=len(batches), type=self.target.batches.type,
+                                       parallel=self.target.max_parallel),
                              data={"hosts": [h.name for h in hosts], "batches": [[h.name for h in b] for b in batches]}))
             refused = self._preflight(pool, states, emit, cancel)
             if refused is not None:
                 return refused
             for index, batch in enumerate(batches, 1):
                 step = f"batch {index}/{len(batches)}"
-                emit(DriverEvent("step", f"{step}: {', '.join(h.name for h in batch)}", step=step, state="running",
+                emit(DriverEvent("step", tx("{step}: {hosts}", step=step, hosts=", ".join(h.name for h in batch)),
+                                 step=step, state="running",
                                  data={"hosts": [h.name for h in batch]}))
                 errors = self._run_batch(batch, lambda h: self._retrying(
                     pool, h, emit, cancel, lambda: self._deploy_host(pool, states[h.name], request, emit, cancel)))
@@ -413,9 +416,10 @@ class SshDriver:
                 if cancelled or failures:
                     failure = failures[0] if failures else None
                     message = "; ".join(str(e) for e in failures) or str(cancelled)
-                    emit(DriverEvent("step", f"{step} failed: {message}", step=step, state="failed", level="error"))
+                    emit(DriverEvent("step", tx("{step} failed: {error}", step=step, error=message), step=step,
+                                     state="failed", level="error"))
                     break
-                emit(DriverEvent("step", f"{step}: done", step=step, state="succeeded"))
+                emit(DriverEvent("step", tx("{step}: done", step=step), step=step, state="succeeded"))
                 if index == 1 and request.gate is not None:
                     try:
                         request.gate(emit, cancel, [h.name for h in hosts])
@@ -449,8 +453,9 @@ class SshDriver:
                         raise HostFailed(exc.host, exc.kind, f"{exc} (after {attempt} tries)") from None
                     raise
                 delay = retry.backoff * 2 ** (attempt - 1)
-                self._log(emit, host, f"transient failure: {exc}; trying again in {delay:g} s "
-                                      f"({attempt + 1}/{retry.attempts})", level="warning", attempt=attempt + 1)
+                self._log(emit, host, tx("transient failure: {error}; trying again in {delay} s ({attempt}/{attempts})",
+                                         error=message_of(exc), delay=f"{delay:g}", attempt=attempt + 1,
+                                         attempts=retry.attempts), level="warning", attempt=attempt + 1)
                 pool.drop(host)
                 if cancel.wait(delay):
                     raise Cancelled(cancel.reason) from None
@@ -462,18 +467,18 @@ class SshDriver:
         refusing the deploy, or None when all hosts passed."""
         hosts = [s.host for s in states.values()]
         need = self.target.min_free_disk_mb
-        emit(DriverEvent("step", f"pre-flight of {len(hosts)} host(s): connection, host key, "
-                                 f"free disk >= {need} MiB", step="pre-flight", state="running"))
+        emit(DriverEvent("step", tx("pre-flight of {hosts} host(s): connection, host key, free disk >= {need} MiB",
+                                    hosts=len(hosts), need=need), step="pre-flight", state="running"))
         errors = self._run_batch(hosts, lambda h: self._retrying(
             pool, h, emit, cancel, lambda: self._check_host(pool, states[h.name], emit)))
         cancelled = next((e for e in errors if isinstance(e, Cancelled)), None)
         if cancelled is not None:
-            emit(DriverEvent("step", str(cancelled), step="pre-flight", state="failed", level="error"))
+            emit(DriverEvent("step", message_of(cancelled), step="pre-flight", state="failed", level="error"))
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, str(cancelled))
         if errors:
             reasons = "; ".join(str(e) for e in errors)
-            message = (f"pre-flight refused the deploy ({len(errors)} of {len(hosts)} host(s) failed); nothing was "
-                       f"changed on any host: {reasons}")
+            message = tx("pre-flight refused the deploy ({failed} of {hosts} host(s) failed); nothing was changed "
+                         "on any host: {reasons}", failed=len(errors), hosts=len(hosts), reasons=reasons)
             emit(DriverEvent("step", message, step="pre-flight", state="failed", level="error",
                              data={"hosts": {e.host: str(e) for e in errors if isinstance(e, HostFailed)}}))
             return DeployOutcome(FAILED, message)
@@ -485,7 +490,7 @@ class SshDriver:
         self._connect(pool, state, emit)
         state.previous = self._current(pool, host)
         if self.target.min_free_disk_mb <= 0:
-            self._log(emit, host, f"ready: current {state.previous or '(none)'} (no disk check)")
+            self._log(emit, host, tx("ready: current {release} (no disk check)", release=state.previous or "(none)"))
             return
         sftp = pool.sftp(host)
         path = self.base(host)
@@ -503,7 +508,8 @@ class SshDriver:
         if free_mb < self.target.min_free_disk_mb:
             raise HostFailed(host.name, "disk", f"{host.name}: {free_mb} MiB free on {path}, "
                                                 f"min_free_disk_mb is {self.target.min_free_disk_mb}")
-        self._log(emit, host, f"ready: current {state.previous or '(none)'}, {free_mb} MiB free on {path}",
+        self._log(emit, host, tx("ready: current {release}, {free} MiB free on {path}", release=state.previous or "(none)",
+                                 free=free_mb, path=path),
                   free_mb=free_mb)
 
     def _free_mb(self, pool: ConnectionPool, host: HostEntry, path: str) -> int:
@@ -555,14 +561,16 @@ class SshDriver:
         return errors
 
     def _log(self, emit: Emit, host: HostEntry, message: str, level: str = "info", **data: Any) -> None:
-        emit(DriverEvent("log", f"[{host.name}] {message}", level=level, data=dict(data, host=host.name)))
+        emit(DriverEvent("log", tx("[{host}] {message}", host=host.name, message=message), level=level,
+                         data=dict(data, host=host.name)))
 
     def _connect(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
         _, took = pool.client(state.host)
         if took is not None:
             state.connect_ms = took
-            self._log(emit, state.host, f"connected to {state.host.user}@{state.host.address}:{state.host.port} "
-                                        f"in {took:.0f} ms (host key pinned)", connect_ms=round(took, 1))
+            self._log(emit, state.host, tx("connected to {address} in {took} ms (host key pinned)",
+                                           address=f"{state.host.user}@{state.host.address}:{state.host.port}",
+                                           took=f"{took:.0f}"), connect_ms=round(took, 1))
 
     def _current(self, pool: ConnectionPool, host: HostEntry) -> str | None:
         """The release name ``current`` points to, or None."""
@@ -605,9 +613,11 @@ class SshDriver:
                 fh.write(f"deploy {request.deploy_id}: {why}\n"[:2000])
             sftp.remove(posixpath.join(release, MARKER))
         except (HostFailed, OSError, paramiko.SSHException) as exc:
-            self._log(emit, host, f"cannot mark release {request.version} failed: {exc}", level="warning")
+            self._log(emit, host, tx("cannot mark release {version} failed: {error}", version=request.version,
+                                     error=message_of(exc)), level="warning")
             return
-        self._log(emit, host, f"release {request.version} marked failed; the next deploy of it builds it again",
+        self._log(emit, host, tx("release {version} marked failed; the next deploy of it builds it again",
+                                 version=request.version),
                   level="warning")
 
     def _steps(self, pool: ConnectionPool, host: HostEntry, steps: tuple[Step, ...], params: dict[str, str],
@@ -618,7 +628,8 @@ class SshDriver:
             argv = [substitute(a, params) for a in step.argv]
             if step.script:
                 argv = ["sh", self._upload_script(pool, host, step.script)] + [substitute(a, params) for a in step.args]
-            self._log(emit, host, f"{what} {step.name}: {shlex.join(argv)}", step=step.name)
+            self._log(emit, host, tx("{what} {step}: {command}", what=what, step=step.name, command=shlex.join(argv)),
+                      step=step.name)
             started = time.monotonic()
             limit = step.timeout if step.timeout is not None else self.target.command_timeout
             code = self.run(pool, host, argv, cwd, limit,
@@ -629,7 +640,8 @@ class SshDriver:
             if code != 0:
                 why = f"timed out after {limit:g} s" if code in (124, 137) else f"exited with {code}"
                 raise HostFailed(host.name, "step", f"{host.name}: {what} {step.name!r} {why}")
-            self._log(emit, host, f"{what} {step.name} ok ({took:.1f} s)", step=step.name)
+            self._log(emit, host, tx("{what} {step} ok ({took} s)", what=what, step=step.name, took=f"{took:.1f}"),
+                      step=step.name)
 
     def _upload_script(self, pool: ConnectionPool, host: HostEntry, script: str) -> str:
         remote_dir = posixpath.join(self.base(host), ".fleetdeck", "scripts")
@@ -703,19 +715,21 @@ class SshDriver:
         params = self.params(host, version, state.previous)
         if request.force:
             if live == version:
-                self._log(emit, host, f"force: rebuilding {version}, the live release, in place", level="warning")
+                self._log(emit, host, tx("force: rebuilding {version}, the live release, in place", version=version),
+                          level="warning")
             else:
-                self._log(emit, host, f"force: building release {version} again")
+                self._log(emit, host, tx("force: building release {version} again", version=version))
             self._build_release(pool, state, request, params, emit, cancel)
         elif self._is_complete(pool, host, version):
             if live == version:
-                self._log(emit, host, f"{version} is already the current release; restarting it")
+                self._log(emit, host, tx("{version} is already the current release; restarting it", version=version))
             else:
-                self._log(emit, host, f"release {version} is on the host already; switching to it")
+                self._log(emit, host, tx("release {version} is on the host already; switching to it", version=version))
         else:
             note = self._failed_note(pool, host, version)
             if note:
-                self._log(emit, host, f"release {version} was marked failed ({note}); building it again",
+                self._log(emit, host, tx("release {version} was marked failed ({note}); building it again", version=version,
+                                     note=note),
                           level="warning")
             self._build_release(pool, state, request, params, emit, cancel)
         if live != version:
@@ -751,8 +765,8 @@ class SshDriver:
             except (OSError, paramiko.SSHException) as exc:
                 raise self._io_failure(host, f"upload of {local.name} failed", exc) from None
             size = local.stat().st_size
-            self._log(emit, host, f"uploaded {local.name} ({size} bytes) to {release}/ in "
-                                  f"{time.monotonic() - started:.2f} s", bytes=size)
+            self._log(emit, host, tx("uploaded {file} ({size} bytes) to {release}/ in {took} s", file=local.name,
+                                     size=size, release=release, took=f"{time.monotonic() - started:.2f}"), bytes=size)
             if self.target.extract:
                 self._internal(pool, host, ["tar", "-xf", remote, "-C", release],
                                lambda stream, line: self._log(emit, host, line, level="warning", stream=stream))
@@ -780,7 +794,7 @@ class SshDriver:
             sftp.posix_rename(tmp, self.current_link(host))
         except (OSError, paramiko.SSHException) as exc:
             raise HostFailed(host.name, "upload", f"{host.name}: switching current to {version} failed: {exc}") from None
-        self._log(emit, host, f"current -> releases/{version}")
+        self._log(emit, host, tx("current -> releases/{version}", version=version))
 
     # -- health ----------------------------------------------------------------------------------
     def _health(self, pool: ConnectionPool, host: HostEntry, params: dict[str, str], emit: Emit,
@@ -793,7 +807,7 @@ class SshDriver:
         while True:
             ok, detail = self._probe(pool, host, params)
             if ok:
-                self._log(emit, host, f"healthy ({detail})")
+                self._log(emit, host, tx("healthy ({detail})", detail=detail))
                 return
             if time.monotonic() - started >= hc.start_period:
                 failures += 1
@@ -825,19 +839,21 @@ class SshDriver:
         changed = [s for s in states.values() if s.switched]
         if self.target.batches.on_failure == "stop" and cancelled is None and failure is not None \
                 and failure.kind != "canary":  # a failed canary is always undone
-            emit(DriverEvent("log", f"stopping: on_failure is stop, {len(changed)} host(s) left on "
-                                    f"{request.version}: {', '.join(s.host.name for s in changed) or 'none'}",
+            emit(DriverEvent("log", tx("stopping: on_failure is stop, {count} host(s) left on {version}: {hosts}",
+                                       count=len(changed), version=request.version,
+                                       hosts=", ".join(s.host.name for s in changed) or "none"),
                              level="warning"))
             return DeployOutcome(FAILED, error)
-        emit(DriverEvent("step", f"rolling back {len(changed)} host(s) already switched", step="rollback",
+        emit(DriverEvent("step", tx("rolling back {count} host(s) already switched", count=len(changed)), step="rollback",
                          state="running", data={"hosts": [s.host.name for s in changed]}))
         undo_errors = self._run_batch([s.host for s in changed],
                                       lambda h: self._rollback_host(pool, states[h.name], request, emit))
         if undo_errors:
             message = "; ".join(str(e) for e in undo_errors)
-            emit(DriverEvent("step", f"rollback incomplete: {message}", step="rollback", state="failed", level="error"))
+            emit(DriverEvent("step", tx("rollback incomplete: {error}", error=message), step="rollback", state="failed",
+                             level="error"))
             return DeployOutcome(FAILED, f"{error}; rollback incomplete: {message}")
-        emit(DriverEvent("step", "previous releases serve again", step="rollback", state="succeeded"))
+        emit(DriverEvent("step", tx("previous releases serve again"), step="rollback", state="succeeded"))
         if cancelled is not None:
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, error)
         if failure is not None and failure.kind in ("step", "health", "canary"):
@@ -852,21 +868,21 @@ class SshDriver:
                 pool.sftp(host).remove(self.current_link(host))
             except OSError as exc:
                 raise HostFailed(host.name, "rollback", f"{host.name}: cannot remove current: {exc}") from None
-            self._log(emit, host, "no previous release: current removed", level="warning")
+            self._log(emit, host, tx("no previous release: current removed"), level="warning")
             return
         self._switch(pool, host, state.previous, emit)
         params = self.params(host, state.previous, request.version)
         self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, never, "rollback step")
         self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, never, "restart")
-        self._log(emit, host, f"rolled back to {state.previous}")
+        self._log(emit, host, tx("rolled back to {release}", release=state.previous))
 
     def _cleanup(self, pool: ConnectionPool, hosts: list[HostEntry], request: DeployRequest, emit: Emit) -> None:
         keep = self.target.keep_releases
-        emit(DriverEvent("step", f"keeping the newest {keep} releases", step="cleanup", state="running"))
+        emit(DriverEvent("step", tx("keeping the newest {keep} releases", keep=keep), step="cleanup", state="running"))
         errors = self._run_batch(hosts, lambda h: self._prune(pool, h, keep, emit))
         for exc in errors:
-            emit(DriverEvent("log", f"cleanup: {exc}", level="warning"))
-        emit(DriverEvent("step", "old releases removed", step="cleanup", state="succeeded"))
+            emit(DriverEvent("log", tx("cleanup: {error}", error=message_of(exc)), level="warning"))
+        emit(DriverEvent("step", tx("old releases removed"), step="cleanup", state="succeeded"))
 
     def _prune(self, pool: ConnectionPool, host: HostEntry, keep: int, emit: Emit) -> None:
         sftp = pool.sftp(host)
@@ -878,9 +894,9 @@ class SshDriver:
             if e.filename == current:
                 continue
             self._internal(pool, host, ["rm", "-rf", "--", posixpath.join(self.releases_dir(host), e.filename)])
-            self._log(emit, host, f"removed old release {e.filename}")
+            self._log(emit, host, tx("removed old release {release}", release=e.filename))
         if current and current not in kept:
-            self._log(emit, host, f"kept the current release {current}")
+            self._log(emit, host, tx("kept the current release {release}", release=current))
 
     # -- the protocol's other methods --------------------------------------------------------------
     def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:
