@@ -254,7 +254,7 @@ class DockerDriver:
             now = self._clock()
             if now - last >= 2.0:  # progress for long pulls, without flooding the log
                 last = now
-                run.log(f"pull: {progress.get('status', '')} {progress.get('progress', '')}".strip())
+                run.log(tx("pull: {status}", status=f"{progress.get('status', '')} {progress.get('progress', '')}".strip()))
         return run.client.images.get(run.image)
 
     # -- strategies -----------------------------------------------------------------------

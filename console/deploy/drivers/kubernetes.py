@@ -106,7 +106,8 @@ def rollout_status(dep: dict) -> tuple[bool, str]:
     if (meta.get("generation") or 0) <= (status.get("observedGeneration") or 0):
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                raise RolloutFailed(f"deployment {name!r} exceeded its progress deadline: {cond.get('message', '')}")
+                raise RolloutFailed(tx("deployment {deployment} exceeded its progress deadline: {message}",
+                                           deployment=repr(name), message=cond.get("message", "")))
         wanted = spec.get("replicas", 1)
         updated = status.get("updatedReplicas") or 0
         if updated < wanted:
@@ -177,7 +178,8 @@ class KubernetesDriver:
                     try:
                         document = check_kubeconfig(self._reveal(t.kubeconfig_secret))
                     except KubeconfigRefused as exc:
-                        raise DriverUnavailable(f"stored kubeconfig {t.kubeconfig_secret!r} refused: {exc}") from None
+                        raise DriverUnavailable(tx("stored kubeconfig {secret} refused: {error}",
+                                                   secret=repr(t.kubeconfig_secret), error=message_of(exc))) from None
                 else:
                     import os
 
@@ -324,7 +326,8 @@ class KubernetesDriver:
                                                                 _request_timeout=api.timeout))
         except ApiException as exc:
             if exc.status == 404:
-                raise KubernetesDriverError(f"deployment {api.namespace}/{self.target.deployment} not found") from None
+                raise KubernetesDriverError(tx("deployment {deployment} not found",
+                                               deployment=f"{api.namespace}/{self.target.deployment}")) from None
             raise
 
     def _patch(self, api: _Api, build: Callable[[dict], dict | list], emit: Emit) -> dict:
@@ -359,8 +362,9 @@ class KubernetesDriver:
             for i, c in enumerate(containers):
                 if c.get("name") == self.target.container:
                     return i
-            raise KubernetesDriverError(f"deployment has no container {self.target.container!r} "
-                                        f"(it has {', '.join(c.get('name', '?') for c in containers)})")
+            raise KubernetesDriverError(tx("deployment has no container {container} (it has {containers})",
+                                           container=repr(self.target.container),
+                                           containers=", ".join(c.get("name", "?") for c in containers)))
         if len(containers) != 1:
             raise KubernetesDriverError("the deployment has several containers: set target.container")
         return 0
@@ -438,7 +442,7 @@ class KubernetesDriver:
             if done:
                 return
             if time.monotonic() > deadline:
-                raise RolloutFailed(f"rollout not done in time: {message}")
+                raise RolloutFailed(tx("rollout not done in time: {message}", message=message))
             if cancel.wait(self.target.poll_interval):
                 raise Cancelled(cancel.reason)
 
