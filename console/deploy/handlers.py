@@ -197,11 +197,14 @@ class DeployPageHandler(PageHandler):
 
 
 def localize_deploy(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> dict[str, Any]:
-    """``deploy`` (DeployService.get) with the messages of its steps and canary in the
+    """``deploy`` (DeployService.get) with its error and the messages of its steps and canary in the
     request's language (docs/dashboard.md "Languages"): the console's own sentences are
     translated, the values in them (names, another program's output) kept."""
     lookup = handler.settings["i18n"].lookup(handler.language)
     deploy["steps"] = [localize_message(s, s.get("i18n"), lookup) for s in deploy["steps"]]
+    if deploy.get("error_i18n"):
+        said = localize_message({"message": deploy["error"]}, deploy.pop("error_i18n"), lookup)
+        deploy["error"], deploy["error_parts"] = said["message"], said.get("message_parts")
     if deploy.get("canary"):
         deploy["canary"] = localize_message(deploy["canary"], deploy["canary"].get("i18n"), lookup)
     return deploy

@@ -53,7 +53,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, CancelT
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
-from console.i18n import N_, Text, TextLines, list_separator, message_of, text_data, text_lines, tx
+from console.i18n import N_, Text, TextLines, list_separator, message_of, text_data, text_from_data, text_lines, tx
 from console.live import LiveBus
 from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
@@ -85,6 +85,22 @@ def default_driver(app: AppDefinition) -> DeployDriver:
         return DockerDriver(app)
     raise ValueError(f"no driver {app.driver!r}")
 
+
+
+def _text_saying(doc: object, english: str) -> dict | None:
+    """The stored template (console/i18n.py ``text_data``) in ``doc`` or among its values
+    whose English text is ``english``: a deploy's error is its last state event's message or
+    one of its values ("failed after 3.0 s: {error}", "rejected: {reason}")."""
+    text = text_from_data(doc)
+    if text is None or not isinstance(doc, dict):
+        return None
+    if text == english:
+        return doc
+    for value in doc["values"].values():
+        found = _text_saying(value, english)
+        if found is not None:
+            return found
+    return None
 
 
 def kind_text(kind: str) -> Text | str:
@@ -616,6 +632,13 @@ class DeployService:
             select(DeployEvent.kind, DeployEvent.step, DeployEvent.message, DeployEvent.data)
             .where(DeployEvent.deploy_id == deploy_id, (DeployEvent.kind == "analysis") | (DeployEvent.step == "canary"))
             .order_by(DeployEvent.seq)).all()
+        if d.error:
+            last_state = session.execute(
+                select(DeployEvent.data).where(DeployEvent.deploy_id == deploy_id, DeployEvent.kind == "state")
+                .order_by(DeployEvent.seq.desc()).limit(1)).scalar_one_or_none()
+            error_text = _text_saying(orjson.loads(last_state).get("i18n") if last_state else None, d.error)
+            if error_text is not None:
+                out["error_i18n"] = error_text
         out["analysis"], out["canary"] = analysis_of((k, st, m, orjson.loads(data)) for k, st, m, data in canary_events)
         return out
 

@@ -179,3 +179,16 @@ def test_live_log_frames_follow_each_subscriber_language(console):  # noqa: ANN0
     assert not any(has_chinese(e["message"]) for e in en), en
     assert f"正在连接 {ENGINE}" in [e["message"] for e in zh]
     assert all(has_chinese(e["message"]) for e in zh), [e["message"] for e in zh]
+
+
+def test_a_deploy_error_follows_the_reader_language(console):  # noqa: ANN001
+    """The error summary of a failed deploy (``error``) is the reason its last state event
+    gave: translated for a Chinese reader, the Docker SDK's text kept; the English as stored."""
+    deploy_id = finished_deploy(console, APP, "1.3")
+    en = console.request("GET", f"/api/v1/deploys/{deploy_id}", token=console.viewer).json()
+    zh = console.request("GET", f"/api/v1/deploys/{deploy_id}", token=console.viewer, headers=ZH).json()
+    sdk_error = en["error"].removeprefix("Docker engine unreachable: ")
+    assert sdk_error != en["error"] and "error_i18n" not in en, en
+    assert [p["text"] for p in en["error_parts"] if p["value"]] == [sdk_error]
+    assert zh["error"] == f"无法连接 Docker 引擎：{sdk_error}"
+    assert zh["error_parts"] == [{"text": "无法连接 Docker 引擎：", "value": False}, {"text": sdk_error, "value": True}]

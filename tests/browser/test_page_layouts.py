@@ -97,7 +97,7 @@ def pages(host: str, deploy_id: int) -> list[tuple[str, str, str, str]]:
 # marked translate="no"), shown as they are in every language.
 DATA = ", ".join(["script", "style", "code", "pre", "kbd", "samp", ".mono", '[translate="no"]', ".label-chip",
                   ".log-line", ".series-name", "#explore-chart .u-label", ".user-name", ".role-badge", ".host-name",
-                  ".rule-link", "#rule-annotations", "#rule-chart .u-label", "#deploy-log .deploy-step", "#deploy-error", "#steps-table td:first-child",
+                  ".rule-link", "#rule-annotations", "#rule-chart .u-label", "#deploy-log .deploy-step", "#steps-table td:first-child",
                   "#settings-table td:not(:last-child)", "#sections-table td:first-child", "#settings-file"])
 # Names that are the same in both languages: the product, units, protocols, products.
 NAMES = {"Fleetdeck", "English", "UTC", "CPU", "PSI", "API", "ID", "SSH", "PromQL", "Prometheus", "Grafana",

@@ -105,7 +105,8 @@
     state.className = "badge state-" + d.state;
     byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? F.t("running…") : "—") : d.duration_s.toFixed(1) + " s";
     var err = byId("deploy-error");
-    err.textContent = d.error || "";
+    err.textContent = "";
+    fillMessage(err, { message: d.error || "", message_parts: d.error_parts });
     err.hidden = !d.error;
     var body = byId("steps-table").querySelector("tbody");
     body.textContent = "";
