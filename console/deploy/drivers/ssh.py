@@ -482,7 +482,7 @@ class SshDriver:
             emit(DriverEvent("step", message, step="pre-flight", state="failed", level="error",
                              data={"hosts": {e.host: str(e) for e in errors if isinstance(e, HostFailed)}}))
             return DeployOutcome(FAILED, message)
-        emit(DriverEvent("step", "pre-flight: every host ready", step="pre-flight", state="succeeded"))
+        emit(DriverEvent("step", tx("pre-flight: every host ready"), step="pre-flight", state="succeeded"))
         return None
 
     def _check_host(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
@@ -852,7 +852,7 @@ class SshDriver:
             message = "; ".join(str(e) for e in undo_errors)
             emit(DriverEvent("step", tx("rollback incomplete: {error}", error=message), step="rollback", state="failed",
                              level="error"))
-            return DeployOutcome(FAILED, f"{error}; rollback incomplete: {message}")
+            return DeployOutcome(FAILED, tx("{reason}; rollback incomplete: {error}", reason=error, error=message))
         emit(DriverEvent("step", tx("previous releases serve again"), step="rollback", state="succeeded"))
         if cancelled is not None:
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, error)
