@@ -163,15 +163,25 @@ def text_data(text: Text) -> dict[str, Any]:
     """A :class:`Text` as JSON for storage (a deploy event's ``data["i18n"]``):
     ``{"template": msgid, "values": {name: str | nested text_data}}``; values become
     strings (numbers formatted as in the English text), a :class:`Text` value stays
-    translatable. :class:`TextLines` is stored as its English text."""
-    values = {k: text_data(v) if isinstance(v, Text) and not isinstance(v, TextLines) else str(v)
-              for k, v in text.values.items()}
-    return {"template": text.template, "values": values}
+    translatable. A :class:`TextLines` is ``{"parts": [str | text_data], "sep": str |
+    text_data}``."""
+    def value(v: object) -> object:
+        return text_data(v) if isinstance(v, Text) else str(v)
+
+    if isinstance(text, TextLines):
+        return {"parts": [value(p) for p in text.parts], "sep": value(text.sep)}
+    return {"template": text.template, "values": {k: value(v) for k, v in text.values.items()}}
 
 
 def text_from_data(doc: object) -> Text | None:
     """The :class:`Text` of a :func:`text_data` document, None when ``doc`` is not one
     (an event stored before its message was translatable)."""
+    if isinstance(doc, dict) and isinstance(doc.get("parts"), list) and "sep" in doc:
+        parts = [text_from_data(p) if isinstance(p, dict) else str(p) for p in doc["parts"]]
+        sep = text_from_data(doc["sep"]) if isinstance(doc["sep"], dict) else str(doc["sep"])
+        if sep is None or any(p is None for p in parts):
+            return None
+        return TextLines([p for p in parts if p is not None], sep)
     if not (isinstance(doc, dict) and isinstance(doc.get("template"), str) and isinstance(doc.get("values"), dict)):
         return None
     values: dict[str, Any] = {}
@@ -191,16 +201,24 @@ def text_parts(text: Text, lookup: Callable[[str], str]) -> list[dict[str, Any]]
     name, a number or another program's output, shown as it is). A :class:`Text` value is
     expanded into its own parts. Falls back to the English text as one part when the
     translation's placeholders do not fit."""
+    if isinstance(text, TextLines):
+        parts: list[dict[str, Any]] = []
+        for index, part in enumerate(text.parts):
+            if index:
+                parts.append({"text": translate_text(text.sep, lookup), "value": False})
+            parts.extend(text_parts(part, lookup) if isinstance(part, Text)
+                         else [{"text": part, "value": True}] if part else [])
+        return parts
     try:
         fields = list(string.Formatter().parse(lookup(text.template)))
-        parts: list[dict[str, Any]] = []
+        parts = []
         for literal, name, _spec, _conversion in fields:
             if literal:
                 parts.append({"text": literal, "value": False})
             if name is None:
                 continue
             value = text.values[name]
-            if isinstance(value, Text) and not isinstance(value, TextLines):
+            if isinstance(value, Text):
                 parts.extend(text_parts(value, lookup))
             elif str(value):
                 parts.append({"text": translate_text(value, lookup), "value": True})

@@ -96,7 +96,7 @@ def _text_saying(doc: object, english: str) -> dict | None:
         return None
     if text == english:
         return doc
-    for value in doc["values"].values():
+    for value in doc.get("values", {}).values():
         found = _text_saying(value, english)
         if found is not None:
             return found
@@ -966,7 +966,7 @@ class DeployService:
         seq = session.execute(select(func.coalesce(func.max(DeployEvent.seq), 0))
                               .where(DeployEvent.deploy_id == deploy_id)).scalar_one() + 1
         data = dict(data or {})
-        if isinstance(message, Text) and not isinstance(message, TextLines):
+        if isinstance(message, Text):
             # The English text in ``message`` (CLI, audit, older readers); the template and its
             # values let the API and the live log show it in the reader's language.
             data["i18n"] = text_data(message)

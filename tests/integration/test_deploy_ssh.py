@@ -228,6 +228,14 @@ def test_failing_step_on_one_host_stops_the_rollout_and_rolls_back(released):
     # the second batch was never touched
     for host in ("h3", "h4"):
         assert not (base(env, host) / "releases" / "3.0").exists()
+    # for a Chinese reader: the failure and the error translated, the command's stderr verbatim
+    zh_headers = {"Accept-Language": "zh-CN"}
+    zh = [e["message"] for e in env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token,
+                                            headers=zh_headers).json()["events"]]
+    assert "[h1] refusing on h1" in zh and "[h2] 已回滚到 2.0" in zh, zh
+    assert "batch 1/2 失败：h1：step 'check' 退出，退出码 3" in zh, zh
+    error = env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token, headers=zh_headers).json()["error"]
+    assert "h1：step 'check' 退出，退出码 3" in error, error
 
 
 def test_rollback_by_symlink(released):

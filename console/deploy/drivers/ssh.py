@@ -76,7 +76,7 @@ from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.deploy.inventory import HostEntry, Inventory
 from console.deploy.known_hosts import fingerprint
 from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
-from console.i18n import message_of, tx
+from console.i18n import TextLines, list_separator, message_of, tx
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class ConnectionPool:
 
     def _key(self, host: HostEntry) -> paramiko.PKey:
         if not host.key:
-            raise HostFailed(host.name, "auth", f"{host.name}: no SSH key configured (inventory key: SECRET_NAME)")
+            raise HostFailed(host.name, "auth", tx("{host}: no SSH key configured (inventory key: SECRET_NAME)",
+                                                    host=host.name))
         with self._lock:
             cached = self._keys.get((host.key, host.key_passphrase))
         if cached is not None:
@@ -153,7 +154,8 @@ class ConnectionPool:
             passphrase = self._reveal(host.key_passphrase) if host.key_passphrase else None
             key = load_private_key(text, passphrase)
         except (ValueError, LookupError) as exc:  # SecretError is a ValueError
-            raise HostFailed(host.name, "auth", f"{host.name}: SSH key {host.key!r}: {exc}") from None
+            raise HostFailed(host.name, "auth", tx("{host}: SSH key {key}: {error}", host=host.name,
+                                                    key=repr(host.key), error=str(exc))) from None
         with self._lock:
             self._keys[(host.key, host.key_passphrase)] = key
         return key
@@ -189,7 +191,8 @@ class ConnectionPool:
                     "--replace")) from None
             except paramiko.AuthenticationException as exc:
                 client.close()
-                raise HostFailed(host.name, "auth", f"{host.name}: authentication as {host.user} failed: {exc}") from None
+                raise HostFailed(host.name, "auth", tx("{host}: authentication as {user} failed: {error}", host=host.name,
+                                                         user=host.user, error=str(exc))) from None
             except paramiko.SSHException as exc:
                 offered = self._offered(client)
                 client.close()
@@ -197,11 +200,13 @@ class ConnectionPool:
                     raise HostFailed(host.name, "hostkey", (
                         f"{host.name}: UNKNOWN host key for {host.known_hosts_name}{offered}. Refused; nothing was "
                         f"run. Pin it after checking it: fleetdeck hosts trust {host.name}")) from None
-                raise HostFailed(host.name, "connect", f"{host.name}: SSH error: {exc}") from None
+                raise HostFailed(host.name, "connect", tx("{host}: SSH error: {error}", host=host.name,
+                                                            error=str(exc))) from None
             except (OSError, EOFError) as exc:
                 client.close()
-                raise HostFailed(host.name, "connect", f"{host.name}: cannot connect to "
-                                                       f"{host.address}:{host.port}: {exc}") from None
+                raise HostFailed(host.name, "connect", tx("{host}: cannot connect to {address}: {error}", host=host.name,
+                                                          address=f"{host.address}:{host.port}",
+                                                          error=str(exc))) from None
             took = (time.perf_counter() - started) * 1000
             transport = client.get_transport()
             if transport is not None:  # connected above
@@ -238,8 +243,9 @@ class ConnectionPool:
                 channel.invoke_subsystem("sftp")
                 sftp = self._sftp[host.name] = paramiko.SFTPClient(channel)
             except TimeoutError:
-                raise HostFailed(host.name, "timeout", f"{host.name}: the SFTP session did not start within "
-                                                       f"{self._io_timeout:g} s (internal_timeout)") from None
+                raise HostFailed(host.name, "timeout", tx("{host}: the SFTP session did not start within {seconds} s "
+                                                          "(internal_timeout)", host=host.name,
+                                                          seconds=f"{self._io_timeout:g}")) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise HostFailed(host.name, "connect", f"{host.name}: cannot open SFTP: {exc}") from None
         return sftp
@@ -381,7 +387,8 @@ class SshDriver:
                 emit_line("stderr", f"({counted[0] - MAX_LINES_PER_STEP} more output lines not stored)")
             return chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostFailed(host.name, "connect", f"{host.name}: connection lost: {exc}") from None
+            raise HostFailed(host.name, "connect", tx("{host}: connection lost: {error}", host=host.name,
+                                                      error=str(exc))) from None
         finally:
             chan.close()
 
@@ -415,7 +422,8 @@ class SshDriver:
                 failures = [e for e in errors if isinstance(e, HostFailed)]
                 if cancelled or failures:
                     failure = failures[0] if failures else None
-                    message = "; ".join(str(e) for e in failures) or str(cancelled)
+                    message = (TextLines([message_of(e) for e in failures], list_separator()) if failures
+                               else message_of(cancelled) if cancelled else "")
                     emit(DriverEvent("step", tx("{step} failed: {error}", step=step, error=message), step=step,
                                      state="failed", level="error"))
                     break
@@ -424,7 +432,7 @@ class SshDriver:
                     try:
                         request.gate(emit, cancel, [h.name for h in hosts])
                     except GateFailed as exc:
-                        failure = HostFailed(", ".join(h.name for h in batch), "canary", str(exc))
+                        failure = HostFailed(", ".join(h.name for h in batch), "canary", message_of(exc))
                         break
                     except Cancelled as exc:
                         cancelled = exc
@@ -450,7 +458,8 @@ class SshDriver:
             except HostFailed as exc:
                 if exc.kind not in TRANSIENT or attempt == retry.attempts:
                     if exc.kind in TRANSIENT and attempt > 1:
-                        raise HostFailed(exc.host, exc.kind, f"{exc} (after {attempt} tries)") from None
+                        raise HostFailed(exc.host, exc.kind, tx("{error} (after {tries} tries)", error=message_of(exc),
+                                                                tries=attempt)) from None
                     raise
                 delay = retry.backoff * 2 ** (attempt - 1)
                 self._log(emit, host, tx("transient failure: {error}; trying again in {delay} s ({attempt}/{attempts})",
@@ -476,7 +485,7 @@ class SshDriver:
             emit(DriverEvent("step", message_of(cancelled), step="pre-flight", state="failed", level="error"))
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, str(cancelled))
         if errors:
-            reasons = "; ".join(str(e) for e in errors)
+            reasons = TextLines([message_of(e) for e in errors], list_separator())
             message = tx("pre-flight refused the deploy ({failed} of {hosts} host(s) failed); nothing was changed "
                          "on any host: {reasons}", failed=len(errors), hosts=len(hosts), reasons=reasons)
             emit(DriverEvent("step", message, step="pre-flight", state="failed", level="error",
@@ -506,8 +515,9 @@ class SshDriver:
                 raise self._io_failure(host, f"cannot stat {path}", exc) from None
         free_mb = self._free_mb(pool, host, path)
         if free_mb < self.target.min_free_disk_mb:
-            raise HostFailed(host.name, "disk", f"{host.name}: {free_mb} MiB free on {path}, "
-                                                f"min_free_disk_mb is {self.target.min_free_disk_mb}")
+            raise HostFailed(host.name, "disk", tx("{host}: {free} MiB free on {path}, min_free_disk_mb is {need}",
+                                                   host=host.name, free=free_mb, path=path,
+                                                   need=self.target.min_free_disk_mb))
         self._log(emit, host, tx("ready: current {release}, {free} MiB free on {path}", release=state.previous or "(none)",
                                  free=free_mb, path=path),
                   free_mb=free_mb)
@@ -638,8 +648,12 @@ class SshDriver:
                             cancel)
             took = time.monotonic() - started
             if code != 0:
-                why = f"timed out after {limit:g} s" if code in (124, 137) else f"exited with {code}"
-                raise HostFailed(host.name, "step", f"{host.name}: {what} {step.name!r} {why}")
+                if code in (124, 137):
+                    raise HostFailed(host.name, "step", tx("{host}: {what} {step} timed out after {seconds} s",
+                                                           host=host.name, what=what, step=repr(step.name),
+                                                           seconds=f"{limit:g}"))
+                raise HostFailed(host.name, "step", tx("{host}: {what} {step} exited with {code}", host=host.name,
+                                                       what=what, step=repr(step.name), code=code))
             self._log(emit, host, tx("{what} {step} ok ({took} s)", what=what, step=step.name, took=f"{took:.1f}"),
                       step=step.name)
 
@@ -757,7 +771,7 @@ class SshDriver:
         if self.target.artifact:
             local = Path(substitute(self.target.artifact, {"version": request.version}))
             if not local.is_file():
-                raise HostFailed(host.name, "upload", f"artifact {local} not found on the console")
+                raise HostFailed(host.name, "upload", tx("artifact {file} not found on the console", file=str(local)))
             remote = posixpath.join(release, local.name)
             started = time.monotonic()
             try:
@@ -793,7 +807,8 @@ class SshDriver:
             sftp.symlink(posixpath.join("releases", version), tmp)
             sftp.posix_rename(tmp, self.current_link(host))
         except (OSError, paramiko.SSHException) as exc:
-            raise HostFailed(host.name, "upload", f"{host.name}: switching current to {version} failed: {exc}") from None
+            raise HostFailed(host.name, "upload", tx("{host}: switching current to {version} failed: {error}",
+                                                     host=host.name, version=version, error=str(exc))) from None
         self._log(emit, host, tx("current -> releases/{version}", version=version))
 
     # -- health ----------------------------------------------------------------------------------
@@ -812,10 +827,12 @@ class SshDriver:
             if time.monotonic() - started >= hc.start_period:
                 failures += 1
                 if failures >= hc.retries:
-                    raise HostFailed(host.name, "health", f"{host.name}: health check failed: {detail}")
+                    raise HostFailed(host.name, "health", tx("{host}: health check failed: {detail}", host=host.name,
+                                                             detail=detail))
             if time.monotonic() - started >= self.target.health_timeout:
-                raise HostFailed(host.name, "health", f"{host.name}: not healthy within {self.target.health_timeout:g} "
-                                                      f"s (health_timeout): {detail}")
+                raise HostFailed(host.name, "health", tx("{host}: not healthy within {seconds} s (health_timeout): "
+                                                         "{detail}", host=host.name, detail=detail,
+                                                         seconds=f"{self.target.health_timeout:g}"))
             if cancel.wait(hc.interval):
                 raise Cancelled(cancel.reason)
 
@@ -835,7 +852,7 @@ class SshDriver:
     def _finish_failed(self, pool: ConnectionPool, states: dict[str, _HostState], request: DeployRequest,
                        emit: Emit, cancel: CancelToken, failure: HostFailed | None,
                        cancelled: Cancelled | None) -> DeployOutcome:
-        error = str(failure) if failure else str(cancelled)
+        error = message_of(failure) if failure else message_of(cancelled) if cancelled else ""
         changed = [s for s in states.values() if s.switched]
         if self.target.batches.on_failure == "stop" and cancelled is None and failure is not None \
                 and failure.kind != "canary":  # a failed canary is always undone
@@ -849,7 +866,7 @@ class SshDriver:
         undo_errors = self._run_batch([s.host for s in changed],
                                       lambda h: self._rollback_host(pool, states[h.name], request, emit))
         if undo_errors:
-            message = "; ".join(str(e) for e in undo_errors)
+            message = TextLines([message_of(e) for e in undo_errors], list_separator())
             emit(DriverEvent("step", tx("rollback incomplete: {error}", error=message), step="rollback", state="failed",
                              level="error"))
             return DeployOutcome(FAILED, tx("{reason}; rollback incomplete: {error}", reason=error, error=message))
@@ -867,7 +884,8 @@ class SshDriver:
             try:
                 pool.sftp(host).remove(self.current_link(host))
             except OSError as exc:
-                raise HostFailed(host.name, "rollback", f"{host.name}: cannot remove current: {exc}") from None
+                raise HostFailed(host.name, "rollback", tx("{host}: cannot remove current: {error}", host=host.name,
+                                                              error=str(exc))) from None
             self._log(emit, host, tx("no previous release: current removed"), level="warning")
             return
         self._switch(pool, host, state.previous, emit)
