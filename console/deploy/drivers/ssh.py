@@ -184,11 +184,11 @@ class ConnectionPool:
                                allow_agent=False, look_for_keys=False)
             except paramiko.BadHostKeyException as exc:
                 client.close()
-                raise HostFailed(host.name, "hostkey", (
-                    f"{host.name}: host key CHANGED for {host.known_hosts_name}: pinned "
-                    f"{fingerprint(exc.expected_key.get_base64())}, offered {fingerprint(exc.key.get_base64())}. "
-                    f"Refused; nothing was run. If the change is expected: fleetdeck hosts trust {host.name} "
-                    "--replace")) from None
+                raise HostFailed(host.name, "hostkey", tx(
+                    "{host}: host key CHANGED for {name}: pinned {pinned}, offered {offered}. Refused; nothing was "
+                    "run. If the change is expected: {command}", host=host.name, name=host.known_hosts_name,
+                    pinned=fingerprint(exc.expected_key.get_base64()), offered=fingerprint(exc.key.get_base64()),
+                    command=f"fleetdeck hosts trust {host.name} --replace")) from None
             except paramiko.AuthenticationException as exc:
                 client.close()
                 raise HostFailed(host.name, "auth", tx("{host}: authentication as {user} failed: {error}", host=host.name,
@@ -197,9 +197,10 @@ class ConnectionPool:
                 offered = self._offered(client)
                 client.close()
                 if "known_hosts" in str(exc):
-                    raise HostFailed(host.name, "hostkey", (
-                        f"{host.name}: UNKNOWN host key for {host.known_hosts_name}{offered}. Refused; nothing was "
-                        f"run. Pin it after checking it: fleetdeck hosts trust {host.name}")) from None
+                    raise HostFailed(host.name, "hostkey", tx(
+                        "{host}: UNKNOWN host key for {name}{offered}. Refused; nothing was run. Pin it after "
+                        "checking it: {command}", host=host.name, name=host.known_hosts_name, offered=offered,
+                        command=f"fleetdeck hosts trust {host.name}")) from None
                 raise HostFailed(host.name, "connect", tx("{host}: SSH error: {error}", host=host.name,
                                                             error=str(exc))) from None
             except (OSError, EOFError) as exc:
@@ -247,7 +248,8 @@ class ConnectionPool:
                                                           "(internal_timeout)", host=host.name,
                                                           seconds=f"{self._io_timeout:g}")) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise HostFailed(host.name, "connect", f"{host.name}: cannot open SFTP: {exc}") from None
+                raise HostFailed(host.name, "connect", tx("{host}: cannot open SFTP: {error}", host=host.name,
+                                                            error=str(exc))) from None
         return sftp
 
     def drop(self, host: HostEntry) -> None:
@@ -343,7 +345,7 @@ class SshDriver:
             chan.exec_command(command_line(argv, cwd, timeout))
             chan.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostFailed(host.name, "connect", f"{host.name}: {exc}") from None
+            raise HostFailed(host.name, "connect", tx("{host}: {error}", host=host.name, error=str(exc))) from None
         deadline = time.monotonic() + timeout + KILL_GRACE_S + 5
         buffers = {"stdout": b"", "stderr": b""}
         counted = [0]
@@ -363,8 +365,9 @@ class SshDriver:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled(cancel.reason)
                 if time.monotonic() > deadline:
-                    raise HostFailed(host.name, "timeout", f"{host.name}: no exit status within {timeout:g} s "
-                                                           f"({shlex.join(argv)[:200]})")
+                    raise HostFailed(host.name, "timeout", tx("{host}: no exit status within {seconds} s ({command})",
+                                                              host=host.name, seconds=f"{timeout:g}",
+                                                              command=shlex.join(argv)[:200]))
                 # Wakes on output and on the channel's close (which follows the exit status); the
                 # timeout only bounds how late a cancel or the deadline is noticed. A short one
                 # made every host's thread spin 20 times a second during long commands.
@@ -512,7 +515,7 @@ class SshDriver:
                     break
                 path = posixpath.dirname(path)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"cannot stat {path}", exc) from None
+                raise self._io_failure(host, tx("cannot stat {path}", path=path), exc) from None
         free_mb = self._free_mb(pool, host, path)
         if free_mb < self.target.min_free_disk_mb:
             raise HostFailed(host.name, "disk", tx("{host}: {free} MiB free on {path}, min_free_disk_mb is {need}",
@@ -534,7 +537,7 @@ class SshDriver:
                 _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
                 return frsize * bavail // (1024 * 1024)
         except TimeoutError as exc:
-            raise self._io_failure(host, f"reading the free space of {path}", exc) from None
+            raise self._io_failure(host, tx("reading the free space of {path}", path=path), exc) from None
         except (OSError, paramiko.SSHException) as exc:  # a server without the extension
             log.debug("%s: statvfs@openssh.com: %s; running df", host.name, exc)
         lines: list[str] = []
@@ -542,8 +545,9 @@ class SshDriver:
                         lambda stream, line: lines.append(line))
         fields = lines[-1].split() if code == 0 and len(lines) >= 2 else []
         if len(fields) < 4 or not fields[3].isdigit():
-            raise HostFailed(host.name, "disk", f"{host.name}: cannot read the free space of {path} "
-                                                f"(df exited with {code}: {' | '.join(lines)[:200]})")
+            raise HostFailed(host.name, "disk", tx("{host}: cannot read the free space of {path} (df exited with "
+                                                   "{code}: {output})", host=host.name, path=path, code=code,
+                                                   output=" | ".join(lines)[:200]))
         return int(fields[3]) // 1024
 
     @staticmethod
@@ -551,8 +555,9 @@ class SshDriver:
         """A HostFailed for an SFTP error: ``timeout`` (transient) when the host did not
         answer within ``internal_timeout``, else ``upload``."""
         if isinstance(exc, TimeoutError):
-            return HostFailed(host.name, "timeout", f"{host.name}: {what}: no answer in time ({exc})")
-        return HostFailed(host.name, "upload", f"{host.name}: {what}: {exc}")
+            return HostFailed(host.name, "timeout", tx("{host}: {what}: no answer in time ({error})", host=host.name,
+                                                       what=what, error=str(exc)))
+        return HostFailed(host.name, "upload", tx("{host}: {what}: {error}", host=host.name, what=what, error=str(exc)))
 
     def _run_batch(self, batch: list[HostEntry], work: Callable[[HostEntry], None]) -> list[BaseException]:
         """Run ``work`` for every host of the batch, at most ``max_parallel`` at once; the
@@ -664,7 +669,7 @@ class SshDriver:
         try:
             pool.sftp(host).put(script, remote)
         except (OSError, paramiko.SSHException) as exc:
-            raise self._io_failure(host, f"cannot upload script {script}", exc) from None
+            raise self._io_failure(host, tx("cannot upload script {script}", script=script), exc) from None
         return remote
 
     def _internal(self, pool: ConnectionPool, host: HostEntry, argv: list[str],
@@ -674,10 +679,11 @@ class SshDriver:
         limit = self.target.internal_timeout
         code = self.run(pool, host, argv, "/", limit, emit_line or (lambda stream, line: None))
         if code in (124, 137):
-            raise HostFailed(host.name, "timeout", f"{host.name}: {argv[0]} timed out after {limit:g} s "
-                                                   "(internal_timeout)")
+            raise HostFailed(host.name, "timeout", tx("{host}: {command} timed out after {seconds} s (internal_timeout)",
+                                                      host=host.name, command=argv[0], seconds=f"{limit:g}"))
         if code != 0:
-            raise HostFailed(host.name, "upload", f"{host.name}: {shlex.join(argv)[:200]} exited with {code}")
+            raise HostFailed(host.name, "upload", tx("{host}: {command} exited with {code}", host=host.name,
+                                                     command=shlex.join(argv)[:200], code=code))
 
     def _mkdir(self, pool: ConnectionPool, host: HostEntry, path: str) -> None:
         """``mkdir -p`` over SFTP: no remote process (each costs a shell and a fork on the
@@ -688,20 +694,20 @@ class SshDriver:
         while probe not in ("/", ""):
             try:
                 if not stat.S_ISDIR(sftp.stat(probe).st_mode or 0):
-                    raise HostFailed(host.name, "upload", f"{host.name}: cannot create {path}: {probe} is not a "
-                                                          "directory")
+                    raise HostFailed(host.name, "upload", tx("{host}: cannot create {path}: {probe} is not a directory",
+                                                             host=host.name, path=path, probe=probe))
                 break
             except FileNotFoundError:
                 missing.append(probe)
                 probe = posixpath.dirname(probe)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"cannot create {path}", exc) from None
+                raise self._io_failure(host, tx("cannot create {path}", path=path), exc) from None
         for directory in reversed(missing):
             try:
                 sftp.mkdir(directory)
             except (OSError, paramiko.SSHException) as exc:
                 if not self._is_dir(sftp, directory):  # else made meanwhile by a host sharing the path
-                    raise self._io_failure(host, f"cannot create {directory}", exc) from None
+                    raise self._io_failure(host, tx("cannot create {path}", path=directory), exc) from None
 
     @staticmethod
     def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
@@ -717,7 +723,7 @@ class SshDriver:
         except FileNotFoundError:
             return False
         except (OSError, paramiko.SSHException) as exc:
-            raise self._io_failure(host, f"cannot stat {path}", exc) from None
+            raise self._io_failure(host, tx("cannot stat {path}", path=path), exc) from None
 
     def _deploy_host(self, pool: ConnectionPool, state: _HostState, request: DeployRequest, emit: Emit,
                      cancel: CancelToken) -> None:
@@ -777,7 +783,7 @@ class SshDriver:
             try:
                 pool.sftp(host).put(str(local), remote)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"upload of {local.name} failed", exc) from None
+                raise self._io_failure(host, tx("upload of {file} failed", file=local.name), exc) from None
             size = local.stat().st_size
             self._log(emit, host, tx("uploaded {file} ({size} bytes) to {release}/ in {took} s", file=local.name,
                                      size=size, release=release, took=f"{time.monotonic() - started:.2f}"), bytes=size)
@@ -787,7 +793,7 @@ class SshDriver:
                 try:
                     pool.sftp(host).remove(remote)
                 except (OSError, paramiko.SSHException) as exc:
-                    raise self._io_failure(host, f"removing {local.name}", exc) from None
+                    raise self._io_failure(host, tx("removing {file}", file=local.name), exc) from None
         self._steps(pool, host, self.target.steps, params, release, emit, cancel, "step")
         try:
             with pool.sftp(host).open(posixpath.join(release, MARKER), "w") as fh:
