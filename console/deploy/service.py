@@ -71,7 +71,7 @@ MAX_LIST = 500
 LEASE_S, RENEW_S, TAKEOVER_POLL_S = 15.0, 2.0, 5.0
 RESTARTED = N_("the console restarted while the deploy was running; its containers are cleaned up")
 STOPPED = N_("the console running it stopped (its lease lapsed); its containers are cleaned up")
-LEASE_LOST = "another console took this deploy over: its lease lapsed before it could be renewed"
+LEASE_LOST = N_("another console took this deploy over: its lease lapsed before it could be renewed")
 
 
 def _json(value: Any) -> str:
@@ -178,7 +178,7 @@ class DeployService:
 
     def close(self) -> None:
         for token in list(self._cancels.values()):
-            token.cancel(CANCELLED, "the console is shutting down")
+            token.cancel(CANCELLED, tx("the console is shutting down"))
         for task in (self._cleanup_task, self._expiry_task, self._lease_task):
             if task is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(task.cancel)
@@ -285,7 +285,7 @@ class DeployService:
                 if self._clock() >= held_until:
                     break
         log.error("deploy %s: %s", deploy_id, LEASE_LOST)
-        token.cancel(FAILED, LEASE_LOST)
+        token.cancel(FAILED, Text(LEASE_LOST))
 
     def _apps_with_queued(self, session: Session, before: float | None = None) -> list[str]:
         """Lanes with queued deploys (created before ``before``, Unix seconds, if given)."""
@@ -485,7 +485,7 @@ class DeployService:
         row, event = await self.db.write(self._cancel, deploy_id, actor, source)
         token = self._cancels.get(deploy_id)
         if row["state"] == RUNNING and token is not None:
-            token.cancel(CANCELLED, f"cancelled by {actor}")
+            token.cancel(CANCELLED, tx("cancelled by {actor}", actor=actor))
         self.bus.publish(f"deploy:{deploy_id}", event)
         return row
 
@@ -802,7 +802,7 @@ class DeployService:
         consumer = loop.create_task(self._consume(d["id"], queue))
         lease = loop.create_task(self._hold_lease(d["id"], token))
         timer = loop.call_later(d["timeout_s"], token.cancel, "timeout",
-                                f"deploy timed out after {d['timeout_s']:g} s")
+                                tx("deploy timed out after {timeout} s", timeout=f"{d['timeout_s']:g}"))
         try:
             if app is None:
                 outcome = DeployOutcome(FAILED, f"app {d['app']} is no longer configured")
