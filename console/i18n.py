@@ -35,6 +35,7 @@ import io
 import json
 import os
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -158,6 +159,85 @@ def translate_text(text: object, lookup: Callable[[str], str]) -> str:
     return text.translated(lookup) if isinstance(text, Text) else str(text)
 
 
+def text_data(text: Text) -> dict[str, Any]:
+    """A :class:`Text` as JSON for storage (a deploy event's ``data["i18n"]``):
+    ``{"template": msgid, "values": {name: str | nested text_data}}``; values become
+    strings (numbers formatted as in the English text), a :class:`Text` value stays
+    translatable. A :class:`TextLines` is ``{"parts": [str | text_data], "sep": str |
+    text_data}``."""
+    def value(v: object) -> object:
+        return text_data(v) if isinstance(v, Text) else str(v)
+
+    if isinstance(text, TextLines):
+        return {"parts": [value(p) for p in text.parts], "sep": value(text.sep)}
+    return {"template": text.template, "values": {k: value(v) for k, v in text.values.items()}}
+
+
+def text_from_data(doc: object) -> Text | None:
+    """The :class:`Text` of a :func:`text_data` document, None when ``doc`` is not one
+    (an event stored before its message was translatable)."""
+    if isinstance(doc, dict) and isinstance(doc.get("parts"), list) and "sep" in doc:
+        parts = [text_from_data(p) if isinstance(p, dict) else str(p) for p in doc["parts"]]
+        sep = text_from_data(doc["sep"]) if isinstance(doc["sep"], dict) else str(doc["sep"])
+        if sep is None or any(p is None for p in parts):
+            return None
+        return TextLines([p for p in parts if p is not None], sep)
+    if not (isinstance(doc, dict) and isinstance(doc.get("template"), str) and isinstance(doc.get("values"), dict)):
+        return None
+    values: dict[str, Any] = {}
+    for k, v in doc["values"].items():
+        values[k] = text_from_data(v) if isinstance(v, dict) else str(v)
+        if values[k] is None:
+            return None
+    try:
+        return Text(doc["template"], values)
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def text_parts(text: Text, lookup: Callable[[str], str]) -> list[dict[str, Any]]:
+    """``text`` translated with ``lookup``, as ``[{"text": str, "value": bool}]``: the
+    sentence's own words (``value`` false) and the values filled in (``value`` true: a
+    name, a number or another program's output, shown as it is). A :class:`Text` value is
+    expanded into its own parts. Falls back to the English text as one part when the
+    translation's placeholders do not fit."""
+    if isinstance(text, TextLines):
+        parts: list[dict[str, Any]] = []
+        for index, part in enumerate(text.parts):
+            if index:
+                parts.append({"text": translate_text(text.sep, lookup), "value": False})
+            parts.extend(text_parts(part, lookup) if isinstance(part, Text)
+                         else [{"text": part, "value": True}] if part else [])
+        return parts
+    try:
+        fields = list(string.Formatter().parse(lookup(text.template)))
+        parts = []
+        for literal, name, _spec, _conversion in fields:
+            if literal:
+                parts.append({"text": literal, "value": False})
+            if name is None:
+                continue
+            value = text.values[name]
+            if isinstance(value, Text):
+                parts.extend(text_parts(value, lookup))
+            elif str(value):
+                parts.append({"text": translate_text(value, lookup), "value": True})
+        return parts
+    except (KeyError, IndexError, ValueError):
+        return [{"text": str(text), "value": False}]
+
+
+def localize_message(item: dict[str, Any], doc: object, lookup: Callable[[str], str]) -> dict[str, Any]:
+    """``item`` (a deploy event or step, ``{"message", ...}``) with its ``message`` in the
+    language of ``lookup`` and ``message_parts`` (:func:`text_parts`), when ``doc`` is the
+    :func:`text_data` of its message; else ``item`` as it is (stored English text)."""
+    text = text_from_data(doc)
+    if text is None:
+        return item
+    parts = text_parts(text, lookup)
+    return dict(item, message="".join(p["text"] for p in parts), message_parts=parts)
+
+
 def read_catalog(lang: str, domain: str, locale_dir: Path = LOCALE_DIR) -> Catalog:
     """The PO catalog of ``domain`` for the BCP 47 tag ``lang``. Raises OSError when missing."""
     path = locale_dir / LANGUAGES[lang] / "LC_MESSAGES" / f"{domain}.po"
@@ -201,6 +281,11 @@ class I18n:
     def scripts(self, lang: str) -> dict[str, str]:
         """The scripts' catalog of ``lang``: ``{english text: translation}``."""
         return self._scripts.get(lang, {})
+
+    def lookup(self, lang: str) -> Callable[[str], str]:
+        """msgid -> its ``errors.po`` translation in ``lang`` (the msgid when missing)."""
+        catalog = self._errors.get(lang, {})
+        return lambda msgid: catalog.get(msgid, msgid)
 
     def error_message(self, lang: str, message: object) -> str:
         """An error ``message`` in ``lang``: a :class:`Text` translated with ``errors.po``,

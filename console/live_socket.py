@@ -14,7 +14,7 @@ import tornado.websocket
 
 from console.errors import ApiError
 from console.handlers import ApiHandler, json_bytes
-from console.i18n import tx
+from console.i18n import localize_message, tx
 from console.live import TOPIC_RE
 
 MAX_TOPICS = 256
@@ -78,6 +78,9 @@ class LiveSocketHandler(ApiHandler, tornado.websocket.WebSocketHandler):
         return list(value) if isinstance(value, list) else []
 
     def _deliver(self, topic: str, data: Any) -> None:
+        if topic.startswith("deploy:") and isinstance(data, dict) and isinstance(data.get("data"), dict):
+            # A deploy event in this socket's language (cookie or Accept-Language of its upgrade).
+            data = localize_message(data, data["data"].get("i18n"), self.settings["i18n"].lookup(self.language))
         frame = json_bytes({"topic": topic, "data": data}).decode("utf-8")
         if self._held is not None:
             self._held.append(frame)

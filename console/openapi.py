@@ -37,6 +37,9 @@ STR = {"type": "string"}
 NSTR = {"type": ["string", "null"]}
 BOOL = {"type": "boolean"}
 LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+# A console message in the request's language, split into its own words and the values it
+# quotes as they are (console/i18n.py text_parts; docs/deploys.md).
+MESSAGE_PARTS = {"type": "array", "items": _obj({"text": STR, "value": BOOL}, ["text", "value"])}
 APPS = {"type": ["array", "null"], "items": {"type": "string"}}
 ROLE = {"type": "string", "enum": ["viewer", "deployer", "admin"]}
 
@@ -101,7 +104,7 @@ SCHEMAS: dict[str, dict] = {
                         "approver_role": STR, "requested_by": STR, "requested_at": NUM, "decided_by": NSTR,
                         "decided_at": NNUM, "expires_at": NUM, "reason": STR},
                         ["required", "state", "approver_role", "requested_by", "expires_at"])]},
-                    "requested_by": STR, "reason": STR, "error": NSTR, "created_at": NUM,
+                    "requested_by": STR, "reason": STR, "error": NSTR, "error_parts": MESSAGE_PARTS, "created_at": NUM,
                     "started_at": NNUM, "finished_at": NNUM, "duration_s": NNUM, "timeout_s": NUM,
                     "cleanup_pending": BOOL, "force": BOOL,
                     "steps": {"type": "array", "items": {"type": "object"}},
@@ -116,7 +119,8 @@ SCHEMAS: dict[str, dict] = {
                           "last_seq": {"type": "integer"},
                           "events": {"type": "array", "items": _obj({
                               "seq": {"type": "integer"}, "ts": NUM, "kind": STR, "level": STR, "step": NSTR,
-                              "message": STR, "data": {"type": "object"}}, ["seq", "ts", "kind", "message"])}},
+                              "message": STR, "message_parts": MESSAGE_PARTS, "data": {"type": "object"}},
+                              ["seq", "ts", "kind", "message"])}},
                          ["deploy_id", "state", "finished", "events", "last_seq"]),
     "App": _obj({"name": STR, "driver": STR, "target": {"type": "object"},
                  "current": {"anyOf": [_ref("Deploy"), {"type": "null"}]},

@@ -24,7 +24,7 @@ from console.audit.service import AuditService
 from console.auth.roles import Principal
 from console.deploy.environments import Approval
 from console.errors import Conflict, Forbidden, NotFound
-from console.i18n import tx
+from console.i18n import Text, tx
 from console.storage.models import Deploy, DeployApproval
 
 AWAITING, REJECTED, EXPIRED = "awaiting_approval", "rejected", "expired"
@@ -87,16 +87,19 @@ class ApprovalDesk:
         self.audit.record(session, principal.actor, f"deploy.{verb}", f"app:{d.app}",
                           {"deploy_id": d.id, "environment": d.environment, "version": d.version,
                            "requested_by": row.requested_by, "reason": reason}, source)
-        said = f"{verb}d by {principal.actor}" + (f": {reason}" if reason else "")
         if approve:
+            said = (tx("approved by {actor}: {reason}", actor=principal.actor, reason=reason) if reason
+                    else tx("approved by {actor}", actor=principal.actor))
             d.state = "queued"
         else:
-            d.state, d.finished_at, d.error = REJECTED, now, said
+            said = (tx("rejected by {actor}: {reason}", actor=principal.actor, reason=reason) if reason
+                    else tx("rejected by {actor}", actor=principal.actor))
+            d.state, d.finished_at, d.error = REJECTED, now, str(said)
         return d, said
 
-    def expire_due(self, session: Session) -> list[Deploy]:
+    def expire_due(self, session: Session) -> list[tuple[Deploy, Text]]:
         """End every pending request whose time is up (deploy state ``expired``); returns
-        those deploys."""
+        those deploys, each with why (translatable)."""
         now = self._clock()
         rows = session.execute(select(DeployApproval, Deploy).join(Deploy, Deploy.id == DeployApproval.deploy_id)
                                .where(DeployApproval.state == PENDING, DeployApproval.expires_at <= now,
@@ -105,11 +108,12 @@ class ApprovalDesk:
         for row, d in rows:
             row.state, row.decided_at = EXPIRED, now
             d.state, d.finished_at = EXPIRED, now
-            d.error = f"nobody approved it within {row.expires_at - row.requested_at:g} s"
+            why = tx("nobody approved it within {timeout} s", timeout=f"{row.expires_at - row.requested_at:g}")
+            d.error = str(why)
             self.audit.record(session, "system", "deploy.approval.expire", f"app:{d.app}",
                               {"deploy_id": d.id, "environment": d.environment, "version": d.version,
                                "requested_by": row.requested_by}, "console")
-            out.append(d)
+            out.append((d, why))
         return out
 
     @staticmethod

@@ -54,7 +54,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 
 from console.alerting.state import FIRING
 from console.config import ConfigError
-from console.i18n import tx
+from console.i18n import Text as Translatable, tx
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, GateFailed
 from console.deploy.schema import Flag, Seconds, Section, Text
 from console.promql.service import PromError, PromQLService
@@ -199,16 +199,21 @@ class Evaluation:
                 "t": self.t, "value": self.value, "passed": self.passed, "no_data": self.no_data,
                 "error": self.error}
 
-    def describe(self) -> str:
-        """``check errors = 0.5 (wanted < 0.1)``, with ``no data`` or the error in place of the value."""
+    def describe(self) -> Translatable:
+        """``check errors = 0.5 (wanted < 0.1)``, with ``no data`` or the error in place of
+        the value (translatable)."""
+        shown: str
         if self.error:
-            shown = f"error ({self.error})"
+            shown = tx("error ({error})", error=self.error)
         elif self.value is None:
-            shown = "no data"
+            shown = tx("no data")
         else:
             shown = f"{self.value:.6g}"
-        extra = f"; {self.detail}" if self.detail else ""
-        return f"check {self.check} = {shown} (wanted {self.op} {self.threshold:g}{extra})"
+        wanted = f"{self.op} {self.threshold:g}"
+        if self.detail:
+            return tx("check {check} = {shown} (wanted {wanted}; {detail})", check=self.check, shown=shown,
+                      wanted=wanted, detail=self.detail)
+        return tx("check {check} = {shown} (wanted {wanted})", check=self.check, shown=shown, wanted=wanted)
 
 
 def _values(data: dict) -> list[float]:
@@ -297,27 +302,33 @@ class CanaryGate:
         c = self.config
         targets = self.hosts | frozenset(hosts)
         names = [k.name for k in c.checks] + ([ALERT_CHECK] if c.no_firing_alerts else [])
-        emit(DriverEvent("step", f"canary analysis: {', '.join(names)} every {c.interval:g} s for {c.duration:g} s "
-                                 f"({c.evaluations} evaluation(s))", step="canary", state="running",
+        emit(DriverEvent("step", tx("canary analysis: {checks} every {interval} s for {duration} s ({evaluations} "
+                                    "evaluation(s))", checks=", ".join(names), interval=f"{c.interval:g}",
+                                    duration=f"{c.duration:g}", evaluations=c.evaluations),
+                         step="canary", state="running",
                          data={"checks": names, "interval": c.interval, "duration": c.duration}))
         for round_no in range(1, c.evaluations + 1):
             if cancel.wait(c.interval):
-                emit(DriverEvent("step", f"canary analysis stopped: {cancel.reason}", step="canary", state="failed",
+                emit(DriverEvent("step", tx("canary analysis stopped: {reason}", reason=cancel.reason), step="canary",
+                                 state="failed",
                                  level="warning", data={"verdict": "cancelled"}))
                 raise Cancelled(cancel.reason)
             failed = None
             for ev in self.evaluate(targets):
-                emit(DriverEvent("analysis", f"canary {ev.describe()}: {'passed' if ev.passed else 'FAILED'}",
+                emit(DriverEvent("analysis", tx("canary {check}: passed", check=ev.describe()) if ev.passed
+                                 else tx("canary {check}: FAILED", check=ev.describe()),
                                  level="info" if ev.passed else "error", data=ev.data()))
                 if not ev.passed and failed is None:
                     failed = ev
             if failed is not None:
-                reason = f"canary analysis failed: {failed.describe()}"
+                reason = tx("canary analysis failed: {check}", check=failed.describe())
                 emit(DriverEvent("step", reason, step="canary", state="failed", level="error",
                                  data={"verdict": "failed", "check": failed.check, "value": failed.value}))
                 raise GateFailed(reason)
-            emit(DriverEvent("log", f"canary evaluation {round_no}/{c.evaluations}: every check passed"))
-        emit(DriverEvent("step", f"canary passed: {c.evaluations} evaluation(s) of {len(names)} check(s)",
+            emit(DriverEvent("log", tx("canary evaluation {round}/{evaluations}: every check passed", round=round_no,
+                                      evaluations=c.evaluations)))
+        emit(DriverEvent("step", tx("canary passed: {evaluations} evaluation(s) of {checks} check(s)",
+                                    evaluations=c.evaluations, checks=len(names)),
                          step="canary", state="succeeded", data={"verdict": "passed"}))
 
     def evaluate(self, hosts: frozenset[str]) -> list[Evaluation]:
@@ -364,7 +375,8 @@ def analysis_of(events: Iterable[tuple[str, str | None, str, dict]]) -> tuple[li
         elif kind == "step" and step == "canary" and data.get("state"):
             state = data["state"]
             verdict = data.get("verdict") or {"succeeded": "passed"}.get(state, state)
-            canary = {"state": state, "verdict": verdict, "message": message}
+            canary = {"state": state, "verdict": verdict, "message": message,
+                      **({"i18n": data["i18n"]} if "i18n" in data else {})}
     if canary is not None and canary["verdict"] == "passed":
         for entry in checks.values():
             if entry["passed"] is None:

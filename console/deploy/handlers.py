@@ -7,7 +7,7 @@ from typing import Any
 from console.deploy.approvals import identity_of
 from console.errors import ApiError, FleetdeckError
 from console.handlers import ApiHandler, PageHandler
-from console.i18n import tx
+from console.i18n import localize_message, tx
 from console.params import INT32_MAX, ascii_uint
 
 
@@ -151,7 +151,7 @@ class DeployHandler(ApiHandler):
     """``GET /api/v1/deploys/{id}`` → the deploy with its ``steps``."""
 
     async def get(self, deploy_id: str) -> None:
-        self.write_json(await self.services.deploys.get(_deploy_id(deploy_id)))
+        self.write_json(localize_deploy(self, await self.services.deploys.get(_deploy_id(deploy_id))))
 
 
 class DeployEventsHandler(ApiHandler):
@@ -159,7 +159,11 @@ class DeployEventsHandler(ApiHandler):
 
     async def get(self, deploy_id: str) -> None:
         args = self.query()
-        self.write_json(await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000)))
+        page = await self.services.deploys.events(_deploy_id(deploy_id), args.after, min(args.limit, 5000))
+        # The console's own messages in the request's language (docs/dashboard.md "Languages").
+        lookup = self.settings["i18n"].lookup(self.language)
+        page["events"] = [localize_message(e, e["data"].get("i18n"), lookup) for e in page["events"]]
+        self.write_json(page)
 
 
 class DeployCancelHandler(OnDeployHandler):
@@ -185,11 +189,25 @@ class DeploysPageHandler(PageHandler):
 
 class DeployPageHandler(PageHandler):
     async def get(self, deploy_id: str) -> None:
-        deploy = await self.services.deploys.get(_deploy_id(deploy_id))
+        deploy = localize_deploy(self, await self.services.deploys.get(_deploy_id(deploy_id)))
         watcher = self.services.deploy_watch  # the post-deploy watch's verdicts (docs/alerting.md "Deploys")
         watch = await watcher.verdicts(deploy["id"]) if watcher is not None else []
         self.render("deploy.html", deploy=deploy, watch=watch, may_deploy=self.principal.may_deploy(deploy["app"]),
                     may_decide=may_decide(self, deploy))
+
+
+def localize_deploy(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> dict[str, Any]:
+    """``deploy`` (DeployService.get) with its error and the messages of its steps and canary in the
+    request's language (docs/dashboard.md "Languages"): the console's own sentences are
+    translated, the values in them (names, another program's output) kept."""
+    lookup = handler.settings["i18n"].lookup(handler.language)
+    deploy["steps"] = [localize_message(s, s.get("i18n"), lookup) for s in deploy["steps"]]
+    if deploy.get("error_i18n"):
+        said = localize_message({"message": deploy["error"]}, deploy.pop("error_i18n"), lookup)
+        deploy["error"], deploy["error_parts"] = said["message"], said.get("message_parts")
+    if deploy.get("canary"):
+        deploy["canary"] = localize_message(deploy["canary"], deploy["canary"].get("i18n"), lookup)
+    return deploy
 
 
 def may_decide(handler: ApiHandler | PageHandler, deploy: dict[str, Any]) -> bool:

@@ -49,11 +49,11 @@ from console.deploy.apps import AppDefinition, image_reference, valid_app_name, 
 from console.deploy.canary import CanaryAnalysis, CanaryGate, analysis_of
 from console.deploy.approvals import AWAITING, EXPIRED, REJECTED, ApprovalDesk
 from console.deploy.environments import Lane, lane_key, lanes_of
-from console.deploy.drivers.base import (CANCELLED, FAILED, CancelToken, DeployDriver, DeployOutcome,
+from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, CancelToken, DeployDriver, DeployOutcome,
                                          DeployRequest, DriverEvent, DriverUnavailable)
 from console.config import ConfigError
 from console.errors import Conflict, NotFound, Unprocessable
-from console.i18n import TextLines, list_separator, message_of, text_lines, tx
+from console.i18n import N_, Text, TextLines, list_separator, message_of, text_data, text_from_data, text_lines, tx
 from console.live import LiveBus
 from console.storage.database import Database, execute_dml
 from console.storage.models import AuditEntry, Deploy, DeployEvent, DeployStep
@@ -69,9 +69,9 @@ MAX_LIST = 500
 # consoles look for lapsed leases every TAKEOVER_POLL_S, so a dead runner's deploy is taken
 # over at most LEASE_S + TAKEOVER_POLL_S (20 s) after its last renewal.
 LEASE_S, RENEW_S, TAKEOVER_POLL_S = 15.0, 2.0, 5.0
-RESTARTED = "the console restarted while the deploy was running; its containers are cleaned up"
-STOPPED = "the console running it stopped (its lease lapsed); its containers are cleaned up"
-LEASE_LOST = "another console took this deploy over: its lease lapsed before it could be renewed"
+RESTARTED = N_("the console restarted while the deploy was running; its containers are cleaned up")
+STOPPED = N_("the console running it stopped (its lease lapsed); its containers are cleaned up")
+LEASE_LOST = N_("another console took this deploy over: its lease lapsed before it could be renewed")
 
 
 def _json(value: Any) -> str:
@@ -84,6 +84,47 @@ def default_driver(app: AppDefinition) -> DeployDriver:
 
         return DockerDriver(app)
     raise ValueError(f"no driver {app.driver!r}")
+
+
+
+def _text_saying(doc: object, english: str) -> dict | None:
+    """The stored template (console/i18n.py ``text_data``) in ``doc`` or among its values
+    whose English text is ``english``: a deploy's error is its last state event's message or
+    one of its values ("failed after 3.0 s: {error}", "rejected: {reason}")."""
+    text = text_from_data(doc)
+    if text is None or not isinstance(doc, dict):
+        return None
+    if text == english:
+        return doc
+    for value in doc.get("values", {}).values():
+        found = _text_saying(value, english)
+        if found is not None:
+            return found
+    return None
+
+
+def kind_text(kind: str) -> Text | str:
+    """A deploy's kind (``deploy``, ``rollback``, ``promote``) as a word of a translatable sentence."""
+    if kind == "deploy":
+        return tx("deploy")
+    if kind == "rollback":
+        return tx("rollback")
+    if kind == "promote":
+        return tx("promote")
+    return kind
+
+
+def state_text(state: str) -> Text | str:
+    """A deploy's final state as a word of a translatable sentence (the pages' terms)."""
+    if state == SUCCEEDED:
+        return tx("succeeded")
+    if state == FAILED:
+        return tx("failed")
+    if state == ROLLED_BACK:
+        return tx("rolled back")
+    if state == CANCELLED:
+        return tx("cancelled")
+    return state
 
 
 class DeployService:
@@ -137,7 +178,7 @@ class DeployService:
 
     def close(self) -> None:
         for token in list(self._cancels.values()):
-            token.cancel(CANCELLED, "the console is shutting down")
+            token.cancel(CANCELLED, tx("the console is shutting down"))
         for task in (self._cleanup_task, self._expiry_task, self._lease_task):
             if task is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(task.cancel)
@@ -188,7 +229,7 @@ class DeployService:
                 continue
             if d.runner:
                 log.warning("deploy %s: its runner %s stopped renewing its lease; ended as failed", d.id, d.runner)
-            event = self._add_event(session, d.id, "state", reason, level="error", data={"state": FAILED})
+            event = self._add_event(session, d.id, "state", Text(reason), level="error", data={"state": FAILED})
             session.execute(update(DeployStep).where(DeployStep.deploy_id == d.id, DeployStep.state == RUNNING)
                             .values(state=FAILED, finished_at=now))
             ended.append((lane_key(d.app, d.environment), self._event_public(event)))
@@ -244,7 +285,7 @@ class DeployService:
                 if self._clock() >= held_until:
                     break
         log.error("deploy %s: %s", deploy_id, LEASE_LOST)
-        token.cancel(FAILED, LEASE_LOST)
+        token.cancel(FAILED, Text(LEASE_LOST))
 
     def _apps_with_queued(self, session: Session, before: float | None = None) -> list[str]:
         """Lanes with queued deploys (created before ``before``, Unix seconds, if given)."""
@@ -399,14 +440,18 @@ class DeployService:
                                               "previous_version": d.previous_version, "reason": reason,
                                               **({"force": True} if force else {})},
                           source)
-        queued_behind = f" behind deploy {active.id}" if active is not None else ""
-        self._add_event(session, d.id, "state", f"{kind} of {lane.describe()} {version} requested by "
-                        f"{actor}{queued_behind}", data={"state": QUEUED})
+        if active is not None:
+            requested = tx("{kind} of {lane} {version} requested by {actor} behind deploy {id}", kind=kind_text(kind),
+                           lane=lane.describe(), version=version, actor=actor, id=active.id)
+        else:
+            requested = tx("{kind} of {lane} {version} requested by {actor}", kind=kind_text(kind),
+                           lane=lane.describe(), version=version, actor=actor)
+        self._add_event(session, d.id, "state", requested, data={"state": QUEUED})
         if approval:
             self.approvals.request(session, d, approval, identity or actor, source)
-            self._add_event(session, d.id, "state", f"awaiting approval by another user with the "
-                            f"{approval.approver_role} role (expires in {approval.timeout:g} s)",
-                            data={"state": AWAITING})
+            self._add_event(session, d.id, "state", tx(
+                "awaiting approval by another user with the {role} role (expires in {timeout} s)",
+                role=approval.approver_role, timeout=f"{approval.timeout:g}"), data={"state": AWAITING})
         out = self._public(d)
         self.approvals.attach(session, [out])
         return out
@@ -440,7 +485,7 @@ class DeployService:
         row, event = await self.db.write(self._cancel, deploy_id, actor, source)
         token = self._cancels.get(deploy_id)
         if row["state"] == RUNNING and token is not None:
-            token.cancel(CANCELLED, f"cancelled by {actor}")
+            token.cancel(CANCELLED, tx("cancelled by {actor}", actor=actor))
         self.bus.publish(f"deploy:{deploy_id}", event)
         return row
 
@@ -453,11 +498,12 @@ class DeployService:
         self.audit.record(session, actor, "deploy.cancel", f"app:{d.app}", {"deploy_id": d.id, "state": d.state},
                           source)
         if d.state != RUNNING:
-            d.state, d.finished_at, d.error = CANCELLED, self._clock(), f"cancelled by {actor} before it started"
-            event = self._add_event(session, d.id, "state", d.error, level="warning", data={"state": CANCELLED})
+            said = tx("cancelled by {actor} before it started", actor=actor)
+            d.state, d.finished_at, d.error = CANCELLED, self._clock(), str(said)
+            event = self._add_event(session, d.id, "state", said, level="warning", data={"state": CANCELLED})
         else:
             d.cancel_requested = f"cancelled by {actor}"  # for the console running it, when another
-            event = self._add_event(session, d.id, "log", f"cancel requested by {actor}; rolling back",
+            event = self._add_event(session, d.id, "log", tx("cancel requested by {actor}; rolling back", actor=actor),
                                     level="warning")
         return self._public(d), self._event_public(event)
 
@@ -476,7 +522,7 @@ class DeployService:
     def _decide(self, session: Session, deploy_id: int, principal: Principal, approve: bool, reason: str,
                 source: str) -> tuple[dict, dict]:
         d, said = self.approvals.decide(session, deploy_id, principal, approve, reason, source)
-        event = self._add_event(session, d.id, "state", said if approve else f"rejected: {said}",
+        event = self._add_event(session, d.id, "state", said if approve else tx("rejected: {reason}", reason=said),
                                 level="info" if approve else "warning", data={"state": d.state})
         out = self._public(d)
         self.approvals.attach(session, [out])
@@ -503,9 +549,10 @@ class DeployService:
                 await asyncio.sleep(5.0)
 
     def _expire_due(self, session: Session) -> builtins.list[dict]:
-        return [self._event_public(self._add_event(session, d.id, "state", f"expired: {d.error}", level="warning",
+        return [self._event_public(self._add_event(session, d.id, "state", tx("expired: {reason}", reason=expired),
+                                                   level="warning",
                                                    data={"state": EXPIRED}))
-                for d in self.approvals.expire_due(session)]
+                for d, expired in self.approvals.expire_due(session)]
 
     async def audit_denied(self, actor: str, action: str, app: str, source: str, details: dict) -> None:
         """Record a refused (403) deploy action: ``action`` (``deploy.create``, ...) on
@@ -570,12 +617,28 @@ class DeployService:
                                 .order_by(DeployStep.position)).scalars()
         out = self._public(d)
         self.approvals.attach(session, [out])
-        out["steps"] = [{"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
-                         "finished_at": s.finished_at} for s in steps]
+        # A step's message is its last step event's: that event's template translates it.
+        step_texts: dict[str | None, tuple[str, object]] = {}
+        for name, message, data in session.execute(
+                select(DeployEvent.step, DeployEvent.message, DeployEvent.data)
+                .where(DeployEvent.deploy_id == deploy_id, DeployEvent.kind == "step").order_by(DeployEvent.seq)):
+            step_texts[name] = (message, orjson.loads(data).get("i18n"))
+        out["steps"] = []
+        for s in steps:
+            said, text = step_texts.get(s.name, (None, None))
+            out["steps"].append({"name": s.name, "state": s.state, "message": s.message, "started_at": s.started_at,
+                                 "finished_at": s.finished_at, **({"i18n": text} if said == s.message and text else {})})
         canary_events = session.execute(
             select(DeployEvent.kind, DeployEvent.step, DeployEvent.message, DeployEvent.data)
             .where(DeployEvent.deploy_id == deploy_id, (DeployEvent.kind == "analysis") | (DeployEvent.step == "canary"))
             .order_by(DeployEvent.seq)).all()
+        if d.error:
+            last_state = session.execute(
+                select(DeployEvent.data).where(DeployEvent.deploy_id == deploy_id, DeployEvent.kind == "state")
+                .order_by(DeployEvent.seq.desc()).limit(1)).scalar_one_or_none()
+            error_text = _text_saying(orjson.loads(last_state).get("i18n") if last_state else None, d.error)
+            if error_text is not None:
+                out["error_i18n"] = error_text
         out["analysis"], out["canary"] = analysis_of((k, st, m, orjson.loads(data)) for k, st, m, data in canary_events)
         return out
 
@@ -715,7 +778,7 @@ class DeployService:
         if claimed.rowcount != 1:  # cancelled (or claimed) meanwhile by another console
             return None
         session.refresh(d)
-        event = self._add_event(session, d.id, "state", f"running (timeout {d.timeout_s:g} s)",
+        event = self._add_event(session, d.id, "state", tx("running (timeout {timeout} s)", timeout=f"{d.timeout_s:g}"),
                                 data={"state": RUNNING})
         out = self._public(d)
         out["event"] = self._event_public(event)
@@ -739,7 +802,7 @@ class DeployService:
         consumer = loop.create_task(self._consume(d["id"], queue))
         lease = loop.create_task(self._hold_lease(d["id"], token))
         timer = loop.call_later(d["timeout_s"], token.cancel, "timeout",
-                                f"deploy timed out after {d['timeout_s']:g} s")
+                                tx("deploy timed out after {timeout} s", timeout=f"{d['timeout_s']:g}"))
         try:
             if app is None:
                 outcome = DeployOutcome(FAILED, f"app {d['app']} is no longer configured")
@@ -823,7 +886,8 @@ class DeployService:
         now = self._clock()
         done = execute_dml(session, update(Deploy).where(Deploy.id == deploy_id, Deploy.state == RUNNING,
                                                          Deploy.runner == self.runner)
-                           .values(state=outcome.state, finished_at=now, error=outcome.error,
+                           .values(state=outcome.state, finished_at=now,
+                                   error=None if outcome.error is None else str(outcome.error),
                                    cleanup_pending=outcome.cleanup_pending, lease_until=None)
                            .execution_options(synchronize_session=False))
         if done.rowcount != 1:
@@ -834,7 +898,11 @@ class DeployService:
         session.execute(update(DeployStep).where(DeployStep.deploy_id == deploy_id, DeployStep.state == RUNNING)
                         .values(state=FAILED if outcome.state != SUCCEEDED else SUCCEEDED, finished_at=now))
         took = now - (d.started_at or now)
-        message = f"{outcome.state} after {took:.1f} s" + (f": {outcome.error}" if outcome.error else "")
+        if outcome.error:
+            message = tx("{state} after {took} s: {error}", state=state_text(outcome.state), took=f"{took:.1f}",
+                         error=outcome.error)
+        else:
+            message = tx("{state} after {took} s", state=state_text(outcome.state), took=f"{took:.1f}")
         return self._event_public(self._add_event(
             session, deploy_id, "state", message, level="info" if outcome.state == SUCCEEDED else "error",
             data={"state": outcome.state, "cleanup_pending": outcome.cleanup_pending}))
@@ -874,7 +942,8 @@ class DeployService:
             except DriverUnavailable as exc:
                 log.info("cleanup of deploy %s still pending: %s", deploy_id, exc)
                 return
-            events.append(DriverEvent("log", f"cleanup done: removed {removed} container(s) of this deploy"))
+            events.append(DriverEvent("log", tx("cleanup done: removed {count} container(s) of this deploy",
+                                                count=removed)))
             stored = await self.db.write(self._cleaned, deploy_id, events)
             for e in stored:
                 self.bus.publish(f"deploy:{deploy_id}", e)
@@ -896,8 +965,13 @@ class DeployService:
                    step: str | None = None, data: dict | None = None) -> DeployEvent:
         seq = session.execute(select(func.coalesce(func.max(DeployEvent.seq), 0))
                               .where(DeployEvent.deploy_id == deploy_id)).scalar_one() + 1
+        data = dict(data or {})
+        if isinstance(message, Text):
+            # The English text in ``message`` (CLI, audit, older readers); the template and its
+            # values let the API and the live log show it in the reader's language.
+            data["i18n"] = text_data(message)
         e = DeployEvent(deploy_id=deploy_id, seq=seq, ts=self._clock(), kind=kind, level=level, step=step,
-                        message=message[:4000], data=_json(data or {}))
+                        message=message[:4000], data=_json(data))
         session.add(e)
         session.flush()
         return e

@@ -92,11 +92,12 @@ def pages(host: str, deploy_id: int) -> list[tuple[str, str, str, str]]:
     ]
 
 
-# Elements that hold data (names, values, label pairs, log lines, series, messages a
-# driver or a rule file wrote), shown as they are in every language.
+# Elements that hold data (names, values, label pairs, log lines, series, text a rule file
+# wrote, the values inside a deploy's step log: names, numbers, another program's output,
+# marked translate="no"), shown as they are in every language.
 DATA = ", ".join(["script", "style", "code", "pre", "kbd", "samp", ".mono", '[translate="no"]', ".label-chip",
                   ".log-line", ".series-name", "#explore-chart .u-label", ".user-name", ".role-badge", ".host-name",
-                  ".rule-link", "#rule-annotations", "#rule-chart .u-label", "#deploy-log", "#deploy-error", "#steps-table td:nth-child(3)", "#steps-table td:first-child",
+                  ".rule-link", "#rule-annotations", "#rule-chart .u-label", "#deploy-log .deploy-step", "#steps-table td:first-child",
                   "#settings-table td:not(:last-child)", "#sections-table td:first-child", "#settings-file"])
 # Names that are the same in both languages: the product, units, protocols, products.
 NAMES = {"Fleetdeck", "English", "UTC", "CPU", "PSI", "API", "ID", "SSH", "PromQL", "Prometheus", "Grafana",

@@ -228,6 +228,14 @@ def test_failing_step_on_one_host_stops_the_rollout_and_rolls_back(released):
     # the second batch was never touched
     for host in ("h3", "h4"):
         assert not (base(env, host) / "releases" / "3.0").exists()
+    # for a Chinese reader: the failure and the error translated, the command's stderr verbatim
+    zh_headers = {"Accept-Language": "zh-CN"}
+    zh = [e["message"] for e in env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token,
+                                            headers=zh_headers).json()["events"]]
+    assert "[h1] refusing on h1" in zh and "[h2] 已回滚到 2.0" in zh, zh
+    assert "batch 1/2 失败：h1：step 'check' 退出，退出码 3" in zh, zh
+    error = env.request("GET", f"/api/v1/deploys/{final['id']}", token=env.token, headers=zh_headers).json()["error"]
+    assert "h1：step 'check' 退出，退出码 3" in error, error
 
 
 def test_rollback_by_symlink(released):
@@ -401,3 +409,24 @@ def test_a_host_slow_to_answer_times_out_within_internal_timeout_and_is_retried(
     assert "internal_timeout" in retry and retry.endswith("trying again in 0.2 s (2/2)"), messages
     assert took < 30, (took, messages)
     assert os.readlink(env.root / "slow" / "h10" / "current") == "releases/1.0"
+
+
+def test_step_log_in_chinese_keeps_the_command_output_verbatim(env):
+    """The same deploy's events for a Chinese reader: the console's sentences translated,
+    each host's streamed command output exactly as the command printed it."""
+    artifact(env.root / "artifacts", "1.3")
+    final, events = deploy(env, "web", "1.3")
+    assert final["state"] == "succeeded", [e["message"] for e in events]
+    zh = env.request("GET", f"/api/v1/deploys/{final['id']}/events", token=env.token,
+                     headers={"Accept-Language": "zh-CN"}).json()["events"]
+    assert [e["seq"] for e in zh] == [e["seq"] for e in events]
+    messages = [e["message"] for e in zh]
+    assert any(m.startswith(f"预检 {len(HOSTS)} 台主机：连接、主机密钥、可用磁盘 >= ") for m in messages), messages
+    assert "预检：所有主机均已就绪" in messages and "batch 1/2：h1, h2" in messages, messages
+    for host in HOSTS:
+        output = next(e for e in zh if e["message"] == f"[{host}] built 1.3 on {host}")
+        assert [p["text"] for p in output["message_parts"] if p["value"]] == [host, f"built 1.3 on {host}"]
+        assert any(m.startswith(f"[{host}] 已在 ") and "毫秒内连接到" in m for m in messages), messages
+    english = {e["seq"]: e["message"] for e in events}
+    untranslated = [e["message"] for e in zh if e["message"] == english[e["seq"]]]
+    assert all(" built 1.3 on " in m or m.endswith(" -> releases/1.3") for m in untranslated), untranslated

@@ -45,7 +45,8 @@ def test_a_deploy_left_running_is_marked_failed_with_a_reason_on_start(tmp_path)
     assert "console restarted while the deploy was running" in deploy["error"]
     assert deploy["cleanup_pending"] is True  # its containers are removed once the engine answers
     assert deploy["steps"][0]["state"] == "failed"
-    assert events["finished"] and events["events"][-1]["data"] == {"state": "failed"}
+    assert events["finished"] and events["events"][-1]["data"] == {"state": "failed", "i18n": {
+        "template": "the console restarted while the deploy was running; its containers are cleaned up", "values": {}}}
 
 
 def test_on_start_a_dead_local_runners_deploy_ends_at_once_a_live_replicas_stays(tmp_path):

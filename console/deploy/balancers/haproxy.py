@@ -21,6 +21,7 @@ from typing import Callable
 
 from console.deploy.balancers.base import BalancerError, Log, Server
 from console.deploy.balancers.config import LoadBalancer
+from console.i18n import tx
 
 DRAIN_POLL_S = 0.05
 # How the runtime API words a refusal (the answer to a successful "set server" is empty
@@ -84,8 +85,8 @@ class HaproxyBalancer:
                 self._ready(by_slot[slot])
             else:
                 self._set(slot, "state maint")
-        log(f"haproxy: {self.config.backend} serves {len(servers)} container(s), "
-            f"{slots - len(servers)} server slot(s) in maintenance")
+        log(tx("haproxy: {backend} serves {count} container(s), {idle} server slot(s) in maintenance",
+               backend=self.config.backend, count=len(servers), idle=slots - len(servers)))
 
     def _ready(self, server: Server) -> None:
         self._set(server.slot, f"addr {server.host} port {server.port}")
@@ -94,7 +95,8 @@ class HaproxyBalancer:
     def enable(self, servers: list[Server], log: Log) -> None:
         for server in servers:
             self._ready(server)
-            log(f"haproxy: {self._server(server.slot)} -> {server.address} ({server.container}) ready",
+            log(tx("haproxy: {server} -> {address} ({container}) ready", server=self._server(server.slot),
+                   address=server.address, container=server.container),
                 server=self._server(server.slot))
 
     def disable(self, servers: list[Server], log: Log) -> None:
@@ -110,9 +112,12 @@ class HaproxyBalancer:
         for server in servers:
             self._set(server.slot, "state maint")
             left = busy.get(server.slot, 0)
-            log(f"haproxy: {self._server(server.slot)} ({server.container}) drained in "
-                f"{self._clock() - started:.2f} s" + (f", {left} session(s) still open after drain_timeout"
-                                                      if left else "") + ", now in maintenance",
+            took = f"{self._clock() - started:.2f}"
+            log(tx("haproxy: {server} ({container}) drained in {took} s, {left} session(s) still open after "
+                   "drain_timeout, now in maintenance", server=self._server(server.slot),
+                   container=server.container, took=took, left=left) if left else
+                tx("haproxy: {server} ({container}) drained in {took} s, now in maintenance",
+                   server=self._server(server.slot), container=server.container, took=took),
                 level="warning" if left else "info", server=self._server(server.slot))
 
     def _sessions(self, servers: list[Server]) -> dict[int, int]:

@@ -31,6 +31,7 @@ import psutil
 
 from console.deploy.balancers.base import BalancerError, Log, Server
 from console.deploy.balancers.config import LoadBalancer
+from console.i18n import tx
 
 POLL_S = 0.02
 _LINE_RE = re.compile(r"\s*server (\S+):(\d+);\s*# slot (\d+) (\S+)\s*")
@@ -125,13 +126,15 @@ class NginxBalancer:
                 raise BalancerError(f"the nginx master (pid {master.pid}) went away: {exc}") from None
             new, old = now - before, now & before
             if new and not (drain and old):
-                log(f"nginx: {why}; reloaded in {self._clock() - started:.2f} s", upstream=self.config.upstream)
+                log(tx("nginx: {change}; reloaded in {took} s", change=why, took=f"{self._clock() - started:.2f}"),
+                    upstream=self.config.upstream)
                 return
             if not new and self._clock() - started >= self.config.reload_timeout:
                 raise BalancerError(f"nginx did not reload within {self.config.reload_timeout:g} s (is the "
                                     f"configuration valid? see nginx -t and its error log)")
             time.sleep(POLL_S)
-        log(f"nginx: {why}; {len(old)} old worker(s) still finishing requests after {wait:g} s",
+        log(tx("nginx: {change}; {count} old worker(s) still finishing requests after {wait} s", change=why,
+               count=len(old), wait=f"{wait:g}"),
             level="warning", upstream=self.config.upstream)
 
     # -- the balancer protocol -------------------------------------------------------------
@@ -140,7 +143,8 @@ class NginxBalancer:
         if wanted == self.servers() and Path(self.config.upstream_file).exists():
             return
         self._write(wanted)
-        self._reload(log, f"{self.config.upstream} set to {len(wanted)} running container(s)", True)
+        self._reload(log, tx("{upstream} set to {count} running container(s)", upstream=self.config.upstream,
+                             count=len(wanted)), True)
 
     def enable(self, servers: list[Server], log: Log) -> None:
         current = self.servers()
@@ -148,8 +152,8 @@ class NginxBalancer:
         self._write(current)
         # Drained too: an old worker still runs the previous upstream, and the next step may
         # stop a container that only that upstream still names.
-        self._reload(log, f"added {', '.join(f'{s.container} ({s.address})' for s in servers)} to "
-                          f"{self.config.upstream}", True)
+        self._reload(log, tx("added {servers} to {upstream}", upstream=self.config.upstream,
+                             servers=", ".join(f"{s.container} ({s.address})" for s in servers)), True)
 
     def disable(self, servers: list[Server], log: Log) -> None:
         current = self.servers()
@@ -159,5 +163,5 @@ class NginxBalancer:
         for s in gone:
             del current[s.slot]
         self._write(current)
-        self._reload(log, f"removed {', '.join(f'{s.container} ({s.address})' for s in gone)} from "
-                          f"{self.config.upstream}", True)
+        self._reload(log, tx("removed {servers} from {upstream}", upstream=self.config.upstream,
+                             servers=", ".join(f"{s.container} ({s.address})" for s in gone)), True)

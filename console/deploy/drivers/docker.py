@@ -51,6 +51,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEED
                                          GateFailed)
 from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.errors import DriverFailure
+from console.i18n import message_of, tx
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class _Run:
         self.emit(DriverEvent("log", message, level=level, data=data))
 
     def step(self, name: str, state: str, message: str = "", level: str = "info", **data: Any) -> None:
-        self.emit(DriverEvent("step", message or f"{name}: {state}", step=name, state=state, level=level, data=data))
+        self.emit(DriverEvent("step", message or tx("{step}: {state}", step=name, state=state), step=name, state=state, level=level, data=data))
 
     def check_cancel(self) -> None:
         if self.cancel.cancelled:
@@ -108,7 +109,7 @@ def _short(container: Any) -> str:
 
 def _unreachable_reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"Docker engine unreachable: {text[:300]}"
+    return tx("Docker engine unreachable: {error}", error=text[:300])
 
 
 class DockerDriver:
@@ -173,9 +174,9 @@ class DockerDriver:
     def deploy(self, request: DeployRequest, emit: Emit, cancel: CancelToken) -> DeployOutcome:
         run = _Run(request, emit, cancel)
         try:
-            run.step("connect", "running", f"connecting to {self._engine_shown()}")
+            run.step("connect", "running", tx("connecting to {engine}", engine=self._engine_shown()))
             run.client = self.client()
-            run.step("connect", "succeeded", "engine reachable")
+            run.step("connect", "succeeded", tx("engine reachable"))
             self._prepare_image(run)
             run.check_cancel()
             existing = self._containers(run.client)
@@ -183,9 +184,10 @@ class DockerDriver:
             run.old_running = list(old)
             run.stale = [c for c in existing if c.status != "running"]
             if run.stale:
-                run.log(f"{len(run.stale)} container(s) of earlier releases are not running "
-                        f"({', '.join(f'{_short(c)}: {c.status}' for c in run.stale)}); they are removed "
-                        "once this deploy succeeds", containers=[c.id[:12] for c in run.stale])
+                run.log(tx("{count} container(s) of earlier releases are not running ({containers}); they are "
+                           "removed once this deploy succeeds", count=len(run.stale),
+                           containers=", ".join(f"{_short(c)}: {c.status}" for c in run.stale)),
+                        containers=[c.id[:12] for c in run.stale])
             self._lb_sync(run, old)
             if self.app.strategy.type == "recreate":
                 self._recreate(run, old)
@@ -194,17 +196,17 @@ class DockerDriver:
             self._remove_stopped_old(run)
             return DeployOutcome(SUCCEEDED)
         except DriverUnavailable as exc:
-            run.step("connect", "failed", str(exc), level="error")
-            return DeployOutcome(FAILED, str(exc))
+            run.step("connect", "failed", message_of(exc), level="error")
+            return DeployOutcome(FAILED, message_of(exc))
         except (HealthCheckFailed, GateFailed) as exc:
-            return self._undo(run, ROLLED_BACK, str(exc))
+            return self._undo(run, ROLLED_BACK, message_of(exc))
         except Cancelled as exc:
             state = FAILED if run.cancel.kind == "timeout" else CANCELLED
-            return self._undo(run, state, str(exc))
+            return self._undo(run, state, message_of(exc))
         except (DockerDriverError, BalancerError) as exc:
-            return self._undo(run, FAILED, str(exc))
+            return self._undo(run, FAILED, message_of(exc))
         except docker.errors.APIError as exc:
-            return self._undo(run, FAILED, f"Docker engine error: {exc.explanation or exc}")
+            return self._undo(run, FAILED, tx("Docker engine error: {error}", error=str(exc.explanation or exc)))
         except (docker.errors.DockerException, *UNREACHABLE) as exc:
             return self._undo(run, FAILED, _unreachable_reason(exc))
         finally:
@@ -218,26 +220,28 @@ class DockerDriver:
     def _prepare_image(self, run: _Run) -> None:
         t = self.target
         run.image = image_reference(t.image, run.request.version)
-        run.step("image", "running", f"checking image {run.image}")
+        run.step("image", "running", tx("checking image {image}", image=run.image))
         image = None
         if t.pull != "always":
             try:
                 image = run.client.images.get(run.image)
             except docker.errors.ImageNotFound:
                 if t.pull == "never":
-                    raise DockerDriverError(f"image {run.image} is not on the engine and pull is 'never'") from None
+                    raise DockerDriverError(tx("image {image} is not on the engine and pull is 'never'",
+                                                image=run.image)) from None
         if image is None:
-            run.log(f"pulling {run.image}")
+            run.log(tx("pulling {image}", image=run.image))
             try:
                 image = self._pull(run)
             except docker.errors.NotFound:
-                raise DockerDriverError(f"image {run.image} not found in its registry") from None
+                raise DockerDriverError(tx("image {image} not found in its registry", image=run.image)) from None
             except docker.errors.APIError as exc:
-                raise DockerDriverError(f"cannot pull {run.image}: {exc.explanation or exc}") from None
+                raise DockerDriverError(tx("cannot pull {image}: {error}", image=run.image,
+                                            error=str(exc.explanation or exc))) from None
         if self.app.health_check.type == "docker" and not (image.attrs.get("Config") or {}).get("Healthcheck"):
-            raise DockerDriverError(f"image {run.image} has no HEALTHCHECK; set health_check.type to http, tcp "
-                                    "or none for this app")
-        run.step("image", "succeeded", f"image {run.image} ready", image_id=image.id)
+            raise DockerDriverError(tx("image {image} has no HEALTHCHECK; set health_check.type to http, tcp "
+                                       "or none for this app", image=run.image))
+        run.step("image", "succeeded", tx("image {image} ready", image=run.image), image_id=image.id)
 
     def _pull(self, run: _Run) -> Any:
         last = 0.0
@@ -246,11 +250,11 @@ class DockerDriver:
                                             decode=True):
             run.check_cancel()
             if "error" in progress:
-                raise DockerDriverError(f"cannot pull {run.image}: {progress['error']}")
+                raise DockerDriverError(tx("cannot pull {image}: {error}", image=run.image, error=str(progress["error"])))
             now = self._clock()
             if now - last >= 2.0:  # progress for long pulls, without flooding the log
                 last = now
-                run.log(f"pull: {progress.get('status', '')} {progress.get('progress', '')}".strip())
+                run.log(tx("pull: {status}", status=f"{progress.get('status', '')} {progress.get('progress', '')}".strip()))
         return run.client.images.get(run.image)
 
     # -- strategies -----------------------------------------------------------------------
@@ -258,8 +262,9 @@ class DockerDriver:
         replicas = self.target.replicas
         unavailable, surge = self.app.strategy.resolve(replicas)
         run.step("rolling update", "running",
-                 f"rolling update to {run.request.version}: {len(old)} old, {replicas} wanted "
-                 f"(maxSurge {surge}, maxUnavailable {unavailable})",
+                 tx("rolling update to {version}: {old} old, {replicas} wanted (maxSurge {surge}, "
+                    "maxUnavailable {unavailable})", version=run.request.version, old=len(old), replicas=replicas,
+                    surge=surge, unavailable=unavailable),
                  replicas=replicas, max_surge=surge, max_unavailable=unavailable, old=len(old))
         old_running = run.old_running  # kept on the run: a rollback counts what still serves
         new_ready = run.ready
@@ -287,14 +292,17 @@ class DockerDriver:
                 canary = 0
                 gate(run.emit, run.cancel)
             if to_stop <= 0 and to_start <= 0:
-                raise DockerDriverError("rolling update cannot progress (maxSurge and maxUnavailable are 0)")
-            run.log(f"round {round_no}: {len(new_ready)}/{replicas} new healthy, {len(old_running)} old running",
+                raise DockerDriverError(tx("rolling update cannot progress (maxSurge and maxUnavailable are 0)"))
+            run.log(tx("round {round}: {ready}/{replicas} new healthy, {old} old running", round=round_no,
+                       ready=len(new_ready), replicas=replicas, old=len(old_running)),
                     new_ready=len(new_ready), old_running=len(old_running))
-        run.step("rolling update", "succeeded", f"{len(new_ready)} replicas of {run.request.version} healthy")
+        run.step("rolling update", "succeeded", tx("{count} replicas of {version} healthy", count=len(new_ready),
+                                                     version=run.request.version))
 
     def _recreate(self, run: _Run, old: list) -> None:
         replicas = self.target.replicas
-        run.step("recreate", "running", f"recreate: stopping {len(old)} old, then starting {replicas} new")
+        run.step("recreate", "running", tx("recreate: stopping {old} old, then starting {replicas} new", old=len(old),
+                                             replicas=replicas))
         run.check_cancel()
         self._stop_old(run, list(old))
         batch: list[Any] = []
@@ -303,26 +311,28 @@ class DockerDriver:
         self._wait_healthy(run, batch)
         self._lb_enable(run.log, batch)
         run.ready.extend(batch)
-        run.step("recreate", "succeeded", f"{replicas} replicas of {run.request.version} healthy")
+        run.step("recreate", "succeeded", tx("{count} replicas of {version} healthy", count=replicas,
+                                               version=run.request.version))
 
     def _remove_stopped_old(self, run: _Run) -> None:
         """Remove the old containers this deploy stopped and those of earlier releases
         that were not running when it started (stopped or crashed replicas)."""
         old = run.stopped_old + run.stale
-        run.step("cleanup", "running", f"removing {len(old)} old container(s)")
+        run.step("cleanup", "running", tx("removing {count} old container(s)", count=len(old)))
         for container in old:
             self._remove(container, force=container in run.stale)
-            run.log(f"removed old container {_short(container)}", container=container.id[:12])
+            run.log(tx("removed old container {container}", container=_short(container)), container=container.id[:12])
         run.stopped_old.clear()
         run.stale.clear()
-        run.step("cleanup", "succeeded", "old containers removed")
+        run.step("cleanup", "succeeded", tx("old containers removed"))
 
     # -- containers -----------------------------------------------------------------------
     def _stop_old(self, run: _Run, containers: list) -> None:
         """Take ``containers`` out of the load balancer (drained), then stop them."""
         self._lb_disable(run.log, containers)
         for container in containers:
-            run.log(f"stopping old container {_short(container)} ({container.labels.get(LABEL_VERSION)})",
+            run.log(tx("stopping old container {container} ({version})", container=_short(container),
+                       version=container.labels.get(LABEL_VERSION)),
                     container=container.id[:12])
             container.stop(timeout=self.target.stop_timeout)
             run.old_running.remove(container)
@@ -344,8 +354,8 @@ class DockerDriver:
                 if exc.status_code != 409 or "in progress" not in str(exc.explanation or exc):
                     raise
                 if self._clock() >= deadline:
-                    raise DockerDriverError(f"{_short(container)}: removal still in progress after "
-                                            f"{REMOVAL_WAIT_S:g} s") from None
+                    raise DockerDriverError(tx("{container}: removal still in progress after {seconds} s",
+                                               container=_short(container), seconds=f"{REMOVAL_WAIT_S:g}")) from None
             time.sleep(0.1)
 
     def _free_slots(self, busy: list) -> list[int]:
@@ -361,7 +371,7 @@ class DockerDriver:
         t = self.target
         slots = self._free_slots(busy)
         if not slots:
-            raise DockerDriverError("no free host port left in the app's port pool")
+            raise DockerDriverError(tx("no free host port left in the app's port pool"))
         last_error = ""
         for slot in slots:
             run.check_cancel()
@@ -372,17 +382,20 @@ class DockerDriver:
                 text = str(exc.explanation or exc)
                 if "already allocated" in text or "address already in use" in text:
                     last_error = text
-                    run.log(f"slot {slot}: host port taken ({text[:120]}); trying the next", level="warning")
+                    run.log(tx("slot {slot}: host port taken ({error}); trying the next", slot=slot, error=text[:120]),
+                            level="warning")
                     self._remove(container)
                     run.started.remove(container)
                     continue
                 raise
             ports = [f"{p.host_port(slot)}->{p.container}/{p.protocol}" for p in t.ports if p.published]
-            run.log(f"started {container.name} ({run.request.version}) in slot {slot}"
-                    + (f", ports {', '.join(ports)}" if ports else ""),
+            run.log(tx("started {container} ({version}) in slot {slot}, ports {ports}", container=container.name,
+                       version=run.request.version, slot=slot, ports=", ".join(ports)) if ports else
+                    tx("started {container} ({version}) in slot {slot}", container=container.name,
+                       version=run.request.version, slot=slot),
                     container=container.id[:12], name=container.name, slot=slot, ports=ports)
             return container
-        raise DockerDriverError(f"every free host port of the pool is taken: {last_error}")
+        raise DockerDriverError(tx("every free host port of the pool is taken: {error}", error=last_error))
 
     def _create(self, run: _Run, slot: int) -> Any:
         t = self.target
@@ -434,7 +447,7 @@ class DockerDriver:
         failures = {c.id: 0 for c in batch}
         restarts = {c.id: int(c.attrs.get("RestartCount") or 0) for c in batch}
         started = self._clock()
-        log(f"waiting for {len(batch)} container(s) to pass the {hc.type} health check")
+        log(tx("waiting for {count} container(s) to pass the {type} health check", count=len(batch), type=hc.type))
         poll = DOCKER_HEALTH_POLL_S if hc.type in ("docker", "none") else hc.interval
         while pending:
             for cid, container in list(pending.items()):
@@ -443,23 +456,27 @@ class DockerDriver:
                 if (state.get("Status") in ("exited", "dead", "restarting")
                         or int(container.attrs.get("RestartCount") or 0) > restarts[cid]):
                     tail = self._log_tail(container)
-                    raise HealthCheckFailed(f"{container.name} exited with code {state.get('ExitCode')}"
-                                            + (f": {tail}" if tail else ""))
+                    raise HealthCheckFailed(
+                        tx("{container} exited with code {code}: {output}", container=container.name,
+                           code=state.get("ExitCode"), output=tail) if tail else
+                        tx("{container} exited with code {code}", container=container.name, code=state.get("ExitCode")))
                 ok, detail = self._probe(container, state)
                 if ok:
                     del pending[cid]
                     if self.target.restart != "no":
                         container.update(restart_policy={"Name": self.target.restart})
-                    log(f"{container.name} is healthy ({detail})", container=cid[:12])
+                    log(tx("{container} is healthy ({detail})", container=container.name, detail=detail), container=cid[:12])
                     continue
                 if ok is None:
                     if deadline is not None and self._clock() >= deadline:
-                        raise HealthCheckFailed(f"{container.name} is still starting: {detail}")
+                        raise HealthCheckFailed(tx("{container} is still starting: {detail}", container=container.name,
+                                                              detail=detail))
                     continue  # still starting
                 if self._clock() - started >= hc.start_period:
                     failures[cid] += 1
                 if hc.type == "docker" or failures[cid] >= hc.retries:
-                    raise HealthCheckFailed(f"{container.name} failed its health check: {detail}")
+                    raise HealthCheckFailed(tx("{container} failed its health check: {detail}", container=container.name,
+                                               detail=detail))
             if pending:
                 pause(poll)
 
@@ -522,20 +539,22 @@ class DockerDriver:
         run.log(reason, level=level)
         if not run.started and not run.stopped_old:
             return DeployOutcome(state, reason)
-        run.step("rollback", "running", f"rolling back: restarting {len(run.stopped_old)} old container(s), "
-                                        f"then removing {len(run.started)} new one(s)")
+        run.step("rollback", "running", tx("rolling back: restarting {old} old container(s), then removing {new} "
+                                           "new one(s)", old=len(run.stopped_old), new=len(run.started)))
         unready = [c for c in run.started if c not in run.ready]
         try:
             self._restore(run.log, len(run.old_running), run.stopped_old, run.ready, unready, run.started)
         except (RollbackFailed, BalancerError, DockerDriverError) as exc:
-            run.step("rollback", "failed", f"rollback incomplete: {exc}", level="error")
-            return DeployOutcome(FAILED, f"{reason}; rollback incomplete: {exc}")
+            run.step("rollback", "failed", tx("rollback incomplete: {error}", error=message_of(exc)), level="error")
+            return DeployOutcome(FAILED, tx("{reason}; rollback incomplete: {error}", reason=reason,
+                                                error=message_of(exc)))
         except (docker.errors.DockerException, *UNREACHABLE) as exc:
             detail = _unreachable_reason(exc) if not isinstance(exc, docker.errors.APIError) else str(exc)
-            run.step("rollback", "failed", f"rollback incomplete: {detail}; it is retried when the engine answers",
-                     level="error")
-            return DeployOutcome(FAILED, f"{reason}; rollback incomplete: {detail}", cleanup_pending=True)
-        run.step("rollback", "succeeded", "previous version left serving")
+            run.step("rollback", "failed", tx("rollback incomplete: {error}; it is retried when the engine answers",
+                                              error=detail), level="error")
+            return DeployOutcome(FAILED, tx("{reason}; rollback incomplete: {error}", reason=reason, error=detail),
+                                 cleanup_pending=True)
+        run.step("rollback", "succeeded", tx("previous version left serving"))
         return DeployOutcome(state, reason)
 
     def _restore(self, log: Callable[..., None], serving_old: int, stopped: list, ready: list, unready: list,
@@ -562,7 +581,7 @@ class DockerDriver:
             removed += 1
             if started is not None and container in started:
                 started.remove(container)
-            log(f"removed {container.name}", container=container.id[:12])
+            log(tx("removed {container}", container=container.name), container=container.id[:12])
 
         if unready:
             self._lb_disable(log, unready)  # never added; disabling makes sure after a crash
@@ -576,13 +595,14 @@ class DockerDriver:
             if startable:
                 container = startable[0]
                 container.start()
-                log(f"restarted old container {_short(container)}; checking its health", container=container.id[:12])
+                log(tx("restarted old container {container}; checking its health", container=_short(container)),
+                    container=container.id[:12])
                 hc = self.app.health_check
                 bound = hc.start_period + hc.retries * (hc.interval + hc.timeout) + RESTORE_MARGIN_S
                 try:
                     self._health_gate([container], log, time.sleep, self._clock() + bound)
                 except HealthCheckFailed as exc:
-                    raise RollbackFailed(f"restored old container: {exc}") from None
+                    raise RollbackFailed(tx("restored old container: {error}", error=message_of(exc))) from None
                 self._lb_enable(log, [container])
                 stopped.remove(container)
                 restored += 1
@@ -590,9 +610,9 @@ class DockerDriver:
             wanted = {_slot(c) for c in stopped}
             victim = next((c for c in ready if _slot(c) in wanted), ready[0])
             if stopped and serving_old + restored + len(ready) - 1 < floor:
-                log(f"{_short(victim)} holds the host ports old container(s) need: removing it before they "
-                    f"are back leaves {serving_old + restored + len(ready) - 1} replica(s) answering",
-                    level="warning")
+                log(tx("{container} holds the host ports old container(s) need: removing it before they are back "
+                       "leaves {count} replica(s) answering", container=_short(victim),
+                       count=serving_old + restored + len(ready) - 1), level="warning")
             self._lb_disable(log, [victim])
             drop(victim)
             ready.remove(victim)
@@ -606,7 +626,7 @@ class DockerDriver:
         client = self.client()
 
         def log(message: str, level: str = "info", **data: Any) -> None:
-            emit(DriverEvent("log", f"recovery: {message}", level=level, data=data))
+            emit(DriverEvent("log", tx("recovery: {message}", message=message), level=level, data=data))
 
         try:
             new = self._containers(client, **{LABEL_DEPLOY: deploy_id})
@@ -619,7 +639,8 @@ class DockerDriver:
             return self._restore(log, serving_old, stopped, ready, unready)
         except (RollbackFailed, BalancerError, DockerDriverError) as exc:
             # Left pending: the cleanup task tries again later.
-            raise DriverUnavailable(f"recovery of deploy {deploy_id} incomplete: {exc}") from None
+            raise DriverUnavailable(tx("recovery of deploy {id} incomplete: {error}", id=deploy_id,
+                                       error=message_of(exc))) from None
         except (docker.errors.DockerException, *UNREACHABLE) as exc:
             raise DriverUnavailable(_unreachable_reason(exc)) from None
         finally:
@@ -652,7 +673,7 @@ class DockerDriver:
         for container in containers:
             server = self._lb_server(container)
             if server is None and required:
-                raise BalancerError(f"{container.name} has no address the load balancer can reach")
+                raise BalancerError(tx("{container} has no address the load balancer can reach", container=container.name))
             if server is not None:
                 servers.append(server)
         return servers

@@ -22,6 +22,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from console.i18n import message_of, tx
 from console.deploy.drivers.base import CancelToken, Cancelled, DriverEvent, Emit, Gate, GateFailed
 
 CANARY_LABEL = "fleetdeck.io/canary"
@@ -69,8 +70,9 @@ class CanaryDeployment:
         from console.deploy.drivers.kubernetes import RolloutFailed, rollout_status
 
         body = self.body()
-        self.emit(DriverEvent("step", f"canary: deployment {self.name} with {body['spec']['replicas']} replica(s) "
-                                      f"of {self.image}", step="canary deployment", state="running",
+        self.emit(DriverEvent("step", tx("canary: deployment {deployment} with {replicas} replica(s) of {image}",
+                                         deployment=self.name, replicas=body["spec"]["replicas"], image=self.image),
+                              step="canary deployment", state="running",
                               data={"deployment": self.name, "replicas": body["spec"]["replicas"]}))
         self._create(body)
         deadline = time.monotonic() + float(body["spec"].get("progressDeadlineSeconds") or 600)
@@ -81,17 +83,18 @@ class CanaryDeployment:
             try:
                 done, message = rollout_status(dep)
             except RolloutFailed as exc:
-                raise GateFailed(f"canary pods not available: {exc}") from None
+                raise GateFailed(tx("canary pods not available: {error}", error=message_of(exc))) from None
             if message != last:
                 last = message
-                self.emit(DriverEvent("log", f"canary: {message}"))
+                self.emit(DriverEvent("log", tx("canary: {message}", message=message)))
             if done:
                 break
             if time.monotonic() > deadline:
-                raise GateFailed(f"canary pods not available in time: {message}")
+                raise GateFailed(tx("canary pods not available in time: {message}", message=message))
             if cancel.wait(self.poll_interval):
                 raise Cancelled(cancel.reason)
-        self.emit(DriverEvent("step", f"canary deployment {self.name} available", step="canary deployment",
+        self.emit(DriverEvent("step", tx("canary deployment {deployment} available", deployment=self.name),
+                              step="canary deployment",
                               state="succeeded"))
         self.gate(self.emit, cancel)
 
@@ -102,7 +105,8 @@ class CanaryDeployment:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.emit(DriverEvent("log", f"replacing {self.name} left by an earlier deploy", level="warning"))
+            self.emit(DriverEvent("log", tx("replacing {deployment} left by an earlier deploy", deployment=self.name),
+                                  level="warning"))
             apps.delete_namespaced_deployment(self.name, self.api.namespace, _request_timeout=self.api.timeout)
             apps.create_namespaced_deployment(self.api.namespace, body, _request_timeout=self.api.timeout)
         self.created = True
@@ -115,12 +119,14 @@ class CanaryDeployment:
             self.api.apps.delete_namespaced_deployment(
                 self.name, self.api.namespace, body=k8s.V1DeleteOptions(propagation_policy="Background"),
                 _request_timeout=self.api.timeout)
-            self.emit(DriverEvent("log", f"canary deployment {self.name} deleted", data={"deployment": self.name}))
+            self.emit(DriverEvent("log", tx("canary deployment {deployment} deleted", deployment=self.name),
+                                  data={"deployment": self.name}))
         except ApiException as exc:
             if exc.status != 404:
-                self.emit(DriverEvent("log", f"cannot delete canary deployment {self.name}: {exc.status} "
-                                             f"{exc.reason}; delete it by hand", level="error"))
+                self.emit(DriverEvent("log", tx("cannot delete canary deployment {deployment}: {error}; delete it by hand",
+                                                deployment=self.name, error=f"{exc.status} {exc.reason}"),
+                                      level="error"))
         except (OSError, urllib3.exceptions.HTTPError) as exc:
-            self.emit(DriverEvent("log", f"cannot delete canary deployment {self.name}: {exc}; delete it by hand",
-                                  level="error"))
+            self.emit(DriverEvent("log", tx("cannot delete canary deployment {deployment}: {error}; delete it by hand",
+                                            deployment=self.name, error=str(exc)), level="error"))
         self.created = False

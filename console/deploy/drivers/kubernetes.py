@@ -67,6 +67,7 @@ from console.deploy.drivers.base import (CANCELLED, FAILED, ROLLED_BACK, SUCCEED
 from console.deploy.drivers.k8s_canary import CanaryDeployment
 from console.deploy.targets import KubernetesTarget
 from console.errors import DriverFailure
+from console.i18n import message_of, tx
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ def rollout_status(dep: dict) -> tuple[bool, str]:
     if (meta.get("generation") or 0) <= (status.get("observedGeneration") or 0):
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                raise RolloutFailed(f"deployment {name!r} exceeded its progress deadline: {cond.get('message', '')}")
+                raise RolloutFailed(tx("deployment {deployment} exceeded its progress deadline: {message}",
+                                           deployment=repr(name), message=cond.get("message", "")))
         wanted = spec.get("replicas", 1)
         updated = status.get("updatedReplicas") or 0
         if updated < wanted:
@@ -176,7 +178,8 @@ class KubernetesDriver:
                     try:
                         document = check_kubeconfig(self._reveal(t.kubeconfig_secret))
                     except KubeconfigRefused as exc:
-                        raise DriverUnavailable(f"stored kubeconfig {t.kubeconfig_secret!r} refused: {exc}") from None
+                        raise DriverUnavailable(tx("stored kubeconfig {secret} refused: {error}",
+                                                   secret=repr(t.kubeconfig_secret), error=message_of(exc))) from None
                 else:
                     import os
 
@@ -192,7 +195,7 @@ class KubernetesDriver:
                                 if c.get("name") == ctx_name), {})
                     namespace = ctx.get("namespace") or "default"
         except (OSError, ValueError, yaml.YAMLError, k8s_config.ConfigException) as exc:
-            raise DriverUnavailable(f"cannot load the cluster configuration: {exc}") from None
+            raise DriverUnavailable(tx("cannot load the cluster configuration: {error}", error=str(exc))) from None
         return _Api(k8s.ApiClient(configuration), namespace, t.api_timeout)
 
     # -- deploy ---------------------------------------------------------------------------
@@ -210,60 +213,64 @@ class KubernetesDriver:
         try:
             api = self.api()
             where = f"{api.namespace}/{t.deployment}"
-            step("connect", "running", f"reading deployment {where} at {api.client.configuration.host}")
+            step("connect", "running", tx("reading deployment {deployment} at {server}", deployment=where,
+                                            server=api.client.configuration.host))
             dep = self._read(api)
             reachable = True
             if (dep.get("spec") or {}).get("paused"):
-                raise KubernetesDriverError(
-                    f"deployment {where} is paused (spec.paused): a rollout would not start; nothing was changed. "
-                    f"Resume it first: kubectl rollout resume deployment/{t.deployment} -n {api.namespace}")
+                raise KubernetesDriverError(tx(
+                    "deployment {deployment} is paused (spec.paused): a rollout would not start; nothing was "
+                    "changed. Resume it first: {command}", deployment=where,
+                    command=f"kubectl rollout resume deployment/{t.deployment} -n {api.namespace}"))
             previous_revision = (dep["metadata"].get("annotations") or {}).get(REVISION)
-            step("connect", "succeeded", f"deployment {where} at revision {previous_revision or '-'}",
+            step("connect", "succeeded", tx("deployment {deployment} at revision {revision}", deployment=where,
+                                            revision=previous_revision or "-"),
                  revision=previous_revision)
             image = image_reference(t.image, request.version)
             target_rs = self._revision_for_image(api, dep, image) if request.kind == "rollback" else None
             if target_rs is not None:
                 rev = target_rs["metadata"]["annotations"][REVISION]
-                step("undo", "running", f"rolling back to revision {rev} ({image})", revision=rev)
+                step("undo", "running", tx("rolling back to revision {revision} ({image})", revision=rev, image=image),
+                     revision=rev)
                 self._undo_to(api, target_rs, emit)
-                step("undo", "succeeded", f"deployment template set to revision {rev}")
+                step("undo", "succeeded", tx("deployment template set to revision {revision}", revision=rev))
             else:
                 if request.gate is not None:  # a canary Deployment first; the app's changes once it passed
                     canary = CanaryDeployment(api, dep, self._container_index(dep), image, request.gate, emit,
                                               t.poll_interval)
                     canary.run(cancel)
-                step("set image", "running", f"setting image {image}")
+                step("set image", "running", tx("setting image {image}", image=image))
                 self._set_image(api, image, request, emit)
-                step("set image", "succeeded", f"image {image} set")
+                step("set image", "succeeded", tx("image {image} set", image=image))
             changed = True
-            step("rollout", "running", "following the rollout")
+            step("rollout", "running", tx("following the rollout"))
             self._follow(api, emit, cancel, time.monotonic() + 10 ** 9)
-            step("rollout", "succeeded", "rollout complete")
+            step("rollout", "succeeded", tx("rollout complete"))
             return DeployOutcome(SUCCEEDED)
         except DriverUnavailable as exc:
-            step("connect", "failed", str(exc), level="error")
-            return DeployOutcome(FAILED, str(exc))
+            step("connect", "failed", message_of(exc), level="error")
+            return DeployOutcome(FAILED, message_of(exc))
         except ApiException as exc:
-            message = f"Kubernetes API refused: {api_error(exc)}"
+            message = tx("Kubernetes API refused: {error}", error=api_error(exc))
             emit(DriverEvent("log", message, level="error", data={"status": exc.status}))
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         except KubernetesDriverError as exc:
             if not changed:
-                step("connect", "failed", str(exc), level="error")
-            emit(DriverEvent("log", str(exc), level="error"))
-            return self._fail(api, changed, previous_revision, emit, FAILED, str(exc))
+                step("connect", "failed", message_of(exc), level="error")
+            emit(DriverEvent("log", message_of(exc), level="error"))
+            return self._fail(api, changed, previous_revision, emit, FAILED, message_of(exc))
         except GateFailed as exc:  # only the canary Deployment ran the new version: removed below
-            return DeployOutcome(ROLLED_BACK, str(exc))
+            return DeployOutcome(ROLLED_BACK, message_of(exc))
         except RolloutFailed as exc:
-            step("rollout", "failed", str(exc), level="error")
-            return self._fail(api, changed, previous_revision, emit, ROLLED_BACK, str(exc))
+            step("rollout", "failed", message_of(exc), level="error")
+            return self._fail(api, changed, previous_revision, emit, ROLLED_BACK, message_of(exc))
         except Cancelled as exc:
-            step("rollout", "failed", str(exc), level="error")
+            step("rollout", "failed", message_of(exc), level="error")
             return self._fail(api, changed, previous_revision, emit,
-                              FAILED if cancel.kind == "timeout" else CANCELLED, str(exc))
+                              FAILED if cancel.kind == "timeout" else CANCELLED, message_of(exc))
         except UNREACHABLE as exc:
             reachable = False
-            message = f"Kubernetes API unreachable: {str(exc)[:300]}"
+            message = tx("Kubernetes API unreachable: {error}", error=str(exc)[:300])
             return self._fail(api, changed, previous_revision, emit, FAILED, message)
         finally:
             if canary is not None:
@@ -285,26 +292,31 @@ class KubernetesDriver:
         if not changed or api is None:
             return DeployOutcome(FAILED if state == ROLLED_BACK else state, error)
         if not self.target.undo_on_failure or previous is None:
-            why = "undo_on_failure is false" if previous else "there is no previous revision"
-            emit(DriverEvent("log", f"not rolling back: {why}", level="warning"))
+            why = (tx("not rolling back: undo_on_failure is false") if previous
+                   else tx("not rolling back: there is no previous revision"))
+            emit(DriverEvent("log", why, level="warning"))
             return DeployOutcome(FAILED, error)
-        emit(DriverEvent("step", f"rolling back to revision {previous} (kubectl rollout undo)", step="undo",
+        emit(DriverEvent("step", tx("rolling back to revision {revision} (kubectl rollout undo)", revision=previous),
+                         step="undo",
                          state="running", data={"revision": previous}))
         try:
             dep = self._read(api)
             rs = next((r for r in self._replica_sets(api, dep)
                        if (r["metadata"].get("annotations") or {}).get(REVISION) == previous), None)
             if rs is None:
-                raise KubernetesDriverError(f"no ReplicaSet with revision {previous} is left to roll back to")
+                raise KubernetesDriverError(tx("no ReplicaSet with revision {revision} is left to roll back to",
+                                                  revision=previous))
             self._undo_to(api, rs, emit)
             deadline = time.monotonic() + min(float(dep["spec"].get("progressDeadlineSeconds") or 600),
                                               UNDO_WAIT_MAX_S)
             self._follow(api, emit, CancelToken(), deadline)
         except (ApiException, KubernetesDriverError, RolloutFailed, Cancelled, *UNREACHABLE) as exc:
-            text = api_error(exc) if isinstance(exc, ApiException) else str(exc)
-            emit(DriverEvent("step", f"rollback failed: {text}", step="undo", state="failed", level="error"))
-            return DeployOutcome(FAILED, f"{error}; rollback failed: {text}")
-        emit(DriverEvent("step", f"revision {previous} serves again", step="undo", state="succeeded"))
+            text = api_error(exc) if isinstance(exc, ApiException) else message_of(exc)
+            emit(DriverEvent("step", tx("rollback failed: {error}", error=text), step="undo", state="failed",
+                             level="error"))
+            return DeployOutcome(FAILED, tx("{reason}; rollback failed: {error}", reason=error, error=text))
+        emit(DriverEvent("step", tx("revision {revision} serves again", revision=previous), step="undo",
+                         state="succeeded"))
         return DeployOutcome(state, error)
 
     # -- API operations ----------------------------------------------------------------------
@@ -314,7 +326,8 @@ class KubernetesDriver:
                                                                 _request_timeout=api.timeout))
         except ApiException as exc:
             if exc.status == 404:
-                raise KubernetesDriverError(f"deployment {api.namespace}/{self.target.deployment} not found") from None
+                raise KubernetesDriverError(tx("deployment {deployment} not found",
+                                               deployment=f"{api.namespace}/{self.target.deployment}")) from None
             raise
 
     def _patch(self, api: _Api, build: Callable[[dict], dict | list], emit: Emit) -> dict:
@@ -337,8 +350,9 @@ class KubernetesDriver:
             except ApiException as exc:
                 if exc.status != 409 or attempt == self.target.conflict_retries:
                     raise
-                emit(DriverEvent("log", f"409 Conflict (the deployment changed since it was read); retrying "
-                                        f"({attempt + 1}/{self.target.conflict_retries})", level="warning",
+                emit(DriverEvent("log", tx("409 Conflict (the deployment changed since it was read); retrying "
+                                           "({attempt}/{attempts})", attempt=attempt + 1,
+                                           attempts=self.target.conflict_retries), level="warning",
                                  data={"status": 409, "attempt": attempt + 1}))
         raise AssertionError("unreachable")
 
@@ -348,8 +362,9 @@ class KubernetesDriver:
             for i, c in enumerate(containers):
                 if c.get("name") == self.target.container:
                     return i
-            raise KubernetesDriverError(f"deployment has no container {self.target.container!r} "
-                                        f"(it has {', '.join(c.get('name', '?') for c in containers)})")
+            raise KubernetesDriverError(tx("deployment has no container {container} (it has {containers})",
+                                           container=repr(self.target.container),
+                                           containers=", ".join(c.get("name", "?") for c in containers)))
         if len(containers) != 1:
             raise KubernetesDriverError("the deployment has several containers: set target.container")
         return 0
@@ -364,7 +379,7 @@ class KubernetesDriver:
                     "spec": {"template": {"spec": {"containers": containers}}}}
 
         self._patch(api, build, emit)
-        emit(DriverEvent("log", f"image set, change-cause {cause!r}"))
+        emit(DriverEvent("log", tx("image set, change-cause {cause}", cause=repr(cause))))
 
     def _replica_sets(self, api: _Api, dep: dict) -> list[dict]:
         """The ReplicaSets the Deployment controls (selector, then controller owner uid)."""
@@ -404,8 +419,9 @@ class KubernetesDriver:
                     {"op": "add", "path": "/metadata/annotations", "value": annotations}]
 
         self._patch(api, build, emit)
-        emit(DriverEvent("log", f"pod template of ReplicaSet {rs['metadata']['name']} (revision "
-                                f"{rs['metadata']['annotations'][REVISION]}) restored"))
+        emit(DriverEvent("log", tx("pod template of ReplicaSet {replicaset} (revision {revision}) restored",
+                                   replicaset=rs["metadata"]["name"],
+                                   revision=rs["metadata"]["annotations"][REVISION])))
 
     def _follow(self, api: _Api, emit: Emit, cancel: CancelToken, deadline: float) -> None:
         """Poll until the rollout is done (returns), fails (RolloutFailed: progress
@@ -426,7 +442,7 @@ class KubernetesDriver:
             if done:
                 return
             if time.monotonic() > deadline:
-                raise RolloutFailed(f"rollout not done in time: {message}")
+                raise RolloutFailed(tx("rollout not done in time: {message}", message=message))
             if cancel.wait(self.target.poll_interval):
                 raise Cancelled(cancel.reason)
 
@@ -503,8 +519,10 @@ class KubernetesDriver:
             if key in seen:
                 continue
             seen.add(key)
-            emit(DriverEvent("log", f"event {involved.get('kind')}/{involved.get('name')}: {ev.get('reason')}: "
-                                    f"{ev.get('message')}", level="warning" if ev.get("type") == "Warning"
+            emit(DriverEvent("log", tx("event {object}: {reason}: {message}",
+                                       object=f"{involved.get('kind')}/{involved.get('name')}",
+                                       reason=ev.get("reason"), message=ev.get("message")),
+                             level="warning" if ev.get("type") == "Warning"
                              else "info", data={"k8s_event": ev.get("reason")}))
 
     # -- the protocol's other methods ----------------------------------------------------------

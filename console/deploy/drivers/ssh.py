@@ -76,6 +76,7 @@ from console.deploy.drivers.probes import probe_http, probe_tcp
 from console.deploy.inventory import HostEntry, Inventory
 from console.deploy.known_hosts import fingerprint
 from console.deploy.targets import PLACEHOLDER_RE, SshTarget, Step
+from console.i18n import TextLines, list_separator, message_of, tx
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ class ConnectionPool:
 
     def _key(self, host: HostEntry) -> paramiko.PKey:
         if not host.key:
-            raise HostFailed(host.name, "auth", f"{host.name}: no SSH key configured (inventory key: SECRET_NAME)")
+            raise HostFailed(host.name, "auth", tx("{host}: no SSH key configured (inventory key: SECRET_NAME)",
+                                                    host=host.name))
         with self._lock:
             cached = self._keys.get((host.key, host.key_passphrase))
         if cached is not None:
@@ -152,7 +154,8 @@ class ConnectionPool:
             passphrase = self._reveal(host.key_passphrase) if host.key_passphrase else None
             key = load_private_key(text, passphrase)
         except (ValueError, LookupError) as exc:  # SecretError is a ValueError
-            raise HostFailed(host.name, "auth", f"{host.name}: SSH key {host.key!r}: {exc}") from None
+            raise HostFailed(host.name, "auth", tx("{host}: SSH key {key}: {error}", host=host.name,
+                                                    key=repr(host.key), error=str(exc))) from None
         with self._lock:
             self._keys[(host.key, host.key_passphrase)] = key
         return key
@@ -181,26 +184,30 @@ class ConnectionPool:
                                allow_agent=False, look_for_keys=False)
             except paramiko.BadHostKeyException as exc:
                 client.close()
-                raise HostFailed(host.name, "hostkey", (
-                    f"{host.name}: host key CHANGED for {host.known_hosts_name}: pinned "
-                    f"{fingerprint(exc.expected_key.get_base64())}, offered {fingerprint(exc.key.get_base64())}. "
-                    f"Refused; nothing was run. If the change is expected: fleetdeck hosts trust {host.name} "
-                    "--replace")) from None
+                raise HostFailed(host.name, "hostkey", tx(
+                    "{host}: host key CHANGED for {name}: pinned {pinned}, offered {offered}. Refused; nothing was "
+                    "run. If the change is expected: {command}", host=host.name, name=host.known_hosts_name,
+                    pinned=fingerprint(exc.expected_key.get_base64()), offered=fingerprint(exc.key.get_base64()),
+                    command=f"fleetdeck hosts trust {host.name} --replace")) from None
             except paramiko.AuthenticationException as exc:
                 client.close()
-                raise HostFailed(host.name, "auth", f"{host.name}: authentication as {host.user} failed: {exc}") from None
+                raise HostFailed(host.name, "auth", tx("{host}: authentication as {user} failed: {error}", host=host.name,
+                                                         user=host.user, error=str(exc))) from None
             except paramiko.SSHException as exc:
                 offered = self._offered(client)
                 client.close()
                 if "known_hosts" in str(exc):
-                    raise HostFailed(host.name, "hostkey", (
-                        f"{host.name}: UNKNOWN host key for {host.known_hosts_name}{offered}. Refused; nothing was "
-                        f"run. Pin it after checking it: fleetdeck hosts trust {host.name}")) from None
-                raise HostFailed(host.name, "connect", f"{host.name}: SSH error: {exc}") from None
+                    raise HostFailed(host.name, "hostkey", tx(
+                        "{host}: UNKNOWN host key for {name}{offered}. Refused; nothing was run. Pin it after "
+                        "checking it: {command}", host=host.name, name=host.known_hosts_name, offered=offered,
+                        command=f"fleetdeck hosts trust {host.name}")) from None
+                raise HostFailed(host.name, "connect", tx("{host}: SSH error: {error}", host=host.name,
+                                                            error=str(exc))) from None
             except (OSError, EOFError) as exc:
                 client.close()
-                raise HostFailed(host.name, "connect", f"{host.name}: cannot connect to "
-                                                       f"{host.address}:{host.port}: {exc}") from None
+                raise HostFailed(host.name, "connect", tx("{host}: cannot connect to {address}: {error}", host=host.name,
+                                                          address=f"{host.address}:{host.port}",
+                                                          error=str(exc))) from None
             took = (time.perf_counter() - started) * 1000
             transport = client.get_transport()
             if transport is not None:  # connected above
@@ -237,10 +244,12 @@ class ConnectionPool:
                 channel.invoke_subsystem("sftp")
                 sftp = self._sftp[host.name] = paramiko.SFTPClient(channel)
             except TimeoutError:
-                raise HostFailed(host.name, "timeout", f"{host.name}: the SFTP session did not start within "
-                                                       f"{self._io_timeout:g} s (internal_timeout)") from None
+                raise HostFailed(host.name, "timeout", tx("{host}: the SFTP session did not start within {seconds} s "
+                                                          "(internal_timeout)", host=host.name,
+                                                          seconds=f"{self._io_timeout:g}")) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise HostFailed(host.name, "connect", f"{host.name}: cannot open SFTP: {exc}") from None
+                raise HostFailed(host.name, "connect", tx("{host}: cannot open SFTP: {error}", host=host.name,
+                                                            error=str(exc))) from None
         return sftp
 
     def drop(self, host: HostEntry) -> None:
@@ -336,7 +345,7 @@ class SshDriver:
             chan.exec_command(command_line(argv, cwd, timeout))
             chan.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise HostFailed(host.name, "connect", f"{host.name}: {exc}") from None
+            raise HostFailed(host.name, "connect", tx("{host}: {error}", host=host.name, error=str(exc))) from None
         deadline = time.monotonic() + timeout + KILL_GRACE_S + 5
         buffers = {"stdout": b"", "stderr": b""}
         counted = [0]
@@ -356,8 +365,9 @@ class SshDriver:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled(cancel.reason)
                 if time.monotonic() > deadline:
-                    raise HostFailed(host.name, "timeout", f"{host.name}: no exit status within {timeout:g} s "
-                                                           f"({shlex.join(argv)[:200]})")
+                    raise HostFailed(host.name, "timeout", tx("{host}: no exit status within {seconds} s ({command})",
+                                                              host=host.name, seconds=f"{timeout:g}",
+                                                              command=shlex.join(argv)[:200]))
                 # Wakes on output and on the channel's close (which follows the exit status); the
                 # timeout only bounds how late a cancel or the deadline is noticed. A short one
                 # made every host's thread spin 20 times a second during long commands.
@@ -380,7 +390,8 @@ class SshDriver:
                 emit_line("stderr", f"({counted[0] - MAX_LINES_PER_STEP} more output lines not stored)")
             return chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostFailed(host.name, "connect", f"{host.name}: connection lost: {exc}") from None
+            raise HostFailed(host.name, "connect", tx("{host}: connection lost: {error}", host=host.name,
+                                                      error=str(exc))) from None
         finally:
             chan.close()
 
@@ -396,15 +407,17 @@ class SshDriver:
         failure: HostFailed | None = None
         cancelled: Cancelled | None = None
         try:
-            emit(DriverEvent("log", f"{len(hosts)} host(s) in {len(batches)} batch(es) "
-                                    f"({self.target.batches.type}), at most {self.target.max_parallel} at once",
+            emit(DriverEvent("log", tx("{hosts} host(s) in {batches} batch(es) ({type}), at most {parallel} at once",
+                                       hosts=len(hosts), batches=len(batches), type=self.target.batches.type,
+                                       parallel=self.target.max_parallel),
                              data={"hosts": [h.name for h in hosts], "batches": [[h.name for h in b] for b in batches]}))
             refused = self._preflight(pool, states, emit, cancel)
             if refused is not None:
                 return refused
             for index, batch in enumerate(batches, 1):
                 step = f"batch {index}/{len(batches)}"
-                emit(DriverEvent("step", f"{step}: {', '.join(h.name for h in batch)}", step=step, state="running",
+                emit(DriverEvent("step", tx("{step}: {hosts}", step=step, hosts=", ".join(h.name for h in batch)),
+                                 step=step, state="running",
                                  data={"hosts": [h.name for h in batch]}))
                 errors = self._run_batch(batch, lambda h: self._retrying(
                     pool, h, emit, cancel, lambda: self._deploy_host(pool, states[h.name], request, emit, cancel)))
@@ -412,15 +425,17 @@ class SshDriver:
                 failures = [e for e in errors if isinstance(e, HostFailed)]
                 if cancelled or failures:
                     failure = failures[0] if failures else None
-                    message = "; ".join(str(e) for e in failures) or str(cancelled)
-                    emit(DriverEvent("step", f"{step} failed: {message}", step=step, state="failed", level="error"))
+                    message = (TextLines([message_of(e) for e in failures], list_separator()) if failures
+                               else message_of(cancelled) if cancelled else "")
+                    emit(DriverEvent("step", tx("{step} failed: {error}", step=step, error=message), step=step,
+                                     state="failed", level="error"))
                     break
-                emit(DriverEvent("step", f"{step}: done", step=step, state="succeeded"))
+                emit(DriverEvent("step", tx("{step}: done", step=step), step=step, state="succeeded"))
                 if index == 1 and request.gate is not None:
                     try:
                         request.gate(emit, cancel, [h.name for h in hosts])
                     except GateFailed as exc:
-                        failure = HostFailed(", ".join(h.name for h in batch), "canary", str(exc))
+                        failure = HostFailed(", ".join(h.name for h in batch), "canary", message_of(exc))
                         break
                     except Cancelled as exc:
                         cancelled = exc
@@ -446,11 +461,13 @@ class SshDriver:
             except HostFailed as exc:
                 if exc.kind not in TRANSIENT or attempt == retry.attempts:
                     if exc.kind in TRANSIENT and attempt > 1:
-                        raise HostFailed(exc.host, exc.kind, f"{exc} (after {attempt} tries)") from None
+                        raise HostFailed(exc.host, exc.kind, tx("{error} (after {tries} tries)", error=message_of(exc),
+                                                                tries=attempt)) from None
                     raise
                 delay = retry.backoff * 2 ** (attempt - 1)
-                self._log(emit, host, f"transient failure: {exc}; trying again in {delay:g} s "
-                                      f"({attempt + 1}/{retry.attempts})", level="warning", attempt=attempt + 1)
+                self._log(emit, host, tx("transient failure: {error}; trying again in {delay} s ({attempt}/{attempts})",
+                                         error=message_of(exc), delay=f"{delay:g}", attempt=attempt + 1,
+                                         attempts=retry.attempts), level="warning", attempt=attempt + 1)
                 pool.drop(host)
                 if cancel.wait(delay):
                     raise Cancelled(cancel.reason) from None
@@ -462,22 +479,22 @@ class SshDriver:
         refusing the deploy, or None when all hosts passed."""
         hosts = [s.host for s in states.values()]
         need = self.target.min_free_disk_mb
-        emit(DriverEvent("step", f"pre-flight of {len(hosts)} host(s): connection, host key, "
-                                 f"free disk >= {need} MiB", step="pre-flight", state="running"))
+        emit(DriverEvent("step", tx("pre-flight of {hosts} host(s): connection, host key, free disk >= {need} MiB",
+                                    hosts=len(hosts), need=need), step="pre-flight", state="running"))
         errors = self._run_batch(hosts, lambda h: self._retrying(
             pool, h, emit, cancel, lambda: self._check_host(pool, states[h.name], emit)))
         cancelled = next((e for e in errors if isinstance(e, Cancelled)), None)
         if cancelled is not None:
-            emit(DriverEvent("step", str(cancelled), step="pre-flight", state="failed", level="error"))
+            emit(DriverEvent("step", message_of(cancelled), step="pre-flight", state="failed", level="error"))
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, str(cancelled))
         if errors:
-            reasons = "; ".join(str(e) for e in errors)
-            message = (f"pre-flight refused the deploy ({len(errors)} of {len(hosts)} host(s) failed); nothing was "
-                       f"changed on any host: {reasons}")
+            reasons = TextLines([message_of(e) for e in errors], list_separator())
+            message = tx("pre-flight refused the deploy ({failed} of {hosts} host(s) failed); nothing was changed "
+                         "on any host: {reasons}", failed=len(errors), hosts=len(hosts), reasons=reasons)
             emit(DriverEvent("step", message, step="pre-flight", state="failed", level="error",
                              data={"hosts": {e.host: str(e) for e in errors if isinstance(e, HostFailed)}}))
             return DeployOutcome(FAILED, message)
-        emit(DriverEvent("step", "pre-flight: every host ready", step="pre-flight", state="succeeded"))
+        emit(DriverEvent("step", tx("pre-flight: every host ready"), step="pre-flight", state="succeeded"))
         return None
 
     def _check_host(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
@@ -485,7 +502,7 @@ class SshDriver:
         self._connect(pool, state, emit)
         state.previous = self._current(pool, host)
         if self.target.min_free_disk_mb <= 0:
-            self._log(emit, host, f"ready: current {state.previous or '(none)'} (no disk check)")
+            self._log(emit, host, tx("ready: current {release} (no disk check)", release=state.previous or "(none)"))
             return
         sftp = pool.sftp(host)
         path = self.base(host)
@@ -498,12 +515,14 @@ class SshDriver:
                     break
                 path = posixpath.dirname(path)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"cannot stat {path}", exc) from None
+                raise self._io_failure(host, tx("cannot stat {path}", path=path), exc) from None
         free_mb = self._free_mb(pool, host, path)
         if free_mb < self.target.min_free_disk_mb:
-            raise HostFailed(host.name, "disk", f"{host.name}: {free_mb} MiB free on {path}, "
-                                                f"min_free_disk_mb is {self.target.min_free_disk_mb}")
-        self._log(emit, host, f"ready: current {state.previous or '(none)'}, {free_mb} MiB free on {path}",
+            raise HostFailed(host.name, "disk", tx("{host}: {free} MiB free on {path}, min_free_disk_mb is {need}",
+                                                   host=host.name, free=free_mb, path=path,
+                                                   need=self.target.min_free_disk_mb))
+        self._log(emit, host, tx("ready: current {release}, {free} MiB free on {path}", release=state.previous or "(none)",
+                                 free=free_mb, path=path),
                   free_mb=free_mb)
 
     def _free_mb(self, pool: ConnectionPool, host: HostEntry, path: str) -> int:
@@ -518,7 +537,7 @@ class SshDriver:
                 _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
                 return frsize * bavail // (1024 * 1024)
         except TimeoutError as exc:
-            raise self._io_failure(host, f"reading the free space of {path}", exc) from None
+            raise self._io_failure(host, tx("reading the free space of {path}", path=path), exc) from None
         except (OSError, paramiko.SSHException) as exc:  # a server without the extension
             log.debug("%s: statvfs@openssh.com: %s; running df", host.name, exc)
         lines: list[str] = []
@@ -526,8 +545,9 @@ class SshDriver:
                         lambda stream, line: lines.append(line))
         fields = lines[-1].split() if code == 0 and len(lines) >= 2 else []
         if len(fields) < 4 or not fields[3].isdigit():
-            raise HostFailed(host.name, "disk", f"{host.name}: cannot read the free space of {path} "
-                                                f"(df exited with {code}: {' | '.join(lines)[:200]})")
+            raise HostFailed(host.name, "disk", tx("{host}: cannot read the free space of {path} (df exited with "
+                                                   "{code}: {output})", host=host.name, path=path, code=code,
+                                                   output=" | ".join(lines)[:200]))
         return int(fields[3]) // 1024
 
     @staticmethod
@@ -535,8 +555,9 @@ class SshDriver:
         """A HostFailed for an SFTP error: ``timeout`` (transient) when the host did not
         answer within ``internal_timeout``, else ``upload``."""
         if isinstance(exc, TimeoutError):
-            return HostFailed(host.name, "timeout", f"{host.name}: {what}: no answer in time ({exc})")
-        return HostFailed(host.name, "upload", f"{host.name}: {what}: {exc}")
+            return HostFailed(host.name, "timeout", tx("{host}: {what}: no answer in time ({error})", host=host.name,
+                                                       what=what, error=str(exc)))
+        return HostFailed(host.name, "upload", tx("{host}: {what}: {error}", host=host.name, what=what, error=str(exc)))
 
     def _run_batch(self, batch: list[HostEntry], work: Callable[[HostEntry], None]) -> list[BaseException]:
         """Run ``work`` for every host of the batch, at most ``max_parallel`` at once; the
@@ -555,14 +576,16 @@ class SshDriver:
         return errors
 
     def _log(self, emit: Emit, host: HostEntry, message: str, level: str = "info", **data: Any) -> None:
-        emit(DriverEvent("log", f"[{host.name}] {message}", level=level, data=dict(data, host=host.name)))
+        emit(DriverEvent("log", tx("[{host}] {message}", host=host.name, message=message), level=level,
+                         data=dict(data, host=host.name)))
 
     def _connect(self, pool: ConnectionPool, state: _HostState, emit: Emit) -> None:
         _, took = pool.client(state.host)
         if took is not None:
             state.connect_ms = took
-            self._log(emit, state.host, f"connected to {state.host.user}@{state.host.address}:{state.host.port} "
-                                        f"in {took:.0f} ms (host key pinned)", connect_ms=round(took, 1))
+            self._log(emit, state.host, tx("connected to {address} in {took} ms (host key pinned)",
+                                           address=f"{state.host.user}@{state.host.address}:{state.host.port}",
+                                           took=f"{took:.0f}"), connect_ms=round(took, 1))
 
     def _current(self, pool: ConnectionPool, host: HostEntry) -> str | None:
         """The release name ``current`` points to, or None."""
@@ -605,9 +628,11 @@ class SshDriver:
                 fh.write(f"deploy {request.deploy_id}: {why}\n"[:2000])
             sftp.remove(posixpath.join(release, MARKER))
         except (HostFailed, OSError, paramiko.SSHException) as exc:
-            self._log(emit, host, f"cannot mark release {request.version} failed: {exc}", level="warning")
+            self._log(emit, host, tx("cannot mark release {version} failed: {error}", version=request.version,
+                                     error=message_of(exc)), level="warning")
             return
-        self._log(emit, host, f"release {request.version} marked failed; the next deploy of it builds it again",
+        self._log(emit, host, tx("release {version} marked failed; the next deploy of it builds it again",
+                                 version=request.version),
                   level="warning")
 
     def _steps(self, pool: ConnectionPool, host: HostEntry, steps: tuple[Step, ...], params: dict[str, str],
@@ -618,7 +643,8 @@ class SshDriver:
             argv = [substitute(a, params) for a in step.argv]
             if step.script:
                 argv = ["sh", self._upload_script(pool, host, step.script)] + [substitute(a, params) for a in step.args]
-            self._log(emit, host, f"{what} {step.name}: {shlex.join(argv)}", step=step.name)
+            self._log(emit, host, tx("{what} {step}: {command}", what=what, step=step.name, command=shlex.join(argv)),
+                      step=step.name)
             started = time.monotonic()
             limit = step.timeout if step.timeout is not None else self.target.command_timeout
             code = self.run(pool, host, argv, cwd, limit,
@@ -627,9 +653,14 @@ class SshDriver:
                             cancel)
             took = time.monotonic() - started
             if code != 0:
-                why = f"timed out after {limit:g} s" if code in (124, 137) else f"exited with {code}"
-                raise HostFailed(host.name, "step", f"{host.name}: {what} {step.name!r} {why}")
-            self._log(emit, host, f"{what} {step.name} ok ({took:.1f} s)", step=step.name)
+                if code in (124, 137):
+                    raise HostFailed(host.name, "step", tx("{host}: {what} {step} timed out after {seconds} s",
+                                                           host=host.name, what=what, step=repr(step.name),
+                                                           seconds=f"{limit:g}"))
+                raise HostFailed(host.name, "step", tx("{host}: {what} {step} exited with {code}", host=host.name,
+                                                       what=what, step=repr(step.name), code=code))
+            self._log(emit, host, tx("{what} {step} ok ({took} s)", what=what, step=step.name, took=f"{took:.1f}"),
+                      step=step.name)
 
     def _upload_script(self, pool: ConnectionPool, host: HostEntry, script: str) -> str:
         remote_dir = posixpath.join(self.base(host), ".fleetdeck", "scripts")
@@ -638,7 +669,7 @@ class SshDriver:
         try:
             pool.sftp(host).put(script, remote)
         except (OSError, paramiko.SSHException) as exc:
-            raise self._io_failure(host, f"cannot upload script {script}", exc) from None
+            raise self._io_failure(host, tx("cannot upload script {script}", script=script), exc) from None
         return remote
 
     def _internal(self, pool: ConnectionPool, host: HostEntry, argv: list[str],
@@ -648,10 +679,11 @@ class SshDriver:
         limit = self.target.internal_timeout
         code = self.run(pool, host, argv, "/", limit, emit_line or (lambda stream, line: None))
         if code in (124, 137):
-            raise HostFailed(host.name, "timeout", f"{host.name}: {argv[0]} timed out after {limit:g} s "
-                                                   "(internal_timeout)")
+            raise HostFailed(host.name, "timeout", tx("{host}: {command} timed out after {seconds} s (internal_timeout)",
+                                                      host=host.name, command=argv[0], seconds=f"{limit:g}"))
         if code != 0:
-            raise HostFailed(host.name, "upload", f"{host.name}: {shlex.join(argv)[:200]} exited with {code}")
+            raise HostFailed(host.name, "upload", tx("{host}: {command} exited with {code}", host=host.name,
+                                                     command=shlex.join(argv)[:200], code=code))
 
     def _mkdir(self, pool: ConnectionPool, host: HostEntry, path: str) -> None:
         """``mkdir -p`` over SFTP: no remote process (each costs a shell and a fork on the
@@ -662,20 +694,20 @@ class SshDriver:
         while probe not in ("/", ""):
             try:
                 if not stat.S_ISDIR(sftp.stat(probe).st_mode or 0):
-                    raise HostFailed(host.name, "upload", f"{host.name}: cannot create {path}: {probe} is not a "
-                                                          "directory")
+                    raise HostFailed(host.name, "upload", tx("{host}: cannot create {path}: {probe} is not a directory",
+                                                             host=host.name, path=path, probe=probe))
                 break
             except FileNotFoundError:
                 missing.append(probe)
                 probe = posixpath.dirname(probe)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"cannot create {path}", exc) from None
+                raise self._io_failure(host, tx("cannot create {path}", path=path), exc) from None
         for directory in reversed(missing):
             try:
                 sftp.mkdir(directory)
             except (OSError, paramiko.SSHException) as exc:
                 if not self._is_dir(sftp, directory):  # else made meanwhile by a host sharing the path
-                    raise self._io_failure(host, f"cannot create {directory}", exc) from None
+                    raise self._io_failure(host, tx("cannot create {path}", path=directory), exc) from None
 
     @staticmethod
     def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
@@ -691,7 +723,7 @@ class SshDriver:
         except FileNotFoundError:
             return False
         except (OSError, paramiko.SSHException) as exc:
-            raise self._io_failure(host, f"cannot stat {path}", exc) from None
+            raise self._io_failure(host, tx("cannot stat {path}", path=path), exc) from None
 
     def _deploy_host(self, pool: ConnectionPool, state: _HostState, request: DeployRequest, emit: Emit,
                      cancel: CancelToken) -> None:
@@ -703,19 +735,21 @@ class SshDriver:
         params = self.params(host, version, state.previous)
         if request.force:
             if live == version:
-                self._log(emit, host, f"force: rebuilding {version}, the live release, in place", level="warning")
+                self._log(emit, host, tx("force: rebuilding {version}, the live release, in place", version=version),
+                          level="warning")
             else:
-                self._log(emit, host, f"force: building release {version} again")
+                self._log(emit, host, tx("force: building release {version} again", version=version))
             self._build_release(pool, state, request, params, emit, cancel)
         elif self._is_complete(pool, host, version):
             if live == version:
-                self._log(emit, host, f"{version} is already the current release; restarting it")
+                self._log(emit, host, tx("{version} is already the current release; restarting it", version=version))
             else:
-                self._log(emit, host, f"release {version} is on the host already; switching to it")
+                self._log(emit, host, tx("release {version} is on the host already; switching to it", version=version))
         else:
             note = self._failed_note(pool, host, version)
             if note:
-                self._log(emit, host, f"release {version} was marked failed ({note}); building it again",
+                self._log(emit, host, tx("release {version} was marked failed ({note}); building it again", version=version,
+                                     note=note),
                           level="warning")
             self._build_release(pool, state, request, params, emit, cancel)
         if live != version:
@@ -743,23 +777,23 @@ class SshDriver:
         if self.target.artifact:
             local = Path(substitute(self.target.artifact, {"version": request.version}))
             if not local.is_file():
-                raise HostFailed(host.name, "upload", f"artifact {local} not found on the console")
+                raise HostFailed(host.name, "upload", tx("artifact {file} not found on the console", file=str(local)))
             remote = posixpath.join(release, local.name)
             started = time.monotonic()
             try:
                 pool.sftp(host).put(str(local), remote)
             except (OSError, paramiko.SSHException) as exc:
-                raise self._io_failure(host, f"upload of {local.name} failed", exc) from None
+                raise self._io_failure(host, tx("upload of {file} failed", file=local.name), exc) from None
             size = local.stat().st_size
-            self._log(emit, host, f"uploaded {local.name} ({size} bytes) to {release}/ in "
-                                  f"{time.monotonic() - started:.2f} s", bytes=size)
+            self._log(emit, host, tx("uploaded {file} ({size} bytes) to {release}/ in {took} s", file=local.name,
+                                     size=size, release=release, took=f"{time.monotonic() - started:.2f}"), bytes=size)
             if self.target.extract:
                 self._internal(pool, host, ["tar", "-xf", remote, "-C", release],
                                lambda stream, line: self._log(emit, host, line, level="warning", stream=stream))
                 try:
                     pool.sftp(host).remove(remote)
                 except (OSError, paramiko.SSHException) as exc:
-                    raise self._io_failure(host, f"removing {local.name}", exc) from None
+                    raise self._io_failure(host, tx("removing {file}", file=local.name), exc) from None
         self._steps(pool, host, self.target.steps, params, release, emit, cancel, "step")
         try:
             with pool.sftp(host).open(posixpath.join(release, MARKER), "w") as fh:
@@ -779,8 +813,9 @@ class SshDriver:
             sftp.symlink(posixpath.join("releases", version), tmp)
             sftp.posix_rename(tmp, self.current_link(host))
         except (OSError, paramiko.SSHException) as exc:
-            raise HostFailed(host.name, "upload", f"{host.name}: switching current to {version} failed: {exc}") from None
-        self._log(emit, host, f"current -> releases/{version}")
+            raise HostFailed(host.name, "upload", tx("{host}: switching current to {version} failed: {error}",
+                                                     host=host.name, version=version, error=str(exc))) from None
+        self._log(emit, host, tx("current -> releases/{version}", version=version))
 
     # -- health ----------------------------------------------------------------------------------
     def _health(self, pool: ConnectionPool, host: HostEntry, params: dict[str, str], emit: Emit,
@@ -793,15 +828,17 @@ class SshDriver:
         while True:
             ok, detail = self._probe(pool, host, params)
             if ok:
-                self._log(emit, host, f"healthy ({detail})")
+                self._log(emit, host, tx("healthy ({detail})", detail=detail))
                 return
             if time.monotonic() - started >= hc.start_period:
                 failures += 1
                 if failures >= hc.retries:
-                    raise HostFailed(host.name, "health", f"{host.name}: health check failed: {detail}")
+                    raise HostFailed(host.name, "health", tx("{host}: health check failed: {detail}", host=host.name,
+                                                             detail=detail))
             if time.monotonic() - started >= self.target.health_timeout:
-                raise HostFailed(host.name, "health", f"{host.name}: not healthy within {self.target.health_timeout:g} "
-                                                      f"s (health_timeout): {detail}")
+                raise HostFailed(host.name, "health", tx("{host}: not healthy within {seconds} s (health_timeout): "
+                                                         "{detail}", host=host.name, detail=detail,
+                                                         seconds=f"{self.target.health_timeout:g}"))
             if cancel.wait(hc.interval):
                 raise Cancelled(cancel.reason)
 
@@ -821,23 +858,25 @@ class SshDriver:
     def _finish_failed(self, pool: ConnectionPool, states: dict[str, _HostState], request: DeployRequest,
                        emit: Emit, cancel: CancelToken, failure: HostFailed | None,
                        cancelled: Cancelled | None) -> DeployOutcome:
-        error = str(failure) if failure else str(cancelled)
+        error = message_of(failure) if failure else message_of(cancelled) if cancelled else ""
         changed = [s for s in states.values() if s.switched]
         if self.target.batches.on_failure == "stop" and cancelled is None and failure is not None \
                 and failure.kind != "canary":  # a failed canary is always undone
-            emit(DriverEvent("log", f"stopping: on_failure is stop, {len(changed)} host(s) left on "
-                                    f"{request.version}: {', '.join(s.host.name for s in changed) or 'none'}",
+            emit(DriverEvent("log", tx("stopping: on_failure is stop, {count} host(s) left on {version}: {hosts}",
+                                       count=len(changed), version=request.version,
+                                       hosts=", ".join(s.host.name for s in changed) or "none"),
                              level="warning"))
             return DeployOutcome(FAILED, error)
-        emit(DriverEvent("step", f"rolling back {len(changed)} host(s) already switched", step="rollback",
+        emit(DriverEvent("step", tx("rolling back {count} host(s) already switched", count=len(changed)), step="rollback",
                          state="running", data={"hosts": [s.host.name for s in changed]}))
         undo_errors = self._run_batch([s.host for s in changed],
                                       lambda h: self._rollback_host(pool, states[h.name], request, emit))
         if undo_errors:
-            message = "; ".join(str(e) for e in undo_errors)
-            emit(DriverEvent("step", f"rollback incomplete: {message}", step="rollback", state="failed", level="error"))
-            return DeployOutcome(FAILED, f"{error}; rollback incomplete: {message}")
-        emit(DriverEvent("step", "previous releases serve again", step="rollback", state="succeeded"))
+            message = TextLines([message_of(e) for e in undo_errors], list_separator())
+            emit(DriverEvent("step", tx("rollback incomplete: {error}", error=message), step="rollback", state="failed",
+                             level="error"))
+            return DeployOutcome(FAILED, tx("{reason}; rollback incomplete: {error}", reason=error, error=message))
+        emit(DriverEvent("step", tx("previous releases serve again"), step="rollback", state="succeeded"))
         if cancelled is not None:
             return DeployOutcome(FAILED if cancel.kind == "timeout" else CANCELLED, error)
         if failure is not None and failure.kind in ("step", "health", "canary"):
@@ -851,22 +890,23 @@ class SshDriver:
             try:
                 pool.sftp(host).remove(self.current_link(host))
             except OSError as exc:
-                raise HostFailed(host.name, "rollback", f"{host.name}: cannot remove current: {exc}") from None
-            self._log(emit, host, "no previous release: current removed", level="warning")
+                raise HostFailed(host.name, "rollback", tx("{host}: cannot remove current: {error}", host=host.name,
+                                                              error=str(exc))) from None
+            self._log(emit, host, tx("no previous release: current removed"), level="warning")
             return
         self._switch(pool, host, state.previous, emit)
         params = self.params(host, state.previous, request.version)
         self._steps(pool, host, self.target.rollback_steps, params, self.current_link(host), emit, never, "rollback step")
         self._steps(pool, host, self.target.restart, params, self.current_link(host), emit, never, "restart")
-        self._log(emit, host, f"rolled back to {state.previous}")
+        self._log(emit, host, tx("rolled back to {release}", release=state.previous))
 
     def _cleanup(self, pool: ConnectionPool, hosts: list[HostEntry], request: DeployRequest, emit: Emit) -> None:
         keep = self.target.keep_releases
-        emit(DriverEvent("step", f"keeping the newest {keep} releases", step="cleanup", state="running"))
+        emit(DriverEvent("step", tx("keeping the newest {keep} releases", keep=keep), step="cleanup", state="running"))
         errors = self._run_batch(hosts, lambda h: self._prune(pool, h, keep, emit))
         for exc in errors:
-            emit(DriverEvent("log", f"cleanup: {exc}", level="warning"))
-        emit(DriverEvent("step", "old releases removed", step="cleanup", state="succeeded"))
+            emit(DriverEvent("log", tx("cleanup: {error}", error=message_of(exc)), level="warning"))
+        emit(DriverEvent("step", tx("old releases removed"), step="cleanup", state="succeeded"))
 
     def _prune(self, pool: ConnectionPool, host: HostEntry, keep: int, emit: Emit) -> None:
         sftp = pool.sftp(host)
@@ -878,9 +918,9 @@ class SshDriver:
             if e.filename == current:
                 continue
             self._internal(pool, host, ["rm", "-rf", "--", posixpath.join(self.releases_dir(host), e.filename)])
-            self._log(emit, host, f"removed old release {e.filename}")
+            self._log(emit, host, tx("removed old release {release}", release=e.filename))
         if current and current not in kept:
-            self._log(emit, host, f"kept the current release {current}")
+            self._log(emit, host, tx("kept the current release {release}", release=current))
 
     # -- the protocol's other methods --------------------------------------------------------------
     def recover(self, app: str, deploy_id: int, current_deploy_id: int | None, emit: Emit) -> int:

@@ -70,11 +70,31 @@
     }
     var text = document.createElement("span");
     text.className = "deploy-message";
-    text.textContent = e.message;
+    fillMessage(text, e);
     li.appendChild(text);
     byId("deploy-log").appendChild(li);
     // A finished deploy changes no more: its stored events (the catch-up) need no reloads.
     if ((e.kind === "state" || e.kind === "step") && !finished) loadDeploy();
+  }
+
+  // A message of the console's own (already in the page's language): the values filled in
+  // (names, numbers, another program's output) are marked translate="no", shown as they are.
+  function fillMessage(node, item) {
+    if (!item.message_parts) {
+      node.textContent = item.message;
+      return;
+    }
+    item.message_parts.forEach(function (part) {
+      if (!part.value) {
+        node.appendChild(document.createTextNode(part.text));
+        return;
+      }
+      var value = document.createElement("span");
+      value.className = "deploy-value";
+      value.setAttribute("translate", "no");
+      value.textContent = part.text;
+      node.appendChild(value);
+    });
   }
 
   function renderDeploy(d) {
@@ -85,7 +105,8 @@
     state.className = "badge state-" + d.state;
     byId("deploy-duration").textContent = d.duration_s === null ? (d.started_at ? F.t("running…") : "—") : d.duration_s.toFixed(1) + " s";
     var err = byId("deploy-error");
-    err.textContent = d.error || "";
+    err.textContent = "";
+    fillMessage(err, { message: d.error || "", message_parts: d.error_parts });
     err.hidden = !d.error;
     var body = byId("steps-table").querySelector("tbody");
     body.textContent = "";
@@ -93,7 +114,8 @@
       var tr = document.createElement("tr");
       [s.name, s.state, s.message].forEach(function (text, i) {
         var td = document.createElement("td");
-        td.textContent = i === 1 ? F.term(text) : text;
+        if (i === 2) fillMessage(td, s);
+        else td.textContent = i === 1 ? F.term(text) : text;
         if (i === 1) td.className = "state state-" + s.state;
         tr.appendChild(td);
       });
