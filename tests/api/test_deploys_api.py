@@ -136,8 +136,13 @@ def test_an_unreachable_engine_fails_the_deploy_with_the_reason_and_releases_the
         time.sleep(0.1)
     assert d["state"] == "failed" and "Docker engine unreachable" in d["error"]
     assert d["requested_by"] == "api:ci" and d["reason"] == "try"
-    assert d["steps"] == [{"name": "connect", "state": "failed", "message": d["steps"][0]["message"],
-                           "started_at": d["steps"][0]["started_at"], "finished_at": d["steps"][0]["finished_at"]}]
+    step = d["steps"][0]
+    error = step["i18n"]["values"]["error"]  # the Docker library's own text, kept as it is
+    assert d["steps"] == [{"name": "connect", "state": "failed", "message": f"Docker engine unreachable: {error}",
+                           "started_at": step["started_at"], "finished_at": step["finished_at"],
+                           "i18n": {"template": "Docker engine unreachable: {error}", "values": {"error": error}},
+                           "message_parts": [{"text": "Docker engine unreachable: ", "value": False},
+                                             {"text": error, "value": True}]}]
     again = api.request("POST", "/api/v1/apps/web/deploys", {"version": "1.4.3"}, token=api.deployer)
     assert again.status == 202  # the per-app lock was released
 
