@@ -95,8 +95,8 @@ def minute_rows(console, where: str = MODULE_HOSTS, **params) -> dict[int, list[
     return console.services.db.run(lambda s: rollup_blocks.stored_rows(s, series_ids(s, where, **params), 0, 2**62))
 
 
-def count(console, sql: str) -> int:
-    return console.services.db.run(lambda s: s.execute(text(sql)).scalar())
+def count(console, sql: str, **params) -> int:
+    return console.services.db.run(lambda s: s.execute(text(sql), params).scalar())
 
 
 START_S, END_S = START / 1000 + 600.5, NOW - 30
@@ -182,8 +182,8 @@ def test_packing_moves_the_1m_rows_the_1h_tier_read_into_daily_blocks(console, p
     # packed: what the 1h tier has read and the 2 h hot window has left
     due = min(one_h, (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)
     ours = f"series_id IN (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE {MODULE_HOSTS})"
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {due} AND {ours}") == 0
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE ts >= {due} AND {ours}") > 0  # hot, or unread
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE ts < :due AND " + ours, due=due) == 0
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE ts >= :due AND " + ours, due=due) > 0  # hot, or unread
     assert minute_rows(console) == rows_before  # every bucket, bit for bit, blocks and rows together
     stored = console.services.db.run(lambda s: s.execute(text(
         f"SELECT series_id, start_ts, end_ts, count, data FROM rollup_1m_blocks WHERE {ours} "
@@ -220,14 +220,14 @@ def test_a_late_sample_recomputes_its_minute_over_the_block_then_is_packed(conso
     late_ts = int(NOW * 1000) - 5 * 3_600_000 + 7_000  # a packed hour
     minute = late_ts // MINUTE_MS * MINUTE_MS
     sid = console.services.db.run(lambda s: series_ids(s, "h.name = 'r1m-late'"))[0]
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE series_id = {sid} AND ts = {minute}") == 0
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE series_id = :sid AND ts = :ts", sid=sid, ts=minute) == 0
     push(console, "r1m-late", [{"name": "r1m_free_bytes", "type": "gauge", "labels": {"cpu": "1"},
                                 "points": [[late_ts, 1e15]]}])
     for tier in TIERS:
         while rollups.rollup_step(tier.name):
             pass
     # Recomputed as a row, which the readers take over the block's value of that minute.
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE series_id = {sid} AND ts = {minute}") == 1
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE series_id = :sid AND ts = :ts", sid=sid, ts=minute) == 1
     in_minute = [v for ts, v in sorted(gauge + [[late_ts, 1e15]]) if minute <= ts < minute + MINUTE_MS]
 
     def maxima() -> tuple[list, list]:
@@ -248,10 +248,10 @@ def test_a_late_sample_recomputes_its_minute_over_the_block_then_is_packed(conso
                               len(in_minute), None)
     while rollups.pack_1m_step():
         pass
-    assert count(console, f"SELECT COUNT(*) FROM rollup_1m WHERE series_id = {sid} AND ts = {minute}") == 0
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE series_id = :sid AND ts = :ts", sid=sid, ts=minute) == 0
     day = minute // BLOCK_1M_MS * BLOCK_1M_MS
     data = console.services.db.run(lambda s: s.execute(text(
-        f"SELECT data FROM rollup_1m_blocks WHERE series_id = {sid} AND start_ts = {day}")).scalar_one())
+        "SELECT data FROM rollup_1m_blocks WHERE series_id = :sid AND start_ts = :day"), {"sid": sid, "day": day}).scalar_one())
     merged = rollup_blocks.decode(bytes(data))
     assert float(merged.max[list(merged.ts).index(minute)]) == 1e15
     assert maxima() == (points, hourly)
@@ -343,7 +343,7 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         assert count(other, "SELECT COUNT(*) FROM rollup_1m_blocks") >= 3
         due = min(count(other, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'"),
                   (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)  # read by 1h, past the hot window
-        assert count(other, f"SELECT COUNT(*) FROM rollup_1m WHERE ts < {due}") == 0
+        assert count(other, "SELECT COUNT(*) FROM rollup_1m WHERE ts < :due", due=due) == 0
         ended_sid, total_sid = (other.services.db.run(lambda s: series_ids(s, "s.name = :n", n=n))[0]
                                 for n in ("r1m_ret_ended", "r1m_ret_total"))
         assert before.keys() == {ended_sid, total_sid}
