@@ -11,10 +11,11 @@ Prometheus.
 Selectors read raw samples (hot rows and cold blocks alike): rollup buckets cannot give the
 exact first/last samples of an arbitrary window that ``rate`` and the ``*_over_time``
 functions need. Counter rates over long ranges read bucket increases instead
-(:meth:`Storage.rollup_increases`, console/promql/rollups.py).
+(:meth:`Storage.rollup_sums`, console/promql/rollups.py).
 """
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import orjson
 import re2
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
@@ -56,22 +57,11 @@ HOST_SUMS = {
     "postgresql": "SELECT host_id, ts, COALESCE(inc_sum, 0), samples FROM rollup_1m_host WHERE name = %s "
                   "AND ts >= %s AND ts < %s AND host_id = ANY(%s)",
 }
+# The 1m rows of some series over [lo, hi) (Unix ms) with their increase and samples.
+_ROW_INCREASES = text("SELECT series_id, ts, increase, count FROM rollup_1m WHERE series_id IN :ids "
+                      "AND ts >= :lo AND ts < :hi").bindparams(bindparam("ids", expanding=True))
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
-
-
-def increase_sums(found: dict[int, rollup_blocks.Rows]) -> list[tuple[int, float, int]]:
-    """``[(bucket start, increase, samples), ...]`` by bucket start: the rows of ``found``
-    (one group's series) with an increase (counters), their increases and sample counts
-    added up per bucket, as ROLLUP_SUMS does in SQL (in another order: within 1e-9 relative)."""
-    parts = [r if r.increase_ok is None else r.take(r.increase_ok) for r in found.values()]
-    rows = rollup_blocks.concat([p for p in parts if len(p)])
-    if not len(rows):
-        return []
-    order = np.argsort(rows.ts, kind="stable")
-    ts, inc, n = rows.ts[order], rows.increase[order], rows.count[order]
-    starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
-    return list(zip(ts[starts].tolist(), np.add.reduceat(inc, starts).tolist(), np.add.reduceat(n, starts).tolist()))
 
 
 class TooManySamples(Exception):
@@ -359,43 +349,103 @@ class Storage:
         return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
                                     .limit(1)).first() is None
 
-    def rollup_increases(self, tier: str, groups: list[list[int]], lo: int, hi: int,
-                         check: Callable[[], None] = lambda: None) -> list[list[tuple]]:
-        """Per group of series ids, ``[(bucket start, increase, samples), ...]``: the
-        series' bucket increases and sample counts added up per bucket of ``tier``, for the
-        buckets starting in ``[lo, hi)`` (Unix ms), in SQL. Rows count against
-        ``max_samples``; raises TooManySamples beyond it. ``check`` runs before each group's
-        statement (the caller's deadline). On the 1m tier the buckets up to the end of the
-        group's newest packed day (``rollup_1m_blocks``) are added up from blocks and rows
-        together with numpy (:func:`increase_sums`), the later ones in SQL."""
+    def rollup_sums(self, tier: str, groups: list[list[int]], lo: int, hi: int, width: int,
+                    check: Callable[[], None] = lambda: None) -> np.ndarray:
+        """``[increases, samples]`` per group of series ids (``groups``' order) and bucket of
+        ``tier`` ("1m" | "1h", buckets of ``width`` ms) starting in ``[lo, hi)`` (Unix ms;
+        ``lo`` a multiple of ``width``): shape (2, groups, (hi - lo) // width), the series'
+        bucket increases and sample counts added up, buckets without an increase (not a
+        counter's) left out. Every group and bucket with a bucket in it counts against
+        ``max_samples``; raises TooManySamples beyond it. ``check`` runs before each
+        database read (the caller's deadline).
+
+        On the 1m tier the buckets up to the end of each group's newest packed day
+        (``rollup_1m_blocks``) are read from blocks, every group's in one statement,
+        decoded into flat columns and added up for all groups at once
+        (:meth:`_packed_sums`); the later buckets (the hot rows) are added up in SQL, one
+        statement per group: its rows are few enough to sort in memory, where SQLite (no
+        hash aggregation) would sort one GROUP BY over every group in a temporary B-tree."""
+        nb = (hi - lo) // width
+        out = np.zeros((2, len(groups), nb))
+        if not groups or nb <= 0:
+            return out
+        tops = np.full(len(groups), lo, np.int64)  # per group: the first bucket read in SQL
+        if tier == "1m":
+            tops = self._packed_sums(groups, lo, hi, width, out, check)
         conn = self.session.connection()
         sql = ROLLUP_SUMS[(conn.dialect.name, tier)]
         sqlite = conn.dialect.name == "sqlite"
-        out = []
-        # Plain tuples from the DB-API cursor: no SQLAlchemy Row per row. One statement per
-        # group: its rows are few enough to sort in memory, where SQLite (no hash
-        # aggregation) would sort one GROUP BY over every group in a temporary B-tree.
-        cursor = conn.connection.cursor()
+        cursor = conn.connection.cursor()  # plain tuples from the DB-API cursor: no SQLAlchemy Row per row
         try:
-            for ids in groups:
+            for i, ids in enumerate(groups):
+                start = int(tops[i])
+                if start >= hi:
+                    continue
                 check()
-                start, rows = lo, []
-                if tier == "1m":
-                    cold = rollup_blocks.read_blocks(self.session, ids, lo, hi)
-                    top = rollup_blocks.packed_until(cold)
-                    if top is not None:
-                        start = min(hi, top)
-                        rows = increase_sums(rollup_blocks.load(self.session, ids, lo, start, cold, ("increase",)))
-                if start < hi:
-                    cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, start, hi))
-                    rows.extend(cursor.fetchall())
+                cursor.execute(sql, (orjson.dumps(ids).decode() if sqlite else ids, start, hi))
+                rows = cursor.fetchall()
                 self.loaded += len(rows)
                 if self.loaded > self.max_samples:
                     raise TooManySamples()
-                out.append(rows)
+                if rows:
+                    table = np.array(rows, np.float64).reshape(-1, 3)
+                    at = (table[:, 0].astype(np.int64) - lo) // width
+                    out[0, i, at] += table[:, 1]
+                    out[1, i, at] += table[:, 2]
         finally:
             cursor.close()
         return out
+
+    def _packed_sums(self, groups: list[list[int]], lo: int, hi: int, width: int, out: np.ndarray,
+                     check: Callable[[], None]) -> np.ndarray:
+        """Add to ``out`` (as :meth:`rollup_sums` returns it) the 1m buckets in ``[lo, hi)``
+        the blocks hold, up to the end of each group's newest block, a ``rollup_1m`` row
+        taking over its block's bucket (recomputed after a late sample, not packed yet);
+        return, per group, where those end (``lo`` for a group without blocks). One
+        statement reads every group's blocks and one the rows over them."""
+        ids = np.fromiter(itertools.chain.from_iterable(groups), np.int64)
+        group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+        order = np.argsort(ids, kind="stable")
+        ids, group_of = ids[order], group_of[order]
+        tops = np.full(len(groups), lo, np.int64)
+        check()
+        cold = rollup_blocks.read_blocks(self.session, ids.tolist(), lo, hi)
+        if not cold:
+            return tops
+        block_group = group_of[np.searchsorted(ids, np.fromiter((sid for sid, *_ in cold), np.int64, len(cold)))]
+        np.maximum.at(tops, block_group, np.fromiter((end for _, _, end, _ in cold), np.int64, len(cold)) + 60_000)
+        np.minimum(tops, hi, out=tops)  # a block's buckets end before its group's top: only [lo, hi) to keep
+        found = rollup_blocks.increases(cold)
+        keep = (found.ts >= lo) & (found.ts < hi)
+        nb = out.shape[2]
+        bucket = (found.ts - lo) // width
+        keys = block_group[found.block] * nb + bucket
+        increase, count = found.increase, found.count
+        check()
+        rows = [tuple(r) for r in self.session.execute(_ROW_INCREASES, {"ids": ids.tolist(), "lo": lo,
+                                                                          "hi": int(tops.max())})]
+        if rows:  # rows recomputed after a late sample: each takes over its block's bucket
+            r_sid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            r_bucket = (np.fromiter((r[1] for r in rows), np.int64, len(rows)) - lo) // width
+            r_group = group_of[np.searchsorted(ids, r_sid)]
+            packed = r_bucket < (tops[r_group] - lo) // width  # later rows are read in SQL
+            taken = np.unique(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket), increase NULL or not
+            if len(taken):
+                own = np.fromiter((sid for sid, *_ in cold), np.int64, len(cold))[found.block] * nb + bucket
+                keep &= taken[np.minimum(np.searchsorted(taken, own), len(taken) - 1)] != own
+            adds = packed & np.fromiter((r[2] is not None for r in rows), bool, len(rows))
+            keys = np.concatenate((keys[keep], r_group[adds] * nb + r_bucket[adds]))
+            increase = np.concatenate((increase[keep], [r[2] for r, a in zip(rows, adds) if a]))
+            count = np.concatenate((count[keep], [r[3] for r, a in zip(rows, adds) if a]))
+        elif not keep.all():
+            keys, increase, count = keys[keep], increase[keep], count[keep]
+        cells = len(groups) * nb
+        self.loaded += int(np.count_nonzero(np.bincount(keys, minlength=cells)))
+        if self.loaded > self.max_samples:
+            raise TooManySamples()
+        out[0] += np.bincount(keys, weights=increase, minlength=cells).reshape(len(groups), nb)
+        out[1] += np.bincount(keys, weights=count, minlength=cells).reshape(len(groups), nb)
+        return tops
 
     def series_hosts(self, name: str, mint: int, maxt: int) -> list[tuple[int, int, str]]:
         """``[(series id, host id, type), ...]`` of every stored series named ``name`` with

@@ -335,3 +335,85 @@ def bucket_rows(rows: Rows, width_ms: int) -> list[tuple]:
                     _reduce(np.add, rows.sum, rows.sum_ok, starts, 0.0),
                     np.add.reduceat(rows.count, starts).tolist(),
                     _reduce(np.add, rows.increase, rows.increase_ok, starts, 0.0)))
+
+
+# -- one column of many blocks at once ----------------------------------------------------------
+
+# The count and increase parts' places among a block's six (COLUMNS).
+_COUNT_PART, _INCREASE_PART = 4, 5
+
+
+def _decompress_into(part: bytes, into: np.ndarray) -> None:
+    """Decode pcodec bytes ``part`` into ``into`` (1-D, contiguous, its dtype the part's)."""
+    try:
+        progress = standalone.simple_decompress_into(part, into)
+    except (RuntimeError, TypeError) as exc:  # not Pco, or numbers of another type
+        raise RollupBlockError(f"corrupt rollup block: {exc}") from None
+    if progress.n_processed != len(into) or not progress.finished:
+        raise RollupBlockError("rollup block holds a different number of rows than its header says")
+
+
+@dataclass
+class Increases:
+    """The rows of many blocks that hold an increase (counters), as flat columns: ``block``
+    (the row's block: its index in the blocks given), ``ts`` (bucket start, Unix ms),
+    ``count`` (samples) int64 and ``increase`` float64; in the blocks' order, each block's
+    rows time-ordered."""
+
+    block: np.ndarray
+    ts: np.ndarray
+    count: np.ndarray
+    increase: np.ndarray
+
+
+def increases(cold: Sequence[tuple[int, int, int, bytes]]) -> Increases:
+    """The bucket starts, counts and increases of the blocks ``cold`` (as :func:`read_blocks`
+    gives them), decoded straight into one array per column (the min/max/sum columns are not
+    touched); rows whose increase is NULL are left out. The same values as :func:`decode`
+    gives, block by block, without a ``Rows`` per block. Raises RollupBlockError for bytes
+    that are not a version-1 rollup block."""
+    heads = []
+    total = 0
+    for _, _, _, data in cold:
+        if len(data) < _HEADER.size:
+            raise RollupBlockError("rollup block shorter than its header")
+        version, n, *sizes = _HEADER.unpack_from(data)
+        if version != VERSION:
+            raise RollupBlockError(f"unknown rollup block format version {version}")
+        if _HEADER.size + sum(sizes) != len(data) and n:
+            raise RollupBlockError("rollup block length differs from its header's")
+        heads.append((n, sizes, data))
+        total += n
+    ts, count = np.empty(total, np.int64), np.empty(total, np.int64)
+    increase, ok = np.empty(total, np.float64), np.ones(total, bool)
+    owner = np.empty(total, np.int64)
+    at = 0
+    for index, (n, sizes, data) in enumerate(heads):
+        if not n:
+            continue
+        raw = bytes(data)
+        ends = list(itertools.accumulate(sizes, initial=_HEADER.size))  # part i: raw[ends[i]:ends[i + 1]]
+        end = at + n
+        owner[at:end] = index
+        _decompress_into(raw[ends[0]:ends[1]], ts[at:end])
+        _decompress_into(raw[ends[_COUNT_PART]:ends[_COUNT_PART + 1]], count[at:end])
+        part = raw[ends[_INCREASE_PART]:ends[_INCREASE_PART + 1]]
+        marker = part[0] if part else -1
+        if marker == _NO_NULL:
+            _decompress_into(part[1:], increase[at:end])
+        elif marker == _ALL_NULL:
+            ok[at:end] = False
+        elif marker == _SOME_NULL:
+            size = (n + 7) // 8
+            mask = np.unpackbits(np.frombuffer(part, np.uint8, size, 1), count=n).astype(bool)
+            present = np.empty(int(mask.sum()), np.float64)
+            _decompress_into(part[1 + size:], present)
+            increase[at:end][mask] = present
+            ok[at:end] = mask
+        else:
+            raise RollupBlockError("rollup block column without its marker" if marker < 0
+                                   else f"unknown column marker {marker}")
+        at = end
+    if ok.all():
+        return Increases(owner, ts, count, increase)
+    return Increases(owner[ok], ts[ok], count[ok], increase[ok])
