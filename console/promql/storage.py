@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import orjson
 import re2
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
@@ -57,9 +57,14 @@ HOST_SUMS = {
     "postgresql": "SELECT host_id, ts, COALESCE(inc_sum, 0), samples FROM rollup_1m_host WHERE name = %s "
                   "AND ts >= %s AND ts < %s AND host_id = ANY(%s)",
 }
-# The 1m rows of some series over [lo, hi) (Unix ms) with their increase and samples.
-_ROW_INCREASES = text("SELECT series_id, ts, increase, count FROM rollup_1m WHERE series_id IN :ids "
-                      "AND ts >= :lo AND ts < :hi").bindparams(bindparam("ids", expanding=True))
+# The 1m rows of some series over [lo, hi) (Unix ms) with their increase and samples;
+# parameters as ROLLUP_SUMS'.
+ROW_INCREASES = {
+    "sqlite": "SELECT series_id, ts, increase, count FROM rollup_1m WHERE series_id IN "
+              "(SELECT value FROM json_each(?)) AND ts >= ? AND ts < ?",
+    "postgresql": "SELECT series_id, ts, increase, count FROM rollup_1m WHERE series_id = ANY(%s) "
+                  "AND ts >= %s AND ts < %s",
+}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -409,21 +414,33 @@ class Storage:
         ids, group_of = ids[order], group_of[order]
         tops = np.full(len(groups), lo, np.int64)
         check()
-        cold = rollup_blocks.read_blocks(self.session, ids.tolist(), lo, hi)
-        if not cold:
+        found = rollup_blocks.increases(self.session, ids.tolist(), lo, hi)
+        if not len(found.series):
             return tops
-        block_group = group_of[np.searchsorted(ids, np.fromiter((sid for sid, *_ in cold), np.int64, len(cold)))]
-        np.maximum.at(tops, block_group, np.fromiter((end for _, _, end, _ in cold), np.int64, len(cold)) + 60_000)
+        block_group = group_of[np.searchsorted(ids, found.series)]
+        np.maximum.at(tops, block_group, found.ends + 60_000)
         np.minimum(tops, hi, out=tops)  # a block's buckets end before its group's top: only [lo, hi) to keep
-        found = rollup_blocks.increases(cold)
-        keep = (found.ts >= lo) & (found.ts < hi)
         nb = out.shape[2]
-        bucket = (found.ts - lo) // width
-        keys = block_group[found.block] * nb + bucket
+        # In place where it can be: over two million rows, each temporary array is memory
+        # to fault in (and the first query of a process faults in all of it).
+        bucket = found.ts
+        bucket -= lo
+        bucket //= width
+        keep = bucket >= 0
+        keep &= bucket < nb
+        keys = (block_group * nb)[found.block]
+        keys += bucket
         increase, count = found.increase, found.count
         check()
-        rows = [tuple(r) for r in self.session.execute(_ROW_INCREASES, {"ids": ids.tolist(), "lo": lo,
-                                                                          "hi": int(tops.max())})]
+        conn = self.session.connection()
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(ROW_INCREASES[conn.dialect.name], (
+                orjson.dumps(ids.tolist()).decode() if conn.dialect.name == "sqlite" else ids.tolist(), lo,
+                int(tops.max())))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         if rows:  # rows recomputed after a late sample: each takes over its block's bucket
             r_sid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
             r_bucket = (np.fromiter((r[1] for r in rows), np.int64, len(rows)) - lo) // width
@@ -431,7 +448,7 @@ class Storage:
             packed = r_bucket < (tops[r_group] - lo) // width  # later rows are read in SQL
             taken = np.unique(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket), increase NULL or not
             if len(taken):
-                own = np.fromiter((sid for sid, *_ in cold), np.int64, len(cold))[found.block] * nb + bucket
+                own = found.series[found.block] * nb + bucket
                 keep &= taken[np.minimum(np.searchsorted(taken, own), len(taken) - 1)] != own
             adds = packed & np.fromiter((r[2] is not None for r in rows), bool, len(rows))
             keys = np.concatenate((keys[keep], r_group[adds] * nb + r_bucket[adds]))
