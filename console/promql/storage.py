@@ -69,6 +69,22 @@ DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
 
+def _add_cells(sums: np.ndarray, samples: np.ndarray, occupied: np.ndarray, keys: np.ndarray,
+               increase: np.ndarray, count: np.ndarray) -> None:
+    """Add ``increase`` and ``count`` into the cells ``keys`` of ``sums`` and ``samples``
+    (flat, by group and bucket), marking them ``occupied``; counted over the keys' own span
+    only, so a chunk's counts stay small."""
+    if not len(keys):
+        return
+    lo = int(keys.min())
+    span = int(keys.max()) - lo + 1
+    keys = keys - lo
+    cells = slice(lo, lo + span)
+    occupied[cells] |= np.bincount(keys, minlength=span) > 0
+    sums[cells] += np.bincount(keys, weights=increase, minlength=span)
+    samples[cells] += np.bincount(keys, weights=count, minlength=span)
+
+
 class TooManySamples(Exception):
     """More samples than the query's budget (Prometheus' ``max_samples``)."""
 
@@ -414,23 +430,14 @@ class Storage:
         ids, group_of = ids[order], group_of[order]
         tops = np.full(len(groups), lo, np.int64)
         check()
-        found = rollup_blocks.increases(self.session, ids.tolist(), lo, hi)
-        if not len(found.series):
+        cold = rollup_blocks.read_many(self.session, ids.tolist(), lo, hi)
+        if not cold:
             return tops
-        block_group = group_of[np.searchsorted(ids, found.series)]
-        np.maximum.at(tops, block_group, found.ends + 60_000)
+        series = np.fromiter((sid for sid, _, _ in cold), np.int64, len(cold))
+        block_group = group_of[np.searchsorted(ids, series)]
+        np.maximum.at(tops, block_group, np.fromiter((end for _, end, _ in cold), np.int64, len(cold)) + 60_000)
         np.minimum(tops, hi, out=tops)  # a block's buckets end before its group's top: only [lo, hi) to keep
         nb = out.shape[2]
-        # In place where it can be: over two million rows, each temporary array is memory
-        # to fault in (and the first query of a process faults in all of it).
-        bucket = found.ts
-        bucket -= lo
-        bucket //= width
-        keep = bucket >= 0
-        keep &= bucket < nb
-        keys = (block_group * nb)[found.block]
-        keys += bucket
-        increase, count = found.increase, found.count
         check()
         conn = self.session.connection()
         cursor = conn.connection.cursor()
@@ -441,27 +448,42 @@ class Storage:
             rows = cursor.fetchall()
         finally:
             cursor.close()
-        if rows:  # rows recomputed after a late sample: each takes over its block's bucket
-            r_sid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            r_bucket = (np.fromiter((r[1] for r in rows), np.int64, len(rows)) - lo) // width
-            r_group = group_of[np.searchsorted(ids, r_sid)]
-            packed = r_bucket < (tops[r_group] - lo) // width  # later rows are read in SQL
-            taken = np.unique(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket), increase NULL or not
-            if len(taken):
-                own = found.series[found.block] * nb + bucket
-                keep &= taken[np.minimum(np.searchsorted(taken, own), len(taken) - 1)] != own
-            adds = packed & np.fromiter((r[2] is not None for r in rows), bool, len(rows))
-            keys = np.concatenate((keys[keep], r_group[adds] * nb + r_bucket[adds]))
-            increase = np.concatenate((increase[keep], [r[2] for r, a in zip(rows, adds) if a]))
-            count = np.concatenate((count[keep], [r[3] for r, a in zip(rows, adds) if a]))
-        elif not keep.all():
-            keys, increase, count = keys[keep], increase[keep], count[keep]
+        # Rows recomputed after a late sample (few): each takes over its block's bucket,
+        # its increase NULL or not; those before the group's top are added here, the later
+        # ones read in SQL (rollup_sums).
+        r_sid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        r_bucket = (np.fromiter((r[1] for r in rows), np.int64, len(rows)) - lo) // width
+        r_group = group_of[np.searchsorted(ids, r_sid)]
+        packed = r_bucket < (tops[r_group] - lo) // width
+        taken = np.unique(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket)
+        adds = packed & np.fromiter((r[2] is not None for r in rows), bool, len(rows))
         cells = len(groups) * nb
-        self.loaded += int(np.count_nonzero(np.bincount(keys, minlength=cells)))
+        sums, samples = out[0].reshape(cells), out[1].reshape(cells)  # views: added to in place
+        occupied = np.zeros(cells, bool)
+        base = block_group * nb
+        for part in rollup_blocks.increases(cold):
+            bucket = part.ts  # in place: the chunk's arrays are the reader's to reuse
+            bucket -= lo
+            bucket //= width
+            keep = bucket >= 0
+            keep &= bucket < nb
+            blocks = slice(part.first, part.first + len(part.sizes))
+            keys = np.repeat(base[blocks], part.sizes)
+            keys += bucket
+            if len(taken):
+                own = np.repeat(series[blocks] * nb, part.sizes) + bucket
+                keep &= taken[np.minimum(np.searchsorted(taken, own), len(taken) - 1)] != own
+            if keep.all():
+                _add_cells(sums, samples, occupied, keys, part.increase, part.count)
+            else:
+                _add_cells(sums, samples, occupied, keys[keep], part.increase[keep], part.count[keep])
+        if adds.any():
+            _add_cells(sums, samples, occupied, r_group[adds] * nb + r_bucket[adds],
+                       np.array([r[2] for r, a in zip(rows, adds) if a], np.float64),
+                       np.array([r[3] for r, a in zip(rows, adds) if a], np.float64))
+        self.loaded += int(np.count_nonzero(occupied))
         if self.loaded > self.max_samples:
             raise TooManySamples()
-        out[0] += np.bincount(keys, weights=increase, minlength=cells).reshape(len(groups), nb)
-        out[1] += np.bincount(keys, weights=count, minlength=cells).reshape(len(groups), nb)
         return tops
 
     def series_hosts(self, name: str, mint: int, maxt: int) -> list[tuple[int, int, str]]:

@@ -101,3 +101,31 @@ def test_a_block_read_for_some_columns_decodes_those_bit_for_bit_and_leaves_the_
     assert bits([r[2] for r in got]) == bits([r[2] for r in rows])
     assert bits([r[3] for r in got]) == bits([r[3] for r in rows])
     assert {(r[1], r[5]) for r in got} == {(None, None)}
+
+
+def test_many_blocks_read_in_chunks_give_each_blocks_counter_rows_bit_for_bit():
+    # Blocks whose increase column is whole, partly NULL, wholly NULL (a gauge's) and empty,
+    # read in chunks of whole blocks of up to 50 rows, or of the largest block's 60.
+    shapes = [(30, lambda i: 0.1 * i), (60, lambda i: None if i % 4 == 1 else SPECIAL[i % len(SPECIAL)]),
+              (20, lambda i: None), (0, lambda i: 0.0), (45, lambda i: float(i) if i % 9 else None), (7, float)]
+    cold, want = [], []
+    for b, (n, increase) in enumerate(shapes):
+        rows = [(86_400_000 * b + 60_000 * i, 1.0, 2.0, 3.0, i + 1, increase(i)) for i in range(n)]
+        cold.append((100 + b, rows[-1][0] if rows else 0, rollup_blocks.encode(rollup_blocks.from_tuples(rows))))
+        want.append([(r[0], r[4], r[5]) for r in rows if r[5] is not None])
+    got: list[list] = [[] for _ in shapes]
+    firsts = []
+    for part in rollup_blocks.increases(cold, chunk=50):
+        firsts.append(part.first)
+        at = 0
+        for b, size in enumerate(part.sizes.tolist(), part.first):
+            got[b].extend(zip(part.ts[at:at + size].tolist(), part.count[at:at + size].tolist(),
+                              part.increase[at:at + size].tolist()))
+            at += size
+        assert at == len(part.ts) == len(part.count) == len(part.increase)
+    assert firsts == [0, 1, 2, 4]  # 30 | 60 | 20 + 0 | 45 + 7
+    for g, w in zip(got, want):
+        assert [(t, c) for t, c, _ in g] == [(t, c) for t, c, _ in w]
+        assert bits([v for _, _, v in g]) == bits([v for _, _, v in w])
+    with pytest.raises(RollupBlockError):
+        list(rollup_blocks.increases([(1, 0, cold[0][2][:-1])]))
