@@ -65,6 +65,11 @@ ROW_INCREASES = {
     "postgresql": "SELECT series_id, ts, increase, count FROM rollup_1m WHERE series_id = ANY(%s) "
                   "AND ts >= %s AND ts < %s",
 }
+# One of some series (parameter as ROLLUP_SUMS') that is not a counter.
+NOT_COUNTERS = {
+    "sqlite": "SELECT id FROM series WHERE id IN (SELECT value FROM json_each(?)) AND type != 'counter' LIMIT 1",
+    "postgresql": "SELECT id FROM series WHERE id = ANY(%s) AND type != 'counter' LIMIT 1",
+}
 DEFAULT_JOB = "node"  # the job of series the host collector sends
 TIME_BOUND_MS = 2**62  # windows are clipped to this, so SQL compares 64-bit integers
 
@@ -367,8 +372,15 @@ class Storage:
 
     def all_counters(self, series_ids: list[int]) -> bool:
         """Whether every one of ``series_ids`` is stored as a counter (its rollups keep the increase)."""
-        return self.session.execute(select(Series.id).where(Series.id.in_(series_ids), Series.type != "counter")
-                                    .limit(1)).first() is None
+        conn = self.session.connection()
+        sqlite = conn.dialect.name == "sqlite"
+        cursor = conn.connection.cursor()  # one parameter for the ids, not one placeholder per id
+        try:
+            cursor.execute(NOT_COUNTERS[conn.dialect.name],
+                           (orjson.dumps(series_ids).decode() if sqlite else list(series_ids),))
+            return cursor.fetchone() is None
+        finally:
+            cursor.close()
 
     def rollup_sums(self, tier: str, groups: list[list[int]], lo: int, hi: int, width: int,
                     check: Callable[[], None] = lambda: None) -> np.ndarray:

@@ -26,7 +26,7 @@ import itertools
 import operator
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -388,7 +388,9 @@ def read_many(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[tu
         return []
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    cursor = conn.connection.cursor()
+    # psycopg: a binary cursor, the bytes sent as they are, not as hex text (half the wall time)
+    driver: Any = conn.connection.driver_connection
+    cursor = conn.connection.cursor() if sqlite else driver.cursor(binary=True)
     try:
         cursor.execute(_MANY_BLOCKS[conn.dialect.name],
                        (orjson.dumps(list(ids)).decode() if sqlite else list(ids), hi, lo - BLOCK_1M_MS, lo))
