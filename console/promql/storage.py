@@ -445,9 +445,9 @@ class Storage:
         cold = rollup_blocks.read_many(self.session, ids.tolist(), lo, hi)
         if not cold:
             return tops
-        series = np.fromiter((sid for sid, _, _ in cold), np.int64, len(cold))
+        series = np.fromiter((sid for sid, _, _, _ in cold), np.int64, len(cold))
         block_group = group_of[np.searchsorted(ids, series)]
-        np.maximum.at(tops, block_group, np.fromiter((end for _, end, _ in cold), np.int64, len(cold)) + 60_000)
+        np.maximum.at(tops, block_group, np.fromiter((end for _, _, end, _ in cold), np.int64, len(cold)) + 60_000)
         np.minimum(tops, hi, out=tops)  # a block's buckets end before its group's top: only [lo, hi) to keep
         nb = out.shape[2]
         check()

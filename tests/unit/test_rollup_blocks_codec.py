@@ -105,13 +105,18 @@ def test_a_block_read_for_some_columns_decodes_those_bit_for_bit_and_leaves_the_
 
 def test_many_blocks_read_in_chunks_give_each_blocks_counter_rows_bit_for_bit():
     # Blocks whose increase column is whole, partly NULL, wholly NULL (a gauge's) and empty,
-    # read in chunks of whole blocks of up to 50 rows, or of the largest block's 60.
-    shapes = [(30, lambda i: 0.1 * i), (60, lambda i: None if i % 4 == 1 else SPECIAL[i % len(SPECIAL)]),
-              (20, lambda i: None), (0, lambda i: 0.0), (45, lambda i: float(i) if i % 9 else None), (7, float)]
+    # read in chunks of whole blocks of up to 50 rows, or of the largest block's 60; their
+    # buckets every minute from the block's start (computed, not decoded), from later in
+    # the day, or with gaps.
+    every, later, gaps = (lambda i: i), (lambda i: 600 + i), (lambda i: i + i // 7)
+    shapes = [(30, every, lambda i: 0.1 * i), (60, gaps, lambda i: None if i % 4 == 1 else SPECIAL[i % len(SPECIAL)]),
+              (20, later, lambda i: None), (0, every, lambda i: 0.0),
+              (45, every, lambda i: float(i) if i % 9 else None), (7, later, float), (1, every, float)]
     cold, want = [], []
-    for b, (n, increase) in enumerate(shapes):
-        rows = [(86_400_000 * b + 60_000 * i, 1.0, 2.0, 3.0, i + 1, increase(i)) for i in range(n)]
-        cold.append((100 + b, rows[-1][0] if rows else 0, rollup_blocks.encode(rollup_blocks.from_tuples(rows))))
+    for b, (n, minute, increase) in enumerate(shapes):
+        rows = [(86_400_000 * b + 60_000 * minute(i), 1.0, 2.0, 3.0, i + 1, increase(i)) for i in range(n)]
+        cold.append((100 + b, 86_400_000 * b, rows[-1][0] if rows else 86_400_000 * b,
+                     rollup_blocks.encode(rollup_blocks.from_tuples(rows))))
         want.append([(r[0], r[4], r[5]) for r in rows if r[5] is not None])
     got: list[list] = [[] for _ in shapes]
     firsts = []
@@ -123,9 +128,9 @@ def test_many_blocks_read_in_chunks_give_each_blocks_counter_rows_bit_for_bit():
                               part.increase[at:at + size].tolist()))
             at += size
         assert at == len(part.ts) == len(part.count) == len(part.increase)
-    assert firsts == [0, 1, 2, 4]  # 30 | 60 | 20 + 0 | 45 + 7
+    assert firsts == [0, 1, 2, 4]  # 30 | 60 | 20 + 0 | 45 + 7 + 1
     for g, w in zip(got, want):
         assert [(t, c) for t, c, _ in g] == [(t, c) for t, c, _ in w]
         assert bits([v for _, _, v in g]) == bits([v for _, _, v in w])
     with pytest.raises(RollupBlockError):
-        list(rollup_blocks.increases([(1, 0, cold[0][2][:-1])]))
+        list(rollup_blocks.increases([(1, 0, 0, cold[0][3][:-1])]))
