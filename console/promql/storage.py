@@ -467,7 +467,7 @@ class Storage:
         r_bucket = (np.fromiter((r[1] for r in rows), np.int64, len(rows)) - lo) // width
         r_group = group_of[np.searchsorted(ids, r_sid)]
         packed = r_bucket < (tops[r_group] - lo) // width
-        taken = np.unique(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket)
+        taken = np.sort(r_sid[packed] * nb + r_bucket[packed])  # (series, bucket); np.unique would import numpy.ma
         adds = packed & np.fromiter((r[2] is not None for r in rows), bool, len(rows))
         cells = len(groups) * nb
         sums, samples = out[0].reshape(cells), out[1].reshape(cells)  # views: added to in place
