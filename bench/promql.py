@@ -24,11 +24,16 @@ again as served, through the cache of closed buckets' sums the console keeps
 (``query_cache_points``; the first pair's fills it); ``--per-series`` also times it reading the per-series 1m rows in
 each pair (as before it read the host rows), ``--per-series-only`` times that alone.
 ``--raw`` times the console with the rollup tiers off (the raw-sample path, as
-before the tiers were used), ``--no-prometheus`` skips Prometheus. Load averages are printed.
+before the tiers were used), ``--no-prometheus`` skips Prometheus. Before the pairs the
+garbage collector is set as the console's server sets it once started
+(console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
+collected less often), so the first query does not pay a full collection of the
+data set's set-up; ``--no-server-gc`` leaves it as a bare process has it. Load averages
+are printed.
 
     python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--cpus 2] [--hours 24]
                            [--interval 10] [--pairs 5] [--raw] [--per-series | --per-series-only]
-                           [--no-prometheus] [--fresh] [--drop]
+                           [--no-prometheus] [--no-server-gc] [--fresh] [--drop]
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ from console.promql.engine import evaluate_range  # noqa: E402
 from console.promql.rollups import ClosedSumsCache  # noqa: E402
 from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
+from console.server import tune_gc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
 from tests.integration.prom_backfill import TsdbPrometheus  # noqa: E402
@@ -235,6 +241,10 @@ def main() -> int:
                          "cross-series host rows (rollup_1m_host), as before they were read")
     ap.add_argument("--per-series-only", action="store_true",
                     help="the console reads the per-series 1m rows only (the host rows left unread)")
+    ap.add_argument("--no-server-gc", action="store_true",
+                    help="leave the garbage collector as a bare process has it (before the pairs the bench "
+                         "otherwise collects, freezes what set-up allocated and collects the youngest "
+                         "generation less often, as the console's server does once started)")
     ap.add_argument("--fresh", action="store_true", help="regenerate the data set")
     ap.add_argument("--drop", action="store_true", help="remove the data set (and PostgreSQL schema) afterwards")
     args = ap.parse_args()
@@ -276,6 +286,8 @@ def main() -> int:
             kept = ClosedSumsCache(1_000_000)  # the console's default (query_cache_points)
             if prom:
                 prom.query_range(QUERY, start_s, end_s)  # warms its caches
+            if not args.no_server_gc:
+                tune_gc()  # as the console's server does once started (console/server.py start_http)
             for i in range(args.pairs):
                 line = f"pair {i + 1}: "
                 if args.per_series and not args.raw:
