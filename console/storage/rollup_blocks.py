@@ -338,7 +338,7 @@ def bucket_rows(rows: Rows, width_ms: int) -> list[tuple]:
                     _reduce(np.add, rows.increase, rows.increase_ok, starts, 0.0)))
 
 
-# -- one column of many blocks at once ----------------------------------------------------------
+# -- the counter columns of many blocks at once (PromQL's bucket sums) ---------------------------
 
 # The count and increase parts' places among a block's six (COLUMNS).
 _COUNT_PART, _INCREASE_PART = 4, 5
