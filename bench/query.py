@@ -16,6 +16,9 @@ straight into ``rollup_1m``, then the console's own rollup job run at the data s
 blocks (``rollup_1m_blocks``), so the last 2-3 hours stay rows; a kept data set made
 before the packing is settled the same way on its next run.
 
+p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
+median CPU time of this process, which the machine's load changes less.
+
 ``--baseline FILE`` also times another version of ``console/query/service.py`` (e.g.
 ``git show main:console/query/service.py > /tmp/old_service.py``) on the same database,
 alternating run by run, so before/after share the machine's load.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import random
 import statistics
@@ -194,22 +198,25 @@ def main() -> int:
               f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
+            cpu: dict[str, list[float]] = {v: [] for v in versions}  # this process's CPU: less of the machine's load
             answers = {}
             for _ in range(args.runs):
                 for version, make in versions.items():
                     svc = make()
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     body = db.run(svc.range, q)
                     encoded = orjson.dumps(body)  # the handler's serialisation is part of the answer
                     times[version].append(time.perf_counter() - t)
+                    cpu[version].append(time.process_time() - c)
                     answers[version] = encoded
             for version, ts in times.items():
                 ts.sort()
                 body = orjson.loads(answers[version])
                 points = sum(len(s["points"]) for s in body["series"])
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
-                      f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[int(len(ts) * 0.95) - 1] * 1000:.0f} ms")
+                      f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[math.ceil(len(ts) * 0.95) - 1] * 1000:.0f} ms "
+                      f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms)")
             if "baseline" in answers:
                 before = orjson.loads(answers["baseline"])
                 for version in ("cold", "warm"):

@@ -668,7 +668,9 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if split >= hi:
         return older
     newer = _rows_sql(session, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
-    out = {k: older.get(k, []) + newer.get(k, []) for k in older.keys() | newer.keys()}
+    out = older  # new lists (_rollup_numpy's), extended in place: no copy of a day's points
+    for k, points in newer.items():
+        out.setdefault(k, []).extend(points)
     if sum(len(p) for p in out.values()) > limit:
         raise _too_many_points(limit)
     return out
