@@ -41,6 +41,7 @@ def samples(seed: int, start_ms: int, gap: tuple[int, int] | None = None) -> lis
     return out
 
 
+RACK = {"0": "a", "1": "b", "2": "a", "3": "a", "4": "b"}
 SERIES = {"0": samples(1, START_MS), "1": samples(2, START_MS), "2": samples(3, START_MS, GAP),
           "3": samples(4, LATE_START_MS), "4": samples(5, START_MS)}
 
@@ -51,7 +52,7 @@ def console(request, tmp_path_factory):
         token = harness.agent_token(HOST)
         for dev, points in SERIES.items():
             for i in range(0, len(points), 2000):
-                status, body = harness.push(HOST, token, [{"name": "qfl_temp", "type": "gauge", "labels": {"dev": dev},
+                status, body = harness.push(HOST, token, [{"name": "qfl_temp", "type": "gauge", "labels": {"dev": dev, "rack": RACK[dev]},
                                                            "points": points[i:i + 2000]}])
                 assert status == 200, body
         job = RollupService(harness.services.db, harness.services.config.console, clock=lambda: NOW)
@@ -132,3 +133,33 @@ def test_one_line_averages_the_series_minute_by_minute(console, viewer):
     for ts, value in line["points"]:
         values = per_minute[ts]
         assert value == pytest.approx(sum(values) / len(values), rel=1e-9, abs=1e-12), ts
+
+
+@pytest.mark.parametrize("fn,step,agg", [("avg", 60, "max"), ("avg", 60, "min"), ("max", 300, "sum"),
+                                         ("min", 120, "avg")])
+def test_lines_per_rack_aggregate_their_series_buckets(console, viewer, fn, step, agg):
+    body = day(console, viewer, fn=fn, step=step, group_by="rack", agg=agg)
+    step_ms = step * 1000
+    first, last = body["start"] // step_ms * step_ms, body["end"] // step_ms * step_ms
+    buckets: dict[str, dict[int, dict[str, float]]] = {}  # rack -> bucket -> dev -> the series' value
+    for dev, rows in stored(console).items():
+        for ts, mn, mx, sm, n, _ in rows:
+            b = ts // step_ms * step_ms
+            if first <= b <= last:
+                per = buckets.setdefault(RACK[dev], {}).setdefault(b, {})
+                if fn == "avg":
+                    per[dev] = sm / n  # a 60 s step: one row per bucket
+                else:
+                    per[dev] = (max if fn == "max" else min)(per.get(dev, mx if fn == "max" else mn),
+                                                              mx if fn == "max" else mn)
+    combine = {"max": max, "min": min, "sum": sum, "avg": lambda v: sum(v) / len(v)}[agg]
+    assert [s["labels"] for s in body["series"]] == [{"rack": "a"}, {"rack": "b"}]
+    for line in body["series"]:
+        want = buckets[line["labels"]["rack"]]
+        assert [p[0] for p in line["points"]] == sorted(want)
+        for ts, value in line["points"]:
+            expected = combine(list(want[ts].values()))
+            if agg in ("min", "max"):
+                assert value == expected, ts  # one of the stored values, as stored
+            else:
+                assert value == pytest.approx(expected, rel=1e-9, abs=1e-12), ts
