@@ -16,6 +16,11 @@ straight into ``rollup_1m``, then the console's own rollup job run at the data s
 blocks (``rollup_1m_blocks``), so the last 2-3 hours stay rows; a kept data set made
 before the packing is settled the same way on its next run.
 
+The garbage collector is set as the console's server sets it once started
+(console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
+collected every 20,000 net allocations) before timing; ``--no-server-gc`` leaves it as a
+bare process has it.
+
 p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
 median CPU time of this process, which the machine's load changes less.
 
@@ -25,7 +30,7 @@ alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
-                          [--keep PATH] [--no-per-series] [--host-rollups]
+                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-server-gc]
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
+from console.server import tune_gc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
@@ -139,6 +145,8 @@ def main() -> int:
                                    "so one generated data set serves several runs")
     ap.add_argument("--no-per-series", action="store_true", help="skip the per-series 24 h case")
     ap.add_argument("--host-rollups", action="store_true", help="rollup_1m_host on (cross-series 1m rollups)")
+    ap.add_argument("--no-server-gc", action="store_true",
+                    help="leave the garbage collector as a bare process has it (not as the server sets it)")
     args = ap.parse_args()
     schema = None
     fresh = True
@@ -194,7 +202,9 @@ def main() -> int:
         }
         if args.no_per_series:
             del cases[f"24h x {n} series, 1m step, per series"]
-        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} "
+        if not args.no_server_gc:
+            tune_gc()  # as the console's server does once started (console/server.py start_http)
+        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} server_gc={not args.no_server_gc} "
               f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
@@ -204,6 +214,7 @@ def main() -> int:
                 for version, make in versions.items():
                     svc = make()
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
+                    body = encoded = None  # the previous version's answer freed here, not inside the timing
                     t, c = time.perf_counter(), time.process_time()
                     body = db.run(svc.range, q)
                     encoded = orjson.dumps(body)  # the handler's serialisation is part of the answer
