@@ -10,18 +10,33 @@ closed rollup buckets). ``--series N`` sets the gauges of the 24 h cases; ``--ke
 (a SQLite file, or a PostgreSQL schema name with ``--db postgres``) keeps the generated
 data and reuses it on the next run with the same PATH.
 
+The data is left as a running console leaves it (:func:`settle`): the 1m rows written
+straight into ``rollup_1m``, then the console's own rollup job run at the data set's
+"now" rolls them up to 1h and packs the 1m rows older than the hot window into day
+blocks (``rollup_1m_blocks``), so the last 2-3 hours stay rows; a kept data set made
+before the packing is settled the same way on its next run.
+
+The garbage collector is set as the console's server sets it once started
+(console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
+collected every 20,000 net allocations) before timing; ``--no-server-gc`` leaves it as a
+bare process has it.
+
+p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
+median CPU time of this process, which the machine's load changes less.
+
 ``--baseline FILE`` also times another version of ``console/query/service.py`` (e.g.
 ``git show main:console/query/service.py > /tmp/old_service.py``) on the same database,
 alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
-                          [--keep PATH] [--no-per-series] [--host-rollups]
+                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-server-gc]
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import random
 import statistics
@@ -38,8 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
+from console.server import tune_gc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
+from console.tiers.service import RollupService  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
 
@@ -100,6 +117,24 @@ def fold_hosts(db: Database) -> None:
         conn.exec_driver_sql(f"INSERT INTO rollup_watermarks VALUES ('1m_host', {int(first)}, 0, 0)")
 
 
+def settle(db: Database, now: float) -> None:
+    """The rollup job run as a console runs it at ``now`` (the data set's 1m watermark): the
+    1h tier from the 1m rows, then the 1m rows older than the hot window packed into day
+    blocks; cross-series rows on so that those :func:`fold_hosts` wrote stay valid. Does
+    nothing on a data set already settled. On PostgreSQL then ``VACUUM ANALYZE``, what
+    autovacuum does within its naptime after the packing's deletes."""
+    started = time.perf_counter()
+    RollupService(db, ConsoleConfig(rollup_1m_host=True), clock=lambda: now).run_all()
+    with db.engine.connect() as conn:
+        blocks, rows = conn.exec_driver_sql("SELECT (SELECT COUNT(*) FROM rollup_1m_blocks), "
+                                            "(SELECT COUNT(*) FROM rollup_1m)").one()
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    print(f"settled by the rollup job in {time.perf_counter() - started:.1f} s: {blocks:,} 1m blocks, "
+          f"{rows:,} 1m rows left as rows")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -110,6 +145,8 @@ def main() -> int:
                                    "so one generated data set serves several runs")
     ap.add_argument("--no-per-series", action="store_true", help="skip the per-series 24 h case")
     ap.add_argument("--host-rollups", action="store_true", help="rollup_1m_host on (cross-series 1m rollups)")
+    ap.add_argument("--no-server-gc", action="store_true",
+                    help="leave the garbage collector as a bare process has it (not as the server sets it)")
     args = ap.parse_args()
     schema = None
     fresh = True
@@ -137,6 +174,8 @@ def main() -> int:
         fold_hosts(db)
         with db.engine.connect() as conn:
             now = conn.exec_driver_sql("SELECT done_until FROM rollup_watermarks WHERE tier = '1m'").scalar() / 1000
+        settle(db, now)
+        with db.engine.connect() as conn:
             args.series = conn.exec_driver_sql("SELECT count(*) FROM series WHERE name = 'q_gauge'").scalar()
         config = ConsoleConfig(max_points_per_query=20_000_000, max_series_per_query=max(2000, args.series),
                                rollup_1m_host=args.host_rollups)
@@ -151,8 +190,8 @@ def main() -> int:
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module  # dataclasses look their module up there
             spec.loader.exec_module(module)
-            old = module.QueryService(config, clock=lambda: now)
-            versions = {"baseline": lambda: old, **versions}
+            # A new one each run too: compared with the first load, not with an answer it cached.
+            versions = {"baseline": lambda: module.QueryService(config, clock=lambda: now), **versions}
         n = args.series
         cases = {
             f"24h x {n} series, 1m step, agg=avg over all": dict(metric="q_gauge", start=now - 86400, end=now,
@@ -163,26 +202,32 @@ def main() -> int:
         }
         if args.no_per_series:
             del cases[f"24h x {n} series, 1m step, per series"]
-        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} "
+        if not args.no_server_gc:
+            tune_gc()  # as the console's server does once started (console/server.py start_http)
+        print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} server_gc={not args.no_server_gc} "
               f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
+            cpu: dict[str, list[float]] = {v: [] for v in versions}  # this process's CPU: less of the machine's load
             answers = {}
             for _ in range(args.runs):
                 for version, make in versions.items():
                     svc = make()
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
-                    t = time.perf_counter()
+                    body = encoded = None  # the previous version's answer freed here, not inside the timing
+                    t, c = time.perf_counter(), time.process_time()
                     body = db.run(svc.range, q)
                     encoded = orjson.dumps(body)  # the handler's serialisation is part of the answer
                     times[version].append(time.perf_counter() - t)
+                    cpu[version].append(time.process_time() - c)
                     answers[version] = encoded
             for version, ts in times.items():
                 ts.sort()
                 body = orjson.loads(answers[version])
                 points = sum(len(s["points"]) for s in body["series"])
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
-                      f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[int(len(ts) * 0.95) - 1] * 1000:.0f} ms")
+                      f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[math.ceil(len(ts) * 0.95) - 1] * 1000:.0f} ms "
+                      f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms)")
             if "baseline" in answers:
                 before = orjson.loads(answers["baseline"])
                 for version in ("cold", "warm"):
