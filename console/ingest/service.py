@@ -198,8 +198,13 @@ class IngestService:
         self._update_seen_sql = ("UPDATE series SET first_ts = min(coalesce(first_ts, ?), ?), "
                                  "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?")
         if db.dialect == "postgresql":
-            self._update_seen_sql = ("UPDATE series SET first_ts = least(first_ts, %s, %s), "
-                                     "last_ts = greatest(last_ts, %s, %s) WHERE id = %s")
+            # One statement for the group: psycopg's executemany sends one UPDATE per row
+            # (pipeline mode), ~15 us of client CPU each, which made the bounds update a
+            # quarter of the PostgreSQL writer's CPU.
+            self._update_seen_sql = ("UPDATE series SET first_ts = least(series.first_ts, v.first_ts), "
+                                     "last_ts = greatest(series.last_ts, v.last_ts) "
+                                     "FROM unnest(%s::integer[], %s::bigint[], %s::bigint[]) "
+                                     "AS v(id, first_ts, last_ts) WHERE series.id = v.id")
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
@@ -466,8 +471,8 @@ class IngestService:
     def _update_seen(self, session: Session, samples: list[list[tuple[int, int, float]]],
                      seen: dict[int, tuple[int, int]]) -> None:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
-        samples, in one UPDATE (executemany) of only the series whose bounds this writer
-        has not already stored: ``last_ts`` is set to the end of the newest sample's
+        samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
+        the bounds as arrays) of only the series whose bounds this writer has not already stored: ``last_ts`` is set to the end of the newest sample's
         minute, so a steady series costs one row of it per minute. Fills ``seen`` with the
         bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
@@ -495,7 +500,11 @@ class IngestService:
         cursor = driver_cursor(session)
         try:
             with driver_errors(session, self._update_seen_sql):
-                cursor.executemany(self._update_seen_sql, params)
+                if self._db.dialect == "postgresql":
+                    cursor.execute(self._update_seen_sql, ([p[4] for p in params], [p[0] for p in params],
+                                                           [p[2] for p in params]))
+                else:
+                    cursor.executemany(self._update_seen_sql, params)
         finally:
             cursor.close()
 
