@@ -568,19 +568,39 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         fresh_from = int(self._clock() * 1000) - SERIES_ID_TRUST_MS
-        known = self._known_id
+        series_id, seen_of = self._series_ids.get, self._seen.get
         prepared: dict[int, Prepared] = {}
         for i, batch in enumerate(batches):
             host = self._hosts.get(batch.host)
             if host is None or not batch.metrics:
                 continue
-            sids = [known((host.id, m.name, m.labels_json), fresh_from) for m in batch.metrics]
-            if None in sids:
-                continue
-            rejected: Counter[str] = Counter()
-            examples: dict[str, str] = {}
-            rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-            prepared[i] = Prepared(host.id, rows, rejected, examples)
+            # :meth:`_known_id` and :meth:`_rows_of` in one loop, for the steady sender
+            # whose samples are all in the window (a few calls less per sample, ~0.3 us
+            # of the writer's ~5 us); anything else goes through _rows_of.
+            host_id, plain = host.id, True
+            sids: list[int | None] = []
+            rows: list[tuple[int, int, float]] = []
+            append = rows.append
+            for m in batch.metrics:
+                sid = series_id((host_id, m.name, m.labels_json))
+                if sid is None:
+                    break  # not cached: the transaction looks it up
+                seen = seen_of(sid)
+                if seen is None or seen[1] < fresh_from:
+                    break  # not trusted (see _known_id)
+                sids.append(sid)
+                plain = plain and not m.non_finite
+                for ts, value in m.points:
+                    if lo <= ts <= hi:
+                        append((sid, ts, value))
+                    else:
+                        plain = False
+            else:
+                rejected: Counter[str] = Counter()
+                examples: dict[str, str] = {}
+                if not plain:
+                    rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
+                prepared[i] = Prepared(host_id, rows, rejected, examples)
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,
