@@ -122,12 +122,15 @@ def settle(future: asyncio.Future, outcome: Any) -> None:
 @dataclass
 class Prepared:
     """A batch's rows built before its transaction (:meth:`IngestService._prepare_rows`)
-    with the cached ``host_id``, and what building them refused."""
+    with the cached ``host_id``, and what building them refused. ``covered``: every
+    sample lies within its series' first/last sample times as this writer stored them
+    (nothing to update, see :meth:`IngestService._update_seen`)."""
 
     host_id: int
     rows: list[tuple[int, int, float]]
     rejected: Counter
     examples: dict[str, str]
+    covered: bool = False
 
 
 class StaleHostCache(Exception):
@@ -421,6 +424,7 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         samples: list[list[tuple[int, int, float]]] = []
+        covered: set[int] = set()  # indexes of batches whose samples need no bounds update
         logs: list[LogRow] = []
         rejections: list[tuple[int, Counter, dict]] = []
         for i, (batch, is_fresh) in enumerate(zip(batches, fresh)):
@@ -435,6 +439,8 @@ class IngestService:
             pre = prepared.get(i) if prepared else None
             if pre is not None and pre.host_id == state.id:
                 rows = pre.rows
+                if pre.covered:
+                    covered.add(i)
                 rejected.update(pre.rejected)
                 examples.update(pre.examples)
             else:
@@ -458,7 +464,7 @@ class IngestService:
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if any(samples):
             self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
-            self._update_seen(session, samples, seen)
+            self._update_seen(session, samples, seen, covered)
         if logs:
             # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
             self._logs.insert(session, logs)
@@ -469,14 +475,17 @@ class IngestService:
         return results
 
     def _update_seen(self, session: Session, samples: list[list[tuple[int, int, float]]],
-                     seen: dict[int, tuple[int, int]]) -> None:
+                     seen: dict[int, tuple[int, int]], covered: set[int]) -> None:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
         samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
         the bounds as arrays) of only the series whose bounds this writer has not already stored: ``last_ts`` is set to the end of the newest sample's
-        minute, so a steady series costs one row of it per minute. Fills ``seen`` with the
-        bounds written, for :attr:`_seen` after commit."""
+        minute, so a steady series costs one row of it per minute. ``covered``: indexes of
+        ``samples`` known to be within the stored bounds already (:class:`Prepared`), not
+        looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
-        for rows in samples:
+        for i, rows in enumerate(samples):
+            if i in covered:
+                continue
             for sid, ts, _ in rows:
                 b = bounds.get(sid)
                 if b is None:
@@ -577,7 +586,7 @@ class IngestService:
             # :meth:`_known_id` and :meth:`_rows_of` in one loop, for the steady sender
             # whose samples are all in the window (a few calls less per sample, ~0.3 us
             # of the writer's ~5 us); anything else goes through _rows_of.
-            host_id, plain = host.id, True
+            host_id, plain, covered = host.id, True, True
             sids: list[int | None] = []
             rows: list[tuple[int, int, float]] = []
             append = rows.append
@@ -590,17 +599,20 @@ class IngestService:
                     break  # not trusted (see _known_id)
                 sids.append(sid)
                 plain = plain and not m.non_finite
+                first, last = seen
                 for ts, value in m.points:
                     if lo <= ts <= hi:
                         append((sid, ts, value))
                     else:
                         plain = False
+                    if covered and not first <= ts <= last:
+                        covered = False
             else:
                 rejected: Counter[str] = Counter()
                 examples: dict[str, str] = {}
                 if not plain:
                     rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-                prepared[i] = Prepared(host_id, rows, rejected, examples)
+                prepared[i] = Prepared(host_id, rows, rejected, examples, covered)
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,
