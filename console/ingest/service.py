@@ -478,8 +478,9 @@ class IngestService:
                      seen: dict[int, tuple[int, int]], covered: set[int]) -> None:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
         samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
-        the bounds as arrays) of only the series whose bounds this writer has not already stored: ``last_ts`` is set to the end of the newest sample's
-        minute, so a steady series costs one row of it per minute. ``covered``: indexes of
+        the bounds as arrays) of only the series whose bounds this writer has not already
+        stored: ``last_ts`` is set to the end of the newest sample's minute, so a steady
+        series costs one row of it per minute. ``covered``: indexes of
         ``samples`` known to be within the stored bounds already (:class:`Prepared`), not
         looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
