@@ -7,7 +7,9 @@ a round of the raw baseline on the same rows (``sqlite3`` ``executemany`` + comm
 batch, or psycopg ``COPY`` + commit per batch for PostgreSQL), ``--pairs`` times, and the
 medians are printed. Also printed: console CPU per sample (from /proc), the generator's
 own CPU (to show it is not the bottleneck), request latency p50/p99, the load average,
-and, with ``--paced``, p99 latency at that fraction of the measured rate. ``--second-shape``
+and, with ``--paced``, p99 latency at that fraction of the measured rate. Each console
+keeps its database from pair to pair, so each pair line gives the samples per series
+stored before it: on SQLite the cost of a sample grows with it (BENCHMARKS.md). ``--second-shape``
 adds a row for 100 series x 10 points per batch.
 
 ``--workers 1,2`` runs one console per count (``fleetdeck serve --workers N``, each on a
@@ -265,6 +267,7 @@ class Target:
     port: int
     tokens: dict[str, str]
     agents: list[Agent] | None = None
+    stored: int = 0  # samples accepted so far (the database grows from pair to pair)
 
     @property
     def label(self) -> str:
@@ -282,7 +285,8 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
     for target in targets:
         target.agents = [Agent(h, target.tokens[h], shape, t0, prefix) for h in hosts]
         # Warm-up: each agent's first batch creates its series (not timed).
-        drive(target.port, target.agents, [[a.batch()[0]] for a in target.agents], 120, target.proc.pid)
+        warm = drive(target.port, target.agents, [[a.batch()[0]] for a in target.agents], 120, target.proc.pid)
+        target.stored += warm.samples
     per_agent = int(args.seconds * args.expect / shape.samples / len(hosts)) + 2
     rounds: dict[int, list[Round]] = {t.workers: [] for t in targets}
     raws: list[float] = []
@@ -298,13 +302,15 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
                 if target is targets[0]:  # the baseline inserts the first console's rows
                     rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
                                  for _, r in made])
+            per_series = target.stored / (len(hosts) * shape.series)
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid)
+            target.stored += r.samples
             rounds[target.workers].append(r)
             line.append(f"{target.label} {r.rate:,.0f} samples/s ({len(r.latencies)} batches, "
                         f"p50 {statistics.median(r.latencies) * 1000:.0f} ms, p99 {percentile99(r.latencies) * 1000:.0f} ms, "
                         f"{r.console_cpu / max(1, r.samples) * 1e6:.1f} us CPU/sample, console "
                         f"{r.console_cpu / r.elapsed:.2f} cores, generator {r.generator_cpu / r.elapsed:.2f} cores, "
-                        f"load {r.load:.2f})")
+                        f"load {r.load:.2f}, {per_series:.0f} samples per series stored before)")
         batches_done = len(rounds[targets[0].workers][-1].latencies)
         raws.append(baseline.run(rows[:max(batches_done, 50)]))
         print(f"  pair {pair + 1}: " + " | ".join(line) + f" | {baseline.name} {raws[-1]:,.0f} rows/s", flush=True)
@@ -326,6 +332,7 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
             assert target.agents is not None
             bodies = [[a.batch()[0] for _ in range(count)] for a in target.agents]
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid, pace=interval)
+            target.stored += r.samples
             print(f"RESULT {target.label} paced at {args.paced:.0%} ({r.rate:,.0f} samples/s): p50 "
                   f"{statistics.median(r.latencies) * 1000:.0f} ms, p99 {percentile99(r.latencies) * 1000:.0f} ms "
                   f"({len(r.latencies)} batches)", flush=True)

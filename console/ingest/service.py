@@ -122,12 +122,15 @@ def settle(future: asyncio.Future, outcome: Any) -> None:
 @dataclass
 class Prepared:
     """A batch's rows built before its transaction (:meth:`IngestService._prepare_rows`)
-    with the cached ``host_id``, and what building them refused."""
+    with the cached ``host_id``, and what building them refused. ``covered``: every
+    sample lies within its series' first/last sample times as this writer stored them
+    (nothing to update, see :meth:`IngestService._update_seen`)."""
 
     host_id: int
     rows: list[tuple[int, int, float]]
     rejected: Counter
     examples: dict[str, str]
+    covered: bool = False
 
 
 class StaleHostCache(Exception):
@@ -198,8 +201,13 @@ class IngestService:
         self._update_seen_sql = ("UPDATE series SET first_ts = min(coalesce(first_ts, ?), ?), "
                                  "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?")
         if db.dialect == "postgresql":
-            self._update_seen_sql = ("UPDATE series SET first_ts = least(first_ts, %s, %s), "
-                                     "last_ts = greatest(last_ts, %s, %s) WHERE id = %s")
+            # One statement for the group: psycopg's executemany sends one UPDATE per row
+            # (pipeline mode), ~15 us of client CPU each, which made the bounds update a
+            # quarter of the PostgreSQL writer's CPU.
+            self._update_seen_sql = ("UPDATE series SET first_ts = least(series.first_ts, v.first_ts), "
+                                     "last_ts = greatest(series.last_ts, v.last_ts) "
+                                     "FROM unnest(%s::integer[], %s::bigint[], %s::bigint[]) "
+                                     "AS v(id, first_ts, last_ts) WHERE series.id = v.id")
             self._insert_samples = ("INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s) "
                                     "ON CONFLICT DO NOTHING")
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
@@ -416,6 +424,7 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         samples: list[list[tuple[int, int, float]]] = []
+        covered: set[int] = set()  # indexes of batches whose samples need no bounds update
         logs: list[LogRow] = []
         rejections: list[tuple[int, Counter, dict]] = []
         for i, (batch, is_fresh) in enumerate(zip(batches, fresh)):
@@ -430,6 +439,8 @@ class IngestService:
             pre = prepared.get(i) if prepared else None
             if pre is not None and pre.host_id == state.id:
                 rows = pre.rows
+                if pre.covered:
+                    covered.add(i)
                 rejected.update(pre.rejected)
                 examples.update(pre.examples)
             else:
@@ -453,7 +464,7 @@ class IngestService:
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if any(samples):
             self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
-            self._update_seen(session, samples, seen)
+            self._update_seen(session, samples, seen, covered)
         if logs:
             # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
             self._logs.insert(session, logs)
@@ -464,14 +475,18 @@ class IngestService:
         return results
 
     def _update_seen(self, session: Session, samples: list[list[tuple[int, int, float]]],
-                     seen: dict[int, tuple[int, int]]) -> None:
+                     seen: dict[int, tuple[int, int]], covered: set[int]) -> None:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
-        samples, in one UPDATE (executemany) of only the series whose bounds this writer
-        has not already stored: ``last_ts`` is set to the end of the newest sample's
-        minute, so a steady series costs one row of it per minute. Fills ``seen`` with the
-        bounds written, for :attr:`_seen` after commit."""
+        samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
+        the bounds as arrays) of only the series whose bounds this writer has not already
+        stored: ``last_ts`` is set to the end of the newest sample's minute, so a steady
+        series costs one row of it per minute. ``covered``: indexes of
+        ``samples`` known to be within the stored bounds already (:class:`Prepared`), not
+        looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
-        for rows in samples:
+        for i, rows in enumerate(samples):
+            if i in covered:
+                continue
             for sid, ts, _ in rows:
                 b = bounds.get(sid)
                 if b is None:
@@ -495,7 +510,11 @@ class IngestService:
         cursor = driver_cursor(session)
         try:
             with driver_errors(session, self._update_seen_sql):
-                cursor.executemany(self._update_seen_sql, params)
+                if self._db.dialect == "postgresql":
+                    cursor.execute(self._update_seen_sql, ([p[4] for p in params], [p[0] for p in params],
+                                                           [p[2] for p in params]))
+                else:
+                    cursor.executemany(self._update_seen_sql, params)
         finally:
             cursor.close()
 
@@ -559,19 +578,42 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         fresh_from = int(self._clock() * 1000) - SERIES_ID_TRUST_MS
-        known = self._known_id
+        series_id, seen_of = self._series_ids.get, self._seen.get
         prepared: dict[int, Prepared] = {}
         for i, batch in enumerate(batches):
             host = self._hosts.get(batch.host)
             if host is None or not batch.metrics:
                 continue
-            sids = [known((host.id, m.name, m.labels_json), fresh_from) for m in batch.metrics]
-            if None in sids:
-                continue
-            rejected: Counter[str] = Counter()
-            examples: dict[str, str] = {}
-            rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-            prepared[i] = Prepared(host.id, rows, rejected, examples)
+            # :meth:`_known_id` and :meth:`_rows_of` in one loop, for the steady sender
+            # whose samples are all in the window (a few calls less per sample, ~0.3 us
+            # of the writer's ~5 us); anything else goes through _rows_of.
+            host_id, plain, covered = host.id, True, True
+            sids: list[int | None] = []
+            rows: list[tuple[int, int, float]] = []
+            append = rows.append
+            for m in batch.metrics:
+                sid = series_id((host_id, m.name, m.labels_json))
+                if sid is None:
+                    break  # not cached: the transaction looks it up
+                seen = seen_of(sid)
+                if seen is None or seen[1] < fresh_from:
+                    break  # not trusted (see _known_id)
+                sids.append(sid)
+                plain = plain and not m.non_finite
+                first, last = seen
+                for ts, value in m.points:
+                    if lo <= ts <= hi:
+                        append((sid, ts, value))
+                    else:
+                        plain = False
+                    if covered and not first <= ts <= last:
+                        covered = False
+            else:
+                rejected: Counter[str] = Counter()
+                examples: dict[str, str] = {}
+                if not plain:
+                    rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
+                prepared[i] = Prepared(host_id, rows, rejected, examples, covered)
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,

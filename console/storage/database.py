@@ -69,8 +69,9 @@ def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     SQLite gets WAL journaling, ``synchronous=NORMAL`` (durable across process crashes,
-    the WAL default trade-off), foreign keys and a 10 s busy timeout on every connection,
-    and the log search index file attached (console/storage/logsearch.py).
+    the WAL default trade-off), foreign keys, a 10 s busy timeout and reads through a
+    memory map (up to 1 GiB) on every connection, and the log search index file
+    attached (console/storage/logsearch.py).
     The parent folder of a SQLite file is created (0700), the file itself 0600 (see
     :func:`private_sqlite_files`).
     """
@@ -89,6 +90,15 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=10000")
+            # Pages are read through a memory map (up to 1 GiB of the file) instead of read()
+            # calls into SQLite's page cache (2 MB per connection). Ingest touches the newest
+            # leaf page of every series it writes (samples are clustered by series, then
+            # time): once the series outnumber that cache, each sample cost a read() of its
+            # page, a cost that grew with the data stored (BENCHMARKS.md, "Ingest in the
+            # agent's shape"). Writes still go through write() (SQLite maps for reading
+            # unless built with SQLITE_MMAP_READWRITE): a full disk is still an error
+            # SQLite reports. https://www.sqlite.org/mmap.html
+            cur.execute("PRAGMA mmap_size=1073741824")
             cur.close()
             attach_log_search(dbapi_conn, database)
 

@@ -59,6 +59,21 @@ def test_first_and_last_sample_time_follow_every_batch(console):
     assert now <= last < now // 60_000 * 60_000 + 60_000  # at most the end of the last sample's minute
 
 
+def test_a_steady_senders_bounds_move_only_past_what_is_stored(console):
+    # From the second batch on, the writer builds a steady sender's rows from its caches
+    # and skips the bounds UPDATE for samples inside the stored bounds: the bounds must
+    # still move for a sample before the first or past the last one's minute.
+    minute = int(time.time() * 1000) // 60_000 * 60_000 - 60_000
+    metric = {"name": "app_lc_steady", "type": "gauge", "labels": {"k": "v"}}
+    push(console, "lc-steady", [dict(metric, points=[[minute + 10_000, 1.0]])])
+    push(console, "lc-steady", [dict(metric, points=[[minute + 20_000, 2.0]])])  # inside: unchanged
+    assert bounds(console, "app_lc_steady") == [('{"k":"v"}', minute + 10_000, minute + 59_999)]
+    push(console, "lc-steady", [dict(metric, points=[[minute + 5_000, 0.5]])])  # before the first
+    assert bounds(console, "app_lc_steady") == [('{"k":"v"}', minute + 5_000, minute + 59_999)]
+    push(console, "lc-steady", [dict(metric, points=[[minute + 61_000, 3.0]])])  # the next minute
+    assert bounds(console, "app_lc_steady") == [('{"k":"v"}', minute + 5_000, minute + 119_999)]
+
+
 def test_queries_and_name_lists_read_only_series_with_data_in_the_window(console, viewer):
     now = int(time.time() * 1000)
     push(console, "lc-window", [

@@ -42,6 +42,17 @@ def test_sqlite_uses_wal(tmp_path):
     db.close()
 
 
+def test_sqlite_reads_pages_through_a_memory_map(tmp_path):
+    # Ingest reads the newest leaf page of every series it writes: with SQLite's 2 MB page
+    # cache alone, each sample cost a read() once series outnumbered it, more and more as
+    # data was stored (BENCHMARKS.md, "Ingest in the agent's shape").
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    with db.engine.connect() as first, db.engine.connect() as second:  # every connection
+        for conn in (first, second):
+            assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() >= 1 << 30
+    db.close()
+
+
 def test_sqlite_log_index_merges_sixteen_segments_at_a_time(tmp_path):
     # 0012_fts_automerge, kept by the index file of logperf_0001 (console/storage/logsearch.py):
     # fewer FTS5 merges per indexing pass (BENCHMARKS.md "Logs").
