@@ -15,7 +15,8 @@ minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h ro
 blocks past the 2 h hot window, retention), so freed pages are reused as in a running
 console (on PostgreSQL followed by ``VACUUM`` of the tables the job deletes from or
 rewrites, :data:`VACUUMED`, what autovacuum does there within
-its one-minute naptime while here the simulated hours pass in seconds). On PostgreSQL the
+its one-minute naptime while here the simulated hours pass in seconds; ``series``, whose
+rows ingest updates once a minute, after each 100 simulated seconds stored). On PostgreSQL the
 console's partition maintenance (console/storage/partitions.py) runs too, at the simulated
 time, every ``MAINTENANCE_INTERVAL_S``: each day of samples, blocks and 1m rows goes into
 a partition of its own, as in a running console. Printed: the whole database after a checkpoint
@@ -52,9 +53,12 @@ from console.storage.partitions import MAINTENANCE_INTERVAL_S, PartitionMaintena
 from console.tiers.service import RollupService  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
-# The tables the job deletes rows of or rewrites (packing), and ``series`` (ingest moves each
-# series' last sample time), vacuumed after each run on PostgreSQL.
-VACUUMED = ("samples", "rollup_1m", "sample_blocks", "rollup_1m_blocks", "series")
+# The tables the job deletes rows of or rewrites (packing), vacuumed after each run on PostgreSQL;
+# ``series`` (ingest moves each series' last sample time once a minute) after each 100 s stored.
+VACUUMED = ("samples", "rollup_1m", "sample_blocks", "rollup_1m_blocks")
+# Other sessions' transactions that hold back what VACUUM may remove (the machine's other users).
+HORIZON = ("SELECT COALESCE(MAX(EXTRACT(EPOCH FROM now() - xact_start)), 0) FROM pg_stat_activity "
+           "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL")
 TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "rollup_1h", "series")
 
 
@@ -128,6 +132,7 @@ def main() -> int:
         maintenance = PartitionMaintenance(db, ConsoleConfig(), clock=lambda: clock[0])
         maintained = None  # simulated time of the last partition maintenance pass
         stored = jobs = 0.0
+        held = []  # per VACUUM after a job run: the age of the oldest other transaction, seconds
         with db.engine.connect() as conn:
             tables = set(conn.exec_driver_sql(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()) \
@@ -141,6 +146,9 @@ def main() -> int:
                 service.store(Batch("storage-1", uuid.uuid4().hex, None, None, None, "{}", metrics))
             clock[0] = (t0 + (off + 10) * 10_000) / 1000
             stored += time.perf_counter() - start
+            if args.db == "postgres":  # autovacuum's naptime is a minute: it sees each minute's updates
+                with db.engine.connect() as conn:
+                    conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM series")
             if off % (args.jobs_every * 6) == 0 or off + 10 >= points:
                 start = time.perf_counter()
                 if maintained is None or clock[0] - maintained >= MAINTENANCE_INTERVAL_S:
@@ -152,11 +160,20 @@ def main() -> int:
                     # What autovacuum does within a minute in a running console (its naptime);
                     # the simulated hours pass in seconds here. Space of packed rows is reused.
                     with db.engine.connect() as conn:
+                        held.append(float(conn.exec_driver_sql(HORIZON).scalar()))
+                        conn.rollback()
                         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                             "VACUUM " + ", ".join(t for t in VACUUMED if t in tables))
+        if args.db == "postgres":
+            # The job's next run, a minute later in a console, after autovacuum gave back the heap
+            # of a partition the last run emptied: it truncates that partition.
+            jobs_service.run_all()
         n = points * len(shapes)
         print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
               f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")
+        if held:
+            print(f"VACUUMs after a job run while another session's transaction older than 5 s held back "
+                  f"what they may remove: {sum(h > 5 for h in held)} of {len(held)} (oldest {max(held):.0f} s)")
         with db.engine.connect() as conn:
             if args.db == "sqlite":
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
