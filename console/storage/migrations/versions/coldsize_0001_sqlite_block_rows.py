@@ -26,7 +26,7 @@ branch_labels = None
 depends_on = None
 
 TABLES = ("sample_blocks", "rollup_1m_blocks")
-COLUMNS = "series_id, start_ts, end_ts, count, data"
+COLUMNS = ("series_id", "start_ts", "end_ts", "count", "data")
 
 
 def _rebuild(table: str, with_rowid: bool) -> None:
@@ -40,7 +40,10 @@ def _rebuild(table: str, with_rowid: bool) -> None:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sqlite_with_rowid=with_rowid,
     )
-    op.execute(f'INSERT INTO "{new}" ({COLUMNS}) SELECT {COLUMNS} FROM "{table}" ORDER BY series_id, start_ts')
+    source = sa.table(table, *(sa.column(c) for c in COLUMNS))
+    target = sa.table(new, *(sa.column(c) for c in COLUMNS))
+    op.execute(sa.insert(target).from_select(COLUMNS, sa.select(*source.c).order_by(source.c.series_id,
+                                                                                     source.c.start_ts)))
     op.drop_table(table)
     op.rename_table(new, table)
 
