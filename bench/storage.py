@@ -15,10 +15,18 @@ minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h ro
 blocks past the 2 h hot window, retention), so freed pages are reused as in a running
 console (on PostgreSQL followed by ``VACUUM`` of the tables the job deletes from or
 rewrites, :data:`VACUUMED`, what autovacuum does there within
-its one-minute naptime while here the simulated hours pass in seconds). Printed: the whole database after a checkpoint
+its one-minute naptime while here the simulated hours pass in seconds; ``series``, whose
+rows ingest updates once a minute, after each 100 simulated seconds stored). On PostgreSQL the
+console's partition maintenance (console/storage/partitions.py) runs too, at the simulated
+time, every ``MAINTENANCE_INTERVAL_S``: each day of samples, blocks and 1m rows goes into
+a partition of its own, as in a running console. Printed: the whole database after a checkpoint
 (SQLite: the file after ``wal_checkpoint(TRUNCATE)``, and without its free pages, which
 later inserts reuse; PostgreSQL: ``pg_total_relation_size`` summed over the schema's
-tables) and per table, in bytes per raw sample.
+tables) and per table with its indexes (PostgreSQL: and its partitions, split into
+heap, indexes and TOAST), in bytes per raw sample.
+
+The default retentions keep raw samples 7 days (``--hours 168``): over a shorter run the
+hot rows of the last hours weigh more than in a console that has filled its raw retention.
 
     python bench/storage.py [--db sqlite|postgres] [--data host|random] [--hours 24] [--series 100]
 """
@@ -28,6 +36,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -40,12 +49,16 @@ from console.config import SECONDS_MAX, ConsoleConfig  # noqa: E402
 from console.ingest.batch import Batch, MetricIn, canonical_labels  # noqa: E402
 from console.ingest.service import IngestService  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.partitions import MAINTENANCE_INTERVAL_S, PartitionMaintenance  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
-# The tables the job deletes rows of or rewrites (packing), and ``series`` (ingest moves each
-# series' last sample time), vacuumed after each run on PostgreSQL.
-VACUUMED = ("samples", "rollup_1m", "sample_blocks", "rollup_1m_blocks", "series")
+# The tables the job deletes rows of or rewrites (packing), vacuumed after each run on PostgreSQL;
+# ``series`` (ingest moves each series' last sample time once a minute) after each 100 s stored.
+VACUUMED = ("samples", "rollup_1m", "sample_blocks", "rollup_1m_blocks")
+# Other sessions' transactions that hold back what VACUUM may remove (the machine's other users).
+HORIZON = ("SELECT COALESCE(MAX(EXTRACT(EPOCH FROM now() - xact_start)), 0) FROM pg_stat_activity "
+           "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL")
 TABLES = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "rollup_1h", "series")
 
 
@@ -94,6 +107,7 @@ def main() -> int:
     ap.add_argument("--collections", type=int, default=240)
     ap.add_argument("--load", help="host data saved by bench/block_codec.py --save")
     ap.add_argument("--jobs-every", type=int, default=10, help="simulated minutes between runs of the rollup job")
+    ap.add_argument("--keep", action="store_true", help="keep the database (SQLite file, PostgreSQL schema) to look at")
     args = ap.parse_args()
     if args.data == "random" and not args.series:
         args.series = 100
@@ -115,7 +129,10 @@ def main() -> int:
         window = ConsoleConfig(sample_max_age=SECONDS_MAX, sample_max_future=SECONDS_MAX)  # accept any stamp
         service = IngestService(db, clock=lambda: clock[0], config=window)
         jobs_service = RollupService(db, ConsoleConfig(), clock=lambda: clock[0])
+        maintenance = PartitionMaintenance(db, ConsoleConfig(), clock=lambda: clock[0])
+        maintained = None  # simulated time of the last partition maintenance pass
         stored = jobs = 0.0
+        held = []  # per VACUUM after a job run: the age of the oldest other transaction, seconds
         with db.engine.connect() as conn:
             tables = set(conn.exec_driver_sql(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()) \
@@ -129,19 +146,34 @@ def main() -> int:
                 service.store(Batch("storage-1", uuid.uuid4().hex, None, None, None, "{}", metrics))
             clock[0] = (t0 + (off + 10) * 10_000) / 1000
             stored += time.perf_counter() - start
+            if args.db == "postgres":  # autovacuum's naptime is a minute: it sees each minute's updates
+                with db.engine.connect() as conn:
+                    conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM series")
             if off % (args.jobs_every * 6) == 0 or off + 10 >= points:
                 start = time.perf_counter()
+                if maintained is None or clock[0] - maintained >= MAINTENANCE_INTERVAL_S:
+                    maintenance.run()  # a no-op on SQLite
+                    maintained = clock[0]
                 jobs_service.run_all()  # the console's job, as deployed, at the simulated time
                 jobs += time.perf_counter() - start
                 if args.db == "postgres":
                     # What autovacuum does within a minute in a running console (its naptime);
                     # the simulated hours pass in seconds here. Space of packed rows is reused.
                     with db.engine.connect() as conn:
+                        held.append(float(conn.exec_driver_sql(HORIZON).scalar()))
+                        conn.rollback()
                         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
                             "VACUUM " + ", ".join(t for t in VACUUMED if t in tables))
+        if args.db == "postgres":
+            # The job's next run, a minute later in a console, after autovacuum gave back the heap
+            # of a partition the last run emptied: it truncates that partition.
+            jobs_service.run_all()
         n = points * len(shapes)
         print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
               f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")
+        if held:
+            print(f"VACUUMs after a job run while another session's transaction older than 5 s held back "
+                  f"what they may remove: {sum(h > 5 for h in held)} of {len(held)} (oldest {max(held):.0f} s)")
         with db.engine.connect() as conn:
             if args.db == "sqlite":
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -150,25 +182,41 @@ def main() -> int:
                 size = sum(os.path.getsize(p) for p in work.iterdir() if p.name.startswith("fleetdeck.db"))
                 print(f"database file: {size:,} B -> {size / n:.2f} B per sample; "
                       f"without its {free:,} B of free pages: {(size - free) / n:.2f} B per sample")
-                for table in TABLES:
-                    b = conn.exec_driver_sql("SELECT SUM(pgsize) FROM dbstat WHERE name = ?", (table,)).scalar() or 0
+                listed = 0
+                for table in TABLES:  # the table and its indexes (a rowid table's primary key is one)
+                    b = conn.exec_driver_sql(
+                        "SELECT SUM(pgsize) FROM dbstat WHERE name = ? OR name IN "
+                        "(SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?)",
+                        (table, table)).scalar() or 0
+                    listed += b
                     print(f"  {table:<16} {b / n:6.2f} B per sample")
+                print(f"  {'other tables':<16} {(size - free - listed) / n:6.2f} B per sample")
             else:
                 sizes = {t: conn.exec_driver_sql("SELECT pg_total_relation_size(%s::regclass)", (f"{schema}.{t}",)).scalar()
                          for t in conn.exec_driver_sql(
                              "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()}
                 total = sum(sizes.values())
                 print(f"all tables with indexes and TOAST: {total:,} B -> {total / n:.2f} B per sample")
+                listed = 0
                 for table in TABLES:  # a partitioned table: with its partitions
-                    size = conn.exec_driver_sql(
-                        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    heap, index, toast, parts = conn.exec_driver_sql(
+                        "SELECT COALESCE(SUM(pg_relation_size(c.oid)), 0), COALESCE(SUM(pg_indexes_size(c.oid)), 0), "
+                        "COALESCE(SUM(pg_total_relation_size(c.oid) - pg_relation_size(c.oid) - pg_indexes_size(c.oid)), 0), "
+                        "COUNT(*) FILTER (WHERE c.relkind = 'r') FROM pg_class c "
                         "WHERE c.oid = to_regclass(%s) OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass(%s)))",
-                        (f"{schema}.{table}",) * 2).scalar()
-                    print(f"  {table:<16} {size / n:6.2f} B per sample")
+                        (f"{schema}.{table}",) * 2).one()
+                    listed += heap + index + toast
+                    print(f"  {table:<16} {(heap + index + toast) / n:6.2f} B per sample (heap {heap / n:.2f}, "
+                          f"indexes {index / n:.2f}, TOAST {toast / n:.2f}; {parts} table(s))")
+                print(f"  {'other tables':<16} {(total - listed) / n:6.2f} B per sample")
     finally:
         db.close()
-        if schema:
+        if args.keep:
+            print(f"kept: {'schema ' + schema if schema else work / 'fleetdeck.db'}")
+        elif schema:
             drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
+        else:
+            shutil.rmtree(work)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -133,10 +133,10 @@ class SampleBlock(Base):
     """The raw samples of one series in one block window, packed (console/storage/blocks.py
     gives the layout of ``data``). ``start_ts`` is the window start (a multiple of the block
     width), ``end_ts`` the last sample's time, both Unix ms; ``count`` the samples held.
-    Migration blocks_0001_sample_blocks."""
+    Migration blocks_0001_sample_blocks; on SQLite a rowid table since coldsize_0001 (a WITHOUT
+    ROWID leaf keeps ~1 KB of a row, the rest of a longer block went to a mostly empty overflow page)."""
 
     __tablename__ = "sample_blocks"
-    __table_args__ = {"sqlite_with_rowid": False}
 
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     start_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -215,10 +215,10 @@ class Rollup1mBlock(Base):
     window start (a multiple of the block width), ``end_ts`` the last row's bucket start,
     both Unix ms; ``count`` the rows held. A ``rollup_1m`` row of the same bucket wins over
     the block's (a bucket recomputed after a late sample, not packed yet).
-    Migration pack1m_0001_rollup_1m_blocks."""
+    Migration pack1m_0001_rollup_1m_blocks; on SQLite a rowid table since coldsize_0001, as
+    ``sample_blocks``."""
 
     __tablename__ = "rollup_1m_blocks"
-    __table_args__ = {"sqlite_with_rowid": False}
 
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     start_ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)

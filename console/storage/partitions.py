@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import column, delete, func, insert, select, text
+from sqlalchemy import column, delete, func, insert, literal_column, select, text
 from sqlalchemy import table as table_clause
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.expression import TableClause
@@ -218,6 +218,48 @@ def drop_partitions_before(db: Database, spec: TimePartitioned, cutoff_ms: int |
         log.info("retention dropped partition %s of %s (%d rows before %d ms)", gone.partition.name, spec.table,
                  gone.rows, gone.partition.hi)
         dropped.append(gone)
+
+
+# Partitions with no heap page left whose indexes hold more than their metapage (8 KiB each):
+# VACUUM gives the pages of an emptied heap back to the file system but keeps a b-tree
+# index's pages for reuse (https://www.postgresql.org/docs/15/routine-vacuuming.html,
+# "Recovering Disk Space"; REINDEX, "an index has become bloated"), so a day of samples
+# packed into blocks kept its primary key's pages, ~30 B a sample, until raw retention.
+_EMPTIED = text(
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = to_regclass(:t) AND pg_relation_size(c.oid) = 0 "
+    "AND pg_indexes_size(c.oid) > 8192 * (SELECT COUNT(*) FROM pg_index x WHERE x.indrelid = c.oid) "
+    "ORDER BY c.relname")
+
+
+def truncate_if_empty(session: Session, name: str) -> bool:
+    """TRUNCATE the partition ``name`` if it holds no row; returns whether it did. Its lock
+    is taken first, NOWAIT: a partition being read or written raises OperationalError at
+    once instead of queueing readers behind the lock, and a row inserted before the lock
+    is seen by the check."""
+    session.execute(text(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE NOWAIT'))
+    if session.execute(select(literal_column("1")).select_from(table_clause(name)).limit(1)).first() is not None:
+        return False
+    session.execute(text(f'TRUNCATE "{name}"'))
+    return True
+
+
+def truncate_emptied(db: Database, spec: TimePartitioned) -> list[str]:
+    """Truncate, one transaction each, the partitions of ``spec`` that hold no row but whose
+    indexes kept their size (the rows were moved into blocks, and VACUUM gave the heap
+    back); returns their names. Blocking: run it on the writer thread. A partition in use
+    is left for the next run. A no-op on SQLite."""
+    if db.dialect != "postgresql":
+        return []
+    done = []
+    for name in db.run(lambda s: list(s.execute(_EMPTIED, {"t": spec.table}).scalars())):
+        try:
+            if db.run(truncate_if_empty, name):
+                done.append(name)
+        except sa_exc.OperationalError as exc:
+            log.info("truncating emptied partition %s waits for the next run: %s", name,
+                     str(exc.orig or exc).splitlines()[0][:200])
+    return done
 
 
 @dataclass

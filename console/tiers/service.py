@@ -34,6 +34,10 @@ A 1m bucket recomputed over a packed day (a late sample) is written as a row aga
 readers take over the block's value (rollup_blocks.load) and the next packing merges into
 the block. The 1h tier and every reader of the 1m tier read blocks and rows together.
 
+On PostgreSQL a time partition of ``samples`` or ``rollup_1m`` whose rows have all been
+packed (and whose heap VACUUM gave back) is truncated, so its primary key's pages go back
+to the file system too instead of staying until retention drops the partition.
+
 Cross-series rollups (setting ``rollup_1m_host``): the 1m pass also folds each series' new rows into one
 ``rollup_1m_host`` row per metric, host and minute (sum, least and greatest of the series'
 values for avg, min, max and increase), written in the transaction that moves the 1m
@@ -66,7 +70,8 @@ from console.storage import blocks, rollup_blocks
 from console.storage.database import Database
 from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
                                     SampleBlock, Series)
-from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before
+from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, truncate_emptied
+from console.storage.partitions import TABLES as PARTITIONED
 
 log = logging.getLogger("fleetdeck.tiers")
 
@@ -213,6 +218,7 @@ class RollupService:
         while await self._db.on_writer(self.pack_1m_step):
             await asyncio.sleep(0)
         await self._db.on_writer(self.drop_partitions)
+        await self._db.on_writer(self.truncate_packed_partitions)
         while await self._db.on_writer(self.retention_step):
             await asyncio.sleep(0)
 
@@ -226,6 +232,7 @@ class RollupService:
         while self.pack_1m_step():
             pass
         self.drop_partitions()
+        self.truncate_packed_partitions()
         while self.retention_step():
             pass
 
@@ -548,6 +555,13 @@ class RollupService:
         cutoffs = self._db.run(self.cutoffs)
         return [d.partition.name for spec in METRIC_TABLES
                 for d in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
+
+    def truncate_packed_partitions(self) -> list[str]:
+        """PostgreSQL: truncate the partitions of ``samples`` and ``rollup_1m`` whose rows have
+        all been packed into blocks (VACUUM gave their heap back, not their primary key's
+        pages, which would stay until retention drops the partition); returns their names.
+        Blocking, on the writer thread; a no-op on SQLite."""
+        return [name for table in ("samples", "rollup_1m") for name in truncate_emptied(self._db, PARTITIONED[table])]
 
     def retention_step(self) -> bool:
         """Delete due rows of one chunk of series in one table, in one transaction.
