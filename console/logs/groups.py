@@ -1,0 +1,208 @@
+"""PostgreSQL's log search index: one Bloom filter of words per group of lines.
+
+``log_search_groups`` holds, for up to :data:`GROUP_LINES` consecutive lines of one host
+(by ``log_records.id``), the id and time range they span and a Bloom filter
+(https://doi.org/10.1145/362686.362692) of their tokens: the distinct lower-cased words
+(console/logs/words.py ``line_words``, the tokenisation a search uses), each word's first
+:data:`PREFIX_CHARS` characters (so a prefix search ``abc*`` can skip groups too), and
+the lines' levels and sources. A search (console/logs/service.py) walks the groups newest
+first, keeps those whose filter may hold every term, reads their lines and matches each
+word by word, and stops once it has the page: a word in most lines reads a few groups,
+a rare word the filters of every group in the time range (~20 bytes a line) and the lines
+of the few groups that may hold it. This is the token Bloom filter of ClickHouse's
+``tokenbf_v1`` skip index and the chunk scan of Loki, beside the rows themselves.
+
+Why not a GIN index (per line, as migration 0004_logs built, or per group): a GIN entry
+per distinct word and line costs ~1.3 µs of server CPU per entry, and the realistic
+lines of agents hold ~10 tokens found in no other line (hex request ids, UUID parts,
+byte counts), so grouping lines collapses only the shared words; a GIN per group of 256
+lines measured ~40 µs per line and 440 B per line, a Bloom filter ~4 µs and ~20 B
+(BENCHMARKS.md "Logs").
+
+``log_search_state.indexed_id`` is the watermark: every line with an id up to it is in a
+group. :class:`GroupIndexer` fills the groups from committed lines on a thread of its own
+(the contract of SQLite's console/logs/indexer.py), so the ingest transaction is a COPY of
+the rows alone; search scans the lines above the watermark. The groups and the watermark
+change in one transaction, so a crash never leaves one without the other.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
+                        literal, or_, select, text, true)
+from sqlalchemy.orm import Session
+
+from console.logs.indexer import LogIndexer
+from console.logs.words import line_words
+from console.storage.database import execute_dml
+
+GROUP_LINES = 256  # lines of one host per group at most
+PREFIX_CHARS = 3  # a word's first characters, a token of their own (prefix search)
+HASHES = 7  # bit positions per token (k); with BITS_PER_TOKEN, ~0.8 % false positives
+BITS_PER_TOKEN = 10
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: mixes the CRC into the second hash
+_MASK64 = 2**64 - 1
+# Token kinds: a word as it is; the others start with a character no word holds.
+_PREFIX, _LEVEL, _SOURCE = "\x00", "\x01", "\x02"
+
+_meta = MetaData()
+# Created by migration loggroup_0001 on PostgreSQL only (SQLite keeps its FTS5 file).
+GROUPS = Table("log_search_groups", _meta,
+               Column("id", BigInteger, primary_key=True),
+               Column("host_id", Integer), Column("first_record_id", BigInteger),
+               Column("last_record_id", BigInteger), Column("min_ts", BigInteger), Column("max_ts", BigInteger),
+               Column("lines", Integer), Column("bloom", LargeBinary))
+STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True),
+              Column("indexed_id", BigInteger))
+
+
+def _hashes(token: str) -> tuple[int, int]:
+    """The two hashes of ``token`` (double hashing, Kirsch and Mitzenmacher 2006): the
+    CRC-32 of its UTF-8 bytes, and an odd 32-bit mix of it. Bit ``i`` of a token is
+    ``(h1 + i * h2) mod m``; search computes the same in SQL."""
+    h1 = zlib.crc32(token.encode())
+    return h1, (((h1 * _GOLDEN) & _MASK64) >> 32) | 1
+
+
+def group_tokens(lines: Iterable[str], levels: Iterable[str | None], sources: Iterable[str]) -> set[str]:
+    """The tokens a group's filter holds for these lines (see the module docstring)."""
+    words = line_words(" ".join(lines))  # a space separates words: the union of each line's
+    tokens = set(words)
+    tokens.update(_PREFIX + w[:PREFIX_CHARS] for w in words if len(w) >= PREFIX_CHARS)
+    tokens.update(_LEVEL + level for level in set(levels) if level)
+    tokens.update(_SOURCE + source for source in set(sources))
+    return tokens
+
+
+def bloom(tokens: set[str]) -> bytes:
+    """A Bloom filter of ``tokens``: ``BITS_PER_TOKEN`` bits a token (a multiple of 64),
+    bit ``n`` in byte ``n // 8`` at ``1 << (n % 8)`` (PostgreSQL's ``get_bit`` order)."""
+    m = max(64, -(-len(tokens) * BITS_PER_TOKEN // 64) * 64)
+    h1 = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
+    h2 = ((h1 * np.uint64(_GOLDEN)) >> np.uint64(32)) | np.uint64(1)  # uint64 products wrap, as _MASK64
+    positions = (h1[:, None] + np.arange(HASHES, dtype=np.uint64)[None, :] * h2[:, None]) % np.uint64(m)
+    bits = np.zeros(m, dtype=np.uint8)
+    bits[positions.ravel()] = 1
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def may_hold(token: str) -> Any:
+    """SQL condition: the group's filter may hold ``token`` (every one of its bits is set)."""
+    h1, h2 = _hashes(token)
+    bits = func.length(GROUPS.c.bloom) * 8
+    return and_(*(func.get_bit(GROUPS.c.bloom, cast(literal(h1 + i * h2, BigInteger) % bits, Integer)) == 1
+                  for i in range(HASHES)))
+
+
+@dataclass(frozen=True)
+class Group:
+    host_id: int
+    first_record_id: int
+    last_record_id: int
+    min_ts: int
+    max_ts: int
+
+
+def group_conditions(terms: Sequence[Any], levels: Sequence[str], source: str | None) -> list:
+    """Conditions on ``log_search_groups`` for a search: each term (exact word, or a prefix
+    of at least :data:`PREFIX_CHARS` characters) and the level and exact source filters
+    may be in the group. A shorter prefix or a source prefix skips no group."""
+    conditions = []
+    for term in terms:
+        if not term.prefix:
+            conditions.append(may_hold(term.word))
+        elif len(term.word) >= PREFIX_CHARS:
+            conditions.append(may_hold(_PREFIX + term.word[:PREFIX_CHARS]))
+    if levels:
+        conditions.append(or_(*(may_hold(_LEVEL + level) for level in levels)))
+    if source and not source.endswith("*"):
+        conditions.append(may_hold(_SOURCE + source))
+    return conditions
+
+
+def build_groups(rows: Sequence[Any]) -> list[tuple[int, int, int, int, int, int, bytes]]:
+    """``rows`` (id, host_id, ts, line, level, source) in id order -> group rows
+    ``(host_id, first_record_id, last_record_id, min_ts, max_ts, lines, bloom)``: each
+    host's rows in runs of at most :data:`GROUP_LINES`."""
+    by_host: dict[int, list[Any]] = {}
+    for row in rows:
+        by_host.setdefault(row[1], []).append(row)
+    out = []
+    for host_id, mine in by_host.items():
+        for start in range(0, len(mine), GROUP_LINES):
+            chunk = mine[start:start + GROUP_LINES]
+            tokens = group_tokens((r[3] for r in chunk), (r[4] for r in chunk), (r[5] for r in chunk))
+            ts = [r[2] for r in chunk]
+            out.append((host_id, chunk[0][0], chunk[-1][0], min(ts), max(ts), len(chunk), bloom(tokens)))
+    return out
+
+
+def index_groups(cursor: Any, upto: int, most: int) -> tuple[int, int]:
+    """In the psycopg cursor's transaction: lock the watermark row, group the lines with
+    ``watermark < id <= upto`` (at most ``most`` of them, the oldest ids), insert their
+    groups and move the watermark past them. Returns ``(new watermark, lines grouped)``.
+    The caller makes sure every line up to ``upto`` is committed (or is this transaction's)."""
+    (after,) = cursor.execute("SELECT indexed_id FROM log_search_state WHERE id = 1 FOR UPDATE").fetchone()
+    if upto <= after:
+        return after, 0
+    rows = cursor.execute("SELECT id, host_id, ts, line, level, source FROM log_records WHERE id > %s AND id <= %s "
+                          "ORDER BY id LIMIT %s", (after, upto, most)).fetchall()
+    if len(rows) == most:
+        upto = rows[-1][0]
+    if rows:
+        with cursor.copy("COPY log_search_groups (host_id, first_record_id, last_record_id, min_ts, max_ts, lines, "
+                         "bloom) FROM STDIN") as copy:
+            for group in build_groups(rows):
+                copy.write_row(group)
+    cursor.execute("UPDATE log_search_state SET indexed_id = %s WHERE id = 1", (upto,))
+    return upto, len(rows)
+
+
+def watermark(session: Session) -> int:
+    """Every line with an id up to this is in a group."""
+    return int(session.execute(select(STATE.c.indexed_id).where(STATE.c.id == 1)).scalar_one())
+
+
+def prune_groups(session: Session) -> int:
+    """Delete the groups older than every stored line (retention deleted their lines);
+    returns how many. A group retention emptied only in part keeps its filter: a search
+    reads its lines, which are the ones left."""
+    oldest = session.execute(text("SELECT min(ts) FROM log_records")).scalar()
+    condition = GROUPS.c.max_ts < oldest if oldest is not None else true()
+    return execute_dml(session, delete(GROUPS).where(condition)).rowcount
+
+
+class GroupIndexer(LogIndexer):
+    """Fills ``log_search_groups`` from committed lines (PostgreSQL), on a thread; the
+    waiting and lag contract is :class:`LogIndexer`'s."""
+
+    def _connection(self, raw: Any) -> Any:
+        return raw.driver_connection
+
+    def index_pass(self, conn: Any) -> int:
+        """Two transactions. The first takes a SHARE lock on ``log_records`` just long
+        enough to read the newest id: the lock waits for every inserting transaction, so
+        every line up to that id is committed, and one that commits later has a higher id
+        (ids come from a sequence in the inserting transaction). Then group up to
+        :attr:`PASS_LINES` lines above the watermark, insert the groups and move the
+        watermark in one transaction."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SET LOCAL lock_timeout = '10s'")
+            cursor.execute("LOCK TABLE log_records IN SHARE MODE")
+            (newest,) = cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()
+            conn.commit()
+            try:
+                upto, n = index_groups(cursor, newest, self.PASS_LINES)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            cursor.close()
+        self._indexed_to(upto)
+        return n
