@@ -27,6 +27,7 @@ change in one transaction, so a crash never leaves one without the other.
 """
 from __future__ import annotations
 
+import operator
 import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -44,10 +45,12 @@ GROUP_LINES = 256  # lines of one host per group at most
 PREFIX_CHARS = 3  # a word's first characters, a token of their own (prefix search)
 HASHES = 7  # bit positions per token (k); with BITS_PER_TOKEN, ~0.8 % false positives
 BITS_PER_TOKEN = 10
-_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: mixes the CRC into the second hash
-_MASK64 = 2**64 - 1
-# Token kinds: a word as it is; the others start with a character no word holds.
-_PREFIX, _LEVEL, _SOURCE = "\x00", "\x01", "\x02"
+_MASK64, _MASK32 = 2**64 - 1, 2**32 - 1
+_K = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: mixes the CRC into the second hash
+# Token kinds: a word as it is; a prefix, level or source has its CRC XORed with a mark.
+_PREFIX, _LEVEL, _SOURCE = 0x5BD1E995, 0x27D4EB2F, 0x165667C5
+# Every ASCII byte that is not a letter or digit ("_" included) -> a space (as words.py).
+_ASCII_SEPARATOR_BYTES = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
 _meta = MetaData()
 # Created by migration loggroup_0001 on PostgreSQL only (SQLite keeps its FTS5 file).
@@ -60,41 +63,57 @@ STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True)
               Column("indexed_id", BigInteger))
 
 
-def _hashes(token: str) -> tuple[int, int]:
-    """The two hashes of ``token`` (double hashing, Kirsch and Mitzenmacher 2006): the
-    CRC-32 of its UTF-8 bytes, and an odd 32-bit mix of it. Bit ``i`` of a token is
-    ``(h1 + i * h2) mod m``; search computes the same in SQL."""
-    h1 = zlib.crc32(token.encode())
-    return h1, (((h1 * _GOLDEN) & _MASK64) >> 32) | 1
+def _hashes(token: str, kind: int = 0) -> tuple[int, int]:
+    """The two hashes of a search token (a word; with ``kind`` a word prefix, level or
+    source) for double hashing (Kirsch and Mitzenmacher 2006): the CRC-32 of its UTF-8
+    bytes XOR the kind's mark, and an odd 32-bit mix of that. Bit ``i`` of the token is
+    ``((h1 + i * h2) mod 2**32) * m >> 32`` (Lemire's fast range reduction, cheaper than a
+    modulo); search computes the same in SQL."""
+    h1 = zlib.crc32(token.encode()) ^ kind
+    return h1, (((h1 * _K) & _MASK64) >> 32) | 1
 
 
-def group_tokens(lines: Iterable[str], levels: Iterable[str | None], sources: Iterable[str]) -> set[str]:
-    """The tokens a group's filter holds for these lines (see the module docstring)."""
-    words = line_words(" ".join(lines))  # a space separates words: the union of each line's
-    tokens = set(words)
-    tokens.update(_PREFIX + w[:PREFIX_CHARS] for w in words if len(w) >= PREFIX_CHARS)
-    tokens.update(_LEVEL + level for level in set(levels) if level)
-    tokens.update(_SOURCE + source for source in set(sources))
-    return tokens
+def group_hashes(lines: Sequence[str], levels: Iterable[str | None], sources: Iterable[str]) -> np.ndarray:
+    """The first hashes (``h1`` of :func:`_hashes`) of the distinct tokens a group's filter
+    holds for these lines: each word, each word's first PREFIX_CHARS characters, each
+    level and source (see the module docstring)."""
+    text_ = " ".join(lines)  # a space separates words: the words of the whole are the union of each line's
+    if text_.isascii():
+        # The words of line_words, split in C: bytes.translate with a 256-byte table is
+        # several times faster than str.translate with a dict.
+        words = set(text_.encode("ascii").lower().translate(_ASCII_SEPARATOR_BYTES).split())
+        # (a shorter word adds itself as a prefix: no search asks for it, it only costs bits)
+        prefixes = set(map(operator.itemgetter(slice(0, PREFIX_CHARS)), words))
+    else:  # a prefix of characters, not of bytes
+        found = line_words(text_)
+        words = {w.encode() for w in found}
+        prefixes = {w[:PREFIX_CHARS].encode() for w in found if len(w) >= PREFIX_CHARS}
+    hashes = list(map(zlib.crc32, words))
+    hashes += [h ^ _PREFIX for h in map(zlib.crc32, prefixes)]
+    hashes += [zlib.crc32(level.encode()) ^ _LEVEL for level in set(levels) if level]
+    hashes += [zlib.crc32(source.encode()) ^ _SOURCE for source in set(sources)]
+    return np.array(hashes, dtype=np.uint64)
 
 
-def bloom(tokens: set[str]) -> bytes:
-    """A Bloom filter of ``tokens``: ``BITS_PER_TOKEN`` bits a token (a multiple of 64),
-    bit ``n`` in byte ``n // 8`` at ``1 << (n % 8)`` (PostgreSQL's ``get_bit`` order)."""
-    m = max(64, -(-len(tokens) * BITS_PER_TOKEN // 64) * 64)
-    h1 = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
-    h2 = ((h1 * np.uint64(_GOLDEN)) >> np.uint64(32)) | np.uint64(1)  # uint64 products wrap, as _MASK64
-    positions = (h1[:, None] + np.arange(HASHES, dtype=np.uint64)[None, :] * h2[:, None]) % np.uint64(m)
+def bloom(hashes: np.ndarray) -> bytes:
+    """A Bloom filter of the tokens of the distinct first ``hashes``: ``BITS_PER_TOKEN``
+    bits a token (a multiple of 64), bit ``n`` in byte ``n // 8`` at ``1 << (n % 8)``
+    (PostgreSQL's ``get_bit`` order)."""
+    m = max(64, -(-len(hashes) * BITS_PER_TOKEN // 64) * 64)
+    h2 = ((hashes * np.uint64(_K)) >> np.uint64(32)) | np.uint64(1)  # uint64 products wrap, as _MASK64
+    mixed = (hashes[:, None] + np.arange(HASHES, dtype=np.uint64)[None, :] * h2[:, None]) & np.uint64(_MASK32)
+    positions = (mixed * np.uint64(m)) >> np.uint64(32)
     bits = np.zeros(m, dtype=np.uint8)
     bits[positions.ravel()] = 1
     return np.packbits(bits, bitorder="little").tobytes()
 
 
-def may_hold(token: str) -> Any:
+def may_hold(token: str, kind: int = 0) -> Any:
     """SQL condition: the group's filter may hold ``token`` (every one of its bits is set)."""
-    h1, h2 = _hashes(token)
+    h1, h2 = _hashes(token, kind)
     bits = func.length(GROUPS.c.bloom) * 8
-    return and_(*(func.get_bit(GROUPS.c.bloom, cast(literal(h1 + i * h2, BigInteger) % bits, Integer)) == 1
+    return and_(*(func.get_bit(GROUPS.c.bloom, cast(literal((h1 + i * h2) & _MASK32, BigInteger) * bits
+                                                    // literal(2**32, BigInteger), Integer)) == 1
                   for i in range(HASHES)))
 
 
@@ -116,11 +135,11 @@ def group_conditions(terms: Sequence[Any], levels: Sequence[str], source: str | 
         if not term.prefix:
             conditions.append(may_hold(term.word))
         elif len(term.word) >= PREFIX_CHARS:
-            conditions.append(may_hold(_PREFIX + term.word[:PREFIX_CHARS]))
+            conditions.append(may_hold(term.word[:PREFIX_CHARS], _PREFIX))
     if levels:
-        conditions.append(or_(*(may_hold(_LEVEL + level) for level in levels)))
+        conditions.append(or_(*(may_hold(level, _LEVEL) for level in levels)))
     if source and not source.endswith("*"):
-        conditions.append(may_hold(_SOURCE + source))
+        conditions.append(may_hold(source, _SOURCE))
     return conditions
 
 
@@ -135,9 +154,9 @@ def build_groups(rows: Sequence[Any]) -> list[tuple[int, int, int, int, int, int
     for host_id, mine in by_host.items():
         for start in range(0, len(mine), GROUP_LINES):
             chunk = mine[start:start + GROUP_LINES]
-            tokens = group_tokens((r[3] for r in chunk), (r[4] for r in chunk), (r[5] for r in chunk))
+            hashes = group_hashes([r[3] for r in chunk], [r[4] for r in chunk], [r[5] for r in chunk])
             ts = [r[2] for r in chunk]
-            out.append((host_id, chunk[0][0], chunk[-1][0], min(ts), max(ts), len(chunk), bloom(tokens)))
+            out.append((host_id, chunk[0][0], chunk[-1][0], min(ts), max(ts), len(chunk), bloom(hashes)))
     return out
 
 
