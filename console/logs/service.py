@@ -317,6 +317,7 @@ class LogService:
     GROUP_PAGE_FIRST = 8
     GROUP_PAGE_MAX = 256
     GROUP_LINES_READ = 32  # groups whose lines one statement reads
+    GROUP_GAP_IDS = 1024  # a host's groups this close (in ids) are read as one range
 
     def _group_matches(self, session: Session, query: LogQuery, most: int | None) -> list[Any]:
         """PostgreSQL: the lines matching ``query`` (words, filters, cursor), newest first,
@@ -326,6 +327,9 @@ class LogService:
         and matched word by word, until no unread group can hold a line newer than the
         ``most``-th found (console/logs/groups.py)."""
         g = groups.GROUPS
+        # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic plan,
+        # blind to the id and time ranges of the groups, that reads a whole partition.
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         upto = groups.watermark(session)
         found = {r.id: r for r in self._unindexed(session, query, upto, most)}
         conditions = [g.c.last_record_id <= upto,
@@ -346,36 +350,68 @@ class LogService:
             batch = session.execute(
                 select(g.c.id, g.c.host_id, g.c.first_record_id, g.c.last_record_id, g.c.min_ts, g.c.max_ts)
                 .where(*where).order_by(g.c.max_ts.desc(), g.c.id.desc()).limit(page)).all()
-            if most is not None and len(found) >= most:
-                # found is sorted below: a group newer than the most-th line may still add one
-                nth = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
-                wanted = [grp for grp in batch if grp.max_ts >= nth.ts]
-            else:
-                wanted = list(batch)
-            for start in range(0, len(wanted), self.GROUP_LINES_READ):
-                for row in self._group_lines(session, query, wanted[start:start + self.GROUP_LINES_READ]):
+            for start in range(0, len(batch), self.GROUP_LINES_READ):
+                chosen = batch[start:start + self.GROUP_LINES_READ]
+                if most is not None and len(found) >= most:
+                    # only a group holding a line newer than the most-th found may add one
+                    nth = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
+                    chosen = [grp for grp in chosen if grp.max_ts >= nth.ts]
+                    if not chosen:  # nor any later group: they are older still
+                        return sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[:most]
+                for row in self._group_lines(session, query, chosen, most):
                     found[row.id] = row
-            if len(batch) < page or len(wanted) < len(batch):
+            if len(batch) < page:
                 break
             after = (batch[-1].max_ts, batch[-1].id)
             page = min(page * 2, self.GROUP_PAGE_MAX)
         rows = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)
         return rows if most is None else rows[:most]
 
-    def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any]) -> list[Any]:
-        """The lines of the groups ``chosen`` that match ``query``: read by id range and
-        host (the time range bounds the partitions read), matched word by word."""
+    def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
+        """The newest ``most`` (all when None) lines of the groups ``chosen`` that match
+        ``query``: read by id range and host (the time range bounds the partitions read),
+        those without the terms' letters dropped by the server, the rest matched word by
+        word, newest first."""
         lr, hosts = LogRecord.__table__, Host.__table__
-        conditions = [or_(*(and_(lr.c.host_id == grp.host_id, lr.c.id.between(grp.first_record_id, grp.last_record_id))
-                            for grp in chosen)),
+        # A host's groups close together read as one id range: fewer arms for the server to
+        # test every row against, and a group between them that cannot match (its filter
+        # said so) holds no matching line, so reading it changes no answer.
+        ranges: list[list[int]] = []
+        for grp in sorted(chosen, key=lambda grp: (grp.host_id, grp.first_record_id)):
+            if ranges and ranges[-1][0] == grp.host_id and grp.first_record_id - ranges[-1][2] <= self.GROUP_GAP_IDS:
+                ranges[-1][2] = max(ranges[-1][2], grp.last_record_id)
+            else:
+                ranges.append([grp.host_id, grp.first_record_id, grp.last_record_id])
+        conditions = [or_(*(and_(lr.c.host_id == host_id, lr.c.id.between(first, last))
+                            for host_id, first, last in ranges)),
                       lr.c.ts.between(min(grp.min_ts for grp in chosen), max(grp.max_ts for grp in chosen)),
-                      *self._filters(query, lr.c.ts, lr.c.level)]
+                      *self._filters(query, lr.c.ts, lr.c.level), *self._letters_filter(query.terms)]
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
             conditions.append(or_(lr.c.ts < cursor_ts, and_(lr.c.ts == cursor_ts, lr.c.id < rid)))
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
-                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions))
-        return [row for row in session.execute(stmt) if self._words_match(query.terms, row.line)]
+                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions)
+                .order_by(lr.c.ts.desc(), lr.c.id.desc()))
+        found = []
+        for row in session.execute(stmt):
+            if self._words_match(query.terms, row.line):
+                found.append(row)
+                if most is not None and len(found) >= most:
+                    break
+        return found
+
+    def _letters_filter(self, terms: Sequence[SearchTerm]) -> list:
+        """Conditions a line holding every ASCII term passes: the term's letters somewhere
+        in it, case-insensitive (SQLite's LIKE is ASCII case-insensitive, PostgreSQL's
+        ILIKE), tested in C before the exact match of :meth:`_words_match`. A line with a
+        character that is not ASCII passes anyway (a non-ASCII letter may lower-case to an
+        ASCII one). Terms are letters and digits only, so nothing needs escaping."""
+        lr = LogRecord.__table__
+        if self.db.dialect == "postgresql":
+            not_ascii = func.char_length(lr.c.line) != func.octet_length(lr.c.line)
+            return [or_(lr.c.line.ilike(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
+        not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
+        return [or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
 
     @staticmethod
     def _words_match(terms: Sequence[SearchTerm], line: str) -> bool:
@@ -419,12 +455,7 @@ class LogService:
         # a line in Python; 100,000 lines in 20-75 ms instead of 700). A line with any other
         # character goes to the exact test anyway (a non-ASCII letter may lower-case to an
         # ASCII one). Terms are letters and digits only, so nothing needs escaping.
-        if self.db.dialect == "postgresql":  # ILIKE: PostgreSQL's LIKE tells case apart
-            not_ascii = func.char_length(lr.c.line) != func.octet_length(lr.c.line)
-            conditions.extend(or_(lr.c.line.ilike(f"%{t.word}%"), not_ascii) for t in query.terms if t.word.isascii())
-        else:
-            not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
-            conditions.extend(or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in query.terms if t.word.isascii())
+        conditions.extend(self._letters_filter(query.terms))
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions)
                 .order_by(ts.desc(), lr.c.id.desc()))
