@@ -8,16 +8,16 @@
 the lines' levels and sources. A search (console/logs/service.py) walks the groups newest
 first, keeps those whose filter may hold every term, reads their lines and matches each
 word by word, and stops once it has the page: a word in most lines reads a few groups,
-a rare word the filters of every group in the time range (~20 bytes a line) and the lines
+a rare word the filters of every group in the time range (~26 bytes a line) and the lines
 of the few groups that may hold it. This is the token Bloom filter of ClickHouse's
 ``tokenbf_v1`` skip index and the chunk scan of Loki, beside the rows themselves.
 
 Why not a GIN index (per line, as migration 0004_logs built, or per group): a GIN entry
 per distinct word and line costs ~1.3 µs of server CPU per entry, and the realistic
 lines of agents hold ~10 tokens found in no other line (hex request ids, UUID parts,
-byte counts), so grouping lines collapses only the shared words; a GIN per group of 256
-lines measured ~40 µs per line and 440 B per line, a Bloom filter ~4 µs and ~20 B
-(BENCHMARKS.md "Logs").
+byte counts), so grouping lines collapses only the shared words; a GIN over groups of 256
+lines measured ~47 µs of server time and 442 B per line, these filters 26 B per line and
+no index to update (BENCHMARKS.md "Logs").
 
 ``log_search_state.indexed_id`` is the watermark: every line with an id up to it is in a
 group. :class:`GroupIndexer` fills the groups from committed lines on a thread of its own
