@@ -392,13 +392,7 @@ class LogService:
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions)
                 .order_by(lr.c.ts.desc(), lr.c.id.desc()))
-        found = []
-        for row in session.execute(stmt):
-            if self._words_match(query.terms, row.line):
-                found.append(row)
-                if most is not None and len(found) >= most:
-                    break
-        return found
+        return self._matching(session, stmt, query.terms, most)
 
     def _letters_filter(self, terms: Sequence[SearchTerm]) -> list:
         """Conditions a line holding every ASCII term passes: the term's letters somewhere
@@ -412,6 +406,17 @@ class LogService:
             return [or_(lr.c.line.ilike(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
         not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
         return [or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
+
+    def _matching(self, session: Session, stmt: Any, terms: Sequence[SearchTerm], most: int | None) -> list[Any]:
+        """The rows of ``stmt`` (newest first) whose line holds every term, the first
+        ``most`` of them (all when None)."""
+        found = []
+        for row in session.execute(stmt):
+            if self._words_match(terms, row.line):
+                found.append(row)
+                if most is not None and len(found) >= most:
+                    break
+        return found
 
     @staticmethod
     def _words_match(terms: Sequence[SearchTerm], line: str) -> bool:
@@ -459,13 +464,7 @@ class LogService:
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions)
                 .order_by(ts.desc(), lr.c.id.desc()))
-        found = []
-        for row in session.execute(stmt):
-            if self._words_match(query.terms, row.line):
-                found.append(row)
-                if most is not None and len(found) >= most:
-                    break
-        return found
+        return self._matching(session, stmt, query.terms, most)
 
     def _match(self, terms: tuple[SearchTerm, ...], rare: bool = True, upto: int | None = None) -> Any:
         """SQLite: the FTS5 match of ``terms``. Terms are letters and digits only
