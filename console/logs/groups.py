@@ -28,6 +28,7 @@ change in one transaction, so a crash never leaves one without the other.
 from __future__ import annotations
 
 import operator
+import os
 import zlib
 from typing import Any, Iterable, Sequence
 
@@ -187,7 +188,12 @@ class GroupIndexer(LogIndexer):
     waiting and lag contract is :class:`LogIndexer`'s."""
 
     def _connection(self, raw: Any) -> Any:
-        return raw.driver_connection
+        conn = raw.driver_connection
+        # named in pg_stat_activity (with the console's pid): the indexer holds its connection
+        # while the console runs
+        conn.execute("SELECT set_config('application_name', %s, false)", (f"fleetdeck log indexer {os.getpid()}",))
+        conn.commit()
+        return conn
 
     def index_pass(self, conn: Any) -> int:
         """Two transactions. The first takes a SHARE lock on ``log_records`` just long

@@ -85,9 +85,8 @@ class LogIndexer:
                             self._newest - self._indexed, self.WAIT_S)
 
     def _run(self) -> None:
-        raw = self._db.engine.raw_connection()  # a pooled connection: pragmas and index file attached
+        raw: Any = None  # a pooled connection: pragmas and (SQLite) the index file attached
         try:
-            conn = self._connection(raw)
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing or self._newest > self._indexed, 1.0)
@@ -97,16 +96,23 @@ class LogIndexer:
                     if self._closing:
                         return
                 try:
+                    if raw is None:
+                        raw = self._db.engine.raw_connection()
+                        conn = self._connection(raw)
                     while self.index_pass(conn) >= self.PASS_LINES and not self._closing:
                         pass
                 except self._db.engine.dialect.loaded_dbapi.Error as exc:  # busy beyond the timeout, disk full
                     log.warning("log search indexing failed (%s); retrying in %gs", exc, self.RETRY_S)
+                    if raw is not None and getattr(raw.driver_connection, "closed", False):
+                        raw.invalidate()  # the server closed it: the next pass takes a new one
+                        raw = None
                     time.sleep(self.RETRY_S)
                 except Exception:  # noqa: BLE001 - the thread must outlive a bug in one pass
                     log.exception("log search indexing failed; retrying in %gs", self.RETRY_S)
                     time.sleep(self.RETRY_S)
         finally:
-            raw.close()
+            if raw is not None:
+                raw.close()
 
     def _connection(self, raw: Any) -> Any:
         """The driver connection of the pooled connection ``raw`` that passes use."""

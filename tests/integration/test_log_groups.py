@@ -220,3 +220,24 @@ def postgres_url(tmp_path_factory):
     """An empty private schema of its own for each test (tests/pg.py)."""
     with database_url("postgres", tmp_path_factory) as url:
         yield url
+
+
+def test_the_group_indexer_goes_on_after_its_connection_is_cut(tmp_path: Path, postgres_url):
+    console = ConsoleProcess(tmp_path, FLEETDECK_DATABASE_URL=postgres_url).start()
+    engine = create_engine(postgres_url)
+    try:
+        agent = console.agent_token("cut-web")
+        tag = "cut" + uuid.uuid4().hex[:8]
+        t0 = int(time.time() * 1000) - 60_000
+        push(console, agent, "cut-web", [f"{tag} before {i}" for i in range(10)], t0)
+        wait_for(lambda: caught_up(postgres_url), 30, "the group index to catch up")
+        with engine.connect() as conn:  # the indexer's session, named with the console's pid
+            cut = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :a"),
+                               {"a": f"fleetdeck log indexer {console.proc.pid}"}).scalars().all()
+        assert cut == [True]
+        push(console, agent, "cut-web", [f"{tag} after {i}" for i in range(10)], t0 + 1000)
+        wait_for(lambda: caught_up(postgres_url), 30, "the group index to catch up on a new connection")
+        assert state(postgres_url)[2:] == (20, 2)
+    finally:
+        engine.dispose()
+        console.stop()
