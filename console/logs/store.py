@@ -71,8 +71,9 @@ class LogStore:
             self.indexer = LogIndexer(db)
 
     def start(self) -> None:
-        """Index committed SQLite rows on a thread from now on (and catch up on rows a
-        previous run committed but did not index)."""
+        """Index committed rows on a thread from now on (SQLite: into the FTS5 file;
+        PostgreSQL: as groups), and catch up on rows a previous run committed but did not
+        index."""
         if self.indexer is not None:
             self.indexer.start()
 
@@ -92,10 +93,9 @@ class LogStore:
             self.indexer.committed(newest_id)
 
     def insert(self, session: Session, rows: Sequence[LogRow]) -> int:
-        """Insert ``rows`` in the session's transaction (and on PostgreSQL, or on SQLite
-        without a running indexer, index them in it); returns how many were stored. On
-        SQLite :attr:`newest_id` is then the newest id inserted (pass it to
-        :meth:`committed` after the commit). Driver errors are raised as SQLAlchemy's
+        """Insert ``rows`` in the session's transaction (without a running indexer, index
+        them in it too); returns how many were stored. :attr:`newest_id` is then the newest
+        id inserted (pass it to :meth:`committed` after the commit). Driver errors are raised as SQLAlchemy's
         (``OperationalError`` for a full disk...); the caller's transaction rolls back."""
         if not rows:
             return 0
