@@ -1,8 +1,9 @@
 """End-to-end log ingest: agent-shaped gzip batches of realistic ~140-byte lines (client IPs,
 hex request ids, UUIDs) over real HTTP into a
-real console (SQLite by default, or --database-url). PostgreSQL indexes each line in the
-ingest transaction; SQLite's background indexer after it, so the time until the index
-holds every line is reported too (search finds unindexed lines meanwhile).
+real console (SQLite by default, or --database-url). The search index is filled by a
+background indexer after the commit (SQLite's FTS5 file, PostgreSQL's group filters), so
+the time until the index holds every line is reported too (search finds unindexed lines
+meanwhile).
 
 Prints lines/s and MB/s (line bytes) for log batches, the process's CPU per line (the
 console runs in this process, beside the posting threads: the figure neighbours on a
@@ -82,16 +83,22 @@ def thread_cpu() -> dict[str, float]:
 
 
 def index_caught_up(console: ConsoleHarness) -> float:
-    """Wait until every stored line is in the search index (SQLite: the index watermark of
-    console/storage/logsearch.py reaches the newest id; PostgreSQL indexes in the ingest
-    transaction); returns when, as time.perf_counter()."""
+    """Wait until every stored line is in the search index (the index watermark of
+    console/storage/logsearch.py or console/logs/groups.py reaches the newest id; a tree
+    before them indexed in the ingest transaction); returns when, as time.perf_counter()."""
     db = console.services.db
     attached = db.run(lambda session: [r[1] for r in session.execute(text("PRAGMA database_list"))]) \
         if db.dialect == "sqlite" else []
+    groups = db.dialect == "postgresql" and db.run(lambda session: session.execute(text(
+        "SELECT to_regclass('log_search_state') IS NOT NULL")).scalar())
     if "logsearch" in attached:  # (a tree that indexes in the ingest transaction has no such file)
         sql = text("SELECT (SELECT indexed_id FROM logsearch.log_fts_state) >= (SELECT max(id) FROM log_records)")
-        while not db.run(lambda session: session.execute(sql).scalar()):
-            time.sleep(0.01)
+    elif groups:  # PostgreSQL's group index (console/logs/groups.py); before it, in the ingest transaction
+        sql = text("SELECT (SELECT indexed_id FROM log_search_state) >= (SELECT max(id) FROM log_records)")
+    else:
+        return time.perf_counter()
+    while not db.run(lambda session: session.execute(sql).scalar()):
+        time.sleep(0.01)
     return time.perf_counter()
 
 

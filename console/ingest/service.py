@@ -408,7 +408,7 @@ class IngestService:
         the batch ids (those it did not insert are replays, answered ``duplicate``), the
         samples of each batch, one INSERT of every log record, one look at the rollup
         watermarks. Fills ``new_ids`` and ``hosts`` for the caches, and ``newest_log`` with
-        the newest log record id inserted (SQLite; see LogStore.committed)."""
+        the newest log record id inserted (see LogStore.committed)."""
         now = self._clock() if now is None else now
         for batch in batches:
             state = hosts.get(batch.host)

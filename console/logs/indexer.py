@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import threading
 import time
+from typing import Any
 
 from console.storage.database import Database
 from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id
@@ -84,11 +85,8 @@ class LogIndexer:
                             self._newest - self._indexed, self.WAIT_S)
 
     def _run(self) -> None:
-        raw = self._db.engine.raw_connection()  # a pooled connection: pragmas and index file attached
+        raw: Any = None  # a pooled connection: pragmas and (SQLite) the index file attached
         try:
-            conn = raw.driver_connection
-            if not isinstance(conn, sqlite3.Connection):
-                raise TypeError(f"the log indexer needs a sqlite3 connection, not {type(conn).__name__}")
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._closing or self._newest > self._indexed, 1.0)
@@ -98,16 +96,37 @@ class LogIndexer:
                     if self._closing:
                         return
                 try:
+                    if raw is None:
+                        raw = self._db.engine.raw_connection()
+                        conn = self._connection(raw)
                     while self.index_pass(conn) >= self.PASS_LINES and not self._closing:
                         pass
-                except sqlite3.Error as exc:  # busy beyond the timeout, disk full
+                except self._db.engine.dialect.loaded_dbapi.Error as exc:  # busy beyond the timeout, disk full
                     log.warning("log search indexing failed (%s); retrying in %gs", exc, self.RETRY_S)
+                    if raw is not None and getattr(raw.driver_connection, "closed", False):
+                        raw.invalidate()  # the server closed it: the next pass takes a new one
+                        raw = None
                     time.sleep(self.RETRY_S)
                 except Exception:  # noqa: BLE001 - the thread must outlive a bug in one pass
                     log.exception("log search indexing failed; retrying in %gs", self.RETRY_S)
                     time.sleep(self.RETRY_S)
         finally:
-            raw.close()
+            if raw is not None:
+                raw.close()
+
+    def _connection(self, raw: Any) -> Any:
+        """The driver connection of the pooled connection ``raw`` that passes use."""
+        conn = raw.driver_connection
+        if not isinstance(conn, sqlite3.Connection):
+            raise TypeError(f"the log indexer needs a sqlite3 connection, not {type(conn).__name__}")
+        return conn
+
+    def _indexed_to(self, watermark: int) -> None:
+        """A pass left the watermark at ``watermark``: wake ingest waiting for it."""
+        with self._cond:
+            self._indexed = watermark
+            self._newest = max(self._newest, self._indexed)
+            self._cond.notify_all()
 
     def index_pass(self, conn: sqlite3.Connection) -> int:
         """One transaction: index up to :attr:`PASS_LINES` rows above the watermark;
@@ -133,8 +152,5 @@ class LogIndexer:
                 raise
         finally:
             cur.close()
-        with self._cond:
-            self._indexed = upto[0] if upto[0] is not None else after
-            self._newest = max(self._newest, self._indexed)
-            self._cond.notify_all()
+        self._indexed_to(upto[0] if upto[0] is not None else after)
         return int(upto[1])

@@ -4,12 +4,11 @@ the live-tail frames published after ingest.
 Search tokenises the query the way the index tokenises lines: runs of letters and digits
 (punctuation and ``_`` separate words, case does not matter). Every word must occur in a
 line (AND); a word ending in ``*`` matches as a prefix. SQLite uses the FTS5 table
-``log_records_fts`` (unicode61 tokenizer, https://sqlite.org/fts5.html); PostgreSQL the
-``line_tsv`` column (the line's distinct lower-cased words, computed by
-console/logs/store.py as rows are written) behind a GIN index
-(https://www.postgresql.org/docs/15/textsearch-controls.html). Both are created by
-migration 0004_logs; 0011_lperf moved the indexing from per-row triggers / a generated
-column into LogStore's batched write, logperf_0001 the SQLite index into its own file.
+``log_fts`` in its own file (unicode61 tokenizer, https://sqlite.org/fts5.html;
+console/storage/logsearch.py); PostgreSQL a Bloom filter per group of lines
+(console/logs/groups.py): the groups that may hold every word are read newest first and
+their lines matched word by word (console/logs/words.py), until the page is full. Lines
+not in the index yet (above its watermark) are matched the same way on both.
 
 Results are newest first, ordered by (ts, id) descending; the cursor names the last
 (ts, id) returned, so pages are stable while new lines keep arriving.
@@ -20,17 +19,18 @@ import asyncio
 import logging
 import re2
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import orjson
-from sqlalchemy import LargeBinary, and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy import LargeBinary, and_, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.errors import InvalidInput
 from console.i18n import tx
 from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
+from console.logs import groups
 from console.logs.store import delete_log_records, line_words
 from console.storage.database import Database
 from console.storage.logsearch import FTS_TABLE, STATE_TABLE
@@ -190,10 +190,11 @@ class LogService:
     retention_days: float = 14.0
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
-    # Below this many matching lines a search starts from the full-text index; on SQLite
-    # below rare_matches_sqlite (see _match). Above it the time index is walked, which is
-    # slow for a word whose lines are all old: PostgreSQL took ~260 ms for 2,500 or
-    # 10,000 such lines at 2,000, ~10-36 ms at 20,000 (BENCHMARKS.md "Logs").
+    # SQLite: below this many matching lines a search starts from the full-text index (see
+    # _match); above it the time index is walked, which is slow for a word whose lines are
+    # all old (BENCHMARKS.md "Logs"). rare_matches was PostgreSQL's threshold until its
+    # group filters (console/logs/groups.py), which need none; it is kept for callers that
+    # set both.
     rare_matches: int = 20_000
     rare_matches_sqlite: int = 10_000
     clock: Callable[[], float] = time.time
@@ -208,6 +209,8 @@ class LogService:
     def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
         """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",
         "level"}], "next": cursor | None, "terms": [words searched]}``; ``ts`` in Unix ms."""
+        if query.terms and self.db.dialect == "postgresql":
+            return self._answer(query, self._group_matches(session, query, query.limit + 1))
         lr = LogRecord.__table__
         hosts = Host.__table__
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
@@ -217,11 +220,6 @@ class LogService:
         # the planner would rather walk the (host_id, ts), (level, ts) or ts index and test
         # every row against the match (369 ms over 1M lines; BENCHMARKS.md "Logs").
         # "+ 0" and "|| ''" hide those indexes.
-        if query.terms and self.db.dialect == "postgresql":
-            # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic
-            # plan that assumes an average word and walks ts newest first through every
-            # line for a rare one. A custom plan at least sees the words.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         # SQLite: the index may not hold the newest lines yet. The match finds every line up
         # to the watermark read now (and any the index took since), :meth:`_with_unindexed`
         # those above it; a line found by both counts once. (Bounding the match to the
@@ -244,6 +242,12 @@ class LogService:
         rows = session.execute(stmt).all()
         if watermark is not None:
             rows = self._with_unindexed(session, query, watermark, rows)
+        return self._answer(query, rows)
+
+    @staticmethod
+    def _answer(query: LogQuery, rows: Sequence[Any]) -> dict[str, Any]:
+        """The API answer for ``rows`` (newest first, up to ``limit + 1``: one more means a
+        next page)."""
         more = len(rows) > query.limit
         rows = rows[:query.limit]
         logs = [{"id": r.id, "ts": r.ts, "host": r.name, "source": r.source, "line": r.line,
@@ -257,11 +261,14 @@ class LogService:
         for the hosts with at least one. Used by log alert rules (console/alerting)."""
         lr = LogRecord.__table__
         hosts = Host.__table__
+        if query.terms and self.db.dialect == "postgresql":
+            counts: dict[str, int] = {}
+            for row in self._group_matches(session, replace(query, cursor=None), None):
+                counts[row.name] = counts.get(row.name, 0) + 1
+            return counts
         conditions = []
-        watermark = self._watermark(session) if query.terms and self.db.dialect == "sqlite" else None
+        watermark = self._watermark(session) if query.terms else None
         if query.terms:
-            if self.db.dialect == "postgresql":
-                session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # as in search
             conditions.append(self._match(query.terms, rare=self._rare(session, query.terms), upto=watermark))
         conditions.extend(self._filters(query, lr.c.ts, lr.c.level))
         stmt = (select(hosts.c.name, func.count()).select_from(lr.join(hosts, hosts.c.id == lr.c.host_id))
@@ -294,19 +301,129 @@ class LogService:
         return conditions
 
     def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
-        """True when the words match fewer than ``rare_matches`` (SQLite:
-        ``rare_matches_sqlite``) lines in all, counted from the full-text index alone (FTS5
-        on SQLite, the GIN index on PostgreSQL, whose planner otherwise guesses a word it
-        has no statistics for at ~0.5 % of lines)."""
-        if self.db.dialect == "sqlite":  # the FTS table alone, not its IN (...) over log_records
-            expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-            fts = text(f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE log_fts MATCH :q "
-                       "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
-            return session.execute(fts).scalar_one() < self.rare_matches_sqlite
-        probe = select(func.count()).select_from(
-            select(literal_column("1")).select_from(LogRecord.__table__).where(self._match(terms))
-            .limit(self.rare_matches).subquery())
-        return session.execute(probe).scalar_one() < self.rare_matches
+        """True when the words match fewer than ``rare_matches_sqlite`` lines in all (SQLite,
+        counted from the FTS table alone, not its IN (...) over log_records; search then
+        starts from the match), or fewer than ``rare_matches`` (PostgreSQL, counted through
+        the group filters; search needs no such choice there)."""
+        if self.db.dialect == "postgresql":
+            return len(self._group_matches(session, LogQuery(terms=terms), self.rare_matches)) < self.rare_matches
+        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
+        fts = text(f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE log_fts MATCH :q "
+                   "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
+        return session.execute(fts).scalar_one() < self.rare_matches_sqlite
+
+    # A page of groups read at once: the first small (a common word fills the page from
+    # the newest group or two), doubling up to GROUP_PAGE_MAX (a rare word reads them all).
+    GROUP_PAGE_FIRST = 8
+    GROUP_PAGE_MAX = 256
+    GROUP_LINES_READ = 32  # groups whose lines one statement reads
+    GROUP_GAP_IDS = 1024  # a host's groups this close (in ids) are read as one range
+
+    def _group_matches(self, session: Session, query: LogQuery, most: int | None) -> list[Any]:
+        """PostgreSQL: the lines matching ``query`` (words, filters, cursor), newest first,
+        the first ``most`` (all when None). The lines above the index watermark are matched
+        in :meth:`_unindexed`; below it the groups whose Bloom filter may hold every word
+        (and level and exact source) are walked newest ``max_ts`` first, their lines read
+        and matched word by word, until no unread group can hold a line newer than the
+        ``most``-th found (console/logs/groups.py)."""
+        g = groups.GROUPS
+        # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic plan,
+        # blind to the id and time ranges of the groups, that reads a whole partition.
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        upto = groups.watermark(session)
+        found = {r.id: r for r in self._unindexed(session, query, upto, most)}
+        conditions = [g.c.last_record_id <= upto,
+                      *groups.group_conditions(query.terms, query.levels, query.source)]
+        if query.hosts:
+            conditions.append(g.c.host_id.in_(select(Host.__table__.c.id).where(Host.__table__.c.name.in_(query.hosts))))
+        if query.start_ms is not None:
+            conditions.append(g.c.max_ts >= query.start_ms)
+        if query.end_ms is not None:
+            conditions.append(g.c.min_ts < query.end_ms)
+        if query.cursor is not None:
+            conditions.append(g.c.min_ts <= query.cursor[0])
+        page, after = self.GROUP_PAGE_FIRST, None
+        while True:
+            where = list(conditions)
+            if after is not None:
+                where.append(or_(g.c.max_ts < after[0], and_(g.c.max_ts == after[0], g.c.id < after[1])))
+            batch = session.execute(
+                select(g.c.id, g.c.host_id, g.c.first_record_id, g.c.last_record_id, g.c.min_ts, g.c.max_ts)
+                .where(*where).order_by(g.c.max_ts.desc(), g.c.id.desc()).limit(page)).all()
+            for start in range(0, len(batch), self.GROUP_LINES_READ):
+                chosen = batch[start:start + self.GROUP_LINES_READ]
+                if most is not None and len(found) >= most:
+                    # only a group holding a line newer than the most-th found may add one
+                    nth = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
+                    chosen = [grp for grp in chosen if grp.max_ts >= nth.ts]
+                    if not chosen:  # nor any later group: they are older still
+                        return sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[:most]
+                for row in self._group_lines(session, query, chosen, most):
+                    found[row.id] = row
+            if len(batch) < page:
+                break
+            after = (batch[-1].max_ts, batch[-1].id)
+            page = min(page * 2, self.GROUP_PAGE_MAX)
+        rows = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)
+        return rows if most is None else rows[:most]
+
+    def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
+        """The newest ``most`` (all when None) lines of the groups ``chosen`` that match
+        ``query``: read by id range and host (the time range bounds the partitions read),
+        those without the terms' letters dropped by the server, the rest matched word by
+        word, newest first."""
+        lr, hosts = LogRecord.__table__, Host.__table__
+        # A host's groups close together read as one id range: fewer arms for the server to
+        # test every row against, and a group between them that cannot match (its filter
+        # said so) holds no matching line, so reading it changes no answer.
+        ranges: list[list[int]] = []
+        for grp in sorted(chosen, key=lambda grp: (grp.host_id, grp.first_record_id)):
+            if ranges and ranges[-1][0] == grp.host_id and grp.first_record_id - ranges[-1][2] <= self.GROUP_GAP_IDS:
+                ranges[-1][2] = max(ranges[-1][2], grp.last_record_id)
+            else:
+                ranges.append([grp.host_id, grp.first_record_id, grp.last_record_id])
+        conditions = [or_(*(and_(lr.c.host_id == host_id, lr.c.id.between(first, last))
+                            for host_id, first, last in ranges)),
+                      lr.c.ts.between(min(grp.min_ts for grp in chosen), max(grp.max_ts for grp in chosen)),
+                      *self._filters(query, lr.c.ts, lr.c.level), *self._letters_filter(query.terms)]
+        if query.cursor is not None:
+            cursor_ts, rid = query.cursor
+            conditions.append(or_(lr.c.ts < cursor_ts, and_(lr.c.ts == cursor_ts, lr.c.id < rid)))
+        stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
+                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions)
+                .order_by(lr.c.ts.desc(), lr.c.id.desc()))
+        return self._matching(session, stmt, query.terms, most)
+
+    def _letters_filter(self, terms: Sequence[SearchTerm]) -> list:
+        """Conditions a line holding every ASCII term passes: the term's letters somewhere
+        in it, case-insensitive (SQLite's LIKE is ASCII case-insensitive, PostgreSQL's
+        ILIKE), tested in C before the exact match of :meth:`_words_match`. A line with a
+        character that is not ASCII passes anyway (a non-ASCII letter may lower-case to an
+        ASCII one). Terms are letters and digits only, so nothing needs escaping."""
+        lr = LogRecord.__table__
+        if self.db.dialect == "postgresql":
+            not_ascii = func.char_length(lr.c.line) != func.octet_length(lr.c.line)
+            return [or_(lr.c.line.ilike(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
+        not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
+        return [or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in terms if t.word.isascii()]
+
+    def _matching(self, session: Session, stmt: Any, terms: Sequence[SearchTerm], most: int | None) -> list[Any]:
+        """The rows of ``stmt`` (newest first) whose line holds every term, the first
+        ``most`` of them (all when None)."""
+        found = []
+        for row in session.execute(stmt):
+            if self._words_match(terms, row.line):
+                found.append(row)
+                if most is not None and len(found) >= most:
+                    break
+        return found
+
+    @staticmethod
+    def _words_match(terms: Sequence[SearchTerm], line: str) -> bool:
+        """Every term is a word of ``line`` (a prefix term: the start of one), with the
+        index's tokenisation (console/logs/words.py)."""
+        words = line_words(line)
+        return all(any(w.startswith(t.word) for w in words) if t.prefix else t.word in words for t in terms)
 
     @staticmethod
     def _watermark(session: Session) -> int:
@@ -343,31 +460,16 @@ class LogService:
         # a line in Python; 100,000 lines in 20-75 ms instead of 700). A line with any other
         # character goes to the exact test anyway (a non-ASCII letter may lower-case to an
         # ASCII one). Terms are letters and digits only, so nothing needs escaping.
-        not_ascii = func.length(lr.c.line) != func.length(func.cast(lr.c.line, LargeBinary()))  # chars != bytes
-        conditions.extend(or_(lr.c.line.like(f"%{t.word}%"), not_ascii) for t in query.terms if t.word.isascii())
+        conditions.extend(self._letters_filter(query.terms))
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)).where(*conditions)
                 .order_by(ts.desc(), lr.c.id.desc()))
-        exact = [t.word for t in query.terms if not t.prefix]
-        prefixes = [t.word for t in query.terms if t.prefix]
-        found = []
-        for row in session.execute(stmt):
-            words = line_words(row.line)
-            if all(w in words for w in exact) and all(any(w.startswith(p) for w in words) for p in prefixes):
-                found.append(row)
-                if most is not None and len(found) >= most:
-                    break
-        return found
+        return self._matching(session, stmt, query.terms, most)
 
     def _match(self, terms: tuple[SearchTerm, ...], rare: bool = True, upto: int | None = None) -> Any:
-        # Terms are letters and digits only (parse_terms), so they are safe inside the
-        # FTS5 and tsquery syntaxes; the expression itself is still passed as a parameter.
-        if self.db.dialect == "postgresql":
-            # Quoted lexemes cast straight to tsquery: the words are already split and
-            # lower-cased exactly as LogStore built line_tsv (console/logs/store.py).
-            expr = " & ".join(f"'{t.word}'" + (":*" if t.prefix else "") for t in terms)
-            return text("log_records.line_tsv @@ CAST(:fts_query AS tsquery)").bindparams(
-                bindparam("fts_query", expr))
+        """SQLite: the FTS5 match of ``terms``. Terms are letters and digits only
+        (parse_terms), so they are safe inside the FTS5 syntax; the expression itself is
+        still passed as a parameter."""
         expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
         # A common word: SQLite would still start from the match and sort every matching
         # line with its text (1.5-2 s for 700,000). "+" hides the primary key from the
@@ -410,6 +512,8 @@ class LogService:
             for dropped in drop_partitions_before(self.db, LOG_TABLE, cutoff):
                 result.partitions_dropped.append(dropped.partition.name)
                 result.deleted_by_age += dropped.rows
+            if result.partitions_dropped:  # their lines' groups (row deletes prune them themselves)
+                self.db.run(groups.prune_groups)
             while True:
                 n = self.db.run(self._delete_chunk, select(lr.c.id).where(lr.c.ts < cutoff)
                                 .order_by(lr.c.ts).limit(DELETE_CHUNK))

@@ -384,8 +384,10 @@ class DeployEvent(Base):
 
 
 # Full-text search objects the migrations create with raw SQL (0004_logs): the SQLite FTS5
-# table with its shadow tables, and PostgreSQL's generated tsvector column and its index.
-FULL_TEXT_OBJECTS = ("log_records_fts", "line_tsv", "ix_log_records_line_tsv")
+# table with its shadow tables, and PostgreSQL's generated tsvector column and its index;
+# since loggroup_0001 PostgreSQL's group filters and their watermark (console/logs/groups.py).
+FULL_TEXT_OBJECTS = ("log_records_fts", "line_tsv", "ix_log_records_line_tsv", "log_search_groups",
+                     "log_search_state")
 
 
 def include_in_comparison(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
