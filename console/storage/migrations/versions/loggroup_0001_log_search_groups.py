@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision = "loggroup_0001_log_search_groups"
-down_revision = "webui_0001_user_language"
+down_revision = "coldsize_0001_sqlite_block_rows"
 branch_labels = None
 depends_on = None
 
