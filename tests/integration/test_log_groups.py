@@ -30,7 +30,7 @@ from tests.conftest import database_url
 from tests.harness import http, wait_for
 from tests.integration.procs import ConsoleProcess
 
-BEFORE = "webui_0001_user_language"  # the revision before loggroup_0001
+BEFORE = "coldsize_0001_sqlite_block_rows"  # the revision before loggroup_0001
 
 
 @contextmanager
