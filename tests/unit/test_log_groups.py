@@ -11,15 +11,9 @@ import pytest
 
 from console.logs import groups
 from console.logs.service import parse_terms
+from tests.unit.test_log_store import LINES as STORE_LINES
 
-LINES = [
-    "GET /api/v1/items 200 upstream_timeout user=42 10.0.0.7:5432",
-    "Éclair CAFÉ naïve İstanbul ß straße 東京 ошибка Ошибка",
-    "tabs\tand\nnewlines, (brackets) [x] {y} 'quotes' \"dq\" back\\slash",
-    "",
-    "...---!!!",
-    "req=4f2a9c1e0b7d3a55 trace=" + str(uuid.UUID(int=7)),
-]
+LINES = [*STORE_LINES, "req=4f2a9c1e0b7d3a55 trace=" + str(uuid.UUID(int=7))]  # the lexeme tests' lines and a UUID
 
 
 def holds(bloom: bytes, token: str, kind: int = 0) -> bool:
