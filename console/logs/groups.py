@@ -27,7 +27,6 @@ change in one transaction, so a crash never leaves one without the other.
 """
 from __future__ import annotations
 
-import operator
 import os
 import zlib
 from typing import Any, Iterable, Sequence
@@ -78,21 +77,127 @@ def group_hashes(lines: Sequence[str], levels: Iterable[str | None], sources: It
     holds for these lines: each word, each word's first PREFIX_CHARS characters, each
     level and source (see the module docstring)."""
     text_ = " ".join(lines)  # a space separates words: the words of the whole are the union of each line's
+    others = [zlib.crc32(level.encode()) ^ _LEVEL for level in set(levels) if level]
+    others += [zlib.crc32(source.encode()) ^ _SOURCE for source in set(sources)]
     if text_.isascii():
         # The words of line_words, split in C: bytes.translate with a 256-byte table is
         # several times faster than str.translate with a dict.
         words = set(text_.encode("ascii").lower().translate(_ASCII_SEPARATOR_BYTES).split())
-        # (a shorter word adds itself as a prefix: no search asks for it, it only costs bits)
-        prefixes = set(map(operator.itemgetter(slice(0, PREFIX_CHARS)), words))
-    else:  # a prefix of characters, not of bytes
-        found = line_words(text_)
-        words = {w.encode() for w in found}
-        prefixes = {w[:PREFIX_CHARS].encode() for w in found if len(w) >= PREFIX_CHARS}
-    hashes = list(map(zlib.crc32, words))
-    hashes += [h ^ _PREFIX for h in map(zlib.crc32, prefixes)]
-    hashes += [zlib.crc32(level.encode()) ^ _LEVEL for level in set(levels) if level]
-    hashes += [zlib.crc32(source.encode()) ^ _SOURCE for source in set(sources)]
-    return np.array(hashes, dtype=np.uint64)
+        return np.concatenate((_ascii_word_hashes(words), np.array(others, dtype=np.uint64)))
+    found = line_words(text_)  # a prefix of characters, not of bytes
+    hashes = [zlib.crc32(w.encode()) for w in found]
+    hashes += [zlib.crc32(p.encode()) ^ _PREFIX for p in {w[:PREFIX_CHARS] for w in found if len(w) >= PREFIX_CHARS}]
+    return np.array(hashes + others, dtype=np.uint64)
+
+
+def _crc_table() -> np.ndarray:
+    """CRC-32's byte table (the reflected polynomial 0xEDB88320 of zlib, ISO 3309)."""
+    crc = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        crc = np.where(crc & 1, (crc >> np.uint32(1)) ^ np.uint32(0xEDB88320), crc >> np.uint32(1))
+    return crc.astype(np.uint32)
+
+
+_CRC_TABLE = _crc_table()
+_WIDTH = 16  # bytes: the words up to this long are hashed with numpy (a hex id is 16); longer ones by zlib
+
+
+def _zero_run_registers() -> np.ndarray:
+    """The CRC-32 register (zlib's, before its final inversion) after ``n`` zero bytes
+    from its initial all-ones value, for ``n`` = 0 .. :data:`_WIDTH`."""
+    registers = [np.uint32(_MASK32)]
+    for _ in range(_WIDTH):
+        r = registers[-1]
+        registers.append(_CRC_TABLE[r & np.uint32(0xFF)] ^ (r >> np.uint32(8)))
+    return np.array(registers, dtype=np.uint32)
+
+
+_ZERO_RUNS = _zero_run_registers()
+
+
+def _pair_table() -> np.ndarray:
+    """Two of CRC-32's byte steps at once, from a 16-bit register and zero data bytes."""
+    register = np.arange(2**16, dtype=np.uint32)
+    for _ in range(2):
+        register = _CRC_TABLE[register & np.uint32(0xFF)] ^ (register >> np.uint32(8))
+    return register
+
+
+_PAIR_TABLE = _pair_table()
+
+
+def _crc32(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """zlib.crc32 of many short byte strings at once: ``rows`` is a ``(width, n)`` uint8
+    array (``width`` even), string ``i`` right-aligned in column ``i`` with zeros before
+    it, ``lengths`` their lengths. The byte step of a table-driven CRC (Sarwate 1988) is
+    linear over GF(2): two bytes XORed into the register's low 16 bits take one step of a
+    65,536-entry table, from a zero register the leading zeros leave it zero, and the
+    register from zlib's all-ones start differs from it by the register after as many zero
+    bytes from all-ones (:func:`_zero_run_registers`)."""
+    pairs = rows[0::2].astype(np.uint32) | (rows[1::2].astype(np.uint32) << np.uint32(8))
+    register = np.zeros(rows.shape[1], dtype=np.uint32)
+    for pair in pairs:
+        register = _PAIR_TABLE[(register ^ pair) & np.uint32(0xFFFF)] ^ (register >> np.uint32(16))
+    return ~(register ^ _ZERO_RUNS[lengths])
+
+
+# A prefix of an ASCII word (its letters lower-cased) as one integer, its characters in
+# base 37: 1-10 the digits, 11-36 the letters, 0 past the word's end.
+_PREFIX_ALPHABET = b"0123456789abcdefghijklmnopqrstuvwxyz"
+_ALPHABET_CODE = np.zeros(256, dtype=np.int64)
+_ALPHABET_CODE[np.frombuffer(_PREFIX_ALPHABET, dtype=np.uint8)] = np.arange(1, 37)
+
+
+def _prefix_table() -> np.ndarray:
+    """The hash of every prefix code (see above) as :func:`group_hashes` gives it
+    (CRC-32 of its characters XOR ``_PREFIX``); codes that are no prefix map to junk."""
+    codes = np.arange(37 ** PREFIX_CHARS)
+    digits = np.stack([codes // 37 ** (PREFIX_CHARS - 1 - j) % 37 for j in range(PREFIX_CHARS)])  # first char first
+    alphabet = np.concatenate(([0], np.frombuffer(_PREFIX_ALPHABET, dtype=np.uint8))).astype(np.uint8)
+    lengths = (digits > 0).sum(axis=0)
+    # right-align: a prefix of length l occupies the last l rows
+    rows = np.zeros((PREFIX_CHARS + PREFIX_CHARS % 2, codes.size), dtype=np.uint8)  # an even width
+    for j in range(PREFIX_CHARS):
+        for shift in range(PREFIX_CHARS):
+            take = (PREFIX_CHARS - lengths) == shift
+            if j - shift >= 0:
+                rows[j + PREFIX_CHARS % 2, take] = alphabet[digits[j - shift, take]]
+    return (_crc32(rows, lengths) ^ np.uint32(_PREFIX)).astype(np.uint64)
+
+
+_PREFIX_HASHES = _prefix_table()
+
+
+def _ascii_word_hashes(words: set[bytes]) -> np.ndarray:
+    """The CRC-32 (zlib's) of each distinct word (of letters and digits, lower-cased
+    ASCII), and of each distinct first :data:`PREFIX_CHARS` characters of them XOR
+    ``_PREFIX`` (a shorter word adds itself as a prefix: no search asks for it, it only
+    costs bits), as :func:`group_hashes` gives them.
+
+    With numpy over every word at once instead of a zlib.crc32 call and a slice per word
+    and prefix: the words' CRCs by :func:`_crc32`, the distinct prefixes as the codes
+    set in a bitmap, their hashes from a table of every code."""
+    n = len(words)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
+    buf = np.frombuffer(b" ".join(words) + b" ", dtype=np.uint8)
+    ends = np.flatnonzero(buf == 32)  # one past each word
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+    width = min(-(-int(lengths.max()) // 2) * 2, _WIDTH)  # even: bytes go in pairs
+    at = ends[None, :] + np.arange(-width, 0)[:, None]  # the last `width` bytes of each word, as rows
+    rows = np.where(at >= starts[None, :], buf[np.maximum(at, 0)], 0).astype(np.uint8)
+    hashes = _crc32(rows, np.minimum(lengths, width)).astype(np.uint64)
+    for i in np.flatnonzero(lengths > width):
+        hashes[i] = zlib.crc32(buf[starts[i]:ends[i]].tobytes())
+    code = np.zeros(n, dtype=np.int64)
+    for j in range(PREFIX_CHARS):
+        code = code * 37 + np.where(lengths > j, _ALPHABET_CODE[buf[np.minimum(starts + j, buf.size - 1)]], 0)
+    seen = np.zeros(_PREFIX_HASHES.size, dtype=bool)
+    seen[code] = True
+    return np.concatenate((hashes, _PREFIX_HASHES[seen]))
 
 
 def bloom(hashes: np.ndarray) -> bytes:

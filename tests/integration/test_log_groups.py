@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.parse
 import uuid
@@ -238,6 +239,50 @@ def test_the_group_indexer_goes_on_after_its_connection_is_cut(tmp_path: Path, p
         push(console, agent, "cut-web", [f"{tag} after {i}" for i in range(10)], t0 + 1000)
         wait_for(lambda: caught_up(postgres_url), 30, "the group index to catch up on a new connection")
         assert state(postgres_url)[2:] == (20, 2)
+    finally:
+        engine.dispose()
+        console.stop()
+
+
+def test_two_workers_group_every_line_once(tmp_path: Path, postgres_url):
+    """``serve --workers 2``: each worker runs a group indexer, and their passes take turns
+    on the watermark row. Lines posted at once through both workers end up each in exactly
+    one group of its host, and a search finds each."""
+    console = ConsoleProcess(tmp_path, args=("--workers", "2"), FLEETDECK_DATABASE_URL=postgres_url).start()
+    engine = create_engine(postgres_url)
+    try:
+        hosts = [f"two-{i}" for i in range(4)]
+        tokens = {h: console.agent_token(h) for h in hosts}
+        viewer = console.cli("token", "create", "--name", "two-viewer", "--role", "viewer").strip().splitlines()[-1]
+        tag = "two" + uuid.uuid4().hex[:8]
+        t0 = int(time.time() * 1000) - 60_000
+        sent = {h: [[f"{tag} {h} batch {b} line {i} req={uuid.uuid4().hex[:16]}" for i in range(150)]
+                    for b in range(6)] for h in hosts}
+
+        def agent(host: str) -> None:
+            for b, lines in enumerate(sent[host]):  # a new connection each: spread over the workers
+                push(console, tokens[host], host, lines, t0 + b * 1000)
+
+        threads = [threading.Thread(target=agent, args=(h,)) for h in hosts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_for(lambda: caught_up(postgres_url), 60, "the group index to catch up")
+        workers = [int(pid) for task in Path(f"/proc/{console.proc.pid}/task").glob("*/children")
+                   for pid in task.read_text().split()]
+        with engine.connect() as conn:  # each worker's indexer, named with its pid
+            indexers = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(:names)"),
+                                    {"names": [f"fleetdeck log indexer {pid}" for pid in workers]}).scalar()
+            # each line in exactly one group of its host
+            covering = conn.execute(text(
+                "SELECT r.id, count(g.id) FROM log_records r LEFT JOIN log_search_groups g ON g.host_id = r.host_id "
+                "AND r.id BETWEEN g.first_record_id AND g.last_record_id GROUP BY r.id")).all()
+        assert indexers == 2
+        assert len(covering) == 4 * 6 * 150 and {n for _, n in covering} == {1}
+        assert state(postgres_url)[2] == 4 * 6 * 150
+        for h in hosts:
+            assert pages(console, viewer, 1000, q=tag, host=h) == [x for lines in sent[h] for x in lines][::-1]
     finally:
         engine.dispose()
         console.stop()

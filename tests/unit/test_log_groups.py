@@ -6,11 +6,14 @@ from __future__ import annotations
 import random
 import re
 import uuid
+import zlib
 
+import numpy as np
 import pytest
 
 from console.logs import groups
 from console.logs.service import parse_terms
+from console.logs.words import line_words
 from tests.unit.test_log_store import LINES as STORE_LINES
 
 LINES = [*STORE_LINES, "req=4f2a9c1e0b7d3a55 trace=" + str(uuid.UUID(int=7))]  # the lexeme tests' lines and a UUID
@@ -48,3 +51,37 @@ def test_few_absent_tokens_seem_present():
     absent = [f"zz{rnd.getrandbits(40):x}" for _ in range(2000)]
     false = sum(holds(bloom, w) for w in absent)
     assert false < 2000 * 0.03, false  # ~0.8 % expected at 10 bits and 7 hashes
+
+
+def reference_hashes(lines, levels, sources):
+    """The tokens of a group's filter, one zlib.crc32 call per distinct token: every word
+    of console/logs/words.py, each word's first PREFIX_CHARS characters (of an ASCII group
+    also a shorter word's, which costs bits but changes no answer), levels, sources."""
+    words = set().union(*(line_words(line) for line in lines)) if lines else set()
+    shortest = 1 if all(line.isascii() for line in lines) else groups.PREFIX_CHARS
+    prefixes = {w[:groups.PREFIX_CHARS] for w in words if len(w) >= shortest}
+    return sorted([zlib.crc32(w.encode()) for w in words]
+                  + [zlib.crc32(p.encode()) ^ groups._PREFIX for p in prefixes]
+                  + [zlib.crc32(v.encode()) ^ groups._LEVEL for v in set(levels) if v]
+                  + [zlib.crc32(s.encode()) ^ groups._SOURCE for s in set(sources)])
+
+
+def test_the_filter_holds_each_distinct_token_once_hashed_as_zlib_does():
+    """Words of every length from 1 to 40 characters (around the 16 bytes hashed in bulk),
+    upper and lower case, digits, prefixes shared and not, over groups of one to 256
+    realistic lines: the hashes, and so the filter and its size, are those of one
+    zlib.crc32 per distinct token."""
+    rnd = random.Random(11)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    lines = []
+    for i in range(600):
+        words = ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(1, 41))) for _ in range(rnd.randrange(8))]
+        lines.append(f"2025-11-21T04:42:{i % 60:02d}Z INFO 10.{rnd.randrange(256)}.0.{rnd.randrange(256)} "
+                     f"GET /api/v1/x/{rnd.randrange(10**5)} req={rnd.getrandbits(64):016x} "
+                     f"trace={uuid.UUID(int=rnd.getrandbits(128))} " + " ".join(words) + "; a,b ab abc_abcd")
+    for group in ([lines[0]], lines[:7], lines[7:263], lines[263:519], ["", "!!"], ["x"], ["ab cd"], LINES):
+        levels, sources = ["info", None, "warn"], ["/var/log/app.log", "/var/log/app.log"]
+        hashes = groups.group_hashes(group, levels, sources)
+        expected = reference_hashes(group, levels, sources)
+        assert sorted(int(h) for h in hashes) == expected
+        assert groups.bloom(hashes) == groups.bloom(np.array(expected, dtype=np.uint64))
