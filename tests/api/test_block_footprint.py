@@ -16,8 +16,11 @@ from console.tiers.service import BLOCK_MS, RollupService
 from tests.conftest import console_on
 
 NOW = time.time()
-# a block start 7-9 hours ago: two or three whole 2 h blocks due, and 1m rows for a day block
-START = (int(NOW) - 7 * 3600) * 1000 // BLOCK_MS * BLOCK_MS
+# The SQLite test's clock: 20:00 UTC of the day before, so that its samples, from a block start
+# 7-9 hours earlier (two or three whole 2 h blocks due), lie in one UTC day: 1m blocks are per
+# UTC day, and a run after 00:00 with the real clock would split each series' rows in two.
+CLOCK = int(NOW) // 86_400 * 86_400 - 4 * 3600
+START = (CLOCK - 7 * 3600) * 1000 // BLOCK_MS * BLOCK_MS
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +53,13 @@ def test_blocks_longer_than_a_quarter_page_fill_their_pages(sqlite_console):
     console = sqlite_console
     token = console.agent_token("fp-1")
     rnd = random.Random(20)
-    ts = list(range(START + 137, int(NOW * 1000), 10_000))
+    ts = list(range(START + 137, CLOCK * 1000, 10_000))
     series = [{"name": "fp_temperature", "type": "gauge", "labels": {"sensor": str(k)},
                "points": [[t, rnd.randint(0, 99_999) / 100] for t in ts]} for k in range(40)]
     for i in range(0, len(ts), 500):
         status, body = console.push("fp-1", token, [dict(s, points=s["points"][i:i + 500]) for s in series])
         assert status == 200, body
-    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: CLOCK).run_all()
     pages, overflow, (count, shortest, longest, data) = footprint(console, "sample_blocks")
     assert count >= 80 and 1100 < shortest and longest < 4000, (count, shortest, longest)
     assert overflow == 0
