@@ -27,7 +27,6 @@ from console.query.closed import ClosedCache
 from console.storage.database import Database, bound
 from console.storage import blocks, rollup_blocks
 from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, SampleBlock, Series
-from console.storage.partitions import BLOCK_1M_MS
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -657,7 +656,7 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     (:func:`_rollup_numpy`, the same expressions), the later ones in SQL."""
     if table != "rollup_1m" or hi <= lo or not ids:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
-    cold = _read_blocks(session, ids, lo, hi)
+    cold = rollup_blocks.read_many(session, ids, lo, hi)
     top = rollup_blocks.packed_until(cold)
     if top is None:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
@@ -674,19 +673,6 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if sum(len(p) for p in out.values()) > limit:
         raise _too_many_points(limit)
     return out
-
-
-def _read_blocks(session: Session, ids: list[int], lo: int, hi: int) -> list[tuple[int, int, int, bytes]]:
-    """:func:`console.storage.rollup_blocks.read_blocks` (the same rows, statement and
-    order) through the DB-API cursor of :func:`_cursor`: a day of 500 series on PostgreSQL
-    is ~13 MB of ``bytea`` (random values; real host data ~1.5 MB), which the binary
-    protocol hands over as it is stored, where text escapes every byte as two hex digits."""
-    if not ids or hi <= lo:
-        return []
-    sql = (f"SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN ({_ints(ids)}) "
-           f"AND start_ts < {int(hi)} AND start_ts > {int(lo) - BLOCK_1M_MS} AND end_ts >= {int(lo)} "
-           "ORDER BY series_id, start_ts")
-    return _fetch(session, sql)
 
 
 def _column_of(fn: str) -> str:
