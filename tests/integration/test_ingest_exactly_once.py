@@ -74,9 +74,9 @@ def test_every_batch_stored_once_across_kill9_of_workers(tmp_path: Path, backend
         db_url = url or f"sqlite:///{tmp_path / 'fleetdeck.db'}"
         try:
             if kill == "one worker":
-                run_and_replay(console, db_url, kill=lambda: kill9_one_worker(console, db_url), restart=lambda: None)
+                run_and_replay(console, db_url, kill=lambda gate: kill9_one_worker(console, db_url, gate), restart=lambda: None)
             else:
-                run_and_replay(console, db_url, kill=console.kill9_group, restart=console.start)
+                run_and_replay(console, db_url, kill=lambda _gate: console.kill9_group(), restart=console.start)
             workers = console.worker_pids()
             assert len(workers) == 2
         finally:
@@ -109,21 +109,30 @@ def writes_held(db_url: str):
         engine.dispose()
 
 
-def kill9_one_worker(console: ConsoleProcess, db_url: str) -> None:
-    """SIGKILL the first worker while it holds requests whose batches wait for the
-    database; the supervisor replaces it (a new pid on the same socket)."""
+def kill9_one_worker(console: ConsoleProcess, db_url: str, gate: threading.Event) -> None:
+    """SIGKILL a worker while it holds requests whose batches wait for the database; the
+    supervisor replaces it (a new pid on the same socket).
+
+    The agents are paused (``gate``) while the write lock is taken: with them sending,
+    the lock could be starved until every batch was stored and no request left to wait.
+    Which worker the kernel hands the next connections to is its choice, so the one
+    killed is whichever holds a waiting request."""
     before = console.worker_pids()
+    gate.clear()
     with writes_held(db_url):
-        wait_for(lambda: console.connections_of(before[0]) >= 1, 30, "a request waiting on the first worker")
-        os.kill(before[0], signal.SIGKILL)
-    wait_for(lambda: len(console.worker_pids()) == 2 and before[0] not in console.worker_pids(), 30,
+        gate.set()
+        victim = wait_for(lambda: next((pid for pid in before if console.connections_of(pid) >= 1), None),
+                          30, "a request waiting on a worker")
+        os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(console.worker_pids()) == 2 and victim not in console.worker_pids(), 30,
              "the supervisor to start a worker in place of the killed one")
-    assert before[1] in console.worker_pids()  # the other worker served on
+    survivor = next(pid for pid in before if pid != victim)
+    assert survivor in console.worker_pids()  # the other worker served on
 
 
 def run_and_replay(console: ConsoleProcess, db_url: str, kill=None, restart=None) -> None:  # noqa: ANN001
-    """``kill`` (default: SIGKILL the console) mid-stream, then ``restart`` (default: start
-    it again) and replay every batch."""
+    """``kill(gate)`` (default: SIGKILL the console) mid-stream, then ``restart`` (default:
+    start it again) and replay every batch. The agents send only while ``gate`` is set."""
     hosts = [f"eo-{i}" for i in range(HOSTS)]
     tokens = {h: console.agent_token(h) for h in hosts}
     t0 = int(time.time() * 1000) - 3_600_000
@@ -131,6 +140,8 @@ def run_and_replay(console: ConsoleProcess, db_url: str, kill=None, restart=None
     stored: dict[str, int] = {}  # batch_id -> times answered as stored (not duplicate)
     accepted = 0
     lock = threading.Lock()
+    gate = threading.Event()
+    gate.set()
 
     def record(batch_id: str, body: dict) -> None:
         nonlocal accepted
@@ -141,6 +152,7 @@ def run_and_replay(console: ConsoleProcess, db_url: str, kill=None, restart=None
 
     def agent(host: str) -> None:
         for batch_id, raw in prepared[host]:
+            gate.wait(120)
             try:
                 resp = post(console.url, tokens[host], raw)
             except OSError:
@@ -153,7 +165,7 @@ def run_and_replay(console: ConsoleProcess, db_url: str, kill=None, restart=None
     for t in threads:
         t.start()
     wait_for(lambda: len(stored) >= HOSTS * BATCHES // 3, 120, "a third of the batches to be answered")
-    (kill or console.kill9)()
+    (kill or (lambda _gate: console.kill9()))(gate)
     for t in threads:
         t.join(60)
     before_kill = len(stored)

@@ -338,7 +338,9 @@
     var params = {};
     Object.keys(query.params).forEach(function (k) { params[k] = query.params[k]; });
     params.start = Math.floor(start);
-    params.end = Math.ceil(end);
+    // To the millisecond, not rounded up: a rate step point stamped after "now" would be
+    // computed before its samples arrived and never gain a successor when they do.
+    params.end = Math.floor(end * 1000) / 1000;
     params.step = state.step;
     if (params.fn === "rate" || params.fn === "increase") {
       // Grafana's $__rate_interval: a window of at least four collect intervals, so every
