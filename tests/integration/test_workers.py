@@ -25,16 +25,23 @@ from tests.integration.procs import REPO, ConsoleProcess, child_env, tmpfs
 def connection_on(console: ConsoleProcess, want: int | None = None, avoid: int | None = None
                   ) -> tuple[http.client.HTTPConnection, int]:
     """A keep-alive connection to the console that the kernel gave to worker ``want`` (or
-    to any worker but ``avoid``); -> (connection, that worker's pid)."""
-    for _ in range(50):
+    to any worker but ``avoid``); -> (connection, that worker's pid).
+
+    Tried for 30 s, not a number of times: a worker whose process exists may still be
+    starting, and until it accepts every connection goes to the other one."""
+    deadline = time.monotonic() + 30
+    tried = 0
+    while time.monotonic() < deadline:
         conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=30)
         conn.connect()
         port = conn.sock.getsockname()[1]
         pid = wait_for(lambda: console.worker_serving(port), 10, "the worker holding the connection")
+        tried += 1
         if (want is None or pid == want) and pid != avoid:
             return conn, pid
         conn.close()
-    raise AssertionError(f"50 connections and none on the worker wanted ({want=}, {avoid=}; "
+        time.sleep(0.05)
+    raise AssertionError(f"{tried} connections in 30 s and none on the worker wanted ({want=}, {avoid=}; "
                          f"workers now {console.worker_pids()})")
 
 
