@@ -297,9 +297,10 @@ class QueryService:
 
     def range(self, session: Session, q: RangeQuery) -> dict:
         """Run a range query -> ``{"metric", "step", "fn", "resolution": "raw"|"1m"|"1h",
-        "series": [{"labels", "points": [[ts_ms, value], ...]}]}``, each series' points
-        already written as that JSON text (an ``orjson.Fragment``: orjson, the handler's
-        encoder, writes it into the answer as it is; ``orjson.loads`` reads it back).
+        "series": [{"labels", "points": [[ts_ms, value], ...]}]}``; on the rollup tiers each
+        series' points are already written as that JSON text (an ``orjson.Fragment``:
+        orjson, the handler's encoder, writes it into the answer as it is), on the raw tier
+        they are a list of ``(ts_ms, value)`` pairs.
 
         Without a step, fn=raw returns stored samples and rate/increase work between
         consecutive samples. With a step (seconds), points sit on multiples of it:
@@ -635,13 +636,13 @@ def _series_columns(session: Session, ids: list[int], columns: str, table: str, 
     return out, len(found)
 
 
-def _encoded(results: Sequence[tuple[dict, Points]]) -> list[tuple[dict, orjson.Fragment]]:
-    """Each series' points as their JSON text, the columns' written from the columns
-    (console/query/columns.py)."""
+def _encoded(results: Sequence[tuple[dict, Points]]) -> list[tuple[dict, list | orjson.Fragment]]:
+    """Each series' points: columns as their JSON text written from the columns
+    (console/query/columns.py), lists of pairs as they are."""
     columns = {i: points for i, (_, points) in enumerate(results) if isinstance(points, Columns)}
-    texts = dict(zip(columns, points_json_many([(p.ts, p.values) for p in columns.values()])))
-    return [(labels, orjson.Fragment(texts[i] if i in texts else orjson.dumps(points)))
-            for i, (labels, points) in enumerate(results)]
+    texts = iter(points_json_many([(p.ts, p.values) for p in columns.values()]))
+    return [(labels, orjson.Fragment(next(texts)) if isinstance(points, Columns) else points)
+            for labels, points in results]
 
 
 def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limit: int,
