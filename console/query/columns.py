@@ -132,11 +132,9 @@ def _spliced(digits: np.ndarray, values: np.ndarray) -> bytes:
     text = orjson.dumps(values, option=_NUMPY)  # "[v0,v1,...]"
     gap = b"],[" + b"0" * width + b","  # a stamp's place: written over below
     body = text.replace(b",", gap)  # "[v0],[0000,v1...]"
-    whole = bytearray(len(body) + width + 3)  # "[[" t0 "," then body from v0 on, then "]"
-    whole[:2] = b"[["
-    whole[width + 2] = 44  # ","
-    whole[width + 3:-1] = memoryview(body)[1:]
-    whole[-1] = 93  # "]"
+    whole = bytearray(b"[" + gap[2:])  # "[[" t0 "," then body from v0 on, then "]"
+    whole += memoryview(body)[1:]
+    whole.append(93)
     # Where each stamp goes: the first after "[[", each other one 3 bytes into the gap that
     # replaced the comma before its value; the j-th comma of ``text`` moved by the j gaps
     # before it and by the first stamp's place.

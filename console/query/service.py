@@ -606,34 +606,34 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
     return out, loaded
 
 
-def _series_columns(session: Session, ids: list[int], columns: str, table: str, where: str, limit: int,
+def _series_columns(session: Session, ids: list[int], stamp: str, value: str, table: str, where: str, limit: int,
                     grouped: bool = False, having: str = "") -> tuple[dict[int, Points], int]:
-    """:func:`_series_rows` as ``{series_id: Columns}`` (the second column float, never
-    NULL: rollup values). On SQLite its statement per series; on PostgreSQL one statement
-    without ``ORDER BY`` (sorting ~100,000 rows spills past ``work_mem`` to disk), its rows
-    put in order by numpy."""
+    """:func:`_series_rows` of the columns ``stamp`` (bigint) and ``value`` (float) as
+    ``{series_id: Columns}``. On SQLite its statement per series. On PostgreSQL one
+    statement that gives each series' stamps and values as two ``bytea``, their binary
+    forms (``int8send``, ``float8send``: the bits as stored, a NULL value as NaN, written
+    as ``null`` like None) joined in time order, read straight into numpy: ~100,000 rows
+    as 500 pairs of byte strings, not as row objects the driver builds (a third of the wall
+    time, a quarter of the CPU)."""
     if session.get_bind().dialect.name == "sqlite":
-        rows, loaded = _series_rows(session, ids, columns, table, where, limit, grouped, having)
+        rows, loaded = _series_rows(session, ids, f"{stamp}, {value}", table, where, limit, grouped, having)
         return {sid: Columns.of(points) for sid, points in rows.items() if points}, loaded
     group = f" GROUP BY 1, 2 {having}" if grouped else ""
     cursor = _cursor(session)
     try:
-        cursor.execute(f"SELECT series_id, {columns} FROM {table} WHERE series_id IN ({_ints(ids)}) "
-                       f"AND {where}{group} LIMIT {limit + 1}")
+        cursor.execute("SELECT series_id, string_agg(int8send(b), '' ORDER BY b), "
+                       "string_agg(float8send(COALESCE(v, 'NaN')), '' ORDER BY b) "
+                       f"FROM (SELECT series_id, {stamp} AS b, {value} AS v FROM {table} "
+                       f"WHERE series_id IN ({_ints(ids)}) AND {where}{group}) x GROUP BY series_id ORDER BY series_id")
         found = cursor.fetchall()
     finally:
         cursor.close()
-    if not found:
-        return {}, 0
-    sid_col, ts_col, values = (np.fromiter(map(operator.itemgetter(i), found), dtype, len(found))
-                               for i, dtype in ((0, np.int64), (1, np.int64), (2, np.float64)))
-    order = np.lexsort((ts_col, sid_col))
-    sid_col, ts_col, values = sid_col[order], ts_col[order], values[order]
-    bounds = np.flatnonzero(np.diff(sid_col)) + 1
     out: dict[int, Points] = {}
-    for a, b in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(sid_col)].tolist()):
-        out[int(sid_col[a])] = Columns(ts_col[a:b], values[a:b])
-    return out, len(found)
+    loaded = 0
+    for sid, stamps, values in found:
+        out[sid] = Columns(np.frombuffer(stamps, ">i8").astype(np.int64), np.frombuffer(values, ">f8").astype(np.float64))
+        loaded += len(out[sid])
+    return out, loaded
 
 
 def _encoded(results: Sequence[tuple[dict, Points]]) -> list[tuple[dict, list | orjson.Fragment]]:
@@ -826,7 +826,7 @@ def _rows_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _
     if q.group_by is None:
         nulls = " AND increase IS NOT NULL" if counting and whole else ""
         having = "HAVING SUM(increase) IS NOT NULL" if counting else ""
-        out, loaded = _series_columns(session, ids, f"{b}, {value}", table, where + nulls, limit, not whole, having)
+        out, loaded = _series_columns(session, ids, b, value, table, where + nulls, limit, not whole, having)
         if loaded > limit:
             raise _too_many_points(limit)
         return out
