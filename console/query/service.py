@@ -640,7 +640,8 @@ def _series_columns(session: Session, ids: list[int], stamp: str, value: str, ta
         cursor.execute("SELECT series_id, string_agg(int8send(b), '' ORDER BY b), "
                        "string_agg(float8send(COALESCE(v, 'NaN')), '' ORDER BY b) "
                        f"FROM (SELECT series_id, {stamp} AS b, {value} AS v FROM {table} "
-                       f"WHERE series_id IN ({_ints(ids)}) AND {where}{group}) x GROUP BY series_id ORDER BY series_id")
+                       f"WHERE series_id = ANY(%s) AND {where}{group}) x GROUP BY series_id ORDER BY series_id",
+                       (list(ids),))
         found = cursor.fetchall()
     finally:
         cursor.close()
