@@ -231,7 +231,10 @@ def main() -> int:
             if "baseline" in answers:
                 before = orjson.loads(answers["baseline"])
                 for version in ("cold", "warm"):
-                    print(f"  same answer as baseline ({version}): {same(before, orjson.loads(answers[version]))}")
+                    verdict = same(before, orjson.loads(answers[version]))
+                    if answers[version] == answers["baseline"]:
+                        verdict += ", the same bytes"
+                    print(f"  same answer as baseline ({version}): {verdict}")
         print(f"load average at end: {os.getloadavg()}")
     finally:
         db.close()

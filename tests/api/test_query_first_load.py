@@ -108,6 +108,25 @@ def test_each_series_answers_its_1m_buckets_bit_for_bit(console, viewer):
         assert got[dev] == want[dev], dev  # exact: the stored value, no float read back from text
 
 
+def test_the_answer_is_the_json_of_the_stored_buckets_byte_for_byte(console, viewer):
+    """The body, not only its values: each point is ``[ts, value]`` with the stamp an
+    integer and the value written as orjson writes that stored float (exponents, signs,
+    shortest digits), in the key order of every range answer."""
+    end = NOW // 60 * 60 - 600
+    q = {"metric": "qfl_temp", "start": end - DAY_S, "end": end, "step": 60, "fn": "avg"}
+    resp = console.request("GET", "/api/v1/metrics/range?" + urlencode(q), token=viewer)
+    assert resp.status == 200, resp.body
+    body = resp.json()
+    first = int(q["start"] * 1000) // 60_000 * 60_000
+    want = {dev: [[ts, sm / n] for ts, _, _, sm, n, _ in rows if first <= ts <= int(end * 1000)]
+            for dev, rows in stored(console).items()}
+    assert list(body) == ["metric", "step", "fn", "resolution", "series"]
+    expected = {**body, "series": [{"labels": s["labels"], "points": want[s["labels"]["dev"]]}
+                                   for s in body["series"]]}
+    assert any("e-" in repr(p[1]) for p in want["0"]) and any(p[1] < 0 for p in want["0"])
+    assert resp.body == orjson.dumps(expected)
+
+
 def test_five_minute_maxima_per_series(console, viewer):
     body = day(console, viewer, fn="max", step=300)
     got = {s["labels"]["dev"]: s["points"] for s in body["series"]}

@@ -103,6 +103,22 @@ def test_a_block_read_for_some_columns_decodes_those_bit_for_bit_and_leaves_the_
     assert {(r[1], r[5]) for r in got} == {(None, None)}
 
 
+def test_a_block_of_every_minute_from_its_start_gives_its_bucket_starts_without_decoding_them():
+    day = 86_400_000 * 20_500
+    every = [(day + 60_000 * i, 1.0, 2.0, 0.1 * i, 3, None) for i in range(1440)]
+    gap = every[:700] + every[701:]  # a minute missing: its bucket starts must be decoded
+    late = every[5:]  # from the sixth minute of the day on
+    for rows in (every, gap, late):
+        data = rollup_blocks.encode(rollup_blocks.from_tuples(rows))
+        got = rollup_blocks.decode(data, ("sum",), day, rows[-1][0])
+        assert got.ts.tolist() == [r[0] for r in rows]
+        assert bits(got.sum.tolist()) == bits([r[3] for r in rows]) and got.count.tolist() == [3] * len(rows)
+    # Cut bytes are refused even when the bucket starts need no decoding:
+    with pytest.raises(RollupBlockError):
+        rollup_blocks.decode(rollup_blocks.encode(rollup_blocks.from_tuples(every))[:-3], ("sum",), day,
+                             every[-1][0])
+
+
 def test_many_blocks_read_in_chunks_give_each_blocks_counter_rows_bit_for_bit():
     # Blocks whose increase column is whole, partly NULL, wholly NULL (a gauge's) and empty,
     # read in chunks of whole blocks of up to 50 rows, or of the largest block's 60; their
