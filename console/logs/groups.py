@@ -28,14 +28,17 @@ change in one transaction, so a crash never leaves one without the other.
 from __future__ import annotations
 
 import os
+import time
 import zlib
+from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
+from sqlalchemy import (BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
                         literal, or_, select, text, true)
 from sqlalchemy.orm import Session
 
+from console.logs import blocks
 from console.logs.indexer import LogIndexer
 from console.logs.words import line_words
 from console.storage.database import execute_dml
@@ -57,7 +60,10 @@ GROUPS = Table("log_search_groups", _meta,
                Column("id", BigInteger, primary_key=True),
                Column("host_id", Integer), Column("first_record_id", BigInteger),
                Column("last_record_id", BigInteger), Column("min_ts", BigInteger), Column("max_ts", BigInteger),
-               Column("lines", Integer), Column("bloom", LargeBinary))
+               Column("lines", Integer), Column("bloom", LargeBinary),
+               # migration logblocks_0001: the lines packed (console/logs/blocks.py), NULL while rows
+               Column("packed", LargeBinary), Column("made_ms", BigInteger), Column("packed_ms", BigInteger),
+               Column("rows_kept", Boolean), Column("packed_bytes", BigInteger))
 STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True),
               Column("indexed_id", BigInteger))
 
@@ -265,11 +271,12 @@ def index_groups(cursor: Any, upto: int, most: int) -> tuple[int, int]:
     if n == most:
         upto = max(g[2] for g in grouped)
     if grouped:
+        made_ms = int(time.time() * 1000)
         with cursor.copy("COPY log_search_groups (host_id, first_record_id, last_record_id, min_ts, max_ts, lines, "
-                         "bloom) FROM STDIN") as copy:
+                         "bloom, made_ms) FROM STDIN") as copy:
             for host_id, first, last, min_ts, max_ts, lines, text_, levels, sources in grouped:
                 copy.write_row((host_id, first, last, min_ts, max_ts, lines,
-                                bloom(group_hashes([text_], levels, sources))))
+                                bloom(group_hashes([text_], levels, sources)), made_ms))
     cursor.execute("UPDATE log_search_state SET indexed_id = %s WHERE id = 1", (upto,))
     return upto, n
 
@@ -280,12 +287,103 @@ def watermark(session: Session) -> int:
 
 
 def prune_groups(session: Session) -> int:
-    """Delete the groups older than every stored line (retention deleted their lines);
-    returns how many. A group retention emptied only in part keeps its filter: a search
-    reads its lines, which are the ones left."""
+    """Delete the unpacked groups older than every stored line (retention deleted their
+    lines); returns how many. A group retention emptied only in part keeps its filter: a
+    search reads its lines, which are the ones left. Packed groups hold their lines
+    themselves: :func:`delete_packed_before` deletes them."""
     oldest = session.execute(text("SELECT min(ts) FROM log_records")).scalar()
     condition = GROUPS.c.max_ts < oldest if oldest is not None else true()
-    return execute_dml(session, delete(GROUPS).where(condition)).rowcount
+    return execute_dml(session, delete(GROUPS).where(condition, GROUPS.c.packed.is_(None))).rowcount
+
+
+# -- packed groups (console/logs/blocks.py) -----------------------------------------------
+PACK_GROUPS = 64  # groups packed (or whose rows are deleted) per transaction at most
+
+
+def pack_groups(cursor: Any, hot_before_ms: int, kept_before_ms: int, most: int = PACK_GROUPS) -> tuple[int, int]:
+    """In the psycopg cursor's transaction: pack the lines of up to ``most`` unpacked
+    groups made before ``hot_before_ms`` (Unix ms) into their ``packed`` column, and delete
+    from ``log_records`` the rows of up to ``most`` groups packed before ``kept_before_ms``
+    (a search that read a group unpacked reads its rows next: they stay that long). Groups
+    another transaction is packing are skipped (``SKIP LOCKED``: several console workers
+    run this). Returns ``(groups packed, rows deleted)``."""
+    now_ms = int(time.time() * 1000)
+    chosen = cursor.execute(
+        "SELECT id, host_id, first_record_id, last_record_id, min_ts, max_ts FROM log_search_groups "
+        "WHERE packed IS NULL AND made_ms < %s ORDER BY made_ms, id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (hot_before_ms, most)).fetchall()
+    packed = 0
+    if chosen:
+        by_group: dict[int, list[tuple]] = defaultdict(list)
+        for group_id, *row in cursor.execute(
+                "SELECT g.id, r.id, r.ts, r.source, r.line, r.labels, r.level FROM log_search_groups g "
+                "JOIN log_records r ON r.host_id = g.host_id AND r.id BETWEEN g.first_record_id AND g.last_record_id "
+                "AND r.ts BETWEEN g.min_ts AND g.max_ts WHERE g.id = ANY(%s) ORDER BY g.id, r.id",
+                ([c[0] for c in chosen],)):
+            by_group[group_id].append(row)
+        empty = [c[0] for c in chosen if c[0] not in by_group]  # retention deleted every line
+        if empty:
+            cursor.execute("DELETE FROM log_search_groups WHERE id = ANY(%s)", (empty,))
+        ids, values, sizes, lines = [], [], [], []
+        for group_id, first, *_ in ((c[0], c[2]) for c in chosen if c[0] in by_group):
+            rows = by_group[group_id]
+            ids.append(group_id)
+            values.append(blocks.pack(first, rows))
+            sizes.append(sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows))
+            lines.append(len(rows))
+        if ids:
+            cursor.execute(
+                "UPDATE log_search_groups g SET packed = v.packed, packed_ms = %s, packed_bytes = v.bytes, "
+                "lines = v.lines FROM unnest(%s::bigint[], %s::bytea[], %s::bigint[], %s::int[]) "
+                "AS v(id, packed, bytes, lines) WHERE g.id = v.id", (now_ms, ids, values, sizes, lines))
+        packed = len(ids)
+    gone = cursor.execute(
+        "SELECT id FROM log_search_groups WHERE packed IS NOT NULL AND rows_kept AND packed_ms < %s "
+        "ORDER BY packed_ms, id LIMIT %s FOR UPDATE SKIP LOCKED", (kept_before_ms, most)).fetchall()
+    deleted = 0
+    if gone:
+        gone_ids = [g[0] for g in gone]
+        deleted = cursor.execute(
+            "DELETE FROM log_records r USING log_search_groups g WHERE g.id = ANY(%s) AND r.host_id = g.host_id "
+            "AND r.id BETWEEN g.first_record_id AND g.last_record_id AND r.ts BETWEEN g.min_ts AND g.max_ts",
+            (gone_ids,)).rowcount
+        cursor.execute("UPDATE log_search_groups SET rows_kept = false WHERE id = ANY(%s)", (gone_ids,))
+    return packed, deleted
+
+
+def delete_packed_before(session: Session, cutoff_ms: int) -> int:
+    """Retention by age: delete the packed groups whose lines are all older than
+    ``cutoff_ms`` and drop the older lines of those that straddle it (unpacked, packed
+    again); returns how many lines went. Groups whose rows are still kept are left to the
+    row deletes (their lines are rows too)."""
+    g = GROUPS
+    gone = 0
+    old = and_(g.c.packed.is_not(None), g.c.rows_kept.is_(False))
+    gone += int(session.execute(select(func.coalesce(func.sum(g.c.lines), 0)).where(old, g.c.max_ts < cutoff_ms))
+                .scalar_one())
+    execute_dml(session, delete(g).where(old, g.c.max_ts < cutoff_ms))
+    straddling = session.execute(select(g.c.id, g.c.first_record_id, g.c.packed).where(
+        old, g.c.min_ts < cutoff_ms, g.c.max_ts >= cutoff_ms).with_for_update()).all()
+    for group_id, first, blob in straddling:
+        lines = [p for p in blocks.unpack(first, "", blob) if p.ts >= cutoff_ms]
+        gone += rewrite_packed(session, group_id, first, lines)
+    return gone
+
+
+def rewrite_packed(session: Session, group_id: int, first: int, keep: Sequence[blocks.PackedLine]) -> int:
+    """Keep only the lines ``keep`` of packed group ``group_id`` (its time range
+    narrowed to theirs; its filter stays, a superset); returns how many lines went."""
+    g = GROUPS
+    before = int(session.execute(select(g.c.lines).where(g.c.id == group_id)).scalar_one())
+    if not keep:
+        execute_dml(session, delete(g).where(g.c.id == group_id))
+        return before
+    rows = [(p.id, p.ts, p.source, p.line, p.labels, p.level) for p in keep]
+    execute_dml(session, g.update().where(g.c.id == group_id).values(
+        packed=blocks.pack(first, rows), lines=len(rows), min_ts=min(r[1] for r in rows),
+        max_ts=max(r[1] for r in rows),
+        packed_bytes=sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows)))
+    return before - len(rows)
 
 
 class GroupIndexer(LogIndexer):
@@ -300,7 +398,33 @@ class GroupIndexer(LogIndexer):
         conn.commit()
         return conn
 
+    # Lines stay rows this long after their group is made (the hot window: the newest
+    # lines are read as rows, with their B-tree indexes), then they are packed; the rows
+    # stay KEEP_S longer for searches that saw the group unpacked.
+    HOT_S = 300.0
+    KEEP_S = 60.0
+    PACK_ROUNDS = 4  # transactions of pack_groups per pass at most
+
     def index_pass(self, conn: Any) -> int:
+        """Group the new lines (:meth:`group_pass`), then pack the groups older than the
+        hot window (:func:`pack_groups`); returns how many lines were grouped."""
+        n = self.group_pass(conn)
+        now = time.time()
+        for _ in range(self.PACK_ROUNDS):  # bounded: grouping new lines must not wait long
+            cursor = conn.cursor()
+            try:
+                packed, deleted = pack_groups(cursor, int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+            if (packed < PACK_GROUPS and deleted == 0) or self._closing:
+                break
+        return n
+
+    def group_pass(self, conn: Any) -> int:
         """Two transactions. The first takes a SHARE lock on ``log_records`` just long
         enough to read the newest id: the lock waits for every inserting transaction, so
         every line up to that id is committed, and one that commits later has a higher id
