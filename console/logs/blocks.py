@@ -15,7 +15,9 @@ same for ``ts`` from 0. :func:`pack` and :func:`unpack` are exact inverses.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, NamedTuple, Sequence
+import bisect
+from itertools import accumulate
+from typing import Callable, Container, Iterable, NamedTuple, Sequence
 
 import msgspec
 import zstandard
@@ -62,19 +64,40 @@ def pack(first_id: int, rows: Sequence[tuple[int, int, str, str, str, str | None
 
 
 def unpack(first_id: int, host: str, blob: bytes,
-           wanted: Callable[[int, int, str, str, str | None], bool] | None = None) -> list[PackedLine]:
+           wanted: Callable[[int, int, str, str, str | None], bool] | None = None,
+           words: Sequence[str] = (), levels: Container[str | None] | None = None) -> list[PackedLine]:
     """The lines :func:`pack` packed, in id order, each as a :class:`PackedLine` of host
     ``host``; with ``wanted``, only those for which ``wanted(ts, id, source, line, level)``
-    is true. Raises ValueError for a value of another layout version."""
+    is true. ``words`` (lower-case ASCII) and ``levels`` narrow the lines ``wanted`` is
+    asked about: a line must hold the longest of ``words`` somewhere, case-insensitive
+    (found in the group's whole text at once, in C), and have a level in ``levels``.
+    Raises ValueError for a value of another layout version."""
     doc = msgspec.msgpack.decode(zstandard.ZstdDecompressor().decompress(blob))
     if doc[0] != VERSION:
         raise ValueError(f"packed log lines of layout version {doc[0]}, this console reads {VERSION}")
-    _, id_deltas, ts_deltas, sources, source_ix, labels, labels_ix, levels, level_ix, lines = doc
-    out, rid, ts = [], first_id, 0
-    for i, line in enumerate(lines):
-        rid += id_deltas[i]
-        ts += ts_deltas[i]
-        if wanted is None or wanted(ts, rid, sources[source_ix[i]], line, levels[level_ix[i]]):
-            out.append(PackedLine(rid, ts, host, sources[source_ix[i]], line, labels[labels_ix[i]],
-                                  levels[level_ix[i]]))
+    _, id_deltas, ts_deltas, sources, source_ix, labels, labels_ix, level_values, level_ix, lines = doc
+    ids = list(accumulate(id_deltas, initial=first_id))[1:]
+    times = list(accumulate(ts_deltas))
+    chosen: Iterable[int] = range(len(lines))
+    if levels is not None:
+        allowed = {k for k, level in enumerate(level_values) if level in levels}
+        chosen = [i for i in chosen if level_ix[i] in allowed]
+    if words:
+        text = "\n".join(lines)
+        if text.isascii():  # lower() keeps every offset: each line starts where its length says
+            text = text.lower()
+            starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+            word = max(words, key=len)
+            holding = set()
+            at = text.find(word)
+            while at >= 0:
+                i = bisect.bisect_right(starts, at) - 1
+                holding.add(i)
+                at = text.find(word, starts[i + 1])
+            chosen = [i for i in chosen if i in holding]
+    out = []
+    for i in chosen:
+        source, level, line = sources[source_ix[i]], level_values[level_ix[i]], lines[i]
+        if wanted is None or wanted(times[i], ids[i], source, line, level):
+            out.append(PackedLine(ids[i], times[i], host, source, line, labels[labels_ix[i]], level))
     return out

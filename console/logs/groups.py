@@ -27,6 +27,7 @@ change in one transaction, so a crash never leaves one without the other.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import time
 import zlib
@@ -315,11 +316,7 @@ def pack_groups(cursor: Any, hot_before_ms: int, kept_before_ms: int, most: int 
     packed = 0
     if chosen:
         by_group: dict[int, list[tuple]] = defaultdict(list)
-        for group_id, *row in cursor.execute(
-                "SELECT g.id, r.id, r.ts, r.source, r.line, r.labels, r.level FROM log_search_groups g "
-                "JOIN log_records r ON r.host_id = g.host_id AND r.id BETWEEN g.first_record_id AND g.last_record_id "
-                "AND r.ts BETWEEN g.min_ts AND g.max_ts WHERE g.id = ANY(%s) ORDER BY g.id, r.id",
-                ([c[0] for c in chosen],)):
+        for group_id, row in _rows_of(cursor, chosen, "all"):
             by_group[group_id].append(row)
         empty = [c[0] for c in chosen if c[0] not in by_group]  # retention deleted every line
         if empty:
@@ -338,17 +335,60 @@ def pack_groups(cursor: Any, hot_before_ms: int, kept_before_ms: int, most: int 
                 "AS v(id, packed, bytes, lines) WHERE g.id = v.id", (now_ms, ids, values, sizes, lines))
         packed = len(ids)
     gone = cursor.execute(
-        "SELECT id FROM log_search_groups WHERE packed IS NOT NULL AND rows_kept AND packed_ms < %s "
+        "SELECT id, host_id, first_record_id, last_record_id, min_ts, max_ts FROM log_search_groups "
+        "WHERE packed IS NOT NULL AND rows_kept AND packed_ms < %s "
         "ORDER BY packed_ms, id LIMIT %s FOR UPDATE SKIP LOCKED", (kept_before_ms, most)).fetchall()
     deleted = 0
     if gone:
         gone_ids = [g[0] for g in gone]
+        # as runs of consecutive ids: "id = ANY(16,000 ids)" compared every row with the
+        # whole array (~38 µs a line), a range per run is an index scan each
+        lows: list[int] = []
+        highs: list[int] = []
+        for _, (rid,) in _rows_of(cursor, gone, "ids"):
+            if highs and highs[-1] == rid - 1:
+                highs[-1] = rid
+            else:
+                lows.append(rid)
+                highs.append(rid)
         deleted = cursor.execute(
-            "DELETE FROM log_records r USING log_search_groups g WHERE g.id = ANY(%s) AND r.host_id = g.host_id "
-            "AND r.id BETWEEN g.first_record_id AND g.last_record_id AND r.ts BETWEEN g.min_ts AND g.max_ts",
-            (gone_ids,)).rowcount
+            "DELETE FROM log_records r USING unnest(%s::bigint[], %s::bigint[]) AS v(low, high) "
+            "WHERE r.id BETWEEN v.low AND v.high AND r.ts BETWEEN %s AND %s",
+            (lows, highs, min(g[4] for g in gone), max(g[5] for g in gone))).rowcount
         cursor.execute("UPDATE log_search_groups SET rows_kept = false WHERE id = ANY(%s)", (gone_ids,))
     return packed, deleted
+
+
+# The rows of some groups: one range read over the bounds of them all (a join with the
+# groups probed them once per row, ~35 µs a line); _rows_of places each row.
+_GROUP_ROWS = {
+    "all": "SELECT host_id, id, ts, source, line, labels, level FROM log_records "
+           "WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
+    "ids": "SELECT host_id, id FROM log_records WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
+}
+
+
+def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str) -> list[tuple[int, tuple]]:
+    """``(group id, row)`` for each ``log_records`` row of the groups ``chosen`` (tuples of
+    id, host_id, first_record_id, last_record_id, min_ts, max_ts), in id order; ``row`` holds
+    the columns of :data:`_GROUP_ROWS` ``[columns]`` after ``host_id`` (``id`` first)."""
+    spans: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for group_id, host_id, first, last, *_ in chosen:
+        spans[host_id].append((first, last, group_id))
+    for host_spans in spans.values():
+        host_spans.sort()
+    starts = {host_id: [span[0] for span in host_spans] for host_id, host_spans in spans.items()}
+    out = []
+    for host_id, *row in cursor.execute(
+            _GROUP_ROWS[columns], (min(c[2] for c in chosen), max(c[3] for c in chosen),
+                            min(c[4] for c in chosen), max(c[5] for c in chosen))):
+        host_starts = starts.get(host_id)
+        if host_starts is None:
+            continue
+        i = bisect.bisect_right(host_starts, row[0]) - 1
+        if i >= 0 and row[0] <= spans[host_id][i][1]:
+            out.append((spans[host_id][i][2], tuple(row)))
+    return out
 
 
 def delete_packed_before(session: Session, cutoff_ms: int) -> int:

@@ -417,9 +417,12 @@ class LogService:
                 return self._words_match(terms, line)
             return True
 
+        plain = not (terms or levels or source is not None or query.start_ms is not None
+                     or query.end_ms is not None or cursor is not None)
         found: list[Any] = []
         for grp in packed:
-            found.extend(blocks.unpack(grp.first_record_id, names.get(grp.host_id, ""), grp.packed, wanted))
+            found.extend(blocks.unpack(grp.first_record_id, names.get(grp.host_id, ""), grp.packed,
+                                       None if plain else wanted, ascii_words, levels or None))
         return found
 
     def _row_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
