@@ -410,6 +410,16 @@ def delete_packed_before(session: Session, cutoff_ms: int) -> int:
     return gone
 
 
+def delete_host_groups(session: Session, host_id: int) -> int:
+    """Delete every group of host ``host_id``; returns how many packed lines they held
+    whose rows were gone (the others were counted as rows)."""
+    g = GROUPS
+    packed = int(session.execute(select(func.coalesce(func.sum(g.c.lines), 0)).where(
+        g.c.host_id == host_id, g.c.packed.is_not(None), g.c.rows_kept.is_(False))).scalar_one())
+    execute_dml(session, delete(g).where(g.c.host_id == host_id))
+    return packed
+
+
 def rewrite_packed(session: Session, group_id: int, first: int, keep: Sequence[blocks.PackedLine]) -> int:
     """Keep only the lines ``keep`` of packed group ``group_id`` (its time range
     narrowed to theirs; its filter stays, a superset); returns how many lines went."""

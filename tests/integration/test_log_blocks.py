@@ -19,13 +19,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
 from bench.logs_ingest import line_of
 from bench.logs_storage import fill, postgres_bytes
-from console.logs.groups import pack_groups
+from console.logs.groups import GroupIndexer, pack_groups
 from console.logs.service import LogQuery, LogService, SearchTerm, parse_terms
 from console.storage import Database
+from console.storage.database import MIGRATIONS_DIR
 from tests.conftest import database_url
 from tests.harness import http, wait_for
 from tests.integration.procs import ConsoleProcess
@@ -157,6 +160,13 @@ def test_packed_groups_answer_every_search_as_their_rows_did(tmp_path: Path, pos
             logs.retention_days, logs.clock = 1.0, lambda: cutoff / 1000 + 86400
             assert logs.enforce_retention().deleted_by_age == sum(r["ts"] < cutoff for r in before[0])
             assert every_page(console, viewer, 100, {"q": tag}) == [r for r in before[0] if r["ts"] >= cutoff]
+            # retiring a host deletes its packed lines and counts them
+            admin = console.cli("token", "create", "--name", "blk-admin", "--role", "admin").strip().splitlines()[-1]
+            resp = http("DELETE", console.url + "/api/v1/hosts/blk-b", headers={"Authorization": f"Bearer {admin}"})
+            assert resp.status == 200, resp.body
+            assert resp.json()["logs"] == sum(r["ts"] >= cutoff and r["host"] == "blk-b" for r in before[0])
+            assert every_page(console, viewer, 100, {"q": tag}) == \
+                [r for r in before[0] if r["ts"] >= cutoff and r["host"] == "blk-a"]
         finally:
             db.close()
     finally:
@@ -177,3 +187,57 @@ def test_packed_lines_take_at_most_250_bytes_each(postgres_url):
         db.close()
     per_line = sum(sizes.values()) / lines
     assert per_line <= 250, f"{per_line:.1f} B per line stored ({sizes})"
+
+
+def test_migration_packs_stored_lines_and_puts_them_back_as_rows(postgres_url):
+    """logblocks_0001 on a database with lines: the group indexer groups and packs them
+    (their rows go), search answers as before; the downgrade puts every packed line back as
+    its row, fields and id unchanged."""
+    engine = create_engine(postgres_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def migrate(to: str, how=command.upgrade) -> None:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            how(cfg, to)
+
+    now = int(time.time() * 1000)
+    stored = [(i + 1, 1 + i % 2, now + 7 * i, SOURCES[i % 3], f"mig line {i} " + ("Éclair ошибка" if i % 5 == 0 else
+               "GET /api/v1/orders 200"), json.dumps({"unit": f"u{i}"}) if i % 4 else "{}", LEVELS[i % 4])
+              for i in range(300)]
+    try:
+        migrate("loggroup_0001_log_search_groups")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO hosts (id, name, first_seen, labels) VALUES (1, 'mig-1', 1, '{}'), "
+                              "(2, 'mig-2', 1, '{}')"))
+            conn.execute(text("INSERT INTO log_records (id, host_id, ts, source, line, labels, level) "
+                              "VALUES (:id, :host_id, :ts, :source, :line, :labels, :level)"),
+                         [dict(zip(("id", "host_id", "ts", "source", "line", "labels", "level"), row)) for row in stored])
+        migrate("heads")
+        db = Database(postgres_url)
+        try:
+            logs = LogService(db)
+            searches = [LogQuery(terms=parse_terms("ошибка"), limit=1000), LogQuery(limit=1000),
+                        LogQuery(terms=parse_terms("mig get"), hosts=("mig-2",), levels=("warn",), limit=7)]
+            before = [db.run(logs.search, q) for q in searches]
+            assert len(before[0]["logs"]) == 60 and len(before[1]["logs"]) == 300
+            indexer = GroupIndexer(db)
+            indexer.HOT_S = indexer.KEEP_S = -1.0  # everything is older than the hot window
+            raw = db.engine.raw_connection()
+            try:
+                assert indexer.index_pass(raw.driver_connection) == 300
+            finally:
+                raw.close()
+            assert group_states(postgres_url) == (0, 0, 2, 0)
+            assert [db.run(logs.search, q) for q in searches] == before
+        finally:
+            db.close()
+        migrate("loggroup_0001_log_search_groups", command.downgrade)
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text(
+                "SELECT id, host_id, ts, source, line, labels, level FROM log_records ORDER BY id"))] == stored
+        migrate("heads")
+        assert group_states(postgres_url) == (2, 0, 0, 300)
+    finally:
+        engine.dispose()
