@@ -20,7 +20,9 @@ PostgreSQL: COPY straight into ``log_records``, nothing else; the search index i
 Bloom filter per group of lines (console/logs/groups.py), filled from committed rows by
 :class:`console.logs.groups.GroupIndexer` on another thread under the same contract (a
 watermark, search scans the lines above it, ingest waits when it lags too far). Without a
-running indexer the batch's lines are grouped in the ingest transaction. (Until migration
+running indexer the batch's lines are grouped in the ingest transaction. Groups older
+than the indexer's hot window are packed (console/logs/blocks.py): their lines leave
+``log_records`` for the group row. (Until migration
 loggroup_0001 each row carried ``line_tsv``, its words as a tsvector behind a GIN index:
 ~33 µs of server CPU per line; :func:`lexemes` still builds it for that migration's
 downgrade.)
