@@ -233,8 +233,13 @@ def test_migration_packs_stored_lines_and_puts_them_back_as_rows(postgres_url):
             assert [db.run(logs.search, q) for q in searches] == before
         finally:
             db.close()
+        indexes = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'log_records'"
+        with engine.connect() as conn:
+            assert set(conn.execute(text(indexes)).scalars()) == {"log_records_pkey", "ix_log_records_ts"}
         migrate("loggroup_0001_log_search_groups", command.downgrade)
         with engine.connect() as conn:
+            assert set(conn.execute(text(indexes)).scalars()) == {
+                "log_records_pkey", "ix_log_records_ts", "ix_log_records_host_ts", "ix_log_records_level_ts"}
             assert [tuple(r) for r in conn.execute(text(
                 "SELECT id, host_id, ts, source, line, labels, level FROM log_records ORDER BY id"))] == stored
         migrate("heads")

@@ -8,9 +8,11 @@ packed), ``rows_kept`` (the rows are still in ``log_records``: they stay a short
 after packing, so a search that saw the group unpacked still finds them) and
 ``packed_bytes`` (the UTF-8 bytes of the lines' text, source and labels, for the size cap
 of retention). Existing lines are packed by the running console, group after group; every
-line stays findable meanwhile. SQLite: nothing changes.
+line stays findable meanwhile. ``log_records`` loses its (host_id, ts) and (level, ts)
+indexes: every search reads rows by id since the groups. SQLite: nothing changes.
 
-Downgrade: every packed line goes back into ``log_records`` with its id, then the columns go.
+Downgrade: every packed line goes back into ``log_records`` with its id, the two indexes
+come back, then the columns go.
 
 Revision ID: logblocks_0001_packed_log_groups
 Revises: loggroup_0001_log_search_groups
@@ -33,6 +35,10 @@ _UP = (
     "CREATE INDEX ix_log_search_groups_to_pack ON log_search_groups (made_ms) WHERE packed IS NULL",
     "CREATE INDEX ix_log_search_groups_rows_kept ON log_search_groups (packed_ms) "
     "WHERE packed IS NOT NULL AND rows_kept",
+    # Search reads rows by id (above the watermark, or a group's range) and retention by
+    # time: the (host_id, ts) and (level, ts) indexes only cost ingest and bytes now.
+    "DROP INDEX IF EXISTS ix_log_records_host_ts",
+    "DROP INDEX IF EXISTS ix_log_records_level_ts",
 )
 
 
@@ -62,6 +68,8 @@ def downgrade() -> None:
             conn.execute(text("INSERT INTO log_records (id, host_id, ts, source, line, labels, level) "
                               "VALUES (:id, :host_id, :ts, :source, :line, :labels, :level)"), rows)
         after = packed[-1][0]
+    op.execute("CREATE INDEX ix_log_records_host_ts ON log_records (host_id, ts)")
+    op.execute("CREATE INDEX ix_log_records_level_ts ON log_records (level, ts)")
     op.execute("DROP INDEX ix_log_search_groups_rows_kept")
     op.execute("DROP INDEX ix_log_search_groups_to_pack")
     op.execute("ALTER TABLE log_search_groups DROP COLUMN packed, DROP COLUMN made_ms, DROP COLUMN packed_ms, "
