@@ -374,13 +374,14 @@ class LogService:
         bounds the partitions read), those without the terms' letters dropped by the
         server, the rest matched word by word."""
         g = groups.GROUPS
-        packed = session.execute(select(g.c.id, g.c.host_id, g.c.first_record_id, g.c.packed).where(
-            g.c.id.in_([grp.id for grp in chosen]), g.c.packed.is_not(None))).all()
+        packed = session.execute(select(g.c.id, g.c.host_id, g.c.first_record_id, g.c.max_ts, g.c.packed).where(
+            g.c.id.in_([grp.id for grp in chosen]), g.c.packed.is_not(None))
+            .order_by(g.c.max_ts.desc(), g.c.id.desc())).all()
         if not packed:
             return self._row_lines(session, query, chosen, most)
         names = dict(session.execute(select(Host.__table__.c.id, Host.__table__.c.name).where(
             Host.__table__.c.id.in_({p.host_id for p in packed}))).all())
-        found = {r.id: r for r in self._packed_lines(query, packed, names)}
+        found = {r.id: r for r in self._packed_lines(query, packed, names, most)}
         rows_of = {p.id for p in packed}
         unpacked = [grp for grp in chosen if grp.id not in rows_of]
         if unpacked:
@@ -388,11 +389,14 @@ class LogService:
         rows = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)
         return rows if most is None else rows[:most]
 
-    def _packed_lines(self, query: LogQuery, packed: Sequence[Any], names: Mapping[int, str]) -> list[Any]:
+    def _packed_lines(self, query: LogQuery, packed: Sequence[Any], names: Mapping[int, str],
+                      most: int | None) -> list[Any]:
         """The lines of the packed groups ``packed`` (rows of id, host_id, first_record_id,
-        packed) that match ``query``'s words, source, levels, time range and cursor (the
-        conditions :meth:`_filters` and the cursor put on rows; the host filter chose the
-        groups), in no particular order."""
+        max_ts, packed; newest ``max_ts`` first) that match ``query``'s words, source,
+        levels, time range and cursor (the conditions :meth:`_filters` and the cursor put on
+        rows; the host filter chose the groups), in no particular order: at least the
+        newest ``most`` of them (all when None). A group is decompressed only while it may
+        hold a line newer than the ``most``-th found: a common word reads one."""
         terms = query.terms
         ascii_words = [t.word for t in terms if t.word.isascii()]
         source, levels = query.source, set(query.levels)
@@ -421,6 +425,10 @@ class LogService:
                      or query.end_ms is not None or cursor is not None)
         found: list[Any] = []
         for grp in packed:
+            if most is not None and len(found) >= most:
+                nth = sorted(found, key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
+                if grp.max_ts < nth.ts:  # and every later group: they end earlier still
+                    break
             found.extend(blocks.unpack(grp.first_record_id, names.get(grp.host_id, ""), grp.packed,
                                        None if plain else wanted, ascii_words, levels or None))
         return found
