@@ -6,7 +6,9 @@ of lines) and words in between: ~3,000 lines spread over all, 2,500 among the ol
 worst cases for a plan that walks the time index newest first.
 
 Lines are inserted directly through console.logs.store.LogStore (which indexes them)
-to keep the set-up short; the searches go over real HTTP.
+to keep the set-up short; the searches go over real HTTP. On PostgreSQL every group of
+lines is then packed, as the console does once lines are older than its hot window
+(``--rows-only`` searches the rows instead).
 
     python bench/logs_search.py [--rows 1000000] [--runs 50] [--database-url URL]
 """
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
+from console.logs.groups import pack_groups  # noqa: E402
 from console.logs.store import LogStore  # noqa: E402
 from console.storage.models import Host  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
@@ -67,6 +70,25 @@ def fill(console, rows: int) -> None:
         db.run(store.insert, batch)
 
 
+def pack_all(db) -> None:
+    """PostgreSQL: pack every group and delete its rows, as the console's group indexer does
+    once lines are older than its hot window (console/logs/groups.py pack_groups)."""
+    raw = db.engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        while True:
+            with conn.cursor() as cursor:
+                packed, deleted = pack_groups(cursor, 2**53, 2**53)
+            conn.commit()
+            if not packed and not deleted:
+                break
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE log_records")
+        conn.execute("VACUUM ANALYZE log_search_groups")
+    finally:
+        raw.close()
+
+
 def timed(console, token, params, runs) -> tuple[float, float, int]:
     times, n = [], 0
     for _ in range(runs):
@@ -92,6 +114,10 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
             deep = args.rows // 5  # a cursor this many lines back from the newest
             deep_cursor = console.services.db.run(lambda s: "%d_%d" % tuple(s.execute(text(
                 "SELECT ts, id FROM log_records ORDER BY ts DESC, id DESC LIMIT 1 OFFSET :n"), {"n": deep - 1}).one()))
+            if console.services.db.dialect == "postgresql" and not args.rows_only:
+                t = time.perf_counter()
+                pack_all(console.services.db)
+                print(f"packed every group in {time.perf_counter() - t:.1f} s")
             for name, params in (("baseline: newest 100, no words", {}),
                                  ("rare word (10 matches)", {"q": "zyxwvutsrare"}),
                                  ("rare word + host + 24h range", {"q": "zyxwvutsrare", "host": "bench-1",
@@ -116,6 +142,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--rows-only", action="store_true",
+                    help="PostgreSQL: search the lines as rows (the console's first 5 minutes) instead of packed")
     ap.add_argument("--database-url", default=None,
                     help="a PostgreSQL database; the run uses a new schema in it, dropped afterwards")
     args = ap.parse_args()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import text  # noqa: E402
 
 from bench.logs_ingest import line_of  # noqa: E402
+from console.logs.groups import GroupIndexer  # noqa: E402
 from console.logs.store import LogStore  # noqa: E402
 from console.storage import Database  # noqa: E402
 from console.storage.models import Host  # noqa: E402
@@ -40,6 +41,9 @@ def fill(db: Database, lines: int) -> int:
 
     host_ids = db.run(add_hosts)
     store = LogStore(db)
+    packs = isinstance(store.indexer, GroupIndexer)
+    if isinstance(store.indexer, GroupIndexer):  # PostgreSQL: pack every group at once (the console
+        store.indexer.HOT_S = store.indexer.KEEP_S = 0.0  # keeps 5 minutes of lines as rows, then packs)
     store.start()  # the console's indexer, as in production
     rnd = random.Random(1)
     now = int(time.time() * 1000)
@@ -55,7 +59,7 @@ def fill(db: Database, lines: int) -> int:
             store.before_insert()
             db.run(store.insert, rows)
             store.committed(store.newest_id)
-        newest = db.run(lambda s: s.execute(text("SELECT max(id) FROM log_records")).scalar())
+        newest = store.newest_id
         if db.dialect == "sqlite":
             state = text("SELECT indexed_id FROM logsearch.log_fts_state")
         elif db.run(lambda s: s.execute(text("SELECT to_regclass('log_search_state') IS NOT NULL")).scalar()):
@@ -64,6 +68,9 @@ def fill(db: Database, lines: int) -> int:
             state = text("SELECT max(id) FROM log_records")
         while db.run(lambda s: s.execute(state).scalar()) < newest:
             time.sleep(0.05)
+        unpacked = text("SELECT count(*) FROM log_search_groups WHERE packed IS NULL OR rows_kept")
+        while packs and db.run(lambda s: s.execute(unpacked).scalar()):
+            time.sleep(0.1)
     finally:
         store.close()
     return total

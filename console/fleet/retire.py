@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from console.audit.service import AuditService
 from console.errors import NotFound
 from console.i18n import tx
-from console.logs.store import delete_log_records
+from console.logs.store import delete_host_logs
 from console.storage.database import execute_dml
-from console.storage.models import (Host, IngestBatch, IngestRejection, LogRecord, Rollup1h, Rollup1m, Rollup1mBlock,
+from console.storage.models import (Host, IngestBatch, IngestRejection, Rollup1h, Rollup1m, Rollup1mBlock,
                                     Sample, SampleBlock, Series, Token)
 
 
@@ -56,7 +56,7 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
         "samples": gone(delete(Sample).where(Sample.series_id.in_(series))) + packed_samples(),
         "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series))) + packed_rollups()
         + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
-        "logs": delete_log_records(session, LogRecord.host_id == host.id),
+        "logs": delete_host_logs(session, host.id),
         "series": gone(delete(Series).where(Series.host_id == host.id)),
         "revoked_tokens": gone(update(Token).where(Token.kind == "agent", Token.host_name == name,
                                                    Token.revoked_at.is_(None)).values(revoked_at=now)),

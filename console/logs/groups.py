@@ -24,18 +24,27 @@ group. :class:`GroupIndexer` fills the groups from committed lines on a thread o
 (the contract of SQLite's console/logs/indexer.py), so the ingest transaction is a COPY of
 the rows alone; search scans the lines above the watermark. The groups and the watermark
 change in one transaction, so a crash never leaves one without the other.
+
+Once a group is older than the hot window (:attr:`GroupIndexer.HOT_S`), the indexer packs
+its lines into its ``packed`` column (console/logs/blocks.py, :func:`pack_groups`) and, a
+little later, deletes their rows: a packed line costs ~62 bytes instead of a ~374-byte row
+with its B-tree entries. Search reads a packed group's lines from that value.
 """
 from __future__ import annotations
 
+import bisect
 import os
+import time
 import zlib
+from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import (BigInteger, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
+from sqlalchemy import (BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
                         literal, or_, select, text, true)
 from sqlalchemy.orm import Session
 
+from console.logs import blocks
 from console.logs.indexer import LogIndexer
 from console.logs.words import line_words
 from console.storage.database import execute_dml
@@ -57,7 +66,10 @@ GROUPS = Table("log_search_groups", _meta,
                Column("id", BigInteger, primary_key=True),
                Column("host_id", Integer), Column("first_record_id", BigInteger),
                Column("last_record_id", BigInteger), Column("min_ts", BigInteger), Column("max_ts", BigInteger),
-               Column("lines", Integer), Column("bloom", LargeBinary))
+               Column("lines", Integer), Column("bloom", LargeBinary),
+               # migration logblocks_0001: the lines packed (console/logs/blocks.py), NULL while rows
+               Column("packed", LargeBinary), Column("made_ms", BigInteger), Column("packed_ms", BigInteger),
+               Column("rows_kept", Boolean), Column("packed_bytes", BigInteger))
 STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True),
               Column("indexed_id", BigInteger))
 
@@ -265,11 +277,12 @@ def index_groups(cursor: Any, upto: int, most: int) -> tuple[int, int]:
     if n == most:
         upto = max(g[2] for g in grouped)
     if grouped:
+        made_ms = int(time.time() * 1000)
         with cursor.copy("COPY log_search_groups (host_id, first_record_id, last_record_id, min_ts, max_ts, lines, "
-                         "bloom) FROM STDIN") as copy:
+                         "bloom, made_ms) FROM STDIN") as copy:
             for host_id, first, last, min_ts, max_ts, lines, text_, levels, sources in grouped:
                 copy.write_row((host_id, first, last, min_ts, max_ts, lines,
-                                bloom(group_hashes([text_], levels, sources))))
+                                bloom(group_hashes([text_], levels, sources)), made_ms))
     cursor.execute("UPDATE log_search_state SET indexed_id = %s WHERE id = 1", (upto,))
     return upto, n
 
@@ -280,12 +293,152 @@ def watermark(session: Session) -> int:
 
 
 def prune_groups(session: Session) -> int:
-    """Delete the groups older than every stored line (retention deleted their lines);
-    returns how many. A group retention emptied only in part keeps its filter: a search
-    reads its lines, which are the ones left."""
+    """Delete the unpacked groups older than every stored line (retention deleted their
+    lines); returns how many. A group retention emptied only in part keeps its filter: a
+    search reads its lines, which are the ones left. Packed groups hold their lines
+    themselves: :func:`delete_packed_before` deletes them."""
     oldest = session.execute(text("SELECT min(ts) FROM log_records")).scalar()
     condition = GROUPS.c.max_ts < oldest if oldest is not None else true()
-    return execute_dml(session, delete(GROUPS).where(condition)).rowcount
+    return execute_dml(session, delete(GROUPS).where(condition, GROUPS.c.packed.is_(None))).rowcount
+
+
+# -- packed groups (console/logs/blocks.py) -----------------------------------------------
+PACK_GROUPS = 64  # groups packed (or whose rows are deleted) per transaction at most
+
+
+def pack_groups(cursor: Any, hot_before_ms: int, kept_before_ms: int, most: int = PACK_GROUPS) -> tuple[int, int]:
+    """In the psycopg cursor's transaction: pack the lines of up to ``most`` unpacked
+    groups made before ``hot_before_ms`` (Unix ms) into their ``packed`` column, and delete
+    from ``log_records`` the rows of up to ``most`` groups packed before ``kept_before_ms``
+    (a search that read a group unpacked reads its rows next: they stay that long). Groups
+    another transaction is packing are skipped (``SKIP LOCKED``: several console workers
+    run this). Returns ``(groups packed, rows deleted)``."""
+    now_ms = int(time.time() * 1000)
+    chosen = cursor.execute(
+        "SELECT id, host_id, first_record_id, last_record_id, min_ts, max_ts FROM log_search_groups "
+        "WHERE packed IS NULL AND made_ms < %s ORDER BY made_ms, id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (hot_before_ms, most)).fetchall()
+    packed = 0
+    if chosen:
+        by_group: dict[int, list[tuple]] = defaultdict(list)
+        for group_id, row in _rows_of(cursor, chosen, "all"):
+            by_group[group_id].append(row)
+        empty = [c[0] for c in chosen if c[0] not in by_group]  # retention deleted every line
+        if empty:
+            cursor.execute("DELETE FROM log_search_groups WHERE id = ANY(%s)", (empty,))
+        ids, values, sizes, lines = [], [], [], []
+        for group_id, first, *_ in ((c[0], c[2]) for c in chosen if c[0] in by_group):
+            rows = by_group[group_id]
+            ids.append(group_id)
+            values.append(blocks.pack(first, rows))
+            sizes.append(sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows))
+            lines.append(len(rows))
+        if ids:
+            cursor.execute(
+                "UPDATE log_search_groups g SET packed = v.packed, packed_ms = %s, packed_bytes = v.bytes, "
+                "lines = v.lines FROM unnest(%s::bigint[], %s::bytea[], %s::bigint[], %s::int[]) "
+                "AS v(id, packed, bytes, lines) WHERE g.id = v.id", (now_ms, ids, values, sizes, lines))
+        packed = len(ids)
+    gone = cursor.execute(
+        "SELECT id, host_id, first_record_id, last_record_id, min_ts, max_ts FROM log_search_groups "
+        "WHERE packed IS NOT NULL AND rows_kept AND packed_ms < %s "
+        "ORDER BY packed_ms, id LIMIT %s FOR UPDATE SKIP LOCKED", (kept_before_ms, most)).fetchall()
+    deleted = 0
+    if gone:
+        gone_ids = [g[0] for g in gone]
+        # as runs of consecutive ids: "id = ANY(16,000 ids)" compared every row with the
+        # whole array (~38 µs a line), a range per run is an index scan each
+        lows: list[int] = []
+        highs: list[int] = []
+        for _, (rid,) in _rows_of(cursor, gone, "ids"):
+            if highs and highs[-1] == rid - 1:
+                highs[-1] = rid
+            else:
+                lows.append(rid)
+                highs.append(rid)
+        deleted = cursor.execute(
+            "DELETE FROM log_records r USING unnest(%s::bigint[], %s::bigint[]) AS v(low, high) "
+            "WHERE r.id BETWEEN v.low AND v.high AND r.ts BETWEEN %s AND %s",
+            (lows, highs, min(g[4] for g in gone), max(g[5] for g in gone))).rowcount
+        cursor.execute("UPDATE log_search_groups SET rows_kept = false WHERE id = ANY(%s)", (gone_ids,))
+    return packed, deleted
+
+
+# The rows of some groups: one range read over the bounds of them all (a join with the
+# groups probed them once per row, ~35 µs a line); _rows_of places each row.
+_GROUP_ROWS = {
+    "all": "SELECT host_id, id, ts, source, line, labels, level FROM log_records "
+           "WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
+    "ids": "SELECT host_id, id FROM log_records WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
+}
+
+
+def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str) -> list[tuple[int, tuple]]:
+    """``(group id, row)`` for each ``log_records`` row of the groups ``chosen`` (tuples of
+    id, host_id, first_record_id, last_record_id, min_ts, max_ts), in id order; ``row`` holds
+    the columns of :data:`_GROUP_ROWS` ``[columns]`` after ``host_id`` (``id`` first)."""
+    spans: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for group_id, host_id, first, last, *_ in chosen:
+        spans[host_id].append((first, last, group_id))
+    for host_spans in spans.values():
+        host_spans.sort()
+    starts = {host_id: [span[0] for span in host_spans] for host_id, host_spans in spans.items()}
+    out = []
+    for host_id, *row in cursor.execute(
+            _GROUP_ROWS[columns], (min(c[2] for c in chosen), max(c[3] for c in chosen),
+                            min(c[4] for c in chosen), max(c[5] for c in chosen))):
+        host_starts = starts.get(host_id)
+        if host_starts is None:
+            continue
+        i = bisect.bisect_right(host_starts, row[0]) - 1
+        if i >= 0 and row[0] <= spans[host_id][i][1]:
+            out.append((spans[host_id][i][2], tuple(row)))
+    return out
+
+
+def delete_packed_before(session: Session, cutoff_ms: int) -> int:
+    """Retention by age: delete the packed groups whose lines are all older than
+    ``cutoff_ms`` and drop the older lines of those that straddle it (unpacked, packed
+    again); returns how many lines went. Groups whose rows are still kept are left to the
+    row deletes (their lines are rows too)."""
+    g = GROUPS
+    gone = 0
+    old = and_(g.c.packed.is_not(None), g.c.rows_kept.is_(False))
+    gone += int(session.execute(select(func.coalesce(func.sum(g.c.lines), 0)).where(old, g.c.max_ts < cutoff_ms))
+                .scalar_one())
+    execute_dml(session, delete(g).where(old, g.c.max_ts < cutoff_ms))
+    straddling = session.execute(select(g.c.id, g.c.first_record_id, g.c.packed).where(
+        old, g.c.min_ts < cutoff_ms, g.c.max_ts >= cutoff_ms).with_for_update()).all()
+    for group_id, first, blob in straddling:
+        lines = [p for p in blocks.unpack(first, "", blob) if p.ts >= cutoff_ms]
+        gone += rewrite_packed(session, group_id, first, lines)
+    return gone
+
+
+def delete_host_groups(session: Session, host_id: int) -> int:
+    """Delete every group of host ``host_id``; returns how many packed lines they held
+    whose rows were gone (the others were counted as rows)."""
+    g = GROUPS
+    packed = int(session.execute(select(func.coalesce(func.sum(g.c.lines), 0)).where(
+        g.c.host_id == host_id, g.c.packed.is_not(None), g.c.rows_kept.is_(False))).scalar_one())
+    execute_dml(session, delete(g).where(g.c.host_id == host_id))
+    return packed
+
+
+def rewrite_packed(session: Session, group_id: int, first: int, keep: Sequence[blocks.PackedLine]) -> int:
+    """Keep only the lines ``keep`` of packed group ``group_id`` (its time range
+    narrowed to theirs; its filter stays, a superset); returns how many lines went."""
+    g = GROUPS
+    before = int(session.execute(select(g.c.lines).where(g.c.id == group_id)).scalar_one())
+    if not keep:
+        execute_dml(session, delete(g).where(g.c.id == group_id))
+        return before
+    rows = [(p.id, p.ts, p.source, p.line, p.labels, p.level) for p in keep]
+    execute_dml(session, g.update().where(g.c.id == group_id).values(
+        packed=blocks.pack(first, rows), lines=len(rows), min_ts=min(r[1] for r in rows),
+        max_ts=max(r[1] for r in rows),
+        packed_bytes=sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows)))
+    return before - len(rows)
 
 
 class GroupIndexer(LogIndexer):
@@ -300,7 +453,33 @@ class GroupIndexer(LogIndexer):
         conn.commit()
         return conn
 
+    # Lines stay rows this long after their group is made (the hot window: the newest
+    # lines are read as rows, with their B-tree indexes), then they are packed; the rows
+    # stay KEEP_S longer for searches that saw the group unpacked.
+    HOT_S = 300.0
+    KEEP_S = 60.0
+    PACK_ROUNDS = 4  # transactions of pack_groups per pass at most
+
     def index_pass(self, conn: Any) -> int:
+        """Group the new lines (:meth:`group_pass`), then pack the groups older than the
+        hot window (:func:`pack_groups`); returns how many lines were grouped."""
+        n = self.group_pass(conn)
+        now = time.time()
+        for _ in range(self.PACK_ROUNDS):  # bounded: grouping new lines must not wait long
+            cursor = conn.cursor()
+            try:
+                packed, deleted = pack_groups(cursor, int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+            if (packed < PACK_GROUPS and deleted == 0) or self._closing:
+                break
+        return n
+
+    def group_pass(self, conn: Any) -> int:
         """Two transactions. The first takes a SHARE lock on ``log_records`` just long
         enough to read the newest id: the lock waits for every inserting transaction, so
         every line up to that id is committed, and one that commits later has a higher id

@@ -23,16 +23,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import orjson
-from sqlalchemy import LargeBinary, and_, bindparam, func, or_, select, text
+from sqlalchemy import LargeBinary, and_, bindparam, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.errors import InvalidInput
 from console.i18n import tx
 from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
-from console.logs import groups
+from console.logs import blocks, groups
 from console.logs.store import delete_log_records, line_words
-from console.storage.database import Database
+from console.storage.database import Database, execute_dml
 from console.storage.logsearch import FTS_TABLE, STATE_TABLE
 from console.storage.models import Host, LogRecord
 from console.storage.partitions import LOG_TABLE, drop_partitions_before
@@ -209,7 +209,7 @@ class LogService:
     def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
         """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",
         "level"}], "next": cursor | None, "terms": [words searched]}``; ``ts`` in Unix ms."""
-        if query.terms and self.db.dialect == "postgresql":
+        if self.db.dialect == "postgresql":  # with or without words: older lines may be packed
             return self._answer(query, self._group_matches(session, query, query.limit + 1))
         lr = LogRecord.__table__
         hosts = Host.__table__
@@ -261,7 +261,7 @@ class LogService:
         for the hosts with at least one. Used by log alert rules (console/alerting)."""
         lr = LogRecord.__table__
         hosts = Host.__table__
-        if query.terms and self.db.dialect == "postgresql":
+        if self.db.dialect == "postgresql":
             counts: dict[str, int] = {}
             for row in self._group_matches(session, replace(query, cursor=None), None):
                 counts[row.name] = counts.get(row.name, 0) + 1
@@ -369,9 +369,72 @@ class LogService:
 
     def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
         """The newest ``most`` (all when None) lines of the groups ``chosen`` that match
-        ``query``: read by id range and host (the time range bounds the partitions read),
-        those without the terms' letters dropped by the server, the rest matched word by
-        word, newest first."""
+        ``query``, newest first: a packed group's from its packed value
+        (:meth:`_packed_lines`), the others' rows read by id range and host (the time range
+        bounds the partitions read), those without the terms' letters dropped by the
+        server, the rest matched word by word."""
+        g = groups.GROUPS
+        packed = session.execute(select(g.c.id, g.c.host_id, g.c.first_record_id, g.c.max_ts, g.c.packed).where(
+            g.c.id.in_([grp.id for grp in chosen]), g.c.packed.is_not(None))
+            .order_by(g.c.max_ts.desc(), g.c.id.desc())).all()
+        if not packed:
+            return self._row_lines(session, query, chosen, most)
+        names = dict(session.execute(select(Host.__table__.c.id, Host.__table__.c.name).where(
+            Host.__table__.c.id.in_({p.host_id for p in packed}))).all())
+        found = {r.id: r for r in self._packed_lines(query, packed, names, most)}
+        rows_of = {p.id for p in packed}
+        unpacked = [grp for grp in chosen if grp.id not in rows_of]
+        if unpacked:
+            found.update((r.id, r) for r in self._row_lines(session, query, unpacked, most))
+        rows = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)
+        return rows if most is None else rows[:most]
+
+    def _packed_lines(self, query: LogQuery, packed: Sequence[Any], names: Mapping[int, str],
+                      most: int | None) -> list[Any]:
+        """The lines of the packed groups ``packed`` (rows of id, host_id, first_record_id,
+        max_ts, packed; newest ``max_ts`` first) that match ``query``'s words, source,
+        levels, time range and cursor (the conditions :meth:`_filters` and the cursor put on
+        rows; the host filter chose the groups), in no particular order: at least the
+        newest ``most`` of them (all when None). A group is decompressed only while it may
+        hold a line newer than the ``most``-th found: a common word reads one."""
+        terms = query.terms
+        ascii_words = [t.word for t in terms if t.word.isascii()]
+        source, levels = query.source, set(query.levels)
+        start = query.start_ms if query.start_ms is not None else -1
+        end = query.end_ms if query.end_ms is not None else MAX_TS_MS
+        cursor = query.cursor
+
+        def wanted(ts: int, rid: int, src: str, line: str, level: str | None) -> bool:
+            if not start <= ts < end:
+                return False
+            if cursor is not None and not (ts < cursor[0] or (ts == cursor[0] and rid < cursor[1])):
+                return False
+            if levels and level not in levels:
+                return False
+            if source is not None and not (src.startswith(source[:-1]) if source.endswith("*") else src == source):
+                return False
+            if terms:
+                if line.isascii():  # as the server's ILIKE on rows: the letters first, in C
+                    lower = line.lower()
+                    if not all(w in lower for w in ascii_words):
+                        return False
+                return self._words_match(terms, line)
+            return True
+
+        plain = not (terms or levels or source is not None or query.start_ms is not None
+                     or query.end_ms is not None or cursor is not None)
+        found: list[Any] = []
+        for grp in packed:
+            if most is not None and len(found) >= most:
+                nth = sorted(found, key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
+                if grp.max_ts < nth.ts:  # and every later group: they end earlier still
+                    break
+            found.extend(blocks.unpack(grp.first_record_id, names.get(grp.host_id, ""), grp.packed,
+                                       None if plain else wanted, ascii_words, levels or None))
+        return found
+
+    def _row_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
+        """:meth:`_group_lines` for groups whose lines are rows."""
         lr, hosts = LogRecord.__table__, Host.__table__
         # A host's groups close together read as one id range: fewer arms for the server to
         # test every row against, and a group between them that cannot match (its filter
@@ -410,6 +473,8 @@ class LogService:
     def _matching(self, session: Session, stmt: Any, terms: Sequence[SearchTerm], most: int | None) -> list[Any]:
         """The rows of ``stmt`` (newest first) whose line holds every term, the first
         ``most`` of them (all when None)."""
+        if not terms and most is not None:  # every row matches: the server need send no more
+            stmt = stmt.limit(most)
         found = []
         for row in session.execute(stmt):
             if self._words_match(terms, row.line):
@@ -495,9 +560,38 @@ class LogService:
         return size + ROW_OVERHEAD_BYTES
 
     def stored_bytes(self, session: Session) -> int:
-        """Estimated bytes of all stored log records (see the class docstring)."""
+        """Estimated bytes of all stored log records (see the class docstring), packed lines
+        (PostgreSQL, console/logs/blocks.py) counted as if they were rows."""
         lr = LogRecord.__table__
-        return int(session.execute(select(func.coalesce(func.sum(self._size_expr(lr)), 0))).scalar_one())
+        rows = int(session.execute(select(func.coalesce(func.sum(self._size_expr(lr)), 0))).scalar_one())
+        if self.db.dialect != "postgresql":
+            return rows
+        g = groups.GROUPS
+        packed = select(func.coalesce(func.sum(g.c.packed_bytes + g.c.lines * ROW_OVERHEAD_BYTES), 0)).where(
+            g.c.packed.is_not(None), g.c.rows_kept.is_(False))  # kept rows are counted as rows
+        return rows + int(session.execute(packed).scalar_one())
+
+    def _oldest_packed_until(self, session: Session, excess: int) -> tuple[int, int]:
+        """PostgreSQL: when the oldest line is packed, delete the oldest packed groups (whole)
+        until ``excess`` bytes (as :meth:`stored_bytes` counts them) are freed, at most
+        :data:`DELETE_CHUNK` lines' worth; returns ``(lines deleted, bytes freed)``, (0, 0)
+        when the oldest line is a row."""
+        g = groups.GROUPS
+        oldest_row = session.execute(select(func.min(LogRecord.__table__.c.ts))).scalar()
+        packed = and_(g.c.packed.is_not(None), g.c.rows_kept.is_(False))
+        candidates = session.execute(
+            select(g.c.id, g.c.min_ts, g.c.lines, g.c.packed_bytes + g.c.lines * ROW_OVERHEAD_BYTES)
+            .where(packed).order_by(g.c.max_ts, g.c.id).limit(DELETE_CHUNK // groups.GROUP_LINES + 1)).all()
+        ids, lines, freed = [], 0, 0
+        for group_id, min_ts, n, size in candidates:
+            if freed >= excess or (oldest_row is not None and min_ts > oldest_row):
+                break
+            ids.append(group_id)
+            lines += n
+            freed += int(size)
+        if ids:
+            execute_dml(session, delete(g).where(g.c.id.in_(ids)))
+        return lines, freed
 
     def enforce_retention(self) -> RetentionResult:
         """Delete records older than ``retention_days``, then the oldest records until the
@@ -520,10 +614,18 @@ class LogService:
                 result.deleted_by_age += n
                 if n < DELETE_CHUNK:
                     break
+            if self.db.dialect == "postgresql":  # and the packed lines older than the cutoff
+                result.deleted_by_age += self.db.run(groups.delete_packed_before, cutoff)
         if self.retention_bytes > 0:
             total = result.bytes_before = self.db.run(self.stored_bytes)
             excess = total - int(self.retention_bytes * 0.95) if total > self.retention_bytes else 0
             while excess > 0:
+                if self.db.dialect == "postgresql":
+                    lines, freed = self.db.run(self._oldest_packed_until, excess)
+                    if lines:
+                        result.deleted_by_size += lines
+                        excess -= freed
+                        continue
                 ids, freed = self.db.run(self._oldest_until, excess)
                 if not ids:
                     break

@@ -20,7 +20,9 @@ PostgreSQL: COPY straight into ``log_records``, nothing else; the search index i
 Bloom filter per group of lines (console/logs/groups.py), filled from committed rows by
 :class:`console.logs.groups.GroupIndexer` on another thread under the same contract (a
 watermark, search scans the lines above it, ingest waits when it lags too far). Without a
-running indexer the batch's lines are grouped in the ingest transaction. (Until migration
+running indexer the batch's lines are grouped in the ingest transaction. Groups older
+than the indexer's hot window are packed (console/logs/blocks.py): their lines leave
+``log_records`` for the group row. (Until migration
 loggroup_0001 each row carried ``line_tsv``, its words as a tsvector behind a GIN index:
 ~33 µs of server CPU per line; :func:`lexemes` still builds it for that migration's
 downgrade.)
@@ -32,14 +34,14 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from console.logs.groups import GroupIndexer, index_groups, prune_groups
+from console.logs.groups import GroupIndexer, delete_host_groups, index_groups, prune_groups
 from console.logs.indexer import LogIndexer
 from console.logs.words import MAX_LEXEME_CHARS, WORD, line_words
 from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
 from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id, unindex_rows
 from console.storage.models import LogRecord
 
-__all__ = ["MAX_LEXEME_CHARS", "WORD", "LogRow", "LogStore", "delete_log_records", "lexemes", "line_words"]
+__all__ = ["MAX_LEXEME_CHARS", "WORD", "LogRow", "LogStore", "delete_host_logs", "delete_log_records", "lexemes", "line_words"]
 
 LogRow = tuple[int, int, str, str, str, "str | None"]  # (host_id, ts, source, line, labels_json, level)
 
@@ -134,6 +136,15 @@ class LogStore:
         with cursor.copy("COPY log_records (host_id, ts, source, line, labels, level) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def delete_host_logs(session: Session, host_id: int) -> int:
+    """Delete every log line of host ``host_id`` (rows and, on PostgreSQL, packed groups,
+    console/logs/blocks.py) in the session's transaction; returns how many lines."""
+    deleted = delete_log_records(session, LogRecord.__table__.c.host_id == host_id)
+    if session.get_bind().dialect.name == "postgresql":
+        deleted += delete_host_groups(session, host_id)
+    return deleted
 
 
 def delete_log_records(session: Session, condition: Any) -> int:

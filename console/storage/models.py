@@ -161,6 +161,8 @@ class LogRecord(Base):
     __tablename__ = "log_records"
     __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"), Index("ix_log_records_ts", "ts"),
                       Index("ix_log_records_level_ts", "level", "ts"))  # migration 0013
+    # PostgreSQL has dropped (host_id, ts) and (level, ts) since logblocks_0001: its searches
+    # read rows by id (console/logs/groups.py).
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
