@@ -169,10 +169,15 @@ class Round:
 def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: float, console_pid: int,
           pace: float = 0.0) -> Round:
     """One thread per agent POSTs its ``bodies`` back to back (or one every ``pace`` s) for
-    ``seconds``. Any answer but 200 stops every agent and raises SystemExit with it."""
+    ``seconds``. Any answer but 200 stops every agent and raises SystemExit with it. Each
+    agent's clock is then set back to just after the last batch it sent, so the next
+    round goes on 10 s later, as a real agent does, instead of jumping over the bodies
+    built but not sent (a jump of a minute or more moves every series' ``last_ts`` in
+    the next round's first batches at once, a burst no steady agent causes)."""
     latencies: list[float] = []
     failures: list[str] = []
     accepted = [0] * len(agents)
+    sent = [0] * len(agents)
     stop = time.perf_counter() + seconds
 
     def agent(i: int) -> None:
@@ -191,6 +196,7 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
             resp = conn.getresponse()
             data = resp.read()
             latencies.append(time.perf_counter() - t)
+            sent[i] += 1
             if resp.status != 200:
                 failures.append(f"ingest failed: {resp.status} {data[:300]!r}")
                 return
@@ -204,6 +210,8 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    for a, b, n in zip(agents, bodies, sent):
+        a.next_ts -= (len(b) - n) * a.shape.points * 10_000
     if failures:
         raise SystemExit(failures[0])
     if not pace and any(len(b) > 1 and accepted[i] >= len(b) * agents[i].shape.samples
@@ -300,8 +308,10 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
                 made = [a.batch() for _ in range(per_agent)]
                 bodies.append([b for b, _ in made])
                 if target is targets[0]:  # the baseline inserts the first console's rows
-                    rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
-                                 for _, r in made])
+                    # Each pair's rows at times of their own: the agents' clocks go back to the
+                    # last batch sent (drive), so the baseline may have stored some already.
+                    rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts + pair * 10**9, v)
+                                  for sid, ts, v in r] for _, r in made])
             per_series = target.stored / (len(hosts) * shape.series)
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid)
             target.stored += r.samples

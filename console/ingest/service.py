@@ -64,6 +64,21 @@ SKEW_HOLD_SECONDS = 300.0
 SERIES_ID_TRUST_MS = 3_600_000
 
 
+def bound_end(series_id: int, ts: int) -> int:
+    """The ``last_ts`` the ingest writer stores for a sample of ``series_id`` at ``ts``
+    (Unix ms): the end of the one-minute window of that series holding ``ts``, so it runs
+    ahead of the sample by under a minute and changes once a minute at most. Each series'
+    windows start at an offset of its own within the minute (its id times a prime, modulo
+    a minute): with windows aligned on the clock's minutes, every series of every agent
+    crossed into a new window in the same ~10 s after each minute, and those batches
+    carried one UPDATE row per series while the others carried none; on PostgreSQL (a
+    row version and an entry in each of the series' four indexes per row) that burst
+    made batches wait ~0.5 s behind it. Staggered, each batch of a steady agent updates
+    about interval/60 of its series."""
+    offset = series_id * 997 % MINUTE_MS  # 997 is prime to 60,000: consecutive ids ~1 s apart
+    return (ts - offset) // MINUTE_MS * MINUTE_MS + offset + MINUTE_MS - 1
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """What the console answers: counts accepted, and whether the batch was a replay.
@@ -183,7 +198,8 @@ class IngestService:
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
         # Committed (first_ts, last_ts) per series id as this writer last set them; last_ts
-        # is the end of the newest sample's minute, so it changes once a minute at most.
+        # is the end of the series' minute window holding the newest sample (bound_end), so
+        # it changes once a minute at most.
         self._seen: dict[int, tuple[int, int]] = {}
         self._logs = LogStore(db)
         self._decoder = BatchDecoder()
@@ -479,10 +495,11 @@ class IngestService:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
         samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
         the bounds as arrays) of only the series whose bounds this writer has not already
-        stored: ``last_ts`` is set to the end of the newest sample's minute, so a steady
-        series costs one row of it per minute. ``covered``: indexes of
-        ``samples`` known to be within the stored bounds already (:class:`Prepared`), not
-        looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
+        stored: ``last_ts`` is set to the end of the series' minute window holding the
+        newest sample (:func:`bound_end`), so a steady series costs one row of it per
+        minute, and the series of a batch do not all cost it in the same batch.
+        ``covered``: indexes of ``samples`` known to be within the stored bounds already
+        (:class:`Prepared`), not looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
         for i, rows in enumerate(samples):
             if i in covered:
@@ -500,7 +517,7 @@ class IngestService:
             known = self._seen.get(sid)
             if known is not None and known[0] <= first and last <= known[1]:
                 continue
-            last = last // MINUTE_MS * MINUTE_MS + MINUTE_MS - 1
+            last = bound_end(sid, last)
             if known is not None:
                 first, last = min(first, known[0]), max(last, known[1])
             seen[sid] = (first, last)
