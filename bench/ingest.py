@@ -87,10 +87,14 @@ class Shape:
 
 
 class Agent:
-    """One simulated agent: its host, token, and the clock of its next batch (10 s apart)."""
+    """One simulated agent: its host, token, the clock of its next batch (10 s apart), and
+    its keep-alive connection, kept from round to round as agents/client.py keeps its
+    socket (with ``serve --workers N`` a new connection may land on another worker, whose
+    caches do not know the host yet: a cost a steady agent does not pay every round)."""
 
     def __init__(self, host: str, token: str, shape: Shape, t0: int, prefix: str) -> None:
         self.host, self.token, self.shape = host, token, shape
+        self.conn: http.client.HTTPConnection | None = None
         self.next_ts = t0
         self.rnd = random.Random(host)
         self.series = [(f"{prefix}{name}", labels) for name, labels in series_of(shape.series)]
@@ -181,7 +185,8 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
     stop = time.perf_counter() + seconds
 
     def agent(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = agents[i].conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        agents[i].conn = conn
         headers = {"Authorization": f"Bearer {agents[i].token}", "Content-Type": "application/json",
                    "Content-Encoding": "gzip"}
         due = time.perf_counter() + (pace * i / len(agents) if pace else 0)
@@ -201,7 +206,6 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
                 failures.append(f"ingest failed: {resp.status} {data[:300]!r}")
                 return
             accepted[i] += orjson.loads(data)["accepted_samples"]
-        conn.close()
 
     cpu0, gen0, start = proc_cpu(console_pid), time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(agents))]
