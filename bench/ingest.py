@@ -87,10 +87,14 @@ class Shape:
 
 
 class Agent:
-    """One simulated agent: its host, token, and the clock of its next batch (10 s apart)."""
+    """One simulated agent: its host, token, the clock of its next batch (10 s apart), and
+    its keep-alive connection, kept from round to round as agents/client.py keeps its
+    socket (with ``serve --workers N`` a new connection may land on another worker, whose
+    caches do not know the host yet: a cost a steady agent does not pay every round)."""
 
     def __init__(self, host: str, token: str, shape: Shape, t0: int, prefix: str) -> None:
         self.host, self.token, self.shape = host, token, shape
+        self.conn: http.client.HTTPConnection | None = None
         self.next_ts = t0
         self.rnd = random.Random(host)
         self.series = [(f"{prefix}{name}", labels) for name, labels in series_of(shape.series)]
@@ -169,14 +173,20 @@ class Round:
 def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: float, console_pid: int,
           pace: float = 0.0) -> Round:
     """One thread per agent POSTs its ``bodies`` back to back (or one every ``pace`` s) for
-    ``seconds``. Any answer but 200 stops every agent and raises SystemExit with it."""
+    ``seconds``. Any answer but 200 stops every agent and raises SystemExit with it. Each
+    agent's clock is then set back to just after the last batch it sent, so the next
+    round goes on 10 s later, as a real agent does, instead of jumping over the bodies
+    built but not sent (a jump of a minute or more moves every series' ``last_ts`` in
+    the next round's first batches at once, a burst no steady agent causes)."""
     latencies: list[float] = []
     failures: list[str] = []
     accepted = [0] * len(agents)
+    sent = [0] * len(agents)
     stop = time.perf_counter() + seconds
 
     def agent(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = agents[i].conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        agents[i].conn = conn
         headers = {"Authorization": f"Bearer {agents[i].token}", "Content-Type": "application/json",
                    "Content-Encoding": "gzip"}
         due = time.perf_counter() + (pace * i / len(agents) if pace else 0)
@@ -191,11 +201,11 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
             resp = conn.getresponse()
             data = resp.read()
             latencies.append(time.perf_counter() - t)
+            sent[i] += 1
             if resp.status != 200:
                 failures.append(f"ingest failed: {resp.status} {data[:300]!r}")
                 return
             accepted[i] += orjson.loads(data)["accepted_samples"]
-        conn.close()
 
     cpu0, gen0, start = proc_cpu(console_pid), time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(agents))]
@@ -204,6 +214,8 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    for a, b, n in zip(agents, bodies, sent):
+        a.next_ts -= (len(b) - n) * a.shape.points * 10_000
     if failures:
         raise SystemExit(failures[0])
     if not pace and any(len(b) > 1 and accepted[i] >= len(b) * agents[i].shape.samples
@@ -300,8 +312,10 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
                 made = [a.batch() for _ in range(per_agent)]
                 bodies.append([b for b, _ in made])
                 if target is targets[0]:  # the baseline inserts the first console's rows
-                    rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts, v) for sid, ts, v in r]
-                                 for _, r in made])
+                    # Each pair's rows at times of their own: the agents' clocks go back to the
+                    # last batch sent (drive), so the baseline may have stored some already.
+                    rows.extend([[(sid + pair + 10_000 * hosts.index(a.host), ts + pair * 10**9, v)
+                                  for sid, ts, v in r] for _, r in made])
             per_series = target.stored / (len(hosts) * shape.series)
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid)
             target.stored += r.samples

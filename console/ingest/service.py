@@ -64,6 +64,21 @@ SKEW_HOLD_SECONDS = 300.0
 SERIES_ID_TRUST_MS = 3_600_000
 
 
+def bound_end(series_id: int, ts: int) -> int:
+    """The ``last_ts`` the ingest writer stores for a sample of ``series_id`` at ``ts``
+    (Unix ms): the end of the one-minute window of that series holding ``ts``, so it runs
+    ahead of the sample by under a minute and changes once a minute at most. Each series'
+    windows start at an offset of its own within the minute (its id times a prime, modulo
+    a minute): with windows aligned on the clock's minutes, every series of every agent
+    crossed into a new window in the same ~10 s after each minute, and those batches
+    carried one UPDATE row per series while the others carried none; on PostgreSQL (a
+    row version and an entry in each of the series' four indexes per row) that burst
+    made batches wait ~0.5 s behind it. Staggered, each batch of a steady agent updates
+    about interval/60 of its series."""
+    offset = series_id * 997 % MINUTE_MS  # 997 is prime to 60,000: consecutive ids ~1 s apart
+    return (ts - offset) // MINUTE_MS * MINUTE_MS + offset + MINUTE_MS - 1
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """What the console answers: counts accepted, and whether the batch was a replay.
@@ -122,15 +137,16 @@ def settle(future: asyncio.Future, outcome: Any) -> None:
 @dataclass
 class Prepared:
     """A batch's rows built before its transaction (:meth:`IngestService._prepare_rows`)
-    with the cached ``host_id``, and what building them refused. ``covered``: every
-    sample lies within its series' first/last sample times as this writer stored them
-    (nothing to update, see :meth:`IngestService._update_seen`)."""
+    with the cached ``host_id``, and what building them refused. ``outside``: the rows
+    whose time lies outside their series' first/last sample times as this writer stored
+    them, the only ones :meth:`IngestService._update_seen` needs to look at (empty:
+    nothing to update; None: not known, it looks at every row)."""
 
     host_id: int
     rows: list[tuple[int, int, float]]
     rejected: Counter
     examples: dict[str, str]
-    covered: bool = False
+    outside: list[tuple[int, int, float]] | None = None
 
 
 class StaleHostCache(Exception):
@@ -183,7 +199,8 @@ class IngestService:
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
         # Committed (first_ts, last_ts) per series id as this writer last set them; last_ts
-        # is the end of the newest sample's minute, so it changes once a minute at most.
+        # is the end of the series' minute window holding the newest sample (bound_end), so
+        # it changes once a minute at most.
         self._seen: dict[int, tuple[int, int]] = {}
         self._logs = LogStore(db)
         self._decoder = BatchDecoder()
@@ -424,7 +441,7 @@ class IngestService:
         lo = int((now - min(self._config.sample_max_age, self._config.retention_raw_days * 86400)) * 1000)
         hi = int((now + self._config.sample_max_future) * 1000)
         samples: list[list[tuple[int, int, float]]] = []
-        covered: set[int] = set()  # indexes of batches whose samples need no bounds update
+        outside: dict[int, list[tuple[int, int, float]]] = {}  # batch index -> rows the bounds may not cover
         logs: list[LogRow] = []
         rejections: list[tuple[int, Counter, dict]] = []
         for i, (batch, is_fresh) in enumerate(zip(batches, fresh)):
@@ -439,8 +456,8 @@ class IngestService:
             pre = prepared.get(i) if prepared else None
             if pre is not None and pre.host_id == state.id:
                 rows = pre.rows
-                if pre.covered:
-                    covered.add(i)
+                if pre.outside is not None:
+                    outside[i] = pre.outside
                 rejected.update(pre.rejected)
                 examples.update(pre.examples)
             else:
@@ -464,7 +481,7 @@ class IngestService:
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if any(samples):
             self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
-            self._update_seen(session, samples, seen, covered)
+            self._update_seen(session, samples, seen, outside)
         if logs:
             # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
             self._logs.insert(session, logs)
@@ -475,19 +492,22 @@ class IngestService:
         return results
 
     def _update_seen(self, session: Session, samples: list[list[tuple[int, int, float]]],
-                     seen: dict[int, tuple[int, int]], covered: set[int]) -> None:
+                     seen: dict[int, tuple[int, int]], outside: dict[int, list[tuple[int, int, float]]]
+                     ) -> None:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
         samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
         the bounds as arrays) of only the series whose bounds this writer has not already
-        stored: ``last_ts`` is set to the end of the newest sample's minute, so a steady
-        series costs one row of it per minute. ``covered``: indexes of
-        ``samples`` known to be within the stored bounds already (:class:`Prepared`), not
-        looked at. Fills ``seen`` with the bounds written, for :attr:`_seen` after commit."""
+        stored: ``last_ts`` is set to the end of the series' minute window holding the
+        newest sample (:func:`bound_end`), so a steady series costs one row of it per
+        minute, and the series of a batch do not all cost it in the same batch.
+        ``outside``: for a batch (index in ``samples``) whose rows were built before the
+        transaction, those outside the stored bounds (:class:`Prepared`), looked at
+        instead of all of its rows: with each series' window at its own offset, most
+        batches of a steady agent hold a few such rows, not none. Fills ``seen`` with the
+        bounds written, for :attr:`_seen` after commit."""
         bounds: dict[int, list[int]] = {}
         for i, rows in enumerate(samples):
-            if i in covered:
-                continue
-            for sid, ts, _ in rows:
+            for sid, ts, _ in outside.get(i, rows):
                 b = bounds.get(sid)
                 if b is None:
                     bounds[sid] = [ts, ts]
@@ -500,7 +520,7 @@ class IngestService:
             known = self._seen.get(sid)
             if known is not None and known[0] <= first and last <= known[1]:
                 continue
-            last = last // MINUTE_MS * MINUTE_MS + MINUTE_MS - 1
+            last = bound_end(sid, last)
             if known is not None:
                 first, last = min(first, known[0]), max(last, known[1])
             seen[sid] = (first, last)
@@ -587,10 +607,11 @@ class IngestService:
             # :meth:`_known_id` and :meth:`_rows_of` in one loop, for the steady sender
             # whose samples are all in the window (a few calls less per sample, ~0.3 us
             # of the writer's ~5 us); anything else goes through _rows_of.
-            host_id, plain, covered = host.id, True, True
+            host_id, plain = host.id, True
             sids: list[int | None] = []
             rows: list[tuple[int, int, float]] = []
             append = rows.append
+            beyond: list[tuple[int, int, float]] = []  # rows outside the stored bounds
             for m in batch.metrics:
                 sid = series_id((host_id, m.name, m.labels_json))
                 if sid is None:
@@ -604,16 +625,16 @@ class IngestService:
                 for ts, value in m.points:
                     if lo <= ts <= hi:
                         append((sid, ts, value))
+                        if not first <= ts <= last:
+                            beyond.append((sid, ts, value))
                     else:
                         plain = False
-                    if covered and not first <= ts <= last:
-                        covered = False
             else:
                 rejected: Counter[str] = Counter()
                 examples: dict[str, str] = {}
                 if not plain:
                     rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-                prepared[i] = Prepared(host_id, rows, rejected, examples, covered)
+                prepared[i] = Prepared(host_id, rows, rejected, examples, beyond if plain else None)
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,

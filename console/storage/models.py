@@ -113,7 +113,8 @@ class Series(Base):
     type: Mapped[str] = mapped_column(String(16))  # gauge | counter
     # First and last sample time, Unix ms, over every tier (NULL: none stored yet).
     # ``last_ts`` may run ahead of the last sample by under a minute: the ingest writer
-    # moves it to the end of the sample's minute, once per series per minute.
+    # moves it to the end of the series' one-minute window holding the sample, once per
+    # series per minute (windows offset per series, console/ingest/service.py bound_end).
     first_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
