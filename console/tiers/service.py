@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -70,7 +71,8 @@ from console.storage import blocks, rollup_blocks
 from console.storage.database import Database
 from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
                                     SampleBlock, Series)
-from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, truncate_emptied
+from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, mirror
+from console.storage.partitions import truncate_emptied
 from console.storage.partitions import TABLES as PARTITIONED
 
 log = logging.getLogger("fleetdeck.tiers")
@@ -210,6 +212,7 @@ class RollupService:
     async def run_once(self) -> None:
         """Roll up every tier as far as due, pack cold blocks, then apply retention; each
         step is one writer job."""
+        await self._db.on_writer(self.make_partitions)
         for tier in TIERS:
             while await self._db.on_writer(self.rollup_step, tier.name):
                 await asyncio.sleep(0)
@@ -224,6 +227,7 @@ class RollupService:
 
     def run_all(self) -> None:
         """Blocking ``run_once`` for tests and the CLI; call it where no other writer runs."""
+        self.make_partitions()
         for tier in TIERS:
             while self.rollup_step(tier.name):
                 pass
@@ -544,6 +548,25 @@ class RollupService:
         minutes = min(one_m, marks["1h"]) if "1h" in marks else None
         return {"samples": samples, "sample_blocks": samples, "rollup_1m": minutes, "rollup_1m_blocks": minutes,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
+
+    def make_partitions(self) -> list[str]:
+        """PostgreSQL: make the partitions of ``rollup_1m``, ``sample_blocks`` and
+        ``rollup_1m_blocks`` this run may write into, one for each range that ``samples``
+        (for the first two) or ``rollup_1m`` has one for (console/storage/partitions.py
+        ``mirror``); returns their names. Blocking, on the writer thread; a no-op on SQLite.
+        Made only for days with data; a lock not granted within the lock timeout leaves them
+        to the next run (meanwhile the rows go to the default partitions)."""
+        if self._db.dialect != "postgresql":
+            return []
+        try:
+            made = self._db.run(mirror, self._config.metrics_partition_hours * HOUR_MS)
+        except sa_exc.OperationalError as exc:
+            log.warning("making partitions for the rollup job waits for the next run: %s",
+                        str(exc.orig or exc).splitlines()[0][:200])
+            return []
+        if made:
+            log.info("created partitions for the rollup job: %s", ", ".join(made))
+        return made
 
     def drop_partitions(self) -> list[str]:
         """PostgreSQL: detach and drop the partitions of ``samples``, ``sample_blocks``,

@@ -272,3 +272,44 @@ PLACED = {"samples": "SELECT tableoid::regclass::text, ts FROM samples",
           "rollup_1m": "SELECT tableoid::regclass::text, ts FROM rollup_1m",
           "sample_blocks": "SELECT tableoid::regclass::text, start_ts FROM sample_blocks",
           "log_records": "SELECT tableoid::regclass::text, ts FROM log_records"}
+
+
+def test_partitions_are_made_for_the_days_that_have_data_only(tmp_path_factory):
+    # A fresh database: maintenance makes today's partitions and the next ones, none for
+    # the days before (no 90 days of empty 1m block partitions, no 14 of log partitions).
+    # A sample and a log line three days old then get their day's partitions from ingest,
+    # the rollup job makes the 1m rows' and blocks' ones, nothing lands in a default
+    # partition, the day with no data between has none, and the sample is read back.
+    tables = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "log_records")
+    with console_on("postgres", tmp_path_factory) as c:
+        c.services.partitions.run()
+        layout = c.services.db.run(lambda s: {t: partitions(s, t) for t in tables})
+        for table in tables:
+            assert all(p.lo >= TODAY for p in layout[table]), (table, [p.name for p in layout[table]])
+        late, between = NOW_MS - 3 * DAY_MS - 600_000, NOW_MS - 2 * DAY_MS
+        token = c.agent_token("part-late")
+        status, body = c.push("part-late", token, [
+            {"name": "late_gauge", "type": "gauge", "labels": {}, "points": [[late, 7.5]]}],
+            [{"ts": late, "source": "/var/log/app.log", "line": "latelineword arrived", "labels": {}}])
+        assert status == 200 and body["accepted_samples"] == 1 and body["accepted_logs"] == 1, body
+        assert rows_by_partition(c, "samples", "part-late") == {partition_name("samples", day_of(late)): 1}
+        assert rows_by_partition(c, "log_records", "part-late") == {partition_name("log_records", day_of(late)): 1}
+        RollupService(c.services.db, c.services.config.console, clock=lambda: NOW).run_all()  # roll up, pack
+        for table in tables:
+            assert partition_name(table, day_of(late)) in tree(c, table), table
+            assert partition_name(table, day_of(between)) not in tree(c, table), table
+            assert c.services.db.run(lambda s: s.execute(text(f'SELECT count(*) FROM "{table}_default"')).scalar()) \
+                == 0, table
+        packed = c.services.db.run(lambda s: s.execute(text(
+            "SELECT b.tableoid::regclass::text FROM sample_blocks b JOIN series s ON s.id = b.series_id "
+            "WHERE s.name = 'late_gauge'")).scalars().all())
+        assert packed == [partition_name("sample_blocks", day_of(late))]
+        viewer = c.api_token("viewer")
+        resp = c.request("GET", f"/api/v1/metrics/range?host=part-late&metric=late_gauge&start={late / 1000 - 60}"
+                         f"&end={late / 1000 + 60}", token=viewer)
+        assert resp.status == 200, resp.body
+        assert [s["points"] for s in resp.json()["series"]] == [[[late, 7.5]]]
+        found = c.request("GET", f"/api/v1/logs?q=latelineword&start={late / 1000 - 60}", token=viewer).json()["logs"]
+        assert [r["ts"] for r in found] == [late]
+        assert c.services.partitions.run() == {}  # nothing left for maintenance to make or move
+        assert c.services.partitions.default_seen == {t: 0 for t in tables}
