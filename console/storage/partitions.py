@@ -303,33 +303,30 @@ def cover(session: Session, spec: TimePartitioned, width_ms: int, times: Iterabl
 # 1m row or a block is stamped at or after the start of its source rows' range (a block
 # at the start of its window, ``align`` ms: the 2-hour block of the samples, the UTC day of
 # the 1m rows).
-MIRRORED = (("samples", "rollup_1m", 60_000), ("samples", "sample_blocks", BLOCK_MS),
-            ("rollup_1m", "rollup_1m_blocks", BLOCK_1M_MS))
+MIRRORED = {"rollup_1m": ("samples", 60_000), "sample_blocks": ("samples", BLOCK_MS),
+            "rollup_1m_blocks": ("rollup_1m", BLOCK_1M_MS)}
 
 
-def mirror(session: Session, width_ms: int) -> list[str]:
-    """Rollup job: make the partitions of ``rollup_1m``, ``sample_blocks`` and
-    ``rollup_1m_blocks`` (of ``width_ms``) for every range a partition of the table they
-    are made from covers (``samples``, ``samples``, ``rollup_1m``), where none is yet;
-    returns the names made. So a day's 1m rows and blocks have their partition as soon as
-    its samples have one, and no partition is made for a day with no data. Idempotent; a
-    no-op on SQLite."""
+def mirror(session: Session, width_ms: int, target: str) -> list[str]:
+    """Rollup job: make the partitions of ``target`` (``rollup_1m``, ``sample_blocks`` or
+    ``rollup_1m_blocks``, of ``width_ms``) for every range a partition of the table it is
+    made from covers (``samples``, ``samples``, ``rollup_1m``), where none is yet; returns
+    the names made. So a day's 1m rows and blocks have their partition as soon as its
+    samples have one, and no partition is made for a day with no data. Idempotent; a
+    no-op on SQLite. The target's partitions outlive the source's (a longer retention,
+    or a block's reach), so one dropped by retention is not made again."""
     if session.get_bind().dialect.name != "postgresql":
         return []
+    source, align = MIRRORED[target]
+    if not (is_partitioned(session, source) and is_partitioned(session, target)):
+        return []
+    due = [(p.lo // align * align, p.hi) for p in partitions(session, source)]
+    if not any(_free_ranges(lo, hi, partitions(session, target)) for lo, hi in due):
+        return []
+    _lock(session)
     made: list[str] = []
-    locked = False
-    for source, target, align in MIRRORED:
-        if not (is_partitioned(session, source) and is_partitioned(session, target)):
-            continue
-        taken = partitions(session, target)
-        due = [(p.lo // align * align, p.hi) for p in partitions(session, source)]
-        if not any(_free_ranges(lo, hi, taken) for lo, hi in due):
-            continue
-        if not locked:
-            _lock(session)
-            locked = True
-        for lo, hi in due:
-            made += ensure_partitions(session, TABLES[target], width_ms, lo, hi)
+    for lo, hi in due:
+        made += ensure_partitions(session, TABLES[target], width_ms, lo, hi)
     return made
 
 

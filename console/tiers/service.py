@@ -212,7 +212,6 @@ class RollupService:
     async def run_once(self) -> None:
         """Roll up every tier as far as due, pack cold blocks, then apply retention; each
         step is one writer job."""
-        await self._db.on_writer(self.make_partitions)
         for tier in TIERS:
             while await self._db.on_writer(self.rollup_step, tier.name):
                 await asyncio.sleep(0)
@@ -227,7 +226,6 @@ class RollupService:
 
     def run_all(self) -> None:
         """Blocking ``run_once`` for tests and the CLI; call it where no other writer runs."""
-        self.make_partitions()
         for tier in TIERS:
             while self.rollup_step(tier.name):
                 pass
@@ -244,6 +242,8 @@ class RollupService:
     def rollup_step(self, tier_name: str) -> bool:
         """One transaction of rollup work for ``tier_name`` ("1m" | "1h"). Returns True
         while more work is due now."""
+        if tier_name == "1m":
+            self.make_partitions("rollup_1m")
         return self._db.run(self._rollup_tx, TIER_BY_NAME[tier_name])
 
     def watermarks(self, session: Session) -> dict[str, int]:
@@ -385,6 +385,7 @@ class RollupService:
     def pack_step(self) -> bool:
         """One transaction of packing: one chunk of series' raw samples before the current
         block window's end into blocks. Returns True while more packing is due now."""
+        self.make_partitions("sample_blocks")
         return self._db.run(self._pack_tx)
 
     def _pack_until(self, session: Session) -> int | None:
@@ -480,6 +481,7 @@ class RollupService:
         """One transaction of 1m packing: one chunk of series' 1m rows before the 1h
         watermark (and the end of the current day) into their day's block. Returns True
         while more packing is due now."""
+        self.make_partitions("rollup_1m_blocks")
         return self._db.run(self._pack_1m_tx)
 
     def _pack_1m_tx(self, session: Session) -> bool:
@@ -549,23 +551,24 @@ class RollupService:
         return {"samples": samples, "sample_blocks": samples, "rollup_1m": minutes, "rollup_1m_blocks": minutes,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
 
-    def make_partitions(self) -> list[str]:
-        """PostgreSQL: make the partitions of ``rollup_1m``, ``sample_blocks`` and
-        ``rollup_1m_blocks`` this run may write into, one for each range that ``samples``
-        (for the first two) or ``rollup_1m`` has one for (console/storage/partitions.py
-        ``mirror``); returns their names. Blocking, on the writer thread; a no-op on SQLite.
-        Made only for days with data; a lock not granted within the lock timeout leaves them
-        to the next run (meanwhile the rows go to the default partitions)."""
+    def make_partitions(self, target: str) -> list[str]:
+        """PostgreSQL: make the partitions of ``target`` (``rollup_1m``, ``sample_blocks`` or
+        ``rollup_1m_blocks``) that the step about to write it may need: one for each range
+        the table it is made from (``samples``, ``samples``, ``rollup_1m``) has one for
+        (console/storage/partitions.py ``mirror``), so only for days with data; returns
+        their names. A transaction of its own before the step's, on the writer thread; a
+        no-op on SQLite. A lock not granted within the lock timeout leaves them to the next
+        step (meanwhile the rows go to the default partition, which maintenance empties)."""
         if self._db.dialect != "postgresql":
             return []
         try:
-            made = self._db.run(mirror, self._config.metrics_partition_hours * HOUR_MS)
+            made = self._db.run(mirror, self._config.metrics_partition_hours * HOUR_MS, target)
         except sa_exc.OperationalError as exc:
-            log.warning("making partitions for the rollup job waits for the next run: %s",
+            log.warning("making partitions of %s for the rollup job waits for the next step: %s", target,
                         str(exc.orig or exc).splitlines()[0][:200])
             return []
         if made:
-            log.info("created partitions for the rollup job: %s", ", ".join(made))
+            log.info("created partitions of %s for the rollup job: %s", target, ", ".join(made))
         return made
 
     def drop_partitions(self) -> list[str]:
