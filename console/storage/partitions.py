@@ -6,9 +6,11 @@ A partition holds ``[lo, hi)`` of the table's time column and is named after ``l
 UTC, ``samples_p20261129_0000``; bounds are multiples of the configured width (a width
 changed later starts at the next free bound, so ranges never overlap). Each table also has
 a ``<table>_default`` partition, the safety net for a row no range covers: an insert never
-fails for want of a partition. :class:`PartitionMaintenance` creates the partitions ahead of
-time, and moves rows found in a default partition into partitions made for them (logging a
-warning and counting them in ``fleetdeck_partition_default_rows``). The retention jobs
+fails for want of a partition. :class:`PartitionMaintenance` creates the current and next
+partitions ahead of time, and moves rows found in a default partition into partitions made
+for them (logging a warning and counting them in ``fleetdeck_partition_default_rows``);
+older ones are made only when a row needs one (:func:`cover` in ingest, :func:`mirror` in
+the rollup job), so a day with no data has no partition. The retention jobs
 (console/tiers, console/logs) detach and drop the partitions wholly past their cutoff and
 delete rows as before in the one that straddles it.
 
