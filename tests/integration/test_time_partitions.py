@@ -313,3 +313,57 @@ def test_partitions_are_made_for_the_days_that_have_data_only(tmp_path_factory):
         assert [r["ts"] for r in found] == [late]
         assert c.services.partitions.run() == {}  # nothing left for maintenance to make or move
         assert c.services.partitions.default_seen == {t: 0 for t in tables}
+
+
+@pytest.mark.parametrize("holds_s", [0.5, 4.0])  # the first writer commits before / after LOCK_TIMEOUT (3 s)
+def test_two_writers_needing_the_same_partition(tmp_path_factory, holds_s):
+    # Two writers (two console workers) store a sample of the same old day at once: the
+    # first makes the partition in its transaction; the second waits for the advisory
+    # lock, then finds it made (or, past the lock timeout, gives up making it), and its
+    # row lands in that partition all the same once the first commits; none fails.
+    import threading
+
+    from console.storage.partitions import TABLES, cover
+
+    with database_url("postgres", tmp_path_factory) as url:
+        db = Database(url)
+        try:
+            db.migrate()
+            db.run(lambda s: s.execute(text(
+                "INSERT INTO hosts (id, name, first_seen, labels) VALUES (1, 'two-w', 1, '{}'); "
+                "INSERT INTO series (id, host_id, name, labels, type) VALUES (1, 1, 'g', '{}', 'gauge'), "
+                "(2, 1, 'h', '{}', 'gauge')")))
+            day = TODAY - 3 * DAY_MS
+            spec = TABLES["samples"]
+            first_made = threading.Event()
+            second: dict[str, object] = {}
+
+            def write(session, sid: int, ts: int) -> list[str]:
+                made = cover(session, spec, DAY_MS, [ts])
+                session.execute(text("INSERT INTO samples (series_id, ts, value) VALUES (:s, :t, 1.0)"),
+                                {"s": sid, "t": ts})
+                return made
+
+            def first(session) -> list[str]:
+                made = write(session, 1, day + 1000)
+                first_made.set()
+                time.sleep(holds_s)  # still in its transaction, holding the lock
+                return made
+
+            def run_second() -> None:
+                first_made.wait(10)
+                start = time.monotonic()
+                second["made"] = db.run(write, 2, day + 2000)
+                second["took"] = time.monotonic() - start
+
+            thread = threading.Thread(target=run_second)
+            thread.start()
+            assert db.run(first) == [partition_name("samples", day)]
+            thread.join(30)
+            assert second["made"] == [] and second["took"] >= min(holds_s, 3.0) - 0.2
+            where = db.run(lambda s: s.execute(text(
+                "SELECT series_id, tableoid::regclass::text FROM samples ORDER BY series_id")).all())
+            assert where == [(1, partition_name("samples", day)), (2, partition_name("samples", day))]
+            assert [p.lo for p in db.run(lambda s: partitions(s, "samples"))].count(day) == 1
+        finally:
+            db.close()
