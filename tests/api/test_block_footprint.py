@@ -132,6 +132,11 @@ def test_a_day_of_samples_packed_into_blocks_gives_its_partitions_pages_back(pos
     assert console.request("GET", query, token=viewer).json() == before
 
 
+MAIN_SERIES = "WHERE series_id IN (SELECT id FROM series WHERE name = 'fp_main_temp')"
+SIZES_OF = {"sample_blocks": "SELECT COUNT(*), MAX(LENGTH(data)) FROM sample_blocks " + MAIN_SERIES,
+            "rollup_1m_blocks": "SELECT COUNT(*), MAX(LENGTH(data)) FROM rollup_1m_blocks " + MAIN_SERIES}
+
+
 def test_blocks_are_stored_in_their_rows_not_in_toast(postgres_console):
     """PostgreSQL: 2 h blocks and 1m day blocks of 1-4 KB (over the ~2 KB past which a
     value goes out of line by default) are kept in their rows (STORAGE MAIN): their
@@ -152,10 +157,8 @@ def test_blocks_are_stored_in_their_rows_not_in_toast(postgres_console):
     before = console.request("GET", query, token=viewer).json()
     assert sum(len(s["points"]) for s in before["series"]) == 10 * len(ts)
     RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
-    mine = "series_id IN (SELECT id FROM series WHERE name = 'fp_main_temp')"
     for table in ("sample_blocks", "rollup_1m_blocks"):
-        count, longest = console.services.db.run(lambda s: s.execute(text(
-            f"SELECT COUNT(*), MAX(LENGTH(data)) FROM {table} WHERE {mine}")).one())
+        count, longest = console.services.db.run(lambda s: s.execute(text(SIZES_OF[table])).one())
         assert count >= 10 and 2200 < longest < 7000, (table, count, longest)
         toast = console.services.db.run(lambda s: s.execute(text(
             "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = CAST(:p AS regclass)"),

@@ -11,7 +11,8 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy import table as table_clause
 
 from console.logs.groups import GroupIndexer
 from console.logs.service import LogQuery, LogService, SearchTerm
@@ -298,8 +299,8 @@ def test_partitions_are_made_for_the_days_that_have_data_only(tmp_path_factory):
         for table in tables:
             assert partition_name(table, day_of(late)) in tree(c, table), table
             assert partition_name(table, day_of(between)) not in tree(c, table), table
-            assert c.services.db.run(lambda s: s.execute(text(f'SELECT count(*) FROM "{table}_default"')).scalar()) \
-                == 0, table
+            default = table_clause(f"{table}_default")
+            assert c.services.db.run(lambda s: s.execute(select(func.count()).select_from(default)).scalar()) == 0, table
         packed = c.services.db.run(lambda s: s.execute(text(
             "SELECT b.tableoid::regclass::text FROM sample_blocks b JOIN series s ON s.id = b.series_id "
             "WHERE s.name = 'late_gauge'")).scalars().all())

@@ -18,17 +18,19 @@ branch_labels = None
 depends_on = None
 
 TABLES = ("sample_blocks", "rollup_1m_blocks")
+STATEMENT = "ALTER TABLE {} ALTER COLUMN data SET STORAGE {}"
+
+
+def _storage(mode: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table in TABLES:
+        op.execute(STATEMENT.format(table, mode))
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    for table in TABLES:
-        op.execute(f'ALTER TABLE "{table}" ALTER COLUMN data SET STORAGE MAIN')
+    _storage("MAIN")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    for table in TABLES:
-        op.execute(f'ALTER TABLE "{table}" ALTER COLUMN data SET STORAGE EXTENDED')
+    _storage("EXTENDED")
