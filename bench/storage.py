@@ -209,6 +209,14 @@ def main() -> int:
                     print(f"  {table:<16} {(heap + index + toast) / n:6.2f} B per sample (heap {heap / n:.2f}, "
                           f"indexes {index / n:.2f}, TOAST {toast / n:.2f}; {parts} table(s))")
                 print(f"  {'other tables':<16} {(total - listed) / n:6.2f} B per sample")
+                # Each table or partition of 100 KB or more: which day's partition holds the hot
+                # rows, what the other tables are.
+                for name, heap, index, rest in conn.exec_driver_sql(
+                        "SELECT c.relname, pg_relation_size(c.oid), pg_indexes_size(c.oid), "
+                        "pg_total_relation_size(c.oid) - pg_relation_size(c.oid) - pg_indexes_size(c.oid) "
+                        "FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
+                        "AND pg_total_relation_size(c.oid) >= 100000 ORDER BY c.relname"):
+                    print(f"    {name:<32} heap {heap:>10,} indexes {index:>10,} TOAST {rest:>10,}")
     finally:
         db.close()
         if args.keep:

@@ -50,6 +50,9 @@ from console.errors import InvalidInput
 from console.ingest.batch import Batch, BatchDecoder, LogIn, canonical_labels
 from console.logs.store import LogRow, LogStore
 from console.storage.database import Database, driver_cursor, driver_errors
+from console.storage.partitions import HOUR_MS as PARTITION_HOUR_MS
+from console.storage.partitions import LOG_TABLE, Partition, TimePartitioned, cover, partitions
+from console.storage.partitions import TABLES as PARTITIONED
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
@@ -205,6 +208,9 @@ class IngestService:
         self._logs = LogStore(db)
         self._decoder = BatchDecoder()
         self._hosts: dict[str, HostState] = {}  # committed host rows by name, for the writer
+        # PostgreSQL: the time partitions of samples and log_records as last read (a stamp in
+        # one of them needs no look at the catalog); emptied when a transaction fails.
+        self._partitions: dict[str, list[Partition]] = {}
         self._queue: deque[tuple[Batch, asyncio.Future[IngestResult]]] = deque()
         self._yield_turn = self._config.workers > 1  # see writer_quiet
         self._turn_waiters: list[asyncio.Future[None]] = []
@@ -377,7 +383,10 @@ class IngestService:
             try:
                 results = self._db.run(self._store_group_tx, batches, new_ids, hosts, seen, prepared, now,
                                        newest_log)
-            except StaleHostCache:
+            except BaseException as exc:
+                self._partitions.clear()  # a partition made in the failed transaction is gone
+                if not isinstance(exc, StaleHostCache):
+                    raise
                 if attempt == 2:
                     raise
                 self._hosts.clear()
@@ -477,10 +486,19 @@ class IngestService:
                 rejections.append((state.id, rejected, examples))
             results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
                                         state.clock_skew_seconds, dict(examples)))
+        oldest = min((min(r[1] for r in rows) for rows in samples if rows), default=None)
+        if self._db.dialect == "postgresql":
+            width = self._config.metrics_partition_hours * PARTITION_HOUR_MS
+            if oldest is not None and oldest < int(now * 1000) // width * width:
+                # older than the current width, whose partition maintenance makes ahead
+                self._cover(session, PARTITIONED["samples"], width, [r[1] for rows in samples for r in rows])
+            if logs:
+                self._cover(session, LOG_TABLE, self._config.log_partition_hours * PARTITION_HOUR_MS,
+                            [r[1] for r in logs])
         stored = self._insert_samples_of(session, samples)
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
-        if any(samples):
-            self._reopen_rollups(session, min(min(r[1] for r in rows) for rows in samples if rows), now)
+        if oldest is not None:
+            self._reopen_rollups(session, oldest, now)
             self._update_seen(session, samples, seen, outside)
         if logs:
             # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
@@ -695,6 +713,18 @@ class IngestService:
         finally:
             cursor.close()
         return counts
+
+    def _cover(self, session: Session, spec: TimePartitioned, width_ms: int, times: list[int]) -> None:
+        """PostgreSQL: make the partitions of ``spec`` that rows stamped ``times`` (Unix ms)
+        need (console/storage/partitions.py ``cover``): maintenance makes the current and
+        next widths' only, so a late sample, or a log line when none came for a while,
+        needs one it did not make. Widths already seen in a partition need no query."""
+        known = self._partitions.get(spec.table, [])
+        starts = {t // width_ms * width_ms for t in times}
+        if all(any(p.lo <= b and b + width_ms <= p.hi for p in known) for b in starts):
+            return
+        cover(session, spec, width_ms, times)
+        self._partitions[spec.table] = partitions(session, spec.table)
 
     def _refuse_old_logs(self, logs: list[LogIn], now: float, rejected: Counter, examples: dict) -> None:
         """Remove from ``logs`` (in place, so the live frame shows only what was stored) the

@@ -6,9 +6,11 @@ A partition holds ``[lo, hi)`` of the table's time column and is named after ``l
 UTC, ``samples_p20261129_0000``; bounds are multiples of the configured width (a width
 changed later starts at the next free bound, so ranges never overlap). Each table also has
 a ``<table>_default`` partition, the safety net for a row no range covers: an insert never
-fails for want of a partition. :class:`PartitionMaintenance` creates the partitions ahead of
-time, and moves rows found in a default partition into partitions made for them (logging a
-warning and counting them in ``fleetdeck_partition_default_rows``). The retention jobs
+fails for want of a partition. :class:`PartitionMaintenance` creates the current and next
+partitions ahead of time, and moves rows found in a default partition into partitions made
+for them (logging a warning and counting them in ``fleetdeck_partition_default_rows``);
+older ones are made only when a row needs one (:func:`cover` in ingest, :func:`mirror` in
+the rollup job), so a day with no data has no partition. The retention jobs
 (console/tiers, console/logs) detach and drop the partitions wholly past their cutoff and
 delete rows as before in the one that straddles it.
 
@@ -262,15 +264,84 @@ def truncate_emptied(db: Database, spec: TimePartitioned) -> list[str]:
     return done
 
 
+def _missing(taken: list[Partition], width_ms: int, times: Iterable[int]) -> list[int]:
+    """The starts of the ``width_ms`` ranges holding ``times`` that a partition of ``taken``
+    does not wholly cover."""
+    return [b for b in sorted({t // width_ms * width_ms for t in times}) if _free_ranges(b, b + width_ms, taken)]
+
+
+def cover(session: Session, spec: TimePartitioned, width_ms: int, times: Iterable[int]) -> list[str]:
+    """Writer path (ingest): make, in the writer's transaction, the partitions of
+    ``width_ms`` that the rows stamped ``times`` (Unix ms) need and that do not exist yet;
+    returns the names made. For rows older than the current width only (maintenance makes
+    that one and the next ones ahead): late samples, an agent's spool replayed, a first
+    log line. A savepoint holds the DDL: if it fails (the advisory lock or a table lock not
+    granted within LOCK_TIMEOUT, a deadlock with another writer, another session that
+    made the same range meanwhile) it is rolled back and the rows go to the default
+    partition, which the next maintenance pass moves out. A no-op on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    wanted = _missing(partitions(session, spec.table), width_ms, times)
+    if not wanted:
+        return []
+    timeout = session.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    made: list[str] = []
+    try:
+        with session.begin_nested():
+            _lock(session)
+            for b in wanted:
+                made += ensure_partitions(session, spec, width_ms, b, b + width_ms)
+    except sa_exc.DBAPIError as exc:
+        log.warning("making a partition of %s for late rows failed; they go to its default partition until "
+                    "the next maintenance pass: %s", spec.table, str(exc.orig or exc).splitlines()[0][:200])
+        made = []
+    session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": timeout})
+    if made:
+        log.info("created partitions of %s for late rows: %s", spec.table, ", ".join(made))
+    return made
+
+
+# The partitions the rollup job writes into, made after those of the table it reads: a
+# 1m row or a block is stamped at or after the start of its source rows' range (a block
+# at the start of its window, ``align`` ms: the 2-hour block of the samples, the UTC day of
+# the 1m rows).
+MIRRORED = {"rollup_1m": ("samples", 60_000), "sample_blocks": ("samples", BLOCK_MS),
+            "rollup_1m_blocks": ("rollup_1m", BLOCK_1M_MS)}
+
+
+def mirror(session: Session, width_ms: int, target: str) -> list[str]:
+    """Rollup job: make the partitions of ``target`` (``rollup_1m``, ``sample_blocks`` or
+    ``rollup_1m_blocks``, of ``width_ms``) for every range a partition of the table it is
+    made from covers (``samples``, ``samples``, ``rollup_1m``), where none is yet; returns
+    the names made. So a day's 1m rows and blocks have their partition as soon as its
+    samples have one, and no partition is made for a day with no data. Idempotent; a
+    no-op on SQLite. The target's partitions outlive the source's (a longer retention,
+    or a block's reach), so one dropped by retention is not made again."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    source, align = MIRRORED[target]
+    if not (is_partitioned(session, source) and is_partitioned(session, target)):
+        return []
+    due = [(p.lo // align * align, p.hi) for p in partitions(session, source)]
+    if not any(_free_ranges(lo, hi, partitions(session, target)) for lo, hi in due):
+        return []
+    _lock(session)
+    made: list[str] = []
+    for lo, hi in due:
+        made += ensure_partitions(session, TABLES[target], width_ms, lo, hi)
+    return made
+
+
 @dataclass
 class PartitionMaintenance:
     """Keeps the partitions of the time-partitioned tables ahead of time (PostgreSQL only).
 
     Per table, partitions of the configured width (``metrics_partition_hours`` for samples,
-    blocks and 1m rollups, ``log_partition_hours`` for log records) cover from as far back
-    as ingest still accepts a row (``sample_max_age`` or the raw retention; the 1m retention
-    for 1m blocks, which packing makes of every stored 1m row; the log retention) to two
-    widths past now (plus ``sample_max_future``). Rows in a default
+    blocks and 1m rollups, ``log_partition_hours`` for log records) cover from the current
+    width to two widths past now (plus ``sample_max_future``); for log records only once
+    the table holds a line. Older partitions are made when a row first needs one: by ingest
+    for late samples and log lines (:func:`cover`), by the rollup job for 1m rows and blocks
+    (:func:`mirror`). Rows in a default
     partition are moved into partitions made for them, with a warning. ``run()`` is one
     blocking pass (a transaction per table); ``start()`` runs a pass now and then every
     ``MAINTENANCE_INTERVAL_S`` on the leader."""
@@ -301,20 +372,17 @@ class PartitionMaintenance:
         if self._m_default is not None:
             self._m_default.labels(table).set(rows)
 
+    def width(self, spec: TimePartitioned) -> int:
+        """The configured width of ``spec``'s partitions, ms."""
+        return (self.config.log_partition_hours if spec is LOG_TABLE else self.config.metrics_partition_hours) * HOUR_MS
+
     def window(self, spec: TimePartitioned) -> tuple[int, int, int]:
-        """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now."""
-        c, now_ms = self.config, int(self.clock() * 1000)
-        if spec is LOG_TABLE:
-            width = c.log_partition_hours * HOUR_MS
-            back = int(c.log_retention_days * DAY_MS) if c.log_retention_days > 0 else width
-            return width, now_ms - back, now_ms + 2 * width
-        width = c.metrics_partition_hours * HOUR_MS
-        # a late sample is packed into the block of its 2-hour window, which starts up to BLOCK_MS earlier
-        back = int(min(c.sample_max_age * 1000, c.retention_raw_days * DAY_MS)) + BLOCK_MS
-        if spec.table == "rollup_1m_blocks":
-            # the first packing after an upgrade packs every stored 1m row, as old as the 1m retention
-            back = int(c.retention_1m_days * DAY_MS) + spec.reach_ms
-        return width, now_ms - back, now_ms + int(c.sample_max_future * 1000) + 2 * width
+        """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now: the current
+        width's and the next ones, as far as ingest accepts a stamp ahead. Older ones are
+        made when a row first needs them (:func:`cover` by ingest, :func:`mirror` by the
+        rollup job), so a day with no data has no partition."""
+        now_ms, width = int(self.clock() * 1000), self.width(spec)
+        return width, now_ms, now_ms + int(self.config.sample_max_future * 1000) + 2 * width
 
     def run(self) -> dict[str, list[str]]:
         """One pass: ``{table: partitions created}``. Blocking; a no-op on SQLite."""
@@ -339,7 +407,11 @@ class PartitionMaintenance:
         _lock(session)
         create_default(session, spec.table)
         width, lo, hi = self.window(spec)
-        made = ensure_partitions(session, spec, width, lo, hi)
+        # Log lines may never come (no agent ships any): their partitions are made ahead
+        # only once the table holds a line; until then ingest makes the first one.
+        flowing = spec is not LOG_TABLE or session.execute(
+            select(literal_column("1")).select_from(table_clause(spec.table)).limit(1)).first() is not None
+        made = ensure_partitions(session, spec, width, lo, hi) if flowing else []
         n, oldest, newest = default_rows(session, spec)
         self._seen(spec.table, n)
         if n and oldest is not None and newest is not None:

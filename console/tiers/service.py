@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -70,7 +71,8 @@ from console.storage import blocks, rollup_blocks
 from console.storage.database import Database
 from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
                                     SampleBlock, Series)
-from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, truncate_emptied
+from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, mirror
+from console.storage.partitions import truncate_emptied
 from console.storage.partitions import TABLES as PARTITIONED
 
 log = logging.getLogger("fleetdeck.tiers")
@@ -240,6 +242,8 @@ class RollupService:
     def rollup_step(self, tier_name: str) -> bool:
         """One transaction of rollup work for ``tier_name`` ("1m" | "1h"). Returns True
         while more work is due now."""
+        if tier_name == "1m":
+            self.make_partitions("rollup_1m")
         return self._db.run(self._rollup_tx, TIER_BY_NAME[tier_name])
 
     def watermarks(self, session: Session) -> dict[str, int]:
@@ -381,6 +385,7 @@ class RollupService:
     def pack_step(self) -> bool:
         """One transaction of packing: one chunk of series' raw samples before the current
         block window's end into blocks. Returns True while more packing is due now."""
+        self.make_partitions("sample_blocks")
         return self._db.run(self._pack_tx)
 
     def _pack_until(self, session: Session) -> int | None:
@@ -476,6 +481,7 @@ class RollupService:
         """One transaction of 1m packing: one chunk of series' 1m rows before the 1h
         watermark (and the end of the current day) into their day's block. Returns True
         while more packing is due now."""
+        self.make_partitions("rollup_1m_blocks")
         return self._db.run(self._pack_1m_tx)
 
     def _pack_1m_tx(self, session: Session) -> bool:
@@ -544,6 +550,26 @@ class RollupService:
         minutes = min(one_m, marks["1h"]) if "1h" in marks else None
         return {"samples": samples, "sample_blocks": samples, "rollup_1m": minutes, "rollup_1m_blocks": minutes,
                 "rollup_1h": now_ms - int(c.retention_1h_days * DAY_MS)}
+
+    def make_partitions(self, target: str) -> list[str]:
+        """PostgreSQL: make the partitions of ``target`` (``rollup_1m``, ``sample_blocks`` or
+        ``rollup_1m_blocks``) that the step about to write it may need: one for each range
+        the table it is made from (``samples``, ``samples``, ``rollup_1m``) has one for
+        (console/storage/partitions.py ``mirror``), so only for days with data; returns
+        their names. A transaction of its own before the step's, on the writer thread; a
+        no-op on SQLite. A lock not granted within the lock timeout leaves them to the next
+        step (meanwhile the rows go to the default partition, which maintenance empties)."""
+        if self._db.dialect != "postgresql":
+            return []
+        try:
+            made = self._db.run(mirror, self._config.metrics_partition_hours * HOUR_MS, target)
+        except sa_exc.OperationalError as exc:
+            log.warning("making partitions of %s for the rollup job waits for the next step: %s", target,
+                        str(exc.orig or exc).splitlines()[0][:200])
+            return []
+        if made:
+            log.info("created partitions of %s for the rollup job: %s", target, ", ".join(made))
+        return made
 
     def drop_partitions(self) -> list[str]:
         """PostgreSQL: detach and drop the partitions of ``samples``, ``sample_blocks``,

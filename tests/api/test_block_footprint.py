@@ -130,3 +130,38 @@ def test_a_day_of_samples_packed_into_blocks_gives_its_partitions_pages_back(pos
     assert partition_bytes(console, samples) == (0, 8192)  # the metapage of an empty primary key
     assert partition_bytes(console, minutes) == (0, 8192)
     assert console.request("GET", query, token=viewer).json() == before
+
+
+MAIN_SERIES = "WHERE series_id IN (SELECT id FROM series WHERE name = 'fp_main_temp')"
+SIZES_OF = {"sample_blocks": "SELECT COUNT(*), MAX(LENGTH(data)) FROM sample_blocks " + MAIN_SERIES,
+            "rollup_1m_blocks": "SELECT COUNT(*), MAX(LENGTH(data)) FROM rollup_1m_blocks " + MAIN_SERIES}
+
+
+def test_blocks_are_stored_in_their_rows_not_in_toast(postgres_console):
+    """PostgreSQL: 2 h blocks and 1m day blocks of 1-4 KB (over the ~2 KB past which a
+    value goes out of line by default) are kept in their rows (STORAGE MAIN): their
+    partitions' TOAST tables hold no chunk, so no chunk index and no old chunks left by a
+    block rewritten; the samples read the same from them."""
+    console = postgres_console
+    token, viewer = console.agent_token("fp-main"), console.api_token("viewer")
+    day = (int(NOW * 1000) // DAY_MS - 2) * DAY_MS + 2 * 3_600_000  # 02:00 UTC the day before yesterday
+    ts = list(range(day + 137, day + 6 * 3_600_000, 10_000))  # six hours: three 2 h blocks a series
+    rnd = random.Random(21)
+    series = [{"name": "fp_main_temp", "type": "gauge", "labels": {"sensor": str(k)},
+               "points": [[t, rnd.randint(0, 99_999_999) / 100_000] for t in ts]} for k in range(10)]
+    for i in range(0, len(ts), 720):
+        status, body = console.push("fp-main", token, [dict(s, points=s["points"][i:i + 720]) for s in series])
+        assert status == 200, body
+    query = "/api/v1/metrics/range?" + urlencode(dict(metric="fp_main_temp", host="fp-main", start=day / 1000,
+                                                      end=(day + 6 * 3_600_000) / 1000))
+    before = console.request("GET", query, token=viewer).json()
+    assert sum(len(s["points"]) for s in before["series"]) == 10 * len(ts)
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()
+    for table in ("sample_blocks", "rollup_1m_blocks"):
+        count, longest = console.services.db.run(lambda s: s.execute(text(SIZES_OF[table])).one())
+        assert count >= 10 and 2200 < longest < 7000, (table, count, longest)
+        toast = console.services.db.run(lambda s: s.execute(text(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = CAST(:p AS regclass)"),
+            {"p": partition_name(table, day // DAY_MS * DAY_MS)}).scalar_one())
+        assert toast == 0, (table, toast)
+    assert console.request("GET", query, token=viewer).json() == before

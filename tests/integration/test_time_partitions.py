@@ -11,7 +11,8 @@ import logging
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy import table as table_clause
 
 from console.logs.groups import GroupIndexer
 from console.logs.service import LogQuery, LogService, SearchTerm
@@ -272,3 +273,98 @@ PLACED = {"samples": "SELECT tableoid::regclass::text, ts FROM samples",
           "rollup_1m": "SELECT tableoid::regclass::text, ts FROM rollup_1m",
           "sample_blocks": "SELECT tableoid::regclass::text, start_ts FROM sample_blocks",
           "log_records": "SELECT tableoid::regclass::text, ts FROM log_records"}
+
+
+def test_partitions_are_made_for_the_days_that_have_data_only(tmp_path_factory):
+    # A fresh database: maintenance makes today's partitions and the next ones, none for
+    # the days before (no 90 days of empty 1m block partitions, no 14 of log partitions).
+    # A sample and a log line three days old then get their day's partitions from ingest,
+    # the rollup job makes the 1m rows' and blocks' ones, nothing lands in a default
+    # partition, the day with no data between has none, and the sample is read back.
+    tables = ("samples", "sample_blocks", "rollup_1m", "rollup_1m_blocks", "log_records")
+    with console_on("postgres", tmp_path_factory) as c:
+        c.services.partitions.run()
+        layout = c.services.db.run(lambda s: {t: partitions(s, t) for t in tables})
+        for table in tables:
+            assert all(p.lo >= TODAY for p in layout[table]), (table, [p.name for p in layout[table]])
+        late, between = NOW_MS - 3 * DAY_MS - 600_000, NOW_MS - 2 * DAY_MS
+        token = c.agent_token("part-late")
+        status, body = c.push("part-late", token, [
+            {"name": "late_gauge", "type": "gauge", "labels": {}, "points": [[late, 7.5]]}],
+            [{"ts": late, "source": "/var/log/app.log", "line": "latelineword arrived", "labels": {}}])
+        assert status == 200 and body["accepted_samples"] == 1 and body["accepted_logs"] == 1, body
+        assert rows_by_partition(c, "samples", "part-late") == {partition_name("samples", day_of(late)): 1}
+        assert rows_by_partition(c, "log_records", "part-late") == {partition_name("log_records", day_of(late)): 1}
+        RollupService(c.services.db, c.services.config.console, clock=lambda: NOW).run_all()  # roll up, pack
+        for table in tables:
+            assert partition_name(table, day_of(late)) in tree(c, table), table
+            assert partition_name(table, day_of(between)) not in tree(c, table), table
+            default = table_clause(f"{table}_default")
+            assert c.services.db.run(lambda s: s.execute(select(func.count()).select_from(default)).scalar()) == 0, table
+        packed = c.services.db.run(lambda s: s.execute(text(
+            "SELECT b.tableoid::regclass::text FROM sample_blocks b JOIN series s ON s.id = b.series_id "
+            "WHERE s.name = 'late_gauge'")).scalars().all())
+        assert packed == [partition_name("sample_blocks", day_of(late))]
+        viewer = c.api_token("viewer")
+        resp = c.request("GET", f"/api/v1/metrics/range?host=part-late&metric=late_gauge&start={late / 1000 - 60}"
+                         f"&end={late / 1000 + 60}", token=viewer)
+        assert resp.status == 200, resp.body
+        assert [s["points"] for s in resp.json()["series"]] == [[[late, 7.5]]]
+        found = c.request("GET", f"/api/v1/logs?q=latelineword&start={late / 1000 - 60}", token=viewer).json()["logs"]
+        assert [r["ts"] for r in found] == [late]
+        assert c.services.partitions.run() == {}  # nothing left for maintenance to make or move
+        assert c.services.partitions.default_seen == {t: 0 for t in tables}
+
+
+@pytest.mark.parametrize("holds_s", [0.5, 4.0])  # the first writer commits before / after LOCK_TIMEOUT (3 s)
+def test_two_writers_needing_the_same_partition(tmp_path_factory, holds_s):
+    # Two writers (two console workers) store a sample of the same old day at once: the
+    # first makes the partition in its transaction; the second waits for the advisory
+    # lock, then finds it made (or, past the lock timeout, gives up making it), and its
+    # row lands in that partition all the same once the first commits; none fails.
+    import threading
+
+    from console.storage.partitions import TABLES, cover
+
+    with database_url("postgres", tmp_path_factory) as url:
+        db = Database(url)
+        try:
+            db.migrate()
+            db.run(lambda s: s.execute(text(
+                "INSERT INTO hosts (id, name, first_seen, labels) VALUES (1, 'two-w', 1, '{}'); "
+                "INSERT INTO series (id, host_id, name, labels, type) VALUES (1, 1, 'g', '{}', 'gauge'), "
+                "(2, 1, 'h', '{}', 'gauge')")))
+            day = TODAY - 3 * DAY_MS
+            spec = TABLES["samples"]
+            first_made = threading.Event()
+            second: dict[str, object] = {}
+
+            def write(session, sid: int, ts: int) -> list[str]:
+                made = cover(session, spec, DAY_MS, [ts])
+                session.execute(text("INSERT INTO samples (series_id, ts, value) VALUES (:s, :t, 1.0)"),
+                                {"s": sid, "t": ts})
+                return made
+
+            def first(session) -> list[str]:
+                made = write(session, 1, day + 1000)
+                first_made.set()
+                time.sleep(holds_s)  # still in its transaction, holding the lock
+                return made
+
+            def run_second() -> None:
+                first_made.wait(10)
+                start = time.monotonic()
+                second["made"] = db.run(write, 2, day + 2000)
+                second["took"] = time.monotonic() - start
+
+            thread = threading.Thread(target=run_second)
+            thread.start()
+            assert db.run(first) == [partition_name("samples", day)]
+            thread.join(30)
+            assert second["made"] == [] and second["took"] >= min(holds_s, 3.0) - 0.2
+            where = db.run(lambda s: s.execute(text(
+                "SELECT series_id, tableoid::regclass::text FROM samples ORDER BY series_id")).all())
+            assert where == [(1, partition_name("samples", day)), (2, partition_name("samples", day))]
+            assert [p.lo for p in db.run(lambda s: partitions(s, "samples"))].count(day) == 1
+        finally:
+            db.close()
