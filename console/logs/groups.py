@@ -37,7 +37,7 @@ import os
 import time
 import zlib
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 from sqlalchemy import (BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, Table, and_, cast, delete, func,
@@ -441,6 +441,24 @@ def rewrite_packed(session: Session, group_id: int, first: int, keep: Sequence[b
     return before - len(rows)
 
 
+T = TypeVar("T")
+
+
+def in_transaction(conn: Any, work: Callable[[Any], T]) -> T:
+    """``work(cursor)`` on a psycopg connection in a transaction of its own: committed when
+    it returns, rolled back when it raises (and the error raised again)."""
+    cursor = conn.cursor()
+    try:
+        result = work(cursor)
+        conn.commit()
+        return result
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cursor.close()
+
+
 class GroupIndexer(LogIndexer):
     """Fills ``log_search_groups`` from committed lines (PostgreSQL), on a thread; the
     waiting and lag contract is :class:`LogIndexer`'s."""
@@ -466,15 +484,8 @@ class GroupIndexer(LogIndexer):
         n = self.group_pass(conn)
         now = time.time()
         for _ in range(self.PACK_ROUNDS):  # bounded: grouping new lines must not wait long
-            cursor = conn.cursor()
-            try:
-                packed, deleted = pack_groups(cursor, int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000))
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cursor.close()
+            packed, deleted = in_transaction(conn, lambda cursor: pack_groups(
+                cursor, int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000)))
             if (packed < PACK_GROUPS and deleted == 0) or self._closing:
                 break
         return n
@@ -486,19 +497,12 @@ class GroupIndexer(LogIndexer):
         (ids come from a sequence in the inserting transaction). Then group up to
         :attr:`PASS_LINES` lines above the watermark, insert the groups and move the
         watermark in one transaction."""
-        cursor = conn.cursor()
-        try:
+        def newest_committed(cursor: Any) -> int:
             cursor.execute("SET LOCAL lock_timeout = '10s'")
             cursor.execute("LOCK TABLE log_records IN SHARE MODE")
-            (newest,) = cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()
-            conn.commit()
-            try:
-                upto, n = index_groups(cursor, newest, self.PASS_LINES)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-        finally:
-            cursor.close()
+            return int(cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()[0])
+
+        newest = in_transaction(conn, newest_committed)
+        upto, n = in_transaction(conn, lambda cursor: index_groups(cursor, newest, self.PASS_LINES))
         self._indexed_to(upto)
         return n

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from console.storage.database import MIGRATIONS_DIR
 from tests.conftest import database_url
 from tests.harness import http, wait_for
 from tests.integration.procs import ConsoleProcess
-from tests.integration.test_log_groups import caught_up
+from tests.integration.test_log_groups import caught_up, every_page
 
 FAR = 2**53  # a "before" time every group and packing is before
 SOURCES = ("/var/log/app.log", "/var/log/db.log", "/var/log/dmesg")
@@ -57,22 +56,6 @@ def push(console: ConsoleProcess, token: str, host: str, lines: list[str], t0: i
                 {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}, timeout=60)
     assert resp.status == 200, resp.body
     assert resp.json()["accepted_logs"] == len(lines)
-
-
-def every_page(console: ConsoleProcess, token: str, limit: int, params: dict) -> list[dict]:
-    """Every record of a search, page after page, as the API answers them."""
-    records: list[dict] = []
-    cursor = None
-    while True:
-        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
-        resp = http("GET", console.url + "/api/v1/logs?" + urllib.parse.urlencode(query),
-                    headers={"Authorization": f"Bearer {token}"})
-        assert resp.status == 200, resp.body
-        body = resp.json()
-        records += body["logs"]
-        cursor = body["next"]
-        if cursor is None:
-            return records
 
 
 def group_states(url: str) -> tuple[int, int, int, int]:

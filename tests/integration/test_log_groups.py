@@ -75,9 +75,9 @@ def push(console: ConsoleProcess, token: str, host: str, lines: list[str], t0: i
     assert resp.json()["accepted_logs"] == len(lines)
 
 
-def pages(console: ConsoleProcess, token: str, limit: int, **params) -> list[str]:
-    """Every line of a search, page after page."""
-    lines: list[str] = []
+def every_page(console: ConsoleProcess, token: str, limit: int, params: dict) -> list[dict]:
+    """Every record of a search, page after page, as the API answers them."""
+    records: list[dict] = []
     cursor = None
     while True:
         query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
@@ -85,10 +85,15 @@ def pages(console: ConsoleProcess, token: str, limit: int, **params) -> list[str
                     headers={"Authorization": f"Bearer {token}"})
         assert resp.status == 200, resp.body
         body = resp.json()
-        lines += [r["line"] for r in body["logs"]]
+        records += body["logs"]
         cursor = body["next"]
         if cursor is None:
-            return lines
+            return records
+
+
+def pages(console: ConsoleProcess, token: str, limit: int, **params) -> list[str]:
+    """Every line of a search, page after page."""
+    return [r["line"] for r in every_page(console, token, limit, params)]
 
 
 def test_lines_behind_the_group_index_are_found_and_grouped_after_a_kill9(tmp_path: Path, postgres_url):
