@@ -606,10 +606,11 @@ def _series_rows(session: Session, ids: Iterable[int], columns: str, table: str,
     return out, loaded
 
 
-def _series_columns(session: Session, ids: list[int], stamp: str, value: str, table: str, where: str, limit: int,
-                    grouped: bool = False, having: str = "") -> tuple[dict[int, Points], int]:
-    """:func:`_series_rows` of the columns ``stamp`` (bigint) and ``value`` (float) as
-    ``{series_id: Columns}`` and the rows read. On SQLite its statement per series. On PostgreSQL one
+def _series_columns(session: Session, ids: list[int], stamp: str, value: str, table: str, lo: int, hi: int,
+                    nulls: str, limit: int, grouped: bool = False, having: str = "") -> tuple[dict[int, Points], int]:
+    """:func:`_series_rows` of the columns ``stamp`` (bigint) and ``value`` (float) with
+    ``lo <= ts < hi`` (Unix ms, bound) as ``{series_id: Columns}`` and the rows read.
+    ``stamp``, ``value``, ``nulls`` and ``having`` are fixed SQL fragments of the caller. On SQLite its statement per series. On PostgreSQL one
     statement that gives each series' stamps and values as two ``bytea``, their binary
     forms (``int8send``, ``float8send``: the bits as stored, a NULL value as NaN, written
     as ``null`` like None) joined in time order, read straight into numpy: ~100,000 rows
@@ -621,11 +622,11 @@ def _series_columns(session: Session, ids: list[int], stamp: str, value: str, ta
     if session.get_bind().dialect.name == "sqlite":
         # Each series' rows made columns at once: 8,000 series' 1.4 M row tuples alive
         # together would be walked again and again by the cyclic collector.
-        sql = (f"SELECT {stamp}, {value} FROM {table} WHERE series_id = ? AND {where}"
+        sql = (f"SELECT {stamp}, {value} FROM {table} WHERE series_id = ? AND ts >= ? AND ts < ?{nulls}"
                f"{f' GROUP BY 1 {having}' if grouped else ''} ORDER BY 1 LIMIT ?")
         try:
             for sid in ids:
-                cursor.execute(sql, (sid, limit - loaded + 1))
+                cursor.execute(sql, (sid, lo, hi, limit - loaded + 1))
                 rows = cursor.fetchall()
                 loaded += len(rows)
                 if loaded > limit:
@@ -640,8 +641,9 @@ def _series_columns(session: Session, ids: list[int], stamp: str, value: str, ta
         cursor.execute("SELECT series_id, string_agg(int8send(b), '' ORDER BY b), "
                        "string_agg(float8send(COALESCE(v, 'NaN')), '' ORDER BY b) "
                        f"FROM (SELECT series_id, {stamp} AS b, {value} AS v FROM {table} "
-                       f"WHERE series_id = ANY(%s) AND {where}{group}) x GROUP BY series_id ORDER BY series_id",
-                       (list(ids),))
+                       f"WHERE series_id = ANY(%s) AND ts >= %s AND ts < %s{nulls}{group}) x "
+                       "GROUP BY series_id ORDER BY series_id",
+                       (list(ids), lo, hi))
         found = cursor.fetchall()
     finally:
         cursor.close()
@@ -841,7 +843,7 @@ def _rows_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _
     if q.group_by is None:
         nulls = " AND increase IS NOT NULL" if counting and whole else ""
         having = "HAVING SUM(increase) IS NOT NULL" if counting else ""
-        out, loaded = _series_columns(session, ids, b, value, table, where + nulls, limit, not whole, having)
+        out, loaded = _series_columns(session, ids, b, value, table, int(lo), int(hi), nulls, limit, not whole, having)
         if loaded > limit:
             raise _too_many_points(limit)
         return out

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from bench.logs_ingest import line_of
@@ -27,11 +26,10 @@ from bench.logs_storage import fill, postgres_bytes
 from console.logs.groups import GroupIndexer, pack_groups
 from console.logs.service import LogQuery, LogService, SearchTerm, parse_terms
 from console.storage import Database
-from console.storage.database import MIGRATIONS_DIR
 from tests.conftest import database_url
 from tests.harness import http, wait_for
 from tests.integration.procs import ConsoleProcess
-from tests.integration.test_log_groups import caught_up, every_page
+from tests.integration.test_log_groups import caught_up, every_page, migrator
 
 FAR = 2**53  # a "before" time every group and packing is before
 SOURCES = ("/var/log/app.log", "/var/log/db.log", "/var/log/dmesg")
@@ -177,13 +175,7 @@ def test_migration_packs_stored_lines_and_puts_them_back_as_rows(postgres_url):
     (their rows go), search answers as before; the downgrade puts every packed line back as
     its row, fields and id unchanged."""
     engine = create_engine(postgres_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-
-    def migrate(to: str, how=command.upgrade) -> None:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            how(cfg, to)
+    migrate = migrator(engine)
 
     now = int(time.time() * 1000)
     stored = [(i + 1, 1 + i % 2, now + 7 * i, SOURCES[i % 3], f"mig line {i} " + ("Éclair ошибка" if i % 5 == 0 else

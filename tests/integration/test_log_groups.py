@@ -162,15 +162,22 @@ def test_retention_deletes_the_groups_of_the_lines_it_deletes(tmp_path: Path, po
         db.close()
 
 
-def test_migration_moves_the_index_to_groups_and_back(postgres_url):
-    engine = create_engine(postgres_url)
+def migrator(engine):  # noqa: ANN001, ANN201
+    """``migrate(revision, how=command.upgrade)``: run alembic's ``how`` to ``revision`` on
+    ``engine`` in a transaction of its own."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
 
-    def migrate(to: str, how=command.upgrade) -> None:
+    def migrate(to: str, how=command.upgrade) -> None:  # noqa: ANN001
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             how(cfg, to)
+    return migrate
+
+
+def test_migration_moves_the_index_to_groups_and_back(postgres_url):
+    engine = create_engine(postgres_url)
+    migrate = migrator(engine)
 
     lines = ["GET /api/v1/orders 200 upstream_timeout user=42", "Éclair ошибка İstanbul 10.0.0.7:5432",
              "kernel: oom-killer invoked"]
