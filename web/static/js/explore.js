@@ -295,7 +295,10 @@
     var step = stepFor(w.end - w.start);
     var start = Math.floor(w.start / step) * step;
     status.textContent = F.t("Running…");
-    prom("query_range", F.query({ query: expr, start: start, end: Math.ceil(w.end), step: step })).then(function (data) {
+    // The end to the millisecond, not rounded up: while live, a rate step point stamped after
+    // "now" would be computed before its samples arrived (as on the host page).
+    var end = Math.floor(w.end * 1000) / 1000;
+    prom("query_range", F.query({ query: expr, start: start, end: end, step: step })).then(function (data) {
       if (gen !== generation) return;
       if (data.resultType !== "matrix") throw new Error("expected a matrix, got " + data.resultType);
       var res = { query: expr, result: data.result, step: step, window: { start: w.start, end: w.end } };
