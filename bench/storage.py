@@ -10,9 +10,9 @@ Data (``--data``):
 - ``random``: random floats (the worst case), ``--series`` gauges.
 
 Samples go through ``IngestService.store`` in 1,000-sample batches, in time order, timestamps
-ending now, with a simulated clock at the newest sample; every ``--jobs-every`` simulated
+ending now (or at the UTC time of day ``--end``), with a simulated clock at the newest sample; every ``--jobs-every`` simulated
 minutes the rollup job runs as deployed (``RollupService.run_all``: 1m and 1h rollups,
-blocks past the 2 h hot window, retention), so freed pages are reused as in a running
+blocks past the hot window, retention), so freed pages are reused as in a running
 console (on PostgreSQL followed by ``VACUUM`` of the tables the job deletes from or
 rewrites, :data:`VACUUMED`, what autovacuum does there within
 its one-minute naptime while here the simulated hours pass in seconds; ``series``, whose
@@ -28,7 +28,7 @@ heap, indexes and TOAST), in bytes per raw sample.
 The default retentions keep raw samples 7 days (``--hours 168``): over a shorter run the
 hot rows of the last hours weigh more than in a console that has filled its raw retention.
 
-    python bench/storage.py [--db sqlite|postgres] [--data host|random] [--hours 24] [--series 100]
+    python bench/storage.py [--db sqlite|postgres] [--data host|random] [--hours 24] [--series 100] [--end HH:MM]
 """
 from __future__ import annotations
 
@@ -98,6 +98,15 @@ def random_shapes(args: argparse.Namespace) -> list[tuple[str, str, str, list[fl
             for s in range(args.series)]
 
 
+def end_time(end: str | None, now: float) -> float:
+    """The simulated run's end, Unix s: ``now``, or the last UTC ``HH:MM`` at or before it."""
+    if not end:
+        return now
+    hours, minutes = (int(x) for x in end.split(":"))
+    at = now // 86400 * 86400 + hours * 3600 + minutes * 60
+    return at if at <= now else at - 86400
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -107,6 +116,8 @@ def main() -> int:
     ap.add_argument("--collections", type=int, default=240)
     ap.add_argument("--load", help="host data saved by bench/block_codec.py --save")
     ap.add_argument("--jobs-every", type=int, default=10, help="simulated minutes between runs of the rollup job")
+    ap.add_argument("--end", metavar="HH:MM", help="end the simulated run at this UTC time of day (the last one "
+                    "before now; default: now): what the hot rows hold depends on it (BENCHMARKS.md)")
     ap.add_argument("--keep", action="store_true", help="keep the database (SQLite file, PostgreSQL schema) to look at")
     args = ap.parse_args()
     if args.data == "random" and not args.series:
@@ -122,7 +133,7 @@ def main() -> int:
         db = Database(f"sqlite:///{work / 'fleetdeck.db'}")
     try:
         db.migrate()
-        now = time.time()
+        now = end_time(args.end, time.time())
         points = len(shapes[0][3])
         t0 = int(now * 1000) - points * 10_000
         clock = [t0 / 1000]  # the simulated time: the newest sample stored so far
@@ -169,6 +180,7 @@ def main() -> int:
             # of a partition the last run emptied: it truncates that partition.
             jobs_service.run_all()
         n = points * len(shapes)
+        print(f"ended at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(clock[0]))} UTC (simulated)")
         print(f"{args.db}, {args.data} data: {len(shapes)} series x {points} samples = {n:,} samples "
               f"(stored in {stored:.0f} s, jobs ran in {jobs:.0f} s)")
         if held:

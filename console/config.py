@@ -109,7 +109,7 @@ class ConsoleConfig(BaseModel):
     rollup_interval: Float = Field(60.0, ge=0, le=SECONDS_MAX)  # seconds between rollup/retention runs; 0: off
     rollup_delay: Float = Field(120.0, ge=0, le=SECONDS_MAX)  # seconds a minute stays open for late samples
     rollup_1m_host: bool = False  # keep cross-series 1m rollups per metric and host (rollup_1m_host)
-    sample_hot_window: Float = Field(7200.0, ge=60, le=SECONDS_MAX)  # seconds raw samples (and 1m rollups) stay rows before packing into blocks
+    sample_hot_window: Float = Field(3600.0, ge=60, le=SECONDS_MAX)  # seconds raw samples (and 1m rollups) stay rows before packing into blocks
     max_series_per_host: Int = Field(10000, ge=1)  # cardinality guard; new series over it are rejected
     series_active_hours: Float = Field(24.0, gt=0, le=DAYS_MAX * 24)  # the cap counts series with a sample this recent
     sample_max_age: Float = Field(518400.0, gt=0, le=SECONDS_MAX)  # seconds; older samples are rejected (6 days)

@@ -16,9 +16,10 @@ from console.tiers.service import BLOCK_MS, RollupService
 from tests.conftest import console_on
 
 NOW = time.time()
-# The SQLite test's clock: 20:00 UTC of the day before, so that its samples, from a block start
-# 7-9 hours earlier (two or three whole 2 h blocks due), lie in one UTC day: 1m blocks are per
-# UTC day, and a run after 00:00 with the real clock would split each series' rows in two.
+# The SQLite test's samples end at 20:00 UTC of the day before, from a block start 7-9 hours
+# earlier, and the job runs an hour later (the default hot window, 1 h: they are packed up to
+# 20:00, into whole 2 h blocks), so that they lie in one UTC day: 1m blocks are per UTC day,
+# and a run after 00:00 with the real clock would split each series' rows in two.
 CLOCK = int(NOW) // 86_400 * 86_400 - 4 * 3600
 START = (CLOCK - 7 * 3600) * 1000 // BLOCK_MS * BLOCK_MS
 
@@ -59,7 +60,7 @@ def test_blocks_longer_than_a_quarter_page_fill_their_pages(sqlite_console):
     for i in range(0, len(ts), 500):
         status, body = console.push("fp-1", token, [dict(s, points=s["points"][i:i + 500]) for s in series])
         assert status == 200, body
-    RollupService(console.services.db, console.services.config.console, clock=lambda: CLOCK).run_all()
+    RollupService(console.services.db, console.services.config.console, clock=lambda: CLOCK + 3600).run_all()
     pages, overflow, (count, shortest, longest, data) = footprint(console, "sample_blocks")
     assert count >= 80 and 1100 < shortest and longest < 4000, (count, shortest, longest)
     assert overflow == 0

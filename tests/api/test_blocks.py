@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from console.storage import blocks, rollup_blocks
 from console.storage.models import Base, Host, Series
-from console.tiers.service import BLOCK_MS, TIERS, RollupService
+from console.tiers.service import BLOCK_MS, HOUR_MS, TIERS, RollupService
 
 NOW = time.time()
 START = (int(NOW) - 7 * 3600) * 1000  # seven hours ago, Unix ms: more than one whole block is due
@@ -88,7 +88,8 @@ def minute_row(console, name: str, cpu: str, minute: int) -> tuple:
     return rows[0][1:]
 
 
-PACKED_UNTIL = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS  # block windows ending by then are packed
+HOT_MS = 3_600_000  # the default hot window, one hour
+PACKED_UNTIL = (int(NOW * 1000) - HOT_MS) // HOUR_MS * HOUR_MS  # samples before it are packed, by the hour
 START_S, END_S = START / 1000, NOW
 RANGE_QUERIES = [
     dict(metric="blk_available_bytes", start=START_S, end=END_S),  # raw samples, no step
@@ -259,8 +260,8 @@ def test_the_hot_window_setting_decides_what_is_packed(console):
     wide = console.services.config.console.model_copy(update={"sample_hot_window": 12 * 3600.0})
     RollupService(console.services.db, wide, clock=lambda: NOW).run_all()
     assert rows() == 500  # all of it is younger than 12 h: no block is due
-    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()  # 2 h
-    cutoff = (int(NOW * 1000) - 7_200_000) // BLOCK_MS * BLOCK_MS
+    RollupService(console.services.db, console.services.config.console, clock=lambda: NOW).run_all()  # 1 h
+    cutoff = (int(NOW * 1000) - HOT_MS) // HOUR_MS * HOUR_MS
     assert rows() == sum(1 for j in range(500) if base + j * 60_000 >= cutoff)
 
 
@@ -301,3 +302,43 @@ def test_a_late_counter_sample_recomputes_its_minute_from_blocks(console, before
     row = minute_row(console, "blk_cpu_seconds_total", "cpu2", minute)
     assert tuple(row) == (min(in_minute), max(in_minute), pytest.approx(sum(in_minute), rel=1e-12), len(in_minute),
                           pytest.approx(increase, rel=1e-12))
+
+
+def test_a_block_is_made_by_its_first_hour_and_its_second_hour_merged_into_it(console, viewer):
+    """Packing goes by the hour: the first hour of a 2 h block past the hot window makes the
+    block, a late sample into that hour is merged into it, and the second hour is merged
+    into it an hour later: one block with every sample, read back exactly."""
+    token = console.agent_token("blk-hourly")
+    block = (int(NOW * 1000) - 10 * 3_600_000) // BLOCK_MS * BLOCK_MS  # a whole 2 h block, 8-10 hours ago
+    points = [[block + 4_321 + j * 10_000, float(j % 97)] for j in range(720)]  # its two hours at 10 s
+    status, body = console.push("blk-hourly", token, [
+        {"name": "blk_hourly", "type": "gauge", "labels": {}, "points": points}])
+    assert status == 200, body
+    stored = lambda: console.services.db.run(lambda s: s.execute(text(  # noqa: E731
+        "SELECT b.start_ts, b.end_ts, b.count, b.data FROM sample_blocks b JOIN series s ON s.id = b.series_id "
+        "WHERE s.name = 'blk_hourly' ORDER BY b.start_ts")).all())
+    hot = lambda: console.services.db.run(lambda s: s.execute(text(  # noqa: E731
+        "SELECT COUNT(*) FROM samples x JOIN series s ON s.id = x.series_id WHERE s.name = 'blk_hourly'")).scalar())
+    config = console.services.config.console
+    # One hour past the hot window after the block's first hour: that hour is due, not the second.
+    first_hour = (block + HOUR_MS + config.sample_hot_window * 1000 + 600_000) / 1000
+    RollupService(console.services.db, config, clock=lambda: first_hour).run_all()
+    (start, end, count, data), = stored()
+    assert (start, count, hot()) == (block, 360, 360)
+    assert [[t, v] for t, v in blocks.decode(bytes(data))] == points[:360] and end == points[359][0]
+    late = [points[100][0] + 5_000, -1.25]  # between two samples of the packed first hour
+    status, body = console.push("blk-hourly", token, [
+        {"name": "blk_hourly", "type": "gauge", "labels": {}, "points": [late]}])
+    assert status == 200, body
+    RollupService(console.services.db, config, clock=lambda: first_hour).run_all()
+    (start, end, count, data), = stored()
+    assert (start, count, hot()) == (block, 361, 360)
+    RollupService(console.services.db, config, clock=lambda: NOW).run_all()  # the second hour is due now
+    (start, end, count, data), = stored()
+    want = sorted(points + [late])
+    assert (start, end, count, hot()) == (block, points[-1][0], 721, 0)
+    assert [[t, v] for t, v in blocks.decode(bytes(data))] == want
+    resp = console.request("GET", "/api/v1/metrics/range?" + urlencode(dict(
+        metric="blk_hourly", host="blk-hourly", start=block / 1000, end=(block + BLOCK_MS) / 1000)), token=viewer)
+    assert resp.status == 200, resp.body
+    assert resp.json()["series"][0]["points"] == want

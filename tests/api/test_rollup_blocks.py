@@ -180,8 +180,8 @@ def test_packing_moves_the_1m_rows_the_1h_tier_read_into_daily_blocks(console, p
     _, _, rows_before = packed
     one_h = count(console, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'")
     assert one_h >= (int(NOW * 1000) - 2 * 3_600_000) // 3_600_000 * 3_600_000
-    # packed: what the 1h tier has read and the 2 h hot window has left
-    due = min(one_h, (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)
+    # packed: what the 1h tier has read and the 1 h hot window (the default) has left
+    due = min(one_h, (int(NOW * 1000) - 3_600_000) // 3_600_000 * 3_600_000)
     ours = f"series_id IN (SELECT s.id FROM series s JOIN hosts h ON h.id = s.host_id WHERE {MODULE_HOSTS})"
     assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE ts < :due AND " + ours, due=due) == 0
     assert count(console, "SELECT COUNT(*) FROM rollup_1m WHERE ts >= :due AND " + ours, due=due) > 0  # hot, or unread
@@ -343,7 +343,7 @@ def test_retention_cuts_1m_blocks_to_the_minute_and_then_deletes_the_series(cons
         before = minute_rows(other, RET)
         assert count(other, "SELECT COUNT(*) FROM rollup_1m_blocks") >= 3
         due = min(count(other, "SELECT done_until FROM rollup_watermarks WHERE tier = '1h'"),
-                  (int(NOW * 1000) - 7_200_000) // 3_600_000 * 3_600_000)  # read by 1h, past the hot window
+                  (int(NOW * 1000) - 3_600_000) // 3_600_000 * 3_600_000)  # read by 1h, past the 1 h hot window
         assert count(other, "SELECT COUNT(*) FROM rollup_1m WHERE ts < :due", due=due) == 0
         ended_sid, total_sid = (other.services.db.run(lambda s: series_ids(s, "s.name = :n", n=n))[0]
                                 for n in ("r1m_ret_ended", "r1m_ret_total"))
