@@ -96,7 +96,9 @@ def load_rows(db: Database, now_ms: int, count: int) -> None:
                 for row in rows:
                     copy.write_row(row)
         cur.execute("INSERT INTO rollup_watermarks VALUES ('1m', %s, 0, 0)", (now_ms,))
-        cur.execute("ANALYZE")
+        # This schema's tables only: a bare ANALYZE goes through every schema of the database
+        # (and can deadlock with another session's DDL there).
+        cur.execute("ANALYZE hosts, series, rollup_1m, samples")
 
 
 def fold_hosts(db: Database) -> None:
@@ -121,7 +123,7 @@ def settle(db: Database, now: float) -> None:
     """The rollup job run as a console runs it at ``now`` (the data set's 1m watermark): the
     1h tier from the 1m rows, then the 1m rows older than the hot window packed into day
     blocks; cross-series rows on so that those :func:`fold_hosts` wrote stay valid. Does
-    nothing on a data set already settled. On PostgreSQL then ``VACUUM ANALYZE``, what
+    nothing on a data set already settled. On PostgreSQL then ``VACUUM ANALYZE`` of its tables, what
     autovacuum does within its naptime after the packing's deletes."""
     started = time.perf_counter()
     RollupService(db, ConsoleConfig(rollup_1m_host=True), clock=lambda: now).run_all()
@@ -130,7 +132,7 @@ def settle(db: Database, now: float) -> None:
                                             "(SELECT COUNT(*) FROM rollup_1m)").one()
     if db.dialect == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
+            conn.exec_driver_sql("VACUUM ANALYZE series, rollup_1m, rollup_1m_blocks, rollup_1h, samples")
     print(f"settled by the rollup job in {time.perf_counter() - started:.1f} s: {blocks:,} 1m blocks, "
           f"{rows:,} 1m rows left as rows")
 
