@@ -22,7 +22,9 @@ collected every 20,000 net allocations) before timing; ``--no-server-gc`` leaves
 bare process has it.
 
 p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
-median CPU time of this process, which the machine's load changes less.
+median CPU time of this process (all its threads: the query service's helper thread too),
+which the machine's load changes less, and the median of each run's wall time over its CPU
+time (below 1 where the helper thread ran beside the query's own on another core).
 
 ``--baseline FILE`` also times another version of ``console/query/service.py`` (e.g.
 ``git show main:console/query/service.py > /tmp/old_service.py``) on the same database,
@@ -30,7 +32,7 @@ alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
-                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-server-gc]
+                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-helper] [--no-server-gc]
 """
 from __future__ import annotations
 
@@ -96,7 +98,9 @@ def load_rows(db: Database, now_ms: int, count: int) -> None:
                 for row in rows:
                     copy.write_row(row)
         cur.execute("INSERT INTO rollup_watermarks VALUES ('1m', %s, 0, 0)", (now_ms,))
-        cur.execute("ANALYZE")
+        # This schema's tables only: a bare ANALYZE goes through every schema of the database
+        # (and can deadlock with another session's DDL there).
+        cur.execute("ANALYZE hosts, series, rollup_1m, samples")
 
 
 def fold_hosts(db: Database) -> None:
@@ -121,7 +125,7 @@ def settle(db: Database, now: float) -> None:
     """The rollup job run as a console runs it at ``now`` (the data set's 1m watermark): the
     1h tier from the 1m rows, then the 1m rows older than the hot window packed into day
     blocks; cross-series rows on so that those :func:`fold_hosts` wrote stay valid. Does
-    nothing on a data set already settled. On PostgreSQL then ``VACUUM ANALYZE``, what
+    nothing on a data set already settled. On PostgreSQL then ``VACUUM ANALYZE`` of its tables, what
     autovacuum does within its naptime after the packing's deletes."""
     started = time.perf_counter()
     RollupService(db, ConsoleConfig(rollup_1m_host=True), clock=lambda: now).run_all()
@@ -130,7 +134,7 @@ def settle(db: Database, now: float) -> None:
                                             "(SELECT COUNT(*) FROM rollup_1m)").one()
     if db.dialect == "postgresql":
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
+            conn.exec_driver_sql("VACUUM ANALYZE series, rollup_1m, rollup_1m_blocks, rollup_1h, samples")
     print(f"settled by the rollup job in {time.perf_counter() - started:.1f} s: {blocks:,} 1m blocks, "
           f"{rows:,} 1m rows left as rows")
 
@@ -145,6 +149,9 @@ def main() -> int:
                                    "so one generated data set serves several runs")
     ap.add_argument("--no-per-series", action="store_true", help="skip the per-series 24 h case")
     ap.add_argument("--host-rollups", action="store_true", help="rollup_1m_host on (cross-series 1m rollups)")
+    ap.add_argument("--no-helper", action="store_true",
+                    help="also time this service with its helper thread off (every read on the query's own thread), "
+                         "alternating run by run: what reading beside the blocks' decoding gains or costs")
     ap.add_argument("--no-server-gc", action="store_true",
                     help="leave the garbage collector as a bare process has it (not as the server sets it)")
     args = ap.parse_args()
@@ -192,6 +199,12 @@ def main() -> int:
             spec.loader.exec_module(module)
             # A new one each run too: compared with the first load, not with an answer it cached.
             versions = {"baseline": lambda: module.QueryService(config, clock=lambda: now), **versions}
+        if args.no_helper:
+            def inline() -> QueryService:
+                svc = QueryService(config, clock=lambda: now)
+                svc.close()  # a closed helper: the query reads everything itself
+                return svc
+            versions["no-helper"] = inline
         n = args.series
         cases = {
             f"24h x {n} series, 1m step, agg=avg over all": dict(metric="q_gauge", start=now - 86400, end=now,
@@ -221,16 +234,20 @@ def main() -> int:
                     times[version].append(time.perf_counter() - t)
                     cpu[version].append(time.process_time() - c)
                     answers[version] = encoded
+                    if svc is not current and hasattr(svc, "close"):
+                        svc.close()  # its helper thread ended here, not left to the collector
+            walls = {v: list(ts) for v, ts in times.items()}  # run by run, beside the CPU
             for version, ts in times.items():
                 ts.sort()
                 body = orjson.loads(answers[version])
                 points = sum(len(s["points"]) for s in body["series"])
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
                       f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[math.ceil(len(ts) * 0.95) - 1] * 1000:.0f} ms "
-                      f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms)")
+                      f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms, wall/CPU p50 "
+                      f"{statistics.median(w / max(c, 1e-9) for w, c in zip(walls[version], cpu[version])):.2f})")
             if "baseline" in answers:
                 before = orjson.loads(answers["baseline"])
-                for version in ("cold", "warm"):
+                for version in [v for v in versions if v != "baseline"]:
                     verdict = same(before, orjson.loads(answers[version]))
                     if answers[version] == answers["baseline"]:
                         verdict += ", the same bytes"

@@ -155,6 +155,7 @@ class Services:
         self.deploys.close()
         self.users.passwords.close()
         self.ingest.close()
+        self.query.close()  # its helper thread, before the database it reads
         self.db.close()
         self.audit.close()
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import itertools
 import operator
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Sequence, get_args
+from typing import Any, Callable, Generic, Iterable, Literal, Sequence, TypeVar, get_args
 
 import numpy as np
 import orjson
 import re2
 from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from console.config import ConsoleConfig
@@ -34,6 +36,7 @@ RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, sec
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
 MATCH_DEADLINE_S = 10.0  # label matching of one query gives up after this long (503 query_timeout)
 _FIRST = operator.itemgetter(0)
+T = TypeVar("T")
 SUMMARY_METRICS = ("node_cpu_seconds_total", "node_memory_MemTotal_bytes",
                    "node_memory_MemAvailable_bytes", "node_filesystem_size_bytes",
                    "node_filesystem_avail_bytes", "node_load1")
@@ -131,6 +134,66 @@ class ClosedBucketCache(ClosedCache[_Closed]):
         return self.max_size
 
 
+class _Later(Generic[T]):
+    """The answer of ``fn(session, *args)`` started on the helper thread of :class:`Beside`,
+    on a connection of its own; see :meth:`Beside.start`."""
+
+    def __init__(self, future: Future, session: Session, fn: Callable[..., T], args: tuple) -> None:
+        self._future, self._session, self._fn, self._args = future, session, fn, args
+
+    def result(self) -> T:
+        """The answer, or the exception ``fn`` raised (the same one, so a query fails as it
+        would have on the caller's thread). Not started yet (the helper busy with another
+        query's part): run here, on the caller's connection, instead of waiting."""
+        if self._future.cancel():
+            return self._fn(self._session, *self._args)
+        return self._future.result()
+
+    def discard(self) -> None:
+        """The caller failed: not started, never run; started, waited for (its connection
+        back in the pool before the caller's error is answered), its outcome dropped."""
+        if not self._future.cancel():
+            self._future.exception()
+
+
+class Beside:
+    """One helper thread per :class:`QueryService` (created with it, ended by its ``close``)
+    on which a part of a query that needs nothing from the rest reads the database on a
+    connection of its own while the query's own thread goes on: on the 1m tier the rows
+    after the packed days are read there while the packed days' blocks are decoded. sqlite3
+    and psycopg let go of the GIL while the database works, numpy and pcodec while they
+    compute, so the two overlap on a second core (on PostgreSQL the server's work and the
+    client's too). Each statement of a query already reads its own snapshot (SQLite outside
+    an explicit transaction, PostgreSQL's READ COMMITTED), so another connection sees what
+    the caller's next statement would."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="query-helper")
+
+    def start(self, session: Session, fn: Callable[..., T], *args: Any) -> _Later[T] | None:
+        """``fn(session', *args)`` begun on the helper thread with a session ``session'`` of
+        its own on the engine of ``session``; None where the engine gives no second view of
+        the same data (an in-memory SQLite database is one per connection) or after
+        :meth:`close`: the caller then runs ``fn`` itself."""
+        engine = session.get_bind()
+        if not isinstance(engine, Engine) or (engine.dialect.name == "sqlite"
+                                              and engine.url.database in (None, "", ":memory:")):
+            return None
+        try:
+            future = self._pool.submit(_on_own_session, engine, fn, args)
+        except RuntimeError:  # shut down
+            return None
+        return _Later(future, session, fn, args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _on_own_session(engine: Engine, fn: Callable[..., T], args: tuple) -> T:
+    with Session(engine) as session:  # read only: closing rolls its transaction back
+        return fn(session, *args)
+
+
 class QueryService:
     """``match_deadline_s``: seconds label matching of one query may take before it is
     answered 503 ``query_timeout`` (it runs on a database reader thread, never the IOLoop).
@@ -143,6 +206,11 @@ class QueryService:
         self._clock = clock
         self._match_deadline_s = match_deadline_s
         self.closed_buckets = ClosedBucketCache(config.query_cache_points)
+        self.beside = Beside()
+
+    def close(self) -> None:
+        """End the helper thread (:class:`Beside`); a query still running finishes on its own thread."""
+        self.beside.close()
 
     async def ahosts(self, refusals: dict[str, tuple[float, int]] | None = None) -> list[dict]:
         return await bound(self.db, self).read(self.hosts, refusals)
@@ -439,7 +507,7 @@ class QueryService:
         answers as if read now. Raises Unprocessable (422) beyond ``limit`` points."""
         def read(a: int, b: int) -> dict[int, Points]:
             return _closed_sql(session, self._config.rollup_1m_host, table, q, selected, ids, keys, a, b, step_ms,
-                               width, limit)
+                               width, limit, self.beside)
 
         cache = self.closed_buckets
         if hi <= lo or not ids or mark is None or cache.max_points == 0:
@@ -706,11 +774,13 @@ def _too_many_points(limit: int) -> Unprocessable:
 
 
 def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],
-                keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int) -> dict[int, Points]:
+                keys: list[tuple], lo: int, hi: int, step_ms: int, width: int, limit: int,
+                beside: Beside | None = None) -> dict[int, Points]:
     """Points of the step buckets in ``[lo, hi)`` from rollup rows as :func:`_rows_sql`
     gives them; on the 1m tier the step buckets up to the end of the newest packed day
     (``rollup_1m_blocks``) are computed from blocks and rows together with numpy
-    (:func:`_rollup_numpy`, the same expressions), the later ones in SQL."""
+    (:func:`_rollup_numpy`, the same expressions), the later ones in SQL, read on the
+    helper thread of ``beside`` (a connection of its own) while the blocks are decoded."""
     if table != "rollup_1m" or hi <= lo or not ids:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     cold = rollup_blocks.read_many(session, ids, lo, hi)
@@ -718,12 +788,21 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     if top is None:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     split = min(hi, -(-top // step_ms) * step_ms)  # step buckets wholly before it may hold packed rows
-    found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
-    older = _rollup_numpy(found, q, selected, ids, keys, step_ms,
-                          width, limit)
+    later = None
+    if split < hi and beside is not None:
+        later = beside.start(session, _rows_sql, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
+    try:
+        found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
+        del cold  # its bytes freed once decoded
+        older = _rollup_numpy(found, q, selected, ids, keys, step_ms, width, limit)
+    except BaseException:
+        if later is not None:
+            later.discard()
+        raise
     if split >= hi:
         return older
-    newer = _rows_sql(session, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
+    newer = (later.result() if later is not None
+             else _rows_sql(session, table, q, selected, ids, keys, split, hi, step_ms, width, limit))
     out = older
     for k, points in newer.items():
         out[k] = concat(out.get(k, []), points)
@@ -783,34 +862,46 @@ def _rollup_numpy(found: dict[int, rollup_blocks.Rows], q: RangeQuery, selected:
             if len(stamps):
                 out[sid] = Columns(stamps, values)
     else:
-        index = {key: i for i, key in enumerate(keys)}
-        members: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for sid, pair in per_series.items():
-            group = 0 if len(keys) == 1 else index[tuple(selected[sid].labels.get(k, "") for k in q.group_by)]
-            members.setdefault(group, []).append(pair)
-        for group, pairs in sorted(members.items()):
-            stamps = np.concatenate([p[0] for p in pairs])
-            if not len(stamps):
-                continue
-            values = np.concatenate([p[1] for p in pairs])
-            # Stamps are bucket stamps, multiples of the step: each one's slot from the first,
-            # so a group's day of 8,000 series is one pass, not a sort of 11.5 M stamps.
-            first = int(stamps.min())
-            slot = (stamps - first) // step_ms
-            counts = np.bincount(slot)
-            held = np.flatnonzero(counts)
-            reduced: np.ndarray
-            if q.agg in ("sum", "avg"):
-                reduced = np.bincount(slot, weights=values)[held]  # added in series order
-                if q.agg == "avg":
-                    reduced = reduced / counts[held]
-            else:
-                extreme = np.full(len(counts), np.inf if q.agg == "min" else -np.inf)
-                (np.minimum if q.agg == "min" else np.maximum).at(extreme, slot, values)
-                reduced = extreme[held]
-            out[group] = Columns(held * step_ms + first, reduced)
+        out = _across(per_series, q, selected, keys, step_ms)
     if sum(len(p) for p in out.values()) > limit:
         raise _too_many_points(limit)
+    return out
+
+
+def _across(per_series: dict[int, tuple[np.ndarray, np.ndarray]], q: RangeQuery, selected: dict[int, _Series],
+            keys: list[tuple], step_ms: int) -> dict[int, Points]:
+    """``{i: Columns}``: ``q.agg`` of each step bucket over the values ``(stamps, values)`` of
+    the series in ``per_series`` (stamps multiples of ``step_ms``, from one offset) whose
+    ``group_by`` labels are ``keys[i]``; a bucket without a value is left out. Sums are
+    added in series order (as SQL's aggregate, in another order: within 1e-9 relative)."""
+    out: dict[int, Points] = {}
+    assert q.group_by is not None
+    index = {key: i for i, key in enumerate(keys)}
+    members: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for sid, pair in per_series.items():
+        group = 0 if len(keys) == 1 else index[tuple(selected[sid].labels.get(k, "") for k in q.group_by)]
+        members.setdefault(group, []).append(pair)
+    for group, pairs in sorted(members.items()):
+        stamps = np.concatenate([p[0] for p in pairs])
+        if not len(stamps):
+            continue
+        values = np.concatenate([p[1] for p in pairs])
+        # Stamps are bucket stamps, multiples of the step: each one's slot from the first,
+        # so a group's day of 8,000 series is one pass, not a sort of 11.5 M stamps.
+        first = int(stamps.min())
+        slot = (stamps - first) // step_ms
+        counts = np.bincount(slot)
+        held = np.flatnonzero(counts)
+        reduced: np.ndarray
+        if q.agg in ("sum", "avg"):
+            reduced = np.bincount(slot, weights=values)[held]  # added in series order
+            if q.agg == "avg":
+                reduced = reduced / counts[held]
+        else:
+            extreme = np.full(len(counts), np.inf if q.agg == "min" else -np.inf)
+            (np.minimum if q.agg == "min" else np.maximum).at(extreme, slot, values)
+            reduced = extreme[held]
+        out[group] = Columns(held * step_ms + first, reduced)
     return out
 
 
@@ -848,32 +939,83 @@ def _rows_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _
             raise _too_many_points(limit)
         return out
     agg = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX"}[q.agg]
-    if len(keys) == 1:  # one group: no series -> group map, and one sort key fewer
-        with_, source = "", f"{table} WHERE series_id IN ({_ints(ids)}) AND "
-        grp, grp_key, series = "0", "", "series_id"
+    index = {key: i for i, key in enumerate(keys)}
+    labels = q.group_by
+
+    def statement(part: Sequence[int], aggregate: str) -> str:
+        """The statement over the series ``part``; ``aggregate`` is the select list of the
+        cross-series aggregate of a bucket, over the expression ``{v}``."""
+        if len(keys) == 1:  # one group: no series -> group map, and one sort key fewer
+            with_, source = "", f"{table} WHERE series_id IN ({_ints(part)}) AND "
+            grp, grp_key, series = "0", "", "series_id"
+        else:
+            pairs = ",".join(f"({sid},{index[tuple(selected[sid].labels.get(k, '') for k in labels)]})"
+                             for sid in part)
+            with_ = f"WITH g(sid, grp) AS (VALUES {pairs}) "
+            source = f"g JOIN {table} r ON r.series_id = g.sid WHERE "
+            grp, grp_key, series = "g.grp", "g.grp, ", "r.series_id"
+        if whole:  # one flat GROUP BY: a nested one costs SQLite twice the time
+            return (f"{with_}SELECT {grp} AS grp, {b} AS b, {aggregate.format(v=value)} FROM {source}{where} "
+                    + (f"AND {value} IS NOT NULL " if counting else "") + f"GROUP BY {grp_key}{b} ORDER BY {grp_key}b")
+        return (f"{with_}SELECT grp, b, {aggregate.format(v='v')} FROM (SELECT {grp} AS grp, {b} AS b, {value} AS v "
+                f"FROM {source}{where} GROUP BY {grp_key}{series}, {b}) x WHERE v IS NOT NULL "
+                "GROUP BY grp, b ORDER BY grp, b")
+
+    if session.get_bind().dialect.name == "sqlite" and len(ids) > _SQLITE_GROUP_SERIES:
+        # SQLite has no hash aggregation: its GROUP BY sorts every row read (1-1.4 M at
+        # 8,000 series). Series by series a few hundred at a time, each part's sort is of
+        # a bounded size (work in proportion to the series); each part gives a bucket's
+        # partial aggregate, which numpy combines.
+        partial = ("MIN({v})" if q.agg == "min" else "MAX({v})" if q.agg == "max" else "SUM({v})") + ", COUNT({v})"
+        found = [row for i in range(0, len(ids), _SQLITE_GROUP_SERIES)
+                 for row in _fetch(session, statement(ids[i:i + _SQLITE_GROUP_SERIES], partial))]
+        out = _combine(found, q.agg, step_ms)
     else:
-        index = {key: i for i, key in enumerate(keys)}
-        pairs = ",".join(f"({sid},{index[tuple(selected[sid].labels.get(k, '') for k in q.group_by)]})"
-                         for sid in ids)
-        with_ = f"WITH g(sid, grp) AS (VALUES {pairs}) "
-        source = f"g JOIN {table} r ON r.series_id = g.sid WHERE "
-        grp, grp_key, series = "g.grp", "g.grp, ", "r.series_id"
-    if whole:  # one flat GROUP BY: a nested one costs SQLite twice the time
-        sql = (f"{with_}SELECT {grp} AS grp, {b} AS b, {agg}({value}) FROM {source}{where} "
-               + (f"AND {value} IS NOT NULL " if counting else "") + f"GROUP BY {grp_key}{b} ORDER BY {grp_key}b")
-    else:
-        sql = (f"{with_}SELECT grp, b, {agg}(v) FROM (SELECT {grp} AS grp, {b} AS b, {value} AS v "
-               f"FROM {source}{where} GROUP BY {grp_key}{series}, {b}) x WHERE v IS NOT NULL "
-               "GROUP BY grp, b ORDER BY grp, b")
-    rows = _fetch(session, sql + f" LIMIT {limit + 1}")
-    if len(rows) > limit:
+        rows = _fetch(session, statement(ids, agg + "({v})") + f" LIMIT {limit + 1}")
+        out = {grp: Columns.of([(ts, v) for _, ts, v in group]) for grp, group in itertools.groupby(rows, _FIRST)}
+    if sum(len(p) for p in out.values()) > limit:
         raise _too_many_points(limit)
-    return {grp: Columns.of([(ts, v) for _, ts, v in group]) for grp, group in itertools.groupby(rows, _FIRST)}
+    return out
+
+
+_SQLITE_GROUP_SERIES = 256  # series per statement of a cross-series aggregate on SQLite
+
+
+def _combine(rows: list[tuple], agg: str, step_ms: int) -> dict[int, Points]:
+    """``{group: Columns}`` from the partial aggregates ``(group, bucket, value, values)`` of
+    parts of a group's series, one row per part with rows in the bucket (``value``: the
+    SUM, MIN or MAX of the part's ``values`` non-NULL values there): ``agg`` over the parts, as SQL
+    gives it over all the rows at once (NULL, here NaN, where a bucket's rows have no
+    value; sums added part by part: within 1e-9 relative)."""
+    out: dict[int, Points] = {}
+    if not rows:
+        return out
+    group = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    stamps = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    values = np.array([r[2] for r in rows], np.float64)  # None (no value in the part) as NaN
+    counts = np.fromiter((r[3] for r in rows), np.int64, len(rows))
+    for g in np.unique(group).tolist():
+        mine = group == g
+        first = int(stamps[mine].min())
+        slot = (stamps[mine] - first) // step_ms
+        n = np.bincount(slot, weights=counts[mine])
+        held = np.flatnonzero(np.bincount(slot))  # buckets with rows (a part's row is one)
+        some = counts[mine] > 0
+        if agg in ("sum", "avg"):
+            total = np.bincount(slot[some], weights=values[mine][some], minlength=len(n))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                reduced = total / n if agg == "avg" else total
+        else:
+            reduced = np.full(len(n), np.inf if agg == "min" else -np.inf)
+            (np.minimum if agg == "min" else np.maximum).at(reduced, slot[some], values[mine][some])
+        reduced = np.where(n > 0, reduced, np.nan)
+        out[g] = Columns(held * step_ms + first, reduced[held])
+    return out
 
 
 def _closed_sql(session: Session, host_rows: bool, table: str, q: RangeQuery, selected: dict[int, _Series],
                 ids: list[int], keys: list[tuple], lo: int, hi: int, step_ms: int, width: int,
-                limit: int) -> dict[int, Points]:
+                limit: int, beside: Beside | None = None) -> dict[int, Points]:
     """Points of the closed step buckets ``[lo, hi)`` as :func:`_rollup_sql` gives them; the
     buckets the cross-series rollups cover (``group_by=`` or ``group_by=host`` without label
     matchers, at a step of the 1m tier's width, from the ``1m_host`` watermark on, with
@@ -886,7 +1028,7 @@ def _closed_sql(session: Session, host_rows: bool, table: str, q: RangeQuery, se
         mark = session.get(RollupWatermark, "1m_host")
         if mark is not None:
             start = min(max(lo, mark.done_until), hi)
-    older = _rollup_sql(session, table, q, selected, ids, keys, lo, start, step_ms, width, limit)
+    older = _rollup_sql(session, table, q, selected, ids, keys, lo, start, step_ms, width, limit, beside)
     if start >= hi:
         return older
     newer = _host_sql(session, q, keys, start, hi, step_ms, limit)

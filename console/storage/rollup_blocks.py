@@ -252,6 +252,71 @@ def decode(data: bytes, floats: Sequence[str] = FLOATS, start: int | None = None
     return Rows(ts, mn, mx, sm, _decompress(part(4), n, np.int64), inc, mn_ok, mx_ok, sm_ok, inc_ok)
 
 
+def decode_joined(parts: Sequence[tuple[int, int, bytes]], floats: Sequence[str] = FLOATS) -> Rows:
+    """:func:`concat` of :func:`decode` of each ``(start_ts, end_ts, data)`` of ``parts`` (one
+    series' blocks, in time order), decoded straight into one array per column: no array per
+    block to join afterwards, and the float columns not in ``floats`` are one shared array of
+    zeros (every row NULL), not one per block and column. Raises RollupBlockError as
+    :func:`decode`."""
+    heads = []
+    for start, end, data in parts:
+        if len(data) < _HEADER.size:
+            raise RollupBlockError("rollup block shorter than its header")
+        version, n, *sizes = _HEADER.unpack_from(data)
+        if version != VERSION:
+            raise RollupBlockError(f"unknown rollup block format version {version}")
+        if n and _HEADER.size + sum(sizes) != len(data):
+            raise RollupBlockError("rollup block length differs from its header's")
+        heads.append((n, sizes, start, end, data))
+    total = sum(h[0] for h in heads)
+    ts, count = np.empty(total, np.int64), np.empty(total, np.int64)
+    values = {name: np.empty(total, np.float64) for name in floats}
+    masks: dict[str, np.ndarray] = {}  # only for columns with a NULL
+    at = 0
+    for n, sizes, start, end, data in heads:
+        if not n:
+            continue
+        raw = bytes(data)
+        ends = list(itertools.accumulate(sizes, initial=_HEADER.size))  # part i: raw[ends[i]:ends[i + 1]]
+        stop = at + n
+        if (end - start) % 60_000 == 0 and (end - start) // 60_000 + 1 == n:  # a bucket every minute
+            ts[at:stop] = np.arange(start, start + n * 60_000, 60_000, dtype=np.int64)
+        else:
+            _decompress_into(raw[ends[0]:ends[1]], ts[at:stop])
+        _decompress_into(raw[ends[_COUNT_PART]:ends[_COUNT_PART + 1]], count[at:stop])
+        for name in floats:
+            i = COLUMNS.index(name)
+            part = raw[ends[i]:ends[i + 1]]
+            into = values[name][at:stop]
+            marker = part[0] if part else -1
+            if marker == _NO_NULL:
+                _decompress_into(part[1:], into)
+                continue
+            if marker == _ALL_NULL:
+                ok = np.zeros(n, bool)
+                into[:] = 0.0
+            elif marker == _SOME_NULL:
+                size = (n + 7) // 8
+                ok = np.unpackbits(np.frombuffer(part, np.uint8, size, 1), count=n).astype(bool)
+                present = np.empty(int(ok.sum()), np.float64)
+                _decompress_into(part[1 + size:], present)
+                into[:] = 0.0
+                into[ok] = present
+            else:
+                raise RollupBlockError("rollup block column without its marker" if marker < 0
+                                       else f"unknown column marker {marker}")
+            if name not in masks:
+                masks[name] = np.ones(total, bool)
+            masks[name][at:stop] = ok
+        at = stop
+    zeros, none = np.zeros(total, np.float64), np.zeros(total, bool)
+
+    def column(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        return (values[name], masks.get(name)) if name in values else (zeros, none)
+    (mn, mn_ok), (mx, mx_ok), (sm, sm_ok), (inc, inc_ok) = (column(name) for name in FLOATS)
+    return Rows(ts, mn, mx, sm, count, inc, mn_ok, mx_ok, sm_ok, inc_ok)
+
+
 # -- reading the 1m tier: blocks and rows together ---------------------------------------------
 
 # A block's buckets lie within a day of its start, so ``start_ts > lo - day`` bounds the
@@ -292,7 +357,7 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
     out: dict[int, Rows] = {}
     for sid, group in itertools.groupby(cold, operator.itemgetter(0)):
         # Joined first, then cut to the window once: one slice per series, not per block.
-        rows = concat([decode(bytes(data), floats, start, end) for _, start, end, data in group])
+        rows = decode_joined([(start, end, data) for _, start, end, data in group], floats)
         a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
         out[sid] = rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b))
     hot: list[tuple] = [tuple(r) for r in session.execute(

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from console.query import service
 from console.storage import rollup_blocks
 from console.tiers.service import TIERS, RollupService
 from tests.conftest import console_on
@@ -182,3 +183,22 @@ def test_lines_per_rack_aggregate_their_series_buckets(console, viewer, fn, step
                 assert value == expected, ts  # one of the stored values, as stored
             else:
                 assert value == pytest.approx(expected, rel=1e-9, abs=1e-12), ts
+
+
+@pytest.mark.parametrize("fn,step,agg", [("avg", 60, "avg"), ("avg", 60, "sum"), ("max", 300, "max"),
+                                         ("min", 120, "min")])
+def test_sqlite_aggregates_a_few_series_at_a_time_as_all_at_once(console, viewer, monkeypatch, fn, step, agg):
+    """On SQLite a cross-series aggregate is read a part of the series at a time (here 2: a
+    part of 2, 2 and 1 series, in every rack) and the parts' partial aggregates combined:
+    the answer is the one-statement answer (min/max exactly, sums within 1e-9 relative)."""
+    if console.kind != "sqlite":
+        pytest.skip("PostgreSQL aggregates in one statement (hash aggregation)")
+    params = dict(fn=fn, step=step, group_by="rack", agg=agg)
+    whole = day(console, viewer, **params)
+    monkeypatch.setattr(service, "_SQLITE_GROUP_SERIES", 2)
+    parts = day(console, viewer, **params)
+    assert [s["labels"] for s in parts["series"]] == [s["labels"] for s in whole["series"]]
+    for mine, theirs in zip(parts["series"], whole["series"]):
+        assert [p[0] for p in mine["points"]] == [p[0] for p in theirs["points"]]
+        for (_, value), (_, expected) in zip(mine["points"], theirs["points"]):
+            assert value == (expected if agg in ("min", "max") else pytest.approx(expected, rel=1e-9, abs=1e-12))

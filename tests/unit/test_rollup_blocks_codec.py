@@ -150,3 +150,40 @@ def test_many_blocks_read_in_chunks_give_each_blocks_counter_rows_bit_for_bit():
         assert bits([v for _, _, v in g]) == bits([v for _, _, v in w])
     with pytest.raises(RollupBlockError):
         list(rollup_blocks.increases([(1, 0, 0, cold[0][3][:-1])]))
+
+
+def test_a_series_blocks_decoded_into_one_array_per_column_are_the_blocks_joined():
+    """``decode_joined`` of a series' blocks is ``concat`` of each block's ``decode``, for any
+    choice of float columns: whole minutes and gaps, columns without NULLs, with some and
+    with only NULLs (a gauge's increase), special floats, an empty block; and corrupt bytes
+    are refused as ``decode`` refuses them."""
+    rng = np.random.default_rng(11)
+
+    def block(n: int, start: int, nulls: float, gaps: bool) -> tuple[int, int, bytes]:
+        ts = (np.sort(rng.choice(np.arange(3 * n), n, replace=False)) if gaps else np.arange(n)) * 60_000 + start
+        cols = []
+        for _ in range(4):
+            values = rng.random(n) * 1e6 - 5e5
+            values[: min(n, len(SPECIAL))] = SPECIAL[:n]
+            ok = np.zeros(n, bool) if nulls >= 1 else rng.random(n) >= nulls
+            cols.append((values, None if ok.all() else ok))
+        rows = rollup_blocks.Rows(ts.astype(np.int64), cols[0][0], cols[1][0], cols[2][0], rng.integers(1, 9, n),
+                                  cols[3][0], cols[0][1], cols[1][1], cols[2][1], cols[3][1])
+        return int(ts[0]), int(ts[-1]), rollup_blocks.encode(rows)
+
+    day = 86_400_000
+    blocks = [block(1440, 0, 0.0, False), block(300, day, 0.3, True), block(500, 2 * day, 1.0, False),
+              block(1, 3 * day, 0.0, False)]
+    empty = (4 * day, 4 * day, rollup_blocks.encode(rollup_blocks.empty()))
+    for parts in (blocks, blocks[1:3], [blocks[2]], [blocks[0], empty, blocks[3]]):
+        for floats in (rollup_blocks.FLOATS, ("sum",), ("increase",), ("min", "max"), ()):
+            want = rollup_blocks.concat([rollup_blocks.decode(data, floats, start, end) for start, end, data in parts])
+            got = rollup_blocks.decode_joined(parts, floats)
+            same(got, want)
+            for name in rollup_blocks.FLOATS:
+                assert np.array_equal(got.present(name), want.present(name)), name
+    start, end, data = blocks[1]
+    with pytest.raises(RollupBlockError):
+        rollup_blocks.decode_joined([blocks[0], (start, end, data[:-3])])  # shorter than its header says
+    with pytest.raises(RollupBlockError):
+        rollup_blocks.decode_joined([(start, end, data[:10])])
