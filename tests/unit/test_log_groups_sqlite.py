@@ -211,3 +211,50 @@ def test_packed_groups_waste_few_overflow_bytes(tmp_path):
     assert payload / pages >= 0.9, (payload, pages)  # 0.96 measured
     assert pages / 20_000 < 100  # bytes a line, filter and packed lines (88 measured)
     db.close()
+
+
+def test_migration_groups_stored_lines_and_puts_packed_lines_back_as_rows(tmp_path):
+    """logsqlite_0001 on a database with lines: the FTS5 file goes, the console's indexer
+    groups the stored lines from watermark 0 (search finds them meanwhile); the downgrade
+    puts every packed line back as its row, with its id, and the upgrade again groups them."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from console.logs.groups import GroupIndexer
+    from tests.integration.test_log_groups import migrator
+
+    db, host = open_db(tmp_path)
+    store = LogStore(db)
+    db.run(store.insert, [(host, 1000 + i, "/x", f"kept line {i}", "{}", ("info", None)[i % 2]) for i in range(300)])
+    pack_all(db)
+    db.run(store.insert, [(host, 5000, "/x", "hot line", "{}", None)])  # a row, in a group not packed
+    db.close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    migrate = migrator(engine)
+    migrate("pgbytes_0001_block_storage_main", command.downgrade)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, line, level FROM log_records ORDER BY id")).all()
+        indexes = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                        "AND tbl_name = 'log_records'")).scalars())
+        assert conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name = 'log_search_groups'")).scalar() == 0
+    assert [tuple(r) for r in rows] == [(i + 1, f"kept line {i}", ("info", None)[i % 2]) for i in range(300)] + [
+        (301, "hot line", None)]
+    assert {"ix_log_records_host_ts", "ix_log_records_level_ts"} <= indexes
+    (tmp_path / "l.db.logsearch").write_bytes(b"")  # what the code before this revision made
+    migrate("logsqlite_0001_sqlite_log_groups")
+    engine.dispose()
+    assert not (tmp_path / "l.db.logsearch").exists()
+    db = Database(f"sqlite:///{tmp_path / 'l.db'}")
+    try:
+        service = LogService(db)
+        assert len(db.run(service.search, LogQuery(terms=(SearchTerm("line"),), limit=1000))["logs"]) == 301
+        raw = db.engine.raw_connection()
+        try:
+            assert GroupIndexer(db).index_pass(raw.driver_connection) == 301
+        finally:
+            raw.close()
+        assert watermark(db) == 301
+        found = db.run(service.search, LogQuery(terms=(SearchTerm("kept"),), levels=("info",), limit=1000))["logs"]
+        assert [r["id"] for r in found] == list(range(299, 0, -2))
+    finally:
+        db.close()
