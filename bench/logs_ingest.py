@@ -109,8 +109,9 @@ def index_caught_up(console: ConsoleHarness) -> float:
     db = console.services.db
     attached = db.run(lambda session: [r[1] for r in session.execute(text("PRAGMA database_list"))]) \
         if db.dialect == "sqlite" else []
-    groups = db.dialect == "postgresql" and db.run(lambda session: session.execute(text(
-        "SELECT to_regclass('log_search_state') IS NOT NULL")).scalar())
+    groups = db.run(lambda session: session.execute(text(
+        "SELECT to_regclass('log_search_state') IS NOT NULL" if db.dialect == "postgresql" else
+        "SELECT count(*) FROM sqlite_master WHERE name = 'log_search_state'")).scalar())
     query = caught_up_sql("logsearch" in attached, bool(groups))
     if query is None:
         return time.perf_counter()
@@ -214,17 +215,21 @@ def run_serve(args: argparse.Namespace, database_url: str | None) -> None:
                 return conn.execute(text(sql)).scalar()
     else:
         db_file = work / "fleetdeck.db"
-        query = caught_up_sql(Path(f"{db_file}.logsearch").exists(), False)
+        query = None  # read once the console made its tables: the FTS5 file of a tree before logsqlite_0001
 
         def scalar(sql: str) -> object:
             with sqlite3.connect(db_file) as conn:
-                conn.execute("ATTACH DATABASE ? AS logsearch", (f"{db_file}.logsearch",))
+                if Path(f"{db_file}.logsearch").exists():
+                    conn.execute("ATTACH DATABASE ? AS logsearch", (f"{db_file}.logsearch",))
                 return conn.execute(sql).fetchone()[0]
     n_batches, bodies, empty = batches(args, hosts)
     with open(work / "console.log", "wb") as log:
         proc, port = start_console(cli, env, log, workers=args.workers)
         try:
             url = f"http://127.0.0.1:{port}"
+            if not database_url:  # the console has made its tables by now
+                query = caught_up_sql(Path(f"{db_file}.logsearch").exists(), bool(scalar(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'log_search_state'")))
             baseline = timed(url, empty, headers)
             cpu0, busy0, wall0 = proc_cpu(proc.pid), machine_busy(), time.perf_counter()
             elapsed = timed(url, bodies, headers)

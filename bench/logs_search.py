@@ -6,9 +6,9 @@ of lines) and words in between: ~3,000 lines spread over all, 2,500 among the ol
 worst cases for a plan that walks the time index newest first.
 
 Lines are inserted directly through console.logs.store.LogStore (which indexes them)
-to keep the set-up short; the searches go over real HTTP. On PostgreSQL every group of
-lines is then packed, as the console does once lines are older than its hot window
-(``--rows-only`` searches the rows instead).
+to keep the set-up short; the searches go over real HTTP. Every group of lines is then
+packed, as the console does once lines are older than its hot window (``--rows-only``
+searches the rows instead).
 
     python bench/logs_search.py [--rows 1000000] [--runs 50] [--database-url URL]
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
-from console.logs.groups import pack_groups  # noqa: E402
+from console.logs.groups import pack_groups, sqlite_pack_groups  # noqa: E402
 from console.logs.store import LogStore  # noqa: E402
 from console.storage.models import Host  # noqa: E402
 from tests.harness import ConsoleHarness  # noqa: E402
@@ -71,11 +71,17 @@ def fill(console, rows: int) -> None:
 
 
 def pack_all(db) -> None:
-    """PostgreSQL: pack every group and delete its rows, as the console's group indexer does
-    once lines are older than its hot window (console/logs/groups.py pack_groups)."""
+    """Pack every group and delete its rows, as the console's group indexer does once lines
+    are older than its hot window (console/logs/groups.py pack_groups)."""
     raw = db.engine.raw_connection()
     try:
         conn = raw.driver_connection
+        if db.dialect == "sqlite":
+            while sqlite_pack_groups(conn, 2**53, 2**53) != (0, 0):
+                pass
+            conn.execute("ANALYZE")
+            conn.commit()
+            return
         while True:
             with conn.cursor() as cursor:
                 packed, deleted = pack_groups(cursor, 2**53, 2**53)
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
             deep = args.rows // 5  # a cursor this many lines back from the newest
             deep_cursor = console.services.db.run(lambda s: "%d_%d" % tuple(s.execute(text(
                 "SELECT ts, id FROM log_records ORDER BY ts DESC, id DESC LIMIT 1 OFFSET :n"), {"n": deep - 1}).one()))
-            if console.services.db.dialect == "postgresql" and not args.rows_only:
+            if not args.rows_only:
                 t = time.perf_counter()
                 pack_all(console.services.db)
                 print(f"packed every group in {time.perf_counter() - t:.1f} s")
@@ -143,7 +149,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--rows-only", action="store_true",
-                    help="PostgreSQL: search the lines as rows (the console's first 5 minutes) instead of packed")
+                    help="search the lines as rows (the console's first 5 minutes) instead of packed")
     ap.add_argument("--database-url", default=None,
                     help="a PostgreSQL database; the run uses a new schema in it, dropped afterwards")
     args = ap.parse_args()

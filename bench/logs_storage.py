@@ -1,8 +1,11 @@
 """Bytes stored per log line, search index included: realistic ~140-byte lines (client IPs,
 hex request ids, UUIDs; bench/logs_ingest.py's) written through console.logs.store.LogStore
-in batches, then measured whole: SQLite's database file and its ``.logsearch`` index file
-after a WAL checkpoint (the WAL files truncated), PostgreSQL's ``pg_total_relation_size``
-of every partition of ``log_records`` and of the search index tables (heap, TOAST and
+in batches, every group packed at once (as the console does after its hot window), then
+measured whole: SQLite's database file (and a ``.logsearch`` index file, on a tree that
+has one) after a WAL checkpoint (the WAL files truncated), as it is and after a VACUUM
+(the pages the packed lines' rows left are free pages, which new rows reuse), with the
+bytes of each table and index by ``dbstat``; PostgreSQL's ``pg_total_relation_size`` of
+every partition of ``log_records`` and of the search index tables (heap, TOAST and
 indexes) after a VACUUM.
 
     python bench/logs_storage.py [--lines 200000] [--database-url URL]
@@ -19,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import inspect, text  # noqa: E402
 
 from bench.logs_ingest import line_of  # noqa: E402
 from console.logs.groups import GroupIndexer  # noqa: E402
@@ -41,9 +44,9 @@ def fill(db: Database, lines: int) -> int:
 
     host_ids = db.run(add_hosts)
     store = LogStore(db)
-    packs = isinstance(store.indexer, GroupIndexer)
-    if isinstance(store.indexer, GroupIndexer):  # PostgreSQL: pack every group at once (the console
-        store.indexer.HOT_S = store.indexer.KEEP_S = 0.0  # keeps 5 minutes of lines as rows, then packs)
+    packs = isinstance(store.indexer, GroupIndexer) and groups_table(db)
+    if packs:  # pack every group at once (the console keeps 5 minutes of lines as rows, then packs)
+        store.indexer.HOT_S = store.indexer.KEEP_S = 0.0
     store.start()  # the console's indexer, as in production
     rnd = random.Random(1)
     now = int(time.time() * 1000)
@@ -60,10 +63,10 @@ def fill(db: Database, lines: int) -> int:
             db.run(store.insert, rows)
             store.committed(store.newest_id)
         newest = store.newest_id
-        if db.dialect == "sqlite":
-            state = text("SELECT indexed_id FROM logsearch.log_fts_state")
-        elif db.run(lambda s: s.execute(text("SELECT to_regclass('log_search_state') IS NOT NULL")).scalar()):
+        if groups_table(db):
             state = text("SELECT indexed_id FROM log_search_state")
+        elif db.dialect == "sqlite":  # a tree with an FTS5 file
+            state = text("SELECT indexed_id FROM logsearch.log_fts_state")
         else:  # a tree that indexes PostgreSQL lines in the ingest transaction
             state = text("SELECT max(id) FROM log_records")
         while db.run(lambda s: s.execute(state).scalar()) < newest:
@@ -76,11 +79,34 @@ def fill(db: Database, lines: int) -> int:
     return total
 
 
-def sqlite_bytes(path: Path, db: Database) -> int:
-    db.run(lambda s: s.execute(text("PRAGMA main.wal_checkpoint(TRUNCATE)")))
-    db.run(lambda s: s.execute(text("PRAGMA logsearch.wal_checkpoint(TRUNCATE)")))
-    return sum(p.stat().st_size for p in path.parent.iterdir() if p.name.startswith(path.name)
-               and not p.name.endswith((".writer", ".probe", "-shm")))
+def groups_table(db: Database) -> bool:
+    """The tree keeps ``log_search_groups`` (PostgreSQL since loggroup_0001, SQLite since
+    logsqlite_0001)."""
+    with db.engine.connect() as conn:
+        return "log_search_groups" in inspect(conn).get_table_names()
+
+
+def sqlite_bytes(path: Path, db: Database) -> dict[str, int]:
+    """The files' bytes after a checkpoint, as they are (``files``, with ``free`` of them
+    in free pages) and after a VACUUM (``vacuumed``)."""
+    def files() -> int:
+        db.run(lambda s: s.execute(text("PRAGMA main.wal_checkpoint(TRUNCATE)")))
+        if Path(f"{path}.logsearch").exists():
+            db.run(lambda s: s.execute(text("PRAGMA logsearch.wal_checkpoint(TRUNCATE)")))
+        return sum(p.stat().st_size for p in path.parent.iterdir() if p.name.startswith(path.name)
+                   and not p.name.endswith((".writer", ".probe", "-shm")))
+
+    before = files()
+    free = db.run(lambda s: s.execute(text("PRAGMA freelist_count")).scalar() * s.execute(text(
+        "PRAGMA page_size")).scalar())
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM"))
+    by_name = db.run(lambda s: s.execute(text(
+        "SELECT name, sum(pgsize), sum(CASE WHEN pagetype = 'overflow' THEN pgsize ELSE 0 END), "
+        "sum(unused) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")).all())
+    for name, size, overflow, unused in by_name:
+        print(f"  {name}: {size:,} B (overflow pages {overflow:,} B, unused bytes {unused:,})")
+    return {"files": before, "free": free, "vacuumed": files()}
 
 
 def postgres_bytes(db: Database) -> dict[str, int]:
@@ -107,7 +133,13 @@ def main() -> None:
         try:
             db.migrate()
             line_bytes = fill(db, args.lines)
-            sizes = {"files": sqlite_bytes(path, db)} if db.dialect == "sqlite" else postgres_bytes(db)
+            if db.dialect == "sqlite":
+                sqlite = sqlite_bytes(path, db)
+                print(f"SQLite files {sqlite['files']:,} B ({sqlite['files'] / args.lines:.1f} B/line), of which "
+                      f"free pages {sqlite['free']:,} B; after VACUUM:")
+                sizes = {"files": sqlite["vacuumed"]}
+            else:
+                sizes = postgres_bytes(db)
         finally:
             db.close()
     total = sum(sizes.values())

@@ -265,8 +265,8 @@ class IngestService:
             settle(future, None)
 
     def start(self) -> None:
-        """Start the background work of the write path: on SQLite, the log search indexer
-        (console/logs/indexer.py). Without it log lines are indexed in the ingest
+        """Start the background work of the write path: the log group indexer
+        (console/logs/groups.py). Without it log lines are grouped in the ingest
         transaction."""
         self._logs.start()
 
@@ -501,7 +501,7 @@ class IngestService:
             self._reopen_rollups(session, oldest, now)
             self._update_seen(session, samples, seen, outside)
         if logs:
-            # On SQLite the log indexer indexes them once committed (console/logs/indexer.py).
+            # The group indexer groups them once committed (console/logs/groups.py).
             self._logs.insert(session, logs)
             if self._logs.newest_id and newest_log is not None:
                 newest_log[:] = [self._logs.newest_id]

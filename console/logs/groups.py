@@ -1,4 +1,4 @@
-"""PostgreSQL's log search index: one Bloom filter of words per group of lines.
+"""The log search index of both databases: one Bloom filter of words per group of lines.
 
 ``log_search_groups`` holds, for up to :data:`GROUP_LINES` consecutive lines of one host
 (by ``log_records.id``), the id and time range they span and a Bloom filter
@@ -21,9 +21,18 @@ no index to update (BENCHMARKS.md "Logs").
 
 ``log_search_state.indexed_id`` is the watermark: every line with an id up to it is in a
 group. :class:`GroupIndexer` fills the groups from committed lines on a thread of its own
-(the contract of SQLite's console/logs/indexer.py), so the ingest transaction is a COPY of
-the rows alone; search scans the lines above the watermark. The groups and the watermark
-change in one transaction, so a crash never leaves one without the other.
+(the contract of console/logs/indexer.py), so the ingest transaction writes the rows alone
+(PostgreSQL a COPY, SQLite an ``executemany``); search scans the lines above the
+watermark. The groups and the watermark change in one transaction, so a crash never
+leaves one without the other. ``levels`` is a bitmask of the levels a group's lines have
+(:func:`level_mask`): a search by level without words skips a group by one integer test.
+
+SQLite (migration logsqlite_0001) keeps the same tables in its main file; its passes read
+and hash the lines in a read transaction and take the write lock only to insert the
+groups (or store the packed lines), a few milliseconds, since ingest writes the same file.
+The ``bloom`` and ``packed`` columns come last in its rows: a row longer than a page keeps
+its first bytes in the table's leaf and the rest in a chain of overflow pages, so the
+group's bounds are read from the leaf, its filter without reading its packed lines.
 
 Once a group is older than the hot window (:attr:`GroupIndexer.HOT_S`), the indexer packs
 its lines into its ``packed`` column (console/logs/blocks.py, :func:`pack_groups`) and, a
@@ -44,8 +53,11 @@ from sqlalchemy import (BigInteger, Boolean, Column, Integer, LargeBinary, MetaD
                         literal, or_, select, text, true)
 from sqlalchemy.orm import Session
 
+import orjson
+
 from console.logs import blocks
 from console.logs.indexer import LogIndexer
+from console.logs.levels import LEVELS
 from console.logs.words import line_words
 from console.storage.database import execute_dml
 
@@ -61,7 +73,7 @@ _PREFIX, _LEVEL, _SOURCE = 0x5BD1E995, 0x27D4EB2F, 0x165667C5
 _ASCII_SEPARATOR_BYTES = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
 _meta = MetaData()
-# Created by migration loggroup_0001 on PostgreSQL only (SQLite keeps its FTS5 file).
+# Created by migration loggroup_0001 on PostgreSQL, logsqlite_0001 on SQLite.
 GROUPS = Table("log_search_groups", _meta,
                Column("id", BigInteger, primary_key=True),
                Column("host_id", Integer), Column("first_record_id", BigInteger),
@@ -69,7 +81,9 @@ GROUPS = Table("log_search_groups", _meta,
                Column("lines", Integer), Column("bloom", LargeBinary),
                # migration logblocks_0001: the lines packed (console/logs/blocks.py), NULL while rows
                Column("packed", LargeBinary), Column("made_ms", BigInteger), Column("packed_ms", BigInteger),
-               Column("rows_kept", Boolean), Column("packed_bytes", BigInteger))
+               Column("rows_kept", Boolean), Column("packed_bytes", BigInteger),
+               # migration logsqlite_0001: level_mask of the group's lines (NULL: made before it)
+               Column("levels", Integer))
 STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True),
               Column("indexed_id", BigInteger))
 
@@ -225,29 +239,54 @@ def bloom(hashes: np.ndarray) -> bytes:
     return np.packbits(bits, bitorder="little").tobytes()
 
 
-def may_hold(token: str, kind: int = 0) -> Any:
-    """SQL condition: the group's filter may hold ``token`` (every one of its bits is set)."""
+_NO_LEVEL = 1 << len(LEVELS)  # a line without a level
+
+
+def level_mask(levels: Iterable[str | None]) -> int:
+    """The ``levels`` bitmask of a group whose lines have ``levels``: bit ``i`` for
+    ``LEVELS[i]``, bit ``len(LEVELS)`` for a line without one; an unknown level (none is
+    stored) sets every bit, so a mask never rules a group out wrongly."""
+    mask = 0
+    for level in levels:
+        if level is None:
+            mask |= _NO_LEVEL
+        elif level in LEVELS:
+            mask |= 1 << LEVELS.index(level)
+        else:
+            mask |= 2 * _NO_LEVEL - 1
+    return mask
+
+
+def may_hold(token: str, kind: int = 0, dialect: str = "postgresql") -> Any:
+    """SQL condition: the group's filter may hold ``token`` (every one of its bits is set):
+    PostgreSQL's ``get_bit``, SQLite's ``bloom_has`` (console/storage/database.py)."""
     h1, h2 = _hashes(token, kind)
+    if dialect == "sqlite":
+        return func.bloom_has(GROUPS.c.bloom, literal(h1, BigInteger), literal(h2, BigInteger),
+                              literal(HASHES, Integer)) == 1
     bits = func.length(GROUPS.c.bloom) * 8
     return and_(*(func.get_bit(GROUPS.c.bloom, cast(literal((h1 + i * h2) & _MASK32, BigInteger) * bits
                                                     // literal(2**32, BigInteger), Integer)) == 1
                   for i in range(HASHES)))
 
 
-def group_conditions(terms: Sequence[Any], levels: Sequence[str], source: str | None) -> list:
+def group_conditions(terms: Sequence[Any], levels: Sequence[str], source: str | None,
+                     dialect: str = "postgresql") -> list:
     """Conditions on ``log_search_groups`` for a search: each term (exact word, or a prefix
     of at least :data:`PREFIX_CHARS` characters) and the level and exact source filters
     may be in the group. A shorter prefix or a source prefix skips no group."""
     conditions = []
     for term in terms:
         if not term.prefix:
-            conditions.append(may_hold(term.word))
+            conditions.append(may_hold(term.word, 0, dialect))
         elif len(term.word) >= PREFIX_CHARS:
-            conditions.append(may_hold(term.word[:PREFIX_CHARS], _PREFIX))
+            conditions.append(may_hold(term.word[:PREFIX_CHARS], _PREFIX, dialect))
     if levels:
-        conditions.append(or_(*(may_hold(level, _LEVEL) for level in levels)))
+        # the bitmask, one integer test; groups made before it (NULL) by their filter
+        conditions.append(or_(GROUPS.c.levels.op("&")(level_mask(levels)) != 0,
+                              and_(GROUPS.c.levels.is_(None), or_(*(may_hold(level, _LEVEL, dialect) for level in levels)))))
     if source and not source.endswith("*"):
-        conditions.append(may_hold(source, _SOURCE))
+        conditions.append(may_hold(source, _SOURCE, dialect))
     return conditions
 
 
@@ -260,6 +299,13 @@ _GROUPED = (
     "array_agg(DISTINCT level), array_agg(DISTINCT source) FROM ("
     "SELECT *, (row_number() OVER (PARTITION BY host_id ORDER BY id) - 1) / %s AS run FROM ("
     "SELECT id, host_id, ts, line, level, source FROM log_records WHERE id > %s AND id <= %s ORDER BY id LIMIT %s"
+    ") AS picked) AS numbered GROUP BY host_id, run")
+# SQLite's: group_concat for string_agg, the distinct levels and sources as JSON arrays.
+_GROUPED_SQLITE = (
+    "SELECT host_id, min(id), max(id), min(ts), max(ts), count(*), group_concat(line, ' '), "
+    "json_group_array(DISTINCT level), json_group_array(DISTINCT source) FROM ("
+    "SELECT *, (row_number() OVER (PARTITION BY host_id ORDER BY id) - 1) / ? AS run FROM ("
+    "SELECT id, host_id, ts, line, level, source FROM log_records WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"
     ") AS picked) AS numbered GROUP BY host_id, run")
 
 
@@ -277,14 +323,64 @@ def index_groups(cursor: Any, upto: int, most: int) -> tuple[int, int]:
     if n == most:
         upto = max(g[2] for g in grouped)
     if grouped:
-        made_ms = int(time.time() * 1000)
         with cursor.copy("COPY log_search_groups (host_id, first_record_id, last_record_id, min_ts, max_ts, lines, "
-                         "bloom, made_ms) FROM STDIN") as copy:
-            for host_id, first, last, min_ts, max_ts, lines, text_, levels, sources in grouped:
-                copy.write_row((host_id, first, last, min_ts, max_ts, lines,
-                                bloom(group_hashes([text_], levels, sources)), made_ms))
+                         "bloom, levels, made_ms) FROM STDIN") as copy:
+            for row in _group_rows(grouped):
+                copy.write_row(row)
     cursor.execute("UPDATE log_search_state SET indexed_id = %s WHERE id = 1", (upto,))
     return upto, n
+
+
+def _group_rows(grouped: Sequence[Sequence[Any]]) -> list[tuple]:
+    """The ``log_search_groups`` rows (host_id, first_record_id, last_record_id, min_ts,
+    max_ts, lines, bloom, levels, made_ms) of the rows of :data:`_GROUPED` (PostgreSQL:
+    levels and sources as arrays) or :data:`_GROUPED_SQLITE` (as JSON arrays)."""
+    made_ms = int(time.time() * 1000)
+    out = []
+    for host_id, first, last, min_ts, max_ts, lines, text_, levels, sources in grouped:
+        if isinstance(levels, str):
+            levels, sources = orjson.loads(levels), orjson.loads(sources)
+        out.append((host_id, first, last, min_ts, max_ts, lines, bloom(group_hashes([text_], levels, sources)),
+                    level_mask(levels), made_ms))
+    return out
+
+
+_INSERT_SQLITE = ("INSERT INTO log_search_groups (host_id, first_record_id, last_record_id, min_ts, max_ts, lines, "
+                  "bloom, levels, made_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def sqlite_watermark(cursor: Any) -> int:
+    """SQLite: the watermark, read with the sqlite3 ``cursor``."""
+    return int(cursor.execute("SELECT indexed_id FROM log_search_state WHERE id = 1").fetchone()[0])
+
+
+def sqlite_groups(cursor: Any, after: int, most: int) -> tuple[int, list[tuple]]:
+    """SQLite: the groups of up to ``most`` lines above the watermark ``after`` (the oldest
+    ids; each host's in runs of at most :data:`GROUP_LINES`), as ``(upto, rows)``: the
+    watermark once they are inserted, and the rows to insert (:func:`_group_rows`).
+    Reads only."""
+    grouped = cursor.execute(_GROUPED_SQLITE, (GROUP_LINES, after, 2**62, most)).fetchall()
+    if not grouped:
+        return after, []
+    return max(g[2] for g in grouped), _group_rows(grouped)
+
+
+def sqlite_insert_groups(cursor: Any, upto: int, rows: Sequence[tuple]) -> None:
+    """SQLite, in the cursor's write transaction: insert the groups ``rows`` (those of a
+    host retired meanwhile left out) and move the watermark to ``upto``."""
+    hosts = {r[0] for r in cursor.execute("SELECT id FROM hosts")}
+    cursor.executemany(_INSERT_SQLITE, [r for r in rows if r[0] in hosts])
+    cursor.execute("UPDATE log_search_state SET indexed_id = ? WHERE id = 1", (upto,))
+
+
+def sqlite_index_groups(cursor: Any) -> int:
+    """SQLite, in the cursor's write transaction: group every line above the watermark;
+    returns how many (for a store without a running indexer: tests, an in-memory
+    database, the bench's set-up)."""
+    upto, rows = sqlite_groups(cursor, sqlite_watermark(cursor), 2**62)
+    if rows:
+        sqlite_insert_groups(cursor, upto, rows)
+    return sum(r[5] for r in rows)
 
 
 def watermark(session: Session) -> int:
@@ -327,12 +423,12 @@ def pack_groups(cursor: Any, hot_before_ms: int, kept_before_ms: int, most: int 
         if empty:
             cursor.execute("DELETE FROM log_search_groups WHERE id = ANY(%s)", (empty,))
         ids, values, sizes, lines = [], [], [], []
-        for group_id, first, *_ in ((c[0], c[2]) for c in chosen if c[0] in by_group):
-            rows = by_group[group_id]
+        for group_id, first in ((c[0], c[2]) for c in chosen if c[0] in by_group):
+            value, size, n = _packed_row(by_group[group_id], first)
             ids.append(group_id)
-            values.append(blocks.pack(first, rows))
-            sizes.append(sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows))
-            lines.append(len(rows))
+            values.append(value)
+            sizes.append(size)
+            lines.append(n)
         if ids:
             cursor.execute(
                 "UPDATE log_search_groups g SET packed = v.packed, packed_ms = %s, packed_bytes = v.bytes, "
@@ -371,9 +467,13 @@ _GROUP_ROWS = {
            "WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
     "ids": "SELECT host_id, id FROM log_records WHERE id BETWEEN %s AND %s AND ts BETWEEN %s AND %s ORDER BY id",
 }
+# SQLite's: the same with its parameter marks; "+ 0" keeps the ts index out of the plan
+# (the id range is the rowid's, the ts bounds only filter)
+_GROUP_ROWS_SQLITE = {name: sql.replace("%s", "?").replace("AND ts BETWEEN", "AND ts + 0 BETWEEN")
+                      for name, sql in _GROUP_ROWS.items()}
 
 
-def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str) -> list[tuple[int, tuple]]:
+def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str, sqlite: bool = False) -> list[tuple[int, tuple]]:
     """``(group id, row)`` for each ``log_records`` row of the groups ``chosen`` (tuples of
     id, host_id, first_record_id, last_record_id, min_ts, max_ts), in id order; ``row`` holds
     the columns of :data:`_GROUP_ROWS` ``[columns]`` after ``host_id`` (``id`` first)."""
@@ -385,7 +485,7 @@ def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str) -> list[tuple[i
     starts = {host_id: [span[0] for span in host_spans] for host_id, host_spans in spans.items()}
     out = []
     for host_id, *row in cursor.execute(
-            _GROUP_ROWS[columns], (min(c[2] for c in chosen), max(c[3] for c in chosen),
+            (_GROUP_ROWS_SQLITE if sqlite else _GROUP_ROWS)[columns], (min(c[2] for c in chosen), max(c[3] for c in chosen),
                             min(c[4] for c in chosen), max(c[5] for c in chosen))):
         host_starts = starts.get(host_id)
         if host_starts is None:
@@ -394,6 +494,72 @@ def _rows_of(cursor: Any, chosen: Sequence[tuple], columns: str) -> list[tuple[i
         if i >= 0 and row[0] <= spans[host_id][i][1]:
             out.append((spans[host_id][i][2], tuple(row)))
     return out
+
+
+def _packed_row(rows: Sequence[tuple], first: int) -> tuple[bytes, int, int]:
+    """``(packed value, packed_bytes, lines)`` of a group's rows (id, ts, source, line,
+    labels, level)."""
+    return (blocks.pack(first, rows),
+            sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows), len(rows))
+
+
+def sqlite_pack_groups(conn: Any, hot_before_ms: int, kept_before_ms: int,
+                       most: int = PACK_GROUPS) -> tuple[int, int]:
+    """:func:`pack_groups` on SQLite (a sqlite3 connection outside a transaction). The
+    rows of up to ``most`` groups made before ``hot_before_ms`` are read and packed in a
+    read transaction; then, in a write transaction of a few milliseconds, each packed
+    value is stored if its group is still unpacked and still has exactly those rows
+    (another console process may have packed it, retention deleted some), and the rows of
+    up to ``most`` groups packed before ``kept_before_ms`` are deleted (by id range and
+    host: the rowid's range). Returns ``(groups packed, rows deleted)``."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute("BEGIN")
+        try:
+            chosen = cursor.execute(
+                "SELECT id, host_id, first_record_id, last_record_id, min_ts, max_ts FROM log_search_groups "
+                "WHERE packed IS NULL AND made_ms < ? ORDER BY made_ms, id LIMIT ?", (hot_before_ms, most)).fetchall()
+            by_group: dict[int, list[tuple]] = defaultdict(list)
+            if chosen:
+                for group_id, row in _rows_of(cursor, chosen, "all", sqlite=True):
+                    by_group[group_id].append(row)
+        finally:
+            conn.rollback()
+        values = {group_id: _packed_row(rows, first) for group_id, _, first, *_ in chosen
+                  if (rows := by_group.get(group_id))}
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            packed = 0
+            now_ms = int(time.time() * 1000)
+            for group_id, host_id, first, last, *_ in chosen:
+                (still,) = cursor.execute("SELECT count(*) FROM log_records WHERE id BETWEEN ? AND ? AND host_id = ?",
+                                          (first, last, host_id)).fetchone()
+                if group_id not in values:  # retention deleted every line (the rows stay gone)
+                    if not still:
+                        cursor.execute("DELETE FROM log_search_groups WHERE id = ? AND packed IS NULL", (group_id,))
+                    continue
+                blob, size, lines = values[group_id]
+                if still == lines:
+                    packed += cursor.execute(
+                        "UPDATE log_search_groups SET packed = ?, packed_ms = ?, packed_bytes = ?, lines = ? "
+                        "WHERE id = ? AND packed IS NULL", (blob, now_ms, size, lines, group_id)).rowcount
+            gone = cursor.execute(
+                "SELECT id, host_id, first_record_id, last_record_id FROM log_search_groups "
+                "WHERE packed IS NOT NULL AND rows_kept AND packed_ms < ? ORDER BY packed_ms, id LIMIT ?",
+                (kept_before_ms, most)).fetchall()
+            deleted = 0
+            if gone:
+                cursor.executemany("DELETE FROM log_records WHERE id BETWEEN ? AND ? AND host_id = ?",
+                                   [(first, last, host_id) for _, host_id, first, last in gone])
+                deleted = cursor.rowcount
+                cursor.executemany("UPDATE log_search_groups SET rows_kept = 0 WHERE id = ?", [(g[0],) for g in gone])
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+    finally:
+        cursor.close()
+    return packed, deleted
 
 
 def delete_packed_before(session: Session, cutoff_ms: int) -> int:
@@ -435,7 +601,8 @@ def rewrite_packed(session: Session, group_id: int, first: int, keep: Sequence[b
         return before
     rows = [(p.id, p.ts, p.source, p.line, p.labels, p.level) for p in keep]
     execute_dml(session, g.update().where(g.c.id == group_id).values(
-        packed=blocks.pack(first, rows), lines=len(rows), min_ts=min(r[1] for r in rows),
+        packed=blocks.pack(first, rows), lines=len(rows), levels=level_mask(r[5] for r in rows),
+        min_ts=min(r[1] for r in rows),
         max_ts=max(r[1] for r in rows),
         packed_bytes=sum(len(r[2].encode()) + len(r[3].encode()) + len(r[4].encode()) for r in rows)))
     return before - len(rows)
@@ -460,11 +627,14 @@ def in_transaction(conn: Any, work: Callable[[Any], T]) -> T:
 
 
 class GroupIndexer(LogIndexer):
-    """Fills ``log_search_groups`` from committed lines (PostgreSQL), on a thread; the
-    waiting and lag contract is :class:`LogIndexer`'s."""
+    """Fills ``log_search_groups`` from committed lines and packs the groups older than
+    the hot window (PostgreSQL and SQLite), on a thread; the waiting and lag contract is
+    :class:`LogIndexer`'s."""
 
     def _connection(self, raw: Any) -> Any:
         conn = raw.driver_connection
+        if self._db.dialect == "sqlite":
+            return conn
         # named in pg_stat_activity (with the console's pid): the indexer holds its connection
         # while the console runs
         conn.execute("SELECT set_config('application_name', %s, false)", (f"fleetdeck log indexer {os.getpid()}",))
@@ -483,20 +653,34 @@ class GroupIndexer(LogIndexer):
         hot window (:func:`pack_groups`); returns how many lines were grouped."""
         n = self.group_pass(conn)
         now = time.time()
+        hot_ms, kept_ms = int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000)
         for _ in range(self.PACK_ROUNDS):  # bounded: grouping new lines must not wait long
-            packed, deleted = in_transaction(conn, lambda cursor: pack_groups(
-                cursor, int((now - self.HOT_S) * 1000), int((now - self.KEEP_S) * 1000)))
+            if self._db.dialect == "sqlite":
+                packed, deleted = sqlite_pack_groups(conn, hot_ms, kept_ms)
+            else:
+                packed, deleted = in_transaction(conn, lambda cursor: pack_groups(cursor, hot_ms, kept_ms))
             if (packed < PACK_GROUPS and deleted == 0) or self._closing:
                 break
         return n
 
     def group_pass(self, conn: Any) -> int:
-        """Two transactions. The first takes a SHARE lock on ``log_records`` just long
-        enough to read the newest id: the lock waits for every inserting transaction, so
-        every line up to that id is committed, and one that commits later has a higher id
-        (ids come from a sequence in the inserting transaction). Then group up to
-        :attr:`PASS_LINES` lines above the watermark, insert the groups and move the
-        watermark in one transaction."""
+        """Group up to :attr:`PASS_LINES` lines above the watermark; returns how many.
+
+        PostgreSQL, two transactions. The first takes a SHARE lock on ``log_records`` just
+        long enough to read the newest id: the lock waits for every inserting transaction,
+        so every line up to that id is committed, and one that commits later has a higher
+        id (ids come from a sequence in the inserting transaction). Then group the lines
+        above the watermark, insert the groups and move the watermark in one transaction.
+
+        SQLite: read and hash the lines in a read transaction (every line it sees is
+        committed, and a later one gets a higher id: ingest gives ids above the largest
+        stored id and the watermark); then, under the write lock, insert the groups and
+        move the watermark if it is still where the read found it (another console
+        process's pass may have moved it: this one's work is dropped, the next goes on
+        from there)."""
+        if self._db.dialect == "sqlite":
+            return self._sqlite_group_pass(conn)
+
         def newest_committed(cursor: Any) -> int:
             cursor.execute("SET LOCAL lock_timeout = '10s'")
             cursor.execute("LOCK TABLE log_records IN SHARE MODE")
@@ -506,3 +690,32 @@ class GroupIndexer(LogIndexer):
         upto, n = in_transaction(conn, lambda cursor: index_groups(cursor, newest, self.PASS_LINES))
         self._indexed_to(upto)
         return n
+
+    def _sqlite_group_pass(self, conn: Any) -> int:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("BEGIN")
+            try:
+                after = sqlite_watermark(cursor)
+                upto, rows = sqlite_groups(cursor, after, self.PASS_LINES)
+            finally:
+                conn.rollback()
+            if not rows:
+                self._indexed_to(after)
+                return 0
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                now = sqlite_watermark(cursor)
+                if now != after:  # another process grouped these lines meanwhile
+                    conn.rollback()
+                    self._indexed_to(now)
+                    return 0
+                sqlite_insert_groups(cursor, upto, rows)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            cursor.close()
+        self._indexed_to(upto)
+        return sum(r[5] for r in rows)

@@ -1,14 +1,15 @@
-"""LogIndexer: fills the SQLite log search index (console/storage/logsearch.py) from
-committed ``log_records`` rows, on a thread of its own.
+"""LogIndexer: the thread that fills the log search index from committed ``log_records``
+rows, and the contract it keeps with ingest and search.
 
-Ingest commits log rows without indexing them, so its transaction holds the main file's
-write lock only for the rows (the writer thread spends ~6 µs per realistic line); the
-FTS5 work (~8-10 µs per line) runs here, under the index file's own write lock, while the IOLoop
-decodes and the writer commits the next batches. Each pass indexes up to
+Ingest commits log rows without indexing them, so its transaction holds the database's
+write lock (SQLite) or the table (PostgreSQL) only for the rows; the indexing runs here,
+beside decoding and committing the next batches. Each pass indexes up to
 :attr:`PASS_LINES` rows above the watermark and moves the watermark in the same
-transaction of the index file; after a crash the next start goes on from the watermark.
-Search scans the rows above the watermark (console/logs/service.py), so the lag costs
-search time, never results.
+transaction; after a crash the next start goes on from the watermark. Search scans the
+rows above the watermark (console/logs/service.py), so the lag costs search time, never
+results. The index itself is a Bloom filter per group of lines on both databases
+(:class:`console.logs.groups.GroupIndexer`, which fills it); until migration
+logsqlite_0001 SQLite kept an FTS5 index in a file of its own.
 
 The lag is bounded: when the index is more than :attr:`MAX_BEHIND` lines behind, ingest
 waits for the indexer (:meth:`wait_until_near`) before committing more lines, so a search
@@ -17,25 +18,22 @@ never scans more than about that many lines.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from typing import Any
 
 from console.storage.database import Database
-from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id
 
 log = logging.getLogger(__name__)
 
 
 class LogIndexer:
-    """Indexes committed log rows of ``db`` (a SQLite file) in the background; see the
-    module docstring. :meth:`start` and :meth:`close` bracket its thread."""
+    """Indexes committed log rows of ``db`` in the background; see the module docstring.
+    :meth:`start` and :meth:`close` bracket its thread; a subclass gives :meth:`index_pass`."""
 
     PASS_LINES = 50_000  # rows per indexing transaction at most
-    # A pass waits up to GATHER_S for GATHER_LINES lines: FTS5 writes one segment per
-    # transaction, and fewer, larger segments cost less to write and merge (8.9 µs per line
-    # in passes of 1,000 lines, 7.5 in passes of 50,000).
+    # A pass waits up to GATHER_S for GATHER_LINES lines: fewer, larger passes fill more
+    # groups whole (a host's lines of one pass are grouped together).
     GATHER_LINES = 20_000
     GATHER_S = 0.1
     MAX_BEHIND = 100_000  # lines ingest may run ahead of the index before it waits
@@ -116,10 +114,7 @@ class LogIndexer:
 
     def _connection(self, raw: Any) -> Any:
         """The driver connection of the pooled connection ``raw`` that passes use."""
-        conn = raw.driver_connection
-        if not isinstance(conn, sqlite3.Connection):
-            raise TypeError(f"the log indexer needs a sqlite3 connection, not {type(conn).__name__}")
-        return conn
+        return raw.driver_connection
 
     def _indexed_to(self, watermark: int) -> None:
         """A pass left the watermark at ``watermark``: wake ingest waiting for it."""
@@ -128,29 +123,7 @@ class LogIndexer:
             self._newest = max(self._newest, self._indexed)
             self._cond.notify_all()
 
-    def index_pass(self, conn: sqlite3.Connection) -> int:
-        """One transaction: index up to :attr:`PASS_LINES` rows above the watermark;
-        returns how many rows it indexed. ``BEGIN`` (deferred): the main file is only read,
-        so its write lock stays free for ingest. The index file's write lock is taken
-        first (busy timeout), before its watermark is read: another console process's
-        indexer may be in a pass, and a snapshot read before its commit could not write."""
-        cur = conn.cursor()
-        try:
-            cur.execute("BEGIN")
-            try:
-                cur.execute(f"UPDATE {STATE_TABLE} SET indexed_id = indexed_id")
-                after = indexed_id(cur)
-                upto = cur.execute("SELECT max(id), count(*) FROM (SELECT id FROM main.log_records WHERE id > ? "
-                                   "ORDER BY id LIMIT ?)", (after, self.PASS_LINES)).fetchone()
-                if upto[0] is not None:
-                    index_rows(cur, after, upto[0])
-                    conn.commit()
-                else:
-                    conn.rollback()
-            except BaseException:
-                conn.rollback()
-                raise
-        finally:
-            cur.close()
-        self._indexed_to(upto[0] if upto[0] is not None else after)
-        return int(upto[1])
+    def index_pass(self, conn: Any) -> int:
+        """Index up to :attr:`PASS_LINES` rows above the watermark and call
+        :meth:`_indexed_to` with the new watermark; returns how many rows it indexed."""
+        raise NotImplementedError

@@ -3,12 +3,11 @@ the live-tail frames published after ingest.
 
 Search tokenises the query the way the index tokenises lines: runs of letters and digits
 (punctuation and ``_`` separate words, case does not matter). Every word must occur in a
-line (AND); a word ending in ``*`` matches as a prefix. SQLite uses the FTS5 table
-``log_fts`` in its own file (unicode61 tokenizer, https://sqlite.org/fts5.html;
-console/storage/logsearch.py); PostgreSQL a Bloom filter per group of lines
-(console/logs/groups.py): the groups that may hold every word are read newest first and
-their lines matched word by word (console/logs/words.py), until the page is full. Lines
-not in the index yet (above its watermark) are matched the same way on both.
+line (AND); a word ending in ``*`` matches as a prefix. Both databases keep a Bloom
+filter per group of lines (console/logs/groups.py): the groups that may hold every word
+are read newest first and their lines (rows, or the group's packed value,
+console/logs/blocks.py) matched word by word (console/logs/words.py), until the page is
+full. Lines not in a group yet (above the watermark) are matched the same way.
 
 Results are newest first, ordered by (ts, id) descending; the cursor names the last
 (ts, id) returned, so pages are stable while new lines keep arriving.
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import orjson
-from sqlalchemy import LargeBinary, and_, bindparam, delete, func, or_, select, text
+from sqlalchemy import LargeBinary, and_, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from console.errors import InvalidInput
@@ -33,7 +32,6 @@ from console.params import INT64_MAX, ascii_uint
 from console.logs import blocks, groups
 from console.logs.store import delete_log_records, line_words
 from console.storage.database import Database, execute_dml
-from console.storage.logsearch import FTS_TABLE, STATE_TABLE
 from console.storage.models import Host, LogRecord
 from console.storage.partitions import LOG_TABLE, drop_partitions_before
 
@@ -190,13 +188,6 @@ class LogService:
     retention_days: float = 14.0
     retention_bytes: int = 0
     retention_check_seconds: float = 300.0
-    # SQLite: below this many matching lines a search starts from the full-text index (see
-    # _match); above it the time index is walked, which is slow for a word whose lines are
-    # all old (BENCHMARKS.md "Logs"). rare_matches was PostgreSQL's threshold until its
-    # group filters (console/logs/groups.py), which need none; it is kept for callers that
-    # set both.
-    rare_matches: int = 20_000
-    rare_matches_sqlite: int = 10_000
     clock: Callable[[], float] = time.time
     leads: Callable[[], bool] = lambda: True  # of several consoles on one database, only the leader enforces
     _task: asyncio.Task | None = field(default=None, init=False, repr=False)
@@ -209,40 +200,7 @@ class LogService:
     def search(self, session: Session, query: LogQuery) -> dict[str, Any]:
         """Run ``query`` -> ``{"logs": [{"id", "ts", "host", "source", "line", "labels",
         "level"}], "next": cursor | None, "terms": [words searched]}``; ``ts`` in Unix ms."""
-        if self.db.dialect == "postgresql":  # with or without words: older lines may be packed
-            return self._answer(query, self._group_matches(session, query, query.limit + 1))
-        lr = LogRecord.__table__
-        hosts = Host.__table__
-        stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
-                .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)))
-        conditions = []
-        # For a rare word, start from the full-text match: given a host, level or time filter
-        # the planner would rather walk the (host_id, ts), (level, ts) or ts index and test
-        # every row against the match (369 ms over 1M lines; BENCHMARKS.md "Logs").
-        # "+ 0" and "|| ''" hide those indexes.
-        # SQLite: the index may not hold the newest lines yet. The match finds every line up
-        # to the watermark read now (and any the index took since), :meth:`_with_unindexed`
-        # those above it; a line found by both counts once. (Bounding the match to the
-        # watermark instead cost ~2.5 ms on a common word.)
-        watermark = self._watermark(session) if query.terms and self.db.dialect == "sqlite" else None
-        rare = bool(query.terms) and self._rare(session, query.terms)
-        ts = lr.c.ts + 0 if rare else lr.c.ts
-        if rare:
-            stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
-                    .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id + 0)))
-        if query.terms:
-            conditions.append(self._match(query.terms, rare))
-        conditions.extend(self._filters(query, ts, lr.c.level.concat("") if rare else lr.c.level))
-        if query.cursor is not None:
-            cursor_ts, rid = query.cursor
-            conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
-            if self.db.dialect == "sqlite" and not rare:  # the ts index walk starts at the cursor,
-                conditions.append(ts <= cursor_ts)  # not at the newest line (SQLite skips the OR)
-        stmt = stmt.where(*conditions).order_by(ts.desc(), lr.c.id.desc()).limit(query.limit + 1)
-        rows = session.execute(stmt).all()
-        if watermark is not None:
-            rows = self._with_unindexed(session, query, watermark, rows)
-        return self._answer(query, rows)
+        return self._answer(query, self._group_matches(session, query, query.limit + 1))
 
     @staticmethod
     def _answer(query: LogQuery, rows: Sequence[Any]) -> dict[str, Any]:
@@ -259,24 +217,9 @@ class LogService:
         """How many lines match ``query`` (its words, hosts, source, levels and
         ``[start_ms, end_ms)``; limit and cursor are ignored), per host name: ``{host: n}``
         for the hosts with at least one. Used by log alert rules (console/alerting)."""
-        lr = LogRecord.__table__
-        hosts = Host.__table__
-        if self.db.dialect == "postgresql":
-            counts: dict[str, int] = {}
-            for row in self._group_matches(session, replace(query, cursor=None), None):
-                counts[row.name] = counts.get(row.name, 0) + 1
-            return counts
-        conditions = []
-        watermark = self._watermark(session) if query.terms else None
-        if query.terms:
-            conditions.append(self._match(query.terms, rare=self._rare(session, query.terms), upto=watermark))
-        conditions.extend(self._filters(query, lr.c.ts, lr.c.level))
-        stmt = (select(hosts.c.name, func.count()).select_from(lr.join(hosts, hosts.c.id == lr.c.host_id))
-                .where(*conditions).group_by(hosts.c.name))
-        counts = {name: count for name, count in session.execute(stmt)}
-        if watermark is not None:  # and the lines above it, matched here
-            for row in self._unindexed(session, query, watermark):
-                counts[row.name] = counts.get(row.name, 0) + 1
+        counts: dict[str, int] = {}
+        for row in self._group_matches(session, replace(query, cursor=None), None):
+            counts[row.name] = counts.get(row.name, 0) + 1
         return counts
 
     @staticmethod
@@ -300,18 +243,6 @@ class LogService:
             conditions.append(ts < query.end_ms)
         return conditions
 
-    def _rare(self, session: Session, terms: tuple[SearchTerm, ...]) -> bool:
-        """True when the words match fewer than ``rare_matches_sqlite`` lines in all (SQLite,
-        counted from the FTS table alone, not its IN (...) over log_records; search then
-        starts from the match), or fewer than ``rare_matches`` (PostgreSQL, counted through
-        the group filters; search needs no such choice there)."""
-        if self.db.dialect == "postgresql":
-            return len(self._group_matches(session, LogQuery(terms=terms), self.rare_matches)) < self.rare_matches
-        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-        fts = text(f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE log_fts MATCH :q "
-                   "LIMIT :k)").bindparams(q=expr, k=self.rare_matches_sqlite)
-        return session.execute(fts).scalar_one() < self.rare_matches_sqlite
-
     # A page of groups read at once: the first small (a common word fills the page from
     # the newest group or two), doubling up to GROUP_PAGE_MAX (a rare word reads them all).
     GROUP_PAGE_FIRST = 8
@@ -320,7 +251,7 @@ class LogService:
     GROUP_GAP_IDS = 1024  # a host's groups this close (in ids) are read as one range
 
     def _group_matches(self, session: Session, query: LogQuery, most: int | None) -> list[Any]:
-        """PostgreSQL: the lines matching ``query`` (words, filters, cursor), newest first,
+        """The lines matching ``query`` (words, filters, cursor), newest first,
         the first ``most`` (all when None). The lines above the index watermark are matched
         in :meth:`_unindexed`; below it the groups whose Bloom filter may hold every word
         (and level and exact source) are walked newest ``max_ts`` first, their lines read
@@ -329,11 +260,12 @@ class LogService:
         g = groups.GROUPS
         # psycopg prepares a statement run 5 times; PostgreSQL may then use a generic plan,
         # blind to the id and time ranges of the groups, that reads a whole partition.
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        if self.db.dialect == "postgresql":
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         upto = groups.watermark(session)
         found = {r.id: r for r in self._unindexed(session, query, upto, most)}
         conditions = [g.c.last_record_id <= upto,
-                      *groups.group_conditions(query.terms, query.levels, query.source)]
+                      *groups.group_conditions(query.terms, query.levels, query.source, self.db.dialect)]
         if query.hosts:
             conditions.append(g.c.host_id.in_(select(Host.__table__.c.id).where(Host.__table__.c.name.in_(query.hosts))))
         if query.start_ms is not None:
@@ -358,7 +290,7 @@ class LogService:
                     chosen = [grp for grp in chosen if grp.max_ts >= nth.ts]
                     if not chosen:  # nor any later group: they are older still
                         return sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)[:most]
-                for row in self._group_lines(session, query, chosen, most):
+                for row in self._group_lines(session, query, chosen, most, list(found.values())):
                     found[row.id] = row
             if len(batch) < page:
                 break
@@ -367,7 +299,8 @@ class LogService:
         rows = sorted(found.values(), key=lambda r: (r.ts, r.id), reverse=True)
         return rows if most is None else rows[:most]
 
-    def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None) -> list[Any]:
+    def _group_lines(self, session: Session, query: LogQuery, chosen: Sequence[Any], most: int | None,
+                     before: Sequence[Any] = ()) -> list[Any]:
         """The newest ``most`` (all when None) lines of the groups ``chosen`` that match
         ``query``, newest first: a packed group's from its packed value
         (:meth:`_packed_lines`), the others' rows read by id range and host (the time range
@@ -381,7 +314,7 @@ class LogService:
             return self._row_lines(session, query, chosen, most)
         names = dict(session.execute(select(Host.__table__.c.id, Host.__table__.c.name).where(
             Host.__table__.c.id.in_({p.host_id for p in packed}))).all())
-        found = {r.id: r for r in self._packed_lines(query, packed, names, most)}
+        found = {r.id: r for r in self._packed_lines(query, packed, names, most, before)}
         rows_of = {p.id for p in packed}
         unpacked = [grp for grp in chosen if grp.id not in rows_of]
         if unpacked:
@@ -390,13 +323,15 @@ class LogService:
         return rows if most is None else rows[:most]
 
     def _packed_lines(self, query: LogQuery, packed: Sequence[Any], names: Mapping[int, str],
-                      most: int | None) -> list[Any]:
+                      most: int | None, before: Sequence[Any] = ()) -> list[Any]:
         """The lines of the packed groups ``packed`` (rows of id, host_id, first_record_id,
         max_ts, packed; newest ``max_ts`` first) that match ``query``'s words, source,
         levels, time range and cursor (the conditions :meth:`_filters` and the cursor put on
         rows; the host filter chose the groups), in no particular order: at least the
         newest ``most`` of them (all when None). A group is decompressed only while it may
-        hold a line newer than the ``most``-th found: a common word reads one."""
+        hold a line newer than the ``most``-th found, counting the lines ``before`` (found
+        in earlier groups): a common word reads one, a level in 1 % of lines the ~40 groups
+        that hold 100 of them (not the whole batch of groups read at once)."""
         terms = query.terms
         ascii_words = [t.word for t in terms if t.word.isascii()]
         source, levels = query.source, set(query.levels)
@@ -425,8 +360,8 @@ class LogService:
                      or query.end_ms is not None or cursor is not None)
         found: list[Any] = []
         for grp in packed:
-            if most is not None and len(found) >= most:
-                nth = sorted(found, key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
+            if most is not None and len(found) + len(before) >= most:
+                nth = sorted((*found, *before), key=lambda r: (r.ts, r.id), reverse=True)[most - 1]
                 if grp.max_ts < nth.ts:  # and every later group: they end earlier still
                     break
             found.extend(blocks.unpack(grp.first_record_id, names.get(grp.host_id, ""), grp.packed,
@@ -445,16 +380,19 @@ class LogService:
                 ranges[-1][2] = max(ranges[-1][2], grp.last_record_id)
             else:
                 ranges.append([grp.host_id, grp.first_record_id, grp.last_record_id])
+        # SQLite would rather walk the ts index (to skip the sort) than read the id ranges
+        # (rowid ranges): "+ 0" hides it. PostgreSQL's ts bounds pick the partitions.
+        ts = lr.c.ts if self.db.dialect == "postgresql" else lr.c.ts + 0
         conditions = [or_(*(and_(lr.c.host_id == host_id, lr.c.id.between(first, last))
                             for host_id, first, last in ranges)),
-                      lr.c.ts.between(min(grp.min_ts for grp in chosen), max(grp.max_ts for grp in chosen)),
-                      *self._filters(query, lr.c.ts, lr.c.level), *self._letters_filter(query.terms)]
+                      ts.between(min(grp.min_ts for grp in chosen), max(grp.max_ts for grp in chosen)),
+                      *self._filters(query, ts, lr.c.level), *self._letters_filter(query.terms)]
         if query.cursor is not None:
             cursor_ts, rid = query.cursor
-            conditions.append(or_(lr.c.ts < cursor_ts, and_(lr.c.ts == cursor_ts, lr.c.id < rid)))
+            conditions.append(or_(ts < cursor_ts, and_(ts == cursor_ts, lr.c.id < rid)))
         stmt = (select(lr.c.id, lr.c.ts, hosts.c.name, lr.c.source, lr.c.line, lr.c.labels, lr.c.level)
                 .select_from(lr.join(hosts, hosts.c.id == lr.c.host_id)).where(*conditions)
-                .order_by(lr.c.ts.desc(), lr.c.id.desc()))
+                .order_by(ts.desc(), lr.c.id.desc()))
         return self._matching(session, stmt, query.terms, most)
 
     def _letters_filter(self, terms: Sequence[SearchTerm]) -> list:
@@ -490,22 +428,6 @@ class LogService:
         words = line_words(line)
         return all(any(w.startswith(t.word) for w in words) if t.prefix else t.word in words for t in terms)
 
-    @staticmethod
-    def _watermark(session: Session) -> int:
-        """SQLite: the id up to which every line is in the search index
-        (console/storage/logsearch.py)."""
-        return int(session.execute(text(f"SELECT indexed_id FROM {STATE_TABLE}")).scalar_one())
-
-    def _with_unindexed(self, session: Session, query: LogQuery, watermark: int, rows: Sequence[Any]) -> list[Any]:
-        """``rows`` (the indexed matches, newest first, at most ``limit + 1``) merged with
-        the matching lines above ``watermark``: the newest ``limit + 1`` of both, each line
-        once."""
-        tail = self._unindexed(session, query, watermark, query.limit + 1)
-        if not tail:
-            return list(rows)
-        by_id = {r.id: r for r in (*rows, *tail)}  # a line the index took meanwhile is in both
-        return sorted(by_id.values(), key=lambda r: (r.ts, r.id), reverse=True)[:query.limit + 1]
-
     def _unindexed(self, session: Session, query: LogQuery, watermark: int, most: int | None = None) -> list[Any]:
         """The lines above ``watermark`` that match ``query`` (words, filters, cursor),
         newest first, the first ``most`` of them (all when None), matched here with the
@@ -531,25 +453,6 @@ class LogService:
                 .order_by(ts.desc(), lr.c.id.desc()))
         return self._matching(session, stmt, query.terms, most)
 
-    def _match(self, terms: tuple[SearchTerm, ...], rare: bool = True, upto: int | None = None) -> Any:
-        """SQLite: the FTS5 match of ``terms``. Terms are letters and digits only
-        (parse_terms), so they are safe inside the FTS5 syntax; the expression itself is
-        still passed as a parameter."""
-        expr = " ".join(f'"{t.word}"' + ("*" if t.prefix else "") for t in terms)
-        # A common word: SQLite would still start from the match and sort every matching
-        # line with its text (1.5-2 s for 700,000). "+" hides the primary key from the
-        # list, so the ts or (host_id, ts) index is walked newest first and each id probed
-        # in the list: ~0.15 us per match to build it, ~0.15 us per line walked (~120 ms
-        # for 700,000 matches; BENCHMARKS.md "Logs"). A word of a few thousand old lines
-        # would walk the whole table, hence the higher rare_matches_sqlite.
-        # upto: only the lines up to the index watermark (count_by_host counts those above it
-        # itself, each once); FTS5 bounds its rowids.
-        column = "log_records.id" if rare else "+log_records.id"
-        bound = "" if upto is None else " AND rowid <= :fts_upto"
-        match = text(f"{column} IN (SELECT rowid FROM {FTS_TABLE} WHERE log_fts MATCH :fts_query{bound})"
-                     ).bindparams(bindparam("fts_query", expr))
-        return match if upto is None else match.bindparams(bindparam("fts_upto", upto))
-
     # -- retention ----------------------------------------------------------------------
     def _size_expr(self, lr: Any) -> Any:
         if self.db.dialect == "postgresql":
@@ -561,18 +464,16 @@ class LogService:
 
     def stored_bytes(self, session: Session) -> int:
         """Estimated bytes of all stored log records (see the class docstring), packed lines
-        (PostgreSQL, console/logs/blocks.py) counted as if they were rows."""
+        (console/logs/blocks.py) counted as if they were rows."""
         lr = LogRecord.__table__
         rows = int(session.execute(select(func.coalesce(func.sum(self._size_expr(lr)), 0))).scalar_one())
-        if self.db.dialect != "postgresql":
-            return rows
         g = groups.GROUPS
         packed = select(func.coalesce(func.sum(g.c.packed_bytes + g.c.lines * ROW_OVERHEAD_BYTES), 0)).where(
             g.c.packed.is_not(None), g.c.rows_kept.is_(False))  # kept rows are counted as rows
         return rows + int(session.execute(packed).scalar_one())
 
     def _oldest_packed_until(self, session: Session, excess: int) -> tuple[int, int]:
-        """PostgreSQL: when the oldest line is packed, delete the oldest packed groups (whole)
+        """When the oldest line is packed, delete the oldest packed groups (whole)
         until ``excess`` bytes (as :meth:`stored_bytes` counts them) are freed, at most
         :data:`DELETE_CHUNK` lines' worth; returns ``(lines deleted, bytes freed)``, (0, 0)
         when the oldest line is a row."""
@@ -614,18 +515,17 @@ class LogService:
                 result.deleted_by_age += n
                 if n < DELETE_CHUNK:
                     break
-            if self.db.dialect == "postgresql":  # and the packed lines older than the cutoff
-                result.deleted_by_age += self.db.run(groups.delete_packed_before, cutoff)
+            # and the packed lines older than the cutoff
+            result.deleted_by_age += self.db.run(groups.delete_packed_before, cutoff)
         if self.retention_bytes > 0:
             total = result.bytes_before = self.db.run(self.stored_bytes)
             excess = total - int(self.retention_bytes * 0.95) if total > self.retention_bytes else 0
             while excess > 0:
-                if self.db.dialect == "postgresql":
-                    lines, freed = self.db.run(self._oldest_packed_until, excess)
-                    if lines:
-                        result.deleted_by_size += lines
-                        excess -= freed
-                        continue
+                lines, freed = self.db.run(self._oldest_packed_until, excess)
+                if lines:
+                    result.deleted_by_size += lines
+                    excess -= freed
+                    continue
                 ids, freed = self.db.run(self._oldest_until, excess)
                 if not ids:
                     break

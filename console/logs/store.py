@@ -1,44 +1,37 @@
-"""LogStore: the one write path into ``log_records`` and its full-text index.
+"""LogStore: the one write path into ``log_records`` and its search index.
 
 Every insert of log records must go through :meth:`LogStore.insert` and every delete
-through :func:`delete_log_records`, which keep the full-text index in step (migration
-0011_lperf removed the per-row index triggers that used to do this). A record is
-searchable as soon as its batch commits.
+through :func:`delete_log_records` / :func:`delete_host_logs`, which keep the search index
+in step. A record is searchable as soon as its batch commits.
 
-SQLite: the rows go in with the driver's ``executemany``; the FTS5 index lives in a file
-of its own (console/storage/logsearch.py) and is filled from the committed rows by
-:class:`console.logs.indexer.LogIndexer` on another thread, so the ingest transaction
-does not wait for it (the writer thread spends ~6 µs per realistic line instead of ~15;
-BENCHMARKS.md "Logs"). Search scans the rows the index has not reached yet, so a record
-is searchable as soon as its batch commits. Without a running indexer (an in-memory
-database, or a store nobody started) the rows are indexed in the ingest transaction.
-``id`` is an INTEGER PRIMARY KEY without AUTOINCREMENT: new rows get ids above both the
-largest stored id and the index watermark, so an id the index ever held (retention may
-leave an entry of a deleted row behind after a crash) is never given to another line.
+The rows go in alone (SQLite: the driver's ``executemany``; PostgreSQL: COPY); the search
+index is one Bloom filter per group of lines (console/logs/groups.py), filled from the
+committed rows by :class:`console.logs.groups.GroupIndexer` on another thread (a
+watermark, search scans the lines above it, ingest waits when it lags too far;
+console/logs/indexer.py). Without a running indexer (an in-memory database, or a store
+nobody started) the batch's lines are grouped in the ingest transaction. Groups older than
+the indexer's hot window are packed (console/logs/blocks.py): their lines leave
+``log_records`` for the group row.
 
-PostgreSQL: COPY straight into ``log_records``, nothing else; the search index is one
-Bloom filter per group of lines (console/logs/groups.py), filled from committed rows by
-:class:`console.logs.groups.GroupIndexer` on another thread under the same contract (a
-watermark, search scans the lines above it, ingest waits when it lags too far). Without a
-running indexer the batch's lines are grouped in the ingest transaction. Groups older
-than the indexer's hot window are packed (console/logs/blocks.py): their lines leave
-``log_records`` for the group row. (Until migration
-loggroup_0001 each row carried ``line_tsv``, its words as a tsvector behind a GIN index:
-~33 µs of server CPU per line; :func:`lexemes` still builds it for that migration's
-downgrade.)
+SQLite: ``id`` is an INTEGER PRIMARY KEY without AUTOINCREMENT: new rows get ids above
+both the largest stored id and the index watermark, so an id a group holds (its rows
+packed and deleted) is never given to another line. (Until migration logsqlite_0001 SQLite
+kept an FTS5 index in ``<database>.logsearch``; until loggroup_0001 each PostgreSQL row
+carried ``line_tsv``, its words as a tsvector behind a GIN index: ~33 µs of server CPU per
+line; :func:`lexemes` still builds it for that migration's downgrade.)
 """
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from console.logs.groups import GroupIndexer, delete_host_groups, index_groups, prune_groups
+from console.logs.groups import (GroupIndexer, delete_host_groups, index_groups, prune_groups, sqlite_index_groups,
+                                 sqlite_watermark)
 from console.logs.indexer import LogIndexer
 from console.logs.words import MAX_LEXEME_CHARS, WORD, line_words
 from console.storage.database import Database, driver_cursor, driver_errors, execute_dml
-from console.storage.logsearch import STATE_TABLE, index_rows, indexed_id, unindex_rows
 from console.storage.models import LogRecord
 
 __all__ = ["MAX_LEXEME_CHARS", "WORD", "LogRow", "LogStore", "delete_host_logs", "delete_log_records", "lexemes", "line_words"]
@@ -60,22 +53,20 @@ def lexemes(line: str) -> str:
 
 
 class LogStore:
-    """Inserts log records with their full-text index entries into ``db`` (SQLite or
-    PostgreSQL). On SQLite :meth:`start` runs the background indexer."""
+    """Inserts log records into ``db`` (SQLite or PostgreSQL); :meth:`start` runs the
+    background group indexer (not for an in-memory SQLite database, whose lines are
+    grouped as they are inserted)."""
 
     def __init__(self, db: Database) -> None:
         self.dialect = db.dialect
         self.newest_id = 0  # the newest id of the last insert (used on the writer thread only)
         self.indexer: LogIndexer | None = None
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" or db.engine.url.database not in (None, "", ":memory:"):
             self.indexer = GroupIndexer(db)
-        elif self.dialect == "sqlite" and db.engine.url.database not in (None, "", ":memory:"):
-            self.indexer = LogIndexer(db)
 
     def start(self) -> None:
-        """Index committed rows on a thread from now on (SQLite: into the FTS5 file;
-        PostgreSQL: as groups), and catch up on rows a previous run committed but did not
-        index."""
+        """Group committed rows on a thread from now on, and catch up on rows a previous
+        run committed but did not group."""
         if self.indexer is not None:
             self.indexer.start()
 
@@ -114,9 +105,9 @@ class LogStore:
                     self.newest_id = newest
                     return len(rows)
                 (last_id,) = cursor.execute("SELECT coalesce(max(id), 0) FROM log_records").fetchone()
-                watermark = indexed_id(cursor)
+                watermark = sqlite_watermark(cursor)
                 sql = "INSERT INTO log_records (host_id, ts, source, line, labels, level) VALUES (?, ?, ?, ?, ?, ?)"
-                if watermark > last_id:  # the newest rows were deleted: never reuse an id the index held
+                if watermark > last_id:  # the newest rows were deleted or packed: never reuse a group's id
                     cursor.execute("INSERT INTO log_records (id, host_id, ts, source, line, labels, level) "
                                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (watermark + 1, *rows[0]))
                     cursor.executemany(sql, rows[1:])
@@ -125,7 +116,7 @@ class LogStore:
                     cursor.executemany(sql, rows)
                     newest = last_id + len(rows)
                 if self.indexer is None or not self.indexer.running:
-                    index_rows(cursor, watermark, newest)
+                    sqlite_index_groups(cursor)
         finally:
             cursor.close()
         self.newest_id = newest
@@ -139,40 +130,17 @@ class LogStore:
 
 
 def delete_host_logs(session: Session, host_id: int) -> int:
-    """Delete every log line of host ``host_id`` (rows and, on PostgreSQL, packed groups,
+    """Delete every log line of host ``host_id`` (rows and packed groups,
     console/logs/blocks.py) in the session's transaction; returns how many lines."""
     deleted = delete_log_records(session, LogRecord.__table__.c.host_id == host_id)
-    if session.get_bind().dialect.name == "postgresql":
-        deleted += delete_host_groups(session, host_id)
-    return deleted
+    return deleted + delete_host_groups(session, host_id)
 
 
 def delete_log_records(session: Session, condition: Any) -> int:
     """Delete the ``log_records`` rows matching ``condition`` (a SQLAlchemy condition on
-    the table) in the session's transaction, with their search index entries; returns how
-    many rows were deleted.
-
-    SQLite: the contentless index needs each indexed line's text to remove it, so the
-    rows at or below the watermark are read first. The index file's write lock is taken
-    before anything of it is read, so the indexer cannot move the watermark meanwhile. The
-    transaction spans both files; SQLite commits the main file first (``vdbeCommit``: WAL
-    files commit one by one, in attach order), so a crash between the two leaves index
-    entries of deleted rows, never deleted entries of kept rows; search joins the index
-    with the rows, and :meth:`LogStore.insert` never reuses their ids."""
-    lr = LogRecord.__table__
-    if session.get_bind().dialect.name != "sqlite":
-        deleted = execute_dml(session, delete(lr).where(condition)).rowcount
-        prune_groups(session)
-        return deleted
-    session.execute(text(f"UPDATE {STATE_TABLE} SET indexed_id = indexed_id"))  # the lock, first
-    watermark = session.execute(text(f"SELECT indexed_id FROM {STATE_TABLE}")).scalar_one()
-    indexed = [(r.id, r.line) for r in session.execute(select(lr.c.id, lr.c.line).where(condition, lr.c.id <= watermark))]
-    deleted = execute_dml(session, delete(lr).where(condition)).rowcount
-    if indexed:
-        cursor = driver_cursor(session)
-        try:
-            with driver_errors(session, "delete log_fts"):
-                unindex_rows(cursor, indexed)
-        finally:
-            cursor.close()
+    the table) in the session's transaction, and the unpacked groups older than every
+    line left (:func:`console.logs.groups.prune_groups`); returns how many rows were
+    deleted. A group whose rows were deleted in part keeps its filter (a superset)."""
+    deleted = execute_dml(session, delete(LogRecord.__table__).where(condition)).rowcount
+    prune_groups(session)
     return deleted

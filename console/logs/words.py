@@ -1,15 +1,15 @@
 """The words of a log line as search sees them: runs of letters and digits, lower-cased.
 
-One definition for every index (SQLite's FTS5 unicode61 tokenizer splits the same way,
-PostgreSQL's group filters of console/logs/groups.py hash these words) and for the lines a
-search matches itself (console/logs/service.py), so index and query never disagree.
+One definition for the index (the group filters of console/logs/groups.py hash these
+words) and for the lines a search matches itself (console/logs/service.py), so index and
+query never disagree.
 """
 from __future__ import annotations
 
 import re
 
-# Runs of letters and digits; punctuation and "_" separate words (as FTS5's unicode61 and
-# console.logs.service.parse_terms).
+# Runs of letters and digits; punctuation and "_" separate words (as SQLite's FTS5
+# unicode61 tokenizer did, and console.logs.service.parse_terms).
 WORD = re.compile(r"[^\W_]+")
 # PostgreSQL rejects lexemes of 2 KiB or more; a word that long is no search word anyway
 # (terms are at most 64 characters), its first 500 characters still match a prefix search.

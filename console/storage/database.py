@@ -25,8 +25,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from console.storage.logsearch import attach as attach_log_search
-from console.storage.logsearch import search_file
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -53,16 +51,30 @@ def private_sqlite_files(path: Path) -> None:
     ``-shm`` files with the database file's mode (``findCreateFileMode`` in os_unix.c), so
     they follow it."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
-    # ``.logsearch``: the log search index (console/storage/logsearch.py), attached to every connection.
-    os.close(os.open(search_file(str(path)), os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
     # ``.leader``: the leadership lock file of console/cluster/leader.py, beside the database;
     # ``.writer``: the write turn of the console processes (:meth:`Database.on_writer`).
-    index = search_file(str(path))
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader"), Path(f"{path}.writer"),
-                 Path(index), Path(f"{index}-wal"), Path(f"{index}-shm")):
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.leader"), Path(f"{path}.writer")):
         with contextlib.suppress(FileNotFoundError):
             if stat.S_IMODE(name.stat().st_mode) != PRIVATE_FILE:
                 os.chmod(name, PRIVATE_FILE)
+
+
+def sqlite_bloom_has(bloom: bytes | None, h1: int, h2: int, k: int) -> int | None:
+    """SQLite's ``bloom_has(bloom, h1, h2, k)``: 1 when the Bloom filter ``bloom`` has
+    every one of the ``k`` bits of a token with the hashes ``h1`` and ``h2``, else 0
+    (NULL for a NULL filter). Bit ``i`` of the token is ``((h1 + i * h2) mod 2**32) * m >>
+    32`` of the filter's ``m`` bits, bit ``n`` being bit ``n % 8`` (least significant
+    first) of byte ``n // 8``: console/logs/groups.py ``bloom`` and ``may_hold``, which
+    PostgreSQL tests with ``get_bit``. One call per group and token: SQLite hands a
+    function its arguments as copies, and a call per bit copied the filter seven times."""
+    if bloom is None:
+        return None
+    m = len(bloom) * 8
+    for i in range(k):
+        n = (((h1 + i * h2) & 0xFFFFFFFF) * m) >> 32
+        if not (bloom[n >> 3] >> (n & 7)) & 1:
+            return 0
+    return 1
 
 
 def make_engine(url: str) -> Engine:
@@ -70,8 +82,9 @@ def make_engine(url: str) -> Engine:
 
     SQLite gets WAL journaling, ``synchronous=NORMAL`` (durable across process crashes,
     the WAL default trade-off), foreign keys, a 10 s busy timeout and reads through a
-    memory map (up to 1 GiB) on every connection, and the log search index file
-    attached (console/storage/logsearch.py).
+    memory map (up to 1 GiB) on every connection, and the function
+    :func:`sqlite_bloom_has` that tests the log groups' Bloom filters in SQL
+    (console/logs/groups.py).
     The parent folder of a SQLite file is created (0700), the file itself 0600 (see
     :func:`private_sqlite_files`).
     """
@@ -81,7 +94,6 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             private_sqlite_files(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-        database = engine.url.database or ""
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API objects
@@ -100,7 +112,7 @@ def make_engine(url: str) -> Engine:
             # SQLite reports. https://www.sqlite.org/mmap.html
             cur.execute("PRAGMA mmap_size=1073741824")
             cur.close()
-            attach_log_search(dbapi_conn, database)
+            dbapi_conn.create_function("bloom_has", 4, sqlite_bloom_has, deterministic=True)
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

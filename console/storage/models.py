@@ -160,10 +160,9 @@ class IngestBatch(Base):
 
 class LogRecord(Base):
     __tablename__ = "log_records"
-    __table_args__ = (Index("ix_log_records_host_ts", "host_id", "ts"), Index("ix_log_records_ts", "ts"),
-                      Index("ix_log_records_level_ts", "level", "ts"))  # migration 0013
-    # PostgreSQL has dropped (host_id, ts) and (level, ts) since logblocks_0001: its searches
-    # read rows by id (console/logs/groups.py).
+    # (host_id, ts) and (level, ts) were dropped by logblocks_0001 (PostgreSQL) and
+    # logsqlite_0001 (SQLite): searches read rows by id (console/logs/groups.py).
+    __table_args__ = (Index("ix_log_records_ts", "ts"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
@@ -388,7 +387,8 @@ class DeployEvent(Base):
 
 # Full-text search objects the migrations create with raw SQL (0004_logs): the SQLite FTS5
 # table with its shadow tables, and PostgreSQL's generated tsvector column and its index;
-# since loggroup_0001 PostgreSQL's group filters and their watermark (console/logs/groups.py).
+# since loggroup_0001 (PostgreSQL) and logsqlite_0001 (SQLite) the group filters and their
+# watermark (console/logs/groups.py).
 FULL_TEXT_OBJECTS = ("log_records_fts", "line_tsv", "ix_log_records_line_tsv", "log_search_groups",
                      "log_search_state")
 

@@ -11,9 +11,10 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from console.logs.service import LogService, parse_terms
+from bench.logs_search import pack_all
+from console.logs.service import LogService
 from tests.conftest import database_url
-from tests.harness import ConsoleHarness
+from tests.harness import ConsoleHarness, wait_for
 
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, Unix ms
 
@@ -109,16 +110,28 @@ def test_cursor_pagination_is_complete_and_stable(seeded):
     assert pages == 7 and len(seen) == 253 and len(set(seen)) == 253
 
 
-def test_rare_and_common_word_plans_give_the_same_pages(seeded):
-    """SQLite starts a rare word's search from the FTS match and a common word's from the
-    time index (LogService.rare_matches, rare_matches_sqlite); both must return the same
-    records and cursors."""
+def pack_now(c) -> None:
+    """Group every stored line, then pack every group and delete its rows, as the console
+    does once lines are older than its hot window (console/logs/groups.py)."""
+    db = c.services.db
+    caught_up = text("SELECT (SELECT indexed_id FROM log_search_state) >= (SELECT coalesce(max(id), 0) "
+                     "FROM log_records)")
+    wait_for(lambda: db.run(lambda s: s.execute(caught_up).scalar()), 30, "the group index to catch up")
+    pack_all(db)
+    assert db.run(lambda s: s.execute(text("SELECT count(*) FROM log_search_groups WHERE packed IS NULL OR rows_kept")
+                                      ).scalar()) == 0
+
+
+def test_rows_and_packed_groups_give_the_same_pages(seeded):
+    """Lines read as rows (the hot window) and read from their packed groups return the
+    same records and cursors."""
     c, token, (web, db), tag = seeded
-    logs = c.services.logs
     queries = [{"q": f"{tag} request", "host": web, "limit": 60},
                {"q": f"{tag} served", "host": f"{web},{db}", "start": (T0 + 100.5) / 1000, "end": (T0 + 302.5) / 1000,
                 "limit": 50},
-               {"q": f"{tag} relat*", "source": "/var/log/postgresql/*"}]
+               {"q": f"{tag} relat*", "source": "/var/log/postgresql/*"},
+               {"q": tag, "level": "error,warn"},
+               {"q": tag, "level": "fatal"}]
 
     def pages(params):
         out, cursor = [], None
@@ -129,24 +142,20 @@ def test_rare_and_common_word_plans_give_the_same_pages(seeded):
             if cursor is None:
                 return out
 
-    default = logs.rare_matches, logs.rare_matches_sqlite
-    try:
-        rare = [pages(q) for q in queries]
-        logs.rare_matches = logs.rare_matches_sqlite = 1  # every word with a match counts as common
-        common = [pages(q) for q in queries]
-    finally:
-        logs.rare_matches, logs.rare_matches_sqlite = default
-    assert rare == common
-    assert [sum(len(ids) for ids, _ in p) for p in rare] == [250, 150, 1]  # lines 0..249 hold "request ... served"
+    rows = [pages(q) for q in queries]
+    assert c.count("log_records") > 0
+    pack_now(c)
+    packed = [pages(q) for q in queries]
+    assert rows == packed
+    assert [sum(len(ids) for ids, _ in p) for p in rows] == [250, 150, 1, 3, 0]  # lines 0..249 hold "request ... served"
 
 
 def test_common_word_pages_equal_brute_force_with_late_arrivals(db_console):
     """A word in most lines, with filters, paged across several pages, returns exactly the
     lines a brute-force filter over every stored row gives in (ts, id) descending order,
     though lines replayed late (an agent's spool after an outage) have higher ids than
-    newer lines and some lines share a ts. Run with the default thresholds (every word
-    here is rare) and with thresholds that make the words common (SQLite then walks the
-    ts index against the list of matches; LogService.rare_matches_sqlite)."""
+    newer lines and some lines share a ts. Run with the lines as rows (the hot window) and
+    again once their groups are packed."""
     c = db_console
     tag = "cw" + uuid.uuid4().hex[:8]
     hosts = (f"a-{tag}", f"b-{tag}")
@@ -190,29 +199,23 @@ def test_common_word_pages_equal_brute_force_with_late_arrivals(db_console):
                {"q": f"COMMON{tag} mid{tag}", "level": "error"},
                {"q": f"common{tag}*", "source": "/var/log/a*", "start": (t1 + 50.5) / 1000, "end": (t1 + 560.5) / 1000},
                {"q": f"mid{tag} end", "host": hosts[1], "level": "info,error"}]
-    logs = c.services.logs
-    defaults = logs.rare_matches, logs.rare_matches_sqlite
-    try:
-        for thresholds in (defaults, (50, 50)):
-            logs.rare_matches, logs.rare_matches_sqlite = thresholds
-            if thresholds != defaults:
-                assert not c.services.db.run(logs._rare, parse_terms(f"common{tag}"))
-            for params in queries:
-                expected = brute_force(**params)
-                got, cursor, pages = [], None, 0
-                while True:
-                    body = search(c, token, **params, limit=37, **({"cursor": cursor} if cursor else {}))
-                    got += [r["id"] for r in body["logs"]]
-                    pages += 1
-                    cursor = body["next"]
-                    if cursor is None:
-                        break
-                    assert cursor == f"{body['logs'][-1]['ts']}_{body['logs'][-1]['id']}"
-                assert len(expected) > 37 * 2, params  # several pages each
-                assert got == expected, (thresholds, params)
-                assert pages == -(-len(expected) // 37)
-    finally:
-        logs.rare_matches, logs.rare_matches_sqlite = defaults
+    for state in ("rows", "packed"):
+        if state == "packed":
+            pack_now(c)
+        for params in queries:
+            expected = brute_force(**params)
+            got, cursor, pages = [], None, 0
+            while True:
+                body = search(c, token, **params, limit=37, **({"cursor": cursor} if cursor else {}))
+                got += [r["id"] for r in body["logs"]]
+                pages += 1
+                cursor = body["next"]
+                if cursor is None:
+                    break
+                assert cursor == f"{body['logs'][-1]['ts']}_{body['logs'][-1]['id']}"
+            assert len(expected) > 37 * 2, params  # several pages each
+            assert got == expected, (state, params)
+            assert pages == -(-len(expected) // 37)
 
 
 def test_search_without_words_lists_recent(seeded):
@@ -280,7 +283,15 @@ def own_console(db_console, tmp_path_factory):
             harness.close()
 
 
-def test_retention_by_age_and_size(own_console):
+def stored_lines(c) -> int:
+    """Lines stored: rows, and the lines of packed groups whose rows are gone."""
+    return c.services.db.run(lambda s: s.execute(text(
+        "SELECT (SELECT count(*) FROM log_records) + (SELECT coalesce(sum(lines), 0) FROM log_search_groups "
+        "WHERE packed IS NOT NULL AND NOT rows_kept)")).scalar())
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["rows", "packed"])
+def test_retention_by_age_and_size(own_console, packed):
     c = own_console
     svc = c.services.logs
     host = "ret-" + uuid.uuid4().hex[:8]
@@ -289,14 +300,17 @@ def test_retention_by_age_and_size(own_console):
     # 10 days old: within the console's 14-day retention (older lines are refused at
     # ingest), beyond the 7 days of the retention run below.
     old = [rec(i, f"old line {i}", ts=now_ms - 10 * 86_400_000 + i) for i in range(30)]
-    new = [rec(i, f"new line {i} " + "x" * 100, ts=now_ms - 1000 + i) for i in range(100)]
+    n_new = 1000 if packed else 100  # packed: several groups of 256 lines, the size cap deletes whole ones
+    new = [rec(i, f"new line {i} " + "x" * 100, ts=now_ms - 1000 + i) for i in range(n_new)]
     assert c.push(host, token, [], old + new)[0] == 200
-    before_total = c.count("log_records")
+    if packed:  # the lines older than the hot window: packed (the old straddle no group boundary here)
+        pack_now(c)
+    before_total = stored_lines(c)
     age_only = LogService(c.services.db, retention_days=7, retention_bytes=0)
     result = age_only.enforce_retention()
     assert result.deleted_by_age >= 30
     assert search(c, c.api_token("viewer"), host=host, limit=1000)["logs"][-1]["line"].startswith("new line 0 ")
-    remaining = c.count("log_records")
+    remaining = stored_lines(c)
     assert remaining == before_total - result.deleted_by_age
     # size cap: keep at most ~half of what is stored; the oldest go first
     stored = c.services.db.run(svc.stored_bytes)
@@ -304,10 +318,13 @@ def test_retention_by_age_and_size(own_console):
     by_size = LogService(c.services.db, retention_days=0, retention_bytes=cap).enforce_retention()
     assert by_size.deleted_by_size > 0 and by_size.bytes_before == stored
     after = c.services.db.run(svc.stored_bytes)
-    assert after <= cap * 0.95 and after > cap * 0.8
+    # rows go one by one; packed lines by whole groups, of which at most one too many
+    group = c.services.db.run(lambda s: s.execute(text(
+        "SELECT coalesce(max(packed_bytes + lines * 64), 0) FROM log_search_groups WHERE packed IS NOT NULL")).scalar())
+    assert after <= cap * 0.95 and after > (cap * 0.95 - group if packed else cap * 0.8)
     # what survived is the newest
     lines = search(c, c.api_token("viewer"), host=host, limit=1000)["logs"]
-    assert lines and lines[0]["line"].startswith("new line 99 ")
+    assert lines and lines[0]["line"].startswith(f"new line {n_new - 1} ")
     # the search index forgot deleted lines too
     assert search(c, c.api_token("viewer"), q="old", host=host)["logs"] == []
 

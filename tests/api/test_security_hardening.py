@@ -167,7 +167,7 @@ def test_data_directory_and_database_files_are_owner_only(tmp_path):
     finally:
         harness.close()
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    assert {"fleetdeck.db", "fleetdeck.db-wal", "fleetdeck.db-shm", "fleetdeck.db.logsearch"} <= set(modes)
+    assert {"fleetdeck.db", "fleetdeck.db-wal", "fleetdeck.db-shm"} <= set(modes)
     assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
     # An install made before: loose modes are narrowed at the next start.
     os.chmod(data, 0o755)

@@ -1,11 +1,13 @@
-"""SQLite log search while the background indexer is behind (console/logs/indexer.py).
+"""SQLite log search while the background group indexer is behind (console/logs/indexer.py,
+console/logs/groups.py).
 
-A real ``fleetdeck serve`` on a SQLite file. The test holds the write lock of the search
-index file (``fleetdeck.db.logsearch``), so the indexer cannot index anything: a batch is
-still answered 200 at once, its lines are found by ``GET /api/v1/logs`` right after the
-200 (scanned above the index watermark, merged with indexed lines in order and across
-pages), and after a kill -9 of the console with lines committed but not indexed, the
-restarted console finds them too and its indexer indexes them once the lock is gone."""
+A real ``fleetdeck serve`` on a SQLite file. The test makes every insert into
+``log_search_groups`` fail (a trigger that aborts it, as a full disk would fail the
+indexer's write), so the indexer cannot group anything: a batch is still answered 200 at
+once, its lines are found by ``GET /api/v1/logs`` right after the 200 (scanned above the
+watermark, merged with grouped lines in order and across pages), and after a kill -9 of
+the console with lines committed but not grouped, the restarted console finds them too
+and its indexer groups them once the trigger is gone."""
 from __future__ import annotations
 
 import json
@@ -22,27 +24,27 @@ from tests.integration.procs import ConsoleProcess
 
 @contextmanager
 def index_locked(data_dir: Path):
-    """Hold the search index file's write lock (as a long indexing pass would)."""
-    conn = sqlite3.connect(data_dir / "fleetdeck.db.logsearch", timeout=30, isolation_level=None)
+    """Make the group indexer's writes fail until the block ends (it retries each second)."""
+    with sqlite3.connect(data_dir / "fleetdeck.db", timeout=30, isolation_level=None) as conn:
+        conn.execute("CREATE TRIGGER test_hold_groups BEFORE INSERT ON log_search_groups "
+                     "BEGIN SELECT RAISE(ABORT, 'held by the test'); END")
     try:
-        conn.execute("BEGIN IMMEDIATE")
         yield
     finally:
-        conn.execute("ROLLBACK")
-        conn.close()
+        with sqlite3.connect(data_dir / "fleetdeck.db", timeout=30, isolation_level=None) as conn:
+            conn.execute("DROP TRIGGER test_hold_groups")
 
 
 def watermark_and_newest(data_dir: Path) -> tuple[int, int]:
     with sqlite3.connect(data_dir / "fleetdeck.db", timeout=30) as conn:
-        conn.execute("ATTACH DATABASE ? AS logsearch", (str(data_dir / "fleetdeck.db.logsearch"),))
-        return conn.execute("SELECT (SELECT indexed_id FROM logsearch.log_fts_state), "
+        return conn.execute("SELECT (SELECT indexed_id FROM log_search_state), "
                             "(SELECT coalesce(max(id), 0) FROM log_records)").fetchone()
 
 
-def indexed_ids(data_dir: Path, word: str) -> set[int]:
-    """The ids the index itself holds for ``word`` (not what search finds)."""
-    with sqlite3.connect(data_dir / "fleetdeck.db.logsearch", timeout=30) as conn:
-        return {r[0] for r in conn.execute("SELECT rowid FROM log_fts WHERE log_fts MATCH ?", (f'"{word}"',))}
+def grouped_lines(data_dir: Path) -> int:
+    """The lines the groups themselves hold (not what search finds)."""
+    with sqlite3.connect(data_dir / "fleetdeck.db", timeout=30) as conn:
+        return conn.execute("SELECT coalesce(sum(lines), 0) FROM log_search_groups").fetchone()[0]
 
 
 def push(console: ConsoleProcess, token: str, host: str, lines: list[str], t0: int) -> float:
@@ -74,7 +76,7 @@ def test_lines_are_found_at_once_while_the_index_is_behind(tmp_path: Path):
         t0 = int(time.time() * 1000) - 60_000
         push(console, agent, "lag-web", [f"{tag} old line {i} req=4f2a{i:04x}" for i in range(3)], t0)
         wait_for(lambda: (lambda w, n: w == n)(*watermark_and_newest(tmp_path)), 30, "the index to catch up")
-        assert len(indexed_ids(tmp_path, tag)) == 3
+        assert grouped_lines(tmp_path) == 3
         with index_locked(tmp_path):
             # The indexer cannot write: ingest answers anyway, and its lines are found at once.
             took = push(console, agent, "lag-web", [f"{tag} new line {i} trace=9c1e-{i}" for i in range(3)],
@@ -100,9 +102,9 @@ def test_lines_are_found_at_once_while_the_index_is_behind(tmp_path: Path):
                 if not cursor:
                     break
             assert len(seen) == len(set(seen)) == 6
-            assert indexed_ids(tmp_path, "9c1e") == set()
+            assert grouped_lines(tmp_path) == 3
         wait_for(lambda: (lambda w, n: w == n)(*watermark_and_newest(tmp_path)), 30, "the index to catch up")
-        assert len(indexed_ids(tmp_path, "9c1e")) == 3
+        assert grouped_lines(tmp_path) == 6
         assert len(search(console, viewer, q=f"{tag} 9c1e")["logs"]) == 3
     finally:
         console.stop()
@@ -122,10 +124,10 @@ def test_lines_committed_but_not_indexed_survive_a_kill9(tmp_path: Path):
             console.kill9()  # committed (answered 200), never indexed
             console.start()
             assert len(search(console, viewer, q=tag, limit=1000)["logs"]) == 50
-            assert indexed_ids(tmp_path, tag) == set()
+            assert grouped_lines(tmp_path) == 0
         # the restarted console's indexer goes on from the watermark
         wait_for(lambda: (lambda w, n: w == n)(*watermark_and_newest(tmp_path)), 30, "the index to catch up")
-        assert len(indexed_ids(tmp_path, tag)) == 50
+        assert grouped_lines(tmp_path) == 50
         assert len(search(console, viewer, q=f"{tag} 10", limit=1000)["logs"]) == 50
     finally:
         console.stop()

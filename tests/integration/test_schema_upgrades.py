@@ -28,7 +28,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, func, inspect, literal_column, select, text
 
 from console.logs.groups import GroupIndexer
-from console.logs.indexer import LogIndexer
 from console.logs.service import LogQuery, LogService, SearchTerm
 from console.storage.database import MIGRATIONS_DIR, Database, make_engine, upgrade_schema
 from console.storage.models import include_in_comparison
@@ -290,36 +289,22 @@ def check_rows_and_data_migrations(engine: Engine, seeded: dict[str, dict[str, A
         assert owner == ("alice" if "created_by" in seeded["tokens"] else None)
         assert [tuple(r) for r in conn.execute(text("SELECT id, generation FROM auth_state"))] == [(1, 0)]
         # 0004_logs/0011_lperf: the line stored before the upgrade is found by a word search.
-        if engine.dialect.name == "sqlite":
-            # logperf_0001: the index is a file of its own, filled by the console's log
-            # indexer from the stored rows (the upgraded file has none yet): one pass of it.
-            db = Database(engine.url.render_as_string(hide_password=False))
+        # loggroup_0001 (PostgreSQL), logsqlite_0001 (SQLite): a Bloom filter per group of
+        # lines, filled by the console's group indexer from the stored rows: one pass of it,
+        # then a search through the groups.
+        db = Database(engine.url.render_as_string(hide_password=False))
+        try:
+            raw = db.engine.raw_connection()
             try:
-                raw = db.engine.raw_connection()
-                try:
-                    LogIndexer(db).index_pass(raw.driver_connection)
-                finally:
-                    raw.close()
+                assert GroupIndexer(db).index_pass(raw.driver_connection) == 1
             finally:
-                db.close()
-            found = conn.execute(text("SELECT rowid FROM logsearch.log_fts WHERE log_fts MATCH :w"),
-                                 {"w": SEARCH_WORD}).scalars().all()
-        else:
-            # loggroup_0001: a Bloom filter per group of lines, filled by the console's group
-            # indexer from the stored rows: one pass of it, then a search through the groups.
-            db = Database(engine.url.render_as_string(hide_password=False))
-            try:
-                raw = db.engine.raw_connection()
-                try:
-                    assert GroupIndexer(db).index_pass(raw.driver_connection) == 1
-                finally:
-                    raw.close()
-                assert conn.execute(text("SELECT first_record_id, last_record_id FROM log_search_groups")).all() \
-                    == [(1, 1)]
-                found = [r["id"] for r in db.run(LogService(db).search,
-                                                  LogQuery(terms=(SearchTerm(SEARCH_WORD),)))["logs"]]
-            finally:
-                db.close()
+                raw.close()
+            assert conn.execute(text("SELECT first_record_id, last_record_id FROM log_search_groups")).all() \
+                == [(1, 1)]
+            found = [r["id"] for r in db.run(LogService(db).search,
+                                              LogQuery(terms=(SearchTerm(SEARCH_WORD),)))["logs"]]
+        finally:
+            db.close()
         assert found == [1], f"full-text search for {SEARCH_WORD!r} after the upgrade found {found}"
         if engine.dialect.name == "postgresql":
             # pgpart_0001: each row moved into the partition of its day, none left in a default one

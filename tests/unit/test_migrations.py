@@ -53,18 +53,19 @@ def test_sqlite_reads_pages_through_a_memory_map(tmp_path):
     db.close()
 
 
-def test_sqlite_log_index_merges_sixteen_segments_at_a_time(tmp_path):
-    # 0012_fts_automerge, kept by the index file of logperf_0001 (console/storage/logsearch.py):
-    # fewer FTS5 merges per indexing pass (BENCHMARKS.md "Logs").
+def test_sqlite_log_search_is_groups_in_the_main_file(tmp_path):
+    # logsqlite_0001: the FTS5 index file of logperf_0001 is gone, the groups (with their
+    # filters and packed lines last in the row) and the watermark are in the main file.
+    (tmp_path / "f.db.logsearch").write_bytes(b"an index file of an earlier version")
     db = Database(f"sqlite:///{tmp_path / 'f.db'}")
     db.migrate()
     with db.engine.connect() as conn:
-        value = conn.exec_driver_sql("SELECT v FROM logsearch.log_fts_config WHERE k = 'automerge'").scalar()
-        # the index still answers after the setting changed
-        assert conn.exec_driver_sql("SELECT count(*) FROM logsearch.log_fts WHERE log_fts MATCH 'x'"
-                                    ).scalar() == 0
-        # the old index in the main file is gone
-        assert conn.exec_driver_sql("SELECT count(*) FROM main.sqlite_master WHERE name LIKE 'log_records_fts%'"
-                                    ).scalar() == 0
+        columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(log_search_groups)")]
+        assert columns[-2:] == ["bloom", "packed"]
+        assert conn.exec_driver_sql("SELECT indexed_id FROM log_search_state").scalar() == 0
+        indexes = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE tbl_name = 'log_records' "
+                                           "AND type = 'index'").scalars())
+        assert "ix_log_records_ts" in indexes and not {"ix_log_records_host_ts", "ix_log_records_level_ts"} & indexes
+        assert [r[1] for r in conn.exec_driver_sql("PRAGMA database_list")] in (["main"], ["main", "temp"])
     db.close()
-    assert value == 16
+    assert not (tmp_path / "f.db.logsearch").exists()
