@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from console.alerting.service import AlertingService  # noqa: E402
 from console.config import AlertingConfig  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.hot_samples import INSERT_SQLITE  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
@@ -73,7 +74,8 @@ def load(db: Database, hosts: int, start_s: int, points: int, interval: int, now
                 samples += [(sid, (start_s + i * interval) * 1000, value(i)) for i in range(points)]
             cur.executemany(f"INSERT INTO series (id, host_id, name, labels, type) VALUES ({ph}, {ph}, {ph}, {ph}, "
                             f"'gauge')", rows)
-            cur.executemany(f"INSERT INTO samples (series_id, ts, value) VALUES ({ph}, {ph}, {ph})", samples)
+            cur.executemany(INSERT_SQLITE if db.dialect == "sqlite" else
+                            "INSERT INTO samples (series_id, ts, value) VALUES (%s, %s, %s)", samples)
             count += len(samples)
         if db.dialect == "postgresql":
             cur.execute("ANALYZE")

@@ -57,6 +57,7 @@ from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
 from console.server import tune_gc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
+from console.storage.hot_samples import INSERT_SQLITE  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
@@ -86,7 +87,7 @@ def load_rows(db: Database, now_ms: int, count: int) -> None:
             raw.execute("INSERT INTO hosts (id, name, first_seen, labels) VALUES (1, 'q-1', 0, '{}')")
             raw.executemany("INSERT INTO series (id, host_id, name, labels, type) VALUES (?, 1, ?, ?, 'gauge')", series)
             raw.executemany("INSERT INTO rollup_1m (series_id, ts, min, max, sum, count) VALUES (?,?,?,?,?,?)", rollups)
-            raw.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?,?,?)", samples)
+            raw.executemany(INSERT_SQLITE, samples)
             raw.execute("INSERT INTO rollup_watermarks VALUES ('1m', ?, 0, 0)", (now_ms,))
             return
         cur = raw.cursor()

@@ -81,12 +81,13 @@ def baseline(samples: int, path: str) -> float:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE samples (series_id INTEGER, ts BIGINT, value FLOAT, "
-                 "PRIMARY KEY (series_id, ts)) WITHOUT ROWID")
+    conn.execute("CREATE TABLE samples (bucket BIGINT, series_id INTEGER, ts BIGINT, value FLOAT, "
+                 "PRIMARY KEY (bucket, series_id, ts)) WITHOUT ROWID")  # console/storage/hot_samples.py
     rows = [(i % 60000, 1_700_000_000_000 + (i // 60000) * 1000, random.random()) for i in range(samples)]
     t = time.perf_counter()
     for start in range(0, len(rows), 500):
-        conn.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?)", rows[start:start + 500])
+        conn.executemany("INSERT OR IGNORE INTO samples (bucket, series_id, ts, value) VALUES (?2 / 60000, ?1, ?2, ?3)",
+                         rows[start:start + 500])
         conn.commit()
     elapsed = time.perf_counter() - t
     conn.close()

@@ -18,6 +18,7 @@ from console.errors import NotFound
 from console.i18n import tx
 from console.logs.store import delete_host_logs
 from console.storage.database import execute_dml
+from console.storage.hot_samples import hot_filter
 from console.storage.models import (Host, IngestBatch, IngestRejection, Rollup1h, Rollup1m, Rollup1mBlock,
                                     Sample, SampleBlock, Series, Token)
 
@@ -53,7 +54,9 @@ def retire_host(session: Session, audit: AuditService, now: float, actor: str, s
         return int(count or 0)
 
     counts = {
-        "samples": gone(delete(Sample).where(Sample.series_id.in_(series))) + packed_samples(),
+        # No session sync: it would fetch the rows' primary key, whose ``bucket`` is SQLite's only.
+        "samples": gone(delete(Sample).where(hot_filter(session.get_bind().dialect.name), Sample.series_id.in_(series))
+                        .execution_options(synchronize_session=False)) + packed_samples(),
         "rollups": gone(delete(Rollup1m).where(Rollup1m.series_id.in_(series))) + packed_rollups()
         + gone(delete(Rollup1h).where(Rollup1h.series_id.in_(series))),
         "logs": delete_host_logs(session, host.id),

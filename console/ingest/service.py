@@ -50,6 +50,7 @@ from console.errors import InvalidInput
 from console.ingest.batch import Batch, BatchDecoder, LogIn, canonical_labels
 from console.logs.store import LogRow, LogStore
 from console.storage.database import Database, driver_cursor, driver_errors
+from console.storage.hot_samples import INSERT_SQLITE
 from console.storage.partitions import HOUR_MS as PARTITION_HOUR_MS
 from console.storage.partitions import LOG_TABLE, Partition, TimePartitioned, cover, partitions
 from console.storage.partitions import TABLES as PARTITIONED
@@ -235,7 +236,8 @@ class IngestService:
                                     "ON CONFLICT DO NOTHING")
             self._update_hosts_sql = self._update_hosts_sql.replace("?", "%s")
         else:
-            self._insert_samples = "INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)"
+            # The bucket is computed by SQLite from the time (console/storage/hot_samples.py).
+            self._insert_samples = INSERT_SQLITE
 
     async def writer_quiet(self) -> None:
         """With several workers on one SQLite file (``workers`` > 1), wait while this

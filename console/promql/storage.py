@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import orjson
 import re2
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from console.promql.ast import LabelMatcher
 from console.promql.values import NAME, Labels, make_labels
 from console.query.service import sample_rows
 from console.storage import rollup_blocks
-from console.storage.models import RULES_HOST, Host, RollupWatermark, Sample, Series
+from console.storage.hot_samples import hot_clause, hot_params
+from console.storage.models import RULES_HOST, Host, RollupWatermark, Series
 
 if TYPE_CHECKING:
     from console.promql.rollups import ClosedSumsCache
@@ -351,8 +352,10 @@ class Storage:
             return True
         if series_id < 0:
             return bool(self._virtual[-series_id - 1].samples(mint, maxt)[0])
-        if self.session.execute(select(Sample.ts).where(
-                Sample.series_id == series_id, Sample.ts >= mint, Sample.ts <= maxt).limit(1)).first() is not None:
+        hot = hot_clause(self.session.get_bind().dialect.name)
+        if self.session.execute(text(f"SELECT 1 FROM samples WHERE {hot}series_id = :sid AND ts >= :lo AND ts <= :hi "
+                                     "LIMIT 1"), {"sid": series_id, "lo": mint, "hi": maxt,
+                                                  **hot_params(mint, maxt)}).first() is not None:
             return True
         return bool(sample_rows(self.session, [series_id], mint, maxt, 0)[0].get(series_id))
 

@@ -22,10 +22,13 @@ from typing import Sequence
 import numpy as np
 import pcodec
 from pcodec import standalone
-from sqlalchemy import desc, select
+from sqlalchemy import desc, select, text
 from sqlalchemy.orm import Session
 
-from console.storage.models import Sample, SampleBlock
+from console.storage.hot_samples import BUCKET_MIN, hot_clause
+from console.storage.models import SampleBlock
+
+LATEST_BUCKETS = 10  # minutes of hot rows looked at first for a series' latest samples
 
 VERSION = 1
 _HEADER = struct.Struct("<BII")
@@ -80,11 +83,33 @@ def decode(data: bytes) -> list[tuple[int, float]]:
     return list(zip(t.tolist(), v.tolist()))
 
 
+def _latest_rows(session: Session, series_id: int, n: int) -> list[tuple[int, float]]:
+    """The last ``n`` hot rows of one series, newest first. On SQLite the rows are
+    clustered by minute (console/storage/hot_samples.py): the minutes of the last
+    ``LATEST_BUCKETS`` stored are looked at first (one seek each, newest first, stopping
+    at ``n`` rows), every stored minute only for a series with fewer rows there."""
+    if session.get_bind().dialect.name != "sqlite":
+        return [(ts, v) for ts, v in session.execute(text(
+            "SELECT ts, value FROM samples WHERE series_id = :sid ORDER BY ts DESC LIMIT :n"),
+            {"sid": series_id, "n": n})]
+    newest = session.execute(text("SELECT MAX(bucket) FROM samples")).scalar()
+    if newest is None:
+        return []
+    sql = text(f"SELECT ts, value FROM samples WHERE {hot_clause('sqlite')}series_id = :sid "
+               "ORDER BY bucket DESC, ts DESC LIMIT :n")
+    points: list[tuple[int, float]] = []
+    for lo in (newest - LATEST_BUCKETS, BUCKET_MIN):
+        points = [(ts, v) for ts, v in session.execute(sql, {"sid": series_id, "n": n, "bucket_lo": lo,
+                                                               "bucket_hi": newest})]
+        if len(points) == n:
+            break
+    return points
+
+
 def latest_samples(session: Session, series_id: int, n: int) -> list[tuple[int, float]]:
     """The last ``n`` raw samples of one series, oldest first, from hot rows or, for a
     series silent longer than the hot window, its newest block."""
-    points: list[tuple[int, float]] = [(ts, v) for ts, v in session.execute(select(Sample.ts, Sample.value).where(
-        Sample.series_id == series_id).order_by(desc(Sample.ts)).limit(n))]
+    points = _latest_rows(session, series_id, n)
     if len(points) < n:
         data = session.execute(select(SampleBlock.data).where(SampleBlock.series_id == series_id)
                                .order_by(desc(SampleBlock.start_ts)).limit(1)).scalar()

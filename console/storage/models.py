@@ -120,11 +120,15 @@ class Series(Base):
 
 
 class Sample(Base):
-    """A raw sample. Clustered on (series_id, ts): WITHOUT ROWID on SQLite."""
+    """A raw sample, a hot row (older ones are packed into ``sample_blocks``). On SQLite a
+    WITHOUT ROWID table clustered on (bucket, series_id, ts), ``bucket`` = ts / 60,000
+    (the minute; console/storage/hot_samples.py, migration sqlhead_0001); on PostgreSQL
+    partitioned by time and keyed (series_id, ts), without ``bucket`` (pgpart_0001)."""
 
     __tablename__ = "samples"
     __table_args__ = {"sqlite_with_rowid": False}
 
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # SQLite only: ts / BUCKET_MS
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix ms
     value: Mapped[float] = mapped_column(Float)

@@ -64,12 +64,14 @@ from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 from console.config import ConsoleConfig
 from console.query.series_math import bucket_stats
 from console.query.service import sample_rows
 from console.storage import blocks, rollup_blocks
 from console.storage.database import Database
+from console.storage.hot_samples import BUCKET_MS, bucket_of, hot_clause, hot_params
 from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
                                     SampleBlock, Series)
 from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, mirror
@@ -106,18 +108,36 @@ TIERS = (Tier("1m", MINUTE_MS, "rollup_1m", "samples", 10, 500),
          Tier("1h", HOUR_MS, "rollup_1h", "rollup_1m", 1, 250))
 TIER_BY_NAME = {t.name: t for t in TIERS}
 
-_FROM_RAW = text("""
+_FROM_RAW_SQL = """
 SELECT x.series_id, x.bucket, MIN(x.value), MAX(x.value), SUM(x.value), COUNT(*),
        SUM(CASE WHEN x.prev IS NULL THEN 0 WHEN x.value >= x.prev THEN x.value - x.prev ELSE x.value END)
 FROM (SELECT series_id, ts, value, (ts / 60000) * 60000 AS bucket,
              LAG(value) OVER (PARTITION BY series_id ORDER BY ts) AS prev
-      FROM samples WHERE series_id IN :ids AND ts >= :lookback AND ts < :hi) x
+      FROM samples WHERE {chunk} AND ts >= :lookback AND ts < :hi) x
 WHERE x.ts >= :lo
 GROUP BY x.series_id, x.bucket
-""").bindparams(bindparam("ids", expanding=True))
+"""
+_PACK_SQL = "DELETE FROM samples WHERE {chunk} AND ts < :hi RETURNING series_id, ts, value"
+# A chunk of series is the next ids in order, all of them (``_rollup_tx``, ``_pack_windows``).
+# On SQLite the hot rows are clustered by minute, then series (console/storage/hot_samples.py):
+# per minute present, one seek to the chunk's first id and its rows in key order (the id
+# list only filters: "+" keeps it from being used as 500 seeks); on PostgreSQL the id list.
+_CHUNK = "series_id IN :ids"
+_CHUNK_SQLITE = hot_clause("sqlite") + "series_id BETWEEN :first AND :last AND +series_id IN :ids"
 
-_PACK = text("DELETE FROM samples WHERE series_id IN :ids AND ts < :hi RETURNING series_id, ts, value"
-             ).bindparams(bindparam("ids", expanding=True))
+
+def _raw_statements(dialect: str) -> tuple[TextClause, TextClause]:
+    """The 1m rollup's read of hot rows and packing's delete of them, for ``dialect``."""
+    chunk = _CHUNK_SQLITE if dialect == "sqlite" else _CHUNK
+    return (text(_FROM_RAW_SQL.format(chunk=chunk)).bindparams(bindparam("ids", expanding=True)),
+            text(_PACK_SQL.format(chunk=chunk)).bindparams(bindparam("ids", expanding=True)))
+
+
+def _chunk_params(ids: list[int], lo_ms: int | None, hi_ms: int) -> dict:
+    """Parameters of a chunk's statement on samples with ``lo_ms <= ts <= hi_ms``."""
+    return {"ids": ids, "first": min(ids), "last": max(ids), **hot_params(lo_ms, hi_ms)}
+
+
 _PACKED = text("SELECT series_id, start_ts, data FROM sample_blocks WHERE series_id IN :ids "
                "AND start_ts >= :lo AND start_ts < :hi").bindparams(bindparam("ids", expanding=True))
 _OVERLAPPING = text("SELECT DISTINCT series_id FROM sample_blocks WHERE series_id IN :ids "
@@ -187,6 +207,7 @@ class RollupService:
         self._cursors: dict[str, _Cursor] = {}
         self._retention_after: dict[str, int] = {}
         self._task: asyncio.Task | None = None
+        self._from_raw, self._pack_rows = _raw_statements(db.dialect)
         self.failures = 0  # runs that raised (logged); exported for the ops page
 
     # -- scheduling ------------------------------------------------------------------------
@@ -263,6 +284,19 @@ class RollupService:
         return None if source is None else source.done_until // tier.width_ms * tier.width_ms
 
     def _first_ts(self, session: Session, table: str, at_least: int) -> int | None:
+        """The first time (Unix ms) stored in ``table`` at or after ``at_least``; for hot
+        samples on SQLite, a lower bound in the same minute (the start of the first minute
+        holding one, or ``at_least``): callers round it down to a minute or more."""
+        if table == "samples" and self._db.dialect == "sqlite":
+            # Clustered by minute (console/storage/hot_samples.py): one seek for the first
+            # minute stored; a minute that ``at_least`` cuts is looked into.
+            cut = bucket_of(at_least)
+            if at_least != cut * BUCKET_MS and session.execute(text(
+                    "SELECT 1 FROM samples WHERE bucket = :b AND ts >= :t LIMIT 1"), {"b": cut, "t": at_least}).first():
+                return at_least
+            first = session.execute(text("SELECT MIN(bucket) FROM samples WHERE bucket >= :b"),
+                                    {"b": cut if at_least == cut * BUCKET_MS else cut + 1}).scalar()
+            return None if first is None else max(at_least, first * BUCKET_MS)
         # One index seek per series: the tables are clustered on (series_id, ts), not ts.
         return session.execute(text(
             f"SELECT MIN((SELECT MIN(x.ts) FROM {table} x WHERE x.series_id = s.id AND x.ts >= :t)) "
@@ -342,7 +376,8 @@ class RollupService:
     def _roll(self, session: Session, tier: Tier, types: dict[int, str], lo: int, hi: int) -> list[dict]:
         ids = list(types)
         if tier.name == "1m":
-            found = session.execute(_FROM_RAW, {"ids": ids, "lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi}).all()
+            found = session.execute(self._from_raw, {"lookback": lo - LOOKBACK_MS, "lo": lo, "hi": hi,
+                                                     **_chunk_params(ids, lo - LOOKBACK_MS, hi - 1)}).all()
             rows = self._with_blocks(session, ids, list(found), lo, hi)
         else:
             rows = self._from_1m(session, ids, lo, hi)
@@ -374,7 +409,7 @@ class RollupService:
     def _with_blocks(self, session: Session, ids: list[int], rows: list, lo: int, hi: int) -> list:
         """``rows`` (1m rollups of ``[lo, hi)`` from hot rows) with those of series that have
         packed samples in the window recomputed from blocks and hot rows together, the same
-        way as ``_FROM_RAW``: the previous sample within the lookback gives the first increase."""
+        way as ``_FROM_RAW_SQL``: the previous sample within the lookback gives the first increase."""
         packed = set(session.execute(_OVERLAPPING, {"ids": ids, "lo": lo - LOOKBACK_MS, "hi": hi}).scalars())
         if not packed:
             return rows
@@ -460,7 +495,7 @@ class RollupService:
     def _pack(self, session: Session, ids: list[int], hi: int) -> int:
         """Move the raw samples of ``ids`` before ``hi`` into their blocks; returns the
         samples moved. A sample already in a block keeps the block's value."""
-        taken = session.execute(_PACK, {"ids": ids, "hi": hi}).all()
+        taken = session.execute(self._pack_rows, {"hi": hi, **_chunk_params(ids, None, hi - 1)}).all()
         if not taken:
             return 0
         windows: dict[tuple[int, int], dict[int, float]] = {}
@@ -648,6 +683,10 @@ class RollupService:
                 self._expire_blocks(session, ids, cutoff)
             elif table == "rollup_1m_blocks":
                 self._expire_1m_blocks(session, ids, cutoff)
+            elif table == "samples":
+                session.execute(text(f"DELETE FROM samples WHERE {hot_clause(self._db.dialect)}series_id IN :ids "
+                                     "AND ts < :cutoff").bindparams(bindparam("ids", expanding=True)),
+                                {"ids": ids, "cutoff": cutoff, **hot_params(None, cutoff - 1)})
             else:
                 rows = Base.metadata.tables[table]
                 session.execute(delete(rows).where(rows.c.series_id.in_(ids), rows.c.ts < cutoff))
@@ -674,8 +713,9 @@ class RollupService:
         quiet_before = now_ms - max(int(self._config.retention_raw_days * DAY_MS), 2 * HOUR_MS)
         session.execute(text(
             "DELETE FROM series WHERE (last_ts IS NULL OR last_ts < :quiet_before) "
-            "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
+            f"AND NOT EXISTS (SELECT 1 FROM samples WHERE {hot_clause(self._db.dialect)}series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM sample_blocks WHERE series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM rollup_1m WHERE series_id = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM rollup_1m_blocks WHERE series_id = series.id) "
-            "AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE series_id = series.id)"), {"quiet_before": quiet_before})
+            "AND NOT EXISTS (SELECT 1 FROM rollup_1h WHERE series_id = series.id)"), {"quiet_before": quiet_before,
+                                                                          **hot_params()})

@@ -14,6 +14,7 @@ from console.config import AlertingConfig
 from console.promql.ast import LabelMatcher
 from console.promql.storage import Storage, VirtualSource
 from console.storage.database import Database
+from console.storage.hot_samples import INSERT_SQLITE
 
 LOADS = {"h1": 0.5, "h2": 1.5, "h3": 2.5}  # node_load15 of each host, constant
 STEP_S = 60
@@ -33,7 +34,7 @@ def db(tmp_path):
             cur.execute("INSERT INTO series (id, host_id, name, labels, type, first_ts, last_ts) "
                         "VALUES (?, ?, 'node_load15', ?, 'gauge', ?, ?)",
                         (i, i, orjson.dumps({}).decode(), start * 1000, now * 1000))
-            cur.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
+            cur.executemany(INSERT_SQLITE,
                             [(i, (start + k * STEP_S) * 1000, load) for k in range(31)])
     database.now = now
     yield database
@@ -42,11 +43,16 @@ def db(tmp_path):
 
 def sample_reads(database: Database) -> list[str]:
     """Every statement reading the samples table from now on (sqlite3's trace callback on
-    each new connection)."""
+    each new connection), but the one that lists the minutes stored in a query's range
+    (console/storage/hot_samples.py PRESENT: once per query, before the series' reads)."""
     seen: list[str] = []
 
+    def keep(sql: str) -> None:
+        if "FROM samples" in sql and not sql.startswith("WITH RECURSIVE present"):
+            seen.append(sql)
+
     def trace(dbapi_conn, _record) -> None:  # noqa: ANN001 - sqlite3 connection
-        dbapi_conn.set_trace_callback(lambda sql: seen.append(sql) if "FROM samples" in sql else None)
+        dbapi_conn.set_trace_callback(keep)
     event.listen(database.engine, "connect", trace)
     database.engine.dispose()  # pooled connections were opened before the listener
     return seen
