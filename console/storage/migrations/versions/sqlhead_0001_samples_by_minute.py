@@ -13,7 +13,7 @@ the copy renamed. The hot rows are the last 2-4 hours (older ones are in ``sampl
 so the copy is short; it needs free disk space for a second copy of them while it runs.
 
 Revision ID: sqlhead_0001_samples_by_minute
-Revises: pgbytes_0001_block_storage_main
+Revises: logsqlite_0001_sqlite_log_groups
 """
 import sqlalchemy as sa
 from alembic import op
