@@ -71,7 +71,8 @@
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
       var since = Date.parse(a.activeAt) / 1000;
       td(tr, F.fmtAgo(since)).title = F.fmtDateTime(since);
-      td(tr, a.annotations.summary || "");
+      // Text a rule file wrote, shown as it is in every language (as on the rule page).
+      td(tr, a.annotations.summary || "").setAttribute("translate", "no");
       runbook(tr, a.annotations.runbook_url);
       var silence = F.el("a", "btn btn-quiet silence-link", F.t("Silence"));
       silence.href = silenceURL(a.labels);
