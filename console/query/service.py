@@ -675,7 +675,7 @@ def _sample_series_rows(session: Session, ids: list[int], mint: int, maxt: int, 
         else:
             within, params, ph = "", (mint, maxt), "%s"
         cursor.execute(f"SELECT series_id, ts, value FROM samples WHERE {within}series_id IN ({_ints(ids)}) "
-                       f"AND ts >= {ph} AND ts <= {ph} ORDER BY 1, 2 LIMIT {limit + 1}", params)
+                       f"AND ts >= {ph} AND ts <= {ph} ORDER BY 1, 2 LIMIT {ph}", (*params, limit + 1))
         found = cursor.fetchall()
         loaded = len(found)
         for sid, part in itertools.groupby(found, _FIRST):
