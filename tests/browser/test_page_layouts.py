@@ -78,7 +78,9 @@ def pages(host: str, deploy_id: int) -> list[tuple[str, str, str, str]]:
         (f"/deploys/{deploy_id}", f"deploy of {APP} to 1.0", f"{APP} 的部署，目标版本 1.0", "失败"),
         (f"/logs?host={host}", "Accepted publickey", "日志", "1 行"),  # "1 line(s)" from logs.js
         ("/alerts", "Alerts", "触发中和待定", "未触发"),  # a rule's state "inactive" from alerts.js
-        ("/alerts/rules/fleetdeck-host/HostDown", "HostDown", "表达式", "未触发"),
+        # the health line rule.js writes ("… · evaluated …" or "… · not evaluated yet"); not the
+        # rule's state: the layout host stops reporting, so HostDown may be pending by now
+        ("/alerts/rules/fleetdeck-host/HostDown", "HostDown", "表达式", "评估"),
         ("/alerts/silences", "Silences", "新建静默", "没有生效中或待生效的静默"),
         ("/alerts/silences/new", "New silence", "创建静默", "创建静默"),
         ("/maintenance", "Maintenance windows", "维护窗口", "没有维护窗口"),  # from maintenance.js
