@@ -115,7 +115,9 @@ class ConsoleConfig(BaseModel):
     sample_max_age: Float = Field(518400.0, gt=0, le=SECONDS_MAX)  # seconds; older samples are rejected (6 days)
     sample_max_future: Float = Field(600.0, ge=0, le=SECONDS_MAX)  # seconds; samples further ahead are rejected
     clock_skew_max_seconds: Float = Field(60.0, gt=0, le=86400)  # an agent whose sent_at is further off is flagged
-    # PostgreSQL: hours of one time partition of samples, sample_blocks, rollup_1m and rollup_1m_blocks / of log_records
+    # PostgreSQL: hours of one time partition of samples (hot rows: an emptied one is dropped) /
+    # of sample_blocks, rollup_1m and rollup_1m_blocks / of log_records
+    samples_partition_hours: Int = Field(1, ge=1, le=24 * 366)
     metrics_partition_hours: Int = Field(24, ge=1, le=24 * 366)
     log_partition_hours: Int = Field(24, ge=1, le=24 * 366)
     log_retention_days: Float = Field(14.0, ge=0, le=DAYS_MAX)  # log records older than this are deleted; 0: keep

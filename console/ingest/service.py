@@ -51,8 +51,7 @@ from console.ingest.batch import Batch, BatchDecoder, LogIn, canonical_labels
 from console.logs.store import LogRow, LogStore
 from console.storage.database import Database, driver_cursor, driver_errors
 from console.storage.hot_samples import INSERT_SQLITE
-from console.storage.partitions import HOUR_MS as PARTITION_HOUR_MS
-from console.storage.partitions import LOG_TABLE, Partition, TimePartitioned, cover, partitions
+from console.storage.partitions import LOG_TABLE, Partition, TimePartitioned, cover, partitions, width_ms
 from console.storage.partitions import TABLES as PARTITIONED
 from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
@@ -490,13 +489,12 @@ class IngestService:
                                         state.clock_skew_seconds, dict(examples)))
         oldest = min((min(r[1] for r in rows) for rows in samples if rows), default=None)
         if self._db.dialect == "postgresql":
-            width = self._config.metrics_partition_hours * PARTITION_HOUR_MS
+            width = width_ms(self._config, PARTITIONED["samples"])
             if oldest is not None and oldest < int(now * 1000) // width * width:
                 # older than the current width, whose partition maintenance makes ahead
                 self._cover(session, PARTITIONED["samples"], width, [r[1] for rows in samples for r in rows])
             if logs:
-                self._cover(session, LOG_TABLE, self._config.log_partition_hours * PARTITION_HOUR_MS,
-                            [r[1] for r in logs])
+                self._cover(session, LOG_TABLE, width_ms(self._config, LOG_TABLE), [r[1] for r in logs])
         stored = self._insert_samples_of(session, samples)
         results = [replace(r, accepted_samples=n) if n else r for r, n in zip(results, stored)]
         if oldest is not None:

@@ -14,6 +14,11 @@ the rollup job), so a day with no data has no partition. The retention jobs
 (console/tiers, console/logs) detach and drop the partitions wholly past their cutoff and
 delete rows as before in the one that straddles it.
 
+``samples`` holds only the hot rows (an hour or two: older ones are packed into blocks),
+so its partitions are an hour wide (``samples_partition_hours``) and the rollup job drops
+each one packing emptied (:func:`drop_emptied`): a day-wide partition kept the pages of
+the most rows it held that day, and its primary key's pages until truncated.
+
 SQLite has no partitioning; every function here is a no-op there
 (https://www.postgresql.org/docs/15/ddl-partitioning.html).
 """
@@ -246,6 +251,57 @@ def truncate_if_empty(session: Session, name: str) -> bool:
     return True
 
 
+# The longest an hourly drop of an emptied partition may hold up ingest: DETACH needs the
+# parent's ACCESS EXCLUSIVE lock, which every insert and read of the table conflicts with,
+# and a lock request waiting in the queue holds back the requests behind it.
+DROP_LOCK_TIMEOUT = "200ms"
+
+
+def drop_if_empty(session: Session, spec: TimePartitioned, name: str) -> bool:
+    """Detach and drop the partition ``name`` of ``spec`` if it holds no row; returns
+    whether it did. Under the schema's advisory lock (partition DDL), the parent's lock
+    (``ONLY``: not its other partitions) and the partition's are waited for at most
+    DROP_LOCK_TIMEOUT each, then OperationalError (a query reading the table, an ingest
+    transaction writing it); a row inserted before the locks is seen by the check."""
+    _lock(session)
+    session.execute(text(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'"))
+    session.execute(text(f'LOCK TABLE ONLY "{spec.table}" IN ACCESS EXCLUSIVE MODE'))
+    session.execute(text(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE'))
+    if session.execute(select(literal_column("1")).select_from(table_clause(name)).limit(1)).first() is not None:
+        return False
+    session.execute(text(f'ALTER TABLE "{spec.table}" DETACH PARTITION "{name}"'))
+    session.execute(text(f'DROP TABLE "{name}"'))
+    return True
+
+
+def drop_emptied(db: Database, spec: TimePartitioned, before_ms: int) -> list[str]:
+    """Detach and drop, one transaction each, the partitions of ``spec`` wholly before
+    ``before_ms`` (Unix ms: ``hi <= before_ms``) whose heap VACUUM gave back (no page: every
+    row packed into blocks and deleted); returns their names. Unlike a truncated partition,
+    a dropped one keeps no index metapage and costs no planning; a late row for its range
+    gets a new one (:func:`cover`). Blocking: run it on the writer thread. Stops at the
+    first lock not granted (the table is busy) and leaves the rest for the next run. A
+    no-op on SQLite."""
+    if db.dialect != "postgresql":
+        return []
+
+    def emptied(session: Session) -> list[str]:
+        past = [p.name for p in partitions(session, spec.table) if p.hi <= before_ms]
+        return [name for name in past if session.execute(
+            text("SELECT pg_relation_size(to_regclass(:n))"), {"n": name}).scalar_one() == 0]
+
+    done: list[str] = []
+    for name in db.run(emptied):
+        try:
+            if db.run(drop_if_empty, spec, name):
+                done.append(name)
+        except sa_exc.OperationalError as exc:
+            log.info("dropping emptied partition %s waits for the next run: %s", name,
+                     str(exc.orig or exc).splitlines()[0][:200])
+            break
+    return done
+
+
 def truncate_emptied(db: Database, spec: TimePartitioned) -> list[str]:
     """Truncate, one transaction each, the partitions of ``spec`` that hold no row but whose
     indexes kept their size (the rows were moved into blocks, and VACUUM gave the heap
@@ -332,12 +388,20 @@ def mirror(session: Session, width_ms: int, target: str) -> list[str]:
     return made
 
 
+def width_ms(config: ConsoleConfig, spec: TimePartitioned) -> int:
+    """The width of ``spec``'s partitions (ms) in ``config``: ``samples_partition_hours``
+    for ``samples``, ``log_partition_hours`` for ``log_records``, ``metrics_partition_hours``
+    for the blocks and 1m rollups."""
+    hours = {"samples": config.samples_partition_hours,
+             "log_records": config.log_partition_hours}.get(spec.table, config.metrics_partition_hours)
+    return hours * HOUR_MS
+
+
 @dataclass
 class PartitionMaintenance:
     """Keeps the partitions of the time-partitioned tables ahead of time (PostgreSQL only).
 
-    Per table, partitions of the configured width (``metrics_partition_hours`` for samples,
-    blocks and 1m rollups, ``log_partition_hours`` for log records) cover from the current
+    Per table, partitions of the configured width (:func:`width_ms`) cover from the current
     width to two widths past now (plus ``sample_max_future``); for log records only once
     the table holds a line. Older partitions are made when a row first needs one: by ingest
     for late samples and log lines (:func:`cover`), by the rollup job for 1m rows and blocks
@@ -374,7 +438,7 @@ class PartitionMaintenance:
 
     def width(self, spec: TimePartitioned) -> int:
         """The configured width of ``spec``'s partitions, ms."""
-        return (self.config.log_partition_hours if spec is LOG_TABLE else self.config.metrics_partition_hours) * HOUR_MS
+        return width_ms(self.config, spec)
 
     def window(self, spec: TimePartitioned) -> tuple[int, int, int]:
         """``(width_ms, lo_ms, hi_ms)``: the partitions due for ``spec`` now: the current

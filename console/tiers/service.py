@@ -75,7 +75,7 @@ from console.storage.hot_samples import BUCKET_MS, bucket_of, hot_clause, hot_pa
 from console.storage.models import (Base, Rollup1h, Rollup1m, Rollup1mBlock, RollupHost1m, RollupWatermark,
                                     SampleBlock, Series)
 from console.storage.partitions import BLOCK_1M_MS, METRIC_TABLES, drop_partitions_before, mirror
-from console.storage.partitions import truncate_emptied
+from console.storage.partitions import drop_emptied, truncate_emptied, width_ms
 from console.storage.partitions import TABLES as PARTITIONED
 
 log = logging.getLogger("fleetdeck.tiers")
@@ -603,7 +603,7 @@ class RollupService:
         if self._db.dialect != "postgresql":
             return []
         try:
-            made = self._db.run(mirror, self._config.metrics_partition_hours * HOUR_MS, target)
+            made = self._db.run(mirror, width_ms(self._config, PARTITIONED[target]), target)
         except sa_exc.OperationalError as exc:
             log.warning("making partitions of %s for the rollup job waits for the next step: %s", target,
                         str(exc.orig or exc).splitlines()[0][:200])
@@ -624,11 +624,16 @@ class RollupService:
                 for d in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
 
     def truncate_packed_partitions(self) -> list[str]:
-        """PostgreSQL: truncate the partitions of ``samples`` and ``rollup_1m`` whose rows have
-        all been packed into blocks (VACUUM gave their heap back, not their primary key's
-        pages, which would stay until retention drops the partition); returns their names.
-        Blocking, on the writer thread; a no-op on SQLite."""
-        return [name for table in ("samples", "rollup_1m") for name in truncate_emptied(self._db, PARTITIONED[table])]
+        """PostgreSQL: drop the partitions of ``samples`` before the current one whose rows
+        have all been packed into blocks (VACUUM gave their heap back), then truncate those of
+        ``samples`` and ``rollup_1m`` emptied so but still there (a busy table, the current
+        partition: their primary key's pages would stay until retention drops them);
+        returns their names. Blocking, on the writer thread; a no-op on SQLite."""
+        spec = PARTITIONED["samples"]
+        width = width_ms(self._config, spec)
+        dropped = drop_emptied(self._db, spec, int(self._clock() * 1000) // width * width)
+        return dropped + [name for table in ("samples", "rollup_1m")
+                          for name in truncate_emptied(self._db, PARTITIONED[table])]
 
     def retention_step(self) -> bool:
         """Delete due rows of one chunk of series in one table, in one transaction.

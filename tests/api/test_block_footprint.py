@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy import table as table_clause
 
-from console.storage.partitions import DAY_MS, partition_name
+from console.storage.partitions import DAY_MS, HOUR_MS, partition_name, partitions
 from console.tiers.service import BLOCK_MS, RollupService
 from tests.conftest import console_on
 
@@ -98,10 +98,11 @@ def vacuum(console, *names: str) -> None:
 
 
 def test_a_day_of_samples_packed_into_blocks_gives_its_partitions_pages_back(postgres_console, tmp_path):
-    """PostgreSQL: once every sample of a day partition is packed and VACUUM has given its
-    heap back, the rollup job truncates it, and its 1m rows' partition, so their primary
-    keys' pages do not stay until retention; a partition another transaction is reading
-    is left alone until the next run; the samples read the same before and after."""
+    """PostgreSQL: once every sample of an hourly partition of ``samples`` is packed and
+    VACUUM has given its heap back, the rollup job drops the partition, and truncates the
+    day's partition of 1m rows, so their primary keys' pages do not stay until retention;
+    a partition another transaction is reading is left alone until the next run; the
+    samples read the same before and after."""
     console = postgres_console
     token, viewer = console.agent_token("fp-pg"), console.api_token("viewer")
     day = (int(NOW * 1000) // DAY_MS - 2) * DAY_MS  # the day before yesterday, UTC: wholly past the hot window
@@ -115,22 +116,30 @@ def test_a_day_of_samples_packed_into_blocks_gives_its_partitions_pages_back(pos
                                                       end=(day + DAY_MS) / 1000))
     before = console.request("GET", query, token=viewer).json()
     assert sum(len(s["points"]) for s in before["series"]) == 20 * len(ts)
-    samples, minutes = partition_name("samples", day), partition_name("rollup_1m", day)
+    hours = [partition_name("samples", day + h * HOUR_MS) for h in range(24)]
+    minutes = partition_name("rollup_1m", day)
+    assert set(hours) <= set(tree(console, "samples"))  # ingest made the day's hourly partitions
     job = RollupService(console.services.db, console.services.config.console, clock=lambda: NOW)
     job.run_all()  # rolls up and packs the day
-    vacuum(console, samples, minutes)
-    heap, index = partition_bytes(console, samples)
-    assert heap == 0 and index > 100 * 8192, (heap, index)  # rows gone, the primary key's pages kept
+    vacuum(console, *hours, minutes)
+    heap, index = partition_bytes(console, hours[5])
+    assert heap == 0 and index > 8192, (heap, index)  # rows gone, the primary key's pages kept
     assert partition_bytes(console, minutes)[1] > 8192
-    with console.services.db.engine.connect() as reader:  # a long read of the day holds its lock
-        reader.execute(select(func.count()).select_from(table_clause(samples)))
-        assert samples not in job.truncate_packed_partitions()
-        assert partition_bytes(console, samples)[1] == index
+    with console.services.db.engine.connect() as reader:  # a long read of an hour holds its lock
+        reader.execute(select(func.count()).select_from(table_clause(hours[5])))
+        done = job.truncate_packed_partitions()
+        assert hours[5] not in done and set(tree(console, "samples")) & set(hours)
+        assert partition_bytes(console, hours[5])[1] == index
         reader.rollback()
     job.run_all()
-    assert partition_bytes(console, samples) == (0, 8192)  # the metapage of an empty primary key
-    assert partition_bytes(console, minutes) == (0, 8192)
+    assert not set(tree(console, "samples")) & set(hours)  # every hour of the day dropped
+    assert partition_bytes(console, minutes) == (0, 8192)  # the metapage of an empty primary key
     assert console.request("GET", query, token=viewer).json() == before
+
+
+def tree(console, table: str) -> list[str]:
+    """The partitions of ``table``."""
+    return console.services.db.run(lambda s: [p.name for p in partitions(s, table)])
 
 
 MAIN_SERIES = "WHERE series_id IN (SELECT id FROM series WHERE name = 'fp_main_temp')"
