@@ -91,6 +91,7 @@ REFUSED = [
     ("sample_hot_window", "nan", "must be a finite number"),
     ("sample_max_age", "-inf", "must be a finite number"),
     ("metrics_partition_hours", "0", "must be greater than or equal to 1"),
+    ("samples_partition_hours", "0", "must be greater than or equal to 1"),
     ("log_partition_hours", "1.5", "must be a valid integer"),
     ("log_partition_hours", "9000", "must be less than or equal to 8784"),
     ("session_days", "1e400", "must be a finite number"),
