@@ -1,7 +1,8 @@
 """PostgreSQL: ``samples`` moves to hourly partitions (``samples_partition_hours``). Its
 partitions that hold no row (the ones made ahead of time, a day wide) are detached and
-dropped, so the partition maintenance a console runs before it serves makes hourly ones
-from now on; a partition holding rows stays as it is until the rollup job packs and drops
+dropped, so the partition maintenance each console runs as it starts makes hourly ones
+from now on (a row stored before that pass waits in ``samples_default``, which the pass
+empties); a partition holding rows stays as it is until the rollup job packs and drops
 it. SQLite: nothing changes.
 
 Revision ID: pghour_0001_hourly_samples
