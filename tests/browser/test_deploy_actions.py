@@ -306,6 +306,26 @@ def test_an_admin_rolls_the_ssh_and_the_kubernetes_app_back_to_an_older_version_
     errors.assert_clean()
 
 
+class HeldRequests:
+    """The page's requests to ``url`` (a Playwright glob), held unanswered until ``release()``."""
+
+    def __init__(self, page, url: str) -> None:  # noqa: ANN001
+        self.routes: list = []
+        self.released = False
+        page.route(url, self._route)
+
+    def _route(self, route) -> None:  # noqa: ANN001
+        if self.released:
+            route.continue_()
+        else:
+            self.routes.append(route)
+
+    def release(self) -> None:
+        self.released = True
+        for route in self.routes:
+            route.continue_()
+
+
 def test_a_deployer_cancels_running_deploys_from_the_list_and_the_deploy_page(env, page):
     errors = PageErrors(page)
     log_in_as(page, env, *user(env, "deployer", [DOCKER]))
@@ -326,14 +346,23 @@ def test_a_deployer_cancels_running_deploys_from_the_list_and_the_deploy_page(en
     assert final["error"].startswith("cancelled by user:deployer-")
 
     second = api_deploy(env, DOCKER, "slow")
-    page.goto(f"{env.url}/deploys/{second['id']}")
-    expect(page.locator("#cancel-deploy")).to_be_visible()
-    page.click("#cancel-deploy")
-    expect(page.locator("#confirm-title")).to_have_text(f"Cancel deploy #{second['id']}?")
-    page.click("#confirm-yes")
-    expect(page.locator("#deploy-state")).to_have_text("cancelled", timeout=DEPLOY_MS)
-    expect(page.locator("#cancel-deploy")).to_be_hidden()
-    errors.assert_clean()
+    try:
+        # The button shows before the page's first load of the deploy ends: a click then waits
+        # for that load. The load is held here until after the click.
+        held = HeldRequests(page, f"**/api/v1/deploys/{second['id']}")
+        page.goto(f"{env.url}/deploys/{second['id']}", wait_until="domcontentloaded")
+        page.click("#cancel-deploy")
+        page.wait_for_timeout(300)
+        assert held.routes, "the page did not load the deploy"
+        held.release()
+        expect(page.locator("#confirm-title")).to_have_text(f"Cancel deploy #{second['id']}?")
+        page.click("#confirm-yes")
+        expect(page.locator("#deploy-state")).to_have_text("cancelled", timeout=DEPLOY_MS)
+        expect(page.locator("#cancel-deploy")).to_be_hidden()
+        errors.assert_clean()
+    finally:  # a slow deploy left running would hold the app's queue for the module's other tests
+        env.request("POST", f"/api/v1/deploys/{second['id']}/cancel", {}, token=env.token)
+        wait_final(env, env.token, second["id"])
 
 
 def test_writes_without_the_xsrf_token_are_refused(env, page):

@@ -40,13 +40,18 @@
     });
   }
 
-  // Cancel this deploy while it is queued or running (the button shows only then).
+  // Cancel this deploy while it is queued or running (the button shows only then). The page
+  // shows the button before its first load of the deploy ends: a click then waits for that load
+  // rather than doing nothing.
   var cancelButton = byId("cancel-deploy");
   var current = null;  // the deploy as last loaded
   if (cancelButton) {
     cancelButton.addEventListener("click", function () {
-      if (!current) return;
-      window.FleetdeckDeploy.cancel(current, function () { loadDeploy(); });
+      var ready = current ? Promise.resolve() : loadDeploy();
+      ready.then(function () {
+        if (!current || !CANCELLABLE[current.state]) return;
+        window.FleetdeckDeploy.cancel(current, function () { loadDeploy(); });
+      });
     });
   }
 
