@@ -274,6 +274,11 @@ def drop_if_empty(session: Session, spec: TimePartitioned, name: str) -> bool:
     return True
 
 
+# Which of the partitions :names have no heap page (the ones not there are left out).
+_HEAP_EMPTY = text("SELECT n FROM unnest(CAST(:names AS text[])) AS n "
+                   "WHERE to_regclass(n) IS NOT NULL AND pg_relation_size(to_regclass(n)) = 0")
+
+
 def drop_emptied(db: Database, spec: TimePartitioned, before_ms: int) -> list[str]:
     """Detach and drop, one transaction each, the partitions of ``spec`` wholly before
     ``before_ms`` (Unix ms: ``hi <= before_ms``) whose heap VACUUM gave back (no page: every
@@ -287,8 +292,11 @@ def drop_emptied(db: Database, spec: TimePartitioned, before_ms: int) -> list[st
 
     def emptied(session: Session) -> list[str]:
         past = [p.name for p in partitions(session, spec.table) if p.hi <= before_ms]
-        return [name for name in past if session.execute(
-            text("SELECT pg_relation_size(to_regclass(:n))"), {"n": name}).scalar_one() == 0]
+        if not past:
+            return []
+        # One statement for all of them: a week of hourly partitions is 168 names.
+        empty = set(session.execute(_HEAP_EMPTY, {"names": past}).scalars())
+        return [name for name in past if name in empty]
 
     done: list[str] = []
     for name in db.run(emptied):

@@ -246,7 +246,7 @@ class RollupService:
         while await self._db.on_writer(self.pack_1m_step):
             await asyncio.sleep(0)
         await self._db.on_writer(self.drop_partitions)
-        await self._db.on_writer(self.truncate_packed_partitions)
+        await self._db.on_writer(self.free_packed_partitions)
         while await self._db.on_writer(self.retention_step):
             await asyncio.sleep(0)
 
@@ -260,7 +260,7 @@ class RollupService:
         while self.pack_1m_step():
             pass
         self.drop_partitions()
-        self.truncate_packed_partitions()
+        self.free_packed_partitions()
         while self.retention_step():
             pass
 
@@ -623,7 +623,7 @@ class RollupService:
         return [d.partition.name for spec in METRIC_TABLES
                 for d in drop_partitions_before(self._db, spec, cutoffs[spec.table])]
 
-    def truncate_packed_partitions(self) -> list[str]:
+    def free_packed_partitions(self) -> list[str]:
         """PostgreSQL: drop the partitions of ``samples`` before the current one whose rows
         have all been packed into blocks (VACUUM gave their heap back), then truncate those of
         ``samples`` and ``rollup_1m`` emptied so but still there (a busy table, the current
