@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
+from console.regex import RegexError, compile_re2
 
 EQUAL, NOT_EQUAL, REGEX, NOT_REGEX = "=", "!=", "=~", "!~"
 # The matcher's outer shape (name, operator, raw value). '=~' precedes '=' so that '~'
@@ -43,10 +43,9 @@ class Matcher:
         compiled = None
         if op in (REGEX, NOT_REGEX):
             try:
-                compiled = re2.compile(f"^(?:{value})$")
-            except re2.error as exc:
-                why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-                raise MatcherError(f"invalid regular expression {value!r} for {name}: {why}") from None
+                compiled = compile_re2(value, "^(?:", ")$")
+            except RegexError as exc:
+                raise MatcherError(f"invalid regular expression {value!r} for {name}: {exc.reason}") from None
         elif op not in (EQUAL, NOT_EQUAL):
             raise MatcherError(f"unknown match operator {op!r}")
         return cls(name, op, value, compiled)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import dns.rcode
 import dns.rdatatype
-import re2
+from console.regex import RegexError, compile_re2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.config import SECONDS_MAX, ConfigError, Float, Int, validation_messages
@@ -32,11 +32,10 @@ HTTP_METHODS: tuple[str, ...] = get_args(HttpMethod)
 
 def _regex(value: str) -> str:
     try:
-        re2.compile(value)
-    except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        compile_re2(value)
+    except RegexError as exc:
         raise ValueError(tx("is not a valid RE2 regular expression ({reason}): {value}",
-                            reason=reason, value=repr(value))) from None
+                            reason=exc.reason, value=repr(value))) from None
     return value
 
 

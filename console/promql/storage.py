@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import orjson
-import re2
+from console.regex import RegexError, compile_re2
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -130,15 +130,10 @@ def series_labels(name: str, stored_json: str, host: str) -> Labels:
 def compile_regex(pattern: str):  # noqa: ANN201 - a re2 pattern object
     """``pattern`` compiled by RE2 (linear time), errors not logged by the library; raises
     BadRegex with RE2's message."""
-    options = re2.Options()
-    options.log_errors = False  # the refusal is answered to the client, not written to stderr
     try:
-        return re2.compile(pattern, options)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else ""
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise BadRegex(f"invalid regular expression {pattern!r}: {reason}") from None
+        return compile_re2(pattern)
+    except RegexError as exc:
+        raise BadRegex(str(exc)) from None
 
 
 def compile_matcher(m: LabelMatcher) -> Callable[[str], bool]:

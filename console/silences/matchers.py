@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
+from console.regex import RegexError, compile_re2
 
 from console.errors import InvalidInput
 from console.i18n import tx
@@ -46,10 +46,10 @@ class Matcher:
             raise InvalidInput(tx("invalid label name {name}", name=repr(self.name)), {"matcher": self.name})
         if self.is_regex:
             try:
-                compiled = re2.compile(f"(?:{self.value})")
-            except re2.error as exc:
-                raise InvalidInput(tx("invalid regular expression {regex}: {reason}", regex=repr(self.value), reason=str(exc)),
-                                   {"matcher": self.name}) from None
+                compiled = compile_re2(self.value, "(?:", ")")
+            except RegexError as exc:
+                raise InvalidInput(tx("invalid regular expression {regex}: {reason}", regex=repr(self.value),
+                                      reason=exc.reason), {"matcher": self.name}) from None
             object.__setattr__(self, "_regex", compiled)
 
     @property
