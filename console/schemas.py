@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import re2
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter,
-                      ValidationError, WithJsonSchema)
+                      ValidationError, WithJsonSchema, WrapValidator)
+from pydantic_core import PydanticCustomError
 
 from console.auth.tokens import HOST_NAME_RE, MAX_ENROL_SECONDS
 from console.auth.users import APP_NAME_RE as ALLOWED_APP_RE, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME_RE
@@ -52,7 +53,7 @@ from console.errors import ApiError
 from console.i18n import N_, message_of, tx
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, MetricType)
-from console.logs.levels import SPELLINGS as LEVEL_SPELLINGS
+from console.logs.levels import LEVELS, SPELLINGS as LEVEL_SPELLINGS, normalise_level
 from console.maintenance.windows import MAX_LIST as WINDOW_MAX_LIST, NAME_RE as WINDOW_NAME_RE
 from console.logs.service import MAX_LIMIT as MAX_LOG_LIMIT, MAX_TERM_CHARS, MAX_TERMS, MAX_TS_MS, WORD_CHAR
 from console.params import INT32_MAX
@@ -72,6 +73,26 @@ def anchored(rx: re.Pattern[str]) -> str:
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL; refused on SQLite alike
 Text = Annotated[str, StringConstraints(pattern=NO_NUL)]
 Role = Literal["viewer", "deployer", "admin"]
+
+
+def _any_role(value: Any) -> Any:
+    """A role outside the union member's own (``role`` picks the member) is refused naming
+    every role, not only that member's."""
+    if value not in get_args(Role):
+        raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                  {"expected": "'viewer', 'deployer' or 'admin'"})
+    return value
+
+
+def _deployers_only(value: Any) -> Any:
+    if value is not None:
+        raise ValueError(tx("an app allow-list applies to the deployer role only"))
+    return value
+
+
+# The role and app list of the viewer-or-admin members of the user and token unions.
+OtherRole = Annotated[Literal["viewer", "admin"], BeforeValidator(_any_role)]
+NoApps = Annotated[None, BeforeValidator(_deployers_only)]
 UserName = Annotated[str, StringConstraints(pattern=anchored(USERNAME_RE))]
 Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH,
                                             pattern=NO_NUL)]
@@ -110,6 +131,20 @@ def _any_case(word: str) -> str:
 
 
 _LEVEL = "[ \t]*(?:" + "|".join(_any_case(w) for w in sorted(LEVEL_SPELLINGS, key=len, reverse=True)) + ")?[ \t]*"
+
+
+def _levels(value: Any, handler: Any) -> Any:
+    """The pattern's refusal (its text is the whole pattern) said as the level not known."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, str):
+            raise
+        bad = next((w.strip() for w in value.split(",") if w.strip() and normalise_level(w) is None), value)
+        raise ValueError(tx("{value} is not a log level: one of {levels}, in any usual spelling (WARNING, err, crit)",
+                            value=repr(bad), levels=", ".join(LEVELS))) from None
+
+
 _LABEL_ITEM = "[ ]*(?:" + LABEL_NAME_RE.pattern.strip("^$") + ")?[ ]*"
 # A log search text (console/logs/service.py parse_terms) is refused for a word longer than
 # MAX_TERM_CHARS, more than MAX_TERMS words, or no word at all in a text that is not blank
@@ -180,8 +215,8 @@ class NewDeployer(_NewUser):
 class NewViewerOrAdmin(_NewUser):
     """A viewer or an admin (an app allow-list applies to deployers only)."""
 
-    role: Literal["viewer", "admin"]
-    apps: None = None
+    role: OtherRole
+    apps: NoApps = None
 
 
 NewUser = Annotated[Union[Annotated[NewDeployer, Tag("deployer")], Annotated[NewViewerOrAdmin, Tag("other")]],
@@ -229,8 +264,8 @@ class ApiToken(Body):
 
     kind: Literal["api"] = "api"
     name: TokenName
-    role: Literal["viewer", "admin"]
-    apps: None = None
+    role: OtherRole
+    apps: NoApps = None
     expires_in: float | None = EXPIRES_API
 
 
@@ -468,7 +503,7 @@ class LogsQuery(Query):
                           "all must match; a trailing * matches a prefix")
     host: Text | None = Field(None, description="host names, comma-separated")
     source: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
-    level: Annotated[str, StringConstraints(pattern=f"^{_LEVEL}(?:,{_LEVEL})*$")] | None = Field(
+    level: Annotated[str, StringConstraints(pattern=f"^{_LEVEL}(?:,{_LEVEL})*$"), WrapValidator(_levels)] | None = Field(
         None, description="levels, comma-separated")
     start: Annotated[float, Field(ge=0, lt=MAX_TS_MS / 1000, allow_inf_nan=False)] | None = Field(
         None, description="Unix s")

@@ -33,7 +33,21 @@ CASES = [
      "password: String should have at least 10 characters", "password：至少需要 10 个字符"),
     ("POST", "/api/v1/users", {"username": "no-role-user", "password": "long-enough-password-1"}, 400,
      "missing_field", "role is required", "role 为必填项"),
-    ("GET", "/api/v1/logs?level=loud", None, 400, "invalid_parameter", None, None),
+    ("GET", "/api/v1/logs?level=error,loud", None, 400, "invalid_parameter",
+     "level: Value error, 'loud' is not a log level: one of trace, debug, info, warn, error, fatal, "
+     "in any usual spelling (WARNING, err, crit)",
+     "level：'loud' 不是日志级别：应为 trace, debug, info, warn, error, fatal 之一，常见写法均可（WARNING、err、crit）"),
+    # the roles of every member of the user union, not only the viewer-or-admin one's
+    ("POST", "/api/v1/users", {"username": "bad-role-user", "password": "long-enough-password-1", "role": "root"},
+     400, "invalid_field", "role: Input should be 'viewer', 'deployer' or 'admin'",
+     "role：应为 'viewer', 'deployer' or 'admin'"),
+    ("POST", "/api/v1/tokens", {"kind": "api", "name": "bad-role-token", "role": "root"},
+     400, "invalid_field", "role: Input should be 'viewer', 'deployer' or 'admin'",
+     "role：应为 'viewer', 'deployer' or 'admin'"),
+    ("POST", "/api/v1/users", {"username": "apps-viewer", "password": "long-enough-password-1", "role": "viewer",
+                               "apps": ["web"]},
+     400, "invalid_field", "apps: Value error, an app allow-list applies to the deployer role only",
+     "apps：应用允许列表只适用于 deployer 角色"),
     ("POST", "/api/v1/users", b"{not json", 400, "invalid_json", None, None),
 ]
 
