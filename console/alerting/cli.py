@@ -112,7 +112,7 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
     try:
         client.request("POST", "/-/reload")
     except ClientError as exc:
-        if exc.code != "rule_files_refused":
+        if exc.code not in ("rule_files_refused", "config_refused"):
             raise
         print(f"fleetdeck: {exc.message}", file=sys.stderr)
         _print_file_errors(client.get("/prometheus/api/v1/rules")["data"].get("fileErrors", []))

@@ -112,11 +112,12 @@ class AlertHistoryHandler(ApiHandler):
 
 
 class ReloadHandler(ApiHandler):
-    """``POST /-/reload``: re-read the rule files and ``alerting.notifications``. 200
-    ``{"status": "success"}``; 422 ``rule_files_refused`` with ``details.errors`` ``{file:
-    "FILE:LINE: message"}`` when any file was refused (those files' previous rules keep
-    running; the others are applied), the key ``alerting.notifications`` naming a refused
-    notification configuration (the previous one keeps running)."""
+    """``POST /-/reload``: re-read the rule files, ``alerting.notifications`` and the apps.
+    200 ``{"status": "success"}``; 422 with ``details.errors`` ``{file: "FILE:LINE:
+    message"}`` when any file was refused (those files' previous rules keep running; the
+    others are applied), the key ``alerting.notifications`` naming a refused notification
+    configuration and ``apps`` refused apps (the previous ones keep running). The code is
+    ``rule_files_refused`` when a rule file is among them, else ``config_refused``."""
 
     async def post(self) -> None:
         errors = await self.services.reload()
@@ -129,7 +130,8 @@ class ReloadHandler(ApiHandler):
                                problem=errors["alerting.notifications"]))
             if "apps" in errors:  # console/deploy/reload.py: the apps in use stay
                 said.append(tx("{problem}; the apps in use stay", problem=errors["apps"]))
-            raise ApiError(422, "rule_files_refused", TextLines(said, list_separator()), {"errors": errors})
+            raise ApiError(422, "rule_files_refused" if files else "config_refused", TextLines(said, list_separator()),
+                           {"errors": errors})
         self.write_json({"status": "success"})
 
 

@@ -59,6 +59,7 @@ def test_restart_does_not_renotify_and_reload_refuses_then_applies_routing(tmp_p
         routing.write_text(ROUTING.format(receiver="second").replace("  receiver: second", "  receiver: third"))
         resp = http("POST", console.url + "/-/reload", headers=auth)
         assert resp.status == 422, resp.body
+        assert resp.json()["error"]["code"] == "config_refused"  # no rule file was refused
         assert resp.json()["error"]["details"]["errors"] == {
             "alerting.notifications": f"alerting.notifications.route.receiver: undefined receiver 'third' used in "
                                       f"route (from {routing} line 2)"}
