@@ -286,7 +286,28 @@ class NotificationsConfig(_Strict):
                         raise ConfigError(tx("undefined time interval {name} used in route", name=repr(name)),
                                           (path + (key, j),))
         check(root, ("route",))
+        self._integration_defaults()
         return self
+
+    def _integration_defaults(self) -> None:
+        """What Alertmanager refuses at load and an integration could not do without: an
+        email config with neither its own ``smarthost`` / ``from`` nor the global one, a
+        Slack config with no URL and no global one (Alertmanager's ``config.Load``)."""
+        from console.config import ConfigError
+
+        glob = self.global_
+        for i, receiver in enumerate(self.receivers):
+            for j, email in enumerate(getattr(receiver, "email_configs", [])):
+                at = ("receivers", i, "email_configs", j)
+                if not (email.smarthost or glob.smtp_smarthost):
+                    raise ConfigError(tx("no global SMTP smarthost set: give smarthost here or global.smtp_smarthost"),
+                                      (at,))
+                if not (email.from_ or glob.smtp_from):
+                    raise ConfigError(tx("no global SMTP from set: give from here or global.smtp_from"), (at,))
+            for j, slack in enumerate(getattr(receiver, "slack_configs", [])):
+                if slack.url is None and slack.url_secret is None and glob.slack_api_url_secret is None:
+                    raise ConfigError(tx("no global Slack API URL set: give url_secret here or "
+                                         "global.slack_api_url_secret"), (("receivers", i, "slack_configs", j),))
 
     def intervals(self) -> dict[str, list[ti.TimeInterval]]:
         """Time interval name -> its intervals."""

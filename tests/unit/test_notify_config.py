@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
+from console.config import ConfigError
+from console.notify.config import parse_notifications
 from console.notify.receivers.config import Receiver, ReceiverGlobals, receiver_integrations
 
 
@@ -39,3 +41,32 @@ def test_receiver_integrations_names_them_as_alertmanager_and_inherits_the_langu
     assert got[1].config.url == "http://b" and got[0].globals == ReceiverGlobals()
     with pytest.raises(KeyError):
         receiver_integrations(cfg, "other")
+
+
+@pytest.mark.parametrize("receiver, glob, error", [
+    ({"email_configs": [{"to": "a@b.c"}]}, {},
+     "receivers[0].email_configs[0]: no global SMTP smarthost set: give smarthost here or global.smtp_smarthost"),
+    ({"email_configs": [{"to": "a@b.c", "smarthost": "mx:25"}]}, {},
+     "receivers[0].email_configs[0]: no global SMTP from set: give from here or global.smtp_from"),
+    ({"email_configs": [{"to": "a@b.c"}]}, {"smtp_smarthost": "mx:25"},
+     "receivers[0].email_configs[0]: no global SMTP from set"),
+    ({"slack_configs": [{"channel": "#ops"}]}, {},
+     "receivers[0].slack_configs[0]: no global Slack API URL set: give url_secret here or global.slack_api_url_secret"),
+])
+def test_what_an_integration_cannot_send_without_is_refused_at_load(receiver, glob, error):
+    # as Alertmanager's config.Load refuses it, not at the first notification
+    doc = {"global": glob, "route": {"receiver": "r"}, "receivers": [{"name": "r", **receiver}]}
+    with pytest.raises(ConfigError) as refused:
+        parse_notifications(doc, lambda loc: None, "alerting.notifications")
+    assert str(refused.value).startswith(f"alerting.notifications.{error}")
+
+
+@pytest.mark.parametrize("receiver, glob", [
+    ({"email_configs": [{"to": "a@b.c"}]}, {"smtp_smarthost": "mx:25", "smtp_from": "fd@b.c"}),
+    ({"email_configs": [{"to": "a@b.c", "smarthost": "mx:25", "from": "fd@b.c"}]}, {}),
+    ({"slack_configs": [{"channel": "#ops"}]}, {"slack_api_url_secret": "slack-hook"}),
+    ({"slack_configs": [{"url_secret": "slack-hook"}]}, {}),
+])
+def test_an_integration_with_its_own_or_the_global_setting_loads(receiver, glob):
+    doc = {"global": glob, "route": {"receiver": "r"}, "receivers": [{"name": "r", **receiver}]}
+    assert parse_notifications(doc, lambda loc: None, "alerting.notifications").receivers[0].name == "r"
