@@ -304,6 +304,14 @@ class Dispatcher:
                                       *(config.inhibit_rules if config is not None else ())])
         self._reset = True
 
+    def receivers_of(self, labels: Mapping[str, str]) -> list[str]:
+        """The receivers an alert with ``labels`` is routed to, one per matching route
+        (``Route.Match``, depth first), as Alertmanager's API lists an alert's receivers;
+        [] when no notification routing is configured. Any thread: the tree in use is
+        replaced whole on reload, never changed."""
+        root = self.root
+        return [] if root is None else [route.receiver for route in root.match(labels)]
+
     # -- muting ------------------------------------------------------------------------------
     def muted_by(self, labels: Mapping[str, str], now: float) -> list[str]:
         """Muter (registered on Services.muting, so the history and the API say it):

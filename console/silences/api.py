@@ -24,6 +24,7 @@ from console.errors import ApiError, FleetdeckError, InvalidInput
 from console.handlers import ApiHandler, json_bytes, nul_free
 from console.i18n import tx
 from console.notify.model import NotifyAlert
+from console.regex import RegexError, compile_re2
 from console.silences.matchers import Matcher, matches_all, parse_matchers, valid_label_name
 from console.silences.service import EXPIRED, PENDING, Silence
 
@@ -153,7 +154,8 @@ class StatusHandler(AlertmanagerHandler):
 class AlertsHandler(AlertmanagerHandler):
     """``GET /alertmanager/api/v2/alerts?filter&active&silenced&inhibited&unprocessed&receiver``:
     the alerts not yet resolved, by fingerprint, each with its ``status`` from the console's
-    muters. ``POST``: a JSON array of ``postableAlert`` into the alert store, through the
+    muters and the ``receivers`` its routing sends it to (``receiver``: an anchored regex one
+    of them matches, as Alertmanager's). ``POST``: a JSON array of ``postableAlert`` into the alert store, through the
     database so that every console of it has them (console/notify/posted.py); an alert
     without ``endsAt`` ends ``global.resolve_timeout`` (default 5m) after it was received
     unless posted again;
@@ -169,19 +171,27 @@ class AlertsHandler(AlertmanagerHandler):
         active, silenced = self.flag("active"), self.flag("silenced")
         inhibited, unprocessed = self.flag("inhibited"), self.flag("unprocessed")
         receiver = self.get_query_argument("receiver", "") or ""
+        wanted = None  # Alertmanager: a regex, anchored, that one of the alert's receivers matches
+        if receiver:
+            try:
+                wanted = compile_re2(receiver, "^(?:", ")$")
+            except RegexError as exc:
+                raise InvalidInput(f"failed to parse receiver param: {exc}") from None
         now = self.services.clock()
         out: list[dict[str, Any]] = []
         for alert in self.services.alert_store.snapshot():
             if alert.resolved(now) or not matches_all(matchers, alert.labels):
                 continue
-            if receiver:  # routing assigns receivers; until an alert has one, no receiver matches
+            receivers = self.services.dispatcher.receivers_of(alert.labels)
+            if wanted is not None and not any(wanted.search(name) for name in receivers):
                 continue
             status = alert_status(self.services.muting.muted_by(alert.labels, now))
             if (not active and status["state"] == "active") or (not silenced and status["silencedBy"]) \
                     or (not inhibited and status["inhibitedBy"]) \
                     or (not unprocessed and status["state"] == "unprocessed"):
                 continue
-            doc = {"labels": alert.labels, "annotations": alert.annotations, "receivers": [],
+            doc = {"labels": alert.labels, "annotations": alert.annotations,
+                   "receivers": [{"name": name} for name in receivers],
                    "fingerprint": alert.fingerprint, "startsAt": rfc3339(alert.starts_at),
                    "updatedAt": rfc3339(alert.updated_at),
                    "endsAt": rfc3339(alert.ends_at), "status": status}

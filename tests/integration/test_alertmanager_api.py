@@ -2,7 +2,8 @@
 alerts and adds, queries and expires silences through /alertmanager/api/v2/ with a bearer
 token from ``--http.config.file``; a real Prometheus with ``alerting.alertmanagers``
 pointing at the console (``path_prefix: /alertmanager``, an agent token) delivers the
-alert of a rule that always fires, and a silence made with amtool marks it suppressed."""
+alert of a rule that always fires, and a silence made with amtool marks it suppressed; alerts
+list the receivers their routing sends them to, and amtool queries by receiver."""
 from __future__ import annotations
 
 import json
@@ -165,3 +166,56 @@ def test_prometheus_sends_its_alerts_and_amtool_silences_them(console, prometheu
     sid = proc.stdout.strip()
     [alert] = delivered()
     assert alert["status"] == {"state": "suppressed", "silencedBy": [sid], "inhibitedBy": [], "mutedBy": []}
+
+
+# Alerts routed as Alertmanager routes them: team=db goes on (continue) to the severity
+# route too; anything else to the root's receiver. The webhooks answer nothing: only the
+# routing is looked at here.
+ROUTED = {"route": {"receiver": "default", "routes": [
+    {"matchers": ['team="db"'], "receiver": "team-db", "continue": True},
+    {"matchers": ['severity="page"'], "receiver": "pager"}]},
+    "receivers": [{"name": name, "webhook_configs": [{"url": "http://127.0.0.1:9/"}]}
+                  for name in ("default", "team-db", "pager")]}
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    from console.config import AlertingConfig
+    from tests.harness import ConsoleHarness
+
+    harness = ConsoleHarness(tmp_path_factory.mktemp("routed"), alerting=AlertingConfig(
+        default_rules=False, notifications=ROUTED)).start()
+    yield harness
+    harness.close()
+
+
+def test_alerts_list_the_receivers_their_routing_sends_them_to(routed):
+    post_alerts(routed, [
+        {"labels": {"alertname": "RoutedDb", "team": "db", "severity": "page"}},
+        {"labels": {"alertname": "RoutedWeb", "team": "web"}}])
+    viewer = routed.api_token("viewer", "routes")
+    got = {a["labels"]["alertname"]: [r["name"] for r in a["receivers"]]
+           for a in routed.request("GET", f"{AM}/alerts", token=viewer).json()}
+    assert got == {"RoutedDb": ["team-db", "pager"], "RoutedWeb": ["default"]}
+    for pattern, names in (("team-db", ["RoutedDb"]), ("pag.*", ["RoutedDb"]), ("default", ["RoutedWeb"]),
+                           ("team", [])):  # anchored at both ends, as Alertmanager's
+        resp = routed.request("GET", f"{AM}/alerts?receiver={pattern}", token=viewer)
+        assert sorted(a["labels"]["alertname"] for a in resp.json()) == names, (pattern, resp.body)
+    refused = routed.request("GET", f"{AM}/alerts?receiver=%5B", token=viewer)
+    assert refused.status == 400 and "failed to parse receiver param" in refused.json(), refused.body
+
+
+def test_amtool_queries_alerts_by_receiver(routed, tmp_path):
+    binary = shutil.which("amtool")
+    if not binary:
+        need("alertmanager", "amtool is not installed (apt-get install prometheus-alertmanager)")
+    post_alerts(routed, [{"labels": {"alertname": "AmtoolRoutedDb", "team": "db"}},
+                         {"labels": {"alertname": "AmtoolRoutedWeb", "team": "web"}}])
+    config = tmp_path / "viewer.yml"
+    config.write_text(json.dumps({"authorization": {"type": "Bearer", "credentials": routed.api_token("viewer", "am")}}))
+    proc = subprocess.run([binary, f"--alertmanager.url={routed.url}/alertmanager", f"--http.config.file={config}",
+                           "-o", "json", "alert", "query", "--receiver=team-db", "alertname=~AmtoolRouted.*"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [(a["labels"]["alertname"], [r["name"] for r in a["receivers"]]) for a in json.loads(proc.stdout)] == [
+        ("AmtoolRoutedDb", ["team-db"])]
