@@ -28,6 +28,17 @@ def _labels(labels: dict, skip: tuple = ("alertname", "instance")) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in skip)
 
 
+def _state(alert: dict) -> str:
+    """``firing``, or ``firing (silenced)`` while a silence (else an inhibition, else
+    another muter) mutes its notifications."""
+    reasons = alert.get("mutedBy") or []
+    if not reasons:
+        return alert["state"]
+    kind = "silenced" if any(r.startswith("silence:") for r in reasons) else \
+        "inhibited" if any(r.startswith("inhibited:") for r in reasons) else "muted"
+    return f"{alert['state']} ({kind})"
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     alerts = ApiClient().get("/prometheus/api/v1/alerts")["data"]["alerts"]
     if args.state:
@@ -38,7 +49,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if not alerts:
         print(f"no {args.state or 'active'} alerts")
         return 0
-    rows = [{"alertname": a["labels"].get("alertname"), "state": a["state"], "instance": a["labels"].get("instance", "-"),
+    rows = [{"alertname": a["labels"].get("alertname"), "state": _state(a), "instance": a["labels"].get("instance", "-"),
              "value": f"{float(a['value']):g}", "since": _since(a["activeAt"]), "labels": _labels(a["labels"]),
              "summary": a["annotations"].get("summary", "")} for a in alerts]
     print_table(rows, [("alertname", "ALERT"), ("state", "STATE"), ("instance", "INSTANCE"), ("value", "VALUE"),

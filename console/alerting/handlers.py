@@ -25,15 +25,21 @@ def rfc3339(ts: float | None) -> str:
     return text.rstrip("0").rstrip(".") + "Z"
 
 
-def alert_json(a: Alert) -> dict:
+def alert_json(a: Alert, muted_by: list[str]) -> dict:
+    """Prometheus' alert object; with ``mutedBy`` (an extension, present only when not
+    empty) the reasons its notifications are muted now, ``KIND:ID`` as the history's
+    ``muted_by`` (``silence:<id>``, ``inhibited:<fingerprint>``, ``maintenance:<name>``, ...)."""
     out = {"labels": dict(a.labels), "annotations": a.annotations, "state": a.state,
            "activeAt": rfc3339(a.active_at), "value": go_float_e(a.value)}
     if a.keep_firing_since is not None:
         out["keepFiringSince"] = rfc3339(a.keep_firing_since)
+    if muted_by:
+        out["mutedBy"] = muted_by
     return out
 
 
 def rules_json(services, kind: str | None) -> dict:  # noqa: ANN001 - Services
+    now = services.clock()
     groups = []
     for group, rules, last_eval, seconds in services.alerting.snapshot():
         rules_out = []
@@ -56,7 +62,8 @@ def rules_json(services, kind: str | None) -> dict:  # noqa: ANN001 - Services
                     "name": rule.name, "query": rule.expr.strip(), "duration": rule.hold_s,
                     "keepFiringFor": rule.keep_firing_for_s, "labels": rule.labels,
                     "annotations": rule.annotations,
-                    "alerts": [alert_json(a) for a in sorted(active, key=lambda a: a.labels)],
+                    "alerts": [alert_json(a, services.muting.muted_by(dict(a.labels), now))
+                               for a in sorted(active, key=lambda a: a.labels)],
                     "health": state.health, "evaluationTime": state.evaluation_seconds,
                     "lastEvaluation": rfc3339(state.last_evaluation), "type": "alerting",
                 }
@@ -85,12 +92,15 @@ class PromRulesHandler(PrometheusHandler):
 
 
 class PromAlertsHandler(PrometheusHandler):
-    """``/prometheus/api/v1/alerts``: ``{"alerts": [...]}`` (pending and firing)."""
+    """``/prometheus/api/v1/alerts``: ``{"alerts": [...]}`` (pending and firing; each with
+    ``mutedBy`` while its notifications are muted, see :func:`alert_json`)."""
 
     async def get(self) -> None:
         alerts = [a for _, rules, _, _ in self.services.alerting.snapshot() for _, alerts in rules
                   for a in alerts if a.state != INACTIVE]
-        self.success({"alerts": [alert_json(a) for a in sorted(alerts, key=lambda a: a.labels)]})
+        now, muting = self.services.clock(), self.services.muting
+        self.success({"alerts": [alert_json(a, muting.muted_by(dict(a.labels), now))
+                                 for a in sorted(alerts, key=lambda a: a.labels)]})
 
 
 class AlertHistoryHandler(ApiHandler):

@@ -228,6 +228,12 @@ def test_rule_alert_history_is_marked_with_the_silence(env):
     other = console.agent_token("sil-2")
     push(console, other, "sil-2", "sil_temp", [(400, 70), (1200, 70), (1300, 10)])
     evaluate(console, clock, T0 + 400)  # firing while silenced (sil-1) and not (sil-2)
+    # The alerts and the rules' alerts say which are muted and why (mutedBy: only when muted).
+    firing = console.request("GET", "/prometheus/api/v1/alerts", token=tokens["viewer"]).json()["data"]["alerts"]
+    rules = console.request("GET", "/prometheus/api/v1/rules", token=tokens["viewer"]).json()["data"]["groups"]
+    for listed in (firing, [a for g in rules for r in g["rules"] for a in r.get("alerts", [])]):
+        mine = {a["labels"]["instance"]: a.get("mutedBy") for a in listed if a["labels"]["alertname"] == "SilHot"}
+        assert mine == {"sil-1": [f"silence:{sid}"], "sil-2": None}
     evaluate(console, clock, T0 + 1300)  # resolved after the silence ended
     resp = console.request("GET", f"/api/v1/alerts/history?alertname=SilHot&since={T0}&until={T0 + 2000}",
                            token=tokens["viewer"])

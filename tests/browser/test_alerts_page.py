@@ -1,9 +1,10 @@
 """The Alerts page in a real headless Chromium against a real console: firing and pending
 alerts with labels, value and runbook, resolved ones, the label filter, refused rule
-files, alert text rendered as text, firing alerts on the overview's host cards, and the
+files, alert text rendered as text, a silenced alert marked so, firing alerts on the overview's host cards, and the
 alert's span on the host charts, labelled with its name where it starts."""
 from __future__ import annotations
 
+from console.alerting.handlers import rfc3339
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
 from tests.browser.playwright_api import expect
 from tests.browser.test_dashboard import PageErrors, host_metrics, log_in
@@ -72,6 +73,19 @@ def test_alerts_page_lists_active_and_resolved_alerts_and_filters(tmp_path, page
         expect(first.locator("td").nth(6).locator("a")).to_have_attribute("href", "https://runbooks.example/page-hot")
         expect(first.locator("td").nth(0).locator("a")).to_have_attribute("href", "/alerts/rules/page/PageHot")
         assert page.locator("#active-table img").count() == 0 and page.evaluate("window.pwned") is None
+        expect(first.locator(".muted-badge")).to_have_count(0)
+        expect(first.locator("a.silence-link")).to_have_text("Silence")
+        # silenced: the state says so (the reason in its title) and the row links to the silences
+        silence = {"matchers": [{"name": "alertname", "value": "PageHot", "isRegex": False, "isEqual": True}],
+                   "startsAt": rfc3339(T0 + 60), "endsAt": rfc3339(T0 + 3600), "createdBy": "ops", "comment": "known"}
+        made = console.request("POST", "/alertmanager/api/v2/silences", silence, token=console.api_token("deployer"))
+        assert made.status == 200, made.body
+        page.reload()
+        expect(first.locator("td").nth(1)).to_have_text("firing silenced")
+        expect(first.locator(".muted-badge")).to_have_attribute("title", f"silence:{made.json()['silenceID']}")
+        expect(first.locator("td").nth(7).locator("a")).to_have_text("Silenced")
+        expect(first.locator("td").nth(7).locator("a")).to_have_attribute("href", "/alerts/silences")
+        expect(rows.nth(1).locator(".muted-badge")).to_have_count(0)  # PageWarm: not named by the silence
         expect(page.locator("#resolved-table tbody tr.alert-row td").first).to_have_text("PageHot")
         expect(page.locator("#resolved-table .label-chip", has_text="instance=page-3")).to_have_count(1)
         page.fill("#alert-match", "instance=page-2")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from console.alerting.handlers import rfc3339
 from tests.api.test_alerting import T0, Clock, evaluate, push, start
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,3 +125,16 @@ def test_rules_reload_refuses_a_bad_file_and_keeps_the_old_rules(firing_alone):
         rules.write_text(original)
     proc = run_cli(envs["admin"], "rules", "reload")
     assert (proc.returncode, proc.stdout.strip()) == (0, "rules reloaded")
+
+
+def test_alerts_say_which_are_silenced(firing_alone):
+    console, envs, _ = firing_alone
+    body = {"matchers": [{"name": "alertname", "value": "CliHot", "isRegex": False, "isEqual": True}],
+            "startsAt": rfc3339(T0), "endsAt": rfc3339(T0 + 3600), "createdBy": "ops", "comment": "known"}
+    resp = console.request("POST", "/alertmanager/api/v2/silences", body, token=console.api_token("deployer"))
+    assert resp.status == 200, resp.body
+    proc = run_cli(envs["viewer"], "alerts")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
+    assert rows["CliHot"].split()[1:3] == ["firing", "(silenced)"], proc.stdout
+    assert rows["CliSlow"].split()[1:3] == ["pending", "cli-1"], proc.stdout  # the silence names CliHot only

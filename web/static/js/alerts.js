@@ -48,6 +48,15 @@
     return "/alerts/silences/new?matchers=" + encodeURIComponent("{" + parts.join(",") + "}");
   }
 
+  // Why an alert's notifications are muted now (the API's mutedBy, KIND:ID): a silence, an
+  // inhibition, or another muter (a maintenance window, a deploy hold, a time interval).
+  function mutedKind(reasons) {
+    if (!reasons || !reasons.length) return null;
+    if (reasons.some(function (r) { return r.indexOf("silence:") === 0; })) return "silenced";
+    if (reasons.some(function (r) { return r.indexOf("inhibited:") === 0; })) return "inhibited";
+    return "muted";
+  }
+
   function render(data, history) {
     var pairs = wanted();
     var active = [];
@@ -66,7 +75,16 @@
       var link = F.el("a", "rule-link", a.labels.alertname);
       link.href = ruleURL(entry[0], a.labels.alertname);
       td(tr, "").appendChild(link);
-      td(tr, F.term(a.state)).className = "state state-" + a.state;
+      var state = td(tr, F.term(a.state));
+      state.className = "state state-" + a.state;
+      var muted = mutedKind(a.mutedBy);
+      if (muted) {
+        var said = { silenced: F.t("silenced"), inhibited: F.t("inhibited"), muted: F.t("muted") }[muted];
+        var badge = F.el("span", "badge muted-badge", said);
+        badge.title = a.mutedBy.join(", ");  // the reasons as the history names them
+        state.appendChild(document.createTextNode(" "));
+        state.appendChild(badge);
+      }
       labelsCell(tr, a.labels);
       td(tr, F.fmtNumber(Number(a.value))).className = "num";
       var since = Date.parse(a.activeAt) / 1000;
@@ -74,8 +92,10 @@
       // Text a rule file wrote, shown as it is in every language (as on the rule page).
       td(tr, a.annotations.summary || "").setAttribute("translate", "no");
       runbook(tr, a.annotations.runbook_url);
-      var silence = F.el("a", "btn btn-quiet silence-link", F.t("Silence"));
-      silence.href = silenceURL(a.labels);
+      // Silenced already: the silences instead of a new one.
+      var silence = muted === "silenced" ? F.el("a", "silences-link", F.t("Silenced"))
+        : F.el("a", "btn btn-quiet silence-link", F.t("Silence"));
+      silence.href = muted === "silenced" ? "/alerts/silences" : silenceURL(a.labels);
       td(tr, "").appendChild(silence);
       return tr;
     }), F.t("No firing or pending alerts."));
