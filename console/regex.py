@@ -19,12 +19,15 @@ class RegexError(ValueError):
         self.reason = reason
 
 
-def compile_re2(pattern: str, prefix: str = "", suffix: str = "") -> Any:  # a re2 pattern (untyped library)
+def compile_re2(pattern: str, prefix: str = "", suffix: str = "", **settings: bool) -> Any:  # a re2 pattern
     """``prefix + pattern + suffix`` compiled by RE2 (e.g. ``"^(?:"`` and ``")$"``, anchored
-    as Prometheus anchors a matcher). Raises RegexError whose reason quotes the user's
+    as Prometheus anchors a matcher), ``settings`` being ``re2.Options`` attributes
+    (``dot_nl``, ``never_capture``, ...). Raises RegexError whose reason quotes the user's
     ``pattern``, not the wrapped text; RE2 writes nothing to stderr."""
     options = re2.Options()
     options.log_errors = False  # the refusal is answered to the user, not logged by the library
+    for name, value in settings.items():
+        setattr(options, name, value)
     try:
         return re2.compile(prefix + pattern + suffix, options)
     except re2.error as wrapped:

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from console.regex import RegexError, compile_re2
 from console.config import ConsoleConfig
 from console.errors import Unavailable, Unprocessable
 from console.fleet.drift import mark_drift
@@ -50,15 +51,10 @@ def label_regex(pattern: str) -> "re2._Regexp":
     the match runs without the GIL. As in PromQL the match is fully anchored and ``.``
     also matches a newline (Prometheus 3). Raises ValueError with RE2's message for a
     pattern RE2 refuses (back-references, look-around, or too large to compile)."""
-    options = re2.Options()
-    options.never_capture = True  # groups are never read: the fast automaton suffices
-    options.dot_nl = True
-    options.log_errors = False  # refused patterns are the client's error, answered as such
-    try:
-        return re2.compile(pattern, options)
-    except re2.error as exc:
-        message = exc.args[0] if exc.args else exc
-        raise ValueError(message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)) from None
+    try:  # never_capture: groups are never read, the fast automaton suffices
+        return compile_re2(pattern, never_capture=True, dot_nl=True)
+    except RegexError as exc:
+        raise ValueError(exc.reason) from None
 
 
 @dataclass(frozen=True)
