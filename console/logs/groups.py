@@ -58,7 +58,7 @@ import orjson
 from console.logs import blocks
 from console.logs.indexer import LogIndexer
 from console.logs.levels import LEVELS
-from console.logs.words import line_words
+from console.logs.words import line_words, needed_ngrams, ngrams
 from console.storage.database import execute_dml
 
 GROUP_LINES = 256  # lines of one host per group at most
@@ -68,7 +68,7 @@ BITS_PER_TOKEN = 10
 _MASK64, _MASK32 = 2**64 - 1, 2**32 - 1
 _K = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: mixes the CRC into the second hash
 # Token kinds: a word as it is; a prefix, level or source has its CRC XORed with a mark.
-_PREFIX, _LEVEL, _SOURCE = 0x5BD1E995, 0x27D4EB2F, 0x165667C5
+_PREFIX, _LEVEL, _SOURCE, _NGRAM = 0x5BD1E995, 0x27D4EB2F, 0x165667C5, 0x61C88647
 # Every ASCII byte that is not a letter or digit ("_" included) -> a space (as words.py).
 _ASCII_SEPARATOR_BYTES = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(256))
 
@@ -85,7 +85,9 @@ GROUPS = Table("log_search_groups", _meta,
                # migration logsqlite_0001: level_mask of the group's lines (NULL: made before it)
                Column("levels", Integer))
 STATE = Table("log_search_state", _meta, Column("id", Integer, primary_key=True),
-              Column("indexed_id", BigInteger))
+              Column("indexed_id", BigInteger),
+              # migration logngram_0001: the groups from this line id on hold n-grams
+              Column("ngrams_from_id", BigInteger))
 
 
 def _hashes(token: str, kind: int = 0) -> tuple[int, int]:
@@ -113,6 +115,7 @@ def group_hashes(lines: Sequence[str], levels: Iterable[str | None], sources: It
     found = line_words(text_)  # a prefix of characters, not of bytes
     hashes = [zlib.crc32(w.encode()) for w in found]
     hashes += [zlib.crc32(p.encode()) ^ _PREFIX for p in {w[:PREFIX_CHARS] for w in found if len(w) >= PREFIX_CHARS}]
+    hashes += [zlib.crc32(g.encode()) ^ _NGRAM for g in ngrams(text_)]  # parts of spaceless runs
     return np.array(hashes + others, dtype=np.uint64)
 
 
@@ -271,13 +274,18 @@ def may_hold(token: str, kind: int = 0, dialect: str = "postgresql") -> Any:
 
 
 def group_conditions(terms: Sequence[Any], levels: Sequence[str], source: str | None,
-                     dialect: str = "postgresql") -> list:
+                     dialect: str = "postgresql", ngrams_from: int = 0) -> list:
     """Conditions on ``log_search_groups`` for a search: each term (exact word, or a prefix
-    of at least :data:`PREFIX_CHARS` characters) and the level and exact source filters
-    may be in the group. A shorter prefix or a source prefix skips no group."""
+    of at least :data:`PREFIX_CHARS` characters; a spaceless term its n-grams, in the groups
+    of lines from id ``ngrams_from`` on, made since their filters hold them) and the level
+    and exact source filters may be in the group. A shorter prefix or a source prefix skips
+    no group."""
     conditions = []
     for term in terms:
-        if not term.prefix:
+        if term.infix:
+            held = and_(*(may_hold(g, _NGRAM, dialect) for g in sorted(needed_ngrams(term.word))))
+            conditions.append(or_(GROUPS.c.last_record_id < ngrams_from, held) if ngrams_from else held)
+        elif not term.prefix:
             conditions.append(may_hold(term.word, 0, dialect))
         elif len(term.word) >= PREFIX_CHARS:
             conditions.append(may_hold(term.word[:PREFIX_CHARS], _PREFIX, dialect))
@@ -386,6 +394,12 @@ def sqlite_index_groups(cursor: Any) -> int:
 def watermark(session: Session) -> int:
     """Every line with an id up to this is in a group."""
     return int(session.execute(select(STATE.c.indexed_id).where(STATE.c.id == 1)).scalar_one())
+
+
+def ngrams_from(session: Session) -> int:
+    """The first line id whose group filter holds the n-grams of spaceless runs (the
+    watermark when migration ``logngram_0001`` ran, plus one): older groups cannot say."""
+    return int(session.execute(select(STATE.c.ngrams_from_id).where(STATE.c.id == 1)).scalar_one())
 
 
 def prune_groups(session: Session) -> int:

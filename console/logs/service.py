@@ -31,6 +31,7 @@ from console.logs.levels import LEVELS, normalise_level
 from console.params import INT64_MAX, ascii_uint
 from console.logs import blocks, groups
 from console.logs.store import delete_log_records, line_words
+from console.logs.words import spaceless
 from console.storage.database import Database, execute_dml
 from console.storage.models import Host, LogRecord
 from console.storage.partitions import LOG_TABLE, drop_partitions_before
@@ -66,6 +67,7 @@ class LogQueryError(InvalidInput):
 class SearchTerm:
     word: str  # lower-cased run of letters/digits
     prefix: bool = False
+    infix: bool = False  # spaceless script (console/logs/words.py): matches any part of a line's word
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def parse_terms(q: str) -> tuple[SearchTerm, ...]:
     for word, star in words:
         if len(word) > MAX_TERM_CHARS:
             raise LogQueryError("q", tx("a search word is longer than {most} characters", most=MAX_TERM_CHARS))
-        term = SearchTerm(word.lower(), bool(star))
+        term = SearchTerm(word.lower(), bool(star), spaceless(word))
         if term not in terms:
             terms.append(term)
     return tuple(terms)
@@ -264,8 +266,9 @@ class LogService:
             session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         upto = groups.watermark(session)
         found = {r.id: r for r in self._unindexed(session, query, upto, most)}
+        since = groups.ngrams_from(session) if any(t.infix for t in query.terms) else 0
         conditions = [g.c.last_record_id <= upto,
-                      *groups.group_conditions(query.terms, query.levels, query.source, self.db.dialect)]
+                      *groups.group_conditions(query.terms, query.levels, query.source, self.db.dialect, since)]
         if query.hosts:
             conditions.append(g.c.host_id.in_(select(Host.__table__.c.id).where(Host.__table__.c.name.in_(query.hosts))))
         if query.start_ms is not None:
@@ -423,10 +426,11 @@ class LogService:
 
     @staticmethod
     def _words_match(terms: Sequence[SearchTerm], line: str) -> bool:
-        """Every term is a word of ``line`` (a prefix term: the start of one), with the
-        index's tokenisation (console/logs/words.py)."""
+        """Every term is a word of ``line`` (a prefix term: the start of one; a spaceless
+        term: any part of one), with the index's tokenisation (console/logs/words.py)."""
         words = line_words(line)
-        return all(any(w.startswith(t.word) for w in words) if t.prefix else t.word in words for t in terms)
+        return all(any(t.word in w for w in words) if t.infix
+                   else any(w.startswith(t.word) for w in words) if t.prefix else t.word in words for t in terms)
 
     def _unindexed(self, session: Session, query: LogQuery, watermark: int, most: int | None = None) -> list[Any]:
         """The lines above ``watermark`` that match ``query`` (words, filters, cursor),

@@ -27,3 +27,32 @@ def line_words(line: str) -> set[str]:
     return {w.lower() for w in WORD.findall(line)}  # as parse_terms: split, then lower
 
 
+# Scripts written without spaces between words (Han, Hiragana, Katakana; Hangul, whose words
+# carry their particles): a part of such a run is found by the run's character n-grams,
+# which the group filters hold beside the words (console/logs/groups.py).
+_SPACELESS = re.compile("[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+
+
+def spaceless(word: str) -> bool:
+    """Whether ``word`` holds a character of a script written without spaces: such a
+    search word matches any part of a line's word (``失败`` in ``数据库连接失败``)."""
+    return _SPACELESS.search(word) is not None
+
+
+def ngrams(text: str) -> set[str]:
+    """Each character and each pair of neighbouring characters of the spaceless runs in
+    ``text``, as the group filters hold them: ``"连接失败"`` -> 连, 接, 失, 败, 连接, 接失, 失败."""
+    out: set[str] = set()
+    for run in _SPACELESS.findall(text):
+        out.update(run)
+        out.update(run[i:i + 2] for i in range(len(run) - 1))
+    return out
+
+
+def needed_ngrams(word: str) -> set[str]:
+    """The n-grams every line holding ``word`` within one of its words has (its runs'
+    pairs; a run of one character, itself): what a group filter is asked for."""
+    out: set[str] = set()
+    for run in _SPACELESS.findall(word):
+        out.update([run] if len(run) == 1 else (run[i:i + 2] for i in range(len(run) - 1)))
+    return out

@@ -157,6 +157,54 @@ def test_rows_and_packed_groups_give_the_same_pages(db_console):
     assert [sum(len(ids) for ids, _ in p) for p in rows] == [250, 150, 1, 3, 0]  # lines 0..249 hold "request ... served"
 
 
+def test_a_part_of_a_run_without_spaces_is_found(db_console):
+    """Chinese and Japanese write words without spaces: a search word in such a script
+    matches any part of a line's word, in the lines above the index watermark, in grouped
+    rows, in packed groups (by the n-grams their filters hold), and in groups made before
+    the filters held n-grams (read whole)."""
+    c = db_console
+    tag = "cjk" + uuid.uuid4().hex[:8]
+    host = f"cn-{tag}"
+    lines = [f"{tag} 数据库连接失败 error code E1001", f"{tag} 服务启动成功", f"{tag} サーバーが停止しました"]
+    status, _ = c.push(host, c.agent_token(host), [], [rec(i, line) for i, line in enumerate(lines)])
+    assert status == 200
+    token = c.api_token("viewer")
+    expected = {"失败": [lines[0]], "连接失败": [lines[0]], "数据库连接失败": [lines[0]], "数据*": [lines[0]],
+                "败": [lines[0]], "成功": [lines[1]], "停止": [lines[2]], "サーバー": [lines[2]],
+                "失误": [], "功启": [], "e1001 连接": [lines[0]], "code 启动": []}
+
+    def found() -> dict:
+        return {q: [r["line"] for r in search(c, token, q=f"{tag} {q}", host=host)["logs"]] for q in expected}
+
+    assert found() == expected  # as rows, grouped or not yet
+    pack_now(c)
+    assert found() == expected  # packed: their groups' filters asked for the n-grams
+    # This host's groups with filters that hold nothing, as if made before n-grams: the
+    # filter rules them out while they count as made since, not once they count as older.
+    db = c.services.db
+    mine = "host_id = (SELECT id FROM hosts WHERE name = :h)"
+    blooms = db.run(lambda s: s.execute(text(f"SELECT id, bloom FROM log_search_groups WHERE {mine}"),
+                                        {"h": host}).all())
+    since = db.run(lambda s: s.execute(text("SELECT ngrams_from_id FROM log_search_state")).scalar())
+
+    def parts() -> list[str]:
+        return [r["line"] for r in search(c, token, q="失败", host=host)["logs"]]
+    try:
+        for gid, bloom in blooms:
+            db.run(lambda s: s.execute(text("UPDATE log_search_groups SET bloom = :b WHERE id = :i"),
+                                       {"b": bytes(len(bloom)), "i": gid}))
+        assert parts() == []
+        db.run(lambda s: s.execute(text(f"UPDATE log_search_state SET ngrams_from_id = "
+                                        f"(SELECT max(last_record_id) + 1 FROM log_search_groups WHERE {mine})"),
+                                   {"h": host}))
+        assert parts() == [lines[0]]
+    finally:
+        db.run(lambda s: s.execute(text("UPDATE log_search_state SET ngrams_from_id = :v"), {"v": since}))
+        for gid, bloom in blooms:
+            db.run(lambda s: s.execute(text("UPDATE log_search_groups SET bloom = :b WHERE id = :i"),
+                                       {"b": bloom, "i": gid}))
+
+
 def test_common_word_pages_equal_brute_force_with_late_arrivals(db_console):
     """A word in most lines, with filters, paged across several pages, returns exactly the
     lines a brute-force filter over every stored row gives in (ts, id) descending order,

@@ -13,7 +13,7 @@ import pytest
 
 from console.logs import groups
 from console.logs.service import parse_terms
-from console.logs.words import line_words
+from console.logs.words import line_words, ngrams
 from tests.unit.test_log_store import LINES as STORE_LINES
 
 LINES = [*STORE_LINES, "req=4f2a9c1e0b7d3a55 trace=" + str(uuid.UUID(int=7))]  # the lexeme tests' lines and a UUID
@@ -56,12 +56,14 @@ def test_few_absent_tokens_seem_present():
 def reference_hashes(lines, levels, sources):
     """The tokens of a group's filter, one zlib.crc32 call per distinct token: every word
     of console/logs/words.py, each word's first PREFIX_CHARS characters (of an ASCII group
-    also a shorter word's, which costs bits but changes no answer), levels, sources."""
+    also a shorter word's, which costs bits but changes no answer), the n-grams of spaceless
+    runs (東京: 東, 京, 東京), levels, sources."""
     words = set().union(*(line_words(line) for line in lines)) if lines else set()
     shortest = 1 if all(line.isascii() for line in lines) else groups.PREFIX_CHARS
     prefixes = {w[:groups.PREFIX_CHARS] for w in words if len(w) >= shortest}
     return sorted([zlib.crc32(w.encode()) for w in words]
                   + [zlib.crc32(p.encode()) ^ groups._PREFIX for p in prefixes]
+                  + [zlib.crc32(g.encode()) ^ groups._NGRAM for g in ngrams(" ".join(lines))]
                   + [zlib.crc32(v.encode()) ^ groups._LEVEL for v in set(levels) if v]
                   + [zlib.crc32(s.encode()) ^ groups._SOURCE for s in set(sources)])
 
@@ -85,3 +87,18 @@ def test_the_filter_holds_each_distinct_token_once_hashed_as_zlib_does():
         expected = reference_hashes(group, levels, sources)
         assert sorted(int(h) for h in hashes) == expected
         assert groups.bloom(hashes) == groups.bloom(np.array(expected, dtype=np.uint64))
+
+
+def test_spaceless_runs_are_held_as_characters_and_pairs():
+    lines = ["数据库连接失败 error code E1001", "サーバーが停止しました"]
+    bloom = groups.bloom(groups.group_hashes(lines, [None], ["/var/log/app.log"]))
+    # what a search for a part of a run asks for: its pairs, or the one character
+    for part in ("失败", "连接失败", "数据库", "败", "停止", "サーバー"):
+        [term] = parse_terms(part)
+        assert term.infix, part
+        for gram in sorted(groups.needed_ngrams(part)):
+            assert holds(bloom, gram, groups._NGRAM), (part, gram)
+    assert not holds(bloom, "失误", groups._NGRAM)  # a pair no line has (this filter's bits: checked absent)
+    assert holds(bloom, "数据库连接失败") and holds(bloom, "e1001")  # the words as before
+    [ascii_term] = parse_terms("error")
+    assert not ascii_term.infix
