@@ -500,7 +500,8 @@ class LogsQuery(Query):
 
     q: SearchText | None = Field(
         None, description=f"words (letters and digits; up to {MAX_TERMS} of up to {MAX_TERM_CHARS} characters), "
-                          "all must match; a trailing * matches a prefix")
+                          "all must match; a trailing * matches a prefix; a word in Chinese or Japanese script matches "
+                          "any part of a line's word")
     host: Text | None = Field(None, description="host names, comma-separated")
     source: Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)] | None = None
     level: Annotated[str, StringConstraints(pattern=f"^{_LEVEL}(?:,{_LEVEL})*$"), WrapValidator(_levels)] | None = Field(
