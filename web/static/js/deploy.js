@@ -126,10 +126,15 @@
       });
       body.appendChild(tr);
     });
-    if (FINAL[d.state]) {
+    if (FINAL[d.state] && !finished) {
       finished = true;
       byId("live-status").textContent = F.t("finished");
-      if (socket) socket.stop();
+      if (socket) {
+        // The last events may still be on their way over the socket stopped here (the
+        // state read can overtake them): read the stored ones, so the log ends complete.
+        socket.stop();
+        catchUp();
+      }
     }
   }
 
