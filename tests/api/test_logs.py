@@ -182,25 +182,24 @@ def test_a_part_of_a_run_without_spaces_is_found(db_console):
     # This host's groups with filters that hold nothing, as if made before n-grams: the
     # filter rules them out while they count as made since, not once they count as older.
     db = c.services.db
-    mine = "host_id = (SELECT id FROM hosts WHERE name = :h)"
-    blooms = db.run(lambda s: s.execute(text(f"SELECT id, bloom FROM log_search_groups WHERE {mine}"),
+    blooms = db.run(lambda s: s.execute(text("SELECT id, bloom, last_record_id FROM log_search_groups "
+                                             "WHERE host_id = (SELECT id FROM hosts WHERE name = :h)"),
                                         {"h": host}).all())
     since = db.run(lambda s: s.execute(text("SELECT ngrams_from_id FROM log_search_state")).scalar())
 
     def parts() -> list[str]:
         return [r["line"] for r in search(c, token, q="失败", host=host)["logs"]]
     try:
-        for gid, bloom in blooms:
+        for gid, bloom, _ in blooms:
             db.run(lambda s: s.execute(text("UPDATE log_search_groups SET bloom = :b WHERE id = :i"),
                                        {"b": bytes(len(bloom)), "i": gid}))
         assert parts() == []
-        db.run(lambda s: s.execute(text(f"UPDATE log_search_state SET ngrams_from_id = "
-                                        f"(SELECT max(last_record_id) + 1 FROM log_search_groups WHERE {mine})"),
-                                   {"h": host}))
+        db.run(lambda s: s.execute(text("UPDATE log_search_state SET ngrams_from_id = :v"),
+                                   {"v": max(last for _, _, last in blooms) + 1}))
         assert parts() == [lines[0]]
     finally:
         db.run(lambda s: s.execute(text("UPDATE log_search_state SET ngrams_from_id = :v"), {"v": since}))
-        for gid, bloom in blooms:
+        for gid, bloom, _ in blooms:
             db.run(lambda s: s.execute(text("UPDATE log_search_groups SET bloom = :b WHERE id = :i"),
                                        {"b": bloom, "i": gid}))
 
