@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 import os
 import signal
@@ -33,6 +34,26 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     return env
 
+
+def cli_in_process(env: dict[str, str], *args: str) -> str:
+    """``fleetdeck ARGS`` run by the command's own code (``console.cli.main``) in this
+    process, with the ``FLEETDECK_*`` variables of ``env`` in place of this process's for
+    the call; its stdout. For setup (a token for a console process) where a new process
+    would cost a Python start and the console's imports (~3 s of CPU a call) and test
+    nothing more. Raises AssertionError naming the exit code and stderr when it fails."""
+    from unittest import mock
+
+    from console.cli import main
+
+    ours = {k: v for k, v in env.items() if k.startswith("FLEETDECK_")}
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("FLEETDECK_")}
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, {**kept, **ours}, clear=True), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    if code:
+        raise AssertionError(f"fleetdeck {' '.join(args)} exited {code}: {err.getvalue()}")
+    return out.getvalue()
 
 
 @contextlib.contextmanager
@@ -147,9 +168,14 @@ class ConsoleProcess:
                 self.kill9()
 
     def agent_token(self, host: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "console.cli", "token", "create", "--agent", host],
-                             env=self.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
-        return out.stdout.strip().splitlines()[-1]
+        """A new agent token for ``host``: ``fleetdeck token create --agent HOST`` run in
+        this process (:func:`cli_in_process`), as setup, not as what a test looks at."""
+        return cli_in_process(self.env, "token", "create", "--agent", host).strip().splitlines()[-1]
+
+    def api_token(self, name: str, role: str) -> str:
+        """A new API token ``name`` with ``role``: ``fleetdeck token create --name NAME
+        --role ROLE`` run in this process (:func:`cli_in_process`), as setup."""
+        return cli_in_process(self.env, "token", "create", "--name", name, "--role", role).strip().splitlines()[-1]
 
     def cli(self, *args: str) -> str:
         """Run ``fleetdeck ARGS`` against this console's data dir; its stdout."""

@@ -34,8 +34,7 @@ def test_apps_reload_on_sighup_and_cli_refuses_an_invalid_file_whole(tmp_path, d
     console = ConsoleProcess(tmp_path / "data", FLEETDECK_CONFIG=str(config))
     console.start()
     try:
-        admin, deployer = (console.cli("token", "create", "--name", f"t-{role}", "--role", role)
-                           .strip().splitlines()[-1] for role in ("admin", "deployer"))
+        admin, deployer = (console.api_token(f"t-{role}", role) for role in ("admin", "deployer"))
 
         def api(method: str, path: str, body: bytes | None = None, token: str = admin):
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

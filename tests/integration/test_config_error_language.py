@@ -117,7 +117,7 @@ def test_an_apps_reload_is_refused_in_the_requests_language(tmp_path, env):  # n
     (tmp_path / "data").mkdir()
     console = ConsoleProcess(tmp_path / "data", FLEETDECK_CONFIG=str(config)).start()
     try:
-        admin = console.cli("token", "create", "--name", "t-admin", "--role", "admin").strip().splitlines()[-1]
+        admin = console.api_token("t-admin", "admin")
         config.write_text("apps:\n"
                           "  web:\n"
                           "    target:\n"

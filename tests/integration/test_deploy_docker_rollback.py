@@ -261,7 +261,7 @@ def test_recovery_after_the_console_died_mid_update_restores_old_replicas_first(
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"apps": {app: web_app(docker_images, base)}}))
     console = ConsoleProcess(tmp_path, FLEETDECK_CONFIG=str(config)).start()
-    token = console.cli("token", "create", "--name", "crash", "--role", "deployer").strip().splitlines()[-1]
+    token = console.api_token("crash", "deployer")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def api(method: str, path: str, body: dict | None = None) -> dict:

@@ -88,7 +88,7 @@ def pack(url: str, kept_before: int, most: int) -> tuple[int, int]:
 def test_packed_groups_answer_every_search_as_their_rows_did(tmp_path: Path, postgres_url):
     console = ConsoleProcess(tmp_path, FLEETDECK_DATABASE_URL=postgres_url).start()
     try:
-        viewer = console.cli("token", "create", "--name", "blk-viewer", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token("blk-viewer", "viewer")
         tag = "blk" + uuid.uuid4().hex[:8]
         rnd = random.Random(7)
         t0 = int(time.time() * 1000) - 3_600_000
@@ -142,7 +142,7 @@ def test_packed_groups_answer_every_search_as_their_rows_did(tmp_path: Path, pos
             assert logs.enforce_retention().deleted_by_age == sum(r["ts"] < cutoff for r in before[0])
             assert every_page(console, viewer, 100, {"q": tag}) == [r for r in before[0] if r["ts"] >= cutoff]
             # retiring a host deletes its packed lines and counts them
-            admin = console.cli("token", "create", "--name", "blk-admin", "--role", "admin").strip().splitlines()[-1]
+            admin = console.api_token("blk-admin", "admin")
             resp = http("DELETE", console.url + "/api/v1/hosts/blk-b", headers={"Authorization": f"Bearer {admin}"})
             assert resp.status == 200, resp.body
             assert resp.json()["logs"] == sum(r["ts"] >= cutoff and r["host"] == "blk-b" for r in before[0])

@@ -100,7 +100,7 @@ def test_lines_behind_the_group_index_are_found_and_grouped_after_a_kill9(tmp_pa
     console = ConsoleProcess(tmp_path, FLEETDECK_DATABASE_URL=postgres_url).start()
     try:
         agent = console.agent_token("grp-web")
-        viewer = console.cli("token", "create", "--name", "grp-viewer", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token("grp-viewer", "viewer")
         tag = "grp" + uuid.uuid4().hex[:8]
         t0 = int(time.time() * 1000) - 60_000
         old = [f"{tag} old line {i} req={uuid.uuid4().hex[:16]}" for i in range(300)]  # 2 groups (256 a group)
@@ -265,7 +265,7 @@ def test_two_workers_group_every_line_once(tmp_path: Path, postgres_url):
     try:
         hosts = [f"two-{i}" for i in range(4)]
         tokens = {h: console.agent_token(h) for h in hosts}
-        viewer = console.cli("token", "create", "--name", "two-viewer", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token("two-viewer", "viewer")
         tag = "two" + uuid.uuid4().hex[:8]
         t0 = int(time.time() * 1000) - 60_000
         sent = {h: [[f"{tag} {h} batch {b} line {i} req={uuid.uuid4().hex[:16]}" for i in range(150)]

@@ -71,7 +71,7 @@ def test_lines_are_found_at_once_while_the_index_is_behind(tmp_path: Path):
     console = ConsoleProcess(tmp_path).start()
     try:
         agent = console.agent_token("lag-web")
-        viewer = console.cli("token", "create", "--name", "lag-viewer", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token("lag-viewer", "viewer")
         tag = "lag" + uuid.uuid4().hex[:8]
         t0 = int(time.time() * 1000) - 60_000
         push(console, agent, "lag-web", [f"{tag} old line {i} req=4f2a{i:04x}" for i in range(3)], t0)
@@ -114,7 +114,7 @@ def test_lines_committed_but_not_indexed_survive_a_kill9(tmp_path: Path):
     console = ConsoleProcess(tmp_path).start()
     try:
         agent = console.agent_token("kill-web")
-        viewer = console.cli("token", "create", "--name", "kill-viewer", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token("kill-viewer", "viewer")
         tag = "kill" + uuid.uuid4().hex[:8]
         t0 = int(time.time() * 1000) - 60_000
         with index_locked(tmp_path):

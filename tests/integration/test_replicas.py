@@ -62,7 +62,7 @@ def test_one_replica_evaluates_the_other_follows_and_a_killed_leader_hands_over(
 
     try:
         assert (leader_gauge(first), leader_gauge(second)) == (1.0, 0.0)
-        token = first.cli("token", "create", "--name", "replicas", "--role", "viewer").strip().splitlines()[-1]
+        token = first.api_token("replicas", "viewer")
         wait_for(lambda: transitions() == ["pending", "firing"], 20, "the leader to fire ReplicaProbe")
         # The follower answers the leader's alert from the stored state.
         wait_for(lambda: firing_alerts(second, token) == ["ReplicaProbe"], 10, "the follower to show the alert")

@@ -38,7 +38,7 @@ def replicas(tmp_path_factory, postgres_url, docker_client, docker_images):
         console.data_dir.mkdir()
     consoles[0].start()  # the first migrates the schema
     consoles[1].start()
-    yield consoles, consoles[0].cli("token", "create", "--name", "lease", "--role", "deployer").strip().splitlines()[-1]
+    yield consoles, consoles[0].api_token("lease", "deployer")
     for console in consoles:
         console.stop()
     for app in apps:

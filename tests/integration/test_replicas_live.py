@@ -75,8 +75,7 @@ def replicas(tmp_path_factory, postgres_url):
 
 
 def api_token(console: ConsoleProcess, role: str = "viewer", name: str | None = None) -> str:
-    return console.cli("token", "create", "--name", name or f"live-{uuid.uuid4().hex[:6]}",
-                       "--role", role).strip().splitlines()[-1]
+    return console.api_token(name or f"live-{uuid.uuid4().hex[:6]}", role)
 
 
 def push(console: ConsoleProcess, host: str, token: str, samples: int, logs: list | None = None) -> None:

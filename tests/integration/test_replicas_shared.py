@@ -71,8 +71,7 @@ alerting:
 class Pair:
     def __init__(self, consoles: list[ConsoleProcess], url: str, kind: str, hook: HttpReceiver) -> None:
         self.consoles, self.url, self.kind, self.hook = consoles, url, kind, hook
-        self.token = consoles[0].cli("token", "create", "--name", "shared-" + uuid.uuid4().hex[:6],
-                                     "--role", "admin").strip().splitlines()[-1]
+        self.token = consoles[0].api_token("shared-" + uuid.uuid4().hex[:6], "admin")
 
     def roles(self) -> tuple[ConsoleProcess, ConsoleProcess]:
         """(leader, follower), once exactly one of them leads."""

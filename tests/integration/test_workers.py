@@ -74,7 +74,7 @@ def test_a_live_socket_on_one_worker_gets_the_frames_of_batches_stored_by_anothe
         wait_for(lambda: len(console.worker_pids()) == 2, 30, "two workers")
         host = "live-" + uuid.uuid4().hex[:8]
         agent = {"Authorization": f"Bearer {console.agent_token(host)}", "Content-Type": "application/json"}
-        viewer = console.cli("token", "create", "--name", f"viewer-{host}", "--role", "viewer").strip().splitlines()[-1]
+        viewer = console.api_token(f"viewer-{host}", "viewer")
 
         async def scenario() -> None:
             loop = asyncio.get_running_loop()

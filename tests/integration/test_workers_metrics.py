@@ -159,7 +159,7 @@ def test_a_retired_hosts_clock_skew_leaves_every_workers_answer(workers):
     assert len(workers_used) == 2, workers_used
     skew = ("fleetdeck_host_clock_skew_seconds", (("host", host),))
     assert skew in scrape(console)[1]
-    admin = console.cli("token", "create", "--name", f"admin-{host}", "--role", "admin").strip().splitlines()[-1]
+    admin = console.api_token(f"admin-{host}", "admin")
     conn, _ = fresh(console)
     conn.request("DELETE", f"/api/v1/hosts/{host}", headers={"Authorization": f"Bearer {admin}"})
     resp = conn.getresponse()
@@ -177,8 +177,7 @@ def test_a_retired_hosts_clock_skew_leaves_every_workers_answer(workers):
 
 def test_live_subscriptions_are_summed_over_the_workers(workers):
     console = workers
-    viewer = console.cli("token", "create", "--name", "viewer-" + uuid.uuid4().hex[:8],
-                         "--role", "viewer").strip().splitlines()[-1]
+    viewer = console.api_token("viewer-" + uuid.uuid4().hex[:8], "viewer")
     key = ("fleetdeck_live_subscriptions", ())
 
     async def subscribed(topics: list[str]):
