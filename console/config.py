@@ -42,7 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from agents.yamlfile import YamlDocument, YamlFileError, read_yaml
 from console.errors import InvalidInput
-from console.i18n import N_, Text, TextLines, list_separator, message_of, tx
+from console.i18n import N_, Text, TextLines, choices_text, list_separator, message_of, tx
 from console.notify.receivers.config import DeliveryConfig
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -541,6 +541,8 @@ def problem_text(err: Mapping[str, Any]) -> str:
             ctx["field_type"] = tx(_FIELD_TYPES[ctx["field_type"]])
     else:
         template = _PROBLEMS.get(kind, "")
+    if kind in ("literal_error", "enum") and isinstance(ctx.get("expected"), str):
+        ctx["expected"] = choices_text(ctx["expected"])
     if not template:
         return message
     try:

@@ -139,6 +139,22 @@ def list_separator() -> Text:
     return tx("; ")
 
 
+def choices_text(expected: str) -> str:
+    """pydantic's list of the allowed values of a literal or enum problem (its
+    ``ctx["expected"]``: ``'a', 'b' or 'c'``) with the separators translatable (Chinese:
+    ``'a'、'b' 或 'c'``); the English is the same text. One value (no " or ") is returned
+    as it is."""
+    head, sep, last = expected.rpartition(" or ")
+    if not sep:
+        return expected
+    return tx("{choices} or {last}", choices=TextLines(head.split(", "), _choice_separator()), last=last)
+
+
+def _choice_separator() -> Text:
+    """``", "`` between allowed values, translatable (a call of its own, as :func:`list_separator`)."""
+    return tx(", ")
+
+
 def tx(template: str, **values: Any) -> Text:
     """Mark an error message for translation: ``tx("no host named {host}", host=name)``.
     ``template`` is the msgid (extracted by ``make messages`` into ``errors.po``); the

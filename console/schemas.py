@@ -50,7 +50,7 @@ from console.deploy.apps import APP_NAME_RE, VERSION_RE
 from console.deploy.environments import ENVIRONMENT_RE
 from console.deploy.service import MAX_REASON
 from console.errors import ApiError
-from console.i18n import N_, message_of, tx
+from console.i18n import N_, choices_text, message_of, tx
 from console.ingest.batch import (BATCH_ID_RE, LABEL_NAME_RE, MAX_LABEL_VALUE, MAX_LABELS, MAX_LOG_LINE,
                                   METRIC_NAME_RE, MetricType)
 from console.logs.levels import LEVELS, SPELLINGS as LEVEL_SPELLINGS, normalise_level
@@ -668,8 +668,11 @@ def problem_text(problem: Any) -> str:
     template = _PROBLEMS.get(problem["type"])
     if template is None:
         return english
+    values = {k: str(v) for k, v in ctx.items()}
+    if "expected" in values and problem["type"] in ("literal_error", "enum"):
+        values["expected"] = choices_text(values["expected"])
     try:
-        text = tx(template, **{k: str(v) for k, v in ctx.items()})
+        text = tx(template, **values)
     except (KeyError, IndexError, ValueError):
         return english
     return text if text == english else english

@@ -40,10 +40,10 @@ CASES = [
     # the roles of every member of the user union, not only the viewer-or-admin one's
     ("POST", "/api/v1/users", {"username": "bad-role-user", "password": "long-enough-password-1", "role": "root"},
      400, "invalid_field", "role: Input should be 'viewer', 'deployer' or 'admin'",
-     "role：应为 'viewer', 'deployer' or 'admin'"),
+     "role：应为 'viewer'、'deployer' 或 'admin'"),
     ("POST", "/api/v1/tokens", {"kind": "api", "name": "bad-role-token", "role": "root"},
      400, "invalid_field", "role: Input should be 'viewer', 'deployer' or 'admin'",
-     "role：应为 'viewer', 'deployer' or 'admin'"),
+     "role：应为 'viewer'、'deployer' 或 'admin'"),
     ("POST", "/api/v1/users", {"username": "apps-viewer", "password": "long-enough-password-1", "role": "viewer",
                                "apps": ["web"]},
      400, "invalid_field", "apps: Value error, an app allow-list applies to the deployer role only",

@@ -58,7 +58,7 @@ def test_probe_problems_one_translated_line_each():
     assert "probes.workers：必须大于或等于 1，收到的是 0（来自 probes.yaml line 3）" in said
     assert "probes.colour：未知的键（来自 probes.yaml line 3）" in said
     assert "probes.jobs[0].targets：必须提供（来自 probes.yaml line 3）" in said
-    assert "probes.modules.m.prober：必须是 'http', 'tcp', 'dns', 'ssh' or 'icmp'，收到的是 'smtp'（来自 probes.yaml line 3）" \
+    assert "probes.modules.m.prober：必须是 'http'、'tcp'、'dns'、'ssh' 或 'icmp'，收到的是 'smtp'（来自 probes.yaml line 3）" \
         in said, said
     for line in said:
         assert ENGLISH_WORDS.search(line.replace("probes.yaml line 3", "")) is None, line
