@@ -153,20 +153,28 @@ def test_a_recorded_series_is_stored_once_per_evaluation_and_queried_on_the_foll
     handed_over = time.time()
     wait_for(lambda: samples(pair.url, since=handed_over), 10, "the new leader to record")
     leader.start()
-    stamps = samples(pair.url)
+    stamps, batches = samples_and_batches(pair.url)
     # One sample per evaluation, each at the group's grid time (the same on every console):
     # never two evaluations in one interval, whichever console made them.
     assert len({t % 1000 for t in stamps}) == 1, stamps
     assert all(b - a >= 1000 for a, b in zip(stamps, stamps[1:])), stamps
-    engine = create_engine(pair.url)
+    assert batches == len(stamps)  # one batch, its id the group and time, per evaluation
+
+
+def samples_and_batches(url: str) -> tuple[list[int], int]:
+    """The recorded series' sample times and the count of the rules' ingest batches, read
+    by one statement, so from one snapshot: the consoles go on evaluating every second,
+    and with two reads an evaluation committed between them counts in one only."""
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            batches = conn.execute(text(
-                "SELECT count(*) FROM ingest_batches b JOIN hosts h ON h.id = b.host_id "
-                "WHERE h.name = 'fleetdeck:rules'")).scalar()
+            rows = conn.execute(text(
+                "SELECT s.ts, (SELECT count(*) FROM ingest_batches b JOIN hosts h ON h.id = b.host_id "
+                "WHERE h.name = 'fleetdeck:rules') FROM samples s JOIN series r ON r.id = s.series_id "
+                "WHERE r.name = 'replica:probe:sum' ORDER BY s.ts")).all()
     finally:
         engine.dispose()
-    assert batches == len(stamps)  # one batch, its id the group and time, per evaluation
+    return [ts for ts, _ in rows], rows[0][1] if rows else 0
 
 
 def samples(url: str, since: float = 0.0) -> list[int]:
