@@ -170,12 +170,16 @@ class ConsoleProcess:
     def agent_token(self, host: str) -> str:
         """A new agent token for ``host``: ``fleetdeck token create --agent HOST`` run in
         this process (:func:`cli_in_process`), as setup, not as what a test looks at."""
-        return cli_in_process(self.env, "token", "create", "--agent", host).strip().splitlines()[-1]
+        return self._new_token("--agent", host)
 
     def api_token(self, name: str, role: str) -> str:
         """A new API token ``name`` with ``role``: ``fleetdeck token create --name NAME
         --role ROLE`` run in this process (:func:`cli_in_process`), as setup."""
-        return cli_in_process(self.env, "token", "create", "--name", name, "--role", role).strip().splitlines()[-1]
+        return self._new_token("--name", name, "--role", role)
+
+    def _new_token(self, *args: str) -> str:
+        """The token ``fleetdeck token create ARGS`` prints on its last line."""
+        return cli_in_process(self.env, "token", "create", *args).strip().splitlines()[-1]
 
     def cli(self, *args: str) -> str:
         """Run ``fleetdeck ARGS`` against this console's data dir; its stdout."""
