@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 
 import yaml
 
+from collectors.host import DEFAULT_MOUNT_POINTS_EXCLUDE
 from console.config import AlertingConfig
 from tests.browser.playwright_api import MISSING, expect
 from tests.browser.test_dashboard import PageErrors, log_in
@@ -57,6 +59,14 @@ def mount_small_fs(path: Path) -> None:
         need("tmpfs", f"cannot mount a small tmpfs to fill: {done.stderr.strip()}")
 
 
+def others_mounts_excluded(disk: Path) -> str:
+    """node_exporter's default mount-point exclusion, plus every mount under the temp
+    root but ``disk``: other tests running beside this one mount small filesystems there
+    too (a full spool's), and their alerts are not this test's to count."""
+    root = re.escape(str(disk.parents[2]))
+    return f"{DEFAULT_MOUNT_POINTS_EXCLUDE}|^(?!{re.escape(str(disk))}$){root}/"
+
+
 def test_filling_a_real_disk_fires_the_default_rule_everywhere_and_resolves_when_freed(tmp_path, browser):
     if MISSING:
         need("browser", MISSING)
@@ -71,8 +81,11 @@ def test_filling_a_real_disk_fires_the_default_rule_everywhere_and_resolves_when
         env = dict(os.environ, FLEETDECK_AGENT_TOKEN=console.agent_token(HOST),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         viewer = console.api_token("viewer")
-        agent = subprocess.Popen([sys.executable, "-m", "agents", "--console", console.url, "--host", HOST,
-                                  "--interval", "1"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+        agent_config = tmp_path / "agent.yaml"
+        agent_config.write_text(yaml.safe_dump({"agent": {"collector_options": {"host": {
+            "mount_points_exclude": others_mounts_excluded(disk)}}}}))
+        agent = subprocess.Popen([sys.executable, "-m", "agents", "--config", str(agent_config),
+                                  "--console", console.url, "--host", HOST, "--interval", "1"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
 
         def ours() -> list[dict]:
