@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
     model_validator
 
 from console.i18n import TextLines, message_of, tx
-from console.notify.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
+from console.matchers import Matcher, MatcherError, parse_matchers, valid_label_name
 from console.notify.receivers.config import Receiver, ReceiverGlobals
 from console.notify import timeinterval as ti
 

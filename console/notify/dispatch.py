@@ -60,7 +60,7 @@ from console.notify import outbox
 from console.notify.config import DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S, DEFAULT_REPEAT_INTERVAL_S, \
     DEFAULT_RESOLVE_TIMEOUT_S, NotificationsConfig, RouteConfig, read_current
 from console.notify.inhibit import DEFAULT_INHIBIT_RULES, Inhibitor
-from console.notify.matchers import Matcher, matches_all, sort_key, to_string
+from console.matchers import Matcher, matches_all, sort_key, to_string
 from console.notify.model import NotifyAlert
 from console.notify.muting import Muting
 from console.notify.store import AlertStore

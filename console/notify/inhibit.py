@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from threading import Lock
 
 from console.notify.config import InhibitRuleConfig
-from console.notify.matchers import Matcher, matches_all
+from console.matchers import Matcher, matches_all
 from console.notify.model import NotifyAlert
 from console.notify.store import AlertStore
 

@@ -25,7 +25,7 @@ from console.handlers import ApiHandler, json_bytes, nul_free
 from console.i18n import tx
 from console.notify.model import NotifyAlert
 from console.regex import RegexError, compile_re2
-from console.silences.matchers import Matcher, matches_all, parse_matchers, valid_label_name
+from console.matchers import Matcher, matches_all, parse_matchers, valid_label_name
 from console.silences.service import EXPIRED, PENDING, Silence
 
 

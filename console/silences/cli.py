@@ -38,7 +38,7 @@ def _refusals(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 
 def _matchers(texts: list[str]) -> list[dict]:
-    from console.silences.matchers import parse_matchers
+    from console.matchers import parse_matchers
 
     if texts and not any(op in texts[0] for op in ("=", "!~")):
         texts = [f'alertname="{texts[0]}"'] + texts[1:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from console.errors import InvalidInput
 from console.handlers import PageHandler
-from console.silences.matchers import parse_matchers
+from console.matchers import parse_matchers
 
 
 class SilencesPageHandler(PageHandler):

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from console.cluster.shared import SharedState
 from console.errors import InvalidInput, NotFound
 from console.i18n import tx
-from console.silences.matchers import Matcher, matches_all
+from console.matchers import Matcher, matches_all
 from console.storage.models import SilenceRow
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def validate(matchers: tuple[Matcher, ...], starts_at: float, ends_at: float) ->
     start. Raises InvalidInput."""
     if not matchers:
         raise InvalidInput(tx("a silence needs at least one matcher"), {"field": "matchers"})
-    if all(m.matches_value("") for m in matchers):
+    if all(m.matches("") for m in matchers):
         raise InvalidInput(tx("at least one matcher must not match the empty string"), {"field": "matchers"})
     if ends_at < starts_at:
         raise InvalidInput(tx("end time must not be before start time"), {"field": "endsAt"})

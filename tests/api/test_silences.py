@@ -95,8 +95,8 @@ def test_create_get_list_and_expire(env):
 @pytest.mark.parametrize("body, message", [
     (silence_body([], T0, T0 + 60), "at least one matcher"),
     (silence_body([eq("env", ""), eq("team", ".*", True)], T0, T0 + 60), "must not match the empty string"),
-    (silence_body([eq("env", "(", True)], T0, T0 + 60), "invalid regular expression '(': missing ): ("),
-    (silence_body([eq("env", "[", True)], T0, T0 + 60), "invalid regular expression '[': missing ]: ["),
+    (silence_body([eq("env", "(", True)], T0, T0 + 60), "invalid regular expression '(' for env: missing ): ("),
+    (silence_body([eq("env", "[", True)], T0, T0 + 60), "invalid regular expression '[' for env: missing ]: ["),
     (silence_body([eq("bad-name", "x")], T0, T0 + 60), "invalid label name"),
     (silence_body([eq("env", "x")], T0 + 60, T0 + 30), "start time must be before end time"),
     (silence_body([eq("env", "x")], T0 - 600, T0 - 300), "end time can't be in the past"),

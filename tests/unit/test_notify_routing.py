@@ -15,7 +15,7 @@ import yaml
 from console.config import ConfigError, load_config
 from console.notify.config import parse_notifications
 from console.notify.dispatch import build_route, labelset_string
-from console.notify.matchers import MatcherError, parse_matchers
+from console.matchers import MatcherError, parse_matchers
 from console.notify.timeinterval import TimeInterval
 from tests.conftest import need
 

@@ -8,6 +8,11 @@ reads in configuration files written for Alertmanager) and ``pkg/labels/matcher.
 (matching, ``String``, ordering). Regular expressions are RE2 (``google-re2``), fully
 anchored as Alertmanager anchors them (``^(?:RE)$``); a label that is missing matches as
 the empty string.
+
+The one parser of matchers: notification routes and inhibit rules (console/notify), and
+silences and their filters (console/silences). A matcher object of the API is
+Alertmanager's ``api/v2/openapi.yaml`` ``matcher``: ``{"name", "value", "isRegex",
+"isEqual"}``.
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from console.errors import InvalidInput
+from console.i18n import tx
 from console.regex import RegexError, compile_re2
 
 EQUAL, NOT_EQUAL, REGEX, NOT_REGEX = "=", "!=", "=~", "!~"
@@ -25,8 +32,9 @@ _MATCHER = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class MatcherError(ValueError):
-    """The text is not a matcher, or its regex does not compile; the message says which."""
+class MatcherError(InvalidInput):
+    """The text is not a matcher, or its regex does not compile; the message says which
+    (400 where an API request carried it)."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,19 @@ class Matcher:
             try:
                 compiled = compile_re2(value, "^(?:", ")$")
             except RegexError as exc:
-                raise MatcherError(f"invalid regular expression {value!r} for {name}: {exc.reason}") from None
+                raise MatcherError(tx("invalid regular expression {regex} for {name}: {reason}", regex=repr(value),
+                                      name=name, reason=exc.reason), {"matcher": name}) from None
         elif op not in (EQUAL, NOT_EQUAL):
-            raise MatcherError(f"unknown match operator {op!r}")
+            raise MatcherError(tx("unknown match operator {op}", op=repr(op)), {"matcher": name})
         return cls(name, op, value, compiled)
+
+    @property
+    def is_regex(self) -> bool:
+        return self.op in (REGEX, NOT_REGEX)
+
+    @property
+    def is_equal(self) -> bool:
+        return self.op in (EQUAL, REGEX)
 
     def matches(self, value: str) -> bool:
         if self.op == EQUAL:
@@ -62,6 +79,27 @@ class Matcher:
         """``name="value"`` with OpenMetrics escaping, as Alertmanager prints it (group keys)."""
         escaped = self.value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
         return f'{self.name}{self.op}"{escaped}"'
+
+    def to_json(self) -> dict:
+        """The API's matcher object."""
+        return {"name": self.name, "value": self.value, "isRegex": self.is_regex, "isEqual": self.is_equal}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Matcher":
+        """From the API's matcher object (``isRegex`` required, ``isEqual`` defaults to
+        true; the name a Prometheus label name). Raises MatcherError."""
+        if not isinstance(doc, Mapping):
+            raise MatcherError(tx("a matcher must be an object with name, value and isRegex"))
+        name, value, is_regex = doc.get("name"), doc.get("value"), doc.get("isRegex")
+        is_equal = doc.get("isEqual", True)
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise MatcherError(tx("a matcher needs string name and value"), {"matcher": doc})
+        if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
+            raise MatcherError(tx("a matcher's isRegex (required) and isEqual must be booleans"), {"matcher": name})
+        if not valid_label_name(name):
+            raise MatcherError(tx("invalid label name {name}", name=repr(name)), {"matcher": name})
+        op = {(False, True): EQUAL, (False, False): NOT_EQUAL, (True, True): REGEX, (True, False): NOT_REGEX}
+        return cls.make(name, op[(is_regex, is_equal)], value)
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
@@ -114,7 +152,7 @@ def parse_matcher(text: str) -> Matcher:
     ``\\\\`` escapes) or not. Raises MatcherError."""
     found = _MATCHER.fullmatch(text)
     if found is None:
-        raise MatcherError(f"bad matcher format: {text}")
+        raise MatcherError(tx("bad matcher format: {text}", text=text), {"matchers": text})
     name, op, raw = found.groups()
     expect_quote = raw.startswith('"')
     if expect_quote:
@@ -133,12 +171,14 @@ def parse_matcher(text: str) -> Matcher:
             out.append("\\")
         elif ch == '"':
             if not expect_quote or i < len(raw) - 1:
-                raise MatcherError(f"matcher value contains unescaped double quote: {found.group(3)}")
+                raise MatcherError(tx("matcher value contains unescaped double quote: {value}", value=found.group(3)),
+                                   {"matchers": text})
             expect_quote = False
         else:
             out.append(ch)
     if expect_quote:
-        raise MatcherError(f"matcher value contains unescaped double quote: {found.group(3)}")
+        raise MatcherError(tx("matcher value contains unescaped double quote: {value}", value=found.group(3)),
+                           {"matchers": text})
     return Matcher.make(name, op, "".join(out))
 
 
