@@ -5,7 +5,6 @@ handler touches ``db`` (tests/unit/test_layout.py)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import secrets
 import time
@@ -13,21 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from console.audit.anchor import HeadAnchor
 from console.cluster.leader import Leadership
 from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
 from console.cluster.shared import SharedState
+from console.admin.services import build_admin_services
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
-from console.auth.sessions import SessionService
 from console.auth.tokens import TokenService
 from console.auth.users import UserService
 from console.config import Config, ConfigError
 from console.deploy.apps import parse_apps
 from console.deploy.canary import CanaryAnalysis
 from console.deploy.factory import DriverFactory
-from console.deploy.inventory import Inventory, parse_inventory
+from console.deploy.inventory import Inventory
 from console.deploy.known_hosts import KnownHostsService
 from console.deploy.reload import read_apps
 from console.deploy.service import DeployService
@@ -54,8 +52,8 @@ from console.probes.service import ProbeService
 from console.promql.service import PromQLService
 from console.query.service import QueryService
 from console.silences.service import SilenceService
-from console.secrets import SecretBox, SecretService, load_keys
-from console.storage.database import Database, private_data_dir
+from console.secrets import SecretService
+from console.storage.database import Database
 from console.storage.partitions import PartitionMaintenance
 from console.tiers.service import RollupService
 from console.telemetry import ConsoleMetrics
@@ -162,28 +160,18 @@ class Services:
 
 def build_services(config: Config, migrate: bool = True, clock: Callable[[], float] = time.time,
                    metrics_dir: Path | None = None) -> Services:
-    """Open the database (applying migrations unless ``migrate`` is False) and wire services.
+    """Open the database (applying migrations unless ``migrate`` is False) and wire services:
+    the administrative ones (console/admin/services.py), then the rest.
     ``metrics_dir``: the workers' shared metric files (a worker of ``serve --workers N``).
     Raises ConfigError for an invalid ``apps:``, ``inventory:`` or ``probes:`` section
     before touching the database."""
     apps = parse_apps(config.apps, config.source_of("apps"))
-    inventory = parse_inventory(config.inventory, config.source_of("inventory"))
     probes = parse_probes(config.probes, config.source_of("probes"))
     check_watch(config.alerting.deploy_watch, apps, config.source_of("alerting"))
-    private_data_dir(config.data_dir)
-    db = Database(config.database_url, read_url=config.console.database_read_url)
-    if migrate:
-        db.migrate()
-    users, tokens = UserService(clock=clock), TokenService(db.sessions, clock=clock)
-    audit = AuditService(clock=clock, anchor=HeadAnchor(config.data_dir), db=db)
-    db.run(functools.partial(audit.bind, db.sessions))
+    admin = build_admin_services(config, migrate=migrate, clock=clock)
+    db, users, tokens, audit, auth = admin.db, admin.users, admin.tokens, admin.audit, admin.auth
+    secret_store, known_hosts, inventory = admin.secrets, admin.known_hosts, admin.inventory
     c = config.console
-    auth = AuthService(users, tokens, SessionService(c.session_days * 86400, clock=clock), audit, db=db,
-                       login_failures_per_user=c.login_failures_per_user,
-                       login_failures_per_ip=c.login_failures_per_ip, login_window_s=c.login_window_seconds,
-                       clock=clock)
-    secret_store = SecretService(SecretBox(load_keys(config.secret_key_file)), audit, clock=clock, db=db)
-    known_hosts = KnownHostsService(audit, clock=clock)
     ingest = IngestService(db, clock=clock, config=c)
     metrics = ConsoleMetrics(metrics_dir)
     relay = live_relay(config.database_url, metrics)

@@ -112,7 +112,7 @@ def _admin_services(args: argparse.Namespace):
                           "`fleetdeck init` creates one", database=where, found=found), 2)
     if getattr(args, "verbose", False):
         print(f"fleetdeck: using the database {where} (found through {found})", file=sys.stderr)
-    return _services(config)
+    return _admin_build(config)
 
 
 def _server_config(args: argparse.Namespace) -> Config:
@@ -126,6 +126,14 @@ def _services(config: Config):
     from console.services import build_services  # server-side imports stay out of client commands
 
     return build_services(config)
+
+
+def _admin_build(config: Config):
+    """The administrative services only (console/admin/services.py): a command that manages users,
+    tokens or the database does not build the server's other services."""
+    from console.admin.services import build_admin_services  # server-side imports stay out of client commands
+
+    return build_admin_services(config)
 
 
 def local_host_name() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from console.cli.common import _actor, _admin_services, _server_config, _services, admin_opts, database_exists, \
+from console.cli.common import _actor, _admin_build, _admin_services, _server_config, admin_opts, database_exists, \
     database_location
 from console.cli.server import print_admin_password
 
@@ -23,7 +23,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = _server_config(args)
     where = database_location(config)
     existed = database_exists(config)
-    services = _services(config)  # creates the SQLite file and applies the migrations
+    services = _admin_build(config)  # creates the SQLite file and applies the migrations
     try:
         password = services.db.run(services.auth.ensure_admin, _actor(), "cli",
                                    os.environ.get("FLEETDECK_ADMIN_PASSWORD"))
