@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from console.tiers.service import RollupService
+from tests.conftest import console_on
+from tests.harness import wait_for
 
 HOUR = 3_600_000
 
@@ -152,3 +154,33 @@ def test_retention_deletes_series_with_no_samples_left(console, viewer):
     r = console.request("GET", "/api/v1/metrics/range?" + urlencode(
         {"metric": "app_lc_old", "host": "lc-ret", "start": now - 60, "end": now + 1}), token=viewer)
     assert [s["points"] for s in r.json()["series"]] == [[[now_ms, 3.0]]]
+
+
+@pytest.fixture(scope="module")
+def pg_console(tmp_path_factory):
+    with console_on("postgres", tmp_path_factory) as harness:
+        yield harness
+
+
+def test_moving_the_bounds_is_a_heap_only_update_on_postgresql(pg_console):
+    # The writer moves every active series' last_ts once a minute. On PostgreSQL an
+    # UPDATE is heap-only (HOT: no new index entries) only when it changes no indexed
+    # column and the page has room, which is what keeps that row a minute cheap
+    # (BENCHMARKS.md, "Ingest in the agent's shape"). The counters are the server's own.
+    console = pg_console
+    count, start = 300, int(time.time() * 1000) // 60_000 * 60_000 - 600_000
+    metrics = [{"name": "app_lc_hot", "type": "gauge", "labels": {"i": str(i)}} for i in range(count)]
+    push(console, "lc-hot", [dict(m, points=[[start, 0.0]]) for m in metrics])
+
+    def updates() -> tuple[int, int]:
+        return console.services.db.run(lambda s: tuple(s.execute(text(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND relname = 'series'")).one()))
+
+    before = updates()
+    for step in range(1, 19):  # three minutes of sample time, a batch every 10 s
+        push(console, "lc-hot", [dict(m, points=[[start + step * 10_000, float(step)]]) for m in metrics])
+    # A backend reports its counters when idle, at most once a second (10 s at the latest).
+    wait_for(lambda: updates()[0] - before[0] >= 3 * count, 30, "the series updates to be counted")
+    done, hot = (after - was for after, was in zip(updates(), before))
+    assert hot >= 0.9 * done, (done, hot)  # 0 of them while last_ts was in an index

@@ -85,8 +85,7 @@ class DeleteRacer(threading.Thread):
                 if m:
                     cid = m.group(1).decode()
                     self.raced.append(cid)
-                    threading.Thread(target=self.api.remove_container, args=(cid,), kwargs={"force": True},
-                                     daemon=True).start()
+                    threading.Thread(target=self._remove, args=(cid,), daemon=True).start()
                     self._wait_removing(cid)
                 if not requests and data.startswith(b"HTTP/1.1 409") and b"already in progress" in data:
                     self.conflicts += 1
@@ -97,6 +96,17 @@ class DeleteRacer(threading.Thread):
             for s in (src, dst):
                 with contextlib.suppress(OSError):  # already shut down by the other pump
                     s.shutdown(socket.SHUT_RDWR)
+
+    def _remove(self, cid: str) -> None:
+        """The racing removal. Either removal may finish first: the one that loses gets
+        404 (gone) or 409 (in progress), which for this one is the race, not a fault."""
+        try:
+            self.api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
 
     def _wait_removing(self, cid: str) -> None:
         deadline = time.monotonic() + 5
