@@ -14,7 +14,6 @@ import socket
 import time
 from typing import Callable
 
-import paramiko
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,6 +48,8 @@ def parse_key_line(line: str) -> tuple[str, str]:
     if len(parts) < 2:
         raise TrustError("invalid_key", "expected 'TYPE BASE64' (a line of a .pub or known_hosts file)")
     key_type, key_b64 = parts[0], parts[1]
+    import paramiko  # here, not at the top: the admin commands import this module (~0.3 s)
+
     try:
         key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64, validate=True))
     except (ValueError, paramiko.SSHException, TypeError) as exc:
@@ -59,6 +60,8 @@ def parse_key_line(line: str) -> tuple[str, str]:
 def scan(host: HostEntry, timeout: float = 10.0) -> tuple[str, str]:
     """The key ``host`` presents, read from the SSH handshake without authenticating
     (like ``ssh-keyscan``): ``(key_type, key_base64)``. Raises TrustError(unreachable)."""
+    import paramiko  # see parse_key_line
+
     try:
         sock = socket.create_connection((host.address, host.port), timeout=timeout)
     except OSError as exc:
