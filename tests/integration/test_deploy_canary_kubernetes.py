@@ -112,7 +112,10 @@ def test_the_canary_deployment_is_analysed_before_the_apps_deployment_changes(en
     assert image(m.deployment(NS, NAME)) == f"{REPO}:2.0"  # not before the canary is analysed
     report_available(m, 1)
     m.wait_for(NS, NAME, lambda d: image(d) == f"{REPO}:3.0")
-    d = get(env, deploy_id)
+    # The driver emits the verdict before it patches the app's deployment; the console
+    # stores a driver's events from a queue, so the API may show it a moment after the patch.
+    d = wait_for(lambda: (d := get(env, deploy_id))["canary"]["verdict"] != "running" and d, 10,
+                 "the canary's verdict to be stored")
     assert d["canary"]["verdict"] == "passed", d
     m.complete(NS, NAME)
     d = final(env, deploy_id)
