@@ -85,8 +85,8 @@ def test_filling_a_real_disk_fires_the_default_rule_everywhere_and_resolves_when
         agent_config.write_text(yaml.safe_dump({"agent": {"collector_options": {"host": {
             "mount_points_exclude": others_mounts_excluded(disk)}}}}))
         agent = subprocess.Popen([sys.executable, "-m", "agents", "--config", str(agent_config),
-                                  "--console", console.url, "--host", HOST, "--interval", "1"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+                                  "--console", console.url, "--host", HOST, "--interval", "1"],
+                                 env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def ours() -> list[dict]:
             alerts = console.request("GET", "/prometheus/api/v1/alerts", token=viewer).json()["data"]["alerts"]
