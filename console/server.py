@@ -13,8 +13,11 @@ from console.services import Services
 # Objects allocated (net) before the youngest generation of the cyclic garbage collector is
 # collected. Ingest allocates a few objects per sample (decoded points, rows), so with
 # CPython's default of 700 the collector ran every few hundred samples and cost ~40 % of
-# decoding (bench/ingest.py); the memory it reclaims here is almost never in cycles.
-GC_GEN0_THRESHOLD = 20_000
+# decoding (bench/ingest.py); the memory it reclaims here is almost never in cycles. The
+# batches in flight (64 agents' batches of 500 series: ~65,000 objects, freed once
+# stored) stay below this count: at 20,000 each collection walked and promoted them,
+# ~0.9 us of CPU per sample (BENCHMARKS.md, "Ingest in the agent's shape").
+GC_GEN0_THRESHOLD = 200_000
 
 
 def tune_gc() -> None:

@@ -38,6 +38,8 @@ import asyncio
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -53,7 +55,7 @@ from console.storage.database import Database, driver_cursor, driver_errors
 from console.storage.hot_samples import INSERT_SQLITE
 from console.storage.partitions import LOG_TABLE, Partition, TimePartitioned, cover, partitions, width_ms
 from console.storage.partitions import TABLES as PARTITIONED
-from console.storage.models import Host, IngestBatch, IngestRejection, RollupWatermark, Series
+from console.storage.models import Host, IngestRejection, RollupWatermark, Series
 from console.tiers.service import HOUR_MS, MINUTE_MS, TIER_BY_NAME
 
 SeriesKey = tuple[int, str, str]  # (host_id, name, labels_json)
@@ -65,6 +67,7 @@ SKEW_HOLD_SECONDS = 300.0
 # it this recently: retention deletes a series only when its last sample is days old, so
 # an id trusted this way cannot be one retention deleted (docs/metrics.md, "Series lifecycle").
 SERIES_ID_TRUST_MS = 3_600_000
+_row_ts = itemgetter(1)  # the time of a sample row (series_id, ts, value)
 
 
 def bound_end(series_id: int, ts: int) -> int:
@@ -487,7 +490,7 @@ class IngestService:
                 rejections.append((state.id, rejected, examples))
             results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
                                         state.clock_skew_seconds, dict(examples)))
-        oldest = min((min(r[1] for r in rows) for rows in samples if rows), default=None)
+        oldest = min(map(_row_ts, chain.from_iterable(samples)), default=None)
         if self._db.dialect == "postgresql":
             width = width_ms(self._config, PARTITIONED["samples"])
             if oldest is not None and oldest < int(now * 1000) // width * width:
@@ -595,18 +598,22 @@ class IngestService:
         """Insert the batch ids of the group in one statement; -> for each batch, whether it
         is new (False: a replay, or the same id earlier in the group). A batch without an
         id (a probe's) is always new."""
-        table = IngestBatch.__table__
         first: dict[tuple[int, str], int] = {}
         for i, batch in enumerate(batches):
             if batch.batch_id:
                 first.setdefault((hosts[batch.host].id, batch.batch_id), i)
         if not first:
             return [True] * len(batches)
-        stmt = self._db.insert_ignore(table).values([
-            {"host_id": host_id, "batch_id": batch_id, "received_at": now,
-             "samples": batches[i].sample_count, "logs": len(batches[i].logs)}
-            for (host_id, batch_id), i in first.items()]).returning(table.c.host_id, table.c.batch_id)
-        inserted = {first[(h, b)] for h, b in session.execute(stmt)}
+        # Written out rather than built with SQLAlchemy's insert(): a VALUES list of another
+        # length each group was compiled anew, ~4 % of the writer's time.
+        mark = "(%s, %s, %s, %s, %s)" if self._db.dialect == "postgresql" else "(?, ?, ?, ?, ?)"
+        sql = (f"INSERT INTO ingest_batches (host_id, batch_id, received_at, samples, logs) "
+               f"VALUES {', '.join([mark] * len(first))} ON CONFLICT DO NOTHING RETURNING host_id, batch_id")
+        params: list[object] = []
+        for (host_id, batch_id), i in first.items():
+            params += (host_id, batch_id, now, batches[i].sample_count, len(batches[i].logs))
+        rows = session.connection().exec_driver_sql(sql, tuple(params))
+        inserted = {first[(h, b)] for h, b in rows}
         return [not batch.batch_id or i in inserted for i, batch in enumerate(batches)]
 
     def _prepare_rows(self, batches: list[Batch], now: float) -> dict[int, "Prepared"]:
