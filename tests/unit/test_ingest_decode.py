@@ -7,6 +7,7 @@ import gzip
 import json
 from dataclasses import asdict
 
+import msgspec
 import pytest
 
 from console.ingest.batch import BatchDecoder, IngestError, decode_body, parse_batch
@@ -16,9 +17,10 @@ CAP = 1 << 20
 
 def answer(decode, raw: bytes, encoding: str | None = None):  # noqa: ANN001
     try:
-        return asdict(decode(raw, encoding))
+        batch = decode(raw, encoding)
     except IngestError as exc:
         return (exc.status, exc.code, str(exc), exc.details)
+    return {**asdict(batch), "metrics": [msgspec.structs.asdict(m) for m in batch.metrics]}
 
 
 def one_pass(raw: bytes, encoding: str | None = None):
