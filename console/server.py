@@ -16,7 +16,7 @@ from console.services import Services
 # decoding (bench/ingest.py); the memory it reclaims here is almost never in cycles. The
 # batches in flight (64 agents' batches of 500 series: ~65,000 objects, freed once
 # stored) stay below this count: at 20,000 each collection walked and promoted them,
-# ~0.9 us of CPU per sample (BENCHMARKS.md, "Ingest in the agent's shape").
+# 1.2-1.7 us of CPU per sample (bench/ingest_cpu.py; BENCHMARKS.md, "Ingest in the agent's shape").
 GC_GEN0_THRESHOLD = 200_000
 
 
