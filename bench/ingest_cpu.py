@@ -75,12 +75,14 @@ def main() -> int:
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         create_schema(args.database_url, schema)
         env["FLEETDECK_DATABASE_URL"] = schema_url(args.database_url, schema)
-    services = build_services(load_config(path=None, env=env, overrides={
-        "ingest_rate_per_host": 0.0, "ingest_samples_per_host": 0.0, "ingest_lines_per_host": 0.0}))
     try:
-        run(args, services)
+        services = build_services(load_config(path=None, env=env, overrides={
+            "ingest_rate_per_host": 0.0, "ingest_samples_per_host": 0.0, "ingest_lines_per_host": 0.0}))
+        try:
+            run(args, services)
+        finally:
+            services.close()
     finally:
-        services.close()
         shutil.rmtree(work, ignore_errors=True)
         if schema:
             from tests.pg import drop_schema
