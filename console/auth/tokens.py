@@ -5,8 +5,13 @@ password hash protects low-entropy secrets; these have none to protect). Lookups
 cached per token for ``cache_seconds`` so the ingest hot path does not hit the
 database on every request. Every lookup first checks the revocation generation
 (console/auth/revocation.py, at most every 0.25 s), so a token revoked by any process on
-the same database (the CLI included) stops working within about a second; ``cache_seconds``
-only bounds how long ``last_used_at`` may lag.
+the same database (the CLI included) stops working within about a second.
+
+``last_used_at`` is written on a lookup only when the stored time is
+:data:`LAST_USED_RESOLUTION_S` old or more, so it may lag by that much plus
+``cache_seconds``. Most lookups are then read-only: a lookup runs on the IOLoop, and on
+SQLite its UPDATE waited for the write lock behind the ingest writers (tens of ms each,
+every ``cache_seconds`` per agent).
 
 An API or enrolment token belongs to its ``owner`` (a user name): it stops working when
 that user is disabled (and is revoked then), and never outranks the user's current role.
@@ -40,6 +45,7 @@ AGENT_PREFIX = "fda_"
 API_PREFIX = "fdp_"
 ENROL_PREFIX = "fde_"
 MAX_ENROL_SECONDS = 30 * 86400
+LAST_USED_RESOLUTION_S = 300.0  # how stale a token's stored ``last_used_at`` may be (seconds)
 
 
 class TokenError(InvalidInput):
@@ -272,7 +278,8 @@ class TokenService:
                     return _Cached(None, row.id, now + self._cache_seconds)
             if row.expires_at is not None and row.expires_at <= now:
                 return _Cached(None, row.id, now + self._cache_seconds, refused_host=refused_host)
-            session.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
+            if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION_S:
+                session.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
             until = now + self._cache_seconds
             if row.expires_at is not None:
                 until = min(until, row.expires_at)

@@ -74,3 +74,37 @@ def test_rotation_re_encrypts_under_the_new_key(tmp_path):
     with pytest.raises(SecretError):
         db.run(service.reveal, "kube")  # the old key alone no longer opens it
     db.close()
+
+
+def test_a_token_lookup_writes_its_last_use_at_most_every_resolution(tmp_path):
+    """A lookup after the cache expired is read-only while the stored last use is fresher
+    than LAST_USED_RESOLUTION_S (on SQLite the UPDATE waited for the ingest writers' lock
+    on the IOLoop); the first use and a use after that long are written."""
+    from sqlalchemy import event, select
+
+    from console.auth.tokens import LAST_USED_RESOLUTION_S, TokenService
+    from console.storage.models import Token
+
+    db = Database(f"sqlite:///{tmp_path / 't.db'}")
+    db.migrate()
+    now = [1_000.0]
+    tokens = TokenService(db.sessions, clock=lambda: now[0], cache_seconds=10)
+    with db.sessions() as session, session.begin():
+        plaintext = tokens.create_agent_token(session, "web-1")
+    updates: list[str] = []
+    event.listen(db.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: updates.append(statement) if statement.startswith("UPDATE tokens") else None)
+
+    def stored() -> float | None:
+        with db.sessions() as session:
+            return session.execute(select(Token.last_used_at)).scalar_one()
+
+    assert tokens.authenticate(plaintext).host == "web-1"
+    assert stored() == 1_000.0 and len(updates) == 1
+    for step in (11, 11, LAST_USED_RESOLUTION_S - 23):  # each past the cache, all within the resolution
+        now[0] += step
+        assert tokens.authenticate(plaintext).host == "web-1"
+    assert stored() == 1_000.0 and len(updates) == 1
+    now[0] += 11  # past the cache again: LAST_USED_RESOLUTION_S + 10 after the stored use
+    assert tokens.authenticate(plaintext).host == "web-1"
+    assert stored() == now[0] and len(updates) == 2
