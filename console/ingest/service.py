@@ -153,6 +153,7 @@ class Prepared:
     rejected: Counter
     examples: dict[str, str]
     outside: list[tuple[int, int, float]] | None = None
+    newest: int | None = None  # the newest sample's time (Unix ms) when known, else None
 
 
 class StaleHostCache(Exception):
@@ -488,7 +489,9 @@ class IngestService:
                 logs.extend((hid, r.ts, r.source, r.line, r.labels_json, r.level) for r in batch.logs)
             if rejected:
                 rejections.append((state.id, rejected, examples))
-            results.append(IngestResult(0, len(batch.logs), False, batch.host, batch.last_ts, dict(rejected),
+            # A plain prepared batch's newest sample is known: Batch.last_ts would look again.
+            last_ts = pre.newest if pre is not None and pre.newest is not None and not batch.logs else batch.last_ts
+            results.append(IngestResult(0, len(batch.logs), False, batch.host, last_ts, dict(rejected),
                                         state.clock_skew_seconds, dict(examples)))
         oldest = min(map(_row_ts, chain.from_iterable(samples)), default=None)
         if self._db.dialect == "postgresql":
@@ -632,7 +635,7 @@ class IngestService:
             # :meth:`_known_id` and :meth:`_rows_of` in one loop, for the steady sender
             # whose samples are all in the window (a few calls less per sample, ~0.3 us
             # of the writer's ~5 us); anything else goes through _rows_of.
-            host_id, plain = host.id, True
+            host_id, plain, newest = host.id, True, -1
             sids: list[int | None] = []
             rows: list[tuple[int, int, float]] = []
             append = rows.append
@@ -652,6 +655,8 @@ class IngestService:
                         append((sid, ts, value))
                         if not first <= ts <= last:
                             beyond.append((sid, ts, value))
+                        if ts > newest:
+                            newest = ts
                     else:
                         plain = False
             else:
@@ -659,7 +664,8 @@ class IngestService:
                 examples: dict[str, str] = {}
                 if not plain:
                     rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-                prepared[i] = Prepared(host_id, rows, rejected, examples, beyond if plain else None)
+                prepared[i] = (Prepared(host_id, rows, rejected, examples, beyond, newest) if plain
+                               else Prepared(host_id, rows, rejected, examples))
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,
