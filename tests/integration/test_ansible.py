@@ -123,13 +123,15 @@ class Deployment:
         (workdir / "ansible.cfg").write_text("[defaults]\n")
 
     def run(self, *args: str, playbook: Path = PLAYBOOK, extra_vars: Path | None = None,
-            timeout: float = 600) -> tuple[dict[str, int], str]:
-        """Run a playbook; return (recap counts of the host, full output). Asserts rc 0."""
+            timeout: float = 600, env: dict[str, str] | None = None, succeeds: bool = True
+            ) -> tuple[dict[str, int], str]:
+        """Run a playbook (``env``: more environment); return (recap counts of the host,
+        full output). Asserts rc 0, or non-zero when not ``succeeds``."""
         proc = subprocess.run([self.binary, "-i", str(self.inventory), "-e", f"@{extra_vars or self.extra_vars}",
-                               str(playbook), *args], env=self.env, cwd=self.workdir, capture_output=True,
-                              text=True, timeout=timeout)
+                               str(playbook), *args], env={**self.env, **(env or {})}, cwd=self.workdir,
+                              capture_output=True, text=True, timeout=timeout)
         output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, output
+        assert (proc.returncode == 0) == succeeds, output
         recaps = {m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
                   for m in RECAP.finditer(proc.stdout)}
         assert INVENTORY_HOST in recaps, output
@@ -323,3 +325,29 @@ def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN00
     assert recap["failed"] == 0, output
     assert not (root / "opt/fleetdeck").exists() and not config.exists()
     assert (root / "var/lib/fleetdeck/fleetdeck.db").exists()  # data is kept on uninstall
+
+
+def test_a_failed_dashboard_copy_leaves_no_scratch_directory_on_the_controller(deployment):  # noqa: ANN001
+    """The dashboard's files go over as an archive packed in a scratch directory on the
+    controller; when packing fails (here: no such source directory) the play fails and the
+    scratch directory is removed all the same."""
+    root = deployment.root / "console-fail"
+    controller_tmp = deployment.workdir / "controller-tmp"
+    controller_tmp.mkdir()
+    extra = deployment.workdir / "console-fail-vars.json"
+    extra.write_text(json.dumps({
+        "fleetdeck_console_package": str(deployment.wheel),
+        "fleetdeck_console_agent_package": str(deployment.agent_wheel),
+        "fleetdeck_console_pip_extra_args": deployment.pip_offline,
+        "fleetdeck_console_root": str(root),
+        "fleetdeck_console_user": deployment.console_user,
+        "fleetdeck_console_group": deployment.console_user,
+        "fleetdeck_console_python": "/usr/bin/python3",
+        "fleetdeck_console_start": False,
+        "fleetdeck_console_web_src": str(deployment.workdir / "no-such-web"),
+    }))
+    recap, output = deployment.run(playbook=REPO / "ansible" / "install-console.yml", extra_vars=extra,
+                                   env={"TMPDIR": str(controller_tmp)}, succeeds=False)
+    assert "Pack the dashboard's templates" in output and "Remove the controller's scratch directory" in output, output
+    assert recap["failed"] == 1, output
+    assert list(controller_tmp.iterdir()) == [], output
