@@ -19,7 +19,11 @@ the raw baseline.
     python bench/ingest.py [--db sqlite|postgres] [--hosts 64] [--series 500] [--points 1]
                            [--seconds 8] [--pairs 3] [--paced 0.5] [--second-shape] [--workers 1,2]
 
-PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
+PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards). The
+server's WAL and checkpoint settings are printed first, and the paced round says how many
+buffers the server's checkpoints wrote during it: a checkpoint's end (its files' fsync)
+holds commits up, and on the default settings (``max_wal_size`` 1 GB) this bench's WAL
+makes one every minute or so (docs/scaling.md, "PostgreSQL server settings").
 """
 from __future__ import annotations
 
@@ -348,11 +352,44 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
             count = int(args.seconds / interval) + 2
             assert target.agents is not None
             bodies = [[a.batch()[0] for _ in range(count)] for a in target.agents]
+            server = pg_url() if args.db == "postgres" else None
+            before = checkpoint_counters(server) if server else None
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid, pace=interval)
+            checkpoints = ""
+            if server and before:
+                after = checkpoint_counters(server)
+                checkpoints = (f"; server checkpoints during it: {after[0] - before[0]} begun, "
+                               f"{after[1] - before[1]:,} buffers written")
             target.stored += r.samples
             print(f"RESULT {target.label} paced at {args.paced:.0%} ({r.rate:,.0f} samples/s): p50 "
                   f"{statistics.median(r.latencies) * 1000:.0f} ms, p99 {percentile99(r.latencies) * 1000:.0f} ms "
-                  f"({len(r.latencies)} batches)", flush=True)
+                  f"({len(r.latencies)} batches{checkpoints})", flush=True)
+
+
+SERVER_SETTINGS = ("max_wal_size", "checkpoint_timeout", "wal_compression", "shared_buffers", "synchronous_commit")
+
+
+def server_settings(url: str) -> str:
+    """PostgreSQL: the settings of :data:`SERVER_SETTINGS` as ``name=value`` (as SHOW gives them)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) "
+                            "ORDER BY name", (list(SERVER_SETTINGS),)).fetchall()
+    return ", ".join(f"{name}={value}" for name, value in rows)
+
+
+def checkpoint_counters(url: str) -> tuple[int, int]:
+    """PostgreSQL: (checkpoints begun, buffers written by checkpoints) since the server's
+    statistics were reset (``pg_stat_bgwriter``; ``pg_stat_checkpointer`` from 17 on)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        sql = ("SELECT num_timed + num_requested, buffers_written FROM pg_stat_checkpointer"
+               if conn.info.server_version >= 170000 else
+               "SELECT checkpoints_timed + checkpoints_req, buffers_checkpoint FROM pg_stat_bgwriter")
+        begun, written = conn.execute(sql).fetchone()
+    return int(begun), int(written)
 
 
 def prepare_database(args: argparse.Namespace, work: Path, env: dict, cli: list[str]) -> tuple[dict, dict[str, str]]:
@@ -368,6 +405,11 @@ def prepare_database(args: argparse.Namespace, work: Path, env: dict, cli: list[
     made = subprocess.run([sys.executable, "-c", TOKENS, *hosts], env=env, cwd=REPO, check=True,
                           capture_output=True, text=True).stdout.split()
     return env, dict(zip(hosts, made))
+
+
+def pg_url() -> str:
+    """$FLEETDECK_TEST_POSTGRES_URL as psycopg takes it (without SQLAlchemy's driver name)."""
+    return os.environ["FLEETDECK_TEST_POSTGRES_URL"].replace("+psycopg", "")
 
 
 def drop_bench_schema(schema: str) -> None:
@@ -401,11 +443,10 @@ def main() -> int:
     try:
         if args.db == "postgres":
             schema = f"bench_{uuid.uuid4().hex[:8]}"
-            url = os.environ["FLEETDECK_TEST_POSTGRES_URL"]
-            create_schema(url, schema)
-            url = url.replace("+psycopg", "")
+            create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
             schemas.append(schema)
-            baseline = CopyBaseline(url, schema)
+            print(f"PostgreSQL server: {server_settings(pg_url())}", flush=True)
+            baseline = CopyBaseline(pg_url(), schema)
         else:
             baseline = SqliteBaseline(str(work / "baseline.db"))
         for n in counts:
