@@ -299,14 +299,18 @@ def percentile99(latencies: list[float]) -> float:
 
 
 def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], baseline, prefix: str) -> None:  # noqa: ANN001
-    t0 = int(time.time() * 1000) - 3_000_000
     hosts = list(targets[0].tokens)
+    per_agent = int(args.seconds * args.expect / shape.samples / len(hosts)) + 2
+    # The agents' clocks start far enough back that every round's batches (the warm-up, the
+    # pairs, the paced round; each batch 10 s per point later) stay behind the console's
+    # clock: 100 x 10 moves 100 s a batch, and samples beyond sample_max_future are refused.
+    span_ms = (args.pairs + 2) * per_agent * shape.points * 10_000
+    t0 = int(time.time() * 1000) - max(3_000_000, span_ms + 60_000)
     for target in targets:
         target.agents = [Agent(h, target.tokens[h], shape, t0, prefix) for h in hosts]
         # Warm-up: each agent's first batch creates its series (not timed).
         warm = drive(target.port, target.agents, [[a.batch()[0]] for a in target.agents], 120, target.proc.pid)
         target.stored += warm.samples
-    per_agent = int(args.seconds * args.expect / shape.samples / len(hosts)) + 2
     rounds: dict[int, list[Round]] = {t.workers: [] for t in targets}
     raws: list[float] = []
     for pair in range(args.pairs):
