@@ -275,12 +275,10 @@ def test_uninstall_tag_removes_everything(deployment):  # noqa: ANN001
     assert_root_owned_parents(deployment.root, deployment.state_dir)
 
 
-def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN001
-    """install-console.yml over SSH, without starting the unit (no systemd here); then the
-    installed console is started as its user from the written config.yaml and answers."""
-    root = deployment.root / "console"
-    port = free_port()
-    extra = deployment.workdir / "console-vars.json"
+def console_vars(deployment, name: str, root: Path, **more: object) -> Path:  # noqa: ANN001
+    """The extra-vars file ``name`` for install-console.yml: the built packages, offline pip,
+    everything under ``root``, the unit not started; ``more`` added."""
+    extra = deployment.workdir / name
     extra.write_text(json.dumps({
         "fleetdeck_console_package": str(deployment.wheel),
         "fleetdeck_console_agent_package": str(deployment.agent_wheel),
@@ -289,9 +287,18 @@ def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN00
         "fleetdeck_console_user": deployment.console_user,
         "fleetdeck_console_group": deployment.console_user,
         "fleetdeck_console_python": "/usr/bin/python3",
-        "fleetdeck_console_listen": f"127.0.0.1:{port}",
         "fleetdeck_console_start": False,
+        **more,
     }))
+    return extra
+
+
+def test_console_playbook_installs_a_working_console(deployment):  # noqa: ANN001
+    """install-console.yml over SSH, without starting the unit (no systemd here); then the
+    installed console is started as its user from the written config.yaml and answers."""
+    root = deployment.root / "console"
+    port = free_port()
+    extra = console_vars(deployment, "console-vars.json", root, fleetdeck_console_listen=f"127.0.0.1:{port}")
     playbook = REPO / "ansible" / "install-console.yml"
     recap, output = deployment.run(playbook=playbook, extra_vars=extra)
     assert recap["failed"] == 0 and recap["changed"] > 0, output
@@ -334,18 +341,8 @@ def test_a_failed_dashboard_copy_leaves_no_scratch_directory_on_the_controller(d
     root = deployment.root / "console-fail"
     controller_tmp = deployment.workdir / "controller-tmp"
     controller_tmp.mkdir()
-    extra = deployment.workdir / "console-fail-vars.json"
-    extra.write_text(json.dumps({
-        "fleetdeck_console_package": str(deployment.wheel),
-        "fleetdeck_console_agent_package": str(deployment.agent_wheel),
-        "fleetdeck_console_pip_extra_args": deployment.pip_offline,
-        "fleetdeck_console_root": str(root),
-        "fleetdeck_console_user": deployment.console_user,
-        "fleetdeck_console_group": deployment.console_user,
-        "fleetdeck_console_python": "/usr/bin/python3",
-        "fleetdeck_console_start": False,
-        "fleetdeck_console_web_src": str(deployment.workdir / "no-such-web"),
-    }))
+    extra = console_vars(deployment, "console-fail-vars.json", root,
+                         fleetdeck_console_web_src=str(deployment.workdir / "no-such-web"))
     recap, output = deployment.run(playbook=REPO / "ansible" / "install-console.yml", extra_vars=extra,
                                    env={"TMPDIR": str(controller_tmp)}, succeeds=False)
     assert "Pack the dashboard's templates" in output and "Remove the controller's scratch directory" in output, output
