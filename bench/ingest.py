@@ -360,7 +360,7 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
             before = checkpoint_counters(server) if server else None
             r = drive(target.port, target.agents, bodies, args.seconds, target.proc.pid, pace=interval)
             checkpoints = ""
-            if server and before:
+            if server is not None and before is not None:
                 after = checkpoint_counters(server)
                 checkpoints = (f"; server checkpoints during it: {after[0] - before[0]} begun, "
                                f"{after[1] - before[1]:,} buffers written")

@@ -664,8 +664,9 @@ class IngestService:
                 examples: dict[str, str] = {}
                 if not plain:
                     rows = self._rows_of(batch, sids, lo, hi, rejected, examples)
-                prepared[i] = (Prepared(host_id, rows, rejected, examples, beyond, newest) if plain
-                               else Prepared(host_id, rows, rejected, examples))
+                # newest stays -1 when the series came without points (times are >= 0).
+                prepared[i] = (Prepared(host_id, rows, rejected, examples, beyond, newest if newest >= 0 else None)
+                               if plain else Prepared(host_id, rows, rejected, examples))
         return prepared
 
     def _sample_rows(self, session: Session, host_id: int, batch: Batch, lo: int, hi: int,

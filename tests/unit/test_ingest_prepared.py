@@ -40,3 +40,7 @@ def test_a_prepared_batch_answers_its_newest_sample_time_as_the_batch_does(tmp_p
     with_logs = batch(3, [base + 100_000] * 3, logs=[base + 120_000])
     prepared, result = store(with_logs)
     assert 0 in prepared and result.last_ts == with_logs.last_ts == base + 120_000  # a newer log line counts
+    empty = ingest.decode(orjson.dumps({"host": "prep-1", "batch_id": "b4", "metrics": [
+        {"name": "prep_gauge", "labels": {"i": str(i)}, "points": []} for i in range(3)]}), None, 1 << 20)
+    prepared, result = store(empty)
+    assert 0 in prepared and result.last_ts is empty.last_ts is None  # no point: no newest time

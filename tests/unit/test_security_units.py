@@ -1,4 +1,5 @@
-"""Principal.may_deploy, the failure limiter, secret keys and their rotation."""
+"""Principal.may_deploy, the failure limiter, secret keys and their rotation, and how often
+a token lookup writes the token's last use."""
 from __future__ import annotations
 
 import asyncio
