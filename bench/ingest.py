@@ -7,7 +7,9 @@ a round of the raw baseline on the same rows (``sqlite3`` ``executemany`` + comm
 batch, or psycopg ``COPY`` + commit per batch for PostgreSQL), ``--pairs`` times, and the
 medians are printed. Also printed: console CPU per sample (from /proc), the generator's
 own CPU (to show it is not the bottleneck), request latency p50/p99, the load average,
-and, with ``--paced``, p99 latency at that fraction of the measured rate. Each console
+and, with ``--paced``, p99 latency at that fraction of the measured rate. Every batch's
+samples lie within the hour before the console's clock, as a real agent's do (see
+``bench_shape``), which bounds a round's batches. Each console
 keeps its database from pair to pair, so each pair line gives the samples per series
 stored before it: on SQLite the cost of a sample grows with it (BENCHMARKS.md). ``--second-shape``
 adds a row for 100 series x 10 points per batch.
@@ -50,6 +52,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from console.ingest.service import SERIES_ID_TRUST_MS  # noqa: E402
 from tests.pg import create_schema, drop_schema  # noqa: E402
 
 # Metric names of a node-exporter-like agent; series = name x label sets.
@@ -224,7 +227,8 @@ def drive(port: int, agents: list[Agent], bodies: list[list[bytes]], seconds: fl
         raise SystemExit(failures[0])
     if not pace and any(len(b) > 1 and accepted[i] >= len(b) * agents[i].shape.samples
                         for i, b in enumerate(bodies)):
-        print("  (an agent ran out of prepared batches: raise --expect)", file=sys.stderr)
+        print("  (an agent ran out of prepared batches: raise --expect, or lower --seconds where the rounds "
+              "were capped)", file=sys.stderr)
     return Round(sum(accepted), elapsed, latencies, proc_cpu(console_pid) - cpu0,
                  time.process_time() - gen0, os.getloadavg()[0])
 
@@ -301,11 +305,21 @@ def percentile99(latencies: list[float]) -> float:
 def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], baseline, prefix: str) -> None:  # noqa: ANN001
     hosts = list(targets[0].tokens)
     per_agent = int(args.seconds * args.expect / shape.samples / len(hosts)) + 2
-    # The agents' clocks start far enough back that every round's batches (the warm-up, the
-    # pairs, the paced round; each batch 10 s per point later) stay behind the console's
-    # clock: 100 x 10 moves 100 s a batch, and samples beyond sample_max_future are refused.
-    span_ms = (args.pairs + 2) * per_agent * shape.points * 10_000
-    t0 = int(time.time() * 1000) - max(3_000_000, span_ms + 60_000)
+    # Every batch stays within the hour before the console's clock in which its writer
+    # trusts a cached series id (SERIES_ID_TRUST_MS), as a real agent's batch of "now"
+    # does: an older batch takes the writer's lookup path (every series looked up and its
+    # bounds rewritten), about half the steady rate (BENCHMARKS.md). Each batch is 10 s
+    # per point after the last, and 64 agents at 300k samples/s cover ~90 s of their clocks
+    # a second, so the slots (warm-up, the pairs, the paced round) are capped to fit: the
+    # first batch SERIES_ID_TRUST_MS - 5 min old, the last at most 5 min ahead of the
+    # clock (within sample_max_future, 10 min).
+    step_ms = shape.points * 10_000
+    fits = SERIES_ID_TRUST_MS // step_ms // (args.pairs + 2)
+    if per_agent > fits:
+        print(f"  ({shape.series}x{shape.points}: {per_agent} batches per agent a round would take the agents' "
+              f"clocks past the hour; {fits} instead, so a round may end early)", file=sys.stderr)
+        per_agent = fits
+    t0 = int(time.time() * 1000) - SERIES_ID_TRUST_MS + 300_000
     for target in targets:
         target.agents = [Agent(h, target.tokens[h], shape, t0, prefix) for h in hosts]
         # Warm-up: each agent's first batch creates its series (not timed).
@@ -353,7 +367,7 @@ def bench_shape(args: argparse.Namespace, shape: Shape, targets: list[Target], b
               f"p99 {p99 * 1000:.0f} ms, generator {gen:.2f} cores, load {os.getloadavg()}", flush=True)
         if args.paced:
             interval = len(hosts) * shape.samples / (rate * args.paced)  # s between one agent's batches
-            count = int(args.seconds / interval) + 2
+            count = min(int(args.seconds / interval) + 2, per_agent)  # within its slot (above)
             assert target.agents is not None
             bodies = [[a.batch()[0] for _ in range(count)] for a in target.agents]
             server = pg_url() if args.db == "postgres" else None
@@ -428,7 +442,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=1, help="points per series per batch")
     ap.add_argument("--seconds", type=float, default=8, help="length of each console round")
     ap.add_argument("--pairs", type=int, default=3, help="console/baseline pairs (medians are printed)")
-    ap.add_argument("--expect", type=float, default=150_000, help="samples/s to prepare batches for")
+    ap.add_argument("--expect", type=float, default=300_000, help="samples/s to prepare batches for")
     ap.add_argument("--paced", type=float, default=0.5, help="latency round at this fraction of the rate; 0: none")
     ap.add_argument("--second-shape", action="store_true", help="also measure 100 series x 10 points")
     ap.add_argument("--workers", default="1", help="comma-separated worker counts, one console each (e.g. 1,2)")
