@@ -67,22 +67,27 @@ SKEW_HOLD_SECONDS = 300.0
 # it this recently: retention deletes a series only when its last sample is days old, so
 # an id trusted this way cannot be one retention deleted (docs/metrics.md, "Series lifecycle").
 SERIES_ID_TRUST_MS = 3_600_000
+# The width of the windows ``last_ts`` moves by (bound_end): Prometheus' lookback delta,
+# for which a series counts as present after its last sample. One minute cost a steady
+# series an UPDATE row every 6 samples at 10 s (about a fifth of the SQLite writer's
+# transaction); five, one every 30, and 5 % more samples/s with two workers (BENCHMARKS.md).
+BOUND_WINDOW_MS = 300_000
 _row_ts = itemgetter(1)  # the time of a sample row (series_id, ts, value)
 
 
 def bound_end(series_id: int, ts: int) -> int:
     """The ``last_ts`` the ingest writer stores for a sample of ``series_id`` at ``ts``
-    (Unix ms): the end of the one-minute window of that series holding ``ts``, so it runs
-    ahead of the sample by under a minute and changes once a minute at most. Each series'
-    windows start at an offset of its own within the minute (its id times a prime, modulo
-    a minute): with windows aligned on the clock's minutes, every series of every agent
-    crossed into a new window in the same ~10 s after each minute, and those batches
-    carried one UPDATE row per series while the others carried none; on PostgreSQL (a
-    row version and an entry in each of the series' four indexes per row) that burst
-    made batches wait ~0.5 s behind it. Staggered, each batch of a steady agent updates
-    about interval/60 of its series."""
-    offset = series_id * 997 % MINUTE_MS  # 997 is prime to 60,000: consecutive ids ~1 s apart
-    return (ts - offset) // MINUTE_MS * MINUTE_MS + offset + MINUTE_MS - 1
+    (Unix ms): the end of the five-minute window (:data:`BOUND_WINDOW_MS`) of that series
+    holding ``ts``, so it runs ahead of the sample by under five minutes and changes once
+    every five minutes at most. Each series' windows start at an offset of its own (its
+    id times a prime, modulo the window): with windows aligned on the clock's minutes,
+    every series of every agent crossed into a new window in the same ~10 s after each
+    minute, and those batches carried one UPDATE row per series while the others carried
+    none; on PostgreSQL (a row version and an entry in each of the series' four indexes
+    per row) that burst made batches wait ~0.5 s behind it. Staggered, each batch of a
+    steady agent updates about interval/300 of its series."""
+    offset = series_id * 997 % BOUND_WINDOW_MS  # 997 is prime to 300,000: consecutive ids ~1 s apart
+    return (ts - offset) // BOUND_WINDOW_MS * BOUND_WINDOW_MS + offset + BOUND_WINDOW_MS - 1
 
 
 @dataclass(frozen=True)
@@ -206,8 +211,8 @@ class IngestService:
         self._config = config or ConsoleConfig()
         self._series_ids: dict[SeriesKey, int] = {}
         # Committed (first_ts, last_ts) per series id as this writer last set them; last_ts
-        # is the end of the series' minute window holding the newest sample (bound_end), so
-        # it changes once a minute at most.
+        # is the end of the series' five-minute window holding the newest sample (bound_end),
+        # so it changes once in five minutes at most.
         self._seen: dict[int, tuple[int, int]] = {}
         self._logs = LogStore(db)
         self._decoder = BatchDecoder()
@@ -521,9 +526,9 @@ class IngestService:
         """Move the series' ``first_ts`` back and ``last_ts`` forward to cover the group's
         samples, in one UPDATE (SQLite: executemany; PostgreSQL: one statement joined with
         the bounds as arrays) of only the series whose bounds this writer has not already
-        stored: ``last_ts`` is set to the end of the series' minute window holding the
+        stored: ``last_ts`` is set to the end of the series' five-minute window holding the
         newest sample (:func:`bound_end`), so a steady series costs one row of it per
-        minute, and the series of a batch do not all cost it in the same batch.
+        five minutes, and the series of a batch do not all cost it in the same batch.
         ``outside``: for a batch (index in ``samples``) whose rows were built before the
         transaction, those outside the stored bounds (:class:`Prepared`), looked at
         instead of all of its rows: with each series' window at its own offset, most

@@ -103,7 +103,7 @@ class Series(Base):
     __table_args__ = (
         UniqueConstraint("host_id", "name", "labels", name="uq_series_identity"),
         Index("ix_series_name", "name"),
-        # last_ts is in no index: the writer moves it once a minute, a heap-only update on
+        # last_ts is in no index: the writer moves it once in five minutes, a heap-only update on
         # PostgreSQL (migration hotseries_0001, which also sets the table's fill factor).
         {"postgresql_with": {"fillfactor": 50}},
     )
@@ -114,9 +114,9 @@ class Series(Base):
     labels: Mapped[str] = mapped_column(Text)  # canonical JSON: sorted keys, no spaces
     type: Mapped[str] = mapped_column(String(16))  # gauge | counter
     # First and last sample time, Unix ms, over every tier (NULL: none stored yet).
-    # ``last_ts`` may run ahead of the last sample by under a minute: the ingest writer
-    # moves it to the end of the series' one-minute window holding the sample, once per
-    # series per minute (windows offset per series, console/ingest/service.py bound_end).
+    # ``last_ts`` may run ahead of the last sample by under five minutes: the ingest writer
+    # moves it to the end of the series' five-minute window holding the sample, once per
+    # series per five minutes (windows offset per series, console/ingest/service.py bound_end).
     first_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

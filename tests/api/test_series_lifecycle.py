@@ -58,44 +58,44 @@ def test_first_and_last_sample_time_follow_every_batch(console):
                                  "points": [[now - 3 * HOUR, 0.5], [now, 3.0]]}])  # earlier and later
     [(_, first, last)] = bounds(console, "app_lc_bounds")
     assert first == now - 3 * HOUR
-    assert now <= last < now + 60_000  # at most the end of the last sample's one-minute window
+    assert now <= last < now + 300_000  # at most the end of the last sample's five-minute window
 
 
 def test_a_steady_senders_bounds_move_only_past_what_is_stored(console):
     # From the second batch on, the writer builds a steady sender's rows from its caches
     # and skips the bounds UPDATE for samples inside the stored bounds: the bounds must
     # still move for a sample before the first or past the end of the last one's window.
-    start = int(time.time() * 1000) - 120_000
+    start = int(time.time() * 1000) - 600_000
     metric = {"name": "app_lc_steady", "type": "gauge", "labels": {"k": "v"}}
     push(console, "lc-steady", [dict(metric, points=[[start, 1.0]])])
     [(_, first, last)] = bounds(console, "app_lc_steady")
-    assert first == start and start <= last < start + 60_000
+    assert first == start and start <= last < start + 300_000
     push(console, "lc-steady", [dict(metric, points=[[last, 2.0]])])  # inside: unchanged
     assert bounds(console, "app_lc_steady") == [('{"k":"v"}', start, last)]
     push(console, "lc-steady", [dict(metric, points=[[start - 5_000, 0.5]])])  # before the first
     assert bounds(console, "app_lc_steady") == [('{"k":"v"}', start - 5_000, last)]
     push(console, "lc-steady", [dict(metric, points=[[last + 1_000, 3.0]])])  # the next window
-    assert bounds(console, "app_lc_steady") == [('{"k":"v"}', start - 5_000, last + 60_000)]
+    assert bounds(console, "app_lc_steady") == [('{"k":"v"}', start - 5_000, last + 300_000)]
 
 
 def test_an_agents_series_move_their_last_sample_time_in_different_batches(console):
-    # last_ts moves once a minute per series, at a point of the minute of its own: with
-    # windows on the clock's minutes, every series of a host moved in the batch after each
-    # minute (an UPDATE row each, on every host in the same ~10 s) and none in the five
-    # others, a burst that made ingest batches wait ~0.5 s on PostgreSQL (BENCHMARKS.md).
-    count, start = 120, int(time.time() * 1000) // 60_000 * 60_000 - 180_000
+    # last_ts moves once in five minutes per series, at a point of its own: with windows
+    # on the clock's minutes, every series of a host moved in the batch after each minute
+    # (an UPDATE row each, on every host in the same ~10 s) and none in the five others, a
+    # burst that made ingest batches wait ~0.5 s on PostgreSQL (BENCHMARKS.md).
+    count, start = 120, int(time.time() * 1000) // 60_000 * 60_000 - 600_000
     metrics = [{"name": "app_lc_spread", "type": "gauge", "labels": {"i": str(i)}} for i in range(count)]
     push(console, "lc-spread", [dict(m, points=[[start, 0.0]]) for m in metrics])
     before = {labels: last for labels, _, last in bounds(console, "app_lc_spread")}
     moved = []
-    for step in range(1, 7):  # one batch every 10 s of sample time, for a minute
+    for step in range(1, 31):  # one batch every 10 s of sample time, for five minutes
         ts = start + step * 10_000
         push(console, "lc-spread", [dict(m, points=[[ts, float(step)]]) for m in metrics])
         after = {labels: last for labels, _, last in bounds(console, "app_lc_spread")}
-        assert all(ts <= last < ts + 60_000 for last in after.values()), (ts, sorted(after.values()))
+        assert all(ts <= last < ts + 300_000 for last in after.values()), (ts, sorted(after.values()))
         moved.append(sum(after[k] != before[k] for k in after))
         before = after
-    assert sum(moved) == count, moved  # each series once in the minute
+    assert sum(moved) == count, moved  # each series once in the five minutes
     assert max(moved) <= count // 3, moved  # and not all in the same batch
 
 
@@ -163,12 +163,12 @@ def pg_console(tmp_path_factory):
 
 
 def test_moving_the_bounds_is_a_heap_only_update_on_postgresql(pg_console):
-    # The writer moves every active series' last_ts once a minute. On PostgreSQL an
+    # The writer moves every active series' last_ts once in five minutes. On PostgreSQL an
     # UPDATE is heap-only (HOT: no new index entries) only when it changes no indexed
-    # column and the page has room, which is what keeps that row a minute cheap
-    # (BENCHMARKS.md, "Ingest in the agent's shape"). The counters are the server's own.
+    # column and the page has room, which is what keeps that row cheap (BENCHMARKS.md,
+    # "Ingest in the agent's shape"). The counters are the server's own.
     console = pg_console
-    count, start = 300, int(time.time() * 1000) // 60_000 * 60_000 - 600_000
+    count, start = 300, int(time.time() * 1000) // 60_000 * 60_000 - 1_200_000
     metrics = [{"name": "app_lc_hot", "type": "gauge", "labels": {"i": str(i)}} for i in range(count)]
     push(console, "lc-hot", [dict(m, points=[[start, 0.0]]) for m in metrics])
 
@@ -178,7 +178,7 @@ def test_moving_the_bounds_is_a_heap_only_update_on_postgresql(pg_console):
             "WHERE schemaname = current_schema() AND relname = 'series'")).one()))
 
     before = updates()
-    for step in range(1, 19):  # three minutes of sample time, a batch every 10 s
+    for step in range(1, 91):  # fifteen minutes of sample time (three windows), a batch every 10 s
         push(console, "lc-hot", [dict(m, points=[[start + step * 10_000, float(step)]]) for m in metrics])
     # A backend reports its counters when idle, at most once a second (10 s at the latest).
     wait_for(lambda: updates()[0] - before[0] >= 3 * count, 30, "the series updates to be counted")
