@@ -7,8 +7,7 @@ from console.schemas import AuditQuery, parse_query
 
 def _paging(handler) -> tuple[int, int | None]:  # noqa: ANN001 - any BaseHandler
     """``limit`` and ``before`` of the API's (and the page's) query: console/schemas.py AuditQuery."""
-    arguments = {name: handler.get_query_arguments(name, strip=False) for name in handler.request.query_arguments}
-    args = parse_query(AuditQuery, arguments)
+    args = parse_query(AuditQuery, handler.query_arguments())
     return args.limit, args.before
 
 

@@ -293,6 +293,7 @@ def test_search_without_words_lists_recent(seeded):
     ({"start": "nan"}, 400, "invalid_parameter"),
     ({"start": "100", "end": "50"}, 422, "invalid_range"),
     ({"level": "loud"}, 400, "invalid_parameter"),
+    ({"level": "\x1f\x07"}, 400, "invalid_parameter"),  # control characters: not spaces (Tornado made them so)
     ({"q": "\"*-:()"}, 400, "invalid_parameter"),
     ({"q": "x" * 65}, 400, "invalid_parameter"),
     ({"q": b"\xff\xfe"}, 400, "invalid_parameter"),  # not UTF-8
