@@ -17,6 +17,7 @@ import tornado.locale
 import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from console.answers import accepts_gzip
 from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
 from console.i18n import ENGLISH, LANG_COOKIE, TRANSLATE_HEADER, choose_language, script_block, tx
@@ -278,6 +279,18 @@ class ApiHandler(BaseHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json_bytes(value))
+
+    async def write_large_json(self, value: Any, content_type: str = "application/json; charset=utf-8") -> None:
+        """:meth:`write_json` (status 200) for an answer that grows with the data asked for
+        (range queries, PromQL, log searches): its JSON, and its gzip stream when the client
+        takes gzip, written on the answer pool (console/answers.py), not on the event loop."""
+        accepts = self.settings.get("compress_response") and accepts_gzip(self.request.headers.get("Accept-Encoding", ""))
+        body, encoding = await self.services.answers.encode_off_loop(value, bool(accepts))
+        self.set_status(200)
+        self.set_header("Content-Type", content_type)
+        if encoding is not None:
+            self.set_header("Content-Encoding", encoding)  # Tornado's own gzip then leaves the body alone
+        self.finish(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

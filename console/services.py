@@ -16,6 +16,7 @@ from console.cluster.leader import Leadership
 from console.cluster.relay import FrameRelay, PostgresRelay, SocketRelay
 from console.cluster.shared import SharedState
 from console.admin.services import build_admin_services
+from console.answers import AnswerEncoder
 from console.alerting.service import AlertingService
 from console.audit.service import AuditService
 from console.auth.service import AuthService
@@ -97,6 +98,7 @@ class Services:
     partitions: PartitionMaintenance  # PostgreSQL: time partitions made ahead
     shared: SharedState  # re-reads silences, windows and posted alerts another console changed
     posted_alerts: PostedAlerts  # alerts posted to the Alertmanager API, through the database
+    answers: AnswerEncoder = field(default_factory=AnswerEncoder)  # large answers' JSON and gzip, off the event loop
     _pruning: asyncio.Task | None = field(default=None, init=False, repr=False)
     _watching: asyncio.Task | None = field(default=None, init=False, repr=False)
 
@@ -154,6 +156,7 @@ class Services:
         self.users.passwords.close()
         self.ingest.close()
         self.query.close()  # its helper thread, before the database it reads
+        self.answers.close()
         self.db.close()
         self.audit.close()
 

@@ -12,4 +12,4 @@ class LogsHandler(ApiHandler):
         self.query()  # the shape (console/schemas.py LogsQuery); parse_query reads the values
         args = {name: self.get_argument(name, "") for name in PARAMETERS}
         query = parse_query(args, self.services.clock())  # LogQueryError (400/422) for a bad value
-        self.write_json(await self.services.logs.asearch(query))
+        await self.write_large_json(await self.services.logs.asearch(query))

@@ -74,6 +74,14 @@ class PrometheusHandler(ApiHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json_bytes(body))
 
+    async def success_large(self, data: Any, warnings: list[str] | None = None) -> None:
+        """:meth:`success` for an answer that grows with the data asked for, encoded beside
+        the event loop (ApiHandler.write_large_json)."""
+        body = {"status": "success", "data": data}
+        if warnings:
+            body["warnings"] = warnings
+        await self.write_large_json(body, "application/json")
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, FleetdeckError):  # PromError's code is its errorType
@@ -116,7 +124,7 @@ class QueryHandler(PrometheusHandler):
             raise bad_data(tx('invalid parameter "query": query must not be empty'))
         at = self.time_arg("time")
         at = self.services.clock() if at is None else at
-        self.success(*await self.services.promql.query(text, at, self.timeout_arg()))
+        await self.success_large(*await self.services.promql.query(text, at, self.timeout_arg()))
 
     post = get
 
@@ -140,7 +148,7 @@ class QueryRangeHandler(PrometheusHandler):
             raise bad_data(tx('invalid parameter "{parameter}": cannot parse "{value}" to a valid duration',
                                   parameter="step", value=""))
         step = parse_duration("step", raw_step)
-        self.success(*await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
+        await self.success_large(*await self.services.promql.query_range(text, start, end, step, self.timeout_arg()))
 
     post = get
 
@@ -152,7 +160,7 @@ class SeriesHandler(PrometheusHandler):
         selectors = self.selectors()
         if selectors is None:
             raise bad_data(tx("no match[] parameter provided"))
-        self.success(await self.services.promql.series(selectors, self.time_arg("start"), self.time_arg("end")))
+        await self.success_large(await self.services.promql.series(selectors, self.time_arg("start"), self.time_arg("end")))
 
     post = get
 

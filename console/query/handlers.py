@@ -42,7 +42,7 @@ class MetricNamesHandler(ApiHandler):
 class MetricsRangeHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query()
-        self.write_json(await self.services.query.arange(query))
+        await self.write_large_json(await self.services.query.arange(query))
 
     def parse_query(self) -> RangeQuery:
         """The validated query (console/schemas.py RangeQueryArgs) plus its label matchers."""
