@@ -50,6 +50,7 @@ setup(
         "msgspec>=0.18,<1",  # one-pass decoding and validation of ingest bodies (typed structs)
         "Babel>=2.14,<3",  # translation catalogs of the dashboard (console/i18n.py)
         "zstandard>=0.22,<1",  # packed groups of log lines (console/logs/blocks.py)
+        "isal>=1.6,<2",  # gzip of large answers beside the event loop (console/answers.py)
     ],
     extras_require={
         "test": ["pytest>=8,<10", "playwright>=1.44,<2", "psycopg[binary]>=3.1,<4", "schemathesis>=4,<5",

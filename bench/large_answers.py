@@ -3,6 +3,10 @@ step, per series, through the range API, as a browser asks for it (``Accept-Enco
 gzip, deflate, br``), while a client polls ``/healthz`` every 10 ms on a keep-alive
 connection, as an agent's batches and other viewers' requests arrive meanwhile.
 
+After each console's first answer (not counted) its cache of closed rollup buckets
+answers the closed part of the day, as for a dashboard's refresh or a second viewer;
+``--no-cache`` (``query_cache_points: 0``) makes every answer a first load.
+
 Printed per console, medians over ``--runs`` runs: the answer's time (request to last
 byte), its bytes on the wire, the longest ``/healthz`` answer during it (how long the
 event loop served nothing else), and the console's CPU for it (/proc). ``--baseline-tree
@@ -14,7 +18,7 @@ The data set is bench/query.py's (24 h of 1m rollups per gauge, settled by the r
 job into day blocks and hot rows; no raw samples, so PromQL's selectors, which read raw
 samples within their lookback, find nothing in it); ``--keep PATH`` keeps it for the next run.
 
-    python bench/large_answers.py [--series 500] [--runs 5] [--baseline-tree PATH] [--keep PATH]
+    python bench/large_answers.py [--series 500] [--runs 5] [--baseline-tree PATH] [--keep PATH] [--no-cache]
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ class Console:
     """``fleetdeck serve`` of the tree ``tree`` on its own copy of the data set, with a
     viewer token made by its own CLI."""
 
-    def __init__(self, name: str, tree: Path, data: Path, work: Path) -> None:
+    def __init__(self, name: str, tree: Path, data: Path, work: Path, cache: bool = True) -> None:
         self.name = name
         home = work / name
         home.mkdir()
@@ -79,7 +83,11 @@ class Console:
                                     text=True).stdout.split()[-1]
         self.port = free_port()
         self.log = open(home / "console.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "console.cli", "serve"], cwd=tree, stdout=self.log,
+        serve = [sys.executable, "-m", "console.cli", "serve"]
+        if not cache:  # every answer then reads the tiers as a dashboard's first load does
+            (home / "config.yaml").write_text("console:\n  query_cache_points: 0\n")
+            serve += ["--config", str(home / "config.yaml")]
+        self.proc = subprocess.Popen(serve, cwd=tree, stdout=self.log,
                                      stderr=self.log, env=dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{self.port}"))
         for _ in range(300):
             try:
@@ -139,6 +147,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--baseline-tree", type=Path, help="another checkout whose console runs beside this one")
     ap.add_argument("--keep", type=Path, help="keep (or reuse) the data set in this SQLite file")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="query_cache_points: 0, so every answer is a first load, not one from the cache of closed buckets")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fd-answers-"))
     data = args.keep or work / "data.db"
@@ -146,12 +156,13 @@ def main() -> int:
     trees = {"this tree": REPO}
     if args.baseline_tree:
         trees["baseline"] = args.baseline_tree.resolve()
-    consoles = [Console(name.replace(" ", "-"), tree, data, work) for name, tree in trees.items()]
+    consoles = [Console(name.replace(" ", "-"), tree, data, work, cache=not args.no_cache) for name, tree in trees.items()]
     cases = {
         "range API, per series": "/api/v1/metrics/range?" + urlencode(
             {"metric": "q_gauge", "start": now - 86400, "end": now, "step": 60, "fn": "avg"}),
     }
     print(f"24 h x {args.series} series, 1 m step, Accept-Encoding gzip; runs={args.runs}; "
+          f"{'no cache: every answer a first load' if args.no_cache else 'the cache of closed buckets on'}; "
           f"load average at start: {os.getloadavg()}", flush=True)
     results: dict[tuple[str, str], list[tuple]] = {(case, c.name): [] for case in cases for c in consoles}
     try:
