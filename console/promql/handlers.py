@@ -62,25 +62,28 @@ def parse_duration(name: str, raw: str) -> float:
     return value
 
 
+def _envelope(data: Any, warnings: list[str] | None) -> dict:
+    """Prometheus' answer: ``{"status": "success", "data": ..., "warnings": [...]}``, the
+    warnings only when there are some."""
+    body = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = warnings
+    return body
+
+
 class PrometheusHandler(ApiHandler):
     """Base: Prometheus' envelope for answers and errors alike."""
 
     machine_api = True  # Prometheus clients read "error": English (console/handlers.py)
 
     def success(self, data: Any, warnings: list[str] | None = None) -> None:
-        body = {"status": "success", "data": data}
-        if warnings:
-            body["warnings"] = warnings
         self.set_header("Content-Type", "application/json")
-        self.finish(json_bytes(body))
+        self.finish(json_bytes(_envelope(data, warnings)))
 
     async def success_large(self, data: Any, warnings: list[str] | None = None) -> None:
         """:meth:`success` for an answer that grows with the data asked for, encoded beside
         the event loop (ApiHandler.write_large_json)."""
-        body = {"status": "success", "data": data}
-        if warnings:
-            body["warnings"] = warnings
-        await self.write_large_json(body, "application/json")
+        await self.write_large_json(_envelope(data, warnings), "application/json")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
