@@ -133,12 +133,14 @@ def proc_cpu(pid: int) -> float:
     return total
 
 
-def start_console(cli: list[str], env: dict, log, workers: int = 1) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
-    """``fleetdeck serve --workers N`` on a free loopback port, returned once every worker
-    answers (/healthz, on as many fresh connections as the kernel spreads over them)."""
+def start_console(cli: list[str], env: dict, log, workers: int = 1,  # noqa: ANN001
+                  cwd: Path = REPO) -> tuple[subprocess.Popen, int]:
+    """``fleetdeck serve --workers N`` on a free loopback port, run in ``cwd`` (another
+    checkout's console: its tree), returned once every worker answers (/healthz, on as
+    many fresh connections as the kernel spreads over them)."""
     port = free_port()
     env = dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{port}")
-    proc = subprocess.Popen(cli + ["serve", "--workers", str(workers)], env=env, cwd=REPO, stdout=log, stderr=log)
+    proc = subprocess.Popen(cli + ["serve", "--workers", str(workers)], env=env, cwd=cwd, stdout=log, stderr=log)
     for _ in range(1500):  # up to 5 minutes: on a machine loaded ~15x its cores a start took over one
         try:
             for _ in range(4 * workers):

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import free_port, proc_cpu, stop_console  # noqa: E402
+from ingest import proc_cpu, start_console, stop_console  # noqa: E402
 from query import fold_hosts, load_rows, settle  # noqa: E402
 
 from console.storage.database import Database  # noqa: E402
@@ -78,29 +78,14 @@ class Console:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETDECK_")}
         env.update(PYTHONPATH=str(tree), FLEETDECK_DATA_DIR=str(home),
                    FLEETDECK_DATABASE_URL=f"sqlite:///{home / 'q.db'}")
-        self.token = subprocess.run([sys.executable, "-m", "console.cli", "token", "create", "--name", "bench",
-                                     "--role", "viewer"], env=env, cwd=tree, check=True, capture_output=True,
-                                    text=True).stdout.split()[-1]
-        self.port = free_port()
-        self.log = open(home / "console.log", "w")  # noqa: SIM115 - closed in stop()
-        serve = [sys.executable, "-m", "console.cli", "serve"]
+        cli = [sys.executable, "-m", "console.cli"]
+        self.token = subprocess.run(cli + ["token", "create", "--name", "bench", "--role", "viewer"], env=env,
+                                    cwd=tree, check=True, capture_output=True, text=True).stdout.split()[-1]
         if not cache:  # every answer then reads the tiers as a dashboard's first load does
             (home / "config.yaml").write_text("console:\n  query_cache_points: 0\n")
-            serve += ["--config", str(home / "config.yaml")]
-        self.proc = subprocess.Popen(serve, cwd=tree, stdout=self.log,
-                                     stderr=self.log, env=dict(env, FLEETDECK_LISTEN=f"127.0.0.1:{self.port}"))
-        for _ in range(300):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.2)
-        raise SystemExit(f"{name}: the console did not start; see {home / 'console.log'}")
+            env["FLEETDECK_CONFIG"] = str(home / "config.yaml")
+        self.log = open(home / "console.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc, self.port = start_console(cli, env, self.log, cwd=tree)
 
     def stop(self) -> None:
         stop_console(self.proc)
@@ -150,6 +135,8 @@ def main() -> int:
     ap.add_argument("--no-cache", action="store_true",
                     help="query_cache_points: 0, so every answer is a first load, not one from the cache of closed buckets")
     args = ap.parse_args()
+    if args.baseline_tree and not (args.baseline_tree / "console" / "cli").is_dir():
+        ap.error(f"--baseline-tree {args.baseline_tree}: not a checkout of this project (no console/cli)")
     work = Path(tempfile.mkdtemp(prefix="fd-answers-"))
     data = args.keep or work / "data.db"
     now = make_data(data, args.series)
@@ -157,33 +144,30 @@ def main() -> int:
     if args.baseline_tree:
         trees["baseline"] = args.baseline_tree.resolve()
     consoles = [Console(name.replace(" ", "-"), tree, data, work, cache=not args.no_cache) for name, tree in trees.items()]
-    cases = {
-        "range API, per series": "/api/v1/metrics/range?" + urlencode(
-            {"metric": "q_gauge", "start": now - 86400, "end": now, "step": 60, "fn": "avg"}),
-    }
+    path = "/api/v1/metrics/range?" + urlencode({"metric": "q_gauge", "start": now - 86400, "end": now,
+                                                 "step": 60, "fn": "avg"})
     print(f"24 h x {args.series} series, 1 m step, Accept-Encoding gzip; runs={args.runs}; "
           f"{'no cache: every answer a first load' if args.no_cache else 'the cache of closed buckets on'}; "
           f"load average at start: {os.getloadavg()}", flush=True)
-    results: dict[tuple[str, str], list[tuple]] = {(case, c.name): [] for case in cases for c in consoles}
+    results: dict[str, list[tuple]] = {c.name: [] for c in consoles}
     try:
-        for path in cases.values():
-            for c in consoles:
-                one_answer(c, path)  # each console's first answer (its caches, the pages of its file) not counted
+        for c in consoles:
+            one_answer(c, path)  # each console's first answer (its caches, the pages of its file) not counted
         for _ in range(args.runs):
-            for case, path in cases.items():
-                for c in consoles:
-                    got = one_answer(c, path)
-                    if got[4] != 200:
-                        raise SystemExit(f"{c.name}: {case}: status {got[4]}")
-                    results[case, c.name].append(got)
+            for c in consoles:
+                got = one_answer(c, path)
+                if got[4] != 200:
+                    raise SystemExit(f"{c.name}: status {got[4]}")
+                results[c.name].append(got)
     finally:
         for c in consoles:
             c.stop()
-    for (case, name), runs in results.items():
+    for name, runs in results.items():
         med = [statistics.median(r[i] for r in runs) for i in range(4)]
-        print(f"{case} [{name}]: answer p50 {med[0] * 1000:.0f} ms (runs {', '.join(f'{r[0] * 1000:.0f}' for r in runs)}), "
-              f"{med[1] / 1e6:.1f} MB on the wire, longest /healthz p50 {med[2] * 1000:.0f} ms "
-              f"(runs {', '.join(f'{r[2] * 1000:.0f}' for r in runs)}), console CPU p50 {med[3] * 1000:.0f} ms")
+        print(f"range API, per series [{name}]: answer p50 {med[0] * 1000:.0f} ms "
+              f"(runs {', '.join(f'{r[0] * 1000:.0f}' for r in runs)}), {med[1] / 1e6:.1f} MB on the wire, "
+              f"longest /healthz p50 {med[2] * 1000:.0f} ms (runs {', '.join(f'{r[2] * 1000:.0f}' for r in runs)}), "
+              f"console CPU p50 {med[3] * 1000:.0f} ms")
     print(f"load average at end: {os.getloadavg()}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

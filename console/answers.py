@@ -26,6 +26,11 @@ LARGE = 256 * 1024
 LEVEL = 1  # ISA-L's levels are 0-3: 2 and 3 saved under 0.3 % of these answers' bytes, for more time
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as JSON (orjson, non-string keys allowed): every answer's encoding."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an ``Accept-Encoding`` header value lets the answer be gzip-compressed, by
     the rule Tornado's ``GZipContentEncoding`` applies to every other answer ("gzip"
@@ -34,11 +39,11 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def encode(value: Any, gzip: bool) -> tuple[bytes, str | None]:
-    """``value`` as JSON bytes (orjson, non-string keys allowed), and the
+    """``value`` as JSON bytes (:func:`json_bytes`), and the
     ``Content-Encoding`` they carry: ``"gzip"`` (one gzip member, RFC 1952, deflated by
     ISA-L at its level :data:`LEVEL`) when ``gzip`` and the JSON is at least :data:`LARGE`
     bytes, else None (the JSON itself). Raises orjson.JSONEncodeError for a value orjson cannot encode."""
-    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    text = json_bytes(value)
     if not gzip or len(text) < LARGE:
         return text, None
     deflater = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS)  # 16 +: gzip's wrapper

@@ -17,7 +17,7 @@ import tornado.locale
 import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from console.answers import accepts_gzip
+from console.answers import accepts_gzip, json_bytes
 from console.auth.roles import ROUTE_ROLES, Principal, RouteRole, declared_roles, role_for
 from console.errors import STATUS_CODES, ApiError, FleetdeckError
 from console.i18n import ENGLISH, LANG_COOKIE, TRANSLATE_HEADER, choose_language, script_block, tx
@@ -36,10 +36,6 @@ def _within(address: str, networks: tuple) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in networks)
-
-
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def nul_free(value: Any) -> bool:

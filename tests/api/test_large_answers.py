@@ -8,7 +8,6 @@ import gzip
 import json
 import threading
 import time
-import urllib.request
 from urllib.parse import urlencode
 
 import pytest
@@ -33,12 +32,10 @@ def loaded(console):
 
 
 def fetch(loaded, path: str, gzip_ok: bool):
-    headers = {"Authorization": f"Bearer {loaded['viewer']}"}
-    if gzip_ok:
-        headers["Accept-Encoding"] = "gzip, deflate, br"  # as browsers send it
-    req = urllib.request.Request(loaded["console"].url + path, headers=headers)
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    """-> (status, headers with lower-case names, body as sent: gzip's bytes if gzipped)."""
+    headers = {"Accept-Encoding": "gzip, deflate, br"} if gzip_ok else {}  # as browsers send it
+    resp = loaded["console"].request("GET", path, token=loaded["viewer"], headers=headers)
+    return resp.status, resp.headers, resp.body
 
 
 def range_path(loaded) -> str:
