@@ -60,6 +60,7 @@ setup(
                  "mypy>=1.11,<3", "types-PyYAML", "types-paramiko", "types-psutil", "types-docker",
                  "types-protobuf", "types-python-dateutil",
                  "aiosmtpd>=1.4,<2",  # the SMTP server email notifications are tested against
+                 "hypothesis>=6.100,<7",  # generated values (tests/unit/test_answers.py)
                  "pytest-randomly>=3.15,<6"],  # random test order, seed printed at the end
         "postgres": ["psycopg[binary]>=3.1,<4"],
         # The agent's prometheus and textfile inputs (docs/prometheus.md).

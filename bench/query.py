@@ -1,5 +1,6 @@
 """Query benchmark: p50/p95 of range queries through QueryService, in process, including
-the JSON encoding the handler does.
+the answer's JSON as the handler writes it to a client without gzip: chunk by chunk
+(console/answers.py ``AnswerStream``), each chunk dropped once sent.
 
 - 24 h x 500 series at a 1-minute step (1m tier): aggregated to one series, and per series;
 - 1 h of raw samples x 100 series (10 s interval).
@@ -18,8 +19,12 @@ before the packing is settled the same way on its next run.
 
 The garbage collector is set as the console's server sets it once started
 (console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
-collected every 20,000 net allocations) before timing; ``--no-server-gc`` leaves it as a
+collected every 200,000 net allocations) before timing; ``--no-server-gc`` leaves it as a
 bare process has it.
+
+Each case and version first runs ``--warmup`` times (default 1) untimed, their times printed
+apart: a process's first query of a kind grows its heap (at 8,000 series ~170,000 page
+faults, 1-2 s more) and loads its code, which a running console did long ago.
 
 p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
 median CPU time of this process (all its threads: the query service's helper thread too),
@@ -32,7 +37,8 @@ alternating run by run, so before/after share the machine's load.
 PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards).
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
-                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-helper] [--no-server-gc]
+                          [--keep PATH] [--no-per-series] [--host-rollups] [--no-helper] [--warmup 1]
+                          [--no-server-gc]
 """
 from __future__ import annotations
 
@@ -53,6 +59,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from console.answers import AnswerStream, json_bytes  # noqa: E402
 from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
 from console.server import tune_gc  # noqa: E402
@@ -153,6 +160,9 @@ def main() -> int:
     ap.add_argument("--no-helper", action="store_true",
                     help="also time this service with its helper thread off (every read on the query's own thread), "
                          "alternating run by run: what reading beside the blocks' decoding gains or costs")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs of each case and version before the timed ones (their times printed apart): "
+                         "the process's first query grows its heap and loads its code, as a running console did long ago")
     ap.add_argument("--no-server-gc", action="store_true",
                     help="leave the garbage collector as a bare process has it (not as the server sets it)")
     args = ap.parse_args()
@@ -224,17 +234,22 @@ def main() -> int:
             times: dict[str, list[float]] = {v: [] for v in versions}
             cpu: dict[str, list[float]] = {v: [] for v in versions}  # this process's CPU: less of the machine's load
             answers = {}
-            for _ in range(args.runs):
+            warmup: dict[str, list[float]] = {v: [] for v in versions}
+            for run in range(args.warmup + args.runs):
                 for version, make in versions.items():
                     svc = make()
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
                     body = encoded = None  # the previous version's answer freed here, not inside the timing
                     t, c = time.perf_counter(), time.process_time()
                     body = db.run(svc.range, q)
-                    encoded = orjson.dumps(body)  # the handler's serialisation is part of the answer
-                    times[version].append(time.perf_counter() - t)
-                    cpu[version].append(time.process_time() - c)
-                    answers[version] = encoded
+                    sent = sum(map(len, sent_chunks(body)))  # the handler's writing is part of the answer
+                    if run < args.warmup:
+                        warmup[version].append(time.perf_counter() - t)
+                    else:
+                        times[version].append(time.perf_counter() - t)
+                        cpu[version].append(time.process_time() - c)
+                    answers[version] = encoded = json_bytes(body)
+                    assert len(encoded) == sent
                     if svc is not current and hasattr(svc, "close"):
                         svc.close()  # its helper thread ended here, not left to the collector
             walls = {v: list(ts) for v, ts in times.items()}  # run by run, beside the CPU
@@ -245,7 +260,9 @@ def main() -> int:
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
                       f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[math.ceil(len(ts) * 0.95) - 1] * 1000:.0f} ms "
                       f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms, wall/CPU p50 "
-                      f"{statistics.median(w / max(c, 1e-9) for w, c in zip(walls[version], cpu[version])):.2f})")
+                      f"{statistics.median(w / max(c, 1e-9) for w, c in zip(walls[version], cpu[version])):.2f})"
+                      + (f"; warm-up before them {', '.join(f'{w * 1000:.0f}' for w in warmup[version])} ms"
+                         if warmup[version] else ""))
             if "baseline" in answers:
                 before = orjson.loads(answers["baseline"])
                 for version in [v for v in versions if v != "baseline"]:
@@ -260,6 +277,15 @@ def main() -> int:
         if schema and not args.keep:
             drop_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], schema)
     return 0
+
+
+def sent_chunks(body: dict) -> Iterator[bytes]:
+    """The chunks the range handler writes of ``body`` for a client without gzip
+    (console/handlers.py ``write_large_json``), each dropped once sent."""
+    stream = AnswerStream(body, gzip=False)
+    yield stream.first()
+    while not stream.done:
+        yield stream.next()
 
 
 def same(a: dict, b: dict) -> str:

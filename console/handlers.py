@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import orjson
+import tornado.iostream
 import tornado.locale
 import tornado.web
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -279,14 +280,28 @@ class ApiHandler(BaseHandler):
     async def write_large_json(self, value: Any, content_type: str = "application/json; charset=utf-8") -> None:
         """:meth:`write_json` (status 200) for an answer that grows with the data asked for
         (range queries, PromQL, log searches): its JSON, and its gzip stream when the client
-        takes gzip, written on the answer pool (console/answers.py), not on the event loop."""
+        takes gzip, written chunk by chunk on the answer pool (console/answers.py), not on
+        the event loop, each chunk sent while the next is written. A client that leaves
+        mid-answer ends the writing."""
         accepts = self.settings.get("compress_response") and accepts_gzip(self.request.headers.get("Accept-Encoding", ""))
-        body, encoding = await self.services.answers.encode_off_loop(value, bool(accepts))
+        answers = self.services.answers
+        stream = answers.stream(value, bool(accepts))
+        chunk = await answers.run(stream.first)  # an error here is still an error answer
         self.set_status(200)
         self.set_header("Content-Type", content_type)
-        if encoding is not None:
-            self.set_header("Content-Encoding", encoding)  # Tornado's own gzip then leaves the body alone
-        self.finish(body)
+        if stream.encoding is not None:
+            self.set_header("Content-Encoding", stream.encoding)  # Tornado's own gzip then leaves the body alone
+        try:
+            while not stream.done:
+                self.write(chunk)
+                following = answers.run(stream.next)
+                try:
+                    await self.flush()
+                finally:
+                    chunk = await following  # never left running on the pool
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away: nobody to answer
+        self.finish(chunk)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

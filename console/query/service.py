@@ -786,7 +786,8 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     gives them; on the 1m tier the step buckets up to the end of the newest packed day
     (``rollup_1m_blocks``) are computed from blocks and rows together with numpy
     (:func:`_rollup_numpy`, the same expressions), the later ones in SQL, read on the
-    helper thread of ``beside`` (a connection of its own) while the blocks are decoded."""
+    helper thread of ``beside`` (a connection of its own) while the blocks are decoded
+    (on SQLite only for a cross-series aggregate)."""
     if table != "rollup_1m" or hi <= lo or not ids:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     cold = rollup_blocks.read_many(session, ids, lo, hi)
@@ -795,7 +796,12 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     split = min(hi, -(-top // step_ms) * step_ms)  # step buckets wholly before it may hold packed rows
     later = None
-    if split < hi and beside is not None:
+    # Per series on SQLite the later rows are read here, after the blocks: the driver gives
+    # up and takes back the GIL for every row it steps, so thousands of small rows read
+    # beside the blocks' decoding made both slower (24 h x 500 series: 130 ms against 107
+    # read one after the other; BENCHMARKS.md). One aggregate statement holds the GIL little.
+    sqlite_rows = q.group_by is None and session.get_bind().dialect.name == "sqlite"
+    if split < hi and beside is not None and not sqlite_rows:
         later = beside.start(session, _rows_sql, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
     try:
         found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read

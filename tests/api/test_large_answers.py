@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
+import socket
 import threading
 import time
 from urllib.parse import urlencode
 
 import pytest
+
+from tests.harness import wait_for
 
 SERIES = 60
 POINTS = 3000  # per series, 10 s apart: 180,000 samples, ~3 MB of JSON as raw points
@@ -122,3 +126,56 @@ def test_event_loop_keeps_answering_while_large_answers_are_compressed(loaded):
     assert len(gaps) > 10
     assert max(gaps) < compressing / 2, (f"the event loop waited {max(gaps) * 1000:.0f} ms at once during three "
                                          f"large answers; compressing one takes {compressing * 1000:.0f} ms")
+
+
+def test_a_large_answer_is_sent_in_chunks_not_as_one_body(loaded):
+    """A large answer is written chunk by chunk (HTTP/1.1 chunked transfer coding), not built
+    whole first: no Content-Length (nor an ETag hashed over the whole body), and the chunks
+    make the same JSON, compressed or not."""
+    _, plain_headers, plain = fetch(loaded, range_path(loaded), gzip_ok=False)
+    _, headers, packed = fetch(loaded, range_path(loaded), gzip_ok=True)
+    assert len(plain) > 2 * 1024 * 1024  # over two chunks of JSON
+    for h in (plain_headers, headers):
+        assert h.get("transfer-encoding") == "chunked"
+        assert "content-length" not in h
+        assert "etag" not in h
+    assert gzip.decompress(packed) == plain
+
+
+def test_a_client_that_leaves_mid_answer_ends_the_writing_quietly(loaded, caplog):
+    """A client that reads little and leaves: the console writes ahead of what the client
+    took by a bounded amount (the chunk being sent, the next being written), stops once it
+    sees the client gone, logs no error, and answers the next client in full."""
+    console = loaded["console"]
+    answers = console.services.answers
+    streams = []
+
+    def recording(value, gzip):
+        streams.append(type(answers).stream(value, gzip))
+        return streams[-1]
+
+    # PromQL's values every 3 s: ~15 MB of JSON, more than the sockets' buffers take
+    # (the console's send buffer grows to 4 MiB, net.ipv4.tcp_wmem).
+    big_path = "/prometheus/api/v1/query_range?" + urlencode({
+        "query": f'large_gauge{{host="{loaded["host"]}"}}', "start": T0 / 1000,
+        "end": (T0 + (POINTS - 1) * STEP_MS) / 1000, "step": "3s"})
+    answers.stream = recording  # the same streams, watched
+    try:
+        with caplog.at_level(logging.WARNING):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client takes little
+            sock.connect(("127.0.0.1", console.port))
+            sock.sendall(f"GET {big_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Authorization: Bearer {loaded['viewer']}\r\n\r\n".encode())
+            first = sock.recv(4096)
+            assert first.startswith(b"HTTP/1.1 200"), first[:100]
+            wait_for(lambda: len(streams) == 1, what="the answer's stream")
+            time.sleep(0.5)  # the console writes what the socket's buffers take, then waits
+            sock.close()
+            time.sleep(1.0)  # a chunk is written in milliseconds: the whole rest would be by now
+        assert not streams[0].done, "the whole answer was written for a client that left after 4 KiB"
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    finally:
+        del answers.stream
+    status, _, plain = fetch(loaded, range_path(loaded), gzip_ok=False)
+    assert status == 200 and len(json.loads(plain)["series"]) == SERIES
