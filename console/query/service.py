@@ -9,7 +9,7 @@ import operator
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Literal, Sequence, TypeVar, get_args
+from typing import Any, Callable, Generator, Generic, Iterable, Literal, Sequence, TypeVar, get_args
 
 import numpy as np
 import orjson
@@ -790,8 +790,7 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     (on SQLite only for a cross-series aggregate)."""
     if table != "rollup_1m" or hi <= lo or not ids:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
-    cold = rollup_blocks.read_many(session, ids, lo, hi)
-    top = rollup_blocks.packed_until(cold)
+    top, cold = rollup_blocks.many_with_end(session, ids, lo, hi)
     if top is None:
         return _rows_sql(session, table, q, selected, ids, keys, lo, hi, step_ms, width, limit)
     split = min(hi, -(-top // step_ms) * step_ms)  # step buckets wholly before it may hold packed rows
@@ -805,12 +804,15 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
         later = beside.start(session, _rows_sql, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
     try:
         found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
-        del cold  # its bytes freed once decoded
         older = _rollup_numpy(found, q, selected, ids, keys, step_ms, width, limit)
     except BaseException:
         if later is not None:
             later.discard()
         raise
+    finally:
+        if isinstance(cold, Generator):
+            cold.close()  # a stream an error cut short holds its connection's lock: the rollback would wait forever
+        del cold  # its bytes freed once decoded
     if split >= hi:
         return older
     newer = (later.result() if later is not None

@@ -202,3 +202,31 @@ def test_sqlite_aggregates_a_few_series_at_a_time_as_all_at_once(console, viewer
         assert [p[0] for p in mine["points"]] == [p[0] for p in theirs["points"]]
         for (_, value), (_, expected) in zip(mine["points"], theirs["points"]):
             assert value == (expected if agg in ("min", "max") else pytest.approx(expected, rel=1e-9, abs=1e-12))
+
+
+def test_a_damaged_block_is_an_error_answer_and_the_next_queries_answer_in_full(console, viewer):
+    """A block that does not decode, met while the blocks are still arriving (PostgreSQL
+    sends them one by one): that query answers a JSON error, nothing is left half-read on
+    the database connection, and the queries after it answer in full again."""
+    before = day(console, viewer)
+
+    def damage(session):
+        sid, start, data = session.execute(text(
+            "SELECT b.series_id, b.start_ts, b.data FROM rollup_1m_blocks b JOIN series s ON s.id = b.series_id "
+            "WHERE s.name = 'qfl_temp' ORDER BY b.series_id, b.start_ts")).all()[1]  # not the last one read
+        session.execute(text("UPDATE rollup_1m_blocks SET data = :d WHERE series_id = :s AND start_ts = :t"),
+                        {"d": b"\x01\x00\x00\x00garbage", "s": sid, "t": start})
+        return sid, start, bytes(data)
+
+    sid, start, data = console.services.db.run(damage)
+    try:
+        end = NOW // 60 * 60 - 600
+        q = {"metric": "qfl_temp", "start": end - DAY_S, "end": end, "step": 60, "fn": "avg"}
+        resp = console.request("GET", "/api/v1/metrics/range?" + urlencode(q), token=viewer)
+        assert resp.status >= 500 and "error" in resp.json(), resp.body[:300]
+    finally:
+        console.services.db.run(lambda s: s.execute(text(
+            "UPDATE rollup_1m_blocks SET data = :d WHERE series_id = :s AND start_ts = :t"),
+            {"d": data, "s": sid, "t": start}))
+    for _ in range(6):  # more than the connections the pool keeps
+        assert day(console, viewer) == before
