@@ -477,8 +477,9 @@ def many_with_end(session: Session, ids: Sequence[int], lo: int, hi: int
     them. On PostgreSQL the end is asked for first (one row, from the index) and the blocks
     come one at a time as the server sends them (psycopg's single-row mode): each is decoded
     while the server sends the next ones, and its bytes are freed once decoded. At 8,000
-    series of random values (227 MB of blocks) reading and decoding took 390-420 ms that way
-    against 590-730 ms for the whole list first, and 24 against 32-36 ms at 500 (BENCHMARKS.md);
+    series of random values (227 MB of blocks) reading and decoding a day took 581 ms that
+    way against 672 ms for the whole list first, and 33 against 37 ms at 500
+    (bench/block_stream.py, BENCHMARKS.md);
     the session's connection is busy until the blocks are all read or the iterator closed
     (closed early, psycopg cancels the rest). SQLite, in this process, has nothing to overlap:
     the list, read at once."""
