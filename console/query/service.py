@@ -804,6 +804,7 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
         later = beside.start(session, _rows_sql, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
     try:
         found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
+        cold = []  # its bytes freed once decoded (a stream is read to its end by now)
         older = _rollup_numpy(found, q, selected, ids, keys, step_ms, width, limit)
     except BaseException:
         if later is not None:
@@ -812,7 +813,6 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     finally:
         if isinstance(cold, Generator):
             cold.close()  # a stream an error cut short holds its connection's lock: the rollback would wait forever
-        del cold  # its bytes freed once decoded
     if split >= hi:
         return older
     newer = (later.result() if later is not None
