@@ -35,6 +35,8 @@ def main() -> int:
     ap.add_argument("--keep", required=True, help="the SQLite file or PostgreSQL schema bench/query.py --keep made")
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be 1 or more")
     if args.db == "postgres":
         db = Database(create_schema(os.environ["FLEETDECK_TEST_POSTGRES_URL"], args.keep, exist_ok=True))
     else:

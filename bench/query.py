@@ -166,6 +166,8 @@ def main() -> int:
     ap.add_argument("--no-server-gc", action="store_true",
                     help="leave the garbage collector as a bare process has it (not as the server sets it)")
     args = ap.parse_args()
+    if args.warmup < 0 or args.runs < 1:
+        ap.error("--warmup must be 0 or more and --runs 1 or more")
     schema = None
     fresh = True
     if args.db == "postgres":

@@ -423,14 +423,16 @@ def _decompress_into(part: bytes, into: np.ndarray) -> None:
 # The blocks of many series (read_blocks' rows and window) with one parameter for the ids (SQLite:
 # a JSON array, PostgreSQL: an int array) instead of one per id: with 1,400 ids, psycopg's
 # conversion of a statement of 1,400 placeholders costs more than the statement itself.
-_MANY_WHERE = {
-    "sqlite": "FROM rollup_1m_blocks WHERE series_id IN (SELECT value FROM json_each(?)) "
-              "AND start_ts < ? AND start_ts > ? AND end_ts >= ?",
-    "postgresql": "FROM rollup_1m_blocks WHERE series_id = ANY(%s) AND start_ts < %s AND start_ts > %s AND end_ts >= %s",
+_MANY_BLOCKS = {
+    "sqlite": "SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN "
+              "(SELECT value FROM json_each(?)) AND start_ts < ? AND start_ts > ? AND end_ts >= ? "
+              "ORDER BY series_id, start_ts",
+    "postgresql": "SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id = ANY(%s) "
+                  "AND start_ts < %s AND start_ts > %s AND end_ts >= %s ORDER BY series_id, start_ts",
 }
-_MANY_BLOCKS = {dialect: f"SELECT series_id, start_ts, end_ts, data {where} ORDER BY series_id, start_ts"
-                for dialect, where in _MANY_WHERE.items()}
-_NEWEST_END = {dialect: f"SELECT max(end_ts) {where}" for dialect, where in _MANY_WHERE.items()}  # the same rows' newest end
+# The newest bucket's end among the same rows (PostgreSQL: asked for before they stream).
+_NEWEST_END_PG = ("SELECT max(end_ts) FROM rollup_1m_blocks WHERE series_id = ANY(%s) "
+                  "AND start_ts < %s AND start_ts > %s AND end_ts >= %s")
 
 
 @dataclass
@@ -479,25 +481,25 @@ def many_with_end(session: Session, ids: Sequence[int], lo: int, hi: int
     while the server sends the next ones, and its bytes are freed once decoded. At 8,000
     series of random values (227 MB of blocks) reading and decoding a day took 581 ms that
     way against 672 ms for the whole list first, and 33 against 37 ms at 500
-    (bench/block_stream.py, BENCHMARKS.md);
-    the session's connection is busy until the blocks are all read or the iterator closed
-    (closed early, psycopg cancels the rest). SQLite, in this process, has nothing to overlap:
-    the list, read at once."""
+    (bench/block_stream.py, BENCHMARKS.md). The session's connection is busy until the
+    blocks are all read or the iterator closed (closed early, psycopg cancels the rest).
+    SQLite, in this process, has nothing to overlap: the list, read at once."""
     if not ids or hi <= lo:
         return None, []
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         cold = read_many(session, ids, lo, hi)
         return (max(end for _, _, end, _ in cold) + 60_000 if cold else None), cold
+    params = _many_params(False, ids, lo, hi)
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(_NEWEST_END["postgresql"], _many_params(False, ids, lo, hi))
+        cursor.execute(_NEWEST_END_PG, params)
         (newest,) = cursor.fetchone() or (None,)  # an aggregate: always one row
     finally:
         cursor.close()
     if newest is None:
         return None, []
-    return int(newest) + 60_000, _stream_many(conn.connection.driver_connection, _many_params(False, ids, lo, hi))
+    return int(newest) + 60_000, _stream_many(conn.connection.driver_connection, params)
 
 
 def _stream_many(driver: Any, params: tuple) -> Iterator[tuple[int, int, int, bytes]]:
