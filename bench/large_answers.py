@@ -5,7 +5,9 @@ connection, as an agent's batches and other viewers' requests arrive meanwhile.
 
 After each console's first answer (not counted) its cache of closed rollup buckets
 answers the closed part of the day, as for a dashboard's refresh or a second viewer;
-``--no-cache`` (``query_cache_points: 0``) makes every answer a first load.
+``--no-cache`` (``query_cache_points: 0``) makes every answer a first load. ``--identity``
+asks for it uncompressed (``Accept-Encoding: identity``), as curl without ``--compressed``
+or a script asks.
 
 Printed per console, medians over ``--runs`` runs: the answer's time (request to last
 byte), its bytes on the wire, the longest ``/healthz`` answer during it (how long the
@@ -19,6 +21,7 @@ job into day blocks and hot rows; no raw samples, so PromQL's selectors, which r
 samples within their lookback, find nothing in it); ``--keep PATH`` keeps it for the next run.
 
     python bench/large_answers.py [--series 500] [--runs 5] [--baseline-tree PATH] [--keep PATH] [--no-cache]
+                                  [--identity]
 """
 from __future__ import annotations
 
@@ -92,7 +95,7 @@ class Console:
         self.log.close()
 
 
-def one_answer(console: Console, path: str) -> tuple[float, int, float, float, int]:
+def one_answer(console: Console, path: str, encoding: str) -> tuple[float, int, float, float, int]:
     """-> (seconds to the last byte, bytes on the wire, longest /healthz answer in s, the
     console's CPU s, status) of one GET of ``path``, /healthz polled meanwhile."""
     done = threading.Event()
@@ -115,7 +118,7 @@ def one_answer(console: Console, path: str) -> tuple[float, int, float, float, i
     started = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=300)
     conn.request("GET", path, headers={"Authorization": f"Bearer {console.token}",
-                                       "Accept-Encoding": "gzip, deflate, br"})
+                                       "Accept-Encoding": encoding})
     resp = conn.getresponse()
     body = resp.read()
     elapsed = time.perf_counter() - started
@@ -132,6 +135,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--baseline-tree", type=Path, help="another checkout whose console runs beside this one")
     ap.add_argument("--keep", type=Path, help="keep (or reuse) the data set in this SQLite file")
+    ap.add_argument("--identity", action="store_true",
+                    help="ask for the answer uncompressed (Accept-Encoding: identity), as curl without --compressed "
+                         "or a script does, not as a browser")
     ap.add_argument("--no-cache", action="store_true",
                     help="query_cache_points: 0, so every answer is a first load, not one from the cache of closed buckets")
     args = ap.parse_args()
@@ -146,16 +152,17 @@ def main() -> int:
     consoles = [Console(name.replace(" ", "-"), tree, data, work, cache=not args.no_cache) for name, tree in trees.items()]
     path = "/api/v1/metrics/range?" + urlencode({"metric": "q_gauge", "start": now - 86400, "end": now,
                                                  "step": 60, "fn": "avg"})
-    print(f"24 h x {args.series} series, 1 m step, Accept-Encoding gzip; runs={args.runs}; "
+    encoding = "identity" if args.identity else "gzip, deflate, br"
+    print(f"24 h x {args.series} series, 1 m step, Accept-Encoding {encoding}; runs={args.runs}; "
           f"{'no cache: every answer a first load' if args.no_cache else 'the cache of closed buckets on'}; "
           f"load average at start: {os.getloadavg()}", flush=True)
     results: dict[str, list[tuple]] = {c.name: [] for c in consoles}
     try:
         for c in consoles:
-            one_answer(c, path)  # each console's first answer (its caches, the pages of its file) not counted
+            one_answer(c, path, encoding)  # each console's first answer (its caches, the pages of its file) not counted
         for _ in range(args.runs):
             for c in consoles:
-                got = one_answer(c, path)
+                got = one_answer(c, path, encoding)
                 if got[4] != 200:
                     raise SystemExit(f"{c.name}: status {got[4]}")
                 results[c.name].append(got)

@@ -20,7 +20,9 @@ before the packing is settled the same way on its next run.
 The garbage collector is set as the console's server sets it once started
 (console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
 collected every 200,000 net allocations) before timing; ``--no-server-gc`` leaves it as a
-bare process has it.
+bare process has it. So is glibc's malloc (``tune_malloc``: fixed mmap and trim thresholds,
+so an answer's blocks stay in the heap from one query to the next); ``--no-server-malloc``
+leaves its thresholds as a bare process has them.
 
 Each case and version first runs ``--warmup`` times (default 1) untimed, their times printed
 apart: a process's first query of a kind grows its heap (at 8,000 series ~170,000 page
@@ -28,8 +30,9 @@ faults, 1-2 s more) and loads its code, which a running console did long ago.
 
 p95 is the nearest rank (with 5 runs the slowest); beside each wall-clock figure the
 median CPU time of this process (all its threads: the query service's helper thread too),
-which the machine's load changes less, and the median of each run's wall time over its CPU
-time (below 1 where the helper thread ran beside the query's own on another core).
+which the machine's load changes less, the median of each run's wall time over its CPU
+time (below 1 where the helper thread ran beside the query's own on another core), and the
+median of its minor page faults (memory faulted in afresh: see ``--no-server-malloc``).
 
 ``--baseline FILE`` also times another version of ``console/query/service.py`` (e.g.
 ``git show main:console/query/service.py > /tmp/old_service.py``) on the same database,
@@ -38,7 +41,7 @@ PostgreSQL uses $FLEETDECK_TEST_POSTGRES_URL (a fresh schema, dropped afterwards
 
     python bench/query.py [--db sqlite|postgres] [--runs 20] [--baseline FILE] [--series 500]
                           [--keep PATH] [--no-per-series] [--host-rollups] [--no-helper] [--warmup 1]
-                          [--no-server-gc]
+                          [--no-server-gc] [--no-server-malloc]
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ import importlib.util
 import math
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -62,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from console.answers import AnswerStream, json_bytes  # noqa: E402
 from console.config import ConsoleConfig  # noqa: E402
 from console.query.service import QueryService  # noqa: E402
-from console.server import tune_gc  # noqa: E402
+from console.server import tune_gc, tune_malloc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.storage.hot_samples import INSERT_SQLITE  # noqa: E402
 from console.storage.series_bounds import refresh_series_bounds  # noqa: E402
@@ -165,6 +169,8 @@ def main() -> int:
                          "the process's first query grows its heap and loads its code, as a running console did long ago")
     ap.add_argument("--no-server-gc", action="store_true",
                     help="leave the garbage collector as a bare process has it (not as the server sets it)")
+    ap.add_argument("--no-server-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as a bare process has them (not as the server sets them)")
     args = ap.parse_args()
     if args.warmup < 0 or args.runs < 1:
         ap.error("--warmup must be 0 or more and --runs 1 or more")
@@ -230,11 +236,14 @@ def main() -> int:
             del cases[f"24h x {n} series, 1m step, per series"]
         if not args.no_server_gc:
             tune_gc()  # as the console's server does once started (console/server.py start_http)
+        malloc = [] if args.no_server_malloc else tune_malloc()  # likewise
         print(f"db={args.db} runs={args.runs} rollup_1m_host={args.host_rollups} server_gc={not args.no_server_gc} "
+              f"server_malloc={','.join(malloc) or 'off'} "
               f"load average at start: {os.getloadavg()}")
         for name, params in cases.items():
             times: dict[str, list[float]] = {v: [] for v in versions}
             cpu: dict[str, list[float]] = {v: [] for v in versions}  # this process's CPU: less of the machine's load
+            faults: dict[str, list[int]] = {v: [] for v in versions}  # minor page faults: memory faulted in afresh
             answers = {}
             warmup: dict[str, list[float]] = {v: [] for v in versions}
             for run in range(args.warmup + args.runs):
@@ -243,6 +252,7 @@ def main() -> int:
                     q = sys.modules[type(svc).__module__].RangeQuery(**params)
                     body = encoded = None  # the previous version's answer freed here, not inside the timing
                     t, c = time.perf_counter(), time.process_time()
+                    f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     body = db.run(svc.range, q)
                     sent = sum(map(len, sent_chunks(body)))  # the handler's writing is part of the answer
                     if run < args.warmup:
@@ -250,8 +260,12 @@ def main() -> int:
                     else:
                         times[version].append(time.perf_counter() - t)
                         cpu[version].append(time.process_time() - c)
-                    answers[version] = encoded = json_bytes(body)
-                    assert len(encoded) == sent
+                        faults[version].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+                    if run == args.warmup + args.runs - 1:
+                        # Once, at the end: a whole answer's bytes, freed, would raise glibc's
+                        # own thresholds (a bare process's, --no-server-malloc) for the runs after.
+                        answers[version] = encoded = json_bytes(body)
+                        assert len(encoded) == sent
                     if svc is not current and hasattr(svc, "close"):
                         svc.close()  # its helper thread ended here, not left to the collector
             walls = {v: list(ts) for v, ts in times.items()}  # run by run, beside the CPU
@@ -262,7 +276,8 @@ def main() -> int:
                 print(f"{name} [{version}]: resolution={body['resolution']} points={points:,} "
                       f"p50={statistics.median(ts) * 1000:.0f} ms p95={ts[math.ceil(len(ts) * 0.95) - 1] * 1000:.0f} ms "
                       f"(CPU p50 {statistics.median(cpu[version]) * 1000:.0f} ms, wall/CPU p50 "
-                      f"{statistics.median(w / max(c, 1e-9) for w, c in zip(walls[version], cpu[version])):.2f})"
+                      f"{statistics.median(w / max(c, 1e-9) for w, c in zip(walls[version], cpu[version])):.2f}, "
+                      f"page faults p50 {statistics.median(faults[version]):,.0f})"
                       + (f"; warm-up before them {', '.join(f'{w * 1000:.0f}' for w in warmup[version])} ms"
                          if warmup[version] else ""))
             if "baseline" in answers:
