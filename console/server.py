@@ -40,9 +40,10 @@ def tune_gc() -> None:
 # of a few MiB) was mapped and unmapped, or the heap grown and trimmed, on every query: a
 # 24 h x 500 series per-series query faulted in up to ~5,500 fresh pages each time, and
 # its first load uncompressed over HTTP took 12-17 % longer (BENCHMARKS.md, "Memory the
-# allocator keeps"). Fixed thresholds keep those blocks in the heap for the next query. 32 MiB is the ceiling glibc's own
-# adjustment reaches (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit); the trim threshold bounds
-# the free memory an arena keeps once a large query is over.
+# allocator keeps"). Fixed thresholds keep those blocks in the heap for the next query.
+# 32 MiB is the ceiling glibc's own adjustment reaches (DEFAULT_MMAP_THRESHOLD_MAX on
+# 64-bit); the trim threshold bounds the free memory an arena keeps once a large query is
+# over (docs/scaling.md, "Memory after large answers").
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (<malloc.h>)
 MALLOC_THRESHOLDS = {M_MMAP_THRESHOLD: ("MALLOC_MMAP_THRESHOLD_", 32 << 20),
                      M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", 256 << 20)}
