@@ -30,7 +30,7 @@ from console.query.columns import Columns, Points, concat, cut, points_json_many
 from console.storage.database import Database, bound
 from console.storage.hot_samples import present_buckets
 from console.storage import blocks, rollup_blocks
-from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, SampleBlock, Series
+from console.storage.models import RULES_HOST, Host, IngestRejection, RollupWatermark, Series
 
 Function = Literal["raw", "rate", "increase", "avg", "min", "max"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -468,8 +468,11 @@ class QueryService:
             loaded = sum(len(v) for v in head.values())
             self._load_rollups(session, selected, ids, table, cut, done, step_ms, width, budget - loaded)
             if done < last_end:
-                # Minutes of samples per series: one statement, not one per series.
-                self._load_points(session, selected, done - 300_000, last_end - 1, short=True)
+                # Minutes of samples per series: one statement, not one per series. The
+                # sample before ``done`` (looked for 5 minutes back) is only an increase's
+                # start: averages, minima and maxima read from ``done`` on (a sixth of the
+                # rows at a 10 s interval).
+                self._load_points(session, selected, done - (300_000 if counting else 0), last_end - 1, short=True)
                 for series in selected.values():
                     before = [p for p in series.points if p[0] < done]
                     after = [p for p in series.points if p[0] >= done]
@@ -750,10 +753,11 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
     out, loaded = _sample_series_rows(session, ids, int(mint), int(maxt), limit, short=short)
     if loaded > limit or not ids:
         return out, loaded
-    b = SampleBlock.__table__.c
-    cold = session.connection().execute(
-        select(b.series_id, b.data).where(b.series_id.in_(ids), b.start_ts <= int(maxt), b.end_ts >= int(mint))
-        .order_by(b.series_id, b.start_ts)).all()
+    # The ids inlined (as _sample_series_rows does), not bound one by one: SQLAlchemy's
+    # expanding IN of 8,000 parameters cost more than the statement (~70 ms, and 3.5 of a
+    # 4 ms read of 500 series).
+    cold = _fetch(session, f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
+                           f"AND start_ts <= {int(maxt)} AND end_ts >= {int(mint)} ORDER BY series_id, start_ts")
     for sid, group in itertools.groupby(cold, _FIRST):
         packed: list[tuple[int, float]] = []
         for _, data in group:
