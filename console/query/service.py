@@ -754,8 +754,8 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
     if loaded > limit or not ids:
         return out, loaded
     # The ids inlined (as _sample_series_rows does), not bound one by one: SQLAlchemy's
-    # expanding IN of 8,000 parameters cost more than the statement (~70 ms, and 3.5 of a
-    # 4 ms read of 500 series).
+    # expanding IN of one parameter per series cost more than the statement (the open
+    # tail's read took 55-72 ms with it at 8,000 series, 19-27 ms without; BENCHMARKS.md).
     cold = _fetch(session, f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
                            f"AND start_ts <= {int(maxt)} AND end_ts >= {int(mint)} ORDER BY series_id, start_ts")
     for sid, group in itertools.groupby(cold, _FIRST):
