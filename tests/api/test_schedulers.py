@@ -20,7 +20,11 @@ def test_rollups_and_retention_run_on_their_own(tmp_path):
         host = "sched-" + uuid.uuid4().hex[:8]
         token = harness.agent_token(host)
         now_ms = int(time.time() * 1000)
-        points = [[now_ms - 120_000 + i * 10_000, float(i)] for i in range(12)]  # two minutes, every 10 s
+        # The last minute, every 5 s: its oldest minute is due for rollup (rollup_delay 120 s)
+        # a minute from now at the earliest, well after the check below that nothing is yet.
+        # (Two minutes back, the oldest minute fell due within seconds when the test ran in
+        # a minute's last seconds.)
+        points = [[now_ms - 60_000 + i * 5_000, float(i)] for i in range(12)]
         logs = [{"ts": now_ms - 1000 + i, "source": "/var/log/app.log", "line": f"line {i}", "labels": {}}
                 for i in range(5)]
         status, body = harness.push(host, token, [{"name": "sched_gauge", "type": "gauge", "labels": {},
