@@ -756,8 +756,14 @@ def sample_rows(session: Session, ids: Iterable[int], mint: int, maxt: int, limi
     # The ids inlined (as _sample_series_rows does), not bound one by one: SQLAlchemy's
     # expanding IN of one parameter per series cost more than the statement (the open
     # tail's read took 55-72 ms with it at 8,000 series, 19-27 ms without; BENCHMARKS.md).
-    cold = _fetch(session, f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
-                           f"AND start_ts <= {int(maxt)} AND end_ts >= {int(mint)} ORDER BY series_id, start_ts")
+    ph = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
+    cursor = _cursor(session)
+    try:
+        cursor.execute(f"SELECT series_id, data FROM sample_blocks WHERE series_id IN ({_ints(ids)}) "
+                       f"AND start_ts <= {ph} AND end_ts >= {ph} ORDER BY series_id, start_ts", (int(maxt), int(mint)))
+        cold = cursor.fetchall()
+    finally:
+        cursor.close()
     for sid, group in itertools.groupby(cold, _FIRST):
         packed: list[tuple[int, float]] = []
         for _, data in group:
