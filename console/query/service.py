@@ -812,15 +812,15 @@ def _rollup_sql(session: Session, table: str, q: RangeQuery, selected: dict[int,
     sqlite_rows = q.group_by is None and session.get_bind().dialect.name == "sqlite"
     if split < hi and beside is not None and not sqlite_rows:
         later = beside.start(session, _rows_sql, table, q, selected, ids, keys, split, hi, step_ms, width, limit)
+    found = rollup_blocks.load_each(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
     try:
-        found = rollup_blocks.load(session, ids, lo, split, cold, (_column_of(q.fn),))  # the one column read
-        cold = []  # its bytes freed once decoded (a stream is read to its end by now)
-        older = _rollup_numpy(found, q, selected, ids, keys, step_ms, width, limit)
+        older = _rollup_numpy(found, q, selected, keys, step_ms, width, limit)
     except BaseException:
         if later is not None:
             later.discard()
         raise
     finally:
+        found.close()
         if isinstance(cold, Generator):
             cold.close()  # a stream an error cut short holds its connection's lock: the rollback would wait forever
     if split >= hi:
@@ -871,62 +871,100 @@ def _step_values(rows: rollup_blocks.Rows, fn: str, step_ms: int, whole: bool) -
     return stamps, values
 
 
-def _rollup_numpy(found: dict[int, rollup_blocks.Rows], q: RangeQuery, selected: dict[int, _Series],
-                  ids: list[int], keys: list[tuple], step_ms: int, width: int, limit: int) -> dict[int, Points]:
+def _rollup_numpy(found: Iterable[tuple[int, rollup_blocks.Rows]], q: RangeQuery, selected: dict[int, _Series],
+                  keys: list[tuple], step_ms: int, width: int, limit: int) -> dict[int, Points]:
     """:func:`_rows_sql`'s points computed from 1m rows read into memory (``found``:
-    :func:`console.storage.rollup_blocks.load`): per series, or with ``group_by`` per group
-    ``keys[i]`` the cross-series ``agg`` over the series' values of each step bucket (the
-    same values, summed in another order: within 1e-9 relative). Raises Unprocessable
-    (422) beyond ``limit`` points."""
+    :func:`console.storage.rollup_blocks.load_each`, ids ascending): per series, or with ``group_by`` per group ``keys[i]`` the cross-series ``agg``
+    over the series' values of each step bucket (the same values, summed in another order:
+    within 1e-9 relative). Each series is reduced before the next is decoded, so a day of
+    thousands of series is never in memory at once. Raises Unprocessable (422) beyond
+    ``limit`` points."""
     whole = step_ms == width
-    per_series = {sid: _step_values(found[sid], q.fn, step_ms, whole) for sid in ids if sid in found}
     out: dict[int, Points] = {}
-    if q.group_by is None:
-        for sid, (stamps, values) in per_series.items():
-            if len(stamps):
-                out[sid] = Columns(stamps, values)
-    else:
-        out = _across(per_series, q, selected, keys, step_ms)
-    if sum(len(p) for p in out.values()) > limit:
-        raise _too_many_points(limit)
+    if q.group_by is not None:
+        across = _Across(q, selected, keys, step_ms)
+        for sid, rows in found:
+            across.add(sid, *_step_values(rows, q.fn, step_ms, whole))
+        out = across.result()
+        if sum(len(p) for p in out.values()) > limit:
+            raise _too_many_points(limit)
+        return out
+    loaded = 0
+    for sid, rows in found:
+        stamps, values = _step_values(rows, q.fn, step_ms, whole)
+        if len(stamps):
+            out[sid] = Columns(stamps, values)
+            loaded += len(stamps)
+            if loaded > limit:
+                raise _too_many_points(limit)
     return out
 
 
-def _across(per_series: dict[int, tuple[np.ndarray, np.ndarray]], q: RangeQuery, selected: dict[int, _Series],
-            keys: list[tuple], step_ms: int) -> dict[int, Points]:
-    """``{i: Columns}``: ``q.agg`` of each step bucket over the values ``(stamps, values)`` of
-    the series in ``per_series`` (stamps multiples of ``step_ms``, from one offset) whose
-    ``group_by`` labels are ``keys[i]``; a bucket without a value is left out. Sums are
-    added in series order (as SQL's aggregate, in another order: within 1e-9 relative)."""
-    out: dict[int, Points] = {}
-    assert q.group_by is not None
-    index = {key: i for i, key in enumerate(keys)}
-    members: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for sid, pair in per_series.items():
-        group = 0 if len(keys) == 1 else index[tuple(selected[sid].labels.get(k, "") for k in q.group_by)]
-        members.setdefault(group, []).append(pair)
-    for group, pairs in sorted(members.items()):
-        stamps = np.concatenate([p[0] for p in pairs])
-        if not len(stamps):
-            continue
-        values = np.concatenate([p[1] for p in pairs])
-        # Stamps are bucket stamps, multiples of the step: each one's slot from the first,
-        # so a group's day of 8,000 series is one pass, not a sort of 11.5 M stamps.
-        first = int(stamps.min())
-        slot = (stamps - first) // step_ms
-        counts = np.bincount(slot)
-        held = np.flatnonzero(counts)
-        reduced: np.ndarray
-        if q.agg in ("sum", "avg"):
-            reduced = np.bincount(slot, weights=values)[held]  # added in series order
-            if q.agg == "avg":
-                reduced = reduced / counts[held]
-        else:
-            extreme = np.full(len(counts), np.inf if q.agg == "min" else -np.inf)
-            (np.minimum if q.agg == "min" else np.maximum).at(extreme, slot, values)
-            reduced = extreme[held]
-        out[group] = Columns(held * step_ms + first, reduced)
-    return out
+class _Across:
+    """``q.agg`` of each step bucket over the step values of series added one at a time
+    (:meth:`add`), per group ``keys[i]`` of their ``group_by`` labels: a running sum,
+    minimum or maximum and a count per bucket, so a day of 8,000 series (11.5 M values) is
+    never joined into one array. Values are added in the order the series come (ids
+    ascending), as SQL's aggregate does in another order: within 1e-9 relative."""
+
+    def __init__(self, q: RangeQuery, selected: dict[int, _Series], keys: list[tuple], step_ms: int) -> None:
+        assert q.group_by is not None
+        self._agg = q.agg
+        self._labels = q.group_by
+        self._selected = selected
+        self._index = {key: i for i, key in enumerate(keys)}
+        self._single = len(keys) == 1
+        self._step = step_ms
+        self._empty = {"min": np.inf, "max": -np.inf}.get(q.agg, 0.0)
+        # group -> [stamp of bucket 0, value per bucket (sum, or running min or max), values per bucket]
+        self._groups: dict[int, list] = {}
+
+    def add(self, sid: int, stamps: np.ndarray, values: np.ndarray) -> None:
+        """Add one series' step values (``stamps`` ascending, distinct, multiples of the step)."""
+        n = len(stamps)
+        if not n:
+            return
+        labels = self._selected[sid].labels
+        group = 0 if self._single else self._index[tuple(labels.get(k, "") for k in self._labels)]
+        first, last = int(stamps[0]), int(stamps[-1])
+        start, acc, counts = self._reserve(group, first, last)
+        a, b = (first - start) // self._step, (last - start) // self._step + 1
+        if b - a == n:  # a bucket at every step from the first to the last: slices, no scatter
+            counts[a:b] += 1
+            if self._agg in ("sum", "avg"):
+                acc[a:b] += values
+            else:
+                (np.minimum if self._agg == "min" else np.maximum)(acc[a:b], values, out=acc[a:b])
+            return
+        slot = (stamps - start) // self._step
+        np.add.at(counts, slot, 1)
+        {"min": np.minimum, "max": np.maximum}.get(self._agg, np.add).at(acc, slot, values)
+
+    def _reserve(self, group: int, first: int, last: int) -> list:
+        """The group's buckets, grown to hold the stamps ``first``..``last``."""
+        entry = self._groups.get(group)
+        if entry is None:
+            size = (last - first) // self._step + 1
+            entry = self._groups[group] = [first, np.full(size, self._empty), np.zeros(size, np.int64)]
+            return entry
+        start, acc, counts = entry
+        before = max(0, (start - first) // self._step)
+        after = max(0, (last - start) // self._step + 1 - len(acc))
+        if before or after:
+            entry[:] = [start - before * self._step,
+                        np.concatenate([np.full(before, self._empty), acc, np.full(after, self._empty)]),
+                        np.concatenate([np.zeros(before, np.int64), counts, np.zeros(after, np.int64)])]
+        return entry
+
+    def result(self) -> dict[int, Points]:
+        """``{i: Columns}`` per group with values; a bucket without a value is left out."""
+        out: dict[int, Points] = {}
+        for group, (start, acc, counts) in sorted(self._groups.items()):
+            held = np.flatnonzero(counts)
+            if len(held):
+                out[group] = Columns(held * self._step + start,
+                                     acc[held] / counts[held] if self._agg == "avg" else acc[held])
+        return out
 
 
 def _rows_sql(session: Session, table: str, q: RangeQuery, selected: dict[int, _Series], ids: list[int],

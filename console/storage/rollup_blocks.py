@@ -26,7 +26,7 @@ import itertools
 import operator
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -324,8 +324,6 @@ def decode_joined(parts: Sequence[tuple[int, int, bytes]], floats: Sequence[str]
 _BLOCKS = text("SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id IN :ids "
                "AND start_ts < :hi AND start_ts > :reach AND end_ts >= :lo ORDER BY series_id, start_ts"
                ).bindparams(bindparam("ids", expanding=True))
-_ROWS = text("SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id IN :ids "
-             "AND ts >= :lo AND ts < :hi ORDER BY series_id, ts").bindparams(bindparam("ids", expanding=True))
 
 
 def read_blocks(session: Session, ids: Sequence[int], lo: int, hi: int) -> list[tuple[int, int, int, bytes]]:
@@ -345,22 +343,57 @@ def load(session: Session, ids: Sequence[int], lo: int, hi: int,
     bucket both in a block and a row takes the row's values (recomputed after a late
     sample, not packed yet). Blocks decode only the float columns ``floats`` (:func:`decode`);
     rows give every column."""
+    return dict(load_each(session, ids, lo, hi, cold, floats))
+
+
+def load_each(session: Session, ids: Sequence[int], lo: int, hi: int,
+              cold: Iterable[tuple[int, int, int, bytes]] | None = None,
+              floats: Sequence[str] = FLOATS) -> Generator[tuple[int, Rows], None, None]:
+    """:func:`load`'s ``(series_id, Rows)`` one series at a time, in ascending id order
+    (``cold`` ordered by series, as :func:`read_blocks` and :func:`read_many` give it), each
+    decoded only when asked for: a caller that reduces each series before the next holds one
+    series' rows, not a day of thousands (at 8,000 series 24 B x 11.5 M rows, read back
+    from memory rather than from the CPU's caches). The ``rollup_1m`` rows are read first,
+    in one statement: on PostgreSQL ``cold`` may be a stream that keeps the connection busy
+    until its end."""
     if not ids or hi <= lo:
-        return {}
+        return
     if cold is None:
         cold = read_blocks(session, ids, lo, hi)
-    out: dict[int, Rows] = {}
+    hot = _rows_of(session, ids, lo, hi)
+    waiting = iter(sorted(hot))  # series with rows: those without blocks are given in id order too
+    nxt = next(waiting, None)
     for sid, group in itertools.groupby(cold, operator.itemgetter(0)):
+        while nxt is not None and nxt < sid:
+            yield nxt, hot.pop(nxt)
+            nxt = next(waiting, None)
         # Joined first, then cut to the window once: one slice per series, not per block.
         rows = decode_joined([(start, end, data) for _, start, end, data in group], floats)
         a, b = int(np.searchsorted(rows.ts, lo, "left")), int(np.searchsorted(rows.ts, hi, "left"))
-        out[sid] = rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b))
-    hot: list[tuple] = [tuple(r) for r in session.execute(
-        _ROWS, {"ids": [int(i) for i in ids], "lo": int(lo), "hi": int(hi)})]
-    for sid, group in itertools.groupby(hot, operator.itemgetter(0)):
-        rows = from_tuples(r[1:] for r in group)
-        out[sid] = merge(out[sid], rows) if sid in out else rows
-    return out
+        rows = rows if (a, b) == (0, len(rows)) else rows.take(slice(a, b))
+        if nxt == sid:
+            rows = merge(rows, hot.pop(sid))
+            nxt = next(waiting, None)
+        yield sid, rows
+    while nxt is not None:
+        yield nxt, hot.pop(nxt)
+        nxt = next(waiting, None)
+
+
+def _rows_of(session: Session, ids: Sequence[int], lo: int, hi: int) -> dict[int, Rows]:
+    """``{series_id: Rows}`` of the ``rollup_1m`` rows of ``ids`` in ``[lo, hi)``, one
+    statement with one parameter for the ids (as :data:`_MANY_BLOCKS`)."""
+    conn = session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    # psycopg: a binary cursor, float8 and int8 read from their binary form (as read_many)
+    driver: Any = conn.connection.driver_connection
+    cursor = conn.connection.cursor() if sqlite else driver.cursor(binary=True)
+    try:
+        cursor.execute(_MANY_ROWS[conn.dialect.name], (_many_params(sqlite, ids, lo, hi)[0], int(hi), int(lo)))
+        found = cursor.fetchall()
+    finally:
+        cursor.close()
+    return {sid: from_tuples(r[1:] for r in group) for sid, group in itertools.groupby(found, operator.itemgetter(0))}
 
 
 def stored_rows(session: Session, ids: Sequence[int], lo: int, hi: int) -> dict[int, list[tuple]]:
@@ -429,6 +462,13 @@ _MANY_BLOCKS = {
               "ORDER BY series_id, start_ts",
     "postgresql": "SELECT series_id, start_ts, end_ts, data FROM rollup_1m_blocks WHERE series_id = ANY(%s) "
                   "AND start_ts < %s AND start_ts > %s AND end_ts >= %s ORDER BY series_id, start_ts",
+}
+# rollup_1m's rows of ids (one parameter, as above) with lo <= ts < hi.
+_MANY_ROWS = {
+    "sqlite": "SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id IN "
+              "(SELECT value FROM json_each(?)) AND ts < ? AND ts >= ? ORDER BY series_id, ts",
+    "postgresql": "SELECT series_id, ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id = ANY(%s) "
+                  "AND ts < %s AND ts >= %s ORDER BY series_id, ts",
 }
 # The newest bucket's end among the same rows (PostgreSQL: asked for before they stream).
 _NEWEST_END_PG = ("SELECT max(end_ts) FROM rollup_1m_blocks WHERE series_id = ANY(%s) "

@@ -258,6 +258,37 @@ def test_a_late_sample_recomputes_its_minute_over_the_block_then_is_packed(conso
     assert maxima() == (points, hourly)
 
 
+
+def test_series_come_one_at_a_time_in_id_order_with_rows_only_series_among_the_packed(console):
+    """rollup_blocks.load_each gives each series once, ids ascending, whether its buckets are
+    in blocks, in rows, or both: a series with rows only (its data recent) made before one
+    with packed days comes first, with its rows as stored."""
+    recent_start = (int(NOW * 1000) - 2_400_000) // MINUTE_MS * MINUTE_MS  # 20 whole minutes, 40 to 20 minutes ago
+    recent = [[recent_start + i * 20_000, float(i)] for i in range(60)]
+    push(console, "r1m-order", [{"name": "r1m_order", "type": "gauge", "labels": {"k": "recent"}, "points": recent}])
+    _, gauge = host_series(12)
+    push(console, "r1m-order", [{"name": "r1m_order", "type": "gauge", "labels": {"k": "old"}, "points": gauge}])
+    rollups = job(console)
+    for tier in TIERS:
+        while rollups.rollup_step(tier.name):
+            pass
+    first, second = console.services.db.run(lambda s: series_ids(s, "h.name = 'r1m-order'"))
+
+    def as_rows(session, sid: int) -> list[tuple]:
+        return [tuple(r) for r in session.execute(text(
+            "SELECT ts, min, max, sum, count, increase FROM rollup_1m WHERE series_id = :sid ORDER BY ts"), {"sid": sid})]
+
+    before = console.services.db.run(lambda s: {sid: as_rows(s, sid) for sid in (first, second)})
+    while rollups.pack_1m_step():
+        pass
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m_blocks WHERE series_id = :sid", sid=first) == 0
+    assert count(console, "SELECT COUNT(*) FROM rollup_1m_blocks WHERE series_id = :sid", sid=second) >= 2
+    assert len(before[first]) == 20 and len(before[second]) > 1500
+    given = console.services.db.run(lambda s: [(sid, rows.tuples()) for sid, rows in rollup_blocks.load_each(
+        s, [first, second], 0, 2 ** 62)])
+    assert [sid for sid, _ in given] == [first, second]
+    assert dict(given) == before
+
 KILLER = """
 import os, signal, sys
 from console.config import ConsoleConfig
