@@ -26,6 +26,7 @@ bench: $(VENV)/.installed-test  ## quick variants of every bench in bench/
 	$(BENCH)/ingest.py --hosts 4 --seconds 3 --pairs 1 --paced 0 --workers 1,2
 	$(BENCH)/query.py --runs 3 --keep /tmp/fleetdeck-bench-q500.db
 	$(BENCH)/query_parts.py --keep /tmp/fleetdeck-bench-q500.db --runs 1
+	$(BENCH)/query_growth.py --small /tmp/fleetdeck-bench-q500.db --large /tmp/fleetdeck-bench-q500.db --runs 1
 	$(BENCH)/block_stream.py --keep /tmp/fleetdeck-bench-q500.db --runs 1
 	$(BENCH)/promql.py --quick --runs 3
 	$(BENCH)/alerting.py --hosts 20 --rules 20 --hours 1 --runs 1

@@ -9,7 +9,7 @@ handler writes it to a client without gzip. The parts are the service's own func
 wrapped with a timer (time in a wrapped function called from another wrapped one counts in
 both); "total" is the query and its writing together, as bench/query.py times it.
 
-    python bench/query_parts.py [--db sqlite|postgres] --keep PATH [--runs 20] [--agg]
+    python bench/query_parts.py [--db sqlite|postgres] --keep PATH [--runs 20] [--agg] [--no-helper]
 
 Comparing two sizes (e.g. 500 and 8,000 series) part by part shows which parts grow faster
 than the series.
@@ -41,6 +41,7 @@ PARTS: list[tuple[Any, str, str]] = [  # (owner, function, what it is)
     (rollup_blocks, "decode_joined", "decoding the blocks (pcodec)"),
     (rollup_blocks, "_rows_of", "the 1m rows among the blocks"),
     (service, "_rollup_numpy", "decoding the blocks and the step values, series by series"),
+    (service, "_rows_sql", "the 1m rows after the blocks, in SQL (aggregated: on the helper thread, beside the blocks)"),
     (service.QueryService, "_closed_points", "the closed buckets in all (blocks, and the 1m rows after them)"),
     (service.QueryService, "_load_points", "the open tail's raw samples"),
     (service, "_encoded", "the points' JSON"),
@@ -64,6 +65,8 @@ def main() -> int:
     ap.add_argument("--keep", required=True, help="the SQLite file or PostgreSQL schema bench/query.py --keep made")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--agg", action="store_true", help="the aggregated query (avg over all), not per series")
+    ap.add_argument("--no-helper", action="store_true",
+                    help="the helper thread closed: every part read one after the other on the query's own connection")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be 1 or more")
@@ -91,6 +94,8 @@ def main() -> int:
               f"load average at start: {os.getloadavg()}")
         for run in range(args.runs + 1):  # the first untimed: the process's first query loads its code
             svc = service.QueryService(config, clock=lambda: now)
+            if args.no_helper:
+                svc.close()  # a closed helper: the query reads everything itself
             spent.clear()
             started = time.perf_counter()
             body = db.run(svc.range, service.RangeQuery(**params))
