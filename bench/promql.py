@@ -28,12 +28,14 @@ before the tiers were used), ``--no-prometheus`` skips Prometheus. Before the pa
 garbage collector is set as the console's server sets it once started
 (console/server.py ``tune_gc``: what set-up allocated frozen, the youngest generation
 collected less often), so the first query does not pay a full collection of the
-data set's set-up; ``--no-server-gc`` leaves it as a bare process has it. Load averages
-are printed.
+data set's set-up; ``--no-server-gc`` leaves it as a bare process has it. glibc's malloc
+is set as the server sets it too (``tune_malloc``: fixed mmap and trim thresholds, so an
+answer's memory stays in the heap from one query to the next); ``--no-server-malloc``
+leaves a bare process's thresholds. Load averages are printed.
 
     python bench/promql.py [--db sqlite|postgres] [--hosts 100] [--cpus 2] [--hours 24]
                            [--interval 10] [--pairs 5] [--raw] [--per-series | --per-series-only]
-                           [--no-prometheus] [--no-server-gc] [--fresh] [--drop]
+                           [--no-prometheus] [--no-server-gc] [--no-server-malloc] [--fresh] [--drop]
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ from console.promql.engine import evaluate_range  # noqa: E402
 from console.promql.rollups import ClosedSumsCache  # noqa: E402
 from console.promql.service import result_json  # noqa: E402
 from console.promql.storage import Storage  # noqa: E402
-from console.server import tune_gc  # noqa: E402
+from console.server import tune_gc, tune_malloc  # noqa: E402
 from console.storage.database import Database  # noqa: E402
 from console.tiers.service import RollupService  # noqa: E402
 from tests.integration.prom_backfill import TsdbPrometheus  # noqa: E402
@@ -245,6 +247,9 @@ def main() -> int:
                     help="leave the garbage collector as a bare process has it (before the pairs the bench "
                          "otherwise collects, freezes what set-up allocated and collects the youngest "
                          "generation less often, as the console's server does once started)")
+    ap.add_argument("--no-server-malloc", action="store_true",
+                    help="leave glibc's malloc thresholds as a bare process has them (the bench otherwise "
+                         "sets them as the console's server does: console/server.py tune_malloc)")
     ap.add_argument("--fresh", action="store_true", help="regenerate the data set")
     ap.add_argument("--drop", action="store_true", help="remove the data set (and PostgreSQL schema) afterwards")
     args = ap.parse_args()
@@ -288,6 +293,8 @@ def main() -> int:
                 prom.query_range(QUERY, start_s, end_s)  # warms its caches
             if not args.no_server_gc:
                 tune_gc()  # as the console's server does once started (console/server.py start_http)
+            malloc = [] if args.no_server_malloc else tune_malloc()  # likewise
+            print(f"server_malloc={','.join(malloc) or 'off'}")
             for i in range(args.pairs):
                 line = f"pair {i + 1}: "
                 if args.per_series and not args.raw:
