@@ -61,6 +61,11 @@ MAX_LABELS = 64
 MAX_LABEL_VALUE = 4096
 MAX_LOG_BATCHES_PER_CYCLE = 50
 SPOOL_WARNING_INTERVAL = 60.0  # seconds between warnings while the spool refuses writes
+# The agent's own series (docs/agent.md, "Self-metrics"), outside the series budget: those
+# it adds itself, and these, which its own inputs report (a scraped target's series are
+# the target's, whatever their names).
+OWN_SERIES_PREFIX = "fleetdeck_agent_"
+OWN_SERIES_INPUTS = frozenset({"logs"})
 
 
 class WorkerDied(AgentError, RuntimeError):
@@ -278,8 +283,11 @@ class Agent:
                 series[key] = {"name": sample.name, "type": sample.type, "labels": dict(sample.labels),
                                "points": [[ts_ms, sample.value]]}
                 source[key] = collector.name
-        admitted = self._budget.admit(series)
-        for key in [k for k in series if k not in admitted]:
+        # The agent's own series are outside the budget, whichever input reports them (the
+        # logs input's fleetdeck_agent_log_*): a full budget must not hide the agent's health.
+        own = {k for k, name in source.items() if name in OWN_SERIES_INPUTS and k[0].startswith(OWN_SERIES_PREFIX)}
+        admitted = self._budget.admit(k for k in series if k not in own)
+        for key in [k for k in series if k not in admitted and k not in own]:
             del series[key]
             self._limit_dropped[source[key]] = self._limit_dropped.get(source[key], 0) + 1
         for sample in self._self_samples(results):

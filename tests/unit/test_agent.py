@@ -266,6 +266,43 @@ def test_series_limit_keeps_established_series_and_drops_new_ones_counted():
                   reason="series_limit")["points"][0][1] == 6.0
 
 
+
+class LogCountersCollector(Collector):
+    """The logs input's own counters, as the tailer reports them, and a series of a scraped
+    target that merely shares the prefix (from another input: budgeted like any other)."""
+
+    name = "logs"
+
+    def collect(self):
+        yield Sample("fleetdeck_agent_log_lines_total", {}, 7.0, "counter")
+        yield Sample("fleetdeck_agent_log_bytes_total", {}, 700.0, "counter")
+
+
+class ForeignPrefixCollector(Collector):
+    name = "textfile"
+
+    def collect(self):
+        yield Sample("fleetdeck_agent_lookalike", {}, 1.0, "gauge")
+
+
+def test_the_agents_own_series_from_its_inputs_are_outside_the_series_budget():
+    churn = ChurnCollector()
+    churn.cycle = 4  # five series of the host input: more than the budget at once
+    agent = Agent(config(series_limit=2), [churn, LogCountersCollector(), ForeignPrefixCollector()], Recorder())
+    for _ in range(3):
+        batch = agent.collect_batch()
+        assert metric(batch, "fleetdeck_agent_log_lines_total")["points"][0][1] == 7.0
+        assert metric(batch, "fleetdeck_agent_log_bytes_total")["points"][0][1] == 700.0
+        budgeted = [m for m in batch["metrics"] if m["name"] in ("node_load1", "node_network_receive_bytes_total",
+                                                                 "fleetdeck_agent_lookalike")]
+        assert len(budgeted) == 2
+    assert not [m for m in batch["metrics"] if m["name"] == "fleetdeck_agent_lookalike"]
+    assert metric(batch, "fleetdeck_agent_dropped_samples_total", collector="logs",
+                  reason="series_limit")["points"][0][1] == 0.0
+    assert metric(batch, "fleetdeck_agent_dropped_samples_total", collector="textfile",
+                  reason="series_limit")["points"][0][1] == 3.0
+
+
 def test_run_forever_retries_failed_pushes_from_the_spool(fake_console, tmp_path):
     fake_console.answers = [(503, b'{"error": {"code": "storage_unavailable", "message": "db down"}}', {})] * 2 + [
         (200, b'{"accepted_samples": 3, "accepted_logs": 0, "duplicate": false}', {})]
