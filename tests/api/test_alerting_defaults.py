@@ -134,3 +134,23 @@ def test_a_failed_deploy_fires_deploy_failed_for_an_hour(tmp_path):
             "pending", "firing", "resolved"]
     finally:
         console.close()
+
+
+def test_agent_dropping_data_leaves_out_what_relabel_rules_drop_on_purpose(tmp_path):
+    console, clock = defaults_console(tmp_path)
+    try:
+        viewer = console.api_token("viewer")
+        for host, reason in (("relabeller-1", "relabel"), ("over-budget-1", "series_limit")):
+            push(console, console.agent_token(host), host, "fleetdeck_agent_dropped_samples_total",
+                 [(0, 0), (60, 500), (120, 1000)], {"collector": "host", "reason": reason})
+        evaluate(console, clock, T0 + 120)
+        firing = [a for a in alerts_list(console, viewer) if a["labels"]["alertname"] == "AgentDroppingData"]
+        assert [(a["labels"]["instance"], a["state"]) for a in firing] == [("over-budget-1", "firing")]
+    finally:
+        console.close()
+
+
+def alerts_list(console, token: str) -> list:
+    resp = console.request("GET", f"{API}/alerts", token=token)
+    assert resp.status == 200, resp.body
+    return resp.json()["data"]["alerts"]

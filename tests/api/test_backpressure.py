@@ -210,6 +210,37 @@ def test_hosts_carry_agent_health_from_self_metrics(console):
     assert hosts["plain-1"]["agent_health"]["status"] == "unknown"
 
 
+
+def test_samples_a_relabel_rule_drops_are_counted_apart_and_no_problem(console):
+    token = console.agent_token("health-2")
+    viewer = console.api_token("viewer")
+    ts = int(time.time() * 1000)
+
+    def drops(reason, value, collector="host"):
+        return {"name": "fleetdeck_agent_dropped_samples_total", "type": "counter",
+                "labels": {"collector": collector, "reason": reason}, "points": [[ts, value]]}
+
+    metrics = [drops("relabel", 3367), drops("series_limit", 0), drops("invalid", 0),
+               {"name": "fleetdeck_agent_collector_success", "type": "gauge", "labels": {"collector": "host"},
+                "points": [[ts, 1]]}]
+    assert console.push("health-2", token, metrics)[0] == 200
+
+    def health():
+        hosts = {h["host"]: h for h in console.request("GET", "/api/v1/hosts", token=viewer).json()}
+        return hosts["health-2"]["agent_health"]
+
+    assert health()["status"] == "ok", health()
+    assert health()["problems"] == []
+    assert health()["dropped_samples"] == 0 and health()["relabel_dropped_samples"] == 3367
+    # Over the series limit samples are lost: that is a problem.
+    ts += 1000
+    assert console.push("health-2", token, [drops("relabel", 3400), drops("series_limit", 12), drops("invalid", 0),
+                                            metrics[-1] | {"points": [[ts, 1]]}])[0] == 200
+    assert health()["status"] == "degraded"
+    assert health()["problems"] == ["12 samples dropped"]
+    assert health()["dropped_samples"] == 12 and health()["relabel_dropped_samples"] == 3400
+
+
 def test_a_small_write_into_reused_wal_blocks_does_not_end_the_failure(small_disk):
     """After a checkpoint a small write (a background job's) fits into WAL blocks SQLite
     already holds and succeeds on a full disk: that alone must not end the write failure,
