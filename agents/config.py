@@ -45,6 +45,7 @@ from typing import Any
 
 from agents.errors import AgentError
 from collectors import available_collectors
+from collectors import option_problem as collector_option_problem
 from collectors.logs import LogOptions, LogOptionsError
 from collectors.prometheus import PrometheusOptions, ScrapeOptionsError
 from collectors.relabel import RelabelError, RelabelRule, parse_rules
@@ -184,7 +185,16 @@ def _collectors(key: str, value: Any, source: str) -> list[str]:
 def _collector_options(key: str, value: Any, source: str) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
         raise ConfigError(f"{key} (from {source}) must map collector names to mappings")
-    return {str(name): dict(opts or {}) for name, opts in value.items()}
+    out = {}
+    for name, opts in value.items():
+        # An option with no value takes its default, as every key of this file does.
+        given = {str(option): v for option, v in (opts or {}).items() if v is not None}
+        for option, v in given.items():
+            problem = collector_option_problem(str(name), option, v)
+            if problem:
+                raise _fail(f"{key}.{name}.{option}", source, problem, v)
+        out[str(name)] = given
+    return out
 
 
 def _relabel_configs(key: str, value: Any, source: str) -> dict[str, tuple[RelabelRule, ...]]:

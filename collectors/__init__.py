@@ -36,6 +36,20 @@ def _load_class(name: str) -> type[Collector]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def option_problem(name: str, option: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the option ``option`` of collector ``name`` (a key of
+    ``collector_options.<name>``), as a phrase to follow the key; None when nothing, and for
+    a collector without options of that kind (``prometheus`` and ``textfile`` have sections
+    of their own) or an unknown one (refused by name elsewhere). The collector's module
+    holds the check (``option_problem(option, value)``), so its constructor and the agent's
+    configuration refuse the same values."""
+    if name not in _COLLECTOR_PATHS:
+        return None
+    module = importlib.import_module(_COLLECTOR_PATHS[name].partition(":")[0])
+    check = getattr(module, "option_problem", None)
+    return check(option, value) if check is not None else None
+
+
 def build_collectors(names: list[str], options: dict[str, dict[str, Any]] | None = None) -> list[Collector]:
     """Instantiate the collectors called ``names``, in that order.
 

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from collectors import procfs
 from collectors.base import Collector, Sample
@@ -157,11 +158,41 @@ def _sysfs_int(raw: str | None) -> int | None:
         return None
 
 
+PATH_OPTIONS = ("proc_root", "sys_root", "rootfs")
+PATTERN_OPTIONS = ("fs_types_exclude", "mount_points_exclude", "disk_devices_exclude", "netdev_device_exclude",
+                   "netclass_ignored_devices")
+OPTIONS = (*PATH_OPTIONS, *PATTERN_OPTIONS, "mount_timeout")  # collector_options.host (docs/agent.md)
+MAX_MOUNT_TIMEOUT = 3600.0  # seconds: past this a hung statvfs() is as good as forever
+
+
+def option_problem(option: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the host input's option ``option`` (a key of
+    ``collector_options.host``), as a phrase to follow the key's name; None when nothing.
+    An exclude pattern is a Python regular expression searched in the name, ``""``
+    excluding nothing (node_exporter's empty ``--collector.*.exclude`` flags)."""
+    if option in PATH_OPTIONS:
+        return None if isinstance(value, str) and value else "must be a path (a non-empty string)"
+    if option in PATTERN_OPTIONS:
+        if not isinstance(value, str):
+            return 'must be a regular expression (a string; "" excludes nothing)'
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"is not a valid regular expression: {exc}"
+        return None
+    if option == "mount_timeout":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_MOUNT_TIMEOUT:
+            return f"must be a number of seconds above 0, at most {MAX_MOUNT_TIMEOUT:g}"  # NaN and inf fail too
+        return None
+    return f"is not an option of the host input; its options: {', '.join(OPTIONS)}"
+
+
 def _compile(option: str, pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"host collector: {option} is not a valid regular expression: {exc}") from exc
+    """``pattern`` compiled; ``""`` as a pattern that matches nothing."""
+    problem = option_problem(option, pattern)
+    if problem:
+        raise ValueError(f"host collector: {option} {problem}")
+    return re.compile(pattern or "(?!)")
 
 
 class HostCollector(Collector):
@@ -172,7 +203,7 @@ class HostCollector(Collector):
     - ``rootfs``: where the host's root filesystem is visible; mount points
       are stat'ed under it and reported without it.
     - ``fs_types_exclude``, ``mount_points_exclude``, ``disk_devices_exclude``:
-      regular expressions, node_exporter's defaults.
+      regular expressions, node_exporter's defaults; ``""`` excludes nothing.
     - ``netdev_device_exclude``, ``netclass_ignored_devices``: regular expressions of
       network interfaces left out of ``node_network_*`` (node_exporter's
       ``--collector.netdev.device-exclude`` and ``--collector.netclass.ignored-devices``);
@@ -183,8 +214,9 @@ class HostCollector(Collector):
       ``node_filesystem_device_error 1`` and not retried until its pending
       call returns.
 
-    Raises ``ValueError`` on Linux when ``proc_root`` is not a directory and
-    for an invalid regular expression or a non-positive ``mount_timeout``.
+    Raises ``ValueError`` on Linux when ``proc_root`` is not a directory and for an
+    option :func:`option_problem` refuses (an invalid regular expression, a
+    ``mount_timeout`` not in (0, :data:`MAX_MOUNT_TIMEOUT`] seconds).
     """
 
     name = "host"
@@ -207,14 +239,15 @@ class HostCollector(Collector):
         self.portable = not sys.platform.startswith("linux")
         if not self.portable and not os.path.isdir(proc_root):
             raise ValueError(f"host collector: proc_root {proc_root!r} is not a directory")
-        if not mount_timeout > 0:
-            raise ValueError(f"host collector: mount_timeout must be > 0 seconds, got {mount_timeout!r}")
+        problem = option_problem("mount_timeout", mount_timeout)
+        if problem:
+            raise ValueError(f"host collector: mount_timeout {problem}, got {mount_timeout!r}")
         self.mount_timeout = float(mount_timeout)
         self._fs_types_exclude = _compile("fs_types_exclude", fs_types_exclude)
         self._mount_points_exclude = _compile("mount_points_exclude", mount_points_exclude)
         self._disk_devices_exclude = _compile("disk_devices_exclude", disk_devices_exclude)
-        self._netdev_exclude = _compile("netdev_device_exclude", netdev_device_exclude or "(?!)")
-        self._netclass_ignored = _compile("netclass_ignored_devices", netclass_ignored_devices or "(?!)")
+        self._netdev_exclude = _compile("netdev_device_exclude", netdev_device_exclude)
+        self._netclass_ignored = _compile("netclass_ignored_devices", netclass_ignored_devices)
         self._clock_ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
         self._page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._cpu_cache: dict[str, list[float]] = {}

@@ -242,11 +242,28 @@ def test_metric_relabel_configs_drop_and_keep_per_input_and_count_what_they_drop
     ("agent:\n  metric_relabel_configs: {host: [{source_labels: [__name__], action: replace}]}\n",
      "action .* must be one of keep, drop, got 'replace'"),
     ("agent:\n  series_limit: -1\n", "series_limit .* must be a whole number from 0"),
+    ("agent:\n  collector_options:\n    host: {netdev_device_exlude: '^lo$'}\n",
+     r"collector_options.host.netdev_device_exlude \(from .*line 2\) is not an option of the host input; "
+     "its options: proc_root, .*netdev_device_exclude"),
+    ("agent:\n  collector_options:\n    host: {netdev_device_exclude: 5}\n",
+     r"collector_options.host.netdev_device_exclude \(from .*line 2\) must be a regular expression.*got 5"),
+    ("agent:\n  collector_options:\n    host: {fs_types_exclude: '('}\n",
+     r"collector_options.host.fs_types_exclude \(from .*line 2\) is not a valid regular expression"),
+    ("agent:\n  collector_options:\n    host: {mount_timeout: .inf}\n",
+     r"collector_options.host.mount_timeout \(from .*line 2\) must be a number of seconds above 0, at most 3600"),
+    ("agent:\n  collector_options:\n    host: {mount_timeout: 'abc'}\n", r"mount_timeout .*got 'abc'"),
+    ("agent:\n  collector_options:\n    host: {mount_timeout: true}\n", r"mount_timeout .*got True"),
 ])
 def test_cardinality_settings_are_validated(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_agent_config(write_yaml(tmp_path, text), {}, environ={})
 
+
+
+def test_a_host_option_with_no_value_takes_its_default(tmp_path):
+    path = write_yaml(tmp_path, "agent:\n  collector_options:\n    host:\n      fs_types_exclude:\n"
+                                "      netdev_device_exclude: ''\n")
+    assert load_agent_config(path, {}, environ={}).collector_options == {"host": {"netdev_device_exclude": ""}}
 
 def test_series_limit_keeps_established_series_and_drops_new_ones_counted():
     collector = ChurnCollector()

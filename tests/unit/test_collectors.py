@@ -437,6 +437,29 @@ def test_parsers_on_kernel_text():
     assert procfs.parse_loadavg("0.42 0.40 0.38 1/123 4567\n") == (0.42, 0.40, 0.38)
 
 
+
+def test_an_empty_exclude_pattern_excludes_nothing_as_in_node_exporter(proc_root, tmp_path):
+    for mount in ("run", "proc"):
+        (tmp_path / "rootfs" / mount).mkdir(parents=True)
+    (proc_root / "1/mounts").write_text("/dev/sdz1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n"
+                                        "tmpfs /run tmpfs rw 0 0\n")
+
+    def seen(**options):
+        samples = list(fixture_collector(proc_root, tmp_path, **options).collect())
+        return ({s.labels["mountpoint"] for s in samples if s.name == "node_filesystem_size_bytes"},
+                {s.labels["device"] for s in samples if s.name == "node_disk_reads_completed_total"})
+
+    mounts, disks = seen()
+    assert mounts == {"/", "/run"}  # /proc: its type and its mount point are excluded by default
+    assert "sda" in disks and "sda1" not in disks
+    all_mounts, all_disks = seen(fs_types_exclude="", mount_points_exclude="", disk_devices_exclude="")
+    assert all_mounts == {"/", "/run", "/proc"}
+    assert disks < all_disks and "sda1" in all_disks
+    with pytest.raises(ValueError, match="mount_timeout must be a number of seconds above 0, at most 3600"):
+        fixture_collector(proc_root, tmp_path, mount_timeout=float("inf"))
+    with pytest.raises(ValueError, match="disk_devices_exclude must be a regular expression"):
+        fixture_collector(proc_root, tmp_path, disk_devices_exclude=None)
+
 def test_build_collectors_maps_names_and_rejects_bad_input(tmp_path):
     built = build_collectors(["host"], {"host": {"proc_root": "/proc"}})
     assert [type(c) for c in built] == [HostCollector] and isinstance(built[0], Collector)
