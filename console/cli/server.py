@@ -34,8 +34,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.console.workers > 1:
         raise CliError(f"workers is {config.console.workers} (from {config.sources.get('workers', 'the default')}), but "
                        "`fleetdeck run` runs one process; use `fleetdeck serve` for several workers", 2)
+    if not args.no_agent:
+        check_local_agent_settings(config)
     asyncio.run(_serve(config, with_agent=not args.no_agent, config_path=args.config, first_run=True))
     return 0
+
+
+def check_local_agent_settings(config: Config) -> None:
+    """Refuse to start (CliError, exit 2) when the local agent would refuse the config
+    file's ``agent:`` section, with the agent's own message naming the key and its file
+    and line: before anything is created, rather than a console whose agent exits and is
+    restarted every 10 s."""
+    from agents.config import ConfigError as AgentConfigError
+    from agents.config import load_agent_config
+
+    try:
+        # The agent's command line sets these two (LocalAgent.start): any valid URL stands in.
+        load_agent_config(config.path, {"console_url": "http://127.0.0.1:8700", "host": local_host_name()})
+    except AgentConfigError as exc:
+        raise CliError(f"the local agent cannot start: {exc}", 2) from None
 
 
 log = logging.getLogger(__name__)
