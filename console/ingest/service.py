@@ -683,23 +683,26 @@ class IngestService:
         known = self._known_id
         sids = [known((host_id, m.name, m.labels_json), fresh_from) for m in batch.metrics]  # a steady sender's path
         if None in sids:
-            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples, fresh_from)
+            ids = self._resolve_series(session, host_id, batch, new_ids, rejected, examples, fresh_from, lo, hi)
             sids = [ids.get((host_id, m.name, m.labels_json)) for m in batch.metrics]
         return self._rows_of(batch, sids, lo, hi, rejected, examples)
 
     @staticmethod
     def _rows_of(batch: Batch, sids: list[int | None], lo: int, hi: int, rejected: Counter, examples: dict
                  ) -> list[tuple[int, int, float]]:
-        """The rows of ``batch`` given each metric's series id (None: refused, already
-        counted); non-finite values and samples outside [lo, hi] are counted."""
+        """The rows of ``batch`` given each metric's series id (None: over the series cap,
+        already counted, or every sample outside [lo, hi]); non-finite values and samples
+        outside [lo, hi] are counted."""
         rows: list[tuple[int, int, float]] = []
         for m, sid in zip(batch.metrics, sids):
             if m.non_finite:
                 rejected["non_finite"] += m.non_finite
                 examples["non_finite"] = f"{m.name}{m.labels_json}"
-            if sid is None:
+            kept: list[tuple[int, int, float]] = []
+            if sid is not None:
+                kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
+            elif not m.points or any(lo <= ts <= hi for ts, _ in m.points):
                 continue  # counted as series_limit by _resolve_series
-            kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
             if len(kept) != len(m.points):
                 for ts, _ in m.points:
                     if ts < lo or ts > hi:
@@ -878,10 +881,17 @@ class IngestService:
                 self._seen.pop(sid, None)
 
     def _resolve_series(self, session: Session, host_id: int, batch: Batch,
-                        new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict, fresh_from: int
-                        ) -> dict[SeriesKey, int]:
+                        new_ids: dict[SeriesKey, int], rejected: Counter, examples: dict, fresh_from: int,
+                        lo: int, hi: int) -> dict[SeriesKey, int]:
+        """The ids of ``batch``'s series, new ones created up to the host's cap (the rest
+        counted as ``series_limit``). A series whose every sample lies outside [lo, hi]
+        (Unix ms) is neither looked up nor created: its samples are refused for their time
+        (:meth:`_rows_of`), and a row made for it would hold a place under the cap, a stale
+        spool replaying old batches keeping new series out, until retention deleted it."""
         wanted: dict[SeriesKey, str] = {}
         for m in batch.metrics:
+            if m.points and not any(lo <= ts <= hi for ts, _ in m.points):
+                continue
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
         ids: dict[SeriesKey, int] = {}
         missing: list[SeriesKey] = []

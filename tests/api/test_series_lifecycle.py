@@ -136,6 +136,28 @@ def test_the_host_cap_counts_active_series_and_names_the_rejected_metric(console
     assert rejection["reason"] == "series_limit" and rejection["example"].startswith("node_disk_io{")
 
 
+
+def test_series_whose_every_sample_is_refused_for_its_time_take_no_place_under_the_cap(console, viewer):
+    """A stale spool replaying batches older than sample_max_age: their samples are refused
+    as too_old, and no series row is made for them to hold a place under the cap."""
+    now = int(time.time() * 1000)
+    old = now - 8 * 24 * HOUR  # past sample_max_age (6 days)
+    with setting(console.services.ingest._config, max_series_per_host=2):
+        body = push(console, "lc-stale", [{"name": "stale_metric", "type": "gauge", "labels": {"i": str(i)},
+                                           "points": [[old, 1.0], [old + 10_000, 2.0]]} for i in range(3)])
+        assert body["accepted_samples"] == 0 and body["rejected"] == {"too_old": 6}, body
+        assert bounds(console, "stale_metric") == []
+        body = push(console, "lc-stale", [{"name": "fresh_metric", "type": "gauge", "labels": {"i": str(i)},
+                                           "points": [[now, 1.0]]} for i in range(2)])
+        assert body["accepted_samples"] == 2 and "rejected" not in body, body
+        # One sample in the window among old ones: the series is made, the old samples refused.
+        body = push(console, "lc-stale", [{"name": "fresh_metric", "type": "gauge", "labels": {"i": "0"},
+                                           "points": [[old, 1.0], [now + 1000, 2.0]]}])
+        assert body["accepted_samples"] == 1 and body["rejected"] == {"too_old": 1}, body
+        body = push(console, "lc-stale", [{"name": "third_metric", "type": "gauge", "labels": {},
+                                           "points": [[old, 1.0], [now, 2.0]]}])
+        assert body["accepted_samples"] == 0 and body["rejected"] == {"series_limit": 2}, body
+
 def test_retention_deletes_series_with_no_samples_left(console, viewer):
     now = time.time()
     now_ms = int(now * 1000)
