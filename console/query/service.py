@@ -37,6 +37,7 @@ FUNCTIONS: tuple[str, ...] = get_args(Function)
 RESOLUTIONS = {"1m": 60, "1h": 3600}  # rollup tiers and their bucket width, seconds
 MAX_STEPS = 11_000  # like Prometheus: a query may not ask for more points per series
 MATCH_DEADLINE_S = 10.0  # label matching of one query gives up after this long (503 query_timeout)
+NAME_LABEL = "__name__"  # the metric's name as a label, as in PromQL
 _FIRST = operator.itemgetter(0)
 T = TypeVar("T")
 SUMMARY_METRICS = ("node_cpu_seconds_total", "node_memory_MemTotal_bytes",
@@ -579,11 +580,18 @@ class QueryService:
             stmt = stmt.where(Host.name == q.host)
         selected: dict[int, _Series] = {}
         deadline = time.monotonic() + self._match_deadline_s
+        # The metric's name is a label as in PromQL (``__name__``) for the matchers and
+        # group_by that name it; the per-series answer's labels leave it out, as before.
+        named = any(m.label == NAME_LABEL for m in q.matchers) or NAME_LABEL in (q.group_by or ())
         for sid, labels_json, host_name, kind in session.connection().execute(stmt):  # Core: no ORM rows
             labels = orjson.loads(labels_json)
             if host_name != RULES_HOST:  # a recording rule's series has only its own labels
                 labels["host"] = host_name
+            if named:
+                labels[NAME_LABEL] = q.metric
             if all(m.matches(labels) for m in q.matchers):
+                if named and NAME_LABEL not in (q.group_by or ()):
+                    del labels[NAME_LABEL]
                 selected[sid] = _Series(labels, counter=kind == "counter")
             if q.matchers and time.monotonic() > deadline:
                 raise Unavailable(tx("matching labels took longer than {seconds} s; narrow the "

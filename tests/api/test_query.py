@@ -112,6 +112,17 @@ def test_label_matchers(console, data):
     assert len(rx["series"]) == 2
 
 
+
+def test_the_metric_name_is_the_label_name_as_in_promql(console, data):
+    grouped = query(console, data, metric="node_load1", step=20, group_by="__name__", agg="sum").json()
+    assert [s["labels"] for s in grouped["series"]] == [{"__name__": "node_load1"}]
+    assert grouped["series"][0]["points"] == [[T0, 1.5], [T0 + 20_000, 3.5]]
+    plain = query(console, data, metric="node_load1", step=20).json()
+    named = query(console, data, metric="node_load1", step=20, **{"label.__name__": "node_load1"}).json()
+    assert named == plain and "__name__" not in named["series"][0]["labels"]
+    assert query(console, data, metric="node_load1", **{"label.__name__": "node_load5"}).json()["series"] == []
+    assert query(console, data, metric="node_load1", **{"label.__name__~": "node_load.*"}).json()["series"]
+
 def test_step_alignment_keeps_the_last_sample_of_each_bucket(console, data):
     body = query(console, data, metric="node_load1", step=20).json()
     assert body["series"][0]["points"] == [[T0, 1.5], [T0 + 20_000, 3.5]]
