@@ -224,7 +224,8 @@ API_PATHS: dict[str, dict[str, dict]] = {
                       "404": _json(_ref("Error"), "No such host")}}},
     r"/api/v1/metrics/names": {"get": {
         "summary": "Metric names, optionally of one host",
-        "responses": {"200": _json(_obj({"names": {"type": "array", "items": STR}}, ["names"]))}}},
+        "responses": {"200": _json(_obj({"names": {"type": "array", "items": STR}}, ["names"])),
+                      "422": _json(_ref("Error"), "End before start (invalid_range)")}}},
     r"/api/v1/metrics/range": {"get": {
         "summary": "Range query over one metric",
         "responses": {"200": _json(_ref("RangeResult")), **_RANGE}}},

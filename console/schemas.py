@@ -382,7 +382,8 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 
 class MetricNamesQuery(Query):
     """Names of series with samples; with ``start``/``end``, only of series with data in
-    that window (by their first and last sample time)."""
+    that window (by their first and last sample time). 422 ``invalid_range`` when end is
+    before start."""
 
     host: Text | None = None
     start: Seconds | None = Field(None, description="Unix s")

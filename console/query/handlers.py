@@ -33,6 +33,8 @@ class HostHandler(ApiHandler):
 class MetricNamesHandler(ApiHandler):
     async def get(self) -> None:
         args = self.query()
+        if args.start is not None and args.end is not None and args.end < args.start:
+            raise ApiError(422, "invalid_range", tx("end is before start"))  # as the range query does
         names = await self.services.query.ametric_names(
             args.host or None, None if args.start is None else int(args.start * 1000),
             None if args.end is None else int(args.end * 1000))

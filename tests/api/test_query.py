@@ -171,3 +171,9 @@ def test_host_goes_down_after_missed_intervals(console, data):
 def test_metric_names(console, data):
     body = console.request("GET", "/api/v1/metrics/names?host=query-1", token=data["viewer"]).json()
     assert "node_load1" in body["names"] and "node_cpu_seconds_total" in body["names"]
+
+
+def test_metric_names_refuse_an_end_before_the_start_as_the_range_query_does(console, data):
+    for path in ("/api/v1/metrics/names?host=query-1&", "/api/v1/metrics/range?metric=node_load1&"):
+        resp = console.request("GET", f"{path}start={T0 / 1000 + 60}&end={T0 / 1000}", token=data["viewer"])
+        assert resp.status == 422 and resp.json()["error"]["code"] == "invalid_range", (path, resp.body)
