@@ -5,6 +5,7 @@ handler touches ``db`` (tests/unit/test_layout.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import time
@@ -279,8 +280,16 @@ def cookie_secret(data_dir: Path, env: Mapping[str, str] | None = None) -> str:
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
-    return secret
+    # Written whole under a name of its own, then linked into place: the workers of
+    # `serve --workers N` start together, and one must neither fail on the file another
+    # made a moment before (it crashed the worker) nor read it half-written.
+    draft = data_dir / f".cookie_secret.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process's secret came first: it is the one
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+    return path.read_text().strip()

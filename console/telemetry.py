@@ -16,7 +16,9 @@ workers that exited included, so no counter goes back), each gauge is combined a
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+
+_HEADER_BYTES = 8  # of a prometheus_client multiprocess file: the bytes used, then padding
 
 
 class ComputedGauge(Collector):
@@ -60,7 +65,7 @@ class WorkersRegistry(CollectorRegistry):
 
     def __init__(self, path: str) -> None:
         super().__init__(auto_describe=True)
-        self._files = MultiProcessCollector(None, path)
+        self._path = path
         self._computed: list[Collector] = []
 
     def register(self, collector: Collector) -> None:
@@ -73,8 +78,22 @@ class WorkersRegistry(CollectorRegistry):
         if collector in self._computed:
             self._computed.remove(collector)
 
+    def _files(self) -> list[str]:
+        """The workers' files that hold values. prometheus_client makes a worker's file
+        for a kind of metric when the worker first sets one (a worker started again, a
+        first histogram) empty, then sizes it: read between the two, its 4-byte header is
+        missing and the library's reader raises (struct.error), which failed the scrape
+        with a 500. Such a file holds nothing yet; one deleted meanwhile (a dead worker's
+        live gauges) neither."""
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(path) >= _HEADER_BYTES:
+                    files.append(path)
+        return files
+
     def collect(self) -> Iterator:
-        for metric in self._files.collect():
+        for metric in MultiProcessCollector.merge(self._files(), accumulate=True):
             if metric.type == "gauge":  # NaN marks a series removed (ConsoleMetrics.forget_host)
                 metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
             yield metric

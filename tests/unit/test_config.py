@@ -178,6 +178,37 @@ def test_a_short_shared_cookie_secret_refuses_to_start(tmp_path):
     assert cookie_secret(tmp_path, env={}) == (tmp_path / "cookie_secret").read_text().strip()
 
 
+
+def _secret_after(barrier, data_dir, answers) -> None:
+    from console.services import cookie_secret
+
+    barrier.wait()
+    try:
+        answers.put(cookie_secret(data_dir, env={}))
+    except Exception as exc:  # noqa: BLE001 - the failure is what the test reports
+        answers.put(f"raised {exc!r}")
+
+
+def test_workers_starting_together_share_one_whole_cookie_secret(tmp_path):
+    """``serve --workers N`` starts its workers at once: each reads the secret one of them
+    wrote, none fails on the file another made, none reads it half-written."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        data_dir = tmp_path / f"data{round_}"
+        barrier, answers = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_secret_after, args=(barrier, data_dir, answers)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        got = [answers.get(timeout=30) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        written = (data_dir / "cookie_secret").read_text().strip()
+        assert got == [written] * 6 and len(written) >= 32, got
+        assert [p.name for p in data_dir.iterdir()] == ["cookie_secret"]  # no draft left behind
+        assert (data_dir / "cookie_secret").stat().st_mode & 0o777 == 0o600
+
 def test_a_refused_flag_names_the_flag():
     with pytest.raises(ConfigError, match=r"^console\.listen: .*got 'here' \(from command-line flag --listen\)$"):
         load_config(None, env={}, overrides={"listen": "here"})
