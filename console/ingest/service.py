@@ -40,7 +40,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 from sqlalchemy import func, or_, select, update
@@ -133,6 +133,12 @@ class IngestRejected(InvalidInput):
         self.rejected = rejected
         self.examples = examples
 
+
+
+def _all_outside(points: Sequence[tuple[int, float]], lo: int, hi: int) -> bool:
+    """Whether a metric has samples and every one lies outside [lo, hi] (Unix ms): all
+    refused for their time (too_old, too_new), so no series is made for them."""
+    return bool(points) and not any(lo <= ts <= hi for ts, _ in points)
 
 def settle(future: asyncio.Future, outcome: Any) -> None:
     """Give ``future`` its result, or its exception when ``outcome`` is one; a future
@@ -701,7 +707,7 @@ class IngestService:
             kept: list[tuple[int, int, float]] = []
             if sid is not None:
                 kept = [(sid, ts, value) for ts, value in m.points if lo <= ts <= hi]
-            elif not m.points or any(lo <= ts <= hi for ts, _ in m.points):
+            elif not _all_outside(m.points, lo, hi):
                 continue  # counted as series_limit by _resolve_series
             if len(kept) != len(m.points):
                 for ts, _ in m.points:
@@ -890,7 +896,7 @@ class IngestService:
         spool replaying old batches keeping new series out, until retention deleted it."""
         wanted: dict[SeriesKey, str] = {}
         for m in batch.metrics:
-            if m.points and not any(lo <= ts <= hi for ts, _ in m.points):
+            if _all_outside(m.points, lo, hi):
                 continue
             wanted.setdefault((host_id, m.name, m.labels_json), m.type)
         ids: dict[SeriesKey, int] = {}

@@ -582,7 +582,8 @@ class QueryService:
         deadline = time.monotonic() + self._match_deadline_s
         # The metric's name is a label as in PromQL (``__name__``) for the matchers and
         # group_by that name it; the per-series answer's labels leave it out, as before.
-        named = any(m.label == NAME_LABEL for m in q.matchers) or NAME_LABEL in (q.group_by or ())
+        grouped_by_name = NAME_LABEL in (q.group_by or ())
+        named = grouped_by_name or any(m.label == NAME_LABEL for m in q.matchers)
         for sid, labels_json, host_name, kind in session.connection().execute(stmt):  # Core: no ORM rows
             labels = orjson.loads(labels_json)
             if host_name != RULES_HOST:  # a recording rule's series has only its own labels
@@ -590,7 +591,7 @@ class QueryService:
             if named:
                 labels[NAME_LABEL] = q.metric
             if all(m.matches(labels) for m in q.matchers):
-                if named and NAME_LABEL not in (q.group_by or ()):
+                if named and not grouped_by_name:
                     del labels[NAME_LABEL]
                 selected[sid] = _Series(labels, counter=kind == "counter")
             if q.matchers and time.monotonic() > deadline:
